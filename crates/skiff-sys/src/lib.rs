@@ -1,0 +1,8 @@
+//! The OS seam: every syscall, mount, namespace, netlink, cgroup and nftables
+//! operation Skiff needs sits behind a trait here, with a real Linux
+//! implementation and explicit fakes for tests.
+//!
+//! This is the only crate in the workspace allowed `unsafe`; every `unsafe`
+//! block must carry a `// SAFETY:` comment.
+//!
+//! The traits land with the node-agent issues.

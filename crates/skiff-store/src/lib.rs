@@ -23,7 +23,7 @@ use std::future::Future;
 use bytes::Bytes;
 use futures::stream::BoxStream;
 
-pub use embedded::{EmbeddedConfig, EmbeddedStore};
+pub use embedded::{EmbeddedConfig, EmbeddedStats, EmbeddedStore};
 pub use etcd::{EtcdConfig, EtcdStore};
 pub use validate::{MAX_KEY_BYTES, MAX_VALUE_BYTES, validate_key, validate_prefix, validate_value};
 
@@ -146,9 +146,7 @@ pub enum StoreError {
         current: Box<KeyValue>,
     },
     /// The requested revision is older than the compacted revision.
-    #[error(
-        "required revision {requested} has been compacted (compacted revision is {compacted})"
-    )]
+    #[error("required revision {requested} has been compacted (compacted revision is {compacted})")]
     Compacted {
         requested: Revision,
         compacted: Revision,
@@ -230,8 +228,11 @@ pub trait Store: Send + Sync + 'static {
     /// Every change under `prefix` after revision `after` (exclusive), in
     /// order. `after` = 0 means "from now on". Fails with
     /// [`StoreError::Compacted`] when the events after `after` are gone.
-    fn watch(&self, prefix: &str, after: Revision)
-    -> impl Future<Output = Result<WatchStream>> + Send;
+    fn watch(
+        &self,
+        prefix: &str,
+        after: Revision,
+    ) -> impl Future<Output = Result<WatchStream>> + Send;
 
     /// Discards history before `revision`: reads at older revisions and
     /// watches from older revisions fail with [`StoreError::Compacted`].

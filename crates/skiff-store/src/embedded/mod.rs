@@ -54,6 +54,7 @@ mod watch;
 mod writer;
 
 use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::mpsc;
 use std::sync::{Arc, Mutex, PoisonError, RwLock, RwLockReadGuard, RwLockWriteGuard};
 use std::thread::JoinHandle;
@@ -123,12 +124,17 @@ pub struct EmbeddedStats {
     pub live_keys: u64,
     /// Records kept on disk (live values plus retained history).
     pub retained_records: u64,
+    /// Durable commits since open; writes per commit is the group-commit
+    /// batch size.
+    pub commits: u64,
 }
 
 /// State shared by the store handle, the writer and watchers.
 pub(crate) struct Shared {
     db: Database,
     index: RwLock<Index>,
+    /// Durable commits made since open (each carries one batch of writes).
+    commits: AtomicU64,
 }
 
 impl Shared {
@@ -182,6 +188,7 @@ impl EmbeddedStore {
         let shared = Arc::new(Shared {
             db,
             index: RwLock::new(index),
+            commits: AtomicU64::new(0),
         });
         let (tx, rx) = mpsc::channel();
         let (events, _) = broadcast::channel(EVENT_BUFFER);
@@ -234,6 +241,7 @@ impl EmbeddedStore {
             compacted_revision: index.compacted(),
             live_keys: index.live_keys() as u64,
             retained_records: index.retained_records() as u64,
+            commits: self.inner.shared.commits.load(Ordering::Relaxed),
         }
     }
 

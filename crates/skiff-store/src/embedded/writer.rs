@@ -9,6 +9,7 @@
 
 use std::collections::{HashMap, VecDeque};
 use std::sync::Arc;
+use std::sync::atomic::Ordering;
 use std::sync::mpsc::{Receiver, RecvTimeoutError};
 use std::time::{Duration, Instant};
 
@@ -23,6 +24,8 @@ use crate::{DeleteResponse, EventKind, KeyValue, Result, Revision, StoreError, W
 
 /// Most writes committed together; bounds one transaction's size.
 const MAX_BATCH: usize = 1024;
+/// Longest wait for more writes before a commit.
+const MAX_GATHER: Duration = Duration::from_millis(1);
 /// How often an idle writer checks whether history has aged out.
 const IDLE_TICK: Duration = Duration::from_secs(1);
 /// Least time between two automatic compactions.
@@ -85,6 +88,10 @@ pub(crate) struct Writer {
     expired: Revision,
     last_compaction: Instant,
     buf: Vec<u8>,
+    /// Writes in the last batch: about how many writers are active.
+    last_batch: usize,
+    /// How long the last durable commit took.
+    last_commit: Duration,
 }
 
 impl Writer {
@@ -106,6 +113,8 @@ impl Writer {
             expired: 0,
             last_compaction: now,
             buf: Vec::new(),
+            last_batch: 0,
+            last_commit: Duration::ZERO,
         }
     }
 
@@ -120,8 +129,9 @@ impl Writer {
                 }
                 Err(RecvTimeoutError::Disconnected) => return,
             };
-            let mut writes = Vec::with_capacity(16);
+            let mut writes = Vec::with_capacity(self.last_batch.max(16));
             let mut next = Some(first);
+            let gather_until = Instant::now() + self.gather_window();
             while let Some(req) = next.take() {
                 match req.op {
                     WriteOp::Compact { revision } => {
@@ -133,13 +143,30 @@ impl Writer {
                     }
                     _ => writes.push(req),
                 }
-                if writes.len() < MAX_BATCH {
-                    next = self.rx.try_recv().ok();
+                if writes.len() >= MAX_BATCH {
+                    break;
+                }
+                next = self.rx.try_recv().ok();
+                if next.is_none() && writes.len() < self.last_batch {
+                    // The writers of the last batch are still resubmitting:
+                    // wait briefly for them rather than commit half a batch
+                    // and make the other half wait a whole fsync.
+                    let left = gather_until.saturating_duration_since(Instant::now());
+                    if !left.is_zero() {
+                        next = self.rx.recv_timeout(left).ok();
+                    }
                 }
             }
+            self.last_batch = writes.len();
             self.commit(writes);
             self.maybe_compact();
         }
+    }
+
+    /// How long a batch may wait for the writers of the previous one: a
+    /// fraction of a commit, so waiting costs less than it saves.
+    fn gather_window(&self) -> Duration {
+        (self.last_commit / 4).min(MAX_GATHER)
     }
 
     /// Applies `writes` in one transaction and answers each.
@@ -148,6 +175,7 @@ impl Writer {
             return;
         }
         let mut batch = Batch::default();
+        let started = Instant::now();
         let prepared = self.prepare(&writes, &mut batch);
         let committed = prepared.and_then(|txn| match txn {
             Some(txn) => txn
@@ -168,6 +196,8 @@ impl Writer {
             return;
         }
         if let Some(last) = batch.applied.last().map(|(_, e)| e.rev) {
+            self.shared.commits.fetch_add(1, Ordering::Relaxed);
+            self.last_commit = started.elapsed();
             let mut index = self.shared.index_mut();
             for (key, entry) in &batch.applied {
                 index.apply(key, *entry);

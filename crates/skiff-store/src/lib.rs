@@ -19,6 +19,7 @@ pub mod etcd;
 mod validate;
 
 use std::future::Future;
+use std::path::Path;
 
 use bytes::Bytes;
 use futures::stream::BoxStream;
@@ -48,7 +49,7 @@ pub struct KeyValue {
 /// What `list` should return.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct ListOptions {
-    /// Serve the list at this revision; 0 means the current revision.
+    /// Serve the list at this revision; 0 (or less) means the current revision.
     pub revision: Revision,
     /// Return at most this many keys; 0 means no limit.
     pub limit: u64,
@@ -167,8 +168,8 @@ pub enum StoreError {
     /// A write that fails this way may or may not have been applied.
     #[error("store unavailable: {0}")]
     Unavailable(String),
-    /// A storage error (I/O, disk full, a failed commit). Nothing of the
-    /// failed operation was applied.
+    /// A storage error (I/O, disk full, a failed commit). The operation was
+    /// not acknowledged and its effects are not visible.
     #[error("storage error: {0}")]
     Io(String),
     /// The data directory or database is not a usable Skiff store.
@@ -226,7 +227,7 @@ pub trait Store: Send + Sync + 'static {
     ) -> impl Future<Output = Result<DeleteResponse>> + Send;
 
     /// Every change under `prefix` after revision `after` (exclusive), in
-    /// order. `after` = 0 means "from now on". Fails with
+    /// order. `after` = 0 (or less) means "from now on". Fails with
     /// [`StoreError::Compacted`] when the events after `after` are gone.
     fn watch(
         &self,
@@ -249,6 +250,38 @@ pub enum AnyStore {
     Embedded(EmbeddedStore),
     /// The etcd backend.
     Etcd(EtcdStore),
+}
+
+impl AnyStore {
+    /// Opens the store `skiff server` was pointed at: with no endpoints, the
+    /// embedded store in `DATA_DIR/db`; else the etcd cluster at the given
+    /// `http://host:port` client URLs (`--datastore-endpoint`).
+    pub async fn open(endpoints: &[String], data_dir: &Path) -> Result<AnyStore> {
+        if endpoints.is_empty() {
+            let config = EmbeddedConfig::new(data_dir.join("db"));
+            let store = tokio::task::spawn_blocking(move || EmbeddedStore::open(config))
+                .await
+                .map_err(|e| {
+                    StoreError::Open(format!("opening the embedded store failed: {e}"))
+                })??;
+            return Ok(AnyStore::Embedded(store));
+        }
+        for endpoint in endpoints {
+            if endpoint.starts_with("https://") {
+                return Err(StoreError::Open(format!(
+                    "datastore endpoint {endpoint:?}: TLS to etcd is not supported yet; use http://"
+                )));
+            }
+            if !endpoint.starts_with("http://") {
+                return Err(StoreError::Open(format!(
+                    "datastore endpoint {endpoint:?} is not an etcd client URL (http://host:port)"
+                )));
+            }
+        }
+        Ok(AnyStore::Etcd(
+            EtcdStore::connect(EtcdConfig::new(endpoints.iter().cloned())).await?,
+        ))
+    }
 }
 
 macro_rules! dispatch {

@@ -537,7 +537,10 @@ async fn concurrent_writes_share_commits() {
         let store = store.clone();
         tasks.push(tokio::spawn(async move {
             for i in 0..50 {
-                store.create(&format!("/g/{t}/{i}"), Bytes::from("v")).await.unwrap();
+                store
+                    .create(&format!("/g/{t}/{i}"), Bytes::from("v"))
+                    .await
+                    .unwrap();
             }
         }));
     }

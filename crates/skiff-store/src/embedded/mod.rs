@@ -271,11 +271,7 @@ impl EmbeddedStore {
             usize::try_from(opts.limit).unwrap_or(usize::MAX)
         };
         let mut range = index.range(prefix, opts.continue_after.as_deref(), rev);
-        let page: Vec<(String, Entry)> = range
-            .by_ref()
-            .take(limit)
-            .map(|(k, e)| (k.to_owned(), e))
-            .collect();
+        let page: Vec<Entry> = range.by_ref().take(limit).map(|(_, e)| e).collect();
         let remaining = range.count() as u64;
         drop(index);
         let table = txn
@@ -283,7 +279,7 @@ impl EmbeddedStore {
             .map_err(|e| StoreError::Io(e.to_string()))?;
         let kvs = page
             .into_iter()
-            .map(|(_, e)| read_record(&table, e.rev))
+            .map(|e| read_record(&table, e.rev))
             .collect::<Result<Vec<_>>>()?;
         Ok(ListResponse {
             kvs,
@@ -404,7 +400,8 @@ fn unexpected(outcome: WriteOutcome) -> StoreError {
 fn resolve_revision(index: &Index, requested: Revision) -> Result<Revision> {
     let current = index.current();
     match requested {
-        0 => Ok(current),
+        // 0 (or less, as etcd treats it) means the current revision.
+        r if r <= 0 => Ok(current),
         r if r > current => Err(StoreError::FutureRevision {
             requested: r,
             current,

@@ -51,7 +51,8 @@ pub(crate) fn start(
 ) -> Result<WatchStream> {
     let index = shared.index();
     let current = index.current();
-    let last = if after == 0 { current } else { after };
+    // 0 (or less, as etcd treats it) means from now on.
+    let last = if after <= 0 { current } else { after };
     if last < index.compacted() {
         return Err(StoreError::Compacted {
             requested: last,

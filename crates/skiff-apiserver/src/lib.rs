@@ -1,4 +1,180 @@
-//! The Kubernetes API server: HTTPS, authn/authz, admission, generic REST handlers, watch cache, discovery.
+//! The Kubernetes API server: HTTPS, authn/authz, admission, generic REST
+//! handlers, watch cache, discovery.
 //!
-//! This crate is a placeholder in the workspace layout of `ARCHITECTURE.md`; its
-//! implementation lands with its own issue.
+//! [`ApiServer::start`] loads (or creates) the cluster's certificates, writes
+//! the admin kubeconfig, binds the HTTPS port and serves until
+//! [`ApiServer::shutdown`]. Only this crate touches the store; every other
+//! component talks to the API it serves.
+
+pub mod app;
+pub mod authn;
+pub mod health;
+pub mod kubeconfig;
+pub mod pki;
+pub mod request_info;
+pub mod response;
+mod server;
+pub mod version;
+
+use std::net::{IpAddr, Ipv4Addr, SocketAddr};
+use std::path::PathBuf;
+use std::sync::Arc;
+
+use skiff_store::{AnyStore, Store};
+use tokio::sync::oneshot;
+use tokio::task::JoinHandle;
+
+use crate::app::App;
+use crate::authn::{Authenticator, StaticTokenAuthenticator};
+use crate::pki::{Pki, SanConfig};
+
+/// Settings of the API server (`skiff server` flags).
+#[derive(Clone, Debug)]
+pub struct ApiServerConfig {
+    /// `--data-dir`: certificates live in `DATA_DIR/server/tls`.
+    pub data_dir: PathBuf,
+    /// `--bind-address`.
+    pub bind_address: IpAddr,
+    /// `--https-listen-port` (0 picks a free port, for tests).
+    pub port: u16,
+    /// `--write-kubeconfig`: where to write the admin kubeconfig, if anywhere.
+    pub write_kubeconfig: Option<PathBuf>,
+    /// `--token-auth-file`: static bearer tokens (upstream's CSV format).
+    pub token_auth_file: Option<PathBuf>,
+    /// Names and addresses the serving certificate must carry.
+    pub sans: SanConfig,
+}
+
+impl ApiServerConfig {
+    /// Defaults for a server with its state in `data_dir`: all addresses,
+    /// port 6443, no kubeconfig written, no token file.
+    pub fn new(data_dir: impl Into<PathBuf>) -> Self {
+        ApiServerConfig {
+            data_dir: data_dir.into(),
+            bind_address: IpAddr::V4(Ipv4Addr::UNSPECIFIED),
+            port: 6443,
+            write_kubeconfig: None,
+            token_auth_file: None,
+            sans: SanConfig::default(),
+        }
+    }
+}
+
+/// Why the API server could not start.
+#[derive(Debug, thiserror::Error)]
+pub enum StartError {
+    /// Certificates could not be loaded or created.
+    #[error("certificates: {0}")]
+    Pki(#[from] pki::PkiError),
+    /// The kubeconfig could not be written.
+    #[error("kubeconfig: {0}")]
+    Kubeconfig(#[from] kubeconfig::KubeconfigError),
+    /// The token file is unreadable or malformed.
+    #[error("token file: {0}")]
+    TokenFile(#[from] authn::TokenFileError),
+    /// The port could not be bound.
+    #[error("cannot listen on {addr}: {source}")]
+    Bind {
+        /// The address asked for.
+        addr: SocketAddr,
+        /// Why.
+        source: std::io::Error,
+    },
+}
+
+/// A running API server.
+#[derive(Debug)]
+pub struct ApiServer {
+    local_addr: SocketAddr,
+    pki: Arc<Pki>,
+    stop: Option<oneshot::Sender<()>>,
+    task: JoinHandle<()>,
+    store: Option<AnyStore>,
+}
+
+impl ApiServer {
+    /// Starts serving on `config`'s address with `store` as storage.
+    pub async fn start(config: ApiServerConfig, store: AnyStore) -> Result<ApiServer, StartError> {
+        let pki = {
+            let data_dir = config.data_dir.clone();
+            let sans = config.sans.clone();
+            tokio::task::spawn_blocking(move || Pki::load_or_create(&data_dir, &sans))
+                .await
+                .map_err(|e| pki::PkiError::Io {
+                    path: config.data_dir.clone(),
+                    source: std::io::Error::other(e),
+                })??
+        };
+        let mut authn = Authenticator::new().with_x509(pki.x509_authenticator()?);
+        if let Some(path) = &config.token_auth_file {
+            authn = authn.with_token_authenticator(Arc::new(StaticTokenAuthenticator::load(path)?));
+        }
+
+        let addr = SocketAddr::new(config.bind_address, config.port);
+        let listener = tokio::net::TcpListener::bind(addr)
+            .await
+            .map_err(|source| StartError::Bind { addr, source })?;
+        let local_addr = listener
+            .local_addr()
+            .map_err(|source| StartError::Bind { addr, source })?;
+        if let Some(path) = &config.write_kubeconfig {
+            let server = kubeconfig::server_url(config.bind_address, local_addr.port());
+            kubeconfig::write_admin(path, &server, &pki)?;
+        }
+
+        let store_check = {
+            let store = store.clone();
+            health::Check::new("etcd", move || {
+                let store = store.clone();
+                async move {
+                    store
+                        .current_revision()
+                        .await
+                        .map(drop)
+                        .map_err(|e| e.to_string())
+                }
+            })
+        };
+        let app = Arc::new(App::new(
+            authn,
+            local_addr.to_string(),
+            vec![health::Check::ping(), store_check],
+            Vec::new(),
+        ));
+        let acceptor = tokio_rustls::TlsAcceptor::from(Arc::new(pki.server_tls_config()?));
+        let (stop, stopped) = oneshot::channel();
+        let task = tokio::spawn(server::serve(listener, acceptor, app, async {
+            let _ = stopped.await;
+        }));
+        tracing::info!(%local_addr, "API server listening");
+        Ok(ApiServer {
+            local_addr,
+            pki: Arc::new(pki),
+            stop: Some(stop),
+            task,
+            store: Some(store),
+        })
+    }
+
+    /// The address the server listens on.
+    pub fn local_addr(&self) -> SocketAddr {
+        self.local_addr
+    }
+
+    /// The cluster's certificates.
+    pub fn pki(&self) -> &Pki {
+        &self.pki
+    }
+
+    /// Stops accepting connections, waits for open ones to finish, then
+    /// closes the store.
+    pub async fn shutdown(mut self) {
+        if let Some(stop) = self.stop.take() {
+            let _ = stop.send(());
+        }
+        let _ = (&mut self.task).await;
+        if let Some(store) = self.store.take() {
+            store.close().await;
+        }
+    }
+}

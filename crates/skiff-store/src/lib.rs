@@ -253,6 +253,16 @@ pub enum AnyStore {
 }
 
 impl AnyStore {
+    /// Releases the store: for the embedded backend, waits for queued writes
+    /// and frees the data directory for the next open (see
+    /// [`EmbeddedStore::close`]); the etcd backend just drops its connections.
+    pub async fn close(self) {
+        match self {
+            AnyStore::Embedded(s) => s.close().await,
+            AnyStore::Etcd(_) => {}
+        }
+    }
+
     /// Opens the store `skiff server` was pointed at: with no endpoints, the
     /// embedded store in `DATA_DIR/db`; else the etcd cluster at the given
     /// `http://host:port` client URLs (`--datastore-endpoint`).

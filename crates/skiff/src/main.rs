@@ -1,5 +1,7 @@
 //! `skiff`: Kubernetes in one binary. The binary is thin: it parses the
-//! command line and hands over to the component crates.
+//! command line, sets up logging and hands over to the component crates.
+
+mod server;
 
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -17,31 +19,9 @@ struct Cli {
 #[derive(Debug, Subcommand)]
 enum Command {
     /// Run the control plane (and, unless --disable-agent, a node agent).
-    Server(ServerArgs),
+    Server(server::ServerArgs),
     /// Run a node agent that joins a server.
     Agent(AgentArgs),
-}
-
-#[derive(Debug, clap::Args)]
-struct ServerArgs {
-    /// Directory for the embedded store, certificates and agent state.
-    #[arg(long, default_value = "/var/lib/skiff")]
-    data_dir: PathBuf,
-    /// etcd client URLs (comma-separated); absent means the embedded store.
-    #[arg(long, value_delimiter = ',')]
-    datastore_endpoint: Vec<String>,
-    /// Address the API server listens on.
-    #[arg(long, default_value = "0.0.0.0")]
-    bind_address: String,
-    /// Port of the API server.
-    #[arg(long, default_value_t = 6443)]
-    https_listen_port: u16,
-    /// Where to write the admin kubeconfig.
-    #[arg(long, default_value = "/etc/skiff/skiff.yaml")]
-    write_kubeconfig: PathBuf,
-    /// Run only the control plane.
-    #[arg(long)]
-    disable_agent: bool,
 }
 
 #[derive(Debug, clap::Args)]
@@ -59,13 +39,21 @@ struct AgentArgs {
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
-    let name = match cli.command {
-        Command::Server(_) => "server",
-        Command::Agent(_) => "agent",
-    };
-    eprintln!(
-        "skiff {name}: not yet implemented in this version ({}); only the storage layer exists so far",
-        env!("CARGO_PKG_VERSION")
-    );
-    ExitCode::from(2)
+    tracing_subscriber::fmt()
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_default_env()
+                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info")),
+        )
+        .with_writer(std::io::stderr)
+        .init();
+    match cli.command {
+        Command::Server(args) => server::main(args),
+        Command::Agent(_) => {
+            eprintln!(
+                "skiff agent: not yet implemented in this version ({})",
+                env!("CARGO_PKG_VERSION")
+            );
+            ExitCode::from(2)
+        }
+    }
 }

@@ -1,0 +1,179 @@
+//! The request path after TLS: authenticate, then serve a non-resource path
+//! (health, version) or an API resource request.
+
+use http::{Method, Request, Response, StatusCode};
+use rustls_pki_types::CertificateDer;
+
+use skiff_api::discovery;
+
+use crate::authn::{Authenticator, PeerIdentity, UserInfo};
+use crate::health;
+use crate::request_info::{self, RequestInfo};
+use crate::response::{self, Body};
+
+/// Paths anonymous clients may read (kubelets' and load balancers' probes).
+const ANONYMOUS_PATHS: &[&str] = &["/healthz", "/livez", "/readyz", "/version"];
+
+/// Everything a request may need.
+#[derive(Debug)]
+pub struct App {
+    authn: Authenticator,
+    healthz: health::Endpoint,
+    livez: health::Endpoint,
+    readyz: health::Endpoint,
+    /// `serverAddressByClientCIDRs` of discovery documents.
+    server_address: String,
+}
+
+impl App {
+    /// An app authenticating with `authn` and reporting `checks` on every
+    /// health endpoint, plus `ready_checks` on `/readyz` only.
+    pub fn new(
+        authn: Authenticator,
+        server_address: String,
+        checks: Vec<health::Check>,
+        ready_checks: Vec<health::Check>,
+    ) -> App {
+        let mut ready = checks.clone();
+        ready.extend(ready_checks);
+        App {
+            authn,
+            healthz: health::Endpoint::new("healthz", checks.clone()),
+            livez: health::Endpoint::new("livez", checks),
+            readyz: health::Endpoint::new("readyz", ready),
+            server_address,
+        }
+    }
+
+    /// Verifies a connection's client certificate chain once.
+    pub fn peer_identity(&self, chain: Option<&[CertificateDer<'_>]>) -> PeerIdentity {
+        self.authn.peer_identity(chain)
+    }
+
+    /// Serves one request.
+    pub async fn handle<B>(&self, peer: &PeerIdentity, req: Request<B>) -> Response<Body> {
+        let user = match self.authn.authenticate(peer, req.headers()) {
+            Ok(user) => user.unwrap_or_else(UserInfo::anonymous),
+            Err(err) => {
+                tracing::debug!(error = %err, "authentication failed");
+                return response::unauthorized();
+            }
+        };
+        let path = req.uri().path().to_owned();
+        let query = req.uri().query().map(str::to_owned);
+        if user.is_anonymous() && !anonymous_allowed(&path) {
+            return response::unauthorized();
+        }
+        let accept = req
+            .headers()
+            .get(http::header::ACCEPT)
+            .and_then(|v| v.to_str().ok())
+            .unwrap_or_default()
+            .to_owned();
+        match request_info::parse(req.method(), &path, query.as_deref()) {
+            RequestInfo::NonResource(_) if path == "/api" || path.starts_with("/apis") => {
+                self.discovery(req.method(), &path, &accept)
+            }
+            RequestInfo::NonResource(_) => {
+                self.non_resource(req.method(), &path, query.as_deref())
+                    .await
+            }
+            RequestInfo::Resource(r) if r.resource.is_empty() => {
+                self.discovery(req.method(), &path, &accept)
+            }
+            RequestInfo::Resource(_) => response::not_found_path(),
+        }
+    }
+
+    /// `/api`, `/api/v1`, `/apis`, `/apis/{group}` and `/apis/{group}/{version}`;
+    /// aggregated discovery (apidiscovery.k8s.io/v2) for `/api` and `/apis`
+    /// when the client asks for it.
+    fn discovery(&self, method: &Method, path: &str, accept: &str) -> Response<Body> {
+        if method != Method::GET && method != Method::HEAD {
+            return method_not_allowed();
+        }
+        let path = path.trim_end_matches('/');
+        if discovery::wants_aggregated_v2(accept) {
+            let doc = match path {
+                "/api" => Some(discovery::aggregated_core()),
+                "/apis" => Some(discovery::aggregated_apis()),
+                _ => None,
+            };
+            if let Some(doc) = doc {
+                let mut resp = response::json(StatusCode::OK, &doc);
+                resp.headers_mut().insert(
+                    http::header::CONTENT_TYPE,
+                    http::HeaderValue::from_static(discovery::AGGREGATED_DISCOVERY_V2_MEDIA_TYPE),
+                );
+                return resp;
+            }
+        }
+        match discovery::document(path, &self.server_address) {
+            Some(doc) => response::json(StatusCode::OK, &doc),
+            None => response::not_found_path(),
+        }
+    }
+
+    async fn non_resource(
+        &self,
+        method: &Method,
+        path: &str,
+        query: Option<&str>,
+    ) -> Response<Body> {
+        if method != Method::GET && method != Method::HEAD {
+            return method_not_allowed();
+        }
+        let mut segments = path.trim_start_matches('/').splitn(2, '/');
+        let first = segments.next().unwrap_or_default();
+        let single = segments.next().filter(|s| !s.is_empty());
+        let endpoint = match first {
+            "healthz" => &self.healthz,
+            "livez" => &self.livez,
+            "readyz" => &self.readyz,
+            "version" if single.is_none() => {
+                return response::json(StatusCode::OK, &crate::version::info());
+            }
+            _ => return response::not_found_path(),
+        };
+        let answer = endpoint.answer(single, query).await;
+        let status =
+            StatusCode::from_u16(answer.status).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
+        response::text(status, answer.body)
+    }
+}
+
+fn method_not_allowed() -> Response<Body> {
+    response::status_error(
+        StatusCode::METHOD_NOT_ALLOWED,
+        "MethodNotAllowed",
+        "the server does not allow this method on the requested resource",
+    )
+}
+
+fn anonymous_allowed(path: &str) -> bool {
+    ANONYMOUS_PATHS.iter().any(|p| {
+        path == *p
+            || path
+                .strip_prefix(p)
+                .is_some_and(|rest| rest.starts_with('/'))
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn anonymous_paths() {
+        for ok in ["/healthz", "/livez", "/readyz", "/readyz/etcd", "/version"] {
+            assert!(super::anonymous_allowed(ok), "{ok}");
+        }
+        for no in [
+            "/api",
+            "/healthzz",
+            "/versions",
+            "/api/v1/namespaces",
+            "/metrics",
+        ] {
+            assert!(!super::anonymous_allowed(no), "{no}");
+        }
+    }
+}

@@ -4,12 +4,17 @@
 use http::{Method, Request, Response, StatusCode};
 use rustls_pki_types::CertificateDer;
 
-use skiff_api::discovery;
+use skiff_api::status::ApiError;
+use skiff_api::{discovery, resources};
 
 use crate::authn::{Authenticator, PeerIdentity, UserInfo};
 use crate::health;
+use crate::registry::{self, Call, Registry};
 use crate::request_info::{self, RequestInfo};
 use crate::response::{self, Body};
+
+/// Largest request body accepted (upstream's 3 MiB).
+pub const MAX_REQUEST_BODY: usize = 3 * 1024 * 1024;
 
 /// Paths anonymous clients may read (kubelets' and load balancers' probes).
 const ANONYMOUS_PATHS: &[&str] = &["/healthz", "/livez", "/readyz", "/version"];
@@ -23,6 +28,7 @@ pub struct App {
     readyz: health::Endpoint,
     /// `serverAddressByClientCIDRs` of discovery documents.
     server_address: String,
+    registry: Registry,
 }
 
 impl App {
@@ -30,6 +36,7 @@ impl App {
     /// health endpoint, plus `ready_checks` on `/readyz` only.
     pub fn new(
         authn: Authenticator,
+        registry: Registry,
         server_address: String,
         checks: Vec<health::Check>,
         ready_checks: Vec<health::Check>,
@@ -42,6 +49,7 @@ impl App {
             livez: health::Endpoint::new("livez", checks),
             readyz: health::Endpoint::new("readyz", ready),
             server_address,
+            registry,
         }
     }
 
@@ -51,7 +59,11 @@ impl App {
     }
 
     /// Serves one request.
-    pub async fn handle<B>(&self, peer: &PeerIdentity, req: Request<B>) -> Response<Body> {
+    pub async fn handle<B>(&self, peer: &PeerIdentity, req: Request<B>) -> Response<Body>
+    where
+        B: hyper::body::Body<Data = bytes::Bytes>,
+        B::Error: Into<Box<dyn std::error::Error + Send + Sync>>,
+    {
         let user = match self.authn.authenticate(peer, req.headers()) {
             Ok(user) => user.unwrap_or_else(UserInfo::anonymous),
             Err(err) => {
@@ -81,7 +93,28 @@ impl App {
             RequestInfo::Resource(r) if r.resource.is_empty() => {
                 self.discovery(req.method(), &path, &accept)
             }
-            RequestInfo::Resource(_) => response::not_found_path(),
+            RequestInfo::Resource(r) => {
+                let Some(info) = resources::by_gvr(&r.group, &r.version, &r.resource) else {
+                    return response::not_found_path();
+                };
+                if let Err(err) = check_content_type(req.method(), req.headers()) {
+                    return registry::error_response(&err);
+                }
+                let body = match read_body(req.into_body()).await {
+                    Ok(body) => body,
+                    Err(err) => return registry::error_response(&err),
+                };
+                let call = Call {
+                    info,
+                    req: &r,
+                    query: query.as_deref(),
+                    body,
+                };
+                match self.registry.serve(call).await {
+                    Ok(resp) => resp,
+                    Err(err) => registry::error_response(&err),
+                }
+            }
         }
     }
 
@@ -139,6 +172,64 @@ impl App {
         let status =
             StatusCode::from_u16(answer.status).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
         response::text(status, answer.body)
+    }
+}
+
+/// Media types request bodies may use.
+const BODY_MEDIA_TYPES: &[&str] = &["application/json", "application/yaml"];
+/// Media types PATCH bodies may use.
+const PATCH_MEDIA_TYPES: &[&str] = &[
+    "application/json-patch+json",
+    "application/merge-patch+json",
+    "application/strategic-merge-patch+json",
+    "application/apply-patch+yaml",
+];
+
+/// Refuses bodies in media types we cannot decode (notably protobuf) with
+/// 415, which clients answer by retrying in JSON.
+fn check_content_type(method: &Method, headers: &http::HeaderMap) -> Result<(), ApiError> {
+    let accepted: &[&str] = match *method {
+        Method::POST | Method::PUT => BODY_MEDIA_TYPES,
+        Method::PATCH => PATCH_MEDIA_TYPES,
+        _ => return Ok(()),
+    };
+    let Some(value) = headers.get(http::header::CONTENT_TYPE) else {
+        return Ok(());
+    };
+    let media = value
+        .to_str()
+        .unwrap_or_default()
+        .split(';')
+        .next()
+        .unwrap_or_default()
+        .trim()
+        .to_ascii_lowercase();
+    if media.is_empty() || accepted.contains(&media.as_str()) {
+        return Ok(());
+    }
+    Err(ApiError::UnsupportedMediaType {
+        accepted: accepted.iter().map(|s| (*s).to_owned()).collect(),
+    })
+}
+
+/// The request body, at most [`MAX_REQUEST_BODY`] bytes.
+async fn read_body<B>(body: B) -> Result<bytes::Bytes, ApiError>
+where
+    B: hyper::body::Body<Data = bytes::Bytes>,
+    B::Error: Into<Box<dyn std::error::Error + Send + Sync>>,
+{
+    use http_body_util::BodyExt;
+    match http_body_util::Limited::new(body, MAX_REQUEST_BODY)
+        .collect()
+        .await
+    {
+        Ok(collected) => Ok(collected.to_bytes()),
+        Err(err) if err.is::<http_body_util::LengthLimitError>() => Err(
+            ApiError::RequestEntityTooLarge(format!("limit is {MAX_REQUEST_BODY}")),
+        ),
+        Err(err) => Err(ApiError::BadRequest(format!(
+            "reading the request body: {err}"
+        ))),
     }
 }
 

@@ -11,6 +11,7 @@ pub mod authn;
 pub mod health;
 pub mod kubeconfig;
 pub mod pki;
+pub mod registry;
 pub mod request_info;
 pub mod response;
 mod server;
@@ -72,6 +73,9 @@ pub enum StartError {
     /// The token file is unreadable or malformed.
     #[error("token file: {0}")]
     TokenFile(#[from] authn::TokenFileError),
+    /// The system namespaces could not be created.
+    #[error("creating the system namespaces: {0}")]
+    Bootstrap(String),
     /// The port could not be bound.
     #[error("cannot listen on {addr}: {source}")]
     Bind {
@@ -135,8 +139,14 @@ impl ApiServer {
                 }
             })
         };
+        let registry = registry::Registry::new(store.clone());
+        registry
+            .bootstrap()
+            .await
+            .map_err(|e| StartError::Bootstrap(e.to_string()))?;
         let app = Arc::new(App::new(
             authn,
+            registry,
             local_addr.to_string(),
             vec![health::Check::ping(), store_check],
             Vec::new(),

@@ -1,0 +1,856 @@
+//! The generic REST store: every resource of the resource table served from
+//! the store with the same verbs and metadata rules, as upstream's
+//! `genericregistry.Store`. Objects are JSON documents; the store keeps them
+//! without `resourceVersion`, which is the key's mod revision on the way out.
+
+pub mod meta;
+mod watch;
+
+use bytes::Bytes;
+use http::{Response, StatusCode};
+use serde_json::{Value, json};
+use skiff_api::resources::{self, ResourceInfo};
+use skiff_api::selector::{self, fields::FieldSelector, labels::Selector};
+use skiff_api::status::ApiError;
+use skiff_store::{AnyStore, KeyValue, ListOptions, Store, StoreError};
+
+use crate::request_info::{ResourceRequest, query_value};
+use crate::response::{self, Body};
+
+/// Namespaces every cluster has.
+pub const SYSTEM_NAMESPACES: &[&str] =
+    &["default", "kube-system", "kube-public", "kube-node-lease"];
+/// Attempts of an update that races other writers before giving up.
+const MAX_RETRIES: usize = 16;
+
+/// The REST store over one [`AnyStore`].
+#[derive(Clone, Debug)]
+pub struct Registry {
+    store: AnyStore,
+}
+
+/// One parsed resource call.
+#[derive(Debug)]
+pub struct Call<'a> {
+    /// The resource's table entry.
+    pub info: &'static ResourceInfo,
+    /// What the path and method asked for.
+    pub req: &'a ResourceRequest,
+    /// The raw query string.
+    pub query: Option<&'a str>,
+    /// The request body (already size-limited).
+    pub body: Bytes,
+}
+
+impl Registry {
+    /// A registry storing in `store`.
+    pub fn new(store: AnyStore) -> Registry {
+        Registry { store }
+    }
+
+    /// Creates the namespaces every cluster has, if missing.
+    pub async fn bootstrap(&self) -> Result<(), ApiError> {
+        let Some(ns) = resources::by_gvr("", "v1", "namespaces") else {
+            return Err(ApiError::InternalError(
+                "namespaces missing from the resource table".into(),
+            ));
+        };
+        for name in SYSTEM_NAMESPACES {
+            let mut obj =
+                json!({"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": name}});
+            prepare_create(ns, &mut obj)?;
+            match self
+                .store
+                .create(&ns.key(None, name), to_bytes(&obj)?)
+                .await
+            {
+                Ok(_) | Err(StoreError::AlreadyExists { .. }) => {}
+                Err(e) => return Err(store_error(ns, name, e)),
+            }
+        }
+        Ok(())
+    }
+
+    /// Serves one call.
+    pub async fn serve(&self, call: Call<'_>) -> Result<Response<Body>, ApiError> {
+        let info = call.info;
+        let name = call.req.name.as_deref();
+        match (call.req.verb, call.req.subresource.as_deref(), name) {
+            ("get", None, Some(name)) => self.get(&call, name).await,
+            ("list", None, _) => self.list(&call).await,
+            ("watch", None, _) => watch::serve(&self.store, &call).await,
+            ("create", None, None) => self.create(&call).await,
+            ("update", None | Some("status"), Some(name)) => self.update(&call, name).await,
+            ("get", Some("status"), Some(name)) => self.get(&call, name).await,
+            ("delete", None, Some(name)) => self.delete(&call, name).await,
+            ("deletecollection", None, None) => self.delete_collection(&call).await,
+            (verb, sub, _) => Err(ApiError::MethodNotAllowed {
+                group: info.group.to_owned(),
+                resource: match sub {
+                    Some(sub) => format!("{}/{sub}", info.plural),
+                    None => info.plural.to_owned(),
+                },
+                action: verb.to_owned(),
+            }),
+        }
+    }
+
+    async fn get(&self, call: &Call<'_>, name: &str) -> Result<Response<Body>, ApiError> {
+        let info = call.info;
+        let ns = call.req.namespace.as_deref();
+        match self.store.get(&info.key(ns, name)).await {
+            Ok(Some(kv)) => Ok(response::json(StatusCode::OK, &decode(&kv)?)),
+            Ok(None) => Err(ApiError::not_found(info, name)),
+            Err(e) => Err(store_error(info, name, e)),
+        }
+    }
+
+    async fn list(&self, call: &Call<'_>) -> Result<Response<Body>, ApiError> {
+        let info = call.info;
+        let (labels, fields) = selectors(info, call.query)?;
+        let limit: u64 = match query_value(call.query, "limit") {
+            Some(l) if !l.is_empty() => l
+                .parse()
+                .map_err(|_| ApiError::BadRequest(format!("invalid limit: {l}")))?,
+            _ => 0,
+        };
+        let prefix = info.prefix(call.req.namespace.as_deref());
+        let mut opts = ListOptions::default();
+        if let Some(token) = query_value(call.query, "continue").filter(|t| !t.is_empty()) {
+            let (rev, start) = decode_continue(&token)?;
+            opts.revision = rev;
+            opts.continue_after = Some(format!("{prefix}{start}"));
+        } else if let Some(rv) =
+            query_value(call.query, "resourceVersion").filter(|v| !v.is_empty() && v != "0")
+        {
+            let exact = query_value(call.query, "resourceVersionMatch").as_deref() == Some("Exact");
+            let rv = parse_rv(&rv)?;
+            if exact {
+                opts.revision = rv;
+            }
+        }
+        let mut items = Vec::new();
+        let mut revision;
+        let mut continue_after;
+        // Read pages until `limit` matching items are found (selectors may
+        // filter many out), as upstream does.
+        loop {
+            let page_limit = if limit == 0 {
+                0
+            } else {
+                (limit - items.len() as u64).max(limit)
+            };
+            opts.limit = page_limit;
+            let page = self
+                .store
+                .list(&prefix, opts.clone())
+                .await
+                .map_err(|e| list_error(e, call.query))?;
+            revision = page.revision;
+            continue_after = page.continue_after().map(str::to_owned);
+            let mut last_key = None;
+            for kv in &page.kvs {
+                last_key = Some(kv.key.clone());
+                let obj = decode(kv)?;
+                if matches(info, &labels, &fields, &obj) {
+                    items.push(obj);
+                    if limit > 0 && items.len() as u64 >= limit {
+                        break;
+                    }
+                }
+            }
+            if limit > 0 && items.len() as u64 >= limit {
+                // Stopped early inside the page: continue after the last
+                // examined key.
+                let more =
+                    page.more() || last_key.as_deref() != page.kvs.last().map(|kv| kv.key.as_str());
+                continue_after = if more { last_key } else { None };
+                break;
+            }
+            match &continue_after {
+                Some(after) if limit > 0 => {
+                    opts.revision = revision;
+                    opts.continue_after = Some(after.clone());
+                }
+                _ => break,
+            }
+        }
+        let mut metadata = json!({"resourceVersion": revision.to_string()});
+        if let Some(after) = continue_after {
+            let start = after.strip_prefix(&prefix).unwrap_or(&after);
+            metadata["continue"] = Value::String(encode_continue(revision, start));
+        }
+        let list = json!({
+            "kind": info.list_kind,
+            "apiVersion": info.api_version(),
+            "metadata": metadata,
+            "items": items,
+        });
+        Ok(response::json(StatusCode::OK, &list))
+    }
+
+    async fn create(&self, call: &Call<'_>) -> Result<Response<Body>, ApiError> {
+        let info = call.info;
+        let mut obj = parse_body(&call.body)?;
+        meta::check_type(&mut obj, info)?;
+        meta::check_namespace(&mut obj, call.req.namespace.as_deref())?;
+        meta::generate_name(&mut obj)?;
+        meta::validate(&obj, info)?;
+        prepare_create(info, &mut obj)?;
+        let name = meta::meta_str(&obj, "name").to_owned();
+        let ns = call.req.namespace.as_deref();
+        if let Some(ns) = ns {
+            self.check_namespace_open(info, ns, &name).await?;
+        }
+        if dry_run(call.query)? {
+            return Ok(response::json(StatusCode::CREATED, &obj));
+        }
+        let kv = self
+            .store
+            .create(&info.key(ns, &name), to_bytes(&obj)?)
+            .await
+            .map_err(|e| store_error(info, &name, e))?;
+        set_rv(&mut obj, kv.mod_revision);
+        Ok(response::json(StatusCode::CREATED, &obj))
+    }
+
+    /// Refuses creation in a missing or terminating namespace (upstream's
+    /// NamespaceLifecycle admission).
+    async fn check_namespace_open(
+        &self,
+        info: &ResourceInfo,
+        ns: &str,
+        name: &str,
+    ) -> Result<(), ApiError> {
+        let Some(nsinfo) = resources::by_gvr("", "v1", "namespaces") else {
+            return Ok(());
+        };
+        match self.store.get(&nsinfo.key(None, ns)).await {
+            Ok(Some(kv)) => {
+                let obj = decode(&kv)?;
+                if !meta::meta_str(&obj, "deletionTimestamp").is_empty() {
+                    return Err(ApiError::Forbidden {
+                        group: info.group.to_owned(),
+                        resource: info.plural.to_owned(),
+                        name: name.to_owned(),
+                        reason: format!(
+                            "unable to create new content in namespace {ns} because it is being terminated"
+                        ),
+                    });
+                }
+                Ok(())
+            }
+            Ok(None) => Err(ApiError::not_found(nsinfo, ns)),
+            Err(e) => Err(store_error(nsinfo, ns, e)),
+        }
+    }
+
+    async fn update(&self, call: &Call<'_>, name: &str) -> Result<Response<Body>, ApiError> {
+        let info = call.info;
+        let mut obj = parse_body(&call.body)?;
+        meta::check_type(&mut obj, info)?;
+        meta::check_namespace(&mut obj, call.req.namespace.as_deref())?;
+        let body_name = meta::meta_str(&obj, "name");
+        if body_name != name {
+            return Err(ApiError::BadRequest(format!(
+                "the name of the object ({body_name}) does not match the name on the URL ({name})"
+            )));
+        }
+        meta::validate(&obj, info)?;
+        let wanted_rv = meta::meta_str(&obj, "resourceVersion").to_owned();
+        let status_only = call.req.subresource.as_deref() == Some("status");
+        let key = info.key(call.req.namespace.as_deref(), name);
+        for _ in 0..MAX_RETRIES {
+            let current = match self.store.get(&key).await {
+                Ok(Some(kv)) => kv,
+                Ok(None) => return Err(ApiError::not_found(info, name)),
+                Err(e) => return Err(store_error(info, name, e)),
+            };
+            if !wanted_rv.is_empty() && wanted_rv != current.mod_revision.to_string() {
+                return Err(ApiError::conflict_modified(info, name));
+            }
+            let old = decode(&current)?;
+            let new = prepare_update(info, &old, obj.clone(), status_only)?;
+            if same_object(&old, &new) {
+                return Ok(response::json(StatusCode::OK, &old));
+            }
+            if dry_run(call.query)? {
+                return Ok(response::json(StatusCode::OK, &new));
+            }
+            match self
+                .write_update(info, &key, name, new, current.mod_revision)
+                .await
+            {
+                Ok(obj) => return Ok(response::json(StatusCode::OK, &obj)),
+                Err(Retry::Conflict) if wanted_rv.is_empty() => continue,
+                Err(Retry::Conflict) => return Err(ApiError::conflict_modified(info, name)),
+                Err(Retry::Fail(e)) => return Err(e),
+            }
+        }
+        Err(ApiError::conflict_modified(info, name))
+    }
+
+    /// Writes an updated object; an object marked for deletion whose last
+    /// finalizer is gone is deleted instead.
+    async fn write_update(
+        &self,
+        info: &ResourceInfo,
+        key: &str,
+        name: &str,
+        mut new: Value,
+        rev: i64,
+    ) -> Result<Value, Retry> {
+        if ready_to_delete(&new) {
+            return match self.store.delete(key, rev).await {
+                Ok(d) => {
+                    set_rv(&mut new, d.revision);
+                    Ok(new)
+                }
+                Err(StoreError::Conflict { .. }) => Err(Retry::Conflict),
+                Err(e) => Err(Retry::Fail(store_error(info, name, e))),
+            };
+        }
+        let bytes = to_bytes(&new).map_err(Retry::Fail)?;
+        match self.store.update(key, bytes, rev).await {
+            Ok(kv) => {
+                set_rv(&mut new, kv.mod_revision);
+                Ok(new)
+            }
+            Err(StoreError::Conflict { .. }) => Err(Retry::Conflict),
+            Err(e) => Err(Retry::Fail(store_error(info, name, e))),
+        }
+    }
+
+    async fn delete(&self, call: &Call<'_>, name: &str) -> Result<Response<Body>, ApiError> {
+        let info = call.info;
+        let options = parse_delete_options(&call.body)?;
+        let key = info.key(call.req.namespace.as_deref(), name);
+        for _ in 0..MAX_RETRIES {
+            let current = match self.store.get(&key).await {
+                Ok(Some(kv)) => kv,
+                Ok(None) => return Err(ApiError::not_found(info, name)),
+                Err(e) => return Err(store_error(info, name, e)),
+            };
+            let mut obj = decode(&current)?;
+            check_preconditions(info, name, &obj, &options, current.mod_revision)?;
+            if dry_run(call.query)? {
+                return Ok(response::json(StatusCode::OK, &obj));
+            }
+            if has_finalizers(&obj) {
+                // Mark for deletion; the finalizers' owners finish the job.
+                if meta::meta_str(&obj, "deletionTimestamp").is_empty() {
+                    let m = meta::meta_mut(&mut obj)?;
+                    m.insert(
+                        "deletionTimestamp".into(),
+                        Value::String(meta::now_rfc3339()),
+                    );
+                    m.insert("deletionGracePeriodSeconds".into(), json!(0));
+                    if info.plural == "namespaces" && info.group.is_empty() {
+                        obj["status"]["phase"] = Value::String("Terminating".into());
+                    }
+                    strip_rv(&mut obj);
+                    match self
+                        .write_update(info, &key, name, obj, current.mod_revision)
+                        .await
+                    {
+                        Ok(obj) => return Ok(response::json(StatusCode::OK, &obj)),
+                        Err(Retry::Conflict) => continue,
+                        Err(Retry::Fail(e)) => return Err(e),
+                    }
+                }
+                return Ok(response::json(StatusCode::OK, &obj));
+            }
+            match self.store.delete(&key, current.mod_revision).await {
+                Ok(_) => {
+                    return Ok(response::json(
+                        StatusCode::OK,
+                        &delete_status(info, name, &obj),
+                    ));
+                }
+                Err(StoreError::Conflict { .. }) => continue,
+                Err(e) => return Err(store_error(info, name, e)),
+            }
+        }
+        Err(ApiError::conflict_modified(info, name))
+    }
+
+    async fn delete_collection(&self, call: &Call<'_>) -> Result<Response<Body>, ApiError> {
+        let info = call.info;
+        let (labels, fields) = selectors(info, call.query)?;
+        let prefix = info.prefix(call.req.namespace.as_deref());
+        let page = self
+            .store
+            .list(&prefix, ListOptions::default())
+            .await
+            .map_err(|e| list_error(e, call.query))?;
+        let mut deleted = Vec::new();
+        for kv in &page.kvs {
+            let obj = decode(kv)?;
+            if !matches(info, &labels, &fields, &obj) {
+                continue;
+            }
+            let name = meta::meta_str(&obj, "name").to_owned();
+            let sub = Call {
+                info,
+                req: call.req,
+                query: call.query,
+                body: call.body.clone(),
+            };
+            match self.delete(&sub, &name).await {
+                Ok(_) => deleted.push(obj),
+                // Gone meanwhile: nothing left to delete.
+                Err(ApiError::NotFound { .. }) => {}
+                Err(e) => return Err(e),
+            }
+        }
+        let list = json!({
+            "kind": info.list_kind,
+            "apiVersion": info.api_version(),
+            "metadata": {"resourceVersion": page.revision.to_string()},
+            "items": deleted,
+        });
+        Ok(response::json(StatusCode::OK, &list))
+    }
+}
+
+enum Retry {
+    Conflict,
+    Fail(ApiError),
+}
+
+/// Create-time defaults every object gets, plus the few per-kind ones this
+/// layer owns (namespace finalizer and phase, the namespace name label).
+fn prepare_create(info: &ResourceInfo, obj: &mut Value) -> Result<(), ApiError> {
+    let tracks = meta::tracks_generation(info);
+    let m = meta::meta_mut(obj)?;
+    if m.get("resourceVersion")
+        .and_then(Value::as_str)
+        .is_some_and(|v| !v.is_empty())
+    {
+        return Err(ApiError::BadRequest(
+            "resourceVersion should not be set on objects to be created".into(),
+        ));
+    }
+    m.remove("resourceVersion");
+    m.insert("uid".into(), Value::String(meta::new_uid()));
+    m.insert(
+        "creationTimestamp".into(),
+        Value::String(meta::now_rfc3339()),
+    );
+    m.remove("deletionTimestamp");
+    m.remove("deletionGracePeriodSeconds");
+    if tracks {
+        m.insert("generation".into(), json!(1));
+    } else {
+        m.remove("generation");
+    }
+    if info.group.is_empty() && info.plural == "namespaces" {
+        let name = meta::meta_str(obj, "name").to_owned();
+        set_namespace_label(obj, &name)?;
+        if obj.pointer("/spec/finalizers").is_none() {
+            obj["spec"]["finalizers"] = json!(["kubernetes"]);
+        }
+        obj["status"] = json!({"phase": "Active"});
+    }
+    Ok(())
+}
+
+/// The label upstream puts on every namespace: `kubernetes.io/metadata.name`.
+fn set_namespace_label(obj: &mut Value, name: &str) -> Result<(), ApiError> {
+    let m = meta::meta_mut(obj)?;
+    let labels = m.entry("labels").or_insert_with(|| json!({}));
+    if !labels.is_object() {
+        *labels = json!({});
+    }
+    labels["kubernetes.io/metadata.name"] = Value::String(name.to_owned());
+    Ok(())
+}
+
+/// Update-time rules: immutable metadata from the old object, status from
+/// the old object on the main resource (from the new on `/status`),
+/// generation bumped when the spec changes.
+fn prepare_update(
+    info: &ResourceInfo,
+    old: &Value,
+    mut new: Value,
+    status_only: bool,
+) -> Result<Value, ApiError> {
+    if status_only {
+        let mut merged = old.clone();
+        merged["status"] = new.get("status").cloned().unwrap_or(Value::Null);
+        new = merged;
+    } else if info.subresource("status").is_some() {
+        match old.get("status") {
+            Some(status) => new["status"] = status.clone(),
+            None => {
+                if let Some(map) = new.as_object_mut() {
+                    map.remove("status");
+                }
+            }
+        }
+    }
+    let old_meta = old.get("metadata").cloned().unwrap_or_default();
+    let given_uid = meta::meta_str(&new, "uid").to_owned();
+    let old_uid = meta::meta_str(old, "uid");
+    if !given_uid.is_empty() && given_uid != old_uid {
+        return Err(ApiError::Conflict {
+            group: info.group.to_owned(),
+            resource: info.plural.to_owned(),
+            name: meta::meta_str(old, "name").to_owned(),
+            reason: format!(
+                "Precondition failed: UID in precondition: {given_uid}, UID in object meta: {old_uid}"
+            ),
+        });
+    }
+    let spec_changed = old.get("spec") != new.get("spec");
+    let m = meta::meta_mut(&mut new)?;
+    for field in [
+        "uid",
+        "creationTimestamp",
+        "deletionTimestamp",
+        "deletionGracePeriodSeconds",
+        "generation",
+    ] {
+        match old_meta.get(field) {
+            Some(v) => {
+                m.insert(field.into(), v.clone());
+            }
+            None => {
+                m.remove(field);
+            }
+        }
+    }
+    m.remove("resourceVersion");
+    if meta::tracks_generation(info) && spec_changed && !status_only {
+        let generation = old_meta
+            .get("generation")
+            .and_then(Value::as_i64)
+            .unwrap_or(0);
+        m.insert("generation".into(), json!(generation + 1));
+    }
+    if info.group.is_empty() && info.plural == "namespaces" {
+        let name = meta::meta_str(&new, "name").to_owned();
+        set_namespace_label(&mut new, &name)?;
+        // Only the finalize subresource changes a namespace's finalizers.
+        match old.pointer("/spec/finalizers") {
+            Some(f) => new["spec"]["finalizers"] = f.clone(),
+            None => {
+                if let Some(spec) = new.get_mut("spec").and_then(Value::as_object_mut) {
+                    spec.remove("finalizers");
+                }
+            }
+        }
+    }
+    Ok(new)
+}
+
+fn same_object(old: &Value, new: &Value) -> bool {
+    let mut a = old.clone();
+    strip_rv(&mut a);
+    a == *new
+}
+
+fn has_finalizers(obj: &Value) -> bool {
+    let meta_finalizers = obj
+        .pointer("/metadata/finalizers")
+        .and_then(Value::as_array)
+        .is_some_and(|f| !f.is_empty());
+    let ns_finalizers = obj.get("kind").and_then(Value::as_str) == Some("Namespace")
+        && obj
+            .pointer("/spec/finalizers")
+            .and_then(Value::as_array)
+            .is_some_and(|f| !f.is_empty());
+    meta_finalizers || ns_finalizers
+}
+
+fn ready_to_delete(obj: &Value) -> bool {
+    !meta::meta_str(obj, "deletionTimestamp").is_empty() && !has_finalizers(obj)
+}
+
+/// `metav1.DeleteOptions` of a delete request body (may be empty).
+#[derive(Debug, Default)]
+struct DeleteOptions {
+    uid: Option<String>,
+    resource_version: Option<String>,
+}
+
+fn parse_delete_options(body: &Bytes) -> Result<DeleteOptions, ApiError> {
+    if body.iter().all(u8::is_ascii_whitespace) {
+        return Ok(DeleteOptions::default());
+    }
+    let v = parse_body(body)?;
+    let pre = v.get("preconditions");
+    let get = |k: &str| {
+        pre.and_then(|p| p.get(k))
+            .and_then(Value::as_str)
+            .map(str::to_owned)
+    };
+    Ok(DeleteOptions {
+        uid: get("uid"),
+        resource_version: get("resourceVersion"),
+    })
+}
+
+fn check_preconditions(
+    info: &ResourceInfo,
+    name: &str,
+    obj: &Value,
+    options: &DeleteOptions,
+    rev: i64,
+) -> Result<(), ApiError> {
+    let conflict = |reason: String| ApiError::Conflict {
+        group: info.group.to_owned(),
+        resource: info.plural.to_owned(),
+        name: name.to_owned(),
+        reason,
+    };
+    if let Some(uid) = &options.uid {
+        let actual = meta::meta_str(obj, "uid");
+        if uid != actual {
+            return Err(conflict(format!(
+                "Precondition failed: UID in precondition: {uid}, UID in object meta: {actual}"
+            )));
+        }
+    }
+    if let Some(rv) = &options.resource_version
+        && *rv != rev.to_string()
+    {
+        return Err(conflict(format!(
+            "Precondition failed: ResourceVersion in precondition: {rv}, ResourceVersion in object meta: {rev}"
+        )));
+    }
+    Ok(())
+}
+
+fn delete_status(info: &ResourceInfo, name: &str, obj: &Value) -> Value {
+    json!({
+        "kind": "Status",
+        "apiVersion": "v1",
+        "metadata": {},
+        "status": "Success",
+        "details": {
+            "name": name,
+            "group": info.group,
+            "kind": info.plural,
+            "uid": meta::meta_str(obj, "uid"),
+        },
+    })
+}
+
+/// Label and field selectors of a list, watch or deletecollection.
+pub(crate) fn selectors(
+    info: &ResourceInfo,
+    query: Option<&str>,
+) -> Result<(Selector, FieldSelector), ApiError> {
+    let labels = match query_value(query, "labelSelector") {
+        Some(s) if !s.is_empty() => selector::labels::parse(&s)?,
+        _ => Selector::everything(),
+    };
+    let fields = match query_value(query, "fieldSelector") {
+        Some(s) if !s.is_empty() => selector::fields::parse(&s)?.for_resource(info)?,
+        _ => FieldSelector::everything(),
+    };
+    Ok((labels, fields))
+}
+
+pub(crate) fn matches(
+    info: &ResourceInfo,
+    labels: &Selector,
+    fields: &FieldSelector,
+    obj: &Value,
+) -> bool {
+    (labels.is_empty() || labels.matches_object(obj))
+        && (fields.is_empty() || fields.matches(&selector::selectable_fields(info, obj)))
+}
+
+fn dry_run(query: Option<&str>) -> Result<bool, ApiError> {
+    match query_value(query, "dryRun").as_deref() {
+        None | Some("") => Ok(false),
+        Some("All") => Ok(true),
+        Some(other) => Err(ApiError::BadRequest(format!(
+            "Invalid dryRun value: {other:?}; allowed values: [\"All\"]"
+        ))),
+    }
+}
+
+pub(crate) fn parse_rv(rv: &str) -> Result<i64, ApiError> {
+    rv.parse::<i64>()
+        .ok()
+        .filter(|r| *r >= 0)
+        .ok_or_else(|| ApiError::BadRequest(format!("invalid resource version: {rv:?}")))
+}
+
+fn encode_continue(rev: i64, start: &str) -> String {
+    use base64::Engine;
+    let token = json!({"v": "meta.k8s.io/v1", "rv": rev, "start": start});
+    base64::engine::general_purpose::URL_SAFE.encode(token.to_string())
+}
+
+fn decode_continue(token: &str) -> Result<(i64, String), ApiError> {
+    use base64::Engine;
+    let invalid = || {
+        ApiError::BadRequest("continue key is not valid: incorrect encoded start resourceVersion (version meta.k8s.io/v1)".into())
+    };
+    let raw = base64::engine::general_purpose::URL_SAFE
+        .decode(token)
+        .or_else(|_| base64::engine::general_purpose::STANDARD.decode(token))
+        .map_err(|_| invalid())?;
+    let v: Value = serde_json::from_slice(&raw).map_err(|_| invalid())?;
+    let rev = v
+        .get("rv")
+        .and_then(Value::as_i64)
+        .filter(|r| *r > 0)
+        .ok_or_else(invalid)?;
+    let start = v.get("start").and_then(Value::as_str).ok_or_else(invalid)?;
+    if start.contains("..") || start.starts_with('/') {
+        return Err(invalid());
+    }
+    Ok((rev, start.to_owned()))
+}
+
+fn list_error(e: StoreError, query: Option<&str>) -> ApiError {
+    match e {
+        StoreError::Compacted {
+            requested,
+            compacted,
+        } => {
+            if query_value(query, "continue").is_some_and(|c| !c.is_empty()) {
+                ApiError::Expired(
+                    "The provided continue parameter is too old to display a consistent list result. You can start a new list without the continue parameter.".into(),
+                )
+            } else {
+                ApiError::too_old_resource_version(requested.max(0) as u64, compacted.max(0) as u64)
+            }
+        }
+        StoreError::FutureRevision { requested, .. } => ApiError::Timeout {
+            message: format!("Too large resource version: {requested}"),
+            retry_after_seconds: 1,
+        },
+        other => ApiError::InternalError(other.to_string()),
+    }
+}
+
+/// Maps a store error on object `name` of `info`.
+pub(crate) fn store_error(info: &ResourceInfo, name: &str, e: StoreError) -> ApiError {
+    match e {
+        StoreError::AlreadyExists { .. } => ApiError::already_exists(info, name),
+        StoreError::NotFound { .. } => ApiError::not_found(info, name),
+        StoreError::Conflict { .. } => ApiError::conflict_modified(info, name),
+        StoreError::ValueTooLarge { .. } => {
+            ApiError::RequestEntityTooLarge("limit is 3145728".into())
+        }
+        StoreError::Unavailable(msg) => ApiError::ServiceUnavailable(msg),
+        other => ApiError::InternalError(other.to_string()),
+    }
+}
+
+/// A request body as a JSON object.
+pub(crate) fn parse_body(body: &Bytes) -> Result<Value, ApiError> {
+    let v: Value = serde_json::from_slice(body).map_err(|e| {
+        ApiError::BadRequest(format!(
+            "the object provided is unrecognized (must be of type JSON): {e}"
+        ))
+    })?;
+    if !v.is_object() {
+        return Err(ApiError::BadRequest(
+            "the request body must be a JSON object".into(),
+        ));
+    }
+    Ok(v)
+}
+
+/// A stored object with its resourceVersion.
+pub(crate) fn decode(kv: &KeyValue) -> Result<Value, ApiError> {
+    let mut obj: Value = serde_json::from_slice(&kv.value).map_err(|e| {
+        ApiError::InternalError(format!("stored object {} is not JSON: {e}", kv.key))
+    })?;
+    set_rv(&mut obj, kv.mod_revision);
+    Ok(obj)
+}
+
+pub(crate) fn set_rv(obj: &mut Value, rev: i64) {
+    if let Some(m) = obj.get_mut("metadata").and_then(Value::as_object_mut) {
+        m.insert("resourceVersion".into(), Value::String(rev.to_string()));
+    }
+}
+
+fn strip_rv(obj: &mut Value) {
+    if let Some(m) = obj.get_mut("metadata").and_then(Value::as_object_mut) {
+        m.remove("resourceVersion");
+    }
+}
+
+fn to_bytes(obj: &Value) -> Result<Bytes, ApiError> {
+    let mut obj = obj.clone();
+    strip_rv(&mut obj);
+    serde_json::to_vec(&obj)
+        .map(Bytes::from)
+        .map_err(|e| ApiError::InternalError(e.to_string()))
+}
+
+/// An error as the `metav1.Status` response clients expect.
+pub fn error_response(err: &ApiError) -> Response<Body> {
+    let status = err.status();
+    let code = StatusCode::from_u16(err.code()).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
+    let value = serde_json::to_value(&status).unwrap_or_default();
+    let mut resp = response::json(code, &value);
+    if let Some(secs) = err.retry_after_seconds()
+        && let Ok(v) = http::HeaderValue::from_str(&secs.to_string())
+    {
+        resp.headers_mut().insert(http::header::RETRY_AFTER, v);
+    }
+    resp
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn continue_tokens_round_trip_and_reject_garbage() {
+        let token = encode_continue(42, "default/web-1");
+        assert_eq!(
+            decode_continue(&token).unwrap(),
+            (42, "default/web-1".to_owned())
+        );
+        for bad in [
+            "",
+            "!!!",
+            "e30=",
+            &encode_continue(0, "x"),
+            &encode_continue(5, "../etc"),
+        ] {
+            assert!(
+                matches!(decode_continue(bad), Err(ApiError::BadRequest(_))),
+                "{bad}"
+            );
+        }
+    }
+
+    #[test]
+    fn updates_keep_immutable_metadata_and_bump_generation() {
+        let deploy = resources::by_gvr("apps", "v1", "deployments").unwrap();
+        let old = json!({"metadata": {"name": "d", "uid": "u1", "creationTimestamp": "t", "generation": 3, "resourceVersion": "9"},
+                         "spec": {"replicas": 1}, "status": {"replicas": 1}});
+        let new = json!({"metadata": {"name": "d", "creationTimestamp": "other"}, "spec": {"replicas": 2}, "status": {"replicas": 7}});
+        let out = prepare_update(deploy, &old, new, false).unwrap();
+        assert_eq!(out["metadata"]["uid"], "u1");
+        assert_eq!(out["metadata"]["creationTimestamp"], "t");
+        assert_eq!(out["metadata"]["generation"], 4);
+        assert_eq!(
+            out["status"]["replicas"], 1,
+            "status is ignored on the main resource"
+        );
+        let status =
+            json!({"metadata": {"name": "d"}, "spec": {"replicas": 9}, "status": {"replicas": 7}});
+        let out = prepare_update(deploy, &old, status, true).unwrap();
+        assert_eq!(out["spec"]["replicas"], 1, "spec is ignored on /status");
+        assert_eq!(out["status"]["replicas"], 7);
+        assert_eq!(out["metadata"]["generation"], 3);
+        let wrong_uid = json!({"metadata": {"name": "d", "uid": "u2"}});
+        assert!(matches!(
+            prepare_update(deploy, &old, wrong_uid, false),
+            Err(ApiError::Conflict { .. })
+        ));
+    }
+}

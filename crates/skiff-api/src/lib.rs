@@ -16,6 +16,8 @@
 
 pub mod discovery;
 pub mod field;
+pub mod patch;
+pub mod printers;
 mod quote;
 pub mod resources;
 pub mod selector;

@@ -119,6 +119,10 @@ pub enum ApiError {
     /// 400 BadRequest with the given message.
     #[error("{0}")]
     BadRequest(String),
+    /// 422 with reason Invalid and the given message, without field causes
+    /// (upstream's generic 422, e.g. a patch that cannot be applied).
+    #[error("{0}")]
+    Unprocessable(String),
     /// 405 MethodNotAllowed: `<action> is not supported on resources of kind "pods"`.
     #[error("{action} is not supported on resources of kind {}", quote_qualified(.group, .resource))]
     MethodNotAllowed {
@@ -323,7 +327,7 @@ impl ApiError {
         match self {
             ApiError::NotFound { .. } => 404,
             ApiError::AlreadyExists { .. } | ApiError::Conflict { .. } => 409,
-            ApiError::Invalid { .. } => 422,
+            ApiError::Invalid { .. } | ApiError::Unprocessable(_) => 422,
             ApiError::BadRequest(_) => 400,
             ApiError::MethodNotAllowed { .. } => 405,
             ApiError::Gone(_) | ApiError::Expired(_) => 410,
@@ -345,7 +349,7 @@ impl ApiError {
             ApiError::NotFound { .. } => "NotFound",
             ApiError::AlreadyExists { .. } => "AlreadyExists",
             ApiError::Conflict { .. } => "Conflict",
-            ApiError::Invalid { .. } => "Invalid",
+            ApiError::Invalid { .. } | ApiError::Unprocessable(_) => "Invalid",
             ApiError::BadRequest(_) => "BadRequest",
             ApiError::MethodNotAllowed { .. } => "MethodNotAllowed",
             ApiError::Gone(_) => "Gone",

@@ -9,6 +9,7 @@ use skiff_api::{discovery, resources};
 
 use crate::authn::{Authenticator, PeerIdentity, UserInfo};
 use crate::health;
+use crate::negotiate;
 use crate::registry::{self, Call, Registry};
 use crate::request_info::{self, RequestInfo};
 use crate::response::{self, Body};
@@ -100,15 +101,31 @@ impl App {
                 if let Err(err) = check_content_type(req.method(), req.headers()) {
                     return registry::error_response(&err);
                 }
+                let patch_type = req
+                    .headers()
+                    .get(http::header::CONTENT_TYPE)
+                    .and_then(|v| v.to_str().ok())
+                    .and_then(skiff_api::patch::PatchType::from_content_type);
                 let body = match read_body(req.into_body()).await {
                     Ok(body) => body,
                     Err(err) => return registry::error_response(&err),
+                };
+                let output = if matches!(r.verb, "get" | "list" | "watch") {
+                    let include = request_info::query_value(query.as_deref(), "includeObject");
+                    match negotiate::choose(&accept, include.as_deref()) {
+                        Ok(output) => output,
+                        Err(err) => return registry::error_response(&err),
+                    }
+                } else {
+                    negotiate::Output::Json
                 };
                 let call = Call {
                     info,
                     req: &r,
                     query: query.as_deref(),
                     body,
+                    output,
+                    patch_type,
                 };
                 match self.registry.serve(call).await {
                     Ok(resp) => resp,

@@ -10,6 +10,7 @@ pub mod app;
 pub mod authn;
 pub mod health;
 pub mod kubeconfig;
+pub mod negotiate;
 pub mod pki;
 pub mod registry;
 pub mod request_info;

@@ -9,11 +9,13 @@ mod watch;
 use bytes::Bytes;
 use http::{Response, StatusCode};
 use serde_json::{Value, json};
+use skiff_api::patch::{self, PatchError, PatchSchema, PatchType};
 use skiff_api::resources::{self, ResourceInfo};
 use skiff_api::selector::{self, fields::FieldSelector, labels::Selector};
 use skiff_api::status::ApiError;
 use skiff_store::{AnyStore, KeyValue, ListOptions, Store, StoreError};
 
+use crate::negotiate::{self, Output};
 use crate::request_info::{ResourceRequest, query_value};
 use crate::response::{self, Body};
 
@@ -40,6 +42,10 @@ pub struct Call<'a> {
     pub query: Option<&'a str>,
     /// The request body (already size-limited).
     pub body: Bytes,
+    /// The response shape the client accepts (reads only).
+    pub output: Output,
+    /// For PATCH: the patch format from the Content-Type.
+    pub patch_type: Option<PatchType>,
 }
 
 impl Registry {
@@ -81,6 +87,7 @@ impl Registry {
             ("watch", None, _) => watch::serve(&self.store, &call).await,
             ("create", None, None) => self.create(&call).await,
             ("update", None | Some("status"), Some(name)) => self.update(&call, name).await,
+            ("patch", None | Some("status"), Some(name)) => self.patch(&call, name).await,
             ("get", Some("status"), Some(name)) => self.get(&call, name).await,
             ("delete", None, Some(name)) => self.delete(&call, name).await,
             ("deletecollection", None, None) => self.delete_collection(&call).await,
@@ -99,7 +106,10 @@ impl Registry {
         let info = call.info;
         let ns = call.req.namespace.as_deref();
         match self.store.get(&info.key(ns, name)).await {
-            Ok(Some(kv)) => Ok(response::json(StatusCode::OK, &decode(&kv)?)),
+            Ok(Some(kv)) => Ok(response::json(
+                StatusCode::OK,
+                &negotiate::object(info, call.output, decode(&kv)?),
+            )),
             Ok(None) => Err(ApiError::not_found(info, name)),
             Err(e) => Err(store_error(info, name, e)),
         }
@@ -186,7 +196,10 @@ impl Registry {
             "metadata": metadata,
             "items": items,
         });
-        Ok(response::json(StatusCode::OK, &list))
+        Ok(response::json(
+            StatusCode::OK,
+            &negotiate::list(info, call.output, list),
+        ))
     }
 
     async fn create(&self, call: &Call<'_>) -> Result<Response<Body>, ApiError> {
@@ -271,6 +284,62 @@ impl Registry {
             }
             let old = decode(&current)?;
             let new = prepare_update(info, &old, obj.clone(), status_only)?;
+            if same_object(&old, &new) {
+                return Ok(response::json(StatusCode::OK, &old));
+            }
+            if dry_run(call.query)? {
+                return Ok(response::json(StatusCode::OK, &new));
+            }
+            match self
+                .write_update(info, &key, name, new, current.mod_revision)
+                .await
+            {
+                Ok(obj) => return Ok(response::json(StatusCode::OK, &obj)),
+                Err(Retry::Conflict) if wanted_rv.is_empty() => continue,
+                Err(Retry::Conflict) => return Err(ApiError::conflict_modified(info, name)),
+                Err(Retry::Fail(e)) => return Err(e),
+            }
+        }
+        Err(ApiError::conflict_modified(info, name))
+    }
+
+    async fn patch(&self, call: &Call<'_>, name: &str) -> Result<Response<Body>, ApiError> {
+        let info = call.info;
+        let patch_type = call
+            .patch_type
+            .ok_or_else(|| ApiError::UnsupportedMediaType {
+                accepted: PatchType::ALL
+                    .iter()
+                    .map(|t| t.content_type().to_owned())
+                    .collect(),
+            })?;
+        let schema = PatchSchema::for_kind(info.group, info.version, info.kind);
+        let status_only = call.req.subresource.as_deref() == Some("status");
+        let key = info.key(call.req.namespace.as_deref(), name);
+        for _ in 0..MAX_RETRIES {
+            let current = match self.store.get(&key).await {
+                Ok(Some(kv)) => kv,
+                Ok(None) => return Err(ApiError::not_found(info, name)),
+                Err(e) => return Err(store_error(info, name, e)),
+            };
+            let old = decode(&current)?;
+            let mut patched = patch::apply_any(patch_type, &old, &call.body, schema.as_ref())
+                .map_err(patch_error)?;
+            // A resourceVersion in the patch is a precondition.
+            let wanted_rv = meta::meta_str(&patched, "resourceVersion").to_owned();
+            if !wanted_rv.is_empty() && wanted_rv != current.mod_revision.to_string() {
+                return Err(ApiError::conflict_modified(info, name));
+            }
+            meta::check_type(&mut patched, info)?;
+            meta::check_namespace(&mut patched, call.req.namespace.as_deref())?;
+            if meta::meta_str(&patched, "name") != name {
+                return Err(ApiError::BadRequest(format!(
+                    "the name of the object ({}) does not match the name on the URL ({name})",
+                    meta::meta_str(&patched, "name")
+                )));
+            }
+            meta::validate(&patched, info)?;
+            let new = prepare_update(info, &old, patched, status_only)?;
             if same_object(&old, &new) {
                 return Ok(response::json(StatusCode::OK, &old));
             }
@@ -395,6 +464,8 @@ impl Registry {
                 req: call.req,
                 query: call.query,
                 body: call.body.clone(),
+                output: Output::Json,
+                patch_type: None,
             };
             match self.delete(&sub, &name).await {
                 Ok(_) => deleted.push(obj),
@@ -416,6 +487,20 @@ impl Registry {
 enum Retry {
     Conflict,
     Fail(ApiError),
+}
+
+fn patch_error(e: PatchError) -> ApiError {
+    match e.code() {
+        400 => ApiError::BadRequest(e.status_message()),
+        413 => ApiError::RequestEntityTooLarge(e.to_string()),
+        415 => ApiError::UnsupportedMediaType {
+            accepted: [PatchType::Json, PatchType::Merge, PatchType::StrategicMerge]
+                .iter()
+                .map(|t| t.content_type().to_owned())
+                .collect(),
+        },
+        _ => ApiError::Unprocessable(e.status_message()),
+    }
 }
 
 /// Create-time defaults every object gets, plus the few per-kind ones this

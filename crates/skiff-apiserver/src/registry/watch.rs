@@ -28,6 +28,7 @@ use skiff_api::status::ApiError;
 use skiff_store::{AnyStore, EventKind, ListOptions, Store, StoreError, WatchEvent, WatchStream};
 
 use super::{Call, decode, matches, parse_rv, selectors, set_rv};
+use crate::negotiate::{self, Output};
 use crate::request_info::query_value;
 use crate::response::Body;
 
@@ -64,7 +65,7 @@ pub async fn serve(store: &AnyStore, call: &Call<'_>) -> Result<Response<Body>, 
         for kv in &list.kvs {
             let obj = decode(kv)?;
             if matches(info, &labels, &fields, &obj) {
-                pending.push_back(line("ADDED", &obj));
+                pending.push_back(line("ADDED", &negotiate::object(info, call.output, obj)));
             }
         }
         if send_initial == Some(true) {
@@ -92,6 +93,7 @@ pub async fn serve(store: &AnyStore, call: &Call<'_>) -> Result<Response<Body>, 
     };
     let state = State {
         info,
+        output: call.output,
         labels,
         fields,
         events,
@@ -113,6 +115,7 @@ pub async fn serve(store: &AnyStore, call: &Call<'_>) -> Result<Response<Body>, 
 
 struct State {
     info: &'static ResourceInfo,
+    output: Output,
     labels: Selector,
     fields: FieldSelector,
     /// None once the watch has ended (error or end of the store's stream).
@@ -173,22 +176,26 @@ fn translate(st: &State, ev: &WatchEvent) -> Option<Bytes> {
             obj
         })
     };
-    match ev.kind {
+    let (kind, obj) = match ev.kind {
         EventKind::Put => {
             let new = decode(&ev.kv).ok()?;
             let old = ev.prev.as_ref().and_then(|p| decode(p).ok());
             match (old.as_ref().map(&matching), matching(&new)) {
-                (None, true) | (Some(false), true) => Some(line("ADDED", &new)),
-                (Some(true), true) => Some(line("MODIFIED", &new)),
-                (Some(true), false) => Some(line("DELETED", &new)),
-                _ => None,
+                (None, true) | (Some(false), true) => ("ADDED", new),
+                (Some(true), true) => ("MODIFIED", new),
+                (Some(true), false) => ("DELETED", new),
+                _ => return None,
             }
         }
         EventKind::Delete => {
             let prev = ev.prev.as_ref().and_then(|p| decode_at(p, ev.revision()))?;
-            matching(&prev).then(|| line("DELETED", &prev))
+            if !matching(&prev) {
+                return None;
+            }
+            ("DELETED", prev)
         }
-    }
+    };
+    Some(line(kind, &negotiate::object(st.info, st.output, obj)))
 }
 
 fn line(kind: &str, obj: &Value) -> Bytes {

@@ -106,9 +106,34 @@ impl App {
                     .get(http::header::CONTENT_TYPE)
                     .and_then(|v| v.to_str().ok())
                     .and_then(skiff_api::patch::PatchType::from_content_type);
+                let protobuf = req
+                    .headers()
+                    .get(http::header::CONTENT_TYPE)
+                    .and_then(|v| v.to_str().ok())
+                    .is_some_and(skiff_protobuf::is_media_type);
+                let http1 = req.version() < http::Version::HTTP_2;
                 let body = match read_body(req.into_body()).await {
                     Ok(body) => body,
-                    Err(err) => return registry::error_response(&err),
+                    Err(err) => {
+                        let mut resp = registry::error_response(&err);
+                        // The unread rest of the body is still on an HTTP/1
+                        // connection: close it rather than read it.
+                        if http1 {
+                            resp.headers_mut().insert(
+                                http::header::CONNECTION,
+                                http::HeaderValue::from_static("close"),
+                            );
+                        }
+                        return resp;
+                    }
+                };
+                let body = if protobuf {
+                    match protobuf_to_json(info, r.subresource.as_deref(), &body) {
+                        Ok(json) => json,
+                        Err(err) => return registry::error_response(&err),
+                    }
+                } else {
+                    body
                 };
                 let output = if matches!(r.verb, "get" | "list" | "watch") {
                     let include = request_info::query_value(query.as_deref(), "includeObject");
@@ -193,7 +218,38 @@ impl App {
 }
 
 /// Media types request bodies may use.
-const BODY_MEDIA_TYPES: &[&str] = &["application/json", "application/yaml"];
+const BODY_MEDIA_TYPES: &[&str] = &[
+    "application/json",
+    "application/yaml",
+    skiff_protobuf::MEDIA_TYPE,
+];
+
+/// A Kubernetes protobuf body as the JSON object kube-apiserver would have
+/// decoded (what typed clients such as `kubectl create <kind>` send).
+fn protobuf_to_json(
+    info: &resources::ResourceInfo,
+    subresource: Option<&str>,
+    body: &[u8],
+) -> Result<bytes::Bytes, ApiError> {
+    let (api_version, kind) = match subresource.and_then(|s| info.subresource(s)) {
+        Some(sub) => match sub.kind_group_version {
+            Some(("", v)) => (v.to_owned(), sub.kind),
+            Some((g, v)) => (format!("{g}/{v}"), sub.kind),
+            None => (info.api_version(), sub.kind),
+        },
+        None => (info.api_version(), info.kind),
+    };
+    if !skiff_protobuf::supports(&api_version, kind) {
+        return Err(ApiError::UnsupportedMediaType {
+            accepted: vec!["application/json".into(), "application/yaml".into()],
+        });
+    }
+    let obj = skiff_protobuf::decode_with_defaults(body, &api_version, kind)
+        .map_err(|e| ApiError::BadRequest(e.to_string()))?;
+    serde_json::to_vec(&obj)
+        .map(bytes::Bytes::from)
+        .map_err(|e| ApiError::InternalError(e.to_string()))
+}
 /// Media types PATCH bodies may use.
 const PATCH_MEDIA_TYPES: &[&str] = &[
     "application/json-patch+json",

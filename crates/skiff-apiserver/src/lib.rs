@@ -45,6 +45,9 @@ pub struct ApiServerConfig {
     pub token_auth_file: Option<PathBuf>,
     /// Names and addresses the serving certificate must carry.
     pub sans: SanConfig,
+    /// `--service-cidr`: where ClusterIPs come from (its first address is
+    /// the `default/kubernetes` Service's).
+    pub service_cidr: registry::services::ServiceCidr,
 }
 
 impl ApiServerConfig {
@@ -58,6 +61,7 @@ impl ApiServerConfig {
             write_kubeconfig: None,
             token_auth_file: None,
             sans: SanConfig::default(),
+            service_cidr: registry::services::ServiceCidr::default(),
         }
     }
 }
@@ -140,9 +144,18 @@ impl ApiServer {
                 }
             })
         };
-        let registry = registry::Registry::new(store.clone());
+        let registry = registry::Registry::new(store.clone(), config.service_cidr);
+        let advertise = match config.bind_address {
+            ip if ip.is_unspecified() => config
+                .sans
+                .node_ips
+                .first()
+                .copied()
+                .unwrap_or(IpAddr::V4(Ipv4Addr::LOCALHOST)),
+            ip => ip,
+        };
         registry
-            .bootstrap()
+            .bootstrap(advertise, local_addr.port())
             .await
             .map_err(|e| StartError::Bootstrap(e.to_string()))?;
         let app = Arc::new(App::new(

@@ -48,12 +48,22 @@ async fn fail(
 
 const CMS: &str = "/api/v1/namespaces/default/configmaps";
 
+/// (method, path, content type, body, expected code, expected reason)
+type Case = (
+    &'static str,
+    &'static str,
+    &'static str,
+    Vec<u8>,
+    u16,
+    &'static str,
+);
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn bad_requests_get_clear_statuses() {
     let dir = tempfile::tempdir().unwrap();
     let (server, client) = start(dir.path()).await;
     let json = "application/json";
-    let cases: Vec<(&str, &str, &str, Vec<u8>, u16, &str)> = vec![
+    let cases: Vec<Case> = vec![
         ("POST", CMS, json, b"{not json".to_vec(), 400, "BadRequest"),
         ("POST", CMS, json, b"[1,2,3]".to_vec(), 400, "BadRequest"),
         ("POST", CMS, json, b"".to_vec(), 400, "BadRequest"),
@@ -122,8 +132,16 @@ async fn bad_requests_get_clear_statuses() {
             CMS,
             "application/vnd.kubernetes.protobuf",
             b"k8s\0garbage".to_vec(),
-            415,
-            "UnsupportedMediaType",
+            400,
+            "BadRequest",
+        ),
+        (
+            "POST",
+            CMS,
+            "application/vnd.kubernetes.protobuf",
+            b"not even the magic".to_vec(),
+            400,
+            "BadRequest",
         ),
         ("POST", CMS, json, vec![b' '; 4 * 1024 * 1024], 413, "RequestEntityTooLarge"),
         (

@@ -256,6 +256,47 @@ async fn workflows(bin: &'static str) {
     let (ok, _, err) = k.run(&["get", "deploy", "web"]).await;
     assert!(!ok);
     assert!(err.contains("deployments.apps \"web\" not found"), "{err}");
+
+    // Typed create commands send protobuf bodies.
+    assert_eq!(
+        k.ok(&["create", "configmap", "typed", "--from-literal=a=b"])
+            .await,
+        "configmap/typed created\n"
+    );
+    k.ok(&["create", "secret", "generic", "creds", "--from-literal=k=v"])
+        .await;
+    k.ok(&[
+        "create",
+        "deployment",
+        "api",
+        "--image=nginx:1.25",
+        "--replicas=0",
+    ])
+    .await;
+    k.ok(&["create", "service", "nodeport", "edge", "--tcp=80:8080"])
+        .await;
+    let out = k
+        .ok(&["get", "cm", "typed", "-o", "jsonpath={.data.a}"])
+        .await;
+    assert_eq!(out, "b");
+    let out = k
+        .ok(&["get", "secret", "creds", "-o", "jsonpath={.data.k}"])
+        .await;
+    assert_eq!(out, "dg==");
+    let out = k
+        .ok(&["get", "deploy", "api", "-o", "jsonpath={.spec.replicas}"])
+        .await;
+    assert_eq!(out, "0");
+    let out = k
+        .ok(&[
+            "get",
+            "svc",
+            "edge",
+            "-o",
+            "jsonpath={.spec.type} {.spec.ports[0].targetPort}",
+        ])
+        .await;
+    assert_eq!(out, "NodePort 8080");
     server.shutdown().await;
 }
 

@@ -32,6 +32,10 @@ pub struct ServerArgs {
     /// Extra names or IPs for the serving certificate.
     #[arg(long, value_delimiter = ',')]
     tls_san: Vec<String>,
+    /// IPv4 range for Service ClusterIPs (the first address is the
+    /// `kubernetes` Service's).
+    #[arg(long, default_value = "10.43.0.0/16")]
+    service_cidr: String,
     /// Run only the control plane.
     #[arg(long)]
     disable_agent: bool,
@@ -68,6 +72,16 @@ async fn run(args: ServerArgs) -> anyhow::Result<()> {
     config.write_kubeconfig = Some(args.write_kubeconfig.clone());
     config.token_auth_file = args.token_auth_file;
     config.sans.extra_sans = args.tls_san;
+    config.service_cidr = skiff_apiserver::registry::services::ServiceCidr::parse(
+        &args.service_cidr,
+    )
+    .with_context(|| {
+        format!(
+            "--service-cidr {:?} is not an IPv4 CIDR between /8 and /30",
+            args.service_cidr
+        )
+    })?;
+    config.sans.api_service_ip = std::net::IpAddr::V4(config.service_cidr.first());
     if let Ok(name) = std::fs::read_to_string("/proc/sys/kernel/hostname") {
         let name = name.trim();
         if !name.is_empty() {

@@ -4,6 +4,7 @@
 //! without `resourceVersion`, which is the key's mod revision on the way out.
 
 pub mod meta;
+pub mod services;
 mod watch;
 
 use bytes::Bytes;
@@ -29,6 +30,7 @@ const MAX_RETRIES: usize = 16;
 #[derive(Clone, Debug)]
 pub struct Registry {
     store: AnyStore,
+    service_cidr: services::ServiceCidr,
 }
 
 /// One parsed resource call.
@@ -49,32 +51,109 @@ pub struct Call<'a> {
 }
 
 impl Registry {
-    /// A registry storing in `store`.
-    pub fn new(store: AnyStore) -> Registry {
-        Registry { store }
+    /// A registry storing in `store`, allocating ClusterIPs from
+    /// `service_cidr`.
+    pub fn new(store: AnyStore, service_cidr: services::ServiceCidr) -> Registry {
+        Registry {
+            store,
+            service_cidr,
+        }
     }
 
-    /// Creates the namespaces every cluster has, if missing.
-    pub async fn bootstrap(&self) -> Result<(), ApiError> {
-        let Some(ns) = resources::by_gvr("", "v1", "namespaces") else {
-            return Err(ApiError::InternalError(
-                "namespaces missing from the resource table".into(),
-            ));
+    /// What every cluster has from its first start: the system namespaces,
+    /// the system PriorityClasses, and the `default/kubernetes` Service with
+    /// its Endpoints and EndpointSlice pointing at `api_address:api_port`.
+    /// Also repairs Service IP and port allocations.
+    pub async fn bootstrap(
+        &self,
+        api_address: std::net::IpAddr,
+        api_port: u16,
+    ) -> Result<(), ApiError> {
+        let table = |g: &str, v: &str, r: &str| {
+            resources::by_gvr(g, v, r).ok_or_else(|| {
+                ApiError::InternalError(format!("{r} missing from the resource table"))
+            })
         };
+        let ns = table("", "v1", "namespaces")?;
         for name in SYSTEM_NAMESPACES {
-            let mut obj =
-                json!({"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": name}});
-            prepare_create(ns, &mut obj)?;
-            match self
-                .store
-                .create(&ns.key(None, name), to_bytes(&obj)?)
-                .await
-            {
-                Ok(_) | Err(StoreError::AlreadyExists { .. }) => {}
-                Err(e) => return Err(store_error(ns, name, e)),
-            }
+            let obj = json!({"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": name}});
+            self.ensure(ns, obj).await?;
         }
-        Ok(())
+        let pcs = table("scheduling.k8s.io", "v1", "priorityclasses")?;
+        for (name, value, what) in [
+            ("system-node-critical", 2_000_001_000, "node"),
+            ("system-cluster-critical", 2_000_000_000, "cluster"),
+        ] {
+            let obj = json!({
+                "apiVersion": "scheduling.k8s.io/v1", "kind": "PriorityClass",
+                "metadata": {"name": name},
+                "value": value, "globalDefault": false, "preemptionPolicy": "PreemptLowerPriority",
+                "description": format!("Used for system critical pods that must not be moved from their current {what}."),
+            });
+            self.ensure(pcs, obj).await?;
+        }
+        let svcs = table("", "v1", "services")?;
+        services::repair(&self.store, svcs)
+            .await
+            .map_err(|e| ApiError::InternalError(format!("repairing service allocations: {e}")))?;
+        let exists = self
+            .store
+            .get(&svcs.key(Some("default"), "kubernetes"))
+            .await
+            .map_err(|e| store_error(svcs, "kubernetes", e))?
+            .is_some();
+        if !exists {
+            let mut svc = json!({
+                "apiVersion": "v1", "kind": "Service",
+                "metadata": {"name": "kubernetes", "namespace": "default",
+                             "labels": {"component": "apiserver", "provider": "kubernetes"}},
+                "spec": {"type": "ClusterIP", "clusterIP": self.service_cidr.first().to_string(),
+                         "ports": [{"name": "https", "port": 443, "protocol": "TCP", "targetPort": api_port}]},
+            });
+            services::set_defaults(&mut svc);
+            prepare_create(svcs, &mut svc)?;
+            services::allocate(&self.store, svcs, self.service_cidr, &mut svc).await?;
+            self.ensure(svcs, svc).await?;
+        }
+        let address = api_address.to_string();
+        let eps = table("", "v1", "endpoints")?;
+        let endpoints = json!({
+            "apiVersion": "v1", "kind": "Endpoints",
+            "metadata": {"name": "kubernetes", "namespace": "default",
+                         "labels": {"endpointslice.kubernetes.io/skip-mirror": "true"}},
+            "subsets": [{"addresses": [{"ip": address}],
+                         "ports": [{"name": "https", "port": api_port, "protocol": "TCP"}]}],
+        });
+        self.ensure(eps, endpoints).await?;
+        let slices = table("discovery.k8s.io", "v1", "endpointslices")?;
+        let slice = json!({
+            "apiVersion": "discovery.k8s.io/v1", "kind": "EndpointSlice",
+            "metadata": {"name": "kubernetes", "namespace": "default",
+                         "labels": {"kubernetes.io/service-name": "kubernetes",
+                                    "endpointslice.kubernetes.io/managed-by": "endpointslicemirroring-controller.k8s.io"}},
+            "addressType": if api_address.is_ipv6() { "IPv6" } else { "IPv4" },
+            "endpoints": [{"addresses": [address], "conditions": {"ready": true}}],
+            "ports": [{"name": "https", "port": api_port, "protocol": "TCP"}],
+        });
+        self.ensure(slices, slice).await
+    }
+
+    /// Creates `obj` (with create-time metadata) unless it exists.
+    async fn ensure(&self, info: &ResourceInfo, mut obj: Value) -> Result<(), ApiError> {
+        let name = meta::meta_str(&obj, "name").to_owned();
+        let ns = meta::meta_str(&obj, "namespace").to_owned();
+        let ns = (!ns.is_empty()).then_some(ns);
+        if meta::meta_str(&obj, "uid").is_empty() {
+            prepare_create(info, &mut obj)?;
+        }
+        match self
+            .store
+            .create(&info.key(ns.as_deref(), &name), to_bytes(&obj)?)
+            .await
+        {
+            Ok(_) | Err(StoreError::AlreadyExists { .. }) => Ok(()),
+            Err(e) => Err(store_error(info, &name, e)),
+        }
     }
 
     /// Serves one call.
@@ -210,6 +289,10 @@ impl Registry {
         meta::generate_name(&mut obj)?;
         meta::validate(&obj, info)?;
         prepare_create(info, &mut obj)?;
+        let is_service = is_service(info);
+        if is_service {
+            services::set_defaults(&mut obj);
+        }
         let name = meta::meta_str(&obj, "name").to_owned();
         let ns = call.req.namespace.as_deref();
         if let Some(ns) = ns {
@@ -218,11 +301,22 @@ impl Registry {
         if dry_run(call.query)? {
             return Ok(response::json(StatusCode::CREATED, &obj));
         }
-        let kv = self
+        if is_service {
+            services::allocate(&self.store, info, self.service_cidr, &mut obj).await?;
+        }
+        let created = self
             .store
             .create(&info.key(ns, &name), to_bytes(&obj)?)
-            .await
-            .map_err(|e| store_error(info, &name, e))?;
+            .await;
+        let kv = match created {
+            Ok(kv) => kv,
+            Err(e) => {
+                if is_service {
+                    services::release_all(&self.store, &obj).await;
+                }
+                return Err(store_error(info, &name, e));
+            }
+        };
         set_rv(&mut obj, kv.mod_revision);
         Ok(response::json(StatusCode::CREATED, &obj))
     }
@@ -431,6 +525,9 @@ impl Registry {
             }
             match self.store.delete(&key, current.mod_revision).await {
                 Ok(_) => {
+                    if is_service(info) {
+                        services::release_all(&self.store, &obj).await;
+                    }
                     return Ok(response::json(
                         StatusCode::OK,
                         &delete_status(info, name, &obj),
@@ -613,6 +710,10 @@ fn prepare_update(
             .unwrap_or(0);
         m.insert("generation".into(), json!(generation + 1));
     }
+    if is_service(info) && !status_only {
+        carry_service_allocations(old, &mut new);
+        services::set_defaults(&mut new);
+    }
     if info.group.is_empty() && info.plural == "namespaces" {
         let name = meta::meta_str(&new, "name").to_owned();
         set_namespace_label(&mut new, &name)?;
@@ -627,6 +728,46 @@ fn prepare_update(
         }
     }
     Ok(new)
+}
+
+fn is_service(info: &ResourceInfo) -> bool {
+    info.group.is_empty() && info.plural == "services"
+}
+
+/// A Service's ClusterIP and NodePorts stay what they were when an update
+/// leaves them out (they are allocated once, at create).
+fn carry_service_allocations(old: &Value, new: &mut Value) {
+    for field in ["clusterIP", "clusterIPs"] {
+        let missing = new
+            .pointer(&format!("/spec/{field}"))
+            .is_none_or(|v| v.is_null() || v.as_str() == Some(""));
+        if missing && let Some(v) = old.pointer(&format!("/spec/{field}")) {
+            new["spec"][field] = v.clone();
+        }
+    }
+    let old_ports = old
+        .pointer("/spec/ports")
+        .and_then(Value::as_array)
+        .cloned()
+        .unwrap_or_default();
+    if let Some(ports) = new.pointer_mut("/spec/ports").and_then(Value::as_array_mut) {
+        for port in ports {
+            if port.get("nodePort").and_then(Value::as_u64).unwrap_or(0) != 0 {
+                continue;
+            }
+            let same = old_ports.iter().find(|p| {
+                p.get("port") == port.get("port")
+                    && p.get("protocol").and_then(Value::as_str).unwrap_or("TCP")
+                        == port
+                            .get("protocol")
+                            .and_then(Value::as_str)
+                            .unwrap_or("TCP")
+            });
+            if let Some(node_port) = same.and_then(|p| p.get("nodePort")) {
+                port["nodePort"] = node_port.clone();
+            }
+        }
+    }
 }
 
 fn same_object(old: &Value, new: &Value) -> bool {

@@ -208,6 +208,7 @@ impl App {
             "version" if single.is_none() => {
                 return response::json(StatusCode::OK, &crate::version::info());
             }
+            "openapi" => return openapi(single.unwrap_or_default(), query),
             _ => return response::not_found_path(),
         };
         let answer = endpoint.answer(single, query).await;
@@ -215,6 +216,41 @@ impl App {
             StatusCode::from_u16(answer.status).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
         response::text(status, answer.body)
     }
+}
+
+/// `/openapi/v3` and `/openapi/v3/{api/v1,apis/{group}/{version}}`. A
+/// request carrying the document's current `hash` may cache it for good, as
+/// upstream allows; others must revalidate.
+fn openapi(path: &str, query: Option<&str>) -> Response<Body> {
+    let doc = match path.trim_end_matches('/') {
+        "v3" => skiff_api::openapi::v3_root(),
+        rest => match rest
+            .strip_prefix("v3/")
+            .and_then(skiff_api::openapi::v3_document)
+        {
+            Some(doc) => doc,
+            None => return response::not_found_path(),
+        },
+    };
+    let mut resp = Response::new(response::full(bytes::Bytes::from_static(doc.json())));
+    let immutable = request_info::query_value(query, "hash").as_deref() == Some(doc.hash());
+    let headers = resp.headers_mut();
+    headers.insert(
+        http::header::CONTENT_TYPE,
+        http::HeaderValue::from_static("application/json"),
+    );
+    headers.insert(
+        http::header::CACHE_CONTROL,
+        http::HeaderValue::from_static(if immutable {
+            "public, immutable, max-age=31536000"
+        } else {
+            "no-cache, private"
+        }),
+    );
+    if let Ok(etag) = http::HeaderValue::from_str(&format!("\"{}\"", doc.hash())) {
+        headers.insert(http::header::ETAG, etag);
+    }
+    resp
 }
 
 /// Media types request bodies may use.

@@ -165,6 +165,10 @@ impl ApiServer {
             vec![health::Check::ping(), store_check],
             Vec::new(),
         ));
+        // Build the OpenAPI documents (hundreds of ms) off the request path.
+        tokio::task::spawn_blocking(|| {
+            let _ = skiff_api::openapi::v3_root();
+        });
         let acceptor = tokio_rustls::TlsAcceptor::from(Arc::new(pki.server_tls_config()?));
         let (stop, stopped) = oneshot::channel();
         let task = tokio::spawn(server::serve(listener, acceptor, app, async {

@@ -6,25 +6,9 @@
 
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
-use std::net::{IpAddr, Ipv4Addr};
+mod support;
 
-use skiff_apiserver::{ApiServer, ApiServerConfig};
-use skiff_store::AnyStore;
-
-async fn start(dir: &std::path::Path) -> (ApiServer, kube::Client) {
-    let store = AnyStore::open(&[], dir).await.unwrap();
-    let mut config = ApiServerConfig::new(dir);
-    config.bind_address = IpAddr::V4(Ipv4Addr::LOCALHOST);
-    config.port = 0;
-    let kubeconfig = dir.join("kubeconfig.yaml");
-    config.write_kubeconfig = Some(kubeconfig.clone());
-    let server = ApiServer::start(config, store).await.unwrap();
-    let kc = kube::config::Kubeconfig::read_from(&kubeconfig).unwrap();
-    let cfg = kube::Config::from_custom_kubeconfig(kc, &Default::default())
-        .await
-        .unwrap();
-    (server, kube::Client::try_from(cfg).unwrap())
-}
+use support::start;
 
 /// Sends a request and returns the Status of its failure.
 async fn fail(
@@ -61,7 +45,7 @@ type Case = (
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn bad_requests_get_clear_statuses() {
     let dir = tempfile::tempdir().unwrap();
-    let (server, client) = start(dir.path()).await;
+    let (server, client) = start(dir.path(), 0).await;
     let json = "application/json";
     let cases: Vec<Case> = vec![
         ("POST", CMS, json, b"{not json".to_vec(), 400, "BadRequest"),

@@ -5,11 +5,9 @@
 
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
-use std::net::{IpAddr, Ipv4Addr};
-use std::path::{Path, PathBuf};
+mod support;
 
-use skiff_apiserver::{ApiServer, ApiServerConfig};
-use skiff_store::AnyStore;
+use support::{KUBECTL_132, KUBECTL_133, Kubectl, start_server};
 
 const MANIFEST: &str = "\
 apiVersion: apps/v1
@@ -34,52 +32,6 @@ metadata: {name: settings}
 data: {mode: fast}
 ";
 
-struct Kubectl {
-    bin: &'static str,
-    kubeconfig: PathBuf,
-    home: PathBuf,
-}
-
-impl Kubectl {
-    async fn run(&self, args: &[&str]) -> (bool, String, String) {
-        let bin = self.bin;
-        let kubeconfig = self.kubeconfig.clone();
-        let home = self.home.clone();
-        let args: Vec<String> = args.iter().map(|s| (*s).to_owned()).collect();
-        tokio::task::spawn_blocking(move || {
-            let out = std::process::Command::new(bin)
-                .arg("--kubeconfig")
-                .arg(&kubeconfig)
-                .env("HOME", &home)
-                .args(&args)
-                .output()
-                .unwrap();
-            (
-                out.status.success(),
-                String::from_utf8_lossy(&out.stdout).into_owned(),
-                String::from_utf8_lossy(&out.stderr).into_owned(),
-            )
-        })
-        .await
-        .unwrap()
-    }
-
-    async fn ok(&self, args: &[&str]) -> String {
-        let (ok, out, err) = self.run(args).await;
-        assert!(ok, "{} {args:?} failed: {err}", self.bin);
-        out
-    }
-}
-
-async fn start(dir: &Path) -> ApiServer {
-    let store = AnyStore::open(&[], dir).await.unwrap();
-    let mut config = ApiServerConfig::new(dir);
-    config.bind_address = IpAddr::V4(Ipv4Addr::LOCALHOST);
-    config.port = 0;
-    config.write_kubeconfig = Some(dir.join("kubeconfig.yaml"));
-    ApiServer::start(config, store).await.unwrap()
-}
-
 /// The header and the rows of `kubectl get` output, split on whitespace.
 fn table(out: &str) -> Vec<Vec<String>> {
     out.lines()
@@ -89,12 +41,8 @@ fn table(out: &str) -> Vec<Vec<String>> {
 
 async fn workflows(bin: &'static str) {
     let dir = tempfile::tempdir().unwrap();
-    let server = start(dir.path()).await;
-    let k = Kubectl {
-        bin,
-        kubeconfig: dir.path().join("kubeconfig.yaml"),
-        home: dir.path().to_path_buf(),
-    };
+    let server = start_server(dir.path(), 0).await;
+    let k = Kubectl::new(bin, dir.path());
     let manifest = dir.path().join("app.yaml");
     std::fs::write(&manifest, MANIFEST).unwrap();
     let m = manifest.to_str().unwrap();
@@ -302,10 +250,10 @@ async fn workflows(bin: &'static str) {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn kubectl_1_33_workflows() {
-    workflows("/usr/lib/google-cloud-sdk/bin/kubectl.1.33").await;
+    workflows(KUBECTL_133).await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn kubectl_1_32_workflows() {
-    workflows("/usr/lib/google-cloud-sdk/bin/kubectl.1.32").await;
+    workflows(KUBECTL_132).await;
 }

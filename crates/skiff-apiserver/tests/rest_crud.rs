@@ -6,31 +6,15 @@
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
 use std::collections::BTreeMap;
-use std::net::{IpAddr, Ipv4Addr};
-use std::path::Path;
 use std::time::Duration;
+
+mod support;
 
 use futures::{StreamExt, TryStreamExt};
 use k8s_openapi::api::core::v1::{ConfigMap, Namespace};
 use kube::api::{Api, DeleteParams, ListParams, PostParams, WatchEvent, WatchParams};
 use kube::core::ObjectMeta;
-use skiff_apiserver::{ApiServer, ApiServerConfig};
-use skiff_store::AnyStore;
-
-async fn start(dir: &Path, port: u16) -> (ApiServer, kube::Client) {
-    let store = AnyStore::open(&[], dir).await.unwrap();
-    let mut config = ApiServerConfig::new(dir);
-    config.bind_address = IpAddr::V4(Ipv4Addr::LOCALHOST);
-    config.port = port;
-    let kubeconfig = dir.join("kubeconfig.yaml");
-    config.write_kubeconfig = Some(kubeconfig.clone());
-    let server = ApiServer::start(config, store).await.unwrap();
-    let kc = kube::config::Kubeconfig::read_from(&kubeconfig).unwrap();
-    let cfg = kube::Config::from_custom_kubeconfig(kc, &Default::default())
-        .await
-        .unwrap();
-    (server, kube::Client::try_from(cfg).unwrap())
-}
+use support::{KUBECTL_133, Kubectl, start};
 
 fn cm(name: &str, labels: &[(&str, &str)], data: &[(&str, &str)]) -> ConfigMap {
     ConfigMap {
@@ -407,87 +391,43 @@ async fn watch_streams_changes_and_resumes_after_restart() {
 async fn kubectl_creates_lists_watches_and_deletes_from_yaml() {
     let dir = tempfile::tempdir().unwrap();
     let (server, _client) = start(dir.path(), 0).await;
-    let kubeconfig = dir.path().join("kubeconfig.yaml");
     let manifest = dir.path().join("objects.yaml");
     std::fs::write(
         &manifest,
         "apiVersion: v1\nkind: Namespace\nmetadata:\n  name: team\n---\napiVersion: v1\nkind: ConfigMap\nmetadata:\n  name: settings\n  namespace: team\n  labels: {app: web}\ndata:\n  mode: fast\n",
     )
     .unwrap();
-    let kubectl = |args: Vec<String>| {
-        let kubeconfig = kubeconfig.clone();
-        let home = dir.path().to_path_buf();
-        async move {
-            tokio::task::spawn_blocking(move || {
-                let out = std::process::Command::new("/usr/lib/google-cloud-sdk/bin/kubectl.1.33")
-                    .arg("--kubeconfig")
-                    .arg(&kubeconfig)
-                    .env("HOME", &home)
-                    .args(&args)
-                    .output()
-                    .unwrap();
-                (
-                    out.status.success(),
-                    String::from_utf8_lossy(&out.stdout).into_owned(),
-                    String::from_utf8_lossy(&out.stderr).into_owned(),
-                )
-            })
-            .await
-            .unwrap()
-        }
-    };
-    let m = manifest.to_str().unwrap().to_owned();
-    let (ok, out, err) = kubectl(vec![
-        "create".into(),
-        "-f".into(),
-        m.clone(),
-        "--validate=false".into(),
-    ])
-    .await;
-    assert!(ok, "{err}");
+    let k = Kubectl::new(KUBECTL_133, dir.path());
+    let m = manifest.to_str().unwrap();
+    let out = k.ok(&["create", "-f", m, "--validate=false"]).await;
     assert_eq!(out, "namespace/team created\nconfigmap/settings created\n");
-    let (ok, out, err) = kubectl(vec![
-        "get".into(),
-        "cm".into(),
-        "-A".into(),
-        "-l".into(),
-        "app=web".into(),
-        "-o".into(),
-        "jsonpath={.items[*].metadata.name}".into(),
-    ])
-    .await;
-    assert!(ok, "{err}");
+    let out = k
+        .ok(&[
+            "get",
+            "cm",
+            "-A",
+            "-l",
+            "app=web",
+            "-o",
+            "jsonpath={.items[*].metadata.name}",
+        ])
+        .await;
     assert_eq!(out, "settings");
-    let (ok, out, err) = kubectl(vec![
-        "-n".into(),
-        "team".into(),
-        "get".into(),
-        "cm".into(),
-        "settings".into(),
-        "-o".into(),
-        "jsonpath={.data.mode}".into(),
-    ])
-    .await;
-    assert!(ok, "{err}");
+    let out = k
+        .ok(&[
+            "-n",
+            "team",
+            "get",
+            "cm",
+            "settings",
+            "-o",
+            "jsonpath={.data.mode}",
+        ])
+        .await;
     assert_eq!(out, "fast");
-    let (ok, out, err) = kubectl(vec![
-        "-n".into(),
-        "team".into(),
-        "delete".into(),
-        "cm".into(),
-        "settings".into(),
-    ])
-    .await;
-    assert!(ok, "{err}");
+    let out = k.ok(&["-n", "team", "delete", "cm", "settings"]).await;
     assert_eq!(out, "configmap \"settings\" deleted\n");
-    let (ok, _, err) = kubectl(vec![
-        "-n".into(),
-        "team".into(),
-        "get".into(),
-        "cm".into(),
-        "settings".into(),
-    ])
-    .await;
+    let (ok, _, err) = k.run(&["-n", "team", "get", "cm", "settings"]).await;
     assert!(!ok);
     assert!(err.contains("configmaps \"settings\" not found"), "{err}");
     server.shutdown().await;

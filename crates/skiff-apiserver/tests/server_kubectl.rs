@@ -4,73 +4,40 @@
 
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
+mod support;
+
 use std::net::{IpAddr, Ipv4Addr};
-use std::path::{Path, PathBuf};
-use std::process::Command;
 
 use skiff_apiserver::{ApiServer, ApiServerConfig};
 use skiff_store::AnyStore;
-
-const KUBECTL_133: &str = "/usr/lib/google-cloud-sdk/bin/kubectl.1.33";
-const KUBECTL_132: &str = "/usr/lib/google-cloud-sdk/bin/kubectl.1.32";
+use support::{KUBECTL_132, KUBECTL_133, Kubectl, start_server};
 
 struct Cluster {
     server: ApiServer,
-    kubeconfig: PathBuf,
     dir: tempfile::TempDir,
 }
 
 async fn start() -> Cluster {
     let dir = tempfile::tempdir().unwrap();
-    let store = AnyStore::open(&[], dir.path()).await.unwrap();
-    let mut config = ApiServerConfig::new(dir.path());
-    config.bind_address = IpAddr::V4(Ipv4Addr::LOCALHOST);
-    config.port = 0;
-    let kubeconfig = dir.path().join("kubeconfig.yaml");
-    config.write_kubeconfig = Some(kubeconfig.clone());
-    let server = ApiServer::start(config, store).await.unwrap();
-    Cluster {
-        server,
-        kubeconfig,
-        dir,
-    }
-}
-
-/// Runs kubectl off the test's async threads; returns (success, stdout, stderr).
-async fn kubectl(bin: &str, kubeconfig: Option<&Path>, args: &[&str]) -> (bool, String, String) {
-    let bin = bin.to_owned();
-    let kubeconfig = kubeconfig.map(Path::to_path_buf);
-    let args: Vec<String> = args.iter().map(|s| (*s).to_owned()).collect();
-    tokio::task::spawn_blocking(move || {
-        let mut cmd = Command::new(&bin);
-        if let Some(kc) = kubeconfig {
-            cmd.arg("--kubeconfig").arg(kc);
-        }
-        // Keep kubectl's discovery cache inside the test.
-        cmd.env("HOME", std::env::temp_dir());
-        let out = cmd.args(&args).output().expect("run kubectl");
-        (
-            out.status.success(),
-            String::from_utf8_lossy(&out.stdout).into_owned(),
-            String::from_utf8_lossy(&out.stderr).into_owned(),
-        )
-    })
-    .await
-    .unwrap()
+    let server = start_server(dir.path(), 0).await;
+    Cluster { server, dir }
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn kubectl_reads_version_discovery_and_health() {
     let c = start().await;
-    let kc = Some(c.kubeconfig.as_path());
     for bin in [KUBECTL_133, KUBECTL_132] {
-        let (ok, out, err) = kubectl(bin, kc, &["version", "-o", "json"]).await;
+        let (ok, out, err) = Kubectl::new(bin, c.dir.path())
+            .run(&["version", "-o", "json"])
+            .await;
         assert!(ok, "{bin} version: {err}");
         let v: serde_json::Value = serde_json::from_str(&out).unwrap();
         assert_eq!(v["serverVersion"]["major"], "1");
         assert_eq!(v["serverVersion"]["minor"], "33");
 
-        let (ok, out, err) = kubectl(bin, kc, &["api-resources", "--no-headers"]).await;
+        let (ok, out, err) = Kubectl::new(bin, c.dir.path())
+            .run(&["api-resources", "--no-headers"])
+            .await;
         assert!(ok, "{bin} api-resources: {err}");
         let rows: Vec<Vec<&str>> = out
             .lines()
@@ -88,19 +55,23 @@ async fn kubectl_reads_version_discovery_and_health() {
                 .any(|r| r[0] == "clusterroles" && r[2] == "false")
         );
 
-        let (ok, out, err) = kubectl(bin, kc, &["api-versions"]).await;
+        let (ok, out, err) = Kubectl::new(bin, c.dir.path()).run(&["api-versions"]).await;
         assert!(ok, "{bin} api-versions: {err}");
         for gv in ["v1", "apps/v1", "batch/v1", "rbac.authorization.k8s.io/v1"] {
             assert!(out.lines().any(|l| l == gv), "{gv} missing from:\n{out}");
         }
     }
-    let (ok, out, err) = kubectl(KUBECTL_133, kc, &["get", "--raw", "/readyz?verbose"]).await;
+    let (ok, out, err) = Kubectl::new(KUBECTL_133, c.dir.path())
+        .run(&["get", "--raw", "/readyz?verbose"])
+        .await;
     assert!(ok, "{err}");
     assert!(
         out.contains("[+]etcd ok") && out.ends_with("readyz check passed\n"),
         "{out}"
     );
-    let (ok, out, _) = kubectl(KUBECTL_133, kc, &["get", "--raw", "/livez/ping"]).await;
+    let (ok, out, _) = Kubectl::new(KUBECTL_133, c.dir.path())
+        .run(&["get", "--raw", "/livez/ping"])
+        .await;
     assert!(ok);
     assert_eq!(out, "ok");
     c.server.shutdown().await;
@@ -152,7 +123,7 @@ async fn restart_reuses_certificates_and_kubeconfig_keeps_working() {
     let ca_before = std::fs::read(c.dir.path().join("server/tls/server-ca.crt")).unwrap();
     c.server.shutdown().await;
 
-    // Same data dir, same port: the old kubeconfig still works.
+    // Same data dir, same port, no new kubeconfig: the old one still works.
     let store = AnyStore::open(&[], c.dir.path()).await.unwrap();
     let mut config = ApiServerConfig::new(c.dir.path());
     config.bind_address = IpAddr::V4(Ipv4Addr::LOCALHOST);
@@ -160,12 +131,9 @@ async fn restart_reuses_certificates_and_kubeconfig_keeps_working() {
     let server = ApiServer::start(config, store).await.unwrap();
     let ca_after = std::fs::read(c.dir.path().join("server/tls/server-ca.crt")).unwrap();
     assert_eq!(ca_before, ca_after);
-    let (ok, out, err) = kubectl(
-        KUBECTL_133,
-        Some(&c.kubeconfig),
-        &["get", "--raw", "/healthz"],
-    )
-    .await;
+    let (ok, out, err) = Kubectl::new(KUBECTL_133, c.dir.path())
+        .run(&["get", "--raw", "/healthz"])
+        .await;
     assert!(ok, "{err}");
     assert_eq!(out, "ok");
     server.shutdown().await;

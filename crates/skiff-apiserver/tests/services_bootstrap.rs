@@ -5,32 +5,17 @@
 
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
+mod support;
+
 use std::collections::HashSet;
-use std::net::{IpAddr, Ipv4Addr};
-use std::path::Path;
+use std::net::Ipv4Addr;
 
 use k8s_openapi::api::core::v1::{Endpoints, Service, ServicePort, ServiceSpec};
 use k8s_openapi::api::discovery::v1::EndpointSlice;
 use k8s_openapi::api::scheduling::v1::PriorityClass;
 use kube::api::{Api, DeleteParams, PostParams};
 use kube::core::ObjectMeta;
-use skiff_apiserver::{ApiServer, ApiServerConfig};
-use skiff_store::AnyStore;
-
-async fn start(dir: &Path, port: u16) -> (ApiServer, kube::Client) {
-    let store = AnyStore::open(&[], dir).await.unwrap();
-    let mut config = ApiServerConfig::new(dir);
-    config.bind_address = IpAddr::V4(Ipv4Addr::LOCALHOST);
-    config.port = port;
-    let kubeconfig = dir.join("kubeconfig.yaml");
-    config.write_kubeconfig = Some(kubeconfig.clone());
-    let server = ApiServer::start(config, store).await.unwrap();
-    let kc = kube::config::Kubeconfig::read_from(&kubeconfig).unwrap();
-    let cfg = kube::Config::from_custom_kubeconfig(kc, &Default::default())
-        .await
-        .unwrap();
-    (server, kube::Client::try_from(cfg).unwrap())
-}
+use support::start;
 
 fn svc(name: &str, ty: &str, cluster_ip: Option<&str>, node_port: Option<i32>) -> Service {
     Service {

@@ -3,6 +3,7 @@
 //! `genericregistry.Store`. Objects are JSON documents; the store keeps them
 //! without `resourceVersion`, which is the key's mod revision on the way out.
 
+pub mod field_validation;
 pub mod meta;
 pub mod services;
 mod watch;
@@ -164,8 +165,14 @@ impl Registry {
             ("get", None, Some(name)) => self.get(&call, name).await,
             ("list", None, _) => self.list(&call).await,
             ("watch", None, _) => watch::serve(&self.store, &call).await,
-            ("create", None, None) => self.create(&call).await,
-            ("update", None | Some("status"), Some(name)) => self.update(&call, name).await,
+            ("create", None, None) => {
+                let warnings = body_warnings(&call)?;
+                with_warnings(self.create(&call).await, &warnings)
+            }
+            ("update", None | Some("status"), Some(name)) => {
+                let warnings = body_warnings(&call)?;
+                with_warnings(self.update(&call, name).await, &warnings)
+            }
             ("patch", None | Some("status"), Some(name)) => self.patch(&call, name).await,
             ("get", Some("status"), Some(name)) => self.get(&call, name).await,
             ("delete", None, Some(name)) => self.delete(&call, name).await,
@@ -419,6 +426,8 @@ impl Registry {
             let old = decode(&current)?;
             let mut patched = patch::apply_any(patch_type, &old, &call.body, schema.as_ref())
                 .map_err(patch_error)?;
+            let mode = field_validation::FieldValidation::from_query(call.query)?;
+            let warnings = field_validation::check(info, &patched, mode)?;
             // A resourceVersion in the patch is a precondition.
             let wanted_rv = meta::meta_str(&patched, "resourceVersion").to_owned();
             if !wanted_rv.is_empty() && wanted_rv != current.mod_revision.to_string() {
@@ -435,16 +444,18 @@ impl Registry {
             meta::validate(&patched, info)?;
             let new = prepare_update(info, &old, patched, status_only)?;
             if same_object(&old, &new) {
-                return Ok(response::json(StatusCode::OK, &old));
+                return with_warnings(Ok(response::json(StatusCode::OK, &old)), &warnings);
             }
             if dry_run(call.query)? {
-                return Ok(response::json(StatusCode::OK, &new));
+                return with_warnings(Ok(response::json(StatusCode::OK, &new)), &warnings);
             }
             match self
                 .write_update(info, &key, name, new, current.mod_revision)
                 .await
             {
-                Ok(obj) => return Ok(response::json(StatusCode::OK, &obj)),
+                Ok(obj) => {
+                    return with_warnings(Ok(response::json(StatusCode::OK, &obj)), &warnings);
+                }
                 Err(Retry::Conflict) if wanted_rv.is_empty() => continue,
                 Err(Retry::Conflict) => return Err(ApiError::conflict_modified(info, name)),
                 Err(Retry::Fail(e)) => return Err(e),
@@ -584,6 +595,27 @@ impl Registry {
 enum Retry {
     Conflict,
     Fail(ApiError),
+}
+
+/// Unknown-field warnings of a create or update body (an error under
+/// `fieldValidation=Strict`).
+fn body_warnings(call: &Call<'_>) -> Result<Vec<String>, ApiError> {
+    let mode = field_validation::FieldValidation::from_query(call.query)?;
+    match serde_json::from_slice::<Value>(&call.body) {
+        Ok(obj) if obj.is_object() => field_validation::check(call.info, &obj, mode),
+        // Malformed bodies get their own error from the handler.
+        _ => Ok(Vec::new()),
+    }
+}
+
+fn with_warnings(
+    resp: Result<Response<Body>, ApiError>,
+    warnings: &[String],
+) -> Result<Response<Body>, ApiError> {
+    resp.map(|mut r| {
+        field_validation::add_warnings(&mut r, warnings);
+        r
+    })
 }
 
 fn patch_error(e: PatchError) -> ApiError {

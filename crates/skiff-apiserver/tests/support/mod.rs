@@ -1,0 +1,96 @@
+//! Shared by the API server's integration tests: a real server on
+//! 127.0.0.1 with its admin kubeconfig, a kube-rs client from that
+//! kubeconfig, and the real kubectl binaries.
+
+#![allow(dead_code, clippy::unwrap_used, clippy::expect_used)]
+
+use std::net::{IpAddr, Ipv4Addr};
+use std::path::{Path, PathBuf};
+
+use skiff_apiserver::{ApiServer, ApiServerConfig};
+use skiff_store::AnyStore;
+
+/// kubectl 1.33 (what /usr/bin/kubectl picks for a 1.33 server).
+pub const KUBECTL_133: &str = "/usr/lib/google-cloud-sdk/bin/kubectl.1.33";
+/// kubectl 1.32, one minor behind.
+pub const KUBECTL_132: &str = "/usr/lib/google-cloud-sdk/bin/kubectl.1.32";
+
+/// The admin kubeconfig the server writes into its data dir.
+pub fn kubeconfig_path(dir: &Path) -> PathBuf {
+    dir.join("kubeconfig.yaml")
+}
+
+/// Starts the server on the embedded store in `dir`, on `port` (0: any).
+pub async fn start_server(dir: &Path, port: u16) -> ApiServer {
+    let store = AnyStore::open(&[], dir).await.unwrap();
+    let mut config = ApiServerConfig::new(dir);
+    config.bind_address = IpAddr::V4(Ipv4Addr::LOCALHOST);
+    config.port = port;
+    config.write_kubeconfig = Some(kubeconfig_path(dir));
+    ApiServer::start(config, store).await.unwrap()
+}
+
+/// A kube-rs client authenticated by the admin kubeconfig in `dir`.
+pub async fn client(dir: &Path) -> kube::Client {
+    let kc = kube::config::Kubeconfig::read_from(kubeconfig_path(dir)).unwrap();
+    let cfg = kube::Config::from_custom_kubeconfig(kc, &Default::default())
+        .await
+        .unwrap();
+    kube::Client::try_from(cfg).unwrap()
+}
+
+/// [`start_server`] and [`client`].
+pub async fn start(dir: &Path, port: u16) -> (ApiServer, kube::Client) {
+    let server = start_server(dir, port).await;
+    (server, client(dir).await)
+}
+
+/// A kubectl binary with the server's kubeconfig and a private HOME (its
+/// discovery cache stays inside the test).
+pub struct Kubectl {
+    pub bin: &'static str,
+    pub kubeconfig: PathBuf,
+    pub home: PathBuf,
+}
+
+impl Kubectl {
+    /// kubectl `bin` for the server whose data dir is `dir`.
+    pub fn new(bin: &'static str, dir: &Path) -> Kubectl {
+        Kubectl {
+            bin,
+            kubeconfig: kubeconfig_path(dir),
+            home: dir.to_path_buf(),
+        }
+    }
+
+    /// Runs kubectl off the async threads: (success, stdout, stderr).
+    pub async fn run(&self, args: &[&str]) -> (bool, String, String) {
+        let bin = self.bin;
+        let kubeconfig = self.kubeconfig.clone();
+        let home = self.home.clone();
+        let args: Vec<String> = args.iter().map(|s| (*s).to_owned()).collect();
+        tokio::task::spawn_blocking(move || {
+            let out = std::process::Command::new(bin)
+                .arg("--kubeconfig")
+                .arg(&kubeconfig)
+                .env("HOME", &home)
+                .args(&args)
+                .output()
+                .unwrap();
+            (
+                out.status.success(),
+                String::from_utf8_lossy(&out.stdout).into_owned(),
+                String::from_utf8_lossy(&out.stderr).into_owned(),
+            )
+        })
+        .await
+        .unwrap()
+    }
+
+    /// Runs kubectl and returns stdout, failing the test if kubectl fails.
+    pub async fn ok(&self, args: &[&str]) -> String {
+        let (ok, out, err) = self.run(args).await;
+        assert!(ok, "{} {args:?} failed: {err}", self.bin);
+        out
+    }
+}

@@ -362,46 +362,9 @@ impl Registry {
     async fn update(&self, call: &Call<'_>, name: &str) -> Result<Response<Body>, ApiError> {
         let info = call.info;
         let mut obj = parse_body(&call.body)?;
-        meta::check_type(&mut obj, info)?;
-        meta::check_namespace(&mut obj, call.req.namespace.as_deref())?;
-        let body_name = meta::meta_str(&obj, "name");
-        if body_name != name {
-            return Err(ApiError::BadRequest(format!(
-                "the name of the object ({body_name}) does not match the name on the URL ({name})"
-            )));
-        }
-        meta::validate(&obj, info)?;
-        let wanted_rv = meta::meta_str(&obj, "resourceVersion").to_owned();
-        let status_only = call.req.subresource.as_deref() == Some("status");
-        let key = info.key(call.req.namespace.as_deref(), name);
-        for _ in 0..MAX_RETRIES {
-            let current = match self.store.get(&key).await {
-                Ok(Some(kv)) => kv,
-                Ok(None) => return Err(ApiError::not_found(info, name)),
-                Err(e) => return Err(store_error(info, name, e)),
-            };
-            if !wanted_rv.is_empty() && wanted_rv != current.mod_revision.to_string() {
-                return Err(ApiError::conflict_modified(info, name));
-            }
-            let old = decode(&current)?;
-            let new = prepare_update(info, &old, obj.clone(), status_only)?;
-            if same_object(&old, &new) {
-                return Ok(response::json(StatusCode::OK, &old));
-            }
-            if dry_run(call.query)? {
-                return Ok(response::json(StatusCode::OK, &new));
-            }
-            match self
-                .write_update(info, &key, name, new, current.mod_revision)
-                .await
-            {
-                Ok(obj) => return Ok(response::json(StatusCode::OK, &obj)),
-                Err(Retry::Conflict) if wanted_rv.is_empty() => continue,
-                Err(Retry::Conflict) => return Err(ApiError::conflict_modified(info, name)),
-                Err(Retry::Fail(e)) => return Err(e),
-            }
-        }
-        Err(ApiError::conflict_modified(info, name))
+        check_replacement(info, call, name, &mut obj)?;
+        self.guaranteed_update(call, name, |_| Ok((obj.clone(), Vec::new())))
+            .await
     }
 
     async fn patch(&self, call: &Call<'_>, name: &str) -> Result<Response<Body>, ApiError> {
@@ -415,6 +378,31 @@ impl Registry {
                     .collect(),
             })?;
         let schema = PatchSchema::for_kind(info.group, info.version, info.kind);
+        let mode = field_validation::FieldValidation::from_query(call.query)?;
+        self.guaranteed_update(call, name, |old| {
+            let mut patched = patch::apply_any(patch_type, old, &call.body, schema.as_ref())
+                .map_err(patch_error)?;
+            let warnings = field_validation::check(info, &patched, mode)?;
+            check_replacement(info, call, name, &mut patched)?;
+            Ok((patched, warnings))
+        })
+        .await
+    }
+
+    /// Upstream's GuaranteedUpdate: reads the object, asks `desired` for its
+    /// replacement (and warnings), applies the update rules and writes it
+    /// with compare-and-swap, retrying on conflicts unless the replacement
+    /// names a resourceVersion (then a conflict is the client's 409).
+    async fn guaranteed_update<F>(
+        &self,
+        call: &Call<'_>,
+        name: &str,
+        mut desired: F,
+    ) -> Result<Response<Body>, ApiError>
+    where
+        F: FnMut(&Value) -> Result<(Value, Vec<String>), ApiError>,
+    {
+        let info = call.info;
         let status_only = call.req.subresource.as_deref() == Some("status");
         let key = info.key(call.req.namespace.as_deref(), name);
         for _ in 0..MAX_RETRIES {
@@ -424,38 +412,25 @@ impl Registry {
                 Err(e) => return Err(store_error(info, name, e)),
             };
             let old = decode(&current)?;
-            let mut patched = patch::apply_any(patch_type, &old, &call.body, schema.as_ref())
-                .map_err(patch_error)?;
-            let mode = field_validation::FieldValidation::from_query(call.query)?;
-            let warnings = field_validation::check(info, &patched, mode)?;
-            // A resourceVersion in the patch is a precondition.
-            let wanted_rv = meta::meta_str(&patched, "resourceVersion").to_owned();
+            let (obj, warnings) = desired(&old)?;
+            let wanted_rv = meta::meta_str(&obj, "resourceVersion").to_owned();
             if !wanted_rv.is_empty() && wanted_rv != current.mod_revision.to_string() {
                 return Err(ApiError::conflict_modified(info, name));
             }
-            meta::check_type(&mut patched, info)?;
-            meta::check_namespace(&mut patched, call.req.namespace.as_deref())?;
-            if meta::meta_str(&patched, "name") != name {
-                return Err(ApiError::BadRequest(format!(
-                    "the name of the object ({}) does not match the name on the URL ({name})",
-                    meta::meta_str(&patched, "name")
-                )));
-            }
-            meta::validate(&patched, info)?;
-            let new = prepare_update(info, &old, patched, status_only)?;
+            let new = prepare_update(info, &old, obj, status_only)?;
+            let respond =
+                |obj: &Value| with_warnings(Ok(response::json(StatusCode::OK, obj)), &warnings);
             if same_object(&old, &new) {
-                return with_warnings(Ok(response::json(StatusCode::OK, &old)), &warnings);
+                return respond(&old);
             }
             if dry_run(call.query)? {
-                return with_warnings(Ok(response::json(StatusCode::OK, &new)), &warnings);
+                return respond(&new);
             }
             match self
                 .write_update(info, &key, name, new, current.mod_revision)
                 .await
             {
-                Ok(obj) => {
-                    return with_warnings(Ok(response::json(StatusCode::OK, &obj)), &warnings);
-                }
+                Ok(obj) => return respond(&obj),
                 Err(Retry::Conflict) if wanted_rv.is_empty() => continue,
                 Err(Retry::Conflict) => return Err(ApiError::conflict_modified(info, name)),
                 Err(Retry::Fail(e)) => return Err(e),
@@ -595,6 +570,25 @@ impl Registry {
 enum Retry {
     Conflict,
     Fail(ApiError),
+}
+
+/// The checks every replacement object (a PUT body or a patch result)
+/// passes: type, namespace, the URL's name, metadata rules.
+fn check_replacement(
+    info: &ResourceInfo,
+    call: &Call<'_>,
+    name: &str,
+    obj: &mut Value,
+) -> Result<(), ApiError> {
+    meta::check_type(obj, info)?;
+    meta::check_namespace(obj, call.req.namespace.as_deref())?;
+    let given = meta::meta_str(obj, "name");
+    if given != name {
+        return Err(ApiError::BadRequest(format!(
+            "the name of the object ({given}) does not match the name on the URL ({name})"
+        )));
+    }
+    meta::validate(obj, info)
 }
 
 /// Unknown-field warnings of a create or update body (an error under

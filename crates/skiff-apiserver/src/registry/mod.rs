@@ -191,14 +191,11 @@ impl Registry {
     async fn get(&self, call: &Call<'_>, name: &str) -> Result<Response<Body>, ApiError> {
         let info = call.info;
         let ns = call.req.namespace.as_deref();
-        match self.store.get(&info.key(ns, name)).await {
-            Ok(Some(kv)) => Ok(response::json(
-                StatusCode::OK,
-                &negotiate::object(info, call.output, decode(&kv)?),
-            )),
-            Ok(None) => Err(ApiError::not_found(info, name)),
-            Err(e) => Err(store_error(info, name, e)),
-        }
+        let kv = self.current(info, &info.key(ns, name), name).await?;
+        Ok(response::json(
+            StatusCode::OK,
+            &negotiate::object(info, call.output, decode(&kv)?),
+        ))
     }
 
     async fn list(&self, call: &Call<'_>) -> Result<Response<Body>, ApiError> {
@@ -328,6 +325,20 @@ impl Registry {
         Ok(response::json(StatusCode::CREATED, &obj))
     }
 
+    /// The stored object at `key`, or 404 for `name`.
+    async fn current(
+        &self,
+        info: &ResourceInfo,
+        key: &str,
+        name: &str,
+    ) -> Result<KeyValue, ApiError> {
+        match self.store.get(key).await {
+            Ok(Some(kv)) => Ok(kv),
+            Ok(None) => Err(ApiError::not_found(info, name)),
+            Err(e) => Err(store_error(info, name, e)),
+        }
+    }
+
     /// Refuses creation in a missing or terminating namespace (upstream's
     /// NamespaceLifecycle admission).
     async fn check_namespace_open(
@@ -406,11 +417,7 @@ impl Registry {
         let status_only = call.req.subresource.as_deref() == Some("status");
         let key = info.key(call.req.namespace.as_deref(), name);
         for _ in 0..MAX_RETRIES {
-            let current = match self.store.get(&key).await {
-                Ok(Some(kv)) => kv,
-                Ok(None) => return Err(ApiError::not_found(info, name)),
-                Err(e) => return Err(store_error(info, name, e)),
-            };
+            let current = self.current(info, &key, name).await?;
             let old = decode(&current)?;
             let (obj, warnings) = desired(&old)?;
             let wanted_rv = meta::meta_str(&obj, "resourceVersion").to_owned();
@@ -475,11 +482,7 @@ impl Registry {
         let options = parse_delete_options(&call.body)?;
         let key = info.key(call.req.namespace.as_deref(), name);
         for _ in 0..MAX_RETRIES {
-            let current = match self.store.get(&key).await {
-                Ok(Some(kv)) => kv,
-                Ok(None) => return Err(ApiError::not_found(info, name)),
-                Err(e) => return Err(store_error(info, name, e)),
-            };
+            let current = self.current(info, &key, name).await?;
             let mut obj = decode(&current)?;
             check_preconditions(info, name, &obj, &options, current.mod_revision)?;
             if dry_run(call.query)? {

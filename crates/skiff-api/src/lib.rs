@@ -16,6 +16,7 @@
 
 pub mod discovery;
 pub mod field;
+pub mod kinds;
 pub mod openapi;
 pub mod patch;
 pub mod printers;

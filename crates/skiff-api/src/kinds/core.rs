@@ -1,0 +1,27 @@
+//! Rules of the core kinds; see the parent module for the order of calls.
+
+use serde_json::Value;
+
+use crate::field::ErrorList;
+
+pub(super) fn normalize(_kind: &str, _obj: &mut Value) -> Result<(), String> {
+    Ok(())
+}
+
+pub(super) fn default(_kind: &str, _obj: &mut Value) {}
+
+pub(super) fn prepare_create(_kind: &str, _obj: &mut Value) {}
+
+pub(super) fn prepare_update(_kind: &str, _new: &mut Value, _old: &Value) {}
+
+pub(super) fn validate(_kind: &str, _obj: &Value) -> ErrorList {
+    ErrorList::new()
+}
+
+pub(super) fn validate_update(kind: &str, new: &Value, _old: &Value) -> ErrorList {
+    validate(kind, new)
+}
+
+pub(super) fn validate_status_update(_kind: &str, _new: &Value, _old: &Value) -> ErrorList {
+    ErrorList::new()
+}

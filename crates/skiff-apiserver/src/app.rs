@@ -106,6 +106,12 @@ impl App {
                     .get(http::header::CONTENT_TYPE)
                     .and_then(|v| v.to_str().ok())
                     .and_then(skiff_api::patch::PatchType::from_content_type);
+                let format = registry::body::BodyFormat::from_content_type(
+                    req.headers()
+                        .get(http::header::CONTENT_TYPE)
+                        .and_then(|v| v.to_str().ok())
+                        .unwrap_or_default(),
+                );
                 let protobuf = req
                     .headers()
                     .get(http::header::CONTENT_TYPE)
@@ -151,6 +157,7 @@ impl App {
                     body,
                     output,
                     patch_type,
+                    format,
                 };
                 match self.registry.serve(call).await {
                     Ok(resp) => resp,

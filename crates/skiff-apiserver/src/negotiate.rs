@@ -77,6 +77,7 @@ pub fn choose(accept: &str, include_object: Option<&str>) -> Result<Output, ApiE
 
 /// Renders one object in `output`.
 pub fn object(info: &ResourceInfo, output: Output, obj: Value) -> Value {
+    let obj = view(info, obj);
     match output {
         Output::Json => obj,
         Output::Table(include) => {
@@ -87,8 +88,22 @@ pub fn object(info: &ResourceInfo, output: Output, obj: Value) -> Value {
     }
 }
 
+/// A stored object as `info`'s API shows it (events are stored in the
+/// shape of the API that wrote them).
+pub fn view(info: &ResourceInfo, obj: Value) -> Value {
+    if info.shares_storage_with.is_none() && info.kind != "Event" {
+        return obj;
+    }
+    skiff_api::conversion::view(info.group, info.version, info.kind, obj)
+}
+
 /// Renders a list (`items` plus list `metadata`) in `output`.
-pub fn list(info: &ResourceInfo, output: Output, list: Value) -> Value {
+pub fn list(info: &ResourceInfo, output: Output, mut list: Value) -> Value {
+    if let Some(items) = list.get_mut("items").and_then(Value::as_array_mut) {
+        for item in items.iter_mut() {
+            *item = view(info, std::mem::take(item));
+        }
+    }
     match output {
         Output::Json => list,
         Output::Table(include) => {

@@ -52,24 +52,31 @@ pub fn unknown_fields(info: &ResourceInfo, obj: &Value) -> Vec<String> {
 pub fn check(
     info: &ResourceInfo,
     obj: &Value,
+    duplicates: &[String],
     mode: FieldValidation,
 ) -> Result<Vec<String>, ApiError> {
     if mode == FieldValidation::Ignore {
         return Ok(Vec::new());
     }
-    let unknown: Vec<String> = unknown_fields(info, obj)
+    // Duplicates first, then unknown fields, as upstream lists them.
+    let problems: Vec<String> = duplicates
         .iter()
-        .map(|path| format!("unknown field {path:?}"))
+        .cloned()
+        .chain(
+            unknown_fields(info, obj)
+                .iter()
+                .map(|path| format!("unknown field {path:?}")),
+        )
         .collect();
-    if mode == FieldValidation::Strict && !unknown.is_empty() {
+    if mode == FieldValidation::Strict && !problems.is_empty() {
         return Err(ApiError::BadRequest(format!(
             "{kind} in version {version:?} cannot be handled as a {kind}: strict decoding error: {}",
-            unknown.join(", "),
+            problems.join(", "),
             kind = info.kind,
             version = info.version,
         )));
     }
-    Ok(unknown)
+    Ok(problems)
 }
 
 /// Adds one `Warning: 299 - "<text>"` header per warning.
@@ -94,18 +101,18 @@ mod tests {
             "metadata": { "name": "web" }, "spec": { "replicass": 3 },
         });
         assert_eq!(unknown_fields(info, &obj), ["spec.replicass"]);
-        let err = check(info, &obj, FieldValidation::Strict).unwrap_err();
+        let err = check(info, &obj, &[], FieldValidation::Strict).unwrap_err();
         assert_eq!(
             err.to_string(),
             "Deployment in version \"v1\" cannot be handled as a Deployment: \
              strict decoding error: unknown field \"spec.replicass\""
         );
         assert_eq!(
-            check(info, &obj, FieldValidation::Warn).unwrap(),
+            check(info, &obj, &[], FieldValidation::Warn).unwrap(),
             ["unknown field \"spec.replicass\""]
         );
         assert!(
-            check(info, &obj, FieldValidation::Ignore)
+            check(info, &obj, &[], FieldValidation::Ignore)
                 .unwrap()
                 .is_empty()
         );

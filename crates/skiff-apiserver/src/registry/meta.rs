@@ -120,9 +120,9 @@ pub fn generate_name(obj: &mut Value) -> Result<(), ApiError> {
     Ok(())
 }
 
-/// Validates the common metadata of an object about to be stored: name rules
+/// The common metadata problems of an object about to be stored: name rules
 /// of the kind, labels and annotations.
-pub fn validate(obj: &Value, info: &ResourceInfo) -> Result<(), ApiError> {
+pub fn validate_errors(obj: &Value, info: &ResourceInfo) -> ErrorList {
     let name = meta_str(obj, "name");
     let mut errors = ErrorList::new();
     let path = Path::new("metadata");
@@ -151,11 +151,7 @@ pub fn validate(obj: &Value, info: &ResourceInfo) -> Result<(), ApiError> {
     {
         errors.push(e);
     }
-    if errors.is_empty() {
-        Ok(())
-    } else {
-        Err(ApiError::invalid(info, name, errors))
-    }
+    errors
 }
 
 /// The name rule of a kind (upstream's `ValidateObjectMeta` name functions).
@@ -186,7 +182,13 @@ pub fn string_map(obj: &Value, field: &str) -> std::collections::BTreeMap<String
 
 /// RFC 3339 UTC timestamp with seconds, as Kubernetes writes `metav1.Time`.
 pub fn now_rfc3339() -> String {
-    let now = time::OffsetDateTime::now_utc();
+    rfc3339(time::OffsetDateTime::now_utc())
+}
+
+/// `t` as Kubernetes writes `metav1.Time` (UTC, whole seconds). Such
+/// strings order like the times they name.
+pub fn rfc3339(t: time::OffsetDateTime) -> String {
+    let now = t.to_offset(time::UtcOffset::UTC);
     format!(
         "{:04}-{:02}-{:02}T{:02}:{:02}:{:02}Z",
         now.year(),
@@ -239,6 +241,15 @@ pub fn tracks_generation(info: &ResourceInfo) -> bool {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    fn validate(obj: &Value, info: &ResourceInfo) -> Result<(), ApiError> {
+        let errors = validate_errors(obj, info);
+        if errors.is_empty() {
+            Ok(())
+        } else {
+            Err(ApiError::invalid(info, meta_str(obj, "name"), errors))
+        }
+    }
     use serde_json::json;
     use skiff_api::resources::by_gvr;
 

@@ -3,14 +3,18 @@
 //! `genericregistry.Store`. Objects are JSON documents; the store keeps them
 //! without `resourceVersion`, which is the key's mod revision on the way out.
 
+pub mod body;
+mod delete;
 pub mod field_validation;
 pub mod meta;
 pub mod services;
+mod subresources;
 mod watch;
 
 use bytes::Bytes;
 use http::{Response, StatusCode};
 use serde_json::{Value, json};
+use skiff_api::kinds;
 use skiff_api::patch::{self, PatchError, PatchSchema, PatchType};
 use skiff_api::resources::{self, ResourceInfo};
 use skiff_api::selector::{self, fields::FieldSelector, labels::Selector};
@@ -49,6 +53,8 @@ pub struct Call<'a> {
     pub output: Output,
     /// For PATCH: the patch format from the Content-Type.
     pub patch_type: Option<PatchType>,
+    /// For POST and PUT: the body's encoding from the Content-Type.
+    pub format: body::BodyFormat,
 }
 
 impl Registry {
@@ -165,18 +171,30 @@ impl Registry {
             ("get", None, Some(name)) => self.get(&call, name).await,
             ("list", None, _) => self.list(&call).await,
             ("watch", None, _) => watch::serve(&self.store, &call).await,
-            ("create", None, None) => {
-                let warnings = body_warnings(&call)?;
-                with_warnings(self.create(&call).await, &warnings)
-            }
-            ("update", None | Some("status"), Some(name)) => {
-                let warnings = body_warnings(&call)?;
-                with_warnings(self.update(&call, name).await, &warnings)
-            }
+            ("create", None, None) => self.create(&call).await,
+            ("update", None | Some("status"), Some(name)) => self.update(&call, name).await,
             ("patch", None | Some("status"), Some(name)) => self.patch(&call, name).await,
             ("get", Some("status"), Some(name)) => self.get(&call, name).await,
             ("delete", None, Some(name)) => self.delete(&call, name).await,
+            ("create", Some("binding"), Some(name)) if is_pods(info) => {
+                self.bind(&call, name).await
+            }
+            ("create", Some("eviction"), Some(name)) if is_pods(info) => {
+                self.evict(&call, name).await
+            }
+            ("get" | "update" | "patch", Some("scale"), Some(name))
+                if info.subresource("scale").is_some() =>
+            {
+                self.scale(&call, name).await
+            }
+            ("update", Some("finalize"), Some(name))
+                if info.group.is_empty() && info.plural == "namespaces" =>
+            {
+                self.finalize(&call, name).await
+            }
             ("deletecollection", None, None) => self.delete_collection(&call).await,
+            // A subresource the resource does not have is not a path we serve.
+            (_, Some(sub), _) if info.subresource(sub).is_none() => Ok(response::not_found_path()),
             (verb, sub, _) => Err(ApiError::MethodNotAllowed {
                 group: info.group.to_owned(),
                 resource: match sub {
@@ -287,12 +305,14 @@ impl Registry {
 
     async fn create(&self, call: &Call<'_>) -> Result<Response<Body>, ApiError> {
         let info = call.info;
-        let mut obj = parse_body(&call.body)?;
+        let (mut obj, warnings) = decode_body(call)?;
         meta::check_type(&mut obj, info)?;
         meta::check_namespace(&mut obj, call.req.namespace.as_deref())?;
         meta::generate_name(&mut obj)?;
-        meta::validate(&obj, info)?;
+        normalize_and_default(info, &mut obj)?;
         prepare_create(info, &mut obj)?;
+        kinds::prepare_create(info.group, info.kind, &mut obj);
+        validate(info, &obj, None, false)?;
         let is_service = is_service(info);
         if is_service {
             services::set_defaults(&mut obj);
@@ -302,8 +322,10 @@ impl Registry {
         if let Some(ns) = ns {
             self.check_namespace_open(info, ns, &name).await?;
         }
+        let respond =
+            |obj: &Value| with_warnings(Ok(response::json(StatusCode::CREATED, obj)), &warnings);
         if dry_run(call.query)? {
-            return Ok(response::json(StatusCode::CREATED, &obj));
+            return respond(&obj);
         }
         if is_service {
             services::allocate(&self.store, info, self.service_cidr, &mut obj).await?;
@@ -322,7 +344,7 @@ impl Registry {
             }
         };
         set_rv(&mut obj, kv.mod_revision);
-        Ok(response::json(StatusCode::CREATED, &obj))
+        respond(&obj)
     }
 
     /// The stored object at `key`, or 404 for `name`.
@@ -372,9 +394,9 @@ impl Registry {
 
     async fn update(&self, call: &Call<'_>, name: &str) -> Result<Response<Body>, ApiError> {
         let info = call.info;
-        let mut obj = parse_body(&call.body)?;
+        let (mut obj, warnings) = decode_body(call)?;
         check_replacement(info, call, name, &mut obj)?;
-        self.guaranteed_update(call, name, |_| Ok((obj.clone(), Vec::new())))
+        self.guaranteed_update(call, name, |_| Ok((obj.clone(), warnings.clone())))
             .await
     }
 
@@ -390,10 +412,14 @@ impl Registry {
             })?;
         let schema = PatchSchema::for_kind(info.group, info.version, info.kind);
         let mode = field_validation::FieldValidation::from_query(call.query)?;
+        let duplicates = match patch_type {
+            PatchType::Merge | PatchType::StrategicMerge => body::duplicate_fields(&call.body),
+            _ => Vec::new(),
+        };
         self.guaranteed_update(call, name, |old| {
             let mut patched = patch::apply_any(patch_type, old, &call.body, schema.as_ref())
                 .map_err(patch_error)?;
-            let warnings = field_validation::check(info, &patched, mode)?;
+            let warnings = field_validation::check(info, &patched, &duplicates, mode)?;
             check_replacement(info, call, name, &mut patched)?;
             Ok((patched, warnings))
         })
@@ -408,8 +434,23 @@ impl Registry {
         &self,
         call: &Call<'_>,
         name: &str,
-        mut desired: F,
+        desired: F,
     ) -> Result<Response<Body>, ApiError>
+    where
+        F: FnMut(&Value) -> Result<(Value, Vec<String>), ApiError>,
+    {
+        let (obj, warnings) = self.guaranteed_update_value(call, name, desired).await?;
+        with_warnings(Ok(response::json(StatusCode::OK, &obj)), &warnings)
+    }
+
+    /// [`Registry::guaranteed_update`] returning the stored object (the old
+    /// one when nothing changed, the would-be one under dryRun).
+    async fn guaranteed_update_value<F>(
+        &self,
+        call: &Call<'_>,
+        name: &str,
+        mut desired: F,
+    ) -> Result<(Value, Vec<String>), ApiError>
     where
         F: FnMut(&Value) -> Result<(Value, Vec<String>), ApiError>,
     {
@@ -418,26 +459,25 @@ impl Registry {
         let key = info.key(call.req.namespace.as_deref(), name);
         for _ in 0..MAX_RETRIES {
             let current = self.current(info, &key, name).await?;
-            let old = decode(&current)?;
-            let (obj, warnings) = desired(&old)?;
+            let old = negotiate::view(info, decode(&current)?);
+            let (mut obj, warnings) = desired(&old)?;
+            normalize_and_default(info, &mut obj)?;
             let wanted_rv = meta::meta_str(&obj, "resourceVersion").to_owned();
             if !wanted_rv.is_empty() && wanted_rv != current.mod_revision.to_string() {
                 return Err(ApiError::conflict_modified(info, name));
             }
             let new = prepare_update(info, &old, obj, status_only)?;
-            let respond =
-                |obj: &Value| with_warnings(Ok(response::json(StatusCode::OK, obj)), &warnings);
             if same_object(&old, &new) {
-                return respond(&old);
+                return Ok((old, warnings));
             }
             if dry_run(call.query)? {
-                return respond(&new);
+                return Ok((new, warnings));
             }
             match self
                 .write_update(info, &key, name, new, current.mod_revision)
                 .await
             {
-                Ok(obj) => return respond(&obj),
+                Ok(obj) => return Ok((obj, warnings)),
                 Err(Retry::Conflict) if wanted_rv.is_empty() => continue,
                 Err(Retry::Conflict) => return Err(ApiError::conflict_modified(info, name)),
                 Err(Retry::Fail(e)) => return Err(e),
@@ -476,98 +516,6 @@ impl Registry {
             Err(e) => Err(Retry::Fail(store_error(info, name, e))),
         }
     }
-
-    async fn delete(&self, call: &Call<'_>, name: &str) -> Result<Response<Body>, ApiError> {
-        let info = call.info;
-        let options = parse_delete_options(&call.body)?;
-        let key = info.key(call.req.namespace.as_deref(), name);
-        for _ in 0..MAX_RETRIES {
-            let current = self.current(info, &key, name).await?;
-            let mut obj = decode(&current)?;
-            check_preconditions(info, name, &obj, &options, current.mod_revision)?;
-            if dry_run(call.query)? {
-                return Ok(response::json(StatusCode::OK, &obj));
-            }
-            if has_finalizers(&obj) {
-                // Mark for deletion; the finalizers' owners finish the job.
-                if meta::meta_str(&obj, "deletionTimestamp").is_empty() {
-                    let m = meta::meta_mut(&mut obj)?;
-                    m.insert(
-                        "deletionTimestamp".into(),
-                        Value::String(meta::now_rfc3339()),
-                    );
-                    m.insert("deletionGracePeriodSeconds".into(), json!(0));
-                    if info.plural == "namespaces" && info.group.is_empty() {
-                        obj["status"]["phase"] = Value::String("Terminating".into());
-                    }
-                    strip_rv(&mut obj);
-                    match self
-                        .write_update(info, &key, name, obj, current.mod_revision)
-                        .await
-                    {
-                        Ok(obj) => return Ok(response::json(StatusCode::OK, &obj)),
-                        Err(Retry::Conflict) => continue,
-                        Err(Retry::Fail(e)) => return Err(e),
-                    }
-                }
-                return Ok(response::json(StatusCode::OK, &obj));
-            }
-            match self.store.delete(&key, current.mod_revision).await {
-                Ok(_) => {
-                    if is_service(info) {
-                        services::release_all(&self.store, &obj).await;
-                    }
-                    return Ok(response::json(
-                        StatusCode::OK,
-                        &delete_status(info, name, &obj),
-                    ));
-                }
-                Err(StoreError::Conflict { .. }) => continue,
-                Err(e) => return Err(store_error(info, name, e)),
-            }
-        }
-        Err(ApiError::conflict_modified(info, name))
-    }
-
-    async fn delete_collection(&self, call: &Call<'_>) -> Result<Response<Body>, ApiError> {
-        let info = call.info;
-        let (labels, fields) = selectors(info, call.query)?;
-        let prefix = info.prefix(call.req.namespace.as_deref());
-        let page = self
-            .store
-            .list(&prefix, ListOptions::default())
-            .await
-            .map_err(|e| list_error(e, call.query))?;
-        let mut deleted = Vec::new();
-        for kv in &page.kvs {
-            let obj = decode(kv)?;
-            if !matches(info, &labels, &fields, &obj) {
-                continue;
-            }
-            let name = meta::meta_str(&obj, "name").to_owned();
-            let sub = Call {
-                info,
-                req: call.req,
-                query: call.query,
-                body: call.body.clone(),
-                output: Output::Json,
-                patch_type: None,
-            };
-            match self.delete(&sub, &name).await {
-                Ok(_) => deleted.push(obj),
-                // Gone meanwhile: nothing left to delete.
-                Err(ApiError::NotFound { .. }) => {}
-                Err(e) => return Err(e),
-            }
-        }
-        let list = json!({
-            "kind": info.list_kind,
-            "apiVersion": info.api_version(),
-            "metadata": {"resourceVersion": page.revision.to_string()},
-            "items": deleted,
-        });
-        Ok(response::json(StatusCode::OK, &list))
-    }
 }
 
 enum Retry {
@@ -576,7 +524,7 @@ enum Retry {
 }
 
 /// The checks every replacement object (a PUT body or a patch result)
-/// passes: type, namespace, the URL's name, metadata rules.
+/// passes before the update rules: type, namespace, the URL's name.
 fn check_replacement(
     info: &ResourceInfo,
     call: &Call<'_>,
@@ -591,17 +539,45 @@ fn check_replacement(
             "the name of the object ({given}) does not match the name on the URL ({name})"
         )));
     }
-    meta::validate(obj, info)
+    Ok(())
 }
 
-/// Unknown-field warnings of a create or update body (an error under
-/// `fieldValidation=Strict`).
-fn body_warnings(call: &Call<'_>) -> Result<Vec<String>, ApiError> {
+/// A create or update body as a JSON object, with its duplicate- and
+/// unknown-field warnings (an error under `fieldValidation=Strict`).
+fn decode_body(call: &Call<'_>) -> Result<(Value, Vec<String>), ApiError> {
     let mode = field_validation::FieldValidation::from_query(call.query)?;
-    match serde_json::from_slice::<Value>(&call.body) {
-        Ok(obj) if obj.is_object() => field_validation::check(call.info, &obj, mode),
-        // Malformed bodies get their own error from the handler.
-        _ => Ok(Vec::new()),
+    let decoded = body::decode_object(&call.body, call.format)?;
+    let warnings = field_validation::check(call.info, &decoded.value, &decoded.duplicates, mode)?;
+    Ok((decoded.value, warnings))
+}
+
+/// Decode-time normalisation and defaulting of the kind (400 for values
+/// that cannot be decoded, such as malformed quantities).
+fn normalize_and_default(info: &ResourceInfo, obj: &mut Value) -> Result<(), ApiError> {
+    kinds::normalize(info.group, info.kind, obj).map_err(ApiError::BadRequest)?;
+    kinds::default(info.group, info.kind, obj);
+    Ok(())
+}
+
+/// The common metadata rules and the kind's own validation (of a create
+/// when `old` is `None`, else of an update of the main resource or of its
+/// status), as one 422.
+fn validate(
+    info: &ResourceInfo,
+    obj: &Value,
+    old: Option<&Value>,
+    status_only: bool,
+) -> Result<(), ApiError> {
+    let mut errors = meta::validate_errors(obj, info);
+    errors.extend(match old {
+        None => kinds::validate(info.group, info.kind, obj),
+        Some(old) if status_only => kinds::validate_status_update(info.group, info.kind, obj, old),
+        Some(old) => kinds::validate_update(info.group, info.kind, obj, old),
+    });
+    if errors.is_empty() {
+        Ok(())
+    } else {
+        Err(ApiError::invalid(info, meta::meta_str(obj, "name"), errors))
     }
 }
 
@@ -756,7 +732,15 @@ fn prepare_update(
             }
         }
     }
+    if !status_only {
+        kinds::prepare_update(info.group, info.kind, &mut new, old);
+    }
+    validate(info, &new, Some(old), status_only)?;
     Ok(new)
+}
+
+fn is_pods(info: &ResourceInfo) -> bool {
+    info.group.is_empty() && info.plural == "pods"
 }
 
 fn is_service(info: &ResourceInfo) -> bool {
@@ -805,91 +789,16 @@ fn same_object(old: &Value, new: &Value) -> bool {
     a == *new
 }
 
-fn has_finalizers(obj: &Value) -> bool {
-    let meta_finalizers = obj
-        .pointer("/metadata/finalizers")
-        .and_then(Value::as_array)
-        .is_some_and(|f| !f.is_empty());
-    let ns_finalizers = obj.get("kind").and_then(Value::as_str) == Some("Namespace")
-        && obj
-            .pointer("/spec/finalizers")
-            .and_then(Value::as_array)
-            .is_some_and(|f| !f.is_empty());
-    meta_finalizers || ns_finalizers
-}
-
+/// An update that leaves an object marked for deletion without finalizers
+/// (and past its grace period) deletes it.
 fn ready_to_delete(obj: &Value) -> bool {
-    !meta::meta_str(obj, "deletionTimestamp").is_empty() && !has_finalizers(obj)
-}
-
-/// `metav1.DeleteOptions` of a delete request body (may be empty).
-#[derive(Debug, Default)]
-struct DeleteOptions {
-    uid: Option<String>,
-    resource_version: Option<String>,
-}
-
-fn parse_delete_options(body: &Bytes) -> Result<DeleteOptions, ApiError> {
-    if body.iter().all(u8::is_ascii_whitespace) {
-        return Ok(DeleteOptions::default());
-    }
-    let v = parse_body(body)?;
-    let pre = v.get("preconditions");
-    let get = |k: &str| {
-        pre.and_then(|p| p.get(k))
-            .and_then(Value::as_str)
-            .map(str::to_owned)
-    };
-    Ok(DeleteOptions {
-        uid: get("uid"),
-        resource_version: get("resourceVersion"),
-    })
-}
-
-fn check_preconditions(
-    info: &ResourceInfo,
-    name: &str,
-    obj: &Value,
-    options: &DeleteOptions,
-    rev: i64,
-) -> Result<(), ApiError> {
-    let conflict = |reason: String| ApiError::Conflict {
-        group: info.group.to_owned(),
-        resource: info.plural.to_owned(),
-        name: name.to_owned(),
-        reason,
-    };
-    if let Some(uid) = &options.uid {
-        let actual = meta::meta_str(obj, "uid");
-        if uid != actual {
-            return Err(conflict(format!(
-                "Precondition failed: UID in precondition: {uid}, UID in object meta: {actual}"
-            )));
-        }
-    }
-    if let Some(rv) = &options.resource_version
-        && *rv != rev.to_string()
-    {
-        return Err(conflict(format!(
-            "Precondition failed: ResourceVersion in precondition: {rv}, ResourceVersion in object meta: {rev}"
-        )));
-    }
-    Ok(())
-}
-
-fn delete_status(info: &ResourceInfo, name: &str, obj: &Value) -> Value {
-    json!({
-        "kind": "Status",
-        "apiVersion": "v1",
-        "metadata": {},
-        "status": "Success",
-        "details": {
-            "name": name,
-            "group": info.group,
-            "kind": info.plural,
-            "uid": meta::meta_str(obj, "uid"),
-        },
-    })
+    !meta::meta_str(obj, "deletionTimestamp").is_empty()
+        && !delete::has_finalizers(obj)
+        && obj
+            .pointer("/metadata/deletionGracePeriodSeconds")
+            .and_then(Value::as_i64)
+            .unwrap_or(0)
+            == 0
 }
 
 /// Label and field selectors of a list, watch or deletecollection.
@@ -914,6 +823,15 @@ pub(crate) fn matches(
     fields: &FieldSelector,
     obj: &Value,
 ) -> bool {
+    if labels.is_empty() && fields.is_empty() {
+        return true;
+    }
+    if info.kind == "Event" {
+        // Selectors name the fields of the API asked, whatever the stored shape.
+        let obj = negotiate::view(info, obj.clone());
+        return (labels.is_empty() || labels.matches_object(&obj))
+            && (fields.is_empty() || fields.matches(&selector::selectable_fields(info, &obj)));
+    }
     (labels.is_empty() || labels.matches_object(obj))
         && (fields.is_empty() || fields.matches(&selector::selectable_fields(info, obj)))
 }
@@ -997,21 +915,6 @@ pub(crate) fn store_error(info: &ResourceInfo, name: &str, e: StoreError) -> Api
         StoreError::Unavailable(msg) => ApiError::ServiceUnavailable(msg),
         other => ApiError::InternalError(other.to_string()),
     }
-}
-
-/// A request body as a JSON object.
-pub(crate) fn parse_body(body: &Bytes) -> Result<Value, ApiError> {
-    let v: Value = serde_json::from_slice(body).map_err(|e| {
-        ApiError::BadRequest(format!(
-            "the object provided is unrecognized (must be of type JSON): {e}"
-        ))
-    })?;
-    if !v.is_object() {
-        return Err(ApiError::BadRequest(
-            "the request body must be a JSON object".into(),
-        ));
-    }
-    Ok(v)
 }
 
 /// A stored object with its resourceVersion.

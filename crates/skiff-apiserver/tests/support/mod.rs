@@ -39,6 +39,17 @@ pub async fn client(dir: &Path) -> kube::Client {
     kube::Client::try_from(cfg).unwrap()
 }
 
+/// [`client`] without kube-rs's retries of 429/503/504 answers, for tests
+/// that expect those answers.
+pub async fn client_without_retries(dir: &Path) -> kube::Client {
+    let kc = kube::config::Kubeconfig::read_from(kubeconfig_path(dir)).unwrap();
+    let mut cfg = kube::Config::from_custom_kubeconfig(kc, &Default::default())
+        .await
+        .unwrap();
+    cfg.default_retry = false;
+    kube::Client::try_from(cfg).unwrap()
+}
+
 /// [`start_server`] and [`client`].
 pub async fn start(dir: &Path, port: u16) -> (ApiServer, kube::Client) {
     let server = start_server(dir, port).await;

@@ -1,0 +1,502 @@
+//! Subresources beyond `status`: `pods/binding` (the scheduler's decision),
+//! `pods/eviction` (deletion that honours PodDisruptionBudgets), `*/scale`
+//! (autoscaling/v1 Scale of Deployments, ReplicaSets, StatefulSets and
+//! ReplicationControllers) and `namespaces/finalize`.
+
+use http::{Response, StatusCode};
+use serde_json::{Value, json};
+use skiff_api::field::{Error as FieldError, ErrorList, Path};
+use skiff_api::patch::{self, PatchSchema, PatchType};
+use skiff_api::resources::{self, ResourceInfo};
+use skiff_api::selector::labels;
+use skiff_api::status::ApiError;
+use skiff_store::{ListOptions, Store};
+
+use super::{
+    Call, MAX_RETRIES, Registry, Retry, body, decode, dry_run, meta, patch_error, strip_rv,
+};
+use crate::negotiate::Output;
+use crate::response::{self, Body};
+
+/// `metav1.Status` Success with code 201, the answer to binding and eviction.
+fn created_status() -> Response<Body> {
+    response::json(
+        StatusCode::CREATED,
+        &json!({"kind": "Status", "apiVersion": "v1", "metadata": {}, "status": "Success", "code": 201}),
+    )
+}
+
+/// The subresource body's name must be the URL's.
+fn check_body_name(obj: &Value, name: &str, what: &str) -> Result<(), ApiError> {
+    let given = meta::meta_str(obj, "name");
+    if !given.is_empty() && given != name {
+        return Err(ApiError::BadRequest(format!(
+            "name in URL does not match name in {what} object"
+        )));
+    }
+    Ok(())
+}
+
+impl Registry {
+    /// `POST pods/{name}/binding`: sets `spec.nodeName` once, with the
+    /// binding's annotations and a PodScheduled=True condition.
+    pub(super) async fn bind(
+        &self,
+        call: &Call<'_>,
+        name: &str,
+    ) -> Result<Response<Body>, ApiError> {
+        let info = call.info;
+        let binding = body::decode_object(&call.body, call.format)?.value;
+        check_body_name(&binding, name, "Binding")?;
+        let target = binding.get("target").cloned().unwrap_or_default();
+        let node = target.get("name").and_then(Value::as_str).unwrap_or("");
+        let mut errors = ErrorList::new();
+        if node.is_empty() {
+            errors.push(FieldError::required(&Path::new("target.name"), ""));
+        }
+        match target.get("kind").and_then(Value::as_str) {
+            None | Some("" | "Node") => {}
+            Some(kind) => errors.push(FieldError::not_supported(
+                &Path::new("target.kind"),
+                kind.to_owned(),
+                &["Node", "<empty>"],
+            )),
+        }
+        if !errors.is_empty() {
+            return Err(ApiError::Invalid {
+                group: String::new(),
+                kind: "Binding".into(),
+                name: name.to_owned(),
+                errors,
+            });
+        }
+        let annotations = binding
+            .pointer("/metadata/annotations")
+            .and_then(Value::as_object)
+            .cloned()
+            .unwrap_or_default();
+        let key = info.key(call.req.namespace.as_deref(), name);
+        let dry_run = dry_run(call.query)?;
+        for _ in 0..MAX_RETRIES {
+            let current = self.current(info, &key, name).await?;
+            let mut pod = decode(&current)?;
+            let pod_name = format!("{}/{name}", call.req.namespace.as_deref().unwrap_or(""));
+            let conflict = |reason: String| ApiError::Conflict {
+                group: String::new(),
+                resource: "pods/binding".into(),
+                name: name.to_owned(),
+                reason,
+            };
+            if !meta::meta_str(&pod, "deletionTimestamp").is_empty() {
+                return Err(conflict(format!(
+                    "pod {pod_name} is being deleted, cannot be assigned to a host"
+                )));
+            }
+            let assigned = pod
+                .pointer("/spec/nodeName")
+                .and_then(Value::as_str)
+                .unwrap_or("");
+            if !assigned.is_empty() {
+                return Err(conflict(format!(
+                    "pod {pod_name} is already assigned to node {assigned:?}"
+                )));
+            }
+            pod["spec"]["nodeName"] = Value::String(node.to_owned());
+            if !annotations.is_empty() {
+                let m = meta::meta_mut(&mut pod)?;
+                let target = m.entry("annotations").or_insert_with(|| json!({}));
+                if !target.is_object() {
+                    *target = json!({});
+                }
+                for (k, v) in &annotations {
+                    target[k] = v.clone();
+                }
+            }
+            set_condition(&mut pod, "PodScheduled", "True");
+            if dry_run {
+                return Ok(created_status());
+            }
+            strip_rv(&mut pod);
+            match self
+                .write_update(info, &key, name, pod, current.mod_revision)
+                .await
+            {
+                Ok(_) => return Ok(created_status()),
+                Err(Retry::Conflict) => continue,
+                Err(Retry::Fail(e)) => return Err(e),
+            }
+        }
+        Err(ApiError::conflict_modified(info, name))
+    }
+
+    /// `POST pods/{name}/eviction`: deletes the pod unless its
+    /// PodDisruptionBudget allows no disruption (429), as upstream.
+    pub(super) async fn evict(
+        &self,
+        call: &Call<'_>,
+        name: &str,
+    ) -> Result<Response<Body>, ApiError> {
+        let info = call.info;
+        let eviction = body::decode_object(&call.body, call.format)?.value;
+        check_body_name(&eviction, name, "Eviction")?;
+        let ns = call.req.namespace.as_deref().unwrap_or("");
+        let pod = decode(&self.current(info, &info.key(Some(ns), name), name).await?)?;
+        let exempt = !meta::meta_str(&pod, "deletionTimestamp").is_empty()
+            || matches!(
+                pod.pointer("/status/phase").and_then(Value::as_str),
+                Some("Succeeded" | "Failed" | "Pending")
+            );
+        if !exempt {
+            self.take_disruption(call, ns, &pod).await?;
+        }
+        let options = eviction.get("deleteOptions").cloned().unwrap_or(json!({}));
+        let sub = Call {
+            info,
+            req: call.req,
+            query: call.query,
+            body: bytes::Bytes::from(options.to_string()),
+            output: Output::Json,
+            patch_type: None,
+            format: body::BodyFormat::Json,
+        };
+        self.delete(&sub, name).await?;
+        Ok(created_status())
+    }
+
+    /// Checks the pod's PodDisruptionBudget and records the disruption in
+    /// its status (compare-and-swap).
+    async fn take_disruption(
+        &self,
+        call: &Call<'_>,
+        ns: &str,
+        pod: &Value,
+    ) -> Result<(), ApiError> {
+        let Some(pdbs) = resources::by_gvr("policy", "v1", "poddisruptionbudgets") else {
+            return Ok(());
+        };
+        let pod_name = meta::meta_str(pod, "name").to_owned();
+        let pod_labels = meta::string_map(pod, "labels");
+        for _ in 0..MAX_RETRIES {
+            let page = self
+                .store
+                .list(&pdbs.prefix(Some(ns)), ListOptions::default())
+                .await
+                .map_err(|e| ApiError::InternalError(e.to_string()))?;
+            let mut matching = Vec::new();
+            for kv in &page.kvs {
+                let pdb = decode(kv)?;
+                let selector = pdb
+                    .pointer("/spec/selector")
+                    .cloned()
+                    .and_then(|s| serde_json::from_value(s).ok());
+                // A missing or empty selector selects no pods (policy/v1).
+                let Some(selector) = selector else { continue };
+                let Ok(sel) = labels::from_label_selector(Some(&selector)) else {
+                    continue;
+                };
+                if !sel.is_empty() && sel.matches(&pod_labels) {
+                    matching.push((kv.mod_revision, pdb));
+                }
+            }
+            let (rev, mut pdb) = match matching.len() {
+                0 => return Ok(()),
+                1 => matching.remove(0),
+                _ => {
+                    return Err(ApiError::InternalError(
+                        "This pod has more than one PodDisruptionBudget, which the eviction subresource does not support.".into(),
+                    ));
+                }
+            };
+            let pdb_name = meta::meta_str(&pdb, "name").to_owned();
+            let observed = pdb
+                .pointer("/status/observedGeneration")
+                .and_then(Value::as_i64)
+                .unwrap_or(0);
+            let generation = pdb
+                .pointer("/metadata/generation")
+                .and_then(Value::as_i64)
+                .unwrap_or(0);
+            if observed < generation {
+                return Err(ApiError::TooManyRequests {
+                    message: format!(
+                        "Cannot evict pod as it would violate the pod's disruption budget. The disruption budget {pdb_name} is still being processed by the server."
+                    ),
+                    retry_after_seconds: 10,
+                });
+            }
+            let allowed = pdb
+                .pointer("/status/disruptionsAllowed")
+                .and_then(Value::as_i64)
+                .unwrap_or(0);
+            if allowed < 0 {
+                return Err(ApiError::Forbidden {
+                    group: String::new(),
+                    resource: "pods/eviction".into(),
+                    name: pod_name,
+                    reason: "pdb disruptions allowed is negative".into(),
+                });
+            }
+            if allowed == 0 {
+                let desired = pdb
+                    .pointer("/status/desiredHealthy")
+                    .and_then(Value::as_i64)
+                    .unwrap_or(0);
+                let healthy = pdb
+                    .pointer("/status/currentHealthy")
+                    .and_then(Value::as_i64)
+                    .unwrap_or(0);
+                return Err(ApiError::TooManyRequests {
+                    message: format!(
+                        "Cannot evict pod as it would violate the pod's disruption budget. The disruption budget {pdb_name} needs {desired} healthy pods and has {healthy} currently"
+                    ),
+                    retry_after_seconds: 10,
+                });
+            }
+            if dry_run(call.query)? {
+                return Ok(());
+            }
+            pdb["status"]["disruptionsAllowed"] = json!(allowed - 1);
+            let disrupted = pdb["status"]
+                .as_object_mut()
+                .map(|s| s.entry("disruptedPods").or_insert_with(|| json!({})));
+            if let Some(d) = disrupted {
+                if !d.is_object() {
+                    *d = json!({});
+                }
+                d[&pod_name] = Value::String(meta::now_rfc3339());
+            }
+            strip_rv(&mut pdb);
+            let key = pdbs.key(Some(ns), &pdb_name);
+            match self.write_update(pdbs, &key, &pdb_name, pdb, rev).await {
+                Ok(_) => return Ok(()),
+                Err(Retry::Conflict) => continue,
+                Err(Retry::Fail(e)) => return Err(e),
+            }
+        }
+        Err(ApiError::conflict_modified(pdbs, "poddisruptionbudget"))
+    }
+
+    /// `GET|PUT|PATCH {resource}/{name}/scale`.
+    pub(super) async fn scale(
+        &self,
+        call: &Call<'_>,
+        name: &str,
+    ) -> Result<Response<Body>, ApiError> {
+        let info = call.info;
+        if call.req.verb == "get" {
+            let key = info.key(call.req.namespace.as_deref(), name);
+            let obj = decode(&self.current(info, &key, name).await?)?;
+            return Ok(response::json(StatusCode::OK, &to_scale(info, &obj)));
+        }
+        let patch_type = call.patch_type;
+        let request = match call.req.verb {
+            "update" => Some(body::decode_object(&call.body, call.format)?.value),
+            _ => None,
+        };
+        let (obj, _) = self
+            .guaranteed_update_value(call, name, |old| {
+                let scale = to_scale(info, old);
+                let wanted = match (&request, patch_type) {
+                    (Some(body), _) => body.clone(),
+                    (None, Some(PatchType::Apply)) | (None, None) => {
+                        return Err(ApiError::UnsupportedMediaType {
+                            accepted: [
+                                PatchType::Json,
+                                PatchType::Merge,
+                                PatchType::StrategicMerge,
+                            ]
+                            .iter()
+                            .map(|t| t.content_type().to_owned())
+                            .collect(),
+                        });
+                    }
+                    (None, Some(t)) => {
+                        let schema = PatchSchema::for_kind("autoscaling", "v1", "Scale")
+                            .unwrap_or_else(PatchSchema::opaque);
+                        patch::apply_any(t, &scale, &call.body, Some(&schema))
+                            .map_err(patch_error)?
+                    }
+                };
+                check_body_name(&wanted, name, "Scale")?;
+                let replicas = wanted.pointer("/spec/replicas");
+                let replicas = match replicas {
+                    None | Some(Value::Null) => 0,
+                    Some(v) => v.as_i64().ok_or_else(|| {
+                        ApiError::BadRequest(format!("spec.replicas must be an integer, got {v}"))
+                    })?,
+                };
+                if replicas < 0 {
+                    let mut errors = ErrorList::new();
+                    errors.push(FieldError::invalid(
+                        &Path::new("spec.replicas"),
+                        replicas,
+                        "must be greater than or equal to 0",
+                    ));
+                    return Err(ApiError::Invalid {
+                        group: "autoscaling".into(),
+                        kind: "Scale".into(),
+                        name: name.to_owned(),
+                        errors,
+                    });
+                }
+                let mut new = old.clone();
+                new["spec"]["replicas"] = json!(replicas);
+                // The Scale's resourceVersion is the parent's precondition.
+                let rv = meta::meta_str(&wanted, "resourceVersion").to_owned();
+                if rv.is_empty() {
+                    strip_rv(&mut new);
+                } else {
+                    super::set_rv(&mut new, super::parse_rv(&rv)?);
+                }
+                Ok((new, Vec::new()))
+            })
+            .await?;
+        Ok(response::json(StatusCode::OK, &to_scale(info, &obj)))
+    }
+
+    /// `PUT namespaces/{name}/finalize`: the only way to change a
+    /// Namespace's `spec.finalizers`.
+    pub(super) async fn finalize(
+        &self,
+        call: &Call<'_>,
+        name: &str,
+    ) -> Result<Response<Body>, ApiError> {
+        let info = call.info;
+        let wanted = body::decode_object(&call.body, call.format)?.value;
+        check_body_name(&wanted, name, "Namespace")?;
+        let finalizers = wanted
+            .pointer("/spec/finalizers")
+            .cloned()
+            .unwrap_or(json!([]));
+        let key = info.key(None, name);
+        let dry_run = dry_run(call.query)?;
+        for _ in 0..MAX_RETRIES {
+            let current = self.current(info, &key, name).await?;
+            let mut ns = decode(&current)?;
+            let rv = meta::meta_str(&wanted, "resourceVersion");
+            if !rv.is_empty() && rv != current.mod_revision.to_string() {
+                return Err(ApiError::conflict_modified(info, name));
+            }
+            ns["spec"]["finalizers"] = finalizers.clone();
+            if dry_run {
+                return Ok(response::json(StatusCode::OK, &ns));
+            }
+            strip_rv(&mut ns);
+            match self
+                .write_update(info, &key, name, ns, current.mod_revision)
+                .await
+            {
+                Ok(obj) => return Ok(response::json(StatusCode::OK, &obj)),
+                Err(Retry::Conflict) => continue,
+                Err(Retry::Fail(e)) => return Err(e),
+            }
+        }
+        Err(ApiError::conflict_modified(info, name))
+    }
+}
+
+/// Sets (or adds) a pod condition to `status`, with a new transition time
+/// when the status changes.
+fn set_condition(pod: &mut Value, kind: &str, status: &str) {
+    if !pod.get("status").is_some_and(Value::is_object) {
+        pod["status"] = json!({});
+    }
+    let conditions = &mut pod["status"]["conditions"];
+    if !conditions.is_array() {
+        *conditions = json!([]);
+    }
+    let Some(list) = conditions.as_array_mut() else {
+        return;
+    };
+    let now = Value::String(meta::now_rfc3339());
+    match list
+        .iter_mut()
+        .find(|c| c.get("type").and_then(Value::as_str) == Some(kind))
+    {
+        Some(c) => {
+            if c.get("status").and_then(Value::as_str) != Some(status) {
+                c["status"] = Value::String(status.to_owned());
+                c["lastTransitionTime"] = now;
+            }
+        }
+        None => list.push(json!({
+            "type": kind, "status": status, "lastProbeTime": null, "lastTransitionTime": now,
+        })),
+    }
+}
+
+/// The autoscaling/v1 Scale of a Deployment, ReplicaSet, StatefulSet or
+/// ReplicationController.
+fn to_scale(info: &ResourceInfo, obj: &Value) -> Value {
+    let selector = match obj.pointer("/spec/selector") {
+        // ReplicationControllers select with a plain map.
+        Some(Value::Object(m)) if info.group.is_empty() => {
+            let map = m
+                .iter()
+                .filter_map(|(k, v)| v.as_str().map(|v| (k.clone(), v.to_owned())))
+                .collect();
+            labels::from_map(&map).to_string()
+        }
+        Some(sel) => serde_json::from_value(sel.clone())
+            .ok()
+            .and_then(|s| labels::from_label_selector(Some(&s)).ok())
+            .map(|s| s.to_string())
+            .unwrap_or_default(),
+        None => String::new(),
+    };
+    let mut metadata = serde_json::Map::new();
+    for field in [
+        "name",
+        "namespace",
+        "uid",
+        "resourceVersion",
+        "creationTimestamp",
+    ] {
+        if let Some(v) = obj.pointer(&format!("/metadata/{field}")) {
+            metadata.insert(field.into(), v.clone());
+        }
+    }
+    json!({
+        "kind": "Scale",
+        "apiVersion": "autoscaling/v1",
+        "metadata": metadata,
+        "spec": {"replicas": obj.pointer("/spec/replicas").and_then(Value::as_i64).unwrap_or(0)},
+        "status": {
+            "replicas": obj.pointer("/status/replicas").and_then(Value::as_i64).unwrap_or(0),
+            "selector": selector,
+        },
+    })
+}
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn scale_of_deployments_and_replication_controllers() {
+        let deploy = resources::by_gvr("apps", "v1", "deployments").unwrap();
+        let d = json!({"metadata": {"name": "web", "namespace": "ns", "uid": "u", "resourceVersion": "7"},
+            "spec": {"replicas": 3, "selector": {"matchLabels": {"app": "web", "tier": "fe"}}},
+            "status": {"replicas": 2}});
+        let s = to_scale(deploy, &d);
+        assert_eq!(s["spec"]["replicas"], 3);
+        assert_eq!(s["status"]["replicas"], 2);
+        assert_eq!(s["status"]["selector"], "app=web,tier=fe");
+        assert_eq!(s["metadata"]["resourceVersion"], "7");
+        let rc = resources::by_gvr("", "v1", "replicationcontrollers").unwrap();
+        let r = json!({"metadata": {"name": "r"}, "spec": {"selector": {"b": "2", "a": "1"}}});
+        assert_eq!(to_scale(rc, &r)["status"]["selector"], "a=1,b=2");
+        assert_eq!(to_scale(rc, &r)["spec"]["replicas"], 0);
+    }
+
+    #[test]
+    fn conditions_are_set_once() {
+        let mut pod = json!({"status": {"phase": "Pending"}});
+        set_condition(&mut pod, "PodScheduled", "True");
+        set_condition(&mut pod, "PodScheduled", "True");
+        let c = pod["status"]["conditions"].as_array().unwrap();
+        assert_eq!(c.len(), 1);
+        assert_eq!(c[0]["status"], "True");
+    }
+}

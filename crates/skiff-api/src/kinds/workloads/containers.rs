@@ -1,0 +1,600 @@
+//! Validation of containers (`validateContainerCommon` and friends of
+//! upstream's `pkg/apis/core/validation`): names, images, ports, env,
+//! volume mounts, resources, probes and lifecycle hooks.
+
+use std::collections::BTreeSet;
+
+use serde_json::Value;
+
+use super::json::{has, int_of, list_of, str_of};
+use crate::field::{Error, ErrorList, Path};
+use crate::quantity::{self, Quantity};
+use crate::validation::{is_dns1123_label, is_qualified_name, is_valid_label_value};
+
+/// Which list a container belongs to; the rules differ slightly.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(super) enum ContainerKind {
+    Regular,
+    Init,
+    Ephemeral,
+}
+
+/// Upstream's `ValidateNonnegativeField`.
+pub(super) fn nonnegative(v: &Value, key: &str, path: &Path, errs: &mut ErrorList) {
+    if let Some(n) = int_of(v, key)
+        && n < 0
+    {
+        errs.push(Error::invalid(
+            &path.child(key),
+            n,
+            "must be greater than or equal to 0",
+        ));
+    }
+}
+
+/// Upstream's `ValidateDNS1123Label` as field errors.
+pub(super) fn dns_label(value: &str, path: &Path) -> ErrorList {
+    is_dns1123_label(value)
+        .iter()
+        .map(|m| Error::invalid(path, value, m))
+        .collect::<Vec<_>>()
+        .into()
+}
+
+/// Upstream's `IsValidPortNum`.
+pub(super) fn port_num_errors(port: i64) -> Vec<String> {
+    if (1..=65535).contains(&port) {
+        Vec::new()
+    } else {
+        vec!["must be between 1 and 65535, inclusive".to_owned()]
+    }
+}
+
+/// Upstream's `IsValidPortName` (an IANA service name).
+pub(super) fn port_name_errors(name: &str) -> Vec<String> {
+    let mut errs = Vec::new();
+    if name.len() > 15 {
+        errs.push("must be no more than 15 characters".to_owned());
+    }
+    if name.is_empty()
+        || !name
+            .bytes()
+            .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-')
+    {
+        errs.push("must contain only alpha-numeric characters (a-z, 0-9), and hyphens (-)".into());
+    }
+    if !name.bytes().any(|b| b.is_ascii_lowercase()) {
+        errs.push("must contain at least one letter (a-z)".into());
+    }
+    if name.contains("--") {
+        errs.push("must not contain consecutive hyphens".into());
+    }
+    if name.starts_with('-') || name.ends_with('-') {
+        errs.push("must not begin or end with a hyphen".into());
+    }
+    errs
+}
+
+/// Upstream's `ValidatePortNumOrName` for an int-or-string port.
+pub(super) fn port_num_or_name(v: Option<&Value>, path: &Path) -> ErrorList {
+    let mut errs = ErrorList::new();
+    match v {
+        Some(Value::Number(n)) => {
+            let port = n.as_i64().unwrap_or(-1);
+            for m in port_num_errors(port) {
+                errs.push(Error::invalid(path, port, &m));
+            }
+        }
+        Some(Value::String(s)) => {
+            for m in port_name_errors(s) {
+                errs.push(Error::invalid(path, s.as_str(), &m));
+            }
+        }
+        _ => errs.push(Error::invalid(path, 0i64, "must be between 1 and 65535, inclusive")),
+    }
+    errs
+}
+
+/// Validates one list of containers; `names` carries the names already
+/// used by earlier lists (regular before init before ephemeral).
+pub(super) fn validate_containers(
+    list: &[Value],
+    kind: ContainerKind,
+    volumes: &BTreeSet<String>,
+    names: &mut BTreeSet<String>,
+    path: &Path,
+) -> ErrorList {
+    let mut errs = ErrorList::new();
+    if list.is_empty() && kind == ContainerKind::Regular {
+        errs.push(Error::required(path, ""));
+        return errs;
+    }
+    for (i, c) in list.iter().enumerate() {
+        let p = path.index(i);
+        errs.extend(validate_common(c, volumes, &p));
+        let name = str_of(c, "name");
+        if names.contains(name) {
+            errs.push(Error::duplicate(&p.child("name"), name));
+        } else if !name.is_empty() {
+            names.insert(name.to_owned());
+        }
+        errs.extend(validate_kind_rules(c, kind, &p));
+    }
+    errs
+}
+
+fn validate_kind_rules(c: &Value, kind: ContainerKind, p: &Path) -> ErrorList {
+    let mut errs = ErrorList::new();
+    let restart = c.get("restartPolicy").and_then(Value::as_str);
+    let sidecar = kind == ContainerKind::Init && restart == Some("Always");
+    match kind {
+        ContainerKind::Init => {
+            if let Some(r) = restart
+                && r != "Always"
+            {
+                errs.push(Error::not_supported(&p.child("restartPolicy"), r, &["Always"]));
+            }
+        }
+        _ => {
+            if restart.is_some() {
+                errs.push(Error::forbidden(
+                    &p.child("restartPolicy"),
+                    "may not be set for non-init containers",
+                ));
+            }
+        }
+    }
+    let probes = ["livenessProbe", "readinessProbe", "startupProbe"];
+    if (kind == ContainerKind::Init && !sidecar) || kind == ContainerKind::Ephemeral {
+        let detail = if kind == ContainerKind::Init {
+            "may not be set for init containers without restartPolicy=Always"
+        } else {
+            "cannot be set for an Ephemeral Container"
+        };
+        for key in std::iter::once("lifecycle").chain(probes) {
+            if has(c, key) {
+                errs.push(Error::forbidden(&p.child(key), detail));
+            }
+        }
+        return errs;
+    }
+    for key in probes {
+        if let Some(probe) = c.get(key).filter(|v| !v.is_null()) {
+            let pp = p.child(key);
+            errs.extend(validate_probe(probe, &pp));
+            let must_be_one = key != "readinessProbe";
+            if must_be_one && int_of(probe, "successThreshold").is_some_and(|n| n != 1) {
+                let n = int_of(probe, "successThreshold").unwrap_or(0);
+                errs.push(Error::invalid(&pp.child("successThreshold"), n, "must be 1"));
+            }
+        }
+    }
+    if let Some(lc) = c.get("lifecycle") {
+        for hook in ["postStart", "preStop"] {
+            if let Some(h) = lc.get(hook).filter(|v| !v.is_null()) {
+                errs.extend(validate_handler(h, &p.child("lifecycle").child(hook)));
+            }
+        }
+    }
+    errs
+}
+
+fn validate_common(c: &Value, volumes: &BTreeSet<String>, p: &Path) -> ErrorList {
+    let mut errs = ErrorList::new();
+    let name = str_of(c, "name");
+    if name.is_empty() {
+        errs.push(Error::required(&p.child("name"), ""));
+    } else {
+        errs.extend(dns_label(name, &p.child("name")));
+    }
+    let image = str_of(c, "image");
+    if image.is_empty() {
+        errs.push(Error::required(&p.child("image"), ""));
+    } else if image.trim() != image {
+        errs.push(Error::invalid(
+            &p.child("image"),
+            image,
+            "must not have leading or trailing whitespace",
+        ));
+    }
+    match str_of(c, "terminationMessagePolicy") {
+        "File" | "FallbackToLogsOnError" => {}
+        "" => errs.push(Error::required(
+            &p.child("terminationMessagePolicy"),
+            "must be 'File' or 'FallbackToLogsOnError'",
+        )),
+        other => errs.push(Error::not_supported(
+            &p.child("terminationMessagePolicy"),
+            other,
+            &["File", "FallbackToLogsOnError"],
+        )),
+    }
+    errs.extend(validate_ports(list_of(c, "ports"), &p.child("ports")));
+    errs.extend(validate_env(list_of(c, "env"), &p.child("env")));
+    errs.extend(validate_mounts(
+        list_of(c, "volumeMounts"),
+        volumes,
+        &p.child("volumeMounts"),
+    ));
+    match str_of(c, "imagePullPolicy") {
+        "Always" | "IfNotPresent" | "Never" => {}
+        "" => errs.push(Error::required(&p.child("imagePullPolicy"), "")),
+        other => errs.push(Error::not_supported(
+            &p.child("imagePullPolicy"),
+            other,
+            &["Always", "IfNotPresent", "Never"],
+        )),
+    }
+    if let Some(r) = c.get("resources") {
+        errs.extend(validate_resources(r, &p.child("resources")));
+    }
+    errs
+}
+
+fn validate_ports(ports: &[Value], path: &Path) -> ErrorList {
+    let mut errs = ErrorList::new();
+    let mut names = BTreeSet::new();
+    for (i, port) in ports.iter().enumerate() {
+        let p = path.index(i);
+        let name = str_of(port, "name");
+        if !name.is_empty() {
+            let msgs = port_name_errors(name);
+            if !msgs.is_empty() {
+                for m in msgs {
+                    errs.push(Error::invalid(&p.child("name"), name, &m));
+                }
+            } else if !names.insert(name) {
+                errs.push(Error::duplicate(&p.child("name"), name));
+            }
+        }
+        match int_of(port, "containerPort").unwrap_or(0) {
+            0 => errs.push(Error::required(&p.child("containerPort"), "")),
+            n => {
+                for m in port_num_errors(n) {
+                    errs.push(Error::invalid(&p.child("containerPort"), n, &m));
+                }
+            }
+        }
+        let host = int_of(port, "hostPort").unwrap_or(0);
+        if host != 0 {
+            for m in port_num_errors(host) {
+                errs.push(Error::invalid(&p.child("hostPort"), host, &m));
+            }
+        }
+        match str_of(port, "protocol") {
+            "TCP" | "UDP" | "SCTP" => {}
+            "" => errs.push(Error::required(&p.child("protocol"), "")),
+            other => errs.push(Error::not_supported(
+                &p.child("protocol"),
+                other,
+                &["SCTP", "TCP", "UDP"],
+            )),
+        }
+    }
+    errs
+}
+
+/// Field paths a container's environment may read from the pod.
+const ENV_FIELD_PATHS: &[&str] = &[
+    "metadata.name",
+    "metadata.namespace",
+    "metadata.uid",
+    "spec.nodeName",
+    "spec.serviceAccountName",
+    "status.hostIP",
+    "status.hostIPs",
+    "status.podIP",
+    "status.podIPs",
+];
+
+fn validate_env(env: &[Value], path: &Path) -> ErrorList {
+    let mut errs = ErrorList::new();
+    for (i, ev) in env.iter().enumerate() {
+        let p = path.index(i);
+        let name = str_of(ev, "name");
+        if name.is_empty() {
+            errs.push(Error::required(&p.child("name"), ""));
+        } else if name.chars().any(|c| !(' '..='~').contains(&c) || c == '=') {
+            // RelaxedEnvironmentVariableValidation is on by default in v1.33.
+            errs.push(Error::invalid(
+                &p.child("name"),
+                name,
+                "a valid environment variable name must consist only of printable ASCII characters other than '='",
+            ));
+        }
+        if let Some(from) = ev.get("valueFrom").filter(|v| !v.is_null()) {
+            errs.extend(validate_value_from(ev, from, &p.child("valueFrom")));
+        }
+    }
+    errs
+}
+
+fn validate_value_from(ev: &Value, from: &Value, p: &Path) -> ErrorList {
+    let mut errs = ErrorList::new();
+    let mut sources = 0;
+    if let Some(f) = from.get("fieldRef").filter(|v| !v.is_null()) {
+        sources += 1;
+        errs.extend(validate_field_ref(f, &p.child("fieldRef")));
+    }
+    if has(from, "resourceFieldRef") {
+        sources += 1;
+    }
+    for key in ["configMapKeyRef", "secretKeyRef"] {
+        if let Some(sel) = from.get(key).filter(|v| !v.is_null()) {
+            sources += 1;
+            let kp = p.child(key);
+            if str_of(sel, "key").is_empty() {
+                errs.push(Error::required(&kp.child("key"), ""));
+            }
+        }
+    }
+    if sources == 0 {
+        errs.push(Error::invalid(
+            p,
+            "",
+            "must specify one of: `fieldRef`, `resourceFieldRef`, `configMapKeyRef` or `secretKeyRef`",
+        ));
+    } else if !str_of(ev, "value").is_empty() {
+        errs.push(Error::invalid(
+            p,
+            "",
+            "may not be specified when `value` is not empty",
+        ));
+    } else if sources > 1 {
+        errs.push(Error::invalid(
+            p,
+            "",
+            "may not have more than one field specified at a time",
+        ));
+    }
+    errs
+}
+
+fn validate_field_ref(f: &Value, p: &Path) -> ErrorList {
+    let mut errs = ErrorList::new();
+    let version = str_of(f, "apiVersion");
+    let field_path = str_of(f, "fieldPath");
+    if version.is_empty() {
+        errs.push(Error::required(&p.child("apiVersion"), ""));
+        return errs;
+    }
+    if field_path.is_empty() {
+        errs.push(Error::required(&p.child("fieldPath"), ""));
+        return errs;
+    }
+    if version != "v1" {
+        errs.push(Error::invalid(
+            &p.child("fieldPath"),
+            field_path,
+            &format!("error converting fieldPath: unsupported pod version: {version}"),
+        ));
+        return errs;
+    }
+    if let Some((base, rest)) = field_path.split_once('[') {
+        let subscript = rest
+            .strip_suffix(']')
+            .map(|s| s.trim_matches('\''))
+            .unwrap_or(rest);
+        match base {
+            "metadata.annotations" | "metadata.labels" => {
+                let key = if base == "metadata.annotations" {
+                    subscript.to_lowercase()
+                } else {
+                    subscript.to_owned()
+                };
+                for m in is_qualified_name(&key) {
+                    errs.push(Error::invalid(p, key.as_str(), &m));
+                }
+            }
+            _ => errs.push(Error::invalid(p, base, "does not support subscript")),
+        }
+    } else if !ENV_FIELD_PATHS.contains(&field_path) {
+        errs.push(Error::not_supported(
+            &p.child("fieldPath"),
+            field_path,
+            ENV_FIELD_PATHS,
+        ));
+    }
+    errs
+}
+
+fn validate_mounts(mounts: &[Value], volumes: &BTreeSet<String>, path: &Path) -> ErrorList {
+    let mut errs = ErrorList::new();
+    let mut points = BTreeSet::new();
+    for (i, m) in mounts.iter().enumerate() {
+        let p = path.index(i);
+        let name = str_of(m, "name");
+        if name.is_empty() {
+            errs.push(Error::required(&p.child("name"), ""));
+        }
+        if !volumes.contains(name) {
+            errs.push(Error::not_found(&p.child("name"), name));
+        }
+        let mount_path = str_of(m, "mountPath");
+        if mount_path.is_empty() {
+            errs.push(Error::required(&p.child("mountPath"), ""));
+        }
+        if !points.insert(mount_path) {
+            errs.push(Error::invalid(&p.child("mountPath"), mount_path, "must be unique"));
+        }
+        let sub = str_of(m, "subPath");
+        if !sub.is_empty() {
+            if sub.starts_with('/') {
+                errs.push(Error::invalid(&path.child("subPath"), sub, "must be a relative path"));
+            }
+            if sub.split(['/', '\\']).any(|part| part == "..") {
+                errs.push(Error::invalid(&path.child("subPath"), sub, "must not contain '..'"));
+            }
+        }
+    }
+    errs
+}
+
+fn is_native(name: &str) -> bool {
+    !name.contains('/') || name.contains("kubernetes.io/")
+}
+
+fn is_standard_container_resource(name: &str) -> bool {
+    matches!(name, "cpu" | "memory" | "ephemeral-storage") || name.starts_with("hugepages-")
+}
+
+/// Upstream's `ValidateResourceRequirements` for a container.
+pub(super) fn validate_resources(r: &Value, path: &Path) -> ErrorList {
+    let mut errs = ErrorList::new();
+    let limits = resource_list(r.get("limits"));
+    let requests = resource_list(r.get("requests"));
+    let lim_path = path.child("limits");
+    let req_path = path.child("requests");
+    for (name, q) in &limits {
+        let p = lim_path.key(name);
+        errs.extend(validate_resource_name(name, &p));
+        errs.extend(validate_quantity_value(name, q, &p));
+    }
+    for (name, q) in &requests {
+        let p = req_path.key(name);
+        errs.extend(validate_resource_name(name, &p));
+        errs.extend(validate_quantity_value(name, q, &p));
+        let overcommit = is_native(name) && !name.starts_with("hugepages-");
+        match limits.iter().find(|(n, _)| n == name) {
+            Some((_, limit)) if q != limit && !overcommit => errs.push(Error::invalid(
+                &req_path,
+                q.to_string(),
+                &format!("must be equal to {name} limit of {limit}"),
+            )),
+            Some((_, limit)) if q > limit => errs.push(Error::invalid(
+                &req_path,
+                q.to_string(),
+                &format!("must be less than or equal to {name} limit of {limit}"),
+            )),
+            Some(_) => {}
+            None if !overcommit => errs.push(Error::required(
+                &lim_path,
+                "Limit must be set for non overcommitable resources",
+            )),
+            None => {}
+        }
+    }
+    errs
+}
+
+/// The parsable entries of a `ResourceList` (normalisation rejected the
+/// others already).
+pub(super) fn resource_list(v: Option<&Value>) -> Vec<(String, Quantity)> {
+    v.and_then(Value::as_object)
+        .map(|m| {
+            m.iter()
+                .filter_map(|(k, v)| quantity::from_json(v).ok().map(|q| (k.clone(), q)))
+                .collect()
+        })
+        .unwrap_or_default()
+}
+
+fn validate_resource_name(name: &str, p: &Path) -> ErrorList {
+    let mut errs = ErrorList::new();
+    for m in is_qualified_name(name) {
+        errs.push(Error::invalid(p, name, &m));
+    }
+    if errs.is_empty() && !name.contains('/') && !is_standard_container_resource(name) {
+        errs.push(Error::invalid(
+            p,
+            name,
+            "must be a standard resource type or fully qualified",
+        ));
+    }
+    if !name.contains('/') {
+        if !is_standard_container_resource(name) {
+            errs.push(Error::invalid(p, name, "must be a standard resource for containers"));
+        }
+    } else if !is_native(name) && (name.starts_with("requests.") || name.contains(' ')) {
+        errs.push(Error::invalid(
+            p,
+            name,
+            "doesn't follow extended resource name standard",
+        ));
+    }
+    errs
+}
+
+fn validate_quantity_value(name: &str, q: &Quantity, p: &Path) -> ErrorList {
+    let mut errs = ErrorList::new();
+    if q.is_negative() {
+        errs.push(Error::invalid(p, q.to_string(), "must be greater than or equal to 0"));
+    }
+    if !is_native(name) && q.milli_value() % 1000 != 0 {
+        errs.push(Error::invalid(p, q.to_string(), "must be an integer"));
+    }
+    errs
+}
+
+fn validate_probe(probe: &Value, p: &Path) -> ErrorList {
+    let mut errs = validate_handler(probe, p);
+    for key in [
+        "initialDelaySeconds",
+        "timeoutSeconds",
+        "periodSeconds",
+        "successThreshold",
+        "failureThreshold",
+    ] {
+        nonnegative(probe, key, p, &mut errs);
+    }
+    if let Some(n) = int_of(probe, "terminationGracePeriodSeconds")
+        && n <= 0
+    {
+        errs.push(Error::invalid(
+            &p.child("terminationGracePeriodSeconds"),
+            n,
+            "must be greater than 0",
+        ));
+    }
+    errs
+}
+
+/// Upstream's `validateHandler`: exactly one handler type.
+fn validate_handler(h: &Value, p: &Path) -> ErrorList {
+    let mut errs = ErrorList::new();
+    let mut count = 0;
+    for key in ["exec", "httpGet", "tcpSocket", "grpc", "sleep"] {
+        let Some(action) = h.get(key).filter(|v| !v.is_null()) else {
+            continue;
+        };
+        let kp = p.child(key);
+        if count > 0 {
+            errs.push(Error::forbidden(&kp, "may not specify more than 1 handler type"));
+            continue;
+        }
+        count += 1;
+        match key {
+            "exec" if list_of(action, "command").is_empty() => {
+                errs.push(Error::required(&kp.child("command"), ""));
+            }
+            "httpGet" => {
+                if str_of(action, "path").is_empty() {
+                    errs.push(Error::required(&kp.child("path"), ""));
+                }
+                errs.extend(port_num_or_name(action.get("port"), &kp.child("port")));
+                let scheme = str_of(action, "scheme");
+                if scheme != "HTTP" && scheme != "HTTPS" {
+                    errs.push(Error::not_supported(&kp.child("scheme"), scheme, &["HTTP", "HTTPS"]));
+                }
+            }
+            "tcpSocket" => errs.extend(port_num_or_name(action.get("port"), &kp.child("port"))),
+            "grpc" => {
+                let port = int_of(action, "port").unwrap_or(0);
+                for m in port_num_errors(port) {
+                    errs.push(Error::invalid(&kp.child("port"), port, &m));
+                }
+            }
+            _ => {}
+        }
+    }
+    if count == 0 {
+        errs.push(Error::required(p, "must specify a handler type"));
+    }
+    errs
+}
+
+/// Label values of a toleration or selector, joined like upstream does.
+pub(super) fn label_value_errors(value: &str) -> Option<String> {
+    let errs = is_valid_label_value(value);
+    (!errs.is_empty()).then(|| errs.join(";"))
+}

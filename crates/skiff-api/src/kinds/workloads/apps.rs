@@ -96,7 +96,12 @@ fn check_selector_matches(
 }
 
 /// The selector block shared by Deployments, ReplicaSets and StatefulSets.
-fn validate_spec_selector(spec: &Value, path: &Path, what: &str, errs: &mut ErrorList) -> Option<Selector> {
+fn validate_spec_selector(
+    spec: &Value,
+    path: &Path,
+    what: &str,
+    errs: &mut ErrorList,
+) -> Option<Selector> {
     let sel = spec.get("selector").filter(|v| !v.is_null());
     match sel {
         None => errs.push(Error::required(&path.child("selector"), "")),
@@ -226,7 +231,10 @@ pub(super) fn validate_deployment(obj: &Value) -> ErrorList {
                 &sp.child("rollingUpdate"),
                 "this should be defaulted and never be nil",
             )),
-            Some(ru) => errs.extend(validate_rolling_update_deployment(ru, &sp.child("rollingUpdate"))),
+            Some(ru) => errs.extend(validate_rolling_update_deployment(
+                ru,
+                &sp.child("rollingUpdate"),
+            )),
         },
         other => errs.push(Error::not_supported(
             &sp.child("type"),
@@ -242,7 +250,11 @@ pub(super) fn validate_deployment(obj: &Value) -> ErrorList {
             errs.push(Error::invalid(&pp, pds, "must be greater than 0"));
         }
         if pds <= int_of(&spec, "minReadySeconds").unwrap_or(0) {
-            errs.push(Error::invalid(&pp, pds, "must be greater than minReadySeconds"));
+            errs.push(Error::invalid(
+                &pp,
+                pds,
+                "must be greater than minReadySeconds",
+            ));
         }
     }
     errs
@@ -253,7 +265,9 @@ fn int_or_percent(v: Option<&Value>) -> (i64, bool) {
     match v {
         Some(Value::Number(n)) => (n.as_i64().unwrap_or(0), false),
         Some(Value::String(s)) => (
-            s.strip_suffix('%').and_then(|n| n.parse().ok()).unwrap_or(0),
+            s.strip_suffix('%')
+                .and_then(|n| n.parse().ok())
+                .unwrap_or(0),
             true,
         ),
         _ => (0, false),
@@ -276,7 +290,11 @@ fn positive_int_or_percent(v: Option<&Value>, path: &Path, errs: &mut ErrorList)
         Some(Value::Number(n)) => {
             let n = n.as_i64().unwrap_or(-1);
             if n < 0 {
-                errs.push(Error::invalid(path, n, "must be greater than or equal to 0"));
+                errs.push(Error::invalid(
+                    path,
+                    n,
+                    "must be greater than or equal to 0",
+                ));
             }
         }
         _ => {}
@@ -336,7 +354,10 @@ pub(super) fn validate_daemon_set(obj: &Value) -> ErrorList {
     }
     errs.extend(validate_template(template, &tp));
     restart_always(template, &tp, &mut errs);
-    if let Some(n) = template.and_then(|t| at(t, &["spec", "activeDeadlineSeconds"])).and_then(Value::as_i64) {
+    if let Some(n) = template
+        .and_then(|t| at(t, &["spec", "activeDeadlineSeconds"]))
+        .and_then(Value::as_i64)
+    {
         errs.push(Error::invalid(
             &tp.child("spec").child("activeDeadlineSeconds"),
             n,
@@ -350,7 +371,10 @@ pub(super) fn validate_daemon_set(obj: &Value) -> ErrorList {
         "OnDelete" => {}
         "RollingUpdate" => match strategy.get("rollingUpdate").filter(|v| !v.is_null()) {
             None => errs.push(Error::required(&sp.child("rollingUpdate"), "")),
-            Some(ru) => errs.extend(validate_rolling_update_daemon_set(ru, &sp.child("rollingUpdate"))),
+            Some(ru) => errs.extend(validate_rolling_update_daemon_set(
+                ru,
+                &sp.child("rollingUpdate"),
+            )),
         },
         other => errs.push(Error::not_supported(
             &sp.child("type"),
@@ -420,7 +444,10 @@ pub(super) fn validate_stateful_set(obj: &Value) -> ErrorList {
         }
         other => errs.push(Error::invalid(
             &sp,
-            BadValue::Raw(format!("apps.StatefulSetUpdateStrategy{{Type:{}}}", crate::go_quote(other))),
+            BadValue::Raw(format!(
+                "apps.StatefulSetUpdateStrategy{{Type:{}}}",
+                crate::go_quote(other)
+            )),
             "must be 'RollingUpdate' or 'OnDelete'",
         )),
     }
@@ -429,7 +456,11 @@ pub(super) fn validate_stateful_set(obj: &Value) -> ErrorList {
         for key in ["whenDeleted", "whenScaled"] {
             let v = str_of(policy, key);
             if v != "Retain" && v != "Delete" {
-                errs.push(Error::not_supported(&pp.child(key), v, &["Retain", "Delete"]));
+                errs.push(Error::not_supported(
+                    &pp.child(key),
+                    v,
+                    &["Retain", "Delete"],
+                ));
             }
         }
     }
@@ -458,7 +489,10 @@ pub(super) fn validate_stateful_set(obj: &Value) -> ErrorList {
 
 /// The apps/v1 rule that a selector never changes.
 pub(super) fn validate_selector_immutable(new: &Value, old: &Value) -> ErrorList {
-    let (ns, os) = (at(new, &["spec", "selector"]), at(old, &["spec", "selector"]));
+    let (ns, os) = (
+        at(new, &["spec", "selector"]),
+        at(old, &["spec", "selector"]),
+    );
     let mut errs = ErrorList::new();
     if !semantic_eq(ns, os) {
         errs.push(Error::invalid(

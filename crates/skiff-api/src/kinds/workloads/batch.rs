@@ -100,7 +100,9 @@ fn validate_job_spec(spec: &Value, path: &Path) -> ErrorList {
         ));
     }
     let replacement = str_of(spec, "podReplacementPolicy");
-    if has(spec, "podReplacementPolicy") && replacement != "TerminatingOrFailed" && replacement != "Failed"
+    if has(spec, "podReplacementPolicy")
+        && replacement != "TerminatingOrFailed"
+        && replacement != "Failed"
     {
         errs.push(Error::not_supported(
             &path.child("podReplacementPolicy"),
@@ -189,7 +191,13 @@ pub(super) fn validate_job_update(new: &Value, old: &Value) -> ErrorList {
 
 /// The template is immutable, except that a suspended Job that never
 /// started may change its scheduling directives.
-fn validate_template_update(new: &Value, old: &Value, ns: &Value, os: &Value, path: &Path) -> ErrorList {
+fn validate_template_update(
+    new: &Value,
+    old: &Value,
+    ns: &Value,
+    os: &Value,
+    path: &Path,
+) -> ErrorList {
     let mut errs = ErrorList::new();
     let (nt, ot) = (ns.get("template"), os.get("template"));
     let suspended = at(new, &["spec", "suspend"]).and_then(Value::as_bool) == Some(true);

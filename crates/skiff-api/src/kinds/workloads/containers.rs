@@ -90,7 +90,11 @@ pub(super) fn port_num_or_name(v: Option<&Value>, path: &Path) -> ErrorList {
                 errs.push(Error::invalid(path, s.as_str(), &m));
             }
         }
-        _ => errs.push(Error::invalid(path, 0i64, "must be between 1 and 65535, inclusive")),
+        _ => errs.push(Error::invalid(
+            path,
+            0i64,
+            "must be between 1 and 65535, inclusive",
+        )),
     }
     errs
 }
@@ -132,7 +136,11 @@ fn validate_kind_rules(c: &Value, kind: ContainerKind, p: &Path) -> ErrorList {
             if let Some(r) = restart
                 && r != "Always"
             {
-                errs.push(Error::not_supported(&p.child("restartPolicy"), r, &["Always"]));
+                errs.push(Error::not_supported(
+                    &p.child("restartPolicy"),
+                    r,
+                    &["Always"],
+                ));
             }
         }
         _ => {
@@ -165,7 +173,11 @@ fn validate_kind_rules(c: &Value, kind: ContainerKind, p: &Path) -> ErrorList {
             let must_be_one = key != "readinessProbe";
             if must_be_one && int_of(probe, "successThreshold").is_some_and(|n| n != 1) {
                 let n = int_of(probe, "successThreshold").unwrap_or(0);
-                errs.push(Error::invalid(&pp.child("successThreshold"), n, "must be 1"));
+                errs.push(Error::invalid(
+                    &pp.child("successThreshold"),
+                    n,
+                    "must be 1",
+                ));
             }
         }
     }
@@ -415,15 +427,27 @@ fn validate_mounts(mounts: &[Value], volumes: &BTreeSet<String>, path: &Path) ->
             errs.push(Error::required(&p.child("mountPath"), ""));
         }
         if !points.insert(mount_path) {
-            errs.push(Error::invalid(&p.child("mountPath"), mount_path, "must be unique"));
+            errs.push(Error::invalid(
+                &p.child("mountPath"),
+                mount_path,
+                "must be unique",
+            ));
         }
         let sub = str_of(m, "subPath");
         if !sub.is_empty() {
             if sub.starts_with('/') {
-                errs.push(Error::invalid(&path.child("subPath"), sub, "must be a relative path"));
+                errs.push(Error::invalid(
+                    &path.child("subPath"),
+                    sub,
+                    "must be a relative path",
+                ));
             }
             if sub.split(['/', '\\']).any(|part| part == "..") {
-                errs.push(Error::invalid(&path.child("subPath"), sub, "must not contain '..'"));
+                errs.push(Error::invalid(
+                    &path.child("subPath"),
+                    sub,
+                    "must not contain '..'",
+                ));
             }
         }
     }
@@ -503,7 +527,11 @@ fn validate_resource_name(name: &str, p: &Path) -> ErrorList {
     }
     if !name.contains('/') {
         if !is_standard_container_resource(name) {
-            errs.push(Error::invalid(p, name, "must be a standard resource for containers"));
+            errs.push(Error::invalid(
+                p,
+                name,
+                "must be a standard resource for containers",
+            ));
         }
     } else if !is_native(name) && (name.starts_with("requests.") || name.contains(' ')) {
         errs.push(Error::invalid(
@@ -518,7 +546,11 @@ fn validate_resource_name(name: &str, p: &Path) -> ErrorList {
 fn validate_quantity_value(name: &str, q: &Quantity, p: &Path) -> ErrorList {
     let mut errs = ErrorList::new();
     if q.is_negative() {
-        errs.push(Error::invalid(p, q.to_string(), "must be greater than or equal to 0"));
+        errs.push(Error::invalid(
+            p,
+            q.to_string(),
+            "must be greater than or equal to 0",
+        ));
     }
     if !is_native(name) && q.milli_value() % 1000 != 0 {
         errs.push(Error::invalid(p, q.to_string(), "must be an integer"));
@@ -559,7 +591,10 @@ fn validate_handler(h: &Value, p: &Path) -> ErrorList {
         };
         let kp = p.child(key);
         if count > 0 {
-            errs.push(Error::forbidden(&kp, "may not specify more than 1 handler type"));
+            errs.push(Error::forbidden(
+                &kp,
+                "may not specify more than 1 handler type",
+            ));
             continue;
         }
         count += 1;
@@ -574,7 +609,11 @@ fn validate_handler(h: &Value, p: &Path) -> ErrorList {
                 errs.extend(port_num_or_name(action.get("port"), &kp.child("port")));
                 let scheme = str_of(action, "scheme");
                 if scheme != "HTTP" && scheme != "HTTPS" {
-                    errs.push(Error::not_supported(&kp.child("scheme"), scheme, &["HTTP", "HTTPS"]));
+                    errs.push(Error::not_supported(
+                        &kp.child("scheme"),
+                        scheme,
+                        &["HTTP", "HTTPS"],
+                    ));
                 }
             }
             "tcpSocket" => errs.extend(port_num_or_name(action.get("port"), &kp.child("port"))),

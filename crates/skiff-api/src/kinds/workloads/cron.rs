@@ -60,7 +60,9 @@ pub(super) fn check_schedule(spec: &str) -> Result<(), String> {
         };
         let zone = &spec[eq + 1..space];
         if zone.is_empty() || zone.contains("..") || zone.starts_with('/') {
-            return Err(format!("provided bad location {zone}: unknown time zone {zone}"));
+            return Err(format!(
+                "provided bad location {zone}: unknown time zone {zone}"
+            ));
         }
         spec = spec[space..].trim();
     }
@@ -89,8 +91,9 @@ fn check_descriptor(d: &str) -> Result<(), String> {
             Ok(())
         }
         _ => match d.strip_prefix("@every ") {
-            Some(dur) => check_duration(dur)
-                .map_err(|e| format!("failed to parse duration {d}: {e}")),
+            Some(dur) => {
+                check_duration(dur).map_err(|e| format!("failed to parse duration {d}: {e}"))
+            }
             None => Err(format!("unrecognized descriptor: {d}")),
         },
     }
@@ -120,7 +123,10 @@ fn check_duration(s: &str) -> Result<(), String> {
             .unwrap_or(rest.len());
         let unit = &rest[..unit_len];
         if unit.is_empty() {
-            return Err(format!("time: missing unit in duration {}", crate::go_quote(s)));
+            return Err(format!(
+                "time: missing unit in duration {}",
+                crate::go_quote(s)
+            ));
         }
         if !matches!(unit, "ns" | "us" | "µs" | "μs" | "ms" | "s" | "m" | "h") {
             return Err(format!(
@@ -190,7 +196,10 @@ fn check_range(expr: &str, b: &Bounds) -> Result<(), String> {
         ));
     }
     if end > b.max {
-        return Err(format!("end of range ({end}) above maximum ({}): {expr}", b.max));
+        return Err(format!(
+            "end of range ({end}) above maximum ({}): {expr}",
+            b.max
+        ));
     }
     if start > end {
         return Err(format!(
@@ -226,8 +235,14 @@ mod tests {
             ("* * *", "expected exactly 5 fields, found 3: [* * *]"),
             ("60 * * * *", "end of range (60) above maximum (59): 60"),
             ("* * 0 * *", "beginning of range (0) below minimum (1): 0"),
-            ("5-1 * * * *", "beginning of range (5) beyond end of range (1): 5-1"),
-            ("*/0 * * * *", "step of range should be a positive number: */0"),
+            (
+                "5-1 * * * *",
+                "beginning of range (5) beyond end of range (1): 5-1",
+            ),
+            (
+                "*/0 * * * *",
+                "step of range should be a positive number: */0",
+            ),
             (
                 "x * * * *",
                 "failed to parse int from x: strconv.Atoi: parsing \"x\": invalid syntax",

@@ -70,10 +70,13 @@ pub(super) fn default_toleration_seconds(spec: &mut Obj) {
             (key == taint || key.is_empty()) && (effect == "NoExecute" || effect.is_empty())
         })
     };
-    let missing: Vec<&str> = ["node.kubernetes.io/not-ready", "node.kubernetes.io/unreachable"]
-        .into_iter()
-        .filter(|taint| !tolerates(taint))
-        .collect();
+    let missing: Vec<&str> = [
+        "node.kubernetes.io/not-ready",
+        "node.kubernetes.io/unreachable",
+    ]
+    .into_iter()
+    .filter(|taint| !tolerates(taint))
+    .collect();
     if missing.is_empty() {
         return;
     }
@@ -140,7 +143,9 @@ fn image_tag(image: &str) -> Option<String> {
 
 /// `SetDefaults_Container` plus the generated defaults of its members.
 fn default_container(c: &mut Obj) {
-    if c.get("imagePullPolicy").is_none_or(|v| v.as_str() == Some("") || v.is_null()) {
+    if c.get("imagePullPolicy")
+        .is_none_or(|v| v.as_str() == Some("") || v.is_null())
+    {
         let image = c.get("image").and_then(Value::as_str).unwrap_or("");
         let policy = if image_tag(image).as_deref() == Some("latest") {
             "Always"
@@ -189,46 +194,49 @@ fn default_handler(h: &mut Obj) {
 
 /// Sets a string field when missing, null or empty (Go's zero value).
 fn set_default_str(m: &mut Obj, key: &str, value: &str) {
-    if m.get(key).is_none_or(|v| v.is_null() || v.as_str() == Some("")) {
+    if m.get(key)
+        .is_none_or(|v| v.is_null() || v.as_str() == Some(""))
+    {
         m.insert(key.to_owned(), json!(value));
     }
 }
 
-/// The volume sources of `VolumeSource`, to tell whether one is set.
+/// The volume sources of `VolumeSource`, in the order upstream's
+/// validation checks them.
 const VOLUME_SOURCES: &[&str] = &[
-    "hostPath",
     "emptyDir",
+    "hostPath",
+    "gitRepo",
     "gcePersistentDisk",
     "awsElasticBlockStore",
-    "gitRepo",
     "secret",
     "nfs",
     "iscsi",
     "glusterfs",
+    "flexVolume",
     "persistentVolumeClaim",
     "rbd",
-    "flexVolume",
     "cinder",
     "cephfs",
-    "flocker",
+    "quobyte",
     "downwardAPI",
     "fc",
+    "flocker",
     "azureFile",
-    "configMap",
     "vsphereVolume",
-    "quobyte",
-    "azureDisk",
     "photonPersistentDisk",
-    "projected",
     "portworxVolume",
-    "scaleIO",
+    "azureDisk",
     "storageos",
+    "projected",
+    "scaleIO",
+    "configMap",
     "csi",
     "ephemeral",
     "image",
 ];
 
-/// The volume source fields set on a volume, in declaration order.
+/// The volume source fields set on a volume, in validation order.
 pub(super) fn volume_sources(v: &Obj) -> Vec<&'static str> {
     VOLUME_SOURCES
         .iter()

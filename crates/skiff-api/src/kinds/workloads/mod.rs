@@ -31,7 +31,11 @@ use crate::field::{ErrorList, Path};
 fn template_path(kind: &str) -> Option<&'static [&'static str]> {
     match kind {
         "PodTemplate" => Some(&["template"]),
-        "ReplicationController" | "ReplicaSet" | "Deployment" | "DaemonSet" | "StatefulSet"
+        "ReplicationController"
+        | "ReplicaSet"
+        | "Deployment"
+        | "DaemonSet"
+        | "StatefulSet"
         | "Job" => Some(&["spec", "template"]),
         "CronJob" => Some(&["spec", "jobTemplate", "spec", "template"]),
         _ => None,
@@ -69,9 +73,7 @@ pub(super) fn prepare_update(kind: &str, new: &mut Value, old: &Value) {
 pub(super) fn validate(kind: &str, obj: &Value) -> ErrorList {
     match kind {
         "Pod" => pod::validate_create(obj),
-        "PodTemplate" => {
-            podspec::validate_template(obj.get("template"), &Path::new("template"))
-        }
+        "PodTemplate" => podspec::validate_template(obj.get("template"), &Path::new("template")),
         "ReplicationController" => apps::validate_rc(obj),
         "ReplicaSet" => apps::validate_replica_set(obj),
         "Deployment" => apps::validate_deployment(obj),

@@ -44,10 +44,40 @@ const POD_SPEC_QUANTITIES: &[&[&str]] = &[&["volumes", "*", "emptyDir", "sizeLim
 
 /// `ResourceList`s of a StatefulSet outside its pod template.
 pub(super) const STATEFUL_SET_RESOURCE_LISTS: &[&[&str]] = &[
-    &["spec", "volumeClaimTemplates", "*", "spec", "resources", "requests", "{}"],
-    &["spec", "volumeClaimTemplates", "*", "spec", "resources", "limits", "{}"],
-    &["spec", "volumeClaimTemplates", "*", "status", "capacity", "{}"],
-    &["spec", "volumeClaimTemplates", "*", "status", "allocatedResources", "{}"],
+    &[
+        "spec",
+        "volumeClaimTemplates",
+        "*",
+        "spec",
+        "resources",
+        "requests",
+        "{}",
+    ],
+    &[
+        "spec",
+        "volumeClaimTemplates",
+        "*",
+        "spec",
+        "resources",
+        "limits",
+        "{}",
+    ],
+    &[
+        "spec",
+        "volumeClaimTemplates",
+        "*",
+        "status",
+        "capacity",
+        "{}",
+    ],
+    &[
+        "spec",
+        "volumeClaimTemplates",
+        "*",
+        "status",
+        "allocatedResources",
+        "{}",
+    ],
 ];
 
 pub(super) fn normalize(kind: &str, obj: &mut Value) -> Result<(), String> {

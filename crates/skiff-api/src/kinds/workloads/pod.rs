@@ -54,7 +54,10 @@ pub(super) fn validate_update(new: &Value, old: &Value) -> ErrorList {
         }
     }
     let ads = path.child("activeDeadlineSeconds");
-    match (int_of(&ns, "activeDeadlineSeconds"), int_of(&os, "activeDeadlineSeconds")) {
+    match (
+        int_of(&ns, "activeDeadlineSeconds"),
+        int_of(&os, "activeDeadlineSeconds"),
+    ) {
         (Some(n), _) if !(0..=i64::from(u32::MAX)).contains(&n) => {
             errs.push(Error::invalid(
                 &ads,
@@ -64,7 +67,11 @@ pub(super) fn validate_update(new: &Value, old: &Value) -> ErrorList {
             return errs;
         }
         (Some(n), Some(o)) if o < n => {
-            errs.push(Error::invalid(&ads, n, "must be less than or equal to previous value"));
+            errs.push(Error::invalid(
+                &ads,
+                n,
+                "must be less than or equal to previous value",
+            ));
             return errs;
         }
         (None, Some(_)) => errs.push(Error::invalid(
@@ -98,7 +105,10 @@ fn munge(ns: &Value, os: &Value) -> Value {
     for key in ["containers", "initContainers"] {
         if let Some(Value::Array(items)) = map.get_mut(key) {
             for (i, c) in items.iter_mut().enumerate() {
-                let old_image = os.get(key).and_then(|l| l.get(i)).and_then(|c| c.get("image"));
+                let old_image = os
+                    .get(key)
+                    .and_then(|l| l.get(i))
+                    .and_then(|c| c.get("image"));
                 if let (Some(obj), Some(img)) = (c.as_object_mut(), old_image) {
                     obj.insert("image".into(), img.clone());
                 }

@@ -183,7 +183,9 @@ fn validate_volume_source(vol: &Value, p: &Path) -> ErrorList {
         }
         "csi" => required("driver", &mut errs),
         "emptyDir" => {
-            if let Some(q) = src.get("sizeLimit").and_then(|v| quantity::from_json(v).ok())
+            if let Some(q) = src
+                .get("sizeLimit")
+                .and_then(|v| quantity::from_json(v).ok())
                 && q.is_negative()
             {
                 errs.push(Error::invalid(
@@ -199,7 +201,11 @@ fn validate_volume_source(vol: &Value, p: &Path) -> ErrorList {
         && let Some(mode) = int_of(src, "defaultMode")
         && !(0..=0o777).contains(&mode)
     {
-        errs.push(Error::invalid(&sp.child("defaultMode"), mode, FILE_MODE_ERROR));
+        errs.push(Error::invalid(
+            &sp.child("defaultMode"),
+            mode,
+            FILE_MODE_ERROR,
+        ));
     }
     errs
 }

@@ -60,7 +60,10 @@ pub(super) fn label_selector(v: Option<&Value>) -> String {
 pub(super) fn int_or_string(v: Option<&Value>) -> String {
     match v {
         Some(Value::String(s)) => {
-            format!("intstr.IntOrString{{Type:1, IntVal:0, StrVal:{}}}", go_quote(s))
+            format!(
+                "intstr.IntOrString{{Type:1, IntVal:0, StrVal:{}}}",
+                go_quote(s)
+            )
         }
         Some(Value::Number(n)) => format!(
             "intstr.IntOrString{{Type:0, IntVal:{}, StrVal:\"\"}}",

@@ -75,7 +75,9 @@ fn template_generation(obj: &Value) -> i64 {
 /// the UID label. Needs `metadata.uid`, so it runs after the server set it.
 fn generate_job_selector(obj: &mut Value) {
     let manual = at(obj, &["spec", "manualSelector"]).and_then(Value::as_bool) == Some(true);
-    let uid = at(obj, &["metadata", "uid"]).and_then(Value::as_str).unwrap_or("");
+    let uid = at(obj, &["metadata", "uid"])
+        .and_then(Value::as_str)
+        .unwrap_or("");
     if manual || uid.is_empty() {
         return;
     }

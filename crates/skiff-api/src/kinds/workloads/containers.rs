@@ -6,7 +6,7 @@ use std::collections::BTreeSet;
 
 use serde_json::Value;
 
-use super::json::{has, int_of, list_of, str_of};
+use super::json::{has, int_of, list_of, semantic_eq, str_of};
 use crate::field::{Error, ErrorList, Path};
 use crate::quantity::{self, Quantity};
 use crate::validation::{is_dns1123_label, is_qualified_name, is_valid_label_value};
@@ -113,29 +113,18 @@ pub(super) fn validate_containers(
         errs.push(Error::required(path, ""));
         return errs;
     }
+    // Ephemeral containers may only target regular and init containers.
+    let targets = names.clone();
     for (i, c) in list.iter().enumerate() {
         let p = path.index(i);
         errs.extend(validate_common(c, volumes, &p));
         let name = str_of(c, "name");
-        if names.contains(name) {
-            errs.push(Error::duplicate(&p.child("name"), name));
-        } else if !name.is_empty() {
-            names.insert(name.to_owned());
-        }
-        errs.extend(validate_kind_rules(c, kind, &p));
-    }
-    errs
-}
-
-fn validate_kind_rules(c: &Value, kind: ContainerKind, p: &Path) -> ErrorList {
-    let mut errs = ErrorList::new();
-    let restart = c.get("restartPolicy").and_then(Value::as_str);
-    let sidecar = kind == ContainerKind::Init && restart == Some("Always");
-    match kind {
-        ContainerKind::Init => {
-            if let Some(r) = restart
-                && r != "Always"
-            {
+        let restart = c.get("restartPolicy").filter(|v| !v.is_null());
+        if kind == ContainerKind::Init
+            && let Some(r) = restart
+        {
+            let r = r.as_str().unwrap_or("");
+            if r != "Always" {
                 errs.push(Error::not_supported(
                     &p.child("restartPolicy"),
                     r,
@@ -143,49 +132,155 @@ fn validate_kind_rules(c: &Value, kind: ContainerKind, p: &Path) -> ErrorList {
                 ));
             }
         }
-        _ => {
-            if restart.is_some() {
+        if names.contains(name) {
+            errs.push(Error::duplicate(&p.child("name"), name));
+        } else if !name.is_empty() || kind == ContainerKind::Regular {
+            names.insert(name.to_owned());
+        }
+        match kind {
+            ContainerKind::Regular => {
+                errs.extend(validate_probes_and_hooks(c, &p));
+                if restart.is_some() {
+                    errs.push(Error::forbidden(
+                        &p.child("restartPolicy"),
+                        "may not be set for non-init containers",
+                    ));
+                }
+            }
+            ContainerKind::Init => {
+                // Init containers run one by one: conflicts are per container
+                // (and reported at index 0, as upstream does).
+                errs.extend(host_port_conflicts(std::slice::from_ref(c), path));
+                if restart.and_then(Value::as_str) == Some("Always") {
+                    errs.extend(validate_probes_and_hooks(c, &p));
+                } else {
+                    for key in [
+                        "lifecycle",
+                        "livenessProbe",
+                        "readinessProbe",
+                        "startupProbe",
+                    ] {
+                        if has(c, key) {
+                            errs.push(Error::forbidden(
+                                &p.child(key),
+                                "may not be set for init containers without restartPolicy=Always",
+                            ));
+                        }
+                    }
+                }
+            }
+            ContainerKind::Ephemeral => errs.extend(ephemeral_rules(c, &targets, &p)),
+        }
+    }
+    if kind == ContainerKind::Regular {
+        errs.extend(host_port_conflicts(list, path));
+    }
+    errs
+}
+
+/// Fields an ephemeral container may not set, in upstream's field order.
+const EPHEMERAL_FORBIDDEN: &[&str] = &[
+    "ports",
+    "resources",
+    "resizePolicy",
+    "restartPolicy",
+    "livenessProbe",
+    "readinessProbe",
+    "startupProbe",
+    "lifecycle",
+];
+
+fn ephemeral_rules(c: &Value, targets: &BTreeSet<String>, p: &Path) -> ErrorList {
+    let mut errs = ErrorList::new();
+    let image = str_of(c, "image");
+    if image.trim() != image {
+        errs.push(Error::invalid(
+            &p.child("image"),
+            image,
+            "must not have leading or trailing whitespace",
+        ));
+    }
+    let target = str_of(c, "targetContainerName");
+    if !target.is_empty() && !targets.contains(target) {
+        errs.push(Error::not_found(&p.child("targetContainerName"), target));
+    }
+    for key in EPHEMERAL_FORBIDDEN {
+        if c.get(*key).is_some_and(|v| !semantic_eq(Some(v), None)) {
+            errs.push(Error::forbidden(
+                &p.child(key),
+                "cannot be set for an Ephemeral Container",
+            ));
+        }
+    }
+    for (i, m) in list_of(c, "volumeMounts").iter().enumerate() {
+        for key in ["subPath", "subPathExpr"] {
+            if !str_of(m, key).is_empty() {
                 errs.push(Error::forbidden(
-                    &p.child("restartPolicy"),
-                    "may not be set for non-init containers",
+                    &p.child("volumeMounts").index(i).child(key),
+                    "cannot be set for an Ephemeral Container",
                 ));
             }
         }
     }
-    let probes = ["livenessProbe", "readinessProbe", "startupProbe"];
-    if (kind == ContainerKind::Init && !sidecar) || kind == ContainerKind::Ephemeral {
-        let detail = if kind == ContainerKind::Init {
-            "may not be set for init containers without restartPolicy=Always"
-        } else {
-            "cannot be set for an Ephemeral Container"
-        };
-        for key in std::iter::once("lifecycle").chain(probes) {
-            if has(c, key) {
-                errs.push(Error::forbidden(&p.child(key), detail));
+    errs
+}
+
+/// Upstream's `AccumulateUniqueHostPorts` over `containers`.
+fn host_port_conflicts(containers: &[Value], path: &Path) -> ErrorList {
+    let mut errs = ErrorList::new();
+    let mut seen = BTreeSet::new();
+    for (ci, c) in containers.iter().enumerate() {
+        for (pi, port) in list_of(c, "ports").iter().enumerate() {
+            let host = int_of(port, "hostPort").unwrap_or(0);
+            if host == 0 {
+                continue;
             }
-        }
-        return errs;
-    }
-    for key in probes {
-        if let Some(probe) = c.get(key).filter(|v| !v.is_null()) {
-            let pp = p.child(key);
-            errs.extend(validate_probe(probe, &pp));
-            let must_be_one = key != "readinessProbe";
-            if must_be_one && int_of(probe, "successThreshold").is_some_and(|n| n != 1) {
-                let n = int_of(probe, "successThreshold").unwrap_or(0);
-                errs.push(Error::invalid(
-                    &pp.child("successThreshold"),
-                    n,
-                    "must be 1",
-                ));
+            let key = format!(
+                "{}/{}/{host}",
+                str_of(port, "protocol"),
+                str_of(port, "hostIP")
+            );
+            if seen.contains(&key) {
+                let hp = path.index(ci).child("ports").index(pi).child("hostPort");
+                errs.push(Error::duplicate(&hp, key.as_str()));
+            } else {
+                seen.insert(key);
             }
         }
     }
-    if let Some(lc) = c.get("lifecycle") {
+    errs
+}
+
+/// Probes and lifecycle hooks of regular containers and sidecars.
+fn validate_probes_and_hooks(c: &Value, p: &Path) -> ErrorList {
+    let mut errs = ErrorList::new();
+    if let Some(lc) = c.get("lifecycle").filter(|v| !v.is_null()) {
         for hook in ["postStart", "preStop"] {
             if let Some(h) = lc.get(hook).filter(|v| !v.is_null()) {
                 errs.extend(validate_handler(h, &p.child("lifecycle").child(hook)));
             }
+        }
+    }
+    for key in ["livenessProbe", "readinessProbe", "startupProbe"] {
+        let Some(probe) = c.get(key).filter(|v| !v.is_null()) else {
+            continue;
+        };
+        let pp = p.child(key);
+        errs.extend(validate_probe(probe, &pp));
+        if key == "readinessProbe" {
+            if let Some(n) = int_of(probe, "terminationGracePeriodSeconds") {
+                errs.push(Error::invalid(
+                    &pp.child("terminationGracePeriodSeconds"),
+                    n,
+                    "must not be set for readinessProbes",
+                ));
+            }
+        } else if let Some(n) = int_of(probe, "successThreshold").filter(|n| *n != 1) {
+            errs.push(Error::invalid(
+                &pp.child("successThreshold"),
+                n,
+                "must be 1",
+            ));
         }
     }
     errs
@@ -199,22 +294,12 @@ fn validate_common(c: &Value, volumes: &BTreeSet<String>, p: &Path) -> ErrorList
     } else {
         errs.extend(dns_label(name, &p.child("name")));
     }
-    let image = str_of(c, "image");
-    if image.is_empty() {
+    if str_of(c, "image").is_empty() {
         errs.push(Error::required(&p.child("image"), ""));
-    } else if image.trim() != image {
-        errs.push(Error::invalid(
-            &p.child("image"),
-            image,
-            "must not have leading or trailing whitespace",
-        ));
     }
     match str_of(c, "terminationMessagePolicy") {
         "File" | "FallbackToLogsOnError" => {}
-        "" => errs.push(Error::required(
-            &p.child("terminationMessagePolicy"),
-            "must be 'File' or 'FallbackToLogsOnError'",
-        )),
+        "" => errs.push(Error::required(&p.child("terminationMessagePolicy"), "")),
         other => errs.push(Error::not_supported(
             &p.child("terminationMessagePolicy"),
             other,

@@ -110,9 +110,9 @@ pub(super) fn validate_update(kind: &str, new: &Value, old: &Value) -> ErrorList
     }
 }
 
-pub(super) fn validate_status_update(kind: &str, new: &Value, _old: &Value) -> ErrorList {
+pub(super) fn validate_status_update(kind: &str, new: &Value, old: &Value) -> ErrorList {
     match kind {
-        "Pod" => pod::validate_status(new),
+        "Pod" => pod::validate_status(new, old),
         "Deployment" | "ReplicaSet" | "StatefulSet" | "ReplicationController" => {
             apps::validate_replicas_status(new)
         }

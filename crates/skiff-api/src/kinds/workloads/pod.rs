@@ -10,6 +10,7 @@ use super::json::{int_of, list_of, pruned, semantic_eq, str_of};
 use super::podspec::{validate_pod_spec, validate_tolerations};
 use crate::field::{BadValue, Error, ErrorList, Path};
 use crate::quantity::Quantity;
+use crate::validation::{is_dns1123_subdomain, is_qualified_name};
 
 /// The fields a pod update may change, as upstream's message lists them.
 const UPDATABLE_FIELDS: &str = "`spec.containers[*].image`,`spec.initContainers[*].image`,`spec.activeDeadlineSeconds`,`spec.tolerations` (only additions to existing tolerations),`spec.terminationGracePeriodSeconds` (allow it to be set to 1 if it was previously negative)";
@@ -22,7 +23,7 @@ fn spec_of(pod: &Value) -> Value {
 pub(super) fn validate_create(pod: &Value) -> ErrorList {
     let spec = spec_of(pod);
     let path = Path::new("spec");
-    let mut errs = validate_pod_spec(&spec, &path);
+    let mut errs = validate_pod_spec(&spec, &path, true);
     if !list_of(&spec, "ephemeralContainers").is_empty() {
         errs.push(Error::forbidden(
             &path.child("ephemeralContainers"),
@@ -42,7 +43,7 @@ pub(super) fn validate_create(pod: &Value) -> ErrorList {
 pub(super) fn validate_update(new: &Value, old: &Value) -> ErrorList {
     let (ns, os) = (spec_of(new), spec_of(old));
     let path = Path::new("spec");
-    let mut errs = validate_pod_spec(&ns, &path);
+    let mut errs = validate_pod_spec(&ns, &path, true);
     for key in ["containers", "initContainers"] {
         let (nl, ol) = (list_of(&ns, key), list_of(&os, key));
         if nl.len() != ol.len() {
@@ -58,11 +59,11 @@ pub(super) fn validate_update(new: &Value, old: &Value) -> ErrorList {
         int_of(&ns, "activeDeadlineSeconds"),
         int_of(&os, "activeDeadlineSeconds"),
     ) {
-        (Some(n), _) if !(0..=i64::from(u32::MAX)).contains(&n) => {
+        (Some(n), _) if !(0..=i64::from(i32::MAX)).contains(&n) => {
             errs.push(Error::invalid(
                 &ads,
                 n,
-                "must be between 0 and 4294967295, inclusive",
+                "must be between 0 and 2147483647, inclusive",
             ));
             return errs;
         }
@@ -202,7 +203,7 @@ fn only_deleted_gates(ns: &Value, os: &Value, path: &Path) -> ErrorList {
         let name = str_of(g, "name");
         if !old.contains(&name) {
             errs.push(Error::forbidden(
-                &path.index(i),
+                &path.index(i).child("name"),
                 &format!("only deletion is allowed, but found new scheduling gate '{name}'"),
             ));
         }
@@ -210,40 +211,144 @@ fn only_deleted_gates(ns: &Value, os: &Value, path: &Path) -> ErrorList {
     errs
 }
 
-/// Basic checks of a pod status update: IPs must parse.
-pub(super) fn validate_status(pod: &Value) -> ErrorList {
+/// Upstream's `ValidatePodStatusUpdate` (without metadata): custom
+/// condition types, the node name and QoS class, container state
+/// transitions, and the pod and host IPs.
+pub(super) fn validate_status(new: &Value, old: &Value) -> ErrorList {
     let mut errs = ErrorList::new();
-    let Some(status) = pod.get("status") else {
-        return errs;
-    };
-    let path = Path::new("status");
-    for (list, single) in [("podIPs", "podIP"), ("hostIPs", "hostIP")] {
-        let single_ip = str_of(status, single);
-        if !single_ip.is_empty() && single_ip.parse::<std::net::IpAddr>().is_err() {
-            errs.push(Error::invalid(
-                &path.child(single),
-                single_ip,
-                "must be a valid IP address",
-            ));
-        }
-        for (i, entry) in list_of(status, list).iter().enumerate() {
-            let ip = str_of(entry, "ip");
-            if ip.parse::<std::net::IpAddr>().is_err() {
-                errs.push(Error::invalid(
-                    &path.child(list).index(i),
-                    ip,
-                    "must be a valid IP address",
-                ));
+    let null = Value::Null;
+    let status = new.get("status").unwrap_or(&null);
+    let old_status = old.get("status").unwrap_or(&null);
+    for (i, c) in list_of(status, "conditions").iter().enumerate() {
+        let t = str_of(c, "type");
+        if !matches!(t, "PodScheduled" | "Ready" | "Initialized") {
+            // Upstream reports these under `metadata`, with a capital `Type`.
+            let p = Path::new("metadata")
+                .child("conditions")
+                .index(i)
+                .child("Type");
+            for m in is_qualified_name(t) {
+                errs.push(Error::invalid(&p, t, &m));
             }
         }
     }
+    let path = Path::new("status");
+    let spec_node = |o: &Value| {
+        o.get("spec")
+            .map_or("", |s| str_of(s, "nodeName"))
+            .to_owned()
+    };
+    if spec_node(new) != spec_node(old) {
+        errs.push(Error::forbidden(
+            &path.child("nodeName"),
+            "may not be changed directly",
+        ));
+    }
     let nominated = str_of(status, "nominatedNodeName");
-    if !nominated.is_empty() {
-        for m in crate::validation::is_dns1123_subdomain(nominated) {
+    if !nominated.is_empty() && nominated != str_of(old_status, "nominatedNodeName") {
+        for m in is_dns1123_subdomain(nominated) {
             errs.push(Error::invalid(
                 &path.child("nominatedNodeName"),
                 nominated,
                 &m,
+            ));
+        }
+    }
+    let qos = str_of(status, "qosClass");
+    if qos != str_of(old_status, "qosClass") {
+        errs.push(Error::invalid(
+            &path.child("qosClass"),
+            qos,
+            "field is immutable",
+        ));
+    }
+    let restart = old.get("spec").map_or("", |s| str_of(s, "restartPolicy"));
+    for (key, policy) in [
+        ("containerStatuses", restart),
+        ("initContainerStatuses", restart),
+        ("ephemeralContainerStatuses", "Never"),
+    ] {
+        errs.extend(state_transitions(
+            list_of(status, key),
+            list_of(old_status, key),
+            policy,
+            &path.child(key),
+        ));
+    }
+    for (i, entry) in list_of(status, "podIPs").iter().enumerate() {
+        errs.extend(ip_errors(
+            str_of(entry, "ip"),
+            &path.child("podIPs").index(i),
+        ));
+    }
+    let host_ips = list_of(status, "hostIPs");
+    if let Some(first) = host_ips.first() {
+        let ip = str_of(first, "ip");
+        if ip != str_of(status, "hostIP") {
+            let p = path.child("hostIPs").index(0).child("ip");
+            errs.push(Error::invalid(&p, ip, "must be equal to `hostIP`"));
+        }
+        for (i, entry) in host_ips.iter().enumerate() {
+            errs.extend(ip_errors(
+                str_of(entry, "ip"),
+                &path.child("hostIPs").index(i),
+            ));
+        }
+    }
+    errs
+}
+
+/// Upstream's `IsValidIP`.
+fn ip_errors(ip: &str, path: &Path) -> ErrorList {
+    let mut errs = ErrorList::new();
+    match ip.parse::<std::net::IpAddr>() {
+        Err(_) => errs.push(Error::invalid(
+            path,
+            ip,
+            "must be a valid IP address, (e.g. 10.9.8.7 or 2001:db8::ffff)",
+        )),
+        Ok(parsed) if parsed.to_string() != ip => errs.push(Error::invalid(
+            path,
+            ip,
+            &format!(
+                "must be in canonical form ({})",
+                crate::go_quote(&parsed.to_string())
+            ),
+        )),
+        Ok(_) => {}
+    }
+    errs
+}
+
+/// Terminated containers of a pod that does not restart them stay
+/// terminated.
+fn state_transitions(new: &[Value], old: &[Value], policy: &str, path: &Path) -> ErrorList {
+    let mut errs = ErrorList::new();
+    if policy == "Always" {
+        return errs;
+    }
+    for (i, o) in old.iter().enumerate() {
+        let Some(terminated) = o.get("state").and_then(|s| s.get("terminated")) else {
+            continue;
+        };
+        if terminated.is_null() {
+            continue;
+        }
+        let exit = int_of(terminated, "exitCode").unwrap_or(0);
+        if exit != 0 && policy == "OnFailure" {
+            continue;
+        }
+        let name = str_of(o, "name");
+        let revived = new.iter().any(|n| {
+            str_of(n, "name") == name
+                && n.get("state")
+                    .and_then(|s| s.get("terminated"))
+                    .is_none_or(Value::is_null)
+        });
+        if revived {
+            errs.push(Error::forbidden(
+                &path.index(i).child("state"),
+                "may not be transitioned to non-terminated state",
             ));
         }
     }

@@ -6,23 +6,30 @@ use std::collections::BTreeSet;
 use serde_json::Value;
 
 use super::containers::{
-    ContainerKind, dns_label, label_value_errors, nonnegative, validate_containers,
-    validate_resources,
+    ContainerKind, dns_label, label_value_errors, validate_containers, validate_resources,
 };
 use super::defaults::volume_sources;
 use super::json::{has, int_of, list_of, str_of, string_map};
-use crate::field::{BadValue, Error, ErrorList, Path};
+use crate::field::{Error, ErrorList, Path};
 use crate::quantity;
 use crate::validation::{
-    is_dns1123_subdomain, validate_annotations, validate_label_name, validate_labels,
+    is_dns1123_subdomain, is_qualified_name, validate_annotations, validate_label_name,
+    validate_labels,
 };
 
 /// Upstream's `fileModeErrorMsg`.
 const FILE_MODE_ERROR: &str = "must be a number between 0 and 0777 (octal), both inclusive";
 
-/// Upstream's `ValidatePodSpec`.
-pub(super) fn validate_pod_spec(spec: &Value, path: &Path) -> ErrorList {
+/// Upstream's `ValidatePodSpec`; `is_pod` for a pod's own spec (not a
+/// template's).
+pub(super) fn validate_pod_spec(spec: &Value, path: &Path, is_pod: bool) -> ErrorList {
     let mut errs = ErrorList::new();
+    if !has(spec, "terminationGracePeriodSeconds") {
+        errs.push(Error::required(
+            &path.child("terminationGracePeriodSeconds"),
+            "",
+        ));
+    }
     let (volumes, verrs) = validate_volumes(list_of(spec, "volumes"), &path.child("volumes"));
     errs.extend(verrs);
     let mut names = BTreeSet::new();
@@ -39,6 +46,7 @@ pub(super) fn validate_pod_spec(spec: &Value, path: &Path) -> ErrorList {
             &path.child(key),
         ));
     }
+    errs.extend(host_network_ports(spec, path, is_pod));
     match str_of(spec, "restartPolicy") {
         "Always" | "OnFailure" | "Never" => {}
         "" => errs.push(Error::required(&path.child("restartPolicy"), "")),
@@ -61,24 +69,22 @@ pub(super) fn validate_pod_spec(spec: &Value, path: &Path) -> ErrorList {
         &string_map(spec.get("nodeSelector")),
         &path.child("nodeSelector"),
     ));
-    for key in ["serviceAccountName", "nodeName", "priorityClassName"] {
-        let v = str_of(spec, key);
-        if !v.is_empty() {
-            for m in is_dns1123_subdomain(v) {
-                errs.push(Error::invalid(&path.child(key), v, &m));
-            }
-        }
+    errs.extend(validate_scheduling_gates(
+        list_of(spec, "schedulingGates"),
+        &path.child("schedulingGates"),
+    ));
+    for key in ["serviceAccountName", "nodeName"] {
+        subdomain(spec, key, path, &mut errs);
     }
     if let Some(n) = int_of(spec, "activeDeadlineSeconds")
-        && !(1..=i64::from(u32::MAX)).contains(&n)
+        && !(1..=i64::from(i32::MAX)).contains(&n)
     {
         errs.push(Error::invalid(
             &path.child("activeDeadlineSeconds"),
             n,
-            "must be between 1 and 4294967295, inclusive",
+            "must be between 1 and 2147483647, inclusive",
         ));
     }
-    nonnegative(spec, "terminationGracePeriodSeconds", path, &mut errs);
     for key in ["hostname", "subdomain"] {
         let v = str_of(spec, key);
         if !v.is_empty() {
@@ -89,25 +95,76 @@ pub(super) fn validate_pod_spec(spec: &Value, path: &Path) -> ErrorList {
         list_of(spec, "tolerations"),
         &path.child("tolerations"),
     ));
-    if let Some(overhead) = spec.get("overhead") {
-        for (name, q) in overhead_list(overhead) {
-            if q.is_negative() {
-                errs.push(Error::invalid(
-                    &path.child("overhead").key(&name),
-                    q.to_string(),
-                    "must be greater than or equal to 0",
-                ));
+    subdomain(spec, "priorityClassName", path, &mut errs);
+    if let Some(overhead) = spec.get("overhead").filter(|v| !v.is_null()) {
+        // Upstream reuses the container rules with the overhead as limits.
+        let as_limits = serde_json::json!({ "limits": overhead });
+        errs.extend(validate_resources(&as_limits, &path.child("overhead")));
+    }
+    if is_pod {
+        for key in ["containers", "initContainers"] {
+            for (i, c) in list_of(spec, key).iter().enumerate() {
+                let image = str_of(c, "image");
+                if image.trim() != image {
+                    errs.push(Error::invalid(
+                        &path.child(key).index(i).child("image"),
+                        image,
+                        "must not have leading or trailing whitespace",
+                    ));
+                }
             }
         }
-    }
-    if let Some(r) = spec.get("resources").filter(|v| !v.is_null()) {
-        errs.extend(validate_resources(r, &path.child("resources")));
     }
     errs
 }
 
-fn overhead_list(v: &Value) -> Vec<(String, quantity::Quantity)> {
-    super::containers::resource_list(Some(v))
+fn subdomain(spec: &Value, key: &str, path: &Path, errs: &mut ErrorList) {
+    let v = str_of(spec, key);
+    if !v.is_empty() {
+        for m in is_dns1123_subdomain(v) {
+            errs.push(Error::invalid(&path.child(key), v, &m));
+        }
+    }
+}
+
+/// With `hostNetwork`, a host port must equal its container port (in
+/// templates 0 is allowed too: it is defaulted when the pod is created).
+fn host_network_ports(spec: &Value, path: &Path, is_pod: bool) -> ErrorList {
+    let mut errs = ErrorList::new();
+    if spec.get("hostNetwork").and_then(Value::as_bool) != Some(true) {
+        return errs;
+    }
+    for (i, c) in list_of(spec, "containers").iter().enumerate() {
+        for (j, port) in list_of(c, "ports").iter().enumerate() {
+            let hp = int_of(port, "hostPort").unwrap_or(0);
+            let cp = int_of(port, "containerPort").unwrap_or(0);
+            if (is_pod || hp != 0) && hp != cp {
+                let p = path.child("containers").index(i).child("ports").index(j);
+                errs.push(Error::invalid(
+                    &p.child("hostPort"),
+                    hp,
+                    "must match `containerPort` when `hostNetwork` is true",
+                ));
+            }
+        }
+    }
+    errs
+}
+
+/// Upstream's `validateSchedulingGates`: qualified names, no duplicates.
+fn validate_scheduling_gates(gates: &[Value], path: &Path) -> ErrorList {
+    let mut errs = ErrorList::new();
+    let mut seen = BTreeSet::new();
+    for (i, g) in gates.iter().enumerate() {
+        let name = str_of(g, "name");
+        for m in is_qualified_name(name) {
+            errs.push(Error::invalid(&path.index(i), name, &m));
+        }
+        if !seen.insert(name) {
+            errs.push(Error::duplicate(&path.index(i), name));
+        }
+    }
+    errs
 }
 
 /// Upstream's `ValidateVolumes`: the names of the volumes and the errors.
@@ -246,7 +303,7 @@ pub(super) fn validate_tolerations(tolerations: &[Value], path: &Path) -> ErrorL
                 if !value.is_empty() {
                     errs.push(Error::invalid(
                         &p.child("operator"),
-                        BadValue::Raw(super::render::toleration(t)),
+                        value,
                         "value must be empty when `operator` is 'Exists'",
                     ));
                 }
@@ -286,7 +343,7 @@ pub(super) fn validate_template(template: Option<&Value>, path: &Path) -> ErrorL
         &path.child("annotations"),
     ));
     let spec = t.get("spec").cloned().unwrap_or(Value::Null);
-    errs.extend(validate_pod_spec(&spec, &path.child("spec")));
+    errs.extend(validate_pod_spec(&spec, &path.child("spec"), false));
     if !list_of(&spec, "ephemeralContainers").is_empty() {
         errs.push(Error::forbidden(
             &path.child("spec").child("ephemeralContainers"),

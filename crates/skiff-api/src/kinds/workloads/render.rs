@@ -73,21 +73,6 @@ pub(super) fn int_or_string(v: Option<&Value>) -> String {
     }
 }
 
-/// Go's `%#v` of a `core.Toleration`.
-pub(super) fn toleration(t: &Value) -> String {
-    let seconds = t
-        .get("tolerationSeconds")
-        .and_then(Value::as_i64)
-        .map_or("(*int64)(nil)".to_owned(), |n| format!("&{n}"));
-    format!(
-        "core.Toleration{{Key:{}, Operator:{}, Value:{}, Effect:{}, TolerationSeconds:{seconds}}}",
-        go_quote(str_of(t, "key")),
-        go_quote(str_of(t, "operator")),
-        go_quote(str_of(t, "value")),
-        go_quote(str_of(t, "effect")),
-    )
-}
-
 #[cfg(test)]
 mod tests {
     use serde_json::json;

@@ -213,10 +213,27 @@ fn deployment_annotation_changes_bump_generation() {
 fn status_updates() {
     let old = created("Pod", nginx_pod());
     let mut new = old.clone();
-    new["status"]["podIP"] = json!("10.0.0.300");
+    new["status"]["podIPs"] = json!([{"ip": "10.0.0.300"}]);
+    new["status"]["qosClass"] = json!("Guaranteed");
     assert_eq!(
         messages(&super::super::validate_status_update("Pod", &new, &old)),
-        ["status.podIP: Invalid value: \"10.0.0.300\": must be a valid IP address"]
+        [
+            "status.qosClass: Invalid value: \"Guaranteed\": field is immutable",
+            "status.podIPs[0]: Invalid value: \"10.0.0.300\": must be a valid IP address, (e.g. 10.9.8.7 or 2001:db8::ffff)",
+        ]
+    );
+    let mut never = nginx_pod();
+    never["spec"]["restartPolicy"] = json!("Never");
+    let mut old = created("Pod", never);
+    old["status"]["containerStatuses"] =
+        json!([{"name": "nginx", "state": {"terminated": {"exitCode": 0}}}]);
+    let mut new = old.clone();
+    new["status"]["containerStatuses"] = json!([{"name": "nginx", "state": {"running": {}}}]);
+    assert_eq!(
+        messages(&super::super::validate_status_update("Pod", &new, &old)),
+        [
+            "status.containerStatuses[0].state: Forbidden: may not be transitioned to non-terminated state"
+        ]
     );
     let old = created("Deployment", deployment());
     let mut new = old.clone();

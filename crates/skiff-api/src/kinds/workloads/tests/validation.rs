@@ -133,7 +133,7 @@ fn pod_spec_rules_give_upstreams_messages() {
         (
             Box::new(|p| p["spec"]["activeDeadlineSeconds"] = json!(0)),
             vec![
-                "spec.activeDeadlineSeconds: Invalid value: 0: must be between 1 and 4294967295, inclusive",
+                "spec.activeDeadlineSeconds: Invalid value: 0: must be between 1 and 2147483647, inclusive",
             ],
         ),
         (
@@ -154,6 +154,42 @@ fn pod_spec_rules_give_upstreams_messages() {
                 p["spec"]["ephemeralContainers"] = json!([{"name": "debug", "image": "busybox"}]);
             }),
             vec!["spec.ephemeralContainers: Forbidden: cannot be set on create"],
+        ),
+        (
+            Box::new(|p| {
+                p["spec"]["containers"][0]["image"] = json!(" nginx");
+                p["spec"]["containers"]
+                    .as_array_mut()
+                    .unwrap()
+                    .push(json!({"name": "b", "image": "busybox",
+                                 "ports": [{"containerPort": 80, "hostPort": 8080}]}));
+                p["spec"]["containers"][0]["ports"] =
+                    json!([{"containerPort": 80, "hostPort": 8080}]);
+            }),
+            vec![
+                "spec.containers[1].ports[0].hostPort: Duplicate value: \"TCP//8080\"",
+                "spec.containers[0].image: Invalid value: \" nginx\": must not have leading or trailing whitespace",
+            ],
+        ),
+        (
+            Box::new(|p| {
+                p["spec"]["tolerations"] =
+                    json!([{"key": "k", "operator": "Exists", "value": "v"}]);
+                p["spec"]["schedulingGates"] = json!([{"name": "a/b/c"}]);
+            }),
+            vec![
+                "spec.schedulingGates[0]: Invalid value: \"a/b/c\": a qualified name must consist of alphanumeric characters, '-', '_' or '.', and must start and end with an alphanumeric character (e.g. 'MyName',  or 'my.name',  or '123-abc', regex used for validation is '([A-Za-z0-9][-A-Za-z0-9_.]*)?[A-Za-z0-9]') with an optional DNS subdomain prefix and '/' (e.g. 'example.com/MyName')",
+                "spec.tolerations[0].operator: Invalid value: \"v\": value must be empty when `operator` is 'Exists'",
+            ],
+        ),
+        (
+            Box::new(|p| {
+                p["spec"]["initContainers"] = json!([{"name": "init", "image": "busybox",
+                    "readinessProbe": {"exec": {"command": ["true"]}}}]);
+            }),
+            vec![
+                "spec.initContainers[0].readinessProbe: Forbidden: may not be set for init containers without restartPolicy=Always",
+            ],
         ),
     ];
     for (edit, want) in cases {

@@ -11,7 +11,9 @@ use super::podspec::validate_template;
 use super::render;
 use crate::field::{BadValue, Error, ErrorList, Path};
 use crate::selector::labels::{Selector, from_label_selector, from_map};
-use crate::validation::{is_valid_label_value, validate_label_name, validate_labels};
+use crate::validation::{
+    is_valid_label_value, validate_annotations, validate_label_name, validate_labels,
+};
 
 fn spec_of(obj: &Value) -> Value {
     obj.get("spec").cloned().unwrap_or(Value::Null)
@@ -237,8 +239,13 @@ pub(super) fn validate_deployment(obj: &Value) -> ErrorList {
             )),
         },
         other => errs.push(Error::not_supported(
-            &sp.child("type"),
-            other,
+            &sp,
+            BadValue::Raw(render::strategy(
+                "DeploymentStrategy",
+                "RollingUpdateDeployment",
+                other,
+                &strategy,
+            )),
             &["Recreate", "RollingUpdate"],
         )),
     }
@@ -246,8 +253,12 @@ pub(super) fn validate_deployment(obj: &Value) -> ErrorList {
     nonnegative(&spec, "revisionHistoryLimit", &path, &mut errs);
     if let Some(pds) = int_of(&spec, "progressDeadlineSeconds") {
         let pp = path.child("progressDeadlineSeconds");
-        if pds <= 0 {
-            errs.push(Error::invalid(&pp, pds, "must be greater than 0"));
+        if pds < 0 {
+            errs.push(Error::invalid(
+                &pp,
+                pds,
+                "must be greater than or equal to 0",
+            ));
         }
         if pds <= int_of(&spec, "minReadySeconds").unwrap_or(0) {
             errs.push(Error::invalid(
@@ -334,13 +345,12 @@ pub(super) fn validate_daemon_set(obj: &Value) -> ErrorList {
     let path = Path::new("spec");
     let mut errs = ErrorList::new();
     let sel = spec.get("selector").filter(|v| !v.is_null());
-    match sel {
-        None => errs.push(Error::required(&path.child("selector"), "")),
-        Some(s) => errs.extend(validate_label_selector(s, &path.child("selector"))),
+    if let Some(s) = sel {
+        errs.extend(validate_label_selector(s, &path.child("selector")));
     }
     let template = spec.get("template").filter(|t| !t.is_null());
     let tp = path.child("template");
-    if let Some(selector) = selector_of(sel).filter(|_| sel.is_some()) {
+    if let Some(selector) = selector_of(sel) {
         check_selector_matches(&selector, template, &tp, &mut errs);
     }
     if let Some(s) = sel
@@ -377,8 +387,13 @@ pub(super) fn validate_daemon_set(obj: &Value) -> ErrorList {
             )),
         },
         other => errs.push(Error::not_supported(
-            &sp.child("type"),
-            other,
+            &sp,
+            BadValue::Raw(render::strategy(
+                "DaemonSetUpdateStrategy",
+                "RollingUpdateDaemonSet",
+                other,
+                &strategy,
+            )),
             &["RollingUpdate", "OnDelete"],
         )),
     }
@@ -439,7 +454,20 @@ pub(super) fn validate_stateful_set(obj: &Value) -> ErrorList {
         }
         "RollingUpdate" => {
             if let Some(ru) = strategy.get("rollingUpdate").filter(|v| !v.is_null()) {
-                nonnegative(ru, "partition", &sp.child("rollingUpdate"), &mut errs);
+                let rp = sp.child("rollingUpdate");
+                nonnegative(ru, "partition", &rp, &mut errs);
+                if let Some(mu) = ru.get("maxUnavailable").filter(|v| !v.is_null()) {
+                    let mp = rp.child("maxUnavailable");
+                    positive_int_or_percent(Some(mu), &mp, &mut errs);
+                    if int_or_percent(Some(mu)).0 == 0 {
+                        errs.push(Error::invalid(
+                            &mp,
+                            BadValue::Raw(render::int_or_string(Some(mu))),
+                            "cannot be 0",
+                        ));
+                    }
+                    not_more_than_100(Some(mu), &mp, &mut errs);
+                }
             }
         }
         other => errs.push(Error::invalid(
@@ -473,7 +501,17 @@ pub(super) fn validate_stateful_set(obj: &Value) -> ErrorList {
         let template = spec.get("template").filter(|t| !t.is_null());
         let tp = path.child("template");
         check_selector_matches(&sel, template, &tp, &mut errs);
-        errs.extend(validate_template(template, &tp));
+        // Upstream checks only the template's metadata here: volume mounts
+        // may name volume claim templates, which a pod spec check rejects.
+        let meta = template.and_then(|t| t.get("metadata"));
+        errs.extend(validate_labels(
+            &string_map(meta.and_then(|m| m.get("labels"))),
+            &tp.child("labels"),
+        ));
+        errs.extend(validate_annotations(
+            &string_map(meta.and_then(|m| m.get("annotations"))),
+            &tp.child("annotations"),
+        ));
     }
     let template = spec.get("template");
     let tp = path.child("template");
@@ -516,7 +554,6 @@ pub(super) fn validate_stateful_set_update(new: &Value, old: &Value) -> ErrorLis
             "updateStrategy",
             "minReadySeconds",
             "ordinals",
-            "revisionHistoryLimit",
             "persistentVolumeClaimRetentionPolicy",
         ] {
             match old_spec.get(key) {
@@ -532,7 +569,7 @@ pub(super) fn validate_stateful_set_update(new: &Value, old: &Value) -> ErrorLis
     if !semantic_eq(Some(&clone), Some(&old_spec)) {
         errs.push(Error::forbidden(
             &Path::new("spec"),
-            "updates to statefulset spec for fields other than 'replicas', 'ordinals', 'template', 'updateStrategy', 'revisionHistoryLimit', 'persistentVolumeClaimRetentionPolicy' and 'minReadySeconds' are forbidden",
+            "updates to statefulset spec for fields other than 'replicas', 'ordinals', 'template', 'updateStrategy', 'persistentVolumeClaimRetentionPolicy' and 'minReadySeconds' are forbidden",
         ));
     }
     errs
@@ -570,24 +607,86 @@ pub(super) fn validate_controller_revision_update(new: &Value, old: &Value) -> E
     errs
 }
 
-/// Status updates of replicated kinds: counts are never negative.
-pub(super) fn validate_replicas_status(obj: &Value) -> ErrorList {
+/// Status updates of the apps kinds and replication controllers: counts
+/// are never negative nor above `status.replicas`.
+pub(super) fn validate_replicas_status(kind: &str, obj: &Value) -> ErrorList {
     let mut errs = ErrorList::new();
     let Some(status) = obj.get("status") else {
         return errs;
     };
     let path = Path::new("status");
-    for key in [
-        "replicas",
-        "readyReplicas",
-        "availableReplicas",
-        "updatedReplicas",
-        "currentReplicas",
-        "fullyLabeledReplicas",
-        "unavailableReplicas",
-        "observedGeneration",
-    ] {
+    let counts: &[&str] = match kind {
+        "Deployment" => &[
+            "observedGeneration",
+            "replicas",
+            "updatedReplicas",
+            "readyReplicas",
+            "availableReplicas",
+            "unavailableReplicas",
+            "collisionCount",
+        ],
+        "StatefulSet" => &[
+            "replicas",
+            "readyReplicas",
+            "currentReplicas",
+            "updatedReplicas",
+            "availableReplicas",
+            "observedGeneration",
+            "collisionCount",
+        ],
+        "DaemonSet" => &[
+            "currentNumberScheduled",
+            "numberMisscheduled",
+            "desiredNumberScheduled",
+            "numberReady",
+            "observedGeneration",
+            "updatedNumberScheduled",
+            "numberAvailable",
+            "numberUnavailable",
+            "collisionCount",
+        ],
+        _ => &[
+            "replicas",
+            "fullyLabeledReplicas",
+            "readyReplicas",
+            "availableReplicas",
+            "observedGeneration",
+        ],
+    };
+    for key in counts {
         nonnegative(status, key, &path, &mut errs);
+    }
+    if kind == "DaemonSet" {
+        return errs;
+    }
+    let replicas = int_of(status, "replicas").unwrap_or(0);
+    for key in [
+        "fullyLabeledReplicas",
+        "updatedReplicas",
+        "readyReplicas",
+        "currentReplicas",
+        "availableReplicas",
+    ] {
+        if let Some(n) = int_of(status, key).filter(|n| *n > replicas) {
+            errs.push(Error::invalid(
+                &path.child(key),
+                n,
+                "cannot be greater than status.replicas",
+            ));
+        }
+    }
+    let available = int_of(status, "availableReplicas").unwrap_or(0);
+    if available > int_of(status, "readyReplicas").unwrap_or(0) {
+        let detail = if kind == "StatefulSet" {
+            "cannot be greater than status.readyReplicas"
+        } else {
+            "cannot be greater than readyReplicas"
+        };
+        errs.push(Error::invalid(
+            &path.child("availableReplicas"),
+            available,
+            detail,
+        ));
     }
     errs
 }

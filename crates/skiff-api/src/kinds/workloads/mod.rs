@@ -113,8 +113,8 @@ pub(super) fn validate_update(kind: &str, new: &Value, old: &Value) -> ErrorList
 pub(super) fn validate_status_update(kind: &str, new: &Value, old: &Value) -> ErrorList {
     match kind {
         "Pod" => pod::validate_status(new, old),
-        "Deployment" | "ReplicaSet" | "StatefulSet" | "ReplicationController" => {
-            apps::validate_replicas_status(new)
+        "Deployment" | "ReplicaSet" | "StatefulSet" | "DaemonSet" | "ReplicationController" => {
+            apps::validate_replicas_status(kind, new)
         }
         _ => ErrorList::new(),
     }

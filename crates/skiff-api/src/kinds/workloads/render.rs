@@ -73,6 +73,19 @@ pub(super) fn int_or_string(v: Option<&Value>) -> String {
     }
 }
 
+/// Go's `%#v` of an apps strategy struct with an unsupported `type`.
+pub(super) fn strategy(kind: &str, rolling: &str, type_: &str, v: &Value) -> String {
+    let rolling_value = if v.get("rollingUpdate").is_some_and(|r| !r.is_null()) {
+        format!("(*apps.{rolling})(0xc000000000)")
+    } else {
+        format!("(*apps.{rolling})(nil)")
+    };
+    format!(
+        "apps.{kind}{{Type:{}, RollingUpdate:{rolling_value}}}",
+        go_quote(type_)
+    )
+}
+
 #[cfg(test)]
 mod tests {
     use serde_json::json;

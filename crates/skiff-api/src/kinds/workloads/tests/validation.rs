@@ -280,6 +280,28 @@ fn replicated_workload_rules() {
             "spec.updateStrategy.rollingUpdate.maxUnavailable: Required value: cannot be 0 when maxSurge is 0"
         ]
     );
+    let mut ds = deployment();
+    ds["spec"].as_object_mut().unwrap().remove("selector");
+    ds["spec"]["updateStrategy"] = json!({"type": "Sometimes"});
+    assert_eq!(
+        errors("DaemonSet", ds),
+        [
+            "spec.template.metadata.labels: Invalid value: map[string]string{\"app\":\"web\"}: `selector` does not match template `labels`",
+            "spec.updateStrategy: Unsupported value: apps.DaemonSetUpdateStrategy{Type:\"Sometimes\", RollingUpdate:(*apps.RollingUpdateDaemonSet)(nil)}: supported values: \"RollingUpdate\", \"OnDelete\"",
+        ]
+    );
+    // A StatefulSet's template may mount its volume claim templates.
+    let mut ss = deployment();
+    ss["spec"]["template"]["spec"]["containers"][0]["volumeMounts"] =
+        json!([{"name": "data", "mountPath": "/data"}]);
+    ss["spec"]["volumeClaimTemplates"] = json!([{"metadata": {"name": "data"}}]);
+    ss["spec"]["updateStrategy"] = json!({"rollingUpdate": {"maxUnavailable": 0}});
+    assert_eq!(
+        errors("StatefulSet", ss),
+        [
+            "spec.updateStrategy.rollingUpdate.maxUnavailable: Invalid value: intstr.IntOrString{Type:0, IntVal:0, StrVal:\"\"}: cannot be 0"
+        ]
+    );
     let mut rc = json!({"spec": {"template": deployment()["spec"]["template"].clone()}});
     rc["spec"]["selector"] = json!({"app": "nope"});
     assert_eq!(

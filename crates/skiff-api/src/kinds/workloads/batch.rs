@@ -14,11 +14,70 @@ use crate::go_quote;
 /// Upstream's cap on the parallelism of Indexed Jobs.
 const MAX_PARALLELISM_INDEXED: i64 = 100_000;
 
+/// Upstream's `validateGeneratedSelector`: unless `manualSelector` is set,
+/// the pod template carries the generated labels and the selector picks
+/// them.
+fn validate_generated_selector(obj: &Value) -> ErrorList {
+    let mut errs = ErrorList::new();
+    let null = Value::Null;
+    let spec = obj.get("spec").unwrap_or(&null);
+    if spec.get("manualSelector").and_then(Value::as_bool) == Some(true) {
+        return errs;
+    }
+    let Some(sel) = spec.get("selector").filter(|v| !v.is_null()) else {
+        return errs;
+    };
+    let uid = at(obj, &["metadata", "uid"])
+        .and_then(Value::as_str)
+        .unwrap_or("");
+    let name = at(obj, &["metadata", "name"])
+        .and_then(Value::as_str)
+        .unwrap_or("");
+    if uid.is_empty() {
+        errs.push(Error::required(&Path::new("metadata").child("uid"), ""));
+    }
+    let labels = at(spec, &["template", "metadata", "labels"]);
+    let label_path = Path::new("spec")
+        .child("template")
+        .child("metadata")
+        .child("labels");
+    let mut expected = serde_json::Map::new();
+    for (key, want) in [
+        ("batch.kubernetes.io/controller-uid", uid),
+        ("batch.kubernetes.io/job-name", name),
+    ] {
+        match labels.and_then(|l| l.get(key)).and_then(Value::as_str) {
+            None => errs.push(Error::required(
+                &label_path.key(key),
+                &format!("must be '{want}'"),
+            )),
+            Some(v) if v != want => errs.push(Error::invalid(
+                &label_path.key(key),
+                BadValue::Raw(render::go_string_map(labels)),
+                &format!("must be '{want}'"),
+            )),
+            Some(_) => {}
+        }
+        expected.insert(key.to_owned(), Value::String(want.to_owned()));
+    }
+    if let Some(selector) = selector_of(Some(sel))
+        && !selector.matches(&expected)
+    {
+        errs.push(Error::invalid(
+            &Path::new("spec").child("selector"),
+            BadValue::Raw(render::label_selector(Some(sel))),
+            "`selector` not auto-generated",
+        ));
+    }
+    errs
+}
+
 /// `ValidateJob` (without metadata).
 pub(super) fn validate_job(obj: &Value) -> ErrorList {
     let spec = obj.get("spec").cloned().unwrap_or(Value::Null);
     let path = Path::new("spec");
-    let mut errs = validate_job_spec(&spec, &path);
+    let mut errs = validate_generated_selector(obj);
+    errs.extend(validate_job_spec(&spec, &path));
     let sel = spec.get("selector").filter(|v| !v.is_null());
     match sel {
         None => errs.push(Error::required(&path.child("selector"), "")),

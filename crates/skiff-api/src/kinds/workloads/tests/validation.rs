@@ -337,6 +337,17 @@ fn job_rules() {
     );
     job["spec"]["template"]["spec"]["restartPolicy"] = json!("Never");
     assert!(errors("Job", job.clone()).is_empty());
+    let mut selected = job.clone();
+    selected["spec"]["selector"] = json!({"matchLabels": {"app": "pi"}});
+    selected["spec"]["template"]["metadata"] = json!({"labels": {"app": "pi"}});
+    assert_eq!(
+        errors("Job", selected.clone()),
+        [
+            "spec.selector: Invalid value: &LabelSelector{MatchLabels:map[string]string{app: pi,batch.kubernetes.io/controller-uid: u-1,},MatchExpressions:[]LabelSelectorRequirement{},}: `selector` not auto-generated"
+        ]
+    );
+    selected["spec"]["manualSelector"] = json!(true);
+    assert!(errors("Job", selected).is_empty());
     job["spec"]["backoffLimit"] = json!(-1);
     job["spec"]["completionMode"] = json!("Sometimes");
     assert_eq!(

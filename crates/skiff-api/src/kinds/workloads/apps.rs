@@ -9,6 +9,10 @@ use super::containers::nonnegative;
 use super::json::{at, has, int_of, list_of, semantic_eq, str_of, string_map};
 use super::podspec::validate_template;
 use super::render;
+use super::rolling::{
+    int_or_percent, not_more_than_100, positive_int_or_percent, validate_rolling_update_daemon_set,
+    validate_rolling_update_deployment,
+};
 use crate::field::{BadValue, Error, ErrorList, Path};
 use crate::selector::labels::{Selector, from_label_selector, from_map};
 use crate::validation::{
@@ -271,74 +275,6 @@ pub(super) fn validate_deployment(obj: &Value) -> ErrorList {
     errs
 }
 
-/// The value of an int-or-percent, and whether it was a percent.
-fn int_or_percent(v: Option<&Value>) -> (i64, bool) {
-    match v {
-        Some(Value::Number(n)) => (n.as_i64().unwrap_or(0), false),
-        Some(Value::String(s)) => (
-            s.strip_suffix('%')
-                .and_then(|n| n.parse().ok())
-                .unwrap_or(0),
-            true,
-        ),
-        _ => (0, false),
-    }
-}
-
-/// Upstream's `ValidatePositiveIntOrPercent`.
-fn positive_int_or_percent(v: Option<&Value>, path: &Path, errs: &mut ErrorList) {
-    match v {
-        Some(Value::String(s)) => {
-            let digits = s.strip_suffix('%').unwrap_or("");
-            if digits.is_empty() || !digits.bytes().all(|b| b.is_ascii_digit()) {
-                errs.push(Error::invalid(
-                    path,
-                    BadValue::Raw(render::int_or_string(v)),
-                    "a valid percent string must be a numeric string followed by an ending '%' (e.g. '1%',  or '93%', regex used for validation is '[0-9]+%')",
-                ));
-            }
-        }
-        Some(Value::Number(n)) => {
-            let n = n.as_i64().unwrap_or(-1);
-            if n < 0 {
-                errs.push(Error::invalid(
-                    path,
-                    n,
-                    "must be greater than or equal to 0",
-                ));
-            }
-        }
-        _ => {}
-    }
-}
-
-fn not_more_than_100(v: Option<&Value>, path: &Path, errs: &mut ErrorList) {
-    let (n, percent) = int_or_percent(v);
-    if percent && n > 100 {
-        errs.push(Error::invalid(
-            path,
-            BadValue::Raw(render::int_or_string(v)),
-            "must not be greater than 100%",
-        ));
-    }
-}
-
-fn validate_rolling_update_deployment(ru: &Value, path: &Path) -> ErrorList {
-    let mut errs = ErrorList::new();
-    let (mu, ms) = (ru.get("maxUnavailable"), ru.get("maxSurge"));
-    positive_int_or_percent(mu, &path.child("maxUnavailable"), &mut errs);
-    positive_int_or_percent(ms, &path.child("maxSurge"), &mut errs);
-    if int_or_percent(mu).0 == 0 && int_or_percent(ms).0 == 0 {
-        errs.push(Error::invalid(
-            &path.child("maxUnavailable"),
-            BadValue::Raw(render::int_or_string(mu)),
-            "may not be 0 when `maxSurge` is 0",
-        ));
-    }
-    not_more_than_100(mu, &path.child("maxUnavailable"), &mut errs);
-    errs
-}
-
 /// `ValidateDaemonSet` (spec part).
 pub(super) fn validate_daemon_set(obj: &Value) -> ErrorList {
     let spec = spec_of(obj);
@@ -398,30 +334,6 @@ pub(super) fn validate_daemon_set(obj: &Value) -> ErrorList {
         )),
     }
     nonnegative(&spec, "revisionHistoryLimit", &path, &mut errs);
-    errs
-}
-
-fn validate_rolling_update_daemon_set(ru: &Value, path: &Path) -> ErrorList {
-    let mut errs = ErrorList::new();
-    let (mu, ms) = (ru.get("maxUnavailable"), ru.get("maxSurge"));
-    positive_int_or_percent(mu, &path.child("maxUnavailable"), &mut errs);
-    positive_int_or_percent(ms, &path.child("maxSurge"), &mut errs);
-    not_more_than_100(mu, &path.child("maxUnavailable"), &mut errs);
-    not_more_than_100(ms, &path.child("maxSurge"), &mut errs);
-    let unavailable = int_or_percent(mu).0 != 0;
-    let surge = int_or_percent(ms).0 != 0;
-    if unavailable && surge {
-        errs.push(Error::invalid(
-            &path.child("maxSurge"),
-            BadValue::Raw(render::int_or_string(ms)),
-            "may not be set when maxUnavailable is non-zero",
-        ));
-    } else if !unavailable && !surge {
-        errs.push(Error::required(
-            &path.child("maxUnavailable"),
-            "cannot be 0 when maxSurge is 0",
-        ));
-    }
     errs
 }
 
@@ -570,122 +482,6 @@ pub(super) fn validate_stateful_set_update(new: &Value, old: &Value) -> ErrorLis
         errs.push(Error::forbidden(
             &Path::new("spec"),
             "updates to statefulset spec for fields other than 'replicas', 'ordinals', 'template', 'updateStrategy', 'persistentVolumeClaimRetentionPolicy' and 'minReadySeconds' are forbidden",
-        ));
-    }
-    errs
-}
-
-/// `ValidateControllerRevision` (without metadata).
-pub(super) fn validate_controller_revision(obj: &Value) -> ErrorList {
-    let mut errs = ErrorList::new();
-    if !has(obj, "data") {
-        errs.push(Error::required(&Path::new("data"), "data is mandatory"));
-    }
-    if let Some(n) = int_of(obj, "revision")
-        && n < 0
-    {
-        errs.push(Error::invalid(
-            &Path::new("revision"),
-            n,
-            "must be greater than or equal to 0",
-        ));
-    }
-    errs
-}
-
-/// A ControllerRevision's data never changes.
-pub(super) fn validate_controller_revision_update(new: &Value, old: &Value) -> ErrorList {
-    let mut errs = ErrorList::new();
-    if !semantic_eq(new.get("data"), old.get("data")) {
-        let shown = new.get("data").map_or_else(String::new, Value::to_string);
-        errs.push(Error::invalid(
-            &Path::new("data"),
-            BadValue::Raw(format!("runtime.RawExtension{{Raw:{shown}}}")),
-            "field is immutable",
-        ));
-    }
-    errs
-}
-
-/// Status updates of the apps kinds and replication controllers: counts
-/// are never negative nor above `status.replicas`.
-pub(super) fn validate_replicas_status(kind: &str, obj: &Value) -> ErrorList {
-    let mut errs = ErrorList::new();
-    let Some(status) = obj.get("status") else {
-        return errs;
-    };
-    let path = Path::new("status");
-    let counts: &[&str] = match kind {
-        "Deployment" => &[
-            "observedGeneration",
-            "replicas",
-            "updatedReplicas",
-            "readyReplicas",
-            "availableReplicas",
-            "unavailableReplicas",
-            "collisionCount",
-        ],
-        "StatefulSet" => &[
-            "replicas",
-            "readyReplicas",
-            "currentReplicas",
-            "updatedReplicas",
-            "availableReplicas",
-            "observedGeneration",
-            "collisionCount",
-        ],
-        "DaemonSet" => &[
-            "currentNumberScheduled",
-            "numberMisscheduled",
-            "desiredNumberScheduled",
-            "numberReady",
-            "observedGeneration",
-            "updatedNumberScheduled",
-            "numberAvailable",
-            "numberUnavailable",
-            "collisionCount",
-        ],
-        _ => &[
-            "replicas",
-            "fullyLabeledReplicas",
-            "readyReplicas",
-            "availableReplicas",
-            "observedGeneration",
-        ],
-    };
-    for key in counts {
-        nonnegative(status, key, &path, &mut errs);
-    }
-    if kind == "DaemonSet" {
-        return errs;
-    }
-    let replicas = int_of(status, "replicas").unwrap_or(0);
-    for key in [
-        "fullyLabeledReplicas",
-        "updatedReplicas",
-        "readyReplicas",
-        "currentReplicas",
-        "availableReplicas",
-    ] {
-        if let Some(n) = int_of(status, key).filter(|n| *n > replicas) {
-            errs.push(Error::invalid(
-                &path.child(key),
-                n,
-                "cannot be greater than status.replicas",
-            ));
-        }
-    }
-    let available = int_of(status, "availableReplicas").unwrap_or(0);
-    if available > int_of(status, "readyReplicas").unwrap_or(0) {
-        let detail = if kind == "StatefulSet" {
-            "cannot be greater than status.readyReplicas"
-        } else {
-            "cannot be greater than readyReplicas"
-        };
-        errs.push(Error::invalid(
-            &path.child("availableReplicas"),
-            available,
-            detail,
         ));
     }
     errs

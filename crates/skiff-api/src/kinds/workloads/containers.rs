@@ -6,10 +6,11 @@ use std::collections::BTreeSet;
 
 use serde_json::Value;
 
+use super::env::validate_env;
 use super::json::{has, int_of, list_of, semantic_eq, str_of};
+use super::resources::validate_resources;
 use crate::field::{Error, ErrorList, Path};
-use crate::quantity::{self, Quantity};
-use crate::validation::{is_dns1123_label, is_qualified_name, is_valid_label_value};
+use crate::validation::{is_dns1123_label, is_valid_label_value};
 
 /// Which list a container belongs to; the rules differ slightly.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -371,130 +372,6 @@ fn validate_ports(ports: &[Value], path: &Path) -> ErrorList {
     errs
 }
 
-/// Field paths a container's environment may read from the pod.
-const ENV_FIELD_PATHS: &[&str] = &[
-    "metadata.name",
-    "metadata.namespace",
-    "metadata.uid",
-    "spec.nodeName",
-    "spec.serviceAccountName",
-    "status.hostIP",
-    "status.hostIPs",
-    "status.podIP",
-    "status.podIPs",
-];
-
-fn validate_env(env: &[Value], path: &Path) -> ErrorList {
-    let mut errs = ErrorList::new();
-    for (i, ev) in env.iter().enumerate() {
-        let p = path.index(i);
-        let name = str_of(ev, "name");
-        if name.is_empty() {
-            errs.push(Error::required(&p.child("name"), ""));
-        } else if name.chars().any(|c| !(' '..='~').contains(&c) || c == '=') {
-            // RelaxedEnvironmentVariableValidation is on by default in v1.33.
-            errs.push(Error::invalid(
-                &p.child("name"),
-                name,
-                "a valid environment variable name must consist only of printable ASCII characters other than '='",
-            ));
-        }
-        if let Some(from) = ev.get("valueFrom").filter(|v| !v.is_null()) {
-            errs.extend(validate_value_from(ev, from, &p.child("valueFrom")));
-        }
-    }
-    errs
-}
-
-fn validate_value_from(ev: &Value, from: &Value, p: &Path) -> ErrorList {
-    let mut errs = ErrorList::new();
-    let mut sources = 0;
-    if let Some(f) = from.get("fieldRef").filter(|v| !v.is_null()) {
-        sources += 1;
-        errs.extend(validate_field_ref(f, &p.child("fieldRef")));
-    }
-    if has(from, "resourceFieldRef") {
-        sources += 1;
-    }
-    for key in ["configMapKeyRef", "secretKeyRef"] {
-        if let Some(sel) = from.get(key).filter(|v| !v.is_null()) {
-            sources += 1;
-            let kp = p.child(key);
-            if str_of(sel, "key").is_empty() {
-                errs.push(Error::required(&kp.child("key"), ""));
-            }
-        }
-    }
-    if sources == 0 {
-        errs.push(Error::invalid(
-            p,
-            "",
-            "must specify one of: `fieldRef`, `resourceFieldRef`, `configMapKeyRef` or `secretKeyRef`",
-        ));
-    } else if !str_of(ev, "value").is_empty() {
-        errs.push(Error::invalid(
-            p,
-            "",
-            "may not be specified when `value` is not empty",
-        ));
-    } else if sources > 1 {
-        errs.push(Error::invalid(
-            p,
-            "",
-            "may not have more than one field specified at a time",
-        ));
-    }
-    errs
-}
-
-fn validate_field_ref(f: &Value, p: &Path) -> ErrorList {
-    let mut errs = ErrorList::new();
-    let version = str_of(f, "apiVersion");
-    let field_path = str_of(f, "fieldPath");
-    if version.is_empty() {
-        errs.push(Error::required(&p.child("apiVersion"), ""));
-        return errs;
-    }
-    if field_path.is_empty() {
-        errs.push(Error::required(&p.child("fieldPath"), ""));
-        return errs;
-    }
-    if version != "v1" {
-        errs.push(Error::invalid(
-            &p.child("fieldPath"),
-            field_path,
-            &format!("error converting fieldPath: unsupported pod version: {version}"),
-        ));
-        return errs;
-    }
-    if let Some((base, rest)) = field_path.split_once('[') {
-        let subscript = rest
-            .strip_suffix(']')
-            .map(|s| s.trim_matches('\''))
-            .unwrap_or(rest);
-        match base {
-            "metadata.annotations" | "metadata.labels" => {
-                let key = if base == "metadata.annotations" {
-                    subscript.to_lowercase()
-                } else {
-                    subscript.to_owned()
-                };
-                for m in is_qualified_name(&key) {
-                    errs.push(Error::invalid(p, key.as_str(), &m));
-                }
-            }
-            _ => errs.push(Error::invalid(p, base, "does not support subscript")),
-        }
-    } else if !ENV_FIELD_PATHS.contains(&field_path) {
-        errs.push(Error::not_supported(
-            &p.child("fieldPath"),
-            field_path,
-            ENV_FIELD_PATHS,
-        ));
-    }
-    errs
-}
-
 fn validate_mounts(mounts: &[Value], volumes: &BTreeSet<String>, path: &Path) -> ErrorList {
     let mut errs = ErrorList::new();
     let mut points = BTreeSet::new();
@@ -535,110 +412,6 @@ fn validate_mounts(mounts: &[Value], volumes: &BTreeSet<String>, path: &Path) ->
                 ));
             }
         }
-    }
-    errs
-}
-
-fn is_native(name: &str) -> bool {
-    !name.contains('/') || name.contains("kubernetes.io/")
-}
-
-fn is_standard_container_resource(name: &str) -> bool {
-    matches!(name, "cpu" | "memory" | "ephemeral-storage") || name.starts_with("hugepages-")
-}
-
-/// Upstream's `ValidateResourceRequirements` for a container.
-pub(super) fn validate_resources(r: &Value, path: &Path) -> ErrorList {
-    let mut errs = ErrorList::new();
-    let limits = resource_list(r.get("limits"));
-    let requests = resource_list(r.get("requests"));
-    let lim_path = path.child("limits");
-    let req_path = path.child("requests");
-    for (name, q) in &limits {
-        let p = lim_path.key(name);
-        errs.extend(validate_resource_name(name, &p));
-        errs.extend(validate_quantity_value(name, q, &p));
-    }
-    for (name, q) in &requests {
-        let p = req_path.key(name);
-        errs.extend(validate_resource_name(name, &p));
-        errs.extend(validate_quantity_value(name, q, &p));
-        let overcommit = is_native(name) && !name.starts_with("hugepages-");
-        match limits.iter().find(|(n, _)| n == name) {
-            Some((_, limit)) if q != limit && !overcommit => errs.push(Error::invalid(
-                &req_path,
-                q.to_string(),
-                &format!("must be equal to {name} limit of {limit}"),
-            )),
-            Some((_, limit)) if q > limit => errs.push(Error::invalid(
-                &req_path,
-                q.to_string(),
-                &format!("must be less than or equal to {name} limit of {limit}"),
-            )),
-            Some(_) => {}
-            None if !overcommit => errs.push(Error::required(
-                &lim_path,
-                "Limit must be set for non overcommitable resources",
-            )),
-            None => {}
-        }
-    }
-    errs
-}
-
-/// The parsable entries of a `ResourceList` (normalisation rejected the
-/// others already).
-pub(super) fn resource_list(v: Option<&Value>) -> Vec<(String, Quantity)> {
-    v.and_then(Value::as_object)
-        .map(|m| {
-            m.iter()
-                .filter_map(|(k, v)| quantity::from_json(v).ok().map(|q| (k.clone(), q)))
-                .collect()
-        })
-        .unwrap_or_default()
-}
-
-fn validate_resource_name(name: &str, p: &Path) -> ErrorList {
-    let mut errs = ErrorList::new();
-    for m in is_qualified_name(name) {
-        errs.push(Error::invalid(p, name, &m));
-    }
-    if errs.is_empty() && !name.contains('/') && !is_standard_container_resource(name) {
-        errs.push(Error::invalid(
-            p,
-            name,
-            "must be a standard resource type or fully qualified",
-        ));
-    }
-    if !name.contains('/') {
-        if !is_standard_container_resource(name) {
-            errs.push(Error::invalid(
-                p,
-                name,
-                "must be a standard resource for containers",
-            ));
-        }
-    } else if !is_native(name) && (name.starts_with("requests.") || name.contains(' ')) {
-        errs.push(Error::invalid(
-            p,
-            name,
-            "doesn't follow extended resource name standard",
-        ));
-    }
-    errs
-}
-
-fn validate_quantity_value(name: &str, q: &Quantity, p: &Path) -> ErrorList {
-    let mut errs = ErrorList::new();
-    if q.is_negative() {
-        errs.push(Error::invalid(
-            p,
-            q.to_string(),
-            "must be greater than or equal to 0",
-        ));
-    }
-    if !is_native(name) && q.milli_value() % 1000 != 0 {
-        errs.push(Error::invalid(p, q.to_string(), "must be an integer"));
     }
     errs
 }

@@ -5,20 +5,26 @@
 //! - [`default`]: upstream's `SetObjectDefaults_*` (`defaults.rs` for pod
 //!   specs, `defaults_kinds.rs` for the owners of pod templates);
 //! - [`prepare_create`] / [`prepare_update`]: the strategies (`strategy.rs`);
-//! - validation: `containers.rs` and `podspec.rs` for pod specs, `pod.rs`
-//!   for pods and their updates, `apps.rs`, `batch.rs` (with `cron.rs`).
+//! - validation: `containers.rs` (with `env.rs` and `resources.rs`) and
+//!   `podspec.rs` for pod specs, `pod.rs` for pods and their updates,
+//!   `apps.rs` (with `rolling.rs` and `apps_status.rs`), `batch.rs` (with
+//!   `cron.rs`); `render.rs` prints values the way upstream's messages do.
 
 mod apps;
+mod apps_status;
 mod batch;
 mod containers;
 mod cron;
 mod defaults;
 mod defaults_kinds;
+mod env;
 mod json;
 mod normalize;
 mod pod;
 mod podspec;
 mod render;
+mod resources;
+mod rolling;
 mod strategy;
 #[cfg(test)]
 mod tests;
@@ -79,7 +85,7 @@ pub(super) fn validate(kind: &str, obj: &Value) -> ErrorList {
         "Deployment" => apps::validate_deployment(obj),
         "DaemonSet" => apps::validate_daemon_set(obj),
         "StatefulSet" => apps::validate_stateful_set(obj),
-        "ControllerRevision" => apps::validate_controller_revision(obj),
+        "ControllerRevision" => apps_status::validate_controller_revision(obj),
         "Job" => batch::validate_job(obj),
         "CronJob" => batch::validate_cron_job(obj, None),
         _ => ErrorList::new(),
@@ -101,7 +107,7 @@ pub(super) fn validate_update(kind: &str, new: &Value, old: &Value) -> ErrorList
         }
         "ControllerRevision" => {
             let mut errs = validate(kind, new);
-            errs.extend(apps::validate_controller_revision_update(new, old));
+            errs.extend(apps_status::validate_controller_revision_update(new, old));
             errs
         }
         "Job" => batch::validate_job_update(new, old),
@@ -114,7 +120,7 @@ pub(super) fn validate_status_update(kind: &str, new: &Value, old: &Value) -> Er
     match kind {
         "Pod" => pod::validate_status(new, old),
         "Deployment" | "ReplicaSet" | "StatefulSet" | "DaemonSet" | "ReplicationController" => {
-            apps::validate_replicas_status(kind, new)
+            apps_status::validate_replicas_status(kind, new)
         }
         _ => ErrorList::new(),
     }

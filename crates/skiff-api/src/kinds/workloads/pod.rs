@@ -5,9 +5,9 @@ use std::collections::BTreeMap;
 
 use serde_json::{Map, Value};
 
-use super::containers::resource_list;
 use super::json::{int_of, list_of, pruned, semantic_eq, str_of};
 use super::podspec::{validate_pod_spec, validate_tolerations};
+use super::resources::resource_list;
 use crate::field::{BadValue, Error, ErrorList, Path};
 use crate::quantity::Quantity;
 use crate::validation::{is_dns1123_subdomain, is_qualified_name};

@@ -5,11 +5,10 @@ use std::collections::BTreeSet;
 
 use serde_json::Value;
 
-use super::containers::{
-    ContainerKind, dns_label, label_value_errors, validate_containers, validate_resources,
-};
+use super::containers::{ContainerKind, dns_label, label_value_errors, validate_containers};
 use super::defaults::volume_sources;
 use super::json::{has, int_of, list_of, str_of, string_map};
+use super::resources::validate_resources;
 use crate::field::{Error, ErrorList, Path};
 use crate::quantity;
 use crate::validation::{

@@ -172,6 +172,23 @@ fn interpret(suffix: &str) -> Result<(u32, i32, Format), QuantityError> {
 
 /// Whether upstream's fast path would keep the input string as the
 /// serialised form.
+/// A decimal digit string multiplied by `k`.
+fn mul_decimal(digits: &str, k: u64) -> String {
+    let mut out = Vec::with_capacity(digits.len() + 20);
+    let mut carry: u128 = 0;
+    for d in digits.bytes().rev() {
+        let x = u128::from(d - b'0') * u128::from(k) + carry;
+        out.push(b'0' + (x % 10) as u8);
+        carry = x / 10;
+    }
+    while carry > 0 {
+        out.push(b'0' + (carry % 10) as u8);
+        carry /= 10;
+    }
+    out.reverse();
+    String::from_utf8(out).unwrap_or_default()
+}
+
 fn keeps_original(p: &Parts<'_>, base: u32, exp: i32, format: Format) -> bool {
     let digits = p.num.len() + p.denom.len();
     let shifted = format!("{}{}", p.num, p.denom);
@@ -205,14 +222,19 @@ impl Quantity {
         let parts = split(s)?;
         let (base, exp, format) = interpret(parts.suffix)?;
         let original = keeps_original(&parts, base, exp, format).then(|| s.to_owned());
-        // Significant digits; leading zeros of the fraction are dropped.
-        let digits = format!("{}{}", parts.num, parts.denom);
+        // The exact value is `digits * 10^scale` (times `2^exp` for binary
+        // suffixes, applied on the digits so rounding sees the exact value).
+        let mut digits = format!("{}{}", parts.num, parts.denom);
+        if base == 2 {
+            digits = mul_decimal(&digits, 1u64 << exp);
+        }
         let digits = digits.trim_start_matches('0');
         let mut scale = -(parts.denom.len() as i64);
         if base == 10 {
             scale += i64::from(exp);
         }
-        // Round up to nano-units before converting, so long fractions fit.
+        // Round up (away from zero) to nano-units: drop the finer digits and
+        // add one when any of them was not zero.
         let mut m_digits = digits.to_owned();
         let mut round_up = false;
         if scale < i64::from(NANO) {
@@ -228,26 +250,27 @@ impl Quantity {
             }
             scale = i64::from(NANO);
         }
-        let mut mantissa: i128 = if m_digits.is_empty() {
-            0
+        let parsed: Option<i128> = if m_digits.is_empty() {
+            Some(0)
         } else {
-            m_digits.parse().map_err(|_| QuantityError::Numeric)?
+            m_digits.parse().ok()
         };
-        if round_up {
-            mantissa += 1;
-        }
         let mut scale = i32::try_from(scale).map_err(|_| QuantityError::Numeric)?;
+        let mut mantissa = match parsed {
+            Some(m) => m + i128::from(round_up),
+            // Binary values are capped below; decimal ones this large are
+            // beyond what this representation holds.
+            None if base == 2 => MAX_BINARY + 1,
+            None => return Err(QuantityError::Numeric),
+        };
+        let mut format = format;
         if base == 2 {
-            let factor = 1i128 << exp;
-            // The cap applies to the value, not the mantissa; an overflow
-            // of the mantissa is far above it.
-            let product = mantissa.checked_mul(factor);
-            mantissa = product.unwrap_or(MAX_BINARY);
-            if product.is_none()
-                || Quantity::raw(mantissa, scale).cmp_abs_int(MAX_BINARY) == Ordering::Greater
-            {
+            if Quantity::raw(mantissa, scale).cmp_abs_int(MAX_BINARY) == Ordering::Greater {
                 mantissa = MAX_BINARY;
                 scale = 0;
+            }
+            if Quantity::raw(mantissa, scale).cmp_abs_int(1) == Ordering::Less {
+                format = Format::DecimalSi;
             }
         }
         let (mut m, e) = normalise(mantissa, scale);

@@ -664,6 +664,10 @@ fn walk(v: &mut Value, path: &[&str]) -> Result<(), QuantityError> {
         "{}" => {
             if let Value::Object(map) = v {
                 for item in map.values_mut() {
+                    // A null entry of a resource list decodes as zero.
+                    if item.is_null() && rest.is_empty() {
+                        *item = Value::String("0".to_owned());
+                    }
                     walk(item, rest)?;
                 }
             }

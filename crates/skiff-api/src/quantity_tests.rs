@@ -164,6 +164,9 @@ fn walker_canonicalises_nested_paths() {
     assert_eq!(obj["spec"]["limits"][0]["max"]["memory"], "1024");
     assert_eq!(obj["spec"]["limits"][1]["max"]["cpu"], "500m");
     assert_eq!(obj["status"]["capacity"]["storage"], "1Gi");
+    let mut nulls = serde_json::json!({"a": {"x": null}, "b": null});
+    canonicalize_at(&mut nulls, &[&["a", "{}"], &["b"]]).unwrap();
+    assert_eq!(nulls, serde_json::json!({"a": {"x": "0"}, "b": null}));
     let mut bad = serde_json::json!({"a": {"x": "1Gb"}});
     let err = canonicalize_at(&mut bad, &[&["a", "{}"]]).unwrap_err();
     assert!(err.starts_with("quantities must match"), "{err}");

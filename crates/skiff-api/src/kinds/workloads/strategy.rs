@@ -119,7 +119,9 @@ pub(super) fn prepare_update(kind: &str, new: &mut Value, old: &Value) {
                 at(new, &["spec", "template"]),
                 at(old, &["spec", "template"]),
             );
-            set_template_generation(new, old_generation + i64::from(changed));
+            if changed || old_generation > 0 {
+                set_template_generation(new, old_generation + i64::from(changed));
+            }
         }
         "Deployment" => {
             // Annotations are copied to replica sets, so changing them is a

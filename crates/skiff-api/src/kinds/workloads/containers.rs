@@ -9,6 +9,7 @@ use serde_json::Value;
 use super::env::validate_env;
 use super::json::{has, int_of, list_of, semantic_eq, str_of};
 use super::resources::validate_resources;
+use super::volumes::local_descending_path;
 use crate::field::{Error, ErrorList, Path};
 use crate::validation::{is_dns1123_label, is_valid_label_value};
 
@@ -309,11 +310,7 @@ fn validate_common(c: &Value, volumes: &BTreeSet<String>, p: &Path) -> ErrorList
     }
     errs.extend(validate_ports(list_of(c, "ports"), &p.child("ports")));
     errs.extend(validate_env(list_of(c, "env"), &p.child("env")));
-    errs.extend(validate_mounts(
-        list_of(c, "volumeMounts"),
-        volumes,
-        &p.child("volumeMounts"),
-    ));
+    errs.extend(validate_mounts(c, volumes, &p.child("volumeMounts")));
     match str_of(c, "imagePullPolicy") {
         "Always" | "IfNotPresent" | "Never" => {}
         "" => errs.push(Error::required(&p.child("imagePullPolicy"), "")),
@@ -372,8 +369,14 @@ fn validate_ports(ports: &[Value], path: &Path) -> ErrorList {
     errs
 }
 
-fn validate_mounts(mounts: &[Value], volumes: &BTreeSet<String>, path: &Path) -> ErrorList {
+fn validate_mounts(c: &Value, volumes: &BTreeSet<String>, path: &Path) -> ErrorList {
     let mut errs = ErrorList::new();
+    let mounts = list_of(c, "volumeMounts");
+    let privileged = c
+        .get("securityContext")
+        .and_then(|s| s.get("privileged"))
+        .and_then(Value::as_bool)
+        == Some(true);
     let mut points = BTreeSet::new();
     for (i, m) in mounts.iter().enumerate() {
         let p = path.index(i);
@@ -397,18 +400,29 @@ fn validate_mounts(mounts: &[Value], volumes: &BTreeSet<String>, path: &Path) ->
         }
         let sub = str_of(m, "subPath");
         if !sub.is_empty() {
-            if sub.starts_with('/') {
+            errs.extend(local_descending_path(sub, &path.child("subPath")));
+        }
+        let expr = str_of(m, "subPathExpr");
+        if !expr.is_empty() {
+            if !sub.is_empty() {
                 errs.push(Error::invalid(
-                    &path.child("subPath"),
-                    sub,
-                    "must be a relative path",
+                    &p.child("subPathExpr"),
+                    expr,
+                    "subPathExpr and subPath are mutually exclusive",
                 ));
             }
-            if sub.split(['/', '\\']).any(|part| part == "..") {
-                errs.push(Error::invalid(
-                    &path.child("subPath"),
-                    sub,
-                    "must not contain '..'",
+            errs.extend(local_descending_path(expr, &path.child("subPathExpr")));
+        }
+        if let Some(mode) = m.get("mountPropagation").and_then(Value::as_str) {
+            let mp = path.child("mountPropagation");
+            const MODES: &[&str] = &["Bidirectional", "HostToContainer", "None"];
+            if !MODES.contains(&mode) {
+                errs.push(Error::not_supported(&mp, mode, MODES));
+            }
+            if mode == "Bidirectional" && !privileged {
+                errs.push(Error::forbidden(
+                    &mp,
+                    "Bidirectional mount propagation is available only to privileged containers",
                 ));
             }
         }

@@ -47,7 +47,7 @@ fn validate_value_from(ev: &Value, from: &Value, p: &Path) -> ErrorList {
     let mut sources = 0;
     if let Some(f) = from.get("fieldRef").filter(|v| !v.is_null()) {
         sources += 1;
-        errs.extend(validate_field_ref(f, &p.child("fieldRef")));
+        errs.extend(validate_field_ref(f, ENV_FIELD_PATHS, &p.child("fieldRef")));
     }
     if has(from, "resourceFieldRef") {
         sources += 1;
@@ -83,7 +83,8 @@ fn validate_value_from(ev: &Value, from: &Value, p: &Path) -> ErrorList {
     errs
 }
 
-fn validate_field_ref(f: &Value, p: &Path) -> ErrorList {
+/// Upstream's `validateObjectFieldSelector` with the allowed `paths`.
+pub(super) fn validate_field_ref(f: &Value, paths: &[&str], p: &Path) -> ErrorList {
     let mut errs = ErrorList::new();
     let version = str_of(f, "apiVersion");
     let field_path = str_of(f, "fieldPath");
@@ -121,11 +122,11 @@ fn validate_field_ref(f: &Value, p: &Path) -> ErrorList {
             }
             _ => errs.push(Error::invalid(p, base, "does not support subscript")),
         }
-    } else if !ENV_FIELD_PATHS.contains(&field_path) {
+    } else if !paths.contains(&field_path) {
         errs.push(Error::not_supported(
             &p.child("fieldPath"),
             field_path,
-            ENV_FIELD_PATHS,
+            paths,
         ));
     }
     errs

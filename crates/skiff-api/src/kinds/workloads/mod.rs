@@ -28,6 +28,7 @@ mod rolling;
 mod strategy;
 #[cfg(test)]
 mod tests;
+mod volumes;
 
 use serde_json::Value;
 

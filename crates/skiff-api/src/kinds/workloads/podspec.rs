@@ -6,18 +6,13 @@ use std::collections::BTreeSet;
 use serde_json::Value;
 
 use super::containers::{ContainerKind, dns_label, label_value_errors, validate_containers};
-use super::defaults::volume_sources;
 use super::json::{has, int_of, list_of, str_of, string_map};
 use super::resources::validate_resources;
 use crate::field::{Error, ErrorList, Path};
-use crate::quantity;
 use crate::validation::{
     is_dns1123_subdomain, is_qualified_name, validate_annotations, validate_label_name,
     validate_labels,
 };
-
-/// Upstream's `fileModeErrorMsg`.
-const FILE_MODE_ERROR: &str = "must be a number between 0 and 0777 (octal), both inclusive";
 
 /// Upstream's `ValidatePodSpec`; `is_pod` for a pod's own spec (not a
 /// template's).
@@ -29,7 +24,8 @@ pub(super) fn validate_pod_spec(spec: &Value, path: &Path, is_pod: bool) -> Erro
             "",
         ));
     }
-    let (volumes, verrs) = validate_volumes(list_of(spec, "volumes"), &path.child("volumes"));
+    let (volumes, verrs) =
+        super::volumes::validate_volumes(list_of(spec, "volumes"), &path.child("volumes"));
     errs.extend(verrs);
     let mut names = BTreeSet::new();
     for (key, kind) in [
@@ -162,106 +158,6 @@ fn validate_scheduling_gates(gates: &[Value], path: &Path) -> ErrorList {
         if !seen.insert(name) {
             errs.push(Error::duplicate(&path.index(i), name));
         }
-    }
-    errs
-}
-
-/// Upstream's `ValidateVolumes`: the names of the volumes and the errors.
-fn validate_volumes(volumes: &[Value], path: &Path) -> (BTreeSet<String>, ErrorList) {
-    let mut errs = ErrorList::new();
-    let mut names = BTreeSet::new();
-    for (i, vol) in volumes.iter().enumerate() {
-        let p = path.index(i);
-        errs.extend(validate_volume_source(vol, &p));
-        let name = str_of(vol, "name");
-        if name.is_empty() {
-            errs.push(Error::required(&p.child("name"), ""));
-        } else {
-            errs.extend(dns_label(name, &p.child("name")));
-        }
-        if names.contains(name) {
-            errs.push(Error::duplicate(&p.child("name"), name));
-        } else {
-            names.insert(name.to_owned());
-        }
-    }
-    (names, errs)
-}
-
-fn validate_volume_source(vol: &Value, p: &Path) -> ErrorList {
-    let mut errs = ErrorList::new();
-    let Some(map) = vol.as_object() else {
-        errs.push(Error::required(p, "must specify a volume type"));
-        return errs;
-    };
-    let sources = volume_sources(map);
-    let Some(first) = sources.first() else {
-        errs.push(Error::required(p, "must specify a volume type"));
-        return errs;
-    };
-    for extra in &sources[1..] {
-        errs.push(Error::forbidden(
-            &p.child(extra),
-            "may not specify more than 1 volume type",
-        ));
-    }
-    let src = &map[*first];
-    let sp = p.child(first);
-    let required = |key: &str, errs: &mut ErrorList| {
-        if str_of(src, key).is_empty() {
-            errs.push(Error::required(&sp.child(key), ""));
-        }
-    };
-    match *first {
-        "hostPath" => {
-            required("path", &mut errs);
-            let t = str_of(src, "type");
-            const TYPES: &[&str] = &[
-                "",
-                "BlockDevice",
-                "CharDevice",
-                "Directory",
-                "DirectoryOrCreate",
-                "File",
-                "FileOrCreate",
-                "Socket",
-            ];
-            if !TYPES.contains(&t) {
-                errs.push(Error::not_supported(&sp.child("type"), t, TYPES));
-            }
-        }
-        "secret" => required("secretName", &mut errs),
-        "configMap" => required("name", &mut errs),
-        "persistentVolumeClaim" => required("claimName", &mut errs),
-        "nfs" => {
-            required("server", &mut errs);
-            required("path", &mut errs);
-        }
-        "csi" => required("driver", &mut errs),
-        "emptyDir" => {
-            if let Some(q) = src
-                .get("sizeLimit")
-                .and_then(|v| quantity::from_json(v).ok())
-                && q.is_negative()
-            {
-                errs.push(Error::invalid(
-                    &sp.child("sizeLimit"),
-                    q.to_string(),
-                    "must be greater than or equal to 0",
-                ));
-            }
-        }
-        _ => {}
-    }
-    if matches!(*first, "secret" | "configMap" | "downwardAPI" | "projected")
-        && let Some(mode) = int_of(src, "defaultMode")
-        && !(0..=0o777).contains(&mode)
-    {
-        errs.push(Error::invalid(
-            &sp.child("defaultMode"),
-            mode,
-            FILE_MODE_ERROR,
-        ));
     }
     errs
 }

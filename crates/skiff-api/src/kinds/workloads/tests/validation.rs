@@ -118,6 +118,30 @@ fn pod_spec_rules_give_upstreams_messages() {
         ),
         (
             Box::new(|p| {
+                p["spec"]["volumes"] = json!([
+                    {"name": "s", "secret": {}},
+                    {"name": "c", "configMap": {"name": "c", "items": [{"key": "k", "path": "/abs"}]}},
+                    {"name": "h", "hostPath": {"path": "/x/../y", "type": "Pipe"}},
+                    {"name": "t", "projected": {"sources": [
+                        {"serviceAccountToken": {"path": "token", "expirationSeconds": 60}}]}},
+                    {"name": "e", "emptyDir": {"sizeLimit": "-1Gi"}}
+                ]);
+                p["spec"]["containers"][0]["volumeMounts"] =
+                    json!([{"name": "s", "mountPath": "/s", "subPath": "../x"}]);
+            }),
+            vec![
+                "spec.volumes[0].secret.secretName: Required value",
+                "spec.volumes[1].configMap.items[0].path: Invalid value: \"/abs\": must be a relative path",
+                "spec.volumes[2].hostPath.path: Invalid value: \"/x/../y\": must not contain '..'",
+                "spec.volumes[2].hostPath.type: Unsupported value: \"Pipe\": supported values: \"\", \"BlockDevice\", \"CharDevice\", \"Directory\", \"DirectoryOrCreate\", \"File\", \"FileOrCreate\", \"Socket\"",
+                "spec.volumes[3].projected.sources[0].serviceAccountToken.expirationSeconds: Invalid value: 60: may not specify a duration less than 10 minutes",
+                "spec.volumes[4].emptyDir.sizeLimit: Forbidden: SizeLimit field must be a valid resource quantity",
+                "spec.containers[0].volumeMounts[0].name: Not found: \"s\"",
+                "spec.containers[0].volumeMounts.subPath: Invalid value: \"../x\": must not contain '..'",
+            ],
+        ),
+        (
+            Box::new(|p| {
                 p["spec"]["tolerations"] = json!([
                     {"key": "k", "operator": "Maybe"},
                     {"operator": "Equal", "value": "v"},

@@ -123,10 +123,8 @@ fn validate_volume_source(vol: &Value, p: &Path) -> ErrorList {
             errs.extend(projection_sources(src, &sp));
         }
         "csi" => required(src, "driver", &sp, &mut errs),
-        "ephemeral" => {
-            if !has(src, "volumeClaimTemplate") {
-                errs.push(Error::required(&sp.child("volumeClaimTemplate"), ""));
-            }
+        "ephemeral" if !has(src, "volumeClaimTemplate") => {
+            errs.push(Error::required(&sp.child("volumeClaimTemplate"), ""));
         }
         _ => {}
     }

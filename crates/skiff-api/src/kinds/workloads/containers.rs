@@ -6,7 +6,7 @@ use std::collections::BTreeSet;
 
 use serde_json::Value;
 
-use super::env::validate_env;
+use super::env::{validate_env, validate_env_from};
 use super::json::{has, int_of, list_of, semantic_eq, str_of};
 use super::resources::validate_resources;
 use super::volumes::local_descending_path;
@@ -310,6 +310,10 @@ fn validate_common(c: &Value, volumes: &BTreeSet<String>, p: &Path) -> ErrorList
     }
     errs.extend(validate_ports(list_of(c, "ports"), &p.child("ports")));
     errs.extend(validate_env(list_of(c, "env"), &p.child("env")));
+    errs.extend(validate_env_from(
+        list_of(c, "envFrom"),
+        &p.child("envFrom"),
+    ));
     errs.extend(validate_mounts(c, volumes, &p.child("volumeMounts")));
     match str_of(c, "imagePullPolicy") {
         "Always" | "IfNotPresent" | "Never" => {}

@@ -5,7 +5,10 @@ use serde_json::Value;
 
 use super::json::{has, str_of};
 use crate::field::{Error, ErrorList, Path};
-use crate::validation::is_qualified_name;
+use crate::validation::{
+    DNS1123_SUBDOMAIN_MAX_LENGTH, is_dns1123_subdomain, is_qualified_name, max_len_error,
+    name_is_dns_subdomain, regex_error,
+};
 
 /// Field paths a container's environment may read from the pod.
 const ENV_FIELD_PATHS: &[&str] = &[
@@ -20,6 +23,19 @@ const ENV_FIELD_PATHS: &[&str] = &[
     "status.podIPs",
 ];
 
+/// Upstream's `IsRelaxedEnvVarName` (RelaxedEnvironmentVariableValidation
+/// is on by default in v1.33) for a non-empty name.
+fn env_name_errors(name: &str, p: &Path, errs: &mut ErrorList) {
+    if name.chars().any(|c| !(' '..='~').contains(&c) || c == '=') {
+        errs.push(Error::invalid(
+            p,
+            name,
+            "a valid environment variable name must consist only of printable ASCII characters other than '='",
+        ));
+    }
+}
+
+/// Upstream's `ValidateEnv`.
 pub(super) fn validate_env(env: &[Value], path: &Path) -> ErrorList {
     let mut errs = ErrorList::new();
     for (i, ev) in env.iter().enumerate() {
@@ -27,13 +43,8 @@ pub(super) fn validate_env(env: &[Value], path: &Path) -> ErrorList {
         let name = str_of(ev, "name");
         if name.is_empty() {
             errs.push(Error::required(&p.child("name"), ""));
-        } else if name.chars().any(|c| !(' '..='~').contains(&c) || c == '=') {
-            // RelaxedEnvironmentVariableValidation is on by default in v1.33.
-            errs.push(Error::invalid(
-                &p.child("name"),
-                name,
-                "a valid environment variable name must consist only of printable ASCII characters other than '='",
-            ));
+        } else {
+            env_name_errors(name, &p.child("name"), &mut errs);
         }
         if let Some(from) = ev.get("valueFrom").filter(|v| !v.is_null()) {
             errs.extend(validate_value_from(ev, from, &p.child("valueFrom")));
@@ -55,10 +66,7 @@ fn validate_value_from(ev: &Value, from: &Value, p: &Path) -> ErrorList {
     for key in ["configMapKeyRef", "secretKeyRef"] {
         if let Some(sel) = from.get(key).filter(|v| !v.is_null()) {
             sources += 1;
-            let kp = p.child(key);
-            if str_of(sel, "key").is_empty() {
-                errs.push(Error::required(&kp.child("key"), ""));
-            }
+            errs.extend(key_selector(sel, &p.child(key)));
         }
     }
     if sources == 0 {
@@ -79,6 +87,92 @@ fn validate_value_from(ev: &Value, from: &Value, p: &Path) -> ErrorList {
             "",
             "may not have more than one field specified at a time",
         ));
+    }
+    errs
+}
+
+/// Upstream's `validateConfigMapKeySelector` / `validateSecretKeySelector`.
+fn key_selector(sel: &Value, p: &Path) -> ErrorList {
+    let mut errs = ErrorList::new();
+    let name = str_of(sel, "name");
+    for m in is_dns1123_subdomain(name) {
+        errs.push(Error::invalid(&p.child("name"), name, &m));
+    }
+    let key = str_of(sel, "key");
+    if key.is_empty() {
+        errs.push(Error::required(&p.child("key"), ""));
+    } else {
+        for m in config_map_key_errors(key) {
+            errs.push(Error::invalid(&p.child("key"), key, &m));
+        }
+    }
+    errs
+}
+
+/// Upstream's `IsConfigMapKey`.
+fn config_map_key_errors(key: &str) -> Vec<String> {
+    let mut errs = Vec::new();
+    if key.len() > DNS1123_SUBDOMAIN_MAX_LENGTH {
+        errs.push(max_len_error(DNS1123_SUBDOMAIN_MAX_LENGTH));
+    }
+    if !key
+        .bytes()
+        .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'-' | b'_' | b'.'))
+    {
+        errs.push(regex_error(
+            "a valid config key must consist of alphanumeric characters, '-', '_' or '.'",
+            "[-._a-zA-Z0-9]+",
+            &["key.name", "KEY_NAME", "key-name"],
+        ));
+    }
+    if key == "." {
+        errs.push("must not be '.'".into());
+    } else if key == ".." {
+        errs.push("must not be '..'".into());
+    } else if key.starts_with("..") {
+        errs.push("must not start with '..'".into());
+    }
+    errs
+}
+
+/// Upstream's `ValidateEnvFrom`.
+pub(super) fn validate_env_from(list: &[Value], path: &Path) -> ErrorList {
+    let mut errs = ErrorList::new();
+    for (i, ev) in list.iter().enumerate() {
+        let p = path.index(i);
+        let prefix = str_of(ev, "prefix");
+        if !prefix.is_empty() {
+            env_name_errors(prefix, &p.child("prefix"), &mut errs);
+        }
+        let mut sources = 0;
+        for key in ["configMapRef", "secretRef"] {
+            if let Some(r) = ev.get(key).filter(|v| !v.is_null()) {
+                sources += 1;
+                let name = str_of(r, "name");
+                let np = p.child(key).child("name");
+                if name.is_empty() {
+                    errs.push(Error::required(&np, ""));
+                } else {
+                    // Upstream checks these names as prefixes.
+                    for m in name_is_dns_subdomain(name, true) {
+                        errs.push(Error::invalid(&np, name, &m));
+                    }
+                }
+            }
+        }
+        if sources == 0 {
+            errs.push(Error::invalid(
+                path,
+                "",
+                "must specify one of: `configMapRef` or `secretRef`",
+            ));
+        } else if sources > 1 {
+            errs.push(Error::invalid(
+                path,
+                "",
+                "may not have more than one field specified at a time",
+            ));
+        }
     }
     errs
 }

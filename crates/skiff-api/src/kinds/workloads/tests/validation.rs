@@ -87,6 +87,17 @@ fn pod_spec_rules_give_upstreams_messages() {
             ],
         ),
         (
+            Box::new(|p| {
+                p["spec"]["containers"][0]["env"] = json!([{"name": "K",
+                    "valueFrom": {"configMapKeyRef": {"name": "cfg", "key": "a b"}}}]);
+                p["spec"]["containers"][0]["envFrom"] = json!([{"prefix": "P"}]);
+            }),
+            vec![
+                "spec.containers[0].env[0].valueFrom.configMapKeyRef.key: Invalid value: \"a b\": a valid config key must consist of alphanumeric characters, '-', '_' or '.' (e.g. 'key.name',  or 'KEY_NAME',  or 'key-name', regex used for validation is '[-._a-zA-Z0-9]+')",
+                "spec.containers[0].envFrom: Invalid value: \"\": must specify one of: `configMapRef` or `secretRef`",
+            ],
+        ),
+        (
             Box::new(|p| p["spec"]["restartPolicy"] = json!("Sometimes")),
             vec![
                 "spec.restartPolicy: Unsupported value: \"Sometimes\": supported values: \"Always\", \"OnFailure\", \"Never\"",

@@ -2,13 +2,32 @@
 
 use serde_json::{Value, json};
 
-use super::json::{at, list_of, object_entry, semantic_eq};
+use super::json::{at, at_mut, list_of, object_entry, semantic_eq};
 use super::pod::qos_class;
+use super::pod_spec_path;
 
 /// The annotation apps/v1 carries a DaemonSet's template generation in.
 const TEMPLATE_GENERATION: &str = "deprecated.daemonset.template.generation";
 
+/// Pod-level `spec.resources` is behind the PodLevelResources feature gate,
+/// alpha (off) in v1.33: upstream drops it unless the old object used it.
+fn drop_pod_level_resources(kind: &str, new: &mut Value, old: Option<&Value>) {
+    let Some(path) = pod_spec_path(kind) else {
+        return;
+    };
+    let in_use = old
+        .and_then(|o| at(o, &path))
+        .is_some_and(|spec| spec.get("resources").is_some_and(|r| !r.is_null()));
+    if in_use {
+        return;
+    }
+    if let Some(spec) = at_mut(new, &path).and_then(Value::as_object_mut) {
+        spec.remove("resources");
+    }
+}
+
 pub(super) fn prepare_create(kind: &str, obj: &mut Value) {
+    drop_pod_level_resources(kind, obj, None);
     let status = match kind {
         "Pod" => pod_status(obj),
         "ReplicationController" | "ReplicaSet" => json!({"replicas": 0}),
@@ -112,6 +131,7 @@ fn generate_job_selector(obj: &mut Value) {
 }
 
 pub(super) fn prepare_update(kind: &str, new: &mut Value, old: &Value) {
+    drop_pod_level_resources(kind, new, Some(old));
     match kind {
         "DaemonSet" => {
             let old_generation = template_generation(old);

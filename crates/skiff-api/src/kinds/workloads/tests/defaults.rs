@@ -324,3 +324,15 @@ fn scheduling_gates_add_the_gated_condition() {
     assert_eq!(pod["status"]["conditions"][0]["reason"], "SchedulingGated");
     assert_eq!(pod["status"]["conditions"][0]["status"], "False");
 }
+
+#[test]
+fn pod_level_resources_are_dropped_while_the_gate_is_off() {
+    let mut pod = nginx_pod();
+    pod["spec"]["resources"] = json!({"limits": {"cpu": "1"}});
+    let pod = defaulted("Pod", pod);
+    assert!(pod["spec"].get("resources").is_none());
+    let mut d = sample("Deployment");
+    d["spec"]["template"]["spec"]["resources"] = json!({"limits": {"cpu": "1"}});
+    let d = defaulted("Deployment", d);
+    assert!(d["spec"]["template"]["spec"].get("resources").is_none());
+}

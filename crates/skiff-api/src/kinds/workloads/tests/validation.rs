@@ -433,3 +433,49 @@ fn cron_job_rules() {
         ]
     );
 }
+
+#[test]
+fn malformed_shapes_never_panic() {
+    let shapes = [
+        json!(null),
+        json!("spec"),
+        json!({"spec": "x", "metadata": 5}),
+        json!({"spec": {"containers": {"a": 1}, "volumes": "v", "tolerations": [1, "x"]}}),
+        json!({"spec": {"containers": [1, null, {"name": 5, "ports": "p", "env": [null],
+            "resources": {"limits": [1], "requests": {"cpu": {}}}, "livenessProbe": 3,
+            "volumeMounts": [{"name": null}]}], "volumes": [{"name": "a", "projected": 1},
+            {"name": "b", "secret": {"items": "i"}}]}}),
+        json!({"spec": {"selector": [], "template": {"metadata": {"labels": 1}, "spec": []},
+            "strategy": "s", "updateStrategy": {"rollingUpdate": {"maxUnavailable": []}},
+            "jobTemplate": 1, "schedule": 7, "volumeClaimTemplates": [1]}}),
+        json!({"template": 1}),
+    ];
+    for kind in [
+        "Pod",
+        "PodTemplate",
+        "ReplicationController",
+        "ReplicaSet",
+        "Deployment",
+        "DaemonSet",
+        "StatefulSet",
+        "ControllerRevision",
+        "Job",
+        "CronJob",
+    ] {
+        for shape in &shapes {
+            let mut obj = shape.clone();
+            // Normalisation may reject the shape; the rest must cope anyway.
+            let _ = super::super::normalize(kind, &mut obj);
+            super::super::default(kind, &mut obj);
+            super::super::prepare_create(kind, &mut obj);
+            let _ = super::super::validate(kind, &obj);
+            let mut new = obj.clone();
+            super::super::prepare_update(kind, &mut new, shape);
+            let _ = super::super::validate_update(kind, &new, shape);
+            let _ = super::super::validate_status_update(kind, &new, shape);
+        }
+    }
+    // And a spec this broken is reported, not accepted.
+    let (_, errs) = create("Pod", json!({"spec": {"containers": {"a": 1}}}));
+    assert_eq!(messages(&errs), ["spec.containers: Required value"]);
+}

@@ -420,3 +420,15 @@ fn time_zone_error(tz: &str) -> Option<String> {
     }
     None
 }
+
+/// Status updates of Jobs: the pod counts are never negative.
+pub(super) fn validate_job_status(obj: &Value) -> ErrorList {
+    let mut errs = ErrorList::new();
+    if let Some(status) = obj.get("status") {
+        let path = Path::new("status");
+        for key in ["active", "succeeded", "failed", "ready", "terminating"] {
+            nonnegative(status, key, &path, &mut errs);
+        }
+    }
+    errs
+}

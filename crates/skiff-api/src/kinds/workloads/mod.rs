@@ -123,6 +123,7 @@ pub(super) fn validate_status_update(kind: &str, new: &Value, old: &Value) -> Er
         "Deployment" | "ReplicaSet" | "StatefulSet" | "DaemonSet" | "ReplicationController" => {
             apps_status::validate_replicas_status(kind, new)
         }
+        "Job" => batch::validate_job_status(new),
         _ => ErrorList::new(),
     }
 }

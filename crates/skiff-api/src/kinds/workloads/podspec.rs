@@ -64,6 +64,7 @@ pub(super) fn validate_pod_spec(spec: &Value, path: &Path, is_pod: bool) -> Erro
         &string_map(spec.get("nodeSelector")),
         &path.child("nodeSelector"),
     ));
+    errs.extend(validate_dns_config(spec, &path.child("dnsConfig")));
     errs.extend(validate_scheduling_gates(
         list_of(spec, "schedulingGates"),
         &path.child("schedulingGates"),
@@ -144,6 +145,120 @@ fn host_network_ports(spec: &Value, path: &Path, is_pod: bool) -> ErrorList {
         }
     }
     errs
+}
+
+/// Upstream's `validatePodDNSConfig`.
+fn validate_dns_config(spec: &Value, path: &Path) -> ErrorList {
+    let mut errs = ErrorList::new();
+    let config = spec.get("dnsConfig").filter(|v| !v.is_null());
+    let nameservers = config.map_or(&[][..], |c| list_of(c, "nameservers"));
+    if str_of(spec, "dnsPolicy") == "None" {
+        if config.is_none() {
+            errs.push(Error::required(
+                path,
+                "must provide `dnsConfig` when `dnsPolicy` is None",
+            ));
+            return errs;
+        }
+        if nameservers.is_empty() {
+            errs.push(Error::required(
+                &path.child("nameservers"),
+                "must provide at least one DNS nameserver when `dnsPolicy` is None",
+            ));
+            return errs;
+        }
+    }
+    let Some(config) = config else {
+        return errs;
+    };
+    let strings = |v: &[Value]| -> Vec<String> {
+        v.iter()
+            .map(|s| s.as_str().unwrap_or("").to_owned())
+            .collect()
+    };
+    if nameservers.len() > 3 {
+        errs.push(Error::invalid(
+            &path.child("nameservers"),
+            strings(nameservers),
+            "must not have more than 3 nameservers",
+        ));
+    }
+    for (i, ns) in nameservers.iter().enumerate() {
+        let ip = ns.as_str().unwrap_or("");
+        if ip.parse::<std::net::IpAddr>().is_err() {
+            errs.push(Error::invalid(
+                &path.child("nameservers").index(i),
+                ip,
+                "must be a valid IP address, (e.g. 10.9.8.7 or 2001:db8::ffff)",
+            ));
+        }
+    }
+    let searches = list_of(config, "searches");
+    if searches.len() > 32 {
+        errs.push(Error::invalid(
+            &path.child("searches"),
+            strings(searches),
+            "must not have more than 32 search paths",
+        ));
+    }
+    if strings(searches).join(" ").len() > 2048 {
+        errs.push(Error::invalid(
+            &path.child("searches"),
+            strings(searches),
+            "must not have more than 2048 characters (including spaces) in the search list",
+        ));
+    }
+    for (i, search) in searches.iter().enumerate() {
+        let search = search.as_str().unwrap_or("");
+        // RelaxedDNSSearchValidation (beta in v1.33): `.` and underscores
+        // are allowed.
+        if search == "." {
+            continue;
+        }
+        let trimmed = search.strip_suffix('.').unwrap_or(search);
+        let p = path.child("searches").index(i);
+        if trimmed.len() > 253 {
+            errs.push(Error::invalid(
+                &p,
+                trimmed,
+                "must be no more than 253 characters",
+            ));
+        }
+        if !subdomain_with_underscore(trimmed) {
+            errs.push(Error::invalid(
+                &p,
+                trimmed,
+                &crate::validation::regex_error(
+                    "a lowercase RFC 1123 subdomain must consist of lower case alphanumeric characters, '_', '-' or '.', and must start and end with an alphanumeric character",
+                    "_?[a-z0-9]([-_a-z0-9]*[a-z0-9])?(\\._?[a-z0-9]([-_a-z0-9]*[a-z0-9])?)*",
+                    &["example.com"],
+                ),
+            ));
+        }
+    }
+    for (i, option) in list_of(config, "options").iter().enumerate() {
+        if str_of(option, "name").is_empty() {
+            errs.push(Error::required(
+                &path.child("options").index(i),
+                "must not be empty",
+            ));
+        }
+    }
+    errs
+}
+
+/// `_?[a-z0-9]([-_a-z0-9]*[a-z0-9])?` joined by dots.
+fn subdomain_with_underscore(s: &str) -> bool {
+    let alnum = |b: u8| b.is_ascii_lowercase() || b.is_ascii_digit();
+    s.split('.').all(|label| {
+        let l = label.strip_prefix('_').unwrap_or(label).as_bytes();
+        match (l.first(), l.last()) {
+            (Some(&f), Some(&e)) => {
+                alnum(f) && alnum(e) && l.iter().all(|&b| alnum(b) || b == b'-' || b == b'_')
+            }
+            _ => false,
+        }
+    })
 }
 
 /// Upstream's `validateSchedulingGates`: qualified names, no duplicates.

@@ -98,6 +98,21 @@ fn pod_spec_rules_give_upstreams_messages() {
             ],
         ),
         (
+            Box::new(|p| p["spec"]["dnsPolicy"] = json!("None")),
+            vec![
+                "spec.dnsConfig: Required value: must provide `dnsConfig` when `dnsPolicy` is None",
+            ],
+        ),
+        (
+            Box::new(|p| {
+                p["spec"]["dnsConfig"] = json!({"nameservers": ["1.1.1.1", "dns"], "searches": ["_svc.example.com.", "a_"]});
+            }),
+            vec![
+                "spec.dnsConfig.nameservers[1]: Invalid value: \"dns\": must be a valid IP address, (e.g. 10.9.8.7 or 2001:db8::ffff)",
+                "spec.dnsConfig.searches[1]: Invalid value: \"a_\": a lowercase RFC 1123 subdomain must consist of lower case alphanumeric characters, '_', '-' or '.', and must start and end with an alphanumeric character (e.g. 'example.com', regex used for validation is '_?[a-z0-9]([-_a-z0-9]*[a-z0-9])?(\\._?[a-z0-9]([-_a-z0-9]*[a-z0-9])?)*')",
+            ],
+        ),
+        (
             Box::new(|p| p["spec"]["restartPolicy"] = json!("Sometimes")),
             vec![
                 "spec.restartPolicy: Unsupported value: \"Sometimes\": supported values: \"Always\", \"OnFailure\", \"Never\"",

@@ -21,6 +21,7 @@ pub mod kinds;
 pub mod openapi;
 pub mod patch;
 pub mod printers;
+pub mod quantity;
 mod quote;
 pub mod resources;
 pub mod selector;

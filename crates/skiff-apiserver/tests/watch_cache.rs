@@ -93,6 +93,8 @@ async fn a_thousand_watchers_each_receive_one_update() {
     let dir = tempfile::tempdir().unwrap();
     let (server, client) = support::start(dir.path(), 0).await;
     let cms: Api<ConfigMap> = Api::namespaced(client, "default");
+    // Start the cache first: the watchers below resume inside its window.
+    cms.list(&ListParams::default()).await.unwrap();
     let target = cms
         .create(&PostParams::default(), &cm("target", &[]))
         .await
@@ -359,5 +361,46 @@ async fn a_watcher_that_does_not_read_does_not_hold_back_others() {
         assert_eq!(next_event(&mut live).await, ("ADDED", format!("s-{i}")));
     }
     drop((live, _stalled));
+    server.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn streaming_list_ends_its_initial_events_with_a_bookmark() {
+    let dir = tempfile::tempdir().unwrap();
+    let (server, client) = support::start(dir.path(), 0).await;
+    let cms: Api<ConfigMap> = Api::namespaced(client, "default");
+    for name in ["c", "a", "b"] {
+        cms.create(&PostParams::default(), &cm(name, &[]))
+            .await
+            .unwrap();
+    }
+    let mut w = watch(&cms, &WatchParams::streaming_lists(), "").await;
+    let mut initial = Vec::new();
+    let end_rv = loop {
+        let ev = tokio::time::timeout(Duration::from_secs(10), w.try_next())
+            .await
+            .unwrap()
+            .unwrap()
+            .unwrap();
+        match ev {
+            WatchEvent::Added(c) => initial.push(c.metadata.name.unwrap()),
+            WatchEvent::Bookmark(b) => {
+                assert_eq!(
+                    b.metadata.annotations.get("k8s.io/initial-events-end"),
+                    Some(&"true".to_owned())
+                );
+                break b.metadata.resource_version;
+            }
+            other => panic!("unexpected {other:?}"),
+        }
+    };
+    assert_eq!(initial, ["a", "b", "c"], "the current objects in key order");
+    let d = cms
+        .create(&PostParams::default(), &cm("d", &[]))
+        .await
+        .unwrap();
+    assert!(rv(&d).parse::<i64>().unwrap() > end_rv.parse::<i64>().unwrap());
+    assert_eq!(next_event(&mut w).await, ("ADDED", "d".to_owned()));
+    drop(w);
     server.shutdown().await;
 }

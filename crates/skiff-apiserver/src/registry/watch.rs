@@ -76,6 +76,8 @@ pub(crate) async fn serve(
             fields,
         },
         source: Source::Done,
+        initial: Vec::new().into_iter(),
+        initial_end: None,
         pending: VecDeque::new(),
         last_rev: 0,
         bookmarks,
@@ -104,15 +106,9 @@ pub(crate) async fn serve(
             st.last_rev = reg.revision;
             match reg.initial {
                 Initial::Objects(objects) => {
-                    for obj in objects {
-                        if matches(info, &st.view.labels, &st.view.fields, &obj) {
-                            let obj = negotiate::object(info, call.output, Value::clone(&obj));
-                            st.pending.push_back(line("ADDED", &obj));
-                        }
-                    }
-                    if send_initial == Some(true) {
-                        st.pending.push_back(bookmark(info, reg.revision, true));
-                    }
+                    // Rendered as the client reads them, not all up front.
+                    st.initial = objects.into_iter();
+                    st.initial_end = (send_initial == Some(true)).then_some(reg.revision);
                 }
                 Initial::Events(events) => {
                     for ev in events {
@@ -221,6 +217,10 @@ struct View {
 struct State {
     view: View,
     source: Source,
+    /// Initial objects from the cache not yet sent as ADDED.
+    initial: std::vec::IntoIter<Arc<Value>>,
+    /// The revision of the initial-events-end bookmark still to send.
+    initial_end: Option<i64>,
     pending: VecDeque<Bytes>,
     last_rev: i64,
     bookmarks: bool,
@@ -232,6 +232,18 @@ async fn next(mut st: State) -> Option<(Bytes, State)> {
     loop {
         if let Some(line) = st.pending.pop_front() {
             return Some((line, st));
+        }
+        let view = &st.view;
+        let added = st
+            .initial
+            .by_ref()
+            .find(|obj| matches(view.info, &view.labels, &view.fields, obj));
+        if let Some(obj) = added {
+            let obj = negotiate::object(view.info, view.output, Value::clone(&obj));
+            return Some((line("ADDED", &obj), st));
+        }
+        if let Some(rev) = st.initial_end.take() {
+            return Some((bookmark(view.info, rev, true), st));
         }
         let bookmark_at = if st.bookmarks {
             st.next_bookmark

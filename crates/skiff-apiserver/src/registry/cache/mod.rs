@@ -20,11 +20,14 @@ pub(crate) mod state;
 use std::fmt;
 use std::ops::Deref;
 use std::sync::{Arc, Mutex, MutexGuard, OnceLock, PoisonError};
+use std::task::{Context, Poll};
 use std::time::Duration;
 
 use futures::StreamExt;
 use serde_json::Value;
-use skiff_store::{AnyStore, EventKind, ListOptions, Revision, Store, StoreError};
+use skiff_store::{
+    AnyStore, EventKind, ListOptions, Revision, Store, StoreError, WatchEvent, WatchStream,
+};
 use tokio::sync::watch;
 
 use crate::registry::set_rv;
@@ -86,8 +89,15 @@ impl CachedStore {
     /// The cache, its reflector started if it was not yet. Call from
     /// within the tokio runtime.
     pub fn cache(&self) -> &Arc<Cache> {
-        self.reflector.get_or_init(|| Reflector {
-            task: tokio::spawn(reflect(self.store.clone(), self.cache.clone())),
+        self.reflector.get_or_init(|| {
+            let handles = Arc::new(Handles {
+                store: Mutex::new(Some(self.store.clone())),
+                watch: Mutex::new(None),
+            });
+            Reflector {
+                task: tokio::spawn(reflect(handles.clone(), self.cache.clone())),
+                handles,
+            }
         });
         &self.cache
     }
@@ -108,14 +118,61 @@ impl CachedStore {
     }
 }
 
-/// Aborts the reflector when the last [`CachedStore`] clone goes.
+/// Stops the reflector when the last [`CachedStore`] clone goes.
 struct Reflector {
     task: tokio::task::JoinHandle<()>,
+    handles: Arc<Handles>,
 }
 
 impl Drop for Reflector {
     fn drop(&mut self) {
         self.task.abort();
+        // Release the store right now, not whenever the aborted task is
+        // next polled: the embedded store frees its data directory once
+        // its last handle and watch are gone, and a restart reopens it.
+        self.handles.release();
+    }
+}
+
+/// The reflector's hold on the store, released synchronously on drop.
+struct Handles {
+    store: Mutex<Option<AnyStore>>,
+    watch: Mutex<Option<WatchStream>>,
+}
+
+impl Handles {
+    fn store(&self) -> Option<AnyStore> {
+        self.store
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .clone()
+    }
+
+    fn set_watch(&self, events: WatchStream) {
+        *self.watch.lock().unwrap_or_else(PoisonError::into_inner) = Some(events);
+    }
+
+    /// The next store event; `None` once released.
+    fn poll_event(&self, cx: &mut Context<'_>) -> Poll<Option<Result<WatchEvent, StoreError>>> {
+        let mut watch = self.watch.lock().unwrap_or_else(PoisonError::into_inner);
+        match watch.as_mut() {
+            Some(events) => events.poll_next_unpin(cx),
+            None => Poll::Ready(None),
+        }
+    }
+
+    fn release(&self) {
+        let store = self
+            .store
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .take();
+        let watch = self
+            .watch
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .take();
+        drop((store, watch));
     }
 }
 
@@ -161,15 +218,25 @@ impl Cache {
 /// Lists and watches the store forever (until the store closes), keeping
 /// `cache` current.
 #[tracing::instrument(skip_all)]
-async fn reflect(store: AnyStore, cache: Arc<Cache>) {
+async fn reflect(handles: Arc<Handles>, cache: Arc<Cache>) {
     let mut backoff = Duration::from_millis(100);
     loop {
-        let err = match relist(&store, &cache).await {
-            Ok(rev) => {
-                backoff = Duration::from_millis(100);
-                follow(&store, &cache, rev).await
-            }
-            Err(e) => e,
+        let err = match handles.store() {
+            None => StoreError::Closed,
+            Some(store) => match relist(&store, &cache).await {
+                Ok(rev) => {
+                    backoff = Duration::from_millis(100);
+                    match store.watch(ROOT, rev).await {
+                        Ok(events) => {
+                            drop(store);
+                            handles.set_watch(events);
+                            follow(&handles, &cache).await
+                        }
+                        Err(e) => e,
+                    }
+                }
+                Err(e) => e,
+            },
         };
         if matches!(err, StoreError::Closed) {
             tracing::debug!("store closed; the watch cache stops");
@@ -223,13 +290,9 @@ async fn relist(store: &AnyStore, cache: &Cache) -> Result<Revision, StoreError>
     Ok(rev)
 }
 
-/// Applies the store's changes after `rev` until its watch fails.
-async fn follow(store: &AnyStore, cache: &Cache, rev: Revision) -> StoreError {
-    let mut events = match store.watch(ROOT, rev).await {
-        Ok(events) => events,
-        Err(e) => return e,
-    };
-    while let Some(item) = events.next().await {
+/// Applies the store's changes until its watch fails or is released.
+async fn follow(handles: &Handles, cache: &Cache) -> StoreError {
+    while let Some(item) = std::future::poll_fn(|cx| handles.poll_event(cx)).await {
         let ev = match item {
             Ok(ev) => ev,
             Err(e) => return e,

@@ -4,6 +4,7 @@
 //! without `resourceVersion`, which is the key's mod revision on the way out.
 
 pub mod body;
+mod cache;
 mod delete;
 pub mod field_validation;
 pub mod meta;
@@ -31,10 +32,12 @@ pub const SYSTEM_NAMESPACES: &[&str] =
 /// Attempts of an update that races other writers before giving up.
 const MAX_RETRIES: usize = 16;
 
-/// The REST store over one [`AnyStore`].
+/// The REST store over one [`AnyStore`], lists and watches served by its
+/// watch cache.
 #[derive(Clone, Debug)]
 pub struct Registry {
-    store: AnyStore,
+    /// Dereferences to the [`AnyStore`] for reads and writes.
+    store: cache::CachedStore,
     service_cidr: services::ServiceCidr,
 }
 
@@ -62,7 +65,7 @@ impl Registry {
     /// `service_cidr`.
     pub fn new(store: AnyStore, service_cidr: services::ServiceCidr) -> Registry {
         Registry {
-            store,
+            store: cache::CachedStore::new(store),
             service_cidr,
         }
     }
@@ -226,8 +229,79 @@ impl Registry {
             _ => 0,
         };
         let prefix = info.prefix(call.req.namespace.as_deref());
+        let token = query_value(call.query, "continue").filter(|t| !t.is_empty());
+        let rv = query_value(call.query, "resourceVersion").unwrap_or_default();
+        let rv_match = query_value(call.query, "resourceVersionMatch").unwrap_or_default();
+        let exact = rv_match == "Exact";
+        // As upstream's cacher: continuations, exact revisions and the legacy
+        // "limit with a resourceVersion" go to the store; "0" takes the
+        // cache as it is; unset waits for the cache to reach the store's
+        // current revision (a consistent read); a revision waits for the
+        // cache to reach it. A cache that does not get there in time leaves
+        // the list to the store.
+        let from_cache = if token.is_some() || exact {
+            None
+        } else {
+            match rv.as_str() {
+                "" => Some(None),
+                "0" => Some(Some(0)),
+                _ if limit > 0 && rv_match.is_empty() => None,
+                rv => Some(Some(parse_rv(rv)?)),
+            }
+        };
+        let mut cached = None;
+        if let Some(min_rev) = from_cache
+            && self.store.wait_fresh(min_rev).await
+        {
+            cached = self
+                .store
+                .cache()
+                .lock()
+                .list(info, &prefix, &labels, &fields, limit);
+        }
+        let (items, revision, continue_after, remaining) = match cached {
+            Some(page) => {
+                let items: Vec<Value> = page.items.iter().map(|o| Value::clone(o)).collect();
+                (items, page.revision, page.continue_after, page.remaining)
+            }
+            None => {
+                self.list_from_store(call, &prefix, limit, (&labels, &fields), token)
+                    .await?
+            }
+        };
+        let mut metadata = json!({"resourceVersion": revision.to_string()});
+        if let Some(after) = continue_after {
+            let start = after.strip_prefix(&prefix).unwrap_or(&after);
+            metadata["continue"] = Value::String(encode_continue(revision, start));
+            if let Some(remaining) = remaining {
+                metadata["remainingItemCount"] = json!(remaining);
+            }
+        }
+        let list = json!({
+            "kind": info.list_kind,
+            "apiVersion": info.api_version(),
+            "metadata": metadata,
+            "items": items,
+        });
+        Ok(response::json(
+            StatusCode::OK,
+            &negotiate::list(info, call.output, list),
+        ))
+    }
+
+    /// A list page read from the store: items, revision, the last key
+    /// examined when more follow, and how many follow when known.
+    async fn list_from_store(
+        &self,
+        call: &Call<'_>,
+        prefix: &str,
+        limit: u64,
+        (labels, fields): (&Selector, &FieldSelector),
+        token: Option<String>,
+    ) -> Result<(Vec<Value>, i64, Option<String>, Option<u64>), ApiError> {
+        let info = call.info;
         let mut opts = ListOptions::default();
-        if let Some(token) = query_value(call.query, "continue").filter(|t| !t.is_empty()) {
+        if let Some(token) = token {
             let (rev, start) = decode_continue(&token)?;
             opts.revision = rev;
             opts.continue_after = Some(format!("{prefix}{start}"));
@@ -240,9 +314,11 @@ impl Registry {
                 opts.revision = rv;
             }
         }
+        let everything = labels.is_empty() && fields.is_empty();
         let mut items = Vec::new();
         let mut revision;
         let mut continue_after;
+        let mut remaining;
         // Read pages until `limit` matching items are found (selectors may
         // filter many out), as upstream does.
         loop {
@@ -254,16 +330,17 @@ impl Registry {
             opts.limit = page_limit;
             let page = self
                 .store
-                .list(&prefix, opts.clone())
+                .list(prefix, opts.clone())
                 .await
                 .map_err(|e| list_error(e, call.query))?;
             revision = page.revision;
             continue_after = page.continue_after().map(str::to_owned);
+            remaining = everything.then_some(page.remaining);
             let mut last_key = None;
             for kv in &page.kvs {
                 last_key = Some(kv.key.clone());
                 let obj = decode(kv)?;
-                if matches(info, &labels, &fields, &obj) {
+                if matches(info, labels, fields, &obj) {
                     items.push(obj);
                     if limit > 0 && items.len() as u64 >= limit {
                         break;
@@ -286,21 +363,7 @@ impl Registry {
                 _ => break,
             }
         }
-        let mut metadata = json!({"resourceVersion": revision.to_string()});
-        if let Some(after) = continue_after {
-            let start = after.strip_prefix(&prefix).unwrap_or(&after);
-            metadata["continue"] = Value::String(encode_continue(revision, start));
-        }
-        let list = json!({
-            "kind": info.list_kind,
-            "apiVersion": info.api_version(),
-            "metadata": metadata,
-            "items": items,
-        });
-        Ok(response::json(
-            StatusCode::OK,
-            &negotiate::list(info, call.output, list),
-        ))
+        Ok((items, revision, continue_after, remaining))
     }
 
     async fn create(&self, call: &Call<'_>) -> Result<Response<Body>, ApiError> {
@@ -554,7 +617,13 @@ fn decode_body(call: &Call<'_>) -> Result<(Value, Vec<String>), ApiError> {
 /// Decode-time normalisation and defaulting of the kind (400 for values
 /// that cannot be decoded, such as malformed quantities).
 fn normalize_and_default(info: &ResourceInfo, obj: &mut Value) -> Result<(), ApiError> {
-    kinds::normalize(info.group, info.kind, obj).map_err(ApiError::BadRequest)?;
+    kinds::normalize(info.group, info.kind, obj).map_err(|e| {
+        ApiError::BadRequest(format!(
+            "{kind} in version {version:?} cannot be handled as a {kind}: {e}",
+            kind = info.kind,
+            version = info.version,
+        ))
+    })?;
     kinds::default(info.group, info.kind, obj);
     Ok(())
 }

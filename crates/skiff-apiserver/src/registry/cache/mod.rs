@@ -1,0 +1,345 @@
+//! The watch cache, as upstream's cacher: lists and watches served from
+//! memory.
+//!
+//! A reflector lists everything under [`ROOT`] once, then follows ONE store
+//! watch of it, applying each change to [`state::CacheState`]: the current
+//! objects of every resource (decoded once, shared by `Arc`), a window of
+//! recent events per resource, and the watchers to fan events out to.
+//!
+//! One watch of the root rather than one per resource: the `Store` trait has
+//! no progress notifications, so only a watch that sees every write can tell
+//! when the cache has reached the store's current revision, which consistent
+//! lists (resourceVersion unset) wait for.
+//!
+//! When the store watch fails (compaction, store restart) the reflector
+//! relists; watchers are closed then (clients re-watch), as upstream's
+//! cacher terminates its watchers when it relists.
+
+pub(crate) mod state;
+
+use std::fmt;
+use std::ops::Deref;
+use std::sync::{Arc, Mutex, MutexGuard, OnceLock, PoisonError};
+use std::task::{Context, Poll};
+use std::time::Duration;
+
+use futures::StreamExt;
+use serde_json::Value;
+use skiff_store::{
+    AnyStore, EventKind, ListOptions, Revision, Store, StoreError, WatchEvent, WatchStream,
+};
+use tokio::sync::watch;
+
+use crate::registry::set_rv;
+pub(crate) use state::{CacheConfig, CachedEvent, Initial, Start};
+use state::{CacheState, Change};
+
+/// The prefix every API object is stored under.
+pub(crate) const ROOT: &str = "/registry/";
+/// How long a request waits for the cache to reach a revision before it
+/// falls back to the store (upstream waits up to 3 s as well).
+pub(crate) const FRESHNESS_WAIT: Duration = Duration::from_secs(3);
+/// Keys read per page while relisting.
+const RELIST_PAGE: u64 = 10_000;
+/// Longest pause between relist attempts.
+const MAX_BACKOFF: Duration = Duration::from_secs(5);
+
+/// The store plus the watch cache over it. Writes go to the store (it
+/// dereferences to [`AnyStore`]); lists and watches may be served by
+/// [`CachedStore::cache`].
+#[derive(Clone)]
+pub(crate) struct CachedStore {
+    store: AnyStore,
+    cache: Arc<Cache>,
+    reflector: Arc<OnceLock<Reflector>>,
+}
+
+impl fmt::Debug for CachedStore {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("CachedStore")
+            .field("store", &self.store)
+            .field("revision", &self.cache.revision())
+            .finish()
+    }
+}
+
+impl Deref for CachedStore {
+    type Target = AnyStore;
+
+    fn deref(&self) -> &AnyStore {
+        &self.store
+    }
+}
+
+impl CachedStore {
+    /// `store` with a cache that starts on first use.
+    pub fn new(store: AnyStore) -> CachedStore {
+        CachedStore::with_config(store, CacheConfig::default())
+    }
+
+    /// `store` with a cache of the given sizes.
+    pub fn with_config(store: AnyStore, config: CacheConfig) -> CachedStore {
+        CachedStore {
+            store,
+            cache: Arc::new(Cache::new(config)),
+            reflector: Arc::new(OnceLock::new()),
+        }
+    }
+
+    /// The cache, its reflector started if it was not yet. Call from
+    /// within the tokio runtime.
+    pub fn cache(&self) -> &Arc<Cache> {
+        self.reflector.get_or_init(|| {
+            let handles = Arc::new(Handles {
+                store: Mutex::new(Some(self.store.clone())),
+                watch: Mutex::new(None),
+            });
+            Reflector {
+                task: tokio::spawn(reflect(handles.clone(), self.cache.clone())),
+                handles,
+            }
+        });
+        &self.cache
+    }
+
+    /// Waits (at most [`FRESHNESS_WAIT`]) until the cache has applied every
+    /// change up to `rev`, or (`None`) up to the store's current revision.
+    /// False when it did not get there in time.
+    pub async fn wait_fresh(&self, rev: Option<Revision>) -> bool {
+        let cache = self.cache().clone();
+        let rev = match rev {
+            Some(rev) => rev,
+            None => match self.store.current_revision().await {
+                Ok(rev) => rev,
+                Err(_) => return false,
+            },
+        };
+        cache.wait_for(rev, FRESHNESS_WAIT).await
+    }
+}
+
+/// Stops the reflector when the last [`CachedStore`] clone goes.
+struct Reflector {
+    task: tokio::task::JoinHandle<()>,
+    handles: Arc<Handles>,
+}
+
+impl Drop for Reflector {
+    fn drop(&mut self) {
+        self.task.abort();
+        // Release the store right now, not whenever the aborted task is
+        // next polled: the embedded store frees its data directory once
+        // its last handle and watch are gone, and a restart reopens it.
+        self.handles.release();
+    }
+}
+
+/// The reflector's hold on the store, released synchronously on drop.
+struct Handles {
+    store: Mutex<Option<AnyStore>>,
+    watch: Mutex<Option<WatchStream>>,
+}
+
+impl Handles {
+    fn store(&self) -> Option<AnyStore> {
+        self.store
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .clone()
+    }
+
+    fn set_watch(&self, events: WatchStream) {
+        *self.watch.lock().unwrap_or_else(PoisonError::into_inner) = Some(events);
+    }
+
+    /// The next store event; `None` once released.
+    fn poll_event(&self, cx: &mut Context<'_>) -> Poll<Option<Result<WatchEvent, StoreError>>> {
+        let mut watch = self.watch.lock().unwrap_or_else(PoisonError::into_inner);
+        match watch.as_mut() {
+            Some(events) => events.poll_next_unpin(cx),
+            None => Poll::Ready(None),
+        }
+    }
+
+    fn release(&self) {
+        let store = self
+            .store
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .take();
+        let watch = self
+            .watch
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .take();
+        drop((store, watch));
+    }
+}
+
+/// The shared cache: its state under a short lock and its progress.
+#[derive(Debug)]
+pub(crate) struct Cache {
+    state: Mutex<CacheState>,
+    /// The applied revision (0 while not listed), for requests waiting
+    /// for freshness.
+    progress: watch::Sender<Revision>,
+}
+
+impl Cache {
+    fn new(config: CacheConfig) -> Cache {
+        Cache {
+            state: Mutex::new(CacheState::new(config)),
+            progress: watch::Sender::new(0),
+        }
+    }
+
+    /// The state, locked. Hold it briefly: the reflector waits on it.
+    pub fn lock(&self) -> MutexGuard<'_, CacheState> {
+        self.state.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+
+    /// The revision every change up to which is applied (0: not listed).
+    pub fn revision(&self) -> Revision {
+        *self.progress.borrow()
+    }
+
+    /// Waits up to `timeout` until the cache has applied revision `rev`.
+    pub async fn wait_for(&self, rev: Revision, timeout: Duration) -> bool {
+        let mut rx = self.progress.subscribe();
+        let reached = rx.wait_for(|r| *r > 0 && *r >= rev);
+        matches!(tokio::time::timeout(timeout, reached).await, Ok(Ok(_)))
+    }
+
+    fn publish(&self, state: &CacheState) {
+        self.progress.send_replace(state.revision());
+    }
+}
+
+/// Lists and watches the store forever (until the store closes), keeping
+/// `cache` current.
+#[tracing::instrument(skip_all)]
+async fn reflect(handles: Arc<Handles>, cache: Arc<Cache>) {
+    let mut backoff = Duration::from_millis(100);
+    loop {
+        let err = match handles.store() {
+            None => StoreError::Closed,
+            Some(store) => match relist(&store, &cache).await {
+                Ok(rev) => {
+                    backoff = Duration::from_millis(100);
+                    match store.watch(ROOT, rev).await {
+                        Ok(events) => {
+                            drop(store);
+                            handles.set_watch(events);
+                            follow(&handles, &cache).await
+                        }
+                        Err(e) => e,
+                    }
+                }
+                Err(e) => e,
+            },
+        };
+        if matches!(err, StoreError::Closed) {
+            tracing::debug!("store closed; the watch cache stops");
+            // Serve nothing stale: requests go to the store from now on.
+            let mut state = cache.lock();
+            state.reset();
+            cache.publish(&state);
+            return;
+        }
+        tracing::warn!(error = %err, "watch cache lost its store watch; relisting");
+        tokio::time::sleep(backoff).await;
+        backoff = (backoff * 2).min(MAX_BACKOFF);
+    }
+}
+
+/// Reads everything under [`ROOT`] at one revision into the cache.
+async fn relist(store: &AnyStore, cache: &Cache) -> Result<Revision, StoreError> {
+    {
+        let mut state = cache.lock();
+        state.reset();
+        cache.publish(&state);
+    }
+    let mut opts = ListOptions {
+        limit: RELIST_PAGE,
+        ..ListOptions::default()
+    };
+    let mut objects = Vec::new();
+    loop {
+        let page = store.list(ROOT, opts.clone()).await?;
+        for kv in &page.kvs {
+            if let Some(obj) = decode(&kv.key, &kv.value, kv.mod_revision) {
+                objects.push((kv.key.clone(), obj));
+            }
+        }
+        opts.revision = page.revision;
+        match page.continue_after() {
+            Some(after) => opts.continue_after = Some(after.to_owned()),
+            None => break,
+        }
+    }
+    let rev = opts.revision;
+    let mut state = cache.lock();
+    state.replace(rev, objects);
+    cache.publish(&state);
+    let stats = state.stats();
+    tracing::debug!(
+        revision = rev,
+        objects = stats.objects,
+        "watch cache listed the store"
+    );
+    Ok(rev)
+}
+
+/// Applies the store's changes until its watch fails or is released.
+async fn follow(handles: &Handles, cache: &Cache) -> StoreError {
+    while let Some(item) = std::future::poll_fn(|cx| handles.poll_event(cx)).await {
+        let ev = match item {
+            Ok(ev) => ev,
+            Err(e) => return e,
+        };
+        let rev = ev.revision();
+        let change = match ev.kind {
+            EventKind::Put => match decode(&ev.kv.key, &ev.kv.value, rev) {
+                Some(obj) => Change::Put {
+                    key: ev.kv.key,
+                    rev,
+                    obj,
+                },
+                // Not an object: the revision still counts.
+                None => Change::Delete {
+                    key: ev.kv.key,
+                    rev,
+                },
+            },
+            EventKind::Delete => Change::Delete {
+                key: ev.kv.key,
+                rev,
+            },
+        };
+        let mut state = cache.lock();
+        state.apply(change);
+        cache.publish(&state);
+    }
+    StoreError::Closed
+}
+
+/// A stored object with its resourceVersion, or `None` (logged) when the
+/// value is not a JSON object or the key no resource's.
+fn decode(key: &str, value: &[u8], rev: Revision) -> Option<Value> {
+    if !key.starts_with(ROOT) || key.starts_with("/registry/allocations/") {
+        return None;
+    }
+    match serde_json::from_slice::<Value>(value) {
+        Ok(mut obj) if obj.is_object() => {
+            set_rv(&mut obj, rev);
+            Some(obj)
+        }
+        _ => {
+            tracing::warn!(
+                key,
+                "stored value is not a JSON object; left out of the watch cache"
+            );
+            None
+        }
+    }
+}

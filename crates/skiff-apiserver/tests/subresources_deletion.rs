@@ -280,9 +280,9 @@ async fn eviction_honours_disruption_budgets() {
     .await;
     let (_, p) = json_req(&client, "GET", &format!("{PODS}/web-1"), Value::Null).await;
     let mut running = p.clone();
-    running["status"] = json!({"phase": "Running"});
-    let (code, _) = json_req(&client, "PUT", &format!("{PODS}/web-1/status"), running).await;
-    assert_eq!(code, 200);
+    running["status"]["phase"] = json!("Running");
+    let (code, status) = json_req(&client, "PUT", &format!("{PODS}/web-1/status"), running).await;
+    assert_eq!(code, 200, "{status}");
     let pdbs = "/apis/policy/v1/namespaces/default/poddisruptionbudgets";
     let pdb = json!({"apiVersion": "policy/v1", "kind": "PodDisruptionBudget", "metadata": {"name": "web"},
         "spec": {"minAvailable": 1, "selector": {"matchLabels": {"app": "web"}}}});

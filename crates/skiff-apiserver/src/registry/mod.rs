@@ -1057,9 +1057,22 @@ mod tests {
     #[test]
     fn updates_keep_immutable_metadata_and_bump_generation() {
         let deploy = resources::by_gvr("apps", "v1", "deployments").unwrap();
-        let old = json!({"metadata": {"name": "d", "uid": "u1", "creationTimestamp": "t", "generation": 3, "resourceVersion": "9"},
-                         "spec": {"replicas": 1}, "status": {"replicas": 1}});
-        let new = json!({"metadata": {"name": "d", "creationTimestamp": "other"}, "spec": {"replicas": 2}, "status": {"replicas": 7}});
+        let spec = |replicas: i64| {
+            json!({"replicas": replicas, "selector": {"matchLabels": {"app": "d"}},
+                   "template": {"metadata": {"labels": {"app": "d"}},
+                                "spec": {"containers": [{"name": "c", "image": "nginx"}]}}})
+        };
+        let defaulted = |mut obj: Value| {
+            normalize_and_default(deploy, &mut obj).unwrap();
+            obj
+        };
+        let old = defaulted(
+            json!({"metadata": {"name": "d", "uid": "u1", "creationTimestamp": "t", "generation": 3, "resourceVersion": "9"},
+                         "spec": spec(1), "status": {"replicas": 1}}),
+        );
+        let new = defaulted(
+            json!({"metadata": {"name": "d", "creationTimestamp": "other"}, "spec": spec(2), "status": {"replicas": 7}}),
+        );
         let out = prepare_update(deploy, &old, new, false).unwrap();
         assert_eq!(out["metadata"]["uid"], "u1");
         assert_eq!(out["metadata"]["creationTimestamp"], "t");
@@ -1068,8 +1081,9 @@ mod tests {
             out["status"]["replicas"], 1,
             "status is ignored on the main resource"
         );
-        let status =
-            json!({"metadata": {"name": "d"}, "spec": {"replicas": 9}, "status": {"replicas": 7}});
+        let status = defaulted(
+            json!({"metadata": {"name": "d"}, "spec": spec(9), "status": {"replicas": 7}}),
+        );
         let out = prepare_update(deploy, &old, status, true).unwrap();
         assert_eq!(out["spec"]["replicas"], 1, "spec is ignored on /status");
         assert_eq!(out["status"]["replicas"], 7);

@@ -1,0 +1,297 @@
+//! LimitRanges and ResourceQuotas. Quantities are syntax-checked here; their
+//! canonical form is the Quantity walker's business (see `normalize`).
+
+use serde_json::{Map, Value};
+
+use super::util::{arr, obj, quantity, quantity_text, resource_name, str_or_empty, strs};
+use crate::field::{Error, ErrorList, Path};
+use crate::validation::is_qualified_name;
+
+/// `SetDefaults_LimitRangeItem`: for `Container` items, `default` falls
+/// back to `max`, and `defaultRequest` to `default`, then to `min`.
+pub(super) fn default_limit_range(lr: &mut Value) {
+    let Some(limits) = lr.pointer_mut("/spec/limits").and_then(Value::as_array_mut) else {
+        return;
+    };
+    for item in limits.iter_mut().filter(|i| i.is_object()) {
+        if str_or_empty(item, "type") != "Container" {
+            continue;
+        }
+        let map = |item: &Value, key: &str| obj(item, key).cloned().unwrap_or_default();
+        let (max, min) = (map(item, "max"), map(item, "min"));
+        let mut default = map(item, "default");
+        for (k, v) in &max {
+            default.entry(k.clone()).or_insert_with(|| v.clone());
+        }
+        let mut request = map(item, "defaultRequest");
+        for (k, v) in default.iter().chain(min.iter()) {
+            request.entry(k.clone()).or_insert_with(|| v.clone());
+        }
+        // Empty maps are omitted on the wire.
+        for (key, m) in [("default", default), ("defaultRequest", request)] {
+            if !m.is_empty() {
+                item[key] = Value::Object(m);
+            }
+        }
+    }
+}
+
+const LIMIT_TYPES: &[&str] = &["Pod", "Container", "PersistentVolumeClaim"];
+
+fn limit_type_name(errs: &mut ErrorList, path: &Path, ty: &str) {
+    let msgs = is_qualified_name(ty);
+    let failed = !msgs.is_empty();
+    for msg in msgs {
+        errs.push(Error::invalid(path, ty, &msg));
+    }
+    if !failed && !ty.contains('/') && !LIMIT_TYPES.contains(&ty) {
+        errs.push(Error::invalid(
+            path,
+            ty,
+            "must be a standard limit type or fully qualified",
+        ));
+    }
+}
+
+type Quantities = Vec<(String, f64, String)>;
+
+/// Checks one resource list of a limit item; returns its parsed values.
+fn limit_map(item: &Value, key: &str, path: &Path, errs: &mut ErrorList) -> Quantities {
+    let mut out = Vec::new();
+    for (name, q) in obj(item, key).into_iter().flatten() {
+        let p = path.child(key).key(name);
+        resource_name(
+            errs,
+            &p,
+            name,
+            "must be a standard resource type or fully qualified",
+        );
+        if let Some(v) = quantity(errs, &p, q) {
+            out.push((name.clone(), v, quantity_text(q)));
+        }
+    }
+    out
+}
+
+fn find<'a>(list: &'a Quantities, name: &str) -> Option<&'a (String, f64, String)> {
+    list.iter().find(|(n, _, _)| n == name)
+}
+
+/// Upstream's `ValidateLimitRange`.
+pub(super) fn validate_limit_range(lr: &Value) -> ErrorList {
+    let mut errs = ErrorList::new();
+    let base = Path::new("spec").child("limits");
+    let null = Value::Null;
+    let limits = arr(lr.get("spec").unwrap_or(&null), "limits");
+    let mut types: Vec<&str> = Vec::new();
+    for (i, item) in limits.iter().enumerate() {
+        let p = base.index(i);
+        let ty = str_or_empty(item, "type");
+        limit_type_name(&mut errs, &p.child("type"), ty);
+        if types.contains(&ty) {
+            errs.push(Error::duplicate(&p.child("type"), ty));
+        }
+        types.push(ty);
+        let max = limit_map(item, "max", &p, &mut errs);
+        let min = limit_map(item, "min", &p, &mut errs);
+        let ratio = limit_map(item, "maxLimitRequestRatio", &p, &mut errs);
+        let (default, request) = if ty == "Pod" {
+            for key in ["default", "defaultRequest"] {
+                if obj(item, key).is_some_and(|m| !m.is_empty()) {
+                    errs.push(Error::forbidden(
+                        &p.child(key),
+                        "may not be specified when `type` is 'Pod'",
+                    ));
+                }
+            }
+            (Vec::new(), Vec::new())
+        } else {
+            (
+                limit_map(item, "default", &p, &mut errs),
+                limit_map(item, "defaultRequest", &p, &mut errs),
+            )
+        };
+        let mut keys: Vec<&str> = Vec::new();
+        for (name, _, _) in max
+            .iter()
+            .chain(&min)
+            .chain(&default)
+            .chain(&request)
+            .chain(&ratio)
+        {
+            if !keys.contains(&name.as_str()) {
+                keys.push(name);
+            }
+        }
+        for k in keys {
+            compare_limits(k, &p, [&min, &max, &default, &request, &ratio], &mut errs);
+        }
+    }
+    errs
+}
+
+fn compare_limits(k: &str, p: &Path, lists: [&Quantities; 5], errs: &mut ErrorList) {
+    let [min, max, default, request, ratio] = lists.map(|l| find(l, k));
+    let at = |key: &str| p.child(key).key(k);
+    if let (Some(mn), Some(mx)) = (min, max)
+        && mn.1 > mx.1
+    {
+        errs.push(Error::invalid(
+            &at("min"),
+            mn.2.clone(),
+            &format!("min value {} is greater than max value {}", mn.2, mx.2),
+        ));
+    }
+    if let Some(dr) = request {
+        if let Some(mn) = min
+            && mn.1 > dr.1
+        {
+            errs.push(Error::invalid(
+                &at("defaultRequest"),
+                dr.2.clone(),
+                &format!(
+                    "min value {} is greater than default request value {}",
+                    mn.2, dr.2
+                ),
+            ));
+        }
+        if let Some(mx) = max
+            && dr.1 > mx.1
+        {
+            errs.push(Error::invalid(
+                &at("defaultRequest"),
+                dr.2.clone(),
+                &format!(
+                    "default request value {} is greater than max value {}",
+                    dr.2, mx.2
+                ),
+            ));
+        }
+        if let Some(d) = default
+            && dr.1 > d.1
+        {
+            errs.push(Error::invalid(
+                &at("defaultRequest"),
+                dr.2.clone(),
+                &format!(
+                    "default request value {} is greater than default limit value {}",
+                    dr.2, d.2
+                ),
+            ));
+        }
+    }
+    if let Some(d) = default {
+        if let Some(mn) = min
+            && mn.1 > d.1
+        {
+            errs.push(Error::invalid(
+                &at("default"),
+                d.2.clone(),
+                &format!("min value {} is greater than default value {}", mn.2, d.2),
+            ));
+        }
+        if let Some(mx) = max
+            && d.1 > mx.1
+        {
+            errs.push(Error::invalid(
+                &at("default"),
+                d.2.clone(),
+                &format!("default value {} is greater than max value {}", d.2, mx.2),
+            ));
+        }
+    }
+    if let Some(r) = ratio {
+        if r.1 < 1.0 {
+            errs.push(Error::invalid(
+                &at("maxLimitRequestRatio"),
+                r.2.clone(),
+                &format!("ratio {} is less than 1", r.2),
+            ));
+        }
+        if let (Some(mn), Some(mx)) = (min, max)
+            && mn.1 > 0.0
+        {
+            let max_ratio = mx.1 / mn.1;
+            if r.1 > max_ratio {
+                errs.push(Error::invalid(
+                    &at("maxLimitRequestRatio"),
+                    r.2.clone(),
+                    &format!("ratio {} is greater than max/min = {max_ratio:.6}", r.2),
+                ));
+            }
+        }
+    }
+}
+
+const QUOTA_SCOPES: &[&str] = &[
+    "BestEffort",
+    "CrossNamespacePodAffinity",
+    "NotBestEffort",
+    "NotTerminating",
+    "PriorityClass",
+    "Terminating",
+    "VolumeAttributesClass",
+];
+
+fn quota_map(parent: &Value, key: &str, path: &Path, errs: &mut ErrorList) {
+    for (name, q) in obj(parent, key).into_iter().flatten() {
+        let p = path.child(key).key(name);
+        resource_name(errs, &p, name, "must be a standard resource for quota");
+        quantity(errs, &p, q);
+    }
+}
+
+/// Upstream's `ValidateResourceQuota` (spec and status values).
+pub(super) fn validate_resource_quota(rq: &Value) -> ErrorList {
+    let mut errs = ErrorList::new();
+    let null = Value::Null;
+    let spec = rq.get("spec").unwrap_or(&null);
+    let sp = Path::new("spec");
+    quota_map(spec, "hard", &sp, &mut errs);
+    for scope in strs(spec, "scopes") {
+        if !QUOTA_SCOPES.contains(&scope) {
+            errs.push(Error::invalid(
+                &sp.child("scopes"),
+                scope,
+                "unsupported scope",
+            ));
+        }
+    }
+    if let Some(sel) = spec.get("scopeSelector") {
+        for (i, req) in arr(sel, "matchExpressions").iter().enumerate() {
+            let p = sp.child("scopeSelector").child("matchExpressions").index(i);
+            let scope = str_or_empty(req, "scopeName");
+            if !QUOTA_SCOPES.contains(&scope) {
+                errs.push(Error::invalid(
+                    &p.child("scopeName"),
+                    scope,
+                    "unsupported scope",
+                ));
+            }
+            let op = str_or_empty(req, "operator");
+            if !matches!(op, "In" | "NotIn" | "Exists" | "DoesNotExist") {
+                errs.push(Error::not_supported(
+                    &p.child("operator"),
+                    op,
+                    &["DoesNotExist", "Exists", "In", "NotIn"],
+                ));
+            }
+        }
+    }
+    let status = rq.get("status").unwrap_or(&null);
+    let st = Path::new("status");
+    quota_map(status, "hard", &st, &mut errs);
+    quota_map(status, "used", &st, &mut errs);
+    errs
+}
+
+/// The strategy's `PrepareForCreate`: the status is the controller's.
+pub(super) fn prepare_create_quota(rq: &mut Value) {
+    if let Some(m) = rq.as_object_mut() {
+        m.insert("status".into(), Value::Object(Map::new()));
+    }
+}
+
+#[cfg(test)]
+#[path = "quota_tests.rs"]
+mod tests;

@@ -1,0 +1,486 @@
+//! PersistentVolumes and PersistentVolumeClaims.
+
+use serde_json::{Map, Value, json};
+
+use super::util::{
+    FIELD_IMMUTABLE, arr, bad, default_str, dns1123_subdomain, label_selector, obj, quantity,
+    quantity_value, str_or_empty, strs,
+};
+use crate::field::{BadValue, Error, ErrorList, Path};
+
+const ACCESS_MODES: &[&str] = &[
+    "ReadOnlyMany",
+    "ReadWriteMany",
+    "ReadWriteOnce",
+    "ReadWriteOncePod",
+];
+const RECLAIM_POLICIES: &[&str] = &["Delete", "Recycle", "Retain"];
+const VOLUME_MODES: &[&str] = &["Block", "Filesystem"];
+const HOST_PATH_TYPES: &[&str] = &[
+    "",
+    "BlockDevice",
+    "CharDevice",
+    "Directory",
+    "DirectoryOrCreate",
+    "File",
+    "FileOrCreate",
+    "Socket",
+];
+
+/// The volume sources of a PersistentVolume, in upstream's checking order.
+const PV_SOURCES: &[&str] = &[
+    "hostPath",
+    "gcePersistentDisk",
+    "awsElasticBlockStore",
+    "glusterfs",
+    "flocker",
+    "nfs",
+    "rbd",
+    "quobyte",
+    "cinder",
+    "cephfs",
+    "iscsi",
+    "fc",
+    "azureFile",
+    "vsphereVolume",
+    "photonPersistentDisk",
+    "portworxVolume",
+    "azureDisk",
+    "scaleIO",
+    "local",
+    "storageos",
+    "csi",
+];
+
+/// `SetDefaults_PersistentVolume`: reclaim policy `Retain`, volume mode
+/// `Filesystem`, phase `Pending`, and an explicit empty hostPath type.
+pub(super) fn default_pv(pv: &mut Value) {
+    if let Some(spec) = pv.get_mut("spec").filter(|s| s.is_object()) {
+        default_str(spec, "persistentVolumeReclaimPolicy", "Retain");
+        default_str(spec, "volumeMode", "Filesystem");
+        if let Some(hp) = spec.get_mut("hostPath").filter(|h| h.is_object())
+            && hp.get("type").is_none_or(Value::is_null)
+        {
+            hp["type"] = json!("");
+        }
+    }
+    set_phase_default(pv);
+}
+
+/// `SetDefaults_PersistentVolumeClaim`: volume mode `Filesystem`, phase
+/// `Pending`.
+pub(super) fn default_pvc(pvc: &mut Value) {
+    if let Some(spec) = pvc.get_mut("spec").filter(|s| s.is_object()) {
+        default_str(spec, "volumeMode", "Filesystem");
+    }
+    set_phase_default(pvc);
+}
+
+fn set_phase_default(obj: &mut Value) {
+    let Some(m) = obj.as_object_mut() else {
+        return;
+    };
+    let status = m.entry("status").or_insert_with(|| json!({}));
+    if !status.is_object() {
+        *status = json!({});
+    }
+    default_str(status, "phase", "Pending");
+}
+
+/// The strategy's `PrepareForCreate`: a new volume's status is `Pending`.
+/// (Upstream also stamps `lastPhaseTransitionTime`; that needs the
+/// server's clock.)
+pub(super) fn prepare_create_pv(pv: &mut Value) {
+    if let Some(m) = pv.as_object_mut() {
+        m.insert("status".into(), json!({"phase": "Pending"}));
+    }
+}
+
+/// The strategy's `PrepareForCreate`: a new claim's status is `Pending`.
+pub(super) fn prepare_create_pvc(pvc: &mut Value) {
+    if let Some(m) = pvc.as_object_mut() {
+        m.insert("status".into(), json!({"phase": "Pending"}));
+    }
+}
+
+fn access_modes(spec: &Value, path: &Path, required_detail: &str, errs: &mut ErrorList) {
+    let modes = strs(spec, "accessModes");
+    if modes.is_empty() {
+        errs.push(Error::required(&path.child("accessModes"), required_detail));
+    }
+    let (mut rwop, mut other) = (false, false);
+    for mode in &modes {
+        if !ACCESS_MODES.contains(mode) {
+            errs.push(Error::not_supported(
+                &path.child("accessModes"),
+                *mode,
+                ACCESS_MODES,
+            ));
+        }
+        if *mode == "ReadWriteOncePod" {
+            rwop = true;
+        } else {
+            other = true;
+        }
+    }
+    if rwop && other {
+        errs.push(Error::forbidden(
+            &path.child("accessModes"),
+            "may not use ReadWriteOncePod with other access modes",
+        ));
+    }
+}
+
+fn volume_mode(spec: &Value, path: &Path, errs: &mut ErrorList) {
+    if let Some(mode) = spec.get("volumeMode").and_then(Value::as_str)
+        && !VOLUME_MODES.contains(&mode)
+    {
+        errs.push(Error::not_supported(
+            &path.child("volumeMode"),
+            mode,
+            VOLUME_MODES,
+        ));
+    }
+}
+
+fn validate_source(key: &str, src: &Value, path: &Path, errs: &mut ErrorList) {
+    let required = |errs: &mut ErrorList, field: &str| {
+        if str_or_empty(src, field).is_empty() {
+            errs.push(Error::required(&path.child(field), ""));
+        }
+    };
+    match key {
+        "hostPath" => {
+            required(errs, "path");
+            let ty = str_or_empty(src, "type");
+            if !HOST_PATH_TYPES.contains(&ty) {
+                errs.push(Error::not_supported(
+                    &path.child("type"),
+                    ty,
+                    HOST_PATH_TYPES,
+                ));
+            }
+        }
+        "local" => required(errs, "path"),
+        "nfs" => {
+            required(errs, "server");
+            let p = str_or_empty(src, "path");
+            if p.is_empty() {
+                errs.push(Error::required(&path.child("path"), ""));
+            } else if !p.starts_with('/') {
+                errs.push(Error::invalid(
+                    &path.child("path"),
+                    p,
+                    "must be an absolute path",
+                ));
+            }
+        }
+        "csi" => {
+            required(errs, "driver");
+            required(errs, "volumeHandle");
+        }
+        _ => {}
+    }
+}
+
+/// Upstream's `ValidatePersistentVolumeSpec` for a stored volume.
+pub(super) fn validate_pv(pv: &Value) -> ErrorList {
+    let mut errs = ErrorList::new();
+    let null = Value::Null;
+    let spec = pv.get("spec").unwrap_or(&null);
+    let sp = Path::new("spec");
+    access_modes(spec, &sp, "", &mut errs);
+    let capacity = obj(spec, "capacity");
+    if capacity.is_none_or(Map::is_empty) {
+        errs.push(Error::required(&sp.child("capacity"), ""));
+    }
+    if capacity.is_none_or(|c| !c.contains_key("storage") || c.len() > 1) {
+        let keys: Vec<String> = capacity
+            .map(|c| c.keys().cloned().collect())
+            .unwrap_or_default();
+        errs.push(Error::not_supported(
+            &sp.child("capacity"),
+            BadValue::Raw(format!("core.ResourceList{{{}}}", keys.join(", "))),
+            &["storage"],
+        ));
+    }
+    for (name, q) in capacity.into_iter().flatten() {
+        let p = sp.child("capacity").key(name);
+        if quantity(&mut errs, &p, q).is_some_and(|v| v <= 0.0) {
+            errs.push(Error::invalid(
+                &p,
+                super::util::quantity_text(q),
+                "must be greater than zero",
+            ));
+        }
+    }
+    let class = str_or_empty(spec, "storageClassName");
+    if !class.is_empty() {
+        dns1123_subdomain(&mut errs, &sp.child("storageClassName"), class);
+    }
+    volume_mode(spec, &sp, &mut errs);
+    let policy = str_or_empty(spec, "persistentVolumeReclaimPolicy");
+    if !policy.is_empty() && !RECLAIM_POLICIES.contains(&policy) {
+        errs.push(Error::not_supported(
+            &sp.child("persistentVolumeReclaimPolicy"),
+            policy,
+            RECLAIM_POLICIES,
+        ));
+    }
+    let mut sources = 0;
+    for key in PV_SOURCES {
+        let Some(src) = spec.get(*key).filter(|s| !s.is_null()) else {
+            continue;
+        };
+        if sources > 0 {
+            errs.push(Error::forbidden(
+                &sp.child(key),
+                "may not specify more than 1 volume type",
+            ));
+        } else {
+            sources += 1;
+            validate_source(key, src, &sp.child(key), &mut errs);
+        }
+    }
+    if sources == 0 {
+        errs.push(Error::required(&sp, "must specify a volume type"));
+    }
+    if spec.get("local").is_some_and(|l| !l.is_null())
+        && spec.get("nodeAffinity").is_none_or(Value::is_null)
+    {
+        errs.push(Error::required(
+            &sp.child("nodeAffinity"),
+            "Local volume requires node affinity",
+        ));
+    }
+    let host_root = spec
+        .pointer("/hostPath/path")
+        .and_then(Value::as_str)
+        .is_some_and(|p| !p.is_empty() && p.trim_end_matches('/').is_empty());
+    if host_root && policy == "Recycle" {
+        errs.push(Error::forbidden(
+            &sp.child("persistentVolumeReclaimPolicy"),
+            "may not be 'recycle' for a hostPath mount of '/'",
+        ));
+    }
+    errs
+}
+
+fn sources_of(spec: Option<&Value>) -> Vec<(&'static str, Option<&Value>)> {
+    PV_SOURCES
+        .iter()
+        .map(|k| (*k, spec.and_then(|s| s.get(*k)).filter(|v| !v.is_null())))
+        .collect()
+}
+
+/// Upstream's `ValidatePersistentVolumeUpdate`: the volume source and mode
+/// are fixed after creation; node affinity can only be added.
+pub(super) fn validate_pv_update(new: &Value, old: &Value) -> ErrorList {
+    let mut errs = validate_pv(new);
+    let (ns, os) = (new.get("spec"), old.get("spec"));
+    if sources_of(ns) != sources_of(os) {
+        errs.push(Error::forbidden(
+            &Path::new("spec").child("persistentvolumesource"),
+            "spec.persistentvolumesource is immutable after creation",
+        ));
+    }
+    let mode = |s: Option<&Value>| {
+        s.and_then(|s| s.get("volumeMode"))
+            .filter(|v| !v.is_null())
+            .cloned()
+    };
+    if mode(ns) != mode(os) {
+        errs.push(Error::invalid(
+            &Path::new("volumeMode"),
+            mode(ns).as_ref().map_or(BadValue::Null, bad),
+            FIELD_IMMUTABLE,
+        ));
+    }
+    let affinity = |s: Option<&Value>| {
+        s.and_then(|s| s.get("nodeAffinity"))
+            .filter(|v| !v.is_null())
+            .cloned()
+    };
+    if affinity(os).is_some() && affinity(ns) != affinity(os) {
+        errs.push(Error::invalid(
+            &Path::new("nodeAffinity"),
+            affinity(ns).as_ref().map_or(BadValue::Null, bad),
+            FIELD_IMMUTABLE,
+        ));
+    }
+    errs
+}
+
+const PV_PHASES: &[&str] = &["Available", "Bound", "Failed", "Pending", "Released"];
+
+/// Upstream's `ValidatePersistentVolumeStatusUpdate` (the phase).
+pub(super) fn validate_pv_status(pv: &Value) -> ErrorList {
+    let mut errs = ErrorList::new();
+    if let Some(phase) = pv.pointer("/status/phase").and_then(Value::as_str)
+        && !phase.is_empty()
+        && !PV_PHASES.contains(&phase)
+    {
+        errs.push(Error::not_supported(
+            &Path::new("status").child("phase"),
+            phase,
+            PV_PHASES,
+        ));
+    }
+    errs
+}
+
+/// Upstream's `ValidatePersistentVolumeClaimSpec`.
+pub(super) fn validate_pvc(pvc: &Value) -> ErrorList {
+    let mut errs = ErrorList::new();
+    let null = Value::Null;
+    let spec = pvc.get("spec").unwrap_or(&null);
+    let sp = Path::new("spec");
+    access_modes(spec, &sp, "at least 1 access mode is required", &mut errs);
+    if let Some(sel) = spec.get("selector").filter(|s| !s.is_null()) {
+        label_selector(&mut errs, &sp.child("selector"), sel);
+    }
+    let storage_path = sp.child("resources").key("storage");
+    match spec.pointer("/resources/requests/storage") {
+        None | Some(Value::Null) => errs.push(Error::required(&storage_path, "")),
+        Some(q) => {
+            if quantity(&mut errs, &storage_path, q).is_some_and(|v| v <= 0.0) {
+                errs.push(Error::invalid(
+                    &storage_path,
+                    super::util::quantity_text(q),
+                    "must be greater than zero",
+                ));
+            }
+        }
+    }
+    if let Some(class) = spec.get("storageClassName").and_then(Value::as_str)
+        && !class.is_empty()
+    {
+        dns1123_subdomain(&mut errs, &sp.child("storageClassName"), class);
+    }
+    volume_mode(spec, &sp, &mut errs);
+    errs
+}
+
+fn storage_request(pvc: &Value) -> Option<f64> {
+    pvc.pointer("/spec/resources/requests/storage")
+        .and_then(quantity_value)
+}
+
+/// Upstream's `ValidatePersistentVolumeClaimUpdate`: the spec is fixed
+/// except for binding (`volumeName` once), and for bound claims the
+/// storage request (growth) and `volumeAttributesClassName`.
+pub(super) fn validate_pvc_update(new: &Value, old: &Value) -> ErrorList {
+    let mut errs = validate_pvc(new);
+    let mut ns = new.get("spec").cloned().unwrap_or_else(|| json!({}));
+    let mut os = old.get("spec").cloned().unwrap_or_else(|| json!({}));
+    let clear = |v: &mut Value, key: &str| {
+        if let Some(m) = v.as_object_mut() {
+            m.remove(key);
+        }
+    };
+    if str_or_empty(&os, "volumeName").is_empty() {
+        clear(&mut ns, "volumeName");
+        clear(&mut os, "volumeName");
+    }
+    // A class set from nothing (the default class being assigned) is allowed.
+    if os.get("storageClassName").is_none_or(Value::is_null) {
+        clear(&mut ns, "storageClassName");
+    }
+    let bound = new.pointer("/status/phase").and_then(Value::as_str) == Some("Bound");
+    if bound {
+        if let Some(req) = ns
+            .pointer_mut("/resources/requests")
+            .and_then(Value::as_object_mut)
+        {
+            match os.pointer("/resources/requests/storage") {
+                Some(s) => {
+                    req.insert("storage".into(), s.clone());
+                }
+                None => {
+                    req.remove("storage");
+                }
+            }
+        }
+        let vac = os.get("volumeAttributesClassName").cloned();
+        if ns
+            .get("volumeAttributesClassName")
+            .is_some_and(|v| !v.is_null())
+        {
+            match vac {
+                Some(v) => ns["volumeAttributesClassName"] = v,
+                None => clear(&mut ns, "volumeAttributesClassName"),
+            }
+        }
+    }
+    if ns != os {
+        errs.push(Error::forbidden(
+            &Path::new("spec"),
+            "spec is immutable after creation except resources.requests and volumeAttributesClassName for bound claims",
+        ));
+    }
+    if let (Some(n), Some(o)) = (storage_request(new), storage_request(old))
+        && n < o
+    {
+        let status = old
+            .pointer("/status/capacity/storage")
+            .and_then(quantity_value)
+            .unwrap_or(0.0);
+        if n <= status {
+            errs.push(Error::forbidden(
+                &Path::new("spec")
+                    .child("resources")
+                    .child("requests")
+                    .child("storage"),
+                "field can not be less than status.capacity",
+            ));
+        }
+    }
+    let mode = |v: &Value| {
+        v.pointer("/spec/volumeMode")
+            .filter(|m| !m.is_null())
+            .cloned()
+    };
+    if mode(new) != mode(old) {
+        errs.push(Error::invalid(
+            &Path::new("volumeMode"),
+            mode(new).as_ref().map_or(BadValue::Null, bad),
+            FIELD_IMMUTABLE,
+        ));
+    }
+    errs
+}
+
+const PVC_PHASES: &[&str] = &["Bound", "Lost", "Pending"];
+
+/// Upstream's `ValidatePersistentVolumeClaimStatusUpdate` (phase and
+/// capacity values).
+pub(super) fn validate_pvc_status(pvc: &Value) -> ErrorList {
+    let mut errs = ErrorList::new();
+    let sp = Path::new("status");
+    if let Some(phase) = pvc.pointer("/status/phase").and_then(Value::as_str)
+        && !phase.is_empty()
+        && !PVC_PHASES.contains(&phase)
+    {
+        errs.push(Error::not_supported(&sp.child("phase"), phase, PVC_PHASES));
+    }
+    let null = Value::Null;
+    let status = pvc.get("status").unwrap_or(&null);
+    for (name, q) in obj(status, "capacity").into_iter().flatten() {
+        quantity(&mut errs, &sp.child("capacity").key(name), q);
+    }
+    for (i, mode) in arr(status, "accessModes").iter().enumerate() {
+        let m = mode.as_str().unwrap_or_default();
+        if !ACCESS_MODES.contains(&m) {
+            errs.push(Error::not_supported(
+                &sp.child("accessModes").index(i),
+                m,
+                ACCESS_MODES,
+            ));
+        }
+    }
+    errs
+}
+
+#[cfg(test)]
+#[path = "storage_tests.rs"]
+mod tests;

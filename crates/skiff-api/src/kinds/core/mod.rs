@@ -7,7 +7,7 @@
 //! `storage` (PersistentVolume, PersistentVolumeClaim). `util` holds the
 //! validators the cluster kinds share.
 
-mod config;
+pub(super) mod config;
 pub(super) mod event;
 mod node;
 mod quota;

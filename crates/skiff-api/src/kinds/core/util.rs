@@ -577,14 +577,3 @@ pub(in crate::kinds) fn wildcard_dns1123_subdomain_errors(value: &str) -> Vec<St
     }
     errs
 }
-
-/// Whether a map/array field is absent or empty (Go's `len(x) == 0`).
-pub(in crate::kinds) fn is_empty(v: Option<&Value>) -> bool {
-    match v {
-        None | Some(Value::Null) => true,
-        Some(Value::Array(a)) => a.is_empty(),
-        Some(Value::Object(m)) => m.is_empty(),
-        Some(Value::String(s)) => s.is_empty(),
-        Some(_) => false,
-    }
-}

@@ -577,3 +577,9 @@ pub(in crate::kinds) fn wildcard_dns1123_subdomain_errors(value: &str) -> Vec<St
     }
     errs
 }
+
+/// The rendered messages of an error list, for tests.
+#[cfg(test)]
+pub(in crate::kinds) fn messages(errs: &ErrorList) -> Vec<String> {
+    errs.iter().map(ToString::to_string).collect()
+}

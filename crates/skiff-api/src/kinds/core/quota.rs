@@ -292,6 +292,12 @@ pub(super) fn prepare_create_quota(rq: &mut Value) {
     }
 }
 
+/// The approximate quantity parser, exposed to the tests.
+#[cfg(test)]
+fn quantity_value_for_tests(v: &Value) -> Option<f64> {
+    super::util::quantity_value(v)
+}
+
 #[cfg(test)]
 #[path = "quota_tests.rs"]
 mod tests;

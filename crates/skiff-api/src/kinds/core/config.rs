@@ -306,16 +306,12 @@ pub(super) fn validate_secret(secret: &Value) -> ErrorList {
         }
         "kubernetes.io/dockercfg" => json_key(".dockercfg", &mut errs),
         "kubernetes.io/dockerconfigjson" => json_key(".dockerconfigjson", &mut errs),
-        "kubernetes.io/basic-auth" => {
-            if !has_key(data, "username") && !has_key(data, "password") {
-                errs.push(Error::required(&data_path.key("username"), ""));
-                errs.push(Error::required(&data_path.key("password"), ""));
-            }
+        "kubernetes.io/basic-auth" if !has_key(data, "username") && !has_key(data, "password") => {
+            errs.push(Error::required(&data_path.key("username"), ""));
+            errs.push(Error::required(&data_path.key("password"), ""));
         }
-        "kubernetes.io/ssh-auth" => {
-            if decoded("ssh-privatekey").is_none_or(|b| b.is_empty()) {
-                errs.push(Error::required(&data_path.key("ssh-privatekey"), ""));
-            }
+        "kubernetes.io/ssh-auth" if decoded("ssh-privatekey").is_none_or(|b| b.is_empty()) => {
+            errs.push(Error::required(&data_path.key("ssh-privatekey"), ""));
         }
         "kubernetes.io/tls" => {
             for key in ["tls.crt", "tls.key"] {

@@ -8,10 +8,12 @@
 //! validators the cluster kinds share.
 
 pub(super) mod config;
+mod endpoints;
 pub(super) mod event;
 mod node;
 mod quota;
 mod service;
+mod service_ips;
 mod storage;
 pub(super) mod util;
 
@@ -37,7 +39,7 @@ pub(super) fn default(kind: &str, obj: &mut Value) {
     match kind {
         "Secret" => config::default_secret(obj),
         "Service" => service::default_service(obj),
-        "Endpoints" => service::default_endpoints(obj),
+        "Endpoints" => endpoints::default_endpoints(obj),
         "Node" => node::default_node(obj),
         "LimitRange" => quota::default_limit_range(obj),
         "PersistentVolume" => storage::default_pv(obj),
@@ -67,7 +69,7 @@ pub(super) fn validate(kind: &str, obj: &Value) -> ErrorList {
         "ConfigMap" => config::validate_config_map(obj),
         "Secret" => config::validate_secret(obj),
         "Service" => service::validate_service(obj),
-        "Endpoints" => service::validate_endpoints(obj),
+        "Endpoints" => endpoints::validate_endpoints(obj),
         "Node" => node::validate_node(obj),
         "Namespace" => node::validate_namespace(obj),
         "Event" => event::validate_event(obj, event::Api::CoreV1),

@@ -17,7 +17,7 @@ const SERVICE_TYPES: &[&str] = &["ClusterIP", "ExternalName", "LoadBalancer", "N
 const KUBELET_PORT: i64 = 10250;
 const MAX_CLIENT_IP_AFFINITY_SECONDS: i64 = 86400;
 
-fn svc_type(svc: &Value) -> &str {
+pub(super) fn svc_type(svc: &Value) -> &str {
     svc.pointer("/spec/type")
         .and_then(Value::as_str)
         .unwrap_or_default()
@@ -91,7 +91,7 @@ pub(super) fn default_service(svc: &mut Value) {
     }
 }
 
-fn cluster_ips(svc: &Value) -> Vec<&str> {
+pub(super) fn cluster_ips(svc: &Value) -> Vec<&str> {
     svc.get("spec")
         .map(|s| strs(s, "clusterIPs"))
         .unwrap_or_default()
@@ -195,11 +195,13 @@ pub(super) fn prepare_update(new: &mut Value, old: &Value) {
             }
         }
     }
-    if needs_node_port(old) && !needs_node_port(new) && node_ports(new) == node_ports(old) {
-        if let Some(ports) = new.pointer_mut("/spec/ports").and_then(Value::as_array_mut) {
-            for p in ports.iter_mut().filter_map(Value::as_object_mut) {
-                p.remove("nodePort");
-            }
+    if needs_node_port(old)
+        && !needs_node_port(new)
+        && node_ports(new) == node_ports(old)
+        && let Some(ports) = new.pointer_mut("/spec/ports").and_then(Value::as_array_mut)
+    {
+        for p in ports.iter_mut().filter_map(Value::as_object_mut) {
+            p.remove("nodePort");
         }
     }
     if old_ty == "LoadBalancer" && new_ty != "LoadBalancer" {
@@ -226,11 +228,11 @@ pub(super) fn prepare_update(new: &mut Value, old: &Value) {
     }
 }
 
-fn is_headless(svc: &Value) -> bool {
+pub(super) fn is_headless(svc: &Value) -> bool {
     cluster_ips(svc) == ["None"]
 }
 
-fn str_list(v: &[&str]) -> BadValue {
+pub(super) fn str_list(v: &[&str]) -> BadValue {
     BadValue::StrList(v.iter().map(|s| (*s).to_owned()).collect())
 }
 
@@ -318,96 +320,6 @@ fn validate_ports(svc: &Value, spec: &Value, errs: &mut ErrorList) {
     }
 }
 
-fn validate_cluster_ips(spec: &Value, errs: &mut ErrorList) {
-    let sp = Path::new("spec");
-    let ips_path = sp.child("clusterIPs");
-    let ip = str_or_empty(spec, "clusterIP");
-    let ips = strs(spec, "clusterIPs");
-    if !ip.is_empty() {
-        if ips.is_empty() {
-            errs.push(Error::required(&ips_path, ""));
-        } else if ips[0] != ip {
-            errs.push(Error::invalid(
-                &ips_path,
-                str_list(&ips),
-                "first value must match `clusterIP`",
-            ));
-        }
-    } else if !ips.is_empty() {
-        errs.push(Error::invalid(
-            &ips_path,
-            str_list(&ips),
-            "must be empty when `clusterIP` is not specified",
-        ));
-    }
-    let families = strs(spec, "ipFamilies");
-    for (i, fam) in families.iter().enumerate() {
-        let p = sp.child("ipFamilies").index(i);
-        if !matches!(*fam, "IPv4" | "IPv6") {
-            errs.push(Error::not_supported(&p, *fam, &["IPv4", "IPv6"]));
-        }
-        if families[..i].contains(fam) {
-            errs.push(Error::duplicate(&p, *fam));
-        }
-    }
-    let policy = str_of(spec, "ipFamilyPolicy");
-    if let Some(policy) = policy
-        && !matches!(
-            policy,
-            "PreferDualStack" | "RequireDualStack" | "SingleStack"
-        )
-    {
-        errs.push(Error::not_supported(
-            &sp.child("ipFamilyPolicy"),
-            policy,
-            &["PreferDualStack", "RequireDualStack", "SingleStack"],
-        ));
-    }
-    for (i, addr) in ips.iter().enumerate() {
-        if i == 0 && *addr == "None" {
-            if ips.len() > 1 {
-                errs.push(Error::invalid(
-                    &ips_path,
-                    str_list(&ips),
-                    "'None' must be the first and only value",
-                ));
-            }
-            continue;
-        }
-        valid_ip(errs, &ips_path.index(i), addr);
-    }
-    if ips.len() > 2 {
-        errs.push(Error::invalid(
-            &ips_path,
-            str_list(&ips),
-            "may only hold up to 2 values",
-        ));
-    }
-    if policy == Some("SingleStack") {
-        if ips.len() > 1 {
-            errs.push(Error::invalid(
-                &ips_path,
-                str_list(&ips),
-                "must have at most one value when `ipFamilyPolicy` is 'SingleStack'",
-            ));
-        }
-        if families.len() > 1 {
-            errs.push(Error::invalid(
-                &sp.child("ipFamilies"),
-                str_list(&families),
-                "must have at most one value when `ipFamilyPolicy` is 'SingleStack'",
-            ));
-        }
-    }
-    if families.len() > 2 {
-        errs.push(Error::invalid(
-            &sp.child("ipFamilies"),
-            str_list(&families),
-            "may only hold up to 2 values",
-        ));
-    }
-}
-
 /// Upstream's `ValidateService` (without the metadata rules).
 pub(super) fn validate_service(svc: &Value) -> ErrorList {
     let mut errs = ErrorList::new();
@@ -485,7 +397,7 @@ pub(super) fn validate_service(svc: &Value) -> ErrorList {
         )),
     }
     if ty != "ExternalName" {
-        validate_cluster_ips(spec, &mut errs);
+        super::service_ips::validate_cluster_ips(spec, &mut errs);
     }
     for (i, ip) in strs(spec, "externalIPs").iter().enumerate() {
         let p = sp.child("externalIPs").index(i);
@@ -580,53 +492,7 @@ fn validate_traffic_policies(svc: &Value, spec: &Value, errs: &mut ErrorList) {
 /// Upstream's `ValidateServiceUpdate`: the primary clusterIP may not change
 /// (except to or from ExternalName), then the object's own rules.
 pub(super) fn validate_service_update(new: &Value, old: &Value) -> ErrorList {
-    let mut errs = ErrorList::new();
-    let ips_path = Path::new("spec").child("clusterIPs");
-    let skip = svc_type(new) == "ExternalName"
-        || svc_type(old) == "ExternalName"
-        || (is_headless(new) && is_headless(old));
-    if !skip {
-        let (o, n) = (cluster_ips(old), cluster_ips(new));
-        if o.len() == n.len() {
-            for (i, ip) in o.iter().enumerate() {
-                if n[i] != *ip {
-                    errs.push(Error::invalid(
-                        &ips_path.index(i),
-                        str_list(&n),
-                        "may not change once set",
-                    ));
-                }
-            }
-        } else if o.len() > n.len() {
-            if n.is_empty() {
-                errs.push(Error::invalid(
-                    &ips_path.index(0),
-                    str_list(&n),
-                    "primary clusterIP can not be unset",
-                ));
-            }
-            if !o.is_empty() && !n.is_empty() && n[0] != o[0] {
-                errs.push(Error::invalid(
-                    &ips_path.index(0),
-                    str_list(&n),
-                    "may not change once set",
-                ));
-            }
-            if n.len() == 1 && str_of(&new["spec"], "ipFamilyPolicy") != Some("SingleStack") {
-                errs.push(Error::invalid(
-                    &ips_path.index(0),
-                    str_list(&n),
-                    "`ipFamilyPolicy` must be set to 'SingleStack' when releasing the secondary clusterIP",
-                ));
-            }
-        } else if !o.is_empty() && n[0] != o[0] {
-            errs.push(Error::invalid(
-                &ips_path.index(0),
-                str_list(&n),
-                "may not change once set",
-            ));
-        }
-    }
+    let mut errs = super::service_ips::validate_cluster_ips_update(new, old);
     errs.extend(validate_service(new));
     errs
 }
@@ -673,75 +539,6 @@ pub(super) fn validate_service_status(svc: &Value) -> ErrorList {
                     host,
                     "must be a DNS name, not an IP address",
                 ));
-            }
-        }
-    }
-    errs
-}
-
-/// `SetDefaults_Endpoints`: port protocols default to TCP.
-pub(super) fn default_endpoints(ep: &mut Value) {
-    let Some(subsets) = ep.get_mut("subsets").and_then(Value::as_array_mut) else {
-        return;
-    };
-    for subset in subsets {
-        if let Some(ports) = subset.get_mut("ports").and_then(Value::as_array_mut) {
-            for port in ports.iter_mut().filter(|p| p.is_object()) {
-                default_str(port, "protocol", "TCP");
-            }
-        }
-    }
-}
-
-fn validate_endpoint_address(addr: &Value, path: &Path, errs: &mut ErrorList) {
-    let ip = str_or_empty(addr, "ip");
-    valid_ip(errs, &path.child("ip"), ip);
-    let host = str_or_empty(addr, "hostname");
-    if !host.is_empty() {
-        dns1123_label(errs, &path.child("hostname"), host);
-    }
-    if let Some(node) = str_of(addr, "nodeName") {
-        dns1123_subdomain(errs, &path.child("nodeName"), node);
-    }
-    endpoint_ip(errs, &path.child("ip"), ip);
-}
-
-/// Upstream's `ValidateEndpoints` (the subsets).
-pub(super) fn validate_endpoints(ep: &Value) -> ErrorList {
-    let mut errs = ErrorList::new();
-    for (i, ss) in arr(ep, "subsets").iter().enumerate() {
-        let p = Path::new("subsets").index(i);
-        let addrs = arr(ss, "addresses");
-        let not_ready = arr(ss, "notReadyAddresses");
-        if addrs.is_empty() && not_ready.is_empty() {
-            errs.push(Error::required(
-                &p,
-                "must specify `addresses` or `notReadyAddresses`",
-            ));
-        }
-        for (j, a) in addrs.iter().enumerate() {
-            validate_endpoint_address(a, &p.child("addresses").index(j), &mut errs);
-        }
-        for (j, a) in not_ready.iter().enumerate() {
-            validate_endpoint_address(a, &p.child("notReadyAddresses").index(j), &mut errs);
-        }
-        let ports = arr(ss, "ports");
-        for (j, port) in ports.iter().enumerate() {
-            let pp = p.child("ports").index(j);
-            let name = str_or_empty(port, "name");
-            if ports.len() > 1 && name.is_empty() {
-                errs.push(Error::required(&pp.child("name"), ""));
-            } else if !name.is_empty() {
-                dns1123_label(&mut errs, &pp.child("name"), name);
-            }
-            valid_port(&mut errs, &pp.child("port"), port.get("port"));
-            protocol(
-                &mut errs,
-                &pp.child("protocol"),
-                str_or_empty(port, "protocol"),
-            );
-            if let Some(app) = str_of(port, "appProtocol") {
-                qualified_name(&mut errs, &pp.child("appProtocol"), app);
             }
         }
     }

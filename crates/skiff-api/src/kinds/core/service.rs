@@ -7,8 +7,8 @@ use serde_json::{Map, Value, json};
 
 use super::util::{
     arr, default_str, default_value, dns1123_label, dns1123_subdomain, endpoint_ip, obj_mut,
-    port_num_or_name, protocol, qualified_name, str_map, str_of, str_or_empty, strs, valid_ip,
-    valid_port,
+    port_num_or_name, protocol, qualified_name, str_map, str_of, str_or_empty, strs, valid_cidr,
+    valid_ip, valid_port,
 };
 use crate::field::{BadValue, Error, ErrorList, Path};
 use crate::validation::{is_dns1123_subdomain, validate_labels};
@@ -411,7 +411,48 @@ pub(super) fn validate_service(svc: &Value) -> ErrorList {
         errs.push(Error::not_supported(&sp.child("type"), ty, SERVICE_TYPES));
     }
     validate_traffic_policies(svc, spec, &mut errs);
+    validate_load_balancer_fields(ty, spec, &mut errs);
     errs
+}
+
+/// The fields only LoadBalancer services may carry.
+fn validate_load_balancer_fields(ty: &str, spec: &Value, errs: &mut ErrorList) {
+    let sp = Path::new("spec");
+    let ranges = strs(spec, "loadBalancerSourceRanges");
+    if !ranges.is_empty() {
+        // Upstream's path really is capitalised here.
+        let path = sp.child("LoadBalancerSourceRanges");
+        if ty != "LoadBalancer" {
+            errs.push(Error::forbidden(
+                &path,
+                "may only be used when `type` is 'LoadBalancer'",
+            ));
+        }
+        for (i, range) in ranges.iter().enumerate() {
+            valid_cidr(errs, &path.index(i), range.trim());
+        }
+    }
+    let allocate = spec
+        .get("allocateLoadBalancerNodePorts")
+        .filter(|v| !v.is_null());
+    if allocate.is_some() && ty != "LoadBalancer" {
+        errs.push(Error::forbidden(
+            &sp.child("allocateLoadBalancerNodePorts"),
+            "may only be used when `type` is 'LoadBalancer'",
+        ));
+    }
+    if ty == "LoadBalancer" && allocate.is_none() {
+        errs.push(Error::required(
+            &Path::new("allocateLoadBalancerNodePorts"),
+            "",
+        ));
+    }
+    if spec.get("loadBalancerClass").is_some_and(|v| !v.is_null()) && ty != "LoadBalancer" {
+        errs.push(Error::forbidden(
+            &sp.child("loadBalancerClass"),
+            "may only be used when `type` is 'LoadBalancer'",
+        ));
+    }
 }
 
 fn validate_client_ip_config(config: Option<&Value>, path: &Path, errs: &mut ErrorList) {

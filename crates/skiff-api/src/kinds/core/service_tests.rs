@@ -175,6 +175,14 @@ fn service_validation_messages() {
             json!({"spec": {"clusterIP": "None", "selector": {"app": "x"}}}),
             vec![],
         ),
+        (
+            json!({"spec": {"ports": [{"port": 80}], "loadBalancerSourceRanges": ["10.0.0.0/8", "x"], "allocateLoadBalancerNodePorts": false}}),
+            vec![
+                "spec.LoadBalancerSourceRanges: Forbidden: may only be used when `type` is 'LoadBalancer'",
+                "spec.LoadBalancerSourceRanges[1]: Invalid value: \"x\": must be a valid CIDR value, (e.g. 10.9.8.0/24 or 2001:db8::/64)",
+                "spec.allocateLoadBalancerNodePorts: Forbidden: may only be used when `type` is 'LoadBalancer'",
+            ],
+        ),
     ];
     for (svc, want) in cases {
         let svc = created(svc);

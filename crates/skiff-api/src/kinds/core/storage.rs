@@ -415,7 +415,10 @@ pub(super) fn validate_pvc_update(new: &Value, old: &Value) -> ErrorList {
     if ns != os {
         errs.push(Error::forbidden(
             &Path::new("spec"),
-            "spec is immutable after creation except resources.requests and volumeAttributesClassName for bound claims",
+            &format!(
+                "spec is immutable after creation except resources.requests and volumeAttributesClassName for bound claims\n{}",
+                spec_diff(&os, &ns)
+            ),
         ));
     }
     if let (Some(n), Some(o)) = (storage_request(new), storage_request(old))
@@ -448,6 +451,37 @@ pub(super) fn validate_pvc_update(new: &Value, old: &Value) -> ErrorList {
         ));
     }
     errs
+}
+
+/// A short diff of two claim specs in the spirit of upstream's `cmp.Diff`
+/// (which the message carries): one `-`/`+` pair per changed field.
+fn spec_diff(old: &Value, new: &Value) -> String {
+    let empty = Map::new();
+    let (o, n) = (
+        old.as_object().unwrap_or(&empty),
+        new.as_object().unwrap_or(&empty),
+    );
+    let mut keys: Vec<&String> = o.keys().chain(n.keys()).collect();
+    keys.sort();
+    keys.dedup();
+    let mut out = String::from("  core.PersistentVolumeClaimSpec{\n");
+    for key in keys {
+        let (a, b) = (o.get(key), n.get(key));
+        if a == b {
+            continue;
+        }
+        let mut name = key.clone();
+        if let Some(first) = name.get(..1).map(str::to_uppercase) {
+            name.replace_range(..1, &first);
+        }
+        for (sign, v) in [('-', a), ('+', b)] {
+            if let Some(v) = v {
+                out.push_str(&format!("{sign} \t{name}: {v},\n"));
+            }
+        }
+    }
+    out.push_str("  }\n");
+    out
 }
 
 const PVC_PHASES: &[&str] = &["Bound", "Lost", "Pending"];

@@ -136,7 +136,7 @@ fn claim_spec_is_immutable_except_growth_when_bound() {
             &bound
         )),
         vec![
-            "spec: Forbidden: spec is immutable after creation except resources.requests and volumeAttributesClassName for bound claims"
+            "spec: Forbidden: spec is immutable after creation except resources.requests and volumeAttributesClassName for bound claims\n  core.PersistentVolumeClaimSpec{\n- \tAccessModes: [\"ReadWriteOnce\"],\n+ \tAccessModes: [\"ReadWriteMany\"],\n  }\n"
         ]
     );
     // Growing an unbound claim is a spec change.

@@ -3,7 +3,9 @@
 
 use serde_json::{Map, Value};
 
-use super::util::{arr, obj, quantity, quantity_text, resource_name, str_or_empty, strs};
+use super::util::{
+    arr, is_standard_resource_name, obj, quantity, quantity_text, resource_name, str_or_empty, strs,
+};
 use crate::field::{Error, ErrorList, Path};
 use crate::validation::is_qualified_name;
 
@@ -36,6 +38,8 @@ pub(super) fn default_limit_range(lr: &mut Value) {
     }
 }
 
+const STANDARD_RESOURCE: &str = "must be a standard resource type or fully qualified";
+
 const LIMIT_TYPES: &[&str] = &["Pod", "Container", "PersistentVolumeClaim"];
 
 fn limit_type_name(errs: &mut ErrorList, path: &Path, ty: &str) {
@@ -57,15 +61,22 @@ type Quantities = Vec<(String, f64, String)>;
 
 /// Checks one resource list of a limit item; returns its parsed values.
 fn limit_map(item: &Value, key: &str, path: &Path, errs: &mut ErrorList) -> Quantities {
+    let container_like = matches!(str_or_empty(item, "type"), "Pod" | "Container");
     let mut out = Vec::new();
     for (name, q) in obj(item, key).into_iter().flatten() {
         let p = path.child(key).key(name);
-        resource_name(
-            errs,
-            &p,
-            name,
-            "must be a standard resource type or fully qualified",
-        );
+        let before = errs.len();
+        resource_name(errs, &p, name, STANDARD_RESOURCE);
+        // Upstream's `validateContainerResourceName` for Pod and Container items.
+        let container_resource = matches!(name.as_str(), "cpu" | "memory" | "ephemeral-storage")
+            || name.starts_with("hugepages-");
+        if container_like && errs.len() == before && !name.contains('/') && !container_resource {
+            errs.push(Error::invalid(
+                &p,
+                name.as_str(),
+                "must be a standard resource for containers",
+            ));
+        }
         if let Some(v) = quantity(errs, &p, q) {
             out.push((name.clone(), v, quantity_text(q)));
         }
@@ -94,7 +105,6 @@ pub(super) fn validate_limit_range(lr: &Value) -> ErrorList {
         types.push(ty);
         let max = limit_map(item, "max", &p, &mut errs);
         let min = limit_map(item, "min", &p, &mut errs);
-        let ratio = limit_map(item, "maxLimitRequestRatio", &p, &mut errs);
         let (default, request) = if ty == "Pod" {
             for key in ["default", "defaultRequest"] {
                 if obj(item, key).is_some_and(|m| !m.is_empty()) {
@@ -111,6 +121,16 @@ pub(super) fn validate_limit_range(lr: &Value) -> ErrorList {
                 limit_map(item, "defaultRequest", &p, &mut errs),
             )
         };
+        if ty == "PersistentVolumeClaim"
+            && find(&min, "storage").is_none()
+            && find(&max, "storage").is_none()
+        {
+            errs.push(Error::required(
+                &p.child("limits"),
+                "either minimum or maximum storage value is required, but neither was provided",
+            ));
+        }
+        let ratio = limit_map(item, "maxLimitRequestRatio", &p, &mut errs);
         let mut keys: Vec<&str> = Vec::new();
         for (name, _, _) in max
             .iter()
@@ -233,11 +253,49 @@ const QUOTA_SCOPES: &[&str] = &[
     "VolumeAttributesClass",
 ];
 
+/// Upstream's `IsIntegerResourceName`: object counts and extended
+/// resources are whole numbers.
+fn is_integer_resource(name: &str) -> bool {
+    const COUNTS: &[&str] = &[
+        "pods",
+        "services",
+        "replicationcontrollers",
+        "resourcequotas",
+        "secrets",
+        "configmaps",
+        "persistentvolumeclaims",
+        "services.nodeports",
+        "services.loadbalancers",
+    ];
+    let extended = |n: &str| {
+        n.split_once('/')
+            .is_some_and(|(domain, _)| !domain.ends_with("kubernetes.io") && domain != "count")
+    };
+    COUNTS.contains(&name)
+        || name.starts_with("count/")
+        || extended(name)
+        || name.strip_prefix("requests.").is_some_and(extended)
+}
+
 fn quota_map(parent: &Value, key: &str, path: &Path, errs: &mut ErrorList) {
     for (name, q) in obj(parent, key).into_iter().flatten() {
         let p = path.child(key).key(name);
-        resource_name(errs, &p, name, "must be a standard resource for quota");
-        quantity(errs, &p, q);
+        // Upstream's `ValidateResourceQuotaResourceName`: the general name
+        // rule, then the quota-specific one (both messages can appear).
+        resource_name(errs, &p, name, STANDARD_RESOURCE);
+        if !name.contains('/') && !is_standard_resource_name(name) {
+            errs.push(Error::invalid(
+                &p,
+                name.as_str(),
+                "must be a standard resource for quota",
+            ));
+        }
+        if let Some(v) = quantity(errs, &p, q)
+            && is_integer_resource(name)
+            && (v * 1000.0).round() % 1000.0 != 0.0
+        {
+            errs.push(Error::invalid(&p, quantity_text(q), "must be an integer"));
+        }
     }
 }
 

@@ -65,8 +65,9 @@ fn limit_range_validation() {
     let lr = json!({"spec": {"limits": [
         {"type": "Container", "max": {"cpu": "1"}, "min": {"cpu": "2"}, "maxLimitRequestRatio": {"memory": "500m"}},
         {"type": "Container"},
-        {"type": "Pod", "default": {"cpu": "1"}},
+        {"type": "Pod", "default": {"cpu": "1"}, "max": {"pods": "1"}},
         {"type": "Thing", "max": {"widgets": "x"}},
+        {"type": "PersistentVolumeClaim", "max": {"cpu": "1"}},
     ]}});
     assert_eq!(
         messages(&validate("", "LimitRange", &lr)),
@@ -74,22 +75,26 @@ fn limit_range_validation() {
             "spec.limits[0].min[cpu]: Invalid value: \"2\": min value 2 is greater than max value 1",
             "spec.limits[0].maxLimitRequestRatio[memory]: Invalid value: \"500m\": ratio 500m is less than 1",
             "spec.limits[1].type: Duplicate value: \"Container\"",
+            "spec.limits[2].max[pods]: Invalid value: \"pods\": must be a standard resource for containers",
             "spec.limits[2].default: Forbidden: may not be specified when `type` is 'Pod'",
             "spec.limits[3].type: Invalid value: \"Thing\": must be a standard limit type or fully qualified",
             "spec.limits[3].max[widgets]: Invalid value: \"widgets\": must be a standard resource type or fully qualified",
             "spec.limits[3].max[widgets]: Invalid value: \"x\": quantities must match the regular expression '^([+-]?[0-9.]+)([eEinumkKMGTP]*[-+]?[0-9]*)$'",
+            "spec.limits[4].limits: Required value: either minimum or maximum storage value is required, but neither was provided",
         ]
     );
 }
 
 #[test]
 fn resource_quota_validation_and_create() {
-    let rq = json!({"spec": {"hard": {"pods": "10", "requests.cpu": "4", "count/deployments.apps": "2", "bananas": "1", "memory": "-1"}, "scopes": ["BestEffort", "Sometimes"]}});
+    let rq = json!({"spec": {"hard": {"pods": "10", "requests.cpu": "4", "count/deployments.apps": "2", "bananas": "1", "memory": "-1", "services": "1500m"}, "scopes": ["BestEffort", "Sometimes"]}});
     assert_eq!(
         messages(&validate("", "ResourceQuota", &rq)),
         vec![
+            "spec.hard[bananas]: Invalid value: \"bananas\": must be a standard resource type or fully qualified",
             "spec.hard[bananas]: Invalid value: \"bananas\": must be a standard resource for quota",
             "spec.hard[memory]: Invalid value: \"-1\": must be greater than or equal to 0",
+            "spec.hard[services]: Invalid value: \"1500m\": must be an integer",
             "spec.scopes: Invalid value: \"Sometimes\": unsupported scope",
         ]
     );

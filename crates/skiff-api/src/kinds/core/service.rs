@@ -36,6 +36,11 @@ pub(super) fn default_service(svc: &mut Value) {
     default_str(spec, "type", "ClusterIP");
     default_str(spec, "sessionAffinity", "None");
     let ty = str_or_empty(spec, "type").to_owned();
+    if str_or_empty(spec, "sessionAffinity") == "None"
+        && let Some(m) = spec.as_object_mut()
+    {
+        m.remove("sessionAffinityConfig");
+    }
     if str_or_empty(spec, "sessionAffinity") == "ClientIP" {
         let timeout = spec
             .pointer("/sessionAffinityConfig/clientIP/timeoutSeconds")
@@ -73,7 +78,9 @@ pub(super) fn default_service(svc: &mut Value) {
     if ty == "LoadBalancer" {
         default_value(spec, "allocateLoadBalancerNodePorts", json!(true));
     }
-    if matches!(ty.as_str(), "NodePort" | "LoadBalancer") {
+    let has_external_ips = !arr(spec, "externalIPs").is_empty();
+    if matches!(ty.as_str(), "NodePort" | "LoadBalancer") || (ty == "ClusterIP" && has_external_ips)
+    {
         default_str(spec, "externalTrafficPolicy", "Cluster");
     }
     if let Some(status) = obj_mut(svc, "status") {
@@ -81,7 +88,8 @@ pub(super) fn default_service(svc: &mut Value) {
         if !lb.is_object() {
             *lb = json!({});
         }
-        if let Some(ingress) = lb.get_mut("ingress").and_then(Value::as_array_mut) {
+        let ingress = lb.get_mut("ingress").and_then(Value::as_array_mut);
+        if let Some(ingress) = ingress.filter(|_| ty == "LoadBalancer") {
             for ing in ingress.iter_mut().filter(|i| i.is_object()) {
                 if !str_or_empty(ing, "ip").is_empty() {
                     default_str(ing, "ipMode", "VIP");
@@ -490,10 +498,7 @@ fn validate_traffic_policies(svc: &Value, spec: &Value, errs: &mut ErrorList) {
             ));
         }
     } else if etp.is_empty() {
-        // ClusterIP services with externalIPs predate the field's defaulting.
-        if ty != "ClusterIP" {
-            errs.push(Error::required(&sp.child("externalTrafficPolicy"), ""));
-        }
+        errs.push(Error::required(&sp.child("externalTrafficPolicy"), ""));
     } else if !matches!(etp, "Cluster" | "Local") {
         errs.push(Error::not_supported(
             &sp.child("externalTrafficPolicy"),

@@ -55,6 +55,16 @@ fn defaults_match_the_server_and_are_idempotent() {
     assert!(en["spec"].get("internalTrafficPolicy").is_none());
     assert!(errors(&en).is_empty(), "{:?}", errors(&en));
 
+    let external =
+        created(json!({"spec": {"externalIPs": ["192.0.2.10"], "ports": [{"port": 1}]}}));
+    assert_eq!(external["spec"]["externalTrafficPolicy"], "Cluster");
+    assert!(errors(&external).is_empty(), "{:?}", errors(&external));
+
+    let dropped = created(
+        json!({"spec": {"sessionAffinityConfig": {"clientIP": {"timeoutSeconds": 5}}, "ports": [{"port": 1}]}}),
+    );
+    assert!(dropped["spec"].get("sessionAffinityConfig").is_none());
+
     let affinity =
         created(json!({"spec": {"sessionAffinity": "ClientIP", "ports": [{"port": 1}]}}));
     assert_eq!(

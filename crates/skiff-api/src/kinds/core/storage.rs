@@ -63,6 +63,46 @@ pub(super) fn default_pv(pv: &mut Value) {
         {
             hp["type"] = json!("");
         }
+        // The volume sources' own defaults.
+        let source_defaults: &[(&str, &[(&str, Value)])] = &[
+            ("iscsi", &[("iscsiInterface", json!("default"))]),
+            (
+                "rbd",
+                &[
+                    ("pool", json!("rbd")),
+                    ("user", json!("admin")),
+                    ("keyring", json!("/etc/ceph/keyring")),
+                ],
+            ),
+            (
+                "azureDisk",
+                &[
+                    ("cachingMode", json!("ReadWrite")),
+                    ("kind", json!("Shared")),
+                    ("fsType", json!("ext4")),
+                    ("readOnly", json!(false)),
+                ],
+            ),
+            (
+                "scaleIO",
+                &[
+                    ("storageMode", json!("ThinProvisioned")),
+                    ("fsType", json!("xfs")),
+                ],
+            ),
+        ];
+        for (source, fields) in source_defaults {
+            if let Some(src) = spec.get_mut(*source).filter(|s| s.is_object()) {
+                for (key, value) in *fields {
+                    let unset = src
+                        .get(*key)
+                        .is_none_or(|v| v.is_null() || v.as_str() == Some(""));
+                    if unset {
+                        src[*key] = value.clone();
+                    }
+                }
+            }
+        }
     }
     set_phase_default(pv);
 }

@@ -35,6 +35,13 @@ fn volume_defaults_and_create() {
         messages(&validate("", "PersistentVolume", &v))
     );
 
+    let rbd = created(
+        "PersistentVolume",
+        json!({"spec": {"rbd": {"monitors": ["m"], "image": "i"}}}),
+    );
+    assert_eq!(rbd["spec"]["rbd"]["pool"], "rbd");
+    assert_eq!(rbd["spec"]["rbd"]["user"], "admin");
+
     let mut with_status = pvc();
     with_status["status"] = json!({"phase": "Bound", "capacity": {"storage": "1Gi"}});
     let c = created("PersistentVolumeClaim", with_status);

@@ -420,6 +420,7 @@ pub(super) fn validate_service(svc: &Value) -> ErrorList {
     }
     validate_traffic_policies(svc, spec, &mut errs);
     validate_load_balancer_fields(ty, spec, &mut errs);
+    super::service_ips::load_balancer_class(svc, None, &mut errs);
     errs
 }
 
@@ -453,12 +454,6 @@ fn validate_load_balancer_fields(ty: &str, spec: &Value, errs: &mut ErrorList) {
         errs.push(Error::required(
             &Path::new("allocateLoadBalancerNodePorts"),
             "",
-        ));
-    }
-    if spec.get("loadBalancerClass").is_some_and(|v| !v.is_null()) && ty != "LoadBalancer" {
-        errs.push(Error::forbidden(
-            &sp.child("loadBalancerClass"),
-            "may only be used when `type` is 'LoadBalancer'",
         ));
     }
 }

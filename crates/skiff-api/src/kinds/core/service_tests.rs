@@ -299,3 +299,37 @@ fn load_balancer_status() {
         ]
     );
 }
+
+#[test]
+fn families_and_load_balancer_class_on_update() {
+    let old = allocated("LoadBalancer");
+    let mut v6 = old.clone();
+    v6["spec"]["ipFamilies"] = json!(["IPv6"]);
+    assert_eq!(
+        updated(v6, &old),
+        vec![
+            "spec.ipFamilies[0]: Invalid value: []string{\"IPv6\"}: may not change once set",
+            "spec.clusterIPs[0]: Invalid value: \"10.43.0.10\": expected an IPv6 value as indicated by `ipFamilies[0]`",
+        ]
+    );
+    let mut classed = old.clone();
+    classed["spec"]["loadBalancerClass"] = json!("example.com/lb");
+    assert_eq!(
+        updated(classed, &old),
+        vec!["spec.loadBalancerClass: Invalid value: \"example.com/lb\": may not change once set"]
+    );
+    let mut two = old.clone();
+    two["spec"]["clusterIPs"] = json!(["10.43.0.10", "10.43.0.11"]);
+    assert_eq!(
+        updated(two, &old),
+        vec![
+            "spec.clusterIPs: Invalid value: []string{\"10.43.0.10\", \"10.43.0.11\"}: may specify no more than one IP for each IP family"
+        ]
+    );
+    let cluster_ip_class =
+        created(json!({"spec": {"loadBalancerClass": "x", "ports": [{"port": 1}]}}));
+    assert_eq!(
+        errors(&cluster_ip_class),
+        vec!["spec.loadBalancerClass: Forbidden: may only be used when `type` is 'LoadBalancer'"]
+    );
+}

@@ -374,11 +374,17 @@ pub(super) fn validate_ingress(ing: &Value) -> ErrorList {
         }
     }
     for (i, tls) in arr(spec, "tls").iter().enumerate() {
+        let tp = sp.child("tls").index(i);
         for (j, host) in strs(tls, "hosts").iter().enumerate() {
-            host_errors(
-                host,
-                &sp.child("tls").index(i).child("hosts").index(j),
+            host_errors(host, &tp.child("hosts").index(j), &mut errs);
+        }
+        let secret = str_or_empty(tls, "secretName");
+        if !secret.is_empty() {
+            invalid_each(
                 &mut errs,
+                &tp.child("secretName"),
+                secret,
+                is_dns1123_subdomain(secret),
             );
         }
     }

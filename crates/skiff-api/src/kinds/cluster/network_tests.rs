@@ -90,6 +90,15 @@ fn ingress_validation() {
             "spec.rules[1].http.paths: Required value",
         ]
     );
+    let tls = json!({"spec": {"defaultBackend": backend("web", json!({"number": 80})), "tls": [{"hosts": ["*.example.com", "Bad"], "secretName": "tls_secret"}]}});
+    let msgs = messages(&validate(NET, "Ingress", &tls));
+    assert_eq!(msgs.len(), 2, "{msgs:?}");
+    assert!(msgs[0].starts_with(
+        "spec.tls[0].hosts[1]: Invalid value: \"Bad\": a lowercase RFC 1123 subdomain"
+    ));
+    assert!(msgs[1].starts_with(
+        "spec.tls[0].secretName: Invalid value: \"tls_secret\": a lowercase RFC 1123 subdomain"
+    ));
     assert_eq!(
         messages(&validate(NET, "Ingress", &json!({"spec": {}}))),
         vec![

@@ -106,3 +106,7 @@ pub(super) fn validate_status_update(kind: &str, new: &Value, old: &Value) -> Er
         _ => ErrorList::new(),
     }
 }
+
+#[cfg(test)]
+#[path = "robustness_tests.rs"]
+mod robustness_tests;

@@ -28,6 +28,56 @@ pub(super) fn default_endpoint_slice(slice: &mut Value) {
     }
 }
 
+/// The strategy's `dropTopologyOnV1` on create: `deprecatedTopology` is
+/// not writable through discovery/v1.
+pub(super) fn prepare_create_endpoint_slice(slice: &mut Value) {
+    drop_topology(slice, None);
+}
+
+/// The strategy's `dropTopologyOnV1` on update: when the endpoints change,
+/// `deprecatedTopology` is dropped, and a node name the old slice recorded
+/// there (under `kubernetes.io/hostname`) moves into `nodeName`.
+pub(super) fn prepare_update_endpoint_slice(new: &mut Value, old: &Value) {
+    if new.get("endpoints") == old.get("endpoints") {
+        return;
+    }
+    drop_topology(new, Some(old));
+}
+
+const HOSTNAME_LABEL: &str = "kubernetes.io/hostname";
+
+fn drop_topology(slice: &mut Value, old: Option<&Value>) {
+    let previous: Vec<String> = old
+        .map(|o| {
+            arr(o, "endpoints")
+                .iter()
+                .filter_map(|e| e.pointer("/deprecatedTopology/kubernetes.io~1hostname"))
+                .filter_map(Value::as_str)
+                .map(str::to_owned)
+                .collect()
+        })
+        .unwrap_or_default();
+    let Some(endpoints) = slice.get_mut("endpoints").and_then(Value::as_array_mut) else {
+        return;
+    };
+    for ep in endpoints.iter_mut().filter_map(Value::as_object_mut) {
+        let host = ep
+            .get("deprecatedTopology")
+            .and_then(|t| t.get(HOSTNAME_LABEL))
+            .and_then(Value::as_str)
+            .map(str::to_owned);
+        let no_node = ep.get("nodeName").is_none_or(Value::is_null);
+        if let Some(host) = host
+            && no_node
+            && previous.contains(&host)
+            && is_dns1123_subdomain(&host).is_empty()
+        {
+            ep.insert("nodeName".into(), Value::String(host));
+        }
+        ep.remove("deprecatedTopology");
+    }
+}
+
 /// Upstream's `IsFullyQualifiedDomainName`.
 fn fqdn(errs: &mut ErrorList, path: &Path, name: &str) {
     if name.is_empty() {

@@ -3,7 +3,7 @@
 use serde_json::json;
 
 use crate::kinds::core::util::messages;
-use crate::kinds::{default, validate, validate_update};
+use crate::kinds::{default, prepare_create, prepare_update, validate, validate_update};
 
 const DISC: &str = "discovery.k8s.io";
 
@@ -71,4 +71,32 @@ fn address_type_is_immutable() {
         vec!["addressType: Invalid value: \"IPv6\": field is immutable"]
     );
     assert!(validate_update(DISC, "EndpointSlice", &old, &old).is_empty());
+}
+
+#[test]
+fn deprecated_topology_is_not_writable() {
+    let mut created = json!({"addressType": "IPv4", "endpoints": [
+        {"addresses": ["10.0.0.1"], "deprecatedTopology": {"kubernetes.io/hostname": "n1"}},
+    ]});
+    prepare_create(DISC, "EndpointSlice", &mut created);
+    assert_eq!(created["endpoints"][0], json!({"addresses": ["10.0.0.1"]}));
+
+    // Stored by an older API version: unchanged endpoints keep it; changed
+    // ones move a known node name into nodeName.
+    let old = json!({"addressType": "IPv4", "endpoints": [
+        {"addresses": ["10.0.0.1"], "deprecatedTopology": {"kubernetes.io/hostname": "n1"}},
+    ]});
+    let mut same = old.clone();
+    same["ports"] = json!([]);
+    prepare_update(DISC, "EndpointSlice", &mut same, &old);
+    assert_eq!(same["endpoints"], old["endpoints"]);
+    let mut changed = json!({"addressType": "IPv4", "endpoints": [
+        {"addresses": ["10.0.0.2"], "deprecatedTopology": {"kubernetes.io/hostname": "n1"}},
+        {"addresses": ["10.0.0.3"], "deprecatedTopology": {"kubernetes.io/hostname": "n9"}},
+    ]});
+    prepare_update(DISC, "EndpointSlice", &mut changed, &old);
+    assert_eq!(
+        changed["endpoints"],
+        json!([{"addresses": ["10.0.0.2"], "nodeName": "n1"}, {"addresses": ["10.0.0.3"]}])
+    );
 }

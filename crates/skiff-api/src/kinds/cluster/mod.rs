@@ -43,6 +43,7 @@ pub(super) fn default(group: &str, kind: &str, obj: &mut Value) {
 pub(super) fn prepare_create(group: &str, kind: &str, obj: &mut Value) {
     match (group, kind) {
         ("policy", "PodDisruptionBudget") => scheduling::prepare_create_pdb(obj),
+        ("discovery.k8s.io", "EndpointSlice") => discovery::prepare_create_endpoint_slice(obj),
         ("networking.k8s.io", "Ingress") => network::prepare_create_ingress(obj),
         ("certificates.k8s.io", "CertificateSigningRequest") => {
             certificates::prepare_create(obj);
@@ -52,8 +53,14 @@ pub(super) fn prepare_create(group: &str, kind: &str, obj: &mut Value) {
 }
 
 pub(super) fn prepare_update(group: &str, kind: &str, new: &mut Value, old: &Value) {
-    if (group, kind) == ("certificates.k8s.io", "CertificateSigningRequest") {
-        certificates::prepare_update(new, old);
+    match (group, kind) {
+        ("certificates.k8s.io", "CertificateSigningRequest") => {
+            certificates::prepare_update(new, old);
+        }
+        ("discovery.k8s.io", "EndpointSlice") => {
+            discovery::prepare_update_endpoint_slice(new, old);
+        }
+        _ => {}
     }
 }
 

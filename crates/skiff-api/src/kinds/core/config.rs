@@ -340,6 +340,22 @@ pub(super) fn validate_secret_update(new: &Value, old: &Value) -> ErrorList {
     errs
 }
 
+/// The ServiceAccount strategy's `cleanSecretReferences`: a reference to a
+/// token secret keeps only its name.
+pub(super) fn clean_secret_references(sa: &mut Value) {
+    let Some(secrets) = sa.get_mut("secrets").and_then(Value::as_array_mut) else {
+        return;
+    };
+    for secret in secrets.iter_mut() {
+        let name = secret.get("name").cloned();
+        let mut clean = Map::new();
+        if let Some(name) = name.filter(|n| !n.is_null()) {
+            clean.insert("name".into(), name);
+        }
+        *secret = Value::Object(clean);
+    }
+}
+
 #[cfg(test)]
 #[path = "config_tests.rs"]
 mod tests;

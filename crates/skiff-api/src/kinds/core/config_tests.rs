@@ -4,7 +4,7 @@ use serde_json::json;
 
 use super::*;
 use crate::kinds::core::util::messages;
-use crate::kinds::{default, normalize, validate, validate_update};
+use crate::kinds::{default, normalize, prepare_create, prepare_update, validate, validate_update};
 
 #[test]
 fn base64_round_trips_and_reports_the_bad_byte() {
@@ -181,4 +181,15 @@ fn immutable_payloads_and_types() {
             "binaryData: Forbidden: field is immutable when `immutable` is set"
         ]
     );
+}
+
+#[test]
+fn service_account_secret_references_keep_only_names() {
+    let mut sa = json!({"secrets": [{"name": "tok", "namespace": "x", "uid": "u", "fieldPath": "f"}, {"kind": "Secret"}]});
+    prepare_create("", "ServiceAccount", &mut sa);
+    assert_eq!(sa["secrets"], json!([{"name": "tok"}, {}]));
+    let old = sa.clone();
+    let mut new = json!({"secrets": [{"name": "b", "apiVersion": "v1"}]});
+    prepare_update("", "ServiceAccount", &mut new, &old);
+    assert_eq!(new["secrets"], json!([{"name": "b"}]));
 }

@@ -50,6 +50,7 @@ pub(super) fn default(kind: &str, obj: &mut Value) {
 
 pub(super) fn prepare_create(kind: &str, obj: &mut Value) {
     match kind {
+        "ServiceAccount" => config::clean_secret_references(obj),
         "Service" => service::prepare_create(obj),
         "ResourceQuota" => quota::prepare_create_quota(obj),
         "PersistentVolume" => storage::prepare_create_pv(obj),
@@ -59,8 +60,10 @@ pub(super) fn prepare_create(kind: &str, obj: &mut Value) {
 }
 
 pub(super) fn prepare_update(kind: &str, new: &mut Value, old: &Value) {
-    if kind == "Service" {
-        service::prepare_update(new, old);
+    match kind {
+        "Service" => service::prepare_update(new, old),
+        "ServiceAccount" => config::clean_secret_references(new),
+        _ => {}
     }
 }
 

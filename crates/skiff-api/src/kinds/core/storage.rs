@@ -7,6 +7,7 @@ use super::util::{
     quantity_value, str_or_empty, strs,
 };
 use crate::field::{BadValue, Error, ErrorList, Path};
+use crate::validation::{is_dns1123_subdomain, is_valid_label_value, validate_label_name};
 
 const ACCESS_MODES: &[&str] = &[
     "ReadOnlyMany",
@@ -183,6 +184,18 @@ fn volume_mode(spec: &Value, path: &Path, errs: &mut ErrorList) {
     }
 }
 
+/// Upstream's `validatePathNoBacksteps`.
+fn no_backsteps(src: &Value, path: &Path, errs: &mut ErrorList) {
+    let p = str_or_empty(src, "path");
+    if p.split('/').any(|part| part == "..") {
+        errs.push(Error::invalid(
+            &path.child("path"),
+            p,
+            "must not contain '..'",
+        ));
+    }
+}
+
 fn validate_source(key: &str, src: &Value, path: &Path, errs: &mut ErrorList) {
     let required = |errs: &mut ErrorList, field: &str| {
         if str_or_empty(src, field).is_empty() {
@@ -192,6 +205,7 @@ fn validate_source(key: &str, src: &Value, path: &Path, errs: &mut ErrorList) {
     match key {
         "hostPath" => {
             required(errs, "path");
+            no_backsteps(src, path, errs);
             let ty = str_or_empty(src, "type");
             if !HOST_PATH_TYPES.contains(&ty) {
                 errs.push(Error::not_supported(
@@ -201,7 +215,10 @@ fn validate_source(key: &str, src: &Value, path: &Path, errs: &mut ErrorList) {
                 ));
             }
         }
-        "local" => required(errs, "path"),
+        "local" => {
+            required(errs, "path");
+            no_backsteps(src, path, errs);
+        }
         "nfs" => {
             required(errs, "server");
             let p = str_or_empty(src, "path");
@@ -285,6 +302,16 @@ pub(super) fn validate_pv(pv: &Value) -> ErrorList {
     if sources == 0 {
         errs.push(Error::required(&sp, "must specify a volume type"));
     }
+    if let Some(affinity) = spec.get("nodeAffinity").filter(|a| !a.is_null()) {
+        let ap = sp.child("nodeAffinity");
+        match affinity.get("required").filter(|r| !r.is_null()) {
+            Some(required) => node_selector(required, &ap.child("required"), &mut errs),
+            None => errs.push(Error::required(
+                &ap.child("required"),
+                "must specify required node constraints",
+            )),
+        }
+    }
     if spec.get("local").is_some_and(|l| !l.is_null())
         && spec.get("nodeAffinity").is_none_or(Value::is_null)
     {
@@ -304,6 +331,98 @@ pub(super) fn validate_pv(pv: &Value) -> ErrorList {
         ));
     }
     errs
+}
+
+/// Upstream's `ValidateNodeSelector` (required node affinity of a volume).
+fn node_selector(selector: &Value, path: &Path, errs: &mut ErrorList) {
+    let tp = path.child("nodeSelectorTerms");
+    let terms = arr(selector, "nodeSelectorTerms");
+    if terms.is_empty() {
+        errs.push(Error::required(
+            &tp,
+            "must have at least one node selector term",
+        ));
+        return;
+    }
+    for (i, term) in terms.iter().enumerate() {
+        let p = tp.index(i);
+        for (j, req) in arr(term, "matchExpressions").iter().enumerate() {
+            node_selector_requirement(req, &p.child("matchExpressions").index(j), errs);
+        }
+        for (j, req) in arr(term, "matchFields").iter().enumerate() {
+            node_field_requirement(req, &p.child("matchFields").index(j), errs);
+        }
+    }
+}
+
+fn node_selector_requirement(req: &Value, path: &Path, errs: &mut ErrorList) {
+    let values = strs(req, "values");
+    let op = str_or_empty(req, "operator");
+    let vp = path.child("values");
+    match op {
+        "In" | "NotIn" if values.is_empty() => {
+            errs.push(Error::required(
+                &vp,
+                "must be specified when `operator` is 'In' or 'NotIn'",
+            ));
+        }
+        "Exists" | "DoesNotExist" if !values.is_empty() => errs.push(Error::forbidden(
+            &vp,
+            "may not be specified when `operator` is 'Exists' or 'DoesNotExist'",
+        )),
+        "Gt" | "Lt" if values.len() != 1 => errs.push(Error::required(
+            &vp,
+            "must be specified single value when `operator` is 'Lt' or 'Gt'",
+        )),
+        "In" | "NotIn" | "Exists" | "DoesNotExist" | "Gt" | "Lt" => {}
+        other => errs.push(Error::invalid(
+            &path.child("operator"),
+            other,
+            "not a valid selector operator",
+        )),
+    }
+    errs.extend(validate_label_name(
+        str_or_empty(req, "key"),
+        &path.child("key"),
+    ));
+    for (i, v) in values.iter().enumerate() {
+        for msg in is_valid_label_value(v) {
+            errs.push(Error::invalid(&vp.index(i), *v, &msg));
+        }
+    }
+}
+
+fn node_field_requirement(req: &Value, path: &Path, errs: &mut ErrorList) {
+    let values = strs(req, "values");
+    match str_or_empty(req, "operator") {
+        "In" | "NotIn" => {
+            if values.len() != 1 {
+                errs.push(Error::required(
+                    &path.child("values"),
+                    "must be only one value when `operator` is 'In' or 'NotIn' for node field selector",
+                ));
+            }
+        }
+        other => errs.push(Error::invalid(
+            &path.child("operator"),
+            other,
+            "not a valid selector operator",
+        )),
+    }
+    let key = str_or_empty(req, "key");
+    if key == "metadata.name" {
+        for (i, v) in values.iter().enumerate() {
+            for msg in is_dns1123_subdomain(v) {
+                errs.push(Error::invalid(&path.child("values").index(i), *v, &msg));
+            }
+        }
+    } else {
+        errs.push(Error::invalid(
+            &path.child("key"),
+            key,
+            "not a valid field selector key",
+        ));
+    }
 }
 
 fn sources_of(spec: Option<&Value>) -> Vec<(&'static str, Option<&Value>)> {

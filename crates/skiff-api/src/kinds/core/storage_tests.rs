@@ -74,10 +74,36 @@ fn volume_validation_messages() {
             "spec.nfs: Forbidden: may not specify more than 1 volume type",
         ]
     );
+    let mut backstep = pv();
+    backstep["spec"]["hostPath"]["path"] = json!("/data/../etc");
+    assert_eq!(
+        messages(&validate("", "PersistentVolume", &backstep)),
+        vec!["spec.hostPath.path: Invalid value: \"/data/../etc\": must not contain '..'"]
+    );
     let local = json!({"spec": {"capacity": {"storage": "1Gi"}, "accessModes": ["ReadWriteOnce"], "local": {"path": "/mnt"}}});
     assert_eq!(
         messages(&validate("", "PersistentVolume", &local)),
         vec!["spec.nodeAffinity: Required value: Local volume requires node affinity"]
+    );
+    let mut pinned = local.clone();
+    pinned["spec"]["nodeAffinity"] = json!({"required": {"nodeSelectorTerms": [{
+        "matchExpressions": [{"key": "kubernetes.io/hostname", "operator": "In", "values": ["n1"]}, {"key": "k", "operator": "Near"}],
+        "matchFields": [{"key": "metadata.uid", "operator": "In", "values": ["a", "b"]}],
+    }]}});
+    assert_eq!(
+        messages(&validate("", "PersistentVolume", &pinned)),
+        vec![
+            "spec.nodeAffinity.required.nodeSelectorTerms[0].matchExpressions[1].operator: Invalid value: \"Near\": not a valid selector operator",
+            "spec.nodeAffinity.required.nodeSelectorTerms[0].matchFields[0].values: Required value: must be only one value when `operator` is 'In' or 'NotIn' for node field selector",
+            "spec.nodeAffinity.required.nodeSelectorTerms[0].matchFields[0].key: Invalid value: \"metadata.uid\": not a valid field selector key",
+        ]
+    );
+    pinned["spec"]["nodeAffinity"] = json!({"required": {"nodeSelectorTerms": []}});
+    assert_eq!(
+        messages(&validate("", "PersistentVolume", &pinned)),
+        vec![
+            "spec.nodeAffinity.required.nodeSelectorTerms: Required value: must have at least one node selector term"
+        ]
     );
 }
 

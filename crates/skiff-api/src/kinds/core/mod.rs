@@ -7,6 +7,7 @@
 //! `storage` (PersistentVolume, PersistentVolumeClaim). `util` holds the
 //! validators the cluster kinds share.
 
+pub(super) mod claims;
 pub(super) mod config;
 mod endpoints;
 pub(super) mod event;
@@ -43,7 +44,7 @@ pub(super) fn default(kind: &str, obj: &mut Value) {
         "Node" => node::default_node(obj),
         "LimitRange" => quota::default_limit_range(obj),
         "PersistentVolume" => storage::default_pv(obj),
-        "PersistentVolumeClaim" => storage::default_pvc(obj),
+        "PersistentVolumeClaim" => claims::default_pvc(obj),
         _ => {}
     }
 }
@@ -54,7 +55,7 @@ pub(super) fn prepare_create(kind: &str, obj: &mut Value) {
         "Service" => service::prepare_create(obj),
         "ResourceQuota" => quota::prepare_create_quota(obj),
         "PersistentVolume" => storage::prepare_create_pv(obj),
-        "PersistentVolumeClaim" => storage::prepare_create_pvc(obj),
+        "PersistentVolumeClaim" => claims::prepare_create_pvc(obj),
         _ => {}
     }
 }
@@ -79,7 +80,7 @@ pub(super) fn validate(kind: &str, obj: &Value) -> ErrorList {
         "LimitRange" => quota::validate_limit_range(obj),
         "ResourceQuota" => quota::validate_resource_quota(obj),
         "PersistentVolume" => storage::validate_pv(obj),
-        "PersistentVolumeClaim" => storage::validate_pvc(obj),
+        "PersistentVolumeClaim" => claims::validate_pvc(obj),
         // ServiceAccount: only the common metadata rules apply.
         _ => ErrorList::new(),
     }
@@ -93,7 +94,7 @@ pub(super) fn validate_update(kind: &str, new: &Value, old: &Value) -> ErrorList
         "Node" => node::validate_node_update(new, old),
         "Event" => event::validate_event_update(new, old, event::Api::CoreV1),
         "PersistentVolume" => storage::validate_pv_update(new, old),
-        "PersistentVolumeClaim" => storage::validate_pvc_update(new, old),
+        "PersistentVolumeClaim" => claims::validate_pvc_update(new, old),
         _ => validate(kind, new),
     }
 }
@@ -105,7 +106,7 @@ pub(super) fn validate_status_update(kind: &str, new: &Value, old: &Value) -> Er
         "ResourceQuota" => quota::validate_resource_quota(new),
         "Namespace" => node::validate_namespace_status(new),
         "PersistentVolume" => storage::validate_pv_status(new),
-        "PersistentVolumeClaim" => storage::validate_pvc_status(new),
+        "PersistentVolumeClaim" => claims::validate_pvc_status(new),
         _ => ErrorList::new(),
     }
 }

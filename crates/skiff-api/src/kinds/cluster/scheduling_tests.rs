@@ -27,14 +27,14 @@ fn disruption_budgets() {
         messages(&validate("policy", "PodDisruptionBudget", &both)),
         vec![
             "spec: Invalid value: {\"maxUnavailable\":\"150%\",\"minAvailable\":1,\"selector\":{\"matchLabels\":{\"app\":\"web\"}}}: minAvailable and maxUnavailable cannot be both set",
-            "spec.maxUnavailable: Invalid value: intstr.IntOrString{Type:1, IntVal:0, StrVal:\"150%\"}: must not be greater than 100%",
+            "spec.maxUnavailable: Invalid value: 150%: must not be greater than 100%",
         ]
     );
     let bad = json!({"spec": {"minAvailable": "half", "unhealthyPodEvictionPolicy": "Never"}});
     assert_eq!(
         messages(&validate("policy", "PodDisruptionBudget", &bad)),
         vec![
-            "spec.minAvailable: Invalid value: intstr.IntOrString{Type:1, IntVal:0, StrVal:\"half\"}: a valid percent string must be a numeric string followed by an ending '%' (e.g. '1%',  or '93%', regex used for validation is '[0-9]+%')",
+            "spec.minAvailable: Invalid value: half: a valid percent string must be a numeric string followed by an ending '%' (e.g. '1%',  or '93%', regex used for validation is '[0-9]+%')",
             "spec.unhealthyPodEvictionPolicy: Unsupported value: \"Never\": supported values: \"AlwaysAllow\", \"IfHealthyBudget\"",
         ]
     );

@@ -76,7 +76,7 @@ fn validate_taints(taints: &[Value], path: &Path, errs: &mut ErrorList) {
             let mut dup = Error::duplicate(
                 &p,
                 BadValue::Raw(format!(
-                    "core.Taint{{Key:{}, Value:{}, Effect:{}, TimeAdded:<nil>}}",
+                    "core.Taint{{Key:{}, Value:{}, Effect:{}, TimeAdded:(*v1.Time)(nil)}}",
                     crate::go_quote(key),
                     crate::go_quote(value),
                     crate::go_quote(effect)

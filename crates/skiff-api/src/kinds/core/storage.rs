@@ -235,12 +235,20 @@ pub(super) fn validate_pv(pv: &Value) -> ErrorList {
         errs.push(Error::required(&sp.child("capacity"), ""));
     }
     if capacity.is_none_or(|c| !c.contains_key("storage") || c.len() > 1) {
-        let keys: Vec<String> = capacity
-            .map(|c| c.keys().cloned().collect())
-            .unwrap_or_default();
+        // Go's `%#v` of the map; quantities are abbreviated to `{...}`.
+        let rendered = match capacity {
+            None => "core.ResourceList(nil)".to_owned(),
+            Some(c) => {
+                let items: Vec<String> = c
+                    .keys()
+                    .map(|k| format!("{}:resource.Quantity{{...}}", crate::go_quote(k)))
+                    .collect();
+                format!("core.ResourceList{{{}}}", items.join(", "))
+            }
+        };
         errs.push(Error::not_supported(
             &sp.child("capacity"),
-            BadValue::Raw(format!("core.ResourceList{{{}}}", keys.join(", "))),
+            BadValue::Raw(rendered),
             &["storage"],
         ));
     }

@@ -59,7 +59,7 @@ fn volume_validation_messages() {
             "spec.accessModes: Unsupported value: \"Sometimes\": supported values: \"ReadOnlyMany\", \"ReadWriteMany\", \"ReadWriteOnce\", \"ReadWriteOncePod\"",
             "spec.accessModes: Forbidden: may not use ReadWriteOncePod with other access modes",
             "spec.capacity: Required value",
-            "spec.capacity: Unsupported value: core.ResourceList{}: supported values: \"storage\"",
+            "spec.capacity: Unsupported value: core.ResourceList(nil): supported values: \"storage\"",
             "spec.persistentVolumeReclaimPolicy: Unsupported value: \"Keep\": supported values: \"Delete\", \"Recycle\", \"Retain\"",
             "spec: Required value: must specify a volume type",
         ]

@@ -105,17 +105,12 @@ pub(in crate::kinds) fn bad(v: &Value) -> BadValue {
     }
 }
 
-/// A JSON value as Go's `%#v` of an `intstr.IntOrString`.
+/// An `intstr.IntOrString` as a bad value: upstream (1.33) prints it with
+/// its `String()` method, unquoted (`50%`, `3`).
 pub(in crate::kinds) fn int_or_string_repr(v: &Value) -> BadValue {
     match v {
-        Value::String(s) => BadValue::Raw(format!(
-            "intstr.IntOrString{{Type:1, IntVal:0, StrVal:{}}}",
-            crate::go_quote(s)
-        )),
-        Value::Number(n) => BadValue::Raw(format!(
-            "intstr.IntOrString{{Type:0, IntVal:{}, StrVal:\"\"}}",
-            n.as_i64().unwrap_or_default()
-        )),
+        Value::String(s) => BadValue::Raw(s.clone()),
+        Value::Number(n) => BadValue::Raw(n.as_i64().unwrap_or_default().to_string()),
         other => bad(other),
     }
 }

@@ -545,6 +545,13 @@ pub(super) fn validate_service_status(svc: &Value) -> ErrorList {
         .pointer("/status/loadBalancer/ingress")
         .and_then(Value::as_array);
     let base = Path::new("status").child("loadBalancer").child("ingress");
+    if svc_type(svc) != "LoadBalancer" && ingress.is_some_and(|i| !i.is_empty()) {
+        errs.push(Error::forbidden(
+            &base,
+            "may only be used when `spec.type` is 'LoadBalancer'",
+        ));
+        return errs;
+    }
     for (i, ing) in ingress.into_iter().flatten().enumerate() {
         let p = base.index(i);
         let ip = str_or_empty(ing, "ip");

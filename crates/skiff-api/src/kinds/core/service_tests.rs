@@ -301,6 +301,20 @@ fn load_balancer_status() {
 }
 
 #[test]
+fn load_balancer_status_needs_a_load_balancer() {
+    let mut svc = allocated("ClusterIP");
+    svc["status"] = json!({"loadBalancer": {"ingress": [{"ip": "1.2.3.4", "ipMode": "VIP"}]}});
+    assert_eq!(
+        messages(&crate::kinds::validate_status_update(
+            "", "Service", &svc, &svc
+        )),
+        vec![
+            "status.loadBalancer.ingress: Forbidden: may only be used when `spec.type` is 'LoadBalancer'"
+        ]
+    );
+}
+
+#[test]
 fn families_and_load_balancer_class_on_update() {
     let old = allocated("LoadBalancer");
     let mut v6 = old.clone();

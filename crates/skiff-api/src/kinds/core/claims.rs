@@ -42,7 +42,7 @@ pub(super) fn validate_pvc(pvc: &Value) -> ErrorList {
             if quantity(&mut errs, &storage_path, q).is_some_and(|v| v <= 0.0) {
                 errs.push(Error::invalid(
                     &storage_path,
-                    super::util::quantity_text(q),
+                    BadValue::Raw(super::util::quantity_text(q)),
                     "must be greater than zero",
                 ));
             }

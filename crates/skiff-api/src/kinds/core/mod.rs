@@ -13,6 +13,7 @@ mod endpoints;
 pub(super) mod event;
 mod node;
 mod quota;
+mod resource_quota;
 mod service;
 mod service_ips;
 mod storage;
@@ -53,7 +54,7 @@ pub(super) fn prepare_create(kind: &str, obj: &mut Value) {
     match kind {
         "ServiceAccount" => config::clean_secret_references(obj),
         "Service" => service::prepare_create(obj),
-        "ResourceQuota" => quota::prepare_create_quota(obj),
+        "ResourceQuota" => resource_quota::prepare_create_quota(obj),
         "PersistentVolume" => storage::prepare_create_pv(obj),
         "PersistentVolumeClaim" => claims::prepare_create_pvc(obj),
         _ => {}
@@ -78,7 +79,7 @@ pub(super) fn validate(kind: &str, obj: &Value) -> ErrorList {
         "Namespace" => node::validate_namespace(obj),
         "Event" => event::validate_event(obj, event::Api::CoreV1),
         "LimitRange" => quota::validate_limit_range(obj),
-        "ResourceQuota" => quota::validate_resource_quota(obj),
+        "ResourceQuota" => resource_quota::validate_resource_quota(obj),
         "PersistentVolume" => storage::validate_pv(obj),
         "PersistentVolumeClaim" => claims::validate_pvc(obj),
         // ServiceAccount: only the common metadata rules apply.
@@ -94,6 +95,7 @@ pub(super) fn validate_update(kind: &str, new: &Value, old: &Value) -> ErrorList
         "Node" => node::validate_node_update(new, old),
         "Event" => event::validate_event_update(new, old, event::Api::CoreV1),
         "PersistentVolume" => storage::validate_pv_update(new, old),
+        "ResourceQuota" => resource_quota::validate_resource_quota_update(new, old),
         "PersistentVolumeClaim" => claims::validate_pvc_update(new, old),
         _ => validate(kind, new),
     }
@@ -103,7 +105,7 @@ pub(super) fn validate_status_update(kind: &str, new: &Value, old: &Value) -> Er
     match kind {
         "Service" => service::validate_service_status(new),
         "Node" => node::validate_node_update(new, old),
-        "ResourceQuota" => quota::validate_resource_quota(new),
+        "ResourceQuota" => resource_quota::validate_resource_quota_status(new),
         "Namespace" => node::validate_namespace_status(new),
         "PersistentVolume" => storage::validate_pv_status(new),
         "PersistentVolumeClaim" => claims::validate_pvc_status(new),

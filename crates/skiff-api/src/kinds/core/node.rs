@@ -185,14 +185,14 @@ pub(super) fn validate_node_update(new: &Value, old: &Value) -> ErrorList {
     errs
 }
 
-/// Upstream's `validateFinalizerName` for namespace finalizers.
+/// Upstream's `validateFinalizerName` for namespace finalizers: a
+/// qualified name, and a standard one unless it has a domain. Upstream
+/// reports these at `spec.finalizers`, without an index.
 fn finalizer_name(errs: &mut ErrorList, path: &Path, name: &str) {
-    let msgs = is_qualified_name(name);
-    let failed = !msgs.is_empty();
-    for msg in msgs {
+    for msg in is_qualified_name(name) {
         errs.push(Error::invalid(path, name, &msg));
     }
-    if !failed && !name.contains('/') && name != "kubernetes" {
+    if !name.contains('/') && name != "kubernetes" {
         errs.push(Error::invalid(
             path,
             name,
@@ -206,12 +206,9 @@ pub(super) fn validate_namespace(ns: &Value) -> ErrorList {
     let mut errs = ErrorList::new();
     let null = Value::Null;
     let spec = ns.get("spec").unwrap_or(&null);
-    for (i, f) in arr(spec, "finalizers").iter().enumerate() {
-        finalizer_name(
-            &mut errs,
-            &Path::new("spec").child("finalizers").index(i),
-            f.as_str().unwrap_or_default(),
-        );
+    let path = Path::new("spec").child("finalizers");
+    for f in arr(spec, "finalizers") {
+        finalizer_name(&mut errs, &path, f.as_str().unwrap_or_default());
     }
     errs
 }

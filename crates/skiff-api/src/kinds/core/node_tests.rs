@@ -52,7 +52,7 @@ fn node_validation_messages() {
             "spec.taints[2].effect: Unsupported value: \"Sometimes\": supported values: \"NoSchedule\", \"PreferNoSchedule\", \"NoExecute\"",
             "spec.taints[3].effect: Required value",
             "status.capacity.cpu: Invalid value: \"lots\": quantities must match the regular expression '^([+-]?[0-9.]+)([eEinumkKMGTP]*[-+]?[0-9]*)$'",
-            "status.capacity.memory: Invalid value: \"-1Gi\": must be greater than or equal to 0",
+            "status.capacity.memory: Invalid value: -1Gi: must be greater than or equal to 0",
             "spec.podCIDRs[2]: Invalid value: \"bad\": must be a valid CIDR value, (e.g. 10.9.8.0/24 or 2001:db8::/64)",
             "spec.podCIDRs: Invalid value: []string{\"10.42.0.0/24\", \"10.43.0.0/24\", \"bad\"}: may specify no more than one CIDR for each IP family",
         ]
@@ -96,7 +96,7 @@ fn namespace_finalizers_and_phase() {
     assert_eq!(
         messages(&validate("", "Namespace", &ns)),
         vec![
-            "spec.finalizers[2]: Invalid value: \"custom\": name is neither a standard finalizer name nor is it fully qualified"
+            "spec.finalizers: Invalid value: \"custom\": name is neither a standard finalizer name nor is it fully qualified"
         ]
     );
     let active = json!({"status": {"phase": "Active"}});

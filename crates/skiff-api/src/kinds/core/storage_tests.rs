@@ -70,7 +70,7 @@ fn volume_validation_messages() {
     assert_eq!(
         messages(&validate("", "PersistentVolume", &two)),
         vec![
-            "spec.capacity[storage]: Invalid value: \"0\": must be greater than zero",
+            "spec.capacity[storage]: Invalid value: 0: must be greater than zero",
             "spec.nfs: Forbidden: may not specify more than 1 volume type",
         ]
     );
@@ -141,7 +141,7 @@ fn claim_validation_messages() {
     let zero = json!({"spec": {"accessModes": ["ReadWriteOnce"], "resources": {"requests": {"storage": "0"}}}});
     assert_eq!(
         messages(&validate("", "PersistentVolumeClaim", &zero)),
-        vec!["spec.resources[storage]: Invalid value: \"0\": must be greater than zero"]
+        vec!["spec.resources[storage]: Invalid value: 0: must be greater than zero"]
     );
 }
 

@@ -492,6 +492,7 @@ pub(in crate::kinds) fn quantity_text(v: &Value) -> String {
 
 /// Checks that a quantity parses (the syntax check until decoding
 /// canonicalises quantities) and is not negative; returns its value.
+/// Upstream prints a quantity bad value unquoted (its `String()`).
 pub(in crate::kinds) fn quantity(errs: &mut ErrorList, path: &Path, v: &Value) -> Option<f64> {
     let Some(q) = quantity_value(v) else {
         errs.push(Error::invalid(path, quantity_text(v), QUANTITY_REGEX_ERROR));
@@ -500,7 +501,7 @@ pub(in crate::kinds) fn quantity(errs: &mut ErrorList, path: &Path, v: &Value) -
     if q < 0.0 {
         errs.push(Error::invalid(
             path,
-            quantity_text(v),
+            BadValue::Raw(quantity_text(v)),
             "must be greater than or equal to 0",
         ));
     }

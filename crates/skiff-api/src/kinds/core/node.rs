@@ -104,9 +104,10 @@ pub(super) fn validate_node(node: &Value) -> ErrorList {
     let mut errs = ErrorList::new();
     let null = Value::Null;
     let spec = node.get("spec").unwrap_or(&null);
+    // Upstream validates the spec's taints under `metadata.taints`.
     validate_taints(
         arr(spec, "taints"),
-        &Path::new("spec").child("taints"),
+        &Path::new("metadata").child("taints"),
         &mut errs,
     );
     let status = node.get("status").unwrap_or(&null);
@@ -166,6 +167,13 @@ pub(super) fn validate_node_update(new: &Value, old: &Value) -> ErrorList {
         errs.push(Error::forbidden(
             &Path::new("spec").child("providerID"),
             "node updates may not change providerID except from \"\" to valid",
+        ));
+    }
+    let external_id = |n: &Value| n.pointer("/spec/externalID").cloned();
+    if external_id(new) != external_id(old) {
+        errs.push(Error::forbidden(
+            &Path::new("spec").child("externalID"),
+            "may not be updated",
         ));
     }
     let null = Value::Null;

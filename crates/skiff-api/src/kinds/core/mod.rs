@@ -15,6 +15,7 @@ mod node;
 mod quota;
 mod resource_quota;
 mod service;
+mod service_fields;
 mod service_ips;
 mod storage;
 pub(super) mod util;
@@ -103,7 +104,7 @@ pub(super) fn validate_update(kind: &str, new: &Value, old: &Value) -> ErrorList
 
 pub(super) fn validate_status_update(kind: &str, new: &Value, old: &Value) -> ErrorList {
     match kind {
-        "Service" => service::validate_service_status(new),
+        "Service" => service_fields::validate_service_status(new),
         "Node" => node::validate_node_update(new, old),
         "ResourceQuota" => resource_quota::validate_resource_quota_status(new),
         "Namespace" => node::validate_namespace_status(new),

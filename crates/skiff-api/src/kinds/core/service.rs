@@ -7,15 +7,14 @@ use serde_json::{Map, Value, json};
 
 use super::util::{
     arr, default_str, default_value, dns1123_label, dns1123_subdomain, endpoint_ip, obj_mut,
-    port_num_or_name, protocol, qualified_name, str_map, str_of, str_or_empty, strs, valid_cidr,
-    valid_ip, valid_port,
+    port_num_or_name, protocol, qualified_name, str_map, str_of, str_or_empty, strs, valid_ip,
+    valid_port,
 };
 use crate::field::{BadValue, Error, ErrorList, Path};
-use crate::validation::{is_dns1123_subdomain, validate_labels};
+use crate::validation::validate_labels;
 
 const SERVICE_TYPES: &[&str] = &["ClusterIP", "ExternalName", "LoadBalancer", "NodePort"];
 const KUBELET_PORT: i64 = 10250;
-const MAX_CLIENT_IP_AFFINITY_SECONDS: i64 = 86400;
 
 pub(super) fn svc_type(svc: &Value) -> &str {
     svc.pointer("/spec/type")
@@ -152,7 +151,7 @@ fn needs_node_port(svc: &Value) -> bool {
     }
 }
 
-fn externally_accessible(svc: &Value) -> bool {
+pub(super) fn externally_accessible(svc: &Value) -> bool {
     matches!(svc_type(svc), "NodePort" | "LoadBalancer")
         || (svc_type(svc) == "ClusterIP"
             && spec_field(svc, "externalIPs")
@@ -252,7 +251,8 @@ fn service_port_key(protocol: &str, port: i64) -> BadValue {
     ))
 }
 
-fn validate_ports(svc: &Value, spec: &Value, errs: &mut ErrorList) {
+/// Each port's own rules (upstream's `validateServicePort`).
+fn validate_port_entries(spec: &Value, errs: &mut ErrorList) {
     let ports_path = Path::new("spec").child("ports");
     let ports = arr(spec, "ports");
     let mut names: Vec<&str> = Vec::new();
@@ -276,21 +276,15 @@ fn validate_ports(svc: &Value, spec: &Value, errs: &mut ErrorList) {
             qualified_name(errs, &p.child("appProtocol"), app);
         }
     }
-    if svc_type(svc) == "LoadBalancer" {
-        for (i, port) in ports.iter().enumerate() {
-            if port.get("port").and_then(Value::as_i64) == Some(KUBELET_PORT) {
-                errs.push(Error::invalid(
-                    &ports_path.index(i),
-                    KUBELET_PORT,
-                    &format!(
-                        "may not expose port {KUBELET_PORT} externally since it is used by kubelet"
-                    ),
-                ));
-            }
-        }
-    }
+}
+
+/// The rules across ports: node ports only off ClusterIP, and no two
+/// ports (or node ports) with the same protocol and number.
+fn validate_port_sets(ty: &str, spec: &Value, errs: &mut ErrorList) {
+    let ports_path = Path::new("spec").child("ports");
+    let ports = arr(spec, "ports");
     let node_port = |p: &Value| p.get("nodePort").and_then(Value::as_i64).unwrap_or(0);
-    if svc_type(svc) == "ClusterIP" {
+    if ty == "ClusterIP" {
         for (i, port) in ports.iter().enumerate() {
             if node_port(port) != 0 {
                 errs.push(Error::forbidden(
@@ -340,12 +334,25 @@ pub(super) fn validate_service(svc: &Value) -> ErrorList {
     }
     let ips = cluster_ips(svc);
     match ty {
-        "LoadBalancer" | "NodePort" if is_headless(svc) => {
-            errs.push(Error::invalid(
-                &sp.child("clusterIPs").index(0),
-                "None",
-                &format!("may not be set to 'None' for {ty} services"),
-            ));
+        "LoadBalancer" | "NodePort" => {
+            if ty == "LoadBalancer" {
+                for (i, port) in arr(spec, "ports").iter().enumerate() {
+                    if port.get("port").and_then(Value::as_i64) == Some(KUBELET_PORT) {
+                        errs.push(Error::invalid(
+                            &sp.child("ports").index(i),
+                            KUBELET_PORT,
+                            &format!("may not expose port {KUBELET_PORT} externally since it is used by kubelet"),
+                        ));
+                    }
+                }
+            }
+            if is_headless(svc) {
+                errs.push(Error::invalid(
+                    &sp.child("clusterIPs").index(0),
+                    "None",
+                    &format!("may not be set to 'None' for {ty} services"),
+                ));
+            }
         }
         "ExternalName" => {
             if !ips.is_empty() {
@@ -373,7 +380,7 @@ pub(super) fn validate_service(svc: &Value) -> ErrorList {
         }
         _ => {}
     }
-    validate_ports(svc, spec, &mut errs);
+    validate_port_entries(spec, &mut errs);
     if spec.get("selector").is_some_and(Value::is_object) {
         errs.extend(validate_labels(
             &str_map(spec, "selector"),
@@ -384,9 +391,11 @@ pub(super) fn validate_service(svc: &Value) -> ErrorList {
     let config_path = sp.child("sessionAffinityConfig");
     match affinity {
         "" => errs.push(Error::required(&sp.child("sessionAffinity"), "")),
-        "ClientIP" => {
-            validate_client_ip_config(spec.get("sessionAffinityConfig"), &config_path, &mut errs)
-        }
+        "ClientIP" => super::service_fields::validate_client_ip_config(
+            spec.get("sessionAffinityConfig"),
+            &config_path,
+            &mut errs,
+        ),
         "None" => {
             if spec
                 .get("sessionAffinityConfig")
@@ -418,116 +427,11 @@ pub(super) fn validate_service(svc: &Value) -> ErrorList {
     } else if !SERVICE_TYPES.contains(&ty) {
         errs.push(Error::not_supported(&sp.child("type"), ty, SERVICE_TYPES));
     }
-    validate_traffic_policies(svc, spec, &mut errs);
-    validate_load_balancer_fields(ty, spec, &mut errs);
+    validate_port_sets(ty, spec, &mut errs);
+    super::service_fields::validate_load_balancer_fields(svc, ty, spec, &mut errs);
     super::service_ips::load_balancer_class(svc, None, &mut errs);
+    super::service_fields::validate_traffic_policies(svc, spec, &mut errs);
     errs
-}
-
-/// The fields only LoadBalancer services may carry.
-fn validate_load_balancer_fields(ty: &str, spec: &Value, errs: &mut ErrorList) {
-    let sp = Path::new("spec");
-    let ranges = strs(spec, "loadBalancerSourceRanges");
-    if !ranges.is_empty() {
-        // Upstream's path really is capitalised here.
-        let path = sp.child("LoadBalancerSourceRanges");
-        if ty != "LoadBalancer" {
-            errs.push(Error::forbidden(
-                &path,
-                "may only be used when `type` is 'LoadBalancer'",
-            ));
-        }
-        for (i, range) in ranges.iter().enumerate() {
-            valid_cidr(errs, &path.index(i), range.trim());
-        }
-    }
-    let allocate = spec
-        .get("allocateLoadBalancerNodePorts")
-        .filter(|v| !v.is_null());
-    if allocate.is_some() && ty != "LoadBalancer" {
-        errs.push(Error::forbidden(
-            &sp.child("allocateLoadBalancerNodePorts"),
-            "may only be used when `type` is 'LoadBalancer'",
-        ));
-    }
-    if ty == "LoadBalancer" && allocate.is_none() {
-        errs.push(Error::required(
-            &Path::new("allocateLoadBalancerNodePorts"),
-            "",
-        ));
-    }
-}
-
-fn validate_client_ip_config(config: Option<&Value>, path: &Path, errs: &mut ErrorList) {
-    let why = "when session affinity type is ClientIP";
-    let Some(config) = config.filter(|c| !c.is_null()) else {
-        errs.push(Error::required(path, why));
-        return;
-    };
-    let Some(client) = config.get("clientIP").filter(|c| !c.is_null()) else {
-        errs.push(Error::required(&path.child("clientIP"), why));
-        return;
-    };
-    let tp = path.child("clientIP").child("timeoutSeconds");
-    match client.get("timeoutSeconds").and_then(Value::as_i64) {
-        None => errs.push(Error::required(&tp, why)),
-        Some(t) if t <= 0 || t > MAX_CLIENT_IP_AFFINITY_SECONDS => errs.push(Error::invalid(
-            &tp,
-            t,
-            &format!("must be greater than 0 and less than {MAX_CLIENT_IP_AFFINITY_SECONDS}"),
-        )),
-        Some(_) => {}
-    }
-}
-
-fn validate_traffic_policies(svc: &Value, spec: &Value, errs: &mut ErrorList) {
-    let sp = Path::new("spec");
-    let ty = svc_type(svc);
-    let etp = str_or_empty(spec, "externalTrafficPolicy");
-    if !externally_accessible(svc) {
-        if !etp.is_empty() {
-            errs.push(Error::invalid(
-                &sp.child("externalTrafficPolicy"),
-                etp,
-                "may only be set for externally-accessible services",
-            ));
-        }
-    } else if etp.is_empty() {
-        errs.push(Error::required(&sp.child("externalTrafficPolicy"), ""));
-    } else if !matches!(etp, "Cluster" | "Local") {
-        errs.push(Error::not_supported(
-            &sp.child("externalTrafficPolicy"),
-            etp,
-            &["Cluster", "Local"],
-        ));
-    }
-    let hc = spec
-        .get("healthCheckNodePort")
-        .and_then(Value::as_i64)
-        .unwrap_or(0);
-    if hc != 0 && !(ty == "LoadBalancer" && etp == "Local") {
-        errs.push(Error::invalid(
-            &sp.child("healthCheckNodePort"),
-            hc,
-            "may only be set when `type` is 'LoadBalancer' and `externalTrafficPolicy` is 'Local'",
-        ));
-    }
-    if ty == "ExternalName" {
-        return;
-    }
-    match str_of(spec, "internalTrafficPolicy") {
-        None => {
-            if matches!(ty, "ClusterIP" | "NodePort" | "LoadBalancer") {
-                errs.push(Error::required(&sp.child("internalTrafficPolicy"), ""));
-            }
-        }
-        Some("Cluster" | "Local") => {}
-        Some(other) => errs.push(Error::not_supported(
-            &sp.child("internalTrafficPolicy"),
-            other,
-            &["Cluster", "Local"],
-        )),
-    }
 }
 
 /// Upstream's `ValidateServiceUpdate`: the primary clusterIP may not change
@@ -535,61 +439,6 @@ fn validate_traffic_policies(svc: &Value, spec: &Value, errs: &mut ErrorList) {
 pub(super) fn validate_service_update(new: &Value, old: &Value) -> ErrorList {
     let mut errs = super::service_ips::validate_cluster_ips_update(new, old);
     errs.extend(validate_service(new));
-    errs
-}
-
-/// Upstream's `ValidateServiceStatusUpdate` (the load-balancer status).
-pub(super) fn validate_service_status(svc: &Value) -> ErrorList {
-    let mut errs = ErrorList::new();
-    let ingress = svc
-        .pointer("/status/loadBalancer/ingress")
-        .and_then(Value::as_array);
-    let base = Path::new("status").child("loadBalancer").child("ingress");
-    if svc_type(svc) != "LoadBalancer" && ingress.is_some_and(|i| !i.is_empty()) {
-        errs.push(Error::forbidden(
-            &base,
-            "may only be used when `spec.type` is 'LoadBalancer'",
-        ));
-        return errs;
-    }
-    for (i, ing) in ingress.into_iter().flatten().enumerate() {
-        let p = base.index(i);
-        let ip = str_or_empty(ing, "ip");
-        if !ip.is_empty() {
-            valid_ip(&mut errs, &p.child("ip"), ip);
-        }
-        match (str_of(ing, "ipMode"), ip.is_empty()) {
-            (None, false) => errs.push(Error::required(
-                &p.child("ipMode"),
-                "must be specified when `ip` is set",
-            )),
-            (Some(_), true) => errs.push(Error::forbidden(
-                &p.child("ipMode"),
-                "may not be specified when `ip` is not set",
-            )),
-            (Some(mode), false) if !matches!(mode, "Proxy" | "VIP") => {
-                errs.push(Error::not_supported(
-                    &p.child("ipMode"),
-                    mode,
-                    &["Proxy", "VIP"],
-                ));
-            }
-            _ => {}
-        }
-        let host = str_or_empty(ing, "hostname");
-        if !host.is_empty() {
-            for msg in is_dns1123_subdomain(host) {
-                errs.push(Error::invalid(&p.child("hostname"), host, &msg));
-            }
-            if super::util::parse_ip(host).is_some() {
-                errs.push(Error::invalid(
-                    &p.child("hostname"),
-                    host,
-                    "must be a DNS name, not an IP address",
-                ));
-            }
-        }
-    }
     errs
 }
 

@@ -438,6 +438,7 @@ pub(super) fn validate_service(svc: &Value) -> ErrorList {
 /// (except to or from ExternalName), then the object's own rules.
 pub(super) fn validate_service_update(new: &Value, old: &Value) -> ErrorList {
     let mut errs = super::service_ips::validate_cluster_ips_update(new, old);
+    super::service_fields::validate_traffic_fields_update(new, old, &mut errs);
     errs.extend(validate_service(new));
     errs
 }

@@ -5,7 +5,7 @@
 use serde_json::Value;
 
 use super::service::{externally_accessible, svc_type};
-use super::util::{str_of, str_or_empty, strs, valid_cidr, valid_ip};
+use super::util::{port_num_errors, str_of, str_or_empty, strs, valid_cidr, valid_ip};
 use crate::field::{Error, ErrorList, Path};
 use crate::validation::is_dns1123_subdomain;
 
@@ -59,15 +59,20 @@ pub(super) fn validate_traffic_policies(svc: &Value, spec: &Value, errs: &mut Er
         .get("healthCheckNodePort")
         .and_then(Value::as_i64)
         .unwrap_or(0);
-    if hc != 0 && !(ty == "LoadBalancer" && etp == "Local") {
-        errs.push(Error::invalid(
-            &sp.child("healthCheckNodePort"),
-            hc,
-            "may only be set when `type` is 'LoadBalancer' and `externalTrafficPolicy` is 'Local'",
-        ));
-    }
-    if ty == "ExternalName" {
-        return;
+    if !needs_health_check(svc) {
+        if hc != 0 {
+            errs.push(Error::invalid(
+                &sp.child("healthCheckNodePort"),
+                hc,
+                "may only be set when `type` is 'LoadBalancer' and `externalTrafficPolicy` is 'Local'",
+            ));
+        }
+    } else if hc != 0 {
+        // Upstream also requires it here: its allocator fills it before
+        // validation, which the server does not do yet.
+        for msg in port_num_errors(hc) {
+            errs.push(Error::invalid(&sp.child("healthCheckNodePort"), hc, &msg));
+        }
     }
     match str_of(spec, "internalTrafficPolicy") {
         None => {
@@ -81,6 +86,41 @@ pub(super) fn validate_traffic_policies(svc: &Value, spec: &Value, errs: &mut Er
             other,
             &["Cluster", "Local"],
         )),
+    }
+    if let Some(td) = str_of(spec, "trafficDistribution")
+        && td != "PreferClose"
+    {
+        errs.push(Error::not_supported(
+            &sp.child("trafficDistribution"),
+            td,
+            &["PreferClose"],
+        ));
+    }
+}
+
+/// A LoadBalancer with `externalTrafficPolicy: Local` gets a health-check
+/// node port (upstream's `NeedsHealthCheck`).
+fn needs_health_check(svc: &Value) -> bool {
+    svc_type(svc) == "LoadBalancer"
+        && svc
+            .pointer("/spec/externalTrafficPolicy")
+            .and_then(Value::as_str)
+            == Some("Local")
+}
+
+/// Upstream's `validateServiceExternalTrafficFieldsUpdate`: the health
+/// check node port is fixed while one is needed.
+pub(super) fn validate_traffic_fields_update(new: &Value, old: &Value, errs: &mut ErrorList) {
+    let hc = |v: &Value| {
+        v.pointer("/spec/healthCheckNodePort")
+            .and_then(Value::as_i64)
+            .unwrap_or(0)
+    };
+    if needs_health_check(old) && needs_health_check(new) && hc(new) != hc(old) {
+        errs.push(Error::forbidden(
+            &Path::new("spec").child("healthCheckNodePort"),
+            "field is immutable",
+        ));
     }
 }
 

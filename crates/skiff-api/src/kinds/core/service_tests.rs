@@ -340,6 +340,23 @@ fn families_and_load_balancer_class_on_update() {
             "spec.clusterIPs: Invalid value: []string{\"10.43.0.10\", \"10.43.0.11\"}: may specify no more than one IP for each IP family"
         ]
     );
+    let mut local = old.clone();
+    local["spec"]["externalTrafficPolicy"] = json!("Local");
+    local["spec"]["healthCheckNodePort"] = json!(31000);
+    let mut moved = local.clone();
+    moved["spec"]["healthCheckNodePort"] = json!(31001);
+    assert_eq!(
+        updated(moved, &local),
+        vec!["spec.healthCheckNodePort: Forbidden: field is immutable"]
+    );
+    let mut distributed = old.clone();
+    distributed["spec"]["trafficDistribution"] = json!("Anywhere");
+    assert_eq!(
+        updated(distributed, &old),
+        vec![
+            "spec.trafficDistribution: Unsupported value: \"Anywhere\": supported values: \"PreferClose\""
+        ]
+    );
     let cluster_ip_class =
         created(json!({"spec": {"loadBalancerClass": "x", "ports": [{"port": 1}]}}));
     assert_eq!(

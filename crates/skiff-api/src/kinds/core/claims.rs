@@ -2,12 +2,13 @@
 
 use serde_json::{Map, Value, json};
 
-use super::storage::{ACCESS_MODES, access_modes, set_phase_default, volume_mode};
+use super::storage::{access_modes, set_phase_default, volume_mode};
 use super::util::{
-    FIELD_IMMUTABLE, arr, bad, default_str, dns1123_subdomain, label_selector, obj, quantity,
-    quantity_value, str_or_empty,
+    FIELD_IMMUTABLE, bad, default_str, dns1123_subdomain, label_selector, obj, quantity,
+    quantity_value, str_of, str_or_empty,
 };
 use crate::field::{BadValue, Error, ErrorList, Path};
+use crate::validation::is_dns1123_label;
 
 /// `SetDefaults_PersistentVolumeClaim`: volume mode `Filesystem`, phase
 /// `Pending`.
@@ -20,8 +21,89 @@ pub(super) fn default_pvc(pvc: &mut Value) {
 
 /// The strategy's `PrepareForCreate`: a new claim's status is `Pending`.
 pub(super) fn prepare_create_pvc(pvc: &mut Value) {
+    sync_data_sources(pvc);
     if let Some(m) = pvc.as_object_mut() {
         m.insert("status".into(), json!({"phase": "Pending"}));
+    }
+}
+
+/// Upstream's `validateDataSource` / `validateDataSourceRef`.
+fn data_source(src: &Value, path: &Path, errs: &mut ErrorList) {
+    for key in ["name", "kind"] {
+        if str_or_empty(src, key).is_empty() {
+            errs.push(Error::required(&path.child(key), ""));
+        }
+    }
+    let group = str_or_empty(src, "apiGroup");
+    let kind = str_or_empty(src, "kind");
+    if group.is_empty() && kind != "PersistentVolumeClaim" {
+        errs.push(Error::invalid(
+            path,
+            kind,
+            "must be 'PersistentVolumeClaim' when referencing the default apiGroup",
+        ));
+    }
+    if !group.is_empty() {
+        dns1123_subdomain(errs, &path.child("apiGroup"), group);
+    }
+    if let Some(ns) = str_of(src, "namespace").filter(|n| !n.is_empty()) {
+        for msg in is_dns1123_label(ns) {
+            errs.push(Error::invalid(&path.child("namespace"), ns, &msg));
+        }
+    }
+}
+
+fn validate_data_sources(spec: &Value, sp: &Path, errs: &mut ErrorList) {
+    let ds = spec.get("dataSource").filter(|d| !d.is_null());
+    let dsr = spec.get("dataSourceRef").filter(|d| !d.is_null());
+    if let Some(ds) = ds {
+        data_source(ds, &sp.child("dataSource"), errs);
+    }
+    if let Some(dsr) = dsr {
+        data_source(dsr, &sp.child("dataSourceRef"), errs);
+    }
+    // The bad value is a field path, which upstream prints as text.
+    let shown = BadValue::Raw(sp.child("dataSource").to_string());
+    let ref_namespace = dsr.is_some_and(|r| !str_or_empty(r, "namespace").is_empty());
+    if ref_namespace {
+        if ds.is_some() {
+            errs.push(Error::invalid(
+                sp,
+                shown,
+                "may not be specified when dataSourceRef.namespace is specified",
+            ));
+        }
+    } else if let (Some(ds), Some(dsr)) = (ds, dsr) {
+        let same = ["apiGroup", "kind", "name"]
+            .iter()
+            .all(|k| ds.get(*k).filter(|v| !v.is_null()) == dsr.get(*k).filter(|v| !v.is_null()));
+        if !same {
+            errs.push(Error::invalid(sp, shown, "must match dataSourceRef"));
+        }
+    }
+}
+
+/// The strategy's data-source syncing on create (upstream's
+/// `EnforceDataSourceBackwardsCompatibility` and `DropDisabledFields`): a
+/// lone `dataSource` is copied to `dataSourceRef` and back.
+fn sync_data_sources(pvc: &mut Value) {
+    let Some(spec) = pvc.get_mut("spec").and_then(Value::as_object_mut) else {
+        return;
+    };
+    let ds = spec.get("dataSource").filter(|d| d.is_object()).cloned();
+    let dsr = spec.get("dataSourceRef").filter(|d| d.is_object()).cloned();
+    match (ds, dsr) {
+        (Some(ds), None) => {
+            spec.insert("dataSourceRef".into(), ds);
+        }
+        (None, Some(dsr)) if str_or_empty(&dsr, "namespace").is_empty() => {
+            let mut copy = dsr;
+            if let Some(m) = copy.as_object_mut() {
+                m.remove("namespace");
+            }
+            spec.insert("dataSource".into(), copy);
+        }
+        _ => {}
     }
 }
 
@@ -54,6 +136,7 @@ pub(super) fn validate_pvc(pvc: &Value) -> ErrorList {
         dns1123_subdomain(&mut errs, &sp.child("storageClassName"), class);
     }
     volume_mode(spec, &sp, &mut errs);
+    validate_data_sources(spec, &sp, &mut errs);
     errs
 }
 
@@ -180,31 +263,26 @@ fn spec_diff(old: &Value, new: &Value) -> String {
     out
 }
 
-const PVC_PHASES: &[&str] = &["Bound", "Lost", "Pending"];
-
-/// Upstream's `ValidatePersistentVolumeClaimStatusUpdate` (phase and
-/// capacity values).
+/// Upstream's `ValidatePersistentVolumeClaimStatusUpdate`: access modes
+/// still set (under upstream's capitalised `Spec` path) and capacities not
+/// negative.
 pub(super) fn validate_pvc_status(pvc: &Value) -> ErrorList {
     let mut errs = ErrorList::new();
-    let sp = Path::new("status");
-    if let Some(phase) = pvc.pointer("/status/phase").and_then(Value::as_str)
-        && !phase.is_empty()
-        && !PVC_PHASES.contains(&phase)
-    {
-        errs.push(Error::not_supported(&sp.child("phase"), phase, PVC_PHASES));
+    let modes = pvc.pointer("/spec/accessModes").and_then(Value::as_array);
+    if modes.is_none_or(Vec::is_empty) {
+        errs.push(Error::required(&Path::new("Spec").child("accessModes"), ""));
     }
     let null = Value::Null;
     let status = pvc.get("status").unwrap_or(&null);
+    let cap = Path::new("status").child("capacity");
     for (name, q) in obj(status, "capacity").into_iter().flatten() {
-        quantity(&mut errs, &sp.child("capacity").key(name), q);
-    }
-    for (i, mode) in arr(status, "accessModes").iter().enumerate() {
-        let m = mode.as_str().unwrap_or_default();
-        if !ACCESS_MODES.contains(&m) {
-            errs.push(Error::not_supported(
-                &sp.child("accessModes").index(i),
-                m,
-                ACCESS_MODES,
+        if let Some(v) = quantity_value(q)
+            && v < 0.0
+        {
+            errs.push(Error::invalid(
+                &cap.key(name),
+                v.trunc() as i64,
+                "must be a valid resource quantity",
             ));
         }
     }

@@ -119,11 +119,46 @@ fn volume_source_is_immutable() {
             "spec.persistentvolumesource: Forbidden: spec.persistentvolumesource is immutable after creation"
         ]
     );
-    let mut bad_phase = old.clone();
-    bad_phase["status"]["phase"] = json!("Happy");
+    // Upstream checks nothing but metadata on a volume's status update.
+    let mut any_phase = old.clone();
+    any_phase["status"]["phase"] = json!("Happy");
+    assert!(validate_status_update("", "PersistentVolume", &any_phase, &old).is_empty());
+}
+
+#[test]
+fn claim_data_sources_and_status() {
+    let mut cloned = pvc();
+    cloned["spec"]["dataSource"] = json!({"kind": "PersistentVolumeClaim", "name": "src"});
+    let cloned = created("PersistentVolumeClaim", cloned);
     assert_eq!(
-        validate_status_update("", "PersistentVolume", &bad_phase, &old).len(),
-        1
+        cloned["spec"]["dataSourceRef"],
+        json!({"kind": "PersistentVolumeClaim", "name": "src"})
+    );
+    assert!(validate("", "PersistentVolumeClaim", &cloned).is_empty());
+
+    let mut snapshot = pvc();
+    snapshot["spec"]["dataSource"] = json!({"kind": "VolumeSnapshot", "name": "snap"});
+    snapshot["spec"]["dataSourceRef"] = json!({"kind": "PersistentVolumeClaim", "name": "other"});
+    assert_eq!(
+        messages(&validate("", "PersistentVolumeClaim", &snapshot)),
+        vec![
+            "spec.dataSource: Invalid value: \"VolumeSnapshot\": must be 'PersistentVolumeClaim' when referencing the default apiGroup",
+            "spec: Invalid value: spec.dataSource: must match dataSourceRef",
+        ]
+    );
+
+    let mut status = created("PersistentVolumeClaim", pvc());
+    status["status"] = json!({"phase": "Bound", "capacity": {"storage": "-1Gi"}});
+    assert_eq!(
+        messages(&validate_status_update(
+            "",
+            "PersistentVolumeClaim",
+            &status,
+            &status
+        )),
+        vec![
+            "status.capacity[storage]: Invalid value: -1073741824: must be a valid resource quantity"
+        ]
     );
 }
 

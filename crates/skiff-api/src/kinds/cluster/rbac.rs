@@ -113,7 +113,15 @@ fn validate_subject(subject: &Value, namespaced: bool, path: &Path, errs: &mut E
                 errs.push(Error::required(&path.child("namespace"), ""));
             }
         }
-        "User" | "Group" => {
+        kind @ ("User" | "Group") => {
+            if name.is_empty() {
+                let what = if kind == "User" { "user" } else { "group" };
+                errs.push(Error::invalid(
+                    &path.child("name"),
+                    "",
+                    &format!("{what} name cannot be empty"),
+                ));
+            }
             if api_group != GROUP {
                 errs.push(Error::not_supported(
                     &path.child("apiGroup"),

@@ -72,6 +72,7 @@ fn bindings_default_validate_and_keep_their_role() {
             "subjects[1].name: Invalid value: \"Bad_Name\": a lowercase RFC 1123 subdomain must consist of lower case alphanumeric characters, '-' or '.', and must start and end with an alphanumeric character (e.g. 'example.com', regex used for validation is '[a-z0-9]([-a-z0-9]*[a-z0-9])?(\\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*')",
             "subjects[1].namespace: Required value",
             "subjects[2].name: Required value",
+            "subjects[2].name: Invalid value: \"\": group name cannot be empty",
             "subjects[2].apiGroup: Unsupported value: \"\": supported values: \"rbac.authorization.k8s.io\"",
         ]
     );

@@ -77,7 +77,7 @@ pub(super) fn validate(group: &str, kind: &str, obj: &Value) -> ErrorList {
         ("rbac.authorization.k8s.io", "RoleBinding") => rbac::validate_binding(obj, true),
         ("rbac.authorization.k8s.io", "ClusterRoleBinding") => rbac::validate_binding(obj, false),
         ("networking.k8s.io", "NetworkPolicy") => network::validate_network_policy(obj),
-        ("networking.k8s.io", "Ingress") => network::validate_ingress(obj),
+        ("networking.k8s.io", "Ingress") => network::validate_ingress_create(obj),
         ("networking.k8s.io", "IngressClass") => network::validate_ingress_class(obj),
         ("certificates.k8s.io", "CertificateSigningRequest") => certificates::validate_csr(obj),
         _ => ErrorList::new(),
@@ -101,6 +101,7 @@ pub(super) fn validate_update(group: &str, kind: &str, new: &Value, old: &Value)
             rbac::validate_binding_update(new, old, false)
         }
         ("networking.k8s.io", "IngressClass") => network::validate_ingress_class_update(new, old),
+        ("networking.k8s.io", "Ingress") => network::validate_ingress(new),
         _ => validate(group, kind, new),
     }
 }

@@ -399,6 +399,31 @@ pub(super) fn validate_ingress(ing: &Value) -> ErrorList {
     errs
 }
 
+/// Upstream's `ValidateIngressCreate`: the spec, and the legacy class
+/// annotation agreeing with `ingressClassName`.
+pub(super) fn validate_ingress_create(ing: &Value) -> ErrorList {
+    let mut errs = validate_ingress(ing);
+    let annotation = ing
+        .pointer("/metadata/annotations")
+        .and_then(|a| a.get(INGRESS_CLASS_ANNOTATION))
+        .and_then(Value::as_str);
+    let class = ing
+        .pointer("/spec/ingressClassName")
+        .and_then(Value::as_str);
+    if let (Some(annotation), Some(class)) = (annotation, class)
+        && annotation != class
+    {
+        errs.push(Error::invalid(
+            &Path::new("annotations").child(INGRESS_CLASS_ANNOTATION),
+            annotation,
+            "must match `ingressClassName` when both are specified",
+        ));
+    }
+    errs
+}
+
+const INGRESS_CLASS_ANNOTATION: &str = "kubernetes.io/ingress.class";
+
 /// Upstream's `ValidateIngressStatusUpdate` (load-balancer addresses).
 pub(super) fn validate_ingress_status(ing: &Value) -> ErrorList {
     let mut errs = ErrorList::new();

@@ -105,6 +105,17 @@ fn ingress_validation() {
             "spec: Invalid value: []networking.IngressRule(nil): either `defaultBackend` or `rules` must be specified"
         ]
     );
+    let annotated = json!({
+        "metadata": {"annotations": {"kubernetes.io/ingress.class": "nginx"}},
+        "spec": {"ingressClassName": "traefik", "defaultBackend": backend("web", json!({"number": 80}))},
+    });
+    assert_eq!(
+        messages(&validate(NET, "Ingress", &annotated)),
+        vec![
+            "annotations.kubernetes.io/ingress.class: Invalid value: \"nginx\": must match `ingressClassName` when both are specified"
+        ]
+    );
+    assert!(validate_update(NET, "Ingress", &annotated, &annotated).is_empty());
     let mut created = json!({"spec": {"defaultBackend": backend("web", json!({"name": "http"}))}, "status": {"loadBalancer": {"ingress": [{"ip": "1.1.1.1"}]}}});
     prepare_create(NET, "Ingress", &mut created);
     assert_eq!(created["status"], json!({"loadBalancer": {}}));

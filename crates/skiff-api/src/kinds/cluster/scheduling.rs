@@ -5,7 +5,7 @@ use serde_json::{Value, json};
 
 use crate::field::{BadValue, Error, ErrorList, Path};
 use crate::kinds::core::util::{
-    FIELD_IMMUTABLE, bad, default_str, immutable, int_or_string_repr, label_selector, nonnegative,
+    FIELD_IMMUTABLE, default_str, immutable, int_or_string_repr, label_selector, nonnegative,
     qualified_name, str_map, str_of, str_or_empty,
 };
 use crate::validation::regex_error;
@@ -85,6 +85,29 @@ fn int_or_percent(errs: &mut ErrorList, path: &Path, v: &Value) {
     }
 }
 
+/// Go's `%#v` of the internal PDB spec upstream reports: pointer fields
+/// print as addresses (these are stand-ins; Go's vary per process).
+fn pdb_spec_repr(spec: &Value) -> BadValue {
+    let ptr = |key: &str, ty: &str, addr: &str| {
+        if spec.get(key).is_some_and(|v| !v.is_null()) {
+            format!("(*{ty})({addr})")
+        } else {
+            format!("(*{ty})(nil)")
+        }
+    };
+    BadValue::Raw(format!(
+        "policy.PodDisruptionBudgetSpec{{MinAvailable:{}, Selector:{}, MaxUnavailable:{}, UnhealthyPodEvictionPolicy:{}}}",
+        ptr("minAvailable", "intstr.IntOrString", "0xc000010000"),
+        ptr("selector", "v1.LabelSelector", "0xc000010020"),
+        ptr("maxUnavailable", "intstr.IntOrString", "0xc000010040"),
+        ptr(
+            "unhealthyPodEvictionPolicy",
+            "policy.UnhealthyPodEvictionPolicyType",
+            "0xc000010060"
+        ),
+    ))
+}
+
 /// Upstream's `ValidatePodDisruptionBudget` (policy/v1).
 pub(super) fn validate_pdb(pdb: &Value) -> ErrorList {
     let mut errs = ErrorList::new();
@@ -96,7 +119,7 @@ pub(super) fn validate_pdb(pdb: &Value) -> ErrorList {
     if min.is_some() && max.is_some() {
         errs.push(Error::invalid(
             &sp,
-            bad(spec),
+            pdb_spec_repr(spec),
             "minAvailable and maxUnavailable cannot be both set",
         ));
     }

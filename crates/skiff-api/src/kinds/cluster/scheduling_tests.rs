@@ -26,7 +26,7 @@ fn disruption_budgets() {
     assert_eq!(
         messages(&validate("policy", "PodDisruptionBudget", &both)),
         vec![
-            "spec: Invalid value: {\"maxUnavailable\":\"150%\",\"minAvailable\":1,\"selector\":{\"matchLabels\":{\"app\":\"web\"}}}: minAvailable and maxUnavailable cannot be both set",
+            "spec: Invalid value: policy.PodDisruptionBudgetSpec{MinAvailable:(*intstr.IntOrString)(0xc000010000), Selector:(*v1.LabelSelector)(0xc000010020), MaxUnavailable:(*intstr.IntOrString)(0xc000010040), UnhealthyPodEvictionPolicy:(*policy.UnhealthyPodEvictionPolicyType)(nil)}: minAvailable and maxUnavailable cannot be both set",
             "spec.maxUnavailable: Invalid value: 150%: must not be greater than 100%",
         ]
     );

@@ -5,10 +5,10 @@ use serde_json::{Value, json};
 
 use crate::field::{BadValue, Error, ErrorList, Path};
 use crate::kinds::core::util::{
-    FIELD_IMMUTABLE, default_str, immutable, int_or_string_repr, label_selector, nonnegative,
-    qualified_name, str_map, str_of, str_or_empty,
+    FIELD_IMMUTABLE, default_str, immutable, int_or_string_repr, invalid_each, label_selector,
+    nonnegative, str_map, str_of, str_or_empty,
 };
-use crate::validation::regex_error;
+use crate::validation::{is_qualified_name, regex_error};
 
 /// Upstream's `ValidateLeaseSpec`.
 pub(super) fn validate_lease(lease: &Value) -> ErrorList {
@@ -264,7 +264,13 @@ pub(super) fn validate_storage_class(sc: &Value) -> ErrorList {
     if provisioner.is_empty() {
         errs.push(Error::required(&pp, ""));
     } else {
-        qualified_name(&mut errs, &pp, &provisioner.to_lowercase());
+        // Checked in lower case, reported as written.
+        invalid_each(
+            &mut errs,
+            &pp,
+            provisioner,
+            is_qualified_name(&provisioner.to_lowercase()),
+        );
     }
     let params = str_map(sc, "parameters");
     let parp = Path::new("parameters");

@@ -29,15 +29,19 @@ pub(super) fn validate_lease(lease: &Value) -> ErrorList {
         nonnegative(&mut errs, &sp.child("leaseTransitions"), t);
     }
     let strategy = str_or_empty(spec, "strategy");
-    if let Some(s) = str_of(spec, "strategy")
-        && s != "OldestEmulationVersion"
-    {
-        errs.push(Error::not_supported(
-            &sp.child("strategy"),
-            s,
-            &["OldestEmulationVersion"],
-        ));
+    // Kubernetes-defined strategies are bare names; others carry a domain.
+    if let Some(s) = str_of(spec, "strategy") {
+        if s.contains('/') {
+            invalid_each(&mut errs, &sp.child("strategy"), s, is_qualified_name(s));
+        } else if s != "OldestEmulationVersion" {
+            errs.push(Error::not_supported(
+                &sp.child("strategy"),
+                s,
+                &["OldestEmulationVersion"],
+            ));
+        }
     }
+
     if !str_or_empty(spec, "preferredHolder").is_empty() && strategy.is_empty() {
         errs.push(Error::forbidden(
             &sp.child("preferredHolder"),

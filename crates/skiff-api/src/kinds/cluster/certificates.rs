@@ -275,9 +275,67 @@ fn validate_conditions(csr: &Value) -> ErrorList {
     errs
 }
 
-/// Validation of `/status` and `/approval` updates: the conditions.
-pub(super) fn validate_csr_status(csr: &Value) -> ErrorList {
-    validate_conditions(csr)
+/// Validation of `/status` and `/approval` updates (upstream's
+/// `validateCertificateSigningRequestUpdate`): the conditions, which may
+/// not be removed or changed once set, and an issued certificate, which
+/// is fixed.
+pub(super) fn validate_csr_status(new: &Value, old: &Value) -> ErrorList {
+    let mut errs = validate_conditions(new);
+    let path = Path::new("status").child("conditions");
+    let conditions = |v: &Value, ty: &str| -> Vec<Value> {
+        v.pointer("/status/conditions")
+            .and_then(Value::as_array)
+            .map(|c| {
+                c.iter()
+                    .filter(|c| str_or_empty(c, "type") == ty)
+                    .map(|c| {
+                        // Timestamps may move; the rest of a condition may not.
+                        let mut c = c.clone();
+                        if let Some(m) = c.as_object_mut() {
+                            m.remove("lastUpdateTime");
+                            m.remove("lastTransitionTime");
+                        }
+                        c
+                    })
+                    .collect()
+            })
+            .unwrap_or_default()
+    };
+    for ty in ["Approved", "Denied", "Failed"] {
+        let (o, n) = (conditions(old, ty), conditions(new, ty));
+        if n.len() < o.len() {
+            errs.push(Error::forbidden(
+                &path,
+                &format!(
+                    "updates may not remove a condition of type {}",
+                    crate::go_quote(ty)
+                ),
+            ));
+        }
+        if o.iter().zip(&n).any(|(a, b)| a != b) {
+            errs.push(Error::forbidden(
+                &path,
+                &format!(
+                    "updates may not modify a condition of type {}",
+                    crate::go_quote(ty)
+                ),
+            ));
+        }
+    }
+    let cert = |v: &Value| {
+        v.pointer("/status/certificate")
+            .and_then(Value::as_str)
+            .unwrap_or_default()
+            .to_owned()
+    };
+    if !cert(old).is_empty() && cert(new) != cert(old) {
+        errs.push(Error::invalid(
+            &Path::new("status").child("certificate"),
+            "<certificate data>",
+            "updates may not modify existing certificate content",
+        ));
+    }
+    errs
 }
 
 #[cfg(test)]

@@ -117,6 +117,36 @@ fn spec_is_fixed_and_status_is_the_servers() {
 }
 
 #[test]
+fn decisions_and_certificates_are_final() {
+    let mut approved = csr("x", "example.com/s", json!(["any"]));
+    approved["status"] = json!({
+        "conditions": [{"type": "Approved", "status": "True", "reason": "ok", "lastUpdateTime": "t1"}],
+        "certificate": base64_encode(b"cert"),
+    });
+    let mut touched = approved.clone();
+    touched["status"]["conditions"][0]["lastUpdateTime"] = json!("t2");
+    assert!(validate_status_update(CERTS, KIND, &touched, &approved).is_empty());
+    let mut revoked = approved.clone();
+    revoked["status"]["conditions"] = json!([]);
+    revoked["status"]["certificate"] = json!(base64_encode(b"other"));
+    assert_eq!(
+        messages(&validate_status_update(CERTS, KIND, &revoked, &approved)),
+        vec![
+            "status.conditions: Forbidden: updates may not remove a condition of type \"Approved\"",
+            "status.certificate: Invalid value: \"<certificate data>\": updates may not modify existing certificate content",
+        ]
+    );
+    let mut reasoned = approved.clone();
+    reasoned["status"]["conditions"][0]["reason"] = json!("changed");
+    assert_eq!(
+        messages(&validate_status_update(CERTS, KIND, &reasoned, &approved)),
+        vec![
+            "status.conditions: Forbidden: updates may not modify a condition of type \"Approved\""
+        ]
+    );
+}
+
+#[test]
 fn request_bytes_must_be_base64() {
     let mut bad = json!({"spec": {"request": "***"}});
     assert!(

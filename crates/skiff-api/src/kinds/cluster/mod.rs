@@ -110,12 +110,12 @@ pub(super) fn validate_status_update(
     group: &str,
     kind: &str,
     new: &Value,
-    _old: &Value,
+    old: &Value,
 ) -> ErrorList {
     match (group, kind) {
         ("networking.k8s.io", "Ingress") => network::validate_ingress_status(new),
         ("certificates.k8s.io", "CertificateSigningRequest") => {
-            certificates::validate_csr_status(new)
+            certificates::validate_csr_status(new, old)
         }
         ("policy", "PodDisruptionBudget") => scheduling::validate_pdb_status(new),
         _ => ErrorList::new(),

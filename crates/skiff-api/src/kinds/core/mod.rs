@@ -1,13 +1,18 @@
 //! Rules of the core kinds other than pods, pod templates and replication
 //! controllers; see the parent module for the order of calls.
 //!
-//! One submodule per area: `config` (ConfigMap, Secret), `service`
-//! (Service, Endpoints), `node` (Node, Namespace), `event` (core and
-//! `events.k8s.io` Events), `quota` (LimitRange, ResourceQuota) and
-//! `storage` (PersistentVolume, PersistentVolumeClaim). `util` holds the
-//! validators the cluster kinds share.
+//! One submodule per area: `config` (ConfigMap, Secret, ServiceAccount),
+//! `service`, `service_ips` and `service_fields` (Service), `endpoints`,
+//! `node` (Node, Namespace), `event` (core and `events.k8s.io` Events),
+//! `quota` (LimitRange), `resource_quota`, `storage` (PersistentVolume)
+//! and `claims` (PersistentVolumeClaim). `util` holds the validators the
+//! cluster kinds share.
+//!
+//! Quantity-valued fields are only syntax-checked here, and compared as
+//! approximate numbers; their canonical form and exact arithmetic belong
+//! to the Quantity type, which `normalize` is to apply.
 
-pub(super) mod claims;
+mod claims;
 pub(super) mod config;
 mod endpoints;
 pub(super) mod event;

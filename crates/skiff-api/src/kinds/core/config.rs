@@ -128,7 +128,21 @@ pub(super) fn normalize_secret(secret: &mut Value) -> Result<(), String> {
             _ => Map::new(),
         };
         for (k, v) in string_data {
-            let s = v.as_str().unwrap_or_default();
+            let s = match &v {
+                Value::String(s) => s.as_str(),
+                Value::Null => "",
+                other => {
+                    let ty = match other {
+                        Value::Bool(_) => "bool",
+                        Value::Number(_) => "number",
+                        Value::Array(_) => "array",
+                        _ => "object",
+                    };
+                    return Err(format!(
+                        "Secret in version \"v1\" cannot be handled as a Secret: json: cannot unmarshal {ty} into Go struct field Secret.stringData of type string"
+                    ));
+                }
+            };
             data.insert(k, Value::String(base64_encode(s.as_bytes())));
         }
         m.insert("data".into(), Value::Object(data));

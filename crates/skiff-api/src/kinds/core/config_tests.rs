@@ -35,6 +35,11 @@ fn string_data_is_folded_into_data() {
         normalize("", "Secret", &mut bad).unwrap_err(),
         "Secret in version \"v1\" cannot be handled as a Secret: illegal base64 data at input byte 3"
     );
+    let mut typed = json!({"stringData": {"n": 5}});
+    assert_eq!(
+        normalize("", "Secret", &mut typed).unwrap_err(),
+        "Secret in version \"v1\" cannot be handled as a Secret: json: cannot unmarshal number into Go struct field Secret.stringData of type string"
+    );
     let mut cm = json!({"binaryData": {"x": "%%%%"}});
     assert!(
         normalize("", "ConfigMap", &mut cm)

@@ -7,7 +7,7 @@ use serde_json::Value;
 use crate::field::{Error, ErrorList, Path};
 use crate::kinds::core::util::{
     arr, default_str, default_value, dns1123_label, endpoint_ip, immutable, invalid_each, parse_ip,
-    protocol, qualified_name, str_map, str_of, str_or_empty, valid_port,
+    protocol, qualified_name, str_map, str_of, str_or_empty,
 };
 use crate::validation::{is_dns1123_label, is_dns1123_subdomain, validate_labels};
 
@@ -211,9 +211,6 @@ fn validate_ports(slice: &Value, errs: &mut ErrorList) {
             errs.push(Error::duplicate(&p.child("name"), name));
         } else {
             names.push(name);
-        }
-        if port.get("port").is_some_and(|v| !v.is_null()) {
-            valid_port(errs, &p.child("port"), port.get("port"));
         }
         protocol(errs, &p.child("protocol"), str_or_empty(port, "protocol"));
         if let Some(app) = str_of(port, "appProtocol") {

@@ -3,6 +3,7 @@
 //! `genericregistry.Store`. Objects are JSON documents; the store keeps them
 //! without `resourceVersion`, which is the key's mod revision on the way out.
 
+mod apply;
 pub mod field_validation;
 pub mod meta;
 pub mod services;
@@ -49,6 +50,9 @@ pub struct Call<'a> {
     pub output: Output,
     /// For PATCH: the patch format from the Content-Type.
     pub patch_type: Option<PatchType>,
+    /// The User-Agent header: names the field manager when the request
+    /// gives no `fieldManager`.
+    pub user_agent: Option<&'a str>,
 }
 
 impl Registry {
@@ -286,13 +290,22 @@ impl Registry {
     }
 
     async fn create(&self, call: &Call<'_>) -> Result<Response<Body>, ApiError> {
+        self.create_object(call, parse_body(&call.body)?).await
+    }
+
+    /// Creates `obj` (a create body, or the result of an apply).
+    async fn create_object(
+        &self,
+        call: &Call<'_>,
+        mut obj: Value,
+    ) -> Result<Response<Body>, ApiError> {
         let info = call.info;
-        let mut obj = parse_body(&call.body)?;
         meta::check_type(&mut obj, info)?;
         meta::check_namespace(&mut obj, call.req.namespace.as_deref())?;
         meta::generate_name(&mut obj)?;
         meta::validate(&obj, info)?;
         prepare_create(info, &mut obj)?;
+        apply::track_create(call, &mut obj)?;
         let is_service = is_service(info);
         if is_service {
             services::set_defaults(&mut obj);
@@ -388,6 +401,10 @@ impl Registry {
                     .map(|t| t.content_type().to_owned())
                     .collect(),
             })?;
+        apply::manager(call)?;
+        if patch_type == PatchType::Apply {
+            return apply::serve(self, call, name).await;
+        }
         let schema = PatchSchema::for_kind(info.group, info.version, info.kind);
         let mode = field_validation::FieldValidation::from_query(call.query)?;
         self.guaranteed_update(call, name, |old| {
@@ -424,7 +441,9 @@ impl Registry {
             if !wanted_rv.is_empty() && wanted_rv != current.mod_revision.to_string() {
                 return Err(ApiError::conflict_modified(info, name));
             }
+            let sent = apply::sent_managed_fields(&obj);
             let new = prepare_update(info, &old, obj, status_only)?;
+            let new = apply::track_update(call, &old, sent, new)?;
             let respond =
                 |obj: &Value| with_warnings(Ok(response::json(StatusCode::OK, obj)), &warnings);
             if same_object(&old, &new) {
@@ -552,6 +571,7 @@ impl Registry {
                 body: call.body.clone(),
                 output: Output::Json,
                 patch_type: None,
+                user_agent: call.user_agent,
             };
             match self.delete(&sub, &name).await {
                 Ok(_) => deleted.push(obj),

@@ -1,0 +1,445 @@
+//! Walks over objects guided by the patch schema: the field set of an
+//! object, the comparison of two objects, merging an applied configuration
+//! into a live object and removing fields.
+
+use serde_json::{Map, Value};
+
+use super::ApplyError;
+use super::fieldpath::{FieldSet, Path, PathElement, canonical, path_string};
+use crate::patch::{ListType, MAX_DEPTH, PatchSchema};
+
+/// Where a value sits: the schema of its type and, for lists, their type.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct Ctx {
+    pub schema: PatchSchema,
+    /// `None` for non-lists and for lists the table does not know (atomic).
+    pub list_type: Option<ListType>,
+}
+
+impl Ctx {
+    /// The root of an object of the kind described by `schema`.
+    pub fn root(schema: PatchSchema) -> Ctx {
+        Ctx {
+            schema,
+            list_type: None,
+        }
+    }
+
+    fn field(&self, name: &str) -> Ctx {
+        let (info, schema) = self.schema.child(name);
+        Ctx {
+            schema,
+            list_type: info.list_type,
+        }
+    }
+
+    fn element(&self) -> Ctx {
+        Ctx {
+            schema: self.schema,
+            list_type: None,
+        }
+    }
+
+    /// True for lists whose elements are owned one by one.
+    fn itemized(&self) -> bool {
+        matches!(
+            self.list_type,
+            Some(ListType::Set) | Some(ListType::Map { .. })
+        )
+    }
+}
+
+/// The path element of one element of an itemized list.
+pub(crate) fn item_element(
+    ctx: &Ctx,
+    item: &Value,
+    path: &[PathElement],
+) -> Result<PathElement, ApplyError> {
+    match ctx.list_type {
+        Some(ListType::Map { keys }) => {
+            let obj = item.as_object().ok_or_else(|| {
+                ApplyError::Invalid(format!(
+                    "{}: expected an object in an associative list",
+                    path_string(path)
+                ))
+            })?;
+            let mut key = Map::new();
+            for k in keys {
+                match obj.get(*k) {
+                    Some(v) if !v.is_null() => {
+                        key.insert((*k).to_owned(), v.clone());
+                    }
+                    // Upstream's schema defaults this key field.
+                    _ if *k == "protocol" => {
+                        key.insert((*k).to_owned(), Value::String("TCP".into()));
+                    }
+                    _ => {}
+                }
+            }
+            if key.is_empty() {
+                return Err(ApplyError::Invalid(format!(
+                    "{}: associative list with keys has an element that omits key field {:?} (and doesn't have default value)",
+                    path_string(path),
+                    keys.first().copied().unwrap_or_default()
+                )));
+            }
+            Ok(PathElement::Key(canonical(&Value::Object(key))))
+        }
+        Some(ListType::Set) => {
+            if item.is_object() || item.is_array() {
+                return Err(ApplyError::Invalid(format!(
+                    "{}: expected a scalar in a set",
+                    path_string(path)
+                )));
+            }
+            Ok(PathElement::Value(canonical(item)))
+        }
+        _ => Err(ApplyError::Invalid(format!(
+            "{}: list is not associative",
+            path_string(path)
+        ))),
+    }
+}
+
+fn too_deep(path: &[PathElement]) -> Result<(), ApplyError> {
+    if path.len() > MAX_DEPTH {
+        return Err(ApplyError::Invalid(format!(
+            "{}: object nests more than {MAX_DEPTH} levels",
+            path_string(path)
+        )));
+    }
+    Ok(())
+}
+
+/// The fields set in `v` (upstream's `ToFieldSet`): every scalar, null,
+/// empty object and atomic list is a leaf; elements of itemized lists are
+/// members themselves as well as their fields.
+pub(crate) fn field_set(v: &Value, ctx: Ctx) -> Result<FieldSet, ApplyError> {
+    let mut set = FieldSet::new();
+    let mut path = Vec::new();
+    collect(v, ctx, &mut path, &mut set, false)?;
+    Ok(set)
+}
+
+fn collect(
+    v: &Value,
+    ctx: Ctx,
+    path: &mut Path,
+    set: &mut FieldSet,
+    lenient: bool,
+) -> Result<(), ApplyError> {
+    too_deep(path)?;
+    match v {
+        Value::Object(m) if !m.is_empty() => {
+            for (k, child) in m {
+                path.push(PathElement::Field(k.clone()));
+                collect(child, ctx.field(k), path, set, lenient)?;
+                path.pop();
+            }
+        }
+        Value::Array(items) if !items.is_empty() && ctx.itemized() => {
+            let mut seen = std::collections::BTreeSet::new();
+            for item in items {
+                let pe = match item_element(&ctx, item, path) {
+                    Ok(pe) => pe,
+                    Err(_) if lenient => continue,
+                    Err(e) => return Err(e),
+                };
+                if !seen.insert(pe.clone()) {
+                    if lenient {
+                        continue;
+                    }
+                    return Err(ApplyError::Invalid(format!(
+                        "{}: duplicate entries for key {pe}",
+                        path_string(path)
+                    )));
+                }
+                path.push(pe);
+                set.insert(path.clone());
+                if let Value::Object(m) = item {
+                    let ectx = ctx.element();
+                    for (k, child) in m {
+                        path.push(PathElement::Field(k.clone()));
+                        collect(child, ectx.field(k), path, set, lenient)?;
+                        path.pop();
+                    }
+                }
+                path.pop();
+            }
+        }
+        _ => set.insert(path.clone()),
+    }
+    Ok(())
+}
+
+/// The field set of a live object: elements that cannot be keyed (bad or
+/// duplicate keys, allowed in stored objects) are skipped.
+pub(crate) fn live_field_set(v: &Value, ctx: Ctx) -> Result<FieldSet, ApplyError> {
+    let mut set = FieldSet::new();
+    let mut path = Vec::new();
+    collect(v, ctx, &mut path, &mut set, true)?;
+    Ok(set)
+}
+
+/// What changed from one object to another (upstream's `Comparison`).
+#[derive(Debug, Default, Clone, PartialEq, Eq)]
+pub struct Comparison {
+    /// Fields present in both with different values.
+    pub modified: FieldSet,
+    /// Fields only in the new object.
+    pub added: FieldSet,
+    /// Fields only in the old object.
+    pub removed: FieldSet,
+}
+
+/// Compares `old` and `new` field by field.
+pub(crate) fn compare(old: &Value, new: &Value, ctx: Ctx) -> Result<Comparison, ApplyError> {
+    let mut out = Comparison::default();
+    let mut path = Vec::new();
+    compare_at(old, new, ctx, &mut path, &mut out)?;
+    Ok(out)
+}
+
+fn subtree(v: &Value, ctx: Ctx, path: &mut Path, into: &mut FieldSet) -> Result<(), ApplyError> {
+    collect(v, ctx, path, into, true)
+}
+
+fn compare_at(
+    old: &Value,
+    new: &Value,
+    ctx: Ctx,
+    path: &mut Path,
+    out: &mut Comparison,
+) -> Result<(), ApplyError> {
+    too_deep(path)?;
+    match (old, new) {
+        (Value::Object(a), Value::Object(b)) if !a.is_empty() && !b.is_empty() => {
+            for (k, av) in a {
+                path.push(PathElement::Field(k.clone()));
+                match b.get(k) {
+                    Some(bv) => compare_at(av, bv, ctx.field(k), path, out)?,
+                    None => subtree(av, ctx.field(k), path, &mut out.removed)?,
+                }
+                path.pop();
+            }
+            for (k, bv) in b {
+                if !a.contains_key(k) {
+                    path.push(PathElement::Field(k.clone()));
+                    subtree(bv, ctx.field(k), path, &mut out.added)?;
+                    path.pop();
+                }
+            }
+        }
+        (Value::Array(a), Value::Array(b)) if ctx.itemized() && !(a.is_empty() && b.is_empty()) => {
+            let keyed = |items: &[Value], path: &[PathElement]| -> Vec<(PathElement, usize)> {
+                let mut seen = std::collections::BTreeSet::new();
+                items
+                    .iter()
+                    .enumerate()
+                    .filter_map(|(i, item)| item_element(&ctx, item, path).ok().map(|pe| (pe, i)))
+                    .filter(|(pe, _)| seen.insert(pe.clone()))
+                    .collect()
+            };
+            let ka = keyed(a, path);
+            let kb = keyed(b, path);
+            let find = |list: &[(PathElement, usize)], pe: &PathElement| {
+                list.iter().find(|(p, _)| p == pe).map(|(_, i)| *i)
+            };
+            let ectx = ctx.element();
+            for (pe, i) in &ka {
+                path.push(pe.clone());
+                match find(&kb, pe) {
+                    Some(j) => compare_element(&a[*i], &b[j], ectx, path, out)?,
+                    None => {
+                        out.removed.insert(path.clone());
+                        element_fields(&a[*i], ectx, path, &mut out.removed)?;
+                    }
+                }
+                path.pop();
+            }
+            for (pe, j) in &kb {
+                if find(&ka, pe).is_none() {
+                    path.push(pe.clone());
+                    out.added.insert(path.clone());
+                    element_fields(&b[*j], ectx, path, &mut out.added)?;
+                    path.pop();
+                }
+            }
+        }
+        _ if old == new => {}
+        _ => {
+            // A leaf changed, or a container turned into something else.
+            let mut gone = FieldSet::new();
+            subtree(old, ctx, path, &mut gone)?;
+            let mut came = FieldSet::new();
+            subtree(new, ctx, path, &mut came)?;
+            if gone.contains(path) && came.contains(path) {
+                out.modified.insert(path.clone());
+            }
+            out.removed = out.removed.union(&gone.difference(&came));
+            out.added = out.added.union(&came.difference(&gone));
+        }
+    }
+    Ok(())
+}
+
+fn compare_element(
+    a: &Value,
+    b: &Value,
+    ctx: Ctx,
+    path: &mut Path,
+    out: &mut Comparison,
+) -> Result<(), ApplyError> {
+    match (a, b) {
+        (Value::Object(ma), Value::Object(mb)) => {
+            for (k, av) in ma {
+                path.push(PathElement::Field(k.clone()));
+                match mb.get(k) {
+                    Some(bv) => compare_at(av, bv, ctx.field(k), path, out)?,
+                    None => subtree(av, ctx.field(k), path, &mut out.removed)?,
+                }
+                path.pop();
+            }
+            for (k, bv) in mb {
+                if !ma.contains_key(k) {
+                    path.push(PathElement::Field(k.clone()));
+                    subtree(bv, ctx.field(k), path, &mut out.added)?;
+                    path.pop();
+                }
+            }
+            Ok(())
+        }
+        _ => Ok(()),
+    }
+}
+
+fn element_fields(
+    item: &Value,
+    ctx: Ctx,
+    path: &mut Path,
+    into: &mut FieldSet,
+) -> Result<(), ApplyError> {
+    if let Value::Object(m) = item {
+        for (k, child) in m {
+            path.push(PathElement::Field(k.clone()));
+            subtree(child, ctx.field(k), path, into)?;
+            path.pop();
+        }
+    }
+    Ok(())
+}
+
+/// Merges an applied configuration into a live object: objects merge field
+/// by field, itemized lists element by element (live order first, new
+/// elements after), everything else is replaced. A `null` in the
+/// configuration removes the field.
+pub(crate) fn merge(
+    live: &Value,
+    config: &Value,
+    ctx: Ctx,
+    depth: usize,
+) -> Result<Value, ApplyError> {
+    if depth > MAX_DEPTH {
+        return Err(ApplyError::Invalid(format!(
+            "the applied configuration nests more than {MAX_DEPTH} levels"
+        )));
+    }
+    match (live, config) {
+        (Value::Object(l), Value::Object(c)) => {
+            let mut out = l.clone();
+            for (k, cv) in c {
+                if cv.is_null() {
+                    out.remove(k);
+                    continue;
+                }
+                let merged = match l.get(k) {
+                    Some(lv) => merge(lv, cv, ctx.field(k), depth + 1)?,
+                    None => cv.clone(),
+                };
+                out.insert(k.clone(), merged);
+            }
+            Ok(Value::Object(out))
+        }
+        (Value::Array(l), Value::Array(c)) if ctx.itemized() => {
+            let path: Path = Vec::new();
+            let mut out = Vec::with_capacity(l.len().max(c.len()));
+            let config_keys: Vec<Option<PathElement>> = c
+                .iter()
+                .map(|item| item_element(&ctx, item, &path).ok())
+                .collect();
+            let mut used = vec![false; c.len()];
+            for item in l {
+                let pe = item_element(&ctx, item, &path).ok();
+                let matched = pe
+                    .as_ref()
+                    .and_then(|pe| config_keys.iter().position(|k| k.as_ref() == Some(pe)));
+                match matched {
+                    Some(j) if !used[j] => {
+                        used[j] = true;
+                        out.push(merge(item, &c[j], ctx.element(), depth + 1)?);
+                    }
+                    _ => out.push(item.clone()),
+                }
+            }
+            for (j, item) in c.iter().enumerate() {
+                if !used[j] {
+                    out.push(item.clone());
+                }
+            }
+            Ok(Value::Array(out))
+        }
+        _ => Ok(config.clone()),
+    }
+}
+
+/// Removes the field or list element at `path` from `obj`, if present.
+pub(crate) fn remove(obj: &mut Value, path: &[PathElement]) {
+    let Some((last, parents)) = path.split_last() else {
+        return;
+    };
+    let mut cur = obj;
+    for pe in parents {
+        let next = match (pe, cur) {
+            (PathElement::Field(name), Value::Object(m)) => m.get_mut(name),
+            (pe, Value::Array(items)) => items.iter_mut().find(|item| element_matches(pe, item)),
+            _ => None,
+        };
+        match next {
+            Some(next) => cur = next,
+            None => return,
+        }
+    }
+    match (last, cur) {
+        (PathElement::Field(name), Value::Object(m)) => {
+            m.remove(name);
+        }
+        (pe, Value::Array(items)) => {
+            let mut index = 0;
+            items.retain(|item| {
+                let keep = match pe {
+                    PathElement::Index(i) => *i != index,
+                    pe => !element_matches(pe, item),
+                };
+                index += 1;
+                keep
+            });
+        }
+        _ => {}
+    }
+}
+
+fn element_matches(pe: &PathElement, item: &Value) -> bool {
+    match pe {
+        PathElement::Key(key) => {
+            let Ok(Value::Object(key)) = serde_json::from_str::<Value>(key) else {
+                return false;
+            };
+            key.iter().all(|(k, v)| match item.get(k) {
+                Some(iv) if !iv.is_null() => iv == v,
+                _ => k == "protocol" && v == "TCP",
+            })
+        }
+        PathElement::Value(v) => canonical(item) == *v,
+        _ => false,
+    }
+}

@@ -346,7 +346,7 @@ pub fn apply(
     // someone else (or its new configuration, below them) still owns them.
     let owned = managed.all_fields();
     let mut pruned = merged;
-    for path in last.difference(&config_set).iter().rev() {
+    for path in last.difference(&config_set).iter() {
         if !owned.has_prefix(path) {
             walk::remove(&mut pruned, path);
         }

@@ -392,28 +392,57 @@ pub(crate) fn merge(
     }
 }
 
-/// Removes the field or list element at `path` from `obj`, if present.
+/// Removes the field or list element at `path` from `obj`, if present; an
+/// object or list left empty by that goes too, as upstream drops them.
 pub(crate) fn remove(obj: &mut Value, path: &[PathElement]) {
+    let mut len = path.len();
+    while len > 0 && remove_one(obj, &path[..len]) {
+        len -= 1;
+        let emptied = lookup(obj, &path[..len]).is_some_and(|v| match v {
+            Value::Object(m) => m.is_empty(),
+            Value::Array(items) => items.is_empty(),
+            _ => false,
+        });
+        if !emptied {
+            break;
+        }
+    }
+}
+
+fn lookup<'v>(obj: &'v Value, path: &[PathElement]) -> Option<&'v Value> {
+    let mut cur = obj;
+    for pe in path {
+        cur = match (pe, cur) {
+            (PathElement::Field(name), Value::Object(m)) => m.get(name)?,
+            (PathElement::Index(i), Value::Array(items)) => items.get(*i)?,
+            (pe, Value::Array(items)) => items.iter().find(|item| element_matches(pe, item))?,
+            _ => return None,
+        };
+    }
+    Some(cur)
+}
+
+fn remove_one(obj: &mut Value, path: &[PathElement]) -> bool {
     let Some((last, parents)) = path.split_last() else {
-        return;
+        return false;
     };
     let mut cur = obj;
     for pe in parents {
         let next = match (pe, cur) {
             (PathElement::Field(name), Value::Object(m)) => m.get_mut(name),
+            (PathElement::Index(i), Value::Array(items)) => items.get_mut(*i),
             (pe, Value::Array(items)) => items.iter_mut().find(|item| element_matches(pe, item)),
             _ => None,
         };
         match next {
             Some(next) => cur = next,
-            None => return,
+            None => return false,
         }
     }
     match (last, cur) {
-        (PathElement::Field(name), Value::Object(m)) => {
-            m.remove(name);
-        }
+        (PathElement::Field(name), Value::Object(m)) => m.remove(name).is_some(),
         (pe, Value::Array(items)) => {
+            let before = items.len();
             let mut index = 0;
             items.retain(|item| {
                 let keep = match pe {
@@ -423,8 +452,9 @@ pub(crate) fn remove(obj: &mut Value, path: &[PathElement]) {
                 index += 1;
                 keep
             });
+            items.len() != before
         }
-        _ => {}
+        _ => false,
     }
 }
 

@@ -310,10 +310,7 @@ async fn kube_rs_apply_conflict_force_dry_run_and_status() {
         .await
         .unwrap();
     let data = forced.data.clone().unwrap();
-    assert_eq!(
-        (data["a"].as_str(), data["b"].as_str()),
-        ("2", "1")
-    );
+    assert_eq!((data["a"].as_str(), data["b"].as_str()), ("2", "1"));
     let fields = |name: &str| {
         forced
             .metadata

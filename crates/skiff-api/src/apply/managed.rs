@@ -203,12 +203,23 @@ impl Managed {
                 Value::Object(m)
             })
             .collect();
-        if let Some(meta) = obj.get_mut("metadata").and_then(Value::as_object_mut) {
-            if list.is_empty() {
+        let Some(map) = obj.as_object_mut() else {
+            return;
+        };
+        if list.is_empty() {
+            if let Some(meta) = map.get_mut("metadata").and_then(Value::as_object_mut) {
                 meta.remove("managedFields");
-            } else {
-                meta.insert("managedFields".into(), Value::Array(list));
             }
+            return;
+        }
+        let meta = map
+            .entry("metadata")
+            .or_insert_with(|| Value::Object(Map::new()));
+        if !meta.is_object() {
+            *meta = Value::Object(Map::new());
+        }
+        if let Some(meta) = meta.as_object_mut() {
+            meta.insert("managedFields".into(), Value::Array(list));
         }
     }
 

@@ -377,6 +377,19 @@ async fn kube_rs_apply_conflict_force_dry_run_and_status() {
         panic!("{err}")
     };
     assert_eq!(status.code, 422);
+    let req = http::Request::patch("/api/v1/namespaces/default/configmaps/cfg?force=true")
+        .header("content-type", "application/merge-patch+json")
+        .body(b"{}".to_vec())
+        .unwrap();
+    let err = client.request::<ConfigMap>(req).await.unwrap_err();
+    let kube::Error::Api(forbidden) = err else {
+        panic!("{err}")
+    };
+    assert_eq!(forbidden.code, 422);
+    assert_eq!(
+        forbidden.message,
+        r#"PatchOptions.meta.k8s.io "" is invalid: force: Forbidden: may not be specified for non-apply patch"#
+    );
     assert_eq!(
         status.message,
         r#"PatchOptions.meta.k8s.io "" is invalid: fieldManager: Required value: is required for apply patch"#

@@ -69,12 +69,18 @@ pub(super) fn manager(call: &Call<'_>) -> Result<String, ApiError> {
     if !errors.is_empty() {
         return Err(options_invalid(call, errors));
     }
+    Ok(manager_or_user_agent(given, call.user_agent))
+}
+
+/// The given manager, else the User-Agent's product name (`kubectl` of
+/// `kubectl/v1.33.0 (linux/amd64) kubernetes/abc`).
+fn manager_or_user_agent(given: String, user_agent: Option<&str>) -> String {
     if !given.is_empty() {
-        return Ok(given);
+        return given;
     }
-    let agent = call.user_agent.unwrap_or_default();
+    let agent = user_agent.unwrap_or_default();
     let prefix = agent.split('/').next().unwrap_or_default();
-    Ok(prefix.chars().take(MAX_FIELD_MANAGER).collect())
+    prefix.chars().take(MAX_FIELD_MANAGER).collect()
 }
 
 fn scope<'a>(call: &Call<'_>, api_version: &'a str, now: &'a str) -> Scope<'a> {
@@ -268,5 +274,57 @@ pub(super) async fn serve(
     match (result, conflicts) {
         (Err(_), Some(c)) => Ok(response::json(StatusCode::CONFLICT, &c.status())),
         (result, _) => result,
+    }
+}
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    #[test]
+    fn managers_default_to_the_user_agent_product() {
+        let ua = Some("kubectl/v1.33.0 (linux/amd64) kubernetes/abc");
+        assert_eq!(manager_or_user_agent(String::new(), ua), "kubectl");
+        assert_eq!(manager_or_user_agent("mine".into(), ua), "mine");
+        assert_eq!(manager_or_user_agent(String::new(), None), "");
+        let long = "x".repeat(300);
+        assert_eq!(manager_or_user_agent(String::new(), Some(&long)).len(), 128);
+    }
+
+    #[test]
+    fn apply_bodies_are_yaml_or_json_objects_with_a_type() {
+        let yaml = Bytes::from_static(
+            b"apiVersion: v1\nkind: ConfigMap\nmetadata: {name: c}\ndata:\n  a: '1'\n  n: 2\n",
+        );
+        assert_eq!(
+            parse_config(&yaml).unwrap(),
+            json!({"apiVersion": "v1", "kind": "ConfigMap", "metadata": {"name": "c"}, "data": {"a": "1", "n": 2}})
+        );
+        let json_body = Bytes::from_static(br#"{"apiVersion":"v1","kind":"ConfigMap"}"#);
+        assert!(parse_config(&json_body).is_ok());
+        for bad in [
+            &b"- 1\n- 2\n"[..],
+            b"a: [",
+            b"\xff",
+            b"apiVersion: v1\n",
+            b"kind: X\n",
+        ] {
+            assert!(
+                matches!(
+                    parse_config(&Bytes::copy_from_slice(bad)),
+                    Err(ApiError::BadRequest(_))
+                ),
+                "{bad:?}"
+            );
+        }
+        let missing = parse_config(&Bytes::from_static(b"apiVersion: v1\n")).unwrap_err();
+        assert!(
+            missing
+                .to_string()
+                .starts_with("Object 'Kind' is missing in"),
+            "{missing}"
+        );
     }
 }

@@ -9,6 +9,11 @@ use super::ApplyError;
 use super::fieldpath::FieldSet;
 use super::walk::Comparison;
 
+/// The most update entries an object keeps (upstream's default).
+pub const MAX_UPDATE_MANAGERS: usize = 10;
+/// The manager the oldest update entries are merged into.
+pub const ANCIENT_CHANGES: &str = "ancient-changes";
+
 /// `ManagedFieldsEntry.operation`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
 pub enum Operation {
@@ -253,6 +258,49 @@ impl Managed {
             entry.time = Some(now.to_owned());
         }
         self.drop_empty();
+    }
+
+    /// Keeps at most [`MAX_UPDATE_MANAGERS`] update entries as upstream
+    /// does: the oldest are merged, per API version, into an
+    /// `ancient-changes` entry stamped with the newest merged time.
+    pub fn cap_update_managers(&mut self) {
+        let mut updaters: Vec<(Option<String>, ManagerKey)> = self
+            .0
+            .iter()
+            .filter(|(k, _)| k.operation == Operation::Update)
+            .map(|(k, e)| (e.time.clone(), k.clone()))
+            .collect();
+        let mut count = updaters.len();
+        if count <= MAX_UPDATE_MANAGERS {
+            return;
+        }
+        updaters.sort();
+        let mut first_of_version: BTreeMap<String, ManagerKey> = BTreeMap::new();
+        for (time, key) in updaters {
+            if count <= MAX_UPDATE_MANAGERS {
+                break;
+            }
+            let Some(entry) = self.0.get(&key).cloned() else {
+                continue;
+            };
+            let version = entry.api_version.clone();
+            let Some(first) = first_of_version.get(&version).cloned() else {
+                first_of_version.insert(version, key);
+                continue;
+            };
+            let bucket = ManagerKey::new(ANCIENT_CHANGES, Operation::Update, &version, "");
+            if !self.0.contains_key(&bucket)
+                && let Some(first_entry) = self.0.remove(&first)
+            {
+                self.0.insert(bucket.clone(), first_entry);
+            }
+            self.0.remove(&key);
+            if let Some(b) = self.0.get_mut(&bucket) {
+                b.set = b.set.union(&entry.set);
+                b.time = time;
+            }
+            count -= 1;
+        }
     }
 
     /// Forgets managers that own nothing.

@@ -19,7 +19,7 @@ mod tests;
 use serde_json::{Value, json};
 
 pub use fieldpath::{FieldSet, Path, PathElement, path_string};
-pub use managed::{Entry, Managed, ManagerKey, Operation};
+pub use managed::{ANCIENT_CHANGES, Entry, MAX_UPDATE_MANAGERS, Managed, ManagerKey, Operation};
 pub use walk::Comparison;
 
 use crate::patch::PatchSchema;
@@ -237,6 +237,7 @@ pub fn update(
         scope.subresource(),
     );
     managed.record_update(&key, scope.api_version, &cmp, scope.now);
+    managed.cap_update_managers();
     managed.encode_into(new);
     Ok(())
 }
@@ -363,6 +364,7 @@ pub fn apply(
     if let Some(entry) = managed.0.get_mut(&own) {
         entry.time = Some(scope.now.to_owned());
     }
+    managed.cap_update_managers();
     if let Some(rv) = live.and_then(|l| l.pointer("/metadata/resourceVersion")) {
         // Keep the precondition the live object was read at unless the
         // configuration names its own.

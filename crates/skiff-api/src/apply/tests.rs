@@ -516,3 +516,33 @@ fn status_writes_are_scoped_to_the_subresource() {
             .all(|p| p[0] != PathElement::Field("status".into()))
     );
 }
+
+#[test]
+fn update_managers_are_capped_into_ancient_changes() {
+    let mut obj = json!({"apiVersion": "v1", "kind": "ConfigMap", "metadata": {"name": "c"}});
+    for i in 0..12 {
+        let live = obj.clone();
+        obj["data"][format!("k{i}")] = json!("v");
+        let now = format!("2026-01-01T00:00:{i:02}Z");
+        update(
+            Some(&live),
+            &mut obj,
+            &format!("writer-{i:02}"),
+            &configmaps(&now),
+        )
+        .unwrap();
+    }
+    let list = entries(&obj);
+    assert_eq!(list.len(), MAX_UPDATE_MANAGERS);
+    let ancient = fields_of(&obj, ANCIENT_CHANGES);
+    assert_eq!(
+        ancient,
+        &json!({"f:data": {"f:k0": {}, "f:k1": {}, "f:k2": {}}}),
+        "the three oldest writers were merged"
+    );
+    assert!(
+        list.iter()
+            .all(|(m, _, _)| !["writer-00", "writer-01", "writer-02"].contains(&m.as_str()))
+    );
+    assert!(list.iter().any(|(m, _, _)| m == "writer-11"));
+}

@@ -202,7 +202,8 @@ async fn ordinary_writes_record_update_managers() {
     );
     assert_eq!(
         entry(&obj, "kubectl-create")["fieldsV1"],
-        json!({"f:data": {"f:a": {}}})
+        json!({"f:data": {".": {}, "f:a": {}}}),
+        "as upstream: the creator added the data map and its key"
     );
     assert!(entry(&obj, "kubectl-create")["time"].is_string());
 

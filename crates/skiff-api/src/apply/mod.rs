@@ -225,10 +225,12 @@ pub fn update(
             _ => from_live(),
         }
     };
-    let old = live
-        .map(without_managed_fields)
-        .unwrap_or_else(|| json!({}));
     let cur = without_managed_fields(new);
+    let old = walk::with_zero_structs(
+        live.map(without_managed_fields)
+            .unwrap_or_else(|| json!({})),
+        &cur,
+    );
     let cmp = scope.tracked_cmp(walk::compare(&old, &cur, scope.ctx())?);
     let key = ManagerKey::new(
         manager,
@@ -285,17 +287,14 @@ pub fn apply(
         .unwrap_or_default();
     let mut managed = original.clone();
     if live.is_some() && managed.0.is_empty() {
-        let set = scope.tracked(&walk::live_field_set(&live_obj, ctx)?);
+        // As an update from nothing to the live object.
+        let cmp = walk::compare(
+            &walk::with_zero_structs(json!({}), &live_obj),
+            &live_obj,
+            ctx,
+        )?;
         let key = ManagerKey::new(BEFORE_FIRST_APPLY, Operation::Update, scope.api_version, "");
-        managed.0.insert(
-            key,
-            Entry {
-                api_version: scope.api_version.to_owned(),
-                time: Some(scope.now.to_owned()),
-                set,
-            },
-        );
-        managed.drop_empty();
+        managed.record_update(&key, scope.api_version, &scope.tracked_cmp(cmp), scope.now);
     }
 
     let config_set = scope.tracked(&walk::field_set(config, ctx)?);

@@ -413,14 +413,16 @@ fn updates_move_changed_fields_to_the_writer() {
     );
     assert_eq!(
         fields_of(&created, "kubectl-create"),
-        &json!({"f:data": {"f:a": {}, "f:b": {}}, "f:metadata": {"f:labels": {"f:l": {}}}})
+        &json!({"f:data": {".": {}, "f:a": {}, "f:b": {}},
+                "f:metadata": {"f:labels": {".": {}, "f:l": {}}}}),
+        "as upstream, the writer owns the maps it added, not metadata itself"
     );
     let mut next = created.clone();
     next["data"] = json!({"a": "2", "c": "3"});
     update(Some(&created), &mut next, "editor", &configmaps(LATER)).unwrap();
     assert_eq!(
         fields_of(&next, "kubectl-create"),
-        &json!({"f:metadata": {"f:labels": {"f:l": {}}}}),
+        &json!({"f:data": {}, "f:metadata": {"f:labels": {".": {}, "f:l": {}}}}),
         "a was taken, b removed"
     );
     assert_eq!(
@@ -537,7 +539,7 @@ fn update_managers_are_capped_into_ancient_changes() {
     let ancient = fields_of(&obj, ANCIENT_CHANGES);
     assert_eq!(
         ancient,
-        &json!({"f:data": {"f:k0": {}, "f:k1": {}, "f:k2": {}}}),
+        &json!({"f:data": {".": {}, "f:k0": {}, "f:k1": {}, "f:k2": {}}}),
         "the three oldest writers were merged"
     );
     assert!(

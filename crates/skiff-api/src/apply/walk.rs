@@ -117,38 +117,25 @@ fn too_deep(path: &[PathElement]) -> Result<(), ApplyError> {
 pub(crate) fn field_set(v: &Value, ctx: Ctx) -> Result<FieldSet, ApplyError> {
     let mut set = FieldSet::new();
     let mut path = Vec::new();
-    collect(v, ctx, &mut path, &mut set, false)?;
+    collect(v, ctx, &mut path, &mut set)?;
     Ok(set)
 }
 
-fn collect(
-    v: &Value,
-    ctx: Ctx,
-    path: &mut Path,
-    set: &mut FieldSet,
-    lenient: bool,
-) -> Result<(), ApplyError> {
+fn collect(v: &Value, ctx: Ctx, path: &mut Path, set: &mut FieldSet) -> Result<(), ApplyError> {
     too_deep(path)?;
     match v {
         Value::Object(m) if !m.is_empty() => {
             for (k, child) in m {
                 path.push(PathElement::Field(k.clone()));
-                collect(child, ctx.field(k), path, set, lenient)?;
+                collect(child, ctx.field(k), path, set)?;
                 path.pop();
             }
         }
         Value::Array(items) if !items.is_empty() && ctx.itemized() => {
             let mut seen = std::collections::BTreeSet::new();
             for item in items {
-                let pe = match item_element(&ctx, item, path) {
-                    Ok(pe) => pe,
-                    Err(_) if lenient => continue,
-                    Err(e) => return Err(e),
-                };
+                let pe = item_element(&ctx, item, path)?;
                 if !seen.insert(pe.clone()) {
-                    if lenient {
-                        continue;
-                    }
                     return Err(ApplyError::Invalid(format!(
                         "{}: duplicate entries for key {pe}",
                         path_string(path)
@@ -160,7 +147,7 @@ fn collect(
                     let ectx = ctx.element();
                     for (k, child) in m {
                         path.push(PathElement::Field(k.clone()));
-                        collect(child, ectx.field(k), path, set, lenient)?;
+                        collect(child, ectx.field(k), path, set)?;
                         path.pop();
                     }
                 }
@@ -170,15 +157,6 @@ fn collect(
         _ => set.insert(path.clone()),
     }
     Ok(())
-}
-
-/// The field set of a live object: elements that cannot be keyed (bad or
-/// duplicate keys, allowed in stored objects) are skipped.
-pub(crate) fn live_field_set(v: &Value, ctx: Ctx) -> Result<FieldSet, ApplyError> {
-    let mut set = FieldSet::new();
-    let mut path = Vec::new();
-    collect(v, ctx, &mut path, &mut set, true)?;
-    Ok(set)
 }
 
 /// What changed from one object to another (upstream's `Comparison`).
@@ -192,7 +170,8 @@ pub struct Comparison {
     pub removed: FieldSet,
 }
 
-/// Compares `old` and `new` field by field.
+/// Compares `old` and `new` field by field. As upstream, every node only
+/// on one side counts, containers (maps, list elements) included.
 pub(crate) fn compare(old: &Value, new: &Value, ctx: Ctx) -> Result<Comparison, ApplyError> {
     let mut out = Comparison::default();
     let mut path = Vec::new();
@@ -200,8 +179,41 @@ pub(crate) fn compare(old: &Value, new: &Value, ctx: Ctx) -> Result<Comparison, 
     Ok(out)
 }
 
-fn subtree(v: &Value, ctx: Ctx, path: &mut Path, into: &mut FieldSet) -> Result<(), ApplyError> {
-    collect(v, ctx, path, into, true)
+/// Every node of `v` at `path` and below: the path itself, fields,
+/// elements of itemized lists (elements that cannot be keyed are skipped).
+fn nodes(v: &Value, ctx: Ctx, path: &mut Path, into: &mut FieldSet) -> Result<(), ApplyError> {
+    too_deep(path)?;
+    into.insert(path.clone());
+    match v {
+        Value::Object(m) => {
+            for (k, child) in m {
+                path.push(PathElement::Field(k.clone()));
+                nodes(child, ctx.field(k), path, into)?;
+                path.pop();
+            }
+        }
+        Value::Array(items) if ctx.itemized() => {
+            for item in items {
+                if let Ok(pe) = item_element(&ctx, item, path) {
+                    path.push(pe);
+                    nodes(item, ctx.element(), path, into)?;
+                    path.pop();
+                }
+            }
+        }
+        _ => {}
+    }
+    Ok(())
+}
+
+/// The itemized elements of a list by path element (first occurrence wins).
+fn keyed<'v>(items: &'v [Value], ctx: &Ctx, path: &[PathElement]) -> Vec<(PathElement, &'v Value)> {
+    let mut seen = std::collections::BTreeSet::new();
+    items
+        .iter()
+        .filter_map(|item| item_element(ctx, item, path).ok().map(|pe| (pe, item)))
+        .filter(|(pe, _)| seen.insert(pe.clone()))
+        .collect()
 }
 
 fn compare_at(
@@ -213,120 +225,102 @@ fn compare_at(
 ) -> Result<(), ApplyError> {
     too_deep(path)?;
     match (old, new) {
-        (Value::Object(a), Value::Object(b)) if !a.is_empty() && !b.is_empty() => {
+        (Value::Object(a), Value::Object(b)) if !(a.is_empty() && b.is_empty()) => {
             for (k, av) in a {
                 path.push(PathElement::Field(k.clone()));
                 match b.get(k) {
                     Some(bv) => compare_at(av, bv, ctx.field(k), path, out)?,
-                    None => subtree(av, ctx.field(k), path, &mut out.removed)?,
+                    None => nodes(av, ctx.field(k), path, &mut out.removed)?,
                 }
                 path.pop();
             }
             for (k, bv) in b {
                 if !a.contains_key(k) {
                     path.push(PathElement::Field(k.clone()));
-                    subtree(bv, ctx.field(k), path, &mut out.added)?;
+                    nodes(bv, ctx.field(k), path, &mut out.added)?;
                     path.pop();
                 }
             }
         }
         (Value::Array(a), Value::Array(b)) if ctx.itemized() && !(a.is_empty() && b.is_empty()) => {
-            let keyed = |items: &[Value], path: &[PathElement]| -> Vec<(PathElement, usize)> {
-                let mut seen = std::collections::BTreeSet::new();
-                items
-                    .iter()
-                    .enumerate()
-                    .filter_map(|(i, item)| item_element(&ctx, item, path).ok().map(|pe| (pe, i)))
-                    .filter(|(pe, _)| seen.insert(pe.clone()))
-                    .collect()
-            };
-            let ka = keyed(a, path);
-            let kb = keyed(b, path);
-            let find = |list: &[(PathElement, usize)], pe: &PathElement| {
-                list.iter().find(|(p, _)| p == pe).map(|(_, i)| *i)
-            };
+            let ka = keyed(a, &ctx, path);
+            let kb = keyed(b, &ctx, path);
             let ectx = ctx.element();
-            for (pe, i) in &ka {
+            for (pe, av) in &ka {
                 path.push(pe.clone());
-                match find(&kb, pe) {
-                    Some(j) => compare_element(&a[*i], &b[j], ectx, path, out)?,
-                    None => {
-                        out.removed.insert(path.clone());
-                        element_fields(&a[*i], ectx, path, &mut out.removed)?;
-                    }
+                match kb.iter().find(|(p, _)| p == pe) {
+                    Some((_, bv)) => compare_at(av, bv, ectx, path, out)?,
+                    None => nodes(av, ectx, path, &mut out.removed)?,
                 }
                 path.pop();
             }
-            for (pe, j) in &kb {
-                if find(&ka, pe).is_none() {
+            for (pe, bv) in &kb {
+                if !ka.iter().any(|(p, _)| p == pe) {
                     path.push(pe.clone());
-                    out.added.insert(path.clone());
-                    element_fields(&b[*j], ectx, path, &mut out.added)?;
+                    nodes(bv, ectx, path, &mut out.added)?;
                     path.pop();
                 }
             }
         }
         _ if old == new => {}
         _ => {
-            // A leaf changed, or a container turned into something else.
+            // A leaf changed, or a value changed shape: the path itself is
+            // modified, what was below it removed, what is below it added.
+            out.modified.insert(path.clone());
             let mut gone = FieldSet::new();
-            subtree(old, ctx, path, &mut gone)?;
+            nodes(old, ctx, path, &mut gone)?;
             let mut came = FieldSet::new();
-            subtree(new, ctx, path, &mut came)?;
-            if gone.contains(path) && came.contains(path) {
-                out.modified.insert(path.clone());
-            }
-            out.removed = out.removed.union(&gone.difference(&came));
-            out.added = out.added.union(&came.difference(&gone));
+            nodes(new, ctx, path, &mut came)?;
+            let this: FieldSet = std::iter::once(path.clone()).collect();
+            out.removed = out.removed.union(&gone.difference(&came).difference(&this));
+            out.added = out.added.union(&came.difference(&gone).difference(&this));
         }
     }
     Ok(())
 }
 
-fn compare_element(
-    a: &Value,
-    b: &Value,
-    ctx: Ctx,
-    path: &mut Path,
-    out: &mut Comparison,
-) -> Result<(), ApplyError> {
-    match (a, b) {
-        (Value::Object(ma), Value::Object(mb)) => {
-            for (k, av) in ma {
-                path.push(PathElement::Field(k.clone()));
-                match mb.get(k) {
-                    Some(bv) => compare_at(av, bv, ctx.field(k), path, out)?,
-                    None => subtree(av, ctx.field(k), path, &mut out.removed)?,
-                }
-                path.pop();
-            }
-            for (k, bv) in mb {
-                if !ma.contains_key(k) {
-                    path.push(PathElement::Field(k.clone()));
-                    subtree(bv, ctx.field(k), path, &mut out.added)?;
-                    path.pop();
-                }
-            }
-            Ok(())
-        }
-        _ => Ok(()),
+/// `base` (the old side of a comparison) with the containers Go's zero
+/// values always hold (metadata, spec, status, pod templates, strategies)
+/// added where `new` has them: as upstream, writing into those makes the
+/// writer own what is in them, not the containers themselves.
+pub(crate) fn with_zero_structs(mut base: Value, new: &Value) -> Value {
+    const STRUCTS: &[&[&str]] = &[
+        &["metadata"],
+        &["spec"],
+        &["status"],
+        &["spec", "template"],
+        &["spec", "template", "metadata"],
+        &["spec", "template", "spec"],
+        &["spec", "strategy"],
+        &["spec", "updateStrategy"],
+        &["spec", "jobTemplate"],
+        &["spec", "jobTemplate", "spec"],
+        &["spec", "jobTemplate", "spec", "template"],
+        &["spec", "jobTemplate", "spec", "template", "metadata"],
+        &["spec", "jobTemplate", "spec", "template", "spec"],
+    ];
+    if !base.is_object() {
+        return base;
     }
-}
-
-fn element_fields(
-    item: &Value,
-    ctx: Ctx,
-    path: &mut Path,
-    into: &mut FieldSet,
-) -> Result<(), ApplyError> {
-    if let Value::Object(m) = item {
-        for (k, child) in m {
-            path.push(PathElement::Field(k.clone()));
-            subtree(child, ctx.field(k), path, into)?;
-            path.pop();
+    for path in STRUCTS {
+        let present = path
+            .iter()
+            .try_fold(new, |v, k| v.get(*k))
+            .is_some_and(Value::is_object);
+        if !present {
+            continue;
+        }
+        let mut cur = &mut base;
+        for k in *path {
+            let Some(map) = cur.as_object_mut() else {
+                break;
+            };
+            cur = map
+                .entry((*k).to_owned())
+                .or_insert_with(|| Value::Object(Map::new()));
         }
     }
-    Ok(())
+    base
 }
 
 /// Merges an applied configuration into a live object: objects merge field

@@ -14,6 +14,7 @@
 //! - [`validation`]: name, label and annotation rules.
 //! - [`selector`]: label and field selectors.
 
+pub mod apply;
 pub mod conversion;
 pub mod discovery;
 pub mod field;

@@ -118,6 +118,11 @@ impl App {
                     .and_then(|v| v.to_str().ok())
                     .is_some_and(skiff_protobuf::is_media_type);
                 let http1 = req.version() < http::Version::HTTP_2;
+                let user_agent = req
+                    .headers()
+                    .get(http::header::USER_AGENT)
+                    .and_then(|v| v.to_str().ok())
+                    .map(str::to_owned);
                 let body = match read_body(req.into_body()).await {
                     Ok(body) => body,
                     Err(err) => {
@@ -158,6 +163,7 @@ impl App {
                     output,
                     patch_type,
                     format,
+                    user_agent: user_agent.as_deref(),
                 };
                 match self.registry.serve(call).await {
                     Ok(resp) => resp,

@@ -127,6 +127,7 @@ impl Registry {
                 output: Output::Json,
                 patch_type: None,
                 format: body::BodyFormat::Json,
+                user_agent: call.user_agent,
             };
             match self.delete(&sub, &name).await {
                 Ok(_) => deleted.push(obj),

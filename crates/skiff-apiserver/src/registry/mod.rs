@@ -3,6 +3,7 @@
 //! `genericregistry.Store`. Objects are JSON documents; the store keeps them
 //! without `resourceVersion`, which is the key's mod revision on the way out.
 
+mod apply;
 pub mod body;
 mod cache;
 mod delete;
@@ -58,6 +59,9 @@ pub struct Call<'a> {
     pub patch_type: Option<PatchType>,
     /// For POST and PUT: the body's encoding from the Content-Type.
     pub format: body::BodyFormat,
+    /// The User-Agent header: names the field manager when the request
+    /// gives no `fieldManager`.
+    pub user_agent: Option<&'a str>,
 }
 
 impl Registry {
@@ -367,8 +371,19 @@ impl Registry {
     }
 
     async fn create(&self, call: &Call<'_>) -> Result<Response<Body>, ApiError> {
+        let (obj, warnings) = decode_body(call)?;
+        self.create_object(call, obj, warnings).await
+    }
+
+    /// Creates `obj` (a create body, or the result of an apply), answering
+    /// with `warnings`.
+    async fn create_object(
+        &self,
+        call: &Call<'_>,
+        mut obj: Value,
+        warnings: Vec<String>,
+    ) -> Result<Response<Body>, ApiError> {
         let info = call.info;
-        let (mut obj, warnings) = decode_body(call)?;
         meta::check_type(&mut obj, info)?;
         meta::check_namespace(&mut obj, call.req.namespace.as_deref())?;
         meta::generate_name(&mut obj)?;
@@ -376,6 +391,7 @@ impl Registry {
         prepare_create(info, &mut obj)?;
         kinds::prepare_create(info.group, info.kind, &mut obj);
         validate(info, &obj, None, false)?;
+        apply::track_create(call, &mut obj)?;
         let is_service = is_service(info);
         if is_service {
             services::set_defaults(&mut obj);
@@ -473,6 +489,10 @@ impl Registry {
                     .map(|t| t.content_type().to_owned())
                     .collect(),
             })?;
+        apply::manager(call)?;
+        if patch_type == PatchType::Apply {
+            return apply::serve(self, call, name).await;
+        }
         let schema = PatchSchema::for_kind(info.group, info.version, info.kind);
         let mode = field_validation::FieldValidation::from_query(call.query)?;
         let duplicates = match patch_type {
@@ -529,7 +549,9 @@ impl Registry {
             if !wanted_rv.is_empty() && wanted_rv != current.mod_revision.to_string() {
                 return Err(ApiError::conflict_modified(info, name));
             }
+            let sent = apply::sent_managed_fields(&obj);
             let new = prepare_update(info, &old, obj, status_only)?;
+            let new = apply::track_update(call, &old, sent, new)?;
             if same_object(&old, &new) {
                 return Ok((old, warnings));
             }

@@ -158,6 +158,7 @@ impl Registry {
             output: Output::Json,
             patch_type: None,
             format: body::BodyFormat::Json,
+            user_agent: call.user_agent,
         };
         self.delete(&sub, name).await?;
         Ok(created_status())

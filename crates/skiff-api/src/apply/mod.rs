@@ -1,0 +1,378 @@
+//! Server-side apply and `metadata.managedFields`, with upstream's semantics
+//! (`sigs.k8s.io/structured-merge-diff/v4` and the API server's field
+//! manager), on JSON objects. No I/O.
+//!
+//! - [`update`]: ownership tracking of an ordinary write (create, update,
+//!   non-apply patch): the writer gains what it changed.
+//! - [`apply`]: merges an applied configuration into the live object,
+//!   detects conflicts with other managers, removes fields the applier no
+//!   longer applies, and records its ownership.
+//! - [`fieldpath`]: field paths, field sets and the `FieldsV1` encoding.
+
+pub mod fieldpath;
+mod managed;
+mod walk;
+
+#[cfg(test)]
+mod tests;
+
+use serde_json::{Value, json};
+
+pub use fieldpath::{FieldSet, Path, PathElement, path_string};
+pub use managed::{ANCIENT_CHANGES, Entry, MAX_UPDATE_MANAGERS, Managed, ManagerKey, Operation};
+pub use walk::Comparison;
+
+use crate::patch::PatchSchema;
+use walk::Ctx;
+
+/// The manager upstream records for an object's fields that existed before
+/// its first apply.
+pub const BEFORE_FIRST_APPLY: &str = "before-first-apply";
+
+/// Metadata fields no manager owns.
+const UNTRACKED_METADATA: &[&str] = &[
+    "name",
+    "namespace",
+    "uid",
+    "resourceVersion",
+    "generation",
+    "creationTimestamp",
+    "deletionTimestamp",
+    "deletionGracePeriodSeconds",
+    "selfLink",
+    "managedFields",
+];
+
+/// Why an apply or the tracking of an update failed.
+#[derive(Debug, Clone, PartialEq, thiserror::Error)]
+pub enum ApplyError {
+    /// The applied configuration cannot be typed (bad list element, duplicate
+    /// key, too deep): upstream's 422.
+    #[error("{0}")]
+    Invalid(String),
+    /// The request is malformed (e.g. managedFields in an applied
+    /// configuration): 400.
+    #[error("{0}")]
+    BadRequest(String),
+    /// `metadata.managedFields` cannot be decoded.
+    #[error("invalid managedFields: {0}")]
+    BadManagedFields(String),
+    /// Fields of the configuration are owned by other managers with other
+    /// values: 409 unless forced.
+    #[error("{}", .0.message())]
+    Conflicts(Conflicts),
+}
+
+/// One conflicting field.
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord)]
+pub struct Conflict {
+    /// The other manager, as upstream describes it (`"kubectl" using apps/v1`).
+    pub manager: String,
+    /// The field.
+    pub path: Path,
+}
+
+/// The conflicts of a failed apply, sorted by manager then field.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Conflicts(pub Vec<Conflict>);
+
+impl Conflicts {
+    /// Upstream's message: `Apply failed with 1 conflict: conflict with
+    /// "mgr" using apps/v1: .spec.replicas`, or for several, one line per
+    /// manager and field.
+    pub fn message(&self) -> String {
+        match self.0.as_slice() {
+            [one] => format!(
+                "Apply failed with 1 conflict: conflict with {}: {}",
+                one.manager,
+                path_string(&one.path)
+            ),
+            all => {
+                let mut lines = Vec::new();
+                let mut current: Option<&str> = None;
+                for c in all {
+                    if current != Some(c.manager.as_str()) {
+                        lines.push(format!("conflicts with {}:", c.manager));
+                        current = Some(c.manager.as_str());
+                    }
+                    lines.push(format!("- {}", path_string(&c.path)));
+                }
+                format!(
+                    "Apply failed with {} conflicts: {}",
+                    all.len(),
+                    lines.join("\n")
+                )
+            }
+        }
+    }
+
+    /// The `metav1.Status` upstream answers with: 409, reason Conflict, one
+    /// `FieldManagerConflict` cause per field.
+    pub fn status(&self) -> Value {
+        let causes: Vec<Value> = self
+            .0
+            .iter()
+            .map(|c| {
+                json!({
+                    "reason": "FieldManagerConflict",
+                    "message": format!("conflict with {}", c.manager),
+                    "field": path_string(&c.path),
+                })
+            })
+            .collect();
+        json!({
+            "kind": "Status",
+            "apiVersion": "v1",
+            "metadata": {},
+            "status": "Failure",
+            "message": self.message(),
+            "reason": "Conflict",
+            "details": {"causes": causes},
+            "code": 409,
+        })
+    }
+}
+
+/// Where a write happens.
+#[derive(Debug, Clone, Copy)]
+pub struct Scope<'a> {
+    /// The patch schema of the kind (list types).
+    pub schema: PatchSchema,
+    /// The object's `apiVersion` (`apps/v1`).
+    pub api_version: &'a str,
+    /// The subresource written (`status`), if any.
+    pub subresource: Option<&'a str>,
+    /// True when the kind has a status subresource, so that writes to the
+    /// main resource neither set nor own `status`.
+    pub has_status: bool,
+    /// The time to stamp on changed entries (RFC 3339).
+    pub now: &'a str,
+}
+
+impl Scope<'_> {
+    fn subresource(&self) -> &str {
+        self.subresource.unwrap_or_default()
+    }
+
+    /// Whether a manager can own `path` in this scope: type and identity
+    /// metadata never; on `/status` only status; on the main resource of a
+    /// kind with a status subresource, anything but status.
+    fn tracks(&self, path: &[PathElement]) -> bool {
+        let field = |i: usize| match path.get(i) {
+            Some(PathElement::Field(f)) => Some(f.as_str()),
+            _ => None,
+        };
+        match field(0) {
+            Some("apiVersion" | "kind") | None => false,
+            Some("metadata") => {
+                self.subresource.is_none()
+                    && field(1).is_some_and(|f| !UNTRACKED_METADATA.contains(&f))
+            }
+            Some("status") => self.subresource.is_some() || !self.has_status,
+            Some(_) => self.subresource.is_none(),
+        }
+    }
+
+    fn tracked(&self, set: &FieldSet) -> FieldSet {
+        set.filter(|p| self.tracks(p))
+    }
+
+    fn tracked_cmp(&self, cmp: Comparison) -> Comparison {
+        Comparison {
+            modified: self.tracked(&cmp.modified),
+            added: self.tracked(&cmp.added),
+            removed: self.tracked(&cmp.removed),
+        }
+    }
+
+    fn ctx(&self) -> Ctx {
+        Ctx::root(self.schema)
+    }
+}
+
+fn without_managed_fields(obj: &Value) -> Value {
+    let mut obj = obj.clone();
+    if let Some(m) = obj.get_mut("metadata").and_then(Value::as_object_mut) {
+        m.remove("managedFields");
+        m.remove("resourceVersion");
+    }
+    obj
+}
+
+/// Records `manager`'s ordinary write of `new` over `live` (`None` for a
+/// create) in `new`'s `metadata.managedFields`. Entries sent in `new` are
+/// used when valid (`[]` clears them), else the live ones are kept; writes
+/// to a subresource always start from the live entries.
+pub fn update(
+    live: Option<&Value>,
+    new: &mut Value,
+    manager: &str,
+    scope: &Scope<'_>,
+) -> Result<(), ApplyError> {
+    let from_live = || {
+        live.map(Managed::decode)
+            .transpose()
+            .map(Option::unwrap_or_default)
+            .unwrap_or_default()
+    };
+    let mut managed = if scope.subresource.is_some() {
+        from_live()
+    } else if Managed::is_reset(new) {
+        Managed::default()
+    } else {
+        match Managed::decode(new) {
+            Ok(m) if !m.0.is_empty() => m,
+            _ => from_live(),
+        }
+    };
+    let cur = without_managed_fields(new);
+    let old = walk::with_zero_structs(
+        live.map(without_managed_fields)
+            .unwrap_or_else(|| json!({})),
+        &cur,
+    );
+    let cmp = scope.tracked_cmp(walk::compare(&old, &cur, scope.ctx())?);
+    let key = ManagerKey::new(
+        manager,
+        Operation::Update,
+        scope.api_version,
+        scope.subresource(),
+    );
+    managed.record_update(&key, scope.api_version, &cmp, scope.now);
+    managed.cap_update_managers();
+    managed.encode_into(new);
+    Ok(())
+}
+
+/// The outcome of a successful [`apply`].
+#[derive(Debug, Clone, PartialEq)]
+pub enum Applied {
+    /// The object to store (with its new managedFields).
+    Changed(Value),
+    /// Nothing would change: keep the live object as it is.
+    Unchanged,
+}
+
+/// Applies `config` as `manager` to `live` (`None` when the object does not
+/// exist yet). `force` takes conflicting fields from their owners.
+pub fn apply(
+    live: Option<&Value>,
+    config: &Value,
+    manager: &str,
+    force: bool,
+    scope: &Scope<'_>,
+) -> Result<Applied, ApplyError> {
+    if !config.is_object() {
+        return Err(ApplyError::BadRequest(
+            "the applied configuration must be an object".into(),
+        ));
+    }
+    if config
+        .pointer("/metadata/managedFields")
+        .is_some_and(|m| !m.is_null())
+    {
+        return Err(ApplyError::BadRequest(
+            "metadata.managedFields must be nil".into(),
+        ));
+    }
+    let ctx = scope.ctx();
+    let live_obj = live
+        .map(without_managed_fields)
+        .unwrap_or_else(|| json!({}));
+    let original = live
+        .map(Managed::decode)
+        .transpose()
+        .ok()
+        .flatten()
+        .unwrap_or_default();
+    let mut managed = original.clone();
+    if live.is_some() && managed.0.is_empty() {
+        // As an update from nothing to the live object.
+        let cmp = walk::compare(
+            &walk::with_zero_structs(json!({}), &live_obj),
+            &live_obj,
+            ctx,
+        )?;
+        let key = ManagerKey::new(BEFORE_FIRST_APPLY, Operation::Update, scope.api_version, "");
+        managed.record_update(&key, scope.api_version, &scope.tracked_cmp(cmp), scope.now);
+    }
+
+    let config_set = scope.tracked(&walk::field_set(config, ctx)?);
+    let merged = walk::merge(&live_obj, config, ctx, 0)?;
+    let cmp = scope.tracked_cmp(walk::compare(&live_obj, &merged, ctx)?);
+    let own = ManagerKey::new(
+        manager,
+        Operation::Apply,
+        scope.api_version,
+        scope.subresource(),
+    );
+
+    let touched = cmp.modified.union(&cmp.added);
+    let mut conflicts = Vec::new();
+    for (key, entry) in &mut managed.0 {
+        if *key == own {
+            continue;
+        }
+        let clash = entry.set.intersection(&touched);
+        conflicts.extend(clash.iter().map(|path| Conflict {
+            manager: key.describe(),
+            path: path.clone(),
+        }));
+        if force {
+            entry.set = entry.set.difference(&clash);
+        }
+        entry.set = entry.set.difference(&cmp.removed);
+    }
+    if !conflicts.is_empty() && !force {
+        conflicts.sort();
+        return Err(ApplyError::Conflicts(Conflicts(conflicts)));
+    }
+
+    let last = managed
+        .0
+        .get(&own)
+        .map(|e| e.set.clone())
+        .unwrap_or_default();
+    managed.0.insert(
+        own.clone(),
+        Entry {
+            api_version: scope.api_version.to_owned(),
+            time: original.0.get(&own).and_then(|e| e.time.clone()),
+            set: config_set.clone(),
+        },
+    );
+
+    // Fields this manager applied before but no longer does go, unless
+    // someone else (or its new configuration, below them) still owns them.
+    let owned = managed.all_fields();
+    let mut pruned = merged;
+    for path in last.difference(&config_set).iter() {
+        if !owned.has_prefix(path) {
+            walk::remove(&mut pruned, path);
+        }
+    }
+    let cmp = scope.tracked_cmp(walk::compare(&live_obj, &pruned, ctx)?);
+    for entry in managed.0.values_mut() {
+        entry.set = entry.set.difference(&cmp.removed);
+    }
+    managed.drop_empty();
+
+    if live.is_some() && pruned == live_obj && managed.sets() == original.sets() {
+        return Ok(Applied::Unchanged);
+    }
+    if let Some(entry) = managed.0.get_mut(&own) {
+        entry.time = Some(scope.now.to_owned());
+    }
+    managed.cap_update_managers();
+    if let Some(rv) = live.and_then(|l| l.pointer("/metadata/resourceVersion")) {
+        // Keep the precondition the live object was read at unless the
+        // configuration names its own.
+        if config.pointer("/metadata/resourceVersion").is_none()
+            && let Some(m) = pruned.get_mut("metadata").and_then(Value::as_object_mut)
+        {
+            m.insert("resourceVersion".into(), rv.clone());
+        }
+    }
+    managed.encode_into(&mut pruned);
+    Ok(Applied::Changed(pruned))
+}

@@ -18,6 +18,7 @@ pub mod apply;
 pub mod conversion;
 pub mod discovery;
 pub mod field;
+pub mod fuzzing;
 pub mod kinds;
 pub mod openapi;
 pub mod patch;

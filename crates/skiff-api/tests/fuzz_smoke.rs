@@ -10,8 +10,16 @@ use std::path::PathBuf;
 use rand::rngs::StdRng;
 use rand::{Rng, SeedableRng};
 
-/// Mutations per target; the corpus itself always runs in full.
+/// Mutations per target; the corpus itself always runs in full. The
+/// environment variable `FUZZ_SMOKE_MUTATIONS` overrides it for longer runs.
 const MUTATIONS: usize = 3000;
+
+fn mutations() -> usize {
+    std::env::var("FUZZ_SMOKE_MUTATIONS")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(MUTATIONS)
+}
 
 /// Bytes worth inserting: JSON and YAML punctuation, the part separator,
 /// patch directives' first characters, quantity suffixes.
@@ -115,7 +123,7 @@ fn mutate(rng: &mut StdRng, input: &mut Vec<u8>, seeds: &[Vec<u8>]) {
     }
 }
 
-/// Runs `entry` over the corpus of `target`, then over `MUTATIONS` mutants
+/// Runs `entry` over the corpus of `target`, then over [`mutations`] mutants
 /// (1 to 4 edits each); the first panic fails with the input in hex.
 fn run(target: &str, entry: fn(&[u8]), seed: u64) {
     let seeds = corpus(target);
@@ -130,7 +138,7 @@ fn run(target: &str, entry: fn(&[u8]), seed: u64) {
         check(input);
     }
     let mut rng = StdRng::seed_from_u64(seed);
-    for _ in 0..MUTATIONS {
+    for _ in 0..mutations() {
         let mut input = seeds[rng.random_range(0..seeds.len())].clone();
         for _ in 0..rng.random_range(1..=4) {
             mutate(&mut rng, &mut input, &seeds);

@@ -308,7 +308,8 @@ pub fn server_side_apply(data: &[u8]) {
 }
 
 /// Parse a quantity and check upstream's canonical round trip: the printed
-/// form parses back to an equal quantity that prints the same. Also runs the
+/// form parses back to an equal quantity, and printing reaches a fixed point
+/// after one round. Also runs the
 /// arithmetic helpers and the JSON canonicalisation on it.
 pub fn quantity(data: &[u8]) {
     let Ok(text) = std::str::from_utf8(data) else {
@@ -327,7 +328,17 @@ pub fn quantity(data: &[u8]) {
     );
     if let Ok(again) = again {
         assert_eq!(again, q, "{text:?} printed as {printed:?}");
-        assert_eq!(again.to_string(), printed, "{text:?} does not print stably");
+        // The printed form itself may change once: upstream prints
+        // `7.8125Ki` (binary, not a whole number of Ki) as `8000`, which
+        // then parses as a decimal quantity and prints as `8k`. From there
+        // on it is a fixed point.
+        let second = again.to_string();
+        let third = Quantity::parse(&second).map(|q| q.to_string());
+        assert_eq!(
+            third.as_deref(),
+            Ok(second.as_str()),
+            "{text:?} printed as {printed:?}, then {second:?}"
+        );
     }
     let _ = (q.is_zero(), q.is_negative(), q.format());
     let _ = (q.value(), q.milli_value(), q.scaled_value(-9));

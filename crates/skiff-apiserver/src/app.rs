@@ -219,7 +219,10 @@ impl App {
                 let _ = &ended;
                 frame
             });
-        Response::from_parts(parts, http_body_util::StreamBody::new(frames).boxed_unsync())
+        Response::from_parts(
+            parts,
+            http_body_util::StreamBody::new(frames).boxed_unsync(),
+        )
     }
 
     /// Serves an authenticated request.

@@ -285,9 +285,7 @@ impl Metrics {
 
     /// Counts one finished request and its latency.
     pub fn record(&self, labels: &RequestLabels, code: StatusCode, elapsed: Duration) {
-        self.requests
-            .get_or_create(&with_code(labels, code))
-            .inc();
+        self.requests.get_or_create(&with_code(labels, code)).inc();
         self.durations
             .get_or_create(labels)
             .observe(elapsed.as_secs_f64());

@@ -464,8 +464,16 @@ mod observer_tests {
             .await
             .unwrap()
             .observed(recorder.clone());
-        let kv = store.create("/registry/pods/a/b", "1".into()).await.unwrap();
-        assert!(store.create("/registry/pods/a/b", "1".into()).await.is_err());
+        let kv = store
+            .create("/registry/pods/a/b", "1".into())
+            .await
+            .unwrap();
+        assert!(
+            store
+                .create("/registry/pods/a/b", "1".into())
+                .await
+                .is_err()
+        );
         store.get("/registry/pods/a/b").await.unwrap();
         store
             .list("/registry/pods/", ListOptions::default())

@@ -158,8 +158,7 @@ mod tests {
     }
 
     fn parse(args: &[&str]) -> Result<ServerArgs, clap::Error> {
-        Cli::try_parse_from(std::iter::once("skiff").chain(args.iter().copied()))
-            .map(|c| c.server)
+        Cli::try_parse_from(std::iter::once("skiff").chain(args.iter().copied())).map(|c| c.server)
     }
 
     #[test]

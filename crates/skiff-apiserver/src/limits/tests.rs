@@ -63,7 +63,15 @@ fn read_only_and_mutating_verbs() {
     for verb in ["get", "list", "watch"] {
         assert_eq!(RequestKind::of(verb), RequestKind::ReadOnly, "{verb}");
     }
-    for verb in ["create", "update", "patch", "delete", "deletecollection", "post", "head"] {
+    for verb in [
+        "create",
+        "update",
+        "patch",
+        "delete",
+        "deletecollection",
+        "post",
+        "head",
+    ] {
         assert_eq!(RequestKind::of(verb), RequestKind::Mutating, "{verb}");
     }
 }

@@ -26,27 +26,50 @@ fn verbs_and_scopes_follow_upstream() {
         vs(labels(Method::GET, "/api/v1/namespaces/default/pods", None)),
         ("LIST", "namespace")
     );
-    assert_eq!(vs(labels(Method::GET, "/api/v1/pods", None)), ("LIST", "cluster"));
     assert_eq!(
-        vs(labels(Method::GET, "/api/v1/namespaces/default/pods/web", None)),
+        vs(labels(Method::GET, "/api/v1/pods", None)),
+        ("LIST", "cluster")
+    );
+    assert_eq!(
+        vs(labels(
+            Method::GET,
+            "/api/v1/namespaces/default/pods/web",
+            None
+        )),
         ("GET", "resource")
     );
     assert_eq!(
-        vs(labels(Method::HEAD, "/api/v1/namespaces/default/pods", None)),
+        vs(labels(
+            Method::HEAD,
+            "/api/v1/namespaces/default/pods",
+            None
+        )),
         ("LIST", "namespace")
     );
     // Creates are scoped to the resource they create.
     assert_eq!(
-        vs(labels(Method::POST, "/api/v1/namespaces/default/pods", None)),
+        vs(labels(
+            Method::POST,
+            "/api/v1/namespaces/default/pods",
+            None
+        )),
         ("POST", "resource")
     );
     assert_eq!(
-        vs(labels(Method::PUT, "/api/v1/namespaces/default/pods/web", None)),
+        vs(labels(
+            Method::PUT,
+            "/api/v1/namespaces/default/pods/web",
+            None
+        )),
         ("PUT", "resource")
     );
     // A delete of a collection is reported as DELETE, as upstream does.
     assert_eq!(
-        vs(labels(Method::DELETE, "/api/v1/namespaces/default/pods", None)),
+        vs(labels(
+            Method::DELETE,
+            "/api/v1/namespaces/default/pods",
+            None
+        )),
         ("DELETE", "namespace")
     );
     assert_eq!(
@@ -58,7 +81,11 @@ fn verbs_and_scopes_follow_upstream() {
         ("LIST", "cluster")
     );
     assert_eq!(
-        vs(labels(Method::GET, "/api/v1/watch/namespaces/default/pods", None)),
+        vs(labels(
+            Method::GET,
+            "/api/v1/watch/namespaces/default/pods",
+            None
+        )),
         ("WATCH", "namespace")
     );
     assert_eq!(
@@ -80,7 +107,11 @@ fn verbs_and_scopes_follow_upstream() {
         ("PATCH", "resource")
     );
     assert_eq!(
-        vs(labels(Method::GET, "/api/v1/namespaces/default/pods/web/log", None)),
+        vs(labels(
+            Method::GET,
+            "/api/v1/namespaces/default/pods/web/log",
+            None
+        )),
         ("CONNECT", "resource")
     );
     assert_eq!(
@@ -184,7 +215,9 @@ fn storage_latency_is_labelled_by_operation_and_type() {
     );
     let text = metrics.encode();
     assert!(
-        text.contains(r#"etcd_request_duration_seconds_count{operation="create",type="configmaps"} 1"#),
+        text.contains(
+            r#"etcd_request_duration_seconds_count{operation="create",type="configmaps"} 1"#
+        ),
         "{text}"
     );
     assert!(

@@ -137,6 +137,7 @@ impl App {
             .get(http::header::CONTENT_TYPE)
             .and_then(|v| v.to_str().ok());
         let labels = Metrics::describe(req.method(), &info, query.as_deref(), content_type);
+        let non_resource = matches!(info, RequestInfo::NonResource(_));
 
         if limits::is_long_running(&info) {
             let open = labels.as_ref().map(|l| self.metrics.long_running(l));
@@ -181,7 +182,9 @@ impl App {
                 }
             }
         };
-        if let Some(labels) = &labels {
+        // A health check that does not exist is not worth a time series.
+        let unknown_path = resp.status() == StatusCode::NOT_FOUND && non_resource;
+        if let Some(labels) = labels.as_ref().filter(|_| !unknown_path) {
             self.metrics
                 .record(labels, resp.status(), started.elapsed());
         }

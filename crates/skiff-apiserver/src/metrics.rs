@@ -224,7 +224,9 @@ impl Metrics {
     }
 
     /// The labels of a request, or `None` for requests upstream does not
-    /// count (discovery, `/version`, `/openapi`, `/metrics`).
+    /// count (discovery, `/version`, `/openapi`, `/metrics`, and paths no
+    /// resource serves, which would otherwise let any client mint label
+    /// values).
     pub fn describe(
         method: &Method,
         info: &RequestInfo,
@@ -232,7 +234,7 @@ impl Metrics {
         content_type: Option<&str>,
     ) -> Option<RequestLabels> {
         match info {
-            RequestInfo::Resource(r) if !r.resource.is_empty() => {
+            RequestInfo::Resource(r) if is_served(r) => {
                 let scope = if r.name.is_some() || r.verb == "create" {
                     "resource"
                 } else if r.namespace.is_some() {
@@ -387,6 +389,15 @@ fn with_code(labels: &RequestLabels, code: StatusCode) -> CodeLabels {
         verb: labels.verb,
         version: labels.version.clone(),
     }
+}
+
+/// True for a resource (and subresource) in the resource table.
+fn is_served(r: &request_info::ResourceRequest) -> bool {
+    skiff_api::resources::by_gvr(&r.group, &r.version, &r.resource).is_some_and(|info| {
+        r.subresource
+            .as_deref()
+            .is_none_or(|s| info.subresource(s).is_some())
+    })
 }
 
 fn is_health_path(path: &str) -> bool {

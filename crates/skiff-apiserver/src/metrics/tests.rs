@@ -150,7 +150,16 @@ fn health_paths_are_counted_without_component_others_not_at_all() {
     let l = labels(Method::GET, "/readyz/etcd", None);
     assert_eq!((l.verb, l.scope, l.component), ("GET", "", ""));
     assert_eq!(l.subresource, "/readyz/etcd");
-    for path in ["/version", "/metrics", "/apis", "/api/v1", "/openapi/v3"] {
+    for path in [
+        "/version",
+        "/metrics",
+        "/apis",
+        "/api/v1",
+        "/openapi/v3",
+        "/api/v1/nosuchthings",
+        "/apis/example.com/v1/widgets",
+        "/api/v1/namespaces/default/pods/web/nosuchsub",
+    ] {
         let info = request_info::parse(&Method::GET, path, None);
         assert!(
             Metrics::describe(&Method::GET, &info, None, None).is_none(),

@@ -124,7 +124,7 @@ impl Registry {
                 "spec": {"type": "ClusterIP", "clusterIP": self.service_cidr.first().to_string(),
                          "ports": [{"name": "https", "port": 443, "protocol": "TCP", "targetPort": api_port}]},
             });
-            services::set_defaults(&mut svc);
+            kinds::default(svcs.group, svcs.kind, &mut svc);
             prepare_create(svcs, &mut svc)?;
             services::allocate(&self.store, svcs, self.service_cidr, &mut svc).await?;
             self.ensure(svcs, svc).await?;
@@ -393,9 +393,6 @@ impl Registry {
         validate(info, &obj, None, false)?;
         apply::track_create(call, &mut obj)?;
         let is_service = is_service(info);
-        if is_service {
-            services::set_defaults(&mut obj);
-        }
         let name = meta::meta_str(&obj, "name").to_owned();
         let ns = call.req.namespace.as_deref();
         if let Some(ns) = ns {
@@ -808,7 +805,7 @@ fn prepare_update(
     }
     if is_service(info) && !status_only {
         carry_service_allocations(old, &mut new);
-        services::set_defaults(&mut new);
+        kinds::default(info.group, info.kind, &mut new);
     }
     if info.group.is_empty() && info.plural == "namespaces" {
         let name = meta::meta_str(&new, "name").to_owned();

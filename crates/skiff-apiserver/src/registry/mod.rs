@@ -3,6 +3,7 @@
 //! `genericregistry.Store`. Objects are JSON documents; the store keeps them
 //! without `resourceVersion`, which is the key's mod revision on the way out.
 
+mod admission;
 mod apply;
 pub mod body;
 mod cache;
@@ -390,6 +391,7 @@ impl Registry {
         normalize_and_default(info, &mut obj)?;
         prepare_create(info, &mut obj)?;
         kinds::prepare_create(info.group, info.kind, &mut obj);
+        self.admit_create(info, &mut obj).await?;
         validate(info, &obj, None, false)?;
         apply::track_create(call, &mut obj)?;
         let is_service = is_service(info);
@@ -549,6 +551,9 @@ impl Registry {
             let sent = apply::sent_managed_fields(&obj);
             let new = prepare_update(info, &old, obj, status_only)?;
             let new = apply::track_update(call, &old, sent, new)?;
+            if !status_only {
+                self.admit_update(info, &new, &old).await?;
+            }
             if same_object(&old, &new) {
                 return Ok((old, warnings));
             }

@@ -141,7 +141,7 @@ impl App {
 
         if limits::is_long_running(&info) {
             let open = labels.as_ref().map(|l| self.metrics.long_running(l));
-            let resp = self.route(req, info, &path, query.as_deref()).await;
+            let resp = self.route(req, info, &path, query.as_deref(), &user).await;
             return self.until_drained(resp, labels, started, open);
         }
 
@@ -169,7 +169,7 @@ impl App {
         let resp = match limits::request_timeout(query.as_deref(), self.request_timeout) {
             Err(err) => registry::error_response(&err),
             Ok(deadline) => {
-                let route = self.route(req, info, &path, query.as_deref());
+                let route = self.route(req, info, &path, query.as_deref(), &user);
                 match tokio::time::timeout(deadline, route).await {
                     Ok(resp) => resp,
                     Err(_) => {
@@ -235,6 +235,7 @@ impl App {
         info: RequestInfo,
         path: &str,
         query: Option<&str>,
+        user: &UserInfo,
     ) -> Response<Body>
     where
         B: hyper::body::Body<Data = bytes::Bytes>,
@@ -329,6 +330,7 @@ impl App {
                     patch_type,
                     format,
                     user_agent: user_agent.as_deref(),
+                    user,
                 };
                 match self.registry.serve(call).await {
                     Ok(resp) => resp,

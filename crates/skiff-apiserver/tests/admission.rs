@@ -100,3 +100,36 @@ async fn pods_get_priority_from_their_class() {
     );
     server.shutdown().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn certificate_signing_requests_name_their_requester() {
+    use k8s_openapi::api::certificates::v1::CertificateSigningRequest;
+    let dir = tempfile::tempdir().unwrap();
+    let (server, client) = support::start(dir.path(), 0).await;
+    let key = rcgen::KeyPair::generate().unwrap();
+    let mut params = rcgen::CertificateParams::new(Vec::<String>::new()).unwrap();
+    params
+        .distinguished_name
+        .push(rcgen::DnType::CommonName, "alice");
+    let pem = params.serialize_request(&key).unwrap().pem().unwrap();
+    let csr: CertificateSigningRequest = serde_json::from_value(json!({
+        "metadata": {"name": "alice"},
+        "spec": {
+            "request": base64::Engine::encode(&base64::engine::general_purpose::STANDARD, pem),
+            "signerName": "kubernetes.io/kube-apiserver-client",
+            "usages": ["client auth"],
+            "username": "mallory", "groups": ["system:masters"],
+        },
+    }))
+    .unwrap();
+    let csrs: Api<CertificateSigningRequest> = Api::all(client);
+    let created = csrs.create(&PostParams::default(), &csr).await.unwrap();
+    let spec = created.spec;
+    assert_eq!(
+        spec.username.as_deref(),
+        Some("system:admin"),
+        "the requester, not the body"
+    );
+    assert!(spec.groups.unwrap().contains(&"system:masters".to_owned()));
+    server.shutdown().await;
+}

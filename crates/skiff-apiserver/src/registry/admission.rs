@@ -1,13 +1,15 @@
-//! Admission that needs other objects, as upstream's plugins of the same
-//! names: `Priority` (a pod's priority from its PriorityClass, or from the
-//! global default class; one global default at a time).
+//! Admission that needs other objects or the requester, as upstream's
+//! plugins and strategies of the same names: `Priority` (a pod's priority
+//! from its PriorityClass, or from the global default class; one global
+//! default at a time) and the CertificateSigningRequest requester fields.
 
 use serde_json::{Value, json};
 use skiff_api::resources::{self, ResourceInfo};
 use skiff_api::status::ApiError;
 use skiff_store::{ListOptions, Store};
 
-use super::{Registry, decode, meta, store_error};
+use super::{Call, Registry, decode, meta, store_error};
+use crate::authn::UserInfo;
 
 /// The preemption policy of pods without a class.
 const DEFAULT_PREEMPTION_POLICY: &str = "PreemptLowerPriority";
@@ -16,11 +18,16 @@ impl Registry {
     /// Mutating and validating admission of a new object of `info`.
     pub(super) async fn admit_create(
         &self,
-        info: &ResourceInfo,
+        call: &Call<'_>,
         obj: &mut Value,
     ) -> Result<(), ApiError> {
+        let info = call.info;
         match (info.group, info.plural) {
             ("", "pods") => self.admit_pod_priority(info, obj).await,
+            ("certificates.k8s.io", "certificatesigningrequests") => {
+                set_requester(obj, call.user);
+                Ok(())
+            }
             ("scheduling.k8s.io", "priorityclasses") => {
                 self.admit_global_default(info, obj, None).await
             }
@@ -149,5 +156,30 @@ impl Registry {
             });
         }
         Ok(())
+    }
+}
+
+/// A new CertificateSigningRequest names who asked for it: the server sets
+/// `spec.username`, `uid`, `groups` and `extra` from the requester,
+/// whatever the client sent.
+fn set_requester(csr: &mut Value, user: &UserInfo) {
+    let Some(spec) = csr.get_mut("spec").and_then(Value::as_object_mut) else {
+        return;
+    };
+    spec.insert("username".into(), Value::String(user.name.clone()));
+    for (field, present) in [
+        ("uid", !user.uid.is_empty()),
+        ("extra", !user.extra.is_empty()),
+    ] {
+        if !present {
+            spec.remove(field);
+        }
+    }
+    if !user.uid.is_empty() {
+        spec.insert("uid".into(), Value::String(user.uid.clone()));
+    }
+    spec.insert("groups".into(), json!(user.groups));
+    if !user.extra.is_empty() {
+        spec.insert("extra".into(), json!(user.extra));
     }
 }

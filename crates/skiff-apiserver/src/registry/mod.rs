@@ -63,6 +63,8 @@ pub struct Call<'a> {
     /// The User-Agent header: names the field manager when the request
     /// gives no `fieldManager`.
     pub user_agent: Option<&'a str>,
+    /// Who asked.
+    pub user: &'a crate::authn::UserInfo,
 }
 
 impl Registry {
@@ -391,7 +393,7 @@ impl Registry {
         normalize_and_default(info, &mut obj)?;
         prepare_create(info, &mut obj)?;
         kinds::prepare_create(info.group, info.kind, &mut obj);
-        self.admit_create(info, &mut obj).await?;
+        self.admit_create(call, &mut obj).await?;
         validate(info, &obj, None, false)?;
         apply::track_create(call, &mut obj)?;
         let is_service = is_service(info);

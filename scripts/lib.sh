@@ -36,3 +36,22 @@ need_build_packages() {
     need_packages protoc:protobuf-compiler \
         /usr/include/google/protobuf/descriptor.proto:libprotobuf-dev
 }
+
+# The official Kubernetes Python client (the version matching the API we
+# serve), in its own virtualenv; its path is exported as SKIFF_PYTHON for the
+# tests that drive the server with it.
+SKIFF_PY_CLIENT_VERSION=33.1.0
+need_python_client() {
+    local venv=${SKIFF_PY_VENV:-/opt/skiff-py}
+    export SKIFF_PYTHON="$venv/bin/python"
+    if "$SKIFF_PYTHON" -c "import kubernetes, sys; sys.exit(kubernetes.__version__ != '$SKIFF_PY_CLIENT_VERSION')" 2>/dev/null; then
+        return 0
+    fi
+    need_packages python3:python3 /usr/lib/python3/dist-packages/pip:python3-pip \
+        /usr/share/doc/python3-venv:python3-venv
+    python3 -m venv "$venv" || { echo "skiff: creating $venv failed" >&2; exit 1; }
+    "$venv/bin/pip" install -q "kubernetes==$SKIFF_PY_CLIENT_VERSION" || {
+        echo "skiff: pip install kubernetes==$SKIFF_PY_CLIENT_VERSION failed" >&2
+        exit 1
+    }
+}

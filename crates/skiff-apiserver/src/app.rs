@@ -1,14 +1,20 @@
 //! The request path after TLS: authenticate, then serve a non-resource path
 //! (health, version) or an API resource request.
 
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
 use http::{Method, Request, Response, StatusCode};
 use rustls_pki_types::CertificateDer;
+use tokio::sync::watch;
 
 use skiff_api::status::ApiError;
 use skiff_api::{discovery, resources};
 
 use crate::authn::{Authenticator, PeerIdentity, UserInfo};
 use crate::health;
+use crate::limits::{self, Limits, RequestKind};
+use crate::metrics::{GaugeGuard, Metrics, RequestLabels};
 use crate::negotiate;
 use crate::registry::{self, Call, Registry};
 use crate::request_info::{self, RequestInfo};
@@ -20,6 +26,31 @@ pub const MAX_REQUEST_BODY: usize = 3 * 1024 * 1024;
 /// Paths anonymous clients may read (kubelets' and load balancers' probes).
 const ANONYMOUS_PATHS: &[&str] = &["/healthz", "/livez", "/readyz", "/version"];
 
+/// How requests are limited and measured (`skiff server` flags).
+#[derive(Debug)]
+pub struct Serving {
+    /// Where request and storage metrics go.
+    pub metrics: Arc<Metrics>,
+    /// `--max-requests-inflight` (0: no limit).
+    pub max_requests_inflight: usize,
+    /// `--max-mutating-requests-inflight` (0: no limit).
+    pub max_mutating_requests_inflight: usize,
+    /// `--request-timeout`: the longest a non-long-running request may take.
+    pub request_timeout: Duration,
+}
+
+impl Default for Serving {
+    /// Upstream's defaults, with fresh metrics.
+    fn default() -> Self {
+        Serving {
+            metrics: Arc::new(Metrics::new()),
+            max_requests_inflight: limits::DEFAULT_MAX_REQUESTS_INFLIGHT,
+            max_mutating_requests_inflight: limits::DEFAULT_MAX_MUTATING_REQUESTS_INFLIGHT,
+            request_timeout: limits::DEFAULT_REQUEST_TIMEOUT,
+        }
+    }
+}
+
 /// Everything a request may need.
 #[derive(Debug)]
 pub struct App {
@@ -30,6 +61,11 @@ pub struct App {
     /// `serverAddressByClientCIDRs` of discovery documents.
     server_address: String,
     registry: Registry,
+    metrics: Arc<Metrics>,
+    limits: Limits,
+    request_timeout: Duration,
+    /// Set once shutdown starts: long-running responses end.
+    draining: watch::Sender<bool>,
 }
 
 impl App {
@@ -41,9 +77,15 @@ impl App {
         server_address: String,
         checks: Vec<health::Check>,
         ready_checks: Vec<health::Check>,
+        serving: Serving,
     ) -> App {
         let mut ready = checks.clone();
         ready.extend(ready_checks);
+        let limits = Limits::new(
+            serving.max_requests_inflight,
+            serving.max_mutating_requests_inflight,
+            &serving.metrics,
+        );
         App {
             authn,
             healthz: health::Endpoint::new("healthz", checks.clone()),
@@ -51,7 +93,17 @@ impl App {
             readyz: health::Endpoint::new("readyz", ready),
             server_address,
             registry,
+            metrics: serving.metrics,
+            limits,
+            request_timeout: serving.request_timeout,
+            draining: watch::channel(false).0,
         }
+    }
+
+    /// Ends every open long-running response (watches) and makes new ones
+    /// end at once: the first step of a graceful shutdown.
+    pub fn start_draining(&self) {
+        self.draining.send_replace(true);
     }
 
     /// Verifies a connection's client certificate chain once.
@@ -59,12 +111,14 @@ impl App {
         self.authn.peer_identity(chain)
     }
 
-    /// Serves one request.
+    /// Serves one request: authenticates it, applies the in-flight limit
+    /// and deadline, serves it and records its metrics.
     pub async fn handle<B>(&self, peer: &PeerIdentity, req: Request<B>) -> Response<Body>
     where
         B: hyper::body::Body<Data = bytes::Bytes>,
         B::Error: Into<Box<dyn std::error::Error + Send + Sync>>,
     {
+        let started = Instant::now();
         let user = match self.authn.authenticate(peer, req.headers()) {
             Ok(user) => user.unwrap_or_else(UserInfo::anonymous),
             Err(err) => {
@@ -77,13 +131,125 @@ impl App {
         if user.is_anonymous() && !anonymous_allowed(&path) {
             return response::unauthorized();
         }
+        let info = request_info::parse(req.method(), &path, query.as_deref());
+        let content_type = req
+            .headers()
+            .get(http::header::CONTENT_TYPE)
+            .and_then(|v| v.to_str().ok());
+        let labels = Metrics::describe(req.method(), &info, query.as_deref(), content_type);
+        let non_resource = matches!(info, RequestInfo::NonResource(_));
+
+        if limits::is_long_running(&info) {
+            let open = labels.as_ref().map(|l| self.metrics.long_running(l));
+            let resp = self.route(req, info, &path, query.as_deref(), &user).await;
+            return self.until_drained(resp, labels, started, open);
+        }
+
+        let _slot = if limits::is_exempt_path(&path) {
+            None
+        } else {
+            let verb = match &info {
+                RequestInfo::Resource(r) => r.verb,
+                RequestInfo::NonResource(n) => n.verb.as_str(),
+            };
+            let kind = RequestKind::of(verb);
+            match self
+                .limits
+                .try_acquire(kind, limits::is_privileged(&user.groups))
+            {
+                Some(slot) => Some(slot),
+                None => {
+                    if let Some(labels) = &labels {
+                        self.metrics.record_dropped(labels);
+                    }
+                    return registry::error_response(&limits::too_many_requests());
+                }
+            }
+        };
+        let resp = match limits::request_timeout(query.as_deref(), self.request_timeout) {
+            Err(err) => registry::error_response(&err),
+            Ok(deadline) => {
+                let route = self.route(req, info, &path, query.as_deref(), &user);
+                match tokio::time::timeout(deadline, route).await {
+                    Ok(resp) => resp,
+                    Err(_) => {
+                        if let Some(labels) = &labels {
+                            self.metrics
+                                .record_termination(labels, StatusCode::GATEWAY_TIMEOUT);
+                        }
+                        registry::error_response(&limits::timed_out())
+                    }
+                }
+            }
+        };
+        // A health check that does not exist is not worth a time series.
+        let unknown_path = resp.status() == StatusCode::NOT_FOUND && non_resource;
+        if let Some(labels) = labels.as_ref().filter(|_| !unknown_path) {
+            self.metrics
+                .record(labels, resp.status(), started.elapsed());
+        }
+        resp
+    }
+
+    /// A long-running response whose body ends when shutdown starts, and
+    /// which counts as open (and is recorded) until its body ends.
+    fn until_drained(
+        &self,
+        resp: Response<Body>,
+        labels: Option<RequestLabels>,
+        started: Instant,
+        open: Option<GaugeGuard>,
+    ) -> Response<Body> {
+        use futures::StreamExt;
+        use http_body_util::BodyExt;
+
+        let (parts, body) = resp.into_parts();
+        let ended = Ended {
+            metrics: self.metrics.clone(),
+            labels,
+            code: parts.status,
+            started,
+            _open: open,
+        };
+        let mut draining = self.draining.subscribe();
+        let drained = async move {
+            // An error means the app is gone: end as well.
+            let _ = draining.wait_for(|d| *d).await;
+        };
+        let frames = http_body_util::BodyStream::new(body)
+            .take_until(drained)
+            .map(move |frame| {
+                let _ = &ended;
+                frame
+            });
+        Response::from_parts(
+            parts,
+            http_body_util::StreamBody::new(frames).boxed_unsync(),
+        )
+    }
+
+    /// Serves an authenticated request.
+    async fn route<B>(
+        &self,
+        req: Request<B>,
+        info: RequestInfo,
+        path: &str,
+        query: Option<&str>,
+        user: &UserInfo,
+    ) -> Response<Body>
+    where
+        B: hyper::body::Body<Data = bytes::Bytes>,
+        B::Error: Into<Box<dyn std::error::Error + Send + Sync>>,
+    {
+        let path = path.to_owned();
+        let query = query.map(str::to_owned);
         let accept = req
             .headers()
             .get(http::header::ACCEPT)
             .and_then(|v| v.to_str().ok())
             .unwrap_or_default()
             .to_owned();
-        match request_info::parse(req.method(), &path, query.as_deref()) {
+        match info {
             RequestInfo::NonResource(_) if path == "/api" || path.starts_with("/apis") => {
                 self.discovery(req.method(), &path, &accept)
             }
@@ -164,6 +330,7 @@ impl App {
                     patch_type,
                     format,
                     user_agent: user_agent.as_deref(),
+                    user,
                 };
                 match self.registry.serve(call).await {
                     Ok(resp) => resp,
@@ -222,12 +389,31 @@ impl App {
                 return response::json(StatusCode::OK, &crate::version::info());
             }
             "openapi" => return openapi(single.unwrap_or_default(), query),
+            "metrics" if single.is_none() => return self.metrics.response(),
             _ => return response::not_found_path(),
         };
         let answer = endpoint.answer(single, query).await;
         let status =
             StatusCode::from_u16(answer.status).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
         response::text(status, answer.body)
+    }
+}
+
+/// Records a long-running request when its response body ends.
+struct Ended {
+    metrics: Arc<Metrics>,
+    labels: Option<RequestLabels>,
+    code: StatusCode,
+    started: Instant,
+    _open: Option<GaugeGuard>,
+}
+
+impl Drop for Ended {
+    fn drop(&mut self) {
+        if let Some(labels) = &self.labels {
+            self.metrics
+                .record(labels, self.code, self.started.elapsed());
+        }
     }
 }
 

@@ -10,6 +10,8 @@ pub mod app;
 pub mod authn;
 pub mod health;
 pub mod kubeconfig;
+pub mod limits;
+pub mod metrics;
 pub mod negotiate;
 pub mod pki;
 pub mod registry;
@@ -48,11 +50,21 @@ pub struct ApiServerConfig {
     /// `--service-cidr`: where ClusterIPs come from (its first address is
     /// the `default/kubernetes` Service's).
     pub service_cidr: registry::services::ServiceCidr,
+    /// `--max-requests-inflight`: read-only requests (get, list) served at
+    /// once before the next gets 429 (0: no limit).
+    pub max_requests_inflight: usize,
+    /// `--max-mutating-requests-inflight`: mutating requests served at once
+    /// before the next gets 429 (0: no limit).
+    pub max_mutating_requests_inflight: usize,
+    /// `--request-timeout`: the longest a request other than a watch (or
+    /// another long-running request) may take before it gets 504.
+    pub request_timeout: std::time::Duration,
 }
 
 impl ApiServerConfig {
     /// Defaults for a server with its state in `data_dir`: all addresses,
-    /// port 6443, no kubeconfig written, no token file.
+    /// port 6443, no kubeconfig written, no token file, upstream's in-flight
+    /// limits (400 read-only, 200 mutating) and request timeout (60 s).
     pub fn new(data_dir: impl Into<PathBuf>) -> Self {
         ApiServerConfig {
             data_dir: data_dir.into(),
@@ -62,6 +74,9 @@ impl ApiServerConfig {
             token_auth_file: None,
             sans: SanConfig::default(),
             service_cidr: registry::services::ServiceCidr::default(),
+            max_requests_inflight: limits::DEFAULT_MAX_REQUESTS_INFLIGHT,
+            max_mutating_requests_inflight: limits::DEFAULT_MAX_MUTATING_REQUESTS_INFLIGHT,
+            request_timeout: limits::DEFAULT_REQUEST_TIMEOUT,
         }
     }
 }
@@ -99,6 +114,7 @@ pub struct ApiServer {
     stop: Option<oneshot::Sender<()>>,
     task: JoinHandle<()>,
     store: Option<AnyStore>,
+    app: Arc<App>,
 }
 
 impl ApiServer {
@@ -131,6 +147,8 @@ impl ApiServer {
             kubeconfig::write_admin(path, &server, &pki)?;
         }
 
+        let metrics = Arc::new(metrics::Metrics::new());
+        let store = store.observed(metrics.store_observer());
         let store_check = {
             let store = store.clone();
             health::Check::new("etcd", move || {
@@ -164,6 +182,12 @@ impl ApiServer {
             local_addr.to_string(),
             vec![health::Check::ping(), store_check],
             Vec::new(),
+            app::Serving {
+                metrics,
+                max_requests_inflight: config.max_requests_inflight,
+                max_mutating_requests_inflight: config.max_mutating_requests_inflight,
+                request_timeout: config.request_timeout,
+            },
         ));
         // Build the OpenAPI documents (hundreds of ms) off the request path.
         tokio::task::spawn_blocking(|| {
@@ -171,7 +195,7 @@ impl ApiServer {
         });
         let acceptor = tokio_rustls::TlsAcceptor::from(Arc::new(pki.server_tls_config()?));
         let (stop, stopped) = oneshot::channel();
-        let task = tokio::spawn(server::serve(listener, acceptor, app, async {
+        let task = tokio::spawn(server::serve(listener, acceptor, app.clone(), async {
             let _ = stopped.await;
         }));
         tracing::info!(%local_addr, "API server listening");
@@ -181,6 +205,7 @@ impl ApiServer {
             stop: Some(stop),
             task,
             store: Some(store),
+            app,
         })
     }
 
@@ -194,9 +219,11 @@ impl ApiServer {
         &self.pki
     }
 
-    /// Stops accepting connections, waits for open ones to finish, then
-    /// closes the store.
+    /// Ends open watches (their clients see their streams end cleanly),
+    /// stops accepting connections, waits for requests in flight to finish
+    /// and connections to close, then closes the store.
     pub async fn shutdown(mut self) {
+        self.app.start_draining();
         if let Some(stop) = self.stop.take() {
             let _ = stop.send(());
         }

@@ -128,6 +128,19 @@ async fn bad_requests_get_clear_statuses() {
             "BadRequest",
         ),
         ("POST", CMS, json, vec![b' '; 4 * 1024 * 1024], 413, "RequestEntityTooLarge"),
+        // Under the 3 MiB body limit, over the 1.5 MiB object limit.
+        (
+            "POST",
+            "/apis/rbac.authorization.k8s.io/v1/clusterroles",
+            json,
+            format!(
+                r#"{{"apiVersion":"rbac.authorization.k8s.io/v1","kind":"ClusterRole","metadata":{{"name":"huge"}},"rules":[{}]}}"#,
+                vec![r#"{"apiGroups":[""],"resources":["pods"],"verbs":["get","list","watch","create"]}"#; 24_000].join(",")
+            )
+            .into_bytes(),
+            413,
+            "RequestEntityTooLarge",
+        ),
         (
             "GET",
             "/api/v1/namespaces/default/configmaps?labelSelector=a%20in%20(",

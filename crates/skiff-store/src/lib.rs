@@ -243,12 +243,81 @@ pub trait Store: Send + Sync + 'static {
     fn current_revision(&self) -> impl Future<Output = Result<Revision>> + Send;
 }
 
-/// A store chosen at run time: embedded or etcd.
+/// A store chosen at run time: embedded or etcd, optionally timed by a
+/// [`StoreObserver`].
 #[derive(Clone, Debug)]
 pub enum AnyStore {
     /// The embedded backend.
     Embedded(EmbeddedStore),
     /// The etcd backend.
+    Etcd(EtcdStore),
+    /// One of the backends above with every `get`, `list`, `count`,
+    /// `create`, `update` and `delete` timed (see [`AnyStore::observed`]).
+    Observed(ObservedStore),
+}
+
+/// The storage operations an observer is told about, named as upstream's
+/// `etcd_request_duration_seconds` names them.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum Operation {
+    /// [`Store::get`].
+    Get,
+    /// [`Store::list`].
+    List,
+    /// [`Store::count`].
+    Count,
+    /// [`Store::create`].
+    Create,
+    /// [`Store::update`].
+    Update,
+    /// [`Store::delete`].
+    Delete,
+}
+
+impl Operation {
+    /// The lower-case name (`get`, `list`, ...).
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Operation::Get => "get",
+            Operation::List => "list",
+            Operation::Count => "count",
+            Operation::Create => "create",
+            Operation::Update => "update",
+            Operation::Delete => "delete",
+        }
+    }
+}
+
+/// Told how long each storage operation took (for latency metrics).
+///
+/// Called on the request path after every timed operation, failed or not:
+/// keep it cheap and never block.
+pub trait StoreObserver: Send + Sync + 'static {
+    /// `operation` on `key` (or prefix, for `list` and `count`) took
+    /// `elapsed`; `ok` is false when it failed.
+    fn observe(&self, operation: Operation, key: &str, elapsed: std::time::Duration, ok: bool);
+}
+
+/// A backend whose operations are timed by a [`StoreObserver`].
+#[derive(Clone)]
+pub struct ObservedStore {
+    backend: Backend,
+    observer: std::sync::Arc<dyn StoreObserver>,
+}
+
+impl std::fmt::Debug for ObservedStore {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ObservedStore")
+            .field("backend", &self.backend)
+            .finish_non_exhaustive()
+    }
+}
+
+/// The backend under an [`ObservedStore`] (never itself observed, so
+/// dispatch needs no recursion and no boxing).
+#[derive(Clone, Debug)]
+enum Backend {
+    Embedded(EmbeddedStore),
     Etcd(EtcdStore),
 }
 
@@ -260,7 +329,23 @@ impl AnyStore {
         match self {
             AnyStore::Embedded(s) => s.close().await,
             AnyStore::Etcd(_) => {}
+            AnyStore::Observed(o) => match o.backend {
+                Backend::Embedded(s) => s.close().await,
+                Backend::Etcd(_) => {}
+            },
         }
+    }
+
+    /// This store with every `get`, `list`, `count`, `create`, `update` and
+    /// `delete` reported to `observer` (replacing any earlier observer).
+    /// A store without an observer pays nothing for the feature.
+    pub fn observed(self, observer: std::sync::Arc<dyn StoreObserver>) -> AnyStore {
+        let backend = match self {
+            AnyStore::Embedded(s) => Backend::Embedded(s),
+            AnyStore::Etcd(s) => Backend::Etcd(s),
+            AnyStore::Observed(o) => o.backend,
+        };
+        AnyStore::Observed(ObservedStore { backend, observer })
     }
 
     /// Opens the store `skiff server` was pointed at: with no endpoints, the
@@ -299,28 +384,49 @@ macro_rules! dispatch {
         match $self {
             AnyStore::Embedded($s) => $e.await,
             AnyStore::Etcd($s) => $e.await,
+            AnyStore::Observed(o) => match &o.backend {
+                Backend::Embedded($s) => $e.await,
+                Backend::Etcd($s) => $e.await,
+            },
+        }
+    };
+    // Timed: the observer hears of the operation on `$key`.
+    ($self:ident, $op:expr, $key:expr, $s:ident => $e:expr) => {
+        match $self {
+            AnyStore::Embedded($s) => $e.await,
+            AnyStore::Etcd($s) => $e.await,
+            AnyStore::Observed(o) => {
+                let start = std::time::Instant::now();
+                let result = match &o.backend {
+                    Backend::Embedded($s) => $e.await,
+                    Backend::Etcd($s) => $e.await,
+                };
+                o.observer
+                    .observe($op, $key, start.elapsed(), result.is_ok());
+                result
+            }
         }
     };
 }
 
 impl Store for AnyStore {
     async fn get(&self, key: &str) -> Result<Option<KeyValue>> {
-        dispatch!(self, s => s.get(key))
+        dispatch!(self, Operation::Get, key, s => s.get(key))
     }
     async fn list(&self, prefix: &str, opts: ListOptions) -> Result<ListResponse> {
-        dispatch!(self, s => s.list(prefix, opts))
+        dispatch!(self, Operation::List, prefix, s => s.list(prefix, opts))
     }
     async fn count(&self, prefix: &str) -> Result<i64> {
-        dispatch!(self, s => s.count(prefix))
+        dispatch!(self, Operation::Count, prefix, s => s.count(prefix))
     }
     async fn create(&self, key: &str, value: Bytes) -> Result<KeyValue> {
-        dispatch!(self, s => s.create(key, value))
+        dispatch!(self, Operation::Create, key, s => s.create(key, value))
     }
     async fn update(&self, key: &str, value: Bytes, expected: Revision) -> Result<KeyValue> {
-        dispatch!(self, s => s.update(key, value, expected))
+        dispatch!(self, Operation::Update, key, s => s.update(key, value, expected))
     }
     async fn delete(&self, key: &str, expected: Revision) -> Result<DeleteResponse> {
-        dispatch!(self, s => s.delete(key, expected))
+        dispatch!(self, Operation::Delete, key, s => s.delete(key, expected))
     }
     async fn watch(&self, prefix: &str, after: Revision) -> Result<WatchStream> {
         dispatch!(self, s => s.watch(prefix, after))
@@ -330,5 +436,75 @@ impl Store for AnyStore {
     }
     async fn current_revision(&self) -> Result<Revision> {
         dispatch!(self, s => s.current_revision())
+    }
+}
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used, clippy::expect_used)]
+mod observer_tests {
+    use std::sync::{Arc, Mutex};
+    use std::time::Duration;
+
+    use super::*;
+
+    #[derive(Default)]
+    struct Recorder(Mutex<Vec<(Operation, String, bool)>>);
+
+    impl StoreObserver for Recorder {
+        fn observe(&self, operation: Operation, key: &str, _elapsed: Duration, ok: bool) {
+            self.0.lock().unwrap().push((operation, key.to_owned(), ok));
+        }
+    }
+
+    #[tokio::test]
+    async fn observer_hears_every_timed_operation() {
+        let tmp = tempfile::tempdir().unwrap();
+        let recorder = Arc::new(Recorder::default());
+        let store = AnyStore::open(&[], tmp.path())
+            .await
+            .unwrap()
+            .observed(recorder.clone());
+        let kv = store
+            .create("/registry/pods/a/b", "1".into())
+            .await
+            .unwrap();
+        assert!(
+            store
+                .create("/registry/pods/a/b", "1".into())
+                .await
+                .is_err()
+        );
+        store.get("/registry/pods/a/b").await.unwrap();
+        store
+            .list("/registry/pods/", ListOptions::default())
+            .await
+            .unwrap();
+        store.count("/registry/pods/").await.unwrap();
+        let kv = store
+            .update("/registry/pods/a/b", "2".into(), kv.mod_revision)
+            .await
+            .unwrap();
+        store
+            .delete("/registry/pods/a/b", kv.mod_revision)
+            .await
+            .unwrap();
+        // Untimed operations stay silent.
+        store.current_revision().await.unwrap();
+        let seen = recorder.0.lock().unwrap().clone();
+        let key = "/registry/pods/a/b".to_owned();
+        let prefix = "/registry/pods/".to_owned();
+        assert_eq!(
+            seen,
+            vec![
+                (Operation::Create, key.clone(), true),
+                (Operation::Create, key.clone(), false),
+                (Operation::Get, key.clone(), true),
+                (Operation::List, prefix.clone(), true),
+                (Operation::Count, prefix, true),
+                (Operation::Update, key.clone(), true),
+                (Operation::Delete, key, true),
+            ]
+        );
+        store.close().await;
     }
 }

@@ -3,6 +3,7 @@
 use std::net::IpAddr;
 use std::path::PathBuf;
 use std::process::ExitCode;
+use std::time::Duration;
 
 use anyhow::Context;
 use skiff_apiserver::{ApiServer, ApiServerConfig};
@@ -39,6 +40,26 @@ pub struct ServerArgs {
     /// Run only the control plane.
     #[arg(long)]
     disable_agent: bool,
+    /// Read-only requests (get, list) served at once before the next gets
+    /// 429 Too Many Requests; 0 means no limit.
+    #[arg(long, default_value_t = skiff_apiserver::limits::DEFAULT_MAX_REQUESTS_INFLIGHT)]
+    max_requests_inflight: usize,
+    /// Mutating requests served at once before the next gets 429 Too Many
+    /// Requests; 0 means no limit.
+    #[arg(long, default_value_t = skiff_apiserver::limits::DEFAULT_MAX_MUTATING_REQUESTS_INFLIGHT)]
+    max_mutating_requests_inflight: usize,
+    /// Longest a request other than a watch may take (a Go duration: 60s,
+    /// 1m30s) before it gets 504 Timeout.
+    #[arg(long, default_value = "1m0s", value_parser = parse_request_timeout)]
+    request_timeout: Duration,
+}
+
+/// A positive Go duration (`--request-timeout`).
+fn parse_request_timeout(value: &str) -> Result<Duration, String> {
+    match skiff_apiserver::limits::parse_go_duration(value)? {
+        skiff_apiserver::limits::GoDuration::Positive(d) if !d.is_zero() => Ok(d),
+        _ => Err("must be greater than zero".to_owned()),
+    }
 }
 
 /// Runs the server until SIGINT or SIGTERM.
@@ -71,6 +92,9 @@ async fn run(args: ServerArgs) -> anyhow::Result<()> {
     config.port = args.https_listen_port;
     config.write_kubeconfig = Some(args.write_kubeconfig.clone());
     config.token_auth_file = args.token_auth_file;
+    config.max_requests_inflight = args.max_requests_inflight;
+    config.max_mutating_requests_inflight = args.max_mutating_requests_inflight;
+    config.request_timeout = args.request_timeout;
     config.sans.extra_sans = args.tls_san;
     config.service_cidr = skiff_apiserver::registry::services::ServiceCidr::parse(
         &args.service_cidr,
@@ -115,5 +139,52 @@ async fn shutdown_signal() {
     tokio::select! {
         _ = tokio::signal::ctrl_c() => {}
         _ = term.recv() => {}
+    }
+}
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used, clippy::expect_used)]
+mod tests {
+    use std::time::Duration;
+
+    use clap::Parser;
+
+    use super::ServerArgs;
+
+    #[derive(Debug, Parser)]
+    struct Cli {
+        #[command(flatten)]
+        server: ServerArgs,
+    }
+
+    fn parse(args: &[&str]) -> Result<ServerArgs, clap::Error> {
+        Cli::try_parse_from(std::iter::once("skiff").chain(args.iter().copied())).map(|c| c.server)
+    }
+
+    #[test]
+    fn limit_flags_default_to_upstream() {
+        let args = parse(&[]).unwrap();
+        assert_eq!(args.max_requests_inflight, 400);
+        assert_eq!(args.max_mutating_requests_inflight, 200);
+        assert_eq!(args.request_timeout, Duration::from_secs(60));
+    }
+
+    #[test]
+    fn limit_flags_parse() {
+        let args = parse(&[
+            "--max-requests-inflight",
+            "10",
+            "--max-mutating-requests-inflight=0",
+            "--request-timeout",
+            "1m30s",
+        ])
+        .unwrap();
+        assert_eq!(args.max_requests_inflight, 10);
+        assert_eq!(args.max_mutating_requests_inflight, 0);
+        assert_eq!(args.request_timeout, Duration::from_secs(90));
+        for bad in ["0s", "-1s", "90", "soon"] {
+            assert!(parse(&["--request-timeout", bad]).is_err(), "{bad}");
+        }
+        assert!(parse(&["--max-requests-inflight", "-1"]).is_err());
     }
 }

@@ -172,14 +172,13 @@ pub(super) fn track_update(
 }
 
 /// An apply body: YAML or JSON, an object.
-fn parse_config(body: &Bytes) -> Result<Value, ApiError> {
-    let text = std::str::from_utf8(body)
-        .map_err(|_| ApiError::BadRequest("the apply patch is not valid UTF-8".into()))?;
-    let value: Value = match serde_json::from_str(text) {
-        Ok(v) => v,
-        Err(_) => serde_saphyr::from_str(text)
-            .map_err(|e| ApiError::BadRequest(format!("error decoding YAML: {e}")))?,
+/// The applied configuration (JSON, or YAML) and its duplicate fields.
+fn parse_config(body: &Bytes) -> Result<(Value, Vec<String>), ApiError> {
+    let decoded = match super::body::decode_json(body) {
+        Ok(d) => d,
+        Err(_) => super::body::decode_yaml(body)?,
     };
+    let value = decoded.value;
     if !value.is_object() {
         return Err(ApiError::BadRequest(
             "the apply patch must be a YAML or JSON object".into(),
@@ -198,7 +197,7 @@ fn parse_config(body: &Bytes) -> Result<Value, ApiError> {
             )));
         }
     }
-    Ok(value)
+    Ok((value, decoded.duplicates))
 }
 
 fn parse_force(call: &Call<'_>) -> Result<bool, ApiError> {
@@ -222,9 +221,9 @@ pub(super) async fn serve(
     let manager = manager(call)?;
     let force = parse_force(call)?;
     let mode = field_validation::FieldValidation::from_query(call.query)?;
-    let mut config = parse_config(&call.body)?;
+    let (mut config, duplicates) = parse_config(&call.body)?;
     super::check_replacement(info, call, name, &mut config)?;
-    let warnings = field_validation::check(info, &config, &[], mode)?;
+    let warnings = field_validation::check(info, &config, &duplicates, mode)?;
     let api_version = info.api_version();
     let key = info.key(call.req.namespace.as_deref(), name);
     let status_only = call.req.subresource.as_deref() == Some("status");
@@ -299,7 +298,7 @@ mod tests {
             b"apiVersion: v1\nkind: ConfigMap\nmetadata: {name: c}\ndata:\n  a: '1'\n  n: 2\n",
         );
         assert_eq!(
-            parse_config(&yaml).unwrap(),
+            parse_config(&yaml).unwrap().0,
             json!({"apiVersion": "v1", "kind": "ConfigMap", "metadata": {"name": "c"}, "data": {"a": "1", "n": 2}})
         );
         let json_body = Bytes::from_static(br#"{"apiVersion":"v1","kind":"ConfigMap"}"#);

@@ -128,6 +128,7 @@ impl Registry {
                 patch_type: None,
                 format: body::BodyFormat::Json,
                 user_agent: call.user_agent,
+                user: call.user,
             };
             match self.delete(&sub, &name).await {
                 Ok(_) => deleted.push(obj),

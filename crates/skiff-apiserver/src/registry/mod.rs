@@ -3,6 +3,7 @@
 //! `genericregistry.Store`. Objects are JSON documents; the store keeps them
 //! without `resourceVersion`, which is the key's mod revision on the way out.
 
+mod admission;
 mod apply;
 pub mod body;
 mod cache;
@@ -62,6 +63,8 @@ pub struct Call<'a> {
     /// The User-Agent header: names the field manager when the request
     /// gives no `fieldManager`.
     pub user_agent: Option<&'a str>,
+    /// Who asked.
+    pub user: &'a crate::authn::UserInfo,
 }
 
 impl Registry {
@@ -124,7 +127,7 @@ impl Registry {
                 "spec": {"type": "ClusterIP", "clusterIP": self.service_cidr.first().to_string(),
                          "ports": [{"name": "https", "port": 443, "protocol": "TCP", "targetPort": api_port}]},
             });
-            services::set_defaults(&mut svc);
+            kinds::default(svcs.group, svcs.kind, &mut svc);
             prepare_create(svcs, &mut svc)?;
             services::allocate(&self.store, svcs, self.service_cidr, &mut svc).await?;
             self.ensure(svcs, svc).await?;
@@ -390,12 +393,10 @@ impl Registry {
         normalize_and_default(info, &mut obj)?;
         prepare_create(info, &mut obj)?;
         kinds::prepare_create(info.group, info.kind, &mut obj);
+        self.admit_create(call, &mut obj).await?;
         validate(info, &obj, None, false)?;
         apply::track_create(call, &mut obj)?;
         let is_service = is_service(info);
-        if is_service {
-            services::set_defaults(&mut obj);
-        }
         let name = meta::meta_str(&obj, "name").to_owned();
         let ns = call.req.namespace.as_deref();
         if let Some(ns) = ns {
@@ -552,6 +553,9 @@ impl Registry {
             let sent = apply::sent_managed_fields(&obj);
             let new = prepare_update(info, &old, obj, status_only)?;
             let new = apply::track_update(call, &old, sent, new)?;
+            if !status_only {
+                self.admit_update(info, &new, &old).await?;
+            }
             if same_object(&old, &new) {
                 return Ok((old, warnings));
             }
@@ -808,7 +812,7 @@ fn prepare_update(
     }
     if is_service(info) && !status_only {
         carry_service_allocations(old, &mut new);
-        services::set_defaults(&mut new);
+        kinds::default(info.group, info.kind, &mut new);
     }
     if info.group.is_empty() && info.plural == "namespaces" {
         let name = meta::meta_str(&new, "name").to_owned();

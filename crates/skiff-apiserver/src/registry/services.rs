@@ -74,54 +74,6 @@ impl Default for ServiceCidr {
     }
 }
 
-/// Fills upstream's Service defaults.
-pub fn set_defaults(svc: &mut Value) {
-    let spec = &mut svc["spec"];
-    if !spec.is_object() {
-        *spec = json!({});
-    }
-    let ty = spec
-        .get("type")
-        .and_then(Value::as_str)
-        .unwrap_or("ClusterIP")
-        .to_owned();
-    spec["type"] = Value::String(ty.clone());
-    if spec.get("sessionAffinity").is_none() {
-        spec["sessionAffinity"] = json!("None");
-    }
-    if ty != "ExternalName" {
-        if spec.get("internalTrafficPolicy").is_none() {
-            spec["internalTrafficPolicy"] = json!("Cluster");
-        }
-        if spec.get("ipFamilies").is_none() {
-            spec["ipFamilies"] = json!(["IPv4"]);
-        }
-        if spec.get("ipFamilyPolicy").is_none() {
-            spec["ipFamilyPolicy"] = json!("SingleStack");
-        }
-    }
-    if matches!(ty.as_str(), "NodePort" | "LoadBalancer")
-        && spec.get("externalTrafficPolicy").is_none()
-    {
-        spec["externalTrafficPolicy"] = json!("Cluster");
-    }
-    if let Some(ports) = spec.get_mut("ports").and_then(Value::as_array_mut) {
-        for port in ports {
-            if port.get("protocol").is_none() {
-                port["protocol"] = json!("TCP");
-            }
-            if port.get("targetPort").is_none()
-                && let Some(p) = port.get("port").cloned()
-            {
-                port["targetPort"] = p;
-            }
-        }
-    }
-    if svc.get("status").is_none() {
-        svc["status"] = json!({"loadBalancer": {}});
-    }
-}
-
 /// Allocates the ClusterIP and NodePorts a new Service needs (recording each
 /// in the store) and writes them into the object. On error nothing stays
 /// allocated.
@@ -373,19 +325,5 @@ mod tests {
             ServiceCidr::parse("10.96.5.7/12").unwrap().first(),
             Ipv4Addr::new(10, 96, 0, 1)
         );
-    }
-
-    #[test]
-    fn defaults() {
-        let mut svc = json!({"spec": {"type": "NodePort", "ports": [{"port": 80}]}});
-        set_defaults(&mut svc);
-        assert_eq!(svc["spec"]["sessionAffinity"], "None");
-        assert_eq!(svc["spec"]["externalTrafficPolicy"], "Cluster");
-        assert_eq!(svc["spec"]["ports"][0]["protocol"], "TCP");
-        assert_eq!(svc["spec"]["ports"][0]["targetPort"], 80);
-        let mut plain = json!({"spec": {}});
-        set_defaults(&mut plain);
-        assert_eq!(plain["spec"]["type"], "ClusterIP");
-        assert!(plain["spec"].get("externalTrafficPolicy").is_none());
     }
 }

@@ -159,6 +159,7 @@ impl Registry {
             patch_type: None,
             format: body::BodyFormat::Json,
             user_agent: call.user_agent,
+            user: call.user,
         };
         self.delete(&sub, name).await?;
         Ok(created_status())

@@ -30,6 +30,9 @@ use serde_json::Value;
 use crate::field::ErrorList;
 
 pub(super) fn normalize(kind: &str, obj: &mut Value) -> Result<(), String> {
+    // Quantities (Node capacity, PV capacity, PVC requests, quota and limit
+    // range values) in canonical form.
+    crate::quantity::canonicalize_at(obj, crate::quantity::core_quantity_paths(kind))?;
     match kind {
         "Secret" => config::normalize_secret(obj),
         "ConfigMap" => config::normalize_config_map(obj),
@@ -37,13 +40,13 @@ pub(super) fn normalize(kind: &str, obj: &mut Value) -> Result<(), String> {
             node::normalize_node(obj);
             Ok(())
         }
-        // Quantities (Node capacity, PV capacity, PVC requests, quota and
-        // limit range values) are canonicalised by the Quantity walker.
         _ => Ok(()),
     }
 }
 
 pub(super) fn default(kind: &str, obj: &mut Value) {
+    // Upstream's SetDefaults_ResourceList: quantities rounded up to milli.
+    crate::quantity::round_up_milli_at(obj, crate::quantity::core_quantity_paths(kind));
     match kind {
         "Secret" => config::default_secret(obj),
         "Service" => service::default_service(obj),

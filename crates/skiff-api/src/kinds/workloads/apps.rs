@@ -15,55 +15,17 @@ use super::rolling::{
 };
 use crate::field::{BadValue, Error, ErrorList, Path};
 use crate::selector::labels::{Selector, from_label_selector, from_map};
-use crate::validation::{
-    is_valid_label_value, validate_annotations, validate_label_name, validate_labels,
-};
+use crate::validation::{validate_annotations, validate_labels};
 
 fn spec_of(obj: &Value) -> Value {
     obj.get("spec").cloned().unwrap_or(Value::Null)
 }
 
-/// Upstream's `ValidateLabelSelector` (metav1), strict label values.
+/// Upstream's `ValidateLabelSelector` (metav1), strict label values: the
+/// one validator the core kinds use too.
 pub(super) fn validate_label_selector(sel: &Value, path: &Path) -> ErrorList {
     let mut errs = ErrorList::new();
-    for (i, e) in list_of(sel, "matchExpressions").iter().enumerate() {
-        let p = path.child("matchExpressions").index(i);
-        let values = list_of(e, "values");
-        match str_of(e, "operator") {
-            "In" | "NotIn" => {
-                if values.is_empty() {
-                    errs.push(Error::required(
-                        &p.child("values"),
-                        "must be specified when `operator` is 'In' or 'NotIn'",
-                    ));
-                }
-            }
-            "Exists" | "DoesNotExist" => {
-                if !values.is_empty() {
-                    errs.push(Error::forbidden(
-                        &p.child("values"),
-                        "may not be specified when `operator` is 'Exists' or 'DoesNotExist'",
-                    ));
-                }
-            }
-            other => errs.push(Error::invalid(
-                &p.child("operator"),
-                other,
-                "not a valid selector operator",
-            )),
-        }
-        errs.extend(validate_label_name(str_of(e, "key"), &p.child("key")));
-        for (j, v) in values.iter().enumerate() {
-            let v = v.as_str().unwrap_or("");
-            for m in is_valid_label_value(v) {
-                errs.push(Error::invalid(&p.child("values").index(j), v, &m));
-            }
-        }
-    }
-    errs.extend(validate_labels(
-        &string_map(sel.get("matchLabels")),
-        &path.child("matchLabels"),
-    ));
+    crate::kinds::core::util::label_selector(&mut errs, path, sel);
     errs
 }
 

@@ -1,0 +1,185 @@
+//! Admission that needs other objects or the requester, as upstream's
+//! plugins and strategies of the same names: `Priority` (a pod's priority
+//! from its PriorityClass, or from the global default class; one global
+//! default at a time) and the CertificateSigningRequest requester fields.
+
+use serde_json::{Value, json};
+use skiff_api::resources::{self, ResourceInfo};
+use skiff_api::status::ApiError;
+use skiff_store::{ListOptions, Store};
+
+use super::{Call, Registry, decode, meta, store_error};
+use crate::authn::UserInfo;
+
+/// The preemption policy of pods without a class.
+const DEFAULT_PREEMPTION_POLICY: &str = "PreemptLowerPriority";
+
+impl Registry {
+    /// Mutating and validating admission of a new object of `info`.
+    pub(super) async fn admit_create(
+        &self,
+        call: &Call<'_>,
+        obj: &mut Value,
+    ) -> Result<(), ApiError> {
+        let info = call.info;
+        match (info.group, info.plural) {
+            ("", "pods") => self.admit_pod_priority(info, obj).await,
+            ("certificates.k8s.io", "certificatesigningrequests") => {
+                set_requester(obj, call.user);
+                Ok(())
+            }
+            ("scheduling.k8s.io", "priorityclasses") => {
+                self.admit_global_default(info, obj, None).await
+            }
+            _ => Ok(()),
+        }
+    }
+
+    /// Admission of an update of `info`'s main resource.
+    pub(super) async fn admit_update(
+        &self,
+        info: &ResourceInfo,
+        obj: &Value,
+        old: &Value,
+    ) -> Result<(), ApiError> {
+        match (info.group, info.plural) {
+            ("scheduling.k8s.io", "priorityclasses") => {
+                self.admit_global_default(info, obj, Some(old)).await
+            }
+            _ => Ok(()),
+        }
+    }
+
+    async fn priority_classes(&self) -> Result<Vec<Value>, ApiError> {
+        let Some(pcs) = resources::by_gvr("scheduling.k8s.io", "v1", "priorityclasses") else {
+            return Ok(Vec::new());
+        };
+        let page = self
+            .store
+            .list(&pcs.prefix(None), ListOptions::default())
+            .await
+            .map_err(|e| store_error(pcs, "", e))?;
+        page.kvs.iter().map(decode).collect()
+    }
+
+    /// Sets `spec.priority` and `spec.preemptionPolicy` from the pod's
+    /// PriorityClass (or the global default class, or 0).
+    async fn admit_pod_priority(
+        &self,
+        info: &ResourceInfo,
+        pod: &mut Value,
+    ) -> Result<(), ApiError> {
+        let name = meta::meta_str(pod, "name").to_owned();
+        let forbidden = |reason: String| ApiError::Forbidden {
+            group: String::new(),
+            resource: info.plural.to_owned(),
+            name: name.clone(),
+            reason,
+        };
+        let wanted = pod
+            .pointer("/spec/priorityClassName")
+            .and_then(Value::as_str)
+            .unwrap_or("")
+            .to_owned();
+        let classes = self.priority_classes().await?;
+        let class = if wanted.is_empty() {
+            classes
+                .iter()
+                .find(|c| c.get("globalDefault").and_then(Value::as_bool) == Some(true))
+        } else {
+            let found = classes.iter().find(|c| meta::meta_str(c, "name") == wanted);
+            if found.is_none() {
+                return Err(forbidden(format!(
+                    "no PriorityClass with name {wanted} was found"
+                )));
+            }
+            found
+        };
+        let (class_name, value, policy) = match class {
+            Some(c) => (
+                meta::meta_str(c, "name").to_owned(),
+                c.get("value").and_then(Value::as_i64).unwrap_or(0),
+                c.get("preemptionPolicy")
+                    .and_then(Value::as_str)
+                    .unwrap_or(DEFAULT_PREEMPTION_POLICY)
+                    .to_owned(),
+            ),
+            None => (String::new(), 0, DEFAULT_PREEMPTION_POLICY.to_owned()),
+        };
+        if let Some(given) = pod.pointer("/spec/priority").and_then(Value::as_i64)
+            && given != value
+        {
+            return Err(forbidden(format!(
+                "the integer value of priority ({given}) must not be provided in pod spec; priority admission controller computed {value} from the given PriorityClass name"
+            )));
+        }
+        let Some(spec) = pod.get_mut("spec").and_then(Value::as_object_mut) else {
+            return Ok(());
+        };
+        if !class_name.is_empty() {
+            spec.insert("priorityClassName".into(), Value::String(class_name));
+        }
+        spec.insert("priority".into(), json!(value));
+        if spec.get("preemptionPolicy").is_none_or(Value::is_null) {
+            spec.insert("preemptionPolicy".into(), Value::String(policy));
+        }
+        Ok(())
+    }
+
+    /// Only one PriorityClass may be the global default.
+    async fn admit_global_default(
+        &self,
+        info: &ResourceInfo,
+        obj: &Value,
+        old: Option<&Value>,
+    ) -> Result<(), ApiError> {
+        if obj.get("globalDefault").and_then(Value::as_bool) != Some(true) {
+            return Ok(());
+        }
+        let name = meta::meta_str(obj, "name");
+        if old.is_some_and(|o| o.get("globalDefault").and_then(Value::as_bool) == Some(true)) {
+            return Ok(());
+        }
+        let classes = self.priority_classes().await?;
+        if let Some(other) = classes.iter().find(|c| {
+            c.get("globalDefault").and_then(Value::as_bool) == Some(true)
+                && meta::meta_str(c, "name") != name
+        }) {
+            return Err(ApiError::Forbidden {
+                group: info.group.to_owned(),
+                resource: info.plural.to_owned(),
+                name: name.to_owned(),
+                reason: format!(
+                    "PriorityClass {} is already marked as default. Only one default can exist",
+                    meta::meta_str(other, "name")
+                ),
+            });
+        }
+        Ok(())
+    }
+}
+
+/// A new CertificateSigningRequest names who asked for it: the server sets
+/// `spec.username`, `uid`, `groups` and `extra` from the requester,
+/// whatever the client sent.
+fn set_requester(csr: &mut Value, user: &UserInfo) {
+    let Some(spec) = csr.get_mut("spec").and_then(Value::as_object_mut) else {
+        return;
+    };
+    spec.insert("username".into(), Value::String(user.name.clone()));
+    for (field, present) in [
+        ("uid", !user.uid.is_empty()),
+        ("extra", !user.extra.is_empty()),
+    ] {
+        if !present {
+            spec.remove(field);
+        }
+    }
+    if !user.uid.is_empty() {
+        spec.insert("uid".into(), Value::String(user.uid.clone()));
+    }
+    spec.insert("groups".into(), json!(user.groups));
+    if !user.extra.is_empty() {
+        spec.insert("extra".into(), json!(user.extra));
+    }
+}

@@ -37,7 +37,16 @@ pub fn build_skiff() -> anyhow::Result<PathBuf> {
         "building skiff (--profile {profile}) into {}",
         target_dir.display()
     );
-    let status = Command::new(cargo)
+    let mut build = Command::new(cargo);
+    // Without the variables `cargo bench` set for this run, so the build
+    // sees what a plain `cargo build` does and reuses its artifacts.
+    for (name, _) in std::env::vars_os() {
+        let Some(name) = name.to_str() else { continue };
+        if RUN_ENV_PREFIXES.iter().any(|p| name.starts_with(p)) || RUN_ENV.contains(&name) {
+            build.env_remove(name);
+        }
+    }
+    let status = build
         .current_dir(env!("CARGO_MANIFEST_DIR"))
         .env("CARGO_TARGET_DIR", target_dir)
         .args([
@@ -56,6 +65,15 @@ pub fn build_skiff() -> anyhow::Result<PathBuf> {
     anyhow::ensure!(bin.is_file(), "no skiff binary at {}", bin.display());
     Ok(bin)
 }
+
+/// Variables cargo sets for the benchmark's run (not for builds).
+const RUN_ENV_PREFIXES: &[&str] = &["CARGO_PKG_", "CARGO_MANIFEST_", "CARGO_BIN_"];
+const RUN_ENV: &[&str] = &[
+    "CARGO_CRATE_NAME",
+    "CARGO_PRIMARY_PACKAGE",
+    "CARGO_TARGET_TMPDIR",
+    "OUT_DIR",
+];
 
 /// A running `skiff server --disable-agent` on 127.0.0.1, killed when
 /// dropped (on every exit path, panics included).

@@ -23,6 +23,11 @@ pub fn json(status: StatusCode, value: &serde_json::Value) -> Response<Body> {
     with_type(status, "application/json", bytes)
 }
 
+/// A JSON response already serialised.
+pub fn json_bytes(status: StatusCode, bytes: impl Into<Bytes>) -> Response<Body> {
+    with_type(status, "application/json", bytes)
+}
+
 /// A text/plain response.
 pub fn text(status: StatusCode, body: impl Into<Bytes>) -> Response<Body> {
     with_type(status, "text/plain; charset=utf-8", body)

@@ -266,6 +266,24 @@ impl Registry {
                 .lock()
                 .list(info, &prefix, &labels, &fields, limit);
         }
+        // The common case, a plain JSON list from the cache, is written
+        // straight from the shared objects: no copies of them.
+        if let Some(page) = cached.as_ref().filter(|_| {
+            call.output == Output::Json
+                && info.shares_storage_with.is_none()
+                && info.kind != "Event"
+        }) {
+            let metadata = list_metadata(
+                &prefix,
+                page.revision,
+                page.continue_after.as_deref(),
+                page.remaining,
+            );
+            return Ok(response::json_bytes(
+                StatusCode::OK,
+                list_bytes(info, &metadata, &page.items)?,
+            ));
+        }
         let (items, revision, continue_after, remaining) = match cached {
             Some(page) => {
                 let items: Vec<Value> = page.items.iter().map(|o| Value::clone(o)).collect();
@@ -276,14 +294,7 @@ impl Registry {
                     .await?
             }
         };
-        let mut metadata = json!({"resourceVersion": revision.to_string()});
-        if let Some(after) = continue_after {
-            let start = after.strip_prefix(&prefix).unwrap_or(&after);
-            metadata["continue"] = Value::String(encode_continue(revision, start));
-            if let Some(remaining) = remaining {
-                metadata["remainingItemCount"] = json!(remaining);
-            }
-        }
+        let metadata = list_metadata(&prefix, revision, continue_after.as_deref(), remaining);
         let list = json!({
             "kind": info.list_kind,
             "apiVersion": info.api_version(),
@@ -946,6 +957,51 @@ pub(crate) fn parse_rv(rv: &str) -> Result<i64, ApiError> {
         .ok()
         .filter(|r| *r >= 0)
         .ok_or_else(|| ApiError::BadRequest(format!("invalid resource version: {rv:?}")))
+}
+
+/// The `metadata` of a list at `revision`, with a continue token when more
+/// items follow `continue_after`.
+fn list_metadata(
+    prefix: &str,
+    revision: i64,
+    continue_after: Option<&str>,
+    remaining: Option<u64>,
+) -> Value {
+    let mut metadata = json!({"resourceVersion": revision.to_string()});
+    if let Some(after) = continue_after {
+        let start = after.strip_prefix(prefix).unwrap_or(after);
+        metadata["continue"] = Value::String(encode_continue(revision, start));
+        if let Some(remaining) = remaining {
+            metadata["remainingItemCount"] = json!(remaining);
+        }
+    }
+    metadata
+}
+
+/// A list document serialised from shared objects, field by field as
+/// `json!({"kind", "apiVersion", "metadata", "items"})` would be.
+fn list_bytes(
+    info: &ResourceInfo,
+    metadata: &Value,
+    items: &[std::sync::Arc<Value>],
+) -> Result<Vec<u8>, ApiError> {
+    let err = |e: serde_json::Error| ApiError::InternalError(e.to_string());
+    let mut buf = Vec::with_capacity(256 + items.len() * 1024);
+    buf.extend_from_slice(b"{\"apiVersion\":");
+    serde_json::to_writer(&mut buf, &info.api_version()).map_err(err)?;
+    buf.extend_from_slice(b",\"items\":[");
+    for (i, item) in items.iter().enumerate() {
+        if i > 0 {
+            buf.push(b',');
+        }
+        serde_json::to_writer(&mut buf, &**item).map_err(err)?;
+    }
+    buf.extend_from_slice(b"],\"kind\":");
+    serde_json::to_writer(&mut buf, info.list_kind).map_err(err)?;
+    buf.extend_from_slice(b",\"metadata\":");
+    serde_json::to_writer(&mut buf, metadata).map_err(err)?;
+    buf.push(b'}');
+    Ok(buf)
 }
 
 fn encode_continue(rev: i64, start: &str) -> String {

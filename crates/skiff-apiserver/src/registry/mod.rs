@@ -257,6 +257,16 @@ impl Registry {
             }
         };
         let mut cached = None;
+        if let Some(token) = token.as_deref() {
+            // A continued list is served from the cache while nothing has
+            // been written since its first page (the same snapshot).
+            let (rev, start) = decode_continue(token)?;
+            let cache = self.store.cache().lock();
+            if cache.revision() == rev {
+                let after = format!("{prefix}{start}");
+                cached = cache.list_after(info, &prefix, Some(&after), &labels, &fields, limit);
+            }
+        }
         if let Some(min_rev) = from_cache
             && self.store.wait_fresh(min_rev).await
         {

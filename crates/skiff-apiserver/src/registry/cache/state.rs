@@ -369,13 +369,31 @@ impl CacheState {
         fields: &FieldSelector,
         limit: u64,
     ) -> Option<CachedPage> {
+        self.list_after(info, prefix, None, labels, fields, limit)
+    }
+
+    /// [`CacheState::list`] of the keys after `after` (a continued list).
+    pub fn list_after(
+        &self,
+        info: &ResourceInfo,
+        prefix: &str,
+        after: Option<&str>,
+        labels: &Selector,
+        fields: &FieldSelector,
+        limit: u64,
+    ) -> Option<CachedPage> {
+        use std::ops::Bound;
         if self.revision == 0 {
             return None;
         }
         let rc = self.resources.get(info.storage_prefix)?;
+        let start = match after {
+            Some(after) => Bound::Excluded(after.to_owned()),
+            None => Bound::Included(prefix.to_owned()),
+        };
         let mut range = rc
             .objects
-            .range(prefix.to_owned()..)
+            .range((start, Bound::Unbounded))
             .take_while(|(k, _)| k.starts_with(prefix));
         let everything = labels.is_empty() && fields.is_empty();
         let mut items = Vec::new();

@@ -208,6 +208,24 @@ fn lists_page_in_key_order_with_selectors() {
         Some("/registry/configmaps/a/o3")
     );
     assert_eq!(page.remaining, Some(6));
+    // The next page continues after the last key handed out.
+    let next = state
+        .list_after(
+            info,
+            CM,
+            page.continue_after.as_deref(),
+            &none.0,
+            &none.1,
+            4,
+        )
+        .unwrap();
+    let names: Vec<_> = next
+        .items
+        .iter()
+        .map(|o| o["metadata"]["name"].as_str().unwrap().to_owned())
+        .collect();
+    assert_eq!(names, ["o4", "o5", "o6", "o7"]);
+    assert_eq!(next.remaining, Some(2));
     let labels = selector::labels::parse("app in (o1,o9)").unwrap();
     let page = state.list(info, CM, &labels, &none.1, 1).unwrap();
     assert_eq!(page.items.len(), 1);

@@ -1,4 +1,5 @@
-//! The scheduler: queue, node snapshot, plugin framework, default plugins and preemption.
-//!
-//! This crate is a placeholder in the workspace layout of `ARCHITECTURE.md`; its
-//! implementation lands with its own issue.
+//! The scheduler: queue, node snapshot, plugin framework, default plugins and
+//! preemption, as kube-scheduler. It talks to the API server only over the
+//! API.
+
+pub mod framework;

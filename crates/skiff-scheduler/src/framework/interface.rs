@@ -1,0 +1,381 @@
+//! The plugin interface: one trait per extension point, as upstream's
+//! `framework/interface.go`. A plugin is one object implementing [`Plugin`]
+//! and exposing the extension points it implements through the `as_*`
+//! accessors; the framework runtime collects them per profile.
+
+use std::collections::{BTreeSet, HashMap};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use futures::future::BoxFuture;
+use k8s_openapi::api::core::v1::Pod;
+
+use super::cycle_state::CycleState;
+use super::node_info::{NodeInfo, PodInfo};
+use super::status::Status;
+
+/// The highest score a Score plugin may return after normalisation.
+pub const MAX_NODE_SCORE: i64 = 100;
+/// The lowest score.
+pub const MIN_NODE_SCORE: i64 = 0;
+
+/// The nodes frozen for one scheduling cycle (upstream's `Snapshot`): every
+/// node, by position and by name, plus the subsets the affinity plugins scan.
+#[derive(Debug, Clone, Default)]
+pub struct Snapshot {
+    /// Every node with a Node object, in a stable order.
+    pub nodes: Vec<Arc<NodeInfo>>,
+    /// Index into `nodes` by node name.
+    pub by_name: HashMap<String, usize>,
+    /// Nodes with at least one pod that has pod (anti-)affinity.
+    pub have_pods_with_affinity: Vec<Arc<NodeInfo>>,
+    /// Nodes with at least one pod that has required anti-affinity.
+    pub have_pods_with_required_anti_affinity: Vec<Arc<NodeInfo>>,
+    /// `namespace/claim` of every PVC used by a scheduled pod.
+    pub used_pvcs: BTreeSet<String>,
+}
+
+impl Snapshot {
+    /// Builds a snapshot from node infos (tests, and the cache's first build).
+    pub fn from_nodes(nodes: Vec<Arc<NodeInfo>>) -> Snapshot {
+        let mut s = Snapshot {
+            by_name: nodes
+                .iter()
+                .enumerate()
+                .map(|(i, n)| (n.name().to_owned(), i))
+                .collect(),
+            ..Snapshot::default()
+        };
+        for n in &nodes {
+            if !n.pods_with_affinity.is_empty() {
+                s.have_pods_with_affinity.push(n.clone());
+            }
+            if !n.pods_with_required_anti_affinity.is_empty() {
+                s.have_pods_with_required_anti_affinity.push(n.clone());
+            }
+            s.used_pvcs.extend(n.pvc_ref_counts.keys().cloned());
+        }
+        s.nodes = nodes;
+        s
+    }
+
+    /// The node named `name`.
+    pub fn get(&self, name: &str) -> Option<&Arc<NodeInfo>> {
+        self.by_name.get(name).and_then(|&i| self.nodes.get(i))
+    }
+}
+
+/// A plugin: a name, and the extension points it implements.
+pub trait Plugin: Send + Sync {
+    /// The plugin's name as in the scheduler configuration.
+    fn name(&self) -> &'static str;
+    /// Cluster events after which a pod this plugin rejected may fit
+    /// (upstream's `EnqueueExtensions.EventsToRegister`). Empty means "any
+    /// event" to be safe.
+    fn events_to_register(&self) -> Vec<ClusterEvent> {
+        Vec::new()
+    }
+    /// PreEnqueue, if implemented.
+    fn as_pre_enqueue(&self) -> Option<&dyn PreEnqueuePlugin> {
+        None
+    }
+    /// QueueSort, if implemented.
+    fn as_queue_sort(&self) -> Option<&dyn QueueSortPlugin> {
+        None
+    }
+    /// PreFilter, if implemented.
+    fn as_pre_filter(&self) -> Option<&dyn PreFilterPlugin> {
+        None
+    }
+    /// Filter, if implemented.
+    fn as_filter(&self) -> Option<&dyn FilterPlugin> {
+        None
+    }
+    /// PostFilter, if implemented.
+    fn as_post_filter(&self) -> Option<&dyn PostFilterPlugin> {
+        None
+    }
+    /// PreScore, if implemented.
+    fn as_pre_score(&self) -> Option<&dyn PreScorePlugin> {
+        None
+    }
+    /// Score, if implemented.
+    fn as_score(&self) -> Option<&dyn ScorePlugin> {
+        None
+    }
+    /// Reserve/Unreserve, if implemented.
+    fn as_reserve(&self) -> Option<&dyn ReservePlugin> {
+        None
+    }
+    /// Permit, if implemented.
+    fn as_permit(&self) -> Option<&dyn PermitPlugin> {
+        None
+    }
+    /// PreBind, if implemented.
+    fn as_pre_bind(&self) -> Option<&dyn PreBindPlugin> {
+        None
+    }
+    /// Bind, if implemented.
+    fn as_bind(&self) -> Option<&dyn BindPlugin> {
+        None
+    }
+    /// PostBind, if implemented.
+    fn as_post_bind(&self) -> Option<&dyn PostBindPlugin> {
+        None
+    }
+}
+
+/// A pod waiting in the scheduling queue.
+#[derive(Debug, Clone)]
+pub struct QueuedPodInfo {
+    /// The pod.
+    pub pod_info: Arc<PodInfo>,
+    /// When it was first added to the queue (for QueueSort ties).
+    pub initial_attempt_timestamp: Instant,
+    /// When it was last added to the active queue.
+    pub timestamp: Instant,
+    /// Scheduling attempts so far.
+    pub attempts: u32,
+    /// Plugins that rejected it in its last attempt.
+    pub unschedulable_plugins: BTreeSet<&'static str>,
+    /// Plugins that returned Pending in its last attempt.
+    pub pending_plugins: BTreeSet<&'static str>,
+}
+
+/// Gates a pod before it enters the active queue (e.g. schedulingGates).
+pub trait PreEnqueuePlugin: Send + Sync {
+    /// Success lets the pod in; anything else parks it until an event.
+    fn pre_enqueue(&self, pod: &Pod) -> Status;
+}
+
+/// Orders the active queue.
+pub trait QueueSortPlugin: Send + Sync {
+    /// True when `a` should be scheduled before `b`.
+    fn less(&self, a: &QueuedPodInfo, b: &QueuedPodInfo) -> bool;
+}
+
+/// What a PreFilter may say about the nodes: `None` means all nodes.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct PreFilterResult {
+    /// Only these nodes can fit the pod (e.g. NodeAffinity on
+    /// `metadata.name`); `None` means no restriction.
+    pub node_names: Option<BTreeSet<String>>,
+}
+
+/// Runs once per cycle before Filter; may store state for Filter.
+pub trait PreFilterPlugin: Send + Sync {
+    /// Computes cycle state; `Skip` skips this plugin's Filter.
+    fn pre_filter(
+        &self,
+        state: &mut CycleState,
+        pod: &PodInfo,
+        snapshot: &Snapshot,
+    ) -> (Option<PreFilterResult>, Status);
+    /// Incremental updates of the state, used by preemption and nominated
+    /// pods (upstream's `PreFilterExtensions`).
+    fn extensions(&self) -> Option<&dyn PreFilterExtensions> {
+        None
+    }
+}
+
+/// Updates a PreFilter's state as if a pod were added to or removed from a
+/// node.
+pub trait PreFilterExtensions: Send + Sync {
+    /// `pod_to_add` now runs on `node`.
+    fn add_pod(
+        &self,
+        state: &mut CycleState,
+        pod_to_schedule: &PodInfo,
+        pod_to_add: &PodInfo,
+        node: &NodeInfo,
+    ) -> Status;
+    /// `pod_to_remove` no longer runs on `node`.
+    fn remove_pod(
+        &self,
+        state: &mut CycleState,
+        pod_to_schedule: &PodInfo,
+        pod_to_remove: &PodInfo,
+        node: &NodeInfo,
+    ) -> Status;
+}
+
+/// Decides whether the pod can run on one node. Called concurrently for
+/// many nodes with a shared, read-only state.
+pub trait FilterPlugin: Send + Sync {
+    /// Success, or Unschedulable(AndUnresolvable) with the reason shown in
+    /// FailedScheduling.
+    fn filter(&self, state: &CycleState, pod: &PodInfo, node: &NodeInfo) -> Status;
+}
+
+/// Each node's rejection, for PostFilter and the FailedScheduling message.
+pub type NodeToStatus = HashMap<String, Status>;
+
+/// What a PostFilter (preemption) achieved.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct PostFilterResult {
+    /// The node the pod is nominated to, after victims are evicted.
+    pub nominated_node_name: Option<String>,
+}
+
+/// Runs when no node fits (preemption). May call the API server.
+pub trait PostFilterPlugin: Send + Sync {
+    /// Tries to make room for the pod.
+    fn post_filter<'a>(
+        &'a self,
+        state: &'a CycleState,
+        pod: &'a PodInfo,
+        filtered: &'a NodeToStatus,
+    ) -> BoxFuture<'a, (Option<PostFilterResult>, Status)>;
+}
+
+/// Runs once per cycle over the feasible nodes before Score.
+pub trait PreScorePlugin: Send + Sync {
+    /// Computes cycle state for Score; `Skip` skips this plugin's Score.
+    fn pre_score(
+        &self,
+        state: &mut CycleState,
+        pod: &PodInfo,
+        nodes: &[Arc<NodeInfo>],
+        snapshot: &Snapshot,
+    ) -> Status;
+}
+
+/// A node's score.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct NodeScore {
+    /// The node.
+    pub name: String,
+    /// Its score.
+    pub score: i64,
+}
+
+/// Ranks feasible nodes.
+pub trait ScorePlugin: Send + Sync {
+    /// The raw score of `node`.
+    fn score(&self, state: &CycleState, pod: &PodInfo, node: &NodeInfo) -> (i64, Status);
+    /// Maps raw scores onto [MIN_NODE_SCORE, MAX_NODE_SCORE] in place; the
+    /// default leaves them as they are.
+    fn normalize_scores(
+        &self,
+        _state: &CycleState,
+        _pod: &PodInfo,
+        _scores: &mut [NodeScore],
+    ) -> Status {
+        Status::success()
+    }
+}
+
+/// Claims (and releases) per-node resources the plugin tracks itself.
+pub trait ReservePlugin: Send + Sync {
+    /// The pod is assumed onto `node_name`.
+    fn reserve(&self, state: &mut CycleState, pod: &PodInfo, node_name: &str) -> Status;
+    /// A later step failed: undo `reserve`. Must be idempotent.
+    fn unreserve(&self, state: &mut CycleState, pod: &PodInfo, node_name: &str);
+}
+
+/// Approves, denies or delays binding.
+pub trait PermitPlugin: Send + Sync {
+    /// Success, Wait (with a timeout), or a rejection.
+    fn permit(&self, state: &mut CycleState, pod: &PodInfo, node_name: &str) -> (Status, Duration);
+}
+
+/// Runs before binding (e.g. provisioning volumes). May call the API server.
+pub trait PreBindPlugin: Send + Sync {
+    /// Success lets binding go ahead.
+    fn pre_bind<'a>(
+        &'a self,
+        state: &'a CycleState,
+        pod: &'a PodInfo,
+        node_name: &'a str,
+    ) -> BoxFuture<'a, Status>;
+}
+
+/// Binds the pod to the node. The first binder not returning Skip wins.
+pub trait BindPlugin: Send + Sync {
+    /// Writes the binding.
+    fn bind<'a>(
+        &'a self,
+        state: &'a CycleState,
+        pod: &'a PodInfo,
+        node_name: &'a str,
+    ) -> BoxFuture<'a, Status>;
+}
+
+/// Informational, after a successful bind.
+pub trait PostBindPlugin: Send + Sync {
+    /// Called once the binding is persisted.
+    fn post_bind(&self, state: &CycleState, pod: &PodInfo, node_name: &str);
+}
+
+/// The kind of object a cluster event is about.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub enum EventResource {
+    /// A pod (assigned to a node, or being scheduled).
+    Pod,
+    /// A node.
+    Node,
+    /// A PersistentVolumeClaim.
+    PersistentVolumeClaim,
+    /// A PersistentVolume.
+    PersistentVolume,
+    /// A StorageClass.
+    StorageClass,
+    /// A namespace (its labels matter to namespaceSelectors).
+    Namespace,
+    /// Anything.
+    Wildcard,
+}
+
+/// Bit flags of what changed (upstream's `ActionType`).
+pub mod action {
+    /// Created.
+    pub const ADD: u32 = 1;
+    /// Deleted.
+    pub const DELETE: u32 = 1 << 1;
+    /// A node's allocatable changed.
+    pub const UPDATE_NODE_ALLOCATABLE: u32 = 1 << 2;
+    /// A node's labels changed.
+    pub const UPDATE_NODE_LABEL: u32 = 1 << 3;
+    /// A node's taints (or unschedulable) changed.
+    pub const UPDATE_NODE_TAINT: u32 = 1 << 4;
+    /// A node's conditions changed.
+    pub const UPDATE_NODE_CONDITION: u32 = 1 << 5;
+    /// A node's annotations changed.
+    pub const UPDATE_NODE_ANNOTATION: u32 = 1 << 6;
+    /// A pod's labels changed.
+    pub const UPDATE_POD_LABEL: u32 = 1 << 7;
+    /// A pod's resource requests were scaled down.
+    pub const UPDATE_POD_SCALE_DOWN: u32 = 1 << 8;
+    /// A pod's tolerations changed.
+    pub const UPDATE_POD_TOLERATIONS: u32 = 1 << 9;
+    /// A pod's scheduling gates were removed.
+    pub const UPDATE_POD_SCHEDULING_GATES_ELIMINATED: u32 = 1 << 10;
+    /// Any other update.
+    pub const UPDATE: u32 = 1 << 11;
+    /// Any update of a node.
+    pub const UPDATE_NODE_ANY: u32 = UPDATE_NODE_ALLOCATABLE
+        | UPDATE_NODE_LABEL
+        | UPDATE_NODE_TAINT
+        | UPDATE_NODE_CONDITION
+        | UPDATE_NODE_ANNOTATION
+        | UPDATE;
+    /// Anything.
+    pub const ALL: u32 = u32::MAX;
+}
+
+/// An event that may make rejected pods schedulable.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub struct ClusterEvent {
+    /// What kind of object changed.
+    pub resource: EventResource,
+    /// What happened to it ([`action`] flags).
+    pub action: u32,
+}
+
+impl ClusterEvent {
+    /// True when `self` (an event a plugin registered) covers `happened`.
+    pub fn matches(&self, happened: &ClusterEvent) -> bool {
+        (self.resource == EventResource::Wildcard || self.resource == happened.resource)
+            && self.action & happened.action != 0
+    }
+}

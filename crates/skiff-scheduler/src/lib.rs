@@ -3,3 +3,4 @@
 //! API.
 
 pub mod framework;
+pub mod plugins;

@@ -3,12 +3,13 @@
 //! and exposing the extension points it implements through the `as_*`
 //! accessors; the framework runtime collects them per profile.
 
-use std::collections::{BTreeSet, HashMap};
+use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use futures::future::BoxFuture;
-use k8s_openapi::api::core::v1::Pod;
+use k8s_openapi::api::core::v1::{PersistentVolume, PersistentVolumeClaim, Pod};
+use k8s_openapi::api::storage::v1::StorageClass;
 
 use super::cycle_state::CycleState;
 use super::node_info::{NodeInfo, PodInfo};
@@ -379,3 +380,63 @@ impl ClusterEvent {
             && self.action & happened.action != 0
     }
 }
+
+/// What plugins may read about the cluster beyond the node snapshot
+/// (upstream's listers). The scheduler implements it from its informers;
+/// tests use [`StaticLister`].
+pub trait ClusterLister: Send + Sync {
+    /// The PVC `namespace/name`.
+    fn pvc(&self, namespace: &str, name: &str) -> Option<Arc<PersistentVolumeClaim>>;
+    /// The PersistentVolume `name`.
+    fn pv(&self, name: &str) -> Option<Arc<PersistentVolume>>;
+    /// The StorageClass `name`.
+    fn storage_class(&self, name: &str) -> Option<Arc<StorageClass>>;
+    /// Every namespace's name and labels.
+    fn namespaces(&self) -> Vec<(String, BTreeMap<String, String>)>;
+}
+
+/// A [`ClusterLister`] over fixed objects (unit tests).
+#[derive(Debug, Clone, Default)]
+pub struct StaticLister {
+    /// PVCs by `namespace/name`.
+    pub pvcs: HashMap<String, Arc<PersistentVolumeClaim>>,
+    /// PVs by name.
+    pub pvs: HashMap<String, Arc<PersistentVolume>>,
+    /// StorageClasses by name.
+    pub storage_classes: HashMap<String, Arc<StorageClass>>,
+    /// Namespaces and their labels.
+    pub namespaces: Vec<(String, BTreeMap<String, String>)>,
+}
+
+impl ClusterLister for StaticLister {
+    fn pvc(&self, namespace: &str, name: &str) -> Option<Arc<PersistentVolumeClaim>> {
+        self.pvcs.get(&format!("{namespace}/{name}")).cloned()
+    }
+    fn pv(&self, name: &str) -> Option<Arc<PersistentVolume>> {
+        self.pvs.get(name).cloned()
+    }
+    fn storage_class(&self, name: &str) -> Option<Arc<StorageClass>> {
+        self.storage_classes.get(name).cloned()
+    }
+    fn namespaces(&self) -> Vec<(String, BTreeMap<String, String>)> {
+        self.namespaces.clone()
+    }
+}
+
+/// What a plugin factory gets besides its arguments.
+#[derive(Clone)]
+pub struct Handle {
+    /// Cluster objects beyond the snapshot.
+    pub lister: Arc<dyn ClusterLister>,
+}
+
+impl std::fmt::Debug for Handle {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Handle").finish_non_exhaustive()
+    }
+}
+
+/// Builds a plugin from its `pluginConfig` args (None: defaults). An error
+/// names the offending field, e.g. `scoringStrategy.type: Unsupported value`.
+pub type PluginFactory =
+    fn(args: Option<&serde_json::Value>, handle: &Handle) -> Result<Arc<dyn Plugin>, String>;

@@ -1,0 +1,9 @@
+//! The default plugins, one module each, and the registry that maps their
+//! configuration names to factories.
+
+use crate::framework::PluginFactory;
+
+/// Every built-in plugin by name (upstream's in-tree registry).
+pub fn registry() -> Vec<(&'static str, PluginFactory)> {
+    vec![]
+}

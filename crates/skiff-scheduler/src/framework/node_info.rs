@@ -433,17 +433,20 @@ impl NodeInfo {
     }
 }
 
-/// The host ports a pod's containers (and init containers) ask for.
+/// The host ports a pod's containers ask for, and those of its restartable
+/// ("sidecar") init containers, which keep running (upstream's
+/// `GetHostPorts`); ordinary init containers have exited by then.
 pub fn host_ports(pod: &Pod) -> Vec<HostPort> {
     let Some(spec) = pod.spec.as_ref() else {
         return Vec::new();
     };
     let mut out = Vec::new();
-    for c in spec
-        .containers
+    let sidecars = spec
+        .init_containers
         .iter()
-        .chain(spec.init_containers.iter().flatten())
-    {
+        .flatten()
+        .filter(|c| c.restart_policy.as_deref() == Some("Always"));
+    for c in sidecars.chain(spec.containers.iter()) {
         for p in c.ports.iter().flatten() {
             let Some(hp) = p.host_port.filter(|&hp| hp > 0) else {
                 continue;

@@ -217,8 +217,8 @@ mod tests {
     #[test]
     fn scores_from_upstream_cases() {
         let plugin = new(None, &handle()).unwrap();
-        // Upstream: pod with gcr.io/40 and gcr.io/300; node1 has 40 MB and
-        // 300 MB images... here each image is on one of two nodes.
+        // After upstream's cases: two nodes, each image present on one of
+        // them, so every image's spread is 1/2.
         let snap = snapshot(vec![
             with_images(
                 "n1",

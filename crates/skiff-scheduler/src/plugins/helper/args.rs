@@ -84,8 +84,11 @@ pub fn resource_specs(
             .and_then(Value::as_str)
             .unwrap_or_default()
             .to_owned();
-        // Upstream's v1 defaulting gives a missing weight 1.
-        let weight = int(obj, "weight", &p, 1)?;
+        // Upstream's v1 defaulting turns a missing or zero weight into 1.
+        let weight = match int(obj, "weight", &p, 1)? {
+            0 => 1,
+            w => w,
+        };
         out.push(ResourceSpec { name, weight });
     }
     Ok(Some(out))

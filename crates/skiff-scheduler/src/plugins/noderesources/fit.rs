@@ -182,6 +182,10 @@ impl Fit {
     }
 
     fn is_ignored(&self, name: &str) -> bool {
+        // Cheap exit first: the name check below allocates.
+        if self.ignored_resources.is_empty() && self.ignored_resource_groups.is_empty() {
+            return false;
+        }
         if !is_extended_resource_name(name) {
             return false;
         }

@@ -250,8 +250,12 @@ fn args_validation() {
             "scoringStrategy.type: Unsupported value: \"X\": supported values: \"LeastAllocated\", \"MostAllocated\", \"RequestedToCapacityRatio\"",
         ),
         (
-            json!({"scoringStrategy": {"resources": [{"name": "cpu", "weight": 0}]}}),
-            "scoringStrategy.resources[0].weight: Invalid value: 0: resource weight of cpu not in valid range (0, 100]",
+            json!({"scoringStrategy": {"resources": [{"name": "cpu", "weight": -1}]}}),
+            "scoringStrategy.resources[0].weight: Invalid value: -1: resource weight of cpu not in valid range (0, 100]",
+        ),
+        (
+            json!({"scoringStrategy": {"resources": [{"name": "gpu", "weight": 101}]}}),
+            "scoringStrategy.resources[0].weight: Invalid value: 101: resource weight of gpu not in valid range (0, 100]",
         ),
         (
             json!({"scoringStrategy": {"type": "RequestedToCapacityRatio"}}),
@@ -276,6 +280,10 @@ fn args_validation() {
     }
     assert!(new(Some(&json!({"ignoredResources": ["bad name!"]})), &handle()).is_err());
     assert!(new(None, &handle()).is_ok());
+    // A zero weight is defaulted to 1, as upstream's v1 defaulting does.
+    let args = json!({"scoringStrategy": {"resources": [{"name": "cpu", "weight": 0}]}});
+    let fit = Fit::from_args(Some(&args)).unwrap();
+    assert_eq!(fit.scorer().resources[0].weight, 1);
 }
 
 #[test]

@@ -56,4 +56,48 @@ mod tests {
             assert_eq!(plugin.name(), name);
         }
     }
+
+    #[test]
+    fn rejected_pods_are_retried_on_the_events_that_can_help() {
+        use crate::framework::{ClusterEvent, EventResource as R, action as a};
+        let handle = testing::handle();
+        let plugin = |name: &str| {
+            let (_, factory) = registry().into_iter().find(|(n, _)| *n == name).unwrap();
+            factory(None, &handle).unwrap()
+        };
+        let ev = |resource, action| ClusterEvent { resource, action };
+        let cases = [
+            (
+                "NodeResourcesFit",
+                ev(R::Node, a::UPDATE_NODE_ALLOCATABLE),
+                true,
+            ),
+            ("NodeResourcesFit", ev(R::Pod, a::DELETE), true),
+            ("NodeResourcesFit", ev(R::Pod, a::ADD), false),
+            ("TaintToleration", ev(R::Node, a::UPDATE_NODE_TAINT), true),
+            (
+                "TaintToleration",
+                ev(R::Node, a::UPDATE_NODE_ALLOCATABLE),
+                false,
+            ),
+            ("NodeAffinity", ev(R::Node, a::UPDATE_NODE_LABEL), true),
+            ("NodeAffinity", ev(R::Pod, a::DELETE), false),
+            ("NodePorts", ev(R::Pod, a::DELETE), true),
+            (
+                "SchedulingGates",
+                ev(R::Pod, a::UPDATE_POD_SCHEDULING_GATES_ELIMINATED),
+                true,
+            ),
+            ("VolumeBinding", ev(R::PersistentVolumeClaim, a::ADD), true),
+            ("VolumeBinding", ev(R::StorageClass, a::UPDATE), true),
+            ("NodeUnschedulable", ev(R::Node, a::UPDATE_NODE_TAINT), true),
+        ];
+        for (name, happened, want) in cases {
+            let got = plugin(name)
+                .events_to_register()
+                .iter()
+                .any(|e| e.matches(&happened));
+            assert_eq!(got, want, "{name} {happened:?}");
+        }
+    }
 }

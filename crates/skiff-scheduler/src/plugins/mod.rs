@@ -1,9 +1,14 @@
 //! The default plugins, one module each, and the registry that maps their
 //! configuration names to factories.
 
+pub mod interpodaffinity;
+
+#[cfg(test)]
+mod test_util;
+
 use crate::framework::PluginFactory;
 
 /// Every built-in plugin by name (upstream's in-tree registry).
 pub fn registry() -> Vec<(&'static str, PluginFactory)> {
-    vec![]
+    vec![(interpodaffinity::NAME, interpodaffinity::new)]
 }

@@ -2,6 +2,7 @@
 //! configuration names to factories.
 
 pub mod interpodaffinity;
+pub mod podtopologyspread;
 
 #[cfg(test)]
 mod test_util;
@@ -10,5 +11,8 @@ use crate::framework::PluginFactory;
 
 /// Every built-in plugin by name (upstream's in-tree registry).
 pub fn registry() -> Vec<(&'static str, PluginFactory)> {
-    vec![(interpodaffinity::NAME, interpodaffinity::new)]
+    vec![
+        (interpodaffinity::NAME, interpodaffinity::new),
+        (podtopologyspread::NAME, podtopologyspread::new),
+    ]
 }

@@ -1,9 +1,12 @@
 //! The default plugins, one module each, and the registry that maps their
 //! configuration names to factories.
 
+mod fasthash;
 pub mod interpodaffinity;
 pub mod podtopologyspread;
 
+#[cfg(test)]
+mod bench_tests;
 #[cfg(test)]
 mod test_util;
 

@@ -1,6 +1,6 @@
 //! PreFilter, Filter and the PreFilter extensions of InterPodAffinity.
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::BTreeMap;
 use std::sync::Arc;
 
 use super::{InterPodAffinity, TopologyCounts, pod_matches_all_terms, term_matches};
@@ -9,6 +9,7 @@ use crate::framework::{
     CycleState, FilterPlugin, NodeInfo, PodInfo, PreFilterExtensions, PreFilterPlugin,
     PreFilterResult, Snapshot, Status,
 };
+use crate::plugins::fasthash::FastMap;
 
 /// Where PreFilter leaves its state in the [`CycleState`].
 pub(crate) const PRE_FILTER_STATE_KEY: &str = "PreFilterInterPodAffinity";
@@ -252,7 +253,7 @@ fn satisfy_existing_pods_anti_affinity(
 ) -> bool {
     // Fewer counted keys than node labels: look the node's values up.
     !s.existing_anti_affinity_counts.iter().any(
-        |(key, values): (&String, &HashMap<String, i64>)| {
+        |(key, values): (&String, &FastMap<String, i64>)| {
             labels
                 .get(key)
                 .and_then(|v| values.get(v))

@@ -15,7 +15,9 @@ mod filtering_tests;
 #[cfg(test)]
 mod scoring_tests;
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::BTreeMap;
+
+use crate::plugins::fasthash::FastMap;
 use std::sync::Arc;
 
 use skiff_api::field::{Error as FieldError, Path};
@@ -184,7 +186,7 @@ pub(crate) fn pod_matches_all_terms(terms: &[AffinityTerm], pod: &PodInfo) -> bo
 /// Counts per topology pair: topology key → value → count. Nested so lookups
 /// borrow the node's label strings instead of building a key.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
-pub(crate) struct TopologyCounts(HashMap<String, HashMap<String, i64>>);
+pub(crate) struct TopologyCounts(FastMap<String, FastMap<String, i64>>);
 
 impl TopologyCounts {
     /// Adds `delta` to the pair (`key`, the node's value for `key`) if the
@@ -199,7 +201,7 @@ impl TopologyCounts {
         let Some(values) = self.0.get_mut(key) else {
             if delta != 0 {
                 self.0
-                    .insert(key.to_owned(), HashMap::from([(value.clone(), delta)]));
+                    .insert(key.to_owned(), FastMap::from_iter([(value.clone(), delta)]));
             }
             return;
         };
@@ -233,7 +235,7 @@ impl TopologyCounts {
     }
 
     /// Iterates over (key, value → count).
-    pub(crate) fn iter(&self) -> impl Iterator<Item = (&String, &HashMap<String, i64>)> {
+    pub(crate) fn iter(&self) -> impl Iterator<Item = (&String, &FastMap<String, i64>)> {
         self.0.iter()
     }
 }

@@ -1,6 +1,8 @@
 //! PreScore, Score and NormalizeScore of InterPodAffinity.
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::BTreeMap;
+
+use crate::plugins::fasthash::FastMap;
 use std::sync::Arc;
 
 use super::{InterPodAffinity, term_matches};
@@ -14,7 +16,7 @@ use crate::framework::{
 pub(crate) const PRE_SCORE_STATE_KEY: &str = "PreScoreInterPodAffinity";
 
 /// Score per topology pair: key → value → summed weights.
-pub(crate) type TopologyScore = HashMap<String, HashMap<String, i64>>;
+pub(crate) type TopologyScore = FastMap<String, FastMap<String, i64>>;
 
 /// What PreScore computes once per cycle for Score.
 #[derive(Debug, Clone)]
@@ -33,7 +35,10 @@ fn add(score: &mut TopologyScore, key: &str, value: &str, delta: i64) {
             values.insert(value.to_owned(), delta);
         }
     } else {
-        score.insert(key.to_owned(), HashMap::from([(value.to_owned(), delta)]));
+        score.insert(
+            key.to_owned(),
+            FastMap::from_iter([(value.to_owned(), delta)]),
+        );
     }
 }
 
@@ -186,7 +191,7 @@ impl PreScorePlugin for InterPodAffinity {
         } else {
             &snapshot.have_pods_with_affinity
         };
-        let mut topology_score = TopologyScore::new();
+        let mut topology_score = TopologyScore::default();
         for node in all_nodes {
             let labels = node.labels();
             if labels.is_empty() {

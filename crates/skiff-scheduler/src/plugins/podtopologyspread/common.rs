@@ -27,6 +27,8 @@ pub(crate) const LABEL_TOPOLOGY_ZONE: &str = "topology.kubernetes.io/zone";
 pub(crate) struct Constraint {
     pub(crate) max_skew: i32,
     pub(crate) topology_key: String,
+    /// The key is the hostname label (Score counts such domains per node).
+    pub(crate) is_hostname: bool,
     pub(crate) selector: Selector,
     pub(crate) min_domains: i32,
     /// nodeAffinityPolicy Honor (the default): only nodes matching the
@@ -72,10 +74,18 @@ impl PodTopologySpread {
             .as_ref()
             .and_then(|s| s.topology_spread_constraints.as_deref())
             .unwrap_or(&[]);
+        let kind = if action == DO_NOT_SCHEDULE {
+            "hard"
+        } else {
+            "soft"
+        };
         if !own.is_empty() {
-            return filter_constraints(own, pod.labels(), action);
+            return filter_constraints(own, pod.labels(), action)
+                .map_err(|e| format!("obtaining pod's {kind} topology spread constraints: {e}"));
         }
-        let mut constraints = filter_constraints(&self.default_constraints, pod.labels(), action)?;
+        let mut constraints =
+            filter_constraints(&self.default_constraints, pod.labels(), action)
+                .map_err(|e| format!("setting default {kind} topology spread constraints: {e}"))?;
         if constraints.is_empty() {
             return Ok(constraints);
         }
@@ -196,6 +206,7 @@ pub(crate) fn filter_constraints(
         out.push(Constraint {
             max_skew: c.max_skew,
             topology_key: c.topology_key.clone(),
+            is_hostname: c.topology_key == LABEL_HOSTNAME,
             selector,
             min_domains: c.min_domains.unwrap_or(1),
             honor_node_affinity: c.node_affinity_policy.as_deref().unwrap_or("Honor") == "Honor",

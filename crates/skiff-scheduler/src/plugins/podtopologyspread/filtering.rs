@@ -1,7 +1,7 @@
 //! PreFilter, Filter and the PreFilter extensions of PodTopologySpread
 //! (the `DoNotSchedule` constraints).
 
-use std::collections::HashMap;
+use crate::plugins::fasthash::FastMap;
 use std::sync::Arc;
 
 use super::PodTopologySpread;
@@ -80,11 +80,13 @@ pub(crate) struct PreFilterState {
     /// Per constraint, the two least loaded domains.
     pub(crate) critical_paths: Vec<CriticalPaths>,
     /// Per constraint, matching pods per topology value.
-    pub(crate) tp_value_to_match_num: Vec<HashMap<String, i64>>,
+    pub(crate) tp_value_to_match_num: Vec<FastMap<String, i64>>,
     /// Per topology key, the number of eligible domains (for minDomains).
-    pub(crate) tp_key_to_domains_num: Arc<HashMap<String, usize>>,
+    pub(crate) tp_key_to_domains_num: Arc<FastMap<String, usize>>,
     /// The incoming pod's required node affinity (node inclusion policy).
     required_node_affinity: Arc<RequiredNodeAffinity>,
+    /// Per constraint, 1 when the incoming pod matches its selector.
+    self_match: Vec<i64>,
 }
 
 impl PreFilterState {
@@ -136,7 +138,7 @@ impl PreFilterState {
 
 /// Adds `delta` to `value`'s count and returns the new count; allocates only
 /// for a new value.
-fn add_count(counts: &mut HashMap<String, i64>, value: &str, delta: i64) -> i64 {
+fn add_count(counts: &mut FastMap<String, i64>, value: &str, delta: i64) -> i64 {
     if let Some(n) = counts.get_mut(value) {
         *n += delta;
         return *n;
@@ -159,7 +161,7 @@ impl PodTopologySpread {
             return Ok(None);
         }
         let affinity = RequiredNodeAffinity::new(&pod.pod);
-        let mut tp_value_to_match_num = vec![HashMap::new(); constraints.len()];
+        let mut tp_value_to_match_num = vec![FastMap::default(); constraints.len()];
         for node in &snapshot.nodes {
             let labels = node.labels();
             if !node_labels_match_constraints(labels, &constraints) {
@@ -176,7 +178,7 @@ impl PodTopologySpread {
                 add_count(&mut tp_value_to_match_num[i], value, count);
             }
         }
-        let mut tp_key_to_domains_num = HashMap::new();
+        let mut tp_key_to_domains_num = FastMap::default();
         for (c, counts) in constraints.iter().zip(&tp_value_to_match_num) {
             tp_key_to_domains_num.insert(c.topology_key.clone(), counts.len());
         }
@@ -190,7 +192,12 @@ impl PodTopologySpread {
                 paths
             })
             .collect();
+        let self_match = constraints
+            .iter()
+            .map(|c| i64::from(c.selector.matches(pod.labels())))
+            .collect();
         Ok(Some(PreFilterState {
+            self_match,
             constraints: constraints.into(),
             critical_paths,
             tp_value_to_match_num,
@@ -259,7 +266,7 @@ impl PreFilterExtensions for PodTopologySpread {
 }
 
 impl FilterPlugin for PodTopologySpread {
-    fn filter(&self, state: &CycleState, pod: &PodInfo, node: &NodeInfo) -> Status {
+    fn filter(&self, state: &CycleState, _pod: &PodInfo, node: &NodeInfo) -> Status {
         let Some(s) = state.read::<PreFilterState>(PRE_FILTER_STATE_KEY) else {
             return missing_state();
         };
@@ -270,9 +277,8 @@ impl FilterPlugin for PodTopologySpread {
             };
             // Matching pods in the node's domain, plus the pod itself if it
             // matches, may exceed the least loaded domain by maxSkew.
-            let self_match = i64::from(c.selector.matches(pod.labels()));
             let match_num = s.tp_value_to_match_num[i].get(value).copied().unwrap_or(0);
-            let skew = match_num + self_match - s.min_match_num(i, c);
+            let skew = match_num + s.self_match[i] - s.min_match_num(i, c);
             if skew > i64::from(c.max_skew) {
                 return Status::unschedulable(ERR_REASON_CONSTRAINTS_NOT_MATCH);
             }

@@ -2,12 +2,12 @@
 //! `ScheduleAnyway` constraints): fewer matching pods in a node's domains
 //! score higher.
 
-use std::collections::{HashMap, HashSet};
+use crate::plugins::fasthash::{FastMap, FastSet};
 use std::sync::Arc;
 
 use super::PodTopologySpread;
 use super::common::{
-    Constraint, LABEL_HOSTNAME, RequiredNodeAffinity, SCHEDULE_ANYWAY, count_pods_match_selector,
+    Constraint, RequiredNodeAffinity, SCHEDULE_ANYWAY, count_pods_match_selector,
     node_labels_match_constraints,
 };
 use crate::framework::{
@@ -26,10 +26,10 @@ const INVALID_SCORE: i64 = -1;
 pub(crate) struct PreScoreState {
     pub(crate) constraints: Vec<Constraint>,
     /// Feasible nodes missing a topology key: they score 0.
-    pub(crate) ignored_nodes: HashSet<String>,
+    pub(crate) ignored_nodes: FastSet<String>,
     /// Per constraint, matching pods per topology value of the feasible
     /// nodes (empty for hostname constraints: counted per node in Score).
-    pub(crate) topology_value_to_pod_counts: Vec<HashMap<String, i64>>,
+    pub(crate) topology_value_to_pod_counts: Vec<FastMap<String, i64>>,
     /// Per constraint, log(domains + 2): counts in topologies with many
     /// domains weigh more, so small topologies are not watered down.
     pub(crate) topology_normalizing_weight: Vec<f64>,
@@ -67,9 +67,9 @@ impl PodTopologySpread {
     ) -> Result<PreScoreState, String> {
         let constraints = self.constraints(pod, SCHEDULE_ANYWAY)?;
         let mut s = PreScoreState {
-            topology_value_to_pod_counts: vec![HashMap::new(); constraints.len()],
+            topology_value_to_pod_counts: vec![FastMap::default(); constraints.len()],
             topology_normalizing_weight: Vec::with_capacity(constraints.len()),
-            ignored_nodes: HashSet::new(),
+            ignored_nodes: FastSet::default(),
             constraints,
         };
         if s.constraints.is_empty() {
@@ -82,7 +82,7 @@ impl PodTopologySpread {
                 continue;
             }
             for (i, c) in s.constraints.iter().enumerate() {
-                if c.topology_key == LABEL_HOSTNAME {
+                if c.is_hostname {
                     continue;
                 }
                 let value = labels.get(&c.topology_key).map_or("", String::as_str);
@@ -93,7 +93,7 @@ impl PodTopologySpread {
             }
         }
         for (i, c) in s.constraints.iter().enumerate() {
-            let size = if c.topology_key == LABEL_HOSTNAME {
+            let size = if c.is_hostname {
                 filtered.len() - s.ignored_nodes.len()
             } else {
                 s.topology_value_to_pod_counts[i].len()
@@ -169,7 +169,7 @@ impl ScorePlugin for PodTopologySpread {
             let Some(value) = labels.get(&c.topology_key) else {
                 continue;
             };
-            let count = if c.topology_key == LABEL_HOSTNAME {
+            let count = if c.is_hostname {
                 count_pods_match_selector(&node.pods, &c.selector, pod.namespace())
             } else {
                 s.topology_value_to_pod_counts[i]

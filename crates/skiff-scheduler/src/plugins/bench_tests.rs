@@ -2,6 +2,7 @@
 //! (upstream's `SchedulingPodAntiAffinity` / `TopologySpreading` shapes).
 //! Ignored by default; run with
 //! `cargo test -p skiff-scheduler --release --lib bench_ -- --ignored --nocapture`.
+//! `SKIFF_BENCH_ROUNDS` sets the cycles per measurement (default 100).
 //! They print timings and assert nothing about time.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
@@ -16,7 +17,6 @@ use crate::plugins::podtopologyspread::{PodTopologySpread, PodTopologySpreadArgs
 use crate::plugins::test_util::{node, pod, required_term, snapshot};
 
 const NODES: usize = 5000;
-const ROUNDS: u32 = 100;
 
 /// 5,000 nodes in 10 zones, `pods_per_node(i)` existing pods on node `i`.
 fn cluster(pods: impl Fn(usize) -> Vec<PodInfo>) -> Snapshot {
@@ -75,19 +75,24 @@ fn cycle(pl: &dyn Plugin, p: &PodInfo, snap: &Snapshot) -> usize {
 }
 
 fn report(what: &str, pl: &dyn Plugin, p: &PodInfo, snap: &Snapshot) {
+    let rounds: u32 = std::env::var("SKIFF_BENCH_ROUNDS")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(100)
+        .max(1);
     let start = Instant::now();
     let mut feasible = 0;
-    for _ in 0..ROUNDS {
+    for _ in 0..rounds {
         feasible = cycle(pl, p, snap);
     }
-    let per = start.elapsed() / ROUNDS;
+    let per = start.elapsed() / rounds;
     println!(
         "{what}: {per:?} per pod ({:.0} pods/s for this plugin alone), {feasible} feasible nodes",
         1.0 / per.as_secs_f64()
     );
     // Per extension point.
     let mut t = [std::time::Duration::ZERO; 4];
-    for _ in 0..ROUNDS {
+    for _ in 0..rounds {
         let mut state = CycleState::new();
         let s = Instant::now();
         let (_, st) = pl.as_pre_filter().unwrap().pre_filter(&mut state, p, snap);
@@ -119,10 +124,10 @@ fn report(what: &str, pl: &dyn Plugin, p: &PodInfo, snap: &Snapshot) {
     }
     println!(
         "  prefilter {:?} filter {:?} prescore {:?} score {:?}",
-        t[0] / ROUNDS,
-        t[1] / ROUNDS,
-        t[2] / ROUNDS,
-        t[3] / ROUNDS
+        t[0] / rounds,
+        t[1] / rounds,
+        t[2] / rounds,
+        t[3] / rounds
     );
 }
 

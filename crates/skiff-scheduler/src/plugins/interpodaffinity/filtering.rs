@@ -78,55 +78,46 @@ impl PreFilterState {
     }
 }
 
-/// Counts existing pods whose required anti-affinity selects `pod`, over the
-/// nodes that have such pods.
-fn existing_anti_affinity_counts(
+/// Adds the existing pods on `node` whose required anti-affinity selects
+/// `pod`.
+fn count_existing_anti_affinity(
+    counts: &mut TopologyCounts,
     pod: &PodInfo,
     ns_labels: Option<&BTreeMap<String, String>>,
-    nodes: &[Arc<NodeInfo>],
-) -> TopologyCounts {
-    let mut counts = TopologyCounts::default();
-    for node in nodes {
-        let labels = node.labels();
-        for existing in &node.pods_with_required_anti_affinity {
-            for t in &existing.required_anti_affinity_terms {
-                if term_matches(t, pod, ns_labels) {
-                    counts.update(labels, &t.topology_key, 1);
-                }
+    node: &NodeInfo,
+) {
+    let labels = node.labels();
+    for existing in &node.pods_with_required_anti_affinity {
+        for t in &existing.required_anti_affinity_terms {
+            if term_matches(t, pod, ns_labels) {
+                counts.update(labels, &t.topology_key, 1);
             }
         }
     }
-    counts
 }
 
-/// Counts existing pods matching the incoming pod's required affinity (all
-/// terms) and anti-affinity (each term), over every node.
-fn incoming_counts(
+/// Adds the existing pods on `node` matching the incoming pod's required
+/// affinity (all terms) and anti-affinity (each term).
+fn count_incoming(
+    affinity: &mut TopologyCounts,
+    anti_affinity: &mut TopologyCounts,
     affinity_terms: &[AffinityTerm],
     anti_affinity_terms: &[AffinityTerm],
-    nodes: &[Arc<NodeInfo>],
-) -> (TopologyCounts, TopologyCounts) {
-    let mut affinity = TopologyCounts::default();
-    let mut anti_affinity = TopologyCounts::default();
-    if affinity_terms.is_empty() && anti_affinity_terms.is_empty() {
-        return (affinity, anti_affinity);
-    }
-    for node in nodes {
-        let labels = node.labels();
-        for existing in &node.pods {
-            if pod_matches_all_terms(affinity_terms, existing) {
-                for t in affinity_terms {
-                    affinity.update(labels, &t.topology_key, 1);
-                }
+    node: &NodeInfo,
+) {
+    let labels = node.labels();
+    for existing in &node.pods {
+        if pod_matches_all_terms(affinity_terms, existing) {
+            for t in affinity_terms {
+                affinity.update(labels, &t.topology_key, 1);
             }
-            for t in anti_affinity_terms {
-                if term_matches(t, existing, None) {
-                    anti_affinity.update(labels, &t.topology_key, 1);
-                }
+        }
+        for t in anti_affinity_terms {
+            if term_matches(t, existing, None) {
+                anti_affinity.update(labels, &t.topology_key, 1);
             }
         }
     }
-    (affinity, anti_affinity)
 }
 
 fn read_state(state: &CycleState) -> Result<&PreFilterState, Status> {
@@ -154,13 +145,28 @@ impl PreFilterPlugin for InterPodAffinity {
             .merge_namespaces(&pod.required_anti_affinity_terms)
             .into();
         let namespace_labels = self.namespace_labels(pod);
-        let existing = existing_anti_affinity_counts(
-            pod,
-            namespace_labels.as_deref(),
-            &snapshot.have_pods_with_required_anti_affinity,
-        );
-        let (affinity_counts, anti_affinity_counts) =
-            incoming_counts(&affinity_terms, &anti_affinity_terms, &snapshot.nodes);
+        let ns_labels = namespace_labels.as_deref();
+        let mut existing = TopologyCounts::default();
+        let mut affinity_counts = TopologyCounts::default();
+        let mut anti_affinity_counts = TopologyCounts::default();
+        if affinity_terms.is_empty() && anti_affinity_terms.is_empty() {
+            for node in &snapshot.have_pods_with_required_anti_affinity {
+                count_existing_anti_affinity(&mut existing, pod, ns_labels, node);
+            }
+        } else {
+            // One pass over every node: each node's labels and pods are
+            // fetched from memory once for both counts.
+            for node in &snapshot.nodes {
+                count_existing_anti_affinity(&mut existing, pod, ns_labels, node);
+                count_incoming(
+                    &mut affinity_counts,
+                    &mut anti_affinity_counts,
+                    &affinity_terms,
+                    &anti_affinity_terms,
+                    node,
+                );
+            }
+        }
         if existing.is_empty() && affinity_terms.is_empty() && anti_affinity_terms.is_empty() {
             return (None, Status::skip());
         }

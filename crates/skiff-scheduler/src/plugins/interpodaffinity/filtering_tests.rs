@@ -168,6 +168,43 @@ fn required_affinity_single_node() {
 }
 
 #[test]
+fn every_affinity_term_must_be_matched_by_one_pod() {
+    let two_terms = json!({"affinity": {"podAffinity": {"requiredDuringSchedulingIgnoredDuringExecution": [
+        {"labelSelector": {"matchLabels": {"service": "securityscan"}}, "topologyKey": "region"},
+        {"labelSelector": {"matchLabels": {"app": "db"}}, "topologyKey": "zone"},
+    ]}}});
+    let cases: Vec<(&str, Vec<PodInfo>, Status)> = vec![
+        (
+            "each term matched by a different pod",
+            vec![
+                sec("e1", "default"),
+                pod("e2", "default", &[("app", "db")], json!({})),
+            ],
+            affinity_fail(),
+        ),
+        (
+            "one pod matches both terms",
+            vec![pod(
+                "e",
+                "default",
+                &[("service", "securityscan"), ("app", "db")],
+                json!({}),
+            )],
+            ok(),
+        ),
+    ];
+    for (name, existing, want) in cases {
+        let p = pod("p", "default", &[], two_terms.clone());
+        let snap = snapshot(vec![(node("node1", NODE1), existing)]);
+        assert_eq!(
+            run(&plugin(StaticLister::default()), &p, &snap),
+            vec![want],
+            "{name}"
+        );
+    }
+}
+
+#[test]
 fn affinity_and_anti_affinity_across_zones() {
     let nodes = || {
         vec![

@@ -8,7 +8,10 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use futures::future::BoxFuture;
-use k8s_openapi::api::core::v1::{PersistentVolume, PersistentVolumeClaim, Pod};
+use k8s_openapi::api::apps::v1::{ReplicaSet, StatefulSet};
+use k8s_openapi::api::core::v1::{
+    PersistentVolume, PersistentVolumeClaim, Pod, ReplicationController, Service,
+};
 use k8s_openapi::api::storage::v1::StorageClass;
 
 use super::cycle_state::CycleState;
@@ -393,6 +396,40 @@ pub trait ClusterLister: Send + Sync {
     fn storage_class(&self, name: &str) -> Option<Arc<StorageClass>>;
     /// Every namespace's name and labels.
     fn namespaces(&self) -> Vec<(String, BTreeMap<String, String>)>;
+    /// The labels of namespace `name` (None when it is unknown). The default
+    /// scans [`ClusterLister::namespaces`]; informer-backed listers should
+    /// look it up directly.
+    fn namespace_labels(&self, name: &str) -> Option<BTreeMap<String, String>> {
+        self.namespaces()
+            .into_iter()
+            .find(|(n, _)| n == name)
+            .map(|(_, labels)| labels)
+    }
+    /// The Services in `namespace` (PodTopologySpread builds default
+    /// constraints' selectors from the Services selecting a pod). The default
+    /// knows none.
+    fn services(&self, _namespace: &str) -> Vec<Arc<Service>> {
+        Vec::new()
+    }
+    /// The ReplicationController `namespace/name` (a pod's controller, for
+    /// PodTopologySpread's default selector). The default knows none.
+    fn replication_controller(
+        &self,
+        _namespace: &str,
+        _name: &str,
+    ) -> Option<Arc<ReplicationController>> {
+        None
+    }
+    /// The ReplicaSet `namespace/name` (a pod's controller). The default
+    /// knows none.
+    fn replica_set(&self, _namespace: &str, _name: &str) -> Option<Arc<ReplicaSet>> {
+        None
+    }
+    /// The StatefulSet `namespace/name` (a pod's controller). The default
+    /// knows none.
+    fn stateful_set(&self, _namespace: &str, _name: &str) -> Option<Arc<StatefulSet>> {
+        None
+    }
 }
 
 /// A [`ClusterLister`] over fixed objects (unit tests).
@@ -406,6 +443,14 @@ pub struct StaticLister {
     pub storage_classes: HashMap<String, Arc<StorageClass>>,
     /// Namespaces and their labels.
     pub namespaces: Vec<(String, BTreeMap<String, String>)>,
+    /// Services (every namespace).
+    pub services: Vec<Arc<Service>>,
+    /// ReplicationControllers by `namespace/name`.
+    pub replication_controllers: HashMap<String, Arc<ReplicationController>>,
+    /// ReplicaSets by `namespace/name`.
+    pub replica_sets: HashMap<String, Arc<ReplicaSet>>,
+    /// StatefulSets by `namespace/name`.
+    pub stateful_sets: HashMap<String, Arc<StatefulSet>>,
 }
 
 impl ClusterLister for StaticLister {
@@ -420,6 +465,32 @@ impl ClusterLister for StaticLister {
     }
     fn namespaces(&self) -> Vec<(String, BTreeMap<String, String>)> {
         self.namespaces.clone()
+    }
+    fn services(&self, namespace: &str) -> Vec<Arc<Service>> {
+        self.services
+            .iter()
+            .filter(|s| s.metadata.namespace.as_deref() == Some(namespace))
+            .cloned()
+            .collect()
+    }
+    fn replication_controller(
+        &self,
+        namespace: &str,
+        name: &str,
+    ) -> Option<Arc<ReplicationController>> {
+        self.replication_controllers
+            .get(&format!("{namespace}/{name}"))
+            .cloned()
+    }
+    fn replica_set(&self, namespace: &str, name: &str) -> Option<Arc<ReplicaSet>> {
+        self.replica_sets
+            .get(&format!("{namespace}/{name}"))
+            .cloned()
+    }
+    fn stateful_set(&self, namespace: &str, name: &str) -> Option<Arc<StatefulSet>> {
+        self.stateful_sets
+            .get(&format!("{namespace}/{name}"))
+            .cloned()
     }
 }
 

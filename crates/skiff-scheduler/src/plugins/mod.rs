@@ -1,18 +1,25 @@
 //! The default plugins, one module each, and the registry that maps their
 //! configuration names to factories.
 
+mod fasthash;
 pub mod helper;
 pub mod image_locality;
+pub mod interpodaffinity;
 pub mod node_affinity;
 pub mod node_name;
 pub mod node_ports;
 pub mod node_unschedulable;
 pub mod noderesources;
+pub mod podtopologyspread;
 pub mod queue_sort;
 pub mod scheduling_gates;
 pub mod taint_toleration;
 pub mod volume_binding;
 
+#[cfg(test)]
+mod bench_tests;
+#[cfg(test)]
+mod test_util;
 #[cfg(test)]
 pub(crate) mod testing;
 
@@ -35,6 +42,8 @@ pub fn registry() -> Vec<(&'static str, PluginFactory)> {
         ),
         (image_locality::NAME, image_locality::new),
         (volume_binding::NAME, volume_binding::new),
+        (interpodaffinity::NAME, interpodaffinity::new),
+        (podtopologyspread::NAME, podtopologyspread::new),
     ]
 }
 

@@ -183,6 +183,27 @@ async fn prepare(client: &kube::Client, w: &Workload) -> anyhow::Result<()> {
 async fn run_workload(cfg: &BenchConfig, w: &Workload) -> anyhow::Result<Row> {
     let mut server = ServerProcess::start(&cfg.skiff_bin)?;
     let client = server.wait_ready(Duration::from_secs(60)).await?;
+    // Several clients, each with its own connections.
+    let mut clients = vec![client];
+    for _ in 1..4 {
+        clients.push(client_from(&server.kubeconfig()).await?);
+    }
+    let mut row = run_workload_on(&clients, w, cfg.clients, cfg.stall_timeout).await?;
+    row.server_rss_kib = server.status_kib("VmRSS");
+    Ok(row)
+}
+
+/// Runs workload `w` on the cluster behind `clients` (the first also
+/// serves the hollow nodes and the watches): hollow nodes, namespaces and
+/// PriorityClasses, init pods, then the measured pods. Gives up, with a
+/// note in the row, when no pod gets bound for `stall`.
+pub async fn run_workload_on(
+    clients: &[kube::Client],
+    w: &Workload,
+    concurrency: usize,
+    stall: Duration,
+) -> anyhow::Result<Row> {
+    let client = clients.first().context("no client")?.clone();
     let mut row = Row {
         workload: w.name.to_owned(),
         nodes: w.nodes,
@@ -200,11 +221,6 @@ async fn run_workload(cfg: &BenchConfig, w: &Workload) -> anyhow::Result<Row> {
     )
     .await?;
     prepare(&client, w).await?;
-    let mut clients = vec![client.clone()];
-    for _ in 1..4 {
-        clients.push(client_from(&server.kubeconfig()).await?);
-    }
-    let stall = cfg.stall_timeout;
     let no_scheduler = |what: &str, n: usize, of: usize| {
         format!(
             "timed out: {n}/{of} {what} pods bound, none for {stall:?} \
@@ -219,14 +235,13 @@ async fn run_workload(cfg: &BenchConfig, w: &Workload) -> anyhow::Result<Row> {
             INIT_NAMESPACE,
             w.init_pods,
             w.init_template,
-            cfg.clients,
+            concurrency,
         )
         .await?;
         let done = wait_bound(&bound, w.init_pods, stall).await;
         task.abort();
         if !done {
             row.note = no_scheduler("init", bound_count(&bound), w.init_pods);
-            row.server_rss_kib = server.status_kib("VmRSS");
             hollow.shutdown().await;
             return Ok(row);
         }
@@ -241,7 +256,7 @@ async fn run_workload(cfg: &BenchConfig, w: &Workload) -> anyhow::Result<Row> {
         MEASURED_NAMESPACE,
         w.pods,
         w.template,
-        cfg.clients,
+        concurrency,
     )
     .await?;
     let done = wait_bound(&bound, w.pods, stall).await;
@@ -265,7 +280,6 @@ async fn run_workload(cfg: &BenchConfig, w: &Workload) -> anyhow::Result<Row> {
     }
     row.p50 = percentile(&latencies, 50);
     row.p99 = percentile(&latencies, 99);
-    row.server_rss_kib = server.status_kib("VmRSS");
     if !done {
         row.note = no_scheduler("measured", row.scheduled, w.pods);
     }

@@ -72,9 +72,14 @@ async fn measures_every_bound_pod() {
         .into_iter()
         .find(|w| w.name == "SchedulingBasic")
         .unwrap();
-    let row = bench::run_workload_on(&[client.clone()], &w, 8, Duration::from_secs(10))
-        .await
-        .unwrap();
+    let row = bench::run_workload_on(
+        std::slice::from_ref(&client),
+        &w,
+        8,
+        Duration::from_secs(10),
+    )
+    .await
+    .unwrap();
     binder.abort();
     assert_eq!(row.note, "");
     assert_eq!((row.nodes, row.pods, row.scheduled), (10, 60, 60));

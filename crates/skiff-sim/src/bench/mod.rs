@@ -231,7 +231,7 @@ pub async fn run_workload_on(
     if w.init_pods > 0 {
         let (bound, task) = watch_bindings(client.clone(), INIT_NAMESPACE);
         create_pods(
-            &clients,
+            clients,
             INIT_NAMESPACE,
             w.init_pods,
             w.init_template,
@@ -251,14 +251,7 @@ pub async fn run_workload_on(
     // Let the watch's initial list finish before the clock starts.
     tokio::time::sleep(Duration::from_millis(200)).await;
     let start = Instant::now();
-    let created = create_pods(
-        &clients,
-        MEASURED_NAMESPACE,
-        w.pods,
-        w.template,
-        concurrency,
-    )
-    .await?;
+    let created = create_pods(clients, MEASURED_NAMESPACE, w.pods, w.template, concurrency).await?;
     let done = wait_bound(&bound, w.pods, stall).await;
     task.abort();
     let bound = bound.lock().map(|m| m.clone()).unwrap_or_default();

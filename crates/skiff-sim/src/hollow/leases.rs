@@ -6,6 +6,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use futures::StreamExt;
+use futures::stream::FuturesUnordered;
 use k8s_openapi::api::coordination::v1::Lease;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::MicroTime;
 use k8s_openapi::jiff::Timestamp;
@@ -33,47 +34,52 @@ pub(crate) fn slot_members(count: usize, tick: u32) -> impl Iterator<Item = usiz
     (tick as usize..count).step_by(SLOTS as usize)
 }
 
+/// Renews (or, if it was deleted, recreates) the Lease of node `index`.
+async fn renew_one(leases: Api<Lease>, shared: Arc<Shared>, index: usize) {
+    let name = shared.node_name(index);
+    match renew(&leases, &name).await {
+        Ok(()) => Stats::inc(&shared.stats.lease_renewals),
+        Err(kube::Error::Api(s)) if s.code == 404 => {
+            // Deleted under us: a kubelet recreates it.
+            let lease = node::lease(&name, "");
+            if leases.create(&PostParams::default(), &lease).await.is_err() {
+                Stats::inc(&shared.stats.errors);
+            }
+        }
+        Err(e) => {
+            tracing::debug!(node = %name, error = %e, "lease renewal failed");
+            Stats::inc(&shared.stats.errors);
+        }
+    }
+}
+
 pub(crate) async fn run(shared: Arc<Shared>, mut shutdown: watch::Receiver<bool>) {
     let leases: Api<Lease> = Api::namespaced(shared.client.clone(), LEASE_NAMESPACE);
     let period = shared.config.lease_interval / SLOTS;
     let period = period.max(Duration::from_millis(1));
     let mut ticker = tokio::time::interval_at(tokio::time::Instant::now() + period, period);
     ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    // Slow answers must not stretch the interval: slices overlap, up to
+    // this many renewals in flight; only past it do the ticks wait.
+    let cap = shared.config.concurrency.max(1) * 4;
+    let mut in_flight = FuturesUnordered::new();
     let mut tick = 0u32;
     loop {
         tokio::select! {
             _ = ticker.tick() => {}
+            Some(()) = in_flight.next(), if !in_flight.is_empty() => continue,
             _ = shutdown.changed() => return,
         }
-        let members = slot_members(shared.config.count, tick);
-        tick = (tick + 1) % SLOTS;
-        let renewals = futures::stream::iter(members)
-            .map(|i| {
-                let (leases, shared) = (&leases, &shared);
-                async move {
-                    let name = shared.node_name(i);
-                    match renew(leases, &name).await {
-                        Ok(()) => Stats::inc(&shared.stats.lease_renewals),
-                        Err(kube::Error::Api(s)) if s.code == 404 => {
-                            // Deleted under us: a kubelet recreates it.
-                            let lease = node::lease(&name, "");
-                            if leases.create(&PostParams::default(), &lease).await.is_err() {
-                                Stats::inc(&shared.stats.errors);
-                            }
-                        }
-                        Err(e) => {
-                            tracing::debug!(node = %name, error = %e, "lease renewal failed");
-                            Stats::inc(&shared.stats.errors);
-                        }
-                    }
+        for i in slot_members(shared.config.count, tick) {
+            while in_flight.len() >= cap {
+                tokio::select! {
+                    _ = in_flight.next() => {}
+                    _ = shutdown.changed() => return,
                 }
-            })
-            .buffer_unordered(shared.config.concurrency.max(1))
-            .collect::<Vec<()>>();
-        tokio::select! {
-            _ = renewals => {}
-            _ = shutdown.changed() => return,
+            }
+            in_flight.push(renew_one(leases.clone(), shared.clone(), i));
         }
+        tick = (tick + 1) % SLOTS;
     }
 }
 

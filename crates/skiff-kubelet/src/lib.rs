@@ -1,4 +1,6 @@
 //! The kubelet: node registration, pod workers, probes, volumes, status, CRI client.
 //!
-//! This crate is a placeholder in the workspace layout of `ARCHITECTURE.md`; its
-//! implementation lands with its own issue.
+//! Today it holds the pure pod-status logic ([`status`]), shared by the real
+//! kubelet and the hollow nodes of `skiff-sim`.
+
+pub mod status;

@@ -2,6 +2,7 @@
 //! command line, sets up logging and hands over to the component crates.
 
 mod server;
+mod sim;
 
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -22,6 +23,9 @@ enum Command {
     Server(server::ServerArgs),
     /// Run a node agent that joins a server.
     Agent(AgentArgs),
+    /// Hollow nodes and benchmarks for scale tests.
+    #[command(subcommand)]
+    Sim(sim::SimCommand),
 }
 
 #[derive(Debug, clap::Args)]
@@ -48,6 +52,7 @@ fn main() -> ExitCode {
         .init();
     match cli.command {
         Command::Server(args) => server::main(args),
+        Command::Sim(command) => sim::main(command),
         Command::Agent(_) => {
             eprintln!(
                 "skiff agent: not yet implemented in this version ({})",

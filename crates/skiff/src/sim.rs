@@ -1,0 +1,168 @@
+//! `skiff sim`: hollow nodes and the scheduler benchmark.
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+use std::time::Duration;
+
+use anyhow::Context;
+use skiff_sim::bench::{self, BenchConfig};
+use skiff_sim::hollow::{Cidr, parse_taint};
+use skiff_sim::{HollowNodeConfig, HollowNodes};
+
+/// `skiff sim` subcommands.
+#[derive(Debug, clap::Subcommand)]
+pub enum SimCommand {
+    /// Register hollow nodes (fake kubelets) and serve them until Ctrl-C.
+    Nodes(NodesArgs),
+    /// Measure the scheduler with scheduler_perf-style workloads.
+    BenchScheduler(BenchArgs),
+}
+
+/// Flags of `skiff sim nodes`.
+#[derive(Debug, clap::Args)]
+pub struct NodesArgs {
+    /// How many nodes.
+    #[arg(long)]
+    count: usize,
+    /// Kubeconfig of the cluster.
+    #[arg(long)]
+    kubeconfig: PathBuf,
+    /// Node names are <prefix><index>.
+    #[arg(long, default_value = "hollow-")]
+    name_prefix: String,
+    /// CPU capacity per node.
+    #[arg(long, default_value = "4")]
+    cpu: String,
+    /// Memory capacity per node.
+    #[arg(long, default_value = "16Gi")]
+    memory: String,
+    /// Pod capacity per node.
+    #[arg(long, default_value_t = 110)]
+    pods: u32,
+    /// Zones the nodes go into, round robin (zone-0 …).
+    #[arg(long, default_value_t = 3)]
+    zones: usize,
+    /// A taint on every node (key=value:Effect); repeatable.
+    #[arg(long = "taint")]
+    taints: Vec<String>,
+    /// How often each node renews its Lease (a Go duration).
+    #[arg(long, default_value = "10s", value_parser = parse_duration)]
+    lease_interval: Duration,
+    /// Where the nodes' podCIDRs (/24 each) come from.
+    #[arg(long, default_value = "10.128.0.0/9")]
+    cluster_cidr: String,
+    /// Delete the nodes and their Leases on exit.
+    #[arg(long)]
+    cleanup: bool,
+}
+
+/// Flags of `skiff sim bench-scheduler`.
+#[derive(Debug, clap::Args)]
+pub struct BenchArgs {
+    /// Nodes of SchedulingBasic (other workloads scale from it).
+    #[arg(long, default_value_t = 5_000)]
+    nodes: usize,
+    /// Measured pods of SchedulingBasic.
+    #[arg(long, default_value_t = 10_000)]
+    pods: usize,
+    /// Run only this workload (repeatable): SchedulingBasic, NodeAffinity,
+    /// TopologySpreading, PodAntiAffinity, Preemption.
+    #[arg(long = "workload")]
+    workloads: Vec<String>,
+    /// Pod creations in flight at once.
+    #[arg(long, default_value_t = 64)]
+    clients: usize,
+    /// Give up on a workload when no pod gets bound for this long.
+    #[arg(long, default_value = "30s", value_parser = parse_duration)]
+    stall_timeout: Duration,
+    /// The skiff binary to run as the server (default: this one).
+    #[arg(long)]
+    skiff_bin: Option<PathBuf>,
+}
+
+fn parse_duration(value: &str) -> Result<Duration, String> {
+    match skiff_apiserver::limits::parse_go_duration(value)? {
+        skiff_apiserver::limits::GoDuration::Positive(d) if !d.is_zero() => Ok(d),
+        _ => Err("must be greater than zero".to_owned()),
+    }
+}
+
+/// Runs a `skiff sim` subcommand.
+pub fn main(command: SimCommand) -> ExitCode {
+    let runtime = match tokio::runtime::Runtime::new() {
+        Ok(rt) => rt,
+        Err(err) => {
+            eprintln!("skiff sim: cannot start the async runtime: {err}");
+            return ExitCode::FAILURE;
+        }
+    };
+    let result = runtime.block_on(async {
+        match command {
+            SimCommand::Nodes(args) => nodes(args).await,
+            SimCommand::BenchScheduler(args) => bench_scheduler(args).await,
+        }
+    });
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(err) => {
+            eprintln!("skiff sim: {err:#}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+async fn nodes(args: NodesArgs) -> anyhow::Result<()> {
+    let taints = args
+        .taints
+        .iter()
+        .map(|t| parse_taint(t))
+        .collect::<Result<Vec<_>, _>>()?;
+    let config = HollowNodeConfig {
+        count: args.count,
+        name_prefix: args.name_prefix,
+        cpu: args.cpu,
+        memory: args.memory,
+        pods: args.pods,
+        zones: args.zones,
+        taints,
+        lease_interval: args.lease_interval,
+        cluster_cidr: Cidr::parse(&args.cluster_cidr)?,
+        ..HollowNodeConfig::default()
+    };
+    let client = bench::client_from(&args.kubeconfig).await?;
+    let hollow = HollowNodes::start(client, config)
+        .await
+        .context("starting the hollow nodes")?;
+    tracing::info!(
+        count = hollow.count(),
+        "hollow nodes running; Ctrl-C to stop"
+    );
+    tokio::signal::ctrl_c()
+        .await
+        .context("waiting for Ctrl-C")?;
+    if args.cleanup {
+        tracing::info!("deleting the hollow nodes");
+        hollow.cleanup().await?;
+    } else {
+        hollow.shutdown().await;
+    }
+    Ok(())
+}
+
+async fn bench_scheduler(args: BenchArgs) -> anyhow::Result<()> {
+    let skiff_bin = match args.skiff_bin {
+        Some(bin) => bin,
+        None => std::env::current_exe().context("locating the skiff binary")?,
+    };
+    let cfg = BenchConfig {
+        skiff_bin,
+        nodes: args.nodes,
+        pods: args.pods,
+        only: args.workloads,
+        clients: args.clients,
+        stall_timeout: args.stall_timeout,
+    };
+    let rows = bench::run(&cfg).await?;
+    print!("{}", bench::format_table(&rows));
+    Ok(())
+}

@@ -170,20 +170,39 @@ async fn revisions_before_the_cache_come_from_the_store_until_compacted() {
     let dir = tempfile::tempdir().unwrap();
     let (server, client, store) = start_with_store(dir.path()).await;
     let cms: Api<ConfigMap> = Api::namespaced(client, "default");
-    // Written before anything started the cache: outside its window.
-    let a = cms
-        .create(&PostParams::default(), &cm("a", &[]))
+    // Written straight to the store before anything started the cache:
+    // outside its window.
+    let key = "/registry/configmaps/default/a";
+    let stored = |labels: serde_json::Value| {
+        bytes::Bytes::from(
+            serde_json::json!({"apiVersion": "v1", "kind": "ConfigMap", "metadata": {
+                "name": "a", "namespace": "default", "labels": labels,
+                "uid": "1b4e28ba-2fa1-11d2-883f-0016d3cca427",
+                "creationTimestamp": "2026-01-01T00:00:00Z"}})
+            .to_string(),
+        )
+    };
+    let created = store
+        .create(key, stored(serde_json::json!({})))
         .await
         .unwrap();
-    relabel(&cms, "a", &[("x", "1")]).await;
+    store
+        .update(
+            key,
+            stored(serde_json::json!({"x": "1"})),
+            created.mod_revision,
+        )
+        .await
+        .unwrap();
+    let a_rv = created.mod_revision.to_string();
     cms.list(&ListParams::default()).await.unwrap();
-    let mut w = watch(&cms, &WatchParams::default(), &rv(&a)).await;
+    let mut w = watch(&cms, &WatchParams::default(), &a_rv).await;
     assert_eq!(next_event(&mut w).await, ("MODIFIED", "a".to_owned()));
     drop(w);
 
     let current = store.current_revision().await.unwrap();
     store.compact(current).await.unwrap();
-    let mut w = watch(&cms, &WatchParams::default(), &rv(&a)).await;
+    let mut w = watch(&cms, &WatchParams::default(), &a_rv).await;
     let (kind, what) = next_event(&mut w).await;
     assert_eq!((kind, what.as_str()), ("ERROR", "410 Expired"));
     drop(w);
@@ -191,7 +210,7 @@ async fn revisions_before_the_cache_come_from_the_store_until_compacted() {
     let err = cms
         .list(
             &ListParams::default()
-                .at(&rv(&a))
+                .at(&a_rv)
                 .matching(kube::api::VersionMatch::Exact),
         )
         .await

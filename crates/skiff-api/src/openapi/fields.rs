@@ -77,36 +77,46 @@ impl FieldIndex {
             .kinds
             .get(&(group.to_owned(), version.to_owned(), kind.to_owned()))?;
         let mut found = Vec::new();
-        self.walk(&Shape::Ref(def.clone()), obj, "", &mut found);
+        let mut path = Vec::new();
+        self.walk(&Shape::Ref(def.clone()), obj, &mut path, &mut found);
         Some(found)
     }
 
-    fn walk(&self, shape: &Shape, value: &Value, path: &str, found: &mut Vec<String>) {
+    /// Walks `value` against `shape`; `path` holds the segments leading to
+    /// it, rendered only for the (rare) unknown fields.
+    fn walk<'v>(
+        &self,
+        shape: &Shape,
+        value: &'v Value,
+        path: &mut Vec<Segment<'v>>,
+        found: &mut Vec<String>,
+    ) {
         match (shape, value) {
             (Shape::Ref(name), Value::Object(obj)) => {
                 let Some(Some(fields)) = self.definitions.get(name) else {
                     return;
                 };
                 for (key, child) in obj {
-                    let child_path = if path.is_empty() {
-                        key.clone()
-                    } else {
-                        format!("{path}.{key}")
-                    };
+                    path.push(Segment::Key(key));
                     match fields.get(key) {
-                        Some(s) => self.walk(s, child, &child_path, found),
-                        None => found.push(child_path),
+                        Some(s) => self.walk(s, child, path, found),
+                        None => found.push(render(path)),
                     }
+                    path.pop();
                 }
             }
             (Shape::Array(item), Value::Array(items)) => {
                 for (i, v) in items.iter().enumerate() {
-                    self.walk(item, v, &format!("{path}[{i}]"), found);
+                    path.push(Segment::Index(i));
+                    self.walk(item, v, path, found);
+                    path.pop();
                 }
             }
             (Shape::Map(item), Value::Object(obj)) => {
                 for (key, v) in obj {
-                    self.walk(item, v, &format!("{path}.{key}"), found);
+                    path.push(Segment::Key(key));
+                    self.walk(item, v, path, found);
+                    path.pop();
                 }
             }
             _ => {}
@@ -114,7 +124,35 @@ impl FieldIndex {
     }
 }
 
-/// The shape of a property schema.
+/// One step of a field path.
+#[derive(Debug, Clone, Copy)]
+enum Segment<'v> {
+    Key(&'v str),
+    Index(usize),
+}
+
+/// `spec.template.spec.containers[0].imagee`, as upstream's strict decoder
+/// names a field.
+fn render(path: &[Segment<'_>]) -> String {
+    let mut out = String::new();
+    for seg in path {
+        match seg {
+            Segment::Key(k) => {
+                if !out.is_empty() {
+                    out.push('.');
+                }
+                out.push_str(k);
+            }
+            Segment::Index(i) => {
+                out.push('[');
+                out.push_str(&i.to_string());
+                out.push(']');
+            }
+        }
+    }
+    out
+}
+
 fn shape(schema: &Value) -> Shape {
     let reference = schema.get("$ref").or_else(|| {
         schema

@@ -5,6 +5,8 @@
 
 use serde_json::{Value, json};
 use skiff_api::resources::{self, ResourceInfo};
+use skiff_api::selector::fields::FieldSelector;
+use skiff_api::selector::labels::Selector;
 use skiff_api::status::ApiError;
 use skiff_store::{ListOptions, Store};
 
@@ -50,10 +52,25 @@ impl Registry {
         }
     }
 
-    async fn priority_classes(&self) -> Result<Vec<Value>, ApiError> {
+    /// Every PriorityClass: from the watch cache (as upstream's admission
+    /// reads its informer) unless `fresh` or the cache is not ready.
+    async fn priority_classes(&self, fresh: bool) -> Result<Vec<Value>, ApiError> {
         let Some(pcs) = resources::by_gvr("scheduling.k8s.io", "v1", "priorityclasses") else {
             return Ok(Vec::new());
         };
+        if !fresh {
+            let everything = (Selector::everything(), FieldSelector::everything());
+            let cached = self.store.cache().lock().list(
+                pcs,
+                &pcs.prefix(None),
+                &everything.0,
+                &everything.1,
+                0,
+            );
+            if let Some(page) = cached {
+                return Ok(page.items.iter().map(|o| o.decode()).collect());
+            }
+        }
         let page = self
             .store
             .list(&pcs.prefix(None), ListOptions::default())
@@ -81,7 +98,11 @@ impl Registry {
             .and_then(Value::as_str)
             .unwrap_or("")
             .to_owned();
-        let classes = self.priority_classes().await?;
+        let mut classes = self.priority_classes(false).await?;
+        if !wanted.is_empty() && !classes.iter().any(|c| meta::meta_str(c, "name") == wanted) {
+            // Created a moment ago and not in the cache yet?
+            classes = self.priority_classes(true).await?;
+        }
         let class = if wanted.is_empty() {
             classes
                 .iter()
@@ -140,7 +161,7 @@ impl Registry {
         if old.is_some_and(|o| o.get("globalDefault").and_then(Value::as_bool) == Some(true)) {
             return Ok(());
         }
-        let classes = self.priority_classes().await?;
+        let classes = self.priority_classes(true).await?;
         if let Some(other) = classes.iter().find(|c| {
             c.get("globalDefault").and_then(Value::as_bool) == Some(true)
                 && meta::meta_str(c, "name") != name

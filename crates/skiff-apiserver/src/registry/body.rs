@@ -55,17 +55,96 @@ pub fn decode_object(body: &[u8], format: BodyFormat) -> Result<Decoded, ApiErro
     Ok(decoded)
 }
 
-/// Decodes JSON, noting duplicate keys (the last one wins).
+/// Decodes JSON, noting duplicate keys (the last one wins), in one pass.
 pub fn decode_json(body: &[u8]) -> Result<Decoded, ApiError> {
-    let value: Value = serde_json::from_slice(body).map_err(|e| {
+    let bad = |e: serde_json::Error| {
         ApiError::BadRequest(format!(
             "the object provided is unrecognized (must be of type JSON): {e}"
         ))
-    })?;
-    Ok(Decoded {
-        value,
-        duplicates: duplicate_fields(body),
-    })
+    };
+    let mut duplicates = Vec::new();
+    let mut de = serde_json::Deserializer::from_slice(body);
+    let value = ValueSeed {
+        found: &mut duplicates,
+    }
+    .deserialize(&mut de)
+    .map_err(bad)?;
+    de.end().map_err(bad)?;
+    Ok(Decoded { value, duplicates })
+}
+
+/// Builds a JSON value as serde_json's own visitor does, noting repeated
+/// keys on the way.
+struct ValueSeed<'a> {
+    found: &'a mut Vec<String>,
+}
+
+impl<'de> DeserializeSeed<'de> for ValueSeed<'_> {
+    type Value = Value;
+
+    fn deserialize<D: de::Deserializer<'de>>(self, d: D) -> Result<Value, D::Error> {
+        d.deserialize_any(self)
+    }
+}
+
+impl<'de> Visitor<'de> for ValueSeed<'_> {
+    type Value = Value;
+
+    fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("any valid JSON value")
+    }
+
+    fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Value, A::Error> {
+        let mut out = serde_json::Map::new();
+        while let Some(key) = map.next_key::<String>()? {
+            if out.contains_key(&key) {
+                self.found.push(format!("duplicate field {key:?}"));
+            }
+            let value = map.next_value_seed(ValueSeed {
+                found: &mut *self.found,
+            })?;
+            out.insert(key, value);
+        }
+        Ok(Value::Object(out))
+    }
+
+    fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<Value, A::Error> {
+        let mut out = Vec::with_capacity(seq.size_hint().unwrap_or(0));
+        while let Some(v) = seq.next_element_seed(ValueSeed {
+            found: &mut *self.found,
+        })? {
+            out.push(v);
+        }
+        Ok(Value::Array(out))
+    }
+
+    fn visit_bool<E>(self, v: bool) -> Result<Value, E> {
+        Ok(Value::Bool(v))
+    }
+    fn visit_i64<E>(self, v: i64) -> Result<Value, E> {
+        Ok(Value::from(v))
+    }
+    fn visit_u64<E>(self, v: u64) -> Result<Value, E> {
+        Ok(Value::from(v))
+    }
+    fn visit_f64<E>(self, v: f64) -> Result<Value, E> {
+        Ok(serde_json::Number::from_f64(v).map_or(Value::Null, Value::Number))
+    }
+    fn visit_str<E>(self, v: &str) -> Result<Value, E> {
+        Ok(Value::String(v.to_owned()))
+    }
+    fn visit_string<E>(self, v: String) -> Result<Value, E> {
+        Ok(Value::String(v))
+    }
+    fn visit_unit<E>(self) -> Result<Value, E> {
+        Ok(Value::Null)
+    }
+    fn visit_none<E>(self) -> Result<Value, E> {
+        Ok(Value::Null)
+    }
+    fn visit_some<D: de::Deserializer<'de>>(self, d: D) -> Result<Value, D::Error> {
+        self.deserialize(d)
+    }
 }
 
 /// `duplicate field "k"` for every key repeated within one JSON object of
@@ -212,6 +291,26 @@ mod tests {
         assert_eq!(d.value["spec"]["paused"], false, "the last value wins");
         assert!(duplicate_fields(b"{\"a\": 1, \"b\": [1, {\"c\": 2}]}").is_empty());
         assert!(duplicate_fields(b"{\"a\": ").is_empty());
+    }
+
+    #[test]
+    fn one_pass_json_decoding_matches_serde_json() {
+        let body = br#"{"a": [1, -2, 3.5, 1e300, 18446744073709551615, null, true],
+            "b": {"s": "\u00e9\n", "n": {}}, "c": []}"#;
+        let d = decode_json(body).unwrap();
+        let want: Value = serde_json::from_slice(body).unwrap();
+        assert_eq!(d.value, want);
+        assert!(d.duplicates.is_empty());
+        for bad in [&b"{\"a\": 1} x"[..], b"{\"a\" 1}", b"[1,]", b""] {
+            let ours = decode_json(bad).unwrap_err().to_string();
+            let theirs = serde_json::from_slice::<Value>(bad)
+                .unwrap_err()
+                .to_string();
+            assert_eq!(
+                ours,
+                format!("the object provided is unrecognized (must be of type JSON): {theirs}")
+            );
+        }
     }
 
     #[test]

@@ -296,7 +296,7 @@ impl Registry {
         }
         let (items, revision, continue_after, remaining) = match cached {
             Some(page) => {
-                let items: Vec<Value> = page.items.iter().map(|o| Value::clone(o)).collect();
+                let items: Vec<Value> = page.items.iter().map(|o| o.decode()).collect();
                 (items, page.revision, page.continue_after, page.remaining)
             }
             None => {
@@ -473,9 +473,20 @@ impl Registry {
         let Some(nsinfo) = resources::by_gvr("", "v1", "namespaces") else {
             return Ok(());
         };
-        match self.store.get(&nsinfo.key(None, ns)).await {
-            Ok(Some(kv)) => {
-                let obj = decode(&kv)?;
+        // From the watch cache, as upstream's admission reads its informer;
+        // a namespace the cache has not seen yet is looked up in the store.
+        let key = nsinfo.key(None, ns);
+        let cached = self.store.cache().lock().get(&key);
+        let found = match cached {
+            Some(obj) => Ok(Some(obj.decode())),
+            None => match self.store.get(&key).await {
+                Ok(Some(kv)) => decode(&kv).map(Some),
+                Ok(None) => Ok(None),
+                Err(e) => Err(store_error(nsinfo, ns, e)),
+            },
+        };
+        match found? {
+            Some(obj) => {
                 if !meta::meta_str(&obj, "deletionTimestamp").is_empty() {
                     return Err(ApiError::Forbidden {
                         group: info.group.to_owned(),
@@ -488,8 +499,7 @@ impl Registry {
                 }
                 Ok(())
             }
-            Ok(None) => Err(ApiError::not_found(nsinfo, ns)),
-            Err(e) => Err(store_error(nsinfo, ns, e)),
+            None => Err(ApiError::not_found(nsinfo, ns)),
         }
     }
 
@@ -988,15 +998,16 @@ fn list_metadata(
     metadata
 }
 
-/// A list document serialised from shared objects, field by field as
+/// A list document written from the cached objects' JSON, field by field as
 /// `json!({"kind", "apiVersion", "metadata", "items"})` would be.
 fn list_bytes(
     info: &ResourceInfo,
     metadata: &Value,
-    items: &[std::sync::Arc<Value>],
+    items: &[std::sync::Arc<cache::object::CachedObject>],
 ) -> Result<Vec<u8>, ApiError> {
     let err = |e: serde_json::Error| ApiError::InternalError(e.to_string());
-    let mut buf = Vec::with_capacity(256 + items.len() * 1024);
+    let size: usize = items.iter().map(|o| o.json.len() + 1).sum();
+    let mut buf = Vec::with_capacity(256 + size);
     buf.extend_from_slice(b"{\"apiVersion\":");
     serde_json::to_writer(&mut buf, &info.api_version()).map_err(err)?;
     buf.extend_from_slice(b",\"items\":[");
@@ -1004,7 +1015,7 @@ fn list_bytes(
         if i > 0 {
             buf.push(b',');
         }
-        serde_json::to_writer(&mut buf, &**item).map_err(err)?;
+        buf.extend_from_slice(&item.json);
     }
     buf.extend_from_slice(b"],\"kind\":");
     serde_json::to_writer(&mut buf, info.list_kind).map_err(err)?;
@@ -1099,12 +1110,20 @@ fn strip_rv(obj: &mut Value) {
     }
 }
 
+/// The stored form of `obj`: its JSON without resourceVersion (the
+/// store's revision is the version).
 fn to_bytes(obj: &Value) -> Result<Bytes, ApiError> {
+    let encode = |obj: &Value| {
+        serde_json::to_vec(obj)
+            .map(Bytes::from)
+            .map_err(|e| ApiError::InternalError(e.to_string()))
+    };
+    if obj.pointer("/metadata/resourceVersion").is_none() {
+        return encode(obj);
+    }
     let mut obj = obj.clone();
     strip_rv(&mut obj);
-    serde_json::to_vec(&obj)
-        .map(Bytes::from)
-        .map_err(|e| ApiError::InternalError(e.to_string()))
+    encode(&obj)
 }
 
 /// An error as the `metav1.Status` response clients expect.

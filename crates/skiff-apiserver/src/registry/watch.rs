@@ -34,6 +34,7 @@ use skiff_api::status::ApiError;
 use skiff_store::{AnyStore, EventKind, ListOptions, Store, StoreError, WatchEvent, WatchStream};
 use tokio::sync::mpsc;
 
+use super::cache::object::CachedObject;
 use super::cache::{Cache, CachedEvent, CachedStore, Initial, Start};
 use super::{Call, decode, matches, parse_rv, selectors, set_rv};
 use crate::negotiate::{self, Output};
@@ -218,7 +219,7 @@ struct State {
     view: View,
     source: Source,
     /// Initial objects from the cache not yet sent as ADDED.
-    initial: std::vec::IntoIter<Arc<Value>>,
+    initial: std::vec::IntoIter<Arc<CachedObject>>,
     /// The revision of the initial-events-end bookmark still to send.
     initial_end: Option<i64>,
     pending: VecDeque<Bytes>,
@@ -237,10 +238,9 @@ async fn next(mut st: State) -> Option<(Bytes, State)> {
         let added = st
             .initial
             .by_ref()
-            .find(|obj| matches(view.info, &view.labels, &view.fields, obj));
+            .find(|obj| obj.matches(view.info, &view.labels, &view.fields));
         if let Some(obj) = added {
-            let obj = negotiate::object(view.info, view.output, Value::clone(&obj));
-            return Some((line("ADDED", &obj), st));
+            return Some((cached_line(view, "ADDED", &obj), st));
         }
         if let Some(rev) = st.initial_end.take() {
             return Some((bookmark(view.info, rev, true), st));
@@ -342,14 +342,28 @@ fn event_type(before: Option<bool>, after: bool) -> Option<&'static str> {
 /// rendered once per event and shared with watchers of the same output.
 fn translate_cached(st: &View, ev: &CachedEvent) -> Option<Bytes> {
     let filtered = !(st.labels.is_empty() && st.fields.is_empty());
-    let matching = |obj: &Value| !filtered || matches(st.info, &st.labels, &st.fields, obj);
+    let matching = |obj: &CachedObject| !filtered || obj.matches(st.info, &st.labels, &st.fields);
     let kind = match ev.kind {
         EventKind::Put => event_type(ev.prev.as_deref().map(matching), matching(&ev.obj))?,
         EventKind::Delete => matching(&ev.obj).then_some("DELETED")?,
     };
-    Some(ev.line(st.info, kind, st.output, |obj| {
-        line(kind, &negotiate::object(st.info, st.output, obj.clone()))
-    }))
+    Some(ev.line(st.info, kind, st.output, |obj| cached_line(st, kind, obj)))
+}
+
+/// The watch line of a cached object: its JSON spliced in as it is when the
+/// client reads plain JSON of the stored kind, else converted.
+fn cached_line(st: &View, kind: &str, obj: &CachedObject) -> Bytes {
+    if st.output == Output::Json && st.info.shares_storage_with.is_none() && st.info.kind != "Event"
+    {
+        let mut s = Vec::with_capacity(obj.json.len() + 32);
+        s.extend_from_slice(b"{\"object\":");
+        s.extend_from_slice(&obj.json);
+        s.extend_from_slice(b",\"type\":");
+        s.extend_from_slice(serde_json::to_string(kind).unwrap_or_default().as_bytes());
+        s.extend_from_slice(b"}\n");
+        return Bytes::from(s);
+    }
+    line(kind, &negotiate::object(st.info, st.output, obj.decode()))
 }
 
 /// One store event as the watch line the client sees, if any.

@@ -15,6 +15,7 @@
 //! relists; watchers are closed then (clients re-watch), as upstream's
 //! cacher terminates its watchers when it relists.
 
+pub(crate) mod object;
 pub(crate) mod state;
 
 use std::fmt;
@@ -24,13 +25,12 @@ use std::task::{Context, Poll};
 use std::time::Duration;
 
 use futures::StreamExt;
-use serde_json::Value;
 use skiff_store::{
     AnyStore, EventKind, ListOptions, Revision, Store, StoreError, WatchEvent, WatchStream,
 };
 use tokio::sync::watch;
 
-use crate::registry::set_rv;
+use object::CachedObject;
 pub(crate) use state::{CacheConfig, CachedEvent, Initial, Start};
 use state::{CacheState, Change};
 
@@ -323,23 +323,18 @@ async fn follow(handles: &Handles, cache: &Cache) -> StoreError {
     StoreError::Closed
 }
 
-/// A stored object with its resourceVersion, or `None` (logged) when the
+/// A stored object as the cache keeps it, or `None` (logged) when the
 /// value is not a JSON object or the key no resource's.
-fn decode(key: &str, value: &[u8], rev: Revision) -> Option<Value> {
+fn decode(key: &str, value: &[u8], rev: Revision) -> Option<CachedObject> {
     if !key.starts_with(ROOT) || key.starts_with("/registry/allocations/") {
         return None;
     }
-    match serde_json::from_slice::<Value>(value) {
-        Ok(mut obj) if obj.is_object() => {
-            set_rv(&mut obj, rev);
-            Some(obj)
-        }
-        _ => {
-            tracing::warn!(
-                key,
-                "stored value is not a JSON object; left out of the watch cache"
-            );
-            None
-        }
+    let obj = CachedObject::from_store(key, value, rev);
+    if obj.is_none() {
+        tracing::warn!(
+            key,
+            "stored value is not an object of a served resource; left out of the watch cache"
+        );
     }
+    obj
 }

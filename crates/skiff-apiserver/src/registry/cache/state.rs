@@ -8,15 +8,14 @@ use std::sync::{Arc, Mutex, PoisonError};
 use std::time::{Duration, Instant};
 
 use bytes::Bytes;
-use serde_json::Value;
 use skiff_api::resources::{RESOURCES, ResourceInfo};
 use skiff_api::selector::fields::FieldSelector;
 use skiff_api::selector::labels::Selector;
 use skiff_store::{EventKind, Revision};
 use tokio::sync::mpsc;
 
+use super::object::CachedObject;
 use crate::negotiate::Output;
-use crate::registry::{matches, set_rv};
 
 /// Sizes of the cache; [`CacheConfig::default`] is what the server uses.
 #[derive(Clone, Debug)]
@@ -54,9 +53,9 @@ pub(crate) struct CachedEvent {
     pub kind: EventKind,
     /// The object as written; for a delete, its last state with
     /// `resourceVersion` = the delete's revision.
-    pub obj: Arc<Value>,
+    pub obj: Arc<CachedObject>,
     /// The object before a put, if it existed.
-    pub prev: Option<Arc<Value>>,
+    pub prev: Option<Arc<CachedObject>>,
     at: Instant,
     /// Watch lines already rendered, one per (resource, type, output).
     encoded: Mutex<Vec<(&'static ResourceInfo, &'static str, Output, Bytes)>>,
@@ -70,7 +69,7 @@ impl CachedEvent {
         info: &'static ResourceInfo,
         kind: &'static str,
         output: Output,
-        render: impl FnOnce(&Value) -> Bytes,
+        render: impl FnOnce(&CachedObject) -> Bytes,
     ) -> Bytes {
         let mut encoded = self.encoded.lock().unwrap_or_else(PoisonError::into_inner);
         let found = encoded
@@ -92,7 +91,7 @@ pub(crate) enum Change {
     Put {
         key: String,
         rev: Revision,
-        obj: Value,
+        obj: CachedObject,
     },
     /// A delete of `key`.
     Delete { key: String, rev: Revision },
@@ -136,7 +135,7 @@ pub(crate) struct Registration {
 #[derive(Debug)]
 pub(crate) enum Initial {
     /// The current objects under the watched prefix, in key order.
-    Objects(Vec<Arc<Value>>),
+    Objects(Vec<Arc<CachedObject>>),
     /// The window's events after the requested revision, in order.
     Events(Vec<Arc<CachedEvent>>),
 }
@@ -145,7 +144,7 @@ pub(crate) enum Initial {
 #[derive(Debug)]
 pub(crate) struct CachedPage {
     /// Matching objects, in key order.
-    pub items: Vec<Arc<Value>>,
+    pub items: Vec<Arc<CachedObject>>,
     /// The cache revision the page reflects.
     pub revision: Revision,
     /// The last key examined, when keys follow it.
@@ -173,7 +172,7 @@ struct Watcher {
 
 #[derive(Debug, Default)]
 struct ResourceCache {
-    objects: BTreeMap<String, Arc<Value>>,
+    objects: BTreeMap<String, Arc<CachedObject>>,
     window: VecDeque<Arc<CachedEvent>>,
     /// Every event after this revision is in the window.
     oldest: Revision,
@@ -229,7 +228,7 @@ impl CacheState {
     }
 
     /// Replaces the contents with a list of the store at `rev`.
-    pub fn replace(&mut self, rev: Revision, objects: Vec<(String, Value)>) {
+    pub fn replace(&mut self, rev: Revision, objects: Vec<(String, CachedObject)>) {
         self.reset();
         for rc in self.resources.values_mut() {
             rc.oldest = rev;
@@ -270,9 +269,7 @@ impl CacheState {
                 let Some(prev) = rc.objects.remove(&key) else {
                     return;
                 };
-                let mut last = Value::clone(&prev);
-                set_rv(&mut last, rev);
-                (EventKind::Delete, Arc::new(last), None)
+                (EventKind::Delete, Arc::new(prev.at_revision(rev)), None)
             }
         };
         let event = Arc::new(CachedEvent {
@@ -359,6 +356,15 @@ impl CacheState {
         })
     }
 
+    /// The object at `key`, once the cache has listed the store.
+    pub fn get(&self, key: &str) -> Option<Arc<CachedObject>> {
+        if self.revision == 0 {
+            return None;
+        }
+        let rc = self.resources.get(self.resource_of(key)?)?;
+        rc.objects.get(key).cloned()
+    }
+
     /// Up to `limit` (0: all) objects under `prefix` matching the
     /// selectors, in key order, starting after `after`.
     pub fn list(
@@ -399,7 +405,7 @@ impl CacheState {
         let mut items = Vec::new();
         let mut last = None;
         for (key, obj) in range.by_ref() {
-            if everything || matches(info, labels, fields, obj) {
+            if everything || obj.matches(info, labels, fields) {
                 items.push(obj.clone());
                 if limit > 0 && items.len() as u64 >= limit {
                     last = Some(key);

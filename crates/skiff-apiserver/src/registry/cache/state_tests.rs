@@ -4,15 +4,26 @@ use serde_json::json;
 use skiff_api::resources;
 use skiff_api::selector;
 
+use serde_json::Value;
+
 use super::*;
+use crate::registry::set_rv;
 
 const CM: &str = "/registry/configmaps/";
 
-fn cm(ns: &str, name: &str, rev: Revision) -> (String, Value) {
+fn cm_value(ns: &str, name: &str, rev: Revision) -> Value {
     let mut obj = json!({"apiVersion": "v1", "kind": "ConfigMap",
         "metadata": {"name": name, "namespace": ns, "labels": {"app": name}}});
     set_rv(&mut obj, rev);
-    (format!("{CM}{ns}/{name}"), obj)
+    obj
+}
+
+fn cached(obj: &Value) -> CachedObject {
+    CachedObject::new(configmaps(), obj).unwrap()
+}
+
+fn cm(ns: &str, name: &str, rev: Revision) -> (String, CachedObject) {
+    (format!("{CM}{ns}/{name}"), cached(&cm_value(ns, name, rev)))
 }
 
 fn put(ns: &str, name: &str, rev: Revision) -> Change {
@@ -70,7 +81,7 @@ fn resumed_watch_gets_exactly_the_later_events_in_order() {
     state.apply(Change::Put {
         key: "/registry/secrets/a/s".into(),
         rev: 15,
-        obj: json!({"metadata": {"name": "s"}}),
+        obj: cached(&json!({"metadata": {"name": "s"}})),
     });
     let mut reg = state.watch(CM, CM, Start::After(12)).unwrap();
     assert_eq!(reg.revision, 15);
@@ -101,8 +112,9 @@ fn deletes_carry_the_last_state_at_the_delete_revision() {
     });
     let ev = reg.events.try_recv().unwrap();
     assert_eq!(ev.kind, EventKind::Delete);
-    assert_eq!(ev.obj["metadata"]["resourceVersion"], "4");
-    assert_eq!(ev.obj["metadata"]["name"], "x");
+    let last = ev.obj.decode();
+    assert_eq!(last["metadata"]["resourceVersion"], "4");
+    assert_eq!(last["metadata"]["name"], "x");
 }
 
 #[test]
@@ -114,7 +126,7 @@ fn namespace_watchers_only_get_their_namespace() {
         panic!("expected objects")
     };
     assert_eq!(objects.len(), 1);
-    assert_eq!(objects[0]["metadata"]["name"], "x");
+    assert_eq!(objects[0].decode()["metadata"]["name"], "x");
     let mut events = reg.events;
     state.apply(put("b", "z", 2));
     state.apply(put("a", "w", 3));
@@ -182,7 +194,7 @@ fn relist_closes_watchers_and_replaces_objects() {
         .unwrap();
     assert_eq!(page.revision, 9);
     assert_eq!(page.items.len(), 1);
-    assert_eq!(page.items[0]["metadata"]["name"], "y");
+    assert_eq!(page.items[0].decode()["metadata"]["name"], "y");
     assert_eq!(
         state.watch(CM, CM, Start::After(8)).unwrap_err(),
         NotServed::TooOld { oldest: 9 }
@@ -200,7 +212,7 @@ fn lists_page_in_key_order_with_selectors() {
     let names: Vec<_> = page
         .items
         .iter()
-        .map(|o| o["metadata"]["name"].as_str().unwrap().to_owned())
+        .map(|o| o.decode()["metadata"]["name"].as_str().unwrap().to_owned())
         .collect();
     assert_eq!(names, ["o0", "o1", "o2", "o3"]);
     assert_eq!(
@@ -222,7 +234,7 @@ fn lists_page_in_key_order_with_selectors() {
     let names: Vec<_> = next
         .items
         .iter()
-        .map(|o| o["metadata"]["name"].as_str().unwrap().to_owned())
+        .map(|o| o.decode()["metadata"]["name"].as_str().unwrap().to_owned())
         .collect();
     assert_eq!(names, ["o4", "o5", "o6", "o7"]);
     assert_eq!(next.remaining, Some(2));
@@ -277,11 +289,12 @@ fn memory_of_100k_small_objects() {
     let mut state = CacheState::new(CacheConfig::default());
     let objects = (0..100_000)
         .map(|i| {
-            let (key, mut obj) = cm("default", &format!("cm-{i}"), i + 1);
+            let name = format!("cm-{i}");
+            let mut obj = cm_value("default", &name, i + 1);
             obj["data"] = json!({"key": "value"});
             obj["metadata"]["uid"] = json!("0b6a2a8e-6e4b-4a39-9d5d-0c8f0e1b2c3d");
             obj["metadata"]["creationTimestamp"] = json!("2026-01-01T00:00:00Z");
-            (key, obj)
+            (format!("{CM}default/{name}"), cached(&obj))
         })
         .collect();
     state.replace(100_001, objects);

@@ -2,5 +2,10 @@
 //! preemption, as kube-scheduler. It talks to the API server only over the
 //! API.
 
+pub mod cache;
+pub mod config;
 pub mod framework;
+pub mod informers;
 pub mod plugins;
+pub mod queue;
+pub mod runtime;

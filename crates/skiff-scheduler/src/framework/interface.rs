@@ -393,6 +393,11 @@ pub trait ClusterLister: Send + Sync {
     fn storage_class(&self, name: &str) -> Option<Arc<StorageClass>>;
     /// Every namespace's name and labels.
     fn namespaces(&self) -> Vec<(String, BTreeMap<String, String>)>;
+    /// A client for plugins that write to the API server (DefaultBinder,
+    /// preemption); None in unit tests.
+    fn api_client(&self) -> Option<kube::Client> {
+        None
+    }
 }
 
 /// A [`ClusterLister`] over fixed objects (unit tests).

@@ -65,7 +65,7 @@ impl ClusterLister for InformerLister {
 fn spawn_reflector<K>(
     tasks: &mut JoinSet<()>,
     api: Api<K>,
-    queue: Arc<SchedulingQueue>,
+    queue: QueueSlot,
     resource: EventResource,
 ) -> Store<K>
 where
@@ -89,8 +89,8 @@ where
                         watcher::Event::Delete(_) => action::DELETE,
                         _ => 0,
                     };
-                    if act != 0 {
-                        queue.move_all_to_active_or_backoff(ClusterEvent {
+                    if let Some(q) = queue.get().filter(|_| act != 0) {
+                        q.move_all_to_active_or_backoff(ClusterEvent {
                             resource,
                             action: act,
                         });
@@ -107,10 +107,14 @@ where
     reader
 }
 
+/// The queue the listers report events to, set once it exists (the queue
+/// is built from plugins, which are built with the listers).
+pub type QueueSlot = Arc<std::sync::OnceLock<Arc<SchedulingQueue>>>;
+
 /// Starts the listers' reflectors.
 pub fn start_listers(
     client: &kube::Client,
-    queue: &Arc<SchedulingQueue>,
+    queue: &QueueSlot,
     tasks: &mut JoinSet<()>,
 ) -> InformerLister {
     InformerLister {

@@ -8,4 +8,8 @@ pub mod framework;
 pub mod informers;
 pub mod plugins;
 pub mod queue;
+pub mod run;
 pub mod runtime;
+pub mod scheduler;
+
+pub use run::{RunError, SchedulerOptions, run};

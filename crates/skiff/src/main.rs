@@ -1,6 +1,7 @@
 //! `skiff`: Kubernetes in one binary. The binary is thin: it parses the
 //! command line, sets up logging and hands over to the component crates.
 
+mod scheduler;
 mod server;
 
 use std::path::PathBuf;
@@ -22,6 +23,8 @@ enum Command {
     Server(server::ServerArgs),
     /// Run a node agent that joins a server.
     Agent(AgentArgs),
+    /// Run the scheduler alone against an API server.
+    Scheduler(scheduler::SchedulerArgs),
 }
 
 #[derive(Debug, clap::Args)]
@@ -48,6 +51,7 @@ fn main() -> ExitCode {
         .init();
     match cli.command {
         Command::Server(args) => server::main(args),
+        Command::Scheduler(args) => scheduler::main(args),
         Command::Agent(_) => {
             eprintln!(
                 "skiff agent: not yet implemented in this version ({})",

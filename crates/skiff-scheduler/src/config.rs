@@ -251,8 +251,12 @@ fn object<'a>(
     path: &Path,
     known: &[&str],
 ) -> Result<&'a Map<String, Value>, ConfigError> {
-    let Value::Object(m) = v else {
-        return Err(invalid(&path.0, v, "must be an object"));
+    static EMPTY: std::sync::LazyLock<Map<String, Value>> = std::sync::LazyLock::new(Map::new);
+    let m = match v {
+        Value::Object(m) => m,
+        // `plugins:` with nothing after it is YAML null: the same as absent.
+        Value::Null => &EMPTY,
+        _ => return Err(invalid(&path.0, v, "must be an object")),
     };
     for k in m.keys() {
         if !known.contains(&k.as_str()) {

@@ -557,14 +557,14 @@ fn parse_plugin_set(
                 ));
             }
             let weight = opt_i64(pm, "weight", &pp)?;
-            if let Some(w) = weight {
-                if !(0..=i64::from(i32::MAX)).contains(&w) {
-                    return Err(invalid(
-                        &pp.child("weight").0,
-                        &Value::from(w),
-                        "must be greater than or equal to 0",
-                    ));
-                }
+            if let Some(w) = weight
+                && !(0..=i64::from(i32::MAX)).contains(&w)
+            {
+                return Err(invalid(
+                    &pp.child("weight").0,
+                    &Value::from(w),
+                    "must be greater than or equal to 0",
+                ));
             }
             out.push(PluginRef {
                 name,

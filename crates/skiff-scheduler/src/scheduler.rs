@@ -253,10 +253,10 @@ impl Scheduler {
     }
 
     fn fail_with_status(&self, mut qpi: QueuedPodInfo, s: &Status) {
-        if s.is_rejected() {
-            if let Some(p) = s.plugin() {
-                qpi.unschedulable_plugins.insert(p);
-            }
+        if s.is_rejected()
+            && let Some(p) = s.plugin()
+        {
+            qpi.unschedulable_plugins.insert(p);
         }
         self.fail(qpi, s.code(), &s.to_string(), None);
     }

@@ -487,12 +487,12 @@ fn pod_of(info: &PodInfo) -> Arc<Pod> {
 }
 
 fn remove_nominated(st: &mut State, key: &str) {
-    if let Some(node) = st.nominated_node_of.remove(key) {
-        if let Some(v) = st.nominated.get_mut(&node) {
-            v.retain(|p| p.key != key);
-            if v.is_empty() {
-                st.nominated.remove(&node);
-            }
+    if let Some(node) = st.nominated_node_of.remove(key)
+        && let Some(v) = st.nominated.get_mut(&node)
+    {
+        v.retain(|p| p.key != key);
+        if v.is_empty() {
+            st.nominated.remove(&node);
         }
     }
 }

@@ -65,10 +65,10 @@ impl WaitingPods {
         let Ok(mut m) = self.pods.lock() else { return };
         if let Some(w) = m.get_mut(key) {
             w.pending.retain(|p| *p != plugin);
-            if w.pending.is_empty() {
-                if let Some(tx) = w.done.take() {
-                    let _ = tx.send(Status::success());
-                }
+            if w.pending.is_empty()
+                && let Some(tx) = w.done.take()
+            {
+                let _ = tx.send(Status::success());
             }
         }
     }
@@ -76,10 +76,10 @@ impl WaitingPods {
     /// `plugin` rejects pod `key` with `msg`.
     pub fn reject(&self, key: &str, plugin: &'static str, msg: &str) {
         let Ok(mut m) = self.pods.lock() else { return };
-        if let Some(w) = m.get_mut(key) {
-            if let Some(tx) = w.done.take() {
-                let _ = tx.send(Status::unschedulable(msg).with_plugin(plugin));
-            }
+        if let Some(w) = m.get_mut(key)
+            && let Some(tx) = w.done.take()
+        {
+            let _ = tx.send(Status::unschedulable(msg).with_plugin(plugin));
         }
     }
 }

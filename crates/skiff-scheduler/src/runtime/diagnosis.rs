@@ -56,11 +56,11 @@ impl fmt::Display for FitError {
                 }
             }
             let absent = self.num_all_nodes.saturating_sub(d.node_to_status.len());
-            if absent > 0 {
-                if let Some(s) = &d.absent_nodes_status {
-                    for r in s.reasons() {
-                        *reasons.entry(r.as_str()).or_default() += absent;
-                    }
+            if absent > 0
+                && let Some(s) = &d.absent_nodes_status
+            {
+                for r in s.reasons() {
+                    *reasons.entry(r.as_str()).or_default() += absent;
                 }
             }
             let mut lines: Vec<String> = reasons.iter().map(|(r, n)| format!("{n} {r}")).collect();

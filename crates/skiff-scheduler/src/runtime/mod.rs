@@ -20,6 +20,9 @@ pub use binding::{PERMIT_MAX_TIMEOUT, WaitingPods};
 pub use diagnosis::{Diagnosis, FitError, NO_NODES_AVAILABLE};
 pub use schedule::{PodNominator, ScheduleError, ScheduleResult, num_feasible_nodes_to_find};
 
+/// Plugins of one extension point with their score weights.
+type WeightedPlugins = Vec<(Arc<dyn Plugin>, i64)>;
+
 /// The plugins of one profile, per extension point, in order.
 pub struct Framework {
     profile_name: String,
@@ -127,7 +130,7 @@ impl Framework {
             plugins.insert(static_name, p.clone());
             Ok(Some(p))
         };
-        let mut per_point: HashMap<&'static str, Vec<(Arc<dyn Plugin>, i64)>> = HashMap::new();
+        let mut per_point: HashMap<&'static str, WeightedPlugins> = HashMap::new();
         for &(key, ref set) in &profile.points {
             let mut list: Vec<(Arc<dyn Plugin>, i64)> = Vec::new();
             let mut explicit = BTreeSet::new();

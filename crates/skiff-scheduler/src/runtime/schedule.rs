@@ -40,7 +40,7 @@ pub enum ScheduleError {
     /// The snapshot has no nodes.
     NoNodes,
     /// No node fits.
-    Fit(FitError),
+    Fit(Box<FitError>),
     /// A plugin failed.
     Error(Status),
 }
@@ -208,11 +208,11 @@ impl Framework {
         }
         let (feasible, diagnosis) = self.find_nodes_that_fit(state, pod, snapshot, nominator)?;
         if feasible.is_empty() {
-            return Err(ScheduleError::Fit(FitError {
+            return Err(ScheduleError::Fit(Box::new(FitError {
                 pod: pod.key.clone(),
                 num_all_nodes: snapshot.nodes.len(),
                 diagnosis,
-            }));
+            })));
         }
         let evaluated = feasible.len() + diagnosis.node_to_status.len();
         if feasible.len() == 1 {

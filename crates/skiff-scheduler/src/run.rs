@@ -186,7 +186,13 @@ async fn run_leading(
     let events: Arc<dyn EventSink> = Arc::new(EventRecorder::spawn(
         client.clone(),
         "default-scheduler",
-        &opts.identity,
+        // Upstream's reportingInstance: the controller name and the host.
+        &format!(
+            "default-scheduler-{}",
+            opts.identity
+                .rsplit_once('_')
+                .map_or(opts.identity.as_str(), |(h, _)| h)
+        ),
         skiff_client::events::DEFAULT_EVENT_QUEUE,
     ));
     let sched = Arc::new(Scheduler {

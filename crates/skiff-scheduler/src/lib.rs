@@ -2,5 +2,14 @@
 //! preemption, as kube-scheduler. It talks to the API server only over the
 //! API.
 
+pub mod cache;
+pub mod config;
 pub mod framework;
+pub mod informers;
 pub mod plugins;
+pub mod queue;
+pub mod run;
+pub mod runtime;
+pub mod scheduler;
+
+pub use run::{RunError, SchedulerOptions, run};

@@ -1,6 +1,7 @@
 //! `skiff`: Kubernetes in one binary. The binary is thin: it parses the
 //! command line, sets up logging and hands over to the component crates.
 
+mod scheduler;
 mod server;
 mod sim;
 
@@ -23,6 +24,8 @@ enum Command {
     Server(server::ServerArgs),
     /// Run a node agent that joins a server.
     Agent(AgentArgs),
+    /// Run the scheduler alone against an API server.
+    Scheduler(scheduler::SchedulerArgs),
     /// Hollow nodes and benchmarks for scale tests.
     #[command(subcommand)]
     Sim(sim::SimCommand),
@@ -52,6 +55,7 @@ fn main() -> ExitCode {
         .init();
     match cli.command {
         Command::Server(args) => server::main(args),
+        Command::Scheduler(args) => scheduler::main(args),
         Command::Sim(command) => sim::main(command),
         Command::Agent(_) => {
             eprintln!(

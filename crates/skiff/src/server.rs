@@ -40,6 +40,12 @@ pub struct ServerArgs {
     /// Run only the control plane.
     #[arg(long)]
     disable_agent: bool,
+    /// Do not run the scheduler in this server.
+    #[arg(long)]
+    disable_scheduler: bool,
+    /// A KubeSchedulerConfiguration file for the in-process scheduler.
+    #[arg(long)]
+    scheduler_config: Option<PathBuf>,
     /// Read-only requests (get, list) served at once before the next gets
     /// 429 Too Many Requests; 0 means no limit.
     #[arg(long, default_value_t = skiff_apiserver::limits::DEFAULT_MAX_REQUESTS_INFLIGHT)]
@@ -84,6 +90,15 @@ async fn run(args: ServerArgs) -> anyhow::Result<()> {
     if !args.disable_agent {
         tracing::warn!("the node agent is not implemented yet: running the control plane only");
     }
+    // A bad scheduler config stops start-up before anything listens.
+    let scheduler_opts = if args.disable_scheduler {
+        None
+    } else {
+        Some(crate::scheduler::options(
+            args.scheduler_config.as_deref(),
+            None,
+        )?)
+    };
     let store = AnyStore::open(&args.datastore_endpoint, &args.data_dir)
         .await
         .context("opening the datastore")?;
@@ -120,13 +135,32 @@ async fn run(args: ServerArgs) -> anyhow::Result<()> {
         kubeconfig = %args.write_kubeconfig.display(),
         "skiff server is up"
     );
+    let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
+    let scheduler = match scheduler_opts {
+        Some(opts) => {
+            // The scheduler is a client like any other: HTTPS with the
+            // admin kubeconfig the server just wrote.
+            let client = crate::scheduler::client_from_kubeconfig(&args.write_kubeconfig).await?;
+            Some(tokio::spawn(skiff_scheduler::run(opts, client, stop_rx)))
+        }
+        None => None,
+    };
     shutdown_signal().await;
     tracing::info!("shutting down");
+    stop_tx.send_replace(true);
+    if let Some(task) = scheduler {
+        match task.await {
+            Ok(Err(err)) => tracing::warn!(error = %err, "scheduler stopped with an error"),
+            Err(err) => tracing::warn!(error = %err, "scheduler task failed"),
+            Ok(Ok(())) => {}
+        }
+    }
     server.shutdown().await;
     Ok(())
 }
 
-async fn shutdown_signal() {
+/// Resolves on SIGINT or SIGTERM.
+pub async fn shutdown_signal() {
     use tokio::signal::unix::{SignalKind, signal};
     let mut term = match signal(SignalKind::terminate()) {
         Ok(s) => s,

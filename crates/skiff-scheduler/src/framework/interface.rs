@@ -430,6 +430,11 @@ pub trait ClusterLister: Send + Sync {
     fn stateful_set(&self, _namespace: &str, _name: &str) -> Option<Arc<StatefulSet>> {
         None
     }
+    /// A client for plugins that write to the API server (DefaultBinder,
+    /// preemption); None in unit tests.
+    fn api_client(&self) -> Option<kube::Client> {
+        None
+    }
 }
 
 /// A [`ClusterLister`] over fixed objects (unit tests).

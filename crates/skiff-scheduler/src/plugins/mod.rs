@@ -1,6 +1,7 @@
 //! The default plugins, one module each, and the registry that maps their
 //! configuration names to factories.
 
+pub mod default_binder;
 mod fasthash;
 pub mod helper;
 pub mod image_locality;
@@ -44,6 +45,7 @@ pub fn registry() -> Vec<(&'static str, PluginFactory)> {
         (volume_binding::NAME, volume_binding::new),
         (interpodaffinity::NAME, interpodaffinity::new),
         (podtopologyspread::NAME, podtopologyspread::new),
+        (default_binder::NAME, default_binder::factory),
     ]
 }
 

@@ -1,0 +1,511 @@
+//! The scheduling queue (upstream's `PriorityQueue`): activeQ ordered by
+//! the QueueSort plugin, backoffQ (1 s doubling to 10 s by attempts), and
+//! unschedulable pods that move back on cluster events registered by the
+//! plugins that rejected them, or after 5 minutes. PreEnqueue plugins gate
+//! entry to activeQ. Time is tokio's clock, so tests pause it.
+
+mod heap;
+
+use std::collections::{BTreeSet, HashMap};
+use std::sync::{Arc, Mutex, MutexGuard};
+use std::time::{Duration, Instant};
+
+use k8s_openapi::api::core::v1::Pod;
+use tokio::sync::Notify;
+
+use crate::framework::{ClusterEvent, Plugin, PodInfo, QueuedPodInfo};
+use crate::runtime::PodNominator;
+use heap::Heap;
+
+/// Unschedulable pods are retried after this long even without an event
+/// (upstream's `podMaxInUnschedulablePodsDuration`).
+pub const POD_MAX_IN_UNSCHEDULABLE_PODS_DURATION: Duration = Duration::from_secs(5 * 60);
+/// How often leftover unschedulable pods are checked.
+const UNSCHEDULABLE_FLUSH_PERIOD: Duration = Duration::from_secs(30);
+
+/// The current instant on tokio's (pausable) clock.
+pub fn now() -> Instant {
+    tokio::time::Instant::now().into_std()
+}
+
+/// Where a pod is, for tests and metrics.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum QueueName {
+    /// Ready to be scheduled.
+    Active,
+    /// Waiting out its back-off.
+    Backoff,
+    /// Waiting for a cluster event (or gated by PreEnqueue).
+    Unschedulable,
+}
+
+#[derive(Debug, Default)]
+struct InFlight {
+    latest: Option<Arc<Pod>>,
+    deleted: bool,
+    cycle: u64,
+}
+
+#[derive(Default)]
+struct State {
+    active: Heap<QueuedPodInfo>,
+    active_seq: HashMap<String, (u64, QueuedPodInfo)>,
+    backoff: HashMap<String, QueuedPodInfo>,
+    unschedulable: HashMap<String, (QueuedPodInfo, Instant)>,
+    in_flight: HashMap<String, InFlight>,
+    nominated: HashMap<String, Vec<Arc<PodInfo>>>,
+    nominated_node_of: HashMap<String, String>,
+    seq: u64,
+    scheduling_cycle: u64,
+    move_request_cycle: u64,
+    last_unschedulable_flush: Option<Instant>,
+    closed: bool,
+}
+
+/// Orders pods: the QueueSort plugin, or priority then age.
+type LessFn = dyn Fn(&QueuedPodInfo, &QueuedPodInfo) -> bool + Send + Sync;
+
+/// The queue; shared by the informers (producers) and the scheduling loop.
+pub struct SchedulingQueue {
+    state: Mutex<State>,
+    notify: Notify,
+    less: Box<LessFn>,
+    pre_enqueue: HashMap<String, Vec<Arc<dyn Plugin>>>,
+    plugin_events: HashMap<&'static str, Vec<ClusterEvent>>,
+    initial_backoff: Duration,
+    max_backoff: Duration,
+}
+
+impl std::fmt::Debug for SchedulingQueue {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("SchedulingQueue").finish_non_exhaustive()
+    }
+}
+
+fn pod_priority(p: &QueuedPodInfo) -> i32 {
+    p.pod_info
+        .pod
+        .spec
+        .as_ref()
+        .and_then(|s| s.priority)
+        .unwrap_or(0)
+}
+
+/// Meaningful changes: anything but status and bookkeeping metadata
+/// (upstream's `isPodUpdated`).
+fn is_pod_updated(old: &Pod, new: &Pod) -> bool {
+    let strip = |p: &Pod| {
+        let mut p = p.clone();
+        p.status = None;
+        p.metadata.resource_version = None;
+        p.metadata.generation = None;
+        p.metadata.managed_fields = None;
+        p
+    };
+    strip(old) != strip(new)
+}
+
+fn scheduler_name(pod: &Pod) -> &str {
+    pod.spec
+        .as_ref()
+        .and_then(|s| s.scheduler_name.as_deref())
+        .unwrap_or(crate::config::DEFAULT_SCHEDULER_NAME)
+}
+
+impl SchedulingQueue {
+    /// A queue ordered by `queue_sort` (None: priority, then age), gated by
+    /// each profile's PreEnqueue plugins, moving pods on the events each
+    /// plugin registered.
+    pub fn new(
+        queue_sort: Option<Arc<dyn Plugin>>,
+        pre_enqueue: HashMap<String, Vec<Arc<dyn Plugin>>>,
+        plugins: &[Arc<dyn Plugin>],
+        initial_backoff: Duration,
+        max_backoff: Duration,
+    ) -> SchedulingQueue {
+        let less: Box<LessFn> = match queue_sort {
+            Some(p) if p.as_queue_sort().is_some() => {
+                Box::new(move |a, b| p.as_queue_sort().is_some_and(|qs| qs.less(a, b)))
+            }
+            _ => Box::new(|a, b| {
+                let (pa, pb) = (pod_priority(a), pod_priority(b));
+                pa > pb || (pa == pb && a.timestamp < b.timestamp)
+            }),
+        };
+        let plugin_events = plugins
+            .iter()
+            .map(|p| (p.name(), p.events_to_register()))
+            .collect();
+        SchedulingQueue {
+            state: Mutex::new(State::default()),
+            notify: Notify::new(),
+            less,
+            pre_enqueue,
+            plugin_events,
+            initial_backoff,
+            max_backoff,
+        }
+    }
+
+    fn lock(&self) -> MutexGuard<'_, State> {
+        // A panic while holding the lock leaves consistent maps; keep going.
+        self.state.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// Upstream's `calculateBackoffDuration`: initial, doubled per attempt
+    /// beyond the first, capped.
+    pub fn backoff_duration(&self, attempts: u32) -> Duration {
+        let mut d = self.initial_backoff;
+        for _ in 1..attempts {
+            if d >= self.max_backoff.saturating_sub(d) {
+                return self.max_backoff;
+            }
+            d += d;
+        }
+        d.min(self.max_backoff)
+    }
+
+    fn backoff_expiry(&self, p: &QueuedPodInfo) -> Instant {
+        p.timestamp + self.backoff_duration(p.attempts)
+    }
+
+    /// The plugin that gates `pod`, if any.
+    fn gate(&self, pod: &Pod) -> Option<&'static str> {
+        let plugins = self.pre_enqueue.get(scheduler_name(pod))?;
+        plugins.iter().find_map(|p| {
+            let pe = p.as_pre_enqueue()?;
+            (!pe.pre_enqueue(pod).is_success()).then(|| p.name())
+        })
+    }
+
+    fn push_active(&self, st: &mut State, p: QueuedPodInfo) {
+        st.seq += 1;
+        let seq = st.seq;
+        st.active_seq
+            .insert(p.pod_info.key.clone(), (seq, p.clone()));
+        st.active.push(seq, p, &*self.less);
+        self.notify.notify_one();
+    }
+
+    /// Puts `p` into activeQ, or parks it in unschedulable when a PreEnqueue
+    /// plugin gates it.
+    fn enqueue(&self, st: &mut State, mut p: QueuedPodInfo) {
+        if let Some(plugin) = self.gate(&p.pod_info.pod) {
+            p.unschedulable_plugins = BTreeSet::from([plugin]);
+            st.unschedulable.insert(p.pod_info.key.clone(), (p, now()));
+            return;
+        }
+        self.push_active(st, p);
+    }
+
+    fn update_nominated(&self, st: &mut State, info: &Arc<PodInfo>) {
+        remove_nominated(st, &info.key);
+        let node = info
+            .pod
+            .status
+            .as_ref()
+            .and_then(|s| s.nominated_node_name.clone())
+            .filter(|n| !n.is_empty());
+        if let Some(node) = node {
+            st.nominated_node_of.insert(info.key.clone(), node.clone());
+            st.nominated.entry(node).or_default().push(info.clone());
+        }
+    }
+
+    /// A new pending pod.
+    pub fn add(&self, pod: Arc<Pod>) {
+        let info = Arc::new(PodInfo::new(pod));
+        let t = now();
+        let p = QueuedPodInfo {
+            pod_info: info.clone(),
+            initial_attempt_timestamp: t,
+            timestamp: t,
+            attempts: 0,
+            unschedulable_plugins: BTreeSet::new(),
+            pending_plugins: BTreeSet::new(),
+        };
+        let mut st = self.lock();
+        self.update_nominated(&mut st, &info);
+        if st.active_seq.contains_key(&info.key)
+            || st.backoff.contains_key(&info.key)
+            || st.unschedulable.contains_key(&info.key)
+        {
+            drop(st);
+            self.update(pod_of(&info), info.pod.clone());
+            return;
+        }
+        self.enqueue(&mut st, p);
+    }
+
+    /// A pending pod changed.
+    pub fn update(&self, old: Arc<Pod>, new: Arc<Pod>) {
+        let info = Arc::new(PodInfo::new(new.clone()));
+        let key = info.key.clone();
+        let mut st = self.lock();
+        self.update_nominated(&mut st, &info);
+        if let Some(f) = st.in_flight.get_mut(&key) {
+            f.latest = Some(new);
+            return;
+        }
+        if let Some((_, mut p)) = st.active_seq.remove(&key) {
+            // Re-pushed with a new sequence number: the old heap entry is
+            // skipped when it surfaces.
+            p.pod_info = info;
+            self.push_active(&mut st, p);
+            return;
+        }
+        if let Some(p) = st.backoff.get_mut(&key) {
+            p.pod_info = info;
+            return;
+        }
+        if let Some((mut p, _)) = st.unschedulable.remove(&key) {
+            p.pod_info = info.clone();
+            if !is_pod_updated(&old, &new) {
+                st.unschedulable.insert(key, (p, now()));
+                return;
+            }
+            if self.gate(&p.pod_info.pod).is_some() {
+                st.unschedulable.insert(key, (p, now()));
+                return;
+            }
+            if self.backoff_expiry(&p) > now() && p.attempts > 0 {
+                st.backoff.insert(key, p);
+            } else {
+                self.push_active(&mut st, p);
+            }
+            return;
+        }
+        drop(st);
+        self.add(new);
+    }
+
+    /// A pod was deleted (or got assigned elsewhere).
+    pub fn delete(&self, key: &str) {
+        let mut st = self.lock();
+        st.active_seq.remove(key);
+        st.backoff.remove(key);
+        st.unschedulable.remove(key);
+        remove_nominated(&mut st, key);
+        if let Some(f) = st.in_flight.get_mut(key) {
+            f.deleted = true;
+        }
+    }
+
+    /// Waits for the next pod to schedule; None once closed. The returned
+    /// pod counts one more attempt and is in flight until
+    /// [`done`](Self::done) or [`add_unschedulable_if_not_present`].
+    ///
+    /// [`add_unschedulable_if_not_present`]: Self::add_unschedulable_if_not_present
+    pub async fn pop(&self) -> Option<QueuedPodInfo> {
+        loop {
+            let notified = self.notify.notified();
+            let deadline = {
+                let mut st = self.lock();
+                if st.closed {
+                    return None;
+                }
+                self.flush(&mut st, now());
+                while let Some((seq, mut p)) = st.active.pop(&*self.less) {
+                    if st.active_seq.get(&p.pod_info.key).map(|e| e.0) != Some(seq) {
+                        continue;
+                    }
+                    st.active_seq.remove(&p.pod_info.key);
+                    p.attempts += 1;
+                    st.scheduling_cycle += 1;
+                    let cycle = st.scheduling_cycle;
+                    st.in_flight.insert(
+                        p.pod_info.key.clone(),
+                        InFlight {
+                            cycle,
+                            ..InFlight::default()
+                        },
+                    );
+                    return Some(p);
+                }
+                let next_backoff = st.backoff.values().map(|p| self.backoff_expiry(p)).min();
+                let next_flush =
+                    st.last_unschedulable_flush.unwrap_or_else(now) + UNSCHEDULABLE_FLUSH_PERIOD;
+                next_backoff.map_or(next_flush, |b| b.min(next_flush))
+            };
+            tokio::select! {
+                _ = notified => {}
+                _ = tokio::time::sleep_until(tokio::time::Instant::from_std(deadline)) => {}
+            }
+        }
+    }
+
+    /// Moves backoff pods whose back-off is over, and unschedulable pods
+    /// parked too long, to activeQ.
+    fn flush(&self, st: &mut State, now: Instant) {
+        let done: Vec<String> = st
+            .backoff
+            .iter()
+            .filter(|(_, p)| self.backoff_expiry(p) <= now)
+            .map(|(k, _)| k.clone())
+            .collect();
+        for k in done {
+            if let Some(p) = st.backoff.remove(&k) {
+                self.push_active(st, p);
+            }
+        }
+        let due = st
+            .last_unschedulable_flush
+            .is_none_or(|t| now >= t + UNSCHEDULABLE_FLUSH_PERIOD);
+        if due {
+            st.last_unschedulable_flush = Some(now);
+            let old: Vec<String> = st
+                .unschedulable
+                .iter()
+                .filter(|(_, (_, since))| {
+                    now.duration_since(*since) > POD_MAX_IN_UNSCHEDULABLE_PODS_DURATION
+                })
+                .map(|(k, _)| k.clone())
+                .collect();
+            for k in old {
+                if let Some((p, _)) = st.unschedulable.remove(&k) {
+                    self.move_to_active_or_backoff(st, p, now);
+                }
+            }
+        }
+    }
+
+    fn move_to_active_or_backoff(&self, st: &mut State, p: QueuedPodInfo, now: Instant) {
+        if let Some(plugin) = self.gate(&p.pod_info.pod) {
+            let mut p = p;
+            p.unschedulable_plugins = BTreeSet::from([plugin]);
+            st.unschedulable.insert(p.pod_info.key.clone(), (p, now));
+            return;
+        }
+        if p.attempts > 0 && self.backoff_expiry(&p) > now {
+            st.backoff.insert(p.pod_info.key.clone(), p);
+        } else {
+            self.push_active(st, p);
+        }
+    }
+
+    /// The scheduling attempt of `key` ended (bound, or dropped).
+    pub fn done(&self, key: &str) {
+        self.lock().in_flight.remove(key);
+    }
+
+    /// A scheduling attempt failed: back to the queue. Pods rejected by
+    /// plugins wait for an event in unschedulable, unless an event arrived
+    /// while they were in flight; errors go to backoff. A pod deleted
+    /// meanwhile is dropped; a pod updated meanwhile is requeued as it is now.
+    pub fn add_unschedulable_if_not_present(&self, mut p: QueuedPodInfo) {
+        let t = now();
+        let mut st = self.lock();
+        let key = p.pod_info.key.clone();
+        let flight = st.in_flight.remove(&key).unwrap_or_default();
+        if flight.deleted {
+            return;
+        }
+        if let Some(latest) = flight.latest {
+            p.pod_info = Arc::new(PodInfo::new(latest));
+        }
+        p.timestamp = t;
+        let rejected = !p.unschedulable_plugins.is_empty() || !p.pending_plugins.is_empty();
+        if !rejected || st.move_request_cycle >= flight.cycle.max(1) {
+            st.backoff.insert(key, p);
+        } else {
+            st.unschedulable.insert(key, (p, t));
+        }
+        self.notify.notify_one();
+    }
+
+    /// A cluster event happened: unschedulable pods whose rejecting plugins
+    /// registered for it move to activeQ (or backoffQ while backing off).
+    pub fn move_all_to_active_or_backoff(&self, event: ClusterEvent) {
+        let t = now();
+        let mut st = self.lock();
+        st.move_request_cycle = st.scheduling_cycle;
+        let keys: Vec<String> = st
+            .unschedulable
+            .iter()
+            .filter(|(_, (p, _))| self.interested(p, &event))
+            .map(|(k, _)| k.clone())
+            .collect();
+        for k in keys {
+            if let Some((p, _)) = st.unschedulable.remove(&k) {
+                self.move_to_active_or_backoff(&mut st, p, t);
+            }
+        }
+    }
+
+    fn interested(&self, p: &QueuedPodInfo, event: &ClusterEvent) -> bool {
+        let plugins: Vec<&&'static str> = p
+            .unschedulable_plugins
+            .iter()
+            .chain(p.pending_plugins.iter())
+            .collect();
+        if plugins.is_empty() {
+            return true;
+        }
+        plugins
+            .iter()
+            .any(|name| match self.plugin_events.get(**name) {
+                None => true,
+                Some(evs) if evs.is_empty() => true,
+                Some(evs) => evs.iter().any(|e| e.matches(event)),
+            })
+    }
+
+    /// Which sub-queue holds `key`.
+    pub fn queue_of(&self, key: &str) -> Option<QueueName> {
+        let st = self.lock();
+        if st.active_seq.contains_key(key) {
+            Some(QueueName::Active)
+        } else if st.backoff.contains_key(key) {
+            Some(QueueName::Backoff)
+        } else if st.unschedulable.contains_key(key) {
+            Some(QueueName::Unschedulable)
+        } else {
+            None
+        }
+    }
+
+    /// Pending pods in all sub-queues.
+    pub fn len(&self) -> usize {
+        let st = self.lock();
+        st.active_seq.len() + st.backoff.len() + st.unschedulable.len()
+    }
+
+    /// True when no pod is pending.
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+
+    /// Makes [`pop`](Self::pop) return None.
+    pub fn close(&self) {
+        self.lock().closed = true;
+        self.notify.notify_one();
+    }
+}
+
+fn pod_of(info: &PodInfo) -> Arc<Pod> {
+    info.pod.clone()
+}
+
+fn remove_nominated(st: &mut State, key: &str) {
+    if let Some(node) = st.nominated_node_of.remove(key)
+        && let Some(v) = st.nominated.get_mut(&node)
+    {
+        v.retain(|p| p.key != key);
+        if v.is_empty() {
+            st.nominated.remove(&node);
+        }
+    }
+}
+
+impl PodNominator for SchedulingQueue {
+    fn nominated_pods_for_node(&self, node: &str) -> Vec<Arc<PodInfo>> {
+        self.lock().nominated.get(node).cloned().unwrap_or_default()
+    }
+    fn has_nominated_pods(&self) -> bool {
+        !self.lock().nominated.is_empty()
+    }
+}
+
+#[cfg(test)]
+#[path = "tests.rs"]
+mod tests;

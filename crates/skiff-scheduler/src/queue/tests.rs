@@ -1,0 +1,217 @@
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+use std::collections::HashMap;
+use std::sync::Arc;
+use std::time::Duration;
+
+use k8s_openapi::api::core::v1::Pod;
+use serde_json::json;
+
+use super::*;
+use crate::framework::{EventResource, PreEnqueuePlugin, Status, action};
+
+/// Rejects pods on nodes; interested in new nodes only.
+struct NodeWaiter;
+impl Plugin for NodeWaiter {
+    fn name(&self) -> &'static str {
+        "NodeWaiter"
+    }
+    fn events_to_register(&self) -> Vec<ClusterEvent> {
+        vec![ClusterEvent {
+            resource: EventResource::Node,
+            action: action::ADD,
+        }]
+    }
+}
+
+/// Gates pods labelled `gated`.
+struct Gate;
+impl Plugin for Gate {
+    fn name(&self) -> &'static str {
+        "Gate"
+    }
+    fn as_pre_enqueue(&self) -> Option<&dyn PreEnqueuePlugin> {
+        Some(self)
+    }
+}
+impl PreEnqueuePlugin for Gate {
+    fn pre_enqueue(&self, pod: &Pod) -> Status {
+        if pod
+            .metadata
+            .labels
+            .as_ref()
+            .is_some_and(|l| l.contains_key("gated"))
+        {
+            Status::unresolvable("gated")
+        } else {
+            Status::success()
+        }
+    }
+}
+
+fn queue() -> SchedulingQueue {
+    let gate: Arc<dyn Plugin> = Arc::new(Gate);
+    let plugins: Vec<Arc<dyn Plugin>> = vec![Arc::new(NodeWaiter), gate.clone()];
+    SchedulingQueue::new(
+        None,
+        HashMap::from([("default-scheduler".to_owned(), vec![gate])]),
+        &plugins,
+        Duration::from_secs(1),
+        Duration::from_secs(10),
+    )
+}
+
+fn pod(name: &str, priority: i32, gated: bool) -> Arc<Pod> {
+    let labels = if gated {
+        json!({"gated": "y"})
+    } else {
+        json!({})
+    };
+    Arc::new(
+        serde_json::from_value(json!({
+            "metadata": {"name": name, "namespace": "ns", "labels": labels},
+            "spec": {"containers": [], "priority": priority}
+        }))
+        .unwrap(),
+    )
+}
+
+const NODE_ADD: ClusterEvent = ClusterEvent {
+    resource: EventResource::Node,
+    action: action::ADD,
+};
+
+async fn pop_within(q: &SchedulingQueue, d: Duration) -> Option<QueuedPodInfo> {
+    tokio::time::timeout(d, q.pop()).await.ok().flatten()
+}
+
+fn reject(mut p: QueuedPodInfo, plugin: &'static str) -> QueuedPodInfo {
+    p.unschedulable_plugins = BTreeSet::from([plugin]);
+    p
+}
+
+#[test]
+fn backoff_doubles_from_one_to_ten_seconds() {
+    let q = queue();
+    let got: Vec<u64> = (1..=6).map(|a| q.backoff_duration(a).as_secs()).collect();
+    assert_eq!(got, vec![1, 2, 4, 8, 10, 10]);
+}
+
+#[tokio::test(start_paused = true)]
+async fn pops_by_priority_then_age() {
+    let q = queue();
+    q.add(pod("low", 1, false));
+    tokio::time::advance(Duration::from_millis(1)).await;
+    q.add(pod("high", 10, false));
+    tokio::time::advance(Duration::from_millis(1)).await;
+    q.add(pod("mid", 5, false));
+    tokio::time::advance(Duration::from_millis(1)).await;
+    q.add(pod("mid2", 5, false));
+    let mut order = Vec::new();
+    for _ in 0..4 {
+        order.push(q.pop().await.unwrap().pod_info.key.clone());
+    }
+    assert_eq!(order, vec!["ns/high", "ns/mid", "ns/mid2", "ns/low"]);
+    assert!(q.is_empty());
+}
+
+#[tokio::test(start_paused = true)]
+async fn unschedulable_pods_move_on_a_registered_event_then_back_off() {
+    let q = queue();
+    q.add(pod("p", 0, false));
+    let p = q.pop().await.unwrap();
+    assert_eq!(p.attempts, 1);
+    q.add_unschedulable_if_not_present(reject(p, "NodeWaiter"));
+    assert_eq!(q.queue_of("ns/p"), Some(QueueName::Unschedulable));
+    // An event NodeWaiter did not register leaves it parked.
+    q.move_all_to_active_or_backoff(ClusterEvent {
+        resource: EventResource::Pod,
+        action: action::DELETE,
+    });
+    assert_eq!(q.queue_of("ns/p"), Some(QueueName::Unschedulable));
+    q.move_all_to_active_or_backoff(NODE_ADD);
+    assert_eq!(q.queue_of("ns/p"), Some(QueueName::Backoff));
+    assert!(pop_within(&q, Duration::from_millis(900)).await.is_none());
+    let p = pop_within(&q, Duration::from_millis(200)).await.unwrap();
+    assert_eq!(p.attempts, 2);
+    // Second failure backs off 2 s.
+    q.add_unschedulable_if_not_present(reject(p, "NodeWaiter"));
+    q.move_all_to_active_or_backoff(NODE_ADD);
+    assert!(pop_within(&q, Duration::from_millis(1900)).await.is_none());
+    assert_eq!(
+        pop_within(&q, Duration::from_millis(200))
+            .await
+            .unwrap()
+            .attempts,
+        3
+    );
+}
+
+#[tokio::test(start_paused = true)]
+async fn an_event_during_the_attempt_sends_the_pod_to_backoff() {
+    let q = queue();
+    q.add(pod("p", 0, false));
+    let p = q.pop().await.unwrap();
+    q.move_all_to_active_or_backoff(NODE_ADD);
+    q.add_unschedulable_if_not_present(reject(p, "NodeWaiter"));
+    assert_eq!(q.queue_of("ns/p"), Some(QueueName::Backoff));
+}
+
+#[tokio::test(start_paused = true)]
+async fn errors_back_off_and_leftovers_flush_after_five_minutes() {
+    let q = queue();
+    q.add(pod("err", 0, false));
+    q.add(pod("stuck", 0, false));
+    let a = q.pop().await.unwrap();
+    let b = q.pop().await.unwrap();
+    let (err, stuck) = if a.pod_info.key == "ns/err" {
+        (a, b)
+    } else {
+        (b, a)
+    };
+    q.add_unschedulable_if_not_present(err);
+    assert_eq!(q.queue_of("ns/err"), Some(QueueName::Backoff));
+    q.add_unschedulable_if_not_present(reject(stuck, "NodeWaiter"));
+    assert_eq!(
+        pop_within(&q, Duration::from_secs(2))
+            .await
+            .unwrap()
+            .pod_info
+            .key,
+        "ns/err"
+    );
+    q.done("ns/err");
+    assert!(pop_within(&q, Duration::from_secs(290)).await.is_none());
+    let p = pop_within(&q, Duration::from_secs(60)).await.unwrap();
+    assert_eq!(p.pod_info.key, "ns/stuck");
+}
+
+#[tokio::test(start_paused = true)]
+async fn pods_deleted_in_flight_are_dropped_and_updates_are_kept() {
+    let q = queue();
+    q.add(pod("gone", 0, false));
+    let p = q.pop().await.unwrap();
+    q.delete("ns/gone");
+    q.add_unschedulable_if_not_present(p);
+    assert!(q.is_empty());
+
+    q.add(pod("upd", 0, false));
+    let p = q.pop().await.unwrap();
+    let old = p.pod_info.pod.clone();
+    q.update(old, pod("upd", 42, false));
+    q.add_unschedulable_if_not_present(p);
+    tokio::time::advance(Duration::from_secs(1)).await;
+    let p = q.pop().await.unwrap();
+    assert_eq!(p.pod_info.pod.spec.as_ref().unwrap().priority, Some(42));
+}
+
+#[tokio::test(start_paused = true)]
+async fn pre_enqueue_gates_until_an_update_lifts_the_gate() {
+    let q = queue();
+    q.add(pod("g", 0, true));
+    assert_eq!(q.queue_of("ns/g"), Some(QueueName::Unschedulable));
+    assert!(pop_within(&q, Duration::from_millis(10)).await.is_none());
+    q.update(pod("g", 0, true), pod("g", 0, false));
+    assert_eq!(q.queue_of("ns/g"), Some(QueueName::Active));
+    assert_eq!(q.pop().await.unwrap().pod_info.key, "ns/g");
+}

@@ -1,0 +1,288 @@
+//! The scheduling loop (upstream's `scheduleOne`): pop a pod, update the
+//! snapshot, run the scheduling cycle synchronously, assume the pod, and
+//! run its binding cycle as a task of its own so many bindings are in
+//! flight at once. Failures set PodScheduled=False, emit FailedScheduling
+//! and requeue the pod.
+
+use std::collections::HashMap;
+use std::sync::Arc;
+
+use k8s_openapi::api::core::v1::{ObjectReference, Pod};
+use kube::Api;
+use kube::api::{Patch, PatchParams};
+use skiff_client::EventSink;
+use skiff_client::events::PendingEvent;
+
+use crate::cache::{Cache, CacheSnapshot};
+use crate::framework::{
+    ClusterEvent, Code, CycleState, EventResource, PodInfo, QueuedPodInfo, Status, action,
+};
+use crate::queue::SchedulingQueue;
+use crate::runtime::{Framework, ScheduleError};
+
+/// Writes pod status changes (a seam: the API server, or a recorder in tests).
+pub trait PodStatusWriter: Send + Sync {
+    /// Sets PodScheduled=False with `reason` and `message` (and the
+    /// nominated node when preemption chose one).
+    fn set_unschedulable(&self, pod: &Pod, reason: &str, message: &str, nominated: Option<&str>);
+}
+
+/// [`PodStatusWriter`] through the API server's `pods/status`.
+#[derive(Clone)]
+pub struct ApiStatusWriter {
+    /// The client.
+    pub client: kube::Client,
+}
+
+impl std::fmt::Debug for ApiStatusWriter {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ApiStatusWriter").finish_non_exhaustive()
+    }
+}
+
+impl PodStatusWriter for ApiStatusWriter {
+    fn set_unschedulable(&self, pod: &Pod, reason: &str, message: &str, nominated: Option<&str>) {
+        let api: Api<Pod> = Api::namespaced(
+            self.client.clone(),
+            pod.metadata.namespace.as_deref().unwrap_or(""),
+        );
+        let name = pod.metadata.name.clone().unwrap_or_default();
+        let mut status = serde_json::json!({
+            "conditions": [{
+                "type": "PodScheduled",
+                "status": "False",
+                "reason": reason,
+                "message": message,
+                "lastProbeTime": null,
+                "lastTransitionTime": k8s_openapi::jiff::Timestamp::now().to_string(),
+            }]
+        });
+        if let Some(n) = nominated {
+            status["nominatedNodeName"] = serde_json::Value::from(n);
+        }
+        let patch = serde_json::json!({ "status": status });
+        tokio::spawn(async move {
+            if let Err(err) = api
+                .patch_status(&name, &PatchParams::default(), &Patch::Strategic(patch))
+                .await
+            {
+                tracing::warn!(pod = %name, error = %err, "cannot update pod status");
+            }
+        });
+    }
+}
+
+/// Upstream's `updatePod` check: write only when the condition (or the
+/// nominated node) would change.
+pub fn condition_changed(pod: &Pod, reason: &str, message: &str, nominated: Option<&str>) -> bool {
+    let status = pod.status.as_ref();
+    let cond = status
+        .and_then(|s| s.conditions.as_ref())
+        .and_then(|c| c.iter().find(|c| c.type_ == "PodScheduled"));
+    let same = cond.is_some_and(|c| {
+        c.status == "False"
+            && c.reason.as_deref() == Some(reason)
+            && c.message.as_deref() == Some(message)
+    });
+    let nominated_same =
+        nominated.is_none() || status.and_then(|s| s.nominated_node_name.as_deref()) == nominated;
+    !(same && nominated_same)
+}
+
+/// Everything the loop needs.
+pub struct Scheduler {
+    /// Frameworks by profile (scheduler) name.
+    pub frameworks: HashMap<String, Arc<Framework>>,
+    /// The queue.
+    pub queue: Arc<SchedulingQueue>,
+    /// The cache.
+    pub cache: Arc<Cache>,
+    /// Where events go.
+    pub events: Arc<dyn EventSink>,
+    /// Where status changes go.
+    pub status: Arc<dyn PodStatusWriter>,
+}
+
+impl std::fmt::Debug for Scheduler {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Scheduler").finish_non_exhaustive()
+    }
+}
+
+fn reference(pod: &Pod) -> ObjectReference {
+    ObjectReference {
+        api_version: Some("v1".into()),
+        kind: Some("Pod".into()),
+        name: pod.metadata.name.clone(),
+        namespace: pod.metadata.namespace.clone(),
+        uid: pod.metadata.uid.clone(),
+        resource_version: pod.metadata.resource_version.clone(),
+        ..ObjectReference::default()
+    }
+}
+
+impl Scheduler {
+    /// Schedules pods until the queue is closed.
+    pub async fn run(self: Arc<Self>) {
+        let mut snap = CacheSnapshot::default();
+        while let Some(p) = self.queue.pop().await {
+            self.schedule_one(p, &mut snap).await;
+        }
+    }
+
+    /// One pod's scheduling cycle; its binding cycle is spawned.
+    pub async fn schedule_one(self: &Arc<Self>, mut qpi: QueuedPodInfo, snap: &mut CacheSnapshot) {
+        let pod = qpi.pod_info.clone();
+        let sched_name = pod
+            .pod
+            .spec
+            .as_ref()
+            .and_then(|s| s.scheduler_name.as_deref())
+            .unwrap_or(crate::config::DEFAULT_SCHEDULER_NAME);
+        let Some(fwk) = self.frameworks.get(sched_name).cloned() else {
+            self.queue.done(&pod.key);
+            return;
+        };
+        if pod.pod.metadata.deletion_timestamp.is_some() || self.cache.pod_node(&pod.key).is_some()
+        {
+            self.queue.done(&pod.key);
+            return;
+        }
+        self.cache.update_snapshot(snap);
+        let mut state = CycleState::new();
+        let result = fwk.schedule_pod(&mut state, &pod, &snap.snapshot, Some(&*self.queue));
+        let result = match result {
+            Ok(r) => r,
+            Err(ScheduleError::Fit(mut fit)) => {
+                let mut nominated = None;
+                if fwk.has_post_filter_plugins() {
+                    let (r, s) = fwk
+                        .run_post_filter_plugins(&state, &pod, &fit.diagnosis.node_to_status)
+                        .await;
+                    if !s.is_success() && !s.to_string().is_empty() {
+                        fit.diagnosis.post_filter_msg = s.to_string();
+                    }
+                    nominated = r.and_then(|r| r.nominated_node_name);
+                }
+                qpi.unschedulable_plugins = fit.diagnosis.unschedulable_plugins.clone();
+                qpi.pending_plugins = fit.diagnosis.pending_plugins.clone();
+                let msg = fit.to_string();
+                self.fail(qpi, Code::Unschedulable, &msg, nominated.as_deref());
+                return;
+            }
+            Err(ScheduleError::NoNodes) => {
+                self.fail(
+                    qpi,
+                    Code::UnschedulableAndUnresolvable,
+                    crate::runtime::NO_NODES_AVAILABLE,
+                    None,
+                );
+                return;
+            }
+            Err(ScheduleError::Error(s)) => {
+                self.fail(qpi, Code::Error, &s.to_string(), None);
+                return;
+            }
+        };
+        let host = result.suggested_host;
+        // The assumed pod carries the node, so the next cycle counts it there.
+        let mut assumed_pod = (*pod.pod).clone();
+        if let Some(spec) = assumed_pod.spec.as_mut() {
+            spec.node_name = Some(host.clone());
+        }
+        let assumed = Arc::new(PodInfo::new(Arc::new(assumed_pod)));
+        if let Err(err) = self.cache.assume_pod(assumed.clone(), &host) {
+            self.fail(qpi, Code::Error, &err.to_string(), None);
+            return;
+        }
+        let s = fwk.run_reserve_plugins_reserve(&mut state, &assumed, &host);
+        if !s.is_success() {
+            fwk.run_reserve_plugins_unreserve(&mut state, &assumed, &host);
+            let _ = self.cache.forget_pod(&pod.key);
+            self.fail_with_status(qpi, &s);
+            return;
+        }
+        let permit = fwk.run_permit_plugins(&mut state, &assumed, &host);
+        if !permit.is_success() && permit.code() != Code::Wait {
+            fwk.run_reserve_plugins_unreserve(&mut state, &assumed, &host);
+            let _ = self.cache.forget_pod(&pod.key);
+            self.fail_with_status(qpi, &permit);
+            return;
+        }
+        let this = self.clone();
+        tokio::spawn(async move {
+            this.binding_cycle(fwk, state, qpi, assumed, host).await;
+        });
+    }
+
+    async fn binding_cycle(
+        self: Arc<Self>,
+        fwk: Arc<Framework>,
+        mut state: CycleState,
+        qpi: QueuedPodInfo,
+        assumed: Arc<PodInfo>,
+        host: String,
+    ) {
+        let mut s = fwk.wait_on_permit(&assumed).await;
+        if s.is_success() {
+            s = fwk.run_pre_bind_plugins(&state, &assumed, &host).await;
+        }
+        if s.is_success() {
+            s = fwk.run_bind_plugins(&state, &assumed, &host).await;
+        }
+        if !s.is_success() {
+            fwk.run_reserve_plugins_unreserve(&mut state, &assumed, &host);
+            let _ = self.cache.forget_pod(&assumed.key);
+            // The forgotten pod freed room: others may fit now.
+            self.queue.move_all_to_active_or_backoff(ClusterEvent {
+                resource: EventResource::Pod,
+                action: action::DELETE,
+            });
+            self.fail_with_status(qpi, &s);
+            return;
+        }
+        self.queue.done(&assumed.key);
+        fwk.run_post_bind_plugins(&state, &assumed, &host);
+        self.events.record(PendingEvent {
+            regarding: reference(&qpi.pod_info.pod),
+            normal: true,
+            reason: "Scheduled".into(),
+            action: "Binding".into(),
+            note: format!("Successfully assigned {} to {host}", assumed.key),
+        });
+    }
+
+    fn fail_with_status(&self, mut qpi: QueuedPodInfo, s: &Status) {
+        if s.is_rejected()
+            && let Some(p) = s.plugin()
+        {
+            qpi.unschedulable_plugins.insert(p);
+        }
+        self.fail(qpi, s.code(), &s.to_string(), None);
+    }
+
+    /// Upstream's `handleSchedulingFailure`: requeue, FailedScheduling
+    /// event, PodScheduled=False (only when it changes).
+    fn fail(&self, qpi: QueuedPodInfo, code: Code, message: &str, nominated: Option<&str>) {
+        let pod = qpi.pod_info.pod.clone();
+        let reason = match code {
+            Code::Unschedulable | Code::UnschedulableAndUnresolvable | Code::Pending => {
+                "Unschedulable"
+            }
+            _ => "SchedulerError",
+        };
+        tracing::debug!(pod = %qpi.pod_info.key, %message, "unable to schedule pod");
+        self.queue.add_unschedulable_if_not_present(qpi);
+        self.events.record(PendingEvent {
+            regarding: reference(&pod),
+            normal: false,
+            reason: "FailedScheduling".into(),
+            action: "Scheduling".into(),
+            note: message.to_owned(),
+        });
+        if condition_changed(&pod, reason, message, nominated) {
+            self.status
+                .set_unschedulable(&pod, reason, message, nominated);
+        }
+    }
+}

@@ -1,0 +1,130 @@
+//! `skiff scheduler`: the scheduler alone, talking to an API server through
+//! a kubeconfig; also the in-process scheduler of `skiff server`.
+
+use std::path::{Path, PathBuf};
+use std::process::ExitCode;
+
+use anyhow::Context;
+use skiff_scheduler::SchedulerOptions;
+use skiff_scheduler::config::KubeSchedulerConfiguration;
+use tokio::sync::watch;
+
+/// Flags of `skiff scheduler` (kube-scheduler's names).
+#[derive(Debug, clap::Args)]
+pub struct SchedulerArgs {
+    /// kubeconfig of the API server to schedule for.
+    #[arg(long)]
+    kubeconfig: PathBuf,
+    /// A KubeSchedulerConfiguration (kubescheduler.config.k8s.io/v1) file.
+    #[arg(long)]
+    config: Option<PathBuf>,
+    /// Elect a leader through the Lease kube-system/kube-scheduler before
+    /// scheduling (overrides the config file's leaderElection.leaderElect).
+    #[arg(long, num_args = 0..=1, default_missing_value = "true")]
+    leader_elect: Option<bool>,
+}
+
+/// The scheduler options from `--config` (or the defaults).
+pub fn options(
+    config: Option<&Path>,
+    leader_elect: Option<bool>,
+) -> anyhow::Result<SchedulerOptions> {
+    let mut opts = SchedulerOptions::new();
+    if let Some(path) = config {
+        let text = std::fs::read_to_string(path)
+            .with_context(|| format!("reading scheduler config {}", path.display()))?;
+        opts.config = KubeSchedulerConfiguration::parse(&text, &opts.registered())
+            .with_context(|| format!("invalid scheduler config {}", path.display()))?;
+    }
+    if let Some(le) = leader_elect {
+        opts.config.leader_election.leader_elect = le;
+    }
+    Ok(opts)
+}
+
+/// A kube-rs client from a kubeconfig file.
+pub async fn client_from_kubeconfig(path: &Path) -> anyhow::Result<kube::Client> {
+    let kc = kube::config::Kubeconfig::read_from(path)
+        .with_context(|| format!("reading kubeconfig {}", path.display()))?;
+    let cfg = kube::Config::from_custom_kubeconfig(kc, &Default::default())
+        .await
+        .context("loading kubeconfig")?;
+    kube::Client::try_from(cfg).context("building the API client")
+}
+
+/// Runs until SIGINT or SIGTERM.
+pub fn main(args: SchedulerArgs) -> ExitCode {
+    let runtime = match tokio::runtime::Runtime::new() {
+        Ok(rt) => rt,
+        Err(err) => {
+            eprintln!("skiff scheduler: cannot start the async runtime: {err}");
+            return ExitCode::FAILURE;
+        }
+    };
+    match runtime.block_on(run(args)) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(err) => {
+            eprintln!("skiff scheduler: {err:#}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+async fn run(args: SchedulerArgs) -> anyhow::Result<()> {
+    let opts = options(args.config.as_deref(), args.leader_elect)?;
+    let client = client_from_kubeconfig(&args.kubeconfig).await?;
+    let (stop_tx, stop_rx) = watch::channel(false);
+    let task = tokio::spawn(skiff_scheduler::run(opts, client, stop_rx));
+    crate::server::shutdown_signal().await;
+    stop_tx.send_replace(true);
+    task.await.context("scheduler task")??;
+    Ok(())
+}
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used, clippy::expect_used)]
+mod tests {
+    use clap::Parser;
+
+    use super::*;
+
+    #[derive(Debug, Parser)]
+    struct Cli {
+        #[command(flatten)]
+        args: SchedulerArgs,
+    }
+
+    #[test]
+    fn leader_elect_flag_forms() {
+        let p = |a: &[&str]| {
+            Cli::try_parse_from(["skiff", "--kubeconfig", "k"].iter().chain(a.iter()))
+                .map(|c| c.args.leader_elect)
+        };
+        assert_eq!(p(&[]).unwrap(), None);
+        assert_eq!(p(&["--leader-elect"]).unwrap(), Some(true));
+        assert_eq!(p(&["--leader-elect=false"]).unwrap(), Some(false));
+        assert!(p(&["--leader-elect=maybe"]).is_err());
+    }
+
+    #[test]
+    fn bad_config_stops_start_up_naming_the_field() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("c.yaml");
+        std::fs::write(
+            &path,
+            "apiVersion: kubescheduler.config.k8s.io/v1\nkind: KubeSchedulerConfiguration\n\
+             profiles:\n- plugins:\n    score:\n      enabled:\n      - name: Foo\n",
+        )
+        .unwrap();
+        let err = format!("{:#}", options(Some(&path), None).unwrap_err());
+        assert!(
+            err.contains(
+                "profiles[0].plugins.score.enabled[0].name: Invalid value: \"Foo\": not a registered plugin"
+            ),
+            "{err}"
+        );
+        let opts = options(None, Some(false)).unwrap();
+        assert!(!opts.config.leader_election.leader_elect);
+        assert_eq!(opts.config.profiles[0].scheduler_name, "default-scheduler");
+    }
+}

@@ -135,6 +135,21 @@ async fn list_with_unknown_field_rejected(bin: &'static str) {
             "{err}"
         );
     }
+    // A field the schema requires, missing: the same validation names it.
+    let missing = dir.path().join("missing.yaml");
+    std::fs::write(
+        &missing,
+        LIST.replace("        - name: web\n          image", "        - image"),
+    )
+    .unwrap();
+    let (ok, _, err) = k.run(&["create", "-f", missing.to_str().unwrap()]).await;
+    assert!(!ok, "{bin} accepted a container without a name");
+    assert!(
+        err.contains(
+            "ValidationError(Deployment.spec.template.spec.containers[0]): missing required field \"name\" in io.k8s.api.core.v1.Container"
+        ),
+        "{err}"
+    );
     // Nothing was created: validation happens before any request.
     let (ok, _, err) = k.run(&["get", "configmap", "settings"]).await;
     assert!(!ok && err.contains("NotFound"), "{err}");

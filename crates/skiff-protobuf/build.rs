@@ -1,5 +1,6 @@
 //! Compiles the vendored `generated.proto` files into one `FileDescriptorSet`
-//! (`$OUT_DIR/k8s.fds`) with `protoc`, which the workspace build already needs
+//! (`$OUT_DIR/k8s.fds`), and gnostic's `OpenAPIv2.proto` (the protobuf form of
+//! `/openapi/v2`) into another (`$OUT_DIR/openapiv2.fds`), with `protoc`, which the workspace build already needs
 //! (scripts/lib.sh installs `protobuf-compiler`). Set `PROTOC` to use another.
 
 use std::env;
@@ -30,6 +31,9 @@ const PROTOS: &[&str] = &[
     "k8s.io/apimachinery/pkg/util/intstr/generated.proto",
 ];
 
+/// The gnostic OpenAPI v2 messages; `google/protobuf/any.proto` comes with protoc.
+const OPENAPI_V2_PROTOS: &[&str] = &["gnostic/openapiv2/OpenAPIv2.proto"];
+
 fn main() {
     let Some(manifest) = env::var_os("CARGO_MANIFEST_DIR").map(PathBuf::from) else {
         panic!("CARGO_MANIFEST_DIR is not set");
@@ -41,12 +45,26 @@ fn main() {
     println!("cargo:rerun-if-changed=proto");
     println!("cargo:rerun-if-env-changed=PROTOC");
     let protoc = env::var_os("PROTOC").unwrap_or_else(|| "protoc".into());
-    let out = out_dir.join("k8s.fds");
-    let status = Command::new(&protoc)
+    compile(&protoc, &root, PROTOS, &out_dir.join("k8s.fds"));
+    compile(
+        &protoc,
+        &root,
+        OPENAPI_V2_PROTOS,
+        &out_dir.join("openapiv2.fds"),
+    );
+}
+
+fn compile(
+    protoc: &std::ffi::OsStr,
+    root: &std::path::Path,
+    protos: &[&str],
+    out: &std::path::Path,
+) {
+    let status = Command::new(protoc)
         .arg("--include_imports")
         .arg(format!("--descriptor_set_out={}", out.display()))
         .arg(format!("--proto_path={}", root.display()))
-        .args(PROTOS)
+        .args(protos)
         .status();
     match status {
         Ok(s) if s.success() => {}

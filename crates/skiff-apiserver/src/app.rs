@@ -254,7 +254,7 @@ impl App {
                 self.discovery(req.method(), &path, &accept)
             }
             RequestInfo::NonResource(_) => {
-                self.non_resource(req.method(), &path, query.as_deref())
+                self.non_resource(req.method(), &path, query.as_deref(), req.headers())
                     .await
             }
             RequestInfo::Resource(r) if r.resource.is_empty() => {
@@ -374,6 +374,7 @@ impl App {
         method: &Method,
         path: &str,
         query: Option<&str>,
+        headers: &http::HeaderMap,
     ) -> Response<Body> {
         if method != Method::GET && method != Method::HEAD {
             return method_not_allowed();
@@ -388,7 +389,7 @@ impl App {
             "version" if single.is_none() => {
                 return response::json(StatusCode::OK, &crate::version::info());
             }
-            "openapi" => return openapi(single.unwrap_or_default(), query),
+            "openapi" => return crate::openapi::serve(single.unwrap_or_default(), query, headers),
             "metrics" if single.is_none() => return self.metrics.response(),
             _ => return response::not_found_path(),
         };
@@ -415,41 +416,6 @@ impl Drop for Ended {
                 .record(labels, self.code, self.started.elapsed());
         }
     }
-}
-
-/// `/openapi/v3` and `/openapi/v3/{api/v1,apis/{group}/{version}}`. A
-/// request carrying the document's current `hash` may cache it for good, as
-/// upstream allows; others must revalidate.
-fn openapi(path: &str, query: Option<&str>) -> Response<Body> {
-    let doc = match path.trim_end_matches('/') {
-        "v3" => skiff_api::openapi::v3_root(),
-        rest => match rest
-            .strip_prefix("v3/")
-            .and_then(skiff_api::openapi::v3_document)
-        {
-            Some(doc) => doc,
-            None => return response::not_found_path(),
-        },
-    };
-    let mut resp = Response::new(response::full(bytes::Bytes::from_static(doc.json())));
-    let immutable = request_info::query_value(query, "hash").as_deref() == Some(doc.hash());
-    let headers = resp.headers_mut();
-    headers.insert(
-        http::header::CONTENT_TYPE,
-        http::HeaderValue::from_static("application/json"),
-    );
-    headers.insert(
-        http::header::CACHE_CONTROL,
-        http::HeaderValue::from_static(if immutable {
-            "public, immutable, max-age=31536000"
-        } else {
-            "no-cache, private"
-        }),
-    );
-    if let Ok(etag) = http::HeaderValue::from_str(&format!("\"{}\"", doc.hash())) {
-        headers.insert(http::header::ETAG, etag);
-    }
-    resp
 }
 
 /// Media types request bodies may use.

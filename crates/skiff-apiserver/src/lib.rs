@@ -13,6 +13,7 @@ pub mod kubeconfig;
 pub mod limits;
 pub mod metrics;
 pub mod negotiate;
+pub mod openapi;
 pub mod pki;
 pub mod registry;
 pub mod request_info;
@@ -190,9 +191,7 @@ impl ApiServer {
             },
         ));
         // Build the OpenAPI documents (hundreds of ms) off the request path.
-        tokio::task::spawn_blocking(|| {
-            let _ = skiff_api::openapi::v3_root();
-        });
+        tokio::task::spawn_blocking(openapi::warm_up);
         let acceptor = tokio_rustls::TlsAcceptor::from(Arc::new(pki.server_tls_config()?));
         let (stop, stopped) = oneshot::channel();
         let task = tokio::spawn(server::serve(listener, acceptor, app.clone(), async {

@@ -516,6 +516,7 @@ mod tests {
             "/apis",
             "/apis/apps",
             "/openapi/v3",
+            "/openapi/v2",
             "/",
             "/metrics",
         ] {

@@ -104,6 +104,7 @@ async fn anonymous_clients_get_health_and_version_only() {
         "/api/v1/namespaces",
         "/metrics",
         "/openapi/v3",
+        "/openapi/v2",
     ] {
         match get(path).await {
             Err(kube::Error::Api(status)) => {

@@ -23,6 +23,7 @@
 mod from_json;
 mod go_tags;
 mod gotime;
+pub mod openapi_v2;
 mod schema;
 mod to_json;
 mod wire;

@@ -1,6 +1,7 @@
 //! OpenAPI v3 documents as a kube-apiserver serves them: `/openapi/v3` (the
 //! index of group-version documents, each URL carrying a content hash) and
-//! `/openapi/v3/api/v1`, `/openapi/v3/apis/{group}/{version}`.
+//! `/openapi/v3/api/v1`, `/openapi/v3/apis/{group}/{version}`; and the
+//! Swagger 2.0 document of `/openapi/v2` built from them ([`v2_document`]).
 //!
 //! kubectl depends on them: `create`/`apply` with the default
 //! `--validate=strict` look for the `fieldValidation` parameter on the PATCH
@@ -17,6 +18,9 @@ mod fields;
 mod paths;
 mod schemas;
 mod types;
+mod v2;
+
+pub use v2::{v2_document, v2_value};
 
 use std::collections::BTreeMap;
 use std::sync::OnceLock;

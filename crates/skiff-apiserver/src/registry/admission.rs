@@ -26,6 +26,7 @@ impl Registry {
         let info = call.info;
         match (info.group, info.plural) {
             ("", "pods") => self.admit_pod_priority(info, obj).await,
+            ("", "persistentvolumeclaims") => self.admit_default_storage_class(info, obj).await,
             ("certificates.k8s.io", "certificatesigningrequests") => {
                 set_requester(obj, call.user);
                 Ok(())

@@ -10,7 +10,9 @@ mod cache;
 mod delete;
 pub mod field_validation;
 pub mod meta;
+mod persistent_volumes;
 pub mod services;
+mod storage_classes;
 mod subresources;
 mod watch;
 
@@ -129,8 +131,15 @@ impl Registry {
             });
             kinds::default(svcs.group, svcs.kind, &mut svc);
             prepare_create(svcs, &mut svc)?;
-            services::allocate(&self.store, svcs, self.service_cidr, &mut svc).await?;
-            self.ensure(svcs, svc).await?;
+            let allocation =
+                services::allocate(&self.store, svcs, self.service_cidr, None, &mut svc).await?;
+            match self.ensure(svcs, svc).await {
+                Ok(()) => allocation.commit(&self.store).await,
+                Err(e) => {
+                    allocation.revert(&self.store).await;
+                    return Err(e);
+                }
+            }
         }
         let address = api_address.to_string();
         let eps = table("", "v1", "endpoints")?;
@@ -414,6 +423,7 @@ impl Registry {
         normalize_and_default(info, &mut obj)?;
         prepare_create(info, &mut obj)?;
         kinds::prepare_create(info.group, info.kind, &mut obj);
+        persistent_volumes::prepare_create(info, &mut obj, &meta::now_rfc3339());
         self.admit_create(call, &mut obj).await?;
         validate(info, &obj, None, false)?;
         apply::track_create(call, &mut obj)?;
@@ -428,22 +438,27 @@ impl Registry {
         if dry_run(call.query)? {
             return respond(&obj);
         }
-        if is_service {
-            services::allocate(&self.store, info, self.service_cidr, &mut obj).await?;
-        }
-        let created = self
-            .store
-            .create(&info.key(ns, &name), to_bytes(&obj)?)
-            .await;
+        let allocation = if is_service {
+            services::allocate(&self.store, info, self.service_cidr, None, &mut obj).await?
+        } else {
+            services::Allocation::default()
+        };
+        let created = match to_bytes(&obj) {
+            Ok(bytes) => self
+                .store
+                .create(&info.key(ns, &name), bytes)
+                .await
+                .map_err(|e| store_error(info, &name, e)),
+            Err(e) => Err(e),
+        };
         let kv = match created {
             Ok(kv) => kv,
             Err(e) => {
-                if is_service {
-                    services::release_all(&self.store, &obj).await;
-                }
-                return Err(store_error(info, &name, e));
+                allocation.revert(&self.store).await;
+                return Err(e);
             }
         };
+        allocation.commit(&self.store).await;
         set_rv(&mut obj, kv.mod_revision);
         respond(&obj)
     }
@@ -593,17 +608,46 @@ impl Registry {
             if dry_run(call.query)? {
                 return Ok((new, warnings));
             }
-            match self
+            let (new, allocation) = self.allocate_update(info, &old, new, status_only).await?;
+            let deleting = ready_to_delete(&new);
+            let written = self
                 .write_update(info, &key, name, new, current.mod_revision)
-                .await
-            {
-                Ok(obj) => return Ok((obj, warnings)),
+                .await;
+            if written.is_ok() && !deleting {
+                allocation.commit(&self.store).await;
+            } else {
+                allocation.revert(&self.store).await;
+            }
+            match written {
+                Ok(obj) => {
+                    if deleting && is_service(info) {
+                        services::release_all(&self.store, &old).await;
+                    }
+                    return Ok((obj, warnings));
+                }
                 Err(Retry::Conflict) if wanted_rv.is_empty() => continue,
                 Err(Retry::Conflict) => return Err(ApiError::conflict_modified(info, name)),
                 Err(Retry::Fail(e)) => return Err(e),
             }
         }
         Err(ApiError::conflict_modified(info, name))
+    }
+
+    /// A Service update's allocations (claimed now, the old ones released
+    /// once the write is stored); nothing for other kinds and for status.
+    async fn allocate_update(
+        &self,
+        info: &ResourceInfo,
+        old: &Value,
+        mut new: Value,
+        status_only: bool,
+    ) -> Result<(Value, services::Allocation), ApiError> {
+        if !is_service(info) || status_only {
+            return Ok((new, services::Allocation::default()));
+        }
+        let allocation =
+            services::allocate(&self.store, info, self.service_cidr, Some(old), &mut new).await?;
+        Ok((new, allocation))
     }
 
     /// Writes an updated object; an object marked for deletion whose last
@@ -842,7 +886,7 @@ fn prepare_update(
         m.insert("generation".into(), json!(generation + 1));
     }
     if is_service(info) && !status_only {
-        carry_service_allocations(old, &mut new);
+        services::patch_allocated_values(old, &mut new);
         kinds::default(info.group, info.kind, &mut new);
     }
     if info.group.is_empty() && info.plural == "namespaces" {
@@ -858,7 +902,9 @@ fn prepare_update(
             }
         }
     }
-    if !status_only {
+    if status_only {
+        persistent_volumes::prepare_status_update(info, old, &mut new, &meta::now_rfc3339());
+    } else {
         kinds::prepare_update(info.group, info.kind, &mut new, old);
     }
     validate(info, &new, Some(old), status_only)?;
@@ -871,42 +917,6 @@ fn is_pods(info: &ResourceInfo) -> bool {
 
 fn is_service(info: &ResourceInfo) -> bool {
     info.group.is_empty() && info.plural == "services"
-}
-
-/// A Service's ClusterIP and NodePorts stay what they were when an update
-/// leaves them out (they are allocated once, at create).
-fn carry_service_allocations(old: &Value, new: &mut Value) {
-    for field in ["clusterIP", "clusterIPs"] {
-        let missing = new
-            .pointer(&format!("/spec/{field}"))
-            .is_none_or(|v| v.is_null() || v.as_str() == Some(""));
-        if missing && let Some(v) = old.pointer(&format!("/spec/{field}")) {
-            new["spec"][field] = v.clone();
-        }
-    }
-    let old_ports = old
-        .pointer("/spec/ports")
-        .and_then(Value::as_array)
-        .cloned()
-        .unwrap_or_default();
-    if let Some(ports) = new.pointer_mut("/spec/ports").and_then(Value::as_array_mut) {
-        for port in ports {
-            if port.get("nodePort").and_then(Value::as_u64).unwrap_or(0) != 0 {
-                continue;
-            }
-            let same = old_ports.iter().find(|p| {
-                p.get("port") == port.get("port")
-                    && p.get("protocol").and_then(Value::as_str).unwrap_or("TCP")
-                        == port
-                            .get("protocol")
-                            .and_then(Value::as_str)
-                            .unwrap_or("TCP")
-            });
-            if let Some(node_port) = same.and_then(|p| p.get("nodePort")) {
-                port["nodePort"] = node_port.clone();
-            }
-        }
-    }
 }
 
 fn same_object(old: &Value, new: &Value) -> bool {

@@ -30,6 +30,23 @@ pub async fn start_server(dir: &Path, port: u16) -> ApiServer {
     ApiServer::start(config, store).await.unwrap()
 }
 
+/// Starts the server on the embedded store in `dir` (any port) with
+/// `configure` applied to its config; also returns the store, so tests can
+/// look at keys the API does not show (allocations).
+pub async fn start_server_with(
+    dir: &Path,
+    configure: impl FnOnce(&mut ApiServerConfig),
+) -> (ApiServer, AnyStore) {
+    let store = AnyStore::open(&[], dir).await.unwrap();
+    let mut config = ApiServerConfig::new(dir);
+    config.bind_address = IpAddr::V4(Ipv4Addr::LOCALHOST);
+    config.port = 0;
+    config.write_kubeconfig = Some(kubeconfig_path(dir));
+    configure(&mut config);
+    let server = ApiServer::start(config, store.clone()).await.unwrap();
+    (server, store)
+}
+
 /// A kube-rs client authenticated by the admin kubeconfig in `dir`.
 pub async fn client(dir: &Path) -> kube::Client {
     let kc = kube::config::Kubeconfig::read_from(kubeconfig_path(dir)).unwrap();

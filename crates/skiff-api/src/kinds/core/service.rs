@@ -141,14 +141,10 @@ fn spec_field<'a>(svc: &'a Value, key: &str) -> Option<&'a Value> {
         .filter(|v| !v.is_null())
 }
 
-fn needs_node_port(svc: &Value) -> bool {
-    match svc_type(svc) {
-        "NodePort" => true,
-        "LoadBalancer" => spec_field(svc, "allocateLoadBalancerNodePorts")
-            .and_then(Value::as_bool)
-            .unwrap_or(true),
-        _ => false,
-    }
+/// NodePort and LoadBalancer Services carry NodePorts (upstream's
+/// `needsNodePort`, which ignores `allocateLoadBalancerNodePorts`).
+fn has_node_port_type(svc: &Value) -> bool {
+    matches!(svc_type(svc), "NodePort" | "LoadBalancer")
 }
 
 pub(super) fn externally_accessible(svc: &Value) -> bool {
@@ -158,10 +154,24 @@ pub(super) fn externally_accessible(svc: &Value) -> bool {
                 .is_some_and(|v| v.as_array().is_some_and(|a| !a.is_empty())))
 }
 
-fn node_ports(svc: &Value) -> Vec<Option<&Value>> {
+/// The non-zero NodePorts of `svc`.
+fn node_ports(svc: &Value) -> Vec<i64> {
     svc.get("spec")
-        .map(|s| arr(s, "ports").iter().map(|p| p.get("nodePort")).collect())
+        .map(|s| {
+            arr(s, "ports")
+                .iter()
+                .filter_map(|p| p.get("nodePort").and_then(Value::as_i64))
+                .filter(|p| *p != 0)
+                .collect()
+        })
         .unwrap_or_default()
+}
+
+/// A LoadBalancer with `externalTrafficPolicy: Local` has a health check
+/// NodePort (upstream's `needsHCNodePort`).
+fn needs_health_check_node_port(svc: &Value) -> bool {
+    svc_type(svc) == "LoadBalancer"
+        && spec_field(svc, "externalTrafficPolicy").and_then(Value::as_str) == Some("Local")
 }
 
 fn remove_spec(svc: &mut Value, key: &str) {
@@ -202,21 +212,26 @@ pub(super) fn prepare_update(new: &mut Value, old: &Value) {
             }
         }
     }
-    if needs_node_port(old)
-        && !needs_node_port(new)
-        && node_ports(new) == node_ports(old)
+    // NodePorts are wiped when the type no longer uses them, unless the
+    // update names one the old object did not have (validation rejects it).
+    let old_node_ports = node_ports(old);
+    if has_node_port_type(old)
+        && !has_node_port_type(new)
+        && node_ports(new).iter().all(|p| old_node_ports.contains(p))
         && let Some(ports) = new.pointer_mut("/spec/ports").and_then(Value::as_array_mut)
     {
         for p in ports.iter_mut().filter_map(Value::as_object_mut) {
             p.remove("nodePort");
         }
     }
+    if needs_health_check_node_port(old)
+        && !needs_health_check_node_port(new)
+        && spec_field(new, "healthCheckNodePort") == spec_field(old, "healthCheckNodePort")
+    {
+        remove_spec(new, "healthCheckNodePort");
+    }
     if old_ty == "LoadBalancer" && new_ty != "LoadBalancer" {
-        for key in [
-            "allocateLoadBalancerNodePorts",
-            "loadBalancerClass",
-            "healthCheckNodePort",
-        ] {
+        for key in ["allocateLoadBalancerNodePorts", "loadBalancerClass"] {
             if spec_field(new, key) == spec_field(old, key) {
                 remove_spec(new, key);
             }

@@ -68,8 +68,8 @@ pub(super) fn validate_traffic_policies(svc: &Value, spec: &Value, errs: &mut Er
             ));
         }
     } else if hc != 0 {
-        // Upstream also requires it here: its allocator fills it before
-        // validation, which the server does not do yet.
+        // Upstream also requires it here, as its allocator fills it before
+        // validation; the server allocates it after validation instead.
         for msg in port_num_errors(hc) {
             errs.push(Error::invalid(&sp.child("healthCheckNodePort"), hc, &msg));
         }

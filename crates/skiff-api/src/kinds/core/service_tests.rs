@@ -262,6 +262,67 @@ fn type_changes_drop_fields_that_no_longer_apply() {
 }
 
 #[test]
+fn node_ports_and_health_check_port_are_wiped_only_when_left_as_they_were() {
+    let mut two = allocated("NodePort");
+    two["spec"]["ports"] = json!([
+        {"name": "a", "port": 80, "protocol": "TCP", "targetPort": 80, "nodePort": 30080},
+        {"name": "b", "port": 81, "protocol": "TCP", "targetPort": 81, "nodePort": 30081},
+    ]);
+    let mut lb_local = allocated("LoadBalancer");
+    lb_local["spec"]["externalTrafficPolicy"] = json!("Local");
+    lb_local["spec"]["healthCheckNodePort"] = json!(31000);
+    let edit = |old: &Value, f: &dyn Fn(&mut Value)| {
+        let mut new = old.clone();
+        f(&mut new);
+        new
+    };
+    let not_cluster_ip = |i: usize| {
+        format!("spec.ports[{i}].nodePort: Forbidden: may not be used when `type` is 'ClusterIP'")
+    };
+    let hc_forbidden = "spec.healthCheckNodePort: Invalid value: 31001: may only be set when `type` is 'LoadBalancer' and `externalTrafficPolicy` is 'Local'";
+    let cases: Vec<(&str, &Value, Value, Vec<String>)> = vec![
+        (
+            "to ClusterIP, a port dropped: the rest are wiped",
+            &two,
+            edit(&two, &|n| {
+                n["spec"]["type"] = json!("ClusterIP");
+                n["spec"]["ports"].as_array_mut().unwrap().pop();
+            }),
+            vec![],
+        ),
+        (
+            "to ClusterIP naming a new NodePort: kept, and refused",
+            &two,
+            edit(&two, &|n| {
+                n["spec"]["type"] = json!("ClusterIP");
+                n["spec"]["ports"][0]["nodePort"] = json!(30099);
+            }),
+            vec![not_cluster_ip(0), not_cluster_ip(1)],
+        ),
+        (
+            "Local to Cluster: the health check port is wiped",
+            &lb_local,
+            edit(&lb_local, &|n| {
+                n["spec"]["externalTrafficPolicy"] = json!("Cluster")
+            }),
+            vec![],
+        ),
+        (
+            "Local to Cluster with a new health check port: kept, and refused",
+            &lb_local,
+            edit(&lb_local, &|n| {
+                n["spec"]["externalTrafficPolicy"] = json!("Cluster");
+                n["spec"]["healthCheckNodePort"] = json!(31001);
+            }),
+            vec![hc_forbidden.to_owned()],
+        ),
+    ];
+    for (what, old, new, want) in cases {
+        assert_eq!(updated(new, old), want, "{what}");
+    }
+}
+
+#[test]
 fn endpoints_defaults_and_validation() {
     let mut ep = json!({"subsets": [{"addresses": [{"ip": "10.1.2.3"}], "ports": [{"port": 80}]}]});
     default("", "Endpoints", &mut ep);

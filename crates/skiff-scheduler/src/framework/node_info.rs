@@ -10,6 +10,8 @@ use k8s_openapi::apimachinery::pkg::api::resource::Quantity as ApiQuantity;
 use skiff_api::quantity::Quantity;
 use skiff_api::selector::labels::{Selector, from_label_selector};
 
+use super::topology::{LabelHashes, hash_label};
+
 /// Default CPU request (millicores) counted for scoring when a container has
 /// none (upstream's `DefaultMilliCPURequest`).
 pub const DEFAULT_MILLI_CPU_REQUEST: i64 = 100;
@@ -177,6 +179,8 @@ pub struct AffinityTerm {
     pub selector: Selector,
     /// The node label that defines a topology domain.
     pub topology_key: String,
+    /// [`hash_label`] of `topology_key`, for [`NodeInfo::label_value_hashed`].
+    pub topology_key_hash: u64,
     /// Namespaces selected by labels (None: only `namespaces`; an empty
     /// selector selects every namespace).
     pub namespace_selector: Option<Selector>,
@@ -199,6 +203,7 @@ impl AffinityTerm {
             selector: from_label_selector(term.label_selector.as_ref())
                 .unwrap_or_else(|_| Selector::nothing()),
             topology_key: term.topology_key.clone(),
+            topology_key_hash: hash_label(&term.topology_key),
             namespace_selector,
         }
     }
@@ -345,6 +350,9 @@ pub struct NodeInfo {
     pub pvc_ref_counts: HashMap<String, usize>,
     /// Bumped on every change, so snapshots copy only changed nodes.
     pub generation: u64,
+    /// Hashes of the node's labels (filled by [`NodeInfo::set_node`]), for
+    /// [`NodeInfo::topology_value`].
+    pub label_hashes: LabelHashes,
 }
 
 impl NodeInfo {
@@ -364,6 +372,7 @@ impl NodeInfo {
             .as_ref()
             .and_then(|s| s.taints.clone())
             .unwrap_or_default();
+        self.label_hashes = LabelHashes::new(&node);
         self.node = Some(node);
     }
 

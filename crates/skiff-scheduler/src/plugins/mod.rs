@@ -1,7 +1,8 @@
 //! The default plugins, one module each, and the registry that maps their
 //! configuration names to factories.
 
-mod fasthash;
+mod domains;
+pub(crate) mod fasthash;
 pub mod helper;
 pub mod image_locality;
 pub mod interpodaffinity;

@@ -9,7 +9,6 @@ use crate::framework::{
     CycleState, FilterPlugin, NodeInfo, PodInfo, PreFilterExtensions, PreFilterPlugin,
     PreFilterResult, Snapshot, Status,
 };
-use crate::plugins::fasthash::FastMap;
 
 /// Where PreFilter leaves its state in the [`CycleState`].
 pub(crate) const PRE_FILTER_STATE_KEY: &str = "PreFilterInterPodAffinity";
@@ -55,16 +54,20 @@ impl PreFilterState {
         node: &NodeInfo,
         delta: i64,
     ) {
-        let labels = node.labels();
         for t in &updated.required_anti_affinity_terms {
             if term_matches(t, pod_to_schedule, self.namespace_labels.as_deref()) {
-                self.existing_anti_affinity_counts
-                    .update(labels, &t.topology_key, delta);
+                self.existing_anti_affinity_counts.update(
+                    node,
+                    &t.topology_key,
+                    t.topology_key_hash,
+                    delta,
+                );
             }
         }
         if pod_matches_all_terms(&self.affinity_terms, updated) {
             for t in self.affinity_terms.iter() {
-                self.affinity_counts.update(labels, &t.topology_key, delta);
+                self.affinity_counts
+                    .update(node, &t.topology_key, t.topology_key_hash, delta);
             }
         }
         for t in self.anti_affinity_terms.iter() {
@@ -72,7 +75,7 @@ impl PreFilterState {
             // so the existing pod's namespace labels are not needed.
             if term_matches(t, updated, None) {
                 self.anti_affinity_counts
-                    .update(labels, &t.topology_key, delta);
+                    .update(node, &t.topology_key, t.topology_key_hash, delta);
             }
         }
     }
@@ -86,11 +89,10 @@ fn count_existing_anti_affinity(
     ns_labels: Option<&BTreeMap<String, String>>,
     node: &NodeInfo,
 ) {
-    let labels = node.labels();
     for existing in &node.pods_with_required_anti_affinity {
         for t in &existing.required_anti_affinity_terms {
             if term_matches(t, pod, ns_labels) {
-                counts.update(labels, &t.topology_key, 1);
+                counts.update(node, &t.topology_key, t.topology_key_hash, 1);
             }
         }
     }
@@ -105,16 +107,15 @@ fn count_incoming(
     anti_affinity_terms: &[AffinityTerm],
     node: &NodeInfo,
 ) {
-    let labels = node.labels();
     for existing in &node.pods {
         if pod_matches_all_terms(affinity_terms, existing) {
             for t in affinity_terms {
-                affinity.update(labels, &t.topology_key, 1);
+                affinity.update(node, &t.topology_key, t.topology_key_hash, 1);
             }
         }
         for t in anti_affinity_terms {
             if term_matches(t, existing, None) {
-                anti_affinity.update(labels, &t.topology_key, 1);
+                anti_affinity.update(node, &t.topology_key, t.topology_key_hash, 1);
             }
         }
     }
@@ -225,13 +226,17 @@ impl PreFilterExtensions for InterPodAffinity {
 /// term, some matching pod runs in the node's domain — or no pod matches
 /// anywhere and the pod matches its own terms (the first of a group of pods
 /// with affinity to each other).
-fn satisfy_pod_affinity(s: &PreFilterState, labels: &BTreeMap<String, String>) -> bool {
+fn satisfy_pod_affinity(s: &PreFilterState, node: &NodeInfo) -> bool {
     let mut pods_exist = true;
     for t in s.affinity_terms.iter() {
-        let Some(value) = labels.get(&t.topology_key) else {
+        let Some(value) = node.label_value_hashed(&t.topology_key, t.topology_key_hash) else {
             return false;
         };
-        if s.affinity_counts.get(&t.topology_key, value) <= 0 {
+        if pods_exist
+            && s.affinity_counts
+                .get_value(&t.topology_key, t.topology_key_hash, value)
+                <= 0
+        {
             pods_exist = false;
         }
     }
@@ -240,32 +245,22 @@ fn satisfy_pod_affinity(s: &PreFilterState, labels: &BTreeMap<String, String>) -
 
 /// No pod matching one of the pod's anti-affinity terms runs in the node's
 /// domain of that term.
-fn satisfy_pod_anti_affinity(s: &PreFilterState, labels: &BTreeMap<String, String>) -> bool {
+fn satisfy_pod_anti_affinity(s: &PreFilterState, node: &NodeInfo) -> bool {
     if s.anti_affinity_counts.is_empty() {
         return true;
     }
     !s.anti_affinity_terms.iter().any(|t| {
-        labels
-            .get(&t.topology_key)
-            .is_some_and(|v| s.anti_affinity_counts.get(&t.topology_key, v) > 0)
+        s.anti_affinity_counts
+            .get(node, &t.topology_key, t.topology_key_hash)
+            > 0
     })
 }
 
 /// No existing pod whose anti-affinity selects the incoming pod runs in a
 /// domain the node belongs to.
-fn satisfy_existing_pods_anti_affinity(
-    s: &PreFilterState,
-    labels: &BTreeMap<String, String>,
-) -> bool {
-    // Fewer counted keys than node labels: look the node's values up.
-    !s.existing_anti_affinity_counts.iter().any(
-        |(key, values): (&String, &FastMap<String, i64>)| {
-            labels
-                .get(key)
-                .and_then(|v| values.get(v))
-                .is_some_and(|&n| n > 0)
-        },
-    )
+fn satisfy_existing_pods_anti_affinity(s: &PreFilterState, node: &NodeInfo) -> bool {
+    s.existing_anti_affinity_counts.is_empty()
+        || !s.existing_anti_affinity_counts.any_positive(node)
 }
 
 impl FilterPlugin for InterPodAffinity {
@@ -274,14 +269,13 @@ impl FilterPlugin for InterPodAffinity {
             Ok(s) => s,
             Err(status) => return status,
         };
-        let labels = node.labels();
-        if !satisfy_pod_affinity(s, labels) {
+        if !satisfy_pod_affinity(s, node) {
             return Status::unresolvable(ERR_REASON_AFFINITY_RULES_NOT_MATCH);
         }
-        if !satisfy_pod_anti_affinity(s, labels) {
+        if !satisfy_pod_anti_affinity(s, node) {
             return Status::unschedulable(ERR_REASON_ANTI_AFFINITY_RULES_NOT_MATCH);
         }
-        if !satisfy_existing_pods_anti_affinity(s, labels) {
+        if !satisfy_existing_pods_anti_affinity(s, node) {
             return Status::unschedulable(ERR_REASON_EXISTING_ANTI_AFFINITY_RULES_NOT_MATCH);
         }
         Status::success()

@@ -16,12 +16,12 @@ mod filtering_tests;
 mod scoring_tests;
 
 use std::collections::BTreeMap;
-
-use crate::plugins::fasthash::FastMap;
 use std::sync::Arc;
 
 use skiff_api::field::{Error as FieldError, Path};
 use skiff_api::selector::labels::Selector;
+
+pub(crate) use crate::plugins::domains::TopologyCounts;
 
 use crate::framework::node_info::AffinityTerm;
 use crate::framework::{
@@ -181,63 +181,6 @@ pub(crate) fn term_matches(
 /// the incoming pod's own, namespace-merged terms.
 pub(crate) fn pod_matches_all_terms(terms: &[AffinityTerm], pod: &PodInfo) -> bool {
     !terms.is_empty() && terms.iter().all(|t| term_matches(t, pod, None))
-}
-
-/// Counts per topology pair: topology key → value → count. Nested so lookups
-/// borrow the node's label strings instead of building a key.
-#[derive(Debug, Clone, Default, PartialEq, Eq)]
-pub(crate) struct TopologyCounts(FastMap<String, FastMap<String, i64>>);
-
-impl TopologyCounts {
-    /// Adds `delta` to the pair (`key`, the node's value for `key`) if the
-    /// node has that label; pairs that reach zero are dropped, so
-    /// [`TopologyCounts::is_empty`] means "no pair counted".
-    pub(crate) fn update(&mut self, node_labels: &BTreeMap<String, String>, key: &str, delta: i64) {
-        let Some(value) = node_labels.get(key) else {
-            return;
-        };
-        // Look up before inserting: PreFilter calls this once per matching
-        // pod, and most calls hit an existing pair.
-        let Some(values) = self.0.get_mut(key) else {
-            if delta != 0 {
-                self.0
-                    .insert(key.to_owned(), FastMap::from_iter([(value.clone(), delta)]));
-            }
-            return;
-        };
-        let Some(n) = values.get_mut(value.as_str()) else {
-            if delta != 0 {
-                values.insert(value.clone(), delta);
-            }
-            return;
-        };
-        *n += delta;
-        if *n == 0 {
-            values.remove(value.as_str());
-            if values.is_empty() {
-                self.0.remove(key);
-            }
-        }
-    }
-
-    /// The count of (`key`, `value`).
-    pub(crate) fn get(&self, key: &str, value: &str) -> i64 {
-        self.0
-            .get(key)
-            .and_then(|v| v.get(value))
-            .copied()
-            .unwrap_or(0)
-    }
-
-    /// True when no pair has a count.
-    pub(crate) fn is_empty(&self) -> bool {
-        self.0.is_empty()
-    }
-
-    /// Iterates over (key, value → count).
-    pub(crate) fn iter(&self) -> impl Iterator<Item = (&String, &FastMap<String, i64>)> {
-        self.0.iter()
-    }
 }
 
 impl Plugin for InterPodAffinity {

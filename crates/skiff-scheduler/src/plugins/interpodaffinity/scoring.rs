@@ -2,10 +2,9 @@
 
 use std::collections::BTreeMap;
 
-use crate::plugins::fasthash::FastMap;
 use std::sync::Arc;
 
-use super::{InterPodAffinity, term_matches};
+use super::{InterPodAffinity, TopologyCounts, term_matches};
 use crate::framework::node_info::{AffinityTerm, WeightedAffinityTerm};
 use crate::framework::{
     CycleState, MAX_NODE_SCORE, NodeInfo, NodeScore, PodInfo, PreScorePlugin, ScorePlugin,
@@ -15,8 +14,8 @@ use crate::framework::{
 /// Where PreScore leaves its state in the [`CycleState`].
 pub(crate) const PRE_SCORE_STATE_KEY: &str = "PreScoreInterPodAffinity";
 
-/// Score per topology pair: key → value → summed weights.
-pub(crate) type TopologyScore = FastMap<String, FastMap<String, i64>>;
+/// Summed weights per topology pair.
+pub(crate) type TopologyScore = TopologyCounts;
 
 /// What PreScore computes once per cycle for Score.
 #[derive(Debug, Clone)]
@@ -26,36 +25,18 @@ pub(crate) struct PreScoreState {
     pub(crate) topology_score: TopologyScore,
 }
 
-fn add(score: &mut TopologyScore, key: &str, value: &str, delta: i64) {
-    // Look up before inserting, to allocate only for new pairs.
-    if let Some(values) = score.get_mut(key) {
-        if let Some(n) = values.get_mut(value) {
-            *n += delta;
-        } else {
-            values.insert(value.to_owned(), delta);
-        }
-    } else {
-        score.insert(
-            key.to_owned(),
-            FastMap::from_iter([(value.to_owned(), delta)]),
-        );
-    }
-}
-
-/// Adds `weight * multiplier` to the pair of `term` on the existing pod's
-/// node when `term` selects `pod`.
+/// Adds `weight` to the pair of `term` on the existing pod's node when
+/// `term` selects `pod`.
 fn process_term(
     score: &mut TopologyScore,
     term: &AffinityTerm,
     weight: i64,
     pod: &PodInfo,
     ns_labels: Option<&BTreeMap<String, String>>,
-    node_labels: &BTreeMap<String, String>,
+    node: &NodeInfo,
 ) {
-    if term_matches(term, pod, ns_labels)
-        && let Some(value) = node_labels.get(&term.topology_key)
-    {
-        add(score, &term.topology_key, value, weight);
+    if term_matches(term, pod, ns_labels) {
+        score.update(node, &term.topology_key, term.topology_key_hash, weight);
     }
 }
 
@@ -70,37 +51,18 @@ struct Incoming<'a> {
 }
 
 impl Incoming<'_> {
-    /// Adds what `existing` (running on a node with `node_labels`)
+    /// Adds what `existing` (running on `node`)
     /// contributes: the incoming pod's preferred terms that select it, and
     /// its own required affinity (hard weight) and preferred terms that
     /// select the incoming pod.
-    fn process_existing_pod(
-        &self,
-        score: &mut TopologyScore,
-        existing: &PodInfo,
-        node_labels: &BTreeMap<String, String>,
-    ) {
+    fn process_existing_pod(&self, score: &mut TopologyScore, existing: &PodInfo, node: &NodeInfo) {
         // The incoming pod's terms have their namespaceSelector merged, so
         // the existing pod's namespace labels are not needed.
         for w in &self.preferred_affinity {
-            process_term(
-                score,
-                &w.term,
-                i64::from(w.weight),
-                existing,
-                None,
-                node_labels,
-            );
+            process_term(score, &w.term, i64::from(w.weight), existing, None, node);
         }
         for w in &self.preferred_anti_affinity {
-            process_term(
-                score,
-                &w.term,
-                -i64::from(w.weight),
-                existing,
-                None,
-                node_labels,
-            );
+            process_term(score, &w.term, -i64::from(w.weight), existing, None, node);
         }
         let ns_labels = self.namespace_labels.as_deref();
         if self.hard_pod_affinity_weight > 0 {
@@ -111,7 +73,7 @@ impl Incoming<'_> {
                     self.hard_pod_affinity_weight,
                     self.pod,
                     ns_labels,
-                    node_labels,
+                    node,
                 );
             }
         }
@@ -122,7 +84,7 @@ impl Incoming<'_> {
                 i64::from(w.weight),
                 self.pod,
                 ns_labels,
-                node_labels,
+                node,
             );
         }
         for w in &existing.preferred_anti_affinity_terms {
@@ -132,10 +94,19 @@ impl Incoming<'_> {
                 -i64::from(w.weight),
                 self.pod,
                 ns_labels,
-                node_labels,
+                node,
             );
         }
     }
+}
+
+/// Whether `existing` can add to the score of a pod without preferred terms
+/// of its own: only through its required affinity (with a hard weight) or
+/// its preferred terms; required anti-affinity never scores.
+fn contributes_without_preferred_terms(existing: &PodInfo, incoming: &Incoming<'_>) -> bool {
+    (incoming.hard_pod_affinity_weight > 0 && !existing.required_affinity_terms.is_empty())
+        || !existing.preferred_affinity_terms.is_empty()
+        || !existing.preferred_anti_affinity_terms.is_empty()
 }
 
 impl InterPodAffinity {
@@ -193,8 +164,8 @@ impl PreScorePlugin for InterPodAffinity {
         };
         let mut topology_score = TopologyScore::default();
         for node in all_nodes {
-            let labels = node.labels();
-            if labels.is_empty() {
+            // Without labels a node is in no domain.
+            if node.labels().is_empty() {
                 continue;
             }
             let pods = if has_constraints {
@@ -203,10 +174,12 @@ impl PreScorePlugin for InterPodAffinity {
                 &node.pods_with_affinity
             };
             for existing in pods {
-                incoming.process_existing_pod(&mut topology_score, existing, labels);
+                if has_constraints || contributes_without_preferred_terms(existing, &incoming) {
+                    incoming.process_existing_pod(&mut topology_score, existing, node);
+                }
             }
         }
-        if topology_score.is_empty() {
+        if !topology_score.has_pairs() {
             return Status::skip();
         }
         state.write(PRE_SCORE_STATE_KEY, PreScoreState { topology_score });
@@ -220,13 +193,7 @@ impl ScorePlugin for InterPodAffinity {
             Ok(s) => s,
             Err(status) => return (0, status),
         };
-        let labels = node.labels();
-        let score = s
-            .topology_score
-            .iter()
-            .filter_map(|(key, values)| labels.get(key).and_then(|v| values.get(v)))
-            .sum();
-        (score, Status::success())
+        (s.topology_score.sum(node), Status::success())
     }
 
     /// Scales the scores linearly so the lowest maps to 0 and the highest
@@ -241,7 +208,7 @@ impl ScorePlugin for InterPodAffinity {
             Ok(s) => s,
             Err(status) => return status,
         };
-        if s.topology_score.is_empty() {
+        if !s.topology_score.has_pairs() {
             return Status::success();
         }
         let min = scores.iter().map(|s| s.score).min().unwrap_or(0);

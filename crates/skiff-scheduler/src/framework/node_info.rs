@@ -10,7 +10,7 @@ use k8s_openapi::apimachinery::pkg::api::resource::Quantity as ApiQuantity;
 use skiff_api::quantity::Quantity;
 use skiff_api::selector::labels::{Selector, from_label_selector};
 
-use super::topology::{LabelHashes, hash_label};
+use super::topology::{LabelHashes, LabelIndex, hash_label};
 
 /// Default CPU request (millicores) counted for scoring when a container has
 /// none (upstream's `DefaultMilliCPURequest`).
@@ -237,6 +237,12 @@ pub struct PodInfo {
     pub preferred_affinity_terms: Vec<WeightedAffinityTerm>,
     /// Preferred pod anti-affinity terms.
     pub preferred_anti_affinity_terms: Vec<WeightedAffinityTerm>,
+    /// The pod's namespace (the index's prefix) and labels, packed so the
+    /// affinity and spreading plugins can match thousands of pods per cycle
+    /// cheaply.
+    pub label_index: LabelIndex,
+    /// The pod has a deletion timestamp.
+    pub terminating: bool,
 }
 
 impl PodInfo {
@@ -266,6 +272,8 @@ impl PodInfo {
                     .collect::<Vec<_>>()
             };
         PodInfo {
+            label_index: LabelIndex::new(ns, pod.metadata.labels.iter().flatten()),
+            terminating: pod.metadata.deletion_timestamp.is_some(),
             requests: pod_requests(&pod, false),
             non_zero_requests: pod_requests(&pod, true),
             required_affinity_terms: required(pa.and_then(|a| {

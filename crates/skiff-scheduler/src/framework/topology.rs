@@ -8,6 +8,7 @@ use std::hash::{BuildHasher, BuildHasherDefault};
 use std::sync::Arc;
 
 use k8s_openapi::api::core::v1::Node;
+use skiff_api::selector::labels::Labels;
 
 use super::node_info::NodeInfo;
 use crate::plugins::fasthash::FastHasher;
@@ -63,47 +64,137 @@ impl<'a> TopologyValue<'a> {
     }
 }
 
-/// Hashes of one label's key and value.
+/// One label in a [`LabelIndex`]: where its key and value end in the arena
+/// (the key starts where the previous entry, or the prefix, ends) and their
+/// hashes.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct LabelHash {
-    /// [`hash_label`] of the key.
-    pub key: u64,
-    /// [`hash_label`] of the value.
-    pub value: u64,
+struct LabelEntry {
+    key_hash: u64,
+    value_hash: u64,
+    key_end: u32,
+    value_end: u32,
 }
 
-/// The hashes of a Node's labels in `metadata.labels` order, and the Node
-/// they were computed from (so a Node replaced without
-/// [`NodeInfo::set_node`] is noticed rather than misread).
+/// A label set packed into two allocations (one string holding an optional
+/// prefix and every key and value, and a table of offsets and hashes), so
+/// scanning thousands of nodes or pods per cycle touches two cache lines
+/// per object instead of a tree node and two strings per label.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct LabelIndex {
+    arena: String,
+    prefix_end: u32,
+    entries: Vec<LabelEntry>,
+}
+
+impl LabelIndex {
+    /// Packs `prefix` (e.g. a pod's namespace) and `labels`. Label sets
+    /// beyond 4 GiB are not indexed (lookups then find nothing).
+    pub fn new<'a>(
+        prefix: &str,
+        labels: impl IntoIterator<Item = (&'a String, &'a String)>,
+    ) -> LabelIndex {
+        let mut out = LabelIndex {
+            arena: prefix.to_owned(),
+            prefix_end: 0,
+            entries: Vec::new(),
+        };
+        let Ok(prefix_end) = u32::try_from(out.arena.len()) else {
+            return LabelIndex::default();
+        };
+        out.prefix_end = prefix_end;
+        for (k, v) in labels {
+            out.arena.push_str(k);
+            let key_end = out.arena.len();
+            out.arena.push_str(v);
+            let (Ok(key_end), Ok(value_end)) =
+                (u32::try_from(key_end), u32::try_from(out.arena.len()))
+            else {
+                return LabelIndex::default();
+            };
+            out.entries.push(LabelEntry {
+                key_hash: hash_label(k),
+                value_hash: hash_label(v),
+                key_end,
+                value_end,
+            });
+        }
+        out
+    }
+
+    /// The prefix given to [`LabelIndex::new`].
+    pub fn prefix(&self) -> &str {
+        self.arena.get(..self.prefix_end as usize).unwrap_or("")
+    }
+
+    /// The number of labels.
+    pub fn len(&self) -> usize {
+        self.entries.len()
+    }
+
+    /// True when there are no labels.
+    pub fn is_empty(&self) -> bool {
+        self.entries.is_empty()
+    }
+
+    fn key_value(&self, i: usize) -> (&str, &str) {
+        let start = match i {
+            0 => self.prefix_end,
+            _ => self.entries[i - 1].value_end,
+        } as usize;
+        let e = &self.entries[i];
+        let key = self.arena.get(start..e.key_end as usize).unwrap_or("");
+        let value = self
+            .arena
+            .get(e.key_end as usize..e.value_end as usize)
+            .unwrap_or("");
+        (key, value)
+    }
+
+    /// The value of `key`, whose [`hash_label`] is `key_hash`.
+    pub fn get_hashed(&self, key: &str, key_hash: u64) -> Option<TopologyValue<'_>> {
+        self.entries.iter().enumerate().find_map(|(i, e)| {
+            if e.key_hash != key_hash {
+                return None;
+            }
+            let (k, v) = self.key_value(i);
+            (k == key).then_some(TopologyValue {
+                value: v,
+                hash: e.value_hash,
+            })
+        })
+    }
+}
+
+impl Labels for LabelIndex {
+    fn label(&self, key: &str) -> Option<&str> {
+        (0..self.entries.len()).find_map(|i| {
+            let (k, v) = self.key_value(i);
+            (k == key).then_some(v)
+        })
+    }
+}
+
+/// A node's [`LabelIndex`] and the Node it was built from (so a Node
+/// replaced without [`NodeInfo::set_node`] is noticed rather than misread).
 #[derive(Debug, Clone, Default)]
 pub struct LabelHashes {
     source: Option<Arc<Node>>,
-    hashes: Vec<LabelHash>,
+    index: LabelIndex,
 }
 
 impl LabelHashes {
-    /// Hashes `node`'s labels.
+    /// Indexes `node`'s labels.
     pub fn new(node: &Arc<Node>) -> LabelHashes {
-        let hashes = node
-            .metadata
-            .labels
-            .iter()
-            .flatten()
-            .map(|(k, v)| LabelHash {
-                key: hash_label(k),
-                value: hash_label(v),
-            })
-            .collect();
         LabelHashes {
             source: Some(node.clone()),
-            hashes,
+            index: LabelIndex::new("", node.metadata.labels.iter().flatten()),
         }
     }
 
-    /// The hashes, when they were computed from `node`.
-    fn of(&self, node: Option<&Arc<Node>>) -> Option<&[LabelHash]> {
+    /// The index, when it was built from `node`.
+    fn of(&self, node: Option<&Arc<Node>>) -> Option<&LabelIndex> {
         match (self.source.as_ref(), node) {
-            (Some(a), Some(b)) if Arc::ptr_eq(a, b) => Some(&self.hashes),
+            (Some(a), Some(b)) if Arc::ptr_eq(a, b) => Some(&self.index),
             _ => None,
         }
     }
@@ -119,21 +210,11 @@ impl NodeInfo {
     /// As [`NodeInfo::topology_value`], for a key given by name and
     /// [`hash_label`].
     pub fn label_value_hashed(&self, key: &str, key_hash: u64) -> Option<TopologyValue<'_>> {
-        let labels = self.labels();
-        if let Some(hashes) = self.label_hashes.of(self.node.as_ref()) {
-            // Fresh hashes without the key's: the node lacks the label.
-            let i = hashes.iter().position(|h| h.key == key_hash)?;
-            if let Some((k, v)) = labels.iter().nth(i)
-                && k == key
-            {
-                return Some(TopologyValue {
-                    value: v,
-                    hash: hashes[i].value,
-                });
-            }
+        match self.label_hashes.of(self.node.as_ref()) {
+            Some(index) => index.get_hashed(key, key_hash),
+            // Stale: look the key up directly.
+            None => lookup(self.labels(), key),
         }
-        // Hashes stale or colliding between keys: look the key up directly.
-        lookup(labels, key)
     }
 }
 
@@ -197,11 +278,52 @@ mod tests {
     }
 
     #[test]
-    fn a_key_hash_collision_falls_back_to_the_name() {
+    fn a_key_hash_collision_is_told_apart_by_the_name() {
         let info = NodeInfo::new(node(json!({"zone": "a"})));
         // The zone key's hash under another name: the names differ.
         let h = hash_label("zone");
         assert!(info.label_value_hashed("region", h).is_none());
         assert_eq!(info.label_value_hashed("zone", h).unwrap().value, "a");
+    }
+
+    #[test]
+    fn label_index_packs_a_prefix_and_labels() {
+        let labels: BTreeMap<String, String> = [("app", "web"), ("empty", ""), ("tier", "x")]
+            .iter()
+            .map(|(k, v)| ((*k).to_owned(), (*v).to_owned()))
+            .collect();
+        let idx = LabelIndex::new("ns1", &labels);
+        assert_eq!(idx.prefix(), "ns1");
+        assert_eq!(idx.len(), 3);
+        for (k, want) in [
+            ("app", Some("web")),
+            ("empty", Some("")),
+            ("tier", Some("x")),
+            ("ns1", None),
+            ("ap", None),
+            ("", None),
+        ] {
+            assert_eq!(idx.label(k), want, "{k}");
+            assert_eq!(
+                idx.get_hashed(k, hash_label(k)).map(|v| v.value),
+                want,
+                "{k}"
+            );
+        }
+        // Selectors match the index as they match the map.
+        for sel in [
+            "app=web",
+            "app!=web",
+            "empty",
+            "!empty",
+            "tier in (x,y)",
+            "missing",
+            "app=web,tier=y",
+        ] {
+            let s = skiff_api::selector::labels::parse(sel).unwrap();
+            assert_eq!(s.matches(&idx), s.matches(&labels), "{sel}");
+        }
+        let none = LabelIndex::new("", &BTreeMap::new());
+        assert!(none.is_empty() && none.prefix().is_empty() && none.label("a").is_none());
     }
 }

@@ -169,12 +169,14 @@ pub(crate) fn term_matches(
     ns_labels: Option<&BTreeMap<String, String>>,
 ) -> bool {
     static EMPTY: BTreeMap<String, String> = BTreeMap::new();
-    let in_namespace = term.namespaces.contains(pod.namespace())
+    // The packed index holds the namespace and labels side by side.
+    let labels = &pod.label_index;
+    let in_namespace = term.namespaces.contains(labels.prefix())
         || term
             .namespace_selector
             .as_ref()
             .is_some_and(|s| s.matches(ns_labels.unwrap_or(&EMPTY)));
-    in_namespace && term.selector.matches(pod.labels())
+    in_namespace && term.selector.matches(labels)
 }
 
 /// True when `pod` is selected by every term (false for no terms). Used for

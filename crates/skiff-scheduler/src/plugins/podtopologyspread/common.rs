@@ -251,9 +251,9 @@ pub(crate) fn count_pods_match_selector(
     let n = pods
         .iter()
         .filter(|p| {
-            p.pod.metadata.deletion_timestamp.is_none()
-                && p.namespace() == namespace
-                && selector.matches(p.labels())
+            !p.terminating
+                && p.label_index.prefix() == namespace
+                && selector.matches(&p.label_index)
         })
         .count();
     i64::try_from(n).unwrap_or(i64::MAX)

@@ -171,7 +171,7 @@ pub fn pod_requests(pod: &Pod, non_zero: bool) -> Resource {
 }
 
 /// One parsed pod (anti-)affinity term (upstream's `framework.AffinityTerm`).
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, PartialEq)]
 pub struct AffinityTerm {
     /// Namespaces the term applies to, explicit or the pod's own.
     pub namespaces: BTreeSet<String>,

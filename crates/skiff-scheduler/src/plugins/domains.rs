@@ -115,6 +115,10 @@ impl DomainCounts {
     }
 }
 
+/// A pair's ids in a [`TopologyCounts`]: key index and domain id.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) struct PairId(u32, u32);
+
 /// Counts per topology pair (key and value) over a few keys, dropping to
 /// "empty" when every count is back at zero.
 #[derive(Debug, Clone, Default)]
@@ -131,17 +135,12 @@ impl TopologyCounts {
             .position(|(k, _)| k.hash() == key_hash && k.name() == key)
     }
 
-    /// Adds `delta` to the pair (`key`, the node's value for `key`) if the
-    /// node has that label. `key_hash` is `key`'s
-    /// [`crate::framework::topology::hash_label`].
-    pub(crate) fn update(&mut self, node: &NodeInfo, key: &str, key_hash: u64, delta: i64) {
-        if delta == 0 {
-            return;
-        }
-        let Some(value) = node.label_value_hashed(key, key_hash) else {
-            return;
-        };
-        let i = match self.key_index(key, key_hash) {
+    /// The ids of the pair (`key`, the node's value for `key`), added with
+    /// count 0 if new; None when the node lacks the label. `key_hash` is
+    /// `key`'s [`crate::framework::topology::hash_label`].
+    pub(crate) fn intern(&mut self, node: &NodeInfo, key: &str, key_hash: u64) -> Option<PairId> {
+        let value = node.label_value_hashed(key, key_hash)?;
+        let k = match self.key_index(key, key_hash) {
             Some(i) => i,
             None => {
                 self.keys
@@ -149,11 +148,36 @@ impl TopologyCounts {
                 self.keys.len() - 1
             }
         };
-        let (_, n) = self.keys[i].1.add(value, delta);
-        if n == 0 {
-            self.non_zero -= 1;
-        } else if n == delta {
-            self.non_zero += 1;
+        let (d, _) = self.keys[k].1.add(value, 0);
+        Some(PairId(u32::try_from(k).unwrap_or(u32::MAX), d))
+    }
+
+    /// Adds `delta` to the count of pair `id` (from [`TopologyCounts::intern`]).
+    pub(crate) fn add_at(&mut self, id: PairId, delta: i64) {
+        let Some(n) = self
+            .keys
+            .get_mut(id.0 as usize)
+            .and_then(|(_, c)| c.counts.get_mut(id.1 as usize))
+        else {
+            return;
+        };
+        let before = *n;
+        *n += delta;
+        match (before == 0, *n == 0) {
+            (true, false) => self.non_zero += 1,
+            (false, true) => self.non_zero -= 1,
+            _ => {}
+        }
+    }
+
+    /// Adds `delta` to the pair (`key`, the node's value for `key`) if the
+    /// node has that label.
+    pub(crate) fn update(&mut self, node: &NodeInfo, key: &str, key_hash: u64, delta: i64) {
+        if delta == 0 {
+            return;
+        }
+        if let Some(id) = self.intern(node, key, key_hash) {
+            self.add_at(id, delta);
         }
     }
 

@@ -3,7 +3,7 @@
 use std::collections::BTreeMap;
 use std::sync::Arc;
 
-use super::{InterPodAffinity, TopologyCounts, pod_matches_all_terms, term_matches};
+use super::{InterPodAffinity, TopologyCounts, counting, pod_matches_all_terms, term_matches};
 use crate::framework::node_info::AffinityTerm;
 use crate::framework::{
     CycleState, FilterPlugin, NodeInfo, PodInfo, PreFilterExtensions, PreFilterPlugin,
@@ -98,29 +98,6 @@ fn count_existing_anti_affinity(
     }
 }
 
-/// Adds the existing pods on `node` matching the incoming pod's required
-/// affinity (all terms) and anti-affinity (each term).
-fn count_incoming(
-    affinity: &mut TopologyCounts,
-    anti_affinity: &mut TopologyCounts,
-    affinity_terms: &[AffinityTerm],
-    anti_affinity_terms: &[AffinityTerm],
-    node: &NodeInfo,
-) {
-    for existing in &node.pods {
-        if pod_matches_all_terms(affinity_terms, existing) {
-            for t in affinity_terms {
-                affinity.update(node, &t.topology_key, t.topology_key_hash, 1);
-            }
-        }
-        for t in anti_affinity_terms {
-            if term_matches(t, existing, None) {
-                anti_affinity.update(node, &t.topology_key, t.topology_key_hash, 1);
-            }
-        }
-    }
-}
-
 fn read_state(state: &CycleState) -> Result<&PreFilterState, Status> {
     state
         .read::<PreFilterState>(PRE_FILTER_STATE_KEY)
@@ -155,18 +132,19 @@ impl PreFilterPlugin for InterPodAffinity {
                 count_existing_anti_affinity(&mut existing, pod, ns_labels, node);
             }
         } else {
-            // One pass over every node: each node's labels and pods are
-            // fetched from memory once for both counts.
-            for node in &snapshot.nodes {
-                count_existing_anti_affinity(&mut existing, pod, ns_labels, node);
-                count_incoming(
-                    &mut affinity_counts,
-                    &mut anti_affinity_counts,
-                    &affinity_terms,
-                    &anti_affinity_terms,
-                    node,
-                );
-            }
+            // Every node counts: keep the per-node results for the next pod
+            // with the same terms (replicas of one workload).
+            let totals = counting::count(
+                &self.pre_filter_counts,
+                pod,
+                &namespace_labels,
+                &affinity_terms,
+                &anti_affinity_terms,
+                &snapshot.nodes,
+            );
+            existing = totals.existing_anti_affinity;
+            affinity_counts = totals.affinity;
+            anti_affinity_counts = totals.anti_affinity;
         }
         if existing.is_empty() && affinity_terms.is_empty() && anti_affinity_terms.is_empty() {
             return (None, Status::skip());

@@ -7,6 +7,7 @@
 //! Filter only does map lookups per node. PreScore does the same for the
 //! weighted terms.
 
+mod counting;
 mod filtering;
 mod scoring;
 
@@ -101,6 +102,8 @@ impl InterPodAffinityArgs {
 pub struct InterPodAffinity {
     args: InterPodAffinityArgs,
     lister: Arc<dyn ClusterLister>,
+    /// PreFilter's counts, kept for the next pod with the same terms.
+    pre_filter_counts: counting::PreFilterCounts,
 }
 
 impl std::fmt::Debug for InterPodAffinity {
@@ -122,7 +125,11 @@ pub fn new(args: Option<&serde_json::Value>, handle: &Handle) -> Result<Arc<dyn 
 impl InterPodAffinity {
     /// A plugin with validated args.
     pub fn new(args: InterPodAffinityArgs, lister: Arc<dyn ClusterLister>) -> Self {
-        InterPodAffinity { args, lister }
+        InterPodAffinity {
+            args,
+            lister,
+            pre_filter_counts: counting::PreFilterCounts::default(),
+        }
     }
 
     /// The incoming pod's terms with a non-empty namespaceSelector turned
@@ -183,6 +190,20 @@ pub(crate) fn term_matches(
 /// the incoming pod's own, namespace-merged terms.
 pub(crate) fn pod_matches_all_terms(terms: &[AffinityTerm], pod: &PodInfo) -> bool {
     !terms.is_empty() && terms.iter().all(|t| term_matches(t, pod, None))
+}
+
+/// PreFilter's counts as sorted (key, value, count) triples: existing pods'
+/// anti-affinity, affinity, anti-affinity.
+#[cfg(test)]
+pub(crate) fn prefilter_counts_for_test(
+    state: &crate::framework::CycleState,
+) -> Option<[Vec<(String, String, i64)>; 3]> {
+    let s = state.read::<filtering::PreFilterState>(filtering::PRE_FILTER_STATE_KEY)?;
+    Some([
+        s.existing_anti_affinity_counts.pairs(),
+        s.affinity_counts.pairs(),
+        s.anti_affinity_counts.pairs(),
+    ])
 }
 
 impl Plugin for InterPodAffinity {

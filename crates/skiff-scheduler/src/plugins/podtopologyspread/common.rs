@@ -261,7 +261,7 @@ pub(crate) fn count_pods_match_selector(
 
 /// The pod's nodeSelector and required node affinity, parsed once per
 /// cycle (upstream's `nodeaffinity.RequiredNodeAffinity`).
-#[derive(Debug, Clone, Default)]
+#[derive(Debug, Clone, Default, PartialEq)]
 pub(crate) struct RequiredNodeAffinity {
     /// `spec.nodeSelector`, when set.
     node_selector: Option<Selector>,
@@ -270,7 +270,7 @@ pub(crate) struct RequiredNodeAffinity {
     terms: Option<Vec<Option<ParsedTerm>>>,
 }
 
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, PartialEq)]
 struct ParsedTerm {
     labels: Selector,
     /// `metadata.name` requirements of matchFields.

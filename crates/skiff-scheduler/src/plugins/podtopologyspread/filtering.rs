@@ -3,11 +3,10 @@
 
 use std::sync::Arc;
 
-use super::PodTopologySpread;
 use super::common::{
-    Constraint, DO_NOT_SCHEDULE, RequiredNodeAffinity, count_pods_match_selector,
-    node_labels_match_constraints,
+    Constraint, DO_NOT_SCHEDULE, RequiredNodeAffinity, node_labels_match_constraints,
 };
+use super::{PodTopologySpread, counting};
 use crate::framework::{
     CycleState, FilterPlugin, NodeInfo, PodInfo, PreFilterExtensions, PreFilterPlugin,
     PreFilterResult, Snapshot, Status,
@@ -76,6 +75,11 @@ impl CriticalPaths {
     }
 }
 
+/// A constraint's domains and counts, critical minimum and domain number
+/// (tests compare states by it).
+#[cfg(test)]
+pub(crate) type ConstraintSummary = (Vec<(String, i64)>, i64, usize);
+
 /// What PreFilter computes once per cycle for Filter.
 #[derive(Debug, Clone)]
 pub(crate) struct PreFilterState {
@@ -102,6 +106,26 @@ impl PreFilterState {
             return 0;
         }
         self.critical_paths.get(i).map_or(0, CriticalPaths::min)
+    }
+
+    /// Per constraint: every domain's count sorted, the minimum of the
+    /// critical paths, and the number of domains.
+    #[cfg(test)]
+    pub(crate) fn summary_for_test(&self) -> Vec<ConstraintSummary> {
+        (0..self.constraints.len())
+            .map(|i| {
+                let mut counts: Vec<_> = self.tp_value_to_match_num[i]
+                    .iter()
+                    .map(|(v, n)| (v.to_owned(), n))
+                    .collect();
+                counts.sort();
+                (
+                    counts,
+                    self.critical_paths[i].min(),
+                    self.tp_key_to_domains_num[i],
+                )
+            })
+            .collect()
     }
 
     /// Updates the counts as if `updated` were added (`delta` 1) to or
@@ -148,22 +172,13 @@ impl PodTopologySpread {
             return Ok(None);
         }
         let affinity = RequiredNodeAffinity::new(&pod.pod);
-        let mut tp_value_to_match_num = vec![DomainCounts::default(); constraints.len()];
-        for node in &snapshot.nodes {
-            if !node_labels_match_constraints(node, &constraints) {
-                continue;
-            }
-            for (i, c) in constraints.iter().enumerate() {
-                if !c.includes_node(&pod.pod, &affinity, node) {
-                    continue;
-                }
-                let Some(value) = c.value(node) else {
-                    continue;
-                };
-                let count = count_pods_match_selector(&node.pods, &c.selector, pod.namespace());
-                tp_value_to_match_num[i].add(value, count);
-            }
-        }
+        let tp_value_to_match_num = counting::count(
+            &self.pre_filter_counts,
+            pod,
+            &constraints,
+            &affinity,
+            &snapshot.nodes,
+        );
         // Per topology key, as upstream's map by key: the last constraint
         // with the key gives its domains.
         let tp_key_to_domains_num = constraints

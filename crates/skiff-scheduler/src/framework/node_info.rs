@@ -210,7 +210,7 @@ impl AffinityTerm {
 }
 
 /// A preferred (weighted) affinity term.
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, PartialEq)]
 pub struct WeightedAffinityTerm {
     /// The term.
     pub term: AffinityTerm,

@@ -196,11 +196,6 @@ impl TopologyCounts {
             .map_or(0, |i| self.keys[i].1.get(value))
     }
 
-    /// True when a pair was ever added, even if its count is back at zero.
-    pub(crate) fn has_pairs(&self) -> bool {
-        self.keys.iter().any(|(_, c)| c.len() > 0)
-    }
-
     /// True when some key's count in the node's domain is positive.
     pub(crate) fn any_positive(&self, node: &NodeInfo) -> bool {
         self.keys

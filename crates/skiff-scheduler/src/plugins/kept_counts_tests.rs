@@ -200,3 +200,72 @@ fn pod_topology_spread_kept_counts_equal_fresh_counts() {
         }
     }
 }
+
+/// PreScore's status, then each node's normalised score.
+fn scores(pl: &InterPodAffinity, p: &PodInfo, snap: &Snapshot) -> Vec<String> {
+    use crate::framework::{NodeScore, PreScorePlugin, ScorePlugin};
+    let mut state = CycleState::new();
+    let st = pl.pre_score(&mut state, p, &snap.nodes, snap);
+    let mut out = vec![format!("{st:?}")];
+    if st.is_success() {
+        let mut scores: Vec<NodeScore> = snap
+            .nodes
+            .iter()
+            .map(|n| NodeScore {
+                name: n.name().to_owned(),
+                score: pl.score(&state, p, n).0,
+            })
+            .collect();
+        let st = pl.normalize_scores(&state, p, &mut scores);
+        out.push(format!("{st:?}"));
+        out.extend(scores.iter().map(|s| format!("{}={}", s.name, s.score)));
+    }
+    out
+}
+
+#[test]
+fn inter_pod_affinity_kept_scores_equal_fresh_scores() {
+    use crate::plugins::test_util::preferred_term;
+    // Existing pods: required affinity to green pods by zone (hard weight)
+    // and a preferred anti-affinity to them by hostname.
+    let mut spec = required_term("podAffinity", "color", &["green"], "zone");
+    spec["affinity"]["podAntiAffinity"] = preferred_term(
+        "podAntiAffinity",
+        7,
+        "color",
+        &["green"],
+        "hostname",
+    )["affinity"]["podAntiAffinity"]
+        .clone();
+    let green = |name: &str| pod(name, "default", &[("color", "green")], spec.clone());
+    let incoming = [
+        // No preferred terms: only existing pods' terms score.
+        pod("plain", "default", &[("color", "green")], json!({})),
+        pod(
+            "pref",
+            "default",
+            &[("color", "green")],
+            preferred_term("podAffinity", 3, "color", &["green"], "zone"),
+        ),
+    ];
+    let new_plugin = || {
+        InterPodAffinity::new(
+            InterPodAffinityArgs::default(),
+            Arc::new(StaticLister::default()),
+        )
+    };
+    let kept = [new_plugin(), new_plugin()];
+    let shared = new_plugin();
+    let mut nodes = initial(green, pod("o", "other", &[("color", "green")], json!({})));
+    for (step, change) in changes(green).into_iter().enumerate() {
+        apply(&mut nodes, change);
+        let snap = Snapshot::from_nodes(nodes.clone());
+        for (p, kept) in incoming.iter().zip(&kept) {
+            let want = scores(&new_plugin(), p, &snap);
+            assert!(want.len() > 2, "step {step}: something scores");
+            for pl in [kept, &shared] {
+                assert_eq!(scores(pl, p, &snap), want, "step {step}, pod {}", p.key);
+            }
+        }
+    }
+}

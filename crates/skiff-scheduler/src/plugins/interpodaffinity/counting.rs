@@ -5,8 +5,9 @@
 use std::collections::BTreeMap;
 use std::sync::Arc;
 
+use super::scoring::{Incoming, contributes_without_preferred_terms};
 use super::{TopologyCounts, pod_matches_all_terms, term_matches};
-use crate::framework::node_info::AffinityTerm;
+use crate::framework::node_info::{AffinityTerm, WeightedAffinityTerm};
 use crate::framework::{NodeInfo, PodInfo};
 use crate::plugins::domains::PairId;
 use crate::plugins::incremental::SharedNodeResults;
@@ -128,4 +129,80 @@ pub(super) fn count(
         affinity: totals.affinity.clone(),
         anti_affinity: totals.anti_affinity.clone(),
     }
+}
+
+/// Everything a node's score contributions depend on besides the node.
+#[derive(Debug, PartialEq)]
+pub(super) struct ScoreKey {
+    namespace: String,
+    labels: BTreeMap<String, String>,
+    namespace_labels: Option<Arc<BTreeMap<String, String>>>,
+    preferred_affinity: Vec<WeightedAffinityTerm>,
+    preferred_anti_affinity: Vec<WeightedAffinityTerm>,
+}
+
+/// Summed weights per pair, and how many contributions there are.
+#[derive(Debug, Default)]
+pub(super) struct ScoreTotals {
+    score: TopologyCounts,
+    contributions: i64,
+}
+
+/// A node's score contributions: pair and weight.
+pub(super) type NodeScores = Box<[(PairId, i64)]>;
+
+/// The kept score contributions of a [`super::InterPodAffinity`].
+pub(super) type PreScoreCounts = SharedNodeResults<ScoreKey, NodeScores, ScoreTotals>;
+
+/// PreScore's summed weights per topology pair over every node, and whether
+/// any existing pod contributed. Without preferred terms of its own, only
+/// pods with affinity can contribute.
+pub(super) fn score(
+    cache: &PreScoreCounts,
+    incoming: &Incoming<'_>,
+    has_constraints: bool,
+    nodes: &[Arc<NodeInfo>],
+) -> (TopologyCounts, bool) {
+    let pod = incoming.pod;
+    let key = ScoreKey {
+        namespace: pod.namespace().to_owned(),
+        labels: pod.labels().clone(),
+        namespace_labels: incoming.namespace_labels.clone(),
+        preferred_affinity: incoming.preferred_affinity.clone(),
+        preferred_anti_affinity: incoming.preferred_anti_affinity.clone(),
+    };
+    let mut cache = cache.lock();
+    let totals = cache.refresh(
+        key,
+        nodes,
+        |totals, node| {
+            let pods = if has_constraints {
+                &node.pods
+            } else {
+                &node.pods_with_affinity
+            };
+            let mut out = Vec::new();
+            let mut emit = |t: &AffinityTerm, weight: i64| {
+                out.extend(
+                    totals
+                        .score
+                        .intern(node, &t.topology_key, t.topology_key_hash)
+                        .map(|id| (id, weight)),
+                );
+            };
+            for existing in pods {
+                if has_constraints || contributes_without_preferred_terms(existing, incoming) {
+                    incoming.process_existing_pod(&mut emit, existing);
+                }
+            }
+            out.into_boxed_slice()
+        },
+        |totals, r, sign| {
+            for &(id, weight) in r.iter() {
+                totals.score.add_at(id, sign * weight);
+                totals.contributions += sign;
+            }
+        },
+    );
+    (totals.score.clone(), totals.contributions > 0)
 }

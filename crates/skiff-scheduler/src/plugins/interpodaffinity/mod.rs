@@ -104,6 +104,8 @@ pub struct InterPodAffinity {
     lister: Arc<dyn ClusterLister>,
     /// PreFilter's counts, kept for the next pod with the same terms.
     pre_filter_counts: counting::PreFilterCounts,
+    /// PreScore's contributions, kept likewise.
+    pre_score_counts: counting::PreScoreCounts,
 }
 
 impl std::fmt::Debug for InterPodAffinity {
@@ -129,6 +131,7 @@ impl InterPodAffinity {
             args,
             lister,
             pre_filter_counts: counting::PreFilterCounts::default(),
+            pre_score_counts: counting::PreScoreCounts::default(),
         }
     }
 

@@ -33,21 +33,24 @@ pub(super) struct CountsKey {
     anti_affinity_terms: Arc<[AffinityTerm]>,
 }
 
-/// The three counts of [`super::filtering`]'s PreFilter state.
+/// The three counts of [`super::filtering`]'s PreFilter state, shared with
+/// the cycle's state (the next cycle copies a table only if that state is
+/// still alive).
 #[derive(Debug, Default)]
 pub(super) struct Totals {
-    pub(super) existing_anti_affinity: TopologyCounts,
-    pub(super) affinity: TopologyCounts,
-    pub(super) anti_affinity: TopologyCounts,
+    pub(super) existing_anti_affinity: Arc<TopologyCounts>,
+    pub(super) affinity: Arc<TopologyCounts>,
+    pub(super) anti_affinity: Arc<TopologyCounts>,
 }
 
 impl Totals {
+    /// The table, copied first if a cycle's state still shares it.
     fn table(&mut self, t: Table) -> &mut TopologyCounts {
-        match t {
+        Arc::make_mut(match t {
             Table::ExistingAntiAffinity => &mut self.existing_anti_affinity,
             Table::Affinity => &mut self.affinity,
             Table::AntiAffinity => &mut self.anti_affinity,
-        }
+        })
     }
 }
 
@@ -84,7 +87,7 @@ pub(super) fn count(
                     if term_matches(t, pod, ns_labels) {
                         out.extend(
                             totals
-                                .existing_anti_affinity
+                                .table(Table::ExistingAntiAffinity)
                                 .intern(node, &t.topology_key, t.topology_key_hash)
                                 .map(|id| (Table::ExistingAntiAffinity, id)),
                         );
@@ -96,7 +99,7 @@ pub(super) fn count(
                     for t in affinity_terms.iter() {
                         out.extend(
                             totals
-                                .affinity
+                                .table(Table::Affinity)
                                 .intern(node, &t.topology_key, t.topology_key_hash)
                                 .map(|id| (Table::Affinity, id)),
                         );
@@ -109,7 +112,7 @@ pub(super) fn count(
                     if term_matches(t, existing, None) {
                         out.extend(
                             totals
-                                .anti_affinity
+                                .table(Table::AntiAffinity)
                                 .intern(node, &t.topology_key, t.topology_key_hash)
                                 .map(|id| (Table::AntiAffinity, id)),
                         );
@@ -144,7 +147,7 @@ pub(super) struct ScoreKey {
 /// Summed weights per pair, and how many contributions there are.
 #[derive(Debug, Default)]
 pub(super) struct ScoreTotals {
-    score: TopologyCounts,
+    score: Arc<TopologyCounts>,
     contributions: i64,
 }
 
@@ -162,7 +165,7 @@ pub(super) fn score(
     incoming: &Incoming<'_>,
     has_constraints: bool,
     nodes: &[Arc<NodeInfo>],
-) -> (TopologyCounts, bool) {
+) -> (Arc<TopologyCounts>, bool) {
     let pod = incoming.pod;
     let key = ScoreKey {
         namespace: pod.namespace().to_owned(),
@@ -184,8 +187,7 @@ pub(super) fn score(
             let mut out = Vec::new();
             let mut emit = |t: &AffinityTerm, weight: i64| {
                 out.extend(
-                    totals
-                        .score
+                    Arc::make_mut(&mut totals.score)
                         .intern(node, &t.topology_key, t.topology_key_hash)
                         .map(|id| (id, weight)),
                 );
@@ -199,7 +201,7 @@ pub(super) fn score(
         },
         |totals, r, sign| {
             for &(id, weight) in r.iter() {
-                totals.score.add_at(id, sign * weight);
+                Arc::make_mut(&mut totals.score).add_at(id, sign * weight);
                 totals.contributions += sign;
             }
         },

@@ -27,13 +27,13 @@ pub const ERR_REASON_ANTI_AFFINITY_RULES_NOT_MATCH: &str =
 pub(crate) struct PreFilterState {
     /// Existing pods whose required anti-affinity terms select the incoming
     /// pod, per topology pair of their node.
-    pub(crate) existing_anti_affinity_counts: TopologyCounts,
+    pub(crate) existing_anti_affinity_counts: Arc<TopologyCounts>,
     /// Existing pods matching all the incoming pod's required affinity
     /// terms, per topology pair of each term.
-    pub(crate) affinity_counts: TopologyCounts,
+    pub(crate) affinity_counts: Arc<TopologyCounts>,
     /// Existing pods matching one of the incoming pod's required
     /// anti-affinity terms, per topology pair of that term.
-    pub(crate) anti_affinity_counts: TopologyCounts,
+    pub(crate) anti_affinity_counts: Arc<TopologyCounts>,
     /// The incoming pod's required affinity terms, namespaceSelector merged.
     affinity_terms: Arc<[AffinityTerm]>,
     /// The incoming pod's required anti-affinity terms, merged likewise.
@@ -56,7 +56,7 @@ impl PreFilterState {
     ) {
         for t in &updated.required_anti_affinity_terms {
             if term_matches(t, pod_to_schedule, self.namespace_labels.as_deref()) {
-                self.existing_anti_affinity_counts.update(
+                Arc::make_mut(&mut self.existing_anti_affinity_counts).update(
                     node,
                     &t.topology_key,
                     t.topology_key_hash,
@@ -66,16 +66,24 @@ impl PreFilterState {
         }
         if pod_matches_all_terms(&self.affinity_terms, updated) {
             for t in self.affinity_terms.iter() {
-                self.affinity_counts
-                    .update(node, &t.topology_key, t.topology_key_hash, delta);
+                Arc::make_mut(&mut self.affinity_counts).update(
+                    node,
+                    &t.topology_key,
+                    t.topology_key_hash,
+                    delta,
+                );
             }
         }
         for t in self.anti_affinity_terms.iter() {
             // The incoming pod's terms have their namespaceSelector merged,
             // so the existing pod's namespace labels are not needed.
             if term_matches(t, updated, None) {
-                self.anti_affinity_counts
-                    .update(node, &t.topology_key, t.topology_key_hash, delta);
+                Arc::make_mut(&mut self.anti_affinity_counts).update(
+                    node,
+                    &t.topology_key,
+                    t.topology_key_hash,
+                    delta,
+                );
             }
         }
     }
@@ -124,28 +132,30 @@ impl PreFilterPlugin for InterPodAffinity {
             .into();
         let namespace_labels = self.namespace_labels(pod);
         let ns_labels = namespace_labels.as_deref();
-        let mut existing = TopologyCounts::default();
-        let mut affinity_counts = TopologyCounts::default();
-        let mut anti_affinity_counts = TopologyCounts::default();
-        if affinity_terms.is_empty() && anti_affinity_terms.is_empty() {
-            for node in &snapshot.have_pods_with_required_anti_affinity {
-                count_existing_anti_affinity(&mut existing, pod, ns_labels, node);
-            }
-        } else {
-            // Every node counts: keep the per-node results for the next pod
-            // with the same terms (replicas of one workload).
-            let totals = counting::count(
-                &self.pre_filter_counts,
-                pod,
-                &namespace_labels,
-                &affinity_terms,
-                &anti_affinity_terms,
-                &snapshot.nodes,
-            );
-            existing = totals.existing_anti_affinity;
-            affinity_counts = totals.affinity;
-            anti_affinity_counts = totals.anti_affinity;
-        }
+        let (existing, affinity_counts, anti_affinity_counts) =
+            if affinity_terms.is_empty() && anti_affinity_terms.is_empty() {
+                let mut counts = TopologyCounts::default();
+                for node in &snapshot.have_pods_with_required_anti_affinity {
+                    count_existing_anti_affinity(&mut counts, pod, ns_labels, node);
+                }
+                (Arc::new(counts), Arc::default(), Arc::default())
+            } else {
+                // Every node counts: keep the per-node results for the next pod
+                // with the same terms (replicas of one workload).
+                let totals = counting::count(
+                    &self.pre_filter_counts,
+                    pod,
+                    &namespace_labels,
+                    &affinity_terms,
+                    &anti_affinity_terms,
+                    &snapshot.nodes,
+                );
+                (
+                    totals.existing_anti_affinity,
+                    totals.affinity,
+                    totals.anti_affinity,
+                )
+            };
         if existing.is_empty() && affinity_terms.is_empty() && anti_affinity_terms.is_empty() {
             return (None, Status::skip());
         }

@@ -22,7 +22,7 @@ pub(crate) type TopologyScore = TopologyCounts;
 pub(crate) struct PreScoreState {
     /// Summed weights per topology pair; a node scores the sum over the
     /// pairs it belongs to.
-    pub(crate) topology_score: TopologyScore,
+    pub(crate) topology_score: Arc<TopologyScore>,
     /// Some existing pod contributed to a pair (even if weights cancel).
     pub(crate) has_pairs: bool,
 }

@@ -33,7 +33,9 @@ pub(super) struct CountsKey {
 /// (a domain without any no longer exists).
 #[derive(Debug, Default)]
 pub(super) struct Totals {
-    counts: Vec<DomainCounts>,
+    /// Shared with the cycle's state (copied on the next change only if
+    /// that state is still alive).
+    counts: Vec<Arc<DomainCounts>>,
     nodes: Vec<Vec<i64>>,
 }
 
@@ -49,7 +51,7 @@ pub(super) fn count(
     constraints: &[Constraint],
     affinity: &RequiredNodeAffinity,
     nodes: &[Arc<NodeInfo>],
-) -> Vec<DomainCounts> {
+) -> Vec<Arc<DomainCounts>> {
     let honor_taints = constraints.iter().any(|c| c.honor_node_taints);
     let key = CountsKey {
         namespace: pod.namespace().to_owned(),
@@ -71,7 +73,7 @@ pub(super) fn count(
         |t, r, sign| {
             for (i, &(id, n)) in r.iter().enumerate() {
                 if id != EXCLUDED {
-                    t.counts[i].counts[id as usize] += sign * n;
+                    Arc::make_mut(&mut t.counts[i]).counts[id as usize] += sign * n;
                     t.nodes[i][id as usize] += sign;
                 }
             }
@@ -88,9 +90,9 @@ pub(super) fn count(
                         live.add(crate::framework::TopologyValue::new(value), n);
                     }
                 }
-                live
+                Arc::new(live)
             }
-            _ => DomainCounts::default(),
+            _ => Arc::default(),
         })
         .collect()
 }
@@ -106,8 +108,7 @@ fn node_counts(
         return Box::default();
     }
     if t.counts.len() < constraints.len() {
-        t.counts
-            .resize_with(constraints.len(), DomainCounts::default);
+        t.counts.resize_with(constraints.len(), Arc::default);
         t.nodes.resize_with(constraints.len(), Vec::new);
     }
     constraints
@@ -120,7 +121,7 @@ fn node_counts(
             if !c.includes_node(&pod.pod, affinity, node) {
                 return (EXCLUDED, 0);
             }
-            let (id, _) = t.counts[i].add(value, 0);
+            let (id, _) = Arc::make_mut(&mut t.counts[i]).add(value, 0);
             if t.nodes[i].len() <= id as usize {
                 t.nodes[i].resize(id as usize + 1, 0);
             }

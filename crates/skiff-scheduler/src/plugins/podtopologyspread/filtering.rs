@@ -87,7 +87,7 @@ pub(crate) struct PreFilterState {
     /// Per constraint, the two least loaded domains.
     pub(crate) critical_paths: Vec<CriticalPaths>,
     /// Per constraint, matching pods per topology value.
-    pub(crate) tp_value_to_match_num: Vec<DomainCounts>,
+    pub(crate) tp_value_to_match_num: Vec<Arc<DomainCounts>>,
     /// Per constraint, the number of eligible domains of its topology key
     /// (for minDomains).
     tp_key_to_domains_num: Arc<[usize]>,
@@ -152,7 +152,7 @@ impl PreFilterState {
             let Some(value) = c.value(node) else {
                 continue;
             };
-            let (id, n) = self.tp_value_to_match_num[i].add(value, delta);
+            let (id, n) = Arc::make_mut(&mut self.tp_value_to_match_num[i]).add(value, delta);
             self.critical_paths[i].update(id, n);
         }
     }

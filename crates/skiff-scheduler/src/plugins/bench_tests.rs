@@ -4,8 +4,12 @@
 //! `cargo test -p skiff-scheduler --release --lib bench_ -- --ignored --nocapture`.
 //! `SKIFF_BENCH_ROUNDS` sets the cycles per measurement (default 100).
 //! Each cycle runs the plugin as the runtime would at 5,000 nodes (Filter
-//! stops after 500 feasible nodes) and measures this thread's CPU time.
-//! They print timings and assert nothing about time.
+//! from a rotating start until 500 nodes pass, PreScore and Score on those)
+//! and binds the pod to its chosen node before the next cycle, so counts
+//! kept across cycles see one changed node per pod as in a real run; the
+//! first pod of the workload, counted from scratch, is reported apart.
+//! Times are this thread's CPU time. They print timings and assert nothing
+//! about time.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
 use std::sync::Arc;

@@ -6,8 +6,10 @@ pub mod cycle_state;
 pub mod interface;
 pub mod node_info;
 pub mod status;
+pub mod topology;
 
 pub use cycle_state::{CycleState, StateData};
 pub use interface::*;
 pub use node_info::{NodeInfo, PodInfo, Resource};
 pub use status::{Code, Status};
+pub use topology::{TopologyKey, TopologyValue};

@@ -10,6 +10,8 @@ use k8s_openapi::apimachinery::pkg::api::resource::Quantity as ApiQuantity;
 use skiff_api::quantity::Quantity;
 use skiff_api::selector::labels::{Selector, from_label_selector};
 
+use super::topology::{LabelHashes, LabelIndex, hash_label};
+
 /// Default CPU request (millicores) counted for scoring when a container has
 /// none (upstream's `DefaultMilliCPURequest`).
 pub const DEFAULT_MILLI_CPU_REQUEST: i64 = 100;
@@ -169,7 +171,7 @@ pub fn pod_requests(pod: &Pod, non_zero: bool) -> Resource {
 }
 
 /// One parsed pod (anti-)affinity term (upstream's `framework.AffinityTerm`).
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, PartialEq)]
 pub struct AffinityTerm {
     /// Namespaces the term applies to, explicit or the pod's own.
     pub namespaces: BTreeSet<String>,
@@ -177,6 +179,8 @@ pub struct AffinityTerm {
     pub selector: Selector,
     /// The node label that defines a topology domain.
     pub topology_key: String,
+    /// [`hash_label`] of `topology_key`, for [`NodeInfo::label_value_hashed`].
+    pub topology_key_hash: u64,
     /// Namespaces selected by labels (None: only `namespaces`; an empty
     /// selector selects every namespace).
     pub namespace_selector: Option<Selector>,
@@ -199,13 +203,14 @@ impl AffinityTerm {
             selector: from_label_selector(term.label_selector.as_ref())
                 .unwrap_or_else(|_| Selector::nothing()),
             topology_key: term.topology_key.clone(),
+            topology_key_hash: hash_label(&term.topology_key),
             namespace_selector,
         }
     }
 }
 
 /// A preferred (weighted) affinity term.
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, PartialEq)]
 pub struct WeightedAffinityTerm {
     /// The term.
     pub term: AffinityTerm,
@@ -232,6 +237,12 @@ pub struct PodInfo {
     pub preferred_affinity_terms: Vec<WeightedAffinityTerm>,
     /// Preferred pod anti-affinity terms.
     pub preferred_anti_affinity_terms: Vec<WeightedAffinityTerm>,
+    /// The pod's namespace (the index's prefix) and labels, packed so the
+    /// affinity and spreading plugins can match thousands of pods per cycle
+    /// cheaply.
+    pub label_index: LabelIndex,
+    /// The pod has a deletion timestamp.
+    pub terminating: bool,
 }
 
 impl PodInfo {
@@ -261,6 +272,8 @@ impl PodInfo {
                     .collect::<Vec<_>>()
             };
         PodInfo {
+            label_index: LabelIndex::new(ns, pod.metadata.labels.iter().flatten()),
+            terminating: pod.metadata.deletion_timestamp.is_some(),
             requests: pod_requests(&pod, false),
             non_zero_requests: pod_requests(&pod, true),
             required_affinity_terms: required(pa.and_then(|a| {
@@ -345,6 +358,9 @@ pub struct NodeInfo {
     pub pvc_ref_counts: HashMap<String, usize>,
     /// Bumped on every change, so snapshots copy only changed nodes.
     pub generation: u64,
+    /// Hashes of the node's labels (filled by [`NodeInfo::set_node`]), for
+    /// [`NodeInfo::topology_value`].
+    pub label_hashes: LabelHashes,
 }
 
 impl NodeInfo {
@@ -364,6 +380,7 @@ impl NodeInfo {
             .as_ref()
             .and_then(|s| s.taints.clone())
             .unwrap_or_default();
+        self.label_hashes = LabelHashes::new(&node);
         self.node = Some(node);
     }
 

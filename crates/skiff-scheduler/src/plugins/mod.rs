@@ -2,9 +2,11 @@
 //! configuration names to factories.
 
 pub mod default_binder;
-mod fasthash;
+mod domains;
+pub(crate) mod fasthash;
 pub mod helper;
 pub mod image_locality;
+mod incremental;
 pub mod interpodaffinity;
 pub mod node_affinity;
 pub mod node_name;
@@ -19,6 +21,8 @@ pub mod volume_binding;
 
 #[cfg(test)]
 mod bench_tests;
+#[cfg(test)]
+mod kept_counts_tests;
 #[cfg(test)]
 mod test_util;
 #[cfg(test)]

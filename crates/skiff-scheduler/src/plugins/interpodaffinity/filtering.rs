@@ -3,13 +3,12 @@
 use std::collections::BTreeMap;
 use std::sync::Arc;
 
-use super::{InterPodAffinity, TopologyCounts, pod_matches_all_terms, term_matches};
+use super::{InterPodAffinity, TopologyCounts, counting, pod_matches_all_terms, term_matches};
 use crate::framework::node_info::AffinityTerm;
 use crate::framework::{
     CycleState, FilterPlugin, NodeInfo, PodInfo, PreFilterExtensions, PreFilterPlugin,
     PreFilterResult, Snapshot, Status,
 };
-use crate::plugins::fasthash::FastMap;
 
 /// Where PreFilter leaves its state in the [`CycleState`].
 pub(crate) const PRE_FILTER_STATE_KEY: &str = "PreFilterInterPodAffinity";
@@ -28,13 +27,13 @@ pub const ERR_REASON_ANTI_AFFINITY_RULES_NOT_MATCH: &str =
 pub(crate) struct PreFilterState {
     /// Existing pods whose required anti-affinity terms select the incoming
     /// pod, per topology pair of their node.
-    pub(crate) existing_anti_affinity_counts: TopologyCounts,
+    pub(crate) existing_anti_affinity_counts: Arc<TopologyCounts>,
     /// Existing pods matching all the incoming pod's required affinity
     /// terms, per topology pair of each term.
-    pub(crate) affinity_counts: TopologyCounts,
+    pub(crate) affinity_counts: Arc<TopologyCounts>,
     /// Existing pods matching one of the incoming pod's required
     /// anti-affinity terms, per topology pair of that term.
-    pub(crate) anti_affinity_counts: TopologyCounts,
+    pub(crate) anti_affinity_counts: Arc<TopologyCounts>,
     /// The incoming pod's required affinity terms, namespaceSelector merged.
     affinity_terms: Arc<[AffinityTerm]>,
     /// The incoming pod's required anti-affinity terms, merged likewise.
@@ -55,24 +54,36 @@ impl PreFilterState {
         node: &NodeInfo,
         delta: i64,
     ) {
-        let labels = node.labels();
         for t in &updated.required_anti_affinity_terms {
             if term_matches(t, pod_to_schedule, self.namespace_labels.as_deref()) {
-                self.existing_anti_affinity_counts
-                    .update(labels, &t.topology_key, delta);
+                Arc::make_mut(&mut self.existing_anti_affinity_counts).update(
+                    node,
+                    &t.topology_key,
+                    t.topology_key_hash,
+                    delta,
+                );
             }
         }
         if pod_matches_all_terms(&self.affinity_terms, updated) {
             for t in self.affinity_terms.iter() {
-                self.affinity_counts.update(labels, &t.topology_key, delta);
+                Arc::make_mut(&mut self.affinity_counts).update(
+                    node,
+                    &t.topology_key,
+                    t.topology_key_hash,
+                    delta,
+                );
             }
         }
         for t in self.anti_affinity_terms.iter() {
             // The incoming pod's terms have their namespaceSelector merged,
             // so the existing pod's namespace labels are not needed.
             if term_matches(t, updated, None) {
-                self.anti_affinity_counts
-                    .update(labels, &t.topology_key, delta);
+                Arc::make_mut(&mut self.anti_affinity_counts).update(
+                    node,
+                    &t.topology_key,
+                    t.topology_key_hash,
+                    delta,
+                );
             }
         }
     }
@@ -86,35 +97,10 @@ fn count_existing_anti_affinity(
     ns_labels: Option<&BTreeMap<String, String>>,
     node: &NodeInfo,
 ) {
-    let labels = node.labels();
     for existing in &node.pods_with_required_anti_affinity {
         for t in &existing.required_anti_affinity_terms {
             if term_matches(t, pod, ns_labels) {
-                counts.update(labels, &t.topology_key, 1);
-            }
-        }
-    }
-}
-
-/// Adds the existing pods on `node` matching the incoming pod's required
-/// affinity (all terms) and anti-affinity (each term).
-fn count_incoming(
-    affinity: &mut TopologyCounts,
-    anti_affinity: &mut TopologyCounts,
-    affinity_terms: &[AffinityTerm],
-    anti_affinity_terms: &[AffinityTerm],
-    node: &NodeInfo,
-) {
-    let labels = node.labels();
-    for existing in &node.pods {
-        if pod_matches_all_terms(affinity_terms, existing) {
-            for t in affinity_terms {
-                affinity.update(labels, &t.topology_key, 1);
-            }
-        }
-        for t in anti_affinity_terms {
-            if term_matches(t, existing, None) {
-                anti_affinity.update(labels, &t.topology_key, 1);
+                counts.update(node, &t.topology_key, t.topology_key_hash, 1);
             }
         }
     }
@@ -146,27 +132,30 @@ impl PreFilterPlugin for InterPodAffinity {
             .into();
         let namespace_labels = self.namespace_labels(pod);
         let ns_labels = namespace_labels.as_deref();
-        let mut existing = TopologyCounts::default();
-        let mut affinity_counts = TopologyCounts::default();
-        let mut anti_affinity_counts = TopologyCounts::default();
-        if affinity_terms.is_empty() && anti_affinity_terms.is_empty() {
-            for node in &snapshot.have_pods_with_required_anti_affinity {
-                count_existing_anti_affinity(&mut existing, pod, ns_labels, node);
-            }
-        } else {
-            // One pass over every node: each node's labels and pods are
-            // fetched from memory once for both counts.
-            for node in &snapshot.nodes {
-                count_existing_anti_affinity(&mut existing, pod, ns_labels, node);
-                count_incoming(
-                    &mut affinity_counts,
-                    &mut anti_affinity_counts,
+        let (existing, affinity_counts, anti_affinity_counts) =
+            if affinity_terms.is_empty() && anti_affinity_terms.is_empty() {
+                let mut counts = TopologyCounts::default();
+                for node in &snapshot.have_pods_with_required_anti_affinity {
+                    count_existing_anti_affinity(&mut counts, pod, ns_labels, node);
+                }
+                (Arc::new(counts), Arc::default(), Arc::default())
+            } else {
+                // Every node counts: keep the per-node results for the next pod
+                // with the same terms (replicas of one workload).
+                let totals = counting::count(
+                    &self.pre_filter_counts,
+                    pod,
+                    &namespace_labels,
                     &affinity_terms,
                     &anti_affinity_terms,
-                    node,
+                    &snapshot.nodes,
                 );
-            }
-        }
+                (
+                    totals.existing_anti_affinity,
+                    totals.affinity,
+                    totals.anti_affinity,
+                )
+            };
         if existing.is_empty() && affinity_terms.is_empty() && anti_affinity_terms.is_empty() {
             return (None, Status::skip());
         }
@@ -225,13 +214,17 @@ impl PreFilterExtensions for InterPodAffinity {
 /// term, some matching pod runs in the node's domain — or no pod matches
 /// anywhere and the pod matches its own terms (the first of a group of pods
 /// with affinity to each other).
-fn satisfy_pod_affinity(s: &PreFilterState, labels: &BTreeMap<String, String>) -> bool {
+fn satisfy_pod_affinity(s: &PreFilterState, node: &NodeInfo) -> bool {
     let mut pods_exist = true;
     for t in s.affinity_terms.iter() {
-        let Some(value) = labels.get(&t.topology_key) else {
+        let Some(value) = node.label_value_hashed(&t.topology_key, t.topology_key_hash) else {
             return false;
         };
-        if s.affinity_counts.get(&t.topology_key, value) <= 0 {
+        if pods_exist
+            && s.affinity_counts
+                .get_value(&t.topology_key, t.topology_key_hash, value)
+                <= 0
+        {
             pods_exist = false;
         }
     }
@@ -240,32 +233,22 @@ fn satisfy_pod_affinity(s: &PreFilterState, labels: &BTreeMap<String, String>) -
 
 /// No pod matching one of the pod's anti-affinity terms runs in the node's
 /// domain of that term.
-fn satisfy_pod_anti_affinity(s: &PreFilterState, labels: &BTreeMap<String, String>) -> bool {
+fn satisfy_pod_anti_affinity(s: &PreFilterState, node: &NodeInfo) -> bool {
     if s.anti_affinity_counts.is_empty() {
         return true;
     }
     !s.anti_affinity_terms.iter().any(|t| {
-        labels
-            .get(&t.topology_key)
-            .is_some_and(|v| s.anti_affinity_counts.get(&t.topology_key, v) > 0)
+        s.anti_affinity_counts
+            .get(node, &t.topology_key, t.topology_key_hash)
+            > 0
     })
 }
 
 /// No existing pod whose anti-affinity selects the incoming pod runs in a
 /// domain the node belongs to.
-fn satisfy_existing_pods_anti_affinity(
-    s: &PreFilterState,
-    labels: &BTreeMap<String, String>,
-) -> bool {
-    // Fewer counted keys than node labels: look the node's values up.
-    !s.existing_anti_affinity_counts.iter().any(
-        |(key, values): (&String, &FastMap<String, i64>)| {
-            labels
-                .get(key)
-                .and_then(|v| values.get(v))
-                .is_some_and(|&n| n > 0)
-        },
-    )
+fn satisfy_existing_pods_anti_affinity(s: &PreFilterState, node: &NodeInfo) -> bool {
+    s.existing_anti_affinity_counts.is_empty()
+        || !s.existing_anti_affinity_counts.any_positive(node)
 }
 
 impl FilterPlugin for InterPodAffinity {
@@ -274,14 +257,13 @@ impl FilterPlugin for InterPodAffinity {
             Ok(s) => s,
             Err(status) => return status,
         };
-        let labels = node.labels();
-        if !satisfy_pod_affinity(s, labels) {
+        if !satisfy_pod_affinity(s, node) {
             return Status::unresolvable(ERR_REASON_AFFINITY_RULES_NOT_MATCH);
         }
-        if !satisfy_pod_anti_affinity(s, labels) {
+        if !satisfy_pod_anti_affinity(s, node) {
             return Status::unschedulable(ERR_REASON_ANTI_AFFINITY_RULES_NOT_MATCH);
         }
-        if !satisfy_existing_pods_anti_affinity(s, labels) {
+        if !satisfy_existing_pods_anti_affinity(s, node) {
             return Status::unschedulable(ERR_REASON_EXISTING_ANTI_AFFINITY_RULES_NOT_MATCH);
         }
         Status::success()

@@ -7,6 +7,7 @@
 //! Filter only does map lookups per node. PreScore does the same for the
 //! weighted terms.
 
+mod counting;
 mod filtering;
 mod scoring;
 
@@ -16,12 +17,12 @@ mod filtering_tests;
 mod scoring_tests;
 
 use std::collections::BTreeMap;
-
-use crate::plugins::fasthash::FastMap;
 use std::sync::Arc;
 
 use skiff_api::field::{Error as FieldError, Path};
 use skiff_api::selector::labels::Selector;
+
+pub(crate) use crate::plugins::domains::TopologyCounts;
 
 use crate::framework::node_info::AffinityTerm;
 use crate::framework::{
@@ -101,6 +102,10 @@ impl InterPodAffinityArgs {
 pub struct InterPodAffinity {
     args: InterPodAffinityArgs,
     lister: Arc<dyn ClusterLister>,
+    /// PreFilter's counts, kept for the next pod with the same terms.
+    pre_filter_counts: counting::PreFilterCounts,
+    /// PreScore's contributions, kept likewise.
+    pre_score_counts: counting::PreScoreCounts,
 }
 
 impl std::fmt::Debug for InterPodAffinity {
@@ -122,7 +127,12 @@ pub fn new(args: Option<&serde_json::Value>, handle: &Handle) -> Result<Arc<dyn 
 impl InterPodAffinity {
     /// A plugin with validated args.
     pub fn new(args: InterPodAffinityArgs, lister: Arc<dyn ClusterLister>) -> Self {
-        InterPodAffinity { args, lister }
+        InterPodAffinity {
+            args,
+            lister,
+            pre_filter_counts: counting::PreFilterCounts::default(),
+            pre_score_counts: counting::PreScoreCounts::default(),
+        }
     }
 
     /// The incoming pod's terms with a non-empty namespaceSelector turned
@@ -169,12 +179,14 @@ pub(crate) fn term_matches(
     ns_labels: Option<&BTreeMap<String, String>>,
 ) -> bool {
     static EMPTY: BTreeMap<String, String> = BTreeMap::new();
-    let in_namespace = term.namespaces.contains(pod.namespace())
+    // The packed index holds the namespace and labels side by side.
+    let labels = &pod.label_index;
+    let in_namespace = term.namespaces.contains(labels.prefix())
         || term
             .namespace_selector
             .as_ref()
             .is_some_and(|s| s.matches(ns_labels.unwrap_or(&EMPTY)));
-    in_namespace && term.selector.matches(pod.labels())
+    in_namespace && term.selector.matches(labels)
 }
 
 /// True when `pod` is selected by every term (false for no terms). Used for
@@ -183,61 +195,18 @@ pub(crate) fn pod_matches_all_terms(terms: &[AffinityTerm], pod: &PodInfo) -> bo
     !terms.is_empty() && terms.iter().all(|t| term_matches(t, pod, None))
 }
 
-/// Counts per topology pair: topology key → value → count. Nested so lookups
-/// borrow the node's label strings instead of building a key.
-#[derive(Debug, Clone, Default, PartialEq, Eq)]
-pub(crate) struct TopologyCounts(FastMap<String, FastMap<String, i64>>);
-
-impl TopologyCounts {
-    /// Adds `delta` to the pair (`key`, the node's value for `key`) if the
-    /// node has that label; pairs that reach zero are dropped, so
-    /// [`TopologyCounts::is_empty`] means "no pair counted".
-    pub(crate) fn update(&mut self, node_labels: &BTreeMap<String, String>, key: &str, delta: i64) {
-        let Some(value) = node_labels.get(key) else {
-            return;
-        };
-        // Look up before inserting: PreFilter calls this once per matching
-        // pod, and most calls hit an existing pair.
-        let Some(values) = self.0.get_mut(key) else {
-            if delta != 0 {
-                self.0
-                    .insert(key.to_owned(), FastMap::from_iter([(value.clone(), delta)]));
-            }
-            return;
-        };
-        let Some(n) = values.get_mut(value.as_str()) else {
-            if delta != 0 {
-                values.insert(value.clone(), delta);
-            }
-            return;
-        };
-        *n += delta;
-        if *n == 0 {
-            values.remove(value.as_str());
-            if values.is_empty() {
-                self.0.remove(key);
-            }
-        }
-    }
-
-    /// The count of (`key`, `value`).
-    pub(crate) fn get(&self, key: &str, value: &str) -> i64 {
-        self.0
-            .get(key)
-            .and_then(|v| v.get(value))
-            .copied()
-            .unwrap_or(0)
-    }
-
-    /// True when no pair has a count.
-    pub(crate) fn is_empty(&self) -> bool {
-        self.0.is_empty()
-    }
-
-    /// Iterates over (key, value → count).
-    pub(crate) fn iter(&self) -> impl Iterator<Item = (&String, &FastMap<String, i64>)> {
-        self.0.iter()
-    }
+/// PreFilter's counts as sorted (key, value, count) triples: existing pods'
+/// anti-affinity, affinity, anti-affinity.
+#[cfg(test)]
+pub(crate) fn prefilter_counts_for_test(
+    state: &crate::framework::CycleState,
+) -> Option<[Vec<(String, String, i64)>; 3]> {
+    let s = state.read::<filtering::PreFilterState>(filtering::PRE_FILTER_STATE_KEY)?;
+    Some([
+        s.existing_anti_affinity_counts.pairs(),
+        s.affinity_counts.pairs(),
+        s.anti_affinity_counts.pairs(),
+    ])
 }
 
 impl Plugin for InterPodAffinity {

@@ -2,10 +2,9 @@
 
 use std::collections::BTreeMap;
 
-use crate::plugins::fasthash::FastMap;
 use std::sync::Arc;
 
-use super::{InterPodAffinity, term_matches};
+use super::{InterPodAffinity, TopologyCounts, counting, term_matches};
 use crate::framework::node_info::{AffinityTerm, WeightedAffinityTerm};
 use crate::framework::{
     CycleState, MAX_NODE_SCORE, NodeInfo, NodeScore, PodInfo, PreScorePlugin, ScorePlugin,
@@ -15,127 +14,84 @@ use crate::framework::{
 /// Where PreScore leaves its state in the [`CycleState`].
 pub(crate) const PRE_SCORE_STATE_KEY: &str = "PreScoreInterPodAffinity";
 
-/// Score per topology pair: key → value → summed weights.
-pub(crate) type TopologyScore = FastMap<String, FastMap<String, i64>>;
+/// Summed weights per topology pair.
+pub(crate) type TopologyScore = TopologyCounts;
 
 /// What PreScore computes once per cycle for Score.
 #[derive(Debug, Clone)]
 pub(crate) struct PreScoreState {
     /// Summed weights per topology pair; a node scores the sum over the
     /// pairs it belongs to.
-    pub(crate) topology_score: TopologyScore,
+    pub(crate) topology_score: Arc<TopologyScore>,
+    /// Some existing pod contributed to a pair (even if weights cancel).
+    pub(crate) has_pairs: bool,
 }
 
-fn add(score: &mut TopologyScore, key: &str, value: &str, delta: i64) {
-    // Look up before inserting, to allocate only for new pairs.
-    if let Some(values) = score.get_mut(key) {
-        if let Some(n) = values.get_mut(value) {
-            *n += delta;
-        } else {
-            values.insert(value.to_owned(), delta);
-        }
-    } else {
-        score.insert(
-            key.to_owned(),
-            FastMap::from_iter([(value.to_owned(), delta)]),
-        );
-    }
-}
-
-/// Adds `weight * multiplier` to the pair of `term` on the existing pod's
-/// node when `term` selects `pod`.
+/// Emits (`term`, `weight`) when `term` selects `pod`.
 fn process_term(
-    score: &mut TopologyScore,
+    emit: &mut impl FnMut(&AffinityTerm, i64),
     term: &AffinityTerm,
     weight: i64,
     pod: &PodInfo,
     ns_labels: Option<&BTreeMap<String, String>>,
-    node_labels: &BTreeMap<String, String>,
 ) {
-    if term_matches(term, pod, ns_labels)
-        && let Some(value) = node_labels.get(&term.topology_key)
-    {
-        add(score, &term.topology_key, value, weight);
+    if term_matches(term, pod, ns_labels) {
+        emit(term, weight);
     }
 }
 
 /// The incoming pod's weighted terms, namespaces merged, and what else
 /// scoring an existing pod needs.
-struct Incoming<'a> {
-    pod: &'a PodInfo,
-    preferred_affinity: Vec<WeightedAffinityTerm>,
-    preferred_anti_affinity: Vec<WeightedAffinityTerm>,
-    namespace_labels: Option<Arc<BTreeMap<String, String>>>,
-    hard_pod_affinity_weight: i64,
+pub(super) struct Incoming<'a> {
+    pub(super) pod: &'a PodInfo,
+    pub(super) preferred_affinity: Vec<WeightedAffinityTerm>,
+    pub(super) preferred_anti_affinity: Vec<WeightedAffinityTerm>,
+    pub(super) namespace_labels: Option<Arc<BTreeMap<String, String>>>,
+    pub(super) hard_pod_affinity_weight: i64,
 }
 
 impl Incoming<'_> {
-    /// Adds what `existing` (running on a node with `node_labels`)
-    /// contributes: the incoming pod's preferred terms that select it, and
-    /// its own required affinity (hard weight) and preferred terms that
-    /// select the incoming pod.
-    fn process_existing_pod(
+    /// Emits each term and weight `existing` contributes: the incoming
+    /// pod's preferred terms that select it, and its own required affinity
+    /// (hard weight) and preferred terms that select the incoming pod.
+    pub(super) fn process_existing_pod(
         &self,
-        score: &mut TopologyScore,
+        emit: &mut impl FnMut(&AffinityTerm, i64),
         existing: &PodInfo,
-        node_labels: &BTreeMap<String, String>,
     ) {
         // The incoming pod's terms have their namespaceSelector merged, so
         // the existing pod's namespace labels are not needed.
         for w in &self.preferred_affinity {
-            process_term(
-                score,
-                &w.term,
-                i64::from(w.weight),
-                existing,
-                None,
-                node_labels,
-            );
+            process_term(emit, &w.term, i64::from(w.weight), existing, None);
         }
         for w in &self.preferred_anti_affinity {
-            process_term(
-                score,
-                &w.term,
-                -i64::from(w.weight),
-                existing,
-                None,
-                node_labels,
-            );
+            process_term(emit, &w.term, -i64::from(w.weight), existing, None);
         }
         let ns_labels = self.namespace_labels.as_deref();
         if self.hard_pod_affinity_weight > 0 {
             for t in &existing.required_affinity_terms {
-                process_term(
-                    score,
-                    t,
-                    self.hard_pod_affinity_weight,
-                    self.pod,
-                    ns_labels,
-                    node_labels,
-                );
+                process_term(emit, t, self.hard_pod_affinity_weight, self.pod, ns_labels);
             }
         }
         for w in &existing.preferred_affinity_terms {
-            process_term(
-                score,
-                &w.term,
-                i64::from(w.weight),
-                self.pod,
-                ns_labels,
-                node_labels,
-            );
+            process_term(emit, &w.term, i64::from(w.weight), self.pod, ns_labels);
         }
         for w in &existing.preferred_anti_affinity_terms {
-            process_term(
-                score,
-                &w.term,
-                -i64::from(w.weight),
-                self.pod,
-                ns_labels,
-                node_labels,
-            );
+            process_term(emit, &w.term, -i64::from(w.weight), self.pod, ns_labels);
         }
     }
+}
+
+/// Whether `existing` can add to the score of a pod without preferred terms
+/// of its own: only through its required affinity (with a hard weight) or
+/// its preferred terms; required anti-affinity never scores.
+pub(super) fn contributes_without_preferred_terms(
+    existing: &PodInfo,
+    incoming: &Incoming<'_>,
+) -> bool {
+    (incoming.hard_pod_affinity_weight > 0 && !existing.required_affinity_terms.is_empty())
+        || !existing.preferred_affinity_terms.is_empty()
+        || !existing.preferred_anti_affinity_terms.is_empty()
 }
 
 impl InterPodAffinity {
@@ -184,32 +140,22 @@ impl PreScorePlugin for InterPodAffinity {
             namespace_labels: self.namespace_labels(pod),
             hard_pod_affinity_weight: i64::from(self.args.hard_pod_affinity_weight),
         };
-        // Without preferred terms of its own, only pods with affinity can
-        // contribute.
-        let all_nodes = if has_constraints {
-            &snapshot.nodes
-        } else {
-            &snapshot.have_pods_with_affinity
-        };
-        let mut topology_score = TopologyScore::default();
-        for node in all_nodes {
-            let labels = node.labels();
-            if labels.is_empty() {
-                continue;
-            }
-            let pods = if has_constraints {
-                &node.pods
-            } else {
-                &node.pods_with_affinity
-            };
-            for existing in pods {
-                incoming.process_existing_pod(&mut topology_score, existing, labels);
-            }
-        }
-        if topology_score.is_empty() {
+        let (topology_score, has_pairs) = counting::score(
+            &self.pre_score_counts,
+            &incoming,
+            has_constraints,
+            &snapshot.nodes,
+        );
+        if !has_pairs {
             return Status::skip();
         }
-        state.write(PRE_SCORE_STATE_KEY, PreScoreState { topology_score });
+        state.write(
+            PRE_SCORE_STATE_KEY,
+            PreScoreState {
+                topology_score,
+                has_pairs,
+            },
+        );
         Status::success()
     }
 }
@@ -220,13 +166,7 @@ impl ScorePlugin for InterPodAffinity {
             Ok(s) => s,
             Err(status) => return (0, status),
         };
-        let labels = node.labels();
-        let score = s
-            .topology_score
-            .iter()
-            .filter_map(|(key, values)| labels.get(key).and_then(|v| values.get(v)))
-            .sum();
-        (score, Status::success())
+        (s.topology_score.sum(node), Status::success())
     }
 
     /// Scales the scores linearly so the lowest maps to 0 and the highest
@@ -241,7 +181,7 @@ impl ScorePlugin for InterPodAffinity {
             Ok(s) => s,
             Err(status) => return status,
         };
-        if s.topology_score.is_empty() {
+        if !s.has_pairs {
             return Status::success();
         }
         let min = scores.iter().map(|s| s.score).min().unwrap_or(0);

@@ -10,7 +10,8 @@ use k8s_openapi::api::core::v1::{
 use skiff_api::selector::labels::{Operator, Requirement, Selector, from_label_selector, from_map};
 
 use super::PodTopologySpread;
-use crate::framework::{NodeInfo, PodInfo};
+use crate::framework::topology::hash_label;
+use crate::framework::{NodeInfo, PodInfo, TopologyValue};
 
 /// `whenUnsatisfiable` of the constraints Filter enforces.
 pub(crate) const DO_NOT_SCHEDULE: &str = "DoNotSchedule";
@@ -27,6 +28,8 @@ pub(crate) const LABEL_TOPOLOGY_ZONE: &str = "topology.kubernetes.io/zone";
 pub(crate) struct Constraint {
     pub(crate) max_skew: i32,
     pub(crate) topology_key: String,
+    /// [`hash_label`] of `topology_key`.
+    pub(crate) topology_key_hash: u64,
     /// The key is the hostname label (Score counts such domains per node).
     pub(crate) is_hostname: bool,
     pub(crate) selector: Selector,
@@ -206,6 +209,7 @@ pub(crate) fn filter_constraints(
         out.push(Constraint {
             max_skew: c.max_skew,
             topology_key: c.topology_key.clone(),
+            topology_key_hash: hash_label(&c.topology_key),
             is_hostname: c.topology_key == LABEL_HOSTNAME,
             selector,
             min_domains: c.min_domains.unwrap_or(1),
@@ -222,14 +226,16 @@ fn is_nothing(s: &Selector) -> bool {
     !s.is_empty() && s.requirements().is_empty()
 }
 
+impl Constraint {
+    /// The node's value for the constraint's topology key.
+    pub(crate) fn value<'a>(&self, node: &'a NodeInfo) -> Option<TopologyValue<'a>> {
+        node.label_value_hashed(&self.topology_key, self.topology_key_hash)
+    }
+}
+
 /// The node has every constraint's topology key.
-pub(crate) fn node_labels_match_constraints(
-    labels: &BTreeMap<String, String>,
-    constraints: &[Constraint],
-) -> bool {
-    constraints
-        .iter()
-        .all(|c| labels.contains_key(&c.topology_key))
+pub(crate) fn node_labels_match_constraints(node: &NodeInfo, constraints: &[Constraint]) -> bool {
+    constraints.iter().all(|c| c.value(node).is_some())
 }
 
 /// Pods on the node in `namespace` that `selector` matches, leaving out
@@ -245,9 +251,9 @@ pub(crate) fn count_pods_match_selector(
     let n = pods
         .iter()
         .filter(|p| {
-            p.pod.metadata.deletion_timestamp.is_none()
-                && p.namespace() == namespace
-                && selector.matches(p.labels())
+            !p.terminating
+                && p.label_index.prefix() == namespace
+                && selector.matches(&p.label_index)
         })
         .count();
     i64::try_from(n).unwrap_or(i64::MAX)
@@ -255,7 +261,7 @@ pub(crate) fn count_pods_match_selector(
 
 /// The pod's nodeSelector and required node affinity, parsed once per
 /// cycle (upstream's `nodeaffinity.RequiredNodeAffinity`).
-#[derive(Debug, Clone, Default)]
+#[derive(Debug, Clone, Default, PartialEq)]
 pub(crate) struct RequiredNodeAffinity {
     /// `spec.nodeSelector`, when set.
     node_selector: Option<Selector>,
@@ -264,7 +270,7 @@ pub(crate) struct RequiredNodeAffinity {
     terms: Option<Vec<Option<ParsedTerm>>>,
 }
 
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, PartialEq)]
 struct ParsedTerm {
     labels: Selector,
     /// `metadata.name` requirements of matchFields.

@@ -1,18 +1,17 @@
 //! PreFilter, Filter and the PreFilter extensions of PodTopologySpread
 //! (the `DoNotSchedule` constraints).
 
-use crate::plugins::fasthash::FastMap;
 use std::sync::Arc;
 
-use super::PodTopologySpread;
 use super::common::{
-    Constraint, DO_NOT_SCHEDULE, RequiredNodeAffinity, count_pods_match_selector,
-    node_labels_match_constraints,
+    Constraint, DO_NOT_SCHEDULE, RequiredNodeAffinity, node_labels_match_constraints,
 };
+use super::{PodTopologySpread, counting};
 use crate::framework::{
     CycleState, FilterPlugin, NodeInfo, PodInfo, PreFilterExtensions, PreFilterPlugin,
     PreFilterResult, Snapshot, Status,
 };
+use crate::plugins::domains::DomainCounts;
 
 /// Where PreFilter leaves its state in the [`CycleState`].
 pub(crate) const PRE_FILTER_STATE_KEY: &str = "PreFilterPodTopologySpread";
@@ -24,24 +23,27 @@ pub const ERR_REASON_CONSTRAINTS_NOT_MATCH: &str =
 pub const ERR_REASON_NODE_LABEL_NOT_MATCH: &str =
     "node(s) didn't match pod topology spread constraints (missing required label)";
 
-/// The two domains with the fewest matching pods: `[0]` has the minimum,
-/// `[1]` a count no lower. Kept up to date in O(1) when preemption adds or
-/// removes pods (upstream's `criticalPaths`).
+/// No domain (the placeholders a new [`CriticalPaths`] starts with).
+const NO_DOMAIN: u32 = u32::MAX;
+
+/// The two domains (by [`DomainCounts`] id) with the fewest matching pods:
+/// `[0]` has the minimum, `[1]` a count no lower. Kept up to date in O(1)
+/// when preemption adds or removes pods (upstream's `criticalPaths`).
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub(crate) struct CriticalPaths([(String, i64); 2]);
+pub(crate) struct CriticalPaths([(u32, i64); 2]);
 
 impl CriticalPaths {
     pub(crate) fn new() -> Self {
-        let none = (String::new(), i64::from(i32::MAX));
-        CriticalPaths([none.clone(), none])
+        let none = (NO_DOMAIN, i64::from(i32::MAX));
+        CriticalPaths([none, none])
     }
 
-    /// Records that domain `value` now has `num` matching pods.
-    pub(crate) fn update(&mut self, value: &str, num: i64) {
+    /// Records that domain `id` now has `num` matching pods.
+    pub(crate) fn update(&mut self, id: u32, num: i64) {
         let p = &mut self.0;
-        let existing = if p[0].0 == value {
+        let existing = if p[0].0 == id {
             Some(0)
-        } else if p[1].0 == value {
+        } else if p[1].0 == id {
             Some(1)
         } else {
             None
@@ -54,9 +56,9 @@ impl CriticalPaths {
                 }
             }
             None if num < p[0].1 => {
-                p[1] = std::mem::replace(&mut p[0], (value.to_owned(), num));
+                p[1] = std::mem::replace(&mut p[0], (id, num));
             }
-            None if num < p[1].1 => p[1] = (value.to_owned(), num),
+            None if num < p[1].1 => p[1] = (id, num),
             None => {}
         }
     }
@@ -68,10 +70,15 @@ impl CriticalPaths {
 
     /// The least loaded domain and its count.
     #[cfg(test)]
-    pub(crate) fn first(&self) -> (&str, i64) {
-        (self.0[0].0.as_str(), self.0[0].1)
+    pub(crate) fn first(&self) -> (u32, i64) {
+        self.0[0]
     }
 }
+
+/// A constraint's domains and counts, critical minimum and domain number
+/// (tests compare states by it).
+#[cfg(test)]
+pub(crate) type ConstraintSummary = (Vec<(String, i64)>, i64, usize);
 
 /// What PreFilter computes once per cycle for Filter.
 #[derive(Debug, Clone)]
@@ -80,9 +87,10 @@ pub(crate) struct PreFilterState {
     /// Per constraint, the two least loaded domains.
     pub(crate) critical_paths: Vec<CriticalPaths>,
     /// Per constraint, matching pods per topology value.
-    pub(crate) tp_value_to_match_num: Vec<FastMap<String, i64>>,
-    /// Per topology key, the number of eligible domains (for minDomains).
-    pub(crate) tp_key_to_domains_num: Arc<FastMap<String, usize>>,
+    pub(crate) tp_value_to_match_num: Vec<Arc<DomainCounts>>,
+    /// Per constraint, the number of eligible domains of its topology key
+    /// (for minDomains).
+    tp_key_to_domains_num: Arc<[usize]>,
     /// The incoming pod's required node affinity (node inclusion policy).
     required_node_affinity: Arc<RequiredNodeAffinity>,
     /// Per constraint, 1 when the incoming pod matches its selector.
@@ -93,15 +101,31 @@ impl PreFilterState {
     /// The global minimum for constraint `i`: 0 while there are fewer
     /// eligible domains than minDomains.
     fn min_match_num(&self, i: usize, c: &Constraint) -> i64 {
-        let domains = self
-            .tp_key_to_domains_num
-            .get(&c.topology_key)
-            .copied()
-            .unwrap_or(0);
+        let domains = self.tp_key_to_domains_num.get(i).copied().unwrap_or(0);
         if i64::try_from(domains).unwrap_or(i64::MAX) < i64::from(c.min_domains) {
             return 0;
         }
         self.critical_paths.get(i).map_or(0, CriticalPaths::min)
+    }
+
+    /// Per constraint: every domain's count sorted, the minimum of the
+    /// critical paths, and the number of domains.
+    #[cfg(test)]
+    pub(crate) fn summary_for_test(&self) -> Vec<ConstraintSummary> {
+        (0..self.constraints.len())
+            .map(|i| {
+                let mut counts: Vec<_> = self.tp_value_to_match_num[i]
+                    .iter()
+                    .map(|(v, n)| (v.to_owned(), n))
+                    .collect();
+                counts.sort();
+                (
+                    counts,
+                    self.critical_paths[i].min(),
+                    self.tp_key_to_domains_num[i],
+                )
+            })
+            .collect()
     }
 
     /// Updates the counts as if `updated` were added (`delta` 1) to or
@@ -116,8 +140,7 @@ impl PreFilterState {
         if updated.namespace() != pod_to_schedule.namespace() || node.node.is_none() {
             return;
         }
-        let labels = node.labels();
-        if !node_labels_match_constraints(labels, &self.constraints) {
+        if !node_labels_match_constraints(node, &self.constraints) {
             return;
         }
         for (i, c) in self.constraints.iter().enumerate() {
@@ -126,25 +149,13 @@ impl PreFilterState {
             {
                 continue;
             }
-            let Some(value) = labels.get(&c.topology_key) else {
+            let Some(value) = c.value(node) else {
                 continue;
             };
-            let counts = &mut self.tp_value_to_match_num[i];
-            let n = add_count(counts, value, delta);
-            self.critical_paths[i].update(value, n);
+            let (id, n) = Arc::make_mut(&mut self.tp_value_to_match_num[i]).add(value, delta);
+            self.critical_paths[i].update(id, n);
         }
     }
-}
-
-/// Adds `delta` to `value`'s count and returns the new count; allocates only
-/// for a new value.
-fn add_count(counts: &mut FastMap<String, i64>, value: &str, delta: i64) -> i64 {
-    if let Some(n) = counts.get_mut(value) {
-        *n += delta;
-        return *n;
-    }
-    counts.insert(value.to_owned(), delta);
-    delta
 }
 
 impl PodTopologySpread {
@@ -161,33 +172,30 @@ impl PodTopologySpread {
             return Ok(None);
         }
         let affinity = RequiredNodeAffinity::new(&pod.pod);
-        let mut tp_value_to_match_num = vec![FastMap::default(); constraints.len()];
-        for node in &snapshot.nodes {
-            let labels = node.labels();
-            if !node_labels_match_constraints(labels, &constraints) {
-                continue;
-            }
-            for (i, c) in constraints.iter().enumerate() {
-                if !c.includes_node(&pod.pod, &affinity, node) {
-                    continue;
-                }
-                let Some(value) = labels.get(&c.topology_key) else {
-                    continue;
-                };
-                let count = count_pods_match_selector(&node.pods, &c.selector, pod.namespace());
-                add_count(&mut tp_value_to_match_num[i], value, count);
-            }
-        }
-        let mut tp_key_to_domains_num = FastMap::default();
-        for (c, counts) in constraints.iter().zip(&tp_value_to_match_num) {
-            tp_key_to_domains_num.insert(c.topology_key.clone(), counts.len());
-        }
+        let tp_value_to_match_num = counting::count(
+            &self.pre_filter_counts,
+            pod,
+            &constraints,
+            &affinity,
+            &snapshot.nodes,
+        );
+        // Per topology key, as upstream's map by key: the last constraint
+        // with the key gives its domains.
+        let tp_key_to_domains_num = constraints
+            .iter()
+            .map(|c| {
+                constraints
+                    .iter()
+                    .rposition(|o| o.topology_key == c.topology_key)
+                    .map_or(0, |j| tp_value_to_match_num[j].len())
+            })
+            .collect();
         let critical_paths = tp_value_to_match_num
             .iter()
             .map(|counts| {
                 let mut paths = CriticalPaths::new();
-                for (value, &n) in counts {
-                    paths.update(value, n);
+                for (id, &n) in counts.counts.iter().enumerate() {
+                    paths.update(u32::try_from(id).unwrap_or(NO_DOMAIN), n);
                 }
                 paths
             })
@@ -201,7 +209,7 @@ impl PodTopologySpread {
             constraints: constraints.into(),
             critical_paths,
             tp_value_to_match_num,
-            tp_key_to_domains_num: Arc::new(tp_key_to_domains_num),
+            tp_key_to_domains_num,
             required_node_affinity: Arc::new(affinity),
         }))
     }
@@ -270,14 +278,13 @@ impl FilterPlugin for PodTopologySpread {
         let Some(s) = state.read::<PreFilterState>(PRE_FILTER_STATE_KEY) else {
             return missing_state();
         };
-        let labels = node.labels();
         for (i, c) in s.constraints.iter().enumerate() {
-            let Some(value) = labels.get(&c.topology_key) else {
+            let Some(value) = c.value(node) else {
                 return Status::unresolvable(ERR_REASON_NODE_LABEL_NOT_MATCH);
             };
             // Matching pods in the node's domain, plus the pod itself if it
             // matches, may exceed the least loaded domain by maxSkew.
-            let match_num = s.tp_value_to_match_num[i].get(value).copied().unwrap_or(0);
+            let match_num = s.tp_value_to_match_num[i].get(value);
             let skew = match_num + s.self_match[i] - s.min_match_num(i, c);
             if skew > i64::from(c.max_skew) {
                 return Status::unschedulable(ERR_REASON_CONSTRAINTS_NOT_MATCH);

@@ -11,6 +11,7 @@
 //! the controller lookups next to it.
 
 mod common;
+mod counting;
 mod filtering;
 mod scoring;
 
@@ -182,6 +183,8 @@ pub struct PodTopologySpread {
     /// The default constraints are the system ones.
     system_defaulted: bool,
     lister: Arc<dyn ClusterLister>,
+    /// PreFilter's counts, kept for the next pod with the same constraints.
+    pre_filter_counts: counting::PreFilterCounts,
 }
 
 impl std::fmt::Debug for PodTopologySpread {
@@ -214,8 +217,19 @@ impl PodTopologySpread {
             default_constraints,
             system_defaulted,
             lister,
+            pre_filter_counts: counting::PreFilterCounts::default(),
         }
     }
+}
+
+/// PreFilter's state per constraint: every domain's count sorted, the
+/// minimum of the critical paths, and the number of domains.
+#[cfg(test)]
+pub(crate) fn prefilter_counts_for_test(
+    state: &crate::framework::CycleState,
+) -> Option<Vec<filtering::ConstraintSummary>> {
+    let s = state.read::<filtering::PreFilterState>(filtering::PRE_FILTER_STATE_KEY)?;
+    Some(s.summary_for_test())
 }
 
 impl Plugin for PodTopologySpread {

@@ -2,7 +2,6 @@
 //! `ScheduleAnyway` constraints): fewer matching pods in a node's domains
 //! score higher.
 
-use crate::plugins::fasthash::{FastMap, FastSet};
 use std::sync::Arc;
 
 use super::PodTopologySpread;
@@ -12,8 +11,10 @@ use super::common::{
 };
 use crate::framework::{
     CycleState, MAX_NODE_SCORE, NodeInfo, NodeScore, PodInfo, PreScorePlugin, ScorePlugin,
-    Snapshot, Status,
+    Snapshot, Status, TopologyValue,
 };
+use crate::plugins::domains::DomainCounts;
+use crate::plugins::fasthash::FastSet;
 
 /// Where PreScore leaves its state in the [`CycleState`].
 pub(crate) const PRE_SCORE_STATE_KEY: &str = "PreScorePodTopologySpread";
@@ -29,7 +30,7 @@ pub(crate) struct PreScoreState {
     pub(crate) ignored_nodes: FastSet<String>,
     /// Per constraint, matching pods per topology value of the feasible
     /// nodes (empty for hostname constraints: counted per node in Score).
-    pub(crate) topology_value_to_pod_counts: Vec<FastMap<String, i64>>,
+    pub(crate) topology_value_to_pod_counts: Vec<DomainCounts>,
     /// Per constraint, log(domains + 2): counts in topologies with many
     /// domains weigh more, so small topologies are not watered down.
     pub(crate) topology_normalizing_weight: Vec<f64>,
@@ -67,7 +68,7 @@ impl PodTopologySpread {
     ) -> Result<PreScoreState, String> {
         let constraints = self.constraints(pod, SCHEDULE_ANYWAY)?;
         let mut s = PreScoreState {
-            topology_value_to_pod_counts: vec![FastMap::default(); constraints.len()],
+            topology_value_to_pod_counts: vec![DomainCounts::default(); constraints.len()],
             topology_normalizing_weight: Vec::with_capacity(constraints.len()),
             ignored_nodes: FastSet::default(),
             constraints,
@@ -75,9 +76,9 @@ impl PodTopologySpread {
         if s.constraints.is_empty() {
             return Ok(s);
         }
+        let missing = TopologyValue::new("");
         for node in filtered {
-            let labels = node.labels();
-            if require_all_topologies && !node_labels_match_constraints(labels, &s.constraints) {
+            if require_all_topologies && !node_labels_match_constraints(node, &s.constraints) {
                 s.ignored_nodes.insert(node.name().to_owned());
                 continue;
             }
@@ -85,11 +86,9 @@ impl PodTopologySpread {
                 if c.is_hostname {
                     continue;
                 }
-                let value = labels.get(&c.topology_key).map_or("", String::as_str);
-                let counts = &mut s.topology_value_to_pod_counts[i];
-                if !counts.contains_key(value) {
-                    counts.insert(value.to_owned(), 0);
-                }
+                // Nodes without the key share the "" domain.
+                let value = c.value(node).unwrap_or(missing);
+                s.topology_value_to_pod_counts[i].add(value, 0);
             }
         }
         for (i, c) in s.constraints.iter().enumerate() {
@@ -133,20 +132,30 @@ impl PreScorePlugin for PodTopologySpread {
             return Status::skip();
         }
         let affinity = RequiredNodeAffinity::new(&pod.pod);
+        let missing = TopologyValue::new("");
+        // Hostname constraints are counted per node in Score.
+        if s.constraints.iter().all(|c| c.is_hostname) {
+            state.write(PRE_SCORE_STATE_KEY, s);
+            return Status::success();
+        }
         for node in &snapshot.nodes {
-            let labels = node.labels();
-            if require_all_topologies && !node_labels_match_constraints(labels, &s.constraints) {
+            if require_all_topologies && !node_labels_match_constraints(node, &s.constraints) {
                 continue;
             }
             for (i, c) in s.constraints.iter().enumerate() {
+                if c.is_hostname {
+                    continue;
+                }
+                let counts = &mut s.topology_value_to_pod_counts[i];
+                // Only domains of feasible nodes are counted.
+                let Some(id) = counts.domains.get(c.value(node).unwrap_or(missing)) else {
+                    continue;
+                };
                 if !c.includes_node(&pod.pod, &affinity, node) {
                     continue;
                 }
-                let value = labels.get(&c.topology_key).map_or("", String::as_str);
-                // Only domains of feasible nodes are counted.
-                if let Some(n) = s.topology_value_to_pod_counts[i].get_mut(value) {
-                    *n += count_pods_match_selector(&node.pods, &c.selector, pod.namespace());
-                }
+                counts.counts[id as usize] +=
+                    count_pods_match_selector(&node.pods, &c.selector, pod.namespace());
             }
         }
         state.write(PRE_SCORE_STATE_KEY, s);
@@ -160,22 +169,18 @@ impl ScorePlugin for PodTopologySpread {
             Ok(s) => s,
             Err(status) => return (0, status),
         };
-        if s.ignored_nodes.contains(node.name()) {
+        if !s.ignored_nodes.is_empty() && s.ignored_nodes.contains(node.name()) {
             return (0, Status::success());
         }
-        let labels = node.labels();
         let mut score = 0.0;
         for (i, c) in s.constraints.iter().enumerate() {
-            let Some(value) = labels.get(&c.topology_key) else {
+            let Some(value) = c.value(node) else {
                 continue;
             };
             let count = if c.is_hostname {
                 count_pods_match_selector(&node.pods, &c.selector, pod.namespace())
             } else {
-                s.topology_value_to_pod_counts[i]
-                    .get(value)
-                    .copied()
-                    .unwrap_or(0)
+                s.topology_value_to_pod_counts[i].get(value)
             };
             score += score_for_count(count, c.max_skew, s.topology_normalizing_weight[i]);
         }
@@ -197,7 +202,7 @@ impl ScorePlugin for PodTopologySpread {
         let mut min = i64::MAX;
         let mut max = 0;
         for ns in scores.iter_mut() {
-            if s.ignored_nodes.contains(&ns.name) {
+            if !s.ignored_nodes.is_empty() && s.ignored_nodes.contains(&ns.name) {
                 ns.score = INVALID_SCORE;
                 continue;
             }

@@ -26,6 +26,18 @@ use serde_json::Value;
 
 use crate::field::ErrorList;
 
+/// `hostPath.type` values, for pod volumes and PersistentVolumes alike.
+const HOST_PATH_TYPES: &[&str] = &[
+    "",
+    "BlockDevice",
+    "CharDevice",
+    "Directory",
+    "DirectoryOrCreate",
+    "File",
+    "FileOrCreate",
+    "Socket",
+];
+
 /// The file that owns a kind.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum Area {

@@ -6,6 +6,7 @@ use super::util::{
     FIELD_IMMUTABLE, arr, bad, default_str, dns1123_subdomain, obj, quantity, str_or_empty, strs,
 };
 use crate::field::{BadValue, Error, ErrorList, Path};
+use crate::kinds::HOST_PATH_TYPES;
 use crate::validation::{is_dns1123_subdomain, is_valid_label_value, validate_label_name};
 
 pub(super) const ACCESS_MODES: &[&str] = &[
@@ -16,16 +17,6 @@ pub(super) const ACCESS_MODES: &[&str] = &[
 ];
 const RECLAIM_POLICIES: &[&str] = &["Delete", "Recycle", "Retain"];
 const VOLUME_MODES: &[&str] = &["Block", "Filesystem"];
-const HOST_PATH_TYPES: &[&str] = &[
-    "",
-    "BlockDevice",
-    "CharDevice",
-    "Directory",
-    "DirectoryOrCreate",
-    "File",
-    "FileOrCreate",
-    "Socket",
-];
 
 /// The volume sources of a PersistentVolume, in upstream's checking order.
 const PV_SOURCES: &[&str] = &[

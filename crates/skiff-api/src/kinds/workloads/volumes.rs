@@ -10,6 +10,7 @@ use super::defaults::volume_sources;
 use super::env::validate_field_ref;
 use super::json::{has, int_of, list_of, str_of};
 use crate::field::{Error, ErrorList, Path};
+use crate::kinds::HOST_PATH_TYPES;
 use crate::quantity;
 
 /// Upstream's `fileModeErrorMsg`.
@@ -159,20 +160,10 @@ fn host_path(src: &Value, p: &Path) -> ErrorList {
         return errs;
     }
     errs.extend(no_backsteps(host, &p.child("path")));
-    const TYPES: &[&str] = &[
-        "",
-        "BlockDevice",
-        "CharDevice",
-        "Directory",
-        "DirectoryOrCreate",
-        "File",
-        "FileOrCreate",
-        "Socket",
-    ];
     if let Some(t) = src.get("type").and_then(Value::as_str)
-        && !TYPES.contains(&t)
+        && !HOST_PATH_TYPES.contains(&t)
     {
-        errs.push(Error::not_supported(&p.child("type"), t, TYPES));
+        errs.push(Error::not_supported(&p.child("type"), t, HOST_PATH_TYPES));
     }
     errs
 }

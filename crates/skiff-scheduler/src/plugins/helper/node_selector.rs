@@ -26,7 +26,7 @@ enum FieldRequirement {
 }
 
 /// One parsed node selector term: its label and field requirements, ANDed.
-#[derive(Debug, Clone, Default)]
+#[derive(Debug, Clone, Default, PartialEq)]
 pub struct NodeSelectorTerm {
     labels: Option<Selector>,
     fields: Option<Vec<FieldRequirement>>,
@@ -161,7 +161,7 @@ fn requirements_as_fields(
 }
 
 /// A parsed `NodeSelector`: its terms are ORed.
-#[derive(Debug, Clone, Default)]
+#[derive(Debug, Clone, Default, PartialEq)]
 pub struct NodeSelector {
     /// Terms that failed to parse are kept as `None`: they match nothing
     /// (upstream's lazy-error selector).
@@ -209,7 +209,7 @@ impl NodeSelector {
 
 /// A pod's `nodeSelector` and required node affinity together (upstream's
 /// `RequiredNodeAffinity`).
-#[derive(Debug, Clone, Default)]
+#[derive(Debug, Clone, Default, PartialEq)]
 pub struct RequiredNodeAffinity {
     label_selector: Option<Selector>,
     node_selector: Option<NodeSelector>,

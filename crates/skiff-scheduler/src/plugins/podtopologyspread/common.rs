@@ -4,14 +4,14 @@
 
 use std::collections::BTreeMap;
 
-use k8s_openapi::api::core::v1::{
-    NodeSelectorRequirement, NodeSelectorTerm, Pod, Taint, Toleration, TopologySpreadConstraint,
-};
-use skiff_api::selector::labels::{Operator, Requirement, Selector, from_label_selector, from_map};
+use k8s_openapi::api::core::v1::{Pod, TopologySpreadConstraint};
+use skiff_api::selector::labels::{Selector, from_label_selector, from_map};
 
 use super::PodTopologySpread;
 use crate::framework::topology::hash_label;
 use crate::framework::{NodeInfo, PodInfo, TopologyValue};
+pub(crate) use crate::plugins::helper::node_selector::RequiredNodeAffinity;
+use crate::plugins::helper::{do_not_schedule_taints_filter, find_matching_untolerated_taint};
 
 /// `whenUnsatisfiable` of the constraints Filter enforces.
 pub(crate) const DO_NOT_SCHEDULE: &str = "DoNotSchedule";
@@ -51,11 +51,23 @@ impl Constraint {
         affinity: &RequiredNodeAffinity,
         node: &NodeInfo,
     ) -> bool {
-        if self.honor_node_affinity && !affinity.matches(node) {
+        if self.honor_node_affinity && !affinity.matches(node.labels(), node.name()) {
             return false;
         }
-        if self.honor_node_taints && has_untolerated_do_not_schedule_taint(pod, &node.taints) {
-            return false;
+        if self.honor_node_taints {
+            let tolerations = pod
+                .spec
+                .as_ref()
+                .and_then(|s| s.tolerations.as_deref())
+                .unwrap_or(&[]);
+            let untolerated = find_matching_untolerated_taint(
+                &node.taints,
+                tolerations,
+                do_not_schedule_taints_filter,
+            );
+            if untolerated.is_some() {
+                return false;
+            }
         }
         true
     }
@@ -257,144 +269,4 @@ pub(crate) fn count_pods_match_selector(
         })
         .count();
     i64::try_from(n).unwrap_or(i64::MAX)
-}
-
-/// The pod's nodeSelector and required node affinity, parsed once per
-/// cycle (upstream's `nodeaffinity.RequiredNodeAffinity`).
-#[derive(Debug, Clone, Default, PartialEq)]
-pub(crate) struct RequiredNodeAffinity {
-    /// `spec.nodeSelector`, when set.
-    node_selector: Option<Selector>,
-    /// Required node selector terms (ORed), when set; a term that does not
-    /// parse matches nothing.
-    terms: Option<Vec<Option<ParsedTerm>>>,
-}
-
-#[derive(Debug, Clone, PartialEq)]
-struct ParsedTerm {
-    labels: Selector,
-    /// `metadata.name` requirements of matchFields.
-    fields: Vec<(bool, String)>,
-}
-
-fn parse_term(term: &NodeSelectorTerm) -> Option<ParsedTerm> {
-    let exprs = term.match_expressions.as_deref().unwrap_or(&[]);
-    let fields = term.match_fields.as_deref().unwrap_or(&[]);
-    if exprs.is_empty() && fields.is_empty() {
-        return None;
-    }
-    let reqs = exprs
-        .iter()
-        .map(node_selector_requirement)
-        .collect::<Option<Vec<_>>>()?;
-    let fields = fields
-        .iter()
-        .map(|f| {
-            let values = f.values.as_deref().unwrap_or(&[]);
-            match (f.key.as_str(), f.operator.as_str(), values) {
-                ("metadata.name", "In", [v]) => Some((true, v.clone())),
-                ("metadata.name", "NotIn", [v]) => Some((false, v.clone())),
-                _ => None,
-            }
-        })
-        .collect::<Option<Vec<_>>>()?;
-    Some(ParsedTerm {
-        labels: Selector::from_requirements(reqs),
-        fields,
-    })
-}
-
-fn node_selector_requirement(r: &NodeSelectorRequirement) -> Option<Requirement> {
-    let op = match r.operator.as_str() {
-        "In" => Operator::In,
-        "NotIn" => Operator::NotIn,
-        "Exists" => Operator::Exists,
-        "DoesNotExist" => Operator::DoesNotExist,
-        "Gt" => Operator::GreaterThan,
-        "Lt" => Operator::LessThan,
-        _ => return None,
-    };
-    Requirement::new(&r.key, op, r.values.clone().unwrap_or_default()).ok()
-}
-
-impl RequiredNodeAffinity {
-    /// Parses the pod's node constraints.
-    pub(crate) fn new(pod: &Pod) -> Self {
-        let Some(spec) = pod.spec.as_ref() else {
-            return RequiredNodeAffinity::default();
-        };
-        let node_selector = spec
-            .node_selector
-            .as_ref()
-            .filter(|m| !m.is_empty())
-            .map(from_map);
-        let terms = spec
-            .affinity
-            .as_ref()
-            .and_then(|a| a.node_affinity.as_ref())
-            .and_then(|na| {
-                na.required_during_scheduling_ignored_during_execution
-                    .as_ref()
-            })
-            .map(|ns| ns.node_selector_terms.iter().map(parse_term).collect());
-        RequiredNodeAffinity {
-            node_selector,
-            terms,
-        }
-    }
-
-    /// Whether the node satisfies the nodeSelector and one of the terms.
-    pub(crate) fn matches(&self, node: &NodeInfo) -> bool {
-        let labels = node.labels();
-        if self
-            .node_selector
-            .as_ref()
-            .is_some_and(|s| !s.matches(labels))
-        {
-            return false;
-        }
-        let Some(terms) = self.terms.as_ref() else {
-            return true;
-        };
-        let name = node.name();
-        terms.iter().flatten().any(|t| {
-            t.labels.matches(labels) && t.fields.iter().all(|(is_in, v)| (name == v) == *is_in)
-        })
-    }
-}
-
-/// Whether a NoSchedule or NoExecute taint of the node is not tolerated by
-/// the pod.
-fn has_untolerated_do_not_schedule_taint(pod: &Pod, taints: &[Taint]) -> bool {
-    let tolerations = pod
-        .spec
-        .as_ref()
-        .and_then(|s| s.tolerations.as_deref())
-        .unwrap_or(&[]);
-    taints
-        .iter()
-        .filter(|t| t.effect == "NoSchedule" || t.effect == "NoExecute")
-        .any(|t| !tolerations.iter().any(|tol| tolerates(tol, t)))
-}
-
-fn tolerates(tol: &Toleration, taint: &Taint) -> bool {
-    if tol
-        .effect
-        .as_deref()
-        .is_some_and(|e| !e.is_empty() && e != taint.effect)
-    {
-        return false;
-    }
-    if tol
-        .key
-        .as_deref()
-        .is_some_and(|k| !k.is_empty() && k != taint.key)
-    {
-        return false;
-    }
-    match tol.operator.as_deref().unwrap_or("") {
-        "" | "Equal" => tol.value.as_deref().unwrap_or("") == taint.value.as_deref().unwrap_or(""),
-        "Exists" => true,
-        _ => false,
-    }
 }

@@ -171,7 +171,7 @@ impl PodTopologySpread {
         if constraints.is_empty() {
             return Ok(None);
         }
-        let affinity = RequiredNodeAffinity::new(&pod.pod);
+        let affinity = RequiredNodeAffinity::from_pod(&pod.pod);
         let tp_value_to_match_num = counting::count(
             &self.pre_filter_counts,
             pod,

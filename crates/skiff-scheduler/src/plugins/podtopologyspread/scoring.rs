@@ -131,7 +131,7 @@ impl PreScorePlugin for PodTopologySpread {
         if s.constraints.is_empty() {
             return Status::skip();
         }
-        let affinity = RequiredNodeAffinity::new(&pod.pod);
+        let affinity = RequiredNodeAffinity::from_pod(&pod.pod);
         let missing = TopologyValue::new("");
         // Hostname constraints are counted per node in Score.
         if s.constraints.iter().all(|c| c.is_hostname) {

@@ -398,17 +398,25 @@ impl PodHandler {
         let Some(old) = self.known.remove(key) else {
             return;
         };
-        if node_name(&old).is_some() {
+        if node_name(&old).is_none() {
+            self.queue.delete(key);
+        }
+        // A pod seen only as pending may still be in the cache: assumed,
+        // with its binding landed while the watch was down (a relist
+        // reports only its deletion). It must not hold its node's room.
+        if node_name(&old).is_some() || self.cache.pod_node(key).is_some() {
             self.cache.remove_pod(key);
             self.queue.move_all_to_active_or_backoff(ClusterEvent {
                 resource: EventResource::Pod,
                 action: action::DELETE,
             });
-        } else {
-            self.queue.delete(key);
         }
     }
 }
+
+#[cfg(test)]
+#[path = "informers_tests.rs"]
+mod tests;
 
 /// Watches pods through `handler`. `synced` turns true after the first list.
 pub fn spawn_pod_informer(

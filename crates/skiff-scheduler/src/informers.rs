@@ -1,13 +1,17 @@
 //! The scheduler's informers: kube-rs watchers on pods and nodes feeding
-//! the cache and the queue, and reflectors on PVCs, PVs, StorageClasses and
-//! namespaces behind [`ClusterLister`]. Every change that may make a
+//! the cache and the queue, and reflectors on PVCs, PVs, StorageClasses,
+//! namespaces, Services, ReplicationControllers, ReplicaSets and
+//! StatefulSets behind [`ClusterLister`]. Every change that may make a
 //! rejected pod fit is turned into a [`ClusterEvent`].
 
 use std::collections::{BTreeMap, HashMap, HashSet};
 use std::sync::Arc;
 
 use futures::{StreamExt, TryStreamExt};
-use k8s_openapi::api::core::v1::{Namespace, Node, PersistentVolume, PersistentVolumeClaim, Pod};
+use k8s_openapi::api::apps::v1::{ReplicaSet, StatefulSet};
+use k8s_openapi::api::core::v1::{
+    Namespace, Node, PersistentVolume, PersistentVolumeClaim, Pod, ReplicationController, Service,
+};
 use k8s_openapi::api::storage::v1::StorageClass;
 use kube::Api;
 use kube::runtime::reflector::{self, ObjectRef, Store};
@@ -27,6 +31,28 @@ pub struct InformerLister {
     pvs: Store<PersistentVolume>,
     storage_classes: Store<StorageClass>,
     namespaces: Store<Namespace>,
+    services: Store<Service>,
+    replication_controllers: Store<ReplicationController>,
+    replica_sets: Store<ReplicaSet>,
+    stateful_sets: Store<StatefulSet>,
+}
+
+impl InformerLister {
+    /// Waits until every reflector has listed once (upstream's
+    /// WaitForCacheSync), so the first decisions see Services and
+    /// namespaces.
+    pub async fn wait_until_ready(&self) {
+        let _ = futures::join!(
+            self.pvcs.wait_until_ready(),
+            self.pvs.wait_until_ready(),
+            self.storage_classes.wait_until_ready(),
+            self.namespaces.wait_until_ready(),
+            self.services.wait_until_ready(),
+            self.replication_controllers.wait_until_ready(),
+            self.replica_sets.wait_until_ready(),
+            self.stateful_sets.wait_until_ready(),
+        );
+    }
 }
 
 impl std::fmt::Debug for InformerLister {
@@ -57,6 +83,31 @@ impl ClusterLister for InformerLister {
             })
             .collect()
     }
+    fn namespace_labels(&self, name: &str) -> Option<BTreeMap<String, String>> {
+        self.namespaces
+            .get(&ObjectRef::new(name))
+            .map(|n| n.metadata.labels.clone().unwrap_or_default())
+    }
+    fn services(&self, namespace: &str) -> Vec<Arc<Service>> {
+        self.services
+            .state_filter(|s| s.metadata.namespace.as_deref() == Some(namespace))
+    }
+    fn replication_controller(
+        &self,
+        namespace: &str,
+        name: &str,
+    ) -> Option<Arc<ReplicationController>> {
+        self.replication_controllers
+            .get(&ObjectRef::new(name).within(namespace))
+    }
+    fn replica_set(&self, namespace: &str, name: &str) -> Option<Arc<ReplicaSet>> {
+        self.replica_sets
+            .get(&ObjectRef::new(name).within(namespace))
+    }
+    fn stateful_set(&self, namespace: &str, name: &str) -> Option<Arc<StatefulSet>> {
+        self.stateful_sets
+            .get(&ObjectRef::new(name).within(namespace))
+    }
     fn api_client(&self) -> Option<kube::Client> {
         Some(self.client.clone())
     }
@@ -66,7 +117,7 @@ fn spawn_reflector<K>(
     tasks: &mut JoinSet<()>,
     api: Api<K>,
     queue: QueueSlot,
-    resource: EventResource,
+    resource: Option<EventResource>,
 ) -> Store<K>
 where
     K: kube::Resource<DynamicType = ()>
@@ -89,7 +140,9 @@ where
                         watcher::Event::Delete(_) => action::DELETE,
                         _ => 0,
                     };
-                    if let Some(q) = queue.get().filter(|_| act != 0) {
+                    if let (Some(q), Some(resource)) = (queue.get(), resource)
+                        && act != 0
+                    {
                         q.move_all_to_active_or_backoff(ClusterEvent {
                             resource,
                             action: act,
@@ -123,26 +176,37 @@ pub fn start_listers(
             tasks,
             Api::all(client.clone()),
             queue.clone(),
-            EventResource::PersistentVolumeClaim,
+            Some(EventResource::PersistentVolumeClaim),
         ),
         pvs: spawn_reflector(
             tasks,
             Api::all(client.clone()),
             queue.clone(),
-            EventResource::PersistentVolume,
+            Some(EventResource::PersistentVolume),
         ),
         storage_classes: spawn_reflector(
             tasks,
             Api::all(client.clone()),
             queue.clone(),
-            EventResource::StorageClass,
+            Some(EventResource::StorageClass),
         ),
         namespaces: spawn_reflector(
             tasks,
             Api::all(client.clone()),
             queue.clone(),
-            EventResource::Namespace,
+            Some(EventResource::Namespace),
         ),
+        // No plugin re-queues on these (as upstream): they only shape
+        // PodTopologySpread's default constraints for later attempts.
+        services: spawn_reflector(tasks, Api::all(client.clone()), queue.clone(), None),
+        replication_controllers: spawn_reflector(
+            tasks,
+            Api::all(client.clone()),
+            queue.clone(),
+            None,
+        ),
+        replica_sets: spawn_reflector(tasks, Api::all(client.clone()), queue.clone(), None),
+        stateful_sets: spawn_reflector(tasks, Api::all(client.clone()), queue.clone(), None),
     }
 }
 
@@ -334,17 +398,25 @@ impl PodHandler {
         let Some(old) = self.known.remove(key) else {
             return;
         };
-        if node_name(&old).is_some() {
+        if node_name(&old).is_none() {
+            self.queue.delete(key);
+        }
+        // A pod seen only as pending may still be in the cache: assumed,
+        // with its binding landed while the watch was down (a relist
+        // reports only its deletion). It must not hold its node's room.
+        if node_name(&old).is_some() || self.cache.pod_node(key).is_some() {
             self.cache.remove_pod(key);
             self.queue.move_all_to_active_or_backoff(ClusterEvent {
                 resource: EventResource::Pod,
                 action: action::DELETE,
             });
-        } else {
-            self.queue.delete(key);
         }
     }
 }
+
+#[cfg(test)]
+#[path = "informers_tests.rs"]
+mod tests;
 
 /// Watches pods through `handler`. `synced` turns true after the first list.
 pub fn spawn_pod_informer(

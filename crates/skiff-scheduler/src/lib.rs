@@ -13,3 +13,6 @@ pub mod runtime;
 pub mod scheduler;
 
 pub use run::{RunError, SchedulerOptions, run};
+
+#[cfg(test)]
+mod cycle_bench_tests;

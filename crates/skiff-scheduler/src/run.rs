@@ -145,7 +145,7 @@ async fn run_leading(
     let slot: crate::informers::QueueSlot = Arc::default();
     let lister = start_listers(&client, &slot, &mut tasks);
     let handle = Handle {
-        lister: Arc::new(lister),
+        lister: Arc::new(lister.clone()),
     };
     let frameworks = build_frameworks(opts, &handle)?;
     let mut plugins: Vec<Arc<dyn Plugin>> = Vec::new();
@@ -212,7 +212,11 @@ async fn run_leading(
     // Wait for the caches before the first decision (WaitForCacheSync).
     tokio::select! {
         _ = &mut stopped => { tasks.abort_all(); return Ok(()) }
-        _ = async { let _ = nodes_synced.wait_for(|s| *s).await; let _ = pods_synced.wait_for(|s| *s).await; } => {}
+        _ = async {
+            let _ = nodes_synced.wait_for(|s| *s).await;
+            let _ = pods_synced.wait_for(|s| *s).await;
+            lister.wait_until_ready().await;
+        } => {}
     }
     tracing::info!("scheduler caches synced: scheduling");
     let looping = tokio::spawn(sched.run());

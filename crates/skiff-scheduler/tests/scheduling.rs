@@ -1,215 +1,220 @@
-//! The scheduler against the real API server: pods get bound, a pod that
-//! fits nowhere gets PodScheduled=False and FailedScheduling and is bound
-//! once a node appears, and leadership hands over when the leader stops.
-//!
-//! A minimal test registry (a cpu-fit filter plus the real DefaultBinder)
-//! stands in for the default plugins.
+//! The scheduler (default plugins and profile) against the real API server
+//! with hollow nodes: resource fit, an unschedulable pod bound once a node
+//! appears, the listers behind namespaceSelector and default spreading,
+//! and leadership hand-over when the leader stops.
 
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
-use std::collections::BTreeSet;
-use std::net::{IpAddr, Ipv4Addr};
-use std::path::Path;
+mod support;
+
+use std::collections::BTreeMap;
 use std::sync::Arc;
-use std::time::Duration;
 
+use k8s_openapi::api::apps::v1::{ReplicaSet, StatefulSet};
 use k8s_openapi::api::coordination::v1::Lease;
-use k8s_openapi::api::core::v1::{Node, Pod};
-use k8s_openapi::api::events::v1::Event;
+use k8s_openapi::api::core::v1::{Namespace, ReplicationController, Service};
 use kube::Api;
-use kube::api::{ListParams, Patch, PatchParams, PostParams};
+use kube::api::PostParams;
 use serde_json::json;
-use skiff_apiserver::{ApiServer, ApiServerConfig};
-use skiff_scheduler::config::KubeSchedulerConfiguration;
-use skiff_scheduler::framework::{
-    ClusterEvent, CycleState, EventResource, FilterPlugin, Handle, NodeInfo, Plugin, PluginFactory,
-    PodInfo, Status, action,
-};
-use skiff_scheduler::{SchedulerOptions, run};
-use skiff_store::AnyStore;
+use skiff_scheduler::framework::ClusterLister;
+use skiff_scheduler::informers::{QueueSlot, start_listers};
+use skiff_scheduler::run;
+use support::{Cluster, cpu_request, options, wait_for};
 use tokio::sync::watch;
-
-struct CpuFit;
-
-impl Plugin for CpuFit {
-    fn name(&self) -> &'static str {
-        "TestCpuFit"
-    }
-    fn events_to_register(&self) -> Vec<ClusterEvent> {
-        vec![ClusterEvent {
-            resource: EventResource::Node,
-            action: action::ADD | action::UPDATE_NODE_ALLOCATABLE,
-        }]
-    }
-    fn as_filter(&self) -> Option<&dyn FilterPlugin> {
-        Some(self)
-    }
-}
-
-impl FilterPlugin for CpuFit {
-    fn filter(&self, _s: &CycleState, pod: &PodInfo, node: &NodeInfo) -> Status {
-        if node.requested.milli_cpu + pod.requests.milli_cpu > node.allocatable.milli_cpu {
-            return Status::unschedulable("Insufficient cpu");
-        }
-        Status::success()
-    }
-}
-
-fn cpu_fit(_a: Option<&serde_json::Value>, _h: &Handle) -> Result<Arc<dyn Plugin>, String> {
-    Ok(Arc::new(CpuFit))
-}
-
-fn options(identity: &str, leader_elect: bool) -> SchedulerOptions {
-    let mut registry = skiff_scheduler::plugins::registry();
-    registry.push(("TestCpuFit", cpu_fit as PluginFactory));
-    let names: BTreeSet<&str> = registry.iter().map(|(n, _)| *n).collect();
-    let yaml = format!(
-        "apiVersion: kubescheduler.config.k8s.io/v1\nkind: KubeSchedulerConfiguration\n\
-         leaderElection:\n  leaderElect: {leader_elect}\n\
-         profiles:\n- schedulerName: default-scheduler\n  plugins:\n    multiPoint:\n      enabled:\n      - name: TestCpuFit\n"
-    );
-    SchedulerOptions {
-        config: KubeSchedulerConfiguration::parse(&yaml, &names).unwrap(),
-        registry,
-        identity: identity.to_owned(),
-    }
-}
-
-async fn start(dir: &Path) -> (ApiServer, kube::Client) {
-    let store = AnyStore::open(&[], dir).await.unwrap();
-    let mut config = ApiServerConfig::new(dir);
-    config.bind_address = IpAddr::V4(Ipv4Addr::LOCALHOST);
-    config.port = 0;
-    let kubeconfig = dir.join("kubeconfig.yaml");
-    config.write_kubeconfig = Some(kubeconfig.clone());
-    let server = ApiServer::start(config, store).await.unwrap();
-    let kc = kube::config::Kubeconfig::read_from(kubeconfig).unwrap();
-    let cfg = kube::Config::from_custom_kubeconfig(kc, &Default::default())
-        .await
-        .unwrap();
-    (server, kube::Client::try_from(cfg).unwrap())
-}
-
-async fn create_node(client: &kube::Client, name: &str, cpu: &str) {
-    let nodes: Api<Node> = Api::all(client.clone());
-    let node: Node = serde_json::from_value(json!({"metadata": {"name": name}})).unwrap();
-    nodes.create(&PostParams::default(), &node).await.unwrap();
-    let status = json!({"status": {"allocatable": {"cpu": cpu, "memory": "8Gi", "pods": "110"},
-        "capacity": {"cpu": cpu, "memory": "8Gi", "pods": "110"}}});
-    nodes
-        .patch_status(name, &PatchParams::default(), &Patch::Merge(status))
-        .await
-        .unwrap();
-}
-
-async fn create_pod(client: &kube::Client, name: &str, cpu: &str) {
-    let pods: Api<Pod> = Api::namespaced(client.clone(), "default");
-    let pod: Pod = serde_json::from_value(json!({
-        "metadata": {"name": name},
-        "spec": {"containers": [{"name": "c", "image": "busybox",
-            "resources": {"requests": {"cpu": cpu}}}]}
-    }))
-    .unwrap();
-    pods.create(&PostParams::default(), &pod).await.unwrap();
-}
-
-async fn wait_for<T, F: AsyncFnMut() -> Option<T>>(what: &str, mut f: F) -> T {
-    for _ in 0..300 {
-        if let Some(v) = f().await {
-            return v;
-        }
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
-    panic!("timed out waiting for {what}");
-}
-
-async fn node_of(client: &kube::Client, pod: &str) -> Option<String> {
-    let pods: Api<Pod> = Api::namespaced(client.clone(), "default");
-    pods.get(pod).await.ok()?.spec?.node_name
-}
+use tokio::task::JoinSet;
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn pods_are_bound_and_unschedulable_pods_wait_for_a_node() {
-    let dir = tempfile::tempdir().unwrap();
-    let (server, client) = start(dir.path()).await;
-    let (stop_tx, stop_rx) = watch::channel(false);
-    let sched = tokio::spawn(run(options("s1", false), client.clone(), stop_rx));
+async fn pods_land_only_where_they_fit_and_the_rest_wait_for_a_node() {
+    let mut c = Cluster::with_scheduler().await;
+    c.hollow_nodes("small-", 3, "4", &[]).await;
 
-    create_node(&client, "n1", "2").await;
-    create_pod(&client, "small", "1").await;
-    let node = wait_for("small to be bound", async || {
-        node_of(&client, "small").await
-    })
-    .await;
-    assert_eq!(node, "n1");
+    // Three pods of 3 cpu on three 4-cpu nodes: one per node.
+    let names: Vec<String> = (0..3).map(|i| format!("fit-{i}")).collect();
+    for n in &names {
+        c.create_pod(
+            "default",
+            n,
+            json!({}),
+            json!({"containers": cpu_request("3")}),
+        )
+        .await;
+    }
+    let mut nodes = Vec::new();
+    for n in &names {
+        nodes.push(c.bound_node("default", n).await);
+    }
+    nodes.sort();
+    assert_eq!(nodes, ["small-0", "small-1", "small-2"]);
 
-    create_pod(&client, "big", "4").await;
-    let pods: Api<Pod> = Api::namespaced(client.clone(), "default");
-    let cond = wait_for("big's PodScheduled=False", async || {
-        let p = pods.get("big").await.ok()?;
-        p.status?
-            .conditions?
-            .into_iter()
-            .find(|c| c.type_ == "PodScheduled" && c.status == "False")
-    })
+    // A fourth fits nowhere.
+    c.create_pod(
+        "default",
+        "extra",
+        json!({}),
+        json!({"containers": cpu_request("3")}),
+    )
     .await;
-    assert_eq!(cond.reason.as_deref(), Some("Unschedulable"));
     assert_eq!(
-        cond.message.as_deref(),
-        Some("0/1 nodes are available: 1 Insufficient cpu.")
+        c.unschedulable_message("default", "extra").await,
+        "0/3 nodes are available: 3 Insufficient cpu."
     );
-    let events: Api<Event> = Api::namespaced(client.clone(), "default");
-    let ev = wait_for("FailedScheduling event", async || {
-        events
-            .list(&ListParams::default())
-            .await
-            .ok()?
-            .items
-            .into_iter()
-            .find(|e| {
-                e.reason.as_deref() == Some("FailedScheduling")
-                    && e.regarding.as_ref().and_then(|r| r.name.as_deref()) == Some("big")
-            })
-    })
-    .await;
+    let ev = c.event("default", "extra", "FailedScheduling").await;
     assert_eq!(ev.type_.as_deref(), Some("Warning"));
     assert_eq!(
         ev.reporting_controller.as_deref(),
         Some("default-scheduler")
     );
     assert_eq!(ev.action.as_deref(), Some("Scheduling"));
-
-    create_node(&client, "n2", "8").await;
-    let node = wait_for("big to be bound", async || node_of(&client, "big").await).await;
-    assert_eq!(node, "n2");
-    let scheduled = wait_for("Scheduled event", async || {
-        events
-            .list(&ListParams::default())
-            .await
-            .ok()?
-            .items
-            .into_iter()
-            .find(|e| {
-                e.reason.as_deref() == Some("Scheduled")
-                    && e.regarding.as_ref().and_then(|r| r.name.as_deref()) == Some("big")
-            })
-    })
-    .await;
     assert_eq!(
-        scheduled.note.as_deref(),
-        Some("Successfully assigned default/big to n2")
+        ev.note.as_deref(),
+        Some("0/3 nodes are available: 3 Insufficient cpu.")
     );
 
-    stop_tx.send_replace(true);
-    sched.await.unwrap().unwrap();
-    server.shutdown().await;
+    // A node with room appears: the waiting pod is bound there.
+    c.hollow_nodes("big-", 1, "8", &[]).await;
+    assert_eq!(c.bound_node("default", "extra").await, "big-0");
+    let scheduled = c.event("default", "extra", "Scheduled").await;
+    assert_eq!(
+        scheduled.note.as_deref(),
+        Some("Successfully assigned default/extra to big-0")
+    );
+    c.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn namespace_selector_uses_the_namespaces_labels() {
+    let mut c = Cluster::with_scheduler().await;
+    c.hollow_nodes("n-", 3, "4", &[]).await;
+    let namespaces: Api<Namespace> = Api::all(c.client.clone());
+    for (ns, team) in [("db", "data"), ("web", "front")] {
+        let n: Namespace =
+            serde_json::from_value(json!({"metadata": {"name": ns, "labels": {"team": team}}}))
+                .unwrap();
+        namespaces.create(&PostParams::default(), &n).await.unwrap();
+    }
+    c.create_pod(
+        "db",
+        "db-0",
+        json!({"app": "db"}),
+        json!({"nodeName": "n-1"}),
+    )
+    .await;
+    // Affinity to app=db pods in namespaces labelled team=data: only the
+    // namespace's labels (from the namespace lister) say db-0 counts.
+    let affinity = |team: &str| {
+        json!({"affinity": {"podAffinity": {"requiredDuringSchedulingIgnoredDuringExecution": [{
+            "labelSelector": {"matchLabels": {"app": "db"}},
+            "namespaceSelector": {"matchLabels": {"team": team}},
+            "topologyKey": "kubernetes.io/hostname",
+        }]}}})
+    };
+    for i in 0..3 {
+        c.create_pod("web", &format!("near-db-{i}"), json!({}), affinity("data"))
+            .await;
+    }
+    for i in 0..3 {
+        assert_eq!(c.bound_node("web", &format!("near-db-{i}")).await, "n-1");
+    }
+    c.create_pod("web", "near-nothing", json!({}), affinity("front"))
+        .await;
+    assert_eq!(
+        c.unschedulable_message("web", "near-nothing").await,
+        "0/3 nodes are available: 3 node(s) didn't match pod affinity rules."
+    );
+    c.stop().await;
+}
+
+async fn create<K>(api: Api<K>, body: serde_json::Value)
+where
+    K: kube::Resource + Clone + std::fmt::Debug + serde::Serialize + serde::de::DeserializeOwned,
+{
+    let obj: K = serde_json::from_value(body).unwrap();
+    api.create(&PostParams::default(), &obj).await.unwrap();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn listers_serve_services_controllers_and_namespaces() {
+    let c = Cluster::start().await;
+    let client = &c.client;
+    let template = json!({"metadata": {"labels": {"app": "a"}},
+        "spec": {"containers": [{"name": "c", "image": "busybox"}]}});
+    create(
+        Api::<Namespace>::all(client.clone()),
+        json!({"metadata": {"name": "team-a", "labels": {"team": "a"}}}),
+    )
+    .await;
+    create(
+        Api::<Service>::namespaced(client.clone(), "team-a"),
+        json!({"metadata": {"name": "web", "namespace": "team-a"},
+            "spec": {"selector": {"app": "a"}, "ports": [{"port": 80}]}}),
+    )
+    .await;
+    create(
+        Api::<ReplicationController>::namespaced(client.clone(), "team-a"),
+        json!({"metadata": {"name": "rc", "namespace": "team-a"},
+            "spec": {"selector": {"app": "a"}, "template": template}}),
+    )
+    .await;
+    create(
+        Api::<ReplicaSet>::namespaced(client.clone(), "team-a"),
+        json!({"metadata": {"name": "rs", "namespace": "team-a"},
+            "spec": {"selector": {"matchLabels": {"app": "a"}}, "template": template}}),
+    )
+    .await;
+    create(
+        Api::<StatefulSet>::namespaced(client.clone(), "team-a"),
+        json!({"metadata": {"name": "ss", "namespace": "team-a"},
+            "spec": {"selector": {"matchLabels": {"app": "a"}}, "serviceName": "web",
+                "template": template}}),
+    )
+    .await;
+
+    let mut tasks = JoinSet::new();
+    let lister = start_listers(client, &QueueSlot::default(), &mut tasks);
+    lister.wait_until_ready().await;
+    let lister: Arc<dyn ClusterLister> = Arc::new(lister);
+    let svcs = lister.services("team-a");
+    assert_eq!(svcs.len(), 1);
+    assert_eq!(svcs[0].metadata.name.as_deref(), Some("web"));
+    // Other namespaces' Services stay out.
+    assert!(lister.services("kube-public").is_empty());
+    assert!(lister.replication_controller("team-a", "rc").is_some());
+    assert!(lister.replication_controller("default", "rc").is_none());
+    assert!(lister.replica_set("team-a", "rs").is_some());
+    assert!(lister.replica_set("team-a", "other").is_none());
+    assert!(lister.stateful_set("team-a", "ss").is_some());
+    assert_eq!(
+        lister.namespace_labels("team-a"),
+        Some(BTreeMap::from([
+            ("team".to_owned(), "a".to_owned()),
+            (
+                "kubernetes.io/metadata.name".to_owned(),
+                "team-a".to_owned()
+            )
+        ]))
+    );
+    assert_eq!(lister.namespace_labels("nope"), None);
+
+    // Later changes reach the listers through their watches.
+    create(
+        Api::<Service>::namespaced(client.clone(), "team-a"),
+        json!({"metadata": {"name": "second", "namespace": "team-a"},
+            "spec": {"selector": {"app": "b"}, "ports": [{"port": 80}]}}),
+    )
+    .await;
+    wait_for("the second Service", async || {
+        (lister.services("team-a").len() == 2).then_some(())
+    })
+    .await;
+    tasks.abort_all();
+    c.stop().await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn leadership_hands_over_when_the_leader_stops() {
-    let dir = tempfile::tempdir().unwrap();
-    let (server, client) = start(dir.path()).await;
-    create_node(&client, "n1", "8").await;
+    let mut c = Cluster::start().await;
+    c.hollow_nodes("n-", 1, "8", &[]).await;
+    let client = c.client.clone();
     let leases: Api<Lease> = Api::namespaced(client.clone(), "kube-system");
     let holder = async || -> Option<String> {
         leases
@@ -227,11 +232,8 @@ async fn leadership_hands_over_when_the_leader_stops() {
     let (stop_b, rx_b) = watch::channel(false);
     let b = tokio::spawn(run(options("sched-b", true), client.clone(), rx_b));
 
-    create_pod(&client, "first", "1").await;
-    wait_for("first to be bound", async || {
-        node_of(&client, "first").await
-    })
-    .await;
+    c.create_pod("default", "first", json!({}), json!({})).await;
+    c.bound_node("default", "first").await;
     assert_eq!(holder().await.as_deref(), Some("sched-a"));
 
     stop_a.send_replace(true);
@@ -241,15 +243,13 @@ async fn leadership_hands_over_when_the_leader_stops() {
     })
     .await;
     assert_eq!(h, "sched-b");
-    create_pod(&client, "second", "1").await;
-    wait_for("second to be bound", async || {
-        node_of(&client, "second").await
-    })
-    .await;
+    c.create_pod("default", "second", json!({}), json!({}))
+        .await;
+    c.bound_node("default", "second").await;
     let lease = leases.get("kube-scheduler").await.unwrap().spec.unwrap();
     assert_eq!(lease.lease_transitions, Some(1));
 
     stop_b.send_replace(true);
     b.await.unwrap().unwrap();
-    server.shutdown().await;
+    c.stop().await;
 }

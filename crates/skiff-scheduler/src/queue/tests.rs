@@ -215,3 +215,22 @@ async fn pre_enqueue_gates_until_an_update_lifts_the_gate() {
     assert_eq!(q.queue_of("ns/g"), Some(QueueName::Active));
     assert_eq!(q.pop().await.unwrap().pod_info.key, "ns/g");
 }
+
+#[tokio::test(start_paused = true)]
+async fn a_waiting_pop_wakes_for_a_pod_moved_to_backoff() {
+    let q = Arc::new(queue());
+    q.add(pod("p", 0, false));
+    let p = q.pop().await.unwrap();
+    q.add_unschedulable_if_not_present(reject(p, "NodeWaiter"));
+    // pop() is parked (nothing active, nothing backing off) when the
+    // event arrives; it must wake for the pod's back-off, not sleep until
+    // the next unschedulable flush 30 s away.
+    let waiting = tokio::spawn({
+        let q = q.clone();
+        async move { pop_within(&q, Duration::from_millis(1100)).await }
+    });
+    tokio::time::sleep(Duration::from_millis(10)).await;
+    q.move_all_to_active_or_backoff(NODE_ADD);
+    let p = waiting.await.unwrap().expect("popped after the back-off");
+    assert_eq!(p.pod_info.key, "ns/p");
+}

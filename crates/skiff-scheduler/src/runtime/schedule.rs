@@ -11,7 +11,7 @@ use rand::Rng;
 use super::Framework;
 use super::diagnosis::{Diagnosis, FitError};
 use crate::framework::{
-    Code, CycleState, MAX_NODE_SCORE, MIN_NODE_SCORE, NodeInfo, NodeScore, PodInfo,
+    Code, CycleState, FilterPlugin, MAX_NODE_SCORE, MIN_NODE_SCORE, NodeInfo, NodeScore, PodInfo,
     PreFilterResult, Snapshot, Status,
 };
 
@@ -140,21 +140,21 @@ impl Framework {
 
     /// Filter for one node: the first plugin that does not pass decides.
     pub fn run_filter_plugins(&self, state: &CycleState, pod: &PodInfo, node: &NodeInfo) -> Status {
-        for p in &self.filter {
-            if state.skip_filter_plugins.contains(p.name()) {
-                continue;
-            }
-            let Some(f) = p.as_filter() else { continue };
-            let s = f.filter(state, pod, node);
-            if !s.is_success() {
-                if !s.is_rejected() {
-                    return Status::error(format!("running {:?} filter plugin: {s}", p.name()))
-                        .with_plugin(p.name());
-                }
-                return s.with_plugin(p.name());
-            }
-        }
-        Status::success()
+        run_active_filters(&self.active_filters(state), state, pod, node)
+    }
+
+    /// The Filter plugins not skipped by PreFilter this cycle, resolved once
+    /// per cycle rather than per node (the skip-set lookup showed up in
+    /// profiles at 5,000 nodes).
+    fn active_filters<'a>(
+        &'a self,
+        state: &CycleState,
+    ) -> Vec<(&'static str, &'a dyn FilterPlugin)> {
+        self.filter
+            .iter()
+            .filter(|p| !state.skip_filter_plugins.contains(p.name()))
+            .filter_map(|p| p.as_filter().map(|f| (p.name(), f)))
+            .collect()
     }
 
     /// Filter with the nominated pods of equal or higher priority counted
@@ -278,6 +278,7 @@ impl Framework {
         let start = self.next_start_node_index.load(Ordering::Relaxed) % n;
         let nominator = nominator.filter(|nm| nm.has_nominated_pods());
         let state_ref: &CycleState = state;
+        let active = self.active_filters(state_ref);
         let check = |i: usize| -> Status {
             let node = &nodes[(start + i) % n];
             match nominator {
@@ -285,7 +286,7 @@ impl Framework {
                     let nominated = nm.nominated_pods_for_node(node.name());
                     self.run_filter_plugins_with_nominated_pods(state_ref, pod, node, &nominated)
                 }
-                None => self.run_filter_plugins(state_ref, pod, node),
+                None => run_active_filters(&active, state_ref, pod, node),
             }
         };
         let mut feasible = Vec::with_capacity(to_find.min(n));
@@ -459,4 +460,24 @@ impl Framework {
         }
         best.map(|b| b.name.clone()).unwrap_or_default()
     }
+}
+
+/// Runs `filters` in order on one node: the first that does not pass decides.
+fn run_active_filters(
+    filters: &[(&'static str, &dyn FilterPlugin)],
+    state: &CycleState,
+    pod: &PodInfo,
+    node: &NodeInfo,
+) -> Status {
+    for (name, f) in filters {
+        let s = f.filter(state, pod, node);
+        if !s.is_success() {
+            if !s.is_rejected() {
+                return Status::error(format!("running {name:?} filter plugin: {s}"))
+                    .with_plugin(name);
+            }
+            return s.with_plugin(name);
+        }
+    }
+    Status::success()
 }

@@ -8,6 +8,7 @@ use std::sync::Arc;
 
 use futures::{StreamExt, TryStreamExt};
 use k8s_openapi::api::core::v1::{Namespace, Node, PersistentVolume, PersistentVolumeClaim, Pod};
+use k8s_openapi::api::policy::v1::PodDisruptionBudget;
 use k8s_openapi::api::storage::v1::StorageClass;
 use kube::Api;
 use kube::runtime::reflector::{self, ObjectRef, Store};
@@ -27,6 +28,7 @@ pub struct InformerLister {
     pvs: Store<PersistentVolume>,
     storage_classes: Store<StorageClass>,
     namespaces: Store<Namespace>,
+    pdbs: Store<PodDisruptionBudget>,
 }
 
 impl std::fmt::Debug for InformerLister {
@@ -59,6 +61,9 @@ impl ClusterLister for InformerLister {
     }
     fn api_client(&self) -> Option<kube::Client> {
         Some(self.client.clone())
+    }
+    fn pdbs(&self) -> Vec<Arc<PodDisruptionBudget>> {
+        self.pdbs.state()
     }
 }
 
@@ -142,6 +147,13 @@ pub fn start_listers(
             Api::all(client.clone()),
             queue.clone(),
             EventResource::Namespace,
+        ),
+        // Budgets only steer preemption; no rejected pod waits on them.
+        pdbs: spawn_reflector(
+            tasks,
+            Api::all(client.clone()),
+            QueueSlot::default(),
+            EventResource::Wildcard,
         ),
     }
 }

@@ -156,7 +156,12 @@ async fn pods_are_bound_and_unschedulable_pods_wait_for_a_node() {
     assert_eq!(cond.reason.as_deref(), Some("Unschedulable"));
     assert_eq!(
         cond.message.as_deref(),
-        Some("0/1 nodes are available: 1 Insufficient cpu.")
+        // DefaultPreemption is on: a pod larger than the node's
+        // allocatable is unresolvable, so preemption cannot help.
+        Some(
+            "0/1 nodes are available: 1 Insufficient cpu. preemption: 0/1 nodes are available: \
+             1 Preemption is not helpful for scheduling.."
+        )
     );
     let events: Api<Event> = Api::namespaced(client.clone(), "default");
     let ev = wait_for("FailedScheduling event", async || {

@@ -276,6 +276,7 @@ impl SchedulingQueue {
             }
             if self.backoff_expiry(&p) > now() && p.attempts > 0 {
                 st.backoff.insert(key, p);
+                self.notify.notify_one();
             } else {
                 self.push_active(&mut st, p);
             }
@@ -384,6 +385,9 @@ impl SchedulingQueue {
         }
         if p.attempts > 0 && self.backoff_expiry(&p) > now {
             st.backoff.insert(p.pod_info.key.clone(), p);
+            // pop() may be sleeping until a later deadline: make it
+            // recompute with this back-off expiry.
+            self.notify.notify_one();
         } else {
             self.push_active(st, p);
         }

@@ -258,3 +258,27 @@ fn nominations_from_preemption_survive_updates_until_overridden() {
     q.delete("ns/p");
     assert!(!q.has_nominated_pods());
 }
+
+#[tokio::test(start_paused = true)]
+async fn a_waiting_pop_wakes_for_a_pod_moved_to_backoff() {
+    let q = Arc::new(queue());
+    q.add(pod("p", 0, false));
+    let p = q.pop().await.unwrap();
+    q.add_unschedulable_if_not_present(reject(p, "NodeWaiter"));
+    // The pop sleeps with nothing to do (until the 30 s flush) ...
+    let waiter = {
+        let q = q.clone();
+        tokio::spawn(async move { q.pop().await.map(|p| p.pod_info.key.clone()) })
+    };
+    tokio::time::advance(Duration::from_millis(500)).await;
+    assert!(!waiter.is_finished());
+    // ... and the event moves the pod to backoff: the pop must return once
+    // its back-off ends, not at the flush.
+    q.move_all_to_active_or_backoff(NODE_ADD);
+    assert_eq!(q.queue_of("ns/p"), Some(QueueName::Backoff));
+    let got = tokio::time::timeout(Duration::from_secs(3), waiter)
+        .await
+        .expect("pop did not wake for the backoff pod")
+        .unwrap();
+    assert_eq!(got.as_deref(), Some("ns/p"));
+}

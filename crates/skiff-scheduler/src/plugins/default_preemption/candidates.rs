@@ -49,10 +49,15 @@ pub fn calculate_num_candidates(num_nodes: usize, percentage: i64, absolute: i64
     (n.max(0) as usize).min(num_nodes)
 }
 
+/// Below this many potential nodes the dry run stays on one thread.
+const PARALLEL_MIN_NODES: usize = 64;
+
 /// Simulates preemption on `potential` nodes starting at `offset`, until
 /// `wanted` candidates are found with at least one not violating a
 /// PodDisruptionBudget. Candidates without violations come first. Returns
-/// the candidates and each failed node's status.
+/// the candidates and each failed node's status. Large node sets are
+/// simulated in parallel rounds, stopping after the round that found
+/// enough (upstream cancels its parallel workers the same way).
 pub fn dry_run_preemption(
     fh: &dyn FrameworkHandle,
     state: &CycleState,
@@ -62,32 +67,60 @@ pub fn dry_run_preemption(
     offset: usize,
     wanted: usize,
 ) -> (Vec<Candidate>, NodeToStatus) {
-    let mut non_violating = Vec::new();
-    let mut violating = Vec::new();
-    let mut statuses = NodeToStatus::new();
     let n = potential.len();
-    for i in 0..n {
+    let check = |i: usize| -> (String, Result<Victims, Status>) {
         let node = &potential[(offset + i) % n];
         let mut node_copy = NodeInfo::clone(node);
         let mut state_copy = state.clone();
-        match select_victims_on_node(fh, &mut state_copy, pod, &mut node_copy, pdbs) {
-            Ok(victims) => {
-                let c = Candidate {
-                    name: node.name().to_owned(),
-                    victims,
-                };
-                if c.victims.num_pdb_violations == 0 {
-                    non_violating.push(c);
-                } else {
-                    violating.push(c);
+        let r = select_victims_on_node(fh, &mut state_copy, pod, &mut node_copy, pdbs);
+        (node.name().to_owned(), r)
+    };
+    let threads = if n >= PARALLEL_MIN_NODES {
+        std::thread::available_parallelism().map_or(1, |p| p.get())
+    } else {
+        1
+    };
+    // One node per round on one thread; `threads` nodes per thread per
+    // round otherwise, so a round costs about as much as a thread spawn.
+    let round = if threads > 1 { threads * threads } else { 1 };
+    let mut non_violating = Vec::new();
+    let mut violating = Vec::new();
+    let mut statuses = NodeToStatus::new();
+    let mut done = 0;
+    while done < n {
+        let end = (done + round).min(n);
+        let results: Vec<(String, Result<Victims, Status>)> = if threads > 1 {
+            let per = (end - done).div_ceil(threads);
+            std::thread::scope(|sc| {
+                let handles: Vec<_> = (done..end)
+                    .step_by(per)
+                    .map(|lo| {
+                        let hi = (lo + per).min(end);
+                        sc.spawn(move || (lo..hi).map(check).collect::<Vec<_>>())
+                    })
+                    .collect();
+                handles
+                    .into_iter()
+                    .flat_map(|h| h.join().unwrap_or_default())
+                    .collect()
+            })
+        } else {
+            (done..end).map(check).collect()
+        };
+        done = end;
+        for (name, r) in results {
+            match r {
+                Ok(victims) if victims.num_pdb_violations == 0 => {
+                    non_violating.push(Candidate { name, victims });
                 }
-                if !non_violating.is_empty() && non_violating.len() + violating.len() >= wanted {
-                    break;
+                Ok(victims) => violating.push(Candidate { name, victims }),
+                Err(s) => {
+                    statuses.insert(name, s);
                 }
             }
-            Err(s) => {
-                statuses.insert(node.name().to_owned(), s);
-            }
+        }
+        if !non_violating.is_empty() && non_violating.len() + violating.len() >= wanted {
+            break;
         }
     }
     // Upstream fills fixed-size lists, so never more than `wanted` of each.

@@ -709,3 +709,63 @@ fn args_are_validated() {
         assert_eq!(DefaultPreemptionArgs::parse(Some(&v)).unwrap_err(), want);
     }
 }
+
+#[test]
+fn dry_run_over_many_nodes_finds_every_candidate_and_orders_violations_last() {
+    // 80 full nodes (enough for the parallel path); every tenth has a
+    // low-priority pod, the others only higher-priority ones. n0's victim
+    // is protected by a budget.
+    let nodes: Vec<NodeInfo> = (0..80)
+        .map(|i| {
+            let name = format!("n{i}");
+            let prio = if i % 10 == 0 { 0 } else { 500 };
+            let victim = p(&format!("v{i}"), "1", prio, Some(&name), Some(1));
+            n(&name, "1", vec![victim])
+        })
+        .collect();
+    let fwk = framework();
+    let snap = snapshot(nodes);
+    let pre = p("pre", "1", 100, None, None);
+    let mut state = CycleState::new();
+    let (_, diagnosis) = fwk
+        .find_nodes_that_fit(&mut state, &pre, &snap, None)
+        .unwrap();
+    let handle = CycleHandle {
+        framework: &fwk,
+        snapshot: &snap,
+        nominator: None,
+        events: None,
+    };
+    let potential = super::candidates::nodes_where_preemption_might_help(
+        &snap.nodes,
+        &diagnosis.node_to_status,
+        diagnosis.absent_nodes_status.as_ref(),
+    );
+    assert_eq!(potential.len(), 80);
+    let pdbs = vec![pdb("p0", "v0", 0, &[])];
+    for offset in [0, 37] {
+        let (cands, statuses) = super::candidates::dry_run_preemption(
+            &handle, &state, &pre, &potential, &pdbs, offset, 100,
+        );
+        let mut names: Vec<&str> = cands.iter().map(|c| c.name.as_str()).collect();
+        assert_eq!(names.last(), Some(&"n0"), "the violating candidate is last");
+        assert_eq!(cands.last().unwrap().victims.num_pdb_violations, 1);
+        names.sort_unstable();
+        assert_eq!(
+            names,
+            ["n0", "n10", "n20", "n30", "n40", "n50", "n60", "n70"]
+        );
+        assert_eq!(statuses.len(), 72);
+        assert!(
+            statuses
+                .values()
+                .all(|s| s.code() == Code::UnschedulableAndUnresolvable)
+        );
+        // Asking for fewer stops early, but never returns more.
+        let (few, _) = super::candidates::dry_run_preemption(
+            &handle, &state, &pre, &potential, &pdbs, offset, 2,
+        );
+        assert!(!few.is_empty() && few.len() <= 4, "{}", few.len());
+        assert_eq!(few[0].victims.num_pdb_violations, 0);
+    }
+}

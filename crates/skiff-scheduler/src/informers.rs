@@ -12,6 +12,7 @@ use k8s_openapi::api::apps::v1::{ReplicaSet, StatefulSet};
 use k8s_openapi::api::core::v1::{
     Namespace, Node, PersistentVolume, PersistentVolumeClaim, Pod, ReplicationController, Service,
 };
+use k8s_openapi::api::policy::v1::PodDisruptionBudget;
 use k8s_openapi::api::storage::v1::StorageClass;
 use kube::Api;
 use kube::runtime::reflector::{self, ObjectRef, Store};
@@ -35,6 +36,7 @@ pub struct InformerLister {
     replication_controllers: Store<ReplicationController>,
     replica_sets: Store<ReplicaSet>,
     stateful_sets: Store<StatefulSet>,
+    pdbs: Store<PodDisruptionBudget>,
 }
 
 impl InformerLister {
@@ -51,6 +53,7 @@ impl InformerLister {
             self.replication_controllers.wait_until_ready(),
             self.replica_sets.wait_until_ready(),
             self.stateful_sets.wait_until_ready(),
+            self.pdbs.wait_until_ready(),
         );
     }
 }
@@ -110,6 +113,9 @@ impl ClusterLister for InformerLister {
     }
     fn api_client(&self) -> Option<kube::Client> {
         Some(self.client.clone())
+    }
+    fn pdbs(&self) -> Vec<Arc<PodDisruptionBudget>> {
+        self.pdbs.state()
     }
 }
 
@@ -207,6 +213,8 @@ pub fn start_listers(
         ),
         replica_sets: spawn_reflector(tasks, Api::all(client.clone()), queue.clone(), None),
         stateful_sets: spawn_reflector(tasks, Api::all(client.clone()), queue.clone(), None),
+        // Budgets only steer preemption; no rejected pod waits on them.
+        pdbs: spawn_reflector(tasks, Api::all(client.clone()), queue.clone(), None),
     }
 }
 

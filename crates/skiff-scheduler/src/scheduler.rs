@@ -18,12 +18,12 @@ use crate::framework::{
     ClusterEvent, Code, CycleState, EventResource, PodInfo, QueuedPodInfo, Status, action,
 };
 use crate::queue::SchedulingQueue;
-use crate::runtime::{Framework, ScheduleError};
+use crate::runtime::{CycleHandle, Framework, ScheduleError};
 
 /// Writes pod status changes (a seam: the API server, or a recorder in tests).
 pub trait PodStatusWriter: Send + Sync {
     /// Sets PodScheduled=False with `reason` and `message` (and the
-    /// nominated node when preemption chose one).
+    /// nominated node when preemption chose one; `Some("")` clears it).
     fn set_unschedulable(&self, pod: &Pod, reason: &str, message: &str, nominated: Option<&str>);
 }
 
@@ -57,8 +57,11 @@ impl PodStatusWriter for ApiStatusWriter {
                 "lastTransitionTime": k8s_openapi::jiff::Timestamp::now().to_string(),
             }]
         });
-        if let Some(n) = nominated {
-            status["nominatedNodeName"] = serde_json::Value::from(n);
+        match nominated {
+            // Strategic merge: null deletes the field.
+            Some("") => status["nominatedNodeName"] = serde_json::Value::Null,
+            Some(n) => status["nominatedNodeName"] = serde_json::Value::from(n),
+            None => {}
         }
         let patch = serde_json::json!({ "status": status });
         tokio::spawn(async move {
@@ -84,8 +87,10 @@ pub fn condition_changed(pod: &Pod, reason: &str, message: &str, nominated: Opti
             && c.reason.as_deref() == Some(reason)
             && c.message.as_deref() == Some(message)
     });
-    let nominated_same =
-        nominated.is_none() || status.and_then(|s| s.nominated_node_name.as_deref()) == nominated;
+    let current = status
+        .and_then(|s| s.nominated_node_name.as_deref())
+        .unwrap_or("");
+    let nominated_same = nominated.is_none_or(|n| n == current);
     !(same && nominated_same)
 }
 
@@ -156,13 +161,24 @@ impl Scheduler {
             Err(ScheduleError::Fit(mut fit)) => {
                 let mut nominated = None;
                 if fwk.has_post_filter_plugins() {
+                    let handle = CycleHandle {
+                        framework: &fwk,
+                        snapshot: &snap.snapshot,
+                        nominator: Some(&*self.queue),
+                        events: Some(&*self.events),
+                    };
                     let (r, s) = fwk
-                        .run_post_filter_plugins(&state, &pod, &fit.diagnosis.node_to_status)
+                        .run_post_filter_plugins(&handle, &state, &pod, &fit.diagnosis)
                         .await;
                     if !s.is_success() && !s.to_string().is_empty() {
                         fit.diagnosis.post_filter_msg = s.to_string();
                     }
-                    nominated = r.and_then(|r| r.nominated_node_name);
+                    // A result overrides the nomination; "" clears it.
+                    if let Some(r) = r {
+                        let node = r.nominated_node_name.unwrap_or_default();
+                        self.queue.set_nominated_node(&pod, &node);
+                        nominated = Some(node);
+                    }
                 }
                 qpi.unschedulable_plugins = fit.diagnosis.unschedulable_plugins.clone();
                 qpi.pending_plugins = fit.diagnosis.pending_plugins.clone();
@@ -195,6 +211,9 @@ impl Scheduler {
             self.fail(qpi, Code::Error, &err.to_string(), None);
             return;
         }
+        // The assumed pod now counts on its node; as a nominated pod it
+        // would count twice.
+        self.queue.set_nominated_node(&pod, "");
         let s = fwk.run_reserve_plugins_reserve(&mut state, &assumed, &host);
         if !s.is_success() {
             fwk.run_reserve_plugins_unreserve(&mut state, &assumed, &host);

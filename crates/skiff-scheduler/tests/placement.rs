@@ -67,7 +67,8 @@ async fn node_selector_picks_labelled_nodes_and_waits_for_a_label() {
     .await;
     assert_eq!(
         c.unschedulable_message("default", "hdd").await,
-        "0/3 nodes are available: 3 node(s) didn't match Pod's node affinity/selector."
+        "0/3 nodes are available: 3 node(s) didn't match Pod's node affinity/selector. \
+         preemption: 0/3 nodes are available: 3 Preemption is not helpful for scheduling.."
     );
     // A label change re-queues the pod; it lands on the relabelled node.
     label_node(&c, "n-0", "disktype", "hdd").await;
@@ -118,7 +119,8 @@ async fn required_node_affinity_keeps_pods_in_the_allowed_zones() {
     .await;
     assert_eq!(
         c.unschedulable_message("default", "nowhere").await,
-        "0/6 nodes are available: 6 node(s) didn't match Pod's node affinity/selector."
+        "0/6 nodes are available: 6 node(s) didn't match Pod's node affinity/selector. \
+         preemption: 0/6 nodes are available: 6 Preemption is not helpful for scheduling.."
     );
     c.stop().await;
 }
@@ -170,7 +172,8 @@ async fn taints_repel_pods_that_do_not_tolerate_them() {
     assert_eq!(
         c.unschedulable_message("default", "intolerant").await,
         "0/3 nodes are available: 1 node(s) didn't match Pod's node affinity/selector, \
-         2 node(s) had untolerated taint {dedicated: infra}."
+         2 node(s) had untolerated taint {dedicated: infra}. \
+         preemption: 0/3 nodes are available: 3 Preemption is not helpful for scheduling.."
     );
     c.stop().await;
 }
@@ -205,7 +208,8 @@ async fn anti_affinity_keeps_replicas_on_distinct_nodes_and_zones() {
     .await;
     assert_eq!(
         c.unschedulable_message("default", "web-extra").await,
-        "0/6 nodes are available: 6 node(s) didn't match pod anti-affinity rules."
+        "0/6 nodes are available: 6 node(s) didn't match pod anti-affinity rules. \
+         preemption: 0/6 nodes are available: 6 No preemption victims found for incoming pod.."
     );
 
     // By zone, in another namespace (the selector sees its own namespace):
@@ -240,7 +244,8 @@ async fn anti_affinity_keeps_replicas_on_distinct_nodes_and_zones() {
     .await;
     assert_eq!(
         c.unschedulable_message("zonal", "zonal-extra").await,
-        "0/6 nodes are available: 6 node(s) didn't match pod anti-affinity rules."
+        "0/6 nodes are available: 6 node(s) didn't match pod anti-affinity rules. \
+         preemption: 0/6 nodes are available: 6 No preemption victims found for incoming pod.."
     );
     c.stop().await;
 }

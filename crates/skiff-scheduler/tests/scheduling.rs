@@ -56,7 +56,8 @@ async fn pods_land_only_where_they_fit_and_the_rest_wait_for_a_node() {
     .await;
     assert_eq!(
         c.unschedulable_message("default", "extra").await,
-        "0/3 nodes are available: 3 Insufficient cpu."
+        "0/3 nodes are available: 3 Insufficient cpu. \
+         preemption: 0/3 nodes are available: 3 No preemption victims found for incoming pod.."
     );
     let ev = c.event("default", "extra", "FailedScheduling").await;
     assert_eq!(ev.type_.as_deref(), Some("Warning"));
@@ -67,7 +68,10 @@ async fn pods_land_only_where_they_fit_and_the_rest_wait_for_a_node() {
     assert_eq!(ev.action.as_deref(), Some("Scheduling"));
     assert_eq!(
         ev.note.as_deref(),
-        Some("0/3 nodes are available: 3 Insufficient cpu.")
+        Some(
+            "0/3 nodes are available: 3 Insufficient cpu. \
+             preemption: 0/3 nodes are available: 3 No preemption victims found for incoming pod.."
+        )
     );
 
     // A node with room appears: the waiting pod is bound there.
@@ -119,7 +123,8 @@ async fn namespace_selector_uses_the_namespaces_labels() {
         .await;
     assert_eq!(
         c.unschedulable_message("web", "near-nothing").await,
-        "0/3 nodes are available: 3 node(s) didn't match pod affinity rules."
+        "0/3 nodes are available: 3 node(s) didn't match pod affinity rules. \
+         preemption: 0/3 nodes are available: 3 Preemption is not helpful for scheduling.."
     );
     c.stop().await;
 }

@@ -12,9 +12,11 @@ use k8s_openapi::api::apps::v1::{ReplicaSet, StatefulSet};
 use k8s_openapi::api::core::v1::{
     PersistentVolume, PersistentVolumeClaim, Pod, ReplicationController, Service,
 };
+use k8s_openapi::api::policy::v1::PodDisruptionBudget;
 use k8s_openapi::api::storage::v1::StorageClass;
 
 use super::cycle_state::CycleState;
+use super::handle::FrameworkHandle;
 use super::node_info::{NodeInfo, PodInfo};
 use super::status::Status;
 
@@ -214,7 +216,9 @@ pub trait FilterPlugin: Send + Sync {
 /// Each node's rejection, for PostFilter and the FailedScheduling message.
 pub type NodeToStatus = HashMap<String, Status>;
 
-/// What a PostFilter (preemption) achieved.
+/// What a PostFilter (preemption) achieved. A returned result overrides
+/// the pod's nomination (upstream's `ModeOverride`): `None` or an empty name
+/// clears it; no result at all leaves it as it is.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct PostFilterResult {
     /// The node the pod is nominated to, after victims are evicted.
@@ -223,12 +227,16 @@ pub struct PostFilterResult {
 
 /// Runs when no node fits (preemption). May call the API server.
 pub trait PostFilterPlugin: Send + Sync {
-    /// Tries to make room for the pod.
+    /// Tries to make room for the pod. `filtered` holds each evaluated
+    /// node's rejection; nodes absent from it had `absent_nodes_status`
+    /// (None: UnschedulableAndUnresolvable).
     fn post_filter<'a>(
         &'a self,
+        handle: &'a dyn FrameworkHandle,
         state: &'a CycleState,
         pod: &'a PodInfo,
         filtered: &'a NodeToStatus,
+        absent_nodes_status: Option<&'a Status>,
     ) -> BoxFuture<'a, (Option<PostFilterResult>, Status)>;
 }
 
@@ -435,6 +443,11 @@ pub trait ClusterLister: Send + Sync {
     fn api_client(&self) -> Option<kube::Client> {
         None
     }
+    /// Every PodDisruptionBudget (preemption prefers victims whose budgets
+    /// allow a disruption). The default knows none.
+    fn pdbs(&self) -> Vec<Arc<PodDisruptionBudget>> {
+        Vec::new()
+    }
 }
 
 /// A [`ClusterLister`] over fixed objects (unit tests).
@@ -456,6 +469,8 @@ pub struct StaticLister {
     pub replica_sets: HashMap<String, Arc<ReplicaSet>>,
     /// StatefulSets by `namespace/name`.
     pub stateful_sets: HashMap<String, Arc<StatefulSet>>,
+    /// PodDisruptionBudgets (every namespace).
+    pub pdbs: Vec<Arc<PodDisruptionBudget>>,
 }
 
 impl ClusterLister for StaticLister {
@@ -496,6 +511,9 @@ impl ClusterLister for StaticLister {
         self.stateful_sets
             .get(&format!("{namespace}/{name}"))
             .cloned()
+    }
+    fn pdbs(&self) -> Vec<Arc<PodDisruptionBudget>> {
+        self.pdbs.clone()
     }
 }
 

@@ -3,12 +3,14 @@
 //! lives next to it.
 
 pub mod cycle_state;
+pub mod handle;
 pub mod interface;
 pub mod node_info;
 pub mod status;
 pub mod topology;
 
 pub use cycle_state::{CycleState, StateData};
+pub use handle::FrameworkHandle;
 pub use interface::*;
 pub use node_info::{NodeInfo, PodInfo, Resource};
 pub use status::{Code, Status};

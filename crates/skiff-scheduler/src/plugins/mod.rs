@@ -2,6 +2,7 @@
 //! configuration names to factories.
 
 pub mod default_binder;
+pub mod default_preemption;
 mod domains;
 pub(crate) mod fasthash;
 pub mod helper;
@@ -50,6 +51,7 @@ pub fn registry() -> Vec<(&'static str, PluginFactory)> {
         (interpodaffinity::NAME, interpodaffinity::new),
         (podtopologyspread::NAME, podtopologyspread::new),
         (default_binder::NAME, default_binder::factory),
+        (default_preemption::NAME, default_preemption::new),
     ]
 }
 

@@ -198,18 +198,24 @@ impl SchedulingQueue {
         self.push_active(st, p);
     }
 
-    fn update_nominated(&self, st: &mut State, info: &Arc<PodInfo>) {
-        remove_nominated(st, &info.key);
-        let node = info
-            .pod
-            .status
-            .as_ref()
-            .and_then(|s| s.nominated_node_name.clone())
-            .filter(|n| !n.is_empty());
-        if let Some(node) = node {
-            st.nominated_node_of.insert(info.key.clone(), node.clone());
-            st.nominated.entry(node).or_default().push(info.clone());
+    fn update_nominated(&self, st: &mut State, info: &Arc<PodInfo>, old: Option<&Pod>) {
+        let mut node = nominated_node_name(&info.pod);
+        // An update where neither version has a nominated node, right after
+        // preemption nominated the pod in memory (its status patch not seen
+        // yet), keeps the nomination, as upstream's `UpdateNominatedPod`.
+        if node.is_none() && old.is_some_and(|o| nominated_node_name(o).is_none()) {
+            node = st.nominated_node_of.get(&info.key).cloned();
         }
+        set_nominated(st, info, node);
+    }
+
+    /// Records (or with `""` clears) the node preemption nominated `info`
+    /// to, before the pod's status shows it, so later cycles account for
+    /// it (upstream's `AddNominatedPod` with `ModeOverride`).
+    pub fn set_nominated_node(&self, info: &Arc<PodInfo>, node: &str) {
+        let mut st = self.lock();
+        let node = (!node.is_empty()).then(|| node.to_owned());
+        set_nominated(&mut st, info, node);
     }
 
     /// A new pending pod.
@@ -225,7 +231,6 @@ impl SchedulingQueue {
             pending_plugins: BTreeSet::new(),
         };
         let mut st = self.lock();
-        self.update_nominated(&mut st, &info);
         if st.active_seq.contains_key(&info.key)
             || st.backoff.contains_key(&info.key)
             || st.unschedulable.contains_key(&info.key)
@@ -234,6 +239,7 @@ impl SchedulingQueue {
             self.update(pod_of(&info), info.pod.clone());
             return;
         }
+        self.update_nominated(&mut st, &info, None);
         self.enqueue(&mut st, p);
     }
 
@@ -242,7 +248,7 @@ impl SchedulingQueue {
         let info = Arc::new(PodInfo::new(new.clone()));
         let key = info.key.clone();
         let mut st = self.lock();
-        self.update_nominated(&mut st, &info);
+        self.update_nominated(&mut st, &info, Some(&old));
         if let Some(f) = st.in_flight.get_mut(&key) {
             f.latest = Some(new);
             return;
@@ -379,7 +385,8 @@ impl SchedulingQueue {
         }
         if p.attempts > 0 && self.backoff_expiry(&p) > now {
             st.backoff.insert(p.pod_info.key.clone(), p);
-            // pop() may be sleeping until a later deadline.
+            // pop() may be sleeping until a later deadline: make it
+            // recompute with this back-off expiry.
             self.notify.notify_one();
         } else {
             self.push_active(st, p);
@@ -487,6 +494,21 @@ impl SchedulingQueue {
 
 fn pod_of(info: &PodInfo) -> Arc<Pod> {
     info.pod.clone()
+}
+
+fn nominated_node_name(pod: &Pod) -> Option<String> {
+    pod.status
+        .as_ref()
+        .and_then(|s| s.nominated_node_name.clone())
+        .filter(|n| !n.is_empty())
+}
+
+fn set_nominated(st: &mut State, info: &Arc<PodInfo>, node: Option<String>) {
+    remove_nominated(st, &info.key);
+    if let Some(node) = node {
+        st.nominated_node_of.insert(info.key.clone(), node.clone());
+        st.nominated.entry(node).or_default().push(info.clone());
+    }
 }
 
 fn remove_nominated(st: &mut State, key: &str) {

@@ -216,6 +216,49 @@ async fn pre_enqueue_gates_until_an_update_lifts_the_gate() {
     assert_eq!(q.pop().await.unwrap().pod_info.key, "ns/g");
 }
 
+fn nominated_names(q: &SchedulingQueue, node: &str) -> Vec<String> {
+    q.nominated_pods_for_node(node)
+        .iter()
+        .map(|p| p.key.clone())
+        .collect()
+}
+
+#[test]
+fn nominations_from_preemption_survive_updates_until_overridden() {
+    let q = queue();
+    let p = pod("p", 10, false);
+    q.add(p.clone());
+    assert!(!q.has_nominated_pods());
+    let info = Arc::new(PodInfo::new(p.clone()));
+    q.set_nominated_node(&info, "n1");
+    assert_eq!(nominated_names(&q, "n1"), ["ns/p"]);
+    // An update that predates the status patch keeps the nomination.
+    let mut relabelled = (*p).clone();
+    relabelled.metadata.labels = Some([("a".to_owned(), "b".to_owned())].into());
+    let relabelled = Arc::new(relabelled);
+    q.update(p.clone(), relabelled.clone());
+    assert_eq!(nominated_names(&q, "n1"), ["ns/p"]);
+    // The status names another node: that wins.
+    let mut moved = (*relabelled).clone();
+    moved.status = Some(serde_json::from_value(json!({"nominatedNodeName": "n2"})).unwrap());
+    let moved = Arc::new(moved);
+    q.update(relabelled, moved.clone());
+    assert!(nominated_names(&q, "n1").is_empty());
+    assert_eq!(nominated_names(&q, "n2"), ["ns/p"]);
+    // The status clears it: gone.
+    let mut cleared = (*moved).clone();
+    cleared.status = None;
+    q.update(moved, Arc::new(cleared));
+    assert!(!q.has_nominated_pods());
+    // Cleared in memory ("" overrides), and deleted pods lose it too.
+    q.set_nominated_node(&info, "n3");
+    q.set_nominated_node(&info, "");
+    assert!(!q.has_nominated_pods());
+    q.set_nominated_node(&info, "n3");
+    q.delete("ns/p");
+    assert!(!q.has_nominated_pods());
+}
+
 #[tokio::test(start_paused = true)]
 async fn a_waiting_pop_wakes_for_a_pod_moved_to_backoff() {
     let q = Arc::new(queue());

@@ -220,30 +220,3 @@ impl Framework {
         }
     }
 }
-
-impl Framework {
-    /// PostFilter (preemption) until one succeeds; the statuses' messages
-    /// are joined for the FailedScheduling message.
-    pub async fn run_post_filter_plugins(
-        &self,
-        state: &CycleState,
-        pod: &PodInfo,
-        filtered: &crate::framework::NodeToStatus,
-    ) -> (Option<crate::framework::PostFilterResult>, Status) {
-        let mut reasons = Vec::new();
-        for p in &self.post_filter {
-            let Some(pf) = p.as_post_filter() else {
-                continue;
-            };
-            let (r, s) = pf.post_filter(state, pod, filtered).await;
-            if s.is_success() {
-                return (r, s);
-            }
-            if !s.is_rejected() {
-                return (r, s.with_plugin(p.name()));
-            }
-            reasons.extend(s.reasons().iter().cloned());
-        }
-        (None, Status::with_reasons(Code::Unschedulable, reasons))
-    }
-}

@@ -4,6 +4,7 @@
 
 mod binding;
 mod diagnosis;
+mod post_filter;
 mod schedule;
 
 use std::collections::{BTreeSet, HashMap};
@@ -18,6 +19,7 @@ use crate::framework::{Handle, MAX_NODE_SCORE, Plugin, PluginFactory};
 
 pub use binding::{PERMIT_MAX_TIMEOUT, WaitingPods};
 pub use diagnosis::{Diagnosis, FitError, NO_NODES_AVAILABLE};
+pub use post_filter::CycleHandle;
 pub use schedule::{PodNominator, ScheduleError, ScheduleResult, num_feasible_nodes_to_find};
 
 /// Plugins of one extension point with their score weights.

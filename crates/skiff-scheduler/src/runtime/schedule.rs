@@ -177,13 +177,10 @@ impl Framework {
             let mut node_with = node.clone();
             for n in &extra {
                 node_with.add_pod((*n).clone());
-                for p in &self.pre_filter {
-                    if let Some(ext) = p.as_pre_filter().and_then(|pf| pf.extensions()) {
-                        let s = ext.add_pod(&mut state_with, pod, n, &node_with);
-                        if !s.is_success() {
-                            return s.with_plugin(p.name());
-                        }
-                    }
+                // Plugins whose PreFilter skipped have no state to update.
+                let s = self.run_pre_filter_extension(&mut state_with, pod, n, &node_with, true);
+                if !s.is_success() {
+                    return s;
                 }
             }
             let s = self.run_filter_plugins(&state_with, pod, &node_with);
@@ -252,6 +249,25 @@ impl Framework {
             diagnosis.pre_filter_msg = s.to_string();
             diagnosis.absent_nodes_status = Some(s);
             return Ok((Vec::new(), diagnosis));
+        }
+        // A node nominated by an earlier preemption is most likely the only
+        // one that fits, so it is tried first (upstream's
+        // `evaluateNominatedNode`).
+        let nominated_node = pod
+            .pod
+            .status
+            .as_ref()
+            .and_then(|s| s.nominated_node_name.as_deref())
+            .and_then(|n| snapshot.get(n));
+        if let Some(node) = nominated_node {
+            let nominated = nominator
+                .filter(|nm| nm.has_nominated_pods())
+                .map(|nm| nm.nominated_pods_for_node(node.name()))
+                .unwrap_or_default();
+            let s = self.run_filter_plugins_with_nominated_pods(state, pod, node, &nominated);
+            if s.is_success() {
+                return Ok((vec![node.clone()], diagnosis));
+            }
         }
         let restricted: Vec<Arc<NodeInfo>>;
         let nodes: &[Arc<NodeInfo>] = match pre_result.and_then(|r| r.node_names) {

@@ -466,3 +466,39 @@ fn multi_point_expands_into_implemented_points_honouring_disables() {
         "profiles[0].plugins.filter.enabled[0].name: Invalid value: \"ScoreLow\": plugin \"ScoreLow\" does not extend filter plugin"
     );
 }
+
+#[test]
+fn a_nominated_node_that_fits_is_taken_without_evaluating_others() {
+    let f = framework(
+        "    filter:\n      enabled:\n      - name: FilterOdd\n",
+        None,
+    );
+    let snap = snapshot(10, &[]);
+    let nominated = |node: &str| {
+        let p: Pod = serde_json::from_value(json!({
+            "metadata": {"name": "p", "namespace": "ns"}, "spec": {"containers": []},
+            "status": {"nominatedNodeName": node}
+        }))
+        .unwrap();
+        PodInfo::new(Arc::new(p))
+    };
+    let r = f
+        .schedule_pod(&mut CycleState::new(), &nominated("n4"), &snap, None)
+        .unwrap();
+    assert_eq!(
+        (
+            r.suggested_host.as_str(),
+            r.evaluated_nodes,
+            r.feasible_nodes
+        ),
+        ("n4", 1, 1)
+    );
+    // A nominated node that no longer fits (odd), or is gone: every node
+    // is evaluated as usual.
+    for node in ["n3", "gone"] {
+        let r = f
+            .schedule_pod(&mut CycleState::new(), &nominated(node), &snap, None)
+            .unwrap();
+        assert_eq!((r.evaluated_nodes, r.feasible_nodes), (10, 5), "{node}");
+    }
+}

@@ -1,0 +1,51 @@
+//! What PostFilter plugins (preemption) may use from the running framework
+//! during one cycle (the parts of upstream's `framework.Handle` preemption
+//! needs): the cycle's snapshot, the nominated pods, Filter and the
+//! PreFilter extensions, waiting pods and events. The runtime implements it
+//! per cycle; unit tests implement it over a fixed snapshot.
+
+use std::sync::Arc;
+
+use skiff_client::events::PendingEvent;
+
+use super::cycle_state::CycleState;
+use super::interface::Snapshot;
+use super::node_info::{NodeInfo, PodInfo};
+use super::status::Status;
+
+/// The framework as seen from a PostFilter plugin during one cycle.
+pub trait FrameworkHandle: Send + Sync {
+    /// The snapshot the cycle ran on.
+    fn snapshot(&self) -> &Snapshot;
+    /// Pods nominated to `node` (upstream's `PodNominator`).
+    fn nominated_pods_for_node(&self, node: &str) -> Vec<Arc<PodInfo>>;
+    /// Filter on `node` with the nominated pods of equal or higher priority
+    /// counted first.
+    fn run_filter_plugins_with_nominated_pods(
+        &self,
+        state: &CycleState,
+        pod: &PodInfo,
+        node: &NodeInfo,
+    ) -> Status;
+    /// Every PreFilter extension's AddPod (plugins whose PreFilter skipped
+    /// are left out).
+    fn run_pre_filter_extension_add_pod(
+        &self,
+        state: &mut CycleState,
+        pod: &PodInfo,
+        pod_to_add: &PodInfo,
+        node: &NodeInfo,
+    ) -> Status;
+    /// Every PreFilter extension's RemovePod.
+    fn run_pre_filter_extension_remove_pod(
+        &self,
+        state: &mut CycleState,
+        pod: &PodInfo,
+        pod_to_remove: &PodInfo,
+        node: &NodeInfo,
+    ) -> Status;
+    /// Rejects pod `key` if it waits at Permit; false when it does not wait.
+    fn reject_waiting_pod(&self, key: &str, plugin: &'static str, msg: &str) -> bool;
+    /// Records an event (e.g. `Preempted` on a victim).
+    fn record_event(&self, event: PendingEvent);
+}

@@ -1,0 +1,8 @@
+//! The CRI v1 gRPC side of the runtime: services, a unix-socket server and a client.
+
+mod image_service;
+mod socket;
+
+pub use image_service::CriImageService;
+pub use k8s_cri::v1 as api;
+pub use socket::{ServeError, connect, serve_image_service, serve_unix};

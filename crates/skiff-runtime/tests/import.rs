@@ -324,3 +324,58 @@ fn import_dir_imports_each_tar() {
         ]
     );
 }
+
+#[test]
+fn two_processes_share_one_store() {
+    // Two handles on one root stand in for the agent and `skiff images import`.
+    let tmp = tempfile::tempdir().unwrap();
+    let root = tmp.path().join("root");
+    let agent = ImageStore::open(&root).unwrap();
+    let partial = agent.content().temp_file().unwrap();
+    let cli = ImageStore::open(&root).unwrap();
+    assert!(
+        partial.path().exists(),
+        "opening a second handle keeps in-flight writes"
+    );
+
+    let one = TestImage::new(
+        vec![Layer::new(
+            support::files_tar(&[("one", Some("1"))]),
+            Compression::None,
+        )],
+        &["one"],
+    );
+    let two = TestImage::new(
+        vec![Layer::new(
+            support::files_tar(&[("two", Some("2"))]),
+            Compression::None,
+        )],
+        &["two"],
+    );
+    let (a, b) = (tmp.path().join("one.tar"), tmp.path().join("two.tar"));
+    support::write_oci_archive(&a, &[(&one, Some("example.com/one:1"))]);
+    support::write_oci_archive(&b, &[(&two, Some("example.com/two:1"))]);
+    agent.import(&a).unwrap();
+    cli.import(&b).unwrap();
+    // Neither update is lost, and each handle sees the other's.
+    for store in [&agent, &cli] {
+        let mut tags: Vec<String> = store
+            .list()
+            .unwrap()
+            .into_iter()
+            .flat_map(|i| i.repo_tags)
+            .collect();
+        tags.sort();
+        assert_eq!(tags, ["example.com/one:1", "example.com/two:1"]);
+    }
+    cli.remove("example.com/one:1").unwrap().unwrap();
+    assert_eq!(agent.resolve("example.com/one:1").unwrap(), None);
+    assert!(agent.resolve("example.com/two:1").unwrap().is_some());
+
+    // Once every handle is closed, partial writes are crash leftovers.
+    let leftover = partial.path().to_path_buf();
+    std::mem::forget(partial); // as a crash would leave it
+    drop((agent, cli));
+    let _reopened = ImageStore::open(&root).unwrap();
+    assert!(!leftover.exists());
+}

@@ -110,7 +110,7 @@ impl ImageStore {
         };
         drop(lease);
         // Blobs of the archive no image uses (other platforms, for instance).
-        self.gc()?;
+        self.discard_unreferenced(files.into_values())?;
         tracing::info!(archive = %path.display(), images = images.len(), "imported images");
         Ok(images)
     }

@@ -20,17 +20,23 @@ pub struct ContentStore {
 
 impl ContentStore {
     /// Opens (creating if needed) the store under `root` (`root/blobs/sha256`,
-    /// `root/ingest` for partial writes, which are discarded at open).
+    /// and `root/ingest` for writes in progress).
     pub fn open(root: &Path) -> Result<Self, ImageError> {
         let blobs = root.join("blobs").join("sha256");
         let ingest = root.join("ingest");
-        fs::create_dir_all(&blobs).map_err(ImageError::io("create", &blobs))?;
-        // Leftovers of writes cut short by a crash are never valid content.
-        if ingest.exists() {
-            fs::remove_dir_all(&ingest).map_err(ImageError::io("remove", &ingest))?;
+        for dir in [&blobs, &ingest] {
+            fs::create_dir_all(dir).map_err(ImageError::io("create", dir))?;
         }
-        fs::create_dir_all(&ingest).map_err(ImageError::io("create", &ingest))?;
         Ok(Self { blobs, ingest })
+    }
+
+    /// Discards partial writes; only safe while no other process uses the store.
+    pub(crate) fn discard_partial_writes(&self) -> Result<(), ImageError> {
+        let entries = fs::read_dir(&self.ingest).map_err(ImageError::io("read", &self.ingest))?;
+        for entry in entries.flatten() {
+            let _ = fs::remove_file(entry.path());
+        }
+        Ok(())
     }
 
     /// Where the blob with `digest` lives (whether or not it exists).

@@ -1,12 +1,13 @@
 //! The image store: image records over the content store and the layer snapshots.
 
 use std::collections::{BTreeMap, HashMap, HashSet};
-use std::fs;
+use std::fs::{self, File};
 use std::io;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 
+use rustix::fs::FlockOperation;
 use serde::{Deserialize, Serialize};
 
 use super::content::{ContentStore, sync_dir};
@@ -17,6 +18,12 @@ use super::reference::Reference;
 use super::unpack::apply_layer_file;
 
 const INDEX_FILE: &str = "images.json";
+/// Held exclusively while the index is read, changed and written back, so that
+/// the agent and `skiff images import` never lose each other's updates.
+const INDEX_LOCK_FILE: &str = "index.lock";
+/// Held shared by every process with the store open; whoever gets it
+/// exclusively at open knows partial writes are leftovers of a crash.
+const OPEN_LOCK_FILE: &str = "open.lock";
 const INDEX_VERSION: u32 = 1;
 
 /// One stored image: named by its config digest, as the CRI does.
@@ -72,7 +79,10 @@ pub struct ImageStore {
     root: PathBuf,
     content: ContentStore,
     snapshots: PathBuf,
-    images: Mutex<BTreeMap<Digest, ImageRecord>>,
+    /// Serialises index updates within this process (the file lock does
+    /// between processes).
+    index_mutex: Mutex<()>,
+    _open_lock: File,
     leases: Leases,
     next_lease: AtomicU64,
 }
@@ -110,37 +120,31 @@ impl ImageStore {
         let content = ContentStore::open(&root.join("content"))?;
         let snapshots = root.join("snapshots");
         fs::create_dir_all(&snapshots).map_err(ImageError::io("create", &snapshots))?;
-        // Unpacks cut short by a crash.
-        for entry in fs::read_dir(&snapshots)
-            .map_err(ImageError::io("read", &snapshots))?
-            .flatten()
-        {
-            if entry.file_name().to_string_lossy().starts_with(".tmp-") {
-                let _ = fs::remove_dir_all(entry.path());
+        let open_lock = lock_file(&root.join(OPEN_LOCK_FILE))?;
+        let lock_err =
+            |e: rustix::io::Errno| ImageError::io("lock", root.join(OPEN_LOCK_FILE))(e.into());
+        if rustix::fs::flock(&open_lock, FlockOperation::NonBlockingLockExclusive).is_ok() {
+            // Nobody else has the store open: partial writes are crash leftovers.
+            content.discard_partial_writes()?;
+            let entries = fs::read_dir(&snapshots).map_err(ImageError::io("read", &snapshots))?;
+            for entry in entries.flatten() {
+                if entry.file_name().to_string_lossy().starts_with(".tmp-") {
+                    let _ = fs::remove_dir_all(entry.path());
+                }
             }
         }
-        let index_path = root.join(INDEX_FILE);
-        let images = match fs::read(&index_path) {
-            Ok(bytes) => {
-                let index: IndexFile = serde_json::from_slice(&bytes)
-                    .map_err(ImageError::json(index_path.display().to_string()))?;
-                index
-                    .images
-                    .into_iter()
-                    .map(|i| (i.id.clone(), i))
-                    .collect()
-            }
-            Err(e) if e.kind() == io::ErrorKind::NotFound => BTreeMap::new(),
-            Err(e) => return Err(ImageError::io("read", index_path)(e)),
-        };
-        Ok(Self {
+        rustix::fs::flock(&open_lock, FlockOperation::LockShared).map_err(lock_err)?;
+        let store = Self {
             root: root.to_path_buf(),
             content,
             snapshots,
-            images: Mutex::new(images),
+            index_mutex: Mutex::new(()),
+            _open_lock: open_lock,
             leases: Arc::default(),
             next_lease: AtomicU64::new(0),
-        })
+        };
+        store.load()?; // fail early on a corrupt index
+        Ok(store)
     }
 
     /// The store's root directory.
@@ -160,25 +164,52 @@ impl ImageStore {
         }
     }
 
-    fn images(
+    /// The index as last written (by this or another process).
+    fn load(&self) -> Result<BTreeMap<Digest, ImageRecord>, ImageError> {
+        let path = self.root.join(INDEX_FILE);
+        match fs::read(&path) {
+            Ok(bytes) => {
+                let index: IndexFile = serde_json::from_slice(&bytes)
+                    .map_err(ImageError::json(path.display().to_string()))?;
+                Ok(index
+                    .images
+                    .into_iter()
+                    .map(|i| (i.id.clone(), i))
+                    .collect())
+            }
+            Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(BTreeMap::new()),
+            Err(e) => Err(ImageError::io("read", path)(e)),
+        }
+    }
+
+    /// Runs `update` on the current index under both locks, then writes it back.
+    fn update<T>(
         &self,
-    ) -> Result<std::sync::MutexGuard<'_, BTreeMap<Digest, ImageRecord>>, ImageError> {
-        self.images
+        update: impl FnOnce(&mut BTreeMap<Digest, ImageRecord>) -> Result<T, ImageError>,
+    ) -> Result<T, ImageError> {
+        let _guard = self
+            .index_mutex
             .lock()
-            .map_err(|_| ImageError::Task("image index lock poisoned".into()))
+            .map_err(|_| ImageError::Task("image index lock poisoned".into()))?;
+        let lock = lock_file(&self.root.join(INDEX_LOCK_FILE))?;
+        rustix::fs::flock(&lock, FlockOperation::LockExclusive)
+            .map_err(|e| ImageError::io("lock", self.root.join(INDEX_LOCK_FILE))(e.into()))?;
+        let mut images = self.load()?;
+        let out = update(&mut images)?;
+        self.persist(&images)?;
+        Ok(out)
     }
 
     /// Every image.
     pub fn list(&self) -> Result<Vec<ImageRecord>, ImageError> {
-        Ok(self.images()?.values().cloned().collect())
+        Ok(self.load()?.into_values().collect())
     }
 
     /// Finds an image by ID (`sha256:<hex>` or bare hex), by `name:tag` or by
     /// `name@digest` (names are normalised first: `busybox` finds
     /// `docker.io/library/busybox:latest`).
     pub fn resolve(&self, spec: &str) -> Result<Option<ImageRecord>, ImageError> {
-        let images = self.images()?;
-        Ok(find(&images, spec).cloned())
+        Ok(find(&self.load()?, spec).cloned())
     }
 
     /// The image's config document.
@@ -258,39 +289,38 @@ impl ImageStore {
         let size =
             manifest_size + config_bytes.len() as u64 + layers.iter().map(|l| l.size).sum::<u64>();
 
-        let mut images = self.images()?;
         let tags: Vec<String> = repo_tags.iter().map(ToString::to_string).collect();
         let digests: Vec<String> = repo_digests.iter().map(ToString::to_string).collect();
-        for other in images.values_mut() {
-            other.repo_tags.retain(|t| !tags.contains(t));
-            other.repo_digests.retain(|d| !digests.contains(d));
-        }
-        let record = images
-            .entry(config_digest.clone())
-            .or_insert_with(|| ImageRecord {
-                id: config_digest.clone(),
-                manifest_digest: manifest_digest.clone(),
-                repo_tags: Vec::new(),
-                repo_digests: Vec::new(),
-                layers: Vec::new(),
-                size: 0,
-            });
-        record.manifest_digest = manifest_digest.clone();
-        record.layers = layers;
-        record.size = size;
-        for t in tags {
-            if !record.repo_tags.contains(&t) {
-                record.repo_tags.push(t);
+        self.update(|images| {
+            for other in images.values_mut() {
+                other.repo_tags.retain(|t| !tags.contains(t));
+                other.repo_digests.retain(|d| !digests.contains(d));
             }
-        }
-        for d in digests {
-            if !record.repo_digests.contains(&d) {
-                record.repo_digests.push(d);
+            let record = images
+                .entry(config_digest.clone())
+                .or_insert_with(|| ImageRecord {
+                    id: config_digest.clone(),
+                    manifest_digest: manifest_digest.clone(),
+                    repo_tags: Vec::new(),
+                    repo_digests: Vec::new(),
+                    layers: Vec::new(),
+                    size: 0,
+                });
+            record.manifest_digest = manifest_digest.clone();
+            record.layers = layers;
+            record.size = size;
+            for t in tags {
+                if !record.repo_tags.contains(&t) {
+                    record.repo_tags.push(t);
+                }
             }
-        }
-        let record = record.clone();
-        self.persist(&images)?;
-        Ok(record)
+            for d in digests {
+                if !record.repo_digests.contains(&d) {
+                    record.repo_digests.push(d);
+                }
+            }
+            Ok(record.clone())
+        })
     }
 
     /// Unpacks the layer blob into `snapshots/<chain hex>/fs` unless already there.
@@ -328,22 +358,44 @@ impl ImageStore {
     /// Removes the image `spec` resolves to (all its names) and then every blob
     /// and snapshot no other image uses. Returns the removed image, if any.
     pub fn remove(&self, spec: &str) -> Result<Option<ImageRecord>, ImageError> {
-        let removed = {
-            let mut images = self.images()?;
-            let Some(id) = find(&images, spec).map(|i| i.id.clone()) else {
-                return Ok(None);
-            };
-            let removed = images.remove(&id);
-            self.persist(&images)?;
-            removed
-        };
+        let removed = self.update(|images| {
+            let id = find(images, spec).map(|i| i.id.clone());
+            Ok(id.and_then(|id| images.remove(&id)))
+        })?;
+        if removed.is_none() {
+            return Ok(None);
+        }
         self.gc()?;
         Ok(removed)
     }
 
     /// Deletes blobs and snapshots referenced by no image and no lease.
     pub fn gc(&self) -> Result<GcStats, ImageError> {
-        let images = self.images()?;
+        self.update(|images| self.collect_garbage(images))
+    }
+
+    /// Deletes those of `candidates` (blobs this process wrote) that no image
+    /// and no lease uses; unlike [`ImageStore::gc`] it never touches what another
+    /// process may be writing.
+    pub(crate) fn discard_unreferenced(
+        &self,
+        candidates: impl IntoIterator<Item = Digest>,
+    ) -> Result<usize, ImageError> {
+        self.update(|images| {
+            let live = self.live_set(images);
+            let mut removed = 0;
+            for blob in candidates {
+                if !live.contains(&blob) && self.content.contains(&blob) {
+                    self.content.remove(&blob)?;
+                    removed += 1;
+                }
+            }
+            Ok(removed)
+        })
+    }
+
+    /// Everything an image or a lease of this process still uses.
+    fn live_set(&self, images: &BTreeMap<Digest, ImageRecord>) -> HashSet<Digest> {
         let mut live: HashSet<Digest> = HashSet::new();
         for image in images.values() {
             live.insert(image.id.clone());
@@ -356,6 +408,14 @@ impl ImageStore {
         if let Ok(leases) = self.leases.lock() {
             live.extend(leases.values().flatten().cloned());
         }
+        live
+    }
+
+    fn collect_garbage(
+        &self,
+        images: &BTreeMap<Digest, ImageRecord>,
+    ) -> Result<GcStats, ImageError> {
+        let live = self.live_set(images);
         let mut stats = GcStats::default();
         for blob in self.content.list()? {
             if !live.contains(&blob) {
@@ -375,7 +435,6 @@ impl ImageStore {
                 stats.snapshots += 1;
             }
         }
-        drop(images);
         Ok(stats)
     }
 
@@ -405,6 +464,15 @@ impl ImageStore {
             .map_err(|e| ImageError::io("rename into", &path)(e.error))?;
         sync_dir(&self.root)
     }
+}
+
+fn lock_file(path: &Path) -> Result<File, ImageError> {
+    File::options()
+        .create(true)
+        .truncate(false)
+        .write(true)
+        .open(path)
+        .map_err(ImageError::io("open", path))
 }
 
 /// Image lookup by ID, bare hex ID, tag or repo digest.

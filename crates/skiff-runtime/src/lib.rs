@@ -4,9 +4,21 @@
 //! snapshots unpacked once per chain ID, archive import (OCI and docker-archive),
 //! pulls over the OCI distribution protocol, and the CRI `ImageService`.
 
+use std::path::{Path, PathBuf};
+
 pub mod cri;
 pub mod images;
 
 pub use images::{
     Digest, ImageError, ImageRecord, ImageStore, Reference, ReferenceError, RegistryConfig,
 };
+
+/// The image store under a node's data dir: `<data-dir>/agent/runtime/images`.
+pub fn image_store_dir(data_dir: &Path) -> PathBuf {
+    data_dir.join("agent").join("runtime").join("images")
+}
+
+/// Air-gap image tarballs imported when the agent starts: `<data-dir>/agent/images`.
+pub fn airgap_images_dir(data_dir: &Path) -> PathBuf {
+    data_dir.join("agent").join("images")
+}

@@ -87,6 +87,9 @@ impl ImageStore {
                 .strip_prefix("blobs/sha256/")
                 .map(|hex| format!("sha256:{hex}").parse::<Digest>())
                 .transpose()?;
+            if let Some(expected) = &expected {
+                lease.protect(expected);
+            }
             let (digest, _) = self.content().ingest(&mut entry, expected.as_ref())?;
             lease.protect(&digest);
             files.insert(name, digest);
@@ -209,8 +212,9 @@ impl ImageStore {
                 layers,
             };
             let bytes = serde_json::to_vec(&manifest).map_err(ImageError::json("manifest"))?;
-            let digest = self.content().write(&bytes, None)?;
+            let digest = Digest::of(&bytes);
             lease.protect(&digest);
+            self.content().write(&bytes, Some(&digest))?;
             let mut tags = Vec::new();
             for tag in entry.repo_tags.unwrap_or_default() {
                 tags.push(Reference::parse_normalized(&tag).map_err(|source| {

@@ -213,8 +213,8 @@ impl ImageStore {
             Some(d) => d.clone(),
             None => registry_digest.parse()?,
         };
-        self.store_blob(bytes.to_vec(), top_digest.clone()).await?;
         lease.protect(&top_digest);
+        self.store_blob(bytes.to_vec(), top_digest.clone()).await?;
         let (manifest_digest, manifest) =
             match ManifestDocument::parse(&bytes, &top_digest.to_string())? {
                 ManifestDocument::Manifest(m) => (top_digest.clone(), m),
@@ -235,9 +235,9 @@ impl ImageStore {
                         .pull_manifest_raw(&child_ref, &registry_auth, ACCEPTED_MANIFEST_TYPES)
                         .await
                         .map_err(pull_err)?;
+                    lease.protect(&child.digest);
                     self.store_blob(bytes.to_vec(), child.digest.clone())
                         .await?;
-                    lease.protect(&child.digest);
                     match ManifestDocument::parse(&bytes, &child.digest.to_string())? {
                         ManifestDocument::Manifest(m) => (child.digest.clone(), m),
                         ManifestDocument::Index(_) => {

@@ -1,6 +1,7 @@
 //! `skiff`: Kubernetes in one binary. The binary is thin: it parses the
 //! command line, sets up logging and hands over to the component crates.
 
+mod images;
 mod scheduler;
 mod server;
 mod sim;
@@ -26,6 +27,9 @@ enum Command {
     Agent(AgentArgs),
     /// Run the scheduler alone against an API server.
     Scheduler(scheduler::SchedulerArgs),
+    /// Manage the built-in runtime's images.
+    #[command(subcommand)]
+    Images(images::ImagesCommand),
     /// Hollow nodes and benchmarks for scale tests.
     #[command(subcommand)]
     Sim(sim::SimCommand),
@@ -57,6 +61,7 @@ fn main() -> ExitCode {
         Command::Server(args) => server::main(args),
         Command::Scheduler(args) => scheduler::main(args),
         Command::Sim(command) => sim::main(command),
+        Command::Images(command) => images::main(command),
         Command::Agent(_) => {
             eprintln!(
                 "skiff agent: not yet implemented in this version ({})",

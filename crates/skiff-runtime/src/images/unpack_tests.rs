@@ -275,3 +275,24 @@ fn clean_path_table() {
         assert_eq!(got, want, "{input}");
     }
 }
+
+#[test]
+fn pax_xattrs_are_applied() {
+    let tmp = tempfile::tempdir().unwrap();
+    let mut b = tar::Builder::new(Vec::new());
+    b.append_pax_extensions([("SCHILY.xattr.user.skiff", &b"yes"[..])])
+        .unwrap();
+    let mut h = tar::Header::new_gnu();
+    h.set_entry_type(EntryType::Regular);
+    h.set_mode(0o644);
+    h.set_uid(0);
+    h.set_gid(0);
+    h.set_mtime(0);
+    h.set_size(1);
+    b.append_data(&mut h, "capable", &b"x"[..]).unwrap();
+    let tar = b.into_inner().unwrap();
+    apply_layer(&tar[..], tmp.path()).unwrap();
+    let mut buf = [0u8; 8];
+    let n = rustix::fs::lgetxattr(tmp.path().join("capable"), "user.skiff", &mut buf).unwrap();
+    assert_eq!(&buf[..n], b"yes");
+}

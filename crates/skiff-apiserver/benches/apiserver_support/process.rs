@@ -93,6 +93,9 @@ impl ServerProcess {
         let child = Command::new(bin)
             .arg("server")
             .arg("--disable-agent")
+            // The API server alone: an in-process scheduler would answer
+            // every created pod with a status patch and an event.
+            .arg("--disable-scheduler")
             .arg("--data-dir")
             .arg(dir.path().join("data"))
             .args(["--bind-address", "127.0.0.1"])

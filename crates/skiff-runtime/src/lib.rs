@@ -8,6 +8,7 @@ use std::path::{Path, PathBuf};
 
 pub mod cri;
 pub mod images;
+pub mod network;
 
 pub use images::{
     Digest, ImageError, ImageRecord, ImageStore, Reference, ReferenceError, RegistryConfig,

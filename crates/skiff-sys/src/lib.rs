@@ -5,4 +5,8 @@
 //! This is the only crate in the workspace allowed `unsafe`; every `unsafe`
 //! block must carry a `// SAFETY:` comment.
 //!
-//! The traits land with the node-agent issues.
+//! `net` (links, addresses, routes, sysctls) and `nft` (nftables scripts) serve
+//! the built-in pod network.
+
+pub mod net;
+pub mod nft;

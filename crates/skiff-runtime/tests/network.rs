@@ -1,0 +1,175 @@
+//! The bridge network on the real kernel (root only): two "pods" in network
+//! namespaces this test creates reach each other and the gateway, and
+//! teardown leaves nothing behind. Traffic stays between those namespaces and
+//! the test's own bridge; a guard deletes the bridge, the nftables table and
+//! the namespaces even when an assertion fails.
+
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+use std::net::{IpAddr, Ipv4Addr};
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
+use skiff_runtime::network::{BridgeNetwork, BridgeNetworkConfig, host_veth_name};
+
+fn is_root() -> bool {
+    std::fs::read_to_string("/proc/self/status")
+        .ok()
+        .and_then(|status| {
+            status
+                .lines()
+                .find(|l| l.starts_with("Uid:"))
+                .and_then(|l| l.split_whitespace().nth(2).map(|euid| euid == "0"))
+        })
+        .unwrap_or(false)
+}
+
+fn run(program: &str, args: &[&str]) -> std::process::Output {
+    Command::new(program)
+        .args(args)
+        .output()
+        .unwrap_or_else(|err| panic!("{program} {args:?}: {err}"))
+}
+
+/// Removes everything the test made, in reverse order, whatever happened.
+struct Cleanup {
+    namespaces: Vec<String>,
+    bridge: String,
+    table: String,
+}
+
+impl Drop for Cleanup {
+    fn drop(&mut self) {
+        for ns in &self.namespaces {
+            let _ = Command::new("ip").args(["netns", "del", ns]).output();
+        }
+        let _ = Command::new("ip")
+            .args(["link", "del", &self.bridge])
+            .output();
+        let _ = Command::new("nft")
+            .args(["delete", "table", "ip", &self.table])
+            .output();
+    }
+}
+
+fn link_exists(name: &str) -> bool {
+    Path::new("/sys/class/net").join(name).exists()
+}
+
+fn ping(ns: &str, target: IpAddr) -> bool {
+    // A few tries: the first packet may wait for ARP on a fresh bridge port.
+    (0..5).any(|_| {
+        run(
+            "ip",
+            &[
+                "netns",
+                "exec",
+                ns,
+                "busybox",
+                "ping",
+                "-c1",
+                "-W1",
+                &target.to_string(),
+            ],
+        )
+        .status
+        .success()
+    })
+}
+
+fn ip_files(dir: &Path) -> Vec<String> {
+    std::fs::read_dir(dir)
+        .unwrap()
+        .filter_map(|e| e.unwrap().file_name().into_string().ok())
+        .filter(|name| name.parse::<Ipv4Addr>().is_ok())
+        .collect()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn network_two_pods_on_a_bridge_reach_each_other_and_clean_up() {
+    if !is_root() {
+        eprintln!("skipping: needs root for network namespaces");
+        return;
+    }
+    let tag = std::process::id() % 50;
+    let subnet = 200 + tag;
+    let cleanup = Cleanup {
+        namespaces: vec![format!("skt{tag}-a"), format!("skt{tag}-b")],
+        bridge: format!("sktbr{tag}"),
+        table: format!("skiff-test-{tag}"),
+    };
+    for ns in &cleanup.namespaces {
+        let out = run("ip", &["netns", "add", ns]);
+        assert!(out.status.success(), "ip netns add {ns}: {out:?}");
+    }
+    let state = tempfile::tempdir().unwrap();
+    let mut config = BridgeNetworkConfig::new(
+        format!("10.244.{subnet}.0/24").parse().unwrap(),
+        "10.244.0.0/16".parse().unwrap(),
+        state.path(),
+    );
+    config.bridge_name = cleanup.bridge.clone();
+    config.nat_table = cleanup.table.clone();
+    let ipam_dir = config.ipam_dir.clone();
+    let net = BridgeNetwork::new(config).unwrap();
+
+    let netns = |ns: &str| PathBuf::from(format!("/run/netns/{ns}"));
+    let (ns_a, ns_b) = (&cleanup.namespaces[0], &cleanup.namespaces[1]);
+    let ip_a = net.setup("sandbox-a", &netns(ns_a)).await.unwrap().unwrap();
+    let ip_b = net.setup("sandbox-b", &netns(ns_b)).await.unwrap().unwrap();
+    let gateway = IpAddr::V4(Ipv4Addr::new(10, 244, subnet as u8, 1));
+    assert_ne!(ip_a, ip_b);
+    for ip in [ip_a, ip_b] {
+        let IpAddr::V4(v4) = ip else {
+            panic!("{ip} is not IPv4")
+        };
+        assert_eq!(v4.octets()[..3], [10, 244, subnet as u8]);
+        assert!(v4.octets()[3] >= 2, "{ip} collides with network or gateway");
+    }
+    // Idempotent: the same sandbox keeps its address and stays wired.
+    assert_eq!(
+        net.setup("sandbox-a", &netns(ns_a)).await.unwrap(),
+        Some(ip_a)
+    );
+
+    assert!(link_exists(&cleanup.bridge));
+    assert!(link_exists(&host_veth_name("sandbox-a")));
+    let routes = run("ip", &["-n", ns_a, "route", "show", "default"]);
+    assert!(
+        String::from_utf8_lossy(&routes.stdout).contains(&format!("via {gateway} dev eth0")),
+        "{routes:?}"
+    );
+    assert!(ping(ns_a, ip_b), "{ns_a} cannot reach {ip_b}");
+    assert!(ping(ns_b, ip_a), "{ns_b} cannot reach {ip_a}");
+    assert!(ping(ns_a, gateway), "{ns_a} cannot reach the gateway");
+    assert!(
+        ping(ns_a, "127.0.0.1".parse().unwrap()),
+        "lo is down in {ns_a}"
+    );
+    let table = run("nft", &["list", "table", "ip", &cleanup.table]);
+    assert!(table.status.success(), "{table:?}");
+    assert!(
+        String::from_utf8_lossy(&table.stdout).contains("masquerade"),
+        "{table:?}"
+    );
+    assert_eq!(ip_files(&ipam_dir).len(), 2);
+
+    net.teardown("sandbox-a", &netns(ns_a)).await.unwrap();
+    net.teardown("sandbox-b", &netns(ns_b)).await.unwrap();
+    net.teardown("sandbox-b", &netns(ns_b)).await.unwrap();
+    assert!(!link_exists(&host_veth_name("sandbox-a")));
+    assert!(!link_exists(&host_veth_name("sandbox-b")));
+    let eth0 = run("ip", &["-n", ns_a, "link", "show", "eth0"]);
+    assert!(!eth0.status.success(), "eth0 left in {ns_a}");
+    assert!(ip_files(&ipam_dir).is_empty());
+
+    net.remove_host_network().await.unwrap();
+    assert!(!link_exists(&cleanup.bridge));
+    let table = run("nft", &["list", "table", "ip", &cleanup.table]);
+    assert!(
+        !table.status.success(),
+        "table {} left behind",
+        cleanup.table
+    );
+    drop(cleanup);
+}

@@ -1,0 +1,84 @@
+//! nftables, fed as text to `nft -f -`: the `nftables` crate cannot read back
+//! every construct and the C libraries are not an option (see HOST-NOTES), so
+//! the `nft` binary is a run-time requirement.
+
+use std::future::Future;
+use std::process::Stdio;
+
+use tokio::io::AsyncWriteExt;
+
+#[cfg(feature = "fake")]
+pub mod fake;
+
+/// Errors of applying an nftables script.
+#[derive(Debug, thiserror::Error)]
+pub enum NftError {
+    /// The `nft` binary is missing.
+    #[error("nft not found: install the nftables package")]
+    NotFound,
+    /// `nft` rejected the script; the text is its stderr.
+    #[error("nft -f - failed: {0}")]
+    Rejected(String),
+    /// Running `nft` failed.
+    #[error("running nft: {0}")]
+    Io(#[from] std::io::Error),
+}
+
+/// Applies nftables scripts. A script is one transaction: all or nothing.
+pub trait Nftables: Send + Sync + 'static {
+    /// Applies `script` atomically.
+    fn apply(&self, script: &str) -> impl Future<Output = Result<(), NftError>> + Send;
+}
+
+/// The real [`Nftables`]: runs `nft -f -`.
+#[derive(Debug, Clone)]
+pub struct NftCli {
+    program: String,
+}
+
+impl Default for NftCli {
+    fn default() -> Self {
+        Self {
+            program: "nft".to_string(),
+        }
+    }
+}
+
+impl NftCli {
+    /// `nft` from `PATH`.
+    pub fn new() -> Self {
+        Self::default()
+    }
+}
+
+impl Nftables for NftCli {
+    #[tracing::instrument(skip_all)]
+    async fn apply(&self, script: &str) -> Result<(), NftError> {
+        let mut child = match tokio::process::Command::new(&self.program)
+            .args(["-f", "-"])
+            .stdin(Stdio::piped())
+            .stdout(Stdio::null())
+            .stderr(Stdio::piped())
+            .kill_on_drop(true)
+            .spawn()
+        {
+            Ok(child) => child,
+            Err(err) if err.kind() == std::io::ErrorKind::NotFound => {
+                return Err(NftError::NotFound);
+            }
+            Err(err) => return Err(err.into()),
+        };
+        if let Some(mut stdin) = child.stdin.take() {
+            stdin.write_all(script.as_bytes()).await?;
+            // Dropping stdin closes it so nft sees the end of the script.
+        }
+        let output = child.wait_with_output().await?;
+        if output.status.success() {
+            Ok(())
+        } else {
+            Err(NftError::Rejected(
+                String::from_utf8_lossy(&output.stderr).trim().to_string(),
+            ))
+        }
+    }
+}

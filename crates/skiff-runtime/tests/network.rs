@@ -6,10 +6,12 @@
 
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
+use std::io::Write;
 use std::net::{IpAddr, Ipv4Addr};
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
+use skiff_runtime::network::masquerade::masquerade_ruleset;
 use skiff_runtime::network::{BridgeNetwork, BridgeNetworkConfig, host_veth_name};
 
 fn is_root() -> bool {
@@ -85,6 +87,72 @@ fn ip_files(dir: &Path) -> Vec<String> {
         .collect()
 }
 
+/// An "outside" namespace on its own link to the host, with no route back to
+/// the pod CIDR: a pod reaches it only when its traffic is masqueraded.
+fn check_masquerade(cleanup: &Cleanup, tag: u32, pod_ns: &str, ruleset: &str) {
+    let outside = &cleanup.namespaces[2];
+    let host_if = format!("sktout{tag}");
+    let host_ip = format!("198.18.{tag}.1/24");
+    let outside_ip: IpAddr = format!("198.18.{tag}.2").parse().unwrap();
+    for args in [
+        vec![
+            "link", "add", &host_if, "type", "veth", "peer", "name", "eth0", "netns", outside,
+        ],
+        vec!["addr", "add", &host_ip, "dev", &host_if],
+        vec!["link", "set", &host_if, "up"],
+        vec![
+            "-n",
+            outside,
+            "addr",
+            "add",
+            &format!("{outside_ip}/24"),
+            "dev",
+            "eth0",
+        ],
+        vec!["-n", outside, "link", "set", "eth0", "up"],
+    ] {
+        let out = run("ip", &args);
+        assert!(out.status.success(), "ip {args:?}: {out:?}");
+    }
+    assert!(
+        ping(pod_ns, outside_ip),
+        "masqueraded egress from {pod_ns} failed"
+    );
+    // Without the table the outside cannot answer: the rule is what works.
+    let out = run("nft", &["delete", "table", "ip", &cleanup.table]);
+    assert!(out.status.success(), "{out:?}");
+    let unmasqueraded = run(
+        "ip",
+        &[
+            "netns",
+            "exec",
+            pod_ns,
+            "busybox",
+            "ping",
+            "-c1",
+            "-W1",
+            &outside_ip.to_string(),
+        ],
+    );
+    assert!(
+        !unmasqueraded.status.success(),
+        "reply came back without masquerade"
+    );
+    // Put the table back so the clean-up check below means something.
+    let mut nft = Command::new("nft")
+        .args(["-f", "-"])
+        .stdin(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    nft.stdin
+        .take()
+        .unwrap()
+        .write_all(ruleset.as_bytes())
+        .unwrap();
+    assert!(nft.wait().unwrap().success());
+    let _ = Command::new("ip").args(["link", "del", &host_if]).output();
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn network_two_pods_on_a_bridge_reach_each_other_and_clean_up() {
     if !is_root() {
@@ -94,7 +162,11 @@ async fn network_two_pods_on_a_bridge_reach_each_other_and_clean_up() {
     let tag = std::process::id() % 50;
     let subnet = 200 + tag;
     let cleanup = Cleanup {
-        namespaces: vec![format!("skt{tag}-a"), format!("skt{tag}-b")],
+        namespaces: vec![
+            format!("skt{tag}-a"),
+            format!("skt{tag}-b"),
+            format!("skt{tag}-out"),
+        ],
         bridge: format!("sktbr{tag}"),
         table: format!("skiff-test-{tag}"),
     };
@@ -152,6 +224,32 @@ async fn network_two_pods_on_a_bridge_reach_each_other_and_clean_up() {
         String::from_utf8_lossy(&table.stdout).contains("masquerade"),
         "{table:?}"
     );
+    assert_eq!(ip_files(&ipam_dir).len(), 2);
+    let ruleset = masquerade_ruleset(
+        &cleanup.table,
+        net.config().pod_cidr,
+        net.config().cluster_cidr,
+    );
+    check_masquerade(&cleanup, tag, ns_a, &ruleset);
+    let hairpin = Path::new("/sys/class/net")
+        .join(host_veth_name("sandbox-a"))
+        .join("brport/hairpin_mode");
+    assert_eq!(std::fs::read_to_string(hairpin).unwrap().trim(), "1");
+    // No thread of this process was left inside a pod's namespace.
+    let host_ns = std::fs::read_link("/proc/self/ns/net").unwrap();
+    for task in std::fs::read_dir("/proc/self/task").unwrap() {
+        let task = task.unwrap().path();
+        if let Ok(ns) = std::fs::read_link(task.join("ns/net")) {
+            assert_eq!(ns, host_ns, "thread {} is in another netns", task.display());
+        }
+    }
+    // A missing namespace fails setup and leaves neither address nor veth.
+    let err = net
+        .setup("sandbox-c", Path::new("/run/netns/skiff-test-missing"))
+        .await
+        .unwrap_err();
+    assert!(err.to_string().contains("skiff-test-missing"), "{err}");
+    assert!(!link_exists(&host_veth_name("sandbox-c")));
     assert_eq!(ip_files(&ipam_dir).len(), 2);
 
     net.teardown("sandbox-a", &netns(ns_a)).await.unwrap();

@@ -47,6 +47,8 @@ pub struct BridgeNetworkConfig {
     pub ipam_dir: PathBuf,
     /// nftables table (family `ip`) holding the masquerade rule.
     pub nat_table: String,
+    /// Hairpin mode on pod ports of the bridge (pod → own Service → itself).
+    pub hairpin_mode: bool,
 }
 
 impl BridgeNetworkConfig {
@@ -61,6 +63,7 @@ impl BridgeNetworkConfig {
             mtu: DEFAULT_MTU,
             ipam_dir: state_dir.join("networks").join(DEFAULT_BRIDGE),
             nat_table: DEFAULT_NAT_TABLE.to_string(),
+            hairpin_mode: true,
         }
     }
 }
@@ -215,6 +218,7 @@ impl<N: NetOps, F: Nftables> BridgeNetwork<N, F> {
                     netns: netns_path.to_path_buf(),
                     bridge: self.config.bridge_name.clone(),
                     mtu: self.config.mtu,
+                    hairpin: self.config.hairpin_mode,
                 })
                 .await?;
             self.ops

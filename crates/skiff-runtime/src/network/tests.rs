@@ -48,6 +48,7 @@ async fn setup_sequence_host_once_then_veth_then_interface() {
                 netns: netns("sb1"),
                 bridge: "skiff0".into(),
                 mtu: 1500,
+                hairpin: true,
             }),
             NetCall::ConfigurePodInterface(PodInterfaceSpec {
                 netns: netns("sb1"),

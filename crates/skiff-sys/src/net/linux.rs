@@ -9,7 +9,8 @@ use std::path::Path;
 use futures::TryStreamExt;
 use rtnetlink::packet_route::link::{InfoData, InfoVeth, LinkAttribute};
 use rtnetlink::{
-    Handle, LinkBridge, LinkMessageBuilder, LinkUnspec, LinkVeth, RouteMessageBuilder,
+    Handle, LinkBridge, LinkBridgePort, LinkMessageBuilder, LinkUnspec, LinkVeth,
+    RouteMessageBuilder,
 };
 use rustix::io::Errno;
 use rustix::thread::{LinkNameSpaceType, move_into_link_name_space};
@@ -220,7 +221,7 @@ impl NetOps for LinuxNetOps {
             .up()
             .build();
         match handle.link().add(msg).execute().await {
-            Ok(()) => Ok(()),
+            Ok(()) => {}
             Err(err) if errno(&err) == Some(Errno::EXIST) => {
                 // Already there from an earlier attempt: make sure it is wired.
                 let index = require_link(handle, &veth.host_ifname).await?;
@@ -229,18 +230,32 @@ impl NetOps for LinuxNetOps {
                     &format!("attach {} to {}", veth.host_ifname, veth.bridge),
                     LinkUnspec::new_with_index(index).controller(bridge).up(),
                 )
-                .await
+                .await?;
             }
-            Err(err) => Err(netlink_err(
-                format!(
-                    "add veth {} (peer {} in {})",
-                    veth.host_ifname,
-                    veth.container_ifname,
-                    veth.netns.display()
-                ),
-                err,
-            )),
+            Err(err) => {
+                return Err(netlink_err(
+                    format!(
+                        "add veth {} (peer {} in {})",
+                        veth.host_ifname,
+                        veth.container_ifname,
+                        veth.netns.display()
+                    ),
+                    err,
+                ));
+            }
         }
+        if veth.hairpin {
+            // Port options apply only once the port is enslaved, hence a
+            // second request rather than part of the creation.
+            let index = require_link(handle, &veth.host_ifname).await?;
+            handle
+                .link()
+                .set_port(LinkBridgePort::new(index).hairpin(true).build())
+                .execute()
+                .await
+                .map_err(|err| netlink_err(format!("set hairpin on {}", veth.host_ifname), err))?;
+        }
+        Ok(())
     }
 
     #[tracing::instrument(skip_all, fields(netns = %iface.netns.display()))]

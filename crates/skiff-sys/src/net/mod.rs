@@ -45,6 +45,9 @@ pub struct VethSpec {
     pub bridge: String,
     /// MTU of both ends.
     pub mtu: u32,
+    /// Hairpin mode on the bridge port, so a pod reaches itself through a
+    /// Service address (the CNI bridge plugin's `hairpinMode`).
+    pub hairpin: bool,
 }
 
 /// Addressing of the pod-side interface, applied inside the namespace.

@@ -183,7 +183,7 @@ async fn network_two_pods_on_a_bridge_reach_each_other_and_clean_up() {
     config.bridge_name = cleanup.bridge.clone();
     config.nat_table = cleanup.table.clone();
     let ipam_dir = config.ipam_dir.clone();
-    let net = BridgeNetwork::new(config).unwrap();
+    let net = BridgeNetwork::new(config.clone()).unwrap();
 
     let netns = |ns: &str| PathBuf::from(format!("/run/netns/{ns}"));
     let (ns_a, ns_b) = (&cleanup.namespaces[0], &cleanup.namespaces[1]);
@@ -250,6 +250,22 @@ async fn network_two_pods_on_a_bridge_reach_each_other_and_clean_up() {
         .unwrap_err();
     assert!(err.to_string().contains("skiff-test-missing"), "{err}");
     assert!(!link_exists(&host_veth_name("sandbox-c")));
+    assert_eq!(ip_files(&ipam_dir).len(), 2);
+
+    // An agent restart: a fresh network over the same bridge, table and
+    // records re-ensures the host side and keeps each sandbox's address.
+    let restarted = BridgeNetwork::new(config).unwrap();
+    assert_eq!(
+        restarted.setup("sandbox-b", &netns(ns_b)).await.unwrap(),
+        Some(ip_b)
+    );
+    assert!(ping(ns_b, ip_a), "{ns_b} cannot reach {ip_a} after restart");
+    let ip_d = restarted
+        .setup("sandbox-d", &netns(ns_a))
+        .await
+        .unwrap_err();
+    // eth0 already exists in that namespace: refused, and rolled back.
+    assert!(ip_d.to_string().contains("eth0"), "{ip_d}");
     assert_eq!(ip_files(&ipam_dir).len(), 2);
 
     net.teardown("sandbox-a", &netns(ns_a)).await.unwrap();

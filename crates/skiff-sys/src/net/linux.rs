@@ -220,11 +220,22 @@ impl NetOps for LinuxNetOps {
             .controller(bridge)
             .up()
             .build();
+        let what = || {
+            format!(
+                "add veth {} (peer {} in {})",
+                veth.host_ifname,
+                veth.container_ifname,
+                veth.netns.display()
+            )
+        };
         match handle.link().add(msg).execute().await {
             Ok(()) => {}
             Err(err) if errno(&err) == Some(Errno::EXIST) => {
                 // Already there from an earlier attempt: make sure it is wired.
-                let index = require_link(handle, &veth.host_ifname).await?;
+                // If the host end is absent, the clash is the peer's name.
+                let Some(index) = link_index(handle, &veth.host_ifname).await? else {
+                    return Err(netlink_err(what(), err));
+                };
                 set_link(
                     handle,
                     &format!("attach {} to {}", veth.host_ifname, veth.bridge),
@@ -232,17 +243,7 @@ impl NetOps for LinuxNetOps {
                 )
                 .await?;
             }
-            Err(err) => {
-                return Err(netlink_err(
-                    format!(
-                        "add veth {} (peer {} in {})",
-                        veth.host_ifname,
-                        veth.container_ifname,
-                        veth.netns.display()
-                    ),
-                    err,
-                ));
-            }
+            Err(err) => return Err(netlink_err(what(), err)),
         }
         if veth.hairpin {
             // Port options apply only once the port is enslaved, hence a

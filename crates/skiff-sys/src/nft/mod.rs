@@ -49,6 +49,13 @@ impl NftCli {
     pub fn new() -> Self {
         Self::default()
     }
+
+    /// A specific `nft` binary (path or name looked up in `PATH`).
+    pub fn with_program(program: impl Into<String>) -> Self {
+        Self {
+            program: program.into(),
+        }
+    }
 }
 
 impl Nftables for NftCli {
@@ -80,5 +87,36 @@ impl Nftables for NftCli {
                 String::from_utf8_lossy(&output.stderr).trim().to_string(),
             ))
         }
+    }
+}
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used, clippy::expect_used)]
+mod network_tests {
+    use super::*;
+
+    #[tokio::test]
+    async fn network_nft_missing_binary_names_the_package() {
+        let err = NftCli::with_program("/nonexistent/skiff-test/nft")
+            .apply("table ip t\n")
+            .await
+            .unwrap_err();
+        assert!(matches!(err, NftError::NotFound), "{err}");
+        assert_eq!(
+            err.to_string(),
+            "nft not found: install the nftables package"
+        );
+    }
+
+    #[tokio::test]
+    async fn network_nft_failure_carries_stderr() {
+        // `sh -f -` reads the script from stdin like nft does; a failing
+        // script stands in for a rejected ruleset.
+        let err = NftCli::with_program("sh")
+            .apply("echo 'Error: syntax error' >&2; exit 1\n")
+            .await
+            .unwrap_err();
+        assert_eq!(err.to_string(), "nft -f - failed: Error: syntax error");
+        NftCli::with_program("sh").apply("exit 0\n").await.unwrap();
     }
 }

@@ -2,7 +2,7 @@
 //! (`sigs.k8s.io/structured-merge-diff/v4/fieldpath`), and their `FieldsV1`
 //! JSON encoding (`f:name`, `k:{"name":"c"}`, `v:"x"`, `i:0`, `.`).
 
-use std::collections::{BTreeMap, BTreeSet};
+use std::collections::BTreeMap;
 use std::fmt;
 
 use serde_json::{Map, Value};
@@ -109,131 +109,108 @@ fn sorted(v: &Value) -> Value {
 }
 
 /// A set of field paths: what one manager owns, or what changed.
+///
+/// Kept as a tree of path elements (as upstream's `SetNodeMap`), so paths
+/// share their prefixes: set operations walk the two trees once, and a
+/// path is never stored or copied whole.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
-pub struct FieldSet(BTreeSet<Path>);
-
-impl FieldSet {
-    /// The empty set.
-    pub fn new() -> FieldSet {
-        FieldSet::default()
-    }
-
-    /// Adds `path` (the empty root path is never a member).
-    pub fn insert(&mut self, path: Path) {
-        if !path.is_empty() {
-            self.0.insert(path);
-        }
-    }
-
-    /// True when `path` is a member.
-    pub fn contains(&self, path: &[PathElement]) -> bool {
-        self.0.contains(path)
-    }
-
-    /// True when a member is `path` or lies below it.
-    pub fn has_prefix(&self, path: &[PathElement]) -> bool {
-        self.0
-            .range(path.to_vec()..)
-            .next()
-            .is_some_and(|p| p.starts_with(path))
-    }
-
-    /// True when the set has no members.
-    pub fn is_empty(&self) -> bool {
-        self.0.is_empty()
-    }
-
-    /// The number of members.
-    pub fn len(&self) -> usize {
-        self.0.len()
-    }
-
-    /// The members, in upstream's order.
-    pub fn iter(&self) -> std::collections::btree_set::Iter<'_, Path> {
-        self.0.iter()
-    }
-
-    /// `self ∪ other`.
-    pub fn union(&self, other: &FieldSet) -> FieldSet {
-        FieldSet(self.0.union(&other.0).cloned().collect())
-    }
-
-    /// `self − other`.
-    pub fn difference(&self, other: &FieldSet) -> FieldSet {
-        FieldSet(self.0.difference(&other.0).cloned().collect())
-    }
-
-    /// `self ∩ other`.
-    pub fn intersection(&self, other: &FieldSet) -> FieldSet {
-        FieldSet(self.0.intersection(&other.0).cloned().collect())
-    }
-
-    /// The members for which `keep` holds.
-    pub fn filter(&self, keep: impl Fn(&Path) -> bool) -> FieldSet {
-        FieldSet(self.0.iter().filter(|p| keep(p)).cloned().collect())
-    }
-
-    /// The `FieldsV1` JSON of this set.
-    pub fn to_fields_v1(&self) -> Value {
-        let mut root = Node::default();
-        for path in &self.0 {
-            let mut node = &mut root;
-            for pe in path {
-                node = node.children.entry(pe.clone()).or_default();
-            }
-            node.member = true;
-        }
-        root.encode()
-    }
-
-    /// Parses `FieldsV1` JSON.
-    pub fn from_fields_v1(v: &Value) -> Result<FieldSet, ApplyError> {
-        let mut set = FieldSet::new();
-        let mut stack: Vec<(Path, &Value)> = vec![(Vec::new(), v)];
-        while let Some((path, v)) = stack.pop() {
-            if path.len() > crate::patch::MAX_DEPTH {
-                return Err(ApplyError::BadManagedFields(
-                    "fieldsV1 nests too deeply".into(),
-                ));
-            }
-            let map = v.as_object().ok_or_else(|| {
-                ApplyError::BadManagedFields("fieldsV1 must be a JSON object".into())
-            })?;
-            if map.is_empty() {
-                set.insert(path);
-                continue;
-            }
-            for (k, child) in map {
-                if k == "." {
-                    set.insert(path.clone());
-                    continue;
-                }
-                let mut p = path.clone();
-                p.push(PathElement::decode(k)?);
-                stack.push((p, child));
-            }
-        }
-        Ok(set)
-    }
+pub struct FieldSet {
+    /// The root; never a member itself. Nodes that are neither members nor
+    /// have members below them are pruned, so equal sets are equal trees.
+    root: Node,
 }
 
-impl FromIterator<Path> for FieldSet {
-    fn from_iter<I: IntoIterator<Item = Path>>(iter: I) -> Self {
-        let mut set = FieldSet::new();
-        for p in iter {
-            set.insert(p);
-        }
-        set
-    }
-}
-
-#[derive(Default)]
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
 struct Node {
     member: bool,
     children: BTreeMap<PathElement, Node>,
 }
 
 impl Node {
+    fn is_empty(&self) -> bool {
+        !self.member && self.children.is_empty()
+    }
+
+    fn count(&self) -> usize {
+        usize::from(self.member) + self.children.values().map(Node::count).sum::<usize>()
+    }
+
+    fn merge(&mut self, other: &Node) {
+        self.member |= other.member;
+        for (pe, theirs) in &other.children {
+            match self.children.get_mut(pe) {
+                Some(mine) => mine.merge(theirs),
+                None => {
+                    self.children.insert(pe.clone(), theirs.clone());
+                }
+            }
+        }
+    }
+
+    fn subtract(&mut self, other: &Node) {
+        if other.member {
+            self.member = false;
+        }
+        if other.children.is_empty() {
+            return;
+        }
+        self.children
+            .retain(|pe, mine| match other.children.get(pe) {
+                Some(theirs) => {
+                    mine.subtract(theirs);
+                    !mine.is_empty()
+                }
+                None => true,
+            });
+    }
+
+    fn intersect(&self, other: &Node) -> Node {
+        let mut out = Node {
+            member: self.member && other.member,
+            children: BTreeMap::new(),
+        };
+        for (pe, mine) in &self.children {
+            if let Some(theirs) = other.children.get(pe) {
+                let both = mine.intersect(theirs);
+                if !both.is_empty() {
+                    out.children.insert(pe.clone(), both);
+                }
+            }
+        }
+        out
+    }
+
+    /// Drops members for which `keep` is false (`path` is this node's).
+    fn retain(&mut self, path: &mut Path, keep: &impl Fn(&Path) -> bool) {
+        if self.member && !keep(path) {
+            self.member = false;
+        }
+        let mut emptied = Vec::new();
+        for (pe, child) in self.children.iter_mut() {
+            path.push(pe.clone());
+            child.retain(path, keep);
+            path.pop();
+            if child.is_empty() {
+                emptied.push(pe.clone());
+            }
+        }
+        for pe in emptied {
+            self.children.remove(&pe);
+        }
+    }
+
+    /// Every member at and below this node (at `path`), in order.
+    fn collect(&self, path: &mut Path, out: &mut Vec<Path>) {
+        if self.member {
+            out.push(path.clone());
+        }
+        for (pe, child) in &self.children {
+            path.push(pe.clone());
+            child.collect(path, out);
+            path.pop();
+        }
+    }
+
     fn encode(&self) -> Value {
         let mut map = Map::new();
         if self.member && !self.children.is_empty() {
@@ -243,5 +220,152 @@ impl Node {
             map.insert(pe.encode(), child.encode());
         }
         Value::Object(map)
+    }
+}
+
+impl FieldSet {
+    /// The empty set.
+    pub fn new() -> FieldSet {
+        FieldSet::default()
+    }
+
+    /// Adds `path` (the empty root path is never a member).
+    pub fn insert(&mut self, path: &[PathElement]) {
+        if path.is_empty() {
+            return;
+        }
+        let mut node = &mut self.root;
+        for pe in path {
+            node = node.children.entry(pe.clone()).or_default();
+        }
+        node.member = true;
+    }
+
+    fn node(&self, path: &[PathElement]) -> Option<&Node> {
+        path.iter()
+            .try_fold(&self.root, |node, pe| node.children.get(pe))
+    }
+
+    /// True when `path` is a member.
+    pub fn contains(&self, path: &[PathElement]) -> bool {
+        !path.is_empty() && self.node(path).is_some_and(|n| n.member)
+    }
+
+    /// True when a member is `path` or lies below it.
+    pub fn has_prefix(&self, path: &[PathElement]) -> bool {
+        // Pruning keeps only nodes with a member at or below them.
+        self.node(path).is_some_and(|n| !n.is_empty())
+    }
+
+    /// True when the set has no members.
+    pub fn is_empty(&self) -> bool {
+        self.root.children.is_empty()
+    }
+
+    /// The number of members.
+    pub fn len(&self) -> usize {
+        self.root.count()
+    }
+
+    /// The members, in upstream's order (a path before the paths below it).
+    pub fn iter(&self) -> std::vec::IntoIter<Path> {
+        let mut out = Vec::new();
+        self.root.collect(&mut Vec::new(), &mut out);
+        out.into_iter()
+    }
+
+    /// Adds every member of `other`.
+    pub fn merge(&mut self, other: &FieldSet) {
+        self.root.merge(&other.root);
+    }
+
+    /// Removes every member of `other`.
+    pub fn subtract(&mut self, other: &FieldSet) {
+        self.root.subtract(&other.root);
+    }
+
+    /// `self ∪ other`.
+    pub fn union(&self, other: &FieldSet) -> FieldSet {
+        let mut out = self.clone();
+        out.merge(other);
+        out
+    }
+
+    /// `self − other`.
+    pub fn difference(&self, other: &FieldSet) -> FieldSet {
+        let mut out = self.clone();
+        out.subtract(other);
+        out
+    }
+
+    /// `self ∩ other`.
+    pub fn intersection(&self, other: &FieldSet) -> FieldSet {
+        FieldSet {
+            root: self.root.intersect(&other.root),
+        }
+    }
+
+    /// Keeps the members for which `keep` holds.
+    pub fn retain(&mut self, keep: impl Fn(&Path) -> bool) {
+        self.root.retain(&mut Vec::new(), &keep);
+    }
+
+    /// The members for which `keep` holds.
+    pub fn filter(&self, keep: impl Fn(&Path) -> bool) -> FieldSet {
+        let mut out = self.clone();
+        out.retain(keep);
+        out
+    }
+
+    /// The `FieldsV1` JSON of this set.
+    pub fn to_fields_v1(&self) -> Value {
+        self.root.encode()
+    }
+
+    /// Parses `FieldsV1` JSON.
+    pub fn from_fields_v1(v: &Value) -> Result<FieldSet, ApplyError> {
+        let mut set = FieldSet::new();
+        decode_node(v, &mut set.root, 0)?;
+        // The root is never a member (`{}` or `{".": {}}` at the top).
+        set.root.member = false;
+        Ok(set)
+    }
+}
+
+/// Fills `node` from its `FieldsV1` object: `{}` (a leaf) and `"."` mark a
+/// member.
+fn decode_node(v: &Value, node: &mut Node, depth: usize) -> Result<(), ApplyError> {
+    if depth > crate::patch::MAX_DEPTH {
+        return Err(ApplyError::BadManagedFields(
+            "fieldsV1 nests too deeply".into(),
+        ));
+    }
+    let map = v
+        .as_object()
+        .ok_or_else(|| ApplyError::BadManagedFields("fieldsV1 must be a JSON object".into()))?;
+    if map.is_empty() {
+        node.member = true;
+        return Ok(());
+    }
+    for (k, child) in map {
+        if k == "." {
+            node.member = true;
+            continue;
+        }
+        let pe = PathElement::decode(k)?;
+        // A child is never empty: `{}` and `"."` make it a member, and
+        // anything else gives it children.
+        decode_node(child, node.children.entry(pe).or_default(), depth + 1)?;
+    }
+    Ok(())
+}
+
+impl FromIterator<Path> for FieldSet {
+    fn from_iter<I: IntoIterator<Item = Path>>(iter: I) -> Self {
+        let mut set = FieldSet::new();
+        for p in iter {
+            set.insert(&p);
+        }
+        set
     }
 }

@@ -137,7 +137,7 @@ impl Managed {
             let time = Some(text("time")?).filter(|t| !t.is_empty());
             match out.0.get_mut(&key) {
                 Some(prev) => {
-                    prev.set = prev.set.union(&set);
+                    prev.set.merge(&set);
                     if time > prev.time {
                         prev.time = time;
                     }
@@ -239,21 +239,27 @@ impl Managed {
         cmp: &Comparison,
         now: &str,
     ) {
-        let touched = cmp.modified.union(&cmp.added);
+        let mut touched = cmp.modified.clone();
+        touched.merge(&cmp.added);
         for (k, e) in self.0.iter_mut() {
             if k != key {
-                e.set = e.set.difference(&touched);
+                e.set.subtract(&touched);
             }
-            e.set = e.set.difference(&cmp.removed);
+            e.set.subtract(&cmp.removed);
         }
-        let gained = touched.difference(&cmp.removed);
+        let mut gained = touched;
+        gained.subtract(&cmp.removed);
         if !gained.is_empty() {
             let entry = self.0.entry(key.clone()).or_insert_with(|| Entry {
                 api_version: api_version.to_owned(),
                 time: None,
                 set: FieldSet::new(),
             });
-            entry.set = entry.set.union(&gained);
+            if entry.set.is_empty() {
+                entry.set = gained;
+            } else {
+                entry.set.merge(&gained);
+            }
             entry.api_version = api_version.to_owned();
             entry.time = Some(now.to_owned());
         }
@@ -310,9 +316,10 @@ impl Managed {
 
     /// The union of every manager's fields.
     pub fn all_fields(&self) -> FieldSet {
-        self.0
-            .values()
-            .fold(FieldSet::new(), |acc, e| acc.union(&e.set))
+        self.0.values().fold(FieldSet::new(), |mut acc, e| {
+            acc.merge(&e.set);
+            acc
+        })
     }
 
     /// The fields of each manager, without times (to detect no-ops).

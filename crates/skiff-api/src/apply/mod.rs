@@ -16,6 +16,8 @@ mod walk;
 #[cfg(test)]
 mod tests;
 
+use std::borrow::Cow;
+
 use serde_json::{Value, json};
 
 pub use fieldpath::{FieldSet, Path, PathElement, path_string};
@@ -177,12 +179,11 @@ impl Scope<'_> {
         set.filter(|p| self.tracks(p))
     }
 
-    fn tracked_cmp(&self, cmp: Comparison) -> Comparison {
-        Comparison {
-            modified: self.tracked(&cmp.modified),
-            added: self.tracked(&cmp.added),
-            removed: self.tracked(&cmp.removed),
+    fn tracked_cmp(&self, mut cmp: Comparison) -> Comparison {
+        for set in [&mut cmp.modified, &mut cmp.added, &mut cmp.removed] {
+            set.retain(|p| self.tracks(p));
         }
+        cmp
     }
 
     fn ctx(&self) -> Ctx {
@@ -190,13 +191,22 @@ impl Scope<'_> {
     }
 }
 
-fn without_managed_fields(obj: &Value) -> Value {
+/// `obj` without managedFields and resourceVersion (borrowed when it has
+/// neither, as a create's body usually does).
+fn without_managed_fields(obj: &Value) -> Cow<'_, Value> {
+    let has_either = obj
+        .get("metadata")
+        .and_then(Value::as_object)
+        .is_some_and(|m| m.contains_key("managedFields") || m.contains_key("resourceVersion"));
+    if !has_either {
+        return Cow::Borrowed(obj);
+    }
     let mut obj = obj.clone();
     if let Some(m) = obj.get_mut("metadata").and_then(Value::as_object_mut) {
         m.remove("managedFields");
         m.remove("resourceVersion");
     }
-    obj
+    Cow::Owned(obj)
 }
 
 /// Records `manager`'s ordinary write of `new` over `live` (`None` for a
@@ -225,13 +235,15 @@ pub fn update(
             _ => from_live(),
         }
     };
-    let cur = without_managed_fields(new);
-    let old = walk::with_zero_structs(
-        live.map(without_managed_fields)
-            .unwrap_or_else(|| json!({})),
-        &cur,
-    );
-    let cmp = scope.tracked_cmp(walk::compare(&old, &cur, scope.ctx())?);
+    let cmp = {
+        let cur = without_managed_fields(new);
+        let old = walk::with_zero_structs(
+            live.map(|l| without_managed_fields(l).into_owned())
+                .unwrap_or_else(|| json!({})),
+            &cur,
+        );
+        scope.tracked_cmp(walk::compare(&old, &cur, scope.ctx())?)
+    };
     let key = ManagerKey::new(
         manager,
         Operation::Update,
@@ -277,7 +289,7 @@ pub fn apply(
     }
     let ctx = scope.ctx();
     let live_obj = live
-        .map(without_managed_fields)
+        .map(|l| without_managed_fields(l).into_owned())
         .unwrap_or_else(|| json!({}));
     let original = live
         .map(Managed::decode)
@@ -316,7 +328,7 @@ pub fn apply(
         let clash = entry.set.intersection(&touched);
         conflicts.extend(clash.iter().map(|path| Conflict {
             manager: key.describe(),
-            path: path.clone(),
+            path,
         }));
         if force {
             entry.set = entry.set.difference(&clash);
@@ -347,8 +359,8 @@ pub fn apply(
     let owned = managed.all_fields();
     let mut pruned = merged;
     for path in last.difference(&config_set).iter() {
-        if !owned.has_prefix(path) {
-            walk::remove(&mut pruned, path);
+        if !owned.has_prefix(&path) {
+            walk::remove(&mut pruned, &path);
         }
     }
     let cmp = scope.tracked_cmp(walk::compare(&live_obj, &pruned, ctx)?);

@@ -142,7 +142,7 @@ fn collect(v: &Value, ctx: Ctx, path: &mut Path, set: &mut FieldSet) -> Result<(
                     )));
                 }
                 path.push(pe);
-                set.insert(path.clone());
+                set.insert(path);
                 if let Value::Object(m) = item {
                     let ectx = ctx.element();
                     for (k, child) in m {
@@ -154,7 +154,7 @@ fn collect(v: &Value, ctx: Ctx, path: &mut Path, set: &mut FieldSet) -> Result<(
                 path.pop();
             }
         }
-        _ => set.insert(path.clone()),
+        _ => set.insert(path),
     }
     Ok(())
 }
@@ -183,7 +183,7 @@ pub(crate) fn compare(old: &Value, new: &Value, ctx: Ctx) -> Result<Comparison, 
 /// elements of itemized lists (elements that cannot be keyed are skipped).
 fn nodes(v: &Value, ctx: Ctx, path: &mut Path, into: &mut FieldSet) -> Result<(), ApplyError> {
     too_deep(path)?;
-    into.insert(path.clone());
+    into.insert(path);
     match v {
         Value::Object(m) => {
             for (k, child) in m {
@@ -266,14 +266,20 @@ fn compare_at(
         _ => {
             // A leaf changed, or a value changed shape: the path itself is
             // modified, what was below it removed, what is below it added.
-            out.modified.insert(path.clone());
+            out.modified.insert(path);
             let mut gone = FieldSet::new();
             nodes(old, ctx, path, &mut gone)?;
             let mut came = FieldSet::new();
             nodes(new, ctx, path, &mut came)?;
-            let this: FieldSet = std::iter::once(path.clone()).collect();
-            out.removed = out.removed.union(&gone.difference(&came).difference(&this));
-            out.added = out.added.union(&came.difference(&gone).difference(&this));
+            let mut this = FieldSet::new();
+            this.insert(path);
+            let mut removed = gone.difference(&came);
+            removed.subtract(&this);
+            let mut added = came;
+            added.subtract(&gone);
+            added.subtract(&this);
+            out.removed.merge(&removed);
+            out.added.merge(&added);
         }
     }
     Ok(())

@@ -11,6 +11,7 @@ mod delete;
 pub mod field_validation;
 pub mod meta;
 mod persistent_volumes;
+mod rv_splice;
 pub mod services;
 mod storage_classes;
 mod subresources;
@@ -443,14 +444,18 @@ impl Registry {
         } else {
             services::Allocation::default()
         };
-        let created = match to_bytes(&obj) {
-            Ok(bytes) => self
-                .store
-                .create(&info.key(ns, &name), bytes)
-                .await
-                .map_err(|e| store_error(info, &name, e)),
-            Err(e) => Err(e),
+        let bytes = match to_bytes(&obj) {
+            Ok(bytes) => bytes,
+            Err(e) => {
+                allocation.revert(&self.store).await;
+                return Err(e);
+            }
         };
+        let created = self
+            .store
+            .create(&info.key(ns, &name), bytes.clone())
+            .await
+            .map_err(|e| store_error(info, &name, e));
         let kv = match created {
             Ok(kv) => kv,
             Err(e) => {
@@ -459,6 +464,13 @@ impl Registry {
             }
         };
         allocation.commit(&self.store).await;
+        // The stored bytes plus the revision: no second encoding.
+        if let Some(json) = rv_splice::with_resource_version(&bytes, kv.mod_revision) {
+            return with_warnings(
+                Ok(response::json_bytes(StatusCode::CREATED, json)),
+                &warnings,
+            );
+        }
         set_rv(&mut obj, kv.mod_revision);
         respond(&obj)
     }

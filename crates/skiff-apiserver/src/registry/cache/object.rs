@@ -13,6 +13,7 @@ use serde_json::Value;
 use skiff_api::resources::{RESOURCES, ResourceInfo};
 use skiff_api::selector::{self, fields::FieldSelector, labels::Selector};
 
+use crate::registry::rv_splice::with_resource_version;
 use crate::registry::{matches, set_rv};
 
 /// One cached object.
@@ -28,6 +29,11 @@ impl CachedObject {
     /// Encodes `obj` (with its resourceVersion set), a `info` object.
     pub fn new(info: &ResourceInfo, obj: &Value) -> Option<CachedObject> {
         let json = serde_json::to_vec(obj).ok()?;
+        Some(CachedObject::with_json(info, obj, json))
+    }
+
+    /// `obj` whose JSON (with resourceVersion) is `json` already.
+    fn with_json(info: &ResourceInfo, obj: &Value, json: Vec<u8>) -> CachedObject {
         let labels = obj
             .pointer("/metadata/labels")
             .and_then(Value::as_object)
@@ -37,11 +43,11 @@ impl CachedObject {
                     .collect()
             })
             .unwrap_or_default();
-        Some(CachedObject {
+        CachedObject {
             json: Bytes::from(json),
             labels,
             fields: selector::selectable_fields(info, obj),
-        })
+        }
     }
 
     /// The stored value at `key` with resourceVersion `rev`, or `None` when
@@ -51,6 +57,11 @@ impl CachedObject {
         let mut obj: Value = serde_json::from_slice(value).ok()?;
         if !obj.is_object() {
             return None;
+        }
+        // Labels and fields from the decoded object; the bytes are the
+        // stored ones with the revision spliced in, not encoded again.
+        if let Some(json) = with_resource_version(value, rev) {
+            return Some(CachedObject::with_json(info, &obj, json));
         }
         set_rv(&mut obj, rev);
         CachedObject::new(info, &obj)

@@ -97,6 +97,7 @@ pub async fn run(
 ) -> Result<(), ManagerError> {
     opts.validate()?;
     let mut always_leading = None;
+    let mut elector_task = None;
     let mut leading = if opts.leader_elect {
         let elector = LeaderElector::new(
             client.clone(),
@@ -107,7 +108,7 @@ pub async fn run(
             ),
         );
         let rx = elector.subscribe();
-        tokio::spawn(elector.run(shutdown.clone()));
+        elector_task = Some(tokio::spawn(elector.run(shutdown.clone())));
         rx
     } else {
         let (tx, rx) = watch::channel(true);
@@ -116,17 +117,22 @@ pub async fn run(
     };
     loop {
         tokio::select! {
-            r = leading.wait_for(|l| *l) => if r.is_err() { return Ok(()) },
-            _ = shutdown.wait_for(|s| *s) => return Ok(()),
+            r = leading.wait_for(|l| *l) => if r.is_err() { break },
+            _ = shutdown.wait_for(|s| *s) => break,
         }
         tracing::info!(identity = %opts.identity, "controller manager is leading: starting controllers");
         run_leading(&opts, client.clone(), &mut leading, &mut shutdown).await;
         if *shutdown.borrow() {
-            return Ok(());
+            break;
         }
         tracing::warn!("controller manager lost leadership: controllers stopped");
         let _ = &always_leading;
     }
+    // Let the elector release the Lease so a standby takes over at once.
+    if let Some(task) = elector_task {
+        let _ = task.await;
+    }
+    Ok(())
 }
 
 fn recorder(client: &kube::Client, controller: &str, identity: &str) -> Arc<dyn EventSink> {

@@ -1,6 +1,7 @@
 //! `skiff`: Kubernetes in one binary. The binary is thin: it parses the
 //! command line, sets up logging and hands over to the component crates.
 
+mod controller_manager;
 mod scheduler;
 mod server;
 mod sim;
@@ -26,6 +27,8 @@ enum Command {
     Agent(AgentArgs),
     /// Run the scheduler alone against an API server.
     Scheduler(scheduler::SchedulerArgs),
+    /// Run the controller manager alone against an API server.
+    ControllerManager(controller_manager::ControllerManagerArgs),
     /// Hollow nodes and benchmarks for scale tests.
     #[command(subcommand)]
     Sim(sim::SimCommand),
@@ -56,6 +59,7 @@ fn main() -> ExitCode {
     match cli.command {
         Command::Server(args) => server::main(args),
         Command::Scheduler(args) => scheduler::main(args),
+        Command::ControllerManager(args) => controller_manager::main(args),
         Command::Sim(command) => sim::main(command),
         Command::Agent(_) => {
             eprintln!(

@@ -146,3 +146,21 @@ pub async fn wait_for<T, F: AsyncFnMut() -> Option<T>>(what: &str, mut f: F) -> 
     }
     panic!("timed out waiting for {what}");
 }
+
+impl Cluster {
+    /// Like [`Cluster::start`] but with no controller manager yet.
+    pub async fn start_bare(nodes: usize) -> Cluster {
+        let mut c = Cluster::start(nodes).await;
+        let (tx, task) = c.managers.pop().unwrap();
+        tx.send_replace(true);
+        task.await.unwrap();
+        c
+    }
+
+    /// Stops the `i`th manager started (counting those still running).
+    pub async fn stop_manager(&mut self, i: usize) {
+        let (tx, task) = self.managers.remove(i);
+        tx.send_replace(true);
+        task.await.unwrap();
+    }
+}

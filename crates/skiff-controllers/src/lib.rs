@@ -4,6 +4,7 @@
 
 pub mod controller;
 pub mod expectations;
+pub mod garbagecollector;
 pub mod informer;
 pub mod manager;
 pub mod podutil;

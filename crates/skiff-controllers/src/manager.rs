@@ -15,7 +15,7 @@ use crate::informer::InformerFactory;
 use crate::replicaset::{self, ReplicaController, ReplicaKind};
 
 /// Controllers this manager knows, by upstream's `--controllers` names.
-pub const KNOWN_CONTROLLERS: &[&str] = &["replicaset", "replicationcontroller"];
+pub const KNOWN_CONTROLLERS: &[&str] = &["garbagecollector", "replicaset", "replicationcontroller"];
 
 /// Controllers off unless named explicitly (none of ours yet).
 const DISABLED_BY_DEFAULT: &[&str] = &[];
@@ -42,6 +42,8 @@ pub struct ControllerManagerOptions {
     pub concurrent_replicaset_syncs: usize,
     /// `--concurrent-rc-syncs`.
     pub concurrent_rc_syncs: usize,
+    /// `--concurrent-gc-syncs`.
+    pub concurrent_gc_syncs: usize,
 }
 
 impl ControllerManagerOptions {
@@ -54,6 +56,7 @@ impl ControllerManagerOptions {
             identity,
             concurrent_replicaset_syncs: replicaset::DEFAULT_WORKERS,
             concurrent_rc_syncs: replicaset::DEFAULT_WORKERS,
+            concurrent_gc_syncs: crate::garbagecollector::DEFAULT_WORKERS,
         }
     }
 
@@ -171,6 +174,12 @@ async fn run_leading(
             opts.concurrent_rc_syncs,
             &stop_rx,
         ));
+    }
+    if opts.is_enabled("garbagecollector") {
+        let (client, workers, stop) = (client.clone(), opts.concurrent_gc_syncs, stop_rx.clone());
+        starters.push(Box::new(move |set: &mut JoinSet<()>| {
+            set.spawn(crate::garbagecollector::run(client, workers, stop));
+        }));
     }
     let mut informers = JoinSet::new();
     factory.start(&mut informers, stop_rx.clone());

@@ -29,6 +29,9 @@ pub struct ControllerManagerArgs {
     /// Workers of the ReplicationController controller.
     #[arg(long, default_value_t = skiff_controllers::replicaset::DEFAULT_WORKERS)]
     concurrent_rc_syncs: usize,
+    /// Workers of each garbage collector queue.
+    #[arg(long, default_value_t = skiff_controllers::garbagecollector::DEFAULT_WORKERS)]
+    concurrent_gc_syncs: usize,
 }
 
 impl ControllerManagerArgs {
@@ -38,6 +41,7 @@ impl ControllerManagerArgs {
         opts.controllers = self.controllers.clone();
         opts.concurrent_replicaset_syncs = self.concurrent_replicaset_syncs;
         opts.concurrent_rc_syncs = self.concurrent_rc_syncs;
+        opts.concurrent_gc_syncs = self.concurrent_gc_syncs;
         opts.validate()?;
         Ok(opts)
     }

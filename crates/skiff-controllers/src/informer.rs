@@ -51,9 +51,69 @@ pub trait ResourceEventHandler<K>: Send + Sync {
 
 type Handlers<K> = Arc<RwLock<Vec<Arc<dyn ResourceEventHandler<K>>>>>;
 
+/// An informer's objects by namespace, then name (upstream's namespace
+/// indexer), so a controller lists one namespace without scanning all.
+#[derive(Debug)]
+pub struct NamespaceIndex<K>(RwLock<HashMap<String, HashMap<String, Arc<K>>>>);
+
+impl<K: Informable> NamespaceIndex<K> {
+    fn new() -> Self {
+        NamespaceIndex(RwLock::new(HashMap::new()))
+    }
+
+    /// The objects in `namespace` ("" for cluster-scoped ones).
+    pub fn list(&self, namespace: &str) -> Vec<Arc<K>> {
+        self.0
+            .read()
+            .unwrap_or_else(|e| e.into_inner())
+            .get(namespace)
+            .map(|m| m.values().cloned().collect())
+            .unwrap_or_default()
+    }
+
+    fn key(obj: &K) -> (String, String) {
+        let m = obj.meta();
+        (
+            m.namespace.clone().unwrap_or_default(),
+            m.name.clone().unwrap_or_default(),
+        )
+    }
+
+    fn put(&self, obj: Arc<K>) {
+        let (ns, name) = Self::key(&obj);
+        self.0
+            .write()
+            .unwrap_or_else(|e| e.into_inner())
+            .entry(ns)
+            .or_default()
+            .insert(name, obj);
+    }
+
+    fn remove(&self, obj: &K) {
+        let (ns, name) = Self::key(obj);
+        let mut idx = self.0.write().unwrap_or_else(|e| e.into_inner());
+        if let Some(m) = idx.get_mut(&ns) {
+            m.remove(&name);
+            if m.is_empty() {
+                idx.remove(&ns);
+            }
+        }
+    }
+
+    fn rebuild(&self, all: Vec<Arc<K>>) {
+        let mut fresh: HashMap<String, HashMap<String, Arc<K>>> = HashMap::new();
+        for o in all {
+            let (ns, name) = Self::key(&o);
+            fresh.entry(ns).or_default().insert(name, o);
+        }
+        *self.0.write().unwrap_or_else(|e| e.into_inner()) = fresh;
+    }
+}
+
 /// One resource type's shared informer: its store and handlers.
 pub struct SharedInformer<K: Informable> {
     store: Store<K>,
+    index: Arc<NamespaceIndex<K>>,
     writer: Mutex<Option<reflector::store::Writer<K>>>,
     handlers: Handlers<K>,
     api: Api<K>,
@@ -74,6 +134,11 @@ impl<K: Informable> SharedInformer<K> {
         self.store.clone()
     }
 
+    /// The informer's namespace index.
+    pub fn namespace_index(&self) -> Arc<NamespaceIndex<K>> {
+        self.index.clone()
+    }
+
     /// Adds a handler. Register before [`InformerFactory::start`]: a handler
     /// added later hears only of later changes.
     pub fn add_event_handler(&self, handler: Arc<dyn ResourceEventHandler<K>>) {
@@ -91,7 +156,11 @@ impl<K: Informable> SharedInformer<K> {
         let api = self.api.clone();
         let store = self.store.clone();
         let handlers = self.handlers.clone();
-        tasks.spawn(run_informer(api, writer, store, handlers, shutdown));
+        let index = self.index.clone();
+        let stream = watcher(api, watcher::Config::default()).default_backoff();
+        tasks.spawn(run_informer(
+            stream, writer, store, index, handlers, shutdown,
+        ));
     }
 }
 
@@ -102,14 +171,15 @@ fn notify<K>(handlers: &Handlers<K>, f: impl Fn(&dyn ResourceEventHandler<K>)) {
     }
 }
 
+/// Feeds `stream` (a watcher's events) into the store and the handlers.
 async fn run_informer<K: Informable>(
-    api: Api<K>,
+    stream: impl futures::Stream<Item = Result<watcher::Event<K>, watcher::Error>>,
     mut writer: reflector::store::Writer<K>,
     store: Store<K>,
+    index: Arc<NamespaceIndex<K>>,
     handlers: Handlers<K>,
     mut shutdown: watch::Receiver<bool>,
 ) {
-    let stream = watcher(api, watcher::Config::default()).default_backoff();
     let mut stream = std::pin::pin!(stream);
     // Objects of a relist in progress: handlers hear of them once the
     // store holds the whole new list.
@@ -145,6 +215,7 @@ async fn run_informer<K: Informable>(
                     .filter(|o| !seen.contains(&ObjectRef::from_obj(o.as_ref())))
                     .collect();
                 writer.apply_watcher_event(&ev);
+                index.rebuild(store.state());
                 for (old, new) in &listed {
                     let new = store
                         .get(&ObjectRef::from_obj(new.as_ref()))
@@ -167,6 +238,7 @@ async fn run_informer<K: Informable>(
                 let old = store.get(&r);
                 writer.apply_watcher_event(&ev);
                 let Some(new) = store.get(&r) else { continue };
+                index.put(new.clone());
                 match old {
                     Some(old) => notify(&handlers, |h| h.on_update(&old, &new)),
                     None => notify(&handlers, |h| h.on_add(&new)),
@@ -174,6 +246,7 @@ async fn run_informer<K: Informable>(
             }
             watcher::Event::Delete(obj) => {
                 writer.apply_watcher_event(&ev);
+                index.remove(obj);
                 let obj = Arc::new(obj.clone());
                 notify(&handlers, |h| h.on_delete(&obj));
             }
@@ -221,6 +294,7 @@ impl InformerFactory {
         let (store, writer) = reflector::store();
         let inf = Arc::new(SharedInformer {
             store,
+            index: Arc::new(NamespaceIndex::new()),
             writer: Mutex::new(Some(writer)),
             handlers: Arc::default(),
             api: Api::all(self.client.clone()),
@@ -268,5 +342,102 @@ impl InformerFactory {
             .map(|f| f())
             .collect();
         futures::future::join_all(futs).await;
+    }
+}
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used, clippy::expect_used)]
+mod tests {
+    use k8s_openapi::api::core::v1::ConfigMap;
+
+    use super::*;
+
+    #[derive(Default)]
+    struct Recorder(Mutex<Vec<String>>);
+
+    impl ResourceEventHandler<ConfigMap> for Recorder {
+        fn on_add(&self, o: &Arc<ConfigMap>) {
+            self.0.lock().unwrap().push(format!("add {}", name(o)));
+        }
+        fn on_update(&self, old: &Arc<ConfigMap>, new: &Arc<ConfigMap>) {
+            self.0
+                .lock()
+                .unwrap()
+                .push(format!("update {} {}->{}", name(new), rv(old), rv(new)));
+        }
+        fn on_delete(&self, o: &Arc<ConfigMap>) {
+            self.0.lock().unwrap().push(format!("delete {}", name(o)));
+        }
+    }
+
+    fn name(o: &ConfigMap) -> &str {
+        o.metadata.name.as_deref().unwrap()
+    }
+    fn rv(o: &ConfigMap) -> &str {
+        o.metadata.resource_version.as_deref().unwrap()
+    }
+
+    fn cm(name: &str, rv: &str) -> ConfigMap {
+        serde_json::from_value(serde_json::json!({
+            "metadata": {"name": name, "namespace": "ns", "resourceVersion": rv}
+        }))
+        .unwrap()
+    }
+
+    #[tokio::test]
+    async fn handlers_see_adds_updates_deletes_and_relist_differences() {
+        use watcher::Event::*;
+        let events: Vec<Result<watcher::Event<ConfigMap>, watcher::Error>> = vec![
+            Ok(Init),
+            Ok(InitApply(cm("a", "1"))),
+            Ok(InitApply(cm("b", "1"))),
+            Ok(InitDone),
+            Ok(Apply(cm("c", "2"))),
+            Ok(Apply(cm("a", "3"))),
+            Ok(Delete(cm("c", "4"))),
+            // A relist after the watch broke: b went away, d appeared.
+            Ok(Init),
+            Ok(InitApply(cm("a", "3"))),
+            Ok(InitApply(cm("d", "5"))),
+            Ok(InitDone),
+        ];
+        let (store, writer) = reflector::store::<ConfigMap>();
+        let rec = Arc::new(Recorder::default());
+        let handlers: Handlers<ConfigMap> = Arc::new(RwLock::new(vec![rec.clone()]));
+        let (_tx, rx) = watch::channel(false);
+        let index = Arc::new(NamespaceIndex::new());
+        run_informer(
+            futures::stream::iter(events),
+            writer,
+            store.clone(),
+            index.clone(),
+            handlers,
+            rx,
+        )
+        .await;
+        let mut indexed: Vec<String> = index
+            .list("ns")
+            .iter()
+            .map(|o| name(o).to_owned())
+            .collect();
+        indexed.sort();
+        assert_eq!(indexed, ["a", "d"]);
+        assert!(index.list("other").is_empty());
+        assert_eq!(
+            *rec.0.lock().unwrap(),
+            [
+                "add a",
+                "add b",
+                "add c",
+                "update a 1->3",
+                "delete c",
+                "update a 3->3",
+                "add d",
+                "delete b",
+            ]
+        );
+        let mut names: Vec<String> = store.state().iter().map(|o| name(o).to_owned()).collect();
+        names.sort();
+        assert_eq!(names, ["a", "d"]);
     }
 }

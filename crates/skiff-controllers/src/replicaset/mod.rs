@@ -16,7 +16,7 @@ use kube::runtime::reflector::{ObjectRef, Store};
 use skiff_client::EventSink;
 
 use crate::expectations::ControllerExpectations;
-use crate::informer::{InformerFactory, ResourceEventHandler};
+use crate::informer::{InformerFactory, NamespaceIndex, ResourceEventHandler};
 use crate::podutil::{controller_of, is_pod_ready, key_of};
 use crate::workqueue::WorkQueue;
 
@@ -36,7 +36,7 @@ pub const DEFAULT_WORKERS: usize = 5;
 pub struct ReplicaController<K: ReplicaKind> {
     pub(crate) client: kube::Client,
     pub(crate) owners: Store<K>,
-    pub(crate) pods: Store<Pod>,
+    pub(crate) pods: Arc<NamespaceIndex<Pod>>,
     pub(crate) queue: Arc<WorkQueue<String>>,
     pub(crate) expectations: Arc<ControllerExpectations>,
     pub(crate) events: Arc<dyn EventSink>,
@@ -64,7 +64,7 @@ impl<K: ReplicaKind> ReplicaController<K> {
         let c = Arc::new(ReplicaController {
             client,
             owners: owner_informer.store(),
-            pods: pod_informer.store(),
+            pods: pod_informer.namespace_index(),
             queue: Arc::new(WorkQueue::new()),
             expectations: Arc::new(ControllerExpectations::new()),
             events,

@@ -125,8 +125,7 @@ impl<K: ReplicaKind> ReplicaController<K> {
     }
 
     fn pods_in(&self, ns: &str) -> Vec<Arc<Pod>> {
-        self.pods
-            .state_filter(|p| p.metadata.namespace.as_deref() == Some(ns))
+        self.pods.list(ns)
     }
 
     /// The controller's sync of `key`.

@@ -67,6 +67,33 @@ async fn background_deletes_dependents_and_dangling_references() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_owner_in_another_namespace_does_not_count() {
+    let c = Cluster::start(0).await;
+    let cms: Api<ConfigMap> = Api::namespaced(c.client.clone(), "default");
+    let owner = cms
+        .create(&PostParams::default(), &cm("owner", json!([])))
+        .await
+        .unwrap();
+    let other: Api<ConfigMap> = Api::namespaced(c.client.clone(), "kube-system");
+    other
+        .create(
+            &PostParams::default(),
+            &cm("elsewhere", json!([owner_ref(&owner, false)])),
+        )
+        .await
+        .unwrap();
+    cms.create(
+        &PostParams::default(),
+        &cm("here", json!([owner_ref(&owner, false)])),
+    )
+    .await
+    .unwrap();
+    gone(&other, "elsewhere").await;
+    assert!(cms.get_opt("here").await.unwrap().is_some());
+    c.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn orphan_keeps_dependents_without_the_reference() {
     let c = Cluster::start(0).await;
     let cms: Api<ConfigMap> = Api::namespaced(c.client.clone(), "default");

@@ -129,11 +129,15 @@ impl Graph {
                 .or_default()
                 .insert(uid.clone());
         }
-        // Owners not observed (maybe gone) or deleting in the foreground.
-        let check = view.owners.iter().any(|r| {
-            self.nodes
-                .get(&r.uid)
-                .is_none_or(ObjectMetaView::deleting_dependents)
+        // Owners not observed (maybe gone), in another namespace (so not
+        // owners at all), or deleting in the foreground.
+        let check = view.owners.iter().any(|r| match self.nodes.get(&r.uid) {
+            None => true,
+            Some(o) => {
+                o.deleting_dependents()
+                    || (o.identity.resource.namespaced
+                        && o.identity.namespace != view.identity.namespace)
+            }
         });
         if check && !view.deleting {
             work.attempt_to_delete.push(uid.clone());
@@ -269,6 +273,15 @@ mod tests {
         let w = g.upsert(view("dep2", &["missing"], false, &[]));
         assert_eq!(w.attempt_to_delete, ["dep2"]);
         assert_eq!(g.dependents("owner").len(), 1);
+    }
+
+    #[test]
+    fn an_owner_in_another_namespace_is_checked() {
+        let mut g = Graph::default();
+        g.upsert(view("owner", &[], false, &[]));
+        let mut dep = view("dep", &["owner"], false, &[]);
+        dep.identity.namespace = Some("elsewhere".into());
+        assert_eq!(g.upsert(dep).attempt_to_delete, ["dep"]);
     }
 
     #[test]

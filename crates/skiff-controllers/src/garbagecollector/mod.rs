@@ -69,6 +69,18 @@ impl Shared {
         self.graph.lock().unwrap_or_else(|e| e.into_inner())
     }
 
+    /// The resource of `apiVersion`/`kind`; another version of the same
+    /// group and kind serves when that version is not the one watched.
+    pub(crate) fn resolve(&self, api_version: &str, kind: &str) -> Option<&Resource> {
+        if let Some(r) = self.kinds.get(&(api_version.to_owned(), kind.to_owned())) {
+            return Some(r);
+        }
+        let group = api_version.rsplit_once('/').map_or("", |(g, _)| g);
+        self.kinds
+            .values()
+            .find(|r| r.api.group == group && r.api.kind == kind)
+    }
+
     /// Applies what the graph asks for after a change.
     fn enqueue(&self, work: graph::Work) {
         for uid in work.attempt_to_delete {

@@ -97,14 +97,20 @@ async fn owner_state(
     r: &OwnerReference,
 ) -> Result<OwnerState, SyncError> {
     if let Some(node) = shared.graph().get(&r.uid) {
-        return Ok(if node.deleting_dependents() {
-            OwnerState::WaitingForDependents
-        } else {
-            OwnerState::Solid
-        });
+        // An owner in another namespace does not own this object: the
+        // lookup below, in the dependent's namespace, finds it absent.
+        let same_scope =
+            !node.identity.resource.namespaced || node.identity.namespace == dep.namespace;
+        if same_scope {
+            return Ok(if node.deleting_dependents() {
+                OwnerState::WaitingForDependents
+            } else {
+                OwnerState::Solid
+            });
+        }
     }
     // Not observed: ask the API server before calling it gone.
-    let Some(resource) = shared.kinds.get(&(r.api_version.clone(), r.kind.clone())) else {
+    let Some(resource) = shared.resolve(&r.api_version, &r.kind) else {
         return Err(format!(
             "unable to get REST mapping for {}/{}",
             r.api_version, r.kind

@@ -1,4 +1,14 @@
-//! The controller manager: one module per controller (informer + keyed work queue + reconcile).
-//!
-//! This crate is a placeholder in the workspace layout of `ARCHITECTURE.md`; its
-//! implementation lands with its own issue.
+//! The controller manager: one module per controller (informer + keyed work
+//! queue + reconcile), shared informers, and [`run`] to run the enabled
+//! controllers under leader election.
+
+pub mod controller;
+pub mod expectations;
+pub mod garbagecollector;
+pub mod informer;
+pub mod manager;
+pub mod podutil;
+pub mod replicaset;
+pub mod workqueue;
+
+pub use manager::{ControllerManagerOptions, KNOWN_CONTROLLERS, ManagerError, run};

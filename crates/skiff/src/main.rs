@@ -1,6 +1,7 @@
 //! `skiff`: Kubernetes in one binary. The binary is thin: it parses the
 //! command line, sets up logging and hands over to the component crates.
 
+mod controller_manager;
 mod images;
 mod scheduler;
 mod server;
@@ -27,6 +28,8 @@ enum Command {
     Agent(AgentArgs),
     /// Run the scheduler alone against an API server.
     Scheduler(scheduler::SchedulerArgs),
+    /// Run the controller manager alone against an API server.
+    ControllerManager(controller_manager::ControllerManagerArgs),
     /// Manage the built-in runtime's images.
     #[command(subcommand)]
     Images(images::ImagesCommand),
@@ -60,6 +63,7 @@ fn main() -> ExitCode {
     match cli.command {
         Command::Server(args) => server::main(args),
         Command::Scheduler(args) => scheduler::main(args),
+        Command::ControllerManager(args) => controller_manager::main(args),
         Command::Sim(command) => sim::main(command),
         Command::Images(command) => images::main(command),
         Command::Agent(_) => {

@@ -43,6 +43,9 @@ pub struct ServerArgs {
     /// Do not run the scheduler in this server.
     #[arg(long)]
     disable_scheduler: bool,
+    /// Do not run the controller manager in this server.
+    #[arg(long)]
+    disable_controller_manager: bool,
     /// A KubeSchedulerConfiguration file for the in-process scheduler.
     #[arg(long)]
     scheduler_config: Option<PathBuf>,
@@ -141,9 +144,24 @@ async fn run(args: ServerArgs) -> anyhow::Result<()> {
             // The scheduler is a client like any other: HTTPS with the
             // admin kubeconfig the server just wrote.
             let client = crate::scheduler::client_from_kubeconfig(&args.write_kubeconfig).await?;
-            Some(tokio::spawn(skiff_scheduler::run(opts, client, stop_rx)))
+            Some(tokio::spawn(skiff_scheduler::run(
+                opts,
+                client,
+                stop_rx.clone(),
+            )))
         }
         None => None,
+    };
+    let controller_manager = if args.disable_controller_manager {
+        None
+    } else {
+        let client = crate::scheduler::client_from_kubeconfig(&args.write_kubeconfig).await?;
+        let opts = crate::controller_manager::server_options();
+        Some(tokio::spawn(skiff_controllers::run(
+            opts,
+            client,
+            stop_rx.clone(),
+        )))
     };
     shutdown_signal().await;
     tracing::info!("shutting down");
@@ -152,6 +170,15 @@ async fn run(args: ServerArgs) -> anyhow::Result<()> {
         match task.await {
             Ok(Err(err)) => tracing::warn!(error = %err, "scheduler stopped with an error"),
             Err(err) => tracing::warn!(error = %err, "scheduler task failed"),
+            Ok(Ok(())) => {}
+        }
+    }
+    if let Some(task) = controller_manager {
+        match task.await {
+            Ok(Err(err)) => {
+                tracing::warn!(error = %err, "controller manager stopped with an error")
+            }
+            Err(err) => tracing::warn!(error = %err, "controller manager task failed"),
             Ok(Ok(())) => {}
         }
     }

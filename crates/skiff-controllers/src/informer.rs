@@ -1,0 +1,443 @@
+//! Shared informers, as client-go's `SharedInformerFactory` on kube-runtime:
+//! one watcher and one reflector store per resource type, however many
+//! controllers use it; handlers are told of adds, updates (with the old
+//! object) and deletes after the store has the change, and a relist
+//! reports what changed while the watch was down.
+
+use std::any::{Any, TypeId};
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex, RwLock};
+
+use futures::StreamExt;
+use kube::Api;
+use kube::runtime::WatchStreamExt;
+use kube::runtime::reflector::{self, ObjectRef, Store};
+use kube::runtime::watcher;
+use serde::de::DeserializeOwned;
+use tokio::sync::watch;
+use tokio::task::JoinSet;
+
+/// What a resource type needs to be informed on.
+pub trait Informable:
+    kube::Resource<DynamicType = ()>
+    + Clone
+    + std::fmt::Debug
+    + DeserializeOwned
+    + Send
+    + Sync
+    + 'static
+{
+}
+impl<K> Informable for K where
+    K: kube::Resource<DynamicType = ()>
+        + Clone
+        + std::fmt::Debug
+        + DeserializeOwned
+        + Send
+        + Sync
+        + 'static
+{
+}
+
+/// Reacts to changes of one resource type; must only enqueue work, quickly.
+pub trait ResourceEventHandler<K>: Send + Sync {
+    /// `obj` appeared.
+    fn on_add(&self, obj: &Arc<K>);
+    /// `old` became `new` (also on a relist, with equal resourceVersions).
+    fn on_update(&self, old: &Arc<K>, new: &Arc<K>);
+    /// `obj` went away (its last known state).
+    fn on_delete(&self, obj: &Arc<K>);
+}
+
+type Handlers<K> = Arc<RwLock<Vec<Arc<dyn ResourceEventHandler<K>>>>>;
+
+/// An informer's objects by namespace, then name (upstream's namespace
+/// indexer), so a controller lists one namespace without scanning all.
+#[derive(Debug)]
+pub struct NamespaceIndex<K>(RwLock<HashMap<String, HashMap<String, Arc<K>>>>);
+
+impl<K: Informable> NamespaceIndex<K> {
+    fn new() -> Self {
+        NamespaceIndex(RwLock::new(HashMap::new()))
+    }
+
+    /// The objects in `namespace` ("" for cluster-scoped ones).
+    pub fn list(&self, namespace: &str) -> Vec<Arc<K>> {
+        self.0
+            .read()
+            .unwrap_or_else(|e| e.into_inner())
+            .get(namespace)
+            .map(|m| m.values().cloned().collect())
+            .unwrap_or_default()
+    }
+
+    fn key(obj: &K) -> (String, String) {
+        let m = obj.meta();
+        (
+            m.namespace.clone().unwrap_or_default(),
+            m.name.clone().unwrap_or_default(),
+        )
+    }
+
+    fn put(&self, obj: Arc<K>) {
+        let (ns, name) = Self::key(&obj);
+        self.0
+            .write()
+            .unwrap_or_else(|e| e.into_inner())
+            .entry(ns)
+            .or_default()
+            .insert(name, obj);
+    }
+
+    fn remove(&self, obj: &K) {
+        let (ns, name) = Self::key(obj);
+        let mut idx = self.0.write().unwrap_or_else(|e| e.into_inner());
+        if let Some(m) = idx.get_mut(&ns) {
+            m.remove(&name);
+            if m.is_empty() {
+                idx.remove(&ns);
+            }
+        }
+    }
+
+    fn rebuild(&self, all: Vec<Arc<K>>) {
+        let mut fresh: HashMap<String, HashMap<String, Arc<K>>> = HashMap::new();
+        for o in all {
+            let (ns, name) = Self::key(&o);
+            fresh.entry(ns).or_default().insert(name, o);
+        }
+        *self.0.write().unwrap_or_else(|e| e.into_inner()) = fresh;
+    }
+}
+
+/// One resource type's shared informer: its store and handlers.
+pub struct SharedInformer<K: Informable> {
+    store: Store<K>,
+    index: Arc<NamespaceIndex<K>>,
+    writer: Mutex<Option<reflector::store::Writer<K>>>,
+    handlers: Handlers<K>,
+    api: Api<K>,
+}
+
+impl<K: Informable> std::fmt::Debug for SharedInformer<K> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("SharedInformer")
+            .field("kind", &K::kind(&()))
+            .field("objects", &self.store.len())
+            .finish_non_exhaustive()
+    }
+}
+
+impl<K: Informable> SharedInformer<K> {
+    /// The informer's cache (upstream's lister).
+    pub fn store(&self) -> Store<K> {
+        self.store.clone()
+    }
+
+    /// The informer's namespace index.
+    pub fn namespace_index(&self) -> Arc<NamespaceIndex<K>> {
+        self.index.clone()
+    }
+
+    /// Adds a handler. Register before [`InformerFactory::start`]: a handler
+    /// added later hears only of later changes.
+    pub fn add_event_handler(&self, handler: Arc<dyn ResourceEventHandler<K>>) {
+        self.handlers
+            .write()
+            .unwrap_or_else(|e| e.into_inner())
+            .push(handler);
+    }
+
+    /// Starts watching (once; later calls do nothing).
+    fn start(&self, tasks: &mut JoinSet<()>, shutdown: watch::Receiver<bool>) {
+        let Some(writer) = self.writer.lock().unwrap_or_else(|e| e.into_inner()).take() else {
+            return;
+        };
+        let api = self.api.clone();
+        let store = self.store.clone();
+        let handlers = self.handlers.clone();
+        let index = self.index.clone();
+        let stream = watcher(api, watcher::Config::default()).default_backoff();
+        tasks.spawn(run_informer(
+            stream, writer, store, index, handlers, shutdown,
+        ));
+    }
+}
+
+fn notify<K>(handlers: &Handlers<K>, f: impl Fn(&dyn ResourceEventHandler<K>)) {
+    let hs = handlers.read().unwrap_or_else(|e| e.into_inner()).clone();
+    for h in hs {
+        f(h.as_ref());
+    }
+}
+
+/// Feeds `stream` (a watcher's events) into the store and the handlers.
+async fn run_informer<K: Informable>(
+    stream: impl futures::Stream<Item = Result<watcher::Event<K>, watcher::Error>>,
+    mut writer: reflector::store::Writer<K>,
+    store: Store<K>,
+    index: Arc<NamespaceIndex<K>>,
+    handlers: Handlers<K>,
+    mut shutdown: watch::Receiver<bool>,
+) {
+    let mut stream = std::pin::pin!(stream);
+    // Objects of a relist in progress: handlers hear of them once the
+    // store holds the whole new list.
+    let mut relist: Vec<Arc<K>> = Vec::new();
+    loop {
+        let ev = tokio::select! {
+            ev = stream.next() => ev,
+            _ = shutdown.wait_for(|s| *s) => return,
+        };
+        let ev = match ev {
+            Some(Ok(ev)) => ev,
+            Some(Err(err)) => {
+                tracing::debug!(kind = %K::kind(&()), error = %err, "watch error; retrying");
+                continue;
+            }
+            None => return,
+        };
+        match &ev {
+            watcher::Event::Init => relist.clear(),
+            watcher::Event::InitApply(obj) => relist.push(Arc::new(obj.clone())),
+            watcher::Event::InitDone => {
+                let listed: Vec<(Option<Arc<K>>, Arc<K>)> = relist
+                    .drain(..)
+                    .map(|o| (store.get(&ObjectRef::from_obj(o.as_ref())), o))
+                    .collect();
+                let seen: std::collections::HashSet<ObjectRef<K>> = listed
+                    .iter()
+                    .map(|(_, o)| ObjectRef::from_obj(o.as_ref()))
+                    .collect();
+                let gone: Vec<Arc<K>> = store
+                    .state()
+                    .into_iter()
+                    .filter(|o| !seen.contains(&ObjectRef::from_obj(o.as_ref())))
+                    .collect();
+                writer.apply_watcher_event(&ev);
+                index.rebuild(store.state());
+                for (old, new) in &listed {
+                    let new = store
+                        .get(&ObjectRef::from_obj(new.as_ref()))
+                        .unwrap_or(new.clone());
+                    match old {
+                        Some(old) => notify(&handlers, |h| h.on_update(old, &new)),
+                        None => notify(&handlers, |h| h.on_add(&new)),
+                    }
+                }
+                for obj in &gone {
+                    notify(&handlers, |h| h.on_delete(obj));
+                }
+                continue;
+            }
+            _ => {}
+        }
+        match &ev {
+            watcher::Event::Apply(obj) => {
+                let r = ObjectRef::from_obj(obj);
+                let old = store.get(&r);
+                writer.apply_watcher_event(&ev);
+                let Some(new) = store.get(&r) else { continue };
+                index.put(new.clone());
+                match old {
+                    Some(old) => notify(&handlers, |h| h.on_update(&old, &new)),
+                    None => notify(&handlers, |h| h.on_add(&new)),
+                }
+            }
+            watcher::Event::Delete(obj) => {
+                writer.apply_watcher_event(&ev);
+                index.remove(obj);
+                let obj = Arc::new(obj.clone());
+                notify(&handlers, |h| h.on_delete(&obj));
+            }
+            _ => writer.apply_watcher_event(&ev),
+        }
+    }
+}
+
+type Starter = Box<dyn Fn(&mut JoinSet<()>, watch::Receiver<bool>) + Send>;
+type SyncWaiter = Box<dyn Fn() -> futures::future::BoxFuture<'static, ()> + Send>;
+
+/// Hands out one [`SharedInformer`] per resource type.
+pub struct InformerFactory {
+    client: kube::Client,
+    informers: Mutex<HashMap<TypeId, Arc<dyn Any + Send + Sync>>>,
+    starters: Mutex<Vec<Starter>>,
+    syncs: Mutex<Vec<SyncWaiter>>,
+}
+
+impl std::fmt::Debug for InformerFactory {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("InformerFactory").finish_non_exhaustive()
+    }
+}
+
+impl InformerFactory {
+    /// A factory whose informers watch through `client` (all namespaces).
+    pub fn new(client: kube::Client) -> Self {
+        InformerFactory {
+            client,
+            informers: Mutex::new(HashMap::new()),
+            starters: Mutex::new(Vec::new()),
+            syncs: Mutex::new(Vec::new()),
+        }
+    }
+
+    /// The shared informer of `K`, created on first use.
+    pub fn informer<K: Informable>(&self) -> Arc<SharedInformer<K>> {
+        let mut informers = self.informers.lock().unwrap_or_else(|e| e.into_inner());
+        if let Some(existing) = informers.get(&TypeId::of::<K>())
+            && let Ok(inf) = existing.clone().downcast::<SharedInformer<K>>()
+        {
+            return inf;
+        }
+        let (store, writer) = reflector::store();
+        let inf = Arc::new(SharedInformer {
+            store,
+            index: Arc::new(NamespaceIndex::new()),
+            writer: Mutex::new(Some(writer)),
+            handlers: Arc::default(),
+            api: Api::all(self.client.clone()),
+        });
+        informers.insert(TypeId::of::<K>(), inf.clone());
+        let starter = inf.clone();
+        self.starters
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .push(Box::new(move |tasks, shutdown| {
+                starter.start(tasks, shutdown)
+            }));
+        let synced = inf.store.clone();
+        self.syncs
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .push(Box::new(move || {
+                let s = synced.clone();
+                Box::pin(async move {
+                    let _ = s.wait_until_ready().await;
+                })
+            }));
+        inf
+    }
+
+    /// Starts every informer asked for so far (each once) on `tasks`.
+    pub fn start(&self, tasks: &mut JoinSet<()>, shutdown: watch::Receiver<bool>) {
+        for start in self
+            .starters
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .iter()
+        {
+            start(tasks, shutdown.clone());
+        }
+    }
+
+    /// Waits until every informer has listed once.
+    pub async fn wait_for_cache_sync(&self) {
+        let futs: Vec<_> = self
+            .syncs
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .iter()
+            .map(|f| f())
+            .collect();
+        futures::future::join_all(futs).await;
+    }
+}
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used, clippy::expect_used)]
+mod tests {
+    use k8s_openapi::api::core::v1::ConfigMap;
+
+    use super::*;
+
+    #[derive(Default)]
+    struct Recorder(Mutex<Vec<String>>);
+
+    impl ResourceEventHandler<ConfigMap> for Recorder {
+        fn on_add(&self, o: &Arc<ConfigMap>) {
+            self.0.lock().unwrap().push(format!("add {}", name(o)));
+        }
+        fn on_update(&self, old: &Arc<ConfigMap>, new: &Arc<ConfigMap>) {
+            self.0
+                .lock()
+                .unwrap()
+                .push(format!("update {} {}->{}", name(new), rv(old), rv(new)));
+        }
+        fn on_delete(&self, o: &Arc<ConfigMap>) {
+            self.0.lock().unwrap().push(format!("delete {}", name(o)));
+        }
+    }
+
+    fn name(o: &ConfigMap) -> &str {
+        o.metadata.name.as_deref().unwrap()
+    }
+    fn rv(o: &ConfigMap) -> &str {
+        o.metadata.resource_version.as_deref().unwrap()
+    }
+
+    fn cm(name: &str, rv: &str) -> ConfigMap {
+        serde_json::from_value(serde_json::json!({
+            "metadata": {"name": name, "namespace": "ns", "resourceVersion": rv}
+        }))
+        .unwrap()
+    }
+
+    #[tokio::test]
+    async fn handlers_see_adds_updates_deletes_and_relist_differences() {
+        use watcher::Event::*;
+        let events: Vec<Result<watcher::Event<ConfigMap>, watcher::Error>> = vec![
+            Ok(Init),
+            Ok(InitApply(cm("a", "1"))),
+            Ok(InitApply(cm("b", "1"))),
+            Ok(InitDone),
+            Ok(Apply(cm("c", "2"))),
+            Ok(Apply(cm("a", "3"))),
+            Ok(Delete(cm("c", "4"))),
+            // A relist after the watch broke: b went away, d appeared.
+            Ok(Init),
+            Ok(InitApply(cm("a", "3"))),
+            Ok(InitApply(cm("d", "5"))),
+            Ok(InitDone),
+        ];
+        let (store, writer) = reflector::store::<ConfigMap>();
+        let rec = Arc::new(Recorder::default());
+        let handlers: Handlers<ConfigMap> = Arc::new(RwLock::new(vec![rec.clone()]));
+        let (_tx, rx) = watch::channel(false);
+        let index = Arc::new(NamespaceIndex::new());
+        run_informer(
+            futures::stream::iter(events),
+            writer,
+            store.clone(),
+            index.clone(),
+            handlers,
+            rx,
+        )
+        .await;
+        let mut indexed: Vec<String> = index
+            .list("ns")
+            .iter()
+            .map(|o| name(o).to_owned())
+            .collect();
+        indexed.sort();
+        assert_eq!(indexed, ["a", "d"]);
+        assert!(index.list("other").is_empty());
+        assert_eq!(
+            *rec.0.lock().unwrap(),
+            [
+                "add a",
+                "add b",
+                "add c",
+                "update a 1->3",
+                "delete c",
+                "update a 3->3",
+                "add d",
+                "delete b",
+            ]
+        );
+        let mut names: Vec<String> = store.state().iter().map(|o| name(o).to_owned()).collect();
+        names.sort();
+        assert_eq!(names, ["a", "d"]);
+    }
+}

@@ -1,0 +1,265 @@
+//! Runs the enabled controllers as kube-controller-manager does: on shared
+//! informers, while holding the Lease `kube-system/kube-controller-manager`
+//! when leader election is on.
+
+use std::sync::Arc;
+
+use k8s_openapi::api::apps::v1::ReplicaSet;
+use k8s_openapi::api::core::v1::ReplicationController;
+use skiff_client::{EventRecorder, EventSink, LeaderElectionConfig, LeaderElector};
+use tokio::sync::watch;
+use tokio::task::JoinSet;
+
+use crate::controller::run_workers;
+use crate::informer::InformerFactory;
+use crate::replicaset::{self, ReplicaController, ReplicaKind};
+
+/// Controllers this manager knows, by upstream's `--controllers` names.
+pub const KNOWN_CONTROLLERS: &[&str] = &["garbagecollector", "replicaset", "replicationcontroller"];
+
+/// Controllers off unless named explicitly (none of ours yet).
+const DISABLED_BY_DEFAULT: &[&str] = &[];
+
+/// Errors that stop the manager before it starts.
+#[derive(Debug, thiserror::Error)]
+pub enum ManagerError {
+    /// `--controllers` named something unknown.
+    #[error("{0:?} is not in the list of known controllers")]
+    UnknownController(String),
+}
+
+/// kube-controller-manager's options that apply here.
+#[derive(Debug, Clone)]
+pub struct ControllerManagerOptions {
+    /// `--controllers`: `*` for the defaults, `name` to enable, `-name` to
+    /// disable.
+    pub controllers: Vec<String>,
+    /// Elect a leader through the Lease before running controllers.
+    pub leader_elect: bool,
+    /// This instance's Lease identity.
+    pub identity: String,
+    /// `--concurrent-replicaset-syncs`.
+    pub concurrent_replicaset_syncs: usize,
+    /// `--concurrent-rc-syncs`.
+    pub concurrent_rc_syncs: usize,
+    /// `--concurrent-gc-syncs`.
+    pub concurrent_gc_syncs: usize,
+}
+
+impl ControllerManagerOptions {
+    /// Upstream's defaults: every default controller, leader election on,
+    /// five workers each.
+    pub fn new(identity: String) -> Self {
+        ControllerManagerOptions {
+            controllers: vec!["*".to_owned()],
+            leader_elect: true,
+            identity,
+            concurrent_replicaset_syncs: replicaset::DEFAULT_WORKERS,
+            concurrent_rc_syncs: replicaset::DEFAULT_WORKERS,
+            concurrent_gc_syncs: crate::garbagecollector::DEFAULT_WORKERS,
+        }
+    }
+
+    /// Checks `--controllers` names.
+    pub fn validate(&self) -> Result<(), ManagerError> {
+        for c in &self.controllers {
+            let name = c.strip_prefix('-').unwrap_or(c);
+            if name != "*" && !KNOWN_CONTROLLERS.contains(&name) {
+                return Err(ManagerError::UnknownController(name.to_owned()));
+            }
+        }
+        Ok(())
+    }
+
+    /// Whether `name` runs (upstream's `IsControllerEnabled`: the first
+    /// explicit mention wins, else `*` enables the defaults).
+    pub fn is_enabled(&self, name: &str) -> bool {
+        let mut star = false;
+        for c in &self.controllers {
+            if c == name {
+                return true;
+            }
+            if c.strip_prefix('-') == Some(name) {
+                return false;
+            }
+            if c == "*" {
+                star = true;
+            }
+        }
+        star && !DISABLED_BY_DEFAULT.contains(&name)
+    }
+}
+
+/// Runs the controllers until `shutdown` turns true (or its sender drops).
+/// With leader election they run only while this instance holds the Lease;
+/// losing it stops them until it is won again.
+pub async fn run(
+    opts: ControllerManagerOptions,
+    client: kube::Client,
+    mut shutdown: watch::Receiver<bool>,
+) -> Result<(), ManagerError> {
+    opts.validate()?;
+    let mut always_leading = None;
+    let mut elector_task = None;
+    let mut leading = if opts.leader_elect {
+        let elector = LeaderElector::new(
+            client.clone(),
+            LeaderElectionConfig::new(
+                "kube-system",
+                "kube-controller-manager",
+                opts.identity.clone(),
+            ),
+        );
+        let rx = elector.subscribe();
+        elector_task = Some(tokio::spawn(elector.run(shutdown.clone())));
+        rx
+    } else {
+        let (tx, rx) = watch::channel(true);
+        always_leading = Some(tx);
+        rx
+    };
+    loop {
+        tokio::select! {
+            r = leading.wait_for(|l| *l) => if r.is_err() { break },
+            _ = shutdown.wait_for(|s| *s) => break,
+        }
+        tracing::info!(identity = %opts.identity, "controller manager is leading: starting controllers");
+        run_leading(&opts, client.clone(), &mut leading, &mut shutdown).await;
+        if *shutdown.borrow() {
+            break;
+        }
+        tracing::warn!("controller manager lost leadership: controllers stopped");
+        let _ = &always_leading;
+    }
+    // Let the elector release the Lease so a standby takes over at once.
+    if let Some(task) = elector_task {
+        let _ = task.await;
+    }
+    Ok(())
+}
+
+fn recorder(client: &kube::Client, controller: &str, identity: &str) -> Arc<dyn EventSink> {
+    let host = identity.rsplit_once('_').map_or(identity, |(h, _)| h);
+    Arc::new(EventRecorder::spawn(
+        client.clone(),
+        controller,
+        &format!("{controller}-{host}"),
+        skiff_client::events::DEFAULT_EVENT_QUEUE,
+    ))
+}
+
+async fn run_leading(
+    opts: &ControllerManagerOptions,
+    client: kube::Client,
+    leading: &mut watch::Receiver<bool>,
+    shutdown: &mut watch::Receiver<bool>,
+) {
+    let factory = InformerFactory::new(client.clone());
+    let (stop_tx, stop_rx) = watch::channel(false);
+    let mut starters: Vec<Starter> = Vec::new();
+    if opts.is_enabled("replicaset") {
+        starters.push(start::<ReplicaSet>(
+            &client,
+            &factory,
+            opts,
+            opts.concurrent_replicaset_syncs,
+            &stop_rx,
+        ));
+    }
+    if opts.is_enabled("replicationcontroller") {
+        starters.push(start::<ReplicationController>(
+            &client,
+            &factory,
+            opts,
+            opts.concurrent_rc_syncs,
+            &stop_rx,
+        ));
+    }
+    if opts.is_enabled("garbagecollector") {
+        let (client, workers, stop) = (client.clone(), opts.concurrent_gc_syncs, stop_rx.clone());
+        starters.push(Box::new(move |set: &mut JoinSet<()>| {
+            set.spawn(crate::garbagecollector::run(client, workers, stop));
+        }));
+    }
+    let mut informers = JoinSet::new();
+    factory.start(&mut informers, stop_rx.clone());
+    let mut still_leading = std::pin::pin!(async {
+        let _ = leading.wait_for(|l| !*l).await;
+    });
+    let synced = tokio::select! {
+        _ = factory.wait_for_cache_sync() => true,
+        _ = &mut still_leading => false,
+        _ = shutdown.wait_for(|s| *s) => false,
+    };
+    if synced {
+        let mut workers = JoinSet::new();
+        for s in starters {
+            s(&mut workers);
+        }
+        tracing::info!("caches synced: controllers running");
+        tokio::select! {
+            _ = &mut still_leading => {}
+            _ = shutdown.wait_for(|s| *s) => {}
+        }
+        stop_tx.send_replace(true);
+        while workers.join_next().await.is_some() {}
+    }
+    stop_tx.send_replace(true);
+    informers.shutdown().await;
+}
+
+/// Spawns a controller's workers once the caches are synced.
+type Starter = Box<dyn FnOnce(&mut JoinSet<()>) + Send>;
+
+fn start<K: ReplicaKind>(
+    client: &kube::Client,
+    factory: &InformerFactory,
+    opts: &ControllerManagerOptions,
+    workers: usize,
+    stop: &watch::Receiver<bool>,
+) -> Starter {
+    let events = recorder(client, K::CONTROLLER_NAME, &opts.identity);
+    let c = ReplicaController::<K>::new(client.clone(), factory, events);
+    let stop = stop.clone();
+    Box::new(move |set: &mut JoinSet<()>| {
+        let queue = c.queue();
+        set.spawn(run_workers(c, queue, workers, stop));
+    })
+}
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used, clippy::expect_used)]
+mod tests {
+    use super::*;
+
+    fn opts(list: &[&str]) -> ControllerManagerOptions {
+        let mut o = ControllerManagerOptions::new("me".into());
+        o.controllers = list.iter().map(|s| (*s).to_owned()).collect();
+        o
+    }
+
+    #[test]
+    fn controllers_flag_semantics() {
+        let o = opts(&["*"]);
+        assert!(o.is_enabled("replicaset") && o.is_enabled("replicationcontroller"));
+        let o = opts(&["*", "-replicaset"]);
+        assert!(!o.is_enabled("replicaset") && o.is_enabled("replicationcontroller"));
+        let o = opts(&["replicaset"]);
+        assert!(o.is_enabled("replicaset") && !o.is_enabled("replicationcontroller"));
+        // The first mention wins.
+        let o = opts(&["-replicaset", "replicaset", "*"]);
+        assert!(!o.is_enabled("replicaset"));
+        assert!(opts(&[]).controllers.is_empty() && !opts(&[]).is_enabled("replicaset"));
+    }
+
+    #[test]
+    fn unknown_controllers_are_rejected() {
+        assert!(opts(&["*", "-replicaset"]).validate().is_ok());
+        let err = opts(&["replicaset", "bogus"]).validate().unwrap_err();
+        assert_eq!(
+            err.to_string(),
+            "\"bogus\" is not in the list of known controllers"
+        );
+        assert!(opts(&["-nope"]).validate().is_err());
+    }
+}

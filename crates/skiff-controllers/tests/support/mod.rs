@@ -1,0 +1,166 @@
+//! Shared by the controller integration tests: the real API server on
+//! 127.0.0.1, hollow nodes (pods bound to them become Running and Ready),
+//! the controller manager in-process, and helpers.
+
+#![allow(dead_code, clippy::unwrap_used, clippy::expect_used)]
+
+use std::net::{IpAddr, Ipv4Addr};
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use k8s_openapi::api::core::v1::Pod;
+use k8s_openapi::api::events::v1::Event;
+use kube::Api;
+use kube::api::ListParams;
+use skiff_apiserver::{ApiServer, ApiServerConfig};
+use skiff_controllers::ControllerManagerOptions;
+use skiff_sim::{HollowNodeConfig, HollowNodes};
+use skiff_store::AnyStore;
+use tokio::sync::watch;
+use tokio::task::JoinHandle;
+
+/// The hollow node pods are pinned to in templates.
+pub const NODE: &str = "hollow-0";
+
+/// A server, hollow nodes and a controller manager.
+pub struct Cluster {
+    pub server: ApiServer,
+    pub client: kube::Client,
+    pub kubeconfig: PathBuf,
+    managers: Vec<(watch::Sender<bool>, JoinHandle<()>)>,
+    hollow: Option<HollowNodes>,
+    _dir: tempfile::TempDir,
+}
+
+impl Cluster {
+    /// Starts the API server on an ephemeral port, `nodes` hollow nodes and
+    /// a controller manager without leader election.
+    pub async fn start(nodes: usize) -> Cluster {
+        let dir = tempfile::tempdir().unwrap();
+        let store = AnyStore::open(&[], dir.path()).await.unwrap();
+        let mut config = ApiServerConfig::new(dir.path());
+        config.bind_address = IpAddr::V4(Ipv4Addr::LOCALHOST);
+        config.port = 0;
+        let kubeconfig = dir.path().join("kubeconfig.yaml");
+        config.write_kubeconfig = Some(kubeconfig.clone());
+        let server = ApiServer::start(config, store).await.unwrap();
+        let client = client(&kubeconfig).await;
+        let hollow = if nodes > 0 {
+            Some(
+                HollowNodes::start(
+                    client.clone(),
+                    HollowNodeConfig {
+                        count: nodes,
+                        ..HollowNodeConfig::default()
+                    },
+                )
+                .await
+                .unwrap(),
+            )
+        } else {
+            None
+        };
+        let mut c = Cluster {
+            server,
+            client,
+            kubeconfig,
+            managers: Vec::new(),
+            hollow,
+            _dir: dir,
+        };
+        c.start_manager("test", false);
+        c
+    }
+
+    /// Starts another controller manager.
+    pub fn start_manager(&mut self, identity: &str, leader_elect: bool) {
+        let mut opts = ControllerManagerOptions::new(identity.to_owned());
+        opts.leader_elect = leader_elect;
+        let (tx, rx) = watch::channel(false);
+        let client = self.client.clone();
+        let task = tokio::spawn(async move {
+            skiff_controllers::run(opts, client, rx).await.unwrap();
+        });
+        self.managers.push((tx, task));
+    }
+
+    /// Stops everything.
+    pub async fn stop(mut self) {
+        for (tx, task) in self.managers.drain(..) {
+            tx.send_replace(true);
+            task.await.unwrap();
+        }
+        if let Some(h) = self.hollow.take() {
+            h.shutdown().await;
+        }
+        self.server.shutdown().await;
+    }
+
+    /// Pods in `ns`.
+    pub fn pods(&self, ns: &str) -> Api<Pod> {
+        Api::namespaced(self.client.clone(), ns)
+    }
+
+    /// Active (not terminating) pods in `ns` matching `selector`.
+    pub async fn active_pods(&self, ns: &str, selector: &str) -> Vec<Pod> {
+        self.pods(ns)
+            .list(&ListParams::default().labels(selector))
+            .await
+            .unwrap()
+            .items
+            .into_iter()
+            .filter(|p| p.metadata.deletion_timestamp.is_none())
+            .collect()
+    }
+
+    /// Events in `ns` with `reason`.
+    pub async fn events(&self, ns: &str, reason: &str) -> Vec<Event> {
+        let events: Api<Event> = Api::namespaced(self.client.clone(), ns);
+        events
+            .list(&ListParams::default())
+            .await
+            .unwrap()
+            .items
+            .into_iter()
+            .filter(|e| e.reason.as_deref() == Some(reason))
+            .collect()
+    }
+}
+
+/// A kube-rs client from a kubeconfig file.
+pub async fn client(path: &Path) -> kube::Client {
+    let kc = kube::config::Kubeconfig::read_from(path).unwrap();
+    let cfg = kube::Config::from_custom_kubeconfig(kc, &Default::default())
+        .await
+        .unwrap();
+    kube::Client::try_from(cfg).unwrap()
+}
+
+/// Polls `f` every 50 ms until it returns `Some`, for up to 30 s.
+pub async fn wait_for<T, F: AsyncFnMut() -> Option<T>>(what: &str, mut f: F) -> T {
+    for _ in 0..600 {
+        if let Some(v) = f().await {
+            return v;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    panic!("timed out waiting for {what}");
+}
+
+impl Cluster {
+    /// Like [`Cluster::start`] but with no controller manager yet.
+    pub async fn start_bare(nodes: usize) -> Cluster {
+        let mut c = Cluster::start(nodes).await;
+        let (tx, task) = c.managers.pop().unwrap();
+        tx.send_replace(true);
+        task.await.unwrap();
+        c
+    }
+
+    /// Stops the `i`th manager started (counting those still running).
+    pub async fn stop_manager(&mut self, i: usize) {
+        let (tx, task) = self.managers.remove(i);
+        tx.send_replace(true);
+        task.await.unwrap();
+    }
+}

@@ -1,0 +1,126 @@
+//! `skiff controller-manager`: the controller manager alone, talking to an
+//! API server through a kubeconfig; also the in-process one of
+//! `skiff server`.
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use anyhow::Context;
+use skiff_controllers::ControllerManagerOptions;
+use tokio::sync::watch;
+
+/// Flags of `skiff controller-manager` (kube-controller-manager's names).
+#[derive(Debug, clap::Args)]
+pub struct ControllerManagerArgs {
+    /// kubeconfig of the API server to manage.
+    #[arg(long)]
+    kubeconfig: PathBuf,
+    /// Elect a leader through the Lease kube-system/kube-controller-manager
+    /// before running controllers.
+    #[arg(long, num_args = 0..=1, default_missing_value = "true", default_value = "true")]
+    leader_elect: bool,
+    /// Controllers to run: `*` for the defaults, `foo` to enable, `-foo` to
+    /// disable.
+    #[arg(long, value_delimiter = ',', default_value = "*")]
+    controllers: Vec<String>,
+    /// Workers of the ReplicaSet controller.
+    #[arg(long, default_value_t = skiff_controllers::replicaset::DEFAULT_WORKERS)]
+    concurrent_replicaset_syncs: usize,
+    /// Workers of the ReplicationController controller.
+    #[arg(long, default_value_t = skiff_controllers::replicaset::DEFAULT_WORKERS)]
+    concurrent_rc_syncs: usize,
+    /// Workers of each garbage collector queue.
+    #[arg(long, default_value_t = skiff_controllers::garbagecollector::DEFAULT_WORKERS)]
+    concurrent_gc_syncs: usize,
+}
+
+impl ControllerManagerArgs {
+    fn options(&self) -> anyhow::Result<ControllerManagerOptions> {
+        let mut opts = ControllerManagerOptions::new(skiff_client::holder_identity());
+        opts.leader_elect = self.leader_elect;
+        opts.controllers = self.controllers.clone();
+        opts.concurrent_replicaset_syncs = self.concurrent_replicaset_syncs;
+        opts.concurrent_rc_syncs = self.concurrent_rc_syncs;
+        opts.concurrent_gc_syncs = self.concurrent_gc_syncs;
+        opts.validate()?;
+        Ok(opts)
+    }
+}
+
+/// The in-process controller manager's options inside `skiff server`.
+pub fn server_options() -> ControllerManagerOptions {
+    ControllerManagerOptions::new(skiff_client::holder_identity())
+}
+
+/// Runs until SIGINT or SIGTERM.
+pub fn main(args: ControllerManagerArgs) -> ExitCode {
+    let runtime = match tokio::runtime::Runtime::new() {
+        Ok(rt) => rt,
+        Err(err) => {
+            eprintln!("skiff controller-manager: cannot start the async runtime: {err}");
+            return ExitCode::FAILURE;
+        }
+    };
+    match runtime.block_on(run(args)) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(err) => {
+            eprintln!("skiff controller-manager: {err:#}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+async fn run(args: ControllerManagerArgs) -> anyhow::Result<()> {
+    let opts = args.options()?;
+    let client = crate::scheduler::client_from_kubeconfig(&args.kubeconfig).await?;
+    let (stop_tx, stop_rx) = watch::channel(false);
+    let task = tokio::spawn(skiff_controllers::run(opts, client, stop_rx));
+    crate::server::shutdown_signal().await;
+    stop_tx.send_replace(true);
+    task.await.context("controller manager task")??;
+    Ok(())
+}
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used, clippy::expect_used)]
+mod tests {
+    use clap::Parser;
+
+    use super::*;
+
+    #[derive(Debug, Parser)]
+    struct Cli {
+        #[command(flatten)]
+        args: ControllerManagerArgs,
+    }
+
+    fn parse(a: &[&str]) -> Result<ControllerManagerArgs, clap::Error> {
+        Cli::try_parse_from(["skiff", "--kubeconfig", "k"].iter().chain(a.iter())).map(|c| c.args)
+    }
+
+    #[test]
+    fn flags_default_to_upstream() {
+        let a = parse(&[]).unwrap();
+        assert!(a.leader_elect);
+        assert_eq!(a.controllers, ["*"]);
+        assert_eq!(
+            (a.concurrent_replicaset_syncs, a.concurrent_rc_syncs),
+            (5, 5)
+        );
+        assert!(!parse(&["--leader-elect=false"]).unwrap().leader_elect);
+        assert!(parse(&["--leader-elect"]).unwrap().leader_elect);
+    }
+
+    #[test]
+    fn controllers_list_is_checked() {
+        let a = parse(&["--controllers", "*,-replicationcontroller"]).unwrap();
+        let o = a.options().unwrap();
+        assert!(o.is_enabled("replicaset") && !o.is_enabled("replicationcontroller"));
+        let a = parse(&["--controllers=replicaset,cronjob-ish"]).unwrap();
+        let err = format!("{:#}", a.options().unwrap_err());
+        assert_eq!(
+            err,
+            "\"cronjob-ish\" is not in the list of known controllers"
+        );
+    }
+}

@@ -94,8 +94,10 @@ impl ServerProcess {
             .arg("server")
             .arg("--disable-agent")
             // The API server alone: an in-process scheduler would answer
-            // every created pod with a status patch and an event.
+            // every created pod with a status patch and an event, and the
+            // controller manager would watch every resource.
             .arg("--disable-scheduler")
+            .arg("--disable-controller-manager")
             .arg("--data-dir")
             .arg(dir.path().join("data"))
             .args(["--bind-address", "127.0.0.1"])

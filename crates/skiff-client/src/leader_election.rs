@@ -269,6 +269,57 @@ impl LeaderElector {
     }
 }
 
+/// A component's leadership: a running [`LeaderElector`] when it elects,
+/// otherwise permanent leadership. Components loop on [`Self::leading`] and
+/// call [`Self::finish`] when they stop, so the Lease is released and a
+/// standby takes over at once.
+#[derive(Debug)]
+pub struct Leadership {
+    /// True while this instance may act.
+    pub leading: watch::Receiver<bool>,
+    /// Keeps `leading` open when not electing.
+    _always: Option<watch::Sender<bool>>,
+    elector: Option<tokio::task::JoinHandle<()>>,
+}
+
+impl Leadership {
+    /// Campaigns with `config` until `shutdown` turns true, or leads
+    /// unconditionally when `config` is `None`.
+    pub fn start(
+        client: kube::Client,
+        config: Option<LeaderElectionConfig>,
+        shutdown: watch::Receiver<bool>,
+    ) -> Leadership {
+        match config {
+            Some(config) => {
+                let elector = LeaderElector::new(client, config);
+                let leading = elector.subscribe();
+                Leadership {
+                    leading,
+                    _always: None,
+                    elector: Some(tokio::spawn(elector.run(shutdown))),
+                }
+            }
+            None => {
+                let (tx, leading) = watch::channel(true);
+                Leadership {
+                    leading,
+                    _always: Some(tx),
+                    elector: None,
+                }
+            }
+        }
+    }
+
+    /// Waits for the elector (stopped by the shutdown signal) to release
+    /// the Lease.
+    pub async fn finish(self) {
+        if let Some(task) = self.elector {
+            let _ = task.await;
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

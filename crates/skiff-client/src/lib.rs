@@ -6,4 +6,4 @@ pub mod events;
 pub mod leader_election;
 
 pub use events::{EventRecorder, EventSink};
-pub use leader_election::{LeaderElectionConfig, LeaderElector, holder_identity};
+pub use leader_election::{LeaderElectionConfig, LeaderElector, Leadership, holder_identity};

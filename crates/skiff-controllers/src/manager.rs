@@ -6,7 +6,7 @@ use std::sync::Arc;
 
 use k8s_openapi::api::apps::v1::ReplicaSet;
 use k8s_openapi::api::core::v1::ReplicationController;
-use skiff_client::{EventRecorder, EventSink, LeaderElectionConfig, LeaderElector};
+use skiff_client::{EventRecorder, EventSink, LeaderElectionConfig, Leadership};
 use tokio::sync::watch;
 use tokio::task::JoinSet;
 
@@ -99,42 +99,33 @@ pub async fn run(
     mut shutdown: watch::Receiver<bool>,
 ) -> Result<(), ManagerError> {
     opts.validate()?;
-    let mut always_leading = None;
-    let mut elector_task = None;
-    let mut leading = if opts.leader_elect {
-        let elector = LeaderElector::new(
-            client.clone(),
-            LeaderElectionConfig::new(
-                "kube-system",
-                "kube-controller-manager",
-                opts.identity.clone(),
-            ),
-        );
-        let rx = elector.subscribe();
-        elector_task = Some(tokio::spawn(elector.run(shutdown.clone())));
-        rx
-    } else {
-        let (tx, rx) = watch::channel(true);
-        always_leading = Some(tx);
-        rx
-    };
+    let election = opts.leader_elect.then(|| {
+        LeaderElectionConfig::new(
+            "kube-system",
+            "kube-controller-manager",
+            opts.identity.clone(),
+        )
+    });
+    let mut leadership = Leadership::start(client.clone(), election, shutdown.clone());
     loop {
         tokio::select! {
-            r = leading.wait_for(|l| *l) => if r.is_err() { break },
+            r = leadership.leading.wait_for(|l| *l) => if r.is_err() { break },
             _ = shutdown.wait_for(|s| *s) => break,
         }
         tracing::info!(identity = %opts.identity, "controller manager is leading: starting controllers");
-        run_leading(&opts, client.clone(), &mut leading, &mut shutdown).await;
+        run_leading(
+            &opts,
+            client.clone(),
+            &mut leadership.leading,
+            &mut shutdown,
+        )
+        .await;
         if *shutdown.borrow() {
             break;
         }
         tracing::warn!("controller manager lost leadership: controllers stopped");
-        let _ = &always_leading;
     }
-    // Let the elector release the Lease so a standby takes over at once.
-    if let Some(task) = elector_task {
-        let _ = task.await;
-    }
+    leadership.finish().await;
     Ok(())
 }
 

@@ -5,7 +5,7 @@ use std::collections::{BTreeSet, HashMap, HashSet};
 use std::sync::Arc;
 use std::time::Duration;
 
-use skiff_client::{EventRecorder, EventSink, LeaderElectionConfig, LeaderElector};
+use skiff_client::{EventRecorder, EventSink, LeaderElectionConfig, Leadership};
 use tokio::sync::watch;
 use tokio::task::JoinSet;
 
@@ -102,37 +102,35 @@ pub async fn run(
         },
     )?;
     let le = &opts.config.leader_election;
-    let mut always_leading = None;
-    let mut leading = if le.leader_elect {
-        let elector = LeaderElector::new(
-            client.clone(),
-            LeaderElectionConfig::new(
-                &le.resource_namespace,
-                &le.resource_name,
-                opts.identity.clone(),
-            ),
-        );
-        let rx = elector.subscribe();
-        tokio::spawn(elector.run(shutdown.clone()));
-        rx
-    } else {
-        let (tx, rx) = watch::channel(true);
-        always_leading = Some(tx);
-        rx
-    };
+    let election = le.leader_elect.then(|| {
+        LeaderElectionConfig::new(
+            &le.resource_namespace,
+            &le.resource_name,
+            opts.identity.clone(),
+        )
+    });
+    let mut leadership = Leadership::start(client.clone(), election, shutdown.clone());
     loop {
         tokio::select! {
-            r = leading.wait_for(|l| *l) => if r.is_err() { return Ok(()) },
-            r = shutdown.wait_for(|s| *s) => { let _ = r; return Ok(()) },
+            r = leadership.leading.wait_for(|l| *l) => if r.is_err() { break },
+            _ = shutdown.wait_for(|s| *s) => break,
         }
         tracing::info!(identity = %opts.identity, "scheduler is leading: starting");
-        run_leading(&opts, client.clone(), &mut leading, &mut shutdown).await?;
+        run_leading(
+            &opts,
+            client.clone(),
+            &mut leadership.leading,
+            &mut shutdown,
+        )
+        .await?;
         if *shutdown.borrow() {
-            return Ok(());
+            break;
         }
         tracing::warn!("scheduler lost leadership: stopped scheduling");
-        let _ = &always_leading;
     }
+    // Let the elector release the Lease so a standby takes over at once.
+    leadership.finish().await;
+    Ok(())
 }
 
 async fn run_leading(

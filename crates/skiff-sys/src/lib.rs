@@ -4,5 +4,11 @@
 //!
 //! This is the only crate in the workspace allowed `unsafe`; every `unsafe`
 //! block must carry a `// SAFETY:` comment.
-//!
-//! The traits land with the node-agent issues.
+
+pub mod cgroups;
+pub mod mount;
+pub mod namespaces;
+pub mod process;
+
+pub use mount::{LinuxMounter, Mounter};
+pub use namespaces::{LinuxPodNamespaces, NamespaceKind, PodNamespacePaths, PodNamespaces};

@@ -16,7 +16,9 @@ use sha2::{Digest as _, Sha256};
 use skiff_sys::{Mounter, PodNamespacePaths, PodNamespaces};
 use tokio::io::AsyncBufReadExt;
 
-use crate::container::spec::{SpecInputs, build_spec, host_bounding_mask, host_nofile_limit};
+use crate::container::spec::{
+    SpecInputs, build_spec, host_bounding_mask, host_nofile_limit, parse_signal, resolv_conf,
+};
 use crate::container::{ContainerRecord, MountRecord, Observed, ResourcesRecord, observe};
 use crate::cri::api;
 use crate::images::ImageStore;
@@ -223,6 +225,14 @@ impl Runtime {
         };
         let dir = self.sandbox_dir(&id);
         std::fs::create_dir_all(&dir).map_err(internal("create sandbox dir"))?;
+        // Files every container of the pod shares, as containerd provides them.
+        let resolv = match &config.dns_config {
+            Some(dns) => resolv_conf(dns),
+            None => std::fs::read_to_string("/etc/resolv.conf").unwrap_or_default(),
+        };
+        std::fs::write(dir.join("resolv.conf"), resolv).map_err(internal("write resolv.conf"))?;
+        std::fs::write(dir.join("hostname"), format!("{}\n", record.hostname))
+            .map_err(internal("write hostname"))?;
         save(&dir.join("sandbox.json"), &record)?;
         lock(&self.sandboxes).insert(id.clone(), record);
         Ok(id)
@@ -364,6 +374,13 @@ impl Runtime {
                 rootfs: &rootfs,
                 bounding_mask: host_bounding_mask(),
                 nofile: host_nofile_limit(),
+                sandbox_files: ["resolv.conf", "hostname"]
+                    .iter()
+                    .map(|f| {
+                        let host = self.sandbox_dir(sandbox_id).join(f);
+                        (format!("/etc/{f}"), host.to_string_lossy().into_owned())
+                    })
+                    .collect(),
             })
             .map_err(RuntimeError::InvalidArgument)?;
             save(&dir.join("config.json"), &spec)
@@ -422,6 +439,11 @@ impl Runtime {
             pid: None,
             start_ticks: 0,
             shim: None,
+            stop_signal: image_config
+                .stop_signal
+                .as_deref()
+                .and_then(parse_signal)
+                .unwrap_or(libc_signal::SIGTERM),
             start_error: None,
         };
         save(&dir.join("container.json"), &record)?;
@@ -608,7 +630,7 @@ impl Runtime {
             return Ok(());
         };
         if timeout_secs > 0 {
-            let _ = skiff_sys::process::kill(pid, libc_signal::SIGTERM);
+            let _ = skiff_sys::process::kill(pid, record.stop_signal);
             let limit = Duration::from_secs(u64::try_from(timeout_secs).unwrap_or(0));
             if self.wait_exit(id, pid, limit).await {
                 return Ok(());

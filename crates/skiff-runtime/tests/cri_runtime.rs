@@ -166,6 +166,11 @@ impl Server {
                 attempt: 0,
             }),
             hostname: format!("{name}-host"),
+            dns_config: Some(api::DnsConfig {
+                servers: vec!["10.43.0.10".into()],
+                searches: vec!["default.svc.cluster.local".into()],
+                options: vec![],
+            }),
             log_directory: env.log_dir().join(name).to_string_lossy().into_owned(),
             ..Default::default()
         };
@@ -397,7 +402,7 @@ async fn exit_code_env_workdir_and_unknown_ids() {
             &[
                 "sh",
                 "-c",
-                "echo $GREETING; busybox pwd; echo $HOSTNAME; echo oops >&2; exit 3",
+                "echo $GREETING; busybox pwd; echo $HOSTNAME; cat /etc/resolv.conf /etc/hostname; echo oops >&2; exit 3",
             ],
             |c| {
                 c.envs = vec![api::KeyValue {
@@ -422,7 +427,17 @@ async fn exit_code_env_workdir_and_unknown_ids() {
         .filter(|l| l.0 == "stderr")
         .map(|l| l.2.as_str())
         .collect();
-    assert_eq!(stdout, ["hi there", "/tmp", "exit-host"]);
+    assert_eq!(
+        stdout,
+        [
+            "hi there",
+            "/tmp",
+            "exit-host",
+            "search default.svc.cluster.local",
+            "nameserver 10.43.0.10",
+            "exit-host"
+        ]
+    );
     assert_eq!(stderr, ["oops"]);
 
     for code in [
@@ -588,6 +603,19 @@ async fn restarted_runtime_readopts_running_container() {
         .create(&sandbox, "sleep", &["sleep", "1000"], |_| {})
         .await;
     first.start(&id).await;
+    let graceful = first
+        .create(
+            &sandbox,
+            "graceful",
+            &[
+                "sh",
+                "-c",
+                "trap 'echo bye; exit 0' TERM; while true; do sleep 0.2; done",
+            ],
+            |_| {},
+        )
+        .await;
+    first.start(&graceful).await;
     first.shutdown().await;
 
     let mut second = env.serve("d2").await;
@@ -605,6 +633,22 @@ async fn restarted_runtime_readopts_running_container() {
     );
     let s = second.status(&id).await;
     assert_eq!(s.state, ContainerState::ContainerRunning as i32);
+
+    // A container that handles SIGTERM stops with it, well before the timeout.
+    let started = std::time::Instant::now();
+    second
+        .client
+        .stop_container(api::StopContainerRequest {
+            container_id: graceful.clone(),
+            timeout: 30,
+        })
+        .await
+        .unwrap();
+    assert!(started.elapsed() < Duration::from_secs(10));
+    let s = second.status(&graceful).await;
+    assert_eq!((s.exit_code, s.reason.as_str()), (0, "Completed"));
+    let lines = log_lines(&env.log_dir().join("survivor/graceful/0.log"));
+    assert_eq!(lines.last().map(|l| l.2.as_str()), Some("bye"));
     second
         .client
         .stop_container(api::StopContainerRequest {

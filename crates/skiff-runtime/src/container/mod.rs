@@ -74,8 +74,15 @@ pub struct ContainerRecord {
     /// yet recorded even if the init is gone.
     #[serde(default)]
     pub shim: Option<(i32, u64)>,
+    /// The signal that asks the container to stop (the image's StopSignal, else SIGTERM).
+    #[serde(default = "default_stop_signal")]
+    pub stop_signal: i32,
     /// Set when the start failed: the message, reported as the exit reason's message.
     pub start_error: Option<String>,
+}
+
+fn default_stop_signal() -> i32 {
+    15
 }
 
 /// The container's state as the CRI reports it.
@@ -166,6 +173,7 @@ mod tests {
             pid,
             start_ticks: 0,
             shim: None,
+            stop_signal: 15,
             start_error: start_error.map(str::to_owned),
         }
     }

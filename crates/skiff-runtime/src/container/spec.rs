@@ -310,6 +310,9 @@ pub struct SpecInputs<'a> {
     pub rootfs: &'a Path,
     /// The host's capability bounding mask.
     pub bounding_mask: u64,
+    /// Files the sandbox provides (`/etc/resolv.conf`, `/etc/hostname`):
+    /// (container path, host path), bind-mounted unless a CRI mount covers them.
+    pub sandbox_files: Vec<(String, String)>,
     /// RLIMIT_NOFILE for the container: raising it above our own hard limit
     /// would need CAP_SYS_RESOURCE, so callers pass [`host_nofile_limit`].
     pub nofile: u64,
@@ -401,6 +404,18 @@ pub fn build_spec(inputs: &SpecInputs<'_>) -> Result<Value, String> {
         json!({"destination": "/dev/mqueue", "type": "mqueue", "source": "mqueue", "options": ["nosuid", "noexec", "nodev"]}),
         json!({"destination": "/sys", "type": "sysfs", "source": "sysfs", "options": ["nosuid", "noexec", "nodev", if privileged { "rw" } else { "ro" }]}),
     ];
+    let readonly_root = security.is_some_and(|s| s.readonly_rootfs);
+    for (dest, source) in &inputs.sandbox_files {
+        if config.mounts.iter().any(|m| &m.container_path == dest) {
+            continue;
+        }
+        mounts.push(json!({
+            "destination": dest,
+            "type": "bind",
+            "source": source,
+            "options": ["rbind", "rprivate", if readonly_root { "ro" } else { "rw" }],
+        }));
+    }
     for m in &config.mounts {
         let mut options = vec!["rbind", if m.readonly { "ro" } else { "rw" }];
         options.push(match api::MountPropagation::try_from(m.propagation) {
@@ -441,7 +456,7 @@ pub fn build_spec(inputs: &SpecInputs<'_>) -> Result<Value, String> {
             "noNewPrivileges": security.is_some_and(|s| s.no_new_privs),
             "oomScoreAdj": oom_score_adj,
         },
-        "root": { "path": "rootfs", "readonly": security.is_some_and(|s| s.readonly_rootfs) },
+        "root": { "path": "rootfs", "readonly": readonly_root },
         "mounts": mounts,
         "linux": {
             "namespaces": [
@@ -457,6 +472,45 @@ pub fn build_spec(inputs: &SpecInputs<'_>) -> Result<Value, String> {
             "readonlyPaths": readonly,
         },
     }))
+}
+
+/// A stop signal name or number (`SIGQUIT`, `QUIT`, `3`) as its number;
+/// `None` for names we do not know.
+pub fn parse_signal(name: &str) -> Option<i32> {
+    if let Ok(n) = name.parse::<i32>() {
+        return (1..=64).contains(&n).then_some(n);
+    }
+    let upper = name.to_ascii_uppercase();
+    let bare = upper.strip_prefix("SIG").unwrap_or(&upper);
+    let n = match bare {
+        "HUP" => 1,
+        "INT" => 2,
+        "QUIT" => 3,
+        "KILL" => 9,
+        "USR1" => 10,
+        "USR2" => 12,
+        "TERM" => 15,
+        "WINCH" => 28,
+        "PWR" => 30,
+        "RTMIN+3" => 37,
+        _ => return None,
+    };
+    Some(n)
+}
+
+/// `/etc/resolv.conf` content from the CRI DNS config.
+pub fn resolv_conf(dns: &api::DnsConfig) -> String {
+    let mut out = String::new();
+    if !dns.searches.is_empty() {
+        out.push_str(&format!("search {}\n", dns.searches.join(" ")));
+    }
+    for server in &dns.servers {
+        out.push_str(&format!("nameserver {server}\n"));
+    }
+    if !dns.options.is_empty() {
+        out.push_str(&format!("options {}\n", dns.options.join(" ")));
+    }
+    out
 }
 
 #[cfg(test)]

@@ -190,6 +190,10 @@ fn spec_has_limits_namespaces_and_no_negative_oom() {
         rootfs: dir.path(),
         bounding_mask: u64::MAX,
         nofile: 4096,
+        sandbox_files: vec![
+            ("/etc/resolv.conf".into(), "/sb/resolv.conf".into()),
+            ("/data".into(), "/sb/shadowed".into()),
+        ],
     })
     .unwrap();
     assert_eq!(spec["process"]["oomScoreAdj"], 0);
@@ -201,7 +205,22 @@ fn spec_has_limits_namespaces_and_no_negative_oom() {
     assert_eq!(spec["linux"]["resources"]["cpu"]["shares"], 512);
     assert_eq!(spec["linux"]["cgroupsPath"], "/skiff/sb/c1");
     assert_eq!(spec["linux"]["namespaces"][2]["path"], "/run/s/netns/sb");
-    let data = spec["mounts"].as_array().unwrap().last().unwrap().clone();
+    let mounts = spec["mounts"].as_array().unwrap();
+    let resolv: Vec<_> = mounts
+        .iter()
+        .filter(|m| m["destination"] == "/etc/resolv.conf")
+        .collect();
+    assert_eq!(resolv.len(), 1);
+    assert_eq!(resolv[0]["source"], "/sb/resolv.conf");
+    // A CRI mount at the same path wins over the sandbox's file.
+    assert_eq!(
+        mounts
+            .iter()
+            .filter(|m| m["destination"] == "/data")
+            .count(),
+        1
+    );
+    let data = mounts.last().unwrap().clone();
     assert_eq!(data["source"], "/srv/data");
     assert_eq!(data["options"][1], "ro");
     assert!(!spec["linux"]["maskedPaths"].as_array().unwrap().is_empty());
@@ -216,6 +235,32 @@ fn spec_has_limits_namespaces_and_no_negative_oom() {
         rootfs: dir.path(),
         bounding_mask: 0,
         nofile: 1024,
+        sandbox_files: vec![],
     });
     assert_eq!(err, Err("no command specified".to_owned()));
+}
+
+#[test]
+fn signals_and_resolv_conf() {
+    let cases = [
+        ("SIGTERM", Some(15)),
+        ("QUIT", Some(3)),
+        ("sigint", Some(2)),
+        ("9", Some(9)),
+        ("0", None),
+        ("SIGBOGUS", None),
+    ];
+    for (name, want) in cases {
+        assert_eq!(parse_signal(name), want, "{name}");
+    }
+    let dns = api::DnsConfig {
+        servers: strings(&["10.43.0.10"]),
+        searches: strings(&["default.svc.cluster.local", "svc.cluster.local"]),
+        options: strings(&["ndots:5"]),
+    };
+    assert_eq!(
+        resolv_conf(&dns),
+        "search default.svc.cluster.local svc.cluster.local\nnameserver 10.43.0.10\noptions ndots:5\n"
+    );
+    assert_eq!(resolv_conf(&api::DnsConfig::default()), "");
 }

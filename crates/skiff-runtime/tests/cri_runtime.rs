@@ -349,6 +349,34 @@ async fn echo_hello_exits_zero_with_cri_log_then_host_is_clean() {
         vec![("stdout".to_owned(), "F".to_owned(), "hello".to_owned())]
     );
 
+    // Numeric user and group from the security context; cgroupfs is visible.
+    let user = server
+        .create(
+            &sandbox,
+            "nobody",
+            &[
+                "sh",
+                "-c",
+                "id -u; id -g; ls /sys/fs/cgroup | grep -q memory && echo cgroupfs",
+            ],
+            |c| {
+                c.linux = Some(api::LinuxContainerConfig {
+                    resources: None,
+                    security_context: Some(api::LinuxContainerSecurityContext {
+                        run_as_user: Some(api::Int64Value { value: 65534 }),
+                        run_as_group: Some(api::Int64Value { value: 65534 }),
+                        ..Default::default()
+                    }),
+                });
+            },
+        )
+        .await;
+    server.start(&user).await;
+    let s = server.wait_exited(&user).await;
+    let lines = log_lines(&env.log_dir().join("echo/nobody/0.log"));
+    let out: Vec<&str> = lines.iter().map(|l| l.2.as_str()).collect();
+    assert_eq!(out, ["65534", "65534", "cgroupfs"], "exit {}", s.exit_code);
+
     // While the sandbox exists its namespaces are pinned and the rootfs mounted.
     assert!(!mounts_under(env.tmp.path()).is_empty());
     server.remove_sandbox(&sandbox.0).await;

@@ -468,6 +468,49 @@ async fn exit_code_env_workdir_and_unknown_ids() {
     );
     assert_eq!(stderr, ["oops"]);
 
+    // Capabilities: containerd's default set, or the whole bounding set
+    // (which lacks CAP_SYS_RESOURCE on these hosts) when privileged.
+    let host_bounding = std::fs::read_to_string("/proc/self/status")
+        .unwrap()
+        .lines()
+        .find_map(|l| {
+            l.strip_prefix("CapBnd:")
+                .map(|v| u64::from_str_radix(v.trim(), 16).unwrap())
+        })
+        .unwrap();
+    for (name, privileged, want) in [
+        ("plain", false, 0xa804_25fb_u64),
+        ("privileged", true, host_bounding & !(1 << 24)),
+    ] {
+        let id = server
+            .create(
+                &sandbox,
+                name,
+                &["sh", "-c", "grep CapEff /proc/self/status"],
+                |c| {
+                    c.linux = Some(api::LinuxContainerConfig {
+                        resources: None,
+                        security_context: Some(api::LinuxContainerSecurityContext {
+                            privileged,
+                            ..Default::default()
+                        }),
+                    });
+                },
+            )
+            .await;
+        server.start(&id).await;
+        let s = server.wait_exited(&id).await;
+        assert_eq!(s.exit_code, 0, "{name}");
+        let lines = log_lines(&env.log_dir().join(format!("exit/{name}/0.log")));
+        let got = lines[0]
+            .2
+            .strip_prefix("CapEff:")
+            .unwrap()
+            .trim()
+            .to_owned();
+        assert_eq!(u64::from_str_radix(&got, 16).unwrap(), want, "{name}");
+    }
+
     for code in [
         server
             .client

@@ -80,6 +80,8 @@ pub struct Runtime {
     deps: RuntimeDeps,
     sandboxes: Mutex<BTreeMap<String, SandboxRecord>>,
     containers: Mutex<BTreeMap<String, ContainerRecord>>,
+    /// Serialises start/stop/remove of one container.
+    container_ops: Mutex<BTreeMap<String, Arc<tokio::sync::Mutex<()>>>>,
     counter: AtomicU64,
 }
 
@@ -140,6 +142,7 @@ impl Runtime {
             deps,
             sandboxes: Mutex::new(sandboxes),
             containers: Mutex::new(containers),
+            container_ops: Mutex::new(BTreeMap::new()),
             counter: AtomicU64::new(0),
         })
     }
@@ -509,8 +512,17 @@ impl Runtime {
             .collect()
     }
 
+    async fn lock_container(&self, id: &str) -> tokio::sync::OwnedMutexGuard<()> {
+        let op = lock(&self.container_ops)
+            .entry(id.to_owned())
+            .or_default()
+            .clone();
+        op.lock_owned().await
+    }
+
     /// Starts a created container under a new supervisor process.
     pub async fn start_container(&self, id: &str) -> Result<(), RuntimeError> {
+        let _op = self.lock_container(id).await;
         let (mut record, observed) = self.container(id)?;
         if observed != Observed::Created {
             return Err(RuntimeError::FailedPrecondition(format!(
@@ -625,6 +637,11 @@ impl Runtime {
     /// Stops a running container: SIGTERM, then SIGKILL after `timeout_secs`.
     /// Stopping a container that is not running is not an error.
     pub async fn stop_container(&self, id: &str, timeout_secs: i64) -> Result<(), RuntimeError> {
+        let _op = self.lock_container(id).await;
+        self.stop_locked(id, timeout_secs).await
+    }
+
+    async fn stop_locked(&self, id: &str, timeout_secs: i64) -> Result<(), RuntimeError> {
         let (record, observed) = self.container(id)?;
         let (Observed::Running, Some(pid)) = (observed, record.pid) else {
             return Ok(());
@@ -651,12 +668,13 @@ impl Runtime {
 
     /// Removes a container (killing it if it runs). Idempotent.
     pub async fn remove_container(&self, id: &str) -> Result<(), RuntimeError> {
+        let _op = self.lock_container(id).await;
         let record = match self.record(id) {
             Ok(r) => r,
             Err(RuntimeError::NotFound(_)) => return Ok(()),
             Err(e) => return Err(e),
         };
-        self.stop_container(id, 0).await?;
+        self.stop_locked(id, 0).await?;
         let dir = self.container_dir(id);
         self.deps
             .mounter
@@ -678,6 +696,7 @@ impl Runtime {
             Err(e) => return Err(internal("remove container dir")(e)),
         }
         lock(&self.containers).remove(id);
+        lock(&self.container_ops).remove(id);
         Ok(())
     }
 

@@ -1,18 +1,29 @@
 //! The built-in container runtime, served as a CRI v1 gRPC server.
 //!
-//! This first part holds the images side: a content-addressed blob store, layer
-//! snapshots unpacked once per chain ID, archive import (OCI and docker-archive),
-//! pulls over the OCI distribution protocol, and the CRI `ImageService`.
+//! Images: a content-addressed blob store, layer snapshots unpacked once per
+//! chain ID, archive import (OCI and docker-archive), pulls over the OCI
+//! distribution protocol, and the CRI `ImageService`.
+//!
+//! Pods and containers: sandboxes pin shared net/IPC/UTS namespaces; each
+//! container runs under its own supervisor process ([`shim`]) through youki's
+//! libcontainer, on an overlay rootfs; the CRI `RuntimeService` serves them.
 
 use std::path::{Path, PathBuf};
 
+mod cgroup_limits;
+pub mod container;
 pub mod cri;
 pub mod images;
 pub mod network;
+pub mod runtime;
+pub mod sandbox;
+pub mod shim;
 
 pub use images::{
     Digest, ImageError, ImageRecord, ImageStore, Reference, ReferenceError, RegistryConfig,
 };
+pub use runtime::{Runtime, RuntimeConfig, RuntimeDeps, RuntimeError};
+pub use sandbox::{NoopPodNetwork, PodNetwork};
 
 /// The image store under a node's data dir: `<data-dir>/agent/runtime/images`.
 pub fn image_store_dir(data_dir: &Path) -> PathBuf {

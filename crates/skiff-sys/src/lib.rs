@@ -6,7 +6,15 @@
 //! block must carry a `// SAFETY:` comment.
 //!
 //! `net` (links, addresses, routes, sysctls) and `nft` (nftables scripts) serve
-//! the built-in pod network.
+//! the built-in pod network; `namespaces`, `mount`, `process` and `cgroups`
+//! serve pod sandboxes and containers.
 
+pub mod cgroups;
+pub mod mount;
+pub mod namespaces;
 pub mod net;
 pub mod nft;
+pub mod process;
+
+pub use mount::{LinuxMounter, Mounter};
+pub use namespaces::{LinuxPodNamespaces, NamespaceKind, PodNamespacePaths, PodNamespaces};

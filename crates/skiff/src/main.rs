@@ -36,6 +36,12 @@ enum Command {
     /// Hollow nodes and benchmarks for scale tests.
     #[command(subcommand)]
     Sim(sim::SimCommand),
+    /// The built-in runtime's per-container supervisor (started by the runtime).
+    #[command(hide = true)]
+    RuntimeShim {
+        #[arg(trailing_var_arg = true, allow_hyphen_values = true)]
+        args: Vec<String>,
+    },
 }
 
 #[derive(Debug, clap::Args)]
@@ -66,6 +72,9 @@ fn main() -> ExitCode {
         Command::ControllerManager(args) => controller_manager::main(args),
         Command::Sim(command) => sim::main(command),
         Command::Images(command) => images::main(command),
+        Command::RuntimeShim { args } => {
+            ExitCode::from(u8::try_from(skiff_runtime::shim::main(&args)).unwrap_or(1))
+        }
         Command::Agent(_) => {
             eprintln!(
                 "skiff agent: not yet implemented in this version ({})",

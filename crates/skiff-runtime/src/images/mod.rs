@@ -4,7 +4,7 @@ mod archive;
 mod content;
 mod digest;
 mod error;
-mod oci;
+pub(crate) mod oci;
 mod pull;
 mod reference;
 mod store;

@@ -1,0 +1,797 @@
+//! The runtime core behind the CRI `RuntimeService`: sandboxes and containers,
+//! persisted under the runtime's root so a new `Runtime` on the same root
+//! re-adopts what is still running.
+
+use std::collections::BTreeMap;
+use std::ffi::OsString;
+use std::path::{Path, PathBuf};
+use std::process::Stdio;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex, MutexGuard};
+use std::time::Duration;
+
+use serde::Serialize;
+use serde::de::DeserializeOwned;
+use sha2::{Digest as _, Sha256};
+use skiff_sys::{Mounter, PodNamespacePaths, PodNamespaces};
+use tokio::io::AsyncBufReadExt;
+
+use crate::container::spec::{
+    SpecInputs, build_spec, host_bounding_mask, host_nofile_limit, parse_signal, resolv_conf,
+};
+use crate::container::{ContainerRecord, MountRecord, Observed, ResourcesRecord, observe};
+use crate::cri::api;
+use crate::images::ImageStore;
+use crate::sandbox::{PodNetwork, SandboxRecord, SandboxState};
+use crate::shim::{ExecArgs, ExecResult, ExitRecord, RunArgs, StartReport, write_atomic};
+
+/// Errors of runtime operations, mapped to gRPC codes by the CRI service.
+#[derive(Debug, thiserror::Error)]
+pub enum RuntimeError {
+    /// Unknown sandbox, container or image.
+    #[error("{0}")]
+    NotFound(String),
+    /// The request cannot be satisfied as given.
+    #[error("{0}")]
+    InvalidArgument(String),
+    /// The object is in the wrong state for the request.
+    #[error("{0}")]
+    FailedPrecondition(String),
+    /// A wait ran out of time.
+    #[error("{0}")]
+    DeadlineExceeded(String),
+    /// Anything else.
+    #[error("{0}")]
+    Internal(String),
+}
+
+fn internal(what: &str) -> impl Fn(std::io::Error) -> RuntimeError + '_ {
+    move |e| RuntimeError::Internal(format!("{what}: {e}"))
+}
+
+/// Where the runtime keeps its state and how it starts supervisors.
+#[derive(Debug, Clone)]
+pub struct RuntimeConfig {
+    /// Persistent state: `sandboxes/`, `containers/`, `oci/` (libcontainer).
+    pub root: PathBuf,
+    /// Pinned namespaces: `netns/`, `ipcns/`, `utsns/`.
+    pub run_dir: PathBuf,
+    /// The supervisor command: program and leading arguments (`run`/`exec` follow).
+    pub shim: Vec<OsString>,
+}
+
+/// The OS seams the runtime uses, injected so tests can replace them.
+#[derive(Debug, Clone)]
+pub struct RuntimeDeps {
+    /// The image store.
+    pub images: Arc<ImageStore>,
+    /// Pod namespaces.
+    pub namespaces: Arc<dyn PodNamespaces>,
+    /// Rootfs mounts.
+    pub mounter: Arc<dyn Mounter>,
+    /// Pod networking.
+    pub network: Arc<dyn PodNetwork>,
+}
+
+/// The built-in runtime.
+#[derive(Debug)]
+pub struct Runtime {
+    config: RuntimeConfig,
+    deps: RuntimeDeps,
+    sandboxes: Mutex<BTreeMap<String, SandboxRecord>>,
+    containers: Mutex<BTreeMap<String, ContainerRecord>>,
+    /// Serialises start/stop/remove of one container.
+    container_ops: Mutex<BTreeMap<String, Arc<tokio::sync::Mutex<()>>>>,
+    counter: AtomicU64,
+}
+
+fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
+    // A panic while holding the lock cannot leave the maps half-updated in a
+    // way that matters more than losing the runtime: keep going.
+    m.lock().unwrap_or_else(|e| e.into_inner())
+}
+
+/// Now in Unix nanoseconds.
+pub fn now_nanos() -> i64 {
+    i64::try_from(time::OffsetDateTime::now_utc().unix_timestamp_nanos()).unwrap_or(i64::MAX)
+}
+
+fn save<T: Serialize>(path: &Path, value: &T) -> Result<(), RuntimeError> {
+    let data = serde_json::to_vec_pretty(value)
+        .map_err(|e| RuntimeError::Internal(format!("encode {}: {e}", path.display())))?;
+    write_atomic(path, &data).map_err(internal("persist state"))
+}
+
+fn load_all<T: DeserializeOwned>(dir: &Path, file: &str) -> Vec<T> {
+    let Ok(entries) = std::fs::read_dir(dir) else {
+        return Vec::new();
+    };
+    entries
+        .flatten()
+        .filter_map(|e| {
+            let path = e.path().join(file);
+            let data = std::fs::read(&path).ok()?;
+            match serde_json::from_slice(&data) {
+                Ok(v) => Some(v),
+                Err(e) => {
+                    tracing::warn!(path = %path.display(), error = %e, "skipping unreadable state");
+                    None
+                }
+            }
+        })
+        .collect()
+}
+
+impl Runtime {
+    /// Opens the runtime on `config.root`, re-adopting persisted sandboxes and containers.
+    pub fn open(config: RuntimeConfig, deps: RuntimeDeps) -> Result<Self, RuntimeError> {
+        for dir in ["sandboxes", "containers", "oci"] {
+            std::fs::create_dir_all(config.root.join(dir)).map_err(internal("create root"))?;
+        }
+        let sandboxes = load_all::<SandboxRecord>(&config.root.join("sandboxes"), "sandbox.json")
+            .into_iter()
+            .map(|s| (s.id.clone(), s))
+            .collect();
+        let containers =
+            load_all::<ContainerRecord>(&config.root.join("containers"), "container.json")
+                .into_iter()
+                .map(|c| (c.id.clone(), c))
+                .collect();
+        Ok(Self {
+            config,
+            deps,
+            sandboxes: Mutex::new(sandboxes),
+            containers: Mutex::new(containers),
+            container_ops: Mutex::new(BTreeMap::new()),
+            counter: AtomicU64::new(0),
+        })
+    }
+
+    fn new_id(&self, seed: &str) -> String {
+        let n = self.counter.fetch_add(1, Ordering::Relaxed);
+        let mut h = Sha256::new();
+        h.update(format!("{seed}/{}/{n}/{}", now_nanos(), std::process::id()));
+        hex::encode(h.finalize())
+    }
+
+    fn sandbox_dir(&self, id: &str) -> PathBuf {
+        self.config.root.join("sandboxes").join(id)
+    }
+
+    fn container_dir(&self, id: &str) -> PathBuf {
+        self.config.root.join("containers").join(id)
+    }
+
+    fn state_root(&self) -> PathBuf {
+        self.config.root.join("oci")
+    }
+
+    /// The pinned namespaces of sandbox `id`.
+    pub fn namespace_paths(&self, id: &str) -> PodNamespacePaths {
+        PodNamespacePaths::new(&self.config.run_dir, id)
+    }
+
+    // ---- sandboxes ----
+
+    /// Creates a sandbox: namespaces, then networking.
+    pub async fn run_pod_sandbox(
+        &self,
+        config: &api::PodSandboxConfig,
+    ) -> Result<String, RuntimeError> {
+        let meta = config.metadata.clone().unwrap_or_default();
+        if meta.name.is_empty() {
+            return Err(RuntimeError::InvalidArgument(
+                "sandbox metadata.name is required".into(),
+            ));
+        }
+        let id = self.new_id(&format!(
+            "{}/{}/{}/{}",
+            meta.namespace, meta.name, meta.uid, meta.attempt
+        ));
+        let hostname = if config.hostname.is_empty() {
+            meta.name.clone()
+        } else {
+            config.hostname.clone()
+        };
+        let paths = self.namespace_paths(&id);
+        let namespaces = self.deps.namespaces.clone();
+        let (p, h) = (paths.clone(), hostname.clone());
+        tokio::task::spawn_blocking(move || namespaces.create(&p, &h))
+            .await
+            .map_err(|e| RuntimeError::Internal(e.to_string()))?
+            .map_err(internal("create pod namespaces"))?;
+        let ip = match self.deps.network.setup(&id, &paths.net) {
+            Ok(ip) => ip,
+            Err(e) => {
+                let _ = self.deps.namespaces.remove(&paths);
+                return Err(RuntimeError::Internal(format!("set up pod network: {e}")));
+            }
+        };
+        let record = SandboxRecord {
+            id: id.clone(),
+            name: meta.name,
+            namespace: meta.namespace,
+            uid: meta.uid,
+            attempt: meta.attempt,
+            labels: config.labels.clone().into_iter().collect(),
+            annotations: config.annotations.clone().into_iter().collect(),
+            hostname,
+            log_directory: config.log_directory.clone(),
+            cgroup_parent: config
+                .linux
+                .as_ref()
+                .map(|l| l.cgroup_parent.clone())
+                .unwrap_or_default(),
+            created_at: now_nanos(),
+            state: SandboxState::Ready,
+            ip,
+        };
+        let dir = self.sandbox_dir(&id);
+        std::fs::create_dir_all(&dir).map_err(internal("create sandbox dir"))?;
+        // Files every container of the pod shares, as containerd provides them.
+        let resolv = match &config.dns_config {
+            Some(dns) => resolv_conf(dns),
+            None => std::fs::read_to_string("/etc/resolv.conf").unwrap_or_default(),
+        };
+        std::fs::write(dir.join("resolv.conf"), resolv).map_err(internal("write resolv.conf"))?;
+        std::fs::write(dir.join("hostname"), format!("{}\n", record.hostname))
+            .map_err(internal("write hostname"))?;
+        save(&dir.join("sandbox.json"), &record)?;
+        lock(&self.sandboxes).insert(id.clone(), record);
+        Ok(id)
+    }
+
+    /// The sandbox `id`.
+    pub fn sandbox(&self, id: &str) -> Result<SandboxRecord, RuntimeError> {
+        lock(&self.sandboxes)
+            .get(id)
+            .cloned()
+            .ok_or_else(|| RuntimeError::NotFound(format!("pod sandbox {id:?} not found")))
+    }
+
+    /// Every sandbox.
+    pub fn list_sandboxes(&self) -> Vec<SandboxRecord> {
+        lock(&self.sandboxes).values().cloned().collect()
+    }
+
+    fn containers_of(&self, sandbox_id: &str) -> Vec<String> {
+        lock(&self.containers)
+            .values()
+            .filter(|c| c.sandbox_id == sandbox_id)
+            .map(|c| c.id.clone())
+            .collect()
+    }
+
+    /// Stops a sandbox: kills its containers and tears down its network. Idempotent.
+    pub async fn stop_pod_sandbox(&self, id: &str) -> Result<(), RuntimeError> {
+        let mut record = match self.sandbox(id) {
+            Ok(r) => r,
+            // Already removed: stopping is idempotent.
+            Err(RuntimeError::NotFound(_)) => return Ok(()),
+            Err(e) => return Err(e),
+        };
+        for cid in self.containers_of(id) {
+            self.stop_container(&cid, 0).await?;
+        }
+        if record.state == SandboxState::Ready {
+            self.deps
+                .network
+                .teardown(id, &self.namespace_paths(id).net)
+                .map_err(internal("tear down pod network"))?;
+            record.state = SandboxState::NotReady;
+            save(&self.sandbox_dir(id).join("sandbox.json"), &record)?;
+            lock(&self.sandboxes).insert(id.to_owned(), record);
+        }
+        Ok(())
+    }
+
+    /// Removes a sandbox, its containers, namespaces and cgroups. Idempotent.
+    pub async fn remove_pod_sandbox(&self, id: &str) -> Result<(), RuntimeError> {
+        let record = match self.sandbox(id) {
+            Ok(r) => r,
+            Err(RuntimeError::NotFound(_)) => return Ok(()),
+            Err(e) => return Err(e),
+        };
+        self.stop_pod_sandbox(id).await?;
+        for cid in self.containers_of(id) {
+            self.remove_container(&cid).await?;
+        }
+        self.deps
+            .namespaces
+            .remove(&self.namespace_paths(id))
+            .map_err(internal("remove pod namespaces"))?;
+        if record.cgroup_parent.is_empty() {
+            skiff_sys::cgroups::remove_cgroup(&default_pod_cgroup(id))
+                .map_err(internal("remove pod cgroup"))?;
+        }
+        match std::fs::remove_dir_all(self.sandbox_dir(id)) {
+            Ok(()) => {}
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+            Err(e) => return Err(internal("remove sandbox dir")(e)),
+        }
+        lock(&self.sandboxes).remove(id);
+        Ok(())
+    }
+
+    // ---- containers ----
+
+    /// Creates a container in `sandbox_id`: overlay rootfs, OCI bundle, record.
+    pub async fn create_container(
+        &self,
+        sandbox_id: &str,
+        config: &api::ContainerConfig,
+    ) -> Result<String, RuntimeError> {
+        let sandbox = self.sandbox(sandbox_id)?;
+        if sandbox.state != SandboxState::Ready {
+            return Err(RuntimeError::FailedPrecondition(format!(
+                "pod sandbox {sandbox_id:?} is not ready"
+            )));
+        }
+        let meta = config.metadata.clone().unwrap_or_default();
+        if meta.name.is_empty() {
+            return Err(RuntimeError::InvalidArgument(
+                "container metadata.name is required".into(),
+            ));
+        }
+        let image_name = config
+            .image
+            .as_ref()
+            .map(|i| i.image.clone())
+            .unwrap_or_default();
+        let images = &self.deps.images;
+        let image = images
+            .resolve(&image_name)
+            .map_err(|e| RuntimeError::Internal(e.to_string()))?
+            .ok_or_else(|| RuntimeError::NotFound(format!("image {image_name:?} not found")))?;
+        let image_config = images
+            .config(&image)
+            .map_err(|e| RuntimeError::Internal(e.to_string()))?
+            .config
+            .unwrap_or_default();
+        let lowerdirs = images
+            .rootfs_lowerdirs(&image)
+            .map_err(|e| RuntimeError::Internal(e.to_string()))?;
+
+        let id = self.new_id(&format!("{sandbox_id}/{}/{}", meta.name, meta.attempt));
+        let dir = self.container_dir(&id);
+        let (rootfs, upper, work) = (dir.join("rootfs"), dir.join("upper"), dir.join("work"));
+        for d in [&rootfs, &upper, &work] {
+            std::fs::create_dir_all(d).map_err(internal("create container dir"))?;
+        }
+        let cgroups_path = if sandbox.cgroup_parent.is_empty() {
+            format!("{}/{id}", default_pod_cgroup(sandbox_id))
+        } else {
+            format!("{}/{id}", sandbox.cgroup_parent.trim_end_matches('/'))
+        };
+        let result = (|| {
+            self.deps
+                .mounter
+                .mount_overlay(&lowerdirs, &upper, &work, &rootfs)
+                .map_err(internal("mount rootfs"))?;
+            let spec = build_spec(&SpecInputs {
+                config,
+                image: &image_config,
+                hostname: &sandbox.hostname,
+                namespaces: &self.namespace_paths(sandbox_id),
+                cgroups_path: &cgroups_path,
+                rootfs: &rootfs,
+                bounding_mask: host_bounding_mask(),
+                nofile: host_nofile_limit(),
+                sandbox_files: ["resolv.conf", "hostname"]
+                    .iter()
+                    .map(|f| {
+                        let host = self.sandbox_dir(sandbox_id).join(f);
+                        (format!("/etc/{f}"), host.to_string_lossy().into_owned())
+                    })
+                    .collect(),
+            })
+            .map_err(RuntimeError::InvalidArgument)?;
+            save(&dir.join("config.json"), &spec)
+        })();
+        if let Err(e) = result {
+            let _ = self.deps.mounter.unmount(&rootfs);
+            let _ = std::fs::remove_dir_all(&dir);
+            return Err(e);
+        }
+        let log_path = if config.log_path.is_empty() || sandbox.log_directory.is_empty() {
+            config.log_path.clone()
+        } else {
+            Path::new(&sandbox.log_directory)
+                .join(&config.log_path)
+                .to_string_lossy()
+                .into_owned()
+        };
+        let r = config
+            .linux
+            .as_ref()
+            .and_then(|l| l.resources.clone())
+            .unwrap_or_default();
+        let record = ContainerRecord {
+            id: id.clone(),
+            sandbox_id: sandbox_id.to_owned(),
+            name: meta.name,
+            attempt: meta.attempt,
+            image: image_name,
+            image_ref: image
+                .repo_digests
+                .first()
+                .cloned()
+                .unwrap_or_else(|| image.id.to_string()),
+            labels: config.labels.clone().into_iter().collect(),
+            annotations: config.annotations.clone().into_iter().collect(),
+            log_path,
+            mounts: config
+                .mounts
+                .iter()
+                .map(|m| MountRecord {
+                    container_path: m.container_path.clone(),
+                    host_path: m.host_path.clone(),
+                    readonly: m.readonly,
+                })
+                .collect(),
+            resources: ResourcesRecord {
+                cpu_period: r.cpu_period,
+                cpu_quota: r.cpu_quota,
+                cpu_shares: r.cpu_shares,
+                memory_limit_in_bytes: r.memory_limit_in_bytes,
+                oom_score_adj: r.oom_score_adj.max(0),
+            },
+            cgroups_path,
+            created_at: now_nanos(),
+            started_at: 0,
+            pid: None,
+            start_ticks: 0,
+            shim: None,
+            stop_signal: image_config
+                .stop_signal
+                .as_deref()
+                .and_then(parse_signal)
+                .unwrap_or(libc_signal::SIGTERM),
+            start_error: None,
+        };
+        save(&dir.join("container.json"), &record)?;
+        lock(&self.containers).insert(id.clone(), record);
+        Ok(id)
+    }
+
+    fn record(&self, id: &str) -> Result<ContainerRecord, RuntimeError> {
+        lock(&self.containers)
+            .get(id)
+            .cloned()
+            .ok_or_else(|| RuntimeError::NotFound(format!("container {id:?} not found")))
+    }
+
+    fn persist(&self, record: ContainerRecord) -> Result<(), RuntimeError> {
+        save(
+            &self.container_dir(&record.id).join("container.json"),
+            &record,
+        )?;
+        lock(&self.containers).insert(record.id.clone(), record);
+        Ok(())
+    }
+
+    fn exit_record(&self, id: &str) -> Option<ExitRecord> {
+        let data = std::fs::read(self.container_dir(id).join("exit.json")).ok()?;
+        serde_json::from_slice(&data).ok()
+    }
+
+    fn alive(pid: i32, start_ticks: u64) -> bool {
+        match skiff_sys::process::process_start_ticks(pid) {
+            Some(ticks) => start_ticks == 0 || ticks == start_ticks,
+            None => false,
+        }
+    }
+
+    /// Whether the container still counts as running: its init lives, or its
+    /// supervisor does (it reaped the init and is about to record the exit).
+    fn init_alive(record: &ContainerRecord) -> bool {
+        let Some(pid) = record.pid else { return false };
+        Self::alive(pid, record.start_ticks) || record.shim.is_some_and(|(p, t)| Self::alive(p, t))
+    }
+
+    /// A container's record and observed state.
+    pub fn container(&self, id: &str) -> Result<(ContainerRecord, Observed), RuntimeError> {
+        let record = self.record(id)?;
+        let observed = observe(
+            &record,
+            self.exit_record(id).as_ref(),
+            Self::init_alive(&record),
+        );
+        Ok((record, observed))
+    }
+
+    /// Every container with its observed state.
+    pub fn list_containers(&self) -> Vec<(ContainerRecord, Observed)> {
+        let records: Vec<ContainerRecord> = lock(&self.containers).values().cloned().collect();
+        records
+            .into_iter()
+            .map(|r| {
+                let o = observe(&r, self.exit_record(&r.id).as_ref(), Self::init_alive(&r));
+                (r, o)
+            })
+            .collect()
+    }
+
+    async fn lock_container(&self, id: &str) -> tokio::sync::OwnedMutexGuard<()> {
+        let op = lock(&self.container_ops)
+            .entry(id.to_owned())
+            .or_default()
+            .clone();
+        op.lock_owned().await
+    }
+
+    /// Starts a created container under a new supervisor process.
+    pub async fn start_container(&self, id: &str) -> Result<(), RuntimeError> {
+        let _op = self.lock_container(id).await;
+        let (mut record, observed) = self.container(id)?;
+        if observed != Observed::Created {
+            return Err(RuntimeError::FailedPrecondition(format!(
+                "container {id:?} is not in the created state"
+            )));
+        }
+        let dir = self.container_dir(id);
+        let args = RunArgs {
+            id: id.to_owned(),
+            bundle: dir.clone(),
+            state_root: self.state_root(),
+            log_path: (!record.log_path.is_empty()).then(|| PathBuf::from(&record.log_path)),
+            exit_file: dir.join("exit.json"),
+            cgroups_path: record.cgroups_path.clone(),
+        };
+        let report = self.spawn_run_shim(&args, &dir).await;
+        record.started_at = now_nanos();
+        match report {
+            Ok((StartReport::Started { pid, start_ticks }, shim)) => {
+                record.pid = Some(pid);
+                record.start_ticks = start_ticks;
+                record.shim = shim;
+                self.persist(record)
+            }
+            Ok((StartReport::Failed(msg), _)) | Err(msg) => {
+                record.start_error = Some(msg.clone());
+                self.persist(record)?;
+                Err(RuntimeError::Internal(format!(
+                    "start container {id:?}: {msg}"
+                )))
+            }
+        }
+    }
+
+    fn shim_command(&self) -> Result<tokio::process::Command, RuntimeError> {
+        let (program, prefix) = self
+            .config
+            .shim
+            .split_first()
+            .ok_or_else(|| RuntimeError::Internal("no supervisor command configured".into()))?;
+        let mut cmd = tokio::process::Command::new(program);
+        cmd.args(prefix).stdin(Stdio::null());
+        Ok(cmd)
+    }
+
+    /// Starts the supervisor; returns its report and its PID + start ticks.
+    async fn spawn_run_shim(
+        &self,
+        args: &RunArgs,
+        dir: &Path,
+    ) -> Result<(StartReport, Option<(i32, u64)>), String> {
+        let json = serde_json::to_string(args).map_err(|e| e.to_string())?;
+        let shim_log = std::fs::File::create(dir.join("shim.log")).map_err(|e| e.to_string())?;
+        let mut cmd = self.shim_command().map_err(|e| e.to_string())?;
+        // Its own process group: signals to the agent's group don't reach it.
+        cmd.arg("run")
+            .arg(json)
+            .stdout(Stdio::piped())
+            .stderr(shim_log)
+            .process_group(0);
+        let mut child = cmd.spawn().map_err(|e| format!("spawn supervisor: {e}"))?;
+        let shim = child
+            .id()
+            .and_then(|p| i32::try_from(p).ok())
+            .map(|p| (p, skiff_sys::process::process_start_ticks(p).unwrap_or(0)));
+        let stdout = child.stdout.take().ok_or("supervisor has no stdout")?;
+        // Reap the supervisor when it ends (it outlives us if we go first).
+        let line = async {
+            let mut line = String::new();
+            tokio::io::BufReader::new(stdout)
+                .read_line(&mut line)
+                .await
+                .map(|_| line)
+        };
+        let line = tokio::time::timeout(Duration::from_secs(60), line).await;
+        tokio::spawn(async move {
+            let _ = child.wait().await;
+        });
+        let line = line
+            .map_err(|_| "timed out waiting for the supervisor".to_owned())?
+            .map_err(|e| format!("read supervisor report: {e}"))?;
+        if line.trim().is_empty() {
+            let log = std::fs::read_to_string(dir.join("shim.log")).unwrap_or_default();
+            return Err(format!(
+                "supervisor exited without a report: {}",
+                log.trim()
+            ));
+        }
+        let report =
+            serde_json::from_str(line.trim()).map_err(|e| format!("bad supervisor report: {e}"))?;
+        Ok((report, shim))
+    }
+
+    /// Waits until the container's exit is recorded or its supervisor is gone.
+    async fn wait_exit(&self, id: &str, pid: i32, limit: Duration) -> bool {
+        let deadline = tokio::time::Instant::now() + limit;
+        loop {
+            if self.exit_record(id).is_some() {
+                return true;
+            }
+            if tokio::time::Instant::now() >= deadline {
+                return false;
+            }
+            if !skiff_sys::process::process_exists(pid) {
+                // Give the supervisor a moment to write the record after reaping.
+                tokio::time::sleep(Duration::from_millis(20)).await;
+            }
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    }
+
+    /// Stops a running container: SIGTERM, then SIGKILL after `timeout_secs`.
+    /// Stopping a container that is not running is not an error.
+    pub async fn stop_container(&self, id: &str, timeout_secs: i64) -> Result<(), RuntimeError> {
+        let _op = self.lock_container(id).await;
+        self.stop_locked(id, timeout_secs).await
+    }
+
+    async fn stop_locked(&self, id: &str, timeout_secs: i64) -> Result<(), RuntimeError> {
+        let (record, observed) = self.container(id)?;
+        let (Observed::Running, Some(pid)) = (observed, record.pid) else {
+            return Ok(());
+        };
+        if timeout_secs > 0 {
+            let _ = skiff_sys::process::kill(pid, record.stop_signal);
+            let limit = Duration::from_secs(u64::try_from(timeout_secs).unwrap_or(0));
+            if self.wait_exit(id, pid, limit).await {
+                return Ok(());
+            }
+        }
+        let _ = skiff_sys::process::kill(pid, libc_signal::SIGKILL);
+        if self.wait_exit(id, pid, Duration::from_secs(10)).await {
+            return Ok(());
+        }
+        if !Self::init_alive(&record) {
+            // The supervisor is gone too: nothing left to wait for.
+            return Ok(());
+        }
+        Err(RuntimeError::DeadlineExceeded(format!(
+            "container {id:?} did not stop after SIGKILL"
+        )))
+    }
+
+    /// Removes a container (killing it if it runs). Idempotent.
+    pub async fn remove_container(&self, id: &str) -> Result<(), RuntimeError> {
+        let _op = self.lock_container(id).await;
+        let record = match self.record(id) {
+            Ok(r) => r,
+            Err(RuntimeError::NotFound(_)) => return Ok(()),
+            Err(e) => return Err(e),
+        };
+        self.stop_locked(id, 0).await?;
+        let dir = self.container_dir(id);
+        self.deps
+            .mounter
+            .unmount(&dir.join("rootfs"))
+            .map_err(internal("unmount rootfs"))?;
+        // The supervisor deletes libcontainer's state and cgroup; this covers a
+        // container that never started or a supervisor that died.
+        let state = self.state_root().join(id);
+        if state.exists() {
+            if let Ok(mut c) = libcontainer::container::Container::load(state.clone()) {
+                let _ = c.delete(true);
+            }
+            let _ = std::fs::remove_dir_all(&state);
+        }
+        let _ = skiff_sys::cgroups::remove_cgroup(&record.cgroups_path);
+        match std::fs::remove_dir_all(&dir) {
+            Ok(()) => {}
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+            Err(e) => return Err(internal("remove container dir")(e)),
+        }
+        lock(&self.containers).remove(id);
+        lock(&self.container_ops).remove(id);
+        Ok(())
+    }
+
+    /// Runs `cmd` in a running container; returns stdout, stderr and exit code.
+    /// `timeout_secs` 0 means no timeout.
+    pub async fn exec_sync(
+        &self,
+        id: &str,
+        cmd: Vec<String>,
+        timeout_secs: i64,
+    ) -> Result<(Vec<u8>, Vec<u8>, i32), RuntimeError> {
+        let (_, observed) = self.container(id)?;
+        if observed != Observed::Running {
+            return Err(RuntimeError::FailedPrecondition(format!(
+                "container {id:?} is not running"
+            )));
+        }
+        if cmd.is_empty() {
+            return Err(RuntimeError::InvalidArgument(
+                "exec command is empty".into(),
+            ));
+        }
+        let n = self.counter.fetch_add(1, Ordering::Relaxed);
+        let result_file = self.container_dir(id).join(format!("exec-{n}.json"));
+        let timeout_ms = u64::try_from(timeout_secs)
+            .ok()
+            .filter(|t| *t > 0)
+            .map(|t| t * 1000);
+        let args = ExecArgs {
+            id: id.to_owned(),
+            state_root: self.state_root(),
+            args: cmd.clone(),
+            timeout_ms,
+            result_file: result_file.clone(),
+        };
+        let json =
+            serde_json::to_string(&args).map_err(|e| RuntimeError::Internal(e.to_string()))?;
+        let mut command = self.shim_command()?;
+        command
+            .arg("exec")
+            .arg(json)
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .kill_on_drop(true);
+        let child = command.spawn().map_err(internal("spawn exec supervisor"))?;
+        let output = child
+            .wait_with_output()
+            .await
+            .map_err(internal("exec supervisor"))?;
+        let result: Option<ExecResult> = std::fs::read(&result_file)
+            .ok()
+            .and_then(|d| serde_json::from_slice(&d).ok());
+        let _ = std::fs::remove_file(&result_file);
+        match result {
+            Some(ExecResult::Exited(code)) => Ok((output.stdout, output.stderr, code)),
+            Some(ExecResult::TimedOut) => Err(RuntimeError::DeadlineExceeded(format!(
+                "command {cmd:?} timed out after {timeout_secs}s"
+            ))),
+            Some(ExecResult::Failed(msg)) => Err(RuntimeError::Internal(msg)),
+            None => Err(RuntimeError::Internal(format!(
+                "exec supervisor failed: {}",
+                String::from_utf8_lossy(&output.stderr).trim()
+            ))),
+        }
+    }
+
+    /// Applies new CPU and memory limits to a container's cgroup.
+    pub fn update_container_resources(
+        &self,
+        id: &str,
+        r: &api::LinuxContainerResources,
+    ) -> Result<(), RuntimeError> {
+        let (mut record, observed) = self.container(id)?;
+        if matches!(observed, Observed::Running) {
+            crate::cgroup_limits::apply(&record.cgroups_path, r)
+                .map_err(internal("update cgroup"))?;
+        }
+        record.resources = ResourcesRecord {
+            cpu_period: r.cpu_period,
+            cpu_quota: r.cpu_quota,
+            cpu_shares: r.cpu_shares,
+            memory_limit_in_bytes: r.memory_limit_in_bytes,
+            oom_score_adj: r.oom_score_adj.max(0),
+        };
+        self.persist(record)
+    }
+}
+
+/// Signal numbers (Linux; identical on every architecture we build for).
+mod libc_signal {
+    pub const SIGKILL: i32 = 9;
+    pub const SIGTERM: i32 = 15;
+}
+
+/// The cgroup of a sandbox without a `cgroup_parent`.
+pub fn default_pod_cgroup(sandbox_id: &str) -> String {
+    format!("/skiff/{sandbox_id}")
+}

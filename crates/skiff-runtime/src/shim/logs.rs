@@ -1,0 +1,148 @@
+//! Container stdio in the CRI log format: `<RFC3339Nano> <stream> <F|P> <line>`.
+
+use std::fs::File;
+use std::io::{BufRead, BufReader, Read, Write};
+use std::path::Path;
+use std::sync::{Arc, Mutex};
+
+/// Longest line written as one entry; longer lines are split into `P` entries.
+pub const MAX_LINE: usize = 16 * 1024;
+
+/// A shared CRI log file (stdout and stderr interleave into it).
+#[derive(Debug, Clone)]
+pub struct CriLog {
+    file: Option<Arc<Mutex<File>>>,
+}
+
+impl CriLog {
+    /// Opens (appends to) `path`, creating its directory; `None` discards output.
+    pub fn open(path: Option<&Path>) -> std::io::Result<Self> {
+        let file = match path {
+            None => None,
+            Some(path) => {
+                if let Some(parent) = path.parent() {
+                    std::fs::create_dir_all(parent)?;
+                }
+                let f = std::fs::OpenOptions::new()
+                    .create(true)
+                    .append(true)
+                    .open(path)?;
+                Some(Arc::new(Mutex::new(f)))
+            }
+        };
+        Ok(Self { file })
+    }
+
+    fn write_entry(&self, stream: &str, partial: bool, content: &[u8]) {
+        let Some(file) = &self.file else { return };
+        let entry = format_entry(&timestamp_now(), stream, partial, content);
+        if let Ok(mut f) = file.lock() {
+            // A full disk loses log lines, never the container.
+            let _ = f.write_all(&entry);
+        }
+    }
+
+    /// Copies `reader` into the log as `stream` until EOF.
+    pub fn copy(&self, stream: &str, reader: impl Read) {
+        let mut reader = BufReader::with_capacity(MAX_LINE, reader);
+        let mut line = Vec::new();
+        loop {
+            line.clear();
+            match reader.read_until(b'\n', &mut line) {
+                Ok(0) | Err(_) => return,
+                Ok(_) => {}
+            }
+            for (partial, chunk) in split_line(&line) {
+                self.write_entry(stream, partial, chunk);
+            }
+        }
+    }
+}
+
+/// Splits one read line (with or without its newline) into log entries.
+pub fn split_line(line: &[u8]) -> Vec<(bool, &[u8])> {
+    let body = line.strip_suffix(b"\n").unwrap_or(line);
+    let chunks: Vec<&[u8]> = if body.is_empty() {
+        vec![body]
+    } else {
+        body.chunks(MAX_LINE).collect()
+    };
+    let last = chunks.len() - 1;
+    chunks
+        .into_iter()
+        .enumerate()
+        .map(|(i, c)| (i != last, c))
+        .collect()
+}
+
+/// One log entry with its trailing newline.
+pub fn format_entry(timestamp: &str, stream: &str, partial: bool, content: &[u8]) -> Vec<u8> {
+    let mut out = Vec::with_capacity(content.len() + 48);
+    out.extend_from_slice(timestamp.as_bytes());
+    out.push(b' ');
+    out.extend_from_slice(stream.as_bytes());
+    out.extend_from_slice(if partial { b" P " } else { b" F " });
+    out.extend_from_slice(content);
+    out.push(b'\n');
+    out
+}
+
+/// Now as RFC 3339 with nanoseconds, UTC.
+pub fn timestamp_now() -> String {
+    let now = time::OffsetDateTime::now_utc();
+    now.format(&time::format_description::well_known::Rfc3339)
+        .unwrap_or_default()
+}
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used, clippy::expect_used)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn lines_split_into_entries() {
+        let long = vec![b'a'; MAX_LINE + 5];
+        let mut long_nl = long.clone();
+        long_nl.push(b'\n');
+        type Case<'a> = (&'a [u8], Vec<(bool, usize)>);
+        let cases: Vec<Case> = vec![
+            (b"hello\n", vec![(false, 5)]),
+            (b"tail", vec![(false, 4)]),
+            (b"\n", vec![(false, 0)]),
+            (&long_nl, vec![(true, MAX_LINE), (false, 5)]),
+        ];
+        for (line, want) in cases {
+            let got: Vec<(bool, usize)> = split_line(line)
+                .into_iter()
+                .map(|(p, c)| (p, c.len()))
+                .collect();
+            assert_eq!(got, want);
+        }
+    }
+
+    #[test]
+    fn entries_have_the_cri_shape() {
+        let e = format_entry("2026-01-01T00:00:00.5Z", "stderr", true, b"x y");
+        assert_eq!(e, b"2026-01-01T00:00:00.5Z stderr P x y\n");
+        let ts = timestamp_now();
+        assert!(
+            time::OffsetDateTime::parse(&ts, &time::format_description::well_known::Rfc3339)
+                .is_ok()
+        );
+    }
+
+    #[test]
+    fn copy_writes_both_streams() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("c/0.log");
+        let log = CriLog::open(Some(&path)).unwrap();
+        log.copy("stdout", &b"one\ntwo"[..]);
+        log.copy("stderr", &b"three\n"[..]);
+        let text = std::fs::read_to_string(&path).unwrap();
+        let entries: Vec<Vec<&str>> = text.lines().map(|l| l.splitn(4, ' ').collect()).collect();
+        assert_eq!(entries.len(), 3);
+        assert_eq!(entries[0][1..], ["stdout", "F", "one"]);
+        assert_eq!(entries[1][1..], ["stdout", "F", "two"]);
+        assert_eq!(entries[2][1..], ["stderr", "F", "three"]);
+    }
+}

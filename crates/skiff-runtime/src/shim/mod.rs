@@ -1,0 +1,344 @@
+//! The per-container supervisor ("shim"), run as a separate process by
+//! re-executing a binary (`skiff runtime-shim ...` or the test bin
+//! `skiff-runtime-shim`), never forked from inside tokio.
+//!
+//! `run` creates and starts the container with libcontainer, reports the init
+//! PID on stdout, then lives as a subreaper in its own session: it copies the
+//! container's stdout/stderr into the CRI log, waits for the init, writes the
+//! exit record atomically and deletes the libcontainer state (and so the
+//! container's cgroups). `exec` runs a process inside a running container and
+//! writes its exit code to a result file.
+
+mod logs;
+
+use std::io::Write;
+use std::path::{Path, PathBuf};
+use std::time::{Duration, Instant};
+
+use libcontainer::container::builder::ContainerBuilder;
+use libcontainer::syscall::syscall::SyscallType;
+use serde::{Deserialize, Serialize};
+
+pub use logs::{CriLog, format_entry, split_line, timestamp_now};
+
+/// Arguments of `shim run`.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct RunArgs {
+    /// Container ID.
+    pub id: String,
+    /// OCI bundle (config.json + rootfs).
+    pub bundle: PathBuf,
+    /// libcontainer's state root.
+    pub state_root: PathBuf,
+    /// The CRI log file, if any.
+    pub log_path: Option<PathBuf>,
+    /// Where the exit record goes.
+    pub exit_file: PathBuf,
+    /// The container's cgroup path (read for OOM kills).
+    pub cgroups_path: String,
+}
+
+/// Arguments of `shim exec`.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct ExecArgs {
+    /// Container ID.
+    pub id: String,
+    /// libcontainer's state root.
+    pub state_root: PathBuf,
+    /// The command.
+    pub args: Vec<String>,
+    /// Kill the process after this long.
+    pub timeout_ms: Option<u64>,
+    /// Where the [`ExecResult`] goes.
+    pub result_file: PathBuf,
+}
+
+/// What `shim run` prints on stdout once the container runs (or failed to).
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub enum StartReport {
+    /// Running with this init PID.
+    Started {
+        /// The init PID (host namespace).
+        pid: i32,
+        /// Its start time in clock ticks, to recognise it after a restart.
+        start_ticks: u64,
+    },
+    /// Could not start.
+    Failed(String),
+}
+
+/// How a container ended, written by the shim.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ExitRecord {
+    /// The exit code (`128 + signal` for a signal).
+    pub exit_code: i32,
+    /// The killing signal, if any.
+    pub signal: Option<i32>,
+    /// When it ended, in Unix nanoseconds.
+    pub finished_at: i64,
+    /// Whether the kernel OOM killer fired in the container's cgroup.
+    pub oom_killed: bool,
+}
+
+/// The outcome of `shim exec`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub enum ExecResult {
+    /// The process exited with this code.
+    Exited(i32),
+    /// The timeout passed; the process was killed.
+    TimedOut,
+    /// The process could not be started.
+    Failed(String),
+}
+
+/// The shim's entry point: `run <json>` or `exec <json>`. Returns the exit status.
+pub fn main(args: &[String]) -> i32 {
+    match (args.first().map(String::as_str), args.get(1)) {
+        (Some("run"), Some(json)) => match serde_json::from_str::<RunArgs>(json) {
+            Ok(a) => run(&a),
+            Err(e) => {
+                report(&StartReport::Failed(format!("bad shim arguments: {e}")));
+                2
+            }
+        },
+        (Some("exec"), Some(json)) => match serde_json::from_str::<ExecArgs>(json) {
+            Ok(a) => exec(&a),
+            Err(e) => {
+                eprintln!("bad shim arguments: {e}");
+                2
+            }
+        },
+        _ => {
+            eprintln!("usage: runtime-shim run|exec JSON");
+            2
+        }
+    }
+}
+
+fn report(r: &StartReport) {
+    let mut out = std::io::stdout().lock();
+    let _ = serde_json::to_writer(&mut out, r);
+    let _ = out.write_all(b"\n");
+    let _ = out.flush();
+}
+
+fn unix_nanos_now() -> i64 {
+    let now = time::OffsetDateTime::now_utc().unix_timestamp_nanos();
+    i64::try_from(now).unwrap_or(i64::MAX)
+}
+
+/// Writes `data` to `path` via a temp file and rename, so readers never see half.
+pub fn write_atomic(path: &Path, data: &[u8]) -> std::io::Result<()> {
+    let tmp = path.with_extension("tmp");
+    {
+        let mut f = std::fs::File::create(&tmp)?;
+        f.write_all(data)?;
+        f.sync_all()?;
+    }
+    std::fs::rename(&tmp, path)
+}
+
+fn run(a: &RunArgs) -> i32 {
+    // Outlive the agent: own session, and reap the container's processes.
+    if let Err(e) = skiff_sys::process::new_session() {
+        eprintln!("setsid: {e}");
+    }
+    if let Err(e) = skiff_sys::process::set_child_subreaper() {
+        report(&StartReport::Failed(format!("set child subreaper: {e}")));
+        return 1;
+    }
+    let log = match CriLog::open(a.log_path.as_deref()) {
+        Ok(l) => l,
+        Err(e) => {
+            report(&StartReport::Failed(format!("open log: {e}")));
+            return 1;
+        }
+    };
+    let (pid, readers) = match create_and_start(a) {
+        Ok(v) => v,
+        Err(msg) => {
+            cleanup_state(a);
+            report(&StartReport::Failed(msg));
+            return 1;
+        }
+    };
+    report(&StartReport::Started {
+        pid,
+        start_ticks: skiff_sys::process::process_start_ticks(pid).unwrap_or(0),
+    });
+    let (done_tx, done_rx) = std::sync::mpsc::channel();
+    for (stream, reader) in readers {
+        let log = log.clone();
+        let done_tx = done_tx.clone();
+        std::thread::spawn(move || {
+            log.copy(stream, reader);
+            let _ = done_tx.send(());
+        });
+    }
+    drop(done_tx);
+    let exit = loop {
+        match skiff_sys::process::wait_any_child() {
+            Ok(Some((p, exit))) if p == pid => break exit,
+            Ok(Some(_)) => continue,
+            Ok(None) => break skiff_sys::process::ChildExit::Exited(255),
+            Err(e) => {
+                eprintln!("wait: {e}");
+                break skiff_sys::process::ChildExit::Exited(255);
+            }
+        }
+    };
+    let finished_at = unix_nanos_now();
+    // The pipes close when the last container process goes; don't hang on a
+    // straggler that inherited them.
+    let deadline = Instant::now() + Duration::from_secs(2);
+    for _ in 0..2 {
+        let left = deadline.saturating_duration_since(Instant::now());
+        if done_rx.recv_timeout(left).is_err() {
+            break;
+        }
+    }
+    let record = ExitRecord {
+        exit_code: exit.code(),
+        signal: match exit {
+            skiff_sys::process::ChildExit::Signaled(s) => Some(s),
+            skiff_sys::process::ChildExit::Exited(_) => None,
+        },
+        finished_at,
+        oom_killed: oom_killed(&a.cgroups_path),
+    };
+    match serde_json::to_vec(&record) {
+        Ok(data) => {
+            if let Err(e) = write_atomic(&a.exit_file, &data) {
+                eprintln!("write exit record: {e}");
+            }
+        }
+        Err(e) => eprintln!("encode exit record: {e}"),
+    }
+    cleanup_state(a);
+    0
+}
+
+type Readers = Vec<(&'static str, std::io::PipeReader)>;
+
+fn create_and_start(a: &RunArgs) -> Result<(i32, Readers), String> {
+    let (out_r, out_w) = std::io::pipe().map_err(|e| format!("pipe: {e}"))?;
+    let (err_r, err_w) = std::io::pipe().map_err(|e| format!("pipe: {e}"))?;
+    let stdin = std::fs::File::open("/dev/null").map_err(|e| format!("/dev/null: {e}"))?;
+    let mut container = ContainerBuilder::new(a.id.clone(), SyscallType::Linux)
+        .with_root_path(&a.state_root)
+        .map_err(|e| e.to_string())?
+        .with_stdin(stdin)
+        .with_stdout(out_w)
+        .with_stderr(err_w)
+        .validate_id()
+        .map_err(|e| e.to_string())?
+        .as_init(&a.bundle)
+        .with_systemd(false)
+        .with_detach(true)
+        .build()
+        .map_err(|e| format!("create container: {e}"))?;
+    container
+        .start()
+        .map_err(|e| format!("start container: {e}"))?;
+    let pid = container
+        .pid()
+        .ok_or_else(|| "container has no init PID".to_owned())?
+        .as_raw();
+    Ok((pid, vec![("stdout", out_r), ("stderr", err_r)]))
+}
+
+/// Deletes libcontainer's state and the container's cgroups.
+fn cleanup_state(a: &RunArgs) {
+    let dir = a.state_root.join(&a.id);
+    if !dir.exists() {
+        return;
+    }
+    match libcontainer::container::Container::load(dir) {
+        Ok(mut c) => {
+            if let Err(e) = c.delete(true) {
+                eprintln!("delete container state: {e}");
+            }
+        }
+        Err(e) => eprintln!("load container state: {e}"),
+    }
+}
+
+/// Whether the OOM killer acted in the container's memory cgroup (v1
+/// `memory.oom_control`, v2 `memory.events`).
+fn oom_killed(cgroups_path: &str) -> bool {
+    let rel = cgroups_path.trim_start_matches('/');
+    let candidates = [
+        (
+            Path::new("/sys/fs/cgroup/memory")
+                .join(rel)
+                .join("memory.oom_control"),
+            "oom_kill ",
+        ),
+        (
+            Path::new("/sys/fs/cgroup").join(rel).join("memory.events"),
+            "oom_kill ",
+        ),
+    ];
+    candidates.iter().any(|(file, key)| {
+        std::fs::read_to_string(file).is_ok_and(|text| {
+            text.lines()
+                .filter_map(|l| l.strip_prefix(key))
+                .any(|n| n.trim().parse::<u64>().is_ok_and(|n| n > 0))
+        })
+    })
+}
+
+fn exec(a: &ExecArgs) -> i32 {
+    let result = exec_inner(a);
+    let code = match &result {
+        ExecResult::Exited(c) => *c,
+        ExecResult::TimedOut => 137,
+        ExecResult::Failed(msg) => {
+            eprintln!("{msg}");
+            126
+        }
+    };
+    if let Ok(data) = serde_json::to_vec(&result) {
+        let _ = write_atomic(&a.result_file, &data);
+    }
+    code
+}
+
+fn exec_inner(a: &ExecArgs) -> ExecResult {
+    // The exec process is reparented to us once libcontainer's intermediate exits.
+    if let Err(e) = skiff_sys::process::set_child_subreaper() {
+        return ExecResult::Failed(format!("set child subreaper: {e}"));
+    }
+    let builder = match ContainerBuilder::new(a.id.clone(), SyscallType::Linux)
+        .with_root_path(&a.state_root)
+    {
+        Ok(b) => b,
+        Err(e) => return ExecResult::Failed(e.to_string()),
+    };
+    let pid = match builder
+        .as_tenant()
+        .with_container_args(a.args.clone())
+        .with_detach(false)
+        .build()
+    {
+        Ok(pid) => pid.as_raw(),
+        Err(e) => return ExecResult::Failed(format!("exec in container: {e}")),
+    };
+    let deadline = a
+        .timeout_ms
+        .filter(|t| *t > 0)
+        .map(|t| Instant::now() + Duration::from_millis(t));
+    loop {
+        match skiff_sys::process::try_wait_child(pid) {
+            Ok(Some(exit)) => return ExecResult::Exited(exit.code()),
+            Ok(None) => {}
+            Err(e) => return ExecResult::Failed(format!("wait: {e}")),
+        }
+        if deadline.is_some_and(|d| Instant::now() >= d) {
+            let _ = skiff_sys::process::kill(pid, 9);
+            let _ = skiff_sys::process::wait_child(pid);
+            return ExecResult::TimedOut;
+        }
+        std::thread::sleep(Duration::from_millis(5));
+    }
+}

@@ -1,0 +1,777 @@
+//! CRI RuntimeService conformance-style tests over the unix socket, with real
+//! containers (root only; skipped elsewhere). Each test has its own runtime
+//! root, run dir and socket.
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+mod support;
+
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::Duration;
+
+use skiff_runtime::cri::api::runtime_service_client::RuntimeServiceClient;
+use skiff_runtime::cri::api::{self, ContainerState};
+use skiff_runtime::cri::{CriRuntimeService, connect, serve_unix};
+use skiff_runtime::{ImageStore, NoopPodNetwork, Runtime, RuntimeConfig, RuntimeDeps};
+use tonic::transport::Channel;
+
+const IMAGE: &str = "docker.io/library/busybox:latest";
+
+struct Env {
+    tmp: tempfile::TempDir,
+    store: Arc<ImageStore>,
+}
+
+impl Env {
+    /// None when not root or without busybox: these tests need real containers.
+    fn new() -> Option<Self> {
+        if !support::have_busybox() || !rustix_is_root() {
+            eprintln!("skipping: needs root and busybox-static");
+            return None;
+        }
+        let tmp = tempfile::tempdir().unwrap();
+        let archive = tmp.path().join("busybox.tar");
+        support::write_oci_archive(&archive, &[(&support::busybox_image(), Some(IMAGE))]);
+        let store = Arc::new(ImageStore::open(&tmp.path().join("images")).unwrap());
+        store.import(&archive).unwrap();
+        Some(Self { tmp, store })
+    }
+
+    fn root(&self) -> PathBuf {
+        self.tmp.path().join("runtime")
+    }
+
+    fn run_dir(&self) -> PathBuf {
+        self.tmp.path().join("run")
+    }
+
+    fn log_dir(&self) -> PathBuf {
+        self.tmp.path().join("pods")
+    }
+
+    /// A fresh runtime + server on this env's root.
+    async fn serve(&self, name: &str) -> Server {
+        let runtime = Runtime::open(
+            RuntimeConfig {
+                root: self.root(),
+                run_dir: self.run_dir(),
+                shim: vec![env!("CARGO_BIN_EXE_skiff-runtime-shim").into()],
+            },
+            RuntimeDeps {
+                images: self.store.clone(),
+                namespaces: Arc::new(skiff_sys::LinuxPodNamespaces),
+                mounter: Arc::new(skiff_sys::LinuxMounter),
+                network: Arc::new(NoopPodNetwork),
+            },
+        )
+        .unwrap();
+        let socket = self.tmp.path().join(format!("{name}.sock"));
+        let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+        let router = tonic::transport::Server::builder().add_service(
+            api::runtime_service_server::RuntimeServiceServer::new(CriRuntimeService::new(
+                Arc::new(runtime),
+            )),
+        );
+        let path = socket.clone();
+        let task = tokio::spawn(async move {
+            serve_unix(router, &path, async {
+                let _ = stopped.await;
+            })
+            .await
+            .unwrap();
+        });
+        let channel = loop {
+            if let Ok(c) = connect(&socket).await {
+                break c;
+            }
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        };
+        Server {
+            client: RuntimeServiceClient::new(channel),
+            stop: Some(stop),
+            task,
+        }
+    }
+}
+
+/// A failed test must not leave containers, mounts or cgroups on the host:
+/// kill what still runs, detach mounts under the temp dir, drop pod cgroups.
+impl Drop for Env {
+    fn drop(&mut self) {
+        let containers = self.root().join("containers");
+        for entry in std::fs::read_dir(&containers)
+            .into_iter()
+            .flatten()
+            .flatten()
+        {
+            let Ok(data) = std::fs::read(entry.path().join("container.json")) else {
+                continue;
+            };
+            let Ok(record) = serde_json::from_slice::<serde_json::Value>(&data) else {
+                continue;
+            };
+            if let Some(pid) = record["pid"].as_i64() {
+                let _ = skiff_sys::process::kill(pid as i32, 9);
+            }
+        }
+        std::thread::sleep(Duration::from_millis(200));
+        let mut mounts = mounts_under(self.tmp.path());
+        mounts.reverse();
+        for line in mounts {
+            if let Some(path) = line.split(' ').nth(4) {
+                let _ = skiff_sys::Mounter::unmount(&skiff_sys::LinuxMounter, Path::new(path));
+            }
+        }
+        for entry in std::fs::read_dir(self.root().join("sandboxes"))
+            .into_iter()
+            .flatten()
+            .flatten()
+        {
+            let id = entry.file_name().to_string_lossy().into_owned();
+            let _ = skiff_sys::cgroups::remove_cgroup(&format!("/skiff/{id}"));
+        }
+    }
+}
+
+fn rustix_is_root() -> bool {
+    std::fs::read_to_string("/proc/self/status")
+        .unwrap()
+        .lines()
+        .find_map(|l| l.strip_prefix("Uid:"))
+        .and_then(|l| l.split_whitespace().nth(1).map(|u| u == "0"))
+        .unwrap_or(false)
+}
+
+struct Server {
+    client: RuntimeServiceClient<Channel>,
+    stop: Option<tokio::sync::oneshot::Sender<()>>,
+    task: tokio::task::JoinHandle<()>,
+}
+
+impl Server {
+    async fn shutdown(mut self) {
+        drop(self.client);
+        if let Some(stop) = self.stop.take() {
+            let _ = stop.send(());
+        }
+        let _ = self.task.await;
+    }
+
+    async fn run_sandbox(&mut self, env: &Env, name: &str) -> (String, api::PodSandboxConfig) {
+        let config = api::PodSandboxConfig {
+            metadata: Some(api::PodSandboxMetadata {
+                name: name.into(),
+                uid: format!("uid-{name}"),
+                namespace: "default".into(),
+                attempt: 0,
+            }),
+            hostname: format!("{name}-host"),
+            dns_config: Some(api::DnsConfig {
+                servers: vec!["10.43.0.10".into()],
+                searches: vec!["default.svc.cluster.local".into()],
+                options: vec![],
+            }),
+            log_directory: env.log_dir().join(name).to_string_lossy().into_owned(),
+            ..Default::default()
+        };
+        let id = self
+            .client
+            .run_pod_sandbox(api::RunPodSandboxRequest {
+                config: Some(config.clone()),
+                runtime_handler: String::new(),
+            })
+            .await
+            .unwrap()
+            .into_inner()
+            .pod_sandbox_id;
+        (id, config)
+    }
+
+    async fn create(
+        &mut self,
+        sandbox: &(String, api::PodSandboxConfig),
+        name: &str,
+        command: &[&str],
+        tweak: impl FnOnce(&mut api::ContainerConfig),
+    ) -> String {
+        let mut config = api::ContainerConfig {
+            metadata: Some(api::ContainerMetadata {
+                name: name.into(),
+                attempt: 0,
+            }),
+            image: Some(api::ImageSpec {
+                image: IMAGE.into(),
+                ..Default::default()
+            }),
+            command: command.iter().map(|s| s.to_string()).collect(),
+            log_path: format!("{name}/0.log"),
+            ..Default::default()
+        };
+        tweak(&mut config);
+        self.client
+            .create_container(api::CreateContainerRequest {
+                pod_sandbox_id: sandbox.0.clone(),
+                config: Some(config),
+                sandbox_config: Some(sandbox.1.clone()),
+            })
+            .await
+            .unwrap()
+            .into_inner()
+            .container_id
+    }
+
+    async fn start(&mut self, id: &str) {
+        self.client
+            .start_container(api::StartContainerRequest {
+                container_id: id.into(),
+            })
+            .await
+            .unwrap();
+    }
+
+    async fn status(&mut self, id: &str) -> api::ContainerStatus {
+        self.client
+            .container_status(api::ContainerStatusRequest {
+                container_id: id.into(),
+                verbose: false,
+            })
+            .await
+            .unwrap()
+            .into_inner()
+            .status
+            .unwrap()
+    }
+
+    async fn wait_exited(&mut self, id: &str) -> api::ContainerStatus {
+        for _ in 0..500 {
+            let s = self.status(id).await;
+            if s.state == ContainerState::ContainerExited as i32 {
+                return s;
+            }
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+        panic!("container {id} did not exit");
+    }
+
+    async fn remove_sandbox(&mut self, id: &str) {
+        self.client
+            .stop_pod_sandbox(api::StopPodSandboxRequest {
+                pod_sandbox_id: id.into(),
+            })
+            .await
+            .unwrap();
+        self.client
+            .remove_pod_sandbox(api::RemovePodSandboxRequest {
+                pod_sandbox_id: id.into(),
+            })
+            .await
+            .unwrap();
+    }
+}
+
+fn log_lines(path: &Path) -> Vec<(String, String, String)> {
+    std::fs::read_to_string(path)
+        .unwrap_or_default()
+        .lines()
+        .map(|l| {
+            let parts: Vec<&str> = l.splitn(4, ' ').collect();
+            assert_eq!(parts.len(), 4, "bad CRI log line {l:?}");
+            assert!(
+                time::OffsetDateTime::parse(
+                    parts[0],
+                    &time::format_description::well_known::Rfc3339
+                )
+                .is_ok(),
+                "bad timestamp in {l:?}"
+            );
+            (
+                parts[1].to_owned(),
+                parts[2].to_owned(),
+                parts[3].to_owned(),
+            )
+        })
+        .collect()
+}
+
+fn mounts_under(dir: &Path) -> Vec<String> {
+    std::fs::read_to_string("/proc/self/mountinfo")
+        .unwrap()
+        .lines()
+        .filter(|l| {
+            l.split(' ')
+                .nth(4)
+                .is_some_and(|p| Path::new(p).starts_with(dir))
+        })
+        .map(str::to_owned)
+        .collect()
+}
+
+fn memory_cgroup_file(cgroup: &str) -> PathBuf {
+    let rel = cgroup.trim_start_matches('/');
+    let v1 = Path::new("/sys/fs/cgroup/memory")
+        .join(rel)
+        .join("memory.limit_in_bytes");
+    if Path::new("/sys/fs/cgroup/memory").is_dir() {
+        v1
+    } else {
+        Path::new("/sys/fs/cgroup").join(rel).join("memory.max")
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn echo_hello_exits_zero_with_cri_log_then_host_is_clean() {
+    let Some(env) = Env::new() else { return };
+    let mut server = env.serve("a").await;
+    let v = server
+        .client
+        .version(api::VersionRequest::default())
+        .await
+        .unwrap()
+        .into_inner();
+    assert_eq!(v.runtime_api_version, "v1");
+
+    let sandbox = server.run_sandbox(&env, "echo").await;
+    let id = server
+        .create(&sandbox, "hello", &["echo", "hello"], |_| {})
+        .await;
+    assert_eq!(
+        server.status(&id).await.state,
+        ContainerState::ContainerCreated as i32
+    );
+    server.start(&id).await;
+    let s = server.wait_exited(&id).await;
+    assert_eq!((s.exit_code, s.reason.as_str()), (0, "Completed"));
+    assert!(s.started_at > 0 && s.finished_at >= s.started_at);
+    let log = env.log_dir().join("echo/hello/0.log");
+    assert_eq!(s.log_path, log.to_string_lossy());
+    assert_eq!(
+        log_lines(&log),
+        vec![("stdout".to_owned(), "F".to_owned(), "hello".to_owned())]
+    );
+
+    // Numeric user and group from the security context; cgroupfs is visible.
+    let user = server
+        .create(
+            &sandbox,
+            "nobody",
+            &[
+                "sh",
+                "-c",
+                "id -u; id -g; ls /sys/fs/cgroup | grep -q memory && echo cgroupfs",
+            ],
+            |c| {
+                c.linux = Some(api::LinuxContainerConfig {
+                    resources: None,
+                    security_context: Some(api::LinuxContainerSecurityContext {
+                        run_as_user: Some(api::Int64Value { value: 65534 }),
+                        run_as_group: Some(api::Int64Value { value: 65534 }),
+                        ..Default::default()
+                    }),
+                });
+            },
+        )
+        .await;
+    server.start(&user).await;
+    let s = server.wait_exited(&user).await;
+    let lines = log_lines(&env.log_dir().join("echo/nobody/0.log"));
+    let out: Vec<&str> = lines.iter().map(|l| l.2.as_str()).collect();
+    assert_eq!(out, ["65534", "65534", "cgroupfs"], "exit {}", s.exit_code);
+
+    // While the sandbox exists its namespaces are pinned and the rootfs mounted.
+    assert!(!mounts_under(env.tmp.path()).is_empty());
+    server.remove_sandbox(&sandbox.0).await;
+    assert!(
+        mounts_under(env.tmp.path()).is_empty(),
+        "{:?}",
+        mounts_under(env.tmp.path())
+    );
+    for kind in ["netns", "ipcns", "utsns"] {
+        assert!(!env.run_dir().join(kind).join(&sandbox.0).exists());
+    }
+    for root in ["memory", "cpu", "pids", "unified", ""] {
+        let dir = Path::new("/sys/fs/cgroup")
+            .join(root)
+            .join("skiff")
+            .join(&sandbox.0);
+        assert!(!dir.exists(), "{} left behind", dir.display());
+    }
+    let err = server
+        .client
+        .container_status(api::ContainerStatusRequest {
+            container_id: id.clone(),
+            verbose: false,
+        })
+        .await
+        .unwrap_err();
+    assert_eq!(err.code(), tonic::Code::NotFound);
+    let err = server
+        .client
+        .pod_sandbox_status(api::PodSandboxStatusRequest {
+            pod_sandbox_id: sandbox.0.clone(),
+            verbose: false,
+        })
+        .await
+        .unwrap_err();
+    assert_eq!(err.code(), tonic::Code::NotFound);
+    // Removing again is idempotent.
+    server.remove_sandbox(&sandbox.0).await;
+    server.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn exit_code_env_workdir_and_unknown_ids() {
+    let Some(env) = Env::new() else { return };
+    let mut server = env.serve("b").await;
+    let sandbox = server.run_sandbox(&env, "exit").await;
+    let id = server
+        .create(
+            &sandbox,
+            "three",
+            &[
+                "sh",
+                "-c",
+                "echo $GREETING; busybox pwd; echo $HOSTNAME; cat /etc/resolv.conf /etc/hostname; echo oops >&2; exit 3",
+            ],
+            |c| {
+                c.envs = vec![api::KeyValue {
+                    key: "GREETING".into(),
+                    value: "hi there".into(),
+                }];
+                c.working_dir = "/tmp".into();
+            },
+        )
+        .await;
+    server.start(&id).await;
+    let s = server.wait_exited(&id).await;
+    assert_eq!((s.exit_code, s.reason.as_str()), (3, "Error"));
+    let lines = log_lines(&env.log_dir().join("exit/three/0.log"));
+    let stdout: Vec<&str> = lines
+        .iter()
+        .filter(|l| l.0 == "stdout")
+        .map(|l| l.2.as_str())
+        .collect();
+    let stderr: Vec<&str> = lines
+        .iter()
+        .filter(|l| l.0 == "stderr")
+        .map(|l| l.2.as_str())
+        .collect();
+    assert_eq!(
+        stdout,
+        [
+            "hi there",
+            "/tmp",
+            "exit-host",
+            "search default.svc.cluster.local",
+            "nameserver 10.43.0.10",
+            "exit-host"
+        ]
+    );
+    assert_eq!(stderr, ["oops"]);
+
+    // Capabilities: containerd's default set, or the whole bounding set
+    // (which lacks CAP_SYS_RESOURCE on these hosts) when privileged.
+    let host_bounding = std::fs::read_to_string("/proc/self/status")
+        .unwrap()
+        .lines()
+        .find_map(|l| {
+            l.strip_prefix("CapBnd:")
+                .map(|v| u64::from_str_radix(v.trim(), 16).unwrap())
+        })
+        .unwrap();
+    for (name, privileged, want) in [
+        ("plain", false, 0xa804_25fb_u64),
+        ("privileged", true, host_bounding & !(1 << 24)),
+    ] {
+        let id = server
+            .create(
+                &sandbox,
+                name,
+                &["sh", "-c", "grep CapEff /proc/self/status"],
+                |c| {
+                    c.linux = Some(api::LinuxContainerConfig {
+                        resources: None,
+                        security_context: Some(api::LinuxContainerSecurityContext {
+                            privileged,
+                            ..Default::default()
+                        }),
+                    });
+                },
+            )
+            .await;
+        server.start(&id).await;
+        let s = server.wait_exited(&id).await;
+        assert_eq!(s.exit_code, 0, "{name}");
+        let lines = log_lines(&env.log_dir().join(format!("exit/{name}/0.log")));
+        let got = lines[0]
+            .2
+            .strip_prefix("CapEff:")
+            .unwrap()
+            .trim()
+            .to_owned();
+        assert_eq!(u64::from_str_radix(&got, 16).unwrap(), want, "{name}");
+    }
+
+    for code in [
+        server
+            .client
+            .start_container(api::StartContainerRequest {
+                container_id: "nope".into(),
+            })
+            .await
+            .unwrap_err()
+            .code(),
+        server
+            .client
+            .stop_container(api::StopContainerRequest {
+                container_id: "nope".into(),
+                timeout: 0,
+            })
+            .await
+            .unwrap_err()
+            .code(),
+        server
+            .client
+            .exec_sync(api::ExecSyncRequest {
+                container_id: "nope".into(),
+                cmd: vec!["true".into()],
+                timeout: 0,
+            })
+            .await
+            .unwrap_err()
+            .code(),
+    ] {
+        assert_eq!(code, tonic::Code::NotFound);
+    }
+    server
+        .client
+        .remove_container(api::RemoveContainerRequest {
+            container_id: "nope".into(),
+        })
+        .await
+        .unwrap();
+    server.remove_sandbox(&sandbox.0).await;
+    server.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn exec_sync_memory_limit_and_stop_with_timeout() {
+    let Some(env) = Env::new() else { return };
+    let mut server = env.serve("c").await;
+    let sandbox = server.run_sandbox(&env, "sleeper").await;
+    let id = server
+        .create(&sandbox, "sleep", &["sleep", "1000"], |c| {
+            c.linux = Some(api::LinuxContainerConfig {
+                resources: Some(api::LinuxContainerResources {
+                    memory_limit_in_bytes: 64 << 20,
+                    ..Default::default()
+                }),
+                security_context: None,
+            });
+        })
+        .await;
+    server.start(&id).await;
+    let s = server.status(&id).await;
+    assert_eq!(s.state, ContainerState::ContainerRunning as i32);
+    let list = server
+        .client
+        .list_containers(api::ListContainersRequest {
+            filter: Some(api::ContainerFilter {
+                state: Some(api::ContainerStateValue {
+                    state: ContainerState::ContainerRunning as i32,
+                }),
+                pod_sandbox_id: sandbox.0.clone(),
+                ..Default::default()
+            }),
+        })
+        .await
+        .unwrap()
+        .into_inner()
+        .containers;
+    assert_eq!(
+        list.iter().map(|c| c.id.as_str()).collect::<Vec<_>>(),
+        [id.as_str()]
+    );
+
+    let cgroup = format!("/skiff/{}/{id}", sandbox.0);
+    let limit = std::fs::read_to_string(memory_cgroup_file(&cgroup)).unwrap();
+    assert_eq!(limit.trim(), (64u64 << 20).to_string());
+
+    server
+        .client
+        .update_container_resources(api::UpdateContainerResourcesRequest {
+            container_id: id.clone(),
+            linux: Some(api::LinuxContainerResources {
+                memory_limit_in_bytes: 128 << 20,
+                ..Default::default()
+            }),
+            ..Default::default()
+        })
+        .await
+        .unwrap();
+    let limit = std::fs::read_to_string(memory_cgroup_file(&cgroup)).unwrap();
+    assert_eq!(limit.trim(), (128u64 << 20).to_string());
+    let status = server.status(&id).await;
+    let reported = status
+        .resources
+        .unwrap()
+        .linux
+        .unwrap()
+        .memory_limit_in_bytes;
+    assert_eq!(reported, 128 << 20);
+
+    let r = server
+        .client
+        .exec_sync(api::ExecSyncRequest {
+            container_id: id.clone(),
+            cmd: vec![
+                "sh".into(),
+                "-c".into(),
+                "echo out; hostname; echo err >&2; exit 4".into(),
+            ],
+            timeout: 10,
+        })
+        .await
+        .unwrap()
+        .into_inner();
+    assert_eq!(String::from_utf8_lossy(&r.stdout), "out\nsleeper-host\n");
+    assert_eq!(String::from_utf8_lossy(&r.stderr), "err\n");
+    assert_eq!(r.exit_code, 4);
+    let err = server
+        .client
+        .exec_sync(api::ExecSyncRequest {
+            container_id: id.clone(),
+            cmd: vec!["sleep".into(), "30".into()],
+            timeout: 1,
+        })
+        .await
+        .unwrap_err();
+    assert_eq!(err.code(), tonic::Code::DeadlineExceeded);
+
+    // sleep as PID 1 ignores SIGTERM: the stop falls back to SIGKILL after 1 s.
+    let started = std::time::Instant::now();
+    server
+        .client
+        .stop_container(api::StopContainerRequest {
+            container_id: id.clone(),
+            timeout: 1,
+        })
+        .await
+        .unwrap();
+    assert!(started.elapsed() >= Duration::from_millis(900));
+    let s = server.status(&id).await;
+    assert_eq!(s.state, ContainerState::ContainerExited as i32);
+    assert_eq!((s.exit_code, s.reason.as_str()), (137, "Error"));
+    server.remove_sandbox(&sandbox.0).await;
+    server.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn restarted_runtime_readopts_running_container() {
+    let Some(env) = Env::new() else { return };
+    let mut first = env.serve("d1").await;
+    let sandbox = first.run_sandbox(&env, "survivor").await;
+    let id = first
+        .create(&sandbox, "sleep", &["sleep", "1000"], |_| {})
+        .await;
+    first.start(&id).await;
+    let graceful = first
+        .create(
+            &sandbox,
+            "graceful",
+            &[
+                "sh",
+                "-c",
+                "trap 'echo bye; exit 0' TERM; while true; do sleep 0.2; done",
+            ],
+            |_| {},
+        )
+        .await;
+    first.start(&graceful).await;
+    first.shutdown().await;
+
+    let mut second = env.serve("d2").await;
+    let sandboxes = second
+        .client
+        .list_pod_sandbox(api::ListPodSandboxRequest::default())
+        .await
+        .unwrap()
+        .into_inner()
+        .items;
+    assert_eq!(sandboxes.len(), 1);
+    assert_eq!(
+        sandboxes[0].state,
+        api::PodSandboxState::SandboxReady as i32
+    );
+    let s = second.status(&id).await;
+    assert_eq!(s.state, ContainerState::ContainerRunning as i32);
+
+    // A container that handles SIGTERM stops with it, well before the timeout.
+    let started = std::time::Instant::now();
+    second
+        .client
+        .stop_container(api::StopContainerRequest {
+            container_id: graceful.clone(),
+            timeout: 30,
+        })
+        .await
+        .unwrap();
+    assert!(started.elapsed() < Duration::from_secs(10));
+    let s = second.status(&graceful).await;
+    assert_eq!((s.exit_code, s.reason.as_str()), (0, "Completed"));
+    let lines = log_lines(&env.log_dir().join("survivor/graceful/0.log"));
+    assert_eq!(lines.last().map(|l| l.2.as_str()), Some("bye"));
+    second
+        .client
+        .stop_container(api::StopContainerRequest {
+            container_id: id.clone(),
+            timeout: 0,
+        })
+        .await
+        .unwrap();
+    let s = second.status(&id).await;
+    assert_eq!(
+        (s.state, s.exit_code),
+        (ContainerState::ContainerExited as i32, 137)
+    );
+    second.remove_sandbox(&sandbox.0).await;
+    assert!(mounts_under(env.tmp.path()).is_empty());
+    second.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn memory_hog_is_oom_killed() {
+    let Some(env) = Env::new() else { return };
+    let mut server = env.serve("e").await;
+    let sandbox = server.run_sandbox(&env, "hog").await;
+    let id = server
+        .create(
+            &sandbox,
+            "hog",
+            &[
+                "sh",
+                "-c",
+                "exec busybox dd if=/dev/zero of=/dev/shm/fill bs=1M count=60",
+            ],
+            |c| {
+                c.linux = Some(api::LinuxContainerConfig {
+                    resources: Some(api::LinuxContainerResources {
+                        memory_limit_in_bytes: 16 << 20,
+                        ..Default::default()
+                    }),
+                    security_context: None,
+                });
+            },
+        )
+        .await;
+    server.start(&id).await;
+    let s = server.wait_exited(&id).await;
+    let shim_log =
+        std::fs::read_to_string(env.root().join("containers").join(&id).join("shim.log"));
+    assert_eq!(
+        (s.exit_code, s.reason.as_str()),
+        (137, "OOMKilled"),
+        "{shim_log:?}"
+    );
+    server.remove_sandbox(&sandbox.0).await;
+    server.shutdown().await;
+}

@@ -1,0 +1,116 @@
+//! Cgroup filesystem helpers: where hierarchies are mounted and removing a
+//! (now empty) cgroup from every hierarchy.
+
+use std::io;
+use std::path::{Path, PathBuf};
+
+/// The cgroup layout of the host.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum CgroupMode {
+    /// Only cgroup v1 hierarchies.
+    Legacy,
+    /// v1 hierarchies carry the controllers; cgroup2 at `/sys/fs/cgroup/unified`.
+    Hybrid,
+    /// Only cgroup2 at `/sys/fs/cgroup`.
+    Unified,
+}
+
+/// Detects the host's cgroup mode from the filesystem at `/sys/fs/cgroup`.
+pub fn cgroup_mode() -> CgroupMode {
+    if Path::new("/sys/fs/cgroup/cgroup.controllers").exists() {
+        CgroupMode::Unified
+    } else if Path::new("/sys/fs/cgroup/unified/cgroup.controllers").exists() {
+        CgroupMode::Hybrid
+    } else {
+        CgroupMode::Legacy
+    }
+}
+
+/// Every hierarchy root under `/sys/fs/cgroup` (each v1 controller mount and
+/// the unified one), from `/proc/self/mountinfo`.
+pub fn hierarchy_roots() -> io::Result<Vec<PathBuf>> {
+    let info = std::fs::read_to_string("/proc/self/mountinfo")?;
+    Ok(parse_hierarchy_roots(&info))
+}
+
+fn parse_hierarchy_roots(mountinfo: &str) -> Vec<PathBuf> {
+    mountinfo
+        .lines()
+        .filter_map(|line| {
+            let (left, right) = line.split_once(" - ")?;
+            let fstype = right.split(' ').next()?;
+            let mount_point = left.split(' ').nth(4)?;
+            (fstype == "cgroup" || fstype == "cgroup2").then(|| PathBuf::from(mount_point))
+        })
+        .collect()
+}
+
+/// The directory of cgroup `path` (absolute, like an OCI `cgroupsPath`) in the
+/// hierarchy mounted at `root`.
+pub fn cgroup_dir(root: &Path, path: &str) -> PathBuf {
+    root.join(path.trim_start_matches('/'))
+}
+
+/// Removes cgroup `path` and its (empty) descendants from every hierarchy.
+/// Missing directories are fine; a cgroup that still has processes fails with EBUSY.
+pub fn remove_cgroup(path: &str) -> io::Result<()> {
+    if path.trim_matches('/').is_empty() {
+        return Err(io::Error::new(
+            io::ErrorKind::InvalidInput,
+            "refusing to remove the root cgroup",
+        ));
+    }
+    let mut first_err = None;
+    for root in hierarchy_roots()? {
+        if let Err(e) = remove_tree(&cgroup_dir(&root, path)) {
+            first_err.get_or_insert(e);
+        }
+    }
+    first_err.map_or(Ok(()), Err)
+}
+
+/// cgroup directories can only be rmdir'ed (their files are virtual), children first.
+fn remove_tree(dir: &Path) -> io::Result<()> {
+    let entries = match std::fs::read_dir(dir) {
+        Ok(entries) => entries,
+        Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(()),
+        Err(e) => return Err(e),
+    };
+    for entry in entries.flatten() {
+        if entry.file_type().map(|t| t.is_dir()).unwrap_or(false) {
+            remove_tree(&entry.path())?;
+        }
+    }
+    match std::fs::remove_dir(dir) {
+        Ok(()) => Ok(()),
+        Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(()),
+        Err(e) => Err(e),
+    }
+}
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used, clippy::expect_used)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn roots_from_mountinfo() {
+        let info = "30 25 0:26 / /sys/fs/cgroup ro,nosuid - tmpfs tmpfs ro\n\
+                    31 30 0:27 / /sys/fs/cgroup/unified rw - cgroup2 cgroup2 rw\n\
+                    35 30 0:31 / /sys/fs/cgroup/memory rw - cgroup cgroup rw,memory\n\
+                    36 30 0:32 / /sys/fs/cgroup/cpu,cpuacct rw - cgroup cgroup rw,cpu,cpuacct\n";
+        assert_eq!(
+            parse_hierarchy_roots(info),
+            vec![
+                PathBuf::from("/sys/fs/cgroup/unified"),
+                PathBuf::from("/sys/fs/cgroup/memory"),
+                PathBuf::from("/sys/fs/cgroup/cpu,cpuacct"),
+            ]
+        );
+        assert_eq!(
+            cgroup_dir(Path::new("/sys/fs/cgroup/memory"), "/skiff/a"),
+            PathBuf::from("/sys/fs/cgroup/memory/skiff/a")
+        );
+        assert!(remove_cgroup("/").is_err());
+    }
+}

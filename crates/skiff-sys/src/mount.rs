@@ -1,0 +1,169 @@
+//! Overlay mounts of container root filesystems.
+
+use std::io;
+use std::path::{Path, PathBuf};
+
+use rustix::mount::{MountFlags, UnmountFlags};
+
+/// Mounting and unmounting container root filesystems.
+pub trait Mounter: Send + Sync + std::fmt::Debug {
+    /// Mounts an overlay of `lowerdirs` (top first, as overlayfs wants them)
+    /// with `upper` and `work` at `target`. An empty `lowerdirs` is an error.
+    fn mount_overlay(
+        &self,
+        lowerdirs: &[PathBuf],
+        upper: &Path,
+        work: &Path,
+        target: &Path,
+    ) -> io::Result<()>;
+
+    /// Detaches whatever is mounted at `target`; nothing mounted is not an error.
+    fn unmount(&self, target: &Path) -> io::Result<()>;
+}
+
+/// The real [`Mounter`].
+#[derive(Debug, Default, Clone, Copy)]
+pub struct LinuxMounter;
+
+/// The overlay mount options for these directories.
+///
+/// Paths with `,` or `:` would break the option string, so they are refused.
+pub fn overlay_options(lowerdirs: &[PathBuf], upper: &Path, work: &Path) -> io::Result<String> {
+    if lowerdirs.is_empty() {
+        return Err(io::Error::new(
+            io::ErrorKind::InvalidInput,
+            "overlay needs at least one lower directory",
+        ));
+    }
+    let mut lower = Vec::with_capacity(lowerdirs.len());
+    for dir in lowerdirs.iter().map(PathBuf::as_path).chain([upper, work]) {
+        let text = dir.to_str().ok_or_else(|| {
+            io::Error::new(io::ErrorKind::InvalidInput, "overlay path is not UTF-8")
+        })?;
+        if text.contains([',', ':']) {
+            return Err(io::Error::new(
+                io::ErrorKind::InvalidInput,
+                format!("overlay path {text:?} contains ',' or ':'"),
+            ));
+        }
+        lower.push(text);
+    }
+    let work_text = lower.pop().unwrap_or_default();
+    let upper_text = lower.pop().unwrap_or_default();
+    Ok(format!(
+        "lowerdir={},upperdir={upper_text},workdir={work_text}",
+        lower.join(":")
+    ))
+}
+
+impl Mounter for LinuxMounter {
+    fn mount_overlay(
+        &self,
+        lowerdirs: &[PathBuf],
+        upper: &Path,
+        work: &Path,
+        target: &Path,
+    ) -> io::Result<()> {
+        let options = overlay_options(lowerdirs, upper, work)?;
+        let options = std::ffi::CString::new(options)
+            .map_err(|e| io::Error::new(io::ErrorKind::InvalidInput, e))?;
+        rustix::mount::mount(
+            "overlay",
+            target,
+            "overlay",
+            MountFlags::empty(),
+            Some(options.as_c_str()),
+        )?;
+        Ok(())
+    }
+
+    fn unmount(&self, target: &Path) -> io::Result<()> {
+        match rustix::mount::unmount(target, UnmountFlags::DETACH) {
+            Ok(()) => Ok(()),
+            // EINVAL: not a mount point; ENOENT: already gone.
+            Err(e) if e == rustix::io::Errno::INVAL || e == rustix::io::Errno::NOENT => Ok(()),
+            Err(e) => Err(e.into()),
+        }
+    }
+}
+
+/// Whether `path` is a mount point, from `/proc/self/mountinfo`.
+pub fn is_mount_point(path: &Path) -> io::Result<bool> {
+    let info = std::fs::read_to_string("/proc/self/mountinfo")?;
+    Ok(mounts_under(&info, path).iter().any(|m| m == path))
+}
+
+/// Mount points in `mountinfo` text at or below `dir`.
+pub fn mounts_under(mountinfo: &str, dir: &Path) -> Vec<PathBuf> {
+    mountinfo
+        .lines()
+        .filter_map(|line| line.split(' ').nth(4))
+        .map(|p| PathBuf::from(unescape_mountinfo(p)))
+        .filter(|p| p.starts_with(dir))
+        .collect()
+}
+
+/// mountinfo escapes space, tab, newline and backslash as `\ooo`.
+fn unescape_mountinfo(field: &str) -> String {
+    let bytes = field.as_bytes();
+    let mut out = Vec::with_capacity(bytes.len());
+    let mut i = 0;
+    while i < bytes.len() {
+        if bytes[i] == b'\\' && i + 4 <= bytes.len() {
+            let oct = &field[i + 1..i + 4];
+            if let Ok(v) = u8::from_str_radix(oct, 8) {
+                out.push(v);
+                i += 4;
+                continue;
+            }
+        }
+        out.push(bytes[i]);
+        i += 1;
+    }
+    String::from_utf8_lossy(&out).into_owned()
+}
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used, clippy::expect_used)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn overlay_options_order_and_validation() {
+        let cases: &[(&[&str], &str, &str, Option<&str>)] = &[
+            (
+                &["/l/top", "/l/base"],
+                "/c/upper",
+                "/c/work",
+                Some("lowerdir=/l/top:/l/base,upperdir=/c/upper,workdir=/c/work"),
+            ),
+            (
+                &["/l/a"],
+                "/u",
+                "/w",
+                Some("lowerdir=/l/a,upperdir=/u,workdir=/w"),
+            ),
+            (&[], "/u", "/w", None),
+            (&["/l/a,b"], "/u", "/w", None),
+            (&["/l/a"], "/u:x", "/w", None),
+        ];
+        for (lower, upper, work, want) in cases {
+            let lower: Vec<PathBuf> = lower.iter().map(PathBuf::from).collect();
+            let got = overlay_options(&lower, Path::new(upper), Path::new(work)).ok();
+            assert_eq!(got.as_deref(), *want, "{lower:?}");
+        }
+    }
+
+    #[test]
+    fn mountinfo_parsing() {
+        let info = "22 1 0:21 / /proc rw - proc proc rw\n\
+                    90 22 0:50 / /run/x/a\\040b rw - overlay overlay rw\n\
+                    91 22 0:51 / /run/x/c rw - nsfs nsfs rw\n\
+                    92 22 0:51 / /run/xy rw - nsfs nsfs rw\n";
+        let got = mounts_under(info, Path::new("/run/x"));
+        assert_eq!(
+            got,
+            vec![PathBuf::from("/run/x/a b"), PathBuf::from("/run/x/c")]
+        );
+    }
+}

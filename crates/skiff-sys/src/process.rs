@@ -1,0 +1,151 @@
+//! Process-level operations for the container supervisor.
+
+use std::io;
+
+use rustix::process::{Pid, Signal};
+
+/// Makes this process the reaper of its orphaned descendants
+/// (`PR_SET_CHILD_SUBREAPER`), so container processes are reaped by the
+/// supervisor and their exit codes are not lost.
+pub fn set_child_subreaper() -> io::Result<()> {
+    let me = rustix::process::getpid();
+    rustix::process::set_child_subreaper(Some(me))?;
+    Ok(())
+}
+
+/// Starts a new session, detaching this process from the caller's terminal
+/// and process group so it outlives the agent that started it.
+pub fn new_session() -> io::Result<()> {
+    match rustix::process::setsid() {
+        Ok(_) => Ok(()),
+        // Already a group leader (e.g. started with a process group): fine.
+        Err(rustix::io::Errno::PERM) => Ok(()),
+        Err(e) => Err(e.into()),
+    }
+}
+
+/// Sends signal number `signal` to process `pid`.
+pub fn kill(pid: i32, signal: i32) -> io::Result<()> {
+    let pid = Pid::from_raw(pid).ok_or_else(|| io::Error::from(io::ErrorKind::InvalidInput))?;
+    let signal = Signal::from_named_raw(signal)
+        .ok_or_else(|| io::Error::from(io::ErrorKind::InvalidInput))?;
+    rustix::process::kill_process(pid, signal)?;
+    Ok(())
+}
+
+/// Whether process `pid` exists (zombies count as existing).
+pub fn process_exists(pid: i32) -> bool {
+    match Pid::from_raw(pid) {
+        Some(pid) => rustix::process::test_kill_process(pid).is_ok(),
+        None => false,
+    }
+}
+
+/// The start time of process `pid` in clock ticks since boot (field 22 of
+/// `/proc/<pid>/stat`), used to tell a live process from a reused PID.
+pub fn process_start_ticks(pid: i32) -> Option<u64> {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+    parse_start_ticks(&stat)
+}
+
+fn parse_start_ticks(stat: &str) -> Option<u64> {
+    // The command name (field 2) may contain spaces and parentheses: skip past the last ')'.
+    let rest = &stat[stat.rfind(')')? + 1..];
+    // `rest` starts at field 3 (state); starttime is field 22.
+    rest.split_whitespace().nth(19)?.parse().ok()
+}
+
+/// How a waited-for child ended.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ChildExit {
+    /// `exit(code)`.
+    Exited(i32),
+    /// Killed by this signal number.
+    Signaled(i32),
+}
+
+impl ChildExit {
+    /// The exit code as a shell reports it: `128 + signal` for a signal.
+    pub fn code(self) -> i32 {
+        match self {
+            ChildExit::Exited(code) => code,
+            ChildExit::Signaled(sig) => 128 + sig,
+        }
+    }
+}
+
+/// Waits for any child; `None` when there are no children left.
+pub fn wait_any_child() -> io::Result<Option<(i32, ChildExit)>> {
+    loop {
+        match rustix::process::wait(rustix::process::WaitOptions::empty()) {
+            Ok(Some((pid, status))) => {
+                let Some(exit) = to_exit(status) else {
+                    continue;
+                };
+                return Ok(Some((pid.as_raw_nonzero().get(), exit)));
+            }
+            Ok(None) => return Ok(None),
+            Err(rustix::io::Errno::CHILD) => return Ok(None),
+            Err(rustix::io::Errno::INTR) => continue,
+            Err(e) => return Err(e.into()),
+        }
+    }
+}
+
+fn to_exit(status: rustix::process::WaitStatus) -> Option<ChildExit> {
+    if let Some(code) = status.exit_status() {
+        Some(ChildExit::Exited(code))
+    } else {
+        status.terminating_signal().map(ChildExit::Signaled)
+    }
+}
+
+/// Reaps child `pid` if it has ended; `None` while it runs.
+pub fn try_wait_child(pid: i32) -> io::Result<Option<ChildExit>> {
+    let p = Pid::from_raw(pid).ok_or_else(|| io::Error::from(io::ErrorKind::InvalidInput))?;
+    match rustix::process::waitpid(Some(p), rustix::process::WaitOptions::NOHANG) {
+        Ok(Some((_, status))) => Ok(to_exit(status)),
+        Ok(None) => Ok(None),
+        Err(e) => Err(e.into()),
+    }
+}
+
+/// Waits for child `pid` to end.
+pub fn wait_child(pid: i32) -> io::Result<ChildExit> {
+    let p = Pid::from_raw(pid).ok_or_else(|| io::Error::from(io::ErrorKind::InvalidInput))?;
+    loop {
+        match rustix::process::waitpid(Some(p), rustix::process::WaitOptions::empty()) {
+            Ok(Some((_, status))) => {
+                if let Some(exit) = to_exit(status) {
+                    return Ok(exit);
+                }
+            }
+            Ok(None) => {}
+            Err(rustix::io::Errno::INTR) => {}
+            Err(e) => return Err(e.into()),
+        }
+    }
+}
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used, clippy::expect_used)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn start_ticks_from_stat() {
+        let stat =
+            "1234 (a b) c) S 1 1234 1234 0 -1 4194560 100 0 0 0 0 0 0 0 20 0 1 0 98765 1000 10";
+        assert_eq!(parse_start_ticks(stat), Some(98765));
+        assert_eq!(parse_start_ticks("garbage"), None);
+        let me = rustix::process::getpid().as_raw_nonzero().get();
+        assert!(process_start_ticks(me).is_some());
+        assert!(process_exists(me));
+    }
+
+    #[test]
+    fn exit_codes() {
+        assert_eq!(ChildExit::Exited(3).code(), 3);
+        assert_eq!(ChildExit::Signaled(9).code(), 137);
+    }
+}

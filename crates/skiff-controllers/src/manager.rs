@@ -15,7 +15,12 @@ use crate::informer::InformerFactory;
 use crate::replicaset::{self, ReplicaController, ReplicaKind};
 
 /// Controllers this manager knows, by upstream's `--controllers` names.
-pub const KNOWN_CONTROLLERS: &[&str] = &["garbagecollector", "replicaset", "replicationcontroller"];
+pub const KNOWN_CONTROLLERS: &[&str] = &[
+    "deployment",
+    "garbagecollector",
+    "replicaset",
+    "replicationcontroller",
+];
 
 /// Controllers off unless named explicitly (none of ours yet).
 const DISABLED_BY_DEFAULT: &[&str] = &[];
@@ -44,6 +49,8 @@ pub struct ControllerManagerOptions {
     pub concurrent_rc_syncs: usize,
     /// `--concurrent-gc-syncs`.
     pub concurrent_gc_syncs: usize,
+    /// `--concurrent-deployment-syncs`.
+    pub concurrent_deployment_syncs: usize,
 }
 
 impl ControllerManagerOptions {
@@ -57,6 +64,7 @@ impl ControllerManagerOptions {
             concurrent_replicaset_syncs: replicaset::DEFAULT_WORKERS,
             concurrent_rc_syncs: replicaset::DEFAULT_WORKERS,
             concurrent_gc_syncs: crate::garbagecollector::DEFAULT_WORKERS,
+            concurrent_deployment_syncs: crate::deployment::DEFAULT_WORKERS,
         }
     }
 
@@ -165,6 +173,15 @@ async fn run_leading(
             opts.concurrent_rc_syncs,
             &stop_rx,
         ));
+    }
+    if opts.is_enabled("deployment") {
+        let events = recorder(&client, crate::deployment::CONTROLLER_NAME, &opts.identity);
+        let c = crate::deployment::DeploymentController::new(client.clone(), &factory, events);
+        let (workers, stop) = (opts.concurrent_deployment_syncs, stop_rx.clone());
+        starters.push(Box::new(move |set: &mut JoinSet<()>| {
+            let queue = c.queue();
+            set.spawn(run_workers(c, queue, workers, stop));
+        }));
     }
     if opts.is_enabled("garbagecollector") {
         let (client, workers, stop) = (client.clone(), opts.concurrent_gc_syncs, stop_rx.clone());

@@ -81,10 +81,37 @@ fn without_hash(t: &PodTemplateSpec) -> PodTemplateSpec {
     t
 }
 
-/// Templates equal but for the pod-template-hash label (upstream's
-/// `EqualIgnoreHash`).
+/// Drops nulls and empty objects and lists: Go's semantic equality treats
+/// an empty struct, slice or map like an absent one (kubectl sends
+/// `resources: {}` where we have none).
+fn prune_empty(v: &mut serde_json::Value) -> bool {
+    use serde_json::Value;
+    match v {
+        Value::Null => true,
+        Value::Object(m) => {
+            m.retain(|_, v| !prune_empty(v));
+            m.is_empty()
+        }
+        Value::Array(a) => {
+            for x in a.iter_mut() {
+                prune_empty(x);
+            }
+            a.is_empty()
+        }
+        _ => false,
+    }
+}
+
+fn normalized(t: &PodTemplateSpec) -> serde_json::Value {
+    let mut v = serde_json::to_value(without_hash(t)).unwrap_or_default();
+    prune_empty(&mut v);
+    v
+}
+
+/// Templates semantically equal but for the pod-template-hash label
+/// (upstream's `EqualIgnoreHash`).
 pub fn equal_ignore_hash(a: &PodTemplateSpec, b: &PodTemplateSpec) -> bool {
-    without_hash(a) == without_hash(b)
+    normalized(a) == normalized(b)
 }
 
 /// A percentage or an absolute number scaled against `total`: percentages

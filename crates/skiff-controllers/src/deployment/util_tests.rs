@@ -71,6 +71,21 @@ fn equal_ignore_hash_drops_only_the_hash_label() {
         serde_json::from_value(json!({"metadata": {"labels": {"app": "z"}}})).unwrap();
     assert!(equal_ignore_hash(&a, &b));
     assert!(!equal_ignore_hash(&a, &c));
+    // Empty structs equal absent ones, as Go's semantic equality has it.
+    let d: PodTemplateSpec = serde_json::from_value(json!({
+        "metadata": {"labels": {"app": "x"}},
+        "spec": {"containers": [{"name": "c", "resources": {}}]}}))
+    .unwrap();
+    let e: PodTemplateSpec = serde_json::from_value(json!({
+        "metadata": {"labels": {"app": "x"}},
+        "spec": {"containers": [{"name": "c"}]}}))
+    .unwrap();
+    let f: PodTemplateSpec = serde_json::from_value(json!({
+        "metadata": {"labels": {"app": "x"}},
+        "spec": {"containers": [{"name": "d"}]}}))
+    .unwrap();
+    assert!(equal_ignore_hash(&d, &e));
+    assert!(!equal_ignore_hash(&d, &f));
 }
 
 #[test]

@@ -112,9 +112,27 @@ async fn kubectl(c: &Cluster, args: &[&str]) -> (bool, String) {
 async fn set_image(api: &Api<Deployment>, name: &str, image: &str) {
     let patch =
         json!({"spec": {"template": {"spec": {"containers": [{"name": "c", "image": image}]}}}});
-    api.patch(name, &PatchParams::default(), &Patch::Strategic(patch))
-        .await
-        .unwrap();
+    // The server can answer a patch racing a status write with 409
+    // (upstream retries internally); retry here.
+    for _ in 0..10 {
+        match api
+            .patch(
+                name,
+                &PatchParams::default(),
+                &Patch::Strategic(patch.clone()),
+            )
+            .await
+        {
+            Err(kube::Error::Api(s)) if s.code == 409 => {
+                tokio::time::sleep(Duration::from_millis(20)).await;
+            }
+            r => {
+                r.unwrap();
+                return;
+            }
+        }
+    }
+    panic!("patch kept conflicting");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -321,5 +339,101 @@ async fn recreate_removes_old_pods_before_creating_new_ones() {
     wait_complete(&c, "db", 3, "busybox:2").await;
     let (ok, out) = kubectl(&c, &["rollout", "status", "deployment/db", "--timeout=60s"]).await;
     assert!(ok, "{out}");
+    c.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn paused_deployments_do_not_roll_out_and_history_is_trimmed() {
+    let c = Cluster::start(1).await;
+    let api: Api<Deployment> = Api::namespaced(c.client.clone(), "default");
+    let mut d = deployment("app", 2, json!({}));
+    d.spec.as_mut().unwrap().revision_history_limit = Some(1);
+    api.create(&PostParams::default(), &d).await.unwrap();
+    wait_complete(&c, "app", 2, "busybox:1").await;
+
+    let (ok, out) = kubectl(&c, &["rollout", "pause", "deployment/app"]).await;
+    assert!(ok, "{out}");
+    set_image(&api, "app", "busybox:2").await;
+    let paused = wait_for("the DeploymentPaused condition", async || {
+        let d = api.get("app").await.unwrap();
+        (condition(&d, "Progressing") == Some(("Unknown".into(), "DeploymentPaused".into()))
+            && d.status.as_ref()?.observed_generation == d.metadata.generation)
+            .then_some(d)
+    })
+    .await;
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    assert_eq!(
+        replica_sets(&c, "app").await.len(),
+        1,
+        "no new ReplicaSet while paused"
+    );
+    // As upstream: no ReplicaSet has the new template, so none is updated,
+    // and the old pods keep running.
+    let st = paused.status.as_ref().unwrap();
+    assert_eq!(
+        (st.updated_replicas, st.available_replicas),
+        (Some(0), Some(2))
+    );
+
+    let (ok, out) = kubectl(&c, &["rollout", "resume", "deployment/app"]).await;
+    assert!(ok, "{out}");
+    let (ok, out) = kubectl(
+        &c,
+        &["rollout", "status", "deployment/app", "--timeout=60s"],
+    )
+    .await;
+    assert!(ok, "{out}");
+    wait_complete(&c, "app", 2, "busybox:2").await;
+    // A restart is a new template too; with a history limit of 1 only the
+    // latest old ReplicaSet stays.
+    let (ok, out) = kubectl(&c, &["rollout", "restart", "deployment/app"]).await;
+    assert!(ok, "{out}");
+    let (ok, out) = kubectl(
+        &c,
+        &["rollout", "status", "deployment/app", "--timeout=60s"],
+    )
+    .await;
+    assert!(ok, "{out}");
+    let rss = wait_for("old ReplicaSets cleaned up", async || {
+        let rss = replica_sets(&c, "app").await;
+        (rss.len() == 2).then_some(rss)
+    })
+    .await;
+    let mut revisions: Vec<String> = rss
+        .iter()
+        .map(|r| annotation(r, REVISION).unwrap())
+        .collect();
+    revisions.sort();
+    assert_eq!(revisions, ["2", "3"]);
+    c.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_stuck_rollout_exceeds_its_progress_deadline() {
+    let c = Cluster::start(1).await;
+    let api: Api<Deployment> = Api::namespaced(c.client.clone(), "default");
+    let mut d = deployment("stuck", 2, json!({}));
+    let spec = d.spec.as_mut().unwrap();
+    spec.progress_deadline_seconds = Some(2);
+    // Bound to a node that does not exist: never ready.
+    spec.template.spec.as_mut().unwrap().node_name = Some("nowhere".into());
+    api.create(&PostParams::default(), &d).await.unwrap();
+    let d = wait_for("ProgressDeadlineExceeded", async || {
+        let d = api.get("stuck").await.unwrap();
+        (condition(&d, "Progressing") == Some(("False".into(), "ProgressDeadlineExceeded".into())))
+            .then_some(d)
+    })
+    .await;
+    assert_eq!(
+        condition(&d, "Available"),
+        Some(("False".into(), "MinimumReplicasUnavailable".into()))
+    );
+    let (ok, out) = kubectl(
+        &c,
+        &["rollout", "status", "deployment/stuck", "--timeout=20s"],
+    )
+    .await;
+    assert!(!ok, "{out}");
+    assert!(out.contains("exceeded its progress deadline"), "{out}");
     c.stop().await;
 }

@@ -112,17 +112,14 @@ async fn kubectl(c: &Cluster, args: &[&str]) -> (bool, String) {
 async fn set_image(api: &Api<Deployment>, name: &str, image: &str) {
     let patch =
         json!({"spec": {"template": {"spec": {"containers": [{"name": "c", "image": image}]}}}});
-    // The server can answer a patch racing a status write with 409
-    // (upstream retries internally); retry here.
+    patch_deployment(api, name, &Patch::Strategic(patch)).await;
+}
+
+/// Patches, retrying on 409: the server can answer a patch racing a status
+/// write with a conflict (upstream retries internally).
+async fn patch_deployment(api: &Api<Deployment>, name: &str, patch: &Patch<Value>) {
     for _ in 0..10 {
-        match api
-            .patch(
-                name,
-                &PatchParams::default(),
-                &Patch::Strategic(patch.clone()),
-            )
-            .await
-        {
+        match api.patch(name, &PatchParams::default(), patch).await {
             Err(kube::Error::Api(s)) if s.code == 409 => {
                 tokio::time::sleep(Duration::from_millis(20)).await;
             }
@@ -197,13 +194,7 @@ async fn creates_a_replica_set_and_reports_status() {
         );
     }
     // Scaling resizes the one ReplicaSet.
-    api.patch(
-        "web",
-        &PatchParams::default(),
-        &Patch::Merge(json!({"spec": {"replicas": 5}})),
-    )
-    .await
-    .unwrap();
+    patch_deployment(&api, "web", &Patch::Merge(json!({"spec": {"replicas": 5}}))).await;
     wait_complete(&c, "web", 5, "busybox:1").await;
     assert_eq!(replica_sets(&c, "web").await.len(), 1);
     c.stop().await;
@@ -435,5 +426,47 @@ async fn a_stuck_rollout_exceeds_its_progress_deadline() {
     .await;
     assert!(!ok, "{out}");
     assert!(out.contains("exceeded its progress deadline"), "{out}");
+    c.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn scaling_mid_rollout_is_proportional() {
+    let c = Cluster::start(1).await;
+    let api: Api<Deployment> = Api::namespaced(c.client.clone(), "default");
+    // 25% of 10: surge 3, unavailable 2.
+    api.create(&PostParams::default(), &deployment("big", 10, json!({})))
+        .await
+        .unwrap();
+    wait_complete(&c, "big", 10, "busybox:1").await;
+    // New pods go to a node that does not exist: the rollout stalls with
+    // the old ReplicaSet at 8 and the new one at 5 (8 available, 13 pods).
+    let patch = json!({"spec": {"template": {"spec": {"nodeName": "nowhere"}}}});
+    patch_deployment(&api, "big", &Patch::Strategic(patch)).await;
+    let sizes = async |want: (i32, i32)| {
+        wait_for(&format!("old/new at {want:?}"), async || {
+            let rss = replica_sets(&c, "big").await;
+            let size = |old: bool| {
+                rss.iter()
+                    .filter(|r| {
+                        let n = r.spec.as_ref().unwrap().template.as_ref().unwrap();
+                        (n.spec.as_ref().unwrap().node_name.as_deref() == Some(NODE)) == old
+                    })
+                    .map(|r| r.spec.as_ref().unwrap().replicas.unwrap())
+                    .sum::<i32>()
+            };
+            (rss.len() == 2 && (size(true), size(false)) == want).then_some(())
+        })
+        .await;
+    };
+    sizes((8, 5)).await;
+    // Scaling to 20 (25 with surge) spreads 12 more by the max-replicas
+    // annotation (13): old 8 -> round(8*25/13) = 15, new 5 -> 10.
+    patch_deployment(
+        &api,
+        "big",
+        &Patch::Merge(json!({"spec": {"replicas": 20}})),
+    )
+    .await;
+    sizes((15, 10)).await;
     c.stop().await;
 }

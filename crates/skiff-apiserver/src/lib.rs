@@ -60,6 +60,9 @@ pub struct ApiServerConfig {
     /// `--request-timeout`: the longest a request other than a watch (or
     /// another long-running request) may take before it gets 504.
     pub request_timeout: std::time::Duration,
+    /// Other components' metrics served on `/metrics` too (the in-process
+    /// scheduler's).
+    pub metrics_collectors: Vec<metrics::SharedCollector>,
 }
 
 impl ApiServerConfig {
@@ -78,6 +81,7 @@ impl ApiServerConfig {
             max_requests_inflight: limits::DEFAULT_MAX_REQUESTS_INFLIGHT,
             max_mutating_requests_inflight: limits::DEFAULT_MAX_MUTATING_REQUESTS_INFLIGHT,
             request_timeout: limits::DEFAULT_REQUEST_TIMEOUT,
+            metrics_collectors: Vec::new(),
         }
     }
 }
@@ -148,7 +152,9 @@ impl ApiServer {
             kubeconfig::write_admin(path, &server, &pki)?;
         }
 
-        let metrics = Arc::new(metrics::Metrics::new());
+        let metrics = Arc::new(metrics::Metrics::with_collectors(
+            config.metrics_collectors.iter().cloned(),
+        ));
         let store = store.observed(metrics.store_observer());
         let store_check = {
             let store = store.clone();

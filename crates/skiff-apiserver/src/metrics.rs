@@ -15,7 +15,8 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use http::{Method, Response, StatusCode};
-use prometheus_client::encoding::EncodeLabelSet;
+use prometheus_client::collector::Collector;
+use prometheus_client::encoding::{DescriptorEncoder, EncodeLabelSet};
 use prometheus_client::metrics::counter::Counter;
 use prometheus_client::metrics::family::Family;
 use prometheus_client::metrics::gauge::Gauge;
@@ -170,7 +171,16 @@ impl Default for Metrics {
 impl Metrics {
     /// A fresh set of metrics in its own registry.
     pub fn new() -> Metrics {
+        Metrics::with_collectors([])
+    }
+
+    /// [`Metrics::new`], also serving `collectors` (other components'
+    /// metrics).
+    pub fn with_collectors(collectors: impl IntoIterator<Item = SharedCollector>) -> Metrics {
         let mut registry = Registry::default();
+        for c in collectors {
+            registry.register_collector(Box::new(c));
+        }
         let requests = Family::<CodeLabels, Counter>::default();
         registry.register(
             "apiserver_request",
@@ -356,6 +366,16 @@ impl Metrics {
             ),
         );
         resp
+    }
+}
+
+/// A collector shared with another component, which keeps updating it.
+#[derive(Clone, Debug)]
+pub struct SharedCollector(pub Arc<dyn Collector>);
+
+impl Collector for SharedCollector {
+    fn encode(&self, encoder: DescriptorEncoder) -> Result<(), std::fmt::Error> {
+        self.0.encode(encoder)
     }
 }
 

@@ -13,6 +13,7 @@ use crate::cache::Cache;
 use crate::config::{ConfigError, KubeSchedulerConfiguration};
 use crate::framework::{Handle, Plugin, PluginFactory};
 use crate::informers::{PodHandler, spawn_node_informer, spawn_pod_informer, start_listers};
+use crate::metrics::SchedulerMetrics;
 use crate::queue::SchedulingQueue;
 use crate::runtime::Framework;
 use crate::scheduler::{ApiStatusWriter, Scheduler};
@@ -26,6 +27,8 @@ pub struct SchedulerOptions {
     pub registry: Vec<(&'static str, PluginFactory)>,
     /// This instance's identity for the Lease and events.
     pub identity: String,
+    /// Where the scheduler's metrics go (served by whoever registers it).
+    pub metrics: SchedulerMetrics,
 }
 
 impl std::fmt::Debug for SchedulerOptions {
@@ -43,6 +46,7 @@ impl SchedulerOptions {
             config: KubeSchedulerConfiguration::default(),
             registry: crate::plugins::registry(),
             identity: skiff_client::holder_identity(),
+            metrics: SchedulerMetrics::new(),
         }
     }
 
@@ -164,6 +168,7 @@ async fn run_leading(
         Duration::from_secs(opts.config.pod_max_backoff_seconds),
     ));
     let _ = slot.set(queue.clone());
+    opts.metrics.set_queue(&queue);
     let cache = Arc::new(Cache::new());
     let (nodes_tx, mut nodes_synced) = watch::channel(false);
     let (pods_tx, mut pods_synced) = watch::channel(false);
@@ -199,6 +204,7 @@ async fn run_leading(
         cache,
         events,
         status: Arc::new(ApiStatusWriter { client }),
+        metrics: opts.metrics.clone(),
     });
     let stopped = async {
         tokio::select! {

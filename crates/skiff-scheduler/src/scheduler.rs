@@ -6,6 +6,7 @@
 
 use std::collections::HashMap;
 use std::sync::Arc;
+use std::time::Instant;
 
 use k8s_openapi::api::core::v1::{ObjectReference, Pod};
 use kube::Api;
@@ -17,7 +18,8 @@ use crate::cache::{Cache, CacheSnapshot};
 use crate::framework::{
     ClusterEvent, Code, CycleState, EventResource, PodInfo, QueuedPodInfo, Status, action,
 };
-use crate::queue::SchedulingQueue;
+use crate::metrics::{AttemptResult, SchedulerMetrics};
+use crate::queue::{SchedulingQueue, now};
 use crate::runtime::{CycleHandle, Framework, ScheduleError};
 
 /// Writes pod status changes (a seam: the API server, or a recorder in tests).
@@ -106,6 +108,8 @@ pub struct Scheduler {
     pub events: Arc<dyn EventSink>,
     /// Where status changes go.
     pub status: Arc<dyn PodStatusWriter>,
+    /// Attempt counts and latencies.
+    pub metrics: SchedulerMetrics,
 }
 
 impl std::fmt::Debug for Scheduler {
@@ -153,6 +157,8 @@ impl Scheduler {
             self.queue.done(&pod.key);
             return;
         }
+        // Upstream times an attempt from here, after the skip checks.
+        let start = now();
         self.cache.update_snapshot(snap);
         let mut state = CycleState::new();
         let result = fwk.schedule_pod(&mut state, &pod, &snap.snapshot, Some(&*self.queue));
@@ -166,6 +172,7 @@ impl Scheduler {
                         snapshot: &snap.snapshot,
                         nominator: Some(&*self.queue),
                         events: Some(&*self.events),
+                        metrics: Some(&self.metrics),
                     };
                     let (r, s) = fwk
                         .run_post_filter_plugins(&handle, &state, &pod, &fit.diagnosis)
@@ -183,7 +190,14 @@ impl Scheduler {
                 qpi.unschedulable_plugins = fit.diagnosis.unschedulable_plugins.clone();
                 qpi.pending_plugins = fit.diagnosis.pending_plugins.clone();
                 let msg = fit.to_string();
-                self.fail(qpi, Code::Unschedulable, &msg, nominated.as_deref());
+                self.fail(
+                    qpi,
+                    Code::Unschedulable,
+                    &msg,
+                    nominated.as_deref(),
+                    fwk.profile_name(),
+                    start,
+                );
                 return;
             }
             Err(ScheduleError::NoNodes) => {
@@ -192,11 +206,20 @@ impl Scheduler {
                     Code::UnschedulableAndUnresolvable,
                     crate::runtime::NO_NODES_AVAILABLE,
                     None,
+                    fwk.profile_name(),
+                    start,
                 );
                 return;
             }
             Err(ScheduleError::Error(s)) => {
-                self.fail(qpi, Code::Error, &s.to_string(), None);
+                self.fail(
+                    qpi,
+                    Code::Error,
+                    &s.to_string(),
+                    None,
+                    fwk.profile_name(),
+                    start,
+                );
                 return;
             }
         };
@@ -208,7 +231,14 @@ impl Scheduler {
         }
         let assumed = Arc::new(PodInfo::new(Arc::new(assumed_pod)));
         if let Err(err) = self.cache.assume_pod(assumed.clone(), &host) {
-            self.fail(qpi, Code::Error, &err.to_string(), None);
+            self.fail(
+                qpi,
+                Code::Error,
+                &err.to_string(),
+                None,
+                fwk.profile_name(),
+                start,
+            );
             return;
         }
         // The assumed pod now counts on its node; as a nominated pod it
@@ -218,19 +248,20 @@ impl Scheduler {
         if !s.is_success() {
             fwk.run_reserve_plugins_unreserve(&mut state, &assumed, &host);
             let _ = self.cache.forget_pod(&pod.key);
-            self.fail_with_status(qpi, &s);
+            self.fail_with_status(qpi, &s, fwk.profile_name(), start);
             return;
         }
         let permit = fwk.run_permit_plugins(&mut state, &assumed, &host);
         if !permit.is_success() && permit.code() != Code::Wait {
             fwk.run_reserve_plugins_unreserve(&mut state, &assumed, &host);
             let _ = self.cache.forget_pod(&pod.key);
-            self.fail_with_status(qpi, &permit);
+            self.fail_with_status(qpi, &permit, fwk.profile_name(), start);
             return;
         }
         let this = self.clone();
         tokio::spawn(async move {
-            this.binding_cycle(fwk, state, qpi, assumed, host).await;
+            this.binding_cycle(fwk, state, qpi, assumed, host, start)
+                .await;
         });
     }
 
@@ -241,6 +272,7 @@ impl Scheduler {
         qpi: QueuedPodInfo,
         assumed: Arc<PodInfo>,
         host: String,
+        start: Instant,
     ) {
         let mut s = fwk.wait_on_permit(&assumed).await;
         if s.is_success() {
@@ -257,10 +289,20 @@ impl Scheduler {
                 resource: EventResource::Pod,
                 action: action::DELETE,
             });
-            self.fail_with_status(qpi, &s);
+            self.fail_with_status(qpi, &s, fwk.profile_name(), start);
             return;
         }
         self.queue.done(&assumed.key);
+        let bound = now();
+        self.metrics.observe_attempt(
+            AttemptResult::Scheduled,
+            fwk.profile_name(),
+            bound.saturating_duration_since(start),
+        );
+        self.metrics.observe_scheduled_pod(
+            qpi.attempts,
+            bound.saturating_duration_since(qpi.initial_attempt_timestamp),
+        );
         fwk.run_post_bind_plugins(&state, &assumed, &host);
         self.events.record(PendingEvent {
             regarding: reference(&qpi.pod_info.pod),
@@ -271,25 +313,36 @@ impl Scheduler {
         });
     }
 
-    fn fail_with_status(&self, mut qpi: QueuedPodInfo, s: &Status) {
+    fn fail_with_status(&self, mut qpi: QueuedPodInfo, s: &Status, profile: &str, start: Instant) {
         if s.is_rejected()
             && let Some(p) = s.plugin()
         {
             qpi.unschedulable_plugins.insert(p);
         }
-        self.fail(qpi, s.code(), &s.to_string(), None);
+        self.fail(qpi, s.code(), &s.to_string(), None, profile, start);
     }
 
     /// Upstream's `handleSchedulingFailure`: requeue, FailedScheduling
-    /// event, PodScheduled=False (only when it changes).
-    fn fail(&self, qpi: QueuedPodInfo, code: Code, message: &str, nominated: Option<&str>) {
+    /// event, PodScheduled=False (only when it changes); counts the attempt
+    /// of `profile` begun at `start`.
+    fn fail(
+        &self,
+        qpi: QueuedPodInfo,
+        code: Code,
+        message: &str,
+        nominated: Option<&str>,
+        profile: &str,
+        start: Instant,
+    ) {
         let pod = qpi.pod_info.pod.clone();
-        let reason = match code {
+        let (reason, result) = match code {
             Code::Unschedulable | Code::UnschedulableAndUnresolvable | Code::Pending => {
-                "Unschedulable"
+                ("Unschedulable", AttemptResult::Unschedulable)
             }
-            _ => "SchedulerError",
+            _ => ("SchedulerError", AttemptResult::Error),
         };
+        self.metrics
+            .observe_attempt(result, profile, now().saturating_duration_since(start));
         tracing::debug!(pod = %qpi.pod_info.key, %message, "unable to schedule pod");
         self.queue.add_unschedulable_if_not_present(qpi);
         self.events.record(PendingEvent {

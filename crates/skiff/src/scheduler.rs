@@ -1,6 +1,7 @@
 //! `skiff scheduler`: the scheduler alone, talking to an API server through
 //! a kubeconfig; also the in-process scheduler of `skiff server`.
 
+use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
@@ -22,6 +23,10 @@ pub struct SchedulerArgs {
     /// scheduling (overrides the config file's leaderElection.leaderElect).
     #[arg(long, num_args = 0..=1, default_missing_value = "true")]
     leader_elect: Option<bool>,
+    /// Where to serve `/metrics` and `/healthz` over plain HTTP (port 0
+    /// turns the listener off).
+    #[arg(long, default_value = "127.0.0.1:10251")]
+    metrics_bind_address: SocketAddr,
 }
 
 /// The scheduler options from `--config` (or the defaults).
@@ -74,10 +79,26 @@ async fn run(args: SchedulerArgs) -> anyhow::Result<()> {
     let opts = options(args.config.as_deref(), args.leader_elect)?;
     let client = client_from_kubeconfig(&args.kubeconfig).await?;
     let (stop_tx, stop_rx) = watch::channel(false);
+    let metrics_listener = if args.metrics_bind_address.port() == 0 {
+        None
+    } else {
+        let listener = tokio::net::TcpListener::bind(args.metrics_bind_address)
+            .await
+            .with_context(|| format!("--metrics-bind-address {}", args.metrics_bind_address))?;
+        tracing::info!(addr = %args.metrics_bind_address, "serving scheduler metrics");
+        Some(tokio::spawn(skiff_scheduler::metrics::serve(
+            listener,
+            opts.metrics.clone(),
+            stop_rx.clone(),
+        )))
+    };
     let task = tokio::spawn(skiff_scheduler::run(opts, client, stop_rx));
     crate::server::shutdown_signal().await;
     stop_tx.send_replace(true);
     task.await.context("scheduler task")??;
+    if let Some(l) = metrics_listener {
+        let _ = l.await;
+    }
     Ok(())
 }
 
@@ -103,6 +124,16 @@ mod tests {
         assert_eq!(p(&[]).unwrap(), None);
         assert_eq!(p(&["--leader-elect"]).unwrap(), Some(true));
         assert_eq!(p(&["--leader-elect=false"]).unwrap(), Some(false));
+        let addr = |a: &[&str]| {
+            Cli::try_parse_from(["skiff", "--kubeconfig", "k"].iter().chain(a.iter()))
+                .map(|c| c.args.metrics_bind_address.to_string())
+        };
+        assert_eq!(addr(&[]).unwrap(), "127.0.0.1:10251");
+        assert_eq!(
+            addr(&["--metrics-bind-address", "0.0.0.0:0"]).unwrap(),
+            "0.0.0.0:0"
+        );
+        assert!(addr(&["--metrics-bind-address", "nowhere"]).is_err());
         assert!(p(&["--leader-elect=maybe"]).is_err());
     }
 

@@ -113,6 +113,14 @@ async fn run(args: ServerArgs) -> anyhow::Result<()> {
     config.max_requests_inflight = args.max_requests_inflight;
     config.max_mutating_requests_inflight = args.max_mutating_requests_inflight;
     config.request_timeout = args.request_timeout;
+    // The in-process scheduler's metrics appear on the API server's /metrics.
+    if let Some(opts) = &scheduler_opts {
+        config
+            .metrics_collectors
+            .push(skiff_apiserver::metrics::SharedCollector(
+                std::sync::Arc::new(opts.metrics.clone()),
+            ));
+    }
     config.sans.extra_sans = args.tls_san;
     config.service_cidr = skiff_apiserver::registry::services::ServiceCidr::parse(
         &args.service_cidr,

@@ -12,6 +12,7 @@ use super::cycle_state::CycleState;
 use super::interface::Snapshot;
 use super::node_info::{NodeInfo, PodInfo};
 use super::status::Status;
+use crate::metrics::SchedulerMetrics;
 
 /// The framework as seen from a PostFilter plugin during one cycle.
 pub trait FrameworkHandle: Send + Sync {
@@ -48,4 +49,8 @@ pub trait FrameworkHandle: Send + Sync {
     fn reject_waiting_pod(&self, key: &str, plugin: &'static str, msg: &str) -> bool;
     /// Records an event (e.g. `Preempted` on a victim).
     fn record_event(&self, event: PendingEvent);
+    /// Where preemption metrics go, if anywhere.
+    fn metrics(&self) -> Option<&SchedulerMetrics> {
+        None
+    }
 }

@@ -6,7 +6,7 @@
 
 mod heap;
 
-use std::collections::{BTreeSet, HashMap};
+use std::collections::{BTreeSet, HashMap, HashSet};
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::{Duration, Instant};
 
@@ -478,6 +478,29 @@ impl SchedulingQueue {
     pub fn len(&self) -> usize {
         let st = self.lock();
         st.active_seq.len() + st.backoff.len() + st.unschedulable.len()
+    }
+
+    /// Each sub-queue's size for `scheduler_pending_pods`; unschedulable
+    /// pods that a PreEnqueue plugin parked count as gated.
+    pub fn pending_counts(&self) -> crate::metrics::PendingCounts {
+        let gates: HashSet<&'static str> = self
+            .pre_enqueue
+            .values()
+            .flatten()
+            .map(|p| p.name())
+            .collect();
+        let st = self.lock();
+        let gated = st
+            .unschedulable
+            .values()
+            .filter(|(p, _)| p.unschedulable_plugins.iter().any(|n| gates.contains(n)))
+            .count();
+        crate::metrics::PendingCounts {
+            active: st.active_seq.len(),
+            backoff: st.backoff.len(),
+            unschedulable: st.unschedulable.len() - gated,
+            gated,
+        }
     }
 
     /// True when no pod is pending.

@@ -277,3 +277,30 @@ async fn a_waiting_pop_wakes_for_a_pod_moved_to_backoff() {
     let p = waiting.await.unwrap().expect("popped after the back-off");
     assert_eq!(p.pod_info.key, "ns/p");
 }
+
+#[tokio::test(start_paused = true)]
+async fn pending_counts_split_unschedulable_from_gated() {
+    let q = queue();
+    // One pod rejected, then moved to backoff by an event it waits for.
+    q.add(pod("backing-off", 0, false));
+    let p = q.pop().await.unwrap();
+    q.add_unschedulable_if_not_present(reject(p, "NodeWaiter"));
+    q.move_all_to_active_or_backoff(NODE_ADD);
+    // One rejected after that event: it stays unschedulable.
+    q.add(pod("waiting", 0, false));
+    let p = q.pop().await.unwrap();
+    assert_eq!(p.pod_info.key, "ns/waiting");
+    q.add_unschedulable_if_not_present(reject(p, "NodeWaiter"));
+    q.add(pod("gated", 0, true));
+    q.add(pod("a", 0, false));
+    q.add(pod("b", 0, false));
+    assert_eq!(
+        q.pending_counts(),
+        crate::metrics::PendingCounts {
+            active: 2,
+            backoff: 1,
+            unschedulable: 1,
+            gated: 1,
+        }
+    );
+}

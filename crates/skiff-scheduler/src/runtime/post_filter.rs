@@ -10,6 +10,7 @@ use super::{Diagnosis, Framework, PodNominator};
 use crate::framework::{
     Code, CycleState, FrameworkHandle, NodeInfo, PodInfo, PostFilterResult, Snapshot, Status,
 };
+use crate::metrics::SchedulerMetrics;
 
 /// The framework, the cycle's snapshot, the nominator and the event sink,
 /// handed to PostFilter plugins.
@@ -22,6 +23,8 @@ pub struct CycleHandle<'a> {
     pub nominator: Option<&'a dyn PodNominator>,
     /// Where events go; None drops them.
     pub events: Option<&'a dyn EventSink>,
+    /// Where preemption metrics go; None drops them.
+    pub metrics: Option<&'a SchedulerMetrics>,
 }
 
 impl std::fmt::Debug for CycleHandle<'_> {
@@ -88,6 +91,10 @@ impl FrameworkHandle for CycleHandle<'_> {
         if let Some(e) = self.events {
             e.record(event);
         }
+    }
+
+    fn metrics(&self) -> Option<&SchedulerMetrics> {
+        self.metrics
     }
 }
 

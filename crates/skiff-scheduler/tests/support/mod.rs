@@ -7,6 +7,7 @@
 use std::collections::BTreeMap;
 use std::net::{IpAddr, Ipv4Addr};
 use std::path::Path;
+use std::sync::Arc;
 use std::time::Duration;
 
 use k8s_openapi::api::core::v1::{Node, Pod};
@@ -14,8 +15,10 @@ use k8s_openapi::api::events::v1::Event;
 use kube::Api;
 use kube::api::{ListParams, PostParams};
 use serde_json::{Value, json};
+use skiff_apiserver::metrics::SharedCollector;
 use skiff_apiserver::{ApiServer, ApiServerConfig};
 use skiff_scheduler::config::KubeSchedulerConfiguration;
+use skiff_scheduler::metrics::SchedulerMetrics;
 use skiff_scheduler::{SchedulerOptions, run};
 use skiff_sim::{HollowNodeConfig, HollowNodes};
 use skiff_store::AnyStore;
@@ -39,6 +42,7 @@ pub fn options(identity: &str, leader_elect: bool) -> SchedulerOptions {
         config: KubeSchedulerConfiguration::parse(&yaml, &names).unwrap(),
         registry,
         identity: identity.to_owned(),
+        metrics: skiff_scheduler::metrics::SchedulerMetrics::new(),
     }
 }
 
@@ -55,9 +59,16 @@ pub struct Cluster {
 impl Cluster {
     /// Starts the API server on an ephemeral port.
     pub async fn start() -> Cluster {
+        Cluster::start_with_collectors(Vec::new()).await
+    }
+
+    /// [`Cluster::start`], the server also serving `collectors` on
+    /// `/metrics`.
+    pub async fn start_with_collectors(collectors: Vec<SharedCollector>) -> Cluster {
         let dir = tempfile::tempdir().unwrap();
         let store = AnyStore::open(&[], dir.path()).await.unwrap();
         let mut config = ApiServerConfig::new(dir.path());
+        config.metrics_collectors = collectors;
         config.bind_address = IpAddr::V4(Ipv4Addr::LOCALHOST);
         config.port = 0;
         let kubeconfig = dir.path().join("kubeconfig.yaml");
@@ -75,14 +86,29 @@ impl Cluster {
 
     /// [`Cluster::start`], then the scheduler (no leader election).
     pub async fn with_scheduler() -> Cluster {
-        let mut c = Cluster::start().await;
+        Cluster::with_scheduler_serving_metrics().await.0
+    }
+
+    /// [`Cluster::with_scheduler`], the scheduler's metrics served on the
+    /// API server's `/metrics` as in `skiff server`.
+    pub async fn with_scheduler_serving_metrics() -> (Cluster, SchedulerMetrics) {
+        let opts = options("test", false);
+        let metrics = opts.metrics.clone();
+        let collector = SharedCollector(Arc::new(metrics.clone()));
+        let mut c = Cluster::start_with_collectors(vec![collector]).await;
         let (tx, rx) = watch::channel(false);
         let task = tokio::spawn({
             let client = c.client.clone();
-            async move { run(options("test", false), client, rx).await.unwrap() }
+            async move { run(opts, client, rx).await.unwrap() }
         });
         c.scheduler = Some((tx, task));
-        c
+        (c, metrics)
+    }
+
+    /// The API server's `/metrics` text.
+    pub async fn metrics_text(&self) -> String {
+        let req = http::Request::get("/metrics").body(Vec::new()).unwrap();
+        self.client.request_text(req).await.unwrap()
     }
 
     /// Registers `count` hollow nodes `<prefix>0..` with `cpu` cores each,

@@ -60,6 +60,9 @@ pub struct Row {
     pub p99: Option<Duration>,
     /// Server RSS after the workload, KiB.
     pub server_rss_kib: Option<u64>,
+    /// Init pods gone after the workload (preemption victims), for
+    /// workloads whose measured pods outrank the init pods.
+    pub evicted: Option<usize>,
     /// Why the row is incomplete, if it is.
     pub note: String,
 }
@@ -276,6 +279,12 @@ pub async fn run_workload_on(
     if !done {
         row.note = no_scheduler("measured", row.scheduled, w.pods);
     }
+    if !w.priority_classes.is_empty() {
+        // Victims are deleted by the hollow nodes once preemption asks.
+        let init: Api<Pod> = Api::namespaced(client.clone(), INIT_NAMESPACE);
+        let left = init.list(&Default::default()).await?.items.len();
+        row.evicted = Some(w.init_pods.saturating_sub(left));
+    }
     hollow.shutdown().await;
     Ok(row)
 }
@@ -297,12 +306,12 @@ pub fn format_table(rows: &[Row]) -> String {
         })
     };
     let mut out = format!(
-        "{:<18} {:>6} {:>7} {:>9} {:>9} {:>11} {:>11} {:>11}\n",
-        "workload", "nodes", "pods", "bound", "pods/s", "p50", "p99", "server RSS"
+        "{:<18} {:>6} {:>7} {:>9} {:>9} {:>11} {:>11} {:>11} {:>8}\n",
+        "workload", "nodes", "pods", "bound", "pods/s", "p50", "p99", "server RSS", "evicted"
     );
     for r in rows {
         out.push_str(&format!(
-            "{:<18} {:>6} {:>7} {:>9} {:>9.0} {:>11} {:>11} {:>11}\n",
+            "{:<18} {:>6} {:>7} {:>9} {:>9.0} {:>11} {:>11} {:>11} {:>8}\n",
             r.workload,
             r.nodes,
             r.pods,
@@ -312,6 +321,7 @@ pub fn format_table(rows: &[Row]) -> String {
             ms(r.p99),
             r.server_rss_kib
                 .map_or("-".to_owned(), |k| format!("{} MiB", k / 1024)),
+            r.evicted.map_or("-".to_owned(), |n| n.to_string()),
         ));
         if !r.note.is_empty() {
             out.push_str(&format!("  {}\n", r.note));
@@ -346,6 +356,17 @@ mod tests {
         let t = format_table(&rows);
         assert!(
             t.contains("SchedulingBasic") && t.contains("timed out"),
+            "{t}"
+        );
+        let rows = [Row {
+            workload: "Preemption".into(),
+            evicted: Some(7),
+            ..Row::default()
+        }];
+        let t = format_table(&rows);
+        let line = t.lines().nth(1).unwrap();
+        assert!(
+            line.starts_with("Preemption") && line.ends_with(" 7"),
             "{t}"
         );
     }

@@ -356,6 +356,11 @@ impl PostFilterPlugin for DefaultPreemption {
         absent_nodes_status: Option<&'a Status>,
     ) -> BoxFuture<'a, (Option<PostFilterResult>, Status)> {
         Box::pin(async move {
+            // Every run counts, whatever its outcome (upstream's deferred
+            // increment).
+            if let Some(m) = handle.metrics() {
+                m.preemption_attempt();
+            }
             let candidate =
                 match self.find_best_candidate(handle, state, pod, filtered, absent_nodes_status) {
                     Ok(c) => c,
@@ -365,6 +370,9 @@ impl PostFilterPlugin for DefaultPreemption {
             let s = self.prepare_candidate(handle, &candidate, pod).await;
             if !s.is_success() {
                 return (None, with_prefix(s));
+            }
+            if let Some(m) = handle.metrics() {
+                m.observe_preemption_victims(candidate.victims.pods.len());
             }
             (
                 Some(PostFilterResult {

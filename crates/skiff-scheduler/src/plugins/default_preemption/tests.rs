@@ -18,6 +18,7 @@ use crate::config::Profile;
 use crate::framework::{
     Code, CycleState, FrameworkHandle, NodeInfo, PodInfo, Snapshot, StaticLister, Status,
 };
+use crate::metrics::SchedulerMetrics;
 use crate::plugins::testing::{node_with_pods, pod, snapshot};
 use crate::runtime::{CycleHandle, Framework, PodNominator};
 
@@ -173,6 +174,9 @@ impl FrameworkHandle for TestHandle<'_> {
     fn record_event(&self, event: PendingEvent) {
         self.inner.record_event(event);
     }
+    fn metrics(&self) -> Option<&SchedulerMetrics> {
+        self.inner.metrics()
+    }
 }
 
 /// One scheduling cycle's failure and the preemption that follows.
@@ -181,6 +185,7 @@ struct Run {
     status: Status,
     message: String,
     rec: Arc<Recorder>,
+    metrics: SchedulerMetrics,
 }
 
 fn plugin(rec: &Arc<Recorder>, pdbs: Vec<Arc<PodDisruptionBudget>>) -> DefaultPreemption {
@@ -211,12 +216,14 @@ fn preempt(
     assert!(feasible.is_empty(), "the preemptor must not fit anywhere");
     let rec = Arc::new(Recorder::default());
     let pl = plugin(&rec, pdbs);
+    let metrics = SchedulerMetrics::new();
     let handle = TestHandle {
         inner: CycleHandle {
             framework: &fwk,
             snapshot: &snap,
             nominator: Some(&nominated),
             events: Some(&*rec),
+            metrics: Some(&metrics),
         },
         waiting: waiting.iter().map(|w| format!("default/{w}")).collect(),
         rec: &rec,
@@ -242,7 +249,18 @@ fn preempt(
         status,
         message,
         rec,
+        metrics,
     }
+}
+
+/// The sample lines of one metric in the text exposition.
+fn samples(r: &Run, prefix: &str) -> Vec<String> {
+    r.metrics
+        .encode_text()
+        .lines()
+        .filter(|l| l.starts_with(prefix))
+        .map(str::to_owned)
+        .collect()
 }
 
 fn nominated_to(r: &Run) -> Option<&str> {
@@ -287,6 +305,28 @@ fn victims_are_the_fewest_least_important_lower_priority_pods() {
     assert_eq!(events[0].reason, "Preempted");
     assert!(events[0].normal);
     assert_eq!(events[0].note, "Preempted by pod uid-pre on node n1");
+    assert_eq!(
+        samples(&r, "scheduler_preemption_attempts_total"),
+        ["scheduler_preemption_attempts_total 1"]
+    );
+    // Two victims: the observation lands in the `le="2"` bucket.
+    let victims = samples(&r, "scheduler_preemption_victims");
+    assert!(
+        victims.contains(&"scheduler_preemption_victims_sum 2.0".to_owned()),
+        "{victims:?}"
+    );
+    assert!(
+        victims.contains(&"scheduler_preemption_victims_count 1".to_owned()),
+        "{victims:?}"
+    );
+    assert!(
+        victims.contains(&"scheduler_preemption_victims_bucket{le=\"1\"} 0".to_owned()),
+        "{victims:?}"
+    );
+    assert!(
+        victims.contains(&"scheduler_preemption_victims_bucket{le=\"2\"} 1".to_owned()),
+        "{victims:?}"
+    );
 }
 
 #[test]
@@ -327,6 +367,15 @@ fn no_lower_priority_pods_means_no_victims() {
     assert_eq!(r.status.code(), Code::Unschedulable);
     assert_eq!(r.result, Some(PostFilterResult::default()));
     assert!(preempted(&r).is_empty());
+    // The attempt counts; nothing was evicted, so no victims are observed.
+    assert_eq!(
+        samples(&r, "scheduler_preemption_attempts_total"),
+        ["scheduler_preemption_attempts_total 1"]
+    );
+    assert!(
+        samples(&r, "scheduler_preemption_victims_count")
+            .contains(&"scheduler_preemption_victims_count 0".to_owned())
+    );
     assert_eq!(
         r.message,
         "0/2 nodes are available: 2 Insufficient cpu. preemption: 0/2 nodes are available: \
@@ -627,6 +676,7 @@ fn select_victims_reports_unresolvable_without_lower_priority_pods() {
         snapshot: &snap,
         nominator: None,
         events: None,
+        metrics: None,
     };
     let pre = p("pre", "1", 10, None, None);
     let mut state = CycleState::new();
@@ -735,6 +785,7 @@ fn dry_run_over_many_nodes_finds_every_candidate_and_orders_violations_last() {
         snapshot: &snap,
         nominator: None,
         events: None,
+        metrics: None,
     };
     let potential = super::candidates::nodes_where_preemption_might_help(
         &snap.nodes,

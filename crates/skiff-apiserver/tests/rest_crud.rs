@@ -432,3 +432,65 @@ async fn kubectl_creates_lists_watches_and_deletes_from_yaml() {
     assert!(err.contains("configmaps \"settings\" not found"), "{err}");
     server.shutdown().await;
 }
+
+/// Patches without a resourceVersion never fail with a conflict: racing
+/// writers make the server re-apply them to the newer object, as upstream's
+/// GuaranteedUpdate does; a patch that names a stale resourceVersion still
+/// gets 409.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn concurrent_patches_without_a_resource_version_all_land() {
+    let dir = tempfile::tempdir().unwrap();
+    let (server, client) = start(dir.path(), 0).await;
+    let cms: Api<ConfigMap> = Api::namespaced(client.clone(), "default");
+    let cm = ConfigMap {
+        metadata: ObjectMeta {
+            name: Some("shared".into()),
+            ..Default::default()
+        },
+        ..Default::default()
+    };
+    let created = cms.create(&PostParams::default(), &cm).await.unwrap();
+    let writers = 16;
+    let mut tasks = tokio::task::JoinSet::new();
+    for w in 0..writers {
+        let cms = cms.clone();
+        tasks.spawn(async move {
+            for round in 0..5 {
+                let patch = serde_json::json!({"data": {format!("w{w}"): format!("{round}")}});
+                cms.patch(
+                    "shared",
+                    &kube::api::PatchParams::default(),
+                    &kube::api::Patch::Merge(&patch),
+                )
+                .await
+                .map_err(|e| format!("writer {w} round {round}: {e}"))?;
+            }
+            Ok::<(), String>(())
+        });
+    }
+    while let Some(done) = tasks.join_next().await {
+        done.unwrap().unwrap();
+    }
+    let data = cms.get("shared").await.unwrap().data.unwrap();
+    assert_eq!(data.len(), writers);
+    assert!(data.values().all(|v| v == "4"), "{data:?}");
+
+    // The original resourceVersion is long gone: a patch naming it is a conflict.
+    let stale = serde_json::json!({
+        "metadata": {"resourceVersion": created.metadata.resource_version.unwrap()},
+        "data": {"late": "x"},
+    });
+    let err = cms
+        .patch(
+            "shared",
+            &kube::api::PatchParams::default(),
+            &kube::api::Patch::Merge(&stale),
+        )
+        .await
+        .unwrap_err();
+    match err {
+        kube::Error::Api(s) => assert_eq!(s.code, 409, "{s:?}"),
+        other => panic!("expected 409, got {other}"),
+    }
+    server.shutdown().await;
+}

@@ -637,8 +637,12 @@ impl Registry {
                     }
                     return Ok((obj, warnings));
                 }
-                Err(Retry::Conflict) if wanted_rv.is_empty() => continue,
-                Err(Retry::Conflict) => return Err(ApiError::conflict_modified(info, name)),
+                // Re-read and redo: a precondition the request itself set
+                // (a PUT body's or a patch's resourceVersion) now fails the
+                // check above; one a patch inherited from the object it was
+                // applied to is the new one's (as upstream's
+                // GuaranteedUpdate re-applies a patch to the fresh object).
+                Err(Retry::Conflict) => continue,
                 Err(Retry::Fail(e)) => return Err(e),
             }
         }

@@ -538,8 +538,10 @@ impl Runtime {
             exit_file: dir.join("exit.json"),
             cgroups_path: record.cgroups_path.clone(),
         };
-        let report = self.spawn_run_shim(&args, &dir).await;
+        // Taken before the shim starts it: a short-lived container can exit
+        // (and its shim stamp the finish) before the shim's report arrives.
         record.started_at = now_nanos();
+        let report = self.spawn_run_shim(&args, &dir).await;
         match report {
             Ok((StartReport::Started { pid, start_ticks }, shim)) => {
                 record.pid = Some(pid);

@@ -5,9 +5,7 @@
 use std::path::PathBuf;
 use std::process::ExitCode;
 
-use anyhow::Context;
 use skiff_controllers::ControllerManagerOptions;
-use tokio::sync::watch;
 
 /// Flags of `skiff controller-manager` (kube-controller-manager's names).
 #[derive(Debug, clap::Args)]
@@ -32,6 +30,9 @@ pub struct ControllerManagerArgs {
     /// Workers of each garbage collector queue.
     #[arg(long, default_value_t = skiff_controllers::garbagecollector::DEFAULT_WORKERS)]
     concurrent_gc_syncs: usize,
+    /// Workers of the Deployment controller.
+    #[arg(long, default_value_t = skiff_controllers::deployment::DEFAULT_WORKERS)]
+    concurrent_deployment_syncs: usize,
 }
 
 impl ControllerManagerArgs {
@@ -42,6 +43,7 @@ impl ControllerManagerArgs {
         opts.concurrent_replicaset_syncs = self.concurrent_replicaset_syncs;
         opts.concurrent_rc_syncs = self.concurrent_rc_syncs;
         opts.concurrent_gc_syncs = self.concurrent_gc_syncs;
+        opts.concurrent_deployment_syncs = self.concurrent_deployment_syncs;
         opts.validate()?;
         Ok(opts)
     }
@@ -54,31 +56,16 @@ pub fn server_options() -> ControllerManagerOptions {
 
 /// Runs until SIGINT or SIGTERM.
 pub fn main(args: ControllerManagerArgs) -> ExitCode {
-    let runtime = match tokio::runtime::Runtime::new() {
-        Ok(rt) => rt,
-        Err(err) => {
-            eprintln!("skiff controller-manager: cannot start the async runtime: {err}");
-            return ExitCode::FAILURE;
-        }
-    };
-    match runtime.block_on(run(args)) {
-        Ok(()) => ExitCode::SUCCESS,
-        Err(err) => {
-            eprintln!("skiff controller-manager: {err:#}");
-            ExitCode::FAILURE
-        }
-    }
+    crate::block_on("controller-manager", run(args))
 }
 
 async fn run(args: ControllerManagerArgs) -> anyhow::Result<()> {
     let opts = args.options()?;
     let client = crate::scheduler::client_from_kubeconfig(&args.kubeconfig).await?;
-    let (stop_tx, stop_rx) = watch::channel(false);
-    let task = tokio::spawn(skiff_controllers::run(opts, client, stop_rx));
-    crate::server::shutdown_signal().await;
-    stop_tx.send_replace(true);
-    task.await.context("controller manager task")??;
-    Ok(())
+    crate::until_signal("controller manager", |stop_rx| {
+        skiff_controllers::run(opts, client, stop_rx)
+    })
+    .await
 }
 
 #[cfg(test)]
@@ -104,8 +91,12 @@ mod tests {
         assert!(a.leader_elect);
         assert_eq!(a.controllers, ["*"]);
         assert_eq!(
-            (a.concurrent_replicaset_syncs, a.concurrent_rc_syncs),
-            (5, 5)
+            (
+                a.concurrent_replicaset_syncs,
+                a.concurrent_rc_syncs,
+                a.concurrent_deployment_syncs
+            ),
+            (5, 5, 5)
         );
         assert!(!parse(&["--leader-elect=false"]).unwrap().leader_elect);
         assert!(parse(&["--leader-elect"]).unwrap().leader_elect);

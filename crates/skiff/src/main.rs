@@ -57,6 +57,44 @@ struct AgentArgs {
     data_dir: PathBuf,
 }
 
+/// Runs `work` on a multi-threaded tokio runtime; a failure is printed as
+/// `skiff WHAT: error` and exits 1.
+fn block_on(what: &str, work: impl std::future::Future<Output = anyhow::Result<()>>) -> ExitCode {
+    let runtime = match tokio::runtime::Runtime::new() {
+        Ok(rt) => rt,
+        Err(err) => {
+            eprintln!("skiff {what}: cannot start the async runtime: {err}");
+            return ExitCode::FAILURE;
+        }
+    };
+    match runtime.block_on(work) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(err) => {
+            eprintln!("skiff {what}: {err:#}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+/// Runs a component started by `start` (given its stop signal) until
+/// SIGINT or SIGTERM, then stops it and waits for it to finish.
+async fn until_signal<F, E>(
+    what: &str,
+    start: impl FnOnce(tokio::sync::watch::Receiver<bool>) -> F,
+) -> anyhow::Result<()>
+where
+    F: std::future::Future<Output = Result<(), E>> + Send + 'static,
+    E: std::error::Error + Send + Sync + 'static,
+{
+    use anyhow::Context;
+    let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
+    let task = tokio::spawn(start(stop_rx));
+    server::shutdown_signal().await;
+    stop_tx.send_replace(true);
+    task.await.with_context(|| format!("{what} task"))??;
+    Ok(())
+}
+
 fn main() -> ExitCode {
     let cli = Cli::parse();
     tracing_subscriber::fmt()

@@ -8,7 +8,6 @@ use std::process::ExitCode;
 use anyhow::Context;
 use skiff_scheduler::SchedulerOptions;
 use skiff_scheduler::config::KubeSchedulerConfiguration;
-use tokio::sync::watch;
 
 /// Flags of `skiff scheduler` (kube-scheduler's names).
 #[derive(Debug, clap::Args)]
@@ -59,47 +58,34 @@ pub async fn client_from_kubeconfig(path: &Path) -> anyhow::Result<kube::Client>
 
 /// Runs until SIGINT or SIGTERM.
 pub fn main(args: SchedulerArgs) -> ExitCode {
-    let runtime = match tokio::runtime::Runtime::new() {
-        Ok(rt) => rt,
-        Err(err) => {
-            eprintln!("skiff scheduler: cannot start the async runtime: {err}");
-            return ExitCode::FAILURE;
-        }
-    };
-    match runtime.block_on(run(args)) {
-        Ok(()) => ExitCode::SUCCESS,
-        Err(err) => {
-            eprintln!("skiff scheduler: {err:#}");
-            ExitCode::FAILURE
-        }
-    }
+    crate::block_on("scheduler", run(args))
 }
 
 async fn run(args: SchedulerArgs) -> anyhow::Result<()> {
     let opts = options(args.config.as_deref(), args.leader_elect)?;
     let client = client_from_kubeconfig(&args.kubeconfig).await?;
-    let (stop_tx, stop_rx) = watch::channel(false);
-    let metrics_listener = if args.metrics_bind_address.port() == 0 {
+    let listener = if args.metrics_bind_address.port() == 0 {
         None
     } else {
         let listener = tokio::net::TcpListener::bind(args.metrics_bind_address)
             .await
             .with_context(|| format!("--metrics-bind-address {}", args.metrics_bind_address))?;
         tracing::info!(addr = %args.metrics_bind_address, "serving scheduler metrics");
-        Some(tokio::spawn(skiff_scheduler::metrics::serve(
-            listener,
-            opts.metrics.clone(),
-            stop_rx.clone(),
-        )))
+        Some(listener)
     };
-    let task = tokio::spawn(skiff_scheduler::run(opts, client, stop_rx));
-    crate::server::shutdown_signal().await;
-    stop_tx.send_replace(true);
-    task.await.context("scheduler task")??;
-    if let Some(l) = metrics_listener {
-        let _ = l.await;
-    }
-    Ok(())
+    let metrics = opts.metrics.clone();
+    crate::until_signal("scheduler", |stop_rx| {
+        if let Some(listener) = listener {
+            // Stops with the same signal as the scheduler.
+            tokio::spawn(skiff_scheduler::metrics::serve(
+                listener,
+                metrics,
+                stop_rx.clone(),
+            ));
+        }
+        skiff_scheduler::run(opts, client, stop_rx)
+    })
+    .await
 }
 
 #[cfg(test)]

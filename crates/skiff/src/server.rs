@@ -73,20 +73,7 @@ fn parse_request_timeout(value: &str) -> Result<Duration, String> {
 
 /// Runs the server until SIGINT or SIGTERM.
 pub fn main(args: ServerArgs) -> ExitCode {
-    let runtime = match tokio::runtime::Runtime::new() {
-        Ok(rt) => rt,
-        Err(err) => {
-            eprintln!("skiff server: cannot start the async runtime: {err}");
-            return ExitCode::FAILURE;
-        }
-    };
-    match runtime.block_on(run(args)) {
-        Ok(()) => ExitCode::SUCCESS,
-        Err(err) => {
-            eprintln!("skiff server: {err:#}");
-            ExitCode::FAILURE
-        }
-    }
+    crate::block_on("server", run(args))
 }
 
 async fn run(args: ServerArgs) -> anyhow::Result<()> {

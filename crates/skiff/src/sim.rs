@@ -89,26 +89,12 @@ fn parse_duration(value: &str) -> Result<Duration, String> {
 
 /// Runs a `skiff sim` subcommand.
 pub fn main(command: SimCommand) -> ExitCode {
-    let runtime = match tokio::runtime::Runtime::new() {
-        Ok(rt) => rt,
-        Err(err) => {
-            eprintln!("skiff sim: cannot start the async runtime: {err}");
-            return ExitCode::FAILURE;
-        }
-    };
-    let result = runtime.block_on(async {
+    crate::block_on("sim", async {
         match command {
             SimCommand::Nodes(args) => nodes(args).await,
             SimCommand::BenchScheduler(args) => bench_scheduler(args).await,
         }
-    });
-    match result {
-        Ok(()) => ExitCode::SUCCESS,
-        Err(err) => {
-            eprintln!("skiff sim: {err:#}");
-            ExitCode::FAILURE
-        }
-    }
+    })
 }
 
 async fn nodes(args: NodesArgs) -> anyhow::Result<()> {

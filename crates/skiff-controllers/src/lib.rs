@@ -8,6 +8,7 @@ pub mod expectations;
 pub mod garbagecollector;
 pub mod informer;
 pub mod manager;
+pub mod nodeipam;
 pub mod podutil;
 pub mod replicaset;
 pub mod workqueue;

@@ -18,6 +18,7 @@ use crate::replicaset::{self, ReplicaController, ReplicaKind};
 pub const KNOWN_CONTROLLERS: &[&str] = &[
     "deployment",
     "garbagecollector",
+    "node-ipam-controller",
     "replicaset",
     "replicationcontroller",
 ];
@@ -31,6 +32,9 @@ pub enum ManagerError {
     /// `--controllers` named something unknown.
     #[error("{0:?} is not in the list of known controllers")]
     UnknownController(String),
+    /// An option's value is unusable.
+    #[error("{0}")]
+    InvalidOption(String),
 }
 
 /// kube-controller-manager's options that apply here.
@@ -51,6 +55,12 @@ pub struct ControllerManagerOptions {
     pub concurrent_gc_syncs: usize,
     /// `--concurrent-deployment-syncs`.
     pub concurrent_deployment_syncs: usize,
+    /// `--allocate-node-cidrs`: give Nodes podCIDRs from `cluster_cidr`.
+    pub allocate_node_cidrs: bool,
+    /// `--cluster-cidr`.
+    pub cluster_cidr: String,
+    /// `--node-cidr-mask-size`.
+    pub node_cidr_mask_size: u8,
 }
 
 impl ControllerManagerOptions {
@@ -65,6 +75,9 @@ impl ControllerManagerOptions {
             concurrent_rc_syncs: replicaset::DEFAULT_WORKERS,
             concurrent_gc_syncs: crate::garbagecollector::DEFAULT_WORKERS,
             concurrent_deployment_syncs: crate::deployment::DEFAULT_WORKERS,
+            allocate_node_cidrs: false,
+            cluster_cidr: String::new(),
+            node_cidr_mask_size: crate::nodeipam::DEFAULT_NODE_CIDR_MASK_SIZE,
         }
     }
 
@@ -76,7 +89,17 @@ impl ControllerManagerOptions {
                 return Err(ManagerError::UnknownController(name.to_owned()));
             }
         }
+        if self.allocate_node_cidrs {
+            self.range_allocator()?;
+        }
         Ok(())
+    }
+
+    fn range_allocator(&self) -> Result<crate::nodeipam::RangeAllocator, ManagerError> {
+        let cidr = crate::nodeipam::Cidr::parse(&self.cluster_cidr)
+            .map_err(|e| ManagerError::InvalidOption(format!("--cluster-cidr: {e}")))?;
+        crate::nodeipam::RangeAllocator::new(cidr, self.node_cidr_mask_size)
+            .map_err(|e| ManagerError::InvalidOption(format!("--node-cidr-mask-size: {e}")))
     }
 
     /// Whether `name` runs (upstream's `IsControllerEnabled`: the first
@@ -181,6 +204,15 @@ async fn run_leading(
         starters.push(Box::new(move |set: &mut JoinSet<()>| {
             let queue = c.queue();
             set.spawn(run_workers(c, queue, workers, stop));
+        }));
+    }
+    if opts.allocate_node_cidrs
+        && opts.is_enabled(crate::nodeipam::CONTROLLER_NAME)
+        && let Ok(allocator) = opts.range_allocator()
+    {
+        let (client, stop) = (client.clone(), stop_rx.clone());
+        starters.push(Box::new(move |set: &mut JoinSet<()>| {
+            set.spawn(crate::nodeipam::run(client, allocator, stop));
         }));
     }
     if opts.is_enabled("garbagecollector") {

@@ -1,6 +1,18 @@
 //! The kubelet: node registration, pod workers, probes, volumes, status, CRI client.
 //!
-//! Today it holds the pure pod-status logic ([`status`]), shared by the real
-//! kubelet and the hollow nodes of `skiff-sim`.
+//! [`kubelet::run`] registers the Node, keeps its Lease and status fresh,
+//! and runs one pod worker per pod bound to it, speaking only CRI v1 to the
+//! runtime. [`status`] is the pure pod-status logic, shared with the hollow
+//! nodes of `skiff-sim`.
 
+pub mod backoff;
+pub mod config;
+pub mod cri;
+pub mod hooks;
+pub mod kubelet;
+pub mod node;
 pub mod status;
+pub mod volumes;
+pub mod worker;
+
+pub use kubelet::{KubeletConfig, KubeletError, run};

@@ -200,7 +200,7 @@ impl Runtime {
             .await
             .map_err(|e| RuntimeError::Internal(e.to_string()))?
             .map_err(internal("create pod namespaces"))?;
-        let ip = match self.deps.network.setup(&id, &paths.net) {
+        let ip = match self.deps.network.setup(&id, &paths.net).await {
             Ok(ip) => ip,
             Err(e) => {
                 let _ = self.deps.namespaces.remove(&paths);
@@ -241,6 +241,11 @@ impl Runtime {
         Ok(id)
     }
 
+    /// The pod network the runtime wires sandboxes into.
+    pub fn network(&self) -> &dyn PodNetwork {
+        self.deps.network.as_ref()
+    }
+
     /// The sandbox `id`.
     pub fn sandbox(&self, id: &str) -> Result<SandboxRecord, RuntimeError> {
         lock(&self.sandboxes)
@@ -277,6 +282,7 @@ impl Runtime {
             self.deps
                 .network
                 .teardown(id, &self.namespace_paths(id).net)
+                .await
                 .map_err(internal("tear down pod network"))?;
             record.state = SandboxState::NotReady;
             save(&self.sandbox_dir(id).join("sandbox.json"), &record)?;

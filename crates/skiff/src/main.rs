@@ -1,6 +1,7 @@
 //! `skiff`: Kubernetes in one binary. The binary is thin: it parses the
 //! command line, sets up logging and hands over to the component crates.
 
+mod agent;
 mod controller_manager;
 mod images;
 mod scheduler;
@@ -48,13 +49,37 @@ enum Command {
 struct AgentArgs {
     /// URL of the server to join, e.g. https://10.0.0.1:6443.
     #[arg(long)]
-    server: String,
+    server: Option<String>,
     /// Join token.
     #[arg(long)]
-    token: String,
+    token: Option<String>,
+    /// A kubeconfig to reach the API server with (instead of joining).
+    #[arg(long)]
+    kubeconfig: Option<PathBuf>,
     /// Directory for agent state.
     #[arg(long, default_value = "/var/lib/skiff")]
     data_dir: PathBuf,
+    #[command(flatten)]
+    flags: agent::AgentFlags,
+}
+
+async fn run_agent(args: AgentArgs) -> anyhow::Result<()> {
+    let Some(kubeconfig) = args.kubeconfig else {
+        anyhow::bail!(
+            "joining with --server/--token is not supported yet (server {:?}, token given: {}); pass --kubeconfig",
+            args.server.unwrap_or_default(),
+            args.token.is_some()
+        );
+    };
+    let client = scheduler::client_from_kubeconfig(&kubeconfig).await?;
+    let data_dir = args.data_dir;
+    let flags = args.flags;
+    until_signal("agent", move |stop| async move {
+        agent::run(&data_dir, flags, client, stop)
+            .await
+            .map_err(|e| std::io::Error::other(format!("{e:#}")))
+    })
+    .await
 }
 
 /// Runs `work` on a multi-threaded tokio runtime; a failure is printed as
@@ -113,12 +138,6 @@ fn main() -> ExitCode {
         Command::RuntimeShim { args } => {
             ExitCode::from(u8::try_from(skiff_runtime::shim::main(&args)).unwrap_or(1))
         }
-        Command::Agent(_) => {
-            eprintln!(
-                "skiff agent: not yet implemented in this version ({})",
-                env!("CARGO_PKG_VERSION")
-            );
-            ExitCode::from(2)
-        }
+        Command::Agent(args) => block_on("agent", run_agent(args)),
     }
 }

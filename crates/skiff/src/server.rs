@@ -61,6 +61,8 @@ pub struct ServerArgs {
     /// 1m30s) before it gets 504 Timeout.
     #[arg(long, default_value = "1m0s", value_parser = parse_request_timeout)]
     request_timeout: Duration,
+    #[command(flatten)]
+    agent: crate::agent::AgentFlags,
 }
 
 /// A positive Go duration (`--request-timeout`).
@@ -77,9 +79,6 @@ pub fn main(args: ServerArgs) -> ExitCode {
 }
 
 async fn run(args: ServerArgs) -> anyhow::Result<()> {
-    if !args.disable_agent {
-        tracing::warn!("the node agent is not implemented yet: running the control plane only");
-    }
     // A bad scheduler config stops start-up before anything listens.
     let scheduler_opts = if args.disable_scheduler {
         None
@@ -158,6 +157,17 @@ async fn run(args: ServerArgs) -> anyhow::Result<()> {
             stop_rx.clone(),
         )))
     };
+    let agent = if args.disable_agent {
+        None
+    } else {
+        let client = crate::scheduler::client_from_kubeconfig(&args.write_kubeconfig).await?;
+        let data_dir = args.data_dir.clone();
+        let flags = args.agent.clone();
+        let stop = stop_rx.clone();
+        Some(tokio::spawn(async move {
+            crate::agent::run(&data_dir, flags, client, stop).await
+        }))
+    };
     shutdown_signal().await;
     tracing::info!("shutting down");
     stop_tx.send_replace(true);
@@ -174,6 +184,13 @@ async fn run(args: ServerArgs) -> anyhow::Result<()> {
                 tracing::warn!(error = %err, "controller manager stopped with an error")
             }
             Err(err) => tracing::warn!(error = %err, "controller manager task failed"),
+            Ok(Ok(())) => {}
+        }
+    }
+    if let Some(task) = agent {
+        match task.await {
+            Ok(Err(err)) => tracing::warn!(error = %format!("{err:#}"), "agent stopped with an error"),
+            Err(err) => tracing::warn!(error = %err, "agent task failed"),
             Ok(Ok(())) => {}
         }
     }

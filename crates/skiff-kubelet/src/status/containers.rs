@@ -10,6 +10,7 @@ use k8s_openapi::api::core::v1::{
 use super::phase::is_restartable_init_container;
 use super::{
     CONTAINER_CREATING, Exited, POD_INITIALIZING, RuntimeContainer, RuntimePod, RuntimeState,
+    Waiting,
 };
 
 fn terminated(e: &Exited) -> ContainerStateTerminated {
@@ -129,6 +130,40 @@ fn default_status(c: &Container, old: Option<&ContainerStatus>, reason: &str) ->
     }
 }
 
+/// A container the pod worker could not (re)start: waiting with the
+/// worker's reason; the newest instance (if any) is the last state.
+fn waiting_status(
+    c: &Container,
+    r: Option<&RuntimeContainer>,
+    old: Option<&ContainerStatus>,
+    w: &Waiting,
+) -> ContainerStatus {
+    let mut status = match r {
+        Some(r) => {
+            let mut s = from_runtime(c, r, false);
+            s.last_state = Some(match &r.state {
+                RuntimeState::Exited(e) => ContainerState {
+                    terminated: Some(terminated(e)),
+                    ..ContainerState::default()
+                },
+                _ => s.last_state.unwrap_or_default(),
+            });
+            s
+        }
+        None => default_status(c, old, CONTAINER_CREATING),
+    };
+    status.state = Some(ContainerState {
+        waiting: Some(ContainerStateWaiting {
+            reason: Some(w.reason.clone()),
+            message: (!w.message.is_empty()).then(|| w.message.clone()),
+        }),
+        ..ContainerState::default()
+    });
+    status.ready = false;
+    status.started = Some(false);
+    status
+}
+
 fn statuses(
     containers: &[Container],
     old: &[ContainerStatus],
@@ -138,12 +173,15 @@ fn statuses(
 ) -> Vec<ContainerStatus> {
     containers
         .iter()
-        .map(
-            |c| match runtime.containers.iter().find(|r| r.name == c.name) {
-                Some(r) => from_runtime(c, r, init),
-                None => default_status(c, old.iter().find(|o| o.name == c.name), default_reason),
-            },
-        )
+        .map(|c| {
+            let r = runtime.containers.iter().find(|r| r.name == c.name);
+            let o = old.iter().find(|o| o.name == c.name);
+            match (runtime.waiting.get(&c.name), r) {
+                (Some(w), r) => waiting_status(c, r, o, w),
+                (None, Some(r)) => from_runtime(c, r, init),
+                (None, None) => default_status(c, o, default_reason),
+            }
+        })
         .collect()
 }
 

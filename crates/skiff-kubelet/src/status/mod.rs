@@ -93,6 +93,20 @@ pub struct RuntimePod {
     pub pod_ips: Vec<String>,
     /// The containers (init and regular) the runtime knows, by name.
     pub containers: Vec<RuntimeContainer>,
+    /// Containers the pod worker could not (re)start, by name: they report
+    /// `waiting` with this reason (`CrashLoopBackOff`, `ErrImagePull`,
+    /// `CreateContainerConfigError`, ...) while their newest instance, if
+    /// any, becomes `lastState`.
+    pub waiting: std::collections::BTreeMap<String, Waiting>,
+}
+
+/// Why a container is waiting, as the pod worker's last sync found it.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct Waiting {
+    /// `CrashLoopBackOff`, `ErrImagePull`, ...
+    pub reason: String,
+    /// The human message.
+    pub message: String,
 }
 
 /// Everything [`generate_pod_status`] needs.

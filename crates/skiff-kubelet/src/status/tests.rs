@@ -46,6 +46,7 @@ fn generate(pod: &Pod, containers: Vec<RuntimeContainer>, terminal: bool) -> Pod
         sandbox_ready: true,
         pod_ips: vec!["10.42.0.5".to_owned()],
         containers,
+        waiting: Default::default(),
     };
     let now = t(200);
     generate_pod_status(StatusInput {
@@ -464,4 +465,57 @@ fn qos_classes() {
         ..PodStatus::default()
     });
     assert_eq!(pod_qos(&p), "Burstable");
+}
+
+#[test]
+fn waiting_reasons_override_state_and_keep_the_last_exit() {
+    let p = two_containers("Always");
+    let mut crashed = exited("a", 2);
+    crashed.restart_count = 3;
+    let mut runtime = RuntimePod {
+        sandbox_ready: true,
+        pod_ips: vec!["10.42.0.5".to_owned()],
+        containers: vec![crashed, running("b")],
+        waiting: Default::default(),
+    };
+    runtime.waiting.insert(
+        "a".to_owned(),
+        Waiting {
+            reason: "CrashLoopBackOff".to_owned(),
+            message: "back-off 40s restarting failed container=a pod=p_default()".to_owned(),
+        },
+    );
+    // A container that never got created waits with the pull error.
+    let p2 = pod(json!({"containers": [{"name": "c", "image": "nope"}]}));
+    let mut runtime2 = RuntimePod::default();
+    runtime2.waiting.insert(
+        "c".to_owned(),
+        Waiting {
+            reason: "ErrImagePull".to_owned(),
+            message: "pull failed".to_owned(),
+        },
+    );
+    let now = t(200);
+    let input = |pod, runtime| StatusInput {
+        pod,
+        runtime,
+        host_ips: &[],
+        pod_is_terminal: false,
+        now: &now,
+    };
+    let s = generate_pod_status(input(&p, &runtime));
+    let a = s.container_statuses.iter().flatten().find(|c| c.name == "a").unwrap();
+    let w = a.state.as_ref().unwrap().waiting.as_ref().unwrap();
+    assert_eq!(w.reason.as_deref(), Some("CrashLoopBackOff"));
+    assert!(w.message.as_deref().unwrap().starts_with("back-off 40s"));
+    assert_eq!(a.last_state.as_ref().unwrap().terminated.as_ref().unwrap().exit_code, 2);
+    assert_eq!((a.restart_count, a.ready), (3, false));
+    assert_eq!(s.phase.as_deref(), Some("Running"));
+    assert_eq!(cond(&s, "Ready").status, "False");
+
+    let s2 = generate_pod_status(input(&p2, &runtime2));
+    let c = &s2.container_statuses.as_ref().unwrap()[0];
+    let w = c.state.as_ref().unwrap().waiting.as_ref().unwrap();
+    assert_eq!((w.reason.as_deref(), w.message.as_deref()), (Some("ErrImagePull"), Some("pull failed")));
+    assert_eq!(s2.phase.as_deref(), Some("Pending"));
 }

@@ -448,9 +448,21 @@ impl RuntimeService for CriRuntimeService {
 
     async fn update_runtime_config(
         &self,
-        _request: Request<api::UpdateRuntimeConfigRequest>,
+        request: Request<api::UpdateRuntimeConfigRequest>,
     ) -> Result<Response<api::UpdateRuntimeConfigResponse>, Status> {
-        // The pod CIDR reaches the network plugin another way; accepting keeps kubelet happy.
+        let cidr = request
+            .into_inner()
+            .runtime_config
+            .and_then(|c| c.network_config)
+            .map(|n| n.pod_cidr)
+            .unwrap_or_default();
+        // The kubelet may send a comma-separated dual-stack list; we route IPv4.
+        if let Some(first) = cidr.split(',').map(str::trim).find(|c| !c.is_empty()) {
+            self.runtime
+                .network()
+                .set_pod_cidr(first)
+                .map_err(|e| Status::invalid_argument(format!("podCIDR {first:?}: {e}")))?;
+        }
         Ok(Response::new(api::UpdateRuntimeConfigResponse {}))
     }
 
@@ -458,15 +470,29 @@ impl RuntimeService for CriRuntimeService {
         &self,
         _request: Request<api::StatusRequest>,
     ) -> Result<Response<api::StatusResponse>, Status> {
-        let condition = |kind: &str| api::RuntimeCondition {
-            r#type: kind.into(),
+        let ready = api::RuntimeCondition {
+            r#type: "RuntimeReady".into(),
             status: true,
             reason: String::new(),
             message: String::new(),
         };
+        let network = match self.runtime.network().ready() {
+            Ok(()) => api::RuntimeCondition {
+                r#type: "NetworkReady".into(),
+                status: true,
+                reason: String::new(),
+                message: String::new(),
+            },
+            Err(message) => api::RuntimeCondition {
+                r#type: "NetworkReady".into(),
+                status: false,
+                reason: "NetworkPluginNotReady".into(),
+                message,
+            },
+        };
         Ok(Response::new(api::StatusResponse {
             status: Some(api::RuntimeStatus {
-                conditions: vec![condition("RuntimeReady"), condition("NetworkReady")],
+                conditions: vec![ready, network],
             }),
             ..Default::default()
         }))

@@ -266,5 +266,123 @@ impl<N: NetOps, F: Nftables> BridgeNetwork<N, F> {
     }
 }
 
+impl<N: NetOps, F: Nftables> crate::sandbox::PodNetwork for BridgeNetwork<N, F>
+where
+    Self: std::fmt::Debug,
+{
+    fn setup<'a>(
+        &'a self,
+        sandbox_id: &'a str,
+        netns_path: &'a Path,
+    ) -> futures::future::BoxFuture<'a, std::io::Result<Option<IpAddr>>> {
+        Box::pin(async move {
+            BridgeNetwork::setup(self, sandbox_id, netns_path)
+                .await
+                .map_err(std::io::Error::other)
+        })
+    }
+
+    fn teardown<'a>(
+        &'a self,
+        sandbox_id: &'a str,
+        netns_path: &'a Path,
+    ) -> futures::future::BoxFuture<'a, std::io::Result<()>> {
+        Box::pin(async move {
+            BridgeNetwork::teardown(self, sandbox_id, netns_path)
+                .await
+                .map_err(std::io::Error::other)
+        })
+    }
+}
+
+/// The node's pod network as the agent runs it: a [`BridgeNetwork`] built
+/// once the kubelet passes the node's podCIDR (CRI `UpdateRuntimeConfig`),
+/// as container runtimes hand it to their network plugin. Until then sandboxes
+/// fail with "network not ready" and the kubelet retries.
+#[derive(Debug)]
+pub struct NodePodNetwork {
+    cluster_cidr: Ipv4Cidr,
+    state_dir: PathBuf,
+    bridge: std::sync::OnceLock<BridgeNetwork>,
+}
+
+impl NodePodNetwork {
+    /// A network for pods inside `cluster_cidr`, keeping IPAM state under `state_dir`.
+    pub fn new(cluster_cidr: Ipv4Cidr, state_dir: &Path) -> Self {
+        Self {
+            cluster_cidr,
+            state_dir: state_dir.to_path_buf(),
+            bridge: std::sync::OnceLock::new(),
+        }
+    }
+
+    /// The bridge network, once configured.
+    pub fn bridge(&self) -> Option<&BridgeNetwork> {
+        self.bridge.get()
+    }
+
+    fn require(&self) -> std::io::Result<&BridgeNetwork> {
+        self.bridge.get().ok_or_else(|| {
+            std::io::Error::other("network is not ready: the node has no podCIDR yet")
+        })
+    }
+}
+
+impl crate::sandbox::PodNetwork for NodePodNetwork {
+    fn setup<'a>(
+        &'a self,
+        sandbox_id: &'a str,
+        netns_path: &'a Path,
+    ) -> futures::future::BoxFuture<'a, std::io::Result<Option<IpAddr>>> {
+        Box::pin(async move {
+            let bridge = self.require()?;
+            crate::sandbox::PodNetwork::setup(bridge, sandbox_id, netns_path).await
+        })
+    }
+
+    fn teardown<'a>(
+        &'a self,
+        sandbox_id: &'a str,
+        netns_path: &'a Path,
+    ) -> futures::future::BoxFuture<'a, std::io::Result<()>> {
+        Box::pin(async move {
+            match self.bridge.get() {
+                // Nothing was ever set up without a bridge.
+                None => Ok(()),
+                Some(bridge) => {
+                    crate::sandbox::PodNetwork::teardown(bridge, sandbox_id, netns_path).await
+                }
+            }
+        })
+    }
+
+    fn set_pod_cidr(&self, pod_cidr: &str) -> std::io::Result<()> {
+        let cidr: Ipv4Cidr = pod_cidr
+            .parse()
+            .map_err(|e| std::io::Error::new(std::io::ErrorKind::InvalidInput, format!("{e}")))?;
+        if let Some(existing) = self.bridge.get() {
+            if existing.config().pod_cidr != cidr {
+                tracing::warn!(current = %existing.config().pod_cidr, new = %cidr,
+                    "podCIDR changed; keeping the current one until the agent restarts");
+            }
+            return Ok(());
+        }
+        let bridge = BridgeNetwork::new(BridgeNetworkConfig::new(
+            cidr,
+            self.cluster_cidr,
+            &self.state_dir,
+        ))
+        .map_err(std::io::Error::other)?;
+        // A concurrent call may have won; either bridge has the same config.
+        let _ = self.bridge.set(bridge);
+        tracing::info!(pod_cidr = %cidr, "pod network configured");
+        Ok(())
+    }
+
+    fn ready(&self) -> Result<(), String> {
+        self.require().map(|_| ()).map_err(|e| e.to_string())
+    }
+}
+
 #[cfg(test)]
 mod tests;

@@ -5,16 +5,37 @@ use std::collections::BTreeMap;
 use std::net::IpAddr;
 use std::path::Path;
 
+use futures::future::BoxFuture;
 use serde::{Deserialize, Serialize};
 
 /// Pod networking for sandboxes (bridge, veth, IPAM). The runtime calls it
 /// after creating a sandbox's network namespace and before removing it.
 pub trait PodNetwork: Send + Sync + std::fmt::Debug {
     /// Connects the namespace at `netns_path`; returns the pod's IP, if any.
-    fn setup(&self, sandbox_id: &str, netns_path: &Path) -> std::io::Result<Option<IpAddr>>;
+    fn setup<'a>(
+        &'a self,
+        sandbox_id: &'a str,
+        netns_path: &'a Path,
+    ) -> BoxFuture<'a, std::io::Result<Option<IpAddr>>>;
 
     /// Disconnects the namespace and releases its address. Idempotent.
-    fn teardown(&self, sandbox_id: &str, netns_path: &Path) -> std::io::Result<()>;
+    fn teardown<'a>(
+        &'a self,
+        sandbox_id: &'a str,
+        netns_path: &'a Path,
+    ) -> BoxFuture<'a, std::io::Result<()>>;
+
+    /// Takes the node's podCIDR, as the kubelet passes it through CRI
+    /// `UpdateRuntimeConfig`. Networks that do not need it ignore it.
+    fn set_pod_cidr(&self, _pod_cidr: &str) -> std::io::Result<()> {
+        Ok(())
+    }
+
+    /// `Err(message)` while pods cannot get a network yet (CRI
+    /// `NetworkReady=false`).
+    fn ready(&self) -> Result<(), String> {
+        Ok(())
+    }
 }
 
 /// A [`PodNetwork`] that does nothing: pods get loopback only.
@@ -22,12 +43,20 @@ pub trait PodNetwork: Send + Sync + std::fmt::Debug {
 pub struct NoopPodNetwork;
 
 impl PodNetwork for NoopPodNetwork {
-    fn setup(&self, _sandbox_id: &str, _netns_path: &Path) -> std::io::Result<Option<IpAddr>> {
-        Ok(None)
+    fn setup<'a>(
+        &'a self,
+        _sandbox_id: &'a str,
+        _netns_path: &'a Path,
+    ) -> BoxFuture<'a, std::io::Result<Option<IpAddr>>> {
+        Box::pin(async { Ok(None) })
     }
 
-    fn teardown(&self, _sandbox_id: &str, _netns_path: &Path) -> std::io::Result<()> {
-        Ok(())
+    fn teardown<'a>(
+        &'a self,
+        _sandbox_id: &'a str,
+        _netns_path: &'a Path,
+    ) -> BoxFuture<'a, std::io::Result<()>> {
+        Box::pin(async { Ok(()) })
     }
 }
 

@@ -114,6 +114,7 @@ fn runtime_view(spec: &PodSpec, pod_ip: String) -> RuntimePod {
         sandbox_ready: true,
         pod_ips: vec![pod_ip],
         containers,
+        waiting: Default::default(),
     }
 }
 

@@ -1,0 +1,60 @@
+//! The kubelet's side of CRI v1: a client for a runtime's unix socket, and
+//! the labels through which the kubelet finds its pods' sandboxes and
+//! containers again (upstream's `pkg/kubelet/types/labels.go`).
+
+use std::path::Path;
+
+use hyper_util::rt::TokioIo;
+use k8s_cri::v1 as api;
+use tokio::net::UnixStream;
+use tonic::transport::{Channel, Endpoint, Uri};
+
+pub use api::image_service_client::ImageServiceClient;
+pub use api::runtime_service_client::RuntimeServiceClient;
+
+/// Label with the pod's name, on sandboxes and containers.
+pub const POD_NAME_LABEL: &str = "io.kubernetes.pod.name";
+/// Label with the pod's namespace.
+pub const POD_NAMESPACE_LABEL: &str = "io.kubernetes.pod.namespace";
+/// Label with the pod's UID: how the kubelet groups runtime objects by pod.
+pub const POD_UID_LABEL: &str = "io.kubernetes.pod.uid";
+/// Label with the container's name in the pod spec.
+pub const CONTAINER_NAME_LABEL: &str = "io.kubernetes.container.name";
+
+/// Clients of one CRI runtime (both services share the channel).
+#[derive(Debug, Clone)]
+pub struct Cri {
+    /// RuntimeService: sandboxes and containers.
+    pub runtime: RuntimeServiceClient<Channel>,
+    /// ImageService: pulls and image status.
+    pub images: ImageServiceClient<Channel>,
+}
+
+impl Cri {
+    /// Clients over `channel`.
+    pub fn new(channel: Channel) -> Self {
+        Self {
+            runtime: RuntimeServiceClient::new(channel.clone()),
+            images: ImageServiceClient::new(channel),
+        }
+    }
+
+    /// Connects to the runtime listening on the unix socket `socket`
+    /// (a `unix://` prefix is accepted, as in `--container-runtime-endpoint`).
+    pub async fn connect(socket: &Path) -> Result<Self, tonic::transport::Error> {
+        let path = socket
+            .to_str()
+            .and_then(|s| s.strip_prefix("unix://"))
+            .map(Path::new)
+            .unwrap_or(socket)
+            .to_path_buf();
+        // The URI is a placeholder: the connector always dials the socket.
+        let channel = Endpoint::from_static("http://[::]:50051")
+            .connect_with_connector(tower::service_fn(move |_: Uri| {
+                let path = path.clone();
+                async move { UnixStream::connect(path).await.map(TokioIo::new) }
+            }))
+            .await?;
+        Ok(Self::new(channel))
+    }
+}

@@ -1,0 +1,545 @@
+//! The kubelet's top level: registers the Node, keeps its Lease and status
+//! fresh, watches the pods bound to it, relists the runtime every second
+//! (upstream's PLEG) and runs one [`PodWorker`](crate::worker) per pod.
+//! Pods the runtime holds but the API no longer has are stopped and
+//! removed; running containers of known pods are adopted, never restarted.
+
+use std::collections::HashMap;
+use std::net::IpAddr;
+use std::path::PathBuf;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex, MutexGuard};
+use std::time::{Duration, Instant};
+
+use futures::future::BoxFuture;
+use futures::{StreamExt, TryStreamExt};
+use k8s_cri::v1 as api;
+use k8s_openapi::api::coordination::v1::Lease;
+use k8s_openapi::api::core::v1::{ConfigMap, ContainerImage, Node, Pod, Secret};
+use kube::Api;
+use kube::runtime::watcher;
+use skiff_client::events::EventRecorder;
+use tokio::sync::{Notify, watch};
+use tokio::task::JoinSet;
+
+use crate::backoff::Backoff;
+use crate::cri::Cri;
+use crate::node::host::HostCapacity;
+use crate::node::{self, NodeHealth, NodeIdentity};
+use crate::volumes::{ObjectSource, VolumeManager};
+use crate::worker::snapshot::{PodSnapshot, RelistCache, relist};
+use crate::worker::{PodWorker, Snapshot, WorkerInputs};
+
+/// How often the runtime is relisted without a request.
+const RELIST_PERIOD: Duration = Duration::from_secs(1);
+
+/// Kubelet settings.
+#[derive(Debug, Clone)]
+pub struct KubeletConfig {
+    /// The Node's name.
+    pub node_name: String,
+    /// The node's address (InternalIP).
+    pub node_ip: IpAddr,
+    /// State: `<root>/pods/<uid>/...` (volumes, termination logs, /etc/hosts).
+    pub root_dir: PathBuf,
+    /// Container logs: `<pod_log_root>/<ns>_<name>_<uid>/<container>/<n>.log`.
+    pub pod_log_root: PathBuf,
+    /// Cluster DNS servers for ClusterFirst pods.
+    pub cluster_dns: Vec<IpAddr>,
+    /// Cluster domain (`cluster.local`).
+    pub cluster_domain: String,
+    /// The kubelet server's port, reported on the Node.
+    pub kubelet_port: u16,
+    /// `pods` capacity.
+    pub max_pods: u32,
+    /// Extra Node labels.
+    pub node_labels: std::collections::BTreeMap<String, String>,
+}
+
+/// Why the kubelet stopped.
+#[derive(Debug, thiserror::Error)]
+pub enum KubeletError {
+    /// The runtime did not answer.
+    #[error("container runtime: {0}")]
+    Runtime(#[from] tonic::Status),
+    /// The API server refused something essential.
+    #[error("API server: {0}")]
+    Api(#[from] kube::Error),
+}
+
+/// What every pod worker shares.
+pub(crate) struct Shared {
+    pub(crate) config: KubeletConfig,
+    pub(crate) client: kube::Client,
+    pub(crate) cri: Cri,
+    /// `<runtime>` of container IDs (`<runtime>://<id>`).
+    pub(crate) runtime_name: String,
+    pub(crate) events: EventRecorder,
+    pub(crate) volumes: VolumeManager,
+    pub(crate) objects: Arc<dyn ObjectSource>,
+    pub(crate) host_ips: Vec<String>,
+    restart_backoff: Mutex<Backoff>,
+    image_backoff: Mutex<Backoff>,
+    /// Generation of the newest relist started.
+    relist_started: AtomicU64,
+    relist_now: Notify,
+}
+
+impl std::fmt::Debug for Shared {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Shared")
+            .field("node", &self.config.node_name)
+            .finish_non_exhaustive()
+    }
+}
+
+fn lock(m: &Mutex<Backoff>) -> MutexGuard<'_, Backoff> {
+    m.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
+}
+
+impl Shared {
+    pub(crate) fn lock_restart_backoff(&self) -> MutexGuard<'_, Backoff> {
+        lock(&self.restart_backoff)
+    }
+
+    pub(crate) fn lock_image_backoff(&self) -> MutexGuard<'_, Backoff> {
+        lock(&self.image_backoff)
+    }
+
+    /// Asks for a relist now; returns the generation that relist will have.
+    pub(crate) fn request_relist(&self) -> u64 {
+        let next = self.relist_started.load(Ordering::SeqCst) + 1;
+        self.relist_now.notify_one();
+        next
+    }
+
+    /// `<root>/pods/<uid>`.
+    pub(crate) fn pod_dir(&self, uid: &str) -> PathBuf {
+        self.config.root_dir.join("pods").join(uid)
+    }
+
+    /// `/var/log/pods/<ns>_<name>_<uid>`.
+    pub(crate) fn pod_log_dir(&self, pod: &Pod) -> PathBuf {
+        let m = &pod.metadata;
+        self.config.pod_log_root.join(format!(
+            "{}_{}_{}",
+            m.namespace.as_deref().unwrap_or_default(),
+            m.name.as_deref().unwrap_or_default(),
+            m.uid.as_deref().unwrap_or_default()
+        ))
+    }
+}
+
+/// ConfigMaps and Secrets read from the API server.
+#[derive(Clone)]
+pub struct ApiObjects {
+    client: kube::Client,
+}
+
+impl std::fmt::Debug for ApiObjects {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ApiObjects").finish_non_exhaustive()
+    }
+}
+
+impl ApiObjects {
+    /// Reads through `client`.
+    pub fn new(client: kube::Client) -> Self {
+        Self { client }
+    }
+}
+
+async fn get_opt<K>(api: Api<K>, name: &str) -> Result<Option<K>, String>
+where
+    K: kube::Resource + Clone + serde::de::DeserializeOwned + std::fmt::Debug,
+{
+    api.get_opt(name).await.map_err(|e| e.to_string())
+}
+
+impl ObjectSource for ApiObjects {
+    fn get_configmap<'a>(
+        &'a self,
+        ns: &'a str,
+        name: &'a str,
+    ) -> BoxFuture<'a, Result<Option<ConfigMap>, String>> {
+        Box::pin(get_opt(Api::namespaced(self.client.clone(), ns), name))
+    }
+
+    fn get_secret<'a>(
+        &'a self,
+        ns: &'a str,
+        name: &'a str,
+    ) -> BoxFuture<'a, Result<Option<Secret>, String>> {
+        Box::pin(get_opt(Api::namespaced(self.client.clone(), ns), name))
+    }
+}
+
+/// The runtime's readiness, version and images for the Node's status.
+async fn runtime_health(cri: &mut Cri) -> NodeHealth {
+    let mut health = NodeHealth {
+        runtime_ready: Ok(()),
+        ..NodeHealth::default()
+    };
+    match cri
+        .runtime
+        .version(api::VersionRequest {
+            version: "v1".to_owned(),
+        })
+        .await
+    {
+        Ok(v) => {
+            let v = v.into_inner();
+            health.runtime_version = format!("{}://{}", v.runtime_name, v.runtime_version);
+        }
+        Err(e) => health.runtime_ready = Err(format!("container runtime is down: {}", e.message())),
+    }
+    match cri
+        .runtime
+        .status(api::StatusRequest { verbose: false })
+        .await
+    {
+        Ok(s) => {
+            for c in s.into_inner().status.map(|s| s.conditions).unwrap_or_default() {
+                if !c.status && health.runtime_ready.is_ok() {
+                    health.runtime_ready = Err(format!(
+                        "{}=false reason:{} message:{}",
+                        c.r#type, c.reason, c.message
+                    ));
+                }
+            }
+        }
+        Err(e) if health.runtime_ready.is_ok() => {
+            health.runtime_ready = Err(format!("container runtime status check failed: {}", e.message()));
+        }
+        Err(_) => {}
+    }
+    if let Ok(images) = cri
+        .images
+        .list_images(api::ListImagesRequest { filter: None })
+        .await
+    {
+        health.images = images
+            .into_inner()
+            .images
+            .into_iter()
+            .map(|i| ContainerImage {
+                names: Some(i.repo_digests.into_iter().chain(i.repo_tags).collect()),
+                size_bytes: i64::try_from(i.size).ok(),
+            })
+            .collect();
+    }
+    health
+}
+
+/// Keeps the Lease and the Node's status fresh and passes the node's
+/// podCIDR to the runtime.
+async fn node_loop(
+    client: kube::Client,
+    mut cri: Cri,
+    id: NodeIdentity,
+    capacity: HostCapacity,
+    mut node: Node,
+    mut shutdown: watch::Receiver<bool>,
+) {
+    let nodes: Api<Node> = Api::all(client.clone());
+    let leases: Api<Lease> = Api::namespaced(client, node::LEASE_NAMESPACE);
+    let mut pod_cidr_sent: Option<String> = None;
+    let mut last_report = Instant::now();
+    let mut lease_tick = tokio::time::interval(node::LEASE_RENEW_INTERVAL);
+    let mut status_tick = tokio::time::interval(node::STATUS_UPDATE_INTERVAL);
+    loop {
+        let cidr = node.spec.as_ref().and_then(|s| s.pod_cidr.clone());
+        if let Some(cidr) = cidr
+            && pod_cidr_sent.as_ref() != Some(&cidr)
+        {
+            let req = api::UpdateRuntimeConfigRequest {
+                runtime_config: Some(api::RuntimeConfig {
+                    network_config: Some(api::NetworkConfig {
+                        pod_cidr: cidr.clone(),
+                    }),
+                    ..Default::default()
+                }),
+            };
+            match cri.runtime.update_runtime_config(req).await {
+                Ok(_) => pod_cidr_sent = Some(cidr),
+                Err(e) => tracing::warn!(error = %e.message(), "cannot pass podCIDR to the runtime"),
+            }
+        }
+        tokio::select! {
+            _ = shutdown.changed() => return,
+            _ = lease_tick.tick() => {
+                let uid = node.metadata.uid.as_deref();
+                if let Err(e) = node::renew_lease(&leases, &id.name, uid).await {
+                    tracing::warn!(error = %e, "cannot renew node lease");
+                }
+            }
+            _ = status_tick.tick() => {
+                let health = runtime_health(&mut cri).await;
+                let now = k8s_openapi::apimachinery::pkg::apis::meta::v1::Time(
+                    k8s_openapi::jiff::Timestamp::now(),
+                );
+                let status = node::node_status(&id, &capacity, &health, node.status.as_ref(), &now);
+                let changed = node.status.as_ref().is_none_or(|old| node::status_changed(old, &status));
+                if changed || last_report.elapsed() >= node::STATUS_REPORT_INTERVAL {
+                    match node::patch_status(&nodes, &id.name, Some(&status)).await {
+                        Ok(n) => {
+                            node = n;
+                            last_report = Instant::now();
+                        }
+                        Err(e) => tracing::warn!(error = %e, "cannot update node status"),
+                    }
+                } else if let Ok(n) = nodes.get(&id.name).await {
+                    // The spec (podCIDR, taints) may have changed meanwhile.
+                    node.spec = n.spec;
+                    node.metadata = n.metadata;
+                }
+            }
+        }
+    }
+}
+
+struct WorkerHandle {
+    pod: watch::Sender<Option<Arc<Pod>>>,
+    snapshot: watch::Sender<Snapshot>,
+}
+
+/// Runs the kubelet until `shutdown` turns true. Containers keep running
+/// when it stops; the next start adopts them.
+pub async fn run(
+    config: KubeletConfig,
+    client: kube::Client,
+    mut cri: Cri,
+    shutdown: watch::Receiver<bool>,
+) -> Result<(), KubeletError> {
+    std::fs::create_dir_all(config.root_dir.join("pods")).map_err(|e| {
+        KubeletError::Runtime(tonic::Status::internal(format!(
+            "create {}: {e}",
+            config.root_dir.display()
+        )))
+    })?;
+    let version = cri
+        .runtime
+        .version(api::VersionRequest {
+            version: "v1".to_owned(),
+        })
+        .await?
+        .into_inner();
+    let capacity = HostCapacity::read(&config.root_dir);
+    let id = NodeIdentity {
+        name: config.node_name.clone(),
+        internal_ip: config.node_ip,
+        kubelet_port: config.kubelet_port,
+        max_pods: config.max_pods,
+        labels: config.node_labels.clone(),
+    };
+    let nodes: Api<Node> = Api::all(client.clone());
+    let health = runtime_health(&mut cri).await;
+    let node = loop {
+        match node::register(&nodes, &id, &capacity, &health).await {
+            Ok(n) => break n,
+            Err(e) => {
+                tracing::warn!(error = %e, node = %id.name, "cannot register node; retrying");
+                let mut s = shutdown.clone();
+                tokio::select! {
+                    _ = s.changed() => return Ok(()),
+                    _ = tokio::time::sleep(Duration::from_secs(2)) => {}
+                }
+            }
+        }
+    };
+    tracing::info!(node = %id.name, "node registered");
+    let node_task = tokio::spawn(node_loop(
+        client.clone(),
+        cri.clone(),
+        id.clone(),
+        capacity,
+        node,
+        shutdown.clone(),
+    ));
+
+    let shared = Arc::new(Shared {
+        events: EventRecorder::spawn(
+            client.clone(),
+            "kubelet",
+            &config.node_name,
+            skiff_client::events::DEFAULT_EVENT_QUEUE,
+        ),
+        volumes: VolumeManager::new(config.root_dir.clone()),
+        objects: Arc::new(ApiObjects::new(client.clone())),
+        host_ips: vec![config.node_ip.to_string()],
+        runtime_name: version.runtime_name,
+        restart_backoff: Mutex::new(Backoff::default()),
+        image_backoff: Mutex::new(Backoff::default()),
+        relist_started: AtomicU64::new(0),
+        relist_now: Notify::new(),
+        config,
+        client: client.clone(),
+        cri: cri.clone(),
+    });
+
+    let result = manage_pods(shared, client, shutdown).await;
+    node_task.abort();
+    result
+}
+
+/// The relist loop: every second, or at once when a worker asks.
+async fn relist_loop(
+    shared: Arc<Shared>,
+    out: watch::Sender<Arc<(u64, HashMap<String, PodSnapshot>)>>,
+    mut shutdown: watch::Receiver<bool>,
+) {
+    let mut cri = shared.cri.clone();
+    let mut cache = RelistCache::default();
+    loop {
+        let generation = shared.relist_started.fetch_add(1, Ordering::SeqCst) + 1;
+        match relist(&mut cri, &mut cache).await {
+            Ok(pods) => {
+                let _ = out.send(Arc::new((generation, pods)));
+            }
+            Err(e) => tracing::warn!(error = %e.message(), "relist failed"),
+        }
+        tokio::select! {
+            _ = shutdown.changed() => return,
+            _ = shared.relist_now.notified() => {}
+            _ = tokio::time::sleep(RELIST_PERIOD) => {}
+        }
+    }
+}
+
+async fn manage_pods(
+    shared: Arc<Shared>,
+    client: kube::Client,
+    mut shutdown: watch::Receiver<bool>,
+) -> Result<(), KubeletError> {
+    let pods: Api<Pod> = Api::all(client);
+    let selector = format!("spec.nodeName={}", shared.config.node_name);
+    let mut events = watcher(pods, watcher::Config::default().fields(&selector)).boxed();
+    let (relist_tx, mut relist_rx) = watch::channel(Arc::new((0u64, HashMap::new())));
+    let relister = tokio::spawn(relist_loop(shared.clone(), relist_tx, shutdown.clone()));
+
+    let mut workers: HashMap<String, WorkerHandle> = HashMap::new();
+    let mut tasks: JoinSet<String> = JoinSet::new();
+    // UIDs seen in the current watch (re)list, to find pods deleted meanwhile.
+    let mut listing: Option<Vec<String>> = None;
+    // Orphans are only judged after the first complete list.
+    let mut synced = false;
+
+    let worker_shutdown = shutdown.clone();
+    let spawn = |uid: &str,
+                 pod: Option<Arc<Pod>>,
+                 snapshot: PodSnapshot,
+                 generation: u64,
+                 workers: &mut HashMap<String, WorkerHandle>,
+                 tasks: &mut JoinSet<String>| {
+        let (pod_tx, pod_rx) = watch::channel(pod);
+        let (snap_tx, snap_rx) = watch::channel(Snapshot {
+            generation,
+            pod: snapshot,
+        });
+        let worker = PodWorker::new(
+            shared.clone(),
+            uid.to_owned(),
+            WorkerInputs {
+                pod: pod_rx,
+                snapshot: snap_rx,
+                shutdown: worker_shutdown.clone(),
+            },
+        );
+        let uid_owned = uid.to_owned();
+        tasks.spawn(async move {
+            worker.run().await;
+            uid_owned
+        });
+        workers.insert(
+            uid.to_owned(),
+            WorkerHandle {
+                pod: pod_tx,
+                snapshot: snap_tx,
+            },
+        );
+    };
+
+    loop {
+        tokio::select! {
+            _ = shutdown.changed() => break,
+            Some(done) = tasks.join_next() => {
+                if let Ok(uid) = done {
+                    workers.remove(&uid);
+                }
+            }
+            changed = relist_rx.changed() => {
+                if changed.is_err() {
+                    break;
+                }
+                let latest = relist_rx.borrow_and_update().clone();
+                let (generation, pods) = (&latest.0, &latest.1);
+                for (uid, w) in &workers {
+                    let snap = pods.get(uid).cloned().unwrap_or_default();
+                    w.snapshot.send_modify(|s| {
+                        s.generation = *generation;
+                        s.pod = snap;
+                    });
+                }
+                if synced {
+                    // Runtime pods the API does not have: stop and remove them.
+                    for (uid, snap) in pods {
+                        if !workers.contains_key(uid) {
+                            tracing::info!(pod = %uid, "removing pod unknown to the API server");
+                            spawn(uid, None, snap.clone(), *generation, &mut workers, &mut tasks);
+                        }
+                    }
+                }
+            }
+            event = events.try_next() => {
+                let event = match event {
+                    Ok(Some(e)) => e,
+                    Ok(None) => break,
+                    Err(e) => {
+                        tracing::warn!(error = %e, "pod watch failed; retrying");
+                        tokio::time::sleep(Duration::from_secs(1)).await;
+                        continue;
+                    }
+                };
+                let current = relist_rx.borrow().clone();
+                match event {
+                    watcher::Event::Init => listing = Some(Vec::new()),
+                    watcher::Event::InitApply(pod) | watcher::Event::Apply(pod) => {
+                        let Some(uid) = pod.metadata.uid.clone() else { continue };
+                        if let Some(l) = listing.as_mut() {
+                            l.push(uid.clone());
+                        }
+                        let pod = Arc::new(pod);
+                        match workers.get(&uid) {
+                            Some(w) => {
+                                let _ = w.pod.send(Some(pod));
+                            }
+                            None => {
+                                let snap = current.1.get(&uid).cloned().unwrap_or_default();
+                                spawn(&uid, Some(pod), snap, current.0, &mut workers, &mut tasks);
+                            }
+                        }
+                    }
+                    watcher::Event::Delete(pod) => {
+                        if let Some(w) = pod.metadata.uid.as_ref().and_then(|u| workers.get(u)) {
+                            let _ = w.pod.send(None);
+                        }
+                    }
+                    watcher::Event::InitDone => {
+                        if let Some(seen) = listing.take() {
+                            for (uid, w) in &workers {
+                                if !seen.contains(uid) {
+                                    let _ = w.pod.send(None);
+                                }
+                            }
+                        }
+                        synced = true;
+                    }
+                }
+            }
+        }
+    }
+    relister.abort();
+    // Workers see the shutdown signal and return without touching containers.
+    while tasks.join_next().await.is_some() {}
+    Ok(())
+}

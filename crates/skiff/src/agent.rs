@@ -1,0 +1,186 @@
+//! The node agent: the built-in runtime (unless `--container-runtime-endpoint`
+//! names another CRI runtime) served on a unix socket, and the kubelet
+//! speaking CRI to it. `skiff server` runs it in-process; `skiff agent` runs
+//! it against a remote server.
+
+use std::ffi::OsString;
+use std::net::IpAddr;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::Duration;
+
+use anyhow::Context;
+use skiff_kubelet::KubeletConfig;
+use skiff_kubelet::cri::Cri;
+use skiff_runtime::cri::api::image_service_server::ImageServiceServer;
+use skiff_runtime::cri::api::runtime_service_server::RuntimeServiceServer;
+use skiff_runtime::cri::{CriImageService, CriRuntimeService, serve_unix};
+use skiff_runtime::network::{Ipv4Cidr, NodePodNetwork};
+use skiff_runtime::{ImageStore, RegistryConfig, Runtime, RuntimeConfig, RuntimeDeps};
+use tokio::sync::watch;
+
+/// Flags shared by `skiff server` (its agent) and `skiff agent`.
+#[derive(Debug, Clone, clap::Args)]
+pub struct AgentFlags {
+    /// The Node's name (default: the host name).
+    #[arg(long)]
+    pub node_name: Option<String>,
+    /// The node's address other nodes reach it at (default: from the host name).
+    #[arg(long)]
+    pub node_ip: Option<IpAddr>,
+    /// A CRI runtime's socket (e.g. unix:///run/containerd/containerd.sock)
+    /// to use instead of the built-in runtime.
+    #[arg(long)]
+    pub container_runtime_endpoint: Option<PathBuf>,
+    /// IPv4 range of pod addresses; each node gets a /24 from it.
+    #[arg(long, default_value = "10.42.0.0/16")]
+    pub cluster_cidr: String,
+    /// The cluster DNS server's address (pods' nameserver).
+    #[arg(long, default_value = "10.43.0.10")]
+    pub cluster_dns: IpAddr,
+    /// The cluster's DNS domain.
+    #[arg(long, default_value = "cluster.local")]
+    pub cluster_domain: String,
+    /// Port of the kubelet's server.
+    #[arg(long, default_value_t = 10250)]
+    pub kubelet_port: u16,
+    /// Where container logs go.
+    #[arg(long, default_value = "/var/log/pods")]
+    pub pod_log_dir: PathBuf,
+}
+
+/// `<data-dir>/agent/run/cri.sock`: the built-in runtime's socket.
+pub fn runtime_socket(data_dir: &Path) -> PathBuf {
+    data_dir.join("agent").join("run").join("cri.sock")
+}
+
+/// Imports the air-gap tarballs under `<data-dir>/agent/images/`.
+fn import_airgap_images(store: &ImageStore, data_dir: &Path) {
+    let dir = skiff_runtime::airgap_images_dir(data_dir);
+    let Ok(entries) = std::fs::read_dir(&dir) else {
+        return;
+    };
+    for entry in entries.flatten() {
+        let path = entry.path();
+        let is_archive = path
+            .extension()
+            .is_some_and(|e| e == "tar" || e == "oci" || e == "docker");
+        if !is_archive {
+            continue;
+        }
+        match store.import(&path) {
+            Ok(images) => tracing::info!(file = %path.display(), images = images.len(), "imported air-gap images"),
+            Err(e) => tracing::warn!(file = %path.display(), error = %e, "cannot import air-gap images"),
+        }
+    }
+}
+
+/// Starts the built-in runtime's CRI server; returns its socket and task.
+async fn start_builtin_runtime(
+    data_dir: &Path,
+    flags: &AgentFlags,
+    shutdown: watch::Receiver<bool>,
+) -> anyhow::Result<(PathBuf, tokio::task::JoinHandle<()>)> {
+    let store = Arc::new(
+        ImageStore::open(&skiff_runtime::image_store_dir(data_dir))
+            .context("opening the image store")?,
+    );
+    import_airgap_images(&store, data_dir);
+    let cluster_cidr: Ipv4Cidr = flags
+        .cluster_cidr
+        .parse()
+        .map_err(|e| anyhow::anyhow!("--cluster-cidr {:?}: {e}", flags.cluster_cidr))?;
+    let runtime_root = data_dir.join("agent").join("runtime");
+    let network = NodePodNetwork::new(cluster_cidr, &runtime_root.join("network"));
+    let exe = std::env::current_exe().context("locating the skiff binary for the runtime shim")?;
+    let runtime = Runtime::open(
+        RuntimeConfig {
+            root: runtime_root,
+            run_dir: data_dir.join("agent").join("run"),
+            shim: vec![exe.into_os_string(), OsString::from("runtime-shim")],
+        },
+        RuntimeDeps {
+            images: store.clone(),
+            namespaces: Arc::new(skiff_sys::LinuxPodNamespaces),
+            mounter: Arc::new(skiff_sys::LinuxMounter),
+            network: Arc::new(network),
+        },
+    )
+    .context("opening the built-in runtime")?;
+    let router = tonic::transport::Server::builder()
+        .add_service(RuntimeServiceServer::new(CriRuntimeService::new(Arc::new(
+            runtime,
+        ))))
+        .add_service(ImageServiceServer::new(CriImageService::new(
+            store,
+            RegistryConfig::default(),
+        )));
+    let socket = runtime_socket(data_dir);
+    let path = socket.clone();
+    let task = tokio::spawn(async move {
+        let mut stop = shutdown;
+        let stopped = async move {
+            let _ = stop.wait_for(|s| *s).await;
+        };
+        if let Err(e) = serve_unix(router, &path, stopped).await {
+            tracing::error!(error = %e, "the built-in runtime stopped");
+        }
+    });
+    Ok((socket, task))
+}
+
+/// Connects to the runtime, retrying while its socket comes up.
+async fn connect(socket: &Path) -> anyhow::Result<Cri> {
+    let mut last = None;
+    for _ in 0..100 {
+        match Cri::connect(socket).await {
+            Ok(cri) => return Ok(cri),
+            Err(e) => last = Some(e),
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    Err(anyhow::anyhow!(
+        "cannot reach the container runtime at {}: {}",
+        socket.display(),
+        last.map(|e| e.to_string()).unwrap_or_default()
+    ))
+}
+
+/// Runs the agent until `shutdown`: containers keep running after it stops.
+pub async fn run(
+    data_dir: &Path,
+    flags: AgentFlags,
+    client: kube::Client,
+    shutdown: watch::Receiver<bool>,
+) -> anyhow::Result<()> {
+    let (socket, runtime_task) = match &flags.container_runtime_endpoint {
+        Some(endpoint) => (endpoint.clone(), None),
+        None => {
+            let (socket, task) = start_builtin_runtime(data_dir, &flags, shutdown.clone()).await?;
+            (socket, Some(task))
+        }
+    };
+    let cri = connect(&socket).await?;
+    let node_name = flags
+        .node_name
+        .clone()
+        .unwrap_or_else(skiff_kubelet::node::host::hostname);
+    let config = KubeletConfig {
+        node_name,
+        node_ip: flags
+            .node_ip
+            .unwrap_or_else(skiff_kubelet::node::host::default_node_ip),
+        root_dir: data_dir.join("agent").join("kubelet"),
+        pod_log_root: flags.pod_log_dir.clone(),
+        cluster_dns: vec![flags.cluster_dns],
+        cluster_domain: flags.cluster_domain.clone(),
+        kubelet_port: flags.kubelet_port,
+        max_pods: 110,
+        node_labels: Default::default(),
+    };
+    let result = skiff_kubelet::run(config, client, cri, shutdown).await;
+    if let Some(task) = runtime_task {
+        let _ = task.await;
+    }
+    result.context("kubelet")
+}

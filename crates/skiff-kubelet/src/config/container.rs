@@ -269,7 +269,7 @@ pub fn container_config_with_warnings(
                 container,
                 env.memory_capacity,
             )?),
-            security_context: Some(container_security_context(pod, container, image_user)),
+            security_context: Some(container_security_context(pod, container, image_user)?),
         }),
         ..Default::default()
     };

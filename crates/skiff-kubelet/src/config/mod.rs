@@ -185,6 +185,21 @@ pub enum ConfigError {
         /// The container.
         container: String,
     },
+    /// `runAsNonRoot` and the image's uid is outside 0..=2^31-1.
+    #[error(
+        "container has runAsNonRoot and image has an invalid user id ({uid}). (Must be 1-(2147483647)): must be between 0 and 2147483647, inclusive (pod: \"{pod}\", container: {container})"
+    )]
+    InvalidImageUserId {
+        /// The image's uid.
+        uid: i64,
+        /// `name_namespace(uid)`.
+        pod: String,
+        /// The container.
+        container: String,
+    },
+    /// A `supplementalGroupsPolicy` the CRI does not know.
+    #[error("unsupported supplementalGroupsPolicy: {0}")]
+    UnsupportedSupplementalGroupsPolicy(String),
     /// A downward API `fieldRef` with an apiVersion other than v1.
     #[error("unsupported pod version: {0}")]
     UnsupportedPodVersion(String),

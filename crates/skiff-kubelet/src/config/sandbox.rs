@@ -16,7 +16,7 @@ use super::ConfigError;
 use super::container::{POD_NAME_LABEL, POD_NAMESPACE_LABEL, POD_UID_LABEL};
 use super::env::parse;
 use super::resources::{QUOTA_PERIOD, milli_cpu_to_quota, milli_cpu_to_shares};
-use super::security::{namespaces_for_pod, supplemental_groups};
+use super::security::{namespaces_for_pod, supplemental_groups, supplemental_groups_policy};
 
 /// Host-side locations of the sandbox, chosen by the caller.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
@@ -321,6 +321,7 @@ fn linux_config(pod: &Pod, cgroup_parent: &str) -> Result<LinuxPodSandboxConfig,
             .and_then(|sc| sc.run_as_group)
             .map(|value| Int64Value { value }),
         supplemental_groups: supplemental_groups(pod),
+        supplemental_groups_policy: supplemental_groups_policy(pod)?,
         privileged: has_privileged_container(pod),
         // The sandbox always runs under the runtime's default profile.
         seccomp: Some(SecurityProfile {

@@ -5,7 +5,7 @@
 
 use k8s_cri::v1::{
     Capability, Int64Value, LinuxContainerSecurityContext, NamespaceMode, NamespaceOption,
-    SecurityProfile, security_profile::ProfileType,
+    SecurityProfile, SupplementalGroupsPolicy, security_profile::ProfileType,
 };
 use k8s_openapi::api::core::v1::{Container, Pod, SeccompProfile, SecurityContext};
 
@@ -100,6 +100,22 @@ pub(super) fn namespaces_for_pod(pod: &Pod) -> NamespaceOption {
     }
 }
 
+/// The pod's `supplementalGroupsPolicy` in CRI terms (`Merge` unless set).
+pub(super) fn supplemental_groups_policy(pod: &Pod) -> Result<i32, ConfigError> {
+    let policy = pod
+        .spec
+        .as_ref()
+        .and_then(|s| s.security_context.as_ref())
+        .and_then(|sc| sc.supplemental_groups_policy.as_deref());
+    match policy {
+        None | Some("Merge") => Ok(SupplementalGroupsPolicy::Merge as i32),
+        Some("Strict") => Ok(SupplementalGroupsPolicy::Strict as i32),
+        Some(other) => Err(ConfigError::UnsupportedSupplementalGroupsPolicy(
+            other.to_owned(),
+        )),
+    }
+}
+
 /// fsGroup first, then the pod's supplementalGroups.
 pub(super) fn supplemental_groups(pod: &Pod) -> Vec<i64> {
     let Some(sc) = pod.spec.as_ref().and_then(|s| s.security_context.as_ref()) else {
@@ -139,7 +155,7 @@ pub(super) fn container_security_context(
     pod: &Pod,
     container: &Container,
     image_user: &ImageUser,
-) -> LinuxContainerSecurityContext {
+) -> Result<LinuxContainerSecurityContext, ConfigError> {
     let sc = effective_security_context(pod, container);
     let capabilities = sc.capabilities.as_ref().map(|c| Capability {
         add_capabilities: c.add.clone().unwrap_or_default(),
@@ -161,7 +177,7 @@ pub(super) fn container_security_context(
             defaults.iter().map(|p| (*p).to_owned()).collect()
         }
     };
-    LinuxContainerSecurityContext {
+    Ok(LinuxContainerSecurityContext {
         capabilities,
         privileged: sc.privileged.unwrap_or(false),
         namespace_options: Some(namespaces_for_pod(pod)),
@@ -170,13 +186,14 @@ pub(super) fn container_security_context(
         run_as_username,
         readonly_rootfs: sc.read_only_root_filesystem.unwrap_or(false),
         supplemental_groups: supplemental_groups(pod),
+        supplemental_groups_policy: supplemental_groups_policy(pod)?,
         // Only an explicit `allowPrivilegeEscalation: false` sets it.
         no_new_privs: sc.allow_privilege_escalation == Some(false),
         masked_paths: paths(DEFAULT_MASKED_PATHS),
         readonly_paths: paths(DEFAULT_READONLY_PATHS),
         seccomp: Some(seccomp(sc.seccomp_profile.as_ref())),
         ..Default::default()
-    }
+    })
 }
 
 /// Refuses a `runAsNonRoot` container that would run as root, or whose
@@ -202,6 +219,14 @@ pub(super) fn verify_run_as_non_root(
         Some(0) => {
             let (pod, container) = who();
             Err(ConfigError::ImageRunsAsRoot { pod, container })
+        }
+        Some(uid) if !(0..=i64::from(i32::MAX)).contains(&uid) => {
+            let (pod, container) = who();
+            Err(ConfigError::InvalidImageUserId {
+                uid,
+                pod,
+                container,
+            })
         }
         None if !image_user.username.is_empty() => {
             let (pod, container) = who();

@@ -13,7 +13,7 @@ use super::*;
 fn sc_of(pod_sc: Value, container_sc: Value, image: &ImageUser) -> LinuxContainerSecurityContext {
     let p = pod(json!({"spec": {"securityContext": pod_sc,
         "containers": [{"name": "c", "securityContext": container_sc}]}}));
-    container_security_context(&p, first(&p), image)
+    container_security_context(&p, first(&p), image).unwrap()
 }
 
 #[test]
@@ -165,7 +165,7 @@ fn namespaces() {
         let p = pod(json!({"spec": spec.clone()}));
         let ns = namespaces_for_pod(&p);
         assert_eq!((ns.network, ns.pid, ns.ipc), (net, pid, ipc), "{spec}");
-        let sc = container_security_context(&p, first(&p), &ImageUser::default());
+        let sc = container_security_context(&p, first(&p), &ImageUser::default()).unwrap();
         assert_eq!(sc.namespace_options, Some(ns));
     }
 }
@@ -213,6 +213,28 @@ fn run_as_non_root() {
                 "container has runAsNonRoot and image has non-numeric user (app), cannot verify user is non-root (pod: \"p_ns(u-1)\", container: c)",
             ),
         ),
+        (
+            json!({"runAsNonRoot": true}),
+            json!({}),
+            uid(-1),
+            Some(
+                "container has runAsNonRoot and image has an invalid user id (-1). (Must be 1-(2147483647)): must be between 0 and 2147483647, inclusive (pod: \"p_ns(u-1)\", container: c)",
+            ),
+        ),
+        (
+            json!({"runAsNonRoot": true}),
+            json!({}),
+            uid(1 << 31),
+            Some(
+                "container has runAsNonRoot and image has an invalid user id (2147483648). (Must be 1-(2147483647)): must be between 0 and 2147483647, inclusive (pod: \"p_ns(u-1)\", container: c)",
+            ),
+        ),
+        (
+            json!({"runAsNonRoot": true}),
+            json!({}),
+            uid(i64::from(i32::MAX)),
+            None,
+        ),
         // The container can switch the pod's policy off.
         (
             json!({"runAsNonRoot": true}),
@@ -228,5 +250,31 @@ fn run_as_non_root() {
             .err()
             .map(|e| e.to_string());
         assert_eq!(got.as_deref(), want, "{pod_sc} {c_sc}");
+    }
+}
+
+#[test]
+fn supplemental_groups_policies() {
+    let cases = [
+        (json!({}), Ok(SupplementalGroupsPolicy::Merge as i32)),
+        (
+            json!({"supplementalGroupsPolicy": "Merge"}),
+            Ok(SupplementalGroupsPolicy::Merge as i32),
+        ),
+        (
+            json!({"supplementalGroupsPolicy": "Strict"}),
+            Ok(SupplementalGroupsPolicy::Strict as i32),
+        ),
+        (
+            json!({"supplementalGroupsPolicy": "Loose"}),
+            Err("unsupported supplementalGroupsPolicy: Loose".to_owned()),
+        ),
+    ];
+    for (pod_sc, want) in cases {
+        let p = pod(json!({"spec": {"securityContext": pod_sc}}));
+        let got = container_security_context(&p, first(&p), &ImageUser::default())
+            .map(|sc| sc.supplemental_groups_policy)
+            .map_err(|e| e.to_string());
+        assert_eq!(got, want);
     }
 }

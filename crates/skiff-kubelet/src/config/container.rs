@@ -12,7 +12,7 @@ use super::expansion::expand;
 use super::mounts::make_mounts;
 use super::resources::linux_container_resources;
 use super::security::{container_security_context, verify_run_as_non_root};
-use super::{ConfigError, ConfigWarning, PodEnv};
+use super::{ConfigError, PodEnv};
 
 /// Label: the pod's name.
 pub const POD_NAME_LABEL: &str = "io.kubernetes.pod.name";
@@ -28,8 +28,9 @@ pub const CONTAINER_NAME_LABEL: &str = "io.kubernetes.container.name";
 pub struct ContainerPaths {
     /// Volume name → host directory of that volume (from the volume manager).
     pub volumes: BTreeMap<String, PathBuf>,
-    /// The pod's managed hosts file, written from [`super::etc_hosts`];
-    /// `None` when there is none (host-network pods).
+    /// The pod's hosts file, written from [`super::etc_hosts`] (or
+    /// [`super::host_network_etc_hosts`] on the host network); `None` to
+    /// leave the runtime's.
     pub etc_hosts: Option<PathBuf>,
     /// A fresh, empty host file for this container instance's termination
     /// message.
@@ -183,7 +184,8 @@ fn container_annotations(
 }
 
 /// The `ContainerConfig` for `container` of `pod`, its `restart_count`-th
-/// instance, running `image_ref` (the image ID the pull resolved).
+/// instance, running `image_ref` (the image ID the pull resolved) as
+/// `image_user` (from the runtime's `ImageStatus`).
 pub fn container_config(
     pod: &Pod,
     container: &Container,
@@ -193,29 +195,6 @@ pub fn container_config(
     image_ref: &str,
     image_user: &ImageUser,
 ) -> Result<ContainerConfig, ConfigError> {
-    container_config_with_warnings(
-        pod,
-        container,
-        restart_count,
-        env,
-        paths,
-        image_ref,
-        image_user,
-    )
-    .map(|(config, _)| config)
-}
-
-/// [`container_config`] plus what upstream reports as Warning events on the
-/// pod (envFrom keys that are not valid variable names).
-pub fn container_config_with_warnings(
-    pod: &Pod,
-    container: &Container,
-    restart_count: u32,
-    env: &PodEnv<'_>,
-    paths: &ContainerPaths,
-    image_ref: &str,
-    image_user: &ImageUser,
-) -> Result<(ContainerConfig, Vec<ConfigWarning>), ConfigError> {
     if pod.spec.is_none() {
         return Err(ConfigError::NoSpec);
     }
@@ -273,5 +252,5 @@ pub fn container_config_with_warnings(
         }),
         ..Default::default()
     };
-    Ok((config, environment.warnings))
+    Ok(config)
 }

@@ -8,15 +8,13 @@ use k8s_openapi::api::core::v1::{Container, ObjectFieldSelector, Pod, ResourceFi
 use skiff_api::quantity::Quantity;
 
 use super::expansion::expand;
-use super::{ConfigError, ConfigWarning, PodEnv, find_container};
+use super::{ConfigError, PodEnv, find_container};
 
 /// The resolved environment of one container.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct Environment {
     /// Name → value; upstream's order is a Go map's (random), ours is by name.
     pub vars: BTreeMap<String, String>,
-    /// envFrom keys that were skipped, as upstream's Warning events.
-    pub warnings: Vec<ConfigWarning>,
 }
 
 impl Environment {
@@ -34,59 +32,35 @@ pub fn make_environment_variables(
 ) -> Result<Environment, ConfigError> {
     let namespace = pod.metadata.namespace.as_deref().unwrap_or_default();
     let mut tmp: BTreeMap<String, String> = BTreeMap::new();
-    let mut warnings = Vec::new();
 
+    // envFrom keys go in as they are (prefixed): since the relaxed
+    // environment variable validation (beta, on by default in 1.32) the
+    // kubelet no longer skips keys that are not C identifiers.
     for from in container.env_from.iter().flatten() {
         let prefix = from.prefix.as_deref().unwrap_or_default();
-        let (kind, name, entries): (&str, &str, Vec<(String, String)>) =
-            if let Some(r) = &from.config_map_ref {
-                let Some(cm) = env.configmaps.get(&r.name) else {
-                    if r.optional == Some(true) {
-                        continue;
-                    }
-                    return Err(ConfigError::ConfigMapNotFound(r.name.clone()));
-                };
-                let data = cm.data.iter().flatten();
-                (
-                    "configMap",
-                    &r.name,
-                    data.map(|(k, v)| (k.clone(), v.clone())).collect(),
-                )
-            } else if let Some(r) = &from.secret_ref {
-                let Some(secret) = env.secrets.get(&r.name) else {
-                    if r.optional == Some(true) {
-                        continue;
-                    }
-                    return Err(ConfigError::SecretNotFound(r.name.clone()));
-                };
-                let data = secret.data.iter().flatten();
-                (
-                    "secret",
-                    &r.name,
-                    data.map(|(k, v)| (k.clone(), String::from_utf8_lossy(&v.0).into_owned()))
-                        .collect(),
-                )
-            } else {
-                continue;
+        if let Some(r) = &from.config_map_ref {
+            let Some(cm) = env.configmaps.get(&r.name) else {
+                if r.optional == Some(true) {
+                    continue;
+                }
+                return Err(ConfigError::ConfigMapNotFound(r.name.clone()));
             };
-        let mut invalid = Vec::new();
-        for (key, value) in entries {
-            let key = format!("{prefix}{key}");
-            if !is_env_var_name(&key) {
-                invalid.push(key);
-                continue;
+            for (k, v) in cm.data.iter().flatten() {
+                tmp.insert(format!("{prefix}{k}"), v.clone());
             }
-            tmp.insert(key, value);
-        }
-        if !invalid.is_empty() {
-            invalid.sort();
-            warnings.push(ConfigWarning {
-                reason: "InvalidEnvironmentVariableNames",
-                message: format!(
-                    "Keys [{}] from the EnvFrom {kind} {namespace}/{name} were skipped since they are considered invalid environment variable names.",
-                    invalid.join(", ")
-                ),
-            });
+        } else if let Some(r) = &from.secret_ref {
+            let Some(secret) = env.secrets.get(&r.name) else {
+                if r.optional == Some(true) {
+                    continue;
+                }
+                return Err(ConfigError::SecretNotFound(r.name.clone()));
+            };
+            for (k, v) in secret.data.iter().flatten() {
+                tmp.insert(
+                    format!("{prefix}{k}"),
+                    String::from_utf8_lossy(&v.0).into_owned(),
+                );
+            }
         }
     }
 
@@ -161,20 +135,7 @@ pub fn make_environment_variables(
         tmp.entry(name.to_owned())
             .or_insert_with(|| value.to_owned());
     }
-    Ok(Environment {
-        vars: tmp,
-        warnings,
-    })
-}
-
-/// Upstream's `IsEnvVarName`: `[-._a-zA-Z][-._a-zA-Z0-9]*`.
-fn is_env_var_name(name: &str) -> bool {
-    let mut chars = name.chars();
-    let ok = |c: char| c.is_ascii_alphanumeric() || matches!(c, '-' | '.' | '_');
-    match chars.next() {
-        Some(c) if ok(c) && !c.is_ascii_digit() => chars.all(ok),
-        _ => false,
-    }
+    Ok(Environment { vars: tmp })
 }
 
 /// Splits `path['key']` into (`path`, `key`), as `SplitMaybeSubscriptedPath`.

@@ -18,9 +18,7 @@ use std::collections::{BTreeMap, BTreeSet};
 use k8s_openapi::api::core::v1::{ConfigMap, Container, EnvVar, Pod, Secret};
 use k8s_openapi::apimachinery::pkg::api::resource::Quantity;
 
-pub use container::{
-    ContainerPaths, ImageUser, container_config, container_config_with_warnings, container_log_path,
-};
+pub use container::{ContainerPaths, ImageUser, container_config, container_log_path};
 pub use env::{Environment, make_environment_variables};
 pub use expansion::expand;
 pub use mounts::DEFAULT_TERMINATION_MESSAGE_PATH;
@@ -28,7 +26,10 @@ pub use resources::{
     QUOTA_PERIOD, linux_container_resources, milli_cpu_to_quota, milli_cpu_to_shares,
     oom_score_adjust,
 };
-pub use sandbox::{SandboxPaths, dns_config, etc_hosts, pod_hostname_and_domain, sandbox_config};
+pub use sandbox::{
+    SandboxPaths, dns_config, etc_hosts, host_network_etc_hosts, pod_hostname_and_domain,
+    sandbox_config,
+};
 pub use security::{DEFAULT_MASKED_PATHS, DEFAULT_READONLY_PATHS};
 
 /// Everything env and config resolution needs besides the pod itself.
@@ -110,16 +111,6 @@ pub fn referenced_objects(pod: &Pod) -> Referenced {
         visit(c.env.as_ref(), c.env_from.as_ref());
     }
     out
-}
-
-/// Something upstream reports as a Warning event on the pod while the
-/// container is still created (e.g. `InvalidEnvironmentVariableNames`).
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct ConfigWarning {
-    /// The event's reason.
-    pub reason: &'static str,
-    /// The event's message.
-    pub message: String,
 }
 
 /// Why a container (or sandbox) config cannot be built. The Display text is

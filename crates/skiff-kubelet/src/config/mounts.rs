@@ -62,8 +62,9 @@ fn expand_sub_path_expr(expr: &str, env: &Environment) -> Result<String, ConfigE
 }
 
 /// The container's mounts, in volumeMounts order, then `/etc/hosts` (when
-/// the caller wrote one, the sandbox has an IP and the container does not
-/// mount that path itself), then the termination message file.
+/// the caller wrote one, the pod is on the host network or its sandbox has
+/// an IP, and the container does not mount that path itself), then the
+/// termination message file.
 pub(super) fn make_mounts(
     pod: &Pod,
     container: &Container,
@@ -72,7 +73,12 @@ pub(super) fn make_mounts(
     has_pod_ip: bool,
 ) -> Result<Vec<Mount>, ConfigError> {
     let mut mounts = Vec::new();
-    let mut mount_etc_hosts = paths.etc_hosts.is_some() && has_pod_ip;
+    let host_network = pod
+        .spec
+        .as_ref()
+        .and_then(|s| s.host_network)
+        .unwrap_or(false);
+    let mut mount_etc_hosts = paths.etc_hosts.is_some() && (has_pod_ip || host_network);
     for vm in container.volume_mounts.iter().flatten() {
         mount_etc_hosts &= vm.mount_path != ETC_HOSTS;
         let volume = paths

@@ -419,8 +419,8 @@ pub fn sandbox_config(
 
 /// The managed `/etc/hosts` of a pod with its own network: localhost
 /// entries, the pod's IPs under its hostname (and FQDN with a subdomain),
-/// then spec.hostAliases. `None` for host-network pods, which upstream
-/// gives a copy of the node's file instead.
+/// then spec.hostAliases. `None` for host-network pods, which get
+/// [`host_network_etc_hosts`] instead.
 pub fn etc_hosts(pod: &Pod, pod_ips: &[String], cluster_domain: &str) -> Option<String> {
     let spec = pod.spec.as_ref()?;
     if spec.host_network.unwrap_or(false) {
@@ -443,7 +443,16 @@ pub fn etc_hosts(pod: &Pod, pod_ips: &[String], cluster_domain: &str) -> Option<
             out.push_str(&format!("{ip}\t{hostname}.{domain}\t{hostname}\n"));
         }
     }
-    let aliases = spec.host_aliases.as_deref().unwrap_or_default();
+    push_host_aliases(&mut out, pod);
+    Some(out)
+}
+
+fn push_host_aliases(out: &mut String, pod: &Pod) {
+    let aliases = pod
+        .spec
+        .as_ref()
+        .and_then(|s| s.host_aliases.as_deref())
+        .unwrap_or_default();
     if !aliases.is_empty() {
         out.push_str("\n# Entries added by HostAliases.\n");
         for alias in aliases {
@@ -451,7 +460,16 @@ pub fn etc_hosts(pod: &Pod, pod_ips: &[String], cluster_domain: &str) -> Option<
             out.push_str(&format!("{}\t{names}\n", alias.ip));
         }
     }
-    Some(out)
+}
+
+/// The `/etc/hosts` of a host-network pod: the node's own file
+/// (`node_hosts`, read by the caller) under a managed header, then
+/// spec.hostAliases.
+pub fn host_network_etc_hosts(pod: &Pod, node_hosts: &str) -> String {
+    let mut out = String::from("# Kubernetes-managed hosts file (host network).\n");
+    out.push_str(node_hosts);
+    push_host_aliases(&mut out, pod);
+    out
 }
 
 #[cfg(test)]

@@ -332,4 +332,18 @@ fn etc_hosts_content() {
     assert_eq!(etc_hosts(&p, &[], "cluster.local").unwrap(), header);
     let p = pod(json!({"spec": {"hostNetwork": true}}));
     assert_eq!(etc_hosts(&p, &ips, "cluster.local"), None);
+
+    // Host network: the node's file under its own header, plus aliases.
+    let p = pod(
+        json!({"spec": {"hostNetwork": true, "hostAliases": [{"ip": "1.2.3.4", "hostnames": ["foo"]}]}}),
+    );
+    assert_eq!(
+        host_network_etc_hosts(&p, "127.0.0.1\tlocalhost\n192.168.1.10\tnode-1\n"),
+        "# Kubernetes-managed hosts file (host network).\n127.0.0.1\tlocalhost\n192.168.1.10\tnode-1\n\n# Entries added by HostAliases.\n1.2.3.4\tfoo\n"
+    );
+    let p = pod(json!({"spec": {"hostNetwork": true}}));
+    assert_eq!(
+        host_network_etc_hosts(&p, "127.0.0.1\tlocalhost\n"),
+        "# Kubernetes-managed hosts file (host network).\n127.0.0.1\tlocalhost\n"
+    );
 }

@@ -364,7 +364,13 @@ fn etc_hosts_mount_needs_an_ip_and_no_own_mount() {
         mount_paths(&plain, vec![], &paths()),
         ["/dev/termination-log"]
     );
-    // No managed file (host network): none.
+    // Host network: mounted even before any pod IP is known.
+    let host = pod(json!({"spec": {"hostNetwork": true}}));
+    assert_eq!(
+        mount_paths(&host, vec![], &paths()),
+        ["/etc/hosts", "/dev/termination-log"]
+    );
+    // No file written: none.
     let mut no_hosts = paths();
     no_hosts.etc_hosts = None;
     assert_eq!(
@@ -473,12 +479,12 @@ fn mount_errors_use_upstream_messages() {
 }
 
 #[test]
-fn env_errors_become_config_errors_and_warnings_are_returned() {
+fn env_errors_become_config_errors() {
     let p = pod(
         json!({"spec": {"containers": [{"name": "c", "envFrom": [{"configMapRef": {"name": "cm"}}]}]}}),
     );
     let w = World::default().configmap("cm", json!({"GOOD": "1", "1bad": "2"}));
-    let (cfg, warnings) = container_config_with_warnings(
+    let cfg = container_config(
         &p,
         first(&p),
         0,
@@ -490,9 +496,8 @@ fn env_errors_become_config_errors_and_warnings_are_returned() {
     .unwrap();
     assert_eq!(
         cfg.envs.iter().map(|e| e.key.as_str()).collect::<Vec<_>>(),
-        ["GOOD"]
+        ["1bad", "GOOD"]
     );
-    assert_eq!(warnings.len(), 1);
     let w = World::default();
     let err = container_config(
         &p,

@@ -27,8 +27,8 @@ pub use resources::{
     oom_score_adjust,
 };
 pub use sandbox::{
-    SandboxPaths, dns_config, etc_hosts, host_network_etc_hosts, pod_hostname_and_domain,
-    sandbox_config,
+    DEFAULT_POD_LOGS_DIR, SandboxPaths, dns_config, etc_hosts, host_network_etc_hosts,
+    pod_hostname_and_domain, pod_logs_directory, sandbox_config,
 };
 pub use security::{DEFAULT_MASKED_PATHS, DEFAULT_READONLY_PATHS};
 

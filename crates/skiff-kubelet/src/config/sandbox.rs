@@ -27,6 +27,21 @@ pub struct SandboxPaths {
     pub cgroup_parent: String,
 }
 
+/// Upstream's default `--pod-logs-dir`.
+pub const DEFAULT_POD_LOGS_DIR: &str = "/var/log/pods";
+
+/// The pod's log directory under `root` (`BuildPodLogsDirectory`):
+/// `ROOT/NAMESPACE_NAME_UID`.
+pub fn pod_logs_directory(root: &std::path::Path, pod: &Pod) -> PathBuf {
+    let meta = &pod.metadata;
+    root.join(format!(
+        "{}_{}_{}",
+        meta.namespace.as_deref().unwrap_or_default(),
+        meta.name.as_deref().unwrap_or_default(),
+        meta.uid.as_deref().unwrap_or_default()
+    ))
+}
+
 const MAX_DNS_NAMESERVERS: usize = 3;
 const MAX_DNS_SEARCH_PATHS: usize = 32;
 const MAX_DNS_SEARCH_LIST_CHARS: usize = 2048;

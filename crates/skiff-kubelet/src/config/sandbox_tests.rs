@@ -35,6 +35,15 @@ fn sandbox(spec: Value) -> PodSandboxConfig {
 }
 
 #[test]
+fn pod_logs_directory_is_namespace_name_uid() {
+    let p = pod(json!({"metadata": {"name": "web-0", "namespace": "prod", "uid": "1234-ab"}}));
+    assert_eq!(
+        pod_logs_directory(std::path::Path::new(DEFAULT_POD_LOGS_DIR), &p),
+        PathBuf::from("/var/log/pods/prod_web-0_1234-ab")
+    );
+}
+
+#[test]
 fn metadata_labels_annotations_and_paths() {
     let p = pod(json!({"metadata": {"labels": {"app": "web"}, "annotations": {"a": "b"}}}));
     let cfg = sandbox_config(&p, 2, &paths(), &dns(), "cluster.local").unwrap();

@@ -28,7 +28,8 @@ pub use resources::{
 };
 pub use sandbox::{
     DEFAULT_POD_LOGS_DIR, SandboxPaths, dns_config, etc_hosts, host_network_etc_hosts,
-    pod_hostname_and_domain, pod_logs_directory, sandbox_config,
+    parse_resolv_conf, pod_hostname_and_domain, pod_logs_directory, sandbox_config,
+    sandbox_config_with_host_dns,
 };
 pub use security::{DEFAULT_MASKED_PATHS, DEFAULT_READONLY_PATHS};
 

@@ -120,6 +120,31 @@ pub fn pod_hostname_and_domain(
     Ok((hostname, domain))
 }
 
+/// A resolv.conf's nameservers (all), search domains (the last `search`
+/// line, trailing dots dropped) and options (the last `options` line), as
+/// upstream's `parseResolvConf`.
+pub fn parse_resolv_conf(content: &str) -> DnsConfig {
+    let mut config = DnsConfig::default();
+    for line in content.lines() {
+        let line = line.trim();
+        if line.starts_with('#') {
+            continue;
+        }
+        let mut fields = line.split_whitespace();
+        match fields.next() {
+            Some("nameserver") => config.servers.extend(fields.next().map(str::to_owned)),
+            Some("search") => {
+                config.searches = fields
+                    .map(|s| s.strip_suffix('.').unwrap_or(s).to_owned())
+                    .collect();
+            }
+            Some("options") => config.options = fields.map(str::to_owned).collect(),
+            _ => {}
+        }
+    }
+    config
+}
+
 /// Keeps the first of each repeated entry.
 fn omit_duplicates(list: Vec<String>) -> Vec<String> {
     let mut seen = BTreeSet::new();
@@ -367,13 +392,36 @@ fn linux_config(pod: &Pod, cgroup_parent: &str) -> Result<LinuxPodSandboxConfig,
     })
 }
 
-/// The `PodSandboxConfig` of the pod's `attempt`-th sandbox.
+/// The `PodSandboxConfig` of the pod's `attempt`-th sandbox, without the
+/// node's resolver config (see [`sandbox_config_with_host_dns`]).
 pub fn sandbox_config(
     pod: &Pod,
     attempt: u32,
     paths: &SandboxPaths,
     cluster_dns: &[IpAddr],
     cluster_domain: &str,
+) -> Result<PodSandboxConfig, ConfigError> {
+    sandbox_config_with_host_dns(
+        pod,
+        attempt,
+        paths,
+        cluster_dns,
+        cluster_domain,
+        &DnsConfig::default(),
+    )
+}
+
+/// [`sandbox_config`] with the node's resolver config (the parsed
+/// `/etc/resolv.conf`, see [`parse_resolv_conf`]) as the base, as upstream
+/// does: ClusterFirst pods then also search the node's domains, and
+/// Default pods get the node's servers spelled out.
+pub fn sandbox_config_with_host_dns(
+    pod: &Pod,
+    attempt: u32,
+    paths: &SandboxPaths,
+    cluster_dns: &[IpAddr],
+    cluster_domain: &str,
+    host_dns: &DnsConfig,
 ) -> Result<PodSandboxConfig, ConfigError> {
     let spec = pod.spec.as_ref().ok_or(ConfigError::NoSpec)?;
     let meta = &pod.metadata;
@@ -418,12 +466,7 @@ pub fn sandbox_config(
         }),
         hostname,
         log_directory: paths.log_directory.to_string_lossy().into_owned(),
-        dns_config: Some(dns_config(
-            pod,
-            cluster_dns,
-            cluster_domain,
-            &DnsConfig::default(),
-        )),
+        dns_config: Some(dns_config(pod, cluster_dns, cluster_domain, host_dns)),
         port_mappings: spec.containers.iter().flat_map(port_mappings).collect(),
         labels,
         annotations,

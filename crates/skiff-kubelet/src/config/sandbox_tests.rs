@@ -195,6 +195,37 @@ fn dns_policies() {
 }
 
 #[test]
+fn resolv_conf_parsing_and_host_dns_in_the_sandbox() {
+    let conf = "# generated\nnameserver 192.168.1.1\nsearch old.test\nnameserver 192.168.1.2\n  search corp.test. lab.test\noptions ndots:2 rotate\nnameserver\n";
+    let host = parse_resolv_conf(conf);
+    assert_eq!(host.servers, ["192.168.1.1", "192.168.1.2"]);
+    assert_eq!(host.searches, ["corp.test", "lab.test"]);
+    assert_eq!(host.options, ["ndots:2", "rotate"]);
+    assert_eq!(parse_resolv_conf(""), DnsConfig::default());
+
+    let p = pod(json!({}));
+    let cfg =
+        sandbox_config_with_host_dns(&p, 0, &paths(), &dns(), "cluster.local", &host).unwrap();
+    let got = cfg.dns_config.unwrap();
+    assert_eq!(got.servers, ["10.43.0.10"]);
+    assert_eq!(
+        got.searches,
+        [
+            "ns.svc.cluster.local",
+            "svc.cluster.local",
+            "cluster.local",
+            "corp.test",
+            "lab.test"
+        ]
+    );
+    assert_eq!(got.options, ["ndots:5"]);
+    let p = pod(json!({"spec": {"dnsPolicy": "Default"}}));
+    let cfg =
+        sandbox_config_with_host_dns(&p, 0, &paths(), &dns(), "cluster.local", &host).unwrap();
+    assert_eq!(cfg.dns_config.unwrap(), host);
+}
+
+#[test]
 fn dns_limits() {
     let servers: Vec<String> = (1..=5).map(|i| format!("10.0.0.{i}")).collect();
     let searches: Vec<String> = (0..40).map(|i| format!("d{i}.test")).collect();

@@ -7,6 +7,7 @@
 
 mod container;
 mod env;
+mod ephemeral;
 mod expansion;
 mod mounts;
 mod resources;
@@ -18,8 +19,12 @@ use std::collections::{BTreeMap, BTreeSet};
 use k8s_openapi::api::core::v1::{ConfigMap, Container, EnvVar, Pod, Secret};
 use k8s_openapi::apimachinery::pkg::api::resource::Quantity;
 
-pub use container::{ContainerPaths, ImageUser, container_config, container_log_path};
+pub use container::{
+    CONTAINER_NAME_LABEL, ContainerPaths, ImageUser, POD_NAME_LABEL, POD_NAMESPACE_LABEL,
+    POD_UID_LABEL, container_config, container_hash, container_log_path,
+};
 pub use env::{Environment, make_environment_variables};
+pub use ephemeral::{ephemeral_as_container, target_pid_namespace};
 pub use expansion::expand;
 pub use mounts::DEFAULT_TERMINATION_MESSAGE_PATH;
 pub use resources::{

@@ -263,18 +263,19 @@ fn container_resource_value(
     if !matches!(resource, "cpu" | "memory" | "ephemeral-storage") && !is_huge_page {
         return Err(ConfigError::UnsupportedResource(rs.resource.clone()));
     }
-    let mut value = list.and_then(|l| l.get(resource)).map(|q| q.0.as_str());
-    // Upstream fills a missing limit from node allocatable before reading it.
-    if value.is_none() && kind == "limits" && !is_huge_page {
-        value = env
-            .node_allocatable
-            .and_then(|a| a.get(resource))
-            .map(|q| q.0.as_str());
-    }
-    let quantity = match value {
-        Some(v) => parse(v)?,
+    let mut quantity = match list.and_then(|l| l.get(resource)) {
+        Some(q) => parse(&q.0)?,
         None => Quantity::from_int(0),
     };
+    // Upstream fills a missing or zero limit from node allocatable before
+    // reading it (hugepages are never overcommitted, so never filled).
+    if quantity.is_zero()
+        && kind == "limits"
+        && !is_huge_page
+        && let Some(q) = env.node_allocatable.and_then(|a| a.get(resource))
+    {
+        quantity = parse(&q.0)?;
+    }
     let result = if resource == "cpu" {
         ceil_div(quantity.milli_value(), divisor.milli_value())
     } else {

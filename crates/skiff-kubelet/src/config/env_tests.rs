@@ -20,7 +20,10 @@ fn run(container: Value, world: &World) -> Result<Environment, ConfigError> {
     let p = pod(json!({
         "metadata": {"labels": {"app": "web", "tier": "fe"}, "annotations": {"note": "a \"q\"\nline"}},
         "spec": {"containers": [c], "nodeName": "node-1", "serviceAccountName": "sa",
-                 "initContainers": [{"name": "init", "resources": {"limits": {"memory": "32Mi"}}}]}
+                 "initContainers": [
+                     {"name": "init", "resources": {"limits": {"memory": "32Mi"}}},
+                     {"name": "zero", "resources": {"limits": {"ephemeral-storage": "0"}}}
+                 ]}
     }));
     make_environment_variables(&p, first(&p), &world.env())
 }
@@ -179,6 +182,8 @@ fn resource_field_refs_round_up_and_default_limits_to_allocatable() {
         ("requests.memory", Some("1M"), None, "105"),
         // No memory limit: node allocatable.
         ("limits.memory", Some("1Gi"), None, "8"),
+        // A zero limit counts as none.
+        ("limits.ephemeral-storage", Some("1Gi"), Some("zero"), "100"),
         ("limits.ephemeral-storage", Some("1Gi"), None, "100"),
         ("requests.ephemeral-storage", None, None, "0"),
         ("requests.divisor-zero", None, None, ""),

@@ -197,6 +197,12 @@ pub enum ConfigError {
     /// A `supplementalGroupsPolicy` the CRI does not know.
     #[error("unsupported supplementalGroupsPolicy: {0}")]
     UnsupportedSupplementalGroupsPolicy(String),
+    /// An AppArmor profile of type Localhost without a name.
+    #[error("missing localhost apparmor profile name")]
+    MissingAppArmorLocalhostProfile,
+    /// An AppArmor profile type upstream does not know.
+    #[error("unknown apparmor profile type: \"{0}\"")]
+    UnknownAppArmorProfileType(String),
     /// A downward API `fieldRef` with an apiVersion other than v1.
     #[error("unsupported pod version: {0}")]
     UnsupportedPodVersion(String),

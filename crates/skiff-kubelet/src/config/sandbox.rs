@@ -16,7 +16,9 @@ use super::ConfigError;
 use super::container::{POD_NAME_LABEL, POD_NAMESPACE_LABEL, POD_UID_LABEL};
 use super::env::parse;
 use super::resources::{QUOTA_PERIOD, milli_cpu_to_quota, milli_cpu_to_shares};
-use super::security::{namespaces_for_pod, supplemental_groups, supplemental_groups_policy};
+use super::security::{
+    namespaces_for_pod, selinux, supplemental_groups, supplemental_groups_policy,
+};
 
 /// Host-side locations of the sandbox, chosen by the caller.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
@@ -362,6 +364,7 @@ fn linux_config(pod: &Pod, cgroup_parent: &str) -> Result<LinuxPodSandboxConfig,
             .map(|value| Int64Value { value }),
         supplemental_groups: supplemental_groups(pod),
         supplemental_groups_policy: supplemental_groups_policy(pod)?,
+        selinux_options: selinux(pod_sc.and_then(|sc| sc.se_linux_options.as_ref())),
         privileged: has_privileged_container(pod),
         // The sandbox always runs under the runtime's default profile.
         seccomp: Some(SecurityProfile {

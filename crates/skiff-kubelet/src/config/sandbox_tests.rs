@@ -291,7 +291,7 @@ fn port_mappings_from_every_container_port() {
 fn linux_security_sysctls_and_resources() {
     let cfg = sandbox(json!({
         "hostNetwork": true, "hostIPC": true,
-        "securityContext": {"runAsUser": 1000, "runAsGroup": 2000, "fsGroup": 3000, "supplementalGroups": [4000],
+        "securityContext": {"seLinuxOptions": {"type": "spc_t"}, "runAsUser": 1000, "runAsGroup": 2000, "fsGroup": 3000, "supplementalGroups": [4000],
                             "sysctls": [{"name": "net.core.somaxconn", "value": "1024"}]},
         "initContainers": [{"name": "i", "securityContext": {"privileged": true},
                             "resources": {"requests": {"cpu": "2"}, "limits": {"cpu": "2", "memory": "1Gi"}}}],
@@ -310,6 +310,7 @@ fn linux_security_sysctls_and_resources() {
     assert_eq!(sc.run_as_user.map(|v| v.value), Some(1000));
     assert_eq!(sc.run_as_group.map(|v| v.value), Some(2000));
     assert_eq!(sc.supplemental_groups, [3000, 4000]);
+    assert_eq!(sc.selinux_options.as_ref().unwrap().r#type, "spc_t");
     let ns = sc.namespace_options.unwrap();
     assert_eq!(
         (ns.network, ns.ipc, ns.pid),
@@ -334,6 +335,7 @@ fn linux_security_sysctls_and_resources() {
     let plain = sandbox(json!({})).linux.unwrap();
     let sc = plain.security_context.unwrap();
     assert!(!sc.privileged && sc.run_as_user.is_none() && sc.supplemental_groups.is_empty());
+    assert!(sc.selinux_options.is_none());
     let r = plain.resources.unwrap();
     assert_eq!(
         (r.cpu_shares, r.cpu_quota, r.memory_limit_in_bytes),

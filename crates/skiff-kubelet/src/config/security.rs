@@ -5,9 +5,11 @@
 
 use k8s_cri::v1::{
     Capability, Int64Value, LinuxContainerSecurityContext, NamespaceMode, NamespaceOption,
-    SecurityProfile, SupplementalGroupsPolicy, security_profile::ProfileType,
+    SeLinuxOption, SecurityProfile, SupplementalGroupsPolicy, security_profile::ProfileType,
 };
-use k8s_openapi::api::core::v1::{Container, Pod, SeccompProfile, SecurityContext};
+use k8s_openapi::api::core::v1::{
+    AppArmorProfile, Container, Pod, SELinuxOptions, SeccompProfile, SecurityContext,
+};
 
 use super::container::ImageUser;
 use super::{ConfigError, pod_desc};
@@ -150,6 +152,37 @@ fn seccomp(profile: Option<&SeccompProfile>) -> SecurityProfile {
     }
 }
 
+/// SELinux options in CRI terms.
+pub(super) fn selinux(options: Option<&SELinuxOptions>) -> Option<SeLinuxOption> {
+    options.map(|o| SeLinuxOption {
+        user: o.user.clone().unwrap_or_default(),
+        role: o.role.clone().unwrap_or_default(),
+        r#type: o.type_.clone().unwrap_or_default(),
+        level: o.level.clone().unwrap_or_default(),
+    })
+}
+
+/// The AppArmor profile (`getAppArmorProfile`); unset leaves the runtime's
+/// default.
+fn apparmor(profile: Option<&AppArmorProfile>) -> Result<Option<SecurityProfile>, ConfigError> {
+    let Some(profile) = profile else {
+        return Ok(None);
+    };
+    let (profile_type, localhost_ref) = match profile.type_.as_str() {
+        "RuntimeDefault" => (ProfileType::RuntimeDefault, String::new()),
+        "Unconfined" => (ProfileType::Unconfined, String::new()),
+        "Localhost" => match profile.localhost_profile.as_deref() {
+            Some(name) => (ProfileType::Localhost, name.to_owned()),
+            None => return Err(ConfigError::MissingAppArmorLocalhostProfile),
+        },
+        other => return Err(ConfigError::UnknownAppArmorProfileType(other.to_owned())),
+    };
+    Ok(Some(SecurityProfile {
+        profile_type: profile_type as i32,
+        localhost_ref,
+    }))
+}
+
 /// The container's CRI security context.
 pub(super) fn container_security_context(
     pod: &Pod,
@@ -192,6 +225,8 @@ pub(super) fn container_security_context(
         masked_paths: paths(DEFAULT_MASKED_PATHS),
         readonly_paths: paths(DEFAULT_READONLY_PATHS),
         seccomp: Some(seccomp(sc.seccomp_profile.as_ref())),
+        selinux_options: selinux(sc.se_linux_options.as_ref()),
+        apparmor: apparmor(sc.app_armor_profile.as_ref())?,
         ..Default::default()
     })
 }

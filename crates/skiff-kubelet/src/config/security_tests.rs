@@ -278,3 +278,51 @@ fn supplemental_groups_policies() {
         assert_eq!(got, want);
     }
 }
+
+#[test]
+fn selinux_and_apparmor() {
+    let sc = sc_of(
+        json!({"seLinuxOptions": {"level": "s0:c1,c2"}, "appArmorProfile": {"type": "RuntimeDefault"}}),
+        json!({}),
+        &ImageUser::default(),
+    );
+    let se = sc.selinux_options.unwrap();
+    assert_eq!((se.level.as_str(), se.r#type.as_str()), ("s0:c1,c2", ""));
+    assert_eq!(
+        sc.apparmor.unwrap().profile_type,
+        ProfileType::RuntimeDefault as i32
+    );
+
+    let plain = sc_of(json!({}), json!({}), &ImageUser::default());
+    assert!(plain.selinux_options.is_none() && plain.apparmor.is_none());
+
+    let local = sc_of(
+        json!({"appArmorProfile": {"type": "RuntimeDefault"}}),
+        json!({"appArmorProfile": {"type": "Localhost", "localhostProfile": "k8s-deny-write"}}),
+        &ImageUser::default(),
+    )
+    .apparmor
+    .unwrap();
+    assert_eq!(
+        (local.profile_type, local.localhost_ref.as_str()),
+        (ProfileType::Localhost as i32, "k8s-deny-write")
+    );
+
+    let cases = [
+        (
+            json!({"type": "Localhost"}),
+            "missing localhost apparmor profile name",
+        ),
+        (
+            json!({"type": "Strict"}),
+            "unknown apparmor profile type: \"Strict\"",
+        ),
+    ];
+    for (profile, want) in cases {
+        let p = pod(
+            json!({"spec": {"containers": [{"name": "c", "securityContext": {"appArmorProfile": profile}}]}}),
+        );
+        let err = container_security_context(&p, first(&p), &ImageUser::default()).unwrap_err();
+        assert_eq!(err.to_string(), want);
+    }
+}

@@ -12,14 +12,7 @@ use tonic::transport::{Channel, Endpoint, Uri};
 pub use api::image_service_client::ImageServiceClient;
 pub use api::runtime_service_client::RuntimeServiceClient;
 
-/// Label with the pod's name, on sandboxes and containers.
-pub const POD_NAME_LABEL: &str = "io.kubernetes.pod.name";
-/// Label with the pod's namespace.
-pub const POD_NAMESPACE_LABEL: &str = "io.kubernetes.pod.namespace";
-/// Label with the pod's UID: how the kubelet groups runtime objects by pod.
-pub const POD_UID_LABEL: &str = "io.kubernetes.pod.uid";
-/// Label with the container's name in the pod spec.
-pub const CONTAINER_NAME_LABEL: &str = "io.kubernetes.container.name";
+pub use crate::config::{CONTAINER_NAME_LABEL, POD_NAME_LABEL, POD_NAMESPACE_LABEL, POD_UID_LABEL};
 
 /// Clients of one CRI runtime (both services share the channel).
 #[derive(Debug, Clone)]

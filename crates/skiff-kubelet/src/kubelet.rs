@@ -78,6 +78,12 @@ pub(crate) struct Shared {
     pub(crate) volumes: VolumeManager,
     pub(crate) objects: Arc<dyn ObjectSource>,
     pub(crate) host_ips: Vec<String>,
+    /// The node's resolver config (ClusterFirst pods search its domains too).
+    pub(crate) host_dns: k8s_cri::v1::DnsConfig,
+    /// The node's /etc/hosts (host-network pods get a copy).
+    pub(crate) host_etc_hosts: String,
+    /// Machine memory in bytes (Burstable OOM scores).
+    pub(crate) memory_capacity: i64,
     restart_backoff: Mutex<Backoff>,
     image_backoff: Mutex<Backoff>,
     /// Generation of the newest relist started.
@@ -120,13 +126,26 @@ impl Shared {
 
     /// `/var/log/pods/<ns>_<name>_<uid>`.
     pub(crate) fn pod_log_dir(&self, pod: &Pod) -> PathBuf {
-        let m = &pod.metadata;
-        self.config.pod_log_root.join(format!(
-            "{}_{}_{}",
-            m.namespace.as_deref().unwrap_or_default(),
-            m.name.as_deref().unwrap_or_default(),
-            m.uid.as_deref().unwrap_or_default()
-        ))
+        crate::config::pod_logs_directory(&self.config.pod_log_root, pod)
+    }
+
+    /// The CRI sandbox config of the pod's `attempt`-th sandbox.
+    pub(crate) fn sandbox_config(
+        &self,
+        pod: &Pod,
+        attempt: u32,
+    ) -> Result<k8s_cri::v1::PodSandboxConfig, crate::config::ConfigError> {
+        crate::config::sandbox_config_with_host_dns(
+            pod,
+            attempt,
+            &crate::config::SandboxPaths {
+                log_directory: self.pod_log_dir(pod),
+                cgroup_parent: String::new(),
+            },
+            &self.config.cluster_dns,
+            &self.config.cluster_domain,
+            &self.host_dns,
+        )
     }
 }
 
@@ -325,6 +344,7 @@ pub async fn run(
         .await?
         .into_inner();
     let capacity = HostCapacity::read(&config.root_dir);
+    let memory_capacity = i64::try_from(capacity.memory_bytes).unwrap_or(i64::MAX);
     let id = NodeIdentity {
         name: config.node_name.clone(),
         internal_ip: config.node_ip,
@@ -367,6 +387,11 @@ pub async fn run(
         volumes: VolumeManager::new(config.root_dir.clone()),
         objects: Arc::new(ApiObjects::new(client.clone())),
         host_ips: vec![config.node_ip.to_string()],
+        host_dns: crate::config::parse_resolv_conf(
+            &std::fs::read_to_string("/etc/resolv.conf").unwrap_or_default(),
+        ),
+        host_etc_hosts: std::fs::read_to_string("/etc/hosts").unwrap_or_default(),
+        memory_capacity,
         runtime_name: version.runtime_name,
         restart_backoff: Mutex::new(Backoff::default()),
         image_backoff: Mutex::new(Backoff::default()),

@@ -309,19 +309,11 @@ impl PodWorker {
     }
 
     async fn run_sandbox(&self, pod: &Pod, attempt: u32) -> Result<(), String> {
-        let paths = crate::config::SandboxPaths {
-            log_directory: self.shared.pod_log_dir(pod),
-            cgroup_parent: String::new(),
-        };
-        let config = crate::config::sandbox_config(
-            pod,
-            attempt,
-            &paths,
-            &self.shared.config.cluster_dns,
-            &self.shared.config.cluster_domain,
-        )
-        .map_err(|e| e.to_string())?;
-        std::fs::create_dir_all(&paths.log_directory).map_err(|e| e.to_string())?;
+        let config = self
+            .shared
+            .sandbox_config(pod, attempt)
+            .map_err(|e| e.to_string())?;
+        std::fs::create_dir_all(self.shared.pod_log_dir(pod)).map_err(|e| e.to_string())?;
         let mut cri = self.shared.cri.clone();
         cri.runtime
             .run_pod_sandbox(k8s_cri::v1::RunPodSandboxRequest {

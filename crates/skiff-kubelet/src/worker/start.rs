@@ -108,6 +108,7 @@ impl PodWorker {
         }
 
         let image_ref = self.ensure_image(pod, c).await?;
+        let image_user = self.image_user(&image_ref).await;
 
         let (configmaps, secrets) = self.referenced_objects(pod).await;
         let volumes = self.volumes.clone().unwrap_or_default();
@@ -121,6 +122,7 @@ impl PodWorker {
             secrets: &secrets,
             service_env: &[],
             node_allocatable: None,
+            memory_capacity: self.shared.memory_capacity,
         };
         let container_dir = self
             .shared
@@ -128,7 +130,17 @@ impl PodWorker {
             .join("containers")
             .join(&c.name);
         let termination_log = container_dir.join(format!("{attempt}.termination-log"));
-        let etc_hosts = crate::config::etc_hosts(pod, &pod_ips).and_then(|content| {
+        let host_network = pod
+            .spec
+            .as_ref()
+            .and_then(|s| s.host_network)
+            .unwrap_or(false);
+        let hosts = if host_network {
+            Some(crate::config::host_network_etc_hosts(pod, &self.shared.host_etc_hosts))
+        } else {
+            crate::config::etc_hosts(pod, &pod_ips, &self.shared.config.cluster_domain)
+        };
+        let etc_hosts = hosts.and_then(|content| {
             let path = self.shared.pod_dir(&self.uid).join("etc-hosts");
             std::fs::write(&path, content).ok().map(|()| path)
         });
@@ -142,22 +154,19 @@ impl PodWorker {
             etc_hosts,
             termination_log,
         };
-        let config = match crate::config::container_config(pod, c, attempt, &env, &paths, &image_ref)
-        {
+        let config = match crate::config::container_config(
+            pod,
+            c,
+            attempt,
+            &env,
+            &paths,
+            &image_ref,
+            &image_user,
+        ) {
             Ok(config) => config,
             Err(e) => return Err(self.failed(pod, c, "CreateContainerConfigError", e.to_string())),
         };
-        let sandbox_config = crate::config::sandbox_config(
-            pod,
-            sandbox.attempt,
-            &crate::config::SandboxPaths {
-                log_directory: self.shared.pod_log_dir(pod),
-                cgroup_parent: String::new(),
-            },
-            &self.shared.config.cluster_dns,
-            &self.shared.config.cluster_domain,
-        )
-        .ok();
+        let sandbox_config = self.shared.sandbox_config(pod, sandbox.attempt).ok();
 
         let mut cri = self.shared.cri.clone();
         let created = cri
@@ -206,6 +215,27 @@ impl PodWorker {
     fn failed(&self, pod: &Pod, c: &Container, reason: &str, message: String) -> Waiting {
         self.event(pod, Some(&c.name), false, "Failed", format!("Error: {message}"));
         waiting(reason, message)
+    }
+
+    /// The user the image runs as (for runAsNonRoot), from ImageStatus.
+    async fn image_user(&self, image_ref: &str) -> crate::config::ImageUser {
+        let mut cri = self.shared.cri.clone();
+        let image = cri
+            .images
+            .image_status(api::ImageStatusRequest {
+                image: Some(api::ImageSpec {
+                    image: image_ref.to_owned(),
+                    ..Default::default()
+                }),
+                verbose: false,
+            })
+            .await
+            .ok()
+            .and_then(|r| r.into_inner().image);
+        match image {
+            Some(i) => crate::config::ImageUser::from_image_status(i.uid.map(|u| u.value), &i.username),
+            None => crate::config::ImageUser::from_image_status(None, ""),
+        }
     }
 
     /// Makes sure the image is present per the pull policy; returns the

@@ -4,3 +4,4 @@
 //! kubelet and the hollow nodes of `skiff-sim`.
 
 pub mod status;
+pub mod volumes;

@@ -1,0 +1,597 @@
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::os::unix::fs::PermissionsExt;
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex};
+
+use futures::FutureExt;
+use futures::future::BoxFuture;
+use k8s_openapi::ByteString;
+use k8s_openapi::api::core::v1::{ConfigMap, Pod, Secret};
+use serde_json::json;
+
+use super::*;
+
+/// Records tmpfs mounts; answers `is_mount_point` from what it mounted.
+#[derive(Debug, Default)]
+struct FakeMounter {
+    mounted: Mutex<BTreeSet<PathBuf>>,
+    tmpfs_mounts: Mutex<Vec<(PathBuf, Option<u64>)>>,
+    unmounts: Mutex<Vec<PathBuf>>,
+}
+
+impl Mounter for FakeMounter {
+    fn mount_overlay(&self, _: &[PathBuf], _: &Path, _: &Path, _: &Path) -> io::Result<()> {
+        Err(io::Error::other("not used"))
+    }
+    fn mount_tmpfs(&self, target: &Path, size_bytes: Option<u64>) -> io::Result<()> {
+        self.mounted.lock().unwrap().insert(target.to_path_buf());
+        self.tmpfs_mounts
+            .lock()
+            .unwrap()
+            .push((target.to_path_buf(), size_bytes));
+        Ok(())
+    }
+    fn unmount(&self, target: &Path) -> io::Result<()> {
+        self.mounted.lock().unwrap().remove(target);
+        self.unmounts.lock().unwrap().push(target.to_path_buf());
+        Ok(())
+    }
+    fn is_mount_point(&self, path: &Path) -> io::Result<bool> {
+        Ok(self.mounted.lock().unwrap().contains(path))
+    }
+}
+
+/// (namespace, service account, audience, expiration seconds, bound pod UID).
+type TokenRequestRecord = (String, String, Option<String>, i64, Option<String>);
+
+/// An in-memory API: ConfigMaps and Secrets by (namespace, name).
+#[derive(Debug, Default)]
+struct FakeSource {
+    configmaps: Mutex<BTreeMap<(String, String), ConfigMap>>,
+    secrets: Mutex<BTreeMap<(String, String), Secret>>,
+    token_calls: AtomicUsize,
+    token_requests: Mutex<Vec<TokenRequestRecord>>,
+}
+
+impl FakeSource {
+    fn put_configmap(&self, name: &str, data: &[(&str, &str)]) {
+        let cm = ConfigMap {
+            data: Some(
+                data.iter()
+                    .map(|(k, v)| (k.to_string(), v.to_string()))
+                    .collect(),
+            ),
+            ..ConfigMap::default()
+        };
+        self.configmaps
+            .lock()
+            .unwrap()
+            .insert(("ns".into(), name.into()), cm);
+    }
+    fn put_secret(&self, name: &str, data: &[(&str, &[u8])]) {
+        let secret = Secret {
+            data: Some(
+                data.iter()
+                    .map(|(k, v)| (k.to_string(), ByteString(v.to_vec())))
+                    .collect(),
+            ),
+            ..Secret::default()
+        };
+        self.secrets
+            .lock()
+            .unwrap()
+            .insert(("ns".into(), name.into()), secret);
+    }
+}
+
+impl ObjectSource for FakeSource {
+    fn get_configmap<'a>(
+        &'a self,
+        namespace: &'a str,
+        name: &'a str,
+    ) -> BoxFuture<'a, Result<Option<ConfigMap>, String>> {
+        let key = (namespace.to_string(), name.to_string());
+        let found = self.configmaps.lock().unwrap().get(&key).cloned();
+        async move { Ok(found) }.boxed()
+    }
+    fn get_secret<'a>(
+        &'a self,
+        namespace: &'a str,
+        name: &'a str,
+    ) -> BoxFuture<'a, Result<Option<Secret>, String>> {
+        let key = (namespace.to_string(), name.to_string());
+        let found = self.secrets.lock().unwrap().get(&key).cloned();
+        async move { Ok(found) }.boxed()
+    }
+    fn service_account_token<'a>(
+        &'a self,
+        namespace: &'a str,
+        service_account: &'a str,
+        audience: Option<&'a str>,
+        expiration_seconds: i64,
+        pod: &'a Pod,
+    ) -> BoxFuture<'a, Result<String, String>> {
+        let n = self.token_calls.fetch_add(1, Ordering::SeqCst) + 1;
+        self.token_requests.lock().unwrap().push((
+            namespace.to_string(),
+            service_account.to_string(),
+            audience.map(str::to_string),
+            expiration_seconds,
+            pod.metadata.uid.clone(),
+        ));
+        async move {
+            if service_account == "missing" {
+                Err("serviceaccounts \"missing\" not found".to_string())
+            } else {
+                Ok(format!("token-{n}"))
+            }
+        }
+        .boxed()
+    }
+}
+
+struct Fixture {
+    _root: tempfile::TempDir,
+    root: PathBuf,
+    mounter: Arc<FakeMounter>,
+    manager: VolumeManager,
+    source: FakeSource,
+}
+
+fn fixture() -> Fixture {
+    let root = tempfile::tempdir().unwrap();
+    let mounter = Arc::new(FakeMounter::default());
+    let manager = VolumeManager::new(root.path().to_path_buf(), mounter.clone());
+    Fixture {
+        root: root.path().to_path_buf(),
+        _root: root,
+        mounter,
+        manager,
+        source: FakeSource::default(),
+    }
+}
+
+fn pod(volumes: serde_json::Value) -> Pod {
+    serde_json::from_value(json!({
+        "metadata": {
+            "name": "web", "namespace": "ns", "uid": "uid-1",
+            "labels": {"app": "web", "tier": "front"},
+            "annotations": {"note": "say \"hi\"\nbye"}
+        },
+        "spec": {
+            "containers": [{
+                "name": "c",
+                "resources": {
+                    "limits": {"cpu": "250m", "memory": "64Mi"},
+                    "requests": {"cpu": "100m", "memory": "32Mi"}
+                }
+            }],
+            "volumes": volumes
+        }
+    }))
+    .unwrap()
+}
+
+fn read(path: &Path) -> String {
+    std::fs::read_to_string(path).unwrap()
+}
+
+fn mode(path: &Path) -> u32 {
+    std::fs::metadata(path).unwrap().permissions().mode() & 0o7777
+}
+
+/// The user-visible names in a volume dir (no `..` entries).
+fn visible(dir: &Path) -> BTreeSet<String> {
+    std::fs::read_dir(dir)
+        .unwrap()
+        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+        .filter(|n| !n.starts_with(".."))
+        .collect()
+}
+
+#[tokio::test]
+async fn empty_dir_on_disk_and_in_memory() {
+    let f = fixture();
+    let p = pod(json!([
+        {"name": "scratch", "emptyDir": {}},
+        {"name": "mem", "emptyDir": {"medium": "Memory", "sizeLimit": "64Mi"}},
+        {"name": "mem-unlimited", "emptyDir": {"medium": "Memory"}}
+    ]));
+    let paths = f.manager.setup(&p, &f.source).await.unwrap();
+    let vols = f.root.join("pods/uid-1/volumes/kubernetes.io~empty-dir");
+    assert_eq!(paths["scratch"], vols.join("scratch"));
+    assert_eq!(paths["mem"], vols.join("mem"));
+    assert_eq!(mode(&paths["scratch"]), 0o777);
+    assert_eq!(
+        *f.mounter.tmpfs_mounts.lock().unwrap(),
+        vec![
+            (vols.join("mem"), Some(64 << 20)),
+            (vols.join("mem-unlimited"), None)
+        ]
+    );
+
+    // Setting up again mounts nothing new.
+    f.manager.setup(&p, &f.source).await.unwrap();
+    assert_eq!(f.mounter.tmpfs_mounts.lock().unwrap().len(), 2);
+
+    assert_eq!(f.manager.pod_dirs(), vec!["uid-1".to_string()]);
+    f.manager.teardown("uid-1").await.unwrap();
+    let unmounted: BTreeSet<PathBuf> = f.mounter.unmounts.lock().unwrap().iter().cloned().collect();
+    assert_eq!(
+        unmounted,
+        BTreeSet::from([vols.join("mem"), vols.join("mem-unlimited")])
+    );
+    assert!(!f.root.join("pods/uid-1").exists());
+    assert!(f.manager.pod_dirs().is_empty());
+    // Idempotent.
+    f.manager.teardown("uid-1").await.unwrap();
+    assert!(f.manager.teardown("../x").await.is_err());
+}
+
+#[tokio::test]
+async fn empty_dir_unknown_medium() {
+    let f = fixture();
+    let p = pod(json!([{"name": "v", "emptyDir": {"medium": "Disk"}}]));
+    let err = f.manager.setup(&p, &f.source).await.unwrap_err();
+    assert_eq!(
+        err.to_string(),
+        r#"MountVolume.SetUp failed for volume "v" : unknown storage medium "Disk""#
+    );
+}
+
+#[tokio::test]
+async fn configmap_keys_items_modes_and_binary_data() {
+    let f = fixture();
+    let mut cm = ConfigMap {
+        data: Some(BTreeMap::from([
+            ("a".to_string(), "alpha".to_string()),
+            ("b".to_string(), "beta".to_string()),
+        ])),
+        binary_data: Some(BTreeMap::from([(
+            "bin".to_string(),
+            ByteString(vec![0, 1, 2]),
+        )])),
+        ..ConfigMap::default()
+    };
+    f.source
+        .configmaps
+        .lock()
+        .unwrap()
+        .insert(("ns".into(), "cfg".into()), cm.clone());
+    let p = pod(json!([
+        {"name": "all", "configMap": {"name": "cfg"}},
+        {"name": "some", "configMap": {"name": "cfg", "defaultMode": 0o600, "items": [
+            {"key": "a", "path": "dir/sub/a.txt"},
+            {"key": "bin", "path": "bin", "mode": 0o400}
+        ]}}
+    ]));
+    let paths = f.manager.setup(&p, &f.source).await.unwrap();
+    let all = &paths["all"];
+    assert!(all.ends_with("pods/uid-1/volumes/kubernetes.io~configmap/all"));
+    assert_eq!(
+        visible(all),
+        BTreeSet::from(["a".into(), "b".into(), "bin".into()])
+    );
+    assert_eq!(read(&all.join("a")), "alpha");
+    assert_eq!(std::fs::read(all.join("bin")).unwrap(), vec![0, 1, 2]);
+    assert_eq!(mode(&all.join("a")), 0o644);
+    assert_eq!(mode(all), 0o777);
+
+    let some = &paths["some"];
+    assert_eq!(visible(some), BTreeSet::from(["dir".into(), "bin".into()]));
+    assert_eq!(read(&some.join("dir/sub/a.txt")), "alpha");
+    assert_eq!(mode(&some.join("dir/sub/a.txt")), 0o600);
+    assert_eq!(mode(&some.join("bin")), 0o400);
+    // configMap volumes are on disk: nothing mounted.
+    assert!(f.mounter.tmpfs_mounts.lock().unwrap().is_empty());
+
+    // Refresh: unchanged, then changed content and a removed key.
+    assert!(!f.manager.refresh(&p, &f.source).await.unwrap());
+    cm.data = Some(BTreeMap::from([("a".to_string(), "ALPHA".to_string())]));
+    f.source
+        .configmaps
+        .lock()
+        .unwrap()
+        .insert(("ns".into(), "cfg".into()), cm);
+    assert!(f.manager.refresh(&p, &f.source).await.unwrap());
+    assert_eq!(read(&all.join("a")), "ALPHA");
+    assert!(std::fs::symlink_metadata(all.join("b")).is_err());
+    assert_eq!(read(&some.join("dir/sub/a.txt")), "ALPHA");
+    assert!(!f.manager.refresh(&p, &f.source).await.unwrap());
+}
+
+#[tokio::test]
+async fn configmap_and_secret_missing_objects_and_keys() {
+    let f = fixture();
+    f.source.put_configmap("cfg", &[("present", "x")]);
+    let cases = [
+        (
+            json!({"name": "v", "configMap": {"name": "nope"}}),
+            Some(r#"MountVolume.SetUp failed for volume "v" : configmap "nope" not found"#),
+        ),
+        (
+            json!({"name": "v", "secret": {"secretName": "nope"}}),
+            Some(r#"MountVolume.SetUp failed for volume "v" : secret "nope" not found"#),
+        ),
+        (
+            json!({"name": "v", "configMap": {"name": "cfg", "items": [{"key": "k", "path": "k"}]}}),
+            Some(
+                r#"MountVolume.SetUp failed for volume "v" : configmap references non-existent config key: k"#,
+            ),
+        ),
+        (
+            json!({"name": "v", "configMap": {"name": "nope", "optional": true}}),
+            None,
+        ),
+        (
+            json!({"name": "v", "secret": {"secretName": "nope", "optional": true}}),
+            None,
+        ),
+        (
+            json!({"name": "v", "configMap": {"name": "cfg", "optional": true, "items": [{"key": "k", "path": "k"}]}}),
+            None,
+        ),
+    ];
+    for (volume, want) in cases {
+        let p = pod(json!([volume]));
+        let got = f.manager.setup(&p, &f.source).await;
+        match want {
+            Some(want) => assert_eq!(got.unwrap_err().to_string(), want, "{volume}"),
+            None => {
+                let dir = &got.unwrap()["v"];
+                assert!(visible(dir).is_empty(), "{volume}");
+                assert!(std::fs::symlink_metadata(dir.join("..data")).is_ok());
+            }
+        }
+        f.manager.teardown("uid-1").await.unwrap();
+    }
+}
+
+#[tokio::test]
+async fn secret_volume_is_tmpfs_backed() {
+    let f = fixture();
+    f.source
+        .put_secret("s", &[("token", b"abc"), ("other", b"x")]);
+    let p = pod(
+        json!([{"name": "creds", "secret": {"secretName": "s", "items": [
+            {"key": "token", "path": "token"}
+        ]}}]),
+    );
+    let paths = f.manager.setup(&p, &f.source).await.unwrap();
+    let dir = &paths["creds"];
+    assert!(dir.ends_with("volumes/kubernetes.io~secret/creds"));
+    assert_eq!(visible(dir), BTreeSet::from(["token".into()]));
+    assert_eq!(read(&dir.join("token")), "abc");
+    assert_eq!(
+        *f.mounter.tmpfs_mounts.lock().unwrap(),
+        vec![(dir.clone(), None)]
+    );
+
+    // Item key removed from the secret: refresh fails, old content stays.
+    f.source.put_secret("s", &[("other", b"x")]);
+    let err = f.manager.refresh(&p, &f.source).await.unwrap_err();
+    assert_eq!(
+        err.to_string(),
+        r#"MountVolume.SetUp failed for volume "creds" : references non-existent secret key: token"#
+    );
+    assert_eq!(read(&dir.join("token")), "abc");
+}
+
+#[tokio::test]
+async fn downward_api_fields_and_resources() {
+    let f = fixture();
+    let p = pod(json!([{"name": "info", "downwardAPI": {"items": [
+        {"path": "name", "fieldRef": {"fieldPath": "metadata.name"}},
+        {"path": "ns", "fieldRef": {"fieldPath": "metadata.namespace"}},
+        {"path": "uid", "fieldRef": {"fieldPath": "metadata.uid"}},
+        {"path": "labels", "fieldRef": {"fieldPath": "metadata.labels"}},
+        {"path": "annotations", "fieldRef": {"fieldPath": "metadata.annotations"}},
+        {"path": "app", "fieldRef": {"fieldPath": "metadata.labels['app']"}},
+        {"path": "cpu_limit", "resourceFieldRef": {"containerName": "c", "resource": "limits.cpu", "divisor": "1m"}},
+        {"path": "cpu_limit_cores", "resourceFieldRef": {"containerName": "c", "resource": "limits.cpu"}},
+        {"path": "mem_request", "resourceFieldRef": {"containerName": "c", "resource": "requests.memory", "divisor": "1Mi"}},
+        {"path": "mem_limit", "mode": 0o400, "resourceFieldRef": {"containerName": "c", "resource": "limits.memory"}}
+    ]}}]));
+    let paths = f.manager.setup(&p, &f.source).await.unwrap();
+    let dir = &paths["info"];
+    assert!(dir.ends_with("volumes/kubernetes.io~downward-api/info"));
+    let cases = [
+        ("name", "web"),
+        ("ns", "ns"),
+        ("uid", "uid-1"),
+        ("labels", "app=\"web\"\ntier=\"front\""),
+        ("annotations", "note=\"say \\\"hi\\\"\\nbye\""),
+        ("app", "web"),
+        ("cpu_limit", "250"),
+        ("cpu_limit_cores", "1"),
+        ("mem_request", "32"),
+        ("mem_limit", "67108864"),
+    ];
+    for (file, want) in cases {
+        assert_eq!(read(&dir.join(file)), want, "{file}");
+    }
+    assert_eq!(mode(&dir.join("mem_limit")), 0o400);
+    assert_eq!(mode(&dir.join("name")), 0o644);
+
+    // Labels change: refresh rewrites the file.
+    let mut p2 = p.clone();
+    p2.metadata
+        .labels
+        .as_mut()
+        .unwrap()
+        .insert("tier".into(), "back".into());
+    assert!(f.manager.refresh(&p2, &f.source).await.unwrap());
+    assert_eq!(read(&dir.join("labels")), "app=\"web\"\ntier=\"back\"");
+}
+
+#[tokio::test]
+async fn downward_api_errors_and_node_allocatable() {
+    let root = tempfile::tempdir().unwrap();
+    let alloc = BTreeMap::from([
+        ("cpu".to_string(), Quantity::parse("4").unwrap()),
+        ("memory".to_string(), Quantity::parse("8Gi").unwrap()),
+    ]);
+    let manager = VolumeManager::new(root.path().to_path_buf(), Arc::new(FakeMounter::default()))
+        .with_node_allocatable(alloc);
+    let source = FakeSource::default();
+    let mut p = pod(json!([{"name": "info", "downwardAPI": {"items": [
+        {"path": "cpu", "resourceFieldRef": {"containerName": "c", "resource": "limits.cpu", "divisor": "1m"}},
+        {"path": "mem", "resourceFieldRef": {"containerName": "c", "resource": "limits.memory", "divisor": "1Gi"}}
+    ]}}]));
+    p.spec.as_mut().unwrap().containers[0].resources = None;
+    let paths = manager.setup(&p, &source).await.unwrap();
+    assert_eq!(read(&paths["info"].join("cpu")), "4000");
+    assert_eq!(read(&paths["info"].join("mem")), "8");
+
+    let bad = pod(json!([{"name": "info", "downwardAPI": {"items": [
+        {"path": "a", "resourceFieldRef": {"containerName": "nope", "resource": "limits.cpu"}},
+        {"path": "b", "fieldRef": {"fieldPath": "spec.nodeName"}}
+    ]}}]));
+    let err = manager.setup(&bad, &source).await.unwrap_err();
+    assert_eq!(
+        err.to_string(),
+        r#"MountVolume.SetUp failed for volume "info" : [container nope not found, unsupported fieldPath: spec.nodeName]"#
+    );
+}
+
+#[tokio::test(start_paused = true)]
+async fn projected_sources_and_token_refresh() {
+    let f = fixture();
+    f.source.put_configmap("cfg", &[("ca.crt", "CA")]);
+    f.source.put_secret("s", &[("pw", b"secret")]);
+    let p = pod(
+        json!([{"name": "kube-api-access", "projected": {"defaultMode": 0o440, "sources": [
+            {"serviceAccountToken": {"path": "token", "audience": "api"}},
+            {"configMap": {"name": "cfg", "items": [{"key": "ca.crt", "path": "ca.crt"}]}},
+            {"secret": {"name": "s"}},
+            {"downwardAPI": {"items": [{"path": "namespace", "fieldRef": {"fieldPath": "metadata.namespace"}}]}}
+        ]}}]),
+    );
+    let paths = f.manager.setup(&p, &f.source).await.unwrap();
+    let dir = &paths["kube-api-access"];
+    assert!(dir.ends_with("volumes/kubernetes.io~projected/kube-api-access"));
+    assert_eq!(
+        visible(dir),
+        BTreeSet::from([
+            "token".into(),
+            "ca.crt".into(),
+            "pw".into(),
+            "namespace".into()
+        ])
+    );
+    assert_eq!(read(&dir.join("token")), "token-1");
+    assert_eq!(read(&dir.join("ca.crt")), "CA");
+    assert_eq!(read(&dir.join("pw")), "secret");
+    assert_eq!(read(&dir.join("namespace")), "ns");
+    assert_eq!(mode(&dir.join("token")), 0o440);
+    assert_eq!(mode(&dir.join("ca.crt")), 0o440);
+    assert_eq!(
+        f.source.token_requests.lock().unwrap()[0],
+        (
+            "ns".to_string(),
+            "default".to_string(),
+            Some("api".to_string()),
+            3600,
+            Some("uid-1".to_string())
+        )
+    );
+    assert_eq!(f.mounter.tmpfs_mounts.lock().unwrap().len(), 1);
+
+    // The token is reused until 80% of its hour has passed.
+    tokio::time::advance(std::time::Duration::from_secs(2800)).await;
+    assert!(!f.manager.refresh(&p, &f.source).await.unwrap());
+    assert_eq!(f.source.token_calls.load(Ordering::SeqCst), 1);
+    tokio::time::advance(std::time::Duration::from_secs(100)).await;
+    assert!(f.manager.refresh(&p, &f.source).await.unwrap());
+    assert_eq!(read(&dir.join("token")), "token-2");
+
+    // Teardown forgets the pod's tokens.
+    f.manager.teardown("uid-1").await.unwrap();
+    f.manager.setup(&p, &f.source).await.unwrap();
+    assert_eq!(f.source.token_calls.load(Ordering::SeqCst), 3);
+}
+
+#[tokio::test]
+async fn projected_errors_are_aggregated() {
+    let f = fixture();
+    let mut p = pod(json!([{"name": "v", "projected": {"sources": [
+        {"configMap": {"name": "a"}},
+        {"secret": {"name": "b"}},
+        {"secret": {"name": "c", "optional": true}},
+        {"serviceAccountToken": {"path": "token"}}
+    ]}}]));
+    p.spec.as_mut().unwrap().service_account_name = Some("missing".into());
+    let err = f.manager.setup(&p, &f.source).await.unwrap_err();
+    assert_eq!(
+        err.to_string(),
+        r#"MountVolume.SetUp failed for volume "v" : [configmap "a" not found, secret "b" not found, failed to fetch token: serviceaccounts "missing" not found]"#
+    );
+}
+
+#[tokio::test]
+async fn host_path_and_unsupported_volumes() {
+    let f = fixture();
+    let host = tempfile::tempdir().unwrap();
+    let file = host.path().join("f");
+    std::fs::write(&file, "x").unwrap();
+    let p = pod(json!([
+        {"name": "d", "hostPath": {"path": host.path(), "type": "Directory"}},
+        {"name": "f", "hostPath": {"path": file, "type": "File"}}
+    ]));
+    let paths = f.manager.setup(&p, &f.source).await.unwrap();
+    assert_eq!(paths["d"], host.path());
+    assert_eq!(paths["f"], file);
+    // hostPath volumes make no pod dir of their own.
+    assert!(f.manager.pod_dirs().is_empty());
+
+    let p = pod(json!([{"name": "d", "hostPath": {"path": file, "type": "Directory"}}]));
+    let err = f.manager.setup(&p, &f.source).await.unwrap_err();
+    assert_eq!(
+        err.to_string(),
+        format!(
+            r#"MountVolume.SetUp failed for volume "d" : hostPath type check failed: {} is not a directory, it's a File"#,
+            file.display()
+        )
+    );
+
+    let p = pod(json!([{"name": "data", "persistentVolumeClaim": {"claimName": "c"}}]));
+    let err = f.manager.setup(&p, &f.source).await.unwrap_err();
+    assert!(matches!(err, VolumeError::SetUp { ref volume, .. } if volume == "data"));
+}
+
+#[tokio::test]
+async fn real_tmpfs_setup_and_teardown() {
+    if !rustix::process::geteuid().is_root() {
+        println!("skipped: needs root");
+        return;
+    }
+    let root = tempfile::tempdir().unwrap();
+    let manager = VolumeManager::new(root.path().to_path_buf(), Arc::new(skiff_sys::LinuxMounter));
+    let source = FakeSource::default();
+    source.put_secret("s", &[("k", b"v")]);
+    let p = pod(json!([
+        {"name": "mem", "emptyDir": {"medium": "Memory", "sizeLimit": "1Mi"}},
+        {"name": "sec", "secret": {"secretName": "s"}}
+    ]));
+    let paths = manager.setup(&p, &source).await.unwrap();
+    for name in ["mem", "sec"] {
+        assert!(
+            skiff_sys::mount::is_mount_point(&paths[name]).unwrap(),
+            "{name}"
+        );
+    }
+    assert_eq!(read(&paths["sec"].join("k")), "v");
+    // Again: no second mount stacked on the first.
+    manager.setup(&p, &source).await.unwrap();
+    let info = std::fs::read_to_string("/proc/self/mountinfo").unwrap();
+    let pod_dir = root.path().join("pods/uid-1");
+    assert_eq!(skiff_sys::mount::mounts_under(&info, &pod_dir).len(), 2);
+
+    manager.teardown("uid-1").await.unwrap();
+    assert!(!pod_dir.exists());
+    let info = std::fs::read_to_string("/proc/self/mountinfo").unwrap();
+    assert!(skiff_sys::mount::mounts_under(&info, &pod_dir).is_empty());
+}

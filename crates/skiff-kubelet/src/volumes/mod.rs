@@ -224,7 +224,7 @@ impl VolumeManager {
             let uid = uid.map_err(|e| fail(e.to_string()))?;
             let plugin = Plugin::of(volume).ok_or_else(|| fail(unsupported(volume)))?;
             let dir = self.volume_dir(uid, plugin, &volume.name);
-            self.setup_dir(plugin, volume, &dir).map_err(fail)?;
+            self.setup_dir(pod, plugin, volume, &dir).map_err(fail)?;
             if plugin != Plugin::EmptyDir {
                 self.write_contents(pod, uid, volume, &dir, source)
                     .await
@@ -336,13 +336,19 @@ impl VolumeManager {
 
     /// Creates the volume directory (0777, as upstream's emptyDir) and, for
     /// memory-backed volumes, mounts a tmpfs on it once.
-    fn setup_dir(&self, plugin: Plugin, volume: &Volume, dir: &Path) -> Result<(), String> {
+    fn setup_dir(
+        &self,
+        pod: &Pod,
+        plugin: Plugin,
+        volume: &Volume,
+        dir: &Path,
+    ) -> Result<(), String> {
         let (memory, size) = match plugin {
             Plugin::EmptyDir => {
                 let empty_dir = volume.empty_dir.clone().unwrap_or_default();
                 match empty_dir.medium.as_deref().unwrap_or_default() {
                     "" => (false, None),
-                    "Memory" => (true, size_limit(empty_dir.size_limit.as_ref())?),
+                    "Memory" => (true, self.tmpfs_size(pod, empty_dir.size_limit.as_ref())?),
                     m if m.starts_with("HugePages") => {
                         return Err(format!("medium {m} is not supported on this node"));
                     }
@@ -350,7 +356,9 @@ impl VolumeManager {
                 }
             }
             Plugin::ConfigMap => (false, None),
-            Plugin::Secret | Plugin::DownwardApi | Plugin::Projected => (true, None),
+            Plugin::Secret | Plugin::DownwardApi | Plugin::Projected => {
+                (true, self.tmpfs_size(pod, None)?)
+            }
         };
         std::fs::create_dir_all(dir).map_err(|e| e.to_string())?;
         let mounted = memory
@@ -483,15 +491,58 @@ fn pod_volumes(pod: &Pod) -> &[Volume] {
         .unwrap_or_default()
 }
 
-/// emptyDir.sizeLimit in bytes; zero or absent means no limit.
-fn size_limit(
-    limit: Option<&k8s_openapi::apimachinery::pkg::api::resource::Quantity>,
-) -> Result<Option<u64>, String> {
-    let Some(limit) = limit else {
-        return Ok(None);
+impl VolumeManager {
+    /// The size of a memory-backed volume's tmpfs, as upstream's
+    /// `calculateEmptyDirMemorySize`: the node's allocatable memory, lowered to
+    /// the pod's memory limit and then to the volume's `sizeLimit` when those
+    /// are positive and smaller. `None` (no `size=` option) when nothing is known.
+    fn tmpfs_size(
+        &self,
+        pod: &Pod,
+        size_limit: Option<&k8s_openapi::apimachinery::pkg::api::resource::Quantity>,
+    ) -> Result<Option<u64>, String> {
+        let mut size = self
+            .node_allocatable
+            .get("memory")
+            .map(Quantity::value)
+            .filter(|v| *v > 0);
+        let mut lower = |candidate: i64| {
+            if candidate > 0 && size.is_none_or(|s| candidate <= s) {
+                size = Some(candidate);
+            }
+        };
+        if let Some(limit) = pod_memory_limit(pod) {
+            lower(limit);
+        }
+        if let Some(limit) = size_limit {
+            let q = Quantity::parse(&limit.0).map_err(|e| format!("invalid sizeLimit: {e}"))?;
+            lower(q.value());
+        }
+        Ok(size.and_then(|s| u64::try_from(s).ok()))
+    }
+}
+
+/// The pod's memory limit when every container declares one: the larger of
+/// the app containers' sum and the largest init container (the pod cgroup's
+/// limit upstream).
+fn pod_memory_limit(pod: &Pod) -> Option<i64> {
+    let spec = pod.spec.as_ref()?;
+    let limit = |c: &k8s_openapi::api::core::v1::Container| {
+        let q = c.resources.as_ref()?.limits.as_ref()?.get("memory")?;
+        Quantity::parse(&q.0)
+            .ok()
+            .map(|q| q.value())
+            .filter(|v| *v > 0)
     };
-    let q = Quantity::parse(&limit.0).map_err(|e| format!("invalid sizeLimit: {e}"))?;
-    Ok(u64::try_from(q.value()).ok().filter(|v| *v > 0))
+    let mut sum: i64 = 0;
+    for c in &spec.containers {
+        sum = sum.saturating_add(limit(c)?);
+    }
+    let mut init_max: i64 = 0;
+    for c in spec.init_containers.iter().flatten() {
+        init_max = init_max.max(limit(c)?);
+    }
+    Some(sum.max(init_max))
 }
 
 /// The message for a volume type this kubelet has no plugin for.

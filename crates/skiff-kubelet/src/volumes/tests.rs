@@ -197,7 +197,7 @@ async fn empty_dir_on_disk_and_in_memory() {
     let f = fixture();
     let p = pod(json!([
         {"name": "scratch", "emptyDir": {}},
-        {"name": "mem", "emptyDir": {"medium": "Memory", "sizeLimit": "64Mi"}},
+        {"name": "mem", "emptyDir": {"medium": "Memory", "sizeLimit": "32Mi"}},
         {"name": "mem-unlimited", "emptyDir": {"medium": "Memory"}}
     ]));
     let paths = f.manager.setup(&p, &f.source).await.unwrap();
@@ -205,11 +205,12 @@ async fn empty_dir_on_disk_and_in_memory() {
     assert_eq!(paths["scratch"], vols.join("scratch"));
     assert_eq!(paths["mem"], vols.join("mem"));
     assert_eq!(mode(&paths["scratch"]), 0o777);
+    // The pod's memory limit (64Mi) bounds a volume without sizeLimit.
     assert_eq!(
         *f.mounter.tmpfs_mounts.lock().unwrap(),
         vec![
-            (vols.join("mem"), Some(64 << 20)),
-            (vols.join("mem-unlimited"), None)
+            (vols.join("mem"), Some(32 << 20)),
+            (vols.join("mem-unlimited"), Some(64 << 20))
         ]
     );
 
@@ -229,6 +230,86 @@ async fn empty_dir_on_disk_and_in_memory() {
     // Idempotent.
     f.manager.teardown("uid-1").await.unwrap();
     assert!(f.manager.teardown("../x").await.is_err());
+}
+
+#[test]
+fn tmpfs_size_follows_allocatable_pod_limit_and_size_limit() {
+    let q = |s: &str| Quantity::parse(s).unwrap();
+    let mi = 1u64 << 20;
+    let with_limits = |limits: &[Option<&str>], init: &[Option<&str>], size_limit: Option<&str>| {
+        let res = |l: &Option<&str>| match l {
+            Some(l) => json!({"limits": {"memory": l}}),
+            None => json!({}),
+        };
+        let containers: Vec<_> = limits
+            .iter()
+            .enumerate()
+            .map(|(i, l)| json!({"name": format!("c{i}"), "resources": res(l)}))
+            .collect();
+        let inits: Vec<_> = init
+            .iter()
+            .enumerate()
+            .map(|(i, l)| json!({"name": format!("i{i}"), "resources": res(l)}))
+            .collect();
+        let pod: Pod = serde_json::from_value(json!({
+            "metadata": {"uid": "u"},
+            "spec": {"containers": containers, "initContainers": inits}
+        }))
+        .unwrap();
+        let limit =
+            size_limit.map(|s| k8s_openapi::apimachinery::pkg::api::resource::Quantity(s.into()));
+        (pod, limit)
+    };
+    let none = VolumeManager::new(
+        PathBuf::from("/nonexistent"),
+        Arc::new(FakeMounter::default()),
+    );
+    let node = VolumeManager::new(
+        PathBuf::from("/nonexistent"),
+        Arc::new(FakeMounter::default()),
+    )
+    .with_node_allocatable(BTreeMap::from([("memory".to_string(), q("1Gi"))]));
+    // (manager, container limits, init container limits, sizeLimit, want)
+    type Case<'a> = (
+        &'a VolumeManager,
+        &'a [Option<&'a str>],
+        &'a [Option<&'a str>],
+        Option<&'a str>,
+        Option<u64>,
+    );
+    let cases: &[Case] = &[
+        (&none, &[None], &[], None, None),
+        (&none, &[None], &[], Some("16Mi"), Some(16 * mi)),
+        (&node, &[None], &[], None, Some(1024 * mi)),
+        (
+            &node,
+            &[Some("64Mi"), Some("32Mi")],
+            &[],
+            None,
+            Some(96 * mi),
+        ),
+        // One container without a limit: the pod has no memory limit.
+        (&node, &[Some("64Mi"), None], &[], None, Some(1024 * mi)),
+        (
+            &node,
+            &[Some("64Mi")],
+            &[Some("128Mi")],
+            None,
+            Some(128 * mi),
+        ),
+        (&node, &[Some("64Mi")], &[], Some("16Mi"), Some(16 * mi)),
+        // A sizeLimit above what the pod may use is ignored.
+        (&node, &[Some("64Mi")], &[], Some("2Gi"), Some(64 * mi)),
+        (&node, &[None], &[], Some("0"), Some(1024 * mi)),
+    ];
+    for (manager, limits, init, size_limit, want) in cases {
+        let (pod, limit) = with_limits(limits, init, *size_limit);
+        assert_eq!(
+            manager.tmpfs_size(&pod, limit.as_ref()).unwrap(),
+            *want,
+            "{limits:?} {init:?} {size_limit:?}"
+        );
+    }
 }
 
 #[tokio::test]
@@ -367,7 +448,8 @@ async fn secret_volume_is_tmpfs_backed() {
     assert_eq!(read(&dir.join("token")), "abc");
     assert_eq!(
         *f.mounter.tmpfs_mounts.lock().unwrap(),
-        vec![(dir.clone(), None)]
+        vec![(dir.clone(), Some(64 << 20))],
+        "sized by the pod's memory limit, as upstream's wrapped emptyDir"
     );
 
     // Item key removed from the secret: refresh fails, old content stays.

@@ -30,6 +30,9 @@ pub struct FileProjection {
     pub data: Vec<u8>,
     /// Permission bits (`0o644` and the like).
     pub mode: u32,
+    /// The file's owner, when not the kubelet's user (a projected token
+    /// readable by the pod's `runAsUser`).
+    pub fs_user: Option<u32>,
 }
 
 /// Relative path -> file; the whole content of a volume.
@@ -83,6 +86,7 @@ fn top_level(path: &str) -> &str {
 #[derive(Debug, Clone)]
 pub struct AtomicWriter {
     target_dir: PathBuf,
+    fs_group: Option<u32>,
 }
 
 impl AtomicWriter {
@@ -90,7 +94,16 @@ impl AtomicWriter {
     pub fn new(target_dir: impl Into<PathBuf>) -> Self {
         Self {
             target_dir: target_dir.into(),
+            fs_group: None,
         }
+    }
+
+    /// Gives every new generation to group `gid` (the pod's `fsGroup`), with
+    /// set-group-ID directories, as upstream's `SetVolumeOwnership`. File
+    /// modes are taken from the payload as they are.
+    pub fn with_fs_group(mut self, gid: Option<u32>) -> Self {
+        self.fs_group = gid;
+        self
     }
 
     /// Makes the directory hold exactly `payload`. Returns `false`, touching
@@ -120,7 +133,11 @@ impl AtomicWriter {
         }
 
         let ts_dir = self.new_timestamp_dir()?;
-        if let Err(e) = write_payload(&ts_dir, &cleaned) {
+        let written = write_payload(&ts_dir, &cleaned).and_then(|()| match self.fs_group {
+            Some(gid) => set_group(&ts_dir, gid),
+            None => Ok(()),
+        });
+        if let Err(e) = written {
             let _ = std::fs::remove_dir_all(&ts_dir);
             return Err(e);
         }
@@ -239,7 +256,28 @@ fn write_payload(dir: &Path, payload: &Payload) -> io::Result<()> {
             }
         }
         std::fs::write(&full, &file.data)?;
+        if let Some(uid) = file.fs_user {
+            std::os::unix::fs::chown(&full, Some(uid), None)?;
+        }
         std::fs::set_permissions(&full, std::fs::Permissions::from_mode(file.mode & 0o7777))?;
+    }
+    Ok(())
+}
+
+/// Gives `dir` and everything below it to group `gid`; directories get the
+/// set-group-ID bit and group search, so new entries inherit the group.
+pub(crate) fn set_group(dir: &Path, gid: u32) -> io::Result<()> {
+    let mut stack = vec![dir.to_path_buf()];
+    while let Some(at) = stack.pop() {
+        std::os::unix::fs::lchown(&at, None, Some(gid))?;
+        let meta = std::fs::symlink_metadata(&at)?;
+        if meta.is_dir() {
+            let mode = meta.permissions().mode() & 0o7777;
+            std::fs::set_permissions(&at, std::fs::Permissions::from_mode(mode | 0o2110))?;
+            for entry in std::fs::read_dir(&at)? {
+                stack.push(entry?.path());
+            }
+        }
     }
     Ok(())
 }
@@ -282,6 +320,7 @@ mod tests {
         FileProjection {
             data: data.as_bytes().to_vec(),
             mode,
+            fs_user: None,
         }
     }
 

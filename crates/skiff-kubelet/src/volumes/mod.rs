@@ -169,6 +169,7 @@ pub struct VolumeManager {
     /// `limits.*` a container does not set.
     node_allocatable: BTreeMap<String, Quantity>,
     tokens: Mutex<HashMap<TokenKey, CachedToken>>,
+    write_lock: Mutex<()>,
 }
 
 impl VolumeManager {
@@ -179,6 +180,7 @@ impl VolumeManager {
             mounter,
             node_allocatable: BTreeMap::new(),
             tokens: Mutex::new(HashMap::new()),
+            write_lock: Mutex::new(()),
         }
     }
 
@@ -375,6 +377,17 @@ impl VolumeManager {
                 .mount_tmpfs(dir, size)
                 .map_err(|e| format!("mount tmpfs on {}: {e}", dir.display()))?;
         }
+        if let Some(gid) = fs_group(pod) {
+            // The volume root only: what containers later create below an
+            // emptyDir inherits the group through the set-group-ID bit.
+            std::os::unix::fs::lchown(dir, None, Some(gid)).map_err(|e| e.to_string())?;
+            let mode = std::fs::metadata(dir)
+                .map_err(|e| e.to_string())?
+                .permissions()
+                .mode();
+            std::fs::set_permissions(dir, std::fs::Permissions::from_mode(mode | 0o2000))
+                .map_err(|e| e.to_string())?;
+        }
         Ok(())
     }
 
@@ -416,7 +429,19 @@ impl VolumeManager {
         } else {
             return Ok(false);
         };
+        let fs_group = fs_group(pod);
+        let mut payload = payload;
+        if fs_group.is_some() {
+            // Upstream's read-only volume mask: group may read every file.
+            for file in payload.values_mut() {
+                file.mode |= 0o440;
+            }
+        }
+        // One writer at a time: a pod sync and a ConfigMap-triggered refresh
+        // must not interleave their swaps in one directory.
+        let _guard = self.write_lock.lock().unwrap_or_else(|e| e.into_inner());
         AtomicWriter::new(dir)
+            .with_fs_group(fs_group)
             .write(&payload)
             .map_err(|e| e.to_string())
     }
@@ -481,6 +506,41 @@ fn pod_uid(pod: &Pod) -> Result<&str, &'static str> {
     match pod.metadata.uid.as_deref() {
         Some(uid) if !uid.is_empty() && !uid.contains('/') && uid != "." && uid != ".." => Ok(uid),
         _ => Err("pod has no valid metadata.uid"),
+    }
+}
+
+/// `spec.securityContext.fsGroup`: the group that owns the pod's volumes.
+fn fs_group(pod: &Pod) -> Option<u32> {
+    let gid = pod.spec.as_ref()?.security_context.as_ref()?.fs_group?;
+    u32::try_from(gid).ok()
+}
+
+/// The user every container runs as, when they all name the same one
+/// (upstream's `FsUserFrom`): the owner of projected token files.
+pub(crate) fn fs_user(pod: &Pod) -> Option<u32> {
+    let spec = pod.spec.as_ref()?;
+    let pod_user = spec.security_context.as_ref().and_then(|s| s.run_as_user);
+    let mut users = spec
+        .containers
+        .iter()
+        .chain(spec.init_containers.iter().flatten())
+        .map(|c| {
+            c.security_context
+                .as_ref()
+                .and_then(|s| s.run_as_user)
+                .or(pod_user)
+        })
+        .chain(spec.ephemeral_containers.iter().flatten().map(|c| {
+            c.security_context
+                .as_ref()
+                .and_then(|s| s.run_as_user)
+                .or(pod_user)
+        }));
+    let first = users.next()??;
+    if users.all(|u| u == Some(first)) {
+        u32::try_from(first).ok()
+    } else {
+        None
     }
 }
 

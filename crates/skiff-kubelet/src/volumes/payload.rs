@@ -98,6 +98,7 @@ fn file(data: Vec<u8>, mode: Option<i32>, default_mode: i32) -> FileProjection {
     FileProjection {
         data,
         mode: mode_bits(mode, default_mode),
+        fs_user: None,
     }
 }
 

@@ -82,6 +82,14 @@ impl VolumeManager {
                 let expiration = sat
                     .expiration_seconds
                     .unwrap_or(DEFAULT_TOKEN_EXPIRATION_SECONDS);
+                // As upstream: a token readable by the pod's user (or group)
+                // and nobody else.
+                let fs_user = super::fs_user(pod);
+                let mode = if fs_user.is_some() || super::fs_group(pod).is_some() {
+                    0o600
+                } else {
+                    mode_bits(None, default_mode)
+                };
                 let result = self
                     .token(pod, uid, service_account, audience, expiration, source)
                     .await
@@ -90,7 +98,8 @@ impl VolumeManager {
                             sat.path.clone(),
                             FileProjection {
                                 data: token.into_bytes(),
-                                mode: mode_bits(None, default_mode),
+                                mode,
+                                fs_user,
                             },
                         )])
                     });

@@ -677,3 +677,76 @@ async fn real_tmpfs_setup_and_teardown() {
     let info = std::fs::read_to_string("/proc/self/mountinfo").unwrap();
     assert!(skiff_sys::mount::mounts_under(&info, &pod_dir).is_empty());
 }
+
+#[test]
+fn fs_user_is_the_one_shared_run_as_user() {
+    let cases = [
+        (
+            json!({"securityContext": {"runAsUser": 1000}, "containers": [{"name": "a"}, {"name": "b"}]}),
+            Some(1000),
+        ),
+        (json!({"containers": [{"name": "a"}]}), None),
+        (
+            json!({"securityContext": {"runAsUser": 1000}, "containers": [
+                {"name": "a"}, {"name": "b", "securityContext": {"runAsUser": 2000}}
+            ]}),
+            None,
+        ),
+        (
+            json!({"containers": [
+                {"name": "a", "securityContext": {"runAsUser": 7}},
+                {"name": "b", "securityContext": {"runAsUser": 7}}
+            ], "initContainers": [{"name": "i", "securityContext": {"runAsUser": 7}}]}),
+            Some(7),
+        ),
+        (
+            json!({"containers": [{"name": "a", "securityContext": {"runAsUser": 7}}],
+                   "initContainers": [{"name": "i"}]}),
+            None,
+        ),
+    ];
+    for (spec, want) in cases {
+        let pod: Pod = serde_json::from_value(json!({"spec": spec})).unwrap();
+        assert_eq!(fs_user(&pod), want, "{spec}");
+    }
+}
+
+#[tokio::test]
+async fn fs_group_and_fs_user_ownership() {
+    if !rustix::process::geteuid().is_root() {
+        println!("skipped: needs root");
+        return;
+    }
+    use std::os::unix::fs::MetadataExt;
+    let f = fixture();
+    f.source.put_configmap("cfg", &[("conf", "x")]);
+    f.source.put_secret("s", &[("key", b"k")]);
+    let mut p = pod(json!([
+        {"name": "cfg", "configMap": {"name": "cfg"}},
+        {"name": "sec", "secret": {"secretName": "s", "defaultMode": 0o400}},
+        {"name": "scratch", "emptyDir": {}},
+        {"name": "tok", "projected": {"sources": [{"serviceAccountToken": {"path": "token"}}]}}
+    ]));
+    p.spec.as_mut().unwrap().security_context =
+        Some(serde_json::from_value(json!({"fsGroup": 1234, "runAsUser": 1000})).unwrap());
+    let paths = f.manager.setup(&p, &f.source).await.unwrap();
+    let meta = |path: PathBuf| std::fs::metadata(path).unwrap();
+
+    let conf = meta(paths["cfg"].join("conf"));
+    assert_eq!((conf.mode() & 0o7777, conf.gid()), (0o644, 1234));
+    let key = meta(paths["sec"].join("key"));
+    assert_eq!((key.mode() & 0o7777, key.gid()), (0o440, 1234));
+    let token = meta(paths["tok"].join("token"));
+    assert_eq!(
+        (token.mode() & 0o7777, token.uid(), token.gid()),
+        (0o640, 1000, 1234)
+    );
+    let generation = meta(paths["cfg"].join("..data"));
+    assert_eq!(generation.gid(), 1234);
+    assert_ne!(generation.mode() & 0o2000, 0, "set-group-ID generation dir");
+    let scratch = meta(paths["scratch"].clone());
+    assert_eq!((scratch.mode() & 0o7777, scratch.gid()), (0o2777, 1234));
+
+    // The group's read bits are part of the expected modes: no rewrite.
+    assert!(!f.manager.refresh(&p, &f.source).await.unwrap());
+}

@@ -101,3 +101,109 @@ impl ObjectSource for ApiObjectSource {
         .boxed()
     }
 }
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used, clippy::expect_used)]
+mod tests {
+    use std::sync::{Arc, Mutex};
+
+    use bytes::Bytes;
+    use http::{Request, Response, StatusCode};
+    use http_body_util::{BodyExt, Full};
+    use serde_json::{Value, json};
+
+    use super::*;
+
+    type Seen = Arc<Mutex<Vec<(String, String, Value)>>>;
+
+    /// A kube client whose transport is an in-process fake API server.
+    fn client(seen: Seen) -> kube::Client {
+        let service = tower::service_fn(move |req: Request<kube::client::Body>| {
+            let seen = seen.clone();
+            async move {
+                let method = req.method().to_string();
+                let path = req.uri().path().to_string();
+                let body = req.into_body().collect().await.unwrap().to_bytes();
+                let body: Value = serde_json::from_slice(&body).unwrap_or(Value::Null);
+                seen.lock()
+                    .unwrap()
+                    .push((method.clone(), path.clone(), body));
+                let not_found = |what: &str| {
+                    (
+                        StatusCode::NOT_FOUND,
+                        json!({"kind": "Status", "apiVersion": "v1", "status": "Failure",
+                               "message": format!("{what} not found"), "reason": "NotFound", "code": 404}),
+                    )
+                };
+                let (status, reply) = match (method.as_str(), path.as_str()) {
+                    ("GET", "/api/v1/namespaces/ns/configmaps/cfg") => (
+                        StatusCode::OK,
+                        json!({"apiVersion": "v1", "kind": "ConfigMap",
+                               "metadata": {"name": "cfg", "namespace": "ns"}, "data": {"k": "v"}}),
+                    ),
+                    ("GET", "/api/v1/namespaces/ns/secrets/s") => (
+                        StatusCode::OK,
+                        json!({"apiVersion": "v1", "kind": "Secret",
+                               "metadata": {"name": "s", "namespace": "ns"}, "data": {"k": "dg=="}}),
+                    ),
+                    ("POST", "/api/v1/namespaces/ns/serviceaccounts/default/token") => (
+                        StatusCode::CREATED,
+                        json!({"apiVersion": "authentication.k8s.io/v1", "kind": "TokenRequest",
+                               "spec": {"audiences": []},
+                               "status": {"token": "jwt", "expirationTimestamp": "2026-11-30T00:00:00Z"}}),
+                    ),
+                    ("POST", "/api/v1/namespaces/ns/serviceaccounts/missing/token") => {
+                        not_found("serviceaccounts \"missing\"")
+                    }
+                    (_, p) if p.contains("/configmaps/") => not_found("configmaps \"nope\""),
+                    _ => not_found("secrets \"nope\""),
+                };
+                Ok::<_, std::convert::Infallible>(
+                    Response::builder()
+                        .status(status)
+                        .header("content-type", "application/json")
+                        .body(Full::new(Bytes::from(reply.to_string())))
+                        .unwrap(),
+                )
+            }
+        });
+        kube::Client::new(service, "default")
+    }
+
+    #[tokio::test]
+    async fn reads_objects_and_requests_bound_tokens() {
+        let seen = Seen::default();
+        let source = ApiObjectSource::new(client(seen.clone()));
+
+        let cm = source.get_configmap("ns", "cfg").await.unwrap().unwrap();
+        assert_eq!(cm.data.unwrap()["k"], "v");
+        assert_eq!(source.get_configmap("ns", "nope").await.unwrap(), None);
+        let secret = source.get_secret("ns", "s").await.unwrap().unwrap();
+        assert_eq!(secret.data.unwrap()["k"].0, b"v");
+        assert_eq!(source.get_secret("ns", "nope").await.unwrap(), None);
+
+        let pod: Pod = serde_json::from_value(json!({
+            "metadata": {"name": "web", "namespace": "ns", "uid": "uid-1"}
+        }))
+        .unwrap();
+        let token = source
+            .service_account_token("ns", "default", Some("vault"), 600, &pod)
+            .await
+            .unwrap();
+        assert_eq!(token, "jwt");
+        let (_, _, body) = seen.lock().unwrap().last().cloned().unwrap();
+        assert_eq!(
+            body["spec"],
+            json!({
+                "audiences": ["vault"],
+                "expirationSeconds": 600,
+                "boundObjectRef": {"apiVersion": "v1", "kind": "Pod", "name": "web", "uid": "uid-1"}
+            })
+        );
+        let err = source
+            .service_account_token("ns", "missing", None, 3600, &pod)
+            .await
+            .unwrap_err();
+        assert_eq!(err, r#"serviceaccounts "missing" not found"#);
+    }
+}

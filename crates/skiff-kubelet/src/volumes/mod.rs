@@ -309,11 +309,24 @@ impl VolumeManager {
                 }
             }
         }
-        if let Ok(info) = std::fs::read_to_string("/proc/self/mountinfo") {
-            let left = skiff_sys::mount::mounts_under(&info, &pod_dir);
-            if let Some(mount) = left.first() {
-                return Err(fail(format!("{} is still mounted", mount.display())));
-            }
+        // Anything else still mounted below the pod dir (subPath bind mounts,
+        // a tmpfs from an earlier kubelet) goes too, deepest first: removing
+        // the tree through a bind mount would delete the host's files.
+        let real_dir = std::fs::canonicalize(&pod_dir).unwrap_or_else(|_| pod_dir.clone());
+        let mounts_left = || {
+            std::fs::read_to_string("/proc/self/mountinfo")
+                .map(|info| skiff_sys::mount::mounts_under(&info, &real_dir))
+                .unwrap_or_default()
+        };
+        let mut left = mounts_left();
+        left.sort_by_key(|m| std::cmp::Reverse(m.components().count()));
+        for mount in &left {
+            self.mounter
+                .unmount(mount)
+                .map_err(|e| fail(format!("unmount {}: {e}", mount.display())))?;
+        }
+        if let Some(mount) = mounts_left().first() {
+            return Err(fail(format!("{} is still mounted", mount.display())));
         }
         match std::fs::remove_dir_all(&pod_dir) {
             Ok(()) => Ok(()),

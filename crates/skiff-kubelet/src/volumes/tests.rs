@@ -672,10 +672,19 @@ async fn real_tmpfs_setup_and_teardown() {
     let pod_dir = root.path().join("pods/uid-1");
     assert_eq!(skiff_sys::mount::mounts_under(&info, &pod_dir).len(), 2);
 
+    // A bind mount of a host dir below the pod dir (as a subPath would be)
+    // is unmounted, never deleted through.
+    let host = tempfile::tempdir().unwrap();
+    std::fs::write(host.path().join("precious"), "keep").unwrap();
+    let bind = pod_dir.join("volume-subpaths/v/c/0");
+    std::fs::create_dir_all(&bind).unwrap();
+    rustix::mount::mount_bind(host.path(), &bind).unwrap();
+
     manager.teardown("uid-1").await.unwrap();
     assert!(!pod_dir.exists());
     let info = std::fs::read_to_string("/proc/self/mountinfo").unwrap();
     assert!(skiff_sys::mount::mounts_under(&info, &pod_dir).is_empty());
+    assert_eq!(read(&host.path().join("precious")), "keep");
 }
 
 #[test]

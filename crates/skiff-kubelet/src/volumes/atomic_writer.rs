@@ -463,6 +463,43 @@ mod tests {
     }
 
     #[test]
+    fn readers_never_see_a_torn_file_during_swaps() {
+        let dir = tempfile::tempdir().unwrap();
+        let w = AtomicWriter::new(dir.path());
+        // Each generation's content is 4 KiB of one repeated digit.
+        let content = |i: usize| char::from(b'0' + (i % 10) as u8).to_string().repeat(4096);
+        w.write(&payload(&[("nested/f", &content(0))])).unwrap();
+        let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+        let path = dir.path().join("nested/f");
+        let reader = {
+            let stop = stop.clone();
+            std::thread::spawn(move || {
+                let mut reads = 0;
+                while !stop.load(std::sync::atomic::Ordering::Relaxed) {
+                    // As upstream, a path walk that resolved `..data` just
+                    // before the old generation is removed can miss; an
+                    // opened file is always one whole generation.
+                    let got = match std::fs::read_to_string(&path) {
+                        Ok(got) => got,
+                        Err(e) if e.kind() == io::ErrorKind::NotFound => continue,
+                        Err(e) => panic!("{e}"),
+                    };
+                    assert_eq!(got.len(), 4096);
+                    assert!(got.bytes().all(|b| b == got.as_bytes()[0]), "torn read");
+                    reads += 1;
+                }
+                reads
+            })
+        };
+        for i in 1..200 {
+            assert!(w.write(&payload(&[("nested/f", &content(i))])).unwrap());
+        }
+        stop.store(true, std::sync::atomic::Ordering::Relaxed);
+        assert!(reader.join().unwrap() > 0);
+        assert_eq!(generations(dir.path()).len(), 1);
+    }
+
+    #[test]
     fn invalid_path_is_refused_before_writing() {
         let dir = tempfile::tempdir().unwrap();
         let w = AtomicWriter::new(dir.path());

@@ -276,3 +276,93 @@ fn find_container<'a>(pod: &'a Pod, name: &str) -> Option<&'a Container> {
         .chain(spec.init_containers.iter().flatten())
         .find(|c| c.name == name)
 }
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used, clippy::expect_used)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn format_map_quotes_like_go() {
+        let map = BTreeMap::from([
+            ("b".to_string(), "tab\there".to_string()),
+            ("a".to_string(), "x\"y\\z".to_string()),
+            ("c".to_string(), String::new()),
+        ]);
+        assert_eq!(
+            format_map(&map),
+            "a=\"x\\\"y\\\\z\"\nb=\"tab\\there\"\nc=\"\""
+        );
+        assert_eq!(format_map(&BTreeMap::new()), "");
+    }
+
+    #[test]
+    fn field_paths() {
+        let pod: Pod = serde_json::from_value(serde_json::json!({
+            "metadata": {"name": "p", "labels": {"app": "x"}}
+        }))
+        .unwrap();
+        let cases = [
+            ("metadata.name", Ok("p")),
+            ("metadata.namespace", Ok("")),
+            ("metadata.labels['app']", Ok("x")),
+            ("metadata.labels['missing']", Ok("")),
+            ("metadata.annotations", Ok("")),
+            (
+                "metadata.name['x']",
+                Err("fieldPath \"metadata.name['x']\" does not support subscript"),
+            ),
+            ("status.podIP", Err("unsupported fieldPath: status.podIP")),
+        ];
+        for (path, want) in cases {
+            let got = extract_field_path(&pod, path);
+            assert_eq!(got.as_deref().map_err(String::as_str), want, "{path}");
+        }
+    }
+
+    #[test]
+    fn resource_values_round_up_in_divisor_units() {
+        let pod: Pod = serde_json::from_value(serde_json::json!({
+            "spec": {"containers": [{"name": "c", "resources": {
+                "limits": {"cpu": "1500m", "memory": "100M", "hugepages-2Mi": "4Mi"},
+                "requests": {"cpu": "1", "ephemeral-storage": "1Gi"}
+            }}]}
+        }))
+        .unwrap();
+        let sel = |resource: &str, divisor: Option<&str>| ResourceFieldSelector {
+            container_name: Some("c".into()),
+            resource: resource.into(),
+            divisor: divisor
+                .map(|d| k8s_openapi::apimachinery::pkg::api::resource::Quantity(d.into())),
+        };
+        let none = BTreeMap::new();
+        let cases = [
+            (sel("limits.cpu", None), Ok("2")),
+            (sel("limits.cpu", Some("1m")), Ok("1500")),
+            (sel("limits.cpu", Some("0")), Ok("2")),
+            (sel("requests.cpu", Some("100m")), Ok("10")),
+            (sel("limits.memory", Some("1Mi")), Ok("96")),
+            (sel("requests.ephemeral-storage", Some("1Mi")), Ok("1024")),
+            (sel("limits.hugepages-2Mi", Some("1Mi")), Ok("4")),
+            (sel("requests.memory", None), Ok("0")),
+            (
+                sel("limits.gpu", None),
+                Err("unsupported container resource : limits.gpu"),
+            ),
+        ];
+        for (selector, want) in cases {
+            let got = extract_resource_value(&selector, &pod, "c", &none);
+            assert_eq!(got.as_deref().map_err(String::as_str), want, "{selector:?}");
+        }
+    }
+
+    #[test]
+    fn aggregate_like_upstream() {
+        assert_eq!(aggregate(vec![]), Ok(()));
+        assert_eq!(aggregate(vec!["a".into()]), Err("a".to_string()));
+        assert_eq!(
+            aggregate(vec!["a".into(), "b".into()]),
+            Err("[a, b]".to_string())
+        );
+    }
+}

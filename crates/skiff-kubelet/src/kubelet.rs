@@ -11,11 +11,10 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::{Duration, Instant};
 
-use futures::future::BoxFuture;
 use futures::{StreamExt, TryStreamExt};
 use k8s_cri::v1 as api;
 use k8s_openapi::api::coordination::v1::Lease;
-use k8s_openapi::api::core::v1::{ConfigMap, ContainerImage, Node, Pod, Secret};
+use k8s_openapi::api::core::v1::{ContainerImage, Node, Pod};
 use kube::Api;
 use kube::runtime::watcher;
 use skiff_client::events::EventRecorder;
@@ -26,7 +25,7 @@ use crate::backoff::Backoff;
 use crate::cri::Cri;
 use crate::node::host::HostCapacity;
 use crate::node::{self, NodeHealth, NodeIdentity};
-use crate::volumes::{ObjectSource, VolumeManager};
+use crate::volumes::{ApiObjectSource, ObjectSource, VolumeManager};
 use crate::worker::snapshot::{PodSnapshot, RelistCache, relist};
 use crate::worker::{PodWorker, Snapshot, WorkerInputs};
 
@@ -146,50 +145,6 @@ impl Shared {
             &self.config.cluster_domain,
             &self.host_dns,
         )
-    }
-}
-
-/// ConfigMaps and Secrets read from the API server.
-#[derive(Clone)]
-pub struct ApiObjects {
-    client: kube::Client,
-}
-
-impl std::fmt::Debug for ApiObjects {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("ApiObjects").finish_non_exhaustive()
-    }
-}
-
-impl ApiObjects {
-    /// Reads through `client`.
-    pub fn new(client: kube::Client) -> Self {
-        Self { client }
-    }
-}
-
-async fn get_opt<K>(api: Api<K>, name: &str) -> Result<Option<K>, String>
-where
-    K: kube::Resource + Clone + serde::de::DeserializeOwned + std::fmt::Debug,
-{
-    api.get_opt(name).await.map_err(|e| e.to_string())
-}
-
-impl ObjectSource for ApiObjects {
-    fn get_configmap<'a>(
-        &'a self,
-        ns: &'a str,
-        name: &'a str,
-    ) -> BoxFuture<'a, Result<Option<ConfigMap>, String>> {
-        Box::pin(get_opt(Api::namespaced(self.client.clone(), ns), name))
-    }
-
-    fn get_secret<'a>(
-        &'a self,
-        ns: &'a str,
-        name: &'a str,
-    ) -> BoxFuture<'a, Result<Option<Secret>, String>> {
-        Box::pin(get_opt(Api::namespaced(self.client.clone(), ns), name))
     }
 }
 
@@ -345,6 +300,11 @@ pub async fn run(
         .into_inner();
     let capacity = HostCapacity::read(&config.root_dir);
     let memory_capacity = i64::try_from(capacity.memory_bytes).unwrap_or(i64::MAX);
+    let allocatable = capacity
+        .allocatable(config.max_pods)
+        .into_iter()
+        .filter_map(|(k, v)| Some((k, skiff_api::quantity::Quantity::parse(&v.0).ok()?)))
+        .collect();
     let id = NodeIdentity {
         name: config.node_name.clone(),
         internal_ip: config.node_ip,
@@ -384,8 +344,9 @@ pub async fn run(
             &config.node_name,
             skiff_client::events::DEFAULT_EVENT_QUEUE,
         ),
-        volumes: VolumeManager::new(config.root_dir.clone()),
-        objects: Arc::new(ApiObjects::new(client.clone())),
+        volumes: VolumeManager::new(config.root_dir.clone(), Arc::new(skiff_sys::LinuxMounter))
+            .with_node_allocatable(allocatable),
+        objects: Arc::new(ApiObjectSource::new(client.clone())),
         host_ips: vec![config.node_ip.to_string()],
         host_dns: crate::config::parse_resolv_conf(
             &std::fs::read_to_string("/etc/resolv.conf").unwrap_or_default(),

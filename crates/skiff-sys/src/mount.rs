@@ -1,11 +1,11 @@
-//! Overlay mounts of container root filesystems.
+//! Overlay mounts of container root filesystems and tmpfs mounts of memory-backed volumes.
 
 use std::io;
 use std::path::{Path, PathBuf};
 
 use rustix::mount::{MountFlags, UnmountFlags};
 
-/// Mounting and unmounting container root filesystems.
+/// Mounting and unmounting container root filesystems and volumes.
 pub trait Mounter: Send + Sync + std::fmt::Debug {
     /// Mounts an overlay of `lowerdirs` (top first, as overlayfs wants them)
     /// with `upper` and `work` at `target`. An empty `lowerdirs` is an error.
@@ -17,8 +17,26 @@ pub trait Mounter: Send + Sync + std::fmt::Debug {
         target: &Path,
     ) -> io::Result<()>;
 
+    /// Mounts a fresh tmpfs at `target` (an existing directory), limited to
+    /// `size_bytes` when given (the kubelet's `emptyDir.medium: Memory`).
+    fn mount_tmpfs(&self, target: &Path, size_bytes: Option<u64>) -> io::Result<()>;
+
     /// Detaches whatever is mounted at `target`; nothing mounted is not an error.
     fn unmount(&self, target: &Path) -> io::Result<()>;
+
+    /// Whether `path` is a mount point. The default reads this process's
+    /// `/proc/self/mountinfo`; fakes answer from what they recorded.
+    fn is_mount_point(&self, path: &Path) -> io::Result<bool> {
+        is_mount_point(path)
+    }
+}
+
+/// The tmpfs mount options: `size=<bytes>` when limited, none otherwise.
+pub fn tmpfs_options(size_bytes: Option<u64>) -> String {
+    match size_bytes {
+        Some(size) => format!("size={size}"),
+        None => String::new(),
+    }
 }
 
 /// The real [`Mounter`].
@@ -71,6 +89,19 @@ impl Mounter for LinuxMounter {
             "overlay",
             target,
             "overlay",
+            MountFlags::empty(),
+            Some(options.as_c_str()),
+        )?;
+        Ok(())
+    }
+
+    fn mount_tmpfs(&self, target: &Path, size_bytes: Option<u64>) -> io::Result<()> {
+        let options = std::ffi::CString::new(tmpfs_options(size_bytes))
+            .map_err(|e| io::Error::new(io::ErrorKind::InvalidInput, e))?;
+        rustix::mount::mount(
+            "tmpfs",
+            target,
+            "tmpfs",
             MountFlags::empty(),
             Some(options.as_c_str()),
         )?;
@@ -152,6 +183,33 @@ mod tests {
             let got = overlay_options(&lower, Path::new(upper), Path::new(work)).ok();
             assert_eq!(got.as_deref(), *want, "{lower:?}");
         }
+    }
+
+    #[test]
+    fn tmpfs_options_size() {
+        assert_eq!(tmpfs_options(None), "");
+        assert_eq!(tmpfs_options(Some(64 << 20)), "size=67108864");
+    }
+
+    #[test]
+    fn tmpfs_mount_and_unmount() {
+        if !rustix::process::geteuid().is_root() {
+            println!("skipped: needs root");
+            return;
+        }
+        let dir = tempfile::tempdir().unwrap();
+        let mounter = LinuxMounter;
+        mounter.mount_tmpfs(dir.path(), Some(1 << 20)).unwrap();
+        assert!(mounter.is_mount_point(dir.path()).unwrap());
+        let info = std::fs::read_to_string("/proc/self/mountinfo").unwrap();
+        let line = info
+            .lines()
+            .find(|l| l.split(' ').nth(4) == dir.path().to_str())
+            .unwrap();
+        assert!(line.contains(" - tmpfs tmpfs "), "{line}");
+        assert!(line.contains("size=1024k"), "{line}");
+        mounter.unmount(dir.path()).unwrap();
+        assert!(!mounter.is_mount_point(dir.path()).unwrap());
     }
 
     #[test]

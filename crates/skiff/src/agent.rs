@@ -47,6 +47,12 @@ pub struct AgentFlags {
     /// Where container logs go.
     #[arg(long, default_value = "/var/log/pods")]
     pub pod_log_dir: PathBuf,
+    /// The built-in pod network's bridge (tests run several agents on one host).
+    #[arg(long, default_value = skiff_runtime::network::DEFAULT_BRIDGE, hide = true)]
+    pub pod_bridge: String,
+    /// The nftables table of the built-in network's masquerade rule.
+    #[arg(long, default_value = skiff_runtime::network::DEFAULT_NAT_TABLE, hide = true)]
+    pub pod_nat_table: String,
 }
 
 /// `<data-dir>/agent/run/cri.sock`: the built-in runtime's socket.
@@ -91,7 +97,8 @@ async fn start_builtin_runtime(
         .parse()
         .map_err(|e| anyhow::anyhow!("--cluster-cidr {:?}: {e}", flags.cluster_cidr))?;
     let runtime_root = data_dir.join("agent").join("runtime");
-    let network = NodePodNetwork::new(cluster_cidr, &runtime_root.join("network"));
+    let network = NodePodNetwork::new(cluster_cidr, &runtime_root.join("network"))
+        .with_names(&flags.pod_bridge, &flags.pod_nat_table);
     let exe = std::env::current_exe().context("locating the skiff binary for the runtime shim")?;
     let runtime = Runtime::open(
         RuntimeConfig {

@@ -49,9 +49,13 @@ impl ControllerManagerArgs {
     }
 }
 
-/// The in-process controller manager's options inside `skiff server`.
-pub fn server_options() -> ControllerManagerOptions {
-    ControllerManagerOptions::new(skiff_client::holder_identity())
+/// The in-process controller manager's options inside `skiff server`:
+/// as k3s, it gives Nodes podCIDRs from `cluster_cidr`.
+pub fn server_options(cluster_cidr: &str) -> ControllerManagerOptions {
+    let mut opts = ControllerManagerOptions::new(skiff_client::holder_identity());
+    opts.allocate_node_cidrs = true;
+    opts.cluster_cidr = cluster_cidr.to_owned();
+    opts
 }
 
 /// Runs until SIGINT or SIGTERM.

@@ -150,7 +150,7 @@ async fn run(args: ServerArgs) -> anyhow::Result<()> {
         None
     } else {
         let client = crate::scheduler::client_from_kubeconfig(&args.write_kubeconfig).await?;
-        let opts = crate::controller_manager::server_options();
+        let opts = crate::controller_manager::server_options(&args.agent.cluster_cidr);
         Some(tokio::spawn(skiff_controllers::run(
             opts,
             client,

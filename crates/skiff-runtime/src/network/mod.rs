@@ -303,6 +303,8 @@ where
 pub struct NodePodNetwork {
     cluster_cidr: Ipv4Cidr,
     state_dir: PathBuf,
+    bridge_name: String,
+    nat_table: String,
     bridge: std::sync::OnceLock<BridgeNetwork>,
 }
 
@@ -312,8 +314,17 @@ impl NodePodNetwork {
         Self {
             cluster_cidr,
             state_dir: state_dir.to_path_buf(),
+            bridge_name: DEFAULT_BRIDGE.to_owned(),
+            nat_table: DEFAULT_NAT_TABLE.to_owned(),
             bridge: std::sync::OnceLock::new(),
         }
+    }
+
+    /// Uses another bridge and nftables table than the defaults.
+    pub fn with_names(mut self, bridge_name: &str, nat_table: &str) -> Self {
+        bridge_name.clone_into(&mut self.bridge_name);
+        nat_table.clone_into(&mut self.nat_table);
+        self
     }
 
     /// The bridge network, once configured.
@@ -367,12 +378,10 @@ impl crate::sandbox::PodNetwork for NodePodNetwork {
             }
             return Ok(());
         }
-        let bridge = BridgeNetwork::new(BridgeNetworkConfig::new(
-            cidr,
-            self.cluster_cidr,
-            &self.state_dir,
-        ))
-        .map_err(std::io::Error::other)?;
+        let mut config = BridgeNetworkConfig::new(cidr, self.cluster_cidr, &self.state_dir);
+        config.bridge_name.clone_from(&self.bridge_name);
+        config.nat_table.clone_from(&self.nat_table);
+        let bridge = BridgeNetwork::new(config).map_err(std::io::Error::other)?;
         // A concurrent call may have won; either bridge has the same config.
         let _ = self.bridge.set(bridge);
         tracing::info!(pod_cidr = %cidr, "pod network configured");

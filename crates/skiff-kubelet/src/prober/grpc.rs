@@ -103,7 +103,7 @@ async fn check(channel: Channel, service: String) -> Result<i32, Status> {
 fn rpc_failure(status: &Status, timeout: Duration) -> String {
     match status.code() {
         Code::Unimplemented => format!(
-            "this server doesn't implement the grpc health protocol (grpc.health.v1.Health): {}",
+            "error: this server does not implement the grpc health protocol (grpc.health.v1.Health): {}",
             status.message()
         ),
         Code::DeadlineExceeded => format!(

@@ -21,7 +21,8 @@ use super::tests::{FakeExec, closed_port, local_target};
 use super::*;
 
 /// A health server: known services answer their status, others NotFound
-/// (as grpc-go's health server does); `hang` delays every answer.
+/// (as grpc-go's health server does); `hang` delays every answer; with no
+/// statuses at all the health service is absent.
 #[derive(Clone)]
 struct HealthServer {
     statuses: Arc<HashMap<String, i32>>,
@@ -63,8 +64,10 @@ impl tower::Service<::http::Request<Body>> for HealthServer {
     fn call(&mut self, request: ::http::Request<Body>) -> Self::Future {
         let server = self.clone();
         Box::pin(async move {
-            if request.uri().path() != CHECK_PATH {
-                return Ok(Status::unimplemented("unknown method").into_http());
+            if request.uri().path() != CHECK_PATH || server.statuses.is_empty() {
+                return Ok(
+                    Status::unimplemented("unknown service grpc.health.v1.Health").into_http(),
+                );
             }
             let codec = HealthCodec::<HealthCheckResponse, HealthCheckRequest>::default();
             let mut grpc = tonic::server::Grpc::new(codec);
@@ -137,6 +140,19 @@ async fn serving_status_decides_the_outcome() {
     for (service, want) in cases {
         assert_eq!(run(&grpc_probe(port, service)).await, want, "{service:?}");
     }
+}
+
+#[tokio::test]
+async fn server_without_health_service_fails() {
+    let port = serve(&[], false).await;
+    assert_eq!(
+        run(&grpc_probe(port, None)).await,
+        ProbeOutcome::Failure(
+            "error: this server does not implement the grpc health protocol \
+             (grpc.health.v1.Health): unknown service grpc.health.v1.Health"
+                .to_string()
+        )
+    );
 }
 
 #[tokio::test]

@@ -32,7 +32,10 @@ use k8s_openapi::api::core::v1::{ContainerPort, Probe};
 use k8s_openapi::apimachinery::pkg::util::intstr::IntOrString;
 
 pub use exec::expand_command;
-pub use worker::{ProbeUpdate, ProbeWorker, ThresholdState, spawn_gated_worker, spawn_worker};
+pub use worker::{
+    ProbeEvent, ProbeUpdate, ProbeWorker, ThresholdState, WorkerSpec, spawn_gated_worker,
+    spawn_worker,
+};
 
 /// The version the probes announce in `User-Agent` (`kube-probe/<major>.<minor>`).
 pub const USER_AGENT: &str = "kube-probe/1.33";
@@ -119,6 +122,12 @@ pub trait ExecRunner: Send + Sync {
         cmd: Vec<String>,
         timeout: Duration,
     ) -> BoxFuture<'_, Result<(i32, Vec<u8>), String>>;
+}
+
+impl std::fmt::Debug for dyn ExecRunner {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("ExecRunner")
+    }
 }
 
 /// What a probe is aimed at: the pod's address and the container's identity.

@@ -119,7 +119,7 @@ impl Drop for ProbeWorker {
 }
 
 /// Spawns a worker for a container that has no startup probe (or for the
-/// startup probe itself): nothing gates it.
+/// startup probe itself): nothing gates it. Shorthand for [`WorkerSpec`].
 pub fn spawn_worker(
     probe: Probe,
     kind: ProbeKind,
@@ -129,13 +129,10 @@ pub fn spawn_worker(
     pod_uid: String,
     container: String,
 ) -> ProbeWorker {
-    spawn(probe, kind, target, exec, updates, pod_uid, container, None)
+    WorkerSpec::new(probe, kind, target, exec, updates, pod_uid, container).spawn()
 }
 
-/// Spawns a worker gated on `started`: a readiness or liveness worker runs no
-/// probe while it is `false` (the container's startup probe has not succeeded
-/// yet) and probes at once when it turns `true`; a startup worker stops
-/// probing while it is `true`. Feed it from the startup worker's updates.
+/// Spawns a worker gated on `started` (see [`WorkerSpec::started`]).
 #[allow(clippy::too_many_arguments)]
 pub fn spawn_gated_worker(
     probe: Probe,
@@ -147,20 +144,57 @@ pub fn spawn_gated_worker(
     container: String,
     started: watch::Receiver<bool>,
 ) -> ProbeWorker {
-    spawn(
-        probe,
-        kind,
-        target,
-        exec,
-        updates,
-        pod_uid,
-        container,
-        Some(started),
-    )
+    WorkerSpec::new(probe, kind, target, exec, updates, pod_uid, container)
+        .started(started)
+        .spawn()
 }
 
-#[allow(clippy::too_many_arguments)]
-fn spawn(
+/// An event the kubelet records on the pod for a probe attempt, as upstream's
+/// prober does (event type Warning, on the container's field path).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ProbeEvent {
+    /// The pod's UID.
+    pub pod_uid: String,
+    /// The container's name in the pod spec.
+    pub container_name: String,
+    /// Which probe this is.
+    pub kind: ProbeKind,
+    /// `Unhealthy` for failures and errors, `ProbeWarning` for warnings.
+    pub reason: &'static str,
+    /// Upstream's message, e.g. `Liveness probe failed: HTTP probe failed with statuscode: 500`.
+    pub message: String,
+}
+
+impl ProbeEvent {
+    /// The event for an attempt's outcome; none for a plain success.
+    pub fn for_outcome(
+        pod_uid: &str,
+        container_name: &str,
+        kind: ProbeKind,
+        outcome: &ProbeOutcome,
+    ) -> Option<ProbeEvent> {
+        let (reason, message) = match outcome {
+            ProbeOutcome::Success => return None,
+            ProbeOutcome::Failure(out) => ("Unhealthy", format!("{kind} probe failed: {out}")),
+            ProbeOutcome::Warning(out) => ("ProbeWarning", format!("{kind} probe warning: {out}")),
+            ProbeOutcome::Unknown(err) => (
+                "Unhealthy",
+                format!("{kind} probe errored and resulted in unknown state: {err}"),
+            ),
+        };
+        Some(ProbeEvent {
+            pod_uid: pod_uid.to_string(),
+            container_name: container_name.to_string(),
+            kind,
+            reason,
+            message,
+        })
+    }
+}
+
+/// Everything a worker needs; [`WorkerSpec::spawn`] starts it.
+#[derive(Debug)]
+pub struct WorkerSpec {
     probe: Probe,
     kind: ProbeKind,
     target: ProbeTarget,
@@ -169,24 +203,71 @@ fn spawn(
     pod_uid: String,
     container: String,
     started: Option<watch::Receiver<bool>>,
-) -> ProbeWorker {
-    let trigger = Arc::new(Notify::new());
-    let worker = Worker {
-        timing: ProbeTiming::of(&probe),
-        probe,
-        kind,
-        target,
-        exec,
-        updates,
-        pod_uid,
-        container,
-        started,
-        trigger: trigger.clone(),
-        state: ThresholdState::new(),
-    };
-    ProbeWorker {
-        task: tokio::spawn(worker.run()),
-        trigger,
+    events: Option<mpsc::Sender<ProbeEvent>>,
+}
+
+impl WorkerSpec {
+    /// A worker with no startup gate and no event sink.
+    pub fn new(
+        probe: Probe,
+        kind: ProbeKind,
+        target: ProbeTarget,
+        exec: Arc<dyn ExecRunner>,
+        updates: mpsc::Sender<ProbeUpdate>,
+        pod_uid: String,
+        container: String,
+    ) -> Self {
+        WorkerSpec {
+            probe,
+            kind,
+            target,
+            exec,
+            updates,
+            pod_uid,
+            container,
+            started: None,
+            events: None,
+        }
+    }
+
+    /// Gates the worker on the container's `started` flag: a readiness or
+    /// liveness worker runs no probe while it is `false` (the startup probe has
+    /// not succeeded yet) and probes at once when it turns `true`; a startup
+    /// worker stops probing while it is `true`. Feed it from the startup
+    /// worker's updates.
+    pub fn started(mut self, started: watch::Receiver<bool>) -> Self {
+        self.started = Some(started);
+        self
+    }
+
+    /// Sends a [`ProbeEvent`] for every failed, warned or errored attempt.
+    /// Events are dropped, never waited for, when the channel is full.
+    pub fn events(mut self, events: mpsc::Sender<ProbeEvent>) -> Self {
+        self.events = Some(events);
+        self
+    }
+
+    /// Starts the loop on the current tokio runtime.
+    pub fn spawn(self) -> ProbeWorker {
+        let trigger = Arc::new(Notify::new());
+        let worker = Worker {
+            timing: ProbeTiming::of(&self.probe),
+            probe: self.probe,
+            kind: self.kind,
+            target: self.target,
+            exec: self.exec,
+            updates: self.updates,
+            pod_uid: self.pod_uid,
+            container: self.container,
+            started: self.started,
+            events: self.events,
+            trigger: trigger.clone(),
+            state: ThresholdState::new(),
+        };
+        ProbeWorker {
+            task: tokio::spawn(worker.run()),
+            trigger,
+        }
     }
 }
 
@@ -206,6 +287,7 @@ struct Worker {
     pod_uid: String,
     container: String,
     started: Option<watch::Receiver<bool>>,
+    events: Option<mpsc::Sender<ProbeEvent>>,
     trigger: Arc<Notify>,
     state: ThresholdState,
 }
@@ -241,24 +323,19 @@ impl Worker {
             _ => {}
         }
         let outcome = self.attempt().await;
+        if let Some(event) =
+            ProbeEvent::for_outcome(&self.pod_uid, &self.container, self.kind, &outcome)
+        {
+            tracing::info!(reason = event.reason, "{}", event.message);
+            if let Some(events) = &self.events {
+                // A full sink loses an event rather than delaying probes.
+                let _ = events.try_send(event);
+            }
+        }
         let success = match &outcome {
-            ProbeOutcome::Unknown(err) => {
-                // Upstream throws an errored result away.
-                tracing::info!(
-                    "{} probe errored and resulted in unknown state: {err}",
-                    self.kind
-                );
-                return Next::Continue;
-            }
-            ProbeOutcome::Failure(msg) => {
-                tracing::info!("{} probe failed: {msg}", self.kind);
-                false
-            }
-            ProbeOutcome::Warning(msg) => {
-                tracing::info!("{} probe warning: {msg}", self.kind);
-                true
-            }
-            ProbeOutcome::Success => true,
+            // Upstream throws an errored result away.
+            ProbeOutcome::Unknown(_) => return Next::Continue,
+            other => other.is_success(),
         };
         let Some(result) = self.state.observe(
             success,

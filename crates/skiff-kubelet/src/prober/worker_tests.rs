@@ -216,3 +216,67 @@ async fn stop_and_trigger() {
     // The worker's sender is gone with it.
     assert!(updates.recv().await.is_none());
 }
+
+#[test]
+fn events_use_upstream_wording() {
+    let cases = [
+        (ProbeOutcome::Success, None),
+        (
+            ProbeOutcome::Failure("HTTP probe failed with statuscode: 500".into()),
+            Some((
+                "Unhealthy",
+                "Liveness probe failed: HTTP probe failed with statuscode: 500",
+            )),
+        ),
+        (
+            ProbeOutcome::Warning("Probe terminated redirects, Response body: ".into()),
+            Some((
+                "ProbeWarning",
+                "Liveness probe warning: Probe terminated redirects, Response body: ",
+            )),
+        ),
+        (
+            ProbeOutcome::Unknown("strconv.Atoi: parsing \"http\": invalid syntax".into()),
+            Some((
+                "Unhealthy",
+                "Liveness probe errored and resulted in unknown state: strconv.Atoi: parsing \"http\": invalid syntax",
+            )),
+        ),
+    ];
+    for (outcome, want) in cases {
+        let got = ProbeEvent::for_outcome("u", "c", ProbeKind::Liveness, &outcome)
+            .map(|e| (e.reason, e.message));
+        assert_eq!(got, want.map(|(r, m)| (r, m.to_string())), "{outcome:?}");
+    }
+}
+
+#[tokio::test(start_paused = true)]
+async fn worker_sends_an_event_per_unhealthy_attempt() {
+    let fake = Arc::new(FakeExec::new(vec![FAIL, ERR, ERR, ERR, OK]));
+    let (tx, mut updates) = mpsc::channel(4);
+    let (events_tx, mut events) = mpsc::channel(8);
+    let _worker = WorkerSpec::new(
+        probe_with(10, 0, 1, 3),
+        ProbeKind::Readiness,
+        local_target(),
+        fake,
+        tx,
+        "uid-1".into(),
+        "app".into(),
+    )
+    .events(events_tx)
+    .spawn();
+    assert!(updates.recv().await.unwrap().result);
+    let first = events.recv().await.unwrap();
+    assert_eq!(
+        (first.reason, first.message.as_str()),
+        ("Unhealthy", "Readiness probe failed: unhealthy")
+    );
+    let second = events.recv().await.unwrap();
+    assert_eq!(
+        second.message,
+        "Readiness probe errored and resulted in unknown state: exec failed"
+    );
+    // The success at 20 s raises no event.
+    assert!(events.try_recv().is_err());
+}

@@ -78,6 +78,17 @@ fn app(seen: Seen, port: u16) -> Router {
             get(|| async { (StatusCode::MULTIPLE_CHOICES, "pick one") }),
         )
         .route(
+            "/big-choice",
+            get(|| async { (StatusCode::MULTIPLE_CHOICES, "y".repeat(20_000)) }),
+        )
+        .route(
+            "/stalled-body",
+            get(|| async {
+                let never = futures::stream::pending::<Result<bytes::Bytes, std::io::Error>>();
+                axum::body::Body::from_stream(never)
+            }),
+        )
+        .route(
             "/slow",
             get(|| async {
                 tokio::time::sleep(Duration::from_secs(30)).await;
@@ -327,5 +338,36 @@ async fn https_skips_certificate_verification() {
     assert_eq!(
         run(&probe).await,
         ProbeOutcome::Failure("HTTP probe failed with statuscode: 503".to_string())
+    );
+}
+
+#[tokio::test]
+async fn body_is_read_up_to_10_kib() {
+    let (port, _) = serve().await;
+    let outcome = run(&http_probe(
+        IntOrString::Int(i32::from(port)),
+        "/big-choice",
+    ))
+    .await;
+    let prefix = "Probe terminated redirects, Response body: ";
+    assert_eq!(
+        outcome,
+        ProbeOutcome::Warning(format!("{prefix}{}", "y".repeat(10 * 1024)))
+    );
+}
+
+#[tokio::test]
+async fn timeout_while_reading_the_body_is_an_error() {
+    let (port, _) = serve().await;
+    assert_eq!(
+        run(&http_probe(
+            IntOrString::Int(i32::from(port)),
+            "/stalled-body"
+        ))
+        .await,
+        ProbeOutcome::Unknown(
+            "context deadline exceeded (Client.Timeout or context cancellation while reading body)"
+                .to_string()
+        )
     );
 }

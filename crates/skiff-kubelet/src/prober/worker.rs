@@ -204,6 +204,7 @@ pub struct WorkerSpec {
     container: String,
     started: Option<watch::Receiver<bool>>,
     events: Option<mpsc::Sender<ProbeEvent>>,
+    running_since: Option<Instant>,
 }
 
 impl WorkerSpec {
@@ -227,6 +228,7 @@ impl WorkerSpec {
             container,
             started: None,
             events: None,
+            running_since: None,
         }
     }
 
@@ -247,6 +249,15 @@ impl WorkerSpec {
         self
     }
 
+    /// When the container started running (its status's `startedAt`), from
+    /// which `initialDelaySeconds` counts; by default, when the worker is
+    /// spawned. Matters for containers already running when the kubelet
+    /// starts.
+    pub fn running_since(mut self, at: Instant) -> Self {
+        self.running_since = Some(at);
+        self
+    }
+
     /// Starts the loop on the current tokio runtime.
     pub fn spawn(self) -> ProbeWorker {
         let trigger = Arc::new(Notify::new());
@@ -261,6 +272,7 @@ impl WorkerSpec {
             container: self.container,
             started: self.started,
             events: self.events,
+            running_since: self.running_since,
             trigger: trigger.clone(),
             state: ThresholdState::new(),
         };
@@ -288,6 +300,7 @@ struct Worker {
     container: String,
     started: Option<watch::Receiver<bool>>,
     events: Option<mpsc::Sender<ProbeEvent>>,
+    running_since: Option<Instant>,
     trigger: Arc<Notify>,
     state: ThresholdState,
 }
@@ -295,7 +308,7 @@ struct Worker {
 impl Worker {
     #[tracing::instrument(skip_all, fields(pod_uid = %self.pod_uid, container = %self.container, kind = %self.kind))]
     async fn run(mut self) {
-        let start = Instant::now();
+        let start = self.running_since.unwrap_or_else(Instant::now);
         let mut ticker = tokio::time::interval(self.timing.period);
         // Go's ticker drops ticks for a slow receiver rather than bursting.
         ticker.set_missed_tick_behavior(MissedTickBehavior::Skip);

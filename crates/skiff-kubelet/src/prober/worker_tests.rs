@@ -280,3 +280,25 @@ async fn worker_sends_an_event_per_unhealthy_attempt() {
     // The success at 20 s raises no event.
     assert!(events.try_recv().is_err());
 }
+
+#[tokio::test(start_paused = true)]
+async fn initial_delay_counts_from_when_the_container_started() {
+    let (tx, mut updates) = mpsc::channel(4);
+    let now = Instant::now();
+    let since = now.checked_sub(Duration::from_secs(30)).unwrap_or(now);
+    let delay = i32::try_from((now - since).as_secs()).unwrap() / 2;
+    let _worker = WorkerSpec::new(
+        probe_with(10, delay, 1, 1),
+        ProbeKind::Readiness,
+        local_target(),
+        Arc::new(FakeExec::new(vec![OK])),
+        tx,
+        "uid-1".into(),
+        "app".into(),
+    )
+    .running_since(since)
+    .spawn();
+    // Started long enough ago: the very first tick probes.
+    assert!(updates.recv().await.unwrap().result);
+    assert_eq!(now.elapsed(), Duration::ZERO);
+}

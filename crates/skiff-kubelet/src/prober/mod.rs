@@ -6,6 +6,20 @@
 //! reports thresholded results on a channel. The pod worker decides what a result
 //! means (a liveness failure restarts the container; readiness feeds the
 //! container's `ready` flag; a startup success sets `started`).
+//!
+//! Wiring for one container instance, as upstream's probe manager does it:
+//! - no startup probe: `started` is true at once; spawn readiness/liveness
+//!   workers with [`spawn_worker`];
+//! - with a startup probe: keep a `watch::channel(false)` per container, spawn
+//!   the startup worker ungated and readiness/liveness with
+//!   [`spawn_gated_worker`] (or [`WorkerSpec::started`]); set the watch to true
+//!   when the startup update says `true`.
+//! - Until its first update, a container's readiness is `false`, liveness is
+//!   healthy and started is unknown ([`ProbeKind::initial_result`]).
+//! - On a liveness or startup `false` the worker ends by itself (upstream holds
+//!   it until a new container id): restart the container and spawn new workers
+//!   for the new instance. Stop all of a pod's liveness/startup workers when the
+//!   pod is being deleted; readiness keeps running through termination.
 
 mod exec;
 mod grpc;

@@ -11,6 +11,7 @@ pub mod cri;
 pub mod hooks;
 pub mod kubelet;
 pub mod node;
+pub mod prober;
 pub mod status;
 pub mod volumes;
 pub mod worker;

@@ -3,4 +3,5 @@
 //! Today it holds the pure pod-status logic ([`status`]), shared by the real
 //! kubelet and the hollow nodes of `skiff-sim`.
 
+pub mod server;
 pub mod status;

@@ -255,13 +255,17 @@ fn handle<B>(req: Request<B>, authenticated: bool, locator: &dyn LogLocator) -> 
 /// `GET /containerLogs/{namespace}/{pod}/{container}`, as upstream's
 /// `getContainerLogs`.
 fn container_logs(rest: &str, query: Option<&str>, locator: &dyn LogLocator) -> Response<Body> {
+    // Upstream's route has exactly three segments; more is another path.
+    if rest.split('/').count() > 3 {
+        return text(StatusCode::NOT_FOUND, "404 page not found");
+    }
     let mut parts = rest.splitn(3, '/').map(query::percent_decode);
     let namespace = parts.next().unwrap_or_default();
     let pod = parts.next().unwrap_or_default();
     let container = parts.next().unwrap_or_default();
     let missing = if pod.is_empty() {
         Some("Missing podID.")
-    } else if container.is_empty() || container.contains('/') {
+    } else if container.is_empty() {
         Some("Missing container name.")
     } else if namespace.is_empty() {
         Some("Missing podNamespace.")

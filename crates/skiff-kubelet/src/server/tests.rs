@@ -227,6 +227,11 @@ async fn serves_container_logs_to_clients_of_the_ca() {
             400,
             r#"{"message": "Missing container name."}"#,
         ),
+        (
+            "/containerLogs/default/web/nginx/more",
+            404,
+            "404 page not found",
+        ),
         ("/healthz", 200, "ok"),
         ("/exec/default/web/nginx", 404, "404 page not found"),
     ];

@@ -169,7 +169,8 @@ impl ApiServer {
                 }
             })
         };
-        let registry = registry::Registry::new(store.clone(), config.service_cidr);
+        let registry = registry::Registry::new(store.clone(), config.service_cidr)
+            .with_kubelet_client(registry::pod_log::KubeletClient::new(pki.kubelet_client())?);
         let advertise = match config.bind_address {
             ip if ip.is_unspecified() => config
                 .sans

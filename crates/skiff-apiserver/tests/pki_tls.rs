@@ -24,7 +24,7 @@ use tokio::net::TcpListener;
 use x509_parser::certificate::X509Certificate;
 use x509_parser::extensions::GeneralName;
 
-const FILES: [&str; 8] = [
+const FILES: [&str; 10] = [
     "server-ca.crt",
     "server-ca.key",
     "client-ca.crt",
@@ -33,6 +33,8 @@ const FILES: [&str; 8] = [
     "serving-kube-apiserver.key",
     "client-admin.crt",
     "client-admin.key",
+    "client-kube-apiserver.crt",
+    "client-kube-apiserver.key",
 ];
 
 fn tls_dir(data_dir: &Path) -> PathBuf {
@@ -381,6 +383,15 @@ fn certificates_carry_the_right_names_usages_chain_and_validity() {
     let admin = parse(pki.admin().cert_der());
     assert_eq!(cn(&admin), "system:admin");
     assert_eq!(orgs(&admin), vec!["system:masters"]);
+    // What the API server presents to kubelets: a client of the client CA.
+    let kubelet_client = parse(pki.kubelet_client().cert_der());
+    assert_eq!(cn(&kubelet_client), "kube-apiserver-kubelet-client");
+    assert_eq!(orgs(&kubelet_client), vec!["system:masters"]);
+    let eku = kubelet_client.extended_key_usage().unwrap().unwrap().value;
+    assert!(eku.client_auth && !eku.server_auth);
+    kubelet_client
+        .verify_signature(Some(client_ca.public_key()))
+        .unwrap();
     let eku = admin.extended_key_usage().unwrap().unwrap().value;
     assert!(eku.client_auth && !eku.server_auth);
     assert_eq!(admin.issuer().as_raw(), client_ca.subject().as_raw());

@@ -12,6 +12,7 @@ pub mod hooks;
 pub mod kubelet;
 pub mod node;
 pub mod prober;
+pub mod server;
 pub mod status;
 pub mod volumes;
 pub mod worker;

@@ -6,6 +6,7 @@
 //! | `client-ca.crt` / `client-ca.key` | CA that signs client certificates (`skiff-client-ca@<unix time>`) |
 //! | `serving-kube-apiserver.crt` / `.key` | the API server's serving certificate |
 //! | `client-admin.crt` / `.key` | the admin client certificate (`system:admin`, `system:masters`) |
+//! | `client-kube-apiserver.crt` / `.key` | what the API server presents to kubelets (`kube-apiserver-kubelet-client`, `system:masters`) |
 //!
 //! Keys are ECDSA P-256, mode 0600, in directories of mode 0700. CAs live 10 years, leaf
 //! certificates 1 year (as k3s). On every start the files are reused; a leaf certificate that no
@@ -37,6 +38,9 @@ pub const SERVING_COMMON_NAME: &str = "kube-apiserver";
 pub const ADMIN_USER: &str = "system:admin";
 /// Group of the admin client certificate (bound to cluster-admin by upstream's bootstrap RBAC).
 pub const MASTERS_GROUP: &str = "system:masters";
+/// User name of the client certificate the API server presents to kubelets (for logs, exec,
+/// attach and port-forward), as kubeadm's `apiserver-kubelet-client`.
+pub const KUBELET_CLIENT_USER: &str = "kube-apiserver-kubelet-client";
 /// Group of kubelet client certificates.
 pub const NODES_GROUP: &str = "system:nodes";
 /// Prefix of a kubelet's user name (`system:node:<node name>`).
@@ -264,6 +268,7 @@ pub struct Pki {
     client_ca: Authority,
     serving: Credentials,
     admin: Credentials,
+    kubelet_client: Credentials,
 }
 
 /// File names of one certificate/key pair in the TLS directory.
@@ -320,12 +325,19 @@ impl Pki {
             &client_spec(ADMIN_USER, &[MASTERS_GROUP]),
             now,
         )?;
+        let kubelet_client = load_or_issue_leaf(
+            &PairFiles::new(&dir, "client-kube-apiserver"),
+            &client_ca,
+            &client_spec(KUBELET_CLIENT_USER, &[MASTERS_GROUP]),
+            now,
+        )?;
         Ok(Pki {
             dir,
             server_ca,
             client_ca,
             serving,
             admin,
+            kubelet_client,
         })
     }
 
@@ -367,6 +379,12 @@ impl Pki {
     /// The admin client certificate and key (`system:admin`, group `system:masters`).
     pub fn admin(&self) -> &Credentials {
         &self.admin
+    }
+
+    /// The client certificate the API server presents to kubelets
+    /// (`kube-apiserver-kubelet-client`, group `system:masters`).
+    pub fn kubelet_client(&self) -> &Credentials {
+        &self.kubelet_client
     }
 
     /// Issues a new client certificate from the client CA (not written to disk): user

@@ -11,6 +11,7 @@ mod delete;
 pub mod field_validation;
 pub mod meta;
 mod persistent_volumes;
+pub mod pod_log;
 mod rv_splice;
 pub mod services;
 mod storage_classes;
@@ -44,6 +45,8 @@ pub struct Registry {
     /// Dereferences to the [`AnyStore`] for reads and writes.
     store: cache::CachedStore,
     service_cidr: services::ServiceCidr,
+    /// Reaches kubelets for `pods/log`.
+    kubelet_client: Option<pod_log::KubeletClient>,
 }
 
 /// One parsed resource call.
@@ -77,7 +80,14 @@ impl Registry {
         Registry {
             store: cache::CachedStore::new(store),
             service_cidr,
+            kubelet_client: None,
         }
+    }
+
+    /// This registry reaching kubelets (for `pods/log`) with `client`.
+    pub fn with_kubelet_client(mut self, client: pod_log::KubeletClient) -> Registry {
+        self.kubelet_client = Some(client);
+        self
     }
 
     /// What every cluster has from its first start: the system namespaces,
@@ -199,6 +209,7 @@ impl Registry {
             ("create", Some("binding"), Some(name)) if is_pods(info) => {
                 self.bind(&call, name).await
             }
+            ("get", Some("log"), Some(name)) if is_pods(info) => self.pod_log(&call, name).await,
             ("create", Some("eviction"), Some(name)) if is_pods(info) => {
                 self.evict(&call, name).await
             }

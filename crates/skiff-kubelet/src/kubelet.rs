@@ -231,7 +231,6 @@ async fn node_loop(
                     network_config: Some(api::NetworkConfig {
                         pod_cidr: cidr.clone(),
                     }),
-                    ..Default::default()
                 }),
             };
             match cri.runtime.update_runtime_config(req).await {

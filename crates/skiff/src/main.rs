@@ -122,6 +122,11 @@ where
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
+    if let Command::RuntimeShim { args } = &cli.command {
+        // The shim's stdio is the container's: no log lines may go there
+        // (libcontainer warns through tracing while it sets the container up).
+        return ExitCode::from(u8::try_from(skiff_runtime::shim::main(args)).unwrap_or(1));
+    }
     tracing_subscriber::fmt()
         .with_env_filter(
             tracing_subscriber::EnvFilter::try_from_default_env()
@@ -135,9 +140,7 @@ fn main() -> ExitCode {
         Command::ControllerManager(args) => controller_manager::main(args),
         Command::Sim(command) => sim::main(command),
         Command::Images(command) => images::main(command),
-        Command::RuntimeShim { args } => {
-            ExitCode::from(u8::try_from(skiff_runtime::shim::main(&args)).unwrap_or(1))
-        }
+        Command::RuntimeShim { .. } => ExitCode::SUCCESS,
         Command::Agent(args) => block_on("agent", run_agent(args)),
     }
 }

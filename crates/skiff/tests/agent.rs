@@ -255,7 +255,9 @@ fn a_single_node_cluster_runs_pods_as_containers() {
     c.apply(&pod("init", json!({"restartPolicy": "Never", "initContainers": [i1, i2],
         "containers": [main], "volumes": [{"name": "work", "emptyDir": {}}]})));
     let p = c.wait_pod("init", "Succeeded", |p| phase(p) == "Succeeded");
-    assert_eq!(c.log(&p, "main", 0).lines().map(|l| l.rsplit(' ').next().unwrap_or_default()).collect::<Vec<_>>(), ["first", "second"]);
+    let log = c.log(&p, "main", 0);
+    let lines: Vec<&str> = log.lines().map(|l| l.rsplit(' ').next().unwrap_or_default()).collect();
+    assert_eq!(lines, ["first", "second"], "{log}");
 
     // ConfigMap as env and as a volume.
     c.apply(&json!({"apiVersion": "v1", "kind": "ConfigMap", "metadata": {"name": "settings"},

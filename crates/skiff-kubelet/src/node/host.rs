@@ -91,7 +91,7 @@ fn resources(cpus: u64, memory: u64, storage: u64, pods: u32) -> BTreeMap<String
 
 /// Bytes as the kubelet writes them: whole `Ki` when divisible, else bytes.
 fn kibibytes(bytes: u64) -> String {
-    if bytes % 1024 == 0 {
+    if bytes.is_multiple_of(1024) {
         format!("{}Ki", bytes / 1024)
     } else {
         bytes.to_string()

@@ -219,7 +219,7 @@ pub fn node_status(
         images: (!health.images.is_empty()).then(|| {
             let mut images = health.images.clone();
             // Biggest first, as upstream lists them.
-            images.sort_by(|a, b| b.size_bytes.cmp(&a.size_bytes));
+            images.sort_by_key(|i| std::cmp::Reverse(i.size_bytes));
             images.truncate(MAX_IMAGES);
             images
         }),

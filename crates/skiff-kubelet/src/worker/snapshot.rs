@@ -82,7 +82,7 @@ impl PodSnapshot {
             }
         }
         for list in out.values_mut() {
-            list.sort_by(|a, b| (b.attempt, b.created_at).cmp(&(a.attempt, a.created_at)));
+            list.sort_by_key(|c| std::cmp::Reverse((c.attempt, c.created_at)));
         }
         out
     }
@@ -286,11 +286,11 @@ pub async fn relist(
         let cached = cache.containers.get(&c.id).filter(|v| {
             // Exited never changes; otherwise the listed state must match.
             matches!(v.state, InstanceState::Exited(_))
-                || match (v.state, listed) {
-                    (InstanceState::Running, Some(api::ContainerState::ContainerRunning)) => true,
-                    (InstanceState::Created, Some(api::ContainerState::ContainerCreated)) => true,
-                    _ => false,
-                }
+                || matches!(
+                    (v.state, listed),
+                    (InstanceState::Running, Some(api::ContainerState::ContainerRunning))
+                        | (InstanceState::Created, Some(api::ContainerState::ContainerCreated))
+                )
         });
         let view = match cached {
             Some(v) => v.clone(),

@@ -53,6 +53,11 @@ pub struct KubeletConfig {
     pub max_pods: u32,
     /// Extra Node labels.
     pub node_labels: std::collections::BTreeMap<String, String>,
+    /// PEM client CA certificates the log server trusts (the API server's
+    /// kubelet client certificate is signed by one); `None` serves no logs.
+    pub client_ca: Option<Vec<u8>>,
+    /// Address the log server binds (its port is `kubelet_port`).
+    pub server_bind: IpAddr,
 }
 
 /// Why the kubelet stopped.
@@ -362,9 +367,62 @@ pub async fn run(
         cri: cri.clone(),
     });
 
-    let result = manage_pods(shared, client, shutdown).await;
+    let logs = crate::logs::PodLogs::default();
+    let server_task = match &shared.config.client_ca {
+        Some(cas) => Some(start_server(&shared.config, cas, logs.clone(), shutdown.clone()).await?),
+        None => None,
+    };
+    let result = manage_pods(shared, client, logs, shutdown).await;
     node_task.abort();
+    if let Some(t) = server_task {
+        let _ = t.await;
+    }
     result
+}
+
+/// Binds the log server on `kubelet_port` with a self-signed serving
+/// certificate (the API server does not verify kubelets' certificates by
+/// default, as upstream) and client certificates checked against `cas`.
+async fn start_server(
+    config: &KubeletConfig,
+    ca_pem: &[u8],
+    logs: crate::logs::PodLogs,
+    shutdown: watch::Receiver<bool>,
+) -> Result<tokio::task::JoinHandle<()>, KubeletError> {
+    let internal = |m: String| KubeletError::Runtime(tonic::Status::internal(m));
+    let mut params = rcgen::CertificateParams::new(vec![config.node_name.clone()])
+        .map_err(|e| internal(format!("kubelet serving certificate: {e}")))?;
+    params
+        .subject_alt_names
+        .push(rcgen::SanType::IpAddress(config.node_ip));
+    let key = rcgen::KeyPair::generate().map_err(|e| internal(format!("kubelet key: {e}")))?;
+    let cert = params
+        .self_signed(&key)
+        .map_err(|e| internal(format!("kubelet serving certificate: {e}")))?;
+    use rustls::pki_types::pem::PemObject;
+    let cas: Vec<_> = rustls::pki_types::CertificateDer::pem_slice_iter(ca_pem)
+        .collect::<Result<_, _>>()
+        .map_err(|e| internal(format!("client CA: {e}")))?;
+    if cas.is_empty() {
+        return Err(internal("client CA: no certificate in the file".to_owned()));
+    }
+    let key_der = rustls::pki_types::PrivateKeyDer::Pkcs8(key.serialize_der().into());
+    let tls = crate::server::tls_config(&cas, vec![cert.der().clone()], key_der)
+        .map_err(|e| internal(format!("kubelet server TLS: {e}")))?;
+    let server = crate::server::KubeletServer::bind(crate::server::KubeletServerConfig {
+        bind: std::net::SocketAddr::new(config.server_bind, config.kubelet_port),
+        tls,
+    })
+    .await
+    .map_err(|e| internal(format!("kubelet server: {e}")))?;
+    Ok(tokio::spawn(async move {
+        let mut stop = shutdown;
+        server
+            .serve(Arc::new(logs), async move {
+                let _ = stop.wait_for(|s| *s).await;
+            })
+            .await;
+    }))
 }
 
 /// The relist loop: every second, or at once when a worker asks.
@@ -394,6 +452,7 @@ async fn relist_loop(
 async fn manage_pods(
     shared: Arc<Shared>,
     client: kube::Client,
+    logs: crate::logs::PodLogs,
     mut shutdown: watch::Receiver<bool>,
 ) -> Result<(), KubeletError> {
     let pods: Api<Pod> = Api::all(client);
@@ -450,6 +509,7 @@ async fn manage_pods(
             Some(done) = tasks.join_next() => {
                 if let Ok(uid) = done {
                     workers.remove(&uid);
+                    logs.remove_uid(&uid);
                 }
             }
             changed = relist_rx.changed() => {
@@ -458,6 +518,7 @@ async fn manage_pods(
                 }
                 let latest = relist_rx.borrow_and_update().clone();
                 let (generation, pods) = (&latest.0, &latest.1);
+                logs.set_snapshots(pods);
                 for (uid, w) in &workers {
                     let snap = pods.get(uid).cloned().unwrap_or_default();
                     w.snapshot.send_modify(|s| {
@@ -490,6 +551,19 @@ async fn manage_pods(
                     watcher::Event::Init => listing = Some(Vec::new()),
                     watcher::Event::InitApply(pod) | watcher::Event::Apply(pod) => {
                         let Some(uid) = pod.metadata.uid.clone() else { continue };
+                        let containers = pod
+                            .spec
+                            .iter()
+                            .flat_map(|s| s.init_containers.iter().flatten().chain(&s.containers))
+                            .map(|c| c.name.clone())
+                            .collect();
+                        logs.set_pod(
+                            pod.metadata.namespace.as_deref().unwrap_or_default(),
+                            pod.metadata.name.as_deref().unwrap_or_default(),
+                            &uid,
+                            shared.pod_log_dir(&pod),
+                            containers,
+                        );
                         if let Some(l) = listing.as_mut() {
                             l.push(uid.clone());
                         }

@@ -47,6 +47,10 @@ pub struct AgentFlags {
     /// Where container logs go.
     #[arg(long, default_value = "/var/log/pods")]
     pub pod_log_dir: PathBuf,
+    /// CA certificates (PEM) of the clients the kubelet's log server accepts
+    /// (the API server's kubelet client); `skiff server` uses its own.
+    #[arg(long)]
+    pub client_ca_file: Option<PathBuf>,
     /// The built-in pod network's bridge (tests run several agents on one host).
     #[arg(long, default_value = skiff_runtime::network::DEFAULT_BRIDGE, hide = true)]
     pub pod_bridge: String,
@@ -184,6 +188,14 @@ pub async fn run(
         kubelet_port: flags.kubelet_port,
         max_pods: 110,
         node_labels: Default::default(),
+        client_ca: match &flags.client_ca_file {
+            Some(path) => Some(
+                std::fs::read(path)
+                    .with_context(|| format!("reading --client-ca-file {}", path.display()))?,
+            ),
+            None => None,
+        },
+        server_bind: IpAddr::V4(std::net::Ipv4Addr::UNSPECIFIED),
     };
     let result = skiff_kubelet::run(config, client, cri, shutdown).await;
     if let Some(task) = runtime_task {

@@ -162,7 +162,11 @@ async fn run(args: ServerArgs) -> anyhow::Result<()> {
     } else {
         let client = crate::scheduler::client_from_kubeconfig(&args.write_kubeconfig).await?;
         let data_dir = args.data_dir.clone();
-        let flags = args.agent.clone();
+        let mut flags = args.agent.clone();
+        if flags.client_ca_file.is_none() {
+            // The API server's kubelet client certificate comes from this CA.
+            flags.client_ca_file = Some(skiff_apiserver::pki::client_ca_file(&data_dir));
+        }
         let stop = stop_rx.clone();
         Some(tokio::spawn(async move {
             crate::agent::run(&data_dir, flags, client, stop).await

@@ -139,6 +139,14 @@ impl Cluster {
         })
     }
 
+    fn logs(&self, args: &[&str]) -> String {
+        let mut a = vec!["logs"];
+        a.extend(args);
+        let out = self.kubectl(&a);
+        assert!(out.status.success(), "kubectl logs {args:?}: {}", String::from_utf8_lossy(&out.stderr));
+        String::from_utf8_lossy(&out.stdout).into_owned()
+    }
+
     /// The container's log file as the kubelet laid it out.
     fn log(&self, pod: &Value, container: &str, n: u32) -> String {
         let dir = format!(
@@ -244,6 +252,8 @@ fn a_single_node_cluster_runs_pods_as_containers() {
     assert!(p["status"]["podIP"].as_str().unwrap_or_default().starts_with("10.244."), "{p}");
     let log = c.log(&p, "c", 0);
     assert!(log.contains(&format!("hello world world-arg on {NODE}")), "{log}");
+    // kubectl logs goes API server -> kubelet.
+    assert_eq!(c.logs(&["echo"]), format!("hello world world-arg on {NODE}\n"));
 
     // Init containers run in order and share an emptyDir with the main container.
     let mut main = container("main", "cat /work/order");
@@ -287,6 +297,8 @@ fn a_single_node_cluster_runs_pods_as_containers() {
             && state(p, "c")["restartCount"].as_i64() >= Some(1)
     });
     assert_eq!(state(&p, "c")["lastState"]["terminated"]["exitCode"], 3, "{p}");
+    assert_eq!(c.logs(&["crash", "--previous"]), "");
+    assert!(c.kubectl(&["logs", "crash", "-c", "nope"]).stderr.starts_with(b"error: container nope is not valid for pod crash"));
     assert!(state(&p, "c")["state"]["waiting"]["message"].as_str().unwrap().starts_with("back-off 10s restarting failed container=c pod=crash_default("), "{p}");
 
     // An unpullable image: ErrImagePull, then ImagePullBackOff.

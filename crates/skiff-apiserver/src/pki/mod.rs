@@ -286,6 +286,17 @@ impl PairFiles {
     }
 }
 
+/// `DATA_DIR/server/tls/`: where the PKI lives.
+pub fn tls_dir(data_dir: &Path) -> PathBuf {
+    data_dir.join("server").join("tls")
+}
+
+/// The client CA's certificate (PEM): kubelets trust the API server's
+/// kubelet client certificate through it.
+pub fn client_ca_file(data_dir: &Path) -> PathBuf {
+    tls_dir(data_dir).join("client-ca.crt")
+}
+
 impl Pki {
     /// Loads the PKI from `DATA_DIR/server/tls/`, creating what is missing (everything on first
     /// start) and re-issuing leaf certificates that no longer fit; see the module docs.
@@ -300,7 +311,7 @@ impl Pki {
         now: OffsetDateTime,
     ) -> Result<Pki, PkiError> {
         let (dns_names, ips) = sans.required()?;
-        let dir = data_dir.join("server").join("tls");
+        let dir = tls_dir(data_dir);
         files::create_dir_all(&dir, files::PRIVATE_DIR_MODE).map_err(|source| PkiError::Io {
             path: dir.clone(),
             source,

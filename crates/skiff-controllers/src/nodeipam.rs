@@ -33,7 +33,9 @@ impl Cidr {
         let (ip, prefix) = s
             .split_once('/')
             .ok_or_else(|| format!("{s:?} is not a CIDR"))?;
-        let ip: Ipv4Addr = ip.parse().map_err(|_| format!("{s:?} is not an IPv4 CIDR"))?;
+        let ip: Ipv4Addr = ip
+            .parse()
+            .map_err(|_| format!("{s:?} is not an IPv4 CIDR"))?;
         let prefix: u8 = prefix
             .parse()
             .ok()
@@ -101,7 +103,8 @@ impl RangeAllocator {
 
     fn index_of(&self, cidr: &str) -> Option<u64> {
         let c = Cidr::parse(cidr).ok()?;
-        if c.prefix != self.size || (c.network & mask(self.cluster.prefix)) != self.cluster.network {
+        if c.prefix != self.size || (c.network & mask(self.cluster.prefix)) != self.cluster.network
+        {
             return None;
         }
         Some(u64::from(c.network - self.cluster.network) >> (32 - u32::from(self.size)))
@@ -176,7 +179,9 @@ pub async fn run(
                 synced = true;
             }
             Ok(Some(watcher::Event::Apply(n))) => {
-                let Some(name) = n.metadata.name.clone() else { continue };
+                let Some(name) = n.metadata.name.clone() else {
+                    continue;
+                };
                 let cidr = pod_cidr(&n);
                 if let Some(c) = &cidr {
                     allocator.occupy(c);
@@ -187,7 +192,9 @@ pub async fn run(
                 known.insert(name, cidr);
             }
             Ok(Some(watcher::Event::Delete(n))) => {
-                let Some(name) = n.metadata.name.clone() else { continue };
+                let Some(name) = n.metadata.name.clone() else {
+                    continue;
+                };
                 if let Some(Some(c)) = known.remove(&name) {
                     allocator.release(&c);
                 }

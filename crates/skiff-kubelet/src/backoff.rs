@@ -115,10 +115,15 @@ mod tests {
         b.next("k", t0);
         assert_eq!(b.current("k", t0), Some(INITIAL));
         // Failed again right away: wait the 10 s.
-        let (left, whole) = b.in_backoff_since("k", t0, t0 + Duration::from_secs(3)).unwrap_or_default();
+        let (left, whole) = b
+            .in_backoff_since("k", t0, t0 + Duration::from_secs(3))
+            .unwrap_or_default();
         assert_eq!((left, whole), (Duration::from_secs(7), INITIAL));
         assert_eq!(b.in_backoff_since("k", t0, t0 + INITIAL), None);
-        assert_eq!(b.in_backoff_since_update("k", t0 + Duration::from_secs(4)), Some(Duration::from_secs(6)));
+        assert_eq!(
+            b.in_backoff_since_update("k", t0 + Duration::from_secs(4)),
+            Some(Duration::from_secs(6))
+        );
         assert_eq!(b.in_backoff_since_update("k", t0 + INITIAL), None);
         let mut now = t0;
         let mut seen = vec![];
@@ -137,7 +142,10 @@ mod tests {
         for i in 0..5 {
             b.next("k", t0 + Duration::from_secs(i));
         }
-        assert_eq!(b.current("k", t0 + Duration::from_secs(5)), Some(Duration::from_secs(160)));
+        assert_eq!(
+            b.current("k", t0 + Duration::from_secs(5)),
+            Some(Duration::from_secs(160))
+        );
         let later = t0 + Duration::from_secs(5) + 2 * MAX + Duration::from_secs(1);
         assert_eq!(b.current("k", later), None);
         b.next("k", later);

@@ -35,7 +35,9 @@ pub async fn http_get(host: &str, port: i32, path: &str, timeout: Duration) -> R
         if (200..400).contains(&code) {
             Ok(())
         } else {
-            Err(format!("HTTP lifecycle hook ({path}) for Container in Pod failed with status code {code}"))
+            Err(format!(
+                "HTTP lifecycle hook ({path}) for Container in Pod failed with status code {code}"
+            ))
         }
     };
     tokio::time::timeout(timeout, attempt)
@@ -67,14 +69,22 @@ mod tests {
     #[tokio::test]
     async fn status_decides_and_errors_are_clear() {
         let ok = server("204 No Content").await;
-        assert_eq!(http_get("127.0.0.1", i32::from(ok), "/", Duration::from_secs(2)).await, Ok(()));
+        assert_eq!(
+            http_get("127.0.0.1", i32::from(ok), "/", Duration::from_secs(2)).await,
+            Ok(())
+        );
         let bad = server("500 Internal Server Error").await;
         let err = http_get("127.0.0.1", i32::from(bad), "/hook", Duration::from_secs(2))
             .await
             .unwrap_err();
         assert!(err.contains("failed with status code 500"), "{err}");
         // A closed port: connection refused.
-        let closed = TcpListener::bind("127.0.0.1:0").await.unwrap().local_addr().unwrap().port();
+        let closed = TcpListener::bind("127.0.0.1:0")
+            .await
+            .unwrap()
+            .local_addr()
+            .unwrap()
+            .port();
         let err = http_get("127.0.0.1", i32::from(closed), "/", Duration::from_secs(2))
             .await
             .unwrap_err();

@@ -82,6 +82,8 @@ pub(crate) struct Shared {
     pub(crate) volumes: VolumeManager,
     pub(crate) objects: Arc<dyn ObjectSource>,
     pub(crate) host_ips: Vec<String>,
+    /// Exec probes and hooks run through the runtime.
+    pub(crate) exec: Arc<dyn crate::prober::ExecRunner>,
     /// The node's resolver config (ClusterFirst pods search its domains too).
     pub(crate) host_dns: k8s_cri::v1::DnsConfig,
     /// The node's /etc/hosts (host-network pods get a copy).
@@ -178,7 +180,12 @@ async fn runtime_health(cri: &mut Cri) -> NodeHealth {
         .await
     {
         Ok(s) => {
-            for c in s.into_inner().status.map(|s| s.conditions).unwrap_or_default() {
+            for c in s
+                .into_inner()
+                .status
+                .map(|s| s.conditions)
+                .unwrap_or_default()
+            {
                 if !c.status && health.runtime_ready.is_ok() {
                     health.runtime_ready = Err(format!(
                         "{}=false reason:{} message:{}",
@@ -188,7 +195,10 @@ async fn runtime_health(cri: &mut Cri) -> NodeHealth {
             }
         }
         Err(e) if health.runtime_ready.is_ok() => {
-            health.runtime_ready = Err(format!("container runtime status check failed: {}", e.message()));
+            health.runtime_ready = Err(format!(
+                "container runtime status check failed: {}",
+                e.message()
+            ));
         }
         Err(_) => {}
     }
@@ -240,7 +250,9 @@ async fn node_loop(
             };
             match cri.runtime.update_runtime_config(req).await {
                 Ok(_) => pod_cidr_sent = Some(cidr),
-                Err(e) => tracing::warn!(error = %e.message(), "cannot pass podCIDR to the runtime"),
+                Err(e) => {
+                    tracing::warn!(error = %e.message(), "cannot pass podCIDR to the runtime")
+                }
             }
         }
         tokio::select! {
@@ -352,6 +364,7 @@ pub async fn run(
             .with_node_allocatable(allocatable),
         objects: Arc::new(ApiObjectSource::new(client.clone())),
         host_ips: vec![config.node_ip.to_string()],
+        exec: Arc::new(crate::worker::CriExec(cri.clone())),
         host_dns: crate::config::parse_resolv_conf(
             &std::fs::read_to_string("/etc/resolv.conf").unwrap_or_default(),
         ),

@@ -27,13 +27,24 @@ pub struct PodLogs {
 
 impl PodLogs {
     fn lock(&self) -> MutexGuard<'_, HashMap<(String, String), Entry>> {
-        self.pods.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
+        self.pods
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
     }
 
     /// Records (or updates) a pod: its UID, log directory and container names.
-    pub fn set_pod(&self, namespace: &str, name: &str, uid: &str, log_dir: PathBuf, containers: Vec<String>) {
+    pub fn set_pod(
+        &self,
+        namespace: &str,
+        name: &str,
+        uid: &str,
+        log_dir: PathBuf,
+        containers: Vec<String>,
+    ) {
         let mut pods = self.lock();
-        let e = pods.entry((namespace.to_owned(), name.to_owned())).or_default();
+        let e = pods
+            .entry((namespace.to_owned(), name.to_owned()))
+            .or_default();
         if e.uid != uid {
             e.snapshot = PodSnapshot::default();
         }
@@ -80,7 +91,10 @@ impl LogLocator for PodLogs {
             .cloned()
             .ok_or_else(|| (404, format!("pod {pod:?} does not exist")))?;
         if !entry.containers.iter().any(|c| c == container) {
-            return Err((404, format!("container {container:?} not found in pod {pod:?}")));
+            return Err((
+                404,
+                format!("container {container:?} not found in pod {pod:?}"),
+            ));
         }
         let mut instances: Vec<_> = entry
             .snapshot
@@ -91,7 +105,10 @@ impl LogLocator for PodLogs {
         instances.sort_by_key(|c| std::cmp::Reverse((c.attempt, c.created_at)));
         let instance = if previous {
             instances.get(1).copied().ok_or_else(|| {
-                (400, format!("previous terminated container {container:?} in pod {pod:?} not found"))
+                (
+                    400,
+                    format!("previous terminated container {container:?} in pod {pod:?} not found"),
+                )
             })?
         } else {
             instances.first().copied().ok_or_else(|| {
@@ -101,9 +118,10 @@ impl LogLocator for PodLogs {
                 )
             })?
         };
-        let path = entry
-            .log_dir
-            .join(crate::config::container_log_path(container, instance.attempt));
+        let path = entry.log_dir.join(crate::config::container_log_path(
+            container,
+            instance.attempt,
+        ));
         let (this, ns, name, id) = (
             self.clone(),
             namespace.to_owned(),
@@ -143,12 +161,27 @@ mod tests {
     #[test]
     fn current_and_previous_instances_and_upstream_errors() {
         let logs = PodLogs::default();
-        logs.set_pod("ns", "p", "u1", PathBuf::from("/logs/ns_p_u1"), vec!["c".into()]);
+        logs.set_pod(
+            "ns",
+            "p",
+            "u1",
+            PathBuf::from("/logs/ns_p_u1"),
+            vec!["c".into()],
+        );
         let err = logs.locate("ns", "p", "c", false).unwrap_err();
-        assert_eq!(err, (400, "container \"c\" in pod \"p\" is waiting to start: ContainerCreating".into()));
+        assert_eq!(
+            err,
+            (
+                400,
+                "container \"c\" in pod \"p\" is waiting to start: ContainerCreating".into()
+            )
+        );
         let snap = PodSnapshot {
             sandboxes: vec![],
-            containers: vec![view(0, InstanceState::Exited(1)), view(1, InstanceState::Running)],
+            containers: vec![
+                view(0, InstanceState::Exited(1)),
+                view(1, InstanceState::Running),
+            ],
         };
         logs.set_snapshots(&[("u1".to_owned(), snap)].into());
         let now = logs.locate("ns", "p", "c", false).unwrap();

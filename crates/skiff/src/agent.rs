@@ -79,8 +79,12 @@ fn import_airgap_images(store: &ImageStore, data_dir: &Path) {
             continue;
         }
         match store.import(&path) {
-            Ok(images) => tracing::info!(file = %path.display(), images = images.len(), "imported air-gap images"),
-            Err(e) => tracing::warn!(file = %path.display(), error = %e, "cannot import air-gap images"),
+            Ok(images) => {
+                tracing::info!(file = %path.display(), images = images.len(), "imported air-gap images")
+            }
+            Err(e) => {
+                tracing::warn!(file = %path.display(), error = %e, "cannot import air-gap images")
+            }
         }
     }
 }

@@ -193,7 +193,9 @@ async fn run(args: ServerArgs) -> anyhow::Result<()> {
     }
     if let Some(task) = agent {
         match task.await {
-            Ok(Err(err)) => tracing::warn!(error = %format!("{err:#}"), "agent stopped with an error"),
+            Ok(Err(err)) => {
+                tracing::warn!(error = %format!("{err:#}"), "agent stopped with an error")
+            }
             Err(err) => tracing::warn!(error = %err, "agent task failed"),
             Ok(Ok(())) => {}
         }

@@ -111,7 +111,11 @@ impl Cluster {
         let path = self.dir.path().join("manifest.json");
         std::fs::write(&path, manifest.to_string()).unwrap();
         let out = self.kubectl(&["apply", "-f", path.to_str().unwrap()]);
-        assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
     }
 
     fn wait_for<T>(&self, what: &str, timeout: Duration, mut f: impl FnMut() -> Option<T>) -> T {
@@ -121,8 +125,17 @@ impl Cluster {
                 return v;
             }
             if Instant::now() > deadline {
-                let log = std::fs::read_to_string(self.dir.path().join("server.log")).unwrap_or_default();
-                let tail: String = log.lines().rev().take(40).collect::<Vec<_>>().into_iter().rev().collect::<Vec<_>>().join("\n");
+                let log =
+                    std::fs::read_to_string(self.dir.path().join("server.log")).unwrap_or_default();
+                let tail: String = log
+                    .lines()
+                    .rev()
+                    .take(40)
+                    .collect::<Vec<_>>()
+                    .into_iter()
+                    .rev()
+                    .collect::<Vec<_>>()
+                    .join("\n");
                 panic!("timed out waiting for {what}\nserver log tail:\n{tail}");
             }
             std::thread::sleep(Duration::from_millis(250));
@@ -134,16 +147,22 @@ impl Cluster {
     }
 
     fn wait_pod(&self, name: &str, what: &str, f: impl Fn(&Value) -> bool) -> Value {
-        self.wait_for(&format!("pod {name}: {what}"), Duration::from_secs(60), || {
-            self.pod(name).filter(|p| f(p))
-        })
+        self.wait_for(
+            &format!("pod {name}: {what}"),
+            Duration::from_secs(60),
+            || self.pod(name).filter(|p| f(p)),
+        )
     }
 
     fn logs(&self, args: &[&str]) -> String {
         let mut a = vec!["logs"];
         a.extend(args);
         let out = self.kubectl(&a);
-        assert!(out.status.success(), "kubectl logs {args:?}: {}", String::from_utf8_lossy(&out.stderr));
+        assert!(
+            out.status.success(),
+            "kubectl logs {args:?}: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
         String::from_utf8_lossy(&out.stdout).into_owned()
     }
 
@@ -154,7 +173,13 @@ impl Cluster {
             pod["metadata"]["name"].as_str().unwrap(),
             pod["metadata"]["uid"].as_str().unwrap()
         );
-        let path = self.dir.path().join("logs").join(dir).join(container).join(format!("{n}.log"));
+        let path = self
+            .dir
+            .path()
+            .join("logs")
+            .join(dir)
+            .join(container)
+            .join(format!("{n}.log"));
         std::fs::read_to_string(path).unwrap_or_default()
     }
 
@@ -180,7 +205,9 @@ impl Drop for Cluster {
                 let _ = Command::new("kill").args(["-9", &pid.to_string()]).status();
             }
         }
-        let _ = Command::new("kill").args(["-TERM", &self.server.id().to_string()]).status();
+        let _ = Command::new("kill")
+            .args(["-TERM", &self.server.id().to_string()])
+            .status();
         let deadline = Instant::now() + Duration::from_secs(20);
         while Instant::now() < deadline {
             if let Ok(Some(_)) = self.server.try_wait() {
@@ -202,7 +229,9 @@ impl Drop for Cluster {
             let _ = Command::new("umount").args(["-l", t]).status();
         }
         let _ = Command::new("ip").args(["link", "del", BRIDGE]).status();
-        let _ = Command::new("nft").args(["delete", "table", "ip", NAT_TABLE]).status();
+        let _ = Command::new("nft")
+            .args(["delete", "table", "ip", NAT_TABLE])
+            .status();
     }
 }
 
@@ -244,16 +273,31 @@ fn a_single_node_cluster_runs_pods_as_containers() {
     echo["env"] = json!([{"name": "GREETING", "value": "world"},
                          {"name": "NODE", "valueFrom": {"fieldRef": {"fieldPath": "spec.nodeName"}}}]);
     echo["command"] = json!(["sh", "-c", "echo hello $(GREETING) $0 on $NODE"]);
-    c.apply(&pod("echo", json!({"restartPolicy": "Never", "containers": [echo]})));
+    c.apply(&pod(
+        "echo",
+        json!({"restartPolicy": "Never", "containers": [echo]}),
+    ));
     let p = c.wait_pod("echo", "Succeeded", |p| phase(p) == "Succeeded");
     let term = &state(&p, "c")["state"]["terminated"];
     assert_eq!(term["exitCode"], 0, "{p}");
     assert_eq!(term["reason"], "Completed");
-    assert!(p["status"]["podIP"].as_str().unwrap_or_default().starts_with("10.244."), "{p}");
+    assert!(
+        p["status"]["podIP"]
+            .as_str()
+            .unwrap_or_default()
+            .starts_with("10.244."),
+        "{p}"
+    );
     let log = c.log(&p, "c", 0);
-    assert!(log.contains(&format!("hello world world-arg on {NODE}")), "{log}");
+    assert!(
+        log.contains(&format!("hello world world-arg on {NODE}")),
+        "{log}"
+    );
     // kubectl logs goes API server -> kubelet.
-    assert_eq!(c.logs(&["echo"]), format!("hello world world-arg on {NODE}\n"));
+    assert_eq!(
+        c.logs(&["echo"]),
+        format!("hello world world-arg on {NODE}\n")
+    );
 
     // Init containers run in order and share an emptyDir with the main container.
     let mut main = container("main", "cat /work/order");
@@ -262,60 +306,158 @@ fn a_single_node_cluster_runs_pods_as_containers() {
     i1["volumeMounts"] = main["volumeMounts"].clone();
     let mut i2 = container("second", "echo second >> /work/order");
     i2["volumeMounts"] = main["volumeMounts"].clone();
-    c.apply(&pod("init", json!({"restartPolicy": "Never", "initContainers": [i1, i2],
-        "containers": [main], "volumes": [{"name": "work", "emptyDir": {}}]})));
+    c.apply(&pod(
+        "init",
+        json!({"restartPolicy": "Never", "initContainers": [i1, i2],
+        "containers": [main], "volumes": [{"name": "work", "emptyDir": {}}]}),
+    ));
     let p = c.wait_pod("init", "Succeeded", |p| phase(p) == "Succeeded");
     let log = c.log(&p, "main", 0);
-    let lines: Vec<&str> = log.lines().map(|l| l.rsplit(' ').next().unwrap_or_default()).collect();
+    let lines: Vec<&str> = log
+        .lines()
+        .map(|l| l.rsplit(' ').next().unwrap_or_default())
+        .collect();
     assert_eq!(lines, ["first", "second"], "{log}");
 
     // ConfigMap as env and as a volume.
-    c.apply(&json!({"apiVersion": "v1", "kind": "ConfigMap", "metadata": {"name": "settings"},
-        "data": {"colour": "blue", "size": "large"}}));
+    c.apply(
+        &json!({"apiVersion": "v1", "kind": "ConfigMap", "metadata": {"name": "settings"},
+        "data": {"colour": "blue", "size": "large"}}),
+    );
     let mut reader = container("r", "echo env=$COLOUR; cat /cfg/size");
     reader["env"] = json!([{"name": "COLOUR", "valueFrom": {"configMapKeyRef": {"name": "settings", "key": "colour"}}}]);
     reader["volumeMounts"] = json!([{"name": "cfg", "mountPath": "/cfg"}]);
-    c.apply(&pod("cfg", json!({"restartPolicy": "Never", "containers": [reader],
-        "volumes": [{"name": "cfg", "configMap": {"name": "settings"}}]})));
+    c.apply(&pod(
+        "cfg",
+        json!({"restartPolicy": "Never", "containers": [reader],
+        "volumes": [{"name": "cfg", "configMap": {"name": "settings"}}]}),
+    ));
     let p = c.wait_pod("cfg", "Succeeded", |p| phase(p) == "Succeeded");
     let log = c.log(&p, "r", 0);
     assert!(log.contains("env=blue") && log.contains("large"), "{log}");
 
     // A missing ConfigMap: CreateContainerConfigError, as upstream.
     let mut missing = container("m", "true");
-    missing["env"] = json!([{"name": "X", "valueFrom": {"configMapKeyRef": {"name": "nope", "key": "k"}}}]);
+    missing["env"] =
+        json!([{"name": "X", "valueFrom": {"configMapKeyRef": {"name": "nope", "key": "k"}}}]);
     c.apply(&pod("missing", json!({"containers": [missing]})));
     let p = c.wait_pod("missing", "CreateContainerConfigError", |p| {
         state(p, "m")["state"]["waiting"]["reason"] == "CreateContainerConfigError"
     });
-    assert_eq!(state(&p, "m")["state"]["waiting"]["message"], "configmap \"nope\" not found");
+    assert_eq!(
+        state(&p, "m")["state"]["waiting"]["message"],
+        "configmap \"nope\" not found"
+    );
 
     // A crashing container restarts with back-off.
-    c.apply(&pod("crash", json!({"containers": [container("c", "exit 3")]})));
+    c.apply(&pod(
+        "crash",
+        json!({"containers": [container("c", "exit 3")]}),
+    ));
     let p = c.wait_pod("crash", "CrashLoopBackOff", |p| {
         state(p, "c")["state"]["waiting"]["reason"] == "CrashLoopBackOff"
             && state(p, "c")["restartCount"].as_i64() >= Some(1)
     });
-    assert_eq!(state(&p, "c")["lastState"]["terminated"]["exitCode"], 3, "{p}");
+    assert_eq!(
+        state(&p, "c")["lastState"]["terminated"]["exitCode"],
+        3,
+        "{p}"
+    );
     assert_eq!(c.logs(&["crash", "--previous"]), "");
-    assert!(c.kubectl(&["logs", "crash", "-c", "nope"]).stderr.starts_with(b"error: container nope is not valid for pod crash"));
-    assert!(state(&p, "c")["state"]["waiting"]["message"].as_str().unwrap().starts_with("back-off 10s restarting failed container=c pod=crash_default("), "{p}");
+    assert!(
+        c.kubectl(&["logs", "crash", "-c", "nope"])
+            .stderr
+            .starts_with(b"error: container nope is not valid for pod crash")
+    );
+    assert!(
+        state(&p, "c")["state"]["waiting"]["message"]
+            .as_str()
+            .unwrap()
+            .starts_with("back-off 10s restarting failed container=c pod=crash_default("),
+        "{p}"
+    );
 
     // An unpullable image: ErrImagePull, then ImagePullBackOff.
     let mut bad = container("b", "true");
     bad["image"] = json!("127.0.0.1:1/nothing/here:v1");
     c.apply(&pod("badimage", json!({"containers": [bad]})));
     c.wait_pod("badimage", "ErrImagePull or ImagePullBackOff", |p| {
-        matches!(state(p, "b")["state"]["waiting"]["reason"].as_str(), Some("ErrImagePull" | "ImagePullBackOff"))
+        matches!(
+            state(p, "b")["state"]["waiting"]["reason"].as_str(),
+            Some("ErrImagePull" | "ImagePullBackOff")
+        )
     });
+
+    // Probes: readiness over HTTP to the pod's address (busybox httpd) and
+    // by exec; a failing liveness probe restarts its container.
+    let mut web = container(
+        "httpd",
+        "mkdir -p /www && echo ok > /www/index.html && httpd -f -p 8080 -h /www",
+    );
+    web["readinessProbe"] =
+        json!({"httpGet": {"path": "/index.html", "port": 8080}, "periodSeconds": 1});
+    let mut late = container("late", "sleep 2; touch /tmp/ready; sleep 3600");
+    late["readinessProbe"] =
+        json!({"exec": {"command": ["cat", "/tmp/ready"]}, "periodSeconds": 1});
+    let mut dying = container("dying", "sleep 3600");
+    dying["livenessProbe"] = json!({"exec": {"command": ["cat", "/tmp/never"]},
+        "periodSeconds": 1, "failureThreshold": 2});
+    c.apply(&pod("probes", json!({"containers": [web, late, dying]})));
+    let p = c.wait_pod("probes", "httpd and late ready, dying restarted", |p| {
+        state(p, "httpd")["ready"] == true
+            && state(p, "late")["ready"] == true
+            && state(p, "dying")["restartCount"].as_i64() >= Some(1)
+    });
+    assert_eq!(
+        state(&p, "dying")["ready"],
+        true,
+        "no readiness probe: ready while running"
+    );
+    let events = c.kubectl(&[
+        "get",
+        "events",
+        "--field-selector",
+        "involvedObject.name=probes",
+        "-o",
+        "json",
+    ]);
+    let events: Value = serde_json::from_slice(&events.stdout).unwrap();
+    let notes: Vec<String> = events["items"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|e| {
+            format!(
+                "{} {}",
+                e["reason"].as_str().unwrap_or_default(),
+                e["message"].as_str().unwrap_or_default()
+            )
+        })
+        .collect();
+    assert!(
+        notes
+            .iter()
+            .any(|n| n.starts_with("Unhealthy Liveness probe failed")),
+        "{notes:?}"
+    );
+    assert!(
+        notes
+            .iter()
+            .any(|n| n == "Killing Container dying failed liveness probe, will be restarted"),
+        "{notes:?}"
+    );
 
     // A long-running pod is Running and Ready; deleting it stops the
     // container within the grace period and removes the object.
-    c.apply(&pod("web", json!({"containers": [container("w", "trap 'exit 0' TERM; while true; do sleep 1; done")]})));
+    c.apply(&pod(
+        "web",
+        json!({"containers": [container("w", "trap 'exit 0' TERM; while true; do sleep 1; done")]}),
+    ));
     let p = c.wait_pod("web", "Ready", |p| {
         phase(p) == "Running"
             && p["status"]["conditions"].as_array().is_some_and(|cs| {
-                cs.iter().any(|c| c["type"] == "Ready" && c["status"] == "True")
+                cs.iter()
+                    .any(|c| c["type"] == "Ready" && c["status"] == "True")
             })
     });
     assert_eq!(state(&p, "w")["ready"], true);
@@ -324,7 +466,9 @@ fn a_single_node_cluster_runs_pods_as_containers() {
     assert!(before > 0);
     let out = c.kubectl(&["delete", "pod", "web", "--wait=false"]);
     assert!(out.status.success());
-    c.wait_for("pod web gone", Duration::from_secs(30), || c.pod("web").is_none().then_some(()));
+    c.wait_for("pod web gone", Duration::from_secs(30), || {
+        c.pod("web").is_none().then_some(())
+    });
 
     // Every pod deleted: the runtime holds nothing afterwards.
     let out = c.kubectl(&["delete", "pods", "--all", "--wait=false"]);
@@ -333,9 +477,21 @@ fn a_single_node_cluster_runs_pods_as_containers() {
         let list = c.get_json(&["get", "pods"])?;
         list["items"].as_array()?.is_empty().then_some(())
     });
-    c.wait_for("runtime empty", Duration::from_secs(20), || c.runtime_containers().is_empty().then_some(()));
+    c.wait_for("runtime empty", Duration::from_secs(20), || {
+        c.runtime_containers().is_empty().then_some(())
+    });
     let node = c.get_json(&["get", "node", NODE]).unwrap();
-    assert!(node["status"]["nodeInfo"]["containerRuntimeVersion"].as_str().unwrap().starts_with("skiff://"));
-    assert!(node["status"]["images"].as_array().is_some_and(|i| !i.is_empty()), "{node}");
+    assert!(
+        node["status"]["nodeInfo"]["containerRuntimeVersion"]
+            .as_str()
+            .unwrap()
+            .starts_with("skiff://")
+    );
+    assert!(
+        node["status"]["images"]
+            .as_array()
+            .is_some_and(|i| !i.is_empty()),
+        "{node}"
+    );
     let _ = Path::new("");
 }

@@ -181,7 +181,10 @@ mod tests {
         assert_eq!(meminfo_total_bytes(m), Some(24546432 * 1024));
         assert_eq!(meminfo_total_bytes("nothing"), None);
         let os = "NAME=\"Debian\"\nPRETTY_NAME=\"Debian GNU/Linux 13 (trixie)\"\n";
-        assert_eq!(os_image(os).as_deref(), Some("Debian GNU/Linux 13 (trixie)"));
+        assert_eq!(
+            os_image(os).as_deref(),
+            Some("Debian GNU/Linux 13 (trixie)")
+        );
     }
 
     #[test]

@@ -97,12 +97,25 @@ pub fn default_labels(name: &str) -> BTreeMap<String, String> {
     .collect()
 }
 
-fn condition(type_: &str, ok: bool, reasons: (&str, &str, &str, &str), now: &Time) -> NodeCondition {
+fn condition(
+    type_: &str,
+    ok: bool,
+    reasons: (&str, &str, &str, &str),
+    now: &Time,
+) -> NodeCondition {
     // `ok` means the healthy status: Ready=True, or pressure=False.
     let (status, reason, message) = if ok {
-        (if type_ == "Ready" { "True" } else { "False" }, reasons.0, reasons.1)
+        (
+            if type_ == "Ready" { "True" } else { "False" },
+            reasons.0,
+            reasons.1,
+        )
     } else {
-        (if type_ == "Ready" { "False" } else { "True" }, reasons.2, reasons.3)
+        (
+            if type_ == "Ready" { "False" } else { "True" },
+            reasons.2,
+            reasons.3,
+        )
     };
     NodeCondition {
         type_: type_.to_owned(),
@@ -180,7 +193,9 @@ pub fn node_status(
     old: Option<&NodeStatus>,
     now: &Time,
 ) -> NodeStatus {
-    let old_conditions = old.and_then(|s| s.conditions.as_deref()).unwrap_or_default();
+    let old_conditions = old
+        .and_then(|s| s.conditions.as_deref())
+        .unwrap_or_default();
     NodeStatus {
         capacity: Some(capacity.capacity(id.max_pods)),
         allocatable: Some(capacity.allocatable(id.max_pods)),
@@ -360,22 +375,44 @@ mod tests {
         let t0 = Time(Timestamp::from_second(1_000).unwrap_or(Timestamp::UNIX_EPOCH));
         let t1 = Time(Timestamp::from_second(2_000).unwrap_or(Timestamp::UNIX_EPOCH));
         let first = conditions(&health(Err("no podCIDR".into())), &[], &t0);
-        let ready = first.iter().find(|c| c.type_ == "Ready").cloned().unwrap_or_default();
+        let ready = first
+            .iter()
+            .find(|c| c.type_ == "Ready")
+            .cloned()
+            .unwrap_or_default();
         assert_eq!(ready.status, "False");
         assert_eq!(ready.reason.as_deref(), Some("KubeletNotReady"));
         assert_eq!(
             ready.message.as_deref(),
             Some("container runtime network not ready: no podCIDR")
         );
-        let mem = first.iter().find(|c| c.type_ == "MemoryPressure").cloned().unwrap_or_default();
-        assert_eq!((mem.status.as_str(), mem.reason.as_deref()), ("False", Some("KubeletHasSufficientMemory")));
+        let mem = first
+            .iter()
+            .find(|c| c.type_ == "MemoryPressure")
+            .cloned()
+            .unwrap_or_default();
+        assert_eq!(
+            (mem.status.as_str(), mem.reason.as_deref()),
+            ("False", Some("KubeletHasSufficientMemory"))
+        );
 
         // Ready flips: new transition time; pressure unchanged: old one kept.
         let second = conditions(&health(Ok(())), &first, &t1);
-        let ready = second.iter().find(|c| c.type_ == "Ready").cloned().unwrap_or_default();
-        assert_eq!((ready.status.as_str(), ready.reason.as_deref()), ("True", Some("KubeletReady")));
+        let ready = second
+            .iter()
+            .find(|c| c.type_ == "Ready")
+            .cloned()
+            .unwrap_or_default();
+        assert_eq!(
+            (ready.status.as_str(), ready.reason.as_deref()),
+            ("True", Some("KubeletReady"))
+        );
         assert_eq!(ready.last_transition_time, Some(t1.clone()));
-        let mem = second.iter().find(|c| c.type_ == "MemoryPressure").cloned().unwrap_or_default();
+        let mem = second
+            .iter()
+            .find(|c| c.type_ == "MemoryPressure")
+            .cloned()
+            .unwrap_or_default();
         assert_eq!(mem.last_transition_time, Some(t0));
         assert_eq!(mem.last_heartbeat_time, Some(t1));
     }
@@ -384,7 +421,9 @@ mod tests {
     fn heartbeat_only_changes_are_not_status_changes() {
         let id = NodeIdentity {
             name: "n1".into(),
-            internal_ip: "127.0.0.1".parse().unwrap_or(IpAddr::V4(std::net::Ipv4Addr::LOCALHOST)),
+            internal_ip: "127.0.0.1"
+                .parse()
+                .unwrap_or(IpAddr::V4(std::net::Ipv4Addr::LOCALHOST)),
             kubelet_port: 10250,
             max_pods: 110,
             labels: BTreeMap::new(),
@@ -403,7 +442,9 @@ mod tests {
         let c = node_status(&id, &cap, &health(Err("x".into())), Some(&b), &t1);
         assert!(status_changed(&b, &c));
         assert_eq!(
-            a.daemon_endpoints.and_then(|d| d.kubelet_endpoint).map(|e| e.port),
+            a.daemon_endpoints
+                .and_then(|d| d.kubelet_endpoint)
+                .map(|e| e.port),
             Some(10250)
         );
     }

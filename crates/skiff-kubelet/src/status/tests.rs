@@ -504,11 +504,25 @@ fn waiting_reasons_override_state_and_keep_the_last_exit() {
         now: &now,
     };
     let s = generate_pod_status(input(&p, &runtime));
-    let a = s.container_statuses.iter().flatten().find(|c| c.name == "a").unwrap();
+    let a = s
+        .container_statuses
+        .iter()
+        .flatten()
+        .find(|c| c.name == "a")
+        .unwrap();
     let w = a.state.as_ref().unwrap().waiting.as_ref().unwrap();
     assert_eq!(w.reason.as_deref(), Some("CrashLoopBackOff"));
     assert!(w.message.as_deref().unwrap().starts_with("back-off 40s"));
-    assert_eq!(a.last_state.as_ref().unwrap().terminated.as_ref().unwrap().exit_code, 2);
+    assert_eq!(
+        a.last_state
+            .as_ref()
+            .unwrap()
+            .terminated
+            .as_ref()
+            .unwrap()
+            .exit_code,
+        2
+    );
     assert_eq!((a.restart_count, a.ready), (3, false));
     assert_eq!(s.phase.as_deref(), Some("Running"));
     assert_eq!(cond(&s, "Ready").status, "False");
@@ -516,6 +530,9 @@ fn waiting_reasons_override_state_and_keep_the_last_exit() {
     let s2 = generate_pod_status(input(&p2, &runtime2));
     let c = &s2.container_statuses.as_ref().unwrap()[0];
     let w = c.state.as_ref().unwrap().waiting.as_ref().unwrap();
-    assert_eq!((w.reason.as_deref(), w.message.as_deref()), (Some("ErrImagePull"), Some("pull failed")));
+    assert_eq!(
+        (w.reason.as_deref(), w.message.as_deref()),
+        (Some("ErrImagePull"), Some("pull failed"))
+    );
     assert_eq!(s2.phase.as_deref(), Some("Pending"));
 }

@@ -5,6 +5,7 @@
 //! `SyncTerminatingPod` / `SyncTerminatedPod`).
 
 pub mod plan;
+mod probes;
 pub mod snapshot;
 mod start;
 mod terminate;
@@ -24,7 +25,7 @@ use tokio::sync::watch;
 
 use crate::kubelet::Shared;
 use crate::status::{self, StatusInput, Waiting};
-use plan::ProbeState;
+pub use probes::CriExec;
 use snapshot::PodSnapshot;
 
 /// How often a pod is synced without any trigger.
@@ -63,7 +64,7 @@ pub(crate) struct PodWorker {
     volumes: Option<BTreeMap<String, PathBuf>>,
     /// The last FailedMount message (recorded once per change).
     last_mount_error: Option<String>,
-    probes: ProbeState,
+    probes: probes::Probes,
     /// Relists must be at least this generation before the next plan.
     min_generation: u64,
     /// The earliest time something is due (a back-off ending).
@@ -87,7 +88,7 @@ impl PodWorker {
             waiting: BTreeMap::new(),
             volumes: None,
             last_mount_error: None,
-            probes: ProbeState::default(),
+            probes: probes::Probes::new(),
             min_generation: 0,
             wake_at: None,
             finished: false,
@@ -136,6 +137,14 @@ impl PodWorker {
             _ = inputs.snapshot.changed() => {}
             _ = inputs.shutdown.changed() => {}
             _ = tokio::time::sleep_until(deadline.into()) => {}
+            Some(update) = self.probes.updates.recv() => {
+                self.probes.update(update);
+            }
+            Some(event) = self.probes.events.recv() => {
+                if let Some(pod) = self.last_pod.clone() {
+                    self.event(&pod, Some(&event.container_name), false, event.reason, event.message);
+                }
+            }
         }
     }
 
@@ -200,7 +209,12 @@ impl PodWorker {
         }
 
         if self.volumes.is_none() {
-            match self.shared.volumes.setup(pod, self.shared.objects.as_ref()).await {
+            match self
+                .shared
+                .volumes
+                .setup(pod, self.shared.objects.as_ref())
+                .await
+            {
                 Ok(v) => {
                     self.volumes = Some(v);
                     self.last_mount_error = None;
@@ -256,7 +270,8 @@ impl PodWorker {
 
         let spec = pod.spec.clone().unwrap_or_default();
         let instances = snapshot.pod.instances(&sandbox.id);
-        let plan = plan::plan(&spec, &instances, &self.probes);
+        self.probes.sync(pod, &snapshot.pod, &self.shared.exec);
+        let plan = plan::plan(&spec, &instances, &self.probes.state());
         let mut acted = false;
         for action in &plan.actions {
             match action {
@@ -272,7 +287,10 @@ impl PodWorker {
                     restart,
                 } => {
                     let container = if *init {
-                        spec.init_containers.iter().flatten().find(|c| &c.name == name)
+                        spec.init_containers
+                            .iter()
+                            .flatten()
+                            .find(|c| &c.name == name)
                     } else {
                         spec.containers.iter().find(|c| &c.name == name)
                     };
@@ -339,8 +357,9 @@ impl PodWorker {
         let mut runtime = snapshot.runtime_pod(&self.shared.runtime_name);
         runtime.waiting = self.waiting.clone();
         for c in &mut runtime.containers {
-            if self.probes.not_started.contains(&c.name) {
-                c.startup_probe = Some(false);
+            if let Some((startup, readiness)) = self.probes.results(&c.name) {
+                c.startup_probe = startup;
+                c.readiness_probe = readiness;
             }
         }
         let now = now_time();
@@ -354,8 +373,10 @@ impl PodWorker {
     }
 
     async fn patch_status(&self, pod: &Pod, status: &PodStatus) {
-        let (Some(name), Some(ns)) = (pod.metadata.name.as_deref(), pod.metadata.namespace.as_deref())
-        else {
+        let (Some(name), Some(ns)) = (
+            pod.metadata.name.as_deref(),
+            pod.metadata.namespace.as_deref(),
+        ) else {
             return;
         };
         let api: Api<Pod> = Api::namespaced(self.shared.client.clone(), ns);
@@ -372,8 +393,10 @@ impl PodWorker {
     /// final status and remove the object (upstream's status manager does
     /// this once the pod's resources are reclaimed).
     async fn finish_deletion(&self, pod: &Pod) {
-        let (Some(name), Some(ns)) = (pod.metadata.name.as_deref(), pod.metadata.namespace.as_deref())
-        else {
+        let (Some(name), Some(ns)) = (
+            pod.metadata.name.as_deref(),
+            pod.metadata.namespace.as_deref(),
+        ) else {
             return;
         };
         let snapshot = self.inputs.snapshot.borrow().pod.clone();
@@ -393,7 +416,9 @@ impl PodWorker {
         match api.delete(name, &params).await {
             Ok(_) => {}
             Err(kube::Error::Api(e)) if e.code == 404 || e.code == 409 => {}
-            Err(e) => tracing::warn!(pod = %format!("{ns}/{name}"), error = %e, "cannot delete pod"),
+            Err(e) => {
+                tracing::warn!(pod = %format!("{ns}/{name}"), error = %e, "cannot delete pod")
+            }
         }
     }
 }

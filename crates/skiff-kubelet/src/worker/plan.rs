@@ -102,7 +102,13 @@ fn start(c: &Container, init: bool, i: Option<&Instance>) -> Action {
         name: c.name.clone(),
         init,
         attempt: next_attempt(i),
-        restart: matches!(i, Some(Instance { state: InstanceState::Exited(_), .. })),
+        restart: matches!(
+            i,
+            Some(Instance {
+                state: InstanceState::Exited(_),
+                ..
+            })
+        ),
     }
 }
 
@@ -292,9 +298,17 @@ mod tests {
         }));
         let p = plan(&s, &BTreeMap::new(), &ProbeState::default());
         assert_eq!(started(&p.actions), [("i1".to_owned(), 0, false)]);
-        let p = plan(&s, &instances(&[("i1", Running, 0)]), &ProbeState::default());
+        let p = plan(
+            &s,
+            &instances(&[("i1", Running, 0)]),
+            &ProbeState::default(),
+        );
         assert!(p.actions.is_empty());
-        let p = plan(&s, &instances(&[("i1", Exited(0), 0)]), &ProbeState::default());
+        let p = plan(
+            &s,
+            &instances(&[("i1", Exited(0), 0)]),
+            &ProbeState::default(),
+        );
         assert_eq!(started(&p.actions), [("i2".to_owned(), 0, false)]);
         let done = instances(&[("i1", Exited(0), 0), ("i2", Exited(0), 0)]);
         let p = plan(&s, &done, &ProbeState::default());
@@ -330,14 +344,26 @@ mod tests {
         };
         let p = plan(&s, &instances(&[("side", Running, 0)]), &probes);
         assert!(p.actions.is_empty());
-        let p = plan(&s, &instances(&[("side", Running, 0)]), &ProbeState::default());
+        let p = plan(
+            &s,
+            &instances(&[("side", Running, 0)]),
+            &ProbeState::default(),
+        );
         assert_eq!(started(&p.actions), [("i1".to_owned(), 0, false)]);
         // The sidecar restarts even in a Never pod.
-        let crashed = instances(&[("side", Exited(1), 0), ("i1", Exited(0), 0), ("a", Running, 0)]);
+        let crashed = instances(&[
+            ("side", Exited(1), 0),
+            ("i1", Exited(0), 0),
+            ("a", Running, 0),
+        ]);
         let p = plan(&s, &crashed, &ProbeState::default());
         assert_eq!(started(&p.actions), [("side".to_owned(), 1, true)]);
         // The main container finished: the pod is done and the sidecar stops.
-        let finished = instances(&[("side", Running, 0), ("i1", Exited(0), 0), ("a", Exited(0), 0)]);
+        let finished = instances(&[
+            ("side", Running, 0),
+            ("i1", Exited(0), 0),
+            ("a", Exited(0), 0),
+        ]);
         let p = plan(&s, &finished, &ProbeState::default());
         assert!(p.terminal);
         assert_eq!(
@@ -354,7 +380,11 @@ mod tests {
     fn failed_liveness_kills_then_restarts_per_policy() {
         let s = spec(json!({"containers": [{"name": "a"}, {"name": "b"}]}));
         let probes = ProbeState {
-            failed: [("a".to_owned(), "Container a failed liveness probe, will be restarted".to_owned())].into(),
+            failed: [(
+                "a".to_owned(),
+                "Container a failed liveness probe, will be restarted".to_owned(),
+            )]
+            .into(),
             ..ProbeState::default()
         };
         let running = instances(&[("a", Running, 0), ("b", Running, 0)]);

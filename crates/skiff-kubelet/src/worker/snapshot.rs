@@ -158,10 +158,7 @@ impl PodSnapshot {
             .collect();
         RuntimePod {
             sandbox_ready: sandbox.is_some_and(|s| s.ready),
-            pod_ips: sandbox
-                .and_then(|s| s.ip.clone())
-                .into_iter()
-                .collect(),
+            pod_ips: sandbox.and_then(|s| s.ip.clone()).into_iter().collect(),
             containers,
             waiting: BTreeMap::new(),
         }
@@ -274,7 +271,9 @@ pub async fn relist(
             created_at: s.created_at,
         });
     }
-    cache.sandbox_ips.retain(|id, _| seen_sandboxes.contains(id));
+    cache
+        .sandbox_ips
+        .retain(|id, _| seen_sandboxes.contains(id));
 
     let mut seen = Vec::with_capacity(containers.len());
     for c in containers {
@@ -288,8 +287,13 @@ pub async fn relist(
             matches!(v.state, InstanceState::Exited(_))
                 || matches!(
                     (v.state, listed),
-                    (InstanceState::Running, Some(api::ContainerState::ContainerRunning))
-                        | (InstanceState::Created, Some(api::ContainerState::ContainerCreated))
+                    (
+                        InstanceState::Running,
+                        Some(api::ContainerState::ContainerRunning)
+                    ) | (
+                        InstanceState::Created,
+                        Some(api::ContainerState::ContainerCreated)
+                    )
                 )
         });
         let view = match cached {
@@ -313,7 +317,9 @@ pub async fn relist(
                 let state = match state_of(st.state) {
                     Some(api::ContainerState::ContainerCreated) => InstanceState::Created,
                     Some(api::ContainerState::ContainerRunning) => InstanceState::Running,
-                    Some(api::ContainerState::ContainerExited) => InstanceState::Exited(st.exit_code),
+                    Some(api::ContainerState::ContainerExited) => {
+                        InstanceState::Exited(st.exit_code)
+                    }
                     _ => InstanceState::Unknown,
                 };
                 let meta = st.metadata.unwrap_or_default();
@@ -371,8 +377,20 @@ mod tests {
     fn newest_instance_with_the_previous_as_last_termination() {
         let snap = PodSnapshot {
             sandboxes: vec![
-                SandboxView { id: "s0".into(), attempt: 0, ready: false, ip: None, created_at: 1 },
-                SandboxView { id: "s1".into(), attempt: 1, ready: true, ip: Some("10.42.0.9".into()), created_at: 2 },
+                SandboxView {
+                    id: "s0".into(),
+                    attempt: 0,
+                    ready: false,
+                    ip: None,
+                    created_at: 1,
+                },
+                SandboxView {
+                    id: "s1".into(),
+                    attempt: 1,
+                    ready: true,
+                    ip: Some("10.42.0.9".into()),
+                    created_at: 2,
+                },
             ],
             containers: vec![
                 c("a", 0, "s0", InstanceState::Exited(1)),

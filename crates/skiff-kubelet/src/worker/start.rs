@@ -136,7 +136,10 @@ impl PodWorker {
             .and_then(|s| s.host_network)
             .unwrap_or(false);
         let hosts = if host_network {
-            Some(crate::config::host_network_etc_hosts(pod, &self.shared.host_etc_hosts))
+            Some(crate::config::host_network_etc_hosts(
+                pod,
+                &self.shared.host_etc_hosts,
+            ))
         } else {
             crate::config::etc_hosts(pod, &pod_ips, &self.shared.config.cluster_domain)
         };
@@ -179,9 +182,17 @@ impl PodWorker {
             .await;
         let id = match created {
             Ok(r) => r.into_inner().container_id,
-            Err(e) => return Err(self.failed(pod, c, "CreateContainerError", e.message().to_owned())),
+            Err(e) => {
+                return Err(self.failed(pod, c, "CreateContainerError", e.message().to_owned()));
+            }
         };
-        self.event(pod, Some(&c.name), true, "Created", format!("Created container: {}", c.name));
+        self.event(
+            pod,
+            Some(&c.name),
+            true,
+            "Created",
+            format!("Created container: {}", c.name),
+        );
         if let Err(e) = cri
             .runtime
             .start_container(api::StartContainerRequest {
@@ -191,10 +202,18 @@ impl PodWorker {
         {
             return Err(self.failed(pod, c, "RunContainerError", e.message().to_owned()));
         }
-        self.event(pod, Some(&c.name), true, "Started", format!("Started container {}", c.name));
+        self.event(
+            pod,
+            Some(&c.name),
+            true,
+            "Started",
+            format!("Started container {}", c.name),
+        );
 
         if let Some(hook) = c.lifecycle.as_ref().and_then(|l| l.post_start.as_ref())
-            && let Err(msg) = self.run_hook(hook, &id, sandbox.ip.as_deref(), grace_seconds(pod)).await
+            && let Err(msg) = self
+                .run_hook(hook, &id, sandbox.ip.as_deref(), grace_seconds(pod))
+                .await
         {
             self.event(
                 pod,
@@ -203,8 +222,14 @@ impl PodWorker {
                 "FailedPostStartHook",
                 format!("PostStartHook failed: {msg}"),
             );
-            self.stop_container(pod, &id, &c.name, grace_seconds(pod), Some("FailedPostStartHook"))
-                .await;
+            self.stop_container(
+                pod,
+                &id,
+                &c.name,
+                grace_seconds(pod),
+                Some("FailedPostStartHook"),
+            )
+            .await;
             return Err(waiting("PostStartHookError", msg));
         }
         Ok(())
@@ -213,7 +238,13 @@ impl PodWorker {
     /// Records a Warning `Failed` event with `Error: <reason>` as upstream and
     /// returns the waiting reason.
     fn failed(&self, pod: &Pod, c: &Container, reason: &str, message: String) -> Waiting {
-        self.event(pod, Some(&c.name), false, "Failed", format!("Error: {message}"));
+        self.event(
+            pod,
+            Some(&c.name),
+            false,
+            "Failed",
+            format!("Error: {message}"),
+        );
         waiting(reason, message)
     }
 
@@ -233,7 +264,9 @@ impl PodWorker {
             .ok()
             .and_then(|r| r.into_inner().image);
         match image {
-            Some(i) => crate::config::ImageUser::from_image_status(i.uid.map(|u| u.value), &i.username),
+            Some(i) => {
+                crate::config::ImageUser::from_image_status(i.uid.map(|u| u.value), &i.username)
+            }
             None => crate::config::ImageUser::from_image_status(None, ""),
         }
     }
@@ -257,18 +290,19 @@ impl PodWorker {
         {
             Ok(r) => r.into_inner().image.map(|i| i.id),
             Err(e) => {
-                return Err(self.failed(pod, c, "ErrImageInspect", format!(
-                    "Failed to inspect image {image:?}: {}",
-                    e.message()
-                )));
+                return Err(self.failed(
+                    pod,
+                    c,
+                    "ErrImageInspect",
+                    format!("Failed to inspect image {image:?}: {}", e.message()),
+                ));
             }
         };
         let policy = pull_policy(c).to_owned();
         match (policy.as_str(), present) {
             ("Never", None) => {
-                let msg = format!(
-                    "Container image {image:?} is not present with pull policy of Never"
-                );
+                let msg =
+                    format!("Container image {image:?} is not present with pull policy of Never");
                 self.event(pod, Some(&c.name), false, "ErrImageNeverPull", msg.clone());
                 return Err(waiting("ErrImageNeverPull", msg));
             }
@@ -297,7 +331,13 @@ impl PodWorker {
                 return Err(waiting("ImagePullBackOff", msg));
             }
         }
-        self.event(pod, Some(&c.name), true, "Pulling", format!("Pulling image {image:?}"));
+        self.event(
+            pod,
+            Some(&c.name),
+            true,
+            "Pulling",
+            format!("Pulling image {image:?}"),
+        );
         let started = Instant::now();
         let pulled = cri
             .images
@@ -332,7 +372,13 @@ impl PodWorker {
                     "Failed",
                     format!("Failed to pull image {image:?}: {msg}"),
                 );
-                self.event(pod, Some(&c.name), false, "Failed", "Error: ErrImagePull".to_owned());
+                self.event(
+                    pod,
+                    Some(&c.name),
+                    false,
+                    "Failed",
+                    "Error: ErrImagePull".to_owned(),
+                );
                 self.wake_in(crate::backoff::INITIAL);
                 Err(waiting("ErrImagePull", msg))
             }

@@ -63,7 +63,10 @@ impl PodWorker {
             return crate::hooks::http_get(&host, port, &path, timeout).await;
         }
         if let Some(sleep) = &hook.sleep {
-            tokio::time::sleep(Duration::from_secs(u64::try_from(sleep.seconds).unwrap_or(0))).await;
+            tokio::time::sleep(Duration::from_secs(
+                u64::try_from(sleep.seconds).unwrap_or(0),
+            ))
+            .await;
             return Ok(());
         }
         Ok(())

@@ -21,6 +21,7 @@ const CLUSTER_CIDR: &str = "10.244.0.0/16";
 struct Cluster {
     dir: tempfile::TempDir,
     server: Child,
+    ports: (u16, u16),
 }
 
 fn is_root() -> bool {
@@ -55,37 +56,33 @@ impl Cluster {
             &images.join("busybox.tar"),
             &[(&support::busybox_image(), Some(IMAGE))],
         );
-        let port = free_port();
-        let log = std::fs::File::create(dir.path().join("server.log")).unwrap();
-        let server = Command::new(env!("CARGO_BIN_EXE_skiff"))
-            .args(["server", "--bind-address", "127.0.0.1"])
-            .arg("--https-listen-port")
-            .arg(port.to_string())
-            .arg("--data-dir")
-            .arg(dir.path().join("data"))
-            .arg("--write-kubeconfig")
-            .arg(dir.path().join("kubeconfig"))
-            .args(["--node-name", NODE, "--node-ip", "127.0.0.1"])
-            .args(["--cluster-cidr", CLUSTER_CIDR, "--disable-scheduler"])
-            .args(["--pod-bridge", BRIDGE, "--pod-nat-table", NAT_TABLE])
-            .arg("--kubelet-port")
-            .arg(free_port().to_string())
-            .arg("--pod-log-dir")
-            .arg(dir.path().join("logs"))
-            .stdout(Stdio::null())
-            .stderr(log)
-            .spawn()
-            .unwrap();
-        let cluster = Cluster { dir, server };
-        cluster.wait_for("node Ready with a podCIDR", Duration::from_secs(90), || {
-            let node = cluster.get_json(&["get", "node", NODE])?;
+        let ports = (free_port(), free_port());
+        let server = spawn_server(dir.path(), ports);
+        let cluster = Cluster { dir, server, ports };
+        cluster.wait_ready();
+        Some(cluster)
+    }
+
+    fn wait_ready(&self) {
+        self.wait_for("node Ready with a podCIDR", Duration::from_secs(90), || {
+            let node = self.get_json(&["get", "node", NODE])?;
             let ready = node["status"]["conditions"]
                 .as_array()?
                 .iter()
                 .any(|c| c["type"] == "Ready" && c["status"] == "True");
             (ready && node["spec"]["podCIDR"].is_string()).then_some(())
         });
-        Some(cluster)
+    }
+
+    /// Stops the server (SIGTERM) and starts it again on the same data.
+    fn restart(&mut self) {
+        let _ = Command::new("kill")
+            .args(["-TERM", &self.server.id().to_string()])
+            .status();
+        let status = self.server.wait().unwrap();
+        assert!(status.success(), "server exited with {status}");
+        self.server = spawn_server(self.dir.path(), self.ports);
+        self.wait_ready();
     }
 
     fn kubectl(&self, args: &[&str]) -> std::process::Output {
@@ -235,6 +232,33 @@ impl Drop for Cluster {
     }
 }
 
+fn spawn_server(dir: &Path, (port, kubelet_port): (u16, u16)) -> Child {
+    let log = std::fs::OpenOptions::new()
+        .create(true)
+        .append(true)
+        .open(dir.join("server.log"))
+        .unwrap();
+    Command::new(env!("CARGO_BIN_EXE_skiff"))
+        .args(["server", "--bind-address", "127.0.0.1"])
+        .arg("--https-listen-port")
+        .arg(port.to_string())
+        .arg("--data-dir")
+        .arg(dir.join("data"))
+        .arg("--write-kubeconfig")
+        .arg(dir.join("kubeconfig"))
+        .args(["--node-name", NODE, "--node-ip", "127.0.0.1"])
+        .args(["--cluster-cidr", CLUSTER_CIDR, "--disable-scheduler"])
+        .args(["--pod-bridge", BRIDGE, "--pod-nat-table", NAT_TABLE])
+        .arg("--kubelet-port")
+        .arg(kubelet_port.to_string())
+        .arg("--pod-log-dir")
+        .arg(dir.join("logs"))
+        .stdout(Stdio::null())
+        .stderr(log)
+        .spawn()
+        .unwrap()
+}
+
 fn pod(name: &str, spec: Value) -> Value {
     json!({"apiVersion": "v1", "kind": "Pod", "metadata": {"name": name, "namespace": "default"},
            "spec": merge(json!({"nodeName": NODE, "terminationGracePeriodSeconds": 2}), spec)})
@@ -265,7 +289,9 @@ fn phase(p: &Value) -> &str {
 
 #[test]
 fn a_single_node_cluster_runs_pods_as_containers() {
-    let Some(c) = Cluster::start() else { return };
+    let Some(mut c) = Cluster::start() else {
+        return;
+    };
 
     // Command, args and env expansion; a Never pod that completes.
     let mut echo = container("c", "echo hello $(GREETING) $0; echo done");
@@ -470,6 +496,27 @@ fn a_single_node_cluster_runs_pods_as_containers() {
         c.pod("web").is_none().then_some(())
     });
 
+    // Restarting the server (and its agent) leaves running containers alone:
+    // the new kubelet adopts them.
+    c.apply(&pod(
+        "survivor",
+        json!({"containers": [container("s", "sleep 3600")]}),
+    ));
+    let before = c.wait_pod("survivor", "Running", |p| {
+        state(p, "s")["state"]["running"].is_object()
+    });
+    c.restart();
+    std::thread::sleep(Duration::from_secs(3));
+    let after = c.wait_pod("survivor", "Running after restart", |p| {
+        state(p, "s")["state"]["running"].is_object()
+    });
+    assert_eq!(
+        state(&after, "s")["containerID"],
+        state(&before, "s")["containerID"],
+        "{after}"
+    );
+    assert_eq!(state(&after, "s")["restartCount"], 0);
+
     // Every pod deleted: the runtime holds nothing afterwards.
     let out = c.kubectl(&["delete", "pods", "--all", "--wait=false"]);
     assert!(out.status.success());
@@ -493,5 +540,4 @@ fn a_single_node_cluster_runs_pods_as_containers() {
             .is_some_and(|i| !i.is_empty()),
         "{node}"
     );
-    let _ = Path::new("");
 }

@@ -89,7 +89,9 @@ impl PodWorker {
             volumes: None,
             last_mount_error: None,
             probes: probes::Probes::new(),
-            min_generation: 0,
+            // Nothing is decided before the first relist: an empty view
+            // would restart the containers a restarted kubelet must adopt.
+            min_generation: 1,
             wake_at: None,
             finished: false,
             last_pod: None,

@@ -4,20 +4,20 @@
 use std::collections::BTreeMap;
 use std::net::Ipv4Addr;
 
-use k8s_openapi::api::coordination::v1::{Lease, LeaseSpec};
+use k8s_openapi::api::coordination::v1::Lease;
 use k8s_openapi::api::core::v1::{
     Node, NodeAddress, NodeCondition, NodeSpec, NodeStatus, NodeSystemInfo, Taint,
 };
 use k8s_openapi::apimachinery::pkg::api::resource::Quantity;
-use k8s_openapi::apimachinery::pkg::apis::meta::v1::{MicroTime, ObjectMeta, OwnerReference, Time};
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::{ObjectMeta, Time};
 use k8s_openapi::jiff::Timestamp;
 
 use crate::SimError;
 
 /// Namespace of node Leases.
-pub const LEASE_NAMESPACE: &str = "kube-node-lease";
+pub const LEASE_NAMESPACE: &str = skiff_kubelet::node::LEASE_NAMESPACE;
 /// Lease duration the kubelet writes (`nodeLeaseDurationSeconds`).
-pub const LEASE_DURATION_SECONDS: i32 = 40;
+pub const LEASE_DURATION_SECONDS: i32 = skiff_kubelet::node::LEASE_DURATION_SECONDS;
 /// Label every hollow node carries (`type=hollow`).
 pub const HOLLOW_LABEL: (&str, &str) = ("type", "hollow");
 
@@ -125,41 +125,9 @@ pub(crate) fn now() -> Time {
     Time(Timestamp::now())
 }
 
+/// A healthy node's conditions, as the real kubelet reports them.
 fn ready_conditions(now: &Time) -> Vec<NodeCondition> {
-    let c = |type_: &str, status: &str, reason: &str, message: &str| NodeCondition {
-        type_: type_.to_owned(),
-        status: status.to_owned(),
-        reason: Some(reason.to_owned()),
-        message: Some(message.to_owned()),
-        last_heartbeat_time: Some(now.clone()),
-        last_transition_time: Some(now.clone()),
-    };
-    vec![
-        c(
-            "MemoryPressure",
-            "False",
-            "KubeletHasSufficientMemory",
-            "kubelet has sufficient memory available",
-        ),
-        c(
-            "DiskPressure",
-            "False",
-            "KubeletHasNoDiskPressure",
-            "kubelet has no disk pressure",
-        ),
-        c(
-            "PIDPressure",
-            "False",
-            "KubeletHasSufficientPID",
-            "kubelet has sufficient PID available",
-        ),
-        c(
-            "Ready",
-            "True",
-            "KubeletReady",
-            "kubelet is posting ready status",
-        ),
-    ]
+    skiff_kubelet::node::conditions(&skiff_kubelet::node::NodeHealth::default(), &[], now)
 }
 
 /// The status a hollow node reports.
@@ -242,30 +210,10 @@ pub(crate) fn node(
     }
 }
 
-/// The node's Lease, owned by the Node (so it goes with it).
+/// The node's Lease, owned by the Node (so it goes with it), as the real
+/// kubelet makes it.
 pub(crate) fn lease(name: &str, node_uid: &str) -> Lease {
-    Lease {
-        metadata: ObjectMeta {
-            name: Some(name.to_owned()),
-            namespace: Some(LEASE_NAMESPACE.to_owned()),
-            owner_references: (!node_uid.is_empty()).then(|| {
-                vec![OwnerReference {
-                    api_version: "v1".to_owned(),
-                    kind: "Node".to_owned(),
-                    name: name.to_owned(),
-                    uid: node_uid.to_owned(),
-                    ..OwnerReference::default()
-                }]
-            }),
-            ..ObjectMeta::default()
-        },
-        spec: Some(LeaseSpec {
-            holder_identity: Some(name.to_owned()),
-            lease_duration_seconds: Some(LEASE_DURATION_SECONDS),
-            renew_time: Some(MicroTime(Timestamp::now())),
-            ..LeaseSpec::default()
-        }),
-    }
+    skiff_kubelet::node::lease(name, (!node_uid.is_empty()).then_some(node_uid))
 }
 
 #[cfg(test)]

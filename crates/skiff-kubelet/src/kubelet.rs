@@ -94,6 +94,8 @@ pub(crate) struct Shared {
     image_backoff: Mutex<Backoff>,
     /// Generation of the newest relist started.
     relist_started: AtomicU64,
+    /// The highest relist generation a worker waits for.
+    relist_wanted: AtomicU64,
     relist_now: Notify,
 }
 
@@ -121,6 +123,7 @@ impl Shared {
     /// Asks for a relist now; returns the generation that relist will have.
     pub(crate) fn request_relist(&self) -> u64 {
         let next = self.relist_started.load(Ordering::SeqCst) + 1;
+        self.relist_wanted.fetch_max(next, Ordering::SeqCst);
         self.relist_now.notify_one();
         next
     }
@@ -374,6 +377,7 @@ pub async fn run(
         restart_backoff: Mutex::new(Backoff::default()),
         image_backoff: Mutex::new(Backoff::default()),
         relist_started: AtomicU64::new(0),
+        relist_wanted: AtomicU64::new(0),
         relist_now: Notify::new(),
         config,
         client: client.clone(),
@@ -532,11 +536,17 @@ async fn manage_pods(
                 let latest = relist_rx.borrow_and_update().clone();
                 let (generation, pods) = (&latest.0, &latest.1);
                 logs.set_snapshots(pods);
+                // Wake a worker when its pod's runtime objects changed or
+                // when this is a relist some worker asked for; an idle pod
+                // is not synced every second.
+                let wanted = *generation <= shared.relist_wanted.load(Ordering::SeqCst);
                 for (uid, w) in &workers {
                     let snap = pods.get(uid).cloned().unwrap_or_default();
-                    w.snapshot.send_modify(|s| {
+                    w.snapshot.send_if_modified(|s| {
+                        let changed = s.pod != snap;
                         s.generation = *generation;
                         s.pod = snap;
+                        changed || wanted
                     });
                 }
                 if synced {

@@ -82,6 +82,10 @@ fn now_time() -> Time {
 impl PodWorker {
     pub(crate) fn new(shared: Arc<Shared>, uid: String, inputs: WorkerInputs) -> Self {
         Self {
+            // Nothing is decided before a relist that starts now: an empty
+            // view would restart the containers a restarted kubelet must
+            // adopt. Asking for it also gets a new pod going at once.
+            min_generation: shared.request_relist(),
             shared,
             uid,
             inputs,
@@ -89,9 +93,6 @@ impl PodWorker {
             volumes: None,
             last_mount_error: None,
             probes: probes::Probes::new(),
-            // Nothing is decided before the first relist: an empty view
-            // would restart the containers a restarted kubelet must adopt.
-            min_generation: 1,
             wake_at: None,
             finished: false,
             last_pod: None,

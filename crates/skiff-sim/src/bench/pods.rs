@@ -11,7 +11,7 @@ use std::time::{Duration, Instant};
 use anyhow::Context;
 use futures::StreamExt;
 use k8s_cri::v1 as cri;
-use k8s_openapi::api::core::v1::{Namespace, Pod, ServiceAccount};
+use k8s_openapi::api::core::v1::{Namespace, Pod};
 use kube::api::{Api, DeleteParams, ListParams, PostParams};
 use kube::runtime::{WatchStreamExt, watcher};
 use serde_json::json;
@@ -133,16 +133,6 @@ async fn prepare_namespace(client: &kube::Client) -> anyhow::Result<()> {
     ns.create(&PostParams::default(), &obj)
         .await
         .context("creating the namespace")?;
-    // Pods are refused until the controllers made the default ServiceAccount.
-    let sas: Api<ServiceAccount> = Api::namespaced(client.clone(), NAMESPACE);
-    let deadline = Instant::now() + Duration::from_secs(30);
-    while sas.get_opt("default").await?.is_none() {
-        anyhow::ensure!(
-            Instant::now() < deadline,
-            "no default ServiceAccount in {NAMESPACE} after 30s"
-        );
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
     Ok(())
 }
 

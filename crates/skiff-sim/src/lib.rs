@@ -4,7 +4,8 @@
 //!   in one process: registration, Lease heartbeats, pods marked Running and
 //!   Ready (through the kubelet's own status logic), graceful deletions
 //!   finished.
-//! - [`bench`]: the scheduler benchmark (`skiff sim bench-scheduler`).
+//! - [`bench`]: the scheduler benchmark (`skiff sim bench-scheduler`) and
+//!   the pod startup benchmark on a real node (`skiff sim bench-pods`).
 
 pub mod bench;
 pub mod hollow;

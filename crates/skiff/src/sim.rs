@@ -1,4 +1,5 @@
-//! `skiff sim`: hollow nodes and the scheduler benchmark.
+//! `skiff sim`: hollow nodes, the scheduler benchmark and the pod startup
+//! benchmark.
 
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -16,6 +17,8 @@ pub enum SimCommand {
     Nodes(NodesArgs),
     /// Measure the scheduler with scheduler_perf-style workloads.
     BenchScheduler(BenchArgs),
+    /// Measure pod startup on one real node (root, busybox-static).
+    BenchPods(BenchPodsArgs),
 }
 
 /// Flags of `skiff sim nodes`.
@@ -80,6 +83,26 @@ pub struct BenchArgs {
     skiff_bin: Option<PathBuf>,
 }
 
+/// Flags of `skiff sim bench-pods`.
+#[derive(Debug, clap::Args)]
+pub struct BenchPodsArgs {
+    /// Pods to start on the node.
+    #[arg(long, default_value_t = 100)]
+    pods: usize,
+    /// Pod creations in flight at once.
+    #[arg(long, default_value_t = 10)]
+    clients: usize,
+    /// Containers created, started, stopped and removed directly over CRI.
+    #[arg(long, default_value_t = 50)]
+    cri_containers: usize,
+    /// Give up waiting for the pods to run (or to go) after this long.
+    #[arg(long, default_value = "180s", value_parser = parse_duration)]
+    timeout: Duration,
+    /// The skiff binary to run as the server (default: this one).
+    #[arg(long)]
+    skiff_bin: Option<PathBuf>,
+}
+
 fn parse_duration(value: &str) -> Result<Duration, String> {
     match skiff_apiserver::limits::parse_go_duration(value)? {
         skiff_apiserver::limits::GoDuration::Positive(d) if !d.is_zero() => Ok(d),
@@ -89,10 +112,17 @@ fn parse_duration(value: &str) -> Result<Duration, String> {
 
 /// Runs a `skiff sim` subcommand.
 pub fn main(command: SimCommand) -> ExitCode {
+    if let SimCommand::BenchPods(_) = &command
+        && let Err(why) = bench::pods::preflight()
+    {
+        eprintln!("skiff sim bench-pods: {why}");
+        return ExitCode::from(2);
+    }
     crate::block_on("sim", async {
         match command {
             SimCommand::Nodes(args) => nodes(args).await,
             SimCommand::BenchScheduler(args) => bench_scheduler(args).await,
+            SimCommand::BenchPods(args) => bench_pods(args).await,
         }
     })
 }
@@ -150,5 +180,22 @@ async fn bench_scheduler(args: BenchArgs) -> anyhow::Result<()> {
     };
     let rows = bench::run(&cfg).await?;
     print!("{}", bench::format_table(&rows));
+    Ok(())
+}
+
+async fn bench_pods(args: BenchPodsArgs) -> anyhow::Result<()> {
+    let skiff_bin = match args.skiff_bin {
+        Some(bin) => bin,
+        None => std::env::current_exe().context("locating the skiff binary")?,
+    };
+    let cfg = bench::pods::PodBenchConfig {
+        skiff_bin,
+        pods: args.pods,
+        clients: args.clients,
+        cri_containers: args.cri_containers,
+        timeout: args.timeout,
+    };
+    let report = bench::pods::run(&cfg).await?;
+    print!("{}", bench::pods::format_table(&report));
     Ok(())
 }

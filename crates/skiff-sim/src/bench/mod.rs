@@ -2,7 +2,12 @@
 //! to end — pod created → binding persisted, seen through a watch — on
 //! hollow nodes, against a `skiff server --disable-agent` child process
 //! (a fresh one per workload, so each starts clean and its RSS is its own).
+//!
+//! [`pods`] is `skiff sim bench-pods`: pod startup on one real node.
 
+pub mod agent;
+pub mod image;
+pub mod pods;
 mod server;
 pub mod workloads;
 

@@ -1,0 +1,520 @@
+//! `skiff sim bench-pods`: pod startup on one real node (issue 5). A
+//! `skiff server` child with its agent runs N `sleep` pods from a busybox
+//! image already present; measured: pod created → phase Running seen by a
+//! watch, the runtime's own per-container cost over CRI, and memory.
+
+use std::collections::HashMap;
+use std::path::PathBuf;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use anyhow::Context;
+use futures::StreamExt;
+use k8s_cri::v1 as cri;
+use k8s_openapi::api::core::v1::{Namespace, Pod};
+use kube::api::{Api, DeleteParams, ListParams, PostParams};
+use kube::runtime::{WatchStreamExt, watcher};
+use serde_json::json;
+use skiff_kubelet::cri::Cri;
+
+use super::agent::{AgentServer, NODE};
+use super::image::{BUSYBOX, IMAGE};
+use super::percentile;
+
+/// The namespace the bench's pods live in.
+pub const NAMESPACE: &str = "bench-pods";
+
+/// How to run the pod benchmark.
+#[derive(Debug, Clone)]
+pub struct PodBenchConfig {
+    /// The `skiff` binary to start as the server.
+    pub skiff_bin: PathBuf,
+    /// Pods to run on the node.
+    pub pods: usize,
+    /// Pod creations in flight at once.
+    pub clients: usize,
+    /// Containers created and removed directly over CRI.
+    pub cri_containers: usize,
+    /// Give up waiting for Running (or for deletion) after this long.
+    pub timeout: Duration,
+}
+
+/// What the benchmark measured.
+#[derive(Debug, Clone, Default)]
+pub struct PodBenchReport {
+    /// Pods created.
+    pub pods: usize,
+    /// Of them, seen Running.
+    pub running: usize,
+    /// Created → Running latencies, sorted.
+    pub startup: Vec<Duration>,
+    /// Running pods per second, first creation to last Running.
+    pub pods_per_sec: f64,
+    /// Delete of all pods → none left.
+    pub teardown: Option<Duration>,
+    /// CRI CreateContainer+StartContainer latencies, sorted.
+    pub create_start: Vec<Duration>,
+    /// CRI StopContainer+RemoveContainer latencies, sorted.
+    pub stop_remove: Vec<Duration>,
+    /// Server RSS with `--disable-agent`, idle, KiB.
+    pub server_only_rss_kib: Option<u64>,
+    /// Server+agent RSS at node Ready, no pods, KiB.
+    pub idle_rss_kib: Option<u64>,
+    /// Server+agent RSS with every pod Running, KiB.
+    pub loaded_rss_kib: Option<u64>,
+    /// Problems met on the way (timeouts), for the table.
+    pub notes: Vec<String>,
+}
+
+/// Why the benchmark cannot run here, if it cannot: it needs root (the
+/// runtime makes namespaces, mounts and a bridge) and busybox-static.
+pub fn preflight() -> Result<(), String> {
+    if !super::agent::is_root() {
+        return Err("skiff sim bench-pods must run as root (it runs real containers)".into());
+    }
+    if !std::path::Path::new(BUSYBOX).is_file() {
+        return Err(format!(
+            "skiff sim bench-pods needs busybox-static at {BUSYBOX} for its test image"
+        ));
+    }
+    Ok(())
+}
+
+/// Runs the whole benchmark; servers are cleaned up on every path.
+pub async fn run(cfg: &PodBenchConfig) -> anyhow::Result<PodBenchReport> {
+    let mut report = PodBenchReport {
+        pods: cfg.pods,
+        ..PodBenchReport::default()
+    };
+
+    eprintln!("bench-pods: server without agent (baseline RSS)");
+    {
+        let mut server = AgentServer::start(&cfg.skiff_bin, false)?;
+        server.wait_ready(Duration::from_secs(60)).await?;
+        tokio::time::sleep(Duration::from_secs(2)).await;
+        report.server_only_rss_kib = server.rss_kib();
+    }
+
+    eprintln!("bench-pods: server with agent, waiting for node {NODE} Ready");
+    let mut server = AgentServer::start(&cfg.skiff_bin, true)?;
+    let client = server.wait_ready(Duration::from_secs(120)).await?;
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    report.idle_rss_kib = server.rss_kib();
+    prepare_namespace(&client).await?;
+
+    eprintln!("bench-pods: creating {} pods", cfg.pods);
+    startup(&client, cfg, &mut report).await?;
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    report.loaded_rss_kib = server.rss_kib();
+
+    eprintln!("bench-pods: deleting the pods");
+    report.teardown = teardown(&client, cfg.timeout).await?;
+    if report.teardown.is_none() {
+        report
+            .notes
+            .push(format!("pods not all gone {:?} after delete", cfg.timeout));
+    }
+
+    eprintln!(
+        "bench-pods: {} containers over CRI at {}",
+        cfg.cri_containers,
+        server.cri_socket().display()
+    );
+    let logs = server.dir().join("logs/cri-bench");
+    runtime_cost(&server, &logs, cfg.cri_containers, &mut report)
+        .await
+        .with_context(|| format!("CRI measurements; server log:\n{}", server.log_tail()))?;
+    Ok(report)
+}
+
+async fn prepare_namespace(client: &kube::Client) -> anyhow::Result<()> {
+    let ns: Api<Namespace> = Api::all(client.clone());
+    let obj: Namespace = serde_json::from_value(json!({"metadata": {"name": NAMESPACE}}))?;
+    ns.create(&PostParams::default(), &obj)
+        .await
+        .context("creating the namespace")?;
+    Ok(())
+}
+
+/// The measured pod: one `sleep` container, image present, quick to stop.
+pub fn pod_manifest(i: usize) -> serde_json::Value {
+    json!({
+        "metadata": {"name": format!("pod-{i:04}"), "namespace": NAMESPACE},
+        "spec": {
+            "nodeName": NODE,
+            "terminationGracePeriodSeconds": 1,
+            "containers": [{
+                "name": "sleep",
+                "image": IMAGE,
+                "imagePullPolicy": "IfNotPresent",
+                "command": ["sleep", "3600"],
+            }],
+        },
+    })
+}
+
+type Seen = Arc<Mutex<HashMap<String, Instant>>>;
+
+fn running_count(seen: &Seen) -> usize {
+    seen.lock().map(|m| m.len()).unwrap_or(0)
+}
+
+async fn startup(
+    client: &kube::Client,
+    cfg: &PodBenchConfig,
+    report: &mut PodBenchReport,
+) -> anyhow::Result<()> {
+    let api: Api<Pod> = Api::namespaced(client.clone(), NAMESPACE);
+    let seen: Seen = Arc::default();
+    let s = seen.clone();
+    let watch_api = api.clone();
+    let watch = tokio::spawn(async move {
+        let mut events = watcher(watch_api, watcher::Config::default())
+            .default_backoff()
+            .applied_objects()
+            .boxed();
+        while let Some(ev) = events.next().await {
+            let Ok(pod) = ev else { continue };
+            let running = pod.status.as_ref().and_then(|s| s.phase.as_deref()) == Some("Running");
+            if running {
+                let now = Instant::now();
+                if let (Some(name), Ok(mut map)) = (pod.metadata.name, s.lock()) {
+                    map.entry(name).or_insert(now);
+                }
+            }
+        }
+    });
+    // Let the watch's initial list finish before the clock starts.
+    tokio::time::sleep(Duration::from_millis(300)).await;
+
+    let start = Instant::now();
+    let created: Vec<anyhow::Result<(String, Instant)>> = futures::stream::iter(0..cfg.pods)
+        .map(|i| {
+            let api = api.clone();
+            async move {
+                let pod: Pod = serde_json::from_value(pod_manifest(i))?;
+                let name = pod.metadata.name.clone().unwrap_or_default();
+                let sent = Instant::now();
+                api.create(&PostParams::default(), &pod)
+                    .await
+                    .with_context(|| format!("creating pod {name}"))?;
+                Ok((name, sent))
+            }
+        })
+        .buffer_unordered(cfg.clients.max(1))
+        .collect()
+        .await;
+    let created: HashMap<String, Instant> = match created.into_iter().collect() {
+        Ok(c) => c,
+        Err(e) => {
+            watch.abort();
+            return Err(e);
+        }
+    };
+
+    let deadline = Instant::now() + cfg.timeout;
+    while running_count(&seen) < cfg.pods && Instant::now() < deadline {
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    watch.abort();
+    let seen = seen.lock().map(|m| m.clone()).unwrap_or_default();
+    let mut latencies: Vec<Duration> = seen
+        .iter()
+        .filter_map(|(name, at)| created.get(name).map(|t| at.saturating_duration_since(*t)))
+        .collect();
+    latencies.sort();
+    report.running = latencies.len();
+    if report.running < cfg.pods {
+        report.notes.push(format!(
+            "only {}/{} pods Running after {:?}",
+            report.running, cfg.pods, cfg.timeout
+        ));
+    }
+    if let Some(last) = seen.values().max() {
+        let secs = last.saturating_duration_since(start).as_secs_f64();
+        if secs > 0.0 {
+            report.pods_per_sec = report.running as f64 / secs;
+        }
+    }
+    report.startup = latencies;
+    Ok(())
+}
+
+/// Deletes every bench pod; the time until none is left, if within `timeout`.
+async fn teardown(client: &kube::Client, timeout: Duration) -> anyhow::Result<Option<Duration>> {
+    let api: Api<Pod> = Api::namespaced(client.clone(), NAMESPACE);
+    let start = Instant::now();
+    api.delete_collection(&DeleteParams::default(), &ListParams::default())
+        .await
+        .context("deleting the pods")?;
+    while start.elapsed() < timeout {
+        if api.list(&ListParams::default()).await?.items.is_empty() {
+            return Ok(Some(start.elapsed()));
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    Ok(None)
+}
+
+/// Per-container runtime cost, straight over CRI in one extra sandbox
+/// (no kubelet labels, so the kubelet's relist ignores it).
+async fn runtime_cost(
+    server: &AgentServer,
+    logs: &std::path::Path,
+    count: usize,
+    report: &mut PodBenchReport,
+) -> anyhow::Result<()> {
+    let mut cri = Cri::connect(&server.cri_socket())
+        .await
+        .context("connecting to the CRI socket")?;
+    std::fs::create_dir_all(logs).with_context(|| format!("creating {}", logs.display()))?;
+    let sandbox_config = cri::PodSandboxConfig {
+        metadata: Some(cri::PodSandboxMetadata {
+            name: "cri-bench".into(),
+            uid: "skiff-bench-cri".into(),
+            namespace: NAMESPACE.into(),
+            attempt: 0,
+        }),
+        hostname: "cri-bench".into(),
+        log_directory: logs.to_string_lossy().into_owned(),
+        ..Default::default()
+    };
+    let sandbox = cri
+        .runtime
+        .run_pod_sandbox(cri::RunPodSandboxRequest {
+            config: Some(sandbox_config.clone()),
+            runtime_handler: String::new(),
+        })
+        .await
+        .context("RunPodSandbox")?
+        .into_inner()
+        .pod_sandbox_id;
+    let result = measure_containers(&mut cri, &sandbox, &sandbox_config, count, report).await;
+    // The sandbox goes either way (stop kills what a failure left in it).
+    let stopped = cri
+        .runtime
+        .stop_pod_sandbox(cri::StopPodSandboxRequest {
+            pod_sandbox_id: sandbox.clone(),
+        })
+        .await;
+    let removed = cri
+        .runtime
+        .remove_pod_sandbox(cri::RemovePodSandboxRequest {
+            pod_sandbox_id: sandbox,
+        })
+        .await;
+    result?;
+    stopped.context("StopPodSandbox")?;
+    removed.context("RemovePodSandbox")?;
+    Ok(())
+}
+
+async fn measure_containers(
+    cri: &mut Cri,
+    sandbox: &str,
+    sandbox_config: &cri::PodSandboxConfig,
+    count: usize,
+    report: &mut PodBenchReport,
+) -> anyhow::Result<()> {
+    for i in 0..count {
+        let name = format!("c{i:03}");
+        let config = cri::ContainerConfig {
+            metadata: Some(cri::ContainerMetadata {
+                name: name.clone(),
+                attempt: 0,
+            }),
+            image: Some(cri::ImageSpec {
+                image: IMAGE.into(),
+                ..Default::default()
+            }),
+            command: vec!["sleep".into(), "3600".into()],
+            log_path: format!("{name}/0.log"),
+            ..Default::default()
+        };
+        let t = Instant::now();
+        let id = cri
+            .runtime
+            .create_container(cri::CreateContainerRequest {
+                pod_sandbox_id: sandbox.to_owned(),
+                config: Some(config),
+                sandbox_config: Some(sandbox_config.clone()),
+            })
+            .await
+            .with_context(|| format!("CreateContainer {name}"))?
+            .into_inner()
+            .container_id;
+        cri.runtime
+            .start_container(cri::StartContainerRequest {
+                container_id: id.clone(),
+            })
+            .await
+            .with_context(|| format!("StartContainer {name}"))?;
+        report.create_start.push(t.elapsed());
+
+        let t = Instant::now();
+        // Timeout 0: straight to SIGKILL (sleep as pid 1 ignores TERM), so
+        // this measures the runtime, not a grace period.
+        cri.runtime
+            .stop_container(cri::StopContainerRequest {
+                container_id: id.clone(),
+                timeout: 0,
+            })
+            .await
+            .with_context(|| format!("StopContainer {name}"))?;
+        cri.runtime
+            .remove_container(cri::RemoveContainerRequest { container_id: id })
+            .await
+            .with_context(|| format!("RemoveContainer {name}"))?;
+        report.stop_remove.push(t.elapsed());
+    }
+    report.create_start.sort();
+    report.stop_remove.sort();
+    Ok(())
+}
+
+fn ms(d: Option<Duration>) -> String {
+    d.map_or("-".to_owned(), |d| {
+        format!("{:.1} ms", d.as_secs_f64() * 1e3)
+    })
+}
+
+fn mib(kib: Option<u64>) -> String {
+    kib.map_or("-".to_owned(), |k| format!("{:.1} MiB", k as f64 / 1024.0))
+}
+
+/// The result as a markdown table, with issue 5's targets.
+pub fn format_table(r: &PodBenchReport) -> String {
+    let agent_share = match (r.loaded_rss_kib, r.server_only_rss_kib) {
+        (Some(a), Some(b)) => Some(a.saturating_sub(b)),
+        _ => None,
+    };
+    let n = r.pods;
+    let rows: Vec<(String, String, &str)> = vec![
+        (
+            "pods Running / created (1 node, image present)".into(),
+            format!("{}/{}", r.running, r.pods),
+            "",
+        ),
+        (
+            "startup p50 (created → Running seen by watch)".into(),
+            ms(percentile(&r.startup, 50)),
+            "",
+        ),
+        (
+            "startup p99".into(),
+            ms(percentile(&r.startup, 99)),
+            "< 1 s",
+        ),
+        ("startup max".into(), ms(r.startup.last().copied()), ""),
+        (
+            "throughput (first create → last Running)".into(),
+            format!("{:.1} pods/s", r.pods_per_sec),
+            "",
+        ),
+        (
+            format!("teardown: delete {n} pods → none left"),
+            ms(r.teardown),
+            "",
+        ),
+        (
+            format!(
+                "CRI create+start per container, median (n={})",
+                r.create_start.len()
+            ),
+            ms(percentile(&r.create_start, 50)),
+            "< 100 ms",
+        ),
+        (
+            "CRI create+start, p99".into(),
+            ms(percentile(&r.create_start, 99)),
+            "",
+        ),
+        (
+            "CRI stop+remove per container, median".into(),
+            ms(percentile(&r.stop_remove, 50)),
+            "",
+        ),
+        (
+            "CRI stop+remove, p99".into(),
+            ms(percentile(&r.stop_remove, 99)),
+            "",
+        ),
+        (
+            "server RSS, --disable-agent, idle".into(),
+            mib(r.server_only_rss_kib),
+            "",
+        ),
+        (
+            "server+agent RSS, node Ready, 0 pods".into(),
+            mib(r.idle_rss_kib),
+            "",
+        ),
+        (
+            format!("server+agent RSS, {n} pods Running"),
+            mib(r.loaded_rss_kib),
+            "",
+        ),
+        (
+            format!("  of which above server alone (≈ agent), {n} pods"),
+            mib(agent_share),
+            "< 50 MB",
+        ),
+    ];
+    let mut out = String::from("| measurement | value | target |\n|---|---:|---|\n");
+    for (what, value, target) in rows {
+        out.push_str(&format!("| {what} | {value} | {target} |\n"));
+    }
+    for note in &r.notes {
+        out.push_str(&format!("\nnote: {note}\n"));
+    }
+    out
+}
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used, clippy::expect_used)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn manifest_names_the_node_and_the_present_image() {
+        let pod: Pod = serde_json::from_value(pod_manifest(7)).unwrap();
+        assert_eq!(pod.metadata.name.as_deref(), Some("pod-0007"));
+        let spec = pod.spec.unwrap();
+        assert_eq!(spec.node_name.as_deref(), Some(NODE));
+        assert_eq!(spec.termination_grace_period_seconds, Some(1));
+        let c = &spec.containers[0];
+        assert_eq!(c.image_pull_policy.as_deref(), Some("IfNotPresent"));
+        assert_eq!(c.image.as_deref(), Some(IMAGE));
+    }
+
+    #[test]
+    fn table_reports_figures_targets_and_shortfalls() {
+        let r = PodBenchReport {
+            pods: 4,
+            running: 3,
+            startup: [100, 200, 300].map(Duration::from_millis).to_vec(),
+            create_start: [10, 20, 30].map(Duration::from_millis).to_vec(),
+            server_only_rss_kib: Some(10 * 1024),
+            loaded_rss_kib: Some(40 * 1024),
+            notes: vec!["only 3/4 pods Running after 60s".into()],
+            ..PodBenchReport::default()
+        };
+        let t = format_table(&r);
+        let line = |prefix: &str| {
+            t.lines()
+                .find(|l| l.starts_with(&format!("| {prefix}")))
+                .unwrap_or_else(|| panic!("no {prefix} in\n{t}"))
+                .to_owned()
+        };
+        assert!(line("pods Running").contains("| 3/4 |"), "{t}");
+        assert!(line("startup p50").contains("| 200.0 ms |"), "{t}");
+        assert!(line("startup p99").contains("| 300.0 ms | < 1 s |"), "{t}");
+        assert!(
+            line("CRI create+start per").contains("20.0 ms | < 100 ms"),
+            "{t}"
+        );
+        assert!(line("  of which").contains("| 30.0 MiB |"), "{t}");
+        assert!(line("teardown").contains("| - |"), "{t}");
+        assert!(t.contains("note: only 3/4"), "{t}");
+    }
+}

@@ -255,19 +255,25 @@ impl PodWorker {
                     self.stop_container(pod, &c.id, &c.name, 0, None).await;
                 }
                 let attempt = other.map_or(0, |s| s.attempt + 1);
-                if let Err(msg) = self.run_sandbox(pod, attempt).await {
-                    self.event(
-                        pod,
-                        None,
-                        false,
-                        "FailedCreatePodSandBox",
-                        format!("Failed to create pod sandbox: {msg}"),
-                    );
-                    self.wake_in(RETRY);
-                }
+                let created = self.run_sandbox(pod, attempt).await;
+                // Later syncs wait for a relist that sees the new sandbox;
+                // this one goes on to the containers at once.
                 self.expect_relist();
-                self.report_status(pod, &snapshot.pod, false).await;
-                return;
+                match created {
+                    Ok(sandbox) => sandbox,
+                    Err(msg) => {
+                        self.event(
+                            pod,
+                            None,
+                            false,
+                            "FailedCreatePodSandBox",
+                            format!("Failed to create pod sandbox: {msg}"),
+                        );
+                        self.wake_in(RETRY);
+                        self.report_status(pod, &snapshot.pod, false).await;
+                        return;
+                    }
+                }
             }
         };
 
@@ -329,21 +335,43 @@ impl PodWorker {
         self.report_status(pod, &snapshot.pod, plan.terminal).await;
     }
 
-    async fn run_sandbox(&self, pod: &Pod, attempt: u32) -> Result<(), String> {
+    /// Creates the pod's `attempt`-th sandbox and returns it as a relist
+    /// would show it.
+    async fn run_sandbox(&self, pod: &Pod, attempt: u32) -> Result<snapshot::SandboxView, String> {
         let config = self
             .shared
             .sandbox_config(pod, attempt)
             .map_err(|e| e.to_string())?;
         std::fs::create_dir_all(self.shared.pod_log_dir(pod)).map_err(|e| e.to_string())?;
         let mut cri = self.shared.cri.clone();
-        cri.runtime
+        let id = cri
+            .runtime
             .run_pod_sandbox(k8s_cri::v1::RunPodSandboxRequest {
                 config: Some(config),
                 runtime_handler: String::new(),
             })
             .await
-            .map_err(|e| e.message().to_owned())?;
-        Ok(())
+            .map_err(|e| e.message().to_owned())?
+            .into_inner()
+            .pod_sandbox_id;
+        let status = cri
+            .runtime
+            .pod_sandbox_status(k8s_cri::v1::PodSandboxStatusRequest {
+                pod_sandbox_id: id.clone(),
+                verbose: false,
+            })
+            .await
+            .map_err(|e| e.message().to_owned())?
+            .into_inner()
+            .status
+            .unwrap_or_default();
+        Ok(snapshot::SandboxView {
+            id,
+            attempt,
+            ready: true,
+            ip: status.network.map(|n| n.ip).filter(|ip| !ip.is_empty()),
+            created_at: status.created_at,
+        })
     }
 
     /// Computes the status from the runtime's view and writes it when it

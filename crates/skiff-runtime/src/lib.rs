@@ -18,6 +18,7 @@ pub mod network;
 pub mod runtime;
 pub mod sandbox;
 pub mod shim;
+pub mod stream;
 
 pub use images::{
     Digest, ImageError, ImageRecord, ImageStore, Reference, ReferenceError, RegistryConfig,

@@ -1,0 +1,2 @@
+//! SPDY/3.1 remotecommand driver (kubectl's fallback when WebSockets fail).
+//! To be written.

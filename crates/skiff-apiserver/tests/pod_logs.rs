@@ -149,7 +149,7 @@ async fn kubectl_logs_through_the_kubelet() {
         running: running.clone(),
     };
     let (stop_kubelet, kubelet_stopped) = tokio::sync::oneshot::channel::<()>();
-    let kubelet_task = tokio::spawn(kubelet_server.serve(Arc::new(files), async {
+    let kubelet_task = tokio::spawn(kubelet_server.serve(Arc::new(files), None, async {
         let _ = kubelet_stopped.await;
     }));
 

@@ -386,7 +386,19 @@ pub async fn run(
 
     let logs = crate::logs::PodLogs::default();
     let server_task = match &shared.config.client_ca {
-        Some(cas) => Some(start_server(&shared.config, cas, logs.clone(), shutdown.clone()).await?),
+        Some(cas) => {
+            let streamer = crate::exec::CriStreamer::new(logs.clone(), shared.cri.clone());
+            Some(
+                start_server(
+                    &shared.config,
+                    cas,
+                    logs.clone(),
+                    streamer,
+                    shutdown.clone(),
+                )
+                .await?,
+            )
+        }
         None => None,
     };
     let result = manage_pods(shared, client, logs, shutdown).await;
@@ -404,6 +416,7 @@ async fn start_server(
     config: &KubeletConfig,
     ca_pem: &[u8],
     logs: crate::logs::PodLogs,
+    streamer: crate::exec::CriStreamer,
     shutdown: watch::Receiver<bool>,
 ) -> Result<tokio::task::JoinHandle<()>, KubeletError> {
     let internal = |m: String| KubeletError::Runtime(tonic::Status::internal(m));
@@ -435,7 +448,7 @@ async fn start_server(
     Ok(tokio::spawn(async move {
         let mut stop = shutdown;
         server
-            .serve(Arc::new(logs), async move {
+            .serve(Arc::new(logs), Some(Arc::new(streamer)), async move {
                 let _ = stop.wait_for(|s| *s).await;
             })
             .await;

@@ -8,6 +8,7 @@
 pub mod backoff;
 pub mod config;
 pub mod cri;
+pub mod exec;
 pub mod hooks;
 pub mod kubelet;
 pub mod logs;

@@ -65,6 +65,28 @@ impl PodLogs {
         }
     }
 
+    /// The runtime ID of `container`'s running instance in `namespace/pod`,
+    /// or upstream kubelet's answer when there is none.
+    pub fn running_container(
+        &self,
+        namespace: &str,
+        pod: &str,
+        container: &str,
+    ) -> Result<String, (u16, String)> {
+        let pods = self.lock();
+        let entry = pods
+            .get(&(namespace.to_owned(), pod.to_owned()))
+            .ok_or_else(|| (404, "pod does not exist".to_owned()))?;
+        entry
+            .snapshot
+            .containers
+            .iter()
+            .filter(|c| c.name == container && c.state == InstanceState::Running)
+            .max_by_key(|c| (c.attempt, c.created_at))
+            .map(|c| c.id.clone())
+            .ok_or_else(|| (500, format!("container not found ({container:?})")))
+    }
+
     fn running(&self, namespace: &str, pod: &str, id: &str) -> bool {
         self.lock()
             .get(&(namespace.to_owned(), pod.to_owned()))
@@ -195,7 +217,16 @@ mod tests {
             logs.locate("ns", "p", "x", false).unwrap_err(),
             (404, "container \"x\" not found in pod \"p\"".into())
         );
+        assert_eq!(logs.running_container("ns", "p", "c").unwrap(), "id1");
+        assert_eq!(
+            logs.running_container("ns", "p", "x").unwrap_err(),
+            (500, "container not found (\"x\")".into())
+        );
         logs.remove_uid("u1");
+        assert_eq!(
+            logs.running_container("ns", "p", "c").unwrap_err(),
+            (404, "pod does not exist".into())
+        );
         assert_eq!(logs.locate("ns", "p", "c", false).unwrap_err().0, 404);
     }
 }

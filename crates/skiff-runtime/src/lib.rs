@@ -23,7 +23,7 @@ pub mod stream;
 pub use images::{
     Digest, ImageError, ImageRecord, ImageStore, Reference, ReferenceError, RegistryConfig,
 };
-pub use runtime::{Runtime, RuntimeConfig, RuntimeDeps, RuntimeError};
+pub use runtime::{ExecCommand, Runtime, RuntimeConfig, RuntimeDeps, RuntimeError};
 pub use sandbox::{NoopPodNetwork, PodNetwork};
 
 /// The image store under a node's data dir: `<data-dir>/agent/runtime/images`.

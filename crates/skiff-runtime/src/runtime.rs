@@ -716,6 +716,33 @@ impl Runtime {
         cmd: Vec<String>,
         timeout_secs: i64,
     ) -> Result<(Vec<u8>, Vec<u8>, i32), RuntimeError> {
+        let mut exec = self.exec_command(id, &cmd, timeout_secs, false)?;
+        exec.command
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .kill_on_drop(true);
+        let child = exec
+            .command
+            .spawn()
+            .map_err(internal("spawn exec supervisor"))?;
+        let output = child
+            .wait_with_output()
+            .await
+            .map_err(internal("exec supervisor"))?;
+        let code = exec.result(&output.stderr)?;
+        Ok((output.stdout, output.stderr, code))
+    }
+
+    /// Prepares an exec of `cmd` in running container `id`: the supervisor
+    /// command, without stdio (the caller sets it and spawns). With `tty`
+    /// the supervisor makes its stdin (a terminal) the controlling terminal.
+    pub fn exec_command(
+        &self,
+        id: &str,
+        cmd: &[String],
+        timeout_secs: i64,
+        tty: bool,
+    ) -> Result<ExecCommand, RuntimeError> {
         let (_, observed) = self.container(id)?;
         if observed != Observed::Running {
             return Err(RuntimeError::FailedPrecondition(format!(
@@ -728,7 +755,9 @@ impl Runtime {
             ));
         }
         let n = self.counter.fetch_add(1, Ordering::Relaxed);
-        let result_file = self.container_dir(id).join(format!("exec-{n}.json"));
+        let dir = self.container_dir(id);
+        let result_file = dir.join(format!("exec-{n}.json"));
+        let pid_file = dir.join(format!("exec-{n}.pid"));
         let timeout_ms = u64::try_from(timeout_secs)
             .ok()
             .filter(|t| *t > 0)
@@ -736,39 +765,23 @@ impl Runtime {
         let args = ExecArgs {
             id: id.to_owned(),
             state_root: self.state_root(),
-            args: cmd.clone(),
+            args: cmd.to_vec(),
             timeout_ms,
             result_file: result_file.clone(),
+            tty,
+            pid_file: Some(pid_file.clone()),
         };
         let json =
             serde_json::to_string(&args).map_err(|e| RuntimeError::Internal(e.to_string()))?;
         let mut command = self.shim_command()?;
-        command
-            .arg("exec")
-            .arg(json)
-            .stdout(Stdio::piped())
-            .stderr(Stdio::piped())
-            .kill_on_drop(true);
-        let child = command.spawn().map_err(internal("spawn exec supervisor"))?;
-        let output = child
-            .wait_with_output()
-            .await
-            .map_err(internal("exec supervisor"))?;
-        let result: Option<ExecResult> = std::fs::read(&result_file)
-            .ok()
-            .and_then(|d| serde_json::from_slice(&d).ok());
-        let _ = std::fs::remove_file(&result_file);
-        match result {
-            Some(ExecResult::Exited(code)) => Ok((output.stdout, output.stderr, code)),
-            Some(ExecResult::TimedOut) => Err(RuntimeError::DeadlineExceeded(format!(
-                "command {cmd:?} timed out after {timeout_secs}s"
-            ))),
-            Some(ExecResult::Failed(msg)) => Err(RuntimeError::Internal(msg)),
-            None => Err(RuntimeError::Internal(format!(
-                "exec supervisor failed: {}",
-                String::from_utf8_lossy(&output.stderr).trim()
-            ))),
-        }
+        command.arg("exec").arg(json);
+        Ok(ExecCommand {
+            command,
+            cmd: cmd.to_vec(),
+            timeout_secs,
+            result_file,
+            pid_file,
+        })
     }
 
     /// Applies new CPU and memory limits to a container's cgroup.
@@ -790,6 +803,58 @@ impl Runtime {
             oom_score_adj: r.oom_score_adj.max(0),
         };
         self.persist(record)
+    }
+}
+
+/// An exec's supervisor command, ready for stdio and spawning, and where
+/// its outcome will be.
+#[derive(Debug)]
+pub struct ExecCommand {
+    /// The supervisor (`runtime-shim exec ...`).
+    pub command: tokio::process::Command,
+    cmd: Vec<String>,
+    timeout_secs: i64,
+    result_file: PathBuf,
+    pid_file: PathBuf,
+}
+
+impl ExecCommand {
+    /// The command being run.
+    pub fn cmd(&self) -> &[String] {
+        &self.cmd
+    }
+
+    /// Kills the exec'd process (the client went away): the supervisor then
+    /// reaps it and ends.
+    pub fn kill(&self) {
+        if let Some(pid) = std::fs::read_to_string(&self.pid_file)
+            .ok()
+            .and_then(|p| p.trim().parse::<i32>().ok())
+        {
+            let _ = skiff_sys::process::kill(pid, libc_signal::SIGKILL);
+        }
+    }
+
+    /// The exit code, once the supervisor has ended (`supervisor_stderr` is
+    /// its stderr, for the error when it left no result).
+    pub fn result(&self, supervisor_stderr: &[u8]) -> Result<i32, RuntimeError> {
+        let result: Option<ExecResult> = std::fs::read(&self.result_file)
+            .ok()
+            .and_then(|d| serde_json::from_slice(&d).ok());
+        let _ = std::fs::remove_file(&self.result_file);
+        let _ = std::fs::remove_file(&self.pid_file);
+        match result {
+            Some(ExecResult::Exited(code)) => Ok(code),
+            Some(ExecResult::TimedOut) => Err(RuntimeError::DeadlineExceeded(format!(
+                "command {:?} timed out after {}s",
+                self.cmd, self.timeout_secs
+            ))),
+            Some(ExecResult::Failed(msg)) => Err(RuntimeError::Internal(msg)),
+            None => Err(RuntimeError::Internal(format!(
+                "exec supervisor failed: {}",
+                String::from_utf8_lossy(supervisor_stderr).trim()
+            ))),
+        }
     }
 }
 

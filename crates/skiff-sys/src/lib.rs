@@ -15,6 +15,7 @@ pub mod namespaces;
 pub mod net;
 pub mod nft;
 pub mod process;
+pub mod pty;
 
 pub use mount::{LinuxMounter, Mounter};
 pub use namespaces::{LinuxPodNamespaces, NamespaceKind, PodNamespacePaths, PodNamespaces};

@@ -16,6 +16,7 @@ use skiff_runtime::cri::api::image_service_server::ImageServiceServer;
 use skiff_runtime::cri::api::runtime_service_server::RuntimeServiceServer;
 use skiff_runtime::cri::{CriImageService, CriRuntimeService, serve_unix};
 use skiff_runtime::network::{Ipv4Cidr, NodePodNetwork};
+use skiff_runtime::stream::server::StreamingServer;
 use skiff_runtime::{ImageStore, RegistryConfig, Runtime, RuntimeConfig, RuntimeDeps};
 use tokio::sync::watch;
 
@@ -122,10 +123,18 @@ async fn start_builtin_runtime(
         },
     )
     .context("opening the built-in runtime")?;
+    let runtime = Arc::new(runtime);
+    // Exec/attach URLs: loopback only, the kubelet proxies to them.
+    let streaming = StreamingServer::start(
+        std::net::SocketAddr::from((std::net::Ipv4Addr::LOCALHOST, 0)),
+        runtime.clone(),
+    )
+    .await
+    .context("starting the runtime's streaming server")?;
     let router = tonic::transport::Server::builder()
-        .add_service(RuntimeServiceServer::new(CriRuntimeService::new(Arc::new(
-            runtime,
-        ))))
+        .add_service(RuntimeServiceServer::new(
+            CriRuntimeService::new(runtime).with_streaming(streaming),
+        ))
         .add_service(ImageServiceServer::new(CriImageService::new(
             store,
             RegistryConfig::default(),

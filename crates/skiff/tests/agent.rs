@@ -3,293 +3,24 @@
 //! without root or busybox-static.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
-#[path = "../../skiff-runtime/tests/support/mod.rs"]
-mod support;
+mod cluster;
 
-use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
+use cluster::{Cluster, Names, container, phase, state};
 use serde_json::{Value, json};
 
-const IMAGE: &str = "docker.io/library/busybox:latest";
 const NODE: &str = "skiff-e2e";
-const BRIDGE: &str = "skiffe2e0";
-const NAT_TABLE: &str = "skiff-e2e-nat";
-const CLUSTER_CIDR: &str = "10.244.0.0/16";
-
-struct Cluster {
-    dir: tempfile::TempDir,
-    server: Child,
-    ports: (u16, u16),
-}
-
-fn is_root() -> bool {
-    std::fs::read_to_string("/proc/self/status")
-        .ok()
-        .and_then(|s| {
-            s.lines()
-                .find(|l| l.starts_with("Uid:"))
-                .map(|l| l.split_whitespace().nth(1) == Some("0"))
-        })
-        .unwrap_or(false)
-}
-
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
-}
-
-impl Cluster {
-    fn start() -> Option<Cluster> {
-        if !is_root() || !support::have_busybox() {
-            eprintln!("skipped: needs root and busybox-static");
-            return None;
-        }
-        let dir = tempfile::tempdir().unwrap();
-        let images = dir.path().join("data/agent/images");
-        std::fs::create_dir_all(&images).unwrap();
-        support::write_oci_archive(
-            &images.join("busybox.tar"),
-            &[(&support::busybox_image(), Some(IMAGE))],
-        );
-        let ports = (free_port(), free_port());
-        let server = spawn_server(dir.path(), ports);
-        let cluster = Cluster { dir, server, ports };
-        cluster.wait_ready();
-        Some(cluster)
-    }
-
-    fn wait_ready(&self) {
-        self.wait_for("node Ready with a podCIDR", Duration::from_secs(90), || {
-            let node = self.get_json(&["get", "node", NODE])?;
-            let ready = node["status"]["conditions"]
-                .as_array()?
-                .iter()
-                .any(|c| c["type"] == "Ready" && c["status"] == "True");
-            (ready && node["spec"]["podCIDR"].is_string()).then_some(())
-        });
-    }
-
-    /// Stops the server (SIGTERM) and starts it again on the same data.
-    fn restart(&mut self) {
-        let _ = Command::new("kill")
-            .args(["-TERM", &self.server.id().to_string()])
-            .status();
-        let status = self.server.wait().unwrap();
-        assert!(status.success(), "server exited with {status}");
-        self.server = spawn_server(self.dir.path(), self.ports);
-        self.wait_ready();
-    }
-
-    fn kubectl(&self, args: &[&str]) -> std::process::Output {
-        Command::new("/usr/bin/kubectl")
-            .arg("--kubeconfig")
-            .arg(self.dir.path().join("kubeconfig"))
-            .args(args)
-            .output()
-            .unwrap()
-    }
-
-    fn get_json(&self, args: &[&str]) -> Option<Value> {
-        let mut a = args.to_vec();
-        a.extend(["-o", "json"]);
-        let out = self.kubectl(&a);
-        out.status
-            .success()
-            .then(|| serde_json::from_slice(&out.stdout).ok())
-            .flatten()
-    }
-
-    fn apply(&self, manifest: &Value) {
-        let path = self.dir.path().join("manifest.json");
-        std::fs::write(&path, manifest.to_string()).unwrap();
-        let out = self.kubectl(&["apply", "-f", path.to_str().unwrap()]);
-        assert!(
-            out.status.success(),
-            "{}",
-            String::from_utf8_lossy(&out.stderr)
-        );
-    }
-
-    fn wait_for<T>(&self, what: &str, timeout: Duration, mut f: impl FnMut() -> Option<T>) -> T {
-        let deadline = Instant::now() + timeout;
-        loop {
-            if let Some(v) = f() {
-                return v;
-            }
-            if Instant::now() > deadline {
-                let log =
-                    std::fs::read_to_string(self.dir.path().join("server.log")).unwrap_or_default();
-                let tail: String = log
-                    .lines()
-                    .rev()
-                    .take(40)
-                    .collect::<Vec<_>>()
-                    .into_iter()
-                    .rev()
-                    .collect::<Vec<_>>()
-                    .join("\n");
-                panic!("timed out waiting for {what}\nserver log tail:\n{tail}");
-            }
-            std::thread::sleep(Duration::from_millis(250));
-        }
-    }
-
-    fn pod(&self, name: &str) -> Option<Value> {
-        self.get_json(&["get", "pod", name])
-    }
-
-    fn wait_pod(&self, name: &str, what: &str, f: impl Fn(&Value) -> bool) -> Value {
-        self.wait_for(
-            &format!("pod {name}: {what}"),
-            Duration::from_secs(60),
-            || self.pod(name).filter(|p| f(p)),
-        )
-    }
-
-    fn logs(&self, args: &[&str]) -> String {
-        let mut a = vec!["logs"];
-        a.extend(args);
-        let out = self.kubectl(&a);
-        assert!(
-            out.status.success(),
-            "kubectl logs {args:?}: {}",
-            String::from_utf8_lossy(&out.stderr)
-        );
-        String::from_utf8_lossy(&out.stdout).into_owned()
-    }
-
-    /// The container's log file as the kubelet laid it out.
-    fn log(&self, pod: &Value, container: &str, n: u32) -> String {
-        let dir = format!(
-            "default_{}_{}",
-            pod["metadata"]["name"].as_str().unwrap(),
-            pod["metadata"]["uid"].as_str().unwrap()
-        );
-        let path = self
-            .dir
-            .path()
-            .join("logs")
-            .join(dir)
-            .join(container)
-            .join(format!("{n}.log"));
-        std::fs::read_to_string(path).unwrap_or_default()
-    }
-
-    fn runtime_containers(&self) -> Vec<PathBuf> {
-        std::fs::read_dir(self.dir.path().join("data/agent/runtime/containers"))
-            .into_iter()
-            .flatten()
-            .flatten()
-            .map(|e| e.path())
-            .collect()
-    }
-}
-
-impl Drop for Cluster {
-    fn drop(&mut self) {
-        // The agent leaves containers running by design: kill what is left
-        // (a failed test), then the server, then the host network bits.
-        for dir in self.runtime_containers() {
-            if let Ok(data) = std::fs::read(dir.join("container.json"))
-                && let Ok(v) = serde_json::from_slice::<Value>(&data)
-                && let Some(pid) = v["pid"].as_i64()
-            {
-                let _ = Command::new("kill").args(["-9", &pid.to_string()]).status();
-            }
-        }
-        let _ = Command::new("kill")
-            .args(["-TERM", &self.server.id().to_string()])
-            .status();
-        let deadline = Instant::now() + Duration::from_secs(20);
-        while Instant::now() < deadline {
-            if let Ok(Some(_)) = self.server.try_wait() {
-                break;
-            }
-            std::thread::sleep(Duration::from_millis(100));
-        }
-        let _ = self.server.kill();
-        let _ = self.server.wait();
-        let mounts = std::fs::read_to_string("/proc/self/mountinfo").unwrap_or_default();
-        let root = self.dir.path().to_string_lossy().into_owned();
-        let mut targets: Vec<&str> = mounts
-            .lines()
-            .filter_map(|l| l.split_whitespace().nth(4))
-            .filter(|m| m.starts_with(&root))
-            .collect();
-        targets.sort_by_key(|t| std::cmp::Reverse(t.len()));
-        for t in targets {
-            let _ = Command::new("umount").args(["-l", t]).status();
-        }
-        let _ = Command::new("ip").args(["link", "del", BRIDGE]).status();
-        let _ = Command::new("nft")
-            .args(["delete", "table", "ip", NAT_TABLE])
-            .status();
-    }
-}
-
-fn spawn_server(dir: &Path, (port, kubelet_port): (u16, u16)) -> Child {
-    let log = std::fs::OpenOptions::new()
-        .create(true)
-        .append(true)
-        .open(dir.join("server.log"))
-        .unwrap();
-    Command::new(env!("CARGO_BIN_EXE_skiff"))
-        .args(["server", "--bind-address", "127.0.0.1"])
-        .arg("--https-listen-port")
-        .arg(port.to_string())
-        .arg("--data-dir")
-        .arg(dir.join("data"))
-        .arg("--write-kubeconfig")
-        .arg(dir.join("kubeconfig"))
-        .args(["--node-name", NODE, "--node-ip", "127.0.0.1"])
-        .args(["--cluster-cidr", CLUSTER_CIDR, "--disable-scheduler"])
-        .args(["--pod-bridge", BRIDGE, "--pod-nat-table", NAT_TABLE])
-        .arg("--kubelet-port")
-        .arg(kubelet_port.to_string())
-        .arg("--pod-log-dir")
-        .arg(dir.join("logs"))
-        .stdout(Stdio::null())
-        .stderr(log)
-        .spawn()
-        .unwrap()
-}
-
-fn pod(name: &str, spec: Value) -> Value {
-    json!({"apiVersion": "v1", "kind": "Pod", "metadata": {"name": name, "namespace": "default"},
-           "spec": merge(json!({"nodeName": NODE, "terminationGracePeriodSeconds": 2}), spec)})
-}
-
-fn merge(mut a: Value, b: Value) -> Value {
-    if let (Some(a), Value::Object(b)) = (a.as_object_mut(), b) {
-        a.extend(b);
-    }
-    a
-}
-
-fn container(name: &str, command: &str) -> Value {
-    json!({"name": name, "image": IMAGE, "imagePullPolicy": "IfNotPresent",
-           "command": ["sh", "-c", command]})
-}
-
-fn state<'a>(p: &'a Value, container: &str) -> &'a Value {
-    let statuses = p["status"]["containerStatuses"].as_array();
-    statuses
-        .and_then(|s| s.iter().find(|c| c["name"] == container))
-        .unwrap_or(&Value::Null)
-}
-
-fn phase(p: &Value) -> &str {
-    p["status"]["phase"].as_str().unwrap_or_default()
-}
+const NAMES: Names = Names {
+    node: NODE,
+    bridge: "skiffe2e0",
+    nat_table: "skiff-e2e-nat",
+    cluster_cidr: "10.244.0.0/16",
+};
 
 #[test]
 fn a_single_node_cluster_runs_pods_as_containers() {
-    let Some(mut c) = Cluster::start() else {
+    let Some(mut c) = Cluster::start(NAMES) else {
         return;
     };
 
@@ -299,7 +30,7 @@ fn a_single_node_cluster_runs_pods_as_containers() {
     echo["env"] = json!([{"name": "GREETING", "value": "world"},
                          {"name": "NODE", "valueFrom": {"fieldRef": {"fieldPath": "spec.nodeName"}}}]);
     echo["command"] = json!(["sh", "-c", "echo hello $(GREETING) $0 on $NODE"]);
-    c.apply(&pod(
+    c.apply(&c.pod(
         "echo",
         json!({"restartPolicy": "Never", "containers": [echo]}),
     ));
@@ -332,7 +63,7 @@ fn a_single_node_cluster_runs_pods_as_containers() {
     i1["volumeMounts"] = main["volumeMounts"].clone();
     let mut i2 = container("second", "echo second >> /work/order");
     i2["volumeMounts"] = main["volumeMounts"].clone();
-    c.apply(&pod(
+    c.apply(&c.pod(
         "init",
         json!({"restartPolicy": "Never", "initContainers": [i1, i2],
         "containers": [main], "volumes": [{"name": "work", "emptyDir": {}}]}),
@@ -353,7 +84,7 @@ fn a_single_node_cluster_runs_pods_as_containers() {
     let mut reader = container("r", "echo env=$COLOUR; cat /cfg/size");
     reader["env"] = json!([{"name": "COLOUR", "valueFrom": {"configMapKeyRef": {"name": "settings", "key": "colour"}}}]);
     reader["volumeMounts"] = json!([{"name": "cfg", "mountPath": "/cfg"}]);
-    c.apply(&pod(
+    c.apply(&c.pod(
         "cfg",
         json!({"restartPolicy": "Never", "containers": [reader],
         "volumes": [{"name": "cfg", "configMap": {"name": "settings"}}]}),
@@ -366,7 +97,7 @@ fn a_single_node_cluster_runs_pods_as_containers() {
     let mut missing = container("m", "true");
     missing["env"] =
         json!([{"name": "X", "valueFrom": {"configMapKeyRef": {"name": "nope", "key": "k"}}}]);
-    c.apply(&pod("missing", json!({"containers": [missing]})));
+    c.apply(&c.pod("missing", json!({"containers": [missing]})));
     let p = c.wait_pod("missing", "CreateContainerConfigError", |p| {
         state(p, "m")["state"]["waiting"]["reason"] == "CreateContainerConfigError"
     });
@@ -376,10 +107,7 @@ fn a_single_node_cluster_runs_pods_as_containers() {
     );
 
     // A crashing container restarts with back-off.
-    c.apply(&pod(
-        "crash",
-        json!({"containers": [container("c", "exit 3")]}),
-    ));
+    c.apply(&c.pod("crash", json!({"containers": [container("c", "exit 3")]})));
     let p = c.wait_pod("crash", "CrashLoopBackOff", |p| {
         state(p, "c")["state"]["waiting"]["reason"] == "CrashLoopBackOff"
             && state(p, "c")["restartCount"].as_i64() >= Some(1)
@@ -406,7 +134,7 @@ fn a_single_node_cluster_runs_pods_as_containers() {
     // An unpullable image: ErrImagePull, then ImagePullBackOff.
     let mut bad = container("b", "true");
     bad["image"] = json!("127.0.0.1:1/nothing/here:v1");
-    c.apply(&pod("badimage", json!({"containers": [bad]})));
+    c.apply(&c.pod("badimage", json!({"containers": [bad]})));
     c.wait_pod("badimage", "ErrImagePull or ImagePullBackOff", |p| {
         matches!(
             state(p, "b")["state"]["waiting"]["reason"].as_str(),
@@ -428,7 +156,7 @@ fn a_single_node_cluster_runs_pods_as_containers() {
     let mut dying = container("dying", "sleep 3600");
     dying["livenessProbe"] = json!({"exec": {"command": ["cat", "/tmp/never"]},
         "periodSeconds": 1, "failureThreshold": 2});
-    c.apply(&pod("probes", json!({"containers": [web, late, dying]})));
+    c.apply(&c.pod("probes", json!({"containers": [web, late, dying]})));
     let p = c.wait_pod("probes", "httpd and late ready, dying restarted", |p| {
         state(p, "httpd")["ready"] == true
             && state(p, "late")["ready"] == true
@@ -475,7 +203,7 @@ fn a_single_node_cluster_runs_pods_as_containers() {
 
     // A long-running pod is Running and Ready; deleting it stops the
     // container within the grace period and removes the object.
-    c.apply(&pod(
+    c.apply(&c.pod(
         "web",
         json!({"containers": [container("w", "trap 'exit 0' TERM; while true; do sleep 1; done")]}),
     ));
@@ -493,12 +221,12 @@ fn a_single_node_cluster_runs_pods_as_containers() {
     let out = c.kubectl(&["delete", "pod", "web", "--wait=false"]);
     assert!(out.status.success());
     c.wait_for("pod web gone", Duration::from_secs(30), || {
-        c.pod("web").is_none().then_some(())
+        c.get_pod("web").is_none().then_some(())
     });
 
     // Restarting the server (and its agent) leaves running containers alone:
     // the new kubelet adopts them.
-    c.apply(&pod(
+    c.apply(&c.pod(
         "survivor",
         json!({"containers": [container("s", "sleep 3600")]}),
     ));

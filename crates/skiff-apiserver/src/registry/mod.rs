@@ -11,6 +11,7 @@ mod delete;
 pub mod field_validation;
 pub mod meta;
 mod persistent_volumes;
+pub mod pod_exec;
 pub mod pod_log;
 mod rv_splice;
 pub mod services;

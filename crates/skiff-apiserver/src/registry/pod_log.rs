@@ -258,7 +258,7 @@ impl PodLogOptions {
 }
 
 /// Go's `strconv.ParseBool`, as the parameter codec decodes booleans.
-fn parse_bool(v: &str) -> Result<bool, ApiError> {
+pub(super) fn parse_bool(v: &str) -> Result<bool, ApiError> {
     match v {
         "" | "0" | "f" | "F" | "false" | "FALSE" | "False" => Ok(false),
         "1" | "t" | "T" | "true" | "TRUE" | "True" => Ok(true),
@@ -374,7 +374,7 @@ pub(crate) fn kubelet_host(node: &Value) -> Result<String, String> {
 /// A `metav1.Status` failure without a reason: what upstream answers for a
 /// plain error (one that is not an API status), e.g. a kubelet it cannot
 /// reach.
-fn unknown_error(code: StatusCode, message: &str) -> Response<Body> {
+pub(super) fn unknown_error(code: StatusCode, message: &str) -> Response<Body> {
     response::json(
         code,
         &json!({"kind": "Status", "apiVersion": "v1", "metadata": {},
@@ -433,6 +433,28 @@ fn kubelet_error(code: StatusCode, body: &str, name: &str) -> Response<Body> {
 }
 
 impl Registry {
+    /// The kubelet client and `host:port` of node `node_name`'s kubelet; the
+    /// inner error is upstream's plain message for a node without an address.
+    pub(super) async fn kubelet_of(
+        &self,
+        node_name: &str,
+    ) -> Result<Result<(&KubeletClient, String), String>, ApiError> {
+        let nodes = resources::by_gvr("", "v1", "nodes").ok_or_else(|| {
+            ApiError::InternalError("nodes missing from the resource table".into())
+        })?;
+        let node = decode(
+            &self
+                .current(nodes, &nodes.key(None, node_name), node_name)
+                .await?,
+        )?;
+        let Some(client) = &self.kubelet_client else {
+            return Err(ApiError::InternalError(
+                "no kubelet client is configured".into(),
+            ));
+        };
+        Ok(kubelet_host(&node).map(|host| (client, host)))
+    }
+
     /// `GET pods/{name}/log`.
     pub(super) async fn pod_log(
         &self,
@@ -458,24 +480,11 @@ impl Registry {
             *resp.status_mut() = StatusCode::NO_CONTENT;
             return Ok(resp);
         }
-        let nodes = resources::by_gvr("", "v1", "nodes").ok_or_else(|| {
-            ApiError::InternalError("nodes missing from the resource table".into())
-        })?;
-        let node = decode(
-            &self
-                .current(nodes, &nodes.key(None, node_name), node_name)
-                .await?,
-        )?;
-        let host = match kubelet_host(&node) {
-            Ok(host) => host,
+        let (client, host) = match self.kubelet_of(node_name).await? {
+            Ok(found) => found,
             Err(message) => {
                 return Ok(unknown_error(StatusCode::INTERNAL_SERVER_ERROR, &message));
             }
-        };
-        let Some(client) = &self.kubelet_client else {
-            return Err(ApiError::InternalError(
-                "no kubelet client is configured".into(),
-            ));
         };
         let path = format!("/containerLogs/{namespace}/{name}/{container}");
         let query = opts.kubelet_query();
@@ -564,7 +573,12 @@ impl hyper::body::Body for KubeletBody {
 impl KubeletClient {
     /// `GET url` on the kubelet at `host` (`address:port`); errors read as
     /// Go's net/http ones after `Get "url": `.
-    async fn get(&self, host: &str, url: &str) -> Result<Response<KubeletBody>, String> {
+    /// A TLS connection to the kubelet at `host` (`address:port`), with our
+    /// client certificate; errors read as Go's.
+    pub(super) async fn dial(
+        &self,
+        host: &str,
+    ) -> Result<tokio_rustls::client::TlsStream<tokio::net::TcpStream>, String> {
         let tcp =
             match tokio::time::timeout(DIAL_TIMEOUT, tokio::net::TcpStream::connect(host)).await {
                 Ok(Ok(tcp)) => tcp,
@@ -573,10 +587,14 @@ impl KubeletClient {
             };
         let _ = tcp.set_nodelay(true);
         let server_name = server_name(host)?;
-        let tls = tokio_rustls::TlsConnector::from(self.tls.clone())
+        tokio_rustls::TlsConnector::from(self.tls.clone())
             .connect(server_name, tcp)
             .await
-            .map_err(|e| format!("tls: {e}"))?;
+            .map_err(|e| format!("tls: {e}"))
+    }
+
+    async fn get(&self, host: &str, url: &str) -> Result<Response<KubeletBody>, String> {
+        let tls = self.dial(host).await?;
         let (mut send, conn) = hyper::client::conn::http1::handshake(TokioIo::new(tls))
             .await
             .map_err(|e| e.to_string())?;

@@ -10,6 +10,7 @@
 
 pub mod crilog;
 pub mod query;
+pub mod stream;
 
 use std::convert::Infallible;
 use std::future::Future;
@@ -35,6 +36,7 @@ use tokio_rustls::TlsAcceptor;
 
 pub use crilog::LogTarget;
 use query::{LogQuery, QueryError};
+pub use stream::{ContainerStreamer, ExecParams, StreamFlags};
 
 /// Longest a client may take to complete the TLS handshake.
 const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
@@ -152,7 +154,12 @@ impl KubeletServer {
     /// Serves until `shutdown` completes, then waits a little for open
     /// connections.
     #[tracing::instrument(skip_all, fields(addr = ?self.listener.local_addr().ok()))]
-    pub async fn serve(self, locator: Arc<dyn LogLocator>, shutdown: impl Future<Output = ()>) {
+    pub async fn serve(
+        self,
+        locator: Arc<dyn LogLocator>,
+        streamer: Option<Arc<dyn ContainerStreamer>>,
+        shutdown: impl Future<Output = ()>,
+    ) {
         let graceful = GracefulShutdown::new();
         let builder = auto::Builder::new(TokioExecutor::new());
         tokio::pin!(shutdown);
@@ -170,6 +177,7 @@ impl KubeletServer {
             };
             let acceptor = self.acceptor.clone();
             let locator = locator.clone();
+            let streamer = streamer.clone();
             let builder = builder.clone();
             let watcher = graceful.watcher();
             tokio::spawn(async move {
@@ -188,11 +196,25 @@ impl KubeletServer {
                     .1
                     .peer_certificates()
                     .is_some_and(|c| !c.is_empty());
-                let service = service_fn(move |req| {
+                let service = service_fn(move |req: Request<hyper::body::Incoming>| {
                     let locator = locator.clone();
-                    async move { Ok::<_, Infallible>(handle(req, authenticated, &*locator)) }
+                    let streamer = streamer.clone();
+                    async move {
+                        let exec = req.uri().path().strip_prefix("/exec/").map(str::to_owned);
+                        let resp = match exec {
+                            Some(rest)
+                                if authenticated
+                                    && (req.method() == Method::GET
+                                        || req.method() == Method::POST) =>
+                            {
+                                stream::exec(req, &rest, streamer.as_deref()).await
+                            }
+                            _ => handle(req, authenticated, &*locator),
+                        };
+                        Ok::<_, Infallible>(resp)
+                    }
                 });
-                let conn = builder.serve_connection(TokioIo::new(tls), service);
+                let conn = builder.serve_connection_with_upgrades(TokioIo::new(tls), service);
                 if let Err(err) = watcher.watch(conn.into_owned()).await {
                     tracing::debug!(%remote, error = %err, "connection ended with an error");
                 }
@@ -208,15 +230,17 @@ impl KubeletServer {
     }
 }
 
-/// Binds `config.bind` and serves logs from `locator` until `shutdown`.
+/// Binds `config.bind` and serves logs from `locator` (and exec through
+/// `streamer`) until `shutdown`.
 pub async fn serve(
     config: KubeletServerConfig,
     locator: Arc<dyn LogLocator>,
+    streamer: Option<Arc<dyn ContainerStreamer>>,
     shutdown: impl Future<Output = ()>,
 ) -> Result<(), ServerError> {
     KubeletServer::bind(config)
         .await?
-        .serve(locator, shutdown)
+        .serve(locator, streamer, shutdown)
         .await;
     Ok(())
 }

@@ -120,7 +120,7 @@ async fn start() -> Fixture {
         )]),
     };
     let (stop, stopped) = tokio::sync::oneshot::channel();
-    let task = tokio::spawn(server.serve(Arc::new(locator), async {
+    let task = tokio::spawn(server.serve(Arc::new(locator), None, async {
         let _ = stopped.await;
     }));
     Fixture {

@@ -11,17 +11,44 @@ use super::api::{self, runtime_service_server::RuntimeService};
 use crate::container::{ContainerRecord, Observed};
 use crate::runtime::{Runtime, RuntimeError};
 use crate::sandbox::{SandboxRecord, SandboxState};
+use crate::stream::server::{StreamingServer, UrlError};
 
 /// The CRI `RuntimeService` of the built-in runtime.
 #[derive(Debug, Clone)]
 pub struct CriRuntimeService {
     runtime: Arc<Runtime>,
+    streaming: Option<Arc<StreamingServer>>,
 }
 
 impl CriRuntimeService {
-    /// A service over `runtime`.
+    /// A service over `runtime` (without a streaming server, `Exec` and
+    /// `Attach` answer Unimplemented).
     pub fn new(runtime: Arc<Runtime>) -> Self {
-        Self { runtime }
+        Self {
+            runtime,
+            streaming: None,
+        }
+    }
+
+    /// Hands out `Exec`/`Attach` URLs on `server`.
+    pub fn with_streaming(mut self, server: Arc<StreamingServer>) -> Self {
+        self.streaming = Some(server);
+        self
+    }
+
+    fn streaming(&self) -> Result<&StreamingServer, Status> {
+        self.streaming
+            .as_deref()
+            .ok_or_else(|| Status::unimplemented("the streaming server is not running"))
+    }
+}
+
+impl From<UrlError> for Status {
+    fn from(e: UrlError) -> Self {
+        match e {
+            UrlError::InvalidArgument(m) => Status::invalid_argument(m),
+            UrlError::ResourceExhausted => Status::resource_exhausted(e.to_string()),
+        }
     }
 }
 
@@ -389,11 +416,20 @@ impl RuntimeService for CriRuntimeService {
 
     async fn exec(
         &self,
-        _request: Request<api::ExecRequest>,
+        request: Request<api::ExecRequest>,
     ) -> Result<Response<api::ExecResponse>, Status> {
-        Err(Status::unimplemented(
-            "Exec streaming is not implemented yet",
-        ))
+        let req = request.into_inner();
+        let streaming = self.streaming()?;
+        // As containerd: the container must exist and run.
+        let (_, observed) = self.runtime.container(&req.container_id)?;
+        if observed != Observed::Running {
+            return Err(Status::failed_precondition(format!(
+                "container {:?} is not running",
+                req.container_id
+            )));
+        }
+        let url = streaming.exec_url(&req)?;
+        Ok(Response::new(api::ExecResponse { url }))
     }
 
     async fn attach(

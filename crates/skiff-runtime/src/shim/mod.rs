@@ -9,6 +9,7 @@
 //! container's cgroups). `exec` runs a process inside a running container and
 //! writes its exit code to a result file.
 
+mod console;
 mod logs;
 
 use std::io::Write;
@@ -51,6 +52,14 @@ pub struct ExecArgs {
     pub timeout_ms: Option<u64>,
     /// Where the [`ExecResult`] goes.
     pub result_file: PathBuf,
+    /// Run the process on a terminal inside the container, relayed to the
+    /// supervisor's stdio (itself a terminal, whose size is followed).
+    #[serde(default)]
+    pub tty: bool,
+    /// Where the exec'd process's host PID goes (so it can be killed when
+    /// the client goes away).
+    #[serde(default)]
+    pub pid_file: Option<PathBuf>,
 }
 
 /// What `shim run` prints on stdout once the container runs (or failed to).
@@ -309,36 +318,83 @@ fn exec_inner(a: &ExecArgs) -> ExecResult {
     if let Err(e) = skiff_sys::process::set_child_subreaper() {
         return ExecResult::Failed(format!("set child subreaper: {e}"));
     }
-    let builder = match ContainerBuilder::new(a.id.clone(), SyscallType::Linux)
+    let process_file = match write_exec_process(a) {
+        Ok(p) => p,
+        Err(msg) => return ExecResult::Failed(msg),
+    };
+    let console = match a.tty.then(|| console::Console::listen(&a.result_file)) {
+        None => None,
+        Some(Ok(c)) => Some(c),
+        Some(Err(e)) => return ExecResult::Failed(format!("console socket: {e}")),
+    };
+    let socket = console.as_ref().map(|c| c.path().to_path_buf());
+    let output = console.map(console::Console::start);
+    let built = ContainerBuilder::new(a.id.clone(), SyscallType::Linux)
         .with_root_path(&a.state_root)
-    {
-        Ok(b) => b,
+        .map(|b| {
+            b.with_console_socket(socket)
+                .as_tenant()
+                .with_process(Some(&process_file))
+                // A terminal comes through the console socket, which
+                // libcontainer only uses for a detached process.
+                .with_detach(a.tty)
+                .build()
+        });
+    let _ = std::fs::remove_file(&process_file);
+    let pid = match built {
+        Ok(Ok(pid)) => pid.as_raw(),
+        Ok(Err(e)) => return ExecResult::Failed(format!("exec in container: {e}")),
         Err(e) => return ExecResult::Failed(e.to_string()),
     };
-    let pid = match builder
-        .as_tenant()
-        .with_container_args(a.args.clone())
-        .with_detach(false)
-        .build()
-    {
-        Ok(pid) => pid.as_raw(),
-        Err(e) => return ExecResult::Failed(format!("exec in container: {e}")),
-    };
+    if let Some(pid_file) = &a.pid_file {
+        let _ = write_atomic(pid_file, pid.to_string().as_bytes());
+    }
     let deadline = a
         .timeout_ms
         .filter(|t| *t > 0)
         .map(|t| Instant::now() + Duration::from_millis(t));
-    loop {
+    let result = loop {
         match skiff_sys::process::try_wait_child(pid) {
-            Ok(Some(exit)) => return ExecResult::Exited(exit.code()),
+            Ok(Some(exit)) => break ExecResult::Exited(exit.code()),
             Ok(None) => {}
-            Err(e) => return ExecResult::Failed(format!("wait: {e}")),
+            Err(e) => break ExecResult::Failed(format!("wait: {e}")),
         }
         if deadline.is_some_and(|d| Instant::now() >= d) {
             let _ = skiff_sys::process::kill(pid, 9);
             let _ = skiff_sys::process::wait_child(pid);
-            return ExecResult::TimedOut;
+            break ExecResult::TimedOut;
         }
         std::thread::sleep(Duration::from_millis(5));
+    };
+    // The terminal's last output, unless a background process keeps it open.
+    if let Some(done) = output {
+        let _ = done.recv_timeout(Duration::from_secs(2));
     }
+    result
+}
+
+/// Writes the exec's OCI process next to the result file: the container's
+/// own process (user, environment, working directory, capabilities,
+/// rlimits, ...) with `args` replaced, as containerd builds an exec's spec.
+fn write_exec_process(a: &ExecArgs) -> Result<PathBuf, String> {
+    let container = libcontainer::container::Container::load(a.state_root.join(&a.id))
+        .map_err(|e| format!("load container {}: {e}", a.id))?;
+    let config = container.bundle().join("config.json");
+    let spec: serde_json::Value = std::fs::read(&config)
+        .map_err(|e| e.to_string())
+        .and_then(|d| serde_json::from_slice(&d).map_err(|e| e.to_string()))
+        .map_err(|e| format!("read {}: {e}", config.display()))?;
+    let mut process = spec
+        .get("process")
+        .cloned()
+        .unwrap_or_else(|| serde_json::json!({"cwd": "/"}));
+    process["args"] = serde_json::json!(a.args);
+    process["terminal"] = serde_json::json!(a.tty);
+    if let Some(p) = process.as_object_mut() {
+        p.remove("consoleSize");
+    }
+    let path = a.result_file.with_extension("process.json");
+    let data = serde_json::to_vec(&process).map_err(|e| e.to_string())?;
+    write_atomic(&path, &data).map_err(|e| format!("write {}: {e}", path.display()))?;
+    Ok(path)
 }

@@ -12,7 +12,10 @@
 //! resizes, stdout and stderr, and a [`Outcome`] that the driver reports on
 //! the error stream before it closes the connection.
 
+pub mod exec;
+pub mod server;
 pub mod spdy;
+pub mod ws;
 
 use bytes::Bytes;
 use serde::Deserialize;
@@ -155,9 +158,9 @@ impl Outcome {
         }
         match self {
             Outcome::Success => None,
-            Outcome::NonZero { message, .. } => Some(
-                format!("command terminated with non-zero exit code: {message}").into_bytes(),
-            ),
+            Outcome::NonZero { message, .. } => {
+                Some(format!("command terminated with non-zero exit code: {message}").into_bytes())
+            }
             Outcome::Failed(message) => {
                 Some(format!("Internal error occurred: {message}").into_bytes())
             }

@@ -1,0 +1,62 @@
+//! Exec for the kubelet server: finds the running container among the
+//! kubelet's pods and asks the runtime (CRI `Exec`) for a streaming URL.
+
+use k8s_cri::v1 as api;
+
+use crate::cri::Cri;
+use crate::logs::PodLogs;
+use crate::server::stream::BoxFuture;
+use crate::server::{ContainerStreamer, ExecParams};
+
+/// [`ContainerStreamer`] over the kubelet's pods and its runtime.
+#[derive(Debug, Clone)]
+pub struct CriStreamer {
+    pods: PodLogs,
+    cri: Cri,
+}
+
+impl CriStreamer {
+    /// A streamer over `pods` and `cri`.
+    pub fn new(pods: PodLogs, cri: Cri) -> CriStreamer {
+        CriStreamer { pods, cri }
+    }
+}
+
+/// A runtime error as upstream's streaming `WriteError` answers it.
+fn runtime_error(status: &tonic::Status) -> (u16, String) {
+    let code = match status.code() {
+        tonic::Code::NotFound => 404,
+        tonic::Code::ResourceExhausted => 429,
+        _ => 500,
+    };
+    let name = format!("{:?}", status.code());
+    (
+        code,
+        format!("rpc error: code = {name} desc = {}", status.message()),
+    )
+}
+
+impl ContainerStreamer for CriStreamer {
+    fn exec_url(&self, params: ExecParams) -> BoxFuture<Result<String, (u16, String)>> {
+        let found = self
+            .pods
+            .running_container(&params.namespace, &params.pod, &params.container);
+        let mut cri = self.cri.clone();
+        Box::pin(async move {
+            let container_id = found?;
+            let resp = cri
+                .runtime
+                .exec(api::ExecRequest {
+                    container_id,
+                    cmd: params.command,
+                    tty: params.flags.tty,
+                    stdin: params.flags.stdin,
+                    stdout: params.flags.stdout,
+                    stderr: params.flags.stderr,
+                })
+                .await
+                .map_err(|s| runtime_error(&s))?;
+            Ok(resp.into_inner().url)
+        })
+    }
+}

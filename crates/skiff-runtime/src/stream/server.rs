@@ -1,0 +1,325 @@
+//! The streaming HTTP server behind CRI `Exec` (and later `Attach`): plain
+//! HTTP on a loopback port, one-time URLs.
+//!
+//! As upstream's CRI streaming server, a URL is a random token that stays
+//! valid for a minute and serves one request; the kubelet proxies the
+//! client's upgrade request to it. Loopback only: nothing but the node's own
+//! kubelet should reach it.
+
+use std::collections::HashMap;
+use std::convert::Infallible;
+use std::net::SocketAddr;
+use std::sync::{Arc, Mutex, Weak};
+use std::time::{Duration, Instant};
+
+use bytes::Bytes;
+use http::{HeaderMap, HeaderValue, Method, Request, Response, StatusCode, header};
+use http_body_util::Full;
+use hyper::body::Incoming;
+use hyper::service::service_fn;
+use hyper_util::rt::TokioIo;
+use tokio::net::TcpListener;
+
+use super::{StreamOpts, Version, exec, spdy, ws};
+use crate::Runtime;
+use crate::cri::api;
+
+/// How long a URL stays valid (upstream's cache TTL).
+const TOKEN_TTL: Duration = Duration::from_secs(60);
+/// Most URLs handed out and not yet used (upstream's `maxInFlight`).
+const MAX_PENDING: usize = 1000;
+
+/// What a URL was handed out for.
+#[derive(Debug, Clone)]
+enum Pending {
+    Exec {
+        container_id: String,
+        cmd: Vec<String>,
+        opts: StreamOpts,
+    },
+}
+
+/// Why a URL could not be handed out; maps onto a gRPC status.
+#[derive(Debug, thiserror::Error, PartialEq, Eq)]
+pub enum UrlError {
+    /// The request is malformed.
+    #[error("{0}")]
+    InvalidArgument(String),
+    /// Too many URLs are outstanding.
+    #[error("maximum number of in-flight requests exceeded")]
+    ResourceExhausted,
+}
+
+/// A running streaming server.
+#[derive(Debug)]
+pub struct StreamingServer {
+    base: String,
+    runtime: Arc<Runtime>,
+    pending: Mutex<HashMap<String, (Instant, Pending)>>,
+}
+
+impl StreamingServer {
+    /// Binds `bind` (use a loopback address; port 0 picks one) and serves
+    /// until the server is dropped.
+    pub async fn start(bind: SocketAddr, runtime: Arc<Runtime>) -> std::io::Result<Arc<Self>> {
+        let listener = TcpListener::bind(bind).await?;
+        let addr = listener.local_addr()?;
+        let server = Arc::new(StreamingServer {
+            base: format!("http://{addr}"),
+            runtime,
+            pending: Mutex::new(HashMap::new()),
+        });
+        tokio::spawn(accept_loop(listener, Arc::downgrade(&server)));
+        Ok(server)
+    }
+
+    /// The server's address as a URL prefix (`http://127.0.0.1:PORT`).
+    pub fn base_url(&self) -> &str {
+        &self.base
+    }
+
+    /// A one-time URL for a CRI `ExecRequest`, validated as upstream does.
+    pub fn exec_url(&self, req: &api::ExecRequest) -> Result<String, UrlError> {
+        if req.container_id.is_empty() {
+            return Err(UrlError::InvalidArgument(
+                "missing required container_id".into(),
+            ));
+        }
+        if req.cmd.is_empty() {
+            return Err(UrlError::InvalidArgument("missing required cmd".into()));
+        }
+        let opts = StreamOpts {
+            stdin: req.stdin,
+            stdout: req.stdout,
+            stderr: req.stderr,
+            tty: req.tty,
+        };
+        check_streams(opts)?;
+        let token = self.insert(Pending::Exec {
+            container_id: req.container_id.clone(),
+            cmd: req.cmd.clone(),
+            opts,
+        })?;
+        Ok(format!("{}/exec/{token}", self.base))
+    }
+
+    fn insert(&self, pending: Pending) -> Result<String, UrlError> {
+        let now = Instant::now();
+        let mut map = self
+            .pending
+            .lock()
+            .map_err(|_| UrlError::ResourceExhausted)?;
+        map.retain(|_, (at, _)| now.duration_since(*at) < TOKEN_TTL);
+        if map.len() >= MAX_PENDING {
+            return Err(UrlError::ResourceExhausted);
+        }
+        let token = new_token();
+        map.insert(token.clone(), (now, pending));
+        Ok(token)
+    }
+
+    /// Takes the request for `token` if it is still valid.
+    fn take(&self, token: &str) -> Option<Pending> {
+        let mut map = self.pending.lock().ok()?;
+        let (at, pending) = map.remove(token)?;
+        (at.elapsed() < TOKEN_TTL).then_some(pending)
+    }
+
+    async fn handle(self: Arc<Self>, req: Request<Incoming>) -> Response<Full<Bytes>> {
+        if req.method() != Method::GET && req.method() != Method::POST {
+            return text(StatusCode::METHOD_NOT_ALLOWED, "405: Method Not Allowed");
+        }
+        let Some(token) = req.uri().path().strip_prefix("/exec/") else {
+            return text(StatusCode::NOT_FOUND, "404 page not found");
+        };
+        let Some(pending) = self.take(token) else {
+            return text(StatusCode::NOT_FOUND, "404 page not found");
+        };
+        let Pending::Exec {
+            container_id,
+            cmd,
+            opts,
+        } = pending;
+        let runtime = self.runtime.clone();
+        upgrade(req, opts, move |session| {
+            exec::run(runtime, container_id, cmd, opts, session)
+        })
+    }
+}
+
+/// Upstream's checks on the requested streams.
+fn check_streams(opts: StreamOpts) -> Result<(), UrlError> {
+    if opts.tty && opts.stderr {
+        return Err(UrlError::InvalidArgument(
+            "tty and stderr cannot both be true".into(),
+        ));
+    }
+    if !opts.stdin && !opts.stdout && !opts.stderr {
+        return Err(UrlError::InvalidArgument(
+            "one of stdin, stdout, or stderr must be set".into(),
+        ));
+    }
+    Ok(())
+}
+
+fn new_token() -> String {
+    let bytes: [u8; 12] = rand::random();
+    hex::encode(bytes)
+}
+
+fn text(status: StatusCode, body: &str) -> Response<Full<Bytes>> {
+    let mut resp = Response::new(Full::new(Bytes::copy_from_slice(body.as_bytes())));
+    *resp.status_mut() = status;
+    resp.headers_mut().insert(
+        header::CONTENT_TYPE,
+        HeaderValue::from_static("text/plain; charset=utf-8"),
+    );
+    resp
+}
+
+fn header_values<'a>(headers: &'a HeaderMap, name: &str) -> Vec<&'a str> {
+    headers
+        .get_all(name)
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .collect()
+}
+
+/// The upgrade the request asks for, lower-cased (`websocket`, `spdy/3.1`).
+fn upgrade_kind(headers: &HeaderMap) -> Option<String> {
+    let connection_upgrade = header_values(headers, "connection")
+        .iter()
+        .flat_map(|v| v.split(','))
+        .any(|t| t.trim().eq_ignore_ascii_case("upgrade"));
+    let upgrade = headers.get(header::UPGRADE)?.to_str().ok()?;
+    connection_upgrade.then(|| upgrade.trim().to_ascii_lowercase())
+}
+
+/// Answers the upgrade (WebSocket or SPDY/3.1) and, once the connection is
+/// switched, runs `then` on the negotiated session.
+fn upgrade<F, Fut>(mut req: Request<Incoming>, opts: StreamOpts, then: F) -> Response<Full<Bytes>>
+where
+    F: FnOnce(super::Session) -> Fut + Send + 'static,
+    Fut: std::future::Future<Output = ()> + Send + 'static,
+{
+    let headers = req.headers().clone();
+    let on_upgrade = hyper::upgrade::on(&mut req);
+    match upgrade_kind(&headers).as_deref() {
+        Some("websocket") => {
+            let offered = header_values(&headers, "sec-websocket-protocol");
+            let Some(protocol) = ws::negotiate(&offered) else {
+                return text(
+                    StatusCode::BAD_REQUEST,
+                    &format!(
+                        "unable to upgrade: unable to match any of the offered subprotocols {offered:?}"
+                    ),
+                );
+            };
+            let Some(key) = headers.get("sec-websocket-key") else {
+                return text(
+                    StatusCode::BAD_REQUEST,
+                    "unable to upgrade: missing Sec-WebSocket-Key",
+                );
+            };
+            let accept =
+                tokio_tungstenite::tungstenite::handshake::derive_accept_key(key.as_bytes());
+            tokio::spawn(async move {
+                match on_upgrade.await {
+                    Ok(upgraded) => {
+                        let session = ws::serve(TokioIo::new(upgraded), protocol, opts).await;
+                        then(session).await;
+                    }
+                    Err(err) => tracing::debug!(error = %err, "exec WebSocket upgrade failed"),
+                }
+            });
+            let mut resp = Response::new(Full::new(Bytes::new()));
+            *resp.status_mut() = StatusCode::SWITCHING_PROTOCOLS;
+            let h = resp.headers_mut();
+            h.insert(header::UPGRADE, HeaderValue::from_static("websocket"));
+            h.insert(header::CONNECTION, HeaderValue::from_static("Upgrade"));
+            if let Ok(v) = HeaderValue::from_str(&accept) {
+                h.insert("sec-websocket-accept", v);
+            }
+            h.insert(
+                "sec-websocket-protocol",
+                HeaderValue::from_static(protocol.name()),
+            );
+            resp
+        }
+        Some("spdy/3.1") => {
+            let offered = header_values(&headers, "x-stream-protocol-version");
+            let Some(version) = spdy::negotiate(&offered) else {
+                return text(
+                    StatusCode::FORBIDDEN,
+                    &format!(
+                        "unable to upgrade: unable to negotiate protocol: client supports {offered:?}, server supports {:?}",
+                        spdy_names()
+                    ),
+                );
+            };
+            tokio::spawn(async move {
+                let upgraded = match on_upgrade.await {
+                    Ok(u) => u,
+                    Err(err) => {
+                        tracing::debug!(error = %err, "exec SPDY upgrade failed");
+                        return;
+                    }
+                };
+                match spdy::accept(TokioIo::new(upgraded), version, opts).await {
+                    Ok(session) => then(session).await,
+                    Err(err) => tracing::debug!(error = %err, "exec SPDY streams failed"),
+                }
+            });
+            let mut resp = Response::new(Full::new(Bytes::new()));
+            *resp.status_mut() = StatusCode::SWITCHING_PROTOCOLS;
+            let h = resp.headers_mut();
+            h.insert(header::UPGRADE, HeaderValue::from_static("SPDY/3.1"));
+            h.insert(header::CONNECTION, HeaderValue::from_static("Upgrade"));
+            h.insert(
+                "x-stream-protocol-version",
+                HeaderValue::from_static(version.name()),
+            );
+            resp
+        }
+        _ => text(
+            StatusCode::BAD_REQUEST,
+            "unable to upgrade: missing upgrade headers in request",
+        ),
+    }
+}
+
+fn spdy_names() -> Vec<&'static str> {
+    [Version::V4, Version::V3, Version::V2, Version::V1]
+        .into_iter()
+        .map(Version::name)
+        .collect()
+}
+
+async fn accept_loop(listener: TcpListener, server: Weak<StreamingServer>) {
+    loop {
+        let (tcp, _) = match listener.accept().await {
+            Ok(conn) => conn,
+            Err(err) => {
+                tracing::warn!(error = %err, "streaming server: accept failed");
+                tokio::time::sleep(Duration::from_millis(50)).await;
+                continue;
+            }
+        };
+        let Some(server) = server.upgrade() else {
+            return;
+        };
+        let _ = tcp.set_nodelay(true);
+        tokio::spawn(async move {
+            let service = service_fn(move |req| {
+                let server = server.clone();
+                async move { Ok::<_, Infallible>(server.handle(req).await) }
+            });
+            let conn = hyper::server::conn::http1::Builder::new()
+                .serve_connection(TokioIo::new(tcp), service)
+                .with_upgrades();
+            if let Err(err) = conn.await {
+                tracing::debug!(error = %err, "streaming connection ended with an error");
+            }
+        });
+    }
+}

@@ -10,6 +10,7 @@ pub mod config;
 pub mod cri;
 pub mod hooks;
 pub mod kubelet;
+pub mod logrotate;
 pub mod logs;
 pub mod node;
 pub mod prober;

@@ -327,6 +327,16 @@ async fn reopen_container_log_follows_upstream_semantics() {
     assert_eq!(read_entries(&log), ["after"]);
     assert_eq!(read_entries(&rotated), ["before"]);
 
+    // A supervisor without a control socket (started by an older skiff).
+    let socket = env.path(&format!("runtime/containers/{id}/control.sock"));
+    let saved = env.path("control.sock.saved");
+    std::fs::rename(&socket, &saved).unwrap();
+    let err = env.reopen(&id).await.unwrap_err();
+    assert_eq!(err.code(), tonic::Code::FailedPrecondition, "{err:?}");
+    assert!(err.message().contains("older skiff"), "{err:?}");
+    std::fs::rename(&saved, &socket).unwrap();
+    env.reopen(&id).await.unwrap();
+
     let err = env.reopen("no-such-container").await.unwrap_err();
     assert_eq!(err.code(), tonic::Code::NotFound, "{err:?}");
     std::fs::write(ctl.join("end"), "").unwrap();
@@ -483,6 +493,10 @@ async fn kubelet_rotation_through_cri_keeps_max_files() {
     }
     wait_lines(&log, 1).await;
     assert_eq!(read_entries(&log), ["final"]);
+    // A live log that went missing is reopened (recreated) by the next pass.
+    std::fs::remove_file(&log).unwrap();
+    manager.rotate_logs().await.unwrap();
+    assert_eq!(std::fs::read_to_string(&log).unwrap(), "");
     std::fs::write(ctl.join("end"), "").unwrap();
     env.wait_exited(&id).await;
     env.remove_sandbox(&sandbox).await;

@@ -95,7 +95,11 @@ pub fn bind(path: &Path) -> std::io::Result<UnixListener> {
 pub fn serve(listener: UnixListener, log: CriLog) {
     std::thread::spawn(move || {
         for conn in listener.incoming() {
-            let Ok(conn) = conn else { continue };
+            let Ok(conn) = conn else {
+                // Out of descriptors or memory: don't spin.
+                std::thread::sleep(Duration::from_millis(100));
+                continue;
+            };
             let log = log.clone();
             std::thread::spawn(move || handle(conn, &log));
         }

@@ -7,8 +7,8 @@
 //! container's stdout/stderr into the CRI log, waits for the init, writes the
 //! exit record atomically and deletes the libcontainer state (and so the
 //! container's cgroups). While the container runs it answers requests on a
-//! [`control`] socket (log reopening). `exec` runs a process inside a running container and
-//! writes its exit code to a result file.
+//! [`control`] socket (log reopening). `exec` runs a process inside a running
+//! container and writes its exit code to a result file.
 
 pub mod control;
 mod logs;

@@ -58,6 +58,12 @@ pub struct KubeletConfig {
     pub client_ca: Option<Vec<u8>>,
     /// Address the log server binds (its port is `kubelet_port`).
     pub server_bind: IpAddr,
+    /// Rotate a container's log once it has this many bytes
+    /// (`--container-log-max-size`); `None` turns rotation off.
+    pub container_log_max_size: Option<u64>,
+    /// Log files kept per container, the live one included
+    /// (`--container-log-max-files`, at least 2).
+    pub container_log_max_files: usize,
 }
 
 /// Why the kubelet stopped.
@@ -356,6 +362,17 @@ pub async fn run(
         shutdown.clone(),
     ));
 
+    // Container log rotation: upstream's container log manager.
+    let log_rotation = config.container_log_max_size.map(|max_size| {
+        let policy = crate::logrotate::LogRotatePolicy {
+            max_size,
+            max_files: config.container_log_max_files,
+        };
+        tokio::spawn(
+            crate::logrotate::ContainerLogManager::new(cri.clone(), policy).run(shutdown.clone()),
+        )
+    });
+
     let shared = Arc::new(Shared {
         events: EventRecorder::spawn(
             client.clone(),
@@ -403,6 +420,9 @@ pub async fn run(
     };
     let result = manage_pods(shared, client, logs, shutdown).await;
     node_task.abort();
+    if let Some(t) = log_rotation {
+        t.abort();
+    }
     if let Some(t) = server_task {
         let _ = t.await;
     }

@@ -11,6 +11,7 @@ pub mod cri;
 pub mod exec;
 pub mod hooks;
 pub mod kubelet;
+pub mod logrotate;
 pub mod logs;
 pub mod node;
 pub mod prober;

@@ -25,6 +25,8 @@ use crate::images::ImageStore;
 use crate::sandbox::{PodNetwork, SandboxRecord, SandboxState};
 use crate::shim::{ExecArgs, ExecResult, ExitRecord, RunArgs, StartReport, write_atomic};
 
+mod log_control;
+
 /// Errors of runtime operations, mapped to gRPC codes by the CRI service.
 #[derive(Debug, thiserror::Error)]
 pub enum RuntimeError {
@@ -543,6 +545,7 @@ impl Runtime {
             log_path: (!record.log_path.is_empty()).then(|| PathBuf::from(&record.log_path)),
             exit_file: dir.join("exit.json"),
             cgroups_path: record.cgroups_path.clone(),
+            control_socket: Some(dir.join(crate::shim::control::SOCKET_NAME)),
         };
         // Taken before the shim starts it: a short-lived container can exit
         // (and its shim stamp the finish) before the shim's report arrives.

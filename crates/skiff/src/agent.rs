@@ -52,12 +52,37 @@ pub struct AgentFlags {
     /// (the API server's kubelet client); `skiff server` uses its own.
     #[arg(long)]
     pub client_ca_file: Option<PathBuf>,
+    /// Rotate a container's log once it reaches this size (a quantity, e.g.
+    /// 10Mi; negative turns rotation off).
+    #[arg(long, default_value = skiff_kubelet::logrotate::DEFAULT_CONTAINER_LOG_MAX_SIZE,
+          value_parser = parse_container_log_max_size, allow_negative_numbers = true)]
+    pub container_log_max_size: ContainerLogMaxSize,
+    /// Log files kept per container, the live one included (at least 2).
+    #[arg(long, default_value_t = skiff_kubelet::logrotate::DEFAULT_CONTAINER_LOG_MAX_FILES,
+          value_parser = parse_container_log_max_files)]
+    pub container_log_max_files: usize,
     /// The built-in pod network's bridge (tests run several agents on one host).
     #[arg(long, default_value = skiff_runtime::network::DEFAULT_BRIDGE, hide = true)]
     pub pod_bridge: String,
     /// The nftables table of the built-in network's masquerade rule.
     #[arg(long, default_value = skiff_runtime::network::DEFAULT_NAT_TABLE, hide = true)]
     pub pod_nat_table: String,
+}
+
+/// `--container-log-max-size` in bytes; `None` turns rotation off. (A
+/// newtype: clap reads a bare `Option` as "the flag may be absent".)
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ContainerLogMaxSize(pub Option<u64>);
+
+fn parse_container_log_max_size(value: &str) -> Result<ContainerLogMaxSize, String> {
+    skiff_kubelet::logrotate::parse_max_size(value).map(ContainerLogMaxSize)
+}
+
+fn parse_container_log_max_files(value: &str) -> Result<usize, String> {
+    let n: usize = value
+        .parse()
+        .map_err(|e| format!("invalid configuration: containerLogMaxFiles {value:?}: {e}"))?;
+    skiff_kubelet::logrotate::validate_max_files(n)
 }
 
 /// `<data-dir>/agent/run/cri.sock`: the built-in runtime's socket.
@@ -209,10 +234,64 @@ pub async fn run(
             None => None,
         },
         server_bind: IpAddr::V4(std::net::Ipv4Addr::UNSPECIFIED),
+        container_log_max_size: flags.container_log_max_size.0,
+        container_log_max_files: flags.container_log_max_files,
     };
     let result = skiff_kubelet::run(config, client, cri, shutdown).await;
     if let Some(task) = runtime_task {
         let _ = task.await;
     }
     result.context("kubelet")
+}
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used, clippy::expect_used)]
+mod tests {
+    use clap::Parser;
+
+    use super::AgentFlags;
+
+    #[derive(Debug, Parser)]
+    struct Cli {
+        #[command(flatten)]
+        agent: AgentFlags,
+    }
+
+    fn parse(args: &[&str]) -> Result<AgentFlags, clap::Error> {
+        Cli::try_parse_from(std::iter::once("skiff").chain(args.iter().copied())).map(|c| c.agent)
+    }
+
+    #[test]
+    fn container_log_flags_default_to_upstream_and_are_validated() {
+        let flags = parse(&[]).unwrap();
+        assert_eq!(flags.container_log_max_size.0, Some(10 * 1024 * 1024));
+        assert_eq!(flags.container_log_max_files, 5);
+
+        let flags = parse(&[
+            "--container-log-max-size",
+            "64Ki",
+            "--container-log-max-files=2",
+        ])
+        .unwrap();
+        assert_eq!(flags.container_log_max_size.0, Some(65536));
+        assert_eq!(flags.container_log_max_files, 2);
+        let off = parse(&["--container-log-max-size", "-1"]).unwrap();
+        assert_eq!(off.container_log_max_size.0, None);
+
+        for (args, msg) in [
+            (
+                ["--container-log-max-files", "1"],
+                "containerLogMaxFiles must be greater than 1",
+            ),
+            (["--container-log-max-files", "x"], "containerLogMaxFiles"),
+            (
+                ["--container-log-max-size", "0"],
+                "must be a positive quantity",
+            ),
+            (["--container-log-max-size", "lots"], "failed to parse"),
+        ] {
+            let err = parse(&args).unwrap_err().to_string();
+            assert!(err.contains(msg), "{args:?}: {err}");
+        }
+    }
 }

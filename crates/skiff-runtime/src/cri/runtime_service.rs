@@ -391,11 +391,11 @@ impl RuntimeService for CriRuntimeService {
 
     async fn reopen_container_log(
         &self,
-        _request: Request<api::ReopenContainerLogRequest>,
+        request: Request<api::ReopenContainerLogRequest>,
     ) -> Result<Response<api::ReopenContainerLogResponse>, Status> {
-        Err(Status::unimplemented(
-            "ReopenContainerLog is not implemented yet",
-        ))
+        let id = request.into_inner().container_id;
+        self.runtime.reopen_container_log(&id).await?;
+        Ok(Response::new(api::ReopenContainerLogResponse {}))
     }
 
     async fn exec_sync(

@@ -2,8 +2,8 @@
 
 use std::fs::File;
 use std::io::{BufRead, BufReader, Read, Write};
-use std::path::Path;
-use std::sync::{Arc, Mutex};
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex, MutexGuard};
 
 /// Longest line written as one entry; longer lines are split into `P` entries.
 pub const MAX_LINE: usize = 16 * 1024;
@@ -11,35 +11,100 @@ pub const MAX_LINE: usize = 16 * 1024;
 /// A shared CRI log file (stdout and stderr interleave into it).
 #[derive(Debug, Clone)]
 pub struct CriLog {
-    file: Option<Arc<Mutex<File>>>,
+    sink: Option<Arc<Mutex<Sink>>>,
+}
+
+/// The open file and what the shim knows about it.
+#[derive(Debug)]
+struct Sink {
+    path: PathBuf,
+    file: File,
+    /// Bytes of whole entries in the file: a failed write is cut back to it.
+    len: u64,
+    /// Whether the last write failed (reported once per failure streak).
+    failing: bool,
+}
+
+impl Sink {
+    fn open(path: &Path) -> std::io::Result<Self> {
+        if let Some(parent) = path.parent() {
+            std::fs::create_dir_all(parent)?;
+        }
+        let file = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(path)?;
+        let len = file.metadata()?.len();
+        Ok(Self {
+            path: path.to_owned(),
+            file,
+            len,
+            failing: false,
+        })
+    }
+
+    /// Appends one entry. On a full disk the entry is lost, never the
+    /// container: the pipes keep draining, a partly written entry is cut off
+    /// so the file stays parseable, and writing resumes once space returns.
+    fn write(&mut self, entry: &[u8]) {
+        match self.file.write_all(entry) {
+            Ok(()) => {
+                self.len += entry.len() as u64;
+                if self.failing {
+                    self.failing = false;
+                    eprintln!("log {}: writes resumed", self.path.display());
+                }
+            }
+            Err(e) => {
+                let _ = self.file.set_len(self.len);
+                if !self.failing {
+                    self.failing = true;
+                    eprintln!(
+                        "log {}: {e}; dropping entries until writes succeed",
+                        self.path.display()
+                    );
+                }
+            }
+        }
+    }
 }
 
 impl CriLog {
     /// Opens (appends to) `path`, creating its directory; `None` discards output.
     pub fn open(path: Option<&Path>) -> std::io::Result<Self> {
-        let file = match path {
+        let sink = match path {
             None => None,
-            Some(path) => {
-                if let Some(parent) = path.parent() {
-                    std::fs::create_dir_all(parent)?;
-                }
-                let f = std::fs::OpenOptions::new()
-                    .create(true)
-                    .append(true)
-                    .open(path)?;
-                Some(Arc::new(Mutex::new(f)))
-            }
+            Some(path) => Some(Arc::new(Mutex::new(Sink::open(path)?))),
         };
-        Ok(Self { file })
+        Ok(Self { sink })
+    }
+
+    fn lock(sink: &Mutex<Sink>) -> MutexGuard<'_, Sink> {
+        // A copier that panicked mid-write leaves nothing worse than a lost entry.
+        sink.lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+    }
+
+    /// Opens a fresh file at the log's path (the old one was renamed away by
+    /// log rotation) and writes there from now on. When this returns, no
+    /// entry goes to the old file any more.
+    pub fn reopen(&self) -> std::io::Result<()> {
+        let Some(sink) = &self.sink else {
+            return Err(std::io::Error::new(
+                std::io::ErrorKind::NotFound,
+                "the container has no log file",
+            ));
+        };
+        let mut sink = Self::lock(sink);
+        let fresh = Sink::open(&sink.path)?;
+        *sink = fresh;
+        Ok(())
     }
 
     fn write_entry(&self, stream: &str, partial: bool, content: &[u8]) {
-        let Some(file) = &self.file else { return };
+        let Some(sink) = &self.sink else { return };
         let entry = format_entry(&timestamp_now(), stream, partial, content);
-        if let Ok(mut f) = file.lock() {
-            // A full disk loses log lines, never the container.
-            let _ = f.write_all(&entry);
-        }
+        Self::lock(sink).write(&entry);
     }
 
     /// Copies `reader` into the log as `stream` until EOF.
@@ -144,5 +209,40 @@ mod tests {
         assert_eq!(entries[0][1..], ["stdout", "F", "one"]);
         assert_eq!(entries[1][1..], ["stdout", "F", "two"]);
         assert_eq!(entries[2][1..], ["stderr", "F", "three"]);
+    }
+
+    #[test]
+    fn reopen_moves_writes_to_a_fresh_file() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("c/0.log");
+        let log = CriLog::open(Some(&path)).unwrap();
+        log.copy("stdout", &b"one\n"[..]);
+        let rotated = dir.path().join("c/0.log.20260101-000000");
+        std::fs::rename(&path, &rotated).unwrap();
+        log.copy("stdout", &b"two\n"[..]);
+        log.reopen().unwrap();
+        log.copy("stderr", &b"three\n"[..]);
+        let old = std::fs::read_to_string(&rotated).unwrap();
+        let new = std::fs::read_to_string(&path).unwrap();
+        assert_eq!(old.lines().count(), 2);
+        assert!(old.ends_with(" stdout F two\n"));
+        assert_eq!(new.lines().count(), 1);
+        assert!(new.ends_with(" stderr F three\n"));
+
+        let none = CriLog::open(None).unwrap();
+        assert_eq!(
+            none.reopen().unwrap_err().kind(),
+            std::io::ErrorKind::NotFound
+        );
+    }
+
+    #[test]
+    fn a_full_device_drains_the_stream_without_blocking() {
+        // /dev/full fails every write with ENOSPC.
+        let log = CriLog::open(Some(Path::new("/dev/full"))).unwrap();
+        let input = b"x\n".repeat(100_000);
+        let mut reader = &input[..];
+        log.copy("stdout", &mut reader);
+        assert!(reader.is_empty(), "the copier stopped reading");
     }
 }

@@ -6,10 +6,12 @@
 //! PID on stdout, then lives as a subreaper in its own session: it copies the
 //! container's stdout/stderr into the CRI log, waits for the init, writes the
 //! exit record atomically and deletes the libcontainer state (and so the
-//! container's cgroups). `exec` runs a process inside a running container and
-//! writes its exit code to a result file.
+//! container's cgroups). While the container runs it answers requests on a
+//! [`control`] socket (log reopening). `exec` runs a process inside a running
+//! container and writes its exit code to a result file.
 
 mod console;
+pub mod control;
 mod logs;
 
 use std::io::Write;
@@ -37,6 +39,9 @@ pub struct RunArgs {
     pub exit_file: PathBuf,
     /// The container's cgroup path (read for OOM kills).
     pub cgroups_path: String,
+    /// Where the shim serves its [`control`] socket (absent from older agents).
+    #[serde(default)]
+    pub control_socket: Option<PathBuf>,
 }
 
 /// Arguments of `shim exec`.
@@ -163,14 +168,25 @@ fn run(a: &RunArgs) -> i32 {
             return 1;
         }
     };
+    // Bound before the container starts (so it exists once StartContainer
+    // returns) but served only after: no thread may run while libcontainer forks.
+    let control = a.control_socket.as_deref().and_then(|path| {
+        control::bind(path)
+            .inspect_err(|e| eprintln!("control socket {}: {e}", path.display()))
+            .ok()
+    });
     let (pid, readers) = match create_and_start(a) {
         Ok(v) => v,
         Err(msg) => {
             cleanup_state(a);
+            remove_control_socket(a);
             report(&StartReport::Failed(msg));
             return 1;
         }
     };
+    if let Some(listener) = control {
+        control::serve(listener, log.clone());
+    }
     report(&StartReport::Started {
         pid,
         start_ticks: skiff_sys::process::process_start_ticks(pid).unwrap_or(0),
@@ -215,6 +231,7 @@ fn run(a: &RunArgs) -> i32 {
         finished_at,
         oom_killed: oom_killed(&a.cgroups_path),
     };
+    remove_control_socket(a);
     match serde_json::to_vec(&record) {
         Ok(data) => {
             if let Err(e) = write_atomic(&a.exit_file, &data) {
@@ -225,6 +242,12 @@ fn run(a: &RunArgs) -> i32 {
     }
     cleanup_state(a);
     0
+}
+
+fn remove_control_socket(a: &RunArgs) {
+    if let Some(path) = &a.control_socket {
+        let _ = std::fs::remove_file(path);
+    }
 }
 
 type Readers = Vec<(&'static str, std::io::PipeReader)>;

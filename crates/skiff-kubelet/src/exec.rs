@@ -1,4 +1,4 @@
-//! Exec for the kubelet server: finds the running container among the
+//! Exec and attach for the kubelet server: finds the running container among the
 //! kubelet's pods and asks the runtime (CRI `Exec`) for a streaming URL.
 
 use k8s_cri::v1 as api;
@@ -49,6 +49,28 @@ impl ContainerStreamer for CriStreamer {
                 .exec(api::ExecRequest {
                     container_id,
                     cmd: params.command,
+                    tty: params.flags.tty,
+                    stdin: params.flags.stdin,
+                    stdout: params.flags.stdout,
+                    stderr: params.flags.stderr,
+                })
+                .await
+                .map_err(|s| runtime_error(&s))?;
+            Ok(resp.into_inner().url)
+        })
+    }
+
+    fn attach_url(&self, params: ExecParams) -> BoxFuture<Result<String, (u16, String)>> {
+        let found = self
+            .pods
+            .running_container(&params.namespace, &params.pod, &params.container);
+        let mut cri = self.cri.clone();
+        Box::pin(async move {
+            let container_id = found?;
+            let resp = cri
+                .runtime
+                .attach(api::AttachRequest {
+                    container_id,
                     tty: params.flags.tty,
                     stdin: params.flags.stdin,
                     stdout: params.flags.stdout,

@@ -19,7 +19,9 @@ use tokio::io::AsyncBufReadExt;
 use crate::container::spec::{
     SpecInputs, build_spec, host_bounding_mask, host_nofile_limit, parse_signal, resolv_conf,
 };
-use crate::container::{ContainerRecord, MountRecord, Observed, ResourcesRecord, observe};
+use crate::container::{
+    ContainerRecord, MountRecord, Observed, ResourcesRecord, StdioRecord, observe,
+};
 use crate::cri::api;
 use crate::images::ImageStore;
 use crate::sandbox::{PodNetwork, SandboxRecord, SandboxState};
@@ -456,6 +458,11 @@ impl Runtime {
                 .and_then(parse_signal)
                 .unwrap_or(libc_signal::SIGTERM),
             start_error: None,
+            stdio: StdioRecord {
+                stdin: config.stdin,
+                stdin_once: config.stdin_once,
+                tty: config.tty,
+            },
         };
         save(&dir.join("container.json"), &record)?;
         lock(&self.containers).insert(id.clone(), record);
@@ -546,6 +553,9 @@ impl Runtime {
             exit_file: dir.join("exit.json"),
             cgroups_path: record.cgroups_path.clone(),
             control_socket: Some(dir.join(crate::shim::control::SOCKET_NAME)),
+            stdin: record.stdio.stdin,
+            stdin_once: record.stdio.stdin_once,
+            tty: record.stdio.tty,
         };
         // Taken before the shim starts it: a short-lived container can exit
         // (and its shim stamp the finish) before the shim's report arrives.

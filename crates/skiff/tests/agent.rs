@@ -16,6 +16,7 @@ const NAMES: Names = Names {
     bridge: "skiffe2e0",
     nat_table: "skiff-e2e-nat",
     cluster_cidr: "10.244.0.0/16",
+    scheduler: false,
 };
 
 #[test]

@@ -1,12 +1,13 @@
-//! End to end: `kubectl exec` through the API server, the kubelet and the
-//! built-in runtime's streaming server, with the real kubectl (1.33, and
-//! 1.32 where installed): stdout/stderr, stdin, exit codes, terminals and
-//! upstream's errors. Skipped without root or busybox-static.
+//! End to end: `kubectl exec`, `kubectl attach` and `kubectl run -i`
+//! through the API server, the kubelet and the built-in runtime's streaming
+//! server, with the real kubectl (1.33, and 1.32 where installed):
+//! stdout/stderr, stdin, exit codes, terminals and upstream's errors.
+//! Skipped without root or busybox-static.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
 mod cluster;
 
-use cluster::{Cluster, Names, container, phase};
+use cluster::{Cluster, IMAGE, Names, container, phase};
 use serde_json::json;
 
 const NAMES: Names = Names {
@@ -14,6 +15,7 @@ const NAMES: Names = Names {
     bridge: "skiffexec0",
     nat_table: "skiff-exec-nat",
     cluster_cidr: "10.245.0.0/16",
+    scheduler: true,
 };
 const KUBECTL: &str = "/usr/bin/kubectl";
 const KUBECTL_132: &str = "/usr/lib/google-cloud-sdk/bin/kubectl.1.32";
@@ -135,4 +137,135 @@ fn kubectl_exec_streams_and_reports_exit_codes() {
         assert_eq!(out.status.code(), Some(2), "{}", text(&out.stderr));
         assert_eq!(text(&out.stdout), "got it\n");
     }
+}
+
+/// Runs `command` under script(1), so kubectl's stdin is a terminal fed
+/// with `input`; returns what the terminal showed.
+fn on_terminal(command: &str, input: &[u8]) -> String {
+    use std::io::Write;
+    let mut child = std::process::Command::new("script")
+        .args(["-qec", command, "/dev/null"])
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut stdin = child.stdin.take().unwrap();
+    stdin.write_all(input).unwrap();
+    // Keep the terminal open until the session ends by itself.
+    let out = child.wait_with_output().unwrap();
+    drop(stdin);
+    text(&out.stdout)
+}
+
+#[test]
+fn kubectl_attach_and_run_interactive() {
+    // Its own node, bridge and CIDR: the tests of a binary run at once.
+    let names = Names {
+        node: "skiff-attach",
+        bridge: "skiffattach0",
+        nat_table: "skiff-attach-nat",
+        cluster_cidr: "10.246.0.0/16",
+        scheduler: true,
+    };
+    let Some(c) = Cluster::start(names) else {
+        return;
+    };
+    let kubeconfig = c.dir.path().join("kubeconfig");
+
+    // stdin + stdinOnce without a terminal: attached input reaches the
+    // container, its end closes the container's stdin, the container ends
+    // and so does the attach.
+    let mut reader = container("main", "while read l; do echo got $l; done; echo bye");
+    reader["stdin"] = json!(true);
+    reader["stdinOnce"] = json!(true);
+    c.apply(&c.pod(
+        "reader",
+        json!({"restartPolicy": "Never", "containers": [reader]}),
+    ));
+    c.wait_pod("reader", "Running", |p| phase(p) == "Running");
+    let out = c.kubectl_with(KUBECTL, &[], &["attach", "-i", "reader"], b"a\nb\n");
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    assert_eq!(
+        text(&out.stdout),
+        "got a\ngot b\nbye\n",
+        "{}\n{}",
+        text(&out.stderr),
+        c.logs(&["reader"])
+    );
+    let p = c.wait_pod("reader", "Succeeded", |p| phase(p) == "Succeeded");
+    assert_eq!(
+        p["status"]["containerStatuses"][0]["state"]["terminated"]["exitCode"],
+        0
+    );
+    // The log has what the container wrote.
+    assert_eq!(
+        c.logs(&["reader"]),
+        "got a\ngot b\nbye\n",
+        "the container log"
+    );
+
+    // A terminal container: the shell's prompt (no newline) shows, typed
+    // input runs, and the terminal output is in the log too.
+    let mut term = container("main", "exec sh");
+    term["command"] = json!(["sh"]);
+    term["stdin"] = json!(true);
+    term["tty"] = json!(true);
+    c.apply(&c.pod(
+        "term",
+        json!({"restartPolicy": "Never", "containers": [term]}),
+    ));
+    c.wait_pod("term", "Running", |p| phase(p) == "Running");
+    let shown = on_terminal(
+        &format!(
+            "{KUBECTL} --kubeconfig {} attach -it term",
+            kubeconfig.display()
+        ),
+        b"echo sum-$((40+2)); tty\nexit 7\n",
+    );
+    assert!(shown.contains("sum-42"), "{shown}");
+    assert!(
+        shown.contains("/dev/console") || shown.contains("/dev/pts/"),
+        "{shown}"
+    );
+    let p = c.wait_pod("term", "Failed", |p| phase(p) == "Failed");
+    assert_eq!(
+        p["status"]["containerStatuses"][0]["state"]["terminated"]["exitCode"],
+        7
+    );
+
+    // kubectl run -i --rm: scheduled, attached, deleted afterwards.
+    let out = c.kubectl_with(
+        KUBECTL,
+        &[],
+        &[
+            "run",
+            "oneshot",
+            "-i",
+            "--rm",
+            "--restart=Never",
+            "--image",
+            IMAGE,
+            "--image-pull-policy=IfNotPresent",
+            "--",
+            "sh",
+            "-c",
+            "read x; echo got $x",
+        ],
+        b"hello\n",
+    );
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    assert!(
+        text(&out.stdout).contains("got hello"),
+        "{}",
+        text(&out.stdout)
+    );
+    assert!(
+        text(&out.stdout).contains("pod \"oneshot\" deleted"),
+        "{}",
+        text(&out.stdout)
+    );
+
+    // Attaching to a finished container is refused with a reason.
+    let out = c.kubectl_with(KUBECTL, &[], &["attach", "reader"], b"");
+    assert!(!out.status.success());
 }

@@ -1,8 +1,10 @@
-//! `pods/{name}/exec` (GET for WebSocket clients, POST for SPDY ones), as
-//! upstream's `ExecREST` + `UpgradeAwareHandler`: the query is decoded as
-//! `PodExecOptions`, the container chosen as for logs, and the client's
-//! upgrade request is sent to the node's kubelet as
-//! `/exec/{namespace}/{pod}/{container}?command=...&input=1&output=1&error=1&tty=1`
+//! `pods/{name}/exec` and `pods/{name}/attach` (GET for WebSocket clients,
+//! POST for SPDY ones), as upstream's `ExecREST`/`AttachREST` +
+//! `UpgradeAwareHandler`: the query is decoded as `PodExecOptions` (or
+//! `PodAttachOptions`: the same without a command), the container chosen
+//! as for logs, and the client's upgrade request is sent to the node's
+//! kubelet as
+//! `/{exec,attach}/{namespace}/{pod}/{container}?command=...&input=1&output=1&error=1&tty=1`
 //! (upstream's `streamParams`). When the kubelet switches protocols, the two
 //! upgraded connections are spliced together; any other answer goes back to
 //! the client as the kubelet gave it, so a client that cannot upgrade sees
@@ -101,15 +103,20 @@ fn encode_component(s: &str) -> String {
 }
 
 impl Registry {
-    /// `pods/{name}/exec`: proxies the (upgrade) request to the kubelet.
+    /// `pods/{name}/exec` or (`subresource` "attach") `pods/{name}/attach`:
+    /// proxies the (upgrade) request to the kubelet.
     pub(crate) async fn pod_exec<B>(
         &self,
         mut req: Request<B>,
         namespace: &str,
         name: &str,
+        subresource: &str,
         query: Option<&str>,
     ) -> Result<Response<Body>, ApiError> {
-        let opts = PodExecOptions::parse(query)?;
+        let mut opts = PodExecOptions::parse(query)?;
+        if subresource == "attach" {
+            opts.command.clear();
+        }
         let pods = resources::by_gvr("", "v1", "pods").ok_or_else(|| {
             ApiError::InternalError("pods missing from the resource table".into())
         })?;
@@ -135,7 +142,7 @@ impl Registry {
             }
         };
         let path = format!(
-            "/exec/{}/{}/{}?{}",
+            "/{subresource}/{}/{}/{}?{}",
             encode_component(namespace),
             encode_component(name),
             encode_component(&container),

@@ -200,14 +200,18 @@ impl KubeletServer {
                     let locator = locator.clone();
                     let streamer = streamer.clone();
                     async move {
-                        let exec = req.uri().path().strip_prefix("/exec/").map(str::to_owned);
+                        let path = req.uri().path();
+                        let exec = match path.strip_prefix("/exec/") {
+                            Some(rest) => Some((rest.to_owned(), false)),
+                            None => path.strip_prefix("/attach/").map(|r| (r.to_owned(), true)),
+                        };
                         let resp = match exec {
-                            Some(rest)
+                            Some((rest, attach))
                                 if authenticated
                                     && (req.method() == Method::GET
                                         || req.method() == Method::POST) =>
                             {
-                                stream::exec(req, &rest, streamer.as_deref()).await
+                                stream::exec(req, &rest, attach, streamer.as_deref()).await
                             }
                             _ => handle(req, authenticated, &*locator),
                         };

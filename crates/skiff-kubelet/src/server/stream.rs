@@ -1,5 +1,6 @@
-//! `/exec/{namespace}/{pod}/{container}` (and the form with the pod UID
-//! before the container), as upstream kubelet's `getExec`: the streams
+//! `/exec/{namespace}/{pod}/{container}` and `/attach/...` (and the forms
+//! with the pod UID before the container), as upstream kubelet's `getExec`
+//! and `getAttach`: the streams
 //! asked for come from the query (`input`, `output`, `error`, `tty` = "1",
 //! `command` repeated, as the API server sends them), the runtime hands out
 //! a streaming URL through CRI `Exec`, and the client's upgrade request is
@@ -29,7 +30,7 @@ pub struct StreamFlags {
     pub tty: bool,
 }
 
-/// An exec request's parameters.
+/// An exec or attach request's parameters.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ExecParams {
     /// The pod's namespace.
@@ -38,7 +39,7 @@ pub struct ExecParams {
     pub pod: String,
     /// The container's name.
     pub container: String,
-    /// The command and its arguments.
+    /// The command and its arguments (exec only).
     pub command: Vec<String>,
     /// The streams.
     pub flags: StreamFlags,
@@ -50,8 +51,11 @@ pub type BoxFuture<T> = Pin<Box<dyn Future<Output = T> + Send>>;
 /// Finds a running container and asks the runtime for a streaming URL (the
 /// kubelet implements it over its pods and CRI).
 pub trait ContainerStreamer: Send + Sync + 'static {
-    /// The runtime's URL for `params`, or `(status code, message)`.
+    /// The runtime's exec URL for `params`, or `(status code, message)`.
     fn exec_url(&self, params: ExecParams) -> BoxFuture<Result<String, (u16, String)>>;
+
+    /// The runtime's attach URL for `params` (no command).
+    fn attach_url(&self, params: ExecParams) -> BoxFuture<Result<String, (u16, String)>>;
 }
 
 /// Parses `rest` (after `/exec/`) and the query.
@@ -101,10 +105,11 @@ pub fn parse_exec(rest: &str, query: Option<&str>) -> Result<ExecParams, (u16, S
     })
 }
 
-/// Serves `/exec/...`.
+/// Serves `/exec/...` (or, with `attach`, `/attach/...`).
 pub async fn exec<B>(
     req: Request<B>,
     rest: &str,
+    attach: bool,
     streamer: Option<&dyn ContainerStreamer>,
 ) -> Response<Body> {
     let Some(streamer) = streamer else {
@@ -114,7 +119,12 @@ pub async fn exec<B>(
         Ok(p) => p,
         Err((code, msg)) => return error(code, msg),
     };
-    match streamer.exec_url(params).await {
+    let url = if attach {
+        streamer.attach_url(params).await
+    } else {
+        streamer.exec_url(params).await
+    };
+    match url {
         Ok(url) => proxy_upgrade(req, &url).await,
         Err((code, msg)) => error(code, msg),
     }

@@ -79,6 +79,21 @@ pub struct ContainerRecord {
     pub stop_signal: i32,
     /// Set when the start failed: the message, reported as the exit reason's message.
     pub start_error: Option<String>,
+    /// The container's stdio: kept open stdin, once-only stdin, a terminal
+    /// (what attach can reach).
+    #[serde(default)]
+    pub stdio: StdioRecord,
+}
+
+/// A container's stdio choices (CRI `ContainerConfig.stdin`/`stdin_once`/`tty`).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct StdioRecord {
+    /// Stdin stays open for attach.
+    pub stdin: bool,
+    /// Stdin closes when the first attached client detaches.
+    pub stdin_once: bool,
+    /// A terminal.
+    pub tty: bool,
 }
 
 fn default_stop_signal() -> i32 {
@@ -175,6 +190,7 @@ mod tests {
             shim: None,
             stop_signal: 15,
             start_error: start_error.map(str::to_owned),
+            stdio: StdioRecord::default(),
         }
     }
 

@@ -447,7 +447,7 @@ pub fn build_spec(inputs: &SpecInputs<'_>) -> Result<Value, String> {
     Ok(json!({
         "ociVersion": "1.0.2",
         "process": {
-            "terminal": false,
+            "terminal": config.tty,
             "user": { "uid": uid, "gid": gid, "additionalGids": additional },
             "args": args,
             "env": env,

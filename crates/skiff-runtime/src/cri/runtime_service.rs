@@ -434,9 +434,19 @@ impl RuntimeService for CriRuntimeService {
 
     async fn attach(
         &self,
-        _request: Request<api::AttachRequest>,
+        request: Request<api::AttachRequest>,
     ) -> Result<Response<api::AttachResponse>, Status> {
-        Err(Status::unimplemented("Attach is not implemented yet"))
+        let req = request.into_inner();
+        let streaming = self.streaming()?;
+        let (_, observed) = self.runtime.container(&req.container_id)?;
+        if observed != Observed::Running {
+            return Err(Status::failed_precondition(format!(
+                "container {:?} is not running",
+                req.container_id
+            )));
+        }
+        let url = streaming.attach_url(&req)?;
+        Ok(Response::new(api::AttachResponse { url }))
     }
 
     async fn port_forward(

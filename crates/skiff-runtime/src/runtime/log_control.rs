@@ -1,10 +1,11 @@
 //! Requests the runtime passes to a running container's supervisor over its
-//! control socket (CRI `ReopenContainerLog`).
+//! control socket (CRI `ReopenContainerLog`, attach).
 
 use std::time::Duration;
 
 use super::{Runtime, RuntimeError};
 use crate::container::Observed;
+use crate::shim::attach::Wants;
 use crate::shim::control::{self, ControlError};
 
 /// How long the supervisor may take to connect and answer.
@@ -42,5 +43,24 @@ impl Runtime {
         let socket = self.container_dir(id).join(control::SOCKET_NAME);
         control::request(&socket, "reopen", CONTROL_TIMEOUT).await?;
         Ok(())
+    }
+
+    /// A connection attached to running container `id`'s stdio, carrying
+    /// [`crate::shim::attach`] frames.
+    pub async fn attach_connection(
+        &self,
+        id: &str,
+        wants: Wants,
+    ) -> Result<tokio::net::UnixStream, RuntimeError> {
+        let (_, observed) = self.container(id)?;
+        if observed != Observed::Running {
+            return Err(RuntimeError::FailedPrecondition(format!(
+                "container {id:?} is not running"
+            )));
+        }
+        let socket = self.container_dir(id).join(control::SOCKET_NAME);
+        let command = format!("attach {}", wants.args());
+        let (_, conn) = control::open(&socket, &command, CONTROL_TIMEOUT).await?;
+        Ok(conn)
     }
 }

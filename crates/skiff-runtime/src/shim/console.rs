@@ -56,11 +56,16 @@ impl Console {
         done_rx
     }
 
-    fn relay(self) -> std::io::Result<()> {
+    /// Takes the terminal's master end from libcontainer.
+    pub fn accept(self) -> std::io::Result<File> {
         let (conn, _) = self.listener.accept()?;
         let master = File::from(skiff_sys::pty::receive_fd(&conn)?);
-        drop(conn);
         let _ = std::fs::remove_file(&self.path);
+        Ok(master)
+    }
+
+    fn relay(self) -> std::io::Result<()> {
+        let master = self.accept()?;
         let stdin = std::io::stdin();
         if let Ok((cols, rows)) = skiff_sys::pty::size(&stdin) {
             let _ = skiff_sys::pty::set_size(&master, cols, rows);

@@ -5,18 +5,20 @@
 //!
 //! The protocol is one request line per connection and one reply line:
 //! `<command>[ <args>]\n` answered by `ok[ <payload>]\n` or `error <message>\n`.
-//! Commands: `reopen` (reopen the CRI log file at its path). An unknown
+//! Commands: `reopen` (reopen the CRI log file at its path) and `attach`
+//! (after `ok`, the connection carries [`super::attach`] frames). An unknown
 //! command is answered with an error, so callers can tell an old shim apart.
 
-use std::io::{BufRead, BufReader, Read, Write};
+use std::io::{Read, Write};
 use std::os::fd::AsRawFd;
 use std::os::unix::net::{UnixListener, UnixStream};
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
-use tokio::io::{AsyncBufReadExt, AsyncWriteExt};
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
 use super::CriLog;
+use super::attach::{AttachHub, Wants};
 
 /// The socket's file name in the container's directory.
 pub const SOCKET_NAME: &str = "control.sock";
@@ -92,7 +94,7 @@ pub fn bind(path: &Path) -> std::io::Result<UnixListener> {
 
 /// Serves `listener` on a thread: one thread per connection, so a slow or
 /// long-lived client never holds up the others.
-pub fn serve(listener: UnixListener, log: CriLog) {
+pub fn serve(listener: UnixListener, log: CriLog, hub: Option<std::sync::Arc<AttachHub>>) {
     std::thread::spawn(move || {
         for conn in listener.incoming() {
             let Ok(conn) = conn else {
@@ -101,15 +103,32 @@ pub fn serve(listener: UnixListener, log: CriLog) {
                 continue;
             };
             let log = log.clone();
-            std::thread::spawn(move || handle(conn, &log));
+            let hub = hub.clone();
+            std::thread::spawn(move || handle(conn, &log, hub.as_deref()));
         }
     });
 }
 
-fn handle(conn: UnixStream, log: &CriLog) {
+fn handle(conn: UnixStream, log: &CriLog, hub: Option<&AttachHub>) {
     let _ = conn.set_read_timeout(Some(REQUEST_TIMEOUT));
     let mut line = String::new();
-    let read = BufReader::new(&conn).take(MAX_REQUEST).read_line(&mut line);
+    // Byte by byte: nothing past the request line may be read ahead, for
+    // attach hands the connection over to frames.
+    let read = (&conn).take(MAX_REQUEST).read_line_unbuffered(&mut line);
+    let request = line.trim_end();
+    let (command, args) = request.split_once(' ').unwrap_or((request, ""));
+    if command == "attach" && line.ends_with('\n') {
+        match hub {
+            Some(hub) => {
+                let _ = conn.set_read_timeout(None);
+                hub.serve(conn, Wants::parse(args));
+            }
+            None => {
+                let _ = (&conn).write_all(b"error this container cannot be attached to\n");
+            }
+        }
+        return;
+    }
     let reply = match read {
         Ok(_) if line.ends_with('\n') => dispatch(line.trim_end(), log),
         Ok(_) => Err("request line missing or too long".to_owned()),
@@ -141,6 +160,19 @@ pub async fn request(
     command: &str,
     timeout: Duration,
 ) -> Result<String, ControlError> {
+    open(path, command, timeout)
+        .await
+        .map(|(payload, _)| payload)
+}
+
+/// Sends `command` and, on `ok`, returns the payload and the connection,
+/// positioned right after the reply line (for commands that go on to
+/// stream, like `attach`). Bounded by `timeout` up to the reply.
+pub async fn open(
+    path: &Path,
+    command: &str,
+    timeout: Duration,
+) -> Result<(String, tokio::net::UnixStream), ControlError> {
     let exchange = async {
         let (dir, name) = split(path).map_err(|e| match e.kind() {
             std::io::ErrorKind::NotFound => ControlError::NoSocket(path.to_owned()),
@@ -149,7 +181,7 @@ pub async fn request(
                 source: e,
             },
         })?;
-        let conn = tokio::net::UnixStream::connect(short_path(&dir, name))
+        let mut conn = tokio::net::UnixStream::connect(short_path(&dir, name))
             .await
             .map_err(|e| match e.kind() {
                 std::io::ErrorKind::NotFound => ControlError::NoSocket(path.to_owned()),
@@ -159,17 +191,25 @@ pub async fn request(
                 },
             })?;
         drop(dir);
-        let (read, mut write) = conn.into_split();
-        write
-            .write_all(format!("{command}\n").as_bytes())
+        conn.write_all(format!("{command}\n").as_bytes())
             .await
             .map_err(|e| ControlError::Protocol(format!("send request: {e}")))?;
-        let mut line = String::new();
-        tokio::io::BufReader::new(read)
-            .read_line(&mut line)
-            .await
-            .map_err(|e| ControlError::Protocol(format!("read reply: {e}")))?;
-        parse_reply(&line)
+        // Byte by byte: what follows the reply belongs to the caller.
+        let mut line = Vec::new();
+        while line.len() < MAX_REQUEST as usize {
+            match conn.read_u8().await {
+                Ok(b) => {
+                    line.push(b);
+                    if b == b'\n' {
+                        break;
+                    }
+                }
+                Err(e) if e.kind() == std::io::ErrorKind::UnexpectedEof => break,
+                Err(e) => return Err(ControlError::Protocol(format!("read reply: {e}"))),
+            }
+        }
+        let payload = parse_reply(&String::from_utf8_lossy(&line))?;
+        Ok((payload, conn))
     };
     tokio::time::timeout(timeout, exchange)
         .await
@@ -196,6 +236,32 @@ fn parse_reply(line: &str) -> Result<String, ControlError> {
         return Err(ControlError::Failed(msg.to_owned()));
     }
     Err(ControlError::Protocol(format!("unexpected reply {line:?}")))
+}
+
+/// Reads one line without reading past it.
+trait ReadLineUnbuffered {
+    fn read_line_unbuffered(&mut self, line: &mut String) -> std::io::Result<usize>;
+}
+
+impl<R: Read> ReadLineUnbuffered for R {
+    fn read_line_unbuffered(&mut self, line: &mut String) -> std::io::Result<usize> {
+        let mut bytes = Vec::new();
+        let mut b = [0u8; 1];
+        loop {
+            match self.read(&mut b)? {
+                0 => break,
+                _ => {
+                    bytes.push(b[0]);
+                    if b[0] == b'\n' {
+                        break;
+                    }
+                }
+            }
+        }
+        let n = bytes.len();
+        line.push_str(&String::from_utf8_lossy(&bytes));
+        Ok(n)
+    }
 }
 
 #[cfg(test)]
@@ -240,7 +306,7 @@ mod tests {
         log.copy("stdout", &b"before\n"[..]);
         let socket = dir.join(SOCKET_NAME);
         assert!(socket.as_os_str().len() > 108);
-        serve(bind(&socket).unwrap(), log.clone());
+        serve(bind(&socket).unwrap(), log.clone(), None);
 
         std::fs::rename(&log_path, tmp.path().join("c/0.log.1")).unwrap();
         let reply = request(&socket, "reopen", Duration::from_secs(5)).await;
@@ -251,11 +317,11 @@ mod tests {
         assert!(new.ends_with(" stdout F after\n") && !new.contains("before"));
         assert!(old.ends_with(" stdout F before\n") && !old.contains("after"));
 
-        let err = request(&socket, "attach 1", Duration::from_secs(5))
+        let err = request(&socket, "frobnicate 1", Duration::from_secs(5))
             .await
             .unwrap_err();
         assert!(
-            matches!(&err, ControlError::Failed(m) if m == "unknown command \"attach\""),
+            matches!(&err, ControlError::Failed(m) if m == "unknown command \"frobnicate\""),
             "{err}"
         );
     }

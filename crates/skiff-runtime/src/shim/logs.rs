@@ -1,7 +1,7 @@
 //! Container stdio in the CRI log format: `<RFC3339Nano> <stream> <F|P> <line>`.
 
 use std::fs::File;
-use std::io::{BufRead, BufReader, Read, Write};
+use std::io::{Read, Write};
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex, MutexGuard};
 
@@ -109,17 +109,40 @@ impl CriLog {
 
     /// Copies `reader` into the log as `stream` until EOF.
     pub fn copy(&self, stream: &str, reader: impl Read) {
-        let mut reader = BufReader::with_capacity(MAX_LINE, reader);
-        let mut line = Vec::new();
+        self.copy_tee(stream, reader, |_| {});
+    }
+
+    /// Copies `reader` into the log as `stream` until EOF, handing every
+    /// chunk to `tee` as it is read (attached clients see a prompt that has
+    /// no newline yet; the log gets whole lines, long ones in `P` pieces).
+    pub fn copy_tee(&self, stream: &str, mut reader: impl Read, mut tee: impl FnMut(&[u8])) {
+        let mut buf = vec![0u8; 32 * 1024];
+        let mut pending: Vec<u8> = Vec::new();
         loop {
-            line.clear();
-            match reader.read_until(b'\n', &mut line) {
-                Ok(0) | Err(_) => return,
-                Ok(_) => {}
+            let n = match reader.read(&mut buf) {
+                Ok(0) => break,
+                Ok(n) => n,
+                Err(e) if e.kind() == std::io::ErrorKind::Interrupted => continue,
+                // EIO from a terminal whose processes are gone ends it too.
+                Err(_) => break,
+            };
+            tee(&buf[..n]);
+            pending.extend_from_slice(&buf[..n]);
+            let mut start = 0;
+            while let Some(pos) = pending[start..].iter().position(|&b| b == b'\n') {
+                for (partial, chunk) in split_line(&pending[start..=start + pos]) {
+                    self.write_entry(stream, partial, chunk);
+                }
+                start += pos + 1;
             }
-            for (partial, chunk) in split_line(&line) {
-                self.write_entry(stream, partial, chunk);
+            pending.drain(..start);
+            while pending.len() >= MAX_LINE {
+                self.write_entry(stream, true, &pending[..MAX_LINE]);
+                pending.drain(..MAX_LINE);
             }
+        }
+        if !pending.is_empty() {
+            self.write_entry(stream, false, &pending);
         }
     }
 }

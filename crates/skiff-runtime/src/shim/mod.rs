@@ -10,6 +10,7 @@
 //! [`control`] socket (log reopening). `exec` runs a process inside a running
 //! container and writes its exit code to a result file.
 
+pub mod attach;
 mod console;
 pub mod control;
 mod logs;
@@ -18,6 +19,9 @@ use std::io::Write;
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
+use std::sync::Arc;
+
+use attach::AttachHub;
 use libcontainer::container::builder::ContainerBuilder;
 use libcontainer::syscall::syscall::SyscallType;
 use serde::{Deserialize, Serialize};
@@ -42,6 +46,15 @@ pub struct RunArgs {
     /// Where the shim serves its [`control`] socket (absent from older agents).
     #[serde(default)]
     pub control_socket: Option<PathBuf>,
+    /// Keep stdin open for attach (else it is /dev/null).
+    #[serde(default)]
+    pub stdin: bool,
+    /// Close stdin when the first attached client detaches.
+    #[serde(default)]
+    pub stdin_once: bool,
+    /// Run on a terminal (the spec says `terminal: true`).
+    #[serde(default)]
+    pub tty: bool,
 }
 
 /// Arguments of `shim exec`.
@@ -175,7 +188,7 @@ fn run(a: &RunArgs) -> i32 {
             .inspect_err(|e| eprintln!("control socket {}: {e}", path.display()))
             .ok()
     });
-    let (pid, readers) = match create_and_start(a) {
+    let (pid, readers, hub) = match create_and_start(a) {
         Ok(v) => v,
         Err(msg) => {
             cleanup_state(a);
@@ -185,7 +198,7 @@ fn run(a: &RunArgs) -> i32 {
         }
     };
     if let Some(listener) = control {
-        control::serve(listener, log.clone());
+        control::serve(listener, log.clone(), Some(hub.clone()));
     }
     report(&StartReport::Started {
         pid,
@@ -195,8 +208,14 @@ fn run(a: &RunArgs) -> i32 {
     for (stream, reader) in readers {
         let log = log.clone();
         let done_tx = done_tx.clone();
+        let hub = hub.clone();
+        let kind = if stream == "stderr" {
+            attach::kind::STDERR
+        } else {
+            attach::kind::STDOUT
+        };
         std::thread::spawn(move || {
-            log.copy(stream, reader);
+            log.copy_tee(stream, reader, |chunk| hub.broadcast(kind, chunk));
             let _ = done_tx.send(());
         });
     }
@@ -222,6 +241,8 @@ fn run(a: &RunArgs) -> i32 {
             break;
         }
     }
+    // Attached clients hear the end after the last output.
+    hub.end();
     let record = ExitRecord {
         exit_code: exit.code(),
         signal: match exit {
@@ -250,18 +271,44 @@ fn remove_control_socket(a: &RunArgs) {
     }
 }
 
-type Readers = Vec<(&'static str, std::io::PipeReader)>;
+type Readers = Vec<(&'static str, Box<dyn std::io::Read + Send>)>;
 
-fn create_and_start(a: &RunArgs) -> Result<(i32, Readers), String> {
-    let (out_r, out_w) = std::io::pipe().map_err(|e| format!("pipe: {e}"))?;
-    let (err_r, err_w) = std::io::pipe().map_err(|e| format!("pipe: {e}"))?;
-    let stdin = std::fs::File::open("/dev/null").map_err(|e| format!("/dev/null: {e}"))?;
-    let mut container = ContainerBuilder::new(a.id.clone(), SyscallType::Linux)
+/// Creates and starts the container with its stdio: pipes for stdout and
+/// stderr, stdin from /dev/null or (for attach) a pipe we keep; or, with a
+/// terminal, the master end libcontainer sends over a console socket.
+fn create_and_start(a: &RunArgs) -> Result<(i32, Readers, Arc<AttachHub>), String> {
+    let null = || std::fs::File::open("/dev/null").map_err(|e| format!("/dev/null: {e}"));
+    let console = if a.tty {
+        Some(console::Console::listen(&a.exit_file).map_err(|e| format!("console socket: {e}"))?)
+    } else {
+        None
+    };
+    let mut readers: Readers = Vec::new();
+    let mut input = None;
+    let builder = ContainerBuilder::new(a.id.clone(), SyscallType::Linux)
         .with_root_path(&a.state_root)
-        .map_err(|e| e.to_string())?
-        .with_stdin(stdin)
-        .with_stdout(out_w)
-        .with_stderr(err_w)
+        .map_err(|e| e.to_string())?;
+    let builder = if let Some(console) = &console {
+        builder
+            .with_console_socket(Some(console.path().to_path_buf()))
+            .with_stdin(null()?)
+            .with_stdout(null()?)
+            .with_stderr(null()?)
+    } else {
+        let (out_r, out_w) = std::io::pipe().map_err(|e| format!("pipe: {e}"))?;
+        let (err_r, err_w) = std::io::pipe().map_err(|e| format!("pipe: {e}"))?;
+        readers.push(("stdout", Box::new(out_r)));
+        readers.push(("stderr", Box::new(err_r)));
+        let builder = if a.stdin {
+            let (in_r, in_w) = std::io::pipe().map_err(|e| format!("pipe: {e}"))?;
+            input = Some(std::fs::File::from(std::os::fd::OwnedFd::from(in_w)));
+            builder.with_stdin(in_r)
+        } else {
+            builder.with_stdin(null()?)
+        };
+        builder.with_stdout(out_w).with_stderr(err_w)
+    };
+    let mut container = builder
         .validate_id()
         .map_err(|e| e.to_string())?
         .as_init(&a.bundle)
@@ -276,7 +323,23 @@ fn create_and_start(a: &RunArgs) -> Result<(i32, Readers), String> {
         .pid()
         .ok_or_else(|| "container has no init PID".to_owned())?
         .as_raw();
-    Ok((pid, vec![("stdout", out_r), ("stderr", err_r)]))
+    let mut terminal = None;
+    if let Some(console) = console {
+        let master = console
+            .accept()
+            .map_err(|e| format!("container terminal: {e}"))?;
+        let clone = || {
+            master
+                .try_clone()
+                .map_err(|e| format!("container terminal: {e}"))
+        };
+        if a.stdin {
+            input = Some(clone()?);
+        }
+        terminal = Some(clone()?);
+        readers.push(("stdout", Box::new(master)));
+    }
+    Ok((pid, readers, AttachHub::new(input, a.stdin_once, terminal)))
 }
 
 /// Deletes libcontainer's state and the container's cgroups.

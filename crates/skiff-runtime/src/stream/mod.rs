@@ -12,6 +12,7 @@
 //! resizes, stdout and stderr, and a [`Outcome`] that the driver reports on
 //! the error stream before it closes the connection.
 
+pub mod attach;
 pub mod exec;
 pub mod server;
 pub mod spdy;

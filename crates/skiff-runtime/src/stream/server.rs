@@ -1,4 +1,4 @@
-//! The streaming HTTP server behind CRI `Exec` (and later `Attach`): plain
+//! The streaming HTTP server behind CRI `Exec` and `Attach`: plain
 //! HTTP on a loopback port, one-time URLs.
 //!
 //! As upstream's CRI streaming server, a URL is a random token that stays
@@ -20,7 +20,7 @@ use hyper::service::service_fn;
 use hyper_util::rt::TokioIo;
 use tokio::net::TcpListener;
 
-use super::{StreamOpts, Version, exec, spdy, ws};
+use super::{StreamOpts, Version, attach, exec, spdy, ws};
 use crate::Runtime;
 use crate::cri::api;
 
@@ -35,6 +35,10 @@ enum Pending {
     Exec {
         container_id: String,
         cmd: Vec<String>,
+        opts: StreamOpts,
+    },
+    Attach {
+        container_id: String,
         opts: StreamOpts,
     },
 }
@@ -103,6 +107,27 @@ impl StreamingServer {
         Ok(format!("{}/exec/{token}", self.base))
     }
 
+    /// A one-time URL for a CRI `AttachRequest`, validated as upstream does.
+    pub fn attach_url(&self, req: &api::AttachRequest) -> Result<String, UrlError> {
+        if req.container_id.is_empty() {
+            return Err(UrlError::InvalidArgument(
+                "missing required container_id".into(),
+            ));
+        }
+        let opts = StreamOpts {
+            stdin: req.stdin,
+            stdout: req.stdout,
+            stderr: req.stderr,
+            tty: req.tty,
+        };
+        check_streams(opts)?;
+        let token = self.insert(Pending::Attach {
+            container_id: req.container_id.clone(),
+            opts,
+        })?;
+        Ok(format!("{}/attach/{token}", self.base))
+    }
+
     fn insert(&self, pending: Pending) -> Result<String, UrlError> {
         let now = Instant::now();
         let mut map = self
@@ -129,21 +154,29 @@ impl StreamingServer {
         if req.method() != Method::GET && req.method() != Method::POST {
             return text(StatusCode::METHOD_NOT_ALLOWED, "405: Method Not Allowed");
         }
-        let Some(token) = req.uri().path().strip_prefix("/exec/") else {
+        let path = req.uri().path();
+        let Some(token) = path
+            .strip_prefix("/exec/")
+            .or_else(|| path.strip_prefix("/attach/"))
+        else {
             return text(StatusCode::NOT_FOUND, "404 page not found");
         };
-        let Some(pending) = self.take(token) else {
-            return text(StatusCode::NOT_FOUND, "404 page not found");
-        };
-        let Pending::Exec {
-            container_id,
-            cmd,
-            opts,
-        } = pending;
         let runtime = self.runtime.clone();
-        upgrade(req, opts, move |session| {
-            exec::run(runtime, container_id, cmd, opts, session)
-        })
+        match self.take(token) {
+            Some(Pending::Exec {
+                container_id,
+                cmd,
+                opts,
+            }) if path.starts_with("/exec/") => upgrade(req, opts, move |session| {
+                exec::run(runtime, container_id, cmd, opts, session)
+            }),
+            Some(Pending::Attach { container_id, opts }) if path.starts_with("/attach/") => {
+                upgrade(req, opts, move |session| {
+                    attach::run(runtime, container_id, opts, session)
+                })
+            }
+            _ => text(StatusCode::NOT_FOUND, "404 page not found"),
+        }
     }
 }
 

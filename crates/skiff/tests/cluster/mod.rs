@@ -21,6 +21,8 @@ pub struct Names {
     pub bridge: &'static str,
     pub nat_table: &'static str,
     pub cluster_cidr: &'static str,
+    /// Run the scheduler (pods without a nodeName get placed).
+    pub scheduler: bool,
 }
 
 pub struct Cluster {
@@ -290,7 +292,12 @@ fn spawn_server(dir: &Path, (port, kubelet_port): (u16, u16), names: Names) -> C
         .arg("--write-kubeconfig")
         .arg(dir.join("kubeconfig"))
         .args(["--node-name", names.node, "--node-ip", "127.0.0.1"])
-        .args(["--cluster-cidr", names.cluster_cidr, "--disable-scheduler"])
+        .args(["--cluster-cidr", names.cluster_cidr])
+        .args(if names.scheduler {
+            &[][..]
+        } else {
+            &["--disable-scheduler"][..]
+        })
         .args([
             "--pod-bridge",
             names.bridge,

@@ -118,6 +118,29 @@ fn kubectl_exec_streams_and_reports_exit_codes() {
         "{shown}"
     );
 
+    // The official Python client's stream().
+    let python =
+        std::env::var("SKIFF_PYTHON").unwrap_or_else(|_| "/opt/skiff-py/bin/python".into());
+    // Bounded: a hang shows as a traceback, not a stuck test.
+    let out = std::process::Command::new("timeout")
+        .args(["-s", "ABRT", "60"])
+        .arg(&python)
+        .args(["-X", "faulthandler"])
+        .arg(concat!(
+            env!("CARGO_MANIFEST_DIR"),
+            "/tests/python/exec_stream.py"
+        ))
+        .arg(c.dir.path().join("kubeconfig"))
+        .arg("shell")
+        .output()
+        .unwrap_or_else(|e| panic!("running {python} (install it with scripts/test): {e}"));
+    assert!(
+        out.status.success(),
+        "python stream():\n{}\n{}",
+        text(&out.stdout),
+        text(&out.stderr)
+    );
+
     // kubectl 1.32 speaks the same protocol.
     if std::path::Path::new(KUBECTL_132).exists() {
         let out = c.kubectl_with(

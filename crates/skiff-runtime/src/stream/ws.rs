@@ -204,6 +204,12 @@ fn decode(protocol: Protocol, msg: Message) -> Option<(u8, Vec<u8>)> {
             let (&channel, rest) = data.split_first()?;
             Some((channel, rest.to_vec()))
         }
+        // Upstream reads either frame type as bytes on the binary
+        // protocols; the Python client sends its input as text frames.
+        Message::Text(text) if !protocol.base64 => {
+            let (&channel, rest) = text.as_bytes().split_first()?;
+            Some((channel, rest.to_vec()))
+        }
         Message::Text(text) if protocol.base64 => {
             let text = text.as_str();
             let channel = text.chars().next()?.to_digit(10)?;
@@ -294,6 +300,12 @@ mod tests {
             .unwrap();
         let stdin = session.stdin.as_mut().unwrap();
         assert_eq!(stdin.recv().await.unwrap(), Bytes::from_static(b"hello"));
+        // Text frames carry bytes too (the Python client sends them).
+        client
+            .send(Message::Text("\u{0}typed".into()))
+            .await
+            .unwrap();
+        assert_eq!(stdin.recv().await.unwrap(), Bytes::from_static(b"typed"));
         // v5's CLOSE for stdin ends it.
         client
             .send(Message::Binary(vec![CLOSE, STDIN].into()))

@@ -1,2 +1,0 @@
-//! SPDY/3.1 remotecommand driver (kubectl's fallback when WebSockets fail).
-//! To be written.

@@ -11,6 +11,8 @@
 mod conn;
 mod frame;
 #[cfg(test)]
+mod kubectl_tests;
+#[cfg(test)]
 mod tests;
 
 use std::time::Duration;

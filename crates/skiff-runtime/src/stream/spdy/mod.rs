@@ -9,9 +9,13 @@
 //! `error` stream just before the connection closes.
 
 mod conn;
+#[cfg(test)]
+mod flow_tests;
 mod frame;
 #[cfg(test)]
 mod kubectl_tests;
+#[cfg(test)]
+mod test_client;
 #[cfg(test)]
 mod tests;
 

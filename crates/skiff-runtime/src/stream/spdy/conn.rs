@@ -270,7 +270,11 @@ where
         if self.phase == Phase::Draining && self.outbuf.is_empty() {
             // A failed shutdown means the client is gone; lingering ends at once.
             let _ = self.wr.shutdown().await;
-            self.phase = Phase::Lingering;
+            self.phase = if self.read_closed {
+                Phase::Done
+            } else {
+                Phase::Lingering
+            };
             self.deadline = Instant::now() + LINGER;
             return Ok(());
         }
@@ -325,10 +329,16 @@ where
                 if self.phase == Phase::Opening {
                     return Err(SpdyError::Closed);
                 }
-                if self.phase == Phase::Running {
-                    tracing::debug!("client closed the connection");
+                match self.phase {
+                    // What is queued may still reach a client that only
+                    // closed its sending side.
+                    Phase::Draining => {}
+                    Phase::Running => {
+                        tracing::debug!("client closed the connection");
+                        self.phase = Phase::Done;
+                    }
+                    _ => self.phase = Phase::Done,
                 }
-                self.phase = Phase::Done;
             }
             Event::Read(Ok(_)) => {}
             Event::Read(Err(e)) | Event::Wrote(Err(e)) => {

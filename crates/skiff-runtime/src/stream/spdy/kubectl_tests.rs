@@ -79,7 +79,18 @@ async fn serve(mut conn: TcpStream) {
             stderr: request.contains("stderr=true"),
             tty: request.contains("tty=true"),
         };
-        let session = accept(conn, version, opts).await.unwrap();
+        let mut session = accept(conn, version, opts).await.unwrap();
+        if opts.tty {
+            // Report the first terminal size and exit.
+            let size = session.resize.as_mut().unwrap().recv().await.unwrap();
+            let line = format!("size {}x{}\r\n", size.width, size.height);
+            let stdout = session.stdout.unwrap();
+            stdout.send(Bytes::from(line)).await.unwrap();
+            drop(stdout);
+            let cmd = vec!["sh".to_string()];
+            session.finish.send(Outcome::exited(&cmd, 3)).unwrap();
+            return;
+        }
         let stdout = session.stdout.unwrap();
         let stderr = session.stderr.unwrap();
         let mut input = Vec::new();
@@ -178,4 +189,28 @@ async fn kubectl_exec_over_spdy() {
         "{stderr}"
     );
     assert_eq!(out.status.code(), Some(3), "{stderr}");
+}
+
+#[tokio::test]
+#[ignore = "needs kubectl and script (util-linux) on PATH"]
+async fn kubectl_exec_tty_sends_resizes_over_spdy() {
+    let port = stub_server().await;
+    // script gives kubectl a terminal of a known size.
+    let line = format!(
+        "stty cols 91 rows 27; KUBECTL_REMOTE_COMMAND_WEBSOCKETS=false KUBECONFIG=/dev/null \
+         kubectl --server http://127.0.0.1:{port} exec -it p -- sh"
+    );
+    let out = tokio::time::timeout(
+        std::time::Duration::from_secs(60),
+        tokio::process::Command::new("script")
+            .args(["-qec", &line, "/dev/null"])
+            .stdin(std::process::Stdio::piped())
+            .output(),
+    )
+    .await
+    .unwrap()
+    .unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(stdout.contains("size 91x27"), "{stdout}");
+    assert_eq!(out.status.code(), Some(3), "{stdout}");
 }

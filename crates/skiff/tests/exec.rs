@@ -118,6 +118,36 @@ fn kubectl_exec_streams_and_reports_exit_codes() {
         "{shown}"
     );
 
+    // SPDY/3.1, kubectl's fallback (and older clients' only protocol).
+    let spdy = [("KUBECTL_REMOTE_COMMAND_WEBSOCKETS", "false")];
+    let out = exec(
+        &spdy,
+        &["-i", "shell", "--", "sh", "-c", "cat; echo err >&2; exit 3"],
+        &big,
+    );
+    assert_eq!(out.status.code(), Some(3), "{}", text(&out.stderr));
+    assert!(out.stdout == big, "{} bytes back", out.stdout.len());
+    assert!(
+        text(&out.stderr).starts_with("err\n"),
+        "{}",
+        text(&out.stderr)
+    );
+    let script = std::process::Command::new("script")
+        .args(["-qec"])
+        .arg(format!(
+            "stty cols 99 rows 33; KUBECTL_REMOTE_COMMAND_WEBSOCKETS=false {KUBECTL} --kubeconfig {} exec -it shell -- sh -c 'tty; stty size'",
+            c.dir.path().join("kubeconfig").display()
+        ))
+        .arg("/dev/null")
+        .stdin(std::process::Stdio::null())
+        .output()
+        .unwrap();
+    let shown = text(&script.stdout);
+    assert!(
+        shown.contains("/dev/pts/0") && shown.contains("33 99"),
+        "{shown}"
+    );
+
     // The official Python client's stream().
     let python =
         std::env::var("SKIFF_PYTHON").unwrap_or_else(|_| "/opt/skiff-py/bin/python".into());
@@ -226,6 +256,24 @@ fn kubectl_attach_and_run_interactive() {
         "got a\ngot b\nbye\n",
         "the container log"
     );
+
+    // The same over SPDY.
+    let mut reader = container("main", "read l; echo spdy $l");
+    reader["stdin"] = json!(true);
+    reader["stdinOnce"] = json!(true);
+    c.apply(&c.pod(
+        "reader2",
+        json!({"restartPolicy": "Never", "containers": [reader]}),
+    ));
+    c.wait_pod("reader2", "Running", |p| phase(p) == "Running");
+    let out = c.kubectl_with(
+        KUBECTL,
+        &[("KUBECTL_REMOTE_COMMAND_WEBSOCKETS", "false")],
+        &["attach", "-i", "reader2"],
+        b"x\n",
+    );
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    assert_eq!(text(&out.stdout), "spdy x\n");
 
     // A terminal container: the shell's prompt (no newline) shows, typed
     // input runs, and the terminal output is in the log too.

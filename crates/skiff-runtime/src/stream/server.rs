@@ -282,13 +282,27 @@ where
         Some("spdy/3.1") => {
             let offered = header_values(&headers, "x-stream-protocol-version");
             let Some(version) = spdy::negotiate(&offered) else {
-                return text(
+                // Upstream's httpstream.Handshake answers.
+                if offered.iter().all(|v| v.trim().is_empty()) {
+                    return text(
+                        StatusCode::BAD_REQUEST,
+                        "unable to upgrade: X-Stream-Protocol-Version is required",
+                    );
+                }
+                let mut resp = text(
                     StatusCode::FORBIDDEN,
                     &format!(
                         "unable to upgrade: unable to negotiate protocol: client supports {offered:?}, server supports {:?}",
                         spdy_names()
                     ),
                 );
+                for name in spdy_names() {
+                    resp.headers_mut().append(
+                        "x-accepted-stream-protocol-versions",
+                        HeaderValue::from_static(name),
+                    );
+                }
+                return resp;
             };
             tokio::spawn(async move {
                 let upgraded = match on_upgrade.await {

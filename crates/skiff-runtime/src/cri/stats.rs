@@ -292,6 +292,7 @@ impl StatsCollector {
         &self,
         filter: &api::PodSandboxStatsFilter,
     ) -> Vec<api::PodSandboxStats> {
+        self.forget_missing(&self.runtime.list_containers());
         self.runtime
             .list_sandboxes()
             .into_iter()

@@ -11,7 +11,8 @@ use std::time::Duration;
 
 use skiff_kubelet::cri::Cri;
 use skiff_kubelet::images_gc::{
-    FREE_DISK_SPACE_FAILED, FsCapacity, FsStats, ImageGcError, ImageGcManager, ImageGcPolicy,
+    FREE_DISK_SPACE_FAILED, FsCapacity, FsStats, IMAGE_GC_FAILED, ImageGcError, ImageGcManager,
+    ImageGcPolicy,
 };
 use skiff_runtime::cri::api::image_service_server::ImageServiceServer;
 use skiff_runtime::cri::api::runtime_service_server::RuntimeServiceServer;
@@ -170,7 +171,7 @@ async fn unused_image_is_collected_and_used_one_stays() {
         .await
         .unwrap();
 
-    let (events, mut event_rx) = skiff_client::events::EventRecorder::channel(8);
+    let (gc_events, mut event_rx) = skiff_client::events::EventRecorder::channel(8);
     let policy = ImageGcPolicy {
         min_age: Duration::ZERO,
         ..ImageGcPolicy::default()
@@ -179,7 +180,7 @@ async fn unused_image_is_collected_and_used_one_stays() {
         cri.clone(),
         policy,
         Arc::new(NinetyPercentFull),
-        Arc::new(events),
+        Arc::new(gc_events.clone()),
         "node-a",
     );
     let now = tokio::time::Instant::now();
@@ -227,6 +228,38 @@ async fn unused_image_is_collected_and_used_one_stays() {
         .unwrap()
         .into_inner();
     assert!(still.image.is_some(), "the used image stays");
+
+    // The loop: the first failure only logs; a second in a row raises
+    // ImageGCFailed (each pass still reports FreeDiskSpaceFailed).
+    let (shutdown_tx, shutdown) = tokio::sync::watch::channel(false);
+    let looping = tokio::spawn(
+        ImageGcManager::new(
+            cri.clone(),
+            policy,
+            Arc::new(NinetyPercentFull),
+            Arc::new(gc_events.clone()),
+            "node-a",
+        )
+        .run(Duration::from_millis(100), shutdown),
+    );
+    let mut reasons = Vec::new();
+    while reasons.len() < 3 {
+        let event = tokio::time::timeout(Duration::from_secs(10), event_rx.recv())
+            .await
+            .expect("GC loop events")
+            .unwrap();
+        reasons.push(event.reason);
+    }
+    assert_eq!(
+        reasons,
+        [
+            FREE_DISK_SPACE_FAILED,
+            FREE_DISK_SPACE_FAILED,
+            IMAGE_GC_FAILED
+        ]
+    );
+    shutdown_tx.send(true).unwrap();
+    looping.await.unwrap();
 
     cri.runtime
         .stop_pod_sandbox(api::StopPodSandboxRequest {

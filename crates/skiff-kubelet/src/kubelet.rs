@@ -64,6 +64,15 @@ pub struct KubeletConfig {
     /// Log files kept per container, the live one included
     /// (`--container-log-max-files`, at least 2).
     pub container_log_max_files: usize,
+    /// Image filesystem usage (percent) at which image GC runs
+    /// (`--image-gc-high-threshold`, default 85); 100 turns GC off.
+    pub image_gc_high_threshold_percent: i32,
+    /// Usage (percent) image GC frees down to (`--image-gc-low-threshold`,
+    /// default 80).
+    pub image_gc_low_threshold_percent: i32,
+    /// Images detected more recently are never collected
+    /// (`imageMinimumGCAge`, default 2m).
+    pub image_minimum_gc_age: Duration,
 }
 
 /// Why the kubelet stopped.
@@ -401,6 +410,22 @@ pub async fn run(
         cri: cri.clone(),
     });
 
+    // Image garbage collection: upstream's image GC manager, every 5 minutes.
+    let image_gc = tokio::spawn(
+        crate::images_gc::ImageGcManager::new(
+            cri.clone(),
+            crate::images_gc::ImageGcPolicy {
+                high_threshold_percent: shared.config.image_gc_high_threshold_percent,
+                low_threshold_percent: shared.config.image_gc_low_threshold_percent,
+                min_age: shared.config.image_minimum_gc_age,
+            },
+            Arc::new(crate::images_gc::StatvfsFs),
+            Arc::new(shared.events.clone()),
+            &shared.config.node_name,
+        )
+        .run(crate::images_gc::IMAGE_GC_PERIOD, shutdown.clone()),
+    );
+
     let logs = crate::logs::PodLogs::default();
     let server_task = match &shared.config.client_ca {
         Some(cas) => {
@@ -423,6 +448,7 @@ pub async fn run(
     if let Some(t) = log_rotation {
         t.abort();
     }
+    image_gc.abort();
     if let Some(t) = server_task {
         let _ = t.await;
     }

@@ -10,6 +10,7 @@ pub mod config;
 pub mod cri;
 pub mod exec;
 pub mod hooks;
+pub mod images_gc;
 pub mod kubelet;
 pub mod logrotate;
 pub mod logs;

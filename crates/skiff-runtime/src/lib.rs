@@ -11,6 +11,7 @@
 use std::path::{Path, PathBuf};
 
 mod cgroup_limits;
+mod cgroup_stats;
 pub mod container;
 pub mod cri;
 pub mod images;

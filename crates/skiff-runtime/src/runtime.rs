@@ -28,6 +28,7 @@ use crate::sandbox::{PodNetwork, SandboxRecord, SandboxState};
 use crate::shim::{ExecArgs, ExecResult, ExitRecord, RunArgs, StartReport, write_atomic};
 
 mod log_control;
+pub(crate) mod stats;
 
 /// Errors of runtime operations, mapped to gRPC codes by the CRI service.
 #[derive(Debug, thiserror::Error)]

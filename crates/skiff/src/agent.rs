@@ -61,6 +61,15 @@ pub struct AgentFlags {
     #[arg(long, default_value_t = skiff_kubelet::logrotate::DEFAULT_CONTAINER_LOG_MAX_FILES,
           value_parser = parse_container_log_max_files)]
     pub container_log_max_files: usize,
+    /// Image filesystem usage (percent) at which image garbage collection
+    /// runs; 100 turns it off.
+    #[arg(long, default_value_t = skiff_kubelet::images_gc::DEFAULT_IMAGE_GC_HIGH_THRESHOLD_PERCENT,
+          allow_negative_numbers = true)]
+    pub image_gc_high_threshold: i32,
+    /// Image filesystem usage (percent) image garbage collection frees down to.
+    #[arg(long, default_value_t = skiff_kubelet::images_gc::DEFAULT_IMAGE_GC_LOW_THRESHOLD_PERCENT,
+          allow_negative_numbers = true)]
+    pub image_gc_low_threshold: i32,
     /// The built-in pod network's bridge (tests run several agents on one host).
     #[arg(long, default_value = skiff_runtime::network::DEFAULT_BRIDGE, hide = true)]
     pub pod_bridge: String,
@@ -83,6 +92,19 @@ fn parse_container_log_max_files(value: &str) -> Result<usize, String> {
         .parse()
         .map_err(|e| format!("invalid configuration: containerLogMaxFiles {value:?}: {e}"))?;
     skiff_kubelet::logrotate::validate_max_files(n)
+}
+
+impl AgentFlags {
+    /// The image GC policy from the flags, validated as upstream's kubelet
+    /// validates its configuration.
+    pub fn image_gc_policy(&self) -> Result<skiff_kubelet::images_gc::ImageGcPolicy, String> {
+        let policy = skiff_kubelet::images_gc::ImageGcPolicy {
+            high_threshold_percent: self.image_gc_high_threshold,
+            low_threshold_percent: self.image_gc_low_threshold,
+            ..Default::default()
+        };
+        policy.validate().map(|()| policy)
+    }
 }
 
 /// `<data-dir>/agent/run/cri.sock`: the built-in runtime's socket.
@@ -202,6 +224,7 @@ pub async fn run(
     client: kube::Client,
     shutdown: watch::Receiver<bool>,
 ) -> anyhow::Result<()> {
+    let image_gc = flags.image_gc_policy().map_err(anyhow::Error::msg)?;
     let (socket, runtime_task) = match &flags.container_runtime_endpoint {
         Some(endpoint) => (endpoint.clone(), None),
         None => {
@@ -236,6 +259,9 @@ pub async fn run(
         server_bind: IpAddr::V4(std::net::Ipv4Addr::UNSPECIFIED),
         container_log_max_size: flags.container_log_max_size.0,
         container_log_max_files: flags.container_log_max_files,
+        image_gc_high_threshold_percent: image_gc.high_threshold_percent,
+        image_gc_low_threshold_percent: image_gc.low_threshold_percent,
+        image_minimum_gc_age: image_gc.min_age,
     };
     let result = skiff_kubelet::run(config, client, cri, shutdown).await;
     if let Some(task) = runtime_task {
@@ -293,5 +319,40 @@ mod tests {
             let err = parse(&args).unwrap_err().to_string();
             assert!(err.contains(msg), "{args:?}: {err}");
         }
+    }
+
+    #[test]
+    fn image_gc_flags_default_to_upstream_and_are_validated() {
+        let policy = parse(&[]).unwrap().image_gc_policy().unwrap();
+        assert_eq!(
+            (policy.high_threshold_percent, policy.low_threshold_percent),
+            (85, 80)
+        );
+        let policy = parse(&[
+            "--image-gc-high-threshold=100",
+            "--image-gc-low-threshold=90",
+        ])
+        .unwrap()
+        .image_gc_policy()
+        .unwrap();
+        assert!(!policy.enabled(), "100 turns image GC off");
+        for (args, msg) in [
+            (
+                ["--image-gc-high-threshold", "101"],
+                "imageGCHighThresholdPercent (--image-gc-high-threshold) 101 must be between 0 and 100, inclusive",
+            ),
+            (
+                ["--image-gc-low-threshold", "-5"],
+                "imageGCLowThresholdPercent (--image-gc-low-threshold) -5 must be between 0 and 100, inclusive",
+            ),
+            (
+                ["--image-gc-high-threshold", "80"],
+                "imageGCLowThresholdPercent (--image-gc-low-threshold) 80 must be less than imageGCHighThresholdPercent (--image-gc-high-threshold) 80",
+            ),
+        ] {
+            let err = parse(&args).unwrap().image_gc_policy().unwrap_err();
+            assert!(err.contains(msg), "{args:?}: {err}");
+        }
+        assert!(parse(&["--image-gc-high-threshold", "x"]).is_err());
     }
 }

@@ -3,6 +3,7 @@
 mod image_service;
 mod runtime_service;
 mod socket;
+pub mod stats;
 
 pub use image_service::CriImageService;
 pub use k8s_cri::v1 as api;

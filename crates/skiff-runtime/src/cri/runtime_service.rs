@@ -8,6 +8,7 @@ use std::sync::Arc;
 use tonic::{Request, Response, Status};
 
 use super::api::{self, runtime_service_server::RuntimeService};
+use super::stats::{StatsCollector, blocking};
 use crate::container::{ContainerRecord, Observed};
 use crate::runtime::{Runtime, RuntimeError};
 use crate::sandbox::{SandboxRecord, SandboxState};
@@ -18,6 +19,7 @@ use crate::stream::server::{StreamingServer, UrlError};
 pub struct CriRuntimeService {
     runtime: Arc<Runtime>,
     streaming: Option<Arc<StreamingServer>>,
+    stats: Arc<StatsCollector>,
 }
 
 impl CriRuntimeService {
@@ -25,6 +27,7 @@ impl CriRuntimeService {
     /// `Attach` answer Unimplemented).
     pub fn new(runtime: Arc<Runtime>) -> Self {
         Self {
+            stats: Arc::new(StatsCollector::new(runtime.clone())),
             runtime,
             streaming: None,
         }
@@ -458,38 +461,42 @@ impl RuntimeService for CriRuntimeService {
 
     async fn container_stats(
         &self,
-        _request: Request<api::ContainerStatsRequest>,
+        request: Request<api::ContainerStatsRequest>,
     ) -> Result<Response<api::ContainerStatsResponse>, Status> {
-        Err(Status::unimplemented(
-            "ContainerStats is not implemented yet",
-        ))
+        let id = request.into_inner().container_id;
+        let stats = blocking(&self.stats, move |s| s.container_stats(&id)).await??;
+        Ok(Response::new(api::ContainerStatsResponse {
+            stats: Some(stats),
+        }))
     }
 
     async fn list_container_stats(
         &self,
-        _request: Request<api::ListContainerStatsRequest>,
+        request: Request<api::ListContainerStatsRequest>,
     ) -> Result<Response<api::ListContainerStatsResponse>, Status> {
-        Err(Status::unimplemented(
-            "ListContainerStats is not implemented yet",
-        ))
+        let filter = request.into_inner().filter.unwrap_or_default();
+        let stats = blocking(&self.stats, move |s| s.list_container_stats(&filter)).await?;
+        Ok(Response::new(api::ListContainerStatsResponse { stats }))
     }
 
     async fn pod_sandbox_stats(
         &self,
-        _request: Request<api::PodSandboxStatsRequest>,
+        request: Request<api::PodSandboxStatsRequest>,
     ) -> Result<Response<api::PodSandboxStatsResponse>, Status> {
-        Err(Status::unimplemented(
-            "PodSandboxStats is not implemented yet",
-        ))
+        let id = request.into_inner().pod_sandbox_id;
+        let stats = blocking(&self.stats, move |s| s.pod_sandbox_stats(&id)).await??;
+        Ok(Response::new(api::PodSandboxStatsResponse {
+            stats: Some(stats),
+        }))
     }
 
     async fn list_pod_sandbox_stats(
         &self,
-        _request: Request<api::ListPodSandboxStatsRequest>,
+        request: Request<api::ListPodSandboxStatsRequest>,
     ) -> Result<Response<api::ListPodSandboxStatsResponse>, Status> {
-        Err(Status::unimplemented(
-            "ListPodSandboxStats is not implemented yet",
-        ))
+        let filter = request.into_inner().filter.unwrap_or_default();
+        let stats = blocking(&self.stats, move |s| s.list_pod_sandbox_stats(&filter)).await?;
+        Ok(Response::new(api::ListPodSandboxStatsResponse { stats }))
     }
 
     async fn update_runtime_config(

@@ -36,49 +36,51 @@ fn runtime_error(status: &tonic::Status) -> (u16, String) {
     )
 }
 
-impl ContainerStreamer for CriStreamer {
-    fn exec_url(&self, params: ExecParams) -> BoxFuture<Result<String, (u16, String)>> {
+impl CriStreamer {
+    /// CRI `Exec` (with a command) or `Attach` for `params`.
+    fn url(&self, params: ExecParams, attach: bool) -> BoxFuture<Result<String, (u16, String)>> {
         let found = self
             .pods
             .running_container(&params.namespace, &params.pod, &params.container);
         let mut cri = self.cri.clone();
         Box::pin(async move {
             let container_id = found?;
-            let resp = cri
-                .runtime
-                .exec(api::ExecRequest {
-                    container_id,
-                    cmd: params.command,
-                    tty: params.flags.tty,
-                    stdin: params.flags.stdin,
-                    stdout: params.flags.stdout,
-                    stderr: params.flags.stderr,
-                })
-                .await
-                .map_err(|s| runtime_error(&s))?;
-            Ok(resp.into_inner().url)
+            let f = params.flags;
+            let url = if attach {
+                cri.runtime
+                    .attach(api::AttachRequest {
+                        container_id,
+                        tty: f.tty,
+                        stdin: f.stdin,
+                        stdout: f.stdout,
+                        stderr: f.stderr,
+                    })
+                    .await
+                    .map(|r| r.into_inner().url)
+            } else {
+                cri.runtime
+                    .exec(api::ExecRequest {
+                        container_id,
+                        cmd: params.command,
+                        tty: f.tty,
+                        stdin: f.stdin,
+                        stdout: f.stdout,
+                        stderr: f.stderr,
+                    })
+                    .await
+                    .map(|r| r.into_inner().url)
+            };
+            url.map_err(|s| runtime_error(&s))
         })
+    }
+}
+
+impl ContainerStreamer for CriStreamer {
+    fn exec_url(&self, params: ExecParams) -> BoxFuture<Result<String, (u16, String)>> {
+        self.url(params, false)
     }
 
     fn attach_url(&self, params: ExecParams) -> BoxFuture<Result<String, (u16, String)>> {
-        let found = self
-            .pods
-            .running_container(&params.namespace, &params.pod, &params.container);
-        let mut cri = self.cri.clone();
-        Box::pin(async move {
-            let container_id = found?;
-            let resp = cri
-                .runtime
-                .attach(api::AttachRequest {
-                    container_id,
-                    tty: params.flags.tty,
-                    stdin: params.flags.stdin,
-                    stdout: params.flags.stdout,
-                    stderr: params.flags.stderr,
-                })
-                .await
-                .map_err(|s| runtime_error(&s))?;
-            Ok(resp.into_inner().url)
-        })
+        self.url(params, true)
     }
 }

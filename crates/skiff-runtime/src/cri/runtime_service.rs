@@ -39,10 +39,20 @@ impl CriRuntimeService {
         self
     }
 
-    fn streaming(&self) -> Result<&StreamingServer, Status> {
-        self.streaming
+    /// The streaming server, for running container `id` (as containerd:
+    /// the container must exist and run).
+    fn streaming_for(&self, id: &str) -> Result<&StreamingServer, Status> {
+        let streaming = self
+            .streaming
             .as_deref()
-            .ok_or_else(|| Status::unimplemented("the streaming server is not running"))
+            .ok_or_else(|| Status::unimplemented("the streaming server is not running"))?;
+        let (_, observed) = self.runtime.container(id)?;
+        if observed != Observed::Running {
+            return Err(Status::failed_precondition(format!(
+                "container {id:?} is not running"
+            )));
+        }
+        Ok(streaming)
     }
 }
 
@@ -422,16 +432,7 @@ impl RuntimeService for CriRuntimeService {
         request: Request<api::ExecRequest>,
     ) -> Result<Response<api::ExecResponse>, Status> {
         let req = request.into_inner();
-        let streaming = self.streaming()?;
-        // As containerd: the container must exist and run.
-        let (_, observed) = self.runtime.container(&req.container_id)?;
-        if observed != Observed::Running {
-            return Err(Status::failed_precondition(format!(
-                "container {:?} is not running",
-                req.container_id
-            )));
-        }
-        let url = streaming.exec_url(&req)?;
+        let url = self.streaming_for(&req.container_id)?.exec_url(&req)?;
         Ok(Response::new(api::ExecResponse { url }))
     }
 
@@ -440,15 +441,7 @@ impl RuntimeService for CriRuntimeService {
         request: Request<api::AttachRequest>,
     ) -> Result<Response<api::AttachResponse>, Status> {
         let req = request.into_inner();
-        let streaming = self.streaming()?;
-        let (_, observed) = self.runtime.container(&req.container_id)?;
-        if observed != Observed::Running {
-            return Err(Status::failed_precondition(format!(
-                "container {:?} is not running",
-                req.container_id
-            )));
-        }
-        let url = streaming.attach_url(&req)?;
+        let url = self.streaming_for(&req.container_id)?.attach_url(&req)?;
         Ok(Response::new(api::AttachResponse { url }))
     }
 

@@ -84,21 +84,16 @@ impl StreamingServer {
 
     /// A one-time URL for a CRI `ExecRequest`, validated as upstream does.
     pub fn exec_url(&self, req: &api::ExecRequest) -> Result<String, UrlError> {
-        if req.container_id.is_empty() {
-            return Err(UrlError::InvalidArgument(
-                "missing required container_id".into(),
-            ));
-        }
+        let opts = checked_opts(
+            &req.container_id,
+            req.stdin,
+            req.stdout,
+            req.stderr,
+            req.tty,
+        )?;
         if req.cmd.is_empty() {
             return Err(UrlError::InvalidArgument("missing required cmd".into()));
         }
-        let opts = StreamOpts {
-            stdin: req.stdin,
-            stdout: req.stdout,
-            stderr: req.stderr,
-            tty: req.tty,
-        };
-        check_streams(opts)?;
         let token = self.insert(Pending::Exec {
             container_id: req.container_id.clone(),
             cmd: req.cmd.clone(),
@@ -109,18 +104,13 @@ impl StreamingServer {
 
     /// A one-time URL for a CRI `AttachRequest`, validated as upstream does.
     pub fn attach_url(&self, req: &api::AttachRequest) -> Result<String, UrlError> {
-        if req.container_id.is_empty() {
-            return Err(UrlError::InvalidArgument(
-                "missing required container_id".into(),
-            ));
-        }
-        let opts = StreamOpts {
-            stdin: req.stdin,
-            stdout: req.stdout,
-            stderr: req.stderr,
-            tty: req.tty,
-        };
-        check_streams(opts)?;
+        let opts = checked_opts(
+            &req.container_id,
+            req.stdin,
+            req.stdout,
+            req.stderr,
+            req.tty,
+        )?;
         let token = self.insert(Pending::Attach {
             container_id: req.container_id.clone(),
             opts,
@@ -178,6 +168,29 @@ impl StreamingServer {
             _ => text(StatusCode::NOT_FOUND, "404 page not found"),
         }
     }
+}
+
+/// A request's streams, after upstream's checks.
+fn checked_opts(
+    container_id: &str,
+    stdin: bool,
+    stdout: bool,
+    stderr: bool,
+    tty: bool,
+) -> Result<StreamOpts, UrlError> {
+    if container_id.is_empty() {
+        return Err(UrlError::InvalidArgument(
+            "missing required container_id".into(),
+        ));
+    }
+    let opts = StreamOpts {
+        stdin,
+        stdout,
+        stderr,
+        tty,
+    };
+    check_streams(opts)?;
+    Ok(opts)
 }
 
 /// Upstream's checks on the requested streams.

@@ -3,242 +3,50 @@
 //! the kubelet's log rotation driving the runtime over CRI.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
+#[path = "support/cri.rs"]
+mod cri;
 mod support;
 
 use std::io::Read;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::process::Command;
-use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use skiff_kubelet::cri::Cri;
+use cri::{Env, Server};
 use skiff_kubelet::logrotate::{ContainerLogManager, LogRotatePolicy};
-use skiff_runtime::cri::api::runtime_service_client::RuntimeServiceClient;
 use skiff_runtime::cri::api::{self, ContainerState};
-use skiff_runtime::cri::{CriRuntimeService, connect, serve_unix};
-use skiff_runtime::{ImageStore, NoopPodNetwork, Runtime, RuntimeConfig, RuntimeDeps};
-use tonic::transport::Channel;
 
-const IMAGE: &str = "docker.io/library/busybox:latest";
-
-fn is_root() -> bool {
-    rustix::process::geteuid().is_root()
-}
-
-/// A runtime served on a unix socket in a temp dir, with busybox imported.
-/// Dropping it kills what still runs and unmounts what the test mounted.
-struct Env {
-    tmp: tempfile::TempDir,
-    socket: PathBuf,
-    client: RuntimeServiceClient<Channel>,
-    stop: Option<tokio::sync::oneshot::Sender<()>>,
-}
-
-impl Env {
-    async fn new() -> Option<Self> {
-        if !support::have_busybox() || !is_root() {
-            eprintln!("skipping: needs root and busybox-static");
-            return None;
-        }
-        let tmp = tempfile::tempdir().unwrap();
-        let archive = tmp.path().join("busybox.tar");
-        support::write_oci_archive(&archive, &[(&support::busybox_image(), Some(IMAGE))]);
-        let store = Arc::new(ImageStore::open(&tmp.path().join("images")).unwrap());
-        store.import(&archive).unwrap();
-        let runtime = Runtime::open(
-            RuntimeConfig {
-                root: tmp.path().join("runtime"),
-                run_dir: tmp.path().join("run"),
-                shim: vec![env!("CARGO_BIN_EXE_skiff-runtime-shim").into()],
-            },
-            RuntimeDeps {
-                images: store,
-                namespaces: Arc::new(skiff_sys::LinuxPodNamespaces),
-                mounter: Arc::new(skiff_sys::LinuxMounter),
-                network: Arc::new(NoopPodNetwork),
-            },
-        )
-        .unwrap();
-        let socket = tmp.path().join("cri.sock");
-        let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
-        let router = tonic::transport::Server::builder().add_service(
-            api::runtime_service_server::RuntimeServiceServer::new(CriRuntimeService::new(
-                Arc::new(runtime),
-            )),
-        );
-        let path = socket.clone();
-        tokio::spawn(async move {
-            let _ = serve_unix(router, &path, async {
-                let _ = stopped.await;
-            })
-            .await;
-        });
-        let channel = loop {
-            if let Ok(c) = connect(&socket).await {
-                break c;
-            }
-            tokio::time::sleep(Duration::from_millis(10)).await;
-        };
-        Some(Self {
-            tmp,
-            socket,
-            client: RuntimeServiceClient::new(channel),
-            stop: Some(stop),
-        })
-    }
-
-    fn path(&self, rel: &str) -> PathBuf {
-        self.tmp.path().join(rel)
-    }
-
-    /// A sandbox logging under `log_dir`, and a container in it running
-    /// `script` with the host dir `ctl` at `/ctl`; started.
-    async fn run(&mut self, log_dir: &Path, ctl: &Path, script: &str) -> (String, String) {
-        let sandbox_config = api::PodSandboxConfig {
-            metadata: Some(api::PodSandboxMetadata {
-                name: "logs".into(),
-                uid: "uid-logs".into(),
-                namespace: "default".into(),
-                attempt: 0,
-            }),
+/// A sandbox logging under `log_dir`, and a container `c` in it running
+/// `script` with the host dir `ctl` at `/ctl`; started.
+async fn run(server: &mut Server, log_dir: &Path, ctl: &Path, script: &str) -> (String, String) {
+    let sandbox = server
+        .run_sandbox(api::PodSandboxConfig {
             hostname: "logs".into(),
             log_directory: log_dir.to_string_lossy().into_owned(),
-            ..Default::default()
-        };
-        let sandbox = self
-            .client
-            .run_pod_sandbox(api::RunPodSandboxRequest {
-                config: Some(sandbox_config.clone()),
-                runtime_handler: String::new(),
-            })
-            .await
-            .unwrap()
-            .into_inner()
-            .pod_sandbox_id;
-        let config = api::ContainerConfig {
-            metadata: Some(api::ContainerMetadata {
-                name: "c".into(),
-                attempt: 0,
-            }),
-            image: Some(api::ImageSpec {
-                image: IMAGE.into(),
-                ..Default::default()
-            }),
-            command: vec!["sh".into(), "-c".into(), script.into()],
-            log_path: "c/0.log".into(),
-            mounts: vec![api::Mount {
+            ..cri::sandbox_config("logs")
+        })
+        .await;
+    let id = server
+        .create(&sandbox, "c", &["sh", "-c", script], |c| {
+            c.mounts = vec![api::Mount {
                 container_path: "/ctl".into(),
                 host_path: ctl.to_string_lossy().into_owned(),
                 ..Default::default()
-            }],
-            ..Default::default()
-        };
-        let id = self
-            .client
-            .create_container(api::CreateContainerRequest {
-                pod_sandbox_id: sandbox.clone(),
-                config: Some(config),
-                sandbox_config: Some(sandbox_config),
-            })
-            .await
-            .unwrap()
-            .into_inner()
-            .container_id;
-        self.client
-            .start_container(api::StartContainerRequest {
-                container_id: id.clone(),
-            })
-            .await
-            .unwrap();
-        (sandbox, id)
-    }
-
-    async fn status(&mut self, id: &str) -> api::ContainerStatus {
-        self.client
-            .container_status(api::ContainerStatusRequest {
-                container_id: id.into(),
-                verbose: false,
-            })
-            .await
-            .unwrap()
-            .into_inner()
-            .status
-            .unwrap()
-    }
-
-    async fn wait_exited(&mut self, id: &str) -> api::ContainerStatus {
-        let deadline = Instant::now() + Duration::from_secs(30);
-        while Instant::now() < deadline {
-            let s = self.status(id).await;
-            if s.state == ContainerState::ContainerExited as i32 {
-                return s;
-            }
-            tokio::time::sleep(Duration::from_millis(20)).await;
-        }
-        panic!("container {id} did not exit");
-    }
-
-    async fn reopen(&mut self, id: &str) -> Result<(), tonic::Status> {
-        self.client
-            .reopen_container_log(api::ReopenContainerLogRequest {
-                container_id: id.into(),
-            })
-            .await
-            .map(|_| ())
-    }
-
-    async fn remove_sandbox(&mut self, id: &str) {
-        let id = id.to_owned();
-        self.client
-            .stop_pod_sandbox(api::StopPodSandboxRequest {
-                pod_sandbox_id: id.clone(),
-            })
-            .await
-            .unwrap();
-        self.client
-            .remove_pod_sandbox(api::RemovePodSandboxRequest { pod_sandbox_id: id })
-            .await
-            .unwrap();
-    }
+            }];
+        })
+        .await;
+    server.start(&id).await;
+    (sandbox.0, id)
 }
 
-impl Drop for Env {
-    fn drop(&mut self) {
-        if let Some(stop) = self.stop.take() {
-            let _ = stop.send(());
-        }
-        for entry in std::fs::read_dir(self.path("runtime/containers"))
-            .into_iter()
-            .flatten()
-            .flatten()
-        {
-            let record = std::fs::read(entry.path().join("container.json")).unwrap_or_default();
-            if let Ok(v) = serde_json::from_slice::<serde_json::Value>(&record)
-                && let Some(pid) = v["pid"].as_i64()
-            {
-                let _ = skiff_sys::process::kill(pid as i32, 9);
-            }
-        }
-        std::thread::sleep(Duration::from_millis(200));
-        let mut mounts: Vec<String> = std::fs::read_to_string("/proc/self/mountinfo")
-            .unwrap()
-            .lines()
-            .filter_map(|l| l.split(' ').nth(4).map(str::to_owned))
-            .filter(|p| Path::new(p).starts_with(self.tmp.path()))
-            .collect();
-        mounts.reverse();
-        for m in mounts {
-            let _ = Command::new("umount").arg("-l").arg(&m).status();
-        }
-        for entry in std::fs::read_dir(self.path("runtime/sandboxes"))
-            .into_iter()
-            .flatten()
-            .flatten()
-        {
-            let id = entry.file_name().to_string_lossy().into_owned();
-            let _ = skiff_sys::cgroups::remove_cgroup(&format!("/skiff/{id}"));
-        }
-    }
+async fn reopen(server: &mut Server, id: &str) -> Result<(), tonic::Status> {
+    server
+        .client
+        .reopen_container_log(api::ReopenContainerLogRequest {
+            container_id: id.into(),
+        })
+        .await
+        .map(|_| ())
 }
 
 /// Waits for the file the container creates to say where it is.
@@ -306,20 +114,19 @@ const PAD: &str = "xxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxx
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn reopen_container_log_follows_upstream_semantics() {
-    let Some(mut env) = Env::new().await else {
-        return;
-    };
+    let Some(env) = Env::new() else { return };
+    let mut server = env.serve("cri").await;
     let ctl = env.path("ctl");
     std::fs::create_dir_all(&ctl).unwrap();
     let script = "echo before; while [ ! -e /ctl/go ]; do sleep 0.05; done; echo after; \
                   while [ ! -e /ctl/end ]; do sleep 0.05; done";
-    let (sandbox, id) = env.run(&env.path("pods"), &ctl, script).await;
+    let (sandbox, id) = run(&mut server, &env.path("pods"), &ctl, script).await;
     let log = env.path("pods/c/0.log");
     wait_lines(&log, 1).await;
     assert_eq!(read_entries(&log), ["before"]);
     let rotated = env.path("pods/c/0.log.1");
     std::fs::rename(&log, &rotated).unwrap();
-    env.reopen(&id).await.unwrap();
+    reopen(&mut server, &id).await.unwrap();
     // Synchronous: the fresh file exists as soon as the call returns.
     assert_eq!(std::fs::read_to_string(&log).unwrap(), "");
     std::fs::write(ctl.join("go"), "").unwrap();
@@ -331,27 +138,26 @@ async fn reopen_container_log_follows_upstream_semantics() {
     let socket = env.path(&format!("runtime/containers/{id}/control.sock"));
     let saved = env.path("control.sock.saved");
     std::fs::rename(&socket, &saved).unwrap();
-    let err = env.reopen(&id).await.unwrap_err();
+    let err = reopen(&mut server, &id).await.unwrap_err();
     assert_eq!(err.code(), tonic::Code::FailedPrecondition, "{err:?}");
     assert!(err.message().contains("older skiff"), "{err:?}");
     std::fs::rename(&saved, &socket).unwrap();
-    env.reopen(&id).await.unwrap();
+    reopen(&mut server, &id).await.unwrap();
 
-    let err = env.reopen("no-such-container").await.unwrap_err();
+    let err = reopen(&mut server, "no-such-container").await.unwrap_err();
     assert_eq!(err.code(), tonic::Code::NotFound, "{err:?}");
     std::fs::write(ctl.join("end"), "").unwrap();
-    env.wait_exited(&id).await;
-    let err = env.reopen(&id).await.unwrap_err();
+    server.wait_exited(&id).await;
+    let err = reopen(&mut server, &id).await.unwrap_err();
     assert_eq!(err.code(), tonic::Code::FailedPrecondition, "{err:?}");
     assert!(err.message().contains("is not running"), "{err:?}");
-    env.remove_sandbox(&sandbox).await;
+    server.remove_sandbox(&sandbox).await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_full_log_disk_loses_lines_not_the_container() {
-    let Some(mut env) = Env::new().await else {
-        return;
-    };
+    let Some(env) = Env::new() else { return };
+    let mut server = env.serve("cri").await;
     let disk = env.path("disk");
     std::fs::create_dir_all(&disk).unwrap();
     let mounted = Command::new("mount")
@@ -369,7 +175,7 @@ async fn a_full_log_disk_loses_lines_not_the_container() {
         "i=0; while [ $i -lt 3000 ]; do echo \"line $i {PAD}\"; i=$((i+1)); done; \
          echo > /ctl/wrote; while [ ! -e /ctl/go ]; do sleep 0.05; done; echo resumed; exit 3"
     );
-    let (sandbox, id) = env.run(&disk.join("pods"), &ctl, &script).await;
+    let (sandbox, id) = run(&mut server, &disk.join("pods"), &ctl, &script).await;
     wait_for(&ctl.join("wrote")).await;
     let log = disk.join("pods/c/0.log");
     // The supervisor may still be draining the pipe: wait for the log to settle.
@@ -396,21 +202,21 @@ async fn a_full_log_disk_loses_lines_not_the_container() {
         );
     }
     assert_eq!(
-        env.status(&id).await.state,
+        server.status(&id).await.state,
         ContainerState::ContainerRunning as i32,
         "a full disk stopped the container"
     );
 
     std::fs::remove_file(&filler).unwrap();
     std::fs::write(ctl.join("go"), "").unwrap();
-    let status = env.wait_exited(&id).await;
+    let status = server.wait_exited(&id).await;
     assert_eq!(status.exit_code, 3);
     assert_eq!(status.reason, "Error");
     let after = read_entries(&log);
     assert_eq!(after.len(), full.len() + 1);
     assert_eq!(after[..full.len()], full[..]);
     assert_eq!(after.last().map(String::as_str), Some("resumed"));
-    env.remove_sandbox(&sandbox).await;
+    server.remove_sandbox(&sandbox).await;
 }
 
 fn dir_names(dir: &Path) -> Vec<String> {
@@ -432,9 +238,8 @@ fn gunzip(path: &Path) -> String {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn kubelet_rotation_through_cri_keeps_max_files() {
-    let Some(mut env) = Env::new().await else {
-        return;
-    };
+    let Some(env) = Env::new() else { return };
+    let mut server = env.serve("cri").await;
     let ctl = env.path("ctl");
     std::fs::create_dir_all(&ctl).unwrap();
     // Three rounds of ~80 KiB each, each waiting for the test to rotate.
@@ -443,10 +248,10 @@ async fn kubelet_rotation_through_cri_keeps_max_files() {
          i=$((i+1)); done; echo > /ctl/wrote$r; while [ ! -e /ctl/go$r ]; do sleep 0.05; done; \
          done; echo final; while [ ! -e /ctl/end ]; do sleep 0.05; done"
     );
-    let (sandbox, id) = env.run(&env.path("pods"), &ctl, &script).await;
+    let (sandbox, id) = run(&mut server, &env.path("pods"), &ctl, &script).await;
     let dir = env.path("pods/c");
     let log = dir.join("0.log");
-    let cri = Cri::connect(&env.socket).await.unwrap();
+    let cri = server.kubelet_cri().await;
     let mut manager = ContainerLogManager::new(
         cri,
         LogRotatePolicy {
@@ -498,6 +303,6 @@ async fn kubelet_rotation_through_cri_keeps_max_files() {
     manager.rotate_logs().await.unwrap();
     assert_eq!(std::fs::read_to_string(&log).unwrap(), "");
     std::fs::write(ctl.join("end"), "").unwrap();
-    env.wait_exited(&id).await;
-    env.remove_sandbox(&sandbox).await;
+    server.wait_exited(&id).await;
+    server.remove_sandbox(&sandbox).await;
 }

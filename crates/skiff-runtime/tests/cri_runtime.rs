@@ -3,168 +3,25 @@
 //! root, run dir and socket.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
+#[path = "support/cri.rs"]
+mod cri;
 mod support;
 
 use std::path::{Path, PathBuf};
-use std::sync::Arc;
 use std::time::Duration;
 
-use skiff_runtime::cri::api::runtime_service_client::RuntimeServiceClient;
+use cri::{Env, mounts_under};
 use skiff_runtime::cri::api::{self, ContainerState};
-use skiff_runtime::cri::{CriRuntimeService, connect, serve_unix};
-use skiff_runtime::{ImageStore, NoopPodNetwork, Runtime, RuntimeConfig, RuntimeDeps};
-use tonic::transport::Channel;
 
-const IMAGE: &str = "docker.io/library/busybox:latest";
-
-struct Env {
-    tmp: tempfile::TempDir,
-    store: Arc<ImageStore>,
-}
-
-impl Env {
-    /// None when not root or without busybox: these tests need real containers.
-    fn new() -> Option<Self> {
-        if !support::have_busybox() || !rustix_is_root() {
-            eprintln!("skipping: needs root and busybox-static");
-            return None;
-        }
-        let tmp = tempfile::tempdir().unwrap();
-        let archive = tmp.path().join("busybox.tar");
-        support::write_oci_archive(&archive, &[(&support::busybox_image(), Some(IMAGE))]);
-        let store = Arc::new(ImageStore::open(&tmp.path().join("images")).unwrap());
-        store.import(&archive).unwrap();
-        Some(Self { tmp, store })
-    }
-
-    fn root(&self) -> PathBuf {
-        self.tmp.path().join("runtime")
-    }
-
-    fn run_dir(&self) -> PathBuf {
-        self.tmp.path().join("run")
-    }
-
-    fn log_dir(&self) -> PathBuf {
-        self.tmp.path().join("pods")
-    }
-
-    /// A fresh runtime + server on this env's root.
-    async fn serve(&self, name: &str) -> Server {
-        let runtime = Runtime::open(
-            RuntimeConfig {
-                root: self.root(),
-                run_dir: self.run_dir(),
-                shim: vec![env!("CARGO_BIN_EXE_skiff-runtime-shim").into()],
-            },
-            RuntimeDeps {
-                images: self.store.clone(),
-                namespaces: Arc::new(skiff_sys::LinuxPodNamespaces),
-                mounter: Arc::new(skiff_sys::LinuxMounter),
-                network: Arc::new(NoopPodNetwork),
-            },
-        )
-        .unwrap();
-        let socket = self.tmp.path().join(format!("{name}.sock"));
-        let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
-        let router = tonic::transport::Server::builder().add_service(
-            api::runtime_service_server::RuntimeServiceServer::new(CriRuntimeService::new(
-                Arc::new(runtime),
-            )),
-        );
-        let path = socket.clone();
-        let task = tokio::spawn(async move {
-            serve_unix(router, &path, async {
-                let _ = stopped.await;
-            })
-            .await
-            .unwrap();
-        });
-        let channel = loop {
-            if let Ok(c) = connect(&socket).await {
-                break c;
-            }
-            tokio::time::sleep(Duration::from_millis(10)).await;
-        };
-        Server {
-            client: RuntimeServiceClient::new(channel),
-            stop: Some(stop),
-            task,
-        }
-    }
-}
-
-/// A failed test must not leave containers, mounts or cgroups on the host:
-/// kill what still runs, detach mounts under the temp dir, drop pod cgroups.
-impl Drop for Env {
-    fn drop(&mut self) {
-        let containers = self.root().join("containers");
-        for entry in std::fs::read_dir(&containers)
-            .into_iter()
-            .flatten()
-            .flatten()
-        {
-            let Ok(data) = std::fs::read(entry.path().join("container.json")) else {
-                continue;
-            };
-            let Ok(record) = serde_json::from_slice::<serde_json::Value>(&data) else {
-                continue;
-            };
-            if let Some(pid) = record["pid"].as_i64() {
-                let _ = skiff_sys::process::kill(pid as i32, 9);
-            }
-        }
-        std::thread::sleep(Duration::from_millis(200));
-        let mut mounts = mounts_under(self.tmp.path());
-        mounts.reverse();
-        for line in mounts {
-            if let Some(path) = line.split(' ').nth(4) {
-                let _ = skiff_sys::Mounter::unmount(&skiff_sys::LinuxMounter, Path::new(path));
-            }
-        }
-        for entry in std::fs::read_dir(self.root().join("sandboxes"))
-            .into_iter()
-            .flatten()
-            .flatten()
-        {
-            let id = entry.file_name().to_string_lossy().into_owned();
-            let _ = skiff_sys::cgroups::remove_cgroup(&format!("/skiff/{id}"));
-        }
-    }
-}
-
-fn rustix_is_root() -> bool {
-    std::fs::read_to_string("/proc/self/status")
-        .unwrap()
-        .lines()
-        .find_map(|l| l.strip_prefix("Uid:"))
-        .and_then(|l| l.split_whitespace().nth(1).map(|u| u == "0"))
-        .unwrap_or(false)
-}
-
-struct Server {
-    client: RuntimeServiceClient<Channel>,
-    stop: Option<tokio::sync::oneshot::Sender<()>>,
-    task: tokio::task::JoinHandle<()>,
-}
-
-impl Server {
-    async fn shutdown(mut self) {
-        drop(self.client);
-        if let Some(stop) = self.stop.take() {
-            let _ = stop.send(());
-        }
-        let _ = self.task.await;
-    }
-
-    async fn run_sandbox(&mut self, env: &Env, name: &str) -> (String, api::PodSandboxConfig) {
-        let config = api::PodSandboxConfig {
-            metadata: Some(api::PodSandboxMetadata {
-                name: name.into(),
-                uid: format!("uid-{name}"),
-                namespace: "default".into(),
-                attempt: 0,
-            }),
+/// Runs sandbox `name` with a hostname, DNS, and its logs under the env's
+/// log dir.
+async fn run_sandbox(
+    server: &mut cri::Server,
+    env: &Env,
+    name: &str,
+) -> (String, api::PodSandboxConfig) {
+    server
+        .run_sandbox(api::PodSandboxConfig {
             hostname: format!("{name}-host"),
             dns_config: Some(api::DnsConfig {
                 servers: vec!["10.43.0.10".into()],
@@ -172,101 +29,9 @@ impl Server {
                 options: vec![],
             }),
             log_directory: env.log_dir().join(name).to_string_lossy().into_owned(),
-            ..Default::default()
-        };
-        let id = self
-            .client
-            .run_pod_sandbox(api::RunPodSandboxRequest {
-                config: Some(config.clone()),
-                runtime_handler: String::new(),
-            })
-            .await
-            .unwrap()
-            .into_inner()
-            .pod_sandbox_id;
-        (id, config)
-    }
-
-    async fn create(
-        &mut self,
-        sandbox: &(String, api::PodSandboxConfig),
-        name: &str,
-        command: &[&str],
-        tweak: impl FnOnce(&mut api::ContainerConfig),
-    ) -> String {
-        let mut config = api::ContainerConfig {
-            metadata: Some(api::ContainerMetadata {
-                name: name.into(),
-                attempt: 0,
-            }),
-            image: Some(api::ImageSpec {
-                image: IMAGE.into(),
-                ..Default::default()
-            }),
-            command: command.iter().map(|s| s.to_string()).collect(),
-            log_path: format!("{name}/0.log"),
-            ..Default::default()
-        };
-        tweak(&mut config);
-        self.client
-            .create_container(api::CreateContainerRequest {
-                pod_sandbox_id: sandbox.0.clone(),
-                config: Some(config),
-                sandbox_config: Some(sandbox.1.clone()),
-            })
-            .await
-            .unwrap()
-            .into_inner()
-            .container_id
-    }
-
-    async fn start(&mut self, id: &str) {
-        self.client
-            .start_container(api::StartContainerRequest {
-                container_id: id.into(),
-            })
-            .await
-            .unwrap();
-    }
-
-    async fn status(&mut self, id: &str) -> api::ContainerStatus {
-        self.client
-            .container_status(api::ContainerStatusRequest {
-                container_id: id.into(),
-                verbose: false,
-            })
-            .await
-            .unwrap()
-            .into_inner()
-            .status
-            .unwrap()
-    }
-
-    async fn wait_exited(&mut self, id: &str) -> api::ContainerStatus {
-        for _ in 0..500 {
-            let s = self.status(id).await;
-            if s.state == ContainerState::ContainerExited as i32 {
-                return s;
-            }
-            tokio::time::sleep(Duration::from_millis(20)).await;
-        }
-        panic!("container {id} did not exit");
-    }
-
-    async fn remove_sandbox(&mut self, id: &str) {
-        self.client
-            .stop_pod_sandbox(api::StopPodSandboxRequest {
-                pod_sandbox_id: id.into(),
-            })
-            .await
-            .unwrap();
-        self.client
-            .remove_pod_sandbox(api::RemovePodSandboxRequest {
-                pod_sandbox_id: id.into(),
-            })
-            .await
-            .unwrap();
-    }
+            ..cri::sandbox_config(name)
+        })
+        .await
 }
 
 fn log_lines(path: &Path) -> Vec<(String, String, String)> {
@@ -290,19 +55,6 @@ fn log_lines(path: &Path) -> Vec<(String, String, String)> {
                 parts[3].to_owned(),
             )
         })
-        .collect()
-}
-
-fn mounts_under(dir: &Path) -> Vec<String> {
-    std::fs::read_to_string("/proc/self/mountinfo")
-        .unwrap()
-        .lines()
-        .filter(|l| {
-            l.split(' ')
-                .nth(4)
-                .is_some_and(|p| Path::new(p).starts_with(dir))
-        })
-        .map(str::to_owned)
         .collect()
 }
 
@@ -330,7 +82,7 @@ async fn echo_hello_exits_zero_with_cri_log_then_host_is_clean() {
         .into_inner();
     assert_eq!(v.runtime_api_version, "v1");
 
-    let sandbox = server.run_sandbox(&env, "echo").await;
+    let sandbox = run_sandbox(&mut server, &env, "echo").await;
     let id = server
         .create(&sandbox, "hello", &["echo", "hello"], |_| {})
         .await;
@@ -422,7 +174,7 @@ async fn echo_hello_exits_zero_with_cri_log_then_host_is_clean() {
 async fn exit_code_env_workdir_and_unknown_ids() {
     let Some(env) = Env::new() else { return };
     let mut server = env.serve("b").await;
-    let sandbox = server.run_sandbox(&env, "exit").await;
+    let sandbox = run_sandbox(&mut server, &env, "exit").await;
     let id = server
         .create(
             &sandbox,
@@ -557,7 +309,7 @@ async fn exit_code_env_workdir_and_unknown_ids() {
 async fn exec_sync_memory_limit_and_stop_with_timeout() {
     let Some(env) = Env::new() else { return };
     let mut server = env.serve("c").await;
-    let sandbox = server.run_sandbox(&env, "sleeper").await;
+    let sandbox = run_sandbox(&mut server, &env, "sleeper").await;
     let id = server
         .create(&sandbox, "sleep", &["sleep", "1000"], |c| {
             c.linux = Some(api::LinuxContainerConfig {
@@ -669,7 +421,7 @@ async fn exec_sync_memory_limit_and_stop_with_timeout() {
 async fn restarted_runtime_readopts_running_container() {
     let Some(env) = Env::new() else { return };
     let mut first = env.serve("d1").await;
-    let sandbox = first.run_sandbox(&env, "survivor").await;
+    let sandbox = run_sandbox(&mut first, &env, "survivor").await;
     let id = first
         .create(&sandbox, "sleep", &["sleep", "1000"], |_| {})
         .await;
@@ -742,7 +494,7 @@ async fn restarted_runtime_readopts_running_container() {
 async fn memory_hog_is_oom_killed() {
     let Some(env) = Env::new() else { return };
     let mut server = env.serve("e").await;
-    let sandbox = server.run_sandbox(&env, "hog").await;
+    let sandbox = run_sandbox(&mut server, &env, "hog").await;
     let id = server
         .create(
             &sandbox,

@@ -2,156 +2,33 @@
 //! holding memory (root only; skipped elsewhere).
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
+#[path = "support/cri.rs"]
+mod cri;
 mod support;
 
-use std::path::{Path, PathBuf};
-use std::sync::Arc;
 use std::time::Duration;
 
+use cri::Env;
 use skiff_runtime::cri::api;
-use skiff_runtime::cri::api::runtime_service_client::RuntimeServiceClient;
-use skiff_runtime::cri::{CriRuntimeService, connect, serve_unix};
-use skiff_runtime::{ImageStore, NoopPodNetwork, Runtime, RuntimeConfig, RuntimeDeps};
 use tonic::Code;
-
-const IMAGE: &str = "docker.io/library/busybox:latest";
-
-fn is_root() -> bool {
-    std::fs::read_to_string("/proc/self/status")
-        .unwrap()
-        .lines()
-        .find_map(|l| l.strip_prefix("Uid:"))
-        .and_then(|l| l.split_whitespace().nth(1).map(|u| u == "0"))
-        .unwrap_or(false)
-}
-
-/// Kills what still runs and detaches mounts under the temp dir, so a failed
-/// test leaves nothing behind.
-struct Cleanup(PathBuf);
-
-impl Drop for Cleanup {
-    fn drop(&mut self) {
-        let containers = self.0.join("runtime/containers");
-        for entry in std::fs::read_dir(&containers)
-            .into_iter()
-            .flatten()
-            .flatten()
-        {
-            let Ok(data) = std::fs::read(entry.path().join("container.json")) else {
-                continue;
-            };
-            let Ok(record) = serde_json::from_slice::<serde_json::Value>(&data) else {
-                continue;
-            };
-            if let Some(pid) = record["pid"].as_i64() {
-                let _ = skiff_sys::process::kill(pid as i32, 9);
-            }
-        }
-        std::thread::sleep(Duration::from_millis(200));
-        let mut mounts: Vec<String> = std::fs::read_to_string("/proc/self/mountinfo")
-            .unwrap_or_default()
-            .lines()
-            .filter_map(|l| l.split(' ').nth(4).map(str::to_owned))
-            .filter(|p| Path::new(p).starts_with(&self.0))
-            .collect();
-        mounts.reverse();
-        for m in mounts {
-            let _ = skiff_sys::Mounter::unmount(&skiff_sys::LinuxMounter, Path::new(&m));
-        }
-        for entry in std::fs::read_dir(self.0.join("runtime/sandboxes"))
-            .into_iter()
-            .flatten()
-            .flatten()
-        {
-            let id = entry.file_name().to_string_lossy().into_owned();
-            let _ = skiff_sys::cgroups::remove_cgroup(&format!("/skiff/{id}"));
-        }
-    }
-}
 
 #[tokio::test]
 async fn stats_of_a_busy_container() {
-    if !support::have_busybox() || !is_root() {
-        eprintln!("skipping: needs root and busybox-static");
-        return;
-    }
-    let tmp = tempfile::tempdir().unwrap();
-    let _cleanup = Cleanup(tmp.path().to_path_buf());
-    let archive = tmp.path().join("busybox.tar");
-    support::write_oci_archive(&archive, &[(&support::busybox_image(), Some(IMAGE))]);
-    let store = Arc::new(ImageStore::open(&tmp.path().join("images")).unwrap());
-    store.import(&archive).unwrap();
-    let runtime = Runtime::open(
-        RuntimeConfig {
-            root: tmp.path().join("runtime"),
-            run_dir: tmp.path().join("run"),
-            shim: vec![env!("CARGO_BIN_EXE_skiff-runtime-shim").into()],
-        },
-        RuntimeDeps {
-            images: store.clone(),
-            namespaces: Arc::new(skiff_sys::LinuxPodNamespaces),
-            mounter: Arc::new(skiff_sys::LinuxMounter),
-            network: Arc::new(NoopPodNetwork),
-        },
-    )
-    .unwrap();
-    let socket = tmp.path().join("cri.sock");
-    let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
-    let router = tonic::transport::Server::builder().add_service(
-        api::runtime_service_server::RuntimeServiceServer::new(CriRuntimeService::new(Arc::new(
-            runtime,
-        ))),
-    );
-    let path = socket.clone();
-    let server = tokio::spawn(async move {
-        serve_unix(router, &path, async {
-            let _ = stopped.await;
+    let Some(env) = Env::new() else { return };
+    let mut server = env.serve("cri").await;
+    let (sandbox, sandbox_config) = server
+        .run_sandbox(api::PodSandboxConfig {
+            labels: [("app".to_owned(), "burn".to_owned())].into(),
+            log_directory: env.log_dir().to_string_lossy().into_owned(),
+            ..cri::sandbox_config("stats")
         })
-        .await
-        .unwrap();
-    });
-    let channel = loop {
-        if let Ok(c) = connect(&socket).await {
-            break c;
-        }
-        tokio::time::sleep(Duration::from_millis(10)).await;
-    };
-    let mut client = RuntimeServiceClient::new(channel);
-
-    let sandbox_config = api::PodSandboxConfig {
-        metadata: Some(api::PodSandboxMetadata {
-            name: "stats".into(),
-            uid: "uid-stats".into(),
-            namespace: "default".into(),
-            attempt: 0,
-        }),
-        labels: [("app".to_owned(), "burn".to_owned())].into(),
-        log_directory: tmp.path().join("pods").to_string_lossy().into_owned(),
-        ..Default::default()
-    };
-    let sandbox = client
-        .run_pod_sandbox(api::RunPodSandboxRequest {
-            config: Some(sandbox_config.clone()),
-            runtime_handler: String::new(),
-        })
-        .await
-        .unwrap()
-        .into_inner()
-        .pod_sandbox_id;
+        .await;
+    let client = &mut server.client;
     let create = |name: &str, command: &[&str]| api::CreateContainerRequest {
         pod_sandbox_id: sandbox.clone(),
         config: Some(api::ContainerConfig {
-            metadata: Some(api::ContainerMetadata {
-                name: name.into(),
-                attempt: 0,
-            }),
-            image: Some(api::ImageSpec {
-                image: IMAGE.into(),
-                ..Default::default()
-            }),
-            command: command.iter().map(|s| s.to_string()).collect(),
             labels: [("role".to_owned(), name.to_owned())].into(),
-            ..Default::default()
+            ..cri::container_config(name, command)
         }),
         sandbox_config: Some(sandbox_config.clone()),
     };
@@ -327,19 +204,6 @@ async fn stats_of_a_busy_container() {
         .unwrap_err();
     assert_eq!(err.code(), Code::NotFound);
 
-    client
-        .stop_pod_sandbox(api::StopPodSandboxRequest {
-            pod_sandbox_id: sandbox.clone(),
-        })
-        .await
-        .unwrap();
-    client
-        .remove_pod_sandbox(api::RemovePodSandboxRequest {
-            pod_sandbox_id: sandbox,
-        })
-        .await
-        .unwrap();
-    drop(client);
-    let _ = stop.send(());
-    let _ = server.await;
+    server.remove_sandbox(&sandbox).await;
+    server.shutdown().await;
 }

@@ -3,36 +3,24 @@
 //! is removed and the used one stays (root only; skipped elsewhere).
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
+#[path = "support/cri.rs"]
+mod cri;
 mod support;
 
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::sync::Arc;
 use std::time::Duration;
 
-use skiff_kubelet::cri::Cri;
+use cri::{Env, Services};
 use skiff_kubelet::images_gc::{
     FREE_DISK_SPACE_FAILED, FsCapacity, FsStats, IMAGE_GC_FAILED, ImageGcError, ImageGcManager,
     ImageGcPolicy,
 };
-use skiff_runtime::cri::api::image_service_server::ImageServiceServer;
-use skiff_runtime::cri::api::runtime_service_server::RuntimeServiceServer;
-use skiff_runtime::cri::{CriImageService, CriRuntimeService, api, serve_unix};
-use skiff_runtime::{
-    ImageStore, NoopPodNetwork, RegistryConfig, Runtime, RuntimeConfig, RuntimeDeps,
-};
+use skiff_runtime::cri::api;
 use support::{Compression, Layer, TestImage};
 
-const USED: &str = "docker.io/library/busybox:latest";
+const USED: &str = cri::IMAGE;
 const UNUSED: &str = "example.com/other:1";
-
-fn is_root() -> bool {
-    std::fs::read_to_string("/proc/self/status")
-        .unwrap()
-        .lines()
-        .find_map(|l| l.strip_prefix("Uid:"))
-        .and_then(|l| l.split_whitespace().nth(1).map(|u| u == "0"))
-        .unwrap_or(false)
-}
 
 /// A filesystem 90% full, whatever the host's is.
 #[derive(Debug)]
@@ -51,32 +39,11 @@ impl FsStats for NinetyPercentFull {
     }
 }
 
-/// Detaches mounts left under the temp dir by a failed run.
-struct Cleanup(PathBuf);
-
-impl Drop for Cleanup {
-    fn drop(&mut self) {
-        let mut mounts: Vec<String> = std::fs::read_to_string("/proc/self/mountinfo")
-            .unwrap_or_default()
-            .lines()
-            .filter_map(|l| l.split(' ').nth(4).map(str::to_owned))
-            .filter(|p| Path::new(p).starts_with(&self.0))
-            .collect();
-        mounts.reverse();
-        for m in mounts {
-            let _ = skiff_sys::Mounter::unmount(&skiff_sys::LinuxMounter, Path::new(&m));
-        }
-    }
-}
-
 #[tokio::test]
 async fn unused_image_is_collected_and_used_one_stays() {
-    if !support::have_busybox() || !is_root() {
-        eprintln!("skipping: needs root and busybox-static");
+    if !cri::runnable() {
         return;
     }
-    let tmp = tempfile::tempdir().unwrap();
-    let _cleanup = Cleanup(tmp.path().to_path_buf());
     let busybox = support::busybox_image();
     let other = TestImage::new(
         vec![
@@ -88,60 +55,13 @@ async fn unused_image_is_collected_and_used_one_stays() {
         ],
         &["sh"],
     );
-    let archive = tmp.path().join("images.tar");
-    support::write_oci_archive(&archive, &[(&busybox, Some(USED)), (&other, Some(UNUSED))]);
-    let store = Arc::new(ImageStore::open(&tmp.path().join("images")).unwrap());
-    store.import(&archive).unwrap();
-    let runtime = Runtime::open(
-        RuntimeConfig {
-            root: tmp.path().join("runtime"),
-            run_dir: tmp.path().join("run"),
-            shim: vec![env!("CARGO_BIN_EXE_skiff-runtime-shim").into()],
-        },
-        RuntimeDeps {
-            images: store.clone(),
-            namespaces: Arc::new(skiff_sys::LinuxPodNamespaces),
-            mounter: Arc::new(skiff_sys::LinuxMounter),
-            network: Arc::new(NoopPodNetwork),
-        },
-    )
-    .unwrap();
-    let socket = tmp.path().join("cri.sock");
-    let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
-    let router = tonic::transport::Server::builder()
-        .add_service(RuntimeServiceServer::new(CriRuntimeService::new(Arc::new(
-            runtime,
-        ))))
-        .add_service(ImageServiceServer::new(CriImageService::new(
-            store.clone(),
-            RegistryConfig::default(),
-        )));
-    let path = socket.clone();
-    let server = tokio::spawn(async move {
-        serve_unix(router, &path, async {
-            let _ = stopped.await;
-        })
-        .await
-        .unwrap();
-    });
-    let mut cri = loop {
-        if let Ok(c) = Cri::connect(&socket).await {
-            break c;
-        }
-        tokio::time::sleep(Duration::from_millis(10)).await;
-    };
+    let env = Env::with_images(&[(&busybox, Some(USED)), (&other, Some(UNUSED))]);
+    let server = env.serve_with("cri", Services::RuntimeAndImages).await;
+    let mut kubelet_cri = server.kubelet_cri().await;
 
     // A created container of the busybox image (created is "in use" too).
-    let sandbox_config = api::PodSandboxConfig {
-        metadata: Some(api::PodSandboxMetadata {
-            name: "gc".into(),
-            uid: "uid-gc".into(),
-            namespace: "default".into(),
-            attempt: 0,
-        }),
-        ..Default::default()
-    };
-    let sandbox = cri
+    let sandbox_config = cri::sandbox_config("gc");
+    let sandbox = kubelet_cri
         .runtime
         .run_pod_sandbox(api::RunPodSandboxRequest {
             config: Some(sandbox_config.clone()),
@@ -151,21 +71,11 @@ async fn unused_image_is_collected_and_used_one_stays() {
         .unwrap()
         .into_inner()
         .pod_sandbox_id;
-    cri.runtime
+    kubelet_cri
+        .runtime
         .create_container(api::CreateContainerRequest {
             pod_sandbox_id: sandbox.clone(),
-            config: Some(api::ContainerConfig {
-                metadata: Some(api::ContainerMetadata {
-                    name: "c".into(),
-                    attempt: 0,
-                }),
-                image: Some(api::ImageSpec {
-                    image: USED.into(),
-                    ..Default::default()
-                }),
-                command: vec!["true".into()],
-                ..Default::default()
-            }),
+            config: Some(cri::container_config("c", &["true"])),
             sandbox_config: Some(sandbox_config),
         })
         .await
@@ -177,7 +87,7 @@ async fn unused_image_is_collected_and_used_one_stays() {
         ..ImageGcPolicy::default()
     };
     let mut gc = ImageGcManager::new(
-        cri.clone(),
+        kubelet_cri.clone(),
         policy,
         Arc::new(NinetyPercentFull),
         Arc::new(gc_events.clone()),
@@ -190,7 +100,7 @@ async fn unused_image_is_collected_and_used_one_stays() {
         .await
         .unwrap();
 
-    let images = cri
+    let images = kubelet_cri
         .images
         .list_images(api::ListImagesRequest { filter: None })
         .await
@@ -215,7 +125,7 @@ async fn unused_image_is_collected_and_used_one_stays() {
         "Failed to garbage collect required amount of images. Attempted to free 100 bytes, but only found 0 bytes eligible to free."
     );
     assert_eq!(event.regarding.kind.as_deref(), Some("Node"));
-    let still = cri
+    let still = kubelet_cri
         .images
         .image_status(api::ImageStatusRequest {
             image: Some(api::ImageSpec {
@@ -234,7 +144,7 @@ async fn unused_image_is_collected_and_used_one_stays() {
     let (shutdown_tx, shutdown) = tokio::sync::watch::channel(false);
     let looping = tokio::spawn(
         ImageGcManager::new(
-            cri.clone(),
+            kubelet_cri.clone(),
             policy,
             Arc::new(NinetyPercentFull),
             Arc::new(gc_events.clone()),
@@ -261,20 +171,21 @@ async fn unused_image_is_collected_and_used_one_stays() {
     shutdown_tx.send(true).unwrap();
     looping.await.unwrap();
 
-    cri.runtime
+    kubelet_cri
+        .runtime
         .stop_pod_sandbox(api::StopPodSandboxRequest {
             pod_sandbox_id: sandbox.clone(),
         })
         .await
         .unwrap();
-    cri.runtime
+    kubelet_cri
+        .runtime
         .remove_pod_sandbox(api::RemovePodSandboxRequest {
             pod_sandbox_id: sandbox,
         })
         .await
         .unwrap();
     drop(gc);
-    drop(cri);
-    let _ = stop.send(());
-    let _ = server.await;
+    drop(kubelet_cri);
+    server.shutdown().await;
 }

@@ -105,6 +105,12 @@ fn import_oci_archive_unpacks_busybox() {
     let config = store.config(&record).unwrap();
     assert_eq!(config.config.unwrap().cmd, Some(vec!["sh".to_owned()]));
 
+    // Pinning is recorded (and survives a restart with the index).
+    assert!(!record.pinned);
+    store.set_pinned(&record.id, true).unwrap();
+    let mut record = record;
+    record.pinned = true;
+
     // The index survives a restart.
     drop(store);
     let store = ImageStore::open(&tmp.path().join("root")).unwrap();

@@ -128,6 +128,13 @@ fn import_airgap_images(store: &ImageStore, data_dir: &Path) {
         }
         match store.import(&path) {
             Ok(images) => {
+                // Pinned, as k3s pins them: image GC on a full disk must not
+                // remove what an air-gapped node cannot pull again.
+                for image in &images {
+                    if let Err(e) = store.set_pinned(&image.id, true) {
+                        tracing::warn!(image = %image.id, error = %e, "cannot pin an air-gap image");
+                    }
+                }
                 tracing::info!(file = %path.display(), images = images.len(), "imported air-gap images")
             }
             Err(e) => {

@@ -55,7 +55,7 @@ impl CriImageService {
                 image: record.id.to_string(),
                 ..Default::default()
             }),
-            pinned: false,
+            pinned: record.pinned,
         }
     }
 }

@@ -41,6 +41,9 @@ pub struct ImageRecord {
     pub layers: Vec<LayerRecord>,
     /// Manifest + config + compressed layers, in bytes.
     pub size: u64,
+    /// Kept from image garbage collection (as k3s pins air-gap images).
+    #[serde(default)]
+    pub pinned: bool,
 }
 
 /// One layer of an image.
@@ -200,6 +203,17 @@ impl ImageStore {
         Ok(out)
     }
 
+    /// Pins (or unpins) image `id`: CRI reports it `pinned`, and the
+    /// kubelet's image garbage collection leaves it alone.
+    pub fn set_pinned(&self, id: &Digest, pinned: bool) -> Result<(), ImageError> {
+        self.update(|images| {
+            if let Some(record) = images.get_mut(id) {
+                record.pinned = pinned;
+            }
+            Ok(())
+        })
+    }
+
     /// Every image.
     pub fn list(&self) -> Result<Vec<ImageRecord>, ImageError> {
         Ok(self.load()?.into_values().collect())
@@ -305,6 +319,7 @@ impl ImageStore {
                     repo_digests: Vec::new(),
                     layers: Vec::new(),
                     size: 0,
+                    pinned: false,
                 });
             record.manifest_digest = manifest_digest.clone();
             record.layers = layers;

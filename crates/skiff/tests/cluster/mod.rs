@@ -308,9 +308,6 @@ fn spawn_server(dir: &Path, (port, kubelet_port): (u16, u16), names: Names) -> C
         .arg(kubelet_port.to_string())
         .arg("--pod-log-dir")
         .arg(dir.join("logs"))
-        // The host's disk is shared with builds: image GC must not remove the
-        // air-gap busybox before pods use it (100 turns it off, as upstream).
-        .args(["--image-gc-high-threshold", "100"])
         .stdout(Stdio::null())
         .stderr(log)
         .spawn()

@@ -52,7 +52,16 @@ pub struct Registry {
     service_cidr: services::ServiceCidr,
     /// Reaches kubelets for `pods/log`.
     kubelet_client: Option<pod_log::KubeletClient>,
+    /// Namespaces this server deleted lately: the watch cache may not show
+    /// their deletion yet, so admission reads them from the store
+    /// (upstream's NamespaceLifecycle `forceLiveLookupCache`).
+    deleted_namespaces:
+        std::sync::Arc<std::sync::Mutex<std::collections::HashMap<String, std::time::Instant>>>,
 }
+
+/// How long a deleted namespace is looked up live (upstream's
+/// `forceLiveLookupTTL`).
+const FORCE_LIVE_LOOKUP: std::time::Duration = std::time::Duration::from_secs(30);
 
 /// One parsed resource call.
 #[derive(Debug)]
@@ -86,7 +95,26 @@ impl Registry {
             store: cache::CachedStore::new(store),
             service_cidr,
             kubelet_client: None,
+            deleted_namespaces: std::sync::Arc::default(),
         }
+    }
+
+    fn note_namespace_deleted(&self, ns: &str) {
+        let mut map = self
+            .deleted_namespaces
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        let now = std::time::Instant::now();
+        map.retain(|_, at| now.duration_since(*at) < FORCE_LIVE_LOOKUP);
+        map.insert(ns.to_owned(), now);
+    }
+
+    fn recently_deleted_namespace(&self, ns: &str) -> bool {
+        self.deleted_namespaces
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .get(ns)
+            .is_some_and(|at| at.elapsed() < FORCE_LIVE_LOOKUP)
     }
 
     /// This registry reaching kubelets (for `pods/log`) with `client`.
@@ -210,7 +238,13 @@ impl Registry {
             ("update", None | Some("status"), Some(name)) => self.update(&call, name).await,
             ("patch", None | Some("status"), Some(name)) => self.patch(&call, name).await,
             ("get", Some("status"), Some(name)) => self.get(&call, name).await,
-            ("delete", None, Some(name)) => self.delete(&call, name).await,
+            ("delete", None, Some(name)) => {
+                let deleted = self.delete(&call, name).await;
+                if deleted.is_ok() && info.group.is_empty() && info.plural == "namespaces" {
+                    self.note_namespace_deleted(name);
+                }
+                deleted
+            }
             ("create", Some("binding"), Some(name)) if is_pods(info) => {
                 self.bind(&call, name).await
             }
@@ -517,9 +551,14 @@ impl Registry {
             return Ok(());
         };
         // From the watch cache, as upstream's admission reads its informer;
-        // a namespace the cache has not seen yet is looked up in the store.
+        // a namespace the cache has not seen yet, or one deleted lately, is
+        // looked up in the store.
         let key = nsinfo.key(None, ns);
-        let cached = self.store.cache().lock().get(&key);
+        let cached = if self.recently_deleted_namespace(ns) {
+            None
+        } else {
+            self.store.cache().lock().get(&key)
+        };
         let found = match cached {
             Some(obj) => Ok(Some(obj.decode())),
             None => match self.store.get(&key).await {

@@ -107,8 +107,7 @@ impl PodWorker {
             backoff.next(&key, now);
         }
 
-        let image_ref = self.ensure_image(pod, c).await?;
-        let image_user = self.image_user(&image_ref).await;
+        let (image_ref, image_user) = self.ensure_image(pod, c).await?;
 
         let (configmaps, secrets) = self.referenced_objects(pod).await;
         let volumes = self.volumes.clone().unwrap_or_default();
@@ -272,8 +271,14 @@ impl PodWorker {
     }
 
     /// Makes sure the image is present per the pull policy; returns the
-    /// reference the runtime resolved.
-    async fn ensure_image(&mut self, pod: &Pod, c: &Container) -> Result<String, Waiting> {
+    /// reference the runtime resolved and the user the image runs as (from
+    /// the status already read when the image was present; after a pull,
+    /// from one status call on the pulled image).
+    async fn ensure_image(
+        &mut self,
+        pod: &Pod,
+        c: &Container,
+    ) -> Result<(String, crate::config::ImageUser), Waiting> {
         let image = c.image.clone().unwrap_or_default();
         let spec = api::ImageSpec {
             image: image.clone(),
@@ -288,7 +293,7 @@ impl PodWorker {
             })
             .await
         {
-            Ok(r) => r.into_inner().image.map(|i| i.id),
+            Ok(r) => r.into_inner().image,
             Err(e) => {
                 return Err(self.failed(
                     pod,
@@ -306,7 +311,7 @@ impl PodWorker {
                 self.event(pod, Some(&c.name), false, "ErrImageNeverPull", msg.clone());
                 return Err(waiting("ErrImageNeverPull", msg));
             }
-            ("Never" | "IfNotPresent", Some(id)) => {
+            ("Never" | "IfNotPresent", Some(found)) => {
                 self.event(
                     pod,
                     Some(&c.name),
@@ -314,7 +319,11 @@ impl PodWorker {
                     "Pulled",
                     format!("Container image {image:?} already present on machine"),
                 );
-                return Ok(id);
+                let user = crate::config::ImageUser::from_image_status(
+                    found.uid.map(|u| u.value),
+                    &found.username,
+                );
+                return Ok((found.id, user));
             }
             _ => {}
         }
@@ -360,7 +369,9 @@ impl PodWorker {
                         "Successfully pulled image {image:?} in {took:.3?} ({took:.3?} including waiting)"
                     ),
                 );
-                Ok(r.into_inner().image_ref)
+                let image_ref = r.into_inner().image_ref;
+                let user = self.image_user(&image_ref).await;
+                Ok((image_ref, user))
             }
             Err(e) => {
                 self.shared.lock_image_backoff().next(&key, Instant::now());

@@ -158,14 +158,22 @@ pub fn parse(method: &http::Method, path: &str, query: Option<&str>) -> RequestI
     RequestInfo::Resource(info)
 }
 
+/// The `key=value` pairs of a raw query string, in order, percent-decoded.
+pub fn query_pairs(query: Option<&str>) -> impl DoubleEndedIterator<Item = (String, String)> + '_ {
+    query
+        .unwrap_or_default()
+        .split('&')
+        .filter(|p| !p.is_empty())
+        .map(|pair| {
+            let (k, v) = pair.split_once('=').unwrap_or((pair, ""));
+            (percent_decode(k), percent_decode(v))
+        })
+}
+
 /// The value of `key` in a raw query string, percent-decoded.
 pub fn query_value(query: Option<&str>, key: &str) -> Option<String> {
-    query?
-        .split('&')
-        .filter_map(|pair| {
-            let (k, v) = pair.split_once('=').unwrap_or((pair, ""));
-            (percent_decode(k) == key).then(|| percent_decode(v))
-        })
+    query_pairs(query)
+        .filter_map(|(k, v)| (k == key).then_some(v))
         .next_back()
 }
 

@@ -20,7 +20,7 @@ use skiff_api::status::ApiError;
 
 use super::pod_log::{choose_container, parse_bool, unknown_error};
 use super::{Registry, decode};
-use crate::request_info::percent_decode;
+use crate::request_info::query_pairs;
 use crate::response::{self, Body};
 
 /// Headers that belong to one hop and are not forwarded (the upgrade
@@ -49,14 +49,8 @@ impl PodExecOptions {
     /// Decodes the query (booleans as Go's ParseBool, 400 otherwise).
     pub fn parse(query: Option<&str>) -> Result<PodExecOptions, ApiError> {
         let mut opts = PodExecOptions::default();
-        for pair in query
-            .unwrap_or_default()
-            .split('&')
-            .filter(|p| !p.is_empty())
-        {
-            let (k, v) = pair.split_once('=').unwrap_or((pair, ""));
-            let v = percent_decode(&v.replace('+', " "));
-            match k {
+        for (k, v) in query_pairs(query) {
+            match k.as_str() {
                 "stdin" => opts.stdin = parse_bool(&v)?,
                 "stdout" => opts.stdout = parse_bool(&v)?,
                 "stderr" => opts.stderr = parse_bool(&v)?,

@@ -35,7 +35,7 @@ use time::format_description::well_known::Rfc3339;
 
 use super::{Call, Registry, decode};
 use crate::pki::{Credentials, PkiError};
-use crate::request_info::percent_decode;
+use crate::request_info::query_pairs;
 use crate::response::{self, Body};
 
 /// The kubelet port when a Node does not say (upstream's default).
@@ -148,13 +148,7 @@ impl PodLogOptions {
     /// parameter codec).
     pub fn parse(query: Option<&str>) -> Result<PodLogOptions, ApiError> {
         let mut opts = PodLogOptions::default();
-        for pair in query
-            .unwrap_or_default()
-            .split('&')
-            .filter(|p| !p.is_empty())
-        {
-            let (k, v) = pair.split_once('=').unwrap_or((pair, ""));
-            let (k, v) = (percent_decode(k), percent_decode(v));
+        for (k, v) in query_pairs(query) {
             // Go's url.Values.Get: the first value counts.
             match k.as_str() {
                 "container" if opts.container.is_none() => {

@@ -2,6 +2,8 @@
 //! buckets (`scheduler_schedule_attempts_total`,
 //! `scheduler_scheduling_attempt_duration_seconds`, `scheduler_pending_pods`,
 //! `scheduler_preemption_attempts_total`, `scheduler_preemption_victims`,
+//! `scheduler_preemption_goroutines_duration_seconds`,
+//! `scheduler_preemption_goroutines_execution_total`,
 //! `scheduler_pod_scheduling_sli_duration_seconds`).
 //!
 //! [`SchedulerMetrics`] is a prometheus-client [`Collector`], so whoever
@@ -61,6 +63,11 @@ struct QueueLabels {
 }
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct ResultLabels {
+    result: &'static str,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 struct SliLabels {
     attempts: String,
 }
@@ -100,6 +107,8 @@ pub struct SchedulerMetrics {
     attempt_duration: HistogramFamily<AttemptLabels>,
     preemption_attempts: Counter,
     preemption_victims: Histogram,
+    preemption_goroutines_duration: HistogramFamily<ResultLabels>,
+    preemption_goroutines_execution: Family<ResultLabels, Counter>,
     sli_duration: HistogramFamily<SliLabels>,
     /// The leading instance's queue, read at scrape time for
     /// `scheduler_pending_pods` (so the queue keeps no gauges of its own).
@@ -121,6 +130,9 @@ impl SchedulerMetrics {
             preemption_attempts: Counter::default(),
             // Upstream's buckets: 1, 2, 4, ... 64 victims.
             preemption_victims: Histogram::new(exponential_buckets(1.0, 2.0, 7)),
+            // Upstream's buckets: 10 ms doubling 20 times.
+            preemption_goroutines_duration: HistogramFamily::new_with_constructor(sli_histogram),
+            preemption_goroutines_execution: Family::default(),
             sli_duration: HistogramFamily::new_with_constructor(sli_histogram),
             queue: Arc::new(Mutex::new(Weak::new())),
         }
@@ -162,6 +174,20 @@ impl SchedulerMetrics {
         // Victim counts are far below 2^53: the conversion is exact.
         #[allow(clippy::cast_precision_loss)]
         self.preemption_victims.observe(victims as f64);
+    }
+
+    /// Counts one finished asynchronous preemption (upstream's preemption
+    /// goroutine) that took `elapsed`, by whether every API call succeeded.
+    pub fn observe_preemption_goroutine(&self, success: bool, elapsed: Duration) {
+        let labels = ResultLabels {
+            result: if success { "success" } else { "error" },
+        };
+        self.preemption_goroutines_execution
+            .get_or_create(&labels)
+            .inc();
+        self.preemption_goroutines_duration
+            .get_or_create(&labels)
+            .observe(elapsed.as_secs_f64());
     }
 
     /// Reports `queue`'s sizes as `scheduler_pending_pods` from now on
@@ -247,6 +273,18 @@ impl Collector for SchedulerMetrics {
             "scheduler_preemption_victims",
             "Number of selected preemption victims",
             &self.preemption_victims,
+        )?;
+        describe(
+            &mut encoder,
+            "scheduler_preemption_goroutines_duration_seconds",
+            "Duration in seconds for running goroutines for the preemption.",
+            &self.preemption_goroutines_duration,
+        )?;
+        describe(
+            &mut encoder,
+            "scheduler_preemption_goroutines_execution",
+            "Number of preemption goroutines executed.",
+            &self.preemption_goroutines_execution,
         )?;
         describe(
             &mut encoder,

@@ -171,8 +171,9 @@ impl Scheduler {
                         framework: &fwk,
                         snapshot: &snap.snapshot,
                         nominator: Some(&*self.queue),
-                        events: Some(&*self.events),
-                        metrics: Some(&self.metrics),
+                        events: Some(self.events.clone()),
+                        metrics: Some(self.metrics.clone()),
+                        activator: Some(self.queue.clone()),
                     };
                     let (r, s) = fwk
                         .run_post_filter_plugins(&handle, &state, &pod, &fit.diagnosis)

@@ -6,6 +6,7 @@
 
 use std::sync::Arc;
 
+use skiff_client::EventSink;
 use skiff_client::events::PendingEvent;
 
 use super::cycle_state::CycleState;
@@ -52,5 +53,37 @@ pub trait FrameworkHandle: Send + Sync {
     /// Where preemption metrics go, if anywhere.
     fn metrics(&self) -> Option<&SchedulerMetrics> {
         None
+    }
+    /// Owned handles for work that outlives the cycle (asynchronous
+    /// preemption); the default has none.
+    fn detached(&self) -> DetachedHandle {
+        DetachedHandle::default()
+    }
+}
+
+/// Moves a waiting pod to activeQ (upstream's `Handle.Activate`).
+pub trait PodActivator: Send + Sync {
+    /// Activates pod `key` (`namespace/name`) if it waits in backoffQ or
+    /// among the unschedulable pods (PreEnqueue still gates it); a pod in
+    /// flight is requeued without waiting for an event once its attempt
+    /// fails. A pod already in activeQ, or unknown, is left alone.
+    fn activate(&self, key: &str);
+}
+
+/// The parts of the framework a task that outlives one scheduling cycle
+/// keeps (upstream's preemption goroutine holds the framework handle).
+#[derive(Clone, Default)]
+pub struct DetachedHandle {
+    /// Where events go; None drops them.
+    pub events: Option<Arc<dyn EventSink>>,
+    /// The scheduling queue; None: nothing is re-activated.
+    pub activator: Option<Arc<dyn PodActivator>>,
+    /// Where metrics go; None drops them.
+    pub metrics: Option<SchedulerMetrics>,
+}
+
+impl std::fmt::Debug for DetachedHandle {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("DetachedHandle").finish_non_exhaustive()
     }
 }

@@ -10,7 +10,7 @@ pub mod status;
 pub mod topology;
 
 pub use cycle_state::{CycleState, StateData};
-pub use handle::FrameworkHandle;
+pub use handle::{DetachedHandle, FrameworkHandle, PodActivator};
 pub use interface::*;
 pub use node_info::{NodeInfo, PodInfo, Resource};
 pub use status::{Code, Status};

@@ -108,6 +108,8 @@ mod tests {
             ("VolumeBinding", ev(R::PersistentVolumeClaim, a::ADD), true),
             ("VolumeBinding", ev(R::StorageClass, a::UPDATE), true),
             ("NodeUnschedulable", ev(R::Node, a::UPDATE_NODE_TAINT), true),
+            ("DefaultPreemption", ev(R::Pod, a::DELETE), true),
+            ("DefaultPreemption", ev(R::Node, a::ADD), false),
         ];
         for (name, happened, want) in cases {
             let got = plugin(name)

@@ -13,7 +13,7 @@ use std::time::{Duration, Instant};
 use k8s_openapi::api::core::v1::Pod;
 use tokio::sync::Notify;
 
-use crate::framework::{ClusterEvent, Plugin, PodInfo, QueuedPodInfo};
+use crate::framework::{ClusterEvent, Plugin, PodActivator, PodInfo, QueuedPodInfo};
 use crate::runtime::PodNominator;
 use heap::Heap;
 
@@ -43,6 +43,8 @@ pub enum QueueName {
 struct InFlight {
     latest: Option<Arc<Pod>>,
     deleted: bool,
+    /// Activated while in flight: requeued without waiting for an event.
+    activated: bool,
     cycle: u64,
 }
 
@@ -376,13 +378,27 @@ impl SchedulingQueue {
         }
     }
 
+    /// Parks `p` among the unschedulable pods when a PreEnqueue plugin
+    /// gates it (the plugin joins those that rejected it, as upstream, so
+    /// either's events move it); hands it back when nothing gates it.
+    fn park_if_gated(
+        &self,
+        st: &mut State,
+        mut p: QueuedPodInfo,
+        now: Instant,
+    ) -> Option<QueuedPodInfo> {
+        let Some(plugin) = self.gate(&p.pod_info.pod) else {
+            return Some(p);
+        };
+        p.unschedulable_plugins.insert(plugin);
+        st.unschedulable.insert(p.pod_info.key.clone(), (p, now));
+        None
+    }
+
     fn move_to_active_or_backoff(&self, st: &mut State, p: QueuedPodInfo, now: Instant) {
-        if let Some(plugin) = self.gate(&p.pod_info.pod) {
-            let mut p = p;
-            p.unschedulable_plugins = BTreeSet::from([plugin]);
-            st.unschedulable.insert(p.pod_info.key.clone(), (p, now));
+        let Some(p) = self.park_if_gated(st, p, now) else {
             return;
-        }
+        };
         if p.attempts > 0 && self.backoff_expiry(&p) > now {
             st.backoff.insert(p.pod_info.key.clone(), p);
             // pop() may be sleeping until a later deadline: make it
@@ -400,8 +416,10 @@ impl SchedulingQueue {
 
     /// A scheduling attempt failed: back to the queue. Pods rejected by
     /// plugins wait for an event in unschedulable, unless an event arrived
-    /// while they were in flight; errors go to backoff. A pod deleted
-    /// meanwhile is dropped; a pod updated meanwhile is requeued as it is now.
+    /// (or the pod was activated) while they were in flight; errors go to
+    /// backoff. A pod a PreEnqueue plugin now gates (its preemption under
+    /// way) waits in unschedulable. A pod deleted meanwhile is dropped; a
+    /// pod updated meanwhile is requeued as it is now.
     pub fn add_unschedulable_if_not_present(&self, mut p: QueuedPodInfo) {
         let t = now();
         let mut st = self.lock();
@@ -414,8 +432,11 @@ impl SchedulingQueue {
             p.pod_info = Arc::new(PodInfo::new(latest));
         }
         p.timestamp = t;
+        let Some(p) = self.park_if_gated(&mut st, p, t) else {
+            return;
+        };
         let rejected = !p.unschedulable_plugins.is_empty() || !p.pending_plugins.is_empty();
-        if !rejected || st.move_request_cycle >= flight.cycle.max(1) {
+        if !rejected || flight.activated || st.move_request_cycle >= flight.cycle.max(1) {
             st.backoff.insert(key, p);
         } else {
             st.unschedulable.insert(key, (p, t));
@@ -512,6 +533,25 @@ impl SchedulingQueue {
     pub fn close(&self) {
         self.lock().closed = true;
         self.notify.notify_one();
+    }
+}
+
+impl PodActivator for SchedulingQueue {
+    fn activate(&self, key: &str) {
+        let mut st = self.lock();
+        if let Some(f) = st.in_flight.get_mut(key) {
+            f.activated = true;
+            return;
+        }
+        let waiting = match st.unschedulable.remove(key) {
+            Some((p, _)) => Some(p),
+            None => st.backoff.remove(key),
+        };
+        let Some(p) = waiting.and_then(|p| self.park_if_gated(&mut st, p, now())) else {
+            return;
+        };
+        // Straight to activeQ, back-off or not (upstream's ForceActivate).
+        self.push_active(&mut st, p);
     }
 }
 

@@ -8,12 +8,13 @@ use skiff_client::events::PendingEvent;
 
 use super::{Diagnosis, Framework, PodNominator};
 use crate::framework::{
-    Code, CycleState, FrameworkHandle, NodeInfo, PodInfo, PostFilterResult, Snapshot, Status,
+    Code, CycleState, DetachedHandle, FrameworkHandle, NodeInfo, PodActivator, PodInfo,
+    PostFilterResult, Snapshot, Status,
 };
 use crate::metrics::SchedulerMetrics;
 
-/// The framework, the cycle's snapshot, the nominator and the event sink,
-/// handed to PostFilter plugins.
+/// The framework, the cycle's snapshot, the nominator, the event sink and
+/// the queue, handed to PostFilter plugins.
 pub struct CycleHandle<'a> {
     /// The profile's framework.
     pub framework: &'a Framework,
@@ -22,9 +23,12 @@ pub struct CycleHandle<'a> {
     /// Nominated pods (the scheduling queue); None: nobody is nominated.
     pub nominator: Option<&'a dyn PodNominator>,
     /// Where events go; None drops them.
-    pub events: Option<&'a dyn EventSink>,
+    pub events: Option<Arc<dyn EventSink>>,
     /// Where preemption metrics go; None drops them.
-    pub metrics: Option<&'a SchedulerMetrics>,
+    pub metrics: Option<SchedulerMetrics>,
+    /// Re-activates pods whose asynchronous preemption ended (the queue);
+    /// None: nothing is re-activated.
+    pub activator: Option<Arc<dyn PodActivator>>,
 }
 
 impl std::fmt::Debug for CycleHandle<'_> {
@@ -88,13 +92,21 @@ impl FrameworkHandle for CycleHandle<'_> {
     }
 
     fn record_event(&self, event: PendingEvent) {
-        if let Some(e) = self.events {
+        if let Some(e) = &self.events {
             e.record(event);
         }
     }
 
     fn metrics(&self) -> Option<&SchedulerMetrics> {
-        self.metrics
+        self.metrics.as_ref()
+    }
+
+    fn detached(&self) -> DetachedHandle {
+        DetachedHandle {
+            events: self.events.clone(),
+            activator: self.activator.clone(),
+            metrics: self.metrics.clone(),
+        }
     }
 }
 

@@ -1,28 +1,33 @@
-//! DefaultPreemption (PostFilter): when a pod fits nowhere, find the node
-//! where evicting the fewest, least important lower-priority pods lets it
-//! fit, honouring PodDisruptionBudgets where possible; evict them, and
-//! nominate the pod to that node (upstream's `defaultpreemption` plugin and
-//! `framework/preemption` evaluator).
+//! DefaultPreemption (PostFilter, PreEnqueue): when a pod fits nowhere,
+//! find the node where evicting the fewest, least important lower-priority
+//! pods lets it fit, honouring PodDisruptionBudgets where possible; nominate
+//! the pod to that node and evict them asynchronously, keeping the pod out
+//! of activeQ meanwhile (upstream's `defaultpreemption` plugin and
+//! `framework/preemption` evaluator, with SchedulerAsyncPreemption).
 
 pub mod candidates;
+pub mod preempting;
 pub mod prepare;
 pub mod victims;
 
 #[cfg(test)]
+mod async_tests;
+#[cfg(test)]
 mod tests;
 
-use std::sync::{Arc, Mutex};
+use std::sync::{Arc, Mutex, MutexGuard};
 
 use futures::future::BoxFuture;
 use k8s_openapi::api::core::v1::{ObjectReference, Pod};
 use rand::rngs::StdRng;
 use rand::{Rng, SeedableRng};
 use skiff_api::field::Path;
-use skiff_client::events::PendingEvent;
+use tokio::task::JoinSet;
 
 use crate::framework::{
-    ClusterLister, Code, CycleState, FrameworkHandle, Handle, NodeToStatus, Plugin, PodInfo,
-    PostFilterPlugin, PostFilterResult, Status,
+    ClusterEvent, ClusterLister, Code, CycleState, EventResource, FrameworkHandle, Handle,
+    NodeToStatus, Plugin, PodInfo, PostFilterPlugin, PostFilterResult, PreEnqueuePlugin, Status,
+    action,
 };
 use crate::plugins::helper::args;
 use crate::runtime::{Diagnosis, FitError};
@@ -30,6 +35,7 @@ use candidates::{
     Candidate, calculate_num_candidates, dry_run_preemption, nodes_where_preemption_might_help,
     pick_one_node_for_preemption,
 };
+use preempting::{Eviction, Preempting, preempted_event};
 use prepare::{ApiPreemptor, PodPreemptor};
 use victims::{is_preemption_allowed, pod_priority};
 
@@ -102,6 +108,10 @@ pub struct DefaultPreemption {
     lister: Arc<dyn ClusterLister>,
     preemptor: Option<Arc<dyn PodPreemptor>>,
     rng: Mutex<StdRng>,
+    preempting: Preempting,
+    /// The running evictions; dropping the plugin (the scheduler stopped
+    /// leading) aborts them.
+    tasks: Mutex<JoinSet<()>>,
 }
 
 impl std::fmt::Debug for DefaultPreemption {
@@ -133,6 +143,27 @@ impl Plugin for DefaultPreemption {
     }
     fn as_post_filter(&self) -> Option<&dyn PostFilterPlugin> {
         Some(self)
+    }
+    fn as_pre_enqueue(&self) -> Option<&dyn PreEnqueuePlugin> {
+        Some(self)
+    }
+    /// Victims' deletions may un-gate a preemptor (upstream registers the
+    /// event with a hint that always skips: the preemptor's other rejecting
+    /// plugins decide, and PreEnqueue is asked again on every move).
+    fn events_to_register(&self) -> Vec<ClusterEvent> {
+        vec![ClusterEvent {
+            resource: EventResource::Pod,
+            action: action::DELETE,
+        }]
+    }
+}
+
+impl PreEnqueuePlugin for DefaultPreemption {
+    fn pre_enqueue(&self, pod: &Pod) -> Status {
+        if self.preempting.contains(pod) {
+            return Status::unresolvable("waiting for the preemption for this pod to be finished");
+        }
+        Status::success()
     }
 }
 
@@ -176,7 +207,27 @@ impl DefaultPreemption {
             lister,
             preemptor,
             rng: Mutex::new(rng),
+            preempting: Preempting::default(),
+            tasks: Mutex::new(JoinSet::new()),
         }
+    }
+
+    fn tasks(&self) -> MutexGuard<'_, JoinSet<()>> {
+        self.tasks
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+    }
+
+    /// True while `pod`'s victims are being evicted (upstream's
+    /// `IsPodRunningPreemption`).
+    pub fn is_pod_running_preemption(&self, pod: &Pod) -> bool {
+        self.preempting.contains(pod)
+    }
+
+    /// Waits for every eviction started so far (tests; an orderly stop).
+    pub async fn wait_for_preemptions(&self) {
+        let mut tasks = std::mem::take(&mut *self.tasks());
+        while tasks.join_next().await.is_some() {}
     }
 
     /// Upstream's `PodEligibleToPreemptOthers`: pods with
@@ -293,55 +344,70 @@ impl DefaultPreemption {
         Ok(candidates.swap_remove(best))
     }
 
-    /// Evicts the candidate's victims (rejecting those waiting at Permit)
-    /// and clears the nominations of lower-priority pods nominated to its
-    /// node (upstream's `prepareCandidate`).
-    async fn prepare_candidate(
+    /// Upstream's `prepareCandidateAsync`: rejects the victims waiting at
+    /// Permit now, and hands the API calls (clearing lower-priority
+    /// nominations to the node, evicting the other victims) to a task; the
+    /// preemptor stays gated by PreEnqueue while victims remain.
+    fn prepare_candidate_async(
         &self,
         fh: &dyn FrameworkHandle,
         c: &Candidate,
         pod: &PodInfo,
     ) -> Status {
-        let scheduler_name = pod
-            .pod
-            .spec
-            .as_ref()
-            .and_then(|s| s.scheduler_name.as_deref())
-            .unwrap_or(crate::config::DEFAULT_SCHEDULER_NAME);
         let uid = pod.pod.metadata.uid.as_deref().unwrap_or("");
+        let mut victims = Vec::new();
         for v in &c.victims.pods {
             if v.pod.metadata.deletion_timestamp.is_some() {
                 // Graceful deletion already started.
                 continue;
             }
-            if !fh.reject_waiting_pod(&v.key, NAME, "preempted") {
-                let Some(preemptor) = &self.preemptor else {
-                    return Status::error("DefaultPreemption has no API client");
-                };
-                if let Err(e) = preemptor.preempt(&v.pod, scheduler_name).await {
-                    return Status::error(e);
-                }
-            }
-            fh.record_event(PendingEvent {
-                regarding: reference(&v.pod),
-                normal: true,
-                reason: "Preempted".into(),
-                action: "Preempting".into(),
-                note: format!("Preempted by pod {uid} on node {}", c.name),
-            });
-        }
-        let priority = pod_priority(&pod.pod);
-        for n in fh.nominated_pods_for_node(&c.name) {
-            if pod_priority(&n.pod) >= priority || n.key == pod.key {
+            if fh.reject_waiting_pod(&v.key, NAME, "preempted") {
+                fh.record_event(preempted_event(&v.pod, uid, &c.name));
                 continue;
             }
-            if let Some(preemptor) = &self.preemptor
-                && let Err(e) = preemptor.clear_nominated_node_name(&n.pod).await
-            {
-                // Not critical: the pod is retried and re-evaluated anyway.
-                tracing::warn!(pod = %n.key, error = %e, "cannot clear nominatedNodeName");
-            }
+            victims.push(v.pod.clone());
         }
+        let priority = pod_priority(&pod.pod);
+        let lower_nominated: Vec<Arc<Pod>> = fh
+            .nominated_pods_for_node(&c.name)
+            .into_iter()
+            .filter(|n| pod_priority(&n.pod) < priority && n.key != pod.key)
+            .map(|n| n.pod.clone())
+            .collect();
+        let client = match &self.preemptor {
+            Some(p) => p.clone(),
+            None if victims.is_empty() => return Status::success(),
+            None => return Status::error("DefaultPreemption has no API client"),
+        };
+        if victims.is_empty() && lower_nominated.is_empty() {
+            return Status::success();
+        }
+        let Ok(runtime) = tokio::runtime::Handle::try_current() else {
+            return Status::error("DefaultPreemption runs outside an async runtime");
+        };
+        if !victims.is_empty() {
+            self.preempting.insert(&pod.pod);
+        }
+        let eviction = Eviction {
+            preemptor: pod.pod.clone(),
+            preemptor_key: pod.key.clone(),
+            scheduler_name: pod
+                .pod
+                .spec
+                .as_ref()
+                .and_then(|s| s.scheduler_name.clone())
+                .unwrap_or_else(|| crate::config::DEFAULT_SCHEDULER_NAME.to_owned()),
+            node: c.name.clone(),
+            victims,
+            lower_nominated,
+            client,
+            handle: fh.detached(),
+            preempting: self.preempting.clone(),
+        };
+        let mut tasks = self.tasks();
+        // Finished evictions leave their results behind until reaped.
+        while tasks.try_join_next().is_some() {}
+        tasks.spawn_on(eviction.run(), &runtime);
         Status::success()
     }
 }
@@ -367,7 +433,7 @@ impl PostFilterPlugin for DefaultPreemption {
                     Err((r, s)) => return (r, with_prefix(s)),
                 };
             tracing::debug!(pod = %pod.key, node = %candidate.name, victims = candidate.victims.pods.len(), "preempting");
-            let s = self.prepare_candidate(handle, &candidate, pod).await;
+            let s = self.prepare_candidate_async(handle, &candidate, pod);
             if !s.is_success() {
                 return (None, with_prefix(s));
             }

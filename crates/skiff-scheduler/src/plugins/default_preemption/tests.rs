@@ -24,7 +24,13 @@ use crate::runtime::{CycleHandle, Framework, PodNominator};
 
 /// A pod requesting `cpu`, with `priority`, optionally on `node`, started
 /// at second `start` of 2024-01-01.
-fn p(name: &str, cpu: &str, priority: i32, node: Option<&str>, start: Option<u32>) -> PodInfo {
+pub(super) fn p(
+    name: &str,
+    cpu: &str,
+    priority: i32,
+    node: Option<&str>,
+    start: Option<u32>,
+) -> PodInfo {
     let mut v = json!({
         "metadata": {"name": name, "uid": format!("uid-{name}"), "labels": {"app": name}},
         "spec": {"priority": priority, "containers": [{"name": "c",
@@ -47,7 +53,7 @@ fn with(mut info: PodInfo, f: impl FnOnce(&mut Value)) -> PodInfo {
     info
 }
 
-fn n(name: &str, cpu: &str, pods: Vec<PodInfo>) -> NodeInfo {
+pub(super) fn n(name: &str, cpu: &str, pods: Vec<PodInfo>) -> NodeInfo {
     node_with_pods(
         json!({"metadata": {"name": name, "labels": {"kubernetes.io/hostname": name}},
             "status": {"allocatable": {"cpu": cpu, "memory": "8Gi", "pods": "110"}}}),
@@ -71,7 +77,7 @@ fn pdb(name: &str, app: &str, allowed: i32, disrupted: &[&str]) -> Arc<PodDisrup
     )
 }
 
-fn framework() -> Framework {
+pub(super) fn framework() -> Framework {
     let handle = crate::plugins::testing::handle();
     let profile = Profile::default_named("default-scheduler");
     Framework::new(0, &profile, &crate::plugins::registry(), &handle, 1, None).unwrap()
@@ -177,6 +183,9 @@ impl FrameworkHandle for TestHandle<'_> {
     fn metrics(&self) -> Option<&SchedulerMetrics> {
         self.inner.metrics()
     }
+    fn detached(&self) -> crate::framework::DetachedHandle {
+        self.inner.detached()
+    }
 }
 
 /// One scheduling cycle's failure and the preemption that follows.
@@ -222,8 +231,9 @@ fn preempt(
             framework: &fwk,
             snapshot: &snap,
             nominator: Some(&nominated),
-            events: Some(&*rec),
-            metrics: Some(&metrics),
+            events: Some(rec.clone()),
+            metrics: Some(metrics.clone()),
+            activator: None,
         },
         waiting: waiting.iter().map(|w| format!("default/{w}")).collect(),
         rec: &rec,
@@ -235,7 +245,15 @@ fn preempt(
         &diagnosis.node_to_status,
         diagnosis.absent_nodes_status.as_ref(),
     );
-    let (result, status) = futures::executor::block_on(fut);
+    // The evictions run as tasks: wait for them before looking.
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .build()
+        .unwrap();
+    let (result, status) = rt.block_on(async {
+        let r = fut.await;
+        pl.wait_for_preemptions().await;
+        r
+    });
     diagnosis.post_filter_msg = status.to_string();
     let message = crate::runtime::FitError {
         pod: preemptor.key.clone(),
@@ -677,6 +695,7 @@ fn select_victims_reports_unresolvable_without_lower_priority_pods() {
         nominator: None,
         events: None,
         metrics: None,
+        activator: None,
     };
     let pre = p("pre", "1", 10, None, None);
     let mut state = CycleState::new();
@@ -786,6 +805,7 @@ fn dry_run_over_many_nodes_finds_every_candidate_and_orders_violations_last() {
         nominator: None,
         events: None,
         metrics: None,
+        activator: None,
     };
     let potential = super::candidates::nodes_where_preemption_might_help(
         &snap.nodes,

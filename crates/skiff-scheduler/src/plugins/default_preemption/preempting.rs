@@ -1,0 +1,164 @@
+//! Asynchronous preemption (upstream's SchedulerAsyncPreemption, beta and
+//! on by default in 1.33): the scheduling cycle picks the candidate and
+//! nominates the preemptor at once, and a task makes the API calls —
+//! clearing lower-priority nominations, then the DisruptionTarget patch and
+//! graceful delete of each victim — while PreEnqueue keeps the preemptor
+//! out of activeQ, so it is not retried mid-flight.
+
+use std::collections::HashSet;
+use std::sync::{Arc, Mutex, MutexGuard};
+
+use futures::{StreamExt, TryStreamExt};
+use k8s_openapi::api::core::v1::Pod;
+use skiff_client::events::PendingEvent;
+
+use super::prepare::PodPreemptor;
+use super::reference;
+use crate::framework::DetachedHandle;
+
+/// Victims evicted at once (upstream's parallelizer, default parallelism).
+const PARALLELISM: usize = 16;
+
+/// Preemptors whose victims are being evicted, by pod UID (upstream's
+/// `preempting` set). Cheap to clone: clones share the set.
+#[derive(Debug, Default, Clone)]
+pub struct Preempting(Arc<Mutex<HashSet<String>>>);
+
+impl Preempting {
+    fn lock(&self) -> MutexGuard<'_, HashSet<String>> {
+        // The set stays consistent whatever panicked while holding it.
+        self.0
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+    }
+
+    /// Marks `pod` as preempting.
+    pub fn insert(&self, pod: &Pod) {
+        self.lock().insert(id(pod));
+    }
+
+    /// Clears `id`'s mark.
+    fn remove(&self, id: &str) {
+        self.lock().remove(id);
+    }
+
+    /// True while `pod`'s victims are being evicted.
+    pub fn contains(&self, pod: &Pod) -> bool {
+        let set = self.lock();
+        !set.is_empty() && set.contains(&id(pod))
+    }
+}
+
+/// The pod's UID; its `namespace/name` when it has none (pods built by
+/// hand in tests).
+fn id(pod: &Pod) -> String {
+    match pod.metadata.uid.as_deref() {
+        Some(uid) if !uid.is_empty() => uid.to_owned(),
+        _ => format!(
+            "{}/{}",
+            pod.metadata.namespace.as_deref().unwrap_or(""),
+            pod.metadata.name.as_deref().unwrap_or("")
+        ),
+    }
+}
+
+/// The `Preempted` event on a victim.
+pub fn preempted_event(victim: &Pod, preemptor_uid: &str, node: &str) -> PendingEvent {
+    PendingEvent {
+        regarding: reference(victim),
+        normal: true,
+        reason: "Preempted".into(),
+        action: "Preempting".into(),
+        note: format!("Preempted by pod {preemptor_uid} on node {node}"),
+    }
+}
+
+/// One preemptor's API work, run as a task of its own (upstream's
+/// preemption goroutine).
+pub struct Eviction {
+    /// The preemptor.
+    pub preemptor: Arc<Pod>,
+    /// Its queue key, to re-activate it on failure.
+    pub preemptor_key: String,
+    /// Its `spec.schedulerName`, for the DisruptionTarget message.
+    pub scheduler_name: String,
+    /// The node it is nominated to.
+    pub node: String,
+    /// Victims to patch and delete (none waiting at Permit, none already
+    /// terminating).
+    pub victims: Vec<Arc<Pod>>,
+    /// Lower-priority pods nominated to `node`, whose nomination is cleared.
+    pub lower_nominated: Vec<Arc<Pod>>,
+    /// The API writes.
+    pub client: Arc<dyn PodPreemptor>,
+    /// Events, the queue and metrics.
+    pub handle: DetachedHandle,
+    /// The plugin's set, which holds the preemptor while victims remain.
+    pub preempting: Preempting,
+}
+
+impl std::fmt::Debug for Eviction {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Eviction")
+            .field("preemptor", &self.preemptor_key)
+            .field("node", &self.node)
+            .field("victims", &self.victims.len())
+            .finish_non_exhaustive()
+    }
+}
+
+impl Eviction {
+    /// Clears the nominations, evicts every victim but the last
+    /// concurrently, un-gates the preemptor and evicts the last one. The
+    /// preemptor is then moved by the last victim's deletion event; after a
+    /// failed API call it is re-activated at once instead (upstream), its
+    /// nomination kept for the next attempt to re-evaluate.
+    pub async fn run(self) {
+        let start = tokio::time::Instant::now();
+        let mut ok = true;
+        for pod in &self.lower_nominated {
+            if let Err(e) = self.client.clear_nominated_node_name(pod).await {
+                // Not fatal: the pod is retried and re-evaluated anyway.
+                tracing::warn!(pod = ?pod.metadata.name, node = %self.node, error = %e,
+                    "cannot clear nominatedNodeName of a lower-priority pod");
+                ok = false;
+            }
+        }
+        if let Some((last, rest)) = self.victims.split_last() {
+            let rest = futures::stream::iter(rest)
+                .map(Ok)
+                .try_for_each_concurrent(PARALLELISM, |v| self.evict(v))
+                .await;
+            // Un-gate before the last eviction: otherwise its deletion event
+            // could reach the queue while the preemptor is still gated and
+            // be ignored, leaving the preemptor parked (upstream's order).
+            self.preempting.remove(&id(&self.preemptor));
+            // After a failure the last victim is spared, so the preemptor
+            // re-enters scheduling sooner.
+            ok &= rest.is_ok() && self.evict(last).await.is_ok();
+        }
+        tracing::debug!(preemptor = %self.preemptor_key, node = %self.node, ok,
+            "asynchronous preemption finished");
+        if let Some(m) = &self.handle.metrics {
+            m.observe_preemption_goroutine(ok, start.elapsed());
+        }
+        if !ok && let Some(queue) = &self.handle.activator {
+            // Without it the preemptor could wait among the unschedulable
+            // pods for an event that never comes.
+            queue.activate(&self.preemptor_key);
+        }
+    }
+
+    async fn evict(&self, victim: &Arc<Pod>) -> Result<(), String> {
+        if let Err(e) = self.client.preempt(victim, &self.scheduler_name).await {
+            tracing::warn!(victim = ?victim.metadata.name, preemptor = %self.preemptor_key,
+                error = %e, "cannot preempt victim");
+            return Err(e);
+        }
+        if let Some(events) = &self.handle.events {
+            let uid = self.preemptor.metadata.uid.as_deref().unwrap_or("");
+            events.record(preempted_event(victim, uid, &self.node));
+        }
+        Ok(())
+    }
+}

@@ -109,8 +109,6 @@ pub(crate) struct Shared {
     image_backoff: Mutex<Backoff>,
     /// Generation of the newest relist started.
     relist_started: AtomicU64,
-    /// The highest relist generation a worker waits for.
-    relist_wanted: AtomicU64,
     relist_now: Notify,
 }
 
@@ -135,10 +133,11 @@ impl Shared {
         lock(&self.image_backoff)
     }
 
-    /// Asks for a relist now; returns the generation that relist will have.
-    pub(crate) fn request_relist(&self) -> u64 {
+    /// Asks for a relist now; returns the generation that relist will have,
+    /// noted in `wants` first so its result is sure to wake the asker.
+    pub(crate) fn request_relist(&self, wants: &AtomicU64) -> u64 {
         let next = self.relist_started.load(Ordering::SeqCst) + 1;
-        self.relist_wanted.fetch_max(next, Ordering::SeqCst);
+        wants.fetch_max(next, Ordering::SeqCst);
         self.relist_now.notify_one();
         next
     }
@@ -309,6 +308,8 @@ async fn node_loop(
 struct WorkerHandle {
     pod: watch::Sender<Option<Arc<Pod>>>,
     snapshot: watch::Sender<Snapshot>,
+    /// The relist generation the worker waits for (0: none).
+    wants: Arc<AtomicU64>,
 }
 
 /// Runs the kubelet until `shutdown` turns true. Containers keep running
@@ -403,7 +404,6 @@ pub async fn run(
         restart_backoff: Mutex::new(Backoff::default()),
         image_backoff: Mutex::new(Backoff::default()),
         relist_started: AtomicU64::new(0),
-        relist_wanted: AtomicU64::new(0),
         relist_now: Notify::new(),
         config,
         client: client.clone(),
@@ -556,6 +556,7 @@ async fn manage_pods(
             generation,
             pod: snapshot,
         });
+        let wants = Arc::new(AtomicU64::new(0));
         let worker = PodWorker::new(
             shared.clone(),
             uid.to_owned(),
@@ -563,6 +564,7 @@ async fn manage_pods(
                 pod: pod_rx,
                 snapshot: snap_rx,
                 shutdown: worker_shutdown.clone(),
+                wants: wants.clone(),
             },
         );
         let uid_owned = uid.to_owned();
@@ -575,6 +577,7 @@ async fn manage_pods(
             WorkerHandle {
                 pod: pod_tx,
                 snapshot: snap_tx,
+                wants,
             },
         );
     };
@@ -596,16 +599,21 @@ async fn manage_pods(
                 let (generation, pods) = (&latest.0, &latest.1);
                 logs.set_snapshots(pods);
                 // Wake a worker when its pod's runtime objects changed or
-                // when this is a relist some worker asked for; an idle pod
-                // is not synced every second.
-                let wanted = *generation <= shared.relist_wanted.load(Ordering::SeqCst);
+                // when this is the relist it waits for; an idle pod is not
+                // synced every second, nor every time another pod acts.
                 for (uid, w) in &workers {
+                    let wants = w.wants.load(Ordering::SeqCst);
+                    let due = wants != 0 && *generation >= wants;
+                    if due {
+                        // A newer wish made meanwhile stays.
+                        let _ = w.wants.compare_exchange(wants, 0, Ordering::SeqCst, Ordering::SeqCst);
+                    }
                     let snap = pods.get(uid).cloned().unwrap_or_default();
                     w.snapshot.send_if_modified(|s| {
                         let changed = s.pod != snap;
                         s.generation = *generation;
                         s.pod = snap;
-                        changed || wanted
+                        changed || due
                     });
                 }
                 if synced {

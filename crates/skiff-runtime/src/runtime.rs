@@ -198,6 +198,7 @@ impl Runtime {
         } else {
             config.hostname.clone()
         };
+        let began = std::time::Instant::now();
         let paths = self.namespace_paths(&id);
         let namespaces = self.deps.namespaces.clone();
         let (p, h) = (paths.clone(), hostname.clone());
@@ -205,6 +206,7 @@ impl Runtime {
             .await
             .map_err(|e| RuntimeError::Internal(e.to_string()))?
             .map_err(internal("create pod namespaces"))?;
+        let namespaces_done = began.elapsed();
         let ip = match self.deps.network.setup(&id, &paths.net).await {
             Ok(ip) => ip,
             Err(e) => {
@@ -241,8 +243,16 @@ impl Runtime {
         std::fs::write(dir.join("resolv.conf"), resolv).map_err(internal("write resolv.conf"))?;
         std::fs::write(dir.join("hostname"), format!("{}\n", record.hostname))
             .map_err(internal("write hostname"))?;
+        let network_done = began.elapsed();
         save(&dir.join("sandbox.json"), &record)?;
         lock(&self.sandboxes).insert(id.clone(), record);
+        tracing::debug!(
+            sandbox = %id,
+            namespaces = ?namespaces_done,
+            network = ?network_done,
+            total = ?began.elapsed(),
+            "sandbox created"
+        );
         Ok(id)
     }
 
@@ -327,7 +337,9 @@ impl Runtime {
     // ---- containers ----
 
     /// Creates a container in `sandbox_id`: overlay rootfs, OCI bundle, record.
-    pub async fn create_container(
+    /// Blocking (file writes with fsync, a mount that waits on the kernel's
+    /// mount lock): async callers run it on a blocking thread.
+    pub fn create_container(
         &self,
         sandbox_id: &str,
         config: &api::ContainerConfig,
@@ -561,7 +573,9 @@ impl Runtime {
         // Taken before the shim starts it: a short-lived container can exit
         // (and its shim stamp the finish) before the shim's report arrives.
         record.started_at = now_nanos();
+        let began = std::time::Instant::now();
         let report = self.spawn_run_shim(&args, &dir).await;
+        tracing::debug!(container = %id, shim = ?began.elapsed(), "supervisor reported");
         match report {
             Ok((StartReport::Started { pid, start_ticks }, shim)) => {
                 record.pid = Some(pid);

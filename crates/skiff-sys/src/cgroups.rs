@@ -27,10 +27,16 @@ pub fn cgroup_mode() -> CgroupMode {
 }
 
 /// Every hierarchy root under `/sys/fs/cgroup` (each v1 controller mount and
-/// the unified one), from `/proc/self/mountinfo`.
+/// the unified one), from `/proc/self/mountinfo`. Read once: hierarchies
+/// do not come and go under a running agent, and mountinfo grows with every
+/// pod (one read costs more the more pods run).
 pub fn hierarchy_roots() -> io::Result<Vec<PathBuf>> {
+    static ROOTS: std::sync::OnceLock<Vec<PathBuf>> = std::sync::OnceLock::new();
+    if let Some(roots) = ROOTS.get() {
+        return Ok(roots.clone());
+    }
     let info = std::fs::read_to_string("/proc/self/mountinfo")?;
-    Ok(parse_hierarchy_roots(&info))
+    Ok(ROOTS.get_or_init(|| parse_hierarchy_roots(&info)).clone())
 }
 
 fn parse_hierarchy_roots(mountinfo: &str) -> Vec<PathBuf> {

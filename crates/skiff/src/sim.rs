@@ -89,9 +89,12 @@ pub struct BenchPodsArgs {
     /// Pods to start on the node.
     #[arg(long, default_value_t = 100)]
     pods: usize,
-    /// Pod creations in flight at once.
+    /// Pod creations in flight at once (burst phase).
     #[arg(long, default_value_t = 10)]
     clients: usize,
+    /// Pods per second in the paced phase (0 skips it).
+    #[arg(long, default_value_t = 10.0)]
+    paced_rate: f64,
     /// Containers created, started, stopped and removed directly over CRI.
     #[arg(long, default_value_t = 50)]
     cri_containers: usize,
@@ -192,6 +195,7 @@ async fn bench_pods(args: BenchPodsArgs) -> anyhow::Result<()> {
         skiff_bin,
         pods: args.pods,
         clients: args.clients,
+        paced_rate: (args.paced_rate > 0.0).then_some(args.paced_rate),
         cri_containers: args.cri_containers,
         timeout: args.timeout,
     };

@@ -52,6 +52,9 @@ pub struct WorkerInputs {
     pub snapshot: watch::Receiver<Snapshot>,
     /// Kubelet shutdown: stop without touching containers.
     pub shutdown: watch::Receiver<bool>,
+    /// The relist generation this worker waits for, read by whoever sends
+    /// snapshots (0: none).
+    pub wants: Arc<std::sync::atomic::AtomicU64>,
 }
 
 pub(crate) struct PodWorker {
@@ -73,6 +76,15 @@ pub(crate) struct PodWorker {
     finished: bool,
     /// The last pod object seen (for clean-up after it vanished).
     last_pod: Option<Arc<Pod>>,
+    /// The pod as our last status write returned it: newer than the watch's
+    /// copy until the watch delivers that write, and syncs must not judge
+    /// (and rewrite) the status from the stale copy.
+    written: std::sync::Mutex<Option<Arc<Pod>>>,
+}
+
+/// A resourceVersion as a number, to order two copies of one object.
+fn revision(pod: &Pod) -> Option<u64> {
+    pod.metadata.resource_version.as_deref()?.parse().ok()
 }
 
 fn now_time() -> Time {
@@ -81,11 +93,12 @@ fn now_time() -> Time {
 
 impl PodWorker {
     pub(crate) fn new(shared: Arc<Shared>, uid: String, inputs: WorkerInputs) -> Self {
+        // Nothing is decided before a relist that starts now: an empty view
+        // would restart the containers a restarted kubelet must adopt.
+        // Asking for it also gets a new pod going at once.
+        let min_generation = shared.request_relist(&inputs.wants);
         Self {
-            // Nothing is decided before a relist that starts now: an empty
-            // view would restart the containers a restarted kubelet must
-            // adopt. Asking for it also gets a new pod going at once.
-            min_generation: shared.request_relist(),
+            min_generation,
             shared,
             uid,
             inputs,
@@ -96,6 +109,7 @@ impl PodWorker {
             wake_at: None,
             finished: false,
             last_pod: None,
+            written: std::sync::Mutex::new(None),
         }
     }
 
@@ -106,6 +120,7 @@ impl PodWorker {
                 return;
             }
             let pod = self.inputs.pod.borrow().clone();
+            let pod = pod.map(|p| self.newest(p));
             if pod.is_some() {
                 self.last_pod.clone_from(&pod);
             }
@@ -151,6 +166,24 @@ impl PodWorker {
         }
     }
 
+    /// The newer of the watch's copy and the one our last write returned.
+    fn newest(&self, watched: Arc<Pod>) -> Arc<Pod> {
+        let mut written = self
+            .written
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        match written.as_ref() {
+            Some(w) if w.metadata.uid == watched.metadata.uid => {
+                match (revision(w), revision(&watched)) {
+                    (Some(ours), Some(theirs)) if ours > theirs => return w.clone(),
+                    _ => *written = None,
+                }
+            }
+            _ => {}
+        }
+        watched
+    }
+
     fn wake_in(&mut self, d: Duration) {
         let at = Instant::now() + d;
         self.wake_at = Some(self.wake_at.map_or(at, |w| w.min(at)));
@@ -158,7 +191,7 @@ impl PodWorker {
 
     /// Wants a relist that starts after now before planning again.
     fn expect_relist(&mut self) {
-        self.min_generation = self.shared.request_relist();
+        self.min_generation = self.shared.request_relist(&self.inputs.wants);
     }
 
     fn reference(pod: &Pod, container: Option<&str>) -> ObjectReference {
@@ -210,6 +243,7 @@ impl PodWorker {
         if !fresh {
             return;
         }
+        let began = Instant::now();
 
         if self.volumes.is_none() {
             match self
@@ -242,6 +276,7 @@ impl PodWorker {
             tracing::debug!(pod = %self.uid, error = %e, "volume refresh");
         }
 
+        let volumes_done = began.elapsed();
         let sandbox = snapshot.pod.current_sandbox().cloned();
         let sandbox = match sandbox {
             Some(s) if s.ready => s,
@@ -277,11 +312,13 @@ impl PodWorker {
             }
         };
 
+        let sandbox_done = began.elapsed();
         let spec = pod.spec.clone().unwrap_or_default();
         let instances = snapshot.pod.instances(&sandbox.id);
         self.probes.sync(pod, &snapshot.pod, &self.shared.exec);
         let plan = plan::plan(&spec, &instances, &self.probes.state());
         let mut acted = false;
+        let mut started = Vec::new();
         for action in &plan.actions {
             match action {
                 plan::Action::Kill { id, name, message } => {
@@ -313,9 +350,10 @@ impl PodWorker {
                         .start_container(pod, container, attempt, *restart, &sandbox, &snapshot.pod)
                         .await
                     {
-                        Ok(()) => {
+                        Ok(id) => {
                             self.waiting.remove(name);
                             acted = true;
+                            started.push(id);
                         }
                         Err(w) => {
                             self.waiting.insert(name.clone(), w);
@@ -324,6 +362,7 @@ impl PodWorker {
                 }
             }
         }
+        let actions_done = began.elapsed();
         if acted {
             self.expect_relist();
         }
@@ -332,7 +371,27 @@ impl PodWorker {
             self.stop_sandboxes(&snapshot.pod).await;
             self.expect_relist();
         }
-        self.report_status(pod, &snapshot.pod, plan.terminal).await;
+        // Report what was just started without waiting for the relist (it
+        // confirms later): the pod shows Running one relist sooner, with one
+        // status write instead of two.
+        let mut own = Vec::with_capacity(started.len());
+        let mut cri = self.shared.cri.clone();
+        for id in &started {
+            if let Ok(Some(view)) = snapshot::container_view(&mut cri, id, &sandbox.id).await {
+                own.push(view);
+            }
+        }
+        let view = snapshot.pod.with_own(&sandbox, own);
+        self.report_status(pod, &view, plan.terminal).await;
+        tracing::debug!(
+            pod = %self.uid,
+            relist = snapshot.generation,
+            volumes = ?volumes_done,
+            sandbox = ?sandbox_done,
+            actions = ?actions_done,
+            total = ?began.elapsed(),
+            "pod synced"
+        );
     }
 
     /// Creates the pod's `attempt`-th sandbox and returns it as a relist
@@ -412,11 +471,20 @@ impl PodWorker {
         };
         let api: Api<Pod> = Api::namespaced(self.shared.client.clone(), ns);
         let patch = serde_json::json!({ "status": status });
-        if let Err(e) = api
+        match api
             .patch_status(name, &PatchParams::default(), &Patch::Merge(&patch))
             .await
         {
-            tracing::warn!(pod = %format!("{ns}/{name}"), error = %e, "cannot update pod status");
+            Ok(updated) if updated.metadata.uid == pod.metadata.uid => {
+                *self
+                    .written
+                    .lock()
+                    .unwrap_or_else(std::sync::PoisonError::into_inner) = Some(Arc::new(updated));
+            }
+            Ok(_) => {}
+            Err(e) => {
+                tracing::warn!(pod = %format!("{ns}/{name}"), error = %e, "cannot update pod status")
+            }
         }
     }
 

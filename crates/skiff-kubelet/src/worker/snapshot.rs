@@ -123,6 +123,21 @@ impl PodSnapshot {
             .max_by_key(|c| (c.attempt, c.created_at))
     }
 
+    /// This view with what the worker itself just did: `sandbox` (when new)
+    /// and `containers` (as ContainerStatus showed them after starting
+    /// them), so the status it writes next need not wait for a relist.
+    pub fn with_own(&self, sandbox: &SandboxView, containers: Vec<ContainerView>) -> PodSnapshot {
+        let mut out = self.clone();
+        if !out.sandboxes.iter().any(|s| s.id == sandbox.id) {
+            out.sandboxes.push(sandbox.clone());
+        }
+        for c in containers {
+            out.containers.retain(|o| o.id != c.id);
+            out.containers.push(c);
+        }
+        out
+    }
+
     /// Instances that are running.
     pub fn running(&self) -> impl Iterator<Item = &ContainerView> {
         self.containers
@@ -212,6 +227,55 @@ fn state_of(state: i32) -> Option<api::ContainerState> {
     api::ContainerState::try_from(state).ok()
 }
 
+/// One container as ContainerStatus shows it; `None` when the runtime no
+/// longer has it.
+pub async fn container_view(
+    cri: &mut Cri,
+    id: &str,
+    sandbox_id: &str,
+) -> Result<Option<ContainerView>, tonic::Status> {
+    let status = cri
+        .runtime
+        .container_status(api::ContainerStatusRequest {
+            container_id: id.to_owned(),
+            verbose: false,
+        })
+        .await;
+    let st = match status {
+        Ok(r) => match r.into_inner().status {
+            Some(st) => st,
+            None => return Ok(None),
+        },
+        Err(e) if e.code() == tonic::Code::NotFound => return Ok(None),
+        Err(e) => return Err(e),
+    };
+    let state = match state_of(st.state) {
+        Some(api::ContainerState::ContainerCreated) => InstanceState::Created,
+        Some(api::ContainerState::ContainerRunning) => InstanceState::Running,
+        Some(api::ContainerState::ContainerExited) => InstanceState::Exited(st.exit_code),
+        _ => InstanceState::Unknown,
+    };
+    let meta = st.metadata.unwrap_or_default();
+    Ok(Some(ContainerView {
+        id: id.to_owned(),
+        name: st
+            .labels
+            .get(CONTAINER_NAME_LABEL)
+            .cloned()
+            .unwrap_or(meta.name),
+        attempt: meta.attempt,
+        sandbox_id: sandbox_id.to_owned(),
+        state,
+        image: st.image.map(|i| i.image).unwrap_or_default(),
+        image_ref: st.image_ref,
+        created_at: st.created_at,
+        started_at: st.started_at,
+        finished_at: st.finished_at,
+        reason: st.reason,
+        message: st.message,
+    }))
+}
+
 /// Lists every sandbox and container of the runtime, grouped by pod UID.
 pub async fn relist(
     cri: &mut Cri,
@@ -298,52 +362,14 @@ pub async fn relist(
         });
         let view = match cached {
             Some(v) => v.clone(),
-            None => {
-                let status = cri
-                    .runtime
-                    .container_status(api::ContainerStatusRequest {
-                        container_id: c.id.clone(),
-                        verbose: false,
-                    })
-                    .await;
-                let st = match status {
-                    Ok(r) => match r.into_inner().status {
-                        Some(st) => st,
-                        None => continue,
-                    },
-                    Err(e) if e.code() == tonic::Code::NotFound => continue,
-                    Err(e) => return Err(e),
-                };
-                let state = match state_of(st.state) {
-                    Some(api::ContainerState::ContainerCreated) => InstanceState::Created,
-                    Some(api::ContainerState::ContainerRunning) => InstanceState::Running,
-                    Some(api::ContainerState::ContainerExited) => {
-                        InstanceState::Exited(st.exit_code)
-                    }
-                    _ => InstanceState::Unknown,
-                };
-                let meta = st.metadata.unwrap_or_default();
-                let view = ContainerView {
-                    id: c.id.clone(),
-                    name: c
-                        .labels
-                        .get(CONTAINER_NAME_LABEL)
-                        .cloned()
-                        .unwrap_or(meta.name),
-                    attempt: meta.attempt,
-                    sandbox_id: c.pod_sandbox_id.clone(),
-                    state,
-                    image: st.image.map(|i| i.image).unwrap_or_default(),
-                    image_ref: st.image_ref,
-                    created_at: st.created_at,
-                    started_at: st.started_at,
-                    finished_at: st.finished_at,
-                    reason: st.reason,
-                    message: st.message,
-                };
-                cache.containers.insert(c.id.clone(), view.clone());
-                view
-            }
+            None => match container_view(cri, &c.id, &c.pod_sandbox_id).await? {
+                Some(view) => {
+                    cache.containers.insert(c.id.clone(), view.clone());
+                    view
+                }
+                // Removed meanwhile: the next relist drops it.
+                None => continue,
+            },
         };
         pods.entry(uid).or_default().containers.push(view);
     }

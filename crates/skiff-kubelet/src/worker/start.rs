@@ -72,7 +72,7 @@ impl PodWorker {
         restart: bool,
         sandbox: &SandboxView,
         snapshot: &PodSnapshot,
-    ) -> Result<(), Waiting> {
+    ) -> Result<String, Waiting> {
         let key = format!("{}/{}", self.uid, c.name);
         if restart {
             let now = Instant::now();
@@ -107,7 +107,9 @@ impl PodWorker {
             backoff.next(&key, now);
         }
 
+        let began = Instant::now();
         let (image_ref, image_user) = self.ensure_image(pod, c).await?;
+        let image_done = began.elapsed();
 
         let (configmaps, secrets) = self.referenced_objects(pod).await;
         let volumes = self.volumes.clone().unwrap_or_default();
@@ -169,6 +171,7 @@ impl PodWorker {
             Err(e) => return Err(self.failed(pod, c, "CreateContainerConfigError", e.to_string())),
         };
         let sandbox_config = self.shared.sandbox_config(pod, sandbox.attempt).ok();
+        let config_done = began.elapsed();
 
         let mut cri = self.shared.cri.clone();
         let created = cri
@@ -185,6 +188,7 @@ impl PodWorker {
                 return Err(self.failed(pod, c, "CreateContainerError", e.message().to_owned()));
             }
         };
+        let create_done = began.elapsed();
         self.event(
             pod,
             Some(&c.name),
@@ -201,6 +205,15 @@ impl PodWorker {
         {
             return Err(self.failed(pod, c, "RunContainerError", e.message().to_owned()));
         }
+        tracing::debug!(
+            pod = %self.uid,
+            container = %c.name,
+            image = ?image_done,
+            config = ?config_done,
+            create = ?create_done,
+            total = ?began.elapsed(),
+            "container started"
+        );
         self.event(
             pod,
             Some(&c.name),
@@ -231,7 +244,7 @@ impl PodWorker {
             .await;
             return Err(waiting("PostStartHookError", msg));
         }
-        Ok(())
+        Ok(id)
     }
 
     /// Records a Warning `Failed` event with `Error: <reason>` as upstream and

@@ -319,10 +319,12 @@ impl RuntimeService for CriRuntimeService {
         let config = req
             .config
             .ok_or_else(|| Status::invalid_argument("container config is required"))?;
-        let container_id = self
-            .runtime
-            .create_container(&req.pod_sandbox_id, &config)
-            .await?;
+        let runtime = self.runtime.clone();
+        let container_id = tokio::task::spawn_blocking(move || {
+            runtime.create_container(&req.pod_sandbox_id, &config)
+        })
+        .await
+        .map_err(|e| Status::internal(format!("create container: {e}")))??;
         Ok(Response::new(api::CreateContainerResponse { container_id }))
     }
 

@@ -61,7 +61,15 @@ impl AgentServer {
         if agent {
             super::image::install_busybox(&dir.path().join("data/agent/images"))?;
         }
-        let log = File::create(dir.path().join("server.log")).context("creating server.log")?;
+        // SKIFF_BENCH_SERVER_LOG keeps the server's log (with the filter in
+        // SKIFF_BENCH_RUST_LOG) after the temp dir goes, for profiling.
+        let log_path = std::env::var_os("SKIFF_BENCH_SERVER_LOG")
+            .map_or_else(|| dir.path().join("server.log"), PathBuf::from);
+        let log = File::options()
+            .create(true)
+            .append(true)
+            .open(&log_path)
+            .with_context(|| format!("creating {}", log_path.display()))?;
         let mut cmd = Command::new(bin);
         cmd.arg("server")
             .args(["--bind-address", "127.0.0.1"])
@@ -83,7 +91,10 @@ impl AgentServer {
             cmd.arg("--disable-agent");
         }
         let child = cmd
-            .env("RUST_LOG", "warn")
+            .env(
+                "RUST_LOG",
+                std::env::var("SKIFF_BENCH_RUST_LOG").unwrap_or_else(|_| "warn".into()),
+            )
             .stdin(Stdio::null())
             .stdout(Stdio::null())
             .stderr(log)
@@ -114,7 +125,9 @@ impl AgentServer {
 
     /// The last lines of the server's log.
     pub fn log_tail(&self) -> String {
-        let log = std::fs::read_to_string(self.dir.path().join("server.log")).unwrap_or_default();
+        let path = std::env::var_os("SKIFF_BENCH_SERVER_LOG")
+            .map_or_else(|| self.dir.path().join("server.log"), PathBuf::from);
+        let log = std::fs::read_to_string(path).unwrap_or_default();
         let lines: Vec<&str> = log.lines().collect();
         lines[lines.len().saturating_sub(30)..].join("\n")
     }

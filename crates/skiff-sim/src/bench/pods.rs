@@ -31,8 +31,11 @@ pub struct PodBenchConfig {
     pub skiff_bin: PathBuf,
     /// Pods to run on the node.
     pub pods: usize,
-    /// Pod creations in flight at once.
+    /// Pod creations in flight at once (the burst phase).
     pub clients: usize,
+    /// Pods per second in the paced phase (upstream's SLO shape: pods
+    /// created at a steady rate); `None` skips it.
+    pub paced_rate: Option<f64>,
     /// Containers created and removed directly over CRI.
     pub cri_containers: usize,
     /// Give up waiting for Running (or for deletion) after this long.
@@ -50,6 +53,10 @@ pub struct PodBenchReport {
     pub startup: Vec<Duration>,
     /// Running pods per second, first creation to last Running.
     pub pods_per_sec: f64,
+    /// The paced phase's rate, if it ran.
+    pub paced_rate: Option<f64>,
+    /// Its created → Running latencies, sorted.
+    pub paced_startup: Vec<Duration>,
     /// Delete of all pods → none left.
     pub teardown: Option<Duration>,
     /// CRI CreateContainer+StartContainer latencies, sorted.
@@ -102,8 +109,15 @@ pub async fn run(cfg: &PodBenchConfig) -> anyhow::Result<PodBenchReport> {
     report.idle_rss_kib = server.rss_kib();
     prepare_namespace(&client).await?;
 
-    eprintln!("bench-pods: creating {} pods", cfg.pods);
-    startup(&client, cfg, &mut report).await?;
+    eprintln!(
+        "bench-pods: creating {} pods, {} at a time",
+        cfg.pods, cfg.clients
+    );
+    let burst = startup(&client, cfg, "pod", Pace::Burst(cfg.clients)).await?;
+    report.running = burst.latencies.len();
+    report.pods_per_sec = burst.pods_per_sec;
+    report.startup = burst.latencies;
+    report.notes.extend(burst.note);
     tokio::time::sleep(Duration::from_secs(2)).await;
     report.loaded_rss_kib = server.rss_kib();
 
@@ -113,6 +127,21 @@ pub async fn run(cfg: &PodBenchConfig) -> anyhow::Result<PodBenchReport> {
         report
             .notes
             .push(format!("pods not all gone {:?} after delete", cfg.timeout));
+    }
+
+    if let Some(rate) = cfg.paced_rate.filter(|r| *r > 0.0) {
+        eprintln!("bench-pods: creating {} pods at {rate} pods/s", cfg.pods);
+        let every = Duration::from_secs_f64(1.0 / rate);
+        let paced = startup(&client, cfg, "paced", Pace::Every(every)).await?;
+        report.paced_rate = Some(rate);
+        report.paced_startup = paced.latencies;
+        report.notes.extend(paced.note);
+        if teardown(&client, cfg.timeout).await?.is_none() {
+            report.notes.push(format!(
+                "paced pods not all gone {:?} after delete",
+                cfg.timeout
+            ));
+        }
     }
 
     eprintln!(
@@ -137,9 +166,9 @@ async fn prepare_namespace(client: &kube::Client) -> anyhow::Result<()> {
 }
 
 /// The measured pod: one `sleep` container, image present, quick to stop.
-pub fn pod_manifest(i: usize) -> serde_json::Value {
+pub fn pod_manifest(prefix: &str, i: usize) -> serde_json::Value {
     json!({
-        "metadata": {"name": format!("pod-{i:04}"), "namespace": NAMESPACE},
+        "metadata": {"name": format!("{prefix}-{i:04}"), "namespace": NAMESPACE},
         "spec": {
             "nodeName": NODE,
             "terminationGracePeriodSeconds": 1,
@@ -159,11 +188,45 @@ fn running_count(seen: &Seen) -> usize {
     seen.lock().map(|m| m.len()).unwrap_or(0)
 }
 
+/// How the pods of one phase are created.
+#[derive(Debug, Clone, Copy)]
+enum Pace {
+    /// As fast as possible, this many creations in flight.
+    Burst(usize),
+    /// One creation started every interval, whatever the earlier ones do.
+    Every(Duration),
+}
+
+/// What one phase measured.
+struct Phase {
+    /// Created → Running, sorted.
+    latencies: Vec<Duration>,
+    /// Running pods per second, first creation to last Running.
+    pods_per_sec: f64,
+    /// Why it fell short, if it did.
+    note: Option<String>,
+}
+
+async fn create_pod(
+    api: Api<Pod>,
+    prefix: &'static str,
+    i: usize,
+) -> anyhow::Result<(String, Instant)> {
+    let pod: Pod = serde_json::from_value(pod_manifest(prefix, i))?;
+    let name = pod.metadata.name.clone().unwrap_or_default();
+    let sent = Instant::now();
+    api.create(&PostParams::default(), &pod)
+        .await
+        .with_context(|| format!("creating pod {name}"))?;
+    Ok((name, sent))
+}
+
 async fn startup(
     client: &kube::Client,
     cfg: &PodBenchConfig,
-    report: &mut PodBenchReport,
-) -> anyhow::Result<()> {
+    prefix: &'static str,
+    pace: Pace,
+) -> anyhow::Result<Phase> {
     let api: Api<Pod> = Api::namespaced(client.clone(), NAMESPACE);
     let seen: Seen = Arc::default();
     let s = seen.clone();
@@ -188,22 +251,31 @@ async fn startup(
     tokio::time::sleep(Duration::from_millis(300)).await;
 
     let start = Instant::now();
-    let created: Vec<anyhow::Result<(String, Instant)>> = futures::stream::iter(0..cfg.pods)
-        .map(|i| {
-            let api = api.clone();
-            async move {
-                let pod: Pod = serde_json::from_value(pod_manifest(i))?;
-                let name = pod.metadata.name.clone().unwrap_or_default();
-                let sent = Instant::now();
-                api.create(&PostParams::default(), &pod)
-                    .await
-                    .with_context(|| format!("creating pod {name}"))?;
-                Ok((name, sent))
+    let created: Vec<anyhow::Result<(String, Instant)>> = match pace {
+        Pace::Burst(clients) => {
+            futures::stream::iter(0..cfg.pods)
+                .map(|i| create_pod(api.clone(), prefix, i))
+                .buffer_unordered(clients.max(1))
+                .collect()
+                .await
+        }
+        Pace::Every(every) => {
+            let mut tick = tokio::time::interval(every);
+            let mut tasks = Vec::with_capacity(cfg.pods);
+            for i in 0..cfg.pods {
+                tick.tick().await;
+                tasks.push(tokio::spawn(create_pod(api.clone(), prefix, i)));
             }
-        })
-        .buffer_unordered(cfg.clients.max(1))
-        .collect()
-        .await;
+            let mut out = Vec::with_capacity(tasks.len());
+            for t in tasks {
+                out.push(
+                    t.await
+                        .unwrap_or_else(|e| Err(anyhow::anyhow!("create task: {e}"))),
+                );
+            }
+            out
+        }
+    };
     let created: HashMap<String, Instant> = match created.into_iter().collect() {
         Ok(c) => c,
         Err(e) => {
@@ -223,21 +295,25 @@ async fn startup(
         .filter_map(|(name, at)| created.get(name).map(|t| at.saturating_duration_since(*t)))
         .collect();
     latencies.sort();
-    report.running = latencies.len();
-    if report.running < cfg.pods {
-        report.notes.push(format!(
-            "only {}/{} pods Running after {:?}",
-            report.running, cfg.pods, cfg.timeout
-        ));
-    }
-    if let Some(last) = seen.values().max() {
-        let secs = last.saturating_duration_since(start).as_secs_f64();
-        if secs > 0.0 {
-            report.pods_per_sec = report.running as f64 / secs;
-        }
-    }
-    report.startup = latencies;
-    Ok(())
+    let note = (latencies.len() < cfg.pods).then(|| {
+        format!(
+            "only {}/{} {prefix} pods Running after {:?}",
+            latencies.len(),
+            cfg.pods,
+            cfg.timeout
+        )
+    });
+    let pods_per_sec = seen
+        .values()
+        .max()
+        .map(|last| last.saturating_duration_since(start).as_secs_f64())
+        .filter(|secs| *secs > 0.0)
+        .map_or(0.0, |secs| latencies.len() as f64 / secs);
+    Ok(Phase {
+        latencies,
+        pods_per_sec,
+        note,
+    })
 }
 
 /// Deletes every bench pod; the time until none is left, if within `timeout`.
@@ -396,20 +472,40 @@ pub fn format_table(r: &PodBenchReport) -> String {
             "",
         ),
         (
-            "startup p50 (created → Running seen by watch)".into(),
+            "burst: startup p50 (created → Running seen by watch)".into(),
             ms(percentile(&r.startup, 50)),
             "",
         ),
         (
-            "startup p99".into(),
+            "burst: startup p99".into(),
             ms(percentile(&r.startup, 99)),
             "< 1 s",
         ),
-        ("startup max".into(), ms(r.startup.last().copied()), ""),
+        (
+            "burst: startup max".into(),
+            ms(r.startup.last().copied()),
+            "",
+        ),
         (
             "throughput (first create → last Running)".into(),
             format!("{:.1} pods/s", r.pods_per_sec),
             "",
+        ),
+        (
+            format!(
+                "paced ({}): startup p50",
+                r.paced_rate.map_or("off".to_owned(), |p| format!(
+                    "{p} pods/s, n={}",
+                    r.paced_startup.len()
+                ))
+            ),
+            ms(percentile(&r.paced_startup, 50)),
+            "",
+        ),
+        (
+            "paced: startup p99".into(),
+            ms(percentile(&r.paced_startup, 99)),
+            "< 1 s",
         ),
         (
             format!("teardown: delete {n} pods → none left"),
@@ -477,8 +573,8 @@ mod tests {
 
     #[test]
     fn manifest_names_the_node_and_the_present_image() {
-        let pod: Pod = serde_json::from_value(pod_manifest(7)).unwrap();
-        assert_eq!(pod.metadata.name.as_deref(), Some("pod-0007"));
+        let pod: Pod = serde_json::from_value(pod_manifest("paced", 7)).unwrap();
+        assert_eq!(pod.metadata.name.as_deref(), Some("paced-0007"));
         let spec = pod.spec.unwrap();
         assert_eq!(spec.node_name.as_deref(), Some(NODE));
         assert_eq!(spec.termination_grace_period_seconds, Some(1));
@@ -493,6 +589,8 @@ mod tests {
             pods: 4,
             running: 3,
             startup: [100, 200, 300].map(Duration::from_millis).to_vec(),
+            paced_rate: Some(10.0),
+            paced_startup: [40, 50, 60, 70].map(Duration::from_millis).to_vec(),
             create_start: [10, 20, 30].map(Duration::from_millis).to_vec(),
             server_only_rss_kib: Some(10 * 1024),
             loaded_rss_kib: Some(40 * 1024),
@@ -507,8 +605,19 @@ mod tests {
                 .to_owned()
         };
         assert!(line("pods Running").contains("| 3/4 |"), "{t}");
-        assert!(line("startup p50").contains("| 200.0 ms |"), "{t}");
-        assert!(line("startup p99").contains("| 300.0 ms | < 1 s |"), "{t}");
+        assert!(line("burst: startup p50").contains("| 200.0 ms |"), "{t}");
+        assert!(
+            line("burst: startup p99").contains("| 300.0 ms | < 1 s |"),
+            "{t}"
+        );
+        assert!(
+            line("paced (10 pods/s, n=4): startup p50").contains("| 50.0 ms |"),
+            "{t}"
+        );
+        assert!(
+            line("paced: startup p99").contains("| 70.0 ms | < 1 s |"),
+            "{t}"
+        );
         assert!(
             line("CRI create+start per").contains("20.0 ms | < 100 ms"),
             "{t}"

@@ -145,6 +145,21 @@ async fn wait_bound(b: &Bound, want: usize, stall: Duration) -> bool {
     }
 }
 
+/// Creates the pod `manifest`; returns its name and when the request was
+/// sent (the start of its startup latency).
+pub(crate) async fn create_timed(
+    api: Api<Pod>,
+    manifest: serde_json::Value,
+) -> anyhow::Result<(String, Instant)> {
+    let pod: Pod = serde_json::from_value(manifest)?;
+    let name = pod.metadata.name.clone().unwrap_or_default();
+    let sent = Instant::now();
+    api.create(&PostParams::default(), &pod)
+        .await
+        .with_context(|| format!("creating pod {name}"))?;
+    Ok((name, sent))
+}
+
 /// Creates `count` pods from `template` in `namespace`, `clients` at a
 /// time; returns when each creation was sent.
 async fn create_pods(
@@ -157,15 +172,7 @@ async fn create_pods(
     let results: Vec<anyhow::Result<(String, Instant)>> = futures::stream::iter(0..count)
         .map(|i| {
             let api: Api<Pod> = Api::namespaced(clients[i % clients.len()].clone(), namespace);
-            async move {
-                let pod: Pod = serde_json::from_value(template(i))?;
-                let name = pod.metadata.name.clone().unwrap_or_default();
-                let sent = Instant::now();
-                api.create(&PostParams::default(), &pod)
-                    .await
-                    .with_context(|| format!("creating pod {name}"))?;
-                Ok((name, sent))
-            }
+            create_timed(api, template(i))
         })
         .buffer_unordered(concurrency.max(1))
         .collect()

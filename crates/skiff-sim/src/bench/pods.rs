@@ -207,20 +207,6 @@ struct Phase {
     note: Option<String>,
 }
 
-async fn create_pod(
-    api: Api<Pod>,
-    prefix: &'static str,
-    i: usize,
-) -> anyhow::Result<(String, Instant)> {
-    let pod: Pod = serde_json::from_value(pod_manifest(prefix, i))?;
-    let name = pod.metadata.name.clone().unwrap_or_default();
-    let sent = Instant::now();
-    api.create(&PostParams::default(), &pod)
-        .await
-        .with_context(|| format!("creating pod {name}"))?;
-    Ok((name, sent))
-}
-
 async fn startup(
     client: &kube::Client,
     cfg: &PodBenchConfig,
@@ -254,7 +240,7 @@ async fn startup(
     let created: Vec<anyhow::Result<(String, Instant)>> = match pace {
         Pace::Burst(clients) => {
             futures::stream::iter(0..cfg.pods)
-                .map(|i| create_pod(api.clone(), prefix, i))
+                .map(|i| super::create_timed(api.clone(), pod_manifest(prefix, i)))
                 .buffer_unordered(clients.max(1))
                 .collect()
                 .await
@@ -264,7 +250,10 @@ async fn startup(
             let mut tasks = Vec::with_capacity(cfg.pods);
             for i in 0..cfg.pods {
                 tick.tick().await;
-                tasks.push(tokio::spawn(create_pod(api.clone(), prefix, i)));
+                tasks.push(tokio::spawn(super::create_timed(
+                    api.clone(),
+                    pod_manifest(prefix, i),
+                )));
             }
             let mut out = Vec::with_capacity(tasks.len());
             for t in tasks {

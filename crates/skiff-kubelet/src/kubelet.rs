@@ -14,9 +14,9 @@ use std::time::{Duration, Instant};
 use futures::{StreamExt, TryStreamExt};
 use k8s_cri::v1 as api;
 use k8s_openapi::api::coordination::v1::Lease;
-use k8s_openapi::api::core::v1::{ContainerImage, Node, Pod};
+use k8s_openapi::api::core::v1::{ContainerImage, Node, Pod, Service};
 use kube::Api;
-use kube::runtime::watcher;
+use kube::runtime::{WatchStreamExt, watcher};
 use skiff_client::events::EventRecorder;
 use tokio::sync::{Notify, watch};
 use tokio::task::JoinSet;
@@ -110,6 +110,8 @@ pub(crate) struct Shared {
     /// Generation of the newest relist started.
     relist_started: AtomicU64,
     relist_now: Notify,
+    /// Every Service, for the pods' service environment variables.
+    pub(crate) services: kube::runtime::reflector::Store<Service>,
 }
 
 impl std::fmt::Debug for Shared {
@@ -383,6 +385,24 @@ pub async fn run(
         )
     });
 
+    // Services for the containers' environment (upstream's service informer).
+    let (services, services_writer) = kube::runtime::reflector::store();
+    let services_task = {
+        let api: Api<Service> = Api::all(client.clone());
+        let mut stop = shutdown.clone();
+        tokio::spawn(async move {
+            let stream = kube::runtime::reflector(
+                services_writer,
+                watcher(api, watcher::Config::default()).default_backoff(),
+            )
+            .for_each(|_| futures::future::ready(()));
+            tokio::select! {
+                () = stream => {}
+                _ = stop.wait_for(|s| *s) => {}
+            }
+        })
+    };
+
     let shared = Arc::new(Shared {
         events: EventRecorder::spawn(
             client.clone(),
@@ -405,6 +425,7 @@ pub async fn run(
         image_backoff: Mutex::new(Backoff::default()),
         relist_started: AtomicU64::new(0),
         relist_now: Notify::new(),
+        services,
         config,
         client: client.clone(),
         cri: cri.clone(),
@@ -449,6 +470,7 @@ pub async fn run(
         t.abort();
     }
     image_gc.abort();
+    services_task.abort();
     if let Some(t) = server_task {
         let _ = t.await;
     }

@@ -57,6 +57,38 @@ fn a_single_node_cluster_runs_pods_as_containers() {
         format!("hello world world-arg on {NODE}\n")
     );
 
+    // Service environment variables: the Services of the pod's namespace,
+    // and the API server's `kubernetes` Service even with links off.
+    c.apply(&json!({"apiVersion": "v1", "kind": "Service",
+        "metadata": {"name": "echo-svc", "namespace": "default"},
+        "spec": {"ports": [{"name": "http", "port": 8080}]}}));
+    let cluster_ip = |name: &str| {
+        let s = c.get_json(&["get", "service", name]).unwrap();
+        let port = s["spec"]["ports"][0]["port"].as_i64().unwrap();
+        (s["spec"]["clusterIP"].as_str().unwrap().to_owned(), port)
+    };
+    let ((kip, kport), (sip, _)) = (cluster_ip("kubernetes"), cluster_ip("echo-svc"));
+    let show = "echo k=$KUBERNETES_SERVICE_HOST:$KUBERNETES_SERVICE_PORT \
+                s=$ECHO_SVC_SERVICE_HOST:$ECHO_SVC_SERVICE_PORT_HTTP l=$ECHO_SVC_PORT";
+    for (name, links) in [("links", true), ("no-links", false)] {
+        c.apply(&c.pod(
+            name,
+            json!({"restartPolicy": "Never", "enableServiceLinks": links,
+                   "containers": [container("c", show)]}),
+        ));
+        let p = c.wait_pod(name, "Succeeded", |p| phase(p) == "Succeeded");
+        let want = if links {
+            format!("k={kip}:{kport} s={sip}:8080 l=tcp://{sip}:8080")
+        } else {
+            format!("k={kip}:{kport} s=: l=")
+        };
+        let log = c.log(&p, "c", 0);
+        assert!(
+            log.trim_end().ends_with(&want),
+            "{name}: {log:?} want {want:?}"
+        );
+    }
+
     // Init containers run in order and share an emptyDir with the main container.
     let mut main = container("main", "cat /work/order");
     main["volumeMounts"] = json!([{"name": "work", "mountPath": "/work"}]);

@@ -13,6 +13,7 @@ mod mounts;
 mod resources;
 mod sandbox;
 mod security;
+mod service_env;
 
 use std::collections::{BTreeMap, BTreeSet};
 
@@ -37,6 +38,7 @@ pub use sandbox::{
     sandbox_config_with_host_dns,
 };
 pub use security::{DEFAULT_MASKED_PATHS, DEFAULT_READONLY_PATHS};
+pub use service_env::{SERVICES_NOT_READ, service_env_vars};
 
 /// Everything env and config resolution needs besides the pod itself.
 #[derive(Debug, Clone, Copy)]

@@ -12,6 +12,9 @@ use super::snapshot::{PodSnapshot, SandboxView};
 use super::{PodWorker, grace_seconds};
 use crate::status::Waiting;
 
+/// How long a container start waits for the first list of Services.
+const SERVICES_WAIT: Duration = Duration::from_secs(10);
+
 fn waiting(reason: &str, message: impl Into<String>) -> Waiting {
     Waiting {
         reason: reason.to_owned(),
@@ -112,6 +115,17 @@ impl PodWorker {
         let image_done = began.elapsed();
 
         let (configmaps, secrets) = self.referenced_objects(pod).await;
+        let service_env = match self.service_env(pod).await {
+            Some(vars) => vars,
+            None => {
+                return Err(self.failed(
+                    pod,
+                    c,
+                    "CreateContainerConfigError",
+                    crate::config::SERVICES_NOT_READ.to_owned(),
+                ));
+            }
+        };
         let volumes = self.volumes.clone().unwrap_or_default();
         let pod_ips: Vec<String> = sandbox.ip.iter().cloned().collect();
         let host_ip = self.shared.host_ips.first().map(String::as_str);
@@ -121,7 +135,7 @@ impl PodWorker {
             pod_ips: &pod_ips,
             configmaps: &configmaps,
             secrets: &secrets,
-            service_env: &[],
+            service_env: &service_env,
             node_allocatable: None,
             memory_capacity: self.shared.memory_capacity,
         };
@@ -411,6 +425,31 @@ impl PodWorker {
 
     /// The ConfigMaps and Secrets the pod's env refers to (missing ones are
     /// absent; the config reports them).
+    /// The pod's service environment variables, once the kubelet has read
+    /// the Services (waiting a little for the first list); `None` before.
+    async fn service_env(&self, pod: &Pod) -> Option<Vec<k8s_openapi::api::core::v1::EnvVar>> {
+        let store = &self.shared.services;
+        if tokio::time::timeout(SERVICES_WAIT, store.wait_until_ready())
+            .await
+            .ok()?
+            .is_err()
+        {
+            return None;
+        }
+        let links = pod
+            .spec
+            .as_ref()
+            .and_then(|s| s.enable_service_links)
+            .unwrap_or(true);
+        let namespace = pod.metadata.namespace.as_deref().unwrap_or("default");
+        let services = store.state();
+        Some(crate::config::service_env_vars(
+            namespace,
+            links,
+            services.iter().map(AsRef::as_ref),
+        ))
+    }
+
     async fn referenced_objects(
         &self,
         pod: &Pod,

@@ -39,13 +39,7 @@ impl LogQuery {
     pub fn parse(query: Option<&str>) -> Result<LogQuery, QueryError> {
         let mut q = LogQuery::default();
         let mut tail = None;
-        for pair in query
-            .unwrap_or_default()
-            .split('&')
-            .filter(|p| !p.is_empty())
-        {
-            let (k, v) = pair.split_once('=').unwrap_or((pair, ""));
-            let (k, v) = (percent_decode(k), percent_decode(v));
+        for (k, v) in query_pairs(query) {
             match k.as_str() {
                 "follow" => q.follow = parse_bool(&v)?,
                 "previous" => q.previous = parse_bool(&v)?,
@@ -117,6 +111,19 @@ fn parse_int(v: &str) -> Result<Option<i64>, QueryError> {
         return Ok(None);
     }
     v.parse().map(Some).map_err(|_| QueryError::Decode)
+}
+
+/// The decoded `key=value` pairs of a raw query string, in order (a key
+/// without `=` has an empty value), as Go's `url.ParseQuery` reads them.
+pub(crate) fn query_pairs(query: Option<&str>) -> impl Iterator<Item = (String, String)> + '_ {
+    query
+        .unwrap_or_default()
+        .split('&')
+        .filter(|p| !p.is_empty())
+        .map(|pair| {
+            let (k, v) = pair.split_once('=').unwrap_or((pair, ""));
+            (percent_decode(k), percent_decode(v))
+        })
 }
 
 /// Decodes `%XX` escapes and `+` (a space); invalid escapes stay as they are.

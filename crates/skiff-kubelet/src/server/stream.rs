@@ -14,7 +14,7 @@ use http::{HeaderValue, Request, Response, StatusCode, header};
 use http_body_util::{BodyExt, Empty};
 use hyper_util::rt::TokioIo;
 
-use super::query::percent_decode;
+use super::query::{percent_decode, query_pairs};
 use super::{Body, text};
 
 /// Which streams a client asked for (upstream's `remotecommand.Options`).
@@ -70,14 +70,8 @@ pub fn parse_exec(rest: &str, query: Option<&str>) -> Result<ExecParams, (u16, S
     };
     let mut flags = StreamFlags::default();
     let mut command = Vec::new();
-    for pair in query
-        .unwrap_or_default()
-        .split('&')
-        .filter(|p| !p.is_empty())
-    {
-        let (k, v) = pair.split_once('=').unwrap_or((pair, ""));
-        let v = percent_decode(&v.replace('+', " "));
-        match k {
+    for (k, v) in query_pairs(query) {
+        match k.as_str() {
             "command" => command.push(v),
             "input" => flags.stdin = v == "1",
             "output" => flags.stdout = v == "1",

@@ -24,6 +24,7 @@ pub mod openapi;
 pub mod patch;
 pub mod printers;
 pub mod quantity;
+pub mod query;
 mod quote;
 pub mod resources;
 pub mod selector;

@@ -6,6 +6,8 @@
 //!
 //! Pure: no I/O.
 
+pub use skiff_api::query::{percent_decode, query_pairs};
+
 /// A request for something other than an API resource (`/healthz`,
 /// `/version`, `/openapi/v3`, discovery roots...).
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -158,18 +160,6 @@ pub fn parse(method: &http::Method, path: &str, query: Option<&str>) -> RequestI
     RequestInfo::Resource(info)
 }
 
-/// The `key=value` pairs of a raw query string, in order, percent-decoded.
-pub fn query_pairs(query: Option<&str>) -> impl DoubleEndedIterator<Item = (String, String)> + '_ {
-    query
-        .unwrap_or_default()
-        .split('&')
-        .filter(|p| !p.is_empty())
-        .map(|pair| {
-            let (k, v) = pair.split_once('=').unwrap_or((pair, ""));
-            (percent_decode(k), percent_decode(v))
-        })
-}
-
 /// The value of `key` in a raw query string, percent-decoded.
 pub fn query_value(query: Option<&str>, key: &str) -> Option<String> {
     query_pairs(query)
@@ -191,42 +181,6 @@ fn single_name_selector(selector: &str) -> Option<String> {
         .strip_prefix("metadata.name==")
         .or_else(|| selector.strip_prefix("metadata.name="))?;
     (!value.is_empty()).then(|| value.to_owned())
-}
-
-/// Decodes `%XX` escapes and `+` (as a space) in a query component; invalid
-/// escapes are kept as they are.
-pub fn percent_decode(s: &str) -> String {
-    let bytes = s.as_bytes();
-    let mut out = Vec::with_capacity(bytes.len());
-    let mut i = 0;
-    while i < bytes.len() {
-        match bytes[i] {
-            b'+' => {
-                out.push(b' ');
-                i += 1;
-            }
-            b'%' if i + 2 < bytes.len() => {
-                let hex = std::str::from_utf8(&bytes[i + 1..i + 3])
-                    .ok()
-                    .and_then(|h| u8::from_str_radix(h, 16).ok());
-                match hex {
-                    Some(b) => {
-                        out.push(b);
-                        i += 3;
-                    }
-                    None => {
-                        out.push(b'%');
-                        i += 1;
-                    }
-                }
-            }
-            b => {
-                out.push(b);
-                i += 1;
-            }
-        }
-    }
-    String::from_utf8_lossy(&out).into_owned()
 }
 
 #[cfg(test)]

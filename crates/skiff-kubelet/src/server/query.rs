@@ -5,6 +5,7 @@ use time::format_description::well_known::Rfc3339;
 use time::{Duration, OffsetDateTime};
 
 use super::crilog::LogOptions;
+pub(crate) use skiff_api::query::{percent_decode, query_pairs};
 
 /// The log parameters of one request.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
@@ -111,45 +112,6 @@ fn parse_int(v: &str) -> Result<Option<i64>, QueryError> {
         return Ok(None);
     }
     v.parse().map(Some).map_err(|_| QueryError::Decode)
-}
-
-/// The decoded `key=value` pairs of a raw query string, in order (a key
-/// without `=` has an empty value), as Go's `url.ParseQuery` reads them.
-pub(crate) fn query_pairs(query: Option<&str>) -> impl Iterator<Item = (String, String)> + '_ {
-    query
-        .unwrap_or_default()
-        .split('&')
-        .filter(|p| !p.is_empty())
-        .map(|pair| {
-            let (k, v) = pair.split_once('=').unwrap_or((pair, ""));
-            (percent_decode(k), percent_decode(v))
-        })
-}
-
-/// Decodes `%XX` escapes and `+` (a space); invalid escapes stay as they are.
-pub(crate) fn percent_decode(s: &str) -> String {
-    let bytes = s.as_bytes();
-    let mut out = Vec::with_capacity(bytes.len());
-    let mut i = 0;
-    while i < bytes.len() {
-        match bytes[i] {
-            b'+' => out.push(b' '),
-            b'%' if i + 2 < bytes.len() => match (hex(bytes[i + 1]), hex(bytes[i + 2])) {
-                (Some(hi), Some(lo)) => {
-                    out.push(hi << 4 | lo);
-                    i += 2;
-                }
-                _ => out.push(b'%'),
-            },
-            b => out.push(b),
-        }
-        i += 1;
-    }
-    String::from_utf8_lossy(&out).into_owned()
-}
-
-fn hex(b: u8) -> Option<u8> {
-    (b as char).to_digit(16).map(|d| d as u8)
 }
 
 #[cfg(test)]

@@ -19,6 +19,9 @@ pub enum SimCommand {
     BenchScheduler(BenchArgs),
     /// Measure pod startup on one real node (root, busybox-static).
     BenchPods(BenchPodsArgs),
+    /// Measure the controller manager: a Deployment wave, a rolling
+    /// update and a namespace deletion on hollow nodes.
+    BenchControllers(BenchControllersArgs),
 }
 
 /// Flags of `skiff sim nodes`.
@@ -106,6 +109,30 @@ pub struct BenchPodsArgs {
     skiff_bin: Option<PathBuf>,
 }
 
+/// Flags of `skiff sim bench-controllers`.
+#[derive(Debug, clap::Args)]
+pub struct BenchControllersArgs {
+    /// Hollow nodes.
+    #[arg(long, default_value_t = 1_000)]
+    nodes: usize,
+    /// Deployments in the wave.
+    #[arg(long, default_value_t = 1_000)]
+    deployments: usize,
+    /// Replicas of each Deployment.
+    #[arg(long, default_value_t = 10)]
+    replicas: i32,
+    /// Creations and patches in flight at once.
+    #[arg(long, default_value_t = 64)]
+    clients: usize,
+    /// Give up on a phase when nothing progresses for this long.
+    #[arg(long, default_value = "60s", value_parser = parse_duration)]
+    stall_timeout: Duration,
+    /// The skiff binary to run as server and controller manager (default:
+    /// this one).
+    #[arg(long)]
+    skiff_bin: Option<PathBuf>,
+}
+
 fn parse_duration(value: &str) -> Result<Duration, String> {
     match skiff_apiserver::limits::parse_go_duration(value)? {
         skiff_apiserver::limits::GoDuration::Positive(d) if !d.is_zero() => Ok(d),
@@ -126,6 +153,7 @@ pub fn main(command: SimCommand) -> ExitCode {
             SimCommand::Nodes(args) => nodes(args).await,
             SimCommand::BenchScheduler(args) => bench_scheduler(args).await,
             SimCommand::BenchPods(args) => bench_pods(args).await,
+            SimCommand::BenchControllers(args) => bench_controllers(args).await,
         }
     })
 }
@@ -201,5 +229,23 @@ async fn bench_pods(args: BenchPodsArgs) -> anyhow::Result<()> {
     };
     let report = bench::pods::run(&cfg).await?;
     print!("{}", bench::pods::format_table(&report));
+    Ok(())
+}
+
+async fn bench_controllers(args: BenchControllersArgs) -> anyhow::Result<()> {
+    let skiff_bin = match args.skiff_bin {
+        Some(bin) => bin,
+        None => std::env::current_exe().context("locating the skiff binary")?,
+    };
+    let cfg = bench::controllers::ControllerBenchConfig {
+        skiff_bin,
+        nodes: args.nodes,
+        deployments: args.deployments,
+        replicas: args.replicas,
+        clients: args.clients,
+        stall_timeout: args.stall_timeout,
+    };
+    let report = bench::controllers::run(&cfg).await?;
+    print!("{}", bench::controllers::format_table(&report));
     Ok(())
 }

@@ -6,6 +6,7 @@
 //! [`pods`] is `skiff sim bench-pods`: pod startup on one real node.
 
 pub mod agent;
+pub mod controllers;
 pub mod image;
 pub mod pods;
 mod server;

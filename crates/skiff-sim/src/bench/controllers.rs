@@ -1,0 +1,446 @@
+//! `skiff sim bench-controllers`: the controller manager measured end to
+//! end on hollow nodes, as issue 6 asks. A `skiff server --disable-agent
+//! --disable-controller-manager` child process serves the API and runs the
+//! scheduler; `skiff controller-manager` runs as a second child so its
+//! memory is its own; this process serves the hollow nodes and watches.
+//!
+//! Phases, each timed from its first request to the state it waits for:
+//! - **wave**: create the Deployments; until every one has all replicas
+//!   available (and when the last pod was created).
+//! - **update**: change every Deployment's pod template; until every
+//!   rollout is complete (all replicas updated and available, no old pods).
+//! - **namespace**: delete the namespace holding all of the above; until
+//!   the Namespace is gone.
+
+use std::collections::HashMap;
+use std::fs::File;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use anyhow::Context;
+use futures::StreamExt;
+use k8s_openapi::api::apps::v1::Deployment;
+use k8s_openapi::api::core::v1::{Namespace, Pod};
+use kube::api::{Api, DeleteParams, Patch, PatchParams, PostParams};
+use kube::runtime::{WatchStreamExt, watcher};
+use serde_json::json;
+
+use super::{ServerProcess, proc_status_kib};
+use crate::hollow::{HollowNodeConfig, HollowNodes};
+
+/// How to run the benchmark.
+#[derive(Debug, Clone)]
+pub struct ControllerBenchConfig {
+    /// The `skiff` binary to start as server and controller manager.
+    pub skiff_bin: PathBuf,
+    /// Hollow nodes.
+    pub nodes: usize,
+    /// Deployments in the wave.
+    pub deployments: usize,
+    /// Replicas of each.
+    pub replicas: i32,
+    /// Creations and patches in flight at once.
+    pub clients: usize,
+    /// Give up on a phase when nothing progresses for this long.
+    pub stall_timeout: Duration,
+}
+
+/// One line of the result table.
+#[derive(Debug, Clone, Default)]
+pub struct PhaseRow {
+    /// Phase name.
+    pub phase: String,
+    /// What was measured, e.g. "1000 deployments × 10".
+    pub scale: String,
+    /// Until the phase's end state.
+    pub elapsed: Option<Duration>,
+    /// Pods per second, where it applies.
+    pub pods_per_sec: Option<f64>,
+    /// Why the row is incomplete, if it is.
+    pub note: String,
+}
+
+/// The whole report.
+#[derive(Debug, Clone, Default)]
+pub struct ControllerBenchReport {
+    /// One row per phase.
+    pub rows: Vec<PhaseRow>,
+    /// Controller manager VmRSS at the end, KiB.
+    pub cm_rss_kib: Option<u64>,
+    /// Controller manager VmHWM (peak RSS), KiB.
+    pub cm_hwm_kib: Option<u64>,
+    /// Server VmHWM, KiB.
+    pub server_hwm_kib: Option<u64>,
+}
+
+const NAMESPACE: &str = "bench-controllers";
+
+/// `skiff controller-manager` as a child process, killed when dropped.
+struct ManagerProcess {
+    child: Child,
+}
+
+impl ManagerProcess {
+    fn start(bin: &Path, kubeconfig: &Path, log: &Path) -> anyhow::Result<ManagerProcess> {
+        let log = File::create(log).context("creating the controller manager's log")?;
+        let child = Command::new(bin)
+            .arg("controller-manager")
+            .arg("--kubeconfig")
+            .arg(kubeconfig)
+            .arg("--leader-elect=false")
+            .env("RUST_LOG", "warn")
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(log)
+            .spawn()
+            .with_context(|| format!("starting {} controller-manager", bin.display()))?;
+        Ok(ManagerProcess { child })
+    }
+
+    fn status_kib(&self, field: &str) -> Option<u64> {
+        proc_status_kib(&format!("/proc/{}/status", self.child.id()), field)
+    }
+
+    fn exited(&mut self) -> Option<std::process::ExitStatus> {
+        self.child.try_wait().ok().flatten()
+    }
+}
+
+impl Drop for ManagerProcess {
+    fn drop(&mut self) {
+        // Only the child this struct started, by its handle.
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// What the bench knows of one Deployment, from its watch.
+#[derive(Debug, Clone, Copy, Default)]
+struct Seen {
+    generation: i64,
+    observed: i64,
+    replicas: i32,
+    updated: i32,
+    available: i32,
+}
+
+type SeenMap = Arc<Mutex<HashMap<String, Seen>>>;
+
+fn watch_deployments(client: kube::Client) -> (SeenMap, tokio::task::JoinHandle<()>) {
+    let seen: SeenMap = Arc::default();
+    let api: Api<Deployment> = Api::namespaced(client, NAMESPACE);
+    let map = seen.clone();
+    let task = tokio::spawn(async move {
+        let mut events = watcher(api, watcher::Config::default())
+            .default_backoff()
+            .applied_objects()
+            .boxed();
+        while let Some(ev) = events.next().await {
+            let Ok(d) = ev else { continue };
+            let status = d.status.unwrap_or_default();
+            let s = Seen {
+                generation: d.metadata.generation.unwrap_or(0),
+                observed: status.observed_generation.unwrap_or(0),
+                replicas: status.replicas.unwrap_or(0),
+                updated: status.updated_replicas.unwrap_or(0),
+                available: status.available_replicas.unwrap_or(0),
+            };
+            if let (Some(name), Ok(mut m)) = (d.metadata.name, map.lock()) {
+                m.insert(name, s);
+            }
+        }
+    });
+    (seen, task)
+}
+
+/// Pods seen in the namespace, and when the `want`th was first seen.
+#[derive(Default)]
+struct PodCount {
+    names: std::collections::HashSet<String>,
+    all_at: Option<Instant>,
+}
+
+fn watch_pods(
+    client: kube::Client,
+    want: usize,
+) -> (Arc<Mutex<PodCount>>, tokio::task::JoinHandle<()>) {
+    let count: Arc<Mutex<PodCount>> = Arc::default();
+    let api: Api<Pod> = Api::namespaced(client, NAMESPACE);
+    let c = count.clone();
+    let task = tokio::spawn(async move {
+        let mut events = watcher(api, watcher::Config::default())
+            .default_backoff()
+            .applied_objects()
+            .boxed();
+        while let Some(ev) = events.next().await {
+            let Ok(pod) = ev else { continue };
+            if let (Some(name), Ok(mut c)) = (pod.metadata.name, c.lock()) {
+                c.names.insert(name);
+                if c.names.len() >= want && c.all_at.is_none() {
+                    c.all_at = Some(Instant::now());
+                }
+            }
+        }
+    });
+    (count, task)
+}
+
+/// Waits until `done` holds for every deployment of `seen` (expected
+/// `want` of them); the deadline moves while the count of done ones grows.
+async fn wait_all(
+    seen: &SeenMap,
+    want: usize,
+    stall: Duration,
+    done: impl Fn(&Seen) -> bool,
+) -> Result<(), String> {
+    let count = || {
+        seen.lock()
+            .map(|m| m.values().filter(|s| done(s)).count())
+            .unwrap_or(0)
+    };
+    let (mut last, mut since) = (count(), Instant::now());
+    loop {
+        let n = count();
+        if n >= want {
+            return Ok(());
+        }
+        if n != last {
+            (last, since) = (n, Instant::now());
+        } else if since.elapsed() >= stall {
+            return Err(format!("timed out: {n}/{want} done, none for {stall:?}"));
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+fn deployment(i: usize, replicas: i32) -> anyhow::Result<Deployment> {
+    let name = format!("d-{i:05}");
+    Ok(serde_json::from_value(json!({
+        "metadata": {"name": name},
+        "spec": {
+            "replicas": replicas,
+            "selector": {"matchLabels": {"app": name}},
+            "template": {
+                "metadata": {"labels": {"app": name}},
+                "spec": {"containers": [{
+                    "name": "c",
+                    "image": "registry.k8s.io/pause:3.10",
+                    "resources": {"requests": {"cpu": "10m", "memory": "16Mi"}},
+                }]},
+            },
+        },
+    }))?)
+}
+
+/// Runs every phase against fresh server and controller-manager processes.
+pub async fn run(cfg: &ControllerBenchConfig) -> anyhow::Result<ControllerBenchReport> {
+    let mut server = ServerProcess::start(&cfg.skiff_bin)?;
+    let client = server.wait_ready(Duration::from_secs(60)).await?;
+    let cm_log = server.kubeconfig().with_file_name("controller-manager.log");
+    let mut cm = ManagerProcess::start(&cfg.skiff_bin, &server.kubeconfig(), &cm_log)?;
+    let mut clients = vec![client.clone()];
+    for _ in 1..4 {
+        clients.push(super::client_from(&server.kubeconfig()).await?);
+    }
+    eprintln!("registering {} hollow nodes", cfg.nodes);
+    let hollow = HollowNodes::start(
+        client.clone(),
+        HollowNodeConfig {
+            count: cfg.nodes,
+            ..HollowNodeConfig::default()
+        },
+    )
+    .await?;
+    let ns: Api<Namespace> = Api::all(client.clone());
+    let obj: Namespace = serde_json::from_value(json!({"metadata": {"name": NAMESPACE}}))?;
+    ns.create(&PostParams::default(), &obj).await?;
+
+    let mut report = ControllerBenchReport::default();
+    let (n, r) = (cfg.deployments, cfg.replicas);
+    let pods = n * usize::try_from(r).unwrap_or(0);
+    let (seen, seen_task) = watch_deployments(client.clone());
+    let (pod_count, pod_task) = watch_pods(client.clone(), pods);
+    tokio::time::sleep(Duration::from_millis(200)).await;
+
+    // Wave: create, then wait for all available.
+    eprintln!("wave: {n} deployments × {r}");
+    let start = Instant::now();
+    let created: Vec<anyhow::Result<()>> = futures::stream::iter(0..n)
+        .map(|i| {
+            let api: Api<Deployment> =
+                Api::namespaced(clients[i % clients.len()].clone(), NAMESPACE);
+            async move {
+                api.create(&PostParams::default(), &deployment(i, r)?)
+                    .await
+                    .with_context(|| format!("creating deployment {i}"))?;
+                Ok(())
+            }
+        })
+        .buffer_unordered(cfg.clients.max(1))
+        .collect()
+        .await;
+    created.into_iter().collect::<anyhow::Result<Vec<()>>>()?;
+    let waited = wait_all(&seen, n, cfg.stall_timeout, |s| {
+        s.available >= r && s.observed >= s.generation
+    })
+    .await;
+    let pods_at = pod_count.lock().ok().and_then(|c| c.all_at);
+    let mut row = PhaseRow {
+        phase: "wave".into(),
+        scale: format!("{n} deployments × {r} replicas ({pods} pods)"),
+        elapsed: waited.is_ok().then(|| start.elapsed()),
+        pods_per_sec: pods_at.map(|at| pods as f64 / at.duration_since(start).as_secs_f64()),
+        note: waited.err().unwrap_or_default(),
+    };
+    if let Some(at) = pods_at {
+        row.note = format!(
+            "{}last pod created at {:.1} s",
+            if row.note.is_empty() {
+                String::new()
+            } else {
+                format!("{}; ", row.note)
+            },
+            at.duration_since(start).as_secs_f64()
+        );
+    }
+    report.rows.push(row);
+    pod_task.abort();
+
+    // Rolling update of every deployment.
+    if report.rows.iter().all(|r| r.elapsed.is_some()) {
+        eprintln!("update: rolling update of {n} deployments");
+        let start = Instant::now();
+        let patched: Vec<anyhow::Result<()>> = futures::stream::iter(0..n)
+            .map(|i| {
+                let api: Api<Deployment> =
+                    Api::namespaced(clients[i % clients.len()].clone(), NAMESPACE);
+                async move {
+                    let patch = json!({"spec": {"template": {"metadata": {
+                        "annotations": {"bench/rev": "2"}}}}});
+                    api.patch(
+                        &format!("d-{i:05}"),
+                        &PatchParams::default(),
+                        &Patch::Merge(&patch),
+                    )
+                    .await
+                    .with_context(|| format!("patching deployment {i}"))?;
+                    Ok(())
+                }
+            })
+            .buffer_unordered(cfg.clients.max(1))
+            .collect()
+            .await;
+        patched.into_iter().collect::<anyhow::Result<Vec<()>>>()?;
+        // Every deployment is at generation 2 now; complete = observed it,
+        // all replicas updated and available, and no old pods left.
+        let waited = wait_all(&seen, n, cfg.stall_timeout, |s| {
+            s.generation >= 2
+                && s.observed >= s.generation
+                && s.updated == r
+                && s.available == r
+                && s.replicas == r
+        })
+        .await;
+        let elapsed = waited.is_ok().then(|| start.elapsed());
+        report.rows.push(PhaseRow {
+            phase: "update".into(),
+            scale: format!("{n} deployments × {r} replicas"),
+            elapsed,
+            pods_per_sec: elapsed.map(|e| pods as f64 / e.as_secs_f64()),
+            note: waited.err().unwrap_or_default(),
+        });
+    }
+    seen_task.abort();
+
+    // Namespace deletion of everything above.
+    let objects = count_objects(&client).await?;
+    eprintln!("namespace: deleting {NAMESPACE} with {objects} objects");
+    let start = Instant::now();
+    ns.delete(NAMESPACE, &DeleteParams::default()).await?;
+    let gone = wait_gone(
+        &ns,
+        NAMESPACE,
+        cfg.stall_timeout.max(Duration::from_secs(120)),
+    )
+    .await;
+    report.rows.push(PhaseRow {
+        phase: "namespace".into(),
+        scale: format!("{objects} objects"),
+        elapsed: gone.is_ok().then(|| start.elapsed()),
+        pods_per_sec: None,
+        note: gone.err().unwrap_or_default(),
+    });
+
+    report.cm_rss_kib = cm.status_kib("VmRSS");
+    report.cm_hwm_kib = cm.status_kib("VmHWM");
+    report.server_hwm_kib = server.status_kib("VmHWM");
+    if let Some(status) = cm.exited() {
+        anyhow::bail!(
+            "the controller manager exited early ({status}); log: {}",
+            cm_log.display()
+        );
+    }
+    hollow.shutdown().await;
+    Ok(report)
+}
+
+/// Deployments, ReplicaSets and Pods in the namespace.
+async fn count_objects(client: &kube::Client) -> anyhow::Result<usize> {
+    use k8s_openapi::api::apps::v1::ReplicaSet;
+    let lp = kube::api::ListParams::default();
+    let d = Api::<Deployment>::namespaced(client.clone(), NAMESPACE)
+        .list_metadata(&lp)
+        .await?;
+    let rs = Api::<ReplicaSet>::namespaced(client.clone(), NAMESPACE)
+        .list_metadata(&lp)
+        .await?;
+    let p = Api::<Pod>::namespaced(client.clone(), NAMESPACE)
+        .list_metadata(&lp)
+        .await?;
+    Ok(d.items.len() + rs.items.len() + p.items.len())
+}
+
+async fn wait_gone(ns: &Api<Namespace>, name: &str, timeout: Duration) -> Result<(), String> {
+    let deadline = Instant::now() + timeout;
+    loop {
+        match ns.get_opt(name).await {
+            Ok(None) => return Ok(()),
+            Ok(Some(_)) | Err(_) if Instant::now() >= deadline => {
+                return Err(format!("namespace still present after {timeout:?}"));
+            }
+            _ => tokio::time::sleep(Duration::from_millis(100)).await,
+        }
+    }
+}
+
+/// The report as a table.
+pub fn format_table(r: &ControllerBenchReport) -> String {
+    let secs =
+        |d: Option<Duration>| d.map_or("-".to_owned(), |d| format!("{:.1} s", d.as_secs_f64()));
+    let mut out = format!(
+        "{:<10} {:<44} {:>9} {:>9}  note\n",
+        "phase", "scale", "time", "pods/s"
+    );
+    for row in &r.rows {
+        out.push_str(&format!(
+            "{:<10} {:<44} {:>9} {:>9}  {}\n",
+            row.phase,
+            row.scale,
+            secs(row.elapsed),
+            row.pods_per_sec
+                .map_or("-".to_owned(), |p| format!("{p:.0}")),
+            row.note
+        ));
+    }
+    let mib =
+        |k: Option<u64>| k.map_or("-".to_owned(), |k| format!("{:.1} MiB", k as f64 / 1024.0));
+    out.push_str(&format!(
+        "controller-manager RSS {} (peak {}); server peak RSS {}\n",
+        mib(r.cm_rss_kib),
+        mib(r.cm_hwm_kib),
+        mib(r.server_hwm_kib)
+    ));
+    out
+}

@@ -7,6 +7,7 @@ pub mod deployment;
 pub mod expectations;
 pub mod garbagecollector;
 pub mod informer;
+pub mod job;
 pub mod manager;
 pub mod nodeipam;
 pub mod podutil;

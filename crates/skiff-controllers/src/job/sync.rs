@@ -6,7 +6,7 @@ use std::collections::{HashMap, HashSet};
 use std::sync::Arc;
 use std::time::Duration;
 
-use k8s_openapi::api::batch::v1::{Job, JobCondition};
+use k8s_openapi::api::batch::v1::{Job, JobCondition, JobStatus};
 use k8s_openapi::api::core::v1::{ObjectReference, Pod};
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
 use k8s_openapi::jiff::Timestamp;
@@ -69,6 +69,8 @@ pub(crate) struct SyncCtx {
     pub requeue_after: Option<Duration>,
     /// When the sync started.
     pub now: Timestamp,
+    /// The status as the sync found it.
+    pub original_status: Option<JobStatus>,
 }
 
 impl SyncCtx {
@@ -224,6 +226,7 @@ impl JobController {
             new_backoff: BackoffRecord::default(),
             requeue_after: None,
             now: Timestamp::now(),
+            original_status: job.status.clone(),
             job,
         }
     }

@@ -82,7 +82,7 @@ impl JobController {
         &self,
         ctx: &mut SyncCtx,
     ) -> Result<(), Failed> {
-        let original = ctx.job.status.clone();
+        let original = ctx.original_status.clone();
         let indexed = is_indexed(&ctx.job);
         let n = completions(&ctx.job);
         let mut pods: Vec<Arc<Pod>> = ctx.pods.clone();

@@ -146,15 +146,16 @@ impl JobController {
         let results = futures::future::join_all(pods.iter().map(|pod| {
             let (deleted, deleted_ready, key) = (&deleted, &deleted_ready, &key);
             async move {
-                if drop_finalizer && has_tracking_finalizer(pod) {
-                    if let Err(e) = self.patch_out_finalizer(pod).await {
-                        self.expectations
-                            .deletion_observed(key, &key_of(&pod.metadata));
-                        return Err(format!(
-                            "removing completion finalizer: {}",
-                            api_message(&e)
-                        ));
-                    }
+                if drop_finalizer
+                    && has_tracking_finalizer(pod)
+                    && let Err(e) = self.patch_out_finalizer(pod).await
+                {
+                    self.expectations
+                        .deletion_observed(key, &key_of(&pod.metadata));
+                    return Err(format!(
+                        "removing completion finalizer: {}",
+                        api_message(&e)
+                    ));
                 }
                 match self.delete_pod(job, pod).await {
                     Ok(()) => {

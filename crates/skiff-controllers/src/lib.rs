@@ -12,6 +12,7 @@ pub mod manager;
 pub mod nodeipam;
 pub mod podutil;
 pub mod replicaset;
+pub mod ttlafterfinished;
 pub mod workqueue;
 
 pub use manager::{ControllerManagerOptions, KNOWN_CONTROLLERS, ManagerError, run};

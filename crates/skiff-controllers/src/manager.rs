@@ -22,6 +22,7 @@ pub const KNOWN_CONTROLLERS: &[&str] = &[
     "node-ipam-controller",
     "replicaset",
     "replicationcontroller",
+    "ttl-after-finished-controller",
 ];
 
 /// Controllers off unless named explicitly (none of ours yet).
@@ -58,6 +59,8 @@ pub struct ControllerManagerOptions {
     pub concurrent_deployment_syncs: usize,
     /// `--concurrent-job-syncs`.
     pub concurrent_job_syncs: usize,
+    /// `--concurrent-ttl-after-finished-syncs`.
+    pub concurrent_ttl_after_finished_syncs: usize,
     /// `--allocate-node-cidrs`: give Nodes podCIDRs from `cluster_cidr`.
     pub allocate_node_cidrs: bool,
     /// `--cluster-cidr`.
@@ -79,6 +82,7 @@ impl ControllerManagerOptions {
             concurrent_gc_syncs: crate::garbagecollector::DEFAULT_WORKERS,
             concurrent_deployment_syncs: crate::deployment::DEFAULT_WORKERS,
             concurrent_job_syncs: crate::job::DEFAULT_WORKERS,
+            concurrent_ttl_after_finished_syncs: crate::ttlafterfinished::DEFAULT_WORKERS,
             allocate_node_cidrs: false,
             cluster_cidr: String::new(),
             node_cidr_mask_size: crate::nodeipam::DEFAULT_NODE_CIDR_MASK_SIZE,
@@ -214,6 +218,14 @@ async fn run_leading(
         let events = recorder(&client, crate::job::CONTROLLER_NAME, &opts.identity);
         let c = crate::job::JobController::new(client.clone(), &factory, events);
         let (workers, stop) = (opts.concurrent_job_syncs, stop_rx.clone());
+        starters.push(Box::new(move |set: &mut JoinSet<()>| {
+            let queue = c.queue();
+            set.spawn(run_workers(c, queue, workers, stop));
+        }));
+    }
+    if opts.is_enabled(crate::ttlafterfinished::NAME) {
+        let c = crate::ttlafterfinished::TtlAfterFinishedController::new(client.clone(), &factory);
+        let (workers, stop) = (opts.concurrent_ttl_after_finished_syncs, stop_rx.clone());
         starters.push(Box::new(move |set: &mut JoinSet<()>| {
             let queue = c.queue();
             set.spawn(run_workers(c, queue, workers, stop));

@@ -454,3 +454,23 @@ async fn kubectl_wait_for_complete_returns() {
     assert!(status.success(), "kubectl wait failed: {status}");
     c.stop().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn finished_jobs_are_deleted_after_their_ttl() {
+    let c = Cluster::start(0).await;
+    create(&c, job("short", json!({"ttlSecondsAfterFinished": 1}))).await;
+    create(&c, job("kept", json!({}))).await;
+    for name in ["short", "kept"] {
+        let pod = wait_for("pod", async || job_pods(&c, name).await.into_iter().next()).await;
+        finish(&c, &pod, 0).await;
+        wait_condition(&c, name, "Complete").await;
+    }
+    let api: Api<Job> = Api::namespaced(c.client.clone(), "default");
+    wait_for("short deleted with its pods", async || {
+        (api.get_opt("short").await.unwrap().is_none() && job_pods(&c, "short").await.is_empty())
+            .then_some(())
+    })
+    .await;
+    assert!(api.get_opt("kept").await.unwrap().is_some(), "no TTL, kept");
+    c.stop().await;
+}

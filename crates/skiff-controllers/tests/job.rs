@@ -474,3 +474,46 @@ async fn finished_jobs_are_deleted_after_their_ttl() {
     assert!(api.get_opt("kept").await.unwrap().is_some(), "no TTL, kept");
     c.stop().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn backoff_limit_per_index_fails_only_that_index() {
+    let c = Cluster::start(0).await;
+    let spec = json!({"completions": 2, "parallelism": 2, "completionMode": "Indexed", "backoffLimitPerIndex": 1});
+    create(&c, job("per", spec)).await;
+    let index_of = |p: &Pod| {
+        p.metadata.annotations.as_ref().unwrap()["batch.kubernetes.io/job-completion-index"].clone()
+    };
+    let mut seen = std::collections::HashSet::new();
+    let mut failures_of_0 = Vec::new();
+    let done = wait_for("per fails", async || {
+        for p in job_pods(&c, "per").await.iter().filter(|p| is_active(p)) {
+            if !seen.insert(p.metadata.name.clone().unwrap()) {
+                continue;
+            }
+            if index_of(p) == "0" {
+                let count = p.metadata.annotations.as_ref().unwrap()["batch.kubernetes.io/job-index-failure-count"].clone();
+                failures_of_0.push(count);
+                finish(&c, p, 1).await;
+            } else {
+                finish(&c, p, 0).await;
+            }
+        }
+        let j = get(&c, "per").await;
+        condition(&j, "Failed").is_some().then_some(j)
+    })
+    .await;
+    assert_eq!(
+        failures_of_0,
+        ["0", "1"],
+        "index 0 ran twice, its failures carried over"
+    );
+    let st = done.status.clone().unwrap();
+    assert_eq!(st.failed_indexes.as_deref(), Some("0"));
+    assert_eq!(st.completed_indexes.as_deref(), Some("1"));
+    assert_eq!((st.failed, st.succeeded), (Some(2), Some(1)));
+    assert_eq!(
+        condition(&done, "Failed").unwrap().reason.as_deref(),
+        Some("FailedIndexes")
+    );
+    c.stop().await;
+}

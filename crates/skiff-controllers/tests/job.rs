@@ -517,3 +517,43 @@ async fn backoff_limit_per_index_fails_only_that_index() {
     );
     c.stop().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn success_policy_completes_early_and_removes_the_rest() {
+    let c = Cluster::start(0).await;
+    let spec = json!({"completions": 3, "parallelism": 3, "completionMode": "Indexed",
+        "successPolicy": {"rules": [{"succeededIndexes": "0"}]}});
+    create(&c, job("leader", spec)).await;
+    let pods = wait_for("3 pods", async || {
+        let p = job_pods(&c, "leader").await;
+        (p.len() == 3).then_some(p)
+    })
+    .await;
+    let leader = pods
+        .iter()
+        .find(|p| {
+            p.metadata.labels.as_ref().unwrap()["batch.kubernetes.io/job-completion-index"] == "0"
+        })
+        .unwrap();
+    finish(&c, leader, 0).await;
+    let done = wait_condition(&c, "leader", "Complete").await;
+    let met = condition(&done, "SuccessCriteriaMet").unwrap();
+    assert_eq!(met.reason.as_deref(), Some("SuccessPolicy"));
+    assert_eq!(met.message.as_deref(), Some("Matched rules at index 0"));
+    assert_eq!(
+        condition(&done, "Complete").unwrap().reason.as_deref(),
+        Some("SuccessPolicy")
+    );
+    let st = done.status.unwrap();
+    assert_eq!(st.completed_indexes.as_deref(), Some("0"));
+    assert_eq!(st.active.unwrap_or(0), 0);
+    wait_for("other pods gone", async || {
+        job_pods(&c, "leader")
+            .await
+            .iter()
+            .all(|p| !is_active(p))
+            .then_some(())
+    })
+    .await;
+    c.stop().await;
+}

@@ -329,7 +329,6 @@ impl JobController {
             self.compute_indexes(ctx);
         }
 
-        let mut suspend_changed = false;
         let mut manage_err = None;
         if ctx.finished_condition.is_some() {
             let active = len32(ctx.active_pods.len());
@@ -370,11 +369,10 @@ impl JobController {
                     now,
                 ));
             } else if manage_called {
-                suspend_changed = self.update_suspend_condition(ctx);
+                self.update_suspend_condition(ctx);
             }
             self.set_counts(ctx, active);
         }
-        let _ = suspend_changed;
         self.track_job_status_and_remove_finalizers(ctx).await?;
         match manage_err {
             Some(e) => Err(e.into()),

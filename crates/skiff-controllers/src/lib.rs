@@ -7,10 +7,12 @@ pub mod deployment;
 pub mod expectations;
 pub mod garbagecollector;
 pub mod informer;
+pub mod job;
 pub mod manager;
 pub mod nodeipam;
 pub mod podutil;
 pub mod replicaset;
+pub mod ttlafterfinished;
 pub mod workqueue;
 
 pub use manager::{ControllerManagerOptions, KNOWN_CONTROLLERS, ManagerError, run};

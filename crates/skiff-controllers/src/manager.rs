@@ -18,9 +18,11 @@ use crate::replicaset::{self, ReplicaController, ReplicaKind};
 pub const KNOWN_CONTROLLERS: &[&str] = &[
     "deployment",
     "garbagecollector",
+    "job",
     "node-ipam-controller",
     "replicaset",
     "replicationcontroller",
+    "ttl-after-finished-controller",
 ];
 
 /// Controllers off unless named explicitly (none of ours yet).
@@ -55,6 +57,10 @@ pub struct ControllerManagerOptions {
     pub concurrent_gc_syncs: usize,
     /// `--concurrent-deployment-syncs`.
     pub concurrent_deployment_syncs: usize,
+    /// `--concurrent-job-syncs`.
+    pub concurrent_job_syncs: usize,
+    /// `--concurrent-ttl-after-finished-syncs`.
+    pub concurrent_ttl_after_finished_syncs: usize,
     /// `--allocate-node-cidrs`: give Nodes podCIDRs from `cluster_cidr`.
     pub allocate_node_cidrs: bool,
     /// `--cluster-cidr`.
@@ -75,6 +81,8 @@ impl ControllerManagerOptions {
             concurrent_rc_syncs: replicaset::DEFAULT_WORKERS,
             concurrent_gc_syncs: crate::garbagecollector::DEFAULT_WORKERS,
             concurrent_deployment_syncs: crate::deployment::DEFAULT_WORKERS,
+            concurrent_job_syncs: crate::job::DEFAULT_WORKERS,
+            concurrent_ttl_after_finished_syncs: crate::ttlafterfinished::DEFAULT_WORKERS,
             allocate_node_cidrs: false,
             cluster_cidr: String::new(),
             node_cidr_mask_size: crate::nodeipam::DEFAULT_NODE_CIDR_MASK_SIZE,
@@ -201,6 +209,23 @@ async fn run_leading(
         let events = recorder(&client, crate::deployment::CONTROLLER_NAME, &opts.identity);
         let c = crate::deployment::DeploymentController::new(client.clone(), &factory, events);
         let (workers, stop) = (opts.concurrent_deployment_syncs, stop_rx.clone());
+        starters.push(Box::new(move |set: &mut JoinSet<()>| {
+            let queue = c.queue();
+            set.spawn(run_workers(c, queue, workers, stop));
+        }));
+    }
+    if opts.is_enabled(crate::job::NAME) {
+        let events = recorder(&client, crate::job::CONTROLLER_NAME, &opts.identity);
+        let c = crate::job::JobController::new(client.clone(), &factory, events);
+        let (workers, stop) = (opts.concurrent_job_syncs, stop_rx.clone());
+        starters.push(Box::new(move |set: &mut JoinSet<()>| {
+            let queue = c.queue();
+            set.spawn(run_workers(c, queue, workers, stop));
+        }));
+    }
+    if opts.is_enabled(crate::ttlafterfinished::NAME) {
+        let c = crate::ttlafterfinished::TtlAfterFinishedController::new(client.clone(), &factory);
+        let (workers, stop) = (opts.concurrent_ttl_after_finished_syncs, stop_rx.clone());
         starters.push(Box::new(move |set: &mut JoinSet<()>| {
             let queue = c.queue();
             set.spawn(run_workers(c, queue, workers, stop));

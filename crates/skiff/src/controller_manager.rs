@@ -33,6 +33,12 @@ pub struct ControllerManagerArgs {
     /// Workers of the Deployment controller.
     #[arg(long, default_value_t = skiff_controllers::deployment::DEFAULT_WORKERS)]
     concurrent_deployment_syncs: usize,
+    /// Workers of the Job controller.
+    #[arg(long, default_value_t = skiff_controllers::job::DEFAULT_WORKERS)]
+    concurrent_job_syncs: usize,
+    /// Workers of the TTL-after-finished controller.
+    #[arg(long, default_value_t = skiff_controllers::ttlafterfinished::DEFAULT_WORKERS)]
+    concurrent_ttl_after_finished_syncs: usize,
 }
 
 impl ControllerManagerArgs {
@@ -44,6 +50,8 @@ impl ControllerManagerArgs {
         opts.concurrent_rc_syncs = self.concurrent_rc_syncs;
         opts.concurrent_gc_syncs = self.concurrent_gc_syncs;
         opts.concurrent_deployment_syncs = self.concurrent_deployment_syncs;
+        opts.concurrent_job_syncs = self.concurrent_job_syncs;
+        opts.concurrent_ttl_after_finished_syncs = self.concurrent_ttl_after_finished_syncs;
         opts.validate()?;
         Ok(opts)
     }

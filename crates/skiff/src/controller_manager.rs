@@ -33,6 +33,9 @@ pub struct ControllerManagerArgs {
     /// Workers of the Deployment controller.
     #[arg(long, default_value_t = skiff_controllers::deployment::DEFAULT_WORKERS)]
     concurrent_deployment_syncs: usize,
+    /// Workers of the DaemonSet controller.
+    #[arg(long, default_value_t = skiff_controllers::daemon::DEFAULT_WORKERS)]
+    concurrent_daemonset_syncs: usize,
 }
 
 impl ControllerManagerArgs {
@@ -44,6 +47,7 @@ impl ControllerManagerArgs {
         opts.concurrent_rc_syncs = self.concurrent_rc_syncs;
         opts.concurrent_gc_syncs = self.concurrent_gc_syncs;
         opts.concurrent_deployment_syncs = self.concurrent_deployment_syncs;
+        opts.concurrent_daemonset_syncs = self.concurrent_daemonset_syncs;
         opts.validate()?;
         Ok(opts)
     }
@@ -102,6 +106,9 @@ mod tests {
             ),
             (5, 5, 5)
         );
+        assert_eq!(a.concurrent_daemonset_syncs, 2);
+        let a = parse(&["--concurrent-daemonset-syncs", "7"]).unwrap();
+        assert_eq!(a.options().unwrap().concurrent_daemonset_syncs, 7);
         assert!(!parse(&["--leader-elect=false"]).unwrap().leader_elect);
         assert!(parse(&["--leader-elect"]).unwrap().leader_elect);
     }

@@ -4,6 +4,7 @@
 //! OnDelete updates; status.
 
 pub mod backoff;
+mod status;
 mod sync;
 mod update;
 pub mod util;

@@ -7,7 +7,8 @@ use k8s_openapi::api::core::v1::{Node, Pod};
 use k8s_openapi::jiff::Timestamp;
 use serde_json::{Value, json};
 
-use super::sync::{NodeToDaemonPods, calculate_status, pods_should_be_on_node};
+use super::status::calculate_status;
+use super::sync::{NodeToDaemonPods, pods_should_be_on_node};
 use super::update::{find_updated_pods_on_node, get_patch, matches_template, plan_rolling_update};
 use super::util_tests::{ds_with, node};
 

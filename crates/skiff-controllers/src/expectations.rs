@@ -90,6 +90,25 @@ impl ControllerExpectations {
         );
     }
 
+    /// Expects `adds` creations and the deletion of the pods `pod_keys` at
+    /// once (upstream's `SetExpectations`, as the DaemonSet controller uses
+    /// it).
+    pub fn set_expectations(&self, key: &str, adds: usize, pod_keys: Vec<String>) {
+        let mut inner = self.lock();
+        let n = i64::try_from(pod_keys.len()).unwrap_or(i64::MAX);
+        inner
+            .deleting
+            .insert(key.to_owned(), pod_keys.into_iter().collect());
+        inner.expectations.insert(
+            key.to_owned(),
+            Expectation {
+                add: i64::try_from(adds).unwrap_or(i64::MAX),
+                del: n,
+                timestamp: Instant::now(),
+            },
+        );
+    }
+
     fn set(&self, key: &str, add: i64, del: i64) {
         self.lock().expectations.insert(
             key.to_owned(),

@@ -3,9 +3,11 @@
 //! controllers under leader election.
 
 pub mod controller;
+pub mod daemon;
 pub mod deployment;
 pub mod expectations;
 pub mod garbagecollector;
+pub mod history;
 pub mod informer;
 pub mod job;
 pub mod manager;

@@ -16,6 +16,7 @@ use crate::replicaset::{self, ReplicaController, ReplicaKind};
 
 /// Controllers this manager knows, by upstream's `--controllers` names.
 pub const KNOWN_CONTROLLERS: &[&str] = &[
+    "daemonset",
     "deployment",
     "garbagecollector",
     "job",
@@ -61,6 +62,8 @@ pub struct ControllerManagerOptions {
     pub concurrent_job_syncs: usize,
     /// `--concurrent-ttl-after-finished-syncs`.
     pub concurrent_ttl_after_finished_syncs: usize,
+    /// `--concurrent-daemonset-syncs`.
+    pub concurrent_daemonset_syncs: usize,
     /// `--allocate-node-cidrs`: give Nodes podCIDRs from `cluster_cidr`.
     pub allocate_node_cidrs: bool,
     /// `--cluster-cidr`.
@@ -83,6 +86,7 @@ impl ControllerManagerOptions {
             concurrent_deployment_syncs: crate::deployment::DEFAULT_WORKERS,
             concurrent_job_syncs: crate::job::DEFAULT_WORKERS,
             concurrent_ttl_after_finished_syncs: crate::ttlafterfinished::DEFAULT_WORKERS,
+            concurrent_daemonset_syncs: crate::daemon::DEFAULT_WORKERS,
             allocate_node_cidrs: false,
             cluster_cidr: String::new(),
             node_cidr_mask_size: crate::nodeipam::DEFAULT_NODE_CIDR_MASK_SIZE,
@@ -226,6 +230,15 @@ async fn run_leading(
     if opts.is_enabled(crate::ttlafterfinished::NAME) {
         let c = crate::ttlafterfinished::TtlAfterFinishedController::new(client.clone(), &factory);
         let (workers, stop) = (opts.concurrent_ttl_after_finished_syncs, stop_rx.clone());
+        starters.push(Box::new(move |set: &mut JoinSet<()>| {
+            let queue = c.queue();
+            set.spawn(run_workers(c, queue, workers, stop));
+        }));
+    }
+    if opts.is_enabled(crate::daemon::CONTROLLER_NAME) {
+        let events = recorder(&client, crate::daemon::CONTROLLER_NAME, &opts.identity);
+        let c = crate::daemon::DaemonSetsController::new(client.clone(), &factory, events);
+        let (workers, stop) = (opts.concurrent_daemonset_syncs, stop_rx.clone());
         starters.push(Box::new(move |set: &mut JoinSet<()>| {
             let queue = c.queue();
             set.spawn(run_workers(c, queue, workers, stop));

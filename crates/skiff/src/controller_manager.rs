@@ -39,6 +39,9 @@ pub struct ControllerManagerArgs {
     /// Workers of the TTL-after-finished controller.
     #[arg(long, default_value_t = skiff_controllers::ttlafterfinished::DEFAULT_WORKERS)]
     concurrent_ttl_after_finished_syncs: usize,
+    /// Workers of the DaemonSet controller.
+    #[arg(long, default_value_t = skiff_controllers::daemon::DEFAULT_WORKERS)]
+    concurrent_daemonset_syncs: usize,
 }
 
 impl ControllerManagerArgs {
@@ -52,6 +55,7 @@ impl ControllerManagerArgs {
         opts.concurrent_deployment_syncs = self.concurrent_deployment_syncs;
         opts.concurrent_job_syncs = self.concurrent_job_syncs;
         opts.concurrent_ttl_after_finished_syncs = self.concurrent_ttl_after_finished_syncs;
+        opts.concurrent_daemonset_syncs = self.concurrent_daemonset_syncs;
         opts.validate()?;
         Ok(opts)
     }
@@ -110,6 +114,9 @@ mod tests {
             ),
             (5, 5, 5)
         );
+        assert_eq!(a.concurrent_daemonset_syncs, 2);
+        let a = parse(&["--concurrent-daemonset-syncs", "7"]).unwrap();
+        assert_eq!(a.options().unwrap().concurrent_daemonset_syncs, 7);
         assert!(!parse(&["--leader-elect=false"]).unwrap().leader_elect);
         assert!(parse(&["--leader-elect"]).unwrap().leader_elect);
     }

@@ -9,8 +9,11 @@ pub mod garbagecollector;
 pub mod informer;
 pub mod manager;
 pub mod nodeipam;
+pub mod nodelifecycle;
+pub mod podgc;
 pub mod podutil;
 pub mod replicaset;
+pub mod tainteviction;
 pub mod workqueue;
 
 pub use manager::{ControllerManagerOptions, KNOWN_CONTROLLERS, ManagerError, run};

@@ -255,6 +255,7 @@ impl NodeLifecycleController {
         let name = node.metadata.name.as_deref().unwrap_or_default();
         let uid = node.metadata.uid.as_deref().unwrap_or_default();
         let mut st = self.lock();
+
         if let Some(q) = st.tainters.get_mut(&zone::zone_key(node)) {
             if !taints::taint_exists(current, &this) {
                 // Not tainted yet: queue afresh even if processed before.
@@ -392,6 +393,7 @@ impl NodeLifecycleController {
             )
         })
         .await
+        .inspect_err(|e| tracing::warn!(node = %name, error = %e, "cannot taint node; will retry"))
         .is_ok()
     }
 }

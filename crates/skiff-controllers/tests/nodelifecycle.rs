@@ -56,9 +56,10 @@ impl Env {
         };
         let mut opts = ControllerManagerOptions::new("nodelifecycle-test".into());
         opts.leader_elect = false;
-        opts.node_lifecycle.node_monitor_period = Duration::from_millis(250);
-        // Renewals every 500 ms can lag by seconds on a loaded machine.
-        opts.node_lifecycle.node_monitor_grace_period = Duration::from_secs(5);
+        opts.node_lifecycle.node_monitor_period = Duration::from_millis(500);
+        // Renewals every 500 ms lag by seconds on a loaded machine; a node
+        // wrongly seen down would take the test with it.
+        opts.node_lifecycle.node_monitor_grace_period = Duration::from_secs(10);
         tune(&mut opts);
         let (stop, rx) = watch::channel(false);
         let manager = {

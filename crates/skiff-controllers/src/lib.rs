@@ -12,8 +12,11 @@ pub mod informer;
 pub mod job;
 pub mod manager;
 pub mod nodeipam;
+pub mod nodelifecycle;
+pub mod podgc;
 pub mod podutil;
 pub mod replicaset;
+pub mod tainteviction;
 pub mod ttlafterfinished;
 pub mod workqueue;
 

@@ -21,8 +21,11 @@ pub const KNOWN_CONTROLLERS: &[&str] = &[
     "garbagecollector",
     "job",
     "node-ipam-controller",
+    "node-lifecycle-controller",
+    "pod-garbage-collector",
     "replicaset",
     "replicationcontroller",
+    "taint-eviction-controller",
     "ttl-after-finished-controller",
 ];
 
@@ -70,6 +73,11 @@ pub struct ControllerManagerOptions {
     pub cluster_cidr: String,
     /// `--node-cidr-mask-size`.
     pub node_cidr_mask_size: u8,
+    /// `--node-monitor-period`, `--node-monitor-grace-period` and the other
+    /// node lifecycle flags.
+    pub node_lifecycle: crate::nodelifecycle::NodeLifecycleOptions,
+    /// `--terminated-pod-gc-threshold` and the collector's timing.
+    pub pod_gc: crate::podgc::PodGcOptions,
 }
 
 impl ControllerManagerOptions {
@@ -90,6 +98,8 @@ impl ControllerManagerOptions {
             allocate_node_cidrs: false,
             cluster_cidr: String::new(),
             node_cidr_mask_size: crate::nodeipam::DEFAULT_NODE_CIDR_MASK_SIZE,
+            node_lifecycle: crate::nodelifecycle::NodeLifecycleOptions::default(),
+            pod_gc: crate::podgc::PodGcOptions::default(),
         }
     }
 
@@ -257,6 +267,38 @@ async fn run_leading(
         let (client, workers, stop) = (client.clone(), opts.concurrent_gc_syncs, stop_rx.clone());
         starters.push(Box::new(move |set: &mut JoinSet<()>| {
             set.spawn(crate::garbagecollector::run(client, workers, stop));
+        }));
+    }
+    if opts.is_enabled(crate::nodelifecycle::CONTROLLER_NAME) {
+        let events = recorder(&client, "node-controller", &opts.identity);
+        let c = crate::nodelifecycle::NodeLifecycleController::new(
+            client.clone(),
+            &factory,
+            events,
+            opts.node_lifecycle.clone(),
+        );
+        let stop = stop_rx.clone();
+        starters.push(Box::new(move |set: &mut JoinSet<()>| {
+            set.spawn(c.run(stop));
+        }));
+    }
+    if opts.is_enabled(crate::tainteviction::CONTROLLER_NAME) {
+        let events = recorder(&client, "taint-eviction-controller", &opts.identity);
+        let c =
+            crate::tainteviction::TaintEvictionController::new(client.clone(), &factory, events);
+        let stop = stop_rx.clone();
+        starters.push(Box::new(move |set: &mut JoinSet<()>| {
+            set.spawn(c.run(
+                crate::tainteviction::TaintEvictionController::DEFAULT_WORKERS,
+                stop,
+            ));
+        }));
+    }
+    if opts.is_enabled(crate::podgc::CONTROLLER_NAME) {
+        let c = crate::podgc::PodGc::new(client.clone(), &factory, opts.pod_gc.clone());
+        let stop = stop_rx.clone();
+        starters.push(Box::new(move |set: &mut JoinSet<()>| {
+            set.spawn(c.run(stop));
         }));
     }
     let mut informers = JoinSet::new();

@@ -36,6 +36,9 @@ pub(crate) fn slot_members(count: usize, tick: u32) -> impl Iterator<Item = usiz
 
 /// Renews (or, if it was deleted, recreates) the Lease of node `index`.
 async fn renew_one(leases: Api<Lease>, shared: Arc<Shared>, index: usize) {
+    if shared.is_paused(index) {
+        return;
+    }
     let name = shared.node_name(index);
     match renew(&leases, &name).await {
         Ok(()) => Stats::inc(&shared.stats.lease_renewals),

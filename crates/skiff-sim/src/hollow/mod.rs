@@ -105,6 +105,8 @@ pub(crate) struct Shared {
     pub client: kube::Client,
     pub config: HollowNodeConfig,
     pub stats: Arc<Stats>,
+    /// Nodes whose heartbeats are stopped (tests of node failure).
+    pub paused: std::sync::Mutex<std::collections::BTreeSet<usize>>,
 }
 
 impl std::fmt::Debug for Shared {
@@ -117,6 +119,13 @@ impl std::fmt::Debug for Shared {
 }
 
 impl Shared {
+    pub fn is_paused(&self, index: usize) -> bool {
+        self.paused
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .contains(&index)
+    }
+
     pub fn node_name(&self, index: usize) -> String {
         format!("{}{index}", self.config.name_prefix)
     }
@@ -172,6 +181,7 @@ impl HollowNodes {
             client,
             config,
             stats: Arc::new(Stats::default()),
+            paused: Default::default(),
         });
         let concurrency = shared.config.concurrency.max(1);
         futures::stream::iter(0..shared.config.count)
@@ -205,6 +215,45 @@ impl HollowNodes {
     /// The podCIDR of node `index`.
     pub fn pod_cidr(&self, index: usize) -> Cidr {
         self.shared.pod_cidr(index)
+    }
+
+    /// Stops renewing node `index`'s Lease, as if its kubelet went away
+    /// (its pods are still served).
+    pub fn stop_heartbeats(&self, index: usize) {
+        self.shared
+            .paused
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .insert(index);
+    }
+
+    /// Resumes node `index`'s heartbeats: renews its Lease and, as a
+    /// kubelet finding its status changed under it, posts healthy
+    /// conditions.
+    pub async fn resume_heartbeats(&self, index: usize) -> Result<(), SimError> {
+        self.shared
+            .paused
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .remove(&index);
+        let name = self.shared.node_name(index);
+        let nodes: Api<Node> = Api::all(self.shared.client.clone());
+        let status =
+            serde_json::json!({"status": {"conditions": node::ready_conditions(&node::now())}});
+        nodes
+            .patch_status(&name, &PatchParams::default(), &Patch::Merge(&status))
+            .await
+            .map_err(|source| SimError::Api {
+                what: format!("posting the status of node {name}"),
+                source,
+            })?;
+        let leases: Api<Lease> = Api::namespaced(self.shared.client.clone(), LEASE_NAMESPACE);
+        leases::renew(&leases, &name)
+            .await
+            .map_err(|source| SimError::Api {
+                what: format!("renewing the lease of {name}"),
+                source,
+            })
     }
 
     /// What the nodes did so far.

@@ -126,7 +126,7 @@ pub(crate) fn now() -> Time {
 }
 
 /// A healthy node's conditions, as the real kubelet reports them.
-fn ready_conditions(now: &Time) -> Vec<NodeCondition> {
+pub(crate) fn ready_conditions(now: &Time) -> Vec<NodeCondition> {
     skiff_kubelet::node::conditions(&skiff_kubelet::node::NodeHealth::default(), &[], now)
 }
 

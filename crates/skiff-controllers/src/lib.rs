@@ -4,6 +4,9 @@
 
 pub mod controller;
 pub mod deployment;
+pub mod endpoint;
+pub mod endpointslice;
+pub mod endpointslicemirroring;
 pub mod expectations;
 pub mod garbagecollector;
 pub mod informer;

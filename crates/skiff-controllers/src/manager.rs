@@ -17,6 +17,9 @@ use crate::replicaset::{self, ReplicaController, ReplicaKind};
 /// Controllers this manager knows, by upstream's `--controllers` names.
 pub const KNOWN_CONTROLLERS: &[&str] = &[
     "deployment",
+    "endpoint",
+    "endpointslice",
+    "endpointslice-mirroring",
     "garbagecollector",
     "node-ipam-controller",
     "replicaset",
@@ -55,6 +58,16 @@ pub struct ControllerManagerOptions {
     pub concurrent_gc_syncs: usize,
     /// `--concurrent-deployment-syncs`.
     pub concurrent_deployment_syncs: usize,
+    /// `--concurrent-endpoint-syncs`.
+    pub concurrent_endpoint_syncs: usize,
+    /// `--concurrent-service-endpoint-syncs`.
+    pub concurrent_service_endpoint_syncs: usize,
+    /// `--max-endpoints-per-slice`.
+    pub max_endpoints_per_slice: usize,
+    /// `--mirroring-concurrent-service-endpoint-syncs`.
+    pub mirroring_concurrent_service_endpoint_syncs: usize,
+    /// `--mirroring-max-endpoints-per-subset`.
+    pub mirroring_max_endpoints_per_subset: usize,
     /// `--allocate-node-cidrs`: give Nodes podCIDRs from `cluster_cidr`.
     pub allocate_node_cidrs: bool,
     /// `--cluster-cidr`.
@@ -75,6 +88,13 @@ impl ControllerManagerOptions {
             concurrent_rc_syncs: replicaset::DEFAULT_WORKERS,
             concurrent_gc_syncs: crate::garbagecollector::DEFAULT_WORKERS,
             concurrent_deployment_syncs: crate::deployment::DEFAULT_WORKERS,
+            concurrent_endpoint_syncs: crate::endpoint::DEFAULT_WORKERS,
+            concurrent_service_endpoint_syncs: crate::endpointslice::DEFAULT_WORKERS,
+            max_endpoints_per_slice: crate::endpointslice::DEFAULT_MAX_ENDPOINTS_PER_SLICE,
+            mirroring_concurrent_service_endpoint_syncs:
+                crate::endpointslicemirroring::DEFAULT_WORKERS,
+            mirroring_max_endpoints_per_subset:
+                crate::endpointslicemirroring::DEFAULT_MAX_ENDPOINTS_PER_SUBSET,
             allocate_node_cidrs: false,
             cluster_cidr: String::new(),
             node_cidr_mask_size: crate::nodeipam::DEFAULT_NODE_CIDR_MASK_SIZE,
@@ -201,6 +221,49 @@ async fn run_leading(
         let events = recorder(&client, crate::deployment::CONTROLLER_NAME, &opts.identity);
         let c = crate::deployment::DeploymentController::new(client.clone(), &factory, events);
         let (workers, stop) = (opts.concurrent_deployment_syncs, stop_rx.clone());
+        starters.push(Box::new(move |set: &mut JoinSet<()>| {
+            let queue = c.queue();
+            set.spawn(run_workers(c, queue, workers, stop));
+        }));
+    }
+    if opts.is_enabled("endpoint") {
+        let events = recorder(&client, crate::endpoint::CONTROLLER_NAME, &opts.identity);
+        let c = crate::endpoint::EndpointController::new(client.clone(), &factory, events);
+        let (workers, stop) = (opts.concurrent_endpoint_syncs, stop_rx.clone());
+        starters.push(Box::new(move |set: &mut JoinSet<()>| {
+            c.enqueue_leftovers();
+            let queue = c.queue();
+            set.spawn(run_workers(c, queue, workers, stop));
+        }));
+    }
+    if opts.is_enabled("endpointslice") {
+        use crate::endpointslice as es;
+        let events = recorder(&client, es::EVENT_SOURCE, &opts.identity);
+        let c = es::EndpointSliceController::new(
+            client.clone(),
+            &factory,
+            events,
+            opts.max_endpoints_per_slice,
+        );
+        let (workers, stop) = (opts.concurrent_service_endpoint_syncs, stop_rx.clone());
+        starters.push(Box::new(move |set: &mut JoinSet<()>| {
+            let queue = c.queue();
+            set.spawn(run_workers(c, queue, workers, stop));
+        }));
+    }
+    if opts.is_enabled("endpointslice-mirroring") {
+        use crate::endpointslicemirroring as m;
+        let events = recorder(&client, m::EVENT_SOURCE, &opts.identity);
+        let c = m::MirroringController::new(
+            client.clone(),
+            &factory,
+            events,
+            opts.mirroring_max_endpoints_per_subset,
+        );
+        let (workers, stop) = (
+            opts.mirroring_concurrent_service_endpoint_syncs,
+            stop_rx.clone(),
+        );
         starters.push(Box::new(move |set: &mut JoinSet<()>| {
             let queue = c.queue();
             set.spawn(run_workers(c, queue, workers, stop));

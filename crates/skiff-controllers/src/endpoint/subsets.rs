@@ -122,14 +122,14 @@ fn addr_key(a: &EndpointAddress) -> AddrKey {
     (a.ip.clone(), uid)
 }
 
-/// A port as a sortable key: (port, name, protocol, appProtocol); port -1
+/// A port as a sortable key: (name, port, protocol, appProtocol); port -1
 /// stands for "no ports".
-type PortKey = (i32, String, String, Option<String>);
+type PortKey = (String, i32, String, Option<String>);
 
 fn port_key(p: &EndpointPort) -> PortKey {
     (
-        p.port,
         p.name.clone().unwrap_or_default(),
+        p.port,
         p.protocol.clone().unwrap_or_default(),
         p.app_protocol.clone(),
     )
@@ -148,7 +148,7 @@ pub fn repack_subsets(subsets: &[EndpointSubset]) -> Vec<EndpointSubset> {
             _ => vec![None],
         };
         for port in ports {
-            let pk = port.map_or((-1, String::new(), String::new(), None), port_key);
+            let pk = port.map_or((String::new(), -1, String::new(), None), port_key);
             let ready = ss.addresses.iter().flatten().map(|a| (a, true));
             let not_ready = ss.not_ready_addresses.iter().flatten().map(|a| (a, false));
             for (addr, is_ready) in ready.chain(not_ready) {

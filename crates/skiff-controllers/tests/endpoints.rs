@@ -6,7 +6,8 @@
 
 mod support;
 
-use k8s_openapi::api::apps::v1::{Deployment, ReplicaSet};
+use futures::StreamExt;
+use k8s_openapi::api::apps::v1::Deployment;
 use k8s_openapi::api::core::v1::{Endpoints, Node, Pod, Service};
 use k8s_openapi::api::discovery::v1::EndpointSlice;
 use kube::Api;
@@ -197,6 +198,28 @@ async fn service_endpoints_follow_a_deployment() {
     scale(&c, "web", 2).await;
     wait_listed(&c, "web", "web", 2).await;
 
+    // A sync with nothing to change writes nothing: touch the Service, then
+    // wait for a second Service's endpoints (work queued after it).
+    let versions = async || {
+        let ep = eps.get("web").await.unwrap().metadata.resource_version;
+        let slices: Vec<_> = slices_of(&c, "web")
+            .await
+            .into_iter()
+            .map(|s| s.metadata.resource_version)
+            .collect();
+        (ep, slices)
+    };
+    let before = versions().await;
+    let services: Api<Service> = Api::default_namespaced(c.client.clone());
+    let touch = json!({"metadata": {"annotations": {"touched": "yes"}}});
+    services
+        .patch("web", &PatchParams::default(), &Patch::Merge(&touch))
+        .await
+        .unwrap();
+    create_service(&c, "probe", Some("web")).await;
+    wait_listed(&c, "probe", "web", 2).await;
+    assert_eq!(versions().await, before);
+
     // kubectl lists both kinds.
     let out = kubectl(&c, &["get", "endpoints,endpointslices", "-n", "default"]).await;
     assert!(out.contains("endpoints/web"), "{out}");
@@ -211,7 +234,6 @@ async fn service_endpoints_follow_a_deployment() {
 
     // Deleting the Service removes its Endpoints; the garbage collector
     // removes its slices.
-    let services: Api<Service> = Api::default_namespaced(c.client.clone());
     services
         .delete("web", &DeleteParams::default())
         .await
@@ -239,17 +261,11 @@ async fn set_status(pods: &Api<Pod>, name: &str, ip: &str, ready: bool, at: &str
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn readiness_and_termination_move_endpoints() {
     let c = Cluster::start(0).await;
-    let nodes: Api<Node> = Api::all(c.client.clone());
-    let node: Node = from(json!({"metadata": {"name": "manual",
-        "labels": {"topology.kubernetes.io/zone": "z1"}}}));
-    nodes.create(&PostParams::default(), &node).await.unwrap();
+    manual_node(&c).await;
     create_service(&c, "app", Some("app")).await;
     let pods = c.pods("default");
     for (name, ip) in [("a", "10.99.0.1"), ("b", "10.99.0.2")] {
-        let mut p = pod_template("app", "manual");
-        p["metadata"]["name"] = json!(name);
-        pods.create(&PostParams::default(), &from(p)).await.unwrap();
-        set_status(&pods, name, ip, true, "2026-01-01T00:00:00Z").await;
+        ready_pod(&pods, "app", name, ip).await;
     }
     let both = vec!["10.99.0.1".to_owned(), "10.99.0.2".to_owned()];
     wait_for("two ready endpoints", async || {
@@ -302,17 +318,42 @@ async fn readiness_and_termination_move_endpoints() {
     c.stop().await;
 }
 
+/// Creates a Node no kubelet runs (pods on it get their status from the
+/// test).
+async fn manual_node(c: &Cluster) {
+    let nodes: Api<Node> = Api::all(c.client.clone());
+    let node: Node = from(json!({"metadata": {"name": "manual",
+        "labels": {"topology.kubernetes.io/zone": "z1"}}}));
+    nodes.create(&PostParams::default(), &node).await.unwrap();
+}
+
+/// Creates pod `name` of `app` on the manual node, Running and Ready at `ip`.
+async fn ready_pod(pods: &Api<Pod>, app: &str, name: &str, ip: &str) {
+    let mut p = pod_template(app, "manual");
+    p["metadata"]["name"] = json!(name);
+    pods.create(&PostParams::default(), &from(p)).await.unwrap();
+    set_status(pods, name, ip, true, "2026-01-01T00:00:00Z").await;
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn many_pods_spread_over_slices_of_at_most_100() {
-    let c = Cluster::start(1).await;
+    // Pods with test-written status: no kubelet to wait for.
+    let c = Cluster::start(0).await;
+    manual_node(&c).await;
+    let pods = c.pods("default");
+    let creates = (0..250).map(|i| {
+        let pods = pods.clone();
+        async move {
+            let ip = format!("10.98.{}.{}", i / 200, i % 200 + 1);
+            ready_pod(&pods, "big", &format!("big-{i}"), &ip).await;
+        }
+    });
+    futures::stream::iter(creates)
+        .buffer_unordered(16)
+        .collect::<Vec<()>>()
+        .await;
+    // The Service comes last, so the controllers write its endpoints once.
     create_service(&c, "big", Some("big")).await;
-    let rs: ReplicaSet = from(json!({
-        "metadata": {"name": "big"},
-        "spec": {"replicas": 250, "selector": {"matchLabels": {"app": "big"}},
-                 "template": pod_template("big", NODE)},
-    }));
-    let api: Api<ReplicaSet> = Api::default_namespaced(c.client.clone());
-    api.create(&PostParams::default(), &rs).await.unwrap();
     wait_listed(&c, "big", "big", 250).await;
     let mut sizes: Vec<usize> = slices_of(&c, "big")
         .await

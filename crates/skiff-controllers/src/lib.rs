@@ -5,6 +5,9 @@
 pub mod controller;
 pub mod daemon;
 pub mod deployment;
+pub mod endpoint;
+pub mod endpointslice;
+pub mod endpointslicemirroring;
 pub mod expectations;
 pub mod garbagecollector;
 pub mod history;

@@ -18,6 +18,9 @@ use crate::replicaset::{self, ReplicaController, ReplicaKind};
 pub const KNOWN_CONTROLLERS: &[&str] = &[
     "daemonset",
     "deployment",
+    "endpoint",
+    "endpointslice",
+    "endpointslice-mirroring",
     "garbagecollector",
     "job",
     "node-ipam-controller",
@@ -67,6 +70,16 @@ pub struct ControllerManagerOptions {
     pub concurrent_ttl_after_finished_syncs: usize,
     /// `--concurrent-daemonset-syncs`.
     pub concurrent_daemonset_syncs: usize,
+    /// `--concurrent-endpoint-syncs`.
+    pub concurrent_endpoint_syncs: usize,
+    /// `--concurrent-service-endpoint-syncs`.
+    pub concurrent_service_endpoint_syncs: usize,
+    /// `--max-endpoints-per-slice`.
+    pub max_endpoints_per_slice: usize,
+    /// `--mirroring-concurrent-service-endpoint-syncs`.
+    pub mirroring_concurrent_service_endpoint_syncs: usize,
+    /// `--mirroring-max-endpoints-per-subset`.
+    pub mirroring_max_endpoints_per_subset: usize,
     /// `--allocate-node-cidrs`: give Nodes podCIDRs from `cluster_cidr`.
     pub allocate_node_cidrs: bool,
     /// `--cluster-cidr`.
@@ -95,6 +108,13 @@ impl ControllerManagerOptions {
             concurrent_job_syncs: crate::job::DEFAULT_WORKERS,
             concurrent_ttl_after_finished_syncs: crate::ttlafterfinished::DEFAULT_WORKERS,
             concurrent_daemonset_syncs: crate::daemon::DEFAULT_WORKERS,
+            concurrent_endpoint_syncs: crate::endpoint::DEFAULT_WORKERS,
+            concurrent_service_endpoint_syncs: crate::endpointslice::DEFAULT_WORKERS,
+            max_endpoints_per_slice: crate::endpointslice::DEFAULT_MAX_ENDPOINTS_PER_SLICE,
+            mirroring_concurrent_service_endpoint_syncs:
+                crate::endpointslicemirroring::DEFAULT_WORKERS,
+            mirroring_max_endpoints_per_subset:
+                crate::endpointslicemirroring::DEFAULT_MAX_ENDPOINTS_PER_SUBSET,
             allocate_node_cidrs: false,
             cluster_cidr: String::new(),
             node_cidr_mask_size: crate::nodeipam::DEFAULT_NODE_CIDR_MASK_SIZE,
@@ -237,6 +257,31 @@ async fn run_leading(
             set.spawn(run_workers(c, queue, workers, stop));
         }));
     }
+    if opts.is_enabled("endpoint") {
+        let events = recorder(&client, crate::endpoint::CONTROLLER_NAME, &opts.identity);
+        let c = crate::endpoint::EndpointController::new(client.clone(), &factory, events);
+        let (workers, stop) = (opts.concurrent_endpoint_syncs, stop_rx.clone());
+        starters.push(Box::new(move |set: &mut JoinSet<()>| {
+            c.enqueue_leftovers();
+            let queue = c.queue();
+            set.spawn(run_workers(c, queue, workers, stop));
+        }));
+    }
+    if opts.is_enabled("endpointslice") {
+        use crate::endpointslice as es;
+        let events = recorder(&client, es::EVENT_SOURCE, &opts.identity);
+        let c = es::EndpointSliceController::new(
+            client.clone(),
+            &factory,
+            events,
+            opts.max_endpoints_per_slice,
+        );
+        let (workers, stop) = (opts.concurrent_service_endpoint_syncs, stop_rx.clone());
+        starters.push(Box::new(move |set: &mut JoinSet<()>| {
+            let queue = c.queue();
+            set.spawn(run_workers(c, queue, workers, stop));
+        }));
+    }
     if opts.is_enabled(crate::ttlafterfinished::NAME) {
         let c = crate::ttlafterfinished::TtlAfterFinishedController::new(client.clone(), &factory);
         let (workers, stop) = (opts.concurrent_ttl_after_finished_syncs, stop_rx.clone());
@@ -249,6 +294,24 @@ async fn run_leading(
         let events = recorder(&client, crate::daemon::CONTROLLER_NAME, &opts.identity);
         let c = crate::daemon::DaemonSetsController::new(client.clone(), &factory, events);
         let (workers, stop) = (opts.concurrent_daemonset_syncs, stop_rx.clone());
+        starters.push(Box::new(move |set: &mut JoinSet<()>| {
+            let queue = c.queue();
+            set.spawn(run_workers(c, queue, workers, stop));
+        }));
+    }
+    if opts.is_enabled("endpointslice-mirroring") {
+        use crate::endpointslicemirroring as m;
+        let events = recorder(&client, m::EVENT_SOURCE, &opts.identity);
+        let c = m::MirroringController::new(
+            client.clone(),
+            &factory,
+            events,
+            opts.mirroring_max_endpoints_per_subset,
+        );
+        let (workers, stop) = (
+            opts.mirroring_concurrent_service_endpoint_syncs,
+            stop_rx.clone(),
+        );
         starters.push(Box::new(move |set: &mut JoinSet<()>| {
             let queue = c.queue();
             set.spawn(run_workers(c, queue, workers, stop));

@@ -42,6 +42,21 @@ pub struct ControllerManagerArgs {
     /// Workers of the DaemonSet controller.
     #[arg(long, default_value_t = skiff_controllers::daemon::DEFAULT_WORKERS)]
     concurrent_daemonset_syncs: usize,
+    /// Workers of the Endpoints controller.
+    #[arg(long, default_value_t = skiff_controllers::endpoint::DEFAULT_WORKERS)]
+    concurrent_endpoint_syncs: usize,
+    /// Workers of the EndpointSlice controller.
+    #[arg(long, default_value_t = skiff_controllers::endpointslice::DEFAULT_WORKERS)]
+    concurrent_service_endpoint_syncs: usize,
+    /// Most endpoints in one EndpointSlice (1 to 1000).
+    #[arg(long, default_value_t = 100, value_parser = clap::value_parser!(u64).range(1..=1000))]
+    max_endpoints_per_slice: u64,
+    /// Workers of the EndpointSlice mirroring controller.
+    #[arg(long, default_value_t = skiff_controllers::endpointslicemirroring::DEFAULT_WORKERS)]
+    mirroring_concurrent_service_endpoint_syncs: usize,
+    /// Most addresses of one Endpoints subset mirrored (1 to 1000).
+    #[arg(long, default_value_t = 1000, value_parser = clap::value_parser!(u64).range(1..=1000))]
+    mirroring_max_endpoints_per_subset: u64,
 }
 
 impl ControllerManagerArgs {
@@ -56,6 +71,13 @@ impl ControllerManagerArgs {
         opts.concurrent_job_syncs = self.concurrent_job_syncs;
         opts.concurrent_ttl_after_finished_syncs = self.concurrent_ttl_after_finished_syncs;
         opts.concurrent_daemonset_syncs = self.concurrent_daemonset_syncs;
+        opts.concurrent_endpoint_syncs = self.concurrent_endpoint_syncs;
+        opts.concurrent_service_endpoint_syncs = self.concurrent_service_endpoint_syncs;
+        opts.max_endpoints_per_slice = usize::try_from(self.max_endpoints_per_slice)?;
+        opts.mirroring_concurrent_service_endpoint_syncs =
+            self.mirroring_concurrent_service_endpoint_syncs;
+        opts.mirroring_max_endpoints_per_subset =
+            usize::try_from(self.mirroring_max_endpoints_per_subset)?;
         opts.validate()?;
         Ok(opts)
     }
@@ -117,6 +139,25 @@ mod tests {
         assert_eq!(a.concurrent_daemonset_syncs, 2);
         let a = parse(&["--concurrent-daemonset-syncs", "7"]).unwrap();
         assert_eq!(a.options().unwrap().concurrent_daemonset_syncs, 7);
+        let o = a.options().unwrap();
+        assert_eq!(
+            (
+                o.concurrent_endpoint_syncs,
+                o.concurrent_service_endpoint_syncs,
+                o.max_endpoints_per_slice,
+                o.mirroring_concurrent_service_endpoint_syncs,
+                o.mirroring_max_endpoints_per_subset
+            ),
+            (5, 5, 100, 5, 1000)
+        );
+        assert!(parse(&["--max-endpoints-per-slice=0"]).is_err());
+        assert!(parse(&["--max-endpoints-per-slice=1001"]).is_err());
+        assert_eq!(
+            parse(&["--max-endpoints-per-slice=1000"])
+                .unwrap()
+                .max_endpoints_per_slice,
+            1000
+        );
         assert!(!parse(&["--leader-elect=false"]).unwrap().leader_elect);
         assert!(parse(&["--leader-elect"]).unwrap().leader_elect);
     }

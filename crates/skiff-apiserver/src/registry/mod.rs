@@ -199,8 +199,7 @@ impl Registry {
         let slice = json!({
             "apiVersion": "discovery.k8s.io/v1", "kind": "EndpointSlice",
             "metadata": {"name": "kubernetes", "namespace": "default",
-                         "labels": {"kubernetes.io/service-name": "kubernetes",
-                                    "endpointslice.kubernetes.io/managed-by": "endpointslicemirroring-controller.k8s.io"}},
+                         "labels": {"kubernetes.io/service-name": "kubernetes"}},
             "addressType": if api_address.is_ipv6() { "IPv6" } else { "IPv4" },
             "endpoints": [{"addresses": [address], "conditions": {"ready": true}}],
             "ports": [{"name": "https", "port": api_port, "protocol": "TCP"}],

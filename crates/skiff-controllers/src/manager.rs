@@ -16,6 +16,7 @@ use crate::replicaset::{self, ReplicaController, ReplicaKind};
 
 /// Controllers this manager knows, by upstream's `--controllers` names.
 pub const KNOWN_CONTROLLERS: &[&str] = &[
+    "cronjob",
     "deployment",
     "garbagecollector",
     "node-ipam-controller",
@@ -55,6 +56,8 @@ pub struct ControllerManagerOptions {
     pub concurrent_gc_syncs: usize,
     /// `--concurrent-deployment-syncs`.
     pub concurrent_deployment_syncs: usize,
+    /// `--concurrent-cron-job-syncs`.
+    pub concurrent_cron_job_syncs: usize,
     /// `--allocate-node-cidrs`: give Nodes podCIDRs from `cluster_cidr`.
     pub allocate_node_cidrs: bool,
     /// `--cluster-cidr`.
@@ -75,6 +78,7 @@ impl ControllerManagerOptions {
             concurrent_rc_syncs: replicaset::DEFAULT_WORKERS,
             concurrent_gc_syncs: crate::garbagecollector::DEFAULT_WORKERS,
             concurrent_deployment_syncs: crate::deployment::DEFAULT_WORKERS,
+            concurrent_cron_job_syncs: crate::cronjob::DEFAULT_WORKERS,
             allocate_node_cidrs: false,
             cluster_cidr: String::new(),
             node_cidr_mask_size: crate::nodeipam::DEFAULT_NODE_CIDR_MASK_SIZE,
@@ -201,6 +205,16 @@ async fn run_leading(
         let events = recorder(&client, crate::deployment::CONTROLLER_NAME, &opts.identity);
         let c = crate::deployment::DeploymentController::new(client.clone(), &factory, events);
         let (workers, stop) = (opts.concurrent_deployment_syncs, stop_rx.clone());
+        starters.push(Box::new(move |set: &mut JoinSet<()>| {
+            let queue = c.queue();
+            set.spawn(run_workers(c, queue, workers, stop));
+        }));
+    }
+    if opts.is_enabled("cronjob") {
+        let events = recorder(&client, crate::cronjob::CONTROLLER_NAME, &opts.identity);
+        let clock = Arc::new(crate::cronjob::RealClock);
+        let c = crate::cronjob::CronJobController::new(client.clone(), &factory, events, clock);
+        let (workers, stop) = (opts.concurrent_cron_job_syncs, stop_rx.clone());
         starters.push(Box::new(move |set: &mut JoinSet<()>| {
             let queue = c.queue();
             set.spawn(run_workers(c, queue, workers, stop));

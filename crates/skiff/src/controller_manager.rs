@@ -33,6 +33,9 @@ pub struct ControllerManagerArgs {
     /// Workers of the Deployment controller.
     #[arg(long, default_value_t = skiff_controllers::deployment::DEFAULT_WORKERS)]
     concurrent_deployment_syncs: usize,
+    /// Workers of the CronJob controller.
+    #[arg(long, default_value_t = skiff_controllers::cronjob::DEFAULT_WORKERS)]
+    concurrent_cron_job_syncs: usize,
 }
 
 impl ControllerManagerArgs {
@@ -44,6 +47,7 @@ impl ControllerManagerArgs {
         opts.concurrent_rc_syncs = self.concurrent_rc_syncs;
         opts.concurrent_gc_syncs = self.concurrent_gc_syncs;
         opts.concurrent_deployment_syncs = self.concurrent_deployment_syncs;
+        opts.concurrent_cron_job_syncs = self.concurrent_cron_job_syncs;
         opts.validate()?;
         Ok(opts)
     }

@@ -399,3 +399,47 @@ async fn suspend_and_unknown_zones_stop_firing() {
     env.wait_jobs("paused", &[job_name("paused", t1)]).await;
     env.stop().await;
 }
+
+#[tokio::test]
+async fn an_existing_run_of_ours_is_adopted_not_duplicated() {
+    let env = Env::start().await;
+    let created = env
+        .create("adopt", json!({"schedule": "*/1 * * * *"}))
+        .await;
+    let cj = env.cronjobs().get("adopt").await.unwrap();
+    let t1 = next_minute(created);
+    // As if we crashed after creating the run but before writing status.
+    let job: Job = serde_json::from_value(json!({
+        "metadata": {
+            "name": job_name("adopt", t1),
+            "labels": {"app": "adopt"},
+            "ownerReferences": [{"apiVersion": "batch/v1", "kind": "CronJob", "name": "adopt",
+                                 "uid": cj.metadata.uid.clone().unwrap(), "controller": true}],
+        },
+        "spec": {"template": {"spec": {
+            "restartPolicy": "Never",
+            "containers": [{"name": "c", "image": "busybox:1"}],
+        }}},
+    }))
+    .unwrap();
+    env.jobs()
+        .create(&PostParams::default(), &job)
+        .await
+        .unwrap();
+    env.tick("adopt", t1);
+    wait_for("the existing run recorded as active", async || {
+        let cj = env.cronjobs().get("adopt").await.unwrap();
+        let last = cj.status?.last_schedule_time?.0;
+        (last == t1 && env.active("adopt").await == [job_name("adopt", t1)]).then_some(())
+    })
+    .await;
+    assert_eq!(env.job_names("adopt").await, [job_name("adopt", t1)]);
+    assert!(
+        env.cluster
+            .events("default", "SuccessfulCreate")
+            .await
+            .is_empty(),
+        "nothing was created"
+    );
+    env.stop().await;
+}

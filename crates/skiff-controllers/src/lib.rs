@@ -3,6 +3,7 @@
 //! controllers under leader election.
 
 pub mod controller;
+pub mod cronjob;
 pub mod daemon;
 pub mod deployment;
 pub mod endpoint;

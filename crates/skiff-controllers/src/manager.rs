@@ -17,6 +17,7 @@ use crate::replicaset::{self, ReplicaController, ReplicaKind};
 /// Controllers this manager knows, by upstream's `--controllers` names.
 pub const KNOWN_CONTROLLERS: &[&str] = &[
     "daemonset",
+    "cronjob",
     "deployment",
     "endpoint",
     "endpointslice",
@@ -80,6 +81,8 @@ pub struct ControllerManagerOptions {
     pub mirroring_concurrent_service_endpoint_syncs: usize,
     /// `--mirroring-max-endpoints-per-subset`.
     pub mirroring_max_endpoints_per_subset: usize,
+    /// `--concurrent-cron-job-syncs`.
+    pub concurrent_cron_job_syncs: usize,
     /// `--allocate-node-cidrs`: give Nodes podCIDRs from `cluster_cidr`.
     pub allocate_node_cidrs: bool,
     /// `--cluster-cidr`.
@@ -115,6 +118,7 @@ impl ControllerManagerOptions {
                 crate::endpointslicemirroring::DEFAULT_WORKERS,
             mirroring_max_endpoints_per_subset:
                 crate::endpointslicemirroring::DEFAULT_MAX_ENDPOINTS_PER_SUBSET,
+            concurrent_cron_job_syncs: crate::cronjob::DEFAULT_WORKERS,
             allocate_node_cidrs: false,
             cluster_cidr: String::new(),
             node_cidr_mask_size: crate::nodeipam::DEFAULT_NODE_CIDR_MASK_SIZE,
@@ -312,6 +316,16 @@ async fn run_leading(
             opts.mirroring_concurrent_service_endpoint_syncs,
             stop_rx.clone(),
         );
+        starters.push(Box::new(move |set: &mut JoinSet<()>| {
+            let queue = c.queue();
+            set.spawn(run_workers(c, queue, workers, stop));
+        }));
+    }
+    if opts.is_enabled("cronjob") {
+        let events = recorder(&client, crate::cronjob::CONTROLLER_NAME, &opts.identity);
+        let clock = Arc::new(crate::cronjob::RealClock);
+        let c = crate::cronjob::CronJobController::new(client.clone(), &factory, events, clock);
+        let (workers, stop) = (opts.concurrent_cron_job_syncs, stop_rx.clone());
         starters.push(Box::new(move |set: &mut JoinSet<()>| {
             let queue = c.queue();
             set.spawn(run_workers(c, queue, workers, stop));

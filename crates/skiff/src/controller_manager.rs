@@ -57,6 +57,9 @@ pub struct ControllerManagerArgs {
     /// Most addresses of one Endpoints subset mirrored (1 to 1000).
     #[arg(long, default_value_t = 1000, value_parser = clap::value_parser!(u64).range(1..=1000))]
     mirroring_max_endpoints_per_subset: u64,
+    /// Workers of the CronJob controller.
+    #[arg(long, default_value_t = skiff_controllers::cronjob::DEFAULT_WORKERS)]
+    concurrent_cron_job_syncs: usize,
 }
 
 impl ControllerManagerArgs {
@@ -78,6 +81,7 @@ impl ControllerManagerArgs {
             self.mirroring_concurrent_service_endpoint_syncs;
         opts.mirroring_max_endpoints_per_subset =
             usize::try_from(self.mirroring_max_endpoints_per_subset)?;
+        opts.concurrent_cron_job_syncs = self.concurrent_cron_job_syncs;
         opts.validate()?;
         Ok(opts)
     }

@@ -8,9 +8,12 @@ pub mod expectations;
 pub mod garbagecollector;
 pub mod informer;
 pub mod manager;
+pub mod namespace;
 pub mod nodeipam;
 pub mod podutil;
 pub mod replicaset;
+pub mod rootcacertpublisher;
+pub mod serviceaccount;
 pub mod workqueue;
 
 pub use manager::{ControllerManagerOptions, KNOWN_CONTROLLERS, ManagerError, run};

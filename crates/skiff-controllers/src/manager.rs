@@ -18,9 +18,12 @@ use crate::replicaset::{self, ReplicaController, ReplicaKind};
 pub const KNOWN_CONTROLLERS: &[&str] = &[
     "deployment",
     "garbagecollector",
+    "namespace",
     "node-ipam-controller",
     "replicaset",
     "replicationcontroller",
+    "root-ca-cert-publisher",
+    "serviceaccount",
 ];
 
 /// Controllers off unless named explicitly (none of ours yet).
@@ -61,6 +64,12 @@ pub struct ControllerManagerOptions {
     pub cluster_cidr: String,
     /// `--node-cidr-mask-size`.
     pub node_cidr_mask_size: u8,
+    /// `--concurrent-namespace-syncs`.
+    pub concurrent_namespace_syncs: usize,
+    /// The cluster CA bundle (PEM) the root CA publisher puts in every
+    /// namespace (`--root-ca-file`, else the kubeconfig's CA); without it
+    /// the publisher does not run.
+    pub root_ca: Option<String>,
 }
 
 impl ControllerManagerOptions {
@@ -78,6 +87,8 @@ impl ControllerManagerOptions {
             allocate_node_cidrs: false,
             cluster_cidr: String::new(),
             node_cidr_mask_size: crate::nodeipam::DEFAULT_NODE_CIDR_MASK_SIZE,
+            concurrent_namespace_syncs: crate::namespace::DEFAULT_WORKERS,
+            root_ca: None,
         }
     }
 
@@ -221,6 +232,7 @@ async fn run_leading(
             set.spawn(crate::garbagecollector::run(client, workers, stop));
         }));
     }
+    start_namespace_controllers(opts, &client, &factory, &stop_rx, &mut starters);
     let mut informers = JoinSet::new();
     factory.start(&mut informers, stop_rx.clone());
     let mut still_leading = std::pin::pin!(async {
@@ -246,6 +258,56 @@ async fn run_leading(
     }
     stop_tx.send_replace(true);
     informers.shutdown().await;
+}
+
+/// The namespace, ServiceAccount and root CA publisher controllers.
+fn start_namespace_controllers(
+    opts: &ControllerManagerOptions,
+    client: &kube::Client,
+    factory: &InformerFactory,
+    stop: &watch::Receiver<bool>,
+    starters: &mut Vec<Starter>,
+) {
+    if opts.is_enabled(crate::namespace::CONTROLLER_NAME) {
+        let c = crate::namespace::NamespaceController::new(client.clone(), factory);
+        let (workers, stop) = (opts.concurrent_namespace_syncs, stop.clone());
+        starters.push(Box::new(move |set: &mut JoinSet<()>| {
+            let queue = c.queue();
+            set.spawn(run_workers(c, queue, workers, stop));
+        }));
+    }
+    if opts.is_enabled(crate::serviceaccount::CONTROLLER_NAME) {
+        let c = crate::serviceaccount::ServiceAccountsController::new(client.clone(), factory);
+        let stop = stop.clone();
+        starters.push(Box::new(move |set: &mut JoinSet<()>| {
+            let queue = c.queue();
+            set.spawn(run_workers(
+                c,
+                queue,
+                crate::serviceaccount::DEFAULT_WORKERS,
+                stop,
+            ));
+        }));
+    }
+    if opts.is_enabled(crate::rootcacertpublisher::CONTROLLER_NAME) {
+        match &opts.root_ca {
+            Some(ca) => {
+                let c =
+                    crate::rootcacertpublisher::Publisher::new(client.clone(), factory, ca.clone());
+                let stop = stop.clone();
+                starters.push(Box::new(move |set: &mut JoinSet<()>| {
+                    let queue = c.queue();
+                    set.spawn(run_workers(
+                        c,
+                        queue,
+                        crate::rootcacertpublisher::DEFAULT_WORKERS,
+                        stop,
+                    ));
+                }));
+            }
+            None => tracing::warn!("no root CA given: root-ca-cert-publisher not started"),
+        }
+    }
 }
 
 /// Spawns a controller's workers once the caches are synced.

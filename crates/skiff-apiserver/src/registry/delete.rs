@@ -6,6 +6,7 @@
 //! the garbage collector.
 
 use bytes::Bytes;
+use futures::StreamExt;
 use http::{Response, StatusCode};
 use serde_json::{Value, json};
 use skiff_api::field::{Error as FieldError, ErrorList, Path};
@@ -25,6 +26,9 @@ pub const ORPHAN_FINALIZER: &str = "orphan";
 /// The finalizer that makes the garbage collector delete the dependents
 /// first.
 pub const FOREGROUND_FINALIZER: &str = "foregroundDeletion";
+
+/// Deletions a deletecollection runs at once.
+const DELETE_COLLECTION_WORKERS: usize = 16;
 
 /// `metav1.DeleteOptions` of a delete request (body and query).
 #[derive(Debug, Default, Clone, PartialEq)]
@@ -112,29 +116,43 @@ impl Registry {
             .list(&prefix, ListOptions::default())
             .await
             .map_err(|e| list_error(e, call.query))?;
-        let mut deleted = Vec::new();
+        let mut matching = Vec::new();
         for kv in &page.kvs {
             let obj = decode(kv)?;
-            if !matches(info, &labels, &fields, &obj) {
-                continue;
+            if matches(info, &labels, &fields, &obj) {
+                matching.push(obj);
             }
-            let name = meta::meta_str(&obj, "name").to_owned();
-            let sub = Call {
-                info,
-                req: call.req,
-                query: call.query,
-                body: call.body.clone(),
-                output: Output::Json,
-                patch_type: None,
-                format: body::BodyFormat::Json,
-                user_agent: call.user_agent,
-                user: call.user,
-            };
-            match self.delete(&sub, &name).await {
-                Ok(_) => deleted.push(obj),
-                // Gone meanwhile: nothing left to delete.
-                Err(ApiError::NotFound { .. }) => {}
-                Err(e) => return Err(e),
+        }
+        // Several deletions at once (upstream's DeleteCollectionWorkers):
+        // the store commits concurrent writes together.
+        let results: Vec<Result<Option<Value>, ApiError>> =
+            futures::stream::iter(matching.into_iter().map(|obj| async move {
+                let name = meta::meta_str(&obj, "name").to_owned();
+                let sub = Call {
+                    info,
+                    req: call.req,
+                    query: call.query,
+                    body: call.body.clone(),
+                    output: Output::Json,
+                    patch_type: None,
+                    format: body::BodyFormat::Json,
+                    user_agent: call.user_agent,
+                    user: call.user,
+                };
+                match self.delete(&sub, &name).await {
+                    Ok(_) => Ok(Some(obj)),
+                    // Gone meanwhile: nothing left to delete.
+                    Err(ApiError::NotFound { .. }) => Ok(None),
+                    Err(e) => Err(e),
+                }
+            }))
+            .buffered(DELETE_COLLECTION_WORKERS)
+            .collect()
+            .await;
+        let mut deleted = Vec::new();
+        for r in results {
+            if let Some(obj) = r? {
+                deleted.push(obj);
             }
         }
         let list = json!({

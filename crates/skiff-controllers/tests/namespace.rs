@@ -319,6 +319,21 @@ async fn content_with_a_finalizer_holds_the_namespace_until_released() {
         .collect();
     assert_eq!(names, ["keep"], "everything else is gone");
     assert!(nss.get_opt("held").await.unwrap().is_some());
+    // Deleting it again is a conflict while it terminates.
+    let err = nss
+        .delete("held", &DeleteParams::default())
+        .await
+        .unwrap_err();
+    match err {
+        kube::Error::Api(s) => {
+            assert_eq!(s.code, 409);
+            assert_eq!(
+                s.message,
+                "Operation cannot be fulfilled on namespaces \"held\": The system is ensuring all content is removed from this namespace.  Upon completion, this namespace will automatically be purged by the system."
+            );
+        }
+        other => panic!("{other}"),
+    }
 
     // Someone releases the finalizer: the namespace completes.
     cms.patch(

@@ -61,6 +61,7 @@ impl Registry {
             let current = self.current(info, &key, name).await?;
             let old = decode(&current)?;
             check_preconditions(info, name, &old, &options, current.mod_revision)?;
+            check_namespace_redelete(info, name, &old)?;
             let grace = grace_period(info, &old, &options);
             let mut obj = old.clone();
             add_propagation_finalizer(&mut obj, options.propagation)?;
@@ -394,6 +395,28 @@ pub(super) fn parse_delete_options(
     })
 }
 
+/// A namespace already terminating stays until the namespace controller
+/// (or whoever owns its `spec.finalizers`) finalizes it: deleting it again
+/// is a conflict, as upstream's namespace storage answers.
+fn check_namespace_redelete(info: &ResourceInfo, name: &str, obj: &Value) -> Result<(), ApiError> {
+    let terminating = info.group.is_empty()
+        && info.plural == "namespaces"
+        && !meta::meta_str(obj, "deletionTimestamp").is_empty();
+    let spec_finalizers = obj
+        .pointer("/spec/finalizers")
+        .and_then(Value::as_array)
+        .is_some_and(|f| !f.is_empty());
+    if terminating && spec_finalizers {
+        return Err(ApiError::Conflict {
+            group: String::new(),
+            resource: "namespaces".into(),
+            name: name.to_owned(),
+            reason: "The system is ensuring all content is removed from this namespace.  Upon completion, this namespace will automatically be purged by the system.".into(),
+        });
+    }
+    Ok(())
+}
+
 fn check_preconditions(
     info: &ResourceInfo,
     name: &str,
@@ -450,6 +473,24 @@ mod tests {
         assert_eq!(grace_period(pods(), &done, &none), Some(0));
         let cms = skiff_api::resources::by_gvr("", "v1", "configmaps").unwrap();
         assert_eq!(grace_period(cms, &running, &none), None);
+    }
+
+    #[test]
+    fn a_terminating_namespace_cannot_be_deleted_again() {
+        let nss = skiff_api::resources::by_gvr("", "v1", "namespaces").unwrap();
+        let active = json!({"metadata": {"name": "x"}, "spec": {"finalizers": ["kubernetes"]}});
+        assert!(check_namespace_redelete(nss, "x", &active).is_ok());
+        let terminating = json!({"metadata": {"name": "x", "deletionTimestamp": "2026-01-01T00:00:00Z"}, "spec": {"finalizers": ["kubernetes"]}});
+        let err = check_namespace_redelete(nss, "x", &terminating).unwrap_err();
+        assert_eq!(err.code(), 409);
+        assert_eq!(
+            err.to_string(),
+            "Operation cannot be fulfilled on namespaces \"x\": The system is ensuring all content is removed from this namespace.  Upon completion, this namespace will automatically be purged by the system."
+        );
+        let finalized = json!({"metadata": {"name": "x", "deletionTimestamp": "2026-01-01T00:00:00Z", "finalizers": ["orphan"]}, "spec": {"finalizers": []}});
+        assert!(check_namespace_redelete(nss, "x", &finalized).is_ok());
+        let cms = skiff_api::resources::by_gvr("", "v1", "configmaps").unwrap();
+        assert!(check_namespace_redelete(cms, "x", &terminating).is_ok());
     }
 
     #[test]

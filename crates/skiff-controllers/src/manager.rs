@@ -10,25 +10,29 @@ use skiff_client::{EventRecorder, EventSink, LeaderElectionConfig, Leadership};
 use tokio::sync::watch;
 use tokio::task::JoinSet;
 
-use crate::controller::run_workers;
+use crate::controller::{Reconciler, run_workers};
 use crate::informer::InformerFactory;
 use crate::replicaset::{self, ReplicaController, ReplicaKind};
+use crate::workqueue::WorkQueue;
 
 /// Controllers this manager knows, by upstream's `--controllers` names.
 pub const KNOWN_CONTROLLERS: &[&str] = &[
-    "daemonset",
     "cronjob",
+    "daemonset",
     "deployment",
     "endpoint",
     "endpointslice",
     "endpointslice-mirroring",
     "garbagecollector",
     "job",
+    "namespace",
     "node-ipam-controller",
     "node-lifecycle-controller",
     "pod-garbage-collector",
     "replicaset",
     "replicationcontroller",
+    "root-ca-cert-publisher",
+    "serviceaccount",
     "taint-eviction-controller",
     "ttl-after-finished-controller",
 ];
@@ -94,6 +98,12 @@ pub struct ControllerManagerOptions {
     pub node_lifecycle: crate::nodelifecycle::NodeLifecycleOptions,
     /// `--terminated-pod-gc-threshold` and the collector's timing.
     pub pod_gc: crate::podgc::PodGcOptions,
+    /// `--concurrent-namespace-syncs`.
+    pub concurrent_namespace_syncs: usize,
+    /// The cluster CA bundle (PEM) the root CA publisher puts in every
+    /// namespace (`--root-ca-file`, else the kubeconfig's CA); without it
+    /// the publisher does not run.
+    pub root_ca: Option<String>,
 }
 
 impl ControllerManagerOptions {
@@ -124,6 +134,8 @@ impl ControllerManagerOptions {
             node_cidr_mask_size: crate::nodeipam::DEFAULT_NODE_CIDR_MASK_SIZE,
             node_lifecycle: crate::nodelifecycle::NodeLifecycleOptions::default(),
             pod_gc: crate::podgc::PodGcOptions::default(),
+            concurrent_namespace_syncs: crate::namespace::DEFAULT_WORKERS,
+            root_ca: None,
         }
     }
 
@@ -246,20 +258,22 @@ async fn run_leading(
     if opts.is_enabled("deployment") {
         let events = recorder(&client, crate::deployment::CONTROLLER_NAME, &opts.identity);
         let c = crate::deployment::DeploymentController::new(client.clone(), &factory, events);
-        let (workers, stop) = (opts.concurrent_deployment_syncs, stop_rx.clone());
-        starters.push(Box::new(move |set: &mut JoinSet<()>| {
-            let queue = c.queue();
-            set.spawn(run_workers(c, queue, workers, stop));
-        }));
+        starters.push(workers_of(
+            c.queue(),
+            c,
+            opts.concurrent_deployment_syncs,
+            &stop_rx,
+        ));
     }
     if opts.is_enabled(crate::job::NAME) {
         let events = recorder(&client, crate::job::CONTROLLER_NAME, &opts.identity);
         let c = crate::job::JobController::new(client.clone(), &factory, events);
-        let (workers, stop) = (opts.concurrent_job_syncs, stop_rx.clone());
-        starters.push(Box::new(move |set: &mut JoinSet<()>| {
-            let queue = c.queue();
-            set.spawn(run_workers(c, queue, workers, stop));
-        }));
+        starters.push(workers_of(
+            c.queue(),
+            c,
+            opts.concurrent_job_syncs,
+            &stop_rx,
+        ));
     }
     if opts.is_enabled("endpoint") {
         let events = recorder(&client, crate::endpoint::CONTROLLER_NAME, &opts.identity);
@@ -280,28 +294,27 @@ async fn run_leading(
             events,
             opts.max_endpoints_per_slice,
         );
-        let (workers, stop) = (opts.concurrent_service_endpoint_syncs, stop_rx.clone());
-        starters.push(Box::new(move |set: &mut JoinSet<()>| {
-            let queue = c.queue();
-            set.spawn(run_workers(c, queue, workers, stop));
-        }));
+        let workers = opts.concurrent_service_endpoint_syncs;
+        starters.push(workers_of(c.queue(), c, workers, &stop_rx));
     }
     if opts.is_enabled(crate::ttlafterfinished::NAME) {
         let c = crate::ttlafterfinished::TtlAfterFinishedController::new(client.clone(), &factory);
-        let (workers, stop) = (opts.concurrent_ttl_after_finished_syncs, stop_rx.clone());
-        starters.push(Box::new(move |set: &mut JoinSet<()>| {
-            let queue = c.queue();
-            set.spawn(run_workers(c, queue, workers, stop));
-        }));
+        starters.push(workers_of(
+            c.queue(),
+            c,
+            opts.concurrent_ttl_after_finished_syncs,
+            &stop_rx,
+        ));
     }
     if opts.is_enabled(crate::daemon::CONTROLLER_NAME) {
         let events = recorder(&client, crate::daemon::CONTROLLER_NAME, &opts.identity);
         let c = crate::daemon::DaemonSetsController::new(client.clone(), &factory, events);
-        let (workers, stop) = (opts.concurrent_daemonset_syncs, stop_rx.clone());
-        starters.push(Box::new(move |set: &mut JoinSet<()>| {
-            let queue = c.queue();
-            set.spawn(run_workers(c, queue, workers, stop));
-        }));
+        starters.push(workers_of(
+            c.queue(),
+            c,
+            opts.concurrent_daemonset_syncs,
+            &stop_rx,
+        ));
     }
     if opts.is_enabled("endpointslice-mirroring") {
         use crate::endpointslicemirroring as m;
@@ -312,24 +325,23 @@ async fn run_leading(
             events,
             opts.mirroring_max_endpoints_per_subset,
         );
-        let (workers, stop) = (
+        starters.push(workers_of(
+            c.queue(),
+            c,
             opts.mirroring_concurrent_service_endpoint_syncs,
-            stop_rx.clone(),
-        );
-        starters.push(Box::new(move |set: &mut JoinSet<()>| {
-            let queue = c.queue();
-            set.spawn(run_workers(c, queue, workers, stop));
-        }));
+            &stop_rx,
+        ));
     }
     if opts.is_enabled("cronjob") {
         let events = recorder(&client, crate::cronjob::CONTROLLER_NAME, &opts.identity);
         let clock = Arc::new(crate::cronjob::RealClock);
         let c = crate::cronjob::CronJobController::new(client.clone(), &factory, events, clock);
-        let (workers, stop) = (opts.concurrent_cron_job_syncs, stop_rx.clone());
-        starters.push(Box::new(move |set: &mut JoinSet<()>| {
-            let queue = c.queue();
-            set.spawn(run_workers(c, queue, workers, stop));
-        }));
+        starters.push(workers_of(
+            c.queue(),
+            c,
+            opts.concurrent_cron_job_syncs,
+            &stop_rx,
+        ));
     }
     if opts.allocate_node_cidrs
         && opts.is_enabled(crate::nodeipam::CONTROLLER_NAME)
@@ -378,6 +390,7 @@ async fn run_leading(
             set.spawn(c.run(stop));
         }));
     }
+    start_namespace_controllers(opts, &client, &factory, &stop_rx, &mut starters);
     let mut informers = JoinSet::new();
     factory.start(&mut informers, stop_rx.clone());
     let mut still_leading = std::pin::pin!(async {
@@ -405,8 +418,56 @@ async fn run_leading(
     informers.shutdown().await;
 }
 
+/// The namespace, ServiceAccount and root CA publisher controllers.
+fn start_namespace_controllers(
+    opts: &ControllerManagerOptions,
+    client: &kube::Client,
+    factory: &InformerFactory,
+    stop: &watch::Receiver<bool>,
+    starters: &mut Vec<Starter>,
+) {
+    if opts.is_enabled(crate::namespace::CONTROLLER_NAME) {
+        let c = crate::namespace::NamespaceController::new(client.clone(), factory);
+        starters.push(workers_of(
+            c.queue(),
+            c,
+            opts.concurrent_namespace_syncs,
+            stop,
+        ));
+    }
+    if opts.is_enabled(crate::serviceaccount::CONTROLLER_NAME) {
+        let c = crate::serviceaccount::ServiceAccountsController::new(client.clone(), factory);
+        let workers = crate::serviceaccount::DEFAULT_WORKERS;
+        starters.push(workers_of(c.queue(), c, workers, stop));
+    }
+    if opts.is_enabled(crate::rootcacertpublisher::CONTROLLER_NAME) {
+        match &opts.root_ca {
+            Some(ca) => {
+                let c =
+                    crate::rootcacertpublisher::Publisher::new(client.clone(), factory, ca.clone());
+                let workers = crate::rootcacertpublisher::DEFAULT_WORKERS;
+                starters.push(workers_of(c.queue(), c, workers, stop));
+            }
+            None => tracing::warn!("no root CA given: root-ca-cert-publisher not started"),
+        }
+    }
+}
+
 /// Spawns a controller's workers once the caches are synced.
 type Starter = Box<dyn FnOnce(&mut JoinSet<()>) + Send>;
+
+/// A starter for `workers` workers of a controller on its queue.
+fn workers_of<R: Reconciler>(
+    queue: Arc<WorkQueue<String>>,
+    c: Arc<R>,
+    workers: usize,
+    stop: &watch::Receiver<bool>,
+) -> Starter {
+    let stop = stop.clone();
+    Box::new(move |set: &mut JoinSet<()>| {
+        set.spawn(run_workers(c, queue, workers, stop));
+    })
+}
 
 fn start<K: ReplicaKind>(
     client: &kube::Client,
@@ -417,11 +478,7 @@ fn start<K: ReplicaKind>(
 ) -> Starter {
     let events = recorder(client, K::CONTROLLER_NAME, &opts.identity);
     let c = ReplicaController::<K>::new(client.clone(), factory, events);
-    let stop = stop.clone();
-    Box::new(move |set: &mut JoinSet<()>| {
-        let queue = c.queue();
-        set.spawn(run_workers(c, queue, workers, stop));
-    })
+    workers_of(c.queue(), c, workers, stop)
 }
 
 #[cfg(test)]

@@ -2,7 +2,9 @@
 //! API server through a kubeconfig; also the in-process one of
 //! `skiff server`.
 
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
+
+use anyhow::Context;
 use std::process::ExitCode;
 
 use skiff_controllers::ControllerManagerOptions;
@@ -60,6 +62,13 @@ pub struct ControllerManagerArgs {
     /// Workers of the CronJob controller.
     #[arg(long, default_value_t = skiff_controllers::cronjob::DEFAULT_WORKERS)]
     concurrent_cron_job_syncs: usize,
+    /// Workers of the namespace controller.
+    #[arg(long, default_value_t = skiff_controllers::namespace::DEFAULT_WORKERS)]
+    concurrent_namespace_syncs: usize,
+    /// CA bundle (PEM) published to every namespace as kube-root-ca.crt;
+    /// the kubeconfig's CA when not given.
+    #[arg(long)]
+    root_ca_file: Option<PathBuf>,
 }
 
 impl ControllerManagerArgs {
@@ -82,6 +91,12 @@ impl ControllerManagerArgs {
         opts.mirroring_max_endpoints_per_subset =
             usize::try_from(self.mirroring_max_endpoints_per_subset)?;
         opts.concurrent_cron_job_syncs = self.concurrent_cron_job_syncs;
+        opts.concurrent_namespace_syncs = self.concurrent_namespace_syncs;
+        if let Some(path) = &self.root_ca_file {
+            let pem = std::fs::read_to_string(path)
+                .with_context(|| format!("reading --root-ca-file {}", path.display()))?;
+            opts.root_ca = Some(pem);
+        }
         opts.validate()?;
         Ok(opts)
     }
@@ -89,8 +104,14 @@ impl ControllerManagerArgs {
 
 /// The in-process controller manager's options inside `skiff server`:
 /// as k3s, it gives Nodes podCIDRs from `cluster_cidr`.
-pub fn server_options(cluster_cidr: &str) -> ControllerManagerOptions {
+/// The root CA publisher publishes the server's CA.
+pub fn server_options(cluster_cidr: &str, data_dir: &Path) -> ControllerManagerOptions {
     let mut opts = ControllerManagerOptions::new(skiff_client::holder_identity());
+    let ca = skiff_apiserver::pki::tls_dir(data_dir).join("server-ca.crt");
+    match std::fs::read_to_string(&ca) {
+        Ok(pem) => opts.root_ca = Some(pem),
+        Err(err) => tracing::warn!(path = %ca.display(), error = %err, "cannot read the server CA"),
+    }
     opts.allocate_node_cidrs = true;
     opts.cluster_cidr = cluster_cidr.to_owned();
     opts
@@ -102,7 +123,16 @@ pub fn main(args: ControllerManagerArgs) -> ExitCode {
 }
 
 async fn run(args: ControllerManagerArgs) -> anyhow::Result<()> {
-    let opts = args.options()?;
+    let mut opts = args.options()?;
+    if opts.root_ca.is_none() {
+        // As upstream: the CA the controller manager trusts the API server by.
+        let kc = kube::config::Kubeconfig::read_from(&args.kubeconfig)
+            .with_context(|| format!("reading kubeconfig {}", args.kubeconfig.display()))?;
+        let cfg = kube::Config::from_custom_kubeconfig(kc, &Default::default())
+            .await
+            .context("loading kubeconfig")?;
+        opts.root_ca = skiff_controllers::rootcacertpublisher::root_ca_from_config(&cfg);
+    }
     let client = crate::scheduler::client_from_kubeconfig(&args.kubeconfig).await?;
     crate::until_signal("controller manager", |stop_rx| {
         skiff_controllers::run(opts, client, stop_rx)
@@ -164,6 +194,19 @@ mod tests {
         );
         assert!(!parse(&["--leader-elect=false"]).unwrap().leader_elect);
         assert!(parse(&["--leader-elect"]).unwrap().leader_elect);
+        assert_eq!(a.concurrent_namespace_syncs, 10);
+        assert!(a.options().unwrap().root_ca.is_none());
+    }
+
+    #[test]
+    fn root_ca_file_is_read() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("ca.crt");
+        std::fs::write(&path, "PEM").unwrap();
+        let a = parse(&["--root-ca-file", path.to_str().unwrap()]).unwrap();
+        assert_eq!(a.options().unwrap().root_ca.as_deref(), Some("PEM"));
+        let a = parse(&["--root-ca-file", "/nonexistent/ca.crt"]).unwrap();
+        assert!(a.options().is_err());
     }
 
     #[test]

@@ -150,7 +150,8 @@ async fn run(args: ServerArgs) -> anyhow::Result<()> {
         None
     } else {
         let client = crate::scheduler::client_from_kubeconfig(&args.write_kubeconfig).await?;
-        let opts = crate::controller_manager::server_options(&args.agent.cluster_cidr);
+        let opts =
+            crate::controller_manager::server_options(&args.agent.cluster_cidr, &args.data_dir);
         Some(tokio::spawn(skiff_controllers::run(
             opts,
             client,

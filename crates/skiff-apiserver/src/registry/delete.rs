@@ -6,6 +6,7 @@
 //! the garbage collector.
 
 use bytes::Bytes;
+use futures::StreamExt;
 use http::{Response, StatusCode};
 use serde_json::{Value, json};
 use skiff_api::field::{Error as FieldError, ErrorList, Path};
@@ -25,6 +26,9 @@ pub const ORPHAN_FINALIZER: &str = "orphan";
 /// The finalizer that makes the garbage collector delete the dependents
 /// first.
 pub const FOREGROUND_FINALIZER: &str = "foregroundDeletion";
+
+/// Deletions a deletecollection runs at once.
+const DELETE_COLLECTION_WORKERS: usize = 16;
 
 /// `metav1.DeleteOptions` of a delete request (body and query).
 #[derive(Debug, Default, Clone, PartialEq)]
@@ -57,6 +61,7 @@ impl Registry {
             let current = self.current(info, &key, name).await?;
             let old = decode(&current)?;
             check_preconditions(info, name, &old, &options, current.mod_revision)?;
+            check_namespace_redelete(info, name, &old)?;
             let grace = grace_period(info, &old, &options);
             let mut obj = old.clone();
             add_propagation_finalizer(&mut obj, options.propagation)?;
@@ -112,29 +117,43 @@ impl Registry {
             .list(&prefix, ListOptions::default())
             .await
             .map_err(|e| list_error(e, call.query))?;
-        let mut deleted = Vec::new();
+        let mut matching = Vec::new();
         for kv in &page.kvs {
             let obj = decode(kv)?;
-            if !matches(info, &labels, &fields, &obj) {
-                continue;
+            if matches(info, &labels, &fields, &obj) {
+                matching.push(obj);
             }
-            let name = meta::meta_str(&obj, "name").to_owned();
-            let sub = Call {
-                info,
-                req: call.req,
-                query: call.query,
-                body: call.body.clone(),
-                output: Output::Json,
-                patch_type: None,
-                format: body::BodyFormat::Json,
-                user_agent: call.user_agent,
-                user: call.user,
-            };
-            match self.delete(&sub, &name).await {
-                Ok(_) => deleted.push(obj),
-                // Gone meanwhile: nothing left to delete.
-                Err(ApiError::NotFound { .. }) => {}
-                Err(e) => return Err(e),
+        }
+        // Several deletions at once (upstream's DeleteCollectionWorkers):
+        // the store commits concurrent writes together.
+        let results: Vec<Result<Option<Value>, ApiError>> =
+            futures::stream::iter(matching.into_iter().map(|obj| async move {
+                let name = meta::meta_str(&obj, "name").to_owned();
+                let sub = Call {
+                    info,
+                    req: call.req,
+                    query: call.query,
+                    body: call.body.clone(),
+                    output: Output::Json,
+                    patch_type: None,
+                    format: body::BodyFormat::Json,
+                    user_agent: call.user_agent,
+                    user: call.user,
+                };
+                match self.delete(&sub, &name).await {
+                    Ok(_) => Ok(Some(obj)),
+                    // Gone meanwhile: nothing left to delete.
+                    Err(ApiError::NotFound { .. }) => Ok(None),
+                    Err(e) => Err(e),
+                }
+            }))
+            .buffered(DELETE_COLLECTION_WORKERS)
+            .collect()
+            .await;
+        let mut deleted = Vec::new();
+        for r in results {
+            if let Some(obj) = r? {
+                deleted.push(obj);
             }
         }
         let list = json!({
@@ -376,6 +395,28 @@ pub(super) fn parse_delete_options(
     })
 }
 
+/// A namespace already terminating stays until the namespace controller
+/// (or whoever owns its `spec.finalizers`) finalizes it: deleting it again
+/// is a conflict, as upstream's namespace storage answers.
+fn check_namespace_redelete(info: &ResourceInfo, name: &str, obj: &Value) -> Result<(), ApiError> {
+    let terminating = info.group.is_empty()
+        && info.plural == "namespaces"
+        && !meta::meta_str(obj, "deletionTimestamp").is_empty();
+    let spec_finalizers = obj
+        .pointer("/spec/finalizers")
+        .and_then(Value::as_array)
+        .is_some_and(|f| !f.is_empty());
+    if terminating && spec_finalizers {
+        return Err(ApiError::Conflict {
+            group: String::new(),
+            resource: "namespaces".into(),
+            name: name.to_owned(),
+            reason: "The system is ensuring all content is removed from this namespace.  Upon completion, this namespace will automatically be purged by the system.".into(),
+        });
+    }
+    Ok(())
+}
+
 fn check_preconditions(
     info: &ResourceInfo,
     name: &str,
@@ -432,6 +473,24 @@ mod tests {
         assert_eq!(grace_period(pods(), &done, &none), Some(0));
         let cms = skiff_api::resources::by_gvr("", "v1", "configmaps").unwrap();
         assert_eq!(grace_period(cms, &running, &none), None);
+    }
+
+    #[test]
+    fn a_terminating_namespace_cannot_be_deleted_again() {
+        let nss = skiff_api::resources::by_gvr("", "v1", "namespaces").unwrap();
+        let active = json!({"metadata": {"name": "x"}, "spec": {"finalizers": ["kubernetes"]}});
+        assert!(check_namespace_redelete(nss, "x", &active).is_ok());
+        let terminating = json!({"metadata": {"name": "x", "deletionTimestamp": "2026-01-01T00:00:00Z"}, "spec": {"finalizers": ["kubernetes"]}});
+        let err = check_namespace_redelete(nss, "x", &terminating).unwrap_err();
+        assert_eq!(err.code(), 409);
+        assert_eq!(
+            err.to_string(),
+            "Operation cannot be fulfilled on namespaces \"x\": The system is ensuring all content is removed from this namespace.  Upon completion, this namespace will automatically be purged by the system."
+        );
+        let finalized = json!({"metadata": {"name": "x", "deletionTimestamp": "2026-01-01T00:00:00Z", "finalizers": ["orphan"]}, "spec": {"finalizers": []}});
+        assert!(check_namespace_redelete(nss, "x", &finalized).is_ok());
+        let cms = skiff_api::resources::by_gvr("", "v1", "configmaps").unwrap();
+        assert!(check_namespace_redelete(cms, "x", &terminating).is_ok());
     }
 
     #[test]

@@ -28,6 +28,7 @@ pub const KNOWN_CONTROLLERS: &[&str] = &[
     "pod-garbage-collector",
     "replicaset",
     "replicationcontroller",
+    "statefulset",
     "taint-eviction-controller",
     "ttl-after-finished-controller",
 ];
@@ -70,6 +71,8 @@ pub struct ControllerManagerOptions {
     pub concurrent_ttl_after_finished_syncs: usize,
     /// `--concurrent-daemonset-syncs`.
     pub concurrent_daemonset_syncs: usize,
+    /// `--concurrent-statefulset-syncs`.
+    pub concurrent_statefulset_syncs: usize,
     /// `--concurrent-endpoint-syncs`.
     pub concurrent_endpoint_syncs: usize,
     /// `--concurrent-service-endpoint-syncs`.
@@ -108,6 +111,7 @@ impl ControllerManagerOptions {
             concurrent_job_syncs: crate::job::DEFAULT_WORKERS,
             concurrent_ttl_after_finished_syncs: crate::ttlafterfinished::DEFAULT_WORKERS,
             concurrent_daemonset_syncs: crate::daemon::DEFAULT_WORKERS,
+            concurrent_statefulset_syncs: crate::statefulset::DEFAULT_WORKERS,
             concurrent_endpoint_syncs: crate::endpoint::DEFAULT_WORKERS,
             concurrent_service_endpoint_syncs: crate::endpointslice::DEFAULT_WORKERS,
             max_endpoints_per_slice: crate::endpointslice::DEFAULT_MAX_ENDPOINTS_PER_SLICE,
@@ -294,6 +298,15 @@ async fn run_leading(
         let events = recorder(&client, crate::daemon::CONTROLLER_NAME, &opts.identity);
         let c = crate::daemon::DaemonSetsController::new(client.clone(), &factory, events);
         let (workers, stop) = (opts.concurrent_daemonset_syncs, stop_rx.clone());
+        starters.push(Box::new(move |set: &mut JoinSet<()>| {
+            let queue = c.queue();
+            set.spawn(run_workers(c, queue, workers, stop));
+        }));
+    }
+    if opts.is_enabled(crate::statefulset::CONTROLLER_NAME) {
+        let events = recorder(&client, crate::statefulset::CONTROLLER_NAME, &opts.identity);
+        let c = crate::statefulset::StatefulSetController::new(client.clone(), &factory, events);
+        let (workers, stop) = (opts.concurrent_statefulset_syncs, stop_rx.clone());
         starters.push(Box::new(move |set: &mut JoinSet<()>| {
             let queue = c.queue();
             set.spawn(run_workers(c, queue, workers, stop));

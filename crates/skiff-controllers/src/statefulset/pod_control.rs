@@ -68,7 +68,9 @@ impl StatefulSetController {
         }
     }
 
-    /// Upstream's `recordClaimEvent`.
+    /// Upstream's `recordClaimEvent`. The action names the claim so the
+    /// recorder's series (keyed by reason and action, not note) keep claim
+    /// and pod events apart.
     fn record_claim_event(
         &self,
         verb: &str,
@@ -87,14 +89,14 @@ impl StatefulSetController {
                 set,
                 true,
                 &format!("Successful{}", title(verb)),
-                &title(verb),
+                &format!("{}Claim", title(verb)),
                 format!("{verb} Claim {c} Pod {p} in StatefulSet {s} success"),
             ),
             Some(e) => self.event(
                 set,
                 false,
                 &format!("Failed{}", title(verb)),
-                &title(verb),
+                &format!("{}Claim", title(verb)),
                 format!("{verb} Claim {c} for Pod {p} in StatefulSet {s} failed error: {e}"),
             ),
         }

@@ -169,7 +169,10 @@ fn stateful_set(name: &str, replicas: i32, extra: Value) -> StatefulSet {
 
 /// Records, in order, the names of pods of `app` as they are added and as
 /// they are first seen terminating or deleted.
-fn record_pod_order(env: &Env, app: &str) -> (Arc<Mutex<Vec<String>>>, Arc<Mutex<Vec<String>>>) {
+/// Pod names in the order they were seen.
+type Seen = Arc<Mutex<Vec<String>>>;
+
+fn record_pod_order(env: &Env, app: &str) -> (Seen, Seen) {
     let (added, removed) = (
         Arc::new(Mutex::new(Vec::new())),
         Arc::new(Mutex::new(Vec::new())),

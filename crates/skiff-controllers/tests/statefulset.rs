@@ -409,3 +409,55 @@ async fn rolling_update_with_partition_then_full_rollout_and_undo() {
     assert_eq!(revs[1], (first, 3));
     env.stop().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn parallel_creates_all_at_once_and_recreates_failed_pods() {
+    let env = Env::start(1).await;
+    // No node fits: the pods stay Pending, which OrderedReady would wait on.
+    let extra = json!({
+        "podManagementPolicy": "Parallel",
+        "template": {
+            "metadata": {"labels": {"app": "par"}},
+            "spec": {"nodeSelector": {"no-such": "node"},
+                     "containers": [{"name": "c", "image": "nginx:1"}]}
+        }
+    });
+    env.sts()
+        .create(&PostParams::default(), &stateful_set("par", 3, extra))
+        .await
+        .unwrap();
+    let pods = wait_for("three pending pods", async || {
+        let pods = env.c.active_pods("default", "app=par").await;
+        (pods.len() == 3).then_some(pods)
+    })
+    .await;
+    let victim = pods
+        .iter()
+        .find(|p| p.metadata.name.as_deref() == Some("par-1"))
+        .unwrap();
+    let old_uid = victim.metadata.uid.clone().unwrap();
+    let api: Api<Pod> = Api::namespaced(env.c.client.clone(), "default");
+    api.patch_status(
+        "par-1",
+        &PatchParams::default(),
+        &Patch::Merge(json!({"status": {"phase": "Failed"}})),
+    )
+    .await
+    .unwrap();
+    wait_for("par-1 recreated", async || {
+        let p = api.get_opt("par-1").await.unwrap()?;
+        (p.metadata.uid.as_deref() != Some(old_uid.as_str())
+            && p.metadata.deletion_timestamp.is_none())
+        .then_some(())
+    })
+    .await;
+    let events = env.c.events("default", "RecreatingFailedPod").await;
+    assert_eq!(
+        events[0].note.as_deref(),
+        Some("StatefulSet default/par is recreating failed Pod par-1"),
+        "{events:?}"
+    );
+    let set = env.sts().get("par").await.unwrap();
+    assert_eq!(set.status.unwrap().ready_replicas, Some(0));
+    env.stop().await;
+}

@@ -461,3 +461,53 @@ async fn parallel_creates_all_at_once_and_recreates_failed_pods() {
     assert_eq!(set.status.unwrap().ready_replicas, Some(0));
     env.stop().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn when_scaled_delete_removes_the_claims_of_scaled_down_pods() {
+    let env = Env::start(1).await;
+    let sc: StorageClass = serde_json::from_value(json!({
+        "metadata": {"name": "local"}, "provisioner": "example.com/none",
+        "volumeBindingMode": "WaitForFirstConsumer"
+    }))
+    .unwrap();
+    Api::<StorageClass>::all(env.c.client.clone())
+        .create(&PostParams::default(), &sc)
+        .await
+        .unwrap();
+    let extra = json!({
+        "persistentVolumeClaimRetentionPolicy": {"whenDeleted": "Retain", "whenScaled": "Delete"},
+        "volumeClaimTemplates": [{
+            "metadata": {"name": "data"},
+            "spec": {"accessModes": ["ReadWriteOnce"], "storageClassName": "local",
+                     "resources": {"requests": {"storage": "1Gi"}}}
+        }]
+    });
+    env.sts()
+        .create(&PostParams::default(), &stateful_set("kv", 2, extra))
+        .await
+        .unwrap();
+    env.wait_settled("kv", &["kv-0", "kv-1"], 2).await;
+    let claims: Api<PersistentVolumeClaim> = Api::namespaced(env.c.client.clone(), "default");
+    let names = async || {
+        let mut v: Vec<String> = claims
+            .list(&ListParams::default().labels("app=kv"))
+            .await
+            .unwrap()
+            .items
+            .into_iter()
+            .filter(|c| c.metadata.deletion_timestamp.is_none())
+            .map(|c| c.metadata.name.unwrap())
+            .collect();
+        v.sort();
+        v
+    };
+    assert_eq!(names().await, ["data-kv-0", "data-kv-1"]);
+    env.patch("kv", json!({"spec": {"replicas": 1}})).await;
+    env.wait_settled("kv", &["kv-0"], 1).await;
+    // The scaled-down pod owned its claim, so the claim goes with it.
+    wait_for("data-kv-1 deleted", async || {
+        (names().await == ["data-kv-0"]).then_some(())
+    })
+    .await;
+    env.stop().await;
+}

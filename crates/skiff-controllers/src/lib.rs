@@ -23,6 +23,7 @@ pub mod podutil;
 pub mod replicaset;
 pub mod rootcacertpublisher;
 pub mod serviceaccount;
+pub mod statefulset;
 pub mod tainteviction;
 pub mod ttlafterfinished;
 pub mod workqueue;

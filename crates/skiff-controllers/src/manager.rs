@@ -33,6 +33,7 @@ pub const KNOWN_CONTROLLERS: &[&str] = &[
     "replicationcontroller",
     "root-ca-cert-publisher",
     "serviceaccount",
+    "statefulset",
     "taint-eviction-controller",
     "ttl-after-finished-controller",
 ];
@@ -75,6 +76,8 @@ pub struct ControllerManagerOptions {
     pub concurrent_ttl_after_finished_syncs: usize,
     /// `--concurrent-daemonset-syncs`.
     pub concurrent_daemonset_syncs: usize,
+    /// `--concurrent-statefulset-syncs`.
+    pub concurrent_statefulset_syncs: usize,
     /// `--concurrent-endpoint-syncs`.
     pub concurrent_endpoint_syncs: usize,
     /// `--concurrent-service-endpoint-syncs`.
@@ -121,6 +124,7 @@ impl ControllerManagerOptions {
             concurrent_job_syncs: crate::job::DEFAULT_WORKERS,
             concurrent_ttl_after_finished_syncs: crate::ttlafterfinished::DEFAULT_WORKERS,
             concurrent_daemonset_syncs: crate::daemon::DEFAULT_WORKERS,
+            concurrent_statefulset_syncs: crate::statefulset::DEFAULT_WORKERS,
             concurrent_endpoint_syncs: crate::endpoint::DEFAULT_WORKERS,
             concurrent_service_endpoint_syncs: crate::endpointslice::DEFAULT_WORKERS,
             max_endpoints_per_slice: crate::endpointslice::DEFAULT_MAX_ENDPOINTS_PER_SLICE,
@@ -315,6 +319,12 @@ async fn run_leading(
             opts.concurrent_daemonset_syncs,
             &stop_rx,
         ));
+    }
+    if opts.is_enabled(crate::statefulset::CONTROLLER_NAME) {
+        let events = recorder(&client, crate::statefulset::CONTROLLER_NAME, &opts.identity);
+        let c = crate::statefulset::StatefulSetController::new(client.clone(), &factory, events);
+        let workers = opts.concurrent_statefulset_syncs;
+        starters.push(workers_of(c.queue(), c, workers, &stop_rx));
     }
     if opts.is_enabled("endpointslice-mirroring") {
         use crate::endpointslicemirroring as m;

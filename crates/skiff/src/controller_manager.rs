@@ -44,6 +44,9 @@ pub struct ControllerManagerArgs {
     /// Workers of the DaemonSet controller.
     #[arg(long, default_value_t = skiff_controllers::daemon::DEFAULT_WORKERS)]
     concurrent_daemonset_syncs: usize,
+    /// Workers of the StatefulSet controller.
+    #[arg(long, default_value_t = skiff_controllers::statefulset::DEFAULT_WORKERS)]
+    concurrent_statefulset_syncs: usize,
     /// Workers of the Endpoints controller.
     #[arg(long, default_value_t = skiff_controllers::endpoint::DEFAULT_WORKERS)]
     concurrent_endpoint_syncs: usize,
@@ -83,6 +86,7 @@ impl ControllerManagerArgs {
         opts.concurrent_job_syncs = self.concurrent_job_syncs;
         opts.concurrent_ttl_after_finished_syncs = self.concurrent_ttl_after_finished_syncs;
         opts.concurrent_daemonset_syncs = self.concurrent_daemonset_syncs;
+        opts.concurrent_statefulset_syncs = self.concurrent_statefulset_syncs;
         opts.concurrent_endpoint_syncs = self.concurrent_endpoint_syncs;
         opts.concurrent_service_endpoint_syncs = self.concurrent_service_endpoint_syncs;
         opts.max_endpoints_per_slice = usize::try_from(self.max_endpoints_per_slice)?;
@@ -173,6 +177,9 @@ mod tests {
         assert_eq!(a.concurrent_daemonset_syncs, 2);
         let a = parse(&["--concurrent-daemonset-syncs", "7"]).unwrap();
         assert_eq!(a.options().unwrap().concurrent_daemonset_syncs, 7);
+        assert_eq!(a.concurrent_statefulset_syncs, 5);
+        let a = parse(&["--concurrent-statefulset-syncs", "3"]).unwrap();
+        assert_eq!(a.options().unwrap().concurrent_statefulset_syncs, 3);
         let o = a.options().unwrap();
         assert_eq!(
             (

@@ -18,6 +18,7 @@ use crate::replicaset::{self, ReplicaController, ReplicaKind};
 pub const KNOWN_CONTROLLERS: &[&str] = &[
     "daemonset",
     "deployment",
+    "disruption",
     "endpoint",
     "endpointslice",
     "endpointslice-mirroring",
@@ -280,6 +281,14 @@ async fn run_leading(
         starters.push(Box::new(move |set: &mut JoinSet<()>| {
             let queue = c.queue();
             set.spawn(run_workers(c, queue, workers, stop));
+        }));
+    }
+    if opts.is_enabled(crate::disruption::NAME) {
+        let events = recorder(&client, crate::disruption::CONTROLLER_NAME, &opts.identity);
+        let c = crate::disruption::DisruptionController::new(client.clone(), &factory, events);
+        let stop = stop_rx.clone();
+        starters.push(Box::new(move |set: &mut JoinSet<()>| {
+            set.spawn(c.run(stop));
         }));
     }
     if opts.is_enabled(crate::ttlafterfinished::NAME) {

@@ -339,3 +339,76 @@ fn condition_opt(p: &PodDisruptionBudget) -> Option<(String, String)> {
         .find(|c| c.type_ == "DisruptionAllowed")?;
     Some((c.status.clone(), c.reason.clone()))
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn unhealthy_pod_eviction_policy_is_enforced_on_eviction() {
+    let env = Env {
+        c: Cluster::start(1).await,
+    };
+    let pods = env.c.pods("default");
+    for (name, node) in [("h1", NODE), ("h2", NODE), ("sick", "nowhere")] {
+        let p: Pod = serde_json::from_value(json!({
+            "metadata": {"name": name, "labels": {"app": "mixed"}},
+            "spec": {"nodeName": node, "containers": [{"name": "c", "image": "busybox:1"}]},
+        }))
+        .unwrap();
+        pods.create(&PostParams::default(), &p).await.unwrap();
+    }
+    // Running but not ready: not exempt from the budget as a pending pod is.
+    let mut sick = pods.get_status("sick").await.unwrap();
+    let status = sick.status.get_or_insert_with(Default::default);
+    status.phase = Some("Running".into());
+    status.conditions = Some(vec![
+        serde_json::from_value(json!({"type": "Ready", "status": "False"})).unwrap(),
+    ]);
+    pods.replace_status("sick", &PostParams::default(), &sick)
+        .await
+        .unwrap();
+    env.pdbs()
+        .create(
+            &PostParams::default(),
+            &pdb("mixed", "mixed", json!({"minAvailable": 3})),
+        )
+        .await
+        .unwrap();
+    env.wait_status("mixed", "2 of 3 healthy", |s| numbers(s) == (2, 3, 3, 0))
+        .await;
+    let api: Api<Pod> = Api::namespaced(no_retry_client(&env.c).await, "default");
+    // IfHealthyBudget (the default): the budget is not met, so no.
+    let err = api
+        .evict("sick", &EvictParams::default())
+        .await
+        .unwrap_err();
+    assert!(
+        matches!(err, kube::Error::Api(ref s) if s.code == 429),
+        "{err:?}"
+    );
+    env.pdbs()
+        .patch(
+            "mixed",
+            &PatchParams::default(),
+            &Patch::Merge(json!({"spec": {"unhealthyPodEvictionPolicy": "AlwaysAllow"}})),
+        )
+        .await
+        .unwrap();
+    env.wait_status("mixed", "new generation observed", |s| {
+        numbers(s) == (2, 3, 3, 0)
+    })
+    .await;
+    api.evict("sick", &EvictParams::default()).await.unwrap();
+    // A healthy pod is still guarded.
+    let err = api.evict("h1", &EvictParams::default()).await.unwrap_err();
+    assert!(
+        matches!(err, kube::Error::Api(ref s) if s.code == 429),
+        "{err:?}"
+    );
+    let p = env.pdbs().get("mixed").await.unwrap();
+    assert!(
+        p.status
+            .unwrap()
+            .disrupted_pods
+            .is_none_or(|d| !d.contains_key("sick")),
+        "evicting an unhealthy pod takes nothing from the budget"
+    );
+    env.c.stop().await;
+}

@@ -222,6 +222,40 @@ async fn max_unavailable_percent_scales_with_the_deployment() {
         .await;
     assert_eq!(condition(&p), ("True".into(), "SufficientPods".into()));
 
+    // A pod controlled by the Deployment itself, which no built-in finder
+    // covers: its scale comes from deployments/scale.
+    let uid = env
+        .deployments()
+        .get("api")
+        .await
+        .unwrap()
+        .metadata
+        .uid
+        .unwrap();
+    let direct: Pod = serde_json::from_value(json!({
+        "metadata": {"name": "direct", "labels": {"app": "direct"}, "ownerReferences": [{
+            "apiVersion": "apps/v1", "kind": "Deployment", "name": "api", "uid": uid, "controller": true
+        }]},
+        "spec": {"nodeName": NODE, "containers": [{"name": "c", "image": "busybox:1"}]},
+    }))
+    .unwrap();
+    env.c
+        .pods("default")
+        .create(&PostParams::default(), &direct)
+        .await
+        .unwrap();
+    env.pdbs()
+        .create(
+            &PostParams::default(),
+            &pdb("direct", "direct", json!({"maxUnavailable": 1})),
+        )
+        .await
+        .unwrap();
+    env.wait_status("direct", "scale from the scale subresource", |s| {
+        numbers(s) == (1, 4, 5, 0)
+    })
+    .await;
+
     // A spec change is observed with a new generation.
     env.pdbs()
         .patch(
@@ -315,13 +349,16 @@ async fn events_for_no_pods_unmanaged_pods_and_unknown_controllers() {
     })
     .await;
     let msg = p.status.unwrap().conditions.unwrap()[0].message.clone();
-    assert_eq!(msg, "found no controllers for pod \"odd\"");
+    assert_eq!(
+        msg,
+        "no matches for kind \"Thing\" in version \"example.com/v1\""
+    );
     wait_for("CalculateExpectedPodCountFailed event", async || {
         let e = env.c.events("default", "CalculateExpectedPodCountFailed").await;
         e.iter()
             .any(|e| {
                 e.note.as_deref()
-                    == Some("Failed to calculate the number of expected pods: found no controllers for pod \"odd\"")
+                    == Some("Failed to calculate the number of expected pods: no matches for kind \"Thing\" in version \"example.com/v1\"")
             })
             .then_some(())
     })

@@ -1,14 +1,16 @@
 //! One PodDisruptionBudget's sync (upstream's `sync` / `trySync`) and the
 //! finders of the pods' controllers' scale.
 
+use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::Duration;
 
 use k8s_openapi::api::core::v1::{ObjectReference, Pod};
 use k8s_openapi::api::policy::v1::PodDisruptionBudget;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::OwnerReference;
+use k8s_openapi::apimachinery::pkg::util::intstr::IntOrString;
 use k8s_openapi::jiff::Timestamp;
-use kube::api::{Api, PostParams};
+use kube::api::{Api, DynamicObject, GroupVersionKind, PostParams};
 use kube::runtime::reflector::ObjectRef;
 use skiff_api::selector::labels::from_label_selector;
 use skiff_client::events::PendingEvent;
@@ -69,7 +71,21 @@ impl DisruptionController {
             self.event(pdb, true, "NoPods", "No matching pods found".to_owned());
         }
         let spec = pdb.spec.clone().unwrap_or_default();
-        let expected = expected_pod_count(&spec, &pods, |r, ns| self.find_controller(r, ns))
+        let uses_scale = spec.max_unavailable.is_some()
+            || matches!(spec.min_available, Some(IntOrString::String(_)));
+        let scaled = if uses_scale {
+            self.scale_controllers(&pods).await
+        } else {
+            Ok(HashMap::new())
+        };
+        let expected = scaled
+            .and_then(|scaled| {
+                expected_pod_count(&spec, &pods, |r, ns| {
+                    Ok(self
+                        .find_controller(r, ns)?
+                        .or_else(|| scaled.get(&r.uid).cloned()))
+                })
+            })
             .map_err(|e| {
                 self.event(
                     pdb,
@@ -148,6 +164,71 @@ impl DisruptionController {
         api.replace_status(name, &PostParams::default(), &new)
             .await
             .map(|_| ())
+    }
+
+    /// The controllers, by the pods' controllerRef UID, that no built-in
+    /// finder knows, found through their scale subresource (upstream's
+    /// `getScaleController`).
+    async fn scale_controllers(
+        &self,
+        pods: &[Arc<Pod>],
+    ) -> Result<HashMap<String, ControllerAndScale>, String> {
+        let mut out = HashMap::new();
+        let mut seen = std::collections::HashSet::new();
+        for pod in pods {
+            let Some(r) = controller_of(&pod.metadata) else {
+                continue;
+            };
+            let ns = pod.metadata.namespace.as_deref().unwrap_or("");
+            if !seen.insert(r.uid.clone()) || self.find_controller(r, ns)?.is_some() {
+                continue;
+            }
+            if let Some(c) = self.find_scale_controller(r, ns).await? {
+                out.insert(r.uid.clone(), c);
+            }
+        }
+        Ok(out)
+    }
+
+    async fn find_scale_controller(
+        &self,
+        r: &OwnerReference,
+        ns: &str,
+    ) -> Result<Option<ControllerAndScale>, String> {
+        let group = api_group(&r.api_version)?;
+        let version = r.api_version.rsplit('/').next().unwrap_or("");
+        let gvk = GroupVersionKind::gvk(group, version, &r.kind);
+        let Ok((resource, caps)) = kube::discovery::pinned_kind(&self.client, &gvk).await else {
+            return Err(format!(
+                "no matches for kind {:?} in version {:?}",
+                r.kind, r.api_version
+            ));
+        };
+        let api: Api<DynamicObject> = Api::namespaced_with(self.client.clone(), ns, &resource);
+        let scale = match api.get_scale(&r.name).await {
+            Ok(scale) => scale,
+            Err(kube::Error::Api(e)) if e.code == 404 => {
+                if !caps.subresources.iter().any(|(s, _)| s.plural == "scale") {
+                    return Err(format!(
+                        "{} does not implement the scale subresource",
+                        if group.is_empty() {
+                            resource.plural.clone()
+                        } else {
+                            format!("{}.{group}", resource.plural)
+                        }
+                    ));
+                }
+                return Ok(None);
+            }
+            Err(e) => return Err(e.to_string()),
+        };
+        if scale.metadata.uid.as_deref() != Some(r.uid.as_str()) {
+            return Ok(None);
+        }
+        Ok(Some(ControllerAndScale {
+            uid: r.uid.clone(),
+            scale: scale.spec.and_then(|s| s.replicas).unwrap_or(0),
+        }))
     }
 
     /// The controller owning pods through `r`, tried as upstream's finders

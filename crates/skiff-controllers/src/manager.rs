@@ -20,6 +20,7 @@ pub const KNOWN_CONTROLLERS: &[&str] = &[
     "cronjob",
     "daemonset",
     "deployment",
+    "disruption",
     "endpoint",
     "endpointslice",
     "endpointslice-mirroring",
@@ -300,6 +301,14 @@ async fn run_leading(
         );
         let workers = opts.concurrent_service_endpoint_syncs;
         starters.push(workers_of(c.queue(), c, workers, &stop_rx));
+    }
+    if opts.is_enabled(crate::disruption::NAME) {
+        let events = recorder(&client, crate::disruption::CONTROLLER_NAME, &opts.identity);
+        let c = crate::disruption::DisruptionController::new(client.clone(), &factory, events);
+        let stop = stop_rx.clone();
+        starters.push(Box::new(move |set: &mut JoinSet<()>| {
+            set.spawn(c.run(stop));
+        }));
     }
     if opts.is_enabled(crate::ttlafterfinished::NAME) {
         let c = crate::ttlafterfinished::TtlAfterFinishedController::new(client.clone(), &factory);

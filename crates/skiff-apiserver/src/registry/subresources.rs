@@ -210,6 +210,11 @@ impl Registry {
                 }
             };
             let pdb_name = meta::meta_str(&pdb, "name").to_owned();
+            if unhealthy_pod_may_go(&pdb, pod) {
+                // An unready pod does not count as healthy: evicting it
+                // takes nothing from the budget.
+                return Ok(());
+            }
             let observed = pdb
                 .pointer("/status/observedGeneration")
                 .and_then(Value::as_i64)
@@ -470,6 +475,36 @@ fn to_scale(info: &ResourceInfo, obj: &Value) -> Value {
     })
 }
 
+/// Whether an unready pod may be evicted without using the budget
+/// (upstream's `unhealthyPodEvictionPolicy`): always with `AlwaysAllow`;
+/// otherwise (`IfHealthyBudget`, the default) only while the budget's
+/// healthy pods meet its desired number.
+fn unhealthy_pod_may_go(pdb: &Value, pod: &Value) -> bool {
+    let ready = pod
+        .pointer("/status/conditions")
+        .and_then(Value::as_array)
+        .into_iter()
+        .flatten()
+        .any(|c| c["type"] == "Ready" && c["status"] == "True");
+    if ready {
+        return false;
+    }
+    if pdb
+        .pointer("/spec/unhealthyPodEvictionPolicy")
+        .and_then(Value::as_str)
+        == Some("AlwaysAllow")
+    {
+        return true;
+    }
+    let status = |f: &str| {
+        pdb.pointer(&format!("/status/{f}"))
+            .and_then(Value::as_i64)
+            .unwrap_or(0)
+    };
+    let desired = status("desiredHealthy");
+    status("currentHealthy") >= desired && desired > 0
+}
+
 #[cfg(test)]
 #[allow(clippy::unwrap_used)]
 mod tests {
@@ -500,5 +535,35 @@ mod tests {
         let c = pod["status"]["conditions"].as_array().unwrap();
         assert_eq!(c.len(), 1);
         assert_eq!(c[0]["status"], "True");
+    }
+
+    #[test]
+    fn unhealthy_pod_eviction_policy() {
+        let pod =
+            |ready: &str| json!({"status": {"conditions": [{"type": "Ready", "status": ready}]}});
+        let pdb = |policy: Option<&str>, current: i64, desired: i64| {
+            let mut p = json!({"spec": {}, "status": {"currentHealthy": current, "desiredHealthy": desired}});
+            if let Some(policy) = policy {
+                p["spec"]["unhealthyPodEvictionPolicy"] = json!(policy);
+            }
+            p
+        };
+        // (policy, currentHealthy, desiredHealthy, pod ready, bypasses the budget)
+        let cases = [
+            (None, 2, 2, "False", true),
+            (Some("IfHealthyBudget"), 2, 2, "False", true),
+            (None, 1, 2, "False", false),
+            (None, 0, 0, "False", false),
+            (Some("AlwaysAllow"), 0, 2, "False", true),
+            (Some("AlwaysAllow"), 3, 2, "True", false),
+            (None, 3, 2, "True", false),
+        ];
+        for (policy, current, desired, ready, want) in cases {
+            assert_eq!(
+                unhealthy_pod_may_go(&pdb(policy, current, desired), &pod(ready)),
+                want,
+                "{policy:?} {current}/{desired} ready={ready}"
+            );
+        }
     }
 }

@@ -19,6 +19,7 @@ pub mod nodelifecycle;
 pub mod podgc;
 pub mod podutil;
 pub mod replicaset;
+pub mod resourcequota;
 pub mod tainteviction;
 pub mod ttlafterfinished;
 pub mod workqueue;

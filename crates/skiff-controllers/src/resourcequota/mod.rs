@@ -27,6 +27,9 @@ use crate::informer::{Informable, InformerFactory, NamespaceIndex, ResourceEvent
 use crate::podutil::key_of;
 use crate::workqueue::WorkQueue;
 
+#[cfg(test)]
+mod tests;
+
 /// The controller's name for `--controllers`.
 pub const NAME: &str = "resourcequota";
 /// `--concurrent-resource-quota-syncs` default.

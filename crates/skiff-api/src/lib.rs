@@ -25,6 +25,7 @@ pub mod patch;
 pub mod printers;
 pub mod quantity;
 pub mod query;
+pub mod quota;
 mod quote;
 pub mod resources;
 pub mod selector;

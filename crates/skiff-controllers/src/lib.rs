@@ -22,6 +22,7 @@ pub mod nodelifecycle;
 pub mod podgc;
 pub mod podutil;
 pub mod replicaset;
+pub mod resourcequota;
 pub mod rootcacertpublisher;
 pub mod serviceaccount;
 pub mod statefulset;

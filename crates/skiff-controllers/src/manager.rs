@@ -32,6 +32,7 @@ pub const KNOWN_CONTROLLERS: &[&str] = &[
     "pod-garbage-collector",
     "replicaset",
     "replicationcontroller",
+    "resourcequota",
     "root-ca-cert-publisher",
     "serviceaccount",
     "statefulset",
@@ -79,6 +80,10 @@ pub struct ControllerManagerOptions {
     pub concurrent_daemonset_syncs: usize,
     /// `--concurrent-statefulset-syncs`.
     pub concurrent_statefulset_syncs: usize,
+    /// `--concurrent-resource-quota-syncs`.
+    pub concurrent_resource_quota_syncs: usize,
+    /// `--resource-quota-sync-period`: how often every quota is recounted.
+    pub resource_quota_sync_period: std::time::Duration,
     /// `--concurrent-endpoint-syncs`.
     pub concurrent_endpoint_syncs: usize,
     /// `--concurrent-service-endpoint-syncs`.
@@ -126,6 +131,8 @@ impl ControllerManagerOptions {
             concurrent_ttl_after_finished_syncs: crate::ttlafterfinished::DEFAULT_WORKERS,
             concurrent_daemonset_syncs: crate::daemon::DEFAULT_WORKERS,
             concurrent_statefulset_syncs: crate::statefulset::DEFAULT_WORKERS,
+            concurrent_resource_quota_syncs: crate::resourcequota::DEFAULT_WORKERS,
+            resource_quota_sync_period: crate::resourcequota::DEFAULT_SYNC_PERIOD,
             concurrent_endpoint_syncs: crate::endpoint::DEFAULT_WORKERS,
             concurrent_service_endpoint_syncs: crate::endpointslice::DEFAULT_WORKERS,
             max_endpoints_per_slice: crate::endpointslice::DEFAULT_MAX_ENDPOINTS_PER_SLICE,
@@ -361,6 +368,17 @@ async fn run_leading(
             opts.concurrent_cron_job_syncs,
             &stop_rx,
         ));
+    }
+    if opts.is_enabled(crate::resourcequota::NAME) {
+        let c = crate::resourcequota::ResourceQuotaController::new(client.clone(), &factory);
+        let (workers, period, stop) = (
+            opts.concurrent_resource_quota_syncs,
+            opts.resource_quota_sync_period,
+            stop_rx.clone(),
+        );
+        starters.push(Box::new(move |set: &mut JoinSet<()>| {
+            set.spawn(c.run(workers, period, stop));
+        }));
     }
     if opts.allocate_node_cidrs
         && opts.is_enabled(crate::nodeipam::CONTROLLER_NAME)

@@ -47,6 +47,9 @@ pub struct ControllerManagerArgs {
     /// Workers of the StatefulSet controller.
     #[arg(long, default_value_t = skiff_controllers::statefulset::DEFAULT_WORKERS)]
     concurrent_statefulset_syncs: usize,
+    /// Workers of the resource quota controller.
+    #[arg(long, default_value_t = skiff_controllers::resourcequota::DEFAULT_WORKERS)]
+    concurrent_resource_quota_syncs: usize,
     /// Workers of the Endpoints controller.
     #[arg(long, default_value_t = skiff_controllers::endpoint::DEFAULT_WORKERS)]
     concurrent_endpoint_syncs: usize,
@@ -87,6 +90,7 @@ impl ControllerManagerArgs {
         opts.concurrent_ttl_after_finished_syncs = self.concurrent_ttl_after_finished_syncs;
         opts.concurrent_daemonset_syncs = self.concurrent_daemonset_syncs;
         opts.concurrent_statefulset_syncs = self.concurrent_statefulset_syncs;
+        opts.concurrent_resource_quota_syncs = self.concurrent_resource_quota_syncs;
         opts.concurrent_endpoint_syncs = self.concurrent_endpoint_syncs;
         opts.concurrent_service_endpoint_syncs = self.concurrent_service_endpoint_syncs;
         opts.max_endpoints_per_slice = usize::try_from(self.max_endpoints_per_slice)?;
@@ -175,6 +179,7 @@ mod tests {
             (5, 5, 5)
         );
         assert_eq!(a.concurrent_daemonset_syncs, 2);
+        assert_eq!(a.concurrent_resource_quota_syncs, 5);
         let a = parse(&["--concurrent-daemonset-syncs", "7"]).unwrap();
         assert_eq!(a.options().unwrap().concurrent_daemonset_syncs, 7);
         assert_eq!(a.concurrent_statefulset_syncs, 5);

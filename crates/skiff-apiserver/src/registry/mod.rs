@@ -13,6 +13,7 @@ pub mod meta;
 mod persistent_volumes;
 pub mod pod_exec;
 pub mod pod_log;
+mod quota;
 mod rv_splice;
 pub mod services;
 mod storage_classes;
@@ -482,6 +483,8 @@ impl Registry {
         let ns = call.req.namespace.as_deref();
         if let Some(ns) = ns {
             self.check_namespace_open(info, ns, &name).await?;
+            self.admit_quota_create(info, ns, &obj, dry_run(call.query)?)
+                .await?;
         }
         let respond =
             |obj: &Value| with_warnings(Ok(response::json(StatusCode::CREATED, obj)), &warnings);

@@ -187,29 +187,41 @@ fn watch_pods(
     (count, task)
 }
 
-/// Waits until `done` holds for every deployment of `seen` (expected
-/// `want` of them); the deadline moves while the count of done ones grows.
+/// Waits until `done` holds for `want` deployments of `seen`. Gives up
+/// when neither the count of done ones nor the replicas updated and
+/// available (a rollout's progress before any completes) changed for
+/// `stall`.
 async fn wait_all(
     seen: &SeenMap,
     want: usize,
     stall: Duration,
     done: impl Fn(&Seen) -> bool,
 ) -> Result<(), String> {
-    let count = || {
+    let state = || {
         seen.lock()
-            .map(|m| m.values().filter(|s| done(s)).count())
-            .unwrap_or(0)
+            .map(|m| {
+                let done_count = m.values().filter(|s| done(s)).count();
+                let progress: i64 = m
+                    .values()
+                    .map(|s| i64::from(s.updated) + i64::from(s.available) + s.observed)
+                    .sum();
+                (done_count, progress)
+            })
+            .unwrap_or((0, 0))
     };
-    let (mut last, mut since) = (count(), Instant::now());
+    let (mut last, mut since) = (state(), Instant::now());
     loop {
-        let n = count();
-        if n >= want {
+        let now = state();
+        if now.0 >= want {
             return Ok(());
         }
-        if n != last {
-            (last, since) = (n, Instant::now());
+        if now != last {
+            (last, since) = (now, Instant::now());
         } else if since.elapsed() >= stall {
-            return Err(format!("timed out: {n}/{want} done, none for {stall:?}"));
+            return Err(format!(
+                "timed out: {}/{want} done, no progress for {stall:?}",
+                now.0
+            ));
         }
         tokio::time::sleep(Duration::from_millis(50)).await;
     }

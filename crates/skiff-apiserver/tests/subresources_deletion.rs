@@ -279,8 +279,11 @@ async fn eviction_honours_disruption_budgets() {
     )
     .await;
     let (_, p) = json_req(&client, "GET", &format!("{PODS}/web-1"), Value::Null).await;
+    // Ready: an unready pod may be evicted whenever the budget is met
+    // (unhealthyPodEvictionPolicy IfHealthyBudget), which is not under test.
     let mut running = p.clone();
     running["status"]["phase"] = json!("Running");
+    running["status"]["conditions"] = json!([{"type": "Ready", "status": "True"}]);
     let (code, status) = json_req(&client, "PUT", &format!("{PODS}/web-1/status"), running).await;
     assert_eq!(code, 200, "{status}");
     let pdbs = "/apis/policy/v1/namespaces/default/poddisruptionbudgets";

@@ -11,6 +11,12 @@
 //!   rollout is complete (all replicas updated and available, no old pods).
 //! - **namespace**: delete the namespace holding all of the above; until
 //!   the Namespace is gone.
+//! - **node-failure**: a Deployment of 100 pods all on one hollow node
+//!   (required node affinity to a label only it has, tolerating the
+//!   unreachable and not-ready taints for 0 s); a second node gets the label,
+//!   the first stops heartbeating; until 100 Ready replacement pods run
+//!   elsewhere. The controller manager's default node-monitor grace period
+//!   (40 s) is part of the time, and the note splits it off.
 
 use std::collections::HashMap;
 use std::fs::File;
@@ -385,6 +391,13 @@ pub async fn run(cfg: &ControllerBenchConfig) -> anyhow::Result<ControllerBenchR
         note: gone.err().unwrap_or_default(),
     });
 
+    let failover = node_failure(&client, &hollow, cfg.stall_timeout).await;
+    report.rows.push(failover.unwrap_or_else(|e| PhaseRow {
+        phase: "node-fail".into(),
+        note: format!("{e:#}"),
+        ..PhaseRow::default()
+    }));
+
     report.cm_rss_kib = cm.status_kib("VmRSS");
     report.cm_hwm_kib = cm.status_kib("VmHWM");
     report.server_hwm_kib = server.status_kib("VmHWM");
@@ -396,6 +409,158 @@ pub async fn run(cfg: &ControllerBenchConfig) -> anyhow::Result<ControllerBenchR
     }
     hollow.shutdown().await;
     Ok(report)
+}
+
+const FAILOVER_NAMESPACE: &str = "bench-failover";
+const FAILOVER_LABEL: &str = "bench.skiff.dev/failover";
+const FAILOVER_PODS: usize = 100;
+
+/// The node-failure phase: see the module docs.
+async fn node_failure(
+    client: &kube::Client,
+    hollow: &HollowNodes,
+    stall: Duration,
+) -> anyhow::Result<PhaseRow> {
+    use k8s_openapi::api::core::v1::Node;
+    anyhow::ensure!(hollow.count() >= 2, "needs at least two hollow nodes");
+    let (failing, spare) = (hollow.node_name(0), hollow.node_name(1));
+    eprintln!("node-fail: {FAILOVER_PODS} pods on {failing}, then its heartbeats stop");
+    let nodes: Api<Node> = Api::all(client.clone());
+    let label = |node: &str, value: &str| {
+        let nodes = nodes.clone();
+        let (node, value) = (node.to_owned(), value.to_owned());
+        async move {
+            let patch = json!({"metadata": {"labels": {FAILOVER_LABEL: value}}});
+            nodes
+                .patch(&node, &PatchParams::default(), &Patch::Merge(&patch))
+                .await
+                .with_context(|| format!("labelling node {node}"))
+        }
+    };
+    label(&failing, "yes").await?;
+    let ns: Api<Namespace> = Api::all(client.clone());
+    let obj: Namespace =
+        serde_json::from_value(json!({"metadata": {"name": FAILOVER_NAMESPACE}}))?;
+    ns.create(&PostParams::default(), &obj).await?;
+    let mut d = deployment(0, i32::try_from(FAILOVER_PODS)?)?;
+    d.metadata.name = Some("failover".into());
+    let template = d
+        .spec
+        .as_mut()
+        .and_then(|s| s.template.spec.as_mut())
+        .context("deployment template")?;
+    template.affinity = Some(serde_json::from_value(json!({"nodeAffinity": {
+        "requiredDuringSchedulingIgnoredDuringExecution": {"nodeSelectorTerms": [{
+            "matchExpressions": [{"key": FAILOVER_LABEL, "operator": "In", "values": ["yes"]}],
+        }]},
+    }}))?);
+    template.tolerations = Some(serde_json::from_value(json!([
+        {"key": "node.kubernetes.io/unreachable", "operator": "Exists",
+         "effect": "NoExecute", "tolerationSeconds": 0},
+        {"key": "node.kubernetes.io/not-ready", "operator": "Exists",
+         "effect": "NoExecute", "tolerationSeconds": 0},
+    ]))?);
+    let deployments: Api<Deployment> = Api::namespaced(client.clone(), FAILOVER_NAMESPACE);
+    deployments.create(&PostParams::default(), &d).await?;
+    let pods: Api<Pod> = Api::namespaced(client.clone(), FAILOVER_NAMESPACE);
+    // Ready pods on `failing` and elsewhere, counting only pods not being
+    // deleted.
+    let ready_where = || {
+        let pods = pods.clone();
+        let failing = failing.clone();
+        async move {
+            let list = pods.list(&Default::default()).await?;
+            let (mut on, mut off) = (0usize, 0usize);
+            for p in list.items {
+                let ready = p.metadata.deletion_timestamp.is_none()
+                    && p.status.as_ref().and_then(|s| s.conditions.as_ref()).is_some_and(|c| {
+                        c.iter().any(|c| c.type_ == "Ready" && c.status == "True")
+                    });
+                let node = p.spec.as_ref().and_then(|s| s.node_name.as_deref());
+                match (ready, node == Some(failing.as_str())) {
+                    (true, true) => on += 1,
+                    (true, false) => off += 1,
+                    _ => {}
+                }
+            }
+            anyhow::Ok((on, off))
+        }
+    };
+    let wait = |want_on: usize, want_off: usize, what: &'static str| {
+        let ready_where = &ready_where;
+        async move {
+            let (mut last, mut since) = ((0, 0), Instant::now());
+            loop {
+                let now = ready_where().await?;
+                if now.0 >= want_on && now.1 >= want_off {
+                    return anyhow::Ok(());
+                }
+                if now != last {
+                    (last, since) = (now, Instant::now());
+                } else if since.elapsed() >= stall {
+                    anyhow::bail!("{what}: {now:?} ready (on, off) the failing node after {stall:?} without progress");
+                }
+                tokio::time::sleep(Duration::from_millis(100)).await;
+            }
+        }
+    };
+    wait(FAILOVER_PODS, 0, "placing the pods").await?;
+    label(&spare, "yes").await?;
+
+    let start = Instant::now();
+    hollow.stop_heartbeats(0);
+    // Note when the node controller taints the node, while waiting for the
+    // replacements.
+    let tainted_at = {
+        let nodes = nodes.clone();
+        let failing = failing.clone();
+        tokio::spawn(async move {
+            loop {
+                if let Ok(n) = nodes.get(&failing).await
+                    && n.spec.and_then(|s| s.taints).is_some_and(|t| {
+                        t.iter().any(|t| {
+                            t.key == "node.kubernetes.io/unreachable" && t.effect == "NoExecute"
+                        })
+                    })
+                {
+                    return start.elapsed();
+                }
+                tokio::time::sleep(Duration::from_millis(100)).await;
+            }
+        })
+    };
+    // The grace period passes with no visible progress: allow for it.
+    let replaced = tokio::time::timeout(
+        stall + Duration::from_secs(60),
+        wait(0, FAILOVER_PODS, "replacing the pods"),
+    )
+    .await;
+    let elapsed = start.elapsed();
+    let tainted = if tainted_at.is_finished() {
+        tainted_at.await.ok()
+    } else {
+        tainted_at.abort();
+        None
+    };
+    hollow.resume_heartbeats(0).await?;
+    let note = match (&replaced, tainted) {
+        (Ok(Ok(())), Some(t)) => format!(
+            "tainted unreachable at {:.1} s; replaced {:.1} s after the taint",
+            t.as_secs_f64(),
+            (elapsed - t).as_secs_f64()
+        ),
+        (Ok(Ok(())), None) => "replaced; taint not seen".to_owned(),
+        (Ok(Err(e)), _) => format!("{e:#}"),
+        (Err(_), _) => "timed out".to_owned(),
+    };
+    let ok = matches!(replaced, Ok(Ok(())));
+    Ok(PhaseRow {
+        phase: "node-fail".into(),
+        scale: format!("{FAILOVER_PODS} pods on 1 of {} nodes", hollow.count()),
+        elapsed: ok.then_some(elapsed),
+        pods_per_sec: None,
+        note,
+    })
 }
 
 /// Deployments, ReplicaSets and Pods in the namespace.

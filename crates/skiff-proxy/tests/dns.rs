@@ -384,6 +384,18 @@ async fn dns_over_udp_and_tcp_follows_the_api() {
         );
         assert_eq!(labels["kubernetes.io/service-name"], "kube-dns");
     }
+    let eps =
+        Api::<k8s_openapi::api::core::v1::Endpoints>::namespaced(client.clone(), "kube-system")
+            .get("kube-dns")
+            .await
+            .unwrap();
+    let subset = &eps.subsets.unwrap()[0];
+    assert_eq!(subset.addresses.as_ref().unwrap()[0].ip, "192.0.2.10");
+    assert_eq!(subset.ports.as_ref().unwrap()[0].port, 5354);
+    assert_eq!(
+        eps.metadata.labels.unwrap()["endpointslice.kubernetes.io/skip-mirror"],
+        "true"
+    );
     // Reconciling again without a change writes nothing.
     let before = sys_slices
         .get("kube-dns")

@@ -1,14 +1,14 @@
 //! The `kube-system/kube-dns` Service (ClusterIP `--cluster-dns`, no
 //! selector, labelled as upstream's so `kubectl cluster-info` lists it) and
-//! its EndpointSlice pointing at this server's DNS listener (unless that is
-//! a loopback address: the API refuses those as endpoints), kept through
-//! the API by server-side apply: written at start, checked every
-//! [`RECHECK`] and written again when missing or changed.
+//! its EndpointSlice (and legacy Endpoints) pointing at this server's DNS
+//! listener (unless that is a loopback address: the API refuses those as
+//! endpoints), kept through the API by server-side apply: written at start,
+//! checked every [`RECHECK`] and written again when missing or changed.
 
 use std::net::IpAddr;
 use std::time::Duration;
 
-use k8s_openapi::api::core::v1::Service;
+use k8s_openapi::api::core::v1::{Endpoints, Service};
 use k8s_openapi::api::discovery::v1::EndpointSlice;
 use kube::Api;
 use kube::api::{Patch, PatchParams};
@@ -73,6 +73,26 @@ pub fn endpoint_slice(want: &KubeDns, address: IpAddr) -> Value {
             {"name": "dns", "port": want.port, "protocol": "UDP"},
             {"name": "dns-tcp", "port": want.port, "protocol": "TCP"},
         ],
+    })
+}
+
+/// The (legacy) Endpoints as applied, for clients that still read them;
+/// marked so the mirroring controller does not copy them into a second
+/// EndpointSlice.
+pub fn endpoints(want: &KubeDns, address: IpAddr) -> Value {
+    json!({
+        "apiVersion": "v1", "kind": "Endpoints",
+        "metadata": {"name": NAME, "namespace": NAMESPACE, "labels": {
+            "endpointslice.kubernetes.io/skip-mirror": "true",
+            "k8s-app": "kube-dns",
+        }},
+        "subsets": [{
+            "addresses": [{"ip": address.to_string()}],
+            "ports": [
+                {"name": "dns", "port": want.port, "protocol": "UDP"},
+                {"name": "dns-tcp", "port": want.port, "protocol": "TCP"},
+            ],
+        }],
     })
 }
 
@@ -153,6 +173,15 @@ pub async fn reconcile(client: &kube::Client, want: &KubeDns) -> Result<(), kube
         slices.patch(NAME, &params, &Patch::Apply(&slice)).await?;
         tracing::info!(%address, port = want.port,
             "wrote the kube-system/kube-dns EndpointSlice");
+    }
+    let legacy: Api<Endpoints> = Api::namespaced(client.clone(), NAMESPACE);
+    let eps = endpoints(want, address);
+    let live = legacy.get_opt(NAME).await?;
+    if !live
+        .and_then(|l| serde_json::to_value(l).ok())
+        .is_some_and(|l| covers(&l, &eps))
+    {
+        legacy.patch(NAME, &params, &Patch::Apply(&eps)).await?;
     }
     Ok(())
 }

@@ -7,6 +7,8 @@
 
 use std::net::{IpAddr, Ipv4Addr, SocketAddr};
 use std::path::Path;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 
 use hickory_proto::op::{Edns, Message, MessageType, OpCode, Query, ResponseCode};
@@ -125,7 +127,8 @@ async fn wait_for(server: SocketAddr, name: &str, want: &[&str]) {
 
 /// A fake upstream on 127.0.0.1 (UDP and TCP, one port) that answers every
 /// A question with 192.0.2.7.
-async fn fake_upstream() -> SocketAddr {
+async fn fake_upstream() -> (SocketAddr, Arc<AtomicUsize>) {
+    let asked = Arc::new(AtomicUsize::new(0));
     let udp = UdpSocket::bind("127.0.0.1:0").await.unwrap();
     let addr = udp.local_addr().unwrap();
     let tcp = TcpListener::bind(addr).await.unwrap();
@@ -142,14 +145,18 @@ async fn fake_upstream() -> SocketAddr {
         ));
         m.to_vec().unwrap()
     }
+    let counter = asked.clone();
     tokio::spawn(async move {
         let mut buf = vec![0u8; 65535];
         while let Ok((n, peer)) = udp.recv_from(&mut buf).await {
+            counter.fetch_add(1, Ordering::SeqCst);
             let _ = udp.send_to(&answer(&buf[..n]), peer).await;
         }
     });
+    let counter = asked.clone();
     tokio::spawn(async move {
         while let Ok((mut s, _)) = tcp.accept().await {
+            counter.fetch_add(1, Ordering::SeqCst);
             tokio::spawn(async move {
                 let n = s.read_u16().await.unwrap();
                 let mut buf = vec![0u8; usize::from(n)];
@@ -160,7 +167,7 @@ async fn fake_upstream() -> SocketAddr {
             });
         }
     });
-    addr
+    (addr, asked)
 }
 
 async fn create<K>(api: &Api<K>, obj: Value)
@@ -175,7 +182,7 @@ where
 async fn dns_over_udp_and_tcp_follows_the_api() {
     let dir = tempfile::tempdir().unwrap();
     let (api, client) = start_api(dir.path()).await;
-    let upstream = fake_upstream().await;
+    let (upstream, asked) = fake_upstream().await;
     let dns = DnsServer::bind(
         DnsConfig {
             listen: "127.0.0.1:0".parse().unwrap(),
@@ -287,13 +294,22 @@ async fn dns_over_udp_and_tcp_follows_the_api() {
     );
     assert!(udp.answers.len() < 60);
 
-    // Names outside the zone go to the upstream, over either transport.
-    for m in [
-        ask_udp(addr, "example.test.", RecordType::A).await,
-        ask_tcp(addr, "example.test.", RecordType::A).await,
-    ] {
-        assert_eq!(m.metadata.response_code, ResponseCode::NoError);
-        assert_eq!(addresses(&m), ["192.0.2.7"]);
+    // Names outside the zone go to the upstream, over either transport;
+    // a repeated question is answered from the cache.
+    for (name, asks) in [("udp.example.test.", 1), ("tcp.example.test.", 2)] {
+        for round in 0..2 {
+            let m = if name.starts_with("udp") {
+                ask_udp(addr, name, RecordType::A).await
+            } else {
+                ask_tcp(addr, name, RecordType::A).await
+            };
+            assert_eq!(m.metadata.response_code, ResponseCode::NoError);
+            assert_eq!(addresses(&m), ["192.0.2.7"]);
+            if round == 1 {
+                assert!(m.answers[0].ttl <= 30, "cached: {}", m.answers[0].ttl);
+            }
+        }
+        assert_eq!(asked.load(Ordering::SeqCst), asks, "{name}");
     }
 
     // An ExternalName: the CNAME, then the target's records from upstream.

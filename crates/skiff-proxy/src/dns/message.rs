@@ -218,6 +218,18 @@ pub fn encode(mut msg: Message, limit: usize) -> Vec<u8> {
     msg.to_vec().unwrap_or_default()
 }
 
+/// The reply to `request` from a cached upstream reply: the request's ID,
+/// question (its case) and flags, the cached records, our EDNS.
+pub fn from_cache(request: &Message, cached: Message, transport: Transport) -> Vec<u8> {
+    let mut msg = response_to(request);
+    msg.metadata.response_code = cached.metadata.response_code;
+    msg.metadata.authentic_data = false;
+    msg.answers = cached.answers;
+    msg.authorities = cached.authorities;
+    msg.additionals = cached.additionals;
+    encode(msg, limit(request, transport))
+}
+
 /// A question for `name`/`qtype` as a resolver would send it upstream.
 pub fn query_for(id: u16, query: Query) -> Vec<u8> {
     let mut msg = Message::new(id, MessageType::Query, OpCode::Query);

@@ -7,11 +7,13 @@
 //!   NODATA, SOA, TTLs);
 //! - [`message`]: bytes in, bytes out (FORMERR, EDNS, truncation);
 //! - [`forward`]: names outside the zone go to the host's resolvers;
+//! - [`cache`]: their answers are kept up to 30 s, as k3s's `cache 30`;
 //! - [`serve`]: the UDP and TCP listeners;
 //! - [`kube_dns`]: the `kube-system/kube-dns` Service and its EndpointSlice
 //!   pointing at the listener, so the proxy sends `--cluster-dns:53` here.
 
 pub mod answer;
+pub mod cache;
 pub mod data;
 pub mod forward;
 pub mod kube_dns;
@@ -25,6 +27,7 @@ mod tests;
 use std::net::{IpAddr, SocketAddr};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, RwLock};
+use std::time::Instant;
 
 use hickory_proto::op::{Message, Query, ResponseCode};
 use hickory_proto::rr::{Record, RecordType};
@@ -80,6 +83,7 @@ pub struct Resolver {
     synced: Arc<AtomicBool>,
     zone: Zone,
     upstreams: Vec<SocketAddr>,
+    cache: cache::Cache,
 }
 
 impl Resolver {
@@ -96,6 +100,7 @@ impl Resolver {
             synced,
             zone,
             upstreams,
+            cache: cache::Cache::default(),
         }
     }
 
@@ -130,8 +135,17 @@ impl Resolver {
                         transport,
                     ));
                 }
+                let key = cache::key_of(&request);
+                if let Some(cached) = key.as_ref().and_then(|k| self.cache.get(k, Instant::now())) {
+                    return Some(message::from_cache(&request, cached, transport));
+                }
                 match forward::exchange(&self.upstreams, bytes, transport).await {
-                    Some(reply) => Some(reply),
+                    Some(reply) => {
+                        if let (Some(key), Ok(parsed)) = (key, Message::from_vec(&reply)) {
+                            self.cache.put(key, &parsed, Instant::now());
+                        }
+                        Some(reply)
+                    }
                     None => Some(message::reply_error(
                         &request,
                         ResponseCode::ServFail,

@@ -791,3 +791,77 @@ async fn outside_the_zone_without_upstreams_is_refused() {
     assert_eq!(m.answers.len(), 1);
     assert_eq!(m.answers[0].record_type(), CNAME);
 }
+
+#[test]
+fn cache_keeps_upstream_answers_for_their_ttl() {
+    use std::time::{Duration, Instant};
+
+    use hickory_proto::rr::rdata::{A as ARecord, SOA as SoaRecord};
+    use hickory_proto::rr::{RData, Record};
+
+    use super::cache::{Cache, MAX_TTL, key_of};
+    let t0 = Instant::now();
+    let cache = Cache::default();
+    let request = Message::from_vec(&query("Example.ORG.", A, None)).unwrap();
+    let key = key_of(&request).unwrap();
+    let mut reply = Message::new(1, MessageType::Response, OpCode::Query);
+    reply.add_answer(Record::from_rdata(
+        Name::from_ascii("example.org.").unwrap(),
+        10,
+        RData::A(ARecord::new(192, 0, 2, 1)),
+    ));
+    cache.put(key.clone(), &reply, t0);
+    // Case does not matter; the TTL counts down; it expires.
+    let lower = key_of(&Message::from_vec(&query("example.org.", A, None)).unwrap()).unwrap();
+    assert_eq!(
+        cache
+            .get(&lower, t0 + Duration::from_secs(4))
+            .unwrap()
+            .answers[0]
+            .ttl,
+        6
+    );
+    assert!(cache.get(&key, t0 + Duration::from_secs(10)).is_none());
+    // TTLs above 30 s are kept 30 s.
+    reply.answers[0].ttl = 3600;
+    cache.put(key.clone(), &reply, t0);
+    assert_eq!(cache.get(&key, t0).unwrap().answers[0].ttl, 30);
+    assert!(
+        cache
+            .get(&key, t0 + MAX_TTL - Duration::from_secs(1))
+            .is_some()
+    );
+    assert!(cache.get(&key, t0 + MAX_TTL).is_none());
+    // NXDOMAIN: the SOA's negative TTL (the smaller of its TTL and MINIMUM).
+    let mut nx = Message::new(1, MessageType::Response, OpCode::Query);
+    nx.metadata.response_code = ResponseCode::NXDomain;
+    let zone = Name::from_ascii("org.").unwrap();
+    nx.add_authority(Record::from_rdata(
+        zone.clone(),
+        900,
+        RData::SOA(SoaRecord::new(zone.clone(), zone, 1, 1, 1, 1, 20)),
+    ));
+    cache.put(key.clone(), &nx, t0);
+    let hit = cache.get(&key, t0 + Duration::from_secs(19)).unwrap();
+    assert_eq!(hit.metadata.response_code, ResponseCode::NXDomain);
+    assert!(cache.get(&key, t0 + Duration::from_secs(20)).is_none());
+    // Not kept: SERVFAIL, truncated replies, negative replies without SOA.
+    let mut fail = reply.clone();
+    fail.metadata.response_code = ResponseCode::ServFail;
+    let mut truncated = reply.clone();
+    truncated.metadata.truncation = true;
+    let mut bare = Message::new(1, MessageType::Response, OpCode::Query);
+    bare.metadata.response_code = ResponseCode::NXDomain;
+    for m in [fail, truncated, bare] {
+        cache.put(key.clone(), &m, t0);
+        assert!(cache.get(&key, t0).is_none(), "{m:?}");
+    }
+    // A hit becomes a reply to the new request: its ID and question.
+    cache.put(key.clone(), &reply, t0);
+    let hit = cache.get(&key, t0).unwrap();
+    let bytes = message::from_cache(&request, hit, Transport::Udp);
+    let m = Message::from_vec(&bytes).unwrap();
+    assert_eq!(m.metadata.id, 0x1234);
+    assert_eq!(m.queries[0].name().to_ascii(), "Example.ORG.");
+    assert_eq!(m.answers.len(), 1);
+}

@@ -1,4 +1,5 @@
 //! Services and NetworkPolicy to nftables rules, and cluster DNS.
 //!
-//! This crate is a placeholder in the workspace layout of `ARCHITECTURE.md`; its
-//! implementation lands with its own issue.
+//! Cluster DNS lives in [`dns`]; the proxy lands with its own issue.
+
+pub mod dns;

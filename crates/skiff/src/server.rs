@@ -1,6 +1,6 @@
 //! `skiff server`: the control plane on one machine.
 
-use std::net::IpAddr;
+use std::net::{IpAddr, SocketAddr};
 use std::path::PathBuf;
 use std::process::ExitCode;
 use std::time::Duration;
@@ -46,6 +46,13 @@ pub struct ServerArgs {
     /// Do not run the controller manager in this server.
     #[arg(long)]
     disable_controller_manager: bool,
+    /// Do not run cluster DNS in this server.
+    #[arg(long)]
+    disable_dns: bool,
+    /// Where cluster DNS listens, UDP and TCP (IP or IP:PORT; default: the
+    /// node IP, port 53). The `kube-system/kube-dns` Service points here.
+    #[arg(long, value_parser = parse_dns_listen_address)]
+    dns_listen_address: Option<SocketAddr>,
     /// A KubeSchedulerConfiguration file for the in-process scheduler.
     #[arg(long)]
     scheduler_config: Option<PathBuf>,
@@ -70,6 +77,43 @@ fn parse_request_timeout(value: &str) -> Result<Duration, String> {
     match skiff_apiserver::limits::parse_go_duration(value)? {
         skiff_apiserver::limits::GoDuration::Positive(d) if !d.is_zero() => Ok(d),
         _ => Err("must be greater than zero".to_owned()),
+    }
+}
+
+/// `--dns-listen-address`: `IP:PORT`, or an IP alone for port 53.
+fn parse_dns_listen_address(value: &str) -> Result<SocketAddr, String> {
+    value
+        .parse::<SocketAddr>()
+        .or_else(|_| value.parse::<IpAddr>().map(|ip| SocketAddr::new(ip, 53)))
+        .map_err(|_| format!("{value:?} is neither IP nor IP:PORT"))
+}
+
+/// Starts cluster DNS; a failure (e.g. port 53 taken) is logged and the
+/// server runs on without it.
+async fn start_dns(
+    listen: Option<SocketAddr>,
+    agent: &crate::agent::AgentFlags,
+    kubeconfig: &std::path::Path,
+    stop: tokio::sync::watch::Receiver<bool>,
+) -> anyhow::Result<Option<tokio::task::JoinHandle<()>>> {
+    let client = crate::scheduler::client_from_kubeconfig(kubeconfig).await?;
+    let node_ip = agent
+        .node_ip
+        .unwrap_or_else(skiff_kubelet::node::host::default_node_ip);
+    let config = skiff_proxy::dns::DnsConfig {
+        listen: listen.unwrap_or(SocketAddr::new(node_ip, 53)),
+        advertise: node_ip,
+        cluster_domain: agent.cluster_domain.clone(),
+        cluster_dns: agent.cluster_dns,
+        upstreams: None,
+        publish_service: true,
+    };
+    match skiff_proxy::dns::DnsServer::bind(config, client).await {
+        Ok(dns) => Ok(Some(tokio::spawn(dns.run(stop)))),
+        Err(err) => {
+            tracing::error!(error = %err, "cluster DNS is not running");
+            Ok(None)
+        }
     }
 }
 
@@ -158,6 +202,17 @@ async fn run(args: ServerArgs) -> anyhow::Result<()> {
             stop_rx.clone(),
         )))
     };
+    let dns = if args.disable_dns {
+        None
+    } else {
+        start_dns(
+            args.dns_listen_address,
+            &args.agent,
+            &args.write_kubeconfig,
+            stop_rx.clone(),
+        )
+        .await?
+    };
     let agent = if args.disable_agent {
         None
     } else {
@@ -191,6 +246,11 @@ async fn run(args: ServerArgs) -> anyhow::Result<()> {
             Err(err) => tracing::warn!(error = %err, "controller manager task failed"),
             Ok(Ok(())) => {}
         }
+    }
+    if let Some(task) = dns
+        && let Err(err) = task.await
+    {
+        tracing::warn!(error = %err, "cluster DNS task failed");
     }
     if let Some(task) = agent {
         match task.await {
@@ -247,6 +307,22 @@ mod tests {
         assert_eq!(args.max_requests_inflight, 400);
         assert_eq!(args.max_mutating_requests_inflight, 200);
         assert_eq!(args.request_timeout, Duration::from_secs(60));
+    }
+
+    #[test]
+    fn dns_flags() {
+        let args = parse(&[]).unwrap();
+        assert!(!args.disable_dns);
+        assert_eq!(args.dns_listen_address, None);
+        let args = parse(&["--disable-dns", "--dns-listen-address", "127.0.0.1"]).unwrap();
+        assert!(args.disable_dns);
+        assert_eq!(
+            args.dns_listen_address,
+            Some("127.0.0.1:53".parse().unwrap())
+        );
+        let args = parse(&["--dns-listen-address", "[::1]:5353"]).unwrap();
+        assert_eq!(args.dns_listen_address, Some("[::1]:5353".parse().unwrap()));
+        assert!(parse(&["--dns-listen-address", "localhost"]).is_err());
     }
 
     #[test]

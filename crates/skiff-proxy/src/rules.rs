@@ -204,6 +204,15 @@ fn base(rs: &mut Ruleset, config: &ProxyConfig) {
     rs.rule(NAT_PREROUTING, format!("jump {SERVICES}"));
     rs.rule(NAT_OUTPUT, format!("jump {SERVICES}"));
     rs.rule(NAT_POSTROUTING, format!("jump {MASQUERADING}"));
+    if config.nodeport_addresses.iter().any(Ipv4Addr::is_loopback) {
+        // route_localnet (needed for 127.0.0.1 NodePorts) would also let
+        // other hosts reach the node's loopback services: as upstream, only
+        // loopback itself may open connections to 127.0.0.0/8.
+        rs.rule(
+            FILTER_INPUT,
+            "ip daddr 127.0.0.0/8 ip saddr != 127.0.0.0/8 ct state != { established, related } drop",
+        );
+    }
     rs.rule(
         FILTER_INPUT,
         format!("ct state new jump {NODEPORT_ENDPOINTS_CHECK}"),

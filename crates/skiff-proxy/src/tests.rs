@@ -719,3 +719,15 @@ fn random_pick_is_uniform() {
         }
     }
 }
+
+#[test]
+fn localhost_nodeports_come_with_a_martian_guard() {
+    let guard =
+        "ip daddr 127.0.0.0/8 ip saddr != 127.0.0.0/8 ct state != { established, related } drop";
+    let rs = compute(&[], &[]);
+    assert_eq!(rules(&rs, rules::FILTER_INPUT)[0], guard);
+    let mut without = config();
+    without.nodeport_addresses.retain(|ip| !ip.is_loopback());
+    let rs = compute_with(&without, &[], &[]);
+    assert!(!rules(&rs, rules::FILTER_INPUT).iter().any(|r| r == guard));
+}

@@ -207,10 +207,11 @@ fn base(rs: &mut Ruleset, config: &ProxyConfig) {
     if config.nodeport_addresses.iter().any(Ipv4Addr::is_loopback) {
         // route_localnet (needed for 127.0.0.1 NodePorts) would also let
         // other hosts reach the node's loopback services: as upstream, only
-        // loopback itself may open connections to 127.0.0.0/8.
+        // loopback itself (or a Service DNAT to a loopback endpoint) may open
+        // connections to 127.0.0.0/8.
         rs.rule(
             FILTER_INPUT,
-            "ip daddr 127.0.0.0/8 ip saddr != 127.0.0.0/8 ct state != { established, related } drop",
+            "ip daddr 127.0.0.0/8 ip saddr != 127.0.0.0/8 ct state != { established, related } ct status & dnat == 0 drop",
         );
     }
     rs.rule(

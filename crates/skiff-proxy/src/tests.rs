@@ -722,8 +722,7 @@ fn random_pick_is_uniform() {
 
 #[test]
 fn localhost_nodeports_come_with_a_martian_guard() {
-    let guard =
-        "ip daddr 127.0.0.0/8 ip saddr != 127.0.0.0/8 ct state != { established, related } drop";
+    let guard = "ip daddr 127.0.0.0/8 ip saddr != 127.0.0.0/8 ct state != { established, related } ct status & dnat == 0 drop";
     let rs = compute(&[], &[]);
     assert_eq!(rules(&rs, rules::FILTER_INPUT)[0], guard);
     let mut without = config();

@@ -16,6 +16,14 @@
 //! filter-input/forward/output ─ ct state new ─ endpoints-check (@no-endpoint-*: reject or drop)
 //! ```
 //!
+//! Cost, measured on kernel 6.1 / nft 1.0.6: loading the table is linear in
+//! its size (10,000 Services with 10 endpoints: 110k chains, 310k rules,
+//! about 7 s of CPU), and every transaction that adds a rule or a verdict
+//! element makes the kernel re-validate every chain reachable from the base
+//! chains, so even a one-endpoint change costs about a second of CPU at that
+//! size. Validation is per table: sharding Services over several tables is
+//! the way to make small changes cheap again.
+//!
 //! NetworkPolicy is not here: its rules belong in their own chains hooked
 //! from the filter base chains (see [`FILTER_FORWARD`]).
 

@@ -1,5 +1,20 @@
 //! Services and NetworkPolicy to nftables rules, and cluster DNS.
 //!
-//! Cluster DNS lives in [`dns`]; the proxy lands with its own issue.
+//! The Service proxy (kube-proxy's nftables mode) is a pure computation,
+//! [`model::build`] then [`rules::compute`], from Services, EndpointSlices
+//! and the node to a [`ruleset::Ruleset`], applied through skiff-sys's
+//! `Nftables` by the [`proxier`] the node agent runs. Cluster DNS lives in
+//! [`dns`].
 
+pub mod conntrack;
 pub mod dns;
+pub mod model;
+pub mod proxier;
+pub mod rules;
+pub mod ruleset;
+
+#[cfg(test)]
+mod tests;
+
+pub use proxier::{Proxier, ProxyError, RunOptions};
+pub use rules::{Cidr, DEFAULT_TABLE, ProxyConfig};

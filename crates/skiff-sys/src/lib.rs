@@ -6,10 +6,12 @@
 //! block must carry a `// SAFETY:` comment.
 //!
 //! `net` (links, addresses, routes, sysctls) and `nft` (nftables scripts) serve
-//! the built-in pod network; `namespaces`, `mount`, `process` and `cgroups`
-//! serve pod sandboxes and containers.
+//! the built-in pod network and the Service proxy, `conntrack` the proxy;
+//! `namespaces`, `mount`, `process` and `cgroups` serve pod sandboxes and
+//! containers.
 
 pub mod cgroups;
+pub mod conntrack;
 pub mod mount;
 pub mod namespaces;
 pub mod net;

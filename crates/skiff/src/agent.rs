@@ -76,6 +76,12 @@ pub struct AgentFlags {
     /// The nftables table of the built-in network's masquerade rule.
     #[arg(long, default_value = skiff_runtime::network::DEFAULT_NAT_TABLE, hide = true)]
     pub pod_nat_table: String,
+    /// Do not run the Service proxy (ClusterIP/NodePort rules in nftables).
+    #[arg(long)]
+    pub disable_kube_proxy: bool,
+    /// The Service proxy's nftables table (tests run several agents on one host).
+    #[arg(long, default_value = skiff_proxy::DEFAULT_TABLE, hide = true)]
+    pub proxy_table: String,
 }
 
 /// `--container-log-max-size` in bytes; `None` turns rotation off. (A
@@ -207,6 +213,66 @@ async fn start_builtin_runtime(
     Ok((socket, task))
 }
 
+/// The Service proxy's settings from the flags: NodePorts answer on the
+/// node's address and on 127.0.0.1 (as upstream's iptables mode allows).
+fn proxy_config(
+    flags: &AgentFlags,
+    node_name: &str,
+    node_ip: IpAddr,
+) -> anyhow::Result<skiff_proxy::ProxyConfig> {
+    let cluster_cidr: skiff_proxy::Cidr = flags
+        .cluster_cidr
+        .parse()
+        .map_err(|e| anyhow::anyhow!("--cluster-cidr: {e}"))?;
+    let mut nodeport_addresses = vec![std::net::Ipv4Addr::LOCALHOST];
+    if let IpAddr::V4(ip) = node_ip {
+        nodeport_addresses.push(ip);
+    }
+    Ok(skiff_proxy::ProxyConfig {
+        table: flags.proxy_table.clone(),
+        node_name: node_name.to_string(),
+        nodeport_addresses,
+        cluster_cidr: Some(cluster_cidr),
+    })
+}
+
+/// Checks nftables, sets the sysctls and starts the Service proxy.
+async fn start_proxy(
+    config: skiff_proxy::ProxyConfig,
+    client: kube::Client,
+    shutdown: watch::Receiver<bool>,
+) -> anyhow::Result<tokio::task::JoinHandle<()>> {
+    let nft = skiff_sys::nft::NftCli::new();
+    skiff_proxy::proxier::preflight(&nft, &config.table)
+        .await
+        .context(
+            "the Service proxy needs nftables (pass --disable-kube-proxy to run without it)",
+        )?;
+    skiff_proxy::proxier::prepare_host(&skiff_sys::net::LinuxNetOps::new(), &config)
+        .await
+        .context("Service proxy sysctls")?;
+    let proxier =
+        skiff_proxy::Proxier::new(config, nft, skiff_sys::conntrack::ConntrackCli::new())?;
+    Ok(tokio::spawn(async move {
+        if let Err(e) = skiff_proxy::proxier::run(
+            proxier,
+            client,
+            skiff_proxy::RunOptions::default(),
+            shutdown,
+        )
+        .await
+        {
+            tracing::error!(error = %e, "the Service proxy stopped");
+        }
+    }))
+}
+
+/// Removes the Service proxy's nftables table (`skiff agent --cleanup-proxy`).
+pub async fn cleanup_proxy(flags: &AgentFlags) -> anyhow::Result<()> {
+    skiff_proxy::proxier::cleanup(&skiff_sys::nft::NftCli::new(), &flags.proxy_table).await?;
+    Ok(())
+}
+
 /// Connects to the runtime, retrying while its socket comes up.
 async fn connect(socket: &Path) -> anyhow::Result<Cri> {
     let mut last = None;
@@ -244,11 +310,18 @@ pub async fn run(
         .node_name
         .clone()
         .unwrap_or_else(skiff_kubelet::node::host::hostname);
+    let node_ip = flags
+        .node_ip
+        .unwrap_or_else(skiff_kubelet::node::host::default_node_ip);
+    let proxy_task = if flags.disable_kube_proxy {
+        None
+    } else {
+        let config = proxy_config(&flags, &node_name, node_ip)?;
+        Some(start_proxy(config, client.clone(), shutdown.clone()).await?)
+    };
     let config = KubeletConfig {
         node_name,
-        node_ip: flags
-            .node_ip
-            .unwrap_or_else(skiff_kubelet::node::host::default_node_ip),
+        node_ip,
         root_dir: data_dir.join("agent").join("kubelet"),
         pod_log_root: flags.pod_log_dir.clone(),
         cluster_dns: vec![flags.cluster_dns],
@@ -272,6 +345,9 @@ pub async fn run(
     };
     let result = skiff_kubelet::run(config, client, cri, shutdown).await;
     if let Some(task) = runtime_task {
+        let _ = task.await;
+    }
+    if let Some(task) = proxy_task {
         let _ = task.await;
     }
     result.context("kubelet")

@@ -59,11 +59,18 @@ struct AgentArgs {
     /// Directory for agent state.
     #[arg(long, default_value = "/var/lib/skiff")]
     data_dir: PathBuf,
+    /// Remove the Service proxy's nftables table and exit (a clean
+    /// uninstall; nothing else is touched).
+    #[arg(long)]
+    cleanup_proxy: bool,
     #[command(flatten)]
     flags: agent::AgentFlags,
 }
 
 async fn run_agent(args: AgentArgs) -> anyhow::Result<()> {
+    if args.cleanup_proxy {
+        return agent::cleanup_proxy(&args.flags).await;
+    }
     let Some(kubeconfig) = args.kubeconfig else {
         anyhow::bail!(
             "joining with --server/--token is not supported yet (server {:?}, token given: {}); pass --kubeconfig",

@@ -22,6 +22,8 @@ pub const NODE: &str = "skiff-bench";
 pub const BRIDGE: &str = "skiffbench0";
 /// The bench's private nft NAT table.
 pub const NAT_TABLE: &str = "skiff-bench-nat";
+/// The Service proxy's table of the benchmark's agent.
+pub const PROXY_TABLE: &str = "skiff-bench-proxy";
 /// The bench's cluster CIDR (distinct from the e2e tests' 10.244/16).
 pub const CLUSTER_CIDR: &str = "10.245.0.0/16";
 
@@ -83,6 +85,7 @@ impl AgentServer {
             cmd.args(["--node-name", NODE, "--node-ip", "127.0.0.1"])
                 .args(["--cluster-cidr", CLUSTER_CIDR, "--disable-scheduler"])
                 .args(["--pod-bridge", BRIDGE, "--pod-nat-table", NAT_TABLE])
+                .args(["--proxy-table", PROXY_TABLE])
                 .arg("--kubelet-port")
                 .arg(free_port()?.to_string())
                 .arg("--pod-log-dir")
@@ -226,6 +229,10 @@ impl Drop for AgentServer {
             .status();
         let _ = Command::new("nft")
             .args(["delete", "table", "ip", NAT_TABLE])
+            .stderr(Stdio::null())
+            .status();
+        let _ = Command::new("nft")
+            .args(["delete", "table", "ip", PROXY_TABLE])
             .stderr(Stdio::null())
             .status();
     }

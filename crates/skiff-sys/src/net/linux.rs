@@ -129,6 +129,34 @@ fn open_netns(path: &Path) -> Result<File, NetError> {
     })
 }
 
+/// Runs blocking `work` on a fresh OS thread that has entered the network
+/// namespace at `netns` (e.g. `/run/netns/NAME`) and waits for it. Sockets
+/// made there stay in that namespace wherever they are used later; the
+/// thread ends with the work. For tests and tools that open sockets in a
+/// namespace they created.
+pub fn run_in_netns<T, F>(netns: &Path, work: F) -> Result<T, NetError>
+where
+    F: FnOnce() -> T + Send,
+    T: Send,
+{
+    let ns_file = open_netns(netns)?;
+    std::thread::scope(|scope| {
+        let thread = std::thread::Builder::new()
+            .name("skiff-netns".into())
+            .spawn_scoped(scope, move || {
+                move_into_link_name_space(ns_file.as_fd(), Some(LinkNameSpaceType::Network))
+                    .map_err(|errno| NetError::Netns {
+                        path: netns.to_path_buf(),
+                        source: errno.into(),
+                    })?;
+                Ok(work())
+            })?;
+        thread
+            .join()
+            .map_err(|_| NetError::Io(std::io::Error::other("network namespace thread panicked")))?
+    })
+}
+
 /// Runs `work` on a fresh OS thread that has entered the network namespace at
 /// `netns`, with its own single-threaded runtime. The thread ends with the
 /// work, so no thread outlives its stay in the pod's namespace.

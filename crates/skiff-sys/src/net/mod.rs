@@ -16,7 +16,7 @@ mod linux;
 #[cfg(feature = "fake")]
 pub mod fake;
 
-pub use linux::LinuxNetOps;
+pub use linux::{LinuxNetOps, run_in_netns};
 
 /// A Linux bridge the pod veths attach to; its address is the pods' gateway.
 #[derive(Debug, Clone, PartialEq, Eq)]

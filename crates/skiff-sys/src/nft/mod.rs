@@ -30,16 +30,19 @@ pub trait Nftables: Send + Sync + 'static {
     fn apply(&self, script: &str) -> impl Future<Output = Result<(), NftError>> + Send;
 }
 
-/// The real [`Nftables`]: runs `nft -f -`.
+/// The real [`Nftables`]: runs `nft -f -`, optionally inside a named
+/// network namespace (`ip netns exec NAME nft -f -`).
 #[derive(Debug, Clone)]
 pub struct NftCli {
     program: String,
+    netns: Option<String>,
 }
 
 impl Default for NftCli {
     fn default() -> Self {
         Self {
             program: "nft".to_string(),
+            netns: None,
         }
     }
 }
@@ -54,14 +57,35 @@ impl NftCli {
     pub fn with_program(program: impl Into<String>) -> Self {
         Self {
             program: program.into(),
+            netns: None,
         }
+    }
+
+    /// Runs `nft` inside the named network namespace (as `ip netns add`
+    /// names them, under /run/netns) instead of the caller's.
+    pub fn in_netns(mut self, netns: impl Into<String>) -> Self {
+        self.netns = Some(netns.into());
+        self
+    }
+}
+
+/// A command for `program args…`, run through `ip netns exec` when `netns`
+/// is set.
+pub(crate) fn command_in(program: &str, netns: Option<&str>) -> tokio::process::Command {
+    match netns {
+        Some(ns) => {
+            let mut cmd = tokio::process::Command::new("ip");
+            cmd.args(["netns", "exec", ns, program]);
+            cmd
+        }
+        None => tokio::process::Command::new(program),
     }
 }
 
 impl Nftables for NftCli {
     #[tracing::instrument(skip_all)]
     async fn apply(&self, script: &str) -> Result<(), NftError> {
-        let mut child = match tokio::process::Command::new(&self.program)
+        let mut child = match command_in(&self.program, self.netns.as_deref())
             .args(["-f", "-"])
             .stdin(Stdio::piped())
             .stdout(Stdio::null())

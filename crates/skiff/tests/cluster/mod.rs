@@ -274,7 +274,15 @@ impl Drop for Cluster {
         let _ = Command::new("nft")
             .args(["delete", "table", "ip", self.names.nat_table])
             .status();
+        let _ = Command::new("nft")
+            .args(["delete", "table", "ip", &proxy_table(&self.names)])
+            .status();
     }
+}
+
+/// The Service proxy's table of this cluster (apart from other tests').
+pub fn proxy_table(names: &Names) -> String {
+    format!("{}-proxy", names.nat_table)
 }
 
 fn spawn_server(dir: &Path, (port, kubelet_port): (u16, u16), names: Names) -> Child {
@@ -304,6 +312,8 @@ fn spawn_server(dir: &Path, (port, kubelet_port): (u16, u16), names: Names) -> C
             "--pod-nat-table",
             names.nat_table,
         ])
+        .arg("--proxy-table")
+        .arg(proxy_table(&names))
         .arg("--kubelet-port")
         .arg(kubelet_port.to_string())
         .arg("--pod-log-dir")

@@ -1,0 +1,139 @@
+//! Proxy sync benchmark (`cargo bench -p skiff-proxy`; root, nft): rule
+//! computation and `nft -f` apply time for 1,000 and 10,000 ClusterIP
+//! Services with 10 hollow endpoints each, in a network namespace this
+//! benchmark creates; then the time for one endpoint change to be live
+//! (an incremental sync). Prints a table; asserts nothing about speed.
+
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+#[path = "../tests/support/mod.rs"]
+mod support;
+
+use std::net::Ipv4Addr;
+use std::time::{Duration, Instant};
+
+use k8s_openapi::api::core::v1::Service;
+use k8s_openapi::api::discovery::v1::EndpointSlice;
+use serde_json::json;
+use skiff_proxy::{Cidr, Proxier, ProxyConfig};
+use skiff_sys::conntrack::fake::RecordingConntrack;
+use skiff_sys::nft::NftCli;
+
+const ENDPOINTS: u32 = 10;
+
+fn objects(n: u32, generation: u32) -> (Vec<Service>, Vec<EndpointSlice>) {
+    let mut services = Vec::new();
+    let mut slices = Vec::new();
+    for i in 0..n {
+        let name = format!("svc-{i}");
+        let ip = Ipv4Addr::from(u32::from(Ipv4Addr::new(10, 96, 0, 0)) + i + 1);
+        services.push(
+            serde_json::from_value(json!({"metadata": {"name": name, "namespace": "bench"},
+                "spec": {"clusterIP": ip.to_string(), "clusterIPs": [ip.to_string()],
+                         "ports": [{"name": "http", "port": 80, "protocol": "TCP"}]}}))
+            .unwrap(),
+        );
+        let endpoints: Vec<serde_json::Value> = (0..ENDPOINTS)
+            .map(|j| {
+                // Service 0 moves one endpoint per generation.
+                let k = if i == 0 && j == 0 {
+                    j + generation * 1000
+                } else {
+                    j
+                };
+                let ep = Ipv4Addr::from(u32::from(Ipv4Addr::new(10, 64, 0, 0)) + i * 16 + k);
+                json!({"addresses": [ep.to_string()], "conditions": {"ready": true},
+                       "nodeName": format!("hollow-{}", j % 5)})
+            })
+            .collect();
+        slices.push(
+            serde_json::from_value(
+                json!({"metadata": {"name": format!("{name}-x"), "namespace": "bench",
+                    "labels": {"kubernetes.io/service-name": name}},
+                "addressType": "IPv4", "ports": [{"name": "http", "port": 8080, "protocol": "TCP"}],
+                "endpoints": endpoints}),
+            )
+            .unwrap(),
+        );
+    }
+    (services, slices)
+}
+
+fn ms(d: Duration) -> String {
+    format!("{:.0}", d.as_secs_f64() * 1000.0)
+}
+
+#[tokio::main(flavor = "current_thread")]
+async fn main() {
+    let Some(pair) = support::Pair::create("bn") else {
+        return;
+    };
+    let config = ProxyConfig {
+        table: "skiff-proxy-bench".into(),
+        node_name: "hollow-0".into(),
+        nodeport_addresses: vec![pair.client_ip],
+        cluster_cidr: Some(Cidr::new(Ipv4Addr::new(10, 64, 0, 0), 10).unwrap()),
+    };
+    println!(
+        "| services | endpoints | rules | chains | script KiB | compute ms | full sync ms | no-op sync ms | endpoint change live ms |"
+    );
+    println!("|---:|---:|---:|---:|---:|---:|---:|---:|---:|");
+    // SKIFF_BENCH_PROXY_SERVICES=1000,10000 (the default) picks the sizes.
+    let sizes: Vec<u32> = std::env::var("SKIFF_BENCH_PROXY_SERVICES")
+        .unwrap_or_else(|_| "1000,10000".into())
+        .split(',')
+        .filter_map(|s| s.trim().parse().ok())
+        .collect();
+    for n in sizes {
+        let (services, slices) = objects(n, 0);
+        let svc: Vec<&Service> = services.iter().collect();
+        let eps: Vec<&EndpointSlice> = slices.iter().collect();
+        let mut proxier = Proxier::new(
+            config.clone(),
+            NftCli::new().in_netns(&pair.client),
+            RecordingConntrack::new(),
+        )
+        .unwrap();
+
+        let started = Instant::now();
+        let (ruleset, _) = proxier.compute(&svc, &eps, None);
+        let script = ruleset.render_full();
+        let compute = started.elapsed();
+
+        let started = Instant::now();
+        let out = proxier.sync(&svc, &eps, None).await.unwrap();
+        let full = started.elapsed();
+        assert!(out.full);
+
+        let started = Instant::now();
+        let out = proxier.sync(&svc, &eps, None).await.unwrap();
+        let noop = started.elapsed();
+        assert!(!out.applied);
+
+        // One endpoint of one Service replaced, five times: the worst.
+        let mut change = Duration::ZERO;
+        for generation in 1..=5 {
+            let (services2, slices2) = objects(n, generation);
+            let svc2: Vec<&Service> = services2.iter().collect();
+            let eps2: Vec<&EndpointSlice> = slices2.iter().collect();
+            let started = Instant::now();
+            let out = proxier.sync(&svc2, &eps2, None).await.unwrap();
+            change = change.max(started.elapsed());
+            assert!(out.applied && !out.full);
+        }
+        println!(
+            "| {n} | {} | {} | {} | {} | {} | {} | {} | {} |",
+            n * ENDPOINTS,
+            ruleset.rule_count(),
+            ruleset.chains.len(),
+            script.len() / 1024,
+            ms(compute),
+            ms(full),
+            ms(noop),
+            ms(change),
+        );
+        skiff_proxy::proxier::cleanup(&NftCli::new().in_netns(&pair.client), &config.table)
+            .await
+            .unwrap();
+    }
+}

@@ -1,0 +1,341 @@
+//! An nftables table as data, and the `nft -f` scripts that install it.
+//!
+//! A [`Ruleset`] is the whole content of one table: chains with their rules,
+//! sets and maps with their elements. It renders either as a full
+//! replacement (declare, delete and recreate the table in one transaction) or
+//! as a diff against the ruleset that is known to be installed (only chains,
+//! elements and sets that changed are touched). Both are single `nft -f`
+//! scripts, so either all of it applies or nothing does.
+//!
+//! The flat command syntax (`add chain`, `add rule`, `add element`) is used
+//! throughout: nft 1.0 is picky about rules inside `{ }` blocks and flat
+//! commands are also what a diff needs.
+
+use std::collections::BTreeMap;
+use std::fmt::Write as _;
+
+/// One chain: an optional base-chain declaration and its rules, in order.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Chain {
+    /// `type nat hook prerouting priority dstnat; policy accept;` for base
+    /// chains; `None` for regular chains.
+    pub hook: Option<String>,
+    /// Rule texts, in order.
+    pub rules: Vec<String>,
+}
+
+/// A set or map: its declaration and, unless dynamic, its elements.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Set {
+    /// `map` or `set`.
+    pub kind: SetKind,
+    /// Declaration body, e.g. `type ipv4_addr; flags dynamic,timeout; timeout 10800s;`.
+    pub decl: String,
+    /// Element texts: `key` for sets, `key : value` for maps. Keys are unique.
+    pub elements: BTreeMap<String, Option<String>>,
+    /// Filled by the data path (affinity): a diff neither flushes nor
+    /// rewrites it, so its state survives syncs.
+    pub dynamic: bool,
+}
+
+/// Whether a [`Set`] is a plain set or a map.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub enum SetKind {
+    /// `set`.
+    #[default]
+    Set,
+    /// `map` (elements carry values).
+    Map,
+}
+
+impl SetKind {
+    fn keyword(self) -> &'static str {
+        match self {
+            SetKind::Set => "set",
+            SetKind::Map => "map",
+        }
+    }
+}
+
+/// The whole content of one `ip` family table.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Ruleset {
+    /// Table name (family `ip`).
+    pub table: String,
+    /// Chains by name.
+    pub chains: BTreeMap<String, Chain>,
+    /// Sets and maps by name.
+    pub sets: BTreeMap<String, Set>,
+}
+
+impl Ruleset {
+    /// An empty ruleset of `table`.
+    pub fn new(table: &str) -> Self {
+        Self {
+            table: table.to_string(),
+            ..Self::default()
+        }
+    }
+
+    /// The chain `name`, created empty when missing.
+    pub fn chain(&mut self, name: &str) -> &mut Chain {
+        self.chains.entry(name.to_string()).or_default()
+    }
+
+    /// Adds `rule` to the chain `name` (created when missing).
+    pub fn rule(&mut self, name: &str, rule: impl Into<String>) {
+        self.chain(name).rules.push(rule.into());
+    }
+
+    /// Declares a set or map (replacing an earlier declaration of that name).
+    pub fn declare_set(&mut self, name: &str, kind: SetKind, decl: &str, dynamic: bool) {
+        self.sets.insert(
+            name.to_string(),
+            Set {
+                kind,
+                decl: decl.to_string(),
+                elements: BTreeMap::new(),
+                dynamic,
+            },
+        );
+    }
+
+    /// Adds an element to a declared set or map. Returns false (and adds
+    /// nothing) when the set is unknown or already has that key.
+    pub fn element(&mut self, set: &str, key: String, value: Option<String>) -> bool {
+        match self.sets.get_mut(set) {
+            Some(s) if !s.elements.contains_key(&key) => {
+                s.elements.insert(key, value);
+                true
+            }
+            _ => false,
+        }
+    }
+
+    /// Number of rules in all chains.
+    pub fn rule_count(&self) -> usize {
+        self.chains.values().map(|c| c.rules.len()).sum()
+    }
+
+    /// Number of elements in all non-dynamic sets and maps.
+    pub fn element_count(&self) -> usize {
+        self.sets.values().map(|s| s.elements.len()).sum()
+    }
+
+    /// The script that replaces whatever the table holds with this ruleset.
+    pub fn render_full(&self) -> String {
+        let t = &self.table;
+        let mut out = String::with_capacity(self.estimated_size());
+        // Declaring first makes the delete succeed when the table is absent.
+        let _ = writeln!(out, "add table ip {t}");
+        let _ = writeln!(out, "delete table ip {t}");
+        let _ = writeln!(out, "add table ip {t}");
+        for (name, set) in &self.sets {
+            self.write_set_decl(&mut out, name, set);
+        }
+        for (name, chain) in &self.chains {
+            self.write_chain_decl(&mut out, name, chain);
+        }
+        for (name, chain) in &self.chains {
+            self.write_rules(&mut out, name, chain);
+        }
+        for (name, set) in &self.sets {
+            self.write_elements(&mut out, "add", name, set.elements.iter());
+        }
+        out
+    }
+
+    /// The script that turns `previous` (installed) into this ruleset,
+    /// touching only what changed. `None` when nothing changed. Needs a full
+    /// render instead when a set's declaration changed (see
+    /// [`Ruleset::diffable_from`]).
+    pub fn render_diff(&self, previous: &Ruleset) -> Option<String> {
+        let t = &self.table;
+        let mut out = String::new();
+        // 1. Elements that go or change value: removed first, so no map still
+        //    points at a chain deleted below.
+        for (name, old) in &previous.sets {
+            if old.dynamic {
+                continue;
+            }
+            let new = self.sets.get(name);
+            let gone: Vec<&String> = old
+                .elements
+                .iter()
+                .filter(|(k, v)| new.is_none_or(|n| n.elements.get(*k) != Some(*v)))
+                .map(|(k, _)| k)
+                .collect();
+            if new.is_some() && !gone.is_empty() {
+                write_keys(&mut out, t, name, &gone);
+            }
+        }
+        // 2. New sets and chains.
+        for (name, set) in &self.sets {
+            if !previous.sets.contains_key(name) {
+                self.write_set_decl(&mut out, name, set);
+            }
+        }
+        for (name, chain) in &self.chains {
+            if !previous.chains.contains_key(name) {
+                self.write_chain_decl(&mut out, name, chain);
+            }
+        }
+        // 3. Rules of new and changed chains.
+        for (name, chain) in &self.chains {
+            match previous.chains.get(name) {
+                Some(old) if old == chain => {}
+                Some(_) => {
+                    let _ = writeln!(out, "flush chain ip {t} {name}");
+                    self.write_rules(&mut out, name, chain);
+                }
+                None => self.write_rules(&mut out, name, chain),
+            }
+        }
+        // 4. Elements that are new or changed value.
+        for (name, set) in &self.sets {
+            if set.dynamic {
+                continue;
+            }
+            let old = previous.sets.get(name);
+            let added = set
+                .elements
+                .iter()
+                .filter(|(k, v)| old.is_none_or(|o| o.elements.get(*k) != Some(*v)));
+            self.write_elements(&mut out, "add", name, added);
+        }
+        // 5. Chains and sets that are gone: nothing refers to them any more
+        //    (their referrers were rewritten or removed above).
+        for (name, chain) in &previous.chains {
+            if !self.chains.contains_key(name) && !chain.rules.is_empty() {
+                let _ = writeln!(out, "flush chain ip {t} {name}");
+            }
+        }
+        // Maps go before chains: their elements may point at those chains.
+        for (name, set) in &previous.sets {
+            if !self.sets.contains_key(name) {
+                let _ = writeln!(out, "delete {} ip {t} {name}", set.kind.keyword());
+            }
+        }
+        for name in previous.chains.keys() {
+            if !self.chains.contains_key(name) {
+                let _ = writeln!(out, "delete chain ip {t} {name}");
+            }
+        }
+        (!out.is_empty()).then_some(out)
+    }
+
+    /// Whether [`Ruleset::render_diff`] can go from `previous` to this
+    /// ruleset: same table, and every set present in both has the same
+    /// declaration (nft cannot change a set's type or timeout in place).
+    pub fn diffable_from(&self, previous: &Ruleset) -> bool {
+        self.table == previous.table
+            && self.sets.iter().all(|(name, set)| {
+                previous
+                    .sets
+                    .get(name)
+                    .is_none_or(|old| old.decl == set.decl && old.kind == set.kind)
+            })
+            && self.chains.iter().all(|(name, chain)| {
+                previous
+                    .chains
+                    .get(name)
+                    .is_none_or(|old| old.hook == chain.hook)
+            })
+    }
+
+    /// The script that removes the table; harmless when it does not exist.
+    pub fn render_delete(table: &str) -> String {
+        format!("add table ip {table}\ndelete table ip {table}\n")
+    }
+
+    fn estimated_size(&self) -> usize {
+        let rules: usize = self
+            .chains
+            .iter()
+            .map(|(n, c)| {
+                (n.len() + 24) * (c.rules.len() + 1)
+                    + c.rules.iter().map(String::len).sum::<usize>()
+            })
+            .sum();
+        let elements: usize = self
+            .sets
+            .values()
+            .map(|s| {
+                s.elements
+                    .iter()
+                    .map(|(k, v)| k.len() + v.as_ref().map_or(0, |v| v.len() + 3) + 2)
+                    .sum::<usize>()
+            })
+            .sum();
+        rules + elements + 256
+    }
+
+    fn write_set_decl(&self, out: &mut String, name: &str, set: &Set) {
+        let _ = writeln!(
+            out,
+            "add {} ip {} {name} {{ {} }}",
+            set.kind.keyword(),
+            self.table,
+            set.decl
+        );
+    }
+
+    fn write_chain_decl(&self, out: &mut String, name: &str, chain: &Chain) {
+        match &chain.hook {
+            Some(hook) => {
+                let _ = writeln!(out, "add chain ip {} {name} {{ {hook} }}", self.table);
+            }
+            None => {
+                let _ = writeln!(out, "add chain ip {} {name}", self.table);
+            }
+        }
+    }
+
+    fn write_rules(&self, out: &mut String, name: &str, chain: &Chain) {
+        for rule in &chain.rules {
+            let _ = writeln!(out, "add rule ip {} {name} {rule}", self.table);
+        }
+    }
+
+    fn write_elements<'a>(
+        &self,
+        out: &mut String,
+        verb: &str,
+        name: &str,
+        elements: impl Iterator<Item = (&'a String, &'a Option<String>)>,
+    ) {
+        // Batched: one command per 1,000 elements keeps nft's parser fast
+        // without building one enormous line.
+        let mut n = 0;
+        for (key, value) in elements {
+            if n % 1000 == 0 {
+                if n > 0 {
+                    out.push_str(" }\n");
+                }
+                let _ = write!(out, "{verb} element ip {} {name} {{ ", self.table);
+            } else {
+                out.push_str(", ");
+            }
+            out.push_str(key);
+            if let Some(value) = value {
+                out.push_str(" : ");
+                out.push_str(value);
+            }
+            n += 1;
+        }
+        if n > 0 {
+            out.push_str(" }\n");
+        }
+    }
+}
+
+fn write_keys(out: &mut String, table: &str, set: &str, keys: &[&String]) {
+    for chunk in keys.chunks(1000) {
+        let joined: Vec<&str> = chunk.iter().map(|k| k.as_str()).collect();
+        let _ = writeln!(
+            out,
+            "delete element ip {table} {set} {{ {} }}",
+            joined.join(", ")
+        );
+    }
+}

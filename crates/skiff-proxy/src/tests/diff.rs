@@ -1,0 +1,216 @@
+//! Full and incremental scripts.
+
+use serde_json::json;
+
+use super::{compute, ep, http, ready, service, slice};
+
+fn lines(script: &str) -> Vec<&str> {
+    script.lines().collect()
+}
+
+fn position(script: &[&str], line: &str) -> usize {
+    script
+        .iter()
+        .position(|l| *l == line)
+        .unwrap_or_else(|| panic!("{line:?} not in\n{}", script.join("\n")))
+}
+
+#[test]
+fn full_script_replaces_the_table_in_one_transaction() {
+    let rs = compute(
+        &[service("web", json!({}))],
+        &[slice(
+            "web",
+            "a",
+            http(8080),
+            vec![ready("10.42.0.7", "node-a")],
+        )],
+    );
+    let script = rs.render_full();
+    let l = lines(&script);
+    assert_eq!(
+        l[..3],
+        [
+            "add table ip skiff-proxy",
+            "delete table ip skiff-proxy",
+            "add table ip skiff-proxy"
+        ]
+    );
+    // Declarations before rules before elements.
+    let chain = position(&l, "add chain ip skiff-proxy service-default/web/tcp/80");
+    let hook = position(
+        &l,
+        "add chain ip skiff-proxy nat-prerouting { type nat hook prerouting priority dstnat; policy accept; }",
+    );
+    let rule = position(&l, "add rule ip skiff-proxy nat-prerouting jump services");
+    let element = position(
+        &l,
+        "add element ip skiff-proxy service-ips { 10.43.0.5 . tcp . 80 : goto service-default/web/tcp/80 }",
+    );
+    assert!(chain < rule && hook < rule && rule < element);
+}
+
+#[test]
+fn unchanged_objects_give_no_diff() {
+    let make = || {
+        compute(
+            &[service("web", json!({"sessionAffinity": "ClientIP"}))],
+            &[slice(
+                "web",
+                "a",
+                http(8080),
+                vec![ready("10.42.0.7", "node-a")],
+            )],
+        )
+    };
+    let (a, b) = (make(), make());
+    assert!(b.diffable_from(&a));
+    assert_eq!(b.render_diff(&a), None);
+}
+
+#[test]
+fn endpoint_removal_touches_only_that_service() {
+    let two = vec![ready("10.42.0.7", "node-a"), ready("10.42.1.9", "node-b")];
+    let other = slice(
+        "db",
+        "a",
+        json!([{"name": "pg", "port": 5432}]),
+        vec![ready("10.42.3.3", "node-a")],
+    );
+    let db = service(
+        "db",
+        json!({"clusterIP": "10.43.0.6", "clusterIPs": ["10.43.0.6"], "ports": [{"name": "pg", "port": 5432}]}),
+    );
+    let before = compute(
+        &[service("web", json!({})), db.clone()],
+        &[slice("web", "a", http(8080), two), other.clone()],
+    );
+    let after = compute(
+        &[service("web", json!({})), db],
+        &[
+            slice(
+                "web",
+                "a",
+                http(8080),
+                vec![
+                    ready("10.42.0.7", "node-a"),
+                    ep("10.42.1.9", "node-b", false, false, true),
+                ],
+            ),
+            other,
+        ],
+    );
+    assert!(after.diffable_from(&before));
+    let script = after.render_diff(&before).unwrap();
+    let gone = "endpoint-default/web/tcp/80__10.42.1.9/8080";
+    let kept = "endpoint-default/web/tcp/80__10.42.0.7/8080";
+    let l = lines(&script);
+    let flush_service = position(&l, "flush chain ip skiff-proxy service-default/web/tcp/80");
+    let new_pick = position(
+        &l,
+        &format!("add rule ip skiff-proxy service-default/web/tcp/80 goto {kept}"),
+    );
+    let flush_gone = position(&l, &format!("flush chain ip skiff-proxy {gone}"));
+    let delete_gone = position(&l, &format!("delete chain ip skiff-proxy {gone}"));
+    assert!(flush_service < new_pick && new_pick < flush_gone && flush_gone < delete_gone);
+    assert!(
+        !script.contains(kept.to_string().as_str())
+            || !script.contains(&format!("chain ip skiff-proxy {kept}"))
+    );
+    assert!(
+        !script.contains("db"),
+        "the other Service is untouched:\n{script}"
+    );
+    assert!(
+        !script.contains("table"),
+        "no table-wide command:\n{script}"
+    );
+}
+
+#[test]
+fn service_losing_all_endpoints_moves_to_reject_and_removal_deletes_elements() {
+    let with = compute(
+        &[service("web", json!({}))],
+        &[slice(
+            "web",
+            "a",
+            http(8080),
+            vec![ready("10.42.0.7", "node-a")],
+        )],
+    );
+    let without = compute(&[service("web", json!({}))], &[]);
+    let script = without.render_diff(&with).unwrap();
+    let l = lines(&script);
+    let del = position(
+        &l,
+        "delete element ip skiff-proxy service-ips { 10.43.0.5 . tcp . 80 }",
+    );
+    let add = position(
+        &l,
+        "add element ip skiff-proxy no-endpoint-services { 10.43.0.5 . tcp . 80 : goto reject-chain }",
+    );
+    let chain = position(&l, "delete chain ip skiff-proxy service-default/web/tcp/80");
+    assert!(del < chain && add < chain);
+
+    // And back: the element moves again, the chains come back.
+    let script = with.render_diff(&without).unwrap();
+    let l = lines(&script);
+    let del = position(
+        &l,
+        "delete element ip skiff-proxy no-endpoint-services { 10.43.0.5 . tcp . 80 }",
+    );
+    let decl = position(&l, "add chain ip skiff-proxy service-default/web/tcp/80");
+    let add = position(
+        &l,
+        "add element ip skiff-proxy service-ips { 10.43.0.5 . tcp . 80 : goto service-default/web/tcp/80 }",
+    );
+    assert!(del < decl && decl < add);
+
+    // A Service that goes away takes its elements and chains along.
+    let none = compute(&[], &[]);
+    let script = none.render_diff(&with).unwrap();
+    assert!(script.contains("delete element ip skiff-proxy service-ips { 10.43.0.5 . tcp . 80 }"));
+    assert!(
+        script.contains("delete chain ip skiff-proxy endpoint-default/web/tcp/80__10.42.0.7/8080")
+    );
+}
+
+#[test]
+fn affinity_sets_survive_diffs_unless_their_timeout_changes() {
+    let eps = || {
+        vec![slice(
+            "web",
+            "a",
+            http(8080),
+            vec![ready("10.42.0.7", "node-a"), ready("10.42.1.9", "node-b")],
+        )]
+    };
+    let affinity = |t: u32| {
+        service(
+            "web",
+            json!({"sessionAffinity": "ClientIP", "sessionAffinityConfig": {"clientIP": {"timeoutSeconds": t}}}),
+        )
+    };
+    let before = compute(&[affinity(60)], &eps());
+    let fewer = compute(
+        &[affinity(60)],
+        &[slice(
+            "web",
+            "a",
+            http(8080),
+            vec![ready("10.42.0.7", "node-a")],
+        )],
+    );
+    let script = fewer.render_diff(&before).unwrap();
+    // The remaining endpoint's set is neither flushed nor redeclared.
+    assert!(
+        !script.contains("affinity-default/web/tcp/80__10.42.0.7/8080 {"),
+        "{script}"
+    );
+    assert!(
+        script.contains("delete set ip skiff-proxy affinity-default/web/tcp/80__10.42.1.9/8080")
+    );
+    // A new timeout needs a new set: only a full replacement does that.
+    let longer = compute(&[affinity(120)], &eps());
+    assert!(!longer.diffable_from(&before));
+}

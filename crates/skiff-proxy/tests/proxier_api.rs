@@ -1,0 +1,177 @@
+//! The proxier's run loop against the real API server on 127.0.0.1, with
+//! the recording nftables fake: the first sync replaces the table, object
+//! changes become incremental scripts, failures are retried as full syncs.
+
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+use std::net::{IpAddr, Ipv4Addr};
+use std::path::Path;
+use std::sync::Arc;
+use std::sync::atomic::Ordering;
+use std::time::Duration;
+
+use k8s_openapi::api::core::v1::{Node, Service};
+use k8s_openapi::api::discovery::v1::EndpointSlice;
+use kube::Api;
+use kube::api::{Patch, PatchParams, PostParams};
+use serde_json::json;
+use skiff_apiserver::{ApiServer, ApiServerConfig};
+use skiff_proxy::{Proxier, ProxyConfig, RunOptions};
+use skiff_store::AnyStore;
+use skiff_sys::conntrack::fake::RecordingConntrack;
+use skiff_sys::nft::Nftables;
+use skiff_sys::nft::fake::RecordingNftables;
+
+async fn start_server(dir: &Path) -> (ApiServer, kube::Client) {
+    let store = AnyStore::open(&[], dir).await.unwrap();
+    let mut config = ApiServerConfig::new(dir);
+    config.bind_address = IpAddr::V4(Ipv4Addr::LOCALHOST);
+    config.port = 0;
+    let kubeconfig = dir.join("kubeconfig.yaml");
+    config.write_kubeconfig = Some(kubeconfig.clone());
+    let server = ApiServer::start(config, store).await.unwrap();
+    let kc = kube::config::Kubeconfig::read_from(&kubeconfig).unwrap();
+    let cfg = kube::Config::from_custom_kubeconfig(kc, &Default::default())
+        .await
+        .unwrap();
+    (server, kube::Client::try_from(cfg).unwrap())
+}
+
+/// Shares one recording fake between the proxier and the test.
+#[derive(Debug, Clone, Default)]
+struct Shared(Arc<RecordingNftables>);
+
+impl Nftables for Shared {
+    async fn apply(&self, script: &str) -> Result<(), skiff_sys::nft::NftError> {
+        self.0.apply(script).await
+    }
+}
+
+async fn wait_for_script(nft: &RecordingNftables, what: &str, f: impl Fn(&str) -> bool) -> usize {
+    for _ in 0..300 {
+        if let Some(i) = nft.scripts().iter().rposition(|s| f(s)) {
+            return i;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    panic!("no script {what}; got {:#?}", nft.scripts());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn proxier_follows_services_endpoint_slices_and_its_node() {
+    let dir = tempfile::tempdir().unwrap();
+    let (_server, client) = start_server(dir.path()).await;
+    let nft = Shared::default();
+    let config = ProxyConfig {
+        table: "skiff-proxy".into(),
+        node_name: "node-a".into(),
+        nodeport_addresses: vec![Ipv4Addr::LOCALHOST],
+        cluster_cidr: Some("10.42.0.0/16".parse().unwrap()),
+    };
+    let proxier = Proxier::new(config, nft.clone(), RecordingConntrack::new()).unwrap();
+    let stats = proxier.stats();
+    let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
+    let options = RunOptions {
+        min_backoff: Duration::from_millis(100),
+        ..RunOptions::default()
+    };
+    let task = tokio::spawn(skiff_proxy::proxier::run(
+        proxier,
+        client.clone(),
+        options,
+        stop_rx,
+    ));
+
+    // The first sync is a full replacement.
+    wait_for_script(&nft.0, "replacing the table", |s| {
+        s.starts_with("add table ip skiff-proxy\ndelete table ip skiff-proxy\n")
+    })
+    .await;
+
+    let services: Api<Service> = Api::namespaced(client.clone(), "default");
+    let svc: Service = serde_json::from_value(json!({"metadata": {"name": "web"},
+        "spec": {"type": "NodePort", "ports": [{"name": "http", "port": 80, "targetPort": "http"}]}}))
+    .unwrap();
+    let svc = services.create(&PostParams::default(), &svc).await.unwrap();
+    let ip = svc.spec.unwrap().cluster_ip.unwrap();
+    // No endpoints yet: rejected.
+    wait_for_script(&nft.0, "rejecting the new Service", |s| {
+        s.contains(&format!(
+            "no-endpoint-services {{ {ip} . tcp . 80 : goto reject-chain }}"
+        ))
+    })
+    .await;
+
+    let slices: Api<EndpointSlice> = Api::namespaced(client.clone(), "default");
+    let slice: EndpointSlice = serde_json::from_value(json!({
+        "metadata": {"name": "web-manual", "labels": {"kubernetes.io/service-name": "web"}},
+        "addressType": "IPv4", "ports": [{"name": "http", "port": 8080, "protocol": "TCP"}],
+        "endpoints": [{"addresses": ["10.42.0.7"], "conditions": {"ready": true}, "nodeName": "node-a"}]}))
+    .unwrap();
+    slices.create(&PostParams::default(), &slice).await.unwrap();
+    let added = wait_for_script(&nft.0, "routing to the endpoint", |s| {
+        s.contains("dnat to 10.42.0.7:8080")
+    })
+    .await;
+    let script = &nft.0.scripts()[added];
+    assert!(
+        !script.contains("delete table"),
+        "an incremental sync:\n{script}"
+    );
+    assert!(script.contains(&format!(
+        "delete element ip skiff-proxy no-endpoint-services {{ {ip} . tcp . 80 }}"
+    )));
+
+    // The Node's address joins the NodePort addresses.
+    let nodes: Api<Node> = Api::all(client.clone());
+    let node: Node = serde_json::from_value(json!({"metadata": {"name": "node-a"}})).unwrap();
+    nodes.create(&PostParams::default(), &node).await.unwrap();
+    nodes
+        .patch_status(
+            "node-a",
+            &PatchParams::default(),
+            &Patch::Merge(
+                json!({"status": {"addresses": [{"type": "InternalIP", "address": "192.0.2.44"}]}}),
+            ),
+        )
+        .await
+        .unwrap();
+    wait_for_script(&nft.0, "adding the node address", |s| {
+        s.contains("add element ip skiff-proxy nodeport-ips { 192.0.2.44 }")
+    })
+    .await;
+
+    // A failing nft: retried with back-off, then a full replacement.
+    nft.0.reject(Some("Error: simulated"));
+    slices
+        .patch(
+            "web-manual",
+            &PatchParams::default(),
+            &Patch::Merge(
+                json!({"endpoints": [{"addresses": ["10.42.0.8"], "conditions": {"ready": true}}]}),
+            ),
+        )
+        .await
+        .unwrap();
+    for _ in 0..200 {
+        if stats.sync_errors.load(Ordering::Relaxed) >= 2 {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    assert!(stats.sync_errors.load(Ordering::Relaxed) >= 2, "retried");
+    nft.0.reject(None);
+    let healed = wait_for_script(&nft.0, "a full sync with the new endpoint", |s| {
+        s.starts_with("add table ip skiff-proxy\ndelete table")
+            && s.contains("dnat to 10.42.0.8:8080")
+    })
+    .await;
+    assert!(!nft.0.scripts()[healed].contains("10.42.0.7"));
+
+    stop_tx.send_replace(true);
+    tokio::time::timeout(Duration::from_secs(10), task)
+        .await
+        .unwrap()
+        .unwrap()
+        .unwrap();
+}

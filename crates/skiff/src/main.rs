@@ -59,11 +59,18 @@ struct AgentArgs {
     /// Directory for agent state.
     #[arg(long, default_value = "/var/lib/skiff")]
     data_dir: PathBuf,
+    /// Remove what the agent set up on the host's network (pod routes, the
+    /// built-in bridge and its masquerade table), then exit.
+    #[arg(long)]
+    cleanup: bool,
     #[command(flatten)]
     flags: agent::AgentFlags,
 }
 
 async fn run_agent(args: AgentArgs) -> anyhow::Result<()> {
+    if args.cleanup {
+        return agent::cleanup(&args.flags).await;
+    }
     let Some(kubeconfig) = args.kubeconfig else {
         anyhow::bail!(
             "joining with --server/--token is not supported yet (server {:?}, token given: {}); pass --kubeconfig",

@@ -1,5 +1,7 @@
 //! The end-to-end harness: `skiff server` (as root, with its agent) in a
 //! temp dir, driven by the real kubectl. Shared by the e2e test binaries.
+//! `multinode` builds on it: several agents, each in its own network
+//! namespace, for traffic across nodes (see its module docs).
 #![allow(dead_code)]
 
 #[path = "../../../skiff-runtime/tests/support/mod.rs"]

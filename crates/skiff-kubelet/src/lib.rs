@@ -16,6 +16,7 @@ pub mod logrotate;
 pub mod logs;
 pub mod node;
 pub mod prober;
+pub mod routes;
 pub mod server;
 pub mod status;
 pub mod volumes;

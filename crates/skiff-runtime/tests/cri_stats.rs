@@ -89,7 +89,12 @@ async fn stats_of_a_busy_container() {
         tokio::time::sleep(Duration::from_millis(700)).await;
         let next = sample(burn.clone()).await;
         let usage = |s: &api::ContainerStats| {
-            s.cpu.as_ref().unwrap().usage_core_nano_seconds.unwrap().value
+            s.cpu
+                .as_ref()
+                .unwrap()
+                .usage_core_nano_seconds
+                .unwrap()
+                .value
         };
         if usage(&next) > usage(&first) {
             break next;

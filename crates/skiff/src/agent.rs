@@ -12,12 +12,16 @@ use std::time::Duration;
 use anyhow::Context;
 use skiff_kubelet::KubeletConfig;
 use skiff_kubelet::cri::Cri;
+use skiff_kubelet::routes::PodRoutesConfig;
+use skiff_runtime::PodNetwork;
 use skiff_runtime::cri::api::image_service_server::ImageServiceServer;
 use skiff_runtime::cri::api::runtime_service_server::RuntimeServiceServer;
 use skiff_runtime::cri::{CriImageService, CriRuntimeService, serve_unix};
+use skiff_runtime::network::cni::{CniConfig, CniNetwork};
 use skiff_runtime::network::{Ipv4Cidr, NodePodNetwork};
 use skiff_runtime::stream::server::StreamingServer;
 use skiff_runtime::{ImageStore, RegistryConfig, Runtime, RuntimeConfig, RuntimeDeps};
+use skiff_sys::net::LinuxNetOps;
 use tokio::sync::watch;
 
 /// Flags shared by `skiff server` (its agent) and `skiff agent`.
@@ -82,7 +86,19 @@ pub struct AgentFlags {
     /// The Service proxy's nftables table (tests run several agents on one host).
     #[arg(long, default_value = skiff_proxy::DEFAULT_TABLE, hide = true)]
     pub proxy_table: String,
+    /// Directory of CNI network configurations: pods are connected by the
+    /// plugin chain of its first .conf/.conflist instead of the built-in bridge.
+    #[arg(long)]
+    pub cni_conf_dir: Option<PathBuf>,
+    /// Directories (comma-separated) of CNI plugin binaries, e.g. /usr/lib/cni;
+    /// giving it also selects CNI.
+    #[arg(long, value_delimiter = ',')]
+    pub cni_bin_dir: Vec<PathBuf>,
 }
+
+/// Where CNI looks when only one of the two flags is given (upstream's defaults).
+const DEFAULT_CNI_CONF_DIR: &str = "/etc/cni/net.d";
+const DEFAULT_CNI_BIN_DIR: &str = "/opt/cni/bin";
 
 /// `--container-log-max-size` in bytes; `None` turns rotation off. (A
 /// newtype: clap reads a bare `Option` as "the flag may be absent".)
@@ -101,6 +117,33 @@ fn parse_container_log_max_files(value: &str) -> Result<usize, String> {
 }
 
 impl AgentFlags {
+    /// The cluster CIDR, parsed.
+    pub fn cluster_cidr(&self) -> anyhow::Result<Ipv4Cidr> {
+        self.cluster_cidr
+            .parse()
+            .map_err(|e| anyhow::anyhow!("--cluster-cidr {:?}: {e}", self.cluster_cidr))
+    }
+
+    /// The CNI settings, when `--cni-conf-dir` or `--cni-bin-dir` selects CNI.
+    fn cni(&self, state_dir: &Path) -> Option<CniConfig> {
+        if self.cni_conf_dir.is_none() && self.cni_bin_dir.is_empty() {
+            return None;
+        }
+        Some(CniConfig {
+            conf_dir: self
+                .cni_conf_dir
+                .clone()
+                .unwrap_or_else(|| PathBuf::from(DEFAULT_CNI_CONF_DIR)),
+            bin_dirs: if self.cni_bin_dir.is_empty() {
+                vec![PathBuf::from(DEFAULT_CNI_BIN_DIR)]
+            } else {
+                self.cni_bin_dir.clone()
+            },
+            state_dir: state_dir.to_path_buf(),
+            ifname: skiff_runtime::network::POD_IFNAME.to_owned(),
+        })
+    }
+
     /// The image GC policy from the flags, validated as upstream's kubelet
     /// validates its configuration.
     pub fn image_gc_policy(&self) -> Result<skiff_kubelet::images_gc::ImageGcPolicy, String> {
@@ -161,13 +204,18 @@ async fn start_builtin_runtime(
             .context("opening the image store")?,
     );
     import_airgap_images(&store, data_dir);
-    let cluster_cidr: Ipv4Cidr = flags
-        .cluster_cidr
-        .parse()
-        .map_err(|e| anyhow::anyhow!("--cluster-cidr {:?}: {e}", flags.cluster_cidr))?;
+    let cluster_cidr = flags.cluster_cidr()?;
     let runtime_root = data_dir.join("agent").join("runtime");
-    let network = NodePodNetwork::new(cluster_cidr, &runtime_root.join("network"))
-        .with_names(&flags.pod_bridge, &flags.pod_nat_table);
+    let network: Arc<dyn PodNetwork> = match flags.cni(&runtime_root.join("network").join("cni")) {
+        Some(cni) => {
+            tracing::info!(conf_dir = %cni.conf_dir.display(), "pod network: CNI plugins");
+            Arc::new(CniNetwork::new(cni))
+        }
+        None => Arc::new(
+            NodePodNetwork::new(cluster_cidr, &runtime_root.join("network"))
+                .with_names(&flags.pod_bridge, &flags.pod_nat_table),
+        ),
+    };
     let exe = std::env::current_exe().context("locating the skiff binary for the runtime shim")?;
     let runtime = Runtime::open(
         RuntimeConfig {
@@ -179,7 +227,7 @@ async fn start_builtin_runtime(
             images: store.clone(),
             namespaces: Arc::new(skiff_sys::LinuxPodNamespaces),
             mounter: Arc::new(skiff_sys::LinuxMounter),
-            network: Arc::new(network),
+            network,
         },
     )
     .context("opening the built-in runtime")?;
@@ -298,6 +346,7 @@ pub async fn run(
     shutdown: watch::Receiver<bool>,
 ) -> anyhow::Result<()> {
     let image_gc = flags.image_gc_policy().map_err(anyhow::Error::msg)?;
+    let cluster_cidr = flags.cluster_cidr()?;
     let (socket, runtime_task) = match &flags.container_runtime_endpoint {
         Some(endpoint) => (endpoint.clone(), None),
         None => {
@@ -343,6 +392,13 @@ pub async fn run(
         image_gc_low_threshold_percent: image_gc.low_threshold_percent,
         image_minimum_gc_age: image_gc.min_age,
     };
+    // Host-gw routes to the other nodes' pods, whatever the runtime.
+    let routes = tokio::spawn(skiff_kubelet::routes::run(
+        client.clone(),
+        PodRoutesConfig::new(config.node_name.clone(), cluster_cidr),
+        LinuxNetOps::new(),
+        shutdown.clone(),
+    ));
     let result = skiff_kubelet::run(config, client, cri, shutdown).await;
     if let Some(task) = runtime_task {
         let _ = task.await;
@@ -350,7 +406,37 @@ pub async fn run(
     if let Some(task) = proxy_task {
         let _ = task.await;
     }
+    routes.abort();
     result.context("kubelet")
+}
+
+/// `skiff agent --cleanup`: removes what the agent put on the host's network
+/// (the pod routes, the built-in network's bridge and masquerade table, the
+/// Service proxy's table).
+/// Pods still running lose their network.
+pub async fn cleanup(flags: &AgentFlags) -> anyhow::Result<()> {
+    let cluster_cidr = flags.cluster_cidr()?;
+    let node_name = flags
+        .node_name
+        .clone()
+        .unwrap_or_else(skiff_kubelet::node::host::hostname);
+    let ops = LinuxNetOps::new();
+    let removed =
+        skiff_kubelet::routes::remove_routes(&ops, &PodRoutesConfig::new(node_name, cluster_cidr))
+            .await
+            .context("removing pod routes")?;
+    tracing::info!(routes = removed, "pod routes removed");
+    skiff_runtime::network::remove_host_network(
+        &ops,
+        &skiff_sys::nft::NftCli::new(),
+        &flags.pod_bridge,
+        &flags.pod_nat_table,
+    )
+    .await
+    .context("removing the pod bridge and masquerade table")?;
+    cleanup_proxy(flags)
+        .await
+        .context("removing the proxy table")
 }
 
 #[cfg(test)]
@@ -402,6 +488,32 @@ mod tests {
             let err = parse(&args).unwrap_err().to_string();
             assert!(err.contains(msg), "{args:?}: {err}");
         }
+    }
+
+    #[test]
+    fn cni_flags_select_cni_with_upstream_defaults_for_the_other() {
+        let state = std::path::Path::new("/state");
+        assert_eq!(parse(&[]).unwrap().cni(state), None);
+        let cni = parse(&["--cni-bin-dir", "/usr/lib/cni,/opt/more"])
+            .unwrap()
+            .cni(state)
+            .unwrap();
+        assert_eq!(cni.conf_dir, std::path::Path::new("/etc/cni/net.d"));
+        assert_eq!(
+            cni.bin_dirs,
+            [
+                std::path::PathBuf::from("/usr/lib/cni"),
+                std::path::PathBuf::from("/opt/more")
+            ]
+        );
+        assert_eq!(cni.state_dir, state);
+        assert_eq!(cni.ifname, "eth0");
+        let cni = parse(&["--cni-conf-dir", "/x/net.d"])
+            .unwrap()
+            .cni(state)
+            .unwrap();
+        assert_eq!(cni.conf_dir, std::path::Path::new("/x/net.d"));
+        assert_eq!(cni.bin_dirs, [std::path::PathBuf::from("/opt/cni/bin")]);
     }
 
     #[test]

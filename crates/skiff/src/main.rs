@@ -59,8 +59,12 @@ struct AgentArgs {
     /// Directory for agent state.
     #[arg(long, default_value = "/var/lib/skiff")]
     data_dir: PathBuf,
-    /// Remove the Service proxy's nftables table and exit (a clean
-    /// uninstall; nothing else is touched).
+    /// Remove what the agent set up on the host's network (pod routes, the
+    /// built-in bridge and its masquerade table, the Service proxy's table),
+    /// then exit.
+    #[arg(long)]
+    cleanup: bool,
+    /// Remove only the Service proxy's nftables table, then exit.
     #[arg(long)]
     cleanup_proxy: bool,
     #[command(flatten)]
@@ -68,6 +72,9 @@ struct AgentArgs {
 }
 
 async fn run_agent(args: AgentArgs) -> anyhow::Result<()> {
+    if args.cleanup {
+        return agent::cleanup(&args.flags).await;
+    }
     if args.cleanup_proxy {
         return agent::cleanup_proxy(&args.flags).await;
     }

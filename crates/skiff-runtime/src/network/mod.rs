@@ -15,12 +15,13 @@ use skiff_sys::net::{BridgeSpec, LinuxNetOps, NetError, NetOps, PodInterfaceSpec
 use skiff_sys::nft::{NftCli, NftError, Nftables};
 use tokio::sync::OnceCell;
 
-pub mod cidr;
+pub mod cni;
 pub mod ipam;
 pub mod masquerade;
 
 pub use cidr::{CidrError, Ipv4Cidr};
 pub use ipam::{Ipam, IpamError};
+pub use skiff_sys::net::cidr;
 
 /// Default bridge name.
 pub const DEFAULT_BRIDGE: &str = "skiff0";
@@ -258,12 +259,33 @@ impl<N: NetOps, F: Nftables> BridgeNetwork<N, F> {
     /// Removes the masquerade table and the bridge (agent clean-up). Pods still
     /// attached lose connectivity.
     pub async fn remove_host_network(&self) -> Result<(), NetworkError> {
-        self.nft
-            .apply(&masquerade::remove_ruleset(&self.config.nat_table))
-            .await?;
-        self.ops.delete_link(&self.config.bridge_name).await?;
-        Ok(())
+        remove_host_network(
+            &self.ops,
+            &self.nft,
+            &self.config.bridge_name,
+            &self.config.nat_table,
+        )
+        .await
     }
+}
+
+/// Removes a bridge network's host parts by name: its masquerade table and
+/// its bridge (`skiff agent --cleanup`, which knows no podCIDR). Absent
+/// parts are fine.
+pub async fn remove_host_network<N: NetOps, F: Nftables>(
+    ops: &N,
+    nft: &F,
+    bridge_name: &str,
+    nat_table: &str,
+) -> Result<(), NetworkError> {
+    if !masquerade::valid_table_name(nat_table) {
+        return Err(NetworkError::InvalidConfig(format!(
+            "nftables table name {nat_table:?}"
+        )));
+    }
+    nft.apply(&masquerade::remove_ruleset(nat_table)).await?;
+    ops.delete_link(bridge_name).await?;
+    Ok(())
 }
 
 impl<N: NetOps, F: Nftables> crate::sandbox::PodNetwork for BridgeNetwork<N, F>

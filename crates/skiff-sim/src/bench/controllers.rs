@@ -439,8 +439,7 @@ async fn node_failure(
     };
     label(&failing, "yes").await?;
     let ns: Api<Namespace> = Api::all(client.clone());
-    let obj: Namespace =
-        serde_json::from_value(json!({"metadata": {"name": FAILOVER_NAMESPACE}}))?;
+    let obj: Namespace = serde_json::from_value(json!({"metadata": {"name": FAILOVER_NAMESPACE}}))?;
     ns.create(&PostParams::default(), &obj).await?;
     let mut d = deployment(0, i32::try_from(FAILOVER_PODS)?)?;
     d.metadata.name = Some("failover".into());
@@ -473,9 +472,12 @@ async fn node_failure(
             let (mut on, mut off) = (0usize, 0usize);
             for p in list.items {
                 let ready = p.metadata.deletion_timestamp.is_none()
-                    && p.status.as_ref().and_then(|s| s.conditions.as_ref()).is_some_and(|c| {
-                        c.iter().any(|c| c.type_ == "Ready" && c.status == "True")
-                    });
+                    && p.status
+                        .as_ref()
+                        .and_then(|s| s.conditions.as_ref())
+                        .is_some_and(|c| {
+                            c.iter().any(|c| c.type_ == "Ready" && c.status == "True")
+                        });
                 let node = p.spec.as_ref().and_then(|s| s.node_name.as_deref());
                 match (ready, node == Some(failing.as_str())) {
                     (true, true) => on += 1,
@@ -498,7 +500,9 @@ async fn node_failure(
                 if now != last {
                     (last, since) = (now, Instant::now());
                 } else if since.elapsed() >= stall {
-                    anyhow::bail!("{what}: {now:?} ready (on, off) the failing node after {stall:?} without progress");
+                    anyhow::bail!(
+                        "{what}: {now:?} ready (on, off) the failing node after {stall:?} without progress"
+                    );
                 }
                 tokio::time::sleep(Duration::from_millis(100)).await;
             }

@@ -2,10 +2,10 @@
 //! host's links so idempotency can be checked, records every call in order,
 //! and can be told to fail one kind of operation.
 
-use std::collections::BTreeSet;
+use std::collections::{BTreeMap, BTreeSet};
 use std::sync::{Mutex, MutexGuard, PoisonError};
 
-use super::{BridgeSpec, NetError, NetOps, PodInterfaceSpec, VethSpec};
+use super::{BridgeSpec, Ipv4Cidr, NetError, NetOps, PodInterfaceSpec, RouteSpec, VethSpec};
 
 /// One recorded call.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -20,6 +20,10 @@ pub enum NetCall {
     DeleteLink(String),
     /// [`NetOps::set_sysctl`].
     SetSysctl(String, String),
+    /// [`NetOps::replace_route`].
+    ReplaceRoute(RouteSpec),
+    /// [`NetOps::delete_route`].
+    DeleteRoute(RouteSpec),
 }
 
 /// Which operation to fail, for fault tests.
@@ -31,12 +35,16 @@ pub enum FailOp {
     CreateVeth,
     /// Fail [`NetOps::configure_pod_interface`].
     ConfigurePodInterface,
+    /// Fail [`NetOps::replace_route`].
+    ReplaceRoute,
 }
 
 #[derive(Debug, Default)]
 struct State {
     calls: Vec<NetCall>,
     links: BTreeSet<String>,
+    /// The main table: destination → route.
+    routes: BTreeMap<Ipv4Cidr, RouteSpec>,
     fail: Option<FailOp>,
 }
 
@@ -69,6 +77,17 @@ impl RecordingNetOps {
     /// Host links currently present in the model.
     pub fn links(&self) -> BTreeSet<String> {
         self.state().links.clone()
+    }
+
+    /// The routes currently in the model's main table, of every protocol.
+    pub fn routes(&self) -> Vec<RouteSpec> {
+        self.state().routes.values().copied().collect()
+    }
+
+    /// Puts a route into the model without recording a call (state left by
+    /// someone else, e.g. a previous run).
+    pub fn insert_route(&self, route: RouteSpec) {
+        self.state().routes.insert(route.destination, route);
     }
 
     /// Makes `op` fail from now on (`None` heals).
@@ -122,6 +141,33 @@ impl NetOps for RecordingNetOps {
 
     async fn link_exists(&self, name: &str) -> Result<bool, NetError> {
         Ok(self.state().links.contains(name))
+    }
+
+    async fn replace_route(&self, route: &RouteSpec) -> Result<(), NetError> {
+        let mut state = self.record(NetCall::ReplaceRoute(*route), Some(FailOp::ReplaceRoute))?;
+        state.routes.insert(route.destination, *route);
+        Ok(())
+    }
+
+    async fn delete_route(&self, route: &RouteSpec) -> Result<bool, NetError> {
+        let mut state = self.record(NetCall::DeleteRoute(*route), None)?;
+        let key = route.destination;
+        // As the kernel: the gateway and protocol given must match.
+        if state.routes.get(&key) == Some(route) {
+            state.routes.remove(&key);
+            return Ok(true);
+        }
+        Ok(false)
+    }
+
+    async fn list_routes(&self, protocol: u8) -> Result<Vec<RouteSpec>, NetError> {
+        Ok(self
+            .state()
+            .routes
+            .values()
+            .filter(|r| r.protocol == protocol)
+            .copied()
+            .collect())
     }
 
     async fn set_sysctl(&self, key: &str, value: &str) -> Result<(), NetError> {

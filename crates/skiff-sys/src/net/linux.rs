@@ -15,7 +15,11 @@ use rtnetlink::{
 use rustix::io::Errno;
 use rustix::thread::{LinkNameSpaceType, move_into_link_name_space};
 
-use super::{BridgeSpec, NetError, NetOps, PodInterfaceSpec, VethSpec, sysctl_path};
+use rtnetlink::packet_route::route::{
+    RouteAddress, RouteAttribute, RouteHeader, RouteMessage, RouteProtocol,
+};
+
+use super::{BridgeSpec, NetError, NetOps, PodInterfaceSpec, RouteSpec, VethSpec, sysctl_path};
 
 /// The real [`NetOps`]: route netlink in the host namespace, and on a
 /// short-lived dedicated thread inside pod namespaces.
@@ -190,6 +194,44 @@ where
         .map_err(|_| NetError::Io(std::io::Error::other("network namespace thread panicked")))?
 }
 
+fn route_message(route: &RouteSpec) -> RouteMessage {
+    RouteMessageBuilder::<std::net::Ipv4Addr>::new()
+        .destination_prefix(route.destination.network(), route.destination.prefix_len())
+        .gateway(route.gateway)
+        .protocol(RouteProtocol::from(route.protocol))
+        .build()
+}
+
+/// A main-table IPv4 route with a gateway, as a [`RouteSpec`].
+fn route_spec(msg: &RouteMessage) -> Option<RouteSpec> {
+    let table = msg
+        .attributes
+        .iter()
+        .find_map(|a| match a {
+            RouteAttribute::Table(t) => Some(*t),
+            _ => None,
+        })
+        .unwrap_or(u32::from(msg.header.table));
+    if table != u32::from(RouteHeader::RT_TABLE_MAIN) {
+        return None;
+    }
+    let mut destination = std::net::Ipv4Addr::UNSPECIFIED;
+    let mut gateway = None;
+    for attr in &msg.attributes {
+        match attr {
+            RouteAttribute::Destination(RouteAddress::Inet(d)) => destination = *d,
+            RouteAttribute::Gateway(RouteAddress::Inet(g)) => gateway = Some(*g),
+            _ => {}
+        }
+    }
+    Some(RouteSpec {
+        destination: super::Ipv4Cidr::new(destination, msg.header.destination_prefix_length)
+            .ok()?,
+        gateway: gateway?,
+        protocol: u8::from(msg.header.protocol),
+    })
+}
+
 impl NetOps for LinuxNetOps {
     #[tracing::instrument(skip_all, fields(bridge = %bridge.name))]
     async fn ensure_bridge(&self, bridge: &BridgeSpec) -> Result<(), NetError> {
@@ -345,6 +387,55 @@ impl NetOps for LinuxNetOps {
     async fn link_exists(&self, name: &str) -> Result<bool, NetError> {
         let conn = Conn::open()?;
         Ok(link_index(&conn.handle, name).await?.is_some())
+    }
+
+    #[tracing::instrument(skip_all, fields(route = %route))]
+    async fn replace_route(&self, route: &RouteSpec) -> Result<(), NetError> {
+        let conn = Conn::open()?;
+        conn.handle
+            .route()
+            .add(route_message(route))
+            .replace()
+            .execute()
+            .await
+            .map_err(|err| netlink_err(format!("replace route {route}"), err))
+    }
+
+    #[tracing::instrument(skip_all, fields(route = %route))]
+    async fn delete_route(&self, route: &RouteSpec) -> Result<bool, NetError> {
+        let conn = Conn::open()?;
+        match conn
+            .handle
+            .route()
+            .del(route_message(route))
+            .execute()
+            .await
+        {
+            Ok(()) => Ok(true),
+            Err(err) if errno(&err) == Some(Errno::SRCH) => Ok(false),
+            Err(err) => Err(netlink_err(format!("delete route {route}"), err)),
+        }
+    }
+
+    async fn list_routes(&self, protocol: u8) -> Result<Vec<RouteSpec>, NetError> {
+        let conn = Conn::open()?;
+        let mut dump = conn
+            .handle
+            .route()
+            .get(RouteMessageBuilder::<std::net::Ipv4Addr>::new().build())
+            .execute();
+        let mut routes = Vec::new();
+        while let Some(msg) = dump
+            .try_next()
+            .await
+            .map_err(|err| netlink_err("list routes", err))?
+        {
+            if let Some(route) = route_spec(&msg).filter(|r| r.protocol == protocol) {
+                routes.push(route);
+            }
+        }
+        routes.sort();
+        Ok(routes)
     }
 
     async fn set_sysctl(&self, key: &str, value: &str) -> Result<(), NetError> {

@@ -11,11 +11,13 @@ use std::future::Future;
 use std::net::Ipv4Addr;
 use std::path::PathBuf;
 
+pub mod cidr;
 mod linux;
 
 #[cfg(feature = "fake")]
 pub mod fake;
 
+pub use cidr::{CidrError, Ipv4Cidr};
 pub use linux::{LinuxNetOps, run_in_netns};
 
 /// A Linux bridge the pod veths attach to; its address is the pods' gateway.
@@ -63,6 +65,29 @@ pub struct PodInterfaceSpec {
     pub prefix_len: u8,
     /// Default gateway (the bridge address).
     pub gateway: Ipv4Addr,
+}
+
+/// An IPv4 route in the main table: `destination/prefix_len via gateway`,
+/// tagged with a route protocol number so its owner can find it again
+/// (`ip route show proto N`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub struct RouteSpec {
+    /// The destination network, e.g. `10.42.1.0/24`.
+    pub destination: Ipv4Cidr,
+    /// Next hop, e.g. the other node's InternalIP.
+    pub gateway: Ipv4Addr,
+    /// Route protocol (`rtm_protocol`) marking who owns the route.
+    pub protocol: u8,
+}
+
+impl std::fmt::Display for RouteSpec {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(
+            f,
+            "{} via {} proto {}",
+            self.destination, self.gateway, self.protocol
+        )
+    }
 }
 
 /// Errors of the host network operations.
@@ -129,6 +154,24 @@ pub trait NetOps: Send + Sync + 'static {
 
     /// Whether a link of that name exists in the host namespace.
     fn link_exists(&self, name: &str) -> impl Future<Output = Result<bool, NetError>> + Send;
+
+    /// Adds the route, or replaces the main table's route to the same
+    /// destination (another gateway or protocol).
+    fn replace_route(&self, route: &RouteSpec)
+    -> impl Future<Output = Result<(), NetError>> + Send;
+
+    /// Deletes the route to `route`'s destination via its gateway with its
+    /// protocol. Returns whether it existed.
+    fn delete_route(
+        &self,
+        route: &RouteSpec,
+    ) -> impl Future<Output = Result<bool, NetError>> + Send;
+
+    /// The IPv4 routes of the main table with a gateway and the given protocol.
+    fn list_routes(
+        &self,
+        protocol: u8,
+    ) -> impl Future<Output = Result<Vec<RouteSpec>, NetError>> + Send;
 
     /// Writes a sysctl, e.g. `net.ipv4.ip_forward` = `1`.
     fn set_sysctl(

@@ -1,9 +1,13 @@
 //! The end-to-end harness: `skiff server` (as root, with its agent) in a
 //! temp dir, driven by the real kubectl. Shared by the e2e test binaries.
+//! `multinode` builds on it: several agents, each in its own network
+//! namespace, for traffic across nodes (see its module docs).
 #![allow(dead_code)]
 
 #[path = "../../../skiff-runtime/tests/support/mod.rs"]
 pub mod support;
+
+pub mod multinode;
 
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
@@ -25,11 +29,24 @@ pub struct Names {
     pub scheduler: bool,
 }
 
+/// How the server runs beyond [`Names`]; the default is on loopback with its
+/// own agent.
+#[derive(Debug, Clone, Default)]
+pub struct ServerOpts {
+    /// Address the API server binds and its kubeconfig names (default 127.0.0.1).
+    pub bind_address: Option<String>,
+    /// No in-process agent: nodes join with `skiff agent` (see `multinode`).
+    pub disable_agent: bool,
+    /// Further `skiff server` flags.
+    pub extra_args: Vec<String>,
+}
+
 pub struct Cluster {
     pub dir: tempfile::TempDir,
     pub names: Names,
     server: Child,
     ports: (u16, u16),
+    opts: ServerOpts,
 }
 
 pub fn is_root() -> bool {
@@ -57,26 +74,36 @@ impl Cluster {
             eprintln!("skipped: needs root and busybox-static");
             return None;
         }
+        Some(Self::start_with(names, ServerOpts::default()))
+    }
+
+    /// Starts the server with `opts` (the caller checked root and busybox).
+    pub fn start_with(names: Names, opts: ServerOpts) -> Cluster {
         let dir = tempfile::tempdir().unwrap();
-        let images = dir.path().join("data/agent/images");
-        std::fs::create_dir_all(&images).unwrap();
-        support::write_oci_archive(
-            &images.join("busybox.tar"),
-            &[(&support::busybox_image(), Some(IMAGE))],
-        );
+        if !opts.disable_agent {
+            write_airgap_busybox(&dir.path().join("data"));
+        }
         let ports = (free_port(), free_port());
-        let server = spawn_server(dir.path(), ports, names);
+        let server = spawn_server(dir.path(), ports, names, &opts);
         let cluster = Cluster {
             dir,
             names,
             server,
             ports,
+            opts,
         };
         cluster.wait_ready();
-        Some(cluster)
+        cluster
     }
 
     pub fn wait_ready(&self) {
+        if self.opts.disable_agent {
+            self.wait_for("API server ready", Duration::from_secs(60), || {
+                let out = self.kubectl(&["get", "--raw", "/readyz"]);
+                out.status.success().then_some(())
+            });
+            return;
+        }
         self.wait_for("node Ready with a podCIDR", Duration::from_secs(90), || {
             let node = self.get_json(&["get", "node", self.names.node])?;
             let ready = node["status"]["conditions"]
@@ -94,7 +121,7 @@ impl Cluster {
             .status();
         let status = self.server.wait().unwrap();
         assert!(status.success(), "server exited with {status}");
-        self.server = spawn_server(self.dir.path(), self.ports, self.names);
+        self.server = spawn_server(self.dir.path(), self.ports, self.names, &self.opts);
         self.wait_ready();
     }
 
@@ -285,14 +312,37 @@ pub fn proxy_table(names: &Names) -> String {
     format!("{}-proxy", names.nat_table)
 }
 
-fn spawn_server(dir: &Path, (port, kubelet_port): (u16, u16), names: Names) -> Child {
+/// Puts the busybox image where an agent with data dir `data_dir` imports it
+/// at start (air-gap images).
+pub fn write_airgap_busybox(data_dir: &Path) {
+    let images = data_dir.join("agent/images");
+    std::fs::create_dir_all(&images).unwrap();
+    support::write_oci_archive(
+        &images.join("busybox.tar"),
+        &[(&support::busybox_image(), Some(IMAGE))],
+    );
+}
+
+fn spawn_server(
+    dir: &Path,
+    (port, kubelet_port): (u16, u16),
+    names: Names,
+    opts: &ServerOpts,
+) -> Child {
     let log = std::fs::OpenOptions::new()
         .create(true)
         .append(true)
         .open(dir.join("server.log"))
         .unwrap();
     Command::new(env!("CARGO_BIN_EXE_skiff"))
-        .args(["server", "--bind-address", "127.0.0.1"])
+        .args(["server", "--bind-address"])
+        .arg(opts.bind_address.as_deref().unwrap_or("127.0.0.1"))
+        .args(if opts.disable_agent {
+            &["--disable-agent"][..]
+        } else {
+            &[][..]
+        })
+        .args(&opts.extra_args)
         .arg("--https-listen-port")
         .arg(port.to_string())
         .arg("--data-dir")

@@ -1,11 +1,12 @@
-//! IPv4 CIDR blocks (`10.42.0.0/24`), enough for pod address management.
+//! IPv4 CIDR blocks (`10.42.0.0/24`), enough for pod address management and
+//! routes to other nodes' pod CIDRs.
 
 use std::fmt;
 use std::net::Ipv4Addr;
 use std::str::FromStr;
 
 /// An IPv4 network: address with host bits cleared, and prefix length.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
 pub struct Ipv4Cidr {
     network: Ipv4Addr,
     prefix_len: u8,

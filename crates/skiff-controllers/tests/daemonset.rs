@@ -13,45 +13,23 @@ use k8s_openapi::api::core::v1::{Node, Pod};
 use kube::Api;
 use kube::api::{DeleteParams, ListParams, Patch, PatchParams, PostParams};
 use serde_json::{Value, json};
-use skiff_scheduler::config::KubeSchedulerConfiguration;
-use skiff_scheduler::{SchedulerOptions, run};
 use skiff_sim::{HollowNodeConfig, HollowNodes};
 use support::{Cluster, wait_for};
-use tokio::sync::watch;
 
 /// A cluster with `nodes` hollow nodes, the controller manager and a
 /// scheduler (daemon pods are bound by it).
 struct Env {
     c: Cluster,
-    scheduler: (watch::Sender<bool>, tokio::task::JoinHandle<()>),
 }
 
 impl Env {
     async fn start(nodes: usize) -> Env {
-        let c = Cluster::start(nodes).await;
-        let mut opts = SchedulerOptions::new();
-        let names = opts.registered();
-        opts.config = KubeSchedulerConfiguration::parse(
-            "apiVersion: kubescheduler.config.k8s.io/v1\nkind: KubeSchedulerConfiguration\n\
-             leaderElection:\n  leaderElect: false\n",
-            &names,
-        )
-        .unwrap();
-        opts.identity = "daemonset-test".into();
-        let (tx, rx) = watch::channel(false);
-        let client = c.client.clone();
-        let task = tokio::spawn(async move {
-            run(opts, client, rx).await.unwrap();
-        });
-        Env {
-            c,
-            scheduler: (tx, task),
-        }
+        let mut c = Cluster::start(nodes).await;
+        c.start_scheduler("daemonset-test");
+        Env { c }
     }
 
     async fn stop(self) {
-        self.scheduler.0.send_replace(true);
-        self.scheduler.1.await.unwrap();
         self.c.stop().await;
     }
 
@@ -115,19 +93,7 @@ impl Env {
     }
 
     async fn kubectl(&self, args: &[&str]) -> (bool, String) {
-        let out = tokio::process::Command::new("/usr/bin/kubectl")
-            .arg("--kubeconfig")
-            .arg(&self.c.kubeconfig)
-            .args(args)
-            .output()
-            .await
-            .unwrap();
-        let text = format!(
-            "{}{}",
-            String::from_utf8_lossy(&out.stdout),
-            String::from_utf8_lossy(&out.stderr)
-        );
-        (out.status.success(), text)
+        self.c.kubectl(args).await
     }
 
     async fn revisions(&self, app: &str) -> Vec<ControllerRevision> {

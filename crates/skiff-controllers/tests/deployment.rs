@@ -11,7 +11,7 @@ use k8s_openapi::api::apps::v1::{Deployment, ReplicaSet};
 use kube::Api;
 use kube::api::{ListParams, Patch, PatchParams, PostParams};
 use serde_json::{Value, json};
-use support::{Cluster, NODE, wait_for};
+use support::{Cluster, NODE, patch_retrying, wait_for};
 
 const REVISION: &str = "deployment.kubernetes.io/revision";
 
@@ -96,24 +96,7 @@ async fn wait_complete(c: &Cluster, name: &str, n: i32, image: &str) -> Deployme
 async fn set_image(api: &Api<Deployment>, name: &str, image: &str) {
     let patch =
         json!({"spec": {"template": {"spec": {"containers": [{"name": "c", "image": image}]}}}});
-    patch_deployment(api, name, &Patch::Strategic(patch)).await;
-}
-
-/// Patches, retrying on 409: the server can answer a patch racing a status
-/// write with a conflict (upstream retries internally).
-async fn patch_deployment(api: &Api<Deployment>, name: &str, patch: &Patch<Value>) {
-    for _ in 0..10 {
-        match api.patch(name, &PatchParams::default(), patch).await {
-            Err(kube::Error::Api(s)) if s.code == 409 => {
-                tokio::time::sleep(Duration::from_millis(20)).await;
-            }
-            r => {
-                r.unwrap();
-                return;
-            }
-        }
-    }
-    panic!("patch kept conflicting");
+    patch_retrying(api, name, &Patch::Strategic(patch)).await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -178,7 +161,7 @@ async fn creates_a_replica_set_and_reports_status() {
         );
     }
     // Scaling resizes the one ReplicaSet.
-    patch_deployment(&api, "web", &Patch::Merge(json!({"spec": {"replicas": 5}}))).await;
+    patch_retrying(&api, "web", &Patch::Merge(json!({"spec": {"replicas": 5}}))).await;
     wait_complete(&c, "web", 5, "busybox:1").await;
     assert_eq!(replica_sets(&c, "web").await.len(), 1);
     c.stop().await;
@@ -430,7 +413,7 @@ async fn scaling_mid_rollout_is_proportional() {
     // New pods go to a node that does not exist: the rollout stalls with
     // the old ReplicaSet at 8 and the new one at 5 (8 available, 13 pods).
     let patch = json!({"spec": {"template": {"spec": {"nodeName": "nowhere"}}}});
-    patch_deployment(&api, "big", &Patch::Strategic(patch)).await;
+    patch_retrying(&api, "big", &Patch::Strategic(patch)).await;
     let sizes = async |want: (i32, i32)| {
         wait_for(&format!("old/new at {want:?}"), async || {
             let rss = replica_sets(&c, "big").await;
@@ -450,7 +433,7 @@ async fn scaling_mid_rollout_is_proportional() {
     sizes((8, 5)).await;
     // Scaling to 20 (25 with surge) spreads 12 more by the max-replicas
     // annotation (13): old 8 -> round(8*25/13) = 15, new 5 -> 10.
-    patch_deployment(
+    patch_retrying(
         &api,
         "big",
         &Patch::Merge(json!({"spec": {"replicas": 20}})),

@@ -6,7 +6,6 @@
 mod support;
 
 use std::sync::{Arc, Mutex};
-use std::time::Duration;
 
 use futures::StreamExt;
 use k8s_openapi::api::apps::v1::{ControllerRevision, StatefulSet};
@@ -15,7 +14,7 @@ use k8s_openapi::api::storage::v1::StorageClass;
 use kube::Api;
 use kube::api::{ListParams, Patch, PatchParams, PostParams, WatchEvent, WatchParams};
 use serde_json::{Value, json};
-use support::{Cluster, wait_for};
+use support::{Cluster, patch_retrying, wait_for};
 
 /// A cluster with hollow nodes, the controller manager and a scheduler.
 struct Env {
@@ -38,26 +37,7 @@ impl Env {
     }
 
     async fn patch(&self, name: &str, patch: Value) {
-        for _ in 0..10 {
-            match self
-                .sts()
-                .patch(name, &PatchParams::default(), &Patch::Merge(patch.clone()))
-                .await
-            {
-                Err(kube::Error::Api(s)) if s.code == 409 => {
-                    tokio::time::sleep(Duration::from_millis(20)).await;
-                }
-                r => {
-                    r.unwrap();
-                    return;
-                }
-            }
-        }
-        panic!("patch kept conflicting");
-    }
-
-    async fn kubectl(&self, args: &[&str]) -> (bool, String) {
-        self.c.kubectl(args).await
+        patch_retrying(&self.sts(), name, &Patch::Merge(patch)).await;
     }
 
     /// Names of the active pods of `app` with their image, sorted by name.
@@ -283,6 +263,7 @@ async fn ordered_ready_creates_in_order_with_claims_and_scales_down_from_the_top
         3
     );
     let (ok, out) = env
+        .c
         .kubectl(&["rollout", "status", "sts/web", "--timeout=60s"])
         .await;
     assert!(ok, "kubectl rollout status failed: {out}");
@@ -320,6 +301,7 @@ async fn rolling_update_with_partition_then_full_rollout_and_undo() {
         ]
     );
     let (ok, out) = env
+        .c
         .kubectl(&["rollout", "status", "sts/db", "--timeout=60s"])
         .await;
     assert!(ok && out.contains("partitioned roll out complete"), "{out}");
@@ -331,6 +313,7 @@ async fn rolling_update_with_partition_then_full_rollout_and_undo() {
     )
     .await;
     let (ok, out) = env
+        .c
         .kubectl(&["rollout", "status", "sts/db", "--timeout=60s"])
         .await;
     assert!(ok, "kubectl rollout status failed: {out}");
@@ -346,9 +329,10 @@ async fn rolling_update_with_partition_then_full_rollout_and_undo() {
     );
 
     // Undo brings the first template back as revision 3.
-    let (ok, out) = env.kubectl(&["rollout", "undo", "sts/db"]).await;
+    let (ok, out) = env.c.kubectl(&["rollout", "undo", "sts/db"]).await;
     assert!(ok, "kubectl rollout undo failed: {out}");
     let (ok, out) = env
+        .c
         .kubectl(&["rollout", "status", "sts/db", "--timeout=60s"])
         .await;
     assert!(ok, "kubectl rollout status failed: {out}");

@@ -11,7 +11,9 @@ use std::time::Duration;
 use k8s_openapi::api::core::v1::Pod;
 use k8s_openapi::api::events::v1::Event;
 use kube::Api;
-use kube::api::ListParams;
+use kube::api::{ListParams, Patch, PatchParams};
+use serde::de::DeserializeOwned;
+use serde_json::Value;
 use skiff_apiserver::{ApiServer, ApiServerConfig};
 use skiff_controllers::ControllerManagerOptions;
 use skiff_scheduler::SchedulerOptions;
@@ -189,6 +191,26 @@ pub async fn client(path: &Path) -> kube::Client {
         .await
         .unwrap();
     kube::Client::try_from(cfg).unwrap()
+}
+
+/// Patches `name`, retrying on 409: the server can answer a patch racing a
+/// status write with a conflict (upstream retries internally).
+pub async fn patch_retrying<K>(api: &Api<K>, name: &str, patch: &Patch<Value>)
+where
+    K: kube::Resource + Clone + DeserializeOwned + std::fmt::Debug,
+{
+    for _ in 0..10 {
+        match api.patch(name, &PatchParams::default(), patch).await {
+            Err(kube::Error::Api(s)) if s.code == 409 => {
+                tokio::time::sleep(Duration::from_millis(20)).await;
+            }
+            r => {
+                r.unwrap();
+                return;
+            }
+        }
+    }
+    panic!("patch of {name} kept conflicting");
 }
 
 /// Polls `f` every 50 ms until it returns `Some`, for up to 30 s.

@@ -16,7 +16,9 @@
 
 pub mod apply;
 pub mod conversion;
+pub mod cron;
 pub mod discovery;
+pub mod duration;
 pub mod field;
 pub mod fuzzing;
 pub mod kinds;

@@ -13,6 +13,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use prometheus_client::metrics::gauge::Gauge;
+use skiff_api::duration::{GoDuration, parse_go_duration};
 use skiff_api::status::ApiError;
 use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 
@@ -190,125 +191,6 @@ pub fn request_timeout(query: Option<&str>, max: Duration) -> Result<Duration, A
             "invalid timeout specified in the request URL - {err}"
         ))),
     }
-}
-
-/// A Go `time.Duration`'s sign and size.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum GoDuration {
-    /// Zero or more.
-    Positive(Duration),
-    /// Less than zero.
-    Negative(Duration),
-}
-
-/// Parses a duration as Go's `time.ParseDuration` does (`300ms`, `1.5h`,
-/// `2h45m`, `-1s`), with its error messages.
-pub fn parse_go_duration(input: &str) -> Result<GoDuration, String> {
-    let quoted = go_quote(input);
-    let invalid = || format!("time: invalid duration {quoted}");
-    let mut s = input;
-    let negative = match s.as_bytes().first() {
-        Some(b'-') => {
-            s = &s[1..];
-            true
-        }
-        Some(b'+') => {
-            s = &s[1..];
-            false
-        }
-        _ => false,
-    };
-    if s == "0" {
-        return Ok(GoDuration::Positive(Duration::ZERO));
-    }
-    if s.is_empty() {
-        return Err(invalid());
-    }
-    // Nanoseconds, with room to detect overflow past Go's int64.
-    let mut total: u128 = 0;
-    while !s.is_empty() {
-        let int_len = s.bytes().take_while(u8::is_ascii_digit).count();
-        let (int_part, rest) = s.split_at(int_len);
-        let (frac_part, rest) = match rest.strip_prefix('.') {
-            Some(after) => {
-                let frac_len = after.bytes().take_while(u8::is_ascii_digit).count();
-                after.split_at(frac_len)
-            }
-            None => ("", rest),
-        };
-        if int_part.is_empty() && frac_part.is_empty() {
-            return Err(invalid());
-        }
-        let unit_len = rest
-            .char_indices()
-            .find(|(_, c)| *c == '.' || c.is_ascii_digit())
-            .map_or(rest.len(), |(i, _)| i);
-        let (unit, rest) = rest.split_at(unit_len);
-        if unit.is_empty() {
-            return Err(format!("time: missing unit in duration {quoted}"));
-        }
-        let scale: u128 = match unit {
-            "ns" => 1,
-            "us" | "µs" | "μs" => 1_000,
-            "ms" => 1_000_000,
-            "s" => 1_000_000_000,
-            "m" => 60_000_000_000,
-            "h" => 3_600_000_000_000,
-            _ => {
-                return Err(format!(
-                    "time: unknown unit {} in duration {quoted}",
-                    go_quote(unit)
-                ));
-            }
-        };
-        let whole: u128 = if int_part.is_empty() {
-            0
-        } else {
-            int_part.parse().map_err(|_| invalid())?
-        };
-        let mut nanos = whole.checked_mul(scale).ok_or_else(invalid)?;
-        // The fraction, digit by digit, truncated as Go truncates it.
-        let mut place = scale;
-        for digit in frac_part.bytes() {
-            place /= 10;
-            if place == 0 {
-                break;
-            }
-            nanos += u128::from(digit - b'0') * place;
-        }
-        total = total.checked_add(nanos).ok_or_else(invalid)?;
-        if total > i64::MAX as u128 + u128::from(negative) {
-            return Err(invalid());
-        }
-        s = rest;
-    }
-    let nanos = u64::try_from(total).map_err(|_| invalid())?;
-    let duration = Duration::from_nanos(nanos);
-    Ok(if negative && nanos > 0 {
-        GoDuration::Negative(duration)
-    } else {
-        GoDuration::Positive(duration)
-    })
-}
-
-/// `s` in double quotes with quotes, backslashes and control characters
-/// escaped, as Go's `%q`-style quoting shows it.
-fn go_quote(s: &str) -> String {
-    let mut out = String::with_capacity(s.len() + 2);
-    out.push('"');
-    for c in s.chars() {
-        match c {
-            '"' => out.push_str("\\\""),
-            '\\' => out.push_str("\\\\"),
-            '\n' => out.push_str("\\n"),
-            '\t' => out.push_str("\\t"),
-            '\r' => out.push_str("\\r"),
-            c if c.is_control() => out.push_str(&format!("\\x{:02x}", c as u32)),
-            c => out.push(c),
-        }
-    }
-    out.push('"');
-    out
 }
 
 #[cfg(test)]

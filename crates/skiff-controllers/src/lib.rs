@@ -2,7 +2,9 @@
 //! queue + reconcile), shared informers, and [`run`] to run the enabled
 //! controllers under leader election.
 
+pub mod apierrors;
 pub mod controller;
+pub mod controllerref;
 pub mod cronjob;
 pub mod daemon;
 pub mod deployment;
@@ -19,6 +21,7 @@ pub mod manager;
 pub mod namespace;
 pub mod nodeipam;
 pub mod nodelifecycle;
+pub mod podcontrol;
 pub mod podgc;
 pub mod podutil;
 pub mod replicaset;

@@ -184,22 +184,6 @@ fn job_name(cj: &str, t: Timestamp) -> String {
 
 const MINUTE: SignedDuration = SignedDuration::from_secs(60);
 
-async fn kubectl(c: &Cluster, args: &[&str]) -> (bool, String) {
-    let out = tokio::process::Command::new("/usr/bin/kubectl")
-        .arg("--kubeconfig")
-        .arg(&c.kubeconfig)
-        .args(args)
-        .output()
-        .await
-        .unwrap();
-    let text = format!(
-        "{}{}",
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
-    );
-    (out.status.success(), text)
-}
-
 #[tokio::test]
 async fn a_due_schedule_creates_its_job_and_kubectl_sees_it() {
     let env = Env::start().await;
@@ -207,7 +191,7 @@ async fn a_due_schedule_creates_its_job_and_kubectl_sees_it() {
         .create("every", json!({"schedule": "*/1 * * * *"}))
         .await;
     let last_schedule_cell = async || {
-        let (ok, out) = kubectl(&env.cluster, &["get", "cronjob", "every"]).await;
+        let (ok, out) = env.cluster.kubectl(&["get", "cronjob", "every"]).await;
         assert!(ok, "{out}");
         let header = out.lines().next().unwrap();
         let col = header.find("LAST SCHEDULE").expect("LAST SCHEDULE column");
@@ -254,11 +238,10 @@ async fn a_due_schedule_creates_its_job_and_kubectl_sees_it() {
 
     // kubectl makes a Job from the CronJob's template (API side); the
     // controller reports it as a Job it did not create.
-    let (ok, out) = kubectl(
-        &env.cluster,
-        &["create", "job", "manual", "--from=cronjob/every"],
-    )
-    .await;
+    let (ok, out) = env
+        .cluster
+        .kubectl(&["create", "job", "manual", "--from=cronjob/every"])
+        .await;
     assert!(ok, "{out}");
     let manual = env.jobs().get("manual").await.unwrap();
     assert_eq!(manual.metadata.labels.unwrap()["app"], "every");

@@ -13,45 +13,23 @@ use k8s_openapi::api::core::v1::{Node, Pod};
 use kube::Api;
 use kube::api::{DeleteParams, ListParams, Patch, PatchParams, PostParams};
 use serde_json::{Value, json};
-use skiff_scheduler::config::KubeSchedulerConfiguration;
-use skiff_scheduler::{SchedulerOptions, run};
 use skiff_sim::{HollowNodeConfig, HollowNodes};
-use support::{Cluster, wait_for};
-use tokio::sync::watch;
+use support::{Cluster, patch_retrying, wait_for};
 
 /// A cluster with `nodes` hollow nodes, the controller manager and a
 /// scheduler (daemon pods are bound by it).
 struct Env {
     c: Cluster,
-    scheduler: (watch::Sender<bool>, tokio::task::JoinHandle<()>),
 }
 
 impl Env {
     async fn start(nodes: usize) -> Env {
-        let c = Cluster::start(nodes).await;
-        let mut opts = SchedulerOptions::new();
-        let names = opts.registered();
-        opts.config = KubeSchedulerConfiguration::parse(
-            "apiVersion: kubescheduler.config.k8s.io/v1\nkind: KubeSchedulerConfiguration\n\
-             leaderElection:\n  leaderElect: false\n",
-            &names,
-        )
-        .unwrap();
-        opts.identity = "daemonset-test".into();
-        let (tx, rx) = watch::channel(false);
-        let client = c.client.clone();
-        let task = tokio::spawn(async move {
-            run(opts, client, rx).await.unwrap();
-        });
-        Env {
-            c,
-            scheduler: (tx, task),
-        }
+        let mut c = Cluster::start(nodes).await;
+        c.start_scheduler("daemonset-test");
+        Env { c }
     }
 
     async fn stop(self) {
-        self.scheduler.0.send_replace(true);
-        self.scheduler.1.await.unwrap();
         self.c.stop().await;
     }
 
@@ -114,22 +92,6 @@ impl Env {
             .unwrap();
     }
 
-    async fn kubectl(&self, args: &[&str]) -> (bool, String) {
-        let out = tokio::process::Command::new("/usr/bin/kubectl")
-            .arg("--kubeconfig")
-            .arg(&self.c.kubeconfig)
-            .args(args)
-            .output()
-            .await
-            .unwrap();
-        let text = format!(
-            "{}{}",
-            String::from_utf8_lossy(&out.stdout),
-            String::from_utf8_lossy(&out.stderr)
-        );
-        (out.status.success(), text)
-    }
-
     async fn revisions(&self, app: &str) -> Vec<ControllerRevision> {
         let api: Api<ControllerRevision> = Api::namespaced(self.c.client.clone(), "default");
         let mut v = api
@@ -143,26 +105,7 @@ impl Env {
 
     async fn set_image(&self, app: &str, image: &str) {
         let patch = json!({"spec": {"template": {"spec": {"containers": [{"name": "c", "image": image}]}}}});
-        for _ in 0..10 {
-            match self
-                .ds_api()
-                .patch(
-                    app,
-                    &PatchParams::default(),
-                    &Patch::Strategic(patch.clone()),
-                )
-                .await
-            {
-                Err(kube::Error::Api(s)) if s.code == 409 => {
-                    tokio::time::sleep(Duration::from_millis(20)).await;
-                }
-                r => {
-                    r.unwrap();
-                    return;
-                }
-            }
-        }
-        panic!("could not patch {app}");
+        patch_retrying(&self.ds_api(), app, &Patch::Strategic(patch)).await;
     }
 }
 
@@ -423,6 +366,7 @@ async fn rolling_update_within_max_unavailable_then_undo() {
     let watcher = watch_unavailable(&env, "web", 3, "busybox:2");
     env.set_image("web", "busybox:2").await;
     let (ok, out) = env
+        .c
         .kubectl(&["rollout", "status", "ds/web", "--timeout=60s"])
         .await;
     assert!(ok, "kubectl rollout status failed: {out}");
@@ -454,9 +398,10 @@ async fn rolling_update_within_max_unavailable_then_undo() {
     );
 
     // Undo restores the first template; its revision becomes number 3.
-    let (ok, out) = env.kubectl(&["rollout", "undo", "ds/web"]).await;
+    let (ok, out) = env.c.kubectl(&["rollout", "undo", "ds/web"]).await;
     assert!(ok, "kubectl rollout undo failed: {out}");
     let (ok, out) = env
+        .c
         .kubectl(&["rollout", "status", "ds/web", "--timeout=60s"])
         .await;
     assert!(ok, "kubectl rollout status failed: {out}");
@@ -467,7 +412,7 @@ async fn rolling_update_within_max_unavailable_then_undo() {
     let first_hash =
         revisions[1].metadata.labels.as_ref().unwrap()["controller-revision-hash"].clone();
     assert_ne!(first_hash, new_hash);
-    let (ok, out) = env.kubectl(&["rollout", "history", "ds/web"]).await;
+    let (ok, out) = env.c.kubectl(&["rollout", "history", "ds/web"]).await;
     assert!(ok && out.contains('2') && out.contains('3'), "{out}");
     env.stop().await;
 }
@@ -488,6 +433,7 @@ async fn surge_update_keeps_every_node_available() {
     let watcher = watch_unavailable(&env, "surge", 3, "busybox:2");
     env.set_image("surge", "busybox:2").await;
     let (ok, out) = env
+        .c
         .kubectl(&["rollout", "status", "ds/surge", "--timeout=60s"])
         .await;
     assert!(ok, "kubectl rollout status failed: {out}");

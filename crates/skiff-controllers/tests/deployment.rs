@@ -11,7 +11,7 @@ use k8s_openapi::api::apps::v1::{Deployment, ReplicaSet};
 use kube::Api;
 use kube::api::{ListParams, Patch, PatchParams, PostParams};
 use serde_json::{Value, json};
-use support::{Cluster, NODE, wait_for};
+use support::{Cluster, NODE, patch_retrying, wait_for};
 
 const REVISION: &str = "deployment.kubernetes.io/revision";
 
@@ -93,43 +93,10 @@ async fn wait_complete(c: &Cluster, name: &str, n: i32, image: &str) -> Deployme
     .await
 }
 
-async fn kubectl(c: &Cluster, args: &[&str]) -> (bool, String) {
-    let out = tokio::process::Command::new("/usr/bin/kubectl")
-        .arg("--kubeconfig")
-        .arg(&c.kubeconfig)
-        .args(args)
-        .output()
-        .await
-        .unwrap();
-    let text = format!(
-        "{}{}",
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
-    );
-    (out.status.success(), text)
-}
-
 async fn set_image(api: &Api<Deployment>, name: &str, image: &str) {
     let patch =
         json!({"spec": {"template": {"spec": {"containers": [{"name": "c", "image": image}]}}}});
-    patch_deployment(api, name, &Patch::Strategic(patch)).await;
-}
-
-/// Patches, retrying on 409: the server can answer a patch racing a status
-/// write with a conflict (upstream retries internally).
-async fn patch_deployment(api: &Api<Deployment>, name: &str, patch: &Patch<Value>) {
-    for _ in 0..10 {
-        match api.patch(name, &PatchParams::default(), patch).await {
-            Err(kube::Error::Api(s)) if s.code == 409 => {
-                tokio::time::sleep(Duration::from_millis(20)).await;
-            }
-            r => {
-                r.unwrap();
-                return;
-            }
-        }
-    }
-    panic!("patch kept conflicting");
+    patch_retrying(api, name, &Patch::Strategic(patch)).await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -194,7 +161,7 @@ async fn creates_a_replica_set_and_reports_status() {
         );
     }
     // Scaling resizes the one ReplicaSet.
-    patch_deployment(&api, "web", &Patch::Merge(json!({"spec": {"replicas": 5}}))).await;
+    patch_retrying(&api, "web", &Patch::Merge(json!({"spec": {"replicas": 5}}))).await;
     wait_complete(&c, "web", 5, "busybox:1").await;
     assert_eq!(replica_sets(&c, "web").await.len(), 1);
     c.stop().await;
@@ -248,11 +215,9 @@ async fn rolling_update_keeps_availability_and_undo_restores_the_template() {
             (min_available, max_total)
         })
     };
-    let (ok, out) = kubectl(
-        &c,
-        &["rollout", "status", "deployment/web", "--timeout=60s"],
-    )
-    .await;
+    let (ok, out) = c
+        .kubectl(&["rollout", "status", "deployment/web", "--timeout=60s"])
+        .await;
     assert!(ok, "kubectl rollout status failed: {out}");
     assert!(out.contains("successfully rolled out"), "{out}");
     let (min_available, max_total) = watcher.await.unwrap();
@@ -276,13 +241,11 @@ async fn rolling_update_keeps_availability_and_undo_restores_the_template() {
     }
 
     // Undo goes back to the first template as revision 3.
-    let (ok, out) = kubectl(&c, &["rollout", "undo", "deployment/web"]).await;
+    let (ok, out) = c.kubectl(&["rollout", "undo", "deployment/web"]).await;
     assert!(ok, "kubectl rollout undo failed: {out}");
-    let (ok, out) = kubectl(
-        &c,
-        &["rollout", "status", "deployment/web", "--timeout=60s"],
-    )
-    .await;
+    let (ok, out) = c
+        .kubectl(&["rollout", "status", "deployment/web", "--timeout=60s"])
+        .await;
     assert!(ok, "kubectl rollout status failed: {out}");
     let d = wait_complete(&c, "web", 4, "busybox:1").await;
     assert_eq!(d.metadata.annotations.as_ref().unwrap()[REVISION], "3");
@@ -295,7 +258,7 @@ async fn rolling_update_keeps_availability_and_undo_restores_the_template() {
         Some("1")
     );
     assert_eq!(first.spec.as_ref().unwrap().replicas, Some(4));
-    let (ok, out) = kubectl(&c, &["rollout", "history", "deployment/web"]).await;
+    let (ok, out) = c.kubectl(&["rollout", "history", "deployment/web"]).await;
     assert!(ok && out.contains('2') && out.contains('3'), "{out}");
     c.stop().await;
 }
@@ -341,7 +304,9 @@ async fn recreate_removes_old_pods_before_creating_new_ones() {
     }
     assert!(replaced, "the new pods never all appeared");
     wait_complete(&c, "db", 3, "busybox:2").await;
-    let (ok, out) = kubectl(&c, &["rollout", "status", "deployment/db", "--timeout=60s"]).await;
+    let (ok, out) = c
+        .kubectl(&["rollout", "status", "deployment/db", "--timeout=60s"])
+        .await;
     assert!(ok, "{out}");
     c.stop().await;
 }
@@ -355,7 +320,7 @@ async fn paused_deployments_do_not_roll_out_and_history_is_trimmed() {
     api.create(&PostParams::default(), &d).await.unwrap();
     wait_complete(&c, "app", 2, "busybox:1").await;
 
-    let (ok, out) = kubectl(&c, &["rollout", "pause", "deployment/app"]).await;
+    let (ok, out) = c.kubectl(&["rollout", "pause", "deployment/app"]).await;
     assert!(ok, "{out}");
     set_image(&api, "app", "busybox:2").await;
     let paused = wait_for("the DeploymentPaused condition", async || {
@@ -379,24 +344,20 @@ async fn paused_deployments_do_not_roll_out_and_history_is_trimmed() {
         (Some(0), Some(2))
     );
 
-    let (ok, out) = kubectl(&c, &["rollout", "resume", "deployment/app"]).await;
+    let (ok, out) = c.kubectl(&["rollout", "resume", "deployment/app"]).await;
     assert!(ok, "{out}");
-    let (ok, out) = kubectl(
-        &c,
-        &["rollout", "status", "deployment/app", "--timeout=60s"],
-    )
-    .await;
+    let (ok, out) = c
+        .kubectl(&["rollout", "status", "deployment/app", "--timeout=60s"])
+        .await;
     assert!(ok, "{out}");
     wait_complete(&c, "app", 2, "busybox:2").await;
     // A restart is a new template too; with a history limit of 1 only the
     // latest old ReplicaSet stays.
-    let (ok, out) = kubectl(&c, &["rollout", "restart", "deployment/app"]).await;
+    let (ok, out) = c.kubectl(&["rollout", "restart", "deployment/app"]).await;
     assert!(ok, "{out}");
-    let (ok, out) = kubectl(
-        &c,
-        &["rollout", "status", "deployment/app", "--timeout=60s"],
-    )
-    .await;
+    let (ok, out) = c
+        .kubectl(&["rollout", "status", "deployment/app", "--timeout=60s"])
+        .await;
     assert!(ok, "{out}");
     let rss = wait_for("old ReplicaSets cleaned up", async || {
         let rss = replica_sets(&c, "app").await;
@@ -432,11 +393,9 @@ async fn a_stuck_rollout_exceeds_its_progress_deadline() {
         condition(&d, "Available"),
         Some(("False".into(), "MinimumReplicasUnavailable".into()))
     );
-    let (ok, out) = kubectl(
-        &c,
-        &["rollout", "status", "deployment/stuck", "--timeout=20s"],
-    )
-    .await;
+    let (ok, out) = c
+        .kubectl(&["rollout", "status", "deployment/stuck", "--timeout=20s"])
+        .await;
     assert!(!ok, "{out}");
     assert!(out.contains("exceeded its progress deadline"), "{out}");
     c.stop().await;
@@ -454,7 +413,7 @@ async fn scaling_mid_rollout_is_proportional() {
     // New pods go to a node that does not exist: the rollout stalls with
     // the old ReplicaSet at 8 and the new one at 5 (8 available, 13 pods).
     let patch = json!({"spec": {"template": {"spec": {"nodeName": "nowhere"}}}});
-    patch_deployment(&api, "big", &Patch::Strategic(patch)).await;
+    patch_retrying(&api, "big", &Patch::Strategic(patch)).await;
     let sizes = async |want: (i32, i32)| {
         wait_for(&format!("old/new at {want:?}"), async || {
             let rss = replica_sets(&c, "big").await;
@@ -474,12 +433,84 @@ async fn scaling_mid_rollout_is_proportional() {
     sizes((8, 5)).await;
     // Scaling to 20 (25 with surge) spreads 12 more by the max-replicas
     // annotation (13): old 8 -> round(8*25/13) = 15, new 5 -> 10.
-    patch_deployment(
+    patch_retrying(
         &api,
         "big",
         &Patch::Merge(json!({"spec": {"replicas": 20}})),
     )
     .await;
     sizes((15, 10)).await;
+    c.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn adopts_a_matching_orphan_replica_set_and_releases_it_when_relabelled() {
+    let c = Cluster::start(1).await;
+    let d = deployment("kept", 2, json!({}));
+    let spec = d.spec.clone().unwrap();
+    let orphan: ReplicaSet = serde_json::from_value(json!({
+        "metadata": {"name": "kept-orphan", "labels": {"app": "kept"}},
+        "spec": {"replicas": 2, "selector": spec.selector, "template": spec.template},
+    }))
+    .unwrap();
+    let rs_api: Api<ReplicaSet> = Api::namespaced(c.client.clone(), "default");
+    let orphan = rs_api
+        .create(&PostParams::default(), &orphan)
+        .await
+        .unwrap();
+    // Once the ReplicaSet controller reported on it, the shared informer
+    // the Deployment controller reads holds it.
+    wait_for("the orphan's status", async || {
+        let rs = rs_api.get("kept-orphan").await.ok()?;
+        (rs.status?.observed_generation == rs.metadata.generation).then_some(())
+    })
+    .await;
+    let api: Api<Deployment> = Api::namespaced(c.client.clone(), "default");
+    let uid = api
+        .create(&PostParams::default(), &d)
+        .await
+        .unwrap()
+        .metadata
+        .uid
+        .unwrap();
+    wait_complete(&c, "kept", 2, "busybox:1").await;
+    // The orphan holds the template: adopted as the new ReplicaSet rather
+    // than duplicated.
+    let rss = replica_sets(&c, "kept").await;
+    assert_eq!(rss.len(), 1, "{rss:?}");
+    assert_eq!(rss[0].metadata.uid, orphan.metadata.uid);
+    let owner = &rss[0].metadata.owner_references.as_ref().unwrap()[0];
+    assert_eq!(
+        (owner.kind.as_str(), owner.uid.as_str(), owner.controller),
+        ("Deployment", uid.as_str(), Some(true))
+    );
+    // No longer selected: released, and a new ReplicaSet of ours appears.
+    rs_api
+        .patch(
+            "kept-orphan",
+            &PatchParams::default(),
+            &Patch::Merge(json!({"metadata": {"labels": {"app": "gone"}}})),
+        )
+        .await
+        .unwrap();
+    wait_for("kept-orphan released", async || {
+        let rs = rs_api.get("kept-orphan").await.ok()?;
+        let refs = rs.metadata.owner_references.unwrap_or_default();
+        (!refs.iter().any(|r| r.uid == uid)).then_some(())
+    })
+    .await;
+    wait_for("a replacement ReplicaSet", async || {
+        replica_sets(&c, "kept")
+            .await
+            .iter()
+            .any(|rs| {
+                rs.metadata
+                    .owner_references
+                    .as_ref()
+                    .is_some_and(|refs| refs.iter().any(|r| r.uid == uid))
+            })
+            .then_some(())
+    })
+    .await;
     c.stop().await;
 }

@@ -122,13 +122,7 @@ async fn scale(c: &Cluster, name: &str, replicas: i32) {
 }
 
 async fn kubectl(c: &Cluster, args: &[&str]) -> String {
-    let out = tokio::process::Command::new("/usr/bin/kubectl")
-        .arg("--kubeconfig")
-        .arg(&c.kubeconfig)
-        .args(args)
-        .output()
-        .await
-        .unwrap();
+    let out = c.kubectl_output(args).await;
     assert!(
         out.status.success(),
         "{}",

@@ -18,10 +18,8 @@ use kube::Api;
 use kube::api::{ListParams, Patch, PatchParams, PostParams};
 use serde_json::json;
 use skiff_controllers::ControllerManagerOptions;
-use skiff_sim::{HollowNodeConfig, HollowNodes};
+use skiff_sim::HollowNodeConfig;
 use support::{Cluster, wait_for};
-use tokio::sync::watch;
-use tokio::task::JoinHandle;
 
 const UNREACHABLE: &str = "node.kubernetes.io/unreachable";
 
@@ -29,31 +27,16 @@ const UNREACHABLE: &str = "node.kubernetes.io/unreachable";
 /// nodes renewing their Leases every 500 ms.
 struct Env {
     cluster: Cluster,
-    hollow: Option<HollowNodes>,
-    stop: watch::Sender<bool>,
-    tasks: Vec<JoinHandle<()>>,
 }
 
 impl Env {
     async fn start(nodes: usize, tune: impl FnOnce(&mut ControllerManagerOptions)) -> Env {
-        let cluster = Cluster::start_bare(0).await;
-        let client = cluster.client.clone();
-        let hollow = if nodes > 0 {
-            Some(
-                HollowNodes::start(
-                    client.clone(),
-                    HollowNodeConfig {
-                        count: nodes,
-                        lease_interval: Duration::from_millis(500),
-                        ..HollowNodeConfig::default()
-                    },
-                )
-                .await
-                .unwrap(),
-            )
-        } else {
-            None
-        };
+        let mut cluster = Cluster::start_bare_with(HollowNodeConfig {
+            count: nodes,
+            lease_interval: Duration::from_millis(500),
+            ..HollowNodeConfig::default()
+        })
+        .await;
         let mut opts = ControllerManagerOptions::new("nodelifecycle-test".into());
         opts.leader_elect = false;
         opts.node_lifecycle.node_monitor_period = Duration::from_millis(500);
@@ -61,32 +44,12 @@ impl Env {
         // wrongly seen down would take the test with it.
         opts.node_lifecycle.node_monitor_grace_period = Duration::from_secs(10);
         tune(&mut opts);
-        let (stop, rx) = watch::channel(false);
-        let manager = {
-            let (client, rx) = (client.clone(), rx.clone());
-            tokio::spawn(async move { skiff_controllers::run(opts, client, rx).await.unwrap() })
-        };
-        let scheduler = tokio::spawn(async move {
-            let mut o = skiff_scheduler::SchedulerOptions::new();
-            o.config.leader_election.leader_elect = false;
-            skiff_scheduler::run(o, client, rx).await.unwrap();
-        });
-        Env {
-            cluster,
-            hollow,
-            stop,
-            tasks: vec![manager, scheduler],
-        }
+        cluster.start_manager_with(opts);
+        cluster.start_scheduler("nodelifecycle-test");
+        Env { cluster }
     }
 
-    async fn stop(mut self) {
-        self.stop.send_replace(true);
-        for t in self.tasks.drain(..) {
-            t.await.unwrap();
-        }
-        if let Some(h) = self.hollow.take() {
-            h.shutdown().await;
-        }
+    async fn stop(self) {
         self.cluster.stop().await;
     }
 
@@ -129,7 +92,7 @@ fn has_taint(n: &Node, key: &str, effect: &str) -> bool {
 async fn an_unreachable_node_is_tainted_its_pods_evicted_and_replaced_then_it_recovers() {
     let env = Env::start(3, |_| {}).await;
     let c = &env.cluster;
-    let hollow = env.hollow.as_ref().unwrap();
+    let hollow = env.cluster.hollow().unwrap();
     let rs: ReplicaSet = serde_json::from_value(json!({
         "metadata": {"name": "web"},
         "spec": {

@@ -6,7 +6,6 @@
 mod support;
 
 use std::sync::{Arc, Mutex};
-use std::time::Duration;
 
 use futures::StreamExt;
 use k8s_openapi::api::apps::v1::{ControllerRevision, StatefulSet};
@@ -15,43 +14,21 @@ use k8s_openapi::api::storage::v1::StorageClass;
 use kube::Api;
 use kube::api::{ListParams, Patch, PatchParams, PostParams, WatchEvent, WatchParams};
 use serde_json::{Value, json};
-use skiff_scheduler::config::KubeSchedulerConfiguration;
-use skiff_scheduler::{SchedulerOptions, run};
-use support::{Cluster, wait_for};
-use tokio::sync::watch;
+use support::{Cluster, patch_retrying, wait_for};
 
 /// A cluster with hollow nodes, the controller manager and a scheduler.
 struct Env {
     c: Cluster,
-    scheduler: (watch::Sender<bool>, tokio::task::JoinHandle<()>),
 }
 
 impl Env {
     async fn start(nodes: usize) -> Env {
-        let c = Cluster::start(nodes).await;
-        let mut opts = SchedulerOptions::new();
-        let names = opts.registered();
-        opts.config = KubeSchedulerConfiguration::parse(
-            "apiVersion: kubescheduler.config.k8s.io/v1\nkind: KubeSchedulerConfiguration\n\
-             leaderElection:\n  leaderElect: false\n",
-            &names,
-        )
-        .unwrap();
-        opts.identity = "statefulset-test".into();
-        let (tx, rx) = watch::channel(false);
-        let client = c.client.clone();
-        let task = tokio::spawn(async move {
-            run(opts, client, rx).await.unwrap();
-        });
-        Env {
-            c,
-            scheduler: (tx, task),
-        }
+        let mut c = Cluster::start(nodes).await;
+        c.start_scheduler("statefulset-test");
+        Env { c }
     }
 
     async fn stop(self) {
-        self.scheduler.0.send_replace(true);
-        self.scheduler.1.await.unwrap();
         self.c.stop().await;
     }
 
@@ -60,38 +37,7 @@ impl Env {
     }
 
     async fn patch(&self, name: &str, patch: Value) {
-        for _ in 0..10 {
-            match self
-                .sts()
-                .patch(name, &PatchParams::default(), &Patch::Merge(patch.clone()))
-                .await
-            {
-                Err(kube::Error::Api(s)) if s.code == 409 => {
-                    tokio::time::sleep(Duration::from_millis(20)).await;
-                }
-                r => {
-                    r.unwrap();
-                    return;
-                }
-            }
-        }
-        panic!("patch kept conflicting");
-    }
-
-    async fn kubectl(&self, args: &[&str]) -> (bool, String) {
-        let out = tokio::process::Command::new("/usr/bin/kubectl")
-            .arg("--kubeconfig")
-            .arg(&self.c.kubeconfig)
-            .args(args)
-            .output()
-            .await
-            .unwrap();
-        let text = format!(
-            "{}{}",
-            String::from_utf8_lossy(&out.stdout),
-            String::from_utf8_lossy(&out.stderr)
-        );
-        (out.status.success(), text)
+        patch_retrying(&self.sts(), name, &Patch::Merge(patch)).await;
     }
 
     /// Names of the active pods of `app` with their image, sorted by name.
@@ -317,6 +263,7 @@ async fn ordered_ready_creates_in_order_with_claims_and_scales_down_from_the_top
         3
     );
     let (ok, out) = env
+        .c
         .kubectl(&["rollout", "status", "sts/web", "--timeout=60s"])
         .await;
     assert!(ok, "kubectl rollout status failed: {out}");
@@ -354,6 +301,7 @@ async fn rolling_update_with_partition_then_full_rollout_and_undo() {
         ]
     );
     let (ok, out) = env
+        .c
         .kubectl(&["rollout", "status", "sts/db", "--timeout=60s"])
         .await;
     assert!(ok && out.contains("partitioned roll out complete"), "{out}");
@@ -365,6 +313,7 @@ async fn rolling_update_with_partition_then_full_rollout_and_undo() {
     )
     .await;
     let (ok, out) = env
+        .c
         .kubectl(&["rollout", "status", "sts/db", "--timeout=60s"])
         .await;
     assert!(ok, "kubectl rollout status failed: {out}");
@@ -380,9 +329,10 @@ async fn rolling_update_with_partition_then_full_rollout_and_undo() {
     );
 
     // Undo brings the first template back as revision 3.
-    let (ok, out) = env.kubectl(&["rollout", "undo", "sts/db"]).await;
+    let (ok, out) = env.c.kubectl(&["rollout", "undo", "sts/db"]).await;
     assert!(ok, "kubectl rollout undo failed: {out}");
     let (ok, out) = env
+        .c
         .kubectl(&["rollout", "status", "sts/db", "--timeout=60s"])
         .await;
     assert!(ok, "kubectl rollout status failed: {out}");
@@ -509,5 +459,57 @@ async fn when_scaled_delete_removes_the_claims_of_scaled_down_pods() {
         (names().await == ["data-kv-0"]).then_some(())
     })
     .await;
+    env.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn adopts_an_orphan_named_like_a_member_and_leaves_other_matching_pods() {
+    let env = Env::start(1).await;
+    let pods: Api<Pod> = Api::namespaced(env.c.client.clone(), "default");
+    let orphan = |name: &str| -> Pod {
+        serde_json::from_value(json!({
+            "metadata": {"name": name, "labels": {"app": "web"}},
+            "spec": {"hostname": "web-0", "subdomain": "web",
+                     "containers": [{"name": "c", "image": "nginx:1"}]}
+        }))
+        .unwrap()
+    };
+    let member = pods
+        .create(&PostParams::default(), &orphan("web-0"))
+        .await
+        .unwrap();
+    pods.create(&PostParams::default(), &orphan("stray"))
+        .await
+        .unwrap();
+    // OnDelete: the adopted pod of no revision is kept, not rolled.
+    let extra = json!({"updateStrategy": {"type": "OnDelete"}});
+    let set = env
+        .sts()
+        .create(&PostParams::default(), &stateful_set("web", 1, extra))
+        .await
+        .unwrap();
+    let set_uid = set.metadata.uid.unwrap();
+    // Adopted (the same pod, now ours) and its identity label restored.
+    let adopted = wait_for("web-0 adopted with its identity", async || {
+        let p = pods.get("web-0").await.ok()?;
+        let ours = p
+            .metadata
+            .owner_references
+            .as_ref()?
+            .iter()
+            .any(|r| r.uid == set_uid && r.controller == Some(true));
+        let named = p
+            .metadata
+            .labels
+            .as_ref()?
+            .get("statefulset.kubernetes.io/pod-name")
+            .is_some_and(|n| n == "web-0");
+        (ours && named).then_some(p)
+    })
+    .await;
+    assert_eq!(adopted.metadata.uid, member.metadata.uid);
+    // The claim that took web-0 saw "stray" too: not a member, not taken.
+    let stray = pods.get("stray").await.unwrap();
+    assert_eq!(stray.metadata.owner_references, None);
     env.stop().await;
 }

@@ -2,44 +2,6 @@ use std::time::Duration;
 
 use super::*;
 
-fn ok(s: &str) -> GoDuration {
-    parse_go_duration(s).unwrap()
-}
-
-#[test]
-fn go_durations_parse_as_go_parses_them() {
-    let pos = |nanos: u64| GoDuration::Positive(Duration::from_nanos(nanos));
-    assert_eq!(ok("0"), pos(0));
-    assert_eq!(ok("+0"), pos(0));
-    assert_eq!(ok("-0"), pos(0));
-    assert_eq!(ok("300ms"), pos(300_000_000));
-    assert_eq!(ok("1.5h"), pos(5_400_000_000_000));
-    assert_eq!(ok("2h45m"), pos(9_900_000_000_000));
-    assert_eq!(ok("1h2m3s4ms5us6ns"), pos(3_723_004_005_006));
-    assert_eq!(ok("5µs"), pos(5_000));
-    assert_eq!(ok("5μs"), pos(5_000));
-    assert_eq!(ok(".5s"), pos(500_000_000));
-    assert_eq!(ok("1.s"), pos(1_000_000_000));
-    assert_eq!(ok("1.0000000019s"), pos(1_000_000_001));
-    assert_eq!(
-        ok("-1.5s"),
-        GoDuration::Negative(Duration::from_millis(1500))
-    );
-}
-
-#[test]
-fn go_duration_errors_carry_go_messages() {
-    let err = |s: &str| parse_go_duration(s).unwrap_err();
-    assert_eq!(err(""), r#"time: invalid duration """#);
-    assert_eq!(err("abc"), r#"time: invalid duration "abc""#);
-    assert_eq!(err("-"), r#"time: invalid duration "-""#);
-    assert_eq!(err(".s"), r#"time: invalid duration ".s""#);
-    assert_eq!(err("5"), r#"time: missing unit in duration "5""#);
-    assert_eq!(err("1s5"), r#"time: missing unit in duration "1s5""#);
-    assert_eq!(err("5x"), r#"time: unknown unit "x" in duration "5x""#);
-    assert_eq!(err("3000000h"), r#"time: invalid duration "3000000h""#);
-}
-
 #[test]
 fn timeout_parameter_only_shortens_the_deadline() {
     let max = Duration::from_secs(60);

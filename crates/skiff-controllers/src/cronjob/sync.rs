@@ -7,12 +7,10 @@ use std::sync::Arc;
 
 use jiff::Timestamp;
 use k8s_openapi::api::batch::v1::{CronJob, CronJobStatus, Job};
-use k8s_openapi::api::core::v1::ObjectReference;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
 use kube::Api;
 use kube::api::{DeleteParams, PostParams};
 use kube::runtime::reflector::ObjectRef;
-use skiff_client::events::PendingEvent;
 
 use super::schedule::load_location;
 use super::utils::{
@@ -21,9 +19,10 @@ use super::utils::{
     next_schedule_time_duration, parse_schedule, schedule_has_tz, spec,
 };
 use super::{CronJobController, to_std};
+use crate::apierrors::{api_message, is_already_exists, is_namespace_terminating, is_not_found};
 use crate::controller::{Action, Reconciler, SyncError};
+use crate::podcontrol::record_event;
 use crate::podutil::controller_of;
-use crate::replicaset::sync_api_message as api_message;
 
 /// A sync error carrying upstream's message.
 #[derive(Debug, thiserror::Error)]
@@ -34,19 +33,6 @@ impl From<kube::Error> for Failed {
     fn from(e: kube::Error) -> Self {
         Failed(api_message(&e))
     }
-}
-
-fn code(e: &kube::Error) -> Option<u16> {
-    match e {
-        kube::Error::Api(s) => Some(s.code),
-        _ => None,
-    }
-}
-
-fn is_namespace_terminating(err: &kube::Error) -> bool {
-    matches!(err, kube::Error::Api(s) if s.details.as_ref().is_some_and(|d| {
-        d.causes.iter().any(|c| c.reason == "NamespaceTerminating")
-    }))
 }
 
 /// What `sync_cron_job` decided.
@@ -99,21 +85,7 @@ impl Reconciler for CronJobController {
 
 impl CronJobController {
     pub(crate) fn event(&self, cj: &CronJob, normal: bool, reason: &str, note: String) {
-        self.events.record(PendingEvent {
-            regarding: ObjectReference {
-                api_version: Some("batch/v1".to_owned()),
-                kind: Some("CronJob".to_owned()),
-                name: cj.metadata.name.clone(),
-                namespace: cj.metadata.namespace.clone(),
-                uid: cj.metadata.uid.clone(),
-                resource_version: cj.metadata.resource_version.clone(),
-                ..ObjectReference::default()
-            },
-            normal,
-            reason: reason.to_owned(),
-            action: "Sync".to_owned(),
-            note,
-        });
+        record_event(self.events.as_ref(), cj, normal, reason, "Sync", note);
     }
 
     fn job_api(&self, ns: &str) -> Api<Job> {
@@ -237,7 +209,7 @@ impl CronJobController {
             let r_ns = r.namespace.clone().unwrap_or_else(|| ns.clone());
             let r_name = r.name.clone().unwrap_or_default();
             match self.job_api(&r_ns).get(&r_name).await {
-                Err(e) if code(&e) == Some(404) => {
+                Err(e) if is_not_found(&e) => {
                     self.event(
                         cj,
                         true,
@@ -409,7 +381,7 @@ impl CronJobController {
                 job
             }
             Err(e) if is_namespace_terminating(&e) => return Err(e.into()),
-            Err(e) if code(&e) == Some(409) => {
+            Err(e) if is_already_exists(&e) => {
                 let name = req.metadata.name.clone().unwrap_or_default();
                 let job = api.get(&name).await?;
                 let ours = controller_of(&job.metadata).is_some_and(|r| {

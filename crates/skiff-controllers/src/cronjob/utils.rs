@@ -9,9 +9,10 @@ use jiff::tz::TimeZone;
 use jiff::{SignedDuration, Timestamp};
 use k8s_openapi::api::batch::v1::{CronJob, CronJobSpec, Job};
 use k8s_openapi::api::core::v1::ObjectReference;
-use k8s_openapi::apimachinery::pkg::apis::meta::v1::{ObjectMeta, OwnerReference};
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
 
 use super::schedule::{Schedule, load_location, parse_standard};
+use crate::controllerref::{controller_ref, object_reference};
 
 /// Padding added to each requeue so the sync lands after the schedule time
 /// even with a little clock skew.
@@ -211,18 +212,6 @@ pub fn format_rfc3339(t: Timestamp, tz: &TimeZone) -> String {
     }
 }
 
-/// The controller reference of a CronJob's Jobs.
-pub fn controller_ref(cj: &CronJob) -> OwnerReference {
-    OwnerReference {
-        api_version: "batch/v1".to_owned(),
-        kind: "CronJob".to_owned(),
-        name: cj.metadata.name.clone().unwrap_or_default(),
-        uid: cj.metadata.uid.clone().unwrap_or_default(),
-        controller: Some(true),
-        block_owner_deletion: Some(true),
-    }
-}
-
 /// The Job for the run at `scheduled` (upstream's `getJobFromTemplate2`):
 /// the template's labels, annotations and spec, the scheduled-timestamp
 /// annotation in the CronJob's zone, and the controller reference.
@@ -252,15 +241,7 @@ pub fn job_from_template(cj: &CronJob, scheduled: Timestamp) -> Result<Job, Stri
 
 /// A reference to a Job for status.active.
 pub fn job_ref(job: &Job) -> ObjectReference {
-    ObjectReference {
-        api_version: Some("batch/v1".to_owned()),
-        kind: Some("Job".to_owned()),
-        name: job.metadata.name.clone(),
-        namespace: job.metadata.namespace.clone(),
-        uid: job.metadata.uid.clone(),
-        resource_version: job.metadata.resource_version.clone(),
-        ..ObjectReference::default()
-    }
+    object_reference(job)
 }
 
 /// `Complete` or `Failed` when that condition is True.

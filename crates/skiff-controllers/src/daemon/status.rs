@@ -18,8 +18,8 @@ use super::util::{
     self, is_pod_updated, node_should_run_daemon_pod, pod_by_creation_timestamp_and_phase,
     template_generation,
 };
+use crate::apierrors::api_message;
 use crate::podutil::{is_pod_available, is_pod_ready};
-use crate::replicaset::sync_api_message as api_message;
 
 /// Status numbers of the DaemonSet (upstream's `updateDaemonSetStatus`).
 #[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]

@@ -7,15 +7,10 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use k8s_openapi::api::apps::v1::DaemonSet;
-use k8s_openapi::api::core::v1::{Node, ObjectReference, Pod};
-use k8s_openapi::apimachinery::pkg::apis::meta::v1::{ObjectMeta, OwnerReference};
+use k8s_openapi::api::core::v1::{Node, Pod, PodTemplateSpec};
 use k8s_openapi::jiff::Timestamp;
-use kube::Api;
-use kube::api::{DeleteParams, Patch, PatchParams, PostParams};
 use kube::runtime::reflector::ObjectRef;
-use serde_json::json;
 use skiff_api::selector::labels::{Selector, from_label_selector};
-use skiff_client::events::PendingEvent;
 
 use super::DaemonSetsController;
 use super::util::{
@@ -23,10 +18,12 @@ use super::util::{
     pod_by_creation_timestamp_and_phase, replace_daemon_set_pod_node_name_node_affinity,
     target_node_name, template_generation,
 };
+use crate::apierrors::aggregate;
 use crate::controller::{Action, Reconciler, SyncError};
+use crate::controllerref::ControllerRefManager;
 use crate::history::CONTROLLER_REVISION_HASH_LABEL;
+use crate::podcontrol::{PodControl, pod_from_template, record_event, slow_start_batch};
 use crate::podutil::{controller_of, is_pod_available, is_pod_ready, phase};
-use crate::replicaset::{slow_start_batch, sync_api_message as api_message};
 
 /// Daemon pods by the node they are for.
 pub(crate) type NodeToDaemonPods = BTreeMap<String, Vec<Arc<Pod>>>;
@@ -39,16 +36,6 @@ pub(crate) struct Failed(pub String);
 /// The DaemonSet's selector.
 pub(crate) fn selector_of(ds: &DaemonSet) -> Result<Selector, String> {
     from_label_selector(ds.spec.as_ref().map(|s| &s.selector)).map_err(|e| e.to_string())
-}
-
-fn is_not_found(err: &kube::Error) -> bool {
-    matches!(err, kube::Error::Api(s) if s.code == 404)
-}
-
-fn is_namespace_terminating(err: &kube::Error) -> bool {
-    matches!(err, kube::Error::Api(s) if s.details.as_ref().is_some_and(|d| {
-        d.causes.iter().any(|c| c.reason == "NamespaceTerminating")
-    }))
 }
 
 fn failed_pods_backoff_key(ds: &DaemonSet, node: &str) -> String {
@@ -170,18 +157,6 @@ pub(crate) fn pods_should_be_on_node(
 }
 
 impl DaemonSetsController {
-    pub(crate) fn reference(ds: &DaemonSet) -> ObjectReference {
-        ObjectReference {
-            api_version: Some("apps/v1".to_owned()),
-            kind: Some("DaemonSet".to_owned()),
-            name: ds.metadata.name.clone(),
-            namespace: ds.metadata.namespace.clone(),
-            uid: ds.metadata.uid.clone(),
-            resource_version: ds.metadata.resource_version.clone(),
-            ..ObjectReference::default()
-        }
-    }
-
     pub(crate) fn event(
         &self,
         ds: &DaemonSet,
@@ -190,61 +165,17 @@ impl DaemonSetsController {
         action: &str,
         note: String,
     ) {
-        self.events.record(PendingEvent {
-            regarding: Self::reference(ds),
-            normal,
-            reason: reason.to_owned(),
-            action: action.to_owned(),
-            note,
-        });
+        record_event(self.events.as_ref(), ds, normal, reason, action, note);
     }
 
-    pub(crate) fn controller_ref(ds: &DaemonSet) -> OwnerReference {
-        OwnerReference {
-            api_version: "apps/v1".to_owned(),
-            kind: "DaemonSet".to_owned(),
-            name: ds.metadata.name.clone().unwrap_or_default(),
-            uid: ds.metadata.uid.clone().unwrap_or_default(),
-            controller: Some(true),
-            block_owner_deletion: Some(true),
-        }
+    fn pod_control(&self) -> PodControl<'_> {
+        PodControl::new(&self.client, self.events.as_ref())
     }
 
     fn node_list(&self) -> Vec<Arc<Node>> {
         let mut nodes = self.nodes.state();
         nodes.sort_by(|a, b| a.metadata.name.cmp(&b.metadata.name));
         nodes
-    }
-
-    /// The fresh DaemonSet must be the same object and not being deleted
-    /// before anything is adopted (upstream's `RecheckDeletionTimestamp`).
-    pub(crate) async fn recheck_owner(&self, ds: &DaemonSet) -> Result<(), String> {
-        let ns = ds.metadata.namespace.as_deref().unwrap_or("");
-        let name = ds.metadata.name.as_deref().unwrap_or("");
-        let api: Api<DaemonSet> = Api::namespaced(self.client.clone(), ns);
-        let fresh = api.get(name).await.map_err(|e| api_message(&e))?;
-        if fresh.metadata.uid != ds.metadata.uid {
-            return Err(format!(
-                "original DaemonSet {ns}/{name} is gone: got uid {}, wanted {}",
-                fresh.metadata.uid.as_deref().unwrap_or(""),
-                ds.metadata.uid.as_deref().unwrap_or("")
-            ));
-        }
-        if let Some(ts) = &fresh.metadata.deletion_timestamp {
-            return Err(format!("{ns}/{name} has just been deleted at {}", ts.0));
-        }
-        Ok(())
-    }
-
-    async fn patch_pod(&self, pod: &Pod, patch: serde_json::Value) -> Result<(), kube::Error> {
-        let api: Api<Pod> = Api::namespaced(
-            self.client.clone(),
-            pod.metadata.namespace.as_deref().unwrap_or(""),
-        );
-        let name = pod.metadata.name.as_deref().unwrap_or("");
-        api.patch(name, &PatchParams::default(), &Patch::Strategic(patch))
-            .await
-            .map(|_| ())
     }
 
     /// The DaemonSet's pods (any phase) after adopting matching orphans and
@@ -255,66 +186,11 @@ impl DaemonSetsController {
         ds: &DaemonSet,
         selector: &Selector,
     ) -> Result<Vec<Arc<Pod>>, Failed> {
-        let ns = ds.metadata.namespace.clone().unwrap_or_default();
-        let uid = ds.metadata.uid.clone().unwrap_or_default();
-        let deleting = ds.metadata.deletion_timestamp.is_some();
-        let empty = BTreeMap::new();
-        let (mut claimed, mut errors) = (Vec::new(), Vec::new());
-        let mut can_adopt: Option<Result<(), String>> = None;
-        for pod in self.pods.list(&ns) {
-            let matches = selector.matches(pod.metadata.labels.as_ref().unwrap_or(&empty));
-            if let Some(r) = controller_of(&pod.metadata) {
-                if r.uid != uid {
-                    continue;
-                }
-                if matches {
-                    claimed.push(pod);
-                } else if !deleting {
-                    let patch = json!({"metadata": {
-                        "ownerReferences": [{"$patch": "delete", "uid": uid}],
-                        "uid": pod.metadata.uid,
-                    }});
-                    match self.patch_pod(&pod, patch).await {
-                        Err(kube::Error::Api(s)) if s.code == 404 || s.code == 422 => {}
-                        Err(e) => errors.push(api_message(&e)),
-                        Ok(()) => {}
-                    }
-                }
-                continue;
-            }
-            if deleting || !matches || pod.metadata.deletion_timestamp.is_some() {
-                continue;
-            }
-            if can_adopt.is_none() {
-                can_adopt = Some(self.recheck_owner(ds).await);
-            }
-            if let Some(Err(e)) = &can_adopt {
-                errors.push(format!(
-                    "can't adopt Pod {ns}/{} ({}): {e}",
-                    pod.metadata.name.as_deref().unwrap_or(""),
-                    pod.metadata.uid.as_deref().unwrap_or("")
-                ));
-                continue;
-            }
-            let r = Self::controller_ref(ds);
-            let patch = json!({"metadata": {
-                "ownerReferences": [{
-                    "apiVersion": r.api_version, "kind": r.kind, "name": r.name, "uid": r.uid,
-                    "controller": true, "blockOwnerDeletion": true,
-                }],
-                "uid": pod.metadata.uid,
-            }});
-            match self.patch_pod(&pod, patch).await {
-                Ok(()) => claimed.push(pod),
-                Err(e) if is_not_found(&e) => {}
-                Err(e) => errors.push(api_message(&e)),
-            }
-        }
-        match errors.len() {
-            0 => Ok(claimed),
-            1 => Err(Failed(errors.remove(0))),
-            _ => Err(Failed(format!("[{}]", errors.join(", ")))),
-        }
+        let ns = ds.metadata.namespace.as_deref().unwrap_or("");
+        ControllerRefManager::new(&self.client, ds)
+            .claim_by_selector(self.pods.list(ns), selector)
+            .await
+            .map_err(Failed)
     }
 
     /// Groups pods by the node they are for (upstream's
@@ -559,66 +435,26 @@ impl DaemonSetsController {
         .await;
         let mut errors: Vec<String> = create_err.into_iter().map(|e| e.0).collect();
         errors.extend(results.into_iter().filter_map(Result::err).map(|e| e.0));
-        match errors.len() {
-            0 => Ok(()),
-            1 => Err(Failed(errors.remove(0))),
-            _ => Err(Failed(format!("[{}]", errors.join(", ")))),
-        }
+        aggregate(errors).map_err(Failed)
     }
 
     async fn create_pod(
         &self,
         ds: &DaemonSet,
-        template: &k8s_openapi::api::core::v1::PodTemplateSpec,
+        template: &PodTemplateSpec,
         node: String,
     ) -> Result<(), Failed> {
-        let ns = ds.metadata.namespace.clone().unwrap_or_default();
-        let tmeta = template.metadata.clone().unwrap_or_default();
-        let mut spec = template.spec.clone().unwrap_or_default();
+        let mut template = template.clone();
+        let spec = template.spec.get_or_insert_with(Default::default);
         spec.affinity = Some(replace_daemon_set_pod_node_name_node_affinity(
             spec.affinity.take(),
             &node,
         ));
-        let pod = Pod {
-            metadata: ObjectMeta {
-                generate_name: Some(format!("{}-", ds.metadata.name.as_deref().unwrap_or(""))),
-                namespace: Some(ns.clone()),
-                labels: tmeta.labels,
-                annotations: tmeta.annotations,
-                finalizers: tmeta.finalizers,
-                owner_references: Some(vec![Self::controller_ref(ds)]),
-                ..ObjectMeta::default()
-            },
-            spec: Some(spec),
-            status: None,
-        };
-        let api: Api<Pod> = Api::namespaced(self.client.clone(), &ns);
-        match api.create(&PostParams::default(), &pod).await {
-            Ok(created) => {
-                let name = created.metadata.name.unwrap_or_default();
-                self.event(
-                    ds,
-                    true,
-                    "SuccessfulCreate",
-                    "Create",
-                    format!("Created pod: {name}"),
-                );
-                Ok(())
-            }
-            // The namespace is going away: every later create fails too.
-            Err(e) if is_namespace_terminating(&e) => Ok(()),
-            Err(e) => {
-                let msg = api_message(&e);
-                self.event(
-                    ds,
-                    false,
-                    "FailedCreate",
-                    "Create",
-                    format!("Error creating: {msg}"),
-                );
-                Err(Failed(msg))
-            }
-        }
+        let pod = pod_from_template(template, ds, None);
+        self.pod_control()
+            .create_pod(ds, &pod)
+            .await
+            .map_err(Failed)
     }
 
     async fn delete_pod(
@@ -628,33 +464,12 @@ impl DaemonSetsController {
         ns: &str,
         name: &str,
     ) -> Result<(), Failed> {
-        let api: Api<Pod> = Api::namespaced(self.client.clone(), ns);
-        match api.delete(name, &DeleteParams::default()).await {
-            Ok(_) => {
-                self.event(
-                    ds,
-                    true,
-                    "SuccessfulDelete",
-                    "Delete",
-                    format!("Deleted pod: {name}"),
-                );
-                Ok(())
-            }
-            Err(e) => {
+        match self.pod_control().delete_pod(ds, ns, name).await {
+            Ok(true) => Ok(()),
+            failed => {
                 self.expectations
                     .deletion_observed(key, &format!("{ns}/{name}"));
-                if is_not_found(&e) {
-                    return Ok(());
-                }
-                let msg = api_message(&e);
-                self.event(
-                    ds,
-                    false,
-                    "FailedDelete",
-                    "Delete",
-                    format!("Error deleting: {msg}"),
-                );
-                Err(Failed(msg))
+                failed.map(|_| ()).map_err(Failed)
             }
         }
     }

@@ -21,13 +21,14 @@ use super::util::{
     is_pod_updated, min_ready_seconds, node_should_run_daemon_pod, revision_history_limit,
     surge_count, template, template_generation, unavailable_count,
 };
+use crate::apierrors::api_message;
+use crate::controllerref::{ControllerRefManager, controller_ref};
 use crate::deployment::util::compute_hash;
 use crate::history::{
-    CONTROLLER_REVISION_HASH_LABEL, claim_controller_revisions, max_revision, revision_hash,
-    revisions_to_truncate, semantic_json_eq,
+    CONTROLLER_REVISION_HASH_LABEL, max_revision, revision_hash, revisions_to_truncate,
+    semantic_json_eq,
 };
 use crate::podutil::is_pod_available;
-use crate::replicaset::sync_api_message as api_message;
 
 /// A node's (new, old) daemon pod.
 pub(crate) type NewAndOld = (Option<Arc<Pod>>, Option<Arc<Pod>>);
@@ -261,16 +262,10 @@ impl DaemonSetsController {
     ) -> Result<(ControllerRevision, Vec<Arc<ControllerRevision>>), Failed> {
         let ns = ds.metadata.namespace.clone().unwrap_or_default();
         let all = self.revisions.list(&ns);
-        let histories = claim_controller_revisions(
-            &self.history,
-            &ds.metadata,
-            &Self::controller_ref(ds),
-            selector,
-            all,
-            || self.recheck_owner(ds),
-        )
-        .await
-        .map_err(Failed)?;
+        let histories = ControllerRefManager::new(&self.client, ds.as_ref())
+            .claim_by_selector(all, selector)
+            .await
+            .map_err(Failed)?;
         let api: Api<ControllerRevision> = Api::namespaced(self.client.clone(), &ns);
         let (mut current, mut old) = (Vec::new(), Vec::new());
         for mut h in histories {
@@ -381,7 +376,7 @@ impl DaemonSetsController {
                 namespace: Some(ns.clone()),
                 labels: Some(labels),
                 annotations: ds.metadata.annotations.clone(),
-                owner_references: Some(vec![Self::controller_ref(ds)]),
+                owner_references: Some(vec![controller_ref(ds)]),
                 ..ObjectMeta::default()
             },
             data: Some(RawExtension(get_patch(ds))),

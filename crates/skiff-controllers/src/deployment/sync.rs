@@ -3,17 +3,16 @@
 
 use std::collections::BTreeMap;
 use std::future::Future;
+use std::sync::Arc;
 
 use k8s_openapi::api::apps::v1::{Deployment, DeploymentStatus, ReplicaSet, ReplicaSetSpec};
-use k8s_openapi::api::core::v1::ObjectReference;
-use k8s_openapi::apimachinery::pkg::apis::meta::v1::{ObjectMeta, OwnerReference};
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
 use k8s_openapi::jiff::Timestamp;
 use kube::Api;
 use kube::api::{Patch, PatchParams, PostParams};
 use kube::runtime::reflector::ObjectRef;
 use serde_json::json;
 use skiff_api::selector::labels::{Selector, from_label_selector};
-use skiff_client::events::PendingEvent;
 
 use super::DeploymentController;
 use super::status::{
@@ -25,9 +24,11 @@ use super::util::{
     POD_TEMPLATE_HASH_LABEL, REVISION_ANNOTATION, compute_hash, equal_ignore_hash,
     new_rs_new_replicas, revision, set_new_replica_set_annotations, sort_by_creation,
 };
+use crate::apierrors::{api_message, is_already_exists};
 use crate::controller::{Action, Reconciler, SyncError};
+use crate::controllerref::{ControllerRefManager, controller_ref};
+use crate::podcontrol::record_event;
 use crate::podutil::controller_of;
-use crate::replicaset::sync_api_message as api_message;
 
 /// A sync error carrying upstream's message.
 #[derive(Debug, thiserror::Error)]
@@ -40,55 +41,19 @@ impl From<kube::Error> for Failed {
     }
 }
 
-fn status_code(e: &kube::Error) -> Option<u16> {
-    match e {
-        kube::Error::Api(s) => Some(s.code),
-        _ => None,
-    }
-}
-
 /// The Deployment's selector, or why it cannot be used.
 pub(crate) fn selector_of(d: &Deployment) -> Result<Selector, String> {
     from_label_selector(d.spec.as_ref().map(|s| &s.selector)).map_err(|e| e.0)
 }
 
 impl DeploymentController {
-    fn reference(d: &Deployment) -> ObjectReference {
-        ObjectReference {
-            api_version: Some("apps/v1".to_owned()),
-            kind: Some("Deployment".to_owned()),
-            name: d.metadata.name.clone(),
-            namespace: d.metadata.namespace.clone(),
-            uid: d.metadata.uid.clone(),
-            resource_version: d.metadata.resource_version.clone(),
-            ..ObjectReference::default()
-        }
-    }
-
     pub(crate) fn event(&self, d: &Deployment, normal: bool, reason: &str, note: String) {
-        self.events.record(PendingEvent {
-            regarding: Self::reference(d),
-            normal,
-            reason: reason.to_owned(),
-            action: if reason == "ScalingReplicaSet" {
-                "Scale"
-            } else {
-                "Sync"
-            }
-            .to_owned(),
-            note,
-        });
-    }
-
-    fn controller_ref(d: &Deployment) -> OwnerReference {
-        OwnerReference {
-            api_version: "apps/v1".to_owned(),
-            kind: "Deployment".to_owned(),
-            name: d.metadata.name.clone().unwrap_or_default(),
-            uid: d.metadata.uid.clone().unwrap_or_default(),
-            controller: Some(true),
-            block_owner_deletion: Some(true),
-        }
+        let action = if reason == "ScalingReplicaSet" {
+            "Scale"
+        } else {
+            "Sync"
+        };
+        record_event(self.events.as_ref(), d, normal, reason, action, note);
     }
 
     pub(crate) fn rs_api(&self, d: &Deployment) -> Api<ReplicaSet> {
@@ -152,107 +117,19 @@ impl DeploymentController {
     }
 
     /// Adopts matching orphan ReplicaSets and releases owned ones that
-    /// stopped matching; the ReplicaSets that are ours afterwards.
+    /// stopped matching; the ReplicaSets that are ours afterwards
+    /// (upstream's `getReplicaSetsForDeployment`).
     async fn claim_replica_sets(
         &self,
         d: &Deployment,
         selector: &Selector,
     ) -> Result<Vec<ReplicaSet>, Failed> {
-        let uid = d.metadata.uid.clone().unwrap_or_default();
-        let deleting = d.metadata.deletion_timestamp.is_some();
-        let ns = d.metadata.namespace.clone().unwrap_or_default();
-        let empty = BTreeMap::new();
-        let mut claimed = Vec::new();
-        let mut can_adopt: Option<Result<(), String>> = None;
-        for rs in self.replica_sets.list(&ns) {
-            let matches = selector.matches(rs.metadata.labels.as_ref().unwrap_or(&empty));
-            if let Some(r) = controller_of(&rs.metadata) {
-                if r.uid != uid {
-                    continue;
-                }
-                if matches {
-                    claimed.push(rs.as_ref().clone());
-                } else if !deleting {
-                    let patch = json!({"metadata": {
-                        "ownerReferences": [{"$patch": "delete", "uid": uid}],
-                        "uid": rs.metadata.uid,
-                    }});
-                    self.patch_rs(d, &rs, patch).await?;
-                }
-                continue;
-            }
-            if deleting || !matches || rs.metadata.deletion_timestamp.is_some() {
-                continue;
-            }
-            let check = match &can_adopt {
-                Some(c) => c.clone(),
-                None => {
-                    let c = self.recheck_deployment(d).await;
-                    can_adopt = Some(c.clone());
-                    c
-                }
-            };
-            if let Err(e) = check {
-                return Err(Failed(format!(
-                    "can't adopt ReplicaSet {ns}/{} ({}): {e}",
-                    rs.metadata.name.as_deref().unwrap_or(""),
-                    rs.metadata.uid.as_deref().unwrap_or("")
-                )));
-            }
-            let r = Self::controller_ref(d);
-            let patch = json!({"metadata": {
-                "ownerReferences": [{
-                    "apiVersion": r.api_version, "kind": r.kind, "name": r.name, "uid": r.uid,
-                    "controller": true, "blockOwnerDeletion": true,
-                }],
-                "uid": rs.metadata.uid,
-            }});
-            if let Some(adopted) = self.patch_rs(d, &rs, patch).await? {
-                claimed.push(adopted);
-            }
-        }
-        Ok(claimed)
-    }
-
-    /// Upstream's adoption re-check against a fresh read.
-    async fn recheck_deployment(&self, d: &Deployment) -> Result<(), String> {
-        let name = d.metadata.name.as_deref().unwrap_or("");
-        let fresh = self.d_api(d).get(name).await.map_err(|e| api_message(&e))?;
-        if fresh.metadata.uid != d.metadata.uid {
-            return Err(format!(
-                "original Deployment {}/{name} is gone: got uid {}, wanted {}",
-                d.metadata.namespace.as_deref().unwrap_or(""),
-                fresh.metadata.uid.as_deref().unwrap_or(""),
-                d.metadata.uid.as_deref().unwrap_or("")
-            ));
-        }
-        if let Some(ts) = &fresh.metadata.deletion_timestamp {
-            return Err(format!(
-                "{}/{name} has just been deleted at {}",
-                d.metadata.namespace.as_deref().unwrap_or(""),
-                ts.0
-            ));
-        }
-        Ok(())
-    }
-
-    async fn patch_rs(
-        &self,
-        d: &Deployment,
-        rs: &ReplicaSet,
-        patch: serde_json::Value,
-    ) -> Result<Option<ReplicaSet>, Failed> {
-        let name = rs.metadata.name.as_deref().unwrap_or("");
-        match self
-            .rs_api(d)
-            .patch(name, &PatchParams::default(), &Patch::Strategic(patch))
+        let ns = d.metadata.namespace.as_deref().unwrap_or("");
+        let claimed = ControllerRefManager::new(&self.client, d)
+            .claim_by_selector(self.replica_sets.list(ns), selector)
             .await
-        {
-            Ok(r) => Ok(Some(r)),
-            // Gone, or changed identity: nothing to claim.
-            Err(e) if matches!(status_code(&e), Some(404 | 422)) => Ok(None),
-            Err(e) => Err(e.into()),
-        }
+            .map_err(Failed)?;
+        Ok(claimed.into_iter().map(Arc::unwrap_or_clone).collect())
     }
 
     /// Writes `status` unless it is what the Deployment already has.
@@ -403,7 +280,7 @@ impl DeploymentController {
             metadata: ObjectMeta {
                 name: Some(format!("{dname}-{hash}")),
                 namespace: d.metadata.namespace.clone(),
-                owner_references: Some(vec![Self::controller_ref(d)]),
+                owner_references: Some(vec![controller_ref(d)]),
                 labels: Some(labels),
                 ..ObjectMeta::default()
             },
@@ -423,7 +300,7 @@ impl DeploymentController {
         let rs_name = rs.metadata.name.clone().unwrap_or_default();
         let created = match self.rs_api(d).create(&PostParams::default(), &rs).await {
             Ok(c) => c,
-            Err(e) if status_code(&e) == Some(409) => {
+            Err(e) if is_already_exists(&e) => {
                 return self.on_already_exists(d, &rs_name, collision).await;
             }
             Err(e) => {

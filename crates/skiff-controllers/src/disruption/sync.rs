@@ -21,6 +21,7 @@ use super::status::{
     fail_safe_status, new_status,
 };
 use crate::controller::{Action, Reconciler, SyncError};
+use crate::podcontrol::record_event;
 use crate::podutil::controller_of;
 
 /// Why a sync failed: a conflict is retried as is, anything else also
@@ -303,21 +304,7 @@ impl DisruptionController {
         reason: &str,
         note: String,
     ) {
-        self.events.record(PendingEvent {
-            regarding: ObjectReference {
-                api_version: Some("policy/v1".to_owned()),
-                kind: Some("PodDisruptionBudget".to_owned()),
-                name: pdb.metadata.name.clone(),
-                namespace: pdb.metadata.namespace.clone(),
-                uid: pdb.metadata.uid.clone(),
-                resource_version: pdb.metadata.resource_version.clone(),
-                ..ObjectReference::default()
-            },
-            normal,
-            reason: reason.to_owned(),
-            action: "Sync".to_owned(),
-            note,
-        });
+        record_event(self.events.as_ref(), pdb, normal, reason, "Sync", note);
     }
 
     fn pod_event(&self, pdb: &PodDisruptionBudget, pod: &str, reason: &str, note: String) {

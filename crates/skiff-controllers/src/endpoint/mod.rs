@@ -16,6 +16,7 @@ use kube::runtime::reflector::{ObjectRef, Store};
 use skiff_client::EventSink;
 use skiff_client::events::PendingEvent;
 
+use crate::apierrors::{api_message, is_namespace_terminating};
 use crate::controller::{Action, Reconciler, SyncError};
 use crate::endpointslice::util::{
     ANNOTATION_LAST_CHANGE_TRIGGER_TIME, ANNOTATION_LEADER, LABEL_HEADLESS, TriggerTimeTracker,
@@ -242,7 +243,7 @@ impl EndpointController {
                 if current.is_none() && is_namespace_terminating(&err) {
                     return Ok(Action::Await);
                 }
-                let msg = crate::replicaset::sync_api_message(&err);
+                let msg = api_message(&err);
                 let (reason, note) = match current {
                     None => (
                         "FailedToCreateEndpoint",
@@ -283,12 +284,6 @@ fn is_managed(ep: &Endpoints) -> bool {
         .as_ref()
         .and_then(|l| l.get(LABEL_MANAGED_BY))
         .is_some_and(|v| v == CONTROLLER_NAME)
-}
-
-pub(crate) fn is_namespace_terminating(err: &kube::Error) -> bool {
-    matches!(err, kube::Error::Api(s) if s.details.as_ref().is_some_and(|d| {
-        d.causes.iter().any(|c| c.reason == "NamespaceTerminating")
-    }))
 }
 
 impl Reconciler for EndpointController {

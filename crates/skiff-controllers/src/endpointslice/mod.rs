@@ -19,8 +19,9 @@ use kube::runtime::reflector::{ObjectRef, Store};
 use skiff_client::EventSink;
 use skiff_client::events::PendingEvent;
 
+use crate::apierrors::is_namespace_terminating;
 use crate::controller::{Action, Reconciler, SyncError};
-use crate::endpoint::{PodHandler, ServiceHandler, is_namespace_terminating};
+use crate::endpoint::{PodHandler, ServiceHandler};
 use crate::informer::{InformerFactory, NamespaceIndex, ResourceEventHandler};
 use crate::workqueue::WorkQueue;
 use util::{

@@ -13,8 +13,8 @@ use serde_json::json;
 
 use super::graph::{Identity, ObjectMetaView};
 use super::{FOREGROUND_FINALIZER, ORPHAN_FINALIZER, Shared};
+use crate::apierrors::api_message;
 use crate::controller::{Action, Reconciler, SyncError};
-use crate::replicaset::sync_api_message as api_message;
 
 fn api(shared: &Shared, id: &Identity) -> Api<DynamicObject> {
     match &id.namespace {

@@ -1,9 +1,8 @@
 //! ControllerRevision history shared by the DaemonSet and StatefulSet
 //! controllers (upstream's `pkg/controller/history`): naming and hashing of
 //! revisions, ordering, equality, truncation, and the API writes (create
-//! with hash-collision probing, renumber, adopt, release, delete).
-
-mod claim;
+//! with hash-collision probing, renumber, delete); claims go through
+//! [`crate::controllerref`].
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
@@ -12,12 +11,9 @@ use k8s_openapi::api::apps::v1::ControllerRevision;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::{ObjectMeta, OwnerReference};
 use k8s_openapi::apimachinery::pkg::runtime::RawExtension;
 use kube::Api;
-use kube::api::{DeleteParams, Patch, PatchParams, PostParams};
-use serde_json::json;
+use kube::api::{DeleteParams, PostParams};
 
 use crate::deployment::util::{fnv32a, safe_encode};
-
-pub use claim::claim_controller_revisions;
 
 /// The label naming a revision's hash, on revisions and on the pods made
 /// from them (upstream's `ControllerRevisionHashLabel`).
@@ -311,54 +307,6 @@ impl History {
             Err(kube::Error::Api(s)) if s.code == 404 => Ok(()),
             Err(e) => Err(e),
         }
-    }
-
-    /// Makes `controller_ref` the controller of `revision` (upstream's
-    /// `AdoptControllerRevision`, a patch guarded by the revision's UID).
-    pub async fn adopt_controller_revision(
-        &self,
-        controller_ref: &OwnerReference,
-        revision: &ControllerRevision,
-    ) -> Result<ControllerRevision, kube::Error> {
-        let r = controller_ref;
-        let patch = json!({"metadata": {
-            "ownerReferences": [{
-                "apiVersion": r.api_version, "kind": r.kind, "name": r.name, "uid": r.uid,
-                "controller": true, "blockOwnerDeletion": true,
-            }],
-            "uid": revision.metadata.uid,
-        }});
-        self.patch(revision, patch).await
-    }
-
-    /// Drops the owner `owner_uid` from `revision` (upstream's
-    /// `ReleaseControllerRevision`); gone or invalid counts as released.
-    pub async fn release_controller_revision(
-        &self,
-        owner_uid: &str,
-        revision: &ControllerRevision,
-    ) -> Result<(), kube::Error> {
-        let patch = json!({"metadata": {
-            "ownerReferences": [{"$patch": "delete", "uid": owner_uid}],
-            "uid": revision.metadata.uid,
-        }});
-        match self.patch(revision, patch).await {
-            Ok(_) => Ok(()),
-            Err(kube::Error::Api(s)) if s.code == 404 || s.code == 422 => Ok(()),
-            Err(e) => Err(e),
-        }
-    }
-
-    async fn patch(
-        &self,
-        revision: &ControllerRevision,
-        patch: serde_json::Value,
-    ) -> Result<ControllerRevision, kube::Error> {
-        let ns = revision.metadata.namespace.clone().unwrap_or_default();
-        let name = revision.metadata.name.clone().unwrap_or_default();
-        self.api(&ns)
-            .patch(&name, &PatchParams::default(), &Patch::Strategic(patch))
-            .await
     }
 }
 

@@ -2,14 +2,13 @@
 //! `deleteJobPods`, `deleteActivePods`).
 
 use std::sync::Arc;
-use std::sync::atomic::{AtomicI32, Ordering};
+use std::sync::atomic::{AtomicI32, AtomicUsize, Ordering};
 
 use k8s_openapi::api::batch::v1::Job;
-use k8s_openapi::api::core::v1::Pod;
-use k8s_openapi::apimachinery::pkg::apis::meta::v1::{ObjectMeta, OwnerReference};
+use k8s_openapi::api::core::v1::{Pod, PodTemplateSpec};
 use k8s_openapi::jiff::Timestamp;
 use kube::Api;
-use kube::api::{DeleteParams, Patch, PatchParams, PostParams};
+use kube::api::{Patch, PatchParams};
 use serde_json::json;
 
 use super::failure::{only_replace_failed_pods, remaining_for_failures};
@@ -23,19 +22,10 @@ use super::sync::{Failed, SyncCtx};
 use super::{
     JobController, MAX_POD_CREATE_DELETE_PER_SYNC, TRACKING_FINALIZER, has_tracking_finalizer,
 };
+use crate::apierrors::{api_message, is_not_found};
+use crate::podcontrol::{PodControl, pod_from_template, slow_start_batch};
 use crate::podutil::{is_pod_ready, key_of};
 use crate::replicaset::ranking::pods_to_delete;
-use crate::replicaset::sync_api_message as api_message;
-
-fn is_not_found(err: &kube::Error) -> bool {
-    matches!(err, kube::Error::Api(s) if s.code == 404)
-}
-
-fn is_namespace_terminating(err: &kube::Error) -> bool {
-    matches!(err, kube::Error::Api(s) if s.details.as_ref().is_some_and(|d| {
-        d.causes.iter().any(|c| c.reason == "NamespaceTerminating")
-    }))
-}
 
 fn len32(n: usize) -> i32 {
     i32::try_from(n).unwrap_or(i32::MAX)
@@ -67,15 +57,8 @@ pub(crate) fn remove_finalizer_patch() -> serde_json::Value {
 }
 
 impl JobController {
-    fn controller_ref(job: &Job) -> OwnerReference {
-        OwnerReference {
-            api_version: "batch/v1".to_owned(),
-            kind: "Job".to_owned(),
-            name: job.metadata.name.clone().unwrap_or_default(),
-            uid: job.metadata.uid.clone().unwrap_or_default(),
-            controller: Some(true),
-            block_owner_deletion: Some(true),
-        }
+    fn pod_control(&self) -> PodControl<'_> {
+        PodControl::new(&self.client, self.events.as_ref())
     }
 
     /// Removes the tracking finalizer from `pod`.
@@ -94,36 +77,6 @@ impl JobController {
             Ok(_) => Ok(()),
             Err(e) if is_not_found(&e) => Ok(()),
             Err(e) => Err(e),
-        }
-    }
-
-    async fn delete_pod(&self, job: &Job, pod: &Pod) -> Result<(), kube::Error> {
-        let ns = pod.metadata.namespace.as_deref().unwrap_or("");
-        let name = pod.metadata.name.as_deref().unwrap_or("");
-        let api: Api<Pod> = Api::namespaced(self.client.clone(), ns);
-        match api.delete(name, &DeleteParams::default()).await {
-            Ok(_) => {
-                self.event(
-                    job,
-                    true,
-                    "SuccessfulDelete",
-                    "Delete",
-                    format!("Deleted pod: {name}"),
-                );
-                Ok(())
-            }
-            Err(e) => {
-                if !is_not_found(&e) {
-                    self.event(
-                        job,
-                        false,
-                        "FailedDelete",
-                        "Delete",
-                        format!("Error deleting: {}", api_message(&e)),
-                    );
-                }
-                Err(e)
-            }
         }
     }
 
@@ -157,24 +110,22 @@ impl JobController {
                         api_message(&e)
                     ));
                 }
-                match self.delete_pod(job, pod).await {
-                    Ok(()) => {
+                let ns = pod.metadata.namespace.as_deref().unwrap_or("");
+                let name = pod.metadata.name.as_deref().unwrap_or("");
+                match self.pod_control().delete_pod(job, ns, name).await {
+                    Ok(true) => {
                         deleted.fetch_add(1, Ordering::Relaxed);
                         if is_pod_ready(pod) {
                             deleted_ready.fetch_add(1, Ordering::Relaxed);
                         }
                         Ok(())
                     }
-                    Err(e) => {
+                    failed => {
                         if drop_finalizer {
                             self.expectations
                                 .deletion_observed(key, &key_of(&pod.metadata));
                         }
-                        if is_not_found(&e) {
-                            Ok(())
-                        } else {
-                            Err(api_message(&e))
-                        }
+                        failed.map(|_| ())
                     }
                 }
             }
@@ -314,7 +265,7 @@ impl JobController {
         &self,
         ctx: &SyncCtx,
         count: usize,
-        mut indexes: Vec<i32>,
+        indexes: Vec<i32>,
     ) -> (usize, Option<Failed>) {
         let job = &ctx.job;
         let Some(template) = job.spec.as_ref().map(|s| s.template.clone()) else {
@@ -334,105 +285,42 @@ impl JobController {
             finalizers.push(TRACKING_FINALIZER.to_owned());
         }
         let job_name = job.metadata.name.clone().unwrap_or_default();
-        let mut created = 0usize;
-        let mut remaining = count;
-        let mut batch = remaining.min(1);
-        let mut first_err: Option<Failed> = None;
-        while batch > 0 {
-            let this: Vec<Option<i32>> = (0..batch)
-                .map(|_| {
-                    if indexes.is_empty() {
-                        None
-                    } else {
-                        Some(indexes.remove(0))
-                    }
-                })
-                .collect();
-            let results = futures::future::join_all(this.into_iter().map(|ix| {
-                let mut meta = meta.clone();
-                let mut spec = spec.clone();
-                let mut generate_name = format!("{job_name}-");
-                if let Some(ix) = ix {
+        let next = AtomicUsize::new(0);
+        slow_start_batch(count, 1, || {
+            let ix = indexes.get(next.fetch_add(1, Ordering::Relaxed)).copied();
+            let mut meta = meta.clone();
+            let mut spec = spec.clone();
+            let mut generate_name = format!("{job_name}-");
+            if let Some(ix) = ix {
+                meta.annotations
+                    .get_or_insert_with(Default::default)
+                    .insert(COMPLETION_INDEX_ANNOTATION.to_owned(), ix.to_string());
+                meta.labels
+                    .get_or_insert_with(Default::default)
+                    .insert(COMPLETION_INDEX_ANNOTATION.to_owned(), ix.to_string());
+                spec.hostname = Some(format!("{job_name}-{ix}"));
+                generate_name = generate_name_with_index(&job_name, ix);
+                if indexed::backoff_limit_per_index(job).is_some() {
+                    let extra =
+                        indexed::failure_count_annotations(job, ctx.delayed_deletion.get(&ix));
                     meta.annotations
                         .get_or_insert_with(Default::default)
-                        .insert(COMPLETION_INDEX_ANNOTATION.to_owned(), ix.to_string());
-                    meta.labels
-                        .get_or_insert_with(Default::default)
-                        .insert(COMPLETION_INDEX_ANNOTATION.to_owned(), ix.to_string());
-                    spec.hostname = Some(format!("{job_name}-{ix}"));
-                    generate_name = generate_name_with_index(&job_name, ix);
-                    if indexed::backoff_limit_per_index(job).is_some() {
-                        let extra =
-                            indexed::failure_count_annotations(job, ctx.delayed_deletion.get(&ix));
-                        meta.annotations
-                            .get_or_insert_with(Default::default)
-                            .extend(extra);
-                    }
-                }
-                let pod = Pod {
-                    metadata: ObjectMeta {
-                        generate_name: Some(generate_name),
-                        namespace: job.metadata.namespace.clone(),
-                        labels: meta.labels,
-                        annotations: meta.annotations,
-                        finalizers: meta.finalizers,
-                        owner_references: Some(vec![Self::controller_ref(job)]),
-                        ..ObjectMeta::default()
-                    },
-                    spec: Some(spec),
-                    status: None,
-                };
-                self.create_pod(job, pod)
-            }))
-            .await;
-            let mut failed_batch = false;
-            for r in results {
-                match r {
-                    Ok(()) => created += 1,
-                    Err(e) => {
-                        failed_batch = true;
-                        first_err.get_or_insert(e);
-                    }
+                        .extend(extra);
                 }
             }
-            if failed_batch {
-                break;
+            let template = PodTemplateSpec {
+                metadata: Some(meta),
+                spec: Some(spec),
+            };
+            let pod = pod_from_template(template, job, Some(generate_name));
+            async move {
+                self.pod_control()
+                    .create_pod(job, &pod)
+                    .await
+                    .map_err(Failed)
             }
-            remaining -= batch;
-            batch = remaining.min(2 * batch);
-        }
-        (created, first_err)
-    }
-
-    async fn create_pod(&self, job: &Job, pod: Pod) -> Result<(), Failed> {
-        let ns = job.metadata.namespace.clone().unwrap_or_default();
-        let api: Api<Pod> = Api::namespaced(self.client.clone(), &ns);
-        match api.create(&PostParams::default(), &pod).await {
-            Ok(created) => {
-                let name = created.metadata.name.unwrap_or_default();
-                self.event(
-                    job,
-                    true,
-                    "SuccessfulCreate",
-                    "Create",
-                    format!("Created pod: {name}"),
-                );
-                Ok(())
-            }
-            // The namespace is going away: no point retrying.
-            Err(e) if is_namespace_terminating(&e) => Ok(()),
-            Err(e) => {
-                let msg = api_message(&e);
-                self.event(
-                    job,
-                    false,
-                    "FailedCreate",
-                    "Create",
-                    format!("Error creating: {msg}"),
-                );
-                Err(Failed(msg))
-            }
-        }
+        })
+        .await
     }
 }
 

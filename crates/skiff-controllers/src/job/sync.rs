@@ -7,11 +7,10 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use k8s_openapi::api::batch::v1::{Job, JobCondition, JobStatus};
-use k8s_openapi::api::core::v1::{ObjectReference, Pod};
+use k8s_openapi::api::core::v1::Pod;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
 use k8s_openapi::jiff::Timestamp;
 use kube::runtime::reflector::ObjectRef;
-use skiff_client::events::PendingEvent;
 
 use super::failure::{BackoffRecord, finished_time, is_pod_failed, match_pod_failure_policy};
 use super::indexed::{
@@ -22,6 +21,7 @@ use super::intervals::OrderedIntervals;
 use super::status::{self, new_condition};
 use super::{JobController, ORPHAN_POD_PREFIX, has_tracking_finalizer};
 use crate::controller::{Action, Reconciler, SyncError};
+use crate::podcontrol::record_event;
 use crate::podutil::{controller_of, is_pod_active, is_pod_ready, phase};
 
 /// A sync error carrying upstream's message.
@@ -134,27 +134,8 @@ fn fail_job_message(job: &Job, pods: &[Arc<Pod>]) -> Option<String> {
 }
 
 impl JobController {
-    pub(crate) fn reference(job: &Job) -> ObjectReference {
-        let m = &job.metadata;
-        ObjectReference {
-            api_version: Some("batch/v1".to_owned()),
-            kind: Some("Job".to_owned()),
-            name: m.name.clone(),
-            namespace: m.namespace.clone(),
-            uid: m.uid.clone(),
-            resource_version: m.resource_version.clone(),
-            ..ObjectReference::default()
-        }
-    }
-
     pub(crate) fn event(&self, job: &Job, normal: bool, reason: &str, action: &str, note: String) {
-        self.events.record(PendingEvent {
-            regarding: Self::reference(job),
-            normal,
-            reason: reason.to_owned(),
-            action: action.to_owned(),
-            note,
-        });
+        record_event(self.events.as_ref(), job, normal, reason, action, note);
     }
 
     fn job_pods(&self, job: &Job) -> Vec<Arc<Pod>> {

@@ -17,8 +17,8 @@ use super::indexed::{completions, is_indexed, valid_index};
 use super::status::{self, find_condition};
 use super::sync::{Failed, SyncCtx};
 use super::{JobController, MAX_UNCOUNTED_PODS, has_tracking_finalizer};
+use crate::apierrors::api_message;
 use crate::podutil::{key_of, phase};
-use crate::replicaset::sync_api_message as api_message;
 
 fn uid(p: &Pod) -> String {
     p.metadata.uid.clone().unwrap_or_default()

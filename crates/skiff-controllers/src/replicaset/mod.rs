@@ -21,8 +21,6 @@ use crate::podutil::{controller_of, is_pod_ready, key_of};
 use crate::workqueue::WorkQueue;
 
 pub use kind::{ReplicaCondition, ReplicaKind, ReplicaStatus};
-pub(crate) use sync::api_message as sync_api_message;
-pub use sync::slow_start_batch;
 
 /// At most this many pods are created or deleted per sync (upstream's
 /// `BurstReplicas`).

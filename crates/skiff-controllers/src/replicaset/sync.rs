@@ -1,127 +1,35 @@
 //! One sync of a ReplicaSet / ReplicationController key (upstream's
 //! `syncReplicaSet`, `manageReplicas`, `claimPods`, `updateReplicaSetStatus`).
 
-use std::collections::{BTreeMap, HashSet};
+use std::collections::HashSet;
 use std::future::Future;
 use std::sync::Arc;
 
-use k8s_openapi::api::core::v1::{ObjectReference, Pod};
-use k8s_openapi::apimachinery::pkg::apis::meta::v1::{ObjectMeta, OwnerReference};
+use k8s_openapi::api::core::v1::Pod;
 use k8s_openapi::jiff::Timestamp;
 use kube::Api;
-use kube::api::{DeleteParams, Patch, PatchParams, PostParams};
+use kube::api::PostParams;
 use kube::runtime::reflector::ObjectRef;
-use serde_json::json;
 use skiff_api::selector::labels::Selector;
-use skiff_client::events::PendingEvent;
 
 use super::ReplicaController;
 use super::kind::{ReplicaKind, ReplicaStatus};
 use super::ranking::pods_to_delete;
 use super::status::calculate_status;
+use crate::apierrors::api_message;
 use crate::controller::{Action, Reconciler, SyncError};
+use crate::controllerref::ControllerRefManager;
+use crate::podcontrol::{PodControl, pod_from_template, slow_start_batch};
 use crate::podutil::{controller_of, is_pod_active, key_of};
-
-/// Runs `count` calls of `f` in batches of 1, 2, 4, ... (starting at
-/// `initial`), each batch concurrently, stopping after the first batch with
-/// a failure: the number of successes and the first error. A call that
-/// fails fast (quota, admission) so costs one request, not `count`.
-pub async fn slow_start_batch<F, Fut, E>(count: usize, initial: usize, f: F) -> (usize, Option<E>)
-where
-    F: Fn() -> Fut,
-    Fut: Future<Output = Result<(), E>>,
-{
-    let mut remaining = count;
-    let mut successes = 0;
-    let mut batch = remaining.min(initial.max(1));
-    while batch > 0 {
-        let results = futures::future::join_all((0..batch).map(|_| f())).await;
-        let mut first_err = None;
-        for r in results {
-            match r {
-                Ok(()) => successes += 1,
-                Err(e) => {
-                    if first_err.is_none() {
-                        first_err = Some(e);
-                    }
-                }
-            }
-        }
-        if first_err.is_some() {
-            return (successes, first_err);
-        }
-        remaining -= batch;
-        batch = remaining.min(2 * batch);
-    }
-    (successes, None)
-}
-
-/// The message of an API error as upstream prints it (the Status message).
-pub(crate) fn api_message(err: &kube::Error) -> String {
-    match err {
-        kube::Error::Api(s) => s.message.clone(),
-        other => other.to_string(),
-    }
-}
-
-fn is_not_found(err: &kube::Error) -> bool {
-    matches!(err, kube::Error::Api(s) if s.code == 404)
-}
-
-fn is_namespace_terminating(err: &kube::Error) -> bool {
-    matches!(err, kube::Error::Api(s) if s.details.as_ref().is_some_and(|d| {
-        d.causes.iter().any(|c| c.reason == "NamespaceTerminating")
-    }))
-}
 
 /// A sync error carrying upstream's message.
 #[derive(Debug, thiserror::Error)]
 #[error("{0}")]
 pub(crate) struct Failed(pub String);
 
-/// `<name>-`, or the bare name when the dash would make it too long.
-fn pods_prefix(name: &str) -> String {
-    if name.len() < 253 {
-        format!("{name}-")
-    } else {
-        name.to_owned()
-    }
-}
-
 impl<K: ReplicaKind> ReplicaController<K> {
-    fn reference(owner: &K) -> ObjectReference {
-        let m = owner.meta();
-        ObjectReference {
-            api_version: Some(K::api_version(&()).into_owned()),
-            kind: Some(K::kind(&()).into_owned()),
-            name: m.name.clone(),
-            namespace: m.namespace.clone(),
-            uid: m.uid.clone(),
-            resource_version: m.resource_version.clone(),
-            ..ObjectReference::default()
-        }
-    }
-
-    fn event(&self, owner: &K, normal: bool, reason: &str, action: &str, note: String) {
-        self.events.record(PendingEvent {
-            regarding: Self::reference(owner),
-            normal,
-            reason: reason.to_owned(),
-            action: action.to_owned(),
-            note,
-        });
-    }
-
-    fn controller_ref(owner: &K) -> OwnerReference {
-        let m = owner.meta();
-        OwnerReference {
-            api_version: K::api_version(&()).into_owned(),
-            kind: K::kind(&()).into_owned(),
-            name: m.name.clone().unwrap_or_default(),
-            uid: m.uid.clone().unwrap_or_default(),
-            controller: Some(true),
-            block_owner_deletion: Some(true),
-        }
+    fn pod_control(&self) -> PodControl<'_> {
+        PodControl::new(&self.client, self.events.as_ref())
     }
 
     fn pods_in(&self, ns: &str) -> Vec<Arc<Pod>> {
@@ -185,133 +93,14 @@ impl<K: ReplicaKind> ReplicaController<K> {
     /// matching; the pods that are ours afterwards.
     async fn claim_pods(
         &self,
-        owner: &Arc<K>,
+        owner: &K,
         selector: &Selector,
         pods: Vec<Arc<Pod>>,
     ) -> Result<Vec<Arc<Pod>>, Failed> {
-        let uid = owner.meta().uid.clone().unwrap_or_default();
-        let deleting = owner.meta().deletion_timestamp.is_some();
-        let ns = owner.meta().namespace.clone().unwrap_or_default();
-        let mut claimed = Vec::new();
-        let mut errors = Vec::new();
-        let mut can_adopt: Option<Result<(), String>> = None;
-        let empty = BTreeMap::new();
-        for pod in pods {
-            let labels = pod.metadata.labels.as_ref().unwrap_or(&empty);
-            let matches = selector.matches(labels);
-            if let Some(r) = controller_of(&pod.metadata) {
-                if r.uid != uid {
-                    continue;
-                }
-                if matches {
-                    claimed.push(pod);
-                } else if !deleting && let Err(e) = self.release_pod(owner, &pod).await {
-                    errors.push(e);
-                }
-                continue;
-            }
-            if deleting || !matches || pod.metadata.deletion_timestamp.is_some() {
-                continue;
-            }
-            if pod.metadata.namespace.as_deref() != Some(ns.as_str()) {
-                continue;
-            }
-            let check = match &can_adopt {
-                Some(c) => c.clone(),
-                None => {
-                    let c = self.recheck_owner(owner).await;
-                    can_adopt = Some(c.clone());
-                    c
-                }
-            };
-            let pod_name = pod.metadata.name.clone().unwrap_or_default();
-            let pod_uid = pod.metadata.uid.clone().unwrap_or_default();
-            if let Err(e) = check {
-                errors.push(format!("can't adopt Pod {ns}/{pod_name} ({pod_uid}): {e}"));
-                continue;
-            }
-            match self.adopt_pod(owner, &pod).await {
-                Ok(true) => claimed.push(pod),
-                Ok(false) => {}
-                Err(e) => errors.push(e),
-            }
-        }
-        if errors.is_empty() {
-            Ok(claimed)
-        } else {
-            Err(Failed(if errors.len() == 1 {
-                errors.remove(0)
-            } else {
-                format!("[{}]", errors.join(", "))
-            }))
-        }
-    }
-
-    /// Upstream's adoption re-check: the owner read fresh from the API
-    /// server must be the same object and not being deleted.
-    async fn recheck_owner(&self, owner: &K) -> Result<(), String> {
-        let m = owner.meta();
-        let ns = m.namespace.as_deref().unwrap_or("");
-        let name = m.name.as_deref().unwrap_or("");
-        let api: Api<K> = Api::namespaced(self.client.clone(), ns);
-        let fresh = api.get(name).await.map_err(|e| api_message(&e))?;
-        if fresh.meta().uid != m.uid {
-            return Err(format!(
-                "original {} {ns}/{name} is gone: got uid {}, wanted {}",
-                K::kind(&()),
-                fresh.meta().uid.as_deref().unwrap_or(""),
-                m.uid.as_deref().unwrap_or("")
-            ));
-        }
-        if let Some(ts) = &fresh.meta().deletion_timestamp {
-            return Err(format!("{ns}/{name} has just been deleted at {}", ts.0));
-        }
-        Ok(())
-    }
-
-    /// Sets us as the pod's controller; Ok(false) when the pod is gone.
-    async fn adopt_pod(&self, owner: &K, pod: &Pod) -> Result<bool, String> {
-        let r = Self::controller_ref(owner);
-        let patch = json!({"metadata": {
-            "ownerReferences": [{
-                "apiVersion": r.api_version, "kind": r.kind, "name": r.name, "uid": r.uid,
-                "controller": true, "blockOwnerDeletion": true,
-            }],
-            "uid": pod.metadata.uid,
-        }});
-        self.patch_pod(pod, patch).await
-    }
-
-    /// Drops our owner reference from a pod that no longer matches.
-    async fn release_pod(&self, owner: &K, pod: &Pod) -> Result<(), String> {
-        let uid = owner.meta().uid.clone().unwrap_or_default();
-        let patch = json!({"metadata": {
-            "ownerReferences": [{"$patch": "delete", "uid": uid}],
-            "uid": pod.metadata.uid,
-        }});
-        match self.patch_pod(pod, patch).await {
-            Ok(_) => Ok(()),
-            // Gone or being deleted: nothing left to release.
-            Err(e) if e.starts_with("invalid:") => Ok(()),
-            Err(e) => Err(e),
-        }
-    }
-
-    async fn patch_pod(&self, pod: &Pod, patch: serde_json::Value) -> Result<bool, String> {
-        let api: Api<Pod> = Api::namespaced(
-            self.client.clone(),
-            pod.metadata.namespace.as_deref().unwrap_or(""),
-        );
-        let name = pod.metadata.name.as_deref().unwrap_or("");
-        match api
-            .patch(name, &PatchParams::default(), &Patch::Strategic(patch))
+        ControllerRefManager::new(&self.client, owner)
+            .claim_by_selector(pods, selector)
             .await
-        {
-            Ok(_) => Ok(true),
-            Err(e) if is_not_found(&e) => Ok(false),
-            Err(kube::Error::Api(s)) if s.code == 422 => Err(format!("invalid: {}", s.message)),
-            Err(e) => Err(api_message(&e)),
-        }
+            .map_err(Failed)
     }
 
     /// Creates or deletes pods towards `spec.replicas`, at most
@@ -377,86 +166,24 @@ impl<K: ReplicaKind> ReplicaController<K> {
     }
 
     async fn create_pod(&self, owner: &K) -> Result<(), Failed> {
-        let m = owner.meta();
-        let ns = m.namespace.clone().unwrap_or_default();
         let template = owner.template().cloned().unwrap_or_default();
-        let tmeta = template.metadata.unwrap_or_default();
-        if tmeta.labels.as_ref().is_none_or(BTreeMap::is_empty) {
-            return Err(Failed("unable to create pods, no labels".to_owned()));
-        }
-        let pod = Pod {
-            metadata: ObjectMeta {
-                generate_name: Some(pods_prefix(m.name.as_deref().unwrap_or(""))),
-                namespace: Some(ns.clone()),
-                labels: tmeta.labels,
-                annotations: tmeta.annotations,
-                finalizers: tmeta.finalizers,
-                owner_references: Some(vec![Self::controller_ref(owner)]),
-                ..ObjectMeta::default()
-            },
-            spec: template.spec,
-            status: None,
-        };
-        let api: Api<Pod> = Api::namespaced(self.client.clone(), &ns);
-        match api.create(&PostParams::default(), &pod).await {
-            Ok(created) => {
-                let name = created.metadata.name.unwrap_or_default();
-                self.event(
-                    owner,
-                    true,
-                    "SuccessfulCreate",
-                    "Create",
-                    format!("Created pod: {name}"),
-                );
-                Ok(())
-            }
-            // The namespace is going away: no point retrying.
-            Err(e) if is_namespace_terminating(&e) => Ok(()),
-            Err(e) => {
-                let msg = api_message(&e);
-                self.event(
-                    owner,
-                    false,
-                    "FailedCreate",
-                    "Create",
-                    format!("Error creating: {msg}"),
-                );
-                Err(Failed(msg))
-            }
-        }
+        let pod = pod_from_template(template, owner, None);
+        self.pod_control()
+            .create_pod(owner, &pod)
+            .await
+            .map_err(Failed)
     }
 
     async fn delete_pod(&self, owner: &K, key: &str, pod: &Pod) -> Result<(), Failed> {
         let ns = pod.metadata.namespace.as_deref().unwrap_or("");
         let name = pod.metadata.name.as_deref().unwrap_or("");
-        let api: Api<Pod> = Api::namespaced(self.client.clone(), ns);
-        match api.delete(name, &DeleteParams::default()).await {
-            Ok(_) => {
-                self.event(
-                    owner,
-                    true,
-                    "SuccessfulDelete",
-                    "Delete",
-                    format!("Deleted pod: {name}"),
-                );
-                Ok(())
-            }
-            Err(e) => {
+        match self.pod_control().delete_pod(owner, ns, name).await {
+            Ok(true) => Ok(()),
+            failed => {
                 // It will not be observed going away through us.
                 self.expectations
                     .deletion_observed(key, &key_of(&pod.metadata));
-                if is_not_found(&e) {
-                    return Ok(());
-                }
-                let msg = api_message(&e);
-                self.event(
-                    owner,
-                    false,
-                    "FailedDelete",
-                    "Delete",
-                    format!("Error deleting: {msg}"),
-                );
-                Err(Failed(format!("unable to delete pods: {msg}")))
+                failed.map(|_| ()).map_err(Failed)
             }
         }
     }
@@ -510,76 +237,5 @@ impl<K: ReplicaKind> Reconciler for ReplicaController<K> {
 
     fn sync(&self, key: &str) -> impl Future<Output = Result<Action, SyncError>> + Send {
         self.sync_key(key)
-    }
-}
-
-#[cfg(test)]
-#[allow(clippy::unwrap_used, clippy::expect_used)]
-mod tests {
-    use std::sync::Mutex;
-
-    use super::*;
-
-    /// Calls succeed until call number `fail_from` (0-based), then fail.
-    async fn run(count: usize, fail_from: Option<usize>) -> (usize, Option<String>, Vec<usize>) {
-        let calls = Mutex::new(0usize);
-        let batches = Mutex::new(Vec::<usize>::new());
-        let in_batch = Mutex::new(0usize);
-        let (ok, err) = slow_start_batch(count, 1, || {
-            let n = {
-                let mut c = calls.lock().unwrap();
-                *c += 1;
-                *c - 1
-            };
-            *in_batch.lock().unwrap() += 1;
-            let batches = &batches;
-            let in_batch = &in_batch;
-            async move {
-                // Record each batch's size when its last call finishes.
-                tokio::task::yield_now().await;
-                let mut b = in_batch.lock().unwrap();
-                if *b > 0 {
-                    batches.lock().unwrap().push(*b);
-                    *b = 0;
-                }
-                match fail_from {
-                    Some(f) if n >= f => Err(format!("call {n} failed")),
-                    _ => Ok(()),
-                }
-            }
-        })
-        .await;
-        let b = batches.lock().unwrap().clone();
-        (ok, err, b)
-    }
-
-    #[tokio::test]
-    async fn batches_double_up_to_the_count() {
-        let (ok, err, batches) = run(10, None).await;
-        assert_eq!(ok, 10);
-        assert!(err.is_none());
-        assert_eq!(batches, [1, 2, 4, 3]);
-        let (ok, _, batches) = run(0, None).await;
-        assert_eq!((ok, batches.len()), (0, 0));
-    }
-
-    #[tokio::test]
-    async fn a_failing_batch_stops_the_rest() {
-        // Calls 0..=2 succeed (batches 1 and 2); the batch of 4 has failures.
-        let (ok, err, batches) = run(20, Some(4)).await;
-        assert_eq!(batches, [1, 2, 4]);
-        assert_eq!(ok, 4, "calls 0-3 succeeded");
-        assert_eq!(err.as_deref(), Some("call 4 failed"));
-        // A first call failing stops everything after one call.
-        let (ok, err, batches) = run(500, Some(0)).await;
-        assert_eq!((ok, batches), (0, vec![1]));
-        assert!(err.is_some());
-    }
-
-    #[test]
-    fn pod_prefix_is_name_dash() {
-        assert_eq!(pods_prefix("web"), "web-");
-        let long = "a".repeat(253);
-        assert_eq!(pods_prefix(&long), long);
     }
 }

@@ -16,14 +16,14 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use k8s_openapi::api::apps::v1::{ControllerRevision, StatefulSet};
-use k8s_openapi::api::core::v1::{ObjectReference, PersistentVolumeClaim, Pod};
+use k8s_openapi::api::core::v1::{PersistentVolumeClaim, Pod};
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::OwnerReference;
 use kube::runtime::reflector::{ObjectRef, Store};
 use skiff_client::EventSink;
-use skiff_client::events::PendingEvent;
 
 use crate::history::History;
 use crate::informer::{InformerFactory, NamespaceIndex, ResourceEventHandler};
+use crate::podcontrol::record_event;
 use crate::podutil::{controller_of, is_pod_ready, key_of};
 use crate::workqueue::WorkQueue;
 
@@ -102,21 +102,7 @@ impl StatefulSetController {
         action: &str,
         note: String,
     ) {
-        self.events.record(PendingEvent {
-            regarding: ObjectReference {
-                api_version: Some("apps/v1".to_owned()),
-                kind: Some("StatefulSet".to_owned()),
-                name: set.metadata.name.clone(),
-                namespace: set.metadata.namespace.clone(),
-                uid: set.metadata.uid.clone(),
-                resource_version: set.metadata.resource_version.clone(),
-                ..ObjectReference::default()
-            },
-            normal,
-            reason: reason.to_owned(),
-            action: action.to_owned(),
-            note,
-        });
+        record_event(self.events.as_ref(), set, normal, reason, action, note);
     }
 
     /// The StatefulSet a controllerRef names, if it exists with that UID.

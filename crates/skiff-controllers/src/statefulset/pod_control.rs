@@ -10,18 +10,10 @@ use kube::api::{DeleteParams, PostParams};
 
 use super::utils::{self, claim_owner_matches_set_and_pod, update_claim_owner_ref_for_set_and_pod};
 use super::{Failed, StatefulSetController};
-use crate::replicaset::sync_api_message as api_message;
+use crate::apierrors::{api_message, is_already_exists, is_not_found};
 
 fn name_of(meta: &k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta) -> &str {
     meta.name.as_deref().unwrap_or("")
-}
-
-fn is_not_found(e: &kube::Error) -> bool {
-    matches!(e, kube::Error::Api(s) if s.code == 404)
-}
-
-fn is_already_exists(e: &kube::Error) -> bool {
-    matches!(e, kube::Error::Api(s) if s.code == 409)
 }
 
 fn title(verb: &str) -> String {

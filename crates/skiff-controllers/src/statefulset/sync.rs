@@ -16,17 +16,15 @@ use serde_json::json;
 use skiff_api::selector::labels::{Selector, from_label_selector};
 
 use super::control::{Revisions, complete_rolling_update};
-use super::utils::{
-    self, apply_revision, controller_ref, is_member_of, pod_revision, revision_patch,
-};
+use super::utils::{self, apply_revision, is_member_of, pod_revision, revision_patch};
 use super::{Failed, StatefulSetController};
+use crate::apierrors::api_message;
 use crate::controller::{Action, Reconciler, SyncError};
+use crate::controllerref::{ControllerRefManager, controller_ref};
 use crate::history::{
-    claim_controller_revisions, equal_revision, find_equal_revisions, max_revision,
-    new_controller_revision, revisions_to_truncate, sort_controller_revisions,
+    equal_revision, find_equal_revisions, max_revision, new_controller_revision,
+    revisions_to_truncate, sort_controller_revisions,
 };
-use crate::podutil::controller_of;
-use crate::replicaset::sync_api_message as api_message;
 
 /// The StatefulSet's selector.
 pub(crate) fn selector_of(set: &StatefulSet) -> Result<Selector, String> {
@@ -92,43 +90,6 @@ impl StatefulSetController {
         Api::namespaced(self.client.clone(), ns)
     }
 
-    /// The fresh set must be the same object and not being deleted before
-    /// anything is adopted (upstream's `RecheckDeletionTimestamp`).
-    async fn recheck_owner(&self, set: &StatefulSet) -> Result<(), String> {
-        let ns = set.metadata.namespace.as_deref().unwrap_or("");
-        let name = set.metadata.name.as_deref().unwrap_or("");
-        let fresh = self
-            .set_api(ns)
-            .get(name)
-            .await
-            .map_err(|e| api_message(&e))?;
-        if fresh.metadata.uid != set.metadata.uid {
-            return Err(format!(
-                "original StatefulSet {ns}/{name} is gone: got uid {}, wanted {}",
-                fresh.metadata.uid.as_deref().unwrap_or(""),
-                set.metadata.uid.as_deref().unwrap_or("")
-            ));
-        }
-        if let Some(ts) = &fresh.metadata.deletion_timestamp {
-            return Err(format!("{ns}/{name} has just been deleted at {}", ts.0));
-        }
-        Ok(())
-    }
-
-    async fn patch_pod(&self, pod: &Pod, patch: serde_json::Value) -> Result<(), kube::Error> {
-        let api: Api<Pod> = Api::namespaced(
-            self.client.clone(),
-            pod.metadata.namespace.as_deref().unwrap_or(""),
-        );
-        api.patch(
-            pod.metadata.name.as_deref().unwrap_or(""),
-            &PatchParams::default(),
-            &Patch::Strategic(patch),
-        )
-        .await
-        .map(|_| ())
-    }
-
     /// The set's pods after adopting matching orphans named like its
     /// members and releasing owned pods that stopped matching (upstream's
     /// `getPodsForStatefulSet`).
@@ -137,67 +98,15 @@ impl StatefulSetController {
         set: &StatefulSet,
         selector: &Selector,
     ) -> Result<Vec<Arc<Pod>>, Failed> {
-        let ns = set.metadata.namespace.clone().unwrap_or_default();
-        let uid = set.metadata.uid.clone().unwrap_or_default();
-        let deleting = set.metadata.deletion_timestamp.is_some();
+        let ns = set.metadata.namespace.as_deref().unwrap_or("");
         let empty = BTreeMap::new();
-        let (mut claimed, mut errors) = (Vec::new(), Vec::new());
-        let mut can_adopt: Option<Result<(), String>> = None;
-        for pod in self.pods.list(&ns) {
-            let matches = selector.matches(pod.metadata.labels.as_ref().unwrap_or(&empty))
-                && is_member_of(set, &pod);
-            if let Some(r) = controller_of(&pod.metadata) {
-                if r.uid != uid {
-                    continue;
-                }
-                if matches {
-                    claimed.push(pod);
-                } else if !deleting {
-                    let patch = json!({"metadata": {
-                        "ownerReferences": [{"$patch": "delete", "uid": uid}],
-                        "uid": pod.metadata.uid,
-                    }});
-                    match self.patch_pod(&pod, patch).await {
-                        Err(kube::Error::Api(s)) if s.code == 404 || s.code == 422 => {}
-                        Err(e) => errors.push(api_message(&e)),
-                        Ok(()) => {}
-                    }
-                }
-                continue;
-            }
-            if deleting || !matches || pod.metadata.deletion_timestamp.is_some() {
-                continue;
-            }
-            if can_adopt.is_none() {
-                can_adopt = Some(self.recheck_owner(set).await);
-            }
-            if let Some(Err(e)) = &can_adopt {
-                errors.push(format!(
-                    "can't adopt Pod {ns}/{} ({}): {e}",
-                    pod.metadata.name.as_deref().unwrap_or(""),
-                    pod.metadata.uid.as_deref().unwrap_or("")
-                ));
-                continue;
-            }
-            let r = controller_ref(set);
-            let patch = json!({"metadata": {
-                "ownerReferences": [{
-                    "apiVersion": r.api_version, "kind": r.kind, "name": r.name, "uid": r.uid,
-                    "controller": true, "blockOwnerDeletion": true,
-                }],
-                "uid": pod.metadata.uid,
-            }});
-            match self.patch_pod(&pod, patch).await {
-                Ok(()) => claimed.push(pod),
-                Err(kube::Error::Api(s)) if s.code == 404 => {}
-                Err(e) => errors.push(api_message(&e)),
-            }
-        }
-        match errors.len() {
-            0 => Ok(claimed),
-            1 => Err(Failed(errors.remove(0))),
-            _ => Err(Failed(format!("[{}]", errors.join(", ")))),
-        }
+        ControllerRefManager::new(&self.client, set)
+            .claim(self.pods.list(ns), |p| {
+                selector.matches(p.metadata.labels.as_ref().unwrap_or(&empty))
+                    && is_member_of(set, p)
+            })
+            .await
+            .map_err(Failed)
     }
 
     /// The current and update revisions, creating or renumbering the update
@@ -326,16 +235,10 @@ impl StatefulSetController {
                 return Ok(Action::Await);
             }
         };
-        let revisions = claim_controller_revisions(
-            &self.history,
-            &set.metadata,
-            &controller_ref(&set),
-            &selector,
-            self.revisions.list(ns),
-            || self.recheck_owner(&set),
-        )
-        .await
-        .map_err(Failed)?;
+        let revisions = ControllerRefManager::new(&self.client, set.as_ref())
+            .claim_by_selector(self.revisions.list(ns), &selector)
+            .await
+            .map_err(Failed)?;
         let pods = self.claim_pods(&set, &selector).await?;
         let (current, update, collision_count) =
             self.stateful_set_revisions(&set, revisions.clone()).await?;

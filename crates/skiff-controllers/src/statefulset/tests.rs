@@ -14,6 +14,7 @@ use super::control::{
 };
 use super::sync::{UpdateRevisionPlan, plan_update_revision, status_changed};
 use super::utils::*;
+use crate::controllerref::controller_ref;
 use crate::history::{CONTROLLER_REVISION_HASH_LABEL, new_controller_revision};
 
 fn set(v: serde_json::Value) -> StatefulSet {

@@ -12,6 +12,7 @@ use k8s_openapi::apimachinery::pkg::apis::meta::v1::{ObjectMeta, OwnerReference}
 use k8s_openapi::jiff::Timestamp;
 
 use crate::history::CONTROLLER_REVISION_HASH_LABEL;
+use crate::podcontrol::pod_from_template;
 use crate::podutil::{is_pod_available, is_pod_ready, phase};
 
 /// The pod label holding the pod's own name (upstream's
@@ -324,38 +325,16 @@ pub fn update_identity(set: &StatefulSet, pod: &mut Pod, ordinal: i32) {
         .filter(|s| !s.is_empty());
 }
 
-/// The controller reference a set puts on its pods.
-pub fn controller_ref(set: &StatefulSet) -> OwnerReference {
-    OwnerReference {
-        api_version: "apps/v1".to_owned(),
-        kind: "StatefulSet".to_owned(),
-        name: set.metadata.name.clone().unwrap_or_default(),
-        uid: set.metadata.uid.clone().unwrap_or_default(),
-        controller: Some(true),
-        block_owner_deletion: Some(true),
-    }
-}
-
 /// The pod at `ordinal` from `set`'s template (upstream's
-/// `newStatefulSetPod`).
+/// `newStatefulSetPod`: `GetPodFromTemplate`, so also `generateName`, then
+/// the ordinal's identity and storage).
 pub fn new_stateful_set_pod(set: &StatefulSet, ordinal: i32) -> Pod {
     let template: PodTemplateSpec = set
         .spec
         .as_ref()
         .map(|s| s.template.clone())
         .unwrap_or_default();
-    let tmeta = template.metadata.unwrap_or_default();
-    let mut pod = Pod {
-        metadata: ObjectMeta {
-            labels: tmeta.labels,
-            annotations: tmeta.annotations,
-            finalizers: tmeta.finalizers,
-            owner_references: Some(vec![controller_ref(set)]),
-            ..ObjectMeta::default()
-        },
-        spec: template.spec,
-        status: None,
-    };
+    let mut pod = pod_from_template(template, set, None);
     update_identity(set, &mut pod, ordinal);
     update_storage(set, &mut pod);
     pod

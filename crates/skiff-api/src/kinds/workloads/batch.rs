@@ -4,10 +4,10 @@ use serde_json::Value;
 
 use super::apps::{selector_of, validate_label_selector};
 use super::containers::nonnegative;
-use super::cron::check_schedule;
 use super::json::{at, has, int_of, semantic_eq, str_of};
 use super::podspec::validate_template;
 use super::render;
+use crate::cron::check_schedule;
 use crate::field::{BadValue, Error, ErrorList, Path};
 use crate::go_quote;
 

@@ -7,14 +7,13 @@
 //! - [`prepare_create`] / [`prepare_update`]: the strategies (`strategy.rs`);
 //! - validation: `containers.rs` (with `env.rs` and `resources.rs`) and
 //!   `podspec.rs` for pod specs, `pod.rs` for pods and their updates,
-//!   `apps.rs` (with `rolling.rs` and `apps_status.rs`), `batch.rs` (with
-//!   `cron.rs`); `render.rs` prints values the way upstream's messages do.
+//!   `apps.rs` (with `rolling.rs` and `apps_status.rs`), `batch.rs` (schedules
+//!   through [`crate::cron`]); `render.rs` prints values the way upstream's messages do.
 
 mod apps;
 mod apps_status;
 mod batch;
 mod containers;
-mod cron;
 mod defaults;
 mod defaults_kinds;
 mod env;

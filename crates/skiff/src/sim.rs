@@ -52,7 +52,7 @@ pub struct NodesArgs {
     #[arg(long = "taint")]
     taints: Vec<String>,
     /// How often each node renews its Lease (a Go duration).
-    #[arg(long, default_value = "10s", value_parser = parse_duration)]
+    #[arg(long, default_value = "10s", value_parser = crate::server::parse_positive_duration)]
     lease_interval: Duration,
     /// Where the nodes' podCIDRs (/24 each) come from.
     #[arg(long, default_value = "10.128.0.0/9")]
@@ -79,7 +79,7 @@ pub struct BenchArgs {
     #[arg(long, default_value_t = 64)]
     clients: usize,
     /// Give up on a workload when no pod gets bound for this long.
-    #[arg(long, default_value = "30s", value_parser = parse_duration)]
+    #[arg(long, default_value = "30s", value_parser = crate::server::parse_positive_duration)]
     stall_timeout: Duration,
     /// The skiff binary to run as the server (default: this one).
     #[arg(long)]
@@ -102,7 +102,7 @@ pub struct BenchPodsArgs {
     #[arg(long, default_value_t = 50)]
     cri_containers: usize,
     /// Give up waiting for the pods to run (or to go) after this long.
-    #[arg(long, default_value = "180s", value_parser = parse_duration)]
+    #[arg(long, default_value = "180s", value_parser = crate::server::parse_positive_duration)]
     timeout: Duration,
     /// The skiff binary to run as the server (default: this one).
     #[arg(long)]
@@ -125,19 +125,12 @@ pub struct BenchControllersArgs {
     #[arg(long, default_value_t = 64)]
     clients: usize,
     /// Give up on a phase when nothing progresses for this long.
-    #[arg(long, default_value = "60s", value_parser = parse_duration)]
+    #[arg(long, default_value = "60s", value_parser = crate::server::parse_positive_duration)]
     stall_timeout: Duration,
     /// The skiff binary to run as server and controller manager (default:
     /// this one).
     #[arg(long)]
     skiff_bin: Option<PathBuf>,
-}
-
-fn parse_duration(value: &str) -> Result<Duration, String> {
-    match skiff_apiserver::limits::parse_go_duration(value)? {
-        skiff_apiserver::limits::GoDuration::Positive(d) if !d.is_zero() => Ok(d),
-        _ => Err("must be greater than zero".to_owned()),
-    }
 }
 
 /// Runs a `skiff sim` subcommand.

@@ -12,6 +12,7 @@ use k8s_openapi::api::core::v1::Pod;
 use k8s_openapi::api::events::v1::Event;
 use kube::Api;
 use kube::api::ListParams;
+use skiff_apiserver::metrics::SharedCollector;
 use skiff_apiserver::{ApiServer, ApiServerConfig};
 use skiff_controllers::ControllerManagerOptions;
 use skiff_sim::{HollowNodeConfig, HollowNodes};
@@ -36,9 +37,19 @@ impl Cluster {
     /// Starts the API server on an ephemeral port, `nodes` hollow nodes and
     /// a controller manager without leader election.
     pub async fn start(nodes: usize) -> Cluster {
+        let mut c = Cluster::start_serving(nodes, Vec::new()).await;
+        c.start_manager("test", false);
+        c
+    }
+
+    /// The API server (also serving `collectors` on `/metrics`, as `skiff
+    /// server` serves its components' metrics) and `nodes` hollow nodes; no
+    /// controller manager.
+    pub async fn start_serving(nodes: usize, collectors: Vec<SharedCollector>) -> Cluster {
         let dir = tempfile::tempdir().unwrap();
         let store = AnyStore::open(&[], dir.path()).await.unwrap();
         let mut config = ApiServerConfig::new(dir.path());
+        config.metrics_collectors = collectors;
         config.bind_address = IpAddr::V4(Ipv4Addr::LOCALHOST);
         config.port = 0;
         let kubeconfig = dir.path().join("kubeconfig.yaml");
@@ -60,22 +71,25 @@ impl Cluster {
         } else {
             None
         };
-        let mut c = Cluster {
+        Cluster {
             server,
             client,
             kubeconfig,
             managers: Vec::new(),
             hollow,
             _dir: dir,
-        };
-        c.start_manager("test", false);
-        c
+        }
     }
 
     /// Starts another controller manager.
     pub fn start_manager(&mut self, identity: &str, leader_elect: bool) {
         let mut opts = ControllerManagerOptions::new(identity.to_owned());
         opts.leader_elect = leader_elect;
+        self.start_manager_with(opts);
+    }
+
+    /// Starts another controller manager with `opts`.
+    pub fn start_manager_with(&mut self, opts: ControllerManagerOptions) {
         let (tx, rx) = watch::channel(false);
         let client = self.client.clone();
         let task = tokio::spawn(async move {

@@ -1,9 +1,11 @@
 //! Client-side machinery shared by the components that talk to the API
 //! server (scheduler, controller manager): Lease-based leader election as
-//! client-go's `leaderelection`, and a non-blocking event recorder.
+//! client-go's `leaderelection`, a non-blocking event recorder, and the
+//! plain-HTTP listener the standalone components serve `/metrics` on.
 
 pub mod events;
 pub mod leader_election;
+pub mod metrics_listener;
 
 pub use events::{EventRecorder, EventSink};
 pub use leader_election::{LeaderElectionConfig, LeaderElector, Leadership, holder_identity};

@@ -1,7 +1,8 @@
 //! Runs a controller's workers: each takes a key from the work queue, syncs
 //! it, and forgets it on success, requeues it rate-limited on an error or a
 //! panic (a panicking sync never takes the manager down), or after the
-//! delay the sync asked for.
+//! delay the sync asked for. When the queue reports metrics, the workers
+//! report there their number and each sync's result and duration.
 
 use std::future::Future;
 use std::sync::Arc;
@@ -11,6 +12,7 @@ use futures::FutureExt;
 use tokio::sync::watch;
 use tokio::task::JoinSet;
 
+use crate::metrics::SyncResult;
 use crate::workqueue::WorkQueue;
 
 /// What a successful sync asks for next.
@@ -27,7 +29,8 @@ pub type SyncError = Box<dyn std::error::Error + Send + Sync>;
 
 /// One controller's level-triggered sync of a key (`namespace/name`).
 pub trait Reconciler: Send + Sync + 'static {
-    /// The controller's name, for logs (e.g. `replicaset`).
+    /// The controller's name, for logs and the `controller` label of its
+    /// metrics (e.g. `replicaset`).
     fn name(&self) -> &str;
     /// Brings the object named `key` to its desired state.
     fn sync(&self, key: &str) -> impl Future<Output = Result<Action, SyncError>> + Send;
@@ -41,8 +44,12 @@ pub async fn run_workers<R: Reconciler>(
     workers: usize,
     mut shutdown: watch::Receiver<bool>,
 ) {
+    let workers = workers.max(1);
+    if let Some(m) = queue.metrics() {
+        m.set_workers(reconciler.name(), workers);
+    }
     let mut set = JoinSet::new();
-    for _ in 0..workers.max(1) {
+    for _ in 0..workers {
         let r = reconciler.clone();
         let q = queue.clone();
         set.spawn(async move { while process_next_work_item(r.as_ref(), &q).await {} });
@@ -57,9 +64,20 @@ pub async fn process_next_work_item<R: Reconciler>(r: &R, queue: &WorkQueue<Stri
     let Some(key) = queue.get().await else {
         return false;
     };
+    let started = tokio::time::Instant::now();
     let result = std::panic::AssertUnwindSafe(r.sync(&key))
         .catch_unwind()
         .await;
+    let elapsed = started.elapsed();
+    let outcome = match &result {
+        Ok(Ok(Action::Await)) => SyncResult::Success,
+        Ok(Ok(Action::RequeueAfter(_))) => SyncResult::Requeue,
+        Ok(Err(_)) => SyncResult::Error,
+        Err(_) => SyncResult::Panic,
+    };
+    if let Some(m) = queue.metrics() {
+        m.observe_sync(r.name(), outcome, elapsed);
+    }
     match result {
         Ok(Ok(Action::Await)) => queue.forget(&key),
         Ok(Ok(Action::RequeueAfter(d))) => {
@@ -165,6 +183,60 @@ mod tests {
         assert_eq!(gaps, [6, 11, 21]);
         assert_eq!(q.num_requeues(&"a".to_owned()), 0, "forgotten on success");
         assert_eq!(calls.iter().filter(|(k, _)| k == "b").count(), 1);
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn syncs_are_counted_by_result_with_the_worker_count() {
+        let r = Arc::new(Scripted::default());
+        r.script
+            .lock()
+            .unwrap()
+            .insert("a".into(), vec!['e', 'p', 'r', 'o']);
+        let metrics = crate::metrics::ControllerMetrics::new();
+        let q = Arc::new(metrics.queue("test_queue"));
+        q.add("a".to_owned());
+        q.add("b".to_owned());
+        run_for(r.clone(), q, Duration::from_secs(5)).await;
+        let text = metrics.encode_text();
+        let sample = |series: &str| {
+            text.lines()
+                .find_map(|l| l.strip_prefix(series)?.strip_prefix(' '))
+                .unwrap_or_else(|| panic!("no {series} in\n{text}"))
+                .to_owned()
+        };
+        assert_eq!(
+            sample(r#"skiff_controller_workers{controller="test"}"#),
+            "3"
+        );
+        for (result, n) in [
+            ("success", "2"),
+            ("error", "1"),
+            ("panic", "1"),
+            ("requeue", "1"),
+        ] {
+            let labels = format!(r#"{{controller="test",result="{result}"}}"#);
+            assert_eq!(sample(&format!("skiff_controller_syncs_total{labels}")), n);
+            assert_eq!(
+                sample(&format!(
+                    "skiff_controller_sync_duration_seconds_count{labels}"
+                )),
+                n
+            );
+        }
+        // Every sync takes 1 ms.
+        assert_eq!(
+            sample(
+                r#"skiff_controller_sync_duration_seconds_sum{controller="test",result="success"}"#
+            ),
+            "0.002"
+        );
+        // Error, panic and requeue each went through add_after.
+        assert_eq!(sample(r#"workqueue_retries_total{name="test_queue"}"#), "3");
+        assert_eq!(sample(r#"workqueue_adds_total{name="test_queue"}"#), "5");
+        assert_eq!(
+            sample(r#"workqueue_work_duration_seconds_count{name="test_queue"}"#),
+            "5"
+        );
     }
 
     #[tokio::test(start_paused = true)]

@@ -17,6 +17,8 @@ use serde::de::DeserializeOwned;
 use tokio::sync::watch;
 use tokio::task::JoinSet;
 
+use crate::metrics::ControllerMetrics;
+
 /// What a resource type needs to be informed on.
 pub trait Informable:
     kube::Resource<DynamicType = ()>
@@ -258,12 +260,15 @@ async fn run_informer<K: Informable>(
 type Starter = Box<dyn Fn(&mut JoinSet<()>, watch::Receiver<bool>) + Send>;
 type SyncWaiter = Box<dyn Fn() -> futures::future::BoxFuture<'static, ()> + Send>;
 
-/// Hands out one [`SharedInformer`] per resource type.
+/// Hands out one [`SharedInformer`] per resource type, and the manager's
+/// [`ControllerMetrics`] the controllers built on it create their queues
+/// through.
 pub struct InformerFactory {
     client: kube::Client,
     informers: Mutex<HashMap<TypeId, Arc<dyn Any + Send + Sync>>>,
     starters: Mutex<Vec<Starter>>,
     syncs: Mutex<Vec<SyncWaiter>>,
+    metrics: ControllerMetrics,
 }
 
 impl std::fmt::Debug for InformerFactory {
@@ -273,14 +278,27 @@ impl std::fmt::Debug for InformerFactory {
 }
 
 impl InformerFactory {
-    /// A factory whose informers watch through `client` (all namespaces).
+    /// A factory whose informers watch through `client` (all namespaces),
+    /// with metrics of its own that nobody serves.
     pub fn new(client: kube::Client) -> Self {
+        InformerFactory::with_metrics(client, ControllerMetrics::new())
+    }
+
+    /// [`InformerFactory::new`], its controllers reporting to `metrics`.
+    pub fn with_metrics(client: kube::Client, metrics: ControllerMetrics) -> Self {
         InformerFactory {
             client,
             informers: Mutex::new(HashMap::new()),
             starters: Mutex::new(Vec::new()),
             syncs: Mutex::new(Vec::new()),
+            metrics,
         }
+    }
+
+    /// The metrics the controllers on this factory report to (create their
+    /// queues with [`ControllerMetrics::queue`]).
+    pub fn metrics(&self) -> &ControllerMetrics {
+        &self.metrics
     }
 
     /// The shared informer of `K`, created on first use.

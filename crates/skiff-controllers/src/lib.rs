@@ -18,6 +18,7 @@ pub mod history;
 pub mod informer;
 pub mod job;
 pub mod manager;
+pub mod metrics;
 pub mod namespace;
 pub mod nodeipam;
 pub mod nodelifecycle;
@@ -34,3 +35,4 @@ pub mod ttlafterfinished;
 pub mod workqueue;
 
 pub use manager::{ControllerManagerOptions, KNOWN_CONTROLLERS, ManagerError, run};
+pub use metrics::ControllerMetrics;

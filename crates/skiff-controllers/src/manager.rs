@@ -12,6 +12,7 @@ use tokio::task::JoinSet;
 
 use crate::controller::{Reconciler, run_workers};
 use crate::informer::InformerFactory;
+use crate::metrics::ControllerMetrics;
 use crate::replicaset::{self, ReplicaController, ReplicaKind};
 use crate::workqueue::WorkQueue;
 
@@ -39,6 +40,9 @@ pub const KNOWN_CONTROLLERS: &[&str] = &[
     "taint-eviction-controller",
     "ttl-after-finished-controller",
 ];
+
+/// The Lease the instances elect their leader through (kube-system).
+const LEASE_NAME: &str = "kube-controller-manager";
 
 /// Controllers off unless named explicitly (none of ours yet).
 const DISABLED_BY_DEFAULT: &[&str] = &[];
@@ -113,6 +117,9 @@ pub struct ControllerManagerOptions {
     /// namespace (`--root-ca-file`, else the kubeconfig's CA); without it
     /// the publisher does not run.
     pub root_ca: Option<String>,
+    /// Where the controllers report their metrics (whoever serves
+    /// `/metrics` registers it).
+    pub metrics: ControllerMetrics,
 }
 
 impl ControllerManagerOptions {
@@ -148,6 +155,7 @@ impl ControllerManagerOptions {
             pod_gc: crate::podgc::PodGcOptions::default(),
             concurrent_namespace_syncs: crate::namespace::DEFAULT_WORKERS,
             root_ca: None,
+            metrics: ControllerMetrics::new(),
         }
     }
 
@@ -200,13 +208,16 @@ pub async fn run(
     mut shutdown: watch::Receiver<bool>,
 ) -> Result<(), ManagerError> {
     opts.validate()?;
-    let election = opts.leader_elect.then(|| {
-        LeaderElectionConfig::new(
-            "kube-system",
-            "kube-controller-manager",
-            opts.identity.clone(),
-        )
-    });
+    let election = opts
+        .leader_elect
+        .then(|| LeaderElectionConfig::new("kube-system", LEASE_NAME, opts.identity.clone()));
+    // As upstream, the status is reported only with leader election on.
+    let set_leader = |leading: bool| {
+        if opts.leader_elect {
+            opts.metrics.set_leader(LEASE_NAME, leading);
+        }
+    };
+    set_leader(false);
     let mut leadership = Leadership::start(client.clone(), election, shutdown.clone());
     loop {
         tokio::select! {
@@ -214,6 +225,7 @@ pub async fn run(
             _ = shutdown.wait_for(|s| *s) => break,
         }
         tracing::info!(identity = %opts.identity, "controller manager is leading: starting controllers");
+        set_leader(true);
         run_leading(
             &opts,
             client.clone(),
@@ -221,6 +233,7 @@ pub async fn run(
             &mut shutdown,
         )
         .await;
+        set_leader(false);
         if *shutdown.borrow() {
             break;
         }
@@ -246,7 +259,7 @@ async fn run_leading(
     leading: &mut watch::Receiver<bool>,
     shutdown: &mut watch::Receiver<bool>,
 ) {
-    let factory = InformerFactory::new(client.clone());
+    let factory = InformerFactory::with_metrics(client.clone(), opts.metrics.clone());
     let (stop_tx, stop_rx) = watch::channel(false);
     let mut starters: Vec<Starter> = Vec::new();
     if opts.is_enabled("replicaset") {
@@ -391,8 +404,9 @@ async fn run_leading(
     }
     if opts.is_enabled("garbagecollector") {
         let (client, workers, stop) = (client.clone(), opts.concurrent_gc_syncs, stop_rx.clone());
+        let metrics = opts.metrics.clone();
         starters.push(Box::new(move |set: &mut JoinSet<()>| {
-            set.spawn(crate::garbagecollector::run(client, workers, stop));
+            set.spawn(crate::garbagecollector::run(client, workers, metrics, stop));
         }));
     }
     if opts.is_enabled(crate::nodelifecycle::CONTROLLER_NAME) {

@@ -8,7 +8,8 @@
 //!
 //! [`SchedulerMetrics`] is a prometheus-client [`Collector`], so whoever
 //! serves `/metrics` (the API server of `skiff server`, or the standalone
-//! scheduler's own listener) registers it in its registry.
+//! scheduler's listener, [`skiff_client::metrics_listener`]) registers it in
+//! its registry.
 
 use std::sync::{Arc, Mutex, Weak};
 use std::time::Duration;
@@ -19,12 +20,8 @@ use prometheus_client::metrics::counter::Counter;
 use prometheus_client::metrics::family::Family;
 use prometheus_client::metrics::gauge::Gauge;
 use prometheus_client::metrics::histogram::{Histogram, exponential_buckets};
-use prometheus_client::registry::Registry;
 
 use crate::queue::SchedulingQueue;
-
-mod serve;
-pub use serve::serve;
 
 /// Attempts from which the SLI histogram's `attempts` label is `15+`.
 const MAX_ATTEMPTS_LABEL: u32 = 15;
@@ -203,20 +200,9 @@ impl SchedulerMetrics {
         queue.map(|q| q.pending_counts()).unwrap_or_default()
     }
 
-    /// A registry holding only these metrics (the standalone scheduler's
-    /// `/metrics`).
-    pub fn registry(&self) -> Registry {
-        let mut registry = Registry::default();
-        registry.register_collector(Box::new(self.clone()));
-        registry
-    }
-
     /// These metrics in the Prometheus text format.
     pub fn encode_text(&self) -> String {
-        let mut out = String::new();
-        // Writing into a String cannot fail.
-        let _ = prometheus_client::encoding::prometheus_text::encode(&mut out, &self.registry());
-        out
+        skiff_client::metrics_listener::encode_text(self.clone())
     }
 }
 

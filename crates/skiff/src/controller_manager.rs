@@ -2,6 +2,7 @@
 //! API server through a kubeconfig; also the in-process one of
 //! `skiff server`.
 
+use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 
 use anyhow::Context;
@@ -75,6 +76,10 @@ pub struct ControllerManagerArgs {
     /// the kubeconfig's CA when not given.
     #[arg(long)]
     root_ca_file: Option<PathBuf>,
+    /// Where to serve `/metrics` and `/healthz` over plain HTTP (port 0
+    /// turns the listener off).
+    #[arg(long, default_value = "127.0.0.1:10252")]
+    metrics_bind_address: SocketAddr,
 }
 
 impl ControllerManagerArgs {
@@ -142,7 +147,25 @@ async fn run(args: ControllerManagerArgs) -> anyhow::Result<()> {
         opts.root_ca = skiff_controllers::rootcacertpublisher::root_ca_from_config(&cfg);
     }
     let client = crate::scheduler::client_from_kubeconfig(&args.kubeconfig).await?;
+    let listener = if args.metrics_bind_address.port() == 0 {
+        None
+    } else {
+        let listener = tokio::net::TcpListener::bind(args.metrics_bind_address)
+            .await
+            .with_context(|| format!("--metrics-bind-address {}", args.metrics_bind_address))?;
+        tracing::info!(addr = %args.metrics_bind_address, "serving controller manager metrics");
+        Some(listener)
+    };
+    let metrics = opts.metrics.clone();
     crate::until_signal("controller manager", |stop_rx| {
+        if let Some(listener) = listener {
+            // Stops with the same signal as the controllers.
+            tokio::spawn(skiff_client::metrics_listener::serve(
+                listener,
+                metrics,
+                stop_rx.clone(),
+            ));
+        }
         skiff_controllers::run(opts, client, stop_rx)
     })
     .await
@@ -208,6 +231,10 @@ mod tests {
         assert!(parse(&["--leader-elect"]).unwrap().leader_elect);
         assert_eq!(a.concurrent_namespace_syncs, 10);
         assert!(a.options().unwrap().root_ca.is_none());
+        assert_eq!(a.metrics_bind_address.to_string(), "127.0.0.1:10252");
+        let a = parse(&["--metrics-bind-address", "0.0.0.0:0"]).unwrap();
+        assert_eq!(a.metrics_bind_address.port(), 0);
+        assert!(parse(&["--metrics-bind-address", "nowhere"]).is_err());
     }
 
     #[test]

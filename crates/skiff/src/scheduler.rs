@@ -77,7 +77,7 @@ async fn run(args: SchedulerArgs) -> anyhow::Result<()> {
     crate::until_signal("scheduler", |stop_rx| {
         if let Some(listener) = listener {
             // Stops with the same signal as the scheduler.
-            tokio::spawn(skiff_scheduler::metrics::serve(
+            tokio::spawn(skiff_client::metrics_listener::serve(
                 listener,
                 metrics,
                 stop_rx.clone(),

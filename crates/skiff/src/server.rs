@@ -144,12 +144,21 @@ async fn run(args: ServerArgs) -> anyhow::Result<()> {
     config.max_requests_inflight = args.max_requests_inflight;
     config.max_mutating_requests_inflight = args.max_mutating_requests_inflight;
     config.request_timeout = args.request_timeout;
-    // The in-process scheduler's metrics appear on the API server's /metrics.
+    // The in-process scheduler's and controller manager's metrics appear
+    // on the API server's /metrics.
     if let Some(opts) = &scheduler_opts {
         config
             .metrics_collectors
             .push(skiff_apiserver::metrics::SharedCollector(
                 std::sync::Arc::new(opts.metrics.clone()),
+            ));
+    }
+    let controller_metrics = skiff_controllers::ControllerMetrics::new();
+    if !args.disable_controller_manager {
+        config
+            .metrics_collectors
+            .push(skiff_apiserver::metrics::SharedCollector(
+                std::sync::Arc::new(controller_metrics.clone()),
             ));
     }
     config.sans.extra_sans = args.tls_san;
@@ -195,8 +204,9 @@ async fn run(args: ServerArgs) -> anyhow::Result<()> {
         None
     } else {
         let client = crate::scheduler::client_from_kubeconfig(&args.write_kubeconfig).await?;
-        let opts =
+        let mut opts =
             crate::controller_manager::server_options(&args.agent.cluster_cidr, &args.data_dir);
+        opts.metrics = controller_metrics;
         Some(tokio::spawn(skiff_controllers::run(
             opts,
             client,

@@ -25,6 +25,34 @@ fn a_single_node_cluster_runs_pods_as_containers() {
         return;
     };
 
+    // The in-process controller manager's metrics are on the API server's
+    // /metrics (kubectl get --raw), next to the API server's own.
+    let metrics = c.wait_for(
+        "serviceaccount syncs on /metrics",
+        Duration::from_secs(30),
+        || {
+            let out = c.kubectl(&["get", "--raw", "/metrics"]);
+            let text = String::from_utf8(out.stdout).ok()?;
+            text.lines()
+                .any(|l| {
+                    l.strip_prefix(
+                        r#"skiff_controller_syncs_total{controller="serviceaccount",result="success"} "#,
+                    )
+                    .is_some_and(|n| n != "0")
+                })
+                .then_some(text)
+        },
+    );
+    for line in [
+        r#"leader_election_master_status{name="kube-controller-manager"} 1"#,
+        r#"skiff_controller_workers{controller="namespace"} 10"#,
+        r#"workqueue_depth{name="replicaset"} "#,
+        "# TYPE workqueue_adds_total counter",
+        "# TYPE apiserver_request_total counter",
+    ] {
+        assert!(metrics.contains(line), "no {line} in\n{metrics}");
+    }
+
     // Command, args and env expansion; a Never pod that completes.
     let mut echo = container("c", "echo hello $(GREETING) $0; echo done");
     echo["args"] = json!(["$(GREETING)-arg"]);

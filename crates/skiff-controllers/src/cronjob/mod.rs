@@ -87,7 +87,7 @@ impl CronJobController {
             client,
             cronjobs: cj_inf.store(),
             jobs: job_inf.namespace_index(),
-            queue: Arc::new(WorkQueue::new()),
+            queue: Arc::new(factory.metrics().queue("cronjob")),
             events,
             clock,
             local: TimeZone::system(),

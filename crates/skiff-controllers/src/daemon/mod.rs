@@ -85,7 +85,7 @@ impl DaemonSetsController {
             nodes: node_informer.store(),
             pods: pod_informer.namespace_index(),
             revisions: rev_informer.namespace_index(),
-            queue: Arc::new(WorkQueue::new()),
+            queue: Arc::new(factory.metrics().queue("daemonset")),
             expectations: Arc::new(ControllerExpectations::new()),
             events,
             failed_pods_backoff: Backoff::new(FAILED_POD_BACKOFF.0, FAILED_POD_BACKOFF.1),

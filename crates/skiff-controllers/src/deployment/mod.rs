@@ -66,7 +66,7 @@ impl DeploymentController {
             deployments: d_inf.store(),
             replica_sets: rs_inf.namespace_index(),
             pods: pod_inf.namespace_index(),
-            queue: Arc::new(WorkQueue::new()),
+            queue: Arc::new(factory.metrics().queue("deployment")),
             events,
         });
         d_inf.add_event_handler(Arc::new(DeploymentHandler(c.clone())));

@@ -453,7 +453,7 @@ impl DeploymentController {
 
 impl Reconciler for DeploymentController {
     fn name(&self) -> &str {
-        super::CONTROLLER_NAME
+        "deployment"
     }
 
     fn sync(&self, key: &str) -> impl Future<Output = Result<Action, SyncError>> + Send {

@@ -76,8 +76,8 @@ impl DisruptionController {
             replication_controllers: factory.informer::<ReplicationController>().store(),
             deployments: factory.informer::<Deployment>().store(),
             stateful_sets: factory.informer::<StatefulSet>().store(),
-            queue: Arc::new(WorkQueue::new()),
-            stale_queue: Arc::new(WorkQueue::new()),
+            queue: Arc::new(factory.metrics().queue("disruption")),
+            stale_queue: Arc::new(factory.metrics().queue("stale_pod_disruption")),
             events,
         });
         pdb_informer.add_event_handler(Arc::new(PdbHandler(c.clone())));

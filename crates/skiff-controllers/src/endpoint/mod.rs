@@ -73,7 +73,7 @@ impl EndpointController {
             services_by_ns: svc_inf.namespace_index(),
             pods: pod_inf.namespace_index(),
             endpoints: ep_inf.store(),
-            queue: Arc::new(WorkQueue::new()),
+            queue: Arc::new(factory.metrics().queue("endpoint")),
             events,
             triggers: TriggerTimeTracker::default(),
             stale: Mutex::new(HashMap::new()),

@@ -103,7 +103,7 @@ impl EndpointSliceController {
         let pod_inf = factory.informer::<Pod>();
         let slice_inf = factory.informer::<EndpointSlice>();
         let node_inf = factory.informer::<Node>();
-        let queue = Arc::new(WorkQueue::new());
+        let queue = Arc::new(factory.metrics().queue("endpoint_slice"));
         let tracker = Arc::new(SliceTracker::default());
         let c = Arc::new(EndpointSliceController {
             client,

@@ -82,7 +82,7 @@ impl MirroringController {
         let svc_inf = factory.informer::<Service>();
         let ep_inf = factory.informer::<Endpoints>();
         let slice_inf = factory.informer::<EndpointSlice>();
-        let queue = Arc::new(WorkQueue::new());
+        let queue = Arc::new(factory.metrics().queue("endpoint_slice_mirroring"));
         let tracker = Arc::new(SliceTracker::default());
         let c = Arc::new(MirroringController {
             client,

@@ -20,6 +20,7 @@ use tokio::sync::watch;
 use tokio::task::JoinSet;
 
 use crate::controller::run_workers;
+use crate::metrics::ControllerMetrics;
 use crate::workqueue::WorkQueue;
 
 pub use graph::{Graph, Identity, ObjectMetaView};
@@ -113,9 +114,15 @@ async fn discover(client: &kube::Client) -> Result<Vec<Resource>, kube::Error> {
     Ok(out)
 }
 
-/// Runs the collector until `shutdown`. Resources are discovered once at
-/// start (custom resources added later are not watched until a restart).
-pub async fn run(client: kube::Client, workers: usize, mut shutdown: watch::Receiver<bool>) {
+/// Runs the collector until `shutdown`, its queues reporting to `metrics`.
+/// Resources are discovered once at start (custom resources added later
+/// are not watched until a restart).
+pub async fn run(
+    client: kube::Client,
+    workers: usize,
+    metrics: ControllerMetrics,
+    mut shutdown: watch::Receiver<bool>,
+) {
     let resources = loop {
         match discover(&client).await {
             Ok(r) => break r,
@@ -136,8 +143,8 @@ pub async fn run(client: kube::Client, workers: usize, mut shutdown: watch::Rece
         client: client.clone(),
         graph: Mutex::new(Graph::default()),
         kinds,
-        attempt_to_delete: Arc::new(WorkQueue::new()),
-        attempt_to_orphan: Arc::new(WorkQueue::new()),
+        attempt_to_delete: Arc::new(metrics.queue("garbage_collector_attempt_to_delete")),
+        attempt_to_orphan: Arc::new(metrics.queue("garbage_collector_attempt_to_orphan")),
     });
     let mut monitors = JoinSet::new();
     let mut synced = Vec::new();

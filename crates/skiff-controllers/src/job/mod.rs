@@ -119,7 +119,7 @@ impl JobController {
             client,
             jobs: job_informer.store(),
             pods: pod_informer.namespace_index(),
-            queue: Arc::new(WorkQueue::new()),
+            queue: Arc::new(factory.metrics().queue("job")),
             expectations: Arc::new(ControllerExpectations::new()),
             finalizer_expectations: FinalizerExpectations::default(),
             backoff: Mutex::new(HashMap::new()),

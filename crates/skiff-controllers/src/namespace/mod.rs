@@ -60,12 +60,13 @@ impl NamespaceController {
             deleter: Deleter::new(client),
             namespaces: informer.store(),
             // As upstream: per-item exponential back-off only, 5 ms to 60 s.
-            queue: Arc::new(WorkQueue::with_rate_limiter(Box::new(
-                ItemExponentialFailureRateLimiter::new(
+            queue: Arc::new(factory.metrics().queue_with_rate_limiter(
+                "namespace",
+                Box::new(ItemExponentialFailureRateLimiter::new(
                     Duration::from_millis(5),
                     Duration::from_secs(60),
-                ),
-            ))),
+                )),
+            )),
             grace: NAMESPACE_DELETION_GRACE_PERIOD,
         });
         informer.add_event_handler(Arc::new(Handler(c.clone())));

@@ -143,7 +143,7 @@ impl NodeLifecycleController {
             events,
             opts,
             state: Mutex::new(State::default()),
-            queue: Arc::new(WorkQueue::new()),
+            queue: Arc::new(factory.metrics().queue("node_lifecycle_controller")),
         });
         nodes.add_event_handler(Arc::new(NodeHandler(c.queue.clone())));
         pods.add_event_handler(Arc::new(PodHandler(c.queue.clone())));

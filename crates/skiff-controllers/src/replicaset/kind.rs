@@ -49,8 +49,12 @@ pub struct ReplicaStatus {
 pub trait ReplicaKind:
     Informable + Serialize + kube::Resource<Scope = k8s_openapi::NamespaceResourceScope>
 {
-    /// Upstream's controller name, used for events and logs.
+    /// Upstream's controller name, used for events.
     const CONTROLLER_NAME: &'static str;
+    /// The `--controllers` name, for logs and metrics.
+    const NAME: &'static str;
+    /// Upstream's work queue name.
+    const QUEUE_NAME: &'static str;
     /// Desired replicas (defaulted to 1 by the API server).
     fn replicas(&self) -> i32;
     /// Seconds a ready pod must stay ready to count as available.
@@ -67,6 +71,8 @@ pub trait ReplicaKind:
 
 impl ReplicaKind for ReplicaSet {
     const CONTROLLER_NAME: &'static str = "replicaset-controller";
+    const NAME: &'static str = "replicaset";
+    const QUEUE_NAME: &'static str = "replicaset";
 
     fn replicas(&self) -> i32 {
         self.spec.as_ref().and_then(|s| s.replicas).unwrap_or(1)
@@ -134,6 +140,8 @@ impl ReplicaKind for ReplicaSet {
 
 impl ReplicaKind for ReplicationController {
     const CONTROLLER_NAME: &'static str = "replication-controller";
+    const NAME: &'static str = "replicationcontroller";
+    const QUEUE_NAME: &'static str = "replicationmanager";
 
     fn replicas(&self) -> i32 {
         self.spec.as_ref().and_then(|s| s.replicas).unwrap_or(1)

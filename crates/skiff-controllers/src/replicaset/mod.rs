@@ -63,7 +63,7 @@ impl<K: ReplicaKind> ReplicaController<K> {
             client,
             owners: owner_informer.store(),
             pods: pod_informer.namespace_index(),
-            queue: Arc::new(WorkQueue::new()),
+            queue: Arc::new(factory.metrics().queue(K::QUEUE_NAME)),
             expectations: Arc::new(ControllerExpectations::new()),
             events,
             burst_replicas: BURST_REPLICAS,

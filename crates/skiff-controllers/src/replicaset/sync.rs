@@ -232,7 +232,7 @@ impl<K: ReplicaKind> ReplicaController<K> {
 
 impl<K: ReplicaKind> Reconciler for ReplicaController<K> {
     fn name(&self) -> &str {
-        K::CONTROLLER_NAME
+        K::NAME
     }
 
     fn sync(&self, key: &str) -> impl Future<Output = Result<Action, SyncError>> + Send {

@@ -65,7 +65,7 @@ impl ResourceQuotaController {
     /// A controller on `factory`'s informers.
     pub fn new(client: kube::Client, factory: &InformerFactory) -> Arc<Self> {
         let quota_informer = factory.informer::<ResourceQuota>();
-        let queue = Arc::new(WorkQueue::new());
+        let queue = Arc::new(factory.metrics().queue("resourcequota_primary"));
         let mut evaluators: Vec<(Evaluator, Lister)> = Vec::new();
         let quota_index = quota_informer.namespace_index();
         track::<Pod>(factory, "pods", &quota_index, &queue, &mut evaluators);

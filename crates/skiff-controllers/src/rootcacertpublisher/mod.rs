@@ -123,7 +123,7 @@ impl Publisher {
             root_ca,
             namespaces: ns_informer.store(),
             config_maps: cm_informer.store(),
-            queue: Arc::new(WorkQueue::new()),
+            queue: Arc::new(factory.metrics().queue("root_ca_cert_publisher")),
         });
         ns_informer.add_event_handler(Arc::new(NamespaceHandler(c.queue.clone())));
         cm_informer.add_event_handler(Arc::new(ConfigMapHandler(c.queue.clone())));

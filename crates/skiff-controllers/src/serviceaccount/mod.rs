@@ -68,7 +68,7 @@ impl ServiceAccountsController {
             client,
             namespaces: ns_informer.store(),
             accounts: sa_informer.store(),
-            queue: Arc::new(WorkQueue::new()),
+            queue: Arc::new(factory.metrics().queue("serviceaccount")),
         });
         ns_informer.add_event_handler(Arc::new(NamespaceHandler(c.queue.clone())));
         sa_informer.add_event_handler(Arc::new(AccountHandler(c.queue.clone())));

@@ -76,7 +76,7 @@ impl StatefulSetController {
             pods: pod_informer.namespace_index(),
             claims: claim_informer.store(),
             revisions: rev_informer.namespace_index(),
-            queue: Arc::new(WorkQueue::new()),
+            queue: Arc::new(factory.metrics().queue("statefulset")),
             events,
         });
         set_informer.add_event_handler(Arc::new(SetHandler(c.clone())));

@@ -85,7 +85,7 @@ impl TaintEvictionController {
             nodes: nodes.store(),
             pods: pods.store(),
             events,
-            queue: Arc::new(WorkQueue::new()),
+            queue: Arc::new(factory.metrics().queue("noexec_taint_node")),
             pods_by_node: Arc::default(),
             timers: Arc::new(TimedWorkers::default()),
         });

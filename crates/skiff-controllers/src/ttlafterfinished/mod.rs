@@ -97,7 +97,7 @@ impl TtlAfterFinishedController {
         let c = Arc::new(TtlAfterFinishedController {
             client,
             jobs: informer.store(),
-            queue: Arc::new(WorkQueue::new()),
+            queue: Arc::new(factory.metrics().queue("ttl_jobs_to_delete")),
         });
         informer.add_event_handler(Arc::new(Handler(c.clone())));
         c

@@ -2,7 +2,9 @@
 //! queued at most once (the dirty set), never handed to two workers at once
 //! (the processing set: an item added while processed is queued again when
 //! its worker calls [`WorkQueue::done`]), delayed adds (`add_after`, the
-//! earliest deadline wins) and rate-limited requeues.
+//! earliest deadline wins) and rate-limited requeues. A queue created
+//! through [`ControllerMetrics::queue`] reports client-go's work queue
+//! metrics under its name; one built with [`WorkQueue::new`] reports none.
 
 pub mod rate_limiter;
 
@@ -13,6 +15,8 @@ use std::time::Duration;
 
 use tokio::sync::Notify;
 use tokio::time::Instant;
+
+use crate::metrics::{ControllerMetrics, QueueMetrics};
 
 pub use rate_limiter::{RateLimiter, default_controller_rate_limiter};
 
@@ -57,12 +61,29 @@ struct State<T> {
     waiting_for: HashMap<T, Instant>,
     seq: u64,
     shutting_down: bool,
+    tracked: Option<Tracked<T>>,
+}
+
+/// The bookkeeping behind a queue's metrics.
+#[derive(Debug)]
+struct Tracked<T> {
+    metrics: QueueMetrics,
+    /// When each dirty item was added (for the queue duration).
+    added_at: HashMap<T, Instant>,
+    /// When each processed item was taken (for the work duration).
+    taken_at: HashMap<T, Instant>,
 }
 
 impl<T: QueueItem> State<T> {
-    fn add(&mut self, item: T) -> bool {
+    /// Marks `item` dirty at `now`; whether it was queued (it is not while
+    /// processed, nor when already dirty).
+    fn add(&mut self, item: T, now: Instant) -> bool {
         if self.shutting_down || self.dirty.contains(&item) {
             return false;
+        }
+        if let Some(t) = &mut self.tracked {
+            t.metrics.added();
+            t.added_at.entry(item.clone()).or_insert(now);
         }
         self.dirty.insert(item.clone());
         if self.processing.contains(&item) {
@@ -86,7 +107,7 @@ impl<T: QueueItem> State<T> {
             }
             if let Some(w) = self.waiting.pop() {
                 self.waiting_for.remove(&w.item);
-                added |= self.add(w.item);
+                added |= self.add(w.item, now);
             }
         }
         (added, None)
@@ -99,6 +120,7 @@ pub struct WorkQueue<T: QueueItem> {
     state: Mutex<State<T>>,
     notify: Notify,
     rate_limiter: Box<dyn RateLimiter<T>>,
+    metrics: Option<ControllerMetrics>,
 }
 
 impl<T: QueueItem> WorkQueue<T> {
@@ -118,10 +140,29 @@ impl<T: QueueItem> WorkQueue<T> {
                 waiting_for: HashMap::new(),
                 seq: 0,
                 shutting_down: false,
+                tracked: None,
             }),
             notify: Notify::new(),
             rate_limiter,
+            metrics: None,
         }
+    }
+
+    /// This queue, reporting to `metrics` from now on.
+    pub(crate) fn with_metrics(mut self, metrics: QueueMetrics) -> Self {
+        self.metrics = Some(metrics.controller().clone());
+        self.lock().tracked = Some(Tracked {
+            metrics,
+            added_at: HashMap::new(),
+            taken_at: HashMap::new(),
+        });
+        self
+    }
+
+    /// The metrics this queue reports to, if any (its workers report their
+    /// syncs there too).
+    pub fn metrics(&self) -> Option<&ControllerMetrics> {
+        self.metrics.as_ref()
     }
 
     fn lock(&self) -> std::sync::MutexGuard<'_, State<T>> {
@@ -131,23 +172,32 @@ impl<T: QueueItem> WorkQueue<T> {
     /// Queues `item` unless it is queued already (or being processed, in
     /// which case it is queued again when its worker is done).
     pub fn add(&self, item: T) {
-        if self.lock().add(item) {
+        if self.lock().add(item, Instant::now()) {
             self.notify.notify_one();
         }
     }
 
     /// Queues `item` after `delay` (at once when zero). When the item is
-    /// already waiting, the earlier deadline is kept.
+    /// already waiting, the earlier deadline is kept. Counted as a retry,
+    /// as client-go counts every delayed add.
     pub fn add_after(&self, item: T, delay: Duration) {
-        if delay.is_zero() {
-            self.add(item);
-            return;
-        }
-        let ready_at = Instant::now() + delay;
+        let now = Instant::now();
         let mut s = self.lock();
         if s.shutting_down {
             return;
         }
+        if let Some(t) = &s.tracked {
+            t.metrics.retried();
+        }
+        if delay.is_zero() {
+            let queued = s.add(item, now);
+            drop(s);
+            if queued {
+                self.notify.notify_one();
+            }
+            return;
+        }
+        let ready_at = now + delay;
         if let Some(at) = s.waiting_for.get(&item)
             && *at <= ready_at
         {
@@ -203,10 +253,16 @@ impl<T: QueueItem> WorkQueue<T> {
             notified.as_mut().enable();
             let deadline = {
                 let mut s = self.lock();
-                let (_, deadline) = s.flush_waiting(Instant::now());
+                let now = Instant::now();
+                let (_, deadline) = s.flush_waiting(now);
                 if let Some(item) = s.queue.pop_front() {
                     s.dirty.remove(&item);
                     s.processing.insert(item.clone());
+                    if let Some(t) = &mut s.tracked {
+                        let waited = t.added_at.remove(&item).map(|at| now - at);
+                        t.metrics.taken(waited, now);
+                        t.taken_at.insert(item.clone(), now);
+                    }
                     return Some(item);
                 }
                 if s.shutting_down {
@@ -230,6 +286,11 @@ impl<T: QueueItem> WorkQueue<T> {
     pub fn done(&self, item: &T) {
         let mut s = self.lock();
         s.processing.remove(item);
+        if let Some(t) = &mut s.tracked
+            && let Some(taken) = t.taken_at.remove(item)
+        {
+            t.metrics.done(taken, Instant::now());
+        }
         if s.dirty.contains(item) {
             s.queue.push_back(item.clone());
             drop(s);

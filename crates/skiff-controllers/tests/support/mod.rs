@@ -14,6 +14,7 @@ use kube::Api;
 use kube::api::{ListParams, Patch, PatchParams};
 use serde::de::DeserializeOwned;
 use serde_json::Value;
+use skiff_apiserver::metrics::SharedCollector;
 use skiff_apiserver::{ApiServer, ApiServerConfig};
 use skiff_controllers::ControllerManagerOptions;
 use skiff_scheduler::SchedulerOptions;
@@ -57,9 +58,28 @@ impl Cluster {
     /// The API server and hollow nodes as `nodes` says; no controller
     /// manager yet.
     pub async fn start_bare_with(nodes: HollowNodeConfig) -> Cluster {
+        Cluster::start_serving_with(nodes, Vec::new()).await
+    }
+
+    /// The API server (also serving `collectors` on `/metrics`, as `skiff
+    /// server` serves its components' metrics) and `nodes` hollow nodes; no
+    /// controller manager.
+    pub async fn start_serving(nodes: usize, collectors: Vec<SharedCollector>) -> Cluster {
+        let nodes = HollowNodeConfig {
+            count: nodes,
+            ..HollowNodeConfig::default()
+        };
+        Cluster::start_serving_with(nodes, collectors).await
+    }
+
+    async fn start_serving_with(
+        nodes: HollowNodeConfig,
+        collectors: Vec<SharedCollector>,
+    ) -> Cluster {
         let dir = tempfile::tempdir().unwrap();
         let store = AnyStore::open(&[], dir.path()).await.unwrap();
         let mut config = ApiServerConfig::new(dir.path());
+        config.metrics_collectors = collectors;
         config.bind_address = IpAddr::V4(Ipv4Addr::LOCALHOST);
         config.port = 0;
         let kubeconfig = dir.path().join("kubeconfig.yaml");
@@ -89,7 +109,7 @@ impl Cluster {
         self.start_manager_with(opts);
     }
 
-    /// Starts a controller manager with `opts`.
+    /// Starts another controller manager with `opts`.
     pub fn start_manager_with(&mut self, opts: ControllerManagerOptions) {
         let (tx, rx) = watch::channel(false);
         let client = self.client.clone();

@@ -1,15 +1,39 @@
-//! The standalone scheduler's plain-HTTP metrics listener
-//! (`--metrics-bind-address`): `GET /metrics` and `GET /healthz`, one
-//! request per connection. Small on purpose: scrapers and probes send a
-//! bare GET, so no HTTP library is pulled in for it.
+//! The plain-HTTP metrics listener of the standalone components
+//! (`--metrics-bind-address` of `skiff scheduler` and `skiff
+//! controller-manager`): `GET /metrics` and `GET /healthz`, one request per
+//! connection. Small on purpose: scrapers and probes send a bare GET, so no
+//! HTTP library is pulled in for it.
 
 use std::time::Duration;
 
+use prometheus_client::collector::Collector;
+use prometheus_client::registry::Registry;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::watch;
 
-use super::SchedulerMetrics;
+/// What the listener serves: metrics in the Prometheus text format.
+pub trait TextMetrics: Clone + Send + Sync + 'static {
+    /// The current values, in the Prometheus text exposition format.
+    fn encode_text(&self) -> String;
+}
+
+/// Every cheaply cloned prometheus-client [`Collector`] serves as itself.
+impl<C: Collector + Clone> TextMetrics for C {
+    fn encode_text(&self) -> String {
+        encode_text(self.clone())
+    }
+}
+
+/// `collector`'s metrics in the Prometheus text format.
+pub fn encode_text(collector: impl Collector) -> String {
+    let mut registry = Registry::default();
+    registry.register_collector(Box::new(collector));
+    let mut out = String::new();
+    // Writing into a String cannot fail.
+    let _ = prometheus_client::encoding::prometheus_text::encode(&mut out, &registry);
+    out
+}
 
 /// Longest request head read before answering 431.
 const MAX_HEAD: usize = 8 * 1024;
@@ -17,9 +41,9 @@ const MAX_HEAD: usize = 8 * 1024;
 const READ_TIMEOUT: Duration = Duration::from_secs(10);
 
 /// Serves `metrics` on `listener` until `shutdown` turns true.
-pub async fn serve(
+pub async fn serve<M: TextMetrics>(
     listener: TcpListener,
-    metrics: SchedulerMetrics,
+    metrics: M,
     mut shutdown: watch::Receiver<bool>,
 ) {
     loop {
@@ -43,7 +67,7 @@ pub async fn serve(
     }
 }
 
-async fn answer(mut stream: TcpStream, metrics: &SchedulerMetrics) -> std::io::Result<()> {
+async fn answer<M: TextMetrics>(mut stream: TcpStream, metrics: &M) -> std::io::Result<()> {
     let mut head = Vec::new();
     let mut buf = [0u8; 1024];
     while !head.windows(4).any(|w| w == b"\r\n\r\n") {
@@ -105,8 +129,21 @@ async fn reply(
 #[cfg(test)]
 #[allow(clippy::unwrap_used, clippy::expect_used)]
 mod tests {
+    use prometheus_client::encoding::{DescriptorEncoder, EncodeMetric};
+    use prometheus_client::metrics::counter::Counter;
+
     use super::*;
-    use crate::metrics::AttemptResult;
+
+    /// A one-counter collector.
+    #[derive(Clone, Debug, Default)]
+    struct Hits(Counter);
+
+    impl Collector for Hits {
+        fn encode(&self, mut encoder: DescriptorEncoder) -> Result<(), std::fmt::Error> {
+            let m = encoder.encode_descriptor("test_hits", "Hits.", None, self.0.metric_type())?;
+            self.0.encode(m)
+        }
+    }
 
     async fn get(addr: std::net::SocketAddr, request: &str) -> String {
         let mut s = TcpStream::connect(addr).await.unwrap();
@@ -120,22 +157,17 @@ mod tests {
     async fn serves_metrics_and_healthz_until_shutdown() {
         let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
         let addr = listener.local_addr().unwrap();
-        let metrics = SchedulerMetrics::new();
+        let metrics = Hits::default();
         let (tx, rx) = watch::channel(false);
         let task = tokio::spawn(serve(listener, metrics.clone(), rx));
-        metrics.observe_attempt(
-            AttemptResult::Scheduled,
-            "default-scheduler",
-            Duration::ZERO,
-        );
+        metrics.0.inc();
+        metrics.0.inc();
 
         let r = get(addr, "GET /metrics HTTP/1.1\r\nHost: x\r\n\r\n").await;
         assert!(r.starts_with("HTTP/1.1 200 OK\r\n"), "{r}");
         assert!(r.contains("Content-Type: text/plain; version=0.0.4"), "{r}");
-        assert!(
-            r.contains(r#"scheduler_schedule_attempts_total{profile="default-scheduler",result="scheduled"} 1"#),
-            "{r}"
-        );
+        assert!(r.contains("\r\n\r\n# HELP test_hits_total Hits.\n"), "{r}");
+        assert!(r.contains("\ntest_hits_total 2\n"), "{r}");
         let r = get(addr, "GET /healthz HTTP/1.1\r\n\r\n").await;
         assert!(
             r.starts_with("HTTP/1.1 200 OK\r\n") && r.ends_with("\r\n\r\nok"),

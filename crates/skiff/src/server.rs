@@ -59,14 +59,15 @@ pub struct ServerArgs {
     max_mutating_requests_inflight: usize,
     /// Longest a request other than a watch may take (a Go duration: 60s,
     /// 1m30s) before it gets 504 Timeout.
-    #[arg(long, default_value = "1m0s", value_parser = parse_request_timeout)]
+    #[arg(long, default_value = "1m0s", value_parser = parse_positive_duration)]
     request_timeout: Duration,
     #[command(flatten)]
     agent: crate::agent::AgentFlags,
 }
 
-/// A positive Go duration (`--request-timeout`).
-fn parse_request_timeout(value: &str) -> Result<Duration, String> {
+/// A positive Go duration (`--request-timeout`, also
+/// `--pvclaimbinder-sync-period`).
+pub(crate) fn parse_positive_duration(value: &str) -> Result<Duration, String> {
     match skiff_apiserver::limits::parse_go_duration(value)? {
         skiff_apiserver::limits::GoDuration::Positive(d) if !d.is_zero() => Ok(d),
         _ => Err("must be greater than zero".to_owned()),

@@ -270,11 +270,7 @@ pub fn find_best_match<'a, V: AsRef<PersistentVolume>>(
     let requested = claim_modes(claim);
     let mut candidates: Vec<(&Vec<&'static str>, &Vec<&'a V>)> = groups
         .iter()
-        .filter(|(modes, _)| {
-            requested
-                .iter()
-                .all(|m| modes.iter().any(|x| *x == m.as_str()))
-        })
+        .filter(|(modes, _)| requested.iter().all(|m| modes.contains(&m.as_str())))
         .collect();
     // Fewest modes first; equal sizes in a fixed order (upstream leaves
     // that order to a map).

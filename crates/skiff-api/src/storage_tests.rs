@@ -55,6 +55,16 @@ fn best(
         .map(|v| v.metadata.name.clone().unwrap())
 }
 
+/// (what, claim, volumes, delay binding, expected volume).
+type MatchCase = (
+    &'static str,
+    PersistentVolumeClaim,
+    Vec<Arc<PersistentVolume>>,
+    bool,
+    Option<&'static str>,
+);
+type Classes = Vec<Arc<StorageClass>>;
+
 const RWO: &str = "ReadWriteOnce";
 const ROX: &str = "ReadOnlyMany";
 const RWX: &str = "ReadWriteMany";
@@ -69,13 +79,7 @@ fn best_match_table() {
         json!({"spec": {"claimRef": r}})
     };
     // (what, claim, volumes, delay binding, expected)
-    let cases: Vec<(
-        &str,
-        PersistentVolumeClaim,
-        Vec<Arc<PersistentVolume>>,
-        bool,
-        Option<&str>,
-    )> = vec![
+    let cases: Vec<MatchCase> = vec![
         (
             "smallest that fits wins",
             pvc("5Gi", &[RWO], Some(""), json!({})),
@@ -449,7 +453,7 @@ fn the_newest_default_class_wins() {
     };
     let default = json!({ANN_IS_DEFAULT_CLASS: "true"});
     let beta = json!({ANN_BETA_IS_DEFAULT_CLASS: "true"});
-    let cases: Vec<(&str, Vec<Arc<StorageClass>>, Option<&str>)> = vec![
+    let cases: Vec<(&str, Classes, Option<&str>)> = vec![
         ("no classes", vec![], None),
         (
             "no default",

@@ -216,6 +216,22 @@ mod tests {
     }
 
     #[test]
+    fn pv_binder_sync_period_is_a_go_duration() {
+        let a = parse(&[]).unwrap();
+        assert_eq!(
+            a.options().unwrap().pvclaimbinder_sync_period,
+            std::time::Duration::from_secs(15)
+        );
+        let a = parse(&["--pvclaimbinder-sync-period", "1m30s"]).unwrap();
+        assert_eq!(
+            a.options().unwrap().pvclaimbinder_sync_period,
+            std::time::Duration::from_secs(90)
+        );
+        assert!(parse(&["--pvclaimbinder-sync-period", "0s"]).is_err());
+        assert!(parse(&["--pvclaimbinder-sync-period", "15"]).is_err());
+    }
+
+    #[test]
     fn root_ca_file_is_read() {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("ca.crt");

@@ -13,6 +13,7 @@
 //! - [`field`]: field paths and validation error lists.
 //! - [`validation`]: name, label and annotation rules.
 //! - [`selector`]: label and field selectors.
+//! - [`storage`]: volume helpers (classes, pre-binding, matching a claim).
 
 pub mod apply;
 pub mod conversion;
@@ -32,6 +33,7 @@ mod quote;
 pub mod resources;
 pub mod selector;
 pub mod status;
+pub mod storage;
 pub mod validation;
 
 pub use quote::go_quote;

@@ -22,6 +22,7 @@ pub mod metrics;
 pub mod namespace;
 pub mod nodeipam;
 pub mod nodelifecycle;
+pub mod persistentvolume;
 pub mod podcontrol;
 pub mod podgc;
 pub mod podutil;

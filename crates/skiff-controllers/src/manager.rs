@@ -30,6 +30,7 @@ pub const KNOWN_CONTROLLERS: &[&str] = &[
     "namespace",
     "node-ipam-controller",
     "node-lifecycle-controller",
+    "persistentvolume-binder",
     "pod-garbage-collector",
     "replicaset",
     "replicationcontroller",
@@ -113,6 +114,9 @@ pub struct ControllerManagerOptions {
     pub pod_gc: crate::podgc::PodGcOptions,
     /// `--concurrent-namespace-syncs`.
     pub concurrent_namespace_syncs: usize,
+    /// `--pvclaimbinder-sync-period`: how often the PV binder syncs every
+    /// claim and volume again.
+    pub pvclaimbinder_sync_period: std::time::Duration,
     /// The cluster CA bundle (PEM) the root CA publisher puts in every
     /// namespace (`--root-ca-file`, else the kubeconfig's CA); without it
     /// the publisher does not run.
@@ -154,6 +158,7 @@ impl ControllerManagerOptions {
             node_lifecycle: crate::nodelifecycle::NodeLifecycleOptions::default(),
             pod_gc: crate::podgc::PodGcOptions::default(),
             concurrent_namespace_syncs: crate::namespace::DEFAULT_WORKERS,
+            pvclaimbinder_sync_period: crate::persistentvolume::DEFAULT_SYNC_PERIOD,
             root_ca: None,
             metrics: ControllerMetrics::new(),
         }
@@ -439,6 +444,15 @@ async fn run_leading(
         let stop = stop_rx.clone();
         starters.push(Box::new(move |set: &mut JoinSet<()>| {
             set.spawn(c.run(stop));
+        }));
+    }
+    if opts.is_enabled(crate::persistentvolume::NAME) {
+        use crate::persistentvolume as pv;
+        let events = recorder(&client, pv::CONTROLLER_NAME, &opts.identity);
+        let c = pv::PersistentVolumeController::new(client.clone(), &factory, events);
+        let (period, stop) = (opts.pvclaimbinder_sync_period, stop_rx.clone());
+        starters.push(Box::new(move |set: &mut JoinSet<()>| {
+            set.spawn(c.run(period, stop));
         }));
     }
     start_namespace_controllers(opts, &client, &factory, &stop_rx, &mut starters);

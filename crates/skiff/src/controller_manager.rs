@@ -72,6 +72,10 @@ pub struct ControllerManagerArgs {
     /// Workers of the namespace controller.
     #[arg(long, default_value_t = skiff_controllers::namespace::DEFAULT_WORKERS)]
     concurrent_namespace_syncs: usize,
+    /// How often the PersistentVolume binder syncs every claim and volume
+    /// again (a Go duration).
+    #[arg(long, default_value = "15s", value_parser = crate::server::parse_positive_duration)]
+    pvclaimbinder_sync_period: std::time::Duration,
     /// CA bundle (PEM) published to every namespace as kube-root-ca.crt;
     /// the kubeconfig's CA when not given.
     #[arg(long)]
@@ -105,6 +109,7 @@ impl ControllerManagerArgs {
             usize::try_from(self.mirroring_max_endpoints_per_subset)?;
         opts.concurrent_cron_job_syncs = self.concurrent_cron_job_syncs;
         opts.concurrent_namespace_syncs = self.concurrent_namespace_syncs;
+        opts.pvclaimbinder_sync_period = self.pvclaimbinder_sync_period;
         if let Some(path) = &self.root_ca_file {
             let pem = std::fs::read_to_string(path)
                 .with_context(|| format!("reading --root-ca-file {}", path.display()))?;
@@ -235,6 +240,22 @@ mod tests {
         let a = parse(&["--metrics-bind-address", "0.0.0.0:0"]).unwrap();
         assert_eq!(a.metrics_bind_address.port(), 0);
         assert!(parse(&["--metrics-bind-address", "nowhere"]).is_err());
+    }
+
+    #[test]
+    fn pv_binder_sync_period_is_a_go_duration() {
+        let a = parse(&[]).unwrap();
+        assert_eq!(
+            a.options().unwrap().pvclaimbinder_sync_period,
+            std::time::Duration::from_secs(15)
+        );
+        let a = parse(&["--pvclaimbinder-sync-period", "1m30s"]).unwrap();
+        assert_eq!(
+            a.options().unwrap().pvclaimbinder_sync_period,
+            std::time::Duration::from_secs(90)
+        );
+        assert!(parse(&["--pvclaimbinder-sync-period", "0s"]).is_err());
+        assert!(parse(&["--pvclaimbinder-sync-period", "15"]).is_err());
     }
 
     #[test]

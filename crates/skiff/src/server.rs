@@ -72,7 +72,8 @@ pub struct ServerArgs {
     agent: crate::agent::AgentFlags,
 }
 
-/// A positive Go duration (`--request-timeout`, and the `skiff sim` flags).
+/// A positive Go duration (`--request-timeout`, `--pvclaimbinder-sync-period`
+/// and the `skiff sim` flags).
 pub(crate) fn parse_positive_duration(value: &str) -> Result<Duration, String> {
     use skiff_api::duration::{GoDuration, parse_go_duration};
     match parse_go_duration(value)? {

@@ -1,21 +1,17 @@
 //! Upstream's `DefaultStorageClass` admission plugin: a claim created
 //! without a class gets the default StorageClass (the newest one when
 //! several are marked default, ties broken by name, as upstream since
-//! 1.26); with no default class the claim is left as it is.
+//! 1.26: [`storage::default_class`]); with no default class the claim is
+//! left as it is.
 
+use k8s_openapi::api::storage::v1::StorageClass;
 use serde_json::Value;
 use skiff_api::resources::{self, ResourceInfo};
 use skiff_api::status::ApiError;
+use skiff_api::storage;
 use skiff_store::{ListOptions, Store};
 
 use super::{Registry, decode, meta};
-
-/// The annotation that marks the default StorageClass.
-const IS_DEFAULT_CLASS_ANNOTATION: &str = "storageclass.kubernetes.io/is-default-class";
-/// Its beta spelling, still honoured upstream.
-const BETA_IS_DEFAULT_CLASS_ANNOTATION: &str = "storageclass.beta.kubernetes.io/is-default-class";
-/// The beta annotation a claim could name its class with.
-const BETA_STORAGE_CLASS_ANNOTATION: &str = "volume.beta.kubernetes.io/storage-class";
 
 impl Registry {
     /// Sets `spec.storageClassName` of a new claim that names no class.
@@ -41,10 +37,16 @@ impl Registry {
                 reason: e.to_string(),
             })?;
         let listed = page.kvs.iter().map(decode).collect::<Result<Vec<_>, _>>()?;
-        if let Some(name) = default_class(&listed)
+        // Stored classes are valid ones; one that does not read cannot be
+        // the default.
+        let classes: Vec<StorageClass> = listed
+            .into_iter()
+            .filter_map(|c| serde_json::from_value(c).ok())
+            .collect();
+        if let Some(name) = storage::default_class(&classes).and_then(|c| c.metadata.name.clone())
             && let Some(spec) = claim.get_mut("spec").and_then(Value::as_object_mut)
         {
-            spec.insert("storageClassName".into(), Value::String(name.to_owned()));
+            spec.insert("storageClassName".into(), Value::String(name));
         }
         Ok(())
     }
@@ -58,35 +60,8 @@ fn has_class(claim: &Value) -> bool {
         .is_some_and(|c| !c.is_null())
         || claim
             .pointer("/metadata/annotations")
-            .and_then(|a| a.get(BETA_STORAGE_CLASS_ANNOTATION))
+            .and_then(|a| a.get(storage::ANN_BETA_STORAGE_CLASS))
             .is_some()
-}
-
-fn is_default(class: &Value) -> bool {
-    let annotation = |key: &str| {
-        class
-            .pointer("/metadata/annotations")
-            .and_then(|a| a.get(key))
-            .and_then(Value::as_str)
-            == Some("true")
-    };
-    annotation(IS_DEFAULT_CLASS_ANNOTATION) || annotation(BETA_IS_DEFAULT_CLASS_ANNOTATION)
-}
-
-/// The name of the default class among `classes`: the newest default
-/// (creation timestamps order as strings), the first by name on a tie.
-fn default_class(classes: &[Value]) -> Option<&str> {
-    classes
-        .iter()
-        .filter(|c| is_default(c))
-        .map(|c| {
-            (
-                meta::meta_str(c, "creationTimestamp"),
-                meta::meta_str(c, "name"),
-            )
-        })
-        .max_by(|(t1, n1), (t2, n2)| t1.cmp(t2).then_with(|| n2.cmp(n1)))
-        .map(|(_, name)| name)
 }
 
 #[cfg(test)]
@@ -94,59 +69,6 @@ fn default_class(classes: &[Value]) -> Option<&str> {
 mod tests {
     use super::*;
     use serde_json::json;
-
-    fn class(name: &str, created: &str, annotations: Value) -> Value {
-        json!({"metadata": {"name": name, "creationTimestamp": created, "annotations": annotations}})
-    }
-
-    #[test]
-    fn the_newest_default_class_wins() {
-        let default = json!({IS_DEFAULT_CLASS_ANNOTATION: "true"});
-        let beta = json!({BETA_IS_DEFAULT_CLASS_ANNOTATION: "true"});
-        let cases: Vec<(&str, Vec<Value>, Option<&str>)> = vec![
-            ("no classes", vec![], None),
-            (
-                "no default",
-                vec![
-                    class("a", "2025-01-01T00:00:00Z", json!({})),
-                    class(
-                        "b",
-                        "2025-01-02T00:00:00Z",
-                        json!({IS_DEFAULT_CLASS_ANNOTATION: "false"}),
-                    ),
-                ],
-                None,
-            ),
-            (
-                "one default",
-                vec![
-                    class("a", "2025-01-03T00:00:00Z", json!({})),
-                    class("b", "2025-01-02T00:00:00Z", default.clone()),
-                ],
-                Some("b"),
-            ),
-            (
-                "the newest of several",
-                vec![
-                    class("old", "2025-01-01T00:00:00Z", default.clone()),
-                    class("new", "2025-03-01T00:00:00Z", beta.clone()),
-                    class("mid", "2025-02-01T00:00:00Z", default.clone()),
-                ],
-                Some("new"),
-            ),
-            (
-                "same age: first by name",
-                vec![
-                    class("zeta", "2025-01-01T00:00:00Z", default.clone()),
-                    class("alpha", "2025-01-01T00:00:00Z", default.clone()),
-                ],
-                Some("alpha"),
-            ),
-        ];
-        for (what, classes, want) in cases {
-            assert_eq!(default_class(&classes), want, "{what}");
-        }
-    }
 
     #[test]
     fn claims_naming_a_class_keep_it() {
@@ -156,7 +78,7 @@ mod tests {
             (json!({"spec": {"storageClassName": ""}}), true),
             (json!({"spec": {"storageClassName": "fast"}}), true),
             (
-                json!({"metadata": {"annotations": {BETA_STORAGE_CLASS_ANNOTATION: ""}}, "spec": {}}),
+                json!({"metadata": {"annotations": {storage::ANN_BETA_STORAGE_CLASS: ""}}, "spec": {}}),
                 true,
             ),
         ];

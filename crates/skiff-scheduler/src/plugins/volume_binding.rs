@@ -8,6 +8,7 @@
 use std::sync::Arc;
 
 use k8s_openapi::api::core::v1::{PersistentVolumeClaim, Pod};
+use skiff_api::storage::{claim_class, pod_claims};
 
 use super::helper::node_selector::NodeSelector;
 use crate::framework::{
@@ -25,7 +26,6 @@ pub const ERR_REASON_NODE_CONFLICT: &str = "node(s) had volume node affinity con
 pub const ERR_REASON_PV_NOT_EXIST: &str =
     "node(s) unavailable due to one or more pvc(s) bound to non-existent pv(s)";
 const STATE_KEY: &str = "VolumeBinding";
-const ANN_STORAGE_CLASS: &str = "volume.beta.kubernetes.io/storage-class";
 
 /// The plugin, reading claims, volumes and classes through the lister.
 pub struct VolumeBinding {
@@ -54,24 +54,6 @@ pub fn new(_args: Option<&serde_json::Value>, handle: &Handle) -> Result<Arc<dyn
     }))
 }
 
-/// The claims a pod uses: (claim name, from a generic ephemeral volume).
-fn pod_claims(pod: &Pod) -> Vec<(String, bool)> {
-    let pod_name = pod.metadata.name.as_deref().unwrap_or("");
-    pod.spec
-        .iter()
-        .flat_map(|s| s.volumes.iter().flatten())
-        .filter_map(|v| {
-            if let Some(c) = &v.persistent_volume_claim {
-                Some((c.claim_name.clone(), false))
-            } else {
-                v.ephemeral
-                    .as_ref()
-                    .map(|_| (format!("{pod_name}-{}", v.name), true))
-            }
-        })
-        .collect()
-}
-
 fn is_controlled_by(pvc: &PersistentVolumeClaim, pod: &Pod) -> bool {
     let Some(uid) = pod.metadata.uid.as_deref() else {
         return false;
@@ -81,21 +63,6 @@ fn is_controlled_by(pvc: &PersistentVolumeClaim, pod: &Pod) -> bool {
         .iter()
         .flatten()
         .any(|o| o.controller == Some(true) && o.uid == uid)
-}
-
-fn claim_class(pvc: &PersistentVolumeClaim) -> &str {
-    if let Some(class) = pvc
-        .metadata
-        .annotations
-        .as_ref()
-        .and_then(|a| a.get(ANN_STORAGE_CLASS))
-    {
-        return class;
-    }
-    pvc.spec
-        .as_ref()
-        .and_then(|s| s.storage_class_name.as_deref())
-        .unwrap_or("")
 }
 
 impl VolumeBinding {

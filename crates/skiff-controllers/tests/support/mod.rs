@@ -252,30 +252,3 @@ impl Cluster {
         task.await.unwrap();
     }
 }
-
-impl Cluster {
-    /// Starts another controller manager with these options.
-    pub fn start_manager_with(&mut self, opts: ControllerManagerOptions) {
-        let (tx, rx) = watch::channel(false);
-        let client = self.client.clone();
-        let task = tokio::spawn(async move {
-            skiff_controllers::run(opts, client, rx).await.unwrap();
-        });
-        self.managers.push((tx, task));
-    }
-
-    /// Runs the real kubectl against the cluster: (success, stdout and
-    /// stderr).
-    pub async fn kubectl(&self, args: &[&str]) -> (bool, String) {
-        let out = tokio::process::Command::new("/usr/bin/kubectl")
-            .arg("--kubeconfig")
-            .arg(&self.kubeconfig)
-            .args(args)
-            .output()
-            .await
-            .unwrap();
-        let text = String::from_utf8_lossy(&out.stdout).into_owned()
-            + &String::from_utf8_lossy(&out.stderr);
-        (out.status.success(), text)
-    }
-}

@@ -35,6 +35,18 @@ pub fn encode_text(collector: impl Collector) -> String {
     out
 }
 
+/// Encodes `metric` under `name` with its `help` text: one step of a
+/// [`Collector`]'s `encode`.
+pub fn describe(
+    encoder: &mut prometheus_client::encoding::DescriptorEncoder,
+    name: &str,
+    help: &str,
+    metric: &impl prometheus_client::encoding::EncodeMetric,
+) -> Result<(), std::fmt::Error> {
+    let m = encoder.encode_descriptor(name, help, None, metric.metric_type())?;
+    metric.encode(m)
+}
+
 /// Longest request head read before answering 431.
 const MAX_HEAD: usize = 8 * 1024;
 /// A client that sends no complete head by then is dropped.

@@ -7,6 +7,7 @@
 
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
+use skiff_sys::process::is_root;
 use std::net::IpAddr;
 use std::path::{Path, PathBuf};
 use std::process::Command;
@@ -15,15 +16,6 @@ use skiff_runtime::PodNetwork;
 use skiff_runtime::network::cni::{CniConfig, CniNetwork};
 
 const PLUGINS: &str = "/usr/lib/cni";
-
-fn is_root() -> bool {
-    std::fs::read_to_string("/proc/self/status")
-        .unwrap_or_default()
-        .lines()
-        .find_map(|l| l.strip_prefix("Uid:"))
-        .and_then(|l| l.split_whitespace().nth(1).map(|u| u == "0"))
-        .unwrap_or(false)
-}
 
 fn run(program: &str, args: &[&str]) -> std::process::Output {
     Command::new(program)

@@ -6,6 +6,7 @@
 
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
+use skiff_sys::process::is_root;
 use std::io::Write;
 use std::net::{IpAddr, Ipv4Addr};
 use std::path::{Path, PathBuf};
@@ -13,18 +14,6 @@ use std::process::Command;
 
 use skiff_runtime::network::masquerade::masquerade_ruleset;
 use skiff_runtime::network::{BridgeNetwork, BridgeNetworkConfig, host_veth_name};
-
-fn is_root() -> bool {
-    std::fs::read_to_string("/proc/self/status")
-        .ok()
-        .and_then(|status| {
-            status
-                .lines()
-                .find(|l| l.starts_with("Uid:"))
-                .and_then(|l| l.split_whitespace().nth(2).map(|euid| euid == "0"))
-        })
-        .unwrap_or(false)
-}
 
 fn run(program: &str, args: &[&str]) -> std::process::Output {
     Command::new(program)

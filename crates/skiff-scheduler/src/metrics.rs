@@ -15,11 +15,12 @@ use std::sync::{Arc, Mutex, Weak};
 use std::time::Duration;
 
 use prometheus_client::collector::Collector;
-use prometheus_client::encoding::{DescriptorEncoder, EncodeLabelSet, EncodeMetric};
+use prometheus_client::encoding::{DescriptorEncoder, EncodeLabelSet};
 use prometheus_client::metrics::counter::Counter;
 use prometheus_client::metrics::family::Family;
 use prometheus_client::metrics::gauge::Gauge;
 use prometheus_client::metrics::histogram::{Histogram, exponential_buckets};
+use skiff_client::metrics_listener::describe;
 
 use crate::queue::SchedulingQueue;
 
@@ -204,16 +205,6 @@ impl SchedulerMetrics {
     pub fn encode_text(&self) -> String {
         skiff_client::metrics_listener::encode_text(self.clone())
     }
-}
-
-fn describe(
-    encoder: &mut DescriptorEncoder,
-    name: &str,
-    help: &str,
-    metric: &impl EncodeMetric,
-) -> Result<(), std::fmt::Error> {
-    let m = encoder.encode_descriptor(name, help, None, metric.metric_type())?;
-    metric.encode(m)
 }
 
 impl Collector for SchedulerMetrics {

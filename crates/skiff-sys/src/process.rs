@@ -4,6 +4,11 @@ use std::io;
 
 use rustix::process::{Pid, Signal};
 
+/// Whether this process runs with effective uid 0 (root).
+pub fn is_root() -> bool {
+    rustix::process::geteuid().is_root()
+}
+
 /// Makes this process the reaper of its orphaned descendants
 /// (`PR_SET_CHILD_SUBREAPER`), so container processes are reaped by the
 /// supervisor and their exit codes are not lost.

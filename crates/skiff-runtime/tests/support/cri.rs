@@ -7,6 +7,7 @@
 //! crates without tonic or the runtime.
 #![allow(dead_code, clippy::unwrap_used, clippy::expect_used)]
 
+pub use skiff_sys::process::is_root;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -25,16 +26,6 @@ use crate::support::{self, TestImage};
 
 /// The busybox image every container runs unless a test says otherwise.
 pub const IMAGE: &str = "docker.io/library/busybox:latest";
-
-/// Whether this process runs as root (real containers need it).
-pub fn is_root() -> bool {
-    std::fs::read_to_string("/proc/self/status")
-        .unwrap_or_default()
-        .lines()
-        .find_map(|l| l.strip_prefix("Uid:"))
-        .and_then(|l| l.split_whitespace().nth(1).map(|u| u == "0"))
-        .unwrap_or(false)
-}
 
 /// Whether these tests can run here (root, busybox-static); says why not.
 pub fn runnable() -> bool {

@@ -9,6 +9,7 @@ pub mod support;
 
 pub mod multinode;
 
+pub use skiff_sys::process::is_root;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
@@ -47,17 +48,6 @@ pub struct Cluster {
     server: Child,
     ports: (u16, u16),
     opts: ServerOpts,
-}
-
-pub fn is_root() -> bool {
-    std::fs::read_to_string("/proc/self/status")
-        .ok()
-        .and_then(|s| {
-            s.lines()
-                .find(|l| l.starts_with("Uid:"))
-                .map(|l| l.split_whitespace().nth(1) == Some("0"))
-        })
-        .unwrap_or(false)
 }
 
 fn free_port() -> u16 {

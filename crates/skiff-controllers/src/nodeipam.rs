@@ -183,6 +183,12 @@ pub async fn run(
                     continue;
                 };
                 let cidr = pod_cidr(&n);
+                if cidr.is_none() && matches!(known.get(&name), Some(Some(_))) {
+                    // An event from before our patch landed: a podCIDR,
+                    // once set, never goes back to empty, so this node is
+                    // served (allocating again would only meet a 422).
+                    continue;
+                }
                 if let Some(c) = &cidr {
                     allocator.occupy(c);
                     pending.remove(&name);

@@ -159,7 +159,11 @@ impl<K: Informable> SharedInformer<K> {
         let store = self.store.clone();
         let handlers = self.handlers.clone();
         let index = self.index.clone();
-        let stream = watcher(api, watcher::Config::default()).default_backoff();
+        // As kube-controller-manager's informers do: no controller reads
+        // managedFields, and they are often half of an object's size.
+        let stream = watcher(api, watcher::Config::default())
+            .default_backoff()
+            .modify(|obj| obj.meta_mut().managed_fields = None);
         tasks.spawn(run_informer(
             stream, writer, store, index, handlers, shutdown,
         ));

@@ -183,13 +183,16 @@ async fn hollow_nodes_register_renew_and_run_pods() {
         }
     })
     .await;
-    assert!(
-        hollow
+    // The pod can vanish from the API a moment before the hollow node's
+    // task counts its own deletion, so wait for the count as well.
+    eventually("the hollow node to count the deletion", || {
+        let deleted = hollow
             .stats()
             .pods_deleted
-            .load(std::sync::atomic::Ordering::Relaxed)
-            >= 1
-    );
+            .load(std::sync::atomic::Ordering::Relaxed);
+        async move { (deleted >= 1).then_some(()) }
+    })
+    .await;
 
     // Cleanup removes the nodes and leases.
     hollow.cleanup().await.unwrap();

@@ -21,7 +21,7 @@ use tokio::sync::watch;
 use tokio::task::JoinSet;
 
 use crate::cache::{Cache, node_name};
-use crate::framework::{ClusterEvent, ClusterLister, EventResource, action};
+use crate::framework::{ClusterEvent, ClusterLister, EventObjects, EventResource, action};
 use crate::queue::SchedulingQueue;
 
 /// [`ClusterLister`] over reflector stores.
@@ -269,15 +269,21 @@ pub fn spawn_node_informer(
             let name = node.metadata.name.clone().unwrap_or_default();
             let old = known.insert(name, node.clone());
             cache.add_or_update_node(node.clone());
-            let act = match old {
+            let act = match &old {
                 None => action::ADD,
-                Some(old) => node_update_action(&old, &node),
+                Some(old) => node_update_action(old, &node),
             };
             if act != 0 {
-                queue.move_all_to_active_or_backoff(ClusterEvent {
-                    resource: EventResource::Node,
-                    action: act,
-                });
+                queue.move_on_event(
+                    ClusterEvent {
+                        resource: EventResource::Node,
+                        action: act,
+                    },
+                    &EventObjects::Node {
+                        old,
+                        new: Some(node),
+                    },
+                );
             }
         };
         while let Some(ev) = stream.next().await {
@@ -381,10 +387,19 @@ impl PodHandler {
                 _ => action::ADD,
             };
             if act != 0 {
-                self.queue.move_all_to_active_or_backoff(ClusterEvent {
-                    resource: EventResource::Pod,
-                    action: act,
-                });
+                // A pod that just got its node is an add, as upstream's
+                // informers see it.
+                let old = if was_pending { None } else { old };
+                self.queue.move_on_event(
+                    ClusterEvent {
+                        resource: EventResource::Pod,
+                        action: act,
+                    },
+                    &EventObjects::Pod {
+                        old,
+                        new: Some(pod.clone()),
+                    },
+                );
             }
             return;
         }
@@ -412,12 +427,26 @@ impl PodHandler {
         // A pod seen only as pending may still be in the cache: assumed,
         // with its binding landed while the watch was down (a relist
         // reports only its deletion). It must not hold its node's room.
-        if node_name(&old).is_some() || self.cache.pod_node(key).is_some() {
+        let assigned = node_name(&old).is_some();
+        if assigned || self.cache.pod_node(key).is_some() {
             self.cache.remove_pod(key);
-            self.queue.move_all_to_active_or_backoff(ClusterEvent {
-                resource: EventResource::Pod,
-                action: action::DELETE,
-            });
+            // Hints judge a deleted pod by its node: one known only as
+            // pending gets no objects, so every hint queues.
+            let objects = if assigned {
+                EventObjects::Pod {
+                    old: Some(old),
+                    new: None,
+                }
+            } else {
+                EventObjects::Unknown
+            };
+            self.queue.move_on_event(
+                ClusterEvent {
+                    resource: EventResource::Pod,
+                    action: action::DELETE,
+                },
+                &objects,
+            );
         }
     }
 }

@@ -16,7 +16,8 @@ use skiff_client::events::PendingEvent;
 
 use crate::cache::{Cache, CacheSnapshot};
 use crate::framework::{
-    ClusterEvent, Code, CycleState, EventResource, PodInfo, QueuedPodInfo, Status, action,
+    ClusterEvent, Code, CycleState, EventObjects, EventResource, PodInfo, QueuedPodInfo, Status,
+    action,
 };
 use crate::metrics::{AttemptResult, SchedulerMetrics};
 use crate::queue::{SchedulingQueue, now};
@@ -286,10 +287,16 @@ impl Scheduler {
             fwk.run_reserve_plugins_unreserve(&mut state, &assumed, &host);
             let _ = self.cache.forget_pod(&assumed.key);
             // The forgotten pod freed room: others may fit now.
-            self.queue.move_all_to_active_or_backoff(ClusterEvent {
-                resource: EventResource::Pod,
-                action: action::DELETE,
-            });
+            self.queue.move_on_event(
+                ClusterEvent {
+                    resource: EventResource::Pod,
+                    action: action::DELETE,
+                },
+                &EventObjects::Pod {
+                    old: Some(assumed.pod.clone()),
+                    new: None,
+                },
+            );
             self.fail_with_status(qpi, &s, fwk.profile_name(), start);
             return;
         }

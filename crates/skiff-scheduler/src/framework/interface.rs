@@ -10,7 +10,7 @@ use std::time::{Duration, Instant};
 use futures::future::BoxFuture;
 use k8s_openapi::api::apps::v1::{ReplicaSet, StatefulSet};
 use k8s_openapi::api::core::v1::{
-    PersistentVolume, PersistentVolumeClaim, Pod, ReplicationController, Service,
+    Node, PersistentVolume, PersistentVolumeClaim, Pod, ReplicationController, Service,
 };
 use k8s_openapi::api::policy::v1::PodDisruptionBudget;
 use k8s_openapi::api::storage::v1::StorageClass;
@@ -80,6 +80,19 @@ pub trait Plugin: Send + Sync {
     /// event" to be safe.
     fn events_to_register(&self) -> Vec<ClusterEvent> {
         Vec::new()
+    }
+    /// Whether `event` (with its `objects`) may make `pod`, which this
+    /// plugin rejected, schedulable (upstream's `QueueingHintFn`). Asked
+    /// only for events the plugin registered; the default queues. Hints
+    /// must never skip an event that could make the pod fit: a wrong skip
+    /// strands the pod until the periodic flush.
+    fn queueing_hint(
+        &self,
+        _pod: &PodInfo,
+        _event: &ClusterEvent,
+        _objects: &EventObjects,
+    ) -> QueueingHint {
+        QueueingHint::Queue
     }
     /// PreEnqueue, if implemented.
     fn as_pre_enqueue(&self) -> Option<&dyn PreEnqueuePlugin> {
@@ -382,6 +395,75 @@ pub struct ClusterEvent {
     pub resource: EventResource,
     /// What happened to it ([`action`] flags).
     pub action: u32,
+}
+
+/// A plugin's verdict on an event for a pod it rejected (upstream's
+/// `QueueingHint`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum QueueingHint {
+    /// The event cannot make the pod schedulable: leave it waiting.
+    Skip,
+    /// The event may make the pod schedulable: retry it.
+    Queue,
+}
+
+/// The object an event is about, before and after, for queueing hints.
+#[derive(Debug, Clone, Default)]
+pub enum EventObjects {
+    /// Not known (watchers that report only the new state): hints queue.
+    #[default]
+    Unknown,
+    /// A node: `old` is None when added, `new` is None when deleted.
+    Node {
+        /// Before the event.
+        old: Option<Arc<Node>>,
+        /// After the event.
+        new: Option<Arc<Node>>,
+    },
+    /// A pod: `old` is None when added, `new` is None when deleted.
+    Pod {
+        /// Before the event.
+        old: Option<Arc<Pod>>,
+        /// After the event.
+        new: Option<Arc<Pod>>,
+    },
+}
+
+impl EventObjects {
+    /// The node before and after, when the event is about a node.
+    pub fn nodes(&self) -> Option<(Option<&Node>, Option<&Node>)> {
+        match self {
+            EventObjects::Node { old, new } => Some((old.as_deref(), new.as_deref())),
+            _ => None,
+        }
+    }
+
+    /// The pod before and after, when the event is about a pod.
+    pub fn pods(&self) -> Option<(Option<&Pod>, Option<&Pod>)> {
+        match self {
+            EventObjects::Pod { old, new } => Some((old.as_deref(), new.as_deref())),
+            _ => None,
+        }
+    }
+
+    /// For a node added or updated: whether it `now` passes `check`, and
+    /// whether it did before (false when added). None for anything else.
+    pub fn node_change(&self, check: impl Fn(&Node) -> bool) -> Option<(bool, bool)> {
+        let (old, Some(new)) = self.nodes()? else {
+            return None;
+        };
+        Some((old.is_some_and(&check), check(new)))
+    }
+}
+
+/// The usual node-event hint: queue when the added or updated node now
+/// passes a check it failed before (or did not exist for); queue on
+/// anything the hint cannot judge.
+pub fn hint_node_now_passes(objects: &EventObjects, check: impl Fn(&Node) -> bool) -> QueueingHint {
+    match objects.node_change(check) {
+        None | Some((false, true)) => QueueingHint::Queue,
+        Some(_) => QueueingHint::Skip,
+    }
 }
 
 impl ClusterEvent {

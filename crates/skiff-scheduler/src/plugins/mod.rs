@@ -23,6 +23,8 @@ pub mod volume_binding;
 #[cfg(test)]
 mod bench_tests;
 #[cfg(test)]
+mod hints_tests;
+#[cfg(test)]
 mod kept_counts_tests;
 #[cfg(test)]
 mod test_util;

@@ -3,7 +3,7 @@
 //! preferred node affinity as a Score; plus the scheduler-wide
 //! `addedAffinity` from the plugin args.
 
-use std::collections::BTreeSet;
+use std::collections::{BTreeMap, BTreeSet};
 use std::sync::Arc;
 
 use k8s_openapi::api::core::v1::{NodeAffinity as ApiNodeAffinity, Pod};
@@ -15,9 +15,9 @@ use super::helper::node_selector::{
     NodeSelector, OBJECT_NAME_FIELD, PreferredSchedulingTerms, RequiredNodeAffinity,
 };
 use crate::framework::{
-    ClusterEvent, Code, CycleState, EventResource, FilterPlugin, Handle, MAX_NODE_SCORE, NodeInfo,
-    NodeScore, Plugin, PodInfo, PreFilterPlugin, PreFilterResult, PreScorePlugin, ScorePlugin,
-    Snapshot, Status, action,
+    ClusterEvent, Code, CycleState, EventObjects, EventResource, FilterPlugin, Handle,
+    MAX_NODE_SCORE, NodeInfo, NodeScore, Plugin, PodInfo, PreFilterPlugin, PreFilterResult,
+    PreScorePlugin, QueueingHint, ScorePlugin, Snapshot, Status, action, hint_node_now_passes,
 };
 
 /// The plugin's name.
@@ -148,6 +148,26 @@ impl Plugin for NodeAffinity {
             resource: EventResource::Node,
             action: action::ADD | action::UPDATE_NODE_LABEL | action::UPDATE_NODE_TAINT,
         }]
+    }
+    /// Upstream's `isSchedulableAfterNodeChange`: a node whose labels now
+    /// match the pod's required affinity (and the enforced affinity) and
+    /// did not before, or a new one that matches.
+    fn queueing_hint(
+        &self,
+        pod: &PodInfo,
+        _event: &ClusterEvent,
+        objects: &EventObjects,
+    ) -> QueueingHint {
+        let required = RequiredNodeAffinity::from_pod(&pod.pod);
+        hint_node_now_passes(objects, |n| {
+            static EMPTY: BTreeMap<String, String> = BTreeMap::new();
+            let labels = n.metadata.labels.as_ref().unwrap_or(&EMPTY);
+            let name = n.metadata.name.as_deref().unwrap_or("");
+            self.added_node_selector
+                .as_ref()
+                .is_none_or(|a| a.matches(labels, name))
+                && required.matches(labels, name)
+        })
     }
     fn as_pre_filter(&self) -> Option<&dyn PreFilterPlugin> {
         Some(self)

@@ -3,10 +3,11 @@
 
 use std::sync::Arc;
 
+use crate::cache::node_name;
 use crate::framework::node_info::{HostPort, host_ports};
 use crate::framework::{
-    ClusterEvent, CycleState, EventResource, FilterPlugin, Handle, NodeInfo, Plugin, PodInfo,
-    PreFilterPlugin, PreFilterResult, Snapshot, Status, action,
+    ClusterEvent, CycleState, EventObjects, EventResource, FilterPlugin, Handle, NodeInfo, Plugin,
+    PodInfo, PreFilterPlugin, PreFilterResult, QueueingHint, Snapshot, Status, action,
 };
 
 /// The plugin's name.
@@ -30,10 +31,12 @@ pub fn new(_args: Option<&serde_json::Value>, _handle: &Handle) -> Result<Arc<dy
 
 /// True when `want` conflicts with a port in use on the node (upstream's
 /// `HostPortInfo.CheckConflict`).
-fn conflicts(node: &NodeInfo, (ip, proto, port): &HostPort) -> bool {
-    node.used_ports.iter().any(|(uip, uproto, uport)| {
-        uport == port && uproto == proto && (ip == BIND_ALL || uip == BIND_ALL || uip == ip)
-    })
+fn conflicts(node: &NodeInfo, want: &HostPort) -> bool {
+    node.used_ports.iter().any(|used| clash(used, want))
+}
+
+fn clash((uip, uproto, uport): &HostPort, (ip, proto, port): &HostPort) -> bool {
+    uport == port && uproto == proto && (ip == BIND_ALL || uip == BIND_ALL || uip == ip)
 }
 
 fn fits(node: &NodeInfo, wanted: &[HostPort]) -> bool {
@@ -50,11 +53,33 @@ impl Plugin for NodePorts {
                 resource: EventResource::Pod,
                 action: action::DELETE,
             },
+            // Only a new node adds free ports (upstream's registration
+            // with queueing hints).
             ClusterEvent {
                 resource: EventResource::Node,
-                action: action::ADD | action::UPDATE_NODE_ANY,
+                action: action::ADD,
             },
         ]
+    }
+    /// Upstream's `isSchedulableAfterPodDeleted`: a deleted pod frees ports
+    /// only when it was on a node and held a port the pod wants.
+    fn queueing_hint(
+        &self,
+        pod: &PodInfo,
+        _event: &ClusterEvent,
+        objects: &EventObjects,
+    ) -> QueueingHint {
+        let Some((Some(deleted), None)) = objects.pods() else {
+            return QueueingHint::Queue;
+        };
+        let assigned = node_name(deleted).is_some();
+        let wanted = host_ports(&pod.pod);
+        let freed = host_ports(deleted);
+        if assigned && wanted.iter().any(|w| freed.iter().any(|f| clash(f, w))) {
+            QueueingHint::Queue
+        } else {
+            QueueingHint::Skip
+        }
     }
     fn as_pre_filter(&self) -> Option<&dyn PreFilterPlugin> {
         Some(self)

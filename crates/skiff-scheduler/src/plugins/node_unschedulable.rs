@@ -3,12 +3,12 @@
 
 use std::sync::Arc;
 
-use k8s_openapi::api::core::v1::Taint;
+use k8s_openapi::api::core::v1::{Node, Taint};
 
 use super::helper::tolerations_tolerate_taint;
 use crate::framework::{
-    ClusterEvent, CycleState, EventResource, FilterPlugin, Handle, NodeInfo, Plugin, PodInfo,
-    Status, action,
+    ClusterEvent, CycleState, EventObjects, EventResource, FilterPlugin, Handle, NodeInfo, Plugin,
+    PodInfo, QueueingHint, Status, action, hint_node_now_passes,
 };
 
 /// The plugin's name.
@@ -45,39 +45,52 @@ impl Plugin for NodeUnschedulable {
             },
         ]
     }
+    /// Upstream's `isSchedulableAfterNodeChange`: a node that now admits
+    /// the pod and did not before (or a new one that does).
+    fn queueing_hint(
+        &self,
+        pod: &PodInfo,
+        _event: &ClusterEvent,
+        objects: &EventObjects,
+    ) -> QueueingHint {
+        hint_node_now_passes(objects, |n| admits(n, pod))
+    }
     fn as_filter(&self) -> Option<&dyn FilterPlugin> {
         Some(self)
     }
 }
 
+/// True when `node` takes `pod`: not cordoned, or the pod tolerates the
+/// cordon's taint.
+fn admits(node: &Node, pod: &PodInfo) -> bool {
+    if !node
+        .spec
+        .as_ref()
+        .and_then(|s| s.unschedulable)
+        .unwrap_or(false)
+    {
+        return true;
+    }
+    let tolerations = pod
+        .pod
+        .spec
+        .as_ref()
+        .and_then(|s| s.tolerations.as_deref())
+        .unwrap_or(&[]);
+    let taint = Taint {
+        key: TAINT_NODE_UNSCHEDULABLE.to_owned(),
+        effect: "NoSchedule".to_owned(),
+        ..Taint::default()
+    };
+    tolerations_tolerate_taint(tolerations, &taint)
+}
+
 impl FilterPlugin for NodeUnschedulable {
     fn filter(&self, _state: &CycleState, pod: &PodInfo, node: &NodeInfo) -> Status {
-        let Some(n) = node.node.as_ref() else {
-            return Status::unresolvable(ERR_REASON_UNKNOWN_CONDITION);
-        };
-        if !n
-            .spec
-            .as_ref()
-            .and_then(|s| s.unschedulable)
-            .unwrap_or(false)
-        {
-            return Status::success();
-        }
-        let tolerations = pod
-            .pod
-            .spec
-            .as_ref()
-            .and_then(|s| s.tolerations.as_deref())
-            .unwrap_or(&[]);
-        let taint = Taint {
-            key: TAINT_NODE_UNSCHEDULABLE.to_owned(),
-            effect: "NoSchedule".to_owned(),
-            ..Taint::default()
-        };
-        if tolerations_tolerate_taint(tolerations, &taint) {
-            Status::success()
-        } else {
-            Status::unresolvable(ERR_REASON_UNSCHEDULABLE)
+        match node.node.as_ref() {
+            None => Status::unresolvable(ERR_REASON_UNKNOWN_CONDITION),
+            Some(n) if admits(n, pod) => Status::success(),
+            Some(_) => Status::unresolvable(ERR_REASON_UNSCHEDULABLE),
         }
     }
 }

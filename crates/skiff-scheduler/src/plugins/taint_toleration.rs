@@ -4,15 +4,16 @@
 
 use std::sync::Arc;
 
-use k8s_openapi::api::core::v1::Toleration;
+use k8s_openapi::api::core::v1::{Node, Toleration};
 
 use super::helper::{
     default_normalize_score, do_not_schedule_taints_filter, find_matching_untolerated_taint,
     tolerations_tolerate_taint,
 };
 use crate::framework::{
-    ClusterEvent, CycleState, EventResource, FilterPlugin, Handle, MAX_NODE_SCORE, NodeInfo,
-    NodeScore, Plugin, PodInfo, PreScorePlugin, ScorePlugin, Snapshot, Status, action,
+    ClusterEvent, CycleState, EventObjects, EventResource, FilterPlugin, Handle, MAX_NODE_SCORE,
+    NodeInfo, NodeScore, Plugin, PodInfo, PreScorePlugin, QueueingHint, ScorePlugin, Snapshot,
+    Status, action, hint_node_now_passes,
 };
 
 /// The plugin's name.
@@ -78,6 +79,24 @@ impl Plugin for TaintToleration {
                 action: action::UPDATE_POD_TOLERATIONS,
             },
         ]
+    }
+    /// Upstream's `isSchedulableAfterNodeChange`: a node the pod now
+    /// tolerates and did not before (or a new one it tolerates).
+    fn queueing_hint(
+        &self,
+        pod: &PodInfo,
+        _event: &ClusterEvent,
+        objects: &EventObjects,
+    ) -> QueueingHint {
+        hint_node_now_passes(objects, |n: &Node| {
+            let taints = n.spec.as_ref().and_then(|s| s.taints.as_deref());
+            find_matching_untolerated_taint(
+                taints.unwrap_or(&[]),
+                tolerations(pod),
+                do_not_schedule_taints_filter,
+            )
+            .is_none()
+        })
     }
     fn as_filter(&self) -> Option<&dyn FilterPlugin> {
         Some(self)

@@ -13,7 +13,9 @@ use std::time::{Duration, Instant};
 use k8s_openapi::api::core::v1::Pod;
 use tokio::sync::Notify;
 
-use crate::framework::{ClusterEvent, Plugin, PodActivator, PodInfo, QueuedPodInfo};
+use crate::framework::{
+    ClusterEvent, EventObjects, Plugin, PodActivator, PodInfo, QueuedPodInfo, QueueingHint,
+};
 use crate::runtime::PodNominator;
 use heap::Heap;
 
@@ -74,6 +76,8 @@ pub struct SchedulingQueue {
     less: Box<LessFn>,
     pre_enqueue: HashMap<String, Vec<Arc<dyn Plugin>>>,
     plugin_events: HashMap<&'static str, Vec<ClusterEvent>>,
+    /// The plugins by name, for their queueing hints.
+    hinters: HashMap<&'static str, Arc<dyn Plugin>>,
     initial_backoff: Duration,
     max_backoff: Duration,
 }
@@ -138,12 +142,14 @@ impl SchedulingQueue {
             .iter()
             .map(|p| (p.name(), p.events_to_register()))
             .collect();
+        let hinters = plugins.iter().map(|p| (p.name(), p.clone())).collect();
         SchedulingQueue {
             state: Mutex::new(State::default()),
             notify: Notify::new(),
             less,
             pre_enqueue,
             plugin_events,
+            hinters,
             initial_backoff,
             max_backoff,
         }
@@ -444,16 +450,26 @@ impl SchedulingQueue {
         self.notify.notify_one();
     }
 
-    /// A cluster event happened: unschedulable pods whose rejecting plugins
-    /// registered for it move to activeQ (or backoffQ while backing off).
+    /// A cluster event happened, without its objects: unschedulable pods
+    /// whose rejecting plugins registered for it move (see
+    /// [`move_on_event`](Self::move_on_event)).
     pub fn move_all_to_active_or_backoff(&self, event: ClusterEvent) {
+        self.move_on_event(event, &EventObjects::Unknown);
+    }
+
+    /// A cluster event happened: unschedulable pods move to activeQ (or
+    /// backoffQ while backing off) when a plugin that rejected them
+    /// registered for the event and its queueing hint says the event may
+    /// make them fit (upstream's `MoveAllToActiveOrBackoffQueue` with
+    /// queueing hints).
+    pub fn move_on_event(&self, event: ClusterEvent, objects: &EventObjects) {
         let t = now();
         let mut st = self.lock();
         st.move_request_cycle = st.scheduling_cycle;
         let keys: Vec<String> = st
             .unschedulable
             .iter()
-            .filter(|(_, (p, _))| self.interested(p, &event))
+            .filter(|(_, (p, _))| self.worth_requeuing(p, &event, objects))
             .map(|(k, _)| k.clone())
             .collect();
         for k in keys {
@@ -463,22 +479,34 @@ impl SchedulingQueue {
         }
     }
 
-    fn interested(&self, p: &QueuedPodInfo, event: &ClusterEvent) -> bool {
-        let plugins: Vec<&&'static str> = p
+    /// Upstream's `isPodWorthRequeuing`: a pod rejected by no plugin (an
+    /// error) always moves; otherwise one rejecting plugin registered for
+    /// the event must hint Queue. A plugin with no registered events
+    /// counts as interested in everything.
+    fn worth_requeuing(
+        &self,
+        p: &QueuedPodInfo,
+        event: &ClusterEvent,
+        objects: &EventObjects,
+    ) -> bool {
+        let mut plugins = p
             .unschedulable_plugins
             .iter()
             .chain(p.pending_plugins.iter())
-            .collect();
-        if plugins.is_empty() {
+            .peekable();
+        if plugins.peek().is_none() {
             return true;
         }
-        plugins
-            .iter()
-            .any(|name| match self.plugin_events.get(**name) {
-                None => true,
-                Some(evs) if evs.is_empty() => true,
-                Some(evs) => evs.iter().any(|e| e.matches(event)),
-            })
+        plugins.any(|name| {
+            let registered = match self.plugin_events.get(name) {
+                None => return true,
+                Some(evs) => evs.is_empty() || evs.iter().any(|e| e.matches(event)),
+            };
+            registered
+                && self.hinters.get(name).is_none_or(|pl| {
+                    pl.queueing_hint(&p.pod_info, event, objects) == QueueingHint::Queue
+                })
+        })
     }
 
     /// Which sub-queue holds `key`.

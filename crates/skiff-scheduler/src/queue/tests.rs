@@ -304,3 +304,65 @@ async fn pending_counts_split_unschedulable_from_gated() {
         }
     );
 }
+
+#[tokio::test(start_paused = true)]
+async fn queueing_hints_leave_pods_waiting_on_events_that_cannot_help() {
+    let (_, factory) = crate::plugins::registry()
+        .into_iter()
+        .find(|(n, _)| *n == "NodeResourcesFit")
+        .unwrap();
+    let fit = factory(None, &crate::plugins::testing::handle()).unwrap();
+    let q = SchedulingQueue::new(
+        None,
+        HashMap::new(),
+        &[fit],
+        Duration::from_secs(1),
+        Duration::from_secs(10),
+    );
+    let big: Arc<Pod> = Arc::new(
+        serde_json::from_value(json!({
+            "metadata": {"name": "big", "namespace": "ns"},
+            "spec": {"containers": [{"name": "c", "resources": {"requests": {"cpu": "8"}}}]}
+        }))
+        .unwrap(),
+    );
+    q.add(big);
+    let p = q.pop().await.unwrap();
+    q.add_unschedulable_if_not_present(reject(p, "NodeResourcesFit"));
+    let node = |cpu: &str| -> Arc<k8s_openapi::api::core::v1::Node> {
+        Arc::new(
+            serde_json::from_value(json!({
+                "metadata": {"name": "n"},
+                "status": {"allocatable": {"cpu": cpu, "pods": "110"}}
+            }))
+            .unwrap(),
+        )
+    };
+    // A node too small for the pod joins: it stays parked.
+    q.move_on_event(
+        NODE_ADD,
+        &EventObjects::Node {
+            old: None,
+            new: Some(node("4")),
+        },
+    );
+    assert_eq!(q.queue_of("ns/big"), Some(QueueName::Unschedulable));
+    // Without objects the event cannot be judged: the pod moves.
+    q.move_all_to_active_or_backoff(NODE_ADD);
+    assert_eq!(q.queue_of("ns/big"), Some(QueueName::Backoff));
+    let p = pop_within(&q, Duration::from_secs(2)).await.unwrap();
+    q.add_unschedulable_if_not_present(reject(p, "NodeResourcesFit"));
+    assert_eq!(q.queue_of("ns/big"), Some(QueueName::Unschedulable));
+    // The node grows enough: the pod moves.
+    q.move_on_event(
+        ClusterEvent {
+            resource: EventResource::Node,
+            action: action::UPDATE_NODE_ALLOCATABLE,
+        },
+        &EventObjects::Node {
+            old: Some(node("4")),
+            new: Some(node("16")),
+        },
+    );
+    assert_eq!(q.queue_of("ns/big"), Some(QueueName::Backoff));
+}

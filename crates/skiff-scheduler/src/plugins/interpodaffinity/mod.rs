@@ -9,6 +9,7 @@
 
 mod counting;
 mod filtering;
+mod hints;
 mod scoring;
 
 #[cfg(test)]
@@ -26,8 +27,8 @@ pub(crate) use crate::plugins::domains::TopologyCounts;
 
 use crate::framework::node_info::AffinityTerm;
 use crate::framework::{
-    ClusterEvent, ClusterLister, EventResource, FilterPlugin, Handle, Plugin, PodInfo,
-    PreFilterPlugin, PreScorePlugin, ScorePlugin, action,
+    ClusterEvent, ClusterLister, EventObjects, EventResource, FilterPlugin, Handle, Plugin,
+    PodInfo, PreFilterPlugin, PreScorePlugin, QueueingHint, ScorePlugin, action,
 };
 
 /// The plugin's name in the scheduler configuration.
@@ -227,6 +228,14 @@ impl Plugin for InterPodAffinity {
                 action: action::ADD | action::UPDATE_NODE_LABEL,
             },
         ]
+    }
+    fn queueing_hint(
+        &self,
+        pod: &PodInfo,
+        _event: &ClusterEvent,
+        objects: &EventObjects,
+    ) -> QueueingHint {
+        self.hint(pod, objects)
     }
     fn as_pre_filter(&self) -> Option<&dyn PreFilterPlugin> {
         Some(self)

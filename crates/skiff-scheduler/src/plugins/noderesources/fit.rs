@@ -5,14 +5,18 @@
 use std::collections::BTreeSet;
 use std::sync::Arc;
 
+use k8s_openapi::api::core::v1::{Node, Pod};
 use serde_json::Value;
 use skiff_api::field::{Error, ErrorList, Path};
 use skiff_api::validation::is_qualified_name;
 
 use super::scorer::{MAX_CUSTOM_PRIORITY_SCORE, ResourceAllocationScorer, ScoringStrategy};
+use crate::cache::node_name;
+use crate::framework::node_info::pod_requests;
 use crate::framework::{
-    ClusterEvent, Code, CycleState, EventResource, FilterPlugin, Handle, MAX_NODE_SCORE, NodeInfo,
-    Plugin, PodInfo, PreScorePlugin, Resource, ScorePlugin, Snapshot, Status, action,
+    ClusterEvent, Code, CycleState, EventObjects, EventResource, FilterPlugin, Handle,
+    MAX_NODE_SCORE, NodeInfo, Plugin, PodInfo, PreScorePlugin, QueueingHint, Resource, ScorePlugin,
+    Snapshot, Status, action,
 };
 use crate::plugins::helper::args;
 
@@ -201,6 +205,27 @@ impl Fit {
     }
 }
 
+fn allocatable(node: &Node) -> Resource {
+    Resource::from_list(node.status.as_ref().and_then(|s| s.allocatable.as_ref()))
+}
+
+/// True when some resource the pod asks for is larger in `after` than in
+/// `before` (upstream's `haveAnyRequestedResourcesIncreased` and the
+/// scale-down check share it).
+fn any_requested_grew(req: &Resource, before: &Resource, after: &Resource) -> bool {
+    let grew = |want: i64, b: i64, a: i64| want > 0 && a > b;
+    grew(req.milli_cpu, before.milli_cpu, after.milli_cpu)
+        || grew(req.memory, before.memory, after.memory)
+        || grew(
+            req.ephemeral_storage,
+            before.ephemeral_storage,
+            after.ephemeral_storage,
+        )
+        || req
+            .scalar
+            .iter()
+            .any(|(name, &want)| grew(want, before.get(name), after.get(name)))
+}
 /// Upstream's `IsExtendedResourceName`: `domain/name` outside
 /// `kubernetes.io`, not a quota `requests.` name.
 pub fn is_extended_resource_name(name: &str) -> bool {
@@ -280,14 +305,76 @@ impl Plugin for Fit {
                 resource: EventResource::Pod,
                 action: action::DELETE | action::UPDATE_POD_SCALE_DOWN,
             },
+            // Only allocatable matters to fit (upstream registers taint
+            // and label updates too only when queueing hints are off).
             ClusterEvent {
                 resource: EventResource::Node,
-                action: action::ADD
-                    | action::UPDATE_NODE_ALLOCATABLE
-                    | action::UPDATE_NODE_TAINT
-                    | action::UPDATE_NODE_LABEL,
+                action: action::ADD | action::UPDATE_NODE_ALLOCATABLE,
             },
         ]
+    }
+    /// Upstream's `isSchedulableAfterPodEvent` and
+    /// `isSchedulableAfterNodeChange`.
+    fn queueing_hint(
+        &self,
+        pod: &PodInfo,
+        _event: &ClusterEvent,
+        objects: &EventObjects,
+    ) -> QueueingHint {
+        let queue_if = |b: bool| {
+            if b {
+                QueueingHint::Queue
+            } else {
+                QueueingHint::Skip
+            }
+        };
+        match objects {
+            EventObjects::Pod {
+                old: Some(old),
+                new,
+            } => {
+                let assigned = |p: &Pod| node_name(p).is_some();
+                match new {
+                    // Any scheduled pod leaving may free room.
+                    None => queue_if(assigned(old)),
+                    // A scale-down of the pod itself, or of a scheduled pod
+                    // in a resource the pod asks for.
+                    Some(new) => queue_if(
+                        new.metadata.uid.is_some() && new.metadata.uid == pod.pod.metadata.uid
+                            || assigned(new)
+                                && any_requested_grew(
+                                    &pod.requests,
+                                    &pod_requests(new, false),
+                                    &pod_requests(old, false),
+                                ),
+                    ),
+                }
+            }
+            EventObjects::Node {
+                old,
+                new: Some(new),
+            } => {
+                let empty = NodeInfo {
+                    allocatable: allocatable(new),
+                    ..NodeInfo::default()
+                };
+                if !self
+                    .insufficient_resources(&pod.requests, &empty)
+                    .is_empty()
+                {
+                    return QueueingHint::Skip;
+                }
+                let Some(old) = old else {
+                    return QueueingHint::Queue;
+                };
+                let (before, after) = (allocatable(old), empty.allocatable);
+                queue_if(
+                    after.allowed_pod_number > before.allowed_pod_number
+                        || any_requested_grew(&pod.requests, &before, &after),
+                )
+            }
+            _ => QueueingHint::Queue,
+        }
     }
     fn as_filter(&self) -> Option<&dyn FilterPlugin> {
         Some(self)

@@ -13,6 +13,7 @@
 mod common;
 mod counting;
 mod filtering;
+mod hints;
 mod scoring;
 
 #[cfg(test)]
@@ -29,8 +30,8 @@ use skiff_api::validation::validate_label_name;
 pub use filtering::{ERR_REASON_CONSTRAINTS_NOT_MATCH, ERR_REASON_NODE_LABEL_NOT_MATCH};
 
 use crate::framework::{
-    ClusterEvent, ClusterLister, EventResource, FilterPlugin, Handle, Plugin, PreFilterPlugin,
-    PreScorePlugin, ScorePlugin, action,
+    ClusterEvent, ClusterLister, EventObjects, EventResource, FilterPlugin, Handle, Plugin,
+    PodInfo, PreFilterPlugin, PreScorePlugin, QueueingHint, ScorePlugin, action,
 };
 use common::{DO_NOT_SCHEDULE, LABEL_HOSTNAME, LABEL_TOPOLOGY_ZONE, SCHEDULE_ANYWAY};
 
@@ -252,6 +253,14 @@ impl Plugin for PodTopologySpread {
                     | action::UPDATE_NODE_TAINT,
             },
         ]
+    }
+    fn queueing_hint(
+        &self,
+        pod: &PodInfo,
+        _event: &ClusterEvent,
+        objects: &EventObjects,
+    ) -> QueueingHint {
+        self.hint(pod, objects)
     }
     fn as_pre_filter(&self) -> Option<&dyn PreFilterPlugin> {
         Some(self)

@@ -341,3 +341,43 @@ mod tests {
         assert_eq!(c.retry_period, Duration::from_secs(2));
     }
 }
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, prometheus_client::encoding::EncodeLabelSet)]
+struct LeaseLabels {
+    name: String,
+}
+
+/// Upstream's `leader_election_master_status` gauge: 1 while this instance
+/// holds the Lease `name`, 0 while it stands by. Components report it only
+/// with leader election on. Cheap to clone: clones share the values.
+#[derive(Clone, Debug, Default)]
+pub struct LeaderStatus(
+    prometheus_client::metrics::family::Family<
+        LeaseLabels,
+        prometheus_client::metrics::gauge::Gauge,
+    >,
+);
+
+impl LeaderStatus {
+    /// Reports whether this instance holds the Lease `name`.
+    pub fn set(&self, name: &str, leading: bool) {
+        self.0
+            .get_or_create(&LeaseLabels {
+                name: name.to_owned(),
+            })
+            .set(i64::from(leading));
+    }
+
+    /// Encodes the gauge: one step of a collector's `encode`.
+    pub fn describe(
+        &self,
+        encoder: &mut prometheus_client::encoding::DescriptorEncoder,
+    ) -> Result<(), std::fmt::Error> {
+        crate::metrics_listener::describe(
+            encoder,
+            "leader_election_master_status",
+            "Gauge of if the reporting system is master of the relevant lease, 0 indicates backup, 1 indicates master. 'name' is the string used to identify the lease. Please make sure to group by name.",
+            &self.0,
+        )
+    }
+}

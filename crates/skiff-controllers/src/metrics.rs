@@ -137,7 +137,7 @@ struct Inner {
     workers: Family<ControllerLabels, Gauge>,
     syncs: Family<SyncLabels, Counter>,
     sync_duration: HistogramFamily<SyncLabels>,
-    leader: Family<NameLabels, Gauge>,
+    leader: skiff_client::leader_election::LeaderStatus,
 }
 
 /// Every controller manager metric. Cheap to clone: clones share the
@@ -164,7 +164,7 @@ impl ControllerMetrics {
             workers: Family::default(),
             syncs: Family::default(),
             sync_duration: HistogramFamily::new_with_constructor(sync_histogram),
-            leader: Family::default(),
+            leader: Default::default(),
         }))
     }
 
@@ -233,12 +233,7 @@ impl ControllerMetrics {
     /// Reports whether this instance holds the Lease `name` (1) or stands
     /// by (0).
     pub fn set_leader(&self, name: &str, leading: bool) {
-        self.0
-            .leader
-            .get_or_create(&NameLabels {
-                name: name.to_owned(),
-            })
-            .set(i64::from(leading));
+        self.0.leader.set(name, leading);
     }
 
     /// These metrics in the Prometheus text format.
@@ -381,12 +376,7 @@ impl Collector for ControllerMetrics {
             "How long in seconds each controller's syncs of a key take, by result.",
             &m.sync_duration,
         )?;
-        describe(
-            e,
-            "leader_election_master_status",
-            "Gauge of if the reporting system is master of the relevant lease, 0 indicates backup, 1 indicates master. 'name' is the string used to identify the lease. Please make sure to group by name.",
-            &m.leader,
-        )
+        m.leader.describe(e)
     }
 }
 

@@ -108,6 +108,7 @@ pub struct SchedulerMetrics {
     preemption_goroutines_duration: HistogramFamily<ResultLabels>,
     preemption_goroutines_execution: Family<ResultLabels, Counter>,
     sli_duration: HistogramFamily<SliLabels>,
+    leader: skiff_client::leader_election::LeaderStatus,
     /// The leading instance's queue, read at scrape time for
     /// `scheduler_pending_pods` (so the queue keeps no gauges of its own).
     queue: Arc<Mutex<Weak<SchedulingQueue>>>,
@@ -132,6 +133,7 @@ impl SchedulerMetrics {
             preemption_goroutines_duration: HistogramFamily::new_with_constructor(sli_histogram),
             preemption_goroutines_execution: Family::default(),
             sli_duration: HistogramFamily::new_with_constructor(sli_histogram),
+            leader: Default::default(),
             queue: Arc::new(Mutex::new(Weak::new())),
         }
     }
@@ -186,6 +188,12 @@ impl SchedulerMetrics {
         self.preemption_goroutines_duration
             .get_or_create(&labels)
             .observe(elapsed.as_secs_f64());
+    }
+
+    /// Reports whether this instance holds the Lease `name` (1) or stands
+    /// by (0).
+    pub fn set_leader(&self, name: &str, leading: bool) {
+        self.leader.set(name, leading);
     }
 
     /// Reports `queue`'s sizes as `scheduler_pending_pods` from now on
@@ -268,7 +276,8 @@ impl Collector for SchedulerMetrics {
             "scheduler_pod_scheduling_sli_duration_seconds",
             "E2e latency for a pod being scheduled, from the time the pod enters the scheduling queue and might involve multiple scheduling attempts.",
             &self.sli_duration,
-        )
+        )?;
+        self.leader.describe(&mut encoder)
     }
 }
 

@@ -113,6 +113,13 @@ pub async fn run(
             opts.identity.clone(),
         )
     });
+    // As upstream, the status is reported only with leader election on.
+    let set_leader = |leading: bool| {
+        if le.leader_elect {
+            opts.metrics.set_leader(&le.resource_name, leading);
+        }
+    };
+    set_leader(false);
     let mut leadership = Leadership::start(client.clone(), election, shutdown.clone());
     loop {
         tokio::select! {
@@ -120,13 +127,16 @@ pub async fn run(
             _ = shutdown.wait_for(|s| *s) => break,
         }
         tracing::info!(identity = %opts.identity, "scheduler is leading: starting");
-        run_leading(
+        set_leader(true);
+        let led = run_leading(
             &opts,
             client.clone(),
             &mut leadership.leading,
             &mut shutdown,
         )
-        .await?;
+        .await;
+        set_leader(false);
+        led?;
         if *shutdown.borrow() {
             break;
         }

@@ -59,6 +59,8 @@ async fn attempts_queues_and_preemption_show_on_the_api_servers_metrics() {
         sample(&text, "scheduler_preemption_victims_count"),
         Some(0.0)
     );
+    // Without leader election there is no leadership to report.
+    assert!(!text.contains("leader_election_master_status{"), "{text}");
     // The API server's own metrics are still there.
     assert!(text.contains("apiserver_request_total{"), "{text}");
     assert!(

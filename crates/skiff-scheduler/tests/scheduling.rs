@@ -231,15 +231,29 @@ async fn leadership_hands_over_when_the_leader_stops() {
             .filter(|h| !h.is_empty())
     };
 
+    // leader_election_master_status of an instance, as it would serve it.
+    let status = |text: String| {
+        text.lines().find_map(|l| {
+            l.strip_prefix(r#"leader_election_master_status{name="kube-scheduler"} "#)
+                .map(str::to_owned)
+        })
+    };
+    let (opts_a, opts_b) = (options("sched-a", true), options("sched-b", true));
+    let (metrics_a, metrics_b) = (opts_a.metrics.clone(), opts_b.metrics.clone());
     let (stop_a, rx_a) = watch::channel(false);
-    let a = tokio::spawn(run(options("sched-a", true), client.clone(), rx_a));
+    let a = tokio::spawn(run(opts_a, client.clone(), rx_a));
     assert_eq!(wait_for("a to lead", holder).await, "sched-a");
+    wait_for("a to report leading", async || {
+        status(metrics_a.encode_text()).filter(|v| v == "1")
+    })
+    .await;
     let (stop_b, rx_b) = watch::channel(false);
-    let b = tokio::spawn(run(options("sched-b", true), client.clone(), rx_b));
+    let b = tokio::spawn(run(opts_b, client.clone(), rx_b));
 
     c.create_pod("default", "first", json!({}), json!({})).await;
     c.bound_node("default", "first").await;
     assert_eq!(holder().await.as_deref(), Some("sched-a"));
+    assert_eq!(status(metrics_b.encode_text()).as_deref(), Some("0"));
 
     stop_a.send_replace(true);
     a.await.unwrap().unwrap();
@@ -253,6 +267,8 @@ async fn leadership_hands_over_when_the_leader_stops() {
     c.bound_node("default", "second").await;
     let lease = leases.get("kube-scheduler").await.unwrap().spec.unwrap();
     assert_eq!(lease.lease_transitions, Some(1));
+    assert_eq!(status(metrics_b.encode_text()).as_deref(), Some("1"));
+    assert_eq!(status(metrics_a.encode_text()).as_deref(), Some("0"));
 
     stop_b.send_replace(true);
     b.await.unwrap().unwrap();

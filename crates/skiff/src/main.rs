@@ -106,12 +106,26 @@ fn block_on(what: &str, work: impl std::future::Future<Output = anyhow::Result<(
             return ExitCode::FAILURE;
         }
     };
+    runtime.spawn(trim_heap_periodically());
     match runtime.block_on(work) {
         Ok(()) => ExitCode::SUCCESS,
         Err(err) => {
             eprintln!("skiff {what}: {err:#}");
             ExitCode::FAILURE
         }
+    }
+}
+
+/// Gives the heap that start-up freed back to the OS once it settles, and
+/// what later bursts free every few minutes after that: an idle component
+/// keeps only what it uses (see `skiff_sys::memory`).
+async fn trim_heap_periodically() {
+    tokio::time::sleep(std::time::Duration::from_secs(20)).await;
+    loop {
+        // malloc_trim takes the allocator's locks; keep it off the
+        // runtime's worker threads.
+        let _ = tokio::task::spawn_blocking(skiff_sys::memory::trim_heap).await;
+        tokio::time::sleep(std::time::Duration::from_secs(300)).await;
     }
 }
 

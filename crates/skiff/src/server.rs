@@ -53,6 +53,11 @@ pub struct ServerArgs {
     /// node IP, port 53). The `kube-system/kube-dns` Service points here.
     #[arg(long, value_parser = parse_dns_listen_address)]
     dns_listen_address: Option<SocketAddr>,
+    /// A resolv.conf whose nameservers cluster DNS forwards names outside
+    /// the cluster to (default: the host's /etc/resolv.conf); one without
+    /// nameservers forwards nothing.
+    #[arg(long)]
+    dns_resolv_conf: Option<PathBuf>,
     /// A KubeSchedulerConfiguration file for the in-process scheduler.
     #[arg(long)]
     scheduler_config: Option<PathBuf>,
@@ -94,6 +99,7 @@ fn parse_dns_listen_address(value: &str) -> Result<SocketAddr, String> {
 /// server runs on without it.
 async fn start_dns(
     listen: Option<SocketAddr>,
+    resolv_conf: Option<&std::path::Path>,
     agent: &crate::agent::AgentFlags,
     kubeconfig: &std::path::Path,
     stop: tokio::sync::watch::Receiver<bool>,
@@ -102,12 +108,24 @@ async fn start_dns(
     let node_ip = agent
         .node_ip
         .unwrap_or_else(skiff_kubelet::node::host::default_node_ip);
+    let listen = listen.unwrap_or(SocketAddr::new(node_ip, 53));
+    let upstreams = match resolv_conf {
+        Some(path) => {
+            let text = std::fs::read_to_string(path)
+                .with_context(|| format!("reading --dns-resolv-conf {}", path.display()))?;
+            let ours = [listen, SocketAddr::new(node_ip, listen.port())];
+            Some(skiff_proxy::dns::forward::upstreams_from_resolv_conf(
+                &text, &ours,
+            ))
+        }
+        None => None,
+    };
     let config = skiff_proxy::dns::DnsConfig {
-        listen: listen.unwrap_or(SocketAddr::new(node_ip, 53)),
+        listen,
         advertise: node_ip,
         cluster_domain: agent.cluster_domain.clone(),
         cluster_dns: agent.cluster_dns,
-        upstreams: None,
+        upstreams,
         publish_service: true,
     };
     match skiff_proxy::dns::DnsServer::bind(config, client).await {
@@ -219,6 +237,7 @@ async fn run(args: ServerArgs) -> anyhow::Result<()> {
     } else {
         start_dns(
             args.dns_listen_address,
+            args.dns_resolv_conf.as_deref(),
             &args.agent,
             &args.write_kubeconfig,
             stop_rx.clone(),
@@ -332,6 +351,9 @@ mod tests {
             args.dns_listen_address,
             Some("127.0.0.1:53".parse().unwrap())
         );
+        assert_eq!(args.dns_resolv_conf, None);
+        let args = parse(&["--dns-resolv-conf", "/run/r.conf"]).unwrap();
+        assert_eq!(args.dns_resolv_conf, Some("/run/r.conf".into()));
         let args = parse(&["--dns-listen-address", "[::1]:5353"]).unwrap();
         assert_eq!(args.dns_listen_address, Some("[::1]:5353".parse().unwrap()));
         assert!(parse(&["--dns-listen-address", "localhost"]).is_err());

@@ -504,6 +504,25 @@ impl MultiNode {
         p["status"]["podIP"].as_str().unwrap().parse().unwrap()
     }
 
+    /// The network namespace of pod `pod` (in `default`), as
+    /// `/proc/PID/ns/net` of one of its running containers: a process
+    /// started with `nsenter --net=` on it talks as the pod would.
+    pub fn pod_netns(&self, pod: &str) -> Option<PathBuf> {
+        self.nodes
+            .iter()
+            .flat_map(Node::runtime_containers)
+            .find_map(|dir| {
+                let data = std::fs::read(dir.join("container.json")).ok()?;
+                let v: Value = serde_json::from_slice(&data).ok()?;
+                let labels = &v["labels"];
+                let ours = labels["io.kubernetes.pod.name"] == pod
+                    && labels["io.kubernetes.pod.namespace"] == "default";
+                let pid = v["pid"].as_i64().filter(|_| ours)?;
+                let path = PathBuf::from(format!("/proc/{pid}/ns/net"));
+                path.exists().then_some(path)
+            })
+    }
+
     /// `kubectl exec POD -- ARGS`: (success, stdout, stderr).
     pub fn exec(&self, pod: &str, args: &[&str]) -> (bool, String, String) {
         let mut all = vec!["exec", pod, "--"];

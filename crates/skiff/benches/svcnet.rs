@@ -25,7 +25,12 @@ use serde_json::json;
 
 /// Concurrent clients of each row.
 const CLIENTS: usize = 4;
-/// The backend's port.
+/// The backend's port for direct connections; the Service targets the next
+/// one. (Two ports keep the backend's TIME_WAIT sockets of one path from
+/// meeting the other's SYNs: the client picks its ports per destination,
+/// and its TCP timestamps differ per destination address, so a SYN through
+/// the ClusterIP that hits a TIME_WAIT left by a direct connection waits
+/// for its retransmission.)
 const PORT: u16 = 9000;
 /// The name the DNS row asks for.
 const NAME: &str = "bench.default.svc.cluster.local.";
@@ -56,7 +61,7 @@ fn main() {
     mn.apply(&json!({"apiVersion": "v1", "kind": "Service",
         "metadata": {"name": "bench", "namespace": "default"},
         "spec": {"selector": {"app": "backend"},
-                 "ports": [{"port": 80, "targetPort": PORT}]}}));
+                 "ports": [{"port": 80, "targetPort": PORT + 1}]}}));
     let backend = mn.wait_running("backend");
     mn.wait_running("client");
     let svc = mn.get_json(&["get", "service", "bench"]).unwrap();
@@ -133,6 +138,10 @@ fn main() {
         );
     }
     println!(
+        "failures: pod IP [{}] ClusterIP [{}] DNS [{}]",
+        direct_row.why, service_row.why, dns_row.why
+    );
+    println!(
         "\nClusterIP connection rate / direct: {:.1}% (target >= 90%)",
         100.0 * service_row.rate() / direct_row.rate()
     );
@@ -156,6 +165,8 @@ struct Row {
     seconds: f64,
     p50_ms: f64,
     p99_ms: f64,
+    /// The failures by kind (`kind=count,...`).
+    why: String,
 }
 
 impl Row {
@@ -167,6 +178,7 @@ impl Row {
             seconds: w.next()?.parse().ok()?,
             p50_ms: w.next()?.parse().ok()?,
             p99_ms: w.next()?.parse().ok()?,
+            why: w.next().unwrap_or_default().to_owned(),
         })
     }
 
@@ -177,10 +189,11 @@ impl Row {
 
 /// The backend: answers `ok` to every connection and closes it.
 fn serve() {
-    let listener = TcpListener::bind(("0.0.0.0", PORT)).unwrap();
-    let threads: Vec<_> = (0..2)
-        .map(|_| {
-            let l = listener.try_clone().unwrap();
+    let listeners = [PORT, PORT + 1].map(|p| TcpListener::bind(("0.0.0.0", p)).unwrap());
+    let threads: Vec<_> = listeners
+        .iter()
+        .flat_map(|l| [l.try_clone().unwrap(), l.try_clone().unwrap()])
+        .map(|l| {
             std::thread::spawn(move || {
                 for mut conn in l.incoming().flatten() {
                     let _ = conn.write_all(b"ok\n");
@@ -206,7 +219,7 @@ fn client(role: &str) {
         .map(|t| {
             std::thread::spawn(move || {
                 let mut latencies = Vec::new();
-                let mut failed = 0u64;
+                let mut failed = std::collections::BTreeMap::<String, u64>::new();
                 let sock = dns.then(|| {
                     let s = UdpSocket::bind("0.0.0.0:0").unwrap();
                     s.connect(target).unwrap();
@@ -223,10 +236,9 @@ fn client(role: &str) {
                         }
                         None => fetch(target),
                     };
-                    if ok {
-                        latencies.push(began.elapsed());
-                    } else {
-                        failed += 1;
+                    match ok {
+                        Ok(()) => latencies.push(began.elapsed()),
+                        Err(why) => *failed.entry(why).or_default() += 1,
                     }
                 }
                 (latencies, failed)
@@ -234,12 +246,16 @@ fn client(role: &str) {
         })
         .collect();
     let mut all = Vec::new();
-    let mut failed = 0;
+    let mut failed = std::collections::BTreeMap::<String, u64>::new();
     for t in threads {
         let (l, f) = t.join().unwrap();
         all.extend(l);
-        failed += f;
+        for (why, n) in f {
+            *failed.entry(why).or_default() += n;
+        }
     }
+    let why: Vec<String> = failed.iter().map(|(w, n)| format!("{w}={n}")).collect();
+    let failed: u64 = failed.values().sum();
     let elapsed = start.elapsed().as_secs_f64();
     all.sort();
     let pct = |p: f64| {
@@ -247,24 +263,31 @@ fn client(role: &str) {
             .map_or(0.0, |d| d.as_secs_f64() * 1e3)
     };
     println!(
-        "{} {failed} {elapsed:.3} {:.3} {:.3}",
+        "{} {failed} {elapsed:.3} {:.3} {:.3} {}",
         all.len(),
         pct(0.50),
-        pct(0.99)
+        pct(0.99),
+        why.join(",")
     );
 }
 
-fn fetch(target: SocketAddr) -> bool {
-    let Ok(mut s) = TcpStream::connect_timeout(&target, Duration::from_secs(1)) else {
-        return false;
-    };
+/// One connection: connect, read `ok` to the end; why it failed.
+fn fetch(target: SocketAddr) -> Result<(), String> {
+    let mut s = TcpStream::connect_timeout(&target, Duration::from_secs(1))
+        .map_err(|e| format!("connect:{:?}", e.kind()))?;
     let _ = s.set_read_timeout(Some(Duration::from_secs(1)));
     let mut reply = Vec::new();
-    s.read_to_end(&mut reply).is_ok() && reply == b"ok\n"
+    s.read_to_end(&mut reply)
+        .map_err(|e| format!("read:{:?}", e.kind()))?;
+    if reply == b"ok\n" {
+        Ok(())
+    } else {
+        Err("reply".to_owned())
+    }
 }
 
-/// One A query for [`NAME`] with `id`; true on a reply with an answer.
-fn ask(sock: &UdpSocket, id: u16) -> bool {
+/// One A query for [`NAME`] with `id`; whether a reply with an answer came.
+fn ask(sock: &UdpSocket, id: u16) -> Result<(), String> {
     let mut q = id.to_be_bytes().to_vec();
     q.extend_from_slice(&[0x01, 0x00, 0, 1, 0, 0, 0, 0, 0, 0]);
     for label in NAME.trim_end_matches('.').split('.') {
@@ -272,19 +295,21 @@ fn ask(sock: &UdpSocket, id: u16) -> bool {
         q.extend_from_slice(label.as_bytes());
     }
     q.extend_from_slice(&[0, 0, 1, 0, 1]);
-    if sock.send(&q).is_err() {
-        return false;
-    }
+    sock.send(&q).map_err(|e| format!("send:{:?}", e.kind()))?;
     let mut buf = [0u8; 512];
     loop {
-        let Ok(n) = sock.recv(&mut buf) else {
-            return false;
-        };
+        let n = sock
+            .recv(&mut buf)
+            .map_err(|e| format!("recv:{:?}", e.kind()))?;
         // A late reply to an earlier (timed out) query: skip it.
         if n >= 12 && buf[..2] == id.to_be_bytes() {
             let rcode = buf[3] & 0x0f;
             let answers = u16::from_be_bytes([buf[6], buf[7]]);
-            return rcode == 0 && answers > 0;
+            return if rcode == 0 && answers > 0 {
+                Ok(())
+            } else {
+                Err(format!("rcode:{rcode}"))
+            };
         }
     }
 }

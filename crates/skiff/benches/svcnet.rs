@@ -25,6 +25,8 @@ use serde_json::json;
 
 /// Concurrent clients of each row.
 const CLIENTS: usize = 4;
+/// Rounds of each connection row.
+const ROUNDS: usize = 3;
 /// The backend's port for direct connections; the Service targets the next
 /// one. (Two ports keep the backend's TIME_WAIT sockets of one path from
 /// meeting the other's SYNs: the client picks its ports per destination,
@@ -107,11 +109,22 @@ fn main() {
             || run(role, target, 1).filter(|r| r.done > 0 && r.failed == 0),
         );
     }
-    let direct_row = run("connect", &direct, seconds).unwrap();
-    let service_row = run("connect", &via_service, seconds).unwrap();
+    // The two connection paths alternate, round by round, so the machine's
+    // other load weighs on both alike.
+    let mut direct_rounds = Vec::new();
+    let mut service_rounds = Vec::new();
+    for _ in 0..ROUNDS {
+        direct_rounds.push(run("connect", &direct, seconds).unwrap());
+        service_rounds.push(run("connect", &via_service, seconds).unwrap());
+    }
+    let direct_row = Row::combine(&direct_rounds);
+    let service_row = Row::combine(&service_rounds);
     let dns_row = run("dns", &dns, seconds).unwrap();
 
-    println!("\nService data path from a pod (two nodes, {CLIENTS} clients, {seconds} s a row)\n");
+    println!(
+        "\nService data path from a pod (two nodes, {CLIENTS} clients; connections: \
+         {ROUNDS} alternating rounds of {seconds} s, p50/p99 the median round's; DNS: {seconds} s)\n"
+    );
     println!(
         "| {:<44} | {:>10} | {:>8} | {:>8} | {:>6} |",
         "path", "per second", "p50 ms", "p99 ms", "failed"
@@ -137,6 +150,15 @@ fn main() {
             r.failed
         );
     }
+    let per_round = |rounds: &[Row]| {
+        let rates: Vec<String> = rounds.iter().map(|r| format!("{:.0}", r.rate())).collect();
+        rates.join(" / ")
+    };
+    println!(
+        "rounds per second: pod IP {}; ClusterIP {}",
+        per_round(&direct_rounds),
+        per_round(&service_rounds)
+    );
     println!(
         "failures: pod IP [{}] ClusterIP [{}] DNS [{}]",
         direct_row.why, service_row.why, dns_row.why
@@ -180,6 +202,29 @@ impl Row {
             p99_ms: w.next()?.parse().ok()?,
             why: w.next().unwrap_or_default().to_owned(),
         })
+    }
+
+    /// Rounds of one row as one: counts and time summed, the median
+    /// round's percentiles.
+    fn combine(rounds: &[Row]) -> Row {
+        let median = |f: fn(&Row) -> f64| {
+            let mut v: Vec<f64> = rounds.iter().map(f).collect();
+            v.sort_by(f64::total_cmp);
+            v.get(v.len() / 2).copied().unwrap_or_default()
+        };
+        let why: Vec<&str> = rounds
+            .iter()
+            .map(|r| r.why.as_str())
+            .filter(|w| !w.is_empty())
+            .collect();
+        Row {
+            done: rounds.iter().map(|r| r.done).sum(),
+            failed: rounds.iter().map(|r| r.failed).sum(),
+            seconds: rounds.iter().map(|r| r.seconds).sum(),
+            p50_ms: median(|r| r.p50_ms),
+            p99_ms: median(|r| r.p99_ms),
+            why: why.join(","),
+        }
     }
 
     fn rate(&self) -> f64 {

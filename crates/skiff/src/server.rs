@@ -95,6 +95,22 @@ fn parse_dns_listen_address(value: &str) -> Result<SocketAddr, String> {
         .map_err(|_| format!("{value:?} is neither IP nor IP:PORT"))
 }
 
+/// `--cluster-dns`, or (as k3s) the .10 of the service range, so a server
+/// given another range gets a kube-dns ClusterIP inside it.
+fn cluster_dns(
+    given: Option<IpAddr>,
+    service_cidr: &skiff_apiserver::registry::services::ServiceCidr,
+    flag: &str,
+) -> anyhow::Result<IpAddr> {
+    if let Some(ip) = given {
+        return Ok(ip);
+    }
+    let ip = service_cidr.indexed(10).with_context(|| {
+        format!("--service-cidr {flag:?} has no 10th address for cluster DNS: pass --cluster-dns")
+    })?;
+    Ok(IpAddr::V4(ip))
+}
+
 /// Starts cluster DNS; a failure (e.g. port 53 taken) is logged and the
 /// server runs on without it.
 async fn start_dns(
@@ -124,7 +140,9 @@ async fn start_dns(
         listen,
         advertise: node_ip,
         cluster_domain: agent.cluster_domain.clone(),
-        cluster_dns: agent.cluster_dns,
+        cluster_dns: agent
+            .cluster_dns
+            .unwrap_or(crate::agent::DEFAULT_CLUSTER_DNS),
         upstreams,
         publish_service: true,
     };
@@ -142,7 +160,7 @@ pub fn main(args: ServerArgs) -> ExitCode {
     crate::block_on("server", run(args))
 }
 
-async fn run(args: ServerArgs) -> anyhow::Result<()> {
+async fn run(mut args: ServerArgs) -> anyhow::Result<()> {
     // A bad scheduler config stops start-up before anything listens.
     let scheduler_opts = if args.disable_scheduler {
         None
@@ -191,6 +209,13 @@ async fn run(args: ServerArgs) -> anyhow::Result<()> {
         )
     })?;
     config.sans.api_service_ip = std::net::IpAddr::V4(config.service_cidr.first());
+    if !(args.disable_dns && args.disable_agent) {
+        args.agent.cluster_dns = Some(cluster_dns(
+            args.agent.cluster_dns,
+            &config.service_cidr,
+            &args.service_cidr,
+        )?);
+    }
     if let Ok(name) = std::fs::read_to_string("/proc/sys/kernel/hostname") {
         let name = name.trim();
         if !name.is_empty() {
@@ -338,6 +363,29 @@ mod tests {
         assert_eq!(args.max_requests_inflight, 400);
         assert_eq!(args.max_mutating_requests_inflight, 200);
         assert_eq!(args.request_timeout, Duration::from_secs(60));
+    }
+
+    #[test]
+    fn cluster_dns_defaults_to_the_tenth_service_address() {
+        use skiff_apiserver::registry::services::ServiceCidr;
+        let default = ServiceCidr::parse("10.43.0.0/16").unwrap();
+        assert_eq!(
+            super::cluster_dns(None, &default, "10.43.0.0/16").unwrap(),
+            crate::agent::DEFAULT_CLUSTER_DNS
+        );
+        let other = ServiceCidr::parse("10.96.0.0/12").unwrap();
+        assert_eq!(
+            super::cluster_dns(None, &other, "10.96.0.0/12").unwrap(),
+            "10.96.0.10".parse::<std::net::IpAddr>().unwrap()
+        );
+        let given = "10.96.0.53".parse().unwrap();
+        assert_eq!(
+            super::cluster_dns(Some(given), &other, "10.96.0.0/12").unwrap(),
+            given
+        );
+        let small = ServiceCidr::parse("10.96.0.0/29").unwrap();
+        let err = super::cluster_dns(None, &small, "10.96.0.0/29").unwrap_err();
+        assert!(err.to_string().contains("pass --cluster-dns"), "{err}");
     }
 
     #[test]

@@ -382,9 +382,8 @@ impl MultiNode {
                     "--tls-san".into(),
                     gateway.clone(),
                     // Cluster DNS where the nodes' pods reach it (through
-                    // the kube-dns Service, masqueraded by their node).
-                    "--cluster-dns".into(),
-                    CLUSTER_DNS.into(),
+                    // the kube-dns Service, masqueraded by their node); its
+                    // ClusterIP is the .10 of the range, CLUSTER_DNS.
                     "--dns-listen-address".into(),
                     gateway,
                     // No upstream: a name outside the cluster never leaves

@@ -40,9 +40,10 @@ pub struct AgentFlags {
     /// IPv4 range of pod addresses; each node gets a /24 from it.
     #[arg(long, default_value = "10.42.0.0/16")]
     pub cluster_cidr: String,
-    /// The cluster DNS server's address (pods' nameserver).
-    #[arg(long, default_value = "10.43.0.10")]
-    pub cluster_dns: IpAddr,
+    /// The cluster DNS server's address (pods' nameserver; default: for
+    /// `skiff server` the .10 of --service-cidr, else 10.43.0.10).
+    #[arg(long)]
+    pub cluster_dns: Option<IpAddr>,
     /// The cluster's DNS domain.
     #[arg(long, default_value = "cluster.local")]
     pub cluster_domain: String,
@@ -95,6 +96,10 @@ pub struct AgentFlags {
     #[arg(long, value_delimiter = ',')]
     pub cni_bin_dir: Vec<PathBuf>,
 }
+
+/// `--cluster-dns` of an agent that is not told (the .10 of the default
+/// service range).
+pub const DEFAULT_CLUSTER_DNS: IpAddr = IpAddr::V4(std::net::Ipv4Addr::new(10, 43, 0, 10));
 
 /// Where CNI looks when only one of the two flags is given (upstream's defaults).
 const DEFAULT_CNI_CONF_DIR: &str = "/etc/cni/net.d";
@@ -373,7 +378,7 @@ pub async fn run(
         node_ip,
         root_dir: data_dir.join("agent").join("kubelet"),
         pod_log_root: flags.pod_log_dir.clone(),
-        cluster_dns: vec![flags.cluster_dns],
+        cluster_dns: vec![flags.cluster_dns.unwrap_or(DEFAULT_CLUSTER_DNS)],
         cluster_domain: flags.cluster_domain.clone(),
         kubelet_port: flags.kubelet_port,
         max_pods: 110,

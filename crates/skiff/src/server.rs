@@ -53,6 +53,11 @@ pub struct ServerArgs {
     /// node IP, port 53). The `kube-system/kube-dns` Service points here.
     #[arg(long, value_parser = parse_dns_listen_address)]
     dns_listen_address: Option<SocketAddr>,
+    /// A resolv.conf whose nameservers cluster DNS forwards names outside
+    /// the cluster to (default: the host's /etc/resolv.conf); one without
+    /// nameservers forwards nothing.
+    #[arg(long)]
+    dns_resolv_conf: Option<PathBuf>,
     /// A KubeSchedulerConfiguration file for the in-process scheduler.
     #[arg(long)]
     scheduler_config: Option<PathBuf>,
@@ -90,10 +95,27 @@ fn parse_dns_listen_address(value: &str) -> Result<SocketAddr, String> {
         .map_err(|_| format!("{value:?} is neither IP nor IP:PORT"))
 }
 
+/// `--cluster-dns`, or (as k3s) the .10 of the service range, so a server
+/// given another range gets a kube-dns ClusterIP inside it.
+fn cluster_dns(
+    given: Option<IpAddr>,
+    service_cidr: &skiff_apiserver::registry::services::ServiceCidr,
+    flag: &str,
+) -> anyhow::Result<IpAddr> {
+    if let Some(ip) = given {
+        return Ok(ip);
+    }
+    let ip = service_cidr.indexed(10).with_context(|| {
+        format!("--service-cidr {flag:?} has no 10th address for cluster DNS: pass --cluster-dns")
+    })?;
+    Ok(IpAddr::V4(ip))
+}
+
 /// Starts cluster DNS; a failure (e.g. port 53 taken) is logged and the
 /// server runs on without it.
 async fn start_dns(
     listen: Option<SocketAddr>,
+    resolv_conf: Option<&std::path::Path>,
     agent: &crate::agent::AgentFlags,
     kubeconfig: &std::path::Path,
     stop: tokio::sync::watch::Receiver<bool>,
@@ -102,12 +124,26 @@ async fn start_dns(
     let node_ip = agent
         .node_ip
         .unwrap_or_else(skiff_kubelet::node::host::default_node_ip);
+    let listen = listen.unwrap_or(SocketAddr::new(node_ip, 53));
+    let upstreams = match resolv_conf {
+        Some(path) => {
+            let text = std::fs::read_to_string(path)
+                .with_context(|| format!("reading --dns-resolv-conf {}", path.display()))?;
+            let ours = [listen, SocketAddr::new(node_ip, listen.port())];
+            Some(skiff_proxy::dns::forward::upstreams_from_resolv_conf(
+                &text, &ours,
+            ))
+        }
+        None => None,
+    };
     let config = skiff_proxy::dns::DnsConfig {
-        listen: listen.unwrap_or(SocketAddr::new(node_ip, 53)),
+        listen,
         advertise: node_ip,
         cluster_domain: agent.cluster_domain.clone(),
-        cluster_dns: agent.cluster_dns,
-        upstreams: None,
+        cluster_dns: agent
+            .cluster_dns
+            .unwrap_or(crate::agent::DEFAULT_CLUSTER_DNS),
+        upstreams,
         publish_service: true,
     };
     match skiff_proxy::dns::DnsServer::bind(config, client).await {
@@ -124,7 +160,7 @@ pub fn main(args: ServerArgs) -> ExitCode {
     crate::block_on("server", run(args))
 }
 
-async fn run(args: ServerArgs) -> anyhow::Result<()> {
+async fn run(mut args: ServerArgs) -> anyhow::Result<()> {
     // A bad scheduler config stops start-up before anything listens.
     let scheduler_opts = if args.disable_scheduler {
         None
@@ -173,6 +209,13 @@ async fn run(args: ServerArgs) -> anyhow::Result<()> {
         )
     })?;
     config.sans.api_service_ip = std::net::IpAddr::V4(config.service_cidr.first());
+    if !(args.disable_dns && args.disable_agent) {
+        args.agent.cluster_dns = Some(cluster_dns(
+            args.agent.cluster_dns,
+            &config.service_cidr,
+            &args.service_cidr,
+        )?);
+    }
     if let Ok(name) = std::fs::read_to_string("/proc/sys/kernel/hostname") {
         let name = name.trim();
         if !name.is_empty() {
@@ -219,6 +262,7 @@ async fn run(args: ServerArgs) -> anyhow::Result<()> {
     } else {
         start_dns(
             args.dns_listen_address,
+            args.dns_resolv_conf.as_deref(),
             &args.agent,
             &args.write_kubeconfig,
             stop_rx.clone(),
@@ -322,6 +366,29 @@ mod tests {
     }
 
     #[test]
+    fn cluster_dns_defaults_to_the_tenth_service_address() {
+        use skiff_apiserver::registry::services::ServiceCidr;
+        let default = ServiceCidr::parse("10.43.0.0/16").unwrap();
+        assert_eq!(
+            super::cluster_dns(None, &default, "10.43.0.0/16").unwrap(),
+            crate::agent::DEFAULT_CLUSTER_DNS
+        );
+        let other = ServiceCidr::parse("10.96.0.0/12").unwrap();
+        assert_eq!(
+            super::cluster_dns(None, &other, "10.96.0.0/12").unwrap(),
+            "10.96.0.10".parse::<std::net::IpAddr>().unwrap()
+        );
+        let given = "10.96.0.53".parse().unwrap();
+        assert_eq!(
+            super::cluster_dns(Some(given), &other, "10.96.0.0/12").unwrap(),
+            given
+        );
+        let small = ServiceCidr::parse("10.96.0.0/29").unwrap();
+        let err = super::cluster_dns(None, &small, "10.96.0.0/29").unwrap_err();
+        assert!(err.to_string().contains("pass --cluster-dns"), "{err}");
+    }
+
+    #[test]
     fn dns_flags() {
         let args = parse(&[]).unwrap();
         assert!(!args.disable_dns);
@@ -332,6 +399,9 @@ mod tests {
             args.dns_listen_address,
             Some("127.0.0.1:53".parse().unwrap())
         );
+        assert_eq!(args.dns_resolv_conf, None);
+        let args = parse(&["--dns-resolv-conf", "/run/r.conf"]).unwrap();
+        assert_eq!(args.dns_resolv_conf, Some("/run/r.conf".into()));
         let args = parse(&["--dns-listen-address", "[::1]:5353"]).unwrap();
         assert_eq!(args.dns_listen_address, Some("[::1]:5353".parse().unwrap()));
         assert!(parse(&["--dns-listen-address", "localhost"]).is_err());

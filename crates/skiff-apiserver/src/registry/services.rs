@@ -52,6 +52,14 @@ impl ServiceCidr {
         Ipv4Addr::from(self.base + 1)
     }
 
+    /// The address `index` places after the network address, if the range
+    /// holds it as an allocatable address (index 10 is the default cluster
+    /// DNS address, as k3s derives it).
+    pub fn indexed(&self, index: u32) -> Option<Ipv4Addr> {
+        let ip = Ipv4Addr::from(self.base.checked_add(index)?);
+        self.contains(ip).then_some(ip)
+    }
+
     fn size(&self) -> u32 {
         1u32 << (32 - self.prefix)
     }
@@ -594,6 +602,16 @@ mod tests {
         for i in 0..100_000 {
             assert!(c.contains(c.nth(i)));
         }
+        assert_eq!(c.indexed(10), Some(Ipv4Addr::new(10, 43, 0, 10)));
+        assert_eq!(
+            ServiceCidr::parse("10.242.0.0/16").unwrap().indexed(10),
+            Some(Ipv4Addr::new(10, 242, 0, 10))
+        );
+        // A /29 holds .1 to .6 only.
+        let small = ServiceCidr::parse("10.96.0.0/29").unwrap();
+        assert_eq!(small.indexed(6), Some(Ipv4Addr::new(10, 96, 0, 6)));
+        assert_eq!(small.indexed(7), None);
+        assert_eq!(small.indexed(10), None);
         assert!(ServiceCidr::parse("10.43.0.0").is_none());
         assert!(ServiceCidr::parse("10.43.0.0/31").is_none());
         assert_eq!(

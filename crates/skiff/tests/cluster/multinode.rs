@@ -42,6 +42,9 @@ use super::{Cluster, Names, ServerOpts, is_root, merge, support, write_airgap_bu
 pub const CLUSTER_CIDR: &str = "10.241.0.0/16";
 /// The Service range of multi-node clusters.
 pub const SERVICE_CIDR: &str = "10.242.0.0/16";
+/// The `kube-dns` ClusterIP of multi-node clusters (pods' nameserver): the
+/// `.10` of [`SERVICE_CIDR`], as 10.43.0.10 is of the default range.
+pub const CLUSTER_DNS: &str = "10.242.0.10";
 
 fn ip(args: &[&str]) -> std::process::Output {
     Command::new("ip").args(args).output().unwrap()
@@ -144,6 +147,19 @@ impl TestNet {
         ]);
         must(&["-n", &ns, "link", "set", "eth0", "up"]);
         must(&["-n", &ns, "link", "set", "lo", "up"]);
+        // A default route as real nodes have: traffic no proxy rule takes
+        // is routed (and the proxy's filter chains see it, e.g. to reject
+        // a Service without endpoints) rather than failing in the node's
+        // routing; the guard keeps it on the machine.
+        must(&[
+            "-n",
+            &ns,
+            "route",
+            "add",
+            "default",
+            "via",
+            &self.gateway().to_string(),
+        ]);
         ns
     }
 
@@ -243,6 +259,16 @@ impl Node {
             .stdin(Stdio::null())
             .output()
             .unwrap()
+    }
+
+    /// `nsenter --net` into this node's namespace running `program` (e.g.
+    /// the host's busybox, as the node's host would).
+    pub fn command(&self, program: &str) -> Command {
+        let mut cmd = Command::new("nsenter");
+        cmd.arg(format!("--net=/run/netns/{}", self.netns))
+            .arg("--")
+            .arg(program);
+        cmd
     }
 
     fn stop(&mut self) {
@@ -354,7 +380,16 @@ impl MultiNode {
                     "--service-cidr".into(),
                     SERVICE_CIDR.into(),
                     "--tls-san".into(),
+                    gateway.clone(),
+                    // Cluster DNS where the nodes' pods reach it (through
+                    // the kube-dns Service, masqueraded by their node); its
+                    // ClusterIP is the .10 of the range, CLUSTER_DNS.
+                    "--dns-listen-address".into(),
                     gateway,
+                    // No upstream: a name outside the cluster never leaves
+                    // the machine.
+                    "--dns-resolv-conf".into(),
+                    "/dev/null".into(),
                 ]
                 .into_iter()
                 .chain(opts.server_args.iter().cloned())
@@ -395,7 +430,7 @@ impl MultiNode {
             .arg("--data-dir")
             .arg(&data)
             .args(["--node-name", &name, "--node-ip", &ip.to_string()])
-            .args(["--cluster-cidr", CLUSTER_CIDR])
+            .args(["--cluster-cidr", CLUSTER_CIDR, "--cluster-dns", CLUSTER_DNS])
             .arg("--client-ca-file")
             .arg(ca)
             .arg("--pod-log-dir")
@@ -466,6 +501,25 @@ impl MultiNode {
                 })
         });
         p["status"]["podIP"].as_str().unwrap().parse().unwrap()
+    }
+
+    /// The network namespace of pod `pod` (in `default`), as
+    /// `/proc/PID/ns/net` of one of its running containers: a process
+    /// started with `nsenter --net=` on it talks as the pod would.
+    pub fn pod_netns(&self, pod: &str) -> Option<PathBuf> {
+        self.nodes
+            .iter()
+            .flat_map(Node::runtime_containers)
+            .find_map(|dir| {
+                let data = std::fs::read(dir.join("container.json")).ok()?;
+                let v: Value = serde_json::from_slice(&data).ok()?;
+                let labels = &v["labels"];
+                let ours = labels["io.kubernetes.pod.name"] == pod
+                    && labels["io.kubernetes.pod.namespace"] == "default";
+                let pid = v["pid"].as_i64().filter(|_| ours)?;
+                let path = PathBuf::from(format!("/proc/{pid}/ns/net"));
+                path.exists().then_some(path)
+            })
     }
 
     /// `kubectl exec POD -- ARGS`: (success, stdout, stderr).

@@ -551,6 +551,17 @@ mod tests {
     }
 
     #[test]
+    fn network_policy_is_on_by_default_in_its_own_table() {
+        let flags = parse(&[]).unwrap();
+        assert!(!flags.disable_network_policy);
+        assert_eq!(flags.network_policy_table, "skiff-netpol");
+        assert_ne!(flags.network_policy_table, flags.proxy_table);
+        let flags = parse(&["--disable-network-policy", "--network-policy-table", "t2"]).unwrap();
+        assert!(flags.disable_network_policy);
+        assert_eq!(flags.network_policy_table, "t2");
+    }
+
+    #[test]
     fn cni_flags_select_cni_with_upstream_defaults_for_the_other() {
         let state = std::path::Path::new("/state");
         assert_eq!(parse(&[]).unwrap().cni(state), None);

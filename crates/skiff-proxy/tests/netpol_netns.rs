@@ -214,6 +214,7 @@ async fn network_policies_filter_bridged_pod_traffic() {
     let http = SocketAddr::from((node.pod_ip(web), 8080));
     let alt = SocketAddr::from((node.pod_ip(web), 9090));
     let dev_http = SocketAddr::from((node.pod_ip(dev_client), 8080));
+    let host = SocketAddr::from((node.gateway(), 7070));
     let allowed =
         |from: usize, to: SocketAddr| fetch(&node.pods[from], to, Duration::from_secs(3)).is_some();
     let denied = |from: usize, to: SocketAddr| {
@@ -284,6 +285,10 @@ async fn network_policies_filter_bridged_pod_traffic() {
     apply(std::slice::from_ref(&egress_deny)).await;
     assert!(denied(dev_client, http));
     assert!(allowed(other, http));
+    // Egress to the node itself (the input hook) is policed too.
+    let _host = serve_tcp(&node.ns, host, "host");
+    assert!(denied(dev_client, host));
+    assert!(allowed(other, host));
     // Its ingress is not isolated, and replies to it are return traffic.
     assert!(allowed(other, dev_http));
     let egress_web = policy(

@@ -12,7 +12,9 @@ use std::collections::BTreeMap;
 use std::net::Ipv4Addr;
 
 use k8s_openapi::api::core::v1::{Namespace, Pod};
-use k8s_openapi::api::networking::v1::{NetworkPolicy, NetworkPolicyPeer, NetworkPolicyPort};
+use k8s_openapi::api::networking::v1::{
+    NetworkPolicy, NetworkPolicyPeer, NetworkPolicyPort, NetworkPolicySpec,
+};
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::LabelSelector;
 use k8s_openapi::apimachinery::pkg::util::intstr::IntOrString;
 use skiff_api::selector::labels::{Selector, from_label_selector};
@@ -208,7 +210,9 @@ pub fn policies(policies: &[&NetworkPolicy]) -> Vec<PolicyInfo> {
 fn policy(policy: &NetworkPolicy) -> Option<PolicyInfo> {
     let namespace = policy.metadata.namespace.clone()?;
     let name = policy.metadata.name.clone()?;
-    let spec = policy.spec.as_ref()?;
+    // An absent spec defaults as an empty one: deny all ingress.
+    let empty = NetworkPolicySpec::default();
+    let spec = policy.spec.as_ref().unwrap_or(&empty);
     // Absent is the empty selector: every pod of the namespace.
     let everything = LabelSelector::default();
     let pod_selector =

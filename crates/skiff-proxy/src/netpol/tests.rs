@@ -184,7 +184,8 @@ fn pod_selection_and_policy_types() {
             vec!["10.42.0.10", "10.42.0.11"],
             vec![],
         ),
-        // Absent podSelector is the same.
+        // Absent podSelector is the same; so is an absent spec.
+        (json!(null), vec!["10.42.0.10", "10.42.0.11"], vec![]),
         (json!({}), vec!["10.42.0.10", "10.42.0.11"], vec![]),
         // By label; pods on node-b are another agent's business.
         (

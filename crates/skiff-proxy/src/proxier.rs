@@ -295,19 +295,20 @@ where
 {
     let (store, writer) = reflector::store();
     tokio::spawn(async move {
-        let stream = reflector::reflector(writer, watcher(api, config).default_backoff()).for_each(
-            |event| {
-                if matches!(
-                    event,
-                    Ok(watcher::Event::Apply(_)
-                        | watcher::Event::Delete(_)
-                        | watcher::Event::InitDone)
-                ) {
-                    changed.notify_one();
-                }
-                futures::future::ready(())
-            },
-        );
+        // managedFields are of no use here and can be most of an object
+        // (the policy enforcer caches every Pod of the cluster).
+        let objects = watcher(api, config)
+            .default_backoff()
+            .modify(|o| o.meta_mut().managed_fields = None);
+        let stream = reflector::reflector(writer, objects).for_each(|event| {
+            if matches!(
+                event,
+                Ok(watcher::Event::Apply(_) | watcher::Event::Delete(_) | watcher::Event::InitDone)
+            ) {
+                changed.notify_one();
+            }
+            futures::future::ready(())
+        });
         tokio::select! {
             () = stream => {}
             () = stopped(&mut shutdown) => {}

@@ -3,12 +3,14 @@
 //! The Service proxy (kube-proxy's nftables mode) is a pure computation,
 //! [`model::build`] then [`rules::compute`], from Services, EndpointSlices
 //! and the node to a [`ruleset::Ruleset`], applied through skiff-sys's
-//! `Nftables` by the [`proxier`] the node agent runs. Cluster DNS lives in
+//! `Nftables` by the [`proxier`] the node agent runs. NetworkPolicy
+//! enforcement, run next to it, lives in [`netpol`]; cluster DNS in
 //! [`dns`].
 
 pub mod conntrack;
 pub mod dns;
 pub mod model;
+pub mod netpol;
 pub mod proxier;
 pub mod rules;
 pub mod ruleset;

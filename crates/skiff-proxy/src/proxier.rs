@@ -154,20 +154,17 @@ impl<F: Nftables, C: Conntrack> Proxier<F, C> {
         let started = Instant::now();
         let (ruleset, ports) = self.compute(services, slices, node);
         let rules = ruleset.rule_count();
-        let (script, full) = match &self.installed {
-            Some(old) if old.trusted && ruleset.diffable_from(&old.ruleset) => {
-                match ruleset.render_diff(&old.ruleset) {
-                    Some(script) => (script, false),
-                    None => {
-                        return Ok(SyncOutcome {
-                            applied: false,
-                            full: false,
-                            rules,
-                        });
-                    }
-                }
-            }
-            _ => (ruleset.render_full(), true),
+        let installed = self
+            .installed
+            .as_ref()
+            .filter(|i| i.trusted)
+            .map(|i| &i.ruleset);
+        let Some((script, full)) = ruleset.script_from(installed) else {
+            return Ok(SyncOutcome {
+                applied: false,
+                full: false,
+                rules,
+            });
         };
         if let Err(err) = self.nft.apply(&script).await {
             self.stats.sync_errors.fetch_add(1, Ordering::Relaxed);
@@ -276,12 +273,12 @@ impl Default for RunOptions {
 
 /// Resolves once `shutdown` says so (or its sender is gone). Returns `()`
 /// so no borrow of the channel is held across the await.
-async fn stopped(shutdown: &mut watch::Receiver<bool>) {
+pub(crate) async fn stopped(shutdown: &mut watch::Receiver<bool>) {
     let _ = shutdown.wait_for(|s| *s).await;
 }
 
 /// Starts a reflector of `api` that pokes `changed` on every change.
-fn reflect<K>(
+pub(crate) fn reflect<K>(
     api: Api<K>,
     config: watcher::Config,
     changed: Arc<Notify>,
@@ -298,19 +295,20 @@ where
 {
     let (store, writer) = reflector::store();
     tokio::spawn(async move {
-        let stream = reflector::reflector(writer, watcher(api, config).default_backoff()).for_each(
-            |event| {
-                if matches!(
-                    event,
-                    Ok(watcher::Event::Apply(_)
-                        | watcher::Event::Delete(_)
-                        | watcher::Event::InitDone)
-                ) {
-                    changed.notify_one();
-                }
-                futures::future::ready(())
-            },
-        );
+        // managedFields are of no use here and can be most of an object
+        // (the policy enforcer caches every Pod of the cluster).
+        let objects = watcher(api, config)
+            .default_backoff()
+            .modify(|o| o.meta_mut().managed_fields = None);
+        let stream = reflector::reflector(writer, objects).for_each(|event| {
+            if matches!(
+                event,
+                Ok(watcher::Event::Apply(_) | watcher::Event::Delete(_) | watcher::Event::InitDone)
+            ) {
+                changed.notify_one();
+            }
+            futures::future::ready(())
+        });
         tokio::select! {
             () = stream => {}
             () = stopped(&mut shutdown) => {}
@@ -358,6 +356,63 @@ pub async fn run<F: Nftables, C: Conntrack>(
             let _ = nodes.wait_until_ready().await;
         } => {}
     }
+    let mut target = ProxySync {
+        proxier: &mut proxier,
+        services,
+        slices,
+        nodes,
+    };
+    drive("proxy", &mut target, &changed, options, &mut shutdown).await?;
+    Ok(())
+}
+
+/// The proxy's stores and its proxier: one sync computes from the stores.
+struct ProxySync<'a, F, C> {
+    proxier: &'a mut Proxier<F, C>,
+    services: Store<Service>,
+    slices: Store<EndpointSlice>,
+    nodes: Store<Node>,
+}
+
+impl<F: Nftables, C: Conntrack> SyncOnce for ProxySync<'_, F, C> {
+    async fn sync_once(&mut self) -> Result<(), NftError> {
+        let svc = self.services.state();
+        let eps = self.slices.state();
+        let node = self.nodes.state().into_iter().next();
+        let svc_refs: Vec<&Service> = svc.iter().map(AsRef::as_ref).collect();
+        let eps_refs: Vec<&EndpointSlice> = eps.iter().map(AsRef::as_ref).collect();
+        let outcome = self
+            .proxier
+            .sync(&svc_refs, &eps_refs, node.as_deref())
+            .await?;
+        if outcome.applied {
+            tracing::debug!(
+                full = outcome.full,
+                rules = outcome.rules,
+                "synced proxy rules"
+            );
+        }
+        Ok(())
+    }
+}
+
+/// One sync of a rule loop (the proxy's, the policy enforcer's).
+pub(crate) trait SyncOnce: Send {
+    /// Computes from the current objects and applies.
+    fn sync_once(&mut self) -> impl std::future::Future<Output = Result<(), NftError>> + Send;
+}
+
+/// The rule loop: syncs `target` first at once, then `options.debounce`
+/// after each change and every `options.resync`; a failed sync is retried
+/// with back-off (the kernel keeps the previous rules meanwhile). Returns
+/// on `shutdown`, or with the error when `nft` is missing altogether.
+pub(crate) async fn drive(
+    what: &'static str,
+    target: &mut impl SyncOnce,
+    changed: &Notify,
+    options: RunOptions,
+    shutdown: &mut watch::Receiver<bool>,
+) -> Result<(), NftError> {
     let mut due = Some(tokio::time::Instant::now());
     let mut backoff: Option<Duration> = None;
     let mut resync_at = tokio::time::Instant::now() + options.resync;
@@ -369,7 +424,7 @@ pub async fn run<F: Nftables, C: Conntrack>(
             }
         };
         tokio::select! {
-            () = stopped(&mut shutdown) => return Ok(()),
+            () = stopped(shutdown) => return Ok(()),
             () = changed.notified() => {
                 // While backing off, a change does not cut the wait short.
                 if backoff.is_none() {
@@ -383,24 +438,14 @@ pub async fn run<F: Nftables, C: Conntrack>(
             }
             () = wait_due => {
                 due = None;
-                let svc = services.state();
-                let eps = slices.state();
-                let node = nodes.state().into_iter().next();
-                let svc_refs: Vec<&Service> = svc.iter().map(AsRef::as_ref).collect();
-                let eps_refs: Vec<&EndpointSlice> = eps.iter().map(AsRef::as_ref).collect();
-                match proxier.sync(&svc_refs, &eps_refs, node.as_deref()).await {
-                    Ok(outcome) => {
-                        backoff = None;
-                        if outcome.applied {
-                            tracing::debug!(full = outcome.full, rules = outcome.rules, "synced proxy rules");
-                        }
-                    }
-                    Err(NftError::NotFound) => return Err(NftError::NotFound.into()),
+                match target.sync_once().await {
+                    Ok(()) => backoff = None,
+                    Err(NftError::NotFound) => return Err(NftError::NotFound),
                     Err(err) => {
                         let delay = backoff.map_or(options.min_backoff, |b| (b * 2).min(options.max_backoff));
                         backoff = Some(delay);
                         due = Some(tokio::time::Instant::now() + delay);
-                        tracing::warn!(error = %err, retry_in = ?delay, "proxy rule sync failed; the previous rules stay in place");
+                        tracing::warn!(error = %err, retry_in = ?delay, "{what} rule sync failed; the previous rules stay in place");
                     }
                 }
             }

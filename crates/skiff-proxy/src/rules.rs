@@ -24,8 +24,7 @@
 //! size. Validation is per table: sharding Services over several tables is
 //! the way to make small changes cheap again.
 //!
-//! NetworkPolicy is not here: its rules belong in their own chains hooked
-//! from the filter base chains (see [`FILTER_FORWARD`]).
+//! NetworkPolicy is not here: it has its own table (see [`crate::netpol`]).
 
 use std::net::Ipv4Addr;
 
@@ -101,6 +100,15 @@ impl Cidr {
     pub fn new(addr: Ipv4Addr, prefix_len: u8) -> Option<Self> {
         (prefix_len <= 32).then_some(Self { addr, prefix_len })
     }
+
+    /// The first and last address of the block, as numbers.
+    pub fn range(&self) -> (u32, u32) {
+        let host_bits = u32::MAX
+            .checked_shr(u32::from(self.prefix_len))
+            .unwrap_or(0);
+        let first = u32::from(self.addr) & !host_bits;
+        (first, first | host_bits)
+    }
 }
 
 impl std::str::FromStr for Cidr {
@@ -139,7 +147,7 @@ pub fn valid_table_name(name: &str) -> bool {
 
 /// Whether `id` may be written into an nftables identifier: Kubernetes
 /// names are DNS labels/subdomains, but the objects come from the network.
-fn valid_identifier_part(id: &str) -> bool {
+pub(crate) fn valid_identifier_part(id: &str) -> bool {
     !id.is_empty()
         && id.len() <= 200
         && id

@@ -243,6 +243,19 @@ impl Ruleset {
             })
     }
 
+    /// The script that brings the kernel from `installed` (the ruleset
+    /// known to be in place, `None` when unknown) to this ruleset, and
+    /// whether it replaces the table whole: a diff when one can be made, a
+    /// full replacement otherwise. `None` when nothing changed.
+    pub fn script_from(&self, installed: Option<&Ruleset>) -> Option<(String, bool)> {
+        match installed {
+            Some(old) if self.diffable_from(old) => {
+                self.render_diff(old).map(|script| (script, false))
+            }
+            _ => Some((self.render_full(), true)),
+        }
+    }
+
     /// The script that removes the table; harmless when it does not exist.
     pub fn render_delete(table: &str) -> String {
         format!("add table ip {table}\ndelete table ip {table}\n")

@@ -87,6 +87,12 @@ pub struct AgentFlags {
     /// The Service proxy's nftables table (tests run several agents on one host).
     #[arg(long, default_value = skiff_proxy::DEFAULT_TABLE, hide = true)]
     pub proxy_table: String,
+    /// Do not enforce NetworkPolicies (nftables rules for this node's pods).
+    #[arg(long)]
+    pub disable_network_policy: bool,
+    /// The NetworkPolicy enforcer's nftables table (tests run several agents on one host).
+    #[arg(long, default_value = skiff_proxy::netpol::DEFAULT_TABLE, hide = true)]
+    pub network_policy_table: String,
     /// Directory of CNI network configurations: pods are connected by the
     /// plugin chain of its first .conf/.conflist instead of the built-in bridge.
     #[arg(long)]
@@ -320,6 +326,45 @@ async fn start_proxy(
     }))
 }
 
+/// Checks nftables and starts the NetworkPolicy enforcer.
+async fn start_network_policy(
+    config: skiff_proxy::netpol::NetpolConfig,
+    client: kube::Client,
+    shutdown: watch::Receiver<bool>,
+) -> anyhow::Result<tokio::task::JoinHandle<()>> {
+    let nft = skiff_sys::nft::NftCli::new();
+    skiff_proxy::proxier::preflight(&nft, &config.table)
+        .await
+        .context(
+            "NetworkPolicy enforcement needs nftables (pass --disable-network-policy to run without it)",
+        )?;
+    // Pods on one node talk across the bridge: the policy hooks see that
+    // traffic only with bridge-nf-call-iptables (absent without br_netfilter;
+    // the built-in bridge's own nf_call_iptables option then still holds).
+    if let Err(err) = skiff_sys::net::NetOps::set_sysctl(
+        &LinuxNetOps::new(),
+        "net.bridge.bridge-nf-call-iptables",
+        "1",
+    )
+    .await
+    {
+        tracing::warn!(error = %err, "cannot enable bridge-nf-call-iptables: same-node pod traffic may bypass NetworkPolicies");
+    }
+    let enforcer = skiff_proxy::netpol::Enforcer::new(config, nft)?;
+    Ok(tokio::spawn(async move {
+        if let Err(e) = skiff_proxy::netpol::run(
+            enforcer,
+            client,
+            skiff_proxy::RunOptions::default(),
+            shutdown,
+        )
+        .await
+        {
+            tracing::error!(error = %e, "the NetworkPolicy enforcer stopped");
+        }
+    }))
+}
+
 /// Removes the Service proxy's nftables table (`skiff agent --cleanup-proxy`).
 pub async fn cleanup_proxy(flags: &AgentFlags) -> anyhow::Result<()> {
     skiff_proxy::proxier::cleanup(&skiff_sys::nft::NftCli::new(), &flags.proxy_table).await?;
@@ -373,6 +418,15 @@ pub async fn run(
         let config = proxy_config(&flags, &node_name, node_ip)?;
         Some(start_proxy(config, client.clone(), shutdown.clone()).await?)
     };
+    let netpol_task = if flags.disable_network_policy {
+        None
+    } else {
+        let config = skiff_proxy::netpol::NetpolConfig {
+            table: flags.network_policy_table.clone(),
+            node_name: node_name.clone(),
+        };
+        Some(start_network_policy(config, client.clone(), shutdown.clone()).await?)
+    };
     let config = KubeletConfig {
         node_name,
         node_ip,
@@ -411,13 +465,16 @@ pub async fn run(
     if let Some(task) = proxy_task {
         let _ = task.await;
     }
+    if let Some(task) = netpol_task {
+        let _ = task.await;
+    }
     routes.abort();
     result.context("kubelet")
 }
 
 /// `skiff agent --cleanup`: removes what the agent put on the host's network
 /// (the pod routes, the built-in network's bridge and masquerade table, the
-/// Service proxy's table).
+/// Service proxy's and the NetworkPolicy enforcer's tables).
 /// Pods still running lose their network.
 pub async fn cleanup(flags: &AgentFlags) -> anyhow::Result<()> {
     let cluster_cidr = flags.cluster_cidr()?;
@@ -441,7 +498,10 @@ pub async fn cleanup(flags: &AgentFlags) -> anyhow::Result<()> {
     .context("removing the pod bridge and masquerade table")?;
     cleanup_proxy(flags)
         .await
-        .context("removing the proxy table")
+        .context("removing the proxy table")?;
+    skiff_proxy::netpol::cleanup(&skiff_sys::nft::NftCli::new(), &flags.network_policy_table)
+        .await
+        .context("removing the network policy table")
 }
 
 #[cfg(test)]
@@ -493,6 +553,17 @@ mod tests {
             let err = parse(&args).unwrap_err().to_string();
             assert!(err.contains(msg), "{args:?}: {err}");
         }
+    }
+
+    #[test]
+    fn network_policy_is_on_by_default_in_its_own_table() {
+        let flags = parse(&[]).unwrap();
+        assert!(!flags.disable_network_policy);
+        assert_eq!(flags.network_policy_table, "skiff-netpol");
+        assert_ne!(flags.network_policy_table, flags.proxy_table);
+        let flags = parse(&["--disable-network-policy", "--network-policy-table", "t2"]).unwrap();
+        assert!(flags.disable_network_policy);
+        assert_eq!(flags.network_policy_table, "t2");
     }
 
     #[test]

@@ -60,8 +60,8 @@ struct AgentArgs {
     #[arg(long, default_value = "/var/lib/skiff")]
     data_dir: PathBuf,
     /// Remove what the agent set up on the host's network (pod routes, the
-    /// built-in bridge and its masquerade table, the Service proxy's table),
-    /// then exit.
+    /// built-in bridge and its masquerade table, the Service proxy's and the
+    /// NetworkPolicy enforcer's tables), then exit.
     #[arg(long)]
     cleanup: bool,
     /// Remove only the Service proxy's nftables table, then exit.

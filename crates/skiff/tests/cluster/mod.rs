@@ -294,12 +294,20 @@ impl Drop for Cluster {
         let _ = Command::new("nft")
             .args(["delete", "table", "ip", &proxy_table(&self.names)])
             .status();
+        let _ = Command::new("nft")
+            .args(["delete", "table", "ip", &netpol_table(&self.names)])
+            .status();
     }
 }
 
 /// The Service proxy's table of this cluster (apart from other tests').
 pub fn proxy_table(names: &Names) -> String {
     format!("{}-proxy", names.nat_table)
+}
+
+/// The NetworkPolicy enforcer's table of this cluster.
+pub fn netpol_table(names: &Names) -> String {
+    format!("{}-netpol", names.nat_table)
 }
 
 /// Puts the busybox image where an agent with data dir `data_dir` imports it
@@ -354,6 +362,8 @@ fn spawn_server(
         ])
         .arg("--proxy-table")
         .arg(proxy_table(&names))
+        .arg("--network-policy-table")
+        .arg(netpol_table(&names))
         .arg("--kubelet-port")
         .arg(kubelet_port.to_string())
         .arg("--pod-log-dir")

@@ -96,7 +96,7 @@ fn container_id(p: &Value) -> String {
 
 #[test]
 fn pods_get_cgroups_by_qos_class_with_pod_level_limits() {
-    let Some(c) = Cluster::start(NAMES) else {
+    let Some(mut c) = Cluster::start(NAMES) else {
         return;
     };
     let kubepods = cluster::kubepods(NAMES.node);
@@ -192,4 +192,28 @@ fn pods_get_cgroups_by_qos_class_with_pod_level_limits() {
             .then_some(())
     });
     assert_eq!(cpu_weight(&burstable), want_weight(2));
+
+    // A pod cgroup no pod owns, with a process in it (a kubelet that died
+    // mid clean-up): the next start kills the process and removes it.
+    let stale = format!("{besteffort}/pod00000000-stale");
+    skiff_sys::cgroups::Cgroups::ensure(
+        &skiff_sys::cgroups::LinuxCgroups::new(),
+        &stale,
+        &Default::default(),
+    )
+    .unwrap();
+    let mut child = std::process::Command::new("sleep")
+        .arg("120")
+        .spawn()
+        .unwrap();
+    let pid = child.id();
+    std::fs::write(dir("memory", &stale).join("cgroup.procs"), pid.to_string()).unwrap();
+    let waiter = std::thread::spawn(move || child.wait().unwrap());
+    c.restart();
+    c.wait_for("the stale pod cgroup removed", Duration::from_secs(30), || {
+        (!dir("memory", &stale).exists() && !dir("cpu", &stale).exists()).then_some(())
+    });
+    let status = waiter.join().unwrap();
+    use std::os::unix::process::ExitStatusExt;
+    assert_eq!(status.signal(), Some(9), "{status}");
 }

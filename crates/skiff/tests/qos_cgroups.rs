@@ -7,6 +7,7 @@
 
 mod cluster;
 
+use std::os::unix::process::ExitStatusExt;
 use std::path::PathBuf;
 use std::time::Duration;
 
@@ -210,10 +211,11 @@ fn pods_get_cgroups_by_qos_class_with_pod_level_limits() {
     std::fs::write(dir("memory", &stale).join("cgroup.procs"), pid.to_string()).unwrap();
     let waiter = std::thread::spawn(move || child.wait().unwrap());
     c.restart();
-    c.wait_for("the stale pod cgroup removed", Duration::from_secs(30), || {
-        (!dir("memory", &stale).exists() && !dir("cpu", &stale).exists()).then_some(())
-    });
+    c.wait_for(
+        "the stale pod cgroup removed",
+        Duration::from_secs(30),
+        || (!dir("memory", &stale).exists() && !dir("cpu", &stale).exists()).then_some(()),
+    );
     let status = waiter.join().unwrap();
-    use std::os::unix::process::ExitStatusExt;
     assert_eq!(status.signal(), Some(9), "{status}");
 }

@@ -73,6 +73,14 @@ pub struct KubeletConfig {
     /// Images detected more recently are never collected
     /// (`imageMinimumGCAge`, default 2m).
     pub image_minimum_gc_age: Duration,
+    /// Pods go in a cgroup hierarchy by QoS class under `kubepods`
+    /// (`--cgroups-per-qos`, default true); off, sandboxes get no
+    /// `cgroup_parent`.
+    pub cgroups_per_qos: bool,
+    /// The cgroup `kubepods` goes under (`--cgroup-root`, default `/`).
+    pub cgroup_root: String,
+    /// Each pod cgroup's process limit (`--pod-max-pids`); `None` for none.
+    pub pod_pids_limit: Option<i64>,
 }
 
 /// Why the kubelet stopped.
@@ -105,6 +113,8 @@ pub(crate) struct Shared {
     pub(crate) host_etc_hosts: String,
     /// Machine memory in bytes (Burstable OOM scores).
     pub(crate) memory_capacity: i64,
+    /// The pod cgroups, with `cgroups_per_qos`.
+    pub(crate) pod_cgroups: Option<Arc<crate::cm::PodCgroups>>,
     restart_backoff: Mutex<Backoff>,
     image_backoff: Mutex<Backoff>,
     /// Generation of the newest relist started.
@@ -165,7 +175,11 @@ impl Shared {
             attempt,
             &crate::config::SandboxPaths {
                 log_directory: self.pod_log_dir(pod),
-                cgroup_parent: String::new(),
+                cgroup_parent: self
+                    .pod_cgroups
+                    .as_ref()
+                    .and_then(|c| c.pod_cgroup(pod))
+                    .unwrap_or_default(),
             },
             &self.config.cluster_dns,
             &self.config.cluster_domain,
@@ -336,6 +350,23 @@ pub async fn run(
         .await?
         .into_inner();
     let capacity = HostCapacity::read(&config.root_dir);
+    let pod_cgroups = if config.cgroups_per_qos {
+        let pcs = crate::cm::PodCgroups::new(
+            Arc::new(skiff_sys::cgroups::LinuxCgroups::new()),
+            &config.cgroup_root,
+            config.pod_pids_limit,
+        );
+        pcs.setup_node(capacity.cpus, capacity.memory_bytes)
+            .map_err(|e| {
+                KubeletError::Runtime(tonic::Status::internal(format!(
+                    "create the pod cgroups under {} (--cgroups-per-qos=false turns them off): {e}",
+                    pcs.layout().node()
+                )))
+            })?;
+        Some(Arc::new(pcs))
+    } else {
+        None
+    };
     let memory_capacity = i64::try_from(capacity.memory_bytes).unwrap_or(i64::MAX);
     let allocatable = capacity
         .allocatable(config.max_pods)
@@ -420,6 +451,7 @@ pub async fn run(
         ),
         host_etc_hosts: std::fs::read_to_string("/etc/hosts").unwrap_or_default(),
         memory_capacity,
+        pod_cgroups,
         runtime_name: version.runtime_name,
         restart_backoff: Mutex::new(Backoff::default()),
         image_backoff: Mutex::new(Backoff::default()),
@@ -565,6 +597,9 @@ async fn manage_pods(
     let mut listing: Option<Vec<String>> = None;
     // Orphans are only judged after the first complete list.
     let mut synced = false;
+    // Pod cgroups of pods neither the API nor the runtime has are removed
+    // once, after the first relist that follows the first complete list.
+    let mut orphan_cgroups_checked = shared.pod_cgroups.is_none();
 
     let worker_shutdown = shutdown.clone();
     let spawn = |uid: &str,
@@ -645,6 +680,18 @@ async fn manage_pods(
                             tracing::info!(pod = %uid, "removing pod unknown to the API server");
                             spawn(uid, None, snap.clone(), *generation, &mut workers, &mut tasks);
                         }
+                    }
+                    if !orphan_cgroups_checked
+                        && let Some(pcs) = shared.pod_cgroups.clone()
+                    {
+                        orphan_cgroups_checked = true;
+                        let known: std::collections::HashSet<String> =
+                            workers.keys().cloned().collect();
+                        tokio::spawn(async move {
+                            for uid in pcs.remove_orphans(&known).await {
+                                tracing::info!(pod = %uid, "removed the cgroup of a pod no longer known");
+                            }
+                        });
                     }
                 }
             }

@@ -6,6 +6,7 @@
 //! nodes of `skiff-sim`.
 
 pub mod backoff;
+pub mod cm;
 pub mod config;
 pub mod cri;
 pub mod exec;

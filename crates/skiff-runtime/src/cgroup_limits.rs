@@ -2,82 +2,43 @@
 //! v1 controller files where the host has them (hybrid or legacy), else v2.
 
 use std::io;
-use std::path::Path;
 
-use skiff_sys::cgroups::{CgroupMode, cgroup_mode};
+use skiff_sys::cgroups::{Cgroups, LinuxCgroups, ResourceConfig};
 
 use crate::cri::api::LinuxContainerResources;
 
-/// The files and values to write for `r` under the given layout.
-pub fn writes(
-    mode: CgroupMode,
-    r: &LinuxContainerResources,
-) -> Vec<(&'static str, &'static str, String)> {
-    let mut out = Vec::new();
-    match mode {
-        CgroupMode::Legacy | CgroupMode::Hybrid => {
-            if r.cpu_shares > 0 {
-                out.push(("cpu", "cpu.shares", r.cpu_shares.to_string()));
-            }
-            if r.cpu_period > 0 {
-                out.push(("cpu", "cpu.cfs_period_us", r.cpu_period.to_string()));
-            }
-            if r.cpu_quota != 0 {
-                out.push(("cpu", "cpu.cfs_quota_us", r.cpu_quota.to_string()));
-            }
-            if r.memory_limit_in_bytes > 0 {
-                out.push((
-                    "memory",
-                    "memory.limit_in_bytes",
-                    r.memory_limit_in_bytes.to_string(),
-                ));
-            }
-        }
-        CgroupMode::Unified => {
-            if r.cpu_shares > 0 {
-                // The conversion runc and the kubelet use for cgroup v2.
-                let weight = 1 + ((r.cpu_shares.clamp(2, 262_144) - 2) * 9999) / 262_142;
-                out.push(("", "cpu.weight", weight.to_string()));
-            }
-            if r.cpu_quota != 0 || r.cpu_period > 0 {
-                let period = if r.cpu_period > 0 {
-                    r.cpu_period
-                } else {
-                    100_000
-                };
-                let quota = if r.cpu_quota > 0 {
-                    r.cpu_quota.to_string()
-                } else {
-                    "max".into()
-                };
-                out.push(("", "cpu.max", format!("{quota} {period}")));
-            }
-            if r.memory_limit_in_bytes > 0 {
-                out.push(("", "memory.max", r.memory_limit_in_bytes.to_string()));
-            }
-        }
+/// `r` as a cgroup [`ResourceConfig`] (zero fields are unset).
+fn resource_config(r: &LinuxContainerResources) -> ResourceConfig {
+    ResourceConfig {
+        cpu_shares: u64::try_from(r.cpu_shares).ok().filter(|s| *s > 0),
+        cpu_quota: (r.cpu_quota != 0).then_some(r.cpu_quota),
+        cpu_period: u64::try_from(r.cpu_period).ok().filter(|p| *p > 0),
+        memory_limit: (r.memory_limit_in_bytes > 0).then_some(r.memory_limit_in_bytes),
+        pids_limit: None,
     }
-    out
 }
 
 /// Writes `r` into the cgroup `path`.
 pub fn apply(path: &str, r: &LinuxContainerResources) -> io::Result<()> {
-    let rel = path.trim_start_matches('/');
-    for (controller, file, value) in writes(cgroup_mode(), r) {
-        let target = Path::new("/sys/fs/cgroup")
-            .join(controller)
-            .join(rel)
-            .join(file);
-        std::fs::write(&target, value)
-            .map_err(|e| io::Error::new(e.kind(), format!("{}: {e}", target.display())))?;
-    }
-    Ok(())
+    LinuxCgroups::new().update(path, &resource_config(r))
 }
 
 #[cfg(test)]
 #[allow(clippy::unwrap_used, clippy::expect_used)]
 mod tests {
     use super::*;
+    use skiff_sys::cgroups::CgroupMode;
+    use skiff_sys::cgroups::resources::resource_writes;
+
+    fn writes(
+        mode: CgroupMode,
+        r: &LinuxContainerResources,
+    ) -> Vec<(&'static str, &'static str, String)> {
+        resource_writes(mode, &resource_config(r))
+            .into_iter()
+            .map(|w| (w.controller, w.file, w.value))
+            .collect()
+    }
 
     #[test]
     fn writes_per_layout() {

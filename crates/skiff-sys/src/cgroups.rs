@@ -1,8 +1,20 @@
-//! Cgroup filesystem helpers: where hierarchies are mounted and removing a
-//! (now empty) cgroup from every hierarchy.
+//! Cgroup filesystem helpers: where hierarchies are mounted, removing a
+//! (now empty) cgroup from every hierarchy, resource limits on v1 and v2
+//! ([`resources`]) and the [`Cgroups`] seam the kubelet's cgroup manager
+//! works through.
 
 use std::io;
 use std::path::{Path, PathBuf};
+
+#[cfg(feature = "fake")]
+mod fake;
+mod manager;
+pub mod resources;
+
+#[cfg(feature = "fake")]
+pub use fake::FakeCgroups;
+pub use manager::{Cgroups, LinuxCgroups};
+pub use resources::{ResourceConfig, cpu_shares_to_weight};
 
 /// The cgroup layout of the host.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

@@ -101,6 +101,16 @@ pub struct AgentFlags {
     /// giving it also selects CNI.
     #[arg(long, value_delimiter = ',')]
     pub cni_bin_dir: Vec<PathBuf>,
+    /// Put pods in cgroups by QoS class under a `kubepods` cgroup limited to
+    /// the node's allocatable resources (`--cgroups-per-qos=false` turns it off).
+    #[arg(long, default_value_t = true, action = clap::ArgAction::Set)]
+    pub cgroups_per_qos: bool,
+    /// The cgroup the `kubepods` hierarchy goes under.
+    #[arg(long, default_value = "/")]
+    pub cgroup_root: String,
+    /// Maximum processes in each pod's cgroup; -1 for no limit.
+    #[arg(long, default_value_t = -1, allow_negative_numbers = true)]
+    pub pod_max_pids: i64,
 }
 
 /// `--cluster-dns` of an agent that is not told (the .10 of the default
@@ -450,6 +460,9 @@ pub async fn run(
         image_gc_high_threshold_percent: image_gc.high_threshold_percent,
         image_gc_low_threshold_percent: image_gc.low_threshold_percent,
         image_minimum_gc_age: image_gc.min_age,
+        cgroups_per_qos: flags.cgroups_per_qos,
+        cgroup_root: flags.cgroup_root.clone(),
+        pod_pids_limit: (flags.pod_max_pids > 0).then_some(flags.pod_max_pids),
     };
     // Host-gw routes to the other nodes' pods, whatever the runtime.
     let routes = tokio::spawn(skiff_kubelet::routes::run(

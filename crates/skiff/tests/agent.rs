@@ -305,6 +305,20 @@ fn a_single_node_cluster_runs_pods_as_containers() {
         "{after}"
     );
     assert_eq!(state(&after, "s")["restartCount"], 0);
+    // Its pod cgroup stays too: the clean-up of orphaned pod cgroups at
+    // start knows the pod.
+    let pod_cgroup = format!(
+        "{}/besteffort/pod{}",
+        cluster::kubepods(NODE),
+        after["metadata"]["uid"].as_str().unwrap()
+    );
+    let roots = skiff_sys::cgroups::hierarchy_roots().unwrap();
+    assert!(
+        roots
+            .iter()
+            .any(|r| skiff_sys::cgroups::cgroup_dir(r, &pod_cgroup).is_dir()),
+        "{pod_cgroup} gone after the restart"
+    );
 
     // Every pod deleted: the runtime holds nothing afterwards.
     let out = c.kubectl(&["delete", "pods", "--all", "--wait=false"]);

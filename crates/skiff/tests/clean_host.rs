@@ -132,34 +132,56 @@ fn shim_processes(root: &Path) -> Vec<String> {
     out
 }
 
-/// Pids whose cgroup lies inside one of `sandboxes`' pod cgroups.
-fn processes_in_pod_cgroups(sandboxes: &BTreeSet<String>) -> Vec<String> {
+/// The QoS cgroups of this test's kubelet (`--cgroup-root`, cgroupfs
+/// naming): pod cgroups `pod<uid>` sit directly under one of them.
+fn qos_cgroups() -> [String; 3] {
+    let kubepods = cluster::kubepods(NAMES.node);
+    [
+        kubepods.clone(),
+        format!("{kubepods}/burstable"),
+        format!("{kubepods}/besteffort"),
+    ]
+}
+
+/// Whether cgroup `path` (from /proc/<pid>/cgroup) lies in a pod cgroup.
+fn in_pod_cgroup(path: &str) -> bool {
+    qos_cgroups().iter().any(|qos| {
+        path.strip_prefix(qos.as_str())
+            .and_then(|rest| rest.strip_prefix("/pod"))
+            .is_some_and(|rest| !rest.is_empty())
+    })
+}
+
+/// Pids whose cgroup lies inside a pod cgroup of this test's kubelet.
+fn processes_in_pod_cgroups() -> Vec<String> {
     let mut out = Vec::new();
     for pid in entries(Path::new("/proc")) {
         if pid.parse::<u32>().is_err() {
             continue;
         }
         let cgroups = std::fs::read_to_string(format!("/proc/{pid}/cgroup")).unwrap_or_default();
-        if let Some(id) = sandboxes.iter().find(|id| {
-            let pod = skiff_runtime::runtime::default_pod_cgroup(id);
-            cgroups.lines().any(|l| l.contains(&pod))
-        }) {
-            out.push(format!("pid {pid} in the cgroup of sandbox {id}"));
+        if let Some(line) = cgroups
+            .lines()
+            .find(|l| l.splitn(3, ':').nth(2).is_some_and(in_pod_cgroup))
+        {
+            out.push(format!("pid {pid} in {line}"));
         }
     }
     out
 }
 
-/// Pod cgroup directories of `sandboxes` still present, in any hierarchy.
-fn pod_cgroups(sandboxes: &BTreeSet<String>) -> Vec<String> {
+/// Pod cgroup directories (`pod<uid>` under a QoS cgroup) still present,
+/// in any hierarchy.
+fn pod_cgroups() -> Vec<String> {
     let roots = skiff_sys::cgroups::hierarchy_roots().unwrap();
     let mut out = Vec::new();
-    for id in sandboxes {
-        let pod = skiff_runtime::runtime::default_pod_cgroup(id);
-        for root in &roots {
-            let dir = skiff_sys::cgroups::cgroup_dir(root, &pod);
-            if dir.exists() {
-                out.push(dir.display().to_string());
+    for root in &roots {
+        for qos in qos_cgroups() {
+            let dir = skiff_sys::cgroups::cgroup_dir(root, &qos);
+            for name in entries(&dir) {
+                if name.starts_with("pod") && dir.join(&name).is_dir() {
+                    out.push(dir.join(name).display().to_string());
+                }
             }
         }
     }
@@ -219,10 +241,10 @@ impl Footprint {
                 .map(|id| skiff_runtime::network::host_veth_name(id))
                 .filter(|name| link_exists(name))
                 .collect(),
-            pod_cgroups: pod_cgroups(sandboxes),
+            pod_cgroups: pod_cgroups(),
             ipam: ipam_allocations(layout),
             shims: shim_processes(&layout.root),
-            pod_processes: processes_in_pod_cgroups(sandboxes),
+            pod_processes: processes_in_pod_cgroups(),
         }
     }
 
@@ -323,7 +345,13 @@ fn the_host_is_clean_after_100_pods_come_and_go() {
     );
     assert!(during.mounts.len() >= PODS, "{:#?}", during.mounts);
     assert!(during.shims.len() >= PODS, "{} shims", during.shims.len());
-    assert!(during.pod_cgroups.len() >= PODS, "{:?}", during.pod_cgroups);
+    // One pod cgroup per pod (in each hierarchy), every container process in one.
+    let pod_uids: BTreeSet<&str> = during
+        .pod_cgroups
+        .iter()
+        .filter_map(|p| p.rsplit('/').next())
+        .collect();
+    assert_eq!(pod_uids.len(), PODS, "{:?}", during.pod_cgroups);
     assert!(during.pod_processes.len() >= PODS);
 
     let out = c.kubectl(&["delete", "pods", "--all", "--wait=false"]);

@@ -15,7 +15,7 @@ use serde_json::{Map, Value};
 
 use crate::quantity::Quantity;
 
-pub use pods::{is_best_effort, is_terminating, pod_usage, quota_v1_pod};
+pub use pods::{is_best_effort, is_terminating, pod_resources, pod_usage, quota_v1_pod};
 
 /// Resource name → quantity, sorted by name (as upstream prints them).
 pub type ResourceList = BTreeMap<String, Quantity>;

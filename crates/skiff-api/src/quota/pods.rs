@@ -109,8 +109,9 @@ fn max_into(into: &mut ResourceList, other: &ResourceList) {
 /// The pod's effective `which` (`requests` or `limits`): its containers'
 /// sum with restartable init containers (sidecars), or the largest init
 /// container's need if more, plus the pod overhead (upstream's
-/// `PodRequests` / `PodLimits`).
-fn pod_resources(pod: &Value, which: &str) -> ResourceList {
+/// `PodRequests` / `PodLimits`). Limits here carry no overhead: a caller
+/// that wants upstream's `PodLimits` adds it to the limits present.
+pub fn pod_resources(pod: &Value, which: &str) -> ResourceList {
     let mut total = ResourceList::new();
     for c in containers(pod, "containers") {
         total = add(&total, &container_list(c, which));

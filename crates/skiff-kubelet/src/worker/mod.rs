@@ -236,12 +236,19 @@ impl PodWorker {
             // Terminal in the API: nothing restarts; make sure it is stopped.
             if !self.finished {
                 self.finished = true;
+                self.untrack_cgroup();
                 self.stop_all(pod, &snapshot.pod).await;
             }
             return;
         }
         if !fresh {
             return;
+        }
+        if !self.finished
+            && let Some(pcs) = &self.shared.pod_cgroups
+            && let Err(e) = pcs.track(pod)
+        {
+            tracing::warn!(pod = %self.uid, error = %e, "cannot update the QoS cgroups");
         }
         let began = Instant::now();
 
@@ -368,6 +375,7 @@ impl PodWorker {
         }
         if plan.terminal && !self.finished {
             self.finished = true;
+            self.untrack_cgroup();
             self.stop_sandboxes(&snapshot.pod).await;
             self.expect_relist();
         }
@@ -394,9 +402,25 @@ impl PodWorker {
         );
     }
 
-    /// Creates the pod's `attempt`-th sandbox and returns it as a relist
-    /// would show it.
+    /// The pod no longer counts towards its QoS cgroup's shares.
+    fn untrack_cgroup(&self) {
+        if let Some(pcs) = &self.shared.pod_cgroups
+            && let Err(e) = pcs.untrack(&self.uid)
+        {
+            tracing::warn!(pod = %self.uid, error = %e, "cannot update the QoS cgroups");
+        }
+    }
+
+    /// Creates the pod's `attempt`-th sandbox (in the pod's cgroup, made
+    /// first) and returns it as a relist would show it.
     async fn run_sandbox(&self, pod: &Pod, attempt: u32) -> Result<snapshot::SandboxView, String> {
+        if let Some(pcs) = &self.shared.pod_cgroups {
+            pcs.ensure_pod(pod).map_err(|e| {
+                format!(
+                    "failed to ensure that the pod's cgroups exist and are correctly applied: {e}"
+                )
+            })?;
+        }
         let config = self
             .shared
             .sandbox_config(pod, attempt)

@@ -216,11 +216,12 @@ impl PodWorker {
         self.expect_relist();
     }
 
-    /// Removes the pod's containers, sandboxes and volumes and forgets its
-    /// back-off state.
+    /// Removes the pod's containers, sandboxes, cgroup and volumes and
+    /// forgets its back-off state.
     pub(super) async fn cleanup(&mut self) {
         let snapshot = self.inputs.snapshot.borrow().pod.clone();
         let mut cri = self.shared.cri.clone();
+        let mut sandboxes_gone = true;
         for s in &snapshot.sandboxes {
             // Removing a sandbox removes its containers.
             if let Err(e) = cri
@@ -232,7 +233,16 @@ impl PodWorker {
                 && e.code() != tonic::Code::NotFound
             {
                 tracing::warn!(sandbox = %s.id, error = %e.message(), "remove sandbox");
+                sandboxes_gone = false;
             }
+        }
+        // With a sandbox left, the next worker for this runtime pod (or the
+        // clean-up at the next start) removes the cgroup.
+        if let Some(pcs) = &self.shared.pod_cgroups
+            && sandboxes_gone
+            && let Err(e) = pcs.destroy_pod(&self.uid).await
+        {
+            tracing::warn!(pod = %self.uid, error = %e, "remove pod cgroup");
         }
         if let Err(e) = self.shared.volumes.teardown(&self.uid).await {
             tracing::warn!(pod = %self.uid, error = %e, "volume teardown");

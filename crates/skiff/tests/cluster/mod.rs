@@ -285,6 +285,8 @@ impl Drop for Cluster {
         for t in targets {
             let _ = Command::new("umount").args(["-l", t]).status();
         }
+        // The kubelet leaves its node and QoS cgroups (as upstream's does).
+        remove_cgroup_root(self.names.node);
         let _ = Command::new("ip")
             .args(["link", "del", self.names.bridge])
             .status();
@@ -297,6 +299,29 @@ impl Drop for Cluster {
         let _ = Command::new("nft")
             .args(["delete", "table", "ip", &netpol_table(&self.names)])
             .status();
+    }
+}
+
+/// The `--cgroup-root` of node `node`'s kubelet: clusters of different test
+/// binaries share the host's cgroups, and each kubelet removes the pod
+/// cgroups it does not know under its own root.
+pub fn cgroup_root(node: &str) -> String {
+    format!("/skiff-test-{node}")
+}
+
+/// The node's cgroup hierarchy, path → its `kubepods` cgroup.
+pub fn kubepods(node: &str) -> String {
+    format!("{}/kubepods", cgroup_root(node))
+}
+
+/// Removes what is left of node `node`'s cgroups (its pods' processes are gone).
+pub fn remove_cgroup_root(node: &str) {
+    let root = cgroup_root(node);
+    for _ in 0..20 {
+        if skiff_sys::cgroups::remove_cgroup(&root).is_ok() {
+            return;
+        }
+        std::thread::sleep(Duration::from_millis(100));
     }
 }
 
@@ -368,6 +393,8 @@ fn spawn_server(
         .arg(kubelet_port.to_string())
         .arg("--pod-log-dir")
         .arg(dir.join("logs"))
+        .arg("--cgroup-root")
+        .arg(cgroup_root(names.node))
         .stdout(Stdio::null())
         .stderr(log)
         .spawn()

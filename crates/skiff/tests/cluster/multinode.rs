@@ -272,6 +272,14 @@ impl Node {
     }
 
     fn stop(&mut self) {
+        let stopped = self.agent.is_some();
+        self.stop_agent();
+        if stopped {
+            super::remove_cgroup_root(&self.name);
+        }
+    }
+
+    fn stop_agent(&mut self) {
         // The agent leaves containers running by design: kill them first.
         for dir in self.runtime_containers() {
             if let Ok(data) = std::fs::read(dir.join("container.json"))
@@ -435,6 +443,8 @@ impl MultiNode {
             .arg(ca)
             .arg("--pod-log-dir")
             .arg(dir.join("logs"))
+            .arg("--cgroup-root")
+            .arg(super::cgroup_root(&name))
             .args(extra)
             .stdin(Stdio::null())
             .stdout(Stdio::null())

@@ -47,7 +47,8 @@ impl Forward {
         let mut cmd = Command::new(KUBECTL);
         cmd.arg("--kubeconfig")
             .arg(c.dir.path().join("kubeconfig"))
-            .args(["port-forward", "--address", "127.0.0.1", target])
+            // -v=4 shows a fallback from the WebSocket tunnel to SPDY.
+            .args(["-v=4", "port-forward", "--address", "127.0.0.1", target])
             .args(mappings)
             .stdout(Stdio::piped())
             .stderr(Stdio::piped());
@@ -186,6 +187,10 @@ fn kubectl_port_forward_carries_connections_into_the_pod() {
         assert!(round_trip(local, &data) == data, "short exchange {i}");
     }
 
+    // The tunnel was used: no fallback to plain SPDY.
+    let stderr = fwd.stderr_text();
+    assert!(!stderr.to_lowercase().contains("fallback"), "{stderr}");
+
     // Nothing listens on 81: the connection closes without data and
     // kubectl prints the error the runtime put on the error stream.
     let mut conn = TcpStream::connect(("127.0.0.1", refused)).unwrap();
@@ -196,7 +201,7 @@ fn kubectl_port_forward_carries_connections_into_the_pod() {
     let mut back = Vec::new();
     let _ = conn.read_to_end(&mut back);
     assert!(back.is_empty(), "{} bytes from a closed port", back.len());
-    let mut stderr = String::new();
+    let mut stderr = stderr;
     for _ in 0..100 {
         stderr.push_str(&fwd.stderr_text());
         if stderr.contains("connection refused") {

@@ -187,11 +187,7 @@ async fn tunnel(client: hyper::upgrade::Upgraded, kubelet: hyper::upgrade::Upgra
     let upstream = async {
         while let Some(Ok(msg)) = stream.next().await {
             match msg {
-                Message::Binary(data) => {
-                    if to_kubelet.write_all(&data).await.is_err() {
-                        break;
-                    }
-                }
+                Message::Binary(data) if to_kubelet.write_all(&data).await.is_err() => break,
                 Message::Close(_) => break,
                 _ => {}
             }

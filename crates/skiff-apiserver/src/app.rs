@@ -264,8 +264,8 @@ impl App {
                 let Some(info) = resources::by_gvr(&r.group, &r.version, &r.resource) else {
                     return response::not_found_path();
                 };
-                // exec and attach upgrade the connection: no body to read, the request
-                // itself goes to the kubelet.
+                // exec, attach and portforward upgrade the connection: no body to
+                // read, the request itself goes to the kubelet.
                 if info.group.is_empty()
                     && info.plural == "pods"
                     && let Some(sub @ ("exec" | "attach")) = r.subresource.as_deref()
@@ -276,6 +276,22 @@ impl App {
                     return match self
                         .registry
                         .pod_exec(req, namespace, name, sub, query.as_deref())
+                        .await
+                    {
+                        Ok(resp) => resp,
+                        Err(err) => registry::error_response(&err),
+                    };
+                }
+                if info.group.is_empty()
+                    && info.plural == "pods"
+                    && r.subresource.as_deref() == Some("portforward")
+                    && matches!(r.verb, "get" | "create")
+                    && let Some(name) = r.name.as_deref()
+                {
+                    let namespace = r.namespace.as_deref().unwrap_or_default();
+                    return match self
+                        .registry
+                        .pod_port_forward(req, namespace, name, query.as_deref())
                         .await
                     {
                         Ok(resp) => resp,

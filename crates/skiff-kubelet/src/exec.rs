@@ -1,4 +1,4 @@
-//! Exec and attach for the kubelet server: finds the running container among the
+//! Exec, attach and port-forward for the kubelet server: finds the running container among the
 //! kubelet's pods and asks the runtime (CRI `Exec`) for a streaming URL.
 
 use k8s_cri::v1 as api;
@@ -6,7 +6,7 @@ use k8s_cri::v1 as api;
 use crate::cri::Cri;
 use crate::logs::PodLogs;
 use crate::server::stream::BoxFuture;
-use crate::server::{ContainerStreamer, ExecParams};
+use crate::server::{ContainerStreamer, ExecParams, PortForwardParams};
 
 /// [`ContainerStreamer`] over the kubelet's pods and its runtime.
 #[derive(Debug, Clone)]
@@ -82,5 +82,26 @@ impl ContainerStreamer for CriStreamer {
 
     fn attach_url(&self, params: ExecParams) -> BoxFuture<Result<String, (u16, String)>> {
         self.url(params, true)
+    }
+
+    fn port_forward_url(
+        &self,
+        params: PortForwardParams,
+    ) -> BoxFuture<Result<String, (u16, String)>> {
+        let found = self
+            .pods
+            .ready_sandbox(&params.namespace, &params.pod, params.uid.as_deref());
+        let mut cri = self.cri.clone();
+        Box::pin(async move {
+            let pod_sandbox_id = found?;
+            cri.runtime
+                .port_forward(api::PortForwardRequest {
+                    pod_sandbox_id,
+                    port: params.ports.into_iter().map(i32::from).collect(),
+                })
+                .await
+                .map(|r| r.into_inner().url)
+                .map_err(|s| runtime_error(&s))
+        })
     }
 }

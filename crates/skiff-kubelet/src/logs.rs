@@ -87,6 +87,38 @@ impl PodLogs {
             .ok_or_else(|| (500, format!("container not found ({container:?})")))
     }
 
+    /// The runtime ID of the ready sandbox of `namespace/pod` (with `uid`,
+    /// only if the pod has it), or upstream kubelet's answer when there is
+    /// none.
+    pub fn ready_sandbox(
+        &self,
+        namespace: &str,
+        pod: &str,
+        uid: Option<&str>,
+    ) -> Result<String, (u16, String)> {
+        let pods = self.lock();
+        let entry = pods
+            .get(&(namespace.to_owned(), pod.to_owned()))
+            .ok_or_else(|| (404, "pod does not exist".to_owned()))?;
+        if uid.is_some_and(|uid| uid != entry.uid) {
+            return Err((404, "pod not found".to_owned()));
+        }
+        entry
+            .snapshot
+            .current_sandbox()
+            .filter(|s| s.ready)
+            .map(|s| s.id.clone())
+            .ok_or_else(|| {
+                (
+                    500,
+                    format!(
+                        "failed to find sandboxID for pod {pod}_{namespace}({})",
+                        entry.uid
+                    ),
+                )
+            })
+    }
+
     fn running(&self, namespace: &str, pod: &str, id: &str) -> bool {
         self.lock()
             .get(&(namespace.to_owned(), pod.to_owned()))

@@ -13,6 +13,7 @@ pub mod meta;
 mod persistent_volumes;
 pub mod pod_exec;
 pub mod pod_log;
+pub mod pod_port_forward;
 mod quota;
 mod rv_splice;
 pub mod services;

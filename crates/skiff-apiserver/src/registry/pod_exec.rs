@@ -11,7 +11,7 @@
 //! the kubelet's (or the runtime's) reason.
 
 use bytes::Bytes;
-use http::{HeaderValue, Request, Response, StatusCode, header};
+use http::{HeaderName, HeaderValue, Request, Response, StatusCode, header};
 use http_body_util::{BodyExt, Empty};
 use hyper_util::rt::TokioIo;
 use serde_json::Value;
@@ -84,7 +84,7 @@ impl PodExecOptions {
 }
 
 /// Percent-encodes a query component (everything but unreserved bytes).
-fn encode_component(s: &str) -> String {
+pub(crate) fn encode_component(s: &str) -> String {
     let mut out = String::with_capacity(s.len());
     for b in s.bytes() {
         if b.is_ascii_alphanumeric() || matches!(b, b'-' | b'_' | b'.' | b'~') {
@@ -101,7 +101,7 @@ impl Registry {
     /// proxies the (upgrade) request to the kubelet.
     pub(crate) async fn pod_exec<B>(
         &self,
-        mut req: Request<B>,
+        req: Request<B>,
         namespace: &str,
         name: &str,
         subresource: &str,
@@ -120,21 +120,7 @@ impl Registry {
                 .await?,
         )?;
         let container = choose_container(&pod, name, opts.container.as_deref())?;
-        let node_name = pod
-            .pointer("/spec/nodeName")
-            .and_then(Value::as_str)
-            .unwrap_or_default();
-        if node_name.is_empty() {
-            return Err(ApiError::BadRequest(format!(
-                "pod {name} does not have a host assigned"
-            )));
-        }
-        let (client, host) = match self.kubelet_of(node_name).await? {
-            Ok(found) => found,
-            Err(message) => {
-                return Ok(unknown_error(StatusCode::INTERNAL_SERVER_ERROR, &message));
-            }
-        };
+        let node_name = node_of(&pod, name)?;
         let path = format!(
             "/{subresource}/{}/{}/{}?{}",
             encode_component(namespace),
@@ -142,14 +128,40 @@ impl Registry {
             encode_component(&container),
             opts.kubelet_query()
         );
+        self.upgrade_to_kubelet(req, node_name, &path, Vec::new())
+            .await
+            .map(|upgrade| upgrade.splice())
+    }
+
+    /// Sends the client's upgrade request to `node_name`'s kubelet as
+    /// `path` (with `headers` replacing the client's of the same names; an
+    /// empty value just removes the client's).
+    /// A refusal comes back as the kubelet gave it; a switch hands out both
+    /// upgraded connections.
+    pub(crate) async fn upgrade_to_kubelet<B>(
+        &self,
+        mut req: Request<B>,
+        node_name: &str,
+        path: &str,
+        headers: Vec<(HeaderName, HeaderValue)>,
+    ) -> Result<KubeletUpgrade, ApiError> {
+        let (client, host) = match self.kubelet_of(node_name).await? {
+            Ok(found) => found,
+            Err(message) => {
+                return Ok(KubeletUpgrade::Refused(unknown_error(
+                    StatusCode::INTERNAL_SERVER_ERROR,
+                    &message,
+                )));
+            }
+        };
         let client_upgrade = hyper::upgrade::on(&mut req);
         let tls = match client.dial(&host).await {
             Ok(tls) => tls,
             Err(message) => {
-                return Ok(unknown_error(
+                return Ok(KubeletUpgrade::Refused(unknown_error(
                     StatusCode::INTERNAL_SERVER_ERROR,
                     &format!("error dialing backend: {message}"),
-                ));
+                )));
             }
         };
         let (mut send, conn) = hyper::client::conn::http1::handshake(TokioIo::new(tls))
@@ -160,9 +172,14 @@ impl Registry {
                 tracing::debug!(error = %err, "kubelet exec connection ended with an error");
             }
         });
-        let mut out = Request::builder().method(req.method()).uri(&path);
+        let mut out = Request::builder().method(req.method()).uri(path);
         for (key, value) in req.headers() {
-            if !HOP_HEADERS.contains(&key.as_str()) {
+            if !HOP_HEADERS.contains(&key.as_str()) && !headers.iter().any(|(k, _)| k == key) {
+                out = out.header(key, value);
+            }
+        }
+        for (key, value) in headers {
+            if !value.is_empty() {
                 out = out.header(key, value);
             }
         }
@@ -188,30 +205,77 @@ impl Registry {
             if let Some(ct) = parts.headers.get(header::CONTENT_TYPE) {
                 back.headers_mut().insert(header::CONTENT_TYPE, ct.clone());
             }
-            return Ok(back);
+            return Ok(KubeletUpgrade::Refused(back));
         }
         let kubelet_upgrade = hyper::upgrade::on(&mut resp);
+        Ok(KubeletUpgrade::Switched {
+            kubelet_headers: resp.headers().clone(),
+            client: client_upgrade,
+            kubelet: kubelet_upgrade,
+        })
+    }
+}
+
+/// How a kubelet answered an upgrade request.
+pub(crate) enum KubeletUpgrade {
+    /// Anything but 101, to go back to the client as it is.
+    Refused(Response<Body>),
+    /// 101: the kubelet's response headers and both connections, once the
+    /// client has been answered.
+    Switched {
+        kubelet_headers: http::HeaderMap,
+        client: hyper::upgrade::OnUpgrade,
+        kubelet: hyper::upgrade::OnUpgrade,
+    },
+}
+
+impl KubeletUpgrade {
+    /// Answers the client with the kubelet's 101 and splices the two
+    /// connections together byte for byte.
+    pub(crate) fn splice(self) -> Response<Body> {
+        let (kubelet_headers, client, kubelet) = match self {
+            KubeletUpgrade::Refused(resp) => return resp,
+            KubeletUpgrade::Switched {
+                kubelet_headers,
+                client,
+                kubelet,
+            } => (kubelet_headers, client, kubelet),
+        };
         let mut back = Response::new(response::full(Bytes::new()));
         *back.status_mut() = StatusCode::SWITCHING_PROTOCOLS;
-        for (key, value) in resp.headers() {
+        for (key, value) in &kubelet_headers {
             back.headers_mut().append(key, value.clone());
         }
         back.headers_mut()
             .insert(header::CONNECTION, HeaderValue::from_static("Upgrade"));
         tokio::spawn(async move {
-            match tokio::join!(client_upgrade, kubelet_upgrade) {
+            match tokio::join!(client, kubelet) {
                 (Ok(client), Ok(kubelet)) => {
                     let mut client = TokioIo::new(client);
                     let mut kubelet = TokioIo::new(kubelet);
                     let _ = tokio::io::copy_bidirectional(&mut client, &mut kubelet).await;
                 }
                 (Err(err), _) | (_, Err(err)) => {
-                    tracing::debug!(error = %err, "exec upgrade failed");
+                    tracing::debug!(error = %err, "streaming upgrade failed");
                 }
             }
         });
-        Ok(back)
+        back
     }
+}
+
+/// The node a pod is bound to (upstream's message when none).
+pub(crate) fn node_of<'a>(pod: &'a Value, name: &str) -> Result<&'a str, ApiError> {
+    let node_name = pod
+        .pointer("/spec/nodeName")
+        .and_then(Value::as_str)
+        .unwrap_or_default();
+    if node_name.is_empty() {
+        return Err(ApiError::BadRequest(format!(
+            "pod {name} does not have a host assigned"
+        )));
+    }
+    Ok(node_name)
 }
 
 #[cfg(test)]

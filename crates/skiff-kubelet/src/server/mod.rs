@@ -36,7 +36,7 @@ use tokio_rustls::TlsAcceptor;
 
 pub use crilog::LogTarget;
 use query::{LogQuery, QueryError};
-pub use stream::{ContainerStreamer, ExecParams, StreamFlags};
+pub use stream::{ContainerStreamer, ExecParams, PortForwardParams, StreamFlags};
 
 /// Longest a client may take to complete the TLS handshake.
 const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
@@ -205,13 +205,15 @@ impl KubeletServer {
                             Some(rest) => Some((rest.to_owned(), false)),
                             None => path.strip_prefix("/attach/").map(|r| (r.to_owned(), true)),
                         };
-                        let resp = match exec {
-                            Some((rest, attach))
-                                if authenticated
-                                    && (req.method() == Method::GET
-                                        || req.method() == Method::POST) =>
-                            {
+                        let port_forward = path.strip_prefix("/portForward/").map(str::to_owned);
+                        let streaming = authenticated
+                            && (req.method() == Method::GET || req.method() == Method::POST);
+                        let resp = match (exec, port_forward) {
+                            (Some((rest, attach)), _) if streaming => {
                                 stream::exec(req, &rest, attach, streamer.as_deref()).await
+                            }
+                            (_, Some(rest)) if streaming => {
+                                stream::port_forward(req, &rest, streamer.as_deref()).await
                             }
                             _ => handle(req, authenticated, &*locator),
                         };

@@ -5,6 +5,11 @@
 //! `command` repeated, as the API server sends them), the runtime hands out
 //! a streaming URL through CRI `Exec`, and the client's upgrade request is
 //! proxied to it byte for byte.
+//!
+//! `/portForward/{namespace}/{pod}` (and `.../{uid}`), as upstream's
+//! `getPortForward`, works the same way through CRI `PortForward`; the
+//! ports come from the repeated `port` query parameter (WebSocket clients
+//! must name them; SPDY clients name a port per stream).
 
 use std::future::Future;
 use std::pin::Pin;
@@ -56,6 +61,89 @@ pub trait ContainerStreamer: Send + Sync + 'static {
 
     /// The runtime's attach URL for `params` (no command).
     fn attach_url(&self, params: ExecParams) -> BoxFuture<Result<String, (u16, String)>>;
+
+    /// The runtime's port-forward URL for the pod.
+    fn port_forward_url(
+        &self,
+        params: PortForwardParams,
+    ) -> BoxFuture<Result<String, (u16, String)>>;
+}
+
+/// A port-forward request's parameters.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PortForwardParams {
+    /// The pod's namespace.
+    pub namespace: String,
+    /// The pod's name.
+    pub pod: String,
+    /// The pod's UID, when the path names one.
+    pub uid: Option<String>,
+    /// The ports (from the query; SPDY clients may name none).
+    pub ports: Vec<u16>,
+}
+
+/// Parses `rest` (after `/portForward/`) and the query; `websocket` clients
+/// must name their ports (upstream's `NewV4Options`).
+pub fn parse_port_forward(
+    rest: &str,
+    query: Option<&str>,
+    websocket: bool,
+) -> Result<PortForwardParams, (u16, String)> {
+    let segments: Vec<String> = rest.split('/').map(percent_decode).collect();
+    let (namespace, pod, uid) = match segments.as_slice() {
+        [ns, pod] => (ns.clone(), pod.clone(), None),
+        [ns, pod, uid] => (ns.clone(), pod.clone(), Some(uid.clone())),
+        _ => return Err((404, "404 page not found".into())),
+    };
+    let mut ports = Vec::new();
+    for (k, v) in query_pairs(query) {
+        if k != "port" {
+            continue;
+        }
+        // kube-rs joins ports with commas; upstream clients repeat them.
+        for p in v.split(',') {
+            let port: u16 = p
+                .parse()
+                .map_err(|e| (400, format!("unable to parse {p:?} as a port: {e}")))?;
+            if port < 1 {
+                return Err((400, format!("port {p:?} must be > 0")));
+            }
+            ports.push(port);
+        }
+    }
+    if websocket && ports.is_empty() {
+        return Err((400, "query parameter \"port\" is required".into()));
+    }
+    Ok(PortForwardParams {
+        namespace,
+        pod,
+        uid,
+        ports,
+    })
+}
+
+/// Serves `/portForward/...`.
+pub async fn port_forward<B>(
+    req: Request<B>,
+    rest: &str,
+    streamer: Option<&dyn ContainerStreamer>,
+) -> Response<Body> {
+    let Some(streamer) = streamer else {
+        return text(StatusCode::NOT_FOUND, "404 page not found");
+    };
+    let websocket = req
+        .headers()
+        .get(header::UPGRADE)
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|v| v.trim().eq_ignore_ascii_case("websocket"));
+    let params = match parse_port_forward(rest, req.uri().query(), websocket) {
+        Ok(p) => p,
+        Err((code, msg)) => return error(code, msg),
+    };
+    match streamer.port_forward_url(params).await {
+        Ok(url) => proxy_upgrade(req, &url).await,
+        Err((code, msg)) => error(code, msg),
+    }
 }
 
 /// Parses `rest` (after `/exec/`) and the query.
@@ -250,5 +338,43 @@ mod tests {
             )
         );
         assert_eq!(parse_exec("ns/p", None).unwrap_err().0, 404);
+    }
+
+    #[test]
+    fn port_forward_params_from_path_and_query() {
+        let p = parse_port_forward("ns/web", Some("port=80&port=8080"), true).unwrap();
+        assert_eq!(
+            p,
+            PortForwardParams {
+                namespace: "ns".into(),
+                pod: "web".into(),
+                uid: None,
+                ports: vec![80, 8080],
+            }
+        );
+        let p = parse_port_forward("ns/web/uid-1", Some("port=80%2C81"), false).unwrap();
+        assert_eq!((p.uid.as_deref(), p.ports), (Some("uid-1"), vec![80, 81]));
+        // SPDY clients name ports per stream; WebSocket ones must name them.
+        assert!(
+            parse_port_forward("ns/web", None, false)
+                .unwrap()
+                .ports
+                .is_empty()
+        );
+        assert_eq!(
+            parse_port_forward("ns/web", None, true).unwrap_err(),
+            (400, "query parameter \"port\" is required".into())
+        );
+        assert_eq!(
+            parse_port_forward("ns/web", Some("port=0"), false).unwrap_err(),
+            (400, "port \"0\" must be > 0".into())
+        );
+        assert_eq!(
+            parse_port_forward("ns/web", Some("port=http"), false)
+                .unwrap_err()
+                .0,
+            400
+        );
+        assert_eq!(parse_port_forward("ns", None, false).unwrap_err().0, 404);
     }
 }

@@ -449,9 +449,25 @@ impl RuntimeService for CriRuntimeService {
 
     async fn port_forward(
         &self,
-        _request: Request<api::PortForwardRequest>,
+        request: Request<api::PortForwardRequest>,
     ) -> Result<Response<api::PortForwardResponse>, Status> {
-        Err(Status::unimplemented("PortForward is not implemented yet"))
+        let req = request.into_inner();
+        let streaming = self
+            .streaming
+            .as_deref()
+            .ok_or_else(|| Status::unimplemented("the streaming server is not running"))?;
+        if !req.pod_sandbox_id.is_empty() {
+            // As containerd: the sandbox must exist and be ready.
+            let sandbox = self.runtime.sandbox(&req.pod_sandbox_id)?;
+            if sandbox.state != SandboxState::Ready {
+                return Err(Status::failed_precondition(format!(
+                    "pod sandbox {:?} is not running",
+                    req.pod_sandbox_id
+                )));
+            }
+        }
+        let url = streaming.port_forward_url(&req)?;
+        Ok(Response::new(api::PortForwardResponse { url }))
     }
 
     async fn container_stats(

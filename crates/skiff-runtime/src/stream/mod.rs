@@ -1,4 +1,4 @@
-//! The CRI streaming server: `kubectl exec` and `kubectl attach` end here.
+//! The CRI streaming server: `kubectl exec`, `attach` and `port-forward` end here.
 //!
 //! The CRI `Exec`/`Attach` calls do not stream; they return a one-time URL
 //! on this server ([`server`]). The kubelet proxies the client's upgraded
@@ -14,6 +14,7 @@
 
 pub mod attach;
 pub mod exec;
+pub mod portforward;
 pub mod server;
 pub mod spdy;
 pub mod ws;

@@ -20,6 +20,9 @@ use hyper::service::service_fn;
 use hyper_util::rt::TokioIo;
 use tokio::net::TcpListener;
 
+use skiff_sys::NamespaceKind;
+
+use super::portforward::{self, NetnsDialer, PodDialer};
 use super::{StreamOpts, Version, attach, exec, spdy, ws};
 use crate::Runtime;
 use crate::cri::api;
@@ -40,6 +43,10 @@ enum Pending {
     Attach {
         container_id: String,
         opts: StreamOpts,
+    },
+    PortForward {
+        sandbox_id: String,
+        ports: Vec<u16>,
     },
 }
 
@@ -118,6 +125,30 @@ impl StreamingServer {
         Ok(format!("{}/attach/{token}", self.base))
     }
 
+    /// A one-time URL for a CRI `PortForwardRequest`.
+    pub fn port_forward_url(&self, req: &api::PortForwardRequest) -> Result<String, UrlError> {
+        if req.pod_sandbox_id.is_empty() {
+            return Err(UrlError::InvalidArgument(
+                "missing required pod_sandbox_id".into(),
+            ));
+        }
+        let ports = req
+            .port
+            .iter()
+            .map(|&p| {
+                u16::try_from(p)
+                    .ok()
+                    .filter(|&p| p > 0)
+                    .ok_or_else(|| UrlError::InvalidArgument(format!("invalid port {p}")))
+            })
+            .collect::<Result<Vec<u16>, UrlError>>()?;
+        let token = self.insert(Pending::PortForward {
+            sandbox_id: req.pod_sandbox_id.clone(),
+            ports,
+        })?;
+        Ok(format!("{}/portforward/{token}", self.base))
+    }
+
     fn insert(&self, pending: Pending) -> Result<String, UrlError> {
         let now = Instant::now();
         let mut map = self
@@ -148,6 +179,7 @@ impl StreamingServer {
         let Some(token) = path
             .strip_prefix("/exec/")
             .or_else(|| path.strip_prefix("/attach/"))
+            .or_else(|| path.strip_prefix("/portforward/"))
         else {
             return text(StatusCode::NOT_FOUND, "404 page not found");
         };
@@ -164,6 +196,16 @@ impl StreamingServer {
                 upgrade(req, opts, move |session| {
                     attach::run(runtime, container_id, opts, session)
                 })
+            }
+            Some(Pending::PortForward { sandbox_id, ports })
+                if path.starts_with("/portforward/") =>
+            {
+                let netns = runtime
+                    .namespace_paths(&sandbox_id)
+                    .get(NamespaceKind::Net)
+                    .to_path_buf();
+                let dialer: Arc<dyn PodDialer> = Arc::new(NetnsDialer::new(sandbox_id, netns));
+                upgrade_port_forward(req, ports, dialer)
             }
             _ => text(StatusCode::NOT_FOUND, "404 page not found"),
         }
@@ -267,8 +309,6 @@ where
                     "unable to upgrade: missing Sec-WebSocket-Key",
                 );
             };
-            let accept =
-                tokio_tungstenite::tungstenite::handshake::derive_accept_key(key.as_bytes());
             tokio::spawn(async move {
                 match on_upgrade.await {
                     Ok(upgraded) => {
@@ -278,44 +318,12 @@ where
                     Err(err) => tracing::debug!(error = %err, "exec WebSocket upgrade failed"),
                 }
             });
-            let mut resp = Response::new(Full::new(Bytes::new()));
-            *resp.status_mut() = StatusCode::SWITCHING_PROTOCOLS;
-            let h = resp.headers_mut();
-            h.insert(header::UPGRADE, HeaderValue::from_static("websocket"));
-            h.insert(header::CONNECTION, HeaderValue::from_static("Upgrade"));
-            if let Ok(v) = HeaderValue::from_str(&accept) {
-                h.insert("sec-websocket-accept", v);
-            }
-            h.insert(
-                "sec-websocket-protocol",
-                HeaderValue::from_static(protocol.name()),
-            );
-            resp
+            websocket_switching(key, Some(protocol.name()))
         }
         Some("spdy/3.1") => {
             let offered = header_values(&headers, "x-stream-protocol-version");
             let Some(version) = spdy::negotiate(&offered) else {
-                // Upstream's httpstream.Handshake answers.
-                if offered.iter().all(|v| v.trim().is_empty()) {
-                    return text(
-                        StatusCode::BAD_REQUEST,
-                        "unable to upgrade: X-Stream-Protocol-Version is required",
-                    );
-                }
-                let mut resp = text(
-                    StatusCode::FORBIDDEN,
-                    &format!(
-                        "unable to upgrade: unable to negotiate protocol: client supports {offered:?}, server supports {:?}",
-                        spdy_names()
-                    ),
-                );
-                for name in spdy_names() {
-                    resp.headers_mut().append(
-                        "x-accepted-stream-protocol-versions",
-                        HeaderValue::from_static(name),
-                    );
-                }
-                return resp;
+                return spdy_refusal(&offered, &spdy_names());
             };
             tokio::spawn(async move {
                 let upgraded = match on_upgrade.await {
@@ -330,22 +338,137 @@ where
                     Err(err) => tracing::debug!(error = %err, "exec SPDY streams failed"),
                 }
             });
-            let mut resp = Response::new(Full::new(Bytes::new()));
-            *resp.status_mut() = StatusCode::SWITCHING_PROTOCOLS;
-            let h = resp.headers_mut();
-            h.insert(header::UPGRADE, HeaderValue::from_static("SPDY/3.1"));
-            h.insert(header::CONNECTION, HeaderValue::from_static("Upgrade"));
-            h.insert(
-                "x-stream-protocol-version",
-                HeaderValue::from_static(version.name()),
-            );
-            resp
+            spdy_switching(version.name())
         }
         _ => text(
             StatusCode::BAD_REQUEST,
             "unable to upgrade: missing upgrade headers in request",
         ),
     }
+}
+
+/// Answers a port-forward upgrade (WebSocket `v4.channel.k8s.io` or SPDY/3.1
+/// `portforward.k8s.io`) and serves the connection through `dialer`.
+fn upgrade_port_forward(
+    mut req: Request<Incoming>,
+    ports: Vec<u16>,
+    dialer: Arc<dyn PodDialer>,
+) -> Response<Full<Bytes>> {
+    let headers = req.headers().clone();
+    let on_upgrade = hyper::upgrade::on(&mut req);
+    match upgrade_kind(&headers).as_deref() {
+        Some("websocket") => {
+            if ports.is_empty() {
+                return text(
+                    StatusCode::BAD_REQUEST,
+                    "query parameter \"port\" is required",
+                );
+            }
+            let offered = header_values(&headers, "sec-websocket-protocol");
+            let Some((protocol, name)) = portforward::ws::negotiate(&offered) else {
+                return text(
+                    StatusCode::BAD_REQUEST,
+                    &format!(
+                        "unable to upgrade: unable to match any of the offered subprotocols {offered:?}"
+                    ),
+                );
+            };
+            let Some(key) = headers.get("sec-websocket-key") else {
+                return text(
+                    StatusCode::BAD_REQUEST,
+                    "unable to upgrade: missing Sec-WebSocket-Key",
+                );
+            };
+            tokio::spawn(async move {
+                match on_upgrade.await {
+                    Ok(upgraded) => {
+                        portforward::ws::serve(TokioIo::new(upgraded), protocol, ports, dialer)
+                            .await;
+                    }
+                    Err(err) => {
+                        tracing::debug!(error = %err, "port-forward WebSocket upgrade failed");
+                    }
+                }
+            });
+            websocket_switching(key, name)
+        }
+        Some("spdy/3.1") => {
+            let offered = header_values(&headers, "x-stream-protocol-version");
+            let served = offered
+                .iter()
+                .flat_map(|v| v.split(','))
+                .any(|name| name.trim() == portforward::PROTOCOL_V1);
+            if !served {
+                return spdy_refusal(&offered, &[portforward::PROTOCOL_V1]);
+            }
+            tokio::spawn(async move {
+                match on_upgrade.await {
+                    Ok(upgraded) => portforward::spdy::serve(TokioIo::new(upgraded), dialer).await,
+                    Err(err) => tracing::debug!(error = %err, "port-forward SPDY upgrade failed"),
+                }
+            });
+            spdy_switching(portforward::PROTOCOL_V1)
+        }
+        _ => text(
+            StatusCode::BAD_REQUEST,
+            "unable to upgrade: missing upgrade headers in request",
+        ),
+    }
+}
+
+/// The 101 answer to a WebSocket upgrade with `key`, naming `protocol`.
+fn websocket_switching(key: &HeaderValue, protocol: Option<&'static str>) -> Response<Full<Bytes>> {
+    let accept = tokio_tungstenite::tungstenite::handshake::derive_accept_key(key.as_bytes());
+    let mut resp = Response::new(Full::new(Bytes::new()));
+    *resp.status_mut() = StatusCode::SWITCHING_PROTOCOLS;
+    let h = resp.headers_mut();
+    h.insert(header::UPGRADE, HeaderValue::from_static("websocket"));
+    h.insert(header::CONNECTION, HeaderValue::from_static("Upgrade"));
+    if let Ok(v) = HeaderValue::from_str(&accept) {
+        h.insert("sec-websocket-accept", v);
+    }
+    if let Some(protocol) = protocol {
+        h.insert("sec-websocket-protocol", HeaderValue::from_static(protocol));
+    }
+    resp
+}
+
+/// The 101 answer to a SPDY/3.1 upgrade speaking `protocol`.
+fn spdy_switching(protocol: &'static str) -> Response<Full<Bytes>> {
+    let mut resp = Response::new(Full::new(Bytes::new()));
+    *resp.status_mut() = StatusCode::SWITCHING_PROTOCOLS;
+    let h = resp.headers_mut();
+    h.insert(header::UPGRADE, HeaderValue::from_static("SPDY/3.1"));
+    h.insert(header::CONNECTION, HeaderValue::from_static("Upgrade"));
+    h.insert(
+        "x-stream-protocol-version",
+        HeaderValue::from_static(protocol),
+    );
+    resp
+}
+
+/// Upstream's `httpstream.Handshake` answer when no offered protocol is
+/// served: 400 when none was offered, else 403 listing what is.
+fn spdy_refusal(offered: &[&str], served: &[&'static str]) -> Response<Full<Bytes>> {
+    if offered.iter().all(|v| v.trim().is_empty()) {
+        return text(
+            StatusCode::BAD_REQUEST,
+            "unable to upgrade: X-Stream-Protocol-Version is required",
+        );
+    }
+    let mut resp = text(
+        StatusCode::FORBIDDEN,
+        &format!(
+            "unable to upgrade: unable to negotiate protocol: client supports {offered:?}, server supports {served:?}"
+        ),
+    );
+    for name in served {
+        resp.headers_mut().append(
+            "x-accepted-stream-protocol-versions",
+            HeaderValue::from_static(name),
+        );
+    }
+    resp
 }
 
 fn spdy_names() -> Vec<&'static str> {

@@ -198,7 +198,7 @@ async fn read_client<S>(
 
 /// A message's channel and payload; `None` for control frames and
 /// malformed messages.
-fn decode(protocol: Protocol, msg: Message) -> Option<(u8, Vec<u8>)> {
+pub(crate) fn decode(protocol: Protocol, msg: Message) -> Option<(u8, Vec<u8>)> {
     match msg {
         Message::Binary(data) if !protocol.base64 => {
             let (&channel, rest) = data.split_first()?;
@@ -222,7 +222,7 @@ fn decode(protocol: Protocol, msg: Message) -> Option<(u8, Vec<u8>)> {
     }
 }
 
-fn encode(protocol: Protocol, channel: u8, payload: &[u8]) -> Message {
+pub(crate) fn encode(protocol: Protocol, channel: u8, payload: &[u8]) -> Message {
     if protocol.base64 {
         let text = format!(
             "{}{}",

@@ -434,7 +434,7 @@ fn parse_header_block(mut block: &[u8]) -> Result<Headers, FrameError> {
 }
 
 /// The first value of header `name` (values may hold several, NUL-separated).
-pub(crate) fn header<'a>(headers: &'a Headers, name: &str) -> Option<&'a str> {
+pub(crate) fn header<'a>(headers: &'a [(String, String)], name: &str) -> Option<&'a str> {
     headers
         .iter()
         .find(|(n, _)| n == name)

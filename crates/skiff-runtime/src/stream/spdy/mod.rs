@@ -11,7 +11,7 @@
 mod conn;
 #[cfg(test)]
 mod flow_tests;
-mod frame;
+pub(crate) mod frame;
 #[cfg(test)]
 mod test_client;
 #[cfg(test)]

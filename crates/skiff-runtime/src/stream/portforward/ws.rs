@@ -1,0 +1,178 @@
+//! WebSocket port-forward driver (`v4.channel.k8s.io`, its base64 variant,
+//! or no subprotocol), as kube-rs and the Python client speak it.
+//!
+//! The ports come with the request; port `i` uses channel `2i` for data and
+//! `2i+1` for errors. Each channel's first message from the server is the
+//! port, two bytes little-endian. Each port gets one connection to the pod
+//! for the life of the socket; the socket closes once every port's
+//! connection has ended.
+
+use std::sync::Arc;
+
+use bytes::Bytes;
+use futures::{SinkExt, StreamExt};
+use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
+use tokio::sync::mpsc;
+use tokio_tungstenite::WebSocketStream;
+use tokio_tungstenite::tungstenite::Message;
+use tokio_tungstenite::tungstenite::protocol::frame::coding::CloseCode;
+use tokio_tungstenite::tungstenite::protocol::{CloseFrame, Role};
+
+use super::{PodDialer, forward_error};
+use crate::stream::ws::{Protocol, decode, encode};
+use crate::stream::{CHANNEL_DEPTH, Version};
+
+/// The largest message we send.
+const MAX_MESSAGE: usize = 32 * 1024;
+
+/// The subprotocol for the client's `Sec-WebSocket-Protocol` values:
+/// `v4.channel.k8s.io`, `v4.base64.channel.k8s.io`, or none (binary);
+/// `None` when it offers only others (upstream then refuses the upgrade).
+/// The second value is the name to answer with (`None`: no header).
+pub fn negotiate(client: &[&str]) -> Option<(Protocol, Option<&'static str>)> {
+    let offered: Vec<&str> = client
+        .iter()
+        .flat_map(|v| v.split(','))
+        .map(str::trim)
+        .filter(|p| !p.is_empty())
+        .collect();
+    let binary = Protocol {
+        version: Version::V4,
+        base64: false,
+    };
+    if offered.is_empty() {
+        return Some((binary, None));
+    }
+    offered.into_iter().find_map(|name| match name {
+        "v4.channel.k8s.io" => Some((binary, Some("v4.channel.k8s.io"))),
+        "v4.base64.channel.k8s.io" => Some((
+            Protocol {
+                version: Version::V4,
+                base64: true,
+            },
+            Some("v4.base64.channel.k8s.io"),
+        )),
+        _ => None,
+    })
+}
+
+/// Serves one upgraded connection for `ports`.
+#[tracing::instrument(skip_all)]
+pub async fn serve<I>(io: I, protocol: Protocol, ports: Vec<u16>, dialer: Arc<dyn PodDialer>)
+where
+    I: AsyncRead + AsyncWrite + Unpin + Send + 'static,
+{
+    let ws = WebSocketStream::from_raw_socket(io, Role::Server, None).await;
+    let (mut sink, mut stream) = ws.split();
+    let (out_tx, mut out_rx) = mpsc::channel::<(u8, Bytes)>(CHANNEL_DEPTH);
+    let mut to_pods = Vec::with_capacity(ports.len());
+    for (i, port) in ports.iter().enumerate() {
+        let Ok(data_channel) = u8::try_from(2 * i) else {
+            break;
+        };
+        for channel in [data_channel, data_channel + 1] {
+            if sink
+                .send(encode(protocol, channel, &port.to_le_bytes()))
+                .await
+                .is_err()
+            {
+                return;
+            }
+        }
+        let (tx, rx) = mpsc::channel(CHANNEL_DEPTH);
+        to_pods.push(Some(tx));
+        tokio::spawn(forward(
+            dialer.clone(),
+            *port,
+            data_channel,
+            rx,
+            out_tx.clone(),
+        ));
+    }
+    drop(out_tx);
+    loop {
+        tokio::select! {
+            out = out_rx.recv() => {
+                let Some((channel, data)) = out else {
+                    // Every port's connection has ended.
+                    let _ = sink
+                        .send(Message::Close(Some(CloseFrame {
+                            code: CloseCode::Normal,
+                            reason: "".into(),
+                        })))
+                        .await;
+                    return;
+                };
+                if sink.send(encode(protocol, channel, &data)).await.is_err() {
+                    return;
+                }
+            }
+            msg = stream.next() => {
+                let Some(Ok(msg)) = msg else { return };
+                if matches!(msg, Message::Close(_)) {
+                    return;
+                }
+                let Some((channel, data)) = decode(protocol, msg) else {
+                    continue;
+                };
+                // Only data channels carry input; the rest is ignored.
+                if channel % 2 != 0 || data.is_empty() {
+                    continue;
+                }
+                if let Some(slot) = to_pods.get_mut(usize::from(channel / 2))
+                    && let Some(tx) = slot
+                    && tx.send(Bytes::from(data)).await.is_err()
+                {
+                    *slot = None;
+                }
+            }
+        }
+    }
+}
+
+/// One port's connection: dial, then copy until the pod's side ends.
+async fn forward(
+    dialer: Arc<dyn PodDialer>,
+    port: u16,
+    data_channel: u8,
+    mut from_client: mpsc::Receiver<Bytes>,
+    out: mpsc::Sender<(u8, Bytes)>,
+) {
+    let tcp = match dialer.dial(port).await {
+        Ok(tcp) => tcp,
+        Err(err) => {
+            let msg = forward_error(port, dialer.pod(), &err);
+            let _ = out.send((data_channel + 1, Bytes::from(msg))).await;
+            return;
+        }
+    };
+    let _ = tcp.set_nodelay(true);
+    let (mut rd, mut wr) = tcp.into_split();
+    let to_pod = async {
+        while let Some(data) = from_client.recv().await {
+            if wr.write_all(&data).await.is_err() {
+                break;
+            }
+        }
+        let _ = wr.shutdown().await;
+        std::future::pending::<()>().await;
+    };
+    let from_pod = async {
+        let mut buf = vec![0u8; MAX_MESSAGE];
+        loop {
+            match rd.read(&mut buf).await {
+                Ok(0) | Err(_) => break,
+                Ok(n) => {
+                    let chunk = Bytes::copy_from_slice(&buf[..n]);
+                    if out.send((data_channel, chunk)).await.is_err() {
+                        break;
+                    }
+                }
+            }
+        }
+    };
+    tokio::select! {
+        () = to_pod => {}
+        () = from_pod => {}
+    }
+}

@@ -9,7 +9,7 @@
 //! nat-prerouting / nat-output ─ services ─┬ @service-ips      → service-<id> / local-<id> / external-<id>
 //!                                         └ @service-nodeports → external-<id>   (daddr in @nodeport-ips)
 //! service-<id>  : masquerade off-cluster sources, then the random pick:
-//!                 ClusterIP only → pick-<proto>-<n>: dnat via @service-endpoints[daddr . proto . port . numgen mod n]
+//!                 ClusterIP only → pick-<proto>-<n>: dnat via @service-endpoints-<proto>[daddr . dport . numgen mod n]
 //!                 also external  → numgen cascade of dnat rules
 //!                 ClientIP affinity → affinity lookups, numgen cascade → endpoint-<id>__<ip>/<port>
 //! external-<id> : masquerade (policy Cluster) or pod/host short cuts + local endpoints (policy Local)
@@ -36,7 +36,7 @@
 
 use std::net::Ipv4Addr;
 
-use crate::model::{self, EndpointInfo, ServicePortInfo, TrafficPolicy};
+use crate::model::{self, EndpointInfo, Protocol, ServicePortInfo, TrafficPolicy};
 use crate::ruleset::{Ruleset, SetKind};
 
 /// Default table name.
@@ -78,8 +78,11 @@ pub const NODEPORT_IPS: &str = "nodeport-ips";
 pub const NO_ENDPOINT_SERVICES: &str = "no-endpoint-services";
 /// NodePorts of Services without (usable) endpoints.
 pub const NO_ENDPOINT_NODEPORTS: &str = "no-endpoint-nodeports";
-/// `ClusterIP . proto . port . i` → `address . port` of endpoint `i`: the
-/// random pick of Services reached only through their ClusterIP.
+/// Prefix of the maps `service-endpoints-<proto>`: `ClusterIP . port . i` →
+/// `address . port` of endpoint `i`, the random pick of Services reached
+/// only through their ClusterIP. One map per protocol: nft 1.0.6 cannot
+/// add a rule using a map keyed `meta l4proto . th dport` once that map is
+/// in the kernel ("conflicting protocols specified: tcp vs. th").
 pub const SERVICE_ENDPOINTS: &str = "service-endpoints";
 /// `ip . ip` of every endpoint: a DNATed packet whose source is its
 /// destination is a pod reaching itself through a Service (hairpin) and is
@@ -188,12 +191,15 @@ fn base(rs: &mut Ruleset, config: &ProxyConfig) {
     rs.declare_set(SERVICE_NODEPORTS, SetKind::Map, port_key, false);
     rs.declare_set(NO_ENDPOINT_NODEPORTS, SetKind::Map, port_key, false);
     rs.declare_set(NODEPORT_IPS, SetKind::Set, "type ipv4_addr;", false);
-    rs.declare_set(
-        SERVICE_ENDPOINTS,
-        SetKind::Map,
-        "typeof ip daddr . meta l4proto . th dport . numgen random mod 1 : ip daddr . th dport;",
-        false,
-    );
+    for proto in [Protocol::Tcp, Protocol::Udp, Protocol::Sctp] {
+        let p = proto.nft();
+        rs.declare_set(
+            &format!("{SERVICE_ENDPOINTS}-{p}"),
+            SetKind::Map,
+            &format!("typeof ip daddr . {p} dport . numgen random mod 1 : ip daddr . {p} dport;"),
+            false,
+        );
+    }
     rs.declare_set(
         HAIRPIN_ENDPOINTS,
         SetKind::Set,
@@ -335,15 +341,15 @@ fn balance(
             rs.rule(
                 &pick,
                 format!(
-                    "meta l4proto {proto} dnat ip to ip daddr . meta l4proto . th dport . numgen random mod {n} map @{SERVICE_ENDPOINTS}"
+                    "dnat ip to ip daddr . {proto} dport . numgen random mod {n} map @{SERVICE_ENDPOINTS}-{proto}"
                 ),
             );
         }
         for ip in &sp.cluster_ips {
             for (i, ep) in endpoints.iter().enumerate() {
                 rs.element(
-                    SERVICE_ENDPOINTS,
-                    format!("{ip} . {proto} . {} . {i}", sp.port),
+                    &format!("{SERVICE_ENDPOINTS}-{proto}"),
+                    format!("{ip} . {} . {i}", sp.port),
                     Some(format!("{} . {}", ep.ip, ep.port)),
                 );
             }

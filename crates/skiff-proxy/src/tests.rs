@@ -120,10 +120,10 @@ fn dnat_targets(rs: &Ruleset) -> Vec<String> {
         .filter_map(|r| r.split_once(" dnat to ").map(|(_, t)| t.to_string()))
         .collect();
     out.extend(
-        rs.sets[rules::SERVICE_ENDPOINTS]
-            .elements
-            .values()
-            .flatten()
+        rs.sets
+            .iter()
+            .filter(|(name, _)| name.starts_with(rules::SERVICE_ENDPOINTS))
+            .flat_map(|(_, set)| set.elements.values().flatten())
             .map(|v| v.replace(" . ", ":")),
     );
     out.sort();
@@ -219,15 +219,13 @@ fn cluster_ip_balances_over_ready_endpoints_with_hairpin_and_dnat() {
     // The pick: a draw of 0 or 1 looked up with the ClusterIP and port.
     assert_eq!(
         rules(&rs, "pick-tcp-2"),
-        [
-            "meta l4proto tcp dnat ip to ip daddr . meta l4proto . th dport . numgen random mod 2 map @service-endpoints"
-        ]
+        ["dnat ip to ip daddr . tcp dport . numgen random mod 2 map @service-endpoints-tcp"]
     );
     assert_eq!(
-        elements(&rs, rules::SERVICE_ENDPOINTS),
+        elements(&rs, "service-endpoints-tcp"),
         [
-            "10.43.0.5 . tcp . 80 . 0 : 10.42.0.7 . 8080",
-            "10.43.0.5 . tcp . 80 . 1 : 10.42.1.9 . 8080"
+            "10.43.0.5 . 80 . 0 : 10.42.0.7 . 8080",
+            "10.43.0.5 . 80 . 1 : 10.42.1.9 . 8080"
         ]
     );
     // Without affinity there is no chain per endpoint; hairpin is a lookup
@@ -350,10 +348,10 @@ fn named_target_ports_resolve_per_slice_and_bad_ports_do_not_fail() {
     let rs = compute(&[svc], &slices);
     assert_eq!(rules(&rs, SVC)[1..], ["goto pick-tcp-2"]);
     assert_eq!(
-        elements(&rs, rules::SERVICE_ENDPOINTS),
+        elements(&rs, "service-endpoints-tcp"),
         [
-            "10.43.0.5 . tcp . 80 . 0 : 10.42.0.7 . 8080",
-            "10.43.0.5 . tcp . 80 . 1 : 10.42.1.9 . 9090"
+            "10.43.0.5 . 80 . 0 : 10.42.0.7 . 8080",
+            "10.43.0.5 . 80 . 1 : 10.42.1.9 . 9090"
         ]
     );
     // metrics has no usable endpoint: it rejects, http still works.
@@ -390,11 +388,11 @@ fn protocols_key_maps_and_dnat() {
         assert_eq!(rules(&rs, &chain)[1], format!("goto pick-{nft}-1"));
         assert!(
             rules(&rs, &format!("pick-{nft}-1"))[0]
-                .starts_with(&format!("meta l4proto {nft} dnat ip to ip daddr . meta l4proto . th dport . numgen random mod 1 map")),
+                .starts_with(&format!("dnat ip to ip daddr . {nft} dport . numgen random mod 1 map @service-endpoints-{nft}")),
         );
         assert_eq!(
-            elements(&rs, rules::SERVICE_ENDPOINTS),
-            [format!("10.43.0.5 . {nft} . 53 . 0 : 10.42.0.7 . 5353")]
+            elements(&rs, &format!("service-endpoints-{nft}")),
+            ["10.43.0.5 . 53 . 0 : 10.42.0.7 . 5353"]
         );
     }
     // A slice port of another protocol does not serve the Service port.
@@ -715,7 +713,7 @@ fn many_services_do_not_collide() {
         20
     );
     assert_eq!(rs.sets[rules::HAIRPIN_ENDPOINTS].elements.len(), 20);
-    assert_eq!(rs.sets[rules::SERVICE_ENDPOINTS].elements.len(), 20);
+    assert_eq!(rs.sets["service-endpoints-tcp"].elements.len(), 20);
     assert_eq!(
         rs.chains.keys().filter(|c| c.starts_with("pick-")).count(),
         1,
@@ -741,14 +739,12 @@ fn random_pick_is_uniform() {
         let pick = format!("pick-tcp-{n}");
         assert_eq!(rules(&rs, SVC)[1], format!("goto {pick}"));
         assert!(rules(&rs, &pick)[0].contains(&format!("numgen random mod {n} map")));
-        let keys: Vec<String> = rs.sets[rules::SERVICE_ENDPOINTS]
+        let keys: Vec<String> = rs.sets["service-endpoints-tcp"]
             .elements
             .keys()
             .cloned()
             .collect();
-        let mut want_keys: Vec<String> = (0..n)
-            .map(|i| format!("10.43.0.5 . tcp . 80 . {i}"))
-            .collect();
+        let mut want_keys: Vec<String> = (0..n).map(|i| format!("10.43.0.5 . 80 . {i}")).collect();
         want_keys.sort();
         assert_eq!(keys, want_keys, "n={n}");
         assert_eq!(dnat_targets(&rs), all, "n={n}");

@@ -141,7 +141,7 @@ fn endpoint_removal_touches_only_that_service() {
             // pick of one is db's already).
             let undraw = position(
                 &l,
-                "delete element ip skiff-proxy service-endpoints { 10.43.0.5 . tcp . 80 . 1 }",
+                "delete element ip skiff-proxy service-endpoints-tcp { 10.43.0.5 . 80 . 1 }",
             );
             let delete_pick = position(&l, "delete chain ip skiff-proxy pick-tcp-2");
             assert!(undraw < flush_service && new_pick < delete_pick);
@@ -176,9 +176,9 @@ fn replacing_an_endpoint_of_a_cluster_ip_service_changes_only_elements() {
         lines(&script),
         [
             "delete element ip skiff-proxy hairpin-endpoints { 10.42.1.9 . 10.42.1.9 }",
-            "delete element ip skiff-proxy service-endpoints { 10.43.0.5 . tcp . 80 . 1 }",
+            "delete element ip skiff-proxy service-endpoints-tcp { 10.43.0.5 . 80 . 1 }",
             "add element ip skiff-proxy hairpin-endpoints { 10.42.1.10 . 10.42.1.10 }",
-            "add element ip skiff-proxy service-endpoints { 10.43.0.5 . tcp . 80 . 1 : 10.42.1.10 . 8080 }",
+            "add element ip skiff-proxy service-endpoints-tcp { 10.43.0.5 . 80 . 1 : 10.42.1.10 . 8080 }",
         ]
     );
 }

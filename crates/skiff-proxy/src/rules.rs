@@ -1,34 +1,41 @@
 //! Services to an nftables [`Ruleset`]: the pure core of the proxy.
 //!
 //! The layout follows kube-proxy's nftables mode (one table, verdict maps
-//! keyed `ip daddr . meta l4proto . th dport`, per Service-port and
-//! per-endpoint chains, a masquerade mark), in our own words, except that
-//! the random pick is a rule cascade rather than an inline verdict map (see
-//! `balance`):
+//! keyed `ip daddr . meta l4proto . th dport`, per Service-port chains, a
+//! masquerade mark), in our own words, except for how an endpoint is picked
+//! (see `balance`):
 //!
 //! ```text
-//! nat-prerouting / nat-output ─ services ─┬ @service-ips      → service-<id> / external-<id>
+//! nat-prerouting / nat-output ─ services ─┬ @service-ips      → service-<id> / local-<id> / external-<id>
 //!                                         └ @service-nodeports → external-<id>   (daddr in @nodeport-ips)
-//! service-<id>  : masquerade off-cluster sources, affinity lookups, random pick (numgen) → endpoint-<id>__<ip>/<port>
+//! service-<id>  : masquerade off-cluster sources, then the random pick:
+//!                 ClusterIP only → pick-<proto>-<n>: dnat via @service-endpoints-<proto>[daddr . dport . numgen mod n]
+//!                 also external  → numgen cascade of dnat rules
+//!                 ClientIP affinity → affinity lookups, numgen cascade → endpoint-<id>__<ip>/<port>
 //! external-<id> : masquerade (policy Cluster) or pod/host short cuts + local endpoints (policy Local)
-//! endpoint-…    : hairpin masquerade mark, affinity update, dnat
-//! nat-postrouting ─ masquerading (mark 0x4000 → masquerade)
+//! endpoint-…    : (affinity only) affinity update, dnat
+//! nat-postrouting ─ masquerading (hairpin: saddr . daddr in @hairpin-endpoints, or mark 0x4000 → masquerade)
 //! filter-input/forward/output ─ ct state new ─ endpoints-check (@no-endpoint-*: reject or drop)
 //! ```
 //!
-//! Cost, measured on kernel 6.1 / nft 1.0.6: loading the table is linear in
-//! its size (10,000 Services with 10 endpoints: 110k chains, 310k rules,
-//! about 7 s of CPU), and every transaction that adds a rule or a verdict
-//! element makes the kernel re-validate every chain reachable from the base
-//! chains, so even a one-endpoint change costs about a second of CPU at that
-//! size. Validation is per table: sharding Services over several tables is
-//! the way to make small changes cheap again.
+//! Cost, measured on nft 1.0.6 (kernel 6.18): every `nft -f` that adds a
+//! rule or an element first dumps every chain of every table in the
+//! namespace into its cache (the kernel restarts the dump per batch, so the
+//! dump grows faster than linearly), and the kernel re-validates every chain
+//! reachable from the base chains whenever a transaction adds a jump, goto
+//! or verdict element. Both scale with the number of chains and rules, not
+//! with the size of the change, so the layout keeps those small: no chain per
+//! endpoint (upstream has one, for the hairpin mark and affinity; here
+//! hairpin is one set lookup in postrouting and only Services with affinity
+//! get endpoint chains), and endpoints of plain ClusterIP Services are map
+//! elements rather than rules. At 10,000 Services with 10 endpoints that is
+//! 10k chains and 20k rules instead of 110k chains and 310k rules.
 //!
 //! NetworkPolicy is not here: it has its own table (see [`crate::netpol`]).
 
 use std::net::Ipv4Addr;
 
-use crate::model::{self, EndpointInfo, ServicePortInfo, TrafficPolicy};
+use crate::model::{self, EndpointInfo, Protocol, ServicePortInfo, TrafficPolicy};
 use crate::ruleset::{Ruleset, SetKind};
 
 /// Default table name.
@@ -70,6 +77,16 @@ pub const NODEPORT_IPS: &str = "nodeport-ips";
 pub const NO_ENDPOINT_SERVICES: &str = "no-endpoint-services";
 /// NodePorts of Services without (usable) endpoints.
 pub const NO_ENDPOINT_NODEPORTS: &str = "no-endpoint-nodeports";
+/// Prefix of the maps `service-endpoints-<proto>`: `ClusterIP . port . i` →
+/// `address . port` of endpoint `i`, the random pick of Services reached
+/// only through their ClusterIP. One map per protocol: nft 1.0.6 cannot
+/// add a rule using a map keyed `meta l4proto . th dport` once that map is
+/// in the kernel ("conflicting protocols specified: tcp vs. th").
+pub const SERVICE_ENDPOINTS: &str = "service-endpoints";
+/// `ip . ip` of every endpoint: a DNATed packet whose source is its
+/// destination is a pod reaching itself through a Service (hairpin) and is
+/// masqueraded so the reply comes back through the host.
+pub const HAIRPIN_ENDPOINTS: &str = "hairpin-endpoints";
 
 /// What the rules depend on besides Services and EndpointSlices.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -182,6 +199,21 @@ fn base(rs: &mut Ruleset, config: &ProxyConfig) {
     rs.declare_set(SERVICE_NODEPORTS, SetKind::Map, port_key, false);
     rs.declare_set(NO_ENDPOINT_NODEPORTS, SetKind::Map, port_key, false);
     rs.declare_set(NODEPORT_IPS, SetKind::Set, "type ipv4_addr;", false);
+    for proto in [Protocol::Tcp, Protocol::Udp, Protocol::Sctp] {
+        let p = proto.nft();
+        rs.declare_set(
+            &format!("{SERVICE_ENDPOINTS}-{p}"),
+            SetKind::Map,
+            &format!("typeof ip daddr . {p} dport . numgen random mod 1 : ip daddr . {p} dport;"),
+            false,
+        );
+    }
+    rs.declare_set(
+        HAIRPIN_ENDPOINTS,
+        SetKind::Set,
+        "type ipv4_addr . ipv4_addr;",
+        false,
+    );
     for ip in &config.nodeport_addresses {
         rs.element(NODEPORT_IPS, ip.to_string(), None);
     }
@@ -275,6 +307,12 @@ fn base(rs: &mut Ruleset, config: &ProxyConfig) {
     );
     rs.rule(
         MASQUERADING,
+        format!(
+            "ct status dnat ip saddr . ip daddr @{HAIRPIN_ENDPOINTS} jump {MARK_FOR_MASQUERADE}"
+        ),
+    );
+    rs.rule(
+        MASQUERADING,
         format!("mark and {MASQUERADE_MARK} == 0 return"),
     );
     // Clear the bit so a packet re-entering (e.g. via a tunnel) is not
@@ -284,17 +322,55 @@ fn base(rs: &mut Ruleset, config: &ProxyConfig) {
 }
 
 /// Load balancing over `endpoints`: affinity lookups first, then a random
-/// pick. Empty `endpoints` adds nothing.
+/// pick. Empty `endpoints` adds nothing. `cluster_ip_only`: the chain is
+/// reached only with a ClusterIP as destination, so the pick can be a
+/// lookup keyed by it.
 fn balance(
     rs: &mut Ruleset,
     chain: &str,
     id: &str,
     sp: &ServicePortInfo,
     endpoints: &[&EndpointInfo],
+    cluster_ip_only: bool,
 ) {
     if endpoints.is_empty() {
         return;
     }
+    let proto = sp.protocol.nft();
+    let n = endpoints.len();
+    if cluster_ip_only && sp.affinity_timeout.is_none() {
+        // The common case, and the cheapest: one shared chain per protocol
+        // and endpoint count draws `numgen random mod n` and DNATs to
+        // whatever `@service-endpoints` holds for (ClusterIP, port, draw).
+        // An endpoint change is then an element change, which neither
+        // touches rules nor makes the kernel re-validate the table.
+        let pick = format!("pick-{proto}-{n}");
+        if !rs.chains.contains_key(&pick) {
+            rs.rule(
+                &pick,
+                format!(
+                    "dnat ip to ip daddr . {proto} dport . numgen random mod {n} map @{SERVICE_ENDPOINTS}-{proto}"
+                ),
+            );
+        }
+        for ip in &sp.cluster_ips {
+            for (i, ep) in endpoints.iter().enumerate() {
+                rs.element(
+                    &format!("{SERVICE_ENDPOINTS}-{proto}"),
+                    format!("{ip} . {} . {i}", sp.port),
+                    Some(format!("{} . {}", ep.ip, ep.port)),
+                );
+            }
+        }
+        rs.rule(chain, format!("goto {pick}"));
+        return;
+    }
+    // With affinity the pick goes through the endpoint chains (they record
+    // the client); without, it DNATs right here.
+    let action = |ep: &EndpointInfo| match sp.affinity_timeout {
+        Some(_) => format!("goto {}", endpoint_chain(id, ep)),
+        None => dnat(proto, ep),
+    };
     if sp.affinity_timeout.is_some() {
         for ep in endpoints {
             rs.rule(
@@ -307,24 +383,24 @@ fn balance(
             );
         }
     }
-    // A uniform pick as a cascade: endpoint i of n is taken with
+    // Otherwise a uniform pick as a cascade: endpoint i of n is taken with
     // probability 1/(n-i) when none before it was, i.e. 1/n overall. Not
     // `numgen random mod n vmap { … }` as upstream writes it: every inline
-    // map is an anonymous set, and on the kernels we run (6.1) adding
-    // thousands of them to one table costs quadratic time (10,000 Services
-    // took minutes to load).
-    let n = endpoints.len();
+    // map is an anonymous set, and adding thousands of them to one table
+    // costs quadratic time in the kernel (1,000 Services: seconds; 10,000:
+    // minutes).
     for (i, ep) in endpoints.iter().enumerate() {
-        let target = endpoint_chain(id, ep);
+        let target = action(ep);
         if i + 1 == n {
-            rs.rule(chain, format!("goto {target}"));
+            rs.rule(chain, target);
         } else {
-            rs.rule(
-                chain,
-                format!("numgen random mod {} == 0 goto {target}", n - i),
-            );
+            rs.rule(chain, format!("numgen random mod {} == 0 {target}", n - i));
         }
     }
+}
+
+fn dnat(proto: &str, ep: &EndpointInfo) -> String {
+    format!("meta l4proto {proto} dnat to {}:{}", ep.ip, ep.port)
 }
 
 fn service_port(rs: &mut Ruleset, config: &ProxyConfig, sp: &ServicePortInfo) {
@@ -368,27 +444,20 @@ fn service_port(rs: &mut Ruleset, config: &ProxyConfig, sp: &ServicePortInfo) {
     used.sort_by_key(|e| (e.ip, e.port));
     used.dedup_by_key(|e| (e.ip, e.port));
     for ep in &used {
+        rs.element(HAIRPIN_ENDPOINTS, format!("{} . {}", ep.ip, ep.ip), None);
+        let Some(timeout) = sp.affinity_timeout else {
+            continue;
+        };
         let chain = endpoint_chain(&id, ep);
-        // Hairpin: a pod reaching itself through the Service must see the
-        // reply come from the Service, so its source is rewritten.
-        rs.rule(
-            &chain,
-            format!("ip saddr {} jump {MARK_FOR_MASQUERADE}", ep.ip),
+        let set = affinity_set(&id, ep);
+        rs.declare_set(
+            &set,
+            SetKind::Set,
+            &format!("type ipv4_addr; flags dynamic,timeout; timeout {timeout}s;"),
+            true,
         );
-        if let Some(timeout) = sp.affinity_timeout {
-            let set = affinity_set(&id, ep);
-            rs.declare_set(
-                &set,
-                SetKind::Set,
-                &format!("type ipv4_addr; flags dynamic,timeout; timeout {timeout}s;"),
-                true,
-            );
-            rs.rule(&chain, format!("update @{set} {{ ip saddr }}"));
-        }
-        rs.rule(
-            &chain,
-            format!("meta l4proto {proto} dnat to {}:{}", ep.ip, ep.port),
-        );
+        rs.rule(&chain, format!("update @{set} {{ ip saddr }}"));
+        rs.rule(&chain, dnat(proto, ep));
     }
     if !internal.is_empty()
         && let Some(cidr) = config.cluster_cidr
@@ -406,10 +475,10 @@ fn service_port(rs: &mut Ruleset, config: &ProxyConfig, sp: &ServicePortInfo) {
         }
     }
     if need_cluster_chain {
-        balance(rs, &cluster_chain, &id, sp, &cluster);
+        balance(rs, &cluster_chain, &id, sp, &cluster, !external_used);
     }
     if need_local_chain {
-        balance(rs, &local_chain, &id, sp, &local);
+        balance(rs, &local_chain, &id, sp, &local, !external_used);
     }
 
     // With no endpoint at all every destination rejects; with endpoints

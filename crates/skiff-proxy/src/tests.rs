@@ -110,6 +110,26 @@ fn endpoint_chain(ip: &str, port: u16) -> String {
     format!("endpoint-default/web/tcp/80__{ip}/{port}")
 }
 
+/// Every DNAT target in the ruleset, as `ip:port`: from dnat rules and
+/// from the ClusterIP pick map.
+fn dnat_targets(rs: &Ruleset) -> Vec<String> {
+    let mut out: Vec<String> = rs
+        .chains
+        .values()
+        .flat_map(|c| &c.rules)
+        .filter_map(|r| r.split_once(" dnat to ").map(|(_, t)| t.to_string()))
+        .collect();
+    out.extend(
+        rs.sets
+            .iter()
+            .filter(|(name, _)| name.starts_with(rules::SERVICE_ENDPOINTS))
+            .flat_map(|(_, set)| set.elements.values().flatten())
+            .map(|v| v.replace(" . ", ":")),
+    );
+    out.sort();
+    out
+}
+
 /// Chains and sets that are there whatever the Services are.
 fn base_only(rs: &Ruleset) -> bool {
     let base = compute(&[], &[]);
@@ -189,25 +209,35 @@ fn cluster_ip_balances_over_ready_endpoints_with_hairpin_and_dnat() {
         [format!("10.43.0.5 . tcp . 80 : goto {SVC}")]
     );
     assert!(elements(&rs, rules::NO_ENDPOINT_SERVICES).is_empty());
-    let (e1, e2) = (
-        endpoint_chain("10.42.0.7", 8080),
-        endpoint_chain("10.42.1.9", 8080),
-    );
     assert_eq!(
         rules(&rs, SVC),
         [
-            "ip daddr 10.43.0.5 tcp dport 80 ip saddr != 10.42.0.0/16 jump mark-for-masquerade"
-                .to_string(),
-            format!("numgen random mod 2 == 0 goto {e1}"),
-            format!("goto {e2}"),
+            "ip daddr 10.43.0.5 tcp dport 80 ip saddr != 10.42.0.0/16 jump mark-for-masquerade",
+            "goto pick-tcp-2",
         ]
     );
+    // The pick: a draw of 0 or 1 looked up with the ClusterIP and port.
     assert_eq!(
-        rules(&rs, &e1),
+        rules(&rs, "pick-tcp-2"),
+        ["dnat ip to ip daddr . tcp dport . numgen random mod 2 map @service-endpoints-tcp"]
+    );
+    assert_eq!(
+        elements(&rs, "service-endpoints-tcp"),
         [
-            "ip saddr 10.42.0.7 jump mark-for-masquerade",
-            "meta l4proto tcp dnat to 10.42.0.7:8080"
+            "10.43.0.5 . 80 . 0 : 10.42.0.7 . 8080",
+            "10.43.0.5 . 80 . 1 : 10.42.1.9 . 8080"
         ]
+    );
+    // Without affinity there is no chain per endpoint; hairpin is a lookup
+    // of (source, destination) in postrouting.
+    assert!(!rs.chains.keys().any(|c| c.starts_with("endpoint-")));
+    assert_eq!(
+        elements(&rs, rules::HAIRPIN_ENDPOINTS),
+        ["10.42.0.7 . 10.42.0.7", "10.42.1.9 . 10.42.1.9"]
+    );
+    assert_eq!(
+        rules(&rs, rules::MASQUERADING)[0],
+        "ct status dnat ip saddr . ip daddr @hairpin-endpoints jump mark-for-masquerade"
     );
     // No NodePort, no external chain.
     assert!(!rs.chains.contains_key(EXT));
@@ -268,17 +298,8 @@ fn endpoint_selection() {
             &[service("web", json!({}))],
             &[slice("web", "a", http(8080), endpoints)],
         );
-        let dnat: Vec<String> = rs
-            .chains
-            .iter()
-            .filter(|(n, _)| n.starts_with("endpoint-"))
-            .flat_map(|(_, c)| c.rules.iter().filter(|r| r.contains("dnat")).cloned())
-            .collect();
-        let want_dnat: Vec<String> = want
-            .iter()
-            .map(|ip| format!("meta l4proto tcp dnat to {ip}:8080"))
-            .collect();
-        assert_eq!(dnat, want_dnat, "{what}");
+        let want_dnat: Vec<String> = want.iter().map(|ip| format!("{ip}:8080")).collect();
+        assert_eq!(dnat_targets(&rs), want_dnat, "{what}");
         if want.is_empty() {
             assert_eq!(
                 elements(&rs, rules::NO_ENDPOINT_SERVICES),
@@ -325,22 +346,12 @@ fn named_target_ports_resolve_per_slice_and_bad_ports_do_not_fail() {
         slice("db", "a", http(5432), vec![ready("10.42.3.3", "node-a")]),
     ];
     let rs = compute(&[svc], &slices);
+    assert_eq!(rules(&rs, SVC)[1..], ["goto pick-tcp-2"]);
     assert_eq!(
-        rules(&rs, &endpoint_chain("10.42.0.7", 8080))[1],
-        "meta l4proto tcp dnat to 10.42.0.7:8080"
-    );
-    assert_eq!(
-        rules(&rs, &endpoint_chain("10.42.1.9", 9090))[1],
-        "meta l4proto tcp dnat to 10.42.1.9:9090"
-    );
-    assert_eq!(
-        rules(&rs, SVC)[1..],
+        elements(&rs, "service-endpoints-tcp"),
         [
-            format!(
-                "numgen random mod 2 == 0 goto {}",
-                endpoint_chain("10.42.0.7", 8080)
-            ),
-            format!("goto {}", endpoint_chain("10.42.1.9", 9090)),
+            "10.43.0.5 . 80 . 0 : 10.42.0.7 . 8080",
+            "10.43.0.5 . 80 . 1 : 10.42.1.9 . 9090"
         ]
     );
     // metrics has no usable endpoint: it rejects, http still works.
@@ -374,10 +385,14 @@ fn protocols_key_maps_and_dnat() {
             elements(&rs, rules::SERVICE_IPS),
             [format!("10.43.0.5 . {nft} . 53 : goto {chain}")]
         );
-        let ep = format!("endpoint-default/dns/{nft}/53__10.42.0.7/5353");
+        assert_eq!(rules(&rs, &chain)[1], format!("goto pick-{nft}-1"));
+        assert!(
+            rules(&rs, &format!("pick-{nft}-1"))[0]
+                .starts_with(&format!("dnat ip to ip daddr . {nft} dport . numgen random mod 1 map @service-endpoints-{nft}")),
+        );
         assert_eq!(
-            rules(&rs, &ep)[1],
-            format!("meta l4proto {nft} dnat to 10.42.0.7:5353")
+            elements(&rs, &format!("service-endpoints-{nft}")),
+            ["10.43.0.5 . 53 . 0 : 10.42.0.7 . 5353"]
         );
     }
     // A slice port of another protocol does not serve the Service port.
@@ -424,7 +439,6 @@ fn session_affinity_uses_a_dynamic_set_per_endpoint() {
     assert_eq!(
         rules(&rs, &e1),
         [
-            "ip saddr 10.42.0.7 jump mark-for-masquerade".to_string(),
             format!("update @{set} {{ ip saddr }}"),
             "meta l4proto tcp dnat to 10.42.0.7:8080".to_string(),
         ]
@@ -556,7 +570,7 @@ fn external_traffic_policy_local() {
     );
     assert_eq!(
         rules(&rs, LOCAL),
-        [format!("goto {}", endpoint_chain("10.42.0.7", 8080))]
+        ["meta l4proto tcp dnat to 10.42.0.7:8080"]
     );
     assert_eq!(
         rules(&rs, SVC).len(),
@@ -622,10 +636,21 @@ fn internal_traffic_policy_local() {
         [
             "ip daddr 10.43.0.5 tcp dport 80 ip saddr != 10.42.0.0/16 jump mark-for-masquerade"
                 .to_string(),
-            format!("goto {}", endpoint_chain("10.42.0.7", 8080)),
+            "goto pick-tcp-1".to_string(),
         ]
     );
-    assert!(!rs.chains.contains_key(&endpoint_chain("10.42.1.9", 8080)));
+    // The other node's endpoint is not used at all.
+    assert_eq!(dnat_targets(&rs), ["10.42.0.7:8080"]);
+    assert_eq!(
+        elements(&rs, rules::HAIRPIN_ENDPOINTS),
+        ["10.42.0.7 . 10.42.0.7"]
+    );
+    assert!(
+        !rs.chains
+            .values()
+            .flat_map(|c| &c.rules)
+            .any(|r| r.contains("10.42.1.9"))
+    );
     let rs = compute(
         &[svc],
         &[slice(
@@ -683,9 +708,16 @@ fn many_services_do_not_collide() {
     assert_eq!(
         rs.chains
             .keys()
-            .filter(|c| c.starts_with("endpoint-"))
+            .filter(|c| c.starts_with("service-default/"))
             .count(),
         20
+    );
+    assert_eq!(rs.sets[rules::HAIRPIN_ENDPOINTS].elements.len(), 20);
+    assert_eq!(rs.sets["service-endpoints-tcp"].elements.len(), 20);
+    assert_eq!(
+        rs.chains.keys().filter(|c| c.starts_with("pick-")).count(),
+        1,
+        "one shared pick chain per protocol and endpoint count"
     );
 }
 
@@ -695,8 +727,34 @@ fn random_pick_is_uniform() {
         let endpoints: Vec<Value> = (0..n)
             .map(|i| ready(&format!("10.42.0.{}", i + 1), "node-b"))
             .collect();
+        let mut all: Vec<String> = (0..n).map(|i| format!("10.42.0.{}:8080", i + 1)).collect();
+        all.sort();
+
+        // ClusterIP only: draws 0..n each map to one endpoint, every
+        // endpoint once.
         let rs = compute(
             &[service("web", json!({}))],
+            &[slice("web", "a", http(8080), endpoints.clone())],
+        );
+        let pick = format!("pick-tcp-{n}");
+        assert_eq!(rules(&rs, SVC)[1], format!("goto {pick}"));
+        assert!(rules(&rs, &pick)[0].contains(&format!("numgen random mod {n} map")));
+        let keys: Vec<String> = rs.sets["service-endpoints-tcp"]
+            .elements
+            .keys()
+            .cloned()
+            .collect();
+        let mut want_keys: Vec<String> = (0..n).map(|i| format!("10.43.0.5 . 80 . {i}")).collect();
+        want_keys.sort();
+        assert_eq!(keys, want_keys, "n={n}");
+        assert_eq!(dnat_targets(&rs), all, "n={n}");
+
+        // Reached from outside too: a cascade of rules.
+        let rs = compute(
+            &[service(
+                "web",
+                json!({"type": "NodePort", "ports": [{"name": "http", "port": 80, "nodePort": 30080}]}),
+            )],
             &[slice("web", "a", http(8080), endpoints)],
         );
         // Probability of reaching each rule, times the chance it fires.
@@ -706,7 +764,7 @@ fn random_pick_is_uniform() {
             let p = match rule.strip_prefix("numgen random mod ") {
                 Some(rest) => 1.0 / rest.split(' ').next().unwrap().parse::<f64>().unwrap(),
                 None => {
-                    assert!(rule.starts_with("goto endpoint-"), "{rule}");
+                    assert!(rule.starts_with("meta l4proto tcp dnat to "), "{rule}");
                     1.0
                 }
             };
@@ -717,6 +775,7 @@ fn random_pick_is_uniform() {
         for p in picks {
             assert!((p - 1.0 / f64::from(n)).abs() < 1e-9, "n={n}: {p}");
         }
+        assert_eq!(dnat_targets(&rs), all, "n={n}");
     }
 }
 

@@ -223,3 +223,121 @@ async fn proxy_rules_route_service_traffic_between_namespaces() {
         .unwrap();
     assert_eq!(pair.list_client_table("skiff-proxy-test"), "");
 }
+
+/// A TCP listener at `addr` in `ns` that writes the peer address it sees.
+fn serve_peer(ns: &str, addr: SocketAddr) {
+    use std::io::Write as _;
+    let listener = in_netns(ns, || std::net::TcpListener::bind(addr)).unwrap();
+    // Ends with the process (the namespace goes with the test's guard).
+    std::thread::spawn(move || {
+        for mut stream in listener.incoming().flatten() {
+            let peer = stream
+                .peer_addr()
+                .map(|p| p.to_string())
+                .unwrap_or_default();
+            let _ = stream.write_all(peer.as_bytes());
+        }
+    });
+}
+
+/// Connects from `ns` to `addr`: (our local address, the peer the listener saw).
+fn peer_seen(ns: &str, addr: SocketAddr) -> (SocketAddr, String) {
+    in_netns(ns, move || {
+        let mut stream = TcpStream::connect_timeout(&addr, Duration::from_secs(3)).unwrap();
+        stream
+            .set_read_timeout(Some(Duration::from_secs(3)))
+            .unwrap();
+        let local = stream.local_addr().unwrap();
+        let mut seen = String::new();
+        stream.read_to_string(&mut seen).unwrap();
+        (local, seen)
+    })
+}
+
+/// Hairpin: an endpoint reaching itself through its Service is masqueraded
+/// (upstream marks this in the endpoint chain; here it is one lookup of
+/// source . destination in postrouting). Seen from the listener, such a
+/// connection comes from a port the kernel chose (`masquerade
+/// fully-random`); one to another endpoint keeps the client's own port.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn proxy_masquerades_an_endpoint_reaching_itself() {
+    let Some(pair) = Pair::create("hp") else {
+        return;
+    };
+    let client_ip = pair.client_ip;
+    let itself = SocketAddr::from((client_ip, 7070));
+    let other = SocketAddr::from((pair.backend_ips[0], 7070));
+    serve_peer(&pair.client, itself);
+    serve_peer(&pair.backend, other);
+    let vip = |last: u8| Ipv4Addr::new(10, 96, pair.subnet, last);
+    // The client counts as a pod (inside the cluster CIDR), so the
+    // off-cluster masquerade rule leaves it alone: only hairpin rewrites.
+    let config = ProxyConfig {
+        table: "skiff-proxy-test".into(),
+        node_name: "node-a".into(),
+        nodeport_addresses: vec![client_ip],
+        cluster_cidr: Some(Cidr::new(Ipv4Addr::new(10, 250, 0, 0), 16).unwrap()),
+    };
+    let mut proxier = Proxier::new(
+        config,
+        NftCli::new().in_netns(&pair.client),
+        ConntrackCli::new().in_netns(&pair.client),
+    )
+    .unwrap();
+    let services = [
+        service("self", vip(14), json!({})),
+        service("other", vip(15), json!({})),
+    ];
+    let mut slices = slice("self", "TCP", &[itself]);
+    slices.extend(slice("other", "TCP", &[other]));
+    let svc_refs: Vec<&Service> = services.iter().collect();
+    let refs: Vec<&EndpointSlice> = slices.iter().collect();
+    proxier.sync(&svc_refs, &refs, None).await.unwrap();
+
+    let (local, seen) = peer_seen(&pair.client, SocketAddr::from((vip(15), 80)));
+    assert_eq!(seen, local.to_string(), "no masquerade to another endpoint");
+    // A random port equals the original one with odds of 1 in ~64k; three
+    // tries make a false failure practically impossible.
+    let mut rewritten = Vec::new();
+    for _ in 0..3 {
+        let (local, seen) = peer_seen(&pair.client, SocketAddr::from((vip(14), 80)));
+        let seen: SocketAddr = seen.parse().unwrap();
+        assert_eq!(seen.ip(), local.ip());
+        rewritten.push(seen.port() != local.port());
+    }
+    assert!(rewritten.contains(&true), "hairpin not masqueraded");
+
+    // A ClusterIP Service's endpoints are map elements: one endpoint
+    // replaced by two others in an incremental sync, then back to one.
+    let _a = serve_tcp(
+        &pair.backend,
+        SocketAddr::from((pair.backend_ips[0], 8081)),
+        "A",
+    );
+    let _b = serve_tcp(
+        &pair.backend,
+        SocketAddr::from((pair.backend_ips[1], 8082)),
+        "B",
+    );
+    let other_b = SocketAddr::from((pair.backend_ips[1], 8082));
+    let other_a = SocketAddr::from((pair.backend_ips[0], 8081));
+    for (endpoints, want) in [
+        (vec![other_b], vec!["B"]),
+        (vec![other_a, other_b], vec!["A", "B"]),
+        (vec![other_a], vec!["A"]),
+    ] {
+        let mut slices = slice("self", "TCP", &[itself]);
+        slices.extend(slice("other", "TCP", &endpoints));
+        let refs: Vec<&EndpointSlice> = slices.iter().collect();
+        let out = proxier.sync(&svc_refs, &refs, None).await.unwrap();
+        assert!(out.applied && !out.full);
+        let mut seen = std::collections::BTreeSet::new();
+        for _ in 0..60 {
+            seen.insert(fetch(&pair.client, SocketAddr::from((vip(15), 80))).unwrap());
+            if seen.len() == want.len() {
+                break;
+            }
+        }
+        assert_eq!(seen.into_iter().collect::<Vec<_>>(), want);
+    }
+}

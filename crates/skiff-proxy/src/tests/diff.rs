@@ -70,7 +70,6 @@ fn unchanged_objects_give_no_diff() {
 
 #[test]
 fn endpoint_removal_touches_only_that_service() {
-    let two = vec![ready("10.42.0.7", "node-a"), ready("10.42.1.9", "node-b")];
     let other = slice(
         "db",
         "a",
@@ -81,49 +80,106 @@ fn endpoint_removal_touches_only_that_service() {
         "db",
         json!({"clusterIP": "10.43.0.6", "clusterIPs": ["10.43.0.6"], "ports": [{"name": "pg", "port": 5432}]}),
     );
-    let before = compute(
-        &[service("web", json!({})), db.clone()],
-        &[slice("web", "a", http(8080), two), other.clone()],
-    );
-    let after = compute(
-        &[service("web", json!({})), db],
-        &[
-            slice(
+    let web_slice = |second| {
+        slice(
+            "web",
+            "a",
+            http(8080),
+            vec![ready("10.42.0.7", "node-a"), second],
+        )
+    };
+    // Without affinity the pick DNATs directly; with it, through endpoint
+    // chains, and the one that goes is deleted after nothing points at it.
+    for affinity in [false, true] {
+        let web = service(
+            "web",
+            if affinity {
+                json!({"sessionAffinity": "ClientIP"})
+            } else {
+                json!({})
+            },
+        );
+        let before = compute(
+            &[web.clone(), db.clone()],
+            &[web_slice(ready("10.42.1.9", "node-b")), other.clone()],
+        );
+        let after = compute(
+            &[web, db.clone()],
+            &[
+                web_slice(ep("10.42.1.9", "node-b", false, false, true)),
+                other.clone(),
+            ],
+        );
+        assert!(after.diffable_from(&before));
+        let script = after.render_diff(&before).unwrap();
+        let l = lines(&script);
+        let unhairpin = position(
+            &l,
+            "delete element ip skiff-proxy hairpin-endpoints { 10.42.1.9 . 10.42.1.9 }",
+        );
+        let flush_service = position(&l, "flush chain ip skiff-proxy service-default/web/tcp/80");
+        let gone = "endpoint-default/web/tcp/80__10.42.1.9/8080";
+        let kept = "endpoint-default/web/tcp/80__10.42.0.7/8080";
+        let pick = if affinity {
+            format!("goto {kept}")
+        } else {
+            "goto pick-tcp-1".to_string()
+        };
+        let new_pick = position(
+            &l,
+            &format!("add rule ip skiff-proxy service-default/web/tcp/80 {pick}"),
+        );
+        assert!(unhairpin < flush_service && flush_service < new_pick);
+        if affinity {
+            let flush_gone = position(&l, &format!("flush chain ip skiff-proxy {gone}"));
+            let delete_gone = position(&l, &format!("delete chain ip skiff-proxy {gone}"));
+            assert!(new_pick < flush_gone && flush_gone < delete_gone);
+            assert!(!script.contains(&format!("chain ip skiff-proxy {kept}")));
+        } else {
+            assert!(!script.contains("endpoint-"), "{script}");
+            // Draw 1 is gone; the shared pick of two goes once unused (the
+            // pick of one is db's already).
+            let undraw = position(
+                &l,
+                "delete element ip skiff-proxy service-endpoints-tcp { 10.43.0.5 . 80 . 1 }",
+            );
+            let delete_pick = position(&l, "delete chain ip skiff-proxy pick-tcp-2");
+            assert!(undraw < flush_service && new_pick < delete_pick);
+            assert!(!script.contains("add chain"), "{script}");
+        }
+        assert!(
+            !script.contains("db") && !script.contains("10.42.3.3"),
+            "the other Service is untouched:\n{script}"
+        );
+        assert!(
+            !script.contains("table"),
+            "no table-wide command:\n{script}"
+        );
+    }
+}
+
+#[test]
+fn replacing_an_endpoint_of_a_cluster_ip_service_changes_only_elements() {
+    let with = |ip: &str| {
+        compute(
+            &[service("web", json!({}))],
+            &[slice(
                 "web",
                 "a",
                 http(8080),
-                vec![
-                    ready("10.42.0.7", "node-a"),
-                    ep("10.42.1.9", "node-b", false, false, true),
-                ],
-            ),
-            other,
-        ],
-    );
-    assert!(after.diffable_from(&before));
-    let script = after.render_diff(&before).unwrap();
-    let gone = "endpoint-default/web/tcp/80__10.42.1.9/8080";
-    let kept = "endpoint-default/web/tcp/80__10.42.0.7/8080";
-    let l = lines(&script);
-    let flush_service = position(&l, "flush chain ip skiff-proxy service-default/web/tcp/80");
-    let new_pick = position(
-        &l,
-        &format!("add rule ip skiff-proxy service-default/web/tcp/80 goto {kept}"),
-    );
-    let flush_gone = position(&l, &format!("flush chain ip skiff-proxy {gone}"));
-    let delete_gone = position(&l, &format!("delete chain ip skiff-proxy {gone}"));
-    assert!(flush_service < new_pick && new_pick < flush_gone && flush_gone < delete_gone);
-    assert!(
-        !script.contains(kept.to_string().as_str())
-            || !script.contains(&format!("chain ip skiff-proxy {kept}"))
-    );
-    assert!(
-        !script.contains("db"),
-        "the other Service is untouched:\n{script}"
-    );
-    assert!(
-        !script.contains("table"),
-        "no table-wide command:\n{script}"
+                vec![ready("10.42.0.7", "node-a"), ready(ip, "node-b")],
+            )],
+        )
+    };
+    let script = with("10.42.1.10").render_diff(&with("10.42.1.9")).unwrap();
+    assert_eq!(
+        lines(&script),
+        [
+            "delete element ip skiff-proxy hairpin-endpoints { 10.42.1.9 . 10.42.1.9 }",
+            "delete element ip skiff-proxy service-endpoints-tcp { 10.43.0.5 . 80 . 1 }",
+            "add element ip skiff-proxy hairpin-endpoints { 10.42.1.10 . 10.42.1.10 }",
+            "add element ip skiff-proxy service-endpoints-tcp { 10.43.0.5 . 80 . 1 : 10.42.1.10 . 8080 }",
+        ]
     );
 }
 
@@ -170,8 +226,10 @@ fn service_losing_all_endpoints_moves_to_reject_and_removal_deletes_elements() {
     let none = compute(&[], &[]);
     let script = none.render_diff(&with).unwrap();
     assert!(script.contains("delete element ip skiff-proxy service-ips { 10.43.0.5 . tcp . 80 }"));
+    assert!(script.contains("delete chain ip skiff-proxy service-default/web/tcp/80"));
     assert!(
-        script.contains("delete chain ip skiff-proxy endpoint-default/web/tcp/80__10.42.0.7/8080")
+        script
+            .contains("delete element ip skiff-proxy hairpin-endpoints { 10.42.0.7 . 10.42.0.7 }")
     );
 }
 

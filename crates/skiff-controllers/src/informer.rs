@@ -187,9 +187,10 @@ async fn run_informer<K: Informable>(
     mut shutdown: watch::Receiver<bool>,
 ) {
     let mut stream = std::pin::pin!(stream);
-    // Objects of a relist in progress: handlers hear of them once the
-    // store holds the whole new list.
-    let mut relist: Vec<Arc<K>> = Vec::new();
+    // What a relist in progress has listed so far (the writer buffers the
+    // objects themselves): handlers hear of them once the store holds the
+    // whole new list.
+    let mut relist: Vec<ObjectRef<K>> = Vec::new();
     loop {
         let ev = tokio::select! {
             ev = stream.next() => ev,
@@ -205,16 +206,12 @@ async fn run_informer<K: Informable>(
         };
         match &ev {
             watcher::Event::Init => relist.clear(),
-            watcher::Event::InitApply(obj) => relist.push(Arc::new(obj.clone())),
+            watcher::Event::InitApply(obj) => relist.push(ObjectRef::from_obj(obj)),
             watcher::Event::InitDone => {
-                let listed: Vec<(Option<Arc<K>>, Arc<K>)> = relist
-                    .drain(..)
-                    .map(|o| (store.get(&ObjectRef::from_obj(o.as_ref())), o))
-                    .collect();
-                let seen: std::collections::HashSet<ObjectRef<K>> = listed
-                    .iter()
-                    .map(|(_, o)| ObjectRef::from_obj(o.as_ref()))
-                    .collect();
+                let listed: Vec<(Option<Arc<K>>, ObjectRef<K>)> =
+                    relist.drain(..).map(|r| (store.get(&r), r)).collect();
+                let seen: std::collections::HashSet<&ObjectRef<K>> =
+                    listed.iter().map(|(_, r)| r).collect();
                 let gone: Vec<Arc<K>> = store
                     .state()
                     .into_iter()
@@ -222,10 +219,8 @@ async fn run_informer<K: Informable>(
                     .collect();
                 writer.apply_watcher_event(&ev);
                 index.rebuild(store.state());
-                for (old, new) in &listed {
-                    let new = store
-                        .get(&ObjectRef::from_obj(new.as_ref()))
-                        .unwrap_or(new.clone());
+                for (old, r) in &listed {
+                    let Some(new) = store.get(r) else { continue };
                     match old {
                         Some(old) => notify(&handlers, |h| h.on_update(old, &new)),
                         None => notify(&handlers, |h| h.on_add(&new)),

@@ -14,6 +14,7 @@ use std::sync::{Arc, Mutex};
 
 use futures::StreamExt;
 use kube::api::{ApiResource, DynamicObject};
+use kube::core::PartialObjectMeta;
 use kube::discovery::{Discovery, Scope, verbs};
 use kube::runtime::{WatchStreamExt, watcher};
 use tokio::sync::watch;
@@ -186,7 +187,11 @@ async fn monitor(
     synced: watch::Sender<bool>,
     mut shutdown: watch::Receiver<bool>,
 ) {
-    let api: kube::Api<DynamicObject> = kube::Api::all_with(shared.client.clone(), &resource.api);
+    // Metadata only, as upstream's metadata informers: the graph keeps
+    // nothing else, and whole objects (every pod's status included) would
+    // be fetched and parsed on every change for nothing.
+    let api: kube::Api<PartialObjectMeta<DynamicObject>> =
+        kube::Api::all_with(shared.client.clone(), &resource.api);
     let stream = watcher(api, watcher::Config::default()).default_backoff();
     let mut stream = std::pin::pin!(stream);
     let mut relist: Vec<ObjectMetaView> = Vec::new();

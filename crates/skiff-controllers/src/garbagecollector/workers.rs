@@ -9,6 +9,7 @@ use kube::Api;
 use kube::api::{
     DeleteParams, DynamicObject, Patch, PatchParams, Preconditions, PropagationPolicy,
 };
+use kube::core::PartialObjectMeta;
 use serde_json::json;
 
 use super::graph::{Identity, ObjectMetaView};
@@ -29,9 +30,13 @@ fn is_status(err: &kube::Error, code: u16) -> bool {
     matches!(err, kube::Error::Api(s) if s.code == code)
 }
 
-/// The object now, or None when it is gone or was replaced.
-async fn latest(shared: &Shared, id: &Identity) -> Result<Option<DynamicObject>, SyncError> {
-    match api(shared, id).get(&id.name).await {
+/// The object's metadata now (all the collector reads), or None when it
+/// is gone or was replaced.
+async fn latest(
+    shared: &Shared,
+    id: &Identity,
+) -> Result<Option<PartialObjectMeta<DynamicObject>>, SyncError> {
+    match api(shared, id).get_metadata(&id.name).await {
         Ok(o) if o.metadata.uid.as_deref() == Some(id.uid.as_str()) => Ok(Some(o)),
         Ok(_) => Ok(None),
         Err(e) if is_status(&e, 404) => Ok(None),

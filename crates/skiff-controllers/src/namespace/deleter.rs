@@ -16,6 +16,7 @@ use kube::Api;
 use kube::api::{
     ApiResource, DeleteParams, DynamicObject, ListParams, PostParams, PropagationPolicy,
 };
+use kube::core::PartialObjectMeta;
 
 use super::conditions::{ConditionUpdater, ContentTotals, Gvr};
 use super::discovery::{self, DeletableResource};
@@ -378,7 +379,10 @@ impl Deleter {
             kind: r.kind.clone(),
             plural: gvr.resource.clone(),
         };
-        let api: Api<DynamicObject> = Api::namespaced_with(self.client.clone(), namespace, &ar);
+        // Metadata only, as upstream's deleter: names and finalizers are all
+        // it reads, and a deletecollection answers with every deleted object.
+        let api: Api<PartialObjectMeta<DynamicObject>> =
+            Api::namespaced_with(self.client.clone(), namespace, &ar);
         let params = DeleteParams {
             propagation_policy: Some(PropagationPolicy::Background),
             ..DeleteParams::default()
@@ -436,8 +440,8 @@ impl Deleter {
     async fn list(
         &self,
         r: &DeletableResource,
-        api: &Api<DynamicObject>,
-    ) -> Result<Option<Vec<DynamicObject>>, String> {
+        api: &Api<PartialObjectMeta<DynamicObject>>,
+    ) -> Result<Option<Vec<PartialObjectMeta<DynamicObject>>>, String> {
         if !r.list || !self.supported("list", &r.gvr) {
             return Ok(None);
         }

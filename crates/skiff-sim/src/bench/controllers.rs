@@ -73,6 +73,8 @@ pub struct PhaseRow {
 pub struct ControllerBenchReport {
     /// One row per phase.
     pub rows: Vec<PhaseRow>,
+    /// Controller manager VmRSS once the wave is available, KiB.
+    pub cm_rss_wave_kib: Option<u64>,
     /// Controller manager VmRSS at the end, KiB.
     pub cm_rss_kib: Option<u64>,
     /// Controller manager VmHWM (peak RSS), KiB.
@@ -324,6 +326,7 @@ pub async fn run(cfg: &ControllerBenchConfig) -> anyhow::Result<ControllerBenchR
         );
     }
     report.rows.push(row);
+    report.cm_rss_wave_kib = cm.status_kib("VmRSS");
     pod_task.abort();
 
     // Rolling update of every deployment.
@@ -618,7 +621,8 @@ pub fn format_table(r: &ControllerBenchReport) -> String {
     let mib =
         |k: Option<u64>| k.map_or("-".to_owned(), |k| format!("{:.1} MiB", k as f64 / 1024.0));
     out.push_str(&format!(
-        "controller-manager RSS {} (peak {}); server peak RSS {}\n",
+        "controller-manager RSS {} after the wave, {} at the end (peak {}); server peak RSS {}\n",
+        mib(r.cm_rss_wave_kib),
         mib(r.cm_rss_kib),
         mib(r.cm_hwm_kib),
         mib(r.server_hwm_kib)

@@ -313,7 +313,12 @@ impl CniNetwork {
             .kill_on_drop(true)
             .spawn()?;
         if let Some(mut input) = child.stdin.take() {
-            input.write_all(stdin).await?;
+            // A plugin that exits without reading its config closes the
+            // pipe first: its exit status and stderr say why, not EPIPE.
+            match input.write_all(stdin).await {
+                Err(e) if e.kind() == std::io::ErrorKind::BrokenPipe => {}
+                other => other?,
+            }
         }
         let output = child.wait_with_output().await?;
         let parsed: Option<Value> = serde_json::from_slice(&output.stdout).ok();

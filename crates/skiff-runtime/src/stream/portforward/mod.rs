@@ -27,7 +27,10 @@ use std::path::PathBuf;
 use std::pin::Pin;
 use std::time::Duration;
 
+use bytes::Bytes;
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
+use tokio::sync::mpsc;
 
 /// The SPDY subprotocol (`X-Stream-Protocol-Version`).
 pub const PROTOCOL_V1: &str = "portforward.k8s.io";
@@ -116,4 +119,63 @@ fn describe(err: &io::Error) -> String {
 /// The text for a failed forward (upstream's wording).
 pub fn forward_error(port: u16, pod: &str, err: &str) -> String {
     format!("error forwarding port {port} to pod {pod}, uid : {err}")
+}
+
+/// One forwarded connection, whatever the wire protocol: dials `port` in
+/// the pod, then copies what arrives on `from_client` to it and its replies
+/// out as `data(chunk)` (at most `max_chunk` bytes each), until the pod's
+/// side ends. When the client stops sending, the pod's side is shut for
+/// writing but still read. A failed dial sends upstream's message as
+/// `error(text)` instead.
+pub(crate) async fn pump<T: Send>(
+    dialer: &dyn PodDialer,
+    port: u16,
+    max_chunk: usize,
+    mut from_client: mpsc::Receiver<Bytes>,
+    out: &mpsc::Sender<T>,
+    data: impl Fn(Bytes) -> T,
+    error: impl Fn(Bytes) -> T,
+) {
+    let tcp = match dialer.dial(port).await {
+        Ok(tcp) => tcp,
+        Err(err) => {
+            let msg = forward_error(port, dialer.pod(), &err);
+            tracing::debug!(error = %msg, "port forward failed");
+            let _ = out.send(error(Bytes::from(msg))).await;
+            return;
+        }
+    };
+    let _ = tcp.set_nodelay(true);
+    let (mut rd, mut wr) = tcp.into_split();
+    let to_pod = async {
+        while let Some(chunk) = from_client.recv().await {
+            if wr.write_all(&chunk).await.is_err() {
+                break;
+            }
+        }
+        // The client is done sending; the pod may still answer.
+        let _ = wr.shutdown().await;
+        std::future::pending::<()>().await;
+    };
+    let from_pod = async {
+        let mut buf = vec![0u8; max_chunk];
+        loop {
+            match rd.read(&mut buf).await {
+                Ok(0) | Err(_) => break,
+                Ok(n) => {
+                    if out
+                        .send(data(Bytes::copy_from_slice(&buf[..n])))
+                        .await
+                        .is_err()
+                    {
+                        break;
+                    }
+                }
+            }
+        }
+    };
+    tokio::select! {
+        () = to_pod => {}
+        () = from_pod => {}
+    }
 }

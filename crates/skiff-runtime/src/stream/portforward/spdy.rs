@@ -22,7 +22,7 @@ use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt, ReadHalf, Wr
 use tokio::sync::mpsc;
 use tokio::time::{Instant, sleep_until};
 
-use super::{PodDialer, forward_error};
+use super::PodDialer;
 use crate::stream::CHANNEL_DEPTH;
 use crate::stream::spdy::STREAM_CREATION_TIMEOUT;
 use crate::stream::spdy::frame::{Decoder, Encoder, Frame, header, rst};
@@ -555,48 +555,19 @@ async fn forward(
     port: u16,
     data_id: u32,
     error_id: u32,
-    mut from_client: mpsc::Receiver<Bytes>,
+    from_client: mpsc::Receiver<Bytes>,
     out: mpsc::Sender<Out>,
 ) {
-    match dialer.dial(port).await {
-        Err(err) => {
-            let msg = forward_error(port, dialer.pod(), &err);
-            tracing::debug!(error = %msg, "port forward failed");
-            let _ = out.send(Out::Data(error_id, Bytes::from(msg))).await;
-        }
-        Ok(tcp) => {
-            let _ = tcp.set_nodelay(true);
-            let (mut rd, mut wr) = tcp.into_split();
-            let to_pod = async {
-                while let Some(data) = from_client.recv().await {
-                    if wr.write_all(&data).await.is_err() {
-                        break;
-                    }
-                }
-                // The client is done sending; the pod may still answer.
-                let _ = wr.shutdown().await;
-                std::future::pending::<()>().await;
-            };
-            let from_pod = async {
-                let mut buf = vec![0u8; MAX_DATA_FRAME];
-                loop {
-                    match rd.read(&mut buf).await {
-                        Ok(0) | Err(_) => break,
-                        Ok(n) => {
-                            let chunk = Bytes::copy_from_slice(&buf[..n]);
-                            if out.send(Out::Data(data_id, chunk)).await.is_err() {
-                                break;
-                            }
-                        }
-                    }
-                }
-            };
-            tokio::select! {
-                () = to_pod => {}
-                () = from_pod => {}
-            }
-        }
-    }
+    super::pump(
+        &*dialer,
+        port,
+        MAX_DATA_FRAME,
+        from_client,
+        &out,
+        |chunk| Out::Data(data_id, chunk),
+        |text| Out::Data(error_id, text),
+    )
+    .await;
     let _ = out.send(Out::Fin(data_id)).await;
     let _ = out.send(Out::Fin(error_id)).await;
 }

@@ -11,14 +11,14 @@ use std::sync::Arc;
 
 use bytes::Bytes;
 use futures::{SinkExt, StreamExt};
-use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
+use tokio::io::{AsyncRead, AsyncWrite};
 use tokio::sync::mpsc;
 use tokio_tungstenite::WebSocketStream;
 use tokio_tungstenite::tungstenite::Message;
 use tokio_tungstenite::tungstenite::protocol::frame::coding::CloseCode;
 use tokio_tungstenite::tungstenite::protocol::{CloseFrame, Role};
 
-use super::{PodDialer, forward_error};
+use super::PodDialer;
 use crate::stream::ws::{Protocol, decode, encode};
 use crate::stream::{CHANNEL_DEPTH, Version};
 
@@ -135,44 +135,17 @@ async fn forward(
     dialer: Arc<dyn PodDialer>,
     port: u16,
     data_channel: u8,
-    mut from_client: mpsc::Receiver<Bytes>,
+    from_client: mpsc::Receiver<Bytes>,
     out: mpsc::Sender<(u8, Bytes)>,
 ) {
-    let tcp = match dialer.dial(port).await {
-        Ok(tcp) => tcp,
-        Err(err) => {
-            let msg = forward_error(port, dialer.pod(), &err);
-            let _ = out.send((data_channel + 1, Bytes::from(msg))).await;
-            return;
-        }
-    };
-    let _ = tcp.set_nodelay(true);
-    let (mut rd, mut wr) = tcp.into_split();
-    let to_pod = async {
-        while let Some(data) = from_client.recv().await {
-            if wr.write_all(&data).await.is_err() {
-                break;
-            }
-        }
-        let _ = wr.shutdown().await;
-        std::future::pending::<()>().await;
-    };
-    let from_pod = async {
-        let mut buf = vec![0u8; MAX_MESSAGE];
-        loop {
-            match rd.read(&mut buf).await {
-                Ok(0) | Err(_) => break,
-                Ok(n) => {
-                    let chunk = Bytes::copy_from_slice(&buf[..n]);
-                    if out.send((data_channel, chunk)).await.is_err() {
-                        break;
-                    }
-                }
-            }
-        }
-    };
-    tokio::select! {
-        () = to_pod => {}
-        () = from_pod => {}
-    }
+    super::pump(
+        &*dialer,
+        port,
+        MAX_MESSAGE,
+        from_client,
+        &out,
+        |chunk| (data_channel, chunk),
+        |text| (data_channel + 1, text),
+    )
+    .await;
 }

@@ -407,6 +407,17 @@ pub enum QueueingHint {
     Queue,
 }
 
+impl QueueingHint {
+    /// Queue when the event `may_help`, else skip.
+    pub fn queue_if(may_help: bool) -> QueueingHint {
+        if may_help {
+            QueueingHint::Queue
+        } else {
+            QueueingHint::Skip
+        }
+    }
+}
+
 /// The object an event is about, before and after, for queueing hints.
 #[derive(Debug, Clone, Default)]
 pub enum EventObjects {
@@ -460,10 +471,10 @@ impl EventObjects {
 /// passes a check it failed before (or did not exist for); queue on
 /// anything the hint cannot judge.
 pub fn hint_node_now_passes(objects: &EventObjects, check: impl Fn(&Node) -> bool) -> QueueingHint {
-    match objects.node_change(check) {
-        None | Some((false, true)) => QueueingHint::Queue,
-        Some(_) => QueueingHint::Skip,
-    }
+    QueueingHint::queue_if(matches!(
+        objects.node_change(check),
+        None | Some((false, true))
+    ))
 }
 
 impl ClusterEvent {

@@ -75,11 +75,7 @@ impl Plugin for NodePorts {
         let assigned = node_name(deleted).is_some();
         let wanted = host_ports(&pod.pod);
         let freed = host_ports(deleted);
-        if assigned && wanted.iter().any(|w| freed.iter().any(|f| clash(f, w))) {
-            QueueingHint::Queue
-        } else {
-            QueueingHint::Skip
-        }
+        QueueingHint::queue_if(assigned && wanted.iter().any(|w| freed.iter().any(|f| clash(f, w))))
     }
     fn as_pre_filter(&self) -> Option<&dyn PreFilterPlugin> {
         Some(self)

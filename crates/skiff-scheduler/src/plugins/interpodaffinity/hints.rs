@@ -12,14 +12,6 @@ use crate::cache::node_name;
 use crate::framework::node_info::AffinityTerm;
 use crate::framework::{EventObjects, PodInfo, QueueingHint};
 
-fn queue_if(b: bool) -> QueueingHint {
-    if b {
-        QueueingHint::Queue
-    } else {
-        QueueingHint::Skip
-    }
-}
-
 impl InterPodAffinity {
     pub(super) fn hint(&self, pod: &PodInfo, objects: &EventObjects) -> QueueingHint {
         match objects {
@@ -70,14 +62,14 @@ impl InterPodAffinity {
                     .into_iter()
                     .zip(selected(anti, new))
                     .any(|(before, after)| before && !after);
-                queue_if(gained || lost)
+                QueueingHint::queue_if(gained || lost)
             }
             // Added: may satisfy an affinity term.
-            (None, Some(new)) => queue_if(any(selected(affinity, new))),
+            (None, Some(new)) => QueueingHint::queue_if(any(selected(affinity, new))),
             // Deleted: may have been what repelled the pod, by the pod's
             // anti-affinity or by its own.
             (Some(old), None) => {
-                queue_if(any(selected(anti, old)) || has_required_anti_affinity(old))
+                QueueingHint::queue_if(any(selected(anti, old)) || has_required_anti_affinity(old))
             }
             (None, None) => QueueingHint::Queue,
         }
@@ -109,7 +101,7 @@ fn node_moved(pod: &PodInfo, old: &Node, new: &Node) -> QueueingHint {
         return QueueingHint::Queue;
     }
     let label = |n: &Node, k: &str| n.metadata.labels.as_ref().and_then(|l| l.get(k)).cloned();
-    queue_if(
+    QueueingHint::queue_if(
         terms
             .iter()
             .any(|t| label(old, &t.topology_key) != label(new, &t.topology_key)),

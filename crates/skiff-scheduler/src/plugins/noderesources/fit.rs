@@ -321,13 +321,6 @@ impl Plugin for Fit {
         _event: &ClusterEvent,
         objects: &EventObjects,
     ) -> QueueingHint {
-        let queue_if = |b: bool| {
-            if b {
-                QueueingHint::Queue
-            } else {
-                QueueingHint::Skip
-            }
-        };
         match objects {
             EventObjects::Pod {
                 old: Some(old),
@@ -336,10 +329,10 @@ impl Plugin for Fit {
                 let assigned = |p: &Pod| node_name(p).is_some();
                 match new {
                     // Any scheduled pod leaving may free room.
-                    None => queue_if(assigned(old)),
+                    None => QueueingHint::queue_if(assigned(old)),
                     // A scale-down of the pod itself, or of a scheduled pod
                     // in a resource the pod asks for.
-                    Some(new) => queue_if(
+                    Some(new) => QueueingHint::queue_if(
                         new.metadata.uid.is_some() && new.metadata.uid == pod.pod.metadata.uid
                             || assigned(new)
                                 && any_requested_grew(
@@ -368,7 +361,7 @@ impl Plugin for Fit {
                     return QueueingHint::Queue;
                 };
                 let (before, after) = (allocatable(old), empty.allocatable);
-                queue_if(
+                QueueingHint::queue_if(
                     after.allowed_pod_number > before.allowed_pod_number
                         || any_requested_grew(&pod.requests, &before, &after),
                 )

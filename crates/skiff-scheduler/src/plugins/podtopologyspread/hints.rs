@@ -8,14 +8,6 @@ use super::common::{Constraint, DO_NOT_SCHEDULE};
 use crate::cache::node_name;
 use crate::framework::{EventObjects, PodInfo, QueueingHint};
 
-fn queue_if(b: bool) -> QueueingHint {
-    if b {
-        QueueingHint::Queue
-    } else {
-        QueueingHint::Skip
-    }
-}
-
 fn label<'a>(node: &'a Node, key: &str) -> Option<&'a String> {
     node.metadata.labels.as_ref().and_then(|l| l.get(key))
 }
@@ -29,13 +21,15 @@ impl PodTopologySpread {
         match objects {
             EventObjects::Pod { old, new } => {
                 let counted = |p: &Pod| counts_for(pod, &constraints, p);
-                queue_if(old.as_deref().is_some_and(counted) || new.as_deref().is_some_and(counted))
+                QueueingHint::queue_if(
+                    old.as_deref().is_some_and(counted) || new.as_deref().is_some_and(counted),
+                )
             }
             // A new node is a candidate only with every topology key.
             EventObjects::Node {
                 old: None,
                 new: Some(new),
-            } => queue_if(
+            } => QueueingHint::queue_if(
                 constraints
                     .iter()
                     .all(|c| label(new, &c.topology_key).is_some()),
@@ -52,7 +46,7 @@ impl PodTopologySpread {
                 let taints = |n: &Node| n.spec.as_ref().and_then(|s| s.taints.clone());
                 let retainted =
                     constraints.iter().any(|c| c.honor_node_taints) && taints(old) != taints(new);
-                queue_if(moved || retainted)
+                QueueingHint::queue_if(moved || retainted)
             }
             _ => QueueingHint::Queue,
         }

@@ -36,13 +36,17 @@ impl InterPodAffinity {
         {
             return QueueingHint::Skip;
         }
+        // Each changed pod is matched by several term lists: parse it once.
+        let (old, new) = (
+            old.map(|p| PodInfo::new(p.clone())),
+            new.map(|p| PodInfo::new(p.clone())),
+        );
         // Which of `terms` select `p`.
-        let selected = |terms: &[AffinityTerm], p: &Arc<Pod>| -> Vec<bool> {
-            let info = PodInfo::new(p.clone());
-            let ns_labels = self.lister.namespace_labels(info.namespace());
+        let selected = |terms: &[AffinityTerm], p: &PodInfo| -> Vec<bool> {
+            let ns_labels = self.lister.namespace_labels(p.namespace());
             terms
                 .iter()
-                .map(|t| term_matches(t, &info, ns_labels.as_ref()))
+                .map(|t| term_matches(t, p, ns_labels.as_ref()))
                 .collect()
         };
         let (affinity, anti) = (
@@ -50,7 +54,7 @@ impl InterPodAffinity {
             &pod.required_anti_affinity_terms,
         );
         let any = |v: Vec<bool>| v.into_iter().any(|b| b);
-        match (old, new) {
+        match (&old, &new) {
             // Relabelled: a term now selects it that did not (affinity), or
             // one no longer does (anti-affinity).
             (Some(old), Some(new)) => {
@@ -68,24 +72,12 @@ impl InterPodAffinity {
             (None, Some(new)) => QueueingHint::queue_if(any(selected(affinity, new))),
             // Deleted: may have been what repelled the pod, by the pod's
             // anti-affinity or by its own.
-            (Some(old), None) => {
-                QueueingHint::queue_if(any(selected(anti, old)) || has_required_anti_affinity(old))
-            }
+            (Some(old), None) => QueueingHint::queue_if(
+                any(selected(anti, old)) || !old.required_anti_affinity_terms.is_empty(),
+            ),
             (None, None) => QueueingHint::Queue,
         }
     }
-}
-
-fn has_required_anti_affinity(p: &Pod) -> bool {
-    p.spec
-        .as_ref()
-        .and_then(|s| s.affinity.as_ref())
-        .and_then(|a| a.pod_anti_affinity.as_ref())
-        .and_then(|a| {
-            a.required_during_scheduling_ignored_during_execution
-                .as_ref()
-        })
-        .is_some_and(|t| !t.is_empty())
 }
 
 /// A relabelled node matters when it changed a topology key of the pod's

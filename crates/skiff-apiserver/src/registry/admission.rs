@@ -13,6 +13,11 @@ use skiff_store::{ListOptions, Store};
 use super::{Call, Registry, decode, meta, store_error};
 use crate::authn::UserInfo;
 
+/// Whether `info` is PriorityClasses.
+pub(super) fn is_priority_class(info: &ResourceInfo) -> bool {
+    info.group == "scheduling.k8s.io" && info.plural == "priorityclasses"
+}
+
 /// The preemption policy of pods without a class.
 const DEFAULT_PREEMPTION_POLICY: &str = "PreemptLowerPriority";
 
@@ -54,12 +59,19 @@ impl Registry {
     }
 
     /// Every PriorityClass: from the watch cache (as upstream's admission
-    /// reads its informer) unless `fresh` or the cache is not ready.
+    /// reads its informer, but after this server's own latest class write)
+    /// unless `fresh` or the cache is not ready.
     async fn priority_classes(&self, fresh: bool) -> Result<Vec<Value>, ApiError> {
         let Some(pcs) = resources::by_gvr("scheduling.k8s.io", "v1", "priorityclasses") else {
             return Ok(Vec::new());
         };
-        if !fresh {
+        let written = self
+            .priority_class_written
+            .load(std::sync::atomic::Ordering::Acquire);
+        let behind = written > 0
+            && self.store.cache().revision() < written
+            && !self.store.wait_fresh(Some(written)).await;
+        if !fresh && !behind {
             let everything = (Selector::everything(), FieldSelector::everything());
             let cached = self.store.cache().lock().list(
                 pcs,

@@ -72,7 +72,8 @@ impl Registry {
                     return Ok(deleted_response(info, name, &old));
                 }
                 match self.store.delete(&key, current.mod_revision).await {
-                    Ok(_) => {
+                    Ok(d) => {
+                        self.note_write(info, d.revision);
                         if is_service(info) {
                             services::release_all(&self.store, &old).await;
                         }

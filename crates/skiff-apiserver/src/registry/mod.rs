@@ -59,6 +59,10 @@ pub struct Registry {
     /// (upstream's NamespaceLifecycle `forceLiveLookupCache`).
     deleted_namespaces:
         std::sync::Arc<std::sync::Mutex<std::collections::HashMap<String, std::time::Instant>>>,
+    /// Revision of this server's latest PriorityClass write: pod admission
+    /// waits for the watch cache to reach it, so a pod created right after
+    /// a class sees that class (read-your-writes on one server).
+    priority_class_written: std::sync::Arc<std::sync::atomic::AtomicI64>,
 }
 
 /// How long a deleted namespace is looked up live (upstream's
@@ -98,6 +102,15 @@ impl Registry {
             service_cidr,
             kubelet_client: None,
             deleted_namespaces: std::sync::Arc::default(),
+            priority_class_written: std::sync::Arc::default(),
+        }
+    }
+
+    /// Records a successful write of an object of `info` at `rev`.
+    fn note_write(&self, info: &ResourceInfo, rev: i64) {
+        if admission::is_priority_class(info) {
+            self.priority_class_written
+                .fetch_max(rev, std::sync::atomic::Ordering::AcqRel);
         }
     }
 
@@ -517,6 +530,7 @@ impl Registry {
             }
         };
         allocation.commit(&self.store).await;
+        self.note_write(info, kv.mod_revision);
         // The stored bytes plus the revision: no second encoding.
         if let Some(json) = rv_splice::with_resource_version(&bytes, kv.mod_revision) {
             return with_warnings(
@@ -741,6 +755,7 @@ impl Registry {
         if ready_to_delete(&new) {
             return match self.store.delete(key, rev).await {
                 Ok(d) => {
+                    self.note_write(info, d.revision);
                     set_rv(&mut new, d.revision);
                     Ok(new)
                 }
@@ -751,6 +766,7 @@ impl Registry {
         let bytes = to_bytes(&new).map_err(Retry::Fail)?;
         match self.store.update(key, bytes, rev).await {
             Ok(kv) => {
+                self.note_write(info, kv.mod_revision);
                 set_rv(&mut new, kv.mod_revision);
                 Ok(new)
             }

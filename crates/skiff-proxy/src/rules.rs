@@ -118,6 +118,12 @@ impl Cidr {
         (prefix_len <= 32).then_some(Self { addr, prefix_len })
     }
 
+    /// Whether `ip` is inside the block.
+    pub fn contains(&self, ip: Ipv4Addr) -> bool {
+        let (first, last) = self.range();
+        (first..=last).contains(&u32::from(ip))
+    }
+
     /// The first and last address of the block, as numbers.
     pub fn range(&self) -> (u32, u32) {
         let host_bits = u32::MAX

@@ -21,7 +21,7 @@ use kube::api::{Patch, PatchParams, PostParams};
 use serde_json::{Value, json};
 use skiff_apiserver::{ApiServer, ApiServerConfig};
 use skiff_proxy::dns::kube_dns::{self, KubeDns};
-use skiff_proxy::dns::{DnsConfig, DnsServer};
+use skiff_proxy::dns::{DnsConfig, DnsServer, Recursion};
 use skiff_store::AnyStore;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream, UdpSocket};
@@ -191,6 +191,8 @@ async fn dns_over_udp_and_tcp_follows_the_api() {
             cluster_dns: "10.43.0.10".parse().unwrap(),
             upstreams: Some(vec![upstream]),
             publish_service: true,
+            // Loopback clients (these tests) are always allowed.
+            recursion: Recursion::From(Vec::new()),
         },
         client.clone(),
     )

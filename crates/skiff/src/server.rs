@@ -58,6 +58,12 @@ pub struct ServerArgs {
     /// nameservers forwards nothing.
     #[arg(long)]
     dns_resolv_conf: Option<PathBuf>,
+    /// Networks (comma-separated CIDRs) whose clients get names outside the
+    /// cluster resolved by cluster DNS (default: --cluster-cidr,
+    /// --service-cidr and the node IP; loopback always). Others get
+    /// REFUSED for such names, so cluster DNS is no open resolver.
+    #[arg(long, value_delimiter = ',')]
+    dns_recursion_cidrs: Vec<skiff_proxy::Cidr>,
     /// A KubeSchedulerConfiguration file for the in-process scheduler.
     #[arg(long)]
     scheduler_config: Option<PathBuf>,
@@ -113,9 +119,12 @@ fn cluster_dns(
 
 /// Starts cluster DNS; a failure (e.g. port 53 taken) is logged and the
 /// server runs on without it.
+#[allow(clippy::too_many_arguments)]
 async fn start_dns(
     listen: Option<SocketAddr>,
     resolv_conf: Option<&std::path::Path>,
+    recursion_cidrs: &[skiff_proxy::Cidr],
+    service_cidr: &str,
     agent: &crate::agent::AgentFlags,
     kubeconfig: &std::path::Path,
     stop: tokio::sync::watch::Receiver<bool>,
@@ -145,6 +154,12 @@ async fn start_dns(
             .unwrap_or(crate::agent::DEFAULT_CLUSTER_DNS),
         upstreams,
         publish_service: true,
+        recursion: skiff_proxy::dns::Recursion::From(dns_recursion_networks(
+            recursion_cidrs,
+            &agent.cluster_cidr,
+            service_cidr,
+            node_ip,
+        )),
     };
     match skiff_proxy::dns::DnsServer::bind(config, client).await {
         Ok(dns) => Ok(Some(tokio::spawn(dns.run(stop)))),
@@ -153,6 +168,27 @@ async fn start_dns(
             Ok(None)
         }
     }
+}
+
+/// `--dns-recursion-cidrs`, or by default the pod and Service networks and
+/// the node IP (the sources pods' and the host's queries arrive from).
+fn dns_recursion_networks(
+    given: &[skiff_proxy::Cidr],
+    cluster_cidr: &str,
+    service_cidr: &str,
+    node_ip: IpAddr,
+) -> Vec<skiff_proxy::Cidr> {
+    if !given.is_empty() {
+        return given.to_vec();
+    }
+    let mut networks: Vec<skiff_proxy::Cidr> = [cluster_cidr, service_cidr]
+        .iter()
+        .filter_map(|c| c.parse().ok())
+        .collect();
+    if let IpAddr::V4(ip) = node_ip {
+        networks.extend(skiff_proxy::Cidr::new(ip, 32));
+    }
+    networks
 }
 
 /// Runs the server until SIGINT or SIGTERM.
@@ -263,6 +299,8 @@ async fn run(mut args: ServerArgs) -> anyhow::Result<()> {
         start_dns(
             args.dns_listen_address,
             args.dns_resolv_conf.as_deref(),
+            &args.dns_recursion_cidrs,
+            &args.service_cidr,
             &args.agent,
             &args.write_kubeconfig,
             stop_rx.clone(),
@@ -424,5 +462,28 @@ mod tests {
             assert!(parse(&["--request-timeout", bad]).is_err(), "{bad}");
         }
         assert!(parse(&["--max-requests-inflight", "-1"]).is_err());
+    }
+
+    #[test]
+    fn dns_recursion_defaults_to_the_cluster_networks_and_the_node_ip() {
+        let args = parse(&[]).unwrap();
+        let nets = super::dns_recursion_networks(
+            &args.dns_recursion_cidrs,
+            &args.agent.cluster_cidr,
+            &args.service_cidr,
+            "192.168.5.4".parse().unwrap(),
+        );
+        let shown: Vec<String> = nets.iter().map(ToString::to_string).collect();
+        assert_eq!(shown, ["10.42.0.0/16", "10.43.0.0/16", "192.168.5.4/32"]);
+        let args = parse(&["--dns-recursion-cidrs", "10.0.0.0/8,172.16.0.0/12"]).unwrap();
+        let nets = super::dns_recursion_networks(
+            &args.dns_recursion_cidrs,
+            &args.agent.cluster_cidr,
+            &args.service_cidr,
+            "192.168.5.4".parse().unwrap(),
+        );
+        assert_eq!(nets.len(), 2);
+        assert!(parse(&["--dns-recursion-cidrs", "10.0.0.0/33"]).is_err());
+        assert!(parse(&["--dns-recursion-cidrs", "nope"]).is_err());
     }
 }

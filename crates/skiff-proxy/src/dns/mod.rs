@@ -25,6 +25,8 @@ pub mod watch;
 mod tests;
 
 use std::net::{IpAddr, SocketAddr};
+
+use crate::rules::Cidr;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, RwLock};
 use std::time::Instant;
@@ -53,6 +55,40 @@ pub struct DnsConfig {
     pub upstreams: Option<Vec<SocketAddr>>,
     /// Keep the `kube-system/kube-dns` Service and EndpointSlice.
     pub publish_service: bool,
+    /// Who gets names outside the cluster resolved (forwarded upstream).
+    pub recursion: Recursion,
+}
+
+/// Who may have names outside the cluster resolved through the upstreams
+/// (BIND's `allow-recursion`): loopback always, plus the listed networks
+/// (the server passes the pod and Service networks and its node IP).
+/// Everyone else gets REFUSED for such names, so a DNS port reachable from
+/// outside is no open resolver; cluster names are answered to anyone.
+#[derive(Debug, Clone, Default)]
+pub enum Recursion {
+    /// Any client.
+    #[default]
+    Anyone,
+    /// Loopback and these networks.
+    From(Vec<Cidr>),
+}
+
+impl Recursion {
+    /// Whether `client` may have outside names resolved.
+    pub fn allows(&self, client: IpAddr) -> bool {
+        match self {
+            Recursion::Anyone => true,
+            Recursion::From(networks) => {
+                client.is_loopback()
+                    || match client {
+                        IpAddr::V4(v4) => networks.iter().any(|n| n.contains(v4)),
+                        IpAddr::V6(v6) => v6.to_ipv4_mapped().is_some_and(|v4| {
+                            v4.is_loopback() || networks.iter().any(|n| n.contains(v4))
+                        }),
+                    }
+            }
+        }
+    }
 }
 
 /// Why cluster DNS could not start.
@@ -83,6 +119,7 @@ pub struct Resolver {
     synced: Arc<AtomicBool>,
     zone: Zone,
     upstreams: Vec<SocketAddr>,
+    recursion: Recursion,
     cache: cache::Cache,
 }
 
@@ -100,8 +137,15 @@ impl Resolver {
             synced,
             zone,
             upstreams,
+            recursion: Recursion::Anyone,
             cache: cache::Cache::default(),
         }
+    }
+
+    /// The same resolver, forwarding only for the clients `recursion` allows.
+    pub fn with_recursion(mut self, recursion: Recursion) -> Resolver {
+        self.recursion = recursion;
+        self
     }
 
     /// The cluster's data this resolver answers from.
@@ -122,13 +166,21 @@ impl Resolver {
     }
 
     /// The slow part of [`Resolver::step`]: forwarding and chasing CNAMEs
-    /// upstream. `bytes` is the request.
-    pub async fn finish(&self, step: Step, bytes: &[u8], transport: Transport) -> Option<Vec<u8>> {
+    /// upstream (for a `client` the recursion policy allows). `bytes` is
+    /// the request.
+    pub async fn finish(
+        &self,
+        step: Step,
+        bytes: &[u8],
+        transport: Transport,
+        client: IpAddr,
+    ) -> Option<Vec<u8>> {
+        let recurse = self.recursion.allows(client);
         match step {
             Step::Reply(reply) => Some(reply),
             Step::Drop => None,
             Step::Forward(request) => {
-                if self.upstreams.is_empty() {
+                if self.upstreams.is_empty() || !recurse {
                     return Some(message::reply_error(
                         &request,
                         ResponseCode::Refused,
@@ -159,21 +211,26 @@ impl Resolver {
                     .first()
                     .map_or(RecordType::A, Query::query_type);
                 let extra = match &answer.chase {
-                    Some(target) => {
+                    Some(target) if recurse => {
                         self.lookup_upstream(Query::query(target.clone(), qtype))
                             .await
                     }
-                    None => Vec::new(),
+                    _ => Vec::new(),
                 };
                 Some(message::chased(&request, answer, extra, transport))
             }
         }
     }
 
-    /// Both parts: the reply to `bytes`, if any.
-    pub async fn respond(&self, bytes: &[u8], transport: Transport) -> Option<Vec<u8>> {
+    /// Both parts: the reply to `bytes` from `client`, if any.
+    pub async fn respond(
+        &self,
+        bytes: &[u8],
+        transport: Transport,
+        client: IpAddr,
+    ) -> Option<Vec<u8>> {
         let step = self.step(bytes, transport);
-        self.finish(step, bytes, transport).await
+        self.finish(step, bytes, transport, client).await
     }
 
     /// The answer records of `query` from the upstreams (UDP, then TCP if
@@ -245,7 +302,10 @@ impl DnsServer {
         };
         let data = Arc::new(RwLock::new(ClusterData::default()));
         let synced = Arc::new(AtomicBool::new(false));
-        let resolver = Arc::new(Resolver::new(data, synced.clone(), zone, upstreams));
+        let resolver = Arc::new(
+            Resolver::new(data, synced.clone(), zone, upstreams)
+                .with_recursion(config.recursion.clone()),
+        );
         Ok(DnsServer {
             config,
             listener,

@@ -2,7 +2,7 @@
 //! task; forwarded queries get a task each (bounded), so a slow upstream
 //! never holds up cluster names.
 
-use std::net::SocketAddr;
+use std::net::{IpAddr, SocketAddr};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -95,7 +95,10 @@ async fn serve_udp(socket: Arc<UdpSocket>, resolver: Arc<Resolver>) {
                 let request = request.to_vec();
                 let (socket, resolver) = (socket.clone(), resolver.clone());
                 tokio::spawn(async move {
-                    if let Some(reply) = resolver.finish(step, &request, Transport::Udp).await {
+                    if let Some(reply) = resolver
+                        .finish(step, &request, Transport::Udp, peer.ip())
+                        .await
+                    {
                         let _ = socket.send_to(&reply, peer).await;
                     }
                     drop(permit);
@@ -111,8 +114,8 @@ async fn serve_tcp(listener: TcpListener, resolver: Arc<Resolver>) {
         let Ok(permit) = connections.clone().acquire_owned().await else {
             return;
         };
-        let stream = match listener.accept().await {
-            Ok((stream, _)) => stream,
+        let (stream, peer) = match listener.accept().await {
+            Ok(accepted) => accepted,
             Err(err) => {
                 tracing::debug!(error = %err, "DNS TCP accept failed");
                 tokio::time::sleep(Duration::from_millis(50)).await;
@@ -121,14 +124,14 @@ async fn serve_tcp(listener: TcpListener, resolver: Arc<Resolver>) {
         };
         let resolver = resolver.clone();
         tokio::spawn(async move {
-            serve_connection(stream, &resolver).await;
+            serve_connection(stream, &resolver, peer.ip()).await;
             drop(permit);
         });
     }
 }
 
 /// Length-prefixed messages (RFC 1035 4.2.2) until EOF, an error or idling.
-async fn serve_connection(mut stream: TcpStream, resolver: &Resolver) {
+async fn serve_connection(mut stream: TcpStream, resolver: &Resolver, client: IpAddr) {
     loop {
         let len = match tokio::time::timeout(TCP_IDLE, stream.read_u16()).await {
             Ok(Ok(len)) => len,
@@ -139,7 +142,7 @@ async fn serve_connection(mut stream: TcpStream, resolver: &Resolver) {
             Ok(Ok(_)) => {}
             _ => return,
         }
-        let Some(reply) = resolver.respond(&request, Transport::Tcp).await else {
+        let Some(reply) = resolver.respond(&request, Transport::Tcp, client).await else {
             continue;
         };
         let Ok(n) = u16::try_from(reply.len()) else {

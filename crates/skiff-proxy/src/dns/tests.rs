@@ -770,7 +770,7 @@ async fn outside_the_zone_without_upstreams_is_refused() {
         Vec::new(),
     );
     let reply = resolver
-        .respond(&query("example.org.", A, None), Transport::Udp)
+        .respond(&query("example.org.", A, None), Transport::Udp, LOCAL)
         .await
         .unwrap();
     let m = Message::from_vec(&reply).unwrap();
@@ -783,6 +783,7 @@ async fn outside_the_zone_without_upstreams_is_refused() {
         .respond(
             &query("ext.default.svc.cluster.local.", A, None),
             Transport::Udp,
+            LOCAL,
         )
         .await
         .unwrap();
@@ -790,6 +791,77 @@ async fn outside_the_zone_without_upstreams_is_refused() {
     assert_eq!(m.metadata.response_code, NoError);
     assert_eq!(m.answers.len(), 1);
     assert_eq!(m.answers[0].record_type(), CNAME);
+}
+
+const LOCAL: std::net::IpAddr = std::net::IpAddr::V4(std::net::Ipv4Addr::LOCALHOST);
+
+#[test]
+fn recursion_is_allowed_from_loopback_and_the_listed_networks_only() {
+    use super::Recursion;
+    let policy = Recursion::From(vec!["10.42.0.0/16".parse().unwrap()]);
+    for (client, allowed) in [
+        ("127.0.0.1", true),
+        ("127.3.2.1", true),
+        ("::1", true),
+        ("::ffff:10.42.9.9", true),
+        ("10.42.0.0", true),
+        ("10.42.255.255", true),
+        ("10.43.0.1", false),
+        ("192.0.2.7", false),
+        ("2001:db8::1", false),
+    ] {
+        assert_eq!(policy.allows(client.parse().unwrap()), allowed, "{client}");
+    }
+    assert!(Recursion::Anyone.allows("192.0.2.7".parse().unwrap()));
+    assert!(!Recursion::From(Vec::new()).allows("192.0.2.7".parse().unwrap()));
+}
+
+#[tokio::test]
+async fn outside_names_are_refused_to_clients_not_allowed_recursion() {
+    use std::sync::atomic::AtomicBool;
+    use std::sync::{Arc, RwLock};
+    // A UDP "upstream" that counts what reaches it and never answers.
+    let upstream = tokio::net::UdpSocket::bind("127.0.0.1:0").await.unwrap();
+    let resolver = super::Resolver::new(
+        Arc::new(RwLock::new(cluster())),
+        Arc::new(AtomicBool::new(true)),
+        zone(),
+        vec![upstream.local_addr().unwrap()],
+    )
+    .with_recursion(super::Recursion::From(vec![
+        "10.42.0.0/16".parse().unwrap(),
+    ]));
+    let outsider: std::net::IpAddr = "192.0.2.7".parse().unwrap();
+    let reply = resolver
+        .respond(&query("example.org.", A, None), Transport::Udp, outsider)
+        .await
+        .unwrap();
+    let m = Message::from_vec(&reply).unwrap();
+    assert_eq!(
+        (m.metadata.id, m.metadata.response_code),
+        (0x1234, ResponseCode::Refused)
+    );
+    // Cluster names are still answered, and an ExternalName gets its CNAME
+    // without the target being chased upstream.
+    let reply = resolver
+        .respond(
+            &query("ext.default.svc.cluster.local.", A, None),
+            Transport::Udp,
+            outsider,
+        )
+        .await
+        .unwrap();
+    let m = Message::from_vec(&reply).unwrap();
+    assert_eq!(m.metadata.response_code, NoError);
+    assert_eq!(m.answers.len(), 1);
+    assert_eq!(m.answers[0].record_type(), CNAME);
+    let mut buf = [0u8; 512];
+    let nothing = tokio::time::timeout(
+        std::time::Duration::from_millis(200),
+        upstream.recv_from(&mut buf),
+    )
+    .await;
+    assert!(nothing.is_err(), "the upstream was asked for an outsider");
 }
 
 #[test]

@@ -3,6 +3,8 @@
 //! Services with 10 hollow endpoints each, in a network namespace this
 //! benchmark creates; then the time for one endpoint change to be live
 //! (an incremental sync). Prints a table; asserts nothing about speed.
+//! The objects carry resourceVersions as an API server's do (the one
+//! changed slice gets a new one), which is what the proxier goes by.
 //!
 //! The machine may be shared: besides wall time the table shows the CPU
 //! time `nft` used (user + system of our finished child processes, which
@@ -33,9 +35,11 @@ fn objects(n: u32, generation: u32) -> (Vec<Service>, Vec<EndpointSlice>) {
         let name = format!("svc-{i}");
         let ip = Ipv4Addr::from(u32::from(Ipv4Addr::new(10, 96, 0, 0)) + i + 1);
         services.push(
-            serde_json::from_value(json!({"metadata": {"name": name, "namespace": "bench"},
+            serde_json::from_value(
+                json!({"metadata": {"name": name, "namespace": "bench", "resourceVersion": "1"},
                 "spec": {"clusterIP": ip.to_string(), "clusterIPs": [ip.to_string()],
-                         "ports": [{"name": "http", "port": 80, "protocol": "TCP"}]}}))
+                         "ports": [{"name": "http", "port": 80, "protocol": "TCP"}]}}),
+            )
             .unwrap(),
         );
         let endpoints: Vec<serde_json::Value> = (0..ENDPOINTS)
@@ -54,6 +58,7 @@ fn objects(n: u32, generation: u32) -> (Vec<Service>, Vec<EndpointSlice>) {
         slices.push(
             serde_json::from_value(
                 json!({"metadata": {"name": format!("{name}-x"), "namespace": "bench",
+                    "resourceVersion": if i == 0 { (generation + 1).to_string() } else { "1".to_string() },
                     "labels": {"kubernetes.io/service-name": name}},
                 "addressType": "IPv4", "ports": [{"name": "http", "port": 8080, "protocol": "TCP"}],
                 "endpoints": endpoints}),
@@ -125,6 +130,11 @@ async fn main() {
         let (ruleset, _) = proxier.compute(&svc, &eps, None);
         let script = ruleset.render_full();
         let compute = started.elapsed();
+        // SKIFF_BENCH_PROXY_DUMP=DIR writes each full script there, to study
+        // with `nft -c -f` or perf.
+        if let Ok(dir) = std::env::var("SKIFF_BENCH_PROXY_DUMP") {
+            std::fs::write(format!("{dir}/proxy-{n}.nft"), &script).unwrap();
+        }
 
         let started = Instant::now();
         let cpu = children_cpu();

@@ -229,15 +229,20 @@ impl<F: Nftables, C: Conntrack> Proxier<F, C> {
     }
 
     /// Checks that the kernel still holds the table (someone may have
-    /// deleted or flushed it); when not, the next sync replaces it whole.
-    /// Returns whether it is intact.
+    /// deleted it, or chains of it); when not, the next sync replaces it
+    /// whole. Returns whether it is intact. Only chain names are compared:
+    /// `nft list chains` is cheap, while listing any chain's rules makes nft
+    /// fetch every set element of the table first (over a second at 10,000
+    /// Services), so rules flushed by hand are not noticed.
     pub async fn verify(&mut self) -> Result<bool, NftError> {
-        if !self.in_sync {
+        let Some(table) = self.table.as_ref().filter(|_| self.in_sync) else {
             return Ok(false);
-        }
-        let probe = format!("list chain ip {} {}\n", self.config.table, rules::SERVICES);
-        let intact = match self.nft.list(&probe).await {
-            Ok(out) => out.contains(&format!("@{}", rules::SERVICE_IPS)),
+        };
+        let intact = match self.nft.list("list chains ip\n").await {
+            Ok(out) => {
+                let present = chains_of(&out, &self.config.table);
+                table.base_chains().all(|c| present.contains(&c))
+            }
             Err(NftError::Rejected(_)) => false,
             Err(err) => return Err(err),
         };
@@ -395,6 +400,21 @@ impl<F: Nftables, C: Conntrack> Proxier<F, C> {
             }
         }
     }
+}
+
+/// The chains `nft list chains` shows in `table` (family `ip`).
+fn chains_of<'a>(listing: &'a str, table: &str) -> Vec<&'a str> {
+    let header = format!("table ip {table} {{");
+    let mut inside = false;
+    let mut out = Vec::new();
+    for line in listing.lines().map(str::trim) {
+        if line.starts_with("table ") {
+            inside = line == header;
+        } else if inside && let Some(chain) = line.strip_prefix("chain ") {
+            out.push(chain.trim_end_matches('{').trim().trim_matches('"'));
+        }
+    }
+    out
 }
 
 /// The Node's IPv4 InternalIP and ExternalIP addresses.

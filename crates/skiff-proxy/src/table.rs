@@ -141,6 +141,11 @@ impl Table {
         }
     }
 
+    /// Names of the base's chains.
+    pub fn base_chains(&self) -> impl Iterator<Item = &str> {
+        self.base.chains.keys().map(String::as_str)
+    }
+
     /// Replaces the base (its chains and sets keep their names; only rules
     /// and elements change), recording the old one in `delta`.
     pub fn set_base(&mut self, base: Ruleset, delta: &mut Delta) {

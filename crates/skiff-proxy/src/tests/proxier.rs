@@ -356,8 +356,13 @@ async fn a_table_deleted_by_hand_is_replaced_after_the_check() {
     assert!(p.verify().await.unwrap());
     assert!(!sync_objects(&mut p, &objects).await.applied);
 
-    // Someone flushes the table: the check sees the dispatch rule gone.
-    p.nft().apply("flush table ip skiff-proxy\n").await.unwrap();
+    // Someone deletes a chain of it.
+    p.nft()
+        .apply(
+            "flush chain ip skiff-proxy filter-output\ndelete chain ip skiff-proxy filter-output\n",
+        )
+        .await
+        .unwrap();
     assert!(!p.verify().await.unwrap());
     assert!(sync_objects(&mut p, &objects).await.full);
     assert_eq!(p.nft().model().unwrap(), installed);

@@ -97,10 +97,32 @@ impl NftModel {
         Ok(())
     }
 
-    /// What `list chain FAMILY TABLE CHAIN` prints (in this model's own
-    /// layout, one rule per line), or an error when there is no such chain.
+    /// What `list chains [FAMILY]` (every chain, without rules) or `list
+    /// chain FAMILY TABLE CHAIN` (one rule per line) prints, in nft's
+    /// layout; an error when there is no such chain.
     pub fn list(&self, script: &str) -> Result<String, String> {
         let words: Vec<&str> = script.split_whitespace().collect();
+        if let ["list", "chains", family @ ..] = &words[..] {
+            let mut out = String::new();
+            for (key, t) in &self.tables {
+                if family
+                    .first()
+                    .is_some_and(|f| !key.starts_with(&format!("{f} ")))
+                {
+                    continue;
+                }
+                out.push_str(&format!("table {key} {{\n"));
+                for (name, c) in &t.chains {
+                    out.push_str(&format!("\tchain {name} {{\n"));
+                    if let Some(hook) = &c.hook {
+                        out.push_str(&format!("\t\t{hook}\n"));
+                    }
+                    out.push_str("\t}\n");
+                }
+                out.push_str("}\n");
+            }
+            return Ok(out);
+        }
         let ["list", "chain", family, table, chain] = words[..] else {
             return Err(format!("Error: the model cannot list {script:?}"));
         };
@@ -348,5 +370,10 @@ mod tests {
         assert_eq!(m.tables["ip t"].chains.len(), 1);
         assert!(m.list("list chain ip t a").unwrap().contains("chain a {"));
         assert!(m.list("list chain ip t b").is_err());
+        assert_eq!(
+            m.list("list chains ip").unwrap(),
+            "table ip t {\n\tchain a {\n\t}\n}\n"
+        );
+        assert_eq!(m.list("list chains inet").unwrap(), "");
     }
 }

@@ -3,11 +3,13 @@
 //! Services with 10 hollow endpoints each, in a network namespace this
 //! benchmark creates; then the time for one endpoint change to be live
 //! (an incremental sync). Prints a table; asserts nothing about speed.
+//! The objects carry resourceVersions as an API server's do (the one
+//! changed slice gets a new one), which is what the proxier goes by.
 //!
-//! The machine may be shared: besides wall time the table shows the CPU
-//! time `nft` used (user + system of our finished child processes, which
-//! includes the kernel's work on its transactions), which other load
-//! barely moves.
+//! The machine may be shared: besides wall time the table shows CPU time,
+//! which other load barely moves: this process's (ours: computing and
+//! rendering) and `nft`'s (user + system of our finished child processes,
+//! which includes the kernel's work on its transactions).
 
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
@@ -33,9 +35,11 @@ fn objects(n: u32, generation: u32) -> (Vec<Service>, Vec<EndpointSlice>) {
         let name = format!("svc-{i}");
         let ip = Ipv4Addr::from(u32::from(Ipv4Addr::new(10, 96, 0, 0)) + i + 1);
         services.push(
-            serde_json::from_value(json!({"metadata": {"name": name, "namespace": "bench"},
+            serde_json::from_value(
+                json!({"metadata": {"name": name, "namespace": "bench", "resourceVersion": "1"},
                 "spec": {"clusterIP": ip.to_string(), "clusterIPs": [ip.to_string()],
-                         "ports": [{"name": "http", "port": 80, "protocol": "TCP"}]}}))
+                         "ports": [{"name": "http", "port": 80, "protocol": "TCP"}]}}),
+            )
             .unwrap(),
         );
         let endpoints: Vec<serde_json::Value> = (0..ENDPOINTS)
@@ -54,6 +58,7 @@ fn objects(n: u32, generation: u32) -> (Vec<Service>, Vec<EndpointSlice>) {
         slices.push(
             serde_json::from_value(
                 json!({"metadata": {"name": format!("{name}-x"), "namespace": "bench",
+                    "resourceVersion": if i == 0 { (generation + 1).to_string() } else { "1".to_string() },
                     "labels": {"kubernetes.io/service-name": name}},
                 "addressType": "IPv4", "ports": [{"name": "http", "port": 8080, "protocol": "TCP"}],
                 "endpoints": endpoints}),
@@ -68,20 +73,24 @@ fn ms(d: Duration) -> String {
     format!("{:.0}", d.as_secs_f64() * 1000.0)
 }
 
-/// User + system CPU time of this process's waited-for children
-/// (`cutime` + `cstime` of /proc/self/stat, in USER_HZ = 100 ticks).
-fn children_cpu() -> Duration {
+/// User + system CPU time from /proc/self/stat (in USER_HZ = 100 ticks):
+/// this process's own (`utime` + `stime`, fields 14 and 15 of the whole
+/// line) or its waited-for children's (`cutime` + `cstime`, 16 and 17).
+fn cpu(children: bool) -> Duration {
     let stat = std::fs::read_to_string("/proc/self/stat").unwrap();
-    // Fields after the parenthesised command name; cutime and cstime are
-    // fields 16 and 17 of the whole line.
+    // Fields after the parenthesised command name.
     let rest = &stat[stat.rfind(')').unwrap() + 2..];
     let fields: Vec<u64> = rest
         .split(' ')
-        .skip(13)
+        .skip(if children { 13 } else { 11 })
         .take(2)
         .map(|f| f.parse().unwrap())
         .collect();
     Duration::from_millis((fields[0] + fields[1]) * 10)
+}
+
+fn children_cpu() -> Duration {
+    cpu(true)
 }
 
 fn median(mut v: Vec<Duration>) -> Duration {
@@ -101,7 +110,7 @@ async fn main() {
         cluster_cidr: Some(Cidr::new(Ipv4Addr::new(10, 64, 0, 0), 10).unwrap()),
     };
     println!(
-        "| services | endpoints | rules | chains | script KiB | compute ms | full sync ms | full sync nft CPU ms | no-op sync ms | endpoint change live ms, median / max of 5 | change nft CPU ms, median |"
+        "| services | endpoints | rules | chains | script KiB | compute ms | full sync ms | full sync CPU ms, ours / nft | no-op sync ms | endpoint change live ms, median / max of 5 | change CPU ms, ours / nft, median |"
     );
     println!("|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|");
     // SKIFF_BENCH_PROXY_SERVICES=1000,10000 (the default) picks the sizes.
@@ -125,12 +134,18 @@ async fn main() {
         let (ruleset, _) = proxier.compute(&svc, &eps, None);
         let script = ruleset.render_full();
         let compute = started.elapsed();
+        // SKIFF_BENCH_PROXY_DUMP=DIR writes each full script there, to study
+        // with `nft -c -f` or perf.
+        if let Ok(dir) = std::env::var("SKIFF_BENCH_PROXY_DUMP") {
+            std::fs::write(format!("{dir}/proxy-{n}.nft"), &script).unwrap();
+        }
 
         let started = Instant::now();
-        let cpu = children_cpu();
+        let (nft_before, ours_before) = (children_cpu(), cpu(false));
         let out = proxier.sync(&svc, &eps, None).await.unwrap();
         let full = started.elapsed();
-        let full_cpu = children_cpu() - cpu;
+        let full_cpu = children_cpu() - nft_before;
+        let full_ours = cpu(false) - ours_before;
         assert!(out.full);
 
         let started = Instant::now();
@@ -141,29 +156,33 @@ async fn main() {
         // One endpoint of one Service replaced, five times: the worst.
         let mut change = Vec::new();
         let mut change_cpu = Vec::new();
+        let mut change_ours = Vec::new();
         for generation in 1..=5 {
             let (services2, slices2) = objects(n, generation);
             let svc2: Vec<&Service> = services2.iter().collect();
             let eps2: Vec<&EndpointSlice> = slices2.iter().collect();
             let started = Instant::now();
-            let cpu = children_cpu();
+            let (nft_before, ours_before) = (children_cpu(), cpu(false));
             let out = proxier.sync(&svc2, &eps2, None).await.unwrap();
             change.push(started.elapsed());
-            change_cpu.push(children_cpu() - cpu);
+            change_cpu.push(children_cpu() - nft_before);
+            change_ours.push(cpu(false) - ours_before);
             assert!(out.applied && !out.full);
         }
         println!(
-            "| {n} | {} | {} | {} | {} | {} | {} | {} | {} | {} / {} | {} |",
+            "| {n} | {} | {} | {} | {} | {} | {} | {} / {} | {} | {} / {} | {} / {} |",
             n * ENDPOINTS,
             ruleset.rule_count(),
             ruleset.chains.len(),
             script.len() / 1024,
             ms(compute),
             ms(full),
+            ms(full_ours),
             ms(full_cpu),
             ms(noop),
             ms(median(change.clone())),
             ms(change.iter().copied().max().unwrap_or_default()),
+            ms(median(change_ours)),
             ms(median(change_cpu)),
         );
         skiff_proxy::proxier::cleanup(&NftCli::new().in_netns(&pair.client), &config.table)

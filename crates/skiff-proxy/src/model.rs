@@ -11,6 +11,7 @@
 use std::collections::{BTreeMap, HashMap};
 use std::fmt;
 use std::net::Ipv4Addr;
+use std::sync::Arc;
 
 use k8s_openapi::api::core::v1::Service;
 use k8s_openapi::api::discovery::v1::EndpointSlice;
@@ -22,6 +23,34 @@ pub const SERVICE_NAME_LABEL: &str = "kubernetes.io/service-name";
 pub const SERVICE_PROXY_NAME_LABEL: &str = "service.kubernetes.io/service-proxy-name";
 /// Upstream's default `sessionAffinityConfig.clientIP.timeoutSeconds`.
 pub const DEFAULT_AFFINITY_TIMEOUT_SECONDS: u32 = 10_800;
+
+/// A Service's namespace and name, cheap to clone; ordered as upstream
+/// orders Services (namespace, then name).
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub struct ServiceKey(Arc<(String, String)>);
+
+impl ServiceKey {
+    /// The key of `namespace/name`.
+    pub fn new(namespace: &str, name: &str) -> Self {
+        Self(Arc::new((namespace.to_string(), name.to_string())))
+    }
+
+    /// The namespace.
+    pub fn namespace(&self) -> &str {
+        &self.0.0
+    }
+
+    /// The name.
+    pub fn name(&self) -> &str {
+        &self.0.1
+    }
+}
+
+impl fmt::Display for ServiceKey {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}/{}", self.0.0, self.0.1)
+    }
+}
 
 /// Transport protocols a Service port may use.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
@@ -94,6 +123,9 @@ pub struct EndpointInfo {
     pub terminating: bool,
     /// Whether the endpoint runs on this node (`nodeName`).
     pub local: bool,
+    /// Whether it runs on another node (`nodeName` set, and not this
+    /// node's); neither this nor `local` when the slice does not say.
+    pub remote: bool,
 }
 
 /// One port of one Service, with everything its rules need.
@@ -328,6 +360,7 @@ fn collect_slice(
                 serving: conditions.and_then(|c| c.serving).unwrap_or(ready),
                 terminating: conditions.and_then(|c| c.terminating).unwrap_or(false),
                 local: ep.node_name.as_deref() == Some(node_name),
+                remote: ep.node_name.as_deref().is_some_and(|n| n != node_name),
             };
             // The same address in two slices (a slice mid-move): keep the
             // more usable record.

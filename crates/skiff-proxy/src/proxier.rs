@@ -2,14 +2,22 @@
 //! EndpointSlices and its own Node feed [`Proxier::sync`], which computes
 //! the ruleset and applies it through an [`Nftables`] backend.
 //!
+//! The proxier keeps the table as parts, one [`Fragment`](crate::table::Fragment)
+//! per Service, each remembered with the resourceVersions of the Service
+//! and its EndpointSlices it was computed from. A sync recomputes only the
+//! Services whose versions moved (or that have none: objects not from an
+//! API server) and applies a transaction touching only what they
+//! contribute; an endpoint change costs one small computation and one small
+//! transaction whatever the number of Services.
+//!
 //! The first sync replaces the table whole (whatever a previous run left is
-//! gone); later ones apply only the difference to the installed ruleset,
-//! which keeps affinity state and makes an endpoint change cost one small
-//! transaction. A failed sync leaves the kernel on the last good ruleset
-//! (nft transactions are atomic); the next attempt, after a back-off, is a
-//! full replacement.
+//! gone). A failed sync leaves the kernel on the last good ruleset (nft
+//! transactions are atomic); the next attempt, after a back-off, is a full
+//! replacement. The periodic resync recomputes every Service, and replaces
+//! the table whole when the kernel no longer holds it (deleted or flushed by
+//! hand).
 
-use std::collections::BTreeSet;
+use std::collections::{BTreeMap, HashMap};
 use std::net::Ipv4Addr;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -27,9 +35,10 @@ use skiff_sys::nft::{NftError, Nftables};
 use tokio::sync::{Notify, watch};
 
 use crate::conntrack::stale_udp_flows;
-use crate::model::{self, ServicePortInfo};
+use crate::model::{self, SERVICE_NAME_LABEL, ServiceKey, ServicePortInfo};
 use crate::rules::{self, ProxyConfig};
 use crate::ruleset::Ruleset;
+use crate::table::{Delta, Table};
 
 /// Errors that stop the proxy.
 #[derive(Debug, thiserror::Error)]
@@ -73,15 +82,51 @@ pub struct SyncOutcome {
     pub rules: usize,
 }
 
-/// The last ruleset applied successfully. nft transactions are atomic, so
-/// after a failure the kernel still holds it; `trusted` says whether a diff
-/// against it may be applied (after a failure the next sync replaces the
-/// table whole instead, in case the failure came from a drifted table).
+/// The resourceVersions a Service's fragment was computed from: the
+/// Service's and its EndpointSlices' (by name).
+#[derive(Debug, Clone, PartialEq, Eq)]
+struct Versions {
+    service: String,
+    slices: Vec<(String, String)>,
+}
+
+impl Versions {
+    /// `None` when an object has no resourceVersion (it did not come from
+    /// an API server, so a change cannot be told from the version).
+    fn of(service: &Service, slices: &[&EndpointSlice]) -> Option<Self> {
+        Some(Self {
+            service: service.metadata.resource_version.clone()?,
+            slices: slices
+                .iter()
+                .map(|s| {
+                    Some((
+                        s.metadata.name.clone()?,
+                        s.metadata.resource_version.clone()?,
+                    ))
+                })
+                .collect::<Option<_>>()?,
+        })
+    }
+
+    /// Whether these are the versions of `service` and `slices` (sorted by
+    /// name), without building them.
+    fn current(&self, service: &Service, slices: &[&EndpointSlice]) -> bool {
+        service.metadata.resource_version.as_deref() == Some(self.service.as_str())
+            && self.slices.len() == slices.len()
+            && self.slices.iter().zip(slices).all(|((name, version), s)| {
+                s.metadata.name.as_deref() == Some(name.as_str())
+                    && s.metadata.resource_version.as_deref() == Some(version.as_str())
+            })
+    }
+}
+
+/// What the proxier knows of one Service.
 #[derive(Debug)]
-struct Installed {
-    ruleset: Ruleset,
+struct Known {
+    /// What its fragment was computed from (`None`: recompute every sync).
+    versions: Option<Versions>,
+    /// Its ports, as in the table.
     ports: Vec<ServicePortInfo>,
-    trusted: bool,
 }
 
 /// Computes and applies the ruleset.
@@ -90,8 +135,29 @@ pub struct Proxier<F, C> {
     config: ProxyConfig,
     nft: F,
     conntrack: C,
-    installed: Option<Installed>,
+    /// The table as it should be (`None` before the first sync).
+    table: Option<Table>,
+    /// Every Service in the table.
+    known: HashMap<ServiceKey, Known>,
+    /// Whether the kernel holds `table`: after a failed (or no) sync, or
+    /// when a check found the table damaged, the next sync replaces it whole.
+    in_sync: bool,
+    /// Whether anything was ever installed (before that, there are no
+    /// stale conntrack entries to delete).
+    installed_once: bool,
+    /// The ports of each Service changed since the last successful sync as
+    /// they were then: stale UDP flows are found against them.
+    udp_baseline: BTreeMap<ServiceKey, Vec<ServicePortInfo>>,
+    /// The next sync recomputes every Service, whatever its versions.
+    recompute_all: bool,
     stats: Arc<ProxyStats>,
+}
+
+/// The namespace and Service an EndpointSlice belongs to.
+fn slice_service(slice: &EndpointSlice) -> Option<(&str, &str)> {
+    let namespace = slice.metadata.namespace.as_deref()?;
+    let service = slice.metadata.labels.as_ref()?.get(SERVICE_NAME_LABEL)?;
+    Some((namespace, service.as_str()))
 }
 
 impl<F: Nftables, C: Conntrack> Proxier<F, C> {
@@ -108,7 +174,12 @@ impl<F: Nftables, C: Conntrack> Proxier<F, C> {
             config,
             nft,
             conntrack,
-            installed: None,
+            table: None,
+            known: HashMap::new(),
+            in_sync: false,
+            installed_once: false,
+            udp_baseline: BTreeMap::new(),
+            recompute_all: false,
             stats: Arc::default(),
         })
     }
@@ -128,19 +199,129 @@ impl<F: Nftables, C: Conntrack> Proxier<F, C> {
         &self.conntrack
     }
 
-    /// The ruleset for these objects.
+    /// The configuration with the Node's addresses among the NodePort
+    /// addresses.
+    fn node_config(&self, node: Option<&Node>) -> ProxyConfig {
+        let mut config = self.config.clone();
+        let mut addresses: std::collections::BTreeSet<Ipv4Addr> =
+            config.nodeport_addresses.iter().copied().collect();
+        addresses.extend(node_addresses(node));
+        config.nodeport_addresses = addresses.into_iter().collect();
+        config
+    }
+
+    /// The ruleset for these objects, computed from scratch.
     pub fn compute(
         &self,
         services: &[&Service],
         slices: &[&EndpointSlice],
         node: Option<&Node>,
     ) -> (Ruleset, Vec<ServicePortInfo>) {
-        let mut config = self.config.clone();
-        let mut addresses: BTreeSet<Ipv4Addr> = config.nodeport_addresses.iter().copied().collect();
-        addresses.extend(node_addresses(node));
-        config.nodeport_addresses = addresses.into_iter().collect();
+        let config = self.node_config(node);
         let ports = model::build(services, slices, &config.node_name);
         (rules::compute(&config, &ports), ports)
+    }
+
+    /// Makes the next sync recompute every Service, whatever their versions
+    /// say (the periodic resync: a safety net, it should change nothing).
+    pub fn recompute_all(&mut self) {
+        self.recompute_all = true;
+    }
+
+    /// Checks that the kernel still holds the table (someone may have
+    /// deleted it, or chains of it); when not, the next sync replaces it
+    /// whole. Returns whether it is intact. Only chain names are compared:
+    /// `nft list chains` is cheap, while listing any chain's rules makes nft
+    /// fetch every set element of the table first (over a second at 10,000
+    /// Services), so rules flushed by hand are not noticed.
+    pub async fn verify(&mut self) -> Result<bool, NftError> {
+        let Some(table) = self.table.as_ref().filter(|_| self.in_sync) else {
+            return Ok(false);
+        };
+        let intact = match self.nft.list("list chains ip\n").await {
+            Ok(out) => {
+                let present = chains_of(&out, &self.config.table);
+                table.base_chains().all(|c| present.contains(&c))
+            }
+            Err(NftError::Rejected(_)) => false,
+            Err(err) => return Err(err),
+        };
+        if !intact {
+            tracing::warn!(table = %self.config.table, "the proxy's nftables table is gone or damaged; replacing it");
+            self.in_sync = false;
+        }
+        Ok(intact)
+    }
+
+    /// Brings the table in line with these objects: recomputes the Services
+    /// whose versions moved and records what that changes in `delta`.
+    fn update(
+        &mut self,
+        table: &mut Table,
+        services: &[&Service],
+        slices: &[&EndpointSlice],
+        config: &ProxyConfig,
+        mut delta: Option<&mut Delta>,
+    ) {
+        let mut groups: HashMap<(&str, &str), Vec<&EndpointSlice>> = HashMap::new();
+        for slice in slices {
+            if let Some(owner) = slice_service(slice) {
+                groups.entry(owner).or_default().push(slice);
+            }
+        }
+        let recompute_all = std::mem::take(&mut self.recompute_all);
+        let mut seen = std::collections::HashSet::with_capacity(services.len());
+        for service in services {
+            let (Some(namespace), Some(name)) = (
+                service.metadata.namespace.as_deref(),
+                service.metadata.name.as_deref(),
+            ) else {
+                continue;
+            };
+            let mut group = groups.remove(&(namespace, name)).unwrap_or_default();
+            group.sort_by(|a, b| a.metadata.name.cmp(&b.metadata.name));
+            let key = ServiceKey::new(namespace, name);
+            let unchanged = !recompute_all
+                && self
+                    .known
+                    .get(&key)
+                    .and_then(|k| k.versions.as_ref())
+                    .is_some_and(|v| v.current(service, &group));
+            if !seen.insert(key.clone()) || unchanged {
+                continue;
+            }
+            let ports = model::build(&[*service], &group, &config.node_name);
+            table.replace(
+                &key,
+                Some(rules::service(config, &ports)),
+                delta.as_deref_mut(),
+            );
+            let known = Known {
+                versions: Versions::of(service, &group),
+                ports,
+            };
+            let old = self.known.insert(key.clone(), known);
+            if self.installed_once {
+                self.udp_baseline
+                    .entry(key)
+                    .or_insert_with(|| old.map(|k| k.ports).unwrap_or_default());
+            }
+        }
+        let gone: Vec<ServiceKey> = self
+            .known
+            .keys()
+            .filter(|k| !seen.contains(*k))
+            .cloned()
+            .collect();
+        for key in gone {
+            table.replace(&key, None, delta.as_deref_mut());
+            let old = self.known.remove(&key);
+            if self.installed_once {
+                self.udp_baseline
+                    .entry(key)
+                    .or_insert_with(|| old.map(|k| k.ports).unwrap_or_default());
+            }
+        }
     }
 
     /// Brings the kernel in line with these objects. On error the kernel
@@ -152,14 +333,28 @@ impl<F: Nftables, C: Conntrack> Proxier<F, C> {
         node: Option<&Node>,
     ) -> Result<SyncOutcome, NftError> {
         let started = Instant::now();
-        let (ruleset, ports) = self.compute(services, slices, node);
-        let rules = ruleset.rule_count();
-        let installed = self
-            .installed
-            .as_ref()
-            .filter(|i| i.trusted)
-            .map(|i| &i.ruleset);
-        let Some((script, full)) = ruleset.script_from(installed) else {
+        let config = self.node_config(node);
+        let base = rules::base(&config);
+        let mut delta = Delta::default();
+        let mut table = match self.table.take() {
+            Some(mut table) => {
+                table.set_base(base, &mut delta);
+                table
+            }
+            None => Table::new(base),
+        };
+        // When the table will be replaced whole, what changed does not
+        // matter.
+        let record = self.in_sync.then_some(&mut delta);
+        self.update(&mut table, services, slices, &config, record);
+        let rules = table.rule_count();
+        let script = match self.in_sync.then(|| table.render_delta(&delta)) {
+            Some(Ok(None)) => None,
+            Some(Ok(Some(script))) => Some((script, false)),
+            _ => Some((table.render_full(), true)),
+        };
+        self.table = Some(table);
+        let Some((script, full)) = script else {
             return Ok(SyncOutcome {
                 applied: false,
                 full: false,
@@ -168,25 +363,12 @@ impl<F: Nftables, C: Conntrack> Proxier<F, C> {
         };
         if let Err(err) = self.nft.apply(&script).await {
             self.stats.sync_errors.fetch_add(1, Ordering::Relaxed);
-            if let Some(installed) = &mut self.installed {
-                installed.trusted = false;
-            }
+            self.in_sync = false;
             return Err(err);
         }
-        let previous = self.installed.take();
-        if let Some(previous) = &previous {
-            for filter in stale_udp_flows(&previous.ports, &ports) {
-                if let Err(err) = self.conntrack.delete_udp(&filter).await {
-                    self.stats.conntrack_errors.fetch_add(1, Ordering::Relaxed);
-                    tracing::warn!(error = %err, "cannot delete stale UDP conntrack entries");
-                }
-            }
-        }
-        self.installed = Some(Installed {
-            ruleset,
-            ports,
-            trusted: true,
-        });
+        self.in_sync = true;
+        self.installed_once = true;
+        self.delete_stale_udp_flows().await;
         self.stats.syncs.fetch_add(1, Ordering::Relaxed);
         if full {
             self.stats.full_syncs.fetch_add(1, Ordering::Relaxed);
@@ -200,6 +382,39 @@ impl<F: Nftables, C: Conntrack> Proxier<F, C> {
             rules,
         })
     }
+
+    /// Deletes the UDP flows the Services changed since the last successful
+    /// sync left stale.
+    async fn delete_stale_udp_flows(&mut self) {
+        let baseline = std::mem::take(&mut self.udp_baseline);
+        let previous: Vec<ServicePortInfo> = baseline.values().flatten().cloned().collect();
+        let current: Vec<ServicePortInfo> = baseline
+            .keys()
+            .filter_map(|k| self.known.get(k))
+            .flat_map(|k| k.ports.iter().cloned())
+            .collect();
+        for filter in stale_udp_flows(&previous, &current) {
+            if let Err(err) = self.conntrack.delete_udp(&filter).await {
+                self.stats.conntrack_errors.fetch_add(1, Ordering::Relaxed);
+                tracing::warn!(error = %err, "cannot delete stale UDP conntrack entries");
+            }
+        }
+    }
+}
+
+/// The chains `nft list chains` shows in `table` (family `ip`).
+fn chains_of<'a>(listing: &'a str, table: &str) -> Vec<&'a str> {
+    let header = format!("table ip {table} {{");
+    let mut inside = false;
+    let mut out = Vec::new();
+    for line in listing.lines().map(str::trim) {
+        if line.starts_with("table ") {
+            inside = line == header;
+        } else if inside && let Some(chain) = line.strip_prefix("chain ") {
+            out.push(chain.trim_end_matches('{').trim().trim_matches('"'));
+        }
+    }
+    out
 }
 
 /// The Node's IPv4 InternalIP and ExternalIP addresses.
@@ -252,7 +467,8 @@ pub async fn preflight(nft: &impl Nftables, table: &str) -> Result<(), ProxyErro
 pub struct RunOptions {
     /// How long to gather further changes after the first one.
     pub debounce: Duration,
-    /// Recompute (and diff) this often even without changes.
+    /// Recompute every Service (and check the table is still there) this
+    /// often even without changes.
     pub resync: Duration,
     /// First retry delay after a failed sync; doubles up to `max_backoff`.
     pub min_backoff: Duration,
@@ -361,6 +577,7 @@ pub async fn run<F: Nftables, C: Conntrack>(
         services,
         slices,
         nodes,
+        verify: false,
     };
     drive("proxy", &mut target, &changed, options, &mut shutdown).await?;
     Ok(())
@@ -372,10 +589,20 @@ struct ProxySync<'a, F, C> {
     services: Store<Service>,
     slices: Store<EndpointSlice>,
     nodes: Store<Node>,
+    /// Check the table in the kernel before the next sync.
+    verify: bool,
 }
 
 impl<F: Nftables, C: Conntrack> SyncOnce for ProxySync<'_, F, C> {
+    fn resync_due(&mut self) {
+        self.proxier.recompute_all();
+        self.verify = true;
+    }
+
     async fn sync_once(&mut self) -> Result<(), NftError> {
+        if std::mem::take(&mut self.verify) {
+            self.proxier.verify().await?;
+        }
         let svc = self.services.state();
         let eps = self.slices.state();
         let node = self.nodes.state().into_iter().next();
@@ -398,6 +625,9 @@ impl<F: Nftables, C: Conntrack> SyncOnce for ProxySync<'_, F, C> {
 
 /// One sync of a rule loop (the proxy's, the policy enforcer's).
 pub(crate) trait SyncOnce: Send {
+    /// The periodic resync is due (the next `sync_once` follows at once).
+    fn resync_due(&mut self) {}
+
     /// Computes from the current objects and applies.
     fn sync_once(&mut self) -> impl std::future::Future<Output = Result<(), NftError>> + Send;
 }
@@ -434,6 +664,7 @@ pub(crate) async fn drive(
             }
             () = tokio::time::sleep_until(resync_at) => {
                 resync_at = tokio::time::Instant::now() + options.resync;
+                target.resync_due();
                 due.get_or_insert_with(tokio::time::Instant::now);
             }
             () = wait_due => {

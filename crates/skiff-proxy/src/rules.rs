@@ -1,15 +1,19 @@
-//! Services to an nftables [`Ruleset`]: the pure core of the proxy.
+//! Services to an nftables [`Ruleset`]: the pure core of the proxy. The
+//! table is a fixed [`base`] plus one [`service`] fragment per Service, so
+//! a change to one Service can be applied as a change to its fragment (see
+//! [`crate::table`]).
 //!
 //! The layout follows kube-proxy's nftables mode (one table, verdict maps
 //! keyed `ip daddr . meta l4proto . th dport`, per Service-port chains, a
 //! masquerade mark), in our own words, except for how an endpoint is picked
-//! (see `balance`):
+//! (see `pick` and `balance`):
 //!
 //! ```text
-//! nat-prerouting / nat-output ─ services ─┬ @service-ips      → service-<id> / local-<id> / external-<id>
+//! nat-prerouting / nat-output ─ services ─┬ @service-ips      → pick-<proto>-<n> / service-<id> / local-<id> / external-<id>
 //!                                         └ @service-nodeports → external-<id>   (daddr in @nodeport-ips)
+//! pick-<proto>-<n> : (ClusterIP only, no affinity; shared) masquerade off-cluster sources,
+//!                    dnat via @service-endpoints-<proto>[daddr . dport . numgen mod n]
 //! service-<id>  : masquerade off-cluster sources, then the random pick:
-//!                 ClusterIP only → pick-<proto>-<n>: dnat via @service-endpoints-<proto>[daddr . dport . numgen mod n]
 //!                 also external  → numgen cascade of dnat rules
 //!                 ClientIP affinity → affinity lookups, numgen cascade → endpoint-<id>__<ip>/<port>
 //! external-<id> : masquerade (policy Cluster) or pod/host short cuts + local endpoints (policy Local)
@@ -20,16 +24,19 @@
 //!
 //! Cost, measured on nft 1.0.6 (kernel 6.18): every `nft -f` that adds a
 //! rule or an element first dumps every chain of every table in the
-//! namespace into its cache (the kernel restarts the dump per batch, so the
-//! dump grows faster than linearly), and the kernel re-validates every chain
+//! namespace into its cache, and the kernel re-validates every chain
 //! reachable from the base chains whenever a transaction adds a jump, goto
 //! or verdict element. Both scale with the number of chains and rules, not
 //! with the size of the change, so the layout keeps those small: no chain per
 //! endpoint (upstream has one, for the hairpin mark and affinity; here
 //! hairpin is one set lookup in postrouting and only Services with affinity
-//! get endpoint chains), and endpoints of plain ClusterIP Services are map
-//! elements rather than rules. At 10,000 Services with 10 endpoints that is
-//! 10k chains and 20k rules instead of 110k chains and 310k rules.
+//! get endpoint chains), and a Service reached only by its ClusterIP has no
+//! chain at all (its dispatch element points at a shared pick chain, its
+//! endpoints are map elements). At 10,000 such Services with 10 endpoints
+//! that is 13 chains and 21 rules (upstream: 110k chains, 310k rules). What
+//! remains of a full load is nft parsing the elements (about 5 µs each) and
+//! the kernel inserting them; the hairpin set holds only this node's
+//! endpoints.
 //!
 //! NetworkPolicy is not here: it has its own table (see [`crate::netpol`]).
 
@@ -37,6 +44,7 @@ use std::net::Ipv4Addr;
 
 use crate::model::{self, EndpointInfo, Protocol, ServicePortInfo, TrafficPolicy};
 use crate::ruleset::{Ruleset, SetKind};
+use crate::table::{self, Fragment};
 
 /// Default table name.
 pub const DEFAULT_TABLE: &str = "skiff-proxy";
@@ -186,18 +194,33 @@ fn affinity_set(id: &str, ep: &EndpointInfo) -> String {
     format!("affinity-{id}__{}/{}", ep.ip, ep.port)
 }
 
-/// The ruleset for `ports` (from [`model::build`]).
+/// The ruleset for `ports` (from [`model::build`]): the [`base`] and each
+/// Service's [`service`] fragment, assembled as [`table::Table`] does.
 pub fn compute(config: &ProxyConfig, ports: &[ServicePortInfo]) -> Ruleset {
-    let mut rs = Ruleset::new(&config.table);
-    base(&mut rs, config);
-    for sp in ports {
-        service_port(&mut rs, config, sp);
+    let mut rs = base(config);
+    for group in ports.chunk_by(|a, b| (&a.namespace, &a.name) == (&b.namespace, &b.name)) {
+        table::merge(&mut rs, service(config, group));
     }
     rs
 }
 
+/// What one Service's ports (from [`model::build`]) add to the table.
+pub fn service(config: &ProxyConfig, ports: &[ServicePortInfo]) -> Fragment {
+    let mut f = Fragment::default();
+    for sp in ports {
+        service_port(&mut f, config, sp);
+    }
+    f
+}
+
 /// The fixed part: base chains, dispatch, masquerading, rejection.
-fn base(rs: &mut Ruleset, config: &ProxyConfig) {
+pub fn base(config: &ProxyConfig) -> Ruleset {
+    let mut rs = Ruleset::new(&config.table);
+    base_into(&mut rs, config);
+    rs
+}
+
+fn base_into(rs: &mut Ruleset, config: &ProxyConfig) {
     let key = "type ipv4_addr . inet_proto . inet_service : verdict;";
     rs.declare_set(SERVICE_IPS, SetKind::Map, key, false);
     rs.declare_set(NO_ENDPOINT_SERVICES, SetKind::Map, key, false);
@@ -327,50 +350,66 @@ fn base(rs: &mut Ruleset, config: &ProxyConfig) {
     rs.rule(MASQUERADING, "masquerade fully-random");
 }
 
-/// Load balancing over `endpoints`: affinity lookups first, then a random
-/// pick. Empty `endpoints` adds nothing. `cluster_ip_only`: the chain is
-/// reached only with a ClusterIP as destination, so the pick can be a
-/// lookup keyed by it.
+/// The random pick for a Service port reached only through its ClusterIPs
+/// and without affinity, the common case and the cheapest: a chain shared
+/// by every such port of one protocol and endpoint count draws `numgen
+/// random mod n` and DNATs to what `@service-endpoints-<proto>` holds for
+/// (ClusterIP, port, draw). The dispatch map points straight at it, so such
+/// a Service has no chain of its own and an endpoint change is an element
+/// change (no rules, and the kernel does not re-validate the table).
+/// Returns the chain's name.
+fn pick(
+    rs: &mut Fragment,
+    config: &ProxyConfig,
+    sp: &ServicePortInfo,
+    endpoints: &[&EndpointInfo],
+) -> String {
+    let proto = sp.protocol.nft();
+    let n = endpoints.len();
+    let pick = format!("pick-{proto}-{n}");
+    if !rs.chains.contains_key(&pick) {
+        // Only ClusterIPs lead here: the host (or anything off the pod
+        // network) reaching one is masqueraded so replies come back through
+        // this node.
+        if let Some(cidr) = config.cluster_cidr {
+            rs.rule(
+                &pick,
+                format!("ip saddr != {cidr} jump {MARK_FOR_MASQUERADE}"),
+            );
+        }
+        rs.rule(
+            &pick,
+            format!(
+                "dnat ip to ip daddr . {proto} dport . numgen random mod {n} map @{SERVICE_ENDPOINTS}-{proto}"
+            ),
+        );
+    }
+    for ip in &sp.cluster_ips {
+        for (i, ep) in endpoints.iter().enumerate() {
+            rs.element(
+                &format!("{SERVICE_ENDPOINTS}-{proto}"),
+                format!("{ip} . {} . {i}", sp.port),
+                Some(format!("{} . {}", ep.ip, ep.port)),
+            );
+        }
+    }
+    pick
+}
+
+/// Load balancing over `endpoints` in `chain`: affinity lookups first, then
+/// a random pick. Empty `endpoints` adds nothing.
 fn balance(
-    rs: &mut Ruleset,
+    rs: &mut Fragment,
     chain: &str,
     id: &str,
     sp: &ServicePortInfo,
     endpoints: &[&EndpointInfo],
-    cluster_ip_only: bool,
 ) {
     if endpoints.is_empty() {
         return;
     }
     let proto = sp.protocol.nft();
     let n = endpoints.len();
-    if cluster_ip_only && sp.affinity_timeout.is_none() {
-        // The common case, and the cheapest: one shared chain per protocol
-        // and endpoint count draws `numgen random mod n` and DNATs to
-        // whatever `@service-endpoints` holds for (ClusterIP, port, draw).
-        // An endpoint change is then an element change, which neither
-        // touches rules nor makes the kernel re-validate the table.
-        let pick = format!("pick-{proto}-{n}");
-        if !rs.chains.contains_key(&pick) {
-            rs.rule(
-                &pick,
-                format!(
-                    "dnat ip to ip daddr . {proto} dport . numgen random mod {n} map @{SERVICE_ENDPOINTS}-{proto}"
-                ),
-            );
-        }
-        for ip in &sp.cluster_ips {
-            for (i, ep) in endpoints.iter().enumerate() {
-                rs.element(
-                    &format!("{SERVICE_ENDPOINTS}-{proto}"),
-                    format!("{ip} . {} . {i}", sp.port),
-                    Some(format!("{} . {}", ep.ip, ep.port)),
-                );
-            }
-        }
-        rs.rule(chain, format!("goto {pick}"));
-        return;
-    }
     // With affinity the pick goes through the endpoint chains (they record
     // the client); without, it DNATs right here.
     let action = |ep: &EndpointInfo| match sp.affinity_timeout {
@@ -405,11 +444,31 @@ fn balance(
     }
 }
 
+/// Marks `endpoints` for the hairpin masquerade. Only endpoints on this
+/// node (or whose node is unknown) can reach themselves through this node's
+/// rules: a pod's packets are translated on its own node.
+fn hairpin(rs: &mut Fragment, endpoints: &[&EndpointInfo]) {
+    for ep in endpoints.iter().filter(|e| !e.remote) {
+        rs.element(HAIRPIN_ENDPOINTS, format!("{} . {}", ep.ip, ep.ip), None);
+    }
+}
+
+/// The verdict for a destination without usable endpoints: with no
+/// endpoint at all reject; with endpoints elsewhere only (a Local policy)
+/// drop (upstream: the client should try another node).
+fn no_endpoints(cluster: &[&EndpointInfo]) -> String {
+    if cluster.is_empty() {
+        format!("goto {REJECT_CHAIN}")
+    } else {
+        "drop".to_string()
+    }
+}
+
 fn dnat(proto: &str, ep: &EndpointInfo) -> String {
     format!("meta l4proto {proto} dnat to {}:{}", ep.ip, ep.port)
 }
 
-fn service_port(rs: &mut Ruleset, config: &ProxyConfig, sp: &ServicePortInfo) {
+fn service_port(rs: &mut Fragment, config: &ProxyConfig, sp: &ServicePortInfo) {
     let id = sp.id();
     if !valid_identifier_part(&id) {
         return;
@@ -434,6 +493,24 @@ fn service_port(rs: &mut Ruleset, config: &ProxyConfig, sp: &ServicePortInfo) {
     } else {
         &[]
     };
+    if !external_used && sp.affinity_timeout.is_none() {
+        // Reached only through its ClusterIPs: the dispatch map points at
+        // the shared pick chain (see `pick`).
+        hairpin(rs, internal);
+        let verdict = if internal.is_empty() {
+            None
+        } else {
+            Some(format!("goto {}", pick(rs, config, sp, internal)))
+        };
+        for ip in &sp.cluster_ips {
+            let key = format!("{ip} . {proto} . {}", sp.port);
+            match &verdict {
+                Some(v) => rs.element(SERVICE_IPS, key, Some(v.clone())),
+                None => rs.element(NO_ENDPOINT_SERVICES, key, Some(no_endpoints(&cluster))),
+            }
+        }
+        return;
+    }
     let need_cluster_chain = !cluster.is_empty()
         && (sp.internal_policy == TrafficPolicy::Cluster || !external.is_empty());
     let need_local_chain = !local.is_empty()
@@ -449,8 +526,8 @@ fn service_port(rs: &mut Ruleset, config: &ProxyConfig, sp: &ServicePortInfo) {
     }
     used.sort_by_key(|e| (e.ip, e.port));
     used.dedup_by_key(|e| (e.ip, e.port));
+    hairpin(rs, &used);
     for ep in &used {
-        rs.element(HAIRPIN_ENDPOINTS, format!("{} . {}", ep.ip, ep.ip), None);
         let Some(timeout) = sp.affinity_timeout else {
             continue;
         };
@@ -481,20 +558,13 @@ fn service_port(rs: &mut Ruleset, config: &ProxyConfig, sp: &ServicePortInfo) {
         }
     }
     if need_cluster_chain {
-        balance(rs, &cluster_chain, &id, sp, &cluster, !external_used);
+        balance(rs, &cluster_chain, &id, sp, &cluster);
     }
     if need_local_chain {
-        balance(rs, &local_chain, &id, sp, &local, !external_used);
+        balance(rs, &local_chain, &id, sp, &local);
     }
 
-    // With no endpoint at all every destination rejects; with endpoints
-    // elsewhere only, a Local policy drops (upstream: the client should try
-    // another node).
-    let nothing = if cluster.is_empty() {
-        format!("goto {REJECT_CHAIN}")
-    } else {
-        "drop".to_string()
-    };
+    let nothing = no_endpoints(&cluster);
     for ip in &sp.cluster_ips {
         let key = format!("{ip} . {proto} . {}", sp.port);
         if internal.is_empty() {

@@ -124,25 +124,21 @@ impl Ruleset {
 
     /// The script that replaces whatever the table holds with this ruleset.
     pub fn render_full(&self) -> String {
-        let t = &self.table;
-        let mut out = String::with_capacity(self.estimated_size());
-        // Declaring first makes the delete succeed when the table is absent.
-        let _ = writeln!(out, "add table ip {t}");
-        let _ = writeln!(out, "delete table ip {t}");
-        let _ = writeln!(out, "add table ip {t}");
-        for (name, set) in &self.sets {
-            self.write_set_decl(&mut out, name, set);
-        }
-        for (name, chain) in &self.chains {
-            self.write_chain_decl(&mut out, name, chain);
-        }
-        for (name, chain) in &self.chains {
-            self.write_rules(&mut out, name, chain);
-        }
-        for (name, set) in &self.sets {
-            self.write_elements(&mut out, "add", name, set.elements.iter());
-        }
-        out
+        let sets: Vec<(&str, &Set)> = self.sets.iter().map(|(n, s)| (n.as_str(), s)).collect();
+        let chains: Vec<(&str, &Chain)> =
+            self.chains.iter().map(|(n, c)| (n.as_str(), c)).collect();
+        let elements: Vec<(&str, Vec<Element<'_>>)> = self
+            .sets
+            .iter()
+            .map(|(n, s)| (n.as_str(), s.elements.iter().collect()))
+            .collect();
+        render_full_from(
+            &self.table,
+            &sets,
+            &chains,
+            &elements,
+            self.estimated_size(),
+        )
     }
 
     /// The script that turns `previous` (installed) into this ruleset,
@@ -172,12 +168,12 @@ impl Ruleset {
         // 2. New sets and chains.
         for (name, set) in &self.sets {
             if !previous.sets.contains_key(name) {
-                self.write_set_decl(&mut out, name, set);
+                write_set_decl(&mut out, t, name, set);
             }
         }
         for (name, chain) in &self.chains {
             if !previous.chains.contains_key(name) {
-                self.write_chain_decl(&mut out, name, chain);
+                write_chain_decl(&mut out, t, name, chain);
             }
         }
         // 3. Rules of new and changed chains.
@@ -186,9 +182,9 @@ impl Ruleset {
                 Some(old) if old == chain => {}
                 Some(_) => {
                     let _ = writeln!(out, "flush chain ip {t} {name}");
-                    self.write_rules(&mut out, name, chain);
+                    write_rules(&mut out, t, name, chain);
                 }
-                None => self.write_rules(&mut out, name, chain),
+                None => write_rules(&mut out, t, name, chain),
             }
         }
         // 4. Elements that are new or changed value.
@@ -201,7 +197,7 @@ impl Ruleset {
                 .elements
                 .iter()
                 .filter(|(k, v)| old.is_none_or(|o| o.elements.get(*k) != Some(*v)));
-            self.write_elements(&mut out, "add", name, added);
+            write_elements(&mut out, t, "add", name, added);
         }
         // 5. Chains and sets that are gone: nothing refers to them any more
         //    (their referrers were rewritten or removed above).
@@ -282,63 +278,94 @@ impl Ruleset {
             .sum();
         rules + elements + 256
     }
+}
 
-    fn write_set_decl(&self, out: &mut String, name: &str, set: &Set) {
-        let _ = writeln!(
-            out,
-            "add {} ip {} {name} {{ {} }}",
-            set.kind.keyword(),
-            self.table,
-            set.decl
-        );
+/// One element: key and value (maps) or `None` (sets).
+pub(crate) type Element<'a> = (&'a String, &'a Option<String>);
+
+/// The script that replaces whatever `table` holds with these sets,
+/// chains and elements (see [`Ruleset::render_full`]).
+pub(crate) fn render_full_from(
+    t: &str,
+    sets: &[(&str, &Set)],
+    chains: &[(&str, &Chain)],
+    elements: &[(&str, Vec<Element<'_>>)],
+    capacity: usize,
+) -> String {
+    let mut out = String::with_capacity(capacity);
+    // Declaring first makes the delete succeed when the table is absent.
+    let _ = writeln!(out, "add table ip {t}");
+    let _ = writeln!(out, "delete table ip {t}");
+    let _ = writeln!(out, "add table ip {t}");
+    for (name, set) in sets {
+        write_set_decl(&mut out, t, name, set);
     }
+    for (name, chain) in chains {
+        write_chain_decl(&mut out, t, name, chain);
+    }
+    for (name, chain) in chains {
+        write_rules(&mut out, t, name, chain);
+    }
+    for (name, elements) in elements {
+        write_elements(&mut out, t, "add", name, elements.iter().copied());
+    }
+    out
+}
 
-    fn write_chain_decl(&self, out: &mut String, name: &str, chain: &Chain) {
-        match &chain.hook {
-            Some(hook) => {
-                let _ = writeln!(out, "add chain ip {} {name} {{ {hook} }}", self.table);
-            }
-            None => {
-                let _ = writeln!(out, "add chain ip {} {name}", self.table);
-            }
+fn write_set_decl(out: &mut String, table: &str, name: &str, set: &Set) {
+    let _ = writeln!(
+        out,
+        "add {} ip {table} {name} {{ {} }}",
+        set.kind.keyword(),
+        set.decl
+    );
+}
+
+fn write_chain_decl(out: &mut String, table: &str, name: &str, chain: &Chain) {
+    match &chain.hook {
+        Some(hook) => {
+            let _ = writeln!(out, "add chain ip {table} {name} {{ {hook} }}");
+        }
+        None => {
+            let _ = writeln!(out, "add chain ip {table} {name}");
         }
     }
+}
 
-    fn write_rules(&self, out: &mut String, name: &str, chain: &Chain) {
-        for rule in &chain.rules {
-            let _ = writeln!(out, "add rule ip {} {name} {rule}", self.table);
-        }
+fn write_rules(out: &mut String, table: &str, name: &str, chain: &Chain) {
+    for rule in &chain.rules {
+        let _ = writeln!(out, "add rule ip {table} {name} {rule}");
     }
+}
 
-    fn write_elements<'a>(
-        &self,
-        out: &mut String,
-        verb: &str,
-        name: &str,
-        elements: impl Iterator<Item = (&'a String, &'a Option<String>)>,
-    ) {
-        // Batched: one command per 1,000 elements keeps nft's parser fast
-        // without building one enormous line.
-        let mut n = 0;
-        for (key, value) in elements {
-            if n % 1000 == 0 {
-                if n > 0 {
-                    out.push_str(" }\n");
-                }
-                let _ = write!(out, "{verb} element ip {} {name} {{ ", self.table);
-            } else {
-                out.push_str(", ");
+fn write_elements<'a>(
+    out: &mut String,
+    table: &str,
+    verb: &str,
+    name: &str,
+    elements: impl Iterator<Item = Element<'a>>,
+) {
+    // Batched: one command per 1,000 elements keeps nft's parser fast
+    // without building one enormous line.
+    let mut n = 0;
+    for (key, value) in elements {
+        if n % 1000 == 0 {
+            if n > 0 {
+                out.push_str(" }\n");
             }
-            out.push_str(key);
-            if let Some(value) = value {
-                out.push_str(" : ");
-                out.push_str(value);
-            }
-            n += 1;
+            let _ = write!(out, "{verb} element ip {table} {name} {{ ");
+        } else {
+            out.push_str(", ");
         }
-        if n > 0 {
-            out.push_str(" }\n");
+        out.push_str(key);
+        if let Some(value) = value {
+            out.push_str(" : ");
+            out.push_str(value);
         }
+        n += 1;
+    }
+    if n > 0 {
+        out.push_str(" }\n");
     }
 }
 

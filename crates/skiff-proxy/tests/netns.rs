@@ -217,6 +217,21 @@ async fn proxy_rules_route_service_traffic_between_namespaces() {
     let err = udp_fetch(&pair.client, SocketAddr::from((vip(12), 53))).unwrap_err();
     assert!(refused(&err), "{err}");
 
+    // Someone deletes the table by hand: the periodic check notices and
+    // the next sync puts it back whole.
+    assert!(proxier.verify().await.unwrap());
+    pair.nft_client("delete table ip skiff-proxy-test\n");
+    assert!(!proxier.verify().await.unwrap());
+    let out = proxier.sync(&svc_refs, &refs3, None).await.unwrap();
+    assert!(out.applied && out.full);
+    assert_eq!(
+        fetch(&pair.client, SocketAddr::from((vip(10), 80)))
+            .unwrap()
+            .len(),
+        1
+    );
+    assert!(proxier.verify().await.unwrap());
+
     // Clean uninstall removes the table.
     skiff_proxy::proxier::cleanup(&NftCli::new().in_netns(&pair.client), &config.table)
         .await

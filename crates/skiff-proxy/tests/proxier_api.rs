@@ -45,6 +45,10 @@ impl Nftables for Shared {
     async fn apply(&self, script: &str) -> Result<(), skiff_sys::nft::NftError> {
         self.0.apply(script).await
     }
+
+    async fn list(&self, script: &str) -> Result<String, skiff_sys::nft::NftError> {
+        self.0.list(script).await
+    }
 }
 
 async fn wait_for_script(nft: &RecordingNftables, what: &str, f: impl Fn(&str) -> bool) -> usize {

@@ -37,7 +37,7 @@ fn full_script_replaces_the_table_in_one_transaction() {
         ]
     );
     // Declarations before rules before elements.
-    let chain = position(&l, "add chain ip skiff-proxy service-default/web/tcp/80");
+    let chain = position(&l, "add chain ip skiff-proxy pick-tcp-1");
     let hook = position(
         &l,
         "add chain ip skiff-proxy nat-prerouting { type nat hook prerouting priority dstnat; policy accept; }",
@@ -45,7 +45,7 @@ fn full_script_replaces_the_table_in_one_transaction() {
     let rule = position(&l, "add rule ip skiff-proxy nat-prerouting jump services");
     let element = position(
         &l,
-        "add element ip skiff-proxy service-ips { 10.43.0.5 . tcp . 80 : goto service-default/web/tcp/80 }",
+        "add element ip skiff-proxy service-ips { 10.43.0.5 . tcp . 80 : goto pick-tcp-1 }",
     );
     assert!(chain < rule && hook < rule && rule < element);
 }
@@ -101,12 +101,12 @@ fn endpoint_removal_touches_only_that_service() {
         );
         let before = compute(
             &[web.clone(), db.clone()],
-            &[web_slice(ready("10.42.1.9", "node-b")), other.clone()],
+            &[web_slice(ready("10.42.1.9", "node-a")), other.clone()],
         );
         let after = compute(
             &[web, db.clone()],
             &[
-                web_slice(ep("10.42.1.9", "node-b", false, false, true)),
+                web_slice(ep("10.42.1.9", "node-a", false, false, true)),
                 other.clone(),
             ],
         );
@@ -117,35 +117,41 @@ fn endpoint_removal_touches_only_that_service() {
             &l,
             "delete element ip skiff-proxy hairpin-endpoints { 10.42.1.9 . 10.42.1.9 }",
         );
-        let flush_service = position(&l, "flush chain ip skiff-proxy service-default/web/tcp/80");
         let gone = "endpoint-default/web/tcp/80__10.42.1.9/8080";
         let kept = "endpoint-default/web/tcp/80__10.42.0.7/8080";
-        let pick = if affinity {
-            format!("goto {kept}")
-        } else {
-            "goto pick-tcp-1".to_string()
-        };
-        let new_pick = position(
-            &l,
-            &format!("add rule ip skiff-proxy service-default/web/tcp/80 {pick}"),
-        );
-        assert!(unhairpin < flush_service && flush_service < new_pick);
         if affinity {
+            let flush_service =
+                position(&l, "flush chain ip skiff-proxy service-default/web/tcp/80");
+            let new_pick = position(
+                &l,
+                &format!("add rule ip skiff-proxy service-default/web/tcp/80 goto {kept}"),
+            );
+            assert!(unhairpin < flush_service && flush_service < new_pick);
             let flush_gone = position(&l, &format!("flush chain ip skiff-proxy {gone}"));
             let delete_gone = position(&l, &format!("delete chain ip skiff-proxy {gone}"));
             assert!(new_pick < flush_gone && flush_gone < delete_gone);
             assert!(!script.contains(&format!("chain ip skiff-proxy {kept}")));
         } else {
             assert!(!script.contains("endpoint-"), "{script}");
-            // Draw 1 is gone; the shared pick of two goes once unused (the
-            // pick of one is db's already).
+            // Draw 1 is gone and the dispatch moves to the pick of one
+            // (db's already); the shared pick of two goes once unused.
             let undraw = position(
                 &l,
                 "delete element ip skiff-proxy service-endpoints-tcp { 10.43.0.5 . 80 . 1 }",
             );
+            let undispatch = position(
+                &l,
+                "delete element ip skiff-proxy service-ips { 10.43.0.5 . tcp . 80 }",
+            );
+            let dispatch = position(
+                &l,
+                "add element ip skiff-proxy service-ips { 10.43.0.5 . tcp . 80 : goto pick-tcp-1 }",
+            );
             let delete_pick = position(&l, "delete chain ip skiff-proxy pick-tcp-2");
-            assert!(undraw < flush_service && new_pick < delete_pick);
+            assert!(unhairpin < dispatch && undraw < dispatch && undispatch < dispatch);
+            assert!(dispatch < delete_pick);
             assert!(!script.contains("add chain"), "{script}");
+            assert!(!script.contains("service-default"), "{script}");
         }
         assert!(
             !script.contains("db") && !script.contains("10.42.3.3"),
@@ -167,7 +173,7 @@ fn replacing_an_endpoint_of_a_cluster_ip_service_changes_only_elements() {
                 "web",
                 "a",
                 http(8080),
-                vec![ready("10.42.0.7", "node-a"), ready(ip, "node-b")],
+                vec![ready("10.42.0.7", "node-a"), ready(ip, "node-a")],
             )],
         )
     };
@@ -205,20 +211,22 @@ fn service_losing_all_endpoints_moves_to_reject_and_removal_deletes_elements() {
         &l,
         "add element ip skiff-proxy no-endpoint-services { 10.43.0.5 . tcp . 80 : goto reject-chain }",
     );
-    let chain = position(&l, "delete chain ip skiff-proxy service-default/web/tcp/80");
+    // The pick chain nobody uses any more goes after the element pointing
+    // at it.
+    let chain = position(&l, "delete chain ip skiff-proxy pick-tcp-1");
     assert!(del < chain && add < chain);
 
-    // And back: the element moves again, the chains come back.
+    // And back: the element moves again, the pick chain comes back first.
     let script = with.render_diff(&without).unwrap();
     let l = lines(&script);
     let del = position(
         &l,
         "delete element ip skiff-proxy no-endpoint-services { 10.43.0.5 . tcp . 80 }",
     );
-    let decl = position(&l, "add chain ip skiff-proxy service-default/web/tcp/80");
+    let decl = position(&l, "add chain ip skiff-proxy pick-tcp-1");
     let add = position(
         &l,
-        "add element ip skiff-proxy service-ips { 10.43.0.5 . tcp . 80 : goto service-default/web/tcp/80 }",
+        "add element ip skiff-proxy service-ips { 10.43.0.5 . tcp . 80 : goto pick-tcp-1 }",
     );
     assert!(del < decl && decl < add);
 
@@ -226,7 +234,7 @@ fn service_losing_all_endpoints_moves_to_reject_and_removal_deletes_elements() {
     let none = compute(&[], &[]);
     let script = none.render_diff(&with).unwrap();
     assert!(script.contains("delete element ip skiff-proxy service-ips { 10.43.0.5 . tcp . 80 }"));
-    assert!(script.contains("delete chain ip skiff-proxy service-default/web/tcp/80"));
+    assert!(script.contains("delete chain ip skiff-proxy pick-tcp-1"));
     assert!(
         script
             .contains("delete element ip skiff-proxy hairpin-endpoints { 10.42.0.7 . 10.42.0.7 }")

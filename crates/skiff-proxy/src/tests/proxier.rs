@@ -8,9 +8,10 @@ use k8s_openapi::api::discovery::v1::EndpointSlice;
 use serde_json::json;
 use skiff_sys::conntrack::UdpFlowFilter;
 use skiff_sys::conntrack::fake::RecordingConntrack;
+use skiff_sys::nft::Nftables as _;
 use skiff_sys::nft::fake::RecordingNftables;
 
-use super::{config, ready, service, slice};
+use super::{config, http, ready, service, slice};
 use crate::Proxier;
 
 fn dns(eps: &[&str]) -> (Service, EndpointSlice) {
@@ -166,4 +167,269 @@ async fn cleanup_and_preflight_scripts() {
             .is_err()
     );
     assert_eq!(nft.scripts().len(), 2);
+}
+
+/// `obj` with this resourceVersion, as an API server would hand it out.
+fn at<K: kube::Resource>(mut obj: K, version: u32) -> K {
+    obj.meta_mut().resource_version = Some(version.to_string());
+    obj
+}
+
+/// The objects of one step: Services and their slices.
+type Objects = (Vec<Service>, Vec<EndpointSlice>);
+
+/// Five Services of different kinds with versioned objects; each step
+/// changes one more of them (see the test).
+fn cluster(step: u32) -> Objects {
+    let mut services = vec![
+        at(service("web", json!({})), 1),
+        at(
+            service(
+                "api",
+                json!({"clusterIP": "10.43.0.6", "clusterIPs": ["10.43.0.6"], "type": "NodePort",
+                       "ports": [{"name": "http", "port": 80, "nodePort": 30080}]}),
+            ),
+            1,
+        ),
+        at(
+            service(
+                "sticky",
+                json!({"clusterIP": "10.43.0.7", "clusterIPs": ["10.43.0.7"], "sessionAffinity": "ClientIP"}),
+            ),
+            1,
+        ),
+        at(
+            service(
+                "local",
+                json!({"clusterIP": "10.43.0.8", "clusterIPs": ["10.43.0.8"], "internalTrafficPolicy": "Local"}),
+            ),
+            1,
+        ),
+    ];
+    let eps = |a: &str, b: &str| vec![ready(a, "node-a"), ready(b, "node-b")];
+    let mut slices = vec![
+        at(
+            slice("web", "a", http(8080), eps("10.42.0.1", "10.42.1.1")),
+            1,
+        ),
+        at(
+            slice("api", "a", http(8080), eps("10.42.0.2", "10.42.1.2")),
+            1,
+        ),
+        at(
+            slice("sticky", "a", http(8080), eps("10.42.0.3", "10.42.1.3")),
+            1,
+        ),
+        at(
+            slice("local", "a", http(8080), eps("10.42.0.4", "10.42.1.4")),
+            1,
+        ),
+    ];
+    for s in 1..=step {
+        match s {
+            // web: one endpoint replaced, one added (the slice moves on).
+            1 => {
+                slices[0] = at(
+                    slice(
+                        "web",
+                        "a",
+                        http(8080),
+                        vec![
+                            ready("10.42.0.1", "node-a"),
+                            ready("10.42.0.9", "node-a"),
+                            ready("10.42.2.9", "node-c"),
+                        ],
+                    ),
+                    2,
+                );
+            }
+            // sticky: loses every endpoint.
+            2 => slices[2] = at(slice("sticky", "a", http(8080), vec![]), 2),
+            // api: becomes a plain ClusterIP Service.
+            3 => {
+                services[1] = at(
+                    service(
+                        "api",
+                        json!({"clusterIP": "10.43.0.6", "clusterIPs": ["10.43.0.6"]}),
+                    ),
+                    2,
+                );
+            }
+            // local: deleted, Service and slice.
+            4 => {
+                services.remove(3);
+                slices.remove(3);
+            }
+            // dns: a new UDP Service.
+            _ => {
+                let (mut svc, s) = dns(&["10.42.0.5"]);
+                let spec = svc.spec.as_mut().unwrap();
+                spec.cluster_ip = Some("10.43.0.9".into());
+                spec.cluster_ips = Some(vec!["10.43.0.9".into()]);
+                services.push(at(svc, 1));
+                slices.push(at(s, 1));
+            }
+        }
+    }
+    (services, slices)
+}
+
+/// Addresses and names of the Service `name` in [`cluster`] (all steps).
+fn marks(name: &str) -> &'static [&'static str] {
+    match name {
+        "web" => &[
+            "web",
+            "10.43.0.5",
+            "10.42.0.1",
+            "10.42.1.1",
+            "10.42.0.9",
+            "10.42.2.9",
+        ],
+        "api" => &["api", "10.43.0.6", "10.42.0.2", "10.42.1.2", "30080"],
+        "sticky" => &["sticky", "10.43.0.7", "10.42.0.3", "10.42.1.3"],
+        "local" => &["local-", "/local/", "10.43.0.8", "10.42.0.4", "10.42.1.4"],
+        _ => &["dns", "10.43.0.9", "10.42.0.5", "30053"],
+    }
+}
+
+async fn sync_objects(
+    p: &mut Proxier<RecordingNftables, RecordingConntrack>,
+    (services, slices): &Objects,
+) -> crate::proxier::SyncOutcome {
+    let s: Vec<&Service> = services.iter().collect();
+    let e: Vec<&EndpointSlice> = slices.iter().collect();
+    p.sync(&s, &e, None).await.unwrap()
+}
+
+fn modelled() -> Proxier<RecordingNftables, RecordingConntrack> {
+    Proxier::new(
+        config(),
+        RecordingNftables::modelled(),
+        RecordingConntrack::new(),
+    )
+    .unwrap()
+}
+
+#[tokio::test]
+async fn a_change_to_one_service_touches_only_it_and_ends_as_a_full_sync_does() {
+    let mut p = modelled();
+    assert!(sync_objects(&mut p, &cluster(0)).await.full);
+    let changed = ["web", "sticky", "api", "local", "dns"];
+    for (step, name) in (1..).zip(changed) {
+        let objects = cluster(step);
+        let out = sync_objects(&mut p, &objects).await;
+        assert!(out.applied && !out.full, "step {step}");
+        let script = p.nft().scripts().last().unwrap().clone();
+        // Every command is about the changed Service or shared objects
+        // (pick chains); nothing names another Service.
+        for other in changed.iter().filter(|o| **o != name) {
+            for mark in marks(other) {
+                assert!(
+                    !script.contains(mark),
+                    "step {step} ({name}) touches {other} ({mark}):\n{script}"
+                );
+            }
+        }
+        assert!(!script.contains("table"), "{script}");
+        // The kernel ends where a fresh proxier's full sync puts it.
+        let mut fresh = modelled();
+        assert!(sync_objects(&mut fresh, &objects).await.full);
+        assert_eq!(
+            p.nft().model().unwrap(),
+            fresh.nft().model().unwrap(),
+            "step {step} ({name})"
+        );
+        // Same versions: nothing to do.
+        assert!(!sync_objects(&mut p, &objects).await.applied);
+    }
+    // The periodic resync recomputes everything and finds nothing to do.
+    p.recompute_all();
+    assert!(!sync_objects(&mut p, &cluster(5)).await.applied);
+}
+
+#[tokio::test]
+async fn a_table_deleted_by_hand_is_replaced_after_the_check() {
+    let mut p = modelled();
+    let objects = cluster(0);
+    sync_objects(&mut p, &objects).await;
+    let installed = p.nft().model().unwrap();
+    assert!(p.verify().await.unwrap());
+    assert!(!sync_objects(&mut p, &objects).await.applied);
+
+    // Someone deletes a chain of it.
+    p.nft()
+        .apply(
+            "flush chain ip skiff-proxy filter-output\ndelete chain ip skiff-proxy filter-output\n",
+        )
+        .await
+        .unwrap();
+    assert!(!p.verify().await.unwrap());
+    assert!(sync_objects(&mut p, &objects).await.full);
+    assert_eq!(p.nft().model().unwrap(), installed);
+
+    // Someone deletes it.
+    p.nft()
+        .apply("delete table ip skiff-proxy\n")
+        .await
+        .unwrap();
+    assert!(!p.verify().await.unwrap());
+    let out = sync_objects(&mut p, &objects).await;
+    assert!(out.applied && out.full);
+    assert_eq!(p.nft().model().unwrap(), installed);
+    assert!(p.verify().await.unwrap());
+}
+
+#[test]
+fn the_table_kept_in_parts_is_the_table_computed_at_once() {
+    use crate::model::{self, ServiceKey};
+    use crate::rules;
+    use crate::table::Table;
+    // Two Services sharing an endpoint (one hairpin element, two owners)
+    // and a pick chain, plus the rest of the cluster.
+    let (mut services, mut slices) = cluster(5);
+    services.push(at(
+        service(
+            "twin",
+            json!({"clusterIP": "10.43.0.10", "clusterIPs": ["10.43.0.10"]}),
+        ),
+        1,
+    ));
+    slices.push(at(
+        slice(
+            "twin",
+            "a",
+            http(8080),
+            vec![ready("10.42.0.1", "node-a"), ready("10.42.0.9", "node-a")],
+        ),
+        1,
+    ));
+    let s: Vec<&Service> = services.iter().collect();
+    let e: Vec<&EndpointSlice> = slices.iter().collect();
+    let config = config();
+    let ports = model::build(&s, &e, &config.node_name);
+    let whole = rules::compute(&config, &ports);
+    // Added in reverse order, some twice, one removed and added back.
+    let groups: Vec<&[crate::model::ServicePortInfo]> = ports
+        .chunk_by(|a, b| (&a.namespace, &a.name) == (&b.namespace, &b.name))
+        .collect();
+    let mut table = Table::new(rules::base(&config));
+    for group in groups.iter().rev().chain(&groups) {
+        let key = ServiceKey::new(&group[0].namespace, &group[0].name);
+        table.replace(&key, Some(rules::service(&config, group)), None);
+    }
+    let web = ServiceKey::new("default", "web");
+    table.replace(&web, None, None);
+    assert_ne!(table.to_ruleset(), whole);
+    let web_ports = groups.iter().find(|g| g[0].name == "web").unwrap();
+    table.replace(&web, Some(rules::service(&config, web_ports)), None);
+    assert_eq!(table.to_ruleset(), whole);
+    assert_eq!(table.rule_count(), whole.rule_count());
+    // Its full script installs the same thing.
+    let (mut a, mut b) = (
+        skiff_sys::nft::model::NftModel::new(),
+        skiff_sys::nft::model::NftModel::new(),
+    );
+    a.apply(&table.render_full()).unwrap();
+    b.apply(&whole.render_full()).unwrap();
+    assert_eq!(a, b);
 }

@@ -2,19 +2,31 @@
 
 use std::sync::{Mutex, PoisonError};
 
+use super::model::NftModel;
 use super::{NftError, Nftables};
 
-/// Records every applied script; can be told to reject them.
+/// Records every applied script; can be told to reject them. Made with
+/// [`RecordingNftables::modelled`] it also keeps the state the scripts
+/// build (see [`NftModel`]) and rejects what nft would.
 #[derive(Debug, Default)]
 pub struct RecordingNftables {
     scripts: Mutex<Vec<String>>,
     reject: Mutex<Option<String>>,
+    model: Option<Mutex<NftModel>>,
 }
 
 impl RecordingNftables {
     /// A fake that accepts everything.
     pub fn new() -> Self {
         Self::default()
+    }
+
+    /// A fake that applies scripts to an [`NftModel`] (starting empty).
+    pub fn modelled() -> Self {
+        Self {
+            model: Some(Mutex::new(NftModel::new())),
+            ..Self::default()
+        }
     }
 
     /// Every script applied (or attempted) so far, in order.
@@ -29,6 +41,14 @@ impl RecordingNftables {
     pub fn reject(&self, stderr: Option<&str>) {
         *self.reject.lock().unwrap_or_else(PoisonError::into_inner) = stderr.map(str::to_string);
     }
+
+    /// The modelled state (`None` unless made with
+    /// [`RecordingNftables::modelled`]).
+    pub fn model(&self) -> Option<NftModel> {
+        self.model
+            .as_ref()
+            .map(|m| m.lock().unwrap_or_else(PoisonError::into_inner).clone())
+    }
 }
 
 impl Nftables for RecordingNftables {
@@ -37,14 +57,33 @@ impl Nftables for RecordingNftables {
             .lock()
             .unwrap_or_else(PoisonError::into_inner)
             .push(script.to_string());
-        match self
+        if let Some(stderr) = self
             .reject
             .lock()
             .unwrap_or_else(PoisonError::into_inner)
             .clone()
         {
-            Some(stderr) => Err(NftError::Rejected(stderr)),
+            return Err(NftError::Rejected(stderr));
+        }
+        match &self.model {
+            Some(model) => model
+                .lock()
+                .unwrap_or_else(PoisonError::into_inner)
+                .apply(script)
+                .map_err(NftError::Rejected),
             None => Ok(()),
+        }
+    }
+
+    /// Lists from the model; without one, prints nothing.
+    async fn list(&self, script: &str) -> Result<String, NftError> {
+        match &self.model {
+            Some(model) => model
+                .lock()
+                .unwrap_or_else(PoisonError::into_inner)
+                .list(script)
+                .map_err(NftError::Rejected),
+            None => Ok(String::new()),
         }
     }
 }

@@ -9,6 +9,8 @@ use tokio::io::AsyncWriteExt;
 
 #[cfg(feature = "fake")]
 pub mod fake;
+#[cfg(feature = "fake")]
+pub mod model;
 
 /// Errors of applying an nftables script.
 #[derive(Debug, thiserror::Error)]
@@ -28,6 +30,10 @@ pub enum NftError {
 pub trait Nftables: Send + Sync + 'static {
     /// Applies `script` atomically.
     fn apply(&self, script: &str) -> impl Future<Output = Result<(), NftError>> + Send;
+
+    /// Runs a read-only script such as `list chain ip t c` and returns what
+    /// nft prints; an absent object is an [`NftError::Rejected`].
+    fn list(&self, script: &str) -> impl Future<Output = Result<String, NftError>> + Send;
 }
 
 /// The real [`Nftables`]: runs `nft -f -`, optionally inside a named
@@ -82,13 +88,13 @@ pub(crate) fn command_in(program: &str, netns: Option<&str>) -> tokio::process::
     }
 }
 
-impl Nftables for NftCli {
-    #[tracing::instrument(skip_all)]
-    async fn apply(&self, script: &str) -> Result<(), NftError> {
+impl NftCli {
+    /// Feeds `script` to `nft -f -`; returns its stdout.
+    async fn run(&self, script: &str) -> Result<String, NftError> {
         let mut child = match command_in(&self.program, self.netns.as_deref())
             .args(["-f", "-"])
             .stdin(Stdio::piped())
-            .stdout(Stdio::null())
+            .stdout(Stdio::piped())
             .stderr(Stdio::piped())
             .kill_on_drop(true)
             .spawn()
@@ -105,12 +111,24 @@ impl Nftables for NftCli {
         }
         let output = child.wait_with_output().await?;
         if output.status.success() {
-            Ok(())
+            Ok(String::from_utf8_lossy(&output.stdout).into_owned())
         } else {
             Err(NftError::Rejected(
                 String::from_utf8_lossy(&output.stderr).trim().to_string(),
             ))
         }
+    }
+}
+
+impl Nftables for NftCli {
+    #[tracing::instrument(skip_all)]
+    async fn apply(&self, script: &str) -> Result<(), NftError> {
+        self.run(script).await.map(drop)
+    }
+
+    #[tracing::instrument(skip_all)]
+    async fn list(&self, script: &str) -> Result<String, NftError> {
+        self.run(script).await
     }
 }
 
@@ -142,5 +160,12 @@ mod network_tests {
             .unwrap_err();
         assert_eq!(err.to_string(), "nft -f - failed: Error: syntax error");
         NftCli::with_program("sh").apply("exit 0\n").await.unwrap();
+        assert_eq!(
+            NftCli::with_program("sh")
+                .list("echo listed\n")
+                .await
+                .unwrap(),
+            "listed\n"
+        );
     }
 }

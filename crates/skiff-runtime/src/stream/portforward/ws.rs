@@ -110,6 +110,10 @@ where
             msg = stream.next() => {
                 let Some(Ok(msg)) = msg else { return };
                 if matches!(msg, Message::Close(_)) {
+                    // Answer it (RFC 6455 5.5.1): the reply is queued, and
+                    // closing the sink sends it. Without it kube-rs's
+                    // forwarder ends in "reset without closing handshake".
+                    let _ = sink.close().await;
                     return;
                 }
                 let Some((channel, data)) = decode(protocol, msg) else {
@@ -148,4 +152,51 @@ async fn forward(
         |text| (data_channel + 1, text),
     )
     .await;
+}
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used, clippy::expect_used)]
+mod tests {
+    use std::time::Duration;
+
+    use super::*;
+    use crate::stream::portforward::BoxFuture;
+
+    /// A dial that never completes: the port stays open until the client
+    /// ends the session.
+    struct Unanswered;
+
+    impl PodDialer for Unanswered {
+        fn dial(&self, _port: u16) -> BoxFuture<Result<tokio::net::TcpStream, String>> {
+            Box::pin(std::future::pending())
+        }
+
+        fn pod(&self) -> &str {
+            "sb1"
+        }
+    }
+
+    #[tokio::test]
+    async fn a_client_close_is_answered_with_a_close() {
+        let (client_io, server_io) = tokio::io::duplex(64 * 1024);
+        let (protocol, _) = negotiate(&["v4.channel.k8s.io"]).unwrap();
+        let server = tokio::spawn(serve(server_io, protocol, vec![8080], Arc::new(Unanswered)));
+        let mut client = WebSocketStream::from_raw_socket(client_io, Role::Client, None).await;
+        // Each channel of the port opens with the port, little-endian.
+        for channel in [0u8, 1] {
+            let first = client.next().await.unwrap().unwrap();
+            assert_eq!(first, Message::binary(vec![channel, 0x90, 0x1f]));
+        }
+        client.close(None).await.unwrap();
+        let reply = tokio::time::timeout(Duration::from_secs(5), client.next())
+            .await
+            .unwrap();
+        assert!(matches!(reply, Some(Ok(Message::Close(_)))), "{reply:?}");
+        // The handshake is complete: the socket ends without an error.
+        let end = tokio::time::timeout(Duration::from_secs(5), client.next())
+            .await
+            .unwrap();
+        assert!(end.is_none(), "{end:?}");
+        server.await.unwrap();
+    }
 }

@@ -19,7 +19,7 @@ const NAMES: Names = Names {
     node: "skiff-qos",
     bridge: "skiffqos0",
     nat_table: "skiff-qos-nat",
-    cluster_cidr: "10.249.0.0/16",
+    cluster_cidr: "10.251.0.0/16",
     scheduler: false,
 };
 

@@ -55,6 +55,13 @@ pub struct RunArgs {
     /// Run on a terminal (the spec says `terminal: true`).
     #[serde(default)]
     pub tty: bool,
+    /// Mount roots the supervisor drops from its own mount namespace before
+    /// it creates the container (none: it keeps the host's whole view).
+    #[serde(default)]
+    pub detach_mounts: Vec<PathBuf>,
+    /// The container's own mounts below those roots, which it keeps.
+    #[serde(default)]
+    pub keep_mounts: Vec<PathBuf>,
 }
 
 /// Arguments of `shim exec`.
@@ -173,6 +180,18 @@ fn run(a: &RunArgs) -> i32 {
     if let Err(e) = skiff_sys::process::set_child_subreaper() {
         report(&StartReport::Failed(format!("set child subreaper: {e}")));
         return 1;
+    }
+    if !a.detach_mounts.is_empty() {
+        // Fewer mounts for libcontainer to read (and for the container's
+        // mount namespace to copy): see `skiff_sys::mount_view`.
+        let view = skiff_sys::mount_view::TrimmedView {
+            detach: a.detach_mounts.clone(),
+            keep: a.keep_mounts.clone(),
+        };
+        if let Err(e) = skiff_sys::mount_view::enter_trimmed_mount_namespace(&view) {
+            // The host's whole view works too, only slower.
+            eprintln!("trimmed mount namespace: {e}");
+        }
     }
     let log = match CriLog::open(a.log_path.as_deref()) {
         Ok(l) => l,

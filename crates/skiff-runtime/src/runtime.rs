@@ -821,7 +821,7 @@ impl Runtime {
         timeout_secs: i64,
         tty: bool,
     ) -> Result<ExecCommand, RuntimeError> {
-        let (_, observed) = self.container(id)?;
+        let (record, observed) = self.container(id)?;
         if observed != Observed::Running {
             return Err(RuntimeError::FailedPrecondition(format!(
                 "container {id:?} is not running"
@@ -848,6 +848,7 @@ impl Runtime {
             result_file: result_file.clone(),
             tty,
             pid_file: Some(pid_file.clone()),
+            detach_mounts: self.supervisor_mounts(&record).0,
         };
         let json =
             serde_json::to_string(&args).map_err(|e| RuntimeError::Internal(e.to_string()))?;

@@ -27,15 +27,31 @@ use rustix::mount::{
 };
 use rustix::thread::{LinkNameSpaceType, UnshareFlags, move_into_link_name_space};
 
-use crate::mount::is_mount_point;
+use crate::mount::mounts_under;
 
 /// Makes `dir` (created if missing) a mount root: a private bind mount of
 /// itself, unless it already is a mount point (an earlier agent's, kept
 /// while its pods' mounts lived below it). Returns whether it mounted one.
+///
+/// Mounts already below a `dir` that is no mount point (pods of an agent
+/// that ran without mount roots) make it an error: a bind mount over them
+/// would hide them from the paths they are known by.
 pub fn ensure_mount_root(dir: &Path) -> io::Result<bool> {
     std::fs::create_dir_all(dir)?;
-    if is_mount_point(dir)? {
+    let info = std::fs::read_to_string("/proc/self/mountinfo")?;
+    let below = mounts_under(&info, dir);
+    if below.iter().any(|m| m == dir) {
         return Ok(false);
+    }
+    if let Some(m) = below.first() {
+        return Err(io::Error::new(
+            io::ErrorKind::ResourceBusy,
+            format!(
+                "{} has mounts below it ({}) but is no mount root",
+                dir.display(),
+                m.display()
+            ),
+        ));
     }
     mount_bind(dir, dir)?;
     if let Err(e) = mount_change(dir, MountPropagationFlags::PRIVATE) {
@@ -139,7 +155,7 @@ fn with_path(what: &str, path: &Path, e: io::Error) -> io::Error {
 #[allow(clippy::unwrap_used, clippy::expect_used)]
 mod tests {
     use super::*;
-    use crate::mount::{LinuxMounter, Mounter, mounts_under};
+    use crate::mount::{LinuxMounter, Mounter, is_mount_point};
 
     fn mounts_in_thread_view(dir: &Path) -> Vec<PathBuf> {
         let info = std::fs::read_to_string("/proc/thread-self/mountinfo").unwrap();
@@ -205,5 +221,12 @@ mod tests {
         }
         assert!(release_mount_root(&root).unwrap());
         assert!(!is_mount_point(&root).unwrap());
+
+        // Mounts below a directory that is no root: it does not become one.
+        mounter.mount_tmpfs(&mine, None).unwrap();
+        let err = ensure_mount_root(&root).unwrap_err();
+        assert_eq!(err.kind(), io::ErrorKind::ResourceBusy, "{err}");
+        assert!(!is_mount_point(&root).unwrap());
+        mounter.unmount(&mine).unwrap();
     }
 }

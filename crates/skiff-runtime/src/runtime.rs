@@ -63,6 +63,12 @@ pub struct RuntimeConfig {
     pub run_dir: PathBuf,
     /// The supervisor command: program and leading arguments (`run`/`exec` follow).
     pub shim: Vec<OsString>,
+    /// Keep per-pod mounts under mount roots (`run_dir` and `root/containers`
+    /// bound onto themselves) that each supervisor drops from its own mount
+    /// namespace, so starting a container costs the same with 1 or 100 pods
+    /// (see `skiff_sys::mount_view`). The roots stay mounted while pods'
+    /// mounts live below them; [`Runtime::release_mount_roots`] removes them.
+    pub trim_supervisor_mounts: bool,
 }
 
 /// The OS seams the runtime uses, injected so tests can replace them.
@@ -88,6 +94,8 @@ pub struct Runtime {
     /// Serialises start/stop/remove of one container.
     container_ops: Mutex<BTreeMap<String, Arc<tokio::sync::Mutex<()>>>>,
     counter: AtomicU64,
+    /// The mount roots supervisors drop (empty: they keep the host's view).
+    mount_roots: Vec<PathBuf>,
 }
 
 fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
@@ -142,6 +150,11 @@ impl Runtime {
                 .into_iter()
                 .map(|c| (c.id.clone(), c))
                 .collect();
+        let mount_roots = if config.trim_supervisor_mounts {
+            open_mount_roots(&config)
+        } else {
+            Vec::new()
+        };
         Ok(Self {
             config,
             deps,
@@ -149,7 +162,39 @@ impl Runtime {
             containers: Mutex::new(containers),
             container_ops: Mutex::new(BTreeMap::new()),
             counter: AtomicU64::new(0),
+            mount_roots,
         })
+    }
+
+    /// Unmounts the mount roots that no pod mount is below any more (on
+    /// shutdown; roots still in use stay for the next agent).
+    pub fn release_mount_roots(&self) {
+        for root in &self.mount_roots {
+            if let Err(e) = skiff_sys::mount_view::release_mount_root(root) {
+                tracing::warn!(root = %root.display(), error = %e, "releasing a mount root");
+            }
+        }
+    }
+
+    /// The mounts the supervisor of `record` drops from its view and the
+    /// ones it keeps: none when a mount must propagate back to the host
+    /// (the trimmed namespace is only downstream of it).
+    fn supervisor_mounts(&self, record: &ContainerRecord) -> (Vec<PathBuf>, Vec<PathBuf>) {
+        if self.mount_roots.is_empty() || record.mounts.iter().any(|m| m.bidirectional) {
+            return (Vec::new(), Vec::new());
+        }
+        let pins = self.namespace_paths(&record.sandbox_id);
+        let keep = [
+            pins.net,
+            pins.ipc,
+            pins.uts,
+            self.container_dir(&record.id).join("rootfs"),
+        ]
+        .into_iter()
+        .chain(record.mounts.iter().map(|m| PathBuf::from(&m.host_path)))
+        .filter(|p| self.mount_roots.iter().any(|root| p.starts_with(root)))
+        .collect();
+        (self.mount_roots.clone(), keep)
     }
 
     fn new_id(&self, seed: &str) -> String {
@@ -450,6 +495,8 @@ impl Runtime {
                     container_path: m.container_path.clone(),
                     host_path: m.host_path.clone(),
                     readonly: m.readonly,
+                    bidirectional: m.propagation
+                        == api::MountPropagation::PropagationBidirectional as i32,
                 })
                 .collect(),
             resources: ResourcesRecord {
@@ -558,6 +605,7 @@ impl Runtime {
             )));
         }
         let dir = self.container_dir(id);
+        let (detach_mounts, keep_mounts) = self.supervisor_mounts(&record);
         let args = RunArgs {
             id: id.to_owned(),
             bundle: dir.clone(),
@@ -569,6 +617,8 @@ impl Runtime {
             stdin: record.stdio.stdin,
             stdin_once: record.stdio.stdin_once,
             tty: record.stdio.tty,
+            detach_mounts,
+            keep_mounts,
         };
         // Taken before the shim starts it: a short-lived container can exit
         // (and its shim stamp the finish) before the shim's report arrives.
@@ -771,7 +821,7 @@ impl Runtime {
         timeout_secs: i64,
         tty: bool,
     ) -> Result<ExecCommand, RuntimeError> {
-        let (_, observed) = self.container(id)?;
+        let (record, observed) = self.container(id)?;
         if observed != Observed::Running {
             return Err(RuntimeError::FailedPrecondition(format!(
                 "container {id:?} is not running"
@@ -798,6 +848,7 @@ impl Runtime {
             result_file: result_file.clone(),
             tty,
             pid_file: Some(pid_file.clone()),
+            detach_mounts: self.supervisor_mounts(&record).0,
         };
         let json =
             serde_json::to_string(&args).map_err(|e| RuntimeError::Internal(e.to_string()))?;
@@ -890,6 +941,23 @@ impl ExecCommand {
 mod libc_signal {
     pub const SIGKILL: i32 = 9;
     pub const SIGTERM: i32 = 15;
+}
+
+/// Makes the runtime's per-pod mount directories mount roots; the ones that
+/// could not be made are left out (their supervisors see those mounts).
+fn open_mount_roots(config: &RuntimeConfig) -> Vec<PathBuf> {
+    [config.run_dir.clone(), config.root.join("containers")]
+        .into_iter()
+        .filter(
+            |dir| match skiff_sys::mount_view::ensure_mount_root(dir) {
+                Ok(_) => true,
+                Err(e) => {
+                    tracing::warn!(dir = %dir.display(), error = %e, "cannot make a mount root; supervisors will see its mounts");
+                    false
+                }
+            },
+        )
+        .collect()
 }
 
 /// The cgroup of a sandbox without a `cgroup_parent`.

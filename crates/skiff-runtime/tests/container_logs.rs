@@ -136,7 +136,8 @@ async fn reopen_container_log_follows_upstream_semantics() {
 
     // A supervisor without a control socket (started by an older skiff).
     let socket = env.path(&format!("runtime/containers/{id}/control.sock"));
-    let saved = env.path("control.sock.saved");
+    // Beside it: `containers/` is a mount root, renames out of it cross mounts.
+    let saved = socket.with_extension("sock.saved");
     std::fs::rename(&socket, &saved).unwrap();
     let err = reopen(&mut server, &id).await.unwrap_err();
     assert_eq!(err.code(), tonic::Code::FailedPrecondition, "{err:?}");

@@ -130,13 +130,9 @@ async fn echo_hello_exits_zero_with_cri_log_then_host_is_clean() {
     assert_eq!(out, ["65534", "65534", "cgroupfs"], "exit {}", s.exit_code);
 
     // While the sandbox exists its namespaces are pinned and the rootfs mounted.
-    assert!(!mounts_under(env.tmp.path()).is_empty());
+    assert!(!env.pod_mounts().is_empty());
     server.remove_sandbox(&sandbox.0).await;
-    assert!(
-        mounts_under(env.tmp.path()).is_empty(),
-        "{:?}",
-        mounts_under(env.tmp.path())
-    );
+    assert!(env.pod_mounts().is_empty(), "{:?}", env.pod_mounts());
     for kind in ["netns", "ipcns", "utsns"] {
         assert!(!env.run_dir().join(kind).join(&sandbox.0).exists());
     }
@@ -486,8 +482,79 @@ async fn restarted_runtime_readopts_running_container() {
         (ContainerState::ContainerExited as i32, 137)
     );
     second.remove_sandbox(&sandbox.0).await;
-    assert!(mounts_under(env.tmp.path()).is_empty());
+    assert!(env.pod_mounts().is_empty(), "{:?}", env.pod_mounts());
     second.shutdown().await;
+}
+
+/// The mounts in `pid`'s mount namespace under `dir`.
+fn mounts_seen_by(pid: i64, dir: &Path) -> Vec<String> {
+    std::fs::read_to_string(format!("/proc/{pid}/mountinfo"))
+        .unwrap()
+        .lines()
+        .filter_map(|l| l.split(' ').nth(4).map(str::to_owned))
+        .filter(|p| Path::new(p).starts_with(dir))
+        .collect()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn supervisor_sees_only_its_own_pods_mounts() {
+    let Some(env) = Env::new() else { return };
+    let mut server = env.serve("trim").await;
+    let mut ids = Vec::new();
+    for name in ["first", "second"] {
+        let sandbox = run_sandbox(&mut server, &env, name).await;
+        let id = server
+            .create(&sandbox, "sleep", &["sleep", "1000"], |_| {})
+            .await;
+        server.start(&id).await;
+        ids.push((sandbox.0, id));
+    }
+    // The host sees the mount roots and both pods' pins and rootfs.
+    let host = mounts_under(env.tmp.path());
+    assert_eq!(host.len(), 2 + 2 * 4, "{host:#?}");
+    for root in env.mount_roots() {
+        assert!(host.iter().any(|m| Path::new(m) == root), "{host:#?}");
+    }
+    for (sandbox, id) in &ids {
+        let record: serde_json::Value = serde_json::from_slice(
+            &std::fs::read(
+                env.root()
+                    .join("containers")
+                    .join(id)
+                    .join("container.json"),
+            )
+            .unwrap(),
+        )
+        .unwrap();
+        let shim = record["shim"][0].as_i64().unwrap();
+        let mut seen = mounts_seen_by(shim, env.tmp.path());
+        seen.sort();
+        let mut own: Vec<String> = ["netns", "ipcns", "utsns"]
+            .iter()
+            .map(|k| env.run_dir().join(k).join(sandbox))
+            .chain([env.root().join("containers").join(id).join("rootfs")])
+            .map(|p| p.to_string_lossy().into_owned())
+            .collect();
+        own.sort();
+        assert_eq!(seen, own, "supervisor of {id}");
+    }
+    // And the containers run in their pods' namespaces.
+    let r = server
+        .client
+        .exec_sync(api::ExecSyncRequest {
+            container_id: ids[1].1.clone(),
+            cmd: vec!["sh".into(), "-c".into(), "hostname".into()],
+            timeout: 10,
+        })
+        .await
+        .unwrap()
+        .into_inner();
+    assert_eq!(String::from_utf8_lossy(&r.stdout), "second-host\n");
+    for (sandbox, _) in &ids {
+        server.remove_sandbox(sandbox).await;
+    }
+    assert!(env.pod_mounts().is_empty(), "{:?}", env.pod_mounts());
+    server.shutdown().await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -7,13 +7,14 @@
 //!
 //! `net` (links, addresses, routes, sysctls) and `nft` (nftables scripts) serve
 //! the built-in pod network and the Service proxy, `conntrack` the proxy;
-//! `namespaces`, `mount`, `process` and `cgroups` serve pod sandboxes and
-//! containers.
+//! `namespaces`, `mount`, `mount_view`, `process` and `cgroups` serve pod
+//! sandboxes and containers.
 
 pub mod cgroups;
 pub mod conntrack;
 pub mod memory;
 pub mod mount;
+pub mod mount_view;
 pub mod namespaces;
 pub mod net;
 pub mod nft;

@@ -243,6 +243,7 @@ async fn start_builtin_runtime(
             root: runtime_root,
             run_dir: data_dir.join("agent").join("run"),
             shim: vec![exe.into_os_string(), OsString::from("runtime-shim")],
+            trim_supervisor_mounts: true,
         },
         RuntimeDeps {
             images: store.clone(),
@@ -262,7 +263,7 @@ async fn start_builtin_runtime(
     .context("starting the runtime's streaming server")?;
     let router = tonic::transport::Server::builder()
         .add_service(RuntimeServiceServer::new(
-            CriRuntimeService::new(runtime).with_streaming(streaming),
+            CriRuntimeService::new(runtime.clone()).with_streaming(streaming),
         ))
         .add_service(ImageServiceServer::new(CriImageService::new(
             store,
@@ -278,6 +279,7 @@ async fn start_builtin_runtime(
         if let Err(e) = serve_unix(router, &path, stopped).await {
             tracing::error!(error = %e, "the built-in runtime stopped");
         }
+        runtime.release_mount_roots();
     });
     Ok((socket, task))
 }

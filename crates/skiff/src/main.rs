@@ -96,6 +96,13 @@ async fn run_agent(args: AgentArgs) -> anyhow::Result<()> {
     .await
 }
 
+/// The built-in runtime's supervisor. Its stdio is the container's: no log
+/// lines may go there (libcontainer warns through tracing while it sets the
+/// container up), so no subscriber is installed.
+fn run_shim(args: &[String]) -> ExitCode {
+    ExitCode::from(u8::try_from(skiff_runtime::shim::main(args)).unwrap_or(1))
+}
+
 /// Runs `work` on a multi-threaded tokio runtime; a failure is printed as
 /// `skiff WHAT: error` and exits 1.
 fn block_on(what: &str, work: impl std::future::Future<Output = anyhow::Result<()>>) -> ExitCode {
@@ -149,11 +156,16 @@ where
 }
 
 fn main() -> ExitCode {
+    // The runtime starts a supervisor per container: skip building the whole
+    // command line parser for it (the subcommand stays declared below, hidden).
+    let mut argv = std::env::args_os().skip(1);
+    if argv.next().is_some_and(|a| a == "runtime-shim") {
+        let args: Vec<String> = argv.map(|a| a.to_string_lossy().into_owned()).collect();
+        return run_shim(&args);
+    }
     let cli = Cli::parse();
     if let Command::RuntimeShim { args } = &cli.command {
-        // The shim's stdio is the container's: no log lines may go there
-        // (libcontainer warns through tracing while it sets the container up).
-        return ExitCode::from(u8::try_from(skiff_runtime::shim::main(args)).unwrap_or(1));
+        return run_shim(args);
     }
     tracing_subscriber::fmt()
         .with_env_filter(

@@ -18,6 +18,10 @@ pub struct MountRecord {
     pub host_path: String,
     /// Read-only.
     pub readonly: bool,
+    /// Mounts made in the container show on the host (CRI
+    /// `PROPAGATION_BIDIRECTIONAL`).
+    #[serde(default)]
+    pub bidirectional: bool,
 }
 
 /// Linux resources as last applied.

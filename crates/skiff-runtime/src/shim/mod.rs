@@ -55,6 +55,13 @@ pub struct RunArgs {
     /// Run on a terminal (the spec says `terminal: true`).
     #[serde(default)]
     pub tty: bool,
+    /// Mount roots the supervisor drops from its own mount namespace before
+    /// it creates the container (none: it keeps the host's whole view).
+    #[serde(default)]
+    pub detach_mounts: Vec<PathBuf>,
+    /// The container's own mounts below those roots, which it keeps.
+    #[serde(default)]
+    pub keep_mounts: Vec<PathBuf>,
 }
 
 /// Arguments of `shim exec`.
@@ -78,6 +85,10 @@ pub struct ExecArgs {
     /// the client goes away).
     #[serde(default)]
     pub pid_file: Option<PathBuf>,
+    /// Mount roots the supervisor drops from its view (it joins the
+    /// container's own mount namespace and needs none of their mounts).
+    #[serde(default)]
+    pub detach_mounts: Vec<PathBuf>,
 }
 
 /// What `shim run` prints on stdout once the container runs (or failed to).
@@ -174,6 +185,7 @@ fn run(a: &RunArgs) -> i32 {
         report(&StartReport::Failed(format!("set child subreaper: {e}")));
         return 1;
     }
+    trim_mounts(&a.detach_mounts, &a.keep_mounts);
     let log = match CriLog::open(a.log_path.as_deref()) {
         Ok(l) => l,
         Err(e) => {
@@ -263,6 +275,23 @@ fn run(a: &RunArgs) -> i32 {
     }
     cleanup_state(a);
     0
+}
+
+/// Drops the mount roots `detach` from this process's view, keeping the
+/// mounts at `keep`: fewer mounts for libcontainer to read (and for a new
+/// container's mount namespace to copy); see `skiff_sys::mount_view`.
+fn trim_mounts(detach: &[PathBuf], keep: &[PathBuf]) {
+    if detach.is_empty() {
+        return;
+    }
+    let view = skiff_sys::mount_view::TrimmedView {
+        detach: detach.to_vec(),
+        keep: keep.to_vec(),
+    };
+    if let Err(e) = skiff_sys::mount_view::enter_trimmed_mount_namespace(&view) {
+        // The host's whole view works too, only slower.
+        eprintln!("trimmed mount namespace: {e}");
+    }
 }
 
 fn remove_control_socket(a: &RunArgs) {
@@ -404,6 +433,7 @@ fn exec_inner(a: &ExecArgs) -> ExecResult {
     if let Err(e) = skiff_sys::process::set_child_subreaper() {
         return ExecResult::Failed(format!("set child subreaper: {e}"));
     }
+    trim_mounts(&a.detach_mounts, &[]);
     let process_file = match write_exec_process(a) {
         Ok(p) => p,
         Err(msg) => return ExecResult::Failed(msg),

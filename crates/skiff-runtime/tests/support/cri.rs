@@ -91,6 +91,21 @@ impl Env {
         self.path("run")
     }
 
+    /// The runtime's mount roots (its run dir and `containers/`, bound onto
+    /// themselves while it runs; see `RuntimeConfig::trim_supervisor_mounts`).
+    pub fn mount_roots(&self) -> [PathBuf; 2] {
+        [self.run_dir(), self.root().join("containers")]
+    }
+
+    /// Mounts under the temp dir other than the mount roots: the pods'.
+    pub fn pod_mounts(&self) -> Vec<String> {
+        let roots = self.mount_roots();
+        mounts_under(self.tmp.path())
+            .into_iter()
+            .filter(|m| !roots.iter().any(|r| r == Path::new(m)))
+            .collect()
+    }
+
     pub fn log_dir(&self) -> PathBuf {
         self.path("pods")
     }
@@ -109,6 +124,8 @@ impl Env {
                 root: self.root(),
                 run_dir: self.run_dir(),
                 shim: vec![env!("CARGO_BIN_EXE_skiff-runtime-shim").into()],
+                // As the agent runs it (Drop unmounts the roots with the rest).
+                trim_supervisor_mounts: true,
             },
             RuntimeDeps {
                 images: self.store.clone(),

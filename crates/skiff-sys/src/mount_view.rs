@@ -1,0 +1,232 @@
+//! A container supervisor's trimmed view of the host's mounts.
+//!
+//! Every pod adds host mounts (its pinned namespaces, each container's
+//! rootfs), and libcontainer reads `/proc/self/mountinfo` many times while it
+//! creates one container (once per cgroup v1 controller, fully for each
+//! controller the host lacks, and again in the container's init, whose new
+//! mount namespace copies every host mount). So the cost of starting a
+//! container grew with the number of pods, and every read held the kernel's
+//! mount lock against the other pods' mounts and unshares.
+//!
+//! The runtime keeps its per-pod mounts under a few *mount roots*: its own
+//! directories, bind-mounted onto themselves (private, so what is mounted
+//! below does not propagate to peers). A supervisor then enters a new mount
+//! namespace, drops each mount root with one lazy unmount (the directories
+//! stay, on their underlying filesystem) and attaches again only the mounts
+//! of its own container. The host's view is untouched: the new namespace is
+//! a downstream copy, so nothing done in it propagates back.
+
+use std::io;
+use std::os::fd::{AsFd, OwnedFd};
+use std::path::{Path, PathBuf};
+
+use rustix::fs::CWD;
+use rustix::mount::{
+    MountPropagationFlags, MoveMountFlags, OpenTreeFlags, UnmountFlags, mount_bind, mount_change,
+    move_mount, open_tree, unmount,
+};
+use rustix::thread::{LinkNameSpaceType, UnshareFlags, move_into_link_name_space};
+
+use crate::mount::mounts_under;
+
+/// Makes `dir` (created if missing) a mount root: a private bind mount of
+/// itself, unless it already is a mount point (an earlier agent's, kept
+/// while its pods' mounts lived below it). Returns whether it mounted one.
+///
+/// Mounts already below a `dir` that is no mount point (pods of an agent
+/// that ran without mount roots) make it an error: a bind mount over them
+/// would hide them from the paths they are known by.
+pub fn ensure_mount_root(dir: &Path) -> io::Result<bool> {
+    std::fs::create_dir_all(dir)?;
+    let info = std::fs::read_to_string("/proc/self/mountinfo")?;
+    let below = mounts_under(&info, dir);
+    if below.iter().any(|m| m == dir) {
+        return Ok(false);
+    }
+    if let Some(m) = below.first() {
+        return Err(io::Error::new(
+            io::ErrorKind::ResourceBusy,
+            format!(
+                "{} has mounts below it ({}) but is no mount root",
+                dir.display(),
+                m.display()
+            ),
+        ));
+    }
+    mount_bind(dir, dir)?;
+    if let Err(e) = mount_change(dir, MountPropagationFlags::PRIVATE) {
+        let _ = unmount(dir, UnmountFlags::DETACH);
+        return Err(e.into());
+    }
+    Ok(true)
+}
+
+/// Unmounts the mount root `dir` if nothing is mounted below it any more.
+/// Returns whether it did (`false`: busy, or not a mount point).
+pub fn release_mount_root(dir: &Path) -> io::Result<bool> {
+    // Not lazy: with mounts still below it the kernel answers EBUSY and the
+    // root stays for the next agent to reuse.
+    match unmount(dir, UnmountFlags::empty()) {
+        Ok(()) => Ok(true),
+        Err(rustix::io::Errno::BUSY | rustix::io::Errno::INVAL | rustix::io::Errno::NOENT) => {
+            Ok(false)
+        }
+        Err(e) => Err(e.into()),
+    }
+}
+
+/// What a supervisor's mount namespace leaves out and keeps.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TrimmedView {
+    /// Mount roots to drop, each with everything mounted below it.
+    pub detach: Vec<PathBuf>,
+    /// Paths whose mounts (at or below them) must stay visible, each at or
+    /// below one of `detach`: the container's rootfs, its sandbox's
+    /// namespace files, bind sources.
+    pub keep: Vec<PathBuf>,
+}
+
+/// Moves the calling thread into a new mount namespace with `view` applied.
+///
+/// On error the thread is back in the mount namespace it started in (the
+/// error says what failed). Call it before any thread that must share the
+/// new view is spawned: each thread has its own filesystem context after
+/// this (other threads keep theirs).
+pub fn enter_trimmed_mount_namespace(view: &TrimmedView) -> io::Result<()> {
+    let original = std::fs::File::open("/proc/thread-self/ns/mnt")?;
+    // Detached copies of the mounts to keep, taken in the host's view: they
+    // survive the unmount of their roots below and are attached again after.
+    let mut kept: Vec<(OwnedFd, &Path)> = Vec::with_capacity(view.keep.len());
+    for path in &view.keep {
+        let tree = open_tree(
+            CWD,
+            path.as_path(),
+            OpenTreeFlags::OPEN_TREE_CLONE
+                | OpenTreeFlags::OPEN_TREE_CLOEXEC
+                | OpenTreeFlags::AT_RECURSIVE,
+        )
+        .map_err(|e| with_path("clone mount", path, e.into()))?;
+        kept.push((tree, path));
+    }
+    // SAFETY: NEWNS changes only the calling thread's mount namespace (and
+    // gives it its own filesystem context); the descriptor table stays
+    // shared, the hazard `unshare_unsafe` guards against.
+    unsafe { rustix::thread::unshare_unsafe(UnshareFlags::NEWNS) }
+        .map_err(|e| io::Error::new(io::Error::from(e).kind(), format!("unshare mounts: {e}")))?;
+    let trimmed = trim(view, &kept);
+    if let Err(e) = trimmed {
+        move_into_link_name_space(original.as_fd(), Some(LinkNameSpaceType::Mount)).map_err(
+            |back| io::Error::other(format!("{e}; and returning to the host's mounts: {back}")),
+        )?;
+        return Err(e);
+    }
+    Ok(())
+}
+
+fn trim(view: &TrimmedView, kept: &[(OwnedFd, &Path)]) -> io::Result<()> {
+    // Downstream of the host: unmounting here must not reach it.
+    mount_change(
+        "/",
+        MountPropagationFlags::DOWNSTREAM | MountPropagationFlags::REC,
+    )
+    .map_err(|e| with_path("make downstream", Path::new("/"), e.into()))?;
+    for root in &view.detach {
+        unmount(root.as_path(), UnmountFlags::DETACH)
+            .map_err(|e| with_path("detach", root, e.into()))?;
+    }
+    for (tree, path) in kept {
+        move_mount(
+            tree.as_fd(),
+            "",
+            CWD,
+            *path,
+            MoveMountFlags::MOVE_MOUNT_F_EMPTY_PATH,
+        )
+        .map_err(|e| with_path("attach", path, e.into()))?;
+    }
+    Ok(())
+}
+
+fn with_path(what: &str, path: &Path, e: io::Error) -> io::Error {
+    io::Error::new(e.kind(), format!("{what} {}: {e}", path.display()))
+}
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used, clippy::expect_used)]
+mod tests {
+    use super::*;
+    use crate::mount::{LinuxMounter, Mounter, is_mount_point};
+
+    fn mounts_in_thread_view(dir: &Path) -> Vec<PathBuf> {
+        let info = std::fs::read_to_string("/proc/thread-self/mountinfo").unwrap();
+        mounts_under(&info, dir)
+    }
+
+    #[test]
+    fn trimmed_view_keeps_only_the_listed_mounts() {
+        if !rustix::process::geteuid().is_root() {
+            println!("skipped: needs root");
+            return;
+        }
+        let dir = tempfile::tempdir().unwrap();
+        let root = dir.path().join("root");
+        assert!(ensure_mount_root(&root).unwrap());
+        // A second call finds it mounted and leaves it alone.
+        assert!(!ensure_mount_root(&root).unwrap());
+        let (mine, other) = (root.join("mine"), root.join("other"));
+        let mounter = LinuxMounter;
+        for d in [&mine, &other] {
+            std::fs::create_dir_all(d).unwrap();
+            mounter.mount_tmpfs(d, Some(1 << 20)).unwrap();
+        }
+        std::fs::write(mine.join("file"), "mine").unwrap();
+        // Busy while pods' mounts are below it.
+        assert!(!release_mount_root(&root).unwrap());
+
+        let view = TrimmedView {
+            detach: vec![root.clone()],
+            keep: vec![mine.clone()],
+        };
+        let (root_t, mine_t) = (root.clone(), mine.clone());
+        let seen = std::thread::spawn(move || {
+            enter_trimmed_mount_namespace(&view).unwrap();
+            let content = std::fs::read_to_string(mine_t.join("file")).unwrap();
+            (mounts_in_thread_view(&root_t), content)
+        })
+        .join()
+        .unwrap();
+        assert_eq!(seen, (vec![mine.clone()], "mine".to_owned()));
+        // The host's view is as it was.
+        let host = mounts_in_thread_view(&root);
+        assert_eq!(host, vec![root.clone(), mine.clone(), other.clone()]);
+
+        // A path to keep that cannot be cloned: an error, and the thread is
+        // back in the host's view.
+        let bad = TrimmedView {
+            detach: vec![root.clone()],
+            keep: vec![root.join("missing")],
+        };
+        let (root_t, bad_t) = (root.clone(), bad.clone());
+        let (err, after) = std::thread::spawn(move || {
+            let err = enter_trimmed_mount_namespace(&bad_t).unwrap_err();
+            (err.to_string(), mounts_in_thread_view(&root_t))
+        })
+        .join()
+        .unwrap();
+        assert!(err.contains("missing"), "{err}");
+        assert_eq!(after.len(), 3, "{after:?} ({bad:?})");
+
+        for d in [&mine, &other] {
+            mounter.unmount(d).unwrap();
+        }
+        assert!(release_mount_root(&root).unwrap());
+        assert!(!is_mount_point(&root).unwrap());
+
+        // Mounts below a directory that is no root: it does not become one.
+        mounter.mount_tmpfs(&mine, None).unwrap();
+        let err = ensure_mount_root(&root).unwrap_err();
+        assert_eq!(err.kind(), io::ErrorKind::ResourceBusy, "{err}");
+        assert!(!is_mount_point(&root).unwrap());
+        mounter.unmount(&mine).unwrap();
+    }
+}

@@ -53,12 +53,15 @@ pub trait ResourceEventHandler<K>: Send + Sync {
 
 type Handlers<K> = Arc<RwLock<Vec<Arc<dyn ResourceEventHandler<K>>>>>;
 
+/// Objects by bucket, then by namespace and name.
+type Buckets<B, K> = HashMap<B, HashMap<(String, String), Arc<K>>>;
+
 /// An informer's objects grouped by a key each object computes (one of
 /// client-go's indexers), then by namespace and name, so a controller
 /// reads one group instead of scanning the whole cache.
 pub struct Index<B, K> {
     bucket_of: fn(&K) -> B,
-    buckets: RwLock<HashMap<B, HashMap<(String, String), Arc<K>>>>,
+    buckets: RwLock<Buckets<B, K>>,
 }
 
 impl<B, K> std::fmt::Debug for Index<B, K> {
@@ -75,15 +78,11 @@ impl<B: Eq + std::hash::Hash, K: Informable> Index<B, K> {
         }
     }
 
-    fn read(
-        &self,
-    ) -> std::sync::RwLockReadGuard<'_, HashMap<B, HashMap<(String, String), Arc<K>>>> {
+    fn read(&self) -> std::sync::RwLockReadGuard<'_, Buckets<B, K>> {
         self.buckets.read().unwrap_or_else(|e| e.into_inner())
     }
 
-    fn write(
-        &self,
-    ) -> std::sync::RwLockWriteGuard<'_, HashMap<B, HashMap<(String, String), Arc<K>>>> {
+    fn write(&self) -> std::sync::RwLockWriteGuard<'_, Buckets<B, K>> {
         self.buckets.write().unwrap_or_else(|e| e.into_inner())
     }
 
@@ -131,11 +130,7 @@ impl<B: Eq + std::hash::Hash, K: Informable> Index<B, K> {
         }
     }
 
-    fn remove_from(
-        idx: &mut HashMap<B, HashMap<(String, String), Arc<K>>>,
-        bucket: B,
-        key: &(String, String),
-    ) {
+    fn remove_from(idx: &mut Buckets<B, K>, bucket: B, key: &(String, String)) {
         if let Some(m) = idx.get_mut(&bucket) {
             m.remove(key);
             if m.is_empty() {
@@ -145,7 +140,7 @@ impl<B: Eq + std::hash::Hash, K: Informable> Index<B, K> {
     }
 
     fn rebuild(&self, all: &[Arc<K>]) {
-        let mut fresh: HashMap<B, HashMap<(String, String), Arc<K>>> = HashMap::new();
+        let mut fresh: Buckets<B, K> = HashMap::new();
         for o in all {
             fresh
                 .entry((self.bucket_of)(o))

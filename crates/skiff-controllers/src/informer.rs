@@ -53,22 +53,47 @@ pub trait ResourceEventHandler<K>: Send + Sync {
 
 type Handlers<K> = Arc<RwLock<Vec<Arc<dyn ResourceEventHandler<K>>>>>;
 
-/// An informer's objects by namespace, then name (upstream's namespace
-/// indexer), so a controller lists one namespace without scanning all.
-#[derive(Debug)]
-pub struct NamespaceIndex<K>(RwLock<HashMap<String, HashMap<String, Arc<K>>>>);
+/// Objects by bucket, then by namespace and name.
+type Buckets<B, K> = HashMap<B, HashMap<(String, String), Arc<K>>>;
 
-impl<K: Informable> NamespaceIndex<K> {
-    fn new() -> Self {
-        NamespaceIndex(RwLock::new(HashMap::new()))
+/// An informer's objects grouped by a key each object computes (one of
+/// client-go's indexers), then by namespace and name, so a controller
+/// reads one group instead of scanning the whole cache.
+pub struct Index<B, K> {
+    bucket_of: fn(&K) -> B,
+    buckets: RwLock<Buckets<B, K>>,
+}
+
+impl<B, K> std::fmt::Debug for Index<B, K> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Index").finish_non_exhaustive()
+    }
+}
+
+impl<B: Eq + std::hash::Hash, K: Informable> Index<B, K> {
+    fn new(bucket_of: fn(&K) -> B) -> Self {
+        Index {
+            bucket_of,
+            buckets: RwLock::new(HashMap::new()),
+        }
     }
 
-    /// The objects in `namespace` ("" for cluster-scoped ones).
-    pub fn list(&self, namespace: &str) -> Vec<Arc<K>> {
-        self.0
-            .read()
-            .unwrap_or_else(|e| e.into_inner())
-            .get(namespace)
+    fn read(&self) -> std::sync::RwLockReadGuard<'_, Buckets<B, K>> {
+        self.buckets.read().unwrap_or_else(|e| e.into_inner())
+    }
+
+    fn write(&self) -> std::sync::RwLockWriteGuard<'_, Buckets<B, K>> {
+        self.buckets.write().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// The objects of one bucket.
+    fn bucket<Q>(&self, bucket: &Q) -> Vec<Arc<K>>
+    where
+        B: std::borrow::Borrow<Q>,
+        Q: Eq + std::hash::Hash + ?Sized,
+    {
+        self.read()
+            .get(bucket)
             .map(|m| m.values().cloned().collect())
             .unwrap_or_default()
     }
@@ -81,41 +106,160 @@ impl<K: Informable> NamespaceIndex<K> {
         )
     }
 
-    fn put(&self, obj: Arc<K>) {
-        let (ns, name) = Self::key(&obj);
-        self.0
-            .write()
-            .unwrap_or_else(|e| e.into_inner())
-            .entry(ns)
-            .or_default()
-            .insert(name, obj);
+    /// Stores `obj`, which was `old` (then in `old`'s bucket) if known.
+    fn put(&self, old: Option<&K>, obj: Arc<K>) {
+        let bucket = (self.bucket_of)(&obj);
+        let key = Self::key(&obj);
+        let mut idx = self.write();
+        if let Some(old) = old {
+            let was = (self.bucket_of)(old);
+            if was != bucket {
+                Self::remove_from(&mut idx, was, &key);
+            }
+        }
+        idx.entry(bucket).or_default().insert(key, obj);
     }
 
-    fn remove(&self, obj: &K) {
-        let (ns, name) = Self::key(obj);
-        let mut idx = self.0.write().unwrap_or_else(|e| e.into_inner());
-        if let Some(m) = idx.get_mut(&ns) {
-            m.remove(&name);
+    /// Forgets `obj`, found in the bucket of any of `states`.
+    fn remove(&self, states: &[&K]) {
+        let Some(first) = states.first() else { return };
+        let key = Self::key(first);
+        let mut idx = self.write();
+        for obj in states {
+            Self::remove_from(&mut idx, (self.bucket_of)(obj), &key);
+        }
+    }
+
+    fn remove_from(idx: &mut Buckets<B, K>, bucket: B, key: &(String, String)) {
+        if let Some(m) = idx.get_mut(&bucket) {
+            m.remove(key);
             if m.is_empty() {
-                idx.remove(&ns);
+                idx.remove(&bucket);
             }
         }
     }
 
-    fn rebuild(&self, all: Vec<Arc<K>>) {
-        let mut fresh: HashMap<String, HashMap<String, Arc<K>>> = HashMap::new();
+    fn rebuild(&self, all: &[Arc<K>]) {
+        let mut fresh: Buckets<B, K> = HashMap::new();
         for o in all {
-            let (ns, name) = Self::key(&o);
-            fresh.entry(ns).or_default().insert(name, o);
+            fresh
+                .entry((self.bucket_of)(o))
+                .or_default()
+                .insert(Self::key(o), o.clone());
         }
-        *self.0.write().unwrap_or_else(|e| e.into_inner()) = fresh;
+        *self.write() = fresh;
+    }
+}
+
+/// An informer's objects by namespace (upstream's namespace indexer), so
+/// a controller lists one namespace without scanning all.
+pub type NamespaceIndex<K> = Index<String, K>;
+
+impl<K: Informable> Index<String, K> {
+    /// The objects in `namespace` ("" for cluster-scoped ones).
+    pub fn list(&self, namespace: &str) -> Vec<Arc<K>> {
+        self.bucket(namespace)
+    }
+
+    /// The object `namespace/name`, if cached.
+    pub fn get(&self, namespace: &str, name: &str) -> Option<Arc<K>> {
+        self.read()
+            .get(namespace)?
+            .get(&(namespace.to_owned(), name.to_owned()))
+            .cloned()
+    }
+}
+
+/// A group of [`ControllerIndex`]: the objects one controller owns, or the
+/// orphans (no controller) of one namespace.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub enum ControllerKey {
+    /// Objects whose controllerRef has this UID.
+    Controller(String),
+    /// Objects of this namespace without a controllerRef.
+    Orphan(String),
+}
+
+impl ControllerKey {
+    fn of<K: Informable>(obj: &K) -> ControllerKey {
+        let m = obj.meta();
+        match crate::podutil::controller_of(m) {
+            Some(r) => ControllerKey::Controller(r.uid.clone()),
+            None => ControllerKey::Orphan(m.namespace.clone().unwrap_or_default()),
+        }
+    }
+}
+
+/// An informer's objects by controller UID, orphans by namespace
+/// (upstream's controller-UID pod indexer): a controller reads its own
+/// objects and the orphans it may adopt without scanning the namespace.
+pub type ControllerIndex<K> = Index<ControllerKey, K>;
+
+impl<K: Informable> Index<ControllerKey, K> {
+    /// The objects in `namespace` whose controllerRef has `uid`, and the
+    /// orphans of `namespace` (upstream's `FilterPodsByOwner` with
+    /// orphans included): everything a claim by that owner looks at.
+    pub fn owned_or_orphaned(&self, namespace: &str, uid: &str) -> Vec<Arc<K>> {
+        let idx = self.read();
+        let owned = idx
+            .get(&ControllerKey::Controller(uid.to_owned()))
+            .into_iter()
+            .flat_map(|m| m.values())
+            .filter(|o| o.meta().namespace.as_deref().unwrap_or("") == namespace);
+        let orphans = idx
+            .get(&ControllerKey::Orphan(namespace.to_owned()))
+            .into_iter()
+            .flat_map(|m| m.values());
+        owned.chain(orphans).cloned().collect()
+    }
+}
+
+/// The indexes every shared informer keeps up to date.
+#[derive(Debug)]
+struct Indexes<K> {
+    namespace: Arc<NamespaceIndex<K>>,
+    controller: Arc<ControllerIndex<K>>,
+}
+
+impl<K> Clone for Indexes<K> {
+    fn clone(&self) -> Self {
+        Indexes {
+            namespace: self.namespace.clone(),
+            controller: self.controller.clone(),
+        }
+    }
+}
+
+impl<K: Informable> Indexes<K> {
+    fn new() -> Self {
+        Indexes {
+            namespace: Arc::new(Index::new(|o: &K| {
+                o.meta().namespace.clone().unwrap_or_default()
+            })),
+            controller: Arc::new(Index::new(ControllerKey::of::<K>)),
+        }
+    }
+
+    fn put(&self, old: Option<&K>, obj: Arc<K>) {
+        self.namespace.put(old, obj.clone());
+        self.controller.put(old, obj);
+    }
+
+    fn remove(&self, states: &[&K]) {
+        self.namespace.remove(states);
+        self.controller.remove(states);
+    }
+
+    fn rebuild(&self, all: &[Arc<K>]) {
+        self.namespace.rebuild(all);
+        self.controller.rebuild(all);
     }
 }
 
 /// One resource type's shared informer: its store and handlers.
 pub struct SharedInformer<K: Informable> {
     store: Store<K>,
-    index: Arc<NamespaceIndex<K>>,
+    indexes: Indexes<K>,
     writer: Mutex<Option<reflector::store::Writer<K>>>,
     handlers: Handlers<K>,
     api: Api<K>,
@@ -138,7 +282,12 @@ impl<K: Informable> SharedInformer<K> {
 
     /// The informer's namespace index.
     pub fn namespace_index(&self) -> Arc<NamespaceIndex<K>> {
-        self.index.clone()
+        self.indexes.namespace.clone()
+    }
+
+    /// The informer's controller-UID index.
+    pub fn controller_index(&self) -> Arc<ControllerIndex<K>> {
+        self.indexes.controller.clone()
     }
 
     /// Adds a handler. Register before [`InformerFactory::start`]: a handler
@@ -158,14 +307,14 @@ impl<K: Informable> SharedInformer<K> {
         let api = self.api.clone();
         let store = self.store.clone();
         let handlers = self.handlers.clone();
-        let index = self.index.clone();
+        let indexes = self.indexes.clone();
         // As kube-controller-manager's informers do: no controller reads
         // managedFields, and they are often half of an object's size.
         let stream = watcher(api, watcher::Config::default())
             .default_backoff()
             .modify(|obj| obj.meta_mut().managed_fields = None);
         tasks.spawn(run_informer(
-            stream, writer, store, index, handlers, shutdown,
+            stream, writer, store, indexes, handlers, shutdown,
         ));
     }
 }
@@ -182,7 +331,7 @@ async fn run_informer<K: Informable>(
     stream: impl futures::Stream<Item = Result<watcher::Event<K>, watcher::Error>>,
     mut writer: reflector::store::Writer<K>,
     store: Store<K>,
-    index: Arc<NamespaceIndex<K>>,
+    indexes: Indexes<K>,
     handlers: Handlers<K>,
     mut shutdown: watch::Receiver<bool>,
 ) {
@@ -218,7 +367,7 @@ async fn run_informer<K: Informable>(
                     .filter(|o| !seen.contains(&ObjectRef::from_obj(o.as_ref())))
                     .collect();
                 writer.apply_watcher_event(&ev);
-                index.rebuild(store.state());
+                indexes.rebuild(&store.state());
                 for (old, r) in &listed {
                     let Some(new) = store.get(r) else { continue };
                     match old {
@@ -239,15 +388,18 @@ async fn run_informer<K: Informable>(
                 let old = store.get(&r);
                 writer.apply_watcher_event(&ev);
                 let Some(new) = store.get(&r) else { continue };
-                index.put(new.clone());
+                indexes.put(old.as_deref(), new.clone());
                 match old {
                     Some(old) => notify(&handlers, |h| h.on_update(&old, &new)),
                     None => notify(&handlers, |h| h.on_add(&new)),
                 }
             }
             watcher::Event::Delete(obj) => {
+                let stored = store.get(&ObjectRef::from_obj(obj));
                 writer.apply_watcher_event(&ev);
-                index.remove(obj);
+                let mut states = vec![obj];
+                states.extend(stored.as_deref());
+                indexes.remove(&states);
                 let obj = Arc::new(obj.clone());
                 notify(&handlers, |h| h.on_delete(&obj));
             }
@@ -311,7 +463,7 @@ impl InformerFactory {
         let (store, writer) = reflector::store();
         let inf = Arc::new(SharedInformer {
             store,
-            index: Arc::new(NamespaceIndex::new()),
+            indexes: Indexes::new(),
             writer: Mutex::new(Some(writer)),
             handlers: Arc::default(),
             api: Api::all(self.client.clone()),
@@ -422,16 +574,17 @@ mod tests {
         let rec = Arc::new(Recorder::default());
         let handlers: Handlers<ConfigMap> = Arc::new(RwLock::new(vec![rec.clone()]));
         let (_tx, rx) = watch::channel(false);
-        let index = Arc::new(NamespaceIndex::new());
+        let indexes = Indexes::new();
         run_informer(
             futures::stream::iter(events),
             writer,
             store.clone(),
-            index.clone(),
+            indexes.clone(),
             handlers,
             rx,
         )
         .await;
+        let index = indexes.namespace;
         let mut indexed: Vec<String> = index
             .list("ns")
             .iter()
@@ -456,5 +609,72 @@ mod tests {
         let mut names: Vec<String> = store.state().iter().map(|o| name(o).to_owned()).collect();
         names.sort();
         assert_eq!(names, ["a", "d"]);
+    }
+
+    /// A ConfigMap in `ns`, controlled by `owner` (a UID) if given.
+    fn owned(name: &str, ns: &str, rv: &str, owner: Option<&str>) -> ConfigMap {
+        let refs: Vec<serde_json::Value> = owner
+            .iter()
+            .map(|uid| {
+                serde_json::json!({"apiVersion": "v1", "kind": "ConfigMap", "name": "o",
+                    "uid": uid, "controller": true})
+            })
+            .collect();
+        serde_json::from_value(serde_json::json!({"metadata": {
+            "name": name, "namespace": ns, "resourceVersion": rv, "ownerReferences": refs,
+        }}))
+        .unwrap()
+    }
+
+    fn names(objs: Vec<Arc<ConfigMap>>) -> Vec<String> {
+        let mut n: Vec<String> = objs.iter().map(|o| name(o).to_owned()).collect();
+        n.sort();
+        n
+    }
+
+    #[tokio::test]
+    async fn controller_index_follows_adoption_release_and_deletion() {
+        use watcher::Event::*;
+        let events: Vec<Result<watcher::Event<ConfigMap>, watcher::Error>> = vec![
+            Ok(Init),
+            Ok(InitApply(owned("p1", "ns", "1", Some("u1")))),
+            Ok(InitApply(owned("p2", "ns", "1", None))),
+            Ok(InitApply(owned("q1", "ns", "1", Some("u2")))),
+            Ok(InitApply(owned("r1", "other", "1", Some("u1")))),
+            Ok(InitApply(owned("r2", "other", "1", None))),
+            Ok(InitDone),
+            // p2 adopted by u1, p1 released.
+            Ok(Apply(owned("p2", "ns", "2", Some("u1")))),
+            Ok(Apply(owned("p1", "ns", "3", None))),
+            Ok(Delete(owned("q1", "ns", "4", Some("u2")))),
+            // Deleted in a state other than the one cached.
+            Ok(Apply(owned("p3", "ns", "5", Some("u1")))),
+            Ok(Delete(owned("p3", "ns", "6", None))),
+        ];
+        let (store, writer) = reflector::store::<ConfigMap>();
+        let (_tx, rx) = watch::channel(false);
+        let indexes = Indexes::new();
+        let handlers: Handlers<ConfigMap> = Arc::default();
+        run_informer(
+            futures::stream::iter(events),
+            writer,
+            store,
+            indexes.clone(),
+            handlers,
+            rx,
+        )
+        .await;
+        let idx = indexes.controller;
+        assert_eq!(names(idx.owned_or_orphaned("ns", "u1")), ["p1", "p2"]);
+        assert_eq!(names(idx.owned_or_orphaned("ns", "u2")), ["p1"]);
+        assert_eq!(names(idx.owned_or_orphaned("other", "u1")), ["r1", "r2"]);
+        assert_eq!(names(idx.owned_or_orphaned("other", "u2")), ["r2"]);
+        assert!(idx.owned_or_orphaned("none", "u1").is_empty());
+        assert_eq!(names(indexes.namespace.list("ns")), ["p1", "p2"]);
+        assert_eq!(
+            indexes.namespace.get("ns", "p2").map(|o| rv(&o).to_owned()),
+            Some("2".to_owned())
+        );
+        assert!(indexes.namespace.get("ns", "q1").is_none());
     }
 }

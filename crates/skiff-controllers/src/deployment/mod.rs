@@ -23,7 +23,7 @@ use kube::runtime::reflector::{ObjectRef, Store};
 use skiff_api::selector::labels::from_label_selector;
 use skiff_client::EventSink;
 
-use crate::informer::{InformerFactory, NamespaceIndex, ResourceEventHandler};
+use crate::informer::{ControllerIndex, InformerFactory, NamespaceIndex, ResourceEventHandler};
 use crate::podutil::{controller_of, key_of};
 use crate::workqueue::WorkQueue;
 
@@ -38,6 +38,8 @@ pub struct DeploymentController {
     pub(crate) client: kube::Client,
     pub(crate) deployments: Store<Deployment>,
     pub(crate) replica_sets: Arc<NamespaceIndex<ReplicaSet>>,
+    /// ReplicaSets by controller UID (orphans by namespace).
+    pub(crate) rs_by_controller: Arc<ControllerIndex<ReplicaSet>>,
     pub(crate) pods: Arc<NamespaceIndex<Pod>>,
     pub(crate) queue: Arc<WorkQueue<String>>,
     pub(crate) events: Arc<dyn EventSink>,
@@ -65,6 +67,7 @@ impl DeploymentController {
             client,
             deployments: d_inf.store(),
             replica_sets: rs_inf.namespace_index(),
+            rs_by_controller: rs_inf.controller_index(),
             pods: pod_inf.namespace_index(),
             queue: Arc::new(factory.metrics().queue("deployment")),
             events,
@@ -184,9 +187,8 @@ impl PodHandler {
         let rs = self
             .0
             .replica_sets
-            .list(&ns)
-            .into_iter()
-            .find(|rs| rs.metadata.uid.as_deref() == Some(r.uid.as_str()))?;
+            .get(&ns, &r.name)
+            .filter(|rs| rs.metadata.uid.as_deref() == Some(r.uid.as_str()))?;
         let d = self.0.resolve(Some(&ns), &rs.metadata)?;
         util::is_recreate(&d).then_some(d)
     }

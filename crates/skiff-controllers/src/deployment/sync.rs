@@ -125,8 +125,10 @@ impl DeploymentController {
         selector: &Selector,
     ) -> Result<Vec<ReplicaSet>, Failed> {
         let ns = d.metadata.namespace.as_deref().unwrap_or("");
+        let uid = d.metadata.uid.as_deref().unwrap_or("");
+        let candidates = self.rs_by_controller.owned_or_orphaned(ns, uid);
         let claimed = ControllerRefManager::new(&self.client, d)
-            .claim_by_selector(self.replica_sets.list(ns), selector)
+            .claim_by_selector(candidates, selector)
             .await
             .map_err(Failed)?;
         Ok(claimed.into_iter().map(Arc::unwrap_or_clone).collect())

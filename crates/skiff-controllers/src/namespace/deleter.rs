@@ -105,8 +105,20 @@ pub fn remaining_metadata(
 /// (upstream's estimate for pods), 0 once the namespace has been deleting
 /// for that long already.
 pub fn estimate_pods(pods: &[Pod], seconds_since_deletion: i64) -> i64 {
-    let estimate = pods
-        .iter()
+    estimate_from(longest_grace(pods), seconds_since_deletion)
+}
+
+fn estimate_from(longest_grace: i64, seconds_since_deletion: i64) -> i64 {
+    if seconds_since_deletion >= longest_grace {
+        0
+    } else {
+        longest_grace
+    }
+}
+
+/// The longest termination grace period of the pods not yet finished.
+fn longest_grace(pods: &[Pod]) -> i64 {
+    pods.iter()
         .filter(|p| {
             !matches!(
                 p.status.as_ref().and_then(|s| s.phase.as_deref()),
@@ -115,13 +127,12 @@ pub fn estimate_pods(pods: &[Pod], seconds_since_deletion: i64) -> i64 {
         })
         .filter_map(|p| p.spec.as_ref()?.termination_grace_period_seconds)
         .max()
-        .unwrap_or(0);
-    if seconds_since_deletion >= estimate {
-        0
-    } else {
-        estimate
-    }
+        .unwrap_or(0)
 }
+
+/// Pods listed at once for the estimate: a namespace of many pods is read
+/// in pages rather than held whole (10,000 pods parse to ~100 MB).
+const POD_PAGE: u32 = 500;
 
 /// The namespace's `spec.finalizers` without this controller's.
 pub fn finalized_spec_finalizers(ns: &Namespace) -> Vec<String> {
@@ -366,10 +377,9 @@ impl Deleter {
         };
         let mut estimate = 0;
         if gvr.group.is_empty() && gvr.resource == "pods" {
-            let pods: Api<Pod> = Api::namespaced(self.client.clone(), namespace);
-            match pods.list(&ListParams::default()).await {
-                Ok(list) => estimate = estimate_pods(&list.items, seconds_since_deletion),
-                Err(e) => return fail(0, api_message(&e)),
+            match self.longest_pod_grace(namespace).await {
+                Ok(longest) => estimate = estimate_from(longest, seconds_since_deletion),
+                Err(e) => return fail(0, e),
             }
         }
         let ar = ApiResource {
@@ -433,6 +443,21 @@ impl Deleter {
             .collect();
         let (meta, err) = remaining_metadata(estimate, &finalizers, namespace, &gvr);
         (gvr, meta, err)
+    }
+
+    /// [`longest_grace`] of the namespace's pods, listed a page at a time.
+    async fn longest_pod_grace(&self, namespace: &str) -> Result<i64, String> {
+        let pods: Api<Pod> = Api::namespaced(self.client.clone(), namespace);
+        let mut lp = ListParams::default().limit(POD_PAGE);
+        let mut longest = 0;
+        loop {
+            let page = pods.list(&lp).await.map_err(|e| api_message(&e))?;
+            longest = longest.max(longest_grace(&page.items));
+            match page.metadata.continue_.filter(|c| !c.is_empty()) {
+                Some(token) => lp = lp.continue_token(&token),
+                None => return Ok(longest),
+            }
+        }
     }
 
     /// The resource's objects in the namespace; `None` when it cannot be

@@ -16,7 +16,7 @@ use kube::runtime::reflector::{ObjectRef, Store};
 use skiff_client::EventSink;
 
 use crate::expectations::ControllerExpectations;
-use crate::informer::{InformerFactory, NamespaceIndex, ResourceEventHandler};
+use crate::informer::{ControllerIndex, InformerFactory, ResourceEventHandler};
 use crate::podutil::{controller_of, is_pod_ready, key_of};
 use crate::workqueue::WorkQueue;
 
@@ -34,7 +34,9 @@ pub const DEFAULT_WORKERS: usize = 5;
 pub struct ReplicaController<K: ReplicaKind> {
     pub(crate) client: kube::Client,
     pub(crate) owners: Store<K>,
-    pub(crate) pods: Arc<NamespaceIndex<Pod>>,
+    /// Pods by controller UID (orphans by namespace): a sync reads the
+    /// owner's pods and the orphans it may adopt, not the whole namespace.
+    pub(crate) pods: Arc<ControllerIndex<Pod>>,
     pub(crate) queue: Arc<WorkQueue<String>>,
     pub(crate) expectations: Arc<ControllerExpectations>,
     pub(crate) events: Arc<dyn EventSink>,
@@ -62,7 +64,7 @@ impl<K: ReplicaKind> ReplicaController<K> {
         let c = Arc::new(ReplicaController {
             client,
             owners: owner_informer.store(),
-            pods: pod_informer.namespace_index(),
+            pods: pod_informer.controller_index(),
             queue: Arc::new(factory.metrics().queue(K::QUEUE_NAME)),
             expectations: Arc::new(ControllerExpectations::new()),
             events,

@@ -32,8 +32,15 @@ impl<K: ReplicaKind> ReplicaController<K> {
         PodControl::new(&self.client, self.events.as_ref())
     }
 
-    fn pods_in(&self, ns: &str) -> Vec<Arc<Pod>> {
-        self.pods.list(ns)
+    /// The pods `owner` controls and the orphans of its namespace
+    /// (upstream's `FilterPodsByOwner`), the only pods a claim by it can
+    /// keep or adopt.
+    fn owned_or_orphaned(&self, owner: &K) -> Vec<Arc<Pod>> {
+        let m = owner.meta();
+        self.pods.owned_or_orphaned(
+            m.namespace.as_deref().unwrap_or(""),
+            m.uid.as_deref().unwrap_or(""),
+        )
     }
 
     /// The controller's sync of `key`.
@@ -54,7 +61,7 @@ impl<K: ReplicaKind> ReplicaController<K> {
             }
         };
         let active: Vec<Arc<Pod>> = self
-            .pods_in(ns)
+            .owned_or_orphaned(&owner)
             .into_iter()
             .filter(|p| is_pod_active(p))
             .collect();
@@ -140,8 +147,9 @@ impl<K: ReplicaKind> ReplicaController<K> {
         Ok(())
     }
 
-    /// Pods selected by the owners that share our owner's controller (a
-    /// Deployment's ReplicaSets): they rank co-location on scale-down.
+    /// Pods of the owners that share our owner's controller (a
+    /// Deployment's ReplicaSets), and orphans: they rank co-location on
+    /// scale-down (upstream's `getIndirectlyRelatedPods`).
     fn indirectly_related_pods(&self, owner: &K) -> Vec<Arc<Pod>> {
         let Some(ctrl) = controller_of(owner.meta()) else {
             return Vec::new();
@@ -150,15 +158,12 @@ impl<K: ReplicaKind> ReplicaController<K> {
         let siblings = self.owners.state_filter(|o| {
             o.meta().namespace == ns && controller_of(o.meta()).is_some_and(|r| r.uid == ctrl.uid)
         });
-        let pods = self.pods_in(ns.as_deref().unwrap_or(""));
         let mut seen = HashSet::new();
         let mut out = Vec::new();
         for s in siblings {
-            let Ok(sel) = s.selector() else { continue };
-            for p in &pods {
-                let labels = p.metadata.labels.clone().unwrap_or_default();
-                if sel.matches(&labels) && seen.insert(p.metadata.uid.clone()) {
-                    out.push(p.clone());
+            for p in self.owned_or_orphaned(&s) {
+                if seen.insert(p.metadata.uid.clone()) {
+                    out.push(p);
                 }
             }
         }

@@ -163,11 +163,33 @@ fn watch_deployments(client: kube::Client) -> (SeenMap, tokio::task::JoinHandle<
     (seen, task)
 }
 
-/// Pods seen in the namespace, and when the `want`th was first seen.
+/// Pods seen in the namespace, and when the `want`th was first seen,
+/// bound to a node and Ready: the wave's time after the last of these is
+/// the controllers' own (status reporting), before it the scheduler's and
+/// the nodes' share.
 #[derive(Default)]
 struct PodCount {
     names: std::collections::HashSet<String>,
+    bound: std::collections::HashSet<String>,
+    ready: std::collections::HashSet<String>,
     all_at: Option<Instant>,
+    bound_at: Option<Instant>,
+    ready_at: Option<Instant>,
+}
+
+impl PodCount {
+    /// Notes `set` reaching `want` at `now` in `at`, once.
+    fn reached(
+        set: &mut std::collections::HashSet<String>,
+        name: &str,
+        want: usize,
+        at: &mut Option<Instant>,
+    ) {
+        set.insert(name.to_owned());
+        if set.len() >= want && at.is_none() {
+            *at = Some(Instant::now());
+        }
+    }
 }
 
 fn watch_pods(
@@ -184,10 +206,20 @@ fn watch_pods(
             .boxed();
         while let Some(ev) = events.next().await {
             let Ok(pod) = ev else { continue };
+            let bound = pod.spec.as_ref().is_some_and(|s| s.node_name.is_some());
+            let ready = pod
+                .status
+                .as_ref()
+                .and_then(|s| s.conditions.as_ref())
+                .is_some_and(|c| c.iter().any(|c| c.type_ == "Ready" && c.status == "True"));
             if let (Some(name), Ok(mut c)) = (pod.metadata.name, c.lock()) {
-                c.names.insert(name);
-                if c.names.len() >= want && c.all_at.is_none() {
-                    c.all_at = Some(Instant::now());
+                let c = &mut *c;
+                PodCount::reached(&mut c.names, &name, want, &mut c.all_at);
+                if bound {
+                    PodCount::reached(&mut c.bound, &name, want, &mut c.bound_at);
+                }
+                if ready {
+                    PodCount::reached(&mut c.ready, &name, want, &mut c.ready_at);
                 }
             }
         }
@@ -306,7 +338,10 @@ pub async fn run(cfg: &ControllerBenchConfig) -> anyhow::Result<ControllerBenchR
         s.available >= r && s.observed >= s.generation
     })
     .await;
-    let pods_at = pod_count.lock().ok().and_then(|c| c.all_at);
+    let (pods_at, bound_at, ready_at) = pod_count
+        .lock()
+        .map(|c| (c.all_at, c.bound_at, c.ready_at))
+        .unwrap_or_default();
     let mut row = PhaseRow {
         phase: "wave".into(),
         scale: format!("{n} deployments × {r} replicas ({pods} pods)"),
@@ -324,6 +359,14 @@ pub async fn run(cfg: &ControllerBenchConfig) -> anyhow::Result<ControllerBenchR
             },
             at.duration_since(start).as_secs_f64()
         );
+    }
+    for (what, at) in [("bound", bound_at), ("Ready", ready_at)] {
+        if let Some(at) = at {
+            row.note.push_str(&format!(
+                ", last {what} at {:.1} s",
+                at.duration_since(start).as_secs_f64()
+            ));
+        }
     }
     report.rows.push(row);
     report.cm_rss_wave_kib = cm.status_kib("VmRSS");

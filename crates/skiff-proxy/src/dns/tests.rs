@@ -759,40 +759,6 @@ fn kube_dns_objects_compare_by_owned_fields() {
     ));
 }
 
-#[tokio::test]
-async fn outside_the_zone_without_upstreams_is_refused() {
-    use std::sync::atomic::AtomicBool;
-    use std::sync::{Arc, RwLock};
-    let resolver = super::Resolver::new(
-        Arc::new(RwLock::new(cluster())),
-        Arc::new(AtomicBool::new(true)),
-        zone(),
-        Vec::new(),
-    );
-    let reply = resolver
-        .respond(&query("example.org.", A, None), Transport::Udp, LOCAL)
-        .await
-        .unwrap();
-    let m = Message::from_vec(&reply).unwrap();
-    assert_eq!(
-        (m.metadata.id, m.metadata.response_code),
-        (0x1234, ResponseCode::Refused)
-    );
-    // An ExternalName outside the zone still gets its CNAME.
-    let reply = resolver
-        .respond(
-            &query("ext.default.svc.cluster.local.", A, None),
-            Transport::Udp,
-            LOCAL,
-        )
-        .await
-        .unwrap();
-    let m = Message::from_vec(&reply).unwrap();
-    assert_eq!(m.metadata.response_code, NoError);
-    assert_eq!(m.answers.len(), 1);
-    assert_eq!(m.answers[0].record_type(), CNAME);
-}
-
 const LOCAL: std::net::IpAddr = std::net::IpAddr::V4(std::net::Ipv4Addr::LOCALHOST);
 
 #[test]
@@ -816,24 +782,11 @@ fn recursion_is_allowed_from_loopback_and_the_listed_networks_only() {
     assert!(!Recursion::From(Vec::new()).allows("192.0.2.7".parse().unwrap()));
 }
 
-#[tokio::test]
-async fn outside_names_are_refused_to_clients_not_allowed_recursion() {
-    use std::sync::atomic::AtomicBool;
-    use std::sync::{Arc, RwLock};
-    // A UDP "upstream" that counts what reaches it and never answers.
-    let upstream = tokio::net::UdpSocket::bind("127.0.0.1:0").await.unwrap();
-    let resolver = super::Resolver::new(
-        Arc::new(RwLock::new(cluster())),
-        Arc::new(AtomicBool::new(true)),
-        zone(),
-        vec![upstream.local_addr().unwrap()],
-    )
-    .with_recursion(super::Recursion::From(vec![
-        "10.42.0.0/16".parse().unwrap(),
-    ]));
-    let outsider: std::net::IpAddr = "192.0.2.7".parse().unwrap();
+/// `client` gets REFUSED for a name outside the zone, yet an ExternalName
+/// in the zone still gets its CNAME (with nothing chased upstream).
+async fn assert_outside_names_refused(resolver: &super::Resolver, client: std::net::IpAddr) {
     let reply = resolver
-        .respond(&query("example.org.", A, None), Transport::Udp, outsider)
+        .respond(&query("example.org.", A, None), Transport::Udp, client)
         .await
         .unwrap();
     let m = Message::from_vec(&reply).unwrap();
@@ -841,13 +794,11 @@ async fn outside_names_are_refused_to_clients_not_allowed_recursion() {
         (m.metadata.id, m.metadata.response_code),
         (0x1234, ResponseCode::Refused)
     );
-    // Cluster names are still answered, and an ExternalName gets its CNAME
-    // without the target being chased upstream.
     let reply = resolver
         .respond(
             &query("ext.default.svc.cluster.local.", A, None),
             Transport::Udp,
-            outsider,
+            client,
         )
         .await
         .unwrap();
@@ -855,6 +806,29 @@ async fn outside_names_are_refused_to_clients_not_allowed_recursion() {
     assert_eq!(m.metadata.response_code, NoError);
     assert_eq!(m.answers.len(), 1);
     assert_eq!(m.answers[0].record_type(), CNAME);
+}
+
+#[tokio::test]
+async fn outside_names_are_refused_without_upstreams_or_recursion() {
+    use std::sync::atomic::AtomicBool;
+    use std::sync::{Arc, RwLock};
+    let resolver = |upstreams| {
+        super::Resolver::new(
+            Arc::new(RwLock::new(cluster())),
+            Arc::new(AtomicBool::new(true)),
+            zone(),
+            upstreams,
+        )
+    };
+    // No upstreams: refused to everyone.
+    assert_outside_names_refused(&resolver(Vec::new()), LOCAL).await;
+    // An upstream (counting what reaches it, never answering), but a client
+    // outside the networks allowed recursion.
+    let upstream = tokio::net::UdpSocket::bind("127.0.0.1:0").await.unwrap();
+    let guarded = resolver(vec![upstream.local_addr().unwrap()]).with_recursion(
+        super::Recursion::From(vec!["10.42.0.0/16".parse().unwrap()]),
+    );
+    assert_outside_names_refused(&guarded, "192.0.2.7".parse().unwrap()).await;
     let mut buf = [0u8; 512];
     let nothing = tokio::time::timeout(
         std::time::Duration::from_millis(200),

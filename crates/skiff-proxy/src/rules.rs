@@ -43,7 +43,7 @@
 use std::net::Ipv4Addr;
 
 use crate::model::{self, EndpointInfo, Protocol, ServicePortInfo, TrafficPolicy};
-use crate::ruleset::{Ruleset, SetKind};
+use crate::ruleset::{Builder as _, Ruleset, SetKind};
 use crate::table::{self, Fragment};
 
 /// Default table name.

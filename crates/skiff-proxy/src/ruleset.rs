@@ -57,6 +57,48 @@ impl SetKind {
     }
 }
 
+/// Chains and sets being built: what a [`Ruleset`] and a Service's
+/// [`Fragment`](crate::table::Fragment) have in common.
+pub trait Builder {
+    /// The chains by name.
+    fn chains_mut(&mut self) -> &mut BTreeMap<String, Chain>;
+    /// The sets and maps by name.
+    fn sets_mut(&mut self) -> &mut BTreeMap<String, Set>;
+
+    /// The chain `name`, created empty when missing.
+    fn chain(&mut self, name: &str) -> &mut Chain {
+        self.chains_mut().entry(name.to_string()).or_default()
+    }
+
+    /// Adds `rule` to the chain `name` (created when missing).
+    fn rule(&mut self, name: &str, rule: impl Into<String>) {
+        self.chain(name).rules.push(rule.into());
+    }
+
+    /// Declares a set or map (replacing an earlier declaration of that name).
+    fn declare_set(&mut self, name: &str, kind: SetKind, decl: &str, dynamic: bool) {
+        self.sets_mut().insert(
+            name.to_string(),
+            Set {
+                kind,
+                decl: decl.to_string(),
+                elements: BTreeMap::new(),
+                dynamic,
+            },
+        );
+    }
+}
+
+impl Builder for Ruleset {
+    fn chains_mut(&mut self) -> &mut BTreeMap<String, Chain> {
+        &mut self.chains
+    }
+
+    fn sets_mut(&mut self) -> &mut BTreeMap<String, Set> {
+        &mut self.sets
+    }
+}
+
 /// The whole content of one `ip` family table.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct Ruleset {
@@ -75,29 +117,6 @@ impl Ruleset {
             table: table.to_string(),
             ..Self::default()
         }
-    }
-
-    /// The chain `name`, created empty when missing.
-    pub fn chain(&mut self, name: &str) -> &mut Chain {
-        self.chains.entry(name.to_string()).or_default()
-    }
-
-    /// Adds `rule` to the chain `name` (created when missing).
-    pub fn rule(&mut self, name: &str, rule: impl Into<String>) {
-        self.chain(name).rules.push(rule.into());
-    }
-
-    /// Declares a set or map (replacing an earlier declaration of that name).
-    pub fn declare_set(&mut self, name: &str, kind: SetKind, decl: &str, dynamic: bool) {
-        self.sets.insert(
-            name.to_string(),
-            Set {
-                kind,
-                decl: decl.to_string(),
-                elements: BTreeMap::new(),
-                dynamic,
-            },
-        );
     }
 
     /// Adds an element to a declared set or map. Returns false (and adds

@@ -13,7 +13,7 @@
 use std::collections::{BTreeMap, HashMap};
 
 use crate::model::ServiceKey;
-use crate::ruleset::{Chain, Element, Ruleset, Set, SetKind, render_full_from};
+use crate::ruleset::{Builder, Chain, Element, Ruleset, Set, render_full_from};
 
 /// What one Service adds to the table.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
@@ -32,29 +32,6 @@ impl Fragment {
         self.chains.is_empty() && self.sets.is_empty() && self.elements.is_empty()
     }
 
-    /// The chain `name`, created empty when missing.
-    pub fn chain(&mut self, name: &str) -> &mut Chain {
-        self.chains.entry(name.to_string()).or_default()
-    }
-
-    /// Adds `rule` to the chain `name` (created when missing).
-    pub fn rule(&mut self, name: &str, rule: impl Into<String>) {
-        self.chain(name).rules.push(rule.into());
-    }
-
-    /// Declares a set of its own.
-    pub fn declare_set(&mut self, name: &str, kind: SetKind, decl: &str, dynamic: bool) {
-        self.sets.insert(
-            name.to_string(),
-            Set {
-                kind,
-                decl: decl.to_string(),
-                elements: BTreeMap::new(),
-                dynamic,
-            },
-        );
-    }
-
     /// Adds an element to one of its own sets, or else to the base's set of
     /// that name. The first value for a key stays.
     pub fn element(&mut self, set: &str, key: String, value: Option<String>) {
@@ -63,6 +40,18 @@ impl Fragment {
             None => self.elements.entry(set.to_string()).or_default(),
         };
         elements.entry(key).or_insert(value);
+    }
+}
+
+/// A fragment declares sets of its own (affinity sets) and chains, its own
+/// and shared ones.
+impl Builder for Fragment {
+    fn chains_mut(&mut self) -> &mut BTreeMap<String, Chain> {
+        &mut self.chains
+    }
+
+    fn sets_mut(&mut self) -> &mut BTreeMap<String, Set> {
+        &mut self.sets
     }
 }
 

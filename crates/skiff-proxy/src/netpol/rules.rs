@@ -26,7 +26,7 @@ use std::collections::BTreeMap;
 use std::net::Ipv4Addr;
 
 use crate::rules::valid_identifier_part;
-use crate::ruleset::{Ruleset, SetKind};
+use crate::ruleset::{Builder as _, Ruleset, SetKind};
 
 use super::model::{Labels, NamespaceScope, Peer, PodInfo, PolicyInfo, PortMatch, RuleInfo};
 

@@ -24,7 +24,7 @@ use skiff_client::EventSink;
 
 use crate::expectations::ControllerExpectations;
 use crate::history::History;
-use crate::informer::{InformerFactory, NamespaceIndex, ResourceEventHandler};
+use crate::informer::{ControllerIndex, InformerFactory, NamespaceIndex, ResourceEventHandler};
 use crate::podutil::{controller_of, is_pod_ready, key_of};
 use crate::workqueue::WorkQueue;
 use backoff::Backoff;
@@ -50,6 +50,8 @@ pub struct DaemonSetsController {
     pub(crate) daemon_sets: Store<DaemonSet>,
     pub(crate) nodes: Store<Node>,
     pub(crate) pods: Arc<NamespaceIndex<Pod>>,
+    /// Pods by controller UID (orphans by namespace): what a claim reads.
+    pub(crate) pods_by_controller: Arc<ControllerIndex<Pod>>,
     pub(crate) revisions: Arc<NamespaceIndex<ControllerRevision>>,
     pub(crate) history: History,
     pub(crate) queue: Arc<WorkQueue<String>>,
@@ -84,6 +86,7 @@ impl DaemonSetsController {
             daemon_sets: ds_informer.store(),
             nodes: node_informer.store(),
             pods: pod_informer.namespace_index(),
+            pods_by_controller: pod_informer.controller_index(),
             revisions: rev_informer.namespace_index(),
             queue: Arc::new(factory.metrics().queue("daemonset")),
             expectations: Arc::new(ControllerExpectations::new()),

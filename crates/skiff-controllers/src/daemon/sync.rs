@@ -187,8 +187,9 @@ impl DaemonSetsController {
         selector: &Selector,
     ) -> Result<Vec<Arc<Pod>>, Failed> {
         let ns = ds.metadata.namespace.as_deref().unwrap_or("");
+        let uid = ds.metadata.uid.as_deref().unwrap_or("");
         ControllerRefManager::new(&self.client, ds)
-            .claim_by_selector(self.pods.list(ns), selector)
+            .claim_by_selector(self.pods_by_controller.owned_or_orphaned(ns, uid), selector)
             .await
             .map_err(Failed)
     }

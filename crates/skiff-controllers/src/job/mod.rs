@@ -25,7 +25,7 @@ use kube::runtime::reflector::{ObjectRef, Store};
 use skiff_client::EventSink;
 
 use crate::expectations::ControllerExpectations;
-use crate::informer::{InformerFactory, NamespaceIndex, ResourceEventHandler};
+use crate::informer::{ControllerIndex, InformerFactory, NamespaceIndex, ResourceEventHandler};
 use crate::podutil::{controller_of, key_of};
 use crate::workqueue::WorkQueue;
 
@@ -92,6 +92,8 @@ pub struct JobController {
     pub(crate) client: kube::Client,
     pub(crate) jobs: Store<Job>,
     pub(crate) pods: Arc<NamespaceIndex<Pod>>,
+    /// Pods by controller UID: a Job's own pods without a namespace scan.
+    pub(crate) pods_by_controller: Arc<ControllerIndex<Pod>>,
     pub(crate) queue: Arc<WorkQueue<String>>,
     pub(crate) expectations: Arc<ControllerExpectations>,
     pub(crate) finalizer_expectations: FinalizerExpectations,
@@ -119,6 +121,7 @@ impl JobController {
             client,
             jobs: job_informer.store(),
             pods: pod_informer.namespace_index(),
+            pods_by_controller: pod_informer.controller_index(),
             queue: Arc::new(factory.metrics().queue("job")),
             expectations: Arc::new(ControllerExpectations::new()),
             finalizer_expectations: FinalizerExpectations::default(),
@@ -200,10 +203,8 @@ impl ResourceEventHandler<Job> for JobHandler {
         // Its pods may still carry the finalizer: free them.
         let ns = job.metadata.namespace.as_deref().unwrap_or("");
         let uid = job.metadata.uid.as_deref().unwrap_or("");
-        for pod in c.pods.list(ns) {
-            if has_tracking_finalizer(&pod)
-                && controller_of(&pod.metadata).is_some_and(|r| r.uid == uid)
-            {
+        for pod in c.job_pods_of(ns, uid) {
+            if has_tracking_finalizer(&pod) {
                 c.enqueue_orphan_pod(&pod);
             }
         }

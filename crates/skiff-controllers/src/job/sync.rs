@@ -141,8 +141,13 @@ impl JobController {
     fn job_pods(&self, job: &Job) -> Vec<Arc<Pod>> {
         let ns = job.metadata.namespace.as_deref().unwrap_or("");
         let uid = job.metadata.uid.as_deref().unwrap_or("");
-        self.pods
-            .list(ns)
+        self.job_pods_of(ns, uid)
+    }
+
+    /// The pods in `ns` whose controller is the Job with `uid`.
+    pub(crate) fn job_pods_of(&self, ns: &str, uid: &str) -> Vec<Arc<Pod>> {
+        self.pods_by_controller
+            .owned_or_orphaned(ns, uid)
             .into_iter()
             .filter(|p| controller_of(&p.metadata).is_some_and(|r| r.uid == uid))
             .collect()

@@ -22,7 +22,7 @@ use kube::runtime::reflector::{ObjectRef, Store};
 use skiff_client::EventSink;
 
 use crate::history::History;
-use crate::informer::{InformerFactory, NamespaceIndex, ResourceEventHandler};
+use crate::informer::{ControllerIndex, InformerFactory, NamespaceIndex, ResourceEventHandler};
 use crate::podcontrol::record_event;
 use crate::podutil::{controller_of, is_pod_ready, key_of};
 use crate::workqueue::WorkQueue;
@@ -42,7 +42,8 @@ pub(crate) struct Failed(pub String);
 pub struct StatefulSetController {
     pub(crate) client: kube::Client,
     pub(crate) sets: Store<StatefulSet>,
-    pub(crate) pods: Arc<NamespaceIndex<Pod>>,
+    /// Pods by controller UID (orphans by namespace): what a claim reads.
+    pub(crate) pods_by_controller: Arc<ControllerIndex<Pod>>,
     pub(crate) claims: Store<PersistentVolumeClaim>,
     pub(crate) revisions: Arc<NamespaceIndex<ControllerRevision>>,
     pub(crate) history: History,
@@ -73,7 +74,7 @@ impl StatefulSetController {
             history: History::new(client.clone()),
             client,
             sets: set_informer.store(),
-            pods: pod_informer.namespace_index(),
+            pods_by_controller: pod_informer.controller_index(),
             claims: claim_informer.store(),
             revisions: rev_informer.namespace_index(),
             queue: Arc::new(factory.metrics().queue("statefulset")),

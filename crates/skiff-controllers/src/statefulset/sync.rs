@@ -99,9 +99,10 @@ impl StatefulSetController {
         selector: &Selector,
     ) -> Result<Vec<Arc<Pod>>, Failed> {
         let ns = set.metadata.namespace.as_deref().unwrap_or("");
+        let uid = set.metadata.uid.as_deref().unwrap_or("");
         let empty = BTreeMap::new();
         ControllerRefManager::new(&self.client, set)
-            .claim(self.pods.list(ns), |p| {
+            .claim(self.pods_by_controller.owned_or_orphaned(ns, uid), |p| {
                 selector.matches(p.metadata.labels.as_ref().unwrap_or(&empty))
                     && is_member_of(set, p)
             })

@@ -68,7 +68,9 @@ impl Registry {
         let written = self
             .priority_class_written
             .load(std::sync::atomic::Ordering::Acquire);
-        let behind = written > 0
+        // A read from the store (`fresh`) needs no wait for the cache.
+        let behind = !fresh
+            && written > 0
             && self.store.cache().revision() < written
             && !self.store.wait_fresh(Some(written)).await;
         if !fresh && !behind {

@@ -2,7 +2,7 @@
 //! PreFilter/PreScore computes once and Filter/Score read for every node.
 
 use std::any::Any;
-use std::collections::{HashMap, HashSet};
+use std::collections::HashSet;
 
 /// A value a plugin keeps in the [`CycleState`]. Cloned when preemption
 /// simulates removing pods (upstream's `StateData.Clone`).
@@ -30,9 +30,13 @@ impl<T: Any + Clone + Send + Sync> StateData for T {
 
 /// State for one scheduling cycle of one pod. Read-only (and shared between
 /// threads) while Filter and Score run over the nodes.
+///
+/// The values live in a short vector, not a hash map: a profile keeps about
+/// ten, and Filter/Score read them once per node, where comparing a few
+/// short keys beats hashing one.
 #[derive(Default)]
 pub struct CycleState {
-    data: HashMap<&'static str, Box<dyn StateData>>,
+    data: Vec<(&'static str, Box<dyn StateData>)>,
     /// Filter plugins whose PreFilter returned Skip.
     pub skip_filter_plugins: HashSet<&'static str>,
     /// Score plugins whose PreScore returned Skip.
@@ -42,7 +46,10 @@ pub struct CycleState {
 impl std::fmt::Debug for CycleState {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("CycleState")
-            .field("keys", &self.data.keys().collect::<Vec<_>>())
+            .field(
+                "keys",
+                &self.data.iter().map(|(k, _)| k).collect::<Vec<_>>(),
+            )
             .field("skip_filter_plugins", &self.skip_filter_plugins)
             .field("skip_score_plugins", &self.skip_score_plugins)
             .finish()
@@ -72,24 +79,29 @@ impl CycleState {
     /// Stores `value` under `key` (by convention the plugin's state key,
     /// e.g. `"PreFilterNodeResourcesFit"`).
     pub fn write<T: StateData>(&mut self, key: &'static str, value: T) {
-        self.data.insert(key, Box::new(value));
+        match self.data.iter_mut().find(|(k, _)| *k == key) {
+            Some((_, v)) => *v = Box::new(value),
+            None => self.data.push((key, Box::new(value))),
+        }
     }
 
     /// The value under `key`, if present and of type `T`.
     pub fn read<T: 'static>(&self, key: &str) -> Option<&T> {
-        let data: &dyn StateData = self.data.get(key)?.as_ref();
+        let (_, data) = self.data.iter().find(|(k, _)| *k == key)?;
+        let data: &dyn StateData = data.as_ref();
         data.as_any().downcast_ref::<T>()
     }
 
     /// The value under `key`, mutably, if present and of type `T`.
     pub fn read_mut<T: 'static>(&mut self, key: &str) -> Option<&mut T> {
-        let data: &mut dyn StateData = self.data.get_mut(key)?.as_mut();
+        let (_, data) = self.data.iter_mut().find(|(k, _)| *k == key)?;
+        let data: &mut dyn StateData = data.as_mut();
         data.as_any_mut().downcast_mut::<T>()
     }
 
     /// Removes the value under `key`.
     pub fn delete(&mut self, key: &str) {
-        self.data.remove(key);
+        self.data.retain(|(k, _)| *k != key);
     }
 }
 

@@ -265,11 +265,12 @@ pub trait PreScorePlugin: Send + Sync {
     ) -> Status;
 }
 
-/// A node's score.
+/// A node's score. Borrows the node's name from the cycle's snapshot: a
+/// cycle scores hundreds of nodes with every Score plugin.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct NodeScore {
+pub struct NodeScore<'a> {
     /// The node.
-    pub name: String,
+    pub name: &'a str,
     /// Its score.
     pub score: i64,
 }
@@ -284,7 +285,7 @@ pub trait ScorePlugin: Send + Sync {
         &self,
         _state: &CycleState,
         _pod: &PodInfo,
-        _scores: &mut [NodeScore],
+        _scores: &mut [NodeScore<'_>],
     ) -> Status {
         Status::success()
     }

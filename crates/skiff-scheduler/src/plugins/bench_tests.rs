@@ -125,7 +125,7 @@ fn cycle(
             let mut scores: Vec<NodeScore> = feasible
                 .iter()
                 .map(|n| NodeScore {
-                    name: n.name().to_owned(),
+                    name: n.name(),
                     score: score.score(&state, p, n).0,
                 })
                 .collect();
@@ -136,7 +136,7 @@ fn cycle(
         chosen = scores
             .into_iter()
             .find(|s| Some(s.score) == best)
-            .map(|s| s.name);
+            .map(|s| s.name.to_owned());
     }
     CycleStats {
         filtered,

@@ -212,7 +212,7 @@ fn scores(pl: &InterPodAffinity, p: &PodInfo, snap: &Snapshot) -> Vec<String> {
             .nodes
             .iter()
             .map(|n| NodeScore {
-                name: n.name().to_owned(),
+                name: n.name(),
                 score: pl.score(&state, p, n).0,
             })
             .collect();

@@ -105,7 +105,7 @@ pub fn run_score(plugin: &dyn Plugin, pod: &PodInfo, snap: &Snapshot) -> Vec<i64
             let (score, s) = scorer.score(&state, pod, n);
             assert!(s.is_success(), "score: {s:?}");
             NodeScore {
-                name: n.name().to_owned(),
+                name: n.name(),
                 score,
             }
         })

@@ -22,6 +22,13 @@ pub use diagnosis::{Diagnosis, FitError, NO_NODES_AVAILABLE};
 pub use post_filter::CycleHandle;
 pub use schedule::{PodNominator, ScheduleError, ScheduleResult, num_feasible_nodes_to_find};
 
+/// The CPUs this process may use, read once: the standard library reads
+/// the cgroup's quota files on every call, too slow for once per cycle.
+pub(crate) fn cpu_threads() -> usize {
+    static THREADS: std::sync::OnceLock<usize> = std::sync::OnceLock::new();
+    *THREADS.get_or_init(|| std::thread::available_parallelism().map_or(1, |p| p.get()))
+}
+
 /// Plugins of one extension point with their score weights.
 type WeightedPlugins = Vec<(Arc<dyn Plugin>, i64)>;
 

@@ -307,9 +307,7 @@ impl Framework {
         };
         let mut feasible = Vec::with_capacity(to_find.min(n));
         let mut processed = 0;
-        let threads = self
-            .parallelism
-            .min(std::thread::available_parallelism().map_or(1, |p| p.get()));
+        let threads = self.parallelism.min(super::cpu_threads());
         let mut error: Option<Status> = None;
         let record = |i: usize,
                       s: Status,
@@ -333,11 +331,16 @@ impl Framework {
                 *error = Some(s);
             }
         };
-        if threads > 1 && n >= 2 * PARALLEL_CHUNK {
-            // Rounds of `threads` contiguous chunks, stopping after the round
-            // that reaches the target, as upstream's parallelizer does.
-            while processed < n && feasible.len() < to_find && error.is_none() {
-                let round = (threads * PARALLEL_CHUNK).min(n - processed);
+        while processed < n && feasible.len() < to_find && error.is_none() {
+            // Threads only for a round big enough to repay their start, and
+            // never more nodes than could still be wanted, so a cycle that
+            // needs a few hundred feasible nodes checks about that many.
+            let round = (threads * PARALLEL_CHUNK)
+                .min(to_find - feasible.len())
+                .min(n - processed);
+            if threads > 1 && round >= 2 * PARALLEL_CHUNK {
+                // `threads` contiguous chunks per round, stopping after the
+                // round that reaches the target, as upstream's parallelizer.
                 let per = round.div_ceil(threads);
                 let base = processed;
                 let results: Vec<Vec<Status>> = std::thread::scope(|sc| {
@@ -360,9 +363,7 @@ impl Framework {
                     record(processed, s, &mut feasible, &mut diagnosis, &mut error);
                     processed += 1;
                 }
-            }
-        } else {
-            while processed < n && feasible.len() < to_find && error.is_none() {
+            } else {
                 let s = check(processed);
                 record(processed, s, &mut feasible, &mut diagnosis, &mut error);
                 processed += 1;
@@ -377,17 +378,17 @@ impl Framework {
     }
 
     /// PreScore, Score, NormalizeScore and weights: each node's total.
-    pub fn prioritize_nodes(
+    pub fn prioritize_nodes<'n>(
         &self,
         state: &mut CycleState,
         pod: &PodInfo,
-        nodes: &[Arc<NodeInfo>],
+        nodes: &'n [Arc<NodeInfo>],
         snapshot: &Snapshot,
-    ) -> Result<Vec<NodeScore>, ScheduleError> {
-        let mut totals: Vec<NodeScore> = nodes
+    ) -> Result<Vec<NodeScore<'n>>, ScheduleError> {
+        let mut totals: Vec<NodeScore<'n>> = nodes
             .iter()
             .map(|n| NodeScore {
-                name: n.name().to_owned(),
+                name: n.name(),
                 score: 0,
             })
             .collect();
@@ -411,12 +412,14 @@ impl Framework {
             }
         }
         let state_ref: &CycleState = state;
+        // One buffer for every plugin's scores, refilled per plugin.
+        let mut scores: Vec<NodeScore<'n>> = Vec::with_capacity(nodes.len());
         for (p, weight) in &self.score {
             if state_ref.skip_score_plugins.contains(p.name()) {
                 continue;
             }
             let Some(sp) = p.as_score() else { continue };
-            let mut scores = Vec::with_capacity(nodes.len());
+            scores.clear();
             for n in nodes {
                 let (score, s) = sp.score(state_ref, pod, n);
                 if !s.is_success() {
@@ -426,7 +429,7 @@ impl Framework {
                     ))));
                 }
                 scores.push(NodeScore {
-                    name: n.name().to_owned(),
+                    name: n.name(),
                     score,
                 });
             }
@@ -453,9 +456,12 @@ impl Framework {
 
     /// The node with the highest total; ties broken uniformly at random
     /// (reservoir sampling, as upstream).
-    pub fn select_host(&self, totals: &[NodeScore]) -> String {
+    pub fn select_host(&self, totals: &[NodeScore<'_>]) -> String {
         let Ok(mut rng) = self.rng.lock() else {
-            return totals.first().map(|t| t.name.clone()).unwrap_or_default();
+            return totals
+                .first()
+                .map(|t| t.name.to_owned())
+                .unwrap_or_default();
         };
         let mut best: Option<&NodeScore> = None;
         let mut ties = 0u32;
@@ -474,7 +480,7 @@ impl Framework {
                 }
             }
         }
-        best.map(|b| b.name.clone()).unwrap_or_default()
+        best.map(|b| b.name.to_owned()).unwrap_or_default()
     }
 }
 

@@ -128,7 +128,12 @@ impl ScorePlugin for ScoreIndex {
     fn score(&self, _: &CycleState, _: &PodInfo, n: &NodeInfo) -> (i64, Status) {
         (idx(n) * 1000, Status::success())
     }
-    fn normalize_scores(&self, _: &CycleState, _: &PodInfo, scores: &mut [NodeScore]) -> Status {
+    fn normalize_scores(
+        &self,
+        _: &CycleState,
+        _: &PodInfo,
+        scores: &mut [NodeScore<'_>],
+    ) -> Status {
         let max = scores.iter().map(|s| s.score).max().unwrap_or(0).max(1);
         for s in scores {
             s.score = s.score * 100 / max;
@@ -356,13 +361,11 @@ fn out_of_range_scores_are_errors() {
 #[test]
 fn ties_are_broken_at_random() {
     let f = framework("", None);
-    let totals: Vec<NodeScore> = (0..3)
-        .map(|i| NodeScore {
-            name: format!("n{i}"),
-            score: 10,
-        })
+    let totals: Vec<NodeScore> = ["n0", "n1", "n2"]
+        .into_iter()
+        .map(|name| NodeScore { name, score: 10 })
         .chain([NodeScore {
-            name: "low".into(),
+            name: "low",
             score: 9,
         }])
         .collect();

@@ -76,7 +76,7 @@ pub fn dry_run_preemption(
         (node.name().to_owned(), r)
     };
     let threads = if n >= PARALLEL_MIN_NODES {
-        std::thread::available_parallelism().map_or(1, |p| p.get())
+        crate::runtime::cpu_threads()
     } else {
         1
     };

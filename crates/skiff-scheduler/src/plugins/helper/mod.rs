@@ -15,7 +15,7 @@ use crate::framework::{NodeScore, Status};
 pub fn default_normalize_score(
     max_priority: i64,
     reverse: bool,
-    scores: &mut [NodeScore],
+    scores: &mut [NodeScore<'_>],
 ) -> Status {
     let max_count = scores.iter().map(|s| s.score).max().unwrap_or(0).max(0);
     if max_count == 0 {
@@ -89,13 +89,13 @@ mod tests {
     use super::*;
     use serde_json::json;
 
-    fn scores(v: &[i64]) -> Vec<NodeScore> {
+    const NAMES: [&str; 8] = ["n0", "n1", "n2", "n3", "n4", "n5", "n6", "n7"];
+
+    fn scores(v: &[i64]) -> Vec<NodeScore<'static>> {
+        assert!(v.len() <= NAMES.len(), "at most {} scores", NAMES.len());
         v.iter()
-            .enumerate()
-            .map(|(i, &score)| NodeScore {
-                name: format!("n{i}"),
-                score,
-            })
+            .zip(NAMES)
+            .map(|(&score, name)| NodeScore { name, score })
             .collect()
     }
 

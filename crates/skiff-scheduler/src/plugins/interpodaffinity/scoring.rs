@@ -175,7 +175,7 @@ impl ScorePlugin for InterPodAffinity {
         &self,
         state: &CycleState,
         _pod: &PodInfo,
-        scores: &mut [NodeScore],
+        scores: &mut [NodeScore<'_>],
     ) -> Status {
         let s = match read_state(state) {
             Ok(s) => s,

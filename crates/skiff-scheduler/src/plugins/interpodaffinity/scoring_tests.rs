@@ -28,7 +28,7 @@ fn run(args: InterPodAffinityArgs, p: &PodInfo, snap: &Snapshot) -> Option<(Vec<
             let (score, st) = pl.score(&state, p, n);
             assert!(st.is_success());
             NodeScore {
-                name: n.name().to_owned(),
+                name: n.name(),
                 score,
             }
         })

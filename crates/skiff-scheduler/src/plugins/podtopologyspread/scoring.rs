@@ -193,7 +193,7 @@ impl ScorePlugin for PodTopologySpread {
         &self,
         state: &CycleState,
         _pod: &PodInfo,
-        scores: &mut [NodeScore],
+        scores: &mut [NodeScore<'_>],
     ) -> Status {
         let s = match read_state(state) {
             Ok(s) => s,
@@ -202,7 +202,7 @@ impl ScorePlugin for PodTopologySpread {
         let mut min = i64::MAX;
         let mut max = 0;
         for ns in scores.iter_mut() {
-            if !s.ignored_nodes.is_empty() && s.ignored_nodes.contains(&ns.name) {
+            if !s.ignored_nodes.is_empty() && s.ignored_nodes.contains(ns.name) {
                 ns.score = INVALID_SCORE;
                 continue;
             }

@@ -27,7 +27,7 @@ fn run(pl: &PodTopologySpread, p: &PodInfo, snap: &Snapshot) -> Option<(Vec<i64>
         .nodes
         .iter()
         .map(|n| NodeScore {
-            name: n.name().to_owned(),
+            name: n.name(),
             score: pl.score(&state, p, n).0,
         })
         .collect();

@@ -125,7 +125,16 @@ async fn main() {
         .split(',')
         .filter_map(|s| s.trim().parse().ok())
         .collect();
-    for (n, staged) in sizes.into_iter().flat_map(|n| [(n, false), (n, true)]) {
+    // SKIFF_BENCH_PROXY_VIA=script or netlink runs only that path.
+    let via = std::env::var("SKIFF_BENCH_PROXY_VIA").unwrap_or_default();
+    let paths: Vec<bool> = [false, true]
+        .into_iter()
+        .filter(|staged| via.is_empty() || (via == "netlink") == *staged)
+        .collect();
+    for (n, staged) in sizes
+        .into_iter()
+        .flat_map(|n| paths.iter().map(move |s| (n, *s)))
+    {
         let (services, slices) = objects(n, 0);
         let svc: Vec<&Service> = services.iter().collect();
         let eps: Vec<&EndpointSlice> = slices.iter().collect();

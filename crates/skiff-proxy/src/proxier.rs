@@ -14,7 +14,8 @@
 //! gone). A large table is replaced in stages so that nft need not parse
 //! its elements (see [`Staged`](crate::table::Staged)): its sets are
 //! declared under fresh names, filled over netlink, and then one
-//! transaction points the rules at them and drops the old table's objects. A failed sync leaves the kernel on the last good ruleset (nft
+//! transaction points the rules at them and drops the old table's objects.
+//! A failed sync leaves the kernel on the last good ruleset (nft
 //! transactions are atomic); the next attempt, after a back-off, is a full
 //! replacement. The periodic resync recomputes every Service, and replaces
 //! the table whole when the kernel no longer holds it (deleted or flushed by
@@ -373,24 +374,25 @@ impl<F: Nftables, C: Conntrack> Proxier<F, C> {
         let record = self.in_sync.then_some(&mut delta);
         self.update(&mut table, services, slices, &config, record);
         let rules = table.rule_count();
-        let script = match self
+        // A diff of what changed, or else (nothing known to be installed,
+        // or a change nft cannot make in place) the whole table.
+        let diff = match self
             .in_sync
             .then(|| table.render_delta(&delta, self.suffix))
         {
-            Some(Ok(None)) => None,
-            Some(Ok(Some(script))) => Some(Some(script)),
-            _ => Some(None),
+            Some(Ok(None)) => {
+                self.table = Some(table);
+                return Ok(SyncOutcome {
+                    applied: false,
+                    full: false,
+                    rules,
+                });
+            }
+            Some(Ok(Some(script))) => Some(script),
+            _ => None,
         };
-        let Some(script) = script else {
-            self.table = Some(table);
-            return Ok(SyncOutcome {
-                applied: false,
-                full: false,
-                rules,
-            });
-        };
-        let full = script.is_none();
-        let applied = match script {
+        let full = diff.is_none();
+        let applied = match diff {
             Some(script) => self.nft.apply(&script).await.map(|()| self.suffix),
             None => self.replace_whole(&table).await,
         };

@@ -359,6 +359,11 @@ async fn proxy_masquerades_an_endpoint_reaching_itself() {
 
 /// `nft -j list map ip TABLE MAP` in the client namespace, parsed.
 fn list_map_json(pair: &Pair, table: &str, map: &str) -> serde_json::Value {
+    list_json(pair, "map", table, map)
+}
+
+/// `nft -j list KIND ip TABLE NAME` in the client namespace, parsed.
+fn list_json(pair: &Pair, kind: &str, table: &str, name: &str) -> serde_json::Value {
     let out = std::process::Command::new("ip")
         .args([
             "netns",
@@ -367,24 +372,24 @@ fn list_map_json(pair: &Pair, table: &str, map: &str) -> serde_json::Value {
             "nft",
             "-j",
             "list",
-            "map",
+            kind,
             "ip",
             table,
-            map,
+            name,
         ])
         .output()
         .unwrap();
-    assert!(out.status.success(), "list map {map}: {out:?}");
+    assert!(out.status.success(), "list {kind} {name}: {out:?}");
     serde_json::from_slice(&out.stdout).unwrap()
 }
 
-/// The `elem` array of the one map in a `nft -j list map` answer.
+/// The `elem` array of the one set or map in a `nft -j list` answer.
 fn elements(listing: &serde_json::Value) -> Vec<serde_json::Value> {
     listing["nftables"]
         .as_array()
         .unwrap()
         .iter()
-        .find_map(|o| o.get("map"))
+        .find_map(|o| o.get("map").or_else(|| o.get("set")))
         .and_then(|m| m.get("elem"))
         .and_then(|e| e.as_array())
         .cloned()
@@ -502,6 +507,19 @@ async fn staged_full_sync_loads_elements_over_netlink_and_serves_throughout() {
     let nodeports = elements(&list_map_json(&pair, table, "service-nodeports"));
     assert_eq!(nodeports.len(), 1, "{nodeports:?}");
     assert_eq!(nodeports[0][0]["concat"], json!(["tcp", 30080]));
+    let empty = elements(&list_map_json(&pair, table, "no-endpoint-services"));
+    assert_eq!(empty.len(), 1, "{empty:?}");
+    assert_eq!(
+        empty[0][0]["concat"],
+        json!([vip(11).to_string(), "tcp", 80])
+    );
+    assert_eq!(
+        elements(&list_json(&pair, "set", table, "nodeport-ips")),
+        [json!(client_ip.to_string())]
+    );
+    let hairpin = elements(&list_json(&pair, "set", table, "hairpin-endpoints"));
+    let a = backend_a.to_string();
+    assert!(hairpin.contains(&json!({"concat": [a, a]})), "{hairpin:?}");
 
     // And it serves: both endpoints, the NodePort, a reject without any.
     let mut seen = std::collections::BTreeSet::new();

@@ -6,10 +6,16 @@
 //! The objects carry resourceVersions as an API server's do (the one
 //! changed slice gets a new one), which is what the proxier goes by.
 //!
+//! Each size runs twice: the full sync as one `nft -f` script ("script"),
+//! and staged with the elements sent over netlink ("netlink", what the
+//! proxier does from `DEFAULT_STAGED_ELEMENTS` elements on).
+//!
 //! The machine may be shared: besides wall time the table shows CPU time,
 //! which other load barely moves: this process's (ours: computing and
-//! rendering) and `nft`'s (user + system of our finished child processes,
-//! which includes the kernel's work on its transactions).
+//! rendering, and for "netlink" the kernel's work on the element batch,
+//! which runs in our send) and `nft`'s (user + system of our finished
+//! child processes, which includes the kernel's work on their
+//! transactions).
 
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
@@ -110,16 +116,25 @@ async fn main() {
         cluster_cidr: Some(Cidr::new(Ipv4Addr::new(10, 64, 0, 0), 10).unwrap()),
     };
     println!(
-        "| services | endpoints | rules | chains | script KiB | compute ms | full sync ms | full sync CPU ms, ours / nft | no-op sync ms | endpoint change live ms, median / max of 5 | change CPU ms, ours / nft, median |"
+        "| services | endpoints | full sync via | rules | chains | script KiB | compute ms | full sync ms | full sync CPU ms, ours / nft | no-op sync ms | endpoint change live ms, median / max of 5 | change CPU ms, ours / nft, median | full sync over the installed table ms |"
     );
-    println!("|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|");
+    println!("|---:|---:|:--|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|");
     // SKIFF_BENCH_PROXY_SERVICES=1000,10000 (the default) picks the sizes.
     let sizes: Vec<u32> = std::env::var("SKIFF_BENCH_PROXY_SERVICES")
         .unwrap_or_else(|_| "1000,10000".into())
         .split(',')
         .filter_map(|s| s.trim().parse().ok())
         .collect();
-    for n in sizes {
+    // SKIFF_BENCH_PROXY_VIA=script or netlink runs only that path.
+    let via = std::env::var("SKIFF_BENCH_PROXY_VIA").unwrap_or_default();
+    let paths: Vec<bool> = [false, true]
+        .into_iter()
+        .filter(|staged| via.is_empty() || (via == "netlink") == *staged)
+        .collect();
+    for (n, staged) in sizes
+        .into_iter()
+        .flat_map(|n| paths.iter().map(move |s| (n, *s)))
+    {
         let (services, slices) = objects(n, 0);
         let svc: Vec<&Service> = services.iter().collect();
         let eps: Vec<&EndpointSlice> = slices.iter().collect();
@@ -128,7 +143,8 @@ async fn main() {
             NftCli::new().in_netns(&pair.client),
             RecordingConntrack::new(),
         )
-        .unwrap();
+        .unwrap()
+        .with_staged_elements(if staged { 0 } else { usize::MAX });
 
         let started = Instant::now();
         let (ruleset, _) = proxier.compute(&svc, &eps, None);
@@ -169,9 +185,22 @@ async fn main() {
             change_ours.push(cpu(false) - ours_before);
             assert!(out.applied && !out.full);
         }
+        // A restarted agent: a new proxier replaces the table in place.
+        let mut restarted = Proxier::new(
+            config.clone(),
+            NftCli::new().in_netns(&pair.client),
+            RecordingConntrack::new(),
+        )
+        .unwrap()
+        .with_staged_elements(if staged { 0 } else { usize::MAX });
+        let started = Instant::now();
+        let out = restarted.sync(&svc, &eps, None).await.unwrap();
+        let replace = started.elapsed();
+        assert!(out.full);
         println!(
-            "| {n} | {} | {} | {} | {} | {} | {} | {} / {} | {} | {} / {} | {} / {} |",
+            "| {n} | {} | {} | {} | {} | {} | {} | {} | {} / {} | {} | {} / {} | {} / {} | {} |",
             n * ENDPOINTS,
+            if staged { "netlink" } else { "script" },
             ruleset.rule_count(),
             ruleset.chains.len(),
             script.len() / 1024,
@@ -184,6 +213,7 @@ async fn main() {
             ms(change.iter().copied().max().unwrap_or_default()),
             ms(median(change_ours)),
             ms(median(change_cpu)),
+            ms(replace),
         );
         skiff_proxy::proxier::cleanup(&NftCli::new().in_netns(&pair.client), &config.table)
             .await

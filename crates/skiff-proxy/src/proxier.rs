@@ -11,7 +11,11 @@
 //! transaction whatever the number of Services.
 //!
 //! The first sync replaces the table whole (whatever a previous run left is
-//! gone). A failed sync leaves the kernel on the last good ruleset (nft
+//! gone). A large table is replaced in stages so that nft need not parse
+//! its elements (see [`Staged`](crate::table::Staged)): its sets are
+//! declared under fresh names, filled over netlink, and then one
+//! transaction points the rules at them and drops the old table's objects.
+//! A failed sync leaves the kernel on the last good ruleset (nft
 //! transactions are atomic); the next attempt, after a back-off, is a full
 //! replacement. The periodic resync recomputes every Service, and replaces
 //! the table whole when the kernel no longer holds it (deleted or flushed by
@@ -37,8 +41,17 @@ use tokio::sync::{Notify, watch};
 use crate::conntrack::stale_udp_flows;
 use crate::model::{self, SERVICE_NAME_LABEL, ServiceKey, ServicePortInfo};
 use crate::rules::{self, ProxyConfig};
-use crate::ruleset::Ruleset;
-use crate::table::{Delta, Table};
+use crate::ruleset::{Ruleset, set_name};
+use crate::table::{Delta, Installed, Table};
+
+/// Tables with at least this many elements are replaced in stages, their
+/// elements loaded over netlink; smaller ones in one `nft` script, which
+/// costs one process instead of three.
+pub const DEFAULT_STAGED_ELEMENTS: usize = 5_000;
+
+/// The set-name suffixes a staged replacement alternates between: the new
+/// sets must not collide with the ones serving until the switch.
+const SET_SUFFIXES: [&str; 2] = ["", "-g1"];
 
 /// Errors that stop the proxy.
 #[derive(Debug, thiserror::Error)]
@@ -150,6 +163,10 @@ pub struct Proxier<F, C> {
     udp_baseline: BTreeMap<ServiceKey, Vec<ServicePortInfo>>,
     /// The next sync recomputes every Service, whatever its versions.
     recompute_all: bool,
+    /// What the installed table's set names end with (see [`SET_SUFFIXES`]).
+    suffix: &'static str,
+    /// Replace the table in stages from this many elements on.
+    staged_elements: usize,
     stats: Arc<ProxyStats>,
 }
 
@@ -180,8 +197,17 @@ impl<F: Nftables, C: Conntrack> Proxier<F, C> {
             installed_once: false,
             udp_baseline: BTreeMap::new(),
             recompute_all: false,
+            suffix: "",
+            staged_elements: DEFAULT_STAGED_ELEMENTS,
             stats: Arc::default(),
         })
+    }
+
+    /// Replaces the table in stages, elements over netlink, from `elements`
+    /// elements on (default [`DEFAULT_STAGED_ELEMENTS`]; 0: always).
+    pub fn with_staged_elements(mut self, elements: usize) -> Self {
+        self.staged_elements = elements;
+        self
     }
 
     /// The counters.
@@ -348,23 +374,36 @@ impl<F: Nftables, C: Conntrack> Proxier<F, C> {
         let record = self.in_sync.then_some(&mut delta);
         self.update(&mut table, services, slices, &config, record);
         let rules = table.rule_count();
-        let script = match self.in_sync.then(|| table.render_delta(&delta)) {
-            Some(Ok(None)) => None,
-            Some(Ok(Some(script))) => Some((script, false)),
-            _ => Some((table.render_full(), true)),
+        // A diff of what changed, or else (nothing known to be installed,
+        // or a change nft cannot make in place) the whole table.
+        let diff = match self
+            .in_sync
+            .then(|| table.render_delta(&delta, self.suffix))
+        {
+            Some(Ok(None)) => {
+                self.table = Some(table);
+                return Ok(SyncOutcome {
+                    applied: false,
+                    full: false,
+                    rules,
+                });
+            }
+            Some(Ok(Some(script))) => Some(script),
+            _ => None,
+        };
+        let full = diff.is_none();
+        let applied = match diff {
+            Some(script) => self.nft.apply(&script).await.map(|()| self.suffix),
+            None => self.replace_whole(&table).await,
         };
         self.table = Some(table);
-        let Some((script, full)) = script else {
-            return Ok(SyncOutcome {
-                applied: false,
-                full: false,
-                rules,
-            });
-        };
-        if let Err(err) = self.nft.apply(&script).await {
-            self.stats.sync_errors.fetch_add(1, Ordering::Relaxed);
-            self.in_sync = false;
-            return Err(err);
+        match applied {
+            Ok(suffix) => self.suffix = suffix,
+            Err(err) => {
+                self.stats.sync_errors.fetch_add(1, Ordering::Relaxed);
+                self.in_sync = false;
+                return Err(err);
+            }
         }
         self.in_sync = true;
         self.installed_once = true;
@@ -381,6 +420,47 @@ impl<F: Nftables, C: Conntrack> Proxier<F, C> {
             full,
             rules,
         })
+    }
+
+    /// Replaces whatever the kernel holds with `table`; returns the suffix
+    /// its sets now carry. A large table goes in stages; should that fail
+    /// (say, an old table in the way), in one script.
+    async fn replace_whole(&self, table: &Table) -> Result<&'static str, NftError> {
+        if table.element_count() >= self.staged_elements {
+            match self.replace_staged(table).await {
+                Ok(suffix) => return Ok(suffix),
+                Err(NftError::NotFound) => return Err(NftError::NotFound),
+                Err(err) => tracing::warn!(
+                    error = %err,
+                    "staged replacement of the proxy's table failed; replacing it in one script"
+                ),
+            }
+        }
+        self.nft.apply(&table.render_full()).await?;
+        Ok(SET_SUFFIXES[0])
+    }
+
+    /// See [`Staged`](crate::table::Staged).
+    async fn replace_staged(&self, table: &Table) -> Result<&'static str, NftError> {
+        let name = &self.config.table;
+        let listing = self
+            .nft
+            .list("list chains ip\nlist sets ip\nlist maps ip\n")
+            .await?;
+        let installed = Installed::parse(&listing, name);
+        let suffix = SET_SUFFIXES
+            .into_iter()
+            .find(|suffix| {
+                table
+                    .set_names()
+                    .all(|set| !installed.has_set(&set_name(set, suffix)))
+            })
+            .ok_or_else(|| NftError::Rejected("no free names for fresh sets".to_string()))?;
+        let staged = table.render_staged(suffix, &installed, rules::element_type);
+        self.nft.apply(&staged.prepare).await?;
+        self.nft.add_elements(name, &staged.loads).await?;
+        self.nft.apply(&staged.switch).await?;
+        Ok(suffix)
     }
 
     /// Deletes the UDP flows the Services changed since the last successful

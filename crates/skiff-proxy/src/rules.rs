@@ -34,13 +34,17 @@
 //! chain at all (its dispatch element points at a shared pick chain, its
 //! endpoints are map elements). At 10,000 such Services with 10 endpoints
 //! that is 13 chains and 21 rules (upstream: 110k chains, 310k rules). What
-//! remains of a full load is nft parsing the elements (about 5 µs each) and
-//! the kernel inserting them; the hairpin set holds only this node's
-//! endpoints.
+//! remained of a full load was nft parsing the elements (about 5 µs each)
+//! and the kernel inserting them (about 1.5 µs); a large table's elements
+//! are therefore encoded here and sent over netlink (see
+//! [`crate::table::Staged`] and [`element_type`]). The hairpin set holds
+//! only this node's endpoints.
 //!
 //! NetworkPolicy is not here: it has its own table (see [`crate::netpol`]).
 
 use std::net::Ipv4Addr;
+
+use skiff_sys::nft::{FieldType, SetData, SetType};
 
 use crate::model::{self, EndpointInfo, Protocol, ServicePortInfo, TrafficPolicy};
 use crate::ruleset::{Builder as _, Ruleset, SetKind};
@@ -184,6 +188,35 @@ pub(crate) fn valid_identifier_part(id: &str) -> bool {
         && id
             .chars()
             .all(|c| c.is_ascii_alphanumeric() || matches!(c, '-' | '.' | '/' | '_'))
+}
+
+/// The type of the base set `name`, as [`base`] declares it, to load its
+/// elements over netlink; `None` for other sets.
+pub fn element_type(name: &str) -> Option<SetType> {
+    use FieldType::{HostU32, InetProto, InetService, Ipv4Addr as Ip};
+    let (key, data) = match name {
+        SERVICE_IPS | NO_ENDPOINT_SERVICES => (vec![Ip, InetProto, InetService], SetData::Verdict),
+        SERVICE_NODEPORTS | NO_ENDPOINT_NODEPORTS => {
+            (vec![InetProto, InetService], SetData::Verdict)
+        }
+        NODEPORT_IPS => (vec![Ip], SetData::None),
+        HAIRPIN_ENDPOINTS => (vec![Ip, Ip], SetData::None),
+        _ => {
+            let proto = name.strip_prefix(SERVICE_ENDPOINTS)?.strip_prefix('-')?;
+            if ![Protocol::Tcp, Protocol::Udp, Protocol::Sctp]
+                .iter()
+                .any(|p| p.nft() == proto)
+            {
+                return None;
+            }
+            // `typeof ip daddr . P dport . numgen … : ip daddr . P dport`
+            (
+                vec![Ip, InetService, HostU32],
+                SetData::Value(vec![Ip, InetService]),
+            )
+        }
+    };
+    Some(SetType { key, data })
 }
 
 fn endpoint_chain(id: &str, ep: &EndpointInfo) -> String {

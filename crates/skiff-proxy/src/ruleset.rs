@@ -11,6 +11,7 @@
 //! throughout: nft 1.0 is picky about rules inside `{ }` blocks and flat
 //! commands are also what a diff needs.
 
+use std::borrow::Cow;
 use std::collections::BTreeMap;
 use std::fmt::Write as _;
 
@@ -49,7 +50,7 @@ pub enum SetKind {
 }
 
 impl SetKind {
-    fn keyword(self) -> &'static str {
+    pub(crate) fn keyword(self) -> &'static str {
         match self {
             SetKind::Set => "set",
             SetKind::Map => "map",
@@ -157,6 +158,7 @@ impl Ruleset {
             &chains,
             &elements,
             self.estimated_size(),
+            "",
         )
     }
 
@@ -165,6 +167,12 @@ impl Ruleset {
     /// render instead when a set's declaration changed (see
     /// [`Ruleset::diffable_from`]).
     pub fn render_diff(&self, previous: &Ruleset) -> Option<String> {
+        self.render_diff_in(previous, "")
+    }
+
+    /// [`Ruleset::render_diff`] for a table whose sets carry `suffix` after
+    /// their names (see [`set_name`]).
+    pub fn render_diff_in(&self, previous: &Ruleset, suffix: &str) -> Option<String> {
         let t = &self.table;
         let mut out = String::new();
         // 1. Elements that go or change value: removed first, so no map still
@@ -181,13 +189,13 @@ impl Ruleset {
                 .map(|(k, _)| k)
                 .collect();
             if new.is_some() && !gone.is_empty() {
-                write_keys(&mut out, t, name, &gone);
+                write_keys(&mut out, t, &set_name(name, suffix), &gone);
             }
         }
         // 2. New sets and chains.
         for (name, set) in &self.sets {
             if !previous.sets.contains_key(name) {
-                write_set_decl(&mut out, t, name, set);
+                write_set_decl(&mut out, t, &set_name(name, suffix), set);
             }
         }
         for (name, chain) in &self.chains {
@@ -201,9 +209,9 @@ impl Ruleset {
                 Some(old) if old == chain => {}
                 Some(_) => {
                     let _ = writeln!(out, "flush chain ip {t} {name}");
-                    write_rules(&mut out, t, name, chain);
+                    write_rules(&mut out, t, name, chain, suffix);
                 }
-                None => write_rules(&mut out, t, name, chain),
+                None => write_rules(&mut out, t, name, chain, suffix),
             }
         }
         // 4. Elements that are new or changed value.
@@ -216,7 +224,7 @@ impl Ruleset {
                 .elements
                 .iter()
                 .filter(|(k, v)| old.is_none_or(|o| o.elements.get(*k) != Some(*v)));
-            write_elements(&mut out, t, "add", name, added);
+            write_elements(&mut out, t, "add", &set_name(name, suffix), added);
         }
         // 5. Chains and sets that are gone: nothing refers to them any more
         //    (their referrers were rewritten or removed above).
@@ -228,6 +236,7 @@ impl Ruleset {
         // Maps go before chains: their elements may point at those chains.
         for (name, set) in &previous.sets {
             if !self.sets.contains_key(name) {
+                let name = set_name(name, suffix);
                 let _ = writeln!(out, "delete {} ip {t} {name}", set.kind.keyword());
             }
         }
@@ -302,6 +311,39 @@ impl Ruleset {
 /// One element: key and value (maps) or `None` (sets).
 pub(crate) type Element<'a> = (&'a String, &'a Option<String>);
 
+/// The name set `name` has in the kernel when the table's sets carry
+/// `suffix`: a full sync that loads elements before switching to them fills
+/// freshly named sets while the old ones still serve (see
+/// [`crate::table::Table::render_staged`]).
+pub fn set_name<'a>(name: &'a str, suffix: &str) -> Cow<'a, str> {
+    if suffix.is_empty() {
+        Cow::Borrowed(name)
+    } else {
+        Cow::Owned(format!("{name}{suffix}"))
+    }
+}
+
+/// `rule` with every set it names (`@name`) carrying `suffix`.
+pub(crate) fn rule_text<'a>(rule: &'a str, suffix: &str) -> Cow<'a, str> {
+    if suffix.is_empty() || !rule.contains('@') {
+        return Cow::Borrowed(rule);
+    }
+    let mut out = String::with_capacity(rule.len() + 8);
+    let mut rest = rule;
+    while let Some(at) = rest.find('@') {
+        let (before, name) = rest.split_at(at);
+        out.push_str(before);
+        let end = name
+            .find(|c: char| c.is_whitespace() || matches!(c, ',' | '}' | ';'))
+            .unwrap_or(name.len());
+        out.push_str(&name[..end]);
+        out.push_str(suffix);
+        rest = &name[end..];
+    }
+    out.push_str(rest);
+    Cow::Owned(out)
+}
+
 /// The script that replaces whatever `table` holds with these sets,
 /// chains and elements (see [`Ruleset::render_full`]).
 pub(crate) fn render_full_from(
@@ -310,6 +352,7 @@ pub(crate) fn render_full_from(
     chains: &[(&str, &Chain)],
     elements: &[(&str, Vec<Element<'_>>)],
     capacity: usize,
+    suffix: &str,
 ) -> String {
     let mut out = String::with_capacity(capacity);
     // Declaring first makes the delete succeed when the table is absent.
@@ -317,21 +360,27 @@ pub(crate) fn render_full_from(
     let _ = writeln!(out, "delete table ip {t}");
     let _ = writeln!(out, "add table ip {t}");
     for (name, set) in sets {
-        write_set_decl(&mut out, t, name, set);
+        write_set_decl(&mut out, t, &set_name(name, suffix), set);
     }
     for (name, chain) in chains {
         write_chain_decl(&mut out, t, name, chain);
     }
     for (name, chain) in chains {
-        write_rules(&mut out, t, name, chain);
+        write_rules(&mut out, t, name, chain, suffix);
     }
     for (name, elements) in elements {
-        write_elements(&mut out, t, "add", name, elements.iter().copied());
+        write_elements(
+            &mut out,
+            t,
+            "add",
+            &set_name(name, suffix),
+            elements.iter().copied(),
+        );
     }
     out
 }
 
-fn write_set_decl(out: &mut String, table: &str, name: &str, set: &Set) {
+pub(crate) fn write_set_decl(out: &mut String, table: &str, name: &str, set: &Set) {
     let _ = writeln!(
         out,
         "add {} ip {table} {name} {{ {} }}",
@@ -340,7 +389,7 @@ fn write_set_decl(out: &mut String, table: &str, name: &str, set: &Set) {
     );
 }
 
-fn write_chain_decl(out: &mut String, table: &str, name: &str, chain: &Chain) {
+pub(crate) fn write_chain_decl(out: &mut String, table: &str, name: &str, chain: &Chain) {
     match &chain.hook {
         Some(hook) => {
             let _ = writeln!(out, "add chain ip {table} {name} {{ {hook} }}");
@@ -351,13 +400,14 @@ fn write_chain_decl(out: &mut String, table: &str, name: &str, chain: &Chain) {
     }
 }
 
-fn write_rules(out: &mut String, table: &str, name: &str, chain: &Chain) {
+pub(crate) fn write_rules(out: &mut String, table: &str, name: &str, chain: &Chain, suffix: &str) {
     for rule in &chain.rules {
+        let rule = rule_text(rule, suffix);
         let _ = writeln!(out, "add rule ip {table} {name} {rule}");
     }
 }
 
-fn write_elements<'a>(
+pub(crate) fn write_elements<'a>(
     out: &mut String,
     table: &str,
     verb: &str,

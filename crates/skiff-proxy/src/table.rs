@@ -10,10 +10,16 @@
 //! whole table and rendering a change therefore agree on every object: the
 //! table after a change is exactly the table built from scratch.
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::{BTreeMap, BTreeSet, HashMap};
+use std::fmt::Write as _;
+
+use skiff_sys::nft::{SetElements, SetType};
 
 use crate::model::ServiceKey;
-use crate::ruleset::{Builder, Chain, Element, Ruleset, Set, render_full_from};
+use crate::ruleset::{
+    Builder, Chain, Element, Ruleset, Set, render_full_from, set_name, write_chain_decl,
+    write_elements, write_rules, write_set_decl,
+};
 
 /// What one Service adds to the table.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
@@ -263,6 +269,84 @@ impl Table {
     /// The script that replaces the table whole (as
     /// [`Ruleset::render_full`] of [`Table::to_ruleset`], without copying).
     pub fn render_full(&self) -> String {
+        let (sets, chains, elements, size) = self.parts();
+        render_full_from(&self.base.table, &sets, &chains, &elements, size, "")
+    }
+
+    /// The whole table in three steps that together replace what the kernel
+    /// holds (`installed`) without a moment of a partial ruleset: see
+    /// [`Staged`]. Sets carry `suffix`, which none of `installed`'s may
+    /// (the caller picks it); `load` tells which sets' elements go over
+    /// netlink, and their types.
+    pub fn render_staged(
+        &self,
+        suffix: &str,
+        installed: &Installed,
+        load: impl Fn(&str) -> Option<SetType>,
+    ) -> Staged<'_> {
+        let t = &self.base.table;
+        let (sets, chains, elements, size) = self.parts();
+        let mut prepare = String::with_capacity(size / 4);
+        let _ = writeln!(prepare, "add table ip {t}");
+        for (name, set) in &sets {
+            write_set_decl(&mut prepare, t, &set_name(name, suffix), set);
+        }
+        for (name, chain) in &chains {
+            write_chain_decl(&mut prepare, t, name, chain);
+        }
+        let mut loads = Vec::new();
+        for (name, items) in &elements {
+            let physical = set_name(name, suffix);
+            match load(name) {
+                Some(set_type) => loads.push(SetElements {
+                    set: physical.into_owned(),
+                    set_type,
+                    elements: items
+                        .iter()
+                        .map(|(k, v)| (k.as_str(), v.as_deref()))
+                        .collect(),
+                }),
+                None => write_elements(&mut prepare, t, "add", &physical, items.iter().copied()),
+            }
+        }
+        let mut switch = String::new();
+        // Whatever refers to the old sets and chains goes first: rules
+        // (flushed), then the sets (verdict maps refer to chains), then the
+        // chains the new table has no more.
+        for name in &installed.chains {
+            let _ = writeln!(switch, "flush chain ip {t} {name}");
+        }
+        for (kind, name) in &installed.sets {
+            let _ = writeln!(switch, "delete {kind} ip {t} {name}");
+        }
+        let keep: BTreeSet<&str> = chains.iter().map(|(n, _)| *n).collect();
+        for name in &installed.chains {
+            if !keep.contains(name.as_str()) {
+                let _ = writeln!(switch, "delete chain ip {t} {name}");
+            }
+        }
+        for (name, chain) in &chains {
+            write_rules(&mut switch, t, name, chain, suffix);
+        }
+        Staged {
+            prepare,
+            loads,
+            switch,
+        }
+    }
+
+    /// The whole table's sets, chains and elements by set (the base's first,
+    /// then each object from its first owner), and an estimate of its
+    /// script's size.
+    #[allow(clippy::type_complexity)]
+    fn parts(
+        &self,
+    ) -> (
+        Vec<(&str, &Set)>,
+        Vec<(&str, &Chain)>,
+        Vec<(&str, Vec<Element<'_>>)>,
+        usize,
+    ) {
         let mut sets: Vec<(&str, &Set)> = self
             .base
             .sets
@@ -311,7 +395,7 @@ impl Table {
             }
         }
         let elements: Vec<(&str, Vec<Element<'_>>)> = elements.into_iter().collect();
-        render_full_from(&self.base.table, &sets, &chains, &elements, size * 11 / 10)
+        (sets, chains, elements, size * 11 / 10)
     }
 
     /// The whole table as one [`Ruleset`].
@@ -347,6 +431,28 @@ impl Table {
         rs
     }
 
+    /// Names of every set and map of the table.
+    pub fn set_names(&self) -> impl Iterator<Item = &str> {
+        self.base
+            .sets
+            .keys()
+            .chain(self.set_owners.keys())
+            .map(String::as_str)
+    }
+
+    /// Elements in the whole table (shared ones counted once per owner).
+    pub fn element_count(&self) -> usize {
+        self.base.element_count()
+            + self
+                .fragments
+                .values()
+                .map(|f| {
+                    f.elements.values().map(BTreeMap::len).sum::<usize>()
+                        + f.sets.values().map(|s| s.elements.len()).sum::<usize>()
+                })
+                .sum::<usize>()
+    }
+
     /// Rules in the whole table.
     pub fn rule_count(&self) -> usize {
         self.base.rule_count()
@@ -364,8 +470,10 @@ impl Table {
     /// they touched. `Ok(None)`: nothing to do; `Err(())`: the change cannot
     /// be made in place (a set's declaration changed), render the whole
     /// table instead.
+    /// Sets carry `suffix` after their names in the kernel (see
+    /// [`Table::render_staged`]).
     #[allow(clippy::result_unit_err)]
-    pub fn render_delta(&self, delta: &Delta) -> Result<Option<String>, ()> {
+    pub fn render_delta(&self, delta: &Delta, suffix: &str) -> Result<Option<String>, ()> {
         let mut before = Ruleset::new(&self.base.table);
         let mut after = Ruleset::new(&self.base.table);
         for (name, old) in &delta.chains {
@@ -409,14 +517,19 @@ impl Table {
         if !after.diffable_from(&before) {
             return Err(());
         }
-        let mut script = after.render_diff(&before).unwrap_or_default();
+        let mut script = after.render_diff_in(&before, suffix).unwrap_or_default();
         if let Some(old_base) = &delta.base {
             if !self.base.diffable_from(old_base) {
                 return Err(());
             }
             // The base's chains and sets keep their names, so its diff
             // neither declares nor deletes anything the fragments use.
-            script.push_str(&self.base.render_diff(old_base).unwrap_or_default());
+            script.push_str(
+                &self
+                    .base
+                    .render_diff_in(old_base, suffix)
+                    .unwrap_or_default(),
+            );
         }
         Ok((!script.is_empty()).then_some(script))
     }
@@ -428,4 +541,74 @@ fn release(owners: &mut HashMap<String, Owners>, name: &str, key: &ServiceKey) {
     {
         owners.remove(name);
     }
+}
+
+/// The chains and sets a table holds in the kernel, by name (from a terse
+/// listing: no elements, which are costly to fetch).
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Installed {
+    /// Chain names.
+    pub chains: Vec<String>,
+    /// `(set or map, name)`.
+    pub sets: Vec<(String, String)>,
+}
+
+impl Installed {
+    /// What the `nft` listing of `list chains`, `list sets` and `list maps`
+    /// (any of them, in any order) shows of table `ip table`.
+    pub fn parse(listing: &str, table: &str) -> Self {
+        let header = format!("table ip {table} {{");
+        let mut inside = false;
+        let mut out = Self::default();
+        for line in listing.lines().map(str::trim) {
+            if line.starts_with("table ") {
+                inside = line == header;
+                continue;
+            }
+            if !inside {
+                continue;
+            }
+            let Some((kind, rest)) = line.split_once(' ') else {
+                continue;
+            };
+            let Some(name) = rest.strip_suffix('{') else {
+                continue;
+            };
+            let name = name.trim().trim_matches('"').to_string();
+            match kind {
+                "chain" => out.chains.push(name),
+                "set" | "map" => out.sets.push((kind.to_string(), name)),
+                _ => {}
+            }
+        }
+        out.chains.sort();
+        out.chains.dedup();
+        out.sets.sort();
+        out.sets.dedup();
+        out
+    }
+
+    /// Whether a set of this name is installed.
+    pub fn has_set(&self, name: &str) -> bool {
+        self.sets.iter().any(|(_, n)| n == name)
+    }
+}
+
+/// A full replacement in three steps, for tables whose elements are too
+/// many for nft to parse quickly. `prepare` (an nft script) declares the
+/// table's sets under fresh names and every chain it needs (existing ones
+/// are left as they are; new ones are empty and unreferenced); `loads` then
+/// fills the fresh sets (over netlink); `switch` (an nft script, one
+/// transaction) rewrites every chain's rules to use the fresh sets and
+/// deletes the old sets and the chains no longer needed. Until `switch`
+/// the old ruleset serves unchanged, and after it the new one does whole.
+#[derive(Debug)]
+pub struct Staged<'a> {
+    /// Declares the fresh sets and the chains, and adds the elements not
+    /// loaded.
+    pub prepare: String,
+    /// Elements of the fresh sets, for [`skiff_sys::nft::Nftables::add_elements`].
+    pub loads: Vec<SetElements<'a>>,
+    /// Switches to the fresh sets and removes what is left of the old table.
+    pub switch: String,
 }

@@ -356,3 +356,241 @@ async fn proxy_masquerades_an_endpoint_reaching_itself() {
         assert_eq!(seen.into_iter().collect::<Vec<_>>(), want);
     }
 }
+
+/// `nft -j list map ip TABLE MAP` in the client namespace, parsed.
+fn list_map_json(pair: &Pair, table: &str, map: &str) -> serde_json::Value {
+    list_json(pair, "map", table, map)
+}
+
+/// `nft -j list KIND ip TABLE NAME` in the client namespace, parsed.
+fn list_json(pair: &Pair, kind: &str, table: &str, name: &str) -> serde_json::Value {
+    let out = std::process::Command::new("ip")
+        .args([
+            "netns",
+            "exec",
+            &pair.client,
+            "nft",
+            "-j",
+            "list",
+            kind,
+            "ip",
+            table,
+            name,
+        ])
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "list {kind} {name}: {out:?}");
+    serde_json::from_slice(&out.stdout).unwrap()
+}
+
+/// The `elem` array of the one set or map in a `nft -j list` answer.
+fn elements(listing: &serde_json::Value) -> Vec<serde_json::Value> {
+    listing["nftables"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find_map(|o| o.get("map").or_else(|| o.get("set")))
+        .and_then(|m| m.get("elem"))
+        .and_then(|e| e.as_array())
+        .cloned()
+        .unwrap_or_default()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn staged_full_sync_loads_elements_over_netlink_and_serves_throughout() {
+    let Some(pair) = Pair::create("ps") else {
+        return;
+    };
+    let (client_ip, backend_a, backend_b) =
+        (pair.client_ip, pair.backend_ips[0], pair.backend_ips[1]);
+    let _a = serve_tcp(&pair.backend, SocketAddr::from((backend_a, 8080)), "A");
+    let _b = serve_tcp(&pair.backend, SocketAddr::from((backend_b, 9090)), "B");
+    let net = pair.subnet;
+    let vip = |last: u8| Ipv4Addr::new(10, 96, net, last);
+    let table = "skiff-proxy-staged";
+    let config = ProxyConfig {
+        table: table.into(),
+        node_name: "node-a".into(),
+        nodeport_addresses: vec![client_ip],
+        cluster_cidr: Some(Cidr::new(Ipv4Addr::new(10, 42, 0, 0), 16).unwrap()),
+    };
+    let proxier = |config: &ProxyConfig| {
+        Proxier::new(
+            config.clone(),
+            NftCli::new().in_netns(&pair.client),
+            ConntrackCli::new().in_netns(&pair.client),
+        )
+        .unwrap()
+        .with_staged_elements(0)
+    };
+    let ep_a = SocketAddr::from((backend_a, 8080));
+    let ep_b = SocketAddr::from((backend_b, 9090));
+    let mut services = vec![
+        service("web", vip(10), json!({})),
+        service("empty", vip(11), json!({})),
+        service(
+            "np",
+            vip(12),
+            json!({"type": "NodePort", "ports": [{"name": "p", "port": 80, "protocol": "TCP", "nodePort": 30080}]}),
+        ),
+    ];
+    let mut slices = slice("web", "TCP", &[ep_a, ep_b]);
+    slices.extend(slice("np", "TCP", &[ep_a]));
+    // Enough other Services (addresses nothing answers on) that the
+    // endpoint map takes several netlink messages.
+    for i in 0..300u32 {
+        let name = format!("filler-{i}");
+        let ip = Ipv4Addr::from(u32::from(Ipv4Addr::new(10, 97, 0, 0)) + i);
+        services.push(service(&name, ip, json!({})));
+        let eps: Vec<SocketAddr> = (0..8u32)
+            .map(|j| {
+                SocketAddr::from((
+                    Ipv4Addr::from(u32::from(Ipv4Addr::new(10, 98, 0, 0)) + i * 8 + j),
+                    8080,
+                ))
+            })
+            .collect();
+        slices.extend(slice(&name, "TCP", &eps));
+    }
+    let svc_refs: Vec<&Service> = services.iter().collect();
+    let refs: Vec<&EndpointSlice> = slices.iter().collect();
+
+    // Stale objects of "a previous run" are in the way: gone after.
+    pair.nft_client(&format!(
+        "add table ip {table}\nadd chain ip {table} stale\n\
+         add map ip {table} stale-map {{ type ipv4_addr : verdict; }}\n\
+         add element ip {table} stale-map {{ 10.96.{net}.99 : goto stale }}\n"
+    ));
+    let mut first = proxier(&config);
+    let out = first.sync(&svc_refs, &refs, None).await.unwrap();
+    assert!(out.full);
+    let listed = pair.list_client_table(table);
+    assert!(!listed.contains("stale"), "{listed}");
+
+    // The kernel holds what was sent, as nft reads it back: every
+    // endpoint element (web's 2, 300 × 8 others), keyed ClusterIP . port .
+    // index, and the dispatch verdicts.
+    let eps = elements(&list_map_json(&pair, table, "service-endpoints-tcp"));
+    assert_eq!(eps.len(), 2 + 300 * 8);
+    let web_vip = vip(10).to_string();
+    let web_eps: Vec<&serde_json::Value> = eps
+        .iter()
+        .filter(|e| e[0]["concat"][0] == web_vip.as_str())
+        .collect();
+    assert_eq!(web_eps.len(), 2, "{web_eps:?}");
+    let mut picked: Vec<(u64, String, u64)> = web_eps
+        .iter()
+        .map(|e| {
+            assert_eq!(e[0]["concat"][1], 80);
+            (
+                e[0]["concat"][2].as_u64().unwrap(),
+                e[1]["concat"][0].as_str().unwrap().to_string(),
+                e[1]["concat"][1].as_u64().unwrap(),
+            )
+        })
+        .collect();
+    picked.sort();
+    assert_eq!(
+        picked,
+        [
+            (0, backend_a.to_string(), 8080),
+            (1, backend_b.to_string(), 9090)
+        ]
+    );
+    let ips = elements(&list_map_json(&pair, table, "service-ips"));
+    let web = ips
+        .iter()
+        .find(|e| e[0]["concat"][0] == web_vip.as_str())
+        .unwrap();
+    assert_eq!(web[0]["concat"][1], "tcp");
+    assert_eq!(web[1]["goto"]["target"], "pick-tcp-2");
+    let nodeports = elements(&list_map_json(&pair, table, "service-nodeports"));
+    assert_eq!(nodeports.len(), 1, "{nodeports:?}");
+    assert_eq!(nodeports[0][0]["concat"], json!(["tcp", 30080]));
+    let empty = elements(&list_map_json(&pair, table, "no-endpoint-services"));
+    assert_eq!(empty.len(), 1, "{empty:?}");
+    assert_eq!(
+        empty[0][0]["concat"],
+        json!([vip(11).to_string(), "tcp", 80])
+    );
+    assert_eq!(
+        elements(&list_json(&pair, "set", table, "nodeport-ips")),
+        [json!(client_ip.to_string())]
+    );
+    let hairpin = elements(&list_json(&pair, "set", table, "hairpin-endpoints"));
+    let a = backend_a.to_string();
+    assert!(hairpin.contains(&json!({"concat": [a, a]})), "{hairpin:?}");
+
+    // And it serves: both endpoints, the NodePort, a reject without any.
+    let mut seen = std::collections::BTreeSet::new();
+    for _ in 0..60 {
+        seen.insert(fetch(&pair.client, SocketAddr::from((vip(10), 80))).unwrap());
+        if seen.len() == 2 {
+            break;
+        }
+    }
+    assert_eq!(seen.into_iter().collect::<Vec<_>>(), ["A", "B"]);
+    assert_eq!(
+        fetch(&pair.client, SocketAddr::from((client_ip, 30080))).unwrap(),
+        "A"
+    );
+    let err = fetch(&pair.client, SocketAddr::from((vip(11), 80))).unwrap_err();
+    assert!(refused(&err), "{err}");
+
+    // A restarted agent replaces the table in place, under fresh set
+    // names, while connections keep being served.
+    let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let client = pair.client.clone();
+    let flag = stop.clone();
+    let target = SocketAddr::from((vip(10), 80));
+    let load = std::thread::spawn(move || {
+        let (mut ok, mut failed) = (0, Vec::new());
+        while !flag.load(std::sync::atomic::Ordering::Relaxed) {
+            match fetch(&client, target) {
+                Ok(_) => ok += 1,
+                Err(e) => failed.push(e.to_string()),
+            }
+        }
+        (ok, failed)
+    });
+    let mut second = proxier(&config);
+    let out = second.sync(&svc_refs, &refs, None).await.unwrap();
+    assert!(out.full);
+    // At least one more connection after the switch.
+    let done = fetch(&pair.client, target).unwrap();
+    stop.store(true, std::sync::atomic::Ordering::Relaxed);
+    let (ok, failed) = load.join().unwrap();
+    assert!(failed.is_empty(), "{ok} served, failed: {failed:?}");
+    assert_eq!(done.len(), 1);
+    let listed = pair.list_client_table(table);
+    assert!(listed.contains("map service-ips-g1 {"), "{listed}");
+    assert!(!listed.contains("map service-ips {"), "{listed}");
+    assert_eq!(
+        elements(&list_map_json(&pair, table, "service-endpoints-tcp-g1")).len(),
+        2 + 300 * 8
+    );
+
+    // Changes after it go to the fresh sets: web loses endpoint A.
+    services.truncate(3);
+    let mut slices2 = slice("web", "TCP", &[ep_b]);
+    slices2.extend(slice("np", "TCP", &[ep_a]));
+    let svc_refs: Vec<&Service> = services.iter().collect();
+    let refs2: Vec<&EndpointSlice> = slices2.iter().collect();
+    let out = second.sync(&svc_refs, &refs2, None).await.unwrap();
+    assert!(out.applied && !out.full);
+    for _ in 0..10 {
+        assert_eq!(
+            fetch(&pair.client, SocketAddr::from((vip(10), 80))).unwrap(),
+            "B"
+        );
+    }
+    assert_eq!(
+        elements(&list_map_json(&pair, table, "service-endpoints-tcp-g1")).len(),
+        1
+    );
+
+    skiff_proxy::proxier::cleanup(&NftCli::new().in_netns(&pair.client), table)
+        .await
+        .unwrap();
+    assert_eq!(pair.list_client_table(table), "");
+}

@@ -280,3 +280,41 @@ fn affinity_sets_survive_diffs_unless_their_timeout_changes() {
     let longer = compute(&[affinity(120)], &eps());
     assert!(!longer.diffable_from(&before));
 }
+
+#[test]
+fn a_suffix_renames_every_set_a_rule_names_and_nothing_else() {
+    use crate::ruleset::rule_text;
+    assert_eq!(
+        rule_text(
+            "ip saddr @affinity-x__10.42.0.1/80 goto endpoint-x__10.42.0.1/80",
+            "-g1"
+        ),
+        "ip saddr @affinity-x__10.42.0.1/80-g1 goto endpoint-x__10.42.0.1/80"
+    );
+    assert_eq!(
+        rule_text("update @a { ip saddr } ip daddr @b", "-g1"),
+        "update @a-g1 { ip saddr } ip daddr @b-g1"
+    );
+    assert_eq!(
+        rule_text("ip daddr . meta l4proto vmap @m", ""),
+        "ip daddr . meta l4proto vmap @m"
+    );
+    assert_eq!(rule_text("jump services", "-g1"), "jump services");
+}
+
+#[test]
+fn installed_objects_come_from_a_terse_listing_of_our_table_only() {
+    use crate::table::Installed;
+    let listing = "table ip other {\n\tchain c {\n\t}\n}\ntable ip skiff-proxy {\n\tchain services {\n\t}\n\tchain \"service-default/web/tcp/80\" {\n\t}\n}\ntable ip skiff-proxy {\n\tmap service-ips {\n\t\ttype ipv4_addr . inet_proto . inet_service : verdict\n\t}\n\tset hairpin-endpoints {\n\t\ttype ipv4_addr . ipv4_addr\n\t}\n}\n";
+    let installed = Installed::parse(listing, "skiff-proxy");
+    assert_eq!(installed.chains, ["service-default/web/tcp/80", "services"]);
+    assert_eq!(
+        installed.sets,
+        [
+            ("map".to_string(), "service-ips".to_string()),
+            ("set".to_string(), "hairpin-endpoints".to_string())
+        ]
+    );
+    assert!(installed.has_set("service-ips") && !installed.has_set("c"));
+    assert_eq!(Installed::parse("", "skiff-proxy"), Installed::default());
+}

@@ -433,3 +433,144 @@ fn the_table_kept_in_parts_is_the_table_computed_at_once() {
     b.apply(&whole.render_full()).unwrap();
     assert_eq!(a, b);
 }
+
+/// `model` with the staged sets' suffix taken off their names (and off the
+/// rules naming them), to compare with a table installed in one script.
+fn unsuffixed(mut model: skiff_sys::nft::model::NftModel) -> skiff_sys::nft::model::NftModel {
+    let strip = |name: &str| name.strip_suffix("-g1").unwrap_or(name).to_string();
+    for table in model.tables.values_mut() {
+        table.sets = std::mem::take(&mut table.sets)
+            .into_iter()
+            .map(|(name, set)| (strip(&name), set))
+            .collect();
+        for chain in table.chains.values_mut() {
+            for rule in &mut chain.rules {
+                *rule = rule
+                    .split(' ')
+                    .map(|w| match w.strip_prefix('@') {
+                        Some(set) => format!("@{}", strip(set)),
+                        None => w.to_string(),
+                    })
+                    .collect::<Vec<_>>()
+                    .join(" ");
+            }
+        }
+    }
+    model
+}
+
+#[tokio::test]
+async fn a_staged_full_sync_ends_as_a_one_script_one_does() {
+    let mut p = Proxier::new(
+        config(),
+        RecordingNftables::modelled(),
+        RecordingConntrack::new(),
+    )
+    .unwrap()
+    .with_staged_elements(0);
+    // What an earlier run left: objects the new table does not have, a
+    // chain it has (with other rules) and a verdict map into both.
+    p.nft()
+        .apply(
+            "add table ip skiff-proxy\nadd chain ip skiff-proxy old\nadd chain ip skiff-proxy services\n\
+             add map ip skiff-proxy old-ips { type ipv4_addr : verdict; }\n\
+             add element ip skiff-proxy old-ips { 10.43.9.9 : goto old, 10.43.9.8 : goto services }\n\
+             add rule ip skiff-proxy services ip daddr vmap @old-ips\n",
+        )
+        .await
+        .unwrap();
+    for step in 0..5 {
+        let objects = cluster(step);
+        let before = (p.nft().scripts().len(), p.nft().loads().len());
+        let out = sync_objects(&mut p, &objects).await;
+        assert!(out.applied && out.full, "step {step}");
+        // Elements went over the element seam; no script deletes the
+        // table or adds those elements.
+        let loads = p.nft().loads();
+        assert_eq!(loads.len(), before.1 + 1, "step {step}");
+        assert!(
+            loads[before.1].contains("service-ips"),
+            "{}",
+            loads[before.1]
+        );
+        let scripts = &p.nft().scripts()[before.0..];
+        assert_eq!(scripts.len(), 2, "prepare and switch: {scripts:#?}");
+        for script in scripts {
+            assert!(!script.contains("delete table"), "{script}");
+            assert!(
+                !script.contains("add element ip skiff-proxy service-ips"),
+                "{script}"
+            );
+        }
+        // Fresh set names alternate, so the new sets never collide with
+        // the ones still serving.
+        let model = p.nft().model().unwrap();
+        let sets = &model.tables["ip skiff-proxy"].sets;
+        let suffixed = sets.contains_key("service-ips-g1");
+        assert_eq!(suffixed, step % 2 == 1, "step {step}: {:?}", sets.keys());
+        assert_ne!(sets.contains_key("service-ips"), suffixed);
+        // The same table as a one-script replacement.
+        let mut text = modelled();
+        assert!(sync_objects(&mut text, &objects).await.full);
+        assert_eq!(
+            unsuffixed(model),
+            text.nft().model().unwrap(),
+            "step {step}"
+        );
+        // Changes after it are diffs against the suffixed sets.
+        let next = cluster(step + 1);
+        let out = sync_objects(&mut p, &next).await;
+        assert!(out.applied && !out.full, "step {step}");
+        let mut text = modelled();
+        sync_objects(&mut text, &next).await;
+        assert_eq!(
+            unsuffixed(p.nft().model().unwrap()),
+            text.nft().model().unwrap(),
+            "step {step}, then a change"
+        );
+        // Force the next sync to be full again.
+        p.nft().reject(Some("Error: injected"));
+        sync_objects_err(&mut p, &cluster(0)).await;
+        p.nft().reject(None);
+    }
+}
+
+async fn sync_objects_err(
+    p: &mut Proxier<RecordingNftables, RecordingConntrack>,
+    (services, slices): &Objects,
+) {
+    let s: Vec<&Service> = services.iter().collect();
+    let e: Vec<&EndpointSlice> = slices.iter().collect();
+    p.sync(&s, &e, None).await.unwrap_err();
+}
+
+#[tokio::test]
+async fn a_failed_staged_replacement_falls_back_to_one_script() {
+    let mut p = Proxier::new(
+        config(),
+        RecordingNftables::modelled(),
+        RecordingConntrack::new(),
+    )
+    .unwrap()
+    .with_staged_elements(0);
+    // Both names of a set taken (stages left half done, twice): no fresh
+    // names, so the one-script path, which deletes the table first.
+    p.nft()
+        .apply("add table ip skiff-proxy\nadd map ip skiff-proxy service-ips { type ipv4_addr : verdict; }\nadd map ip skiff-proxy service-ips-g1 { type ipv4_addr : verdict; }\n")
+        .await
+        .unwrap();
+    let objects = cluster(0);
+    let out = sync_objects(&mut p, &objects).await;
+    assert!(out.applied && out.full);
+    assert!(p.nft().loads().is_empty());
+    assert!(
+        p.nft()
+            .scripts()
+            .last()
+            .unwrap()
+            .starts_with("add table ip skiff-proxy\ndelete table ip skiff-proxy\n")
+    );
+    let mut text = modelled();
+    sync_objects(&mut text, &objects).await;
+    assert_eq!(p.nft().model().unwrap(), text.nft().model().unwrap());
+}

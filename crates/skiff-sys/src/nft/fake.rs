@@ -3,7 +3,7 @@
 use std::sync::{Mutex, PoisonError};
 
 use super::model::NftModel;
-use super::{NftError, Nftables};
+use super::{NftError, Nftables, SetElements, elements};
 
 /// Records every applied script; can be told to reject them. Made with
 /// [`RecordingNftables::modelled`] it also keeps the state the scripts
@@ -11,6 +11,7 @@ use super::{NftError, Nftables};
 #[derive(Debug, Default)]
 pub struct RecordingNftables {
     scripts: Mutex<Vec<String>>,
+    loads: Mutex<Vec<String>>,
     reject: Mutex<Option<String>>,
     model: Option<Mutex<NftModel>>,
 }
@@ -37,7 +38,16 @@ impl RecordingNftables {
             .clone()
     }
 
-    /// Makes later scripts fail with this stderr (`None` heals).
+    /// Every [`Nftables::add_elements`] so far, in order, each as the
+    /// `add element` commands it amounts to.
+    pub fn loads(&self) -> Vec<String> {
+        self.loads
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .clone()
+    }
+
+    /// Makes later scripts (and element loads) fail with this stderr (`None` heals).
     pub fn reject(&self, stderr: Option<&str>) {
         *self.reject.lock().unwrap_or_else(PoisonError::into_inner) = stderr.map(str::to_string);
     }
@@ -51,12 +61,10 @@ impl RecordingNftables {
     }
 }
 
-impl Nftables for RecordingNftables {
-    async fn apply(&self, script: &str) -> Result<(), NftError> {
-        self.scripts
-            .lock()
-            .unwrap_or_else(PoisonError::into_inner)
-            .push(script.to_string());
+impl RecordingNftables {
+    /// Applies `script` to the model (when there is one), unless told to
+    /// reject.
+    fn model_apply(&self, script: &str) -> Result<(), NftError> {
         if let Some(stderr) = self
             .reject
             .lock()
@@ -73,6 +81,28 @@ impl Nftables for RecordingNftables {
                 .map_err(NftError::Rejected),
             None => Ok(()),
         }
+    }
+}
+
+impl Nftables for RecordingNftables {
+    async fn apply(&self, script: &str) -> Result<(), NftError> {
+        self.scripts
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .push(script.to_string());
+        self.model_apply(script)
+    }
+
+    /// Checks the elements encode as [`super::NftCli`] would send them, then
+    /// applies them to the model as one transaction of `add element`s.
+    async fn add_elements(&self, table: &str, sets: &[SetElements<'_>]) -> Result<(), NftError> {
+        elements::encode_batch(table, sets, 1)?;
+        let script: String = sets.iter().map(|s| s.to_script(table)).collect();
+        self.loads
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .push(script.clone());
+        self.model_apply(&script)
     }
 
     /// Lists from the model; without one, prints nothing.

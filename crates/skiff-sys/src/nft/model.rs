@@ -97,11 +97,41 @@ impl NftModel {
         Ok(())
     }
 
-    /// What `list chains [FAMILY]` (every chain, without rules) or `list
-    /// chain FAMILY TABLE CHAIN` (one rule per line) prints, in nft's
-    /// layout; an error when there is no such chain.
+    /// What `list chains [FAMILY]` (every chain, without rules), `list sets
+    /// [FAMILY]` and `list maps [FAMILY]` (declarations, tersely: without
+    /// elements) or `list chain FAMILY TABLE CHAIN` (one rule per line)
+    /// print, in nft's layout; an error when there is no such chain. Several
+    /// commands, one a line, print one after the other.
     pub fn list(&self, script: &str) -> Result<String, String> {
+        let mut out = String::new();
+        for line in script.lines().filter(|l| !l.trim().is_empty()) {
+            out.push_str(&self.list_one(line)?);
+        }
+        Ok(out)
+    }
+
+    fn list_one(&self, script: &str) -> Result<String, String> {
         let words: Vec<&str> = script.split_whitespace().collect();
+        if let ["list", kind @ ("sets" | "maps"), family @ ..] = &words[..] {
+            let mut out = String::new();
+            for (key, t) in &self.tables {
+                if family
+                    .first()
+                    .is_some_and(|f| !key.starts_with(&format!("{f} ")))
+                {
+                    continue;
+                }
+                out.push_str(&format!("table {key} {{\n"));
+                for (name, s) in &t.sets {
+                    if format!("{}s", s.kind) == *kind {
+                        let decl = s.decl.trim_matches(['{', '}', ' ']);
+                        out.push_str(&format!("\t{} {name} {{\n\t\t{decl}\n\t}}\n", s.kind));
+                    }
+                }
+                out.push_str("}\n");
+            }
+            return Ok(out);
+        }
         if let ["list", "chains", family @ ..] = &words[..] {
             let mut out = String::new();
             for (key, t) in &self.tables {
@@ -375,5 +405,11 @@ mod tests {
             "table ip t {\n\tchain a {\n\t}\n}\n"
         );
         assert_eq!(m.list("list chains inet").unwrap(), "");
+        m.apply("add set ip t s { type ipv4_addr; }\nadd element ip t s { 10.0.0.1 }\n")
+            .unwrap();
+        assert_eq!(
+            m.list("list sets ip\nlist maps ip\n").unwrap(),
+            "table ip t {\n\tset s {\n\t\ttype ipv4_addr;\n\t}\n}\ntable ip t {\n}\n"
+        );
     }
 }

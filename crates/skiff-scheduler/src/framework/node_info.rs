@@ -338,6 +338,9 @@ pub struct NodeInfo {
     pub node: Option<Arc<Node>>,
     /// The node's taints (copied out of `spec.taints`).
     pub taints: Vec<Taint>,
+    /// `spec.unschedulable` (cordoned), copied so the first filter of
+    /// every node need not read the Node object.
+    pub unschedulable: bool,
     /// Pods on (or assumed onto) the node.
     pub pods: Vec<Arc<PodInfo>>,
     /// Those of `pods` with any pod affinity or anti-affinity.
@@ -380,6 +383,7 @@ impl NodeInfo {
             .as_ref()
             .and_then(|s| s.taints.clone())
             .unwrap_or_default();
+        self.unschedulable = crate::plugins::node_unschedulable::is_unschedulable(&node);
         self.label_hashes = LabelHashes::new(&node);
         self.node = Some(node);
     }

@@ -53,22 +53,25 @@ impl Plugin for NodeUnschedulable {
         _event: &ClusterEvent,
         objects: &EventObjects,
     ) -> QueueingHint {
-        hint_node_now_passes(objects, |n| admits(n, pod))
+        hint_node_now_passes(objects, |n| admits(is_unschedulable(n), pod))
     }
     fn as_filter(&self) -> Option<&dyn FilterPlugin> {
         Some(self)
     }
 }
 
-/// True when `node` takes `pod`: not cordoned, or the pod tolerates the
-/// cordon's taint.
-fn admits(node: &Node, pod: &PodInfo) -> bool {
-    if !node
-        .spec
+/// The node's `spec.unschedulable`.
+pub fn is_unschedulable(node: &Node) -> bool {
+    node.spec
         .as_ref()
         .and_then(|s| s.unschedulable)
         .unwrap_or(false)
-    {
+}
+
+/// True when `node` takes `pod`: not cordoned, or the pod tolerates the
+/// cordon's taint.
+fn admits(unschedulable: bool, pod: &PodInfo) -> bool {
+    if !unschedulable {
         return true;
     }
     let tolerations = pod
@@ -87,10 +90,12 @@ fn admits(node: &Node, pod: &PodInfo) -> bool {
 
 impl FilterPlugin for NodeUnschedulable {
     fn filter(&self, _state: &CycleState, pod: &PodInfo, node: &NodeInfo) -> Status {
-        match node.node.as_ref() {
-            None => Status::unresolvable(ERR_REASON_UNKNOWN_CONDITION),
-            Some(n) if admits(n, pod) => Status::success(),
-            Some(_) => Status::unresolvable(ERR_REASON_UNSCHEDULABLE),
+        if node.node.is_none() {
+            Status::unresolvable(ERR_REASON_UNKNOWN_CONDITION)
+        } else if admits(node.unschedulable, pod) {
+            Status::success()
+        } else {
+            Status::unresolvable(ERR_REASON_UNSCHEDULABLE)
         }
     }
 }

@@ -12,7 +12,6 @@
 
 pub mod cgroups;
 pub mod conntrack;
-pub mod memory;
 pub mod mount;
 pub mod mount_view;
 pub mod namespaces;

@@ -732,6 +732,7 @@ async fn manage_pods(
                                 let _ = w.pod.send(Some(pod));
                             }
                             None => {
+                                tracing::debug!(pod = %uid, name = ?pod.metadata.name, "pod worker started");
                                 let snap = current.1.get(&uid).cloned().unwrap_or_default();
                                 spawn(&uid, Some(pod), snap, current.0, &mut workers, &mut tasks);
                             }

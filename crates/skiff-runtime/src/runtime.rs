@@ -109,10 +109,25 @@ pub fn now_nanos() -> i64 {
     i64::try_from(time::OffsetDateTime::now_utc().unix_timestamp_nanos()).unwrap_or(i64::MAX)
 }
 
+fn encode<T: Serialize>(path: &Path, value: &T) -> Result<Vec<u8>, RuntimeError> {
+    serde_json::to_vec_pretty(value)
+        .map_err(|e| RuntimeError::Internal(format!("encode {}: {e}", path.display())))
+}
+
 fn save<T: Serialize>(path: &Path, value: &T) -> Result<(), RuntimeError> {
-    let data = serde_json::to_vec_pretty(value)
-        .map_err(|e| RuntimeError::Internal(format!("encode {}: {e}", path.display())))?;
+    let data = encode(path, value)?;
     write_atomic(path, &data).map_err(internal("persist state"))
+}
+
+/// [`save`] from async code: the write and its fsync wait for the disk on a
+/// blocking thread, not on one of the few async workers that also serve the
+/// API and every other pod.
+async fn save_blocking<T: Serialize>(path: PathBuf, value: &T) -> Result<(), RuntimeError> {
+    let data = encode(&path, value)?;
+    tokio::task::spawn_blocking(move || write_atomic(&path, &data))
+        .await
+        .map_err(|e| RuntimeError::Internal(e.to_string()))?
+        .map_err(internal("persist state"))
 }
 
 fn load_all<T: DeserializeOwned>(dir: &Path, file: &str) -> Vec<T> {
@@ -279,17 +294,11 @@ impl Runtime {
             ip,
         };
         let dir = self.sandbox_dir(&id);
-        std::fs::create_dir_all(&dir).map_err(internal("create sandbox dir"))?;
-        // Files every container of the pod shares, as containerd provides them.
-        let resolv = match &config.dns_config {
-            Some(dns) => resolv_conf(dns),
-            None => std::fs::read_to_string("/etc/resolv.conf").unwrap_or_default(),
-        };
-        std::fs::write(dir.join("resolv.conf"), resolv).map_err(internal("write resolv.conf"))?;
-        std::fs::write(dir.join("hostname"), format!("{}\n", record.hostname))
-            .map_err(internal("write hostname"))?;
+        let (dns, files_record) = (config.dns_config.clone(), record.clone());
         let network_done = began.elapsed();
-        save(&dir.join("sandbox.json"), &record)?;
+        tokio::task::spawn_blocking(move || write_sandbox_files(&dir, dns.as_ref(), &files_record))
+            .await
+            .map_err(|e| RuntimeError::Internal(e.to_string()))??;
         lock(&self.sandboxes).insert(id.clone(), record);
         tracing::debug!(
             sandbox = %id,
@@ -536,6 +545,14 @@ impl Runtime {
             .ok_or_else(|| RuntimeError::NotFound(format!("container {id:?} not found")))
     }
 
+    /// [`Runtime::persist`] from async code (see [`save_blocking`]).
+    async fn persist_blocking(&self, record: ContainerRecord) -> Result<(), RuntimeError> {
+        let path = self.container_dir(&record.id).join("container.json");
+        save_blocking(path, &record).await?;
+        lock(&self.containers).insert(record.id.clone(), record);
+        Ok(())
+    }
+
     fn persist(&self, record: ContainerRecord) -> Result<(), RuntimeError> {
         save(
             &self.container_dir(&record.id).join("container.json"),
@@ -631,11 +648,11 @@ impl Runtime {
                 record.pid = Some(pid);
                 record.start_ticks = start_ticks;
                 record.shim = shim;
-                self.persist(record)
+                self.persist_blocking(record).await
             }
             Ok((StartReport::Failed(msg), _)) | Err(msg) => {
                 record.start_error = Some(msg.clone());
-                self.persist(record)?;
+                self.persist_blocking(record).await?;
                 Err(RuntimeError::Internal(format!(
                     "start container {id:?}: {msg}"
                 )))
@@ -941,6 +958,24 @@ impl ExecCommand {
 mod libc_signal {
     pub const SIGKILL: i32 = 9;
     pub const SIGTERM: i32 = 15;
+}
+
+/// A new sandbox's directory: the files every container of the pod shares
+/// (as containerd provides them) and its record.
+fn write_sandbox_files(
+    dir: &Path,
+    dns: Option<&api::DnsConfig>,
+    record: &SandboxRecord,
+) -> Result<(), RuntimeError> {
+    std::fs::create_dir_all(dir).map_err(internal("create sandbox dir"))?;
+    let resolv = match dns {
+        Some(dns) => resolv_conf(dns),
+        None => std::fs::read_to_string("/etc/resolv.conf").unwrap_or_default(),
+    };
+    std::fs::write(dir.join("resolv.conf"), resolv).map_err(internal("write resolv.conf"))?;
+    std::fs::write(dir.join("hostname"), format!("{}\n", record.hostname))
+        .map_err(internal("write hostname"))?;
+    save(&dir.join("sandbox.json"), record)
 }
 
 /// Makes the runtime's per-pod mount directories mount roots; the ones that

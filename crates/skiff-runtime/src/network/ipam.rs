@@ -146,10 +146,28 @@ impl Ipam {
         if id.is_empty() || id.contains(['\r', '\n', '/']) || id.trim() != id {
             return Err(IpamError::InvalidId(id.to_string()));
         }
-        let _guard = self.lock.lock().unwrap_or_else(PoisonError::into_inner);
-        if let Some(ip) = self.owned_by(id)?.into_iter().next() {
-            return Ok(ip);
+        let (ip, file) = {
+            let _guard = self.lock.lock().unwrap_or_else(PoisonError::into_inner);
+            if let Some(ip) = self.owned_by(id)?.into_iter().next() {
+                return Ok(ip);
+            }
+            self.reserve(id)?
+        };
+        // Flushed outside the lock: the file already holds the address for
+        // `id`, and sandboxes made at once need not queue behind each
+        // other's disk writes.
+        let path = self.dir.join(ip.to_string());
+        if let Err(err) = file.sync_all() {
+            // Do not leave a reservation behind that may not survive.
+            let _ = self.release(id);
+            return Err(io_err(&path)(err));
         }
+        Ok(ip)
+    }
+
+    /// Reserves the next free address for `id` (caller holds the lock);
+    /// returns it with its reservation file, written but not yet flushed.
+    fn reserve(&self, id: &str) -> Result<(Ipv4Addr, fs::File), IpamError> {
         let (first, last) = (self.first(), self.last());
         // Start after the last address handed out, wrapping round, as host-local does.
         let start = match self.last_reserved() {
@@ -164,16 +182,13 @@ impl Ipam {
             match OpenOptions::new().write(true).create_new(true).open(&path) {
                 Ok(mut file) => {
                     let record = format!("{id}{LINE_BREAK}{IFNAME}");
-                    if let Err(err) = file
-                        .write_all(record.as_bytes())
-                        .and_then(|()| file.sync_all())
-                    {
+                    if let Err(err) = file.write_all(record.as_bytes()) {
                         // Do not leave a reservation without an owner behind.
                         let _ = fs::remove_file(&path);
                         return Err(io_err(&path)(err));
                     }
                     self.write_last_reserved(ip)?;
-                    return Ok(ip);
+                    return Ok((ip, file));
                 }
                 Err(err) if err.kind() == ErrorKind::AlreadyExists => continue,
                 Err(err) => return Err(io_err(&path)(err)),

@@ -237,6 +237,7 @@ async fn startup(
     tokio::time::sleep(Duration::from_millis(300)).await;
 
     let start = Instant::now();
+    let start_wall = std::time::SystemTime::now();
     let created: Vec<anyhow::Result<(String, Instant)>> = match pace {
         Pace::Burst(clients) => {
             futures::stream::iter(0..cfg.pods)
@@ -284,6 +285,16 @@ async fn startup(
         .filter_map(|(name, at)| created.get(name).map(|t| at.saturating_duration_since(*t)))
         .collect();
     latencies.sort();
+    if let Some(path) = std::env::var_os("SKIFF_BENCH_TIMELINE") {
+        write_timeline(
+            &PathBuf::from(path),
+            prefix,
+            start,
+            start_wall,
+            &created,
+            &seen,
+        );
+    }
     let note = (latencies.len() < cfg.pods).then(|| {
         format!(
             "only {}/{} {prefix} pods Running after {:?}",
@@ -303,6 +314,44 @@ async fn startup(
         pods_per_sec,
         note,
     })
+}
+
+/// Appends each pod's creation and Running times (Unix ms) to `path`, for
+/// lining a burst up with the server's log when profiling.
+fn write_timeline(
+    path: &std::path::Path,
+    prefix: &str,
+    start: Instant,
+    start_wall: std::time::SystemTime,
+    created: &HashMap<String, Instant>,
+    seen: &HashMap<String, Instant>,
+) {
+    let unix_ms = |at: Instant| {
+        (start_wall + at.saturating_duration_since(start))
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0.0, |d| d.as_secs_f64() * 1e3)
+    };
+    let mut rows: Vec<(&String, &Instant)> = created.iter().collect();
+    rows.sort();
+    let mut out = String::new();
+    for (name, at) in rows {
+        let running = seen.get(name).map_or(-1.0, |at| unix_ms(*at));
+        out.push_str(&format!(
+            "{prefix} {name} {:.1} {running:.1}\n",
+            unix_ms(*at)
+        ));
+    }
+    let written = std::fs::OpenOptions::new()
+        .create(true)
+        .append(true)
+        .open(path)
+        .and_then(|mut f| std::io::Write::write_all(&mut f, out.as_bytes()));
+    if let Err(e) = written {
+        eprintln!(
+            "bench-pods: writing the timeline to {}: {e}",
+            path.display()
+        );
+    }
 }
 
 /// Deletes every bench pod; the time until none is left, if within `timeout`.

@@ -2,7 +2,8 @@
 //! computation and `nft -f` apply time for 1,000 and 10,000 ClusterIP
 //! Services with 10 hollow endpoints each, in a network namespace this
 //! benchmark creates; then the time for one endpoint change to be live
-//! (an incremental sync). Prints a table; asserts nothing about speed.
+//! (an incremental sync, 100 times by default for a p99). Prints a table;
+//! asserts nothing about speed.
 //! The objects carry resourceVersions as an API server's do (the one
 //! changed slice gets a new one), which is what the proxier goes by.
 //!
@@ -35,44 +36,41 @@ use skiff_sys::nft::NftCli;
 const ENDPOINTS: u32 = 10;
 
 fn objects(n: u32, generation: u32) -> (Vec<Service>, Vec<EndpointSlice>) {
-    let mut services = Vec::new();
-    let mut slices = Vec::new();
-    for i in 0..n {
-        let name = format!("svc-{i}");
-        let ip = Ipv4Addr::from(u32::from(Ipv4Addr::new(10, 96, 0, 0)) + i + 1);
-        services.push(
-            serde_json::from_value(
-                json!({"metadata": {"name": name, "namespace": "bench", "resourceVersion": "1"},
-                "spec": {"clusterIP": ip.to_string(), "clusterIPs": [ip.to_string()],
-                         "ports": [{"name": "http", "port": 80, "protocol": "TCP"}]}}),
-            )
-            .unwrap(),
-        );
-        let endpoints: Vec<serde_json::Value> = (0..ENDPOINTS)
-            .map(|j| {
-                // Service 0 moves one endpoint per generation.
-                let k = if i == 0 && j == 0 {
-                    j + generation * 1000
-                } else {
-                    j
-                };
-                let ep = Ipv4Addr::from(u32::from(Ipv4Addr::new(10, 64, 0, 0)) + i * 16 + k);
-                json!({"addresses": [ep.to_string()], "conditions": {"ready": true},
-                       "nodeName": format!("hollow-{}", j % 5)})
-            })
-            .collect();
-        slices.push(
-            serde_json::from_value(
-                json!({"metadata": {"name": format!("{name}-x"), "namespace": "bench",
-                    "resourceVersion": if i == 0 { (generation + 1).to_string() } else { "1".to_string() },
-                    "labels": {"kubernetes.io/service-name": name}},
-                "addressType": "IPv4", "ports": [{"name": "http", "port": 8080, "protocol": "TCP"}],
-                "endpoints": endpoints}),
-            )
-            .unwrap(),
-        );
-    }
-    (services, slices)
+    (0..n).map(|i| (service(i), slice(i, generation))).unzip()
+}
+
+fn service(i: u32) -> Service {
+    let ip = Ipv4Addr::from(u32::from(Ipv4Addr::new(10, 96, 0, 0)) + i + 1);
+    serde_json::from_value(
+        json!({"metadata": {"name": format!("svc-{i}"), "namespace": "bench", "resourceVersion": "1"},
+        "spec": {"clusterIP": ip.to_string(), "clusterIPs": [ip.to_string()],
+                 "ports": [{"name": "http", "port": 80, "protocol": "TCP"}]}}),
+    )
+    .unwrap()
+}
+
+/// Service `i`'s slice; Service 0 moves one endpoint per `generation` (to
+/// addresses past every other Service's).
+fn slice(i: u32, generation: u32) -> EndpointSlice {
+    let endpoints: Vec<serde_json::Value> = (0..ENDPOINTS)
+        .map(|j| {
+            let ep = if i == 0 && j == 0 && generation > 0 {
+                Ipv4Addr::from(u32::from(Ipv4Addr::new(10, 100, 0, 0)) + generation)
+            } else {
+                Ipv4Addr::from(u32::from(Ipv4Addr::new(10, 64, 0, 0)) + i * 16 + j)
+            };
+            json!({"addresses": [ep.to_string()], "conditions": {"ready": true},
+                   "nodeName": format!("hollow-{}", j % 5)})
+        })
+        .collect();
+    serde_json::from_value(
+        json!({"metadata": {"name": format!("svc-{i}-x"), "namespace": "bench",
+            "resourceVersion": if i == 0 { (generation + 1).to_string() } else { "1".to_string() },
+            "labels": {"kubernetes.io/service-name": format!("svc-{i}")}},
+        "addressType": "IPv4", "ports": [{"name": "http", "port": 8080, "protocol": "TCP"}],
+        "endpoints": endpoints}),
+    )
+    .unwrap()
 }
 
 fn ms(d: Duration) -> String {
@@ -99,9 +97,14 @@ fn children_cpu() -> Duration {
     cpu(true)
 }
 
-fn median(mut v: Vec<Duration>) -> Duration {
+fn median(v: Vec<Duration>) -> Duration {
+    percentile(v, 50)
+}
+
+/// The `p`th percentile (nearest rank).
+fn percentile(mut v: Vec<Duration>, p: usize) -> Duration {
     v.sort();
-    v[v.len() / 2]
+    v[(p * v.len()).div_ceil(100).max(1) - 1]
 }
 
 #[tokio::main(flavor = "current_thread")]
@@ -116,7 +119,7 @@ async fn main() {
         cluster_cidr: Some(Cidr::new(Ipv4Addr::new(10, 64, 0, 0), 10).unwrap()),
     };
     println!(
-        "| services | endpoints | full sync via | rules | chains | script KiB | compute ms | full sync ms | full sync CPU ms, ours / nft | no-op sync ms | endpoint change live ms, median / max of 5 | change CPU ms, ours / nft, median | full sync over the installed table ms |"
+        "| services | endpoints | full sync via | rules | chains | script KiB | compute ms | full sync ms | full sync CPU ms, ours / nft | no-op sync ms | endpoint change live ms, median / p99 / max | change CPU ms, ours / nft, median | full sync over the installed table ms |"
     );
     println!("|---:|---:|:--|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|");
     // SKIFF_BENCH_PROXY_SERVICES=1000,10000 (the default) picks the sizes.
@@ -125,6 +128,12 @@ async fn main() {
         .split(',')
         .filter_map(|s| s.trim().parse().ok())
         .collect();
+    // SKIFF_BENCH_PROXY_CHANGES=N endpoint changes per size (default 100).
+    let changes: u32 = std::env::var("SKIFF_BENCH_PROXY_CHANGES")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .filter(|&n| n > 0)
+        .unwrap_or(100);
     // SKIFF_BENCH_PROXY_VIA=script or netlink runs only that path.
     let via = std::env::var("SKIFF_BENCH_PROXY_VIA").unwrap_or_default();
     let paths: Vec<bool> = [false, true]
@@ -169,17 +178,17 @@ async fn main() {
         let noop = started.elapsed();
         assert!(!out.applied);
 
-        // One endpoint of one Service replaced, five times: the worst.
+        // One endpoint of one Service replaced, `changes` times.
         let mut change = Vec::new();
         let mut change_cpu = Vec::new();
         let mut change_ours = Vec::new();
-        for generation in 1..=5 {
-            let (services2, slices2) = objects(n, generation);
-            let svc2: Vec<&Service> = services2.iter().collect();
+        let mut slices2 = slices.clone();
+        for generation in 1..=changes {
+            slices2[0] = slice(0, generation);
             let eps2: Vec<&EndpointSlice> = slices2.iter().collect();
             let started = Instant::now();
             let (nft_before, ours_before) = (children_cpu(), cpu(false));
-            let out = proxier.sync(&svc2, &eps2, None).await.unwrap();
+            let out = proxier.sync(&svc, &eps2, None).await.unwrap();
             change.push(started.elapsed());
             change_cpu.push(children_cpu() - nft_before);
             change_ours.push(cpu(false) - ours_before);
@@ -198,7 +207,7 @@ async fn main() {
         let replace = started.elapsed();
         assert!(out.full);
         println!(
-            "| {n} | {} | {} | {} | {} | {} | {} | {} | {} / {} | {} | {} / {} | {} / {} | {} |",
+            "| {n} | {} | {} | {} | {} | {} | {} | {} | {} / {} | {} | {} / {} / {} (n={changes}) | {} / {} | {} |",
             n * ENDPOINTS,
             if staged { "netlink" } else { "script" },
             ruleset.rule_count(),
@@ -210,6 +219,7 @@ async fn main() {
             ms(full_cpu),
             ms(noop),
             ms(median(change.clone())),
+            ms(percentile(change.clone(), 99)),
             ms(change.iter().copied().max().unwrap_or_default()),
             ms(median(change_ours)),
             ms(median(change_cpu)),

@@ -113,35 +113,17 @@ impl NftModel {
     fn list_one(&self, script: &str) -> Result<String, String> {
         let words: Vec<&str> = script.split_whitespace().collect();
         if let ["list", kind @ ("sets" | "maps"), family @ ..] = &words[..] {
-            let mut out = String::new();
-            for (key, t) in &self.tables {
-                if family
-                    .first()
-                    .is_some_and(|f| !key.starts_with(&format!("{f} ")))
-                {
-                    continue;
-                }
-                out.push_str(&format!("table {key} {{\n"));
+            return Ok(self.list_tables(family.first(), |t, out| {
                 for (name, s) in &t.sets {
                     if format!("{}s", s.kind) == *kind {
                         let decl = s.decl.trim_matches(['{', '}', ' ']);
                         out.push_str(&format!("\t{} {name} {{\n\t\t{decl}\n\t}}\n", s.kind));
                     }
                 }
-                out.push_str("}\n");
-            }
-            return Ok(out);
+            }));
         }
         if let ["list", "chains", family @ ..] = &words[..] {
-            let mut out = String::new();
-            for (key, t) in &self.tables {
-                if family
-                    .first()
-                    .is_some_and(|f| !key.starts_with(&format!("{f} ")))
-                {
-                    continue;
-                }
-                out.push_str(&format!("table {key} {{\n"));
+            return Ok(self.list_tables(family.first(), |t, out| {
                 for (name, c) in &t.chains {
                     out.push_str(&format!("\tchain {name} {{\n"));
                     if let Some(hook) = &c.hook {
@@ -149,9 +131,7 @@ impl NftModel {
                     }
                     out.push_str("\t}\n");
                 }
-                out.push_str("}\n");
-            }
-            return Ok(out);
+            }));
         }
         let ["list", "chain", family, table, chain] = words[..] else {
             return Err(format!("Error: the model cannot list {script:?}"));
@@ -167,6 +147,25 @@ impl NftModel {
         }
         out.push_str("\t}\n}\n");
         Ok(out)
+    }
+
+    /// Every table (of `family`, when given) in nft's layout, with what
+    /// `body` writes inside each.
+    fn list_tables(
+        &self,
+        family: Option<&&str>,
+        body: impl Fn(&ModelTable, &mut String),
+    ) -> String {
+        let mut out = String::new();
+        for (key, t) in &self.tables {
+            if family.is_some_and(|f| !key.starts_with(&format!("{f} "))) {
+                continue;
+            }
+            out.push_str(&format!("table {key} {{\n"));
+            body(t, &mut out);
+            out.push_str("}\n");
+        }
+        out
     }
 
     fn table(&mut self, family: &str, name: &str) -> Result<&mut ModelTable, String> {

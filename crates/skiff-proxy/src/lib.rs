@@ -10,6 +10,7 @@
 
 pub mod conntrack;
 pub mod dns;
+pub mod metrics;
 pub mod model;
 pub mod netpol;
 pub mod proxier;

@@ -28,17 +28,19 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
 use futures::StreamExt as _;
-use k8s_openapi::api::core::v1::{Node, Service};
+use k8s_openapi::api::core::v1::{Node, ObjectReference, Service};
 use k8s_openapi::api::discovery::v1::EndpointSlice;
 use kube::Api;
 use kube::runtime::reflector::{self, Store};
 use kube::runtime::{WatchStreamExt as _, watcher};
+use skiff_client::events::{EventSink, PendingEvent};
 use skiff_sys::conntrack::Conntrack;
 use skiff_sys::net::NetOps;
 use skiff_sys::nft::{NftError, Nftables};
 use tokio::sync::{Notify, watch};
 
 use crate::conntrack::stale_udp_flows;
+use crate::metrics::{LastSync, SyncHistogram};
 use crate::model::{self, SERVICE_NAME_LABEL, ServiceKey, ServicePortInfo};
 use crate::rules::{self, ProxyConfig};
 use crate::ruleset::{Ruleset, set_name};
@@ -80,8 +82,14 @@ pub struct ProxyStats {
     pub conntrack_errors: AtomicU64,
     /// Rules in the installed ruleset.
     pub rules: AtomicU64,
-    /// Duration of the last successful sync, in microseconds.
-    pub last_sync_micros: AtomicU64,
+    /// Every sync's duration (successful, failed, or finding nothing to do).
+    pub sync_duration: SyncHistogram,
+    /// Successful full replacements' durations.
+    pub full_sync_duration: SyncHistogram,
+    /// Successful incremental syncs' durations.
+    pub partial_sync_duration: SyncHistogram,
+    /// When the last successful sync finished.
+    pub last_sync: LastSync,
 }
 
 /// What one sync did.
@@ -168,6 +176,8 @@ pub struct Proxier<F, C> {
     /// Replace the table in stages from this many elements on.
     staged_elements: usize,
     stats: Arc<ProxyStats>,
+    /// Where failed syncs of the run loop are reported.
+    events: Option<FailureEvents>,
 }
 
 /// The namespace and Service an EndpointSlice belongs to.
@@ -200,7 +210,19 @@ impl<F: Nftables, C: Conntrack> Proxier<F, C> {
             suffix: "",
             staged_elements: DEFAULT_STAGED_ELEMENTS,
             stats: Arc::default(),
+            events: None,
         })
+    }
+
+    /// Reports the run loop's failed syncs as Warning Events
+    /// (`FailedToSyncProxyRules`) on this node through `sink`.
+    pub fn with_events(mut self, sink: Arc<dyn EventSink>) -> Self {
+        self.events = Some(FailureEvents {
+            sink,
+            reason: "FailedToSyncProxyRules",
+            what: "the Service proxy's nftables rules",
+        });
+        self
     }
 
     /// Replaces the table in stages, elements over netlink, from `elements`
@@ -270,7 +292,10 @@ impl<F: Nftables, C: Conntrack> Proxier<F, C> {
                 table.base_chains().all(|c| present.contains(&c))
             }
             Err(NftError::Rejected(_)) => false,
-            Err(err) => return Err(err),
+            Err(err) => {
+                self.stats.sync_errors.fetch_add(1, Ordering::Relaxed);
+                return Err(err);
+            }
         };
         if !intact {
             tracing::warn!(table = %self.config.table, "the proxy's nftables table is gone or damaged; replacing it");
@@ -359,6 +384,39 @@ impl<F: Nftables, C: Conntrack> Proxier<F, C> {
         node: Option<&Node>,
     ) -> Result<SyncOutcome, NftError> {
         let started = Instant::now();
+        let result = self.sync_inner(services, slices, node).await;
+        let elapsed = started.elapsed();
+        self.stats.sync_duration.observe(elapsed);
+        match &result {
+            Ok(outcome) => {
+                self.stats.last_sync.set_now();
+                if outcome.applied {
+                    self.stats.syncs.fetch_add(1, Ordering::Relaxed);
+                    let by_kind = if outcome.full {
+                        self.stats.full_syncs.fetch_add(1, Ordering::Relaxed);
+                        &self.stats.full_sync_duration
+                    } else {
+                        &self.stats.partial_sync_duration
+                    };
+                    by_kind.observe(elapsed);
+                }
+                self.stats
+                    .rules
+                    .store(outcome.rules as u64, Ordering::Relaxed);
+            }
+            Err(_) => {
+                self.stats.sync_errors.fetch_add(1, Ordering::Relaxed);
+            }
+        }
+        result
+    }
+
+    async fn sync_inner(
+        &mut self,
+        services: &[&Service],
+        slices: &[&EndpointSlice],
+        node: Option<&Node>,
+    ) -> Result<SyncOutcome, NftError> {
         let config = self.node_config(node);
         let base = rules::base(&config);
         let mut delta = Delta::default();
@@ -400,7 +458,6 @@ impl<F: Nftables, C: Conntrack> Proxier<F, C> {
         match applied {
             Ok(suffix) => self.suffix = suffix,
             Err(err) => {
-                self.stats.sync_errors.fetch_add(1, Ordering::Relaxed);
                 self.in_sync = false;
                 return Err(err);
             }
@@ -408,13 +465,6 @@ impl<F: Nftables, C: Conntrack> Proxier<F, C> {
         self.in_sync = true;
         self.installed_once = true;
         self.delete_stale_udp_flows().await;
-        self.stats.syncs.fetch_add(1, Ordering::Relaxed);
-        if full {
-            self.stats.full_syncs.fetch_add(1, Ordering::Relaxed);
-        }
-        self.stats.rules.store(rules as u64, Ordering::Relaxed);
-        let micros = u64::try_from(started.elapsed().as_micros()).unwrap_or(u64::MAX);
-        self.stats.last_sync_micros.store(micros, Ordering::Relaxed);
         Ok(SyncOutcome {
             applied: true,
             full,
@@ -679,6 +729,12 @@ impl<F: Nftables, C: Conntrack> SyncOnce for ProxySync<'_, F, C> {
         self.verify = true;
     }
 
+    fn sync_failed(&mut self, err: &NftError) {
+        if let Some(events) = &self.proxier.events {
+            events.record(&self.proxier.config.node_name, err);
+        }
+    }
+
     async fn sync_once(&mut self) -> Result<(), NftError> {
         if std::mem::take(&mut self.verify) {
             self.proxier.verify().await?;
@@ -710,6 +766,42 @@ pub(crate) trait SyncOnce: Send {
 
     /// Computes from the current objects and applies.
     fn sync_once(&mut self) -> impl std::future::Future<Output = Result<(), NftError>> + Send;
+
+    /// A sync failed with `err` (it is retried after a back-off).
+    fn sync_failed(&mut self, _err: &NftError) {}
+}
+
+/// Reports a rule loop's failed syncs as Warning Events on its Node (the
+/// reference kubelet and kube-proxy use: the UID is the node's name, which
+/// is what `kubectl describe node` looks for). Repeats of one failure have
+/// the same note, so the recorder folds them into one Event series.
+#[derive(Debug, Clone)]
+pub(crate) struct FailureEvents {
+    pub(crate) sink: Arc<dyn EventSink>,
+    /// `reason` of the Events, e.g. `FailedToSyncProxyRules`.
+    pub(crate) reason: &'static str,
+    /// What failed, for the note, e.g. "the Service proxy's nftables rules".
+    pub(crate) what: &'static str,
+}
+
+impl FailureEvents {
+    pub(crate) fn record(&self, node_name: &str, err: &NftError) {
+        self.sink.record(PendingEvent {
+            regarding: ObjectReference {
+                kind: Some("Node".to_owned()),
+                name: Some(node_name.to_owned()),
+                uid: Some(node_name.to_owned()),
+                ..ObjectReference::default()
+            },
+            normal: false,
+            reason: self.reason.to_owned(),
+            action: "SyncRules".to_owned(),
+            note: format!(
+                "Failed to sync {}; the previous rules stay in place and the sync is retried: {err}",
+                self.what
+            ),
+        });
+    }
 }
 
 /// The rule loop: syncs `target` first at once, then `options.debounce`
@@ -757,6 +849,7 @@ pub(crate) async fn drive(
                         backoff = Some(delay);
                         due = Some(tokio::time::Instant::now() + delay);
                         tracing::warn!(error = %err, retry_in = ?delay, "{what} rule sync failed; the previous rules stay in place");
+                        target.sync_failed(&err);
                     }
                 }
             }

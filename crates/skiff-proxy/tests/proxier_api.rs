@@ -12,10 +12,15 @@ use std::time::Duration;
 
 use k8s_openapi::api::core::v1::{Node, Service};
 use k8s_openapi::api::discovery::v1::EndpointSlice;
+use k8s_openapi::api::events::v1::Event;
+use k8s_openapi::api::networking::v1::NetworkPolicy;
 use kube::Api;
 use kube::api::{Patch, PatchParams, PostParams};
 use serde_json::json;
 use skiff_apiserver::{ApiServer, ApiServerConfig};
+use skiff_client::EventRecorder;
+use skiff_proxy::metrics::NetworkMetrics;
+use skiff_proxy::netpol::{Enforcer, NetpolConfig};
 use skiff_proxy::{Proxier, ProxyConfig, RunOptions};
 use skiff_store::AnyStore;
 use skiff_sys::conntrack::fake::RecordingConntrack;
@@ -61,6 +66,33 @@ async fn wait_for_script(nft: &RecordingNftables, what: &str, f: impl Fn(&str) -
     panic!("no script {what}; got {:#?}", nft.scripts());
 }
 
+/// The value of the sample `series` (name and labels) in `text`.
+fn sample(text: &str, series: &str) -> f64 {
+    text.lines()
+        .find_map(|l| l.strip_prefix(series)?.strip_prefix(' '))
+        .unwrap_or_else(|| panic!("no {series} in\n{text}"))
+        .parse()
+        .unwrap()
+}
+
+/// The events.k8s.io Event with `reason` (cluster-scoped objects' Events
+/// go to `default`).
+async fn wait_for_event(client: &kube::Client, reason: &str) -> Event {
+    let events: Api<Event> = Api::namespaced(client.clone(), "default");
+    for _ in 0..200 {
+        let list = events.list(&Default::default()).await.unwrap();
+        if let Some(e) = list
+            .items
+            .into_iter()
+            .find(|e| e.reason.as_deref() == Some(reason))
+        {
+            return e;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    panic!("no {reason} event");
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn proxier_follows_services_endpoint_slices_and_its_node() {
     let dir = tempfile::tempdir().unwrap();
@@ -72,8 +104,12 @@ async fn proxier_follows_services_endpoint_slices_and_its_node() {
         nodeport_addresses: vec![Ipv4Addr::LOCALHOST],
         cluster_cidr: Some("10.42.0.0/16".parse().unwrap()),
     };
-    let proxier = Proxier::new(config, nft.clone(), RecordingConntrack::new()).unwrap();
+    let recorder = EventRecorder::spawn(client.clone(), "kube-proxy", "node-a", 100);
+    let proxier = Proxier::new(config, nft.clone(), RecordingConntrack::new())
+        .unwrap()
+        .with_events(Arc::new(recorder));
     let stats = proxier.stats();
+    let metrics = NetworkMetrics::new(Some(stats.clone()), None);
     let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
     let options = RunOptions {
         min_backoff: Duration::from_millis(100),
@@ -164,6 +200,29 @@ async fn proxier_follows_services_endpoint_slices_and_its_node() {
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
     assert!(stats.sync_errors.load(Ordering::Relaxed) >= 2, "retried");
+    // Reported: counted under kube-proxy's metric name, and as a Warning
+    // Event on the Node (repeats folded into one series).
+    let failures = sample(
+        &metrics.encode_text(),
+        "kubeproxy_sync_proxy_rules_nftables_sync_failures_total{ip_family=\"IPv4\"}",
+    );
+    assert!(failures >= 2.0, "{failures}");
+    let event = wait_for_event(&client, "FailedToSyncProxyRules").await;
+    assert_eq!(event.type_.as_deref(), Some("Warning"));
+    assert_eq!(event.reporting_controller.as_deref(), Some("kube-proxy"));
+    let regarding = event.regarding.unwrap();
+    assert_eq!(regarding.kind.as_deref(), Some("Node"));
+    assert_eq!(regarding.name.as_deref(), Some("node-a"));
+    let note = event.note.unwrap_or_default();
+    assert!(
+        note.contains("the previous rules stay in place") && note.contains("Error: simulated"),
+        "{note}"
+    );
+    let failed_at = sample(
+        &metrics.encode_text(),
+        "kubeproxy_sync_proxy_rules_last_timestamp_seconds{ip_family=\"IPv4\"}",
+    );
+    assert!(failed_at > 0.0, "synced before the failures");
     nft.0.reject(None);
     let healed = wait_for_script(&nft.0, "a full sync with the new endpoint", |s| {
         s.starts_with("add table ip skiff-proxy\ndelete table")
@@ -171,6 +230,122 @@ async fn proxier_follows_services_endpoint_slices_and_its_node() {
     })
     .await;
     assert!(!nft.0.scripts()[healed].contains("10.42.0.7"));
+    // The healing sync moved the last-success time, and the full sync shows
+    // among the full syncs' durations.
+    for _ in 0..100 {
+        let text = metrics.encode_text();
+        if sample(
+            &text,
+            "kubeproxy_sync_proxy_rules_last_timestamp_seconds{ip_family=\"IPv4\"}",
+        ) > failed_at
+        {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    let text = metrics.encode_text();
+    assert!(
+        sample(
+            &text,
+            "kubeproxy_sync_proxy_rules_last_timestamp_seconds{ip_family=\"IPv4\"}"
+        ) > failed_at,
+        "{text}"
+    );
+    assert!(
+        sample(
+            &text,
+            "kubeproxy_sync_full_proxy_rules_duration_seconds_count{ip_family=\"IPv4\"}"
+        ) >= 2.0,
+        "{text}"
+    );
+    assert!(
+        sample(
+            &text,
+            "kubeproxy_sync_partial_proxy_rules_duration_seconds_count{ip_family=\"IPv4\"}"
+        ) >= 1.0,
+        "{text}"
+    );
+
+    stop_tx.send_replace(true);
+    tokio::time::timeout(Duration::from_secs(10), task)
+        .await
+        .unwrap()
+        .unwrap()
+        .unwrap();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn failed_network_policy_syncs_are_events_and_metrics() {
+    let dir = tempfile::tempdir().unwrap();
+    let (_server, client) = start_server(dir.path()).await;
+    let nft = Shared::default();
+    // nft refuses from the start: the first sync fails and is retried.
+    nft.0.reject(Some("Error: no such file"));
+    let recorder = EventRecorder::spawn(client.clone(), "skiff-network-policy", "node-b", 100);
+    let config = NetpolConfig {
+        table: "skiff-netpol".into(),
+        node_name: "node-b".into(),
+    };
+    let enforcer = Enforcer::new(config, nft.clone())
+        .unwrap()
+        .with_events(Arc::new(recorder));
+    let stats = enforcer.stats();
+    let metrics = NetworkMetrics::new(None, Some(stats.clone()));
+    let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
+    let options = RunOptions {
+        min_backoff: Duration::from_millis(100),
+        ..RunOptions::default()
+    };
+    let task = tokio::spawn(skiff_proxy::netpol::run(
+        enforcer,
+        client.clone(),
+        options,
+        stop_rx,
+    ));
+
+    let event = wait_for_event(&client, "FailedToSyncNetworkPolicyRules").await;
+    assert_eq!(event.type_.as_deref(), Some("Warning"));
+    assert_eq!(
+        event.regarding.and_then(|r| r.name).as_deref(),
+        Some("node-b")
+    );
+    assert!(
+        event
+            .note
+            .unwrap_or_default()
+            .contains("Error: no such file"),
+        "the note carries nft's message"
+    );
+    let text = metrics.encode_text();
+    assert!(sample(&text, "skiff_network_policy_sync_failures_total") >= 1.0);
+    assert_eq!(
+        sample(&text, "skiff_network_policy_sync_last_timestamp_seconds"),
+        0.0,
+        "never synced"
+    );
+
+    // Healed: the next retry installs the table and the time is recorded.
+    nft.0.reject(None);
+    let policies: Api<NetworkPolicy> = Api::namespaced(client.clone(), "default");
+    let deny: NetworkPolicy = serde_json::from_value(json!({
+        "metadata": {"name": "deny"}, "spec": {"podSelector": {}, "policyTypes": ["Ingress"]}}))
+    .unwrap();
+    policies
+        .create(&PostParams::default(), &deny)
+        .await
+        .unwrap();
+    for _ in 0..200 {
+        if stats.last_sync.get().is_some() {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    let text = metrics.encode_text();
+    assert!(
+        sample(&text, "skiff_network_policy_sync_last_timestamp_seconds") > 0.0,
+        "{text}"
+    );
+    assert!(sample(&text, "skiff_network_policy_rules") > 0.0, "{text}");
 
     stop_tx.send_replace(true);
     tokio::time::timeout(Duration::from_secs(10), task)

@@ -93,6 +93,11 @@ pub struct AgentFlags {
     /// The NetworkPolicy enforcer's nftables table (tests run several agents on one host).
     #[arg(long, default_value = skiff_proxy::netpol::DEFAULT_TABLE, hide = true)]
     pub network_policy_table: String,
+    /// Where the Service proxy's and the NetworkPolicy enforcer's metrics
+    /// are served over plain HTTP (`/metrics`, `/healthz`), as kube-proxy's
+    /// `--metrics-bind-address`; empty turns it off.
+    #[arg(long, default_value = "127.0.0.1:10249", value_parser = parse_metrics_address)]
+    pub proxy_metrics_bind_address: MetricsAddress,
     /// Directory of CNI network configurations: pods are connected by the
     /// plugin chain of its first .conf/.conflist instead of the built-in bridge.
     #[arg(long)]
@@ -111,6 +116,20 @@ pub struct AgentFlags {
     /// Maximum processes in each pod's cgroup; -1 for no limit.
     #[arg(long, default_value_t = -1, allow_negative_numbers = true)]
     pub pod_max_pids: i64,
+}
+
+/// `--proxy-metrics-bind-address`: `None` when empty (off). (A newtype: clap
+/// reads a bare `Option` as "the flag may be absent".)
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct MetricsAddress(pub Option<std::net::SocketAddr>);
+
+fn parse_metrics_address(s: &str) -> Result<MetricsAddress, String> {
+    if s.trim().is_empty() {
+        return Ok(MetricsAddress(None));
+    }
+    s.parse()
+        .map(|a| MetricsAddress(Some(a)))
+        .map_err(|_| format!("{s:?} is not an address:port (e.g. 127.0.0.1:10249), nor empty"))
 }
 
 /// `--cluster-dns` of an agent that is not told (the .10 of the default
@@ -307,12 +326,56 @@ fn proxy_config(
     })
 }
 
+/// A recorder of `component`'s Events (its failed rule syncs) on this node.
+fn network_events(
+    client: &kube::Client,
+    component: &str,
+    node_name: &str,
+) -> Arc<dyn skiff_client::EventSink> {
+    Arc::new(skiff_client::EventRecorder::spawn(
+        client.clone(),
+        component,
+        node_name,
+        skiff_client::events::DEFAULT_EVENT_QUEUE,
+    ))
+}
+
+/// Serves the proxy's and the policy enforcer's metrics on `addr` until
+/// `shutdown`. The address being taken is not fatal (as for kube-proxy):
+/// binding is retried every 5 s.
+async fn serve_network_metrics(
+    addr: std::net::SocketAddr,
+    metrics: skiff_proxy::metrics::NetworkMetrics,
+    mut shutdown: watch::Receiver<bool>,
+) {
+    let mut warned = false;
+    let listener = loop {
+        match tokio::net::TcpListener::bind(addr).await {
+            Ok(listener) => break listener,
+            Err(err) => {
+                if !std::mem::replace(&mut warned, true) {
+                    tracing::warn!(%addr, error = %err, "cannot serve the proxy's metrics (--proxy-metrics-bind-address); retrying every 5 s");
+                }
+                tokio::select! {
+                    _ = shutdown.wait_for(|s| *s) => return,
+                    () = tokio::time::sleep(Duration::from_secs(5)) => {}
+                }
+            }
+        }
+    };
+    tracing::info!(%addr, "serving the proxy's metrics");
+    skiff_client::metrics_listener::serve(listener, metrics, shutdown).await;
+}
+
 /// Checks nftables, sets the sysctls and starts the Service proxy.
 async fn start_proxy(
     config: skiff_proxy::ProxyConfig,
     client: kube::Client,
     shutdown: watch::Receiver<bool>,
-) -> anyhow::Result<tokio::task::JoinHandle<()>> {
+) -> anyhow::Result<(
+    tokio::task::JoinHandle<()>,
+    Arc<skiff_proxy::proxier::ProxyStats>,
+)> {
     let nft = skiff_sys::nft::NftCli::new();
     skiff_proxy::proxier::preflight(&nft, &config.table)
         .await
@@ -322,9 +385,12 @@ async fn start_proxy(
     skiff_proxy::proxier::prepare_host(&skiff_sys::net::LinuxNetOps::new(), &config)
         .await
         .context("Service proxy sysctls")?;
+    let events = network_events(&client, "kube-proxy", &config.node_name);
     let proxier =
-        skiff_proxy::Proxier::new(config, nft, skiff_sys::conntrack::ConntrackCli::new())?;
-    Ok(tokio::spawn(async move {
+        skiff_proxy::Proxier::new(config, nft, skiff_sys::conntrack::ConntrackCli::new())?
+            .with_events(events);
+    let stats = proxier.stats();
+    let task = tokio::spawn(async move {
         if let Err(e) = skiff_proxy::proxier::run(
             proxier,
             client,
@@ -335,7 +401,8 @@ async fn start_proxy(
         {
             tracing::error!(error = %e, "the Service proxy stopped");
         }
-    }))
+    });
+    Ok((task, stats))
 }
 
 /// Checks nftables and starts the NetworkPolicy enforcer.
@@ -343,7 +410,10 @@ async fn start_network_policy(
     config: skiff_proxy::netpol::NetpolConfig,
     client: kube::Client,
     shutdown: watch::Receiver<bool>,
-) -> anyhow::Result<tokio::task::JoinHandle<()>> {
+) -> anyhow::Result<(
+    tokio::task::JoinHandle<()>,
+    Arc<skiff_proxy::netpol::NetpolStats>,
+)> {
     let nft = skiff_sys::nft::NftCli::new();
     skiff_proxy::proxier::preflight(&nft, &config.table)
         .await
@@ -362,8 +432,10 @@ async fn start_network_policy(
     {
         tracing::warn!(error = %err, "cannot enable bridge-nf-call-iptables: same-node pod traffic may bypass NetworkPolicies");
     }
-    let enforcer = skiff_proxy::netpol::Enforcer::new(config, nft)?;
-    Ok(tokio::spawn(async move {
+    let events = network_events(&client, "skiff-network-policy", &config.node_name);
+    let enforcer = skiff_proxy::netpol::Enforcer::new(config, nft)?.with_events(events);
+    let stats = enforcer.stats();
+    let task = tokio::spawn(async move {
         if let Err(e) = skiff_proxy::netpol::run(
             enforcer,
             client,
@@ -374,7 +446,8 @@ async fn start_network_policy(
         {
             tracing::error!(error = %e, "the NetworkPolicy enforcer stopped");
         }
-    }))
+    });
+    Ok((task, stats))
 }
 
 /// Removes the Service proxy's nftables table (`skiff agent --cleanup-proxy`).
@@ -439,6 +512,18 @@ pub async fn run(
         };
         Some(start_network_policy(config, client.clone(), shutdown.clone()).await?)
     };
+    let metrics = skiff_proxy::metrics::NetworkMetrics::new(
+        proxy_task.as_ref().map(|(_, stats)| stats.clone()),
+        netpol_task.as_ref().map(|(_, stats)| stats.clone()),
+    );
+    let metrics_task = match flags.proxy_metrics_bind_address.0 {
+        Some(addr) if !metrics.is_empty() => Some(tokio::spawn(serve_network_metrics(
+            addr,
+            metrics,
+            shutdown.clone(),
+        ))),
+        _ => None,
+    };
     let config = KubeletConfig {
         node_name,
         node_ip,
@@ -477,10 +562,13 @@ pub async fn run(
     if let Some(task) = runtime_task {
         let _ = task.await;
     }
-    if let Some(task) = proxy_task {
+    if let Some((task, _)) = proxy_task {
         let _ = task.await;
     }
-    if let Some(task) = netpol_task {
+    if let Some((task, _)) = netpol_task {
+        let _ = task.await;
+    }
+    if let Some(task) = metrics_task {
         let _ = task.await;
     }
     routes.abort();
@@ -534,6 +622,21 @@ mod tests {
 
     fn parse(args: &[&str]) -> Result<AgentFlags, clap::Error> {
         Cli::try_parse_from(std::iter::once("skiff").chain(args.iter().copied())).map(|c| c.agent)
+    }
+
+    #[test]
+    fn proxy_metrics_address_defaults_to_kube_proxys_and_can_be_turned_off() {
+        let flags = parse(&[]).unwrap();
+        assert_eq!(
+            flags.proxy_metrics_bind_address.0,
+            Some("127.0.0.1:10249".parse().unwrap())
+        );
+        let off = parse(&["--proxy-metrics-bind-address", ""]).unwrap();
+        assert_eq!(off.proxy_metrics_bind_address.0, None);
+        let any = parse(&["--proxy-metrics-bind-address=0.0.0.0:9100"]).unwrap();
+        assert_eq!(any.proxy_metrics_bind_address.0.unwrap().port(), 9100);
+        let err = parse(&["--proxy-metrics-bind-address", "10249"]).unwrap_err();
+        assert!(err.to_string().contains("not an address:port"), "{err}");
     }
 
     #[test]

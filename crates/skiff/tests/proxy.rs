@@ -131,6 +131,28 @@ fn services_reach_pods_through_the_agents_proxy() {
     );
     assert!(err.1 < Duration::from_secs(1), "{err:?}");
 
+    // The agent serves kube-proxy's sync metrics (and the policy
+    // enforcer's) on --proxy-metrics-bind-address: both loops synced, none
+    // failed.
+    let metrics = scrape(c.proxy_metrics_port());
+    let value = |series: &str| -> f64 {
+        metrics
+            .lines()
+            .find_map(|l| l.strip_prefix(series)?.strip_prefix(' '))
+            .unwrap_or_else(|| panic!("no {series} in\n{metrics}"))
+            .parse()
+            .unwrap()
+    };
+    assert!(value("kubeproxy_sync_proxy_rules_last_timestamp_seconds{ip_family=\"IPv4\"}") > 0.0);
+    assert!(value("kubeproxy_sync_proxy_rules_duration_seconds_count{ip_family=\"IPv4\"}") >= 2.0);
+    assert_eq!(
+        value("kubeproxy_sync_proxy_rules_nftables_sync_failures_total{ip_family=\"IPv4\"}"),
+        0.0
+    );
+    assert!(value("skiff_proxy_rules") > 0.0);
+    assert!(value("skiff_network_policy_sync_last_timestamp_seconds") > 0.0);
+    assert_eq!(value("skiff_network_policy_sync_failures_total"), 0.0);
+
     // Clean uninstall of the proxy's rules.
     let table = cluster::proxy_table(&NAMES);
     let listed = |t: &str| {
@@ -148,6 +170,19 @@ fn services_reach_pods_through_the_agents_proxy() {
         .unwrap();
     assert!(out.status.success(), "{out:?}");
     assert!(!listed(&table));
+}
+
+/// `GET /metrics` from the agent's plain-HTTP metrics listener.
+fn scrape(port: u16) -> String {
+    let mut s = TcpStream::connect(("127.0.0.1", port)).unwrap();
+    s.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
+    s.write_all(b"GET /metrics HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: close\r\n\r\n")
+        .unwrap();
+    let mut out = String::new();
+    s.read_to_string(&mut out).unwrap();
+    let (head, body) = out.split_once("\r\n\r\n").unwrap();
+    assert!(head.starts_with("HTTP/1.1 200"), "{head}");
+    body.to_string()
 }
 
 /// The container with a named port `http` (8080) for the Service's targetPort.

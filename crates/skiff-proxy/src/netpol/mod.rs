@@ -26,8 +26,10 @@ use kube::runtime::watcher;
 use skiff_sys::nft::{NftError, Nftables};
 use tokio::sync::{Notify, watch};
 
-use crate::proxier::{ProxyError, RunOptions, SyncOnce, drive, reflect, stopped};
+use crate::metrics::{LastSync, SyncHistogram};
+use crate::proxier::{FailureEvents, ProxyError, RunOptions, SyncOnce, drive, reflect, stopped};
 use crate::ruleset::Ruleset;
+use skiff_client::events::EventSink;
 
 pub use rules::{DEFAULT_TABLE, NetpolConfig};
 
@@ -40,6 +42,10 @@ pub struct NetpolStats {
     pub sync_errors: AtomicU64,
     /// Rules in the installed ruleset.
     pub rules: AtomicU64,
+    /// Every sync's duration (successful, failed, or finding nothing to do).
+    pub sync_duration: SyncHistogram,
+    /// When the last successful sync finished.
+    pub last_sync: LastSync,
 }
 
 /// What one sync did.
@@ -61,6 +67,8 @@ pub struct Enforcer<F> {
     /// The last ruleset applied, when a diff against it can be trusted.
     installed: Option<Ruleset>,
     stats: Arc<NetpolStats>,
+    /// Where failed syncs of the run loop are reported.
+    events: Option<FailureEvents>,
 }
 
 impl<F: Nftables> Enforcer<F> {
@@ -77,7 +85,19 @@ impl<F: Nftables> Enforcer<F> {
             nft,
             installed: None,
             stats: Arc::default(),
+            events: None,
         })
+    }
+
+    /// Reports the run loop's failed syncs as Warning Events
+    /// (`FailedToSyncNetworkPolicyRules`) on this node through `sink`.
+    pub fn with_events(mut self, sink: Arc<dyn EventSink>) -> Self {
+        self.events = Some(FailureEvents {
+            sink,
+            reason: "FailedToSyncNetworkPolicyRules",
+            what: "the NetworkPolicy nftables rules",
+        });
+        self
     }
 
     /// The counters.
@@ -113,6 +133,32 @@ impl<F: Nftables> Enforcer<F> {
         pods: &[&Pod],
         namespaces: &[&Namespace],
     ) -> Result<SyncOutcome, NftError> {
+        let started = std::time::Instant::now();
+        let result = self.sync_inner(policies, pods, namespaces).await;
+        self.stats.sync_duration.observe(started.elapsed());
+        match &result {
+            Ok(outcome) => {
+                self.stats.last_sync.set_now();
+                if outcome.applied {
+                    self.stats.syncs.fetch_add(1, Ordering::Relaxed);
+                }
+                self.stats
+                    .rules
+                    .store(outcome.rules as u64, Ordering::Relaxed);
+            }
+            Err(_) => {
+                self.stats.sync_errors.fetch_add(1, Ordering::Relaxed);
+            }
+        }
+        result
+    }
+
+    async fn sync_inner(
+        &mut self,
+        policies: &[&NetworkPolicy],
+        pods: &[&Pod],
+        namespaces: &[&Namespace],
+    ) -> Result<SyncOutcome, NftError> {
         let ruleset = self.compute(policies, pods, namespaces);
         let rules = ruleset.rule_count();
         let Some((script, full)) = ruleset.script_from(self.installed.as_ref()) else {
@@ -123,13 +169,10 @@ impl<F: Nftables> Enforcer<F> {
             });
         };
         if let Err(err) = self.nft.apply(&script).await {
-            self.stats.sync_errors.fetch_add(1, Ordering::Relaxed);
             self.installed = None;
             return Err(err);
         }
         self.installed = Some(ruleset);
-        self.stats.syncs.fetch_add(1, Ordering::Relaxed);
-        self.stats.rules.store(rules as u64, Ordering::Relaxed);
         Ok(SyncOutcome {
             applied: true,
             full,
@@ -208,6 +251,12 @@ struct NetpolSync<'a, F> {
 }
 
 impl<F: Nftables> SyncOnce for NetpolSync<'_, F> {
+    fn sync_failed(&mut self, err: &NftError) {
+        if let Some(events) = &self.enforcer.events {
+            events.record(&self.enforcer.config.node_name, err);
+        }
+    }
+
     async fn sync_once(&mut self) -> Result<(), NftError> {
         let policies = self.policies.state();
         let pods = self.pods.state();

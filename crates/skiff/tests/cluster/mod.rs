@@ -46,7 +46,8 @@ pub struct Cluster {
     pub dir: tempfile::TempDir,
     pub names: Names,
     server: Child,
-    ports: (u16, u16),
+    /// API server, kubelet and proxy-metrics ports.
+    ports: (u16, u16, u16),
     opts: ServerOpts,
 }
 
@@ -73,7 +74,7 @@ impl Cluster {
         if !opts.disable_agent {
             write_airgap_busybox(&dir.path().join("data"));
         }
-        let ports = (free_port(), free_port());
+        let ports = (free_port(), free_port(), free_port());
         let server = spawn_server(dir.path(), ports, names, &opts);
         let cluster = Cluster {
             dir,
@@ -84,6 +85,11 @@ impl Cluster {
         };
         cluster.wait_ready();
         cluster
+    }
+
+    /// Where the agent serves the proxy's metrics (127.0.0.1).
+    pub fn proxy_metrics_port(&self) -> u16 {
+        self.ports.2
     }
 
     pub fn wait_ready(&self) {
@@ -348,7 +354,7 @@ pub fn write_airgap_busybox(data_dir: &Path) {
 
 fn spawn_server(
     dir: &Path,
-    (port, kubelet_port): (u16, u16),
+    (port, kubelet_port, metrics_port): (u16, u16, u16),
     names: Names,
     opts: &ServerOpts,
 ) -> Child {
@@ -391,6 +397,8 @@ fn spawn_server(
         .arg(netpol_table(&names))
         .arg("--kubelet-port")
         .arg(kubelet_port.to_string())
+        .arg("--proxy-metrics-bind-address")
+        .arg(format!("127.0.0.1:{metrics_port}"))
         .arg("--pod-log-dir")
         .arg(dir.join("logs"))
         .arg("--cgroup-root")

@@ -63,6 +63,10 @@ pub struct ApiServerConfig {
     /// Other components' metrics served on `/metrics` too (the in-process
     /// scheduler's).
     pub metrics_collectors: Vec<metrics::SharedCollector>,
+    /// Called on the warm-up thread once the OpenAPI documents are built:
+    /// building them decodes megabytes of JSON into trees, freed by then
+    /// (the `skiff` binary returns that memory to the OS here).
+    pub after_warm_up: Option<fn()>,
 }
 
 impl ApiServerConfig {
@@ -82,6 +86,7 @@ impl ApiServerConfig {
             max_mutating_requests_inflight: limits::DEFAULT_MAX_MUTATING_REQUESTS_INFLIGHT,
             request_timeout: limits::DEFAULT_REQUEST_TIMEOUT,
             metrics_collectors: Vec::new(),
+            after_warm_up: None,
         }
     }
 }
@@ -198,7 +203,18 @@ impl ApiServer {
             },
         ));
         // Build the OpenAPI documents (hundreds of ms) off the request path.
-        tokio::task::spawn_blocking(openapi::warm_up);
+        let after_warm_up = config.after_warm_up;
+        if let Err(err) = std::thread::Builder::new()
+            .name("openapi-warm-up".into())
+            .spawn(move || {
+                openapi::warm_up();
+                if let Some(f) = after_warm_up {
+                    f();
+                }
+            })
+        {
+            tracing::warn!(error = %err, "cannot build the OpenAPI documents ahead; the first request builds them");
+        }
         let acceptor = tokio_rustls::TlsAcceptor::from(Arc::new(pki.server_tls_config()?));
         let (stop, stopped) = oneshot::channel();
         let task = tokio::spawn(server::serve(listener, acceptor, app.clone(), async {

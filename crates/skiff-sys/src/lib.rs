@@ -12,6 +12,7 @@
 
 pub mod cgroups;
 pub mod conntrack;
+pub mod memory;
 pub mod mount;
 pub mod mount_view;
 pub mod namespaces;

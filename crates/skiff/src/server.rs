@@ -210,6 +210,10 @@ async fn run(mut args: ServerArgs) -> anyhow::Result<()> {
         .await
         .context("opening the datastore")?;
     let mut config = ApiServerConfig::new(&args.data_dir);
+    // Start-up's temporary allocations go back to the OS once the OpenAPI
+    // documents (the biggest of them) are built, not at the allocator's
+    // next delayed purge.
+    config.after_warm_up = Some(skiff_sys::memory::release_free_memory);
     config.bind_address = args.bind_address;
     config.port = args.https_listen_port;
     config.write_kubeconfig = Some(args.write_kubeconfig.clone());

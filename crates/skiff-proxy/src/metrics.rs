@@ -23,7 +23,7 @@ use prometheus_client::metrics::gauge::ConstGauge;
 use prometheus_client::metrics::histogram::{Histogram, exponential_buckets};
 
 use crate::netpol::NetpolStats;
-use crate::proxier::ProxyStats;
+use crate::proxier::{ProxyStats, SyncOutcome};
 
 /// The label every proxy metric carries (the proxy programs IPv4 only).
 const IP_FAMILY: [(&str, &str); 1] = [("ip_family", "IPv4")];
@@ -73,6 +73,40 @@ impl LastSync {
         #[allow(clippy::cast_precision_loss)]
         let millis = self.0.load(Ordering::Relaxed) as f64;
         millis / 1000.0
+    }
+}
+
+/// What each rule loop (the proxy's, the policy enforcer's) counts.
+#[derive(Debug, Default)]
+pub struct SyncCounters {
+    /// Successful syncs that applied something (no-op syncs excluded).
+    pub syncs: AtomicU64,
+    /// Failed syncs.
+    pub sync_errors: AtomicU64,
+    /// Rules in the installed ruleset.
+    pub rules: AtomicU64,
+    /// Every sync's duration (successful, failed, or finding nothing to do).
+    pub sync_duration: SyncHistogram,
+    /// When the last successful sync finished.
+    pub last_sync: LastSync,
+}
+
+impl SyncCounters {
+    /// Records one sync that took `elapsed` and ended with `result`.
+    pub(crate) fn record<E>(&self, elapsed: Duration, result: &Result<SyncOutcome, E>) {
+        self.sync_duration.observe(elapsed);
+        match result {
+            Ok(outcome) => {
+                self.last_sync.set_now();
+                if outcome.applied {
+                    self.syncs.fetch_add(1, Ordering::Relaxed);
+                }
+                self.rules.store(outcome.rules as u64, Ordering::Relaxed);
+            }
+            Err(_) => {
+                self.sync_errors.fetch_add(1, Ordering::Relaxed);
+            }
+        }
     }
 }
 
@@ -128,7 +162,7 @@ impl Collector for NetworkMetrics {
                 &mut encoder,
                 "kubeproxy_sync_proxy_rules_duration_seconds",
                 "SyncProxyRules latency in seconds",
-                &p.sync_duration.0,
+                &p.sync.sync_duration.0,
             )?;
             with_ip_family(
                 &mut encoder,
@@ -146,19 +180,19 @@ impl Collector for NetworkMetrics {
                 &mut encoder,
                 "kubeproxy_sync_proxy_rules_last_timestamp_seconds",
                 "The last time proxy rules were successfully synced",
-                &ConstGauge::new(p.last_sync.seconds()),
+                &ConstGauge::new(p.sync.last_sync.seconds()),
             )?;
             with_ip_family(
                 &mut encoder,
                 "kubeproxy_sync_proxy_rules_nftables_sync_failures",
                 "Cumulative proxy nftables sync failures",
-                &counter(&p.sync_errors),
+                &counter(&p.sync.sync_errors),
             )?;
             describe(
                 &mut encoder,
                 "skiff_proxy_rules",
                 "Rules in the Service proxy's installed nftables ruleset",
-                &gauge(&p.rules),
+                &gauge(&p.sync.rules),
             )?;
             describe(
                 &mut encoder,
@@ -172,25 +206,25 @@ impl Collector for NetworkMetrics {
                 &mut encoder,
                 "skiff_network_policy_sync_duration_seconds",
                 "NetworkPolicy rule sync latency in seconds",
-                &n.sync_duration.0,
+                &n.sync.sync_duration.0,
             )?;
             describe(
                 &mut encoder,
                 "skiff_network_policy_sync_last_timestamp_seconds",
                 "The last time NetworkPolicy rules were successfully synced",
-                &ConstGauge::new(n.last_sync.seconds()),
+                &ConstGauge::new(n.sync.last_sync.seconds()),
             )?;
             describe(
                 &mut encoder,
                 "skiff_network_policy_sync_failures",
                 "Cumulative NetworkPolicy nftables sync failures",
-                &counter(&n.sync_errors),
+                &counter(&n.sync.sync_errors),
             )?;
             describe(
                 &mut encoder,
                 "skiff_network_policy_rules",
                 "Rules in the NetworkPolicy enforcer's installed nftables ruleset",
-                &gauge(&n.rules),
+                &gauge(&n.sync.rules),
             )?;
         }
         Ok(())
@@ -205,10 +239,10 @@ mod tests {
     #[test]
     fn proxy_metrics_use_kube_proxys_names_and_labels() {
         let stats = Arc::new(ProxyStats::default());
-        stats.sync_duration.observe(Duration::from_millis(3));
+        stats.sync.sync_duration.observe(Duration::from_millis(3));
         stats.full_sync_duration.observe(Duration::from_millis(3));
-        stats.sync_errors.fetch_add(2, Ordering::Relaxed);
-        stats.rules.store(42, Ordering::Relaxed);
+        stats.sync.sync_errors.fetch_add(2, Ordering::Relaxed);
+        stats.sync.rules.store(42, Ordering::Relaxed);
         let text = NetworkMetrics::new(Some(stats.clone()), None).encode_text();
         assert!(
             text.contains(
@@ -237,7 +271,7 @@ mod tests {
         assert!(text.contains("skiff_proxy_rules 42\n"));
         assert!(!text.contains("skiff_network_policy"));
 
-        stats.last_sync.set_now();
+        stats.sync.last_sync.set_now();
         let text = NetworkMetrics::new(Some(stats), None).encode_text();
         let line = text
             .lines()
@@ -254,8 +288,8 @@ mod tests {
     #[test]
     fn policy_metrics_stand_alone() {
         let stats = Arc::new(NetpolStats::default());
-        stats.sync_errors.fetch_add(1, Ordering::Relaxed);
-        stats.sync_duration.observe(Duration::from_millis(1));
+        stats.sync.sync_errors.fetch_add(1, Ordering::Relaxed);
+        stats.sync.sync_duration.observe(Duration::from_millis(1));
         let m = NetworkMetrics::new(None, Some(stats));
         assert!(!m.is_empty());
         let text = m.encode_text();

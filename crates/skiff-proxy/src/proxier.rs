@@ -40,7 +40,7 @@ use skiff_sys::nft::{NftError, Nftables};
 use tokio::sync::{Notify, watch};
 
 use crate::conntrack::stale_udp_flows;
-use crate::metrics::{LastSync, SyncHistogram};
+use crate::metrics::{SyncCounters, SyncHistogram};
 use crate::model::{self, SERVICE_NAME_LABEL, ServiceKey, ServicePortInfo};
 use crate::rules::{self, ProxyConfig};
 use crate::ruleset::{Ruleset, set_name};
@@ -72,24 +72,16 @@ pub enum ProxyError {
 /// Counters of the proxy's work (read them for metrics and tests).
 #[derive(Debug, Default)]
 pub struct ProxyStats {
-    /// Successful syncs (full or partial; no-op syncs excluded).
-    pub syncs: AtomicU64,
-    /// Full replacements among them.
+    /// Syncs, failures, rules, durations, last success.
+    pub sync: SyncCounters,
+    /// Full replacements among the successful syncs.
     pub full_syncs: AtomicU64,
-    /// Failed syncs.
-    pub sync_errors: AtomicU64,
     /// Failed conntrack deletions.
     pub conntrack_errors: AtomicU64,
-    /// Rules in the installed ruleset.
-    pub rules: AtomicU64,
-    /// Every sync's duration (successful, failed, or finding nothing to do).
-    pub sync_duration: SyncHistogram,
     /// Successful full replacements' durations.
     pub full_sync_duration: SyncHistogram,
     /// Successful incremental syncs' durations.
     pub partial_sync_duration: SyncHistogram,
-    /// When the last successful sync finished.
-    pub last_sync: LastSync,
 }
 
 /// What one sync did.
@@ -293,7 +285,7 @@ impl<F: Nftables, C: Conntrack> Proxier<F, C> {
             }
             Err(NftError::Rejected(_)) => false,
             Err(err) => {
-                self.stats.sync_errors.fetch_add(1, Ordering::Relaxed);
+                self.stats.sync.sync_errors.fetch_add(1, Ordering::Relaxed);
                 return Err(err);
             }
         };
@@ -386,27 +378,17 @@ impl<F: Nftables, C: Conntrack> Proxier<F, C> {
         let started = Instant::now();
         let result = self.sync_inner(services, slices, node).await;
         let elapsed = started.elapsed();
-        self.stats.sync_duration.observe(elapsed);
-        match &result {
-            Ok(outcome) => {
-                self.stats.last_sync.set_now();
-                if outcome.applied {
-                    self.stats.syncs.fetch_add(1, Ordering::Relaxed);
-                    let by_kind = if outcome.full {
-                        self.stats.full_syncs.fetch_add(1, Ordering::Relaxed);
-                        &self.stats.full_sync_duration
-                    } else {
-                        &self.stats.partial_sync_duration
-                    };
-                    by_kind.observe(elapsed);
-                }
-                self.stats
-                    .rules
-                    .store(outcome.rules as u64, Ordering::Relaxed);
-            }
-            Err(_) => {
-                self.stats.sync_errors.fetch_add(1, Ordering::Relaxed);
-            }
+        self.stats.sync.record(elapsed, &result);
+        if let Ok(outcome) = &result
+            && outcome.applied
+        {
+            let by_kind = if outcome.full {
+                self.stats.full_syncs.fetch_add(1, Ordering::Relaxed);
+                &self.stats.full_sync_duration
+            } else {
+                &self.stats.partial_sync_duration
+            };
+            by_kind.observe(elapsed);
         }
         result
     }

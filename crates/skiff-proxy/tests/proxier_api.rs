@@ -66,6 +66,14 @@ async fn wait_for_script(nft: &RecordingNftables, what: &str, f: impl Fn(&str) -
     panic!("no script {what}; got {:#?}", nft.scripts());
 }
 
+/// The run loop's timing with a short first retry.
+fn fast_retries() -> RunOptions {
+    RunOptions {
+        min_backoff: Duration::from_millis(100),
+        ..RunOptions::default()
+    }
+}
+
 /// The value of the sample `series` (name and labels) in `text`.
 fn sample(text: &str, series: &str) -> f64 {
     text.lines()
@@ -111,14 +119,10 @@ async fn proxier_follows_services_endpoint_slices_and_its_node() {
     let stats = proxier.stats();
     let metrics = NetworkMetrics::new(Some(stats.clone()), None);
     let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
-    let options = RunOptions {
-        min_backoff: Duration::from_millis(100),
-        ..RunOptions::default()
-    };
     let task = tokio::spawn(skiff_proxy::proxier::run(
         proxier,
         client.clone(),
-        options,
+        fast_retries(),
         stop_rx,
     ));
 
@@ -194,12 +198,15 @@ async fn proxier_follows_services_endpoint_slices_and_its_node() {
         .await
         .unwrap();
     for _ in 0..200 {
-        if stats.sync_errors.load(Ordering::Relaxed) >= 2 {
+        if stats.sync.sync_errors.load(Ordering::Relaxed) >= 2 {
             break;
         }
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
-    assert!(stats.sync_errors.load(Ordering::Relaxed) >= 2, "retried");
+    assert!(
+        stats.sync.sync_errors.load(Ordering::Relaxed) >= 2,
+        "retried"
+    );
     // Reported: counted under kube-proxy's metric name, and as a Warning
     // Event on the Node (repeats folded into one series).
     let failures = sample(
@@ -292,14 +299,10 @@ async fn failed_network_policy_syncs_are_events_and_metrics() {
     let stats = enforcer.stats();
     let metrics = NetworkMetrics::new(None, Some(stats.clone()));
     let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
-    let options = RunOptions {
-        min_backoff: Duration::from_millis(100),
-        ..RunOptions::default()
-    };
     let task = tokio::spawn(skiff_proxy::netpol::run(
         enforcer,
         client.clone(),
-        options,
+        fast_retries(),
         stop_rx,
     ));
 
@@ -335,7 +338,7 @@ async fn failed_network_policy_syncs_are_events_and_metrics() {
         .await
         .unwrap();
     for _ in 0..200 {
-        if stats.last_sync.get().is_some() {
+        if stats.sync.last_sync.get().is_some() {
             break;
         }
         tokio::time::sleep(Duration::from_millis(50)).await;

@@ -16,47 +16,28 @@ pub mod rules;
 mod tests;
 
 use std::sync::Arc;
-use std::sync::atomic::{AtomicU64, Ordering};
 
 use k8s_openapi::api::core::v1::{Namespace, Pod};
 use k8s_openapi::api::networking::v1::NetworkPolicy;
 use kube::Api;
 use kube::runtime::reflector::Store;
 use kube::runtime::watcher;
+use skiff_client::events::EventSink;
 use skiff_sys::nft::{NftError, Nftables};
 use tokio::sync::{Notify, watch};
 
-use crate::metrics::{LastSync, SyncHistogram};
+use crate::metrics::SyncCounters;
 use crate::proxier::{FailureEvents, ProxyError, RunOptions, SyncOnce, drive, reflect, stopped};
 use crate::ruleset::Ruleset;
-use skiff_client::events::EventSink;
 
+pub use crate::proxier::SyncOutcome;
 pub use rules::{DEFAULT_TABLE, NetpolConfig};
 
 /// Counters of the enforcer's work.
 #[derive(Debug, Default)]
 pub struct NetpolStats {
-    /// Successful syncs that applied something.
-    pub syncs: AtomicU64,
-    /// Failed syncs.
-    pub sync_errors: AtomicU64,
-    /// Rules in the installed ruleset.
-    pub rules: AtomicU64,
-    /// Every sync's duration (successful, failed, or finding nothing to do).
-    pub sync_duration: SyncHistogram,
-    /// When the last successful sync finished.
-    pub last_sync: LastSync,
-}
-
-/// What one sync did.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct SyncOutcome {
-    /// Whether a script was applied (false: nothing changed).
-    pub applied: bool,
-    /// Whether it replaced the whole table.
-    pub full: bool,
-    /// Rules in the ruleset.
-    pub rules: usize,
+    /// Syncs, failures, rules, durations, last success.
+    pub sync: SyncCounters,
 }
 
 /// Computes and applies the policy ruleset of this node.
@@ -135,21 +116,7 @@ impl<F: Nftables> Enforcer<F> {
     ) -> Result<SyncOutcome, NftError> {
         let started = std::time::Instant::now();
         let result = self.sync_inner(policies, pods, namespaces).await;
-        self.stats.sync_duration.observe(started.elapsed());
-        match &result {
-            Ok(outcome) => {
-                self.stats.last_sync.set_now();
-                if outcome.applied {
-                    self.stats.syncs.fetch_add(1, Ordering::Relaxed);
-                }
-                self.stats
-                    .rules
-                    .store(outcome.rules as u64, Ordering::Relaxed);
-            }
-            Err(_) => {
-                self.stats.sync_errors.fetch_add(1, Ordering::Relaxed);
-            }
-        }
+        self.stats.sync.record(started.elapsed(), &result);
         result
     }
 

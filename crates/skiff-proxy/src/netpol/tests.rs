@@ -563,6 +563,7 @@ async fn enforcer_replaces_then_diffs_and_recovers_with_a_full_sync() {
     assert_eq!(
         enforcer
             .stats()
+            .sync
             .sync_errors
             .load(std::sync::atomic::Ordering::Relaxed),
         1

@@ -61,13 +61,13 @@ async fn first_sync_is_full_then_diffs_and_a_failure_forces_full() {
         err.to_string(),
         "nft -f - failed: Error: Could not process rule"
     );
-    assert_eq!(p.stats().sync_errors.load(Ordering::Relaxed), 1);
+    assert_eq!(p.stats().sync.sync_errors.load(Ordering::Relaxed), 1);
     // ...and the retry replaces the whole table, even with no new change.
     p.nft().reject(None);
     let out = p.sync(&[&svc], &[&s], None).await.unwrap();
     assert!(out.applied && out.full);
     assert_eq!(p.stats().full_syncs.load(Ordering::Relaxed), 2);
-    assert_eq!(p.stats().syncs.load(Ordering::Relaxed), 3);
+    assert_eq!(p.stats().sync.syncs.load(Ordering::Relaxed), 3);
 }
 
 #[tokio::test]

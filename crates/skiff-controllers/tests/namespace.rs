@@ -262,6 +262,51 @@ async fn a_namespace_with_a_thousand_objects_is_emptied_and_removed() {
     env.stop().await;
 }
 
+/// The deleter lists what remains a page (500) at a time: content held by
+/// finalizers past one page is counted whole.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn remaining_content_past_one_list_page_is_counted_whole() {
+    const HELD: usize = 530;
+    let env = Env::start(0).await;
+    let client = env.client();
+    env.create_namespace("paged").await;
+    let cms: Api<ConfigMap> = Api::namespaced(client.clone(), "paged");
+    let created: Vec<()> = futures::stream::iter(0..HELD)
+        .map(|i| {
+            let cms = cms.clone();
+            async move {
+                let cm: ConfigMap = serde_json::from_value(json!({
+                    "metadata": {"name": format!("held-{i}"), "finalizers": ["foo.io/x"]},
+                }))
+                .unwrap();
+                cms.create(&PostParams::default(), &cm).await.unwrap();
+            }
+        })
+        .buffer_unordered(16)
+        .collect()
+        .await;
+    assert_eq!(created.len(), HELD);
+    let nss: Api<Namespace> = Api::all(client.clone());
+    nss.delete("paged", &DeleteParams::default()).await.unwrap();
+    let ns = wait_long("the finalizers to be reported", 60, async || {
+        let ns = nss.get("paged").await.unwrap();
+        let (status, _, _) = condition(&ns, "NamespaceFinalizersRemaining")?;
+        (status == "True").then_some(ns)
+    })
+    .await;
+    assert_eq!(
+        condition(&ns, "NamespaceFinalizersRemaining").unwrap().2,
+        format!(
+            "Some content in the namespace has finalizers remaining: foo.io/x in {HELD} resource instances"
+        )
+    );
+    assert_eq!(
+        condition(&ns, "NamespaceContentRemaining").unwrap().2,
+        format!("Some resources are remaining: configmaps. has {HELD} resource instances")
+    );
+    env.stop().await;
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn content_with_a_finalizer_holds_the_namespace_until_released() {
     let env = Env::start(0).await;

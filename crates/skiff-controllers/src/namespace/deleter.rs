@@ -16,11 +16,20 @@ use kube::Api;
 use kube::api::{
     ApiResource, DeleteParams, DynamicObject, ListParams, PostParams, PropagationPolicy,
 };
-use kube::core::PartialObjectMeta;
 
 use super::conditions::{ConditionUpdater, ContentTotals, Gvr};
 use super::discovery::{self, DeletableResource};
 use crate::controller::SyncError;
+
+/// Objects listed at once when checking what remains of a resource.
+const LIST_PAGE: u32 = 500;
+
+/// What the deleter keeps of a listed object.
+#[derive(Debug)]
+struct Listed {
+    name: String,
+    finalizers: Vec<String>,
+}
 
 /// The finalizer this controller owns on Namespaces.
 pub const FINALIZER_KUBERNETES: &str = "kubernetes";
@@ -390,17 +399,16 @@ impl Deleter {
             plural: gvr.resource.clone(),
         };
         // Metadata only, as upstream's deleter: names and finalizers are all
-        // it reads, and a deletecollection answers with every deleted object.
-        let api: Api<PartialObjectMeta<DynamicObject>> =
-            Api::namespaced_with(self.client.clone(), namespace, &ar);
+        // it reads.
+        let api: Api<DynamicObject> = Api::namespaced_with(self.client.clone(), namespace, &ar);
         let params = DeleteParams {
             propagation_policy: Some(PropagationPolicy::Background),
             ..DeleteParams::default()
         };
         let mut collected = false;
         if r.delete_collection && self.supported("deletecollection", &gvr) {
-            match api.delete_collection(&params, &ListParams::default()).await {
-                Ok(_) => collected = true,
+            match self.delete_collection(&api, &params).await {
+                Ok(()) => collected = true,
                 Err(e) if matches!(code(&e), Some(404 | 405)) => {
                     self.set_not_supported("deletecollection", &gvr);
                 }
@@ -414,8 +422,7 @@ impl Deleter {
                 Err(e) => return fail(estimate, e),
             } {
                 for obj in list {
-                    let name = obj.metadata.name.clone().unwrap_or_default();
-                    match api.delete(&name, &params).await {
+                    match api.delete(&obj.name, &params).await {
                         Ok(_) => {}
                         Err(e) if matches!(code(&e), Some(404 | 405)) => {}
                         Err(e) => return fail(estimate, api_message(&e)),
@@ -437,10 +444,7 @@ impl Deleter {
             }
             Err(e) => return fail(estimate, e),
         };
-        let finalizers: Vec<Vec<String>> = remaining
-            .into_iter()
-            .map(|o| o.metadata.finalizers.unwrap_or_default())
-            .collect();
+        let finalizers: Vec<Vec<String>> = remaining.into_iter().map(|o| o.finalizers).collect();
         let (meta, err) = remaining_metadata(estimate, &finalizers, namespace, &gvr);
         (gvr, meta, err)
     }
@@ -460,23 +464,55 @@ impl Deleter {
         }
     }
 
-    /// The resource's objects in the namespace; `None` when it cannot be
+    /// Deletes the collection, reading the answer (every deleted object in
+    /// full, whatever the Accept header says) a chunk at a time and
+    /// dropping it: decoding it would hold 10,000 pods' JSON and its parse
+    /// at once (upstream's client also ignores it).
+    async fn delete_collection(
+        &self,
+        api: &Api<DynamicObject>,
+        params: &DeleteParams,
+    ) -> Result<(), kube::Error> {
+        let req = kube::core::Request::new(api.resource_url())
+            .delete_collection(params, &ListParams::default())
+            .map_err(kube::Error::BuildRequest)?;
+        let body = self.client.request_stream(req).await?;
+        futures::io::copy_buf(body, &mut futures::io::sink())
+            .await
+            .map_err(|e| kube::Error::Service(Box::new(e)))?;
+        Ok(())
+    }
+
+    /// The resource's objects in the namespace (names and finalizers,
+    /// listed as metadata a page at a time); `None` when it cannot be
     /// listed.
     async fn list(
         &self,
         r: &DeletableResource,
-        api: &Api<PartialObjectMeta<DynamicObject>>,
-    ) -> Result<Option<Vec<PartialObjectMeta<DynamicObject>>>, String> {
+        api: &Api<DynamicObject>,
+    ) -> Result<Option<Vec<Listed>>, String> {
         if !r.list || !self.supported("list", &r.gvr) {
             return Ok(None);
         }
-        match api.list(&ListParams::default()).await {
-            Ok(l) => Ok(Some(l.items)),
-            Err(e) if matches!(code(&e), Some(404 | 405)) => {
-                self.set_not_supported("list", &r.gvr);
-                Ok(None)
+        let mut lp = ListParams::default().limit(LIST_PAGE);
+        let mut out = Vec::new();
+        loop {
+            let page = match api.list_metadata(&lp).await {
+                Ok(page) => page,
+                Err(e) if matches!(code(&e), Some(404 | 405)) => {
+                    self.set_not_supported("list", &r.gvr);
+                    return Ok(None);
+                }
+                Err(e) => return Err(api_message(&e)),
+            };
+            out.extend(page.items.into_iter().map(|o| Listed {
+                name: o.metadata.name.unwrap_or_default(),
+                finalizers: o.metadata.finalizers.unwrap_or_default(),
+            }));
+            match page.metadata.continue_.filter(|c| !c.is_empty()) {
+                Some(token) => lp = lp.continue_token(&token),
+                None => return Ok(Some(out)),
             }
-            Err(e) => Err(api_message(&e)),
         }
     }
 }

@@ -297,11 +297,18 @@ impl<K: Informable + Serialize> ResourceEventHandler<K> for Replenish {
     fn on_add(&self, _obj: &Arc<K>) {}
 
     fn on_update(&self, old: &Arc<K>, new: &Arc<K>) {
+        // Most namespaces have no quota: then nothing is to be queued, and
+        // the two usages (each a JSON rendering of the object, on every
+        // pod status change) need not be computed.
+        let ns = new.meta().namespace.as_deref().unwrap_or("");
+        if self.quotas.list(ns).is_empty() {
+            return;
+        }
         let now = now_unix();
         let before = self.evaluator.usage(&to_value(&**old), now);
         let after = self.evaluator.usage(&to_value(&**new), now);
         if !quota::equals(&before, &after) {
-            self.enqueue_namespace(new.meta().namespace.as_deref().unwrap_or(""));
+            self.enqueue_namespace(ns);
         }
     }
 

@@ -59,7 +59,9 @@ fn internal(what: &str) -> impl Fn(std::io::Error) -> RuntimeError + '_ {
 pub struct RuntimeConfig {
     /// Persistent state: `sandboxes/`, `containers/`, `oci/` (libcontainer).
     pub root: PathBuf,
-    /// Pinned namespaces: `netns/`, `ipcns/`, `utsns/`.
+    /// Pinned namespaces: `netns/`, `ipcns/`, `utsns/`. With
+    /// `trim_supervisor_mounts` it is a tmpfs (nothing in it outlives the
+    /// host's namespaces anyway).
     pub run_dir: PathBuf,
     /// The supervisor command: program and leading arguments (`run`/`exec` follow).
     pub shim: Vec<OsString>,
@@ -185,7 +187,12 @@ impl Runtime {
     /// shutdown; roots still in use stay for the next agent).
     pub fn release_mount_roots(&self) {
         for root in &self.mount_roots {
-            if let Err(e) = skiff_sys::mount_view::release_mount_root(root) {
+            let released = if *root == self.config.run_dir {
+                skiff_sys::mount_view::release_tmpfs_mount_root(root)
+            } else {
+                skiff_sys::mount_view::release_mount_root(root)
+            };
+            if let Err(e) = released {
                 tracing::warn!(root = %root.display(), error = %e, "releasing a mount root");
             }
         }
@@ -463,7 +470,12 @@ impl Runtime {
                     .collect(),
             })
             .map_err(RuntimeError::InvalidArgument)?;
-            save(&dir.join("config.json"), &spec)
+            // No fsync: the bundle is read once, by this container's
+            // supervisor, and a container never starts after a crash of the
+            // host (containerd keeps bundles under /run).
+            let path = dir.join("config.json");
+            let data = encode(&path, &spec)?;
+            std::fs::write(&path, data).map_err(internal("write config.json"))
         })();
         if let Err(e) = result {
             let _ = self.deps.mounter.unmount(&rootfs);
@@ -981,17 +993,25 @@ fn write_sandbox_files(
 /// Makes the runtime's per-pod mount directories mount roots; the ones that
 /// could not be made are left out (their supervisors see those mounts).
 fn open_mount_roots(config: &RuntimeConfig) -> Vec<PathBuf> {
-    [config.run_dir.clone(), config.root.join("containers")]
+    // The run dir holds only what dies with the host (namespace pins): a
+    // tmpfs, as containerd keeps its state under /run.
+    let run_dir = config.run_dir.clone();
+    [run_dir.clone(), config.root.join("containers")]
         .into_iter()
-        .filter(
-            |dir| match skiff_sys::mount_view::ensure_mount_root(dir) {
+        .filter(|dir| {
+            let ensured = if *dir == run_dir {
+                skiff_sys::mount_view::ensure_tmpfs_mount_root(dir)
+            } else {
+                skiff_sys::mount_view::ensure_mount_root(dir)
+            };
+            match ensured {
                 Ok(_) => true,
                 Err(e) => {
                     tracing::warn!(dir = %dir.display(), error = %e, "cannot make a mount root; supervisors will see its mounts");
                     false
                 }
-            },
-        )
+            }
+        })
         .collect()
 }
 

@@ -509,9 +509,10 @@ async fn supervisor_sees_only_its_own_pods_mounts() {
         server.start(&id).await;
         ids.push((sandbox.0, id));
     }
-    // The host sees the mount roots and both pods' pins and rootfs.
+    // The host sees the mount roots (the run dir's over its tmpfs) and both
+    // pods' pins and rootfs.
     let host = mounts_under(env.tmp.path());
-    assert_eq!(host.len(), 2 + 2 * 4, "{host:#?}");
+    assert_eq!(host.len(), 3 + 2 * 4, "{host:#?}");
     for root in env.mount_roots() {
         assert!(host.iter().any(|m| Path::new(m) == root), "{host:#?}");
     }
@@ -533,6 +534,8 @@ async fn supervisor_sees_only_its_own_pods_mounts() {
             .iter()
             .map(|k| env.run_dir().join(k).join(sandbox))
             .chain([env.root().join("containers").join(id).join("rootfs")])
+            // The tmpfs under the run dir's root: its pins are files there.
+            .chain([env.run_dir()])
             .map(|p| p.to_string_lossy().into_owned())
             .collect();
         own.sort();

@@ -22,8 +22,8 @@ use std::path::{Path, PathBuf};
 
 use rustix::fs::CWD;
 use rustix::mount::{
-    MountPropagationFlags, MoveMountFlags, OpenTreeFlags, UnmountFlags, mount_bind, mount_change,
-    move_mount, open_tree, unmount,
+    MountFlags, MountPropagationFlags, MoveMountFlags, OpenTreeFlags, UnmountFlags, mount_bind,
+    mount_change, move_mount, open_tree, unmount,
 };
 use rustix::thread::{LinkNameSpaceType, UnshareFlags, move_into_link_name_space};
 
@@ -38,27 +38,74 @@ use crate::mount::mounts_under;
 /// would hide them from the paths they are known by.
 pub fn ensure_mount_root(dir: &Path) -> io::Result<bool> {
     std::fs::create_dir_all(dir)?;
-    let info = std::fs::read_to_string("/proc/self/mountinfo")?;
-    let below = mounts_under(&info, dir);
+    let below = mounts_below(dir)?;
     if below.iter().any(|m| m == dir) {
         return Ok(false);
     }
-    if let Some(m) = below.first() {
-        return Err(io::Error::new(
+    busy_if_mounted_below(dir, &below)?;
+    bind_private(dir)?;
+    Ok(true)
+}
+
+/// [`ensure_mount_root`] over a fresh tmpfs (nosuid, nodev, mode 0755) on
+/// `dir`: for short-lived state such as namespace pins (containerd keeps its
+/// state under /run), where a new file costs far less CPU than on a disk
+/// filesystem and nothing must outlive a reboot. The root is a bind mount of
+/// `dir` onto itself on top of the tmpfs, so a supervisor that drops the
+/// root still finds the files it reattaches its own mounts onto.
+///
+/// A `dir` that already is a mount point (this root from an earlier agent,
+/// or a plain mount root of an older one) is left as it is.
+pub fn ensure_tmpfs_mount_root(dir: &Path) -> io::Result<bool> {
+    std::fs::create_dir_all(dir)?;
+    let below = mounts_below(dir)?;
+    if below.iter().any(|m| m == dir) {
+        return Ok(false);
+    }
+    busy_if_mounted_below(dir, &below)?;
+    rustix::mount::mount(
+        "tmpfs",
+        dir,
+        "tmpfs",
+        MountFlags::NOSUID | MountFlags::NODEV,
+        Some(c"mode=0755"),
+    )?;
+    let private = mount_change(dir, MountPropagationFlags::PRIVATE)
+        .map_err(io::Error::from)
+        .and_then(|()| bind_private(dir));
+    if let Err(e) = private {
+        let _ = unmount(dir, UnmountFlags::DETACH);
+        return Err(e);
+    }
+    Ok(true)
+}
+
+fn mounts_below(dir: &Path) -> io::Result<Vec<PathBuf>> {
+    let info = std::fs::read_to_string("/proc/self/mountinfo")?;
+    Ok(mounts_under(&info, dir))
+}
+
+fn busy_if_mounted_below(dir: &Path, below: &[PathBuf]) -> io::Result<()> {
+    match below.first() {
+        Some(m) => Err(io::Error::new(
             io::ErrorKind::ResourceBusy,
             format!(
                 "{} has mounts below it ({}) but is no mount root",
                 dir.display(),
                 m.display()
             ),
-        ));
+        )),
+        None => Ok(()),
     }
+}
+
+fn bind_private(dir: &Path) -> io::Result<()> {
     mount_bind(dir, dir)?;
     if let Err(e) = mount_change(dir, MountPropagationFlags::PRIVATE) {
         let _ = unmount(dir, UnmountFlags::DETACH);
         return Err(e.into());
     }
-    Ok(true)
+    Ok(())
 }
 
 /// Unmounts the mount root `dir` if nothing is mounted below it any more.
@@ -73,6 +120,20 @@ pub fn release_mount_root(dir: &Path) -> io::Result<bool> {
         }
         Err(e) => Err(e.into()),
     }
+}
+
+/// Unmounts a root made by [`ensure_tmpfs_mount_root`] (and its tmpfs,
+/// with what is in it) if nothing is mounted below it any more. Returns
+/// whether it did.
+pub fn release_tmpfs_mount_root(dir: &Path) -> io::Result<bool> {
+    if !release_mount_root(dir)? {
+        return Ok(false);
+    }
+    let info = std::fs::read_to_string("/proc/self/mountinfo")?;
+    if mounts_under(&info, dir).iter().any(|m| m == dir) {
+        release_mount_root(dir)?;
+    }
+    Ok(true)
 }
 
 /// What a supervisor's mount namespace leaves out and keeps.
@@ -226,7 +287,70 @@ mod tests {
         mounter.mount_tmpfs(&mine, None).unwrap();
         let err = ensure_mount_root(&root).unwrap_err();
         assert_eq!(err.kind(), io::ErrorKind::ResourceBusy, "{err}");
+        let err = ensure_tmpfs_mount_root(&root).unwrap_err();
+        assert_eq!(err.kind(), io::ErrorKind::ResourceBusy, "{err}");
         assert!(!is_mount_point(&root).unwrap());
         mounter.unmount(&mine).unwrap();
+    }
+
+    fn fs_type(dir: &Path) -> Option<String> {
+        let info = std::fs::read_to_string("/proc/self/mountinfo").unwrap();
+        let dir = dir.to_string_lossy().into_owned();
+        info.lines().find_map(|line| {
+            let (left, right) = line.split_once(" - ")?;
+            (left.split(' ').nth(4)? == dir).then(|| right.split(' ').next().unwrap().to_owned())
+        })
+    }
+
+    #[test]
+    fn a_tmpfs_mount_root_holds_files_until_released() {
+        if !rustix::process::geteuid().is_root() {
+            println!("skipped: needs root");
+            return;
+        }
+        let dir = tempfile::tempdir().unwrap();
+        let root = dir.path().join("run");
+        // A file already there (on the disk below) is hidden, not lost.
+        std::fs::create_dir_all(&root).unwrap();
+        std::fs::write(root.join("old"), "disk").unwrap();
+        assert!(ensure_tmpfs_mount_root(&root).unwrap());
+        assert_eq!(fs_type(&root).as_deref(), Some("tmpfs"));
+        assert!(!root.join("old").exists());
+        // An agent started again keeps the root and what is in it.
+        std::fs::write(root.join("pin"), "x").unwrap();
+        assert!(!ensure_tmpfs_mount_root(&root).unwrap());
+        assert_eq!(std::fs::read_to_string(root.join("pin")).unwrap(), "x");
+
+        // A supervisor that drops the root still has the tmpfs's files to
+        // attach its own mounts onto.
+        let mine = root.join("mine");
+        std::fs::create_dir_all(&mine).unwrap();
+        LinuxMounter.mount_tmpfs(&mine, Some(1 << 20)).unwrap();
+        std::fs::write(mine.join("file"), "mine").unwrap();
+        let view = TrimmedView {
+            detach: vec![root.clone()],
+            keep: vec![mine.clone()],
+        };
+        let (root_t, mine_t) = (root.clone(), mine.clone());
+        let (mut seen, content, pin) = std::thread::spawn(move || {
+            enter_trimmed_mount_namespace(&view).unwrap();
+            (
+                mounts_in_thread_view(&root_t),
+                std::fs::read_to_string(mine_t.join("file")).unwrap(),
+                std::fs::read_to_string(root_t.join("pin")).unwrap(),
+            )
+        })
+        .join()
+        .unwrap();
+        seen.sort();
+        assert_eq!(seen, vec![root.clone(), mine.clone()], "the tmpfs and mine");
+        assert_eq!((content.as_str(), pin.as_str()), ("mine", "x"));
+
+        // Busy while something is mounted below it.
+        assert!(!release_tmpfs_mount_root(&root).unwrap());
+        LinuxMounter.unmount(&mine).unwrap();
+        assert!(release_tmpfs_mount_root(&root).unwrap());
+        assert_eq!(fs_type(&root), None);
+        assert_eq!(std::fs::read_to_string(root.join("old")).unwrap(), "disk");
     }
 }

@@ -93,10 +93,18 @@ fn now_time() -> Time {
 
 impl PodWorker {
     pub(crate) fn new(shared: Arc<Shared>, uid: String, inputs: WorkerInputs) -> Self {
-        // Nothing is decided before a relist that starts now: an empty view
-        // would restart the containers a restarted kubelet must adopt.
-        // Asking for it also gets a new pod going at once.
-        let min_generation = shared.request_relist(&inputs.wants);
+        // Nothing is decided before the first relist: an empty view would
+        // restart the containers a restarted kubelet must adopt. Any relist
+        // will do (upstream's first sync waits for a pod cache newer than the
+        // zero time): only this pod's worker makes its runtime objects, so a
+        // new pod has nothing a newer relist could show. A worker made
+        // before that relist ends asks to be woken by it.
+        let min_generation = 1;
+        if inputs.snapshot.borrow().generation < min_generation {
+            inputs
+                .wants
+                .fetch_max(min_generation, std::sync::atomic::Ordering::SeqCst);
+        }
         Self {
             min_generation,
             shared,

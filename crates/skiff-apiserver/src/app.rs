@@ -346,7 +346,7 @@ impl App {
                 } else {
                     body
                 };
-                let output = if matches!(r.verb, "get" | "list" | "watch") {
+                let output = if matches!(r.verb, "get" | "list" | "watch" | "deletecollection") {
                     let include = request_info::query_value(query.as_deref(), "includeObject");
                     match negotiate::choose(&accept, include.as_deref()) {
                         Ok(output) => output,

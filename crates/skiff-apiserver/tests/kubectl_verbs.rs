@@ -191,6 +191,32 @@ async fn verbs(bin: &'static str) {
     assert!(left.is_empty(), "{left:?}");
     assert!(cms.get_opt("watched").await.unwrap().is_some());
 
+    // A metadata-only client's deletecollection answers with metadata only.
+    for name in ["e", "f"] {
+        k.ok(&["create", "configmap", name, "--from-literal=big=value"])
+            .await;
+        k.ok(&["label", "configmap", name, "tier=z"]).await;
+    }
+    let req = http::Request::delete("/api/v1/namespaces/default/configmaps?labelSelector=tier%3Dz")
+        .header(
+            "Accept",
+            "application/json;as=PartialObjectMetadataList;g=meta.k8s.io;v=v1",
+        )
+        .body(Vec::new())
+        .unwrap();
+    let answer: serde_json::Value =
+        serde_json::from_str(&client.request_text(req).await.unwrap()).unwrap();
+    assert_eq!(answer["kind"], "PartialObjectMetadataList", "{answer}");
+    let items = answer["items"].as_array().unwrap();
+    let mut names: Vec<&str> = items
+        .iter()
+        .map(|i| i["metadata"]["name"].as_str().unwrap())
+        .collect();
+    names.sort_unstable();
+    assert_eq!(names, ["e", "f"]);
+    assert!(items.iter().all(|i| i.get("data").is_none()), "{answer}");
+    assert!(cms.get_opt("e").await.unwrap().is_none());
+
     server.shutdown().await;
 }
 

@@ -18,7 +18,7 @@ use super::{
     Call, MAX_RETRIES, Registry, Retry, body, decode, dry_run, is_service, list_error, matches,
     meta, selectors, services, store_error, strip_rv,
 };
-use crate::negotiate::Output;
+use crate::negotiate::{self, Output};
 use crate::response::{self, Body};
 
 /// The finalizer that makes the garbage collector orphan the dependents.
@@ -163,7 +163,13 @@ impl Registry {
             "metadata": {"resourceVersion": page.revision.to_string()},
             "items": deleted,
         });
-        Ok(response::json(StatusCode::OK, &list))
+        // The answer honours the Accept header as a list does (a
+        // metadata-only client gets PartialObjectMetadataList, not every
+        // deleted object whole).
+        Ok(response::json(
+            StatusCode::OK,
+            &negotiate::list(info, call.output, list),
+        ))
     }
 }
 

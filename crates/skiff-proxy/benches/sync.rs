@@ -147,13 +147,17 @@ async fn main() {
         let (services, slices) = objects(n, 0);
         let svc: Vec<&Service> = services.iter().collect();
         let eps: Vec<&EndpointSlice> = slices.iter().collect();
-        let mut proxier = Proxier::new(
-            config.clone(),
-            NftCli::new().in_netns(&pair.client),
-            RecordingConntrack::new(),
-        )
-        .unwrap()
-        .with_staged_elements(if staged { 0 } else { usize::MAX });
+        // The proxier (and, later, the restarted agent's) on this path.
+        let new_proxier = || {
+            Proxier::new(
+                config.clone(),
+                NftCli::new().in_netns(&pair.client),
+                RecordingConntrack::new(),
+            )
+            .unwrap()
+            .with_staged_elements(if staged { 0 } else { usize::MAX })
+        };
+        let mut proxier = new_proxier();
 
         let started = Instant::now();
         let (ruleset, _) = proxier.compute(&svc, &eps, None);
@@ -195,13 +199,7 @@ async fn main() {
             assert!(out.applied && !out.full);
         }
         // A restarted agent: a new proxier replaces the table in place.
-        let mut restarted = Proxier::new(
-            config.clone(),
-            NftCli::new().in_netns(&pair.client),
-            RecordingConntrack::new(),
-        )
-        .unwrap()
-        .with_staged_elements(if staged { 0 } else { usize::MAX });
+        let mut restarted = new_proxier();
         let started = Instant::now();
         let out = restarted.sync(&svc, &eps, None).await.unwrap();
         let replace = started.elapsed();

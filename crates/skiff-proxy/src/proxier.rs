@@ -280,8 +280,8 @@ impl<F: Nftables, C: Conntrack> Proxier<F, C> {
         };
         let intact = match self.nft.list("list chains ip\n").await {
             Ok(out) => {
-                let present = chains_of(&out, &self.config.table);
-                table.base_chains().all(|c| present.contains(&c))
+                let installed = Installed::parse(&out, &self.config.table);
+                table.base_chains().all(|c| installed.has_chain(c))
             }
             Err(NftError::Rejected(_)) => false,
             Err(err) => {
@@ -512,21 +512,6 @@ impl<F: Nftables, C: Conntrack> Proxier<F, C> {
             }
         }
     }
-}
-
-/// The chains `nft list chains` shows in `table` (family `ip`).
-fn chains_of<'a>(listing: &'a str, table: &str) -> Vec<&'a str> {
-    let header = format!("table ip {table} {{");
-    let mut inside = false;
-    let mut out = Vec::new();
-    for line in listing.lines().map(str::trim) {
-        if line.starts_with("table ") {
-            inside = line == header;
-        } else if inside && let Some(chain) = line.strip_prefix("chain ") {
-            out.push(chain.trim_end_matches('{').trim().trim_matches('"'));
-        }
-    }
-    out
 }
 
 /// The Node's IPv4 InternalIP and ExternalIP addresses.

@@ -592,6 +592,11 @@ impl Installed {
     pub fn has_set(&self, name: &str) -> bool {
         self.sets.iter().any(|(_, n)| n == name)
     }
+
+    /// Whether a chain of this name is installed.
+    pub fn has_chain(&self, name: &str) -> bool {
+        self.chains.iter().any(|n| n == name)
+    }
 }
 
 /// A full replacement in three steps, for tables whose elements are too

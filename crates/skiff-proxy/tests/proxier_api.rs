@@ -66,6 +66,19 @@ async fn wait_for_script(nft: &RecordingNftables, what: &str, f: impl Fn(&str) -
     panic!("no script {what}; got {:#?}", nft.scripts());
 }
 
+/// Stops a run loop and checks that it ended cleanly within 10 s.
+async fn stop(
+    stop_tx: tokio::sync::watch::Sender<bool>,
+    task: tokio::task::JoinHandle<Result<(), skiff_proxy::ProxyError>>,
+) {
+    stop_tx.send_replace(true);
+    tokio::time::timeout(Duration::from_secs(10), task)
+        .await
+        .unwrap()
+        .unwrap()
+        .unwrap();
+}
+
 /// The run loop's timing with a short first retry.
 fn fast_retries() -> RunOptions {
     RunOptions {
@@ -273,12 +286,7 @@ async fn proxier_follows_services_endpoint_slices_and_its_node() {
         "{text}"
     );
 
-    stop_tx.send_replace(true);
-    tokio::time::timeout(Duration::from_secs(10), task)
-        .await
-        .unwrap()
-        .unwrap()
-        .unwrap();
+    stop(stop_tx, task).await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -350,10 +358,5 @@ async fn failed_network_policy_syncs_are_events_and_metrics() {
     );
     assert!(sample(&text, "skiff_network_policy_rules") > 0.0, "{text}");
 
-    stop_tx.send_replace(true);
-    tokio::time::timeout(Duration::from_secs(10), task)
-        .await
-        .unwrap()
-        .unwrap()
-        .unwrap();
+    stop(stop_tx, task).await;
 }

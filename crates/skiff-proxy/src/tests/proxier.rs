@@ -461,13 +461,7 @@ fn unsuffixed(mut model: skiff_sys::nft::model::NftModel) -> skiff_sys::nft::mod
 
 #[tokio::test]
 async fn a_staged_full_sync_ends_as_a_one_script_one_does() {
-    let mut p = Proxier::new(
-        config(),
-        RecordingNftables::modelled(),
-        RecordingConntrack::new(),
-    )
-    .unwrap()
-    .with_staged_elements(0);
+    let mut p = modelled().with_staged_elements(0);
     // What an earlier run left: objects the new table does not have, a
     // chain it has (with other rules) and a verdict map into both.
     p.nft()
@@ -546,13 +540,7 @@ async fn sync_objects_err(
 
 #[tokio::test]
 async fn a_failed_staged_replacement_falls_back_to_one_script() {
-    let mut p = Proxier::new(
-        config(),
-        RecordingNftables::modelled(),
-        RecordingConntrack::new(),
-    )
-    .unwrap()
-    .with_staged_elements(0);
+    let mut p = modelled().with_staged_elements(0);
     // Both names of a set taken (stages left half done, twice): no fresh
     // names, so the one-script path, which deletes the table first.
     p.nft()

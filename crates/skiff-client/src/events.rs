@@ -1,10 +1,23 @@
 //! A non-blocking events.k8s.io/v1 event recorder: callers hand events to a
-//! bounded channel and go on; one task writes them (with kube-runtime's
-//! series aggregation). When the channel is full the event is dropped and
-//! logged, so a slow API server never stalls the caller.
+//! bounded channel and go on; one task writes them. A repeat of an event
+//! written in the last six minutes (same type, action, reason and object, as
+//! client-go's events library keys them) becomes a series: the writer
+//! patches the first event's `series` instead of creating another. The
+//! writer remembers a bounded number of recent events, so a controller that
+//! writes tens of thousands keeps a few MB at most. When the channel is full
+//! the event is dropped and logged, so a slow API server never stalls the
+//! caller.
+
+use std::collections::HashMap;
+use std::time::{Duration, Instant};
 
 use k8s_openapi::api::core::v1::ObjectReference;
-use kube::runtime::events::{Event, EventType, Recorder, Reporter};
+use k8s_openapi::api::events::v1::Event;
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::{MicroTime, ObjectMeta};
+use k8s_openapi::jiff::Timestamp;
+use kube::Api;
+use kube::api::{Patch, PatchParams, PostParams};
+use serde_json::json;
 use tokio::sync::mpsc;
 
 /// Events queued at most before new ones are dropped.
@@ -48,28 +61,16 @@ impl EventRecorder {
         capacity: usize,
     ) -> EventRecorder {
         let (tx, mut rx) = mpsc::channel::<PendingEvent>(capacity.max(1));
-        let recorder = Recorder::new(
+        let mut writer = EventWriter {
             client,
-            Reporter {
-                controller: reporting_controller.to_owned(),
-                instance: Some(reporting_instance.to_owned()),
-            },
-        );
+            controller: reporting_controller.to_owned(),
+            instance: reporting_instance.to_owned(),
+            recent: RecentEvents::new(MAX_REMEMBERED),
+        };
         tokio::spawn(async move {
             while let Some(ev) = rx.recv().await {
-                let event = Event {
-                    type_: if ev.normal {
-                        EventType::Normal
-                    } else {
-                        EventType::Warning
-                    },
-                    reason: ev.reason,
-                    note: Some(truncate_note(ev.note)),
-                    action: ev.action,
-                    secondary: None,
-                };
-                if let Err(err) = recorder.publish(&event, &ev.regarding).await {
-                    tracing::warn!(error = %err, reason = %event.reason, "cannot write event");
+                if let Err(err) = writer.write(ev).await {
+                    tracing::warn!(error = %err, "cannot write event");
                 }
             }
         });
@@ -91,6 +92,179 @@ impl EventSink for EventRecorder {
                 mpsc::error::TrySendError::Closed(ev) => ("closed", ev),
             };
             tracing::warn!(queue = kind, reason = %ev.reason, note = %ev.note, "dropping event");
+        }
+    }
+}
+
+/// How long a written event can still gain a series (client-go's events
+/// library finishes a series after six minutes without a repeat).
+const SERIES_WINDOW: Duration = Duration::from_secs(6 * 60);
+
+/// Recent events remembered at most (client-go's event correlator keeps an
+/// LRU cache of 4,096).
+const MAX_REMEMBERED: usize = 4096;
+
+/// What makes two events the same one repeated.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+struct EventKey {
+    normal: bool,
+    action: String,
+    reason: String,
+    regarding: [String; 6],
+}
+
+impl EventKey {
+    fn of(ev: &PendingEvent) -> EventKey {
+        let r = &ev.regarding;
+        let s = |v: &Option<String>| v.clone().unwrap_or_default();
+        EventKey {
+            normal: ev.normal,
+            action: ev.action.clone(),
+            reason: ev.reason.clone(),
+            regarding: [
+                s(&r.api_version),
+                s(&r.kind),
+                s(&r.namespace),
+                s(&r.name),
+                s(&r.uid),
+                s(&r.field_path),
+            ],
+        }
+    }
+}
+
+/// An event written recently: where it is and how often it happened.
+#[derive(Debug, Clone)]
+struct Written {
+    namespace: String,
+    name: String,
+    count: i32,
+    last_seen: Instant,
+}
+
+/// The recently written events, forgotten after [`SERIES_WINDOW`] or,
+/// beyond `max`, oldest first.
+#[derive(Debug)]
+struct RecentEvents {
+    max: usize,
+    entries: HashMap<EventKey, Written>,
+    swept: Instant,
+}
+
+impl RecentEvents {
+    fn new(max: usize) -> RecentEvents {
+        RecentEvents {
+            max: max.max(1),
+            entries: HashMap::new(),
+            swept: Instant::now(),
+        }
+    }
+
+    /// The event `key` names, if written within the window.
+    fn get(&mut self, key: &EventKey, now: Instant) -> Option<&mut Written> {
+        self.entries
+            .get_mut(key)
+            .filter(|w| now.duration_since(w.last_seen) < SERIES_WINDOW)
+    }
+
+    fn remember(&mut self, key: EventKey, written: Written, now: Instant) {
+        self.entries.insert(key, written);
+        // Expired entries go at most once a minute, or when the cache is
+        // full; a full cache of live entries drops its older half.
+        if self.entries.len() > self.max || now.duration_since(self.swept) > SWEEP_EVERY {
+            self.swept = now;
+            self.entries
+                .retain(|_, w| now.duration_since(w.last_seen) < SERIES_WINDOW);
+            if self.entries.len() > self.max {
+                let mut seen: Vec<Instant> = self.entries.values().map(|w| w.last_seen).collect();
+                seen.sort_unstable();
+                let keep_from = seen[seen.len() / 2];
+                self.entries.retain(|_, w| w.last_seen >= keep_from);
+            }
+        }
+    }
+}
+
+/// How often expired events are looked for.
+const SWEEP_EVERY: Duration = Duration::from_secs(60);
+
+/// Writes events through the API, folding repeats into series.
+struct EventWriter {
+    client: kube::Client,
+    controller: String,
+    instance: String,
+    recent: RecentEvents,
+}
+
+impl EventWriter {
+    async fn write(&mut self, ev: PendingEvent) -> Result<(), kube::Error> {
+        let now = Instant::now();
+        let key = EventKey::of(&ev);
+        if let Some(w) = self.recent.get(&key, now) {
+            let count = w.count + 1;
+            let api: Api<Event> = Api::namespaced(self.client.clone(), &w.namespace);
+            let patch = json!({"series": {
+                "count": count,
+                "lastObservedTime": MicroTime(Timestamp::now()),
+            }});
+            match api
+                .patch(&w.name, &PatchParams::default(), &Patch::Merge(&patch))
+                .await
+            {
+                Ok(_) => {
+                    w.count = count;
+                    w.last_seen = now;
+                    return Ok(());
+                }
+                // Gone (the event TTL removed it): start a new one.
+                Err(kube::Error::Api(s)) if s.code == 404 => {}
+                Err(e) => return Err(e),
+            }
+        }
+        let event = self.event(ev);
+        let namespace = event.metadata.namespace.clone().unwrap_or_default();
+        let api: Api<Event> = Api::namespaced(self.client.clone(), &namespace);
+        let created = api.create(&PostParams::default(), &event).await?;
+        let written = Written {
+            namespace,
+            name: created.metadata.name.unwrap_or_default(),
+            count: 1,
+            last_seen: now,
+        };
+        self.recent.remember(key, written, now);
+        Ok(())
+    }
+
+    /// The Event object for `ev`: named `<object>.<nanoseconds in hex>`, in
+    /// the object's namespace ("default" for cluster-scoped objects).
+    fn event(&self, ev: PendingEvent) -> Event {
+        let now = Timestamp::now();
+        let regarding = ev.regarding;
+        let namespace = regarding
+            .namespace
+            .clone()
+            .filter(|ns| !ns.is_empty())
+            .unwrap_or_else(|| "default".to_owned());
+        let name = format!(
+            "{}.{:x}",
+            regarding.name.as_deref().unwrap_or(&self.controller),
+            now.as_nanosecond()
+        );
+        Event {
+            metadata: ObjectMeta {
+                name: Some(name),
+                namespace: Some(namespace),
+                ..Default::default()
+            },
+            action: Some(ev.action),
+            reason: Some(ev.reason),
+            note: Some(truncate_note(ev.note)),
+            type_: Some(if ev.normal { "Normal" } else { "Warning" }.to_owned()),
+            event_time: Some(MicroTime(now)),
+            regarding: Some(regarding),
+            reporting_controller: Some(self.controller.clone()),
+            reporting_instance: Some(self.instance.clone()),
+            ..Default::default()
         }
     }
 }
@@ -134,6 +308,62 @@ mod tests {
         assert_eq!(rx.recv().await.unwrap().reason, "a");
         assert_eq!(rx.recv().await.unwrap().reason, "b");
         assert!(rx.try_recv().is_err());
+    }
+
+    fn key(name: &str) -> EventKey {
+        let mut e = ev("Created");
+        e.regarding.name = Some(name.into());
+        EventKey::of(&e)
+    }
+
+    fn written(name: &str, last_seen: Instant) -> Written {
+        Written {
+            namespace: "ns".into(),
+            name: name.into(),
+            count: 1,
+            last_seen,
+        }
+    }
+
+    #[test]
+    fn a_repeat_within_six_minutes_is_found_and_later_is_not() {
+        let t0 = Instant::now();
+        let mut recent = RecentEvents::new(10);
+        recent.remember(key("a"), written("a.1", t0), t0);
+        assert!(
+            recent
+                .get(&key("a"), t0 + Duration::from_secs(359))
+                .is_some()
+        );
+        assert!(recent.get(&key("b"), t0).is_none());
+        assert!(recent.get(&key("a"), t0 + SERIES_WINDOW).is_none());
+        // Another reason or type for the same object is another event.
+        let mut warning = ev("Created");
+        warning.regarding.name = Some("a".into());
+        warning.normal = false;
+        assert!(recent.get(&EventKey::of(&warning), t0).is_none());
+    }
+
+    #[test]
+    fn expired_events_are_swept_and_a_full_cache_keeps_its_newer_half() {
+        let t0 = Instant::now();
+        let mut recent = RecentEvents::new(4);
+        for (i, name) in ["a", "b", "c", "d"].into_iter().enumerate() {
+            let at = t0 + Duration::from_secs(i as u64);
+            recent.remember(key(name), written(name, at), at);
+        }
+        assert_eq!(recent.entries.len(), 4);
+        // A fifth overflows: the older half (a, b) goes.
+        let t5 = t0 + Duration::from_secs(5);
+        recent.remember(key("e"), written("e", t5), t5);
+        let mut kept: Vec<&str> = recent.entries.values().map(|w| w.name.as_str()).collect();
+        kept.sort_unstable();
+        assert_eq!(kept, ["c", "d", "e"]);
+        // Past the window, the next sweep forgets all but the new one.
+        let late = t5 + SERIES_WINDOW;
+        recent.remember(key("f"), written("f", late), late);
+        let kept: Vec<&str> = recent.entries.values().map(|w| w.name.as_str()).collect();
+        assert_eq!(kept, ["f"]);
     }
 
     #[test]

@@ -1,0 +1,131 @@
+//! The event recorder against the real API server: repeats fold into one
+//! Event's series, other events stay apart.
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+use std::net::{IpAddr, Ipv4Addr};
+use std::path::Path;
+use std::time::Duration;
+
+use k8s_openapi::api::core::v1::ObjectReference;
+use k8s_openapi::api::events::v1::Event;
+use kube::Api;
+use kube::api::ListParams;
+use skiff_apiserver::{ApiServer, ApiServerConfig};
+use skiff_client::events::PendingEvent;
+use skiff_client::{EventRecorder, EventSink};
+use skiff_store::AnyStore;
+
+async fn start_server(dir: &Path) -> (ApiServer, kube::Client) {
+    let store = AnyStore::open(&[], dir).await.unwrap();
+    let mut config = ApiServerConfig::new(dir);
+    config.bind_address = IpAddr::V4(Ipv4Addr::LOCALHOST);
+    config.port = 0;
+    let kubeconfig = dir.join("kubeconfig.yaml");
+    config.write_kubeconfig = Some(kubeconfig.clone());
+    let server = ApiServer::start(config, store).await.unwrap();
+    let kc = kube::config::Kubeconfig::read_from(&kubeconfig).unwrap();
+    let cfg = kube::Config::from_custom_kubeconfig(kc, &Default::default())
+        .await
+        .unwrap();
+    (server, kube::Client::try_from(cfg).unwrap())
+}
+
+fn about(kind: &str, namespace: Option<&str>, name: &str, reason: &str) -> PendingEvent {
+    PendingEvent {
+        regarding: ObjectReference {
+            api_version: Some("v1".into()),
+            kind: Some(kind.into()),
+            namespace: namespace.map(str::to_owned),
+            name: Some(name.into()),
+            uid: Some(format!("uid-{name}")),
+            ..Default::default()
+        },
+        normal: reason != "Failed",
+        reason: reason.into(),
+        action: "Testing".into(),
+        note: format!("{reason} {name}"),
+    }
+}
+
+/// Lists events until `done` holds for them (the recorder writes in the
+/// background).
+async fn events_until(api: &Api<Event>, done: impl Fn(&[Event]) -> bool) -> Vec<Event> {
+    for _ in 0..200 {
+        let list = api.list(&ListParams::default()).await.unwrap().items;
+        if done(&list) {
+            return list;
+        }
+        tokio::time::sleep(Duration::from_millis(25)).await;
+    }
+    panic!("events never reached the expected state");
+}
+
+#[tokio::test]
+async fn repeats_become_one_series_and_other_events_stay_apart() {
+    let dir = tempfile::tempdir().unwrap();
+    let (_server, client) = start_server(dir.path()).await;
+    let rec = EventRecorder::spawn(client.clone(), "skiff-test", "skiff-test-1", 100);
+    for _ in 0..3 {
+        rec.record(about("Pod", Some("default"), "p1", "Created"));
+    }
+    rec.record(about("Pod", Some("default"), "p1", "Failed"));
+    rec.record(about("Pod", Some("default"), "p2", "Created"));
+    // A cluster-scoped object's events go to "default".
+    rec.record(about("Node", None, "n1", "Created"));
+
+    let api: Api<Event> = Api::namespaced(client.clone(), "default");
+    let count = |e: &Event| e.series.as_ref().map_or(1, |s| s.count);
+    let list = events_until(&api, |l| {
+        l.len() == 4 && l.iter().map(count).sum::<i32>() == 6
+    })
+    .await;
+    let find = |name: &str, reason: &str| {
+        list.iter()
+            .find(|e| {
+                e.regarding.as_ref().and_then(|r| r.name.as_deref()) == Some(name)
+                    && e.reason.as_deref() == Some(reason)
+            })
+            .unwrap_or_else(|| panic!("no {reason} event for {name}"))
+    };
+    let repeated = find("p1", "Created");
+    assert_eq!(count(repeated), 3);
+    assert!(
+        repeated
+            .metadata
+            .name
+            .as_deref()
+            .unwrap()
+            .starts_with("p1.")
+    );
+    assert_eq!(repeated.reporting_controller.as_deref(), Some("skiff-test"));
+    assert_eq!(repeated.reporting_instance.as_deref(), Some("skiff-test-1"));
+    assert_eq!(repeated.note.as_deref(), Some("Created p1"));
+    let series = repeated.series.as_ref().unwrap();
+    assert!(series.last_observed_time.0 >= repeated.event_time.as_ref().unwrap().0);
+    let failed = find("p1", "Failed");
+    assert_eq!(failed.type_.as_deref(), Some("Warning"));
+    assert!(failed.series.is_none());
+    assert!(find("p2", "Created").series.is_none());
+    assert_eq!(find("n1", "Created").type_.as_deref(), Some("Normal"));
+
+    // The series' event deleted (as the event TTL would): the next repeat
+    // starts a new event rather than failing.
+    let first = repeated.metadata.name.clone().unwrap();
+    api.delete(&first, &Default::default()).await.unwrap();
+    rec.record(about("Pod", Some("default"), "p1", "Created"));
+    let list = events_until(&api, |l| {
+        l.len() == 4
+            && l.iter().any(|e| {
+                e.reason.as_deref() == Some("Created")
+                    && e.regarding.as_ref().and_then(|r| r.name.as_deref()) == Some("p1")
+            })
+    })
+    .await;
+    let fresh = list
+        .iter()
+        .find(|e| {
+            e.reason.as_deref() == Some("Created") && e.metadata.name.as_deref() != Some(&first)
+        })
+        .unwrap();
+    assert!(fresh.series.is_none());
+}

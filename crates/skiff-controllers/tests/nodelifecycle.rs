@@ -18,6 +18,7 @@ use kube::Api;
 use kube::api::{ListParams, Patch, PatchParams, PostParams};
 use serde_json::json;
 use skiff_controllers::ControllerManagerOptions;
+use skiff_controllers::cached_pod::CachedPod;
 use skiff_sim::HollowNodeConfig;
 use support::{Cluster, wait_for};
 
@@ -69,7 +70,7 @@ fn node_name(p: &Pod) -> String {
 
 fn is_running_ready(p: &Pod) -> bool {
     p.status.as_ref().and_then(|s| s.phase.as_deref()) == Some("Running")
-        && skiff_controllers::podutil::is_pod_ready(p)
+        && skiff_controllers::podutil::is_pod_ready(&CachedPod::from(p.clone()))
 }
 
 fn condition<'a>(n: &'a Node, t: &str) -> Option<&'a k8s_openapi::api::core::v1::NodeCondition> {

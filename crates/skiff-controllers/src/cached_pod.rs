@@ -41,8 +41,9 @@ pub struct CachedPodSpec {
     /// `overhead` and `priorityClassName`: it reads the pod as JSON.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub active_deadline_seconds: Option<i64>,
+    /// Boxed: most pods have none, and it is large inline.
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub affinity: Option<Affinity>,
+    pub affinity: Option<Box<Affinity>>,
     #[serde(default)]
     pub containers: Vec<CachedContainer>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -159,7 +160,7 @@ impl From<k8s_openapi::api::core::v1::Pod> for CachedPod {
             metadata: pod.metadata,
             spec: pod.spec.map(|s| CachedPodSpec {
                 active_deadline_seconds: s.active_deadline_seconds,
-                affinity: s.affinity,
+                affinity: s.affinity.map(Box::new),
                 containers: s
                     .containers
                     .into_iter()
@@ -226,3 +227,8 @@ impl From<k8s_openapi::api::core::v1::ContainerStatus> for CachedContainerStatus
         }
     }
 }
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used, clippy::expect_used)]
+#[path = "cached_pod_tests.rs"]
+mod tests;

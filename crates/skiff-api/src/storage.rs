@@ -5,7 +5,9 @@
 
 use std::collections::BTreeMap;
 
-use k8s_openapi::api::core::v1::{PersistentVolume, PersistentVolumeClaim, Pod};
+use k8s_openapi::api::core::v1::{
+    PersistentVolume, PersistentVolumeClaim, PersistentVolumeClaimVolumeSource, Pod,
+};
 use k8s_openapi::api::storage::v1::StorageClass;
 
 use crate::quantity::Quantity;
@@ -347,15 +349,30 @@ pub fn pod_claims(pod: &Pod) -> Vec<(String, bool)> {
         .iter()
         .flat_map(|s| s.volumes.iter().flatten())
         .filter_map(|v| {
-            if let Some(c) = &v.persistent_volume_claim {
-                Some((c.claim_name.clone(), false))
-            } else {
-                v.ephemeral
-                    .as_ref()
-                    .map(|_| (format!("{pod_name}-{}", v.name), true))
-            }
+            volume_claim(
+                pod_name,
+                &v.name,
+                v.persistent_volume_claim.as_ref(),
+                v.ephemeral.is_some(),
+            )
         })
         .collect()
+}
+
+/// The claim one volume of pod `pod_name` names, as [`pod_claims`] lists
+/// it, from the volume's name, its `persistentVolumeClaim` source and
+/// whether it is a generic ephemeral volume.
+pub fn volume_claim(
+    pod_name: &str,
+    volume_name: &str,
+    claim: Option<&PersistentVolumeClaimVolumeSource>,
+    ephemeral: bool,
+) -> Option<(String, bool)> {
+    match claim {
+        Some(c) => Some((c.claim_name.clone(), false)),
+        None if ephemeral => Some((format!("{pod_name}-{volume_name}"), true)),
+        None => None,
+    }
 }
 
 #[cfg(test)]

@@ -3,6 +3,7 @@
 //! controllers under leader election.
 
 pub mod apierrors;
+pub mod cached_pod;
 pub mod controller;
 pub mod controllerref;
 pub mod cronjob;

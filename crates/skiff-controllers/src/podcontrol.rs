@@ -16,6 +16,7 @@ use skiff_client::EventSink;
 use skiff_client::events::PendingEvent;
 
 use crate::apierrors::{api_message, is_namespace_terminating, is_not_found};
+use crate::cached_pod::CachedPod;
 use crate::controllerref::{controller_ref, object_reference};
 
 /// Runs `count` calls of `f` in batches of 1, 2, 4, ... (starting at
@@ -168,7 +169,7 @@ impl<'a> PodControl<'a> {
         ns: &str,
         name: &str,
     ) -> Result<bool, String> {
-        let api: Api<Pod> = Api::namespaced(self.client.clone(), ns);
+        let api: Api<CachedPod> = Api::namespaced(self.client.clone(), ns);
         match api.delete(name, &DeleteParams::default()).await {
             Ok(_) => {
                 let note = format!("Deleted pod: {name}");

@@ -1,12 +1,14 @@
 //! Pod predicates the controllers share (upstream's `podutil` and
 //! `controller_utils`).
 
-use k8s_openapi::api::core::v1::{Pod, PodCondition};
+use k8s_openapi::api::core::v1::PodCondition;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::{OwnerReference, Time};
 use k8s_openapi::jiff::{SignedDuration, Timestamp};
 
+use crate::cached_pod::CachedPod;
+
 /// The pod's Ready condition.
-pub fn ready_condition(pod: &Pod) -> Option<&PodCondition> {
+pub fn ready_condition(pod: &CachedPod) -> Option<&PodCondition> {
     pod.status
         .as_ref()?
         .conditions
@@ -16,13 +18,13 @@ pub fn ready_condition(pod: &Pod) -> Option<&PodCondition> {
 }
 
 /// Ready=True.
-pub fn is_pod_ready(pod: &Pod) -> bool {
+pub fn is_pod_ready(pod: &CachedPod) -> bool {
     ready_condition(pod).is_some_and(|c| c.status == "True")
 }
 
 /// Ready for at least `min_ready_seconds` at `now` (upstream's
 /// `IsPodAvailable`: strictly longer, and a zero minimum means ready).
-pub fn is_pod_available(pod: &Pod, min_ready_seconds: i32, now: Timestamp) -> bool {
+pub fn is_pod_available(pod: &CachedPod, min_ready_seconds: i32, now: Timestamp) -> bool {
     let Some(c) = ready_condition(pod).filter(|c| c.status == "True") else {
         return false;
     };
@@ -35,14 +37,14 @@ pub fn is_pod_available(pod: &Pod, min_ready_seconds: i32, now: Timestamp) -> bo
 }
 
 /// When the pod became ready, if it is.
-pub fn ready_time(pod: &Pod) -> Option<Timestamp> {
+pub fn ready_time(pod: &CachedPod) -> Option<Timestamp> {
     ready_condition(pod)
         .filter(|c| c.status == "True")
         .and_then(|c| c.last_transition_time.as_ref().map(|t: &Time| t.0))
 }
 
 /// The pod's phase ("" when unset).
-pub fn phase(pod: &Pod) -> &str {
+pub fn phase(pod: &CachedPod) -> &str {
     pod.status
         .as_ref()
         .and_then(|s| s.phase.as_deref())
@@ -50,7 +52,7 @@ pub fn phase(pod: &Pod) -> &str {
 }
 
 /// Not terminating and not Succeeded/Failed (upstream's `IsPodActive`).
-pub fn is_pod_active(pod: &Pod) -> bool {
+pub fn is_pod_active(pod: &CachedPod) -> bool {
     let p = phase(pod);
     p != "Succeeded" && p != "Failed" && pod.metadata.deletion_timestamp.is_none()
 }
@@ -74,7 +76,7 @@ pub fn key_of(meta: &k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta)
 }
 
 /// The highest restart count of the pod's containers.
-pub fn max_container_restarts(pod: &Pod) -> i32 {
+pub fn max_container_restarts(pod: &CachedPod) -> i32 {
     pod.status
         .as_ref()
         .and_then(|s| s.container_statuses.as_ref())

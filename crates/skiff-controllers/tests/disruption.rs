@@ -449,3 +449,58 @@ async fn unhealthy_pod_eviction_policy_is_enforced_on_eviction() {
     );
     env.c.stop().await;
 }
+
+/// A DisruptionTarget=True condition whose deletion never came is reset
+/// to False by a patch of that condition alone: its reason and message go,
+/// and the rest of the pod (which the controller's cached pod lacks) stays.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_stale_disruption_target_is_reset_and_the_rest_of_the_pod_kept() {
+    let c = Cluster::start(0).await;
+    let pods = c.pods("default");
+    let pod: Pod = serde_json::from_value(json!({
+        "metadata": {"name": "stale", "annotations": {"note": "kept"}},
+        "spec": {"schedulerName": "none",
+                 "containers": [{"name": "c", "image": "busybox",
+                                 "env": [{"name": "MODE", "value": "prod"}]}]},
+    }))
+    .unwrap();
+    let created = pods.create(&PostParams::default(), &pod).await.unwrap();
+    let status = json!({"status": {"qosClass": "BestEffort", "conditions": [
+        {"type": "PodScheduled", "status": "False", "reason": "Unschedulable",
+         "lastTransitionTime": "2020-01-01T00:00:00Z"},
+        {"type": "DisruptionTarget", "status": "True", "reason": "EvictionByEvictionAPI",
+         "message": "Eviction API: evicting", "lastTransitionTime": "2020-01-01T00:00:00Z"},
+    ]}});
+    pods.patch_status("stale", &PatchParams::default(), &Patch::Merge(&status))
+        .await
+        .unwrap();
+    let reset = wait_for("the DisruptionTarget condition reset", async || {
+        let p = pods.get("stale").await.unwrap();
+        let conds = p.status.as_ref()?.conditions.clone()?;
+        let target = conds.iter().find(|c| c.type_ == "DisruptionTarget")?;
+        (target.status == "False").then_some((p, conds))
+    })
+    .await;
+    let (p, conds) = reset;
+    let target = conds
+        .iter()
+        .find(|c| c.type_ == "DisruptionTarget")
+        .unwrap();
+    assert_eq!(
+        (target.reason.as_ref(), target.message.as_ref()),
+        (None, None)
+    );
+    assert_ne!(
+        target.last_transition_time.as_ref().unwrap().0.to_string(),
+        "2020-01-01T00:00:00Z"
+    );
+    let scheduled = conds.iter().find(|c| c.type_ == "PodScheduled").unwrap();
+    assert_eq!(scheduled.reason.as_deref(), Some("Unschedulable"));
+    assert_eq!(
+        p.status.as_ref().unwrap().qos_class.as_deref(),
+        Some("BestEffort")
+    );
+    assert_eq!(p.spec, created.spec);
+    assert_eq!(p.metadata.annotations, created.metadata.annotations);
+    c.stop().await;
+}

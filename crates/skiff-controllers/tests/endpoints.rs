@@ -13,6 +13,7 @@ use k8s_openapi::api::discovery::v1::EndpointSlice;
 use kube::Api;
 use kube::api::{DeleteParams, ListParams, Patch, PatchParams, PostParams};
 use serde_json::{Value, json};
+use skiff_controllers::cached_pod::CachedPod;
 use support::{Cluster, NODE, wait_for};
 
 const MANAGED_BY: &str = "endpointslice.kubernetes.io/managed-by";
@@ -85,7 +86,7 @@ async fn pod_ips(c: &Cluster, app: &str) -> Vec<String> {
         .active_pods("default", &format!("app={app}"))
         .await
         .iter()
-        .filter(|p| skiff_controllers::podutil::is_pod_ready(p))
+        .filter(|p| skiff_controllers::podutil::is_pod_ready(&CachedPod::from((*p).clone())))
         .filter_map(|p| p.status.as_ref()?.pod_ip.clone())
         .collect();
     ips.sort();

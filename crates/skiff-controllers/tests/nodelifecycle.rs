@@ -12,12 +12,14 @@ mod support;
 
 use std::time::Duration;
 
+use futures::StreamExt;
 use k8s_openapi::api::apps::v1::ReplicaSet;
 use k8s_openapi::api::core::v1::{Node, Pod};
 use kube::Api;
-use kube::api::{ListParams, Patch, PatchParams, PostParams};
+use kube::api::{ListParams, Patch, PatchParams, PostParams, WatchEvent, WatchParams};
 use serde_json::json;
 use skiff_controllers::ControllerManagerOptions;
+use skiff_controllers::cached_pod::CachedPod;
 use skiff_sim::HollowNodeConfig;
 use support::{Cluster, wait_for};
 
@@ -69,7 +71,7 @@ fn node_name(p: &Pod) -> String {
 
 fn is_running_ready(p: &Pod) -> bool {
     p.status.as_ref().and_then(|s| s.phase.as_deref()) == Some("Running")
-        && skiff_controllers::podutil::is_pod_ready(p)
+        && skiff_controllers::podutil::is_pod_ready(&CachedPod::from(p.clone()))
 }
 
 fn condition<'a>(n: &'a Node, t: &str) -> Option<&'a k8s_openapi::api::core::v1::NodeCondition> {
@@ -269,5 +271,95 @@ async fn pods_of_deleted_nodes_and_terminated_pods_over_the_threshold_are_collec
         pods.get_opt("live").await.unwrap().is_none().then_some(())
     })
     .await;
+    env.stop().await;
+}
+
+/// MarkPodsNotReady patches only the Ready condition: the controller
+/// caches slim pods, and everything they lack (env, probes, annotations,
+/// the other conditions) must survive on the server.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn marking_a_pod_not_ready_keeps_the_rest_of_the_pod() {
+    let env = Env::start(1, |_| {}).await;
+    let c = &env.cluster;
+    let pods = c.pods("default");
+    let pod: Pod = serde_json::from_value(json!({
+        "metadata": {"name": "keep", "annotations": {"note": "kept"}},
+        "spec": {
+            "containers": [{"name": "c", "image": "busybox",
+                            "env": [{"name": "MODE", "value": "prod"}],
+                            "readinessProbe": {"exec": {"command": ["true"]},
+                                               "periodSeconds": 7}}],
+            // Stays bound while its node is down, so it can be looked at.
+            "tolerations": [{"operator": "Exists", "effect": "NoExecute"}],
+        },
+    }))
+    .unwrap();
+    pods.create(&PostParams::default(), &pod).await.unwrap();
+    let ready = wait_for("the pod running and ready", async || {
+        let p = pods.get("keep").await.unwrap();
+        is_running_ready(&p).then_some(p)
+    })
+    .await;
+    let hollow = c.hollow().unwrap();
+    let index: usize = node_name(&ready)
+        .strip_prefix("hollow-")
+        .unwrap()
+        .parse()
+        .unwrap();
+    // The hollow node keeps serving its pods and puts Ready back at once:
+    // catch the pod as the controller's patch left it.
+    let wp = WatchParams::default().fields("metadata.name=keep");
+    let mut stream = pods
+        .watch(&wp, ready.metadata.resource_version.as_deref().unwrap())
+        .await
+        .unwrap()
+        .boxed();
+    hollow.stop_heartbeats(index);
+    let marked = tokio::time::timeout(Duration::from_secs(60), async {
+        while let Some(ev) = stream.next().await {
+            if let WatchEvent::Modified(p) = ev.unwrap()
+                && !skiff_controllers::podutil::is_pod_ready(&CachedPod::from(p.clone()))
+            {
+                return p;
+            }
+        }
+        panic!("the watch ended");
+    })
+    .await
+    .expect("timed out waiting for the pod marked not ready");
+    // By the node lifecycle controller, which tells the pod so.
+    wait_for("a NodeNotReady event on the pod", async || {
+        let events = c.events("default", "NodeNotReady").await;
+        events
+            .iter()
+            .any(|e| e.regarding.as_ref().and_then(|r| r.name.as_deref()) == Some("keep"))
+            .then_some(())
+    })
+    .await;
+    assert_eq!(marked.spec, ready.spec);
+    assert_eq!(marked.metadata.annotations, ready.metadata.annotations);
+    assert_eq!(marked.metadata.labels, ready.metadata.labels);
+    let (before, after) = (ready.status.unwrap(), marked.status.unwrap());
+    assert_eq!(after.phase, before.phase);
+    assert_eq!(after.pod_ip, before.pod_ip);
+    assert_eq!(after.host_ip, before.host_ip);
+    assert_eq!(after.qos_class, before.qos_class);
+    assert_eq!(after.container_statuses, before.container_statuses);
+    let conds = |s: &k8s_openapi::api::core::v1::PodStatus| {
+        let mut v = s.conditions.clone().unwrap();
+        v.sort_by(|a, b| a.type_.cmp(&b.type_));
+        v
+    };
+    let (before, after) = (conds(&before), conds(&after));
+    assert_eq!(before.len(), after.len());
+    for (b, a) in before.iter().zip(&after) {
+        if a.type_ == "Ready" {
+            assert_eq!((a.status.as_str(), b.status.as_str()), ("False", "True"));
+            assert_eq!(a.reason, b.reason);
+        } else {
+            assert_eq!(a, b);
+        }
+    }
+    hollow.resume_heartbeats(index).await.unwrap();
     env.stop().await;
 }

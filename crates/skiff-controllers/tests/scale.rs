@@ -12,6 +12,7 @@ use k8s_openapi::api::apps::v1::ReplicaSet;
 use kube::Api;
 use kube::api::{Patch, PatchParams, PostParams};
 use serde_json::json;
+use skiff_controllers::cached_pod::CachedPod;
 use support::{Cluster, NODE};
 
 /// Waits until the status shows `n` replicas, `ready` of them ready.
@@ -28,8 +29,7 @@ async fn wait_ready(
             return start.elapsed();
         }
         if start.elapsed() > limit {
-            let pods: Api<k8s_openapi::api::core::v1::Pod> =
-                Api::namespaced(api.clone().into_client(), "default");
+            let pods: Api<CachedPod> = Api::namespaced(api.clone().into_client(), "default");
             let all = pods.list(&Default::default()).await.unwrap().items;
             let ready = all
                 .iter()
@@ -75,7 +75,10 @@ async fn more_than_a_burst_of_replicas() {
     let down = wait_ready(&api, 200, Some(200), Duration::from_secs(120)).await;
     let left = c.active_pods("default", "app=big").await;
     assert_eq!(left.len(), 200);
-    assert!(left.iter().all(skiff_controllers::podutil::is_pod_ready));
+    assert!(
+        left.iter()
+            .all(|p| skiff_controllers::podutil::is_pod_ready(&CachedPod::from(p.clone())))
+    );
     println!(
         "| step | time |\n|---|---|\n| 0 -> 700 created | {up:?} |\n| 253 running | {running:?} |\n| 700 -> 200 | {down:?} |"
     );

@@ -14,6 +14,8 @@ use k8s_openapi::api::storage::v1::StorageClass;
 use kube::Api;
 use kube::api::{ListParams, Patch, PatchParams, PostParams, WatchEvent, WatchParams};
 use serde_json::{Value, json};
+use skiff_controllers::cached_pod::CachedPod;
+use skiff_controllers::statefulset::utils::identity_and_storage_patch;
 use support::{Cluster, patch_retrying, wait_for};
 
 /// A cluster with hollow nodes, the controller manager and a scheduler.
@@ -512,4 +514,62 @@ async fn adopts_an_orphan_named_like_a_member_and_leaves_other_matching_pods() {
     let stray = pods.get("stray").await.unwrap();
     assert_eq!(stray.metadata.owner_references, None);
     env.stop().await;
+}
+
+/// The identity fix is a patch of the identity alone, not the cached pod
+/// written back: everything else on the pod stays, and a pod changed since
+/// it was cached makes it a conflict, as the update upstream sends is.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_identity_patch_keeps_the_rest_of_the_pod_and_conflicts_when_stale() {
+    let c = Cluster::start_bare(0).await;
+    let pods = c.pods("default");
+    let pod: Pod = serde_json::from_value(json!({
+        "metadata": {"name": "web-0", "labels": {"app": "web"},
+                     "annotations": {"note": "kept"}},
+        "spec": {"hostname": "web-0", "subdomain": "web",
+                 "containers": [{"name": "c", "image": "nginx:1",
+                                 "env": [{"name": "MODE", "value": "prod"}],
+                                 "readinessProbe": {"exec": {"command": ["true"]},
+                                                    "periodSeconds": 7}}]},
+    }))
+    .unwrap();
+    let created = pods.create(&PostParams::default(), &pod).await.unwrap();
+    let set = stateful_set("web", 1, json!({}));
+    let cached_api: Api<CachedPod> = Api::namespaced(c.client.clone(), "default");
+    let patch = |cached: &CachedPod| {
+        Patch::Strategic(identity_and_storage_patch(&set, cached, true, false))
+    };
+
+    let stale = CachedPod::from(created.clone());
+    patch_retrying(
+        &pods,
+        "web-0",
+        &Patch::Merge(json!({"metadata": {"annotations": {"other": "x"}}})),
+    )
+    .await;
+    match cached_api
+        .patch("web-0", &PatchParams::default(), &patch(&stale))
+        .await
+    {
+        Err(kube::Error::Api(s)) => assert_eq!(s.code, 409, "{s:?}"),
+        other => panic!("a stale patch must conflict: {other:?}"),
+    }
+
+    let fresh = CachedPod::from(pods.get("web-0").await.unwrap());
+    cached_api
+        .patch("web-0", &PatchParams::default(), &patch(&fresh))
+        .await
+        .unwrap();
+    let fixed = pods.get("web-0").await.unwrap();
+    let labels = fixed.metadata.labels.clone().unwrap();
+    assert_eq!(labels["app"], "web");
+    assert_eq!(labels["statefulset.kubernetes.io/pod-name"], "web-0");
+    assert_eq!(labels["apps.kubernetes.io/pod-index"], "0");
+    let annotations = fixed.metadata.annotations.clone().unwrap();
+    assert_eq!(
+        (annotations["note"].as_str(), annotations["other"].as_str()),
+        ("kept", "x")
+    );
+    assert_eq!(fixed.spec, created.spec);
+    c.stop().await;
 }

@@ -18,10 +18,11 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use k8s_openapi::api::apps::v1::{ControllerRevision, DaemonSet};
-use k8s_openapi::api::core::v1::{Node, Pod};
+use k8s_openapi::api::core::v1::Node;
 use kube::runtime::reflector::{ObjectRef, Store};
 use skiff_client::EventSink;
 
+use crate::cached_pod::CachedPod;
 use crate::expectations::ControllerExpectations;
 use crate::history::History;
 use crate::informer::{ControllerIndex, InformerFactory, NamespaceIndex, ResourceEventHandler};
@@ -49,9 +50,9 @@ pub struct DaemonSetsController {
     pub(crate) client: kube::Client,
     pub(crate) daemon_sets: Store<DaemonSet>,
     pub(crate) nodes: Store<Node>,
-    pub(crate) pods: Arc<NamespaceIndex<Pod>>,
+    pub(crate) pods: Arc<NamespaceIndex<CachedPod>>,
     /// Pods by controller UID (orphans by namespace): what a claim reads.
-    pub(crate) pods_by_controller: Arc<ControllerIndex<Pod>>,
+    pub(crate) pods_by_controller: Arc<ControllerIndex<CachedPod>>,
     pub(crate) revisions: Arc<NamespaceIndex<ControllerRevision>>,
     pub(crate) history: History,
     pub(crate) queue: Arc<WorkQueue<String>>,
@@ -77,7 +78,7 @@ impl DaemonSetsController {
         events: Arc<dyn EventSink>,
     ) -> Arc<Self> {
         let ds_informer = factory.informer::<DaemonSet>();
-        let pod_informer = factory.informer::<Pod>();
+        let pod_informer = factory.informer::<CachedPod>();
         let node_informer = factory.informer::<Node>();
         let rev_informer = factory.informer::<ControllerRevision>();
         let c = Arc::new(DaemonSetsController {
@@ -144,7 +145,7 @@ impl DaemonSetsController {
         })
     }
 
-    fn on_pod_delete(&self, pod: &Pod) {
+    fn on_pod_delete(&self, pod: &CachedPod) {
         let Some(r) = controller_of(&pod.metadata) else {
             return;
         };
@@ -179,8 +180,8 @@ impl ResourceEventHandler<DaemonSet> for DaemonSetHandler {
 
 struct PodHandler(Arc<DaemonSetsController>);
 
-impl ResourceEventHandler<Pod> for PodHandler {
-    fn on_add(&self, pod: &Arc<Pod>) {
+impl ResourceEventHandler<CachedPod> for PodHandler {
+    fn on_add(&self, pod: &Arc<CachedPod>) {
         let c = &self.0;
         if pod.metadata.deletion_timestamp.is_some() {
             // Seen for the first time already terminating: not a creation.
@@ -203,7 +204,7 @@ impl ResourceEventHandler<Pod> for PodHandler {
         }
     }
 
-    fn on_update(&self, old: &Arc<Pod>, cur: &Arc<Pod>) {
+    fn on_update(&self, old: &Arc<CachedPod>, cur: &Arc<CachedPod>) {
         let c = &self.0;
         if old.metadata.resource_version == cur.metadata.resource_version {
             return;
@@ -245,7 +246,7 @@ impl ResourceEventHandler<Pod> for PodHandler {
         }
     }
 
-    fn on_delete(&self, pod: &Arc<Pod>) {
+    fn on_delete(&self, pod: &Arc<CachedPod>) {
         self.0.on_pod_delete(pod);
     }
 }

@@ -7,7 +7,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use k8s_openapi::api::apps::v1::DaemonSet;
-use k8s_openapi::api::core::v1::{Node, Pod, PodTemplateSpec};
+use k8s_openapi::api::core::v1::{Node, PodTemplateSpec};
 use k8s_openapi::jiff::Timestamp;
 use kube::runtime::reflector::ObjectRef;
 use skiff_api::selector::labels::{Selector, from_label_selector};
@@ -19,6 +19,7 @@ use super::util::{
     target_node_name, template_generation,
 };
 use crate::apierrors::aggregate;
+use crate::cached_pod::CachedPod;
 use crate::controller::{Action, Reconciler, SyncError};
 use crate::controllerref::ControllerRefManager;
 use crate::history::CONTROLLER_REVISION_HASH_LABEL;
@@ -26,7 +27,7 @@ use crate::podcontrol::{PodControl, pod_from_template, record_event, slow_start_
 use crate::podutil::{controller_of, is_pod_available, is_pod_ready, phase};
 
 /// Daemon pods by the node they are for.
-pub(crate) type NodeToDaemonPods = BTreeMap<String, Vec<Arc<Pod>>>;
+pub(crate) type NodeToDaemonPods = BTreeMap<String, Vec<Arc<CachedPod>>>;
 
 /// A sync error carrying upstream's message.
 #[derive(Debug, thiserror::Error)]
@@ -58,9 +59,9 @@ pub(crate) struct NodePlan {
     /// Names of pods to delete there.
     pub delete: Vec<String>,
     /// Failed pods found (deleted, or held back by the back-off).
-    pub failed: Vec<Arc<Pod>>,
+    pub failed: Vec<Arc<CachedPod>>,
     /// Succeeded pods found (deleted).
-    pub succeeded: Vec<Arc<Pod>>,
+    pub succeeded: Vec<Arc<CachedPod>>,
 }
 
 /// The pods on `node` to create and delete (upstream's
@@ -69,7 +70,7 @@ pub(crate) struct NodePlan {
 pub(crate) fn pods_should_be_on_node(
     ds: &DaemonSet,
     node: &Node,
-    pods: Option<&Vec<Arc<Pod>>>,
+    pods: Option<&Vec<Arc<CachedPod>>>,
     hash: &str,
     now: Timestamp,
     mut failed_pod_allowed: impl FnMut() -> bool,
@@ -90,7 +91,7 @@ pub(crate) fn pods_should_be_on_node(
             .collect();
         return plan;
     }
-    let mut running: Vec<Arc<Pod>> = Vec::new();
+    let mut running: Vec<Arc<CachedPod>> = Vec::new();
     for pod in pods {
         if pod.metadata.deletion_timestamp.is_some() {
             continue;
@@ -126,14 +127,15 @@ pub(crate) fn pods_should_be_on_node(
     }
     // Surging: an old and a new pod may share the node while the new one is
     // not yet available and the old one still ready.
-    let is_new = |p: &Pod| {
+    let is_new = |p: &CachedPod| {
         p.metadata
             .labels
             .as_ref()
             .and_then(|l| l.get(CONTROLLER_REVISION_HASH_LABEL))
             .is_some_and(|h| h == hash)
     };
-    let (mut oldest_new, mut oldest_old): (Option<&Arc<Pod>>, Option<&Arc<Pod>>) = (None, None);
+    let (mut oldest_new, mut oldest_old): (Option<&Arc<CachedPod>>, Option<&Arc<CachedPod>>) =
+        (None, None);
     for p in &running {
         let slot = if is_new(p) {
             &mut oldest_new
@@ -185,7 +187,7 @@ impl DaemonSetsController {
         &self,
         ds: &DaemonSet,
         selector: &Selector,
-    ) -> Result<Vec<Arc<Pod>>, Failed> {
+    ) -> Result<Vec<Arc<CachedPod>>, Failed> {
         let ns = ds.metadata.namespace.as_deref().unwrap_or("");
         let uid = ds.metadata.uid.as_deref().unwrap_or("");
         ControllerRefManager::new(&self.client, ds)
@@ -196,7 +198,7 @@ impl DaemonSetsController {
 
     /// Groups pods by the node they are for (upstream's
     /// `getNodesToDaemonPods`).
-    pub(crate) fn group_by_node(pods: Vec<Arc<Pod>>) -> NodeToDaemonPods {
+    pub(crate) fn group_by_node(pods: Vec<Arc<CachedPod>>) -> NodeToDaemonPods {
         let mut out = NodeToDaemonPods::new();
         for pod in pods {
             if let Some(node) = target_node_name(&pod) {

@@ -6,7 +6,7 @@ use std::collections::HashSet;
 use std::sync::Arc;
 
 use k8s_openapi::api::apps::v1::{ControllerRevision, DaemonSet};
-use k8s_openapi::api::core::v1::{Node, Pod};
+use k8s_openapi::api::core::v1::Node;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
 use k8s_openapi::apimachinery::pkg::runtime::RawExtension;
 use k8s_openapi::jiff::Timestamp;
@@ -22,6 +22,7 @@ use super::util::{
     surge_count, template, template_generation, unavailable_count,
 };
 use crate::apierrors::api_message;
+use crate::cached_pod::CachedPod;
 use crate::controllerref::{ControllerRefManager, controller_ref};
 use crate::deployment::util::compute_hash;
 use crate::history::{
@@ -31,13 +32,13 @@ use crate::history::{
 use crate::podutil::is_pod_available;
 
 /// A node's (new, old) daemon pod.
-pub(crate) type NewAndOld = (Option<Arc<Pod>>, Option<Arc<Pod>>);
+pub(crate) type NewAndOld = (Option<Arc<CachedPod>>, Option<Arc<CachedPod>>);
 
 /// The new and the old pod on a node; `None` when the node has more than
 /// one of either, which the manage loop cleans up first (upstream's
 /// `findUpdatedPodsOnNode`).
 pub(crate) fn find_updated_pods_on_node(
-    pods: &[Arc<Pod>],
+    pods: &[Arc<CachedPod>],
     hash: &str,
     generation: Option<i64>,
 ) -> Option<NewAndOld> {
@@ -68,7 +69,7 @@ pub(crate) struct UpdatePlan {
     pub create: Vec<String>,
 }
 
-fn name(p: &Pod) -> String {
+fn name(p: &CachedPod) -> String {
     p.metadata.name.clone().unwrap_or_default()
 }
 
@@ -117,7 +118,7 @@ pub(crate) fn plan_rolling_update(
         updated_desired_node_counts(ds, nodes, &mut node_to_pods)?;
     let generation = template_generation(ds);
     let mrs = min_ready_seconds(ds);
-    let available = |p: &Pod| is_pod_available(p, mrs, now);
+    let available = |p: &CachedPod| is_pod_available(p, mrs, now);
     let mut plan = UpdatePlan::default();
     if max_surge == 0 {
         let mut num_unavailable = 0;
@@ -324,7 +325,7 @@ impl DaemonSetsController {
         }
         let keep_hash = revision_hash(&keep).unwrap_or("").to_owned();
         let ns = ds.metadata.namespace.clone().unwrap_or_default();
-        let pods: Api<Pod> = Api::namespaced(self.client.clone(), &ns);
+        let pods: Api<CachedPod> = Api::namespaced(self.client.clone(), &ns);
         let empty = Default::default();
         for dup in current {
             for pod in self.pods.list(&ns) {

@@ -3,7 +3,7 @@
 use std::sync::Arc;
 
 use k8s_openapi::api::apps::v1::DaemonSet;
-use k8s_openapi::api::core::v1::{Node, Pod};
+use k8s_openapi::api::core::v1::Node;
 use k8s_openapi::jiff::Timestamp;
 use serde_json::{Value, json};
 
@@ -11,6 +11,8 @@ use super::status::calculate_status;
 use super::sync::{NodeToDaemonPods, pods_should_be_on_node};
 use super::update::{find_updated_pods_on_node, get_patch, matches_template, plan_rolling_update};
 use super::util_tests::{ds_with, node};
+
+use crate::cached_pod::CachedPod;
 
 const NEW: &str = "new";
 const OLD: &str = "old";
@@ -21,7 +23,7 @@ fn now() -> Timestamp {
 
 /// A pod of revision `hash` on `node`, created at minute `created`,
 /// `ready` (since minute 0) or not, optionally failed or terminating.
-fn pod(name: &str, node: &str, hash: &str, created: u32, ready: bool) -> Arc<Pod> {
+fn pod(name: &str, node: &str, hash: &str, created: u32, ready: bool) -> Arc<CachedPod> {
     Arc::new(
         serde_json::from_value(json!({
             "metadata": {"name": name, "namespace": "ns",
@@ -36,7 +38,7 @@ fn pod(name: &str, node: &str, hash: &str, created: u32, ready: bool) -> Arc<Pod
     )
 }
 
-fn with(p: &Arc<Pod>, f: impl FnOnce(&mut Pod)) -> Arc<Pod> {
+fn with(p: &Arc<CachedPod>, f: impl FnOnce(&mut CachedPod)) -> Arc<CachedPod> {
     let mut p = (**p).clone();
     f(&mut p);
     Arc::new(p)
@@ -56,7 +58,7 @@ fn rolling(strategy: Value) -> DaemonSet {
     d
 }
 
-fn map(pods: Vec<Arc<Pod>>) -> NodeToDaemonPods {
+fn map(pods: Vec<Arc<CachedPod>>) -> NodeToDaemonPods {
     let mut m = NodeToDaemonPods::new();
     for p in pods {
         let n = p.spec.as_ref().unwrap().node_name.clone().unwrap();
@@ -72,7 +74,7 @@ fn unavailable_mode_deletes_old_pods_within_max_unavailable() {
         .map(|i| pod(&format!("p{i}"), &format!("n{i}"), OLD, 1, true))
         .collect();
     // (pods, deleted)
-    let cases: Vec<(Vec<Arc<Pod>>, Vec<&str>)> = vec![
+    let cases: Vec<(Vec<Arc<CachedPod>>, Vec<&str>)> = vec![
         // Everything old and available: two go.
         (all_old.clone(), vec!["p0", "p1"]),
         // One node already lacks a pod: only one more may go.
@@ -163,7 +165,7 @@ fn surge_mode_creates_first_and_deletes_once_new_is_available() {
     let old = |i: usize| pod(&format!("p{i}"), &format!("n{i}"), OLD, 1, true);
     let new = |i: usize, ready| pod(&format!("q{i}"), &format!("n{i}"), NEW, 2, ready);
     // (pods, deleted, created on)
-    let cases: Vec<(Vec<Arc<Pod>>, Vec<&str>, Vec<&str>)> = vec![
+    let cases: Vec<(Vec<Arc<CachedPod>>, Vec<&str>, Vec<&str>)> = vec![
         ((0..4).map(old).collect(), vec![], vec!["n0", "n1"]),
         // Two surging, not ready: no more surge.
         (
@@ -283,7 +285,14 @@ fn pods_should_be_on_node_table() {
         p.status.as_mut().unwrap().phase = Some("Succeeded".into())
     });
     // (ds, node, pods, backoff allows, create, deleted)
-    let cases: Vec<(&DaemonSet, &Node, Vec<Arc<Pod>>, bool, bool, Vec<&str>)> = vec![
+    let cases: Vec<(
+        &DaemonSet,
+        &Node,
+        Vec<Arc<CachedPod>>,
+        bool,
+        bool,
+        Vec<&str>,
+    )> = vec![
         (&ds, &n, vec![], true, true, vec![]),
         (
             &ds,
@@ -386,7 +395,7 @@ fn status_counts_per_node() {
         yes("n3"),
         Arc::new(node("n4", json!({}), json!([]))),
     ];
-    let recent = |p: &Arc<Pod>| {
+    let recent = |p: &Arc<CachedPod>| {
         with(p, |p| {
             p.status.as_mut().unwrap().conditions.as_mut().unwrap()[0].last_transition_time =
                 Some(k8s_openapi::apimachinery::pkg::apis::meta::v1::Time(now()))

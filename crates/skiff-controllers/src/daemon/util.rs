@@ -8,10 +8,11 @@ use std::collections::BTreeMap;
 
 use k8s_openapi::api::apps::v1::DaemonSet;
 use k8s_openapi::api::core::v1::{
-    Affinity, Node, NodeAffinity, NodeSelector, NodeSelectorRequirement, NodeSelectorTerm, Pod,
-    PodSpec, PodTemplateSpec, Taint, Toleration,
+    Affinity, Node, NodeAffinity, NodeSelector, NodeSelectorRequirement, NodeSelectorTerm, PodSpec,
+    PodTemplateSpec, Taint, Toleration,
 };
 
+use crate::cached_pod::CachedPod;
 use crate::deployment::util::scaled_value;
 use crate::history::CONTROLLER_REVISION_HASH_LABEL;
 
@@ -180,7 +181,7 @@ pub fn replace_daemon_set_pod_node_name_node_affinity(
 /// The node a daemon pod is for: its `nodeName`, else the single
 /// `metadata.name In [node]` field of its required affinity (upstream's
 /// `GetTargetNodeName`).
-pub fn target_node_name(pod: &Pod) -> Option<String> {
+pub fn target_node_name(pod: &CachedPod) -> Option<String> {
     let spec = pod.spec.as_ref()?;
     if let Some(n) = spec.node_name.as_deref().filter(|n| !n.is_empty()) {
         return Some(n.to_owned());
@@ -204,7 +205,7 @@ pub fn target_node_name(pod: &Pod) -> Option<String> {
 
 /// Whether the pod is of the current template: its revision hash or its
 /// template generation matches (upstream's `IsPodUpdated`).
-pub fn is_pod_updated(pod: &Pod, hash: &str, generation: Option<i64>) -> bool {
+pub fn is_pod_updated(pod: &CachedPod, hash: &str, generation: Option<i64>) -> bool {
     let labels = pod.metadata.labels.as_ref();
     let label = |k: &str| labels.and_then(|l| l.get(k)).map(String::as_str);
     let template_matches = generation
@@ -256,8 +257,8 @@ pub fn allows_surge(ds: &DaemonSet) -> bool {
 
 /// Creation order with scheduled pods first, then by name (upstream's
 /// `podByCreationTimestampAndPhase`).
-pub fn pod_by_creation_timestamp_and_phase(a: &Pod, b: &Pod) -> Ordering {
-    let scheduled = |p: &Pod| {
+pub fn pod_by_creation_timestamp_and_phase(a: &CachedPod, b: &CachedPod) -> Ordering {
+    let scheduled = |p: &CachedPod| {
         p.spec
             .as_ref()
             .and_then(|s| s.node_name.as_deref())

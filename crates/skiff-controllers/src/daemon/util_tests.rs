@@ -4,7 +4,9 @@ use serde_json::{Value, json};
 
 use super::util::*;
 use k8s_openapi::api::apps::v1::DaemonSet;
-use k8s_openapi::api::core::v1::{Affinity, Node, Pod, PodSpec, PodTemplateSpec};
+use k8s_openapi::api::core::v1::{Affinity, Node, PodSpec, PodTemplateSpec};
+
+use crate::cached_pod::CachedPod;
 
 pub(super) fn ds_with(spec: Value) -> DaemonSet {
     serde_json::from_value(json!({
@@ -287,7 +289,7 @@ fn node_affinity_is_replaced_by_the_node_name() {
     }
 }
 
-fn pod(v: Value) -> Pod {
+fn pod(v: Value) -> CachedPod {
     serde_json::from_value(v).unwrap()
 }
 

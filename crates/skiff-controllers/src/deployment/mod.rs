@@ -17,12 +17,12 @@ mod util_tests;
 use std::sync::Arc;
 
 use k8s_openapi::api::apps::v1::{Deployment, ReplicaSet};
-use k8s_openapi::api::core::v1::Pod;
 use kube::Resource;
 use kube::runtime::reflector::{ObjectRef, Store};
 use skiff_api::selector::labels::from_label_selector;
 use skiff_client::EventSink;
 
+use crate::cached_pod::CachedPod;
 use crate::informer::{ControllerIndex, InformerFactory, NamespaceIndex, ResourceEventHandler};
 use crate::podutil::{controller_of, key_of};
 use crate::workqueue::WorkQueue;
@@ -40,7 +40,7 @@ pub struct DeploymentController {
     pub(crate) replica_sets: Arc<NamespaceIndex<ReplicaSet>>,
     /// ReplicaSets by controller UID (orphans by namespace).
     pub(crate) rs_by_controller: Arc<ControllerIndex<ReplicaSet>>,
-    pub(crate) pods: Arc<NamespaceIndex<Pod>>,
+    pub(crate) pods: Arc<NamespaceIndex<CachedPod>>,
     pub(crate) queue: Arc<WorkQueue<String>>,
     pub(crate) events: Arc<dyn EventSink>,
 }
@@ -62,7 +62,7 @@ impl DeploymentController {
     ) -> Arc<Self> {
         let d_inf = factory.informer::<Deployment>();
         let rs_inf = factory.informer::<ReplicaSet>();
-        let pod_inf = factory.informer::<Pod>();
+        let pod_inf = factory.informer::<CachedPod>();
         let c = Arc::new(DeploymentController {
             client,
             deployments: d_inf.store(),
@@ -178,7 +178,7 @@ impl ResourceEventHandler<ReplicaSet> for ReplicaSetHandler {
 struct PodHandler(Arc<DeploymentController>);
 
 impl PodHandler {
-    fn owner_deployment(&self, pod: &Pod) -> Option<Arc<Deployment>> {
+    fn owner_deployment(&self, pod: &CachedPod) -> Option<Arc<Deployment>> {
         let r = controller_of(&pod.metadata)?;
         if r.kind != "ReplicaSet" {
             return None;
@@ -194,11 +194,11 @@ impl PodHandler {
     }
 }
 
-impl ResourceEventHandler<Pod> for PodHandler {
-    fn on_add(&self, _pod: &Arc<Pod>) {}
-    fn on_update(&self, old: &Arc<Pod>, cur: &Arc<Pod>) {
+impl ResourceEventHandler<CachedPod> for PodHandler {
+    fn on_add(&self, _pod: &Arc<CachedPod>) {}
+    fn on_update(&self, old: &Arc<CachedPod>, cur: &Arc<CachedPod>) {
         // A pod reaching a terminal phase or terminating frees Recreate.
-        let terminal = |p: &Pod| !crate::podutil::is_pod_active(p);
+        let terminal = |p: &CachedPod| !crate::podutil::is_pod_active(p);
         if !terminal(old)
             && terminal(cur)
             && let Some(d) = self.owner_deployment(cur)
@@ -206,7 +206,7 @@ impl ResourceEventHandler<Pod> for PodHandler {
             self.0.enqueue(&d);
         }
     }
-    fn on_delete(&self, pod: &Arc<Pod>) {
+    fn on_delete(&self, pod: &Arc<CachedPod>) {
         if let Some(d) = self.owner_deployment(pod) {
             self.0.enqueue(&d);
         }

@@ -12,7 +12,7 @@ use std::collections::BTreeMap;
 use std::sync::Arc;
 
 use k8s_openapi::api::apps::v1::{Deployment, ReplicaSet, StatefulSet};
-use k8s_openapi::api::core::v1::{Pod, ReplicationController};
+use k8s_openapi::api::core::v1::ReplicationController;
 use k8s_openapi::api::policy::v1::PodDisruptionBudget;
 use k8s_openapi::jiff::Timestamp;
 use kube::runtime::reflector::Store;
@@ -21,6 +21,7 @@ use skiff_client::EventSink;
 use tokio::sync::watch;
 use tokio::task::JoinSet;
 
+use crate::cached_pod::CachedPod;
 use crate::controller::run_workers;
 use crate::informer::{InformerFactory, NamespaceIndex, ResourceEventHandler};
 use crate::podutil::key_of;
@@ -38,8 +39,8 @@ pub struct DisruptionController {
     pub(crate) client: kube::Client,
     pub(crate) pdbs: Store<PodDisruptionBudget>,
     pub(crate) pdbs_by_ns: Arc<NamespaceIndex<PodDisruptionBudget>>,
-    pub(crate) pods: Arc<NamespaceIndex<Pod>>,
-    pub(crate) pod_store: Store<Pod>,
+    pub(crate) pods: Arc<NamespaceIndex<CachedPod>>,
+    pub(crate) pod_store: Store<CachedPod>,
     pub(crate) replica_sets: Store<ReplicaSet>,
     pub(crate) replication_controllers: Store<ReplicationController>,
     pub(crate) deployments: Store<Deployment>,
@@ -65,7 +66,7 @@ impl DisruptionController {
         events: Arc<dyn EventSink>,
     ) -> Arc<Self> {
         let pdb_informer = factory.informer::<PodDisruptionBudget>();
-        let pod_informer = factory.informer::<Pod>();
+        let pod_informer = factory.informer::<CachedPod>();
         let c = Arc::new(DisruptionController {
             client,
             pdbs: pdb_informer.store(),
@@ -108,7 +109,7 @@ impl DisruptionController {
 
     /// The budgets in the pod's namespace whose selector matches it (in
     /// policy/v1 an empty selector matches every pod, a missing one none).
-    pub(crate) fn pdbs_for_pod(&self, pod: &Pod) -> Vec<Arc<PodDisruptionBudget>> {
+    pub(crate) fn pdbs_for_pod(&self, pod: &CachedPod) -> Vec<Arc<PodDisruptionBudget>> {
         let ns = pod.metadata.namespace.as_deref().unwrap_or("");
         let empty = BTreeMap::new();
         let labels = pod.metadata.labels.as_ref().unwrap_or(&empty);
@@ -122,13 +123,13 @@ impl DisruptionController {
             .collect()
     }
 
-    fn enqueue_pdbs_of(&self, pod: &Pod) {
+    fn enqueue_pdbs_of(&self, pod: &CachedPod) {
         for pdb in self.pdbs_for_pod(pod) {
             self.queue.add(key_of(&pdb.metadata));
         }
     }
 
-    fn check_stale_condition(&self, pod: &Pod) {
+    fn check_stale_condition(&self, pod: &CachedPod) {
         if let Some(wait) = stale::stale_disruption_wait(pod, Timestamp::now()) {
             self.stale_queue.add_after(key_of(&pod.metadata), wait);
         }
@@ -151,12 +152,12 @@ impl ResourceEventHandler<PodDisruptionBudget> for PdbHandler {
 
 struct PodHandler(Arc<DisruptionController>);
 
-impl ResourceEventHandler<Pod> for PodHandler {
-    fn on_add(&self, pod: &Arc<Pod>) {
+impl ResourceEventHandler<CachedPod> for PodHandler {
+    fn on_add(&self, pod: &Arc<CachedPod>) {
         self.0.enqueue_pdbs_of(pod);
         self.0.check_stale_condition(pod);
     }
-    fn on_update(&self, old: &Arc<Pod>, cur: &Arc<Pod>) {
+    fn on_update(&self, old: &Arc<CachedPod>, cur: &Arc<CachedPod>) {
         if old.metadata.labels != cur.metadata.labels {
             // A budget that selected the old labels loses the pod.
             self.0.enqueue_pdbs_of(old);
@@ -164,7 +165,7 @@ impl ResourceEventHandler<Pod> for PodHandler {
         self.0.enqueue_pdbs_of(cur);
         self.0.check_stale_condition(cur);
     }
-    fn on_delete(&self, pod: &Arc<Pod>) {
+    fn on_delete(&self, pod: &Arc<CachedPod>) {
         self.0.enqueue_pdbs_of(pod);
     }
 }

@@ -5,13 +5,13 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use k8s_openapi::api::core::v1::Pod;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
 use k8s_openapi::jiff::Timestamp;
-use kube::api::{Api, PostParams};
+use kube::api::{Api, Patch, PatchParams};
 use kube::runtime::reflector::ObjectRef;
 
 use super::DisruptionController;
+use crate::cached_pod::CachedPod;
 use crate::controller::{Action, Reconciler, SyncError};
 use crate::podutil::phase;
 
@@ -24,7 +24,7 @@ const TERMINATION_BY_KUBELET: &str = "TerminationByKubelet";
 
 /// `Some(wait)` when the pod carries a `DisruptionTarget=True` condition
 /// that becomes stale after `wait` (zero: already stale).
-pub fn stale_disruption_wait(pod: &Pod, now: Timestamp) -> Option<Duration> {
+pub fn stale_disruption_wait(pod: &CachedPod, now: Timestamp) -> Option<Duration> {
     if pod.metadata.deletion_timestamp.is_some() || matches!(phase(pod), "Succeeded" | "Failed") {
         return None;
     }
@@ -66,20 +66,23 @@ impl Reconciler for StalePodDisruption {
             Some(wait) if !wait.is_zero() => return Ok(Action::RequeueAfter(wait)),
             Some(_) => {}
         }
-        let mut new = (*pod).clone();
-        let Some(conds) = new.status.as_mut().and_then(|s| s.conditions.as_mut()) else {
-            return Ok(Action::Await);
-        };
-        for c in conds.iter_mut().filter(|c| c.type_ == "DisruptionTarget") {
-            // Upstream's UpdatePodCondition with only type and status: the
-            // reason and message go, the transition time is now.
-            c.status = "False".to_owned();
-            c.reason = None;
-            c.message = None;
-            c.last_transition_time = Some(Time(now));
-        }
-        let api: Api<Pod> = Api::namespaced(self.0.client.clone(), ns);
-        api.replace_status(name, &PostParams::default(), &new)
+        // Upstream's UpdatePodCondition with only type and status: the
+        // reason and message go, the transition time is now. A strategic
+        // merge of that condition (keyed by type), as the cached pod lacks
+        // most of the pod; the resourceVersion keeps the UpdateStatus
+        // conflict check.
+        let patch = serde_json::json!({
+            "metadata": {"resourceVersion": pod.metadata.resource_version},
+            "status": {"conditions": [{
+                "type": "DisruptionTarget",
+                "status": "False",
+                "reason": null,
+                "message": null,
+                "lastTransitionTime": Time(now),
+            }]},
+        });
+        let api: Api<CachedPod> = Api::namespaced(self.0.client.clone(), ns);
+        api.patch_status(name, &PatchParams::default(), &Patch::Strategic(&patch))
             .await?;
         tracing::debug!(pod = %key, "reset stale DisruptionTarget condition to False");
         Ok(Action::Await)

@@ -5,7 +5,6 @@
 use std::collections::{BTreeMap, HashMap, HashSet};
 use std::sync::Arc;
 
-use k8s_openapi::api::core::v1::Pod;
 use k8s_openapi::api::policy::v1::{
     PodDisruptionBudget, PodDisruptionBudgetSpec, PodDisruptionBudgetStatus,
 };
@@ -13,6 +12,7 @@ use k8s_openapi::apimachinery::pkg::apis::meta::v1::{Condition, OwnerReference, 
 use k8s_openapi::apimachinery::pkg::util::intstr::IntOrString;
 use k8s_openapi::jiff::{SignedDuration, Timestamp};
 
+use crate::cached_pod::CachedPod;
 use crate::deployment::util::scaled_value;
 use crate::podutil::{controller_of, is_pod_ready};
 
@@ -54,7 +54,7 @@ pub struct ExpectedPods {
 /// the pods' controllers (percentages round up in both cases).
 pub fn expected_pod_count(
     spec: &PodDisruptionBudgetSpec,
-    pods: &[Arc<Pod>],
+    pods: &[Arc<CachedPod>],
     find: impl FnMut(&OwnerReference, &str) -> Result<Option<ControllerAndScale>, String>,
 ) -> Result<ExpectedPods, String> {
     if let Some(max_unavailable) = &spec.max_unavailable {
@@ -87,7 +87,7 @@ pub fn expected_pod_count(
 /// Upstream's `getExpectedScale`: the sum of the scales of the distinct
 /// controllers of `pods`, and the names of pods with no controller.
 pub fn expected_scale(
-    pods: &[Arc<Pod>],
+    pods: &[Arc<CachedPod>],
     mut find: impl FnMut(&OwnerReference, &str) -> Result<Option<ControllerAndScale>, String>,
 ) -> Result<(i32, Vec<String>), String> {
     // Scales are keyed by the found controller's UID, so a Deployment counts
@@ -120,7 +120,7 @@ pub fn expected_scale(
 /// Ready pods that are neither terminating nor recently evicted
 /// (upstream's `countHealthyPods`).
 pub fn count_healthy_pods(
-    pods: &[Arc<Pod>],
+    pods: &[Arc<CachedPod>],
     disrupted: &BTreeMap<String, Time>,
     now: Timestamp,
 ) -> i32 {
@@ -158,7 +158,7 @@ pub struct DisruptedPodMap {
 /// Drops entries for pods that are gone or terminating, and those that
 /// outlived [`DELETION_TIMEOUT`] (reported as not deleted).
 pub fn build_disrupted_pod_map(
-    pods: &[Arc<Pod>],
+    pods: &[Arc<CachedPod>],
     pdb: &PodDisruptionBudget,
     now: Timestamp,
 ) -> DisruptedPodMap {

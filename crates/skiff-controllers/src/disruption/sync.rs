@@ -5,7 +5,7 @@ use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::Duration;
 
-use k8s_openapi::api::core::v1::{ObjectReference, Pod};
+use k8s_openapi::api::core::v1::ObjectReference;
 use k8s_openapi::api::policy::v1::PodDisruptionBudget;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::OwnerReference;
 use k8s_openapi::apimachinery::pkg::util::intstr::IntOrString;
@@ -20,6 +20,7 @@ use super::status::{
     ControllerAndScale, build_disrupted_pod_map, count_healthy_pods, expected_pod_count,
     fail_safe_status, new_status,
 };
+use crate::cached_pod::CachedPod;
 use crate::controller::{Action, Reconciler, SyncError};
 use crate::podcontrol::record_event;
 use crate::podutil::controller_of;
@@ -139,7 +140,7 @@ impl DisruptionController {
     }
 
     /// Pods in the budget's namespace its selector matches.
-    fn pods_for_pdb(&self, pdb: &PodDisruptionBudget) -> Result<Vec<Arc<Pod>>, String> {
+    fn pods_for_pdb(&self, pdb: &PodDisruptionBudget) -> Result<Vec<Arc<CachedPod>>, String> {
         let sel = from_label_selector(pdb.spec.as_ref().and_then(|s| s.selector.as_ref()))
             .map_err(|e| e.0)?;
         let empty = std::collections::BTreeMap::new();
@@ -172,7 +173,7 @@ impl DisruptionController {
     /// `getScaleController`).
     async fn scale_controllers(
         &self,
-        pods: &[Arc<Pod>],
+        pods: &[Arc<CachedPod>],
     ) -> Result<HashMap<String, ControllerAndScale>, String> {
         let mut out = HashMap::new();
         let mut seen = std::collections::HashSet::new();

@@ -3,7 +3,6 @@
 use std::collections::BTreeMap;
 use std::sync::Arc;
 
-use k8s_openapi::api::core::v1::Pod;
 use k8s_openapi::api::policy::v1::{PodDisruptionBudget, PodDisruptionBudgetSpec};
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::{OwnerReference, Time};
 use k8s_openapi::jiff::{SignedDuration, Timestamp};
@@ -11,6 +10,8 @@ use serde_json::{Value, json};
 
 use super::stale::stale_disruption_wait;
 use super::status::*;
+
+use crate::cached_pod::CachedPod;
 
 fn now() -> Timestamp {
     "2026-01-01T00:00:00Z".parse().unwrap()
@@ -21,7 +22,7 @@ fn ago(secs: i64) -> Time {
 }
 
 /// A ready pod `name` owned by controller `owner` (uid), if any.
-fn pod(name: &str, owner: Option<&str>, ready: bool) -> Arc<Pod> {
+fn pod(name: &str, owner: Option<&str>, ready: bool) -> Arc<CachedPod> {
     let mut v = json!({
         "metadata": {"name": name, "namespace": "ns"},
         "status": {"phase": "Running", "conditions": [
@@ -65,7 +66,7 @@ fn expected_pod_count_follows_upstream_arithmetic() {
         pod("b", Some("rs-5"), true),
         pod("c", Some("rs-5"), true),
     ];
-    type Case = (&'static str, Value, Vec<Arc<Pod>>, i32, i32);
+    type Case = (&'static str, Value, Vec<Arc<CachedPod>>, i32, i32);
     let cases: Vec<Case> = vec![
         // (name, spec, pods, expectedPods, desiredHealthy)
         (
@@ -316,7 +317,7 @@ fn status_and_condition() {
 #[test]
 fn stale_disruption_target_condition() {
     let with = |status: &str, reason: &str, secs: i64, deleting: bool, phase: &str| {
-        let mut p: Pod = serde_json::from_value(json!({
+        let mut p: CachedPod = serde_json::from_value(json!({
             "metadata": {"name": "p", "namespace": "ns"},
             "status": {"phase": phase, "conditions": [{
                 "type": "DisruptionTarget", "status": status, "reason": reason,

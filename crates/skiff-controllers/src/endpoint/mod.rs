@@ -9,7 +9,7 @@ pub(crate) mod tests;
 use std::collections::{BTreeMap, HashMap};
 use std::sync::{Arc, Mutex};
 
-use k8s_openapi::api::core::v1::{Endpoints, ObjectReference, Pod, Service};
+use k8s_openapi::api::core::v1::{Endpoints, ObjectReference, Service};
 use kube::Api;
 use kube::api::{DeleteParams, ObjectMeta, PostParams};
 use kube::runtime::reflector::{ObjectRef, Store};
@@ -17,6 +17,7 @@ use skiff_client::EventSink;
 use skiff_client::events::PendingEvent;
 
 use crate::apierrors::{api_message, is_namespace_terminating};
+use crate::cached_pod::CachedPod;
 use crate::controller::{Action, Reconciler, SyncError};
 use crate::endpointslice::util::{
     ANNOTATION_LAST_CHANGE_TRIGGER_TIME, ANNOTATION_LEADER, LABEL_HEADLESS, TriggerTimeTracker,
@@ -41,7 +42,7 @@ pub struct EndpointController {
     client: kube::Client,
     services: Store<Service>,
     services_by_ns: Arc<NamespaceIndex<Service>>,
-    pods: Arc<NamespaceIndex<Pod>>,
+    pods: Arc<NamespaceIndex<CachedPod>>,
     endpoints: Store<Endpoints>,
     queue: Arc<WorkQueue<String>>,
     events: Arc<dyn EventSink>,
@@ -65,7 +66,7 @@ impl EndpointController {
         events: Arc<dyn EventSink>,
     ) -> Arc<Self> {
         let svc_inf = factory.informer::<Service>();
-        let pod_inf = factory.informer::<Pod>();
+        let pod_inf = factory.informer::<CachedPod>();
         let ep_inf = factory.informer::<Endpoints>();
         let c = Arc::new(EndpointController {
             client,
@@ -145,7 +146,7 @@ impl EndpointController {
             return Ok(Action::Await);
         };
         let all = self.pods.list(ns);
-        let pods: Vec<&Pod> = all
+        let pods: Vec<&CachedPod> = all
             .iter()
             .map(AsRef::as_ref)
             .filter(|p| selector_matches(selector, p.metadata.labels.as_ref()))
@@ -317,24 +318,24 @@ pub(crate) struct PodHandler {
 }
 
 impl PodHandler {
-    fn services(&self, pod: &Pod) -> Vec<Arc<Service>> {
+    fn services(&self, pod: &CachedPod) -> Vec<Arc<Service>> {
         self.services
             .list(pod.metadata.namespace.as_deref().unwrap_or(""))
     }
 }
 
-impl ResourceEventHandler<Pod> for PodHandler {
-    fn on_add(&self, pod: &Arc<Pod>) {
+impl ResourceEventHandler<CachedPod> for PodHandler {
+    fn on_add(&self, pod: &Arc<CachedPod>) {
         for k in services_selecting(&self.services(pod), pod) {
             self.queue.add(k);
         }
     }
-    fn on_update(&self, old: &Arc<Pod>, cur: &Arc<Pod>) {
+    fn on_update(&self, old: &Arc<CachedPod>, cur: &Arc<CachedPod>) {
         for k in services_to_update_on_pod_change(&self.services(cur), old, cur) {
             self.queue.add(k);
         }
     }
-    fn on_delete(&self, pod: &Arc<Pod>) {
+    fn on_delete(&self, pod: &Arc<CachedPod>) {
         self.on_add(pod);
     }
 }

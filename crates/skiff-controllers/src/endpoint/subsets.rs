@@ -6,9 +6,10 @@ use std::collections::{BTreeMap, BTreeSet};
 use std::net::IpAddr;
 
 use k8s_openapi::api::core::v1::{
-    EndpointAddress, EndpointPort, EndpointSubset, ObjectReference, Pod, Service,
+    EndpointAddress, EndpointPort, EndpointSubset, ObjectReference, Service,
 };
 
+use crate::cached_pod::CachedPod;
 use crate::endpointslice::util::{
     find_port, is_service_ip_set, pod_ips, publish_not_ready, should_pod_be_in_endpoints,
     should_set_hostname,
@@ -21,7 +22,7 @@ pub const MAX_CAPACITY: usize = 1000;
 /// Upstream's `podToEndpointAddressForService`: the pod's IP of the
 /// Service's family (its first ipFamily, else its cluster IP's, else the
 /// pod's first IP's).
-fn address_for_service(svc: &Service, pod: &Pod) -> Option<EndpointAddress> {
+fn address_for_service(svc: &Service, pod: &CachedPod) -> Option<EndpointAddress> {
     let spec = svc.spec.as_ref();
     let ips = pod_ips(pod);
     let want_v6 = match spec
@@ -58,7 +59,7 @@ fn address_for_service(svc: &Service, pod: &Pod) -> Option<EndpointAddress> {
 }
 
 /// The Service's subsets from its (selected) pods, repacked.
-pub fn compute_subsets(svc: &Service, pods: &[&Pod]) -> Vec<EndpointSubset> {
+pub fn compute_subsets(svc: &Service, pods: &[&CachedPod]) -> Vec<EndpointSubset> {
     let tolerate_unready = publish_not_ready(svc);
     let ports = svc
         .spec

@@ -1,14 +1,16 @@
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
-use k8s_openapi::api::core::v1::{EndpointAddress, EndpointSubset, Pod, Service};
+use k8s_openapi::api::core::v1::{EndpointAddress, EndpointSubset, Service};
 use serde_json::{Value, json};
 
 use super::subsets::{MAX_CAPACITY, compute_subsets, repack_subsets, truncate};
 
+use crate::cached_pod::CachedPod;
+
 /// A pod `name` on node `n1` with `ip` (none if empty), Ready as given,
 /// container ports `http`=8080/TCP and `dns`=53/UDP; `extra` is merged
 /// into the object.
-pub(crate) fn pod(name: &str, ip: &str, ready: bool, extra: Value) -> Pod {
+pub(crate) fn pod(name: &str, ip: &str, ready: bool, extra: Value) -> CachedPod {
     let mut v = json!({
         "metadata": {"name": name, "namespace": "ns", "uid": format!("uid-{name}"),
                      "labels": {"app": "web"}},
@@ -99,7 +101,7 @@ fn subsets_from_pods() {
     let no_dns_port = json!({"spec": {"containers": [{"name": "c", "ports": [
         {"name": "http", "containerPort": 9090, "protocol": "TCP"}]}]}});
     let terminating = json!({"metadata": {"deletionTimestamp": "2026-01-01T00:00:00Z"}});
-    let cases: Vec<(&str, Service, Vec<Pod>, Vec<&str>)> = vec![
+    let cases: Vec<(&str, Service, Vec<CachedPod>, Vec<&str>)> = vec![
         (
             "ready and not-ready pods",
             service(http.clone(), json!({})),
@@ -207,11 +209,11 @@ fn subsets_from_pods() {
         ),
     ];
     for (name, svc, pods, want) in cases {
-        let refs: Vec<&Pod> = pods.iter().collect();
+        let refs: Vec<&CachedPod> = pods.iter().collect();
         let got = compute_subsets(&svc, &refs);
         assert_eq!(show(&got), want, "{name}");
         // Input order does not matter: the result is canonical.
-        let reversed: Vec<&Pod> = pods.iter().rev().collect();
+        let reversed: Vec<&CachedPod> = pods.iter().rev().collect();
         assert_eq!(compute_subsets(&svc, &reversed), got, "{name}: order");
     }
 }

@@ -11,7 +11,7 @@ pub mod util;
 
 use std::sync::Arc;
 
-use k8s_openapi::api::core::v1::{Node, ObjectReference, Pod, Service};
+use k8s_openapi::api::core::v1::{Node, ObjectReference, Service};
 use k8s_openapi::api::discovery::v1::EndpointSlice;
 use kube::Api;
 use kube::api::{DeleteParams, PostParams};
@@ -20,6 +20,7 @@ use skiff_client::EventSink;
 use skiff_client::events::PendingEvent;
 
 use crate::apierrors::is_namespace_terminating;
+use crate::cached_pod::CachedPod;
 use crate::controller::{Action, Reconciler, SyncError};
 use crate::endpoint::{PodHandler, ServiceHandler};
 use crate::informer::{InformerFactory, NamespaceIndex, ResourceEventHandler};
@@ -42,7 +43,7 @@ pub const EVENT_SOURCE: &str = "endpoint-slice-controller";
 pub struct EndpointSliceController {
     client: kube::Client,
     services: Store<Service>,
-    pods: Arc<NamespaceIndex<Pod>>,
+    pods: Arc<NamespaceIndex<CachedPod>>,
     slices: Arc<NamespaceIndex<EndpointSlice>>,
     nodes: Store<Node>,
     queue: Arc<WorkQueue<String>>,
@@ -100,7 +101,7 @@ impl EndpointSliceController {
         max_endpoints_per_slice: usize,
     ) -> Arc<Self> {
         let svc_inf = factory.informer::<Service>();
-        let pod_inf = factory.informer::<Pod>();
+        let pod_inf = factory.informer::<CachedPod>();
         let slice_inf = factory.informer::<EndpointSlice>();
         let node_inf = factory.informer::<Node>();
         let queue = Arc::new(factory.metrics().queue("endpoint_slice"));
@@ -161,7 +162,7 @@ impl EndpointSliceController {
             return Ok(Action::Await);
         };
         let all = self.pods.list(ns);
-        let pods: Vec<&Pod> = all
+        let pods: Vec<&CachedPod> = all
             .iter()
             .map(AsRef::as_ref)
             .filter(|p| selector_matches(selector, p.metadata.labels.as_ref()))

@@ -9,7 +9,7 @@
 use std::collections::{BTreeMap, BTreeSet};
 use std::net::IpAddr;
 
-use k8s_openapi::api::core::v1::{ObjectReference, Pod, Service};
+use k8s_openapi::api::core::v1::{ObjectReference, Service};
 use k8s_openapi::api::discovery::v1::{Endpoint, EndpointConditions, EndpointPort, EndpointSlice};
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::{ObjectMeta, OwnerReference};
 
@@ -17,6 +17,7 @@ use super::util::{
     LABEL_HEADLESS, LABEL_MANAGED_BY, LABEL_SERVICE_NAME, find_port, is_service_ip_set, pod_ips,
     publish_not_ready, should_pod_be_in_endpoints, should_set_hostname,
 };
+use crate::cached_pod::CachedPod;
 use crate::podutil::is_pod_ready;
 
 /// What a sync writes.
@@ -98,7 +99,7 @@ pub fn address_types(svc: &Service) -> Vec<String> {
 
 /// The pod's ports for the Service (upstream's `getEndpointPorts`): one
 /// per Service port the pod has, by number or by named container port.
-pub fn endpoint_ports(svc: &Service, pod: &Pod) -> Vec<EndpointPort> {
+pub fn endpoint_ports(svc: &Service, pod: &CachedPod) -> Vec<EndpointPort> {
     let Some(ports) = svc.spec.as_ref().and_then(|s| s.ports.as_ref()) else {
         return Vec::new();
     };
@@ -119,7 +120,7 @@ pub fn endpoint_ports(svc: &Service, pod: &Pod) -> Vec<EndpointPort> {
 /// Upstream's `podToEndpoint`: serving = Ready; ready = serving and not
 /// terminating (always, with publishNotReadyAddresses).
 pub fn pod_to_endpoint(
-    pod: &Pod,
+    pod: &CachedPod,
     zone: Option<String>,
     svc: &Service,
     address_type: &str,
@@ -233,7 +234,7 @@ pub struct Settings<'a> {
 /// by this controller, none pending deletion) to what `pods` need.
 pub fn reconcile(
     svc: &Service,
-    pods: &[&Pod],
+    pods: &[&CachedPod],
     existing: &[&EndpointSlice],
     nodes: NodeZone<'_>,
     settings: Settings<'_>,
@@ -258,7 +259,7 @@ pub fn reconcile(
 
 fn by_address_type(
     svc: &Service,
-    pods: &[&Pod],
+    pods: &[&CachedPod],
     existing: &[&EndpointSlice],
     address_type: &str,
     nodes: NodeZone<'_>,

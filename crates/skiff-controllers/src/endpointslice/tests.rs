@@ -1,11 +1,12 @@
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
-use k8s_openapi::api::core::v1::{Pod, Service};
+use k8s_openapi::api::core::v1::Service;
 use k8s_openapi::api::discovery::v1::EndpointSlice;
 use serde_json::json;
 
 use super::reconciler::{Plan, Settings, reconcile};
 use super::util::{SliceTracker, TriggerTimeTracker, services_to_update_on_pod_change};
+use crate::cached_pod::CachedPod;
 use crate::endpoint::tests::{pod, service};
 
 const CONTROLLER: &str = "endpointslice-controller.k8s.io";
@@ -24,7 +25,7 @@ fn http() -> Service {
     )
 }
 
-fn pods(from: usize, to: usize) -> Vec<Pod> {
+fn pods(from: usize, to: usize) -> Vec<CachedPod> {
     (from..to)
         .map(|i| {
             pod(
@@ -41,8 +42,8 @@ fn known_node(_: &str) -> Option<Option<String>> {
     Some(Some("zone-a".to_owned()))
 }
 
-fn run(svc: &Service, pods: &[Pod], existing: &[EndpointSlice], max: usize) -> Plan {
-    let refs: Vec<&Pod> = pods.iter().collect();
+fn run(svc: &Service, pods: &[CachedPod], existing: &[EndpointSlice], max: usize) -> Plan {
+    let refs: Vec<&CachedPod> = pods.iter().collect();
     let ex: Vec<&EndpointSlice> = existing.iter().collect();
     reconcile(svc, &refs, &ex, &known_node, settings(max))
 }
@@ -191,7 +192,7 @@ fn slices_fill_reuse_and_shrink() {
         .take(5)
         .map(|e| e.target_ref.as_ref().unwrap().name.clone().unwrap())
         .collect();
-    let mut now: Vec<Pod> = pods(0, 310)
+    let mut now: Vec<CachedPod> = pods(0, 310)
         .into_iter()
         .filter(|p| !first.contains(p.metadata.name.as_ref().unwrap()))
         .collect();
@@ -312,7 +313,7 @@ fn slices_of_other_owners_or_families_are_deleted() {
 fn pods_on_unknown_nodes_are_skipped_with_an_error() {
     let svc = http();
     let refs_pods = pods(0, 2);
-    let refs: Vec<&Pod> = refs_pods.iter().collect();
+    let refs: Vec<&CachedPod> = refs_pods.iter().collect();
     let unknown = |n: &str| (n != "n1").then_some(None);
     let plan = reconcile(&svc, &refs, &[], &unknown, settings(100));
     assert_eq!(plan.errors.len(), 2);

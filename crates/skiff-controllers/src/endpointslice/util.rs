@@ -6,11 +6,12 @@
 use std::collections::{BTreeMap, HashMap, HashSet};
 use std::sync::{Arc, Mutex};
 
-use k8s_openapi::api::core::v1::{Container, Pod, Service, ServicePort};
+use k8s_openapi::api::core::v1::{Service, ServicePort};
 use k8s_openapi::api::discovery::v1::EndpointSlice;
 use k8s_openapi::apimachinery::pkg::util::intstr::IntOrString;
 use k8s_openapi::jiff::Timestamp;
 
+use crate::cached_pod::{CachedContainer, CachedPod};
 use crate::podutil::{is_pod_ready, ready_condition};
 
 /// The label naming a slice's Service.
@@ -69,7 +70,7 @@ pub fn publish_not_ready(svc: &Service) -> bool {
 }
 
 /// The pod's IPs (`status.podIPs`, else `status.podIP`).
-pub fn pod_ips(pod: &Pod) -> Vec<String> {
+pub fn pod_ips(pod: &CachedPod) -> Vec<String> {
     let Some(status) = pod.status.as_ref() else {
         return Vec::new();
     };
@@ -93,7 +94,7 @@ pub fn pod_ips(pod: &Pod) -> Vec<String> {
 
 /// Upstream's `ShouldPodBeInEndpoints`: not terminal, has an IP, and not
 /// terminating unless `include_terminating`.
-pub fn should_pod_be_in_endpoints(pod: &Pod, include_terminating: bool) -> bool {
+pub fn should_pod_be_in_endpoints(pod: &CachedPod, include_terminating: bool) -> bool {
     let phase = crate::podutil::phase(pod);
     if phase == "Succeeded" || phase == "Failed" {
         return false;
@@ -106,7 +107,7 @@ pub fn should_pod_be_in_endpoints(pod: &Pod, include_terminating: bool) -> bool 
 
 /// Upstream's `ShouldSetHostname`: the pod's hostname is published when its
 /// subdomain names this Service in the same namespace.
-pub fn should_set_hostname(pod: &Pod, svc: &Service) -> bool {
+pub fn should_set_hostname(pod: &CachedPod, svc: &Service) -> bool {
     let Some(spec) = pod.spec.as_ref() else {
         return false;
     };
@@ -122,7 +123,7 @@ fn protocol(p: Option<&str>) -> &str {
 /// Upstream's `FindPort`: the container port a Service port's targetPort
 /// names (by name and protocol, in containers and sidecar init
 /// containers), or the number it gives.
-pub fn find_port(pod: &Pod, port: &ServicePort) -> Option<i32> {
+pub fn find_port(pod: &CachedPod, port: &ServicePort) -> Option<i32> {
     match &port.target_port {
         None => Some(port.port),
         Some(IntOrString::Int(n)) => Some(*n),
@@ -135,7 +136,7 @@ pub fn find_port(pod: &Pod, port: &ServicePort) -> Option<i32> {
                 .filter(|c| c.restart_policy.as_deref() == Some("Always"));
             let all = spec.containers.iter().chain(sidecars);
             let want = protocol(port.protocol.as_deref());
-            all.flat_map(|c: &Container| c.ports.iter().flatten())
+            all.flat_map(|c: &CachedContainer| c.ports.iter().flatten())
                 .find(|p| {
                     p.name.as_deref() == Some(name) && protocol(p.protocol.as_deref()) == want
                 })
@@ -145,7 +146,7 @@ pub fn find_port(pod: &Pod, port: &ServicePort) -> Option<i32> {
 }
 
 /// The parts of a pod that endpoints are computed from.
-fn endpoint_view(pod: &Pod) -> impl PartialEq + '_ {
+fn endpoint_view(pod: &CachedPod) -> impl PartialEq + '_ {
     let spec = pod.spec.as_ref();
     (
         pod_ips(pod),
@@ -166,8 +167,8 @@ fn endpoint_view(pod: &Pod) -> impl PartialEq + '_ {
 /// else only those whose membership changed).
 pub fn services_to_update_on_pod_change(
     services: &[Arc<Service>],
-    old: &Pod,
-    cur: &Pod,
+    old: &CachedPod,
+    cur: &CachedPod,
 ) -> HashSet<String> {
     if old.metadata.resource_version == cur.metadata.resource_version {
         return HashSet::new();
@@ -190,7 +191,7 @@ pub fn services_to_update_on_pod_change(
 }
 
 /// Keys of the Services in the pod's namespace whose selector matches it.
-pub fn services_selecting(services: &[Arc<Service>], pod: &Pod) -> HashSet<String> {
+pub fn services_selecting(services: &[Arc<Service>], pod: &CachedPod) -> HashSet<String> {
     services
         .iter()
         .filter(|s| s.metadata.namespace == pod.metadata.namespace)
@@ -218,7 +219,7 @@ impl TriggerTimeTracker {
     /// The earliest trigger time that changed since the last call for this
     /// Service; `None` for a Service seen for the first time or when
     /// nothing changed.
-    pub fn compute(&self, key: &str, svc: &Service, pods: &[&Pod]) -> Option<Timestamp> {
+    pub fn compute(&self, key: &str, svc: &Service, pods: &[&CachedPod]) -> Option<Timestamp> {
         let mut states = self.0.lock().unwrap_or_else(|e| e.into_inner());
         let known = states.contains_key(key);
         let state = states.entry(key.to_owned()).or_default();

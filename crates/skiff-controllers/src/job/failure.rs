@@ -5,9 +5,9 @@
 use std::time::Duration;
 
 use k8s_openapi::api::batch::v1::{Job, PodFailurePolicy, PodFailurePolicyRule};
-use k8s_openapi::api::core::v1::{ContainerStatus, Pod};
 use k8s_openapi::jiff::Timestamp;
 
+use crate::cached_pod::{CachedContainerStatus, CachedPod};
 use crate::podutil::phase;
 
 /// First re-creation delay after a failure (`DefaultJobPodFailureBackOff`).
@@ -62,7 +62,7 @@ pub fn only_replace_failed_pods(job: &Job) -> bool {
 /// Whether `pod` counts as failed for `job`: phase Failed, or, unless only
 /// Failed pods are replaced, being deleted without having succeeded (an
 /// orphan that never reaches a terminal phase).
-pub fn is_pod_failed(pod: &Pod, job: &Job) -> bool {
+pub fn is_pod_failed(pod: &CachedPod, job: &Job) -> bool {
     let p = phase(pod);
     if p == "Failed" {
         return true;
@@ -73,13 +73,13 @@ pub fn is_pod_failed(pod: &Pod, job: &Job) -> bool {
     pod.metadata.deletion_timestamp.is_some() && p != "Succeeded"
 }
 
-fn terminated_exit_code(s: &ContainerStatus) -> Option<i32> {
+fn terminated_exit_code(s: &CachedContainerStatus) -> Option<i32> {
     s.state.as_ref()?.terminated.as_ref().map(|t| t.exit_code)
 }
 
 /// The first container (init containers first) whose non-zero exit code
 /// the rule's `onExitCodes` matches: `(container name, exit code)`.
-fn match_on_exit_codes(pod: &Pod, rule: &PodFailurePolicyRule) -> Option<(String, i32)> {
+fn match_on_exit_codes(pod: &CachedPod, rule: &PodFailurePolicyRule) -> Option<(String, i32)> {
     let req = rule.on_exit_codes.as_ref()?;
     let status = pod.status.as_ref()?;
     let all = status
@@ -113,7 +113,7 @@ fn match_on_exit_codes(pod: &Pod, rule: &PodFailurePolicyRule) -> Option<(String
 
 /// The first `onPodConditions` pattern the pod's conditions match: the
 /// condition type.
-fn match_on_pod_conditions(pod: &Pod, rule: &PodFailurePolicyRule) -> Option<String> {
+fn match_on_pod_conditions(pod: &CachedPod, rule: &PodFailurePolicyRule) -> Option<String> {
     let patterns = rule.on_pod_conditions.as_ref()?;
     let conditions = pod.status.as_ref()?.conditions.as_ref()?;
     for pattern in patterns {
@@ -134,7 +134,7 @@ fn match_on_pod_conditions(pod: &Pod, rule: &PodFailurePolicyRule) -> Option<Str
 
 /// Matches a failed pod against the policy's rules in order (upstream's
 /// `matchPodFailurePolicy`); no match counts the failure.
-pub fn match_pod_failure_policy(policy: &PodFailurePolicy, pod: &Pod) -> PolicyMatch {
+pub fn match_pod_failure_policy(policy: &PodFailurePolicy, pod: &CachedPod) -> PolicyMatch {
     let ns = pod.metadata.namespace.as_deref().unwrap_or("");
     let name = pod.metadata.name.as_deref().unwrap_or("");
     for (index, rule) in policy.rules.iter().enumerate() {
@@ -181,7 +181,7 @@ pub fn match_pod_failure_policy(policy: &PodFailurePolicy, pod: &Pod) -> PolicyM
 
 /// When the pod finished: the latest container finishedAt, else when its
 /// Ready condition turned False, else its deletion, else its creation.
-pub fn finished_time(pod: &Pod) -> Option<Timestamp> {
+pub fn finished_time(pod: &CachedPod) -> Option<Timestamp> {
     let status = pod.status.as_ref();
     let from_containers = status
         .into_iter()

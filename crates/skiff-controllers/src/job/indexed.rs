@@ -6,12 +6,14 @@ use std::collections::{BTreeMap, HashMap, HashSet};
 use std::sync::Arc;
 
 use k8s_openapi::api::batch::v1::Job;
-use k8s_openapi::api::core::v1::{Container, EnvVar, EnvVarSource, ObjectFieldSelector, Pod};
+use k8s_openapi::api::core::v1::{Container, EnvVar, EnvVarSource, ObjectFieldSelector};
 use k8s_openapi::jiff::Timestamp;
 
 use super::failure::{PolicyAction, finished_time, is_pod_failed, match_pod_failure_policy};
 use super::has_tracking_finalizer;
 use super::intervals::OrderedIntervals;
+
+use crate::cached_pod::CachedPod;
 
 /// Annotation and label carrying a pod's completion index.
 pub const COMPLETION_INDEX_ANNOTATION: &str = "batch.kubernetes.io/job-completion-index";
@@ -48,7 +50,7 @@ fn parse_index(s: &str) -> Option<i32> {
 }
 
 /// The pod's completion index (annotation, else label), if valid.
-pub fn completion_index(pod: &Pod) -> Option<i32> {
+pub fn completion_index(pod: &CachedPod) -> Option<i32> {
     let m = &pod.metadata;
     m.annotations
         .as_ref()
@@ -58,11 +60,11 @@ pub fn completion_index(pod: &Pod) -> Option<i32> {
 }
 
 /// The index if it is below `completions`.
-pub fn valid_index(pod: &Pod, completions: i32) -> Option<i32> {
+pub fn valid_index(pod: &CachedPod, completions: i32) -> Option<i32> {
     completion_index(pod).filter(|i| *i < completions)
 }
 
-fn annotation_count(pod: &Pod, key: &str) -> i32 {
+fn annotation_count(pod: &CachedPod, key: &str) -> i32 {
     pod.metadata
         .annotations
         .as_ref()
@@ -73,12 +75,12 @@ fn annotation_count(pod: &Pod, key: &str) -> i32 {
 }
 
 /// Failures of the pod's index before it.
-pub fn index_failure_count(pod: &Pod) -> i32 {
+pub fn index_failure_count(pod: &CachedPod) -> i32 {
     annotation_count(pod, INDEX_FAILURE_COUNT_ANNOTATION)
 }
 
 /// Failures, counted or ignored, of the pod's index before it.
-fn index_absolute_failure_count(pod: &Pod) -> i32 {
+fn index_absolute_failure_count(pod: &CachedPod) -> i32 {
     index_failure_count(pod) + annotation_count(pod, INDEX_IGNORED_FAILURE_COUNT_ANNOTATION)
 }
 
@@ -117,7 +119,7 @@ pub fn add_completion_index_env(containers: &mut [Container]) {
 }
 
 /// The indexes of `pods` (pods without a valid index are skipped).
-pub fn indexes_of<'a>(pods: impl IntoIterator<Item = &'a Arc<Pod>>) -> HashSet<i32> {
+pub fn indexes_of<'a>(pods: impl IntoIterator<Item = &'a Arc<CachedPod>>) -> HashSet<i32> {
     pods.into_iter()
         .filter_map(|p| completion_index(p))
         .collect()
@@ -149,7 +151,7 @@ pub fn first_pending_indexes(
 
 /// Whether the failed pod exhausts its index's back-off (or a FailIndex
 /// rule matches it).
-pub fn is_index_failed(job: &Job, pod: &Pod, limit_per_index: i32) -> bool {
+pub fn is_index_failed(job: &Job, pod: &CachedPod, limit_per_index: i32) -> bool {
     if !is_pod_failed(pod, job) {
         return false;
     }
@@ -171,7 +173,11 @@ pub fn is_index_failed(job: &Job, pod: &Pod, limit_per_index: i32) -> bool {
 }
 
 /// `status.failedIndexes` with the newly failed (still tracked) indexes.
-pub fn calculate_failed_indexes(job: &Job, pods: &[Arc<Pod>], limit: i32) -> OrderedIntervals {
+pub fn calculate_failed_indexes(
+    job: &Job,
+    pods: &[Arc<CachedPod>],
+    limit: i32,
+) -> OrderedIntervals {
     let n = completions(job);
     let prev = job
         .status
@@ -193,14 +199,14 @@ pub fn calculate_failed_indexes(job: &Job, pods: &[Arc<Pod>], limit: i32) -> Ord
 /// replacement exists, so the failure count carries over.
 pub fn pods_with_delayed_deletion(
     job: &Job,
-    tracked: &[Arc<Pod>],
-    active: &[Arc<Pod>],
+    tracked: &[Arc<CachedPod>],
+    active: &[Arc<CachedPod>],
     succeeded: &OrderedIntervals,
     failed: &OrderedIntervals,
-) -> HashMap<i32, Arc<Pod>> {
+) -> HashMap<i32, Arc<CachedPod>> {
     let n = completions(job);
     let active_ix = indexes_of(active);
-    let mut out: HashMap<i32, Arc<Pod>> = HashMap::new();
+    let mut out: HashMap<i32, Arc<CachedPod>> = HashMap::new();
     for p in tracked {
         if !is_pod_failed(p, job) {
             continue;
@@ -226,7 +232,7 @@ pub fn pods_with_delayed_deletion(
 }
 
 /// The per-index back-off left for the failed pod being replaced.
-pub fn remaining_for_index(last: Option<&Arc<Pod>>, now: Timestamp) -> std::time::Duration {
+pub fn remaining_for_index(last: Option<&Arc<CachedPod>>, now: Timestamp) -> std::time::Duration {
     let Some(p) = last else {
         return std::time::Duration::ZERO;
     };
@@ -237,7 +243,7 @@ pub fn remaining_for_index(last: Option<&Arc<Pod>>, now: Timestamp) -> std::time
 /// The failure-count annotations of a replacement for `replaced`.
 pub fn failure_count_annotations(
     job: &Job,
-    replaced: Option<&Arc<Pod>>,
+    replaced: Option<&Arc<CachedPod>>,
 ) -> BTreeMap<String, String> {
     let mut out = BTreeMap::new();
     let Some(old) = replaced else {
@@ -272,11 +278,11 @@ pub fn failure_count_annotations(
 /// Active pods that must go first: out-of-range or duplicate indexes
 /// (keeping one pod per index), or a failed index; the rest after.
 pub fn split_extra_index_pods(
-    pods: &[Arc<Pod>],
+    pods: &[Arc<CachedPod>],
     completions: i32,
     failed: Option<&OrderedIntervals>,
-) -> (Vec<Arc<Pod>>, Vec<Arc<Pod>>) {
-    let mut sorted: Vec<Arc<Pod>> = pods.to_vec();
+) -> (Vec<Arc<CachedPod>>, Vec<Arc<CachedPod>>) {
+    let mut sorted: Vec<Arc<CachedPod>> = pods.to_vec();
     sorted.sort_by_key(|p| completion_index(p));
     let (mut rm, mut left) = (Vec::new(), Vec::new());
     let mut seen = HashSet::new();

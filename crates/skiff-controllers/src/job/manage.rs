@@ -5,7 +5,7 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicI32, AtomicUsize, Ordering};
 
 use k8s_openapi::api::batch::v1::Job;
-use k8s_openapi::api::core::v1::{Pod, PodTemplateSpec};
+use k8s_openapi::api::core::v1::PodTemplateSpec;
 use k8s_openapi::jiff::Timestamp;
 use kube::Api;
 use kube::api::{Patch, PatchParams};
@@ -23,6 +23,7 @@ use super::{
     JobController, MAX_POD_CREATE_DELETE_PER_SYNC, TRACKING_FINALIZER, has_tracking_finalizer,
 };
 use crate::apierrors::{api_message, is_not_found};
+use crate::cached_pod::CachedPod;
 use crate::podcontrol::{PodControl, pod_from_template, slow_start_batch};
 use crate::podutil::{is_pod_ready, key_of};
 use crate::replicaset::ranking::pods_to_delete;
@@ -35,10 +36,10 @@ fn len32(n: usize) -> i32 {
 /// bad, duplicate or failed indexes, then by upstream's active-pod ranking.
 pub(crate) fn active_pods_for_removal(
     job: &Job,
-    pods: &[Arc<Pod>],
+    pods: &[Arc<CachedPod>],
     failed: Option<&OrderedIntervals>,
     n: usize,
-) -> Vec<Arc<Pod>> {
+) -> Vec<Arc<CachedPod>> {
     let (mut rm, left) = if is_indexed(job) {
         indexed::split_extra_index_pods(pods, completions(job), failed)
     } else {
@@ -62,10 +63,10 @@ impl JobController {
     }
 
     /// Removes the tracking finalizer from `pod`.
-    pub(crate) async fn patch_out_finalizer(&self, pod: &Pod) -> Result<(), kube::Error> {
+    pub(crate) async fn patch_out_finalizer(&self, pod: &CachedPod) -> Result<(), kube::Error> {
         let ns = pod.metadata.namespace.as_deref().unwrap_or("");
         let name = pod.metadata.name.as_deref().unwrap_or("");
-        let api: Api<Pod> = Api::namespaced(self.client.clone(), ns);
+        let api: Api<CachedPod> = Api::namespaced(self.client.clone(), ns);
         match api
             .patch(
                 name,
@@ -86,7 +87,7 @@ impl JobController {
     async fn delete_pods(
         &self,
         job: &Job,
-        pods: &[Arc<Pod>],
+        pods: &[Arc<CachedPod>],
         drop_finalizer: bool,
     ) -> (i32, i32, Option<Failed>) {
         let key = key_of(&job.metadata);
@@ -140,7 +141,7 @@ impl JobController {
     pub(crate) async fn delete_active_pods(
         &self,
         job: &Job,
-        pods: &[Arc<Pod>],
+        pods: &[Arc<CachedPod>],
     ) -> (i32, i32, Option<Failed>) {
         self.delete_pods(job, pods, false).await
     }

@@ -20,10 +20,10 @@ use std::collections::{HashMap, HashSet};
 use std::sync::{Arc, Mutex};
 
 use k8s_openapi::api::batch::v1::Job;
-use k8s_openapi::api::core::v1::Pod;
 use kube::runtime::reflector::{ObjectRef, Store};
 use skiff_client::EventSink;
 
+use crate::cached_pod::CachedPod;
 use crate::expectations::ControllerExpectations;
 use crate::informer::{ControllerIndex, InformerFactory, NamespaceIndex, ResourceEventHandler};
 use crate::podutil::{controller_of, key_of};
@@ -51,7 +51,7 @@ pub const MAX_UNCOUNTED_PODS: usize = 500;
 const ORPHAN_POD_PREFIX: &str = "pod:";
 
 /// Whether the pod still carries the tracking finalizer.
-pub fn has_tracking_finalizer(pod: &Pod) -> bool {
+pub fn has_tracking_finalizer(pod: &CachedPod) -> bool {
     pod.metadata
         .finalizers
         .as_ref()
@@ -91,9 +91,9 @@ impl FinalizerExpectations {
 pub struct JobController {
     pub(crate) client: kube::Client,
     pub(crate) jobs: Store<Job>,
-    pub(crate) pods: Arc<NamespaceIndex<Pod>>,
+    pub(crate) pods: Arc<NamespaceIndex<CachedPod>>,
     /// Pods by controller UID: a Job's own pods without a namespace scan.
-    pub(crate) pods_by_controller: Arc<ControllerIndex<Pod>>,
+    pub(crate) pods_by_controller: Arc<ControllerIndex<CachedPod>>,
     pub(crate) queue: Arc<WorkQueue<String>>,
     pub(crate) expectations: Arc<ControllerExpectations>,
     pub(crate) finalizer_expectations: FinalizerExpectations,
@@ -116,7 +116,7 @@ impl JobController {
         events: Arc<dyn EventSink>,
     ) -> Arc<Self> {
         let job_informer = factory.informer::<Job>();
-        let pod_informer = factory.informer::<Pod>();
+        let pod_informer = factory.informer::<CachedPod>();
         let c = Arc::new(JobController {
             client,
             jobs: job_informer.store(),
@@ -139,7 +139,7 @@ impl JobController {
     }
 
     /// The Job the pod's controllerRef names, if it exists with that UID.
-    fn resolve_controller_ref(&self, pod: &Pod) -> Option<Arc<Job>> {
+    fn resolve_controller_ref(&self, pod: &CachedPod) -> Option<Arc<Job>> {
         let r = controller_of(&pod.metadata)?;
         if r.kind != "Job" {
             return None;
@@ -149,17 +149,17 @@ impl JobController {
         (job.metadata.uid.as_deref() == Some(r.uid.as_str())).then_some(job)
     }
 
-    fn is_job_pod(pod: &Pod) -> bool {
+    fn is_job_pod(pod: &CachedPod) -> bool {
         controller_of(&pod.metadata).is_some_and(|r| r.kind == "Job" && r.api_version == "batch/v1")
     }
 
-    fn enqueue_orphan_pod(&self, pod: &Pod) {
+    fn enqueue_orphan_pod(&self, pod: &CachedPod) {
         self.queue
             .add(format!("{ORPHAN_POD_PREFIX}{}", key_of(&pod.metadata)));
     }
 
     /// Upstream's `deletePod`: a deletion (or the start of one) observed.
-    fn on_pod_delete(&self, pod: &Pod, is_final: bool) {
+    fn on_pod_delete(&self, pod: &CachedPod, is_final: bool) {
         if !Self::is_job_pod(pod) {
             return;
         }
@@ -213,8 +213,8 @@ impl ResourceEventHandler<Job> for JobHandler {
 
 struct PodHandler(Arc<JobController>);
 
-impl ResourceEventHandler<Pod> for PodHandler {
-    fn on_add(&self, pod: &Arc<Pod>) {
+impl ResourceEventHandler<CachedPod> for PodHandler {
+    fn on_add(&self, pod: &Arc<CachedPod>) {
         let c = &self.0;
         if pod.metadata.deletion_timestamp.is_some() {
             c.on_pod_delete(pod, false);
@@ -237,7 +237,7 @@ impl ResourceEventHandler<Pod> for PodHandler {
         }
     }
 
-    fn on_update(&self, old: &Arc<Pod>, cur: &Arc<Pod>) {
+    fn on_update(&self, old: &Arc<CachedPod>, cur: &Arc<CachedPod>) {
         let c = &self.0;
         if old.metadata.resource_version == cur.metadata.resource_version {
             return;
@@ -269,7 +269,7 @@ impl ResourceEventHandler<Pod> for PodHandler {
         }
     }
 
-    fn on_delete(&self, pod: &Arc<Pod>) {
+    fn on_delete(&self, pod: &Arc<CachedPod>) {
         self.0.on_pod_delete(pod, true);
     }
 }

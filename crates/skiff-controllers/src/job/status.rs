@@ -4,11 +4,12 @@
 use std::time::Duration;
 
 use k8s_openapi::api::batch::v1::{Job, JobCondition, SuccessPolicy};
-use k8s_openapi::api::core::v1::Pod;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
 use k8s_openapi::jiff::Timestamp;
 
 use super::intervals::OrderedIntervals;
+
+use crate::cached_pod::CachedPod;
 
 /// Condition types.
 pub const COMPLETE: &str = "Complete";
@@ -143,7 +144,7 @@ pub fn past_active_deadline(job: &Job, now: Timestamp) -> bool {
 
 /// With restartPolicy OnFailure, whether the container restarts of the
 /// active pods reached backoffLimit (upstream's `pastBackoffLimitOnFailure`).
-pub fn past_backoff_limit_on_failure(job: &Job, active: &[std::sync::Arc<Pod>]) -> bool {
+pub fn past_backoff_limit_on_failure(job: &Job, active: &[std::sync::Arc<CachedPod>]) -> bool {
     let spec = job.spec.as_ref();
     let policy = spec
         .and_then(|s| s.template.spec.as_ref())

@@ -7,7 +7,6 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use k8s_openapi::api::batch::v1::{Job, JobCondition, JobStatus};
-use k8s_openapi::api::core::v1::Pod;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
 use k8s_openapi::jiff::Timestamp;
 use kube::runtime::reflector::ObjectRef;
@@ -20,6 +19,7 @@ use super::indexed::{
 use super::intervals::OrderedIntervals;
 use super::status::{self, new_condition};
 use super::{JobController, ORPHAN_POD_PREFIX, has_tracking_finalizer};
+use crate::cached_pod::CachedPod;
 use crate::controller::{Action, Reconciler, SyncError};
 use crate::podcontrol::record_event;
 use crate::podutil::{controller_of, is_pod_active, is_pod_ready, phase};
@@ -36,9 +36,9 @@ pub(crate) struct SyncCtx {
     /// The Job's key.
     pub key: String,
     /// Every pod the Job controls.
-    pub pods: Vec<Arc<Pod>>,
+    pub pods: Vec<Arc<CachedPod>>,
     /// Its active pods.
-    pub active_pods: Vec<Arc<Pod>>,
+    pub active_pods: Vec<Arc<CachedPod>>,
     /// Succeeded pods, counted and about to be.
     pub succeeded: i32,
     /// Failed pods, counted and about to be.
@@ -62,7 +62,7 @@ pub(crate) struct SyncCtx {
     /// Failed indexes (backoffLimitPerIndex).
     pub failed_indexes: Option<OrderedIntervals>,
     /// Per index, the failed pod kept until its replacement exists.
-    pub delayed_deletion: HashMap<i32, Arc<Pod>>,
+    pub delayed_deletion: HashMap<i32, Arc<CachedPod>>,
     /// The back-off record after this sync's newly finished pods.
     pub new_backoff: BackoffRecord,
     /// Sync again after this long.
@@ -85,8 +85,8 @@ impl SyncCtx {
     pub fn valid_pods(
         &self,
         uncounted: Option<&HashSet<String>>,
-        filter: impl Fn(&Pod) -> bool,
-    ) -> Vec<Arc<Pod>> {
+        filter: impl Fn(&CachedPod) -> bool,
+    ) -> Vec<Arc<CachedPod>> {
         let n = completions(&self.job);
         let indexed = is_indexed(&self.job);
         self.pods
@@ -105,7 +105,7 @@ impl SyncCtx {
 }
 
 /// Counts pods being deleted that have not reached a terminal phase.
-fn count_terminating(pods: &[Arc<Pod>]) -> i32 {
+fn count_terminating(pods: &[Arc<CachedPod>]) -> i32 {
     let n = pods
         .iter()
         .filter(|p| {
@@ -126,7 +126,7 @@ fn failure_target(reason: &str, message: &str, now: Timestamp) -> JobCondition {
 }
 
 /// The first podFailurePolicy FailJob message among failed pods.
-fn fail_job_message(job: &Job, pods: &[Arc<Pod>]) -> Option<String> {
+fn fail_job_message(job: &Job, pods: &[Arc<CachedPod>]) -> Option<String> {
     let policy = job.spec.as_ref()?.pod_failure_policy.as_ref()?;
     pods.iter()
         .filter(|p| is_pod_failed(p, job))
@@ -138,14 +138,14 @@ impl JobController {
         record_event(self.events.as_ref(), job, normal, reason, action, note);
     }
 
-    fn job_pods(&self, job: &Job) -> Vec<Arc<Pod>> {
+    fn job_pods(&self, job: &Job) -> Vec<Arc<CachedPod>> {
         let ns = job.metadata.namespace.as_deref().unwrap_or("");
         let uid = job.metadata.uid.as_deref().unwrap_or("");
         self.job_pods_of(ns, uid)
     }
 
     /// The pods in `ns` whose controller is the Job with `uid`.
-    pub(crate) fn job_pods_of(&self, ns: &str, uid: &str) -> Vec<Arc<Pod>> {
+    pub(crate) fn job_pods_of(&self, ns: &str, uid: &str) -> Vec<Arc<CachedPod>> {
         self.pods_by_controller
             .owned_or_orphaned(ns, uid)
             .into_iter()
@@ -186,7 +186,7 @@ impl JobController {
 
     fn new_ctx(&self, key: &str, job: Job) -> SyncCtx {
         let pods = self.job_pods(&job);
-        let active_pods: Vec<Arc<Pod>> =
+        let active_pods: Vec<Arc<CachedPod>> =
             pods.iter().filter(|p| is_pod_active(p)).cloned().collect();
         let st = job.status.clone().unwrap_or_default();
         let uncounted = st.uncounted_terminated_pods.clone().unwrap_or_default();
@@ -262,7 +262,7 @@ impl JobController {
             .get(&key)
             .cloned()
             .unwrap_or_default();
-        let times = |pods: &[Arc<Pod>]| -> Vec<Timestamp> {
+        let times = |pods: &[Arc<CachedPod>]| -> Vec<Timestamp> {
             pods.iter().filter_map(|p| finished_time(p)).collect()
         };
         ctx.new_backoff = record.updated(&times(&new_succeeded), &times(&new_failed));

@@ -6,7 +6,6 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use k8s_openapi::api::batch::v1::{Job, JobStatus, UncountedTerminatedPods};
-use k8s_openapi::api::core::v1::Pod;
 use k8s_openapi::jiff::{SignedDuration, Timestamp};
 use serde_json::{Value, json};
 
@@ -18,6 +17,8 @@ use super::intervals::OrderedIntervals;
 use super::status::{self, ensure_condition_status, match_success_policy};
 use super::tracking::clean_uncounted_pods_without_finalizers;
 
+use crate::cached_pod::CachedPod;
+
 fn job(spec: Value) -> Job {
     let mut v = json!({"metadata": {"name": "j", "namespace": "ns"}, "spec": {"template": {}}});
     for (k, val) in spec.as_object().unwrap() {
@@ -26,7 +27,7 @@ fn job(spec: Value) -> Job {
     serde_json::from_value(v).unwrap()
 }
 
-fn pod(v: Value) -> Pod {
+fn pod(v: Value) -> CachedPod {
     let mut base = json!({"metadata": {"name": "p", "namespace": "ns"}});
     for (k, val) in v.as_object().unwrap() {
         base[k] = val.clone();
@@ -103,7 +104,7 @@ fn indexed_pod_names_fit_generate_name_limits() {
     assert!(name.ends_with("-12-"));
 }
 
-fn failed_pod(code: i32, container: &str, conditions: Value) -> Pod {
+fn failed_pod(code: i32, container: &str, conditions: Value) -> CachedPod {
     pod(json!({"status": {
         "phase": "Failed",
         "conditions": conditions,
@@ -125,7 +126,7 @@ fn pod_failure_policy_rules_match_in_order() {
     .unwrap();
     let disrupted = json!([{"type": "DisruptionTarget", "status": "True"}]);
     // (pod, message, counts, action)
-    let cases: Vec<(Pod, Option<&str>, bool, Option<PolicyAction>)> = vec![
+    let cases: Vec<(CachedPod, Option<&str>, bool, Option<PolicyAction>)> = vec![
         (
             failed_pod(42, "main", disrupted.clone()),
             None,
@@ -444,7 +445,7 @@ fn extra_index_pods_are_removed_first() {
     ];
     let failed = OrderedIntervals::parse("2", 3);
     let (rm, left) = split_extra_index_pods(&pods, 3, Some(&failed));
-    let names = |v: &[Arc<Pod>]| {
+    let names = |v: &[Arc<CachedPod>]| {
         let mut n: Vec<String> = v.iter().map(|p| p.metadata.name.clone().unwrap()).collect();
         n.sort();
         n

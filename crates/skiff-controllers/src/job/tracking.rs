@@ -8,7 +8,6 @@ use std::collections::HashSet;
 use std::sync::Arc;
 
 use k8s_openapi::api::batch::v1::{Job, JobStatus, UncountedTerminatedPods};
-use k8s_openapi::api::core::v1::Pod;
 use kube::Api;
 use kube::api::PostParams;
 
@@ -18,9 +17,10 @@ use super::status::{self, find_condition};
 use super::sync::{Failed, SyncCtx};
 use super::{JobController, MAX_UNCOUNTED_PODS, has_tracking_finalizer};
 use crate::apierrors::api_message;
+use crate::cached_pod::CachedPod;
 use crate::podutil::{key_of, phase};
 
-fn uid(p: &Pod) -> String {
+fn uid(p: &CachedPod) -> String {
     p.metadata.uid.clone().unwrap_or_default()
 }
 
@@ -56,7 +56,7 @@ pub(crate) fn clean_uncounted_pods_without_finalizers(
 }
 
 /// Whether the finished pod's finalizer may go now.
-fn can_remove_finalizer(ctx: &SyncCtx, pod: &Pod, considered_failed: bool) -> bool {
+fn can_remove_finalizer(ctx: &SyncCtx, pod: &CachedPod, considered_failed: bool) -> bool {
     if ctx.job.metadata.deletion_timestamp.is_some()
         || ctx.finished_condition.is_some()
         || phase(pod) == "Succeeded"
@@ -85,7 +85,7 @@ impl JobController {
         let original = ctx.original_status.clone();
         let indexed = is_indexed(&ctx.job);
         let n = completions(&ctx.job);
-        let mut pods: Vec<Arc<Pod>> = ctx.pods.clone();
+        let mut pods: Vec<Arc<CachedPod>> = ctx.pods.clone();
         if indexed {
             // Completed indexes come in order.
             pods.sort_by_key(|p| super::indexed::completion_index(p));
@@ -106,7 +106,7 @@ impl JobController {
             .spec
             .as_ref()
             .and_then(|s| s.pod_failure_policy.clone());
-        let mut to_remove: Vec<Arc<Pod>> = Vec::new();
+        let mut to_remove: Vec<Arc<CachedPod>> = Vec::new();
         let mut new_succeeded_indexes: Vec<i32> = Vec::new();
         let mut new_uncounted_succeeded: Vec<String> = Vec::new();
         let mut new_uncounted_failed: Vec<String> = Vec::new();
@@ -219,7 +219,7 @@ impl JobController {
     async fn flush_and_remove_finalizers(
         &self,
         ctx: &mut SyncCtx,
-        to_remove: &[Arc<Pod>],
+        to_remove: &[Arc<CachedPod>],
         with_finalizer: &HashSet<String>,
         original: Option<JobStatus>,
     ) -> Result<Option<JobStatus>, Failed> {

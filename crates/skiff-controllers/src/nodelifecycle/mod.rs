@@ -16,14 +16,15 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use k8s_openapi::api::coordination::v1::Lease;
-use k8s_openapi::api::core::v1::{Node, ObjectReference, Pod, Taint};
+use k8s_openapi::api::core::v1::{Node, ObjectReference, Taint};
 use kube::Api;
-use kube::api::PostParams;
+use kube::api::{Patch, PatchParams, PostParams};
 use kube::runtime::reflector::{ObjectRef, Store};
 use skiff_client::EventSink;
 use skiff_client::events::PendingEvent;
 use tokio::sync::watch;
 
+use crate::cached_pod::CachedPod;
 use crate::controller::{Action, Reconciler, SyncError, run_workers};
 use crate::informer::{InformerFactory, ResourceEventHandler};
 use crate::workqueue::WorkQueue;
@@ -109,7 +110,7 @@ pub struct NodeLifecycleController {
     pub(crate) client: kube::Client,
     pub(crate) nodes: Store<Node>,
     pub(crate) leases: Store<Lease>,
-    pub(crate) pods: Store<Pod>,
+    pub(crate) pods: Store<CachedPod>,
     pub(crate) events: Arc<dyn EventSink>,
     pub(crate) opts: NodeLifecycleOptions,
     pub(crate) state: Mutex<State>,
@@ -134,7 +135,7 @@ impl NodeLifecycleController {
         opts: NodeLifecycleOptions,
     ) -> Arc<Self> {
         let nodes = factory.informer::<Node>();
-        let pods = factory.informer::<Pod>();
+        let pods = factory.informer::<CachedPod>();
         let c = Arc::new(NodeLifecycleController {
             client,
             nodes: nodes.store(),
@@ -184,7 +185,7 @@ impl NodeLifecycleController {
     }
 
     /// Pods bound to `node`.
-    pub(crate) fn pods_on(&self, node: &str) -> Vec<Arc<Pod>> {
+    pub(crate) fn pods_on(&self, node: &str) -> Vec<Arc<CachedPod>> {
         self.pods
             .state_filter(|p| p.spec.as_ref().and_then(|s| s.node_name.as_deref()) == Some(node))
     }
@@ -256,7 +257,7 @@ impl NodeLifecycleController {
     /// on each.
     pub(crate) async fn mark_pods_not_ready(
         &self,
-        pods: &[Arc<Pod>],
+        pods: &[Arc<CachedPod>],
         node_name: &str,
     ) -> Result<(), kube::Error> {
         let mut first_err = None;
@@ -264,27 +265,32 @@ impl NodeLifecycleController {
             if pod.spec.as_ref().and_then(|s| s.node_name.as_deref()) != Some(node_name) {
                 continue;
             }
-            let mut pod = (**pod).clone();
-            let Some(cond) = pod
+            let ready = pod
                 .status
-                .as_mut()
-                .and_then(|s| s.conditions.as_mut())
-                .and_then(|cs| cs.iter_mut().find(|c| c.type_ == "Ready"))
-            else {
-                continue;
-            };
-            if cond.status == "False" {
+                .as_ref()
+                .and_then(|s| s.conditions.as_ref())
+                .and_then(|cs| cs.iter().find(|c| c.type_ == "Ready"));
+            if ready.is_none_or(|c| c.status == "False") {
                 continue;
             }
-            cond.status = "False".to_owned();
-            cond.last_transition_time = Some(k8s_openapi::apimachinery::pkg::apis::meta::v1::Time(
-                k8s_openapi::jiff::Timestamp::now(),
-            ));
+            // Only the condition changes: a strategic merge of it (keyed by
+            // type), as the cached pod lacks most of the pod. The
+            // resourceVersion keeps upstream's UpdateStatus conflict check.
+            let patch = serde_json::json!({
+                "metadata": {"resourceVersion": pod.metadata.resource_version},
+                "status": {"conditions": [{
+                    "type": "Ready",
+                    "status": "False",
+                    "lastTransitionTime": k8s_openapi::apimachinery::pkg::apis::meta::v1::Time(
+                        k8s_openapi::jiff::Timestamp::now(),
+                    ),
+                }]},
+            });
             let ns = pod.metadata.namespace.clone().unwrap_or_default();
             let name = pod.metadata.name.clone().unwrap_or_default();
-            let api: Api<Pod> = Api::namespaced(self.client.clone(), &ns);
+            let api: Api<CachedPod> = Api::namespaced(self.client.clone(), &ns);
             match api
-                .replace_status(&name, &PostParams::default(), &pod)
+                .patch_status(&name, &PatchParams::default(), &Patch::Strategic(&patch))
                 .await
             {
                 Ok(_) => {}
@@ -382,27 +388,27 @@ impl ResourceEventHandler<Node> for NodeHandler {
 
 struct PodHandler(Arc<WorkQueue<String>>);
 
-fn node_name(p: &Pod) -> Option<&str> {
+fn node_name(p: &CachedPod) -> Option<&str> {
     p.spec
         .as_ref()
         .and_then(|s| s.node_name.as_deref())
         .filter(|n| !n.is_empty())
 }
 
-impl ResourceEventHandler<Pod> for PodHandler {
-    fn on_add(&self, p: &Arc<Pod>) {
+impl ResourceEventHandler<CachedPod> for PodHandler {
+    fn on_add(&self, p: &Arc<CachedPod>) {
         if node_name(p).is_some() {
             self.0
                 .add(format!("pod:{}", crate::podutil::key_of(&p.metadata)));
         }
     }
-    fn on_update(&self, old: &Arc<Pod>, p: &Arc<Pod>) {
+    fn on_update(&self, old: &Arc<CachedPod>, p: &Arc<CachedPod>) {
         if node_name(p).is_some() && node_name(p) != node_name(old) {
             self.0
                 .add(format!("pod:{}", crate::podutil::key_of(&p.metadata)));
         }
     }
-    fn on_delete(&self, _p: &Arc<Pod>) {}
+    fn on_delete(&self, _p: &Arc<CachedPod>) {}
 }
 
 #[cfg(test)]

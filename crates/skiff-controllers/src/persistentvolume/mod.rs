@@ -21,7 +21,7 @@ use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use k8s_openapi::api::core::v1::{ObjectReference, PersistentVolume, PersistentVolumeClaim, Pod};
+use k8s_openapi::api::core::v1::{ObjectReference, PersistentVolume, PersistentVolumeClaim};
 use k8s_openapi::api::storage::v1::StorageClass;
 use kube::runtime::reflector::{ObjectRef, Store};
 use skiff_client::EventSink;
@@ -29,6 +29,7 @@ use skiff_client::events::PendingEvent;
 use tokio::sync::watch;
 use tokio::task::JoinSet;
 
+use crate::cached_pod::CachedPod;
 use crate::controller::{Action, Reconciler, SyncError, run_workers};
 use crate::informer::{InformerFactory, NamespaceIndex, ResourceEventHandler};
 use crate::podutil::key_of;
@@ -48,7 +49,7 @@ pub struct PersistentVolumeController {
     volume_informer: Store<PersistentVolume>,
     claim_informer: Store<PersistentVolumeClaim>,
     pub(crate) classes: Store<StorageClass>,
-    pub(crate) pods: Arc<NamespaceIndex<Pod>>,
+    pub(crate) pods: Arc<NamespaceIndex<CachedPod>>,
     /// The newest version seen or written of each volume, by name.
     volumes: Mutex<HashMap<String, Arc<PersistentVolume>>>,
     /// The newest version seen or written of each claim, by `ns/name`.
@@ -79,7 +80,7 @@ impl PersistentVolumeController {
             volume_informer: volume_informer.store(),
             claim_informer: claim_informer.store(),
             classes: factory.informer::<StorageClass>().store(),
-            pods: factory.informer::<Pod>().namespace_index(),
+            pods: factory.informer::<CachedPod>().namespace_index(),
             volumes: Mutex::new(HashMap::new()),
             claims: Mutex::new(HashMap::new()),
             claim_queue: Arc::new(WorkQueue::new()),

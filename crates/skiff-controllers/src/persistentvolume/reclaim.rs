@@ -6,7 +6,7 @@
 
 use std::sync::Arc;
 
-use k8s_openapi::api::core::v1::{PersistentVolume, PersistentVolumeClaim, Pod};
+use k8s_openapi::api::core::v1::{PersistentVolume, PersistentVolumeClaim};
 use kube::Api;
 use skiff_api::storage::{self, ANN_DYNAMICALLY_PROVISIONED, ANN_MIGRATED_TO};
 
@@ -15,6 +15,7 @@ use super::sync::reasons::{
     VOLUME_FAILED_DELETE, VOLUME_FAILED_RECYCLE, VOLUME_UNKNOWN_RECLAIM_POLICY,
 };
 use super::sync::reclaim_policy;
+use crate::cached_pod::{CachedContainerStatus, CachedPod};
 use crate::controller::SyncError;
 
 /// Who deletes a released volume.
@@ -52,14 +53,14 @@ pub(crate) fn find_deleter(volume: &PersistentVolume) -> Deleter {
 
 /// Upstream's `IsPodTerminated`: failed or succeeded, or deleted with no
 /// container still running.
-pub(crate) fn is_pod_terminated(pod: &Pod) -> bool {
+pub(crate) fn is_pod_terminated(pod: &CachedPod) -> bool {
     let Some(status) = pod.status.as_ref() else {
         return pod.metadata.deletion_timestamp.is_some();
     };
     if matches!(status.phase.as_deref(), Some("Failed" | "Succeeded")) {
         return true;
     }
-    let not_running = |list: &Option<Vec<k8s_openapi::api::core::v1::ContainerStatus>>| {
+    let not_running = |list: &Option<Vec<CachedContainerStatus>>| {
         list.iter().flatten().all(|c| {
             c.state
                 .as_ref()
@@ -77,25 +78,43 @@ pub(crate) fn is_pod_terminated(pod: &Pod) -> bool {
 pub(crate) fn pods_using_claim(
     c: &PersistentVolumeController,
     claim: &PersistentVolumeClaim,
-    filter: impl Fn(&Pod) -> bool,
+    filter: impl Fn(&CachedPod) -> bool,
 ) -> Vec<String> {
     let ns = claim.metadata.namespace.as_deref().unwrap_or("");
     let name = claim.metadata.name.as_deref().unwrap_or("");
     pods_using(c, ns, name, filter)
 }
 
+/// Whether a volume of the pod names the claim (as `storage::pod_claims`
+/// would list it).
+fn uses_claim(pod: &CachedPod, claim: &str) -> bool {
+    let pod_name = pod.metadata.name.as_deref().unwrap_or("");
+    pod.spec
+        .iter()
+        .flat_map(|s| s.volumes.iter().flatten())
+        .filter_map(|v| {
+            storage::volume_claim(
+                pod_name,
+                &v.name,
+                v.persistent_volume_claim.as_ref(),
+                v.ephemeral.is_some(),
+            )
+        })
+        .any(|(n, _)| n == claim)
+}
+
 fn pods_using(
     c: &PersistentVolumeController,
     ns: &str,
     claim: &str,
-    filter: impl Fn(&Pod) -> bool,
+    filter: impl Fn(&CachedPod) -> bool,
 ) -> Vec<String> {
     let mut names: Vec<String> = c
         .pods
         .list(ns)
         .iter()
         .map(|p| &**p)
-        .filter(|p| storage::pod_claims(p).iter().any(|(n, _)| n == claim))
+        .filter(|p| uses_claim(p, claim))
         .filter(|p| !is_pod_terminated(p) && filter(p))
         .map(|p| p.metadata.name.clone().unwrap_or_default())
         .collect();

@@ -1,9 +1,11 @@
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
-use k8s_openapi::api::core::v1::{PersistentVolume, Pod};
+use k8s_openapi::api::core::v1::PersistentVolume;
 use serde_json::{Value, json};
 
 use super::reclaim::{Deleter, find_deleter, is_pod_terminated};
+
+use crate::cached_pod::CachedPod;
 
 fn pv(extra: Value) -> PersistentVolume {
     let mut v = json!({"metadata": {"name": "v"}, "spec": {"hostPath": {"path": "/x"}}});
@@ -65,7 +67,7 @@ fn who_deletes_a_released_volume() {
 
 #[test]
 fn terminated_pods_as_upstream() {
-    let pod = |v: Value| -> Pod { serde_json::from_value(v).unwrap() };
+    let pod = |v: Value| -> CachedPod { serde_json::from_value(v).unwrap() };
     let running = json!([{"name": "c", "image": "i", "ready": true, "restartCount": 0, "state": {"running": {}}}]);
     let stopped = json!([{"name": "c", "image": "i", "ready": false, "restartCount": 0, "state": {"terminated": {"exitCode": 0}}}]);
     let deleting = "2025-01-01T00:00:00Z";

@@ -11,13 +11,14 @@ use std::collections::{HashMap, HashSet};
 use std::sync::Arc;
 use std::time::Duration;
 
-use k8s_openapi::api::core::v1::{Node, Pod};
+use k8s_openapi::api::core::v1::Node;
 use kube::Api;
 use kube::api::{DeleteParams, Patch, PatchParams};
 use kube::runtime::reflector::Store;
 use tokio::sync::watch;
 use tokio::time::Instant;
 
+use crate::cached_pod::CachedPod;
 use crate::informer::InformerFactory;
 pub use select::{
     is_pod_terminated, orphaned_pods, out_of_service_terminating, terminated_to_delete,
@@ -58,7 +59,7 @@ impl Default for PodGcOptions {
 /// The collector.
 pub struct PodGc {
     client: kube::Client,
-    pods: Store<Pod>,
+    pods: Store<CachedPod>,
     nodes: Store<Node>,
     opts: PodGcOptions,
 }
@@ -88,7 +89,7 @@ impl PodGc {
     pub fn new(client: kube::Client, factory: &InformerFactory, opts: PodGcOptions) -> Self {
         PodGc {
             client,
-            pods: factory.informer::<Pod>().store(),
+            pods: factory.informer::<CachedPod>().store(),
             nodes: factory.informer::<Node>().store(),
             opts,
         }
@@ -129,7 +130,7 @@ impl PodGc {
 
     async fn gc_orphaned(
         &self,
-        pods: &[Arc<Pod>],
+        pods: &[Arc<CachedPod>],
         nodes: &[Arc<Node>],
         quarantine: &mut HashMap<String, Instant>,
     ) {
@@ -177,10 +178,10 @@ impl PodGc {
     /// Marks a pod not yet terminal Failed (with `condition`) and deletes
     /// it with no grace period (upstream's
     /// `markFailedAndDeletePodWithCondition`).
-    async fn mark_failed_and_delete(&self, pod: &Pod, condition: Option<serde_json::Value>) {
+    async fn mark_failed_and_delete(&self, pod: &CachedPod, condition: Option<serde_json::Value>) {
         let ns = pod.metadata.namespace.clone().unwrap_or_default();
         let name = pod.metadata.name.clone().unwrap_or_default();
-        let api: Api<Pod> = Api::namespaced(self.client.clone(), &ns);
+        let api: Api<CachedPod> = Api::namespaced(self.client.clone(), &ns);
         if !is_pod_terminated(pod) {
             let mut status = serde_json::json!({"phase": "Failed"});
             if let Some(c) = condition {

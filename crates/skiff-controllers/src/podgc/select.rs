@@ -4,23 +4,24 @@
 use std::collections::HashSet;
 use std::sync::Arc;
 
-use k8s_openapi::api::core::v1::{Node, Pod};
+use k8s_openapi::api::core::v1::Node;
 
+use crate::cached_pod::CachedPod;
 use crate::nodelifecycle::taints::{self, TAINT_NODE_OUT_OF_SERVICE};
 use crate::podutil::phase;
 
 /// Succeeded or Failed (any phase but Pending, Running and Unknown, as
 /// upstream's `isPodTerminated`).
-pub fn is_pod_terminated(pod: &Pod) -> bool {
+pub fn is_pod_terminated(pod: &CachedPod) -> bool {
     !matches!(phase(pod), "Pending" | "Running" | "Unknown" | "")
 }
 
-fn is_evicted(pod: &Pod) -> bool {
+fn is_evicted(pod: &CachedPod) -> bool {
     phase(pod) == "Failed"
         && pod.status.as_ref().and_then(|s| s.reason.as_deref()) == Some("Evicted")
 }
 
-fn node_name(pod: &Pod) -> &str {
+fn node_name(pod: &CachedPod) -> &str {
     pod.spec
         .as_ref()
         .and_then(|s| s.node_name.as_deref())
@@ -29,8 +30,8 @@ fn node_name(pod: &Pod) -> &str {
 
 /// The terminated pods over `threshold`: evicted ones first, then the
 /// oldest (by creation, then name).
-pub fn terminated_to_delete(pods: &[Arc<Pod>], threshold: usize) -> Vec<Arc<Pod>> {
-    let mut terminated: Vec<Arc<Pod>> = pods
+pub fn terminated_to_delete(pods: &[Arc<CachedPod>], threshold: usize) -> Vec<Arc<CachedPod>> {
+    let mut terminated: Vec<Arc<CachedPod>> = pods
         .iter()
         .filter(|p| is_pod_terminated(p))
         .cloned()
@@ -42,7 +43,7 @@ pub fn terminated_to_delete(pods: &[Arc<Pod>], threshold: usize) -> Vec<Arc<Pod>
         is_evicted(b)
             .cmp(&is_evicted(a))
             .then_with(|| {
-                let t = |p: &Pod| p.metadata.creation_timestamp.as_ref().map(|t| t.0);
+                let t = |p: &CachedPod| p.metadata.creation_timestamp.as_ref().map(|t| t.0);
                 t(a).cmp(&t(b))
             })
             .then_with(|| a.metadata.name.cmp(&b.metadata.name))
@@ -53,7 +54,10 @@ pub fn terminated_to_delete(pods: &[Arc<Pod>], threshold: usize) -> Vec<Arc<Pod>
 
 /// Terminating pods on nodes that are not Ready and carry the
 /// out-of-service taint.
-pub fn out_of_service_terminating(pods: &[Arc<Pod>], nodes: &[Arc<Node>]) -> Vec<Arc<Pod>> {
+pub fn out_of_service_terminating(
+    pods: &[Arc<CachedPod>],
+    nodes: &[Arc<Node>],
+) -> Vec<Arc<CachedPod>> {
     let out_of_service: HashSet<&str> = nodes
         .iter()
         .filter(|n| {
@@ -76,7 +80,10 @@ pub fn out_of_service_terminating(pods: &[Arc<Pod>], nodes: &[Arc<Node>]) -> Vec
 }
 
 /// Pods bound to one of `deleted_nodes`.
-pub fn orphaned_pods(pods: &[Arc<Pod>], deleted_nodes: &HashSet<String>) -> Vec<Arc<Pod>> {
+pub fn orphaned_pods(
+    pods: &[Arc<CachedPod>],
+    deleted_nodes: &HashSet<String>,
+) -> Vec<Arc<CachedPod>> {
     if deleted_nodes.is_empty() {
         return Vec::new();
     }
@@ -87,7 +94,7 @@ pub fn orphaned_pods(pods: &[Arc<Pod>], deleted_nodes: &HashSet<String>) -> Vec<
 }
 
 /// Terminating pods that were never bound to a node.
-pub fn unscheduled_terminating(pods: &[Arc<Pod>]) -> Vec<Arc<Pod>> {
+pub fn unscheduled_terminating(pods: &[Arc<CachedPod>]) -> Vec<Arc<CachedPod>> {
     pods.iter()
         .filter(|p| p.metadata.deletion_timestamp.is_some() && node_name(p).is_empty())
         .cloned()

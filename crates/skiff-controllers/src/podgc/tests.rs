@@ -3,13 +3,15 @@
 use std::collections::HashSet;
 use std::sync::Arc;
 
-use k8s_openapi::api::core::v1::{Node, Pod};
+use k8s_openapi::api::core::v1::Node;
 use serde_json::json;
 
 use super::*;
 
+use crate::cached_pod::CachedPod;
+
 /// A pod: name, phase, created at second `created`, node, terminating.
-fn pod(name: &str, phase: &str, created: i64, node: &str, terminating: bool) -> Arc<Pod> {
+fn pod(name: &str, phase: &str, created: i64, node: &str, terminating: bool) -> Arc<CachedPod> {
     let t = |s: i64| format!("2025-01-01T00:00:{s:02}Z");
     let mut v = json!({
         "metadata": {"name": name, "namespace": "ns", "creationTimestamp": t(created)},
@@ -22,13 +24,13 @@ fn pod(name: &str, phase: &str, created: i64, node: &str, terminating: bool) -> 
     Arc::new(serde_json::from_value(v).unwrap())
 }
 
-fn evicted(name: &str, created: i64) -> Arc<Pod> {
+fn evicted(name: &str, created: i64) -> Arc<CachedPod> {
     let mut p = (*pod(name, "Failed", created, "n1", false)).clone();
     p.status.as_mut().unwrap().reason = Some("Evicted".into());
     Arc::new(p)
 }
 
-fn names(pods: Vec<Arc<Pod>>) -> Vec<String> {
+fn names(pods: Vec<Arc<CachedPod>>) -> Vec<String> {
     pods.into_iter()
         .map(|p| p.metadata.name.clone().unwrap())
         .collect()

@@ -11,10 +11,10 @@ mod sync;
 use std::sync::Arc;
 use std::time::Duration;
 
-use k8s_openapi::api::core::v1::Pod;
 use kube::runtime::reflector::{ObjectRef, Store};
 use skiff_client::EventSink;
 
+use crate::cached_pod::CachedPod;
 use crate::expectations::ControllerExpectations;
 use crate::informer::{ControllerIndex, InformerFactory, ResourceEventHandler};
 use crate::podutil::{controller_of, is_pod_ready, key_of};
@@ -36,7 +36,7 @@ pub struct ReplicaController<K: ReplicaKind> {
     pub(crate) owners: Store<K>,
     /// Pods by controller UID (orphans by namespace): a sync reads the
     /// owner's pods and the orphans it may adopt, not the whole namespace.
-    pub(crate) pods: Arc<ControllerIndex<Pod>>,
+    pub(crate) pods: Arc<ControllerIndex<CachedPod>>,
     pub(crate) queue: Arc<WorkQueue<String>>,
     pub(crate) expectations: Arc<ControllerExpectations>,
     pub(crate) events: Arc<dyn EventSink>,
@@ -60,7 +60,7 @@ impl<K: ReplicaKind> ReplicaController<K> {
         events: Arc<dyn EventSink>,
     ) -> Arc<Self> {
         let owner_informer = factory.informer::<K>();
-        let pod_informer = factory.informer::<Pod>();
+        let pod_informer = factory.informer::<CachedPod>();
         let c = Arc::new(ReplicaController {
             client,
             owners: owner_informer.store(),
@@ -86,7 +86,7 @@ impl<K: ReplicaKind> ReplicaController<K> {
 
     /// The owner `pod`'s controllerRef names, if it is of our kind and the
     /// UID matches.
-    fn resolve_controller_ref(&self, pod: &Pod) -> Option<Arc<K>> {
+    fn resolve_controller_ref(&self, pod: &CachedPod) -> Option<Arc<K>> {
         let r = controller_of(&pod.metadata)?;
         if r.kind != K::kind(&()) {
             return None;
@@ -97,7 +97,7 @@ impl<K: ReplicaKind> ReplicaController<K> {
     }
 
     /// Owners in the pod's namespace whose (non-empty) selector matches it.
-    fn owners_selecting(&self, pod: &Pod) -> Vec<Arc<K>> {
+    fn owners_selecting(&self, pod: &CachedPod) -> Vec<Arc<K>> {
         let Some(labels) = pod.metadata.labels.as_ref().filter(|l| !l.is_empty()) else {
             return Vec::new();
         };
@@ -109,7 +109,7 @@ impl<K: ReplicaKind> ReplicaController<K> {
         })
     }
 
-    fn on_pod_delete(&self, pod: &Pod) {
+    fn on_pod_delete(&self, pod: &CachedPod) {
         if controller_of(&pod.metadata).is_none() {
             return;
         }
@@ -145,8 +145,8 @@ impl<K: ReplicaKind> ResourceEventHandler<K> for OwnerHandler<K> {
 
 struct PodHandler<K: ReplicaKind>(Arc<ReplicaController<K>>);
 
-impl<K: ReplicaKind> ResourceEventHandler<Pod> for PodHandler<K> {
-    fn on_add(&self, pod: &Arc<Pod>) {
+impl<K: ReplicaKind> ResourceEventHandler<CachedPod> for PodHandler<K> {
+    fn on_add(&self, pod: &Arc<CachedPod>) {
         let c = &self.0;
         if pod.metadata.deletion_timestamp.is_some() {
             // Restarted controller: a pod being deleted must not count as
@@ -168,7 +168,7 @@ impl<K: ReplicaKind> ResourceEventHandler<Pod> for PodHandler<K> {
         }
     }
 
-    fn on_update(&self, old: &Arc<Pod>, cur: &Arc<Pod>) {
+    fn on_update(&self, old: &Arc<CachedPod>, cur: &Arc<CachedPod>) {
         let c = &self.0;
         if old.metadata.resource_version == cur.metadata.resource_version {
             // A relist: nothing changed.
@@ -213,7 +213,7 @@ impl<K: ReplicaKind> ResourceEventHandler<Pod> for PodHandler<K> {
         }
     }
 
-    fn on_delete(&self, pod: &Arc<Pod>) {
+    fn on_delete(&self, pod: &Arc<CachedPod>) {
         self.0.on_pod_delete(pod);
     }
 }

@@ -6,22 +6,22 @@ use std::cmp::Ordering;
 use std::collections::HashMap;
 use std::sync::Arc;
 
-use k8s_openapi::api::core::v1::Pod;
 use k8s_openapi::jiff::Timestamp;
 
+use crate::cached_pod::CachedPod;
 use crate::podutil::{is_pod_active, is_pod_ready, max_container_restarts, phase, ready_time};
 
 /// The annotation that makes a pod cheaper (lower) or dearer to delete.
 pub const POD_DELETION_COST: &str = "controller.kubernetes.io/pod-deletion-cost";
 
-fn node_name(pod: &Pod) -> &str {
+fn node_name(pod: &CachedPod) -> &str {
     pod.spec
         .as_ref()
         .and_then(|s| s.node_name.as_deref())
         .unwrap_or("")
 }
 
-fn phase_ordinal(pod: &Pod) -> u8 {
+fn phase_ordinal(pod: &CachedPod) -> u8 {
     match phase(pod) {
         "Pending" => 0,
         "Unknown" => 1,
@@ -32,7 +32,7 @@ fn phase_ordinal(pod: &Pod) -> u8 {
 }
 
 /// The pod's deletion cost; a missing or unparsable annotation is 0.
-pub fn deletion_cost(pod: &Pod) -> i32 {
+pub fn deletion_cost(pod: &CachedPod) -> i32 {
     pod.metadata
         .annotations
         .as_ref()
@@ -95,7 +95,13 @@ fn newer_first(
 
 /// `Less` of `ActivePodsWithRanks`: whether pod `a` (of rank `ra`) should
 /// be deleted before pod `b` (of rank `rb`).
-pub fn compare(a: &Pod, ra: usize, b: &Pod, rb: usize, now: Option<Timestamp>) -> Ordering {
+pub fn compare(
+    a: &CachedPod,
+    ra: usize,
+    b: &CachedPod,
+    rb: usize,
+    now: Option<Timestamp>,
+) -> Ordering {
     let (na, nb) = (node_name(a), node_name(b));
     // 1. Unassigned before assigned.
     if na != nb && (na.is_empty() || nb.is_empty()) {
@@ -145,7 +151,7 @@ pub fn compare(a: &Pod, ra: usize, b: &Pod, rb: usize, now: Option<Timestamp>) -
         return kb.cmp(&ka);
     }
     // 8. Newer first.
-    let created = |p: &Pod| p.metadata.creation_timestamp.as_ref().map(|t| t.0);
+    let created = |p: &CachedPod| p.metadata.creation_timestamp.as_ref().map(|t| t.0);
     if let Some(o) = newer_first(created(a), created(b), now, uids) {
         return o;
     }
@@ -155,11 +161,11 @@ pub fn compare(a: &Pod, ra: usize, b: &Pod, rb: usize, now: Option<Timestamp>) -
 /// The `diff` pods of `pods` to delete first. Each pod's rank is the count
 /// of active `related` pods (the owner's and its siblings') on its node.
 pub fn pods_to_delete(
-    pods: &[Arc<Pod>],
-    related: &[Arc<Pod>],
+    pods: &[Arc<CachedPod>],
+    related: &[Arc<CachedPod>],
     diff: usize,
     now: Timestamp,
-) -> Vec<Arc<Pod>> {
+) -> Vec<Arc<CachedPod>> {
     if diff >= pods.len() {
         return pods.to_vec();
     }
@@ -170,7 +176,7 @@ pub fn pods_to_delete(
             *on_node.entry(n).or_default() += 1;
         }
     }
-    let mut ranked: Vec<(usize, &Arc<Pod>)> = pods
+    let mut ranked: Vec<(usize, &Arc<CachedPod>)> = pods
         .iter()
         .map(|p| (on_node.get(node_name(p)).copied().unwrap_or(0), p))
         .collect();

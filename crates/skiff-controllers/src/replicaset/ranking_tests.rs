@@ -27,7 +27,7 @@ fn ts(secs_ago: i64) -> String {
     (now() - k8s_openapi::jiff::SignedDuration::from_secs(secs_ago)).to_string()
 }
 
-fn pod(p: &P) -> Arc<Pod> {
+fn pod(p: &P) -> Arc<CachedPod> {
     let mut v = json!({
         "metadata": {"name": p.name, "uid": format!("uid-{}", p.name)},
         "spec": {"containers": [{"name": "c", "image": "i"}]},
@@ -270,7 +270,7 @@ fn pods_to_delete_ranks_by_siblings_on_the_node() {
         phase: "Succeeded",
         ..base("s3")
     }));
-    let names = |v: Vec<Arc<Pod>>| -> Vec<String> {
+    let names = |v: Vec<Arc<CachedPod>>| -> Vec<String> {
         v.iter().map(|p| p.metadata.name.clone().unwrap()).collect()
     };
     // n2 holds three related pods: c goes first, then n1's two (by uid).

@@ -2,12 +2,12 @@
 
 use std::sync::Arc;
 
-use k8s_openapi::api::core::v1::Pod;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
 use k8s_openapi::jiff::Timestamp;
 use skiff_api::selector::labels::from_map;
 
 use super::kind::{ReplicaCondition, ReplicaKind, ReplicaStatus};
+use crate::cached_pod::CachedPod;
 use crate::podutil::{is_pod_available, is_pod_ready};
 
 /// The condition set while pods cannot be created or deleted.
@@ -18,7 +18,7 @@ pub const REPLICA_FAILURE: &str = "ReplicaFailure";
 /// ReplicaFailure condition (cleared by the next successful round).
 pub fn calculate_status<K: ReplicaKind>(
     owner: &K,
-    pods: &[Arc<Pod>],
+    pods: &[Arc<CachedPod>],
     manage_error: Option<&str>,
     now: Timestamp,
 ) -> ReplicaStatus {
@@ -95,7 +95,7 @@ mod tests {
         .unwrap()
     }
 
-    fn pod(labels: serde_json::Value, ready_secs_ago: Option<i64>) -> Arc<Pod> {
+    fn pod(labels: serde_json::Value, ready_secs_ago: Option<i64>) -> Arc<CachedPod> {
         let cond = match ready_secs_ago {
             Some(s) => json!({"type": "Ready", "status": "True",
                 "lastTransitionTime": (now() - k8s_openapi::jiff::SignedDuration::from_secs(s)).to_string()}),

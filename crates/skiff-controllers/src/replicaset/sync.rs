@@ -5,7 +5,6 @@ use std::collections::HashSet;
 use std::future::Future;
 use std::sync::Arc;
 
-use k8s_openapi::api::core::v1::Pod;
 use k8s_openapi::jiff::Timestamp;
 use kube::Api;
 use kube::api::PostParams;
@@ -17,6 +16,7 @@ use super::kind::{ReplicaKind, ReplicaStatus};
 use super::ranking::pods_to_delete;
 use super::status::calculate_status;
 use crate::apierrors::api_message;
+use crate::cached_pod::CachedPod;
 use crate::controller::{Action, Reconciler, SyncError};
 use crate::controllerref::ControllerRefManager;
 use crate::podcontrol::{PodControl, pod_from_template, slow_start_batch};
@@ -35,7 +35,7 @@ impl<K: ReplicaKind> ReplicaController<K> {
     /// The pods `owner` controls and the orphans of its namespace
     /// (upstream's `FilterPodsByOwner`), the only pods a claim by it can
     /// keep or adopt.
-    fn owned_or_orphaned(&self, owner: &K) -> Vec<Arc<Pod>> {
+    fn owned_or_orphaned(&self, owner: &K) -> Vec<Arc<CachedPod>> {
         let m = owner.meta();
         self.pods.owned_or_orphaned(
             m.namespace.as_deref().unwrap_or(""),
@@ -60,7 +60,7 @@ impl<K: ReplicaKind> ReplicaController<K> {
                 return Ok(Action::Await);
             }
         };
-        let active: Vec<Arc<Pod>> = self
+        let active: Vec<Arc<CachedPod>> = self
             .owned_or_orphaned(&owner)
             .into_iter()
             .filter(|p| is_pod_active(p))
@@ -102,8 +102,8 @@ impl<K: ReplicaKind> ReplicaController<K> {
         &self,
         owner: &K,
         selector: &Selector,
-        pods: Vec<Arc<Pod>>,
-    ) -> Result<Vec<Arc<Pod>>, Failed> {
+        pods: Vec<Arc<CachedPod>>,
+    ) -> Result<Vec<Arc<CachedPod>>, Failed> {
         ControllerRefManager::new(&self.client, owner)
             .claim_by_selector(pods, selector)
             .await
@@ -116,7 +116,7 @@ impl<K: ReplicaKind> ReplicaController<K> {
         &self,
         owner: &Arc<K>,
         key: &str,
-        pods: &[Arc<Pod>],
+        pods: &[Arc<CachedPod>],
     ) -> Result<(), Failed> {
         let want = usize::try_from(owner.replicas()).unwrap_or(0);
         if pods.len() < want {
@@ -150,7 +150,7 @@ impl<K: ReplicaKind> ReplicaController<K> {
     /// Pods of the owners that share our owner's controller (a
     /// Deployment's ReplicaSets), and orphans: they rank co-location on
     /// scale-down (upstream's `getIndirectlyRelatedPods`).
-    fn indirectly_related_pods(&self, owner: &K) -> Vec<Arc<Pod>> {
+    fn indirectly_related_pods(&self, owner: &K) -> Vec<Arc<CachedPod>> {
         let Some(ctrl) = controller_of(owner.meta()) else {
             return Vec::new();
         };
@@ -179,7 +179,7 @@ impl<K: ReplicaKind> ReplicaController<K> {
             .map_err(Failed)
     }
 
-    async fn delete_pod(&self, owner: &K, key: &str, pod: &Pod) -> Result<(), Failed> {
+    async fn delete_pod(&self, owner: &K, key: &str, pod: &CachedPod) -> Result<(), Failed> {
         let ns = pod.metadata.namespace.as_deref().unwrap_or("");
         let name = pod.metadata.name.as_deref().unwrap_or("");
         match self.pod_control().delete_pod(owner, ns, name).await {

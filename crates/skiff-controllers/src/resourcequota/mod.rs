@@ -10,8 +10,8 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use k8s_openapi::api::core::v1::{
-    ConfigMap, PersistentVolumeClaim, Pod, ReplicationController, ResourceQuota,
-    ResourceQuotaStatus, Secret, Service,
+    ConfigMap, PersistentVolumeClaim, ReplicationController, ResourceQuota, ResourceQuotaStatus,
+    Secret, Service,
 };
 use k8s_openapi::apimachinery::pkg::api::resource::Quantity as K8sQuantity;
 use kube::Api;
@@ -22,6 +22,7 @@ use serde_json::Value;
 use skiff_api::quota::{self, Evaluator, ResourceList};
 use tokio::sync::watch;
 
+use crate::cached_pod::CachedPod;
 use crate::controller::{Action, Reconciler, SyncError, run_workers};
 use crate::informer::{Informable, InformerFactory, NamespaceIndex, ResourceEventHandler};
 use crate::podutil::key_of;
@@ -68,7 +69,7 @@ impl ResourceQuotaController {
         let queue = Arc::new(factory.metrics().queue("resourcequota_primary"));
         let mut evaluators: Vec<(Evaluator, Lister)> = Vec::new();
         let quota_index = quota_informer.namespace_index();
-        track::<Pod>(factory, "pods", &quota_index, &queue, &mut evaluators);
+        track::<CachedPod>(factory, "pods", &quota_index, &queue, &mut evaluators);
         track::<Service>(factory, "services", &quota_index, &queue, &mut evaluators);
         track::<PersistentVolumeClaim>(
             factory,

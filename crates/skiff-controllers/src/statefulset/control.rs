@@ -6,7 +6,6 @@
 use std::sync::Arc;
 
 use k8s_openapi::api::apps::v1::{StatefulSet, StatefulSetStatus};
-use k8s_openapi::api::core::v1::Pod;
 use k8s_openapi::jiff::Timestamp;
 
 use super::utils::{
@@ -15,17 +14,19 @@ use super::utils::{
 };
 use super::{Failed, StatefulSetController};
 
+use crate::cached_pod::CachedPod;
+
 /// Pods by ordinal slot `[start, start+replicas)`, and the condemned ones
 /// outside it, highest ordinal first.
 #[derive(Debug, Default)]
 pub(crate) struct Slots {
-    pub replicas: Vec<Option<Arc<Pod>>>,
-    pub condemned: Vec<Arc<Pod>>,
+    pub replicas: Vec<Option<Arc<CachedPod>>>,
+    pub condemned: Vec<Arc<CachedPod>>,
 }
 
 /// Places each pod at its ordinal's slot or among the condemned; pods
 /// without an ordinal are ignored.
-pub(crate) fn split_replicas(set: &StatefulSet, pods: &[Arc<Pod>]) -> Slots {
+pub(crate) fn split_replicas(set: &StatefulSet, pods: &[Arc<CachedPod>]) -> Slots {
     let start = utils::start_ordinal(set);
     let n = usize::try_from(utils::replicas(set)).unwrap_or(0);
     let mut slots = Slots {
@@ -56,7 +57,7 @@ pub(crate) fn split_replicas(set: &StatefulSet, pods: &[Arc<Pod>]) -> Slots {
 
 /// The counting part of the status (upstream's `computeReplicaStatus`).
 pub(crate) fn compute_replica_status(
-    pods: &[Arc<Pod>],
+    pods: &[Arc<CachedPod>],
     min_ready_seconds: i32,
     current_revision: &str,
     update_revision: &str,
@@ -107,7 +108,7 @@ pub(crate) enum CondemnedStep {
 /// Decides for a condemned pod; `first_unhealthy` names the first unhealthy
 /// pod of the set, the only unhealthy one OrderedReady may remove.
 pub(crate) fn condemned_step(
-    pod: &Pod,
+    pod: &CachedPod,
     monotonic: bool,
     first_unhealthy: Option<&str>,
     min_ready_seconds: i32,
@@ -145,7 +146,7 @@ pub(crate) enum UpdateStep {
 /// partition, delete the first pod not at `update_revision`, waiting on an
 /// unhealthy one (upstream's update loop at the end of `updateStatefulSet`).
 pub(crate) fn rolling_update_step(
-    replicas: &[Option<Arc<Pod>>],
+    replicas: &[Option<Arc<CachedPod>>],
     partition: i32,
     update_revision: &str,
 ) -> UpdateStep {
@@ -172,7 +173,7 @@ pub(crate) fn first_unhealthy(
     min_ready_seconds: i32,
     now: Timestamp,
 ) -> Option<String> {
-    let unhealthy = |p: &Pod| {
+    let unhealthy = |p: &CachedPod| {
         !is_running_and_ready(p)
             || !is_running_and_available(p, min_ready_seconds, now)
             || is_terminating(p)
@@ -202,7 +203,7 @@ impl StatefulSetController {
         &self,
         set: &StatefulSet,
         revs: &Revisions<'_>,
-        pods: &[Arc<Pod>],
+        pods: &[Arc<CachedPod>],
     ) -> Result<StatefulSetStatus, Failed> {
         let now = Timestamp::now();
         let mrs = utils::min_ready_seconds(set);
@@ -272,6 +273,7 @@ impl StatefulSetController {
                 );
                 match self.create_stateful_pod(set, &new_pod).await {
                     Ok(()) => {
+                        let new_pod = CachedPod::from(new_pod);
                         status.replicas += 1;
                         let rev = pod_revision(&new_pod);
                         if rev == revs.current {

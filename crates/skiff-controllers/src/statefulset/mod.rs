@@ -16,11 +16,12 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use k8s_openapi::api::apps::v1::{ControllerRevision, StatefulSet};
-use k8s_openapi::api::core::v1::{PersistentVolumeClaim, Pod};
+use k8s_openapi::api::core::v1::PersistentVolumeClaim;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::OwnerReference;
 use kube::runtime::reflector::{ObjectRef, Store};
 use skiff_client::EventSink;
 
+use crate::cached_pod::CachedPod;
 use crate::history::History;
 use crate::informer::{ControllerIndex, InformerFactory, NamespaceIndex, ResourceEventHandler};
 use crate::podcontrol::record_event;
@@ -43,7 +44,7 @@ pub struct StatefulSetController {
     pub(crate) client: kube::Client,
     pub(crate) sets: Store<StatefulSet>,
     /// Pods by controller UID (orphans by namespace): what a claim reads.
-    pub(crate) pods_by_controller: Arc<ControllerIndex<Pod>>,
+    pub(crate) pods_by_controller: Arc<ControllerIndex<CachedPod>>,
     pub(crate) claims: Store<PersistentVolumeClaim>,
     pub(crate) revisions: Arc<NamespaceIndex<ControllerRevision>>,
     pub(crate) history: History,
@@ -67,7 +68,7 @@ impl StatefulSetController {
         events: Arc<dyn EventSink>,
     ) -> Arc<Self> {
         let set_informer = factory.informer::<StatefulSet>();
-        let pod_informer = factory.informer::<Pod>();
+        let pod_informer = factory.informer::<CachedPod>();
         let claim_informer = factory.informer::<PersistentVolumeClaim>();
         let rev_informer = factory.informer::<ControllerRevision>();
         let c = Arc::new(StatefulSetController {
@@ -162,8 +163,8 @@ impl ResourceEventHandler<StatefulSet> for SetHandler {
 
 struct PodHandler(Arc<StatefulSetController>);
 
-impl ResourceEventHandler<Pod> for PodHandler {
-    fn on_add(&self, pod: &Arc<Pod>) {
+impl ResourceEventHandler<CachedPod> for PodHandler {
+    fn on_add(&self, pod: &Arc<CachedPod>) {
         let c = &self.0;
         if pod.metadata.deletion_timestamp.is_some() {
             c.enqueue_owner(&pod.metadata);
@@ -181,7 +182,7 @@ impl ResourceEventHandler<Pod> for PodHandler {
         }
     }
 
-    fn on_update(&self, old: &Arc<Pod>, cur: &Arc<Pod>) {
+    fn on_update(&self, old: &Arc<CachedPod>, cur: &Arc<CachedPod>) {
         let c = &self.0;
         if old.metadata.resource_version == cur.metadata.resource_version {
             return;
@@ -216,7 +217,7 @@ impl ResourceEventHandler<Pod> for PodHandler {
         }
     }
 
-    fn on_delete(&self, pod: &Arc<Pod>) {
+    fn on_delete(&self, pod: &Arc<CachedPod>) {
         self.0.enqueue_owner(&pod.metadata);
     }
 }

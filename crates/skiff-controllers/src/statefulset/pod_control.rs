@@ -6,11 +6,12 @@
 use k8s_openapi::api::apps::v1::StatefulSet;
 use k8s_openapi::api::core::v1::{PersistentVolumeClaim, Pod};
 use kube::Api;
-use kube::api::{DeleteParams, PostParams};
+use kube::api::{DeleteParams, Patch, PatchParams, PostParams};
 
 use super::utils::{self, claim_owner_matches_set_and_pod, update_claim_owner_ref_for_set_and_pod};
 use super::{Failed, StatefulSetController};
 use crate::apierrors::{api_message, is_already_exists, is_not_found};
+use crate::cached_pod::CachedPod;
 
 fn name_of(meta: &k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta) -> &str {
     meta.name.as_deref().unwrap_or("")
@@ -24,7 +25,7 @@ fn title(verb: &str) -> String {
 }
 
 impl StatefulSetController {
-    fn pod_api(&self, set: &StatefulSet) -> Api<Pod> {
+    fn pod_api(&self, set: &StatefulSet) -> Api<CachedPod> {
         Api::namespaced(
             self.client.clone(),
             set.metadata.namespace.as_deref().unwrap_or(""),
@@ -40,7 +41,7 @@ impl StatefulSetController {
 
     /// Upstream's `recordPodEvent`: `<verb> Pod <pod> in StatefulSet <set>
     /// successful|failed error: <err>`.
-    fn record_pod_event(&self, verb: &str, set: &StatefulSet, pod: &Pod, err: Option<&str>) {
+    fn record_pod_event(&self, verb: &str, set: &StatefulSet, pod: &CachedPod, err: Option<&str>) {
         let (p, s) = (name_of(&pod.metadata), name_of(&set.metadata));
         match err {
             None => self.event(
@@ -67,7 +68,7 @@ impl StatefulSetController {
         &self,
         verb: &str,
         set: &StatefulSet,
-        pod: &Pod,
+        pod: &CachedPod,
         claim: &PersistentVolumeClaim,
         err: Option<&str>,
     ) {
@@ -100,7 +101,7 @@ impl StatefulSetController {
     pub(crate) async fn create_persistent_volume_claims(
         &self,
         set: &StatefulSet,
-        pod: &Pod,
+        pod: &CachedPod,
     ) -> Result<(), Failed> {
         let api = self.claim_api(set);
         let mut errors = Vec::new();
@@ -146,16 +147,21 @@ impl StatefulSetController {
         set: &StatefulSet,
         pod: &Pod,
     ) -> Result<(), Failed> {
-        self.create_persistent_volume_claims(set, pod).await?;
-        match self.pod_api(set).create(&PostParams::default(), pod).await {
+        let cached = CachedPod::from(pod.clone());
+        self.create_persistent_volume_claims(set, &cached).await?;
+        let api: Api<Pod> = Api::namespaced(
+            self.client.clone(),
+            set.metadata.namespace.as_deref().unwrap_or(""),
+        );
+        match api.create(&PostParams::default(), pod).await {
             Ok(_) => {
-                self.record_pod_event("create", set, pod, None);
+                self.record_pod_event("create", set, &cached, None);
                 Ok(())
             }
             Err(e) => {
                 let msg = api_message(&e);
                 if !is_already_exists(&e) {
-                    self.record_pod_event("create", set, pod, Some(&msg));
+                    self.record_pod_event("create", set, &cached, Some(&msg));
                 }
                 Err(Failed(msg))
             }
@@ -166,7 +172,7 @@ impl StatefulSetController {
     pub(crate) async fn delete_stateful_pod(
         &self,
         set: &StatefulSet,
-        pod: &Pod,
+        pod: &CachedPod,
     ) -> Result<(), Failed> {
         match self
             .pod_api(set)
@@ -191,7 +197,7 @@ impl StatefulSetController {
     pub(crate) async fn fix_claim_owners(
         &self,
         set: &StatefulSet,
-        pod: &Pod,
+        pod: &CachedPod,
     ) -> Result<(), Failed> {
         let api = self.claim_api(set);
         let ns = set.metadata.namespace.as_deref().unwrap_or("");
@@ -225,24 +231,27 @@ impl StatefulSetController {
 
     /// Restores a live pod's identity and storage and its claims' owners
     /// when they drifted (upstream's `UpdateStatefulPod`).
-    pub(crate) async fn fix_pod(&self, set: &StatefulSet, pod: &Pod) -> Result<(), Failed> {
+    pub(crate) async fn fix_pod(&self, set: &StatefulSet, pod: &CachedPod) -> Result<(), Failed> {
         self.fix_claim_owners(set, pod).await?;
         let identity = utils::identity_matches(set, pod);
         let storage = utils::storage_matches(set, pod);
         if identity && storage {
             return Ok(());
         }
-        let mut updated = pod.clone();
-        if !identity {
-            utils::update_identity(set, &mut updated, utils::ordinal_of(pod));
-        }
         if !storage {
-            utils::update_storage(set, &mut updated);
-            self.create_persistent_volume_claims(set, &updated).await?;
+            self.create_persistent_volume_claims(set, pod).await?;
         }
+        // A patch of what changes, not the cached pod written back (it
+        // lacks most of the pod); the resourceVersion keeps the update's
+        // optimistic concurrency.
+        let patch = utils::identity_and_storage_patch(set, pod, !identity, !storage);
         match self
             .pod_api(set)
-            .replace(name_of(&pod.metadata), &PostParams::default(), &updated)
+            .patch(
+                name_of(&pod.metadata),
+                &PatchParams::default(),
+                &Patch::Strategic(patch),
+            )
             .await
         {
             Ok(_) => {

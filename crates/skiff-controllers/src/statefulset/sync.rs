@@ -8,7 +8,6 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use k8s_openapi::api::apps::v1::{ControllerRevision, StatefulSet, StatefulSetStatus};
-use k8s_openapi::api::core::v1::Pod;
 use kube::Api;
 use kube::api::{Patch, PatchParams};
 use kube::runtime::reflector::ObjectRef;
@@ -19,6 +18,7 @@ use super::control::{Revisions, complete_rolling_update};
 use super::utils::{self, apply_revision, is_member_of, pod_revision, revision_patch};
 use super::{Failed, StatefulSetController};
 use crate::apierrors::api_message;
+use crate::cached_pod::CachedPod;
 use crate::controller::{Action, Reconciler, SyncError};
 use crate::controllerref::{ControllerRefManager, controller_ref};
 use crate::history::{
@@ -97,7 +97,7 @@ impl StatefulSetController {
         &self,
         set: &StatefulSet,
         selector: &Selector,
-    ) -> Result<Vec<Arc<Pod>>, Failed> {
+    ) -> Result<Vec<Arc<CachedPod>>, Failed> {
         let ns = set.metadata.namespace.as_deref().unwrap_or("");
         let uid = set.metadata.uid.as_deref().unwrap_or("");
         let empty = BTreeMap::new();
@@ -173,7 +173,7 @@ impl StatefulSetController {
     async fn truncate_history(
         &self,
         set: &StatefulSet,
-        pods: &[Arc<Pod>],
+        pods: &[Arc<CachedPod>],
         revisions: &[Arc<ControllerRevision>],
         current: &str,
         update: &str,

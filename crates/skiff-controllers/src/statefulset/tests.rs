@@ -14,6 +14,7 @@ use super::control::{
 };
 use super::sync::{UpdateRevisionPlan, plan_update_revision, status_changed};
 use super::utils::*;
+use crate::cached_pod::CachedPod;
 use crate::controllerref::controller_ref;
 use crate::history::{CONTROLLER_REVISION_HASH_LABEL, new_controller_revision};
 
@@ -44,9 +45,10 @@ fn merge(a: &mut serde_json::Value, b: serde_json::Value) {
 }
 
 /// A pod of `web` at `ordinal` in `phase`, ready or not, at revision `rev`.
-fn pod(ordinal: i32, phase: &str, ready: bool, rev: &str) -> Arc<Pod> {
+fn pod(ordinal: i32, phase: &str, ready: bool, rev: &str) -> Arc<CachedPod> {
     let mut p = new_stateful_set_pod(&set(json!({})), ordinal);
     set_pod_revision(&mut p, rev);
+    let mut p = CachedPod::from(p);
     p.status = Some(
         serde_json::from_value(json!({
             "phase": phase,
@@ -58,7 +60,7 @@ fn pod(ordinal: i32, phase: &str, ready: bool, rev: &str) -> Arc<Pod> {
     Arc::new(p)
 }
 
-fn terminating(p: Arc<Pod>) -> Arc<Pod> {
+fn terminating(p: Arc<CachedPod>) -> Arc<CachedPod> {
     let mut p = (*p).clone();
     p.metadata.deletion_timestamp = Some(Time(Timestamp::now()));
     Arc::new(p)
@@ -120,6 +122,7 @@ fn new_pod_has_identity_labels_hostname_and_claims() {
         (owner.controller, owner.block_owner_deletion),
         (Some(true), Some(true))
     );
+    let p = CachedPod::from(p);
     assert!(identity_matches(&s, &p));
     assert!(storage_matches(&s, &p));
     let claims = persistent_volume_claims(&s, 6);
@@ -133,22 +136,23 @@ fn identity_and_storage_mismatches_are_detected_and_fixed() {
     let s = set(json!({
         "spec": {"volumeClaimTemplates": [{"metadata": {"name": "data"}, "spec": {}}]}
     }));
+    let cached = |p: &Pod| CachedPod::from(p.clone());
     let mut p = new_stateful_set_pod(&s, 1);
     p.metadata.labels.as_mut().unwrap().remove(POD_NAME_LABEL);
-    assert!(!identity_matches(&s, &p));
+    assert!(!identity_matches(&s, &cached(&p)));
     update_identity(&s, &mut p, 1);
-    assert!(identity_matches(&s, &p));
+    assert!(identity_matches(&s, &cached(&p)));
     p.spec.as_mut().unwrap().volumes.as_mut().unwrap()[0]
         .persistent_volume_claim
         .as_mut()
         .unwrap()
         .claim_name = "data-web-2".into();
-    assert!(!storage_matches(&s, &p));
+    assert!(!storage_matches(&s, &cached(&p)));
     update_storage(&s, &mut p);
-    assert!(storage_matches(&s, &p));
+    assert!(storage_matches(&s, &cached(&p)));
     assert_eq!(p.spec.as_ref().unwrap().volumes.as_ref().unwrap().len(), 1);
     let other = set(json!({"metadata": {"namespace": "other"}}));
-    assert!(!identity_matches(&other, &p));
+    assert!(!identity_matches(&other, &cached(&p)));
 }
 
 #[test]
@@ -242,13 +246,13 @@ fn first_unhealthy_prefers_replicas_in_order() {
 
 #[test]
 fn rolling_update_goes_from_the_highest_ordinal_down_to_the_partition() {
-    let slots = |revs: &[(&str, bool)]| -> Vec<Option<Arc<Pod>>> {
+    let slots = |revs: &[(&str, bool)]| -> Vec<Option<Arc<CachedPod>>> {
         revs.iter()
             .enumerate()
             .map(|(i, (r, ready))| Some(pod(i32::try_from(i).unwrap(), "Running", *ready, r)))
             .collect()
     };
-    type Case = (&'static str, Vec<Option<Arc<Pod>>>, i32, UpdateStep);
+    type Case = (&'static str, Vec<Option<Arc<CachedPod>>>, i32, UpdateStep);
     let cases: Vec<Case> = vec![
         (
             "all old",
@@ -337,13 +341,17 @@ fn versioned_pods_below_the_partition_stay_at_the_current_revision() {
         (2, "upd", "nginx:2"),
     ] {
         let p = new_versioned_stateful_set_pod(&cur, &upd, "cur", "upd", ordinal);
-        assert_eq!(pod_revision(&p), rev, "ordinal {ordinal}");
+        assert_eq!(
+            pod_revision(&CachedPod::from(p.clone())),
+            rev,
+            "ordinal {ordinal}"
+        );
         assert_eq!(image(&p), img);
     }
     // OnDelete: new pods always get the update revision.
     let on_delete = set(json!({"spec": {"updateStrategy": {"type": "OnDelete"}}}));
     let p = new_versioned_stateful_set_pod(&on_delete, &upd, "cur", "upd", 0);
-    assert_eq!(pod_revision(&p), "upd");
+    assert_eq!(pod_revision(&CachedPod::from(p)), "upd");
 }
 
 #[test]
@@ -428,7 +436,7 @@ fn status_counts_and_rollout_completion() {
     assert_eq!(st.available_replicas, Some(3));
     assert_eq!(st.current_replicas, Some(1));
     assert_eq!(st.updated_replicas, Some(2));
-    let unborn = Arc::new(Pod::default());
+    let unborn = Arc::new(CachedPod::default());
     assert_eq!(
         compute_replica_status(&[unborn], 0, "a", "b", Timestamp::now()).replicas,
         0

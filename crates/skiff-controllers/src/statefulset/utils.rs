@@ -11,6 +11,7 @@ use k8s_openapi::api::core::v1::{
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::{ObjectMeta, OwnerReference};
 use k8s_openapi::jiff::Timestamp;
 
+use crate::cached_pod::CachedPod;
 use crate::history::CONTROLLER_REVISION_HASH_LABEL;
 use crate::podcontrol::pod_from_template;
 use crate::podutil::{is_pod_available, is_pod_ready, phase};
@@ -37,9 +38,13 @@ pub fn parent_name_and_ordinal(name: &str) -> Option<(&str, i32)> {
 }
 
 /// The pod's ordinal, -1 when its name has none (upstream's `getOrdinal`).
-pub fn ordinal_of(pod: &Pod) -> i32 {
-    pod.metadata
-        .name
+pub fn ordinal_of(pod: &CachedPod) -> i32 {
+    ordinal_of_meta(&pod.metadata)
+}
+
+/// [`ordinal_of`] from the pod's metadata.
+fn ordinal_of_meta(meta: &ObjectMeta) -> i32 {
+    meta.name
         .as_deref()
         .and_then(parent_name_and_ordinal)
         .map_or(-1, |(_, o)| o)
@@ -47,7 +52,7 @@ pub fn ordinal_of(pod: &Pod) -> i32 {
 
 /// Whether the pod's name says it belongs to `set` (upstream's
 /// `isMemberOf`).
-pub fn is_member_of(set: &StatefulSet, pod: &Pod) -> bool {
+pub fn is_member_of(set: &StatefulSet, pod: &CachedPod) -> bool {
     pod.metadata
         .name
         .as_deref()
@@ -162,7 +167,7 @@ pub fn claim_name(set: &StatefulSet, template: &PersistentVolumeClaim, ordinal: 
 
 /// The revision name a pod was made from (its `controller-revision-hash`
 /// label, which for StatefulSets holds the revision's name).
-pub fn pod_revision(pod: &Pod) -> &str {
+pub fn pod_revision(pod: &CachedPod) -> &str {
     pod.metadata
         .labels
         .as_ref()
@@ -171,37 +176,37 @@ pub fn pod_revision(pod: &Pod) -> &str {
 }
 
 /// Created: the pod has a phase (upstream's `isCreated`).
-pub fn is_created(pod: &Pod) -> bool {
+pub fn is_created(pod: &CachedPod) -> bool {
     !phase(pod).is_empty()
 }
 
 /// Has a deletion timestamp.
-pub fn is_terminating(pod: &Pod) -> bool {
+pub fn is_terminating(pod: &CachedPod) -> bool {
     pod.metadata.deletion_timestamp.is_some()
 }
 
 /// Failed phase.
-pub fn is_failed(pod: &Pod) -> bool {
+pub fn is_failed(pod: &CachedPod) -> bool {
     phase(pod) == "Failed"
 }
 
 /// Succeeded phase.
-pub fn is_succeeded(pod: &Pod) -> bool {
+pub fn is_succeeded(pod: &CachedPod) -> bool {
     phase(pod) == "Succeeded"
 }
 
 /// Running and Ready (upstream's `isRunningAndReady`).
-pub fn is_running_and_ready(pod: &Pod) -> bool {
+pub fn is_running_and_ready(pod: &CachedPod) -> bool {
     phase(pod) == "Running" && is_pod_ready(pod)
 }
 
 /// Running, Ready and available for `min_ready_seconds`.
-pub fn is_running_and_available(pod: &Pod, min_ready_seconds: i32, now: Timestamp) -> bool {
+pub fn is_running_and_available(pod: &CachedPod, min_ready_seconds: i32, now: Timestamp) -> bool {
     phase(pod) == "Running" && is_pod_available(pod, min_ready_seconds, now)
 }
 
 /// Running, Ready and not terminating (upstream's `isHealthy`).
-pub fn is_healthy(pod: &Pod) -> bool {
+pub fn is_healthy(pod: &CachedPod) -> bool {
     is_running_and_ready(pod) && !is_terminating(pod)
 }
 
@@ -239,7 +244,7 @@ pub fn persistent_volume_claims(
 
 /// Whether the pod's name, namespace and labels fit its ordinal in `set`
 /// (upstream's `identityMatches`).
-pub fn identity_matches(set: &StatefulSet, pod: &Pod) -> bool {
+pub fn identity_matches(set: &StatefulSet, pod: &CachedPod) -> bool {
     let Some(name) = pod.metadata.name.as_deref() else {
         return false;
     };
@@ -258,7 +263,7 @@ pub fn identity_matches(set: &StatefulSet, pod: &Pod) -> bool {
 
 /// Whether every claim template is mounted from the pod's own claim
 /// (upstream's `storageMatches`).
-pub fn storage_matches(set: &StatefulSet, pod: &Pod) -> bool {
+pub fn storage_matches(set: &StatefulSet, pod: &CachedPod) -> bool {
     let ordinal = ordinal_of(pod);
     if ordinal < 0 {
         return false;
@@ -282,7 +287,7 @@ pub fn storage_matches(set: &StatefulSet, pod: &Pod) -> bool {
 /// Mounts each template's claim under the template's name, replacing any
 /// volume of that name (upstream's `updateStorage`).
 pub fn update_storage(set: &StatefulSet, pod: &mut Pod) {
-    let ordinal = ordinal_of(pod);
+    let ordinal = ordinal_of_meta(&pod.metadata);
     let claims = persistent_volume_claims(set, ordinal);
     if claims.is_empty() {
         return;
@@ -323,6 +328,41 @@ pub fn update_identity(set: &StatefulSet, pod: &mut Pod, ordinal: i32) {
         .as_ref()
         .and_then(|s| s.service_name.clone())
         .filter(|s| !s.is_empty());
+}
+
+/// The strategic merge patch that brings a live pod's identity (labels,
+/// hostname, subdomain) and storage (its claims' volumes, merged by name)
+/// to what [`update_identity`] and [`update_storage`] would make of it,
+/// guarded by the pod's resourceVersion as the update upstream sends is.
+pub fn identity_and_storage_patch(
+    set: &StatefulSet,
+    pod: &CachedPod,
+    identity: bool,
+    storage: bool,
+) -> serde_json::Value {
+    let mut wanted = Pod {
+        metadata: ObjectMeta {
+            name: pod.metadata.name.clone(),
+            ..ObjectMeta::default()
+        },
+        ..Pod::default()
+    };
+    let mut patch = serde_json::json!({
+        "metadata": {"resourceVersion": pod.metadata.resource_version},
+    });
+    if identity {
+        update_identity(set, &mut wanted, ordinal_of(pod));
+        let spec = wanted.spec.take().unwrap_or_default();
+        patch["metadata"]["labels"] = serde_json::json!(wanted.metadata.labels);
+        patch["spec"]["hostname"] = serde_json::json!(spec.hostname);
+        patch["spec"]["subdomain"] = serde_json::json!(spec.subdomain);
+    }
+    if storage {
+        update_storage(set, &mut wanted);
+        let volumes = wanted.spec.and_then(|s| s.volumes).unwrap_or_default();
+        patch["spec"]["volumes"] = serde_json::json!(volumes);
+    }
+    patch
 }
 
 /// The pod at `ordinal` from `set`'s template (upstream's
@@ -477,7 +517,7 @@ fn remove_refs(claim: &mut PersistentVolumeClaim, meta: &ObjectMeta, kind: &str)
 pub fn update_claim_owner_ref_for_set_and_pod(
     claim: &mut PersistentVolumeClaim,
     set: &StatefulSet,
-    pod: &Pod,
+    pod: &CachedPod,
 ) -> bool {
     let (when_deleted, when_scaled) = retention_policy(set);
     let scaled_down = !in_ordinal_range(set, ordinal_of(pod));
@@ -503,13 +543,13 @@ pub fn update_claim_owner_ref_for_set_and_pod(
 pub fn claim_owner_matches_set_and_pod(
     claim: &PersistentVolumeClaim,
     set: &StatefulSet,
-    pod: &Pod,
+    pod: &CachedPod,
 ) -> bool {
     let mut c = claim.clone();
     !update_claim_owner_ref_for_set_and_pod(&mut c, set, pod)
 }
 
 /// Pending phase.
-pub fn phase_is_pending(pod: &Pod) -> bool {
+pub fn phase_is_pending(pod: &CachedPod) -> bool {
     phase(pod) == "Pending"
 }

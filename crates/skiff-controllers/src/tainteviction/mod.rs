@@ -10,7 +10,7 @@ use std::collections::{HashMap, HashSet};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use k8s_openapi::api::core::v1::{Node, ObjectReference, Pod, Taint};
+use k8s_openapi::api::core::v1::{Node, ObjectReference, Taint};
 use kube::Api;
 use kube::api::{DeleteParams, Patch, PatchParams};
 use kube::runtime::reflector::{ObjectRef, Store};
@@ -19,6 +19,7 @@ use skiff_client::events::PendingEvent;
 use tokio::sync::watch;
 use tokio::time::Instant;
 
+use crate::cached_pod::CachedPod;
 use crate::controller::{Action, Reconciler, SyncError, run_workers};
 use crate::informer::{InformerFactory, ResourceEventHandler};
 use crate::nodelifecycle::taints;
@@ -37,7 +38,7 @@ const DELETE_RETRIES: usize = 5;
 pub struct TaintEvictionController {
     client: kube::Client,
     nodes: Store<Node>,
-    pods: Store<Pod>,
+    pods: Store<CachedPod>,
     events: Arc<dyn EventSink>,
     queue: Arc<WorkQueue<String>>,
     /// Node name → keys of the pods bound to it.
@@ -52,7 +53,7 @@ impl std::fmt::Debug for TaintEvictionController {
     }
 }
 
-fn pod_node(p: &Pod) -> Option<&str> {
+fn pod_node(p: &CachedPod) -> Option<&str> {
     p.spec
         .as_ref()
         .and_then(|s| s.node_name.as_deref())
@@ -79,7 +80,7 @@ impl TaintEvictionController {
         events: Arc<dyn EventSink>,
     ) -> Arc<Self> {
         let nodes = factory.informer::<Node>();
-        let pods = factory.informer::<Pod>();
+        let pods = factory.informer::<CachedPod>();
         let c = Arc::new(TaintEvictionController {
             client,
             nodes: nodes.store(),
@@ -129,7 +130,7 @@ impl TaintEvictionController {
 
     /// Schedules, reschedules or cancels the eviction of one pod
     /// (upstream's `processPodOnNode`).
-    fn process_pod_on_node(self: &Arc<Self>, pod: &Pod, taints: &[Taint], now: Instant) {
+    fn process_pod_on_node(self: &Arc<Self>, pod: &CachedPod, taints: &[Taint], now: Instant) {
         let key = key_of(&pod.metadata);
         let tolerations = pod
             .spec
@@ -164,7 +165,7 @@ impl TaintEvictionController {
             action: "TaintManagerEviction".to_owned(),
             note: format!("Marking for deletion Pod {key}"),
         });
-        let api: Api<Pod> = Api::namespaced(self.client.clone(), ns);
+        let api: Api<CachedPod> = Api::namespaced(self.client.clone(), ns);
         let condition = serde_json::json!({"status": {"conditions": [{
             "type": "DisruptionTarget",
             "status": "True",
@@ -286,7 +287,7 @@ struct PodHandler {
 }
 
 impl PodHandler {
-    fn index(&self, old: Option<&Pod>, new: Option<&Pod>) {
+    fn index(&self, old: Option<&CachedPod>, new: Option<&CachedPod>) {
         let mut idx = self.by_node.lock().unwrap_or_else(|e| e.into_inner());
         if let Some(o) = old
             && let Some(n) = pod_node(o)
@@ -307,23 +308,23 @@ impl PodHandler {
     }
 }
 
-impl ResourceEventHandler<Pod> for PodHandler {
-    fn on_add(&self, p: &Arc<Pod>) {
+impl ResourceEventHandler<CachedPod> for PodHandler {
+    fn on_add(&self, p: &Arc<CachedPod>) {
         self.index(None, Some(p));
         if pod_node(p).is_some() {
             self.queue.add(format!("pod:{}", key_of(&p.metadata)));
         }
     }
-    fn on_update(&self, old: &Arc<Pod>, p: &Arc<Pod>) {
+    fn on_update(&self, old: &Arc<CachedPod>, p: &Arc<CachedPod>) {
         self.index(Some(old), Some(p));
-        let tolerations = |p: &Pod| p.spec.as_ref().map(|s| s.tolerations.clone());
+        let tolerations = |p: &CachedPod| p.spec.as_ref().map(|s| s.tolerations.clone());
         if pod_node(p).is_some()
             && (pod_node(old) != pod_node(p) || tolerations(old) != tolerations(p))
         {
             self.queue.add(format!("pod:{}", key_of(&p.metadata)));
         }
     }
-    fn on_delete(&self, p: &Arc<Pod>) {
+    fn on_delete(&self, p: &Arc<CachedPod>) {
         self.index(Some(p), None);
         self.queue.add(format!("pod:{}", key_of(&p.metadata)));
     }

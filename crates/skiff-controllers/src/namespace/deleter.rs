@@ -113,7 +113,7 @@ pub fn remaining_metadata(
 /// The longest termination grace period of the pods not yet finished
 /// (upstream's estimate for pods), 0 once the namespace has been deleting
 /// for that long already.
-pub fn estimate_pods(pods: &[Pod], seconds_since_deletion: i64) -> i64 {
+pub fn estimate_pods(pods: &[PodGrace], seconds_since_deletion: i64) -> i64 {
     estimate_from(longest_grace(pods), seconds_since_deletion)
 }
 
@@ -125,8 +125,31 @@ fn estimate_from(longest_grace: i64, seconds_since_deletion: i64) -> i64 {
     }
 }
 
+/// What the estimate reads of a pod. Pages of pods decode into this and
+/// skip the rest: a page of 500 full `Pod`s parses to ~5 MB.
+#[derive(Clone, Debug, Default, serde::Deserialize)]
+pub struct PodGrace {
+    #[serde(default)]
+    spec: Option<PodGraceSpec>,
+    #[serde(default)]
+    status: Option<PodGraceStatus>,
+}
+
+#[derive(Clone, Debug, Default, serde::Deserialize)]
+#[serde(rename_all = "camelCase")]
+struct PodGraceSpec {
+    #[serde(default)]
+    termination_grace_period_seconds: Option<i64>,
+}
+
+#[derive(Clone, Debug, Default, serde::Deserialize)]
+struct PodGraceStatus {
+    #[serde(default)]
+    phase: Option<String>,
+}
+
 /// The longest termination grace period of the pods not yet finished.
-fn longest_grace(pods: &[Pod]) -> i64 {
+fn longest_grace(pods: &[PodGrace]) -> i64 {
     pods.iter()
         .filter(|p| {
             !matches!(
@@ -451,11 +474,20 @@ impl Deleter {
 
     /// [`longest_grace`] of the namespace's pods, listed a page at a time.
     async fn longest_pod_grace(&self, namespace: &str) -> Result<i64, String> {
-        let pods: Api<Pod> = Api::namespaced(self.client.clone(), namespace);
+        let url = Api::<Pod>::namespaced(self.client.clone(), namespace)
+            .resource_url()
+            .to_owned();
         let mut lp = ListParams::default().limit(POD_PAGE);
         let mut longest = 0;
         loop {
-            let page = pods.list(&lp).await.map_err(|e| api_message(&e))?;
+            let req = kube::core::Request::new(&url)
+                .list(&lp)
+                .map_err(|e| api_message(&kube::Error::BuildRequest(e)))?;
+            let page: kube::core::ObjectList<PodGrace> = self
+                .client
+                .request(req)
+                .await
+                .map_err(|e| api_message(&e))?;
             longest = longest.max(longest_grace(&page.items));
             match page.metadata.continue_.filter(|c| !c.is_empty()) {
                 Some(token) => lp = lp.continue_token(&token),

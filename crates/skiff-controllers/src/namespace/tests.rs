@@ -2,7 +2,7 @@
 
 use std::collections::HashMap;
 
-use k8s_openapi::api::core::v1::{Namespace, NamespaceSpec, NamespaceStatus, Pod};
+use k8s_openapi::api::core::v1::{Namespace, NamespaceSpec, NamespaceStatus};
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::{APIResource, APIResourceList, Time};
 use k8s_openapi::jiff::Timestamp;
 use serde_json::json;
@@ -331,7 +331,7 @@ fn group_versions_parse_as_upstream() {
     assert_eq!(errors, ["unexpected GroupVersion string: a/b/c"]);
 }
 
-fn pod(grace: Option<i64>, phase: &str) -> Pod {
+fn pod(grace: Option<i64>, phase: &str) -> PodGrace {
     serde_json::from_value(json!({
         "metadata": {"name": "p"},
         "spec": {"containers": [], "terminationGracePeriodSeconds": grace},

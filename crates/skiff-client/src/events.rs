@@ -104,13 +104,16 @@ const SERIES_WINDOW: Duration = Duration::from_secs(6 * 60);
 /// LRU cache of 4,096).
 const MAX_REMEMBERED: usize = 4096;
 
-/// What makes two events the same one repeated.
+/// What makes two events the same one repeated: client-go compares the
+/// whole object reference, so the object at another resourceVersion is
+/// another event (a StatefulSet's successive "create Pod" notes stay
+/// apart).
 #[derive(Debug, Clone, PartialEq, Eq, Hash)]
 struct EventKey {
     normal: bool,
     action: String,
     reason: String,
-    regarding: [String; 6],
+    regarding: [String; 7],
 }
 
 impl EventKey {
@@ -127,6 +130,7 @@ impl EventKey {
                 s(&r.namespace),
                 s(&r.name),
                 s(&r.uid),
+                s(&r.resource_version),
                 s(&r.field_path),
             ],
         }
@@ -342,6 +346,11 @@ mod tests {
         warning.regarding.name = Some("a".into());
         warning.normal = false;
         assert!(recent.get(&EventKey::of(&warning), t0).is_none());
+        // So is the object at another resourceVersion.
+        let mut changed = ev("Created");
+        changed.regarding.name = Some("a".into());
+        changed.regarding.resource_version = Some("2".into());
+        assert!(recent.get(&EventKey::of(&changed), t0).is_none());
     }
 
     #[test]

@@ -89,6 +89,17 @@ impl ApiServerConfig {
             after_warm_up: None,
         }
     }
+
+    /// [`ApiServerConfig::new`] for tests and tools: 127.0.0.1 on a port
+    /// the OS picks, the admin kubeconfig written to
+    /// `<data_dir>/kubeconfig.yaml`.
+    pub fn loopback(data_dir: impl Into<PathBuf>) -> Self {
+        let mut config = ApiServerConfig::new(data_dir);
+        config.bind_address = IpAddr::V4(Ipv4Addr::LOCALHOST);
+        config.port = 0;
+        config.write_kubeconfig = Some(config.data_dir.join("kubeconfig.yaml"));
+        config
+    }
 }
 
 /// Why the API server could not start.

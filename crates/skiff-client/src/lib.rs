@@ -4,6 +4,7 @@
 //! plain-HTTP listener the standalone components serve `/metrics` on.
 
 pub mod events;
+pub mod kubeconfig;
 pub mod leader_election;
 pub mod metrics_listener;
 

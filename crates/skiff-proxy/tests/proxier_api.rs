@@ -4,7 +4,7 @@
 
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
-use std::net::{IpAddr, Ipv4Addr};
+use std::net::Ipv4Addr;
 use std::path::Path;
 use std::sync::Arc;
 use std::sync::atomic::Ordering;
@@ -29,17 +29,13 @@ use skiff_sys::nft::fake::RecordingNftables;
 
 async fn start_server(dir: &Path) -> (ApiServer, kube::Client) {
     let store = AnyStore::open(&[], dir).await.unwrap();
-    let mut config = ApiServerConfig::new(dir);
-    config.bind_address = IpAddr::V4(Ipv4Addr::LOCALHOST);
-    config.port = 0;
-    let kubeconfig = dir.join("kubeconfig.yaml");
-    config.write_kubeconfig = Some(kubeconfig.clone());
-    let server = ApiServer::start(config, store).await.unwrap();
-    let kc = kube::config::Kubeconfig::read_from(&kubeconfig).unwrap();
-    let cfg = kube::Config::from_custom_kubeconfig(kc, &Default::default())
+    let server = ApiServer::start(ApiServerConfig::loopback(dir), store)
         .await
         .unwrap();
-    (server, kube::Client::try_from(cfg).unwrap())
+    let client = skiff_client::kubeconfig::client_from(&dir.join("kubeconfig.yaml"))
+        .await
+        .unwrap();
+    (server, client)
 }
 
 /// Shares one recording fake between the proxier and the test.

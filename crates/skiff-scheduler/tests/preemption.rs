@@ -6,7 +6,6 @@
 
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
-use std::net::{IpAddr, Ipv4Addr};
 use std::path::Path;
 use std::time::Duration;
 
@@ -24,17 +23,13 @@ use tokio::sync::watch;
 
 async fn start(dir: &Path) -> (ApiServer, kube::Client) {
     let store = AnyStore::open(&[], dir).await.unwrap();
-    let mut config = ApiServerConfig::new(dir);
-    config.bind_address = IpAddr::V4(Ipv4Addr::LOCALHOST);
-    config.port = 0;
-    let kubeconfig = dir.join("kubeconfig.yaml");
-    config.write_kubeconfig = Some(kubeconfig.clone());
-    let server = ApiServer::start(config, store).await.unwrap();
-    let kc = kube::config::Kubeconfig::read_from(kubeconfig).unwrap();
-    let cfg = kube::config::Config::from_custom_kubeconfig(kc, &Default::default())
+    let server = ApiServer::start(ApiServerConfig::loopback(dir), store)
         .await
         .unwrap();
-    (server, kube::Client::try_from(cfg).unwrap())
+    let client = skiff_client::kubeconfig::client_from(&dir.join("kubeconfig.yaml"))
+        .await
+        .unwrap();
+    (server, client)
 }
 
 fn options() -> SchedulerOptions {

@@ -2,7 +2,7 @@
 
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
-use std::net::{IpAddr, Ipv4Addr};
+use std::net::Ipv4Addr;
 use std::path::Path;
 use std::time::Duration;
 
@@ -16,11 +16,9 @@ use skiff_store::AnyStore;
 
 async fn start_server(dir: &Path) -> (ApiServer, kube::Client) {
     let store = AnyStore::open(&[], dir).await.unwrap();
-    let mut config = ApiServerConfig::new(dir);
-    config.bind_address = IpAddr::V4(Ipv4Addr::LOCALHOST);
-    config.port = 0;
-    config.write_kubeconfig = Some(dir.join("kubeconfig.yaml"));
-    let server = ApiServer::start(config, store).await.unwrap();
+    let server = ApiServer::start(ApiServerConfig::loopback(dir), store)
+        .await
+        .unwrap();
     let client = skiff_sim::bench::client_from(&dir.join("kubeconfig.yaml"))
         .await
         .unwrap();

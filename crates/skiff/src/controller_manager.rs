@@ -144,14 +144,10 @@ async fn run(args: ControllerManagerArgs) -> anyhow::Result<()> {
     let mut opts = args.options()?;
     if opts.root_ca.is_none() {
         // As upstream: the CA the controller manager trusts the API server by.
-        let kc = kube::config::Kubeconfig::read_from(&args.kubeconfig)
-            .with_context(|| format!("reading kubeconfig {}", args.kubeconfig.display()))?;
-        let cfg = kube::Config::from_custom_kubeconfig(kc, &Default::default())
-            .await
-            .context("loading kubeconfig")?;
+        let cfg = skiff_client::kubeconfig::config_from(&args.kubeconfig).await?;
         opts.root_ca = skiff_controllers::rootcacertpublisher::root_ca_from_config(&cfg);
     }
-    let client = crate::scheduler::client_from_kubeconfig(&args.kubeconfig).await?;
+    let client = skiff_client::kubeconfig::client_from(&args.kubeconfig).await?;
     let listener = if args.metrics_bind_address.port() == 0 {
         None
     } else {

@@ -94,7 +94,7 @@ async fn run_agent(args: AgentArgs) -> anyhow::Result<()> {
             args.token.is_some()
         );
     };
-    let client = scheduler::client_from_kubeconfig(&kubeconfig).await?;
+    let client = skiff_client::kubeconfig::client_from(&kubeconfig).await?;
     let data_dir = args.data_dir;
     let flags = args.flags;
     until_signal("agent", move |stop| async move {

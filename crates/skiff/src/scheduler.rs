@@ -46,16 +46,6 @@ pub fn options(
     Ok(opts)
 }
 
-/// A kube-rs client from a kubeconfig file.
-pub async fn client_from_kubeconfig(path: &Path) -> anyhow::Result<kube::Client> {
-    let kc = kube::config::Kubeconfig::read_from(path)
-        .with_context(|| format!("reading kubeconfig {}", path.display()))?;
-    let cfg = kube::Config::from_custom_kubeconfig(kc, &Default::default())
-        .await
-        .context("loading kubeconfig")?;
-    kube::Client::try_from(cfg).context("building the API client")
-}
-
 /// Runs until SIGINT or SIGTERM.
 pub fn main(args: SchedulerArgs) -> ExitCode {
     crate::block_on("scheduler", run(args))
@@ -63,7 +53,7 @@ pub fn main(args: SchedulerArgs) -> ExitCode {
 
 async fn run(args: SchedulerArgs) -> anyhow::Result<()> {
     let opts = options(args.config.as_deref(), args.leader_elect)?;
-    let client = client_from_kubeconfig(&args.kubeconfig).await?;
+    let client = skiff_client::kubeconfig::client_from(&args.kubeconfig).await?;
     let listener = if args.metrics_bind_address.port() == 0 {
         None
     } else {

@@ -129,7 +129,7 @@ async fn start_dns(
     kubeconfig: &std::path::Path,
     stop: tokio::sync::watch::Receiver<bool>,
 ) -> anyhow::Result<Option<tokio::task::JoinHandle<()>>> {
-    let client = crate::scheduler::client_from_kubeconfig(kubeconfig).await?;
+    let client = skiff_client::kubeconfig::client_from(kubeconfig).await?;
     let node_ip = agent
         .node_ip
         .unwrap_or_else(skiff_kubelet::node::host::default_node_ip);
@@ -275,7 +275,7 @@ async fn run(mut args: ServerArgs) -> anyhow::Result<()> {
         Some(opts) => {
             // The scheduler is a client like any other: HTTPS with the
             // admin kubeconfig the server just wrote.
-            let client = crate::scheduler::client_from_kubeconfig(&args.write_kubeconfig).await?;
+            let client = skiff_client::kubeconfig::client_from(&args.write_kubeconfig).await?;
             Some(tokio::spawn(skiff_scheduler::run(
                 opts,
                 client,
@@ -287,7 +287,7 @@ async fn run(mut args: ServerArgs) -> anyhow::Result<()> {
     let controller_manager = if args.disable_controller_manager {
         None
     } else {
-        let client = crate::scheduler::client_from_kubeconfig(&args.write_kubeconfig).await?;
+        let client = skiff_client::kubeconfig::client_from(&args.write_kubeconfig).await?;
         let mut opts =
             crate::controller_manager::server_options(&args.agent.cluster_cidr, &args.data_dir);
         opts.metrics = controller_metrics;
@@ -314,7 +314,7 @@ async fn run(mut args: ServerArgs) -> anyhow::Result<()> {
     let agent = if args.disable_agent {
         None
     } else {
-        let client = crate::scheduler::client_from_kubeconfig(&args.write_kubeconfig).await?;
+        let client = skiff_client::kubeconfig::client_from(&args.write_kubeconfig).await?;
         let data_dir = args.data_dir.clone();
         let mut flags = args.agent.clone();
         if flags.client_ca_file.is_none() {

@@ -14,7 +14,8 @@ use anyhow::Context;
 use k8s_openapi::api::core::v1::Node;
 use kube::api::Api;
 
-use super::server::{client_from, proc_status_kib};
+use super::client_from;
+use super::server::proc_status_kib;
 
 /// The node the agent registers.
 pub const NODE: &str = "skiff-bench";

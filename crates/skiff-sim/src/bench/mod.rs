@@ -25,7 +25,8 @@ use kube::api::{Api, PostParams};
 use kube::runtime::{WatchStreamExt, watcher};
 use serde_json::json;
 
-pub use server::{ServerProcess, client_from, proc_status_kib};
+pub use server::{ServerProcess, proc_status_kib};
+pub use skiff_client::kubeconfig::client_from;
 use workloads::{INIT_NAMESPACE, MEASURED_NAMESPACE, Workload};
 
 use crate::hollow::{HollowNodeConfig, HollowNodes};

@@ -12,6 +12,8 @@ use anyhow::Context;
 use k8s_openapi::api::core::v1::Namespace;
 use kube::api::{Api, ListParams};
 
+use super::client_from;
+
 /// A running server process.
 #[derive(Debug)]
 pub struct ServerProcess {
@@ -110,12 +112,4 @@ pub fn proc_status_kib(path: &str, field: &str) -> Option<u64> {
         .nth(1)?
         .parse()
         .ok()
-}
-
-/// A kube-rs client from a kubeconfig file.
-pub async fn client_from(path: &Path) -> anyhow::Result<kube::Client> {
-    let kc = kube::config::Kubeconfig::read_from(path)
-        .with_context(|| format!("reading {}", path.display()))?;
-    let cfg = kube::Config::from_custom_kubeconfig(kc, &Default::default()).await?;
-    Ok(kube::Client::try_from(cfg)?)
 }

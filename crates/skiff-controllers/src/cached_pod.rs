@@ -11,11 +11,13 @@
 //! one are patches carrying only what they change. Pods created from a
 //! template are still full `Pod`s.
 
+use std::borrow::Cow;
 use std::collections::BTreeMap;
 
 use k8s_openapi::api::core::v1::{
     Affinity, ContainerPort, ContainerState, EphemeralVolumeSource,
-    PersistentVolumeClaimVolumeSource, PodCondition, PodIP, ResourceRequirements, Toleration,
+    PersistentVolumeClaimVolumeSource, PodCondition, PodIP, ResourceClaim, ResourceRequirements,
+    Toleration,
 };
 use k8s_openapi::apimachinery::pkg::api::resource::Quantity;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::{ObjectMeta, Time};
@@ -73,9 +75,110 @@ pub struct CachedContainer {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub ports: Option<Vec<ContainerPort>>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub resources: Option<ResourceRequirements>,
+    pub resources: Option<CachedResources>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub restart_policy: Option<String>,
+}
+
+/// A container's `resources`, with requests and limits as [`QuantityMap`]s.
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct CachedResources {
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub claims: Option<Vec<ResourceClaim>>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub limits: Option<QuantityMap>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub requests: Option<QuantityMap>,
+}
+
+/// Quantities by resource name, for the few entries a container's requests
+/// or limits have: a sorted list, where a `BTreeMap` allocates a node with
+/// room for eleven entries (over 500 bytes) for the first one. Reads and
+/// writes as the same JSON object.
+#[derive(Clone, Debug, Default, PartialEq)]
+pub struct QuantityMap(Vec<(String, Quantity)>);
+
+impl QuantityMap {
+    /// The quantity of `name`.
+    pub fn get(&self, name: &str) -> Option<&Quantity> {
+        self.0
+            .binary_search_by(|(k, _)| k.as_str().cmp(name))
+            .ok()
+            .map(|i| &self.0[i].1)
+    }
+
+    /// The entries, sorted by name.
+    pub fn iter(&self) -> impl Iterator<Item = (&str, &Quantity)> {
+        self.0.iter().map(|(k, v)| (k.as_str(), v))
+    }
+
+    /// How many entries.
+    pub fn len(&self) -> usize {
+        self.0.len()
+    }
+
+    /// No entries.
+    pub fn is_empty(&self) -> bool {
+        self.0.is_empty()
+    }
+}
+
+impl FromIterator<(String, Quantity)> for QuantityMap {
+    /// A later entry for the same name replaces an earlier one, as
+    /// inserting into a map does.
+    fn from_iter<I: IntoIterator<Item = (String, Quantity)>>(iter: I) -> Self {
+        let mut entries: Vec<(String, Quantity)> = Vec::new();
+        for (k, v) in iter {
+            match entries.binary_search_by(|(e, _)| e.as_str().cmp(&k)) {
+                Ok(i) => entries[i].1 = v,
+                Err(i) => entries.insert(i, (k, v)),
+            }
+        }
+        entries.shrink_to_fit();
+        QuantityMap(entries)
+    }
+}
+
+impl Serialize for QuantityMap {
+    fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        serializer.collect_map(self.0.iter().map(|(k, v)| (k, v)))
+    }
+}
+
+impl<'de> Deserialize<'de> for QuantityMap {
+    fn deserialize<D: serde::Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        struct Visitor;
+        impl<'de> serde::de::Visitor<'de> for Visitor {
+            type Value = QuantityMap;
+
+            fn expecting(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+                f.write_str("a map of resource names to quantities")
+            }
+
+            fn visit_map<A: serde::de::MapAccess<'de>>(
+                self,
+                mut map: A,
+            ) -> Result<QuantityMap, A::Error> {
+                let mut entries = Vec::new();
+                while let Some(entry) = map.next_entry::<String, Quantity>()? {
+                    entries.push(entry);
+                }
+                Ok(entries.into_iter().collect())
+            }
+        }
+        deserializer.deserialize_map(Visitor)
+    }
+}
+
+impl From<ResourceRequirements> for CachedResources {
+    fn from(r: ResourceRequirements) -> Self {
+        CachedResources {
+            claims: r.claims,
+            limits: r.limits.map(|m| m.into_iter().collect()),
+            requests: r.requests.map(|m| m.into_iter().collect()),
+        }
+    }
 }
 
 /// A volume's name and claim, the part of `Volume` the controllers read.
@@ -96,7 +199,7 @@ pub struct CachedVolume {
 #[serde(rename_all = "camelCase")]
 pub struct CachedPodStatus {
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub conditions: Option<Vec<PodCondition>>,
+    pub conditions: Option<Vec<CachedPodCondition>>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub container_statuses: Option<Vec<CachedContainerStatus>>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -115,6 +218,64 @@ pub struct CachedPodStatus {
     pub reason: Option<String>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub start_time: Option<Time>,
+}
+
+/// The part of `PodCondition` the controllers read (not `message`,
+/// `lastProbeTime` or `observedGeneration`).
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct CachedPodCondition {
+    #[serde(rename = "type", deserialize_with = "well_known")]
+    pub type_: Cow<'static, str>,
+    #[serde(deserialize_with = "well_known")]
+    pub status: Cow<'static, str>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub reason: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub last_transition_time: Option<Time>,
+}
+
+impl From<PodCondition> for CachedPodCondition {
+    fn from(c: PodCondition) -> Self {
+        CachedPodCondition {
+            type_: intern(c.type_),
+            status: intern(c.status),
+            reason: c.reason,
+            last_transition_time: c.last_transition_time,
+        }
+    }
+}
+
+/// The condition types and statuses the kubelet and the control plane
+/// set: every cached pod has several, so they are kept without a heap
+/// allocation each.
+const WELL_KNOWN: &[&str] = &[
+    "ContainersReady",
+    "DisruptionTarget",
+    "False",
+    "Initialized",
+    "PodReadyToStartContainers",
+    "PodResizeInProgress",
+    "PodResizePending",
+    "PodScheduled",
+    "Ready",
+    "True",
+    "Unknown",
+];
+
+fn intern(s: String) -> Cow<'static, str> {
+    match WELL_KNOWN.iter().find(|w| **w == s) {
+        Some(w) => Cow::Borrowed(w),
+        None => Cow::Owned(s),
+    }
+}
+
+fn well_known<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Cow<'static, str>, D::Error> {
+    let s = <Cow<'de, str>>::deserialize(d)?;
+    Ok(match WELL_KNOWN.iter().find(|w| **w == s) {
+        Some(w) => Cow::Borrowed(w),
+        None => Cow::Owned(s.into_owned()),
+    })
 }
 
 /// The part of `ContainerStatus` the controllers read.
@@ -186,7 +347,9 @@ impl From<k8s_openapi::api::core::v1::Pod> for CachedPod {
                 }),
             }),
             status: pod.status.map(|s| CachedPodStatus {
-                conditions: s.conditions,
+                conditions: s
+                    .conditions
+                    .map(|cs| cs.into_iter().map(CachedPodCondition::from).collect()),
                 container_statuses: s
                     .container_statuses
                     .map(|cs| cs.into_iter().map(CachedContainerStatus::from).collect()),
@@ -211,7 +374,7 @@ impl From<k8s_openapi::api::core::v1::Container> for CachedContainer {
         CachedContainer {
             name: c.name,
             ports: c.ports,
-            resources: c.resources,
+            resources: c.resources.map(CachedResources::from),
             restart_policy: c.restart_policy,
         }
     }

@@ -154,8 +154,20 @@ fn a_full_pod_decodes_with_every_field_the_controllers_read() {
         (Some("http"), 80)
     );
     let resources = c.resources.as_ref().unwrap();
-    assert_eq!(resources.requests.as_ref().unwrap()["memory"].0, "64Mi");
-    assert_eq!(resources.limits.as_ref().unwrap()["memory"].0, "128Mi");
+    assert_eq!(
+        resources
+            .requests
+            .as_ref()
+            .unwrap()
+            .get("memory")
+            .unwrap()
+            .0,
+        "64Mi"
+    );
+    assert_eq!(
+        resources.limits.as_ref().unwrap().get("memory").unwrap().0,
+        "128Mi"
+    );
 
     let status = p.status.as_ref().unwrap();
     assert_eq!(status.phase.as_deref(), Some("Failed"));
@@ -265,7 +277,7 @@ fn cached_heap_estimate(p: &CachedPod) -> usize {
                 + len(&s.volumes) * size_of::<CachedVolume>()
         })
         + status.map_or(0, |s| {
-            len(&s.conditions) * size_of::<PodCondition>()
+            len(&s.conditions) * size_of::<CachedPodCondition>()
                 + (len(&s.container_statuses) + len(&s.init_container_statuses))
                     * size_of::<CachedContainerStatus>()
                 + len(&s.pod_ips) * size_of::<PodIP>()
@@ -283,4 +295,46 @@ fn a_hollow_pod_costs_at_most_half_as_cached() {
     let cached: CachedPod = serde_json::from_str(HOLLOW_POD).unwrap();
     let (f, c) = (full_heap_estimate(&full), cached_heap_estimate(&cached));
     assert!(2 * c <= f, "cached {c} bytes, full {f} bytes");
+}
+
+#[test]
+fn quantity_maps_read_and_write_as_json_objects() {
+    let json =
+        r#"{"requests": {"memory": "16Mi", "cpu": "10m", "nvidia.com/gpu": "1"}, "limits": {}}"#;
+    let r: CachedResources = serde_json::from_str(json).unwrap();
+    let requests = r.requests.as_ref().unwrap();
+    assert_eq!(requests.len(), 3);
+    assert_eq!(requests.get("cpu").unwrap().0, "10m");
+    assert_eq!(requests.get("memory").unwrap().0, "16Mi");
+    assert_eq!(requests.get("storage"), None);
+    let names: Vec<&str> = requests.iter().map(|(k, _)| k).collect();
+    assert_eq!(names, ["cpu", "memory", "nvidia.com/gpu"]);
+    assert!(r.limits.as_ref().unwrap().is_empty());
+    assert_eq!(
+        serde_json::to_value(&r).unwrap(),
+        serde_json::from_str::<Value>(json).unwrap()
+    );
+    // A name given twice keeps its last quantity, as a map would.
+    let twice: QuantityMap = serde_json::from_str(r#"{"cpu": "1", "cpu": "2"}"#).unwrap();
+    assert_eq!((twice.len(), &twice.get("cpu").unwrap().0[..]), (1, "2"));
+    assert!(serde_json::from_str::<QuantityMap>(r#"["cpu"]"#).is_err());
+}
+
+#[test]
+fn condition_words_are_shared_and_others_kept() {
+    let json = r#"[{"type": "Ready", "status": "True", "lastTransitionTime": "2026-12-01T01:19:14Z"},
+        {"type": "example.com/Custom", "status": "Maybe", "reason": "R", "message": "dropped"}]"#;
+    let cs: Vec<CachedPodCondition> = serde_json::from_str(json).unwrap();
+    assert!(matches!(cs[0].type_, Cow::Borrowed("Ready")));
+    assert!(matches!(cs[0].status, Cow::Borrowed("True")));
+    assert!(matches!(&cs[1].type_, Cow::Owned(t) if t == "example.com/Custom"));
+    assert_eq!(cs[1].status, "Maybe");
+    assert_eq!(cs[1].reason.as_deref(), Some("R"));
+    assert_eq!(
+        serde_json::to_value(&cs[1]).unwrap(),
+        json!({"type": "example.com/Custom", "status": "Maybe", "reason": "R"})
+    );
+    let full: Vec<PodCondition> = serde_json::from_str(json).unwrap();
+    let converted: Vec<CachedPodCondition> = full.into_iter().map(Into::into).collect();
+    assert_eq!(converted, cs);
 }

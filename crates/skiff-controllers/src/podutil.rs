@@ -1,14 +1,13 @@
 //! Pod predicates the controllers share (upstream's `podutil` and
 //! `controller_utils`).
 
-use k8s_openapi::api::core::v1::PodCondition;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::{OwnerReference, Time};
 use k8s_openapi::jiff::{SignedDuration, Timestamp};
 
-use crate::cached_pod::CachedPod;
+use crate::cached_pod::{CachedPod, CachedPodCondition};
 
 /// The pod's Ready condition.
-pub fn ready_condition(pod: &CachedPod) -> Option<&PodCondition> {
+pub fn ready_condition(pod: &CachedPod) -> Option<&CachedPodCondition> {
     pod.status
         .as_ref()?
         .conditions

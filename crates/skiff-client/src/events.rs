@@ -9,6 +9,7 @@
 //! caller.
 
 use std::collections::HashMap;
+use std::hash::BuildHasher;
 use std::time::{Duration, Instant};
 
 use k8s_openapi::api::core::v1::ObjectReference;
@@ -107,33 +108,33 @@ const MAX_REMEMBERED: usize = 4096;
 /// What makes two events the same one repeated: client-go compares the
 /// whole object reference, so the object at another resourceVersion is
 /// another event (a StatefulSet's successive "create Pod" notes stay
-/// apart).
-#[derive(Debug, Clone, PartialEq, Eq, Hash)]
-struct EventKey {
-    normal: bool,
-    action: String,
-    reason: String,
-    regarding: [String; 7],
-}
+/// apart). Kept as a 64-bit hash of those fields under a per-process
+/// random key: a full key is ten strings, and the cache holds thousands.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+struct EventKey(u64);
+
+/// The per-process hash key of [`EventKey`]s (random, so that nobody can
+/// choose object names whose events fold into one series).
+static KEY_HASHER: std::sync::LazyLock<std::hash::RandomState> =
+    std::sync::LazyLock::new(std::hash::RandomState::new);
 
 impl EventKey {
     fn of(ev: &PendingEvent) -> EventKey {
         let r = &ev.regarding;
-        let s = |v: &Option<String>| v.clone().unwrap_or_default();
-        EventKey {
-            normal: ev.normal,
-            action: ev.action.clone(),
-            reason: ev.reason.clone(),
-            regarding: [
-                s(&r.api_version),
-                s(&r.kind),
-                s(&r.namespace),
-                s(&r.name),
-                s(&r.uid),
-                s(&r.resource_version),
-                s(&r.field_path),
+        EventKey(KEY_HASHER.hash_one((
+            ev.normal,
+            &ev.action,
+            &ev.reason,
+            [
+                &r.api_version,
+                &r.kind,
+                &r.namespace,
+                &r.name,
+                &r.uid,
+                &r.resource_version,
+                &r.field_path,
             ],
-        }
+        )))
     }
 }
 

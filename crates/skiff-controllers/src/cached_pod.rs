@@ -27,12 +27,40 @@ use serde::{Deserialize, Serialize};
 #[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]
 pub struct CachedPod {
-    #[serde(default)]
+    /// Without managedFields, and with only the annotations in
+    /// [`READ_ANNOTATIONS`].
+    #[serde(default, deserialize_with = "slim_metadata")]
     pub metadata: ObjectMeta,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub spec: Option<CachedPodSpec>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub status: Option<CachedPodStatus>,
+}
+
+/// The pod annotations a controller reads; the cache keeps no others.
+/// Pods often carry many (tooling, scrape configs, checksums, a rollout
+/// restart's timestamp), and each map costs over 500 bytes.
+pub const READ_ANNOTATIONS: &[&str] = &[
+    crate::replicaset::ranking::POD_DELETION_COST,
+    crate::job::indexed::COMPLETION_INDEX_ANNOTATION,
+    crate::job::indexed::INDEX_FAILURE_COUNT_ANNOTATION,
+    crate::job::indexed::INDEX_IGNORED_FAILURE_COUNT_ANNOTATION,
+];
+
+/// Drops what [`CachedPod::metadata`] does not keep.
+fn slim(mut meta: ObjectMeta) -> ObjectMeta {
+    meta.managed_fields = None;
+    if let Some(annotations) = &mut meta.annotations {
+        annotations.retain(|k, _| READ_ANNOTATIONS.contains(&k.as_str()));
+        if annotations.is_empty() {
+            meta.annotations = None;
+        }
+    }
+    meta
+}
+
+fn slim_metadata<'de, D: serde::Deserializer<'de>>(d: D) -> Result<ObjectMeta, D::Error> {
+    ObjectMeta::deserialize(d).map(slim)
 }
 
 /// The part of `PodSpec` the controllers read.
@@ -318,7 +346,7 @@ impl k8s_openapi::Metadata for CachedPod {
 impl From<k8s_openapi::api::core::v1::Pod> for CachedPod {
     fn from(pod: k8s_openapi::api::core::v1::Pod) -> Self {
         CachedPod {
-            metadata: pod.metadata,
+            metadata: slim(pod.metadata),
             spec: pod.spec.map(|s| CachedPodSpec {
                 active_deadline_seconds: s.active_deadline_seconds,
                 affinity: s.affinity.map(Box::new),

@@ -338,3 +338,39 @@ fn condition_words_are_shared_and_others_kept() {
     let converted: Vec<CachedPodCondition> = full.into_iter().map(Into::into).collect();
     assert_eq!(converted, cs);
 }
+
+#[test]
+fn only_the_annotations_a_controller_reads_are_kept() {
+    let pod = json!({"metadata": {"name": "p", "annotations": {
+        "controller.kubernetes.io/pod-deletion-cost": "7",
+        "batch.kubernetes.io/job-completion-index": "3",
+        "kubectl.kubernetes.io/restartedAt": "2026-12-01T00:00:00Z",
+        "prometheus.io/scrape": "true",
+    }, "managedFields": [{"manager": "m", "operation": "Update"}]}});
+    let decoded: CachedPod = serde_json::from_value(pod.clone()).unwrap();
+    let converted = CachedPod::from(serde_json::from_value::<Pod>(pod).unwrap());
+    for p in [&decoded, &converted] {
+        let kept: Vec<&str> = p
+            .metadata
+            .annotations
+            .as_ref()
+            .unwrap()
+            .keys()
+            .map(String::as_str)
+            .collect();
+        assert_eq!(
+            kept,
+            [
+                "batch.kubernetes.io/job-completion-index",
+                "controller.kubernetes.io/pod-deletion-cost"
+            ]
+        );
+        assert_eq!(p.metadata.managed_fields, None);
+    }
+    assert_eq!(crate::replicaset::ranking::deletion_cost(&decoded), 7);
+    assert_eq!(crate::job::indexed::completion_index(&decoded), Some(3));
+    let unread: CachedPod =
+        serde_json::from_value(json!({"metadata": {"name": "p", "annotations": {"a": "b"}}}))
+            .unwrap();
+    assert_eq!(unread.metadata.annotations, None);
+}

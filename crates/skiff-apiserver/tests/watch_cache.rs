@@ -423,3 +423,69 @@ async fn streaming_list_ends_its_initial_events_with_a_bookmark() {
     drop(w);
     server.shutdown().await;
 }
+
+/// The first line of a raw watch of the default namespace's ConfigMaps.
+async fn first_watch_line(client: &kube::Client, query: &str, accept: &str) -> String {
+    use futures::AsyncBufReadExt;
+    let req = http::Request::get(format!(
+        "/api/v1/namespaces/default/configmaps?watch=true&{query}"
+    ))
+    .header("Accept", accept)
+    .body(Vec::new())
+    .unwrap();
+    let stream = client.request_stream(req).await.unwrap();
+    let stream = std::pin::pin!(stream);
+    let mut lines = stream.lines();
+    tokio::time::timeout(Duration::from_secs(10), lines.next())
+        .await
+        .unwrap()
+        .unwrap()
+        .unwrap()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn watch_lines_give_the_type_before_the_object() {
+    // Upstream's order; kube-rs decodes `{"object":...,"type":...}` only by
+    // buffering the whole object first.
+    let dir = tempfile::tempdir().unwrap();
+    let (server, client) = support::start(dir.path(), 0).await;
+    let cms: Api<ConfigMap> = Api::namespaced(client.clone(), "default");
+    let start = cms.list(&ListParams::default()).await.unwrap();
+    let start = start.metadata.resource_version.unwrap();
+    cms.create(&PostParams::default(), &cm("a", &[]))
+        .await
+        .unwrap();
+    // From the cache as stored JSON, as a Table (kubectl get -w), and a
+    // bookmark.
+    let plain = first_watch_line(
+        &client,
+        &format!("resourceVersion={start}"),
+        "application/json",
+    )
+    .await;
+    assert!(
+        plain.starts_with(r#"{"type":"ADDED","object":{"#),
+        "{plain}"
+    );
+    let table = first_watch_line(
+        &client,
+        &format!("resourceVersion={start}"),
+        "application/json;as=Table;v=v1;g=meta.k8s.io",
+    )
+    .await;
+    assert!(
+        table.starts_with(r#"{"type":"ADDED","object":{"#),
+        "{table}"
+    );
+    let bookmark = first_watch_line(
+        &client,
+        "sendInitialEvents=true&allowWatchBookmarks=true&resourceVersionMatch=NotOlderThan&fieldSelector=metadata.name%3Dnone",
+        "application/json",
+    )
+    .await;
+    assert!(
+        bookmark.starts_with(r#"{"type":"BOOKMARK","object":{"#),
+        "{bookmark}"
+    );
+    server.shutdown().await;
+}

@@ -356,10 +356,10 @@ fn cached_line(st: &View, kind: &str, obj: &CachedObject) -> Bytes {
     if st.output == Output::Json && st.info.shares_storage_with.is_none() && st.info.kind != "Event"
     {
         let mut s = Vec::with_capacity(obj.json.len() + 32);
-        s.extend_from_slice(b"{\"object\":");
-        s.extend_from_slice(&obj.json);
-        s.extend_from_slice(b",\"type\":");
+        s.extend_from_slice(b"{\"type\":");
         s.extend_from_slice(serde_json::to_string(kind).unwrap_or_default().as_bytes());
+        s.extend_from_slice(b",\"object\":");
+        s.extend_from_slice(&obj.json);
         s.extend_from_slice(b"}\n");
         return Bytes::from(s);
     }
@@ -396,8 +396,20 @@ fn translate(st: &View, ev: &WatchEvent) -> Option<Bytes> {
     Some(line(kind, &negotiate::object(st.info, st.output, obj)))
 }
 
+/// `{"type": ..., "object": ...}`, in that order, as upstream writes it:
+/// a client decoding into typed events (kube-rs, serde's adjacently
+/// tagged enums) reads the object straight into its type once it knows
+/// the event type, but must first buffer the whole object as a generic
+/// tree when the object comes first.
+#[derive(serde::Serialize)]
+struct Line<'a> {
+    #[serde(rename = "type")]
+    kind: &'a str,
+    object: &'a Value,
+}
+
 fn line(kind: &str, obj: &Value) -> Bytes {
-    let mut s = serde_json::to_vec(&json!({"type": kind, "object": obj})).unwrap_or_default();
+    let mut s = serde_json::to_vec(&Line { kind, object: obj }).unwrap_or_default();
     s.push(b'\n');
     Bytes::from(s)
 }

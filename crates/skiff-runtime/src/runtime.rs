@@ -57,11 +57,19 @@ fn internal(what: &str) -> impl Fn(std::io::Error) -> RuntimeError + '_ {
 /// Where the runtime keeps its state and how it starts supervisors.
 #[derive(Debug, Clone)]
 pub struct RuntimeConfig {
-    /// Persistent state: `sandboxes/`, `containers/`, `oci/` (libcontainer).
+    /// Persistent state: `sandboxes/<id>/sandbox.json`; `containers/<id>/`
+    /// with the record, the overlay's `upper` and `work` (the container's
+    /// writable layer) and the exit record. (`oci/` and the bundles in
+    /// `containers/<id>/` are an older agent's layout, still found for its
+    /// containers.)
     pub root: PathBuf,
-    /// Pinned namespaces: `netns/`, `ipcns/`, `utsns/`. With
-    /// `trim_supervisor_mounts` it is a tmpfs (nothing in it outlives the
-    /// host's namespaces anyway).
+    /// What is rebuilt for every start and dies with the host's namespaces
+    /// and mounts: pinned namespaces (`netns/`, `ipcns/`, `utsns/`), OCI
+    /// bundles with the rootfs mount points and supervisor sockets
+    /// (`containers/<id>/`), libcontainer's state (`oci/`), the files a
+    /// pod's containers share (`sandboxes/<id>/`). With
+    /// `trim_supervisor_mounts` it is a tmpfs (as runc and containerd keep
+    /// theirs under /run): a new file there costs far less than on a disk.
     pub run_dir: PathBuf,
     /// The supervisor command: program and leading arguments (`run`/`exec` follow).
     pub shim: Vec<OsString>,
@@ -155,7 +163,7 @@ fn load_all<T: DeserializeOwned>(dir: &Path, file: &str) -> Vec<T> {
 impl Runtime {
     /// Opens the runtime on `config.root`, re-adopting persisted sandboxes and containers.
     pub fn open(config: RuntimeConfig, deps: RuntimeDeps) -> Result<Self, RuntimeError> {
-        for dir in ["sandboxes", "containers", "oci"] {
+        for dir in ["sandboxes", "containers"] {
             std::fs::create_dir_all(config.root.join(dir)).map_err(internal("create root"))?;
         }
         let sandboxes = load_all::<SandboxRecord>(&config.root.join("sandboxes"), "sandbox.json")
@@ -210,7 +218,7 @@ impl Runtime {
             pins.net,
             pins.ipc,
             pins.uts,
-            self.container_dir(&record.id).join("rootfs"),
+            self.bundle_dir(record).join("rootfs"),
         ]
         .into_iter()
         .chain(record.mounts.iter().map(|m| PathBuf::from(&m.host_path)))
@@ -226,16 +234,57 @@ impl Runtime {
         hex::encode(h.finalize())
     }
 
+    /// Sandbox `id`'s record.
     fn sandbox_dir(&self, id: &str) -> PathBuf {
         self.config.root.join("sandboxes").join(id)
     }
 
+    /// The files sandbox `id`'s containers share (`resolv.conf`, `hostname`).
+    fn sandbox_run_dir(&self, id: &str) -> PathBuf {
+        self.config.run_dir.join("sandboxes").join(id)
+    }
+
+    /// Where sandbox `id`'s shared files are: an older agent's sandbox has
+    /// them beside its record.
+    fn sandbox_files_dir(&self, id: &str) -> PathBuf {
+        let run = self.sandbox_run_dir(id);
+        if run.exists() {
+            return run;
+        }
+        let old = self.sandbox_dir(id);
+        if old.join("hostname").exists() {
+            old
+        } else {
+            run
+        }
+    }
+
+    /// Container `id`'s persistent state: record, writable layer, exit record.
     fn container_dir(&self, id: &str) -> PathBuf {
         self.config.root.join("containers").join(id)
     }
 
-    fn state_root(&self) -> PathBuf {
-        self.config.root.join("oci")
+    /// The container's OCI bundle, supervisor log and sockets.
+    fn bundle_dir(&self, record: &ContainerRecord) -> PathBuf {
+        if record.bundle_in_run_dir {
+            self.run_bundle_dir(&record.id)
+        } else {
+            self.container_dir(&record.id)
+        }
+    }
+
+    /// Where a new container `id`'s bundle goes.
+    fn run_bundle_dir(&self, id: &str) -> PathBuf {
+        self.config.run_dir.join("containers").join(id)
+    }
+
+    /// libcontainer's state root for the container.
+    fn state_root(&self, record: &ContainerRecord) -> PathBuf {
+        if record.bundle_in_run_dir {
+            self.config.run_dir.join("oci")
+        } else {
+            self.config.root.join("oci")
+        }
     }
 
     /// The pinned namespaces of sandbox `id`.
@@ -300,12 +349,14 @@ impl Runtime {
             state: SandboxState::Ready,
             ip,
         };
-        let dir = self.sandbox_dir(&id);
+        let dirs = (self.sandbox_dir(&id), self.sandbox_run_dir(&id));
         let (dns, files_record) = (config.dns_config.clone(), record.clone());
         let network_done = began.elapsed();
-        tokio::task::spawn_blocking(move || write_sandbox_files(&dir, dns.as_ref(), &files_record))
-            .await
-            .map_err(|e| RuntimeError::Internal(e.to_string()))??;
+        tokio::task::spawn_blocking(move || {
+            write_sandbox_files(&dirs.0, &dirs.1, dns.as_ref(), &files_record)
+        })
+        .await
+        .map_err(|e| RuntimeError::Internal(e.to_string()))??;
         lock(&self.sandboxes).insert(id.clone(), record);
         tracing::debug!(
             sandbox = %id,
@@ -386,10 +437,8 @@ impl Runtime {
             skiff_sys::cgroups::remove_cgroup(&default_pod_cgroup(id))
                 .map_err(internal("remove pod cgroup"))?;
         }
-        match std::fs::remove_dir_all(self.sandbox_dir(id)) {
-            Ok(()) => {}
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
-            Err(e) => return Err(internal("remove sandbox dir")(e)),
+        for dir in [self.sandbox_run_dir(id), self.sandbox_dir(id)] {
+            remove_dir(&dir).map_err(internal("remove sandbox dir"))?;
         }
         lock(&self.sandboxes).remove(id);
         Ok(())
@@ -437,9 +486,10 @@ impl Runtime {
             .map_err(|e| RuntimeError::Internal(e.to_string()))?;
 
         let id = self.new_id(&format!("{sandbox_id}/{}/{}", meta.name, meta.attempt));
-        let dir = self.container_dir(&id);
-        let (rootfs, upper, work) = (dir.join("rootfs"), dir.join("upper"), dir.join("work"));
-        for d in [&rootfs, &upper, &work] {
+        let (dir, bundle) = (self.container_dir(&id), self.run_bundle_dir(&id));
+        let (rootfs, upper, work) = (bundle.join("rootfs"), dir.join("upper"), dir.join("work"));
+        let state_root = self.config.run_dir.join("oci");
+        for d in [&rootfs, &upper, &work, &state_root] {
             std::fs::create_dir_all(d).map_err(internal("create container dir"))?;
         }
         let cgroups_path = if sandbox.cgroup_parent.is_empty() {
@@ -464,7 +514,7 @@ impl Runtime {
                 sandbox_files: ["resolv.conf", "hostname"]
                     .iter()
                     .map(|f| {
-                        let host = self.sandbox_dir(sandbox_id).join(f);
+                        let host = self.sandbox_files_dir(sandbox_id).join(f);
                         (format!("/etc/{f}"), host.to_string_lossy().into_owned())
                     })
                     .collect(),
@@ -473,12 +523,13 @@ impl Runtime {
             // No fsync: the bundle is read once, by this container's
             // supervisor, and a container never starts after a crash of the
             // host (containerd keeps bundles under /run).
-            let path = dir.join("config.json");
+            let path = bundle.join("config.json");
             let data = encode(&path, &spec)?;
             std::fs::write(&path, data).map_err(internal("write config.json"))
         })();
         if let Err(e) = result {
             let _ = self.deps.mounter.unmount(&rootfs);
+            let _ = std::fs::remove_dir_all(&bundle);
             let _ = std::fs::remove_dir_all(&dir);
             return Err(e);
         }
@@ -544,6 +595,7 @@ impl Runtime {
                 stdin_once: config.stdin_once,
                 tty: config.tty,
             },
+            bundle_in_run_dir: true,
         };
         save(&dir.join("container.json"), &record)?;
         lock(&self.containers).insert(id.clone(), record);
@@ -633,16 +685,16 @@ impl Runtime {
                 "container {id:?} is not in the created state"
             )));
         }
-        let dir = self.container_dir(id);
+        let bundle = self.bundle_dir(&record);
         let (detach_mounts, keep_mounts) = self.supervisor_mounts(&record);
         let args = RunArgs {
             id: id.to_owned(),
-            bundle: dir.clone(),
-            state_root: self.state_root(),
+            bundle: bundle.clone(),
+            state_root: self.state_root(&record),
             log_path: (!record.log_path.is_empty()).then(|| PathBuf::from(&record.log_path)),
-            exit_file: dir.join("exit.json"),
+            exit_file: self.container_dir(id).join("exit.json"),
             cgroups_path: record.cgroups_path.clone(),
-            control_socket: Some(dir.join(crate::shim::control::SOCKET_NAME)),
+            control_socket: Some(bundle.join(crate::shim::control::SOCKET_NAME)),
             stdin: record.stdio.stdin,
             stdin_once: record.stdio.stdin_once,
             tty: record.stdio.tty,
@@ -653,7 +705,7 @@ impl Runtime {
         // (and its shim stamp the finish) before the shim's report arrives.
         record.started_at = now_nanos();
         let began = std::time::Instant::now();
-        let report = self.spawn_run_shim(&args, &dir).await;
+        let report = self.spawn_run_shim(&args, &bundle).await;
         tracing::debug!(container = %id, shim = ?began.elapsed(), "supervisor reported");
         match report {
             Ok((StartReport::Started { pid, start_ticks }, shim)) => {
@@ -790,14 +842,14 @@ impl Runtime {
             Err(e) => return Err(e),
         };
         self.stop_locked(id, 0).await?;
-        let dir = self.container_dir(id);
+        let bundle = self.bundle_dir(&record);
         self.deps
             .mounter
-            .unmount(&dir.join("rootfs"))
+            .unmount(&bundle.join("rootfs"))
             .map_err(internal("unmount rootfs"))?;
         // The supervisor deletes libcontainer's state and cgroup; this covers a
         // container that never started or a supervisor that died.
-        let state = self.state_root().join(id);
+        let state = self.state_root(&record).join(id);
         if state.exists() {
             if let Ok(mut c) = libcontainer::container::Container::load(state.clone()) {
                 let _ = c.delete(true);
@@ -805,10 +857,8 @@ impl Runtime {
             let _ = std::fs::remove_dir_all(&state);
         }
         let _ = skiff_sys::cgroups::remove_cgroup(&record.cgroups_path);
-        match std::fs::remove_dir_all(&dir) {
-            Ok(()) => {}
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
-            Err(e) => return Err(internal("remove container dir")(e)),
+        for dir in [bundle, self.container_dir(id)] {
+            remove_dir(&dir).map_err(internal("remove container dir"))?;
         }
         lock(&self.containers).remove(id);
         lock(&self.container_ops).remove(id);
@@ -862,7 +912,7 @@ impl Runtime {
             ));
         }
         let n = self.counter.fetch_add(1, Ordering::Relaxed);
-        let dir = self.container_dir(id);
+        let dir = self.bundle_dir(&record);
         let result_file = dir.join(format!("exec-{n}.json"));
         let pid_file = dir.join(format!("exec-{n}.pid"));
         let timeout_ms = u64::try_from(timeout_secs)
@@ -871,7 +921,7 @@ impl Runtime {
             .map(|t| t * 1000);
         let args = ExecArgs {
             id: id.to_owned(),
-            state_root: self.state_root(),
+            state_root: self.state_root(&record),
             args: cmd.to_vec(),
             timeout_ms,
             result_file: result_file.clone(),
@@ -976,25 +1026,37 @@ mod libc_signal {
 /// (as containerd provides them) and its record.
 fn write_sandbox_files(
     dir: &Path,
+    run_dir: &Path,
     dns: Option<&api::DnsConfig>,
     record: &SandboxRecord,
 ) -> Result<(), RuntimeError> {
-    std::fs::create_dir_all(dir).map_err(internal("create sandbox dir"))?;
+    std::fs::create_dir_all(run_dir).map_err(internal("create sandbox dir"))?;
     let resolv = match dns {
         Some(dns) => resolv_conf(dns),
         None => std::fs::read_to_string("/etc/resolv.conf").unwrap_or_default(),
     };
-    std::fs::write(dir.join("resolv.conf"), resolv).map_err(internal("write resolv.conf"))?;
-    std::fs::write(dir.join("hostname"), format!("{}\n", record.hostname))
+    std::fs::write(run_dir.join("resolv.conf"), resolv).map_err(internal("write resolv.conf"))?;
+    std::fs::write(run_dir.join("hostname"), format!("{}\n", record.hostname))
         .map_err(internal("write hostname"))?;
+    std::fs::create_dir_all(dir).map_err(internal("create sandbox dir"))?;
     save(&dir.join("sandbox.json"), record)
+}
+
+/// Removes `dir` and what is in it, if it exists.
+fn remove_dir(dir: &Path) -> std::io::Result<()> {
+    match std::fs::remove_dir_all(dir) {
+        Err(e) if e.kind() != std::io::ErrorKind::NotFound => Err(e),
+        _ => Ok(()),
+    }
 }
 
 /// Makes the runtime's per-pod mount directories mount roots; the ones that
 /// could not be made are left out (their supervisors see those mounts).
 fn open_mount_roots(config: &RuntimeConfig) -> Vec<PathBuf> {
-    // The run dir holds only what dies with the host (namespace pins): a
-    // tmpfs, as containerd keeps its state under /run.
+    // The run dir holds only what dies with the host (namespace pins,
+    // rootfs mount points, bundles): a tmpfs, as containerd keeps its state
+    // under /run. `containers/` holds the rootfs mounts of an older agent's
+    // containers.
     let run_dir = config.run_dir.clone();
     [run_dir.clone(), config.root.join("containers")]
         .into_iter()

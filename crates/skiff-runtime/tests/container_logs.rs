@@ -135,8 +135,8 @@ async fn reopen_container_log_follows_upstream_semantics() {
     assert_eq!(read_entries(&rotated), ["before"]);
 
     // A supervisor without a control socket (started by an older skiff).
-    let socket = env.path(&format!("runtime/containers/{id}/control.sock"));
-    // Beside it: `containers/` is a mount root, renames out of it cross mounts.
+    let socket = env.run_dir().join(format!("containers/{id}/control.sock"));
+    // Beside it: the run dir is a mount root, renames out of it cross mounts.
     let saved = socket.with_extension("sock.saved");
     std::fs::rename(&socket, &saved).unwrap();
     let err = reopen(&mut server, &id).await.unwrap_err();

@@ -496,6 +496,14 @@ async fn restarted_runtime_readopts_running_container() {
     second.shutdown().await;
 }
 
+/// The names in `dir`.
+fn entries(dir: &Path) -> Vec<String> {
+    std::fs::read_dir(dir)
+        .unwrap()
+        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+        .collect()
+}
+
 /// The mounts in `pid`'s mount namespace under `dir`.
 fn mounts_seen_by(pid: i64, dir: &Path) -> Vec<String> {
     std::fs::read_to_string(format!("/proc/{pid}/mountinfo"))
@@ -543,13 +551,36 @@ async fn supervisor_sees_only_its_own_pods_mounts() {
         let mut own: Vec<String> = ["netns", "ipcns", "utsns"]
             .iter()
             .map(|k| env.run_dir().join(k).join(sandbox))
-            .chain([env.root().join("containers").join(id).join("rootfs")])
+            .chain([env.run_dir().join("containers").join(id).join("rootfs")])
             // The tmpfs under the run dir's root: its pins are files there.
             .chain([env.run_dir()])
             .map(|p| p.to_string_lossy().into_owned())
             .collect();
         own.sort();
         assert_eq!(seen, own, "supervisor of {id}");
+        // On the disk only what must outlive the host: the record and the
+        // writable layer; the bundle, the supervisor's files and
+        // libcontainer's state are on the run dir's tmpfs.
+        let mut on_disk = entries(&env.root().join("containers").join(id));
+        on_disk.sort();
+        assert_eq!(on_disk, ["container.json", "upper", "work"], "{id}");
+        let mut in_run_dir = entries(&env.run_dir().join("containers").join(id));
+        in_run_dir.sort();
+        assert_eq!(
+            in_run_dir,
+            ["config.json", "control.sock", "rootfs", "shim.log"],
+            "{id}"
+        );
+        assert!(
+            !entries(&env.run_dir().join("oci").join(id)).is_empty(),
+            "{id}"
+        );
+        assert!(!env.root().join("oci").exists());
+        let sandbox_on_disk = entries(&env.root().join("sandboxes").join(sandbox));
+        assert_eq!(sandbox_on_disk, ["sandbox.json"], "{sandbox}");
+        let mut shared = entries(&env.run_dir().join("sandboxes").join(sandbox));
+        shared.sort();
+        assert_eq!(shared, ["hostname", "resolv.conf"], "{sandbox}");
     }
     // And the containers run in their pods' namespaces.
     let r = server
@@ -567,6 +598,10 @@ async fn supervisor_sees_only_its_own_pods_mounts() {
         server.remove_sandbox(sandbox).await;
     }
     assert!(env.pod_mounts().is_empty(), "{:?}", env.pod_mounts());
+    for dir in ["containers", "oci", "sandboxes"] {
+        let left = entries(&env.run_dir().join(dir));
+        assert!(left.is_empty(), "{dir}: {left:?}");
+    }
     server.shutdown().await;
 }
 
@@ -598,7 +633,7 @@ async fn memory_hog_is_oom_killed() {
     server.start(&id).await;
     let s = server.wait_exited(&id).await;
     let shim_log =
-        std::fs::read_to_string(env.root().join("containers").join(&id).join("shim.log"));
+        std::fs::read_to_string(env.run_dir().join("containers").join(&id).join("shim.log"));
     assert_eq!(
         (s.exit_code, s.reason.as_str()),
         (137, "OOMKilled"),
@@ -606,4 +641,88 @@ async fn memory_hog_is_oom_killed() {
     );
     server.remove_sandbox(&sandbox.0).await;
     server.shutdown().await;
+}
+
+/// A container an older agent created keeps its bundle (config.json, the
+/// rootfs mount point) beside its record and libcontainer's state under the
+/// root, and its sandbox's shared files beside the sandbox record: a new
+/// runtime starts it from there, creates new containers in that sandbox
+/// from its files, and removes all of it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn container_of_an_older_layout_starts_from_its_old_bundle() {
+    let Some(env) = Env::new() else { return };
+    let mut first = env.serve("new").await;
+    let sandbox = run_sandbox(&mut first, &env, "older").await;
+    let id = first
+        .create(
+            &sandbox,
+            "old",
+            &["sh", "-c", "echo from-old-bundle"],
+            |_| {},
+        )
+        .await;
+    first.shutdown().await;
+
+    // Rewrite what the first runtime made into the older layout.
+    let (bundle, disk) = (
+        env.run_dir().join("containers").join(&id),
+        env.root().join("containers").join(&id),
+    );
+    std::fs::create_dir_all(disk.join("rootfs")).unwrap();
+    let moved = std::process::Command::new("mount")
+        .arg("--move")
+        .arg(bundle.join("rootfs"))
+        .arg(disk.join("rootfs"))
+        .status()
+        .unwrap();
+    assert!(moved.success());
+    let shared = env.run_dir().join("sandboxes").join(&sandbox.0);
+    let old_shared = env.root().join("sandboxes").join(&sandbox.0);
+    let spec = std::fs::read_to_string(bundle.join("config.json"))
+        .unwrap()
+        .replace(
+            &bundle.to_string_lossy().into_owned(),
+            &disk.to_string_lossy(),
+        )
+        .replace(
+            &shared.to_string_lossy().into_owned(),
+            &old_shared.to_string_lossy(),
+        );
+    std::fs::write(disk.join("config.json"), spec).unwrap();
+    std::fs::remove_dir_all(&bundle).unwrap();
+    let record_path = disk.join("container.json");
+    let mut record: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(&record_path).unwrap()).unwrap();
+    record.as_object_mut().unwrap().remove("bundle_in_run_dir");
+    std::fs::write(&record_path, record.to_string()).unwrap();
+    for f in ["resolv.conf", "hostname"] {
+        std::fs::copy(shared.join(f), old_shared.join(f)).unwrap();
+    }
+    std::fs::remove_dir_all(&shared).unwrap();
+
+    let mut second = env.serve("older").await;
+    second.start(&id).await;
+    let s = second.wait_exited(&id).await;
+    assert_eq!((s.exit_code, s.reason.as_str()), (0, "Completed"));
+    let lines = log_lines(&env.log_dir().join("older/old/0.log"));
+    assert_eq!(lines.last().map(|l| l.2.as_str()), Some("from-old-bundle"));
+    assert!(disk.join("shim.log").exists());
+    assert!(!bundle.exists());
+
+    let fresh = second
+        .create(&sandbox, "fresh", &["cat", "/etc/hostname"], |_| {})
+        .await;
+    second.start(&fresh).await;
+    let s = second.wait_exited(&fresh).await;
+    assert_eq!(s.exit_code, 0);
+    let lines = log_lines(&env.log_dir().join("older/fresh/0.log"));
+    assert_eq!(lines.last().map(|l| l.2.as_str()), Some("older-host"));
+
+    second.remove_sandbox(&sandbox.0).await;
+    assert!(env.pod_mounts().is_empty(), "{:?}", env.pod_mounts());
+    for dir in [env.root().join("containers"), env.root().join("sandboxes")] {
+        let left = entries(&dir);
+        assert!(left.is_empty(), "{}: {left:?}", dir.display());
+    }
+    second.shutdown().await;
 }

@@ -194,6 +194,10 @@ struct Footprint {
     mounts: Vec<String>,
     sandbox_dirs: Vec<String>,
     container_dirs: Vec<String>,
+    /// OCI bundles on the run dir's tmpfs.
+    bundles: Vec<String>,
+    /// Files a pod's containers share, on the run dir's tmpfs.
+    sandbox_run_dirs: Vec<String>,
     oci_states: Vec<String>,
     pinned_namespaces: Vec<String>,
     kubelet_pod_dirs: Vec<String>,
@@ -231,7 +235,12 @@ impl Footprint {
                 .collect(),
             sandbox_dirs: under(&layout.runtime.join("sandboxes")),
             container_dirs: under(&layout.runtime.join("containers")),
-            oci_states: under(&layout.runtime.join("oci")),
+            bundles: under(&layout.run.join("containers")),
+            sandbox_run_dirs: under(&layout.run.join("sandboxes")),
+            oci_states: [layout.runtime.join("oci"), layout.run.join("oci")]
+                .iter()
+                .flat_map(|d| under(d))
+                .collect(),
             pinned_namespaces,
             kubelet_pod_dirs: under(&layout.kubelet_pods),
             pod_log_dirs: under(&layout.pod_logs),
@@ -250,10 +259,12 @@ impl Footprint {
 
     /// Every leftover, as "kind: item" lines.
     fn leaks(&self) -> Vec<String> {
-        let kinds: [(&str, &Vec<String>); 13] = [
+        let kinds: [(&str, &Vec<String>); 15] = [
             ("mount", &self.mounts),
             ("sandbox dir", &self.sandbox_dirs),
             ("container dir", &self.container_dirs),
+            ("container bundle", &self.bundles),
+            ("sandbox run dir", &self.sandbox_run_dirs),
             ("libcontainer state", &self.oci_states),
             ("pinned namespace", &self.pinned_namespaces),
             ("kubelet pod dir", &self.kubelet_pod_dirs),
@@ -343,6 +354,8 @@ fn the_host_is_clean_after_100_pods_come_and_go() {
         "{:?}",
         during.container_dirs
     );
+    assert!(during.bundles.len() >= PODS, "{:?}", during.bundles);
+    assert_eq!(during.sandbox_run_dirs.len(), PODS);
     assert!(during.mounts.len() >= PODS, "{:#?}", during.mounts);
     assert!(during.shims.len() >= PODS, "{} shims", during.shims.len());
     // One pod cgroup per pod (in each hierarchy), every container process in one.

@@ -39,7 +39,8 @@ pub struct ResourcesRecord {
     pub oom_score_adj: i64,
 }
 
-/// What the runtime persists about a container (`containers/<id>/container.json`).
+/// What the runtime persists about a container (`containers/<id>/container.json`,
+/// beside the overlay's `upper` and `work` and the supervisor's `exit.json`).
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct ContainerRecord {
     /// Container ID.
@@ -87,6 +88,13 @@ pub struct ContainerRecord {
     /// (what attach can reach).
     #[serde(default)]
     pub stdio: StdioRecord,
+    /// Its OCI bundle (`config.json`, the rootfs mount point, the
+    /// supervisor's log and control socket) and libcontainer's state live
+    /// under the run dir, a tmpfs, rather than beside this record: they
+    /// are rebuilt for every start and die with the host. Absent from
+    /// records of older agents, whose containers keep all of it here.
+    #[serde(default)]
+    pub bundle_in_run_dir: bool,
 }
 
 /// A container's stdio choices (CRI `ContainerConfig.stdin`/`stdin_once`/`tty`).
@@ -195,6 +203,7 @@ mod tests {
             stop_signal: 15,
             start_error: start_error.map(str::to_owned),
             stdio: StdioRecord::default(),
+            bundle_in_run_dir: true,
         }
     }
 

@@ -40,7 +40,7 @@ impl Runtime {
                 "container {id:?} has no log path"
             )));
         }
-        let socket = self.container_dir(id).join(control::SOCKET_NAME);
+        let socket = self.bundle_dir(&record).join(control::SOCKET_NAME);
         control::request(&socket, "reopen", CONTROL_TIMEOUT).await?;
         Ok(())
     }
@@ -52,13 +52,13 @@ impl Runtime {
         id: &str,
         wants: Wants,
     ) -> Result<tokio::net::UnixStream, RuntimeError> {
-        let (_, observed) = self.container(id)?;
+        let (record, observed) = self.container(id)?;
         if observed != Observed::Running {
             return Err(RuntimeError::FailedPrecondition(format!(
                 "container {id:?} is not running"
             )));
         }
-        let socket = self.container_dir(id).join(control::SOCKET_NAME);
+        let socket = self.bundle_dir(&record).join(control::SOCKET_NAME);
         let command = format!("attach {}", wants.args());
         let (_, conn) = control::open(&socket, &command, CONTROL_TIMEOUT).await?;
         Ok(conn)

@@ -308,7 +308,10 @@ type Readers = Vec<(&'static str, Box<dyn std::io::Read + Send>)>;
 fn create_and_start(a: &RunArgs) -> Result<(i32, Readers, Arc<AttachHub>), String> {
     let null = || std::fs::File::open("/dev/null").map_err(|e| format!("/dev/null: {e}"));
     let console = if a.tty {
-        Some(console::Console::listen(&a.exit_file).map_err(|e| format!("console socket: {e}"))?)
+        Some(
+            console::Console::listen(&a.bundle.join("init"))
+                .map_err(|e| format!("console socket: {e}"))?,
+        )
     } else {
         None
     };

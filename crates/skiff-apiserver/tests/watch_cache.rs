@@ -457,26 +457,16 @@ async fn watch_lines_give_the_type_before_the_object() {
         .unwrap();
     // From the cache as stored JSON, as a Table (kubectl get -w), and a
     // bookmark.
-    let plain = first_watch_line(
-        &client,
-        &format!("resourceVersion={start}"),
+    for accept in [
         "application/json",
-    )
-    .await;
-    assert!(
-        plain.starts_with(r#"{"type":"ADDED","object":{"#),
-        "{plain}"
-    );
-    let table = first_watch_line(
-        &client,
-        &format!("resourceVersion={start}"),
         "application/json;as=Table;v=v1;g=meta.k8s.io",
-    )
-    .await;
-    assert!(
-        table.starts_with(r#"{"type":"ADDED","object":{"#),
-        "{table}"
-    );
+    ] {
+        let line = first_watch_line(&client, &format!("resourceVersion={start}"), accept).await;
+        assert!(
+            line.starts_with(r#"{"type":"ADDED","object":{"#),
+            "{accept}: {line}"
+        );
+    }
     let bookmark = first_watch_line(
         &client,
         "sendInitialEvents=true&allowWatchBookmarks=true&resourceVersionMatch=NotOlderThan&fieldSelector=metadata.name%3Dnone",

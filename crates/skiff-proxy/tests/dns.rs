@@ -129,9 +129,18 @@ async fn wait_for(server: SocketAddr, name: &str, want: &[&str]) {
 /// A question with 192.0.2.7.
 async fn fake_upstream() -> (SocketAddr, Arc<AtomicUsize>) {
     let asked = Arc::new(AtomicUsize::new(0));
-    let udp = UdpSocket::bind("127.0.0.1:0").await.unwrap();
-    let addr = udp.local_addr().unwrap();
-    let tcp = TcpListener::bind(addr).await.unwrap();
+    // The TCP port the OS gave UDP may be taken by another process: try
+    // again with a new one, as the DNS server's own listener does.
+    let mut tries = 0;
+    let (udp, tcp, addr) = loop {
+        let udp = UdpSocket::bind("127.0.0.1:0").await.unwrap();
+        let addr = udp.local_addr().unwrap();
+        match TcpListener::bind(addr).await {
+            Ok(tcp) => break (udp, tcp, addr),
+            Err(e) if e.kind() == std::io::ErrorKind::AddrInUse && tries < 20 => tries += 1,
+            Err(e) => panic!("fake upstream on {addr}: {e}"),
+        }
+    };
     fn answer(bytes: &[u8]) -> Vec<u8> {
         let q = Message::from_vec(bytes).unwrap();
         let mut m = Message::new(q.metadata.id, MessageType::Response, OpCode::Query);

@@ -266,8 +266,8 @@ pub struct CachedPodCondition {
 impl From<PodCondition> for CachedPodCondition {
     fn from(c: PodCondition) -> Self {
         CachedPodCondition {
-            type_: intern(c.type_),
-            status: intern(c.status),
+            type_: intern(c.type_.into()),
+            status: intern(c.status.into()),
             reason: c.reason,
             last_transition_time: c.last_transition_time,
         }
@@ -291,19 +291,15 @@ const WELL_KNOWN: &[&str] = &[
     "Unknown",
 ];
 
-fn intern(s: String) -> Cow<'static, str> {
+fn intern(s: Cow<'_, str>) -> Cow<'static, str> {
     match WELL_KNOWN.iter().find(|w| **w == s) {
         Some(w) => Cow::Borrowed(w),
-        None => Cow::Owned(s),
+        None => Cow::Owned(s.into_owned()),
     }
 }
 
 fn well_known<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Cow<'static, str>, D::Error> {
-    let s = <Cow<'de, str>>::deserialize(d)?;
-    Ok(match WELL_KNOWN.iter().find(|w| **w == s) {
-        Some(w) => Cow::Borrowed(w),
-        None => Cow::Owned(s.into_owned()),
-    })
+    <Cow<'de, str>>::deserialize(d).map(intern)
 }
 
 /// The part of `ContainerStatus` the controllers read.

@@ -281,10 +281,15 @@ impl Runtime {
     /// libcontainer's state root for the container.
     fn state_root(&self, record: &ContainerRecord) -> PathBuf {
         if record.bundle_in_run_dir {
-            self.config.run_dir.join("oci")
+            self.run_state_root()
         } else {
             self.config.root.join("oci")
         }
+    }
+
+    /// libcontainer's state root for new containers.
+    fn run_state_root(&self) -> PathBuf {
+        self.config.run_dir.join("oci")
     }
 
     /// The pinned namespaces of sandbox `id`.
@@ -488,7 +493,7 @@ impl Runtime {
         let id = self.new_id(&format!("{sandbox_id}/{}/{}", meta.name, meta.attempt));
         let (dir, bundle) = (self.container_dir(&id), self.run_bundle_dir(&id));
         let (rootfs, upper, work) = (bundle.join("rootfs"), dir.join("upper"), dir.join("work"));
-        let state_root = self.config.run_dir.join("oci");
+        let state_root = self.run_state_root();
         for d in [&rootfs, &upper, &work, &state_root] {
             std::fs::create_dir_all(d).map_err(internal("create container dir"))?;
         }

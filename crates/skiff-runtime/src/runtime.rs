@@ -25,7 +25,9 @@ use crate::container::{
 use crate::cri::api;
 use crate::images::ImageStore;
 use crate::sandbox::{PodNetwork, SandboxRecord, SandboxState};
-use crate::shim::{ExecArgs, ExecResult, ExitRecord, RunArgs, StartReport, write_atomic};
+use crate::shim::{
+    ExecArgs, ExecResult, ExitRecord, RunArgs, StartReport, write_atomic, write_durable,
+};
 
 mod log_control;
 pub(crate) mod stats;
@@ -58,15 +60,16 @@ fn internal(what: &str) -> impl Fn(std::io::Error) -> RuntimeError + '_ {
 #[derive(Debug, Clone)]
 pub struct RuntimeConfig {
     /// Persistent state: `sandboxes/<id>/sandbox.json`; `containers/<id>/`
-    /// with the record, the overlay's `upper` and `work` (the container's
-    /// writable layer) and the exit record. (`oci/` and the bundles in
-    /// `containers/<id>/` are an older agent's layout, still found for its
-    /// containers.)
+    /// with the overlay's `upper` and `work` (the container's writable
+    /// layer), the record once the container has started, and the exit
+    /// record. (`oci/` and the bundles in `containers/<id>/` are an older
+    /// agent's layout, still found for its containers.)
     pub root: PathBuf,
     /// What is rebuilt for every start and dies with the host's namespaces
     /// and mounts: pinned namespaces (`netns/`, `ipcns/`, `utsns/`), OCI
     /// bundles with the rootfs mount points and supervisor sockets
-    /// (`containers/<id>/`), libcontainer's state (`oci/`), the files a
+    /// (`containers/<id>/`, with the record of a container not started
+    /// yet), libcontainer's state (`oci/`), the files a
     /// pod's containers share (`sandboxes/<id>/`). With
     /// `trim_supervisor_mounts` it is a tmpfs (as runc and containerd keep
     /// theirs under /run): a new file there costs far less than on a disk.
@@ -124,20 +127,64 @@ fn encode<T: Serialize>(path: &Path, value: &T) -> Result<Vec<u8>, RuntimeError>
         .map_err(|e| RuntimeError::Internal(format!("encode {}: {e}", path.display())))
 }
 
+/// Writes a record that must survive a restart of the host.
 fn save<T: Serialize>(path: &Path, value: &T) -> Result<(), RuntimeError> {
     let data = encode(path, value)?;
-    write_atomic(path, &data).map_err(internal("persist state"))
+    write_durable(path, &data).map_err(internal("persist state"))
 }
 
-/// [`save`] from async code: the write and its fsync wait for the disk on a
+/// [`save`] from async code: the write and its fsyncs wait for the disk on a
 /// blocking thread, not on one of the few async workers that also serve the
 /// API and every other pod.
 async fn save_blocking<T: Serialize>(path: PathBuf, value: &T) -> Result<(), RuntimeError> {
     let data = encode(&path, value)?;
-    tokio::task::spawn_blocking(move || write_atomic(&path, &data))
+    tokio::task::spawn_blocking(move || write_durable(&path, &data))
         .await
         .map_err(|e| RuntimeError::Internal(e.to_string()))?
         .map_err(internal("persist state"))
+}
+
+/// The file name of a container's record.
+const CONTAINER_RECORD: &str = "container.json";
+
+/// Where a container's record goes.
+#[derive(Debug, Clone)]
+struct RecordPaths {
+    /// On the disk, beside the writable layer.
+    disk: PathBuf,
+    /// Beside the bundle on the run dir (containers with their bundle there).
+    run: Option<PathBuf>,
+}
+
+/// Whether the container has never been started.
+fn not_started(record: &ContainerRecord) -> bool {
+    record.started_at == 0 && record.pid.is_none() && record.start_error.is_none()
+}
+
+/// Writes `record` where it belongs. A container that has not started keeps
+/// its record beside its bundle on the run dir: an agent that restarts
+/// before StartContainer still finds it there, and after a restart of the
+/// host it could not start anyway (its bundle and rootfs mount died with the
+/// host), so creating it costs no file and no fsync on the disk. From its
+/// start on (that it ran, how it ended) the record is on the disk, once per
+/// change.
+fn store_record(paths: &RecordPaths, record: &ContainerRecord) -> Result<(), RuntimeError> {
+    let Some(run) = &paths.run else {
+        return save(&paths.disk, record);
+    };
+    // (An older agent kept records of created containers on the disk too.)
+    if not_started(record) && !paths.disk.exists() {
+        let data = encode(run, record)?;
+        return write_atomic(run, &data).map_err(internal("persist state"));
+    }
+    save(&paths.disk, record)?;
+    // The run dir's copy, if any, is the record before the start.
+    if let Err(e) = std::fs::remove_file(run)
+        && e.kind() != std::io::ErrorKind::NotFound
+    {
+        tracing::warn!(path = %run.display(), error = %e, "removing an outdated container record");
+    }
+    Ok(())
 }
 
 fn load_all<T: DeserializeOwned>(dir: &Path, file: &str) -> Vec<T> {
@@ -170,16 +217,23 @@ impl Runtime {
             .into_iter()
             .map(|s| (s.id.clone(), s))
             .collect();
-        let containers =
-            load_all::<ContainerRecord>(&config.root.join("containers"), "container.json")
-                .into_iter()
-                .map(|c| (c.id.clone(), c))
-                .collect();
         let mount_roots = if config.trim_supervisor_mounts {
             open_mount_roots(&config)
         } else {
             Vec::new()
         };
+        // Read once the run dir's root is in place (what supervisors see).
+        let mut containers: BTreeMap<String, ContainerRecord> =
+            load_all::<ContainerRecord>(&config.root.join("containers"), CONTAINER_RECORD)
+                .into_iter()
+                .map(|c| (c.id.clone(), c))
+                .collect();
+        // Containers not started yet; the disk's record is the newer one if
+        // the agent stopped between writing it and removing this one.
+        for c in load_all::<ContainerRecord>(&config.run_dir.join("containers"), CONTAINER_RECORD) {
+            containers.entry(c.id.clone()).or_insert(c);
+        }
+        remove_unrecorded_container_dirs(&config, &containers);
         Ok(Self {
             config,
             deps,
@@ -417,7 +471,7 @@ impl Runtime {
                 .await
                 .map_err(internal("tear down pod network"))?;
             record.state = SandboxState::NotReady;
-            save(&self.sandbox_dir(id).join("sandbox.json"), &record)?;
+            save_blocking(self.sandbox_dir(id).join("sandbox.json"), &record).await?;
             lock(&self.sandboxes).insert(id.to_owned(), record);
         }
         Ok(())
@@ -452,7 +506,7 @@ impl Runtime {
     // ---- containers ----
 
     /// Creates a container in `sandbox_id`: overlay rootfs, OCI bundle, record.
-    /// Blocking (file writes with fsync, a mount that waits on the kernel's
+    /// Blocking (directories on the disk, a mount that waits on the kernel's
     /// mount lock): async callers run it on a blocking thread.
     pub fn create_container(
         &self,
@@ -602,7 +656,12 @@ impl Runtime {
             },
             bundle_in_run_dir: true,
         };
-        save(&dir.join("container.json"), &record)?;
+        if let Err(e) = store_record(&self.record_paths(&record), &record) {
+            let _ = self.deps.mounter.unmount(&rootfs);
+            let _ = std::fs::remove_dir_all(&bundle);
+            let _ = std::fs::remove_dir_all(&dir);
+            return Err(e);
+        }
         lock(&self.containers).insert(id.clone(), record);
         Ok(id)
     }
@@ -614,19 +673,28 @@ impl Runtime {
             .ok_or_else(|| RuntimeError::NotFound(format!("container {id:?} not found")))
     }
 
+    /// Where `record` is stored (see [`store_record`]).
+    fn record_paths(&self, record: &ContainerRecord) -> RecordPaths {
+        RecordPaths {
+            disk: self.container_dir(&record.id).join(CONTAINER_RECORD),
+            run: record
+                .bundle_in_run_dir
+                .then(|| self.run_bundle_dir(&record.id).join(CONTAINER_RECORD)),
+        }
+    }
+
     /// [`Runtime::persist`] from async code (see [`save_blocking`]).
     async fn persist_blocking(&self, record: ContainerRecord) -> Result<(), RuntimeError> {
-        let path = self.container_dir(&record.id).join("container.json");
-        save_blocking(path, &record).await?;
+        let (paths, stored) = (self.record_paths(&record), record.clone());
+        tokio::task::spawn_blocking(move || store_record(&paths, &stored))
+            .await
+            .map_err(|e| RuntimeError::Internal(e.to_string()))??;
         lock(&self.containers).insert(record.id.clone(), record);
         Ok(())
     }
 
     fn persist(&self, record: ContainerRecord) -> Result<(), RuntimeError> {
-        save(
-            &self.container_dir(&record.id).join("container.json"),
-            &record,
-        )?;
+        store_record(&self.record_paths(&record), &record)?;
         lock(&self.containers).insert(record.id.clone(), record);
         Ok(())
     }
@@ -1045,6 +1113,45 @@ fn write_sandbox_files(
         .map_err(internal("write hostname"))?;
     std::fs::create_dir_all(dir).map_err(internal("create sandbox dir"))?;
     save(&dir.join("sandbox.json"), record)
+}
+
+/// Removes the disk dirs of containers that have no record: created but
+/// never started before the host restarted (their record was on the run
+/// dir), or the agent stopped inside CreateContainer. Only dirs holding just
+/// what CreateContainer makes before the record (`upper`, `work`) and with
+/// no bundle left on the run dir are removed.
+fn remove_unrecorded_container_dirs(
+    config: &RuntimeConfig,
+    known: &BTreeMap<String, ContainerRecord>,
+) {
+    let dir = config.root.join("containers");
+    let Ok(entries) = std::fs::read_dir(&dir) else {
+        return;
+    };
+    for entry in entries.flatten() {
+        let id = entry.file_name().to_string_lossy().into_owned();
+        let path = entry.path();
+        if known.contains_key(&id) || config.run_dir.join("containers").join(&id).exists() {
+            continue;
+        }
+        let Ok(inside) = std::fs::read_dir(&path) else {
+            continue;
+        };
+        let only_layer = inside
+            .flatten()
+            .all(|e| matches!(e.file_name().to_str(), Some("upper" | "work")));
+        if !only_layer {
+            continue;
+        }
+        match std::fs::remove_dir_all(&path) {
+            Ok(()) => {
+                tracing::info!(container = %id, "removed the writable layer of a container without a record")
+            }
+            Err(e) => {
+                tracing::warn!(container = %id, error = %e, "removing a container dir without a record")
+            }
+        }
+    }
 }
 
 /// Removes `dir` and what is in it, if it exists.

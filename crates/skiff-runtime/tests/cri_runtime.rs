@@ -496,6 +496,76 @@ async fn restarted_runtime_readopts_running_container() {
     second.shutdown().await;
 }
 
+/// A created container's record lives beside its bundle on the run dir
+/// (nothing but its empty writable layer on the disk) until it starts, then
+/// on the disk only. A restarted runtime finds and starts it; after a restart
+/// of the host (the run dir's tmpfs is empty) it is gone, and so is its
+/// writable layer.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn created_container_is_recorded_on_the_run_dir_until_it_starts() {
+    let Some(env) = Env::new() else { return };
+    let disk = |id: &str| env.root().join("containers").join(id);
+    let run = |id: &str| env.run_dir().join("containers").join(id);
+    let sorted = |dir: PathBuf| {
+        let mut names = entries(&dir);
+        names.sort();
+        names
+    };
+    let mut first = env.serve("r1").await;
+    let sandbox = run_sandbox(&mut first, &env, "records").await;
+    let started = first
+        .create(&sandbox, "started", &["sleep", "1000"], |_| {})
+        .await;
+    let waiting = first
+        .create(&sandbox, "waiting", &["echo", "late"], |_| {})
+        .await;
+    assert_eq!(sorted(disk(&waiting)), ["upper", "work"]);
+    assert_eq!(
+        sorted(run(&waiting)),
+        ["config.json", "container.json", "rootfs"]
+    );
+    first.start(&started).await;
+    assert_eq!(sorted(disk(&started)), ["container.json", "upper", "work"]);
+    assert!(!run(&started).join("container.json").exists());
+    first.shutdown().await;
+
+    // The agent restarts.
+    let mut second = env.serve("r2").await;
+    let s = second.status(&waiting).await;
+    assert_eq!(s.state, ContainerState::ContainerCreated as i32);
+    let s = second.status(&started).await;
+    assert_eq!(s.state, ContainerState::ContainerRunning as i32);
+    second.start(&waiting).await;
+    let s = second.wait_exited(&waiting).await;
+    assert_eq!((s.exit_code, s.reason.as_str()), (0, "Completed"));
+    let lines = log_lines(&env.log_dir().join("records/waiting/0.log"));
+    assert_eq!(lines.last().map(|l| l.2.as_str()), Some("late"));
+    let lost = second.create(&sandbox, "lost", &["true"], |_| {}).await;
+    second.shutdown().await;
+
+    // The host restarts: what was on the run dir is gone.
+    skiff_sys::Mounter::unmount(&skiff_sys::LinuxMounter, &run(&lost).join("rootfs")).unwrap();
+    std::fs::remove_dir_all(run(&lost)).unwrap();
+    let mut third = env.serve("r3").await;
+    let err = third
+        .client
+        .container_status(api::ContainerStatusRequest {
+            container_id: lost.clone(),
+            verbose: false,
+        })
+        .await
+        .unwrap_err();
+    assert_eq!(err.code(), tonic::Code::NotFound, "{err}");
+    assert!(!disk(&lost).exists());
+    for id in [&started, &waiting] {
+        assert!(disk(id).join("container.json").exists(), "{id}");
+    }
+    third.remove_sandbox(&sandbox.0).await;
+    assert!(env.pod_mounts().is_empty(), "{:?}", env.pod_mounts());
+    assert!(entries(&env.root().join("containers")).is_empty());
+    third.shutdown().await;
+}
+
 /// The names in `dir`.
 fn entries(dir: &Path) -> Vec<String> {
     std::fs::read_dir(dir)
@@ -689,12 +759,14 @@ async fn container_of_an_older_layout_starts_from_its_old_bundle() {
             &old_shared.to_string_lossy(),
         );
     std::fs::write(disk.join("config.json"), spec).unwrap();
-    std::fs::remove_dir_all(&bundle).unwrap();
-    let record_path = disk.join("container.json");
+    // A created container's record is beside its bundle now; an older
+    // agent kept it on the disk.
     let mut record: serde_json::Value =
-        serde_json::from_slice(&std::fs::read(&record_path).unwrap()).unwrap();
+        serde_json::from_slice(&std::fs::read(bundle.join("container.json")).unwrap()).unwrap();
+    std::fs::remove_dir_all(&bundle).unwrap();
+    assert!(!disk.join("container.json").exists());
     record.as_object_mut().unwrap().remove("bundle_in_run_dir");
-    std::fs::write(&record_path, record.to_string()).unwrap();
+    std::fs::write(disk.join("container.json"), record.to_string()).unwrap();
     for f in ["resolv.conf", "hostname"] {
         std::fs::copy(shared.join(f), old_shared.join(f)).unwrap();
     }

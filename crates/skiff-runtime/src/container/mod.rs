@@ -39,8 +39,9 @@ pub struct ResourcesRecord {
     pub oom_score_adj: i64,
 }
 
-/// What the runtime persists about a container (`containers/<id>/container.json`,
-/// beside the overlay's `upper` and `work` and the supervisor's `exit.json`).
+/// What the runtime persists about a container: `containers/<id>/container.json`
+/// under the runtime's root once it has started (beside the overlay's `upper`
+/// and `work` and the supervisor's `exit.json`), under the run dir before.
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct ContainerRecord {
     /// Container ID.

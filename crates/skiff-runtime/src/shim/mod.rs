@@ -5,7 +5,7 @@
 //! `run` creates and starts the container with libcontainer, reports the init
 //! PID on stdout, then lives as a subreaper in its own session: it copies the
 //! container's stdout/stderr into the CRI log, waits for the init, writes the
-//! exit record atomically and deletes the libcontainer state (and so the
+//! exit record durably and deletes the libcontainer state (and so the
 //! container's cgroups). While the container runs it answers requests on a
 //! [`control`] socket (log reopening). `exec` runs a process inside a running
 //! container and writes its exit code to a result file.
@@ -165,15 +165,32 @@ fn unix_nanos_now() -> i64 {
     i64::try_from(now).unwrap_or(i64::MAX)
 }
 
-/// Writes `data` to `path` via a temp file and rename, so readers never see half.
+/// Writes `data` to `path` via a temp file and rename, so readers never see
+/// half; no fsync: for files needed only while the host is up (the run dir's
+/// tmpfs, an exec's result and pid), where a flush buys nothing.
 pub fn write_atomic(path: &Path, data: &[u8]) -> std::io::Result<()> {
+    let tmp = path.with_extension("tmp");
+    std::fs::write(&tmp, data)?;
+    std::fs::rename(&tmp, path)
+}
+
+/// [`write_atomic`] for state that must survive a crash of the host: the
+/// file is flushed before the rename replaces the old one (never an empty
+/// or torn record after a crash), and the directory once after it (the new
+/// name itself is on the disk when this returns).
+pub fn write_durable(path: &Path, data: &[u8]) -> std::io::Result<()> {
     let tmp = path.with_extension("tmp");
     {
         let mut f = std::fs::File::create(&tmp)?;
         f.write_all(data)?;
         f.sync_all()?;
     }
-    std::fs::rename(&tmp, path)
+    std::fs::rename(&tmp, path)?;
+    let dir = match path.parent() {
+        Some(dir) if !dir.as_os_str().is_empty() => dir,
+        _ => Path::new("."),
+    };
+    std::fs::File::open(dir)?.sync_all()
 }
 
 fn run(a: &RunArgs) -> i32 {
@@ -267,7 +284,7 @@ fn run(a: &RunArgs) -> i32 {
     remove_control_socket(a);
     match serde_json::to_vec(&record) {
         Ok(data) => {
-            if let Err(e) = write_atomic(&a.exit_file, &data) {
+            if let Err(e) = write_durable(&a.exit_file, &data) {
                 eprintln!("write exit record: {e}");
             }
         }

@@ -175,9 +175,11 @@ pub fn write_atomic(path: &Path, data: &[u8]) -> std::io::Result<()> {
 }
 
 /// [`write_atomic`] for state that must survive a crash of the host: the
-/// file is flushed before the rename replaces the old one (never an empty
-/// or torn record after a crash), and the directory once after it (the new
-/// name itself is on the disk when this returns).
+/// file is flushed before the rename (never an empty or torn record after a
+/// crash). A new name is flushed too, with one fsync of the directory after
+/// the rename; a replaced file is not: until the directory reaches the disk
+/// a crash leaves the previous version, which callers accept (a stopped
+/// sandbox's earlier record; the host's crash stopped it anyway).
 pub fn write_durable(path: &Path, data: &[u8]) -> std::io::Result<()> {
     let tmp = path.with_extension("tmp");
     {
@@ -185,7 +187,11 @@ pub fn write_durable(path: &Path, data: &[u8]) -> std::io::Result<()> {
         f.write_all(data)?;
         f.sync_all()?;
     }
+    let replaces = path.exists();
     std::fs::rename(&tmp, path)?;
+    if replaces {
+        return Ok(());
+    }
     let dir = match path.parent() {
         Some(dir) if !dir.as_os_str().is_empty() => dir,
         _ => Path::new("."),
@@ -533,4 +539,33 @@ fn write_exec_process(a: &ExecArgs) -> Result<PathBuf, String> {
     let data = serde_json::to_vec(&process).map_err(|e| e.to_string())?;
     write_atomic(&path, &data).map_err(|e| format!("write {}: {e}", path.display()))?;
     Ok(path)
+}
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used, clippy::expect_used)]
+mod tests {
+    use super::*;
+
+    type Write = fn(&Path, &[u8]) -> std::io::Result<()>;
+
+    #[test]
+    fn writes_make_or_replace_the_whole_file_and_leave_no_temp_file() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("exit.json");
+        let writes: [(Write, &str); 4] = [
+            (write_durable, "first"),
+            (write_durable, "second"),
+            (write_atomic, "third"),
+            (write_atomic, "4"),
+        ];
+        for (write, data) in writes {
+            write(&path, data.as_bytes()).unwrap();
+            assert_eq!(std::fs::read_to_string(&path).unwrap(), data);
+            let names: Vec<_> = std::fs::read_dir(dir.path())
+                .unwrap()
+                .map(|e| e.unwrap().file_name())
+                .collect();
+            assert_eq!(names, ["exit.json"]);
+        }
+    }
 }

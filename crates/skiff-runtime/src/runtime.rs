@@ -10,8 +10,6 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::Duration;
 
-use serde::Serialize;
-use serde::de::DeserializeOwned;
 use sha2::{Digest as _, Sha256};
 use skiff_sys::{Mounter, PodNamespacePaths, PodNamespaces};
 use tokio::io::AsyncBufReadExt;
@@ -25,12 +23,16 @@ use crate::container::{
 use crate::cri::api;
 use crate::images::ImageStore;
 use crate::sandbox::{PodNetwork, SandboxRecord, SandboxState};
-use crate::shim::{
-    ExecArgs, ExecResult, ExitRecord, RunArgs, StartReport, write_atomic, write_durable,
-};
+use crate::shim::{ExecArgs, ExecResult, ExitRecord, RunArgs, StartReport};
 
 mod log_control;
+mod records;
 pub(crate) mod stats;
+
+use records::{
+    CONTAINER_RECORD, RecordPaths, encode, load_all, load_containers, save, save_blocking,
+    store_record,
+};
 
 /// Errors of runtime operations, mapped to gRPC codes by the CRI service.
 #[derive(Debug, thiserror::Error)]
@@ -122,91 +124,6 @@ pub fn now_nanos() -> i64 {
     i64::try_from(time::OffsetDateTime::now_utc().unix_timestamp_nanos()).unwrap_or(i64::MAX)
 }
 
-fn encode<T: Serialize>(path: &Path, value: &T) -> Result<Vec<u8>, RuntimeError> {
-    serde_json::to_vec_pretty(value)
-        .map_err(|e| RuntimeError::Internal(format!("encode {}: {e}", path.display())))
-}
-
-/// Writes a record that must survive a restart of the host.
-fn save<T: Serialize>(path: &Path, value: &T) -> Result<(), RuntimeError> {
-    let data = encode(path, value)?;
-    write_durable(path, &data).map_err(internal("persist state"))
-}
-
-/// [`save`] from async code: the write and its fsyncs wait for the disk on a
-/// blocking thread, not on one of the few async workers that also serve the
-/// API and every other pod.
-async fn save_blocking<T: Serialize>(path: PathBuf, value: &T) -> Result<(), RuntimeError> {
-    let data = encode(&path, value)?;
-    tokio::task::spawn_blocking(move || write_durable(&path, &data))
-        .await
-        .map_err(|e| RuntimeError::Internal(e.to_string()))?
-        .map_err(internal("persist state"))
-}
-
-/// The file name of a container's record.
-const CONTAINER_RECORD: &str = "container.json";
-
-/// Where a container's record goes.
-#[derive(Debug, Clone)]
-struct RecordPaths {
-    /// On the disk, beside the writable layer.
-    disk: PathBuf,
-    /// Beside the bundle on the run dir (containers with their bundle there).
-    run: Option<PathBuf>,
-}
-
-/// Whether the container has never been started.
-fn not_started(record: &ContainerRecord) -> bool {
-    record.started_at == 0 && record.pid.is_none() && record.start_error.is_none()
-}
-
-/// Writes `record` where it belongs. A container that has not started keeps
-/// its record beside its bundle on the run dir: an agent that restarts
-/// before StartContainer still finds it there, and after a restart of the
-/// host it could not start anyway (its bundle and rootfs mount died with the
-/// host), so creating it costs no file and no fsync on the disk. From its
-/// start on (that it ran, how it ended) the record is on the disk, once per
-/// change.
-fn store_record(paths: &RecordPaths, record: &ContainerRecord) -> Result<(), RuntimeError> {
-    let Some(run) = &paths.run else {
-        return save(&paths.disk, record);
-    };
-    // (An older agent kept records of created containers on the disk too.)
-    if not_started(record) && !paths.disk.exists() {
-        let data = encode(run, record)?;
-        return write_atomic(run, &data).map_err(internal("persist state"));
-    }
-    save(&paths.disk, record)?;
-    // The run dir's copy, if any, is the record before the start.
-    if let Err(e) = std::fs::remove_file(run)
-        && e.kind() != std::io::ErrorKind::NotFound
-    {
-        tracing::warn!(path = %run.display(), error = %e, "removing an outdated container record");
-    }
-    Ok(())
-}
-
-fn load_all<T: DeserializeOwned>(dir: &Path, file: &str) -> Vec<T> {
-    let Ok(entries) = std::fs::read_dir(dir) else {
-        return Vec::new();
-    };
-    entries
-        .flatten()
-        .filter_map(|e| {
-            let path = e.path().join(file);
-            let data = std::fs::read(&path).ok()?;
-            match serde_json::from_slice(&data) {
-                Ok(v) => Some(v),
-                Err(e) => {
-                    tracing::warn!(path = %path.display(), error = %e, "skipping unreadable state");
-                    None
-                }
-            }
-        })
-        .collect()
-}
-
 impl Runtime {
     /// Opens the runtime on `config.root`, re-adopting persisted sandboxes and containers.
     pub fn open(config: RuntimeConfig, deps: RuntimeDeps) -> Result<Self, RuntimeError> {
@@ -223,17 +140,7 @@ impl Runtime {
             Vec::new()
         };
         // Read once the run dir's root is in place (what supervisors see).
-        let mut containers: BTreeMap<String, ContainerRecord> =
-            load_all::<ContainerRecord>(&config.root.join("containers"), CONTAINER_RECORD)
-                .into_iter()
-                .map(|c| (c.id.clone(), c))
-                .collect();
-        // Containers not started yet; the disk's record is the newer one if
-        // the agent stopped between writing it and removing this one.
-        for c in load_all::<ContainerRecord>(&config.run_dir.join("containers"), CONTAINER_RECORD) {
-            containers.entry(c.id.clone()).or_insert(c);
-        }
-        remove_unrecorded_container_dirs(&config, &containers);
+        let containers = load_containers(&config);
         Ok(Self {
             config,
             deps,
@@ -1113,45 +1020,6 @@ fn write_sandbox_files(
         .map_err(internal("write hostname"))?;
     std::fs::create_dir_all(dir).map_err(internal("create sandbox dir"))?;
     save(&dir.join("sandbox.json"), record)
-}
-
-/// Removes the disk dirs of containers that have no record: created but
-/// never started before the host restarted (their record was on the run
-/// dir), or the agent stopped inside CreateContainer. Only dirs holding just
-/// what CreateContainer makes before the record (`upper`, `work`) and with
-/// no bundle left on the run dir are removed.
-fn remove_unrecorded_container_dirs(
-    config: &RuntimeConfig,
-    known: &BTreeMap<String, ContainerRecord>,
-) {
-    let dir = config.root.join("containers");
-    let Ok(entries) = std::fs::read_dir(&dir) else {
-        return;
-    };
-    for entry in entries.flatten() {
-        let id = entry.file_name().to_string_lossy().into_owned();
-        let path = entry.path();
-        if known.contains_key(&id) || config.run_dir.join("containers").join(&id).exists() {
-            continue;
-        }
-        let Ok(inside) = std::fs::read_dir(&path) else {
-            continue;
-        };
-        let only_layer = inside
-            .flatten()
-            .all(|e| matches!(e.file_name().to_str(), Some("upper" | "work")));
-        if !only_layer {
-            continue;
-        }
-        match std::fs::remove_dir_all(&path) {
-            Ok(()) => {
-                tracing::info!(container = %id, "removed the writable layer of a container without a record")
-            }
-            Err(e) => {
-                tracing::warn!(container = %id, error = %e, "removing a container dir without a record")
-            }
-        }
-    }
 }
 
 /// Removes `dir` and what is in it, if it exists.

@@ -80,6 +80,10 @@ pub trait PodNamespaces: Send + Sync + std::fmt::Debug {
 
     /// Unpins and removes the namespace files; missing ones are not an error.
     fn remove(&self, paths: &PodNamespacePaths) -> io::Result<()>;
+
+    /// Whether `path` still pins a namespace: after a restart of the host
+    /// (or an unmount) it is missing or a plain file.
+    fn is_pinned(&self, path: &Path) -> bool;
 }
 
 /// The real [`PodNamespaces`].
@@ -128,6 +132,20 @@ impl PodNamespaces for LinuxPodNamespaces {
         }
         first_err.map_or(Ok(()), Err)
     }
+
+    fn is_pinned(&self, path: &Path) -> bool {
+        is_namespace_file(path)
+    }
+}
+
+/// The magic number of the nsfs file system (`NSFS_MAGIC` in linux/magic.h):
+/// what a bind mount of `/proc/<pid>/ns/<kind>` is.
+const NSFS_MAGIC: u64 = 0x6e73_6673;
+
+/// Whether `path` is a namespace file (a pin's bind mount, or one under
+/// `/proc/<pid>/ns/`): one statfs, no mount table read.
+pub fn is_namespace_file(path: &Path) -> bool {
+    rustix::fs::statfs(path).is_ok_and(|fs| fs.f_type as u64 == NSFS_MAGIC)
 }
 
 fn enter_and_pin(paths: &PodNamespacePaths, hostname: &str) -> io::Result<()> {
@@ -209,6 +227,9 @@ mod tests {
         let pinned = std::fs::metadata(&paths.net).unwrap();
         use std::os::unix::fs::MetadataExt;
         assert_ne!(ours.ino(), pinned.ino());
+        for kind in NamespaceKind::ALL {
+            assert!(LinuxPodNamespaces.is_pinned(paths.get(kind)), "{kind:?}");
+        }
         // Our own hostname is untouched.
         let uname = rustix::system::uname();
         assert_ne!(uname.nodename().to_bytes(), b"pod-host");
@@ -216,6 +237,13 @@ mod tests {
         let info = std::fs::read_to_string("/proc/self/mountinfo").unwrap();
         assert!(crate::mount::mounts_under(&info, dir.path()).is_empty());
         assert!(!paths.net.exists() && !paths.ipc.exists() && !paths.uts.exists());
+        assert!(!LinuxPodNamespaces.is_pinned(&paths.net));
+        // A pin's file without its mount (what a run dir on a disk keeps
+        // after a restart of the host) pins nothing.
+        std::fs::create_dir_all(paths.net.parent().unwrap()).unwrap();
+        std::fs::File::create(&paths.net).unwrap();
+        assert!(!LinuxPodNamespaces.is_pinned(&paths.net));
+        assert!(is_namespace_file(Path::new("/proc/self/ns/net")));
         LinuxPodNamespaces.remove(&paths).unwrap();
     }
 }

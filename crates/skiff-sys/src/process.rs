@@ -29,6 +29,14 @@ pub fn new_session() -> io::Result<()> {
     }
 }
 
+/// This boot of the host: the kernel's random boot id, new at every boot
+/// (`/proc/sys/kernel/random/boot_id`); `None` if it cannot be read.
+pub fn boot_id() -> Option<String> {
+    let id = std::fs::read_to_string("/proc/sys/kernel/random/boot_id").ok()?;
+    let id = id.trim();
+    (!id.is_empty()).then(|| id.to_owned())
+}
+
 /// Sends signal number `signal` to process `pid`.
 pub fn kill(pid: i32, signal: i32) -> io::Result<()> {
     let pid = Pid::from_raw(pid).ok_or_else(|| io::Error::from(io::ErrorKind::InvalidInput))?;
@@ -51,6 +59,22 @@ pub fn process_exists(pid: i32) -> bool {
 pub fn process_start_ticks(pid: i32) -> Option<u64> {
     let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
     parse_start_ticks(&stat)
+}
+
+/// [`process_start_ticks`] of a process that has not ended: none for a
+/// zombie (its exit not reaped yet, e.g. an orphan whose new parent never
+/// waits for it).
+pub fn live_process_start_ticks(pid: i32) -> Option<u64> {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+    if matches!(parse_state(&stat)?, 'Z' | 'X' | 'x') {
+        return None;
+    }
+    parse_start_ticks(&stat)
+}
+
+/// The state letter (field 3) of a `/proc/<pid>/stat` line.
+fn parse_state(stat: &str) -> Option<char> {
+    stat[stat.rfind(')')? + 1..].trim_start().chars().next()
 }
 
 fn parse_start_ticks(stat: &str) -> Option<u64> {
@@ -143,9 +167,35 @@ mod tests {
             "1234 (a b) c) S 1 1234 1234 0 -1 4194560 100 0 0 0 0 0 0 0 20 0 1 0 98765 1000 10";
         assert_eq!(parse_start_ticks(stat), Some(98765));
         assert_eq!(parse_start_ticks("garbage"), None);
+        assert_eq!(parse_state(stat), Some('S'));
+        assert_eq!(parse_state("1 (x) Z 1"), Some('Z'));
+        assert_eq!(parse_state("garbage"), None);
         let me = rustix::process::getpid().as_raw_nonzero().get();
         assert!(process_start_ticks(me).is_some());
+        assert_eq!(live_process_start_ticks(me), process_start_ticks(me));
         assert!(process_exists(me));
+    }
+
+    #[test]
+    fn a_zombie_is_not_live() {
+        let mut child = std::process::Command::new("true").spawn().unwrap();
+        let pid = i32::try_from(child.id()).unwrap();
+        // Not waited for: it stays a zombie once it has ended.
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
+        while live_process_start_ticks(pid).is_some() {
+            assert!(std::time::Instant::now() < deadline, "`true` never ended");
+            std::thread::sleep(std::time::Duration::from_millis(10));
+        }
+        assert!(process_start_ticks(pid).is_some());
+        child.wait().unwrap();
+    }
+
+    #[test]
+    fn boot_id_is_a_stable_uuid() {
+        let id = boot_id().unwrap();
+        assert_eq!(id.len(), 36, "{id}");
+        assert_eq!(id.matches('-').count(), 4, "{id}");
+        assert_eq!(boot_id(), Some(id));
     }
 
     #[test]

@@ -83,6 +83,29 @@ fn read_owner(path: &Path) -> Result<Option<String>, IpamError> {
     }
 }
 
+/// Every (address, owner) pair on record in the allocator directory `dir`,
+/// sorted (what [`Ipam::allocations`] reads, without knowing the subnet).
+pub fn allocations_in(dir: &Path) -> Result<Vec<(Ipv4Addr, String)>, IpamError> {
+    let mut out = Vec::new();
+    let entries = fs::read_dir(dir).map_err(io_err(dir))?;
+    for entry in entries {
+        let entry = entry.map_err(io_err(dir))?;
+        let Some(ip) = entry
+            .file_name()
+            .to_str()
+            .and_then(|name| name.parse::<Ipv4Addr>().ok())
+        else {
+            continue;
+        };
+        // `None`: released while we listed.
+        if let Some(owner) = read_owner(&entry.path())? {
+            out.push((ip, owner));
+        }
+    }
+    out.sort();
+    Ok(out)
+}
+
 /// What the allocator knows of its directory.
 #[derive(Debug, Default)]
 struct Index {
@@ -197,24 +220,7 @@ impl Ipam {
     /// Every (address, owner) pair on record, read from the directory (it
     /// includes what other processes allocated since this allocator was made).
     pub fn allocations(&self) -> Result<Vec<(Ipv4Addr, String)>, IpamError> {
-        let mut out = Vec::new();
-        let entries = fs::read_dir(&self.dir).map_err(io_err(&self.dir))?;
-        for entry in entries {
-            let entry = entry.map_err(io_err(&self.dir))?;
-            let Some(ip) = entry
-                .file_name()
-                .to_str()
-                .and_then(|name| name.parse::<Ipv4Addr>().ok())
-            else {
-                continue;
-            };
-            // `None`: released while we listed.
-            if let Some(owner) = read_owner(&entry.path())? {
-                out.push((ip, owner));
-            }
-        }
-        out.sort();
-        Ok(out)
+        allocations_in(&self.dir)
     }
 
     /// The indexed addresses of `id` whose files still name it; the index

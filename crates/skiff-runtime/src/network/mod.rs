@@ -62,11 +62,16 @@ impl BridgeNetworkConfig {
             pod_cidr,
             cluster_cidr,
             mtu: DEFAULT_MTU,
-            ipam_dir: state_dir.join("networks").join(DEFAULT_BRIDGE),
+            ipam_dir: ipam_dir(state_dir),
             nat_table: DEFAULT_NAT_TABLE.to_string(),
             hairpin_mode: true,
         }
     }
+}
+
+/// Where the node's bridge network keeps its IPAM records under `state_dir`.
+fn ipam_dir(state_dir: &Path) -> PathBuf {
+    state_dir.join("networks").join(DEFAULT_BRIDGE)
 }
 
 /// Errors of the pod network.
@@ -380,8 +385,28 @@ impl crate::sandbox::PodNetwork for NodePodNetwork {
     ) -> futures::future::BoxFuture<'a, std::io::Result<()>> {
         Box::pin(async move {
             match self.bridge.get() {
-                // Nothing was ever set up without a bridge.
-                None => Ok(()),
+                // A sandbox of an earlier agent (or boot) may hold an address
+                // that only the bridge's allocator, made once the kubelet
+                // passes the podCIDR, can release: until then its stop fails
+                // and is retried, as a setup is.
+                None => {
+                    let dir = ipam_dir(&self.state_dir);
+                    let held = match ipam::allocations_in(&dir) {
+                        Ok(held) => held,
+                        Err(IpamError::Io { source, .. })
+                            if source.kind() == std::io::ErrorKind::NotFound =>
+                        {
+                            Vec::new()
+                        }
+                        Err(e) => return Err(std::io::Error::other(e)),
+                    };
+                    if held.iter().any(|(_, owner)| owner == sandbox_id) {
+                        return Err(std::io::Error::other(
+                            "network is not ready: the node has no podCIDR yet",
+                        ));
+                    }
+                    Ok(())
+                }
                 Some(bridge) => {
                     crate::sandbox::PodNetwork::teardown(bridge, sandbox_id, netns_path).await
                 }

@@ -210,3 +210,20 @@ fn veth_names_are_stable_distinct_and_short() {
     assert_eq!(a.len(), 15);
     assert!(a.starts_with("veth"));
 }
+
+#[tokio::test]
+async fn node_network_without_its_bridge_keeps_addresses_for_later() {
+    use crate::sandbox::PodNetwork as _;
+    let dir = tempfile::tempdir().unwrap();
+    // An earlier agent's allocation, on the disk.
+    let earlier = Ipam::new(ipam_dir(dir.path()), "10.42.0.0/24".parse().unwrap()).unwrap();
+    earlier.allocate("held").unwrap();
+    let net = NodePodNetwork::new("10.42.0.0/16".parse().unwrap(), dir.path());
+    let err = net.teardown("held", Path::new("")).await.unwrap_err();
+    assert!(err.to_string().contains("not ready"), "{err}");
+    assert_eq!(earlier.allocations().unwrap().len(), 1);
+    // Nothing to release: nothing to wait for.
+    net.teardown("other", Path::new("")).await.unwrap();
+    let fresh = NodePodNetwork::new("10.42.0.0/16".parse().unwrap(), &dir.path().join("none"));
+    fresh.teardown("held", Path::new("")).await.unwrap();
+}

@@ -111,6 +111,8 @@ pub struct Runtime {
     counter: AtomicU64,
     /// The mount roots supervisors drop (empty: they keep the host's view).
     mount_roots: Vec<PathBuf>,
+    /// This boot of the host (recorded in sandboxes and started containers).
+    boot_id: Option<String>,
 }
 
 fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
@@ -130,16 +132,21 @@ impl Runtime {
         for dir in ["sandboxes", "containers"] {
             std::fs::create_dir_all(config.root.join(dir)).map_err(internal("create root"))?;
         }
-        let sandboxes = load_all::<SandboxRecord>(&config.root.join("sandboxes"), "sandbox.json")
-            .into_iter()
-            .map(|s| (s.id.clone(), s))
-            .collect();
         let mount_roots = if config.trim_supervisor_mounts {
             open_mount_roots(&config)
         } else {
             Vec::new()
         };
-        // Read once the run dir's root is in place (what supervisors see).
+        let boot_id = skiff_sys::process::boot_id();
+        // Read once the run dir's root is in place (where the pins are, what
+        // supervisors see).
+        let sandboxes = load_all::<SandboxRecord>(&config.root.join("sandboxes"), "sandbox.json")
+            .into_iter()
+            .map(|s| {
+                let s = mark_lost_sandbox(&config, deps.namespaces.as_ref(), boot_id.as_deref(), s);
+                (s.id.clone(), s)
+            })
+            .collect();
         let containers = load_containers(&config);
         Ok(Self {
             config,
@@ -149,6 +156,7 @@ impl Runtime {
             container_ops: Mutex::new(BTreeMap::new()),
             counter: AtomicU64::new(0),
             mount_roots,
+            boot_id,
         })
     }
 
@@ -314,6 +322,8 @@ impl Runtime {
             created_at: now_nanos(),
             state: SandboxState::Ready,
             ip,
+            boot_id: self.boot_id.clone(),
+            network_torn_down: false,
         };
         let dirs = (self.sandbox_dir(&id), self.sandbox_run_dir(&id));
         let (dns, files_record) = (config.dns_config.clone(), record.clone());
@@ -371,13 +381,23 @@ impl Runtime {
         for cid in self.containers_of(id) {
             self.stop_container(&cid, 0).await?;
         }
-        if record.state == SandboxState::Ready {
+        if !record.network_torn_down {
+            // A namespace that died with the host is no path at all (as
+            // containerd passes an empty one): the network releases the
+            // address and whatever of the veth is left.
+            let netns = self.namespace_paths(id).net;
+            let netns = if self.deps.namespaces.is_pinned(&netns) {
+                netns
+            } else {
+                PathBuf::new()
+            };
             self.deps
                 .network
-                .teardown(id, &self.namespace_paths(id).net)
+                .teardown(id, &netns)
                 .await
                 .map_err(internal("tear down pod network"))?;
             record.state = SandboxState::NotReady;
+            record.network_torn_down = true;
             save_blocking(self.sandbox_dir(id).join("sandbox.json"), &record).await?;
             lock(&self.sandboxes).insert(id.to_owned(), record);
         }
@@ -562,6 +582,7 @@ impl Runtime {
                 tty: config.tty,
             },
             bundle_in_run_dir: true,
+            boot_id: None,
         };
         if let Err(e) = store_record(&self.record_paths(&record), &record) {
             let _ = self.deps.mounter.unmount(&rootfs);
@@ -612,7 +633,7 @@ impl Runtime {
     }
 
     fn alive(pid: i32, start_ticks: u64) -> bool {
-        match skiff_sys::process::process_start_ticks(pid) {
+        match skiff_sys::process::live_process_start_ticks(pid) {
             Some(ticks) => start_ticks == 0 || ticks == start_ticks,
             None => false,
         }
@@ -620,8 +641,13 @@ impl Runtime {
 
     /// Whether the container still counts as running: its init lives, or its
     /// supervisor does (it reaped the init and is about to record the exit).
-    fn init_alive(record: &ContainerRecord) -> bool {
+    /// Never when it started in another boot of the host: what runs under
+    /// its PIDs now is something else.
+    fn init_alive(&self, record: &ContainerRecord) -> bool {
         let Some(pid) = record.pid else { return false };
+        if record.started_in_other_boot(self.boot_id.as_deref()) {
+            return false;
+        }
         Self::alive(pid, record.start_ticks) || record.shim.is_some_and(|(p, t)| Self::alive(p, t))
     }
 
@@ -631,7 +657,7 @@ impl Runtime {
         let observed = observe(
             &record,
             self.exit_record(id).as_ref(),
-            Self::init_alive(&record),
+            self.init_alive(&record),
         );
         Ok((record, observed))
     }
@@ -642,7 +668,7 @@ impl Runtime {
         records
             .into_iter()
             .map(|r| {
-                let o = observe(&r, self.exit_record(&r.id).as_ref(), Self::init_alive(&r));
+                let o = observe(&r, self.exit_record(&r.id).as_ref(), self.init_alive(&r));
                 (r, o)
             })
             .collect()
@@ -684,6 +710,7 @@ impl Runtime {
         // Taken before the shim starts it: a short-lived container can exit
         // (and its shim stamp the finish) before the shim's report arrives.
         record.started_at = now_nanos();
+        record.boot_id.clone_from(&self.boot_id);
         let began = std::time::Instant::now();
         let report = self.spawn_run_shim(&args, &bundle).await;
         tracing::debug!(container = %id, shim = ?began.elapsed(), "supervisor reported");
@@ -804,7 +831,7 @@ impl Runtime {
         if self.wait_exit(id, pid, Duration::from_secs(10)).await {
             return Ok(());
         }
-        if !Self::init_alive(&record) {
+        if !self.init_alive(&record) {
             // The supervisor is gone too: nothing left to wait for.
             return Ok(());
         }
@@ -1020,6 +1047,42 @@ fn write_sandbox_files(
         .map_err(internal("write hostname"))?;
     std::fs::create_dir_all(dir).map_err(internal("create sandbox dir"))?;
     save(&dir.join("sandbox.json"), record)
+}
+
+/// `record` as it is now: a sandbox recorded Ready whose namespaces died
+/// with the host (or were unmounted) is NotReady, persisted so, and keeps
+/// its address until StopPodSandbox tears its network down. Upstream
+/// (containerd) reports such a sandbox NotReady too: its pause process is
+/// gone.
+fn mark_lost_sandbox(
+    config: &RuntimeConfig,
+    namespaces: &dyn PodNamespaces,
+    boot_id: Option<&str>,
+    mut record: SandboxRecord,
+) -> SandboxRecord {
+    let pins = PodNamespacePaths::new(&config.run_dir, &record.id);
+    let pinned = || {
+        [&pins.net, &pins.ipc, &pins.uts]
+            .into_iter()
+            .all(|p| namespaces.is_pinned(p))
+    };
+    if !record.lost(boot_id, pinned) {
+        return record;
+    }
+    record.state = SandboxState::NotReady;
+    let path = config
+        .root
+        .join("sandboxes")
+        .join(&record.id)
+        .join("sandbox.json");
+    match save(&path, &record) {
+        Ok(()) => {
+            tracing::info!(sandbox = %record.id, "sandbox's namespaces are gone (a restart of the host?): not ready")
+        }
+        // Still NotReady for this runtime; found again by the next one.
+        Err(e) => tracing::warn!(sandbox = %record.id, error = %e, "recording a lost sandbox"),
+    }
+    record
 }
 
 /// Removes `dir` and what is in it, if it exists.

@@ -12,6 +12,7 @@ use std::time::Duration;
 
 use cri::{Env, mounts_under};
 use skiff_runtime::cri::api::{self, ContainerState};
+use skiff_runtime::network::{BridgeNetwork, BridgeNetworkConfig, host_veth_name};
 
 /// Runs sandbox `name` with a hostname, DNS, and its logs under the env's
 /// log dir.
@@ -544,8 +545,7 @@ async fn created_container_is_recorded_on_the_run_dir_until_it_starts() {
     second.shutdown().await;
 
     // The host restarts: what was on the run dir is gone.
-    skiff_sys::Mounter::unmount(&skiff_sys::LinuxMounter, &run(&lost).join("rootfs")).unwrap();
-    std::fs::remove_dir_all(run(&lost)).unwrap();
+    env.restart_host();
     let mut third = env.serve("r3").await;
     let err = third
         .client
@@ -791,6 +791,191 @@ async fn container_of_an_older_layout_starts_from_its_old_bundle() {
     assert_eq!(lines.last().map(|l| l.2.as_str()), Some("older-host"));
 
     second.remove_sandbox(&sandbox.0).await;
+    assert!(env.pod_mounts().is_empty(), "{:?}", env.pod_mounts());
+    for dir in [env.root().join("containers"), env.root().join("sandboxes")] {
+        let left = entries(&dir);
+        assert!(left.is_empty(), "{}: {left:?}", dir.display());
+    }
+    second.shutdown().await;
+}
+
+/// Removes a test's bridge and masquerade table, whatever happened.
+struct BridgeGuard(std::sync::Arc<BridgeNetwork>);
+
+impl Drop for BridgeGuard {
+    fn drop(&mut self) {
+        let net = self.0.clone();
+        let _ = std::thread::spawn(move || {
+            let rt = tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()
+                .unwrap();
+            rt.block_on(net.remove_host_network())
+        })
+        .join();
+    }
+}
+
+/// Rewrites the JSON record at `path` with `edit`.
+fn edit_record(path: &Path, edit: impl FnOnce(&mut serde_json::Map<String, serde_json::Value>)) {
+    let mut record: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(path).unwrap()).unwrap();
+    edit(record.as_object_mut().unwrap());
+    std::fs::write(path, record.to_string()).unwrap();
+}
+
+/// After a restart of the host a sandbox recorded Ready is dead (its
+/// namespaces and veth went with the host): the runtime reports it
+/// NotReady, found by the boot id it recorded or, in an older agent's record
+/// without one, by its namespace pins being gone; its running container
+/// shows exited with an unknown status (no exit was recorded), one that had
+/// ended keeps its exit. Stop and remove then work and release the pods'
+/// addresses.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sandboxes_of_a_previous_boot_are_not_ready_and_their_containers_exited() {
+    let Some(mut env) = Env::new() else { return };
+    let tag = std::process::id() % 250;
+    let state = env.path("net");
+    let mut config = BridgeNetworkConfig::new(
+        format!("10.246.{tag}.0/24").parse().unwrap(),
+        "10.246.0.0/16".parse().unwrap(),
+        &state,
+    );
+    config.bridge_name = format!("sktrb{tag}");
+    config.nat_table = format!("skiff-test-rb{tag}");
+    // Each boot's agent makes its network anew, from the records on the disk.
+    let network = || std::sync::Arc::new(BridgeNetwork::new(config.clone()).unwrap());
+    let net = network();
+    let _guard = BridgeGuard(net.clone());
+    env.network = net.clone();
+    let veth_exists = |id: &str| {
+        Path::new("/sys/class/net")
+            .join(host_veth_name(id))
+            .exists()
+    };
+
+    let mut first = env.serve("boot1").await;
+    let current = run_sandbox(&mut first, &env, "current").await;
+    let older = run_sandbox(&mut first, &env, "older").await;
+    let sleeper = first
+        .create(&current, "sleep", &["sleep", "1000"], |_| {})
+        .await;
+    first.start(&sleeper).await;
+    let done = first.create(&current, "done", &["true"], |_| {}).await;
+    first.start(&done).await;
+    first.wait_exited(&done).await;
+    let old_sleeper = first
+        .create(&older, "sleep", &["sleep", "1000"], |_| {})
+        .await;
+    first.start(&old_sleeper).await;
+    first.shutdown().await;
+    assert_eq!(net.ipam().allocations().unwrap().len(), 2);
+    assert!(veth_exists(&current.0) && veth_exists(&older.0));
+
+    env.restart_host();
+    // The records of `current` say they are from another boot; `older`'s
+    // are an older agent's, without a boot id.
+    let root = env.root();
+    let sandbox_record = |id: &str| root.join("sandboxes").join(id).join("sandbox.json");
+    let container_record = |id: &str| root.join("containers").join(id).join("container.json");
+    let other_boot = serde_json::Value::from("00000000-0000-0000-0000-000000000000");
+    for path in [sandbox_record(&current.0), container_record(&sleeper)] {
+        edit_record(&path, |r| {
+            assert!(r["boot_id"].is_string(), "{r:?}");
+            r.insert("boot_id".into(), other_boot.clone());
+        });
+    }
+    for path in [sandbox_record(&older.0), container_record(&old_sleeper)] {
+        edit_record(&path, |r| {
+            r.remove("boot_id");
+            r.remove("network_torn_down");
+        });
+    }
+    // The veths die with the pods' network namespaces (the kernel cleans up
+    // a namespace in the background).
+    let deadline = std::time::Instant::now() + Duration::from_secs(20);
+    while veth_exists(&current.0) || veth_exists(&older.0) {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the pods' veths outlived their namespaces"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+
+    let net = network();
+    env.network = net.clone();
+    let mut second = env.serve("boot2").await;
+    let sandboxes = second
+        .client
+        .list_pod_sandbox(api::ListPodSandboxRequest::default())
+        .await
+        .unwrap()
+        .into_inner()
+        .items;
+    assert_eq!(sandboxes.len(), 2);
+    for s in &sandboxes {
+        assert_eq!(
+            s.state,
+            api::PodSandboxState::SandboxNotready as i32,
+            "{}",
+            s.metadata.as_ref().unwrap().name
+        );
+    }
+    let status = second
+        .client
+        .pod_sandbox_status(api::PodSandboxStatusRequest {
+            pod_sandbox_id: current.0.clone(),
+            verbose: false,
+        })
+        .await
+        .unwrap()
+        .into_inner()
+        .status
+        .unwrap();
+    assert_eq!(status.state, api::PodSandboxState::SandboxNotready as i32);
+    // Persisted: the record says so too.
+    let record: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(sandbox_record(&older.0)).unwrap()).unwrap();
+    assert_eq!(record["state"], "NotReady");
+    for id in [&sleeper, &old_sleeper] {
+        let s = second.status(id).await;
+        assert_eq!(
+            (s.state, s.exit_code, s.reason.as_str()),
+            (ContainerState::ContainerExited as i32, 255, "Unknown"),
+            "{id} of {sleeper} {old_sleeper}: {}",
+            std::fs::read_to_string(container_record(id)).unwrap()
+        );
+    }
+    let s = second.status(&done).await;
+    assert_eq!((s.exit_code, s.reason.as_str()), (0, "Completed"));
+    // No container starts in a dead sandbox.
+    let err = second
+        .client
+        .create_container(api::CreateContainerRequest {
+            pod_sandbox_id: current.0.clone(),
+            config: Some(cri::container_config("late", &["true"])),
+            sandbox_config: Some(current.1.clone()),
+        })
+        .await
+        .unwrap_err();
+    assert_eq!(err.code(), tonic::Code::FailedPrecondition, "{err}");
+    // Each keeps its address until it is stopped.
+    assert_eq!(net.ipam().allocations().unwrap().len(), 2);
+
+    second.remove_sandbox(&current.0).await;
+    assert_eq!(net.ipam().allocations().unwrap().len(), 1);
+    second.remove_sandbox(&older.0).await;
+    assert!(net.ipam().allocations().unwrap().is_empty());
+    assert!(
+        second
+            .client
+            .list_pod_sandbox(api::ListPodSandboxRequest::default())
+            .await
+            .unwrap()
+            .into_inner()
+            .items
+            .is_empty()
+    );
     assert!(env.pod_mounts().is_empty(), "{:?}", env.pod_mounts());
     for dir in [env.root().join("containers"), env.root().join("sandboxes")] {
         let left = entries(&dir);

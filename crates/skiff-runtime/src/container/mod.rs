@@ -96,6 +96,22 @@ pub struct ContainerRecord {
     /// records of older agents, whose containers keep all of it here.
     #[serde(default)]
     pub bundle_in_run_dir: bool,
+    /// The boot of the host it was started in: in another boot its
+    /// processes are gone, whatever now runs under their PIDs. Absent from
+    /// records of older agents and of containers not started.
+    #[serde(default)]
+    pub boot_id: Option<String>,
+}
+
+impl ContainerRecord {
+    /// Whether it was started in another boot of the host than
+    /// `current_boot` (unknown for records without a boot id).
+    pub fn started_in_other_boot(&self, current_boot: Option<&str>) -> bool {
+        matches!(
+            (self.boot_id.as_deref(), current_boot),
+            (Some(started), Some(now)) if started != now
+        )
+    }
 }
 
 /// A container's stdio choices (CRI `ContainerConfig.stdin`/`stdin_once`/`tty`).
@@ -205,6 +221,7 @@ mod tests {
             start_error: start_error.map(str::to_owned),
             stdio: StdioRecord::default(),
             bundle_in_run_dir: true,
+            boot_id: None,
         }
     }
 
@@ -215,6 +232,18 @@ mod tests {
             finished_at: 30,
             oom_killed: oom,
         }
+    }
+
+    #[test]
+    fn started_in_other_boot_only_when_both_boots_are_known() {
+        let started = |boot: Option<&str>| ContainerRecord {
+            boot_id: boot.map(str::to_owned),
+            ..record(Some(5), None)
+        };
+        assert!(started(Some("a")).started_in_other_boot(Some("b")));
+        assert!(!started(Some("a")).started_in_other_boot(Some("a")));
+        assert!(!started(None).started_in_other_boot(Some("b")));
+        assert!(!started(Some("a")).started_in_other_boot(None));
     }
 
     #[test]

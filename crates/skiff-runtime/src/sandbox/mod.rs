@@ -65,7 +65,8 @@ impl PodNetwork for NoopPodNetwork {
 pub enum SandboxState {
     /// Namespaces exist and networking is set up.
     Ready,
-    /// Stopped: containers killed, network torn down.
+    /// Stopped (containers killed, network torn down), or found dead: its
+    /// namespaces died with the host (see [`SandboxRecord::network_torn_down`]).
     NotReady,
 }
 
@@ -98,11 +99,93 @@ pub struct SandboxRecord {
     pub state: SandboxState,
     /// The pod IP from the network, if any.
     pub ip: Option<IpAddr>,
+    /// The boot of the host the sandbox was made in
+    /// (`/proc/sys/kernel/random/boot_id`): in another boot its namespaces
+    /// and veth are gone. Absent from records of older agents.
+    #[serde(default)]
+    pub boot_id: Option<String>,
+    /// StopPodSandbox tore down its network (its address is released). A
+    /// sandbox found NotReady after a restart of the host holds its address
+    /// until then. (Older agents' records lack it; tearing down again is
+    /// harmless.)
+    #[serde(default)]
+    pub network_torn_down: bool,
 }
 
 impl SandboxRecord {
+    /// Whether a sandbox recorded Ready is dead: made in another boot of the
+    /// host than `current_boot`, or its namespaces are no longer pinned
+    /// (`pinned`; the check for records without a boot id).
+    pub fn lost(&self, current_boot: Option<&str>, pinned: impl FnOnce() -> bool) -> bool {
+        let other_boot = matches!(
+            (self.boot_id.as_deref(), current_boot),
+            (Some(made), Some(now)) if made != now
+        );
+        self.state == SandboxState::Ready && (other_boot || !pinned())
+    }
+
     /// Whether every `selector` label matches.
     pub fn matches_labels(&self, selector: &std::collections::HashMap<String, String>) -> bool {
         selector.iter().all(|(k, v)| self.labels.get(k) == Some(v))
+    }
+}
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used, clippy::expect_used)]
+mod tests {
+    use super::*;
+
+    fn record(state: SandboxState, boot_id: Option<&str>) -> SandboxRecord {
+        SandboxRecord {
+            id: "s".into(),
+            name: "p".into(),
+            namespace: "default".into(),
+            uid: "u".into(),
+            attempt: 0,
+            labels: BTreeMap::new(),
+            annotations: BTreeMap::new(),
+            hostname: "p".into(),
+            log_directory: String::new(),
+            cgroup_parent: String::new(),
+            created_at: 1,
+            state,
+            ip: None,
+            boot_id: boot_id.map(str::to_owned),
+            network_torn_down: false,
+        }
+    }
+
+    #[test]
+    fn a_ready_sandbox_is_lost_in_another_boot_or_without_its_pins() {
+        use SandboxState::{NotReady, Ready};
+        // (state, recorded boot, current boot, pins live, lost)
+        let cases = [
+            (Ready, Some("a"), Some("a"), true, false),
+            (Ready, Some("a"), Some("b"), true, true),
+            (Ready, Some("a"), Some("a"), false, true),
+            // An older agent's record: only the pins tell.
+            (Ready, None, Some("b"), true, false),
+            (Ready, None, Some("b"), false, true),
+            // This boot unknown: only the pins tell.
+            (Ready, Some("a"), None, true, false),
+            (NotReady, Some("a"), Some("b"), false, false),
+        ];
+        for (state, made, now, pinned, want) in cases {
+            let got = record(state, made).lost(now, || pinned);
+            assert_eq!(
+                got, want,
+                "{state:?} made in {made:?}, now {now:?}, pinned {pinned}"
+            );
+        }
+    }
+
+    #[test]
+    fn records_of_older_agents_read() {
+        let mut json = serde_json::to_value(record(SandboxState::Ready, Some("a"))).unwrap();
+        let fields = json.as_object_mut().unwrap();
+        fields.remove("boot_id");
+        fields.remove("network_torn_down");
+        let old: SandboxRecord = serde_json::from_value(json).unwrap();
+        assert_eq!((old.boot_id, old.network_torn_down), (None, false));
     }
 }

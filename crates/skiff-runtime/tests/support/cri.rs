@@ -18,7 +18,7 @@ use skiff_runtime::cri::api::runtime_service_server::RuntimeServiceServer;
 use skiff_runtime::cri::api::{self, ContainerState};
 use skiff_runtime::cri::{CriImageService, CriRuntimeService, connect, serve_unix};
 use skiff_runtime::{
-    ImageStore, NoopPodNetwork, RegistryConfig, Runtime, RuntimeConfig, RuntimeDeps,
+    ImageStore, NoopPodNetwork, PodNetwork, RegistryConfig, Runtime, RuntimeConfig, RuntimeDeps,
 };
 use tonic::transport::Channel;
 
@@ -53,6 +53,9 @@ pub fn mounts_under(dir: &Path) -> Vec<String> {
 pub struct Env {
     pub tmp: tempfile::TempDir,
     pub store: Arc<ImageStore>,
+    /// The pod network of the runtimes served from here (loopback only
+    /// unless a test sets one).
+    pub network: Arc<dyn PodNetwork>,
 }
 
 impl Env {
@@ -75,7 +78,11 @@ impl Env {
         support::write_oci_archive(&archive, images);
         let store = Arc::new(ImageStore::open(&tmp.path().join("images")).unwrap());
         store.import(&archive).unwrap();
-        Self { tmp, store }
+        Self {
+            tmp,
+            store,
+            network: Arc::new(NoopPodNetwork),
+        }
     }
 
     /// `rel` under the temp dir.
@@ -131,7 +138,7 @@ impl Env {
                 images: self.store.clone(),
                 namespaces: Arc::new(skiff_sys::LinuxPodNamespaces),
                 mounter: Arc::new(skiff_sys::LinuxMounter),
-                network: Arc::new(NoopPodNetwork),
+                network: self.network.clone(),
             },
         )
         .unwrap();
@@ -171,22 +178,41 @@ impl Env {
     }
 }
 
-impl Drop for Env {
-    fn drop(&mut self) {
-        for entry in std::fs::read_dir(self.root().join("containers"))
+impl Env {
+    /// What a restart of the host does to the runtime's pods (after the
+    /// runtime stopped): their supervisors and containers die, first the
+    /// supervisors, so no exit is recorded; every mount under the temp dir
+    /// goes (namespace pins, rootfs mounts, the run dir's tmpfs) and with
+    /// the namespaces their veths; the run dir is empty, pod cgroups are
+    /// gone. Only processes this env's runtimes started (PID and start time
+    /// as recorded) are killed.
+    pub fn restart_host(&self) {
+        self.power_off();
+        let _ = std::fs::remove_dir_all(self.run_dir());
+    }
+
+    fn power_off(&self) {
+        let records = std::fs::read_dir(self.root().join("containers"))
             .into_iter()
             .flatten()
             .flatten()
-        {
-            let Ok(data) = std::fs::read(entry.path().join("container.json")) else {
-                continue;
+            .filter_map(|entry| std::fs::read(entry.path().join("container.json")).ok())
+            .filter_map(|data| serde_json::from_slice::<serde_json::Value>(&data).ok())
+            .collect::<Vec<_>>();
+        let kill = |pid: &serde_json::Value, ticks: &serde_json::Value| {
+            let (Some(pid), Some(ticks)) = (pid.as_i64(), ticks.as_u64()) else {
+                return;
             };
-            let Ok(record) = serde_json::from_slice::<serde_json::Value>(&data) else {
-                continue;
-            };
-            if let Some(pid) = record["pid"].as_i64() {
-                let _ = skiff_sys::process::kill(pid as i32, 9);
+            let pid = pid as i32;
+            if skiff_sys::process::process_start_ticks(pid) == Some(ticks) {
+                let _ = skiff_sys::process::kill(pid, 9);
             }
+        };
+        for record in &records {
+            kill(&record["shim"][0], &record["shim"][1]);
+        }
+        for record in &records {
+            kill(&record["pid"], &record["start_ticks"]);
         }
         std::thread::sleep(Duration::from_millis(200));
         // Innermost first; detached, so busy mounts go too.
@@ -201,6 +227,13 @@ impl Drop for Env {
             let id = entry.file_name().to_string_lossy().into_owned();
             let _ = skiff_sys::cgroups::remove_cgroup(&format!("/skiff/{id}"));
         }
+    }
+}
+
+impl Drop for Env {
+    /// Leaves the host as it was: as after a restart.
+    fn drop(&mut self) {
+        self.power_off();
     }
 }
 

@@ -11,7 +11,7 @@ mod qos;
 #[cfg(test)]
 mod tests;
 
-use k8s_openapi::api::core::v1::{HostIP, Pod, PodCondition, PodIP, PodStatus};
+use k8s_openapi::api::core::v1::{ContainerState, HostIP, Pod, PodCondition, PodIP, PodStatus};
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
 
 pub use conditions::{
@@ -210,7 +210,7 @@ pub fn generate_pod_status(input: StatusInput<'_>) -> PodStatus {
         .map(|ip| HostIP { ip: ip.clone() })
         .collect();
 
-    PodStatus {
+    let mut status = PodStatus {
         phase: Some(phase),
         conditions: Some(conditions),
         host_ip: host_ips.first().map(|h| h.ip.clone()),
@@ -226,5 +226,46 @@ pub fn generate_pod_status(input: StatusInput<'_>) -> PodStatus {
         message: None,
         reason: None,
         ..PodStatus::default()
+    };
+    truncate_times(&mut status);
+    status
+}
+
+/// Cuts every time in `status` to whole seconds, as the API server stores
+/// them (upstream's status manager normalises the same way before it
+/// compares): a status computed from the runtime's nanosecond times then
+/// equals the one the API returns, instead of looking changed at every sync
+/// and costing a status write that changes nothing.
+pub fn truncate_times(status: &mut PodStatus) {
+    fn cut(t: &mut Option<Time>) {
+        if let Some(Time(ts)) = t
+            && let Ok(whole) = k8s_openapi::jiff::Timestamp::from_second(ts.as_second())
+        {
+            *ts = whole;
+        }
+    }
+    fn cut_state(state: &mut Option<ContainerState>) {
+        let Some(state) = state else { return };
+        if let Some(r) = &mut state.running {
+            cut(&mut r.started_at);
+        }
+        if let Some(t) = &mut state.terminated {
+            cut(&mut t.started_at);
+            cut(&mut t.finished_at);
+        }
+    }
+    cut(&mut status.start_time);
+    for c in status.conditions.iter_mut().flatten() {
+        cut(&mut c.last_probe_time);
+        cut(&mut c.last_transition_time);
+    }
+    let containers = [
+        &mut status.init_container_statuses,
+        &mut status.container_statuses,
+        &mut status.ephemeral_container_statuses,
+    ];
+    for c in containers.into_iter().flatten().flatten() {
+        cut_state(&mut c.state);
+        cut_state(&mut c.last_state);
     }
 }

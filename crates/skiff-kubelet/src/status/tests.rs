@@ -536,3 +536,81 @@ fn waiting_reasons_override_state_and_keep_the_last_exit() {
     );
     assert_eq!(s2.phase.as_deref(), Some("Pending"));
 }
+
+/// A time `secs` plus `nanos` into that second, as the runtime reports.
+fn t_ns(secs: i64, nanos: i32) -> Time {
+    Time(Timestamp::new(secs, nanos).unwrap())
+}
+
+#[test]
+fn status_times_are_whole_seconds_so_the_api_copy_compares_equal() {
+    // The runtime's times have nanoseconds; the API keeps seconds. A status
+    // that kept the nanoseconds would differ from the stored copy at every
+    // sync and be written again for nothing.
+    let p = pod(
+        json!({"restartPolicy": "Always", "initContainers": [{"name": "init", "image": "img"}],
+        "containers": [{"name": "a", "image": "img"}]}),
+    );
+    let mut a = running("a");
+    a.state = RuntimeState::Running {
+        started_at: t_ns(100, 123_456_789),
+    };
+    a.restart_count = 1;
+    a.last_termination = Some(Exited {
+        exit_code: 1,
+        reason: "Error".to_owned(),
+        started_at: Some(t_ns(90, 1)),
+        finished_at: Some(t_ns(95, 999_999_999)),
+        ..Exited::default()
+    });
+    let mut init = exited("init", 0);
+    init.state = RuntimeState::Exited(Exited {
+        exit_code: 0,
+        reason: "Completed".to_owned(),
+        started_at: Some(t_ns(80, 5)),
+        finished_at: Some(t_ns(81, 500_000_000)),
+        ..Exited::default()
+    });
+    let runtime = RuntimePod {
+        sandbox_ready: true,
+        pod_ips: vec!["10.42.0.5".to_owned()],
+        containers: vec![init, a],
+        waiting: Default::default(),
+    };
+    let now = t_ns(200, 750_000_000);
+    let generate_for = |pod: &Pod| {
+        generate_pod_status(StatusInput {
+            pod,
+            runtime: &runtime,
+            host_ips: &["192.168.0.1".to_owned()],
+            pod_is_terminal: false,
+            now: &now,
+        })
+    };
+    let status = generate_for(&p);
+
+    let a = &status.container_statuses.as_ref().unwrap()[0];
+    let started = a.state.as_ref().unwrap().running.as_ref().unwrap();
+    assert_eq!(started.started_at, Some(t(100)));
+    let last = a.last_state.as_ref().unwrap().terminated.as_ref().unwrap();
+    assert_eq!(
+        (last.started_at.clone(), last.finished_at.clone()),
+        (Some(t(90)), Some(t(95)))
+    );
+    let init = &status.init_container_statuses.as_ref().unwrap()[0];
+    let done = init.state.as_ref().unwrap().terminated.as_ref().unwrap();
+    assert_eq!(
+        (done.started_at.clone(), done.finished_at.clone()),
+        (Some(t(80)), Some(t(81)))
+    );
+    assert_eq!(status.start_time, Some(t(200)));
+    assert_eq!(cond(&status, "Ready").last_transition_time, Some(t(200)));
+
+    // What the API hands back (times in seconds) equals what was computed,
+    // and computing again from it gives the same status: nothing to write.
+    let stored: PodStatus = serde_json::from_value(serde_json::to_value(&status).unwrap()).unwrap();
+    assert_eq!(stored, status);
+    let mut p2 = p.clone();
+    p2.status = Some(stored);
+    assert_eq!(generate_for(&p2), status);
+}

@@ -320,6 +320,74 @@ fn a_single_node_cluster_runs_pods_as_containers() {
         "{pod_cgroup} gone after the restart"
     );
 
+    // A sandbox that died while the agent was away (here its network
+    // namespace's pin is gone, as after a restart of the host) is not ready
+    // when the agent comes back: the kubelet stops it, which gives its
+    // address back, and runs the pod's containers again in a new one.
+    let uid = after["metadata"]["uid"].as_str().unwrap().to_owned();
+    let old_ip = after["status"]["podIP"].as_str().unwrap().to_owned();
+    let agent_dir = c.dir.path().join("data/agent");
+    let owners = || {
+        // The addresses on record and the sandbox holding each.
+        let networks = agent_dir.join("runtime/network/networks");
+        let mut held = Vec::new();
+        for dir in std::fs::read_dir(&networks).unwrap().flatten() {
+            for f in std::fs::read_dir(dir.path()).unwrap().flatten() {
+                let name = f.file_name().to_string_lossy().into_owned();
+                if name.parse::<std::net::Ipv4Addr>().is_ok() {
+                    let owner = std::fs::read_to_string(f.path()).unwrap();
+                    held.push((name, owner.lines().next().unwrap_or_default().to_owned()));
+                }
+            }
+        }
+        held
+    };
+    let sandboxes_of_pod = || {
+        std::fs::read_dir(agent_dir.join("runtime/sandboxes"))
+            .unwrap()
+            .flatten()
+            .filter(|e| {
+                std::fs::read_to_string(e.path().join("sandbox.json"))
+                    .is_ok_and(|r| r.contains(&uid))
+            })
+            .map(|e| e.file_name().to_string_lossy().into_owned())
+            .collect::<Vec<_>>()
+    };
+    let old_sandboxes = sandboxes_of_pod();
+    assert_eq!(old_sandboxes.len(), 1, "{old_sandboxes:?}");
+    assert!(
+        owners().contains(&(old_ip.clone(), old_sandboxes[0].clone())),
+        "{:?}",
+        owners()
+    );
+    c.stop();
+    let pin = agent_dir.join("run/netns").join(&old_sandboxes[0]);
+    let out = std::process::Command::new("umount")
+        .arg("-l")
+        .arg(&pin)
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "umount {}: {out:?}", pin.display());
+    c.start_again();
+    let renewed = c.wait_pod("survivor", "Running in a new sandbox", |p| {
+        state(p, "s")["state"]["running"].is_object()
+            && state(p, "s")["containerID"] != state(&after, "s")["containerID"]
+    });
+    assert_eq!(state(&renewed, "s")["restartCount"], 1, "{renewed}");
+    let new_ip = renewed["status"]["podIP"].as_str().unwrap().to_owned();
+    let now = sandboxes_of_pod();
+    let new_sandbox = now
+        .iter()
+        .find(|s| **s != old_sandboxes[0])
+        .unwrap()
+        .clone();
+    let held = owners();
+    assert!(held.contains(&(new_ip, new_sandbox)), "{held:?}");
+    assert!(
+        !held.iter().any(|(_, owner)| *owner == old_sandboxes[0]),
+        "the dead sandbox still holds an address: {held:?}"
+    );
+
     // Every pod deleted: the runtime holds nothing afterwards.
     let out = c.kubectl(&["delete", "pods", "--all", "--wait=false"]);
     assert!(out.status.success());

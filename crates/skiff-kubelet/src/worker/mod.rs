@@ -304,6 +304,24 @@ impl PodWorker {
                 for c in snapshot.pod.running() {
                     self.stop_container(pod, &c.id, &c.name, 0, None).await;
                 }
+                // The dead sandbox gives its address (and whatever else it
+                // holds) back first, as upstream kills the pod before it
+                // makes a new sandbox; a stop that fails is retried.
+                if let Err(msg) = self.stop_sandboxes(&snapshot.pod).await {
+                    self.event(
+                        pod,
+                        None,
+                        false,
+                        "FailedKillPod",
+                        format!(
+                            "error killing pod: failed to \"KillPodSandbox\" for \"{}\": {msg}",
+                            self.uid
+                        ),
+                    );
+                    self.wake_in(RETRY);
+                    self.report_status(pod, &snapshot.pod, false).await;
+                    return;
+                }
                 let attempt = other.map_or(0, |s| s.attempt + 1);
                 let created = self.run_sandbox(pod, attempt).await;
                 // Later syncs wait for a relist that sees the new sandbox;
@@ -384,7 +402,7 @@ impl PodWorker {
         if plan.terminal && !self.finished {
             self.finished = true;
             self.untrack_cgroup();
-            self.stop_sandboxes(&snapshot.pod).await;
+            let _ = self.stop_sandboxes(&snapshot.pod).await;
             self.expect_relist();
         }
         // Report what was just started without waiting for the relist (it

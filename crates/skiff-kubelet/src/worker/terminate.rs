@@ -173,11 +173,14 @@ impl PodWorker {
                 self.stop_container(pod, &c.id, &c.name, grace, None).await;
             }
         }
-        self.stop_sandboxes(snapshot).await;
+        // A failed stop is retried by the clean-up's RemovePodSandbox.
+        let _ = self.stop_sandboxes(snapshot).await;
     }
 
-    pub(super) async fn stop_sandboxes(&self, snapshot: &PodSnapshot) {
+    /// Stops every sandbox of the pod; returns the first failure's message.
+    pub(super) async fn stop_sandboxes(&self, snapshot: &PodSnapshot) -> Result<(), String> {
         let mut cri = self.shared.cri.clone();
+        let mut result = Ok(());
         for s in &snapshot.sandboxes {
             if let Err(e) = cri
                 .runtime
@@ -188,8 +191,12 @@ impl PodWorker {
                 && e.code() != tonic::Code::NotFound
             {
                 tracing::warn!(sandbox = %s.id, error = %e.message(), "stop sandbox");
+                if result.is_ok() {
+                    result = Err(e.message().to_owned());
+                }
             }
         }
+        result
     }
 
     /// Terminates the pod: `pod` is the deleted object (its grace period
@@ -210,7 +217,7 @@ impl PodWorker {
                         })
                         .await;
                 }
-                self.stop_sandboxes(&snapshot).await;
+                let _ = self.stop_sandboxes(&snapshot).await;
             }
         }
         self.expect_relist();

@@ -112,11 +112,21 @@ impl Cluster {
 
     /// Stops the server (SIGTERM) and starts it again on the same data.
     pub fn restart(&mut self) {
+        self.stop();
+        self.start_again();
+    }
+
+    /// Stops the server (SIGTERM); containers keep running.
+    pub fn stop(&mut self) {
         let _ = Command::new("kill")
             .args(["-TERM", &self.server.id().to_string()])
             .status();
         let status = self.server.wait().unwrap();
         assert!(status.success(), "server exited with {status}");
+    }
+
+    /// Starts the server again on the same data after [`Cluster::stop`].
+    pub fn start_again(&mut self) {
         self.server = spawn_server(self.dir.path(), self.ports, self.names, &self.opts);
         self.wait_ready();
     }

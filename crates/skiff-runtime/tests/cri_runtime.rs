@@ -10,7 +10,7 @@ mod support;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
-use cri::{Env, mounts_under};
+use cri::{Env, mounts_under, wait_until};
 use skiff_runtime::cri::api::{self, ContainerState};
 use skiff_runtime::network::{BridgeNetwork, BridgeNetworkConfig, host_veth_name};
 
@@ -439,24 +439,16 @@ async fn restarted_runtime_readopts_running_container() {
     // The shell is PID 1 of its pid namespace: a SIGTERM that arrives before the
     // trap is set is dropped by the kernel. Wait until the trap is in place.
     let graceful_log = env.log_dir().join("survivor/graceful/0.log");
-    let deadline = std::time::Instant::now() + Duration::from_secs(30);
-    while !log_lines(&graceful_log).iter().any(|l| l.2 == "armed") {
-        assert!(
-            std::time::Instant::now() < deadline,
-            "the graceful container never set its trap"
-        );
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
+    wait_until(
+        "the graceful container never set its trap",
+        Duration::from_secs(30),
+        || log_lines(&graceful_log).iter().any(|l| l.2 == "armed"),
+    )
+    .await;
     first.shutdown().await;
 
     let mut second = env.serve("d2").await;
-    let sandboxes = second
-        .client
-        .list_pod_sandbox(api::ListPodSandboxRequest::default())
-        .await
-        .unwrap()
-        .into_inner()
-        .items;
+    let sandboxes = second.sandboxes().await;
     assert_eq!(sandboxes.len(), 1);
     assert_eq!(
         sandboxes[0].state,
@@ -893,25 +885,17 @@ async fn sandboxes_of_a_previous_boot_are_not_ready_and_their_containers_exited(
     }
     // The veths die with the pods' network namespaces (the kernel cleans up
     // a namespace in the background).
-    let deadline = std::time::Instant::now() + Duration::from_secs(20);
-    while veth_exists(&current.0) || veth_exists(&older.0) {
-        assert!(
-            std::time::Instant::now() < deadline,
-            "the pods' veths outlived their namespaces"
-        );
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
+    wait_until(
+        "the pods' veths outlived their namespaces",
+        Duration::from_secs(20),
+        || !veth_exists(&current.0) && !veth_exists(&older.0),
+    )
+    .await;
 
     let net = network();
     env.network = net.clone();
     let mut second = env.serve("boot2").await;
-    let sandboxes = second
-        .client
-        .list_pod_sandbox(api::ListPodSandboxRequest::default())
-        .await
-        .unwrap()
-        .into_inner()
-        .items;
+    let sandboxes = second.sandboxes().await;
     assert_eq!(sandboxes.len(), 2);
     for s in &sandboxes {
         assert_eq!(
@@ -966,16 +950,7 @@ async fn sandboxes_of_a_previous_boot_are_not_ready_and_their_containers_exited(
     assert_eq!(net.ipam().allocations().unwrap().len(), 1);
     second.remove_sandbox(&older.0).await;
     assert!(net.ipam().allocations().unwrap().is_empty());
-    assert!(
-        second
-            .client
-            .list_pod_sandbox(api::ListPodSandboxRequest::default())
-            .await
-            .unwrap()
-            .into_inner()
-            .items
-            .is_empty()
-    );
+    assert!(second.sandboxes().await.is_empty());
     assert!(env.pod_mounts().is_empty(), "{:?}", env.pod_mounts());
     for dir in [env.root().join("containers"), env.root().join("sandboxes")] {
         let left = entries(&dir);

@@ -347,6 +347,16 @@ impl Server {
         panic!("container {id} did not exit");
     }
 
+    /// Every sandbox the runtime lists.
+    pub async fn sandboxes(&mut self) -> Vec<api::PodSandbox> {
+        self.client
+            .list_pod_sandbox(api::ListPodSandboxRequest::default())
+            .await
+            .unwrap()
+            .into_inner()
+            .items
+    }
+
     /// Stops then removes the sandbox (both idempotent upstream).
     pub async fn remove_sandbox(&mut self, id: &str) {
         self.client
@@ -391,5 +401,14 @@ pub fn container_config(name: &str, command: &[&str]) -> api::ContainerConfig {
         }),
         command: command.iter().map(|s| s.to_string()).collect(),
         ..Default::default()
+    }
+}
+
+/// Polls `done` until it holds; panics with `what` after `limit`.
+pub async fn wait_until(what: &str, limit: Duration, mut done: impl FnMut() -> bool) {
+    let deadline = Instant::now() + limit;
+    while !done() {
+        assert!(Instant::now() < deadline, "{what}");
+        tokio::time::sleep(Duration::from_millis(20)).await;
     }
 }

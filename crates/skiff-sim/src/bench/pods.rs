@@ -53,6 +53,10 @@ pub struct PodBenchReport {
     pub startup: Vec<Duration>,
     /// Running pods per second, first creation to last Running.
     pub pods_per_sec: f64,
+    /// The host's busy CPU time (every process and the kernel), first
+    /// creation to last Running, per pod: a figure that depends less on
+    /// how fast the shared machine happens to be than the latencies do.
+    pub burst_cpu_per_pod: Option<Duration>,
     /// The paced phase's rate, if it ran.
     pub paced_rate: Option<f64>,
     /// Its created → Running latencies, sorted.
@@ -116,6 +120,7 @@ pub async fn run(cfg: &PodBenchConfig) -> anyhow::Result<PodBenchReport> {
     let burst = startup(&client, cfg, "pod", Pace::Burst(cfg.clients)).await?;
     report.running = burst.latencies.len();
     report.pods_per_sec = burst.pods_per_sec;
+    report.burst_cpu_per_pod = burst.cpu_per_pod;
     report.startup = burst.latencies;
     report.notes.extend(burst.note);
     tokio::time::sleep(Duration::from_secs(2)).await;
@@ -203,6 +208,8 @@ struct Phase {
     latencies: Vec<Duration>,
     /// Running pods per second, first creation to last Running.
     pods_per_sec: f64,
+    /// Host busy CPU time per pod, first creation to last Running.
+    cpu_per_pod: Option<Duration>,
     /// Why it fell short, if it did.
     note: Option<String>,
 }
@@ -217,6 +224,10 @@ async fn startup(
     let seen: Seen = Arc::default();
     let s = seen.clone();
     let watch_api = api.clone();
+    // The host's busy CPU when the last pod is seen Running.
+    let cpu_at_end: Arc<Mutex<Option<Duration>>> = Arc::default();
+    let cpu_end = cpu_at_end.clone();
+    let pods = cfg.pods;
     let watch = tokio::spawn(async move {
         let mut events = watcher(watch_api, watcher::Config::default())
             .default_backoff()
@@ -229,6 +240,13 @@ async fn startup(
                 let now = Instant::now();
                 if let (Some(name), Ok(mut map)) = (pod.metadata.name, s.lock()) {
                     map.entry(name).or_insert(now);
+                    if map.len() == pods
+                        && let Ok(mut end) = cpu_end.lock()
+                    {
+                        end.get_or_insert_with(|| {
+                            skiff_sys::process::host_busy_cpu_time().unwrap_or_default()
+                        });
+                    }
                 }
             }
         }
@@ -236,6 +254,7 @@ async fn startup(
     // Let the watch's initial list finish before the clock starts.
     tokio::time::sleep(Duration::from_millis(300)).await;
 
+    let cpu_at_start = skiff_sys::process::host_busy_cpu_time().ok();
     let start = Instant::now();
     let start_wall = std::time::SystemTime::now();
     let created: Vec<anyhow::Result<(String, Instant)>> = match pace {
@@ -309,9 +328,15 @@ async fn startup(
         .map(|last| last.saturating_duration_since(start).as_secs_f64())
         .filter(|secs| *secs > 0.0)
         .map_or(0.0, |secs| latencies.len() as f64 / secs);
+    let cpu_at_end = cpu_at_end.lock().ok().and_then(|end| *end);
+    let cpu_per_pod = match (cpu_at_start, cpu_at_end, u32::try_from(latencies.len())) {
+        (Some(a), Some(b), Ok(n)) if n > 0 && b > a => Some((b - a) / n),
+        _ => None,
+    };
     Ok(Phase {
         latencies,
         pods_per_sec,
+        cpu_per_pod,
         note,
     })
 }
@@ -530,6 +555,11 @@ pub fn format_table(r: &PodBenchReport) -> String {
             "",
         ),
         (
+            "burst: host CPU busy per pod (all processes)".into(),
+            ms(r.burst_cpu_per_pod),
+            "",
+        ),
+        (
             format!(
                 "paced ({}): startup p50",
                 r.paced_rate.map_or("off".to_owned(), |p| format!(
@@ -627,6 +657,7 @@ mod tests {
             pods: 4,
             running: 3,
             startup: [100, 200, 300].map(Duration::from_millis).to_vec(),
+            burst_cpu_per_pod: Some(Duration::from_micros(23_500)),
             paced_rate: Some(10.0),
             paced_startup: [40, 50, 60, 70].map(Duration::from_millis).to_vec(),
             create_start: [10, 20, 30].map(Duration::from_millis).to_vec(),
@@ -643,6 +674,10 @@ mod tests {
                 .to_owned()
         };
         assert!(line("pods Running").contains("| 3/4 |"), "{t}");
+        assert!(
+            line("burst: host CPU busy per pod").contains("| 23.5 ms |"),
+            "{t}"
+        );
         assert!(line("burst: startup p50").contains("| 200.0 ms |"), "{t}");
         assert!(
             line("burst: startup p99").contains("| 300.0 ms | < 1 s |"),

@@ -8,7 +8,7 @@ mod support;
 
 use std::collections::{BTreeMap, HashSet};
 use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 
 use bytes::Bytes;
@@ -18,8 +18,11 @@ use support::EtcdCluster;
 const WRITERS: usize = 16;
 /// Writing before the kill.
 const BEFORE_KILL: Duration = Duration::from_secs(1);
-/// Writing after the kill.
-const AFTER_KILL: Duration = Duration::from_secs(4);
+/// How long the two survivors may take to elect a leader and acknowledge
+/// writes again (an election takes a second or two, longer on a busy host).
+const RECOVERY_LIMIT: Duration = Duration::from_secs(30);
+/// Writing on once writes are acknowledged again after the kill.
+const AFTER_RECOVERY: Duration = Duration::from_secs(1);
 /// Upper bound on attempts per writer, so no loop can run away.
 const MAX_ATTEMPTS: usize = 5_000;
 
@@ -37,10 +40,19 @@ struct WriterReport {
     failures: Vec<String>,
 }
 
-async fn writer(store: EtcdStore, id: usize, stop: Arc<AtomicBool>) -> WriterReport {
+/// What the writers share: when to stop, whether the leader was killed, and
+/// how many writes were acknowledged since.
+#[derive(Debug, Default)]
+struct Shared {
+    stop: AtomicBool,
+    killed: AtomicBool,
+    acked_after_kill: AtomicUsize,
+}
+
+async fn writer(store: EtcdStore, id: usize, shared: Arc<Shared>) -> WriterReport {
     let mut report = WriterReport::default();
     for attempt in 0..MAX_ATTEMPTS {
-        if stop.load(Ordering::Relaxed) {
+        if shared.stop.load(Ordering::Relaxed) {
             break;
         }
         // A failed write may or may not have been applied: never reuse its key.
@@ -53,6 +65,9 @@ async fn writer(store: EtcdStore, id: usize, stop: Arc<AtomicBool>) -> WriterRep
                     (key.as_str(), &value, 1)
                 );
                 assert_eq!(kv.create_revision, kv.mod_revision);
+                if shared.killed.load(Ordering::SeqCst) {
+                    shared.acked_after_kill.fetch_add(1, Ordering::SeqCst);
+                }
                 report.acks.push(Ack {
                     key,
                     value,
@@ -84,9 +99,9 @@ async fn acknowledged_writes_survive_killing_the_leader() {
         .await
         .expect("connect to the cluster");
 
-    let stop = Arc::new(AtomicBool::new(false));
+    let shared = Arc::new(Shared::default());
     let writers: Vec<_> = (0..WRITERS)
-        .map(|id| tokio::spawn(writer(store.clone(), id, stop.clone())))
+        .map(|id| tokio::spawn(writer(store.clone(), id, shared.clone())))
         .collect();
 
     tokio::time::sleep(BEFORE_KILL).await;
@@ -94,10 +109,17 @@ async fn acknowledged_writes_survive_killing_the_leader() {
         .leader_index()
         .await
         .expect("the cluster has a leader");
+    shared.killed.store(true, Ordering::SeqCst);
     let killed_at = Instant::now();
     cluster.kill(leader);
-    tokio::time::sleep(AFTER_KILL).await;
-    stop.store(true, Ordering::Relaxed);
+    // Write on until the survivors acknowledge writes again (the assertions
+    // below say whether they did), then a little longer.
+    let deadline = Instant::now() + RECOVERY_LIMIT;
+    while shared.acked_after_kill.load(Ordering::SeqCst) <= WRITERS && Instant::now() < deadline {
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    tokio::time::sleep(AFTER_RECOVERY).await;
+    shared.stop.store(true, Ordering::Relaxed);
 
     let mut acks = Vec::new();
     let mut failures = Vec::new();

@@ -21,6 +21,8 @@ use kube::api::{Patch, PatchParams, PostParams};
 use serde_json::json;
 use tokio::sync::mpsc;
 
+use crate::rate::TokenBucket;
+
 /// Events queued at most before new ones are dropped.
 pub const DEFAULT_EVENT_QUEUE: usize = 1000;
 
@@ -61,6 +63,25 @@ impl EventRecorder {
         reporting_instance: &str,
         capacity: usize,
     ) -> EventRecorder {
+        Self::spawn_limited(
+            client,
+            reporting_controller,
+            reporting_instance,
+            capacity,
+            None,
+        )
+    }
+
+    /// [`EventRecorder::spawn`] whose writer sends at most `limit`'s rate of
+    /// requests (the kubelet's `--event-qps` / `--event-burst`, which limit
+    /// its event client as upstream's do); events wait in the queue meanwhile.
+    pub fn spawn_limited(
+        client: kube::Client,
+        reporting_controller: &str,
+        reporting_instance: &str,
+        capacity: usize,
+        mut limit: Option<TokenBucket>,
+    ) -> EventRecorder {
         let (tx, mut rx) = mpsc::channel::<PendingEvent>(capacity.max(1));
         let mut writer = EventWriter {
             client,
@@ -70,6 +91,12 @@ impl EventRecorder {
         };
         tokio::spawn(async move {
             while let Some(ev) = rx.recv().await {
+                if let Some(bucket) = limit.as_mut() {
+                    let wait = bucket.reserve(tokio::time::Instant::now());
+                    if !wait.is_zero() {
+                        tokio::time::sleep(wait).await;
+                    }
+                }
                 if let Err(err) = writer.write(ev).await {
                     tracing::warn!(error = %err, "cannot write event");
                 }

@@ -124,3 +124,38 @@ async fn repeats_become_one_series_and_other_events_stay_apart() {
         .unwrap();
     assert!(fresh.series.is_none());
 }
+
+#[tokio::test]
+async fn a_rate_limited_recorder_writes_its_burst_at_once_then_paces_the_rest() {
+    let dir = tempfile::tempdir().unwrap();
+    let (_server, client) = start_server(dir.path()).await;
+    // 5 a second after a burst of 2: six events span at least 0.8 s.
+    let rec = EventRecorder::spawn_limited(
+        client.clone(),
+        "skiff-test",
+        "skiff-test-1",
+        100,
+        Some(skiff_client::rate::TokenBucket::new(5.0, 2)),
+    );
+    for i in 0..6 {
+        rec.record(about("Pod", Some("default"), &format!("p{i}"), "Created"));
+    }
+    let api: Api<Event> = Api::namespaced(client.clone(), "default");
+    let list = events_until(&api, |l| l.len() == 6).await;
+    let mut times: Vec<_> = list
+        .iter()
+        .map(|e| e.event_time.as_ref().unwrap().0)
+        .collect();
+    times.sort();
+    let span = |a: usize, b: usize| times[b].duration_since(times[a]).as_secs_f64();
+    // Whatever the write latency, no window of T seconds holds more than
+    // 2 + 5T of them: the six span at least 0.8 s.
+    assert!(span(0, 5) >= 0.75, "six events in {} s", span(0, 5));
+    // Every event was written once, in its own Event.
+    let mut names: Vec<_> = list
+        .iter()
+        .filter_map(|e| e.regarding.as_ref()?.name.clone())
+        .collect();
+    names.sort();
+    assert_eq!(names, ["p0", "p1", "p2", "p3", "p4", "p5"]);
+}

@@ -81,6 +81,12 @@ pub struct KubeletConfig {
     pub cgroup_root: String,
     /// Each pod cgroup's process limit (`--pod-max-pids`); `None` for none.
     pub pod_pids_limit: Option<i64>,
+    /// Event writes a second (`--event-qps`, upstream's default 50); zero
+    /// for no limit.
+    pub event_qps: u32,
+    /// Event writes allowed at once above `event_qps` (`--event-burst`,
+    /// upstream's default 100).
+    pub event_burst: u32,
 }
 
 /// Why the kubelet stopped.
@@ -435,11 +441,17 @@ pub async fn run(
     };
 
     let shared = Arc::new(Shared {
-        events: EventRecorder::spawn(
+        events: EventRecorder::spawn_limited(
             client.clone(),
             "kubelet",
             &config.node_name,
             skiff_client::events::DEFAULT_EVENT_QUEUE,
+            (config.event_qps > 0).then(|| {
+                skiff_client::rate::TokenBucket::new(
+                    f64::from(config.event_qps),
+                    config.event_burst,
+                )
+            }),
         ),
         volumes: VolumeManager::new(config.root_dir.clone(), Arc::new(skiff_sys::LinuxMounter))
             .with_node_allocatable(allocatable),

@@ -116,6 +116,14 @@ pub struct AgentFlags {
     /// Maximum processes in each pod's cgroup; -1 for no limit.
     #[arg(long, default_value_t = -1, allow_negative_numbers = true)]
     pub pod_max_pids: i64,
+    /// Event creations a second the kubelet makes at most; 0 for no limit.
+    #[arg(long, default_value = "50", allow_negative_numbers = true,
+          value_parser = |v: &str| parse_event_limit(v, "eventRecordQPS (--event-qps)"))]
+    pub event_qps: u32,
+    /// Event creations the kubelet may burst to above --event-qps.
+    #[arg(long, default_value = "100", allow_negative_numbers = true,
+          value_parser = |v: &str| parse_event_limit(v, "eventBurst (--event-burst)"))]
+    pub event_burst: u32,
 }
 
 /// `--proxy-metrics-bind-address`: `None` when empty (off). (A newtype: clap
@@ -154,6 +162,16 @@ fn parse_container_log_max_files(value: &str) -> Result<usize, String> {
         .parse()
         .map_err(|e| format!("invalid configuration: containerLogMaxFiles {value:?}: {e}"))?;
     skiff_kubelet::logrotate::validate_max_files(n)
+}
+
+/// `--event-qps` / `--event-burst`: an int32 that must not be negative, with
+/// upstream's kubelet configuration message.
+fn parse_event_limit(value: &str, field: &str) -> Result<u32, String> {
+    let n: i32 = value
+        .parse()
+        .map_err(|e| format!("invalid configuration: {field} {value:?}: {e}"))?;
+    u32::try_from(n)
+        .map_err(|_| format!("invalid configuration: {field} {n} must not be a negative number"))
 }
 
 impl AgentFlags {
@@ -550,6 +568,8 @@ pub async fn run(
         cgroups_per_qos: flags.cgroups_per_qos,
         cgroup_root: flags.cgroup_root.clone(),
         pod_pids_limit: (flags.pod_max_pids > 0).then_some(flags.pod_max_pids),
+        event_qps: flags.event_qps,
+        event_burst: flags.event_burst,
     };
     // Host-gw routes to the other nodes' pods, whatever the runtime.
     let routes = tokio::spawn(skiff_kubelet::routes::run(
@@ -637,6 +657,25 @@ mod tests {
         assert_eq!(any.proxy_metrics_bind_address.0.unwrap().port(), 9100);
         let err = parse(&["--proxy-metrics-bind-address", "10249"]).unwrap_err();
         assert!(err.to_string().contains("not an address:port"), "{err}");
+    }
+
+    #[test]
+    fn event_limits_default_to_the_kubelets_and_reject_negatives() {
+        let flags = parse(&[]).unwrap();
+        assert_eq!((flags.event_qps, flags.event_burst), (50, 100));
+        let flags = parse(&["--event-qps", "0", "--event-burst=7"]).unwrap();
+        assert_eq!((flags.event_qps, flags.event_burst), (0, 7));
+        let err = parse(&["--event-qps", "-1"]).unwrap_err().to_string();
+        assert!(
+            err.contains("invalid configuration: eventRecordQPS (--event-qps) -1 must not be a negative number"),
+            "{err}"
+        );
+        let err = parse(&["--event-burst", "-5"]).unwrap_err().to_string();
+        assert!(
+            err.contains("eventBurst (--event-burst) -5 must not be a negative number"),
+            "{err}"
+        );
+        assert!(parse(&["--event-qps", "many"]).is_err());
     }
 
     #[test]

@@ -7,6 +7,7 @@ use std::hash::Hash;
 use std::sync::Mutex;
 use std::time::Duration;
 
+use skiff_client::rate::TokenBucket;
 use tokio::time::Instant;
 
 /// How long an item waits before its next attempt.
@@ -77,46 +78,22 @@ impl<T: Hash + Eq + Clone + Send + std::fmt::Debug> RateLimiter<T>
 /// tokens may go negative, and the deficit is the wait).
 #[derive(Debug)]
 pub struct BucketRateLimiter {
-    state: Mutex<Bucket>,
-    qps: f64,
-    burst: f64,
-}
-
-#[derive(Debug)]
-struct Bucket {
-    tokens: f64,
-    last: Option<Instant>,
+    bucket: Mutex<TokenBucket>,
 }
 
 impl BucketRateLimiter {
     /// `qps` tokens a second, at most `burst` saved up (full at start).
     pub fn new(qps: f64, burst: u32) -> Self {
         BucketRateLimiter {
-            state: Mutex::new(Bucket {
-                tokens: f64::from(burst),
-                last: None,
-            }),
-            qps,
-            burst: f64::from(burst),
+            bucket: Mutex::new(TokenBucket::new(qps, burst)),
         }
     }
 }
 
 impl<T> RateLimiter<T> for BucketRateLimiter {
     fn when(&self, _item: &T) -> Duration {
-        let now = Instant::now();
-        let mut b = self.state.lock().unwrap_or_else(|e| e.into_inner());
-        if let Some(last) = b.last {
-            let elapsed = now.saturating_duration_since(last).as_secs_f64();
-            b.tokens = (b.tokens + elapsed * self.qps).min(self.burst);
-        }
-        b.last = Some(now);
-        b.tokens -= 1.0;
-        if b.tokens >= 0.0 || self.qps <= 0.0 {
-            Duration::ZERO
-        } else {
-            Duration::from_secs_f64(-b.tokens / self.qps)
-        }
+        let mut b = self.bucket.lock().unwrap_or_else(|e| e.into_inner());
+        b.reserve(Instant::now())
     }
 
     fn forget(&self, _item: &T) {}

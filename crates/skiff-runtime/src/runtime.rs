@@ -2,7 +2,7 @@
 //! persisted under the runtime's root so a new `Runtime` on the same root
 //! re-adopts what is still running.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashSet};
 use std::ffi::OsString;
 use std::path::{Path, PathBuf};
 use std::process::Stdio;
@@ -113,6 +113,12 @@ pub struct Runtime {
     mount_roots: Vec<PathBuf>,
     /// This boot of the host (recorded in sandboxes and started containers).
     boot_id: Option<String>,
+    /// Containers whose supervisor this runtime started and has not reaped
+    /// yet: a child of this process, so its PID cannot be reused meanwhile.
+    /// They count as running (unless their exit is recorded) without a
+    /// look at /proc, as [`Runtime::init_alive`] would find the supervisor
+    /// alive; a kubelet relists every container after each change.
+    supervised: Arc<Mutex<HashSet<String>>>,
 }
 
 fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
@@ -157,6 +163,7 @@ impl Runtime {
             counter: AtomicU64::new(0),
             mount_roots,
             boot_id,
+            supervised: Arc::default(),
         })
     }
 
@@ -645,6 +652,9 @@ impl Runtime {
     /// its PIDs now is something else.
     fn init_alive(&self, record: &ContainerRecord) -> bool {
         let Some(pid) = record.pid else { return false };
+        if lock(&self.supervised).contains(&record.id) {
+            return true;
+        }
         if record.started_in_other_boot(self.boot_id.as_deref()) {
             return false;
         }
@@ -772,8 +782,11 @@ impl Runtime {
                 .map(|_| line)
         };
         let line = tokio::time::timeout(Duration::from_secs(60), line).await;
+        let (supervised, id) = (self.supervised.clone(), args.id.clone());
+        lock(&supervised).insert(id.clone());
         tokio::spawn(async move {
             let _ = child.wait().await;
+            lock(&supervised).remove(&id);
         });
         let line = line
             .map_err(|_| "timed out waiting for the supervisor".to_owned())?

@@ -479,3 +479,58 @@ async fn watch_lines_give_the_type_before_the_object() {
     );
     server.shutdown().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_backlog_comes_in_few_chunks_every_event_once_in_order() {
+    use http_body_util::BodyExt;
+    let dir = tempfile::tempdir().unwrap();
+    let (server, client) = support::start(dir.path(), 0).await;
+    let cms: Api<ConfigMap> = Api::namespaced(client.clone(), "default");
+    let start = cms.list(&ListParams::default()).await.unwrap();
+    let start = start.metadata.resource_version.unwrap();
+    let names: Vec<String> = (0..40).map(|i| format!("cm-{i:02}")).collect();
+    for name in &names {
+        cms.create(&PostParams::default(), &cm(name, &[]))
+            .await
+            .unwrap();
+    }
+    // Resumed behind the writes: the backlog is ready at once.
+    let req = http::Request::get(format!(
+        "/api/v1/namespaces/default/configmaps?watch=true&resourceVersion={start}"
+    ))
+    .body(kube::client::Body::empty())
+    .unwrap();
+    let mut body = client.send(req).await.unwrap().into_body();
+    let (mut text, mut frames) = (String::new(), 0);
+    while text.lines().count() < names.len() {
+        let frame = tokio::time::timeout(Duration::from_secs(10), body.frame())
+            .await
+            .expect("no watch data within 10 s")
+            .expect("watch ended")
+            .unwrap();
+        if let Ok(data) = frame.into_data() {
+            frames += 1;
+            text.push_str(std::str::from_utf8(&data).unwrap());
+        }
+    }
+    let seen: Vec<(String, String)> = text
+        .lines()
+        .map(|l| {
+            let v: serde_json::Value = serde_json::from_str(l).unwrap();
+            let name = v["object"]["metadata"]["name"].as_str().unwrap().to_owned();
+            (v["type"].as_str().unwrap().to_owned(), name)
+        })
+        .collect();
+    let expected: Vec<(String, String)> = names
+        .iter()
+        .map(|n| ("ADDED".to_owned(), n.clone()))
+        .collect();
+    assert_eq!(seen, expected);
+    assert!(
+        frames < names.len() / 2,
+        "{} events came in {frames} chunks",
+        names.len()
+    );
+    drop(body);
+    server.shutdown().await;
+}

@@ -16,8 +16,6 @@ mod walk;
 #[cfg(test)]
 mod tests;
 
-use std::borrow::Cow;
-
 use serde_json::{Value, json};
 
 pub use fieldpath::{FieldSet, Path, PathElement, path_string};
@@ -191,22 +189,45 @@ impl Scope<'_> {
     }
 }
 
-/// `obj` without managedFields and resourceVersion (borrowed when it has
-/// neither, as a create's body usually does).
-fn without_managed_fields(obj: &Value) -> Cow<'_, Value> {
-    let has_either = obj
-        .get("metadata")
-        .and_then(Value::as_object)
-        .is_some_and(|m| m.contains_key("managedFields") || m.contains_key("resourceVersion"));
-    if !has_either {
-        return Cow::Borrowed(obj);
+/// Removes managedFields and resourceVersion from `obj`'s metadata, for
+/// [`restore_tracking_fields`] to put back.
+fn take_tracking_fields(obj: &mut Value) -> [Option<Value>; 2] {
+    match obj.get_mut("metadata").and_then(Value::as_object_mut) {
+        Some(m) => [m.remove("managedFields"), m.remove("resourceVersion")],
+        None => [None, None],
     }
-    let mut obj = obj.clone();
+}
+
+fn restore_tracking_fields(obj: &mut Value, [managed, rv]: [Option<Value>; 2]) {
     if let Some(m) = obj.get_mut("metadata").and_then(Value::as_object_mut) {
-        m.remove("managedFields");
-        m.remove("resourceVersion");
+        if let Some(v) = managed {
+            m.insert("managedFields".into(), v);
+        }
+        if let Some(v) = rv {
+            m.insert("resourceVersion".into(), v);
+        }
     }
-    Cow::Owned(obj)
+}
+
+/// A copy of `obj` without managedFields and resourceVersion, which are
+/// never copied (managedFields is often the bulk of the metadata).
+fn copy_without_tracking_fields(obj: &Value) -> Value {
+    let Some(map) = obj.as_object() else {
+        return obj.clone();
+    };
+    let copy = map.iter().map(|(k, v)| {
+        let v = match (k.as_str(), v) {
+            ("metadata", Value::Object(m)) => Value::Object(
+                m.iter()
+                    .filter(|(k, _)| !matches!(k.as_str(), "managedFields" | "resourceVersion"))
+                    .map(|(k, v)| (k.clone(), v.clone()))
+                    .collect(),
+            ),
+            _ => v.clone(),
+        };
+        (k.clone(), v)
+    });
+    Value::Object(copy.collect())
 }
 
 /// Records `manager`'s ordinary write of `new` over `live` (`None` for a
@@ -236,13 +257,17 @@ pub fn update(
         }
     };
     let cmp = {
-        let cur = without_managed_fields(new);
+        // `new` is compared with its own managedFields and resourceVersion
+        // set aside rather than copied whole; `live` is copied without them.
+        let stashed = take_tracking_fields(new);
         let old = walk::with_zero_structs(
-            live.map(|l| without_managed_fields(l).into_owned())
+            live.map(copy_without_tracking_fields)
                 .unwrap_or_else(|| json!({})),
-            &cur,
+            new,
         );
-        scope.tracked_cmp(walk::compare(&old, &cur, scope.ctx())?)
+        let cmp = walk::compare(&old, new, scope.ctx());
+        restore_tracking_fields(new, stashed);
+        scope.tracked_cmp(cmp?)
     };
     let key = ManagerKey::new(
         manager,
@@ -289,7 +314,7 @@ pub fn apply(
     }
     let ctx = scope.ctx();
     let live_obj = live
-        .map(|l| without_managed_fields(l).into_owned())
+        .map(copy_without_tracking_fields)
         .unwrap_or_else(|| json!({}));
     let original = live
         .map(Managed::decode)

@@ -227,8 +227,15 @@ fn compare_at(
     match (old, new) {
         (Value::Object(a), Value::Object(b)) if !(a.is_empty() && b.is_empty()) => {
             for (k, av) in a {
+                let bv = b.get(k);
+                // An equal member adds nothing; skipping it spares walking
+                // the untouched bulk of an object (a status write's spec).
+                // Its depth was checked when it was first written.
+                if bv == Some(av) {
+                    continue;
+                }
                 path.push(PathElement::Field(k.clone()));
-                match b.get(k) {
+                match bv {
                     Some(bv) => compare_at(av, bv, ctx.field(k), path, out)?,
                     None => nodes(av, ctx.field(k), path, &mut out.removed)?,
                 }
@@ -247,9 +254,13 @@ fn compare_at(
             let kb = keyed(b, &ctx, path);
             let ectx = ctx.element();
             for (pe, av) in &ka {
+                let bv = kb.iter().find(|(p, _)| p == pe).map(|(_, bv)| *bv);
+                if bv == Some(*av) {
+                    continue;
+                }
                 path.push(pe.clone());
-                match kb.iter().find(|(p, _)| p == pe) {
-                    Some((_, bv)) => compare_at(av, bv, ectx, path, out)?,
+                match bv {
+                    Some(bv) => compare_at(av, bv, ectx, path, out)?,
                     None => nodes(av, ectx, path, &mut out.removed)?,
                 }
                 path.pop();

@@ -927,9 +927,23 @@ fn prepare_update(
     status_only: bool,
 ) -> Result<Value, ApiError> {
     if status_only {
-        let mut merged = old.clone();
-        merged["status"] = new.get("status").cloned().unwrap_or(Value::Null);
-        new = merged;
+        // The old object with the new status: every member but the old
+        // status copied (it would be replaced at once), the new one moved.
+        let status = new
+            .as_object_mut()
+            .and_then(|m| m.remove("status"))
+            .unwrap_or(Value::Null);
+        let mut merged: serde_json::Map<String, Value> = old
+            .as_object()
+            .map(|m| {
+                m.iter()
+                    .filter(|(k, _)| k.as_str() != "status")
+                    .map(|(k, v)| (k.clone(), v.clone()))
+                    .collect()
+            })
+            .unwrap_or_default();
+        merged.insert("status".into(), status);
+        new = Value::Object(merged);
     } else if info.subresource("status").is_some() {
         match old.get("status") {
             Some(status) => new["status"] = status.clone(),
@@ -940,7 +954,7 @@ fn prepare_update(
             }
         }
     }
-    let old_meta = old.get("metadata").cloned().unwrap_or_default();
+    let old_meta = old.get("metadata").unwrap_or(&Value::Null);
     let given_uid = meta::meta_str(&new, "uid").to_owned();
     let old_uid = meta::meta_str(old, "uid");
     if !given_uid.is_empty() && given_uid != old_uid {

@@ -42,6 +42,8 @@ use crate::request_info::query_value;
 use crate::response::Body;
 
 const BOOKMARK_EVERY: Duration = Duration::from_secs(60);
+/// Most bytes of ready watch lines joined into one chunk.
+const MAX_CHUNK: usize = 256 * 1024;
 /// Upstream's `--min-request-timeout` (watches last 1-2x this by default).
 const MIN_REQUEST_TIMEOUT: Duration = Duration::from_secs(1800);
 
@@ -229,7 +231,48 @@ struct State {
     next_bookmark: tokio::time::Instant,
 }
 
-async fn next(mut st: State) -> Option<(Bytes, State)> {
+/// The next chunk of the response: the next line, joined by the lines
+/// that are ready at once. A client that fell behind then gets its backlog
+/// in few chunks, each one write and one wake-up of its reader rather than
+/// one per event (chunk boundaries mean nothing in a watch stream).
+async fn next(st: State) -> Option<(Bytes, State)> {
+    let (first, mut st) = next_line(st).await?;
+    if st.initial.len() > 0 || st.initial_end.is_some() {
+        return Some((first, st));
+    }
+    let mut chunk: Option<Vec<u8>> = None;
+    while chunk.as_ref().map_or(first.len(), Vec::len) < MAX_CHUNK {
+        let line = match st.pending.pop_front() {
+            Some(line) => line,
+            None => {
+                let Source::Cache { events, .. } = &mut st.source else {
+                    break;
+                };
+                match events.try_recv() {
+                    Ok(ev) => {
+                        st.last_rev = ev.rev;
+                        match translate_cached(&st.view, &ev) {
+                            Some(line) => line,
+                            None => continue,
+                        }
+                    }
+                    Err(mpsc::error::TryRecvError::Empty) => break,
+                    Err(mpsc::error::TryRecvError::Disconnected) => {
+                        st.source = Source::Done;
+                        break;
+                    }
+                }
+            }
+        };
+        chunk
+            .get_or_insert_with(|| first.to_vec())
+            .extend_from_slice(&line);
+    }
+    Some((chunk.map_or(first, Bytes::from), st))
+}
+
+/// The next line of the response, waiting for one.
+async fn next_line(mut st: State) -> Option<(Bytes, State)> {
     loop {
         if let Some(line) = st.pending.pop_front() {
             return Some((line, st));

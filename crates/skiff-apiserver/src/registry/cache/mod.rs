@@ -16,6 +16,7 @@
 //! cacher terminates its watchers when it relists.
 
 pub(crate) mod object;
+mod selectable;
 pub(crate) mod state;
 
 use std::fmt;

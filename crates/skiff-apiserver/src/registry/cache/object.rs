@@ -13,6 +13,7 @@ use serde_json::Value;
 use skiff_api::resources::{RESOURCES, ResourceInfo};
 use skiff_api::selector::{self, fields::FieldSelector, labels::Selector};
 
+use super::selectable;
 use crate::registry::rv_splice::with_resource_version;
 use crate::registry::{matches, set_rv};
 
@@ -54,15 +55,14 @@ impl CachedObject {
     /// the key is no served resource's or the value is not a JSON object.
     pub fn from_store(key: &str, value: &[u8], rev: i64) -> Option<CachedObject> {
         let info = owner(key)?;
-        let mut obj: Value = serde_json::from_slice(value).ok()?;
-        if !obj.is_object() {
-            return None;
-        }
-        // Labels and fields from the decoded object; the bytes are the
-        // stored ones with the revision spliced in, not encoded again.
+        // Labels and fields from the parts of the object selectors read;
+        // the bytes are the stored ones with the revision spliced in, not
+        // encoded again.
+        let sparse = selectable::decode(value)?;
         if let Some(json) = with_resource_version(value, rev) {
-            return Some(CachedObject::with_json(info, &obj, json));
+            return Some(CachedObject::with_json(info, &sparse, json));
         }
+        let mut obj: Value = serde_json::from_slice(value).ok()?;
         set_rv(&mut obj, rev);
         CachedObject::new(info, &obj)
     }

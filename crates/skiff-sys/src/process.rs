@@ -46,7 +46,9 @@ pub fn host_busy_cpu_time() -> io::Result<std::time::Duration> {
     let stat = std::fs::read_to_string("/proc/stat")?;
     let ticks = parse_busy_ticks(&stat)
         .ok_or_else(|| io::Error::new(io::ErrorKind::InvalidData, "no cpu line in /proc/stat"))?;
-    Ok(ticks_to_duration(ticks))
+    let per_second = rustix::param::clock_ticks_per_second().max(1);
+    Ok(std::time::Duration::from_secs(ticks / per_second)
+        + std::time::Duration::from_nanos((ticks % per_second) * 1_000_000_000 / per_second))
 }
 
 /// Busy ticks from the aggregate `cpu` line of `/proc/stat`: user, nice,
@@ -61,74 +63,6 @@ fn parse_busy_ticks(stat: &str) -> Option<u64> {
         .ok()?;
     let field = |i: usize| fields.get(i).copied();
     Some(field(0)? + field(1)? + field(2)? + field(5)? + field(6)?)
-}
-
-/// CPU time spent by process `root` and every live descendant, each with
-/// the time of its children it has reaped (user + system, `/proc/<pid>/stat`
-/// fields 14-17). For benchmarks on a shared machine: the difference over a
-/// phase is what that process tree spent, whatever else the host ran. Work
-/// the kernel does in its own threads (e.g. freeing a network namespace)
-/// and children reaped outside the tree are not in it.
-pub fn process_tree_cpu_time(root: i32) -> io::Result<std::time::Duration> {
-    let mut procs: Vec<(i32, i32, u64)> = Vec::new();
-    for entry in std::fs::read_dir("/proc")? {
-        let Some(pid) = entry?
-            .file_name()
-            .to_str()
-            .and_then(|n| n.parse::<i32>().ok())
-        else {
-            continue;
-        };
-        // Gone meanwhile, or unreadable: not ours to count.
-        let Ok(stat) = std::fs::read_to_string(format!("/proc/{pid}/stat")) else {
-            continue;
-        };
-        if let Some((ppid, ticks)) = parse_ppid_and_cpu_ticks(&stat) {
-            procs.push((pid, ppid, ticks));
-        }
-    }
-    let mut in_tree = std::collections::HashSet::from([root]);
-    // Parents before children is not guaranteed by PID order: grow the set
-    // until it stops changing.
-    loop {
-        let before = in_tree.len();
-        for &(pid, ppid, _) in &procs {
-            if in_tree.contains(&ppid) {
-                in_tree.insert(pid);
-            }
-        }
-        if in_tree.len() == before {
-            break;
-        }
-    }
-    let ticks: u64 = procs
-        .iter()
-        .filter(|(pid, _, _)| in_tree.contains(pid))
-        .map(|&(_, _, t)| t)
-        .sum();
-    Ok(ticks_to_duration(ticks))
-}
-
-/// The parent (field 4) and utime + stime + cutime + cstime (fields 14-17)
-/// of a `/proc/<pid>/stat` line.
-fn parse_ppid_and_cpu_ticks(stat: &str) -> Option<(i32, u64)> {
-    // Past the command name (field 2), which may hold spaces and ')'.
-    let fields: Vec<&str> = stat[stat.rfind(')')? + 1..].split_whitespace().collect();
-    // `fields[0]` is field 3 (state).
-    let ppid = fields.get(1)?.parse().ok()?;
-    let mut ticks = 0u64;
-    for i in 11..=14 {
-        // cutime and cstime are signed in the kernel's format.
-        let v: i64 = fields.get(i)?.parse().ok()?;
-        ticks += u64::try_from(v).unwrap_or(0);
-    }
-    Some((ppid, ticks))
-}
-
-fn ticks_to_duration(ticks: u64) -> std::time::Duration {
-    let per_second = rustix::param::clock_ticks_per_second().max(1);
-    std::time::Duration::from_secs(ticks / per_second)
-        + std::time::Duration::from_nanos((ticks % per_second) * 1_000_000_000 / per_second)
 }
 
 /// Sends signal number `signal` to process `pid`.
@@ -254,32 +188,6 @@ pub fn wait_child(pid: i32) -> io::Result<ChildExit> {
 #[allow(clippy::unwrap_used, clippy::expect_used)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn tree_cpu_counts_a_busy_child_and_parses_odd_command_names() {
-        let stat = "42 (a) b (c)) S 7 42 42 0 -1 4194560 1 0 0 0 11 22 33 44 20 0 1 0 5 0 0";
-        assert_eq!(parse_ppid_and_cpu_ticks(stat), Some((7, 11 + 22 + 33 + 44)));
-        assert_eq!(parse_ppid_and_cpu_ticks("42 (a) S 7 42"), None);
-        // A child that burns CPU: the tree rooted here counts it, and more
-        // than its own share shows up as the tree grows.
-        let me = std::process::id() as i32;
-        let before = process_tree_cpu_time(me).unwrap();
-        let mut child = std::process::Command::new("sh")
-            .args(["-c", "i=0; while [ $i -lt 200000 ]; do i=$((i+1)); done"])
-            .spawn()
-            .unwrap();
-        child.wait().unwrap();
-        let after = process_tree_cpu_time(me).unwrap();
-        assert!(
-            after >= before + std::time::Duration::from_millis(50),
-            "{before:?} -> {after:?}"
-        );
-        // A PID that is nobody's: only what it is (nothing) counts.
-        assert_eq!(
-            process_tree_cpu_time(i32::MAX).unwrap(),
-            std::time::Duration::ZERO
-        );
-    }
 
     #[test]
     fn busy_ticks_leave_out_idle_iowait_and_steal() {

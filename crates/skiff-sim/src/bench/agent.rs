@@ -122,11 +122,6 @@ impl AgentServer {
         self.data_dir().join("agent/run/cri.sock")
     }
 
-    /// The server process's PID.
-    pub fn pid(&self) -> u32 {
-        self.child.id()
-    }
-
     /// `VmRSS` of the server process, KiB.
     pub fn rss_kib(&self) -> Option<u64> {
         proc_status_kib(&format!("/proc/{}/status", self.child.id()), "VmRSS")

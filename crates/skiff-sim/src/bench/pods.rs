@@ -57,11 +57,6 @@ pub struct PodBenchReport {
     /// creation to last Running, per pod: a figure that depends less on
     /// how fast the shared machine happens to be than the latencies do.
     pub burst_cpu_per_pod: Option<Duration>,
-    /// The CPU time of the node's own processes over the same span, per
-    /// pod: the server (with its agent and runtime) and every process under
-    /// it (supervisors, their reaped helpers, the containers). Unlike the
-    /// host figure it leaves out whatever else the shared machine runs.
-    pub burst_node_cpu_per_pod: Option<Duration>,
     /// The paced phase's rate, if it ran.
     pub paced_rate: Option<f64>,
     /// Its created → Running latencies, sorted.
@@ -122,11 +117,10 @@ pub async fn run(cfg: &PodBenchConfig) -> anyhow::Result<PodBenchReport> {
         "bench-pods: creating {} pods, {} at a time",
         cfg.pods, cfg.clients
     );
-    let burst = startup(&client, cfg, server.pid(), "pod", Pace::Burst(cfg.clients)).await?;
+    let burst = startup(&client, cfg, "pod", Pace::Burst(cfg.clients)).await?;
     report.running = burst.latencies.len();
     report.pods_per_sec = burst.pods_per_sec;
-    report.burst_cpu_per_pod = burst.cpu_per_pod.host;
-    report.burst_node_cpu_per_pod = burst.cpu_per_pod.node;
+    report.burst_cpu_per_pod = burst.cpu_per_pod;
     report.startup = burst.latencies;
     report.notes.extend(burst.note);
     tokio::time::sleep(Duration::from_secs(2)).await;
@@ -143,7 +137,7 @@ pub async fn run(cfg: &PodBenchConfig) -> anyhow::Result<PodBenchReport> {
     if let Some(rate) = cfg.paced_rate.filter(|r| *r > 0.0) {
         eprintln!("bench-pods: creating {} pods at {rate} pods/s", cfg.pods);
         let every = Duration::from_secs_f64(1.0 / rate);
-        let paced = startup(&client, cfg, server.pid(), "paced", Pace::Every(every)).await?;
+        let paced = startup(&client, cfg, "paced", Pace::Every(every)).await?;
         report.paced_rate = Some(rate);
         report.paced_startup = paced.latencies;
         report.notes.extend(paced.note);
@@ -214,54 +208,15 @@ struct Phase {
     latencies: Vec<Duration>,
     /// Running pods per second, first creation to last Running.
     pods_per_sec: f64,
-    /// CPU time per pod, first creation to last Running.
-    cpu_per_pod: CpuPerPod,
+    /// Host busy CPU time per pod, first creation to last Running.
+    cpu_per_pod: Option<Duration>,
     /// Why it fell short, if it did.
     note: Option<String>,
-}
-
-/// CPU time at one moment: the host's busy time and the node's process tree.
-#[derive(Debug, Clone, Copy, Default)]
-struct CpuSample {
-    host: Option<Duration>,
-    node: Option<Duration>,
-}
-
-impl CpuSample {
-    fn now(server_pid: u32) -> CpuSample {
-        CpuSample {
-            host: skiff_sys::process::host_busy_cpu_time().ok(),
-            node: i32::try_from(server_pid)
-                .ok()
-                .and_then(|pid| skiff_sys::process::process_tree_cpu_time(pid).ok()),
-        }
-    }
-}
-
-/// [`CpuSample`] differences divided among pods.
-#[derive(Debug, Clone, Copy, Default)]
-struct CpuPerPod {
-    host: Option<Duration>,
-    node: Option<Duration>,
-}
-
-impl CpuPerPod {
-    fn between(a: CpuSample, b: Option<CpuSample>, pods: usize) -> CpuPerPod {
-        let per = |x: Option<Duration>, y: Option<Duration>| match (x, y, u32::try_from(pods)) {
-            (Some(x), Some(y), Ok(n)) if n > 0 && y > x => Some((y - x) / n),
-            _ => None,
-        };
-        CpuPerPod {
-            host: per(a.host, b.and_then(|b| b.host)),
-            node: per(a.node, b.and_then(|b| b.node)),
-        }
-    }
 }
 
 async fn startup(
     client: &kube::Client,
     cfg: &PodBenchConfig,
-    server_pid: u32,
     prefix: &'static str,
     pace: Pace,
 ) -> anyhow::Result<Phase> {
@@ -269,8 +224,8 @@ async fn startup(
     let seen: Seen = Arc::default();
     let s = seen.clone();
     let watch_api = api.clone();
-    // The CPU times when the last pod is seen Running.
-    let cpu_at_end: Arc<Mutex<Option<CpuSample>>> = Arc::default();
+    // The host's busy CPU when the last pod is seen Running.
+    let cpu_at_end: Arc<Mutex<Option<Duration>>> = Arc::default();
     let cpu_end = cpu_at_end.clone();
     let pods = cfg.pods;
     let watch = tokio::spawn(async move {
@@ -288,7 +243,9 @@ async fn startup(
                     if map.len() == pods
                         && let Ok(mut end) = cpu_end.lock()
                     {
-                        end.get_or_insert_with(|| CpuSample::now(server_pid));
+                        end.get_or_insert_with(|| {
+                            skiff_sys::process::host_busy_cpu_time().unwrap_or_default()
+                        });
                     }
                 }
             }
@@ -297,7 +254,7 @@ async fn startup(
     // Let the watch's initial list finish before the clock starts.
     tokio::time::sleep(Duration::from_millis(300)).await;
 
-    let cpu_at_start = CpuSample::now(server_pid);
+    let cpu_at_start = skiff_sys::process::host_busy_cpu_time().ok();
     let start = Instant::now();
     let start_wall = std::time::SystemTime::now();
     let created: Vec<anyhow::Result<(String, Instant)>> = match pace {
@@ -372,7 +329,10 @@ async fn startup(
         .filter(|secs| *secs > 0.0)
         .map_or(0.0, |secs| latencies.len() as f64 / secs);
     let cpu_at_end = cpu_at_end.lock().ok().and_then(|end| *end);
-    let cpu_per_pod = CpuPerPod::between(cpu_at_start, cpu_at_end, latencies.len());
+    let cpu_per_pod = match (cpu_at_start, cpu_at_end, u32::try_from(latencies.len())) {
+        (Some(a), Some(b), Ok(n)) if n > 0 && b > a => Some((b - a) / n),
+        _ => None,
+    };
     Ok(Phase {
         latencies,
         pods_per_sec,
@@ -600,11 +560,6 @@ pub fn format_table(r: &PodBenchReport) -> String {
             "",
         ),
         (
-            "burst: node CPU per pod (server, agent, runtime, containers)".into(),
-            ms(r.burst_node_cpu_per_pod),
-            "",
-        ),
-        (
             format!(
                 "paced ({}): startup p50",
                 r.paced_rate.map_or("off".to_owned(), |p| format!(
@@ -703,7 +658,6 @@ mod tests {
             running: 3,
             startup: [100, 200, 300].map(Duration::from_millis).to_vec(),
             burst_cpu_per_pod: Some(Duration::from_micros(23_500)),
-            burst_node_cpu_per_pod: Some(Duration::from_micros(19_200)),
             paced_rate: Some(10.0),
             paced_startup: [40, 50, 60, 70].map(Duration::from_millis).to_vec(),
             create_start: [10, 20, 30].map(Duration::from_millis).to_vec(),
@@ -722,10 +676,6 @@ mod tests {
         assert!(line("pods Running").contains("| 3/4 |"), "{t}");
         assert!(
             line("burst: host CPU busy per pod").contains("| 23.5 ms |"),
-            "{t}"
-        );
-        assert!(
-            line("burst: node CPU per pod").contains("| 19.2 ms |"),
             "{t}"
         );
         assert!(line("burst: startup p50").contains("| 200.0 ms |"), "{t}");

@@ -22,16 +22,21 @@ const KEPT_WHOLE: &[(&str, &str)] = &[("metadata", "labels"), ("status", "podIPs
 /// object.
 pub(crate) fn decode(json: &[u8]) -> Option<Value> {
     let mut de = serde_json::Deserializer::from_slice(json);
-    let value = Level { parent: None }.deserialize(&mut de).ok()??;
+    let value = Level::Top.deserialize(&mut de).ok()??;
     de.end().ok()?;
     value.is_object().then_some(value)
 }
 
-/// A value at the top level (`parent` = `None`) or below the top-level
-/// member `parent`.
+/// Where a value sits: what of it is kept.
 #[derive(Clone, Copy)]
-struct Level<'a> {
-    parent: Option<&'a str>,
+enum Level<'a> {
+    /// The object itself: every member's kept part.
+    Top,
+    /// The top-level member named so: scalars, and of an object its
+    /// second-level scalars and [`KEPT_WHOLE`] members.
+    Member(&'a str),
+    /// A second-level value: scalars only.
+    Second,
 }
 
 impl<'de> DeserializeSeed<'de> for Level<'_> {
@@ -80,82 +85,23 @@ impl<'de> Visitor<'de> for Level<'_> {
     }
 
     fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Self::Value, A::Error> {
-        if self.parent.is_some() {
-            // Third level: nothing kept but [`KEPT_WHOLE`], read by the caller.
-            while map.next_entry::<IgnoredAny, IgnoredAny>()?.is_some() {}
-            return Ok(None);
-        }
-        let mut out = Map::new();
-        while let Some(key) = map.next_key::<String>()? {
-            let value = map.next_value_seed(Member { key: &key })?;
-            if let Some(value) = value {
-                out.insert(key, value);
+        let parent = match self {
+            Level::Top => None,
+            Level::Member(key) => Some(key),
+            Level::Second => {
+                // Third level: nothing kept but [`KEPT_WHOLE`], read above.
+                while map.next_entry::<IgnoredAny, IgnoredAny>()?.is_some() {}
+                return Ok(None);
             }
-        }
-        Ok(Some(Value::Object(out)))
-    }
-}
-
-/// A top-level member `key`: its scalars and kept members.
-struct Member<'a> {
-    key: &'a str,
-}
-
-impl<'de> DeserializeSeed<'de> for Member<'_> {
-    type Value = Option<Value>;
-
-    fn deserialize<D: Deserializer<'de>>(self, de: D) -> Result<Self::Value, D::Error> {
-        de.deserialize_any(self)
-    }
-}
-
-impl<'de> Visitor<'de> for Member<'_> {
-    type Value = Option<Value>;
-
-    fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str("a JSON value")
-    }
-
-    fn visit_bool<E>(self, v: bool) -> Result<Self::Value, E> {
-        Ok(Some(Value::Bool(v)))
-    }
-    fn visit_i64<E>(self, v: i64) -> Result<Self::Value, E> {
-        Ok(Some(Value::from(v)))
-    }
-    fn visit_u64<E>(self, v: u64) -> Result<Self::Value, E> {
-        Ok(Some(Value::from(v)))
-    }
-    fn visit_f64<E>(self, v: f64) -> Result<Self::Value, E> {
-        Ok(Some(Value::from(v)))
-    }
-    fn visit_str<E>(self, v: &str) -> Result<Self::Value, E> {
-        Ok(Some(Value::String(v.to_owned())))
-    }
-    fn visit_string<E>(self, v: String) -> Result<Self::Value, E> {
-        Ok(Some(Value::String(v)))
-    }
-    fn visit_unit<E>(self) -> Result<Self::Value, E> {
-        Ok(Some(Value::Null))
-    }
-    fn visit_none<E>(self) -> Result<Self::Value, E> {
-        Ok(Some(Value::Null))
-    }
-
-    fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<Self::Value, A::Error> {
-        while seq.next_element::<IgnoredAny>()?.is_some() {}
-        Ok(None)
-    }
-
-    fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Self::Value, A::Error> {
+        };
         let mut out = Map::new();
         while let Some(key) = map.next_key::<String>()? {
-            let whole = KEPT_WHOLE.contains(&(self.key, key.as_str()));
-            let value = if whole {
-                Some(map.next_value::<Value>()?)
-            } else {
-                map.next_value_seed(Level {
-                    parent: Some(self.key),
-                })?
+            let value = match parent {
+                None => map.next_value_seed(Level::Member(&key))?,
+                Some(p) if KEPT_WHOLE.contains(&(p, key.as_str())) => {
+                    Some(map.next_value::<Value>()?)
+                }
+                Some(_) => map.next_value_seed(Level::Second)?,
             };
             if let Some(value) = value {
                 out.insert(key, value);

@@ -332,13 +332,12 @@ fn a_single_node_cluster_runs_pods_as_containers() {
         let networks = agent_dir.join("runtime/network/networks");
         let mut held = Vec::new();
         for dir in std::fs::read_dir(&networks).unwrap().flatten() {
-            for f in std::fs::read_dir(dir.path()).unwrap().flatten() {
-                let name = f.file_name().to_string_lossy().into_owned();
-                if name.parse::<std::net::Ipv4Addr>().is_ok() {
-                    let owner = std::fs::read_to_string(f.path()).unwrap();
-                    held.push((name, owner.lines().next().unwrap_or_default().to_owned()));
-                }
-            }
+            let on_record = skiff_runtime::network::ipam::allocations_in(&dir.path()).unwrap();
+            held.extend(
+                on_record
+                    .into_iter()
+                    .map(|(ip, owner)| (ip.to_string(), owner)),
+            );
         }
         held
     };

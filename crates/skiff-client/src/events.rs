@@ -63,24 +63,26 @@ impl EventRecorder {
         reporting_instance: &str,
         capacity: usize,
     ) -> EventRecorder {
+        // A bucket refilled at no rate never makes the writer wait.
         Self::spawn_limited(
             client,
             reporting_controller,
             reporting_instance,
             capacity,
-            None,
+            TokenBucket::new(0.0, 0),
         )
     }
 
     /// [`EventRecorder::spawn`] whose writer sends at most `limit`'s rate of
     /// requests (the kubelet's `--event-qps` / `--event-burst`, which limit
-    /// its event client as upstream's do); events wait in the queue meanwhile.
+    /// its event client as upstream's do; a rate of 0 is no limit); events
+    /// wait in the queue meanwhile.
     pub fn spawn_limited(
         client: kube::Client,
         reporting_controller: &str,
         reporting_instance: &str,
         capacity: usize,
-        mut limit: Option<TokenBucket>,
+        mut limit: TokenBucket,
     ) -> EventRecorder {
         let (tx, mut rx) = mpsc::channel::<PendingEvent>(capacity.max(1));
         let mut writer = EventWriter {
@@ -91,11 +93,9 @@ impl EventRecorder {
         };
         tokio::spawn(async move {
             while let Some(ev) = rx.recv().await {
-                if let Some(bucket) = limit.as_mut() {
-                    let wait = bucket.reserve(tokio::time::Instant::now());
-                    if !wait.is_zero() {
-                        tokio::time::sleep(wait).await;
-                    }
+                let wait = limit.reserve(tokio::time::Instant::now());
+                if !wait.is_zero() {
+                    tokio::time::sleep(wait).await;
                 }
                 if let Err(err) = writer.write(ev).await {
                     tracing::warn!(error = %err, "cannot write event");

@@ -135,7 +135,7 @@ async fn a_rate_limited_recorder_writes_its_burst_at_once_then_paces_the_rest() 
         "skiff-test",
         "skiff-test-1",
         100,
-        Some(skiff_client::rate::TokenBucket::new(5.0, 2)),
+        skiff_client::rate::TokenBucket::new(5.0, 2),
     );
     for i in 0..6 {
         rec.record(about("Pod", Some("default"), &format!("p{i}"), "Created"));

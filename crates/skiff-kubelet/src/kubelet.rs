@@ -446,12 +446,8 @@ pub async fn run(
             "kubelet",
             &config.node_name,
             skiff_client::events::DEFAULT_EVENT_QUEUE,
-            (config.event_qps > 0).then(|| {
-                skiff_client::rate::TokenBucket::new(
-                    f64::from(config.event_qps),
-                    config.event_burst,
-                )
-            }),
+            // `--event-qps 0` is no limit, as the bucket takes a rate of 0.
+            skiff_client::rate::TokenBucket::new(f64::from(config.event_qps), config.event_burst),
         ),
         volumes: VolumeManager::new(config.root_dir.clone(), Arc::new(skiff_sys::LinuxMounter))
             .with_node_allocatable(allocatable),

@@ -5,8 +5,9 @@
 //! distribution protocol, and the CRI `ImageService`.
 //!
 //! Pods and containers: sandboxes pin shared net/IPC/UTS namespaces; each
-//! container runs under its own supervisor process ([`shim`]) through youki's
-//! libcontainer, on an overlay rootfs; the CRI `RuntimeService` serves them.
+//! container runs under its own supervisor process ([`shim`]), which sets it
+//! up itself (`skiff_sys::container`) on an overlay rootfs; the CRI
+//! `RuntimeService` serves them.
 
 use std::path::{Path, PathBuf};
 

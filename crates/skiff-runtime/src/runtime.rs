@@ -71,7 +71,7 @@ pub struct RuntimeConfig {
     /// and mounts: pinned namespaces (`netns/`, `ipcns/`, `utsns/`), OCI
     /// bundles with the rootfs mount points and supervisor sockets
     /// (`containers/<id>/`, with the record of a container not started
-    /// yet), libcontainer's state (`oci/`), the files a
+    /// yet), the files a
     /// pod's containers share (`sandboxes/<id>/`). With
     /// `trim_supervisor_mounts` it is a tmpfs (as runc and containerd keep
     /// theirs under /run): a new file there costs far less than on a disk.
@@ -254,18 +254,14 @@ impl Runtime {
         self.config.run_dir.join("containers").join(id)
     }
 
-    /// libcontainer's state root for the container.
+    /// Where an agent that ran libcontainer kept the container's state
+    /// (`oci/` under the run dir, or under the root in the oldest layout).
     fn state_root(&self, record: &ContainerRecord) -> PathBuf {
         if record.bundle_in_run_dir {
-            self.run_state_root()
+            self.config.run_dir.join("oci")
         } else {
             self.config.root.join("oci")
         }
-    }
-
-    /// libcontainer's state root for new containers.
-    fn run_state_root(&self) -> PathBuf {
-        self.config.run_dir.join("oci")
     }
 
     /// The pinned namespaces of sandbox `id`.
@@ -481,8 +477,7 @@ impl Runtime {
         let id = self.new_id(&format!("{sandbox_id}/{}/{}", meta.name, meta.attempt));
         let (dir, bundle) = (self.container_dir(&id), self.run_bundle_dir(&id));
         let (rootfs, upper, work) = (bundle.join("rootfs"), dir.join("upper"), dir.join("work"));
-        let state_root = self.run_state_root();
-        for d in [&rootfs, &upper, &work, &state_root] {
+        for d in [&rootfs, &upper, &work] {
             std::fs::create_dir_all(d).map_err(internal("create container dir"))?;
         }
         let cgroups_path = if sandbox.cgroup_parent.is_empty() {
@@ -706,7 +701,6 @@ impl Runtime {
         let args = RunArgs {
             id: id.to_owned(),
             bundle: bundle.clone(),
-            state_root: self.state_root(&record),
             log_path: (!record.log_path.is_empty()).then(|| PathBuf::from(&record.log_path)),
             exit_file: self.container_dir(id).join("exit.json"),
             cgroups_path: record.cgroups_path.clone(),
@@ -867,13 +861,11 @@ impl Runtime {
             .mounter
             .unmount(&bundle.join("rootfs"))
             .map_err(internal("unmount rootfs"))?;
-        // The supervisor deletes libcontainer's state and cgroup; this covers a
-        // container that never started or a supervisor that died.
+        // The supervisor removes the cgroup; this covers a container that
+        // never started or a supervisor that died. Containers started by
+        // agents that ran libcontainer also left its state here.
         let state = self.state_root(&record).join(id);
         if state.exists() {
-            if let Ok(mut c) = libcontainer::container::Container::load(state.clone()) {
-                let _ = c.delete(true);
-            }
             let _ = std::fs::remove_dir_all(&state);
         }
         let _ = skiff_sys::cgroups::remove_cgroup(&record.cgroups_path);
@@ -939,9 +931,14 @@ impl Runtime {
             .ok()
             .filter(|t| *t > 0)
             .map(|t| t * 1000);
+        let pid = record.pid.ok_or_else(|| {
+            RuntimeError::FailedPrecondition(format!("container {id:?} has no process"))
+        })?;
         let args = ExecArgs {
             id: id.to_owned(),
-            state_root: self.state_root(&record),
+            bundle: dir.clone(),
+            pid,
+            cgroups_path: record.cgroups_path.clone(),
             args: cmd.to_vec(),
             timeout_ms,
             result_file: result_file.clone(),

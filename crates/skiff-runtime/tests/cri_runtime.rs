@@ -621,8 +621,8 @@ async fn supervisor_sees_only_its_own_pods_mounts() {
         own.sort();
         assert_eq!(seen, own, "supervisor of {id}");
         // On the disk only what must outlive the host: the record and the
-        // writable layer; the bundle, the supervisor's files and
-        // libcontainer's state are on the run dir's tmpfs.
+        // writable layer; the bundle and the supervisor's files are on the
+        // run dir's tmpfs.
         let mut on_disk = entries(&env.root().join("containers").join(id));
         on_disk.sort();
         assert_eq!(on_disk, ["container.json", "upper", "work"], "{id}");
@@ -633,10 +633,8 @@ async fn supervisor_sees_only_its_own_pods_mounts() {
             ["config.json", "control.sock", "rootfs", "shim.log"],
             "{id}"
         );
-        assert!(
-            !entries(&env.run_dir().join("oci").join(id)).is_empty(),
-            "{id}"
-        );
+        // No OCI runtime state anywhere: the supervisor is the runtime.
+        assert!(!env.run_dir().join("oci").exists());
         assert!(!env.root().join("oci").exists());
         let sandbox_on_disk = entries(&env.root().join("sandboxes").join(sandbox));
         assert_eq!(sandbox_on_disk, ["sandbox.json"], "{sandbox}");
@@ -660,7 +658,7 @@ async fn supervisor_sees_only_its_own_pods_mounts() {
         server.remove_sandbox(sandbox).await;
     }
     assert!(env.pod_mounts().is_empty(), "{:?}", env.pod_mounts());
-    for dir in ["containers", "oci", "sandboxes"] {
+    for dir in ["containers", "sandboxes"] {
         let left = entries(&env.run_dir().join(dir));
         assert!(left.is_empty(), "{dir}: {left:?}");
     }
@@ -706,8 +704,7 @@ async fn memory_hog_is_oom_killed() {
 }
 
 /// A container an older agent created keeps its bundle (config.json, the
-/// rootfs mount point) beside its record and libcontainer's state under the
-/// root, and its sandbox's shared files beside the sandbox record: a new
+/// rootfs mount point) beside its record, and its sandbox's shared files beside the sandbox record: a new
 /// runtime starts it from there, creates new containers in that sandbox
 /// from its files, and removes all of it.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

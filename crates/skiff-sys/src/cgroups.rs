@@ -69,6 +69,50 @@ pub fn cgroup_dir(root: &Path, path: &str) -> PathBuf {
     root.join(path.trim_start_matches('/'))
 }
 
+/// The devices a container may use in the v1 devices controller (runc's
+/// defaults): creating any device node, and using null, zero, full, random,
+/// urandom, tty, console, the terminal multiplexer and pseudo-terminals.
+pub const CONTAINER_DEVICE_RULES: &[&str] = &[
+    "c *:* m",
+    "b *:* m",
+    "c 1:3 rwm",
+    "c 1:5 rwm",
+    "c 1:7 rwm",
+    "c 1:8 rwm",
+    "c 1:9 rwm",
+    "c 5:0 rwm",
+    "c 5:1 rwm",
+    "c 5:2 rwm",
+    "c 136:* rwm",
+];
+
+/// Limits cgroup `path`'s device access to [`CONTAINER_DEVICE_RULES`] where
+/// the host has the v1 devices controller (pure v2 hosts need an eBPF
+/// program instead, which this does not attach).
+pub fn restrict_devices(path: &str) -> io::Result<()> {
+    let dir = cgroup_dir(Path::new("/sys/fs/cgroup/devices"), path);
+    if !dir.is_dir() {
+        return Ok(());
+    }
+    std::fs::write(dir.join("devices.deny"), "a")?;
+    let allow = dir.join("devices.allow");
+    for rule in CONTAINER_DEVICE_RULES {
+        std::fs::write(&allow, rule)?;
+    }
+    Ok(())
+}
+
+/// Moves process `pid` into cgroup `path` of every hierarchy.
+pub fn add_process(path: &str, pid: i32) -> io::Result<()> {
+    let pid = pid.to_string();
+    for root in hierarchy_roots()? {
+        let procs = cgroup_dir(&root, path).join("cgroup.procs");
+        std::fs::write(&procs, &pid)
+            .map_err(|e| io::Error::new(e.kind(), format!("{}: {e}", procs.display())))?;
+    }
+    Ok(())
+}
+
 /// Removes cgroup `path` and its (empty) descendants from every hierarchy.
 /// Missing directories are fine; a cgroup that still has processes fails with EBUSY.
 pub fn remove_cgroup(path: &str) -> io::Result<()> {

@@ -12,6 +12,7 @@
 
 pub mod cgroups;
 pub mod conntrack;
+pub mod container;
 pub mod memory;
 pub mod mount;
 pub mod mount_view;

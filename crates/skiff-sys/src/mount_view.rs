@@ -1,12 +1,11 @@
 //! A container supervisor's trimmed view of the host's mounts.
 //!
 //! Every pod adds host mounts (its pinned namespaces, each container's
-//! rootfs), and libcontainer reads `/proc/self/mountinfo` many times while it
-//! creates one container (once per cgroup v1 controller, fully for each
-//! controller the host lacks, and again in the container's init, whose new
-//! mount namespace copies every host mount). So the cost of starting a
-//! container grew with the number of pods, and every read held the kernel's
-//! mount lock against the other pods' mounts and unshares.
+//! rootfs), and a container's new mount namespace copies every mount of its
+//! creator's (and an OCI runtime such as libcontainer reads
+//! `/proc/self/mountinfo` several times per container). So the cost of
+//! starting a container grew with the number of pods, and every copy held
+//! the kernel's mount lock against the other pods' mounts and unshares.
 //!
 //! The runtime keeps its per-pod mounts under a few *mount roots*: its own
 //! directories, bind-mounted onto themselves (private, so what is mounted

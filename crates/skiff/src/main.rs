@@ -105,9 +105,8 @@ async fn run_agent(args: AgentArgs) -> anyhow::Result<()> {
     .await
 }
 
-/// The built-in runtime's supervisor. Its stdio is the container's: no log
-/// lines may go there (libcontainer warns through tracing while it sets the
-/// container up), so no subscriber is installed.
+/// The built-in runtime's supervisor. Its stdio may be the container's
+/// (an exec's): no log lines may go there, so no subscriber is installed.
 fn run_shim(args: &[String]) -> ExitCode {
     ExitCode::from(u8::try_from(skiff_runtime::shim::main(args)).unwrap_or(1))
 }

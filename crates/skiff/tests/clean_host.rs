@@ -198,7 +198,6 @@ struct Footprint {
     bundles: Vec<String>,
     /// Files a pod's containers share, on the run dir's tmpfs.
     sandbox_run_dirs: Vec<String>,
-    oci_states: Vec<String>,
     pinned_namespaces: Vec<String>,
     kubelet_pod_dirs: Vec<String>,
     pod_log_dirs: Vec<String>,
@@ -237,10 +236,6 @@ impl Footprint {
             container_dirs: under(&layout.runtime.join("containers")),
             bundles: under(&layout.run.join("containers")),
             sandbox_run_dirs: under(&layout.run.join("sandboxes")),
-            oci_states: [layout.runtime.join("oci"), layout.run.join("oci")]
-                .iter()
-                .flat_map(|d| under(d))
-                .collect(),
             pinned_namespaces,
             kubelet_pod_dirs: under(&layout.kubelet_pods),
             pod_log_dirs: under(&layout.pod_logs),
@@ -259,13 +254,12 @@ impl Footprint {
 
     /// Every leftover, as "kind: item" lines.
     fn leaks(&self) -> Vec<String> {
-        let kinds: [(&str, &Vec<String>); 15] = [
+        let kinds: [(&str, &Vec<String>); 14] = [
             ("mount", &self.mounts),
             ("sandbox dir", &self.sandbox_dirs),
             ("container dir", &self.container_dirs),
             ("container bundle", &self.bundles),
             ("sandbox run dir", &self.sandbox_run_dirs),
-            ("libcontainer state", &self.oci_states),
             ("pinned namespace", &self.pinned_namespaces),
             ("kubelet pod dir", &self.kubelet_pod_dirs),
             ("pod log dir", &self.pod_log_dirs),

@@ -66,7 +66,7 @@ pub struct ContainerRecord {
     pub mounts: Vec<MountRecord>,
     /// Resources.
     pub resources: ResourcesRecord,
-    /// The cgroup path given to libcontainer.
+    /// The container's cgroup (absolute, the same in every hierarchy).
     pub cgroups_path: String,
     /// Creation time, Unix nanoseconds.
     pub created_at: i64,
@@ -90,8 +90,7 @@ pub struct ContainerRecord {
     #[serde(default)]
     pub stdio: StdioRecord,
     /// Its OCI bundle (`config.json`, the rootfs mount point, the
-    /// supervisor's log and control socket) and libcontainer's state live
-    /// under the run dir, a tmpfs, rather than beside this record: they
+    /// supervisor's log and control socket) live under the run dir, a tmpfs, rather than beside this record: they
     /// are rebuilt for every start and die with the host. Absent from
     /// records of older agents, whose containers keep all of it here.
     #[serde(default)]

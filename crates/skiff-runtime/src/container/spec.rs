@@ -72,6 +72,15 @@ const ALL_CAPABILITIES: &[&str] = &[
     "CAP_CHECKPOINT_RESTORE",
 ];
 
+/// The number of capability `name` (`CAP_CHOWN` is 0).
+pub fn capability_number(name: &str) -> Option<u32> {
+    let upper = normalize_cap(name);
+    ALL_CAPABILITIES
+        .iter()
+        .position(|c| *c == upper)
+        .and_then(|n| u32::try_from(n).ok())
+}
+
 /// Never requested: hosts like ours lack it in the bounding set (HOST-NOTES),
 /// and asking for it makes the container fail to start.
 const FORBIDDEN_CAPABILITY: &str = "CAP_SYS_RESOURCE";

@@ -2,11 +2,11 @@
 //! re-executing a binary (`skiff runtime-shim ...` or the test bin
 //! `skiff-runtime-shim`), never forked from inside tokio.
 //!
-//! `run` creates and starts the container with libcontainer, reports the init
-//! PID on stdout, then lives as a subreaper in its own session: it copies the
-//! container's stdout/stderr into the CRI log, waits for the init, writes the
-//! exit record durably and deletes the libcontainer state (and so the
-//! container's cgroups). While the container runs it answers requests on a
+//! `run` creates the container's cgroups and starts it
+//! (`skiff_sys::container`), reports the init PID on stdout, then lives as a
+//! subreaper in its own session: it copies the container's stdout/stderr
+//! into the CRI log, waits for the init, writes the exit record durably and
+//! removes the container's cgroups. While the container runs it answers requests on a
 //! [`control`] socket (log reopening). `exec` runs a process inside a running
 //! container and writes its exit code to a result file.
 
@@ -14,6 +14,7 @@ pub mod attach;
 mod console;
 pub mod control;
 mod logs;
+pub mod oci;
 
 use std::io::Write;
 use std::path::{Path, PathBuf};
@@ -22,9 +23,9 @@ use std::time::{Duration, Instant};
 use std::sync::Arc;
 
 use attach::AttachHub;
-use libcontainer::container::builder::ContainerBuilder;
-use libcontainer::syscall::syscall::SyscallType;
 use serde::{Deserialize, Serialize};
+use skiff_sys::cgroups::Cgroups;
+use skiff_sys::container::{ExecTarget, Stdio};
 
 pub use logs::{CriLog, format_entry, split_line, timestamp_now};
 
@@ -35,8 +36,6 @@ pub struct RunArgs {
     pub id: String,
     /// OCI bundle (config.json + rootfs).
     pub bundle: PathBuf,
-    /// libcontainer's state root.
-    pub state_root: PathBuf,
     /// The CRI log file, if any.
     pub log_path: Option<PathBuf>,
     /// Where the exit record goes.
@@ -69,8 +68,13 @@ pub struct RunArgs {
 pub struct ExecArgs {
     /// Container ID.
     pub id: String,
-    /// libcontainer's state root.
-    pub state_root: PathBuf,
+    /// The container's bundle (its `config.json` gives the process's user,
+    /// environment, working directory, capabilities and limits).
+    pub bundle: PathBuf,
+    /// The container's init PID (whose namespaces the process joins).
+    pub pid: i32,
+    /// The container's cgroup (which the process joins).
+    pub cgroups_path: String,
     /// The command.
     pub args: Vec<String>,
     /// Kill the process after this long.
@@ -217,7 +221,8 @@ fn run(a: &RunArgs) -> i32 {
         }
     };
     // Bound before the container starts (so it exists once StartContainer
-    // returns) but served only after: no thread may run while libcontainer forks.
+    // returns) but served only after: no thread may run while the container
+    // process is cloned.
     let control = a.control_socket.as_deref().and_then(|path| {
         control::bind(path)
             .inspect_err(|e| eprintln!("control socket {}: {e}", path.display()))
@@ -301,8 +306,8 @@ fn run(a: &RunArgs) -> i32 {
 }
 
 /// Drops the mount roots `detach` from this process's view, keeping the
-/// mounts at `keep`: fewer mounts for libcontainer to read (and for a new
-/// container's mount namespace to copy); see `skiff_sys::mount_view`.
+/// mounts at `keep`: fewer mounts for the kernel to copy into a new
+/// container's mount namespace; see `skiff_sys::mount_view`.
 fn trim_mounts(detach: &[PathBuf], keep: &[PathBuf]) {
     if detach.is_empty() {
         return;
@@ -327,62 +332,59 @@ type Readers = Vec<(&'static str, Box<dyn std::io::Read + Send>)>;
 
 /// Creates and starts the container with its stdio: pipes for stdout and
 /// stderr, stdin from /dev/null or (for attach) a pipe we keep; or, with a
-/// terminal, the master end libcontainer sends over a console socket.
+/// terminal, the master end the container sends back over a socket pair.
 fn create_and_start(a: &RunArgs) -> Result<(i32, Readers, Arc<AttachHub>), String> {
-    let null = || std::fs::File::open("/dev/null").map_err(|e| format!("/dev/null: {e}"));
-    let console = if a.tty {
-        Some(
-            console::Console::listen(&a.bundle.join("init"))
-                .map_err(|e| format!("console socket: {e}"))?,
-        )
-    } else {
-        None
-    };
+    let spec = oci::load(&a.bundle)?;
+    let container = spec.to_container(&a.bundle)?;
     let mut readers: Readers = Vec::new();
     let mut input = None;
-    let builder = ContainerBuilder::new(a.id.clone(), SyscallType::Linux)
-        .with_root_path(&a.state_root)
-        .map_err(|e| e.to_string())?;
-    let builder = if let Some(console) = &console {
-        builder
-            .with_console_socket(Some(console.path().to_path_buf()))
-            .with_stdin(null()?)
-            .with_stdout(null()?)
-            .with_stderr(null()?)
+    let (stdio, console) = if a.tty {
+        let (ours, theirs) =
+            std::os::unix::net::UnixStream::pair().map_err(|e| format!("socketpair: {e}"))?;
+        (Stdio::Terminal(theirs.into()), Some(ours))
     } else {
         let (out_r, out_w) = std::io::pipe().map_err(|e| format!("pipe: {e}"))?;
         let (err_r, err_w) = std::io::pipe().map_err(|e| format!("pipe: {e}"))?;
         readers.push(("stdout", Box::new(out_r)));
         readers.push(("stderr", Box::new(err_r)));
-        let builder = if a.stdin {
+        let stdin = if a.stdin {
             let (in_r, in_w) = std::io::pipe().map_err(|e| format!("pipe: {e}"))?;
             input = Some(std::fs::File::from(std::os::fd::OwnedFd::from(in_w)));
-            builder.with_stdin(in_r)
+            in_r.into()
         } else {
-            builder.with_stdin(null()?)
+            std::fs::File::open("/dev/null")
+                .map_err(|e| format!("/dev/null: {e}"))?
+                .into()
         };
-        builder.with_stdout(out_w).with_stderr(err_w)
+        let stdio = Stdio::Fds {
+            stdin,
+            stdout: out_w.into(),
+            stderr: err_w.into(),
+        };
+        (stdio, None)
     };
-    let mut container = builder
-        .validate_id()
-        .map_err(|e| e.to_string())?
-        .as_init(&a.bundle)
-        .with_systemd(false)
-        .with_detach(true)
-        .build()
+    let path = &container.cgroups_path;
+    skiff_sys::cgroups::LinuxCgroups::new()
+        .ensure(path, &spec.resource_config())
+        .map_err(|e| format!("create cgroup: {e}"))?;
+    skiff_sys::cgroups::restrict_devices(path).map_err(|e| format!("devices cgroup: {e}"))?;
+    spec.apply_other_resources()?;
+    let created = skiff_sys::container::create(&container, stdio)
         .map_err(|e| format!("create container: {e}"))?;
-    container
+    skiff_sys::cgroups::add_process(path, created.pid())
+        .map_err(|e| format!("join cgroup: {e}"))?;
+    if let Some(score) = spec.process.oom_score_adj.filter(|s| *s > 0) {
+        let file = format!("/proc/{}/oom_score_adj", created.pid());
+        std::fs::write(&file, score.to_string()).map_err(|e| format!("{file}: {e}"))?;
+    }
+    let pid = created
         .start()
         .map_err(|e| format!("start container: {e}"))?;
-    let pid = container
-        .pid()
-        .ok_or_else(|| "container has no init PID".to_owned())?
-        .as_raw();
     let mut terminal = None;
     if let Some(console) = console {
-        let master = console
-            .accept()
-            .map_err(|e| format!("container terminal: {e}"))?;
+        let master = std::fs::File::from(
+            skiff_sys::pty::receive_fd(&console).map_err(|e| format!("container terminal: {e}"))?,
+        );
         let clone = || {
             master
                 .try_clone()
@@ -397,19 +399,20 @@ fn create_and_start(a: &RunArgs) -> Result<(i32, Readers, Arc<AttachHub>), Strin
     Ok((pid, readers, AttachHub::new(input, a.stdin_once, terminal)))
 }
 
-/// Deletes libcontainer's state and the container's cgroups.
+/// Removes the container's cgroups once its processes are gone (the kernel
+/// kills what was left in its PID namespace when the init ended; they may
+/// take a moment to leave).
 fn cleanup_state(a: &RunArgs) {
-    let dir = a.state_root.join(&a.id);
-    if !dir.exists() {
-        return;
-    }
-    match libcontainer::container::Container::load(dir) {
-        Ok(mut c) => {
-            if let Err(e) = c.delete(true) {
-                eprintln!("delete container state: {e}");
+    let deadline = Instant::now() + Duration::from_secs(5);
+    loop {
+        match skiff_sys::cgroups::remove_cgroup(&a.cgroups_path) {
+            Ok(()) => return,
+            Err(e) if Instant::now() >= deadline => {
+                eprintln!("remove cgroup {}: {e}", a.cgroups_path);
+                return;
             }
+            Err(_) => std::thread::sleep(Duration::from_millis(10)),
         }
-        Err(e) => eprintln!("load container state: {e}"),
     }
 }
 
@@ -455,42 +458,42 @@ fn exec(a: &ExecArgs) -> i32 {
 }
 
 fn exec_inner(a: &ExecArgs) -> ExecResult {
-    // The exec process is reparented to us once libcontainer's intermediate exits.
+    // The process is reparented to us once the child that forked it exits.
     if let Err(e) = skiff_sys::process::set_child_subreaper() {
         return ExecResult::Failed(format!("set child subreaper: {e}"));
     }
     trim_mounts(&a.detach_mounts, &[]);
-    let process_file = match write_exec_process(a) {
+    let process = match exec_process(a) {
         Ok(p) => p,
         Err(msg) => return ExecResult::Failed(msg),
     };
-    let console = match a.tty.then(|| console::Console::listen(&a.result_file)) {
-        None => None,
-        Some(Ok(c)) => Some(c),
-        Some(Err(e)) => return ExecResult::Failed(format!("console socket: {e}")),
+    let target = match skiff_sys::container::cgroup_procs(&a.cgroups_path) {
+        Ok(cgroup_procs) => ExecTarget {
+            pid: a.pid,
+            cgroup_procs,
+        },
+        Err(e) => return ExecResult::Failed(format!("container cgroup: {e}")),
     };
-    let socket = console.as_ref().map(|c| c.path().to_path_buf());
-    let output = console.map(console::Console::start);
-    let built = ContainerBuilder::new(a.id.clone(), SyscallType::Linux)
-        .with_root_path(&a.state_root)
-        .map(|b| {
-            b.with_console_socket(socket)
-                .as_tenant()
-                .with_process(Some(&process_file))
-                // A terminal comes through the console socket, which
-                // libcontainer only uses for a detached process.
-                .with_detach(a.tty)
-                .build()
-        });
-    let _ = std::fs::remove_file(&process_file);
-    let pid = match built {
-        Ok(Ok(pid)) => pid.as_raw(),
-        Ok(Err(e)) => return ExecResult::Failed(format!("exec in container: {e}")),
-        Err(e) => return ExecResult::Failed(e.to_string()),
+    let (stdio, console) = match exec_stdio(a.tty) {
+        Ok(v) => v,
+        Err(msg) => return ExecResult::Failed(msg),
+    };
+    let pid = match skiff_sys::container::exec(&target, &process, stdio) {
+        Ok(pid) => pid,
+        Err(msg) => return ExecResult::Failed(format!("exec in container: {msg}")),
     };
     if let Some(pid_file) = &a.pid_file {
         let _ = write_atomic(pid_file, pid.to_string().as_bytes());
     }
+    let output = match console.map(|c| skiff_sys::pty::receive_fd(&c)) {
+        None => None,
+        Some(Ok(master)) => Some(console::relay(std::fs::File::from(master))),
+        Some(Err(e)) => {
+            let _ = skiff_sys::process::kill(pid, 9);
+            let _ = skiff_sys::process::wait_child(pid);
+            return ExecResult::Failed(format!("container terminal: {e}"));
+        }
+    };
     let deadline = a
         .timeout_ms
         .filter(|t| *t > 0)
@@ -515,30 +518,35 @@ fn exec_inner(a: &ExecArgs) -> ExecResult {
     result
 }
 
-/// Writes the exec's OCI process next to the result file: the container's
-/// own process (user, environment, working directory, capabilities,
-/// rlimits, ...) with `args` replaced, as containerd builds an exec's spec.
-fn write_exec_process(a: &ExecArgs) -> Result<PathBuf, String> {
-    let container = libcontainer::container::Container::load(a.state_root.join(&a.id))
-        .map_err(|e| format!("load container {}: {e}", a.id))?;
-    let config = container.bundle().join("config.json");
-    let spec: serde_json::Value = std::fs::read(&config)
-        .map_err(|e| e.to_string())
-        .and_then(|d| serde_json::from_slice(&d).map_err(|e| e.to_string()))
-        .map_err(|e| format!("read {}: {e}", config.display()))?;
-    let mut process = spec
-        .get("process")
-        .cloned()
-        .unwrap_or_else(|| serde_json::json!({"cwd": "/"}));
-    process["args"] = serde_json::json!(a.args);
-    process["terminal"] = serde_json::json!(a.tty);
-    if let Some(p) = process.as_object_mut() {
-        p.remove("consoleSize");
+/// The exec's process: the container's own (user, environment, working
+/// directory, capabilities, limits) with `args` replaced, as containerd
+/// builds an exec's spec.
+fn exec_process(a: &ExecArgs) -> Result<skiff_sys::container::ProcessSpec, String> {
+    let spec = oci::load(&a.bundle)?;
+    let mut process = spec.process.to_spec()?;
+    process.args.clone_from(&a.args);
+    Ok(process)
+}
+
+/// Our own stdio for the process, or (with a terminal) a socket pair over
+/// which it sends the master end of a terminal it opens in the container.
+fn exec_stdio(tty: bool) -> Result<(Stdio, Option<std::os::unix::net::UnixStream>), String> {
+    use std::os::fd::AsFd;
+    if tty {
+        let (ours, theirs) =
+            std::os::unix::net::UnixStream::pair().map_err(|e| format!("socketpair: {e}"))?;
+        return Ok((Stdio::Terminal(theirs.into()), Some(ours)));
     }
-    let path = a.result_file.with_extension("process.json");
-    let data = serde_json::to_vec(&process).map_err(|e| e.to_string())?;
-    write_atomic(&path, &data).map_err(|e| format!("write {}: {e}", path.display()))?;
-    Ok(path)
+    let dup = |fd: std::os::fd::BorrowedFd<'_>| {
+        fd.try_clone_to_owned()
+            .map_err(|e| format!("duplicate stdio: {e}"))
+    };
+    let stdio = Stdio::Fds {
+        stdin: dup(std::io::stdin().as_fd())?,
+        stdout: dup(std::io::stdout().as_fd())?,
+        stderr: dup(std::io::stderr().as_fd())?,
+    };
+    Ok((stdio, None))
 }
 
 #[cfg(test)]

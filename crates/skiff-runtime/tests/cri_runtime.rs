@@ -302,6 +302,100 @@ async fn exit_code_env_workdir_and_unknown_ids() {
     server.shutdown().await;
 }
 
+/// What an unprivileged container sees of the host: its own PID namespace
+/// and cgroups, the default devices only (the devices cgroup refuses a
+/// host disk it made a node for), masked and read-only kernel paths, a
+/// read-only root when asked; and an exec'd process gets the same view.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn container_sees_its_own_view_of_the_host() {
+    let Some(env) = Env::new() else { return };
+    let mut server = env.serve("v").await;
+    let sandbox = run_sandbox(&mut server, &env, "view").await;
+    // A block device the host has, as "major minor".
+    let disk = std::fs::read_dir("/sys/dev/block")
+        .unwrap()
+        .filter_map(|e| e.ok()?.file_name().into_string().ok())
+        .find(|n| !n.starts_with("7:"))
+        .unwrap_or_else(|| "7:0".to_owned())
+        .replace(':', " ");
+    let script = format!(
+        "test -c /dev/null && test -c /dev/urandom && test -L /dev/fd && test -L /dev/ptmx && echo devices-ok
+[ \"$(wc -c < /proc/timer_list)\" = 0 ] && echo timer-list-masked
+(echo 1 > /proc/sys/vm/overcommit_memory) 2>/dev/null && echo sys-writable || echo sys-readonly
+cat /sys/fs/cgroup/memory/memory.limit_in_bytes
+(touch /sys/fs/cgroup/memory/x) 2>/dev/null && echo cgroup-writable || echo cgroup-readonly
+mknod /dev/disk b {disk} && ((head -c 1 /dev/disk > /dev/null) 2>/dev/null && echo disk-readable || echo disk-denied)
+(touch /file) 2>/dev/null && echo root-writable || echo root-readonly
+echo pid $$
+exec sleep 1000"
+    );
+    let id = server
+        .create(&sandbox, "look", &["sh", "-c", &script], |c| {
+            c.linux = Some(api::LinuxContainerConfig {
+                resources: Some(api::LinuxContainerResources {
+                    memory_limit_in_bytes: 48 << 20,
+                    ..Default::default()
+                }),
+                security_context: Some(api::LinuxContainerSecurityContext {
+                    readonly_rootfs: true,
+                    ..Default::default()
+                }),
+            });
+        })
+        .await;
+    server.start(&id).await;
+    let log = env.log_dir().join("view/look/0.log");
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(20);
+    let stdout = loop {
+        let lines: Vec<String> = log_lines(&log)
+            .into_iter()
+            .filter(|l| l.0 == "stdout")
+            .map(|l| l.2)
+            .collect();
+        if lines.iter().any(|l| l.starts_with("pid ")) {
+            break lines;
+        }
+        assert!(std::time::Instant::now() < deadline, "{lines:?}");
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    };
+    assert_eq!(
+        stdout,
+        [
+            "devices-ok",
+            "timer-list-masked",
+            "sys-readonly",
+            &(48u64 << 20).to_string(),
+            "cgroup-readonly",
+            "disk-denied",
+            "root-readonly",
+            "pid 1",
+        ]
+    );
+    let r = server
+        .client
+        .exec_sync(api::ExecSyncRequest {
+            container_id: id.clone(),
+            cmd: vec![
+                "sh".into(),
+                "-c".into(),
+                "cat /sys/fs/cgroup/memory/memory.limit_in_bytes; (touch /f) 2>&1 | grep -c Read-only; ps -o pid,comm | grep -c sleep".into(),
+            ],
+            timeout: 10,
+        })
+        .await
+        .unwrap()
+        .into_inner();
+    assert_eq!(
+        String::from_utf8_lossy(&r.stdout),
+        format!("{}\n1\n1\n", 48u64 << 20),
+        "{}",
+        String::from_utf8_lossy(&r.stderr)
+    );
+    assert_eq!(r.exit_code, 0);
+    server.remove_sandbox(&sandbox.0).await;
+    server.shutdown().await;
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn exec_sync_memory_limit_and_stop_with_timeout() {
     let Some(env) = Env::new() else { return };

@@ -341,7 +341,11 @@ fn create_and_start(a: &RunArgs) -> Result<(i32, Readers, Arc<AttachHub>), Strin
     let (stdio, console) = if a.tty {
         let (ours, theirs) =
             std::os::unix::net::UnixStream::pair().map_err(|e| format!("socketpair: {e}"))?;
-        (Stdio::Terminal(theirs.into()), Some(ours))
+        let stdio = Stdio::Terminal {
+            socket: theirs.into(),
+            size: None,
+        };
+        (stdio, Some(ours))
     } else {
         let (out_r, out_w) = std::io::pipe().map_err(|e| format!("pipe: {e}"))?;
         let (err_r, err_w) = std::io::pipe().map_err(|e| format!("pipe: {e}"))?;
@@ -535,7 +539,13 @@ fn exec_stdio(tty: bool) -> Result<(Stdio, Option<std::os::unix::net::UnixStream
     if tty {
         let (ours, theirs) =
             std::os::unix::net::UnixStream::pair().map_err(|e| format!("socketpair: {e}"))?;
-        return Ok((Stdio::Terminal(theirs.into()), Some(ours)));
+        // Our stdin is the runtime's end of the client's terminal.
+        let size = skiff_sys::pty::size(std::io::stdin()).ok();
+        let stdio = Stdio::Terminal {
+            socket: theirs.into(),
+            size,
+        };
+        return Ok((stdio, Some(ours)));
     }
     let dup = |fd: std::os::fd::BorrowedFd<'_>| {
         fd.try_clone_to_owned()

@@ -109,8 +109,14 @@ pub enum Stdio {
         stderr: OwnedFd,
     },
     /// A new terminal inside the container, its controlling terminal and
-    /// stdio; the master end is sent over this socket (SCM_RIGHTS).
-    Terminal(OwnedFd),
+    /// stdio; the master end is sent over `socket` (SCM_RIGHTS).
+    Terminal {
+        /// Where the master end goes.
+        socket: OwnedFd,
+        /// The terminal's size (columns, rows), set before the exec so the
+        /// process never sees a terminal without one.
+        size: Option<(u16, u16)>,
+    },
 }
 
 /// A cloned container process, waiting for [`Created::start`].

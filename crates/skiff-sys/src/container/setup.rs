@@ -375,7 +375,7 @@ pub(super) fn exec_process(
                 rustix::process::setsid().map_err(|e| err("setsid", e))?;
             }
         }
-        Stdio::Terminal(socket) => terminal(socket)?,
+        Stdio::Terminal { socket, size } => terminal(socket, size)?,
     }
     if let Some(n) = p.nofile {
         let limit = rustix::process::Rlimit {
@@ -438,13 +438,16 @@ fn dup_onto(fd: &OwnedFd, n: i32) -> Result<(), String> {
 
 /// A new terminal from the container's devpts as controlling terminal and
 /// stdio; its master end goes to the supervisor over `socket`.
-fn terminal(socket: OwnedFd) -> Result<(), String> {
+fn terminal(socket: OwnedFd, size: Option<(u16, u16)>) -> Result<(), String> {
     use rustix::pty::OpenptFlags;
     rustix::process::setsid().map_err(|e| err("setsid", e))?;
     let master =
         rustix::pty::openpt(OpenptFlags::RDWR | OpenptFlags::NOCTTY | OpenptFlags::CLOEXEC)
             .map_err(|e| err("open /dev/ptmx", e))?;
     rustix::pty::unlockpt(&master).map_err(|e| err("unlock terminal", e))?;
+    if let Some((cols, rows)) = size {
+        crate::pty::set_size(&master, cols, rows).map_err(|e| err("terminal size", e))?;
+    }
     let name = rustix::pty::ptsname(&master, Vec::new()).map_err(|e| err("terminal name", e))?;
     let slave = rustix::fs::open(
         name.as_c_str(),

@@ -112,8 +112,20 @@ enum Create {
 
 /// Opens `path` (an O_PATH descriptor) resolved inside `root`: symlinks
 /// and `..` cannot leave it. With `create`, missing components are made
-/// (directories, and the last one as `create` says).
+/// (directories, and the last one as `create` says); a dangling symlink
+/// gets what it points at made, inside `root` (as runc does for an image's
+/// `/etc/resolv.conf -> ../run/...`).
 fn resolve(root: &OwnedFd, path: &str, create: Create) -> io::Result<OwnedFd> {
+    resolve_within(root, path, create, 0)
+}
+
+/// Symlinks followed while creating, at most (the kernel's own limit).
+const MAX_LINKS: u32 = 40;
+
+fn resolve_within(root: &OwnedFd, path: &str, create: Create, links: u32) -> io::Result<OwnedFd> {
+    if links > MAX_LINKS {
+        return Err(rustix::io::Errno::LOOP.into());
+    }
     let rel = path.trim_matches('/');
     let rel = if rel.is_empty() { "." } else { rel };
     let open = || {
@@ -131,7 +143,16 @@ fn resolve(root: &OwnedFd, path: &str, create: Create) -> io::Result<OwnedFd> {
         Err(e) => return Err(e.into()),
     }
     let (parent, name) = rel.rsplit_once('/').unwrap_or(("", rel));
-    let dir = resolve(root, parent, Create::Dir)?;
+    let dir = resolve_within(root, parent, Create::Dir, links + 1)?;
+    if let Ok(target) = rustix::fs::readlinkat(&dir, name, Vec::new()) {
+        let target = target.to_string_lossy();
+        let next = if target.starts_with('/') {
+            target.into_owned()
+        } else {
+            format!("{parent}/{target}")
+        };
+        return resolve_within(root, &next, create, links + 1);
+    }
     // O_PATH descriptors serve as the `dirfd` of *at calls.
     let made = match create {
         Create::File => rustix::fs::openat(
@@ -552,5 +573,69 @@ fn reset_signals() {
         libc::sigemptyset(&mut set);
         libc::sigprocmask(libc::SIG_SETMASK, &set, std::ptr::null_mut());
         libc::signal(libc::SIGPIPE, libc::SIG_DFL);
+    }
+}
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used, clippy::expect_used)]
+mod tests {
+    use super::*;
+
+    fn open_root(dir: &Path) -> OwnedFd {
+        rustix::fs::open(
+            dir,
+            OFlags::PATH | OFlags::DIRECTORY | OFlags::CLOEXEC,
+            Mode::empty(),
+        )
+        .unwrap()
+    }
+
+    #[test]
+    fn paths_resolve_and_are_created_inside_the_root() {
+        let tmp = tempfile::tempdir().unwrap();
+        let root_dir = tmp.path().join("root");
+        std::fs::create_dir_all(root_dir.join("etc")).unwrap();
+        let outside = tmp.path().join("outside");
+        // An image's dangling links: relative, absolute, and out through "..".
+        std::os::unix::fs::symlink("../run/stub/resolv.conf", root_dir.join("etc/resolv.conf"))
+            .unwrap();
+        std::os::unix::fs::symlink(&outside, root_dir.join("etc/abs")).unwrap();
+        std::os::unix::fs::symlink("../../../../escape", root_dir.join("etc/up")).unwrap();
+        std::os::unix::fs::symlink("loop", root_dir.join("etc/loop")).unwrap();
+        let root = open_root(&root_dir);
+
+        resolve(&root, "/etc/resolv.conf", Create::File).unwrap();
+        assert!(root_dir.join("run/stub/resolv.conf").is_file());
+
+        resolve(&root, "/etc/abs/sub", Create::Dir).unwrap();
+        assert!(
+            root_dir
+                .join(outside.strip_prefix("/").unwrap())
+                .join("sub")
+                .is_dir()
+        );
+        assert!(!outside.exists());
+
+        resolve(&root, "/etc/up", Create::Dir).unwrap();
+        assert!(root_dir.join("escape").is_dir());
+        assert!(!tmp.path().join("escape").exists());
+
+        resolve(&root, "/../../a/b", Create::Dir).unwrap();
+        assert!(root_dir.join("a/b").is_dir());
+
+        assert!(resolve(&root, "/etc/loop", Create::Dir).is_err());
+        assert!(resolve(&root, "/missing", Create::No).is_err());
+        assert!(!root_dir.join("missing").exists());
+    }
+
+    #[test]
+    fn programs_are_found_on_the_containers_path() {
+        let env = vec!["PATH=/nonexistent:/bin".to_owned()];
+        assert_eq!(look_path("sh", &env).unwrap(), "/bin/sh");
+        assert_eq!(look_path("./x", &env).unwrap(), "./x");
+        assert_eq!(
+            look_path("no-such-program", &env).unwrap_err(),
+            "exec: \"no-such-program\": executable file not found in $PATH"
+        );
     }
 }

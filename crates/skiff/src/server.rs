@@ -275,12 +275,8 @@ async fn run(mut args: ServerArgs) -> anyhow::Result<()> {
         Some(opts) => {
             // The scheduler is a client like any other: HTTPS with the
             // admin kubeconfig the server just wrote.
-            let client = skiff_client::kubeconfig::client_from(&args.write_kubeconfig).await?;
-            Some(tokio::spawn(skiff_scheduler::run(
-                opts,
-                client,
-                stop_rx.clone(),
-            )))
+            let config = skiff_client::kubeconfig::config_from(&args.write_kubeconfig).await?;
+            Some(spawn_scheduler(opts, config, stop_rx.clone())?)
         }
         None => None,
     };
@@ -329,11 +325,11 @@ async fn run(mut args: ServerArgs) -> anyhow::Result<()> {
     shutdown_signal().await;
     tracing::info!("shutting down");
     stop_tx.send_replace(true);
-    if let Some(task) = scheduler {
-        match task.await {
-            Ok(Err(err)) => tracing::warn!(error = %err, "scheduler stopped with an error"),
-            Err(err) => tracing::warn!(error = %err, "scheduler task failed"),
-            Ok(Ok(())) => {}
+    if let Some(thread) = scheduler {
+        match tokio::task::spawn_blocking(move || thread.join()).await {
+            Ok(Ok(Err(err))) => tracing::warn!(error = %err, "scheduler stopped with an error"),
+            Ok(Err(_)) | Err(_) => tracing::warn!("scheduler thread failed"),
+            Ok(Ok(Ok(()))) => {}
         }
     }
     if let Some(task) = controller_manager {
@@ -378,6 +374,35 @@ pub async fn shutdown_signal() {
         _ = tokio::signal::ctrl_c() => {}
         _ = term.recv() => {}
     }
+}
+
+/// The in-process scheduler on its own thread and tokio runtime (two
+/// workers), as upstream runs kube-scheduler as a process of its own: its
+/// scheduling cycles and its watches' decoding do not take turns with the
+/// API server's requests on the server's workers. Its client is built
+/// there, so the client's connections live on that runtime too.
+fn spawn_scheduler(
+    opts: skiff_scheduler::SchedulerOptions,
+    config: kube::Config,
+    stop: tokio::sync::watch::Receiver<bool>,
+) -> anyhow::Result<std::thread::JoinHandle<anyhow::Result<()>>> {
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .thread_name("skiff-scheduler")
+        .enable_all()
+        .build()
+        .context("scheduler runtime")?;
+    let thread = std::thread::Builder::new()
+        .name("skiff-scheduler".into())
+        .spawn(move || {
+            runtime.block_on(async move {
+                let client = kube::Client::try_from(config).context("scheduler client")?;
+                skiff_scheduler::run(opts, client, stop).await?;
+                Ok(())
+            })
+        })
+        .context("scheduler thread")?;
+    Ok(thread)
 }
 
 #[cfg(test)]

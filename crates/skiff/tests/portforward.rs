@@ -163,6 +163,10 @@ fn kubectl_port_forward_carries_connections_into_the_pod() {
         json!({"containers": [merge_port(container("main", "exec nc -ll -p 80 -e cat"), 80)]}),
     );
     pod["metadata"]["labels"] = json!({"app": "echo"});
+    // Running means nc was started, not that it listens yet: wait for a
+    // probe to reach the port.
+    pod["spec"]["containers"][0]["readinessProbe"] =
+        json!({"tcpSocket": {"port": 80}, "periodSeconds": 1});
     c.apply(&pod);
     c.apply(&json!({
         "apiVersion": "v1", "kind": "Service",
@@ -170,7 +174,12 @@ fn kubectl_port_forward_carries_connections_into_the_pod() {
         "spec": {"selector": {"app": "echo"},
                  "ports": [{"name": "web", "port": 8080, "targetPort": 80}]}
     }));
-    c.wait_pod("echo", "Running", |p| phase(p) == "Running");
+    c.wait_pod("echo", "Ready", |p| {
+        p["status"]["conditions"].as_array().is_some_and(|cs| {
+            cs.iter()
+                .any(|c| c["type"] == "Ready" && c["status"] == "True")
+        })
+    });
 
     // kubectl 1.33: SPDY tunnelled through a WebSocket to the API server.
     let (local, refused) = (free_port(), free_port());

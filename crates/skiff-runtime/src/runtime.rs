@@ -111,6 +111,8 @@ pub struct Runtime {
     counter: AtomicU64,
     /// The mount roots supervisors drop (empty: they keep the host's view).
     mount_roots: Vec<PathBuf>,
+    /// The host's mounts without `mount_roots`, which supervisors copy.
+    mount_template: Option<skiff_sys::mount_view::MountTemplate>,
     /// This boot of the host (recorded in sandboxes and started containers).
     boot_id: Option<String>,
     /// Containers whose supervisor this runtime started and has not reaped
@@ -143,6 +145,12 @@ impl Runtime {
         } else {
             Vec::new()
         };
+        let mount_template = skiff_sys::mount_view::MountTemplate::new(&mount_roots)
+            .inspect_err(|e| {
+                tracing::warn!(error = %e, "no mount template; supervisors copy the host's mounts");
+            })
+            .ok()
+            .flatten();
         let boot_id = skiff_sys::process::boot_id();
         // Read once the run dir's root is in place (where the pins are, what
         // supervisors see).
@@ -162,6 +170,7 @@ impl Runtime {
             container_ops: Mutex::new(BTreeMap::new()),
             counter: AtomicU64::new(0),
             mount_roots,
+            mount_template,
             boot_id,
             supervised: Arc::default(),
         })
@@ -184,11 +193,17 @@ impl Runtime {
 
     /// The mounts the supervisor of `record` drops from its view and the
     /// ones it keeps: none when a mount must propagate back to the host
-    /// (the trimmed namespace is only downstream of it).
+    /// (the trimmed namespace is only downstream of it). Starting from a
+    /// mount template that does not follow the host, it keeps every bind
+    /// source (a volume mounted since the template was made is not in it).
     fn supervisor_mounts(&self, record: &ContainerRecord) -> (Vec<PathBuf>, Vec<PathBuf>) {
         if self.mount_roots.is_empty() || record.mounts.iter().any(|m| m.bidirectional) {
             return (Vec::new(), Vec::new());
         }
+        let all_sources = self
+            .mount_template
+            .as_ref()
+            .is_some_and(|t| !t.follows_host());
         let pins = self.namespace_paths(&record.sandbox_id);
         let keep = [
             pins.net,
@@ -197,10 +212,22 @@ impl Runtime {
             self.bundle_dir(record).join("rootfs"),
         ]
         .into_iter()
-        .chain(record.mounts.iter().map(|m| PathBuf::from(&m.host_path)))
         .filter(|p| self.mount_roots.iter().any(|root| p.starts_with(root)))
+        .chain(
+            record
+                .mounts
+                .iter()
+                .map(|m| PathBuf::from(&m.host_path))
+                .filter(|p| all_sources || self.mount_roots.iter().any(|root| p.starts_with(root))),
+        )
         .collect();
         (self.mount_roots.clone(), keep)
+    }
+
+    fn mount_template_path(&self) -> Option<PathBuf> {
+        self.mount_template
+            .as_ref()
+            .map(skiff_sys::mount_view::MountTemplate::path)
     }
 
     fn new_id(&self, seed: &str) -> String {
@@ -710,6 +737,7 @@ impl Runtime {
             tty: record.stdio.tty,
             detach_mounts,
             keep_mounts,
+            mount_template: self.mount_template_path(),
         };
         // Taken before the shim starts it: a short-lived container can exit
         // (and its shim stamp the finish) before the shim's report arrives.
@@ -945,6 +973,7 @@ impl Runtime {
             tty,
             pid_file: Some(pid_file.clone()),
             detach_mounts: self.supervisor_mounts(&record).0,
+            mount_template: self.mount_template_path(),
         };
         let json =
             serde_json::to_string(&args).map_err(|e| RuntimeError::Internal(e.to_string()))?;

@@ -16,7 +16,7 @@
 //! a downstream copy, so nothing done in it propagates back.
 
 use std::io;
-use std::os::fd::{AsFd, OwnedFd};
+use std::os::fd::{AsFd, BorrowedFd, OwnedFd};
 use std::path::{Path, PathBuf};
 
 use rustix::fs::CWD;
@@ -140,10 +140,91 @@ pub fn release_tmpfs_mount_root(dir: &Path) -> io::Result<bool> {
 pub struct TrimmedView {
     /// Mount roots to drop, each with everything mounted below it.
     pub detach: Vec<PathBuf>,
-    /// Paths whose mounts (at or below them) must stay visible, each at or
-    /// below one of `detach`: the container's rootfs, its sandbox's
-    /// namespace files, bind sources.
+    /// Paths whose mounts (at or below them) must stay visible: the
+    /// container's rootfs, its sandbox's namespace files, bind sources.
+    /// Those below one of `detach` always; with a `template` that does not
+    /// follow the host, the others too.
     pub keep: Vec<PathBuf>,
+    /// A [`MountTemplate`]'s namespace (its [`MountTemplate::path`]) with
+    /// `detach` already dropped: the view starts as a copy of it instead of
+    /// a copy of the host's every mount. Unusable (its owner gone), the
+    /// host's view is trimmed as without it.
+    pub template: Option<PathBuf>,
+}
+
+/// The host's mounts without the mount roots, made once by the runtime: a
+/// supervisor's new mount namespace copies it (a few dozen mounts) instead
+/// of the host's (which holds every pod's mounts, hundreds on a busy node).
+///
+/// It is a downstream copy of the host. Where the host's `/` is a shared
+/// mount, host mounts made later outside the roots reach it by propagation;
+/// where it is private, they do not, and a supervisor must attach from the
+/// host's view every mount its container takes from the host
+/// ([`MountTemplate::follows_host`]). Mounts below the roots never
+/// propagate (the roots are private); a supervisor attaches its own.
+/// The namespace lives as long as this descriptor: nothing runs in it.
+#[derive(Debug)]
+pub struct MountTemplate {
+    ns: OwnedFd,
+    follows_host: bool,
+}
+
+impl MountTemplate {
+    /// Makes the template that drops `detach`; `None` when there is nothing
+    /// to drop.
+    pub fn new(detach: &[PathBuf]) -> io::Result<Option<Self>> {
+        if detach.is_empty() {
+            return Ok(None);
+        }
+        let follows_host = root_is_shared(&std::fs::read_to_string("/proc/self/mountinfo")?);
+        let view = TrimmedView {
+            detach: detach.to_vec(),
+            keep: Vec::new(),
+            template: None,
+        };
+        // A thread of its own enters the namespace and ends: the descriptor
+        // is then the only thing that holds the namespace.
+        let ns = std::thread::Builder::new()
+            .name("skiff-mnt-tmpl".into())
+            .spawn(move || -> io::Result<OwnedFd> {
+                enter_trimmed_mount_namespace(&view)?;
+                Ok(std::fs::File::open("/proc/thread-self/ns/mnt")?.into())
+            })?
+            .join()
+            .map_err(|_| io::Error::other("mount template thread panicked"))??;
+        Ok(Some(Self { ns, follows_host }))
+    }
+
+    /// Whether host mounts made after the template reach it (the host's
+    /// `/` is shared).
+    pub fn follows_host(&self) -> bool {
+        self.follows_host
+    }
+
+    /// A path by which another process of this host opens the namespace
+    /// (while this process holds it).
+    pub fn path(&self) -> PathBuf {
+        use std::os::fd::AsRawFd;
+        PathBuf::from(format!(
+            "/proc/{}/fd/{}",
+            std::process::id(),
+            self.ns.as_raw_fd()
+        ))
+    }
+}
+
+/// Whether mountinfo's entry for `/` (the last one, the one on top) names
+/// a peer group.
+fn root_is_shared(mountinfo: &str) -> bool {
+    mountinfo
+        .lines()
+        .rev()
+        .find_map(|line| {
+            let (left, _) = line.split_once(" - ")?;
+            let mut fields = left.split(' ');
+            (fields.nth(4)? == "/").then(|| fields.skip(1).any(|f| f.starts_with("shared:")))
+        })
+        .unwrap_or(false)
 }
 
 /// Moves the calling thread into a new mount namespace with `view` applied.
@@ -154,20 +235,14 @@ pub struct TrimmedView {
 /// this (other threads keep theirs).
 pub fn enter_trimmed_mount_namespace(view: &TrimmedView) -> io::Result<()> {
     let original = std::fs::File::open("/proc/thread-self/ns/mnt")?;
+    if let Some(template) = view.template.as_deref()
+        && let Ok(template) = std::fs::File::open(template)
+    {
+        return enter_from_template(view, template.as_fd(), original.as_fd());
+    }
     // Detached copies of the mounts to keep, taken in the host's view: they
     // survive the unmount of their roots below and are attached again after.
-    let mut kept: Vec<(OwnedFd, &Path)> = Vec::with_capacity(view.keep.len());
-    for path in &view.keep {
-        let tree = open_tree(
-            CWD,
-            path.as_path(),
-            OpenTreeFlags::OPEN_TREE_CLONE
-                | OpenTreeFlags::OPEN_TREE_CLOEXEC
-                | OpenTreeFlags::AT_RECURSIVE,
-        )
-        .map_err(|e| with_path("clone mount", path, e.into()))?;
-        kept.push((tree, path));
-    }
+    let kept = clone_trees(&view.keep)?;
     // SAFETY: NEWNS changes only the calling thread's mount namespace (and
     // gives it its own filesystem context); the descriptor table stays
     // shared, the hazard `unshare_unsafe` guards against.
@@ -183,6 +258,58 @@ pub fn enter_trimmed_mount_namespace(view: &TrimmedView) -> io::Result<()> {
     Ok(())
 }
 
+/// Mount trees cloned (detached) from the current view, one per path.
+fn clone_trees(paths: &[PathBuf]) -> io::Result<Vec<(OwnedFd, &Path)>> {
+    paths
+        .iter()
+        .map(|path| {
+            let tree = open_tree(
+                CWD,
+                path.as_path(),
+                OpenTreeFlags::OPEN_TREE_CLONE
+                    | OpenTreeFlags::OPEN_TREE_CLOEXEC
+                    | OpenTreeFlags::AT_RECURSIVE,
+            )
+            .map_err(|e| with_path("clone mount", path, e.into()))?;
+            Ok((tree, path.as_path()))
+        })
+        .collect()
+}
+
+fn enter_from_template(
+    view: &TrimmedView,
+    template: BorrowedFd<'_>,
+    original: BorrowedFd<'_>,
+) -> io::Result<()> {
+    let kept = clone_trees(&view.keep)?;
+    let cwd = std::env::current_dir().ok();
+    // SAFETY: FS gives the calling thread its own filesystem context (root,
+    // cwd, umask), which joining a mount namespace requires; the descriptor
+    // table stays shared.
+    unsafe { rustix::thread::unshare_unsafe(UnshareFlags::FS) }
+        .map_err(|e| io::Error::new(io::Error::from(e).kind(), format!("unshare fs: {e}")))?;
+    let entered = move_into_link_name_space(template, Some(LinkNameSpaceType::Mount))
+        .map_err(|e| io::Error::new(io::Error::from(e).kind(), format!("join template: {e}")))
+        .and_then(|()| {
+            // SAFETY: as in `enter_trimmed_mount_namespace`.
+            unsafe { rustix::thread::unshare_unsafe(UnshareFlags::NEWNS) }.map_err(|e| {
+                io::Error::new(io::Error::from(e).kind(), format!("unshare mounts: {e}"))
+            })
+        })
+        .and_then(|()| attach(&kept));
+    if let Err(e) = entered {
+        move_into_link_name_space(original, Some(LinkNameSpaceType::Mount)).map_err(|back| {
+            io::Error::other(format!("{e}; and returning to the host's mounts: {back}"))
+        })?;
+        return Err(e);
+    }
+    // Joining a mount namespace moved us to its root.
+    if let Some(cwd) = cwd {
+        let _ = std::env::set_current_dir(cwd);
+    }
+    Ok(())
+}
+
 fn trim(view: &TrimmedView, kept: &[(OwnedFd, &Path)]) -> io::Result<()> {
     // Downstream of the host: unmounting here must not reach it.
     mount_change(
@@ -194,13 +321,20 @@ fn trim(view: &TrimmedView, kept: &[(OwnedFd, &Path)]) -> io::Result<()> {
         unmount(root.as_path(), UnmountFlags::DETACH)
             .map_err(|e| with_path("detach", root, e.into()))?;
     }
+    attach(kept)
+}
+
+/// Attaches each cloned tree at its path (in the current view).
+fn attach(kept: &[(OwnedFd, &Path)]) -> io::Result<()> {
     for (tree, path) in kept {
         move_mount(
             tree.as_fd(),
             "",
             CWD,
             *path,
-            MoveMountFlags::MOVE_MOUNT_F_EMPTY_PATH,
+            // A bind source behind a link is mounted where the link leads,
+            // as the container's bind mount resolves it.
+            MoveMountFlags::MOVE_MOUNT_F_EMPTY_PATH | MoveMountFlags::MOVE_MOUNT_T_SYMLINKS,
         )
         .map_err(|e| with_path("attach", path, e.into()))?;
     }
@@ -246,6 +380,7 @@ mod tests {
         let view = TrimmedView {
             detach: vec![root.clone()],
             keep: vec![mine.clone()],
+            template: None,
         };
         let (root_t, mine_t) = (root.clone(), mine.clone());
         let seen = std::thread::spawn(move || {
@@ -265,6 +400,7 @@ mod tests {
         let bad = TrimmedView {
             detach: vec![root.clone()],
             keep: vec![root.join("missing")],
+            template: None,
         };
         let (root_t, bad_t) = (root.clone(), bad.clone());
         let (err, after) = std::thread::spawn(move || {
@@ -302,6 +438,108 @@ mod tests {
     }
 
     #[test]
+    fn a_template_view_starts_without_the_roots() {
+        if !rustix::process::geteuid().is_root() {
+            println!("skipped: needs root");
+            return;
+        }
+        let dir = tempfile::tempdir().unwrap();
+        let root = dir.path().join("root");
+        assert!(ensure_mount_root(&root).unwrap());
+        let mounter = LinuxMounter;
+        let tmpfs_with_file = |d: &Path| {
+            std::fs::create_dir_all(d).unwrap();
+            mounter.mount_tmpfs(d, Some(1 << 20)).unwrap();
+            std::fs::write(d.join("file"), d.display().to_string()).unwrap();
+        };
+        let (mine, other) = (root.join("mine"), root.join("other"));
+        tmpfs_with_file(&mine);
+        tmpfs_with_file(&other);
+        let template = MountTemplate::new(std::slice::from_ref(&root))
+            .unwrap()
+            .unwrap();
+        assert!(MountTemplate::new(&[]).unwrap().is_none());
+        // Made after the template: one below the root, one outside it.
+        let late = root.join("late");
+        tmpfs_with_file(&late);
+        let outside = dir.path().join("outside");
+        tmpfs_with_file(&outside);
+
+        let enter = |keep: Vec<PathBuf>, template: Option<PathBuf>| {
+            let view = TrimmedView {
+                detach: vec![root.clone()],
+                keep,
+                template,
+            };
+            let (root, outside) = (root.clone(), outside.clone());
+            std::thread::spawn(move || {
+                let cwd = std::env::current_dir().unwrap();
+                enter_trimmed_mount_namespace(&view).unwrap();
+                assert_eq!(std::env::current_dir().unwrap(), cwd);
+                let files: Vec<String> = view
+                    .keep
+                    .iter()
+                    .map(|k| std::fs::read_to_string(k.join("file")).unwrap())
+                    .collect();
+                (
+                    mounts_in_thread_view(&root),
+                    mounts_in_thread_view(&outside) == [outside],
+                    files,
+                )
+            })
+            .join()
+            .unwrap()
+        };
+        let texts = |paths: &[&PathBuf]| -> Vec<String> {
+            paths.iter().map(|p| p.display().to_string()).collect()
+        };
+        // From the template: the kept mounts, and the one outside only if
+        // the host's mounts propagate to it.
+        let (below, sees_outside, files) =
+            enter(vec![mine.clone(), late.clone()], Some(template.path()));
+        assert_eq!(below, vec![mine.clone(), late.clone()]);
+        assert_eq!(sees_outside, template.follows_host());
+        assert_eq!(files, texts(&[&mine, &late]));
+        // Kept, it is there either way.
+        let (below, sees_outside, files) =
+            enter(vec![late.clone(), outside.clone()], Some(template.path()));
+        assert_eq!(below, vec![late.clone()]);
+        assert!(sees_outside);
+        assert_eq!(files, texts(&[&late, &outside]));
+        // A template that is gone: the host's view, trimmed.
+        let (below, sees_outside, _) = enter(
+            vec![mine.clone()],
+            Some(dir.path().join("no-such-namespace")),
+        );
+        assert_eq!(below, vec![mine.clone()]);
+        assert!(sees_outside);
+        // The host's view is as it was.
+        assert_eq!(
+            mounts_in_thread_view(&root),
+            vec![root.clone(), mine.clone(), other.clone(), late.clone()]
+        );
+        drop(template);
+
+        for d in [&mine, &other, &late, &outside] {
+            mounter.unmount(d).unwrap();
+        }
+        assert!(release_mount_root(&root).unwrap());
+    }
+
+    #[test]
+    fn root_sharing_is_read_from_the_top_root_mount() {
+        let private = "27 1 254:0 / / rw,relatime - ext4 /dev/vda rw\n";
+        assert!(!root_is_shared(private));
+        let shared = "24 1 8:1 / / rw,relatime shared:1 - ext4 /dev/sda1 rw\n\
+                      30 24 0:5 / /dev rw shared:2 - devtmpfs udev rw\n";
+        assert!(root_is_shared(shared));
+        // A root mounted over the first: the top one counts.
+        let over = format!("{shared}40 24 0:40 / / rw master:1 - overlay overlay rw\n");
+        assert!(!root_is_shared(&over));
+        assert!(!root_is_shared(""));
+    }
+
+    #[test]
     fn a_tmpfs_mount_root_holds_files_until_released() {
         if !rustix::process::geteuid().is_root() {
             println!("skipped: needs root");
@@ -329,6 +567,7 @@ mod tests {
         let view = TrimmedView {
             detach: vec![root.clone()],
             keep: vec![mine.clone()],
+            template: None,
         };
         let (root_t, mine_t) = (root.clone(), mine.clone());
         let (mut seen, content, pin) = std::thread::spawn(move || {

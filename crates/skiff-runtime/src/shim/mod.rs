@@ -61,6 +61,10 @@ pub struct RunArgs {
     /// The container's own mounts below those roots, which it keeps.
     #[serde(default)]
     pub keep_mounts: Vec<PathBuf>,
+    /// The runtime's namespace without those roots, to copy instead of the
+    /// host's (`skiff_sys::mount_view::MountTemplate`).
+    #[serde(default)]
+    pub mount_template: Option<PathBuf>,
 }
 
 /// Arguments of `shim exec`.
@@ -93,6 +97,9 @@ pub struct ExecArgs {
     /// container's own mount namespace and needs none of their mounts).
     #[serde(default)]
     pub detach_mounts: Vec<PathBuf>,
+    /// As [`RunArgs::mount_template`].
+    #[serde(default)]
+    pub mount_template: Option<PathBuf>,
 }
 
 /// What `shim run` prints on stdout once the container runs (or failed to).
@@ -212,7 +219,11 @@ fn run(a: &RunArgs) -> i32 {
         report(&StartReport::Failed(format!("set child subreaper: {e}")));
         return 1;
     }
-    trim_mounts(&a.detach_mounts, &a.keep_mounts);
+    trim_mounts(
+        &a.detach_mounts,
+        &a.keep_mounts,
+        a.mount_template.as_deref(),
+    );
     let log = match CriLog::open(a.log_path.as_deref()) {
         Ok(l) => l,
         Err(e) => {
@@ -308,13 +319,14 @@ fn run(a: &RunArgs) -> i32 {
 /// Drops the mount roots `detach` from this process's view, keeping the
 /// mounts at `keep`: fewer mounts for the kernel to copy into a new
 /// container's mount namespace; see `skiff_sys::mount_view`.
-fn trim_mounts(detach: &[PathBuf], keep: &[PathBuf]) {
+fn trim_mounts(detach: &[PathBuf], keep: &[PathBuf], template: Option<&Path>) {
     if detach.is_empty() {
         return;
     }
     let view = skiff_sys::mount_view::TrimmedView {
         detach: detach.to_vec(),
         keep: keep.to_vec(),
+        template: template.map(Path::to_path_buf),
     };
     if let Err(e) = skiff_sys::mount_view::enter_trimmed_mount_namespace(&view) {
         // The host's whole view works too, only slower.
@@ -466,7 +478,7 @@ fn exec_inner(a: &ExecArgs) -> ExecResult {
     if let Err(e) = skiff_sys::process::set_child_subreaper() {
         return ExecResult::Failed(format!("set child subreaper: {e}"));
     }
-    trim_mounts(&a.detach_mounts, &[]);
+    trim_mounts(&a.detach_mounts, &[], a.mount_template.as_deref());
     let process = match exec_process(a) {
         Ok(p) => p,
         Err(msg) => return ExecResult::Failed(msg),

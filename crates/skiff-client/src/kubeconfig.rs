@@ -41,9 +41,54 @@ pub async fn config_from(path: &Path) -> Result<kube::Config, KubeconfigError> {
         })
 }
 
-/// A client for `path`'s current context.
+/// A client for `path`'s current context (see [`client`]).
 pub async fn client_from(path: &Path) -> Result<kube::Client, KubeconfigError> {
-    Ok(kube::Client::try_from(config_from(path).await?)?)
+    Ok(client(config_from(path).await?)?)
+}
+
+/// A client for `config` that speaks HTTP/2 where the server offers it
+/// (ALPN), as client-go does: all of a component's requests and watches
+/// share one connection, where kube-rs's own client (HTTP/1.1) opens one
+/// per watch and one per request in flight, each with a TLS handshake on
+/// both ends. Keep-alive pings find a dead connection (HTTP/1.1 clients
+/// rely on a read timeout instead). A configuration this does not cover (a
+/// proxy, an overridden TLS server name) gets kube-rs's client.
+///
+/// Not for `exec`/`attach`/`portforward` through kube-rs: those need an
+/// HTTP/1.1 upgrade.
+pub fn client(config: kube::Config) -> Result<kube::Client, kube::Error> {
+    use kube::client::ConfigExt;
+    use std::time::Duration;
+    if config.proxy_url.is_some() || config.tls_server_name.is_some() {
+        return kube::Client::try_from(config);
+    }
+    let mut http = hyper_util::client::legacy::connect::HttpConnector::new();
+    http.enforce_http(false);
+    http.set_connect_timeout(config.connect_timeout);
+    // The builder offers h2 and http/1.1 over ALPN.
+    let https = hyper_rustls::HttpsConnectorBuilder::new()
+        .with_tls_config(config.rustls_client_config()?)
+        .https_or_http()
+        .enable_http1()
+        .enable_http2()
+        .wrap_connector(http);
+    let timer = hyper_util::rt::TokioTimer::new();
+    let http_client: hyper_util::client::legacy::Client<_, kube::client::Body> =
+        hyper_util::client::legacy::Client::builder(hyper_util::rt::TokioExecutor::new())
+            .timer(timer.clone())
+            .pool_timer(timer)
+            .http2_adaptive_window(true)
+            .http2_keep_alive_interval(Duration::from_secs(30))
+            .http2_keep_alive_timeout(Duration::from_secs(15))
+            .http2_keep_alive_while_idle(true)
+            .build(https);
+    let service = tower::ServiceBuilder::new()
+        .layer(config.base_uri_layer())
+        .option_layer(config.auth_layer()?)
+        .layer(config.extra_headers_layer()?)
+        .map_err(tower::BoxError::from)
+        .service(http_client);
+    Ok(kube::Client::new(service, config.default_namespace))
 }
 
 #[cfg(test)]

@@ -396,7 +396,8 @@ fn spawn_scheduler(
         .name("skiff-scheduler".into())
         .spawn(move || {
             runtime.block_on(async move {
-                let client = kube::Client::try_from(config).context("scheduler client")?;
+                let client =
+                    skiff_client::kubeconfig::client(config).context("scheduler client")?;
                 skiff_scheduler::run(opts, client, stop).await?;
                 Ok(())
             })

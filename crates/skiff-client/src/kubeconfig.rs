@@ -77,7 +77,11 @@ pub fn client(config: kube::Config) -> Result<kube::Client, kube::Error> {
         hyper_util::client::legacy::Client::builder(hyper_util::rt::TokioExecutor::new())
             .timer(timer.clone())
             .pool_timer(timer)
-            .http2_adaptive_window(true)
+            // client-go's windows: 4 MiB per stream and 1 GiB for the
+            // connection, so that a watch nobody reads for a while holds
+            // up only itself, not every stream on the connection.
+            .http2_initial_stream_window_size(4 << 20)
+            .http2_initial_connection_window_size(1 << 30)
             .http2_keep_alive_interval(Duration::from_secs(30))
             .http2_keep_alive_timeout(Duration::from_secs(15))
             .http2_keep_alive_while_idle(true)

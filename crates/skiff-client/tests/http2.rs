@@ -107,3 +107,37 @@ async fn requests_and_watches_share_one_http2_connection() {
     let h1_connections = watches_and_requests(h1, "h1", port).await;
     assert!(h1_connections > 4, "{h1_connections} HTTP/1.1 connections");
 }
+
+#[tokio::test]
+async fn a_watch_nobody_reads_holds_up_only_itself() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = AnyStore::open(&[], dir.path()).await.unwrap();
+    let _server = ApiServer::start(ApiServerConfig::loopback(dir.path()), store)
+        .await
+        .unwrap();
+    let client = skiff_client::kubeconfig::client_from(&dir.path().join("kubeconfig.yaml"))
+        .await
+        .unwrap();
+    let cms: Api<ConfigMap> = Api::namespaced(client, "default");
+    let version = cms
+        .list(&ListParams::default())
+        .await
+        .unwrap()
+        .metadata
+        .resource_version
+        .unwrap();
+    // Opened and never read: every create below reaches it too.
+    let _unread = cms.watch(&WatchParams::default(), &version).await.unwrap();
+    // 1 MiB of events for it: far past HTTP/2's default 64 KiB windows.
+    for i in 0..128 {
+        let mut cm = config_map(format!("big-{i}"));
+        cm.data = Some([("blob".to_owned(), "x".repeat(8 << 10))].into());
+        tokio::time::timeout(
+            std::time::Duration::from_secs(20),
+            cms.create(&PostParams::default(), &cm),
+        )
+        .await
+        .unwrap_or_else(|_| panic!("create {i} waited on the unread watch"))
+        .unwrap();
+    }
+}

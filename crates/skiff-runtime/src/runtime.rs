@@ -195,7 +195,8 @@ impl Runtime {
     /// ones it keeps: none when a mount must propagate back to the host
     /// (the trimmed namespace is only downstream of it). Starting from a
     /// mount template that does not follow the host, it keeps every bind
-    /// source (a volume mounted since the template was made is not in it).
+    /// source and the log's directory (a volume or log disk mounted since
+    /// the template was made is not in it).
     fn supervisor_mounts(&self, record: &ContainerRecord) -> (Vec<PathBuf>, Vec<PathBuf>) {
         if self.mount_roots.is_empty() || record.mounts.iter().any(|m| m.bidirectional) {
             return (Vec::new(), Vec::new());
@@ -219,6 +220,13 @@ impl Runtime {
                 .iter()
                 .map(|m| PathBuf::from(&m.host_path))
                 .filter(|p| all_sources || self.mount_roots.iter().any(|root| p.starts_with(root))),
+        )
+        // The supervisor writes (and reopens) the log there.
+        .chain(
+            Path::new(&record.log_path)
+                .parent()
+                .filter(|dir| all_sources && !dir.as_os_str().is_empty())
+                .map(Path::to_path_buf),
         )
         .collect();
         (self.mount_roots.clone(), keep)

@@ -732,6 +732,13 @@ impl Runtime {
             )));
         }
         let bundle = self.bundle_dir(&record);
+        // The supervisor would make it, but it may keep it from the host's
+        // view first (see `supervisor_mounts`).
+        if let Some(dir) = Path::new(&record.log_path).parent()
+            && !dir.as_os_str().is_empty()
+        {
+            std::fs::create_dir_all(dir).map_err(internal("create log directory"))?;
+        }
         let (detach_mounts, keep_mounts) = self.supervisor_mounts(&record);
         let args = RunArgs {
             id: id.to_owned(),

@@ -670,20 +670,6 @@ fn mounts_seen_by(pid: i64, dir: &Path) -> Vec<String> {
         .collect()
 }
 
-/// Whether the host's `/` (the top mount there) is a shared mount.
-fn root_is_shared() -> bool {
-    std::fs::read_to_string("/proc/self/mountinfo")
-        .unwrap()
-        .lines()
-        .rev()
-        .find_map(|line| {
-            let (left, _) = line.split_once(" - ")?;
-            let fields: Vec<&str> = left.split(' ').collect();
-            (fields.get(4) == Some(&"/")).then(|| fields.iter().any(|f| f.starts_with("shared:")))
-        })
-        .unwrap_or(false)
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn supervisor_sees_only_its_own_pods_mounts() {
     let Some(env) = Env::new() else { return };
@@ -728,7 +714,7 @@ async fn supervisor_sees_only_its_own_pods_mounts() {
             // started do not reach its mount template: the supervisor keeps
             // its log directory from the host's view.
             .chain(
-                (!root_is_shared())
+                (!skiff_sys::mount_view::host_root_is_shared().unwrap())
                     .then(|| Path::new(record["log_path"].as_str().unwrap()).parent())
                     .flatten()
                     .map(Path::to_path_buf),

@@ -176,7 +176,7 @@ impl MountTemplate {
         if detach.is_empty() {
             return Ok(None);
         }
-        let follows_host = root_is_shared(&std::fs::read_to_string("/proc/self/mountinfo")?);
+        let follows_host = host_root_is_shared()?;
         let view = TrimmedView {
             detach: detach.to_vec(),
             keep: Vec::new(),
@@ -211,6 +211,15 @@ impl MountTemplate {
             self.ns.as_raw_fd()
         ))
     }
+}
+
+/// Whether this process's `/` is a shared mount, so that mounts made on
+/// the host later reach a namespace copied from it (systemd hosts), or a
+/// private one (many containers and minimal hosts), so that they do not.
+pub fn host_root_is_shared() -> io::Result<bool> {
+    Ok(root_is_shared(&std::fs::read_to_string(
+        "/proc/self/mountinfo",
+    )?))
 }
 
 /// Whether mountinfo's entry for `/` (the last one, the one on top) names
@@ -356,13 +365,19 @@ mod tests {
         mounts_under(&info, dir)
     }
 
-    #[test]
-    fn trimmed_view_keeps_only_the_listed_mounts() {
+    /// A scratch directory for a test that mounts; `None` (the test is
+    /// skipped) when not root.
+    fn scratch_as_root() -> Option<tempfile::TempDir> {
         if !rustix::process::geteuid().is_root() {
             println!("skipped: needs root");
-            return;
+            return None;
         }
-        let dir = tempfile::tempdir().unwrap();
+        Some(tempfile::tempdir().unwrap())
+    }
+
+    #[test]
+    fn trimmed_view_keeps_only_the_listed_mounts() {
+        let Some(dir) = scratch_as_root() else { return };
         let root = dir.path().join("root");
         assert!(ensure_mount_root(&root).unwrap());
         // A second call finds it mounted and leaves it alone.
@@ -439,11 +454,7 @@ mod tests {
 
     #[test]
     fn a_template_view_starts_without_the_roots() {
-        if !rustix::process::geteuid().is_root() {
-            println!("skipped: needs root");
-            return;
-        }
-        let dir = tempfile::tempdir().unwrap();
+        let Some(dir) = scratch_as_root() else { return };
         let root = dir.path().join("root");
         assert!(ensure_mount_root(&root).unwrap());
         let mounter = LinuxMounter;
@@ -541,11 +552,7 @@ mod tests {
 
     #[test]
     fn a_tmpfs_mount_root_holds_files_until_released() {
-        if !rustix::process::geteuid().is_root() {
-            println!("skipped: needs root");
-            return;
-        }
-        let dir = tempfile::tempdir().unwrap();
+        let Some(dir) = scratch_as_root() else { return };
         let root = dir.path().join("run");
         // A file already there (on the disk below) is hidden, not lost.
         std::fs::create_dir_all(&root).unwrap();

@@ -54,6 +54,13 @@ pub enum RuntimeError {
     Internal(String),
 }
 
+/// The directory a container's log is written in, if it has a log.
+fn log_dir(record: &ContainerRecord) -> Option<&Path> {
+    Path::new(&record.log_path)
+        .parent()
+        .filter(|dir| !dir.as_os_str().is_empty())
+}
+
 fn internal(what: &str) -> impl Fn(std::io::Error) -> RuntimeError + '_ {
     move |e| RuntimeError::Internal(format!("{what}: {e}"))
 }
@@ -191,44 +198,42 @@ impl Runtime {
         }
     }
 
-    /// The mounts the supervisor of `record` drops from its view and the
-    /// ones it keeps: none when a mount must propagate back to the host
-    /// (the trimmed namespace is only downstream of it). Starting from a
-    /// mount template that does not follow the host, it keeps every bind
-    /// source and the log's directory (a volume or log disk mounted since
-    /// the template was made is not in it).
-    fn supervisor_mounts(&self, record: &ContainerRecord) -> (Vec<PathBuf>, Vec<PathBuf>) {
-        if self.mount_roots.is_empty() || record.mounts.iter().any(|m| m.bidirectional) {
-            return (Vec::new(), Vec::new());
-        }
-        let all_sources = self
-            .mount_template
-            .as_ref()
-            .is_some_and(|t| !t.follows_host());
+    /// Every host path the supervisor of `record` (or its container) uses
+    /// after it starts: the sandbox's namespace pins, the rootfs, each bind
+    /// source and the log's directory, which it writes and reopens.
+    fn supervisor_host_paths(&self, record: &ContainerRecord) -> Vec<PathBuf> {
         let pins = self.namespace_paths(&record.sandbox_id);
-        let keep = [
+        [
             pins.net,
             pins.ipc,
             pins.uts,
             self.bundle_dir(record).join("rootfs"),
         ]
         .into_iter()
-        .filter(|p| self.mount_roots.iter().any(|root| p.starts_with(root)))
-        .chain(
-            record
-                .mounts
-                .iter()
-                .map(|m| PathBuf::from(&m.host_path))
-                .filter(|p| all_sources || self.mount_roots.iter().any(|root| p.starts_with(root))),
-        )
-        // The supervisor writes (and reopens) the log there.
-        .chain(
-            Path::new(&record.log_path)
-                .parent()
-                .filter(|dir| all_sources && !dir.as_os_str().is_empty())
-                .map(Path::to_path_buf),
-        )
-        .collect();
+        .chain(record.mounts.iter().map(|m| PathBuf::from(&m.host_path)))
+        .chain(log_dir(record).map(Path::to_path_buf))
+        .collect()
+    }
+
+    /// The mounts the supervisor of `record` drops from its view and the
+    /// host paths it keeps: none when a mount must propagate back to the
+    /// host (the trimmed namespace is only downstream of it). It keeps what
+    /// it uses below a mount root; starting from a mount template that does
+    /// not follow the host, everything it uses (a volume or log disk mounted
+    /// since the template was made is not in it).
+    fn supervisor_mounts(&self, record: &ContainerRecord) -> (Vec<PathBuf>, Vec<PathBuf>) {
+        if self.mount_roots.is_empty() || record.mounts.iter().any(|m| m.bidirectional) {
+            return (Vec::new(), Vec::new());
+        }
+        let keep_all = self
+            .mount_template
+            .as_ref()
+            .is_some_and(|t| !t.follows_host());
+        let keep = self
+            .supervisor_host_paths(record)
+            .into_iter()
+            .filter(|p| keep_all || self.mount_roots.iter().any(|root| p.starts_with(root)))
+            .collect();
         (self.mount_roots.clone(), keep)
     }
 
@@ -732,14 +737,14 @@ impl Runtime {
             )));
         }
         let bundle = self.bundle_dir(&record);
-        // The supervisor would make it, but it may keep it from the host's
-        // view first (see `supervisor_mounts`).
-        if let Some(dir) = Path::new(&record.log_path).parent()
-            && !dir.as_os_str().is_empty()
+        let (detach_mounts, keep_mounts) = self.supervisor_mounts(&record);
+        // The supervisor would make the log's directory, but one it keeps
+        // from the host's view must be there before it starts.
+        if let Some(dir) = log_dir(&record)
+            && keep_mounts.iter().any(|kept| kept == dir)
         {
             std::fs::create_dir_all(dir).map_err(internal("create log directory"))?;
         }
-        let (detach_mounts, keep_mounts) = self.supervisor_mounts(&record);
         let args = RunArgs {
             id: id.to_owned(),
             bundle: bundle.clone(),

@@ -32,6 +32,33 @@ fn connections_to(port: u16) -> usize {
         .count()
 }
 
+/// A real API server on loopback and a kubeconfig for it; keep all three
+/// alive for the test.
+async fn start() -> (tempfile::TempDir, ApiServer, kube::Config) {
+    let dir = tempfile::tempdir().unwrap();
+    let store = AnyStore::open(&[], dir.path()).await.unwrap();
+    let server = ApiServer::start(ApiServerConfig::loopback(dir.path()), store)
+        .await
+        .unwrap();
+    let config = skiff_client::kubeconfig::config_from(&dir.path().join("kubeconfig.yaml"))
+        .await
+        .unwrap();
+    (dir, server, config)
+}
+
+/// The config maps of "default" and the resource version to watch from.
+async fn config_maps(client: kube::Client) -> (Api<ConfigMap>, String) {
+    let cms: Api<ConfigMap> = Api::namespaced(client, "default");
+    let version = cms
+        .list(&ListParams::default())
+        .await
+        .unwrap()
+        .metadata
+        .resource_version
+        .unwrap();
+    (cms, version)
+}
+
 fn config_map(name: String) -> ConfigMap {
     ConfigMap {
         metadata: ObjectMeta {
@@ -46,14 +73,7 @@ fn config_map(name: String) -> ConfigMap {
 /// watch sees every create. Returns the established connections after.
 async fn watches_and_requests(client: kube::Client, prefix: &str, port: u16) -> usize {
     let (watches, requests) = (4, 24);
-    let cms: Api<ConfigMap> = Api::namespaced(client, "default");
-    let version = cms
-        .list(&ListParams::default())
-        .await
-        .unwrap()
-        .metadata
-        .resource_version
-        .unwrap();
+    let (cms, version) = config_maps(client).await;
     let mut streams = Vec::new();
     for _ in 0..watches {
         streams.push(
@@ -84,14 +104,7 @@ async fn watches_and_requests(client: kube::Client, prefix: &str, port: u16) -> 
 
 #[tokio::test]
 async fn requests_and_watches_share_one_http2_connection() {
-    let dir = tempfile::tempdir().unwrap();
-    let store = AnyStore::open(&[], dir.path()).await.unwrap();
-    let _server = ApiServer::start(ApiServerConfig::loopback(dir.path()), store)
-        .await
-        .unwrap();
-    let config = skiff_client::kubeconfig::config_from(&dir.path().join("kubeconfig.yaml"))
-        .await
-        .unwrap();
+    let (_dir, _server, config) = start().await;
     let port = config.cluster_url.port_u16().unwrap();
     assert_eq!(connections_to(port), 0);
 
@@ -110,22 +123,8 @@ async fn requests_and_watches_share_one_http2_connection() {
 
 #[tokio::test]
 async fn a_watch_nobody_reads_holds_up_only_itself() {
-    let dir = tempfile::tempdir().unwrap();
-    let store = AnyStore::open(&[], dir.path()).await.unwrap();
-    let _server = ApiServer::start(ApiServerConfig::loopback(dir.path()), store)
-        .await
-        .unwrap();
-    let client = skiff_client::kubeconfig::client_from(&dir.path().join("kubeconfig.yaml"))
-        .await
-        .unwrap();
-    let cms: Api<ConfigMap> = Api::namespaced(client, "default");
-    let version = cms
-        .list(&ListParams::default())
-        .await
-        .unwrap()
-        .metadata
-        .resource_version
-        .unwrap();
+    let (_dir, _server, config) = start().await;
+    let (cms, version) = config_maps(skiff_client::kubeconfig::client(config).unwrap()).await;
     // Opened and never read: every create below reaches it too.
     let _unread = cms.watch(&WatchParams::default(), &version).await.unwrap();
     // 1 MiB of events for it: far past HTTP/2's default 64 KiB windows.

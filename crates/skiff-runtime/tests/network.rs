@@ -200,6 +200,15 @@ async fn network_two_pods_on_a_bridge_reach_each_other_and_clean_up() {
         String::from_utf8_lossy(&routes.stdout).contains(&format!("via {gateway} dev eth0")),
         "{routes:?}"
     );
+    // An IPv4 pod network: neither end of a pod's veth gets an IPv6
+    // link-local address (none to detect duplicates of, per pod), while the
+    // pod keeps IPv6 itself (::1 on lo).
+    let out = |args: &[&str]| String::from_utf8_lossy(&run("ip", args).stdout).into_owned();
+    let host_end = host_veth_name("sandbox-a");
+    assert_eq!(out(&["-6", "addr", "show", "dev", &host_end]), "");
+    assert!(out(&["-d", "link", "show", "dev", &host_end]).contains("addrgenmode none"));
+    assert_eq!(out(&["-n", ns_a, "-6", "addr", "show", "dev", "eth0"]), "");
+    assert!(out(&["-n", ns_a, "-6", "addr", "show", "dev", "lo"]).contains("::1/128"));
     assert!(ping(ns_a, ip_b), "{ns_a} cannot reach {ip_b}");
     assert!(ping(ns_b, ip_a), "{ns_b} cannot reach {ip_a}");
     assert!(ping(ns_a, gateway), "{ns_a} cannot reach the gateway");

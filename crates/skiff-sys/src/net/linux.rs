@@ -7,7 +7,9 @@ use std::os::fd::{AsFd, AsRawFd};
 use std::path::Path;
 
 use futures::TryStreamExt;
-use rtnetlink::packet_route::link::{InfoData, InfoVeth, LinkAttribute};
+use rtnetlink::packet_route::link::{
+    AfSpecInet6, AfSpecUnspec, In6AddrGenMode, InfoData, InfoVeth, LinkAttribute,
+};
 use rtnetlink::{
     Handle, LinkBridge, LinkBridgePort, LinkMessageBuilder, LinkUnspec, LinkVeth,
     RouteMessageBuilder,
@@ -124,6 +126,34 @@ async fn set_link(
         .execute()
         .await
         .map_err(|err| netlink_err(what, err))
+}
+
+/// Sets a link up with no IPv6 link-local address (address generation mode
+/// "none"; IPv6 itself stays on). The pod network is IPv4: a link-local
+/// address on each end of every pod's veth buys nothing and costs the
+/// kernel duplicate address detection, multicast listener reports and
+/// router solicitations for each pod. A kernel without IPv6 refuses the
+/// mode; the link then just comes up.
+async fn set_link_up_ipv4_only(
+    handle: &Handle,
+    what: &str,
+    msg: impl Fn() -> LinkMessageBuilder<LinkUnspec>,
+) -> Result<(), NetError> {
+    let no_link_local =
+        LinkAttribute::AfSpecUnspec(vec![AfSpecUnspec::Inet6(vec![AfSpecInet6::AddrGenMode(
+            In6AddrGenMode::None,
+        )])]);
+    let up = handle
+        .link()
+        .set(msg().append_extra_attribute(no_link_local).up().build())
+        .execute()
+        .await;
+    match up {
+        Err(err) if errno(&err) == Some(Errno::AFNOSUPPORT) => {
+            set_link(handle, what, msg().up()).await
+        }
+        other => other.map_err(|err| netlink_err(what, err)),
+    }
 }
 
 fn open_netns(path: &Path) -> Result<File, NetError> {
@@ -284,11 +314,11 @@ impl NetOps for LinuxNetOps {
             .mtu(veth.mtu)
             .append_extra_attribute(LinkAttribute::NetNsFd(ns_file.as_raw_fd()))
             .build();
+        // Brought up below, once its IPv6 address mode is set.
         let msg = LinkVeth::new(&veth.host_ifname, &veth.container_ifname)
             .set_info_data(InfoData::Veth(InfoVeth::Peer(peer)))
             .mtu(veth.mtu)
             .controller(bridge)
-            .up()
             .build();
         let what = || {
             format!(
@@ -300,21 +330,24 @@ impl NetOps for LinuxNetOps {
         };
         match handle.link().add(msg).execute().await {
             Ok(()) => {}
+            // Already there from an earlier attempt: make sure it is wired
+            // (below). If the host end is absent, the clash is the peer's name.
             Err(err) if errno(&err) == Some(Errno::EXIST) => {
-                // Already there from an earlier attempt: make sure it is wired.
-                // If the host end is absent, the clash is the peer's name.
-                let Some(index) = link_index(handle, &veth.host_ifname).await? else {
+                if link_index(handle, &veth.host_ifname).await?.is_none() {
                     return Err(netlink_err(what(), err));
-                };
-                set_link(
-                    handle,
-                    &format!("attach {} to {}", veth.host_ifname, veth.bridge),
-                    LinkUnspec::new_with_index(index).controller(bridge).up(),
-                )
-                .await?;
+                }
             }
             Err(err) => return Err(netlink_err(what(), err)),
         }
+        set_link_up_ipv4_only(
+            handle,
+            &format!(
+                "attach {} to {} and set it up",
+                veth.host_ifname, veth.bridge
+            ),
+            || LinkUnspec::new_with_name(&veth.host_ifname).controller(bridge),
+        )
+        .await?;
         if veth.hairpin {
             // Port options apply only once the port is enslaved, hence a
             // second request rather than part of the creation.
@@ -347,11 +380,9 @@ impl NetOps for LinuxNetOps {
                 iface.prefix_len,
             )
             .await?;
-            set_link(
-                handle,
-                &format!("set {} up", iface.ifname),
-                LinkUnspec::new_with_index(index).up(),
-            )
+            set_link_up_ipv4_only(handle, &format!("set {} up", iface.ifname), || {
+                LinkUnspec::new_with_index(index)
+            })
             .await?;
             let route = RouteMessageBuilder::<std::net::Ipv4Addr>::new()
                 .gateway(iface.gateway)

@@ -348,6 +348,14 @@ pub async fn run(
             config.root_dir.display()
         )))
     })?;
+    // One subtree per pod in each: spread them (see `skiff_sys::dir_layout`).
+    for dir in [config.root_dir.join("pods"), config.pod_log_root.clone()] {
+        let spread = std::fs::create_dir_all(&dir)
+            .and_then(|()| skiff_sys::dir_layout::spread_subdirectories(&dir));
+        if let Err(e) = spread {
+            tracing::debug!(dir = %dir.display(), error = %e, "not spreading subdirectories");
+        }
+    }
     let version = cri
         .runtime
         .version(api::VersionRequest {

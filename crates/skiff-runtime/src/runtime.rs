@@ -145,7 +145,13 @@ impl Runtime {
     /// Opens the runtime on `config.root`, re-adopting persisted sandboxes and containers.
     pub fn open(config: RuntimeConfig, deps: RuntimeDeps) -> Result<Self, RuntimeError> {
         for dir in ["sandboxes", "containers"] {
-            std::fs::create_dir_all(config.root.join(dir)).map_err(internal("create root"))?;
+            let dir = config.root.join(dir);
+            std::fs::create_dir_all(&dir).map_err(internal("create root"))?;
+            // One subtree per sandbox or container: spread them (see
+            // `skiff_sys::dir_layout`).
+            if let Err(e) = skiff_sys::dir_layout::spread_subdirectories(&dir) {
+                tracing::debug!(dir = %dir.display(), error = %e, "not spreading subdirectories");
+            }
         }
         let mount_roots = if config.trim_supervisor_mounts {
             open_mount_roots(&config)

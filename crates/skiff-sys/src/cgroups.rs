@@ -95,18 +95,28 @@ pub fn restrict_devices(path: &str) -> io::Result<()> {
         return Ok(());
     }
     std::fs::write(dir.join("devices.deny"), "a")?;
-    let allow = dir.join("devices.allow");
+    // One rule per write, through one open file.
+    let mut allow = std::fs::OpenOptions::new()
+        .write(true)
+        .open(dir.join("devices.allow"))?;
     for rule in CONTAINER_DEVICE_RULES {
-        std::fs::write(&allow, rule)?;
+        io::Write::write_all(&mut allow, rule.as_bytes())?;
     }
     Ok(())
+}
+
+/// The `cgroup.procs` file of cgroup `path` in every hierarchy.
+pub fn procs_files(path: &str) -> io::Result<Vec<PathBuf>> {
+    Ok(hierarchy_roots()?
+        .iter()
+        .map(|root| cgroup_dir(root, path).join("cgroup.procs"))
+        .collect())
 }
 
 /// Moves process `pid` into cgroup `path` of every hierarchy.
 pub fn add_process(path: &str, pid: i32) -> io::Result<()> {
     let pid = pid.to_string();
-    for root in hierarchy_roots()? {
-        let procs = cgroup_dir(&root, path).join("cgroup.procs");
+    for procs in procs_files(path)? {
         std::fs::write(&procs, &pid)
             .map_err(|e| io::Error::new(e.kind(), format!("{}: {e}", procs.display())))?;
     }
@@ -174,5 +184,29 @@ mod tests {
             PathBuf::from("/sys/fs/cgroup/memory/skiff/a")
         );
         assert!(remove_cgroup("/").is_err());
+    }
+
+    #[test]
+    fn a_container_cgroup_allows_only_the_default_devices() {
+        let devices = Path::new("/sys/fs/cgroup/devices");
+        if !rustix::process::geteuid().is_root() || !devices.join("devices.list").exists() {
+            println!("skipped: needs root and the v1 devices controller");
+            return;
+        }
+        let path = format!("/skiff-test-devices-{}", std::process::id());
+        let dir = cgroup_dir(devices, &path);
+        std::fs::create_dir(&dir).unwrap();
+        let restricted = restrict_devices(&path);
+        let list = std::fs::read_to_string(dir.join("devices.list"));
+        std::fs::remove_dir(&dir).unwrap();
+        restricted.unwrap();
+        let mut list: Vec<String> = list.unwrap().lines().map(str::to_owned).collect();
+        let mut expected: Vec<String> = CONTAINER_DEVICE_RULES
+            .iter()
+            .map(|r| (*r).to_owned())
+            .collect();
+        list.sort();
+        expected.sort();
+        assert_eq!(list, expected);
     }
 }

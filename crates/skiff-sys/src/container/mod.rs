@@ -372,12 +372,11 @@ fn child_main(errors: std::io::PipeWriter, body: impl FnOnce() -> Result<Infalli
     unsafe { libc::_exit(1) }
 }
 
-/// The directory of cgroup `path` in the hierarchy mounted at `root` (for
-/// [`ExecTarget::cgroup_procs`]).
+/// The `cgroup.procs` files of cgroup `path` in the hierarchies where it
+/// exists (for [`ExecTarget::cgroup_procs`]).
 pub fn cgroup_procs(path: &str) -> io::Result<Vec<PathBuf>> {
-    Ok(crate::cgroups::hierarchy_roots()?
-        .iter()
-        .map(|root| crate::cgroups::cgroup_dir(root, path).join("cgroup.procs"))
+    Ok(crate::cgroups::procs_files(path)?
+        .into_iter()
         .filter(|p| p.exists())
         .collect())
 }

@@ -23,6 +23,7 @@ use crate::container::{
 use crate::cri::api;
 use crate::images::ImageStore;
 use crate::sandbox::{PodNetwork, SandboxRecord, SandboxState};
+use crate::shim::zygote::{RequestError, Zygote};
 use crate::shim::{ExecArgs, ExecResult, ExitRecord, RunArgs, StartReport};
 
 mod log_control;
@@ -128,6 +129,44 @@ pub struct Runtime {
     /// look at /proc, as [`Runtime::init_alive`] would find the supervisor
     /// alive; a kubelet relists every container after each change.
     supervised: Arc<Mutex<HashSet<String>>>,
+    /// The supervisor zygote, once started (see [`crate::shim::zygote`]).
+    zygote: Arc<Mutex<Option<Zygote>>>,
+}
+
+/// A supervisor this runtime started, until it ends.
+enum Supervisor {
+    /// Forked by the zygote (which reaps it).
+    Forked {
+        pid: i32,
+        pidfd: std::os::fd::OwnedFd,
+    },
+    /// Executed as a child of this process.
+    Executed {
+        pid: i32,
+        child: tokio::process::Child,
+    },
+}
+
+impl Supervisor {
+    fn pid(&self) -> i32 {
+        match self {
+            Supervisor::Forked { pid, .. } | Supervisor::Executed { pid, .. } => *pid,
+        }
+    }
+
+    /// Waits for the supervisor to end (reaping it if it is our child).
+    async fn ended(self) {
+        match self {
+            Supervisor::Forked { pid, pidfd } => {
+                if let Err(e) = skiff_sys::process::pidfd_exited(pidfd).await {
+                    tracing::warn!(pid, "cannot watch the supervisor's pidfd: {e}");
+                }
+            }
+            Supervisor::Executed { mut child, .. } => {
+                let _ = child.wait().await;
+            }
+        }
+    }
 }
 
 fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
@@ -186,6 +225,7 @@ impl Runtime {
             mount_template,
             boot_id,
             supervised: Arc::default(),
+            zygote: Arc::default(),
         })
     }
 
@@ -806,37 +846,35 @@ impl Runtime {
         args: &RunArgs,
         dir: &Path,
     ) -> Result<(StartReport, Option<(i32, u64)>), String> {
-        let json = serde_json::to_string(args).map_err(|e| e.to_string())?;
         let shim_log = std::fs::File::create(dir.join("shim.log")).map_err(|e| e.to_string())?;
-        let mut cmd = self.shim_command().map_err(|e| e.to_string())?;
-        // Its own process group: signals to the agent's group don't reach it.
-        cmd.arg("run")
-            .arg(json)
-            .stdout(Stdio::piped())
-            .stderr(shim_log)
-            .process_group(0);
-        let mut child = cmd.spawn().map_err(|e| format!("spawn supervisor: {e}"))?;
-        let shim = child
-            .id()
-            .and_then(|p| i32::try_from(p).ok())
-            .map(|p| (p, skiff_sys::process::process_start_ticks(p).unwrap_or(0)));
-        let stdout = child.stdout.take().ok_or("supervisor has no stdout")?;
-        // Reap the supervisor when it ends (it outlives us if we go first).
+        let (report, report_w) = std::io::pipe().map_err(|e| format!("pipe: {e}"))?;
+        let supervisor = self.start_supervisor(args, report_w, shim_log).await?;
+        let shim = supervisor.as_ref().map(|s| {
+            (
+                s.pid(),
+                skiff_sys::process::process_start_ticks(s.pid()).unwrap_or(0),
+            )
+        });
+        if let Some(supervisor) = supervisor {
+            let (supervised, id) = (self.supervised.clone(), args.id.clone());
+            lock(&supervised).insert(id.clone());
+            tokio::spawn(async move {
+                supervisor.ended().await;
+                lock(&supervised).remove(&id);
+            });
+        }
+        // The report's pipe closes without one when the supervisor ends
+        // first (every copy of its write end is the supervisor's by now).
         let line = async {
+            let report = tokio::net::unix::pipe::Receiver::from_owned_fd(report.into())?;
             let mut line = String::new();
-            tokio::io::BufReader::new(stdout)
+            tokio::io::BufReader::new(report)
                 .read_line(&mut line)
                 .await
                 .map(|_| line)
         };
-        let line = tokio::time::timeout(Duration::from_secs(60), line).await;
-        let (supervised, id) = (self.supervised.clone(), args.id.clone());
-        lock(&supervised).insert(id.clone());
-        tokio::spawn(async move {
-            let _ = child.wait().await;
-            lock(&supervised).remove(&id);
-        });
-        let line = line
+        let line = tokio::time::timeout(Duration::from_secs(60), line)
+            .await
             .map_err(|_| "timed out waiting for the supervisor".to_owned())?
             .map_err(|e| format!("read supervisor report: {e}"))?;
         if line.trim().is_empty() {
@@ -849,6 +887,70 @@ impl Runtime {
         let report =
             serde_json::from_str(line.trim()).map_err(|e| format!("bad supervisor report: {e}"))?;
         Ok((report, shim))
+    }
+
+    /// Starts a supervisor for `args` writing its report to `report` and its
+    /// own messages to `log`: forked by the zygote (started on first use,
+    /// and again after it ended), else by executing the supervisor command.
+    /// `None`: the zygote took the request but did not answer; whether a
+    /// supervisor runs, its report tells.
+    async fn start_supervisor(
+        &self,
+        args: &RunArgs,
+        report: std::io::PipeWriter,
+        log: std::fs::File,
+    ) -> Result<Option<Supervisor>, String> {
+        use std::os::fd::AsFd;
+        let zygote = self.zygote.clone();
+        let command = self.shim_command().map_err(|e| e.to_string())?;
+        let request = args.clone();
+        let (report, log, outcome) = tokio::task::spawn_blocking(move || {
+            let mut zygote = lock(&zygote);
+            if zygote.is_none() {
+                match Zygote::start(command) {
+                    Ok(started) => *zygote = Some(started),
+                    Err(e) => {
+                        let outcome = Err(RequestError::NotSent(format!("start zygote: {e}")));
+                        return (report, log, outcome);
+                    }
+                }
+            }
+            let outcome = match zygote.as_ref() {
+                Some(z) => z.spawn(&request, report.as_fd(), log.as_fd()),
+                None => Err(RequestError::NotSent("no zygote".into())),
+            };
+            if outcome.is_err() {
+                // Start a new one next time.
+                *zygote = None;
+            }
+            (report, log, outcome)
+        })
+        .await
+        .map_err(|e| format!("zygote request: {e}"))?;
+        match outcome {
+            Ok((pid, pidfd)) => Ok(Some(Supervisor::Forked { pid, pidfd })),
+            Err(RequestError::NoReply(msg)) => {
+                tracing::warn!(container = %args.id, "supervisor zygote: {msg}");
+                Ok(None)
+            }
+            Err(RequestError::NotSent(msg)) => {
+                tracing::warn!(container = %args.id, "supervisor zygote: {msg}; executing the supervisor");
+                let json = serde_json::to_string(args).map_err(|e| e.to_string())?;
+                let mut cmd = self.shim_command().map_err(|e| e.to_string())?;
+                // Its own process group: signals to the agent's group don't reach it.
+                cmd.arg("run")
+                    .arg(json)
+                    .stdout(report)
+                    .stderr(log)
+                    .process_group(0);
+                let child = cmd.spawn().map_err(|e| format!("spawn supervisor: {e}"))?;
+                let pid = child
+                    .id()
+                    .and_then(|p| i32::try_from(p).ok())
+                    .ok_or("the supervisor ended at once")?;
+                Ok(Some(Supervisor::Executed { pid, child }))
+            }
+        }
     }
 
     /// Waits until the container's exit is recorded or its supervisor is gone.

@@ -1058,3 +1058,97 @@ async fn sandboxes_of_a_previous_boot_are_not_ready_and_their_containers_exited(
     }
     second.shutdown().await;
 }
+
+/// The supervisor's PID, as the runtime recorded it when it started `id`.
+fn shim_pid(env: &Env, id: &str) -> i32 {
+    let path = env
+        .root()
+        .join("containers")
+        .join(id)
+        .join("container.json");
+    let record: serde_json::Value = serde_json::from_slice(&std::fs::read(&path).unwrap()).unwrap();
+    i32::try_from(record["shim"][0].as_i64().unwrap()).unwrap()
+}
+
+/// Parent PID and command name of a live process.
+fn parent_and_name(pid: i32) -> (i32, String) {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap();
+    let (head, rest) = stat.rsplit_once(')').unwrap();
+    let name = head.split_once('(').unwrap().1.to_owned();
+    let ppid = rest.split_whitespace().nth(1).unwrap().parse().unwrap();
+    (ppid, name)
+}
+
+/// Supervisors are forked by one zygote per runtime, a child of the
+/// runtime's process. When the zygote dies, running containers carry on;
+/// the next supervisor is executed directly and the one after that comes
+/// from a new zygote.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn supervisors_are_forked_by_a_zygote_and_outlive_it() {
+    let Some(env) = Env::new() else { return };
+    let me = i32::try_from(std::process::id()).unwrap();
+    let mut server = env.serve("zygote").await;
+    let sandbox = run_sandbox(&mut server, &env, "forked").await;
+    let mut started = Vec::new();
+    let mut start = async |server: &mut cri::Server, name: &str| {
+        let id = server
+            .create(&sandbox, name, &["sleep", "1000"], |_| {})
+            .await;
+        server.start(&id).await;
+        let s = server.status(&id).await;
+        assert_eq!(s.state, ContainerState::ContainerRunning as i32, "{name}");
+        started.push(id.clone());
+        id
+    };
+
+    let a = start(&mut server, "a").await;
+    let b = start(&mut server, "b").await;
+    let (zygote, shim_name) = parent_and_name(shim_pid(&env, &a));
+    assert_eq!(shim_name, "skiff-shim");
+    assert_eq!(parent_and_name(shim_pid(&env, &b)).0, zygote, "one zygote");
+    assert_eq!(parent_and_name(zygote), (me, "skiff-zygote".to_owned()));
+
+    skiff_sys::process::kill(zygote, 9).unwrap();
+    wait_until("the zygote never died", Duration::from_secs(10), || {
+        skiff_sys::process::live_process_start_ticks(zygote).is_none()
+    })
+    .await;
+    let c = start(&mut server, "c").await;
+    let (parent, name) = parent_and_name(shim_pid(&env, &c));
+    assert_eq!(parent, me, "executed directly, as {name}");
+    let d = start(&mut server, "d").await;
+    let (new_zygote, _) = parent_and_name(shim_pid(&env, &d));
+    assert_ne!(new_zygote, zygote);
+    assert_eq!(parent_and_name(new_zygote), (me, "skiff-zygote".to_owned()));
+
+    // The containers whose zygote died still run and stop as usual.
+    assert_eq!(
+        server.status(&a).await.state,
+        ContainerState::ContainerRunning as i32
+    );
+    for id in &started {
+        server
+            .client
+            .stop_container(api::StopContainerRequest {
+                container_id: id.clone(),
+                timeout: 0,
+            })
+            .await
+            .unwrap();
+        let s = server.status(id).await;
+        assert_eq!(
+            (s.state, s.exit_code),
+            (ContainerState::ContainerExited as i32, 137)
+        );
+    }
+    server.remove_sandbox(&sandbox.0).await;
+    assert!(env.pod_mounts().is_empty(), "{:?}", env.pod_mounts());
+    server.shutdown().await;
+    // With its runtime gone, the zygote ends by itself.
+    wait_until(
+        "the zygote outlived its runtime",
+        Duration::from_secs(10),
+        || skiff_sys::process::live_process_start_ticks(new_zygote).is_none(),
+    )
+    .await;
+}

@@ -14,6 +14,7 @@ pub mod cgroups;
 pub mod conntrack;
 pub mod container;
 pub mod dir_layout;
+pub mod fdpass;
 pub mod memory;
 pub mod mount;
 pub mod mount_view;

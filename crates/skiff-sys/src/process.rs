@@ -184,6 +184,96 @@ pub fn wait_child(pid: i32) -> io::Result<ChildExit> {
     }
 }
 
+/// Which side of a [`fork`] this is.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Forked {
+    /// The new process.
+    Child,
+    /// The caller, with the child's PID.
+    Parent(i32),
+}
+
+/// Forks this process. Refused unless the process has exactly one thread:
+/// the child would hold a copy of this thread only, with any lock another
+/// thread held (the allocator's, stdio's) locked forever. A process that
+/// starts no threads (the supervisor zygote) forks safely and cheaply: the
+/// child skips the exec, dynamic loading and relocation of a large binary.
+pub fn fork() -> io::Result<Forked> {
+    let threads = thread_count()?;
+    if threads != 1 {
+        return Err(io::Error::new(
+            io::ErrorKind::InvalidInput,
+            format!("fork needs a single-threaded process; this one has {threads} threads"),
+        ));
+    }
+    // SAFETY: the process has one thread (checked above, and nothing in it
+    // can start another between the check and the call), so the child's
+    // copy of memory holds no lock some other thread owns.
+    match unsafe { libc::fork() } {
+        -1 => Err(io::Error::last_os_error()),
+        0 => Ok(Forked::Child),
+        pid => Ok(Forked::Parent(pid)),
+    }
+}
+
+/// The number of threads of this process (field 20 of `/proc/self/stat`).
+pub fn thread_count() -> io::Result<usize> {
+    let stat = std::fs::read_to_string("/proc/self/stat")?;
+    parse_num_threads(&stat)
+        .ok_or_else(|| io::Error::new(io::ErrorKind::InvalidData, "unreadable /proc/self/stat"))
+}
+
+fn parse_num_threads(stat: &str) -> Option<usize> {
+    // After the command name: field 3 (state) is index 0, num_threads index 17.
+    stat[stat.rfind(')')? + 1..]
+        .split_whitespace()
+        .nth(17)?
+        .parse()
+        .ok()
+}
+
+/// Points this process's stdin, stdout and stderr at `stdin`, `stdout` and
+/// `stderr` (the originals stay open; drop them after).
+pub fn redirect_stdio(
+    stdin: impl std::os::fd::AsFd,
+    stdout: impl std::os::fd::AsFd,
+    stderr: impl std::os::fd::AsFd,
+) -> io::Result<()> {
+    rustix::stdio::dup2_stdin(stdin)?;
+    rustix::stdio::dup2_stdout(stdout)?;
+    rustix::stdio::dup2_stderr(stderr)?;
+    Ok(())
+}
+
+/// Sets this process's command name (`comm`, what `ps -o comm` and `top`
+/// show; at most 15 bytes are kept). Its arguments stay as they were.
+pub fn set_name(name: &std::ffi::CStr) -> io::Result<()> {
+    rustix::thread::set_name(name)?;
+    Ok(())
+}
+
+/// A pidfd for process `pid`: readable once the process has ended, and
+/// never another process's, even if the PID is reused after it is reaped.
+pub fn pidfd_open(pid: i32) -> io::Result<std::os::fd::OwnedFd> {
+    let pid = Pid::from_raw(pid).ok_or_else(|| io::Error::from(io::ErrorKind::InvalidInput))?;
+    Ok(rustix::process::pidfd_open(
+        pid,
+        rustix::process::PidfdFlags::empty(),
+    )?)
+}
+
+/// Waits (asynchronously, on the tokio reactor) until the process behind
+/// `pidfd` (from [`pidfd_open`]) has ended. It does not reap the process.
+pub async fn pidfd_exited(pidfd: std::os::fd::OwnedFd) -> io::Result<()> {
+    use tokio::io::{Interest, unix::AsyncFd};
+    // SAFETY: the `OwnedFd` is moved into the registration, so the
+    // descriptor stays open (and is not reused) until it is dropped.
+    let fd = unsafe { AsyncFd::register_with_interest(pidfd, Interest::READABLE) }
+        .map_err(|e| e.into_parts().1)?;
+    let _ready = fd.readable().await?;
+    Ok(())
+}
+
 #[cfg(test)]
 #[allow(clippy::unwrap_used, clippy::expect_used)]
 mod tests {
@@ -234,6 +324,66 @@ mod tests {
         }
         assert!(process_start_ticks(pid).is_some());
         child.wait().unwrap();
+    }
+
+    #[test]
+    fn fork_is_refused_with_threads_and_thread_count_is_read() {
+        let stat = "77 (x) y) S 1 77 77 0 -1 0 0 0 0 0 0 0 0 0 20 0 3 0 500 1 1";
+        assert_eq!(parse_num_threads(stat), Some(3));
+        assert_eq!(parse_num_threads("garbage"), None);
+        // The test harness runs tests on threads: more than one here.
+        let here = thread_count().unwrap();
+        let helper =
+            std::thread::spawn(|| std::thread::sleep(std::time::Duration::from_millis(200)));
+        assert!(thread_count().unwrap() > here.min(1));
+        let err = fork().unwrap_err();
+        assert_eq!(err.kind(), io::ErrorKind::InvalidInput, "{err}");
+        helper.join().unwrap();
+    }
+
+    #[test]
+    fn a_pidfd_becomes_readable_when_its_process_ends() {
+        let mut child = std::process::Command::new("sleep")
+            .arg("0.2")
+            .spawn()
+            .unwrap();
+        let pid = i32::try_from(child.id()).unwrap();
+        let fd = pidfd_open(pid).unwrap();
+        let mut fds = [rustix::event::PollFd::new(
+            &fd,
+            rustix::event::PollFlags::IN,
+        )];
+        assert_eq!(
+            rustix::event::poll(
+                &mut fds,
+                Some(&rustix::event::Timespec {
+                    tv_sec: 0,
+                    tv_nsec: 0
+                })
+            )
+            .unwrap(),
+            0
+        );
+        child.wait().unwrap();
+        assert_eq!(rustix::event::poll(&mut fds, None).unwrap(), 1);
+        assert_eq!(
+            pidfd_open(0).unwrap_err().kind(),
+            io::ErrorKind::InvalidInput
+        );
+    }
+
+    #[tokio::test]
+    async fn pidfd_exited_returns_once_the_process_ends() {
+        let mut child = std::process::Command::new("sleep")
+            .arg("0.3")
+            .spawn()
+            .unwrap();
+        let fd = pidfd_open(i32::try_from(child.id()).unwrap()).unwrap();
+        let began = std::time::Instant::now();
+        pidfd_exited(fd).await.unwrap();
+        assert!(began.elapsed() >= std::time::Duration::from_millis(200));
+        // Ended, not reaped: the exit status is still there for its parent.
+        assert!(child.try_wait().unwrap().is_some_and(|s| s.success()));
     }
 
     #[test]

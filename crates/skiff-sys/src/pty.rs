@@ -69,26 +69,14 @@ pub fn size(fd: impl AsFd) -> io::Result<(u16, u16)> {
 /// Receives one file descriptor sent with SCM_RIGHTS on the unix socket
 /// `socket` (how an OCI runtime hands over a console's master end).
 pub fn receive_fd(socket: impl AsFd) -> io::Result<OwnedFd> {
-    use std::mem::MaybeUninit;
-
-    use rustix::net::{RecvAncillaryBuffer, RecvAncillaryMessage, RecvFlags};
-
-    let mut space = [MaybeUninit::uninit(); rustix::cmsg_space!(ScmRights(1))];
-    let mut control = RecvAncillaryBuffer::new(&mut space);
     let mut name = [0u8; 256];
-    let mut iov = [io::IoSliceMut::new(&mut name)];
-    rustix::net::recvmsg(&socket, &mut iov, &mut control, RecvFlags::CMSG_CLOEXEC)?;
-    for msg in control.drain() {
-        if let RecvAncillaryMessage::ScmRights(mut fds) = msg
-            && let Some(fd) = fds.next()
-        {
-            return Ok(fd);
-        }
-    }
-    Err(io::Error::new(
-        io::ErrorKind::InvalidData,
-        "no file descriptor in the message",
-    ))
+    let (_, fds) = crate::fdpass::recv(socket, &mut name)?;
+    fds.into_iter().next().ok_or_else(|| {
+        io::Error::new(
+            io::ErrorKind::InvalidData,
+            "no file descriptor in the message",
+        )
+    })
 }
 
 /// A terminal master end, read and written asynchronously.

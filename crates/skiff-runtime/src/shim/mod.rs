@@ -1,6 +1,7 @@
-//! The per-container supervisor ("shim"), run as a separate process by
-//! re-executing a binary (`skiff runtime-shim ...` or the test bin
-//! `skiff-runtime-shim`), never forked from inside tokio.
+//! The per-container supervisor ("shim"), run as a separate process: forked
+//! by the supervisor [`zygote`], itself started once from a binary (`skiff
+//! runtime-shim zygote` or the test bin `skiff-runtime-shim`), or by
+//! re-executing that binary; never forked from inside tokio.
 //!
 //! `run` creates the container's cgroups and starts it
 //! (`skiff_sys::container`), reports the init PID on stdout, then lives as a
@@ -15,6 +16,7 @@ mod console;
 pub mod control;
 mod logs;
 pub mod oci;
+pub mod zygote;
 
 use std::io::Write;
 use std::path::{Path, PathBuf};
@@ -140,7 +142,8 @@ pub enum ExecResult {
     Failed(String),
 }
 
-/// The shim's entry point: `run <json>` or `exec <json>`. Returns the exit status.
+/// The shim's entry point: `run <json>`, `exec <json>` or `zygote` (see
+/// [`zygote`]). Returns the exit status.
 pub fn main(args: &[String]) -> i32 {
     match (args.first().map(String::as_str), args.get(1)) {
         (Some("run"), Some(json)) => match serde_json::from_str::<RunArgs>(json) {
@@ -150,6 +153,7 @@ pub fn main(args: &[String]) -> i32 {
                 2
             }
         },
+        (Some("zygote"), None) => zygote::serve(),
         (Some("exec"), Some(json)) => match serde_json::from_str::<ExecArgs>(json) {
             Ok(a) => exec(&a),
             Err(e) => {
@@ -158,7 +162,7 @@ pub fn main(args: &[String]) -> i32 {
             }
         },
         _ => {
-            eprintln!("usage: runtime-shim run|exec JSON");
+            eprintln!("usage: runtime-shim run|exec JSON, or runtime-shim zygote");
             2
         }
     }

@@ -312,20 +312,8 @@ pub fn exec(target: &ExecTarget, process: &ProcessSpec, stdio: Stdio) -> Result<
 /// Sends `fd` over the unix socket `socket` (SCM_RIGHTS), as a console
 /// socket carries a terminal's master end.
 pub fn send_fd(socket: &UnixStream, fd: &OwnedFd) -> io::Result<()> {
-    use std::mem::MaybeUninit;
     use std::os::fd::AsFd;
-
-    use rustix::net::{SendAncillaryBuffer, SendAncillaryMessage, SendFlags};
-
-    let mut space = [MaybeUninit::uninit(); rustix::cmsg_space!(ScmRights(1))];
-    let mut control = SendAncillaryBuffer::new(&mut space);
-    let fds = [fd.as_fd()];
-    if !control.push(SendAncillaryMessage::ScmRights(&fds)) {
-        return Err(io::Error::other("control message too large"));
-    }
-    let iov = [io::IoSlice::new(b"t")];
-    rustix::net::sendmsg(socket, &iov, &mut control, SendFlags::empty())?;
-    Ok(())
+    crate::fdpass::send(socket, b"t", &[fd.as_fd()])
 }
 
 /// `clone(flags | SIGCHLD)` with the parent's stack, like `fork`: returns 0

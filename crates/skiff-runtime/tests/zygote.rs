@@ -45,6 +45,13 @@ fn bad_requests_are_refused_and_a_good_one_forks_a_supervisor() {
     );
     assert!(fds.is_empty());
 
+    let huge = vec![b' '; 100 << 10];
+    let (reply, _) = ask(&ours, &huge, &[report_w.as_fd(), log.as_fd()]);
+    assert!(
+        matches!(&reply, Reply::Failed(m) if m.contains("longer than")),
+        "{reply:?}"
+    );
+
     let args = RunArgs {
         id: "c1".into(),
         bundle: tmp.path().join("no-such-bundle"),

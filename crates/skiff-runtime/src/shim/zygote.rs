@@ -27,8 +27,11 @@ use skiff_sys::process::{Forked, fork};
 
 use super::RunArgs;
 
-/// Largest request: a container's [`RunArgs`] (paths, mount lists).
-const MAX_REQUEST: usize = 1 << 20;
+/// Largest request: a container's [`RunArgs`] (paths and mount lists, a
+/// few KiB). A larger one is refused and the runtime executes that
+/// supervisor instead. Kept small: every fork copies the zygote's page
+/// tables, and every page it writes after a fork is copied once more.
+const MAX_REQUEST: usize = 64 << 10;
 
 /// How long the runtime waits for the zygote to take a request or answer.
 const EXCHANGE_TIMEOUT: Duration = Duration::from_secs(10);

@@ -28,7 +28,13 @@ pub enum CgroupMode {
 }
 
 /// Detects the host's cgroup mode from the filesystem at `/sys/fs/cgroup`.
+/// Looked at once: the layout does not change under a running process.
 pub fn cgroup_mode() -> CgroupMode {
+    static MODE: std::sync::OnceLock<CgroupMode> = std::sync::OnceLock::new();
+    *MODE.get_or_init(detect_cgroup_mode)
+}
+
+fn detect_cgroup_mode() -> CgroupMode {
     if Path::new("/sys/fs/cgroup/cgroup.controllers").exists() {
         CgroupMode::Unified
     } else if Path::new("/sys/fs/cgroup/unified/cgroup.controllers").exists() {

@@ -72,6 +72,9 @@ fn with_path(e: io::Error, path: &Path) -> io::Error {
 /// empty cpuset takes no processes) and each v2 parent delegates the
 /// controllers its children are limited by.
 fn create_under(root: &Path, rel: &str, unified: bool) -> io::Result<()> {
+    // Asked once per hierarchy, not of every new directory in each of them:
+    // a path walk through cgroupfs costs more than one would think.
+    let cpuset = !unified && root.join("cpuset.cpus").exists();
     let mut dir = root.to_path_buf();
     for part in rel.split('/').filter(|p| !p.is_empty()) {
         let parent = dir.clone();
@@ -84,12 +87,12 @@ fn create_under(root: &Path, rel: &str, unified: bool) -> io::Result<()> {
             Err(e) if e.kind() == io::ErrorKind::AlreadyExists => continue,
             Err(e) => return Err(with_path(e, &dir)),
         }
+        if !cpuset {
+            continue;
+        }
         for file in ["cpuset.cpus", "cpuset.mems"] {
             let own = dir.join(file);
-            if !unified
-                && own.exists()
-                && std::fs::read_to_string(&own).is_ok_and(|v| v.trim().is_empty())
-            {
+            if std::fs::read_to_string(&own).is_ok_and(|v| v.trim().is_empty()) {
                 let value = std::fs::read_to_string(parent.join(file))
                     .map_err(|e| with_path(e, &parent.join(file)))?;
                 std::fs::write(&own, value.trim()).map_err(|e| with_path(e, &own))?;

@@ -264,10 +264,17 @@ fn cgroup_view(root: &OwnedFd, m: &MountSpec, cgroups_path: &str) -> io::Result<
         let Some(name) = hierarchy.file_name().and_then(|n| n.to_str()) else {
             continue;
         };
-        let host = cgroup_dir(&hierarchy, cgroups_path);
-        if !host.is_dir() {
-            continue;
-        }
+        // One walk down the host's (long) cgroup path: the descriptor is
+        // the bind's source.
+        let host = match rustix::fs::open(
+            cgroup_dir(&hierarchy, cgroups_path),
+            OFlags::PATH | OFlags::DIRECTORY | OFlags::CLOEXEC,
+            Mode::empty(),
+        ) {
+            Ok(fd) => fd,
+            Err(rustix::io::Errno::NOENT | rustix::io::Errno::NOTDIR) => continue,
+            Err(e) => return Err(e.into()),
+        };
         match rustix::fs::mkdirat(&base, name, Mode::from_bits_truncate(0o755)) {
             Ok(()) | Err(rustix::io::Errno::EXIST) => {}
             Err(e) => return Err(e.into()),
@@ -280,7 +287,7 @@ fn cgroup_view(root: &OwnedFd, m: &MountSpec, cgroups_path: &str) -> io::Result<
                 Mode::empty(),
             )?)
         };
-        bind_ro(&host, &open()?, &open)?;
+        bind_ro(Path::new(&fd_path(&host)), &open()?, &open)?;
         if name.contains(',') {
             for part in name.split(',') {
                 match rustix::fs::symlinkat(name, &base, part) {

@@ -342,19 +342,17 @@ pub async fn run(
     mut cri: Cri,
     shutdown: watch::Receiver<bool>,
 ) -> Result<(), KubeletError> {
-    std::fs::create_dir_all(config.root_dir.join("pods")).map_err(|e| {
-        KubeletError::Runtime(tonic::Status::internal(format!(
-            "create {}: {e}",
-            config.root_dir.display()
-        )))
-    })?;
-    // One subtree per pod in each: spread them (see `skiff_sys::dir_layout`).
-    for dir in [config.root_dir.join("pods"), config.pod_log_root.clone()] {
-        let spread = std::fs::create_dir_all(&dir)
-            .and_then(|()| skiff_sys::dir_layout::spread_subdirectories(&dir));
-        if let Err(e) = spread {
-            tracing::debug!(dir = %dir.display(), error = %e, "not spreading subdirectories");
-        }
+    // One subtree per pod in each (see `skiff_sys::dir_layout`).
+    skiff_sys::dir_layout::create_parent_of_subtrees(&config.root_dir.join("pods")).map_err(
+        |e| {
+            KubeletError::Runtime(tonic::Status::internal(format!(
+                "create {}: {e}",
+                config.root_dir.display()
+            )))
+        },
+    )?;
+    if let Err(e) = skiff_sys::dir_layout::create_parent_of_subtrees(&config.pod_log_root) {
+        tracing::warn!(dir = %config.pod_log_root.display(), error = %e, "cannot create the pod log root");
     }
     let version = cri
         .runtime

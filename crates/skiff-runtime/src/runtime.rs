@@ -184,13 +184,9 @@ impl Runtime {
     /// Opens the runtime on `config.root`, re-adopting persisted sandboxes and containers.
     pub fn open(config: RuntimeConfig, deps: RuntimeDeps) -> Result<Self, RuntimeError> {
         for dir in ["sandboxes", "containers"] {
-            let dir = config.root.join(dir);
-            std::fs::create_dir_all(&dir).map_err(internal("create root"))?;
-            // One subtree per sandbox or container: spread them (see
-            // `skiff_sys::dir_layout`).
-            if let Err(e) = skiff_sys::dir_layout::spread_subdirectories(&dir) {
-                tracing::debug!(dir = %dir.display(), error = %e, "not spreading subdirectories");
-            }
+            // One subtree per sandbox or container (see `skiff_sys::dir_layout`).
+            skiff_sys::dir_layout::create_parent_of_subtrees(&config.root.join(dir))
+                .map_err(internal("create root"))?;
         }
         let mount_roots = if config.trim_supervisor_mounts {
             open_mount_roots(&config)

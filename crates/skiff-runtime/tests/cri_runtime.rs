@@ -492,14 +492,7 @@ async fn exec_sync_memory_limit_and_stop_with_timeout() {
 
     // sleep as PID 1 ignores SIGTERM: the stop falls back to SIGKILL after 1 s.
     let started = std::time::Instant::now();
-    server
-        .client
-        .stop_container(api::StopContainerRequest {
-            container_id: id.clone(),
-            timeout: 1,
-        })
-        .await
-        .unwrap();
+    server.stop(&id, 1).await;
     assert!(started.elapsed() >= Duration::from_millis(900));
     let s = server.status(&id).await;
     assert_eq!(s.state, ContainerState::ContainerExited as i32);
@@ -553,26 +546,12 @@ async fn restarted_runtime_readopts_running_container() {
 
     // A container that handles SIGTERM stops with it: exit 0 from its trap,
     // not 137 from the SIGKILL after the timeout.
-    second
-        .client
-        .stop_container(api::StopContainerRequest {
-            container_id: graceful.clone(),
-            timeout: 30,
-        })
-        .await
-        .unwrap();
+    second.stop(&graceful, 30).await;
     let s = second.status(&graceful).await;
     assert_eq!((s.exit_code, s.reason.as_str()), (0, "Completed"));
     let lines = log_lines(&graceful_log);
     assert_eq!(lines.last().map(|l| l.2.as_str()), Some("bye"));
-    second
-        .client
-        .stop_container(api::StopContainerRequest {
-            container_id: id.clone(),
-            timeout: 0,
-        })
-        .await
-        .unwrap();
+    second.stop(&id, 0).await;
     let s = second.status(&id).await;
     assert_eq!(
         (s.state, s.exit_code),
@@ -1127,14 +1106,7 @@ async fn supervisors_are_forked_by_a_zygote_and_outlive_it() {
         ContainerState::ContainerRunning as i32
     );
     for id in &started {
-        server
-            .client
-            .stop_container(api::StopContainerRequest {
-                container_id: id.clone(),
-                timeout: 0,
-            })
-            .await
-            .unwrap();
+        server.stop(id, 0).await;
         let s = server.status(id).await;
         assert_eq!(
             (s.state, s.exit_code),

@@ -321,6 +321,17 @@ impl Server {
             .unwrap();
     }
 
+    /// Stops container `id`: SIGTERM, then SIGKILL after `timeout` seconds.
+    pub async fn stop(&mut self, id: &str, timeout: i64) {
+        self.client
+            .stop_container(api::StopContainerRequest {
+                container_id: id.into(),
+                timeout,
+            })
+            .await
+            .unwrap();
+    }
+
     pub async fn status(&mut self, id: &str) -> api::ContainerStatus {
         self.client
             .container_status(api::ContainerStatusRequest {

@@ -112,7 +112,8 @@ fn ipam_allocations(layout: &Layout) -> Vec<String> {
     out
 }
 
-/// Pids whose command line names the cluster dir and is a runtime supervisor.
+/// This cluster's runtime supervisors: forked ones by their stderr (a
+/// shim.log below the cluster dir), executed ones by their command line.
 fn shim_processes(root: &Path) -> Vec<String> {
     let root = root.to_string_lossy().into_owned();
     let mut out = Vec::new();
@@ -124,7 +125,11 @@ fn shim_processes(root: &Path) -> Vec<String> {
             continue;
         };
         let cmdline = String::from_utf8_lossy(&raw).replace('\0', " ");
-        if cmdline.contains("runtime-shim") && cmdline.contains(&root) {
+        // A supervisor forked by the zygote has the zygote's command line
+        // (no root in it); its stderr is its shim.log below the root.
+        let log = std::fs::read_link(format!("/proc/{pid}/fd/2")).unwrap_or_default();
+        let forked = log.starts_with(&root) && log.ends_with("shim.log");
+        if forked || (cmdline.contains("runtime-shim") && cmdline.contains(&root)) {
             let short: String = cmdline.chars().take(120).collect();
             out.push(format!("pid {pid}: {short}"));
         }

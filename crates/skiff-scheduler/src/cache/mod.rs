@@ -177,7 +177,7 @@ impl Cache {
         let Some(e) = st.nodes.get_mut(name) else {
             return;
         };
-        e.info.node = None;
+        e.info.clear_node();
         let images = std::mem::take(&mut e.images);
         let empty = e.info.pods.is_empty();
         for (names, _) in images {

@@ -279,6 +279,30 @@ pub struct NodeScore<'a> {
 pub trait ScorePlugin: Send + Sync {
     /// The raw score of `node`.
     fn score(&self, state: &CycleState, pod: &PodInfo, node: &NodeInfo) -> (i64, Status);
+    /// The raw scores of `nodes`, in order, into `scores` (cleared first);
+    /// the first failure stops it. The default calls [`ScorePlugin::score`]
+    /// per node; plugins override it to read their cycle state once per
+    /// cycle rather than once per node.
+    fn score_nodes<'n>(
+        &self,
+        state: &CycleState,
+        pod: &PodInfo,
+        nodes: &'n [Arc<NodeInfo>],
+        scores: &mut Vec<NodeScore<'n>>,
+    ) -> Status {
+        scores.clear();
+        for node in nodes {
+            let (score, s) = self.score(state, pod, node);
+            if !s.is_success() {
+                return s;
+            }
+            scores.push(NodeScore {
+                name: node.name(),
+                score,
+            });
+        }
+        Status::success()
+    }
     /// Maps raw scores onto [MIN_NODE_SCORE, MAX_NODE_SCORE] in place; the
     /// default leaves them as they are.
     fn normalize_scores(

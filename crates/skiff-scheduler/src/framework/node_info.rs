@@ -332,31 +332,40 @@ pub struct ImageStateSummary {
 
 /// A node and the pods on it, with aggregates kept in step by
 /// [`NodeInfo::add_pod`] / [`NodeInfo::remove_pod`].
+///
+/// Laid out in declaration order (`repr(C)`), with what Filter and Score
+/// read for every node of a cycle first: at 5,000 nodes a cycle visits
+/// hundreds of nodes whose data is cold, and each cache line the plugins
+/// touch per node is a memory load the cycle waits for.
 #[derive(Debug, Clone, Default)]
+#[repr(C)]
 pub struct NodeInfo {
-    /// The Node object (None while only its pods are known).
-    pub node: Option<Arc<Node>>,
-    /// The node's taints (copied out of `spec.taints`).
-    pub taints: Vec<Taint>,
+    /// `metadata.name` of `node` ("" while the Node is unknown), copied so
+    /// ranking nodes need not read the Node object.
+    pub name: String,
     /// `spec.unschedulable` (cordoned), copied so the first filter of
     /// every node need not read the Node object.
     pub unschedulable: bool,
+    /// The node's taints (copied out of `spec.taints`).
+    pub taints: Vec<Taint>,
+    /// `status.allocatable`.
+    pub allocatable: Resource,
+    /// Sum of the pods' requests.
+    pub requested: Resource,
+    /// Sum of the pods' requests with non-zero defaults.
+    pub non_zero_requested: Resource,
+    /// Images on the node, by every name they are known by.
+    pub image_states: HashMap<String, ImageStateSummary>,
+    /// Host ports in use.
+    pub used_ports: BTreeSet<HostPort>,
+    /// The Node object (None while only its pods are known).
+    pub node: Option<Arc<Node>>,
     /// Pods on (or assumed onto) the node.
     pub pods: Vec<Arc<PodInfo>>,
     /// Those of `pods` with any pod affinity or anti-affinity.
     pub pods_with_affinity: Vec<Arc<PodInfo>>,
     /// Those of `pods` with required anti-affinity.
     pub pods_with_required_anti_affinity: Vec<Arc<PodInfo>>,
-    /// Host ports in use.
-    pub used_ports: BTreeSet<HostPort>,
-    /// Sum of the pods' requests.
-    pub requested: Resource,
-    /// Sum of the pods' requests with non-zero defaults.
-    pub non_zero_requested: Resource,
-    /// `status.allocatable`.
-    pub allocatable: Resource,
-    /// Images on the node, by every name they are known by.
-    pub image_states: HashMap<String, ImageStateSummary>,
     /// PVCs used by pods on the node, `namespace/claim` → number of pods.
     pub pvc_ref_counts: HashMap<String, usize>,
     /// Bumped on every change, so snapshots copy only changed nodes.
@@ -385,15 +394,23 @@ impl NodeInfo {
             .unwrap_or_default();
         self.unschedulable = crate::plugins::node_unschedulable::is_unschedulable(&node);
         self.label_hashes = LabelHashes::new(&node);
+        node.metadata
+            .name
+            .as_deref()
+            .unwrap_or("")
+            .clone_into(&mut self.name);
         self.node = Some(node);
+    }
+
+    /// Forgets the Node object (its pods and their aggregates stay).
+    pub fn clear_node(&mut self) {
+        self.node = None;
+        self.name.clear();
     }
 
     /// The node's name ("" while the Node is unknown).
     pub fn name(&self) -> &str {
-        self.node
-            .as_ref()
-            .and_then(|n| n.metadata.name.as_deref())
-            .unwrap_or("")
+        &self.name
     }
 
     /// The node's labels (empty when it has none).

@@ -5,8 +5,8 @@
 use std::sync::Arc;
 
 use crate::framework::{
-    CycleState, Handle, MAX_NODE_SCORE, NodeInfo, Plugin, PodInfo, PreScorePlugin, ScorePlugin,
-    Snapshot, Status,
+    CycleState, Handle, MAX_NODE_SCORE, NodeInfo, NodeScore, Plugin, PodInfo, PreScorePlugin,
+    ScorePlugin, Snapshot, Status,
 };
 
 /// The plugin's name.
@@ -145,17 +145,48 @@ impl PreScorePlugin for ImageLocality {
 
 impl ScorePlugin for ImageLocality {
     fn score(&self, state: &CycleState, _pod: &PodInfo, node: &NodeInfo) -> (i64, Status) {
-        let Some(s) = state.read::<PreScoreState>(PRE_SCORE_STATE_KEY) else {
-            // Without PreScore the cluster size is unknown.
-            return (
-                0,
-                Status::error(format!(
-                    "reading {PRE_SCORE_STATE_KEY:?} from cycleState: not found"
-                )),
-            );
+        match read_state(state) {
+            Ok(s) => (s.score(node), Status::success()),
+            Err(status) => (0, status),
+        }
+    }
+
+    fn score_nodes<'n>(
+        &self,
+        state: &CycleState,
+        _pod: &PodInfo,
+        nodes: &'n [Arc<NodeInfo>],
+        scores: &mut Vec<NodeScore<'n>>,
+    ) -> Status {
+        let s = match read_state(state) {
+            Ok(s) => s,
+            Err(status) => return status,
         };
-        let sum = sum_image_scores(node, &s.images, s.total_num_nodes);
-        (calculate_priority(sum, s.images.len()), Status::success())
+        scores.clear();
+        scores.extend(nodes.iter().map(|node| NodeScore {
+            name: node.name(),
+            score: s.score(node),
+        }));
+        Status::success()
+    }
+}
+
+/// What PreScore kept; without it the cluster size is unknown.
+fn read_state(state: &CycleState) -> Result<&PreScoreState, Status> {
+    state
+        .read::<PreScoreState>(PRE_SCORE_STATE_KEY)
+        .ok_or_else(|| {
+            Status::error(format!(
+                "reading {PRE_SCORE_STATE_KEY:?} from cycleState: not found"
+            ))
+        })
+}
+
+impl PreScoreState {
+    /// One node's score.
+    fn score(&self, node: &NodeInfo) -> i64 {
+        let sum = sum_image_scores(node, &self.images, self.total_num_nodes);
+        calculate_priority(sum, self.images.len())
     }
 }
 

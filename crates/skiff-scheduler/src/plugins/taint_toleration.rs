@@ -57,6 +57,18 @@ fn prefer_no_schedule_tolerations(pod: &PodInfo) -> Vec<Toleration> {
         .collect()
 }
 
+/// The pod's PreferNoSchedule tolerations as PreScore kept them, or
+/// computed now when PreScore did not run.
+fn cycle_tolerations<'s>(
+    state: &'s CycleState,
+    pod: &PodInfo,
+) -> std::borrow::Cow<'s, [Toleration]> {
+    match state.read::<PreScoreState>(PRE_SCORE_STATE_KEY) {
+        Some(s) => std::borrow::Cow::Borrowed(&s.tolerations_prefer_no_schedule),
+        None => std::borrow::Cow::Owned(prefer_no_schedule_tolerations(pod)),
+    }
+}
+
 fn count_intolerable_prefer_no_schedule(node: &NodeInfo, tolerations: &[Toleration]) -> i64 {
     node.taints
         .iter()
@@ -146,15 +158,27 @@ impl PreScorePlugin for TaintToleration {
 
 impl ScorePlugin for TaintToleration {
     fn score(&self, state: &CycleState, pod: &PodInfo, node: &NodeInfo) -> (i64, Status) {
-        let count = match state.read::<PreScoreState>(PRE_SCORE_STATE_KEY) {
-            Some(s) => {
-                count_intolerable_prefer_no_schedule(node, &s.tolerations_prefer_no_schedule)
-            }
-            None => {
-                count_intolerable_prefer_no_schedule(node, &prefer_no_schedule_tolerations(pod))
-            }
-        };
-        (count, Status::success())
+        let tolerations = cycle_tolerations(state, pod);
+        (
+            count_intolerable_prefer_no_schedule(node, &tolerations),
+            Status::success(),
+        )
+    }
+
+    fn score_nodes<'n>(
+        &self,
+        state: &CycleState,
+        pod: &PodInfo,
+        nodes: &'n [Arc<NodeInfo>],
+        scores: &mut Vec<NodeScore<'n>>,
+    ) -> Status {
+        let tolerations = cycle_tolerations(state, pod);
+        scores.clear();
+        scores.extend(nodes.iter().map(|node| NodeScore {
+            name: node.name(),
+            score: count_intolerable_prefer_no_schedule(node, &tolerations),
+        }));
+        Status::success()
     }
 
     fn normalize_scores(

@@ -110,6 +110,11 @@ pub fn run_score(plugin: &dyn Plugin, pod: &PodInfo, snap: &Snapshot) -> Vec<i64
             }
         })
         .collect();
+    // Scoring all nodes at once (as the runtime does) gives the same.
+    let mut batch = Vec::new();
+    let s = scorer.score_nodes(&state, pod, &snap.nodes, &mut batch);
+    assert!(s.is_success(), "score_nodes: {s:?}");
+    assert_eq!(batch, scores, "score_nodes against score per node");
     assert!(
         scorer
             .normalize_scores(&state, pod, &mut scores)

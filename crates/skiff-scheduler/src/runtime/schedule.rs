@@ -419,19 +419,12 @@ impl Framework {
                 continue;
             }
             let Some(sp) = p.as_score() else { continue };
-            scores.clear();
-            for n in nodes {
-                let (score, s) = sp.score(state_ref, pod, n);
-                if !s.is_success() {
-                    return Err(ScheduleError::Error(Status::error(format!(
-                        "running Score plugin {:?}: {s}",
-                        p.name()
-                    ))));
-                }
-                scores.push(NodeScore {
-                    name: n.name(),
-                    score,
-                });
+            let s = sp.score_nodes(state_ref, pod, nodes, &mut scores);
+            if !s.is_success() {
+                return Err(ScheduleError::Error(Status::error(format!(
+                    "running Score plugin {:?}: {s}",
+                    p.name()
+                ))));
             }
             let s = sp.normalize_scores(state_ref, pod, &mut scores);
             if !s.is_success() {

@@ -8,9 +8,10 @@ use std::sync::Arc;
 use serde_json::Value;
 use skiff_api::field::{Error, ErrorList, Path};
 
-use super::scorer::{ResourceAllocationScorer, ScoringStrategy};
+use super::scorer::{PodRequests, ResourceAllocationScorer, ScoringStrategy};
 use crate::framework::{
-    CycleState, Handle, NodeInfo, Plugin, PodInfo, PreScorePlugin, ScorePlugin, Snapshot, Status,
+    CycleState, Handle, NodeInfo, NodeScore, Plugin, PodInfo, PreScorePlugin, ScorePlugin,
+    Snapshot, Status,
 };
 use crate::plugins::helper::args;
 
@@ -22,11 +23,6 @@ const PRE_SCORE_STATE_KEY: &str = "PreScoreNodeResourcesBalancedAllocation";
 #[derive(Debug, Clone)]
 pub struct BalancedAllocation {
     scorer: ResourceAllocationScorer,
-}
-
-#[derive(Debug, Clone)]
-struct PreScoreState {
-    pod_requests: Vec<i64>,
 }
 
 /// The factory: args `{resources: [{name, weight}]}` (default cpu and
@@ -89,18 +85,29 @@ impl PreScorePlugin for BalancedAllocation {
         if pod_requests.iter().all(|&r| r == 0) {
             return Status::skip();
         }
-        state.write(PRE_SCORE_STATE_KEY, PreScoreState { pod_requests });
+        state.write(PRE_SCORE_STATE_KEY, PodRequests(pod_requests));
         Status::success()
     }
 }
 
 impl ScorePlugin for BalancedAllocation {
     fn score(&self, state: &CycleState, pod: &PodInfo, node: &NodeInfo) -> (i64, Status) {
-        let score = match state.read::<PreScoreState>(PRE_SCORE_STATE_KEY) {
-            Some(s) => self.scorer.score(node, &s.pod_requests),
-            None => self.scorer.score(node, &self.scorer.pod_requests(pod)),
-        };
+        let score = self
+            .scorer
+            .score_in_cycle(state, PRE_SCORE_STATE_KEY, pod, node);
         (score, Status::success())
+    }
+
+    fn score_nodes<'n>(
+        &self,
+        state: &CycleState,
+        pod: &PodInfo,
+        nodes: &'n [Arc<NodeInfo>],
+        scores: &mut Vec<NodeScore<'n>>,
+    ) -> Status {
+        self.scorer
+            .score_nodes_in_cycle(state, PRE_SCORE_STATE_KEY, pod, nodes, scores);
+        Status::success()
     }
 }
 

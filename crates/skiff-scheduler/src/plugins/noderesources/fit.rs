@@ -10,13 +10,15 @@ use serde_json::Value;
 use skiff_api::field::{Error, ErrorList, Path};
 use skiff_api::validation::is_qualified_name;
 
-use super::scorer::{MAX_CUSTOM_PRIORITY_SCORE, ResourceAllocationScorer, ScoringStrategy};
+use super::scorer::{
+    MAX_CUSTOM_PRIORITY_SCORE, PodRequests, ResourceAllocationScorer, ScoringStrategy,
+};
 use crate::cache::node_name;
 use crate::framework::node_info::pod_requests;
 use crate::framework::{
     ClusterEvent, Code, CycleState, EventObjects, EventResource, FilterPlugin, Handle,
-    MAX_NODE_SCORE, NodeInfo, Plugin, PodInfo, PreScorePlugin, QueueingHint, Resource, ScorePlugin,
-    Snapshot, Status, action,
+    MAX_NODE_SCORE, NodeInfo, NodeScore, Plugin, PodInfo, PreScorePlugin, QueueingHint, Resource,
+    ScorePlugin, Snapshot, Status, action,
 };
 use crate::plugins::helper::args;
 
@@ -35,11 +37,6 @@ pub struct Fit {
     ignored_resources: BTreeSet<String>,
     ignored_resource_groups: BTreeSet<String>,
     scorer: ResourceAllocationScorer,
-}
-
-#[derive(Debug, Clone)]
-struct PreScoreState {
-    pod_requests: Vec<i64>,
 }
 
 /// The factory: args `{ignoredResources, ignoredResourceGroups,
@@ -406,9 +403,7 @@ impl PreScorePlugin for Fit {
     ) -> Status {
         state.write(
             PRE_SCORE_STATE_KEY,
-            PreScoreState {
-                pod_requests: self.scorer.pod_requests(pod),
-            },
+            PodRequests(self.scorer.pod_requests(pod)),
         );
         Status::success()
     }
@@ -416,11 +411,22 @@ impl PreScorePlugin for Fit {
 
 impl ScorePlugin for Fit {
     fn score(&self, state: &CycleState, pod: &PodInfo, node: &NodeInfo) -> (i64, Status) {
-        let score = match state.read::<PreScoreState>(PRE_SCORE_STATE_KEY) {
-            Some(s) => self.scorer.score(node, &s.pod_requests),
-            None => self.scorer.score(node, &self.scorer.pod_requests(pod)),
-        };
+        let score = self
+            .scorer
+            .score_in_cycle(state, PRE_SCORE_STATE_KEY, pod, node);
         (score, Status::success())
+    }
+
+    fn score_nodes<'n>(
+        &self,
+        state: &CycleState,
+        pod: &PodInfo,
+        nodes: &'n [Arc<NodeInfo>],
+        scores: &mut Vec<NodeScore<'n>>,
+    ) -> Status {
+        self.scorer
+            .score_nodes_in_cycle(state, PRE_SCORE_STATE_KEY, pod, nodes, scores);
+        Status::success()
     }
 }
 

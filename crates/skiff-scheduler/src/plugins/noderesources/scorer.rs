@@ -2,8 +2,10 @@
 //! would have allocated with the pod, per configured resource, folded into
 //! one score in [0, 100] without allocating per node.
 
+use std::sync::Arc;
+
 use crate::framework::node_info::is_scalar_resource_name;
-use crate::framework::{MAX_NODE_SCORE, NodeInfo, PodInfo};
+use crate::framework::{CycleState, MAX_NODE_SCORE, NodeInfo, NodeScore, PodInfo};
 use crate::plugins::helper::args::ResourceSpec;
 
 /// Scores of a `requestedToCapacityRatio` shape are given in [0, 10]
@@ -38,7 +40,49 @@ pub struct ResourceAllocationScorer {
     pub use_requested: bool,
 }
 
+/// What a scorer's PreScore keeps for its Score: the pod's request of each
+/// configured resource ([`ResourceAllocationScorer::pod_requests`]).
+#[derive(Debug, Clone)]
+pub(crate) struct PodRequests(pub(crate) Vec<i64>);
+
 impl ResourceAllocationScorer {
+    /// The pod's requests as PreScore kept them under `key` in `state`, or
+    /// computed now when PreScore did not run.
+    fn cycle_requests<'s>(
+        &self,
+        state: &'s CycleState,
+        key: &str,
+        pod: &PodInfo,
+    ) -> std::borrow::Cow<'s, [i64]> {
+        match state.read::<PodRequests>(key) {
+            Some(r) => std::borrow::Cow::Borrowed(&r.0),
+            None => std::borrow::Cow::Owned(self.pod_requests(pod)),
+        }
+    }
+
+    /// A plugin's Score for one node, with the requests kept under `key`.
+    pub(crate) fn score_in_cycle(
+        &self,
+        state: &CycleState,
+        key: &str,
+        pod: &PodInfo,
+        node: &NodeInfo,
+    ) -> i64 {
+        self.score(node, &self.cycle_requests(state, key, pod))
+    }
+
+    /// A plugin's Score for every node, with the requests kept under `key`.
+    pub(crate) fn score_nodes_in_cycle<'n>(
+        &self,
+        state: &CycleState,
+        key: &str,
+        pod: &PodInfo,
+        nodes: &'n [Arc<NodeInfo>],
+        scores: &mut Vec<NodeScore<'n>>,
+    ) {
+        self.score_nodes(nodes, &self.cycle_requests(state, key, pod), scores);
+    }
+
     /// The pod's request of each configured resource, in order (upstream's
     /// `calculatePodResourceRequestList`).
     pub fn pod_requests(&self, pod: &PodInfo) -> Vec<i64> {
@@ -50,48 +94,89 @@ impl ResourceAllocationScorer {
         self.resources.iter().map(|r| reqs.get(&r.name)).collect()
     }
 
+    /// The configured resources with the pod's requests (as returned by
+    /// [`Self::pod_requests`]), each resolved to where its amounts live, so
+    /// scoring a node matches no names.
+    fn terms<'a>(&'a self, pod_requests: &[i64]) -> Vec<Term<'a>> {
+        self.resources
+            .iter()
+            .zip(pod_requests)
+            .map(|(r, &request)| {
+                let amount = match r.name.as_str() {
+                    // Extended resources the pod does not ask for do not count.
+                    n if request == 0 && is_scalar_resource_name(n) => Amount::Ignored,
+                    "cpu" => Amount::Cpu,
+                    "memory" => Amount::Memory,
+                    "ephemeral-storage" => Amount::EphemeralStorage,
+                    n => Amount::Scalar(n),
+                };
+                Term {
+                    amount,
+                    request,
+                    weight: r.weight,
+                }
+            })
+            .collect()
+    }
+
     /// (allocatable, requested including the pod) for one resource; (0, 0)
     /// means the resource is left out of the score.
-    fn allocatable_requested(&self, node: &NodeInfo, name: &str, pod_request: i64) -> (i64, i64) {
+    fn allocatable_requested(&self, node: &NodeInfo, term: &Term<'_>) -> (i64, i64) {
         let requested = if self.use_requested {
             &node.requested
         } else {
             &node.non_zero_requested
         };
-        // Extended resources the pod does not ask for do not count.
-        if pod_request == 0 && is_scalar_resource_name(name) {
-            return (0, 0);
-        }
-        match name {
-            "cpu" => (
+        let pod_request = term.request;
+        match term.amount {
+            Amount::Cpu => (
                 node.allocatable.milli_cpu,
                 requested.milli_cpu + pod_request,
             ),
-            "memory" => (node.allocatable.memory, requested.memory + pod_request),
-            "ephemeral-storage" => (
+            Amount::Memory => (node.allocatable.memory, requested.memory + pod_request),
+            Amount::EphemeralStorage => (
                 node.allocatable.ephemeral_storage,
                 node.requested.ephemeral_storage + pod_request,
             ),
-            other => match node.allocatable.scalar.get(other) {
+            Amount::Scalar(name) => match node.allocatable.scalar.get(name) {
                 Some(&alloc) => (
                     alloc,
-                    node.requested.scalar.get(other).copied().unwrap_or(0) + pod_request,
+                    node.requested.scalar.get(name).copied().unwrap_or(0) + pod_request,
                 ),
                 None => (0, 0),
             },
+            Amount::Ignored => (0, 0),
         }
     }
 
     /// The node's score for a pod whose requests are `pod_requests` (as
     /// returned by [`Self::pod_requests`]).
     pub fn score(&self, node: &NodeInfo, pod_requests: &[i64]) -> i64 {
+        self.score_terms(node, &self.terms(pod_requests))
+    }
+
+    /// Every node's score, in order, into `scores` (cleared first).
+    pub fn score_nodes<'n>(
+        &self,
+        nodes: &'n [Arc<NodeInfo>],
+        pod_requests: &[i64],
+        scores: &mut Vec<NodeScore<'n>>,
+    ) {
+        let terms = self.terms(pod_requests);
+        scores.clear();
+        scores.extend(nodes.iter().map(|node| NodeScore {
+            name: node.name(),
+            score: self.score_terms(node, &terms),
+        }));
+    }
+
+    fn score_terms(&self, node: &NodeInfo, terms: &[Term<'_>]) -> i64 {
         let entries = || {
-            self.resources
+            terms
                 .iter()
-                .zip(pod_requests)
-                .map(|(r, &req)| {
-                    let (alloc, requested) = self.allocatable_requested(node, &r.name, req);
-                    (alloc, requested, r.weight)
+                .map(|t| {
+                    let (alloc, requested) = self.allocatable_requested(node, t);
+                    (alloc, requested, t.weight)
                 })
                 .filter(|&(alloc, _, _)| alloc != 0)
         };
@@ -144,6 +229,25 @@ impl ResourceAllocationScorer {
             }
         }
     }
+}
+
+/// Where one configured resource's amounts are kept in a [`NodeInfo`].
+#[derive(Debug, Clone, Copy)]
+enum Amount<'a> {
+    Cpu,
+    Memory,
+    EphemeralStorage,
+    Scalar(&'a str),
+    /// An extended resource the pod does not ask for.
+    Ignored,
+}
+
+/// One configured resource, resolved for one pod.
+#[derive(Debug, Clone, Copy)]
+struct Term<'a> {
+    amount: Amount<'a>,
+    request: i64,
+    weight: i64,
 }
 
 fn weighted(entries: impl Iterator<Item = (i64, i64, i64)>, f: fn(i64, i64) -> i64) -> i64 {

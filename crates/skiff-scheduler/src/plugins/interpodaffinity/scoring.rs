@@ -133,6 +133,12 @@ impl PreScorePlugin for InterPodAffinity {
         if self.args.ignore_preferred_terms_of_existing_pods && !has_constraints {
             return Status::skip();
         }
+        // Without preferred terms of its own, only pods with affinity can
+        // add to the score (as upstream, which then lists only their
+        // nodes): with none anywhere there is nothing to count.
+        if !has_constraints && snapshot.have_pods_with_affinity.is_empty() {
+            return Status::skip();
+        }
         let incoming = Incoming {
             pod,
             preferred_affinity: self.merge_weighted(&pod.preferred_affinity_terms),

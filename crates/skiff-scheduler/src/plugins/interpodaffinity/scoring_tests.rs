@@ -199,3 +199,31 @@ fn pre_score_skips_without_nodes() {
             .is_skip()
     );
 }
+
+#[test]
+fn pre_score_skips_a_plain_pod_when_no_pod_has_affinity() {
+    let args = InterPodAffinityArgs {
+        hard_pod_affinity_weight: 1,
+        ..InterPodAffinityArgs::default()
+    };
+    let plain = pod("p", "default", &[("app", "web")], json!({}));
+    // Existing pods without any affinity: nothing can score.
+    let existing = vec![
+        (0, pod("a", "default", &[("app", "web")], json!({}))),
+        (2, pod("b", "default", &[("app", "db")], json!({}))),
+    ];
+    assert_eq!(run(args.clone(), &plain, &four_zones(existing)), None);
+    // One existing pod whose required affinity selects the plain pod scores
+    // its zone (hard weight) even though the plain pod has no terms.
+    let existing = vec![(
+        2,
+        pod(
+            "b",
+            "default",
+            &[("app", "db")],
+            required_term("podAffinity", "app", &["web"], "zone"),
+        ),
+    )];
+    let (raw, _) = run(args, &plain, &four_zones(existing)).expect("scored");
+    assert_eq!(raw, vec![0, 0, 1, 0]);
+}

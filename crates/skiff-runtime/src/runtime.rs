@@ -901,23 +901,22 @@ impl Runtime {
         let command = self.shim_command().map_err(|e| e.to_string())?;
         let request = args.clone();
         let (report, log, outcome) = tokio::task::spawn_blocking(move || {
-            let mut zygote = lock(&zygote);
-            if zygote.is_none() {
-                match Zygote::start(command) {
-                    Ok(started) => *zygote = Some(started),
+            let mut kept = lock(&zygote);
+            let z = match kept.take() {
+                Some(z) => z,
+                None => match Zygote::start(command) {
+                    Ok(started) => started,
                     Err(e) => {
                         let outcome = Err(RequestError::NotSent(format!("start zygote: {e}")));
                         return (report, log, outcome);
                     }
-                }
-            }
-            let outcome = match zygote.as_ref() {
-                Some(z) => z.spawn(&request, report.as_fd(), log.as_fd()),
-                None => Err(RequestError::NotSent("no zygote".into())),
+                },
             };
-            if outcome.is_err() {
-                // Start a new one next time.
-                *zygote = None;
+            let outcome = z.spawn(&request, report.as_fd(), log.as_fd());
+            // After a failure it is dropped (its socket closes, so it ends)
+            // and the next request starts a new one.
+            if outcome.is_ok() {
+                *kept = Some(z);
             }
             (report, log, outcome)
         })

@@ -348,6 +348,8 @@ pub struct NodeInfo {
     pub unschedulable: bool,
     /// The node's taints (copied out of `spec.taints`).
     pub taints: Vec<Taint>,
+    /// Pods on (or assumed onto) the node (NodeResourcesFit counts them).
+    pub pods: Vec<Arc<PodInfo>>,
     /// `status.allocatable`.
     pub allocatable: Resource,
     /// Sum of the pods' requests.
@@ -360,8 +362,6 @@ pub struct NodeInfo {
     pub used_ports: BTreeSet<HostPort>,
     /// The Node object (None while only its pods are known).
     pub node: Option<Arc<Node>>,
-    /// Pods on (or assumed onto) the node.
-    pub pods: Vec<Arc<PodInfo>>,
     /// Those of `pods` with any pod affinity or anti-affinity.
     pub pods_with_affinity: Vec<Arc<PodInfo>>,
     /// Those of `pods` with required anti-affinity.

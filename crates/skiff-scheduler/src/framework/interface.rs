@@ -275,6 +275,20 @@ pub struct NodeScore<'a> {
     pub score: i64,
 }
 
+/// Fills `scores` (cleared first) with `score` of each of `nodes`, in order:
+/// [`ScorePlugin::score_nodes`] for a plugin whose score cannot fail.
+pub fn score_each<'n>(
+    nodes: &'n [Arc<NodeInfo>],
+    scores: &mut Vec<NodeScore<'n>>,
+    score: impl Fn(&NodeInfo) -> i64,
+) {
+    scores.clear();
+    scores.extend(nodes.iter().map(|node| NodeScore {
+        name: node.name(),
+        score: score(node),
+    }));
+}
+
 /// Ranks feasible nodes.
 pub trait ScorePlugin: Send + Sync {
     /// The raw score of `node`.

@@ -6,7 +6,7 @@ use std::sync::Arc;
 
 use crate::framework::{
     CycleState, Handle, MAX_NODE_SCORE, NodeInfo, NodeScore, Plugin, PodInfo, PreScorePlugin,
-    ScorePlugin, Snapshot, Status,
+    ScorePlugin, Snapshot, Status, score_each,
 };
 
 /// The plugin's name.
@@ -162,11 +162,7 @@ impl ScorePlugin for ImageLocality {
             Ok(s) => s,
             Err(status) => return status,
         };
-        scores.clear();
-        scores.extend(nodes.iter().map(|node| NodeScore {
-            name: node.name(),
-            score: s.score(node),
-        }));
+        score_each(nodes, scores, |node| s.score(node));
         Status::success()
     }
 }

@@ -13,7 +13,7 @@ use super::helper::{
 use crate::framework::{
     ClusterEvent, CycleState, EventObjects, EventResource, FilterPlugin, Handle, MAX_NODE_SCORE,
     NodeInfo, NodeScore, Plugin, PodInfo, PreScorePlugin, QueueingHint, ScorePlugin, Snapshot,
-    Status, action, hint_node_now_passes,
+    Status, action, hint_node_now_passes, score_each,
 };
 
 /// The plugin's name.
@@ -173,11 +173,9 @@ impl ScorePlugin for TaintToleration {
         scores: &mut Vec<NodeScore<'n>>,
     ) -> Status {
         let tolerations = cycle_tolerations(state, pod);
-        scores.clear();
-        scores.extend(nodes.iter().map(|node| NodeScore {
-            name: node.name(),
-            score: count_intolerable_prefer_no_schedule(node, &tolerations),
-        }));
+        score_each(nodes, scores, |node| {
+            count_intolerable_prefer_no_schedule(node, &tolerations)
+        });
         Status::success()
     }
 

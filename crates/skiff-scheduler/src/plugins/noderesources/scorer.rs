@@ -5,7 +5,7 @@
 use std::sync::Arc;
 
 use crate::framework::node_info::is_scalar_resource_name;
-use crate::framework::{CycleState, MAX_NODE_SCORE, NodeInfo, NodeScore, PodInfo};
+use crate::framework::{CycleState, MAX_NODE_SCORE, NodeInfo, NodeScore, PodInfo, score_each};
 use crate::plugins::helper::args::ResourceSpec;
 
 /// Scores of a `requestedToCapacityRatio` shape are given in [0, 10]
@@ -163,11 +163,7 @@ impl ResourceAllocationScorer {
         scores: &mut Vec<NodeScore<'n>>,
     ) {
         let terms = self.terms(pod_requests);
-        scores.clear();
-        scores.extend(nodes.iter().map(|node| NodeScore {
-            name: node.name(),
-            score: self.score_terms(node, &terms),
-        }));
+        score_each(nodes, scores, |node| self.score_terms(node, &terms));
     }
 
     fn score_terms(&self, node: &NodeInfo, terms: &[Term<'_>]) -> i64 {

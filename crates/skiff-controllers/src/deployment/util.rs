@@ -351,13 +351,22 @@ pub fn cleanup_unhealthy(old: &[ReplicaSet], max: i32) -> Vec<(usize, i32)> {
 
 /// Scale-downs of available old pods (oldest first) keeping the minimum
 /// available across all ReplicaSets: (index in `old`, new size).
+///
+/// A ReplicaSet counts at most `spec.replicas` available pods. Just after
+/// a scale-down its status still counts the pods it is deleting (the
+/// ReplicaSet controller computes status from the pods it had before
+/// deleting). Counting them let a second scale-down in that window take
+/// availability below the minimum.
 pub fn scale_down_old_for_rolling(
     d: &Deployment,
     all: &[ReplicaSet],
     old: &[ReplicaSet],
 ) -> Vec<(usize, i32)> {
     let min_available = replicas(d) - max_unavailable(d);
-    let available: i32 = all.iter().map(rs_available).sum();
+    let available: i32 = all
+        .iter()
+        .map(|rs| rs_available(rs).min(rs_replicas(rs)))
+        .sum();
     if available <= min_available {
         return Vec::new();
     }

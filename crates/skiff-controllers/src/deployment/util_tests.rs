@@ -160,6 +160,13 @@ fn old_replica_sets_scale_down_keeping_minimum_available() {
     // At the minimum: nothing.
     let all = [rs("old", 8, 8), rs("new", 2, 0)];
     assert!(scale_down_old_for_rolling(&d, &all, &all[..1]).is_empty());
+    // Just scaled to 7, its status still counts the 8 pods it had: 7 + 2
+    // available - 8 = 1, not 2.
+    let all = [rs("old", 7, 8), rs("new", 3, 2)];
+    assert_eq!(
+        scale_down_old_for_rolling(&d, &all, &all[..1]),
+        vec![(0, 6)]
+    );
 }
 
 #[test]

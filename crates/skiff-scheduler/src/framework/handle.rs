@@ -21,6 +21,9 @@ pub trait FrameworkHandle: Send + Sync {
     fn snapshot(&self) -> &Snapshot;
     /// Pods nominated to `node` (upstream's `PodNominator`).
     fn nominated_pods_for_node(&self, node: &str) -> Vec<Arc<PodInfo>>;
+    /// The node pod `key` is nominated to in memory, if any: set when
+    /// preemption nominates it, before its status shows the nomination.
+    fn nominated_node_of(&self, key: &str) -> Option<String>;
     /// Filter on `node` with the nominated pods of equal or higher priority
     /// counted first.
     fn run_filter_plugins_with_nominated_pods(

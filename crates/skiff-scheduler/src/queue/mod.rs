@@ -620,6 +620,9 @@ impl PodNominator for SchedulingQueue {
     fn has_nominated_pods(&self) -> bool {
         !self.lock().nominated.is_empty()
     }
+    fn nominated_node_of(&self, key: &str) -> Option<String> {
+        self.lock().nominated_node_of.get(key).cloned()
+    }
 }
 
 #[cfg(test)]

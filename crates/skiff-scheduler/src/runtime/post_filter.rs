@@ -49,6 +49,10 @@ impl FrameworkHandle for CycleHandle<'_> {
         }
     }
 
+    fn nominated_node_of(&self, key: &str) -> Option<String> {
+        self.nominator?.nominated_node_of(key)
+    }
+
     fn run_filter_plugins_with_nominated_pods(
         &self,
         state: &CycleState,

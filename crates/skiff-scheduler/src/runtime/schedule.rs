@@ -62,6 +62,9 @@ pub trait PodNominator: Send + Sync {
     fn nominated_pods_for_node(&self, node: &str) -> Vec<Arc<PodInfo>>;
     /// Whether any pod is nominated anywhere (fast path).
     fn has_nominated_pods(&self) -> bool;
+    /// The node pod `key` is nominated to, as this scheduler last decided
+    /// (possibly before the pod's status shows it).
+    fn nominated_node_of(&self, key: &str) -> Option<String>;
 }
 
 /// Upstream's `numFeasibleNodesToFind`: every node below 100 nodes,

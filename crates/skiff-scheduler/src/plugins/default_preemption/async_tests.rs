@@ -345,3 +345,48 @@ async fn activation_moves_only_waiting_pods() {
     f.queue.activate("default/unknown");
     assert_eq!(f.queue.queue_of("default/unknown"), None);
 }
+
+/// Whether `other`, nominated to n1, may preempt again while n1 holds the
+/// fixture's victims (none terminating as far as the snapshot shows).
+fn may_preempt_again(f: &Fixture, other: &PodInfo) -> Result<(), &'static str> {
+    let pods = (0..f.victims)
+        .map(|i| p(&format!("v{i}"), "1", 0, Some("n1"), Some(1)))
+        .collect();
+    let fwk = framework();
+    let snap = snapshot(vec![n("n1", &f.victims.to_string(), pods)]);
+    let handle = CycleHandle {
+        framework: &fwk,
+        snapshot: &snap,
+        nominator: None,
+        events: None,
+        metrics: None,
+        activator: None,
+    };
+    let status = Status::unschedulable("Insufficient cpu");
+    f.plugin
+        .pod_eligible_to_preempt_others(&handle, other, Some(&status))
+}
+
+#[tokio::test(start_paused = true)]
+async fn victims_being_evicted_count_as_terminating_for_other_preemptors() {
+    // "other" was nominated to n1 earlier; "pre" has just chosen n1 too and
+    // its victims' evictions are under way, not yet seen by any watch.
+    let f = fixture(Blocking::failing(&["v0"]), 2).await;
+    let other = {
+        let mut pod = (*p("other", "1", 100, None, None).pod).clone();
+        pod.status.get_or_insert_default().nominated_node_name = Some("n1".to_owned());
+        PodInfo::new(Arc::new(pod))
+    };
+    assert!(may_preempt_again(&f, &other).is_ok());
+    post_filter(&f).await;
+    settle().await;
+    assert_eq!(
+        may_preempt_again(&f, &other),
+        Err("not eligible due to a terminating pod on the nominated node.")
+    );
+    // v0's eviction fails, so v1 is spared: neither is a victim any more.
+    f.fake.release.add_permits(1);
+    f.plugin.wait_for_preemptions().await;
+    assert_eq!(f.fake.started(), 1);
+    assert!(may_preempt_again(&f, &other).is_ok());
+}

@@ -244,13 +244,8 @@ impl DefaultPreemption {
         if spec.and_then(|s| s.preemption_policy.as_deref()) == Some("Never") {
             return Err("not eligible due to preemptionPolicy=Never.");
         }
-        let nominated = pod
-            .pod
-            .status
-            .as_ref()
-            .and_then(|s| s.nominated_node_name.as_deref())
-            .filter(|n| !n.is_empty());
-        let Some(nominated) = nominated else {
+        let nominated = nominated_node(fh, pod);
+        let Some(nominated) = nominated.as_deref() else {
             return Ok(());
         };
         let code = nominated_node_status.map_or(Code::UnschedulableAndUnresolvable, Status::code);
@@ -258,10 +253,14 @@ impl DefaultPreemption {
             return Ok(());
         }
         if let Some(node) = fh.snapshot().get(nominated) {
-            let terminating = node
-                .pods
-                .iter()
-                .any(|p| is_preemption_allowed(p, pod) && terminating_by_preemption(&p.pod));
+            // Victims whose eviction is still under way count as
+            // terminating: another preemptor may just have chosen this
+            // node, and its victim's DisruptionTarget and deletion are not
+            // seen yet.
+            let terminating = node.pods.iter().any(|p| {
+                is_preemption_allowed(p, pod)
+                    && (terminating_by_preemption(&p.pod) || self.preempting.is_victim(&p.pod))
+            });
             if terminating {
                 return Err("not eligible due to a terminating pod on the nominated node.");
             }
@@ -287,13 +286,8 @@ impl DefaultPreemption {
         filtered: &NodeToStatus,
         absent: Option<&Status>,
     ) -> Result<Candidate, (Option<PostFilterResult>, Status)> {
-        let nominated = pod
-            .pod
-            .status
-            .as_ref()
-            .and_then(|s| s.nominated_node_name.as_deref())
-            .unwrap_or("");
-        let nominated_status = filtered.get(nominated).or(absent);
+        let nominated = nominated_node(fh, pod).unwrap_or_default();
+        let nominated_status = filtered.get(nominated.as_str()).or(absent);
         if let Err(msg) = self.pod_eligible_to_preempt_others(fh, pod, nominated_status) {
             return Err((None, Status::unschedulable(msg)));
         }
@@ -386,7 +380,7 @@ impl DefaultPreemption {
             return Status::error("DefaultPreemption runs outside an async runtime");
         };
         if !victims.is_empty() {
-            self.preempting.insert(&pod.pod);
+            self.preempting.insert(&pod.pod, &victims);
         }
         let eviction = Eviction {
             preemptor: pod.pod.clone(),
@@ -457,4 +451,19 @@ fn with_prefix(s: Status) -> Status {
         return s;
     }
     Status::new(s.code(), format!("preemption: {msg}"))
+}
+
+/// The node `pod` is nominated to: this scheduler's own record first (it
+/// nominated the pod, and a retry can come before the status write that
+/// shows it is seen), else the pod's `status.nominatedNodeName`. Judging
+/// by the status alone, such a retry found the pod eligible again and
+/// evicted a second victim elsewhere while its first one still terminated.
+fn nominated_node(fh: &dyn FrameworkHandle, pod: &PodInfo) -> Option<String> {
+    fh.nominated_node_of(&pod.key).or_else(|| {
+        pod.pod
+            .status
+            .as_ref()
+            .and_then(|s| s.nominated_node_name.clone())
+            .filter(|n| !n.is_empty())
+    })
 }

@@ -19,33 +19,54 @@ use crate::framework::DetachedHandle;
 /// Victims evicted at once (upstream's parallelizer, default parallelism).
 const PARALLELISM: usize = 16;
 
-/// Preemptors whose victims are being evicted, by pod UID (upstream's
-/// `preempting` set). Cheap to clone: clones share the set.
+/// Preemptors whose victims are being evicted (upstream's `preempting`
+/// set), and those victims until their eviction's API calls return; both by
+/// pod UID. Cheap to clone: clones share the sets.
 #[derive(Debug, Default, Clone)]
-pub struct Preempting(Arc<Mutex<HashSet<String>>>);
+pub struct Preempting(Arc<Mutex<Sets>>);
+
+#[derive(Debug, Default)]
+struct Sets {
+    preemptors: HashSet<String>,
+    victims: HashSet<String>,
+}
 
 impl Preempting {
-    fn lock(&self) -> MutexGuard<'_, HashSet<String>> {
-        // The set stays consistent whatever panicked while holding it.
+    fn lock(&self) -> MutexGuard<'_, Sets> {
+        // The sets stay consistent whatever panicked while holding them.
         self.0
             .lock()
             .unwrap_or_else(std::sync::PoisonError::into_inner)
     }
 
-    /// Marks `pod` as preempting.
-    pub fn insert(&self, pod: &Pod) {
-        self.lock().insert(id(pod));
+    /// Marks `pod` as preempting, and its `victims` as being evicted.
+    pub fn insert(&self, pod: &Pod, victims: &[Arc<Pod>]) {
+        let mut sets = self.lock();
+        sets.preemptors.insert(id(pod));
+        sets.victims.extend(victims.iter().map(|v| id(v)));
     }
 
     /// Clears `id`'s mark.
     fn remove(&self, id: &str) {
-        self.lock().remove(id);
+        self.lock().preemptors.remove(id);
+    }
+
+    /// Clears the mark of a victim whose eviction returned.
+    fn victim_done(&self, victim: &Pod) {
+        self.lock().victims.remove(&id(victim));
     }
 
     /// True while `pod`'s victims are being evicted.
     pub fn contains(&self, pod: &Pod) -> bool {
-        let set = self.lock();
-        !set.is_empty() && set.contains(&id(pod))
+        let sets = self.lock();
+        !sets.preemptors.is_empty() && sets.preemptors.contains(&id(pod))
+    }
+
+    /// True while `pod` is a victim whose eviction has not returned yet: it
+    /// is as good as terminating, though no watch shows it so yet.
+    pub fn is_victim(&self, pod: &Pod) -> bool {
+        let sets = self.lock();
+        !sets.victims.is_empty() && sets.victims.contains(&id(pod))
     }
 }
 
@@ -136,6 +157,8 @@ impl Eviction {
             // After a failure the last victim is spared, so the preemptor
             // re-enters scheduling sooner.
             ok &= rest.is_ok() && self.evict(last).await.is_ok();
+            // A spared victim is no victim any more.
+            self.preempting.victim_done(last);
         }
         tracing::debug!(preemptor = %self.preemptor_key, node = %self.node, ok,
             "asynchronous preemption finished");
@@ -150,7 +173,9 @@ impl Eviction {
     }
 
     async fn evict(&self, victim: &Arc<Pod>) -> Result<(), String> {
-        if let Err(e) = self.client.preempt(victim, &self.scheduler_name).await {
+        let evicted = self.client.preempt(victim, &self.scheduler_name).await;
+        self.preempting.victim_done(victim);
+        if let Err(e) = evicted {
             tracing::warn!(victim = ?victim.metadata.name, preemptor = %self.preemptor_key,
                 error = %e, "cannot preempt victim");
             return Err(e);

@@ -125,6 +125,12 @@ impl PodNominator for Nominated {
     fn has_nominated_pods(&self) -> bool {
         !self.0.is_empty()
     }
+    fn nominated_node_of(&self, key: &str) -> Option<String> {
+        self.0
+            .iter()
+            .find(|(_, p)| p.key == key)
+            .map(|(n, _)| n.clone())
+    }
 }
 
 /// The runtime's handle, with some pods waiting at Permit.
@@ -140,6 +146,9 @@ impl FrameworkHandle for TestHandle<'_> {
     }
     fn nominated_pods_for_node(&self, node: &str) -> Vec<Arc<PodInfo>> {
         self.inner.nominated_pods_for_node(node)
+    }
+    fn nominated_node_of(&self, key: &str) -> Option<String> {
+        self.inner.nominated_node_of(key)
     }
     fn run_filter_plugins_with_nominated_pods(
         &self,
@@ -476,6 +485,43 @@ fn a_nominated_pod_waits_for_its_terminating_victims() {
     );
     assert_eq!(nominated_to(&r), Some("n1"));
     assert!(preempted(&r).is_empty());
+}
+
+#[test]
+fn a_pod_nominated_in_memory_waits_before_its_status_shows_it() {
+    // This scheduler nominated "pre" to n1 and evicted n1's victim; the
+    // retry comes before the status write with the nomination is seen.
+    // Another victim elsewhere (n2) must not go while n1's terminates.
+    let terminating = with(p("low", "1", 0, Some("n1"), Some(1)), |v| {
+        v["metadata"]["deletionTimestamp"] = json!("2024-01-01T01:00:00Z");
+        v["status"]["conditions"] = json!([{"type": "DisruptionTarget", "status": "True",
+            "reason": "PreemptionByScheduler"}]);
+    });
+    let pre = p("pre", "1", 100, None, None);
+    let nodes = || {
+        vec![
+            n("n1", "1", vec![terminating.clone()]),
+            n("n2", "1", vec![p("other", "1", 0, Some("n2"), Some(2))]),
+        ]
+    };
+    let r = preempt(
+        &pre,
+        nodes(),
+        vec![],
+        Nominated(vec![("n1".to_owned(), Arc::new(pre.clone()))]),
+        &[],
+    );
+    assert_eq!(r.result, None);
+    assert!(preempted(&r).is_empty(), "{:?}", preempted(&r));
+    assert!(
+        r.message
+            .ends_with("preemption: not eligible due to a terminating pod on the nominated node.."),
+        "{}",
+        r.message
+    );
+    // Without the record (nominated by nobody) it may preempt.
+    let r = preempt(&pre, nodes(), vec![], Nominated::default(), &[]);
+    assert!(nominated_to(&r).is_some(), "{}", r.message);
 }
 
 #[test]

@@ -49,6 +49,15 @@ pub enum Reply {
 }
 
 /// The zygote's main loop (`shim zygote`); its stdin is the runtime's socket.
+/// Reaps `pid` if it has ended; whether it is gone (an error means it is
+/// not our child any more).
+fn reaped(pid: i32) -> bool {
+    matches!(
+        skiff_sys::process::try_wait_child(pid),
+        Ok(Some(_)) | Err(_)
+    )
+}
+
 pub(super) fn serve() -> i32 {
     let socket = match std::io::stdin().as_fd().try_clone_to_owned() {
         Ok(socket) => socket,
@@ -67,6 +76,11 @@ pub(super) fn serve() -> i32 {
     // Every supervisor is a copy of this process, arguments and all: the
     // command names tell them apart in `ps -o comm` and `top`.
     let _ = skiff_sys::process::set_name(c"skiff-zygote");
+    // Host facts each supervisor reads once per process, read here once:
+    // the forked supervisors inherit them (the cgroup hierarchies come from
+    // /proc/self/mountinfo, which grows with every running container).
+    let _ = skiff_sys::cgroups::cgroup_mode();
+    let _ = skiff_sys::cgroups::hierarchy_roots();
     let mut children: Vec<(i32, OwnedFd)> = Vec::new();
     let mut buf = vec![0u8; MAX_REQUEST];
     loop {
@@ -77,13 +91,7 @@ pub(super) fn serve() -> i32 {
                 return 1;
             }
         };
-        children.retain(|(pid, _)| {
-            !ended.contains(pid)
-                || !matches!(
-                    skiff_sys::process::try_wait_child(*pid),
-                    Ok(Some(_)) | Err(_)
-                )
-        });
+        children.retain(|(pid, _)| !ended.contains(pid) || !reaped(*pid));
         if !request {
             continue;
         }

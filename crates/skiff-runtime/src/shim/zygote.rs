@@ -48,7 +48,6 @@ pub enum Reply {
     Failed(String),
 }
 
-/// The zygote's main loop (`shim zygote`); its stdin is the runtime's socket.
 /// Reaps `pid` if it has ended; whether it is gone (an error means it is
 /// not our child any more).
 fn reaped(pid: i32) -> bool {
@@ -58,6 +57,7 @@ fn reaped(pid: i32) -> bool {
     )
 }
 
+/// The zygote's main loop (`shim zygote`); its stdin is the runtime's socket.
 pub(super) fn serve() -> i32 {
     let socket = match std::io::stdin().as_fd().try_clone_to_owned() {
         Ok(socket) => socket,

@@ -15,7 +15,7 @@ use skiff_client::events::PendingEvent;
 use tokio::sync::Semaphore;
 
 use super::prepare::PodPreemptor;
-use super::tests::{framework, n, p};
+use super::tests::{bare_handle, framework, n, p};
 use super::*;
 use crate::framework::{CycleState, PodActivator, PodInfo, StaticLister};
 use crate::metrics::SchedulerMetrics;
@@ -354,14 +354,7 @@ fn may_preempt_again(f: &Fixture, other: &PodInfo) -> Result<(), &'static str> {
         .collect();
     let fwk = framework();
     let snap = snapshot(vec![n("n1", &f.victims.to_string(), pods)]);
-    let handle = CycleHandle {
-        framework: &fwk,
-        snapshot: &snap,
-        nominator: None,
-        events: None,
-        metrics: None,
-        activator: None,
-    };
+    let handle = bare_handle(&fwk, &snap);
     let status = Status::unschedulable("Insufficient cpu");
     f.plugin
         .pod_eligible_to_preempt_others(&handle, other, Some(&status))

@@ -22,6 +22,19 @@ use crate::metrics::SchedulerMetrics;
 use crate::plugins::testing::{node_with_pods, pod, snapshot};
 use crate::runtime::{CycleHandle, Framework, PodNominator};
 
+/// The runtime's handle over `snapshot` with no nominated pods, and no
+/// events, metrics or queue.
+pub(super) fn bare_handle<'a>(fwk: &'a Framework, snapshot: &'a Snapshot) -> CycleHandle<'a> {
+    CycleHandle {
+        framework: fwk,
+        snapshot,
+        nominator: None,
+        events: None,
+        metrics: None,
+        activator: None,
+    }
+}
+
 /// A pod requesting `cpu`, with `priority`, optionally on `node`, started
 /// at second `start` of 2024-01-01.
 pub(super) fn p(
@@ -735,14 +748,7 @@ fn select_victims_reports_unresolvable_without_lower_priority_pods() {
     let fwk = framework();
     let node = n("n1", "1", vec![p("x", "1", 10, Some("n1"), None)]);
     let snap = snapshot(vec![node.clone()]);
-    let handle = CycleHandle {
-        framework: &fwk,
-        snapshot: &snap,
-        nominator: None,
-        events: None,
-        metrics: None,
-        activator: None,
-    };
+    let handle = bare_handle(&fwk, &snap);
     let pre = p("pre", "1", 10, None, None);
     let mut state = CycleState::new();
     let _ = fwk
@@ -845,14 +851,7 @@ fn dry_run_over_many_nodes_finds_every_candidate_and_orders_violations_last() {
     let (_, diagnosis) = fwk
         .find_nodes_that_fit(&mut state, &pre, &snap, None)
         .unwrap();
-    let handle = CycleHandle {
-        framework: &fwk,
-        snapshot: &snap,
-        nominator: None,
-        events: None,
-        metrics: None,
-        activator: None,
-    };
+    let handle = bare_handle(&fwk, &snap);
     let potential = super::candidates::nodes_where_preemption_might_help(
         &snap.nodes,
         &diagnosis.node_to_status,

@@ -4,7 +4,7 @@
 //! namespace, for traffic across nodes (see its module docs).
 #![allow(dead_code)]
 
-#[path = "../../../skiff-runtime/tests/support/mod.rs"]
+#[path = "../../../skiff-runtime/tests/it/support/mod.rs"]
 pub mod support;
 
 pub mod multinode;

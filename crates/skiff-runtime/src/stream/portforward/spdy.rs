@@ -179,13 +179,25 @@ where
 {
     async fn run(&mut self) -> Result<(), crate::stream::spdy::SpdyError> {
         while !self.done {
-            while self.pending.is_empty() {
-                match self.decoder.decode(&mut self.inbuf)? {
-                    Some(frame) => self.on_frame(frame),
-                    None => break,
+            // Decode until a frame waits for its pair's task or the input
+            // runs out. A FIN settles at once and empties `pending` again:
+            // frames behind it may already be here, with no read to come.
+            loop {
+                let mut drained = false;
+                while self.pending.is_empty() {
+                    match self.decoder.decode(&mut self.inbuf)? {
+                        Some(frame) => self.on_frame(frame),
+                        None => {
+                            drained = true;
+                            break;
+                        }
+                    }
+                }
+                self.settle_fins();
+                if drained || self.done || !self.pending.is_empty() {
+                    break;
                 }
             }
-            self.settle_fins();
             if self.done {
                 break;
             }

@@ -177,6 +177,54 @@ async fn pairs_forward_bytes_both_ways_and_close_when_the_pod_does() {
     assert!(data.get(&5).is_none_or(Vec::is_empty));
 }
 
+/// kubectl's order for each connection: open the error stream, and once
+/// it is answered close our half of it and open the data stream. When that
+/// FIN and SYN arrive in one read, the data stream must be answered at
+/// once: its SYN sat behind the FIN until more input came (kubectl waits
+/// for the reply, so every connection stalled until the client's next
+/// ping, 5–10 s).
+#[tokio::test]
+async fn a_stream_opened_right_behind_a_fin_is_answered_at_once() {
+    let mut c = connect().await;
+    c.open(1, &stream("error", "80", "0")).await;
+    assert!(matches!(
+        c.next().await,
+        Frame::SynReply { stream_id: 1, .. }
+    ));
+    let mut out = BytesMut::new();
+    let data_stream = Frame::SynStream {
+        stream_id: 3,
+        associated_to: 0,
+        priority: 0,
+        fin: false,
+        unidirectional: false,
+        headers: stream("data", "80", "0")
+            .into_iter()
+            .map(|(k, v)| (k.to_owned(), v.to_owned()))
+            .collect(),
+    };
+    let fin = Frame::Data {
+        stream_id: 1,
+        fin: true,
+        data: Bytes::new(),
+    };
+    for frame in [fin, data_stream] {
+        c.encoder.encode(&frame, &mut out).unwrap();
+    }
+    c.wr.write_all(&out).await.unwrap();
+    let reply = tokio::time::timeout(Duration::from_secs(2), c.next())
+        .await
+        .expect("the data stream answered without more input");
+    assert!(
+        matches!(reply, Frame::SynReply { stream_id: 3, .. }),
+        "{reply:?}"
+    );
+    c.data(3, b"hi", true).await;
+    let (data, resets) = c.until_closed(&[1, 3]).await;
+    assert!(resets.is_empty());
+    assert_eq!(data.get(&3).map(Vec::as_slice), Some(&b"hi"[..]));
+}
+
 #[tokio::test]
 async fn a_refused_port_is_reported_on_the_error_stream() {
     let mut c = connect().await;

@@ -9,6 +9,7 @@ pub mod agent;
 pub mod controllers;
 pub mod image;
 pub mod pods;
+pub mod requests;
 mod server;
 pub mod workloads;
 

@@ -57,6 +57,8 @@ pub struct PodBenchReport {
     /// creation to last Running, per pod: a figure that depends less on
     /// how fast the shared machine happens to be than the latencies do.
     pub burst_cpu_per_pod: Option<Duration>,
+    /// API requests served during the burst, by verb and resource.
+    pub burst_requests: Vec<(String, u64)>,
     /// The paced phase's rate, if it ran.
     pub paced_rate: Option<f64>,
     /// Its created → Running latencies, sorted.
@@ -121,6 +123,7 @@ pub async fn run(cfg: &PodBenchConfig) -> anyhow::Result<PodBenchReport> {
     report.running = burst.latencies.len();
     report.pods_per_sec = burst.pods_per_sec;
     report.burst_cpu_per_pod = burst.cpu_per_pod;
+    report.burst_requests = burst.requests;
     report.startup = burst.latencies;
     report.notes.extend(burst.note);
     tokio::time::sleep(Duration::from_secs(2)).await;
@@ -210,6 +213,9 @@ struct Phase {
     pods_per_sec: f64,
     /// Host busy CPU time per pod, first creation to last Running.
     cpu_per_pod: Option<Duration>,
+    /// API requests served from first creation to last Running, largest
+    /// first (empty when the counters could not be read).
+    requests: Vec<(String, u64)>,
     /// Why it fell short, if it did.
     note: Option<String>,
 }
@@ -254,6 +260,7 @@ async fn startup(
     // Let the watch's initial list finish before the clock starts.
     tokio::time::sleep(Duration::from_millis(300)).await;
 
+    let requests_before = super::requests::snapshot(client).await;
     let cpu_at_start = skiff_sys::process::host_busy_cpu_time().ok();
     let start = Instant::now();
     let start_wall = std::time::SystemTime::now();
@@ -298,6 +305,10 @@ async fn startup(
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
     watch.abort();
+    let requests = match (requests_before, super::requests::snapshot(client).await) {
+        (Some(before), Some(after)) => super::requests::added(&before, &after),
+        _ => Vec::new(),
+    };
     let seen = seen.lock().map(|m| m.clone()).unwrap_or_default();
     let mut latencies: Vec<Duration> = seen
         .iter()
@@ -337,6 +348,7 @@ async fn startup(
         latencies,
         pods_per_sec,
         cpu_per_pod,
+        requests,
         note,
     })
 }
@@ -557,6 +569,11 @@ pub fn format_table(r: &PodBenchReport) -> String {
         (
             "burst: host CPU busy per pod (all processes)".into(),
             ms(r.burst_cpu_per_pod),
+            "",
+        ),
+        (
+            "burst: API requests per pod, by verb and resource".into(),
+            super::requests::per_pod(&r.burst_requests, r.running, 6),
             "",
         ),
         (

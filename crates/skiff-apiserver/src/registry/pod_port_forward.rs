@@ -187,7 +187,15 @@ async fn tunnel(client: hyper::upgrade::Upgraded, kubelet: hyper::upgrade::Upgra
     let upstream = async {
         while let Some(Ok(msg)) = stream.next().await {
             match msg {
-                Message::Binary(data) if to_kubelet.write_all(&data).await.is_err() => break,
+                // Flushed: TLS keeps what the socket would not take yet
+                // until the next write, and the client may have no next
+                // message until it hears back.
+                Message::Binary(data)
+                    if to_kubelet.write_all(&data).await.is_err()
+                        || to_kubelet.flush().await.is_err() =>
+                {
+                    break;
+                }
                 Message::Close(_) => break,
                 _ => {}
             }

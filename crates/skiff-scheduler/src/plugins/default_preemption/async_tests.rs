@@ -357,7 +357,7 @@ fn may_preempt_again(f: &Fixture, other: &PodInfo) -> Result<(), &'static str> {
     let handle = bare_handle(&fwk, &snap);
     let status = Status::unschedulable("Insufficient cpu");
     f.plugin
-        .pod_eligible_to_preempt_others(&handle, other, Some(&status))
+        .pod_eligible_to_preempt_others(&handle, other, Some("n1"), Some(&status))
 }
 
 #[tokio::test(start_paused = true)]

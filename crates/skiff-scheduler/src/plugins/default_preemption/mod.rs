@@ -233,19 +233,21 @@ impl DefaultPreemption {
     /// Upstream's `PodEligibleToPreemptOthers`: pods with
     /// `preemptionPolicy: Never` don't preempt, nor do pods whose nominated
     /// node still has lower-priority victims terminating (unless that node
-    /// has become unresolvable for them).
+    /// has become unresolvable for them). `nominated` is the pod's
+    /// nominated node (this scheduler's record, else the pod's status) and
+    /// `nominated_node_status` what filtering said of it.
     pub fn pod_eligible_to_preempt_others(
         &self,
         fh: &dyn FrameworkHandle,
         pod: &PodInfo,
+        nominated: Option<&str>,
         nominated_node_status: Option<&Status>,
     ) -> Result<(), &'static str> {
         let spec = pod.pod.spec.as_ref();
         if spec.and_then(|s| s.preemption_policy.as_deref()) == Some("Never") {
             return Err("not eligible due to preemptionPolicy=Never.");
         }
-        let nominated = nominated_node(fh, pod);
-        let Some(nominated) = nominated.as_deref() else {
+        let Some(nominated) = nominated else {
             return Ok(());
         };
         let code = nominated_node_status.map_or(Code::UnschedulableAndUnresolvable, Status::code);
@@ -286,9 +288,11 @@ impl DefaultPreemption {
         filtered: &NodeToStatus,
         absent: Option<&Status>,
     ) -> Result<Candidate, (Option<PostFilterResult>, Status)> {
-        let nominated = nominated_node(fh, pod).unwrap_or_default();
-        let nominated_status = filtered.get(nominated.as_str()).or(absent);
-        if let Err(msg) = self.pod_eligible_to_preempt_others(fh, pod, nominated_status) {
+        let nominated = nominated_node(fh, pod);
+        let nominated = nominated.as_deref();
+        let nominated_status = nominated.and_then(|n| filtered.get(n)).or(absent);
+        if let Err(msg) = self.pod_eligible_to_preempt_others(fh, pod, nominated, nominated_status)
+        {
             return Err((None, Status::unschedulable(msg)));
         }
         let all = &fh.snapshot().nodes;

@@ -179,23 +179,17 @@ where
 {
     async fn run(&mut self) -> Result<(), crate::stream::spdy::SpdyError> {
         while !self.done {
-            // Decode until a frame waits for its pair's task or the input
-            // runs out. A FIN settles at once and empties `pending` again:
-            // frames behind it may already be here, with no read to come.
+            // Decode until data waits for its pair's task or the input runs
+            // out. FINs settle as they come: frames behind one may already
+            // be here, with no read to come.
             loop {
-                let mut drained = false;
-                while self.pending.is_empty() {
-                    match self.decoder.decode(&mut self.inbuf)? {
-                        Some(frame) => self.on_frame(frame),
-                        None => {
-                            drained = true;
-                            break;
-                        }
-                    }
-                }
                 self.settle_fins();
-                if drained || self.done || !self.pending.is_empty() {
+                if !self.pending.is_empty() {
                     break;
+                }
+                match self.decoder.decode(&mut self.inbuf)? {
+                    Some(frame) => self.on_frame(frame),
+                    None => break,
                 }
             }
             if self.done {

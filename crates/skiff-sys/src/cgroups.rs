@@ -44,29 +44,60 @@ fn detect_cgroup_mode() -> CgroupMode {
     }
 }
 
-/// Every hierarchy root under `/sys/fs/cgroup` (each v1 controller mount and
-/// the unified one), from `/proc/self/mountinfo`. Read once: hierarchies
-/// do not come and go under a running agent, and mountinfo grows with every
-/// pod (one read costs more the more pods run).
-pub fn hierarchy_roots() -> io::Result<Vec<PathBuf>> {
-    static ROOTS: std::sync::OnceLock<Vec<PathBuf>> = std::sync::OnceLock::new();
-    if let Some(roots) = ROOTS.get() {
-        return Ok(roots.clone());
-    }
-    let info = std::fs::read_to_string("/proc/self/mountinfo")?;
-    Ok(ROOTS.get_or_init(|| parse_hierarchy_roots(&info)).clone())
+/// The cgroup hierarchies mounted on the host, read once from
+/// `/proc/self/mountinfo`: hierarchies do not come and go under a running
+/// agent, and mountinfo grows with every pod (one read costs more the more
+/// pods run).
+#[derive(Debug, Default)]
+struct Hierarchies {
+    /// Every hierarchy root (each v1 controller mount and the unified one).
+    roots: Vec<PathBuf>,
+    /// The root of the v1 hierarchy that carries the cpuset controller.
+    cpuset: Option<PathBuf>,
 }
 
-fn parse_hierarchy_roots(mountinfo: &str) -> Vec<PathBuf> {
-    mountinfo
-        .lines()
-        .filter_map(|line| {
-            let (left, right) = line.split_once(" - ")?;
-            let fstype = right.split(' ').next()?;
-            let mount_point = left.split(' ').nth(4)?;
-            (fstype == "cgroup" || fstype == "cgroup2").then(|| PathBuf::from(mount_point))
-        })
-        .collect()
+fn hierarchies() -> io::Result<&'static Hierarchies> {
+    static FOUND: std::sync::OnceLock<Hierarchies> = std::sync::OnceLock::new();
+    if let Some(found) = FOUND.get() {
+        return Ok(found);
+    }
+    let info = std::fs::read_to_string("/proc/self/mountinfo")?;
+    Ok(FOUND.get_or_init(|| parse_hierarchies(&info)))
+}
+
+/// Every hierarchy root under `/sys/fs/cgroup` (each v1 controller mount and
+/// the unified one).
+pub fn hierarchy_roots() -> io::Result<Vec<PathBuf>> {
+    Ok(hierarchies()?.roots.clone())
+}
+
+/// The root of the v1 hierarchy with the cpuset controller, if the host
+/// mounts one (a new cpuset cgroup there takes no processes until it is
+/// given CPUs and memory nodes).
+pub fn cpuset_root() -> io::Result<Option<&'static Path>> {
+    Ok(hierarchies()?.cpuset.as_deref())
+}
+
+fn parse_hierarchies(mountinfo: &str) -> Hierarchies {
+    let mut found = Hierarchies::default();
+    for line in mountinfo.lines() {
+        let Some((left, right)) = line.split_once(" - ") else {
+            continue;
+        };
+        let mut fields = right.split(' ');
+        let (Some(fstype), Some(mount_point)) = (fields.next(), left.split(' ').nth(4)) else {
+            continue;
+        };
+        if fstype != "cgroup" && fstype != "cgroup2" {
+            continue;
+        }
+        let super_options = fields.nth(1).unwrap_or_default();
+        if fstype == "cgroup" && super_options.split(',').any(|o| o == "cpuset") {
+            found.cpuset = Some(PathBuf::from(mount_point));
+        }
+        found.roots.push(PathBuf::from(mount_point));
+    }
+    found
 }
 
 /// The directory of cgroup `path` (absolute, like an OCI `cgroupsPath`) in the
@@ -176,14 +207,25 @@ mod tests {
         let info = "30 25 0:26 / /sys/fs/cgroup ro,nosuid - tmpfs tmpfs ro\n\
                     31 30 0:27 / /sys/fs/cgroup/unified rw - cgroup2 cgroup2 rw\n\
                     35 30 0:31 / /sys/fs/cgroup/memory rw - cgroup cgroup rw,memory\n\
-                    36 30 0:32 / /sys/fs/cgroup/cpu,cpuacct rw - cgroup cgroup rw,cpu,cpuacct\n";
+                    36 30 0:32 / /sys/fs/cgroup/cpu,cpuacct rw - cgroup cgroup rw,cpu,cpuacct\n\
+                    37 30 0:33 / /sys/fs/cgroup/cpuset rw - cgroup cgroup rw,cpuset\n\
+                    38 30 0:34 / /sys/fs/cgroup/cpusetx rw - cgroup cgroup rw,name=cpuset\n";
+        let found = parse_hierarchies(info);
         assert_eq!(
-            parse_hierarchy_roots(info),
+            found.roots,
             vec![
                 PathBuf::from("/sys/fs/cgroup/unified"),
                 PathBuf::from("/sys/fs/cgroup/memory"),
                 PathBuf::from("/sys/fs/cgroup/cpu,cpuacct"),
+                PathBuf::from("/sys/fs/cgroup/cpuset"),
+                PathBuf::from("/sys/fs/cgroup/cpusetx"),
             ]
+        );
+        // The controller is named in the super options, not the mount point.
+        assert_eq!(found.cpuset, Some(PathBuf::from("/sys/fs/cgroup/cpuset")));
+        assert_eq!(
+            parse_hierarchies(&info[..info.find("37 30").unwrap()]).cpuset,
+            None
         );
         assert_eq!(
             cgroup_dir(Path::new("/sys/fs/cgroup/memory"), "/skiff/a"),

@@ -5,7 +5,7 @@ use std::io;
 use std::path::{Path, PathBuf};
 
 use super::resources::{ResourceConfig, resource_writes};
-use super::{CgroupMode, cgroup_dir, cgroup_mode, hierarchy_roots, remove_cgroup};
+use super::{CgroupMode, cgroup_dir, cgroup_mode, cpuset_root, hierarchy_roots, remove_cgroup};
 
 /// The v2 controllers a limited cgroup needs enabled in its parents.
 const V2_CONTROLLERS: [&str; 3] = ["cpu", "memory", "pids"];
@@ -67,36 +67,46 @@ fn with_path(e: io::Error, path: &Path) -> io::Error {
     io::Error::new(e.kind(), format!("{}: {e}", path.display()))
 }
 
-/// Creates `dir` and its missing parents below `root`, one level at a time so
-/// each new v1 cpuset cgroup gets its parent's CPUs and memory nodes (an
-/// empty cpuset takes no processes) and each v2 parent delegates the
+/// Creates cgroup `dir` in the hierarchy mounted at `root`, and its missing
+/// parents. The cgroup itself is tried first: its parents exist in all but
+/// the first call (the QoS cgroups before any pod, a pod's before its
+/// containers), and a path walk through cgroupfs costs more than one would
+/// think. A parent is created only when the kernel says it is missing.
+///
+/// Each new v1 cpuset cgroup gets its parent's CPUs and memory nodes (an
+/// empty cpuset takes no processes), and on v2 the parent delegates the
 /// controllers its children are limited by.
-fn create_under(root: &Path, rel: &str, unified: bool) -> io::Result<()> {
-    // Asked once per hierarchy, not of every new directory in each of them:
-    // a path walk through cgroupfs costs more than one would think.
-    let cpuset = !unified && root.join("cpuset.cpus").exists();
-    let mut dir = root.to_path_buf();
-    for part in rel.split('/').filter(|p| !p.is_empty()) {
-        let parent = dir.clone();
-        dir.push(part);
-        if unified {
-            enable_controllers(&parent)?;
-        }
-        match std::fs::create_dir(&dir) {
-            Ok(()) => {}
-            Err(e) if e.kind() == io::ErrorKind::AlreadyExists => continue,
-            Err(e) => return Err(with_path(e, &dir)),
-        }
-        if !cpuset {
-            continue;
-        }
-        for file in ["cpuset.cpus", "cpuset.mems"] {
-            let own = dir.join(file);
-            if std::fs::read_to_string(&own).is_ok_and(|v| v.trim().is_empty()) {
-                let value = std::fs::read_to_string(parent.join(file))
-                    .map_err(|e| with_path(e, &parent.join(file)))?;
-                std::fs::write(&own, value.trim()).map_err(|e| with_path(e, &own))?;
+fn create_under(root: &Path, dir: &Path, unified: bool, cpuset: bool) -> io::Result<()> {
+    let Some(parent) = dir.parent().filter(|_| dir != root) else {
+        return Ok(());
+    };
+    if unified {
+        enable_controllers(parent)?;
+    }
+    match std::fs::create_dir(dir) {
+        Ok(()) => {}
+        Err(e) if e.kind() == io::ErrorKind::AlreadyExists => return Ok(()),
+        Err(e) if e.kind() == io::ErrorKind::NotFound && parent != root => {
+            create_under(root, parent, unified, cpuset)?;
+            if unified {
+                enable_controllers(parent)?;
             }
+            match std::fs::create_dir(dir) {
+                Ok(()) => {}
+                Err(e) if e.kind() == io::ErrorKind::AlreadyExists => return Ok(()),
+                Err(e) => return Err(with_path(e, dir)),
+            }
+        }
+        Err(e) => return Err(with_path(e, dir)),
+    }
+    if cpuset {
+        // A new cpuset cgroup starts empty unless its parent has
+        // cgroup.clone_children set; either way it gets the parent's.
+        for file in ["cpuset.cpus", "cpuset.mems"] {
+            let value = std::fs::read_to_string(parent.join(file))
+                .map_err(|e| with_path(e, &parent.join(file)))?;
+            let own = dir.join(file);
+            std::fs::write(&own, value.trim()).map_err(|e| with_path(e, &own))?;
         }
     }
     Ok(())
@@ -136,10 +146,11 @@ fn procs_under(dir: &Path, out: &mut Vec<i32>) {
 
 impl Cgroups for LinuxCgroups {
     fn ensure(&self, path: &str, config: &ResourceConfig) -> io::Result<()> {
-        let rel = path.trim_start_matches('/');
+        let cpuset = cpuset_root()?;
         for root in hierarchy_roots()? {
             let unified = self.mode == CgroupMode::Unified && root == Path::new("/sys/fs/cgroup");
-            create_under(&root, rel, unified)?;
+            let is_cpuset = cpuset == Some(root.as_path());
+            create_under(&root, &cgroup_dir(&root, path), unified, is_cpuset)?;
         }
         self.update(path, config)
     }
@@ -190,5 +201,78 @@ impl Cgroups for LinuxCgroups {
 
     fn remove(&self, path: &str) -> io::Result<()> {
         remove_cgroup(path)
+    }
+}
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used, clippy::expect_used)]
+mod tests {
+    use super::*;
+
+    // `create_under` only makes directories and copies two files, so a plain
+    // directory stands in for a hierarchy (as the v1 cpuset one here).
+    fn hierarchy() -> (tempfile::TempDir, PathBuf) {
+        let dir = tempfile::tempdir().unwrap();
+        let root = dir.path().join("cpuset");
+        std::fs::create_dir(&root).unwrap();
+        std::fs::write(root.join("cpuset.cpus"), "0-3\n").unwrap();
+        std::fs::write(root.join("cpuset.mems"), "0\n").unwrap();
+        (dir, root)
+    }
+
+    fn read(path: &Path) -> String {
+        std::fs::read_to_string(path).unwrap()
+    }
+
+    #[test]
+    fn missing_parents_are_made_and_each_new_cpuset_gets_its_parents_cpus() {
+        let (_dir, root) = hierarchy();
+        let leaf = cgroup_dir(&root, "/kubepods/besteffort/pod1");
+        create_under(&root, &leaf, false, true).unwrap();
+        for level in [
+            "kubepods",
+            "kubepods/besteffort",
+            "kubepods/besteffort/pod1",
+        ] {
+            let dir = root.join(level);
+            assert_eq!(read(&dir.join("cpuset.cpus")), "0-3", "{level}");
+            assert_eq!(read(&dir.join("cpuset.mems")), "0", "{level}");
+        }
+    }
+
+    #[test]
+    fn an_existing_cgroup_is_left_as_it_is() {
+        let (_dir, root) = hierarchy();
+        let pod = cgroup_dir(&root, "/kubepods/pod1");
+        create_under(&root, &pod, false, true).unwrap();
+        // Narrowed by someone after it was made: a second ensure keeps that.
+        std::fs::write(pod.join("cpuset.cpus"), "1").unwrap();
+        create_under(&root, &pod, false, true).unwrap();
+        assert_eq!(read(&pod.join("cpuset.cpus")), "1");
+        // A new child of it inherits the narrowed set, not the root's.
+        let container = pod.join("c1");
+        create_under(&root, &container, false, true).unwrap();
+        assert_eq!(read(&container.join("cpuset.cpus")), "1");
+    }
+
+    #[test]
+    fn other_hierarchies_get_directories_only() {
+        let (_dir, root) = hierarchy();
+        let leaf = cgroup_dir(&root, "/a/b");
+        create_under(&root, &leaf, false, false).unwrap();
+        assert!(leaf.is_dir());
+        assert!(!leaf.join("cpuset.cpus").exists());
+        // The root itself is never made or written.
+        create_under(&root, &cgroup_dir(&root, "/"), false, true).unwrap();
+        assert_eq!(read(&root.join("cpuset.cpus")), "0-3\n");
+    }
+
+    #[test]
+    fn a_parent_that_is_a_file_fails_with_its_path() {
+        let (_dir, root) = hierarchy();
+        std::fs::write(root.join("kubepods"), "").unwrap();
+        let leaf = cgroup_dir(&root, "/kubepods/pod1");
+        let err = create_under(&root, &leaf, false, false).unwrap_err();
+        assert!(err.to_string().contains("kubepods"), "{err}");
     }
 }

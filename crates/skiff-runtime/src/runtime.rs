@@ -751,7 +751,21 @@ impl Runtime {
 
     /// Every container with its observed state.
     pub fn list_containers(&self) -> Vec<(ContainerRecord, Observed)> {
-        let records: Vec<ContainerRecord> = lock(&self.containers).values().cloned().collect();
+        self.list_containers_where(|_| true)
+    }
+
+    /// The containers whose record passes `keep`, with their observed state.
+    /// Only those are observed (an exit file and /proc read each): a pod's
+    /// lookup on a full node costs one container's observation, not all.
+    pub fn list_containers_where(
+        &self,
+        keep: impl Fn(&ContainerRecord) -> bool,
+    ) -> Vec<(ContainerRecord, Observed)> {
+        let records: Vec<ContainerRecord> = lock(&self.containers)
+            .values()
+            .filter(|r| keep(r))
+            .cloned()
+            .collect();
         records
             .into_iter()
             .map(|r| {

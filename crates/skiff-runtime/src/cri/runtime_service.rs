@@ -366,17 +366,18 @@ impl RuntimeService for CriRuntimeService {
         let filter = request.into_inner().filter.unwrap_or_default();
         let containers = self
             .runtime
-            .list_containers()
+            .list_containers_where(|r| {
+                id_matches(&filter.id, &r.id)
+                    && id_matches(&filter.pod_sandbox_id, &r.sandbox_id)
+                    && labels_match(&filter.label_selector, &r.labels)
+            })
             .into_iter()
-            .filter(|(r, _)| id_matches(&filter.id, &r.id))
-            .filter(|(r, _)| id_matches(&filter.pod_sandbox_id, &r.sandbox_id))
             .filter(|(_, o)| {
                 filter
                     .state
                     .as_ref()
                     .is_none_or(|v| v.state == container_state(o) as i32)
             })
-            .filter(|(r, _)| labels_match(&filter.label_selector, &r.labels))
             .map(|(r, o)| to_container(&r, &o))
             .collect();
         Ok(Response::new(api::ListContainersResponse { containers }))

@@ -233,12 +233,7 @@ impl StatsCollector {
             )));
         }
         let ts = now_nanos();
-        let containers: Vec<_> = self
-            .runtime
-            .list_containers()
-            .into_iter()
-            .filter(|(r, _)| r.sandbox_id == s.id)
-            .collect();
+        let containers: Vec<_> = self.runtime.list_containers_where(|r| r.sandbox_id == s.id);
         let mut process_count = 0;
         let per_container = containers
             .iter()

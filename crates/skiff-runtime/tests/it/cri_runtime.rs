@@ -430,6 +430,42 @@ async fn exec_sync_memory_limit_and_stop_with_timeout() {
         list.iter().map(|c| c.id.as_str()).collect::<Vec<_>>(),
         [id.as_str()]
     );
+    // The record filters (id, sandbox, labels) pick before anything is observed.
+    for (filter, want) in [
+        (
+            api::ContainerFilter {
+                id: id.clone(),
+                ..Default::default()
+            },
+            vec![id.as_str()],
+        ),
+        (
+            api::ContainerFilter {
+                pod_sandbox_id: "no-such-sandbox".into(),
+                ..Default::default()
+            },
+            vec![],
+        ),
+        (
+            api::ContainerFilter {
+                label_selector: [("no-such-label".to_owned(), "x".to_owned())].into(),
+                ..Default::default()
+            },
+            vec![],
+        ),
+    ] {
+        let list = server
+            .client
+            .list_containers(api::ListContainersRequest {
+                filter: Some(filter.clone()),
+            })
+            .await
+            .unwrap()
+            .into_inner()
+            .containers;
+        let got: Vec<&str> = list.iter().map(|c| c.id.as_str()).collect();
+        assert_eq!(got, want, "{filter:?}");
+    }
 
     let cgroup = format!("/skiff/{}/{id}", sandbox.0);
     let limit = std::fs::read_to_string(memory_cgroup_file(&cgroup)).unwrap();

@@ -349,6 +349,9 @@ impl Cache {
             }
             nodes.sort_by(|a, b| a.name().cmp(b.name()));
             snap.snapshot = Snapshot::from_nodes(nodes);
+        } else if lists_dirty && snap.pending.is_empty() {
+            // The same nodes in the same order: only the subsets moved.
+            snap.snapshot.refresh_subsets();
         } else if lists_dirty {
             let mut nodes = std::mem::take(&mut snap.snapshot.nodes);
             nodes.extend(snap.pending.drain().map(|(_, v)| v));

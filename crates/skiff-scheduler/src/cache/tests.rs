@@ -131,3 +131,73 @@ fn image_states_count_nodes() {
         1
     );
 }
+
+fn anti_affinity_pod(name: &str, node: &str) -> Arc<Pod> {
+    Arc::new(
+        serde_json::from_value(json!({
+            "metadata": {"name": name, "namespace": "ns", "labels": {"app": "x"}},
+            "spec": {
+                "nodeName": node,
+                "containers": [{"name": "c"}],
+                "affinity": {"podAntiAffinity": {"requiredDuringSchedulingIgnoredDuringExecution": [{
+                    "labelSelector": {"matchLabels": {"app": "x"}},
+                    "topologyKey": "kubernetes.io/hostname"
+                }]}}
+            }
+        }))
+        .unwrap(),
+    )
+}
+
+fn subset(nodes: &[Arc<NodeInfo>]) -> Vec<&str> {
+    let mut names: Vec<&str> = nodes.iter().map(|n| n.name()).collect();
+    names.sort();
+    names
+}
+
+#[test]
+fn affinity_subsets_follow_pods_without_rebuilding_the_name_index() {
+    let c = Cache::new();
+    for i in 0..4 {
+        c.add_or_update_node(node(&format!("n{i}"), "4", json!([])));
+    }
+    let mut snap = CacheSnapshot::default();
+    c.update_snapshot(&mut snap);
+    assert!(
+        snap.snapshot
+            .have_pods_with_required_anti_affinity
+            .is_empty()
+    );
+
+    c.assume_pod(Arc::new(PodInfo::new(anti_affinity_pod("a", "n2"))), "n2")
+        .unwrap();
+    c.add_or_update_pod(anti_affinity_pod("b", "n0"));
+    c.add_or_update_pod(pod("plain", Some("n3"), "1"));
+    c.update_snapshot(&mut snap);
+    let s = &snap.snapshot;
+    assert_eq!(
+        subset(&s.have_pods_with_required_anti_affinity),
+        ["n0", "n2"]
+    );
+    assert_eq!(subset(&s.have_pods_with_affinity), ["n0", "n2"]);
+    // The subsets hold the snapshot's current node infos, and every node is
+    // still found by name at its position.
+    for n in &s.have_pods_with_affinity {
+        assert!(Arc::ptr_eq(n, s.get(n.name()).unwrap()));
+    }
+    for (i, n) in s.nodes.iter().enumerate() {
+        assert_eq!(s.by_name[n.name()], i);
+    }
+    assert_eq!(requested(&snap, "n3"), 1000);
+
+    c.forget_pod("ns/a").unwrap();
+    c.remove_pod("ns/b");
+    c.update_snapshot(&mut snap);
+    assert!(
+        snap.snapshot
+            .have_pods_with_required_anti_affinity
+            .is_empty()
+    );
+    assert!(snap.snapshot.have_pods_with_affinity.is_empty());
+    assert_eq!(snap.snapshot.nodes.len(), 4);
+}

@@ -50,19 +50,30 @@ impl Snapshot {
                 .enumerate()
                 .map(|(i, n)| (n.name().to_owned(), i))
                 .collect(),
+            nodes,
             ..Snapshot::default()
         };
-        for n in &nodes {
+        s.refresh_subsets();
+        s
+    }
+
+    /// Recomputes the affinity subsets and the used claims from `nodes`,
+    /// whose names and order are unchanged (so `by_name` still holds): what
+    /// a cycle needs after pods with affinity or claims came or went, without
+    /// rebuilding the name index of every node.
+    pub fn refresh_subsets(&mut self) {
+        self.have_pods_with_affinity.clear();
+        self.have_pods_with_required_anti_affinity.clear();
+        self.used_pvcs.clear();
+        for n in &self.nodes {
             if !n.pods_with_affinity.is_empty() {
-                s.have_pods_with_affinity.push(n.clone());
+                self.have_pods_with_affinity.push(n.clone());
             }
             if !n.pods_with_required_anti_affinity.is_empty() {
-                s.have_pods_with_required_anti_affinity.push(n.clone());
+                self.have_pods_with_required_anti_affinity.push(n.clone());
             }
-            s.used_pvcs.extend(n.pvc_ref_counts.keys().cloned());
+            self.used_pvcs.extend(n.pvc_ref_counts.keys().cloned());
         }
-        s.nodes = nodes;
-        s
     }
 
     /// The node named `name`.

@@ -281,7 +281,7 @@ impl Cache {
     pub fn update_snapshot(&self, snap: &mut CacheSnapshot) {
         let st = self.lock();
         let full = snap.removals != st.removals || snap.snapshot.nodes.is_empty();
-        let mut lists_dirty = full;
+        let mut claims_dirty = false;
         let changed: Vec<&String> = st
             .by_generation
             .range(snap.generation + 1..)
@@ -311,21 +311,23 @@ impl Cache {
             let info = Arc::new(info);
             match snap.snapshot.by_name.get(name).copied() {
                 Some(i) if !full => {
-                    let old = &snap.snapshot.nodes[i];
-                    if old.pods_with_affinity.len() != info.pods_with_affinity.len()
-                        || old.pods_with_required_anti_affinity.len()
-                            != info.pods_with_required_anti_affinity.len()
-                        || !old.pvc_ref_counts.is_empty()
-                        || !info.pvc_ref_counts.is_empty()
-                        || !info.pods_with_affinity.is_empty()
-                    {
-                        lists_dirty = true;
+                    let old = std::mem::replace(&mut snap.snapshot.nodes[i], info.clone());
+                    let s = &mut snap.snapshot;
+                    replace_member(&mut s.have_pods_with_affinity, &old, &info, |n| {
+                        !n.pods_with_affinity.is_empty()
+                    });
+                    replace_member(
+                        &mut s.have_pods_with_required_anti_affinity,
+                        &old,
+                        &info,
+                        |n| !n.pods_with_required_anti_affinity.is_empty(),
+                    );
+                    if !old.pvc_ref_counts.is_empty() || !info.pvc_ref_counts.is_empty() {
+                        claims_dirty = true;
                     }
-                    snap.snapshot.nodes[i] = info;
                 }
                 _ => {
                     snap.pending.insert(name.clone(), info);
-                    lists_dirty = true;
                 }
             }
         }
@@ -349,17 +351,43 @@ impl Cache {
             }
             nodes.sort_by(|a, b| a.name().cmp(b.name()));
             snap.snapshot = Snapshot::from_nodes(nodes);
-        } else if lists_dirty && snap.pending.is_empty() {
-            // The same nodes in the same order: only the subsets moved.
-            snap.snapshot.refresh_subsets();
-        } else if lists_dirty {
+        } else if !snap.pending.is_empty() {
             let mut nodes = std::mem::take(&mut snap.snapshot.nodes);
             nodes.extend(snap.pending.drain().map(|(_, v)| v));
             snap.snapshot = Snapshot::from_nodes(nodes);
+        } else if claims_dirty {
+            snap.snapshot.refresh_used_claims();
         }
         snap.pending.clear();
         snap.generation = st.generation;
         snap.removals = st.removals;
+    }
+}
+
+/// Keeps a snapshot subset (nodes with pods of some kind) in step with one
+/// node's new info: `old` is swapped for `new` where `new` still belongs
+/// (`belongs`), dropped where it no longer does, and `new` added where it
+/// now does. Only a node that was or is a member is looked for. The order
+/// of a subset does not matter to its readers (they count over it).
+fn replace_member(
+    subset: &mut Vec<Arc<NodeInfo>>,
+    old: &Arc<NodeInfo>,
+    new: &Arc<NodeInfo>,
+    belongs: impl Fn(&NodeInfo) -> bool,
+) {
+    let (was, is) = (belongs(old), belongs(new));
+    let at = if was {
+        subset.iter().position(|n| Arc::ptr_eq(n, old))
+    } else {
+        None
+    };
+    match (at, is) {
+        (Some(at), true) => subset[at] = new.clone(),
+        (Some(at), false) => {
+            subset.swap_remove(at);
+        }
+        (None, true) => subset.push(new.clone()),
+        (None, false) => {}
     }
 }
 

@@ -156,7 +156,7 @@ fn subset(nodes: &[Arc<NodeInfo>]) -> Vec<&str> {
 }
 
 #[test]
-fn affinity_subsets_follow_pods_without_rebuilding_the_name_index() {
+fn affinity_subsets_follow_each_changed_node() {
     let c = Cache::new();
     for i in 0..4 {
         c.add_or_update_node(node(&format!("n{i}"), "4", json!([])));
@@ -189,6 +189,23 @@ fn affinity_subsets_follow_pods_without_rebuilding_the_name_index() {
         assert_eq!(s.by_name[n.name()], i);
     }
     assert_eq!(requested(&snap, "n3"), 1000);
+
+    // A member node that changes again stays a member, as its new info.
+    c.add_or_update_pod(pod("plain2", Some("n0"), "1"));
+    c.update_snapshot(&mut snap);
+    let s = &snap.snapshot;
+    assert_eq!(
+        subset(&s.have_pods_with_required_anti_affinity),
+        ["n0", "n2"]
+    );
+    for n in s
+        .have_pods_with_affinity
+        .iter()
+        .chain(&s.have_pods_with_required_anti_affinity)
+    {
+        assert!(Arc::ptr_eq(n, s.get(n.name()).unwrap()), "{}", n.name());
+    }
+    assert_eq!(requested(&snap, "n0"), 1000);
 
     c.forget_pod("ns/a").unwrap();
     c.remove_pod("ns/b");

@@ -57,14 +57,10 @@ impl Snapshot {
         s
     }
 
-    /// Recomputes the affinity subsets and the used claims from `nodes`,
-    /// whose names and order are unchanged (so `by_name` still holds): what
-    /// a cycle needs after pods with affinity or claims came or went, without
-    /// rebuilding the name index of every node.
-    pub fn refresh_subsets(&mut self) {
+    /// Recomputes the affinity subsets and the used claims from `nodes`.
+    fn refresh_subsets(&mut self) {
         self.have_pods_with_affinity.clear();
         self.have_pods_with_required_anti_affinity.clear();
-        self.used_pvcs.clear();
         for n in &self.nodes {
             if !n.pods_with_affinity.is_empty() {
                 self.have_pods_with_affinity.push(n.clone());
@@ -72,8 +68,18 @@ impl Snapshot {
             if !n.pods_with_required_anti_affinity.is_empty() {
                 self.have_pods_with_required_anti_affinity.push(n.clone());
             }
-            self.used_pvcs.extend(n.pvc_ref_counts.keys().cloned());
         }
+        self.refresh_used_claims();
+    }
+
+    /// Recomputes `used_pvcs` from `nodes` (after pods with claims came or
+    /// went).
+    pub fn refresh_used_claims(&mut self) {
+        self.used_pvcs = self
+            .nodes
+            .iter()
+            .flat_map(|n| n.pvc_ref_counts.keys().cloned())
+            .collect();
     }
 
     /// The node named `name`.

@@ -83,20 +83,19 @@ fn create_under(root: &Path, dir: &Path, unified: bool, cpuset: bool) -> io::Res
     if unified {
         enable_controllers(parent)?;
     }
-    match std::fs::create_dir(dir) {
-        Ok(()) => {}
-        Err(e) if e.kind() == io::ErrorKind::AlreadyExists => return Ok(()),
+    let made = match std::fs::create_dir(dir) {
         Err(e) if e.kind() == io::ErrorKind::NotFound && parent != root => {
             create_under(root, parent, unified, cpuset)?;
             if unified {
                 enable_controllers(parent)?;
             }
-            match std::fs::create_dir(dir) {
-                Ok(()) => {}
-                Err(e) if e.kind() == io::ErrorKind::AlreadyExists => return Ok(()),
-                Err(e) => return Err(with_path(e, dir)),
-            }
+            std::fs::create_dir(dir)
         }
+        made => made,
+    };
+    match made {
+        Ok(()) => {}
+        Err(e) if e.kind() == io::ErrorKind::AlreadyExists => return Ok(()),
         Err(e) => return Err(with_path(e, dir)),
     }
     if cpuset {

@@ -67,8 +67,8 @@ fn hierarchies() -> io::Result<&'static Hierarchies> {
 
 /// Every hierarchy root under `/sys/fs/cgroup` (each v1 controller mount and
 /// the unified one).
-pub fn hierarchy_roots() -> io::Result<Vec<PathBuf>> {
-    Ok(hierarchies()?.roots.clone())
+pub fn hierarchy_roots() -> io::Result<&'static [PathBuf]> {
+    Ok(&hierarchies()?.roots)
 }
 
 /// The root of the v1 hierarchy with the cpuset controller, if the host
@@ -171,7 +171,7 @@ pub fn remove_cgroup(path: &str) -> io::Result<()> {
     }
     let mut first_err = None;
     for root in hierarchy_roots()? {
-        if let Err(e) = remove_tree(&cgroup_dir(&root, path)) {
+        if let Err(e) = remove_tree(&cgroup_dir(root, path)) {
             first_err.get_or_insert(e);
         }
     }

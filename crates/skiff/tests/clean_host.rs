@@ -180,7 +180,7 @@ fn processes_in_pod_cgroups() -> Vec<String> {
 fn pod_cgroups() -> Vec<String> {
     let roots = skiff_sys::cgroups::hierarchy_roots().unwrap();
     let mut out = Vec::new();
-    for root in &roots {
+    for root in roots {
         for qos in qos_cgroups() {
             let dir = skiff_sys::cgroups::cgroup_dir(root, &qos);
             for name in entries(&dir) {

@@ -149,7 +149,7 @@ impl Cgroups for LinuxCgroups {
         for root in hierarchy_roots()? {
             let unified = self.mode == CgroupMode::Unified && root == Path::new("/sys/fs/cgroup");
             let is_cpuset = cpuset == Some(root.as_path());
-            create_under(&root, &cgroup_dir(&root, path), unified, is_cpuset)?;
+            create_under(root, &cgroup_dir(root, path), unified, is_cpuset)?;
         }
         self.update(path, config)
     }
@@ -183,7 +183,7 @@ impl Cgroups for LinuxCgroups {
     fn kill_all(&self, path: &str) -> io::Result<usize> {
         let mut pids = Vec::new();
         for root in hierarchy_roots()? {
-            procs_under(&cgroup_dir(&root, path), &mut pids);
+            procs_under(&cgroup_dir(root, path), &mut pids);
         }
         pids.sort_unstable();
         pids.dedup();

@@ -267,7 +267,7 @@ fn cgroup_view(root: &OwnedFd, m: &MountSpec, cgroups_path: &str) -> io::Result<
         // One walk down the host's (long) cgroup path: the descriptor is
         // the bind's source.
         let host = match rustix::fs::open(
-            cgroup_dir(&hierarchy, cgroups_path),
+            cgroup_dir(hierarchy, cgroups_path),
             OFlags::PATH | OFlags::DIRECTORY | OFlags::CLOEXEC,
             Mode::empty(),
         ) {

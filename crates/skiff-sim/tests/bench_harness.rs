@@ -74,6 +74,7 @@ async fn measures_every_bound_pod() {
         &w,
         8,
         Duration::from_secs(10),
+        true,
     )
     .await
     .unwrap();
@@ -102,7 +103,7 @@ async fn gives_up_cleanly_without_a_scheduler() {
         .find(|w| w.name == "TopologySpreading")
         .unwrap();
     let started = std::time::Instant::now();
-    let row = bench::run_workload_on(&[client], &w, 8, Duration::from_secs(1))
+    let row = bench::run_workload_on(&[client], &w, 8, Duration::from_secs(1), false)
         .await
         .unwrap();
     assert!(started.elapsed() < Duration::from_secs(30));

@@ -240,3 +240,49 @@ async fn rss_of_5000_hollow_nodes() {
     hollow.shutdown().await;
     server.shutdown().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn hollow_nodes_can_leave_bound_pods_pending() {
+    let dir = tempfile::tempdir().unwrap();
+    let (server, client) = start_server(dir.path()).await;
+    let hollow = HollowNodes::start(
+        client.clone(),
+        HollowNodeConfig {
+            count: 2,
+            run_pods: false,
+            ..HollowNodeConfig::default()
+        },
+    )
+    .await
+    .unwrap();
+    let pods: Api<Pod> = Api::namespaced(client.clone(), "default");
+    for name in ["stays", "goes"] {
+        let pod: Pod = serde_json::from_value(json!({
+            "metadata": {"name": name},
+            "spec": {"nodeName": "hollow-1", "containers": [{"name": "app", "image": "nginx"}]},
+        }))
+        .unwrap();
+        pods.create(&PostParams::default(), &pod).await.unwrap();
+    }
+    // A graceful deletion is still finished: the node's pod watch is live
+    // and has seen both pods by the time the second one is gone.
+    pods.delete("goes", &DeleteParams::default()).await.unwrap();
+    eventually("the deleted pod to disappear", || {
+        let pods = pods.clone();
+        async move { matches!(pods.get_opt("goes").await, Ok(None)).then_some(()) }
+    })
+    .await;
+    let stays = pods.get("stays").await.unwrap();
+    let status = stays.status.unwrap_or_default();
+    assert_eq!(status.phase.as_deref(), Some("Pending"));
+    assert_eq!(status.pod_ip, None);
+    let stats = hollow.stats();
+    assert_eq!(
+        stats
+            .pods_started
+            .load(std::sync::atomic::Ordering::Relaxed),
+        0
+    );
+    hollow.shutdown().await;
+    server.shutdown().await;
+}

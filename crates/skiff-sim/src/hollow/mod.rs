@@ -51,6 +51,11 @@ pub struct HollowNodeConfig {
     pub node_ip_range: Cidr,
     /// Requests in flight at once (registration, renewals, pod updates).
     pub concurrency: usize,
+    /// Report pods bound to the nodes Running and Ready, as a kubelet
+    /// would. When off, bound pods stay Pending, as on the bare Node
+    /// objects of upstream's scheduler_perf; graceful deletions are still
+    /// finished either way.
+    pub run_pods: bool,
 }
 
 impl Default for HollowNodeConfig {
@@ -76,6 +81,7 @@ impl Default for HollowNodeConfig {
                 prefix: 12,
             },
             concurrency: 64,
+            run_pods: true,
         }
     }
 }

@@ -242,14 +242,15 @@ async fn rss_of_5000_hollow_nodes() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn hollow_nodes_can_leave_bound_pods_pending() {
+async fn bare_hollow_nodes_leave_leases_and_bound_pods_alone() {
     let dir = tempfile::tempdir().unwrap();
     let (server, client) = start_server(dir.path()).await;
     let hollow = HollowNodes::start(
         client.clone(),
         HollowNodeConfig {
             count: 2,
-            run_pods: false,
+            kubelets: false,
+            lease_interval: Duration::from_millis(200),
             ..HollowNodeConfig::default()
         },
     )
@@ -280,6 +281,21 @@ async fn hollow_nodes_can_leave_bound_pods_pending() {
     assert_eq!(
         stats
             .pods_started
+            .load(std::sync::atomic::Ordering::Relaxed),
+        0
+    );
+    // The Lease exists but is never renewed (the interval is 200 ms).
+    let leases: Api<Lease> = Api::namespaced(client.clone(), "kube-node-lease");
+    let lease = leases.get("hollow-1").await.unwrap();
+    tokio::time::sleep(Duration::from_millis(600)).await;
+    let later = leases.get("hollow-1").await.unwrap();
+    assert_eq!(
+        lease.metadata.resource_version,
+        later.metadata.resource_version
+    );
+    assert_eq!(
+        stats
+            .lease_renewals
             .load(std::sync::atomic::Ordering::Relaxed),
         0
     );

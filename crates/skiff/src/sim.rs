@@ -81,11 +81,12 @@ pub struct BenchArgs {
     /// Give up on a workload when no pod gets bound for this long.
     #[arg(long, default_value = "30s", value_parser = crate::server::parse_positive_duration)]
     stall_timeout: Duration,
-    /// Hollow nodes report bound pods Running, as kubelets would. Off by
-    /// default: upstream's scheduler_perf runs no kubelet, so its bound
-    /// pods stay Pending and the server only sees creations and bindings.
+    /// Hollow nodes act as kubelets: renew their Leases every 10 s and
+    /// report bound pods Running. Off by default: upstream's scheduler_perf
+    /// registers bare Node objects and runs no kubelet, so the server sees
+    /// only the pods' creations and bindings.
     #[arg(long)]
-    run_pods: bool,
+    hollow_kubelets: bool,
     /// The skiff binary to run as the server (default: this one).
     #[arg(long)]
     skiff_bin: Option<PathBuf>,
@@ -206,16 +207,17 @@ async fn bench_scheduler(args: BenchArgs) -> anyhow::Result<()> {
         only: args.workloads,
         clients: args.clients,
         stall_timeout: args.stall_timeout,
-        run_pods: args.run_pods,
+        kubelets: args.hollow_kubelets,
     };
     let rows = bench::run(&cfg).await?;
     print!("{}", bench::format_table(&rows));
     println!(
         "hollow nodes: {}",
-        if cfg.run_pods {
-            "bound pods reported Running (--run-pods)"
+        if cfg.kubelets {
+            "hollow kubelets renewed Leases and reported bound pods Running"
         } else {
-            "bound pods left Pending, as in scheduler_perf (--run-pods to report them Running)"
+            "bare, as in scheduler_perf: no Lease renewals, bound pods left Pending \
+             (--hollow-kubelets for both)"
         }
     );
     Ok(())

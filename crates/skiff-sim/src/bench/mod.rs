@@ -47,10 +47,9 @@ pub struct BenchConfig {
     pub clients: usize,
     /// Give up on a workload when no pod gets bound for this long.
     pub stall_timeout: Duration,
-    /// Hollow nodes report bound pods Running, as kubelets would (off:
-    /// bound pods stay Pending, as in upstream's scheduler_perf, whose
-    /// nodes run no kubelet).
-    pub run_pods: bool,
+    /// Hollow nodes act as kubelets: Lease renewals and pod status (off:
+    /// bare nodes, as upstream's scheduler_perf registers them).
+    pub kubelets: bool,
 }
 
 /// One line of the result table.
@@ -211,7 +210,7 @@ async fn run_workload(cfg: &BenchConfig, w: &Workload) -> anyhow::Result<Row> {
         clients.push(client_from(&server.kubeconfig()).await?);
     }
     let mut row =
-        run_workload_on(&clients, w, cfg.clients, cfg.stall_timeout, cfg.run_pods).await?;
+        run_workload_on(&clients, w, cfg.clients, cfg.stall_timeout, cfg.kubelets).await?;
     row.server_rss_kib = server.status_kib("VmRSS");
     Ok(row)
 }
@@ -219,14 +218,14 @@ async fn run_workload(cfg: &BenchConfig, w: &Workload) -> anyhow::Result<Row> {
 /// Runs workload `w` on the cluster behind `clients` (the first also
 /// serves the hollow nodes and the watches): hollow nodes, namespaces and
 /// PriorityClasses, init pods, then the measured pods. Gives up, with a
-/// note in the row, when no pod gets bound for `stall`. With `run_pods`
-/// the hollow nodes report bound pods Running.
+/// note in the row, when no pod gets bound for `stall`. With `kubelets`
+/// the hollow nodes renew their Leases and report bound pods Running.
 pub async fn run_workload_on(
     clients: &[kube::Client],
     w: &Workload,
     concurrency: usize,
     stall: Duration,
-    run_pods: bool,
+    kubelets: bool,
 ) -> anyhow::Result<Row> {
     let client = clients.first().context("no client")?.clone();
     let mut row = Row {
@@ -241,7 +240,7 @@ pub async fn run_workload_on(
             count: w.nodes,
             // scheduler_perf's node-default.yaml: 4 CPU, 32Gi, 110 pods.
             memory: "32Gi".to_owned(),
-            run_pods,
+            kubelets,
             ..HollowNodeConfig::default()
         },
     )

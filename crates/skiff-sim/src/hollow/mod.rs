@@ -51,11 +51,11 @@ pub struct HollowNodeConfig {
     pub node_ip_range: Cidr,
     /// Requests in flight at once (registration, renewals, pod updates).
     pub concurrency: usize,
-    /// Report pods bound to the nodes Running and Ready, as a kubelet
-    /// would. When off, bound pods stay Pending, as on the bare Node
-    /// objects of upstream's scheduler_perf; graceful deletions are still
-    /// finished either way.
-    pub run_pods: bool,
+    /// Act as kubelets: renew the Leases and report bound pods Running and
+    /// Ready. When off the nodes are bare objects, as in upstream's
+    /// scheduler_perf: registered Ready with a Lease that is never renewed,
+    /// bound pods left Pending. Graceful deletions are finished either way.
+    pub kubelets: bool,
 }
 
 impl Default for HollowNodeConfig {
@@ -81,7 +81,7 @@ impl Default for HollowNodeConfig {
                 prefix: 12,
             },
             concurrency: 64,
-            run_pods: true,
+            kubelets: true,
         }
     }
 }
@@ -197,10 +197,10 @@ impl HollowNodes {
             .await?;
         tracing::info!(nodes = shared.config.count, "hollow nodes registered");
         let (shutdown, rx) = watch::channel(false);
-        let tasks = vec![
-            tokio::spawn(leases::run(shared.clone(), rx.clone())),
-            tokio::spawn(pods::run(shared.clone(), rx)),
-        ];
+        let mut tasks = vec![tokio::spawn(pods::run(shared.clone(), rx.clone()))];
+        if shared.config.kubelets {
+            tasks.push(tokio::spawn(leases::run(shared.clone(), rx)));
+        }
         Ok(HollowNodes {
             shared,
             shutdown,

@@ -1,7 +1,7 @@
 //! One pod watch for all hollow nodes: pods bound to one of them are
 //! reported Running and Ready (status computed by the kubelet's own status
-//! module, podIP from the node's podCIDR) unless the nodes were configured
-//! to leave them Pending, and pods being deleted are removed at once with
+//! module, podIP from the node's podCIDR) unless the nodes are bare
+//! (`kubelets: false`), and pods being deleted are removed at once with
 //! grace 0, as kwok does.
 
 use std::collections::{HashMap, HashSet};
@@ -168,7 +168,7 @@ impl Worker {
         else {
             return;
         };
-        if !self.shared.config.run_pods && pod.metadata.deletion_timestamp.is_none() {
+        if !self.shared.config.kubelets && pod.metadata.deletion_timestamp.is_none() {
             return;
         }
         let entry = self.pods.entry(uid.clone()).or_insert(Entry {

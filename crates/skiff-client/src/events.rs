@@ -5,11 +5,13 @@
 //! patches the first event's `series` instead of creating another. The
 //! writer remembers a bounded number of recent events, so a controller that
 //! writes tens of thousands keeps a few MB at most. When the channel is full
-//! the event is dropped and logged, so a slow API server never stalls the
-//! caller.
+//! the event is dropped, so a slow API server never stalls the caller; the
+//! drops are logged at most once every ten seconds, with their count, so a
+//! busy scheduler does not also flood its log.
 
 use std::collections::HashMap;
 use std::hash::BuildHasher;
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use k8s_openapi::api::core::v1::ObjectReference;
@@ -51,6 +53,38 @@ pub trait EventSink: Send + Sync + std::fmt::Debug {
 #[derive(Debug, Clone)]
 pub struct EventRecorder {
     tx: mpsc::Sender<PendingEvent>,
+    drops: Arc<Drops>,
+}
+
+/// How often a recorder that keeps dropping events logs it.
+const DROP_REPORT_EVERY: Duration = Duration::from_secs(10);
+
+/// Events dropped since the last log line about them.
+#[derive(Debug, Default)]
+struct Drops(Mutex<DropState>);
+
+#[derive(Debug, Default)]
+struct DropState {
+    unreported: u64,
+    last_report: Option<Instant>,
+}
+
+impl Drops {
+    /// Counts one dropped event at `now`; when a report is due (the first
+    /// drop, then once per [`DROP_REPORT_EVERY`]) returns how many events
+    /// it covers, this one included.
+    fn count(&self, now: Instant) -> Option<u64> {
+        let mut state = self.0.lock().unwrap_or_else(|e| e.into_inner());
+        state.unreported += 1;
+        let due = state
+            .last_report
+            .is_none_or(|at| now.saturating_duration_since(at) >= DROP_REPORT_EVERY);
+        if !due {
+            return None;
+        }
+        state.last_report = Some(now);
+        Some(std::mem::take(&mut state.unreported))
+    }
 }
 
 impl EventRecorder {
@@ -102,13 +136,20 @@ impl EventRecorder {
                 }
             }
         });
-        EventRecorder { tx }
+        EventRecorder {
+            tx,
+            drops: Arc::default(),
+        }
     }
 
     /// A recorder whose events go to the returned receiver (tests).
     pub fn channel(capacity: usize) -> (EventRecorder, mpsc::Receiver<PendingEvent>) {
         let (tx, rx) = mpsc::channel(capacity.max(1));
-        (EventRecorder { tx }, rx)
+        let rec = EventRecorder {
+            tx,
+            drops: Arc::default(),
+        };
+        (rec, rx)
     }
 }
 
@@ -119,7 +160,15 @@ impl EventSink for EventRecorder {
                 mpsc::error::TrySendError::Full(ev) => ("full", ev),
                 mpsc::error::TrySendError::Closed(ev) => ("closed", ev),
             };
-            tracing::warn!(queue = kind, reason = %ev.reason, note = %ev.note, "dropping event");
+            if let Some(dropped) = self.drops.count(Instant::now()) {
+                tracing::warn!(
+                    queue = kind,
+                    dropped,
+                    last.reason = %ev.reason,
+                    last.note = %ev.note,
+                    "dropping events"
+                );
+            }
         }
     }
 }
@@ -340,6 +389,19 @@ mod tests {
         assert_eq!(rx.recv().await.unwrap().reason, "a");
         assert_eq!(rx.recv().await.unwrap().reason, "b");
         assert!(rx.try_recv().is_err());
+    }
+
+    #[test]
+    fn drops_are_reported_once_per_interval_with_their_count() {
+        let drops = Drops::default();
+        let t0 = Instant::now();
+        assert_eq!(drops.count(t0), Some(1));
+        assert_eq!(drops.count(t0 + Duration::from_secs(1)), None);
+        assert_eq!(drops.count(t0 + Duration::from_secs(9)), None);
+        // The report covers the two held back and this one.
+        assert_eq!(drops.count(t0 + DROP_REPORT_EVERY), Some(3));
+        assert_eq!(drops.count(t0 + DROP_REPORT_EVERY), None);
+        assert_eq!(drops.count(t0 + 2 * DROP_REPORT_EVERY), Some(2));
     }
 
     fn key(name: &str) -> EventKey {

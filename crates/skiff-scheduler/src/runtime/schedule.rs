@@ -23,6 +23,10 @@ const MIN_FEASIBLE_NODES_PERCENTAGE_TO_FIND: i64 = 5;
 /// spawning threads costs more than it saves.
 const PARALLEL_CHUNK: usize = 512;
 
+/// How many nodes ahead of the one being filtered its node info is
+/// prefetched.
+const PREFETCH_AHEAD: usize = 4;
+
 /// Where the pod goes.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ScheduleResult {
@@ -367,6 +371,12 @@ impl Framework {
                     processed += 1;
                 }
             } else {
+                // The node infos are scattered over the heap and each
+                // node's first read misses the caches; start the load of a
+                // node a few places ahead so it overlaps this one's work.
+                if processed + PREFETCH_AHEAD < n {
+                    skiff_sys::memory::prefetch(&*nodes[(start + processed + PREFETCH_AHEAD) % n]);
+                }
                 let s = check(processed);
                 record(processed, s, &mut feasible, &mut diagnosis, &mut error);
                 processed += 1;

@@ -17,6 +17,7 @@ use k8s_openapi::api::storage::v1::StorageClass;
 use kube::Api;
 use kube::runtime::reflector::{self, ObjectRef, Store};
 use kube::runtime::watcher;
+use skiff_client::Lean;
 use tokio::sync::watch;
 use tokio::task::JoinSet;
 
@@ -258,7 +259,8 @@ pub fn spawn_node_informer(
     queue: Arc<SchedulingQueue>,
     synced: watch::Sender<bool>,
 ) {
-    let api: Api<Node> = Api::all(client);
+    // managedFields are skipped while decoding: nothing here reads them.
+    let api: Api<Lean<Node>> = Api::all(client);
     tasks.spawn(async move {
         let mut known: HashMap<String, Arc<Node>> = HashMap::new();
         let mut seen: HashSet<String> = HashSet::new();
@@ -289,7 +291,7 @@ pub fn spawn_node_informer(
         while let Some(ev) = stream.next().await {
             match ev {
                 Ok(watcher::Event::Init) => seen.clear(),
-                Ok(watcher::Event::InitApply(n)) => {
+                Ok(watcher::Event::InitApply(Lean(n))) => {
                     seen.insert(n.metadata.name.clone().unwrap_or_default());
                     apply(&mut known, n);
                 }
@@ -305,8 +307,8 @@ pub fn spawn_node_informer(
                     }
                     synced.send_replace(true);
                 }
-                Ok(watcher::Event::Apply(n)) => apply(&mut known, n),
-                Ok(watcher::Event::Delete(n)) => {
+                Ok(watcher::Event::Apply(Lean(n))) => apply(&mut known, n),
+                Ok(watcher::Event::Delete(Lean(n))) => {
                     let name = n.metadata.name.clone().unwrap_or_default();
                     known.remove(&name);
                     cache.remove_node(&name);
@@ -462,7 +464,8 @@ pub fn spawn_pod_informer(
     mut handler: PodHandler,
     synced: watch::Sender<bool>,
 ) {
-    let api: Api<Pod> = Api::all(client);
+    // managedFields are skipped while decoding: nothing here reads them.
+    let api: Api<Lean<Pod>> = Api::all(client);
     tasks.spawn(async move {
         let mut seen: HashSet<String> = HashSet::new();
         let stream = watcher(api, watcher::Config::default());
@@ -470,7 +473,7 @@ pub fn spawn_pod_informer(
         while let Some(ev) = stream.next().await {
             match ev {
                 Ok(watcher::Event::Init) => seen.clear(),
-                Ok(watcher::Event::InitApply(p)) => {
+                Ok(watcher::Event::InitApply(Lean(p))) => {
                     seen.insert(pod_key(&p));
                     handler.apply(p);
                 }
@@ -486,8 +489,8 @@ pub fn spawn_pod_informer(
                     }
                     synced.send_replace(true);
                 }
-                Ok(watcher::Event::Apply(p)) => handler.apply(p),
-                Ok(watcher::Event::Delete(p)) => handler.delete(&pod_key(&p)),
+                Ok(watcher::Event::Apply(Lean(p))) => handler.apply(p),
+                Ok(watcher::Event::Delete(Lean(p))) => handler.delete(&pod_key(&p)),
                 Err(err) => {
                     tracing::debug!(error = %err, "pod watch error; retrying");
                     tokio::time::sleep(std::time::Duration::from_secs(1)).await;

@@ -27,6 +27,7 @@ use kube::runtime::{WatchStreamExt, watcher};
 use serde_json::json;
 
 pub use server::{ServerProcess, proc_status_kib};
+use skiff_client::Lean;
 pub use skiff_client::kubeconfig::client_from;
 use workloads::{INIT_NAMESPACE, MEASURED_NAMESPACE, Workload};
 
@@ -105,7 +106,7 @@ type Bound = Arc<Mutex<HashMap<String, Instant>>>;
 
 fn watch_bindings(client: kube::Client, namespace: &str) -> (Bound, tokio::task::JoinHandle<()>) {
     let bound: Bound = Arc::default();
-    let api: Api<Pod> = Api::namespaced(client, namespace);
+    let api: Api<Lean<Pod>> = Api::namespaced(client, namespace);
     let b = bound.clone();
     let task = tokio::spawn(async move {
         let mut events = watcher(api, watcher::Config::default())
@@ -113,7 +114,7 @@ fn watch_bindings(client: kube::Client, namespace: &str) -> (Bound, tokio::task:
             .applied_objects()
             .boxed();
         while let Some(ev) = events.next().await {
-            let Ok(pod) = ev else { continue };
+            let Ok(Lean(pod)) = ev else { continue };
             if pod
                 .spec
                 .as_ref()

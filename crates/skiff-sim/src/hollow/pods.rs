@@ -11,6 +11,7 @@ use futures::StreamExt;
 use k8s_openapi::api::core::v1::{Pod, PodSpec};
 use kube::api::{Api, DeleteParams, Patch, PatchParams, Preconditions};
 use kube::runtime::{WatchStreamExt, watcher};
+use skiff_client::Lean;
 use skiff_kubelet::status::{self, Exited, RuntimeContainer, RuntimePod, RuntimeState};
 use tokio::sync::{Semaphore, watch};
 use tokio::task::JoinSet;
@@ -256,7 +257,8 @@ impl Worker {
 }
 
 pub(crate) async fn run(shared: Arc<Shared>, mut shutdown: watch::Receiver<bool>) {
-    let all: Api<Pod> = Api::all(shared.client.clone());
+    // managedFields are skipped while decoding: nothing here reads them.
+    let all: Api<Lean<Pod>> = Api::all(shared.client.clone());
     let config = watcher::Config::default().fields("spec.nodeName!=");
     let mut events = watcher(all, config).default_backoff().boxed();
     let mut w = Worker {
@@ -298,12 +300,12 @@ pub(crate) async fn run(shared: Arc<Shared>, mut shutdown: watch::Receiver<bool>
                     }
                 }
             }
-            Ok(watcher::Event::Delete(pod)) => {
+            Ok(watcher::Event::Delete(Lean(pod))) => {
                 if let Some(uid) = pod.metadata.uid.as_deref() {
                     w.forget(uid);
                 }
             }
-            Ok(watcher::Event::Apply(pod)) | Ok(watcher::Event::InitApply(pod)) => {
+            Ok(watcher::Event::Apply(Lean(pod))) | Ok(watcher::Event::InitApply(Lean(pod))) => {
                 if let (Some(seen), Some(uid)) = (relisted.as_mut(), pod.metadata.uid.as_ref()) {
                     seen.insert(uid.clone());
                 }

@@ -267,7 +267,7 @@ async fn startup(
     let created: Vec<anyhow::Result<(String, Instant)>> = match pace {
         Pace::Burst(clients) => {
             futures::stream::iter(0..cfg.pods)
-                .map(|i| super::create_timed(api.clone(), pod_manifest(prefix, i)))
+                .map(|i| super::create_timed(client.clone(), NAMESPACE, pod_manifest(prefix, i)))
                 .buffer_unordered(clients.max(1))
                 .collect()
                 .await
@@ -278,7 +278,8 @@ async fn startup(
             for i in 0..cfg.pods {
                 tick.tick().await;
                 tasks.push(tokio::spawn(super::create_timed(
-                    api.clone(),
+                    client.clone(),
+                    NAMESPACE,
                     pod_manifest(prefix, i),
                 )));
             }

@@ -120,6 +120,46 @@ pub struct FieldSet {
     root: Node,
 }
 
+/// A place in a [`FieldSet`] to add members at and below, without walking
+/// from the root for each (see [`FieldSet::cursor`]).
+#[derive(Debug)]
+pub(crate) struct Cursor<'a> {
+    node: &'a mut Node,
+    /// The root is never a member.
+    root: bool,
+}
+
+impl<'a> Cursor<'a> {
+    /// Makes this path a member.
+    pub(crate) fn mark(&mut self) {
+        if !self.root {
+            self.node.member = true;
+        }
+    }
+
+    /// The child at `pe`, created if missing.
+    pub(crate) fn child(self, pe: &PathElement) -> Cursor<'a> {
+        let children = &mut self.node.children;
+        if !children.contains_key(pe) {
+            children.insert(pe.clone(), Node::default());
+        }
+        match children.get_mut(pe) {
+            Some(node) => Cursor { node, root: false },
+            // Inserted just above.
+            None => unreachable!("a child inserted a moment ago is missing"),
+        }
+    }
+
+    /// [`Cursor::child`] without giving this cursor up.
+    pub(crate) fn child_mut(&mut self, pe: &PathElement) -> Cursor<'_> {
+        Cursor {
+            node: &mut *self.node,
+            root: self.root,
+        }
+        .child(pe)
+    }
+}
+
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 struct Node {
     member: bool,
@@ -234,11 +274,21 @@ impl FieldSet {
         if path.is_empty() {
             return;
         }
-        let mut node = &mut self.root;
+        self.cursor(path).mark();
+    }
+
+    /// The node at `path`, created (not marked) if missing; a path element
+    /// is copied only where a node is new. Whoever takes a cursor marks
+    /// something at or below it, so the set stays pruned.
+    pub(crate) fn cursor(&mut self, path: &[PathElement]) -> Cursor<'_> {
+        let mut at = Cursor {
+            node: &mut self.root,
+            root: true,
+        };
         for pe in path {
-            node = node.children.entry(pe.clone()).or_default();
+            at = at.child(pe);
         }
-        node.member = true;
+        at
     }
 
     fn node(&self, path: &[PathElement]) -> Option<&Node> {

@@ -5,7 +5,7 @@
 use serde_json::{Map, Value};
 
 use super::ApplyError;
-use super::fieldpath::{FieldSet, Path, PathElement, canonical, path_string};
+use super::fieldpath::{Cursor, FieldSet, Path, PathElement, canonical, path_string};
 use crate::patch::{ListType, MAX_DEPTH, PatchSchema};
 
 /// Where a value sits: the schema of its type and, for lists, their type.
@@ -182,21 +182,31 @@ pub(crate) fn compare(old: &Value, new: &Value, ctx: Ctx) -> Result<Comparison, 
 /// Every node of `v` at `path` and below: the path itself, fields,
 /// elements of itemized lists (elements that cannot be keyed are skipped).
 fn nodes(v: &Value, ctx: Ctx, path: &mut Path, into: &mut FieldSet) -> Result<(), ApplyError> {
+    let at = into.cursor(path);
+    nodes_at(v, ctx, path, at)
+}
+
+/// [`nodes`] below a cursor already at `path`: each node is reached from
+/// its parent, not looked up from the root.
+fn nodes_at(v: &Value, ctx: Ctx, path: &mut Path, mut at: Cursor<'_>) -> Result<(), ApplyError> {
     too_deep(path)?;
-    into.insert(path);
+    at.mark();
     match v {
         Value::Object(m) => {
             for (k, child) in m {
-                path.push(PathElement::Field(k.clone()));
-                nodes(child, ctx.field(k), path, into)?;
+                let pe = PathElement::Field(k.clone());
+                let below = at.child_mut(&pe);
+                path.push(pe);
+                nodes_at(child, ctx.field(k), path, below)?;
                 path.pop();
             }
         }
         Value::Array(items) if ctx.itemized() => {
             for item in items {
                 if let Ok(pe) = item_element(&ctx, item, path) {
+                    let below = at.child_mut(&pe);
                     path.push(pe);
-                    nodes(item, ctx.element(), path, into)?;
+                    nodes_at(item, ctx.element(), path, below)?;
                     path.pop();
                 }
             }

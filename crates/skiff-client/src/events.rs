@@ -1,5 +1,8 @@
 //! A non-blocking events.k8s.io/v1 event recorder: callers hand events to a
-//! bounded channel and go on; one task writes them. A repeat of an event
+//! bounded channel and go on; a task takes them off and writes up to
+//! [`MAX_WRITES_IN_FLIGHT`] at once (client-go's events library writes each
+//! in a goroutine of its own), so a burst of events waits for the API
+//! server's throughput, not for its latency times their number. A repeat of an event
 //! written in the last six minutes (same type, action, reason and object, as
 //! client-go's events library keys them) becomes a series: the writer
 //! patches the first event's `series` instead of creating another. The
@@ -27,6 +30,11 @@ use crate::rate::TokenBucket;
 
 /// Events queued at most before new ones are dropped.
 pub const DEFAULT_EVENT_QUEUE: usize = 1000;
+
+/// Event writes (creations and series patches) in flight at once. At most
+/// one per event: its repeats meanwhile only count, and the count goes out
+/// when that write is done.
+pub const MAX_WRITES_IN_FLIGHT: usize = 64;
 
 /// One event to write.
 #[derive(Debug, Clone, PartialEq)]
@@ -119,21 +127,29 @@ impl EventRecorder {
         mut limit: TokenBucket,
     ) -> EventRecorder {
         let (tx, mut rx) = mpsc::channel::<PendingEvent>(capacity.max(1));
-        let mut writer = EventWriter {
+        let writer = Arc::new(EventWriter {
             client,
             controller: reporting_controller.to_owned(),
             instance: reporting_instance.to_owned(),
-            recent: RecentEvents::new(MAX_REMEMBERED),
-        };
+            recent: Mutex::new(RecentEvents::new(MAX_REMEMBERED)),
+        });
+        let slots = Arc::new(tokio::sync::Semaphore::new(MAX_WRITES_IN_FLIGHT));
         tokio::spawn(async move {
             while let Some(ev) = rx.recv().await {
                 let wait = limit.reserve(tokio::time::Instant::now());
                 if !wait.is_zero() {
                     tokio::time::sleep(wait).await;
                 }
-                if let Err(err) = writer.write(ev).await {
-                    tracing::warn!(error = %err, "cannot write event");
-                }
+                // Events wait in the channel (and past its capacity are
+                // dropped) while every slot is taken.
+                let Ok(slot) = slots.clone().acquire_owned().await else {
+                    return;
+                };
+                let writer = writer.clone();
+                tokio::spawn(async move {
+                    writer.write(ev).await;
+                    drop(slot);
+                });
             }
         });
         EventRecorder {
@@ -218,9 +234,29 @@ impl EventKey {
 #[derive(Debug, Clone)]
 struct Written {
     namespace: String,
+    /// Empty until its creation succeeds.
     name: String,
+    /// How often it happened.
     count: i32,
+    /// The count the API server has (1 once created, then the series').
+    sent: i32,
+    /// A write of it is in flight: repeats only count meanwhile.
+    busy: bool,
     last_seen: Instant,
+}
+
+impl Written {
+    /// A first occurrence, about to be created.
+    fn creating(now: Instant) -> Written {
+        Written {
+            namespace: String::new(),
+            name: String::new(),
+            count: 1,
+            sent: 0,
+            busy: true,
+            last_seen: now,
+        }
+    }
 }
 
 /// The recently written events, forgotten after [`SERIES_WINDOW`] or,
@@ -246,6 +282,15 @@ impl RecentEvents {
         self.entries
             .get_mut(key)
             .filter(|w| now.duration_since(w.last_seen) < SERIES_WINDOW)
+    }
+
+    /// The entry of `key` whatever its age (a write of it just finished).
+    fn entry(&mut self, key: &EventKey) -> Option<&mut Written> {
+        self.entries.get_mut(key)
+    }
+
+    fn forget(&mut self, key: &EventKey) {
+        self.entries.remove(key);
     }
 
     fn remember(&mut self, key: EventKey, written: Written, now: Instant) {
@@ -274,46 +319,150 @@ struct EventWriter {
     client: kube::Client,
     controller: String,
     instance: String,
-    recent: RecentEvents,
+    recent: Mutex<RecentEvents>,
+}
+
+/// The next write of one event.
+enum Step {
+    /// Create it (a first occurrence, or its series' event is gone).
+    Create,
+    /// Set its series' count.
+    Patch {
+        namespace: String,
+        name: String,
+        count: i32,
+    },
 }
 
 impl EventWriter {
-    async fn write(&mut self, ev: PendingEvent) -> Result<(), kube::Error> {
+    fn recent(&self) -> std::sync::MutexGuard<'_, RecentEvents> {
+        self.recent
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+    }
+
+    /// Writes `ev`, or only counts it when a write of the same event is in
+    /// flight; then keeps writing until the API server has its count.
+    async fn write(&self, ev: PendingEvent) {
         let now = Instant::now();
         let key = EventKey::of(&ev);
-        if let Some(w) = self.recent.get(&key, now) {
-            let count = w.count + 1;
-            let api: Api<Event> = Api::namespaced(self.client.clone(), &w.namespace);
-            let patch = json!({"series": {
-                "count": count,
-                "lastObservedTime": MicroTime(Timestamp::now()),
-            }});
-            match api
-                .patch(&w.name, &PatchParams::default(), &Patch::Merge(&patch))
-                .await
-            {
-                Ok(_) => {
-                    w.count = count;
+        let first = {
+            let mut recent = self.recent();
+            match recent.get(&key, now) {
+                Some(w) => {
+                    w.count += 1;
                     w.last_seen = now;
-                    return Ok(());
+                    if w.busy {
+                        return;
+                    }
+                    w.busy = true;
+                    Step::Patch {
+                        namespace: w.namespace.clone(),
+                        name: w.name.clone(),
+                        count: w.count,
+                    }
                 }
-                // Gone (the event TTL removed it): start a new one.
-                Err(kube::Error::Api(s)) if s.code == 404 => {}
-                Err(e) => return Err(e),
+                None => {
+                    recent.remember(key, Written::creating(now), now);
+                    Step::Create
+                }
+            }
+        };
+        let mut step = Some(first);
+        let mut ev = Some(ev);
+        while let Some(current) = step.take() {
+            step = match self.send(current, &mut ev).await {
+                Ok(sent) => self.after_write(&key, sent),
+                Err(err) => {
+                    tracing::warn!(error = %err, "cannot write event");
+                    let mut recent = self.recent();
+                    match recent.entry(&key) {
+                        // Never created: a repeat tries again.
+                        Some(w) if w.name.is_empty() => recent.forget(&key),
+                        Some(w) => w.busy = false,
+                        None => {}
+                    }
+                    None
+                }
+            };
+        }
+    }
+
+    /// Records a finished write; the next one when repeats came meanwhile.
+    fn after_write(&self, key: &EventKey, sent: Sent) -> Option<Step> {
+        let mut recent = self.recent();
+        let w = recent.entry(key)?;
+        match sent {
+            Sent::Created { namespace, name } => {
+                w.namespace = namespace;
+                w.name = name;
+                w.sent = 1;
+            }
+            Sent::Patched { count } => w.sent = w.sent.max(count),
+            // Its series' event was gone: a new one was created.
+            Sent::Recreated { namespace, name } => {
+                w.namespace = namespace;
+                w.name = name;
+                w.count = 1;
+                w.sent = 1;
             }
         }
+        if w.count > w.sent {
+            Some(Step::Patch {
+                namespace: w.namespace.clone(),
+                name: w.name.clone(),
+                count: w.count,
+            })
+        } else {
+            w.busy = false;
+            None
+        }
+    }
+
+    /// One write. A creation takes the event out of `ev` (only the first
+    /// step of a write creates, or a patch whose event is gone).
+    async fn send(&self, step: Step, ev: &mut Option<PendingEvent>) -> Result<Sent, kube::Error> {
+        match step {
+            Step::Create => {
+                let (namespace, name) = self.create(ev).await?;
+                Ok(Sent::Created { namespace, name })
+            }
+            Step::Patch {
+                namespace,
+                name,
+                count,
+            } => {
+                let api: Api<Event> = Api::namespaced(self.client.clone(), &namespace);
+                let patch = json!({"series": {
+                    "count": count,
+                    "lastObservedTime": MicroTime(Timestamp::now()),
+                }});
+                match api
+                    .patch(&name, &PatchParams::default(), &Patch::Merge(&patch))
+                    .await
+                {
+                    Ok(_) => Ok(Sent::Patched { count }),
+                    // Gone (the event TTL removed it): start a new one.
+                    Err(kube::Error::Api(s)) if s.code == 404 && ev.is_some() => {
+                        let (namespace, name) = self.create(ev).await?;
+                        Ok(Sent::Recreated { namespace, name })
+                    }
+                    Err(e) => Err(e),
+                }
+            }
+        }
+    }
+
+    /// Creates the event in `ev` (taking it); its namespace and name.
+    async fn create(&self, ev: &mut Option<PendingEvent>) -> Result<(String, String), kube::Error> {
+        let Some(ev) = ev.take() else {
+            return Err(kube::Error::Service("event written twice".into()));
+        };
         let event = self.event(ev);
         let namespace = event.metadata.namespace.clone().unwrap_or_default();
         let api: Api<Event> = Api::namespaced(self.client.clone(), &namespace);
         let created = api.create(&PostParams::default(), &event).await?;
-        let written = Written {
-            namespace,
-            name: created.metadata.name.unwrap_or_default(),
-            count: 1,
-            last_seen: now,
-        };
-        self.recent.remember(key, written, now);
-        Ok(())
+        Ok((namespace, created.metadata.name.unwrap_or_default()))
     }
 
     /// The Event object for `ev`: named `<object>.<nanoseconds in hex>`, in
@@ -348,6 +497,13 @@ impl EventWriter {
             ..Default::default()
         }
     }
+}
+
+/// What a write did.
+enum Sent {
+    Created { namespace: String, name: String },
+    Patched { count: i32 },
+    Recreated { namespace: String, name: String },
 }
 
 /// Events.k8s.io notes are limited to 1 KiB (upstream truncates, as here,
@@ -415,6 +571,8 @@ mod tests {
             namespace: "ns".into(),
             name: name.into(),
             count: 1,
+            sent: 1,
+            busy: false,
             last_seen,
         }
     }
@@ -463,6 +621,74 @@ mod tests {
         recent.remember(key("f"), written("f", late), late);
         let kept: Vec<&str> = recent.entries.values().map(|w| w.name.as_str()).collect();
         assert_eq!(kept, ["f"]);
+    }
+
+    /// A writer whose client is never called (the state machine only).
+    fn idle_writer() -> EventWriter {
+        let unused = tower::service_fn(|_req: http::Request<kube::client::Body>| async {
+            Err::<http::Response<kube::client::Body>, _>(std::io::Error::other("not called"))
+        });
+        EventWriter {
+            client: kube::Client::new(unused, "default"),
+            controller: "c".into(),
+            instance: "c-1".into(),
+            recent: Mutex::new(RecentEvents::new(10)),
+        }
+    }
+
+    #[tokio::test]
+    async fn repeats_during_a_write_are_sent_when_it_finishes() {
+        let writer = idle_writer();
+        let now = Instant::now();
+        let k = key("a");
+        writer.recent().remember(k, Written::creating(now), now);
+        // Two repeats while the creation is in flight only count.
+        for _ in 0..2 {
+            let mut recent = writer.recent();
+            let w = recent.get(&k, now).unwrap();
+            assert!(w.busy);
+            w.count += 1;
+        }
+        let next = writer.after_write(
+            &k,
+            Sent::Created {
+                namespace: "ns".into(),
+                name: "a.1".into(),
+            },
+        );
+        match next {
+            Some(Step::Patch {
+                namespace,
+                name,
+                count,
+            }) => assert_eq!((namespace.as_str(), name.as_str(), count), ("ns", "a.1", 3)),
+            _ => panic!("the folded repeats must be patched in"),
+        }
+        assert!(writer.recent().entry(&k).unwrap().busy);
+        assert!(writer.after_write(&k, Sent::Patched { count: 3 }).is_none());
+        let w = writer.recent().entry(&k).cloned().unwrap();
+        assert!(!w.busy);
+        assert_eq!((w.count, w.sent), (3, 3));
+
+        // The series' event was gone: the new one starts over at 1.
+        writer.recent().entry(&k).unwrap().busy = true;
+        let next = writer.after_write(
+            &k,
+            Sent::Recreated {
+                namespace: "ns".into(),
+                name: "a.2".into(),
+            },
+        );
+        assert!(next.is_none());
+        let w = writer.recent().entry(&k).cloned().unwrap();
+        assert_eq!(
+            (w.name.as_str(), w.count, w.sent, w.busy),
+            ("a.2", 1, 1, false)
+        );
+
+        // An entry forgotten meanwhile (swept) gets no more writes.
+        writer.recent().forget(&k);
+        assert!(writer.after_write(&k, Sent::Patched { count: 4 }).is_none());
     }
 
     #[test]

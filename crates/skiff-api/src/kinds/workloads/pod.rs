@@ -15,22 +15,24 @@ use crate::validation::{is_dns1123_subdomain, is_qualified_name};
 /// The fields a pod update may change, as upstream's message lists them.
 const UPDATABLE_FIELDS: &str = "`spec.containers[*].image`,`spec.initContainers[*].image`,`spec.activeDeadlineSeconds`,`spec.tolerations` (only additions to existing tolerations),`spec.terminationGracePeriodSeconds` (allow it to be set to 1 if it was previously negative)";
 
-fn spec_of(pod: &Value) -> Value {
-    pod.get("spec").cloned().unwrap_or(Value::Null)
+/// The pod's spec (null when missing), borrowed: the spec is most of a pod.
+fn spec_of(pod: &Value) -> &Value {
+    static NULL: Value = Value::Null;
+    pod.get("spec").unwrap_or(&NULL)
 }
 
 /// Upstream's `ValidatePodCreate` (without the object metadata).
 pub(super) fn validate_create(pod: &Value) -> ErrorList {
     let spec = spec_of(pod);
     let path = Path::new("spec");
-    let mut errs = validate_pod_spec(&spec, &path, true);
-    if !list_of(&spec, "ephemeralContainers").is_empty() {
+    let mut errs = validate_pod_spec(spec, &path, true);
+    if !list_of(spec, "ephemeralContainers").is_empty() {
         errs.push(Error::forbidden(
             &path.child("ephemeralContainers"),
             "cannot be set on create",
         ));
     }
-    if !str_of(&spec, "nodeName").is_empty() && !list_of(&spec, "schedulingGates").is_empty() {
+    if !str_of(spec, "nodeName").is_empty() && !list_of(spec, "schedulingGates").is_empty() {
         errs.push(Error::forbidden(
             &path.child("nodeName"),
             "cannot be set until all schedulingGates have been cleared",
@@ -43,9 +45,9 @@ pub(super) fn validate_create(pod: &Value) -> ErrorList {
 pub(super) fn validate_update(new: &Value, old: &Value) -> ErrorList {
     let (ns, os) = (spec_of(new), spec_of(old));
     let path = Path::new("spec");
-    let mut errs = validate_pod_spec(&ns, &path, true);
+    let mut errs = validate_pod_spec(ns, &path, true);
     for key in ["containers", "initContainers"] {
-        let (nl, ol) = (list_of(&ns, key), list_of(&os, key));
+        let (nl, ol) = (list_of(ns, key), list_of(os, key));
         if nl.len() != ol.len() {
             errs.push(Error::forbidden(
                 &path.child(key),
@@ -56,8 +58,8 @@ pub(super) fn validate_update(new: &Value, old: &Value) -> ErrorList {
     }
     let ads = path.child("activeDeadlineSeconds");
     match (
-        int_of(&ns, "activeDeadlineSeconds"),
-        int_of(&os, "activeDeadlineSeconds"),
+        int_of(ns, "activeDeadlineSeconds"),
+        int_of(os, "activeDeadlineSeconds"),
     ) {
         (Some(n), _) if !(0..=i64::from(i32::MAX)).contains(&n) => {
             errs.push(Error::invalid(
@@ -82,15 +84,15 @@ pub(super) fn validate_update(new: &Value, old: &Value) -> ErrorList {
         )),
         _ => {}
     }
-    errs.extend(only_added_tolerations(&ns, &os, &path.child("tolerations")));
-    errs.extend(only_deleted_gates(&ns, &os, &path.child("schedulingGates")));
-    let munged = munge(&ns, &os);
-    if !semantic_eq(Some(&munged), Some(&os)) {
+    errs.extend(only_added_tolerations(ns, os, &path.child("tolerations")));
+    errs.extend(only_deleted_gates(ns, os, &path.child("schedulingGates")));
+    let munged = munge(ns, os);
+    if !semantic_eq(Some(&munged), Some(os)) {
         errs.push(Error::forbidden(
             &path,
             &format!(
                 "pod updates may not change fields other than {UPDATABLE_FIELDS}\n{}",
-                spec_diff(&os, &munged)
+                spec_diff(os, &munged)
             ),
         ));
     }
@@ -361,9 +363,9 @@ pub(super) fn qos_class(pod: &Value) -> &'static str {
     let mut requests: BTreeMap<String, Quantity> = BTreeMap::new();
     let mut limits: BTreeMap<String, Quantity> = BTreeMap::new();
     let mut guaranteed = true;
-    let containers = list_of(&spec, "containers")
+    let containers = list_of(spec, "containers")
         .iter()
-        .chain(list_of(&spec, "initContainers"));
+        .chain(list_of(spec, "initContainers"));
     let zero = Quantity::from_int(0);
     let add = |into: &mut BTreeMap<String, Quantity>, name: String, q: Quantity| {
         let sum = match into.get(&name) {

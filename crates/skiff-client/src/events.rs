@@ -2,10 +2,10 @@
 //! bounded channel and go on; a task takes them off and writes up to
 //! [`MAX_WRITES_IN_FLIGHT`] at once (client-go's events library writes each
 //! in a goroutine of its own), so a burst of events waits for the API
-//! server's throughput, not for its latency times their number. A repeat of an event
-//! written in the last six minutes (same type, action, reason and object, as
-//! client-go's events library keys them) becomes a series: the writer
-//! patches the first event's `series` instead of creating another. The
+//! server's throughput, not for its latency times their number. A repeat of
+//! an event written in the last six minutes (same type, action, reason and
+//! object, as client-go's events library keys them) becomes a series: the
+//! writer patches the first event's `series` instead of creating another. The
 //! writer remembers a bounded number of recent events, so a controller that
 //! writes tens of thousands keeps a few MB at most. When the channel is full
 //! the event is dropped, so a slow API server never stalls the caller; the
@@ -246,6 +246,15 @@ struct Written {
 }
 
 impl Written {
+    /// Its series as the API server should have it.
+    fn series(&self) -> Series {
+        Series {
+            namespace: self.namespace.clone(),
+            name: self.name.clone(),
+            count: self.count,
+        }
+    }
+
     /// A first occurrence, about to be created.
     fn creating(now: Instant) -> Written {
         Written {
@@ -322,16 +331,11 @@ struct EventWriter {
     recent: Mutex<RecentEvents>,
 }
 
-/// The next write of one event.
-enum Step {
-    /// Create it (a first occurrence, or its series' event is gone).
-    Create,
-    /// Set its series' count.
-    Patch {
-        namespace: String,
-        name: String,
-        count: i32,
-    },
+/// An event's series as a patch sets it.
+struct Series {
+    namespace: String,
+    name: String,
+    count: i32,
 }
 
 impl EventWriter {
@@ -342,11 +346,11 @@ impl EventWriter {
     }
 
     /// Writes `ev`, or only counts it when a write of the same event is in
-    /// flight; then keeps writing until the API server has its count.
+    /// flight; then patches its series until the API server has its count.
     async fn write(&self, ev: PendingEvent) {
         let now = Instant::now();
         let key = EventKey::of(&ev);
-        let first = {
+        let repeat = {
             let mut recent = self.recent();
             match recent.get(&key, now) {
                 Some(w) => {
@@ -356,23 +360,41 @@ impl EventWriter {
                         return;
                     }
                     w.busy = true;
-                    Step::Patch {
-                        namespace: w.namespace.clone(),
-                        name: w.name.clone(),
-                        count: w.count,
-                    }
+                    Some(w.series())
                 }
                 None => {
                     recent.remember(key, Written::creating(now), now);
-                    Step::Create
+                    None
                 }
             }
         };
-        let mut step = Some(first);
-        let mut ev = Some(ev);
-        while let Some(current) = step.take() {
-            step = match self.send(current, &mut ev).await {
-                Ok(sent) => self.after_write(&key, sent),
+        let mut sent = match repeat {
+            None => self
+                .create(ev)
+                .await
+                .map(|(namespace, name)| Sent::Created { namespace, name }),
+            Some(series) => match self.patch(&series).await {
+                Ok(()) => Ok(Sent::Patched {
+                    count: series.count,
+                }),
+                // Gone (the event TTL removed it): start a new one.
+                Err(kube::Error::Api(s)) if s.code == 404 => self
+                    .create(ev)
+                    .await
+                    .map(|(namespace, name)| Sent::Recreated { namespace, name }),
+                Err(e) => Err(e),
+            },
+        };
+        loop {
+            match sent {
+                Ok(done) => match self.after_write(&key, done) {
+                    Some(series) => {
+                        sent = self.patch(&series).await.map(|()| Sent::Patched {
+                            count: series.count,
+                        });
+                    }
+                    None => return,
+                },
                 Err(err) => {
                     tracing::warn!(error = %err, "cannot write event");
                     let mut recent = self.recent();
@@ -382,14 +404,15 @@ impl EventWriter {
                         Some(w) => w.busy = false,
                         None => {}
                     }
-                    None
+                    return;
                 }
-            };
+            }
         }
     }
 
-    /// Records a finished write; the next one when repeats came meanwhile.
-    fn after_write(&self, key: &EventKey, sent: Sent) -> Option<Step> {
+    /// Records a finished write; the series to patch when repeats came
+    /// meanwhile.
+    fn after_write(&self, key: &EventKey, sent: Sent) -> Option<Series> {
         let mut recent = self.recent();
         let w = recent.entry(key)?;
         match sent {
@@ -408,56 +431,27 @@ impl EventWriter {
             }
         }
         if w.count > w.sent {
-            Some(Step::Patch {
-                namespace: w.namespace.clone(),
-                name: w.name.clone(),
-                count: w.count,
-            })
+            Some(w.series())
         } else {
             w.busy = false;
             None
         }
     }
 
-    /// One write. A creation takes the event out of `ev` (only the first
-    /// step of a write creates, or a patch whose event is gone).
-    async fn send(&self, step: Step, ev: &mut Option<PendingEvent>) -> Result<Sent, kube::Error> {
-        match step {
-            Step::Create => {
-                let (namespace, name) = self.create(ev).await?;
-                Ok(Sent::Created { namespace, name })
-            }
-            Step::Patch {
-                namespace,
-                name,
-                count,
-            } => {
-                let api: Api<Event> = Api::namespaced(self.client.clone(), &namespace);
-                let patch = json!({"series": {
-                    "count": count,
-                    "lastObservedTime": MicroTime(Timestamp::now()),
-                }});
-                match api
-                    .patch(&name, &PatchParams::default(), &Patch::Merge(&patch))
-                    .await
-                {
-                    Ok(_) => Ok(Sent::Patched { count }),
-                    // Gone (the event TTL removed it): start a new one.
-                    Err(kube::Error::Api(s)) if s.code == 404 && ev.is_some() => {
-                        let (namespace, name) = self.create(ev).await?;
-                        Ok(Sent::Recreated { namespace, name })
-                    }
-                    Err(e) => Err(e),
-                }
-            }
-        }
+    /// Sets an event's series.
+    async fn patch(&self, series: &Series) -> Result<(), kube::Error> {
+        let api: Api<Event> = Api::namespaced(self.client.clone(), &series.namespace);
+        let patch = json!({"series": {
+            "count": series.count,
+            "lastObservedTime": MicroTime(Timestamp::now()),
+        }});
+        api.patch(&series.name, &PatchParams::default(), &Patch::Merge(&patch))
+            .await
+            .map(drop)
     }
 
-    /// Creates the event in `ev` (taking it); its namespace and name.
-    async fn create(&self, ev: &mut Option<PendingEvent>) -> Result<(String, String), kube::Error> {
-        let Some(ev) = ev.take() else {
-            return Err(kube::Error::Service("event written twice".into()));
-        };
+    /// Creates `ev`; its namespace and name.
+    async fn create(&self, ev: PendingEvent) -> Result<(String, String), kube::Error> {
         let event = self.event(ev);
         let namespace = event.metadata.namespace.clone().unwrap_or_default();
         let api: Api<Event> = Api::namespaced(self.client.clone(), &namespace);
@@ -657,12 +651,12 @@ mod tests {
             },
         );
         match next {
-            Some(Step::Patch {
+            Some(Series {
                 namespace,
                 name,
                 count,
             }) => assert_eq!((namespace.as_str(), name.as_str(), count), ("ns", "a.1", 3)),
-            _ => panic!("the folded repeats must be patched in"),
+            None => panic!("the folded repeats must be patched in"),
         }
         assert!(writer.recent().entry(&k).unwrap().busy);
         assert!(writer.after_write(&k, Sent::Patched { count: 3 }).is_none());

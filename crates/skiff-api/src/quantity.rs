@@ -7,6 +7,7 @@
 //! (away from zero) to the next nano-unit, and binary-suffixed values are
 //! capped at 2^63-1.
 
+use std::borrow::Cow;
 use std::cmp::Ordering;
 use std::fmt;
 
@@ -75,6 +76,71 @@ struct Parts<'a> {
     num: &'a str,
     denom: &'a str,
     suffix: &'a str,
+}
+
+impl Parts<'_> {
+    /// The digits without the decimal point.
+    fn digits(&self) -> Cow<'_, str> {
+        if self.denom.is_empty() {
+            Cow::Borrowed(self.num)
+        } else {
+            Cow::Owned(format!("{}{}", self.num, self.denom))
+        }
+    }
+
+    /// The value as `(mantissa, decimal scale)` when it is a whole number
+    /// of at most 18 digits at nano precision or coarser, which needs
+    /// neither big arithmetic nor rounding.
+    fn whole(&self, base: u32, exp: i32) -> Option<(i128, i64)> {
+        if !self.denom.is_empty() || self.num.len() > 18 {
+            return None;
+        }
+        let n: i128 = self.num.parse().ok()?;
+        match base {
+            // n < 10^18 and exp <= 60, so the product fits.
+            2 => Some((n << exp, 0)),
+            _ if exp >= NANO => Some((n, i64::from(exp))),
+            _ => None,
+        }
+    }
+
+    /// The value rounded up (away from zero) to nano-units, as
+    /// `(mantissa, decimal scale)`; `None` when the mantissa overflows.
+    fn rounded(&self, base: u32, exp: i32) -> Result<(Option<i128>, i64), QuantityError> {
+        // The exact value is `digits * 10^scale` (times `2^exp` for binary
+        // suffixes, applied on the digits so rounding sees the exact value).
+        let mut digits = self.digits().into_owned();
+        if base == 2 {
+            digits = mul_decimal(&digits, 1u64 << exp);
+        }
+        let digits = digits.trim_start_matches('0');
+        let mut scale = -(self.denom.len() as i64);
+        if base == 10 {
+            scale += i64::from(exp);
+        }
+        // Drop the finer digits and add one when any of them was not zero.
+        let mut m_digits = digits.to_owned();
+        let mut round_up = false;
+        if scale < i64::from(NANO) {
+            let drop =
+                usize::try_from(i64::from(NANO) - scale).map_err(|_| QuantityError::Numeric)?;
+            if drop >= m_digits.len() {
+                round_up = !m_digits.is_empty();
+                m_digits.clear();
+            } else {
+                let cut = m_digits.len() - drop;
+                round_up = m_digits[cut..].bytes().any(|c| c != b'0');
+                m_digits.truncate(cut);
+            }
+            scale = i64::from(NANO);
+        }
+        let parsed: Option<i128> = if m_digits.is_empty() {
+            Some(0)
+        } else {
+            m_digits.parse().ok()
+        };
+        Ok((parsed.map(|m| m + i128::from(round_up)), scale))
+    }
 }
 
 /// Splits a quantity string the way upstream's `parseQuantityString` does.
@@ -189,7 +255,7 @@ fn mul_decimal(digits: &str, k: u64) -> String {
 
 fn keeps_original(p: &Parts<'_>, base: u32, exp: i32, format: Format) -> bool {
     let digits = p.num.len() + p.denom.len();
-    let shifted = format!("{}{}", p.num, p.denom);
+    let shifted = p.digits();
     if format == Format::BinarySi {
         if !p.denom.is_empty() || base != 2 {
             return false;
@@ -220,42 +286,14 @@ impl Quantity {
         let parts = split(s)?;
         let (base, exp, format) = interpret(parts.suffix)?;
         let original = keeps_original(&parts, base, exp, format).then(|| s.to_owned());
-        // The exact value is `digits * 10^scale` (times `2^exp` for binary
-        // suffixes, applied on the digits so rounding sees the exact value).
-        let mut digits = format!("{}{}", parts.num, parts.denom);
-        if base == 2 {
-            digits = mul_decimal(&digits, 1u64 << exp);
-        }
-        let digits = digits.trim_start_matches('0');
-        let mut scale = -(parts.denom.len() as i64);
-        if base == 10 {
-            scale += i64::from(exp);
-        }
-        // Round up (away from zero) to nano-units: drop the finer digits and
-        // add one when any of them was not zero.
-        let mut m_digits = digits.to_owned();
-        let mut round_up = false;
-        if scale < i64::from(NANO) {
-            let drop =
-                usize::try_from(i64::from(NANO) - scale).map_err(|_| QuantityError::Numeric)?;
-            if drop >= m_digits.len() {
-                round_up = !m_digits.is_empty();
-                m_digits.clear();
-            } else {
-                let cut = m_digits.len() - drop;
-                round_up = m_digits[cut..].bytes().any(|c| c != b'0');
-                m_digits.truncate(cut);
-            }
-            scale = i64::from(NANO);
-        }
-        let parsed: Option<i128> = if m_digits.is_empty() {
-            Some(0)
-        } else {
-            m_digits.parse().ok()
+        let (parsed, scale) = match parts.whole(base, exp) {
+            // The common case (`500m`, `128Mi`, `2`): no rounding to do.
+            Some((exact, scale)) => (Some(exact), scale),
+            None => parts.rounded(base, exp)?,
         };
         let mut scale = i32::try_from(scale).map_err(|_| QuantityError::Numeric)?;
         let mut mantissa = match parsed {
-            Some(m) => m + i128::from(round_up),
+            Some(m) => m,
             // Binary values are capped below; decimal ones this large are
             // beyond what this representation holds.
             None if base == 2 => MAX_BINARY + 1,

@@ -171,3 +171,46 @@ fn walker_canonicalises_nested_paths() {
     let err = canonicalize_at(&mut bad, &[&["a", "{}"]]).unwrap_err();
     assert!(err.starts_with("quantities must match"), "{err}");
 }
+
+#[test]
+fn whole_numbers_take_the_short_path_to_the_same_value() {
+    let inputs = [
+        "0",
+        "7",
+        "007",
+        "500m",
+        "250u",
+        "3n",
+        "128Mi",
+        "1Ki",
+        "999999999999999999Ei",
+        "2k",
+        "1e3",
+        "5E-9",
+        "12e300",
+        "-4Gi",
+        "100",
+    ];
+    for s in inputs {
+        let digits = s.trim_start_matches('-');
+        let parts = split(s).unwrap();
+        let (base, exp, _) = interpret(parts.suffix).unwrap();
+        let fast = parts.whole(base, exp);
+        assert!(fast.is_some(), "{s} takes the short path");
+        let (m, scale) = fast.unwrap();
+        let (slow_m, slow_scale) = parts.rounded(base, exp).unwrap();
+        let slow_m = slow_m.unwrap();
+        // Equal values, whatever the scale each path chose.
+        let norm = |m: i128, e: i64| normalise(m, i32::try_from(e).unwrap());
+        assert_eq!(norm(m, scale), norm(slow_m, slow_scale), "{s} ({digits})");
+    }
+    for s in ["1.5", "1e-12", "1234567890123456789", "0.5Ki"] {
+        let parts = split(s).unwrap();
+        let (base, exp, _) = interpret(parts.suffix).unwrap();
+        assert_eq!(
+            parts.whole(base, exp),
+            None,
+            "{s} needs rounding or big digits"
+        );
+    }
+}

@@ -27,12 +27,18 @@ pub enum PathElement {
 impl PathElement {
     /// The `FieldsV1` key of this element.
     pub fn encode(&self) -> String {
-        match self {
-            PathElement::Field(name) => format!("f:{name}"),
-            PathElement::Key(key) => format!("k:{key}"),
-            PathElement::Value(v) => format!("v:{v}"),
-            PathElement::Index(i) => format!("i:{i}"),
-        }
+        // Concatenated rather than formatted: managedFields encode one key
+        // per field of every object written.
+        let (prefix, text) = match self {
+            PathElement::Field(name) => ("f:", name.as_str()),
+            PathElement::Key(key) => ("k:", key.as_str()),
+            PathElement::Value(v) => ("v:", v.as_str()),
+            PathElement::Index(i) => return format!("i:{i}"),
+        };
+        let mut out = String::with_capacity(prefix.len() + text.len());
+        out.push_str(prefix);
+        out.push_str(text);
+        out
     }
 
     /// Parses a `FieldsV1` key (anything but `.`).

@@ -8,7 +8,9 @@ mod table;
 
 pub use table::{GROUPS, RESOURCES};
 
+use std::collections::HashMap;
 use std::fmt;
+use std::sync::LazyLock;
 
 /// Whether objects live in a namespace.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
@@ -183,18 +185,28 @@ impl GroupInfo {
     }
 }
 
+/// `RESOURCES` keyed by (group, version, name), first entry winning as a
+/// scan of the table would; the router looks up every request.
+type Index = HashMap<(&'static str, &'static str, &'static str), &'static ResourceInfo>;
+
+fn index_by(name: fn(&'static ResourceInfo) -> &'static str) -> Index {
+    let mut index = Index::with_capacity(RESOURCES.len());
+    for r in RESOURCES {
+        index.entry((r.group, r.version, name(r))).or_insert(r);
+    }
+    index
+}
+
 /// The resource with this group, version and plural name.
 pub fn by_gvr(group: &str, version: &str, plural: &str) -> Option<&'static ResourceInfo> {
-    RESOURCES
-        .iter()
-        .find(|r| r.group == group && r.version == version && r.plural == plural)
+    static BY_GVR: LazyLock<Index> = LazyLock::new(|| index_by(|r| r.plural));
+    BY_GVR.get(&(group, version, plural)).copied()
 }
 
 /// The resource whose objects have this group, version and kind.
 pub fn by_gvk(group: &str, version: &str, kind: &str) -> Option<&'static ResourceInfo> {
-    RESOURCES
-        .iter()
-        .find(|r| r.group == group && r.version == version && r.kind == kind)
+    static BY_GVK: LazyLock<Index> = LazyLock::new(|| index_by(|r| r.kind));
+    BY_GVK.get(&(group, version, kind)).copied()
 }
 
 /// The resource for an object's `apiVersion` (`apps/v1`, `v1`) and `kind`.

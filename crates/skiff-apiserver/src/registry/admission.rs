@@ -3,6 +3,7 @@
 //! from its PriorityClass, or from the global default class; one global
 //! default at a time) and the CertificateSigningRequest requester fields.
 
+use serde::Deserialize;
 use serde_json::{Value, json};
 use skiff_api::resources::{self, ResourceInfo};
 use skiff_api::selector::fields::FieldSelector;
@@ -10,12 +11,43 @@ use skiff_api::selector::labels::Selector;
 use skiff_api::status::ApiError;
 use skiff_store::{ListOptions, Store};
 
-use super::{Call, Registry, decode, meta, store_error};
+use super::{Call, Registry, meta, store_error};
 use crate::authn::UserInfo;
 
 /// Whether `info` is PriorityClasses.
 pub(super) fn is_priority_class(info: &ResourceInfo) -> bool {
     info.group == "scheduling.k8s.io" && info.plural == "priorityclasses"
+}
+
+/// What admission reads of a PriorityClass. Decoding only these fields
+/// skips the rest (managedFields, descriptions) of every class on every
+/// pod creation.
+#[derive(Debug, Deserialize)]
+#[serde(rename_all = "camelCase")]
+struct PriorityClass {
+    #[serde(default)]
+    metadata: NameOnly,
+    #[serde(default)]
+    value: i64,
+    #[serde(default)]
+    global_default: bool,
+    #[serde(default)]
+    preemption_policy: Option<String>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+struct NameOnly {
+    #[serde(default)]
+    name: String,
+}
+
+impl PriorityClass {
+    /// `json` is a stored class (at `key`, empty for a cached one).
+    fn decode(key: &str, json: &[u8]) -> Result<PriorityClass, ApiError> {
+        serde_json::from_slice(json).map_err(|e| {
+            ApiError::InternalError(format!("stored PriorityClass {key} is not valid: {e}"))
+        })
+    }
 }
 
 /// The preemption policy of pods without a class.
@@ -61,7 +93,7 @@ impl Registry {
     /// Every PriorityClass: from the watch cache (as upstream's admission
     /// reads its informer, but after this server's own latest class write)
     /// unless `fresh` or the cache is not ready.
-    async fn priority_classes(&self, fresh: bool) -> Result<Vec<Value>, ApiError> {
+    async fn priority_classes(&self, fresh: bool) -> Result<Vec<PriorityClass>, ApiError> {
         let Some(pcs) = resources::by_gvr("scheduling.k8s.io", "v1", "priorityclasses") else {
             return Ok(Vec::new());
         };
@@ -83,7 +115,11 @@ impl Registry {
                 0,
             );
             if let Some(page) = cached {
-                return Ok(page.items.iter().map(|o| o.decode()).collect());
+                return page
+                    .items
+                    .iter()
+                    .map(|o| PriorityClass::decode("", &o.json))
+                    .collect();
             }
         }
         let page = self
@@ -91,7 +127,10 @@ impl Registry {
             .list(&pcs.prefix(None), ListOptions::default())
             .await
             .map_err(|e| store_error(pcs, "", e))?;
-        page.kvs.iter().map(decode).collect()
+        page.kvs
+            .iter()
+            .map(|kv| PriorityClass::decode(&kv.key, &kv.value))
+            .collect()
     }
 
     /// Sets `spec.priority` and `spec.preemptionPolicy` from the pod's
@@ -114,16 +153,14 @@ impl Registry {
             .unwrap_or("")
             .to_owned();
         let mut classes = self.priority_classes(false).await?;
-        if !wanted.is_empty() && !classes.iter().any(|c| meta::meta_str(c, "name") == wanted) {
+        if !wanted.is_empty() && !classes.iter().any(|c| c.metadata.name == wanted) {
             // Created a moment ago and not in the cache yet?
             classes = self.priority_classes(true).await?;
         }
         let class = if wanted.is_empty() {
-            classes
-                .iter()
-                .find(|c| c.get("globalDefault").and_then(Value::as_bool) == Some(true))
+            classes.iter().find(|c| c.global_default)
         } else {
-            let found = classes.iter().find(|c| meta::meta_str(c, "name") == wanted);
+            let found = classes.iter().find(|c| c.metadata.name == wanted);
             if found.is_none() {
                 return Err(forbidden(format!(
                     "no PriorityClass with name {wanted} was found"
@@ -133,12 +170,11 @@ impl Registry {
         };
         let (class_name, value, policy) = match class {
             Some(c) => (
-                meta::meta_str(c, "name").to_owned(),
-                c.get("value").and_then(Value::as_i64).unwrap_or(0),
-                c.get("preemptionPolicy")
-                    .and_then(Value::as_str)
-                    .unwrap_or(DEFAULT_PREEMPTION_POLICY)
-                    .to_owned(),
+                c.metadata.name.clone(),
+                c.value,
+                c.preemption_policy
+                    .clone()
+                    .unwrap_or_else(|| DEFAULT_PREEMPTION_POLICY.to_owned()),
             ),
             None => (String::new(), 0, DEFAULT_PREEMPTION_POLICY.to_owned()),
         };
@@ -177,17 +213,17 @@ impl Registry {
             return Ok(());
         }
         let classes = self.priority_classes(true).await?;
-        if let Some(other) = classes.iter().find(|c| {
-            c.get("globalDefault").and_then(Value::as_bool) == Some(true)
-                && meta::meta_str(c, "name") != name
-        }) {
+        if let Some(other) = classes
+            .iter()
+            .find(|c| c.global_default && c.metadata.name != name)
+        {
             return Err(ApiError::Forbidden {
                 group: info.group.to_owned(),
                 resource: info.plural.to_owned(),
                 name: name.to_owned(),
                 reason: format!(
                     "PriorityClass {} is already marked as default. Only one default can exist",
-                    meta::meta_str(other, "name")
+                    other.metadata.name
                 ),
             });
         }

@@ -577,29 +577,42 @@ impl Registry {
             self.store.cache().lock().get(&key)
         };
         let found = match cached {
-            Some(obj) => Ok(Some(obj.decode())),
+            Some(obj) => Ok(Some(obj.json.clone())),
             None => match self.store.get(&key).await {
-                Ok(Some(kv)) => decode(&kv).map(Some),
+                Ok(Some(kv)) => Ok(Some(kv.value)),
                 Ok(None) => Ok(None),
                 Err(e) => Err(store_error(nsinfo, ns, e)),
             },
         };
-        match found? {
-            Some(obj) => {
-                if !meta::meta_str(&obj, "deletionTimestamp").is_empty() {
-                    return Err(ApiError::Forbidden {
-                        group: info.group.to_owned(),
-                        resource: info.plural.to_owned(),
-                        name: name.to_owned(),
-                        reason: format!(
-                            "unable to create new content in namespace {ns} because it is being terminated"
-                        ),
-                    });
-                }
-                Ok(())
-            }
-            None => Err(ApiError::not_found(nsinfo, ns)),
+        let Some(json) = found? else {
+            return Err(ApiError::not_found(nsinfo, ns));
+        };
+        // Only whether it is being deleted matters: decode no more.
+        #[derive(serde::Deserialize)]
+        struct Namespace {
+            #[serde(default)]
+            metadata: Metadata,
         }
+        #[derive(Default, serde::Deserialize)]
+        #[serde(rename_all = "camelCase")]
+        struct Metadata {
+            #[serde(default)]
+            deletion_timestamp: Option<serde::de::IgnoredAny>,
+        }
+        let namespace: Namespace = serde_json::from_slice(&json).map_err(|e| {
+            ApiError::InternalError(format!("stored namespace {ns} is not valid: {e}"))
+        })?;
+        if namespace.metadata.deletion_timestamp.is_some() {
+            return Err(ApiError::Forbidden {
+                group: info.group.to_owned(),
+                resource: info.plural.to_owned(),
+                name: name.to_owned(),
+                reason: format!(
+                    "unable to create new content in namespace {ns} because it is being terminated"
+                ),
+            });
+        }
+        Ok(())
     }
 
     async fn update(&self, call: &Call<'_>, name: &str) -> Result<Response<Body>, ApiError> {

@@ -22,6 +22,7 @@ use k8s_openapi::api::events::v1::Event;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::{MicroTime, ObjectMeta};
 use k8s_openapi::jiff::Timestamp;
 use kube::Api;
+use kube::Resource;
 use kube::api::{Patch, PatchParams, PostParams};
 use serde_json::json;
 use tokio::sync::mpsc;
@@ -452,11 +453,26 @@ impl EventWriter {
 
     /// Creates `ev`; its namespace and name.
     async fn create(&self, ev: PendingEvent) -> Result<(String, String), kube::Error> {
+        /// The part of the answer a write needs: a whole Event decoded
+        /// (with its managedFields) costs more than the rest of the write
+        /// on the client's side.
+        #[derive(serde::Deserialize)]
+        struct Created {
+            metadata: Named,
+        }
+        #[derive(serde::Deserialize)]
+        struct Named {
+            #[serde(default)]
+            name: String,
+        }
         let event = self.event(ev);
         let namespace = event.metadata.namespace.clone().unwrap_or_default();
-        let api: Api<Event> = Api::namespaced(self.client.clone(), &namespace);
-        let created = api.create(&PostParams::default(), &event).await?;
-        Ok((namespace, created.metadata.name.unwrap_or_default()))
+        let body = serde_json::to_vec(&event).map_err(kube::Error::SerdeError)?;
+        let request = kube::core::Request::new(Event::url_path(&(), Some(&namespace)))
+            .create(&PostParams::default(), body)
+            .map_err(kube::Error::BuildRequest)?;
+        let created: Created = self.client.request(request).await?;
+        Ok((namespace, created.metadata.name))
     }
 
     /// The Event object for `ev`: named `<object>.<nanoseconds in hex>`, in

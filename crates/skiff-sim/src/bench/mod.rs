@@ -110,7 +110,10 @@ fn watch_bindings(client: kube::Client, namespace: &str) -> (Bound, tokio::task:
     let api: Api<Lean<Pod>> = Api::namespaced(client, namespace);
     let b = bound.clone();
     let task = tokio::spawn(async move {
-        let mut events = watcher(api, watcher::Config::default())
+        // Only bound pods: the server leaves out the creations, which the
+        // driver (sharing the cores it measures) would otherwise decode.
+        let config = watcher::Config::default().fields("spec.nodeName!=");
+        let mut events = watcher(api, config)
             .default_backoff()
             .applied_objects()
             .boxed();

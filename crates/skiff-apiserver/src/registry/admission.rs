@@ -21,32 +21,40 @@ pub(super) fn is_priority_class(info: &ResourceInfo) -> bool {
 
 /// What admission reads of a PriorityClass. Decoding only these fields
 /// skips the rest (managedFields, descriptions) of every class on every
-/// pod creation.
+/// pod creation. Each is optional, as reading them from a `Value` was: a
+/// null reads as absent.
 #[derive(Debug, Deserialize)]
 #[serde(rename_all = "camelCase")]
 struct PriorityClass {
     #[serde(default)]
     metadata: NameOnly,
     #[serde(default)]
-    value: i64,
+    value: Option<i64>,
     #[serde(default)]
-    global_default: bool,
+    global_default: Option<bool>,
     #[serde(default)]
     preemption_policy: Option<String>,
 }
 
 #[derive(Debug, Default, Deserialize)]
 struct NameOnly {
-    #[serde(default)]
+    #[serde(default, deserialize_with = "null_as_empty")]
     name: String,
 }
 
+fn null_as_empty<'de, D: serde::Deserializer<'de>>(d: D) -> Result<String, D::Error> {
+    Ok(Option::<String>::deserialize(d)?.unwrap_or_default())
+}
+
 impl PriorityClass {
-    /// `json` is a stored class (at `key`, empty for a cached one).
-    fn decode(key: &str, json: &[u8]) -> Result<PriorityClass, ApiError> {
+    fn decode(json: &[u8]) -> Result<PriorityClass, ApiError> {
         serde_json::from_slice(json).map_err(|e| {
-            ApiError::InternalError(format!("stored PriorityClass {key} is not valid: {e}"))
+            ApiError::InternalError(format!("a stored PriorityClass is not valid: {e}"))
         })
+    }
+
+    fn is_global_default(&self) -> bool {
+        self.global_default == Some(true)
     }
 }
 
@@ -118,7 +126,7 @@ impl Registry {
                 return page
                     .items
                     .iter()
-                    .map(|o| PriorityClass::decode("", &o.json))
+                    .map(|o| PriorityClass::decode(&o.json))
                     .collect();
             }
         }
@@ -129,7 +137,7 @@ impl Registry {
             .map_err(|e| store_error(pcs, "", e))?;
         page.kvs
             .iter()
-            .map(|kv| PriorityClass::decode(&kv.key, &kv.value))
+            .map(|kv| PriorityClass::decode(&kv.value))
             .collect()
     }
 
@@ -158,7 +166,7 @@ impl Registry {
             classes = self.priority_classes(true).await?;
         }
         let class = if wanted.is_empty() {
-            classes.iter().find(|c| c.global_default)
+            classes.iter().find(|c| c.is_global_default())
         } else {
             let found = classes.iter().find(|c| c.metadata.name == wanted);
             if found.is_none() {
@@ -171,7 +179,7 @@ impl Registry {
         let (class_name, value, policy) = match class {
             Some(c) => (
                 c.metadata.name.clone(),
-                c.value,
+                c.value.unwrap_or(0),
                 c.preemption_policy
                     .clone()
                     .unwrap_or_else(|| DEFAULT_PREEMPTION_POLICY.to_owned()),
@@ -215,7 +223,7 @@ impl Registry {
         let classes = self.priority_classes(true).await?;
         if let Some(other) = classes
             .iter()
-            .find(|c| c.global_default && c.metadata.name != name)
+            .find(|c| c.is_global_default() && c.metadata.name != name)
         {
             return Err(ApiError::Forbidden {
                 group: info.group.to_owned(),
@@ -253,5 +261,39 @@ fn set_requester(csr: &mut Value, user: &UserInfo) {
     spec.insert("groups".into(), json!(user.groups));
     if !user.extra.is_empty() {
         spec.insert("extra".into(), json!(user.extra));
+    }
+}
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn priority_classes_decode_what_admission_reads_and_read_nulls_as_absent() {
+        let class = PriorityClass::decode(
+            br#"{"apiVersion":"scheduling.k8s.io/v1","kind":"PriorityClass",
+                "description":"ignored","metadata":{"name":"high","managedFields":[{}]},
+                "value":1000,"globalDefault":true,"preemptionPolicy":"Never"}"#,
+        )
+        .unwrap();
+        assert_eq!(class.metadata.name, "high");
+        assert_eq!(class.value, Some(1000));
+        assert!(class.is_global_default());
+        assert_eq!(class.preemption_policy.as_deref(), Some("Never"));
+        let nulls = PriorityClass::decode(
+            br#"{"metadata":{"name":null},"value":null,"globalDefault":null,"preemptionPolicy":null}"#,
+        )
+        .unwrap();
+        assert_eq!(nulls.metadata.name, "");
+        assert_eq!(nulls.value, None);
+        assert!(!nulls.is_global_default());
+        assert_eq!(nulls.preemption_policy, None);
+        let err = PriorityClass::decode(br#"{"value":"high"}"#).unwrap_err();
+        assert!(
+            err.to_string()
+                .contains("a stored PriorityClass is not valid"),
+            "{err}"
+        );
     }
 }

@@ -27,7 +27,7 @@ pub(super) fn is_priority_class(info: &ResourceInfo) -> bool {
 #[serde(rename_all = "camelCase")]
 struct PriorityClass {
     #[serde(default)]
-    metadata: NameOnly,
+    metadata: Option<NameOnly>,
     #[serde(default)]
     value: Option<i64>,
     #[serde(default)]
@@ -36,14 +36,10 @@ struct PriorityClass {
     preemption_policy: Option<String>,
 }
 
-#[derive(Debug, Default, Deserialize)]
+#[derive(Debug, Deserialize)]
 struct NameOnly {
-    #[serde(default, deserialize_with = "null_as_empty")]
-    name: String,
-}
-
-fn null_as_empty<'de, D: serde::Deserializer<'de>>(d: D) -> Result<String, D::Error> {
-    Ok(Option::<String>::deserialize(d)?.unwrap_or_default())
+    #[serde(default)]
+    name: Option<String>,
 }
 
 impl PriorityClass {
@@ -51,6 +47,13 @@ impl PriorityClass {
         serde_json::from_slice(json).map_err(|e| {
             ApiError::InternalError(format!("a stored PriorityClass is not valid: {e}"))
         })
+    }
+
+    fn name(&self) -> &str {
+        self.metadata
+            .as_ref()
+            .and_then(|m| m.name.as_deref())
+            .unwrap_or("")
     }
 
     fn is_global_default(&self) -> bool {
@@ -161,14 +164,14 @@ impl Registry {
             .unwrap_or("")
             .to_owned();
         let mut classes = self.priority_classes(false).await?;
-        if !wanted.is_empty() && !classes.iter().any(|c| c.metadata.name == wanted) {
+        if !wanted.is_empty() && !classes.iter().any(|c| c.name() == wanted) {
             // Created a moment ago and not in the cache yet?
             classes = self.priority_classes(true).await?;
         }
         let class = if wanted.is_empty() {
             classes.iter().find(|c| c.is_global_default())
         } else {
-            let found = classes.iter().find(|c| c.metadata.name == wanted);
+            let found = classes.iter().find(|c| c.name() == wanted);
             if found.is_none() {
                 return Err(forbidden(format!(
                     "no PriorityClass with name {wanted} was found"
@@ -178,7 +181,7 @@ impl Registry {
         };
         let (class_name, value, policy) = match class {
             Some(c) => (
-                c.metadata.name.clone(),
+                c.name().to_owned(),
                 c.value.unwrap_or(0),
                 c.preemption_policy
                     .clone()
@@ -223,7 +226,7 @@ impl Registry {
         let classes = self.priority_classes(true).await?;
         if let Some(other) = classes
             .iter()
-            .find(|c| c.is_global_default() && c.metadata.name != name)
+            .find(|c| c.is_global_default() && c.name() != name)
         {
             return Err(ApiError::Forbidden {
                 group: info.group.to_owned(),
@@ -231,7 +234,7 @@ impl Registry {
                 name: name.to_owned(),
                 reason: format!(
                     "PriorityClass {} is already marked as default. Only one default can exist",
-                    other.metadata.name
+                    other.name()
                 ),
             });
         }
@@ -277,7 +280,7 @@ mod tests {
                 "value":1000,"globalDefault":true,"preemptionPolicy":"Never"}"#,
         )
         .unwrap();
-        assert_eq!(class.metadata.name, "high");
+        assert_eq!(class.name(), "high");
         assert_eq!(class.value, Some(1000));
         assert!(class.is_global_default());
         assert_eq!(class.preemption_policy.as_deref(), Some("Never"));
@@ -285,7 +288,12 @@ mod tests {
             br#"{"metadata":{"name":null},"value":null,"globalDefault":null,"preemptionPolicy":null}"#,
         )
         .unwrap();
-        assert_eq!(nulls.metadata.name, "");
+        assert_eq!(nulls.name(), "");
+        let nulls = PriorityClass::decode(
+            br#"{"metadata":null,"value":null,"globalDefault":null,"preemptionPolicy":null}"#,
+        )
+        .unwrap();
+        assert_eq!(nulls.name(), "");
         assert_eq!(nulls.value, None);
         assert!(!nulls.is_global_default());
         assert_eq!(nulls.preemption_policy, None);

@@ -587,13 +587,14 @@ impl Registry {
         let Some(json) = found? else {
             return Err(ApiError::not_found(nsinfo, ns));
         };
-        // Only whether it is being deleted matters: decode no more.
+        // Only whether it is being deleted matters: decode no more. A null
+        // reads as absent, as it did from a `Value`.
         #[derive(serde::Deserialize)]
         struct Namespace {
             #[serde(default)]
-            metadata: Metadata,
+            metadata: Option<Metadata>,
         }
-        #[derive(Default, serde::Deserialize)]
+        #[derive(serde::Deserialize)]
         #[serde(rename_all = "camelCase")]
         struct Metadata {
             #[serde(default)]
@@ -602,7 +603,10 @@ impl Registry {
         let namespace: Namespace = serde_json::from_slice(&json).map_err(|e| {
             ApiError::InternalError(format!("stored namespace {ns} is not valid: {e}"))
         })?;
-        if namespace.metadata.deletion_timestamp.is_some() {
+        if namespace
+            .metadata
+            .is_some_and(|m| m.deletion_timestamp.is_some())
+        {
             return Err(ApiError::Forbidden {
                 group: info.group.to_owned(),
                 resource: info.plural.to_owned(),

@@ -21,7 +21,6 @@ use k8s_openapi::api::core::v1::ObjectReference;
 use k8s_openapi::api::events::v1::Event;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::{MicroTime, ObjectMeta};
 use k8s_openapi::jiff::Timestamp;
-use kube::Api;
 use kube::Resource;
 use kube::api::{Patch, PatchParams, PostParams};
 use serde_json::json;
@@ -439,14 +438,18 @@ impl EventWriter {
         }
     }
 
-    /// Sets an event's series.
+    /// Sets an event's series. The answer is only checked, not decoded
+    /// (see [`EventWriter::create`]).
     async fn patch(&self, series: &Series) -> Result<(), kube::Error> {
-        let api: Api<Event> = Api::namespaced(self.client.clone(), &series.namespace);
         let patch = json!({"series": {
             "count": series.count,
             "lastObservedTime": MicroTime(Timestamp::now()),
         }});
-        api.patch(&series.name, &PatchParams::default(), &Patch::Merge(&patch))
+        let request = events_in(&series.namespace)
+            .patch(&series.name, &PatchParams::default(), &Patch::Merge(&patch))
+            .map_err(kube::Error::BuildRequest)?;
+        self.client
+            .request::<serde::de::IgnoredAny>(request)
             .await
             .map(drop)
     }
@@ -468,7 +471,7 @@ impl EventWriter {
         let event = self.event(ev);
         let namespace = event.metadata.namespace.clone().unwrap_or_default();
         let body = serde_json::to_vec(&event).map_err(kube::Error::SerdeError)?;
-        let request = kube::core::Request::new(Event::url_path(&(), Some(&namespace)))
+        let request = events_in(&namespace)
             .create(&PostParams::default(), body)
             .map_err(kube::Error::BuildRequest)?;
         let created: Created = self.client.request(request).await?;
@@ -507,6 +510,11 @@ impl EventWriter {
             ..Default::default()
         }
     }
+}
+
+/// Requests for the events of `namespace`.
+fn events_in(namespace: &str) -> kube::core::Request {
+    kube::core::Request::new(Event::url_path(&(), Some(namespace)))
 }
 
 /// What a write did.

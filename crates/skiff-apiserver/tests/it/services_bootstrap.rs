@@ -142,12 +142,16 @@ async fn cluster_ips_and_node_ports_are_allocated_once_and_released() {
     );
     assert_eq!(err.code, 422);
     // The failed create leaked nothing: the "dup" name is free and so is a
-    // fresh port asked for explicitly.
+    // fresh port asked for explicitly (one the 30 random ones missed).
+    let free_port = (30000..=32767).rev().find(|p| !ports.contains(p)).unwrap();
     let fresh = svcs
-        .create(&pp, &svc("dup", "NodePort", None, Some(32767)))
+        .create(&pp, &svc("dup", "NodePort", None, Some(free_port)))
         .await
         .unwrap();
-    assert_eq!(fresh.spec.unwrap().ports.unwrap()[0].node_port, Some(32767));
+    assert_eq!(
+        fresh.spec.unwrap().ports.unwrap()[0].node_port,
+        Some(free_port)
+    );
 
     // Deleting a Service releases its IP and port.
     let s0 = svcs.get("s0").await.unwrap().spec.unwrap();

@@ -3,6 +3,13 @@
 //! unschedulable pods that move back on cluster events registered by the
 //! plugins that rejected them, or after 5 minutes. PreEnqueue plugins gate
 //! entry to activeQ. Time is tokio's clock, so tests pause it.
+//!
+//! As upstream with `SchedulerPopFromBackoffQ` (beta and on by default
+//! since 1.33): back-off expiries are truncated to 1 s ordering windows, a
+//! pod's back-off is over once its window has passed, and when activeQ is
+//! empty the scheduler takes the first pod of backoffQ (earliest window,
+//! then activeQ's order) rather than idling. Pods that failed with an error
+//! (no plugin rejected them) always wait out their back-off.
 
 mod heap;
 
@@ -24,6 +31,10 @@ use heap::Heap;
 pub const POD_MAX_IN_UNSCHEDULABLE_PODS_DURATION: Duration = Duration::from_secs(5 * 60);
 /// How often leftover unschedulable pods are checked.
 const UNSCHEDULABLE_FLUSH_PERIOD: Duration = Duration::from_secs(30);
+/// Back-off expiries are truncated to windows this long, whole seconds
+/// (upstream's `backoffQOrderingWindowDuration`); within one, pods leave
+/// in activeQ's order.
+const BACKOFF_WINDOW: Duration = Duration::from_secs(1);
 
 /// The current instant on tokio's (pausable) clock.
 pub fn now() -> Instant {
@@ -80,6 +91,8 @@ pub struct SchedulingQueue {
     hinters: HashMap<&'static str, Arc<dyn Plugin>>,
     initial_backoff: Duration,
     max_backoff: Duration,
+    /// Where back-off windows start: whole seconds from here.
+    origin: Instant,
 }
 
 impl std::fmt::Debug for SchedulingQueue {
@@ -152,6 +165,7 @@ impl SchedulingQueue {
             hinters,
             initial_backoff,
             max_backoff,
+            origin: now(),
         }
     }
 
@@ -173,8 +187,48 @@ impl SchedulingQueue {
         d.min(self.max_backoff)
     }
 
-    fn backoff_expiry(&self, p: &QueuedPodInfo) -> Instant {
-        p.timestamp + self.backoff_duration(p.attempts)
+    /// The start of the back-off window holding `t`.
+    fn window_of(&self, t: Instant) -> Instant {
+        let secs = t.saturating_duration_since(self.origin).as_secs();
+        self.origin + Duration::from_secs(secs - secs % BACKOFF_WINDOW.as_secs())
+    }
+
+    /// The window in which `p`'s back-off expires; None when it has none
+    /// (never attempted, or `podMaxBackoffSeconds: 0`, which turns
+    /// back-off off).
+    fn backoff_window(&self, p: &QueuedPodInfo) -> Option<Instant> {
+        if p.attempts == 0 || self.max_backoff.is_zero() {
+            return None;
+        }
+        Some(self.window_of(p.timestamp + self.backoff_duration(p.attempts)))
+    }
+
+    /// Upstream's `isPodBackingoff`: until the window of its expiry has
+    /// passed.
+    fn is_backing_off(&self, p: &QueuedPodInfo, now: Instant) -> bool {
+        self.backoff_window(p)
+            .is_some_and(|w| w >= self.window_of(now))
+    }
+
+    /// When `p`'s back-off is over (the next window), if it has one.
+    fn backoff_over_at(&self, p: &QueuedPodInfo) -> Option<Instant> {
+        self.backoff_window(p).map(|w| w + BACKOFF_WINDOW)
+    }
+
+    /// backoffQ's order: earliest window first, then activeQ's order.
+    fn backoff_order(&self, a: &QueuedPodInfo, b: &QueuedPodInfo) -> std::cmp::Ordering {
+        use std::cmp::Ordering;
+        self.backoff_window(a)
+            .cmp(&self.backoff_window(b))
+            .then_with(|| {
+                if (self.less)(a, b) {
+                    Ordering::Less
+                } else if (self.less)(b, a) {
+                    Ordering::Greater
+                } else {
+                    Ordering::Equal
+                }
+            })
     }
 
     /// The plugin that gates `pod`, if any.
@@ -282,7 +336,7 @@ impl SchedulingQueue {
                 st.unschedulable.insert(key, (p, now()));
                 return;
             }
-            if self.backoff_expiry(&p) > now() && p.attempts > 0 {
+            if self.is_backing_off(&p, now()) {
                 st.backoff.insert(key, p);
                 self.notify.notify_one();
             } else {
@@ -320,24 +374,23 @@ impl SchedulingQueue {
                     return None;
                 }
                 self.flush(&mut st, now());
-                while let Some((seq, mut p)) = st.active.pop(&*self.less) {
+                while let Some((seq, p)) = st.active.pop(&*self.less) {
                     if st.active_seq.get(&p.pod_info.key).map(|e| e.0) != Some(seq) {
                         continue;
                     }
                     st.active_seq.remove(&p.pod_info.key);
-                    p.attempts += 1;
-                    st.scheduling_cycle += 1;
-                    let cycle = st.scheduling_cycle;
-                    st.in_flight.insert(
-                        p.pod_info.key.clone(),
-                        InFlight {
-                            cycle,
-                            ..InFlight::default()
-                        },
-                    );
-                    return Some(p);
+                    return Some(start_attempt(&mut st, p));
                 }
-                let next_backoff = st.backoff.values().map(|p| self.backoff_expiry(p)).min();
+                // activeQ is empty: rather than idle, try the pod that
+                // leaves backoffQ first.
+                if let Some(p) = self.take_first_backoff(&mut st) {
+                    return Some(start_attempt(&mut st, p));
+                }
+                let next_backoff = st
+                    .backoff
+                    .values()
+                    .filter_map(|p| self.backoff_over_at(p))
+                    .min();
                 let next_flush =
                     st.last_unschedulable_flush.unwrap_or_else(now) + UNSCHEDULABLE_FLUSH_PERIOD;
                 next_backoff.map_or(next_flush, |b| b.min(next_flush))
@@ -349,13 +402,25 @@ impl SchedulingQueue {
         }
     }
 
+    /// The first pod of backoffQ by [`backoff_order`](Self::backoff_order),
+    /// taken out; pods that failed with an error are not taken.
+    fn take_first_backoff(&self, st: &mut State) -> Option<QueuedPodInfo> {
+        let key = st
+            .backoff
+            .values()
+            .filter(|p| !p.unschedulable_plugins.is_empty() || !p.pending_plugins.is_empty())
+            .min_by(|a, b| self.backoff_order(a, b))
+            .map(|p| p.pod_info.key.clone())?;
+        st.backoff.remove(&key)
+    }
+
     /// Moves backoff pods whose back-off is over, and unschedulable pods
     /// parked too long, to activeQ.
     fn flush(&self, st: &mut State, now: Instant) {
         let done: Vec<String> = st
             .backoff
             .iter()
-            .filter(|(_, p)| self.backoff_expiry(p) <= now)
+            .filter(|(_, p)| !self.is_backing_off(p, now))
             .map(|(k, _)| k.clone())
             .collect();
         for k in done {
@@ -405,10 +470,10 @@ impl SchedulingQueue {
         let Some(p) = self.park_if_gated(st, p, now) else {
             return;
         };
-        if p.attempts > 0 && self.backoff_expiry(&p) > now {
+        if self.is_backing_off(&p, now) {
             st.backoff.insert(p.pod_info.key.clone(), p);
-            // pop() may be sleeping until a later deadline: make it
-            // recompute with this back-off expiry.
+            // pop() may be sleeping (activeQ empty, or until a later
+            // deadline): it may take this pod now, or recompute.
             self.notify.notify_one();
         } else {
             self.push_active(st, p);
@@ -581,6 +646,21 @@ impl PodActivator for SchedulingQueue {
         // Straight to activeQ, back-off or not (upstream's ForceActivate).
         self.push_active(&mut st, p);
     }
+}
+
+/// `p` leaves the queue for a scheduling attempt: one more attempt, in
+/// flight in a new cycle.
+fn start_attempt(st: &mut State, mut p: QueuedPodInfo) -> QueuedPodInfo {
+    p.attempts += 1;
+    st.scheduling_cycle += 1;
+    st.in_flight.insert(
+        p.pod_info.key.clone(),
+        InFlight {
+            cycle: st.scheduling_cycle,
+            ..InFlight::default()
+        },
+    );
+    p
 }
 
 fn pod_of(info: &PodInfo) -> Arc<Pod> {

@@ -116,7 +116,7 @@ async fn pops_by_priority_then_age() {
 }
 
 #[tokio::test(start_paused = true)]
-async fn unschedulable_pods_move_on_a_registered_event_then_back_off() {
+async fn unschedulable_pods_move_on_a_registered_event_and_are_tried_when_nothing_is_active() {
     let q = queue();
     q.add(pod("p", 0, false));
     let p = q.pop().await.unwrap();
@@ -129,22 +129,99 @@ async fn unschedulable_pods_move_on_a_registered_event_then_back_off() {
         action: action::DELETE,
     });
     assert_eq!(q.queue_of("ns/p"), Some(QueueName::Unschedulable));
+    assert!(pop_within(&q, Duration::from_millis(10)).await.is_none());
     q.move_all_to_active_or_backoff(NODE_ADD);
     assert_eq!(q.queue_of("ns/p"), Some(QueueName::Backoff));
-    assert!(pop_within(&q, Duration::from_millis(900)).await.is_none());
-    let p = pop_within(&q, Duration::from_millis(200)).await.unwrap();
+    // Backing off, but activeQ is empty: tried now, not in a second.
+    let p = pop_within(&q, Duration::from_millis(1)).await.unwrap();
     assert_eq!(p.attempts, 2);
-    // Second failure backs off 2 s.
+}
+
+#[tokio::test(start_paused = true)]
+async fn active_pods_go_before_backing_off_ones() {
+    let q = queue();
+    q.add(pod("old", 100, false));
+    let p = q.pop().await.unwrap();
     q.add_unschedulable_if_not_present(reject(p, "NodeWaiter"));
     q.move_all_to_active_or_backoff(NODE_ADD);
-    assert!(pop_within(&q, Duration::from_millis(1900)).await.is_none());
+    q.add(pod("new", 0, false));
+    // Lower priority, but active: first.
+    let first = pop_within(&q, Duration::from_millis(1)).await.unwrap();
+    assert_eq!(first.pod_info.key, "ns/new");
+    assert_eq!(q.queue_of("ns/old"), Some(QueueName::Backoff));
+    let second = pop_within(&q, Duration::from_millis(1)).await.unwrap();
+    assert_eq!(second.pod_info.key, "ns/old");
+}
+
+#[tokio::test(start_paused = true)]
+async fn backoff_pods_leave_by_window_then_priority() {
+    let q = queue();
+    for (name, priority) in [("a", 1), ("b", 10), ("c", 100)] {
+        q.add(pod(name, priority, false));
+    }
+    let mut popped: HashMap<String, QueuedPodInfo> = HashMap::new();
+    for _ in 0..3 {
+        let p = q.pop().await.unwrap();
+        popped.insert(p.pod_info.key.clone(), p);
+    }
+    // a and b fail in the same window (expiring in window 1), c later
+    // (window 2): b outranks a, and c waits for its later window despite
+    // its priority.
+    for (key, at) in [("ns/a", 100), ("ns/b", 400), ("ns/c", 700)] {
+        tokio::time::advance(Duration::from_millis(at)).await;
+        let p = popped.remove(key).unwrap();
+        q.add_unschedulable_if_not_present(reject(p, "NodeWaiter"));
+    }
+    q.move_all_to_active_or_backoff(NODE_ADD);
+    // All still backing off, and activeQ empty: taken at once, in order.
+    let mut order = Vec::new();
+    for _ in 0..3 {
+        let p = pop_within(&q, Duration::from_millis(1)).await.unwrap();
+        order.push(p.pod_info.key.clone());
+    }
+    assert_eq!(order, ["ns/b", "ns/a", "ns/c"]);
+}
+
+#[tokio::test(start_paused = true)]
+async fn errors_wait_out_their_back_off_to_the_end_of_its_window() {
+    let q = queue();
+    q.add(pod("err", 0, false));
+    tokio::time::advance(Duration::from_millis(300)).await;
+    let p = q.pop().await.unwrap();
+    // No plugin rejected it: an error. Its 1 s back-off expires at 1.3 s,
+    // in window [1 s, 2 s); it is over when that window is.
+    q.add_unschedulable_if_not_present(p);
+    assert_eq!(q.queue_of("ns/err"), Some(QueueName::Backoff));
+    assert!(pop_within(&q, Duration::from_millis(1650)).await.is_none());
+    let p = pop_within(&q, Duration::from_millis(100)).await.unwrap();
+    assert_eq!(p.attempts, 2);
+    // The second failure (at 2 s) backs off 2 s: over at 5 s.
+    q.add_unschedulable_if_not_present(p);
+    assert!(pop_within(&q, Duration::from_millis(2950)).await.is_none());
     assert_eq!(
-        pop_within(&q, Duration::from_millis(200))
+        pop_within(&q, Duration::from_millis(100))
             .await
             .unwrap()
             .attempts,
         3
     );
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_zero_max_backoff_turns_back_off_off() {
+    let q = SchedulingQueue::new(
+        None,
+        HashMap::new(),
+        &[],
+        Duration::from_secs(1),
+        Duration::ZERO,
+    );
+    q.add(pod("err", 0, false));
+    let p = q.pop().await.unwrap();
+    q.add_unschedulable_if_not_present(p);
+    assert_eq!(q.queue_of("ns/err"), Some(QueueName::Backoff));
+    let p = pop_within(&q, Duration::from_millis(1)).await.unwrap();
+    assert_eq!(p.attempts, 2);
 }
 
 #[tokio::test(start_paused = true)]
@@ -173,7 +250,7 @@ async fn errors_back_off_and_leftovers_flush_after_five_minutes() {
     assert_eq!(q.queue_of("ns/err"), Some(QueueName::Backoff));
     q.add_unschedulable_if_not_present(reject(stuck, "NodeWaiter"));
     assert_eq!(
-        pop_within(&q, Duration::from_secs(2))
+        pop_within(&q, Duration::from_secs(3))
             .await
             .unwrap()
             .pod_info
@@ -260,21 +337,21 @@ fn nominations_from_preemption_survive_updates_until_overridden() {
 }
 
 #[tokio::test(start_paused = true)]
-async fn a_waiting_pop_wakes_for_a_pod_moved_to_backoff() {
+async fn a_waiting_pop_takes_a_pod_moved_to_backoff() {
     let q = Arc::new(queue());
     q.add(pod("p", 0, false));
     let p = q.pop().await.unwrap();
     q.add_unschedulable_if_not_present(reject(p, "NodeWaiter"));
     // pop() is parked (nothing active, nothing backing off) when the
-    // event arrives; it must wake for the pod's back-off, not sleep until
-    // the next unschedulable flush 30 s away.
+    // event arrives; it must wake and take the pod (activeQ is empty), not
+    // sleep until the next unschedulable flush 30 s away.
     let waiting = tokio::spawn({
         let q = q.clone();
-        async move { pop_within(&q, Duration::from_millis(1100)).await }
+        async move { pop_within(&q, Duration::from_millis(20)).await }
     });
     tokio::time::sleep(Duration::from_millis(10)).await;
     q.move_all_to_active_or_backoff(NODE_ADD);
-    let p = waiting.await.unwrap().expect("popped after the back-off");
+    let p = waiting.await.unwrap().expect("popped at once");
     assert_eq!(p.pod_info.key, "ns/p");
 }
 

@@ -383,3 +383,29 @@ async fn victims_being_evicted_count_as_terminating_for_other_preemptors() {
     assert_eq!(f.fake.started(), 1);
     assert!(may_preempt_again(&f, &other).is_ok());
 }
+
+#[tokio::test(start_paused = true)]
+async fn evicted_victims_count_as_terminating_until_their_deletion_can_be_seen() {
+    // Both evictions succeed; with no grace period the victims are gone
+    // from the API, but the snapshot (fed by the watch) still shows them
+    // without any sign of terminating. "other", nominated to n1, must not
+    // preempt elsewhere meanwhile.
+    let f = fixture(Blocking::default(), 2).await;
+    let other = {
+        let mut pod = (*p("other", "1", 100, None, None).pod).clone();
+        pod.status.get_or_insert_default().nominated_node_name = Some("n1".to_owned());
+        PodInfo::new(Arc::new(pod))
+    };
+    post_filter(&f).await;
+    f.fake.release.add_permits(2);
+    f.plugin.wait_for_preemptions().await;
+    assert_eq!(f.fake.done().len(), 2);
+    assert_eq!(
+        may_preempt_again(&f, &other),
+        Err("not eligible due to a terminating pod on the nominated node.")
+    );
+    // Long after, a victim still in the snapshot is no longer presumed
+    // gone (the watch would have shown its deletion by then).
+    tokio::time::advance(Duration::from_secs(10)).await;
+    assert!(may_preempt_again(&f, &other).is_ok());
+}

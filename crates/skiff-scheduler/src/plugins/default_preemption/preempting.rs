@@ -5,8 +5,9 @@
 //! graceful delete of each victim — while PreEnqueue keeps the preemptor
 //! out of activeQ, so it is not retried mid-flight.
 
-use std::collections::HashSet;
+use std::collections::{HashMap, HashSet};
 use std::sync::{Arc, Mutex, MutexGuard};
+use std::time::{Duration, Instant};
 
 use futures::{StreamExt, TryStreamExt};
 use k8s_openapi::api::core::v1::Pod;
@@ -18,17 +19,32 @@ use crate::framework::DetachedHandle;
 
 /// Victims evicted at once (upstream's parallelizer, default parallelism).
 const PARALLELISM: usize = 16;
+/// How long an evicted victim still counts as terminating: ample for its
+/// deletion to reach the scheduler's cache through the watch.
+const EVICTED_MEMORY: Duration = Duration::from_secs(10);
 
 /// Preemptors whose victims are being evicted (upstream's `preempting`
-/// set), and those victims until their eviction's API calls return; both by
-/// pod UID. Cheap to clone: clones share the sets.
+/// set), and those victims, both by pod UID. Cheap to clone: clones share
+/// the sets.
 #[derive(Debug, Default, Clone)]
 pub struct Preempting(Arc<Mutex<Sets>>);
 
 #[derive(Debug, Default)]
 struct Sets {
     preemptors: HashSet<String>,
-    victims: HashSet<String>,
+    /// Victims: `None` while their eviction's API calls run, then when
+    /// they returned. An evicted victim with no grace period is gone from
+    /// the API at once but stays in the cache until the watch delivers its
+    /// deletion, with nothing on it saying it is terminating; until then
+    /// (at most [`EVICTED_MEMORY`]) it still counts as a victim.
+    victims: HashMap<String, Option<Instant>>,
+}
+
+impl Sets {
+    fn forget_old_evictions(&mut self, now: Instant) {
+        self.victims
+            .retain(|_, at| at.is_none_or(|t| now.duration_since(t) < EVICTED_MEMORY));
+    }
 }
 
 impl Preempting {
@@ -42,8 +58,9 @@ impl Preempting {
     /// Marks `pod` as preempting, and its `victims` as being evicted.
     pub fn insert(&self, pod: &Pod, victims: &[Arc<Pod>]) {
         let mut sets = self.lock();
+        sets.forget_old_evictions(crate::queue::now());
         sets.preemptors.insert(id(pod));
-        sets.victims.extend(victims.iter().map(|v| id(v)));
+        sets.victims.extend(victims.iter().map(|v| (id(v), None)));
     }
 
     /// Clears `id`'s mark.
@@ -51,9 +68,15 @@ impl Preempting {
         self.lock().preemptors.remove(id);
     }
 
-    /// Clears the mark of a victim whose eviction returned.
-    fn victim_done(&self, victim: &Pod) {
-        self.lock().victims.remove(&id(victim));
+    /// A victim's eviction returned: evicted (it counts as terminating a
+    /// while longer), or spared (no victim any more).
+    fn victim_done(&self, victim: &Pod, evicted: bool) {
+        let mut sets = self.lock();
+        if evicted {
+            sets.victims.insert(id(victim), Some(crate::queue::now()));
+        } else {
+            sets.victims.remove(&id(victim));
+        }
     }
 
     /// True while `pod`'s victims are being evicted.
@@ -62,11 +85,16 @@ impl Preempting {
         !sets.preemptors.is_empty() && sets.preemptors.contains(&id(pod))
     }
 
-    /// True while `pod` is a victim whose eviction has not returned yet: it
+    /// True while `pod` is a victim being evicted, or lately evicted: it
     /// is as good as terminating, though no watch shows it so yet.
     pub fn is_victim(&self, pod: &Pod) -> bool {
         let sets = self.lock();
-        !sets.victims.is_empty() && sets.victims.contains(&id(pod))
+        if sets.victims.is_empty() {
+            return false;
+        }
+        sets.victims.get(&id(pod)).is_some_and(|at| {
+            at.is_none_or(|t| crate::queue::now().duration_since(t) < EVICTED_MEMORY)
+        })
     }
 }
 
@@ -156,9 +184,12 @@ impl Eviction {
             self.preempting.remove(&id(&self.preemptor));
             // After a failure the last victim is spared, so the preemptor
             // re-enters scheduling sooner.
-            ok &= rest.is_ok() && self.evict(last).await.is_ok();
-            // A spared victim is no victim any more.
-            self.preempting.victim_done(last);
+            if rest.is_ok() {
+                ok &= self.evict(last).await.is_ok();
+            } else {
+                ok = false;
+                self.preempting.victim_done(last, false);
+            }
         }
         tracing::debug!(preemptor = %self.preemptor_key, node = %self.node, ok,
             "asynchronous preemption finished");
@@ -174,7 +205,7 @@ impl Eviction {
 
     async fn evict(&self, victim: &Arc<Pod>) -> Result<(), String> {
         let evicted = self.client.preempt(victim, &self.scheduler_name).await;
-        self.preempting.victim_done(victim);
+        self.preempting.victim_done(victim, evicted.is_ok());
         if let Err(e) = evicted {
             tracing::warn!(victim = ?victim.metadata.name, preemptor = %self.preemptor_key,
                 error = %e, "cannot preempt victim");

@@ -32,8 +32,8 @@ use crate::framework::{
 use crate::plugins::helper::args;
 use crate::runtime::{Diagnosis, FitError};
 use candidates::{
-    Candidate, calculate_num_candidates, dry_run_preemption, nodes_where_preemption_might_help,
-    pick_one_node_for_preemption,
+    Candidate, calculate_num_candidates, dry_run_preemption, dry_run_threads,
+    nodes_where_preemption_might_help, pick_one_node_for_preemption,
 };
 use preempting::{Eviction, Preempting, preempted_event};
 use prepare::{ApiPreemptor, PodPreemptor};
@@ -310,7 +310,8 @@ impl DefaultPreemption {
                 self.args.min_candidate_nodes_absolute,
             );
             let offset = self.offset(potential.len());
-            dry_run_preemption(fh, state, pod, &potential, &pdbs, offset, wanted)
+            let threads = dry_run_threads(potential.len());
+            dry_run_preemption(fh, state, pod, &potential, &pdbs, offset, wanted, threads)
         };
         if candidates.is_empty() {
             let errors: Vec<String> = statuses

@@ -859,9 +859,9 @@ fn dry_run_over_many_nodes_finds_every_candidate_and_orders_violations_last() {
     );
     assert_eq!(potential.len(), 80);
     let pdbs = vec![pdb("p0", "v0", 0, &[])];
-    for offset in [0, 37] {
+    for (offset, threads) in [(0, 1), (37, 1), (0, 2), (37, 4)] {
         let (cands, statuses) = super::candidates::dry_run_preemption(
-            &handle, &state, &pre, &potential, &pdbs, offset, 100,
+            &handle, &state, &pre, &potential, &pdbs, offset, 100, threads,
         );
         let mut names: Vec<&str> = cands.iter().map(|c| c.name.as_str()).collect();
         assert_eq!(names.last(), Some(&"n0"), "the violating candidate is last");
@@ -879,7 +879,7 @@ fn dry_run_over_many_nodes_finds_every_candidate_and_orders_violations_last() {
         );
         // Asking for fewer stops early, but never returns more.
         let (few, _) = super::candidates::dry_run_preemption(
-            &handle, &state, &pre, &potential, &pdbs, offset, 2,
+            &handle, &state, &pre, &potential, &pdbs, offset, 2, threads,
         );
         assert!(!few.is_empty() && few.len() <= 4, "{}", few.len());
         assert_eq!(few[0].victims.num_pdb_violations, 0);

@@ -310,11 +310,15 @@ impl SchedulingQueue {
         let info = Arc::new(PodInfo::new(new.clone()));
         let key = info.key.clone();
         let mut st = self.lock();
-        self.update_nominated(&mut st, &info, Some(&old));
         if let Some(f) = st.in_flight.get_mut(&key) {
+            // Kept for its requeue; its nomination is left as the attempt
+            // leaves it (upstream returns before the nominator too). A late
+            // status event of a pod being bound would otherwise nominate it
+            // again while the cache counts it as assumed: twice on one node.
             f.latest = Some(new);
             return;
         }
+        self.update_nominated(&mut st, &info, Some(&old));
         if let Some((_, mut p)) = st.active_seq.remove(&key) {
             // Re-pushed with a new sequence number: the old heap entry is
             // skipped when it surfaces.

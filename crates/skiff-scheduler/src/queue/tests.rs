@@ -443,3 +443,31 @@ async fn queueing_hints_leave_pods_waiting_on_events_that_cannot_help() {
     );
     assert_eq!(q.queue_of("ns/big"), Some(QueueName::Backoff));
 }
+
+#[tokio::test(start_paused = true)]
+async fn updates_of_a_pod_in_flight_leave_its_nomination_alone() {
+    let q = queue();
+    let p = pod("p", 10, false);
+    q.add(p.clone());
+    let popped = q.pop().await.unwrap();
+    // The attempt assumed the pod and dropped its nomination; then a late
+    // status event still naming the node it preempted on arrives.
+    q.set_nominated_node(&popped.pod_info, "");
+    let mut late = (*p).clone();
+    late.status = Some(serde_json::from_value(json!({"nominatedNodeName": "n1"})).unwrap());
+    q.update(p, Arc::new(late));
+    assert!(!q.has_nominated_pods());
+    // Requeued after a failed attempt, it is the latest version.
+    q.add_unschedulable_if_not_present(reject(popped, "NodeWaiter"));
+    let back = pop_within(&q, Duration::from_secs(400)).await.unwrap();
+    assert_eq!(
+        back.pod_info
+            .pod
+            .status
+            .as_ref()
+            .unwrap()
+            .nominated_node_name
+            .as_deref(),
+        Some("n1")
+    );
+}

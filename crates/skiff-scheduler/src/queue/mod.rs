@@ -412,7 +412,7 @@ impl SchedulingQueue {
         let key = st
             .backoff
             .values()
-            .filter(|p| !p.unschedulable_plugins.is_empty() || !p.pending_plugins.is_empty())
+            .filter(|p| rejected_by_plugins(p))
             .min_by(|a, b| self.backoff_order(a, b))
             .map(|p| p.pod_info.key.clone())?;
         st.backoff.remove(&key)
@@ -510,8 +510,10 @@ impl SchedulingQueue {
         let Some(p) = self.park_if_gated(&mut st, p, t) else {
             return;
         };
-        let rejected = !p.unschedulable_plugins.is_empty() || !p.pending_plugins.is_empty();
-        if !rejected || flight.activated || st.move_request_cycle >= flight.cycle.max(1) {
+        if !rejected_by_plugins(&p)
+            || flight.activated
+            || st.move_request_cycle >= flight.cycle.max(1)
+        {
             st.backoff.insert(key, p);
         } else {
             st.unschedulable.insert(key, (p, t));
@@ -650,6 +652,12 @@ impl PodActivator for SchedulingQueue {
         // Straight to activeQ, back-off or not (upstream's ForceActivate).
         self.push_active(&mut st, p);
     }
+}
+
+/// True when plugins rejected `p`'s last attempt; false when it failed
+/// with an error.
+fn rejected_by_plugins(p: &QueuedPodInfo) -> bool {
+    !p.unschedulable_plugins.is_empty() || !p.pending_plugins.is_empty()
 }
 
 /// `p` leaves the queue for a scheduling attempt: one more attempt, in

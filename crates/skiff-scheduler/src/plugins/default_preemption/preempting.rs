@@ -42,9 +42,14 @@ struct Sets {
 
 impl Sets {
     fn forget_old_evictions(&mut self, now: Instant) {
-        self.victims
-            .retain(|_, at| at.is_none_or(|t| now.duration_since(t) < EVICTED_MEMORY));
+        self.victims.retain(|_, at| still_victim(*at, now));
     }
+}
+
+/// Whether a victim whose eviction returned at `evicted` (None: still
+/// under way) still counts as one at `now`.
+fn still_victim(evicted: Option<Instant>, now: Instant) -> bool {
+    evicted.is_none_or(|t| now.duration_since(t) < EVICTED_MEMORY)
 }
 
 impl Preempting {
@@ -92,9 +97,9 @@ impl Preempting {
         if sets.victims.is_empty() {
             return false;
         }
-        sets.victims.get(&id(pod)).is_some_and(|at| {
-            at.is_none_or(|t| crate::queue::now().duration_since(t) < EVICTED_MEMORY)
-        })
+        sets.victims
+            .get(&id(pod))
+            .is_some_and(|at| still_victim(*at, crate::queue::now()))
     }
 }
 

@@ -9,6 +9,7 @@
 pub mod app;
 pub mod authn;
 pub mod health;
+pub mod in_process;
 pub mod kubeconfig;
 pub mod limits;
 pub mod metrics;
@@ -250,6 +251,15 @@ impl ApiServer {
     /// The cluster's certificates.
     pub fn pki(&self) -> &Pki {
         &self.pki
+    }
+
+    /// The API for this process's own components, as the admin user (the
+    /// identity of the admin kubeconfig they would otherwise use): see
+    /// [`in_process`]. Give it to `kube::Client::new`.
+    pub fn in_process_admin(&self) -> in_process::InProcess {
+        let admin = std::slice::from_ref(self.pki.admin().cert_der());
+        let peer = self.app.peer_identity(Some(admin));
+        in_process::InProcess::new(self.app.clone(), peer)
     }
 
     /// Ends open watches (their clients see their streams end cleanly),

@@ -273,17 +273,20 @@ async fn run(mut args: ServerArgs) -> anyhow::Result<()> {
     let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
     let scheduler = match scheduler_opts {
         Some(opts) => {
-            // The scheduler is a client like any other: HTTPS with the
-            // admin kubeconfig the server just wrote.
-            let config = skiff_client::kubeconfig::config_from(&args.write_kubeconfig).await?;
-            Some(spawn_scheduler(opts, config, stop_rx.clone())?)
+            // The scheduler is a client of the API like any other, as the
+            // admin user; its requests enter the API server in-process.
+            Some(spawn_scheduler(
+                opts,
+                server.in_process_admin(),
+                stop_rx.clone(),
+            )?)
         }
         None => None,
     };
     let controller_manager = if args.disable_controller_manager {
         None
     } else {
-        let client = skiff_client::kubeconfig::client_from(&args.write_kubeconfig).await?;
+        let client = kube::Client::new(server.in_process_admin(), "default");
         let mut opts =
             crate::controller_manager::server_options(&args.agent.cluster_cidr, &args.data_dir);
         opts.metrics = controller_metrics;
@@ -380,10 +383,11 @@ pub async fn shutdown_signal() {
 /// workers), as upstream runs kube-scheduler as a process of its own: its
 /// scheduling cycles and its watches' decoding do not take turns with the
 /// API server's requests on the server's workers. Its client is built
-/// there, so the client's connections live on that runtime too.
+/// there, so the client's tasks live on that runtime too, and its requests
+/// are served there in-process (see `skiff_apiserver::in_process`).
 fn spawn_scheduler(
     opts: skiff_scheduler::SchedulerOptions,
-    config: kube::Config,
+    api: skiff_apiserver::in_process::InProcess,
     stop: tokio::sync::watch::Receiver<bool>,
 ) -> anyhow::Result<std::thread::JoinHandle<anyhow::Result<()>>> {
     let runtime = tokio::runtime::Builder::new_multi_thread()
@@ -396,8 +400,7 @@ fn spawn_scheduler(
         .name("skiff-scheduler".into())
         .spawn(move || {
             runtime.block_on(async move {
-                let client =
-                    skiff_client::kubeconfig::client(config).context("scheduler client")?;
+                let client = kube::Client::new(api, "default");
                 skiff_scheduler::run(opts, client, stop).await?;
                 Ok(())
             })

@@ -9,6 +9,7 @@ mod support;
 
 mod admission;
 mod bad_input;
+mod in_process;
 mod kubectl_verbs;
 mod kubectl_workflows;
 mod metrics_limits;

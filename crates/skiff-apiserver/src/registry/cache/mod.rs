@@ -53,6 +53,10 @@ pub(crate) struct CachedStore {
     store: AnyStore,
     cache: Arc<Cache>,
     reflector: Arc<OnceLock<Reflector>>,
+    /// The runtime the store was opened on, which runs the reflector: a
+    /// request served on another runtime (an in-process client's) may be
+    /// the cache's first use.
+    runtime: Option<tokio::runtime::Handle>,
 }
 
 impl fmt::Debug for CachedStore {
@@ -84,6 +88,7 @@ impl CachedStore {
             store,
             cache: Arc::new(Cache::new(config)),
             reflector: Arc::new(OnceLock::new()),
+            runtime: tokio::runtime::Handle::try_current().ok(),
         }
     }
 
@@ -95,10 +100,12 @@ impl CachedStore {
                 store: Mutex::new(Some(self.store.clone())),
                 watch: Mutex::new(None),
             });
-            Reflector {
-                task: tokio::spawn(reflect(handles.clone(), self.cache.clone())),
-                handles,
-            }
+            let reflect = reflect(handles.clone(), self.cache.clone());
+            let task = match &self.runtime {
+                Some(runtime) => runtime.spawn(reflect),
+                None => tokio::spawn(reflect),
+            };
+            Reflector { task, handles }
         });
         &self.cache
     }

@@ -5,11 +5,11 @@
 //! scheduler's) without the server's own tasks ending with that runtime,
 //! and its watches end when the server shuts down.
 
-use crate::support;
+use crate::support::{self, Events, metrics, next_event};
 
 use std::time::Duration;
 
-use futures::{StreamExt, TryStreamExt};
+use futures::StreamExt;
 use k8s_openapi::api::core::v1::ConfigMap;
 use kube::api::{Api, ListParams, PostParams, WatchEvent, WatchParams};
 use kube::core::ObjectMeta;
@@ -25,23 +25,9 @@ fn cm(name: &str) -> ConfigMap {
     }
 }
 
-/// The next Added object's name on `w`, skipping bookmarks.
-async fn next_added<S>(w: &mut S) -> String
-where
-    S: futures::Stream<Item = kube::Result<WatchEvent<ConfigMap>>> + Unpin,
-{
-    loop {
-        let ev = tokio::time::timeout(Duration::from_secs(10), w.try_next())
-            .await
-            .expect("no watch event within 10 s")
-            .expect("watch failed")
-            .expect("watch ended");
-        match ev {
-            WatchEvent::Added(c) => return c.metadata.name.unwrap(),
-            WatchEvent::Bookmark(_) => continue,
-            other => panic!("unexpected event {other:?}"),
-        }
-    }
+/// The next event on `w` is `name` being added.
+async fn next_added(w: &mut Events, name: &str) {
+    assert_eq!(next_event(w).await, ("ADDED", name.to_owned()));
 }
 
 fn post_count(metrics: &str, resource: &str, code: &str) -> u64 {
@@ -86,7 +72,7 @@ async fn an_in_process_client_on_its_own_runtime_serves_the_api_as_https_does() 
                 .await
                 .unwrap();
             assert!(made.metadata.uid.is_some(), "{made:?}");
-            assert_eq!(next_added(&mut watch).await, "made-in-process");
+            next_added(&mut watch, "made-in-process").await;
 
             // A write over HTTPS reaches the in-process watch.
             let other: Api<ConfigMap> =
@@ -95,7 +81,7 @@ async fn an_in_process_client_on_its_own_runtime_serves_the_api_as_https_does() 
                 .create(&PostParams::default(), &cm("made-over-https"))
                 .await
                 .unwrap();
-            assert_eq!(next_added(&mut watch).await, "made-over-https");
+            next_added(&mut watch, "made-over-https").await;
 
             // Bad input gets the same Status as over HTTPS.
             let err = cms
@@ -132,10 +118,7 @@ async fn an_in_process_client_on_its_own_runtime_serves_the_api_as_https_does() 
         got.data.unwrap().get("k").map(String::as_str),
         Some("made-in-process")
     );
-    let metrics = https
-        .request_text(http::Request::get("/metrics").body(Vec::new()).unwrap())
-        .await
-        .unwrap();
+    let metrics = metrics(&https).await;
     assert_eq!(post_count(&metrics, "configmaps", "201"), 2, "{metrics}");
     assert_eq!(post_count(&metrics, "configmaps", "422"), 1, "{metrics}");
 
@@ -148,14 +131,20 @@ async fn an_in_process_client_on_its_own_runtime_serves_the_api_as_https_does() 
         .boxed();
     let mut names = Vec::new();
     for _ in 0..2 {
-        names.push(next_added(&mut watch).await);
+        names.push(next_event(&mut watch).await);
     }
     names.sort();
-    assert_eq!(names, ["made-in-process", "made-over-https"]);
+    assert_eq!(
+        names,
+        [
+            ("ADDED", "made-in-process".to_owned()),
+            ("ADDED", "made-over-https".to_owned())
+        ]
+    );
     cms.create(&PostParams::default(), &cm("after-that-runtime"))
         .await
         .unwrap();
-    assert_eq!(next_added(&mut watch).await, "after-that-runtime");
+    next_added(&mut watch, "after-that-runtime").await;
     server.shutdown().await;
 }
 
@@ -173,7 +162,7 @@ async fn in_process_watches_end_when_the_server_shuts_down() {
         .await
         .unwrap()
         .boxed();
-    assert_eq!(next_added(&mut watch).await, "before");
+    next_added(&mut watch, "before").await;
 
     let shutdown = tokio::spawn(server.shutdown());
     let ended = tokio::time::timeout(Duration::from_secs(10), async {

@@ -6,11 +6,11 @@
 //! body is announced but never (or only later) sent, so the server sits in
 //! the request holding its slot until the test lets go.
 
-use crate::support;
+use crate::support::{self, metrics};
 
 mod raw_http;
 
-use std::net::{IpAddr, Ipv4Addr, SocketAddr};
+use std::net::SocketAddr;
 use std::path::Path;
 use std::time::{Duration, Instant};
 
@@ -21,7 +21,6 @@ use kube::core::ObjectMeta;
 use raw_http::{Conn, Resp, request};
 use serde_json::Value;
 use skiff_apiserver::{ApiServer, ApiServerConfig};
-use skiff_store::AnyStore;
 use tokio::io::AsyncBufReadExt;
 use tokio::net::TcpStream;
 
@@ -34,14 +33,12 @@ const ALICE: &str = "alice-token";
 async fn start_with(dir: &Path, tweak: impl FnOnce(&mut ApiServerConfig)) -> ApiServer {
     let tokens = dir.join("tokens.csv");
     std::fs::write(&tokens, format!("{ALICE},alice,uid-alice,dev\n")).unwrap();
-    let store = AnyStore::open(&[], dir).await.unwrap();
-    let mut config = ApiServerConfig::new(dir);
-    config.bind_address = IpAddr::V4(Ipv4Addr::LOCALHOST);
-    config.port = 0;
-    config.write_kubeconfig = Some(support::kubeconfig_path(dir));
-    config.token_auth_file = Some(tokens);
-    tweak(&mut config);
-    ApiServer::start(config, store).await.unwrap()
+    let (server, _) = support::start_server_with(dir, |config| {
+        config.token_auth_file = Some(tokens);
+        tweak(config);
+    })
+    .await;
+    server
 }
 
 fn cm(name: &str) -> ConfigMap {
@@ -66,14 +63,6 @@ async fn open_watch(server: &ApiServer, query: &str) -> Conn {
     let head = conn.read_head().await;
     assert_eq!(head.status, 200);
     conn
-}
-
-/// `/metrics` as the admin.
-async fn metrics(client: &kube::Client) -> String {
-    client
-        .request_text(http::Request::get("/metrics").body(Vec::new()).unwrap())
-        .await
-        .unwrap()
 }
 
 /// Polls `/metrics` until it has `line`; the server updates metrics on

@@ -3,22 +3,18 @@
 //! or (outside it) from the store, 410 Expired after compaction, consistent
 //! paging while writers run, read-your-writes, and selector watches.
 
-use crate::support;
+use crate::support::{self, Events, next_event};
 
 use std::collections::{BTreeMap, BTreeSet};
-use std::net::{IpAddr, Ipv4Addr};
 use std::path::Path;
 use std::time::Duration;
 
-use futures::stream::BoxStream;
 use futures::{StreamExt, TryStreamExt};
 use k8s_openapi::api::core::v1::ConfigMap;
 use kube::api::{Api, DeleteParams, ListParams, PostParams, WatchEvent, WatchParams};
 use kube::core::ObjectMeta;
-use skiff_apiserver::{ApiServer, ApiServerConfig};
+use skiff_apiserver::ApiServer;
 use skiff_store::{AnyStore, Store};
-
-type Events = BoxStream<'static, kube::Result<WatchEvent<ConfigMap>>>;
 
 fn cm(name: &str, labels: &[(&str, &str)]) -> ConfigMap {
     ConfigMap {
@@ -38,37 +34,12 @@ fn cm(name: &str, labels: &[(&str, &str)]) -> ConfigMap {
 
 /// A server whose store the test keeps a handle on (to compact it).
 async fn start_with_store(dir: &Path) -> (ApiServer, kube::Client, AnyStore) {
-    let store = AnyStore::open(&[], dir).await.unwrap();
-    let mut config = ApiServerConfig::new(dir);
-    config.bind_address = IpAddr::V4(Ipv4Addr::LOCALHOST);
-    config.port = 0;
-    config.write_kubeconfig = Some(support::kubeconfig_path(dir));
-    let server = ApiServer::start(config, store.clone()).await.unwrap();
-    let client = support::client(dir).await;
-    (server, client, store)
+    let (server, store) = support::start_server_with(dir, |_| {}).await;
+    (server, support::client(dir).await, store)
 }
 
 fn rv(c: &ConfigMap) -> String {
     c.metadata.resource_version.clone().unwrap()
-}
-
-/// The next non-bookmark event, as (type, name).
-async fn next_event(w: &mut Events) -> (&'static str, String) {
-    loop {
-        let ev = tokio::time::timeout(Duration::from_secs(10), w.try_next())
-            .await
-            .expect("no watch event within 10 s")
-            .unwrap()
-            .expect("watch ended");
-        let name = |c: ConfigMap| c.metadata.name.unwrap();
-        return match ev {
-            WatchEvent::Added(c) => ("ADDED", name(c)),
-            WatchEvent::Modified(c) => ("MODIFIED", name(c)),
-            WatchEvent::Deleted(c) => ("DELETED", name(c)),
-            WatchEvent::Bookmark(_) => continue,
-            WatchEvent::Error(e) => ("ERROR", format!("{} {}", e.code, e.reason)),
-        };
-    }
 }
 
 async fn watch(api: &Api<ConfigMap>, wp: &WatchParams, rv: &str) -> Events {

@@ -6,6 +6,12 @@
 
 use std::net::{IpAddr, Ipv4Addr};
 use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use futures::TryStreamExt;
+use futures::stream::BoxStream;
+use k8s_openapi::api::core::v1::ConfigMap;
+use kube::api::WatchEvent;
 
 use skiff_apiserver::{ApiServer, ApiServerConfig};
 use skiff_store::AnyStore;
@@ -121,4 +127,34 @@ impl Kubectl {
         assert!(ok, "{} {args:?} failed: {err}", self.bin);
         out
     }
+}
+
+/// A boxed ConfigMap watch, as kube-rs streams it.
+pub type Events = BoxStream<'static, kube::Result<WatchEvent<ConfigMap>>>;
+
+/// The next non-bookmark event, as (type, name).
+pub async fn next_event(w: &mut Events) -> (&'static str, String) {
+    loop {
+        let ev = tokio::time::timeout(Duration::from_secs(10), w.try_next())
+            .await
+            .expect("no watch event within 10 s")
+            .unwrap()
+            .expect("watch ended");
+        let name = |c: ConfigMap| c.metadata.name.unwrap();
+        return match ev {
+            WatchEvent::Added(c) => ("ADDED", name(c)),
+            WatchEvent::Modified(c) => ("MODIFIED", name(c)),
+            WatchEvent::Deleted(c) => ("DELETED", name(c)),
+            WatchEvent::Bookmark(_) => continue,
+            WatchEvent::Error(e) => ("ERROR", format!("{} {}", e.code, e.reason)),
+        };
+    }
+}
+
+/// `/metrics` as the admin.
+pub async fn metrics(client: &kube::Client) -> String {
+    client
+        .request_text(http::Request::get("/metrics").body(Vec::new()).unwrap())
+        .await
+        .unwrap()
 }

@@ -25,7 +25,9 @@ impl Path {
     /// This path with a named child appended (`parent.child`).
     #[must_use]
     pub fn child(&self, name: &str) -> Self {
-        let mut s = self.0.clone();
+        // Sized once: validation builds a path for every field it visits.
+        let mut s = String::with_capacity(self.0.len() + 1 + name.len());
+        s.push_str(&self.0);
         if !s.is_empty() {
             s.push('.');
         }

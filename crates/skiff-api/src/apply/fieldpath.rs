@@ -227,14 +227,23 @@ impl Node {
     }
 
     /// Drops members for which `keep` is false (`path` is this node's).
-    fn retain(&mut self, path: &mut Path, keep: &impl Fn(&Path) -> bool) {
+    /// `keep` judges a path by its first `depth` elements only, so a node
+    /// that deep decides for everything below it.
+    fn retain(&mut self, path: &mut Path, depth: usize, keep: &impl Fn(&Path) -> bool) {
+        if path.len() >= depth && !path.is_empty() {
+            if !keep(path) {
+                self.member = false;
+                self.children.clear();
+            }
+            return;
+        }
         if self.member && !keep(path) {
             self.member = false;
         }
         let mut emptied = Vec::new();
         for (pe, child) in self.children.iter_mut() {
             path.push(pe.clone());
-            child.retain(path, keep);
+            child.retain(path, depth, keep);
             path.pop();
             if child.is_empty() {
                 emptied.push(pe.clone());
@@ -361,15 +370,18 @@ impl FieldSet {
         }
     }
 
-    /// Keeps the members for which `keep` holds.
-    pub fn retain(&mut self, keep: impl Fn(&Path) -> bool) {
-        self.root.retain(&mut Vec::new(), &keep);
+    /// Keeps the members for which `keep` holds. `keep` must judge a path
+    /// by its first `depth` elements only (at least one): the walk stops
+    /// there and keeps or drops whole subtrees, so a large set costs no
+    /// more than its top levels.
+    pub fn retain_by_prefix(&mut self, depth: usize, keep: impl Fn(&Path) -> bool) {
+        self.root.retain(&mut Vec::new(), depth.max(1), &keep);
     }
 
-    /// The members for which `keep` holds.
-    pub fn filter(&self, keep: impl Fn(&Path) -> bool) -> FieldSet {
+    /// The members for which `keep` holds, as [`FieldSet::retain_by_prefix`].
+    pub fn filter_by_prefix(&self, depth: usize, keep: impl Fn(&Path) -> bool) -> FieldSet {
         let mut out = self.clone();
-        out.retain(keep);
+        out.retain_by_prefix(depth, keep);
         out
     }
 

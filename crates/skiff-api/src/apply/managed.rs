@@ -236,19 +236,28 @@ impl Managed {
         &mut self,
         key: &ManagerKey,
         api_version: &str,
-        cmp: &Comparison,
+        cmp: Comparison,
         now: &str,
     ) {
-        let mut touched = cmp.modified.clone();
-        touched.merge(&cmp.added);
+        let Comparison {
+            modified: mut touched,
+            added,
+            removed,
+        } = cmp;
+        if touched.is_empty() {
+            // A create: nothing modified, everything added.
+            touched = added;
+        } else {
+            touched.merge(&added);
+        }
         for (k, e) in self.0.iter_mut() {
             if k != key {
                 e.set.subtract(&touched);
             }
-            e.set.subtract(&cmp.removed);
+            e.set.subtract(&removed);
         }
         let mut gained = touched;
-        gained.subtract(&cmp.removed);
+        gained.subtract(&removed);
         if !gained.is_empty() {
             let entry = self.0.entry(key.clone()).or_insert_with(|| Entry {
                 api_version: api_version.to_owned(),

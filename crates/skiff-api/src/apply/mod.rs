@@ -29,6 +29,10 @@ use walk::Ctx;
 /// its first apply.
 pub const BEFORE_FIRST_APPLY: &str = "before-first-apply";
 
+/// How many leading elements of a path decide whether a manager can own
+/// it ([`Scope::tracks`]: the top field and, under metadata, the next).
+const TRACKS_DEPTH: usize = 2;
+
 /// Metadata fields no manager owns.
 const UNTRACKED_METADATA: &[&str] = &[
     "name",
@@ -154,7 +158,8 @@ impl Scope<'_> {
         self.subresource.unwrap_or_default()
     }
 
-    /// Whether a manager can own `path` in this scope: type and identity
+    /// Whether a manager can own `path` in this scope (decided by the
+    /// first [`TRACKS_DEPTH`] elements of `path`): type and identity
     /// metadata never; on `/status` only status; on the main resource of a
     /// kind with a status subresource, anything but status.
     fn tracks(&self, path: &[PathElement]) -> bool {
@@ -174,12 +179,12 @@ impl Scope<'_> {
     }
 
     fn tracked(&self, set: &FieldSet) -> FieldSet {
-        set.filter(|p| self.tracks(p))
+        set.filter_by_prefix(TRACKS_DEPTH, |p| self.tracks(p))
     }
 
     fn tracked_cmp(&self, mut cmp: Comparison) -> Comparison {
         for set in [&mut cmp.modified, &mut cmp.added, &mut cmp.removed] {
-            set.retain(|p| self.tracks(p));
+            set.retain_by_prefix(TRACKS_DEPTH, |p| self.tracks(p));
         }
         cmp
     }
@@ -275,7 +280,7 @@ pub fn update(
         scope.api_version,
         scope.subresource(),
     );
-    managed.record_update(&key, scope.api_version, &cmp, scope.now);
+    managed.record_update(&key, scope.api_version, cmp, scope.now);
     managed.cap_update_managers();
     managed.encode_into(new);
     Ok(())
@@ -331,7 +336,7 @@ pub fn apply(
             ctx,
         )?;
         let key = ManagerKey::new(BEFORE_FIRST_APPLY, Operation::Update, scope.api_version, "");
-        managed.record_update(&key, scope.api_version, &scope.tracked_cmp(cmp), scope.now);
+        managed.record_update(&key, scope.api_version, scope.tracked_cmp(cmp), scope.now);
     }
 
     let config_set = scope.tracked(&walk::field_set(config, ctx)?);

@@ -127,6 +127,40 @@ fn field_sets_key_map_lists_and_encode_as_fields_v1() {
 }
 
 #[test]
+fn tracked_sets_drop_whole_subtrees_by_their_top_fields() {
+    let mut obj = deployment("nginx", 2);
+    obj["status"] = json!({"replicas": 2, "conditions": [{"type": "Available"}]});
+    obj["metadata"]["uid"] = json!("u-1");
+    obj["metadata"]["labels"] = json!({"app": "web"});
+    let all = walk::field_set(&obj, deployments(NOW).ctx()).unwrap();
+    // Judged path by path, the old way, for comparison.
+    let scope = deployments(NOW);
+    let members: Vec<Path> = all.iter().filter(|p| scope.tracks(p)).collect();
+    let tracked = scope.tracked(&all);
+    assert_eq!(tracked, members.into_iter().collect::<FieldSet>());
+    let field = |names: &[&str]| -> Path {
+        names
+            .iter()
+            .map(|n| PathElement::Field((*n).into()))
+            .collect()
+    };
+    assert!(tracked.contains(&field(&["metadata", "labels", "app"])));
+    assert!(tracked.contains(&field(&["spec", "replicas"])));
+    assert!(!tracked.contains(&field(&["metadata", "uid"])));
+    assert!(!tracked.contains(&field(&["status", "replicas"])));
+    assert!(!tracked.contains(&field(&["kind"])));
+    // On /status, only status.
+    let status = Scope {
+        subresource: Some("status"),
+        ..deployments(NOW)
+    };
+    let on_status = status.tracked(&all);
+    assert!(on_status.contains(&field(&["status", "replicas"])));
+    assert!(!on_status.contains(&field(&["spec", "replicas"])));
+    assert!(!on_status.contains(&field(&["metadata", "labels", "app"])));
+}
+
+#[test]
 fn bad_fields_v1_and_bad_configurations_are_errors() {
     for bad in [
         json!([]),

@@ -227,10 +227,10 @@ impl Node {
     }
 
     /// Drops members for which `keep` is false (`path` is this node's).
-    /// `keep` judges a path by its first `depth` elements only, so a node
-    /// that deep decides for everything below it.
+    /// `keep` judges a path by its first `depth` (at least one) elements
+    /// only, so a node that deep decides for everything below it.
     fn retain(&mut self, path: &mut Path, depth: usize, keep: &impl Fn(&Path) -> bool) {
-        if path.len() >= depth && !path.is_empty() {
+        if path.len() >= depth {
             if !keep(path) {
                 self.member = false;
                 self.children.clear();

@@ -245,7 +245,7 @@ impl Managed {
             removed,
         } = cmp;
         if touched.is_empty() {
-            // A create: nothing modified, everything added.
+            // Nothing modified (every create): the added set as it is.
             touched = added;
         } else {
             touched.merge(&added);

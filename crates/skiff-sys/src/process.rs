@@ -46,9 +46,36 @@ pub fn host_busy_cpu_time() -> io::Result<std::time::Duration> {
     let stat = std::fs::read_to_string("/proc/stat")?;
     let ticks = parse_busy_ticks(&stat)
         .ok_or_else(|| io::Error::new(io::ErrorKind::InvalidData, "no cpu line in /proc/stat"))?;
+    Ok(ticks_to_duration(ticks))
+}
+
+/// CPU time process `pid` has spent so far, user and system, over all its
+/// threads (fields 14 and 15 of `/proc/<pid>/stat`; not its children's).
+pub fn process_cpu_time(pid: u32) -> io::Result<std::time::Duration> {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat"))?;
+    let ticks = parse_cpu_ticks(&stat).ok_or_else(|| {
+        io::Error::new(
+            io::ErrorKind::InvalidData,
+            format!("malformed /proc/{pid}/stat"),
+        )
+    })?;
+    Ok(ticks_to_duration(ticks))
+}
+
+fn ticks_to_duration(ticks: u64) -> std::time::Duration {
     let per_second = rustix::param::clock_ticks_per_second().max(1);
-    Ok(std::time::Duration::from_secs(ticks / per_second)
-        + std::time::Duration::from_nanos((ticks % per_second) * 1_000_000_000 / per_second))
+    std::time::Duration::from_secs(ticks / per_second)
+        + std::time::Duration::from_nanos((ticks % per_second) * 1_000_000_000 / per_second)
+}
+
+/// utime + stime (fields 14 and 15) of a `/proc/<pid>/stat` line.
+fn parse_cpu_ticks(stat: &str) -> Option<u64> {
+    // Past the command name, which may hold spaces and parentheses; the
+    // rest starts at field 3.
+    let mut rest = stat[stat.rfind(')')? + 1..].split_whitespace().skip(11);
+    let utime: u64 = rest.next()?.parse().ok()?;
+    let stime: u64 = rest.next()?.parse().ok()?;
+    Some(utime + stime)
 }
 
 /// Busy ticks from the aggregate `cpu` line of `/proc/stat`: user, nice,
@@ -295,6 +322,16 @@ mod tests {
         }
         assert!(x > 0);
         assert!(host_busy_cpu_time().unwrap() > a);
+    }
+
+    #[test]
+    fn cpu_ticks_from_stat() {
+        let stat = "42 (a (b) c) S 1 42 42 0 -1 4194560 100 0 0 0 250 37 0 0 20 0 1 0 98765 0";
+        assert_eq!(parse_cpu_ticks(stat), Some(250 + 37));
+        assert_eq!(parse_cpu_ticks("42 (x) S 1 2"), None);
+        let spin = std::time::Instant::now();
+        while spin.elapsed() < std::time::Duration::from_millis(30) {}
+        assert!(process_cpu_time(std::process::id()).unwrap() > std::time::Duration::ZERO);
     }
 
     #[test]

@@ -73,6 +73,12 @@ pub struct Row {
     pub p99: Option<Duration>,
     /// Server RSS after the workload, KiB.
     pub server_rss_kib: Option<u64>,
+    /// The server's CPU time (user + system, all its threads) per bound
+    /// pod over the measured phase.
+    pub server_cpu_per_pod: Option<Duration>,
+    /// This driver's CPU time per bound pod over the measured phase: the
+    /// creations, the hollow nodes and the watch that times the bindings.
+    pub driver_cpu_per_pod: Option<Duration>,
     /// Init pods gone after the workload (preemption victims), for
     /// workloads whose measured pods outrank the init pods.
     pub evicted: Option<usize>,
@@ -221,8 +227,15 @@ async fn run_workload(cfg: &BenchConfig, w: &Workload) -> anyhow::Result<Row> {
     for _ in 1..4 {
         clients.push(client_from(&server.kubeconfig()).await?);
     }
-    let mut row =
-        run_workload_on(&clients, w, cfg.clients, cfg.stall_timeout, cfg.kubelets).await?;
+    let mut row = run_workload_on(
+        &clients,
+        w,
+        cfg.clients,
+        cfg.stall_timeout,
+        cfg.kubelets,
+        Some(server.pid()),
+    )
+    .await?;
     row.server_rss_kib = server.status_kib("VmRSS");
     Ok(row)
 }
@@ -232,12 +245,15 @@ async fn run_workload(cfg: &BenchConfig, w: &Workload) -> anyhow::Result<Row> {
 /// PriorityClasses, init pods, then the measured pods. Gives up, with a
 /// note in the row, when no pod gets bound for `stall`. With `kubelets`
 /// the hollow nodes renew their Leases and report bound pods Running.
+/// With `server_pid` (a server on this host) the row also tells the
+/// server's CPU time per pod; the driver's is always told.
 pub async fn run_workload_on(
     clients: &[kube::Client],
     w: &Workload,
     concurrency: usize,
     stall: Duration,
     kubelets: bool,
+    server_pid: Option<u32>,
 ) -> anyhow::Result<Row> {
     let client = clients.first().context("no client")?.clone();
     let mut row = Row {
@@ -287,10 +303,12 @@ pub async fn run_workload_on(
     let (bound, task) = watch_bindings(client.clone(), MEASURED_NAMESPACE);
     // Let the watch's initial list finish before the clock starts.
     tokio::time::sleep(Duration::from_millis(200)).await;
+    let cpu = CpuClock::start(server_pid);
     let start = Instant::now();
     let created = create_pods(clients, MEASURED_NAMESPACE, w.pods, w.template, concurrency).await?;
     let done = wait_bound(&bound, w.pods, stall).await;
     task.abort();
+    let (server_cpu, driver_cpu) = cpu.elapsed();
     let bound = bound.lock().map(|m| m.clone()).unwrap_or_default();
     let mut latencies: Vec<Duration> = bound
         .iter()
@@ -308,6 +326,12 @@ pub async fn run_workload_on(
             row.pods_per_sec = row.scheduled as f64 / secs;
         }
     }
+    if let Ok(n) = u32::try_from(row.scheduled)
+        && n > 0
+    {
+        row.server_cpu_per_pod = server_cpu.map(|d| d / n);
+        row.driver_cpu_per_pod = driver_cpu.map(|d| d / n);
+    }
     row.p50 = percentile(&latencies, 50);
     row.p99 = percentile(&latencies, 99);
     if !done {
@@ -321,6 +345,36 @@ pub async fn run_workload_on(
     }
     hollow.shutdown().await;
     Ok(row)
+}
+
+/// CPU time spent by the server and by this driver since a phase began.
+struct CpuClock {
+    server: Option<(u32, Duration)>,
+    driver: Option<Duration>,
+}
+
+impl CpuClock {
+    fn start(server_pid: Option<u32>) -> CpuClock {
+        CpuClock {
+            server: server_pid.and_then(|pid| {
+                let at = skiff_sys::process::process_cpu_time(pid).ok()?;
+                Some((pid, at))
+            }),
+            driver: skiff_sys::process::process_cpu_time(std::process::id()).ok(),
+        }
+    }
+
+    /// (server, driver) CPU time since [`CpuClock::start`], where known.
+    fn elapsed(&self) -> (Option<Duration>, Option<Duration>) {
+        let since = |pid: u32, at: Duration| {
+            let now = skiff_sys::process::process_cpu_time(pid).ok()?;
+            Some(now.saturating_sub(at))
+        };
+        (
+            self.server.and_then(|(pid, at)| since(pid, at)),
+            self.driver.and_then(|at| since(std::process::id(), at)),
+        )
+    }
 }
 
 /// The `p`th percentile (nearest rank) of sorted values.
@@ -339,13 +393,24 @@ pub fn format_table(rows: &[Row]) -> String {
             format!("{:.1} ms", d.as_secs_f64() * 1e3)
         })
     };
+    let us = |d: Option<Duration>| d.map_or("-".to_owned(), |d| format!("{} µs", d.as_micros()));
     let mut out = format!(
-        "{:<18} {:>6} {:>7} {:>9} {:>9} {:>11} {:>11} {:>11} {:>8}\n",
-        "workload", "nodes", "pods", "bound", "pods/s", "p50", "p99", "server RSS", "evicted"
+        "{:<18} {:>6} {:>7} {:>9} {:>9} {:>11} {:>11} {:>11} {:>12} {:>12} {:>8}\n",
+        "workload",
+        "nodes",
+        "pods",
+        "bound",
+        "pods/s",
+        "p50",
+        "p99",
+        "server RSS",
+        "server CPU",
+        "driver CPU",
+        "evicted"
     );
     for r in rows {
         out.push_str(&format!(
-            "{:<18} {:>6} {:>7} {:>9} {:>9.0} {:>11} {:>11} {:>11} {:>8}\n",
+            "{:<18} {:>6} {:>7} {:>9} {:>9.0} {:>11} {:>11} {:>11} {:>12} {:>12} {:>8}\n",
             r.workload,
             r.nodes,
             r.pods,
@@ -355,6 +420,8 @@ pub fn format_table(rows: &[Row]) -> String {
             ms(r.p99),
             r.server_rss_kib
                 .map_or("-".to_owned(), |k| format!("{} MiB", k / 1024)),
+            us(r.server_cpu_per_pod),
+            us(r.driver_cpu_per_pod),
             r.evicted.map_or("-".to_owned(), |n| n.to_string()),
         ));
         if !r.note.is_empty() {
@@ -395,12 +462,14 @@ mod tests {
         let rows = [Row {
             workload: "Preemption".into(),
             evicted: Some(7),
+            server_cpu_per_pod: Some(Duration::from_micros(412)),
             ..Row::default()
         }];
         let t = format_table(&rows);
+        assert!(t.lines().next().unwrap().contains("server CPU"), "{t}");
         let line = t.lines().nth(1).unwrap();
         assert!(
-            line.starts_with("Preemption") && line.ends_with(" 7"),
+            line.starts_with("Preemption") && line.ends_with(" 7") && line.contains(" 412 µs "),
             "{t}"
         );
     }

@@ -88,6 +88,11 @@ impl ServerProcess {
         lines[lines.len().saturating_sub(20)..].join("\n")
     }
 
+    /// The server's process ID.
+    pub fn pid(&self) -> u32 {
+        self.child.id()
+    }
+
     /// A field of `/proc/<pid>/status` in KiB (`VmRSS`, `VmHWM`).
     pub fn status_kib(&self, field: &str) -> Option<u64> {
         proc_status_kib(&format!("/proc/{}/status", self.child.id()), field)

@@ -75,11 +75,15 @@ async fn measures_every_bound_pod() {
         8,
         Duration::from_secs(10),
         true,
+        None,
     )
     .await
     .unwrap();
     binder.abort();
     assert_eq!(row.note, "");
+    // The server runs in this process: only the driver's CPU is told.
+    assert!(row.driver_cpu_per_pod.is_some());
+    assert_eq!(row.server_cpu_per_pod, None);
     assert_eq!((row.nodes, row.pods, row.scheduled), (10, 60, 60));
     assert!(row.pods_per_sec > 0.0);
     let (p50, p99) = (row.p50.unwrap(), row.p99.unwrap());
@@ -103,7 +107,7 @@ async fn gives_up_cleanly_without_a_scheduler() {
         .find(|w| w.name == "TopologySpreading")
         .unwrap();
     let started = std::time::Instant::now();
-    let row = bench::run_workload_on(&[client], &w, 8, Duration::from_secs(1), false)
+    let row = bench::run_workload_on(&[client], &w, 8, Duration::from_secs(1), false, None)
         .await
         .unwrap();
     assert!(started.elapsed() < Duration::from_secs(30));

@@ -15,8 +15,8 @@ pub mod pod_exec;
 pub mod pod_log;
 pub mod pod_port_forward;
 mod quota;
-mod rv_splice;
 pub mod services;
+mod splice;
 mod storage_classes;
 mod subresources;
 mod watch;
@@ -532,7 +532,7 @@ impl Registry {
         allocation.commit(&self.store).await;
         self.note_write(info, kv.mod_revision);
         // The stored bytes plus the revision: no second encoding.
-        if let Some(json) = rv_splice::with_resource_version(&bytes, kv.mod_revision) {
+        if let Some(json) = splice::with_resource_version(&bytes, kv.mod_revision) {
             return with_warnings(
                 Ok(response::json_bytes(StatusCode::CREATED, json)),
                 &warnings,
@@ -781,11 +781,25 @@ impl Registry {
             };
         }
         let bytes = to_bytes(&new).map_err(Retry::Fail)?;
+        let rev = self.write_bytes(info, key, name, bytes, rev).await?;
+        set_rv(&mut new, rev);
+        Ok(new)
+    }
+
+    /// Stores `bytes` (an object's stored form) at `key` if it is still at
+    /// revision `rev`; returns the new revision.
+    async fn write_bytes(
+        &self,
+        info: &ResourceInfo,
+        key: &str,
+        name: &str,
+        bytes: Bytes,
+        rev: i64,
+    ) -> Result<i64, Retry> {
         match self.store.update(key, bytes, rev).await {
             Ok(kv) => {
                 self.note_write(info, kv.mod_revision);
-                set_rv(&mut new, kv.mod_revision);
-                Ok(new)
+                Ok(kv.mod_revision)
             }
             Err(StoreError::Conflict { .. }) => Err(Retry::Conflict),
             Err(e) => Err(Retry::Fail(store_error(info, name, e))),

@@ -13,7 +13,8 @@ use skiff_api::status::ApiError;
 use skiff_store::{ListOptions, Store};
 
 use super::{
-    Call, MAX_RETRIES, Registry, Retry, body, decode, dry_run, meta, patch_error, strip_rv,
+    Call, MAX_RETRIES, Registry, Retry, body, decode, dry_run, meta, patch_error, splice, strip_rv,
+    to_bytes,
 };
 use crate::negotiate::Output;
 use crate::response::{self, Body};
@@ -77,48 +78,36 @@ impl Registry {
             .unwrap_or_default();
         let key = info.key(call.req.namespace.as_deref(), name);
         let dry_run = dry_run(call.query)?;
+        let pod_name = format!("{}/{name}", call.req.namespace.as_deref().unwrap_or(""));
         for _ in 0..MAX_RETRIES {
             let current = self.current(info, &key, name).await?;
-            let mut pod = decode(&current)?;
-            let pod_name = format!("{}/{name}", call.req.namespace.as_deref().unwrap_or(""));
-            let conflict = |reason: String| ApiError::Conflict {
-                group: String::new(),
-                resource: "pods/binding".into(),
-                name: name.to_owned(),
-                reason,
+            let now = meta::now_rfc3339();
+            // The plain case edits the stored bytes; the rest decodes.
+            let spliced = (annotations.is_empty() && !dry_run)
+                .then(|| splice::bound_pod(&current.value, node, &now))
+                .flatten();
+            let bytes = match spliced {
+                Some(bytes) => bytes::Bytes::from(bytes),
+                None => {
+                    let mut pod = decode(&current)?;
+                    bind_decoded(&mut pod, node, &annotations, &now).map_err(|e| match e {
+                        BindError::Conflict(reason) => ApiError::Conflict {
+                            group: String::new(),
+                            resource: "pods/binding".into(),
+                            name: name.to_owned(),
+                            reason: format!("pod {pod_name} {reason}"),
+                        },
+                        BindError::Api(e) => e,
+                    })?;
+                    if dry_run {
+                        return Ok(created_status());
+                    }
+                    strip_rv(&mut pod);
+                    to_bytes(&pod)?
+                }
             };
-            if !meta::meta_str(&pod, "deletionTimestamp").is_empty() {
-                return Err(conflict(format!(
-                    "pod {pod_name} is being deleted, cannot be assigned to a host"
-                )));
-            }
-            let assigned = pod
-                .pointer("/spec/nodeName")
-                .and_then(Value::as_str)
-                .unwrap_or("");
-            if !assigned.is_empty() {
-                return Err(conflict(format!(
-                    "pod {pod_name} is already assigned to node {assigned:?}"
-                )));
-            }
-            pod["spec"]["nodeName"] = Value::String(node.to_owned());
-            if !annotations.is_empty() {
-                let m = meta::meta_mut(&mut pod)?;
-                let target = m.entry("annotations").or_insert_with(|| json!({}));
-                if !target.is_object() {
-                    *target = json!({});
-                }
-                for (k, v) in &annotations {
-                    target[k] = v.clone();
-                }
-            }
-            set_condition(&mut pod, "PodScheduled", "True");
-            if dry_run {
-                return Ok(created_status());
-            }
-            strip_rv(&mut pod);
             match self
-                .write_update(info, &key, name, pod, current.mod_revision)
+                .write_bytes(info, &key, name, bytes, current.mod_revision)
                 .await
             {
                 Ok(_) => return Ok(created_status()),
@@ -404,7 +393,52 @@ impl Registry {
 
 /// Sets (or adds) a pod condition to `status`, with a new transition time
 /// when the status changes.
-fn set_condition(pod: &mut Value, kind: &str, status: &str) {
+/// Why a decoded pod was not bound.
+enum BindError {
+    /// It may not be: the end of the conflict message.
+    Conflict(String),
+    /// Its metadata is not an object.
+    Api(ApiError),
+}
+
+/// `pod` (decoded) bound to `node` with the binding's `annotations` and a
+/// PodScheduled=True condition stamped `now`.
+fn bind_decoded(
+    pod: &mut Value,
+    node: &str,
+    annotations: &serde_json::Map<String, Value>,
+    now: &str,
+) -> Result<(), BindError> {
+    if !meta::meta_str(pod, "deletionTimestamp").is_empty() {
+        return Err(BindError::Conflict(
+            "is being deleted, cannot be assigned to a host".into(),
+        ));
+    }
+    let assigned = pod
+        .pointer("/spec/nodeName")
+        .and_then(Value::as_str)
+        .unwrap_or("");
+    if !assigned.is_empty() {
+        return Err(BindError::Conflict(format!(
+            "is already assigned to node {assigned:?}"
+        )));
+    }
+    pod["spec"]["nodeName"] = Value::String(node.to_owned());
+    if !annotations.is_empty() {
+        let m = meta::meta_mut(pod).map_err(BindError::Api)?;
+        let target = m.entry("annotations").or_insert_with(|| json!({}));
+        if !target.is_object() {
+            *target = json!({});
+        }
+        for (k, v) in annotations {
+            target[k] = v.clone();
+        }
+    }
+    set_condition(pod, "PodScheduled", "True", now);
+    Ok(())
+}
+
+fn set_condition(pod: &mut Value, kind: &str, status: &str, now: &str) {
     if !pod.get("status").is_some_and(Value::is_object) {
         pod["status"] = json!({});
     }
@@ -415,7 +449,7 @@ fn set_condition(pod: &mut Value, kind: &str, status: &str) {
     let Some(list) = conditions.as_array_mut() else {
         return;
     };
-    let now = Value::String(meta::now_rfc3339());
+    let now = Value::String(now.to_owned());
     match list
         .iter_mut()
         .find(|c| c.get("type").and_then(Value::as_str) == Some(kind))
@@ -530,11 +564,114 @@ mod tests {
     #[test]
     fn conditions_are_set_once() {
         let mut pod = json!({"status": {"phase": "Pending"}});
-        set_condition(&mut pod, "PodScheduled", "True");
-        set_condition(&mut pod, "PodScheduled", "True");
+        set_condition(&mut pod, "PodScheduled", "True", "2026-01-01T00:00:00Z");
+        set_condition(&mut pod, "PodScheduled", "True", "2026-01-02T00:00:00Z");
         let c = pod["status"]["conditions"].as_array().unwrap();
         assert_eq!(c.len(), 1);
         assert_eq!(c[0]["status"], "True");
+    }
+
+    /// What the decode path stores for a binding of `pod` to `node`.
+    fn bound_by_decoding(pod: &Value, node: &str, now: &str) -> Result<Vec<u8>, String> {
+        let mut pod = pod.clone();
+        match bind_decoded(&mut pod, node, &serde_json::Map::new(), now) {
+            Ok(()) => Ok(serde_json::to_vec(&pod).unwrap()),
+            Err(BindError::Conflict(reason)) => Err(reason),
+            Err(BindError::Api(e)) => Err(e.to_string()),
+        }
+    }
+
+    #[test]
+    fn a_spliced_binding_stores_what_decoding_would() {
+        let managed = json!([{"manager": "kubectl", "operation": "Update",
+            "fieldsV1": {"f:spec": {"f:containers": {"k:{\"name\":\"c\"}": {".": {}}}}}}]);
+        let pods = [
+            json!({"metadata": {"name": "a"}, "spec": {}}),
+            json!({"apiVersion": "v1", "kind": "Pod",
+                "metadata": {"name": "a", "namespace": "n", "managedFields": managed, "uid": "u"},
+                "spec": {"containers": [{"name": "c", "image": "i"}], "schedulerName": "default-scheduler"},
+                "status": {"phase": "Pending", "qosClass": "BestEffort"}}),
+            json!({"metadata": {"name": "a"}, "spec": {"nodeName": "", "priority": 0}, "status": {}}),
+            json!({"metadata": {"name": "a"}, "spec": {"affinity": {"x": "}]"}, "nodeSelector": {"k": "v"}},
+                "status": {"phase": "Pending"}}),
+            json!({"metadata": {"name": "a"}, "spec": {"zzz": true}, "zzz": null}),
+            json!({"metadata": {"name": "a"}, "spec": {"a": 1}, "status": {"podIP": "1.2.3.4"}}),
+        ];
+        for pod in &pods {
+            let stored = serde_json::to_vec(pod).unwrap();
+            for node in ["n1", "node-\u{e9}\"\\"] {
+                let want = bound_by_decoding(pod, node, "2026-12-04T05:00:00Z").unwrap();
+                let got = splice::bound_pod(&stored, node, "2026-12-04T05:00:00Z")
+                    .unwrap_or_else(|| panic!("not spliced: {pod}"));
+                assert_eq!(
+                    String::from_utf8(got).unwrap(),
+                    String::from_utf8(want).unwrap(),
+                    "{pod}"
+                );
+            }
+        }
+    }
+
+    #[test]
+    fn a_binding_decodes_what_it_cannot_splice() {
+        let now = "2026-12-04T05:00:00Z";
+        // (pod, the decode path's conflict if any)
+        let cases = [
+            (
+                json!({"metadata": {"name": "a", "deletionTimestamp": "2026-12-04T04:00:00Z"}, "spec": {}}),
+                Some("is being deleted, cannot be assigned to a host"),
+            ),
+            (
+                json!({"metadata": {"name": "a"}, "spec": {"nodeName": "n0"}}),
+                Some("is already assigned to node \"n0\""),
+            ),
+            (
+                json!({"metadata": {"name": "a"}, "spec": {},
+                    "status": {"conditions": [{"type": "PodScheduled", "status": "False"}]}}),
+                None,
+            ),
+            (
+                json!({"metadata": {"name": "a"}, "spec": {}, "status": null}),
+                None,
+            ),
+            (
+                json!({"metadata": {"name": "a"}, "spec": {"nodeName": null}}),
+                None,
+            ),
+            (json!({"metadata": {"name": "a"}}), None),
+        ];
+        for (pod, conflict) in cases {
+            let stored = serde_json::to_vec(&pod).unwrap();
+            assert_eq!(splice::bound_pod(&stored, "n1", now), None, "{pod}");
+            let decoded = bound_by_decoding(&pod, "n1", now);
+            match conflict {
+                Some(reason) => assert_eq!(decoded, Err(reason.to_owned())),
+                None => {
+                    let v: Value = serde_json::from_slice(&decoded.unwrap()).unwrap();
+                    assert_eq!(v["spec"]["nodeName"], "n1");
+                    let c = v["status"]["conditions"].as_array().unwrap();
+                    assert_eq!(c.iter().filter(|c| c["type"] == "PodScheduled").count(), 1);
+                    assert!(
+                        c.iter()
+                            .all(|c| c["type"] != "PodScheduled" || c["status"] == "True")
+                    );
+                }
+            }
+        }
+        // Not stored by serde_json: unsorted or escaped keys on the path.
+        for odd in [
+            &br#"{"spec":{},"metadata":{"name":"a"}}"#[..],
+            br#"{"metadata":{"name":"a"},"spec":{"schedulerName":"s","containers":[]}}"#,
+            br#"{"metadata":{"n\u0061me":"a"},"spec":{}}"#,
+            br#"{"metadata":{"name":"a"},"spec":{},"status":{"conditions":[]}}"#,
+        ] {
+            assert_eq!(
+                splice::bound_pod(odd, "n1", now),
+                None,
+                "{}",
+                String::from_utf8_lossy(odd)
+            );
+        }
     }
 
     #[test]

@@ -263,6 +263,89 @@ async fn binding_assigns_a_node_once() {
     server.shutdown().await;
 }
 
+/// The scheduler's plain binding (no annotations), which the server makes
+/// by editing the stored bytes: the pod reads back whole, with its node, a
+/// PodScheduled condition and a new resourceVersion; and the conflicts.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn plain_binding_keeps_the_rest_of_the_pod() {
+    let dir = tempfile::tempdir().unwrap();
+    let (server, client) = start(dir.path(), 0).await;
+    let (code, before) = json_req(
+        &client,
+        "POST",
+        PODS,
+        pod("plain", None, json!({"app": "x"})),
+    )
+    .await;
+    assert_eq!(code, 201);
+    let binding = |name: &str| {
+        json!({"apiVersion": "v1", "kind": "Binding", "metadata": {"name": name},
+            "target": {"apiVersion": "v1", "kind": "Node", "name": "n2"}})
+    };
+    let (code, status) = json_req(
+        &client,
+        "POST",
+        &format!("{PODS}/plain/binding"),
+        binding("plain"),
+    )
+    .await;
+    assert_eq!(code, 201, "{status}");
+    let (_, after) = json_req(&client, "GET", &format!("{PODS}/plain"), Value::Null).await;
+    assert_eq!(after["spec"]["nodeName"], "n2");
+    let conditions = after["status"]["conditions"].as_array().unwrap();
+    assert_eq!(conditions.len(), 1, "{after}");
+    assert_eq!(conditions[0]["type"], "PodScheduled");
+    assert_eq!(conditions[0]["status"], "True");
+    assert!(conditions[0]["lastTransitionTime"].is_string());
+    let rv = |p: &Value| {
+        p["metadata"]["resourceVersion"]
+            .as_str()
+            .unwrap()
+            .parse::<i64>()
+            .unwrap()
+    };
+    assert!(rv(&after) > rv(&before));
+    // Nothing else changed.
+    let mut expected = before.clone();
+    expected["spec"]["nodeName"] = json!("n2");
+    expected["status"]["conditions"] = after["status"]["conditions"].clone();
+    expected["metadata"]["resourceVersion"] = after["metadata"]["resourceVersion"].clone();
+    assert_eq!(after, expected);
+    let (code, status) = json_req(
+        &client,
+        "POST",
+        &format!("{PODS}/plain/binding"),
+        binding("plain"),
+    )
+    .await;
+    assert_eq!(code, 409);
+    assert_eq!(
+        status["message"],
+        "Operation cannot be fulfilled on pods/binding \"plain\": pod default/plain is already assigned to node \"n2\""
+    );
+
+    // A pod being deleted (held by a finalizer) is not bound.
+    let mut held = pod("held", None, json!({}));
+    held["metadata"]["finalizers"] = json!(["example.com/hold"]);
+    let (code, _) = json_req(&client, "POST", PODS, held).await;
+    assert_eq!(code, 201);
+    let (code, _) = json_req(&client, "DELETE", &format!("{PODS}/held"), Value::Null).await;
+    assert_eq!(code, 200);
+    let (code, status) = json_req(
+        &client,
+        "POST",
+        &format!("{PODS}/held/binding"),
+        binding("held"),
+    )
+    .await;
+    assert_eq!(code, 409);
+    assert_eq!(
+        status["message"],
+        "Operation cannot be fulfilled on pods/binding \"held\": pod default/held is being deleted, cannot be assigned to a host"
+    );
+    server.shutdown().await;
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn eviction_honours_disruption_budgets() {
     let dir = tempfile::tempdir().unwrap();

@@ -14,7 +14,7 @@ use skiff_api::resources::{RESOURCES, ResourceInfo};
 use skiff_api::selector::{self, fields::FieldSelector, labels::Selector};
 
 use super::selectable;
-use crate::registry::rv_splice::with_resource_version;
+use crate::registry::splice::with_resource_version;
 use crate::registry::{matches, set_rv};
 
 /// One cached object.

@@ -7,10 +7,10 @@
 //!
 //! An edit sets one member of an object at the place serde_json's sorted map
 //! would put it, so the result is what decoding, setting and encoding would
-//! give. The scan reads only the keys of the objects on the path and skips
-//! their values; it gives up (`None`, so callers decode instead) on
-//! anything unusual: a path that is not objects, escaped or unsorted keys,
-//! malformed JSON.
+//! give. The scan reads the keys of the objects on the path up to the
+//! place it looks for and skips their values; it gives up (`None`, so
+//! callers decode instead) on anything unusual it reads: a path that is not
+//! objects, escaped, repeated or unsorted keys, malformed JSON.
 
 use std::cmp::Ordering;
 
@@ -32,78 +32,115 @@ pub(crate) fn with_resource_version(json: &[u8], rv: i64) -> Option<Vec<u8>> {
 /// and without conditions; anything else is `None` (decode instead, which
 /// also tells the conflicts).
 pub(crate) fn bound_pod(json: &[u8], node: &str, now: &str) -> Option<Vec<u8>> {
-    let meta = object_at(json, &["metadata"])?;
-    if matches!(locate(json, meta, b"deletionTimestamp")?, Place::Value(..)) {
+    // One pass over the top level finds metadata, spec and where status is
+    // or goes (it sorts after spec, so its edit comes second).
+    let (mut meta, mut spec, mut status) = (None, None, None);
+    let mut top = Members::new(json, skip_ws(json, 0))?;
+    while status.is_none() {
+        match top.next()? {
+            Some(m) if m.key == b"metadata" => meta = Some(m.value.0),
+            Some(m) if m.key == b"spec" => spec = Some(m.value.0),
+            Some(m) if m.key == b"status" => status = Some(Place::Value(m.value.0, m.value.1)),
+            Some(m) if m.key > b"status".as_slice() => status = Some(Place::Insert(m.key_start)),
+            Some(_) => {}
+            None => {
+                status = Some(Place::Append {
+                    close: top.i,
+                    empty: false,
+                })
+            }
+        }
+    }
+    if matches!(locate(json, meta?, b"deletionTimestamp")?, Place::Value(..)) {
         return None;
     }
-    let spec = object_at(json, &["spec"])?;
-    if let Place::Value(start, end) = locate(json, spec, b"nodeName")?
-        && &json[start..end] != b"\"\""
-    {
-        return None;
-    }
+    let node_place = match locate(json, spec?, b"nodeName")? {
+        Place::Value(start, end) if &json[start..end] != b"\"\"" => return None,
+        place => place,
+    };
     let node = serde_json::to_string(node).ok()?;
-    let bound = set_member(json, &["spec"], "nodeName", node.as_bytes())?;
     let conditions = format!(
         "[{{\"lastProbeTime\":null,\"lastTransitionTime\":{},\"status\":\"True\",\"type\":\"PodScheduled\"}}]",
         serde_json::to_string(now).ok()?
     );
-    let top = object_at(&bound, &[])?;
-    match locate(&bound, top, b"status")? {
-        Place::Value(start, _) => {
-            if bound.get(start) != Some(&b'{')
-                || !matches!(
-                    locate(&bound, start, b"conditions")?,
-                    Place::Insert(_) | Place::Append { .. }
-                )
-            {
-                return None;
-            }
-            set_member(&bound, &["status"], "conditions", conditions.as_bytes())
-        }
-        _ => set_member(
-            &bound,
-            &[],
+    let status_edit = match status? {
+        Place::Value(start, _) => match locate(json, start, b"conditions")? {
+            Place::Value(..) => return None,
+            place => Edit::new(place, "conditions", conditions.as_bytes()),
+        },
+        place => Edit::new(
+            place,
             "status",
             format!("{{\"conditions\":{conditions}}}").as_bytes(),
         ),
-    }
+    };
+    let edits = [
+        Edit::new(node_place, "nodeName", node.as_bytes()),
+        status_edit,
+    ];
+    Some(Edit::apply(json, &edits))
 }
 
 /// `json` with member `key` of the object at `path` set to the JSON
 /// `value` (replaced where present, else inserted in sorted place).
 pub(crate) fn set_member(json: &[u8], path: &[&str], key: &str, value: &[u8]) -> Option<Vec<u8>> {
     let object = object_at(json, path)?;
-    let mut out = Vec::with_capacity(json.len() + key.len() + value.len() + 4);
-    match locate(json, object, key.as_bytes())? {
-        Place::Value(start, end) => {
-            out.extend_from_slice(&json[..start]);
-            out.extend_from_slice(value);
-            out.extend_from_slice(&json[end..]);
-        }
-        Place::Insert(at) => {
-            out.extend_from_slice(&json[..at]);
-            push_member(&mut out, key, value);
-            out.push(b',');
-            out.extend_from_slice(&json[at..]);
-        }
-        Place::Append { close, empty } => {
-            out.extend_from_slice(&json[..close]);
-            if !empty {
-                out.push(b',');
-            }
-            push_member(&mut out, key, value);
-            out.extend_from_slice(&json[close..]);
-        }
-    }
-    Some(out)
+    let place = locate(json, object, key.as_bytes())?;
+    Some(Edit::apply(json, &[Edit::new(place, key, value)]))
 }
 
-fn push_member(out: &mut Vec<u8>, key: &str, value: &[u8]) {
-    out.push(b'"');
-    out.extend_from_slice(key.as_bytes());
-    out.extend_from_slice(b"\":");
-    out.extend_from_slice(value);
+/// Bytes `from..to` of the input replaced by `text`.
+struct Edit {
+    from: usize,
+    to: usize,
+    text: Vec<u8>,
+}
+
+impl Edit {
+    /// Member `key` set to `value` at `place`.
+    fn new(place: Place, key: &str, value: &[u8]) -> Edit {
+        let member = |lead: &[u8], trail: &[u8]| {
+            let mut text = Vec::with_capacity(key.len() + value.len() + 5);
+            text.extend_from_slice(lead);
+            text.push(b'"');
+            text.extend_from_slice(key.as_bytes());
+            text.extend_from_slice(b"\":");
+            text.extend_from_slice(value);
+            text.extend_from_slice(trail);
+            text
+        };
+        match place {
+            Place::Value(from, to) => Edit {
+                from,
+                to,
+                text: value.to_vec(),
+            },
+            Place::Insert(at) => Edit {
+                from: at,
+                to: at,
+                text: member(b"", b","),
+            },
+            Place::Append { close, empty } => Edit {
+                from: close,
+                to: close,
+                text: member(if empty { b"" } else { b"," }, b""),
+            },
+        }
+    }
+
+    /// `json` with `edits` (in order, not overlapping) made.
+    fn apply(json: &[u8], edits: &[Edit]) -> Vec<u8> {
+        let grow: usize = edits.iter().map(|e| e.text.len()).sum();
+        let mut out = Vec::with_capacity(json.len() + grow);
+        let mut at = 0;
+        for e in edits {
+            out.extend_from_slice(&json[at..e.from]);
+            out.extend_from_slice(&e.text);
+            at = e.to;
+        }
+        out.extend_from_slice(&json[at..]);
+        out
+    }
 }
 
 /// Where a key is, or goes, in an object.
@@ -130,54 +167,91 @@ fn object_at(json: &[u8], path: &[&str]) -> Option<usize> {
     (json.get(at) == Some(&b'{')).then_some(at)
 }
 
-/// Where `key` is, or goes, in the object whose `{` is at `start`. Reads
-/// every member, so a key is never missed: escaped, repeated or unsorted
-/// keys give up.
+/// Where `key` is, or goes, in the object whose `{` is at `start`. The
+/// keys are read in order up to `key`'s place: stored objects are
+/// serde_json's output, sorted without repeats, so a key is found where it
+/// sorts; keys out of that order, or escaped, give up.
 fn locate(json: &[u8], start: usize, key: &[u8]) -> Option<Place> {
-    if json.get(start) != Some(&b'{') {
-        return None;
-    }
-    let mut i = skip_ws(json, start + 1);
-    if json.get(i)? == &b'}' {
-        return Some(Place::Append {
-            close: i,
-            empty: true,
-        });
-    }
-    let mut found = None;
-    let mut previous: Option<&[u8]> = None;
+    let mut members = Members::new(json, start)?;
+    let mut empty = true;
     loop {
-        let key_start = i;
-        let key_end = skip_string(json, i)?;
-        let k = &json[key_start + 1..key_end - 1];
-        if k.contains(&b'\\') || previous.is_some_and(|p| p >= k) {
+        let Some(m) = members.next()? else {
+            return Some(Place::Append {
+                close: members.i,
+                empty,
+            });
+        };
+        empty = false;
+        match m.key.cmp(key) {
+            Ordering::Less => {}
+            Ordering::Equal => return Some(Place::Value(m.value.0, m.value.1)),
+            Ordering::Greater => return Some(Place::Insert(m.key_start)),
+        }
+    }
+}
+
+/// One member of an object.
+struct Member<'a> {
+    key: &'a [u8],
+    /// Where its key's opening quote is.
+    key_start: usize,
+    /// Its value's byte range.
+    value: (usize, usize),
+}
+
+/// Reads an object's members in order, checking that their keys are plain
+/// and strictly increasing.
+struct Members<'a> {
+    json: &'a [u8],
+    /// Where reading goes on; at the closing brace once the last member
+    /// was read.
+    i: usize,
+    first: bool,
+    previous: Option<&'a [u8]>,
+}
+
+impl<'a> Members<'a> {
+    /// The members of the object whose `{` is at `start`.
+    fn new(json: &'a [u8], start: usize) -> Option<Members<'a>> {
+        (json.get(start) == Some(&b'{')).then(|| Members {
+            json,
+            i: skip_ws(json, start + 1),
+            first: true,
+            previous: None,
+        })
+    }
+
+    /// The next member; `Some(None)` at the closing brace; `None` when the
+    /// object is malformed or not as serde_json writes it.
+    fn next(&mut self) -> Option<Option<Member<'a>>> {
+        let json = self.json;
+        match json.get(self.i)? {
+            b'}' => return Some(None),
+            b',' if !self.first => self.i = skip_ws(json, self.i + 1),
+            _ if self.first => {}
+            _ => return None,
+        }
+        self.first = false;
+        let key_start = self.i;
+        let key_end = skip_string(json, key_start)?;
+        let key = &json[key_start + 1..key_end - 1];
+        if key.contains(&b'\\') || self.previous.is_some_and(|p| p >= key) {
             return None;
         }
-        previous = Some(k);
+        self.previous = Some(key);
         let colon = skip_ws(json, key_end);
         if json.get(colon) != Some(&b':') {
             return None;
         }
         let value_start = skip_ws(json, colon + 1);
         let value_end = skip_value(json, value_start)?;
-        match k.cmp(key) {
-            Ordering::Less => {}
-            Ordering::Equal => found = Some(Place::Value(value_start, value_end)),
-            Ordering::Greater => {
-                found.get_or_insert(Place::Insert(key_start));
-            }
-        }
-        i = skip_ws(json, value_end);
-        match json.get(i)? {
-            b',' => i = skip_ws(json, i + 1),
-            b'}' => break,
-            _ => return None,
-        }
+        self.i = skip_ws(json, value_end);
+        Some(Some(Member {
+            key,
+            key_start,
+            value: (value_start, value_end),
+        }))
     }
-    Some(found.unwrap_or(Place::Append {
-        close: i,
-        empty: false,
-    }))
 }
 
 fn skip_ws(b: &[u8], mut i: usize) -> usize {
@@ -193,14 +267,14 @@ fn skip_string(b: &[u8], i: usize) -> Option<usize> {
         return None;
     }
     let mut j = i + 1;
-    while j < b.len() {
-        match b[j] {
-            b'\\' => j += 2,
-            b'"' => return Some(j + 1),
-            _ => j += 1,
+    loop {
+        let k = j + memchr::memchr2(b'"', b'\\', b.get(j..)?)?;
+        if b[k] == b'"' {
+            return Some(k + 1);
         }
+        // An escape: skip the escaped byte.
+        j = k + 2;
     }
-    None
 }
 
 /// Just after the value starting at `i`.
@@ -335,10 +409,11 @@ mod tests {
             b"{\"metadata\": {\"name\": \"a\"",
             b"{\"metadata\" {}}",
             b"{\"a\": 1 \"metadata\": {}}",
-            // Unsorted or repeated keys: not serde_json's output.
-            b"{\"metadata\": {\"uid\": \"u\", \"name\": \"a\"}}",
+            // Unsorted or repeated keys before the place: not serde_json's
+            // output.
+            b"{\"metadata\": {\"name\": \"a\", \"labels\": {}}}",
             b"{\"metadata\": {\"name\": \"a\", \"name\": \"b\"}}",
-            b"{\"metadata\": {}, \"metadata\": {}}",
+            b"{\"kind\": \"Pod\", \"apiVersion\": \"v1\", \"metadata\": {}}",
             b"",
         ] {
             assert_eq!(

@@ -661,7 +661,7 @@ mod tests {
         // Not stored by serde_json: unsorted or escaped keys on the path.
         for odd in [
             &br#"{"spec":{},"metadata":{"name":"a"}}"#[..],
-            br#"{"metadata":{"name":"a"},"spec":{"schedulerName":"s","containers":[]}}"#,
+            br#"{"metadata":{"name":"a"},"spec":{"containers":[],"affinity":{}}}"#,
             br#"{"metadata":{"n\u0061me":"a"},"spec":{}}"#,
             br#"{"metadata":{"name":"a"},"spec":{},"status":{"conditions":[]}}"#,
         ] {

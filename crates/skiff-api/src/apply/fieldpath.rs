@@ -2,7 +2,7 @@
 //! (`sigs.k8s.io/structured-merge-diff/v4/fieldpath`), and their `FieldsV1`
 //! JSON encoding (`f:name`, `k:{"name":"c"}`, `v:"x"`, `i:0`, `.`).
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, btree_map};
 use std::fmt;
 
 use serde_json::{Map, Value};
@@ -156,13 +156,45 @@ impl<'a> Cursor<'a> {
         }
     }
 
-    /// [`Cursor::child`] without giving this cursor up.
-    pub(crate) fn child_mut(&mut self, pe: &PathElement) -> Cursor<'_> {
-        Cursor {
-            node: &mut *self.node,
-            root: self.root,
+    /// Adds `sub` here: this node becomes it, or takes in its members
+    /// (the root still never a member).
+    pub(crate) fn graft(self, sub: Subtree) {
+        let mut node = sub.0;
+        if self.root {
+            node.member = false;
         }
-        .child(pe)
+        if self.node.is_empty() {
+            *self.node = node;
+        } else {
+            self.node.merge_owned(node);
+        }
+    }
+}
+
+/// Part of a set built from the leaves up before it joins the set (see
+/// [`Cursor::graft`]): its nodes are all members, made once each, and
+/// their path elements moved in rather than copied.
+#[derive(Debug)]
+pub(crate) struct Subtree(Node);
+
+impl Subtree {
+    /// A member with nothing below it yet.
+    pub(crate) fn member() -> Subtree {
+        Subtree(Node {
+            member: true,
+            children: BTreeMap::new(),
+        })
+    }
+
+    /// Adds `child` below at `pe`, merged with what an equal element
+    /// added before.
+    pub(crate) fn add(&mut self, pe: PathElement, child: Subtree) {
+        match self.0.children.entry(pe) {
+            btree_map::Entry::Vacant(e) => {
+                e.insert(child.0);
+            }
+            btree_map::Entry::Occupied(mut e) => e.get_mut().merge_owned(child.0),
+        }
     }
 }
 
@@ -189,6 +221,19 @@ impl Node {
                 None => {
                     self.children.insert(pe.clone(), theirs.clone());
                 }
+            }
+        }
+    }
+
+    /// [`Node::merge`] taking `other` whole: nothing copied.
+    fn merge_owned(&mut self, other: Node) {
+        self.member |= other.member;
+        for (pe, theirs) in other.children {
+            match self.children.entry(pe) {
+                btree_map::Entry::Vacant(e) => {
+                    e.insert(theirs);
+                }
+                btree_map::Entry::Occupied(mut e) => e.get_mut().merge_owned(theirs),
             }
         }
     }

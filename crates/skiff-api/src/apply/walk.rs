@@ -5,7 +5,7 @@
 use serde_json::{Map, Value};
 
 use super::ApplyError;
-use super::fieldpath::{Cursor, FieldSet, Path, PathElement, canonical, path_string};
+use super::fieldpath::{FieldSet, Path, PathElement, Subtree, canonical, path_string};
 use crate::patch::{ListType, MAX_DEPTH, PatchSchema};
 
 /// Where a value sits: the schema of its type and, for lists, their type.
@@ -182,38 +182,40 @@ pub(crate) fn compare(old: &Value, new: &Value, ctx: Ctx) -> Result<Comparison, 
 /// Every node of `v` at `path` and below: the path itself, fields,
 /// elements of itemized lists (elements that cannot be keyed are skipped).
 fn nodes(v: &Value, ctx: Ctx, path: &mut Path, into: &mut FieldSet) -> Result<(), ApplyError> {
-    let at = into.cursor(path);
-    nodes_at(v, ctx, path, at)
+    let sub = subtree(v, ctx, path)?;
+    into.cursor(path).graft(sub);
+    Ok(())
 }
 
-/// [`nodes`] below a cursor already at `path`: each node is reached from
-/// its parent, not looked up from the root.
-fn nodes_at(v: &Value, ctx: Ctx, path: &mut Path, mut at: Cursor<'_>) -> Result<(), ApplyError> {
+/// [`nodes`] as a subtree built from the leaves up: each node is made once
+/// and its children added in order, none looked up from the root.
+fn subtree(v: &Value, ctx: Ctx, path: &mut Path) -> Result<Subtree, ApplyError> {
     too_deep(path)?;
-    at.mark();
+    let mut node = Subtree::member();
     match v {
         Value::Object(m) => {
             for (k, child) in m {
-                let pe = PathElement::Field(k.clone());
-                let below = at.child_mut(&pe);
-                path.push(pe);
-                nodes_at(child, ctx.field(k), path, below)?;
-                path.pop();
+                path.push(PathElement::Field(k.clone()));
+                let below = subtree(child, ctx.field(k), path)?;
+                if let Some(pe) = path.pop() {
+                    node.add(pe, below);
+                }
             }
         }
         Value::Array(items) if ctx.itemized() => {
             for item in items {
                 if let Ok(pe) = item_element(&ctx, item, path) {
-                    let below = at.child_mut(&pe);
                     path.push(pe);
-                    nodes_at(item, ctx.element(), path, below)?;
-                    path.pop();
+                    let below = subtree(item, ctx.element(), path)?;
+                    if let Some(pe) = path.pop() {
+                        node.add(pe, below);
+                    }
                 }
             }
         }
         _ => {}
     }
-    Ok(())
+    Ok(node)
 }
 
 /// The itemized elements of a list by path element (first occurrence wins).

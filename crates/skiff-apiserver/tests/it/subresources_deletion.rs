@@ -278,18 +278,18 @@ async fn plain_binding_keeps_the_rest_of_the_pod() {
     )
     .await;
     assert_eq!(code, 201);
-    let binding = |name: &str| {
-        json!({"apiVersion": "v1", "kind": "Binding", "metadata": {"name": name},
-            "target": {"apiVersion": "v1", "kind": "Node", "name": "n2"}})
+    let bind = async |name: &str| {
+        let binding = json!({"apiVersion": "v1", "kind": "Binding", "metadata": {"name": name},
+            "target": {"apiVersion": "v1", "kind": "Node", "name": "n2"}});
+        let url = format!("{PODS}/{name}/binding");
+        let (code, status) = json_req(&client, "POST", &url, binding).await;
+        (
+            code,
+            status["message"].as_str().unwrap_or_default().to_owned(),
+        )
     };
-    let (code, status) = json_req(
-        &client,
-        "POST",
-        &format!("{PODS}/plain/binding"),
-        binding("plain"),
-    )
-    .await;
-    assert_eq!(code, 201, "{status}");
+    let (code, message) = bind("plain").await;
+    assert_eq!(code, 201, "{message}");
     let (_, after) = json_req(&client, "GET", &format!("{PODS}/plain"), Value::Null).await;
     assert_eq!(after["spec"]["nodeName"], "n2");
     let conditions = after["status"]["conditions"].as_array().unwrap();
@@ -311,17 +311,9 @@ async fn plain_binding_keeps_the_rest_of_the_pod() {
     expected["status"]["conditions"] = after["status"]["conditions"].clone();
     expected["metadata"]["resourceVersion"] = after["metadata"]["resourceVersion"].clone();
     assert_eq!(after, expected);
-    let (code, status) = json_req(
-        &client,
-        "POST",
-        &format!("{PODS}/plain/binding"),
-        binding("plain"),
-    )
-    .await;
-    assert_eq!(code, 409);
     assert_eq!(
-        status["message"],
-        "Operation cannot be fulfilled on pods/binding \"plain\": pod default/plain is already assigned to node \"n2\""
+        bind("plain").await,
+        (409, "Operation cannot be fulfilled on pods/binding \"plain\": pod default/plain is already assigned to node \"n2\"".to_owned())
     );
 
     // A pod being deleted (held by a finalizer) is not bound.
@@ -331,17 +323,9 @@ async fn plain_binding_keeps_the_rest_of_the_pod() {
     assert_eq!(code, 201);
     let (code, _) = json_req(&client, "DELETE", &format!("{PODS}/held"), Value::Null).await;
     assert_eq!(code, 200);
-    let (code, status) = json_req(
-        &client,
-        "POST",
-        &format!("{PODS}/held/binding"),
-        binding("held"),
-    )
-    .await;
-    assert_eq!(code, 409);
     assert_eq!(
-        status["message"],
-        "Operation cannot be fulfilled on pods/binding \"held\": pod default/held is being deleted, cannot be assigned to a host"
+        bind("held").await,
+        (409, "Operation cannot be fulfilled on pods/binding \"held\": pod default/held is being deleted, cannot be assigned to a host".to_owned())
     );
     server.shutdown().await;
 }

@@ -27,11 +27,11 @@ pub(crate) fn with_resource_version(json: &[u8], rv: i64) -> Option<Vec<u8>> {
 }
 
 /// The stored pod `json` bound to `node` as `pods/binding` binds it:
-/// `spec.nodeName` set and a PodScheduled=True condition added, stamped
-/// `now`. Only the plain case: a pod not being deleted, not yet assigned,
-/// and without conditions; anything else is `None` (decode instead, which
-/// also tells the conflicts).
-pub(crate) fn bound_pod(json: &[u8], node: &str, now: &str) -> Option<Vec<u8>> {
+/// `spec.nodeName` set and `conditions` (the JSON of the list it starts,
+/// the PodScheduled one) added. Only the plain case: a pod not being
+/// deleted, not yet assigned, and without conditions; anything else is
+/// `None` (decode instead, which also tells the conflicts).
+pub(crate) fn bound_pod(json: &[u8], node: &str, conditions: &[u8]) -> Option<Vec<u8>> {
     // One pass over the top level finds metadata, spec and where status is
     // or goes (it sorts after spec, so its edit comes second).
     let (mut meta, mut spec, mut status) = (None, None, None);
@@ -46,7 +46,7 @@ pub(crate) fn bound_pod(json: &[u8], node: &str, now: &str) -> Option<Vec<u8>> {
             None => {
                 status = Some(Place::Append {
                     close: top.i,
-                    empty: false,
+                    empty: top.first,
                 })
             }
         }
@@ -59,20 +59,17 @@ pub(crate) fn bound_pod(json: &[u8], node: &str, now: &str) -> Option<Vec<u8>> {
         place => place,
     };
     let node = serde_json::to_string(node).ok()?;
-    let conditions = format!(
-        "[{{\"lastProbeTime\":null,\"lastTransitionTime\":{},\"status\":\"True\",\"type\":\"PodScheduled\"}}]",
-        serde_json::to_string(now).ok()?
-    );
     let status_edit = match status? {
         Place::Value(start, _) => match locate(json, start, b"conditions")? {
             Place::Value(..) => return None,
-            place => Edit::new(place, "conditions", conditions.as_bytes()),
+            place => Edit::new(place, "conditions", conditions),
         },
-        place => Edit::new(
-            place,
-            "status",
-            format!("{{\"conditions\":{conditions}}}").as_bytes(),
-        ),
+        place => {
+            let mut status = b"{\"conditions\":".to_vec();
+            status.extend_from_slice(conditions);
+            status.push(b'}');
+            Edit::new(place, "status", &status)
+        }
     };
     let edits = [
         Edit::new(node_place, "nodeName", node.as_bytes()),
@@ -173,15 +170,13 @@ fn object_at(json: &[u8], path: &[&str]) -> Option<usize> {
 /// sorts; keys out of that order, or escaped, give up.
 fn locate(json: &[u8], start: usize, key: &[u8]) -> Option<Place> {
     let mut members = Members::new(json, start)?;
-    let mut empty = true;
     loop {
         let Some(m) = members.next()? else {
             return Some(Place::Append {
                 close: members.i,
-                empty,
+                empty: members.first,
             });
         };
-        empty = false;
         match m.key.cmp(key) {
             Ordering::Less => {}
             Ordering::Equal => return Some(Place::Value(m.value.0, m.value.1)),
@@ -206,6 +201,7 @@ struct Members<'a> {
     /// Where reading goes on; at the closing brace once the last member
     /// was read.
     i: usize,
+    /// No member read yet.
     first: bool,
     previous: Option<&'a [u8]>,
 }

@@ -84,7 +84,11 @@ impl Registry {
             let now = meta::now_rfc3339();
             // The plain case edits the stored bytes; the rest decodes.
             let spliced = (annotations.is_empty() && !dry_run)
-                .then(|| splice::bound_pod(&current.value, node, &now))
+                .then(|| {
+                    let conditions =
+                        serde_json::to_vec(&[condition("PodScheduled", "True", &now)]).ok()?;
+                    splice::bound_pod(&current.value, node, &conditions)
+                })
                 .flatten();
             let bytes = match spliced {
                 Some(bytes) => bytes::Bytes::from(bytes),
@@ -391,8 +395,6 @@ impl Registry {
     }
 }
 
-/// Sets (or adds) a pod condition to `status`, with a new transition time
-/// when the status changes.
 /// Why a decoded pod was not bound.
 enum BindError {
     /// It may not be: the end of the conflict message.
@@ -438,6 +440,13 @@ fn bind_decoded(
     Ok(())
 }
 
+/// A new pod condition `kind` at `status`, its transition at `now`.
+fn condition(kind: &str, status: &str, now: &str) -> Value {
+    json!({"type": kind, "status": status, "lastProbeTime": null, "lastTransitionTime": now})
+}
+
+/// Sets (or adds) a pod condition to `status`, with a new transition time
+/// `now` when the status changes.
 fn set_condition(pod: &mut Value, kind: &str, status: &str, now: &str) {
     if !pod.get("status").is_some_and(Value::is_object) {
         pod["status"] = json!({});
@@ -449,7 +458,6 @@ fn set_condition(pod: &mut Value, kind: &str, status: &str, now: &str) {
     let Some(list) = conditions.as_array_mut() else {
         return;
     };
-    let now = Value::String(now.to_owned());
     match list
         .iter_mut()
         .find(|c| c.get("type").and_then(Value::as_str) == Some(kind))
@@ -457,12 +465,10 @@ fn set_condition(pod: &mut Value, kind: &str, status: &str, now: &str) {
         Some(c) => {
             if c.get("status").and_then(Value::as_str) != Some(status) {
                 c["status"] = Value::String(status.to_owned());
-                c["lastTransitionTime"] = now;
+                c["lastTransitionTime"] = Value::String(now.to_owned());
             }
         }
-        None => list.push(json!({
-            "type": kind, "status": status, "lastProbeTime": null, "lastTransitionTime": now,
-        })),
+        None => list.push(condition(kind, status, now)),
     }
 }
 
@@ -571,6 +577,11 @@ mod tests {
         assert_eq!(c[0]["status"], "True");
     }
 
+    /// The conditions a binding at `now` splices in.
+    fn scheduled(now: &str) -> Vec<u8> {
+        serde_json::to_vec(&[condition("PodScheduled", "True", now)]).unwrap()
+    }
+
     /// What the decode path stores for a binding of `pod` to `node`.
     fn bound_by_decoding(pod: &Value, node: &str, now: &str) -> Result<Vec<u8>, String> {
         let mut pod = pod.clone();
@@ -601,7 +612,7 @@ mod tests {
             let stored = serde_json::to_vec(pod).unwrap();
             for node in ["n1", "node-\u{e9}\"\\"] {
                 let want = bound_by_decoding(pod, node, "2026-12-04T05:00:00Z").unwrap();
-                let got = splice::bound_pod(&stored, node, "2026-12-04T05:00:00Z")
+                let got = splice::bound_pod(&stored, node, &scheduled("2026-12-04T05:00:00Z"))
                     .unwrap_or_else(|| panic!("not spliced: {pod}"));
                 assert_eq!(
                     String::from_utf8(got).unwrap(),
@@ -642,7 +653,11 @@ mod tests {
         ];
         for (pod, conflict) in cases {
             let stored = serde_json::to_vec(&pod).unwrap();
-            assert_eq!(splice::bound_pod(&stored, "n1", now), None, "{pod}");
+            assert_eq!(
+                splice::bound_pod(&stored, "n1", &scheduled(now)),
+                None,
+                "{pod}"
+            );
             let decoded = bound_by_decoding(&pod, "n1", now);
             match conflict {
                 Some(reason) => assert_eq!(decoded, Err(reason.to_owned())),
@@ -666,7 +681,7 @@ mod tests {
             br#"{"metadata":{"name":"a"},"spec":{},"status":{"conditions":[]}}"#,
         ] {
             assert_eq!(
-                splice::bound_pod(odd, "n1", now),
+                splice::bound_pod(odd, "n1", &scheduled(now)),
                 None,
                 "{}",
                 String::from_utf8_lossy(odd)

@@ -189,12 +189,7 @@ impl Subtree {
     /// Adds `child` below at `pe`, merged with what an equal element
     /// added before.
     pub(crate) fn add(&mut self, pe: PathElement, child: Subtree) {
-        match self.0.children.entry(pe) {
-            btree_map::Entry::Vacant(e) => {
-                e.insert(child.0);
-            }
-            btree_map::Entry::Occupied(mut e) => e.get_mut().merge_owned(child.0),
-        }
+        self.0.add_child(pe, child.0);
     }
 }
 
@@ -229,12 +224,17 @@ impl Node {
     fn merge_owned(&mut self, other: Node) {
         self.member |= other.member;
         for (pe, theirs) in other.children {
-            match self.children.entry(pe) {
-                btree_map::Entry::Vacant(e) => {
-                    e.insert(theirs);
-                }
-                btree_map::Entry::Occupied(mut e) => e.get_mut().merge_owned(theirs),
+            self.add_child(pe, theirs);
+        }
+    }
+
+    /// Puts `child` at `pe`, merged into the child already there.
+    fn add_child(&mut self, pe: PathElement, child: Node) {
+        match self.children.entry(pe) {
+            btree_map::Entry::Vacant(e) => {
+                e.insert(child);
             }
+            btree_map::Entry::Occupied(mut e) => e.get_mut().merge_owned(child),
         }
     }
 

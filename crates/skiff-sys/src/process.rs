@@ -70,9 +70,7 @@ fn ticks_to_duration(ticks: u64) -> std::time::Duration {
 
 /// utime + stime (fields 14 and 15) of a `/proc/<pid>/stat` line.
 fn parse_cpu_ticks(stat: &str) -> Option<u64> {
-    // Past the command name, which may hold spaces and parentheses; the
-    // rest starts at field 3.
-    let mut rest = stat[stat.rfind(')')? + 1..].split_whitespace().skip(11);
+    let mut rest = stat_fields(stat)?.skip(11);
     let utime: u64 = rest.next()?.parse().ok()?;
     let stime: u64 = rest.next()?.parse().ok()?;
     Some(utime + stime)
@@ -129,14 +127,19 @@ pub fn live_process_start_ticks(pid: i32) -> Option<u64> {
 
 /// The state letter (field 3) of a `/proc/<pid>/stat` line.
 fn parse_state(stat: &str) -> Option<char> {
-    stat[stat.rfind(')')? + 1..].trim_start().chars().next()
+    stat_fields(stat)?.next()?.chars().next()
+}
+
+/// The fields of a `/proc/<pid>/stat` line from field 3 (state) on: past
+/// the command name (field 2), which may hold spaces and parentheses, so
+/// past the last ')'.
+fn stat_fields(stat: &str) -> Option<std::str::SplitWhitespace<'_>> {
+    Some(stat[stat.rfind(')')? + 1..].split_whitespace())
 }
 
 fn parse_start_ticks(stat: &str) -> Option<u64> {
-    // The command name (field 2) may contain spaces and parentheses: skip past the last ')'.
-    let rest = &stat[stat.rfind(')')? + 1..];
-    // `rest` starts at field 3 (state); starttime is field 22.
-    rest.split_whitespace().nth(19)?.parse().ok()
+    // Starttime is field 22.
+    stat_fields(stat)?.nth(19)?.parse().ok()
 }
 
 /// How a waited-for child ended.

@@ -95,7 +95,7 @@ impl ServerProcess {
 
     /// A field of `/proc/<pid>/status` in KiB (`VmRSS`, `VmHWM`).
     pub fn status_kib(&self, field: &str) -> Option<u64> {
-        proc_status_kib(&format!("/proc/{}/status", self.child.id()), field)
+        proc_status_kib(&format!("/proc/{}/status", self.pid()), field)
     }
 }
 

@@ -9,6 +9,7 @@
 //!   longer applies, and records its ownership.
 //! - [`fieldpath`]: field paths, field sets and the `FieldsV1` encoding.
 
+mod created;
 pub mod fieldpath;
 mod managed;
 mod walk;
@@ -16,7 +17,7 @@ mod walk;
 #[cfg(test)]
 mod tests;
 
-use serde_json::{Value, json};
+use serde_json::{Map, Value, json};
 
 pub use fieldpath::{FieldSet, Path, PathElement, path_string};
 pub use managed::{ANCIENT_CHANGES, Entry, MAX_UPDATE_MANAGERS, Managed, ManagerKey, Operation};
@@ -167,14 +168,20 @@ impl Scope<'_> {
             Some(PathElement::Field(f)) => Some(f.as_str()),
             _ => None,
         };
-        match field(0) {
-            Some("apiVersion" | "kind") | None => false,
-            Some("metadata") => {
+        field(0).is_some_and(|first| self.tracks_field(first, field(1)))
+    }
+
+    /// [`Scope::tracks`] of the field `first` (`second` `None`), or of the
+    /// field `second` or a list element (`None`) under it.
+    fn tracks_field(&self, first: &str, second: Option<&str>) -> bool {
+        match first {
+            "apiVersion" | "kind" => false,
+            "metadata" => {
                 self.subresource.is_none()
-                    && field(1).is_some_and(|f| !UNTRACKED_METADATA.contains(&f))
+                    && second.is_some_and(|f| !UNTRACKED_METADATA.contains(&f))
             }
-            Some("status") => self.subresource.is_some() || !self.has_status,
-            Some(_) => self.subresource.is_none(),
+            "status" => self.subresource.is_some() || !self.has_status,
+            _ => self.subresource.is_none(),
         }
     }
 
@@ -240,6 +247,64 @@ fn copy_without_tracking_fields(obj: &Value) -> Value {
 /// used when valid (`[]` clears them), else the live ones are kept; writes
 /// to a subresource always start from the live entries.
 pub fn update(
+    live: Option<&Value>,
+    new: &mut Value,
+    manager: &str,
+    scope: &Scope<'_>,
+) -> Result<(), ApplyError> {
+    if live.is_none() && scope.subresource.is_none() && record_create(new, manager, scope) {
+        return Ok(());
+    }
+    update_by_comparison(live, new, manager, scope)
+}
+
+/// [`update`] of a create that brings no managedFields of its own (or
+/// clears them): the writer owns what the object sets, encoded straight
+/// from it (see [`created`]). False, with `new` untouched, for any other.
+fn record_create(new: &mut Value, manager: &str, scope: &Scope<'_>) -> bool {
+    let sent = new.pointer("/metadata/managedFields").is_some();
+    if sent && !Managed::is_reset(new) {
+        return false;
+    }
+    let Some(obj) = new.as_object() else {
+        return false;
+    };
+    let tracks = |first: &str, second: Option<&str>| scope.tracks_field(first, second);
+    let Some(fields) = created::fields_v1(obj, scope.ctx(), &tracks) else {
+        return false;
+    };
+    let owns = fields.as_object().is_some_and(|m| !m.is_empty());
+    if !owns {
+        if let Some(meta) = new.get_mut("metadata").and_then(Value::as_object_mut) {
+            meta.remove("managedFields");
+        }
+        return true;
+    }
+    let entry = json!({
+        "manager": manager,
+        "operation": Operation::Update.as_str(),
+        "apiVersion": scope.api_version,
+        "time": scope.now,
+        "fieldsType": "FieldsV1",
+        "fieldsV1": fields,
+    });
+    let Some(obj) = new.as_object_mut() else {
+        return false;
+    };
+    let meta = obj
+        .entry("metadata")
+        .or_insert_with(|| Value::Object(Map::new()));
+    if !meta.is_object() {
+        *meta = Value::Object(Map::new());
+    }
+    if let Some(meta) = meta.as_object_mut() {
+        meta.insert("managedFields".into(), Value::Array(vec![entry]));
+    }
+    true
+}
+
+/// [`update`] by comparing `new` with `live` (or the kind's zero value).
+fn update_by_comparison(
     live: Option<&Value>,
     new: &mut Value,
     manager: &str,

@@ -582,3 +582,193 @@ fn update_managers_are_capped_into_ancient_changes() {
     );
     assert!(list.iter().any(|(m, _, _)| m == "writer-11"));
 }
+
+fn scope_of<'a>(group: &str, kind: &str, api_version: &'a str, has_status: bool) -> Scope<'a> {
+    let version = api_version.rsplit('/').next().unwrap();
+    Scope {
+        schema: PatchSchema::for_kind(group, version, kind).unwrap(),
+        api_version,
+        subresource: None,
+        has_status,
+        now: NOW,
+    }
+}
+
+/// Records the create of `obj` both ways: straight from the object, and by
+/// comparing with the zero value. They must agree; `direct` says whether
+/// the first was meant to decide on its own.
+fn created_both_ways(obj: Value, scope: &Scope<'_>, direct: bool) -> Value {
+    let mut fast = obj.clone();
+    assert_eq!(
+        record_create(&mut fast, "creator", scope),
+        direct,
+        "direct path taken for {obj}"
+    );
+    if !direct {
+        assert_eq!(fast, obj, "a declined create is left untouched");
+    }
+    let mut slow = obj.clone();
+    update_by_comparison(None, &mut slow, "creator", scope).unwrap();
+    let mut through = obj;
+    update(None, &mut through, "creator", scope).unwrap();
+    assert_eq!(through, slow);
+    if direct {
+        assert_eq!(fast, slow);
+    }
+    slow
+}
+
+#[test]
+fn creates_record_the_same_fields_straight_from_the_object() {
+    let pods = scope_of("", "Pod", "v1", true);
+    let pod = json!({
+        "apiVersion": "v1", "kind": "Pod",
+        "metadata": {
+            "name": "p", "namespace": "ns", "uid": "u", "resourceVersion": "7",
+            "creationTimestamp": "2026-01-01T00:00:00Z", "generateName": "p-",
+            "labels": {"app": "web", "tier": "db"}, "annotations": {"a/b": "c"},
+            "finalizers": ["x/y", "x/z"],
+            "ownerReferences": [{"apiVersion": "apps/v1", "kind": "ReplicaSet", "name": "rs", "uid": "r1", "controller": true}],
+        },
+        "spec": {
+            "containers": [
+                {"name": "web", "image": "nginx", "ports": [{"containerPort": 80}, {"containerPort": 53, "protocol": "UDP"}],
+                 "env": [{"name": "A", "value": "1"}, {"name": "A", "valueFrom": {"fieldRef": {"fieldPath": "x"}}}],
+                 "resources": {"requests": {"cpu": "1"}}, "volumeMounts": [{"name": "v", "mountPath": "/v"}],
+                 "command": ["sh", "-c"], "securityContext": {}},
+                {"image": "no-name-is-passed-over"},
+            ],
+            "initContainers": [],
+            "volumes": [{"name": "v", "emptyDir": {}}],
+            "tolerations": [{"key": "k", "operator": "Exists"}],
+            "nodeSelector": {"zone": "a"},
+            "affinity": {"nodeAffinity": {"requiredDuringSchedulingIgnoredDuringExecution": {"nodeSelectorTerms": [{"matchExpressions": [{"key": "k", "operator": "In", "values": ["a"]}]}]}}},
+            "schedulerName": "default-scheduler", "priority": 0,
+        },
+        "status": {"phase": "Pending", "conditions": [{"type": "PodScheduled", "status": "False"}]},
+    });
+    let created = created_both_ways(pod.clone(), &pods, true);
+    let fields = fields_of(&created, "creator");
+    assert_eq!(
+        fields["f:metadata"]["f:labels"],
+        json!({".": {}, "f:app": {}, "f:tier": {}})
+    );
+    assert!(
+        fields.get("f:status").is_none(),
+        "a pod's status is its subresource's"
+    );
+    assert!(fields["f:metadata"].get("f:uid").is_none());
+    assert_eq!(
+        fields["f:spec"]["f:containers"]["k:{\"name\":\"web\"}"]["f:ports"]["k:{\"containerPort\":80,\"protocol\":\"TCP\"}"],
+        json!({".": {}, "f:containerPort": {}})
+    );
+    assert_eq!(
+        fields["f:spec"]["f:containers"]["k:{\"name\":\"web\"}"]["f:env"]["k:{\"name\":\"A\"}"],
+        json!({".": {}, "f:name": {}, "f:value": {}, "f:valueFrom": {".": {}, "f:fieldRef": {".": {}, "f:fieldPath": {}}}}),
+        "repeated keys own the union of their elements"
+    );
+    let entry = &created["metadata"]["managedFields"][0];
+    assert_eq!(
+        (
+            entry["manager"].as_str(),
+            entry["operation"].as_str(),
+            entry["time"].as_str()
+        ),
+        (Some("creator"), Some("Update"), Some(NOW))
+    );
+
+    // Kinds without a status subresource own their status; empty and
+    // scalar zero structs; nothing owned at all.
+    let cms = scope_of("", "ConfigMap", "v1", false);
+    created_both_ways(
+        json!({"apiVersion": "v1", "kind": "ConfigMap", "metadata": {"name": "c"},
+               "data": {"a": "1"}, "binaryData": {}, "immutable": true, "status": {"x": {"y": 1}}, "spec": {}}),
+        &cms,
+        true,
+    );
+    created_both_ways(
+        json!({"apiVersion": "v1", "kind": "ConfigMap", "metadata": {"name": "c"}, "spec": "scalar", "status": 3}),
+        &cms,
+        true,
+    );
+    let bare = created_both_ways(
+        json!({"apiVersion": "v1", "kind": "ConfigMap", "metadata": {"name": "c", "uid": "u"}}),
+        &cms,
+        true,
+    );
+    assert!(bare["metadata"].get("managedFields").is_none());
+    created_both_ways(
+        json!({"apiVersion": "v1", "kind": "ConfigMap", "data": {"a": "1"}}),
+        &cms,
+        true,
+    );
+
+    // Nested zero structs: pod templates, strategies, job templates.
+    let deploys = scope_of("apps", "Deployment", "apps/v1", true);
+    created_both_ways(deployment("nginx", 3), &deploys, true);
+    let mut skeleton = deployment("nginx", 3);
+    skeleton["spec"] = json!({"template": {"metadata": {}, "spec": {}}, "strategy": {}});
+    created_both_ways(skeleton, &deploys, true);
+    let cronjobs = scope_of("batch", "CronJob", "batch/v1", true);
+    created_both_ways(
+        json!({"apiVersion": "batch/v1", "kind": "CronJob", "metadata": {"name": "c"},
+               "spec": {"schedule": "* * * * *", "jobTemplate": {"metadata": {"labels": {"a": "b"}},
+                 "spec": {"template": {"metadata": {}, "spec": {"containers": [{"name": "c", "image": "i"}], "restartPolicy": "Never"}}}}}}),
+        &cronjobs,
+        true,
+    );
+    let events = scope_of("", "Event", "v1", false);
+    created_both_ways(
+        json!({"apiVersion": "v1", "kind": "Event", "metadata": {"name": "e", "namespace": "ns"},
+               "involvedObject": {"kind": "Pod", "name": "p", "namespace": "ns", "uid": "u"},
+               "reason": "Scheduled", "message": "m", "source": {"component": "s"},
+               "firstTimestamp": null, "count": 1, "type": "Normal"}),
+        &events,
+        true,
+    );
+
+    // Cleared managedFields are replaced; sent entries take the general way.
+    for reset in [json!([]), json!([{}])] {
+        let mut p = pod.clone();
+        p["metadata"]["managedFields"] = reset;
+        created_both_ways(p, &pods, true);
+        let mut bare = json!({"apiVersion": "v1", "kind": "ConfigMap", "metadata": {"name": "c", "managedFields": []}});
+        bare = created_both_ways(bare, &cms, true);
+        assert!(bare["metadata"].get("managedFields").is_none());
+    }
+    let mut sent = pod.clone();
+    sent["metadata"]["managedFields"] = json!([{"manager": "m", "operation": "Update", "apiVersion": "v1",
+        "fieldsType": "FieldsV1", "fieldsV1": {"f:metadata": {"f:labels": {"f:app": {}}}}}]);
+    created_both_ways(sent, &pods, false);
+}
+
+#[test]
+fn creates_too_deep_for_the_direct_path_fail_as_the_comparison_words_it() {
+    let cms = scope_of("", "ConfigMap", "v1", false);
+    let mut deep = json!("leaf");
+    for _ in 0..crate::patch::MAX_DEPTH + 2 {
+        deep = json!({"n": deep});
+    }
+    // Deep in an owned field, and deep where nothing is owned.
+    for obj in [
+        json!({"apiVersion": "v1", "kind": "ConfigMap", "metadata": {"name": "c"}, "data": deep.clone()}),
+        json!({"apiVersion": "v1", "kind": deep.clone(), "metadata": {"name": "c"}}),
+    ] {
+        let mut fast = obj.clone();
+        assert!(!record_create(&mut fast, "creator", &cms));
+        let mut slow = obj.clone();
+        let want = update_by_comparison(None, &mut slow, "creator", &cms);
+        assert!(want.is_err(), "{want:?}");
+        let mut through = obj;
+        assert_eq!(update(None, &mut through, "creator", &cms), want);
+    }
+    let mut fine = json!("leaf");
+    for _ in 0..90 {
+        fine = json!({"n": fine});
+    }
+    created_both_ways(
+        json!({"apiVersion": "v1", "kind": "ConfigMap", "metadata": {"name": "c"}, "data": fine}),
+        &cms,
+        true,
+    );
+}

@@ -25,7 +25,7 @@ impl Ctx {
         }
     }
 
-    fn field(&self, name: &str) -> Ctx {
+    pub(super) fn field(&self, name: &str) -> Ctx {
         let (info, schema) = self.schema.child(name);
         Ctx {
             schema,
@@ -33,7 +33,7 @@ impl Ctx {
         }
     }
 
-    fn element(&self) -> Ctx {
+    pub(super) fn element(&self) -> Ctx {
         Ctx {
             schema: self.schema,
             list_type: None,
@@ -41,7 +41,7 @@ impl Ctx {
     }
 
     /// True for lists whose elements are owned one by one.
-    fn itemized(&self) -> bool {
+    pub(super) fn itemized(&self) -> bool {
         matches!(
             self.list_type,
             Some(ListType::Set) | Some(ListType::Map { .. })
@@ -308,30 +308,32 @@ fn compare_at(
     Ok(())
 }
 
-/// `base` (the old side of a comparison) with the containers Go's zero
-/// values always hold (metadata, spec, status, pod templates, strategies)
-/// added where `new` has them: as upstream, writing into those makes the
-/// writer own what is in them, not the containers themselves.
+/// The containers Go's zero value of a kind holds (where the kind has
+/// them): writing into one makes the writer own what is in it, not the
+/// container.
+pub(crate) const ZERO_STRUCTS: &[&[&str]] = &[
+    &["metadata"],
+    &["spec"],
+    &["status"],
+    &["spec", "template"],
+    &["spec", "template", "metadata"],
+    &["spec", "template", "spec"],
+    &["spec", "strategy"],
+    &["spec", "updateStrategy"],
+    &["spec", "jobTemplate"],
+    &["spec", "jobTemplate", "spec"],
+    &["spec", "jobTemplate", "spec", "template"],
+    &["spec", "jobTemplate", "spec", "template", "metadata"],
+    &["spec", "jobTemplate", "spec", "template", "spec"],
+];
+
+/// `base` (the old side of a comparison) with the [`ZERO_STRUCTS`] `new`
+/// has added, as upstream compares with the kind's zero value.
 pub(crate) fn with_zero_structs(mut base: Value, new: &Value) -> Value {
-    const STRUCTS: &[&[&str]] = &[
-        &["metadata"],
-        &["spec"],
-        &["status"],
-        &["spec", "template"],
-        &["spec", "template", "metadata"],
-        &["spec", "template", "spec"],
-        &["spec", "strategy"],
-        &["spec", "updateStrategy"],
-        &["spec", "jobTemplate"],
-        &["spec", "jobTemplate", "spec"],
-        &["spec", "jobTemplate", "spec", "template"],
-        &["spec", "jobTemplate", "spec", "template", "metadata"],
-        &["spec", "jobTemplate", "spec", "template", "spec"],
-    ];
     if !base.is_object() {
         return base;
     }
-    for path in STRUCTS {
+    for path in ZERO_STRUCTS {
         let present = path
             .iter()
             .try_fold(new, |v, k| v.get(*k))

@@ -1,0 +1,205 @@
+//! The fields a create sets, written straight into `FieldsV1`.
+//!
+//! Every create without managedFields of its own records the same thing:
+//! the writer owns everything the new object holds beyond the kind's zero
+//! value, less what no manager owns. [`super::update`] gets that by
+//! comparing the zero value with the object into a [`super::FieldSet`],
+//! filtering it and encoding it; this walks the object once and builds the
+//! encoding directly, with no path elements cloned, no set built and no
+//! untracked subtree (type, identity metadata, a main resource's status)
+//! visited beyond a depth check. Creates are most writes (every pod, every
+//! event), so this is the path they take; anything it does not cover (an
+//! object nesting near the depth limit) goes the general way, which also
+//! words the error. The tests check the two agree.
+
+use serde_json::{Map, Value};
+
+use super::walk::{Ctx, ZERO_STRUCTS, item_element};
+use crate::patch::MAX_DEPTH;
+
+/// Whether a manager can own the field `first`, or the member `second` of
+/// it (`None` for the field itself or a list element under it).
+pub(crate) type Tracks<'a> = &'a dyn Fn(&str, Option<&str>) -> bool;
+
+/// The `FieldsV1` of what creating `obj` sets, owned as `tracks` allows
+/// (an empty object when nothing is); `None` when the object is too deep
+/// for this path to decide.
+pub(crate) fn fields_v1(obj: &Map<String, Value>, ctx: Ctx, tracks: Tracks<'_>) -> Option<Value> {
+    let mut out = Map::new();
+    for (k, v) in obj {
+        let fctx = ctx.field(k);
+        let node = match v {
+            Value::Object(m) if is_zero_struct(&[k.as_str()]) => {
+                // Not owned itself (the zero value has it); its members are,
+                // each as `tracks` says.
+                let mut node = Map::new();
+                for (c, cv) in m {
+                    if k == "metadata" && matches!(c.as_str(), "managedFields" | "resourceVersion")
+                    {
+                        continue;
+                    }
+                    if !tracks(k, Some(c)) {
+                        within_depth(cv, 2)?;
+                        continue;
+                    }
+                    let path = [k.as_str(), c.as_str()];
+                    let below = match cv {
+                        Value::Object(cm) if is_zero_struct(&path) => {
+                            in_zero_struct(cm, fctx.field(c), &path)?
+                        }
+                        _ => Some(member(cv, fctx.field(c), 2)?),
+                    };
+                    if let Some(below) = below {
+                        node.insert(field_key(c), below);
+                    }
+                }
+                (!node.is_empty()).then_some(Value::Object(node))
+            }
+            _ => {
+                // Owned whole, first as `tracks` says of it and of each
+                // member below it.
+                let mut node = Map::new();
+                let owned = tracks(k, None);
+                for_each_child(v, fctx, &mut |key, second, child, cctx| {
+                    if tracks(k, second) {
+                        add(&mut node, key, member(child, cctx, 2)?);
+                    } else {
+                        within_depth(child, 2)?;
+                    }
+                    Some(())
+                })?;
+                if owned && !node.is_empty() {
+                    node.insert(".".into(), Value::Object(Map::new()));
+                }
+                (owned || !node.is_empty()).then_some(Value::Object(node))
+            }
+        };
+        if let Some(node) = node {
+            out.insert(field_key(k), node);
+        }
+    }
+    Some(Value::Object(out))
+}
+
+/// True when `path` is a struct Go's zero value of every kind holds.
+fn is_zero_struct(path: &[&str]) -> bool {
+    ZERO_STRUCTS
+        .iter()
+        .any(|p| p.len() == path.len() && p.iter().zip(path).all(|(a, b)| a == b))
+}
+
+/// A zero struct at `path` (deeper than the top): not owned itself; `None`
+/// inside when nothing in it is set.
+fn in_zero_struct(m: &Map<String, Value>, ctx: Ctx, path: &[&str]) -> Option<Option<Value>> {
+    if path.len() > MAX_DEPTH {
+        return None;
+    }
+    let mut node = Map::new();
+    for (c, cv) in m {
+        let mut below_path = path.to_vec();
+        below_path.push(c);
+        let below = match cv {
+            Value::Object(cm) if is_zero_struct(&below_path) => {
+                in_zero_struct(cm, ctx.field(c), &below_path)?
+            }
+            _ => Some(member(cv, ctx.field(c), below_path.len())?),
+        };
+        if let Some(below) = below {
+            node.insert(field_key(c), below);
+        }
+    }
+    Some((!node.is_empty()).then_some(Value::Object(node)))
+}
+
+/// `v`, at `depth`, owned with everything below it: `{}` for a leaf, else
+/// `"."` and its members.
+fn member(v: &Value, ctx: Ctx, depth: usize) -> Option<Value> {
+    if depth > MAX_DEPTH {
+        return None;
+    }
+    let mut node = Map::new();
+    for_each_child(v, ctx, &mut |key, _, child, cctx| {
+        add(&mut node, key, member(child, cctx, depth + 1)?);
+        Some(())
+    })?;
+    if !node.is_empty() {
+        node.insert(".".into(), Value::Object(Map::new()));
+    }
+    Some(Value::Object(node))
+}
+
+/// Calls `f` with the `FieldsV1` key, the field name (`None` for a list
+/// element), the value and the context of each member of `v`: fields of
+/// an object, elements of an itemized list that have a key (as the
+/// comparison, elements without one are passed over).
+fn for_each_child(
+    v: &Value,
+    ctx: Ctx,
+    f: &mut dyn FnMut(String, Option<&str>, &Value, Ctx) -> Option<()>,
+) -> Option<()> {
+    match v {
+        Value::Object(m) => {
+            for (k, child) in m {
+                f(field_key(k), Some(k), child, ctx.field(k))?;
+            }
+        }
+        Value::Array(items) if ctx.itemized() => {
+            for item in items {
+                if let Ok(pe) = item_element(&ctx, item, &[]) {
+                    f(pe.encode(), None, item, ctx.element())?;
+                }
+            }
+        }
+        _ => {}
+    }
+    Some(())
+}
+
+/// Puts the member `child` at `key`; a repeated list key owns the union of
+/// its elements.
+fn add(node: &mut Map<String, Value>, key: String, child: Value) {
+    match node.get_mut(&key) {
+        Some(Value::Object(mine)) => {
+            if let Value::Object(theirs) = child {
+                union(mine, theirs);
+            }
+        }
+        _ => {
+            node.insert(key, child);
+        }
+    }
+}
+
+/// Merges the member `theirs` into the member `mine`.
+fn union(mine: &mut Map<String, Value>, theirs: Map<String, Value>) {
+    for (k, v) in theirs {
+        if k == "." {
+            continue;
+        }
+        add(mine, k, v);
+    }
+    if !mine.is_empty() && !mine.contains_key(".") {
+        mine.insert(".".into(), Value::Object(Map::new()));
+    }
+}
+
+/// `Some` when nothing in `v`, at `depth`, nests beyond [`MAX_DEPTH`]
+/// (more strictly than the comparison, which only descends into objects
+/// and itemized lists: past that, the general path decides).
+fn within_depth(v: &Value, depth: usize) -> Option<()> {
+    if depth > MAX_DEPTH {
+        return None;
+    }
+    match v {
+        Value::Object(m) => m.values().try_for_each(|c| within_depth(c, depth + 1)),
+        Value::Array(items) => items.iter().try_for_each(|c| within_depth(c, depth + 1)),
+        _ => Some(()),
+    }
+}
+
+fn field_key(name: &str) -> String {
+    let mut key = String::with_capacity(name.len() + 2);
+    key.push_str("f:");
+    key.push_str(name);
+    key
+}

@@ -60,7 +60,7 @@ pub(crate) fn fields_v1(obj: &Map<String, Value>, ctx: Ctx, tracks: Tracks<'_>) 
                 // member below it.
                 let mut node = Map::new();
                 let owned = tracks(k, None);
-                for_each_child(v, fctx, &mut |key, second, child, cctx| {
+                for_each_child(v, fctx, |key, second, child, cctx| {
                     if tracks(k, second) {
                         add(&mut node, key, member(child, cctx, 2)?);
                     } else {
@@ -118,7 +118,7 @@ fn member(v: &Value, ctx: Ctx, depth: usize) -> Option<Value> {
         return None;
     }
     let mut node = Map::new();
-    for_each_child(v, ctx, &mut |key, _, child, cctx| {
+    for_each_child(v, ctx, |key, _, child, cctx| {
         add(&mut node, key, member(child, cctx, depth + 1)?);
         Some(())
     })?;
@@ -132,11 +132,10 @@ fn member(v: &Value, ctx: Ctx, depth: usize) -> Option<Value> {
 /// element), the value and the context of each member of `v`: fields of
 /// an object, elements of an itemized list that have a key (as the
 /// comparison, elements without one are passed over).
-fn for_each_child(
-    v: &Value,
-    ctx: Ctx,
-    f: &mut dyn FnMut(String, Option<&str>, &Value, Ctx) -> Option<()>,
-) -> Option<()> {
+fn for_each_child<F>(v: &Value, ctx: Ctx, mut f: F) -> Option<()>
+where
+    F: FnMut(String, Option<&str>, &Value, Ctx) -> Option<()>,
+{
     match v {
         Value::Object(m) => {
             for (k, child) in m {

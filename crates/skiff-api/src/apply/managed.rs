@@ -159,7 +159,7 @@ impl Managed {
 
     /// True for `managedFields: []` or `[{}]`, which clear the entries.
     pub fn is_reset(obj: &Value) -> bool {
-        match obj.pointer("/metadata/managedFields") {
+        match obj.get("metadata").and_then(|m| m.get("managedFields")) {
             Some(Value::Array(list)) => {
                 list.is_empty()
                     || (list.len() == 1 && list[0].as_object().is_some_and(Map::is_empty))

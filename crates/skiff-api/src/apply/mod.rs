@@ -262,7 +262,10 @@ pub fn update(
 /// clears them): the writer owns what the object sets, encoded straight
 /// from it (see [`created`]). False, with `new` untouched, for any other.
 fn record_create(new: &mut Value, manager: &str, scope: &Scope<'_>) -> bool {
-    let sent = new.pointer("/metadata/managedFields").is_some();
+    let sent = new
+        .get("metadata")
+        .and_then(|m| m.get("managedFields"))
+        .is_some();
     if sent && !Managed::is_reset(new) {
         return false;
     }
@@ -280,14 +283,16 @@ fn record_create(new: &mut Value, manager: &str, scope: &Scope<'_>) -> bool {
         }
         return true;
     }
-    let entry = json!({
-        "manager": manager,
-        "operation": Operation::Update.as_str(),
-        "apiVersion": scope.api_version,
-        "time": scope.now,
-        "fieldsType": "FieldsV1",
-        "fieldsV1": fields,
-    });
+    // Built member by member: `json!` would copy `fields` whole.
+    let mut entry = Map::new();
+    let mut put = |k: &str, v: Value| entry.insert(k.to_owned(), v);
+    put("manager", manager.into());
+    put("operation", Operation::Update.as_str().into());
+    put("apiVersion", scope.api_version.into());
+    put("time", scope.now.into());
+    put("fieldsType", "FieldsV1".into());
+    put("fieldsV1", fields);
+    let entry = Value::Object(entry);
     let Some(obj) = new.as_object_mut() else {
         return false;
     };

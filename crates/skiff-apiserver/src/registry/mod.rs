@@ -1267,7 +1267,8 @@ fn to_bytes(obj: &Value) -> Result<Bytes, ApiError> {
             .map(Bytes::from)
             .map_err(|e| ApiError::InternalError(e.to_string()))
     };
-    if obj.pointer("/metadata/resourceVersion").is_none() {
+    let rv = obj.get("metadata").and_then(|m| m.get("resourceVersion"));
+    if rv.is_none() {
         return encode(obj);
     }
     let mut obj = obj.clone();

@@ -12,6 +12,11 @@ use super::SelectorError;
 use super::fields_table::convert_field_label;
 use crate::resources::ResourceInfo;
 
+/// An object's selectable fields by label (`spec.nodeName`): the labels
+/// are the fixed names of [`super::selectable_fields`], so only the values
+/// are allocated.
+pub type Fields = BTreeMap<&'static str, String>;
+
 /// Whether a requirement wants equality or inequality.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub enum FieldOperator {
@@ -198,9 +203,9 @@ impl FieldSelector {
 
     /// True when `fields` satisfy every requirement; a missing field reads as
     /// the empty string, as upstream.
-    pub fn matches(&self, fields: &BTreeMap<String, String>) -> bool {
+    pub fn matches(&self, fields: &Fields) -> bool {
         self.requirements.iter().all(|r| {
-            let actual = fields.get(&r.field).map_or("", String::as_str);
+            let actual = fields.get(r.field.as_str()).map_or("", String::as_str);
             match r.operator {
                 FieldOperator::Equals => actual == r.value,
                 FieldOperator::NotEquals => actual != r.value,

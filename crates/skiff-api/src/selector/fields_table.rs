@@ -8,7 +8,7 @@
 //! without a conversion accepts only `metadata.name` and `metadata.namespace`,
 //! with a different error message; that includes every apps/v1 kind.
 
-use std::collections::BTreeMap;
+use super::fields::Fields;
 
 use serde_json::Value;
 
@@ -210,10 +210,10 @@ fn int_at(obj: &Value, path: &[&str]) -> String {
 /// `r` (as JSON, in its served or stored form) with their values. Events in
 /// the events.k8s.io/v1 shape (`regarding`, `reportingController`) are read as
 /// well as the core v1 shape; the labels are always the core ones.
-pub fn selectable_fields(r: &ResourceInfo, obj: &Value) -> BTreeMap<String, String> {
-    let mut f = BTreeMap::new();
-    let mut put = |k: &str, v: String| {
-        f.insert(k.to_owned(), v);
+pub fn selectable_fields(r: &ResourceInfo, obj: &Value) -> Fields {
+    let mut f = Fields::new();
+    let mut put = |k: &'static str, v: String| {
+        f.insert(k, v);
     };
     put("metadata.name", text_at(obj, &["metadata", "name"]));
     if r.namespaced() {
@@ -237,7 +237,10 @@ pub fn selectable_fields(r: &ResourceInfo, obj: &Value) -> BTreeMap<String, Stri
             put("spec.hostNetwork", bool_at(obj, &["spec", "hostNetwork"]));
             // Upstream reads the first of status.podIPs; status.podIP mirrors it.
             let first_ip = obj
-                .pointer("/status/podIPs/0/ip")
+                .get("status")
+                .and_then(|s| s.get("podIPs"))
+                .and_then(|ips| ips.get(0))
+                .and_then(|ip| ip.get("ip"))
                 .and_then(Value::as_str)
                 .map(str::to_owned);
             put(
@@ -268,26 +271,23 @@ pub fn selectable_fields(r: &ResourceInfo, obj: &Value) -> BTreeMap<String, Stri
     f
 }
 
-fn event_fields(obj: &Value, put: &mut impl FnMut(&str, String)) {
+fn event_fields(obj: &Value, put: &mut impl FnMut(&'static str, String)) {
     let v1 = obj.get("apiVersion").and_then(Value::as_str) == Some("events.k8s.io/v1");
     let (object_ref, reporting, source) = if v1 {
         ("regarding", "reportingController", "deprecatedSource")
     } else {
         ("involvedObject", "reportingComponent", "source")
     };
-    for field in [
-        "kind",
-        "namespace",
-        "name",
-        "uid",
-        "apiVersion",
-        "resourceVersion",
-        "fieldPath",
+    for (label, field) in [
+        ("involvedObject.kind", "kind"),
+        ("involvedObject.namespace", "namespace"),
+        ("involvedObject.name", "name"),
+        ("involvedObject.uid", "uid"),
+        ("involvedObject.apiVersion", "apiVersion"),
+        ("involvedObject.resourceVersion", "resourceVersion"),
+        ("involvedObject.fieldPath", "fieldPath"),
     ] {
-        put(
-            &format!("involvedObject.{field}"),
-            text_at(obj, &[object_ref, field]),
-        );
+        put(label, text_at(obj, &[object_ref, field]));
     }
     put("reason", text_at(obj, &["reason"]));
     put("type", text_at(obj, &["type"]));

@@ -1,16 +1,11 @@
-use std::collections::BTreeMap;
-
 use serde_json::json;
 
 use super::*;
 use crate::resources::by_gvr;
 use crate::selector::{selectable_fields, supported_field_labels};
 
-fn fields(pairs: &[(&str, &str)]) -> BTreeMap<String, String> {
-    pairs
-        .iter()
-        .map(|(k, v)| ((*k).to_owned(), (*v).to_owned()))
-        .collect()
+fn fields(pairs: &[(&'static str, &str)]) -> Fields {
+    pairs.iter().map(|(k, v)| (*k, (*v).to_owned())).collect()
 }
 
 #[test]

@@ -23,7 +23,7 @@ pub(crate) struct CachedObject {
     /// The object's JSON, keys in serde_json's (sorted) order.
     pub json: Bytes,
     labels: BTreeMap<String, String>,
-    fields: BTreeMap<String, String>,
+    fields: selector::fields::Fields,
 }
 
 impl CachedObject {
@@ -36,7 +36,8 @@ impl CachedObject {
     /// `obj` whose JSON (with resourceVersion) is `json` already.
     fn with_json(info: &ResourceInfo, obj: &Value, json: Vec<u8>) -> CachedObject {
         let labels = obj
-            .pointer("/metadata/labels")
+            .get("metadata")
+            .and_then(|m| m.get("labels"))
             .and_then(Value::as_object)
             .map(|m| {
                 m.iter()

@@ -93,6 +93,29 @@ pub struct Entry {
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct Managed(pub BTreeMap<ManagerKey, Entry>);
 
+/// Sets `obj`'s `metadata.managedFields` to the encoded entries `list`;
+/// an empty list removes it.
+pub(crate) fn set_list(obj: &mut Value, list: Vec<Value>) {
+    let Some(map) = obj.as_object_mut() else {
+        return;
+    };
+    if list.is_empty() {
+        if let Some(meta) = map.get_mut("metadata").and_then(Value::as_object_mut) {
+            meta.remove("managedFields");
+        }
+        return;
+    }
+    let meta = map
+        .entry("metadata")
+        .or_insert_with(|| Value::Object(Map::new()));
+    if !meta.is_object() {
+        *meta = Value::Object(Map::new());
+    }
+    if let Some(meta) = meta.as_object_mut() {
+        meta.insert("managedFields".into(), Value::Array(list));
+    }
+}
+
 impl Managed {
     /// Decodes `metadata.managedFields` of `obj` (absent or null: empty).
     pub fn decode(obj: &Value) -> Result<Managed, ApplyError> {
@@ -208,24 +231,7 @@ impl Managed {
                 Value::Object(m)
             })
             .collect();
-        let Some(map) = obj.as_object_mut() else {
-            return;
-        };
-        if list.is_empty() {
-            if let Some(meta) = map.get_mut("metadata").and_then(Value::as_object_mut) {
-                meta.remove("managedFields");
-            }
-            return;
-        }
-        let meta = map
-            .entry("metadata")
-            .or_insert_with(|| Value::Object(Map::new()));
-        if !meta.is_object() {
-            *meta = Value::Object(Map::new());
-        }
-        if let Some(meta) = meta.as_object_mut() {
-            meta.insert("managedFields".into(), Value::Array(list));
-        }
+        set_list(obj, list);
     }
 
     /// Upstream's update bookkeeping for `key`'s write: other managers lose

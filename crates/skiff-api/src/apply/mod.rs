@@ -276,11 +276,8 @@ fn record_create(new: &mut Value, manager: &str, scope: &Scope<'_>) -> bool {
     let Some(fields) = created::fields_v1(obj, scope.ctx(), &tracks) else {
         return false;
     };
-    let owns = fields.as_object().is_some_and(|m| !m.is_empty());
-    if !owns {
-        if let Some(meta) = new.get_mut("metadata").and_then(Value::as_object_mut) {
-            meta.remove("managedFields");
-        }
+    if fields.as_object().is_none_or(Map::is_empty) {
+        managed::set_list(new, Vec::new());
         return true;
     }
     // Built member by member: `json!` would copy `fields` whole.
@@ -292,19 +289,7 @@ fn record_create(new: &mut Value, manager: &str, scope: &Scope<'_>) -> bool {
     put("time", scope.now.into());
     put("fieldsType", "FieldsV1".into());
     put("fieldsV1", fields);
-    let entry = Value::Object(entry);
-    let Some(obj) = new.as_object_mut() else {
-        return false;
-    };
-    let meta = obj
-        .entry("metadata")
-        .or_insert_with(|| Value::Object(Map::new()));
-    if !meta.is_object() {
-        *meta = Value::Object(Map::new());
-    }
-    if let Some(meta) = meta.as_object_mut() {
-        meta.insert("managedFields".into(), Value::Array(vec![entry]));
-    }
+    managed::set_list(new, vec![Value::Object(entry)]);
     true
 }
 

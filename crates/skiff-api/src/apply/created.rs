@@ -25,90 +25,75 @@ pub(crate) type Tracks<'a> = &'a dyn Fn(&str, Option<&str>) -> bool;
 /// (an empty object when nothing is); `None` when the object is too deep
 /// for this path to decide.
 pub(crate) fn fields_v1(obj: &Map<String, Value>, ctx: Ctx, tracks: Tracks<'_>) -> Option<Value> {
-    let mut out = Map::new();
-    for (k, v) in obj {
-        let fctx = ctx.field(k);
-        let node = match v {
-            Value::Object(m) if is_zero_struct(&[k.as_str()]) => {
-                // Not owned itself (the zero value has it); its members are,
-                // each as `tracks` says.
-                let mut node = Map::new();
-                for (c, cv) in m {
-                    if k == "metadata" && matches!(c.as_str(), "managedFields" | "resourceVersion")
-                    {
-                        continue;
-                    }
-                    if !tracks(k, Some(c)) {
-                        within_depth(cv, 2)?;
-                        continue;
-                    }
-                    let path = [k.as_str(), c.as_str()];
-                    let below = match cv {
-                        Value::Object(cm) if is_zero_struct(&path) => {
-                            in_zero_struct(cm, fctx.field(c), &path)?
-                        }
-                        _ => Some(member(cv, fctx.field(c), 2)?),
-                    };
-                    if let Some(below) = below {
-                        node.insert(field_key(c), below);
-                    }
-                }
-                (!node.is_empty()).then_some(Value::Object(node))
-            }
-            _ => {
-                // Owned whole, first as `tracks` says of it and of each
-                // member below it.
-                let mut node = Map::new();
-                let owned = tracks(k, None);
-                for_each_child(v, fctx, |key, second, child, cctx| {
-                    if tracks(k, second) {
-                        add(&mut node, key, member(child, cctx, 2)?);
-                    } else {
-                        within_depth(child, 2)?;
-                    }
-                    Some(())
-                })?;
-                if owned && !node.is_empty() {
-                    node.insert(".".into(), Value::Object(Map::new()));
-                }
-                (owned || !node.is_empty()).then_some(Value::Object(node))
-            }
-        };
-        if let Some(node) = node {
-            out.insert(field_key(k), node);
-        }
-    }
-    Some(Value::Object(out))
+    // The top level is a zero struct too: never owned itself.
+    Some(Value::Object(in_zero_struct(obj, ctx, &[], tracks)?))
 }
 
-/// True when `path` is a struct Go's zero value of every kind holds.
-fn is_zero_struct(path: &[&str]) -> bool {
-    ZERO_STRUCTS
-        .iter()
-        .any(|p| p.len() == path.len() && p.iter().zip(path).all(|(a, b)| a == b))
+/// True when the member `name` of the zero struct at `parent` is one too
+/// (Go's zero value of every kind holding it holds it).
+fn is_zero_struct(parent: &[&str], name: &str) -> bool {
+    ZERO_STRUCTS.iter().any(|p| {
+        p.split_last()
+            .is_some_and(|(last, above)| *last == name && above == parent)
+    })
 }
 
-/// A zero struct at `path` (deeper than the top): not owned itself; `None`
-/// inside when nothing in it is set.
-fn in_zero_struct(m: &Map<String, Value>, ctx: Ctx, path: &[&str]) -> Option<Option<Value>> {
-    if path.len() > MAX_DEPTH {
-        return None;
-    }
+/// What the zero struct at `path` holds, as owned: not the struct, but
+/// each member, itself a zero struct or owned whole. On the top two levels
+/// `tracks` decides what may be owned (below them, everything may).
+fn in_zero_struct(
+    m: &Map<String, Value>,
+    ctx: Ctx,
+    path: &[&str],
+    tracks: Tracks<'_>,
+) -> Option<Map<String, Value>> {
     let mut node = Map::new();
     for (c, cv) in m {
-        let mut below_path = path.to_vec();
-        below_path.push(c);
-        let below = match cv {
-            Value::Object(cm) if is_zero_struct(&below_path) => {
-                in_zero_struct(cm, ctx.field(c), &below_path)?
+        if let [first] = path {
+            // Set aside by the comparison, and never owned.
+            if *first == "metadata" && matches!(c.as_str(), "managedFields" | "resourceVersion") {
+                continue;
             }
-            _ => Some(member(cv, ctx.field(c), below_path.len())?),
+            if !tracks(first, Some(c)) {
+                within_depth(cv, 2)?;
+                continue;
+            }
+        }
+        let cctx = ctx.field(c);
+        let below = match cv {
+            Value::Object(cm) if is_zero_struct(path, c) => {
+                let mut below_path = path.to_vec();
+                below_path.push(c);
+                let inside = in_zero_struct(cm, cctx, &below_path, tracks)?;
+                (!inside.is_empty()).then_some(Value::Object(inside))
+            }
+            _ if path.is_empty() => tracked_member(cv, cctx, c, tracks)?,
+            _ => Some(member(cv, cctx, path.len() + 1)?),
         };
         if let Some(below) = below {
             node.insert(field_key(c), below);
         }
     }
-    Some((!node.is_empty()).then_some(Value::Object(node)))
+    Some(node)
+}
+
+/// The top-level field `name` with value `v`, owned whole as far as
+/// `tracks` allows: itself, and each member one level down.
+fn tracked_member(v: &Value, ctx: Ctx, name: &str, tracks: Tracks<'_>) -> Option<Option<Value>> {
+    let mut node = Map::new();
+    for_each_child(v, ctx, |key, second, child, cctx| {
+        if tracks(name, second) {
+            add(&mut node, key, member(child, cctx, 2)?);
+        } else {
+            within_depth(child, 2)?;
+        }
+        Some(())
+    })?;
+    let owned = tracks(name, None);
+    if owned && !node.is_empty() {
+        node.insert(".".into(), Value::Object(Map::new()));
+    }
+    Some((owned || !node.is_empty()).then_some(Value::Object(node)))
 }
 
 /// `v`, at `depth`, owned with everything below it: `{}` for a leaf, else

@@ -95,6 +95,14 @@ async fn measures_every_bound_pod() {
     let pods: Api<Pod> = Api::namespaced(client.clone(), workloads::MEASURED_NAMESPACE);
     let list = pods.list(&Default::default()).await.unwrap();
     assert_eq!(list.items.len(), 60);
+    // Where they landed, read back: 6 init and 60 measured pods dealt round
+    // robin over 10 nodes give 6 or 7 per node; each node got 6 measured
+    // pods, so the zones (hollow-<i> is in zone-<i % 3>: 4, 3 and 3 nodes)
+    // hold 24, 18 and 18.
+    let p = row.placement.expect("placement read back");
+    assert_eq!((p.min_per_node, p.max_per_node), (6, 7), "{p:?}");
+    assert_eq!(p.zone_skew, 6, "{p:?}");
+    assert_eq!(p.verdict(), "ok");
     server.shutdown().await;
 }
 

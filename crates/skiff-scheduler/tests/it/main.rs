@@ -11,3 +11,4 @@ mod metrics;
 mod placement;
 mod preemption;
 mod scheduling;
+mod workloads;

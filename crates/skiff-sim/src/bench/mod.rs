@@ -8,6 +8,7 @@
 pub mod agent;
 pub mod controllers;
 pub mod image;
+pub mod placement;
 pub mod pods;
 pub mod requests;
 mod server;
@@ -84,6 +85,8 @@ pub struct Row {
     /// Init pods gone after the workload (preemption victims), for
     /// workloads whose measured pods outrank the init pods.
     pub evicted: Option<usize>,
+    /// Where the pods landed, read back after the workload.
+    pub placement: Option<placement::Placement>,
     /// Why the row is incomplete, if it is.
     pub note: String,
 }
@@ -375,6 +378,15 @@ pub async fn run_workload_on(
         let left = init.list(&Default::default()).await?.items.len();
         row.evicted = Some(w.init_pods.saturating_sub(left));
     }
+    match placement::observe(&client, w.rule).await {
+        Ok(p) => row.placement = Some(p),
+        Err(e) => {
+            if !row.note.is_empty() {
+                row.note.push_str("; ");
+            }
+            row.note.push_str(&format!("placement not read: {e:#}"));
+        }
+    }
     hollow.shutdown().await;
     Ok(row)
 }
@@ -427,7 +439,7 @@ pub fn format_table(rows: &[Row]) -> String {
     };
     let us = |d: Option<Duration>| d.map_or("-".to_owned(), |d| format!("{} µs", d.as_micros()));
     let mut out = format!(
-        "{:<18} {:>6} {:>7} {:>9} {:>9} {:>11} {:>11} {:>11} {:>12} {:>12} {:>8}\n",
+        "{:<18} {:>6} {:>7} {:>9} {:>9} {:>11} {:>11} {:>11} {:>12} {:>12} {:>8} {:>10} {:>9}  {}\n",
         "workload",
         "nodes",
         "pods",
@@ -438,11 +450,15 @@ pub fn format_table(rows: &[Row]) -> String {
         "server RSS",
         "server CPU",
         "driver CPU",
-        "evicted"
+        "evicted",
+        "pods/node",
+        "zone skew",
+        "placement"
     );
     for r in rows {
+        let p = r.placement.as_ref();
         out.push_str(&format!(
-            "{:<18} {:>6} {:>7} {:>9} {:>9.0} {:>11} {:>11} {:>11} {:>12} {:>12} {:>8}\n",
+            "{:<18} {:>6} {:>7} {:>9} {:>9.0} {:>11} {:>11} {:>11} {:>12} {:>12} {:>8} {:>10} {:>9}  {}\n",
             r.workload,
             r.nodes,
             r.pods,
@@ -455,6 +471,9 @@ pub fn format_table(rows: &[Row]) -> String {
             us(r.server_cpu_per_pod),
             us(r.driver_cpu_per_pod),
             r.evicted.map_or("-".to_owned(), |n| n.to_string()),
+            p.map_or("-".to_owned(), |p| format!("{}-{}", p.min_per_node, p.max_per_node)),
+            p.map_or("-".to_owned(), |p| p.zone_skew.to_string()),
+            p.map_or("-".to_owned(), placement::Placement::verdict),
         ));
         if !r.note.is_empty() {
             out.push_str(&format!("  {}\n", r.note));
@@ -501,8 +520,34 @@ mod tests {
         assert!(t.lines().next().unwrap().contains("server CPU"), "{t}");
         let line = t.lines().nth(1).unwrap();
         assert!(
-            line.starts_with("Preemption") && line.ends_with(" 7") && line.contains(" 412 µs "),
+            line.starts_with("Preemption") && line.contains(" 7 ") && line.contains(" 412 µs "),
             "{t}"
+        );
+        assert!(line.ends_with("  -"), "no placement read: {t}");
+        let placed = |p| {
+            let rows = [Row {
+                workload: "PodAntiAffinity".into(),
+                placement: Some(p),
+                ..Row::default()
+            }];
+            format_table(&rows).lines().nth(1).unwrap().to_owned()
+        };
+        let good = placement::Placement {
+            min_per_node: 0,
+            max_per_node: 1,
+            zone_skew: 2,
+            ..Default::default()
+        };
+        let line = placed(good.clone());
+        assert!(line.ends_with("        0-1         2  ok"), "{line}");
+        let line = placed(placement::Placement {
+            overcommitted_nodes: 3,
+            violations: 4,
+            ..good
+        });
+        assert!(
+            line.ends_with("  3 nodes overcommitted, 4 pods against the rule"),
+            "{line}"
         );
     }
 }

@@ -4,6 +4,8 @@
 use k8s_openapi::api::core::v1::Pod;
 use serde_json::{Value, json};
 
+use super::placement::Rule;
+
 /// One workload.
 #[derive(Debug, Clone)]
 pub struct Workload {
@@ -21,6 +23,8 @@ pub struct Workload {
     pub template: fn(usize) -> Value,
     /// PriorityClasses to create first: (name, value).
     pub priority_classes: &'static [(&'static str, i32)],
+    /// What the pods ask of their placement, checked after the run.
+    pub rule: Rule,
 }
 
 /// Namespace of init pods.
@@ -58,6 +62,9 @@ pub fn default_pod(i: usize) -> Value {
     pod(format!("pod-{i}"), json!({}), json!({}), "100m", "500Mi")
 }
 
+/// The zones [`node_affinity_pod`] allows.
+const AFFINITY_ZONES: &[&str] = &["zone-0", "zone-1", "zone-2"];
+
 /// `pod-with-node-affinity.yaml`: required zone affinity. Upstream puts
 /// every node in the first zone it names; hollow nodes spread over
 /// `zone-0`…`zone-2`, so all three are named and every node stays
@@ -70,12 +77,15 @@ pub fn node_affinity_pod(i: usize) -> Value {
         "nodeSelectorTerms": [{"matchExpressions": [{
             "key": "topology.kubernetes.io/zone",
             "operator": "In",
-            "values": ["zone-0", "zone-1", "zone-2"],
+            "values": AFFINITY_ZONES,
         }]}]}}}}),
         "100m",
         "500Mi",
     )
 }
+
+/// The maxSkew of [`topology_spreading_pod`]'s zone constraint.
+const MAX_ZONE_SKEW: usize = 5;
 
 /// `pod-with-topology-spreading.yaml`: spread over zones, maxSkew 5.
 pub fn topology_spreading_pod(i: usize) -> Value {
@@ -83,7 +93,7 @@ pub fn topology_spreading_pod(i: usize) -> Value {
         format!("spreading-pod-{i}"),
         json!({"color": "blue"}),
         json!({"topologySpreadConstraints": [{
-            "maxSkew": 5,
+            "maxSkew": MAX_ZONE_SKEW,
             "topologyKey": "topology.kubernetes.io/zone",
             "whenUnsatisfiable": "DoNotSchedule",
             "labelSelector": {"matchLabels": {"color": "blue"}},
@@ -144,7 +154,7 @@ pub fn high_priority_pod(i: usize) -> Value {
 pub fn all(nodes: usize, pods: usize) -> Vec<Workload> {
     let preemption_nodes = (nodes / 10).max(1);
     let anti = (nodes / 5).max(1);
-    let basic = |name, template: fn(usize) -> Value, init_pods| Workload {
+    let basic = |name, template: fn(usize) -> Value, init_pods, rule| Workload {
         name,
         nodes,
         init_pods,
@@ -152,11 +162,22 @@ pub fn all(nodes: usize, pods: usize) -> Vec<Workload> {
         pods,
         template,
         priority_classes: &[],
+        rule,
     };
     vec![
-        basic("SchedulingBasic", default_pod, pods / 10),
-        basic("NodeAffinity", node_affinity_pod, nodes),
-        basic("TopologySpreading", topology_spreading_pod, nodes),
+        basic("SchedulingBasic", default_pod, pods / 10, Rule::Fit),
+        basic(
+            "NodeAffinity",
+            node_affinity_pod,
+            nodes,
+            Rule::InZones(AFFINITY_ZONES),
+        ),
+        basic(
+            "TopologySpreading",
+            topology_spreading_pod,
+            nodes,
+            Rule::MaxZoneSkew(MAX_ZONE_SKEW),
+        ),
         Workload {
             name: "PodAntiAffinity",
             nodes,
@@ -165,6 +186,7 @@ pub fn all(nodes: usize, pods: usize) -> Vec<Workload> {
             pods: anti.min(pods),
             template: anti_affinity_pod,
             priority_classes: &[],
+            rule: Rule::OnePerNode,
         },
         Workload {
             name: "Preemption",
@@ -174,6 +196,7 @@ pub fn all(nodes: usize, pods: usize) -> Vec<Workload> {
             pods: preemption_nodes,
             template: high_priority_pod,
             priority_classes: &[("sim-high", 10)],
+            rule: Rule::Fit,
         },
     ]
 }

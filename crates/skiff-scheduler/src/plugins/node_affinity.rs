@@ -229,7 +229,7 @@ impl PreFilterPlugin for NodeAffinity {
 
 impl FilterPlugin for NodeAffinity {
     fn filter(&self, state: &CycleState, pod: &PodInfo, node: &NodeInfo) -> Status {
-        let (labels, name) = (node.labels(), node.name());
+        let (labels, name) = (&node.label_set(), node.name());
         if let Some(added) = &self.added_node_selector
             && !added.matches(labels, name)
         {
@@ -273,7 +273,7 @@ impl PreScorePlugin for NodeAffinity {
 
 impl ScorePlugin for NodeAffinity {
     fn score(&self, state: &CycleState, pod: &PodInfo, node: &NodeInfo) -> (i64, Status) {
-        let (labels, name) = (node.labels(), node.name());
+        let (labels, name) = (&node.label_set(), node.name());
         let mut count = self
             .added_pref_sched_terms
             .as_ref()

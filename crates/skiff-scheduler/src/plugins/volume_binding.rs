@@ -229,11 +229,11 @@ impl FilterPlugin for VolumeBinding {
         }
         // A PV's node affinity is matched on labels only, as upstream's
         // CheckNodeAffinity does.
-        let labels = node.labels();
+        let labels = node.label_set();
         if data
             .bound_node_affinities
             .iter()
-            .any(|ns| !ns.matches(labels, ""))
+            .any(|ns| !ns.matches(&labels, ""))
         {
             return Status::unresolvable(ERR_REASON_NODE_CONFLICT);
         }

@@ -2,14 +2,12 @@
 //! `component-helpers/scheduling/corev1/nodeaffinity`): parsed once per pod,
 //! matched against many nodes without allocating.
 
-use std::collections::BTreeMap;
-
 use k8s_openapi::api::core::v1::{
     NodeSelector as ApiNodeSelector, NodeSelectorRequirement, NodeSelectorTerm as ApiTerm, Pod,
     PreferredSchedulingTerm,
 };
 use skiff_api::field::{Error, ErrorList, Path};
-use skiff_api::selector::labels::{Operator, Requirement, Selector, from_map};
+use skiff_api::selector::labels::{Labels, Operator, Requirement, Selector, from_map};
 
 /// The only field a node selector term may match on.
 pub const OBJECT_NAME_FIELD: &str = "metadata.name";
@@ -59,7 +57,7 @@ impl NodeSelectorTerm {
     /// True when the node's labels and name satisfy the term. An empty term
     /// matches nothing; field requirements are ignored for a nameless node,
     /// as upstream (volume node affinity is matched on labels only).
-    pub fn matches(&self, labels: &BTreeMap<String, String>, name: &str) -> bool {
+    pub fn matches(&self, labels: &impl Labels, name: &str) -> bool {
         if self.labels.is_none() && self.fields.is_none() {
             return false;
         }
@@ -202,7 +200,7 @@ impl NodeSelector {
     }
 
     /// True when any term matches.
-    pub fn matches(&self, labels: &BTreeMap<String, String>, name: &str) -> bool {
+    pub fn matches(&self, labels: &impl Labels, name: &str) -> bool {
         self.terms.iter().flatten().any(|t| t.matches(labels, name))
     }
 }
@@ -239,7 +237,7 @@ impl RequiredNodeAffinity {
     }
 
     /// True when the node satisfies both.
-    pub fn matches(&self, labels: &BTreeMap<String, String>, name: &str) -> bool {
+    pub fn matches(&self, labels: &impl Labels, name: &str) -> bool {
         if let Some(sel) = &self.label_selector
             && !sel.matches(labels)
         {
@@ -283,7 +281,7 @@ impl PreferredSchedulingTerms {
     }
 
     /// The sum of the weights of the terms the node matches.
-    pub fn score(&self, labels: &BTreeMap<String, String>, name: &str) -> i64 {
+    pub fn score(&self, labels: &impl Labels, name: &str) -> i64 {
         self.terms
             .iter()
             .filter(|(t, _)| t.matches(labels, name))
@@ -302,6 +300,7 @@ impl PreferredSchedulingTerms {
 mod tests {
     use super::*;
     use serde_json::json;
+    use std::collections::BTreeMap;
 
     fn labels(pairs: &[(&str, &str)]) -> BTreeMap<String, String> {
         pairs

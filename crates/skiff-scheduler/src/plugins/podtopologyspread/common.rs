@@ -51,7 +51,7 @@ impl Constraint {
         affinity: &RequiredNodeAffinity,
         node: &NodeInfo,
     ) -> bool {
-        if self.honor_node_affinity && !affinity.matches(node.labels(), node.name()) {
+        if self.honor_node_affinity && !affinity.matches(&node.label_set(), node.name()) {
             return false;
         }
         if self.honor_node_taints {

@@ -46,6 +46,24 @@ pub fn prefetch<T>(value: &T) {
     let _ = value;
 }
 
+/// [`prefetch`] for the first `max_lines` cache lines of a byte block
+/// (for a structure that points to its data elsewhere).
+#[inline]
+pub fn prefetch_bytes(bytes: &[u8], max_lines: usize) {
+    #[cfg(target_arch = "x86_64")]
+    {
+        use std::arch::x86_64::{_MM_HINT_T0, _mm_prefetch};
+        const LINE: usize = 64;
+        for line in bytes.chunks(LINE).take(max_lines) {
+            // SAFETY: as in `prefetch`: a hint that never faults, to an
+            // address inside `bytes`.
+            unsafe { _mm_prefetch::<_MM_HINT_T0>(line.as_ptr().cast::<i8>()) };
+        }
+    }
+    #[cfg(not(target_arch = "x86_64"))]
+    let _ = (bytes, max_lines);
+}
+
 #[cfg(test)]
 #[allow(clippy::unwrap_used, clippy::expect_used)]
 mod tests {

@@ -241,6 +241,12 @@ pub trait FilterPlugin: Send + Sync {
     /// Success, or Unschedulable(AndUnresolvable) with the reason shown in
     /// FailedScheduling.
     fn filter(&self, state: &CycleState, pod: &PodInfo, node: &NodeInfo) -> Status;
+
+    /// True when `filter` reads the node's labels, so the framework loads
+    /// each node's label block ahead of the node it is filtering (a hint).
+    fn reads_node_labels(&self) -> bool {
+        false
+    }
 }
 
 /// Each node's rejection, for PostFilter and the FailedScheduling message.

@@ -247,6 +247,12 @@ impl Labels for NodeLabels<'_> {
 }
 
 impl NodeInfo {
+    /// Starts loading the node's label block into the caches (a hint, for
+    /// loops about to read the labels of many nodes in turn).
+    pub fn prefetch_labels(&self) {
+        skiff_sys::memory::prefetch_bytes(&self.label_hashes.index.data, 8);
+    }
+
     /// The node's labels for selectors (see [`NodeLabels`]).
     pub fn label_set(&self) -> NodeLabels<'_> {
         match self.label_hashes.of(self.node.as_ref()) {

@@ -228,6 +228,10 @@ impl PreFilterPlugin for NodeAffinity {
 }
 
 impl FilterPlugin for NodeAffinity {
+    fn reads_node_labels(&self) -> bool {
+        true
+    }
+
     fn filter(&self, state: &CycleState, pod: &PodInfo, node: &NodeInfo) -> Status {
         let (labels, name) = (&node.label_set(), node.name());
         if let Some(added) = &self.added_node_selector

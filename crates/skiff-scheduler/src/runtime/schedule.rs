@@ -27,6 +27,10 @@ const PARALLEL_CHUNK: usize = 512;
 /// prefetched.
 const PREFETCH_AHEAD: usize = 4;
 
+/// How far ahead the filter loop loads nodes' label blocks (less than
+/// [`PREFETCH_AHEAD`], so the node info that points to the block is there).
+const LABELS_AHEAD: usize = 2;
+
 /// Where the pod goes.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ScheduleResult {
@@ -302,6 +306,7 @@ impl Framework {
         let nominator = nominator.filter(|nm| nm.has_nominated_pods());
         let state_ref: &CycleState = state;
         let active = self.active_filters(state_ref);
+        let reads_labels = active.iter().any(|(_, f)| f.reads_node_labels());
         let check = |i: usize| -> Status {
             let node = &nodes[(start + i) % n];
             match nominator {
@@ -376,6 +381,11 @@ impl Framework {
                 // node a few places ahead so it overlaps this one's work.
                 if processed + PREFETCH_AHEAD < n {
                     skiff_sys::memory::prefetch(&*nodes[(start + processed + PREFETCH_AHEAD) % n]);
+                }
+                // The label blocks are elsewhere again; a node whose info
+                // was asked for two places back knows where its block is.
+                if reads_labels && processed + LABELS_AHEAD < n {
+                    nodes[(start + processed + LABELS_AHEAD) % n].prefetch_labels();
                 }
                 let s = check(processed);
                 record(processed, s, &mut feasible, &mut diagnosis, &mut error);

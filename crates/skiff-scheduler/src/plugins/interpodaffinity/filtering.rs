@@ -252,6 +252,10 @@ fn satisfy_existing_pods_anti_affinity(s: &PreFilterState, node: &NodeInfo) -> b
 }
 
 impl FilterPlugin for InterPodAffinity {
+    fn reads_node_labels(&self) -> bool {
+        true
+    }
+
     fn filter(&self, state: &CycleState, _pod: &PodInfo, node: &NodeInfo) -> Status {
         let s = match read_state(state) {
             Ok(s) => s,

@@ -27,41 +27,43 @@ pub fn release_free_memory() {
 /// observable, and is a no-op on architectures without the instruction.
 #[inline]
 pub fn prefetch<T>(value: &T) {
-    #[cfg(target_arch = "x86_64")]
-    {
-        use std::arch::x86_64::{_MM_HINT_T0, _mm_prefetch};
-        const LINE: usize = 64;
-        let start = std::ptr::from_ref(value).cast::<i8>();
-        let mut offset = 0;
-        while offset < std::mem::size_of::<T>() {
-            // SAFETY: a prefetch is a hint that never faults and reads
-            // nothing into the program; the address is inside `value`,
-            // and SSE (which the instruction needs) is part of x86_64's
-            // baseline.
-            unsafe { _mm_prefetch::<_MM_HINT_T0>(start.wrapping_add(offset)) };
-            offset += LINE;
-        }
-    }
-    #[cfg(not(target_arch = "x86_64"))]
-    let _ = value;
+    prefetch_lines(
+        std::ptr::from_ref(value).cast::<u8>(),
+        std::mem::size_of::<T>(),
+    );
 }
 
 /// [`prefetch`] for the first `max_lines` cache lines of a byte block
 /// (for a structure that points to its data elsewhere).
 #[inline]
 pub fn prefetch_bytes(bytes: &[u8], max_lines: usize) {
+    prefetch_lines(
+        bytes.as_ptr(),
+        bytes.len().min(max_lines.saturating_mul(LINE)),
+    );
+}
+
+/// Cache line size assumed by the prefetches.
+const LINE: usize = 64;
+
+/// Prefetches each cache line of the `len` bytes at `start`.
+#[inline]
+fn prefetch_lines(start: *const u8, len: usize) {
     #[cfg(target_arch = "x86_64")]
     {
         use std::arch::x86_64::{_MM_HINT_T0, _mm_prefetch};
-        const LINE: usize = 64;
-        for line in bytes.chunks(LINE).take(max_lines) {
-            // SAFETY: as in `prefetch`: a hint that never faults, to an
-            // address inside `bytes`.
-            unsafe { _mm_prefetch::<_MM_HINT_T0>(line.as_ptr().cast::<i8>()) };
+        let mut offset = 0;
+        while offset < len {
+            // SAFETY: a prefetch is a hint that never faults and reads
+            // nothing into the program; callers pass the address and size
+            // of a value or slice they borrow, and SSE (which the
+            // instruction needs) is part of x86_64's baseline.
+            unsafe { _mm_prefetch::<_MM_HINT_T0>(start.wrapping_add(offset).cast::<i8>()) };
+            offset += LINE;
         }
     }
     #[cfg(not(target_arch = "x86_64"))]
-    let _ = (bytes, max_lines);
+    let _ = (start, len);
 }
 
 #[cfg(test)]

@@ -270,10 +270,10 @@ impl NodeInfo {
     /// As [`NodeInfo::topology_value`], for a key given by name and
     /// [`hash_label`].
     pub fn label_value_hashed(&self, key: &str, key_hash: u64) -> Option<TopologyValue<'_>> {
-        match self.label_hashes.of(self.node.as_ref()) {
-            Some(index) => index.get_hashed(key, key_hash),
+        match self.label_set() {
+            NodeLabels::Packed(index) => index.get_hashed(key, key_hash),
             // Stale: look the key up directly.
-            None => lookup(self.labels(), key),
+            NodeLabels::Map(labels) => lookup(labels, key),
         }
     }
 }

@@ -453,15 +453,27 @@ impl Quantity {
             (false, true) => return Ordering::Greater,
             _ => {}
         }
-        let (da, db) = (a.to_string(), b.to_string());
+        let (la, lb) = (decimal_digits(a), decimal_digits(b));
         // Position of the leading digit decides first.
-        let ma = da.len() as i64 + i64::from(self.exponent);
-        let mb = db.len() as i64 + i64::from(other.exponent);
+        let ma = i64::from(la) + i64::from(self.exponent);
+        let mb = i64::from(lb) + i64::from(other.exponent);
         if ma != mb {
             return ma.cmp(&mb);
         }
-        let width = da.len().max(db.len());
-        format!("{da:0<width$}").cmp(&format!("{db:0<width$}"))
+        // Same leading position: compare the digits, the shorter padded
+        // with zeros on the right.
+        let scale = |v: u128, from: u32, to: u32| {
+            10u128.checked_pow(to - from).and_then(|p| v.checked_mul(p))
+        };
+        let width = la.max(lb);
+        match (scale(a, la, width), scale(b, lb, width)) {
+            (Some(x), Some(y)) => x.cmp(&y),
+            // Past u128 (39 digits): compare as text.
+            _ => {
+                let width = width as usize;
+                format!("{a:0<width$}").cmp(&format!("{b:0<width$}"))
+            }
+        }
     }
 
     /// Upstream's canonical string (`CanonicalizeBytes`).
@@ -564,6 +576,11 @@ mod json;
 pub(crate) use json::core_quantity_paths;
 pub(crate) use json::{canonicalize_at, round_up_milli_at};
 pub use json::{canonicalize_map, canonicalize_value, from_json};
+
+/// How many decimal digits `v` has (1 for zero).
+fn decimal_digits(v: u128) -> u32 {
+    v.checked_ilog10().map_or(1, |d| d + 1)
+}
 
 #[cfg(test)]
 #[path = "quantity_tests.rs"]

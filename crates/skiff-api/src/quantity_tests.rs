@@ -129,6 +129,28 @@ fn comparison_and_values() {
 }
 
 #[test]
+fn magnitudes_compare_digit_by_digit_at_the_same_leading_position() {
+    let q = |s: &str| Quantity::parse(s).unwrap();
+    // Same leading digit position, different lengths and exponents.
+    assert!(q("1.25") > q("1.2"));
+    assert!(q("125m") < q("1.3"));
+    assert_eq!(q("12e3").cmp(&q("12000")), std::cmp::Ordering::Equal);
+    assert!(q("9.99") < q("10"));
+    assert!(q("-1.25") < q("-1.2"));
+    // Mantissas of 30-odd digits, padded past u128 on one side.
+    let long = "12345678901234567890123456789012345678";
+    assert!(q(long) > q("1.2e37"));
+    assert!(q(long) < q("1.3e37"));
+    assert!(q(&format!("{long}.5")) > q(long));
+    // 5 padded to 39 digits is past u128: compared as text.
+    let wide = "100000000000000000000000000000000000001";
+    assert!(q(wide) < q("5e38"));
+    assert!(q("5e38") > q(wide));
+    // A whole number against the binary-suffix range checks.
+    assert!(Quantity::parse("8Ei").is_ok_and(|v| v > q("9e18")));
+}
+
+#[test]
 fn round_up_to_milli_like_set_defaults_resource_list() {
     let q = |s: &str| Quantity::parse(s).unwrap();
     assert_eq!(q("1n").round_up(-3).to_string(), "1m");

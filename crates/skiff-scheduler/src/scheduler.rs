@@ -227,11 +227,7 @@ impl Scheduler {
         };
         let host = result.suggested_host;
         // The assumed pod carries the node, so the next cycle counts it there.
-        let mut assumed_pod = (*pod.pod).clone();
-        if let Some(spec) = assumed_pod.spec.as_mut() {
-            spec.node_name = Some(host.clone());
-        }
-        let assumed = Arc::new(PodInfo::new(Arc::new(assumed_pod)));
+        let assumed = Arc::new(pod.assumed_on(&host));
         if let Err(err) = self.cache.assume_pod(assumed.clone(), &host) {
             self.fail(
                 qpi,

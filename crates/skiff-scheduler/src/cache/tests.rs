@@ -80,6 +80,43 @@ fn assume_confirm_and_forget() {
 }
 
 #[test]
+fn an_assumed_pod_is_the_queued_one_on_its_node() {
+    let queued: Arc<Pod> = Arc::new(
+        serde_json::from_value(json!({
+            "metadata": {"name": "q", "namespace": "ns", "labels": {"app": "web"}},
+            "spec": {"containers": [{"name": "c",
+                "resources": {"requests": {"cpu": "250m", "memory": "1Gi"}}}],
+                "affinity": {"podAntiAffinity": {"requiredDuringSchedulingIgnoredDuringExecution": [
+                    {"topologyKey": "kubernetes.io/hostname",
+                     "labelSelector": {"matchLabels": {"app": "web"}}}]}}}
+        }))
+        .unwrap(),
+    );
+    let info = PodInfo::new(queued.clone());
+    let assumed = info.assumed_on("n1");
+    // Only the node differs from what a fresh PodInfo of the bound pod holds.
+    let mut bound = (*queued).clone();
+    bound.spec.as_mut().unwrap().node_name = Some("n1".into());
+    let fresh = PodInfo::new(Arc::new(bound.clone()));
+    assert_eq!(*assumed.pod, bound);
+    assert_eq!(queued.spec.as_ref().unwrap().node_name, None);
+    assert_eq!(assumed.key, fresh.key);
+    assert_eq!(assumed.requests, fresh.requests);
+    assert_eq!(assumed.non_zero_requests, fresh.non_zero_requests);
+    assert_eq!(
+        assumed.required_anti_affinity_terms,
+        fresh.required_anti_affinity_terms
+    );
+    assert_eq!(assumed.labels(), fresh.labels());
+    let c = Cache::new();
+    c.add_or_update_node(node("n1", "4", json!([])));
+    c.assume_pod(Arc::new(assumed), "n1").unwrap();
+    let mut snap = CacheSnapshot::default();
+    c.update_snapshot(&mut snap);
+    assert_eq!(requested(&snap, "n1"), 250);
+}
+
+#[test]
 fn snapshots_copy_only_changed_nodes() {
     let c = Cache::new();
     for i in 0..5 {

@@ -297,6 +297,20 @@ impl PodInfo {
         }
     }
 
+    /// The same pod bound to `node`: what the cache counts there until the
+    /// binding lands (upstream's assumed pod). Nothing precomputed depends
+    /// on the node, so it is carried over rather than computed again.
+    pub fn assumed_on(&self, node: &str) -> PodInfo {
+        let mut pod = (*self.pod).clone();
+        if let Some(spec) = pod.spec.as_mut() {
+            spec.node_name = Some(node.to_owned());
+        }
+        PodInfo {
+            pod: Arc::new(pod),
+            ..self.clone()
+        }
+    }
+
     /// True when the pod has any pod affinity or anti-affinity.
     pub fn has_affinity(&self) -> bool {
         !self.required_affinity_terms.is_empty()

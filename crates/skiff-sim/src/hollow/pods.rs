@@ -4,13 +4,17 @@
 //! (`kubelets: false`), and pods being deleted are removed at once with
 //! grace 0, as kwok does.
 
+use std::borrow::Cow;
 use std::collections::{HashMap, HashSet};
 use std::sync::Arc;
 
 use futures::StreamExt;
 use k8s_openapi::api::core::v1::{Pod, PodSpec};
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
+use kube::Resource;
 use kube::api::{Api, DeleteParams, Patch, PatchParams, Preconditions};
 use kube::runtime::{WatchStreamExt, watcher};
+use serde::de::DeserializeOwned;
 use skiff_client::Lean;
 use skiff_kubelet::status::{self, Exited, RuntimeContainer, RuntimePod, RuntimeState};
 use tokio::sync::{Semaphore, watch};
@@ -256,9 +260,80 @@ impl Worker {
     }
 }
 
-pub(crate) async fn run(shared: Arc<Shared>, mut shutdown: watch::Receiver<bool>) {
+/// What bare nodes read of a pod: whose it is, which node, and whether it is
+/// being deleted. The rest of each object is skipped while decoding.
+#[derive(Debug, Clone, serde::Deserialize)]
+struct PodHead {
+    metadata: ObjectMeta,
+    #[serde(default)]
+    spec: Option<PodHeadSpec>,
+}
+
+#[derive(Debug, Clone, serde::Deserialize)]
+struct PodHeadSpec {
+    #[serde(rename = "nodeName", default)]
+    node_name: Option<String>,
+}
+
+impl Resource for PodHead {
+    type DynamicType = ();
+    type Scope = <Pod as Resource>::Scope;
+
+    fn kind(dt: &()) -> Cow<'_, str> {
+        Pod::kind(dt)
+    }
+
+    fn group(dt: &()) -> Cow<'_, str> {
+        Pod::group(dt)
+    }
+
+    fn version(dt: &()) -> Cow<'_, str> {
+        Pod::version(dt)
+    }
+
+    fn plural(dt: &()) -> Cow<'_, str> {
+        Pod::plural(dt)
+    }
+
+    fn meta(&self) -> &ObjectMeta {
+        &self.metadata
+    }
+
+    fn meta_mut(&mut self) -> &mut ObjectMeta {
+        &mut self.metadata
+    }
+}
+
+impl From<PodHead> for Pod {
+    fn from(head: PodHead) -> Pod {
+        Pod {
+            metadata: head.metadata,
+            spec: head.spec.map(|s| PodSpec {
+                node_name: s.node_name,
+                ..PodSpec::default()
+            }),
+            status: None,
+        }
+    }
+}
+
+/// Serves the pods bound to the hollow nodes until `shutdown`. Bare nodes
+/// only delete pods, so they decode no more of a pod than that needs.
+pub(crate) async fn run(shared: Arc<Shared>, shutdown: watch::Receiver<bool>) {
+    if shared.config.kubelets {
+        serve::<Pod>(shared, shutdown).await;
+    } else {
+        serve::<PodHead>(shared, shutdown).await;
+    }
+}
+
+async fn serve<K>(shared: Arc<Shared>, mut shutdown: watch::Receiver<bool>)
+where
+    K: Resource<DynamicType = ()> + Clone + DeserializeOwned + std::fmt::Debug + Send + 'static,
+    Pod: From<K>,
+{
     // managedFields are skipped while decoding: nothing here reads them.
-    let all: Api<Lean<Pod>> = Api::all(shared.client.clone());
+    let all: Api<Lean<K>> = Api::all(shared.client.clone());
     let config = watcher::Config::default().fields("spec.nodeName!=");
     let mut events = watcher(all, config).default_backoff().boxed();
     let mut w = Worker {
@@ -301,15 +376,15 @@ pub(crate) async fn run(shared: Arc<Shared>, mut shutdown: watch::Receiver<bool>
                 }
             }
             Ok(watcher::Event::Delete(Lean(pod))) => {
-                if let Some(uid) = pod.metadata.uid.as_deref() {
+                if let Some(uid) = pod.meta().uid.as_deref() {
                     w.forget(uid);
                 }
             }
             Ok(watcher::Event::Apply(Lean(pod))) | Ok(watcher::Event::InitApply(Lean(pod))) => {
-                if let (Some(seen), Some(uid)) = (relisted.as_mut(), pod.metadata.uid.as_ref()) {
+                if let (Some(seen), Some(uid)) = (relisted.as_mut(), pod.meta().uid.as_ref()) {
                     seen.insert(uid.clone());
                 }
-                w.handle(pod);
+                w.handle(pod.into());
             }
             Err(e) => tracing::warn!(error = %e, "pod watch failed; retrying"),
         }
@@ -321,6 +396,32 @@ pub(crate) async fn run(shared: Arc<Shared>, mut shutdown: watch::Receiver<bool>
 #[allow(clippy::unwrap_used, clippy::expect_used)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn bare_nodes_decode_the_head_of_a_pod() {
+        let text = serde_json::json!({
+            "metadata": {"name": "p", "namespace": "ns", "uid": "u1",
+                "deletionTimestamp": "2026-12-04T10:00:00Z",
+                "managedFields": [{"manager": "m", "operation": "Update"}]},
+            "spec": {"nodeName": "hollow-3", "containers": [{"name": "c", "image": "i"}]},
+            "status": {"phase": "Running"}
+        })
+        .to_string();
+        let Lean(head): Lean<PodHead> = serde_json::from_str(&text).unwrap();
+        let pod = Pod::from(head);
+        assert_eq!(pod.metadata.uid.as_deref(), Some("u1"));
+        assert_eq!(pod.metadata.namespace.as_deref(), Some("ns"));
+        assert!(pod.metadata.deletion_timestamp.is_some());
+        assert_eq!(pod.metadata.managed_fields, None);
+        let spec = pod.spec.unwrap();
+        assert_eq!(spec.node_name.as_deref(), Some("hollow-3"));
+        assert!(spec.containers.is_empty());
+        assert_eq!(pod.status, None);
+        // A pod with no spec at all still decodes.
+        let Lean(bare): Lean<PodHead> =
+            serde_json::from_str(r#"{"metadata":{"name":"q"}}"#).unwrap();
+        assert_eq!(Pod::from(bare).spec, None);
+    }
 
     #[test]
     fn addresses_skip_network_and_gateway_and_are_reused() {

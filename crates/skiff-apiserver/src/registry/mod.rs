@@ -350,22 +350,41 @@ impl Registry {
                 .lock()
                 .list(info, &prefix, &labels, &fields, limit);
         }
-        // The common case, a plain JSON list from the cache, is written
-        // straight from the shared objects: no copies of them.
-        if let Some(page) = cached.as_ref().filter(|_| {
-            call.output == Output::Json
-                && info.shares_storage_with.is_none()
-                && info.kind != "Event"
-        }) {
-            let metadata = list_metadata(
-                &prefix,
-                page.revision,
-                page.continue_after.as_deref(),
-                page.remaining,
-            );
+        // The common case, a plain JSON list, is written straight from the
+        // stored bytes (the cache's shared objects, or the store's values
+        // with their revision spliced in): no object is decoded whole.
+        let plain_json = call.output == Output::Json
+            && info.shares_storage_with.is_none()
+            && info.kind != "Event";
+        if plain_json {
+            let page = match cached {
+                Some(page) => (
+                    page.items,
+                    page.revision,
+                    page.continue_after,
+                    page.remaining,
+                ),
+                None => {
+                    let item = |kv: &KeyValue| {
+                        let obj = cache::object::CachedObject::from_store(
+                            &kv.key,
+                            &kv.value,
+                            kv.mod_revision,
+                        )
+                        .ok_or_else(|| not_json(kv))?;
+                        Ok(obj
+                            .matches(info, &labels, &fields)
+                            .then(|| std::sync::Arc::new(obj)))
+                    };
+                    self.list_from_store(call, &prefix, limit, (&labels, &fields), token, item)
+                        .await?
+                }
+            };
+            let (items, revision, continue_after, remaining) = page;
+            let metadata = list_metadata(&prefix, revision, continue_after.as_deref(), remaining);
             return Ok(response::json_bytes(
                 StatusCode::OK,
-                list_bytes(info, &metadata, &page.items)?,
+                list_bytes(info, &metadata, &items)?,
             ));
         }
         let (items, revision, continue_after, remaining) = match cached {
@@ -374,7 +393,11 @@ impl Registry {
                 (items, page.revision, page.continue_after, page.remaining)
             }
             None => {
-                self.list_from_store(call, &prefix, limit, (&labels, &fields), token)
+                let item = |kv: &KeyValue| {
+                    let obj = decode(kv)?;
+                    Ok(matches(info, &labels, &fields, &obj).then_some(obj))
+                };
+                self.list_from_store(call, &prefix, limit, (&labels, &fields), token, item)
                     .await?
             }
         };
@@ -392,16 +415,18 @@ impl Registry {
     }
 
     /// A list page read from the store: items, revision, the last key
-    /// examined when more follow, and how many follow when known.
-    async fn list_from_store(
+    /// examined when more follow, and how many follow when known. `item`
+    /// turns a stored value into a list item, or `None` when the
+    /// selectors leave it out.
+    async fn list_from_store<T>(
         &self,
         call: &Call<'_>,
         prefix: &str,
         limit: u64,
         (labels, fields): (&Selector, &FieldSelector),
         token: Option<String>,
-    ) -> Result<(Vec<Value>, i64, Option<String>, Option<u64>), ApiError> {
-        let info = call.info;
+        item: impl Fn(&KeyValue) -> Result<Option<T>, ApiError>,
+    ) -> Result<(Vec<T>, i64, Option<String>, Option<u64>), ApiError> {
         let mut opts = ListOptions::default();
         if let Some(token) = token {
             let (rev, start) = decode_continue(&token)?;
@@ -441,8 +466,7 @@ impl Registry {
             let mut last_key = None;
             for kv in &page.kvs {
                 last_key = Some(kv.key.clone());
-                let obj = decode(kv)?;
-                if matches(info, labels, fields, &obj) {
+                if let Some(obj) = item(kv)? {
                     items.push(obj);
                     if limit > 0 && items.len() as u64 >= limit {
                         break;
@@ -1245,6 +1269,11 @@ pub(crate) fn decode(kv: &KeyValue) -> Result<Value, ApiError> {
     })?;
     set_rv(&mut obj, kv.mod_revision);
     Ok(obj)
+}
+
+/// The error for a stored value that is not a JSON object.
+fn not_json(kv: &KeyValue) -> ApiError {
+    ApiError::InternalError(format!("stored object {} is not a JSON object", kv.key))
 }
 
 pub(crate) fn set_rv(obj: &mut Value, rev: i64) {

@@ -297,6 +297,62 @@ async fn paging_is_consistent_while_writes_continue() {
         .await
         .unwrap();
     assert_eq!(page.items.len() + rest.items.len(), 12);
+
+    // After a write the continuation is read from the store: the same
+    // snapshot and selection, each item whole with its own resourceVersion.
+    let page = cms
+        .list(&ListParams::default().labels("i=odd").limit(5))
+        .await
+        .unwrap();
+    cms.create(
+        &PostParams::default(),
+        &cm("late-odd", &[("i", "odd")], &[]),
+    )
+    .await
+    .unwrap();
+    let rest = cms
+        .list(
+            &ListParams::default()
+                .labels("i=odd")
+                .limit(100)
+                .continue_token(page.metadata.continue_.as_deref().unwrap()),
+        )
+        .await
+        .unwrap();
+    assert_eq!(
+        rest.metadata.resource_version,
+        page.metadata.resource_version
+    );
+    assert_eq!(rest.items.len(), 7);
+    for item in &rest.items {
+        let live = cms
+            .get(item.metadata.name.as_deref().unwrap())
+            .await
+            .unwrap();
+        assert_eq!(item.metadata.labels.as_ref().unwrap()["i"], "odd");
+        assert_eq!(item.metadata.uid, live.metadata.uid);
+        assert_eq!(
+            item.metadata.resource_version,
+            live.metadata.resource_version
+        );
+        assert_eq!(item.metadata.managed_fields, live.metadata.managed_fields);
+    }
+    // An exact revision is read from the store too, field selector and all.
+    let exact = cms
+        .list(
+            &ListParams::default()
+                .fields("metadata.name=p03")
+                .at(page.metadata.resource_version.as_deref().unwrap())
+                .matching(kube::api::VersionMatch::Exact),
+        )
+        .await
+        .unwrap();
+    let names: Vec<_> = exact
+        .items
+        .iter()
+        .filter_map(|c| c.metadata.name.as_deref())
+        .collect();
+    assert_eq!(names, ["p03"]);
     server.shutdown().await;
 }
 

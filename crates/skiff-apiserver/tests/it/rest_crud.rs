@@ -287,15 +287,13 @@ async fn paging_is_consistent_while_writes_continue() {
             .iter()
             .all(|c| c.metadata.labels.as_ref().unwrap()["i"] == "odd")
     );
-    let rest = cms
-        .list(
-            &ListParams::default()
-                .labels("i=odd")
-                .limit(100)
-                .continue_token(page.metadata.continue_.as_deref().unwrap()),
-        )
-        .await
-        .unwrap();
+    let odd_after = |page: &kube::core::ObjectList<ConfigMap>| {
+        ListParams::default()
+            .labels("i=odd")
+            .limit(100)
+            .continue_token(page.metadata.continue_.as_deref().unwrap())
+    };
+    let rest = cms.list(&odd_after(&page)).await.unwrap();
     assert_eq!(page.items.len() + rest.items.len(), 12);
 
     // After a write the continuation is read from the store: the same
@@ -310,15 +308,7 @@ async fn paging_is_consistent_while_writes_continue() {
     )
     .await
     .unwrap();
-    let rest = cms
-        .list(
-            &ListParams::default()
-                .labels("i=odd")
-                .limit(100)
-                .continue_token(page.metadata.continue_.as_deref().unwrap()),
-        )
-        .await
-        .unwrap();
+    let rest = cms.list(&odd_after(&page)).await.unwrap();
     assert_eq!(
         rest.metadata.resource_version,
         page.metadata.resource_version

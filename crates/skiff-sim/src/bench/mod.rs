@@ -14,7 +14,6 @@ pub mod requests;
 mod server;
 pub mod workloads;
 
-use std::borrow::Cow;
 use std::collections::HashMap;
 use std::path::PathBuf;
 use std::sync::{Arc, Mutex};
@@ -24,7 +23,6 @@ use anyhow::Context;
 use futures::StreamExt;
 use k8s_openapi::api::core::v1::{Namespace, Pod};
 use k8s_openapi::api::scheduling::v1::PriorityClass;
-use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
 use kube::Resource;
 use kube::api::{Api, PostParams};
 use kube::runtime::{WatchStreamExt, watcher};
@@ -35,7 +33,7 @@ use skiff_client::Lean;
 pub use skiff_client::kubeconfig::client_from;
 use workloads::{INIT_NAMESPACE, MEASURED_NAMESPACE, Workload};
 
-use crate::hollow::{HollowNodeConfig, HollowNodes};
+use crate::hollow::{HollowNodeConfig, HollowNodes, PodHead};
 
 /// How to run the benchmark.
 #[derive(Debug, Clone)]
@@ -116,46 +114,10 @@ pub async fn run(cfg: &BenchConfig) -> anyhow::Result<Vec<Row>> {
 /// When each pod of a namespace was first seen bound.
 type Bound = Arc<Mutex<HashMap<String, Instant>>>;
 
-/// A pod as the bindings watch reads it: its metadata (without
-/// managedFields, through [`Lean`]); the rest of the object is skipped
-/// while decoding. The driver shares the cores it measures.
-#[derive(Debug, Clone, serde::Deserialize)]
-struct PodMeta {
-    metadata: ObjectMeta,
-}
-
-impl Resource for PodMeta {
-    type DynamicType = ();
-    type Scope = <Pod as Resource>::Scope;
-
-    fn kind(dt: &()) -> Cow<'_, str> {
-        Pod::kind(dt)
-    }
-
-    fn group(dt: &()) -> Cow<'_, str> {
-        Pod::group(dt)
-    }
-
-    fn version(dt: &()) -> Cow<'_, str> {
-        Pod::version(dt)
-    }
-
-    fn plural(dt: &()) -> Cow<'_, str> {
-        Pod::plural(dt)
-    }
-
-    fn meta(&self) -> &ObjectMeta {
-        &self.metadata
-    }
-
-    fn meta_mut(&mut self) -> &mut ObjectMeta {
-        &mut self.metadata
-    }
-}
-
 fn watch_bindings(client: kube::Client, namespace: &str) -> (Bound, tokio::task::JoinHandle<()>) {
     let bound: Bound = Arc::default();
-    let api: Api<Lean<PodMeta>> = Api::namespaced(client, namespace);
+    // Its metadata only: the driver shares the cores it measures.
+    let api: Api<Lean<PodHead>> = Api::namespaced(client, namespace);
     let b = bound.clone();
     let task = tokio::spawn(async move {
         // Only bound pods: the server leaves out the creations, which the

@@ -23,6 +23,7 @@ use tokio::task::JoinHandle;
 use crate::SimError;
 pub use node::{Cidr, parse_taint};
 use node::{LEASE_NAMESPACE, NodeTemplate};
+pub(crate) use pods::PodHead;
 
 /// How to run the hollow nodes.
 #[derive(Debug, Clone)]

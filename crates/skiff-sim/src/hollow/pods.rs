@@ -260,19 +260,21 @@ impl Worker {
     }
 }
 
-/// What bare nodes read of a pod: whose it is, which node, and whether it is
-/// being deleted. The rest of each object is skipped while decoding.
+/// A pod's metadata and node, for watchers that read no more: bare hollow
+/// nodes (which only finish deletions) and the benchmark's bindings watch.
+/// The rest of each object is skipped while decoding.
 #[derive(Debug, Clone, serde::Deserialize)]
-struct PodHead {
-    metadata: ObjectMeta,
+pub(crate) struct PodHead {
+    pub(crate) metadata: ObjectMeta,
     #[serde(default)]
-    spec: Option<PodHeadSpec>,
+    pub(crate) spec: Option<PodHeadSpec>,
 }
 
+/// The part of a pod's spec [`PodHead`] keeps.
 #[derive(Debug, Clone, serde::Deserialize)]
-struct PodHeadSpec {
+pub(crate) struct PodHeadSpec {
     #[serde(rename = "nodeName", default)]
-    node_name: Option<String>,
+    pub(crate) node_name: Option<String>,
 }
 
 impl Resource for PodHead {

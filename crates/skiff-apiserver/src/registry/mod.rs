@@ -541,14 +541,25 @@ impl Registry {
                 return Err(e);
             }
         };
+        let key = info.key(ns, &name);
+        // The watch cache takes the object as decoded here rather than
+        // decoding what gets stored (in the shape stored, whichever API
+        // wrote it); told before the write, so that the write's event
+        // cannot come first.
+        let announced = cache::object::Written::new(&key, bytes.clone(), &obj)
+            .map(|w| self.store.cache().expect(&key, w))
+            .is_some();
         let created = self
             .store
-            .create(&info.key(ns, &name), bytes.clone())
+            .create(&key, bytes.clone())
             .await
             .map_err(|e| store_error(info, &name, e));
         let kv = match created {
             Ok(kv) => kv,
             Err(e) => {
+                if announced {
+                    self.store.cache().unexpect(&key, &bytes);
+                }
                 allocation.revert(&self.store).await;
                 return Err(e);
             }

@@ -19,11 +19,14 @@ pub(crate) mod object;
 mod selectable;
 pub(crate) mod state;
 
+use std::collections::HashMap;
 use std::fmt;
 use std::ops::Deref;
 use std::sync::{Arc, Mutex, MutexGuard, OnceLock, PoisonError};
 use std::task::{Context, Poll};
-use std::time::Duration;
+use std::time::{Duration, Instant};
+
+use bytes::Bytes;
 
 use futures::StreamExt;
 use skiff_store::{
@@ -31,7 +34,7 @@ use skiff_store::{
 };
 use tokio::sync::watch;
 
-use object::CachedObject;
+use object::{CachedObject, Written};
 pub(crate) use state::{CacheConfig, CachedEvent, Initial, Start};
 use state::{CacheState, Change};
 
@@ -191,11 +194,29 @@ pub(crate) struct Cache {
     /// The applied revision (0 while not listed), for requests waiting
     /// for freshness.
     progress: watch::Sender<Revision>,
+    /// Objects the registry is writing, by key, for the reflector to
+    /// take when their event comes instead of decoding the stored bytes.
+    expected: Mutex<HashMap<String, Expected>>,
 }
+
+/// A write announced by the registry before it reached the store.
+#[derive(Debug)]
+struct Expected {
+    written: Written,
+    since: Instant,
+}
+
+/// Most writes announced at once. Past this, announcements older than
+/// [`EXPECTED_TTL`] (writes whose outcome their request never saw) are
+/// dropped, and new ones refused while none is that old: the reflector
+/// then decodes, as it does for every write it was not told of.
+const MAX_EXPECTED: usize = 4096;
+const EXPECTED_TTL: Duration = Duration::from_secs(10);
 
 impl Cache {
     fn new(config: CacheConfig) -> Cache {
         Cache {
+            expected: Mutex::default(),
             state: Mutex::new(CacheState::new(config)),
             progress: watch::Sender::new(0),
         }
@@ -221,6 +242,71 @@ impl Cache {
     fn publish(&self, state: &CacheState) {
         self.progress.send_replace(state.revision());
     }
+
+    fn expected(&self) -> MutexGuard<'_, HashMap<String, Expected>> {
+        self.expected.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+
+    /// Announces that `written` is being stored at `key`, before the write
+    /// is sent, so its event cannot come first. Call [`Self::unexpect`]
+    /// when the write fails.
+    pub fn expect(&self, key: &str, written: Written) {
+        let now = Instant::now();
+        let mut expected = self.expected();
+        if expected.len() >= MAX_EXPECTED {
+            expected.retain(|_, e| now.duration_since(e.since) < EXPECTED_TTL);
+            if expected.len() >= MAX_EXPECTED {
+                return;
+            }
+        }
+        expected.insert(
+            key.to_owned(),
+            Expected {
+                written,
+                since: now,
+            },
+        );
+    }
+
+    /// Withdraws the announcement of `stored` at `key` (its write failed);
+    /// another write's announcement of the key stays.
+    pub fn unexpect(&self, key: &str, stored: &Bytes) {
+        let mut expected = self.expected();
+        if expected
+            .get(key)
+            .is_some_and(|e| same_bytes(&e.written.stored, stored))
+        {
+            expected.remove(key);
+        }
+    }
+
+    /// The cached object for a put of `value` at `key` and `rev`, when it
+    /// is the write announced for the key (the same bytes); otherwise an
+    /// announcement of the key is left for its own event.
+    fn take_expected(&self, key: &str, value: &Bytes, rev: Revision) -> Option<CachedObject> {
+        let mut expected = self.expected();
+        if !expected
+            .get(key)
+            .is_some_and(|e| same_bytes(&e.written.stored, value))
+        {
+            return None;
+        }
+        let e = expected.remove(key)?;
+        drop(expected);
+        e.written.at(rev)
+    }
+
+    /// Forgets every announcement: after a relist the events of those
+    /// writes that landed were skipped.
+    fn clear_expected(&self) {
+        self.expected().clear();
+    }
+}
+
+/// The same bytes: one buffer shared (the embedded store hands the
+/// written `Bytes` to its watchers), or equal contents.
+fn same_bytes(a: &Bytes, b: &Bytes) -> bool {
+    (a.as_ptr() == b.as_ptr() && a.len() == b.len()) || a == b
 }
 
 /// Lists and watches the store forever (until the store closes), keeping
@@ -286,6 +372,7 @@ async fn relist(store: &AnyStore, cache: &Cache) -> Result<Revision, StoreError>
         }
     }
     let rev = opts.revision;
+    cache.clear_expected();
     let mut state = cache.lock();
     state.replace(rev, objects);
     cache.publish(&state);
@@ -306,8 +393,12 @@ async fn follow(handles: &Handles, cache: &Cache) -> StoreError {
             Err(e) => return e,
         };
         let rev = ev.revision();
+        let prepared = match ev.kind {
+            EventKind::Put => cache.take_expected(&ev.kv.key, &ev.kv.value, rev),
+            EventKind::Delete => None,
+        };
         let change = match ev.kind {
-            EventKind::Put => match decode(&ev.kv.key, &ev.kv.value, rev) {
+            EventKind::Put => match prepared.or_else(|| decode(&ev.kv.key, &ev.kv.value, rev)) {
                 Some(obj) => Change::Put {
                     key: ev.kv.key,
                     rev,
@@ -345,4 +436,78 @@ fn decode(key: &str, value: &[u8], rev: Revision) -> Option<CachedObject> {
         );
     }
     obj
+}
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used)]
+mod expected_tests {
+    use serde_json::json;
+    use skiff_api::resources::by_gvr;
+
+    use super::*;
+
+    const KEY: &str = "/registry/pods/ns/p";
+
+    fn written(name: &str) -> (Bytes, Written) {
+        let obj = json!({"metadata": {"name": name, "namespace": "ns", "labels": {"n": name}}});
+        let stored = Bytes::from(serde_json::to_vec(&obj).unwrap());
+        (stored.clone(), Written::new(KEY, stored, &obj).unwrap())
+    }
+
+    #[test]
+    fn an_announced_write_is_taken_by_its_own_event_only() {
+        assert!(
+            by_gvr("", "v1", "pods")
+                .unwrap()
+                .storage_prefix
+                .starts_with("/registry/pods/")
+        );
+        let cache = Cache::new(CacheConfig::default());
+        let (a, wa) = written("a");
+        cache.expect(KEY, wa);
+        // Another write of the key (other bytes) leaves it; its own takes it,
+        // once, with the event's revision.
+        let (b, _) = written("b");
+        assert!(cache.take_expected(KEY, &b, 4).is_none());
+        let obj = cache.take_expected(KEY, &a, 5).unwrap();
+        let text = std::str::from_utf8(&obj.json).unwrap();
+        assert!(text.contains(r#""resourceVersion":"5""#) && text.contains(r#""name":"a""#));
+        assert!(cache.take_expected(KEY, &a, 5).is_none());
+        // Equal contents in another buffer (a remote store) match too.
+        let (_, wa) = written("a");
+        cache.expect(KEY, wa);
+        assert!(
+            cache
+                .take_expected(KEY, &Bytes::from(a.to_vec()), 6)
+                .is_some()
+        );
+    }
+
+    #[test]
+    fn failed_writes_and_relists_withdraw_announcements() {
+        let cache = Cache::new(CacheConfig::default());
+        let (a, wa) = written("a");
+        let (b, wb) = written("b");
+        cache.expect(KEY, wa);
+        // A newer announcement of the key replaced it: a's failure leaves b's.
+        cache.expect(KEY, wb);
+        cache.unexpect(KEY, &a);
+        assert_eq!(cache.expected().len(), 1);
+        cache.unexpect(KEY, &b);
+        assert!(cache.expected().is_empty());
+        let (_, wa) = written("a");
+        cache.expect(KEY, wa);
+        cache.clear_expected();
+        assert!(cache.take_expected(KEY, &a, 9).is_none());
+    }
+
+    #[test]
+    fn announcements_are_bounded() {
+        let cache = Cache::new(CacheConfig::default());
+        for i in 0..MAX_EXPECTED + 10 {
+            let (_, w) = written("x");
+            cache.expect(&format!("/registry/pods/ns/p{i}"), w);
+        }
+        assert_eq!(cache.expected().len(), MAX_EXPECTED);
+    }
 }

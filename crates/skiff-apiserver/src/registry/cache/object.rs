@@ -35,19 +35,9 @@ impl CachedObject {
 
     /// `obj` whose JSON (with resourceVersion) is `json` already.
     fn with_json(info: &ResourceInfo, obj: &Value, json: Vec<u8>) -> CachedObject {
-        let labels = obj
-            .get("metadata")
-            .and_then(|m| m.get("labels"))
-            .and_then(Value::as_object)
-            .map(|m| {
-                m.iter()
-                    .filter_map(|(k, v)| Some((k.clone(), v.as_str()?.to_owned())))
-                    .collect()
-            })
-            .unwrap_or_default();
         CachedObject {
             json: Bytes::from(json),
-            labels,
+            labels: labels_of(obj),
             fields: selector::selectable_fields(info, obj),
         }
     }
@@ -99,6 +89,53 @@ impl CachedObject {
     }
 }
 
+/// The labels of `obj` (those with string values).
+fn labels_of(obj: &Value) -> BTreeMap<String, String> {
+    obj.get("metadata")
+        .and_then(|m| m.get("labels"))
+        .and_then(Value::as_object)
+        .map(|m| {
+            m.iter()
+                .filter_map(|(k, v)| Some((k.clone(), v.as_str()?.to_owned())))
+                .collect()
+        })
+        .unwrap_or_default()
+}
+
+/// An object the registry is writing, with what selectors read of it taken
+/// from its decoded form: the watch cache makes its [`CachedObject`] from
+/// this when the write's event comes, rather than decoding the stored bytes.
+#[derive(Debug)]
+pub(crate) struct Written {
+    /// The bytes being stored (without resourceVersion).
+    pub stored: Bytes,
+    labels: BTreeMap<String, String>,
+    fields: selector::fields::Fields,
+}
+
+impl Written {
+    /// `obj`, stored as `stored` at `key`; `None` when the key is no
+    /// served resource's.
+    pub fn new(key: &str, stored: Bytes, obj: &Value) -> Option<Written> {
+        let info = owner(key)?;
+        Some(Written {
+            stored,
+            labels: labels_of(obj),
+            fields: selector::selectable_fields(info, obj),
+        })
+    }
+
+    /// The cached object once stored at revision `rev`: what
+    /// [`CachedObject::from_store`] gives for the same bytes.
+    pub fn at(self, rev: i64) -> Option<CachedObject> {
+        Some(CachedObject {
+            json: Bytes::from(with_resource_version(&self.stored, rev)?),
+            labels: self.labels,
+            fields: self.fields,
+        })
+    }
+}
+
 /// The resource that owns the storage key `key` (the longest matching
 /// storage prefix, never a resource sharing another's storage).
 pub(crate) fn owner(key: &str) -> Option<&'static ResourceInfo> {
@@ -115,4 +152,81 @@ pub(crate) fn owner(key: &str) -> Option<&'static ResourceInfo> {
         .iter()
         .copied()
         .find(|r| key.starts_with(r.storage_prefix))
+}
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used)]
+mod tests {
+    use serde_json::json;
+    use skiff_api::resources::by_gvr;
+
+    use super::*;
+
+    /// An object handed over by the registry is the one the reflector
+    /// would have decoded from the store: same bytes, labels and fields.
+    #[test]
+    fn a_written_object_is_what_the_store_would_give() {
+        for (info, obj) in [
+            (
+                by_gvr("", "v1", "pods").unwrap(),
+                json!({"apiVersion": "v1", "kind": "Pod",
+                    "metadata": {"name": "p", "namespace": "ns", "labels": {"app": "web", "tier": "1"}},
+                    "spec": {"nodeName": "n1", "schedulerName": "default-scheduler",
+                        "containers": [{"name": "c", "image": "i"}]},
+                    "status": {"phase": "Pending"}}),
+            ),
+            (
+                by_gvr("", "v1", "events").unwrap(),
+                json!({"apiVersion": "v1", "kind": "Event",
+                    "metadata": {"name": "p.1", "namespace": "ns"},
+                    "involvedObject": {"kind": "Pod", "name": "p", "namespace": "ns"},
+                    "reason": "Scheduled", "type": "Normal", "source": {"component": "s"}}),
+            ),
+            (
+                // events.k8s.io/v1 Events are stored in their own shape
+                // under the core resource's keys.
+                by_gvr("", "v1", "events").unwrap(),
+                json!({"apiVersion": "events.k8s.io/v1", "kind": "Event",
+                    "metadata": {"name": "p.2", "namespace": "ns"},
+                    "regarding": {"kind": "Pod", "name": "p", "namespace": "ns"},
+                    "reason": "Scheduled", "type": "Normal", "action": "Binding",
+                    "reportingController": "default-scheduler", "reportingInstance": "s",
+                    "eventTime": "2026-12-04T10:00:00.000000Z"}),
+            ),
+        ] {
+            let key = info.key(Some("ns"), obj["metadata"]["name"].as_str().unwrap());
+            let stored = Bytes::from(serde_json::to_vec(&obj).unwrap());
+            let written = Written::new(&key, stored.clone(), &obj)
+                .unwrap()
+                .at(42)
+                .unwrap();
+            let decoded = CachedObject::from_store(&key, &stored, 42).unwrap();
+            assert_eq!(written.json, decoded.json);
+            assert_eq!(written.labels, decoded.labels);
+            assert_eq!(
+                format!("{:?}", written.fields),
+                format!("{:?}", decoded.fields)
+            );
+            assert!(!written.labels.is_empty() || info.kind == "Event");
+        }
+        let pods = by_gvr("", "v1", "pods").unwrap();
+        assert!(Written::new("/elsewhere/x", Bytes::from_static(b"{}"), &json!({})).is_none());
+        let obj = json!({"metadata": {"name": "p", "namespace": "ns", "labels": {"app": "web"}},
+            "spec": {"nodeName": "n1"}});
+        let stored = Bytes::from(serde_json::to_vec(&obj).unwrap());
+        let written = Written::new(&pods.key(Some("ns"), "p"), stored, &obj)
+            .unwrap()
+            .at(7)
+            .unwrap();
+        assert!(
+            std::str::from_utf8(&written.json)
+                .unwrap()
+                .contains(r#""resourceVersion":"7""#)
+        );
+        let labels = skiff_api::selector::labels::parse("app=web").unwrap();
+        let fields = skiff_api::selector::fields::parse("spec.nodeName=n1").unwrap();
+        assert!(written.matches(pods, &labels, &fields));
+        let other = skiff_api::selector::fields::parse("spec.nodeName=n2").unwrap();
+        assert!(!written.matches(pods, &labels, &other));
+    }
 }

@@ -357,7 +357,7 @@ impl Registry {
             && info.shares_storage_with.is_none()
             && info.kind != "Event";
         if plain_json {
-            let page = match cached {
+            let (items, revision, continue_after, remaining) = match cached {
                 Some(page) => (
                     page.items,
                     page.revision,
@@ -380,7 +380,6 @@ impl Registry {
                         .await?
                 }
             };
-            let (items, revision, continue_after, remaining) = page;
             let metadata = list_metadata(&prefix, revision, continue_after.as_deref(), remaining);
             return Ok(response::json_bytes(
                 StatusCode::OK,
@@ -546,9 +545,9 @@ impl Registry {
         // decoding what gets stored (in the shape stored, whichever API
         // wrote it); told before the write, so that the write's event
         // cannot come first.
-        let announced = cache::object::Written::new(&key, bytes.clone(), &obj)
-            .map(|w| self.store.cache().expect(&key, w))
-            .is_some();
+        if let Some(written) = cache::object::Written::new(&key, bytes.clone(), &obj) {
+            self.store.cache().expect(&key, written);
+        }
         let created = self
             .store
             .create(&key, bytes.clone())
@@ -557,9 +556,7 @@ impl Registry {
         let kv = match created {
             Ok(kv) => kv,
             Err(e) => {
-                if announced {
-                    self.store.cache().unexpect(&key, &bytes);
-                }
+                self.store.cache().unexpect(&key, &bytes);
                 allocation.revert(&self.store).await;
                 return Err(e);
             }

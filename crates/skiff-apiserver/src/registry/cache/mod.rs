@@ -268,8 +268,8 @@ impl Cache {
         );
     }
 
-    /// Withdraws the announcement of `stored` at `key` (its write failed);
-    /// another write's announcement of the key stays.
+    /// Withdraws the announcement of `stored` at `key` (its write failed),
+    /// if there is one; another write's announcement of the key stays.
     pub fn unexpect(&self, key: &str, stored: &Bytes) {
         let mut expected = self.expected();
         if expected

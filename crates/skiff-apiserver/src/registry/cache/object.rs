@@ -14,6 +14,7 @@ use skiff_api::resources::{RESOURCES, ResourceInfo};
 use skiff_api::selector::{self, fields::FieldSelector, labels::Selector};
 
 use super::selectable;
+use crate::registry::meta::string_map;
 use crate::registry::splice::with_resource_version;
 use crate::registry::{matches, set_rv};
 
@@ -37,7 +38,7 @@ impl CachedObject {
     fn with_json(info: &ResourceInfo, obj: &Value, json: Vec<u8>) -> CachedObject {
         CachedObject {
             json: Bytes::from(json),
-            labels: labels_of(obj),
+            labels: string_map(obj, "labels"),
             fields: selector::selectable_fields(info, obj),
         }
     }
@@ -89,19 +90,6 @@ impl CachedObject {
     }
 }
 
-/// The labels of `obj` (those with string values).
-fn labels_of(obj: &Value) -> BTreeMap<String, String> {
-    obj.get("metadata")
-        .and_then(|m| m.get("labels"))
-        .and_then(Value::as_object)
-        .map(|m| {
-            m.iter()
-                .filter_map(|(k, v)| Some((k.clone(), v.as_str()?.to_owned())))
-                .collect()
-        })
-        .unwrap_or_default()
-}
-
 /// An object the registry is writing, with what selectors read of it taken
 /// from its decoded form: the watch cache makes its [`CachedObject`] from
 /// this when the write's event comes, rather than decoding the stored bytes.
@@ -120,7 +108,7 @@ impl Written {
         let info = owner(key)?;
         Some(Written {
             stored,
-            labels: labels_of(obj),
+            labels: string_map(obj, "labels"),
             fields: selector::selectable_fields(info, obj),
         })
     }

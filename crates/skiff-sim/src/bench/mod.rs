@@ -116,7 +116,7 @@ type Bound = Arc<Mutex<HashMap<String, Instant>>>;
 
 fn watch_bindings(client: kube::Client, namespace: &str) -> (Bound, tokio::task::JoinHandle<()>) {
     let bound: Bound = Arc::default();
-    // Its metadata only: the driver shares the cores it measures.
+    // Metadata and node only: the driver shares the cores it measures.
     let api: Api<Lean<PodHead>> = Api::namespaced(client, namespace);
     let b = bound.clone();
     let task = tokio::spawn(async move {

@@ -226,8 +226,11 @@ impl Scheduler {
             }
         };
         let host = result.suggested_host;
-        // The assumed pod carries the node, so the next cycle counts it there.
-        let assumed = Arc::new(pod.assumed_on(&host));
+        // The queued PodInfo is what the cache counts on `host` until the
+        // binding lands. Upstream assumes a deep copy with the node set;
+        // nothing reads the node off a pod the cache holds (it files pods by
+        // node), and the copy would cost a clone of every pod.
+        let assumed = pod.clone();
         if let Err(err) = self.cache.assume_pod(assumed.clone(), &host) {
             self.fail(
                 qpi,
@@ -289,7 +292,7 @@ impl Scheduler {
                     action: action::DELETE,
                 },
                 &EventObjects::Pod {
-                    old: Some(assumed.pod.clone()),
+                    old: Some(Arc::new(assumed.bound_to(&host))),
                     new: None,
                 },
             );
@@ -362,3 +365,7 @@ impl Scheduler {
         }
     }
 }
+
+#[cfg(test)]
+#[path = "scheduler_tests.rs"]
+mod tests;

@@ -80,7 +80,7 @@ fn assume_confirm_and_forget() {
 }
 
 #[test]
-fn an_assumed_pod_is_the_queued_one_on_its_node() {
+fn an_assumed_pod_is_the_queued_one_counted_on_its_node() {
     let queued: Arc<Pod> = Arc::new(
         serde_json::from_value(json!({
             "metadata": {"name": "q", "namespace": "ns", "labels": {"app": "web"}},
@@ -92,26 +92,32 @@ fn an_assumed_pod_is_the_queued_one_on_its_node() {
         }))
         .unwrap(),
     );
-    let info = PodInfo::new(queued.clone());
-    let assumed = info.assumed_on("n1");
-    // Only the node differs from what a fresh PodInfo of the bound pod holds.
-    let mut bound = (*queued).clone();
-    bound.spec.as_mut().unwrap().node_name = Some("n1".into());
-    let fresh = PodInfo::new(Arc::new(bound.clone()));
-    assert_eq!(*assumed.pod, bound);
-    assert_eq!(queued.spec.as_ref().unwrap().node_name, None);
-    assert_eq!(assumed.key, fresh.key);
-    assert_eq!(assumed.requests, fresh.requests);
-    assert_eq!(assumed.non_zero_requests, fresh.non_zero_requests);
-    assert_eq!(
-        assumed.required_anti_affinity_terms,
-        fresh.required_anti_affinity_terms
-    );
-    assert_eq!(assumed.labels(), fresh.labels());
+    let info = Arc::new(PodInfo::new(queued.clone()));
     let c = Cache::new();
     c.add_or_update_node(node("n1", "4", json!([])));
-    c.assume_pod(Arc::new(assumed), "n1").unwrap();
+    c.add_or_update_node(node("n2", "4", json!([])));
+    // The queued PodInfo itself, with no node on its pod, counts on the node
+    // it is assumed onto, affinity terms included.
+    c.assume_pod(info.clone(), "n1").unwrap();
+    assert_eq!(c.pod_node("ns/q").as_deref(), Some("n1"));
     let mut snap = CacheSnapshot::default();
+    c.update_snapshot(&mut snap);
+    assert_eq!(requested(&snap, "n1"), 250);
+    assert_eq!(requested(&snap, "n2"), 0);
+    let n1 = &snap.snapshot.nodes[snap.snapshot.by_name["n1"]];
+    assert_eq!(n1.pods_with_required_anti_affinity.len(), 1);
+    // The pod as bound, for handlers that tell scheduled pods by their node.
+    let bound = info.bound_to("n1");
+    assert_eq!(
+        bound.spec.as_ref().unwrap().node_name.as_deref(),
+        Some("n1")
+    );
+    let mut expected = (*queued).clone();
+    expected.spec.as_mut().unwrap().node_name = Some("n1".into());
+    assert_eq!(bound, expected);
+    assert_eq!(queued.spec.as_ref().unwrap().node_name, None);
+    // Confirmed by the informer's bound pod: counted once.
+    c.add_or_update_pod(Arc::new(bound));
     c.update_snapshot(&mut snap);
     assert_eq!(requested(&snap, "n1"), 250);
 }

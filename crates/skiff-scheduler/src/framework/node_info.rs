@@ -297,18 +297,17 @@ impl PodInfo {
         }
     }
 
-    /// The same pod bound to `node`: what the cache counts there until the
-    /// binding lands (upstream's assumed pod). Nothing precomputed depends
-    /// on the node, so it is carried over rather than computed again.
-    pub fn assumed_on(&self, node: &str) -> PodInfo {
+    /// A copy of the pod with `spec.nodeName` set to `node`: the pod as
+    /// bound there. The cache counts an assumed pod by the node it is
+    /// assumed onto, so it needs no such copy; event handlers that tell a
+    /// scheduled pod by its node (a failed binding reports the pod deleted
+    /// from its node) do.
+    pub fn bound_to(&self, node: &str) -> Pod {
         let mut pod = (*self.pod).clone();
         if let Some(spec) = pod.spec.as_mut() {
             spec.node_name = Some(node.to_owned());
         }
-        PodInfo {
-            pod: Arc::new(pod),
-            ..self.clone()
-        }
+        pod
     }
 
     /// True when the pod has any pod affinity or anti-affinity.

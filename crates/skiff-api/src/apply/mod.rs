@@ -17,7 +17,7 @@ mod walk;
 #[cfg(test)]
 mod tests;
 
-use serde_json::{Map, Value, json};
+use serde_json::{Value, json};
 
 pub use fieldpath::{FieldSet, Path, PathElement, path_string};
 pub use managed::{ANCIENT_CHANGES, Entry, MAX_UPDATE_MANAGERS, Managed, ManagerKey, Operation};
@@ -259,38 +259,75 @@ pub fn update(
 }
 
 /// [`update`] of a create that brings no managedFields of its own (or
-/// clears them): the writer owns what the object sets, encoded straight
-/// from it (see [`created`]). False, with `new` untouched, for any other.
+/// clears them), through [`created_managed_fields`]. False, with `new`
+/// untouched, for any other.
 fn record_create(new: &mut Value, manager: &str, scope: &Scope<'_>) -> bool {
+    let list = match created_list(new, manager, scope) {
+        Some(Some(text)) => match serde_json::from_slice::<Vec<Value>>(&text) {
+            Ok(list) => list,
+            Err(_) => return false,
+        },
+        Some(None) => Vec::new(),
+        None => return false,
+    };
+    managed::set_list(new, list);
+    true
+}
+
+/// The managedFields of a create that brings none of its own (or clears
+/// them), as the JSON text of the list: the writer owns what the object
+/// sets, encoded straight from it (see [`created`]), for the caller to put
+/// into the encoded object (in `metadata`, where a sorted map puts it).
+/// `Some(None)` when the writer owns nothing: the object has no
+/// managedFields. Either way, any the object sent are removed from `new`.
+/// `None`, with `new` untouched, when this path does not decide (a
+/// subresource, managedFields of its own, an object it leaves to the
+/// comparison): [`update`] it instead.
+pub fn created_managed_fields(
+    new: &mut Value,
+    manager: &str,
+    scope: &Scope<'_>,
+) -> Option<Option<Vec<u8>>> {
+    if scope.subresource.is_some() {
+        return None;
+    }
+    let list = created_list(new, manager, scope)?;
+    if let Some(meta) = new.get_mut("metadata").and_then(Value::as_object_mut) {
+        meta.remove("managedFields");
+    }
+    Some(list)
+}
+
+/// [`created_managed_fields`] without touching `new`.
+fn created_list(new: &Value, manager: &str, scope: &Scope<'_>) -> Option<Option<Vec<u8>>> {
     let sent = new
         .get("metadata")
         .and_then(|m| m.get("managedFields"))
         .is_some();
     if sent && !Managed::is_reset(new) {
-        return false;
+        return None;
     }
-    let Some(obj) = new.as_object() else {
-        return false;
-    };
+    let obj = new.as_object()?;
     let tracks = |first: &str, second: Option<&str>| scope.tracks_field(first, second);
-    let Some(fields) = created::fields_v1(obj, scope.ctx(), &tracks) else {
-        return false;
-    };
-    if fields.as_object().is_none_or(Map::is_empty) {
-        managed::set_list(new, Vec::new());
-        return true;
+    let mut fields = Vec::with_capacity(1024);
+    created::fields_v1(obj, scope.ctx(), &tracks, &mut fields)?;
+    if fields == b"{}" {
+        return Some(None);
     }
-    // Built member by member: `json!` would copy `fields` whole.
-    let mut entry = Map::new();
-    let mut put = |k: &str, v: Value| entry.insert(k.to_owned(), v);
-    put("manager", manager.into());
-    put("operation", Operation::Update.as_str().into());
-    put("apiVersion", scope.api_version.into());
-    put("time", scope.now.into());
-    put("fieldsType", "FieldsV1".into());
-    put("fieldsV1", fields);
-    managed::set_list(new, vec![Value::Object(entry)]);
-    true
+    // The entry's members in the order a sorted map writes them.
+    let mut out = Vec::with_capacity(fields.len() + 160);
+    out.extend_from_slice(b"[{\"apiVersion\":");
+    created::write_str(&mut out, scope.api_version);
+    out.extend_from_slice(b",\"fieldsType\":\"FieldsV1\",\"fieldsV1\":");
+    out.extend_from_slice(&fields);
+    out.extend_from_slice(b",\"manager\":");
+    created::write_str(&mut out, manager);
+    out.extend_from_slice(b",\"operation\":");
+    created::write_str(&mut out, Operation::Update.as_str());
+    out.extend_from_slice(b",\"time\":");
+    created::write_str(&mut out, scope.now);
+    out.extend_from_slice(b"}]");
+    Some(Some(out))
 }
 
 /// [`update`] by comparing `new` with `live` (or the kind's zero value).

@@ -609,11 +609,25 @@ fn created_both_ways(obj: Value, scope: &Scope<'_>, direct: bool) -> Value {
     }
     let mut slow = obj.clone();
     update_by_comparison(None, &mut slow, "creator", scope).unwrap();
+    let mut text = obj.clone();
+    let list = created_managed_fields(&mut text, "creator", scope);
+    let mut without = obj.clone();
+    if let Some(m) = without.get_mut("metadata").and_then(Value::as_object_mut) {
+        m.remove("managedFields");
+    }
+    assert_eq!(list.is_some(), direct);
     let mut through = obj;
     update(None, &mut through, "creator", scope).unwrap();
     assert_eq!(through, slow);
     if direct {
         assert_eq!(fast, slow);
+        // As text: the bytes serde_json writes for the list, and the object
+        // as sent without any list of its own.
+        let want = slow["metadata"]
+            .get("managedFields")
+            .map(|l| serde_json::to_vec(l).unwrap());
+        assert_eq!(list.flatten(), want);
+        assert_eq!(text, without);
     }
     slow
 }
@@ -688,6 +702,13 @@ fn creates_record_the_same_fields_straight_from_the_object() {
     );
     created_both_ways(
         json!({"apiVersion": "v1", "kind": "ConfigMap", "metadata": {"name": "c"}, "spec": "scalar", "status": 3}),
+        &cms,
+        true,
+    );
+    // Keys that JSON escapes.
+    created_both_ways(
+        json!({"apiVersion": "v1", "kind": "ConfigMap", "metadata": {"name": "c"},
+               "data": {"q\"uote": "1", "back\\slash": "2", "tab\there": "3", "ünï": "4"}}),
         &cms,
         true,
     );

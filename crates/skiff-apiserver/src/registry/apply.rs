@@ -123,16 +123,66 @@ fn apply_error(call: &Call<'_>, e: ApplyError) -> ApiError {
 }
 
 /// Records the creating manager's fields in a new object (apply computes
-/// its own).
-pub(super) fn track_create(call: &Call<'_>, obj: &mut Value) -> Result<(), ApiError> {
+/// its own). Mostly they come back as the JSON text of the managedFields
+/// list, for [`with_managed_fields`] to put into the encoded object, and
+/// `obj` is left without any; otherwise they are in `obj`.
+pub(super) fn track_create(call: &Call<'_>, obj: &mut Value) -> Result<Option<Vec<u8>>, ApiError> {
     if is_apply(call) {
-        return Ok(());
+        return Ok(None);
     }
     let manager = manager(call)?;
     let api_version = call.info.api_version();
     let now = meta::now_rfc3339();
-    apply::update(None, obj, &manager, &scope(call, &api_version, &now))
-        .map_err(|e| apply_error(call, e))
+    let scope = scope(call, &api_version, &now);
+    if let Some(list) = apply::created_managed_fields(obj, &manager, &scope) {
+        return Ok(list);
+    }
+    apply::update(None, obj, &manager, &scope).map_err(|e| apply_error(call, e))?;
+    Ok(None)
+}
+
+/// `obj` encoded by `encode`, with the managedFields list `managed` (JSON
+/// text, from [`track_create`]) in its metadata where a sorted map puts it;
+/// spliced into the encoding, or put into `obj` and encoded again should
+/// the splice not apply.
+pub(super) fn with_managed_fields(
+    obj: &mut Value,
+    managed: Option<Vec<u8>>,
+    encode: impl Fn(&Value) -> Result<Bytes, ApiError>,
+) -> Result<Bytes, ApiError> {
+    let bytes = encode(obj)?;
+    let Some(list) = managed else {
+        return Ok(bytes);
+    };
+    if let Some(spliced) = super::splice::set_member(&bytes, &["metadata"], "managedFields", &list)
+    {
+        return Ok(Bytes::from(spliced));
+    }
+    put_managed_fields(obj, &list)?;
+    encode(obj)
+}
+
+/// Puts the managedFields list `list` (JSON text) into `obj`.
+pub(super) fn put_managed_fields(obj: &mut Value, list: &[u8]) -> Result<(), ApiError> {
+    let list: Value =
+        serde_json::from_slice(list).map_err(|e| ApiError::InternalError(e.to_string()))?;
+    let Some(map) = obj.as_object_mut() else {
+        return Err(ApiError::InternalError(
+            "the object is not a JSON object".into(),
+        ));
+    };
+    let meta = map
+        .entry("metadata")
+        .or_insert_with(|| Value::Object(serde_json::Map::new()));
+    match meta.as_object_mut() {
+        Some(meta) => {
+            meta.insert("managedFields".into(), list);
+            Ok(())
+        }
+        None => Err(ApiError::InternalError(
+            "metadata is not a JSON object".into(),
+        )),
+    }
 }
 
 /// The managedFields a replacement object carries, before the update rules

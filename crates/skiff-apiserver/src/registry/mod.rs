@@ -514,7 +514,7 @@ impl Registry {
         persistent_volumes::prepare_create(info, &mut obj, &meta::now_rfc3339());
         self.admit_create(call, &mut obj).await?;
         validate(info, &obj, None, false)?;
-        apply::track_create(call, &mut obj)?;
+        let managed = apply::track_create(call, &mut obj)?;
         let is_service = is_service(info);
         let name = meta::meta_str(&obj, "name").to_owned();
         let ns = call.req.namespace.as_deref();
@@ -526,6 +526,9 @@ impl Registry {
         let respond =
             |obj: &Value| with_warnings(Ok(response::json(StatusCode::CREATED, obj)), &warnings);
         if dry_run(call.query)? {
+            if let Some(list) = &managed {
+                apply::put_managed_fields(&mut obj, list)?;
+            }
             return respond(&obj);
         }
         let allocation = if is_service {
@@ -533,7 +536,9 @@ impl Registry {
         } else {
             services::Allocation::default()
         };
-        let bytes = match to_bytes(&obj) {
+        // managedFields are written into the encoding rather than built as
+        // a `Value` tree and encoded with the rest.
+        let bytes = match apply::with_managed_fields(&mut obj, managed, to_bytes) {
             Ok(bytes) => bytes,
             Err(e) => {
                 allocation.revert(&self.store).await;
@@ -570,6 +575,9 @@ impl Registry {
                 &warnings,
             );
         }
+        // `obj` may lack the managedFields spliced into `bytes`.
+        let mut obj: Value =
+            serde_json::from_slice(&bytes).map_err(|e| ApiError::InternalError(e.to_string()))?;
         set_rv(&mut obj, kv.mod_revision);
         respond(&obj)
     }

@@ -204,6 +204,46 @@ async fn ordinary_writes_record_update_managers() {
         "as upstream: the creator added the data map and its key"
     );
     assert!(entry(&obj, "kubectl-create")["time"].is_string());
+    // The create's answer, a server dry run's and a read agree.
+    let answer: Value = serde_json::from_str(
+        &k.ok(&[
+            "create",
+            "configmap",
+            "answered",
+            "--from-literal=a=1",
+            "-o",
+            "json",
+            "--show-managed-fields",
+        ])
+        .await,
+    )
+    .unwrap();
+    assert_eq!(
+        answer["metadata"]["managedFields"],
+        get_json(&k, &["configmap", "answered"]).await["metadata"]["managedFields"]
+    );
+    assert_eq!(
+        entry(&answer, "kubectl-create")["fieldsV1"],
+        json!({"f:data": {".": {}, "f:a": {}}})
+    );
+    let dry: Value = serde_json::from_str(
+        &k.ok(&[
+            "create",
+            "configmap",
+            "dry",
+            "--from-literal=a=1",
+            "--dry-run=server",
+            "-o",
+            "json",
+            "--show-managed-fields",
+        ])
+        .await,
+    )
+    .unwrap();
+    assert_eq!(
+        entry(&dry, "kubectl-create")["fieldsV1"],
+        json!({"f:data": {".": {}, "f:a": {}}})
+    );
 
     let manifest = dir.path().join("cm.yaml");
     std::fs::write(

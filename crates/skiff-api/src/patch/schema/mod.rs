@@ -13,6 +13,9 @@ mod core_v1;
 mod def;
 mod groups;
 
+use std::collections::HashMap;
+use std::sync::LazyLock;
+
 use def::{FieldDef, TypeDef};
 
 /// How server-side apply treats a list (`x-kubernetes-list-type`).
@@ -98,10 +101,14 @@ impl PatchSchema {
     /// the table does not have (custom resources: upstream refuses strategic
     /// merge patches for those).
     pub fn for_kind(group: &str, version: &str, kind: &str) -> Option<Self> {
-        KINDS
-            .iter()
-            .find(|(g, v, k, _)| *g == group && *v == version && *k == kind)
-            .and_then(|(_, _, _, ty)| Self::for_type(ty))
+        // Every write asks (managedFields), so the table is indexed once.
+        static BY_KIND: LazyLock<HashMap<(&str, &str, &str), PatchSchema>> = LazyLock::new(|| {
+            KINDS
+                .iter()
+                .filter_map(|(g, v, k, ty)| Some(((*g, *v, *k), PatchSchema::for_type(ty)?)))
+                .collect()
+        });
+        BY_KIND.get(&(group, version, kind)).copied()
     }
 
     /// The schema of a Go type by its table name (`core.v1.PodSpec`).

@@ -92,6 +92,17 @@ impl State {
         }
     }
 
+    /// Puts `pod` in place of the pod with its key on `node`.
+    fn replace_pod_on_node(&mut self, pod: Arc<PodInfo>, node: &str) {
+        self.touch(node);
+        if let Some(e) = self.nodes.get_mut(node) {
+            let g = e.info.generation;
+            e.info.remove_pod(&pod.key);
+            e.info.add_pod(pod);
+            e.info.generation = g;
+        }
+    }
+
     fn remove_pod_from_node(&mut self, key: &str, node: &str) {
         if !self.nodes.contains_key(node) {
             return;
@@ -236,10 +247,16 @@ impl Cache {
         };
         let info = Arc::new(PodInfo::new(pod));
         let mut st = self.lock();
-        if let Some(old) = st.pods.get(&info.key).cloned() {
-            st.remove_pod_from_node(&info.key, &old.node);
+        match st.pods.get(&info.key) {
+            // A confirmation, or an update in place: one change of the node.
+            Some(old) if old.node == node => st.replace_pod_on_node(info.clone(), &node),
+            Some(old) => {
+                let old = old.node.clone();
+                st.remove_pod_from_node(&info.key, &old);
+                st.add_pod_to_node(info.clone(), &node);
+            }
+            None => st.add_pod_to_node(info.clone(), &node),
         }
-        st.add_pod_to_node(info.clone(), &node);
         st.pods.insert(
             info.key.clone(),
             PodState {

@@ -55,6 +55,14 @@ fn assume_confirm_and_forget() {
     assert!(!c.is_assumed("ns/a"));
     c.update_snapshot(&mut snap);
     assert_eq!(requested(&snap, "n1"), 1000);
+    // Updates in place (a resize, and back) replace it: counted once, as
+    // it is now.
+    for (cpu, milli) in [("2", 2000), ("1", 1000)] {
+        c.add_or_update_pod(pod("a", Some("n1"), cpu));
+        c.update_snapshot(&mut snap);
+        assert_eq!(requested(&snap, "n1"), milli);
+        assert_eq!(snap.snapshot.get("n1").unwrap().pods.len(), 1);
+    }
     assert_eq!(
         c.forget_pod("ns/a"),
         Err(CacheError::NotAssumed("ns/a".into()))

@@ -205,45 +205,27 @@ async fn ordinary_writes_record_update_managers() {
     );
     assert!(entry(&obj, "kubectl-create")["time"].is_string());
     // The create's answer, a server dry run's and a read agree.
-    let answer: Value = serde_json::from_str(
-        &k.ok(&[
-            "create",
-            "configmap",
-            "answered",
-            "--from-literal=a=1",
-            "-o",
-            "json",
-            "--show-managed-fields",
-        ])
-        .await,
-    )
-    .unwrap();
+    let created = |name: &'static str, extra: &'static [&'static str]| {
+        let k = &k;
+        async move {
+            let mut args = vec!["create", "configmap", name, "--from-literal=a=1"];
+            args.extend_from_slice(extra);
+            args.extend_from_slice(&["-o", "json", "--show-managed-fields"]);
+            serde_json::from_str::<Value>(&k.ok(&args).await).unwrap()
+        }
+    };
+    let answer = created("answered", &[]).await;
     assert_eq!(
         answer["metadata"]["managedFields"],
         get_json(&k, &["configmap", "answered"]).await["metadata"]["managedFields"]
     );
-    assert_eq!(
-        entry(&answer, "kubectl-create")["fieldsV1"],
-        json!({"f:data": {".": {}, "f:a": {}}})
-    );
-    let dry: Value = serde_json::from_str(
-        &k.ok(&[
-            "create",
-            "configmap",
-            "dry",
-            "--from-literal=a=1",
-            "--dry-run=server",
-            "-o",
-            "json",
-            "--show-managed-fields",
-        ])
-        .await,
-    )
-    .unwrap();
-    assert_eq!(
-        entry(&dry, "kubectl-create")["fieldsV1"],
-        json!({"f:data": {".": {}, "f:a": {}}})
-    );
+    let dry = created("dry", &["--dry-run=server"]).await;
+    for obj in [&answer, &dry] {
+        assert_eq!(
+            entry(obj, "kubectl-create")["fieldsV1"],
+            json!({"f:data": {".": {}, "f:a": {}}})
+        );
+    }
 
     let manifest = dir.path().join("cm.yaml");
     std::fs::write(

@@ -262,16 +262,24 @@ pub fn update(
 /// clears them), through [`created_managed_fields`]. False, with `new`
 /// untouched, for any other.
 fn record_create(new: &mut Value, manager: &str, scope: &Scope<'_>) -> bool {
-    let list = match created_list(new, manager, scope) {
-        Some(Some(text)) => match serde_json::from_slice::<Vec<Value>>(&text) {
-            Ok(list) => list,
-            Err(_) => return false,
-        },
-        Some(None) => Vec::new(),
-        None => return false,
-    };
-    managed::set_list(new, list);
-    true
+    match created_list(new, manager, scope) {
+        Some(Some(text)) => put_managed_fields(new, &text).is_ok(),
+        Some(None) => {
+            managed::set_list(new, Vec::new());
+            true
+        }
+        None => false,
+    }
+}
+
+/// Sets `obj`'s managedFields to `list`, the JSON text of a list (as
+/// [`created_managed_fields`] gives it). An error, with `obj` untouched,
+/// when `list` is not one.
+pub fn put_managed_fields(obj: &mut Value, list: &[u8]) -> Result<(), ApplyError> {
+    let list: Vec<Value> =
+        serde_json::from_slice(list).map_err(|e| ApplyError::BadManagedFields(e.to_string()))?;
+    managed::set_list(obj, list);
+    Ok(())
 }
 
 /// The managedFields of a create that brings none of its own (or clears
@@ -282,7 +290,7 @@ fn record_create(new: &mut Value, manager: &str, scope: &Scope<'_>) -> bool {
 /// managedFields. Either way, any the object sent are removed from `new`.
 /// `None`, with `new` untouched, when this path does not decide (a
 /// subresource, managedFields of its own, an object it leaves to the
-/// comparison): [`update`] it instead.
+/// comparison): [`update_by_comparison`] it instead.
 pub fn created_managed_fields(
     new: &mut Value,
     manager: &str,
@@ -330,8 +338,9 @@ fn created_list(new: &Value, manager: &str, scope: &Scope<'_>) -> Option<Option<
     Some(Some(out))
 }
 
-/// [`update`] by comparing `new` with `live` (or the kind's zero value).
-fn update_by_comparison(
+/// [`update`] by comparing `new` with `live` (or the kind's zero value),
+/// without first trying a create's direct path.
+pub fn update_by_comparison(
     live: Option<&Value>,
     new: &mut Value,
     manager: &str,

@@ -137,20 +137,19 @@ pub(super) fn track_create(call: &Call<'_>, obj: &mut Value) -> Result<Option<Ve
     if let Some(list) = apply::created_managed_fields(obj, &manager, &scope) {
         return Ok(list);
     }
-    apply::update(None, obj, &manager, &scope).map_err(|e| apply_error(call, e))?;
+    apply::update_by_comparison(None, obj, &manager, &scope).map_err(|e| apply_error(call, e))?;
     Ok(None)
 }
 
-/// `obj` encoded by `encode`, with the managedFields list `managed` (JSON
-/// text, from [`track_create`]) in its metadata where a sorted map puts it;
+/// `obj` encoded for storage with the managedFields list `managed` (JSON
+/// text, from [`track_create`]) in its metadata where a sorted map puts it:
 /// spliced into the encoding, or put into `obj` and encoded again should
 /// the splice not apply.
 pub(super) fn with_managed_fields(
     obj: &mut Value,
     managed: Option<Vec<u8>>,
-    encode: impl Fn(&Value) -> Result<Bytes, ApiError>,
 ) -> Result<Bytes, ApiError> {
-    let bytes = encode(obj)?;
+    let bytes = super::to_bytes(obj)?;
     let Some(list) = managed else {
         return Ok(bytes);
     };
@@ -159,30 +158,13 @@ pub(super) fn with_managed_fields(
         return Ok(Bytes::from(spliced));
     }
     put_managed_fields(obj, &list)?;
-    encode(obj)
+    super::to_bytes(obj)
 }
 
-/// Puts the managedFields list `list` (JSON text) into `obj`.
+/// Puts the managedFields list `list` (JSON text, from [`track_create`])
+/// into `obj`.
 pub(super) fn put_managed_fields(obj: &mut Value, list: &[u8]) -> Result<(), ApiError> {
-    let list: Value =
-        serde_json::from_slice(list).map_err(|e| ApiError::InternalError(e.to_string()))?;
-    let Some(map) = obj.as_object_mut() else {
-        return Err(ApiError::InternalError(
-            "the object is not a JSON object".into(),
-        ));
-    };
-    let meta = map
-        .entry("metadata")
-        .or_insert_with(|| Value::Object(serde_json::Map::new()));
-    match meta.as_object_mut() {
-        Some(meta) => {
-            meta.insert("managedFields".into(), list);
-            Ok(())
-        }
-        None => Err(ApiError::InternalError(
-            "metadata is not a JSON object".into(),
-        )),
-    }
+    apply::put_managed_fields(obj, list).map_err(|e| ApiError::InternalError(e.to_string()))
 }
 
 /// The managedFields a replacement object carries, before the update rules

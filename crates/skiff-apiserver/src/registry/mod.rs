@@ -538,7 +538,7 @@ impl Registry {
         };
         // managedFields are written into the encoding rather than built as
         // a `Value` tree and encoded with the rest.
-        let bytes = match apply::with_managed_fields(&mut obj, managed, to_bytes) {
+        let bytes = match apply::with_managed_fields(&mut obj, managed) {
             Ok(bytes) => bytes,
             Err(e) => {
                 allocation.revert(&self.store).await;

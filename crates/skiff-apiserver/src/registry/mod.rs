@@ -320,7 +320,8 @@ impl Registry {
         // current revision (a consistent read); a revision waits for the
         // cache to reach it. A cache that does not get there in time leaves
         // the list to the store.
-        let from_cache = if token.is_some() || exact {
+        let held = cache::holds(info);
+        let from_cache = if token.is_some() || exact || !held {
             None
         } else {
             match rv.as_str() {
@@ -331,7 +332,7 @@ impl Registry {
             }
         };
         let mut cached = None;
-        if let Some(token) = token.as_deref() {
+        if let Some(token) = token.as_deref().filter(|_| held) {
             // A continued list is served from the cache while nothing has
             // been written since its first page (the same snapshot).
             let (rev, start) = decode_continue(token)?;
@@ -550,7 +551,9 @@ impl Registry {
         // decoding what gets stored (in the shape stored, whichever API
         // wrote it); told before the write, so that the write's event
         // cannot come first.
-        if let Some(written) = cache::object::Written::new(&key, bytes.clone(), &obj) {
+        if cache::holds(info)
+            && let Some(written) = cache::object::Written::new(&key, bytes.clone(), &obj)
+        {
             self.store.cache().expect(&key, written);
         }
         let created = self

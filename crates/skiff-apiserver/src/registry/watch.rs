@@ -35,7 +35,7 @@ use skiff_store::{AnyStore, EventKind, ListOptions, Store, StoreError, WatchEven
 use tokio::sync::mpsc;
 
 use super::cache::object::CachedObject;
-use super::cache::{Cache, CachedEvent, CachedStore, Initial, Start};
+use super::cache::{Cache, CachedEvent, CachedStore, Initial, Start, holds};
 use super::{Call, decode, matches, parse_rv, selectors, set_rv};
 use crate::negotiate::{self, Output};
 use crate::request_info::query_value;
@@ -94,6 +94,7 @@ pub(crate) async fn serve(
     };
     // Unset: as fresh as the store (a consistent read); "0": any state.
     let fresh = match (rv.as_str(), requested) {
+        _ if !holds(info) => false,
         ("", _) => store.wait_fresh(None).await,
         (_, rev) => store.wait_fresh(Some(rev.unwrap_or(0))).await,
     };

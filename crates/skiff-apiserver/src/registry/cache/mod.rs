@@ -29,6 +29,7 @@ use std::time::{Duration, Instant};
 use bytes::Bytes;
 
 use futures::StreamExt;
+use skiff_api::resources::ResourceInfo;
 use skiff_store::{
     AnyStore, EventKind, ListOptions, Revision, Store, StoreError, WatchEvent, WatchStream,
 };
@@ -40,6 +41,12 @@ use state::{CacheState, Change};
 
 /// The prefix every API object is stored under.
 pub(crate) const ROOT: &str = "/registry/";
+/// Storage prefixes the cache leaves to the store, as upstream's default
+/// watch cache sizes do: events (core and events.k8s.io share one storage)
+/// are written far more often than anyone lists or watches them, so
+/// holding them would cost every write a decode and the server their
+/// memory. Their lists and watches are served from the store.
+const UNCACHED: &[&str] = &["/registry/events/"];
 /// How long a request waits for the cache to reach a revision before it
 /// falls back to the store (upstream waits up to 3 s as well).
 pub(crate) const FRESHNESS_WAIT: Duration = Duration::from_secs(3);
@@ -127,6 +134,17 @@ impl CachedStore {
         };
         cache.wait_for(rev, FRESHNESS_WAIT).await
     }
+}
+
+/// Whether the cache holds the objects of `info` (else its lists and
+/// watches go to the store).
+pub(crate) fn holds(info: &ResourceInfo) -> bool {
+    holds_key(info.storage_prefix)
+}
+
+/// Whether the cache holds the object stored at `key`.
+pub(crate) fn holds_key(key: &str) -> bool {
+    !UNCACHED.iter().any(|p| key.starts_with(p))
 }
 
 /// Stops the reflector when the last [`CachedStore`] clone goes.
@@ -404,7 +422,7 @@ async fn follow(handles: &Handles, cache: &Cache) -> StoreError {
                     rev,
                     obj,
                 },
-                // Not an object: the revision still counts.
+                // Not an object the cache holds: the revision still counts.
                 None => Change::Delete {
                     key: ev.kv.key,
                     rev,
@@ -422,10 +440,11 @@ async fn follow(handles: &Handles, cache: &Cache) -> StoreError {
     StoreError::Closed
 }
 
-/// A stored object as the cache keeps it, or `None` (logged) when the
-/// value is not a JSON object or the key no resource's.
+/// A stored object as the cache keeps it, or `None` when the key is not
+/// one the cache holds, or (logged) the value is not a JSON object or the
+/// key no resource's.
 fn decode(key: &str, value: &[u8], rev: Revision) -> Option<CachedObject> {
-    if !key.starts_with(ROOT) || key.starts_with("/registry/allocations/") {
+    if !key.starts_with(ROOT) || key.starts_with("/registry/allocations/") || !holds_key(key) {
         return None;
     }
     let obj = CachedObject::from_store(key, value, rev);
@@ -499,6 +518,17 @@ mod expected_tests {
         cache.expect(KEY, wa);
         cache.clear_expected();
         assert!(cache.take_expected(KEY, &a, 9).is_none());
+    }
+
+    #[test]
+    fn the_reflector_decodes_no_event() {
+        let value = |kind: &str| {
+            serde_json::to_vec(&json!({"apiVersion": "v1", "kind": kind,
+                "metadata": {"name": "x", "namespace": "ns"}}))
+            .unwrap()
+        };
+        assert!(decode("/registry/configmaps/ns/x", &value("ConfigMap"), 3).is_some());
+        assert!(decode("/registry/events/ns/x", &value("Event"), 3).is_none());
     }
 
     #[test]

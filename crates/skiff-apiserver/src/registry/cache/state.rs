@@ -196,8 +196,11 @@ impl CacheState {
         let mut prefixes: Vec<&'static str> = RESOURCES.iter().map(|r| r.storage_prefix).collect();
         prefixes.sort_by(|a, b| b.len().cmp(&a.len()).then(a.cmp(b)));
         prefixes.dedup();
+        // Keys of the resources left to the store still route to their
+        // prefix, and from there to nothing.
         let resources = prefixes
             .iter()
+            .filter(|p| super::holds_key(p))
             .map(|p| (*p, ResourceCache::default()))
             .collect();
         CacheState {

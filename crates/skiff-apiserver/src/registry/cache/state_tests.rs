@@ -306,3 +306,40 @@ fn memory_of_100k_small_objects() {
     assert_eq!(state.stats().objects, 100_000);
     assert!(used < 400 << 20, "{} MiB", used >> 20);
 }
+
+#[test]
+fn events_are_left_to_the_store_but_move_the_revision() {
+    let core = resources::by_gvr("", "v1", "events").unwrap();
+    let new = resources::by_gvr("events.k8s.io", "v1", "events").unwrap();
+    assert!(!super::super::holds(core) && !super::super::holds(new));
+    assert!(super::super::holds(configmaps()));
+    let mut state = CacheState::new(CacheConfig::default());
+    state.replace(10, vec![cm("a", "x", 5)]);
+    let ev = json!({"apiVersion": "v1", "kind": "Event",
+        "metadata": {"name": "e", "namespace": "a", "resourceVersion": "11"},
+        "involvedObject": {"kind": "Pod", "name": "p"}, "reason": "Scheduled"});
+    let key = format!("{}a/e", core.storage_prefix);
+    state.apply(Change::Put {
+        key: key.clone(),
+        rev: 11,
+        obj: CachedObject::new(core, &ev).unwrap(),
+    });
+    // The revision moves (consistent reads of other resources wait on it),
+    // but nothing is held, listed or watchable for events.
+    assert_eq!(state.revision(), 11);
+    assert!(state.get(&key).is_none());
+    let everything = (Selector::everything(), FieldSelector::everything());
+    assert!(
+        state
+            .list(core, core.storage_prefix, &everything.0, &everything.1, 0)
+            .is_none()
+    );
+    assert_eq!(
+        state
+            .watch(core.storage_prefix, core.storage_prefix, Start::Objects)
+            .unwrap_err(),
+        NotServed::NotReady
+    );
+    assert_eq!(state.stats().objects, 1);
+    assert_eq!(state.stats().events, 0);
+}

@@ -8,6 +8,7 @@
 
 pub mod app;
 pub mod authn;
+pub mod event_ttl;
 pub mod health;
 pub mod in_process;
 pub mod kubeconfig;
@@ -68,6 +69,8 @@ pub struct ApiServerConfig {
     /// building them decodes megabytes of JSON into trees, freed by then
     /// (the `skiff` binary returns that memory to the OS here).
     pub after_warm_up: Option<fn()>,
+    /// `--event-ttl`: how long an event lives after its last write.
+    pub event_ttl: std::time::Duration,
 }
 
 impl ApiServerConfig {
@@ -88,6 +91,7 @@ impl ApiServerConfig {
             request_timeout: limits::DEFAULT_REQUEST_TIMEOUT,
             metrics_collectors: Vec::new(),
             after_warm_up: None,
+            event_ttl: event_ttl::DEFAULT_EVENT_TTL,
         }
     }
 
@@ -137,6 +141,18 @@ pub struct ApiServer {
     task: JoinHandle<()>,
     store: Option<AnyStore>,
     app: Arc<App>,
+    /// Deletes expired events; stopped when the server goes.
+    event_ttl: AbortOnDrop,
+}
+
+/// A background task that ends with its owner.
+#[derive(Debug)]
+struct AbortOnDrop(JoinHandle<()>);
+
+impl Drop for AbortOnDrop {
+    fn drop(&mut self) {
+        self.0.abort();
+    }
 }
 
 impl ApiServer {
@@ -227,6 +243,10 @@ impl ApiServer {
         {
             tracing::warn!(error = %err, "cannot build the OpenAPI documents ahead; the first request builds them");
         }
+        let event_ttl = AbortOnDrop(tokio::spawn(event_ttl::run(
+            store.clone(),
+            config.event_ttl,
+        )));
         let acceptor = tokio_rustls::TlsAcceptor::from(Arc::new(pki.server_tls_config()?));
         let (stop, stopped) = oneshot::channel();
         let task = tokio::spawn(server::serve(listener, acceptor, app.clone(), async {
@@ -240,6 +260,7 @@ impl ApiServer {
             task,
             store: Some(store),
             app,
+            event_ttl,
         })
     }
 
@@ -271,6 +292,9 @@ impl ApiServer {
             let _ = stop.send(());
         }
         let _ = (&mut self.task).await;
+        // The sweeper's store handle goes before the store closes.
+        self.event_ttl.0.abort();
+        let _ = (&mut self.event_ttl.0).await;
         if let Some(store) = self.store.take() {
             store.close().await;
         }

@@ -33,9 +33,9 @@ struct Cli {
 #[derive(Debug, Subcommand)]
 enum Command {
     /// Run the control plane (and, unless --disable-agent, a node agent).
-    Server(server::ServerArgs),
+    Server(Box<server::ServerArgs>),
     /// Run a node agent that joins a server.
-    Agent(AgentArgs),
+    Agent(Box<AgentArgs>),
     /// Run the scheduler alone against an API server.
     Scheduler(scheduler::SchedulerArgs),
     /// Run the controller manager alone against an API server.
@@ -169,12 +169,12 @@ fn main() -> ExitCode {
         .with_writer(std::io::stderr)
         .init();
     match cli.command {
-        Command::Server(args) => server::main(args),
+        Command::Server(args) => server::main(*args),
         Command::Scheduler(args) => scheduler::main(args),
         Command::ControllerManager(args) => controller_manager::main(args),
         Command::Sim(command) => sim::main(command),
         Command::Images(command) => images::main(command),
         Command::RuntimeShim { .. } => ExitCode::SUCCESS,
-        Command::Agent(args) => block_on("agent", run_agent(args)),
+        Command::Agent(args) => block_on("agent", run_agent(*args)),
     }
 }

@@ -79,6 +79,9 @@ pub struct ServerArgs {
     /// 1m30s) before it gets 504 Timeout.
     #[arg(long, default_value = "1m0s", value_parser = parse_positive_duration)]
     request_timeout: Duration,
+    /// How long an event is kept after its last write (a Go duration).
+    #[arg(long, default_value = "1h0m0s", value_parser = parse_positive_duration)]
+    event_ttl: Duration,
     #[command(flatten)]
     agent: crate::agent::AgentFlags,
 }
@@ -221,6 +224,7 @@ async fn run(mut args: ServerArgs) -> anyhow::Result<()> {
     config.max_requests_inflight = args.max_requests_inflight;
     config.max_mutating_requests_inflight = args.max_mutating_requests_inflight;
     config.request_timeout = args.request_timeout;
+    config.event_ttl = args.event_ttl;
     // The in-process scheduler's and controller manager's metrics appear
     // on the API server's /metrics.
     if let Some(opts) = &scheduler_opts {
@@ -434,6 +438,7 @@ mod tests {
         assert_eq!(args.max_requests_inflight, 400);
         assert_eq!(args.max_mutating_requests_inflight, 200);
         assert_eq!(args.request_timeout, Duration::from_secs(60));
+        assert_eq!(args.event_ttl, Duration::from_secs(3600));
     }
 
     #[test]
@@ -486,13 +491,16 @@ mod tests {
             "--max-mutating-requests-inflight=0",
             "--request-timeout",
             "1m30s",
+            "--event-ttl=10m",
         ])
         .unwrap();
         assert_eq!(args.max_requests_inflight, 10);
         assert_eq!(args.max_mutating_requests_inflight, 0);
         assert_eq!(args.request_timeout, Duration::from_secs(90));
+        assert_eq!(args.event_ttl, Duration::from_secs(600));
         for bad in ["0s", "-1s", "90", "soon"] {
             assert!(parse(&["--request-timeout", bad]).is_err(), "{bad}");
+            assert!(parse(&["--event-ttl", bad]).is_err(), "{bad}");
         }
         assert!(parse(&["--max-requests-inflight", "-1"]).is_err());
     }

@@ -9,6 +9,7 @@ mod support;
 
 mod admission;
 mod bad_input;
+mod event_ttl;
 mod in_process;
 mod kubectl_verbs;
 mod kubectl_workflows;

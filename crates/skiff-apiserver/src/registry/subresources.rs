@@ -3,6 +3,7 @@
 //! (autoscaling/v1 Scale of Deployments, ReplicaSets, StatefulSets and
 //! ReplicationControllers) and `namespaces/finalize`.
 
+use super::cache::object::Written;
 use http::{Response, StatusCode};
 use serde_json::{Value, json};
 use skiff_api::field::{Error as FieldError, ErrorList, Path};
@@ -90,8 +91,24 @@ impl Registry {
                     splice::bound_pod(&current.value, node, &conditions)
                 })
                 .flatten();
+            let mut announced = None;
             let bytes = match spliced {
-                Some(bytes) => bytes::Bytes::from(bytes),
+                Some(bytes) => {
+                    let bytes = bytes::Bytes::from(bytes);
+                    // The watch cache takes the bound pod from the one it
+                    // holds (when that is the version bound) rather than
+                    // decoding the stored bytes.
+                    let cache = self.store.cache();
+                    let held = cache.lock().get(&key);
+                    if let Some(written) = held
+                        .filter(|pod| pod.revision() == current.mod_revision)
+                        .and_then(|pod| Written::bound(&pod, bytes.clone(), node))
+                    {
+                        cache.expect(&key, written);
+                        announced = Some(bytes.clone());
+                    }
+                    bytes
+                }
                 None => {
                     let mut pod = decode(&current)?;
                     bind_decoded(&mut pod, node, &annotations, &now).map_err(|e| match e {
@@ -110,10 +127,15 @@ impl Registry {
                     to_bytes(&pod)?
                 }
             };
-            match self
+            let written = self
                 .write_bytes(info, &key, name, bytes, current.mod_revision)
-                .await
+                .await;
+            if written.is_err()
+                && let Some(bytes) = announced
             {
+                self.store.cache().unexpect(&key, &bytes);
+            }
+            match written {
                 Ok(_) => return Ok(created_status()),
                 Err(Retry::Conflict) => continue,
                 Err(Retry::Fail(e)) => return Err(e),

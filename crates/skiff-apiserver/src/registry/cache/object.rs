@@ -23,6 +23,8 @@ use crate::registry::{matches, set_rv};
 pub(crate) struct CachedObject {
     /// The object's JSON, keys in serde_json's (sorted) order.
     pub json: Bytes,
+    /// The revision of the write (the object's resourceVersion).
+    rev: i64,
     labels: BTreeMap<String, String>,
     fields: selector::fields::Fields,
 }
@@ -31,13 +33,19 @@ impl CachedObject {
     /// Encodes `obj` (with its resourceVersion set), a `info` object.
     pub fn new(info: &ResourceInfo, obj: &Value) -> Option<CachedObject> {
         let json = serde_json::to_vec(obj).ok()?;
-        Some(CachedObject::with_json(info, obj, json))
+        let rev = obj
+            .pointer("/metadata/resourceVersion")
+            .and_then(Value::as_str)
+            .and_then(|rv| rv.parse().ok())
+            .unwrap_or(0);
+        Some(CachedObject::with_json(info, obj, json, rev))
     }
 
-    /// `obj` whose JSON (with resourceVersion) is `json` already.
-    fn with_json(info: &ResourceInfo, obj: &Value, json: Vec<u8>) -> CachedObject {
+    /// `obj` whose JSON (with resourceVersion `rev`) is `json` already.
+    fn with_json(info: &ResourceInfo, obj: &Value, json: Vec<u8>, rev: i64) -> CachedObject {
         CachedObject {
             json: Bytes::from(json),
+            rev,
             labels: string_map(obj, "labels"),
             fields: selector::selectable_fields(info, obj),
         }
@@ -52,11 +60,16 @@ impl CachedObject {
         // encoded again.
         let sparse = selectable::decode(value)?;
         if let Some(json) = with_resource_version(value, rev) {
-            return Some(CachedObject::with_json(info, &sparse, json));
+            return Some(CachedObject::with_json(info, &sparse, json, rev));
         }
         let mut obj: Value = serde_json::from_slice(value).ok()?;
         set_rv(&mut obj, rev);
         CachedObject::new(info, &obj)
+    }
+
+    /// The revision of the write this object is (its resourceVersion).
+    pub fn revision(&self) -> i64 {
+        self.rev
     }
 
     /// The object as a JSON value.
@@ -71,6 +84,7 @@ impl CachedObject {
         set_rv(&mut obj, rev);
         CachedObject {
             json: serde_json::to_vec(&obj).map_or_else(|_| self.json.clone(), Bytes::from),
+            rev,
             labels: self.labels.clone(),
             fields: self.fields.clone(),
         }
@@ -113,11 +127,26 @@ impl Written {
         })
     }
 
+    /// `pod` bound to `node` by a binding that stores `stored`: what
+    /// selectors read is the pod's but for `spec.nodeName` (the binding
+    /// adds a condition, which no selector reads). `None` when `pod` has
+    /// no `spec.nodeName` field (not a pod).
+    pub fn bound(pod: &CachedObject, stored: Bytes, node: &str) -> Option<Written> {
+        let mut fields = pod.fields.clone();
+        *fields.get_mut("spec.nodeName")? = node.to_owned();
+        Some(Written {
+            stored,
+            labels: pod.labels.clone(),
+            fields,
+        })
+    }
+
     /// The cached object once stored at revision `rev`: what
     /// [`CachedObject::from_store`] gives for the same bytes.
     pub fn at(self, rev: i64) -> Option<CachedObject> {
         Some(CachedObject {
             json: Bytes::from(with_resource_version(&self.stored, rev)?),
+            rev,
             labels: self.labels,
             fields: self.fields,
         })
@@ -216,5 +245,46 @@ mod tests {
         assert!(written.matches(pods, &labels, &fields));
         let other = skiff_api::selector::fields::parse("spec.nodeName=n2").unwrap();
         assert!(!written.matches(pods, &labels, &other));
+    }
+
+    /// A pod bound from the cached pod is what the reflector would decode
+    /// from the binding's stored bytes.
+    #[test]
+    fn a_bound_pod_is_what_the_store_would_give() {
+        let pods = by_gvr("", "v1", "pods").unwrap();
+        let key = pods.key(Some("ns"), "p");
+        let pod = json!({"apiVersion": "v1", "kind": "Pod",
+            "metadata": {"name": "p", "namespace": "ns", "labels": {"app": "web"}},
+            "spec": {"schedulerName": "default-scheduler", "restartPolicy": "Always",
+                "containers": [{"name": "c", "image": "i"}]},
+            "status": {"phase": "Pending"}});
+        let stored = serde_json::to_vec(&pod).unwrap();
+        let held = CachedObject::from_store(&key, &stored, 5).unwrap();
+        assert_eq!(held.revision(), 5);
+        let conditions = br#"[{"type":"PodScheduled","status":"True"}]"#;
+        let bound =
+            Bytes::from(crate::registry::splice::bound_pod(&stored, "n1", conditions).unwrap());
+        let written = Written::bound(&held, bound.clone(), "n1")
+            .unwrap()
+            .at(6)
+            .unwrap();
+        let decoded = CachedObject::from_store(&key, &bound, 6).unwrap();
+        assert_eq!(written.json, decoded.json);
+        assert_eq!(written.revision(), 6);
+        assert_eq!(written.labels, decoded.labels);
+        assert_eq!(written.fields, decoded.fields);
+        assert_eq!(
+            written.fields.get("spec.nodeName").map(String::as_str),
+            Some("n1")
+        );
+        // An object without the field is not a pod to bind.
+        let cm = by_gvr("", "v1", "configmaps").unwrap();
+        let other = CachedObject::new(
+            cm,
+            &json!({"metadata": {"name": "c", "resourceVersion": "3"}}),
+        )
+        .unwrap();
+        assert_eq!(other.revision(), 3);
+        assert!(Written::bound(&other, bound, "n1").is_none());
     }
 }

@@ -504,26 +504,6 @@ async fn a_backlog_comes_in_few_chunks_every_event_once_in_order() {
     server.shutdown().await;
 }
 
-/// The next non-bookmark event of an Event watch, as (type, name).
-async fn next_ev<K: kube::Resource>(
-    w: &mut (impl futures::Stream<Item = kube::Result<WatchEvent<K>>> + Unpin),
-) -> (&'static str, String) {
-    loop {
-        let ev = tokio::time::timeout(Duration::from_secs(10), w.try_next())
-            .await
-            .expect("no watch event within 10 s")
-            .unwrap()
-            .expect("watch ended");
-        return match ev {
-            WatchEvent::Added(e) => ("ADDED", e.meta().name.clone().unwrap()),
-            WatchEvent::Modified(e) => ("MODIFIED", e.meta().name.clone().unwrap()),
-            WatchEvent::Deleted(e) => ("DELETED", e.meta().name.clone().unwrap()),
-            WatchEvent::Bookmark(_) => continue,
-            WatchEvent::Error(e) => ("ERROR", format!("{} {}", e.code, e.reason)),
-        };
-    }
-}
-
 /// Events are left out of the watch cache (as upstream's default watch
 /// cache sizes leave them): every read of them goes to the store, which
 /// serves the same answers — selectors, paging, both APIs, watches from a
@@ -588,18 +568,21 @@ async fn events_are_served_from_the_store() {
 
     // A watch from the list's revision sees exactly the later changes.
     let list_rv = all.metadata.resource_version.clone().unwrap();
-    let mut w = events
-        .watch(&WatchParams::default(), &list_rv)
-        .await
-        .unwrap()
-        .boxed();
+    let from_list = || async {
+        events
+            .watch(&WatchParams::default(), &list_rv)
+            .await
+            .unwrap()
+            .boxed()
+    };
+    let mut w = from_list().await;
     events
         .create(&PostParams::default(), &event("e4", "b"))
         .await
         .unwrap();
     events.delete("e2", &DeleteParams::default()).await.unwrap();
-    assert_eq!(next_ev(&mut w).await, ("ADDED", "e4".to_owned()));
-    assert_eq!(next_ev(&mut w).await, ("DELETED", "e2".to_owned()));
+    assert_eq!(next_event(&mut w).await, ("ADDED", "e4".to_owned()));
+    assert_eq!(next_event(&mut w).await, ("DELETED", "e2".to_owned()));
     drop(w);
     // A watch without a revision starts with the current objects; a
     // selector watch of the other API gets only its matches.
@@ -608,27 +591,22 @@ async fn events_are_served_from_the_store() {
         .await
         .unwrap()
         .boxed();
-    assert_eq!(next_ev(&mut w).await, ("ADDED", "e4".to_owned()));
+    assert_eq!(next_event(&mut w).await, ("ADDED", "e4".to_owned()));
     drop(w);
     // Resumed from the first list again: the same two changes.
-    let mut w = events
-        .watch(&WatchParams::default(), &list_rv)
-        .await
-        .unwrap()
-        .boxed();
-    assert_eq!(next_ev(&mut w).await, ("ADDED", "e4".to_owned()));
-    assert_eq!(next_ev(&mut w).await, ("DELETED", "e2".to_owned()));
+    let mut w = from_list().await;
+    assert_eq!(next_event(&mut w).await, ("ADDED", "e4".to_owned()));
+    assert_eq!(next_event(&mut w).await, ("DELETED", "e2".to_owned()));
     drop(w);
     // History compacted away: 410 Expired, as from the cache.
     store
         .compact(store.current_revision().await.unwrap())
         .await
         .unwrap();
-    let mut w = events
-        .watch(&WatchParams::default(), &list_rv)
-        .await
-        .unwrap()
-        .boxed();
-    assert_eq!(next_ev(&mut w).await, ("ERROR", "410 Expired".to_owned()));
+    let mut w = from_list().await;
+    assert_eq!(
+        next_event(&mut w).await,
+        ("ERROR", "410 Expired".to_owned())
+    );
     server.shutdown().await;
 }

@@ -129,22 +129,22 @@ impl Kubectl {
     }
 }
 
-/// A boxed ConfigMap watch, as kube-rs streams it.
-pub type Events = BoxStream<'static, kube::Result<WatchEvent<ConfigMap>>>;
+/// A boxed watch of `K` (ConfigMaps unless told), as kube-rs streams it.
+pub type Events<K = ConfigMap> = BoxStream<'static, kube::Result<WatchEvent<K>>>;
 
 /// The next non-bookmark event, as (type, name).
-pub async fn next_event(w: &mut Events) -> (&'static str, String) {
+pub async fn next_event<K: kube::Resource>(w: &mut Events<K>) -> (&'static str, String) {
     loop {
         let ev = tokio::time::timeout(Duration::from_secs(10), w.try_next())
             .await
             .expect("no watch event within 10 s")
             .unwrap()
             .expect("watch ended");
-        let name = |c: ConfigMap| c.metadata.name.unwrap();
+        let name = |o: K| o.meta().name.clone().unwrap();
         return match ev {
-            WatchEvent::Added(c) => ("ADDED", name(c)),
-            WatchEvent::Modified(c) => ("MODIFIED", name(c)),
-            WatchEvent::Deleted(c) => ("DELETED", name(c)),
+            WatchEvent::Added(o) => ("ADDED", name(o)),
+            WatchEvent::Modified(o) => ("MODIFIED", name(o)),
+            WatchEvent::Deleted(o) => ("DELETED", name(o)),
             WatchEvent::Bookmark(_) => continue,
             WatchEvent::Error(e) => ("ERROR", format!("{} {}", e.code, e.reason)),
         };

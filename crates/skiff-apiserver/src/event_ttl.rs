@@ -14,13 +14,12 @@
 use std::collections::VecDeque;
 use std::time::Duration;
 
+use skiff_api::resources::EVENTS_STORAGE_PREFIX;
 use skiff_store::{AnyStore, ListOptions, Revision, Store, StoreError};
 use tokio::time::Instant;
 
 /// Upstream's `--event-ttl` default.
 pub const DEFAULT_EVENT_TTL: Duration = Duration::from_secs(3600);
-/// Where events of both APIs are stored.
-const EVENTS: &str = "/registry/events/";
 /// Keys read per page while sweeping.
 const PAGE: u64 = 1000;
 
@@ -95,7 +94,7 @@ async fn sweep(store: &AnyStore, through: Revision) -> Result<usize, StoreError>
     };
     let mut deleted = 0;
     loop {
-        let page = store.list(EVENTS, opts.clone()).await?;
+        let page = store.list(EVENTS_STORAGE_PREFIX, opts.clone()).await?;
         for kv in page.kvs.iter().filter(|kv| kv.mod_revision <= through) {
             match store.delete(&kv.key, kv.mod_revision).await {
                 Ok(_) => deleted += 1,

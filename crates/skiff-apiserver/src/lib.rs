@@ -30,6 +30,7 @@ use std::sync::Arc;
 use skiff_store::{AnyStore, Store};
 use tokio::sync::oneshot;
 use tokio::task::JoinHandle;
+use tokio_util::task::AbortOnDropHandle;
 
 use crate::app::App;
 use crate::authn::{Authenticator, StaticTokenAuthenticator};
@@ -142,17 +143,7 @@ pub struct ApiServer {
     store: Option<AnyStore>,
     app: Arc<App>,
     /// Deletes expired events; stopped when the server goes.
-    event_ttl: AbortOnDrop,
-}
-
-/// A background task that ends with its owner.
-#[derive(Debug)]
-struct AbortOnDrop(JoinHandle<()>);
-
-impl Drop for AbortOnDrop {
-    fn drop(&mut self) {
-        self.0.abort();
-    }
+    event_ttl: AbortOnDropHandle<()>,
 }
 
 impl ApiServer {
@@ -243,7 +234,7 @@ impl ApiServer {
         {
             tracing::warn!(error = %err, "cannot build the OpenAPI documents ahead; the first request builds them");
         }
-        let event_ttl = AbortOnDrop(tokio::spawn(event_ttl::run(
+        let event_ttl = AbortOnDropHandle::new(tokio::spawn(event_ttl::run(
             store.clone(),
             config.event_ttl,
         )));
@@ -293,8 +284,8 @@ impl ApiServer {
         }
         let _ = (&mut self.task).await;
         // The sweeper's store handle goes before the store closes.
-        self.event_ttl.0.abort();
-        let _ = (&mut self.event_ttl.0).await;
+        self.event_ttl.abort();
+        let _ = (&mut self.event_ttl).await;
         if let Some(store) = self.store.take() {
             store.close().await;
         }

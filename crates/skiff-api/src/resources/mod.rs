@@ -8,6 +8,10 @@ mod table;
 
 pub use table::{GROUPS, RESOURCES};
 
+/// Where Events are stored: core `events` and events.k8s.io `events` are
+/// two views of one set of objects.
+pub const EVENTS_STORAGE_PREFIX: &str = "/registry/events/";
+
 use std::collections::HashMap;
 use std::fmt;
 use std::sync::LazyLock;

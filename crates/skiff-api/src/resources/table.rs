@@ -111,7 +111,7 @@ pub static RESOURCES: &[ResourceInfo] = &[
     // ---- core/v1 ----
     res("", "ConfigMap", "ConfigMapList", "configmaps", "configmap", &["cm"], Namespaced, "/registry/configmaps/"),
     res("", "Endpoints", "EndpointsList", "endpoints", "endpoints", &["ep"], Namespaced, "/registry/endpoints/"),
-    res("", "Event", "EventList", "events", "event", &["ev"], Namespaced, "/registry/events/"),
+    res("", "Event", "EventList", "events", "event", &["ev"], Namespaced, super::EVENTS_STORAGE_PREFIX),
     res("", "LimitRange", "LimitRangeList", "limitranges", "limitrange", &["limits"], Namespaced, "/registry/limitranges/"),
     ResourceInfo {
         verbs: ALL_BUT_DELETECOLLECTION,
@@ -180,7 +180,7 @@ pub static RESOURCES: &[ResourceInfo] = &[
     // ---- events.k8s.io/v1 ----
     ResourceInfo {
         shares_storage_with: Some(("", "events")),
-        ..res("events.k8s.io", "Event", "EventList", "events", "event", &["ev"], Namespaced, "/registry/events/")
+        ..res("events.k8s.io", "Event", "EventList", "events", "event", &["ev"], Namespaced, super::EVENTS_STORAGE_PREFIX)
     },
     // ---- batch/v1 ----
     ResourceInfo {

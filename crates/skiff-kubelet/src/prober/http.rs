@@ -15,7 +15,7 @@ use hyper_util::rt::TokioIo;
 use k8s_openapi::api::core::v1::HTTPGetAction;
 use tokio::io::{AsyncRead, AsyncWrite};
 use tokio::net::TcpStream;
-use tokio::task::JoinHandle;
+use tokio_util::task::AbortOnDropHandle;
 
 use super::net::{dial_error, dial_timeout_error};
 use super::{
@@ -335,7 +335,7 @@ impl ProbeRequest {
         url: &ProbeUrl,
         host_override: Option<&str>,
         progress: &mut Progress,
-    ) -> Result<(hyper::Response<Incoming>, AbortOnDrop), String> {
+    ) -> Result<(hyper::Response<Incoming>, AbortOnDropHandle<()>), String> {
         let addr = url.authority();
         let tcp = TcpStream::connect(&addr)
             .await
@@ -393,20 +393,11 @@ fn judge(status: StatusCode, body: &[u8]) -> ProbeOutcome {
     ProbeOutcome::Failure(format!("HTTP probe failed with statuscode: {code}"))
 }
 
-/// Aborts the connection task when the probe ends or times out.
-struct AbortOnDrop(JoinHandle<()>);
-
-impl Drop for AbortOnDrop {
-    fn drop(&mut self) {
-        self.0.abort();
-    }
-}
-
 /// One HTTP/1.1 request on a fresh connection.
 async fn exchange<S>(
     io: S,
     request: Request<Empty<Bytes>>,
-) -> Result<(hyper::Response<Incoming>, AbortOnDrop), String>
+) -> Result<(hyper::Response<Incoming>, AbortOnDropHandle<()>), String>
 where
     S: AsyncRead + AsyncWrite + Unpin + Send + 'static,
 {
@@ -415,7 +406,8 @@ where
         .handshake(TokioIo::new(io))
         .await
         .map_err(|e| hyper_error(&e))?;
-    let driver = AbortOnDrop(tokio::spawn(async move {
+    // Aborted when the probe ends or times out.
+    let driver = AbortOnDropHandle::new(tokio::spawn(async move {
         let _ = conn.await;
     }));
     let response = sender

@@ -29,7 +29,7 @@ use std::time::{Duration, Instant};
 use bytes::Bytes;
 
 use futures::StreamExt;
-use skiff_api::resources::ResourceInfo;
+use skiff_api::resources::{EVENTS_STORAGE_PREFIX, ResourceInfo};
 use skiff_store::{
     AnyStore, EventKind, ListOptions, Revision, Store, StoreError, WatchEvent, WatchStream,
 };
@@ -46,7 +46,7 @@ pub(crate) const ROOT: &str = "/registry/";
 /// are written far more often than anyone lists or watches them, so
 /// holding them would cost every write a decode and the server their
 /// memory. Their lists and watches are served from the store.
-const UNCACHED: &[&str] = &["/registry/events/"];
+const UNCACHED: &[&str] = &[EVENTS_STORAGE_PREFIX];
 /// How long a request waits for the cache to reach a revision before it
 /// falls back to the store (upstream waits up to 3 s as well).
 pub(crate) const FRESHNESS_WAIT: Duration = Duration::from_secs(3);

@@ -114,7 +114,16 @@ fn run_shim(args: &[String]) -> ExitCode {
 /// Runs `work` on a multi-threaded tokio runtime; a failure is printed as
 /// `skiff WHAT: error` and exits 1.
 fn block_on(what: &str, work: impl std::future::Future<Output = anyhow::Result<()>>) -> ExitCode {
-    let runtime = match tokio::runtime::Runtime::new() {
+    run_on(what, tokio::runtime::Runtime::new(), work)
+}
+
+/// [`block_on`] on the given runtime (or the error of building it).
+fn run_on(
+    what: &str,
+    runtime: std::io::Result<tokio::runtime::Runtime>,
+    work: impl std::future::Future<Output = anyhow::Result<()>>,
+) -> ExitCode {
+    let runtime = match runtime {
         Ok(rt) => rt,
         Err(err) => {
             eprintln!("skiff {what}: cannot start the async runtime: {err}");

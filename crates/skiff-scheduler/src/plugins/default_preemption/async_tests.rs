@@ -14,7 +14,7 @@ use rand::rngs::StdRng;
 use skiff_client::events::PendingEvent;
 use tokio::sync::Semaphore;
 
-use super::prepare::PodPreemptor;
+use super::prepare::{Evicted, PodPreemptor};
 use super::tests::{bare_handle, framework, n, p};
 use super::*;
 use crate::framework::{CycleState, PodActivator, PodInfo, StaticLister};
@@ -32,6 +32,8 @@ struct Blocking {
     events: Mutex<Vec<PendingEvent>>,
     release: Semaphore,
     fail: Vec<String>,
+    /// Victims found gone already.
+    gone: Vec<String>,
 }
 
 impl Default for Blocking {
@@ -43,6 +45,7 @@ impl Default for Blocking {
             events: Mutex::default(),
             release: Semaphore::new(0),
             fail: Vec::new(),
+            gone: Vec::new(),
         }
     }
 }
@@ -51,6 +54,12 @@ impl Blocking {
     fn failing(names: &[&str]) -> Blocking {
         Blocking {
             fail: names.iter().map(|s| (*s).to_owned()).collect(),
+            ..Blocking::default()
+        }
+    }
+    fn gone(names: &[&str]) -> Blocking {
+        Blocking {
+            gone: names.iter().map(|s| (*s).to_owned()).collect(),
             ..Blocking::default()
         }
     }
@@ -65,7 +74,11 @@ impl Blocking {
 }
 
 impl PodPreemptor for Blocking {
-    fn preempt<'a>(&'a self, victim: &'a Pod, _: &'a str) -> BoxFuture<'a, Result<(), String>> {
+    fn preempt<'a>(
+        &'a self,
+        victim: &'a Pod,
+        _: &'a str,
+    ) -> BoxFuture<'a, Result<Evicted, String>> {
         Box::pin(async move {
             let name = victim.metadata.name.clone().unwrap_or_default();
             self.started.lock().unwrap().push(name.clone());
@@ -73,8 +86,11 @@ impl PodPreemptor for Blocking {
             if self.fail.contains(&name) {
                 return Err(format!("pods {name:?} is forbidden"));
             }
+            if self.gone.contains(&name) {
+                return Ok(Evicted::Gone);
+            }
             self.done.lock().unwrap().push(name);
-            Ok(())
+            Ok(Evicted::Deleted)
         })
     }
     fn clear_nominated_node_name<'a>(&'a self, pod: &'a Pod) -> BoxFuture<'a, Result<(), String>> {
@@ -319,6 +335,47 @@ async fn a_failed_eviction_re_activates_the_preemptor() {
     );
     let popped = f.queue.pop().await.unwrap();
     assert_eq!(popped.pod_info.key, key);
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_last_victim_gone_already_re_activates_the_preemptor() {
+    // Another preemptor, scheduled before this one's evictions ran, chose
+    // the same pods: their deletions were seen while this one was gated.
+    let f = fixture(Blocking::gone(&["v0", "v1"]), 2).await;
+    let (_, s) = post_filter(&f).await;
+    assert!(s.is_success());
+    requeue(&f);
+    let key = f.preemptor.pod_info.key.as_str();
+    assert_eq!(f.queue.pending_counts().gated, 1);
+    f.fake.release.add_permits(2);
+    f.plugin.wait_for_preemptions().await;
+    // No deletion event is coming: straight to activeQ.
+    assert_eq!(f.queue.queue_of(key), Some(QueueName::Active));
+    assert_eq!(f.queue.pending_counts().gated, 0);
+    // A succeeded preemption, and no Preempted event for pods gone before.
+    assert!(f.fake.events.lock().unwrap().is_empty());
+    assert_eq!(
+        samples(
+            &f.metrics,
+            "scheduler_preemption_goroutines_execution_total"
+        ),
+        ["scheduler_preemption_goroutines_execution_total{result=\"success\"} 1"]
+    );
+}
+
+#[tokio::test(start_paused = true)]
+async fn only_the_last_victim_gone_lets_the_preemptor_wait_for_events_otherwise() {
+    // The first victim gone, the last deleted: its deletion event moves it.
+    let f = fixture(Blocking::gone(&["v0"]), 2).await;
+    post_filter(&f).await;
+    requeue(&f);
+    let key = f.preemptor.pod_info.key.as_str();
+    f.fake.release.add_permits(2);
+    f.plugin.wait_for_preemptions().await;
+    assert_eq!(f.fake.done(), ["v1"]);
+    assert_eq!(f.queue.queue_of(key), Some(QueueName::Unschedulable));
+    f.queue.move_all_to_active_or_backoff(POD_DELETE);
+    assert_eq!(f.queue.queue_of(key), Some(QueueName::Backoff));
 }
 
 #[tokio::test(start_paused = true)]

@@ -9,11 +9,11 @@ use std::collections::{HashMap, HashSet};
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::{Duration, Instant};
 
-use futures::{StreamExt, TryStreamExt};
+use futures::{StreamExt, TryFutureExt, TryStreamExt};
 use k8s_openapi::api::core::v1::Pod;
 use skiff_client::events::PendingEvent;
 
-use super::prepare::PodPreemptor;
+use super::prepare::{Evicted, PodPreemptor};
 use super::reference;
 use crate::framework::DetachedHandle;
 
@@ -165,11 +165,13 @@ impl Eviction {
     /// Clears the nominations, evicts every victim but the last
     /// concurrently, un-gates the preemptor and evicts the last one. The
     /// preemptor is then moved by the last victim's deletion event; after a
-    /// failed API call it is re-activated at once instead (upstream), its
+    /// failed API call (upstream), or when the last victim was gone already
+    /// and no event will come, it is re-activated at once instead, its
     /// nomination kept for the next attempt to re-evaluate.
     pub async fn run(self) {
         let start = tokio::time::Instant::now();
         let mut ok = true;
+        let mut unseen = false;
         for pod in &self.lower_nominated {
             if let Err(e) = self.client.clear_nominated_node_name(pod).await {
                 // Not fatal: the pod is retried and re-evaluated anyway.
@@ -181,7 +183,7 @@ impl Eviction {
         if let Some((last, rest)) = self.victims.split_last() {
             let rest = futures::stream::iter(rest)
                 .map(Ok)
-                .try_for_each_concurrent(PARALLELISM, |v| self.evict(v))
+                .try_for_each_concurrent(PARALLELISM, |v| self.evict(v).map_ok(drop))
                 .await;
             // Un-gate before the last eviction: otherwise its deletion event
             // could reach the queue while the preemptor is still gated and
@@ -190,7 +192,14 @@ impl Eviction {
             // After a failure the last victim is spared, so the preemptor
             // re-enters scheduling sooner.
             if rest.is_ok() {
-                ok &= self.evict(last).await.is_ok();
+                match self.evict(last).await {
+                    Ok(Evicted::Deleted) => {}
+                    // No deletion event is coming to move the preemptor:
+                    // the victim went before it was un-gated (another
+                    // preemptor, scheduled in between, had chosen it too).
+                    Ok(Evicted::Gone) => unseen = true,
+                    Err(_) => ok = false,
+                }
             } else {
                 ok = false;
                 self.preempting.victim_done(last, false);
@@ -201,25 +210,32 @@ impl Eviction {
         if let Some(m) = &self.handle.metrics {
             m.observe_preemption_goroutine(ok, start.elapsed());
         }
-        if !ok && let Some(queue) = &self.handle.activator {
+        if (!ok || unseen)
+            && let Some(queue) = &self.handle.activator
+        {
             // Without it the preemptor could wait among the unschedulable
             // pods for an event that never comes.
             queue.activate(&self.preemptor_key);
         }
     }
 
-    async fn evict(&self, victim: &Arc<Pod>) -> Result<(), String> {
+    async fn evict(&self, victim: &Arc<Pod>) -> Result<Evicted, String> {
         let evicted = self.client.preempt(victim, &self.scheduler_name).await;
         self.preempting.victim_done(victim, evicted.is_ok());
-        if let Err(e) = evicted {
-            tracing::warn!(victim = ?victim.metadata.name, preemptor = %self.preemptor_key,
-                error = %e, "cannot preempt victim");
-            return Err(e);
-        }
-        if let Some(events) = &self.handle.events {
+        let evicted = match evicted {
+            Ok(e) => e,
+            Err(e) => {
+                tracing::warn!(victim = ?victim.metadata.name, preemptor = %self.preemptor_key,
+                    error = %e, "cannot preempt victim");
+                return Err(e);
+            }
+        };
+        if evicted == Evicted::Deleted
+            && let Some(events) = &self.handle.events
+        {
             let uid = self.preemptor.metadata.uid.as_deref().unwrap_or("");
             events.record(preempted_event(victim, uid, &self.node));
         }
-        Ok(())
+        Ok(evicted)
     }
 }

@@ -7,6 +7,16 @@ use k8s_openapi::api::core::v1::Pod;
 use kube::Api;
 use kube::api::{DeleteParams, Patch, PatchParams};
 
+/// What evicting a victim found.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Evicted {
+    /// Its deletion was asked for: the watch will show it.
+    Deleted,
+    /// It was gone already (another preemption's victim too, say): no
+    /// deletion of it is still to be seen.
+    Gone,
+}
+
 /// The API writes preemption makes; a seam so unit tests record them.
 pub trait PodPreemptor: Send + Sync {
     /// Marks `victim` with the DisruptionTarget condition (reason
@@ -16,7 +26,7 @@ pub trait PodPreemptor: Send + Sync {
         &'a self,
         victim: &'a Pod,
         scheduler_name: &'a str,
-    ) -> BoxFuture<'a, Result<(), String>>;
+    ) -> BoxFuture<'a, Result<Evicted, String>>;
     /// Removes `status.nominatedNodeName` from `pod`.
     fn clear_nominated_node_name<'a>(&'a self, pod: &'a Pod) -> BoxFuture<'a, Result<(), String>>;
 }
@@ -51,7 +61,7 @@ impl PodPreemptor for ApiPreemptor {
         &'a self,
         victim: &'a Pod,
         scheduler_name: &'a str,
-    ) -> BoxFuture<'a, Result<(), String>> {
+    ) -> BoxFuture<'a, Result<Evicted, String>> {
         Box::pin(async move {
             let (api, name) = api_for(&self.client, victim);
             let already = victim
@@ -80,13 +90,13 @@ impl PodPreemptor for ApiPreemptor {
                     .await
                 {
                     Ok(_) => {}
-                    Err(e) if is_not_found(&e) => return Ok(()),
+                    Err(e) if is_not_found(&e) => return Ok(Evicted::Gone),
                     Err(e) => return Err(e.to_string()),
                 }
             }
             match api.delete(&name, &DeleteParams::default()).await {
-                Ok(_) => Ok(()),
-                Err(e) if is_not_found(&e) => Ok(()),
+                Ok(_) => Ok(Evicted::Deleted),
+                Err(e) if is_not_found(&e) => Ok(Evicted::Gone),
                 Err(e) => Err(e.to_string()),
             }
         })

@@ -11,7 +11,7 @@ use serde_json::{Value, json};
 use skiff_client::events::PendingEvent;
 
 use super::candidates::{Candidate, calculate_num_candidates, pick_one_node_for_preemption};
-use super::prepare::PodPreemptor;
+use super::prepare::{Evicted, PodPreemptor};
 use super::victims::{Victims, filter_pods_with_pdb_violation, select_victims_on_node};
 use super::*;
 use crate::config::Profile;
@@ -105,10 +105,14 @@ struct Recorder {
 }
 
 impl PodPreemptor for Recorder {
-    fn preempt<'a>(&'a self, victim: &'a Pod, _: &'a str) -> BoxFuture<'a, Result<(), String>> {
+    fn preempt<'a>(
+        &'a self,
+        victim: &'a Pod,
+        _: &'a str,
+    ) -> BoxFuture<'a, Result<Evicted, String>> {
         let name = victim.metadata.name.clone().unwrap_or_default();
         self.preempted.lock().unwrap().push(name);
-        Box::pin(async { Ok(()) })
+        Box::pin(async { Ok(Evicted::Deleted) })
     }
     fn clear_nominated_node_name<'a>(&'a self, pod: &'a Pod) -> BoxFuture<'a, Result<(), String>> {
         let name = pod.metadata.name.clone().unwrap_or_default();

@@ -383,21 +383,24 @@ pub async fn shutdown_signal() {
     }
 }
 
-/// The in-process scheduler on its own thread and tokio runtime, as
-/// upstream runs kube-scheduler as a process of its own: its scheduling
-/// cycles and its watches' decoding do not take turns with the API
-/// server's requests on the server's workers. Its client is built there,
-/// so the client's tasks live on that runtime too, and its requests are
-/// served there in-process (see `skiff_apiserver::in_process`). The
-/// runtime has [`scheduler_workers`] workers.
+/// The in-process scheduler on its own thread and tokio runtime (two
+/// workers), as upstream runs kube-scheduler as a process of its own: its
+/// scheduling cycles and its watches' decoding do not take turns with the
+/// API server's requests on the server's workers. Its client is built
+/// there, so the client's tasks live on that runtime too, and its requests
+/// are served there in-process (see `skiff_apiserver::in_process`).
+///
+/// One worker was tried on two cores: SchedulingBasic about 5,700 against
+/// 5,000 pods/s and 270 against 330 µs of server CPU a pod, but Preemption
+/// at half the rate (about 300 against 620 pods/s), its cycles and its
+/// informer taking turns on one thread, and create→bound latency higher.
 fn spawn_scheduler(
     opts: skiff_scheduler::SchedulerOptions,
     api: skiff_apiserver::in_process::InProcess,
     stop: tokio::sync::watch::Receiver<bool>,
 ) -> anyhow::Result<std::thread::JoinHandle<anyhow::Result<()>>> {
-    let cores = std::thread::available_parallelism().map_or(1, std::num::NonZeroUsize::get);
     let runtime = tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(scheduler_workers(cores))
+        .worker_threads(2)
         .thread_name("skiff-scheduler")
         .enable_all()
         .build()
@@ -413,19 +416,6 @@ fn spawn_scheduler(
         })
         .context("scheduler thread")?;
     Ok(thread)
-}
-
-/// Workers of the in-process scheduler's runtime on a machine of `cores`:
-/// half of them, one at least and two at most. The server's own runtime
-/// already has a worker per core and the store writes on a thread of its
-/// own; on two cores a second scheduler worker makes more busy threads
-/// than cores, and each pod costs more CPU. Measured on two cores with
-/// `skiff sim bench-scheduler`, one worker against two: SchedulingBasic
-/// about 5,700 against 5,000 pods/s (270 against 330 µs of server CPU a
-/// pod), NodeAffinity 4,800 against 3,900; Preemption, whose cycles cost
-/// the most, goes the other way (about 400 against 620 pods/s).
-fn scheduler_workers(cores: usize) -> usize {
-    (cores / 2).clamp(1, 2)
 }
 
 #[cfg(test)]
@@ -445,12 +435,6 @@ mod tests {
 
     fn parse(args: &[&str]) -> Result<ServerArgs, clap::Error> {
         Cli::try_parse_from(std::iter::once("skiff").chain(args.iter().copied())).map(|c| c.server)
-    }
-
-    #[test]
-    fn the_scheduler_takes_half_the_cores_up_to_two_workers() {
-        let workers: Vec<usize> = (1..=9).map(super::scheduler_workers).collect();
-        assert_eq!(workers, [1, 1, 1, 2, 2, 2, 2, 2, 2]);
     }
 
     #[test]

@@ -208,6 +208,19 @@ fn samples(m: &SchedulerMetrics, prefix: &str) -> Vec<String> {
         .collect()
 }
 
+/// One asynchronous preemption ran, with `result`.
+fn assert_one_goroutine(f: &Fixture, result: &str) {
+    assert_eq!(
+        samples(
+            &f.metrics,
+            "scheduler_preemption_goroutines_execution_total"
+        ),
+        [format!(
+            "scheduler_preemption_goroutines_execution_total{{result=\"{result}\"}} 1"
+        )]
+    );
+}
+
 const POD_DELETE: ClusterEvent = ClusterEvent {
     resource: EventResource::Pod,
     action: action::DELETE,
@@ -240,13 +253,7 @@ async fn the_cycle_returns_before_the_victims_are_evicted() {
         !f.plugin
             .is_pod_running_preemption(&f.preemptor.pod_info.pod)
     );
-    assert_eq!(
-        samples(
-            &f.metrics,
-            "scheduler_preemption_goroutines_execution_total"
-        ),
-        ["scheduler_preemption_goroutines_execution_total{result=\"success\"} 1"]
-    );
+    assert_one_goroutine(&f, "success");
 }
 
 #[tokio::test(start_paused = true)]
@@ -326,13 +333,7 @@ async fn a_failed_eviction_re_activates_the_preemptor() {
     );
     // Straight to activeQ, without waiting for an event or its back-off.
     assert_eq!(f.queue.queue_of(key), Some(QueueName::Active));
-    assert_eq!(
-        samples(
-            &f.metrics,
-            "scheduler_preemption_goroutines_execution_total"
-        ),
-        ["scheduler_preemption_goroutines_execution_total{result=\"error\"} 1"]
-    );
+    assert_one_goroutine(&f, "error");
     let popped = f.queue.pop().await.unwrap();
     assert_eq!(popped.pod_info.key, key);
 }
@@ -354,13 +355,7 @@ async fn a_last_victim_gone_already_re_activates_the_preemptor() {
     assert_eq!(f.queue.pending_counts().gated, 0);
     // A succeeded preemption, and no Preempted event for pods gone before.
     assert!(f.fake.events.lock().unwrap().is_empty());
-    assert_eq!(
-        samples(
-            &f.metrics,
-            "scheduler_preemption_goroutines_execution_total"
-        ),
-        ["scheduler_preemption_goroutines_execution_total{result=\"success\"} 1"]
-    );
+    assert_one_goroutine(&f, "success");
 }
 
 #[tokio::test(start_paused = true)]

@@ -11,7 +11,7 @@ use skiff_client::events::PendingEvent;
 
 use super::cycle_state::CycleState;
 use super::interface::Snapshot;
-use super::node_info::{NodeInfo, PodInfo};
+use super::node_info::{NodeInfo, NominatedPods, PodInfo};
 use super::status::Status;
 use crate::metrics::SchedulerMetrics;
 
@@ -19,8 +19,8 @@ use crate::metrics::SchedulerMetrics;
 pub trait FrameworkHandle: Send + Sync {
     /// The snapshot the cycle ran on.
     fn snapshot(&self) -> &Snapshot;
-    /// Pods nominated to `node` (upstream's `PodNominator`).
-    fn nominated_pods_for_node(&self, node: &str) -> Vec<Arc<PodInfo>>;
+    /// Pods nominated to `node` (upstream's `PodNominator`); None: none.
+    fn nominated_pods_for_node(&self, node: &str) -> Option<NominatedPods>;
     /// The node pod `key` is nominated to in memory, if any: set when
     /// preemption nominates it, before its status shows the nomination.
     fn nominated_node_of(&self, key: &str) -> Option<String>;

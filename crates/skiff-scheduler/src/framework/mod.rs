@@ -12,6 +12,6 @@ pub mod topology;
 pub use cycle_state::{CycleState, StateData};
 pub use handle::{DetachedHandle, FrameworkHandle, PodActivator};
 pub use interface::*;
-pub use node_info::{NodeInfo, PodInfo, Resource};
+pub use node_info::{NodeInfo, NominatedPods, PodInfo, Resource};
 pub use status::{Code, Status};
 pub use topology::{TopologyKey, TopologyValue};

@@ -243,6 +243,12 @@ pub struct PodInfo {
     pub label_index: LabelIndex,
     /// The pod has a deletion timestamp.
     pub terminating: bool,
+    /// Its host ports ([`host_ports`]), computed once: a node adds and
+    /// removes the pod many times (assume, snapshot copies, preemption's
+    /// what-ifs) and the pod's spec is cold by then.
+    pub host_ports: Vec<HostPort>,
+    /// The PVCs it mounts, `namespace/claim`, likewise computed once.
+    pub pvc_keys: Vec<String>,
 }
 
 impl PodInfo {
@@ -272,6 +278,8 @@ impl PodInfo {
                     .collect::<Vec<_>>()
             };
         PodInfo {
+            host_ports: host_ports(&pod),
+            pvc_keys: pvc_keys(&pod),
             label_index: LabelIndex::new(ns, pod.metadata.labels.iter().flatten()),
             terminating: pod.metadata.deletion_timestamp.is_some(),
             requests: pod_requests(&pod, false),
@@ -329,6 +337,11 @@ impl PodInfo {
         self.pod.metadata.labels.as_ref().unwrap_or(&EMPTY)
     }
 }
+
+/// The pods nominated to one node, shared: the scheduling queue hands out
+/// its own list rather than a copy, as a cycle asks for it on every node it
+/// filters while any pod is nominated.
+pub type NominatedPods = Arc<[Arc<PodInfo>]>;
 
 /// A host port in use: (host IP, protocol, port). IP `0.0.0.0` means every
 /// address.
@@ -439,11 +452,11 @@ impl NodeInfo {
     pub fn add_pod(&mut self, pod: Arc<PodInfo>) {
         self.requested.add(&pod.requests);
         self.non_zero_requested.add(&pod.non_zero_requests);
-        for port in host_ports(&pod.pod) {
-            self.used_ports.insert(port);
+        for port in &pod.host_ports {
+            self.used_ports.insert(port.clone());
         }
-        for claim in pvc_keys(&pod.pod) {
-            *self.pvc_ref_counts.entry(claim).or_default() += 1;
+        for claim in &pod.pvc_keys {
+            *self.pvc_ref_counts.entry(claim.clone()).or_default() += 1;
         }
         if pod.has_affinity() {
             self.pods_with_affinity.push(pod.clone());
@@ -468,14 +481,14 @@ impl NodeInfo {
         self.non_zero_requested.sub(&pod.non_zero_requests);
         // Ports may be shared by several pods only across distinct IPs or
         // protocols, so removing this pod's entries is exact.
-        for port in host_ports(&pod.pod) {
-            self.used_ports.remove(&port);
+        for port in &pod.host_ports {
+            self.used_ports.remove(port);
         }
-        for claim in pvc_keys(&pod.pod) {
-            if let Some(n) = self.pvc_ref_counts.get_mut(&claim) {
+        for claim in &pod.pvc_keys {
+            if let Some(n) = self.pvc_ref_counts.get_mut(claim) {
                 *n -= 1;
                 if *n == 0 {
-                    self.pvc_ref_counts.remove(&claim);
+                    self.pvc_ref_counts.remove(claim);
                 }
             }
         }

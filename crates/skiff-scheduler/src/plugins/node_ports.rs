@@ -73,9 +73,14 @@ impl Plugin for NodePorts {
             return QueueingHint::Queue;
         };
         let assigned = node_name(deleted).is_some();
-        let wanted = host_ports(&pod.pod);
         let freed = host_ports(deleted);
-        QueueingHint::queue_if(assigned && wanted.iter().any(|w| freed.iter().any(|f| clash(f, w))))
+        QueueingHint::queue_if(
+            assigned
+                && pod
+                    .host_ports
+                    .iter()
+                    .any(|w| freed.iter().any(|f| clash(f, w))),
+        )
     }
     fn as_pre_filter(&self) -> Option<&dyn PreFilterPlugin> {
         Some(self)
@@ -92,7 +97,7 @@ impl PreFilterPlugin for NodePorts {
         pod: &PodInfo,
         _snapshot: &Snapshot,
     ) -> (Option<PreFilterResult>, Status) {
-        let ports = host_ports(&pod.pod);
+        let ports = pod.host_ports.clone();
         if ports.is_empty() {
             return (None, Status::skip());
         }
@@ -105,7 +110,7 @@ impl FilterPlugin for NodePorts {
     fn filter(&self, state: &CycleState, pod: &PodInfo, node: &NodeInfo) -> Status {
         let ok = match state.read::<PreFilterState>(PRE_FILTER_STATE_KEY) {
             Some(s) => fits(node, &s.0),
-            None => fits(node, &host_ports(&pod.pod)),
+            None => fits(node, &pod.host_ports),
         };
         if ok {
             Status::success()

@@ -21,7 +21,8 @@ use k8s_openapi::api::core::v1::Pod;
 use tokio::sync::Notify;
 
 use crate::framework::{
-    ClusterEvent, EventObjects, Plugin, PodActivator, PodInfo, QueuedPodInfo, QueueingHint,
+    ClusterEvent, EventObjects, NominatedPods, Plugin, PodActivator, PodInfo, QueuedPodInfo,
+    QueueingHint,
 };
 use crate::runtime::PodNominator;
 use heap::Heap;
@@ -68,7 +69,7 @@ struct State {
     backoff: HashMap<String, QueuedPodInfo>,
     unschedulable: HashMap<String, (QueuedPodInfo, Instant)>,
     in_flight: HashMap<String, InFlight>,
-    nominated: HashMap<String, Vec<Arc<PodInfo>>>,
+    nominated: HashMap<String, NominatedPods>,
     nominated_node_of: HashMap<String, String>,
     seq: u64,
     scheduling_cycle: u64,
@@ -690,24 +691,32 @@ fn set_nominated(st: &mut State, info: &Arc<PodInfo>, node: Option<String>) {
     remove_nominated(st, &info.key);
     if let Some(node) = node {
         st.nominated_node_of.insert(info.key.clone(), node.clone());
-        st.nominated.entry(node).or_default().push(info.clone());
+        let mut on: Vec<Arc<PodInfo>> = st
+            .nominated
+            .get(&node)
+            .map(|l| l.to_vec())
+            .unwrap_or_default();
+        on.push(info.clone());
+        st.nominated.insert(node, on.into());
     }
 }
 
 fn remove_nominated(st: &mut State, key: &str) {
     if let Some(node) = st.nominated_node_of.remove(key)
-        && let Some(v) = st.nominated.get_mut(&node)
+        && let Some(on) = st.nominated.get(&node)
     {
-        v.retain(|p| p.key != key);
-        if v.is_empty() {
+        let rest: Vec<Arc<PodInfo>> = on.iter().filter(|p| p.key != key).cloned().collect();
+        if rest.is_empty() {
             st.nominated.remove(&node);
+        } else {
+            st.nominated.insert(node, rest.into());
         }
     }
 }
 
 impl PodNominator for SchedulingQueue {
-    fn nominated_pods_for_node(&self, node: &str) -> Vec<Arc<PodInfo>> {
-        self.lock().nominated.get(node).cloned().unwrap_or_default()
+    fn nominated_pods_for_node(&self, node: &str) -> Option<NominatedPods> {
+        self.lock().nominated.get(node).cloned()
     }
     fn has_nominated_pods(&self) -> bool {
         !self.lock().nominated.is_empty()

@@ -296,6 +296,7 @@ async fn pre_enqueue_gates_until_an_update_lifts_the_gate() {
 fn nominated_names(q: &SchedulingQueue, node: &str) -> Vec<String> {
     q.nominated_pods_for_node(node)
         .iter()
+        .flat_map(|l| l.iter())
         .map(|p| p.key.clone())
         .collect()
 }

@@ -8,8 +8,8 @@ use skiff_client::events::PendingEvent;
 
 use super::{Diagnosis, Framework, PodNominator};
 use crate::framework::{
-    Code, CycleState, DetachedHandle, FrameworkHandle, NodeInfo, PodActivator, PodInfo,
-    PostFilterResult, Snapshot, Status,
+    Code, CycleState, DetachedHandle, FrameworkHandle, NodeInfo, NominatedPods, PodActivator,
+    PodInfo, PostFilterResult, Snapshot, Status,
 };
 use crate::metrics::SchedulerMetrics;
 
@@ -42,11 +42,10 @@ impl FrameworkHandle for CycleHandle<'_> {
         self.snapshot
     }
 
-    fn nominated_pods_for_node(&self, node: &str) -> Vec<Arc<PodInfo>> {
-        match self.nominator {
-            Some(n) if n.has_nominated_pods() => n.nominated_pods_for_node(node),
-            _ => Vec::new(),
-        }
+    fn nominated_pods_for_node(&self, node: &str) -> Option<NominatedPods> {
+        self.nominator
+            .filter(|n| n.has_nominated_pods())
+            .and_then(|n| n.nominated_pods_for_node(node))
     }
 
     fn nominated_node_of(&self, key: &str) -> Option<String> {
@@ -60,8 +59,9 @@ impl FrameworkHandle for CycleHandle<'_> {
         node: &NodeInfo,
     ) -> Status {
         let nominated = self.nominated_pods_for_node(node.name());
+        let nominated = nominated.as_deref().unwrap_or_default();
         self.framework
-            .run_filter_plugins_with_nominated_pods(state, pod, node, &nominated)
+            .run_filter_plugins_with_nominated_pods(state, pod, node, nominated)
     }
 
     fn run_pre_filter_extension_add_pod(

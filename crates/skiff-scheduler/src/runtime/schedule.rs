@@ -11,8 +11,8 @@ use rand::Rng;
 use super::Framework;
 use super::diagnosis::{Diagnosis, FitError};
 use crate::framework::{
-    Code, CycleState, FilterPlugin, MAX_NODE_SCORE, MIN_NODE_SCORE, NodeInfo, NodeScore, PodInfo,
-    PreFilterResult, Snapshot, Status,
+    Code, CycleState, FilterPlugin, MAX_NODE_SCORE, MIN_NODE_SCORE, NodeInfo, NodeScore,
+    NominatedPods, PodInfo, PreFilterResult, Snapshot, Status,
 };
 
 /// Below this many nodes every node is evaluated.
@@ -66,8 +66,8 @@ impl std::fmt::Display for ScheduleError {
 /// Pods nominated to nodes (by preemption) that Filter must take into
 /// account, as upstream's `PodNominator`.
 pub trait PodNominator: Send + Sync {
-    /// Nominated pods on `node`.
-    fn nominated_pods_for_node(&self, node: &str) -> Vec<Arc<PodInfo>>;
+    /// Nominated pods on `node` (None: none).
+    fn nominated_pods_for_node(&self, node: &str) -> Option<NominatedPods>;
     /// Whether any pod is nominated anywhere (fast path).
     fn has_nominated_pods(&self) -> bool;
     /// The node pod `key` is nominated to, as this scheduler last decided
@@ -273,9 +273,9 @@ impl Framework {
         if let Some(node) = nominated_node {
             let nominated = nominator
                 .filter(|nm| nm.has_nominated_pods())
-                .map(|nm| nm.nominated_pods_for_node(node.name()))
-                .unwrap_or_default();
-            let s = self.run_filter_plugins_with_nominated_pods(state, pod, node, &nominated);
+                .and_then(|nm| nm.nominated_pods_for_node(node.name()));
+            let nominated = nominated.as_deref().unwrap_or_default();
+            let s = self.run_filter_plugins_with_nominated_pods(state, pod, node, nominated);
             if s.is_success() {
                 return Ok((vec![node.clone()], diagnosis));
             }
@@ -312,7 +312,8 @@ impl Framework {
             match nominator {
                 Some(nm) => {
                     let nominated = nm.nominated_pods_for_node(node.name());
-                    self.run_filter_plugins_with_nominated_pods(state_ref, pod, node, &nominated)
+                    let nominated = nominated.as_deref().unwrap_or_default();
+                    self.run_filter_plugins_with_nominated_pods(state_ref, pod, node, nominated)
                 }
                 None => run_active_filters(&active, state_ref, pod, node),
             }

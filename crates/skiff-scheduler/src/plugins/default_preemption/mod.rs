@@ -369,7 +369,8 @@ impl DefaultPreemption {
         let priority = pod_priority(&pod.pod);
         let lower_nominated: Vec<Arc<Pod>> = fh
             .nominated_pods_for_node(&c.name)
-            .into_iter()
+            .iter()
+            .flat_map(|l| l.iter())
             .filter(|n| pod_priority(&n.pod) < priority && n.key != pod.key)
             .map(|n| n.pod.clone())
             .collect();

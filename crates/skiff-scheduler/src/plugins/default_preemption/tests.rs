@@ -16,7 +16,8 @@ use super::victims::{Victims, filter_pods_with_pdb_violation, select_victims_on_
 use super::*;
 use crate::config::Profile;
 use crate::framework::{
-    Code, CycleState, FrameworkHandle, NodeInfo, PodInfo, Snapshot, StaticLister, Status,
+    Code, CycleState, FrameworkHandle, NodeInfo, NominatedPods, PodInfo, Snapshot, StaticLister,
+    Status,
 };
 use crate::metrics::SchedulerMetrics;
 use crate::plugins::testing::{node_with_pods, pod, snapshot};
@@ -132,12 +133,14 @@ impl skiff_client::EventSink for Recorder {
 struct Nominated(Vec<(String, Arc<PodInfo>)>);
 
 impl PodNominator for Nominated {
-    fn nominated_pods_for_node(&self, node: &str) -> Vec<Arc<PodInfo>> {
-        self.0
+    fn nominated_pods_for_node(&self, node: &str) -> Option<NominatedPods> {
+        let on: Vec<Arc<PodInfo>> = self
+            .0
             .iter()
             .filter(|(n, _)| n == node)
             .map(|(_, p)| p.clone())
-            .collect()
+            .collect();
+        (!on.is_empty()).then(|| on.into())
     }
     fn has_nominated_pods(&self) -> bool {
         !self.0.is_empty()
@@ -161,7 +164,7 @@ impl FrameworkHandle for TestHandle<'_> {
     fn snapshot(&self) -> &Snapshot {
         self.inner.snapshot()
     }
-    fn nominated_pods_for_node(&self, node: &str) -> Vec<Arc<PodInfo>> {
+    fn nominated_pods_for_node(&self, node: &str) -> Option<NominatedPods> {
         self.inner.nominated_pods_for_node(node)
     }
     fn nominated_node_of(&self, key: &str) -> Option<String> {

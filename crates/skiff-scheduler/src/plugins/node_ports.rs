@@ -14,15 +14,11 @@ use crate::framework::{
 pub const NAME: &str = "NodePorts";
 /// The reason for a conflict.
 pub const ERR_REASON: &str = "node(s) didn't have free ports for the requested pod ports";
-const PRE_FILTER_STATE_KEY: &str = "PreFilterNodePorts";
 const BIND_ALL: &str = "0.0.0.0";
 
 /// Checks host port conflicts.
 #[derive(Debug, Default)]
 pub struct NodePorts;
-
-#[derive(Debug, Clone)]
-struct PreFilterState(Vec<HostPort>);
 
 /// The factory (no args).
 pub fn new(_args: Option<&serde_json::Value>, _handle: &Handle) -> Result<Arc<dyn Plugin>, String> {
@@ -91,28 +87,24 @@ impl Plugin for NodePorts {
 }
 
 impl PreFilterPlugin for NodePorts {
+    /// Skips pods without host ports. The ports themselves need no cycle
+    /// state: [`PodInfo`] holds them.
     fn pre_filter(
         &self,
-        state: &mut CycleState,
+        _state: &mut CycleState,
         pod: &PodInfo,
         _snapshot: &Snapshot,
     ) -> (Option<PreFilterResult>, Status) {
-        let ports = pod.host_ports.clone();
-        if ports.is_empty() {
+        if pod.host_ports.is_empty() {
             return (None, Status::skip());
         }
-        state.write(PRE_FILTER_STATE_KEY, PreFilterState(ports));
         (None, Status::success())
     }
 }
 
 impl FilterPlugin for NodePorts {
-    fn filter(&self, state: &CycleState, pod: &PodInfo, node: &NodeInfo) -> Status {
-        let ok = match state.read::<PreFilterState>(PRE_FILTER_STATE_KEY) {
-            Some(s) => fits(node, &s.0),
-            None => fits(node, &pod.host_ports),
-        };
-        if ok {
+    fn filter(&self, _state: &CycleState, pod: &PodInfo, node: &NodeInfo) -> Status {
+        if fits(node, &pod.host_ports) {
             Status::success()
         } else {
             Status::unschedulable(ERR_REASON)

@@ -3,6 +3,8 @@
 //! from its PriorityClass, or from the global default class; one global
 //! default at a time) and the CertificateSigningRequest requester fields.
 
+use std::sync::Arc;
+
 use serde::Deserialize;
 use serde_json::{Value, json};
 use skiff_api::resources::{self, ResourceInfo};
@@ -40,6 +42,13 @@ struct PriorityClass {
 struct NameOnly {
     #[serde(default)]
     name: Option<String>,
+}
+
+/// PriorityClasses as decoded from the objects at `revisions`.
+#[derive(Debug, Default)]
+pub(super) struct SeenClasses {
+    revisions: Vec<i64>,
+    classes: Arc<[PriorityClass]>,
 }
 
 impl PriorityClass {
@@ -104,9 +113,9 @@ impl Registry {
     /// Every PriorityClass: from the watch cache (as upstream's admission
     /// reads its informer, but after this server's own latest class write)
     /// unless `fresh` or the cache is not ready.
-    async fn priority_classes(&self, fresh: bool) -> Result<Vec<PriorityClass>, ApiError> {
+    async fn priority_classes(&self, fresh: bool) -> Result<Arc<[PriorityClass]>, ApiError> {
         let Some(pcs) = resources::by_gvr("scheduling.k8s.io", "v1", "priorityclasses") else {
-            return Ok(Vec::new());
+            return Ok(Arc::from([]));
         };
         let written = self
             .priority_class_written
@@ -126,11 +135,24 @@ impl Registry {
                 0,
             );
             if let Some(page) = cached {
-                return page
-                    .items
-                    .iter()
-                    .map(|o| PriorityClass::decode(&o.json))
-                    .collect();
+                // Decoded again only when some class changed.
+                let revisions: Vec<i64> = page.items.iter().map(|o| o.revision()).collect();
+                let mut seen = self
+                    .priority_classes_seen
+                    .lock()
+                    .unwrap_or_else(std::sync::PoisonError::into_inner);
+                if seen.revisions != revisions {
+                    let classes = page
+                        .items
+                        .iter()
+                        .map(|o| PriorityClass::decode(&o.json))
+                        .collect::<Result<Vec<_>, _>>()?;
+                    *seen = SeenClasses {
+                        revisions,
+                        classes: classes.into(),
+                    };
+                }
+                return Ok(seen.classes.clone());
             }
         }
         let page = self
@@ -141,7 +163,8 @@ impl Registry {
         page.kvs
             .iter()
             .map(|kv| PriorityClass::decode(&kv.value))
-            .collect()
+            .collect::<Result<Vec<_>, _>>()
+            .map(Arc::from)
     }
 
     /// Sets `spec.priority` and `spec.preemptionPolicy` from the pod's

@@ -63,6 +63,9 @@ pub struct Registry {
     /// waits for the watch cache to reach it, so a pod created right after
     /// a class sees that class (read-your-writes on one server).
     priority_class_written: std::sync::Arc<std::sync::atomic::AtomicI64>,
+    /// The PriorityClasses pod admission last decoded from the watch
+    /// cache, with the revisions of the objects they were decoded from.
+    priority_classes_seen: std::sync::Arc<std::sync::Mutex<admission::SeenClasses>>,
 }
 
 /// How long a deleted namespace is looked up live (upstream's
@@ -103,6 +106,7 @@ impl Registry {
             kubelet_client: None,
             deleted_namespaces: std::sync::Arc::default(),
             priority_class_written: std::sync::Arc::default(),
+            priority_classes_seen: std::sync::Arc::default(),
         }
     }
 

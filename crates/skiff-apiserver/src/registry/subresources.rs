@@ -28,15 +28,63 @@ fn created_status() -> Response<Body> {
     )
 }
 
-/// The subresource body's name must be the URL's.
-fn check_body_name(obj: &Value, name: &str, what: &str) -> Result<(), ApiError> {
-    let given = meta::meta_str(obj, "name");
+/// The subresource body's name (`given`) must be the URL's.
+fn check_body_name(given: &str, name: &str, what: &str) -> Result<(), ApiError> {
     if !given.is_empty() && given != name {
         return Err(ApiError::BadRequest(format!(
             "name in URL does not match name in {what} object"
         )));
     }
     Ok(())
+}
+
+/// Of a `Binding` body, what binding reads (the scheduler sends one per
+/// pod, so no `Value` tree is built for it).
+#[derive(serde::Deserialize)]
+struct BindingBody {
+    #[serde(default)]
+    metadata: Option<BindingMeta>,
+    #[serde(default)]
+    target: Option<BindingTarget>,
+}
+
+#[derive(serde::Deserialize, Default)]
+struct BindingMeta {
+    #[serde(default)]
+    name: Option<String>,
+    #[serde(default)]
+    annotations: Option<serde_json::Map<String, Value>>,
+}
+
+#[derive(serde::Deserialize, Default)]
+struct BindingTarget {
+    #[serde(default)]
+    kind: Option<String>,
+    #[serde(default)]
+    name: Option<String>,
+}
+
+impl BindingBody {
+    fn decode(body: &[u8], format: body::BodyFormat) -> Result<BindingBody, ApiError> {
+        let bad = |e: serde_json::Error| {
+            ApiError::BadRequest(format!(
+                "the object provided is unrecognized (must be of type JSON): {e}"
+            ))
+        };
+        match format {
+            body::BodyFormat::Json => {
+                if body.iter().find(|b| !b.is_ascii_whitespace()) != Some(&b'{') {
+                    // What the generic decode says of valid JSON that is not
+                    // an object, and of what is not JSON.
+                    body::decode_object(body, format)?;
+                }
+                serde_json::from_slice(body).map_err(bad)
+            }
+            body::BodyFormat::Yaml => {
+                serde_json::from_value(body::decode_object(body, format)?.value).map_err(bad)
+            }
+        }
+    }
 }
 
 impl Registry {
@@ -48,15 +96,16 @@ impl Registry {
         name: &str,
     ) -> Result<Response<Body>, ApiError> {
         let info = call.info;
-        let binding = body::decode_object(&call.body, call.format)?.value;
-        check_body_name(&binding, name, "Binding")?;
-        let target = binding.get("target").cloned().unwrap_or_default();
-        let node = target.get("name").and_then(Value::as_str).unwrap_or("");
+        let binding = BindingBody::decode(&call.body, call.format)?;
+        let meta = binding.metadata.unwrap_or_default();
+        check_body_name(meta.name.as_deref().unwrap_or(""), name, "Binding")?;
+        let target = binding.target.unwrap_or_default();
+        let node = target.name.as_deref().unwrap_or("");
         let mut errors = ErrorList::new();
         if node.is_empty() {
             errors.push(FieldError::required(&Path::new("target.name"), ""));
         }
-        match target.get("kind").and_then(Value::as_str) {
+        match target.kind.as_deref() {
             None | Some("" | "Node") => {}
             Some(kind) => errors.push(FieldError::not_supported(
                 &Path::new("target.kind"),
@@ -72,11 +121,7 @@ impl Registry {
                 errors,
             });
         }
-        let annotations = binding
-            .pointer("/metadata/annotations")
-            .and_then(Value::as_object)
-            .cloned()
-            .unwrap_or_default();
+        let annotations = meta.annotations.unwrap_or_default();
         let key = info.key(call.req.namespace.as_deref(), name);
         let dry_run = dry_run(call.query)?;
         let pod_name = format!("{}/{name}", call.req.namespace.as_deref().unwrap_or(""));
@@ -153,7 +198,7 @@ impl Registry {
     ) -> Result<Response<Body>, ApiError> {
         let info = call.info;
         let eviction = body::decode_object(&call.body, call.format)?.value;
-        check_body_name(&eviction, name, "Eviction")?;
+        check_body_name(meta::meta_str(&eviction, "name"), name, "Eviction")?;
         let ns = call.req.namespace.as_deref().unwrap_or("");
         let pod = decode(&self.current(info, &info.key(Some(ns), name), name).await?)?;
         let exempt = !meta::meta_str(&pod, "deletionTimestamp").is_empty()
@@ -339,7 +384,7 @@ impl Registry {
                             .map_err(patch_error)?
                     }
                 };
-                check_body_name(&wanted, name, "Scale")?;
+                check_body_name(meta::meta_str(&wanted, "name"), name, "Scale")?;
                 let replicas = wanted.pointer("/spec/replicas");
                 let replicas = match replicas {
                     None | Some(Value::Null) => 0,
@@ -385,7 +430,7 @@ impl Registry {
     ) -> Result<Response<Body>, ApiError> {
         let info = call.info;
         let wanted = body::decode_object(&call.body, call.format)?.value;
-        check_body_name(&wanted, name, "Namespace")?;
+        check_body_name(meta::meta_str(&wanted, "name"), name, "Namespace")?;
         let finalizers = wanted
             .pointer("/spec/finalizers")
             .cloned()
@@ -571,6 +616,45 @@ fn unhealthy_pod_may_go(pdb: &Value, pod: &Value) -> bool {
 #[allow(clippy::unwrap_used)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_binding_body_decodes_as_json_or_yaml_and_only_as_an_object() {
+        let json = br#" {"metadata":{"name":"p","annotations":{"a":"b"}},"target":{"kind":"Node","name":"n1"}}"#;
+        let b = BindingBody::decode(json, body::BodyFormat::Json).unwrap();
+        let meta = b.metadata.unwrap();
+        assert_eq!(meta.name.as_deref(), Some("p"));
+        assert_eq!(meta.annotations.unwrap()["a"], "b");
+        let target = b.target.unwrap();
+        assert_eq!(
+            (target.kind.as_deref(), target.name.as_deref()),
+            (Some("Node"), Some("n1"))
+        );
+        let yaml = b"metadata:\n  name: p\ntarget:\n  name: n2\n";
+        let b = BindingBody::decode(yaml, body::BodyFormat::Yaml).unwrap();
+        assert_eq!(b.target.unwrap().name.as_deref(), Some("n2"));
+        // Nulls read as absent.
+        let b = BindingBody::decode(
+            br#"{"metadata":null,"target":{"name":null}}"#,
+            body::BodyFormat::Json,
+        )
+        .unwrap();
+        assert!(b.metadata.is_none() && b.target.unwrap().name.is_none());
+        for (bad, says) in [
+            (&b"[1]"[..], "must be a JSON object"),
+            (b"nope", "must be of type JSON"),
+            (br#"{"target":{"name":5}}"#, "must be of type JSON"),
+            (br#"{"target":{}} x"#, "must be of type JSON"),
+        ] {
+            let err = BindingBody::decode(bad, body::BodyFormat::Json)
+                .err()
+                .unwrap();
+            assert!(
+                matches!(&err, ApiError::BadRequest(m) if m.contains(says)),
+                "{}: {err:?}",
+                String::from_utf8_lossy(bad)
+            );
+        }
+    }
 
     #[test]
     fn scale_of_deployments_and_replication_controllers() {

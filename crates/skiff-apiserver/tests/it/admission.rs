@@ -5,7 +5,7 @@ use crate::support;
 
 use k8s_openapi::api::core::v1::Pod;
 use k8s_openapi::api::scheduling::v1::PriorityClass;
-use kube::api::{Api, PostParams};
+use kube::api::{Api, Patch, PatchParams, PostParams};
 use serde_json::json;
 
 fn pod(name: &str, class: Option<&str>) -> Pod {
@@ -96,6 +96,20 @@ async fn pods_get_priority_from_their_class() {
         "{}",
         status.message
     );
+
+    // A class that stops being the default stops being used as one.
+    classes
+        .patch(
+            "high",
+            &PatchParams::default(),
+            &Patch::Merge(json!({"globalDefault": false})),
+        )
+        .await
+        .unwrap();
+    let after = pods.create(&pp, &pod("after", None)).await.unwrap();
+    let spec = after.spec.unwrap();
+    assert_eq!(spec.priority, Some(0));
+    assert_eq!(spec.priority_class_name, None);
     server.shutdown().await;
 }
 

@@ -77,11 +77,13 @@ pub struct BenchArgs {
     workloads: Vec<String>,
     /// Pod creations in flight at once: enough that pods wait for the
     /// scheduler rather than the scheduler for pods, so that pods/s is the
-    /// scheduler's. On two cores SchedulingBasic's pods/s rose with every
-    /// creation added up to about 128 in flight and not beyond (32: 2,900;
-    /// 64: 4,400; 96: 5,500; 128 and 256: 5,800): below that it measured
-    /// the create round trip.
-    #[arg(long, default_value_t = 128)]
+    /// scheduler's. On two cores SchedulingBasic's pods/s rises with every
+    /// creation added up to about 256 in flight and not beyond (64: 4,900;
+    /// 128: 5,500; 192: 5,650; 256 and 384: 5,950, medians of 2 to 4
+    /// runs): with fewer, the scheduler's queue keeps running empty and
+    /// pods/s measures the create round trip. Latency grows with the
+    /// queue: p50 is about 70 ms at 128 and 180 ms at 256.
+    #[arg(long, default_value_t = 256)]
     clients: usize,
     /// Give up on a workload when no pod gets bound for this long.
     #[arg(long, default_value = "30s", value_parser = crate::server::parse_positive_duration)]

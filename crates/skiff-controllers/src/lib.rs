@@ -4,6 +4,7 @@
 
 pub mod apierrors;
 pub mod cached_pod;
+pub mod consistency;
 pub mod controller;
 pub mod controllerref;
 pub mod cronjob;

@@ -24,6 +24,7 @@ use kube::runtime::reflector::{ObjectRef, Store};
 use skiff_client::EventSink;
 
 use crate::cached_pod::CachedPod;
+use crate::consistency::OwnWrites;
 use crate::expectations::ControllerExpectations;
 use crate::informer::{ControllerIndex, InformerFactory, NamespaceIndex, ResourceEventHandler};
 use crate::podutil::{controller_of, key_of};
@@ -98,6 +99,9 @@ pub struct JobController {
     pub(crate) expectations: Arc<ControllerExpectations>,
     pub(crate) finalizer_expectations: FinalizerExpectations,
     pub(crate) backoff: Mutex<HashMap<String, BackoffRecord>>,
+    /// This controller's latest status write per Job: a sync waits until
+    /// the Job informer shows it.
+    pub(crate) own_writes: OwnWrites,
     pub(crate) events: Arc<dyn EventSink>,
 }
 
@@ -126,6 +130,7 @@ impl JobController {
             expectations: Arc::new(ControllerExpectations::new()),
             finalizer_expectations: FinalizerExpectations::default(),
             backoff: Mutex::new(HashMap::new()),
+            own_writes: OwnWrites::default(),
             events,
         });
         job_informer.add_event_handler(Arc::new(JobHandler(c.clone())));
@@ -199,6 +204,7 @@ impl ResourceEventHandler<Job> for JobHandler {
         let key = key_of(&job.metadata);
         c.expectations.delete_expectations(&key);
         c.finalizer_expectations.forget(&key);
+        c.own_writes.forget(&key);
         c.queue.add(key);
         // Its pods may still carry the finalizer: free them.
         let ns = job.metadata.namespace.as_deref().unwrap_or("");

@@ -119,6 +119,11 @@ fn len32(n: usize) -> i32 {
     i32::try_from(n).unwrap_or(i32::MAX)
 }
 
+/// How long a sync waits for the Job informer to show this controller's
+/// own status write before it looks again (the write's event usually
+/// requeues the Job first).
+const OWN_WRITE_WAIT: Duration = Duration::from_secs(1);
+
 /// The interim failure condition (the Job turns Failed once its pods are
 /// gone).
 fn failure_target(reason: &str, message: &str, now: Timestamp) -> JobCondition {
@@ -163,9 +168,19 @@ impl JobController {
             tracing::debug!(key, "job deleted");
             self.expectations.delete_expectations(key);
             self.finalizer_expectations.forget(key);
+            self.own_writes.forget(key);
             self.backoff_forget(key);
             return Ok(Action::Await);
         };
+        if !self.own_writes.caught_up(key, &job.metadata) {
+            // The informer still has the Job from before this controller's
+            // last status write, while the pods may already show what
+            // followed it (finalizers removed): the indexes and counts
+            // read now would be the older ones. The write's event brings
+            // the Job back; the requeue is a fallback.
+            tracing::debug!(key, "job informer behind this controller's status write");
+            return Ok(Action::RequeueAfter(OWN_WRITE_WAIT));
+        }
         if status::is_job_finished(&job) {
             self.backoff_forget(key);
             return Ok(Action::Await);

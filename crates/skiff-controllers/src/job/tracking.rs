@@ -346,6 +346,7 @@ impl JobController {
             .await
         {
             Ok(updated) => {
+                self.own_writes.record(&ctx.key, &updated.metadata);
                 ctx.job.metadata = updated.metadata;
                 Ok(())
             }

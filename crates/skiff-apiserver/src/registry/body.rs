@@ -55,21 +55,23 @@ pub fn decode_object(body: &[u8], format: BodyFormat) -> Result<Decoded, ApiErro
     Ok(decoded)
 }
 
+/// The 400 for a body that does not decode (upstream's wording).
+pub fn unrecognized(e: serde_json::Error) -> ApiError {
+    ApiError::BadRequest(format!(
+        "the object provided is unrecognized (must be of type JSON): {e}"
+    ))
+}
+
 /// Decodes JSON, noting duplicate keys (the last one wins), in one pass.
 pub fn decode_json(body: &[u8]) -> Result<Decoded, ApiError> {
-    let bad = |e: serde_json::Error| {
-        ApiError::BadRequest(format!(
-            "the object provided is unrecognized (must be of type JSON): {e}"
-        ))
-    };
     let mut duplicates = Vec::new();
     let mut de = serde_json::Deserializer::from_slice(body);
     let value = ValueSeed {
         found: &mut duplicates,
     }
     .deserialize(&mut de)
-    .map_err(bad)?;
-    de.end().map_err(bad)?;
+    .map_err(unrecognized)?;
+    de.end().map_err(unrecognized)?;
     Ok(Decoded { value, duplicates })
 }
 

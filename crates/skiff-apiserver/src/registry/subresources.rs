@@ -66,11 +66,6 @@ struct BindingTarget {
 
 impl BindingBody {
     fn decode(body: &[u8], format: body::BodyFormat) -> Result<BindingBody, ApiError> {
-        let bad = |e: serde_json::Error| {
-            ApiError::BadRequest(format!(
-                "the object provided is unrecognized (must be of type JSON): {e}"
-            ))
-        };
         match format {
             body::BodyFormat::Json => {
                 if body.iter().find(|b| !b.is_ascii_whitespace()) != Some(&b'{') {
@@ -78,10 +73,11 @@ impl BindingBody {
                     // an object, and of what is not JSON.
                     body::decode_object(body, format)?;
                 }
-                serde_json::from_slice(body).map_err(bad)
+                serde_json::from_slice(body).map_err(body::unrecognized)
             }
             body::BodyFormat::Yaml => {
-                serde_json::from_value(body::decode_object(body, format)?.value).map_err(bad)
+                serde_json::from_value(body::decode_object(body, format)?.value)
+                    .map_err(body::unrecognized)
             }
         }
     }
